@@ -1,0 +1,27 @@
+"""The ``rig`` command: cameras, rails, and capture sessions.
+
+Each area registers its own Typer sub-app here; this module only assembles them.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from stacker.cliutil import run_app
+
+app = typer.Typer(
+    name="rig",
+    help="Tethered focus-stacking rig: drive a camera and a focus rail, shoot and stack live.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    run_app(app, "rig")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""The focuser contract shared by focus rails and a camera's lens motor.
+
+A shot plan does not care what moves focus: a GRBL rail, a Marlin board, the in-process
+simulator or the lens's own autofocus motor all satisfy :class:`Focuser`. Positions are in the
+focuser's ``units``: micrometres for rails (drivers convert to the millimetres G-code speaks),
+lens steps for a camera's motor, which has no absolute scale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+Units = Literal["um", "steps"]
+
+
+@dataclass(frozen=True)
+class FocuserCapabilities:
+    """What a focuser can do, so plans and the CLI can refuse what it cannot."""
+
+    absolute: bool
+    """True when the focuser knows where it is (after homing, for rails that home)."""
+    units: Units = "um"
+    can_home: bool = False
+    min_position: float | None = None
+    """Soft limits in ``units``; ``None`` where the focuser has none."""
+    max_position: float | None = None
+
+
+@runtime_checkable
+class Focuser(Protocol):
+    """Something that moves the plane of focus. Every motion call returns once motion is done.
+
+    ``move_to``/``move_by`` return only after the motion is complete and the settle delay has
+    passed; ``stop`` halts at once and leaves the device safe (the bluesky meaning of
+    ``stop(success=False)``).
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def capabilities(self) -> FocuserCapabilities: ...
+
+    @property
+    def position(self) -> float: ...
+
+    def move_to(self, position: float) -> None: ...
+
+    def move_by(self, delta: float) -> None: ...
+
+    def home(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,165 @@
+"""EXIF and ICC profile carry-over from a reference frame to a stacked result.
+
+JPEG keeps them in APP1 (``Exif``) and APP2 (``ICC_PROFILE``) segments, PNG in ``eXIf`` and
+``iCCP`` chunks, TIFF in tag 34675 (ICC). Frames are read with their EXIF orientation already
+applied, so the copied EXIF's orientation tag is reset to 1 (upright) to avoid a double rotation.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+_ICC_SIG = b"ICC_PROFILE\x00"
+_EXIF_SIG = b"Exif\x00\x00"
+_PNG_SIG = b"\x89PNG\r\n\x1a\n"
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """Raw EXIF (TIFF-structured, without the ``Exif\\0\\0`` prefix) and ICC profile bytes."""
+
+    exif: bytes | None = None
+    icc: bytes | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.exif or self.icc)
+
+
+def read_metadata(path: Path) -> Metadata:
+    """Metadata of an image file; empty where the file has none or is not parseable."""
+    try:
+        head = path.read_bytes()
+    except OSError:
+        return Metadata()
+    if head[:2] == b"\xff\xd8":
+        return _jpeg_metadata(head)
+    if head[:8] == _PNG_SIG:
+        return _png_metadata(head)
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return _tiff_metadata(path)
+    return Metadata()
+
+
+def _jpeg_segments(data: bytes):
+    i = 2
+    while i + 4 <= len(data) and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker in (0xD9, 0xDA):  # end of image, start of scan: no more metadata
+            return
+        length = struct.unpack(">H", data[i + 2 : i + 4])[0]
+        yield i, marker, data[i + 4 : i + 2 + length]
+        i += 2 + length
+
+
+def _jpeg_metadata(data: bytes) -> Metadata:
+    exif = None
+    icc_parts: dict[int, bytes] = {}
+    for _, marker, payload in _jpeg_segments(data):
+        if marker == 0xE1 and payload.startswith(_EXIF_SIG) and exif is None:
+            exif = payload[len(_EXIF_SIG) :]
+        elif marker == 0xE2 and payload.startswith(_ICC_SIG):
+            icc_parts[payload[len(_ICC_SIG)]] = payload[len(_ICC_SIG) + 2 :]
+    icc = b"".join(icc_parts[k] for k in sorted(icc_parts)) if icc_parts else None
+    return Metadata(exif=exif, icc=icc)
+
+
+def _png_chunks(data: bytes):
+    i = 8
+    while i + 8 <= len(data):
+        length, ctype = struct.unpack(">I4s", data[i : i + 8])
+        yield i, ctype, data[i + 8 : i + 8 + length]
+        i += 12 + length
+
+
+def _png_metadata(data: bytes) -> Metadata:
+    exif = icc = None
+    for _, ctype, payload in _png_chunks(data):
+        if ctype == b"eXIf":
+            exif = payload
+        elif ctype == b"iCCP":
+            name_end = payload.index(b"\x00")
+            try:
+                icc = zlib.decompress(payload[name_end + 2 :])
+            except zlib.error:
+                icc = None
+    return Metadata(exif=exif, icc=icc)
+
+
+def _tiff_metadata(path: Path) -> Metadata:
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            tag = tif.pages[0].tags.get(34675)  # type: ignore[union-attr]
+            icc = bytes(tag.value) if tag is not None else None
+    except Exception:
+        icc = None
+    return Metadata(icc=icc)
+
+
+def upright_exif(exif: bytes) -> bytes:
+    """Return ``exif`` with IFD0's orientation tag (0x0112) set to 1, if present."""
+    if len(exif) < 8 or exif[:2] not in (b"II", b"MM"):
+        return exif
+    end = "<" if exif[:2] == b"II" else ">"
+    buf = bytearray(exif)
+    try:
+        ifd = struct.unpack(end + "I", exif[4:8])[0]
+        count = struct.unpack(end + "H", exif[ifd : ifd + 2])[0]
+        for k in range(count):
+            entry = ifd + 2 + 12 * k
+            tag = struct.unpack(end + "H", exif[entry : entry + 2])[0]
+            if tag == 0x0112:
+                buf[entry + 8 : entry + 10] = struct.pack(end + "H", 1)
+                break
+    except (struct.error, IndexError):
+        return exif
+    return bytes(buf)
+
+
+def embed_metadata(data: bytes, ext: str, meta: Metadata) -> bytes:
+    """Insert ``meta`` into an encoded JPEG or PNG; other formats are returned unchanged."""
+    ext = ext.lower()
+    if ext in (".jpg", ".jpeg"):
+        return _embed_jpeg(data, meta)
+    if ext == ".png":
+        return _embed_png(data, meta)
+    return data
+
+
+def _embed_jpeg(data: bytes, meta: Metadata) -> bytes:
+    segments = []
+    if meta.exif and len(meta.exif) + len(_EXIF_SIG) + 2 <= 0xFFFF:
+        payload = _EXIF_SIG + upright_exif(meta.exif)
+        segments.append(b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload)
+    if meta.icc:
+        step = 0xFFFF - 2 - len(_ICC_SIG) - 2
+        parts = [meta.icc[i : i + step] for i in range(0, len(meta.icc), step)]
+        for n, part in enumerate(parts, 1):
+            payload = _ICC_SIG + bytes([n, len(parts)]) + part
+            segments.append(b"\xff\xe2" + struct.pack(">H", len(payload) + 2) + payload)
+    # after SOI and a leading JFIF APP0, as readers expect
+    pos = 2
+    for start, marker, payload in _jpeg_segments(data):
+        if marker == 0xE0:
+            pos = start + 4 + len(payload)
+        break
+    return data[:pos] + b"".join(segments) + data[pos:]
+
+
+def _png_chunk(ctype: bytes, payload: bytes) -> bytes:
+    crc = zlib.crc32(ctype + payload) & 0xFFFFFFFF
+    return struct.pack(">I", len(payload)) + ctype + payload + struct.pack(">I", crc)
+
+
+def _embed_png(data: bytes, meta: Metadata) -> bytes:
+    chunks = []
+    if meta.icc:
+        chunks.append(_png_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(meta.icc)))
+    if meta.exif:
+        chunks.append(_png_chunk(b"eXIf", upright_exif(meta.exif)))
+    ihdr_end = 8 + 12 + struct.unpack(">I", data[8:12])[0]
+    return data[:ihdr_end] + b"".join(chunks) + data[ihdr_end:]
