@@ -1,0 +1,339 @@
+"""Shot plans: where focus goes for each frame, and how long to wait around each shot.
+
+A :class:`ShotPlan` is frozen data, saved with a session as ``plan.json``. Every position has a
+1-based ``index`` that names its frame (``frame_0001``) and is the resume key: a session is done
+when every index has exactly one frame on disk.
+
+Positions are in the focuser's units: micrometres for a rail, ``steps`` for a camera's lens
+motor (which has no absolute scale). The step can be given directly, derived from a frame
+count, or computed from the optics:
+
+* macro lens, total depth of field ``DOF = 2·c·N·(m+1)/m²`` (c: circle of confusion, default
+  0.015 mm; N: f-number; m: magnification);
+* microscope objective, ``DOF ≈ λ/NA²`` with λ = 0.55 µm;
+
+and the step is ``DOF·(1 - overlap)`` so neighbouring frames share some sharp depth.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal
+
+from rig.errors import RigError
+from rig.units import UnitError, format_length, parse_length
+
+Direction = Literal["near-to-far", "far-to-near"]
+PlanUnits = Literal["um", "steps"]
+
+PLAN_FORMAT = 1
+DEFAULT_COC_MM = 0.015
+WAVELENGTH_MM = 0.00055
+MAX_FRAMES = 10_000
+
+
+class PlanError(RigError):
+    """A shot plan value that makes no sense (negative step, zero range, unknown unit)."""
+
+
+@dataclass(frozen=True)
+class ShotPosition:
+    """One planned frame: its 1-based ``index`` (the resume key) and the focus ``position``."""
+
+    index: int
+    position: float
+
+    @property
+    def stem(self) -> str:
+        """File stem of this frame, ``frame_0001`` for index 1."""
+        return frame_stem(self.index)
+
+
+def frame_stem(index: int) -> str:
+    """The file stem used for frame ``index`` (1-based): ``frame_0001``."""
+    return f"frame_{index:04d}"
+
+
+@dataclass(frozen=True)
+class OpticsStep:
+    """How a depth-of-field step was derived, kept so the plan can explain itself."""
+
+    depth_of_field_um: float
+    overlap: float
+    magnification: float | None = None
+    f_number: float | None = None
+    coc_mm: float | None = None
+    numerical_aperture: float | None = None
+
+    def describe(self) -> str:
+        """One line: the optics and the depth of field they give."""
+        if self.numerical_aperture is not None:
+            optics = f"objective NA {self.numerical_aperture:g}"
+        else:
+            optics = f"{self.magnification:g}:1 at f/{self.f_number:g}, CoC {self.coc_mm:g} mm"
+        return (
+            f"{optics}: depth of field {format_length(self.depth_of_field_um)}, "
+            f"{self.overlap:.0%} overlap"
+        )
+
+
+@dataclass(frozen=True)
+class ShotPlan:
+    """A focus bracket: positions from ``near`` to ``far`` every ``step``, plus timing.
+
+    ``near``/``far`` are the two ends of the range in the focuser's ``units``; ``direction``
+    says which end is shot first. ``frames`` is the number of positions, both ends included;
+    with a step that does not divide the range, the last position goes up to one step past
+    ``far`` so the whole range is covered (a stack that stops short leaves the far end soft).
+    """
+
+    near: float
+    far: float
+    step: float
+    frames: int
+    units: PlanUnits = "um"
+    direction: Direction = "near-to-far"
+    settle_s: float = 0.5
+    """Wait after each move before the shutter, for vibration to die down."""
+    exposure_delay_s: float = 0.0
+    """Extra wait between the settle and the shutter (mirror-up, anti-shock)."""
+    flash_recycle_s: float = 0.0
+    """Minimum time between two shutter releases, for the flash to recharge."""
+    return_to_start: bool = True
+    optics: OpticsStep | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("near", "far", "step", "settle_s", "exposure_delay_s", "flash_recycle_s"):
+            value = getattr(self, name)
+            if not math.isfinite(value):
+                raise PlanError(f"plan {name} is {value}: give a finite number")
+        if self.step <= 0 and self.frames > 1:
+            raise PlanError(f"step {self.step:g} {self.units} must be positive")
+        if not 1 <= self.frames <= MAX_FRAMES:
+            raise PlanError(f"{self.frames} frames: a plan takes 1 to {MAX_FRAMES} frames")
+        for name in ("settle_s", "exposure_delay_s", "flash_recycle_s"):
+            if getattr(self, name) < 0:
+                raise PlanError(
+                    f"plan {name} is {getattr(self, name):g} s: delays cannot be negative"
+                )
+        if self.units not in ("um", "steps"):
+            raise PlanError(f"plan units '{self.units}': use 'um' or 'steps'")
+        if self.direction not in ("near-to-far", "far-to-near"):
+            raise PlanError(f"direction '{self.direction}': use near-to-far or far-to-near")
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def from_step(
+        cls, near: float, far: float, step: float, *, units: PlanUnits = "um", **timing: Any
+    ) -> ShotPlan:
+        """Positions every ``step`` from ``near`` through ``far`` (covering ``far``)."""
+        if not step > 0:
+            raise PlanError(f"step {step:g} {units}: give a positive step")
+        span = abs(far - near)
+        frames = math.ceil(span / step - 1e-9) + 1
+        if frames > MAX_FRAMES:
+            raise PlanError(
+                f"a step of {_fmt(step, units)} over {_fmt(span, units)} gives {frames} frames: "
+                f"more than {MAX_FRAMES}; use a bigger step"
+            )
+        return cls(near=near, far=far, step=step, frames=frames, units=units, **timing)
+
+    @classmethod
+    def from_frames(
+        cls, near: float, far: float, frames: int, *, units: PlanUnits = "um", **timing: Any
+    ) -> ShotPlan:
+        """``frames`` positions evenly spaced from ``near`` to ``far``, both ends included."""
+        if frames < 1:
+            raise PlanError(f"{frames} frames: give at least 1")
+        span = abs(far - near)
+        if frames == 1:
+            if span:
+                raise PlanError("one frame cannot cover a range: give 2 frames or more")
+            return cls(near=near, far=far, step=0.0, frames=1, units=units, **timing)
+        if span == 0:
+            raise PlanError(f"--from and --to are both {_fmt(near, units)}: give a range")
+        return cls(
+            near=near, far=far, step=span / (frames - 1), frames=frames, units=units, **timing
+        )
+
+    @classmethod
+    def from_optics(
+        cls,
+        near: float,
+        far: float,
+        *,
+        magnification: float | None = None,
+        f_number: float | None = None,
+        numerical_aperture: float | None = None,
+        coc_mm: float = DEFAULT_COC_MM,
+        overlap: float = 0.2,
+        **timing: Any,
+    ) -> ShotPlan:
+        """The step from the optics' depth of field, ``DOF·(1 - overlap)`` (rails only, µm)."""
+        optics = optics_step(
+            magnification=magnification,
+            f_number=f_number,
+            numerical_aperture=numerical_aperture,
+            coc_mm=coc_mm,
+            overlap=overlap,
+        )
+        step = optics.depth_of_field_um * (1.0 - overlap)
+        plan = cls.from_step(near, far, step, units="um", **timing)
+        return replace(plan, optics=optics)
+
+    # ----------------------------------------------------------------- use
+    @property
+    def start(self) -> float:
+        """The position shot first."""
+        return self.near if self.direction == "near-to-far" else self.far
+
+    @property
+    def span(self) -> float:
+        """Distance covered from the first to the last position."""
+        return self.step * (self.frames - 1)
+
+    def positions(self) -> tuple[ShotPosition, ...]:
+        """Every planned frame in shooting order, indexed from 1."""
+        sign = 1.0 if self.far >= self.near else -1.0
+        along = [self.near + sign * self.step * i for i in range(self.frames)]
+        if self.direction == "far-to-near":
+            along.reverse()
+        return tuple(ShotPosition(index=i + 1, position=round(p, 6)) for i, p in enumerate(along))
+
+    def position_of(self, index: int) -> float:
+        """The focus position of frame ``index`` (1-based)."""
+        if not 1 <= index <= self.frames:
+            raise PlanError(f"frame {index} is outside this plan's 1..{self.frames}")
+        return self.positions()[index - 1].position
+
+    def estimate_duration(
+        self,
+        *,
+        speed_per_s: float = 2000.0,
+        capture_s: float = 1.5,
+        remaining: int | None = None,
+    ) -> float:
+        """Seconds to shoot the plan (or its last ``remaining`` frames).
+
+        ``speed_per_s`` is the focuser's speed in plan units per second and ``capture_s`` the
+        time one shot takes from shutter to file on disk.
+        """
+        n = self.frames if remaining is None else max(0, min(remaining, self.frames))
+        if n == 0:
+            return 0.0
+        per_frame_move = self.step / speed_per_s if speed_per_s > 0 else 0.0
+        shoot = max(capture_s, self.flash_recycle_s)
+        total = n * (per_frame_move + self.settle_s + self.exposure_delay_s + shoot)
+        if self.return_to_start and speed_per_s > 0:
+            total += self.span / speed_per_s
+        return total
+
+    # ----------------------------------------------------------------- JSON
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict; :meth:`from_dict` reads it back."""
+        data = asdict(self)
+        data["format"] = PLAN_FORMAT
+        if self.optics is None:
+            data.pop("optics")
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "plan") -> ShotPlan:
+        """Read a plan dict, naming ``source`` in a one-line error when it is malformed."""
+        if not isinstance(data, Mapping):
+            raise PlanError(f"{source}: a plan is a JSON object")
+        fmt = data.get("format", PLAN_FORMAT)
+        if fmt != PLAN_FORMAT:
+            raise PlanError(
+                f"{source}: plan format {fmt} is not supported (expected {PLAN_FORMAT})"
+            )
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(data) - known - {"format"})
+        if unknown:
+            raise PlanError(f"{source}: unknown plan field(s) {', '.join(unknown)}")
+        kwargs = {k: v for k, v in data.items() if k in known}
+        if kwargs.get("optics") is not None:
+            try:
+                kwargs["optics"] = OpticsStep(**kwargs["optics"])
+            except TypeError as exc:
+                raise PlanError(f"{source}: bad optics block ({exc})") from None
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:
+            raise PlanError(f"{source}: incomplete plan ({exc})") from None
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str = "plan.json") -> ShotPlan:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise PlanError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        return cls.from_dict(data, source=source)
+
+    def describe(self) -> str:
+        """One line: count, step and range, for logs and the plan table's title."""
+        first, last = self.positions()[0].position, self.positions()[-1].position
+        return (
+            f"{self.frames} frames, step {_fmt(self.step, self.units)}, "
+            f"{_fmt(first, self.units)} → {_fmt(last, self.units)} ({self.direction})"
+        )
+
+
+def optics_step(
+    *,
+    magnification: float | None = None,
+    f_number: float | None = None,
+    numerical_aperture: float | None = None,
+    coc_mm: float = DEFAULT_COC_MM,
+    overlap: float = 0.2,
+) -> OpticsStep:
+    """Depth of field for a macro lens (``m`` and ``N``) or a microscope objective (``NA``)."""
+    if not 0.0 <= overlap < 1.0:
+        raise PlanError(f"overlap {overlap:g}: give a fraction from 0 to below 1 (e.g. 0.2)")
+    if numerical_aperture is not None:
+        if magnification is not None or f_number is not None:
+            raise PlanError("give either an objective's NA or magnification and f-number, not both")
+        if not 0 < numerical_aperture <= 1.6:
+            raise PlanError(f"NA {numerical_aperture:g}: objectives have 0 < NA <= 1.6")
+        dof_mm = WAVELENGTH_MM / numerical_aperture**2
+        return OpticsStep(dof_mm * 1000.0, overlap, numerical_aperture=numerical_aperture)
+    if magnification is None or f_number is None:
+        raise PlanError("a depth-of-field step needs the magnification and the f-number")
+    if not magnification > 0:
+        raise PlanError(f"magnification {magnification:g}: give a positive ratio such as 1 or 2.5")
+    if not f_number > 0:
+        raise PlanError(f"f-number {f_number:g}: give a positive aperture such as 8")
+    if not coc_mm > 0:
+        raise PlanError(f"circle of confusion {coc_mm:g} mm: give a positive size")
+    dof_mm = 2.0 * coc_mm * f_number * (magnification + 1.0) / magnification**2
+    return OpticsStep(
+        dof_mm * 1000.0,
+        overlap,
+        magnification=magnification,
+        f_number=f_number,
+        coc_mm=coc_mm,
+    )
+
+
+# ---------------------------------------------------------------------- units
+def parse_plan_length(text: str, *, what: str) -> tuple[float, PlanUnits]:
+    """Read ``50um``, ``1.2mm`` or ``12steps`` for plan value ``what`` (one-line error)."""
+    try:
+        return parse_length(text)
+    except UnitError as exc:
+        raise PlanError(f"{what}: {exc}") from None
+
+
+def _fmt(value: float, units: str) -> str:
+    return format_length(value, "steps" if units == "steps" else "um")
+
+
+def format_position(value: float, units: str) -> str:
+    """A position in its units, for tables and the live display."""
+    return _fmt(value, units)

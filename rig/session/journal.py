@@ -1,0 +1,184 @@
+"""The session journal: an append-only JSON-lines file, one fsynced line per event.
+
+Every captured frame gets a ``frame`` record (index, position, files, timestamps) once its files
+are on disk under their final names; every stacked frame gets a ``merge`` record (alignment
+score, transform, gain, or why it was kept out). ``start``, ``resume`` and ``finish`` records
+bracket each run. A record is written with a single ``write`` followed by ``fsync``, so after a
+crash or a power cut the file holds whole lines plus at most one torn last line, which
+:func:`read_journal` ignores and :meth:`Journal.open` cuts off before appending.
+
+The journal is the source of truth for "which positions are done"; :mod:`rig.session.resume`
+reconciles it with the frames actually on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rig.errors import RigError
+
+JOURNAL_NAME = "journal.jsonl"
+
+
+class JournalError(RigError):
+    """A journal that cannot be read or written (corrupt in the middle, unwritable folder)."""
+
+
+@dataclass(frozen=True)
+class JournalContents:
+    """What a journal holds: its whole records, and whether a torn last line was dropped."""
+
+    records: tuple[dict[str, Any], ...]
+    torn_tail: bool = False
+    valid_bytes: int = 0
+    """Length of the file up to the end of the last whole line."""
+
+    def of_kind(self, event: str) -> list[dict[str, Any]]:
+        return [r for r in self.records if r.get("event") == event]
+
+    def frames(self) -> dict[int, dict[str, Any]]:
+        """The ``frame`` record of each index (the first one, should there ever be two)."""
+        out: dict[int, dict[str, Any]] = {}
+        for rec in self.of_kind("frame"):
+            out.setdefault(int(rec["index"]), rec)
+        return out
+
+
+def read_journal(path: Path) -> JournalContents:
+    """Read ``path``; a missing file is an empty journal, a torn last line is ignored.
+
+    A damaged line anywhere but at the end is not a crash artefact (appends are whole lines), so
+    it raises :class:`JournalError` naming the line rather than guessing.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return JournalContents(records=())
+    except OSError as exc:
+        raise JournalError(f"{path}: cannot read the journal ({exc.strerror or exc})") from None
+    records: list[dict[str, Any]] = []
+    pos = 0
+    lineno = 0
+    while pos < len(data):
+        end = data.find(b"\n", pos)
+        lineno += 1
+        if end < 0:  # no newline: the append was cut short
+            return JournalContents(tuple(records), torn_tail=True, valid_bytes=pos)
+        line = data[pos:end]
+        if line.strip():
+            try:
+                rec = json.loads(line)
+                if not isinstance(rec, dict):
+                    raise ValueError("not an object")
+            except ValueError:
+                if end + 1 >= len(data):  # a garbled last line: torn as well
+                    return JournalContents(tuple(records), torn_tail=True, valid_bytes=pos)
+                raise JournalError(
+                    f"{path}: line {lineno} is damaged; move the journal aside to rebuild it "
+                    "from the frames on disk"
+                ) from None
+            records.append(rec)
+        pos = end + 1
+    return JournalContents(tuple(records), torn_tail=False, valid_bytes=len(data))
+
+
+class Journal:
+    """Appends records to ``journal.jsonl``; thread-safe (capture and stacking both write)."""
+
+    def __init__(self, path: Path, fh: Any) -> None:
+        self.path = path
+        self._fh = fh
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, path: Path) -> Journal:
+        """Open for appending, first cutting off a torn last line left by a crash."""
+        contents = read_journal(path)
+        try:
+            if contents.torn_tail:
+                with open(path, "r+b") as repair:
+                    repair.truncate(contents.valid_bytes)
+                    repair.flush()
+                    os.fsync(repair.fileno())
+            fh = open(path, "ab", buffering=0)  # noqa: SIM115 - closed by Journal.close
+        except OSError as exc:
+            raise JournalError(
+                f"{path}: cannot write the journal ({exc.strerror or exc})"
+            ) from None
+        return cls(path, fh)
+
+    def append(self, event: str, **fields: Any) -> dict[str, Any]:
+        """Write one record (``event`` plus ``fields`` plus a wall-clock ``time``), fsynced."""
+        record: dict[str, Any] = {"event": event, "time": round(time.time(), 3), **fields}
+        line = (json.dumps(record, separators=(",", ":"), default=_jsonable) + "\n").encode()
+        with self._lock:
+            if self._fh is None:
+                raise JournalError(f"{self.path}: journal already closed")
+            try:
+                self._fh.write(line)
+                os.fsync(self._fh.fileno())
+            except OSError as exc:
+                raise JournalError(
+                    f"{self.path}: cannot append to the journal ({exc.strerror or exc}); "
+                    "free some disk space and resume"
+                ) from None
+        return record
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Close once any append in progress has finished (so no line is left half-written)."""
+        if not self._lock.acquire(timeout=timeout):
+            return  # a writer is stuck in the kernel; its line is whole or torn, both readable
+        try:
+            if self._fh is not None:
+                self._fh.close()
+                self._fh = None
+        finally:
+            self._lock.release()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if hasattr(value, "value"):
+        return value.value
+    raise TypeError(f"cannot store {type(value).__name__} in the journal")
+
+
+@dataclass
+class FrameEntry:
+    """A frame known to be on disk: its plan index and position, and its files."""
+
+    index: int
+    position: float
+    files: list[Path]
+    adopted: bool = False
+    """True when found on disk without a journal record (crash between write and append)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def relative_files(folder: Path, files: Iterable[Path]) -> list[str]:
+    """File names relative to the session folder, as stored in the journal."""
+    out = []
+    for f in files:
+        try:
+            out.append(str(Path(f).relative_to(folder)))
+        except ValueError:
+            out.append(str(f))
+    return out

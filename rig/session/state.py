@@ -1,0 +1,99 @@
+"""The session state machine and the frozen status snapshot its subscribers receive.
+
+States move one way::
+
+    IDLE ──▶ PREPARING ──▶ RUNNING ──▶ STOPPING ──▶ FINISHING ──▶ FINISHED
+                              └──────────────(fault)──────────────┘
+
+``PREPARING`` rebuilds the stacker from frames already on disk (resume); ``STOPPING`` means a stop
+was requested and the frame in flight is being finished; ``FINISHING`` drains the stacking queue
+and writes the composite. Why a session finished is a :class:`FinishReason`, which maps to the
+command's exit code.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from stacker.errors import UserError
+
+
+class RunState(str, enum.Enum):
+    """Where a session is in its life."""
+
+    IDLE = "idle"
+    PREPARING = "preparing"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    FINISHING = "finishing"
+    FINISHED = "finished"
+
+
+class FinishReason(str, enum.Enum):
+    """Why a session ended; :func:`exit_code` turns it into the command's exit status."""
+
+    COMPLETED = "completed"
+    """Every planned position has its frame and the composite is written."""
+    INTERRUPTED = "interrupted"
+    """Stopped on request (Ctrl-C, SIGTERM); journal and composite written; resumable."""
+    ABORTED = "aborted"
+    """Stopped at once (second Ctrl-C); journal consistent, composite not written; resumable."""
+    FAULT = "fault"
+    """A camera or rail fault that retries could not clear; resumable once fixed."""
+    ERROR = "error"
+    """An unexpected error (a bug); the journal is still consistent."""
+
+
+_ALLOWED: dict[RunState, frozenset[RunState]] = {
+    RunState.IDLE: frozenset({RunState.PREPARING, RunState.FINISHING}),
+    RunState.PREPARING: frozenset({RunState.RUNNING, RunState.STOPPING, RunState.FINISHING}),
+    RunState.RUNNING: frozenset({RunState.STOPPING, RunState.FINISHING}),
+    RunState.STOPPING: frozenset({RunState.FINISHING}),
+    RunState.FINISHING: frozenset({RunState.FINISHED}),
+    RunState.FINISHED: frozenset(),
+}
+
+
+def can_transition(current: RunState, new: RunState) -> bool:
+    """True when the state machine allows ``current`` → ``new``."""
+    return new in _ALLOWED[current]
+
+
+def exit_code(reason: FinishReason, error: BaseException | None = None) -> int:
+    """0 complete, 130 interrupted or aborted, the fault's own code for device faults, 1 bugs."""
+    if reason is FinishReason.COMPLETED:
+        return 0
+    if reason in (FinishReason.INTERRUPTED, FinishReason.ABORTED):
+        return 130
+    if reason is FinishReason.FAULT:
+        return error.exit_code if isinstance(error, UserError) else 6
+    return 1
+
+
+@dataclass(frozen=True)
+class SessionStatus:
+    """A snapshot of a running session, safe to hand to any thread (display, web preview)."""
+
+    state: RunState
+    total: int
+    captured: int
+    """Frames on disk (including ones kept from before a resume)."""
+    merged: int
+    """Frames the stacker has merged."""
+    rejected: int = 0
+    """Frames the stacker kept out (could not be aligned)."""
+    queued: int = 0
+    current_index: int | None = None
+    position: float | None = None
+    units: str = "um"
+    last_score: float | None = None
+    elapsed_s: float = 0.0
+    eta_s: float | None = None
+    finish_reason: FinishReason | None = None
+    message: str | None = None
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def done(self) -> bool:
+        return self.state is RunState.FINISHED

@@ -1,0 +1,80 @@
+"""The session journal: fsynced JSON lines, torn-line tolerance, repair before appending."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from rig.session.journal import Journal, JournalError, read_journal
+
+
+def test_records_round_trip_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    with Journal.open(path) as j:
+        j.append("start", frames=3)
+        j.append("frame", index=1, position=0.0, files=["frames/frame_0001.jpg"])
+        j.append("frame", index=2, position=50.0, files=["frames/frame_0002.jpg"])
+    contents = read_journal(path)
+    assert not contents.torn_tail
+    assert [r["event"] for r in contents.records] == ["start", "frame", "frame"]
+    assert sorted(contents.frames()) == [1, 2]
+    assert contents.frames()[2]["position"] == 50.0
+
+
+def test_missing_journal_is_empty(tmp_path: Path) -> None:
+    assert read_journal(tmp_path / "nope.jsonl").records == ()
+
+
+@pytest.mark.parametrize(
+    "tail", [b'{"event":"frame","index":3,"pos', b'{"event":"fr\n', b"\x00\x00"]
+)
+def test_torn_last_line_is_ignored_and_cut_before_appending(tmp_path: Path, tail: bytes) -> None:
+    path = tmp_path / "journal.jsonl"
+    with Journal.open(path) as j:
+        j.append("frame", index=1, position=0.0, files=[])
+        j.append("frame", index=2, position=1.0, files=[])
+    whole = path.read_bytes()
+    path.write_bytes(whole + tail)
+    contents = read_journal(path)
+    assert contents.torn_tail
+    assert sorted(contents.frames()) == [1, 2]
+    with Journal.open(path) as j:  # repairs, then appends on a clean line boundary
+        j.append("frame", index=3, position=2.0, files=[])
+    again = read_journal(path)
+    assert not again.torn_tail
+    assert sorted(again.frames()) == [1, 2, 3]
+    assert path.read_bytes().startswith(whole)
+
+
+def test_damage_in_the_middle_is_an_error_not_a_guess(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    path.write_bytes(b'{"event":"start"}\n{garbage\n{"event":"frame","index":1}\n')
+    with pytest.raises(JournalError, match="line 2"):
+        read_journal(path)
+
+
+def test_concurrent_appends_never_interleave(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    j = Journal.open(path)
+
+    def write(kind: str) -> None:
+        for i in range(50):
+            j.append(kind, index=i, payload="x" * 200)
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in ("frame", "merge")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    j.close()
+    contents = read_journal(path)
+    assert len(contents.of_kind("frame")) == 50 and len(contents.of_kind("merge")) == 50
+
+
+def test_append_after_close_is_refused(tmp_path: Path) -> None:
+    j = Journal.open(tmp_path / "journal.jsonl")
+    j.close()
+    with pytest.raises(JournalError, match="closed"):
+        j.append("frame", index=1)

@@ -1,0 +1,117 @@
+"""Shot plans: step/frame-count/optics construction, positions, JSON round trip, errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from rig.plan import PlanError, ShotPlan, optics_step, parse_plan_length
+
+
+def test_step_plan_covers_the_range_both_ends_included() -> None:
+    plan = ShotPlan.from_step(0.0, 1000.0, 100.0)
+    pos = [p.position for p in plan.positions()]
+    assert plan.frames == 11
+    assert pos[0] == 0.0 and pos[-1] == 1000.0
+    assert [p.index for p in plan.positions()] == list(range(1, 12))
+
+
+def test_step_that_does_not_divide_the_range_overshoots_rather_than_stopping_short() -> None:
+    plan = ShotPlan.from_step(0.0, 1000.0, 300.0)
+    pos = [p.position for p in plan.positions()]
+    assert pos == [0.0, 300.0, 600.0, 900.0, 1200.0]
+
+
+def test_frame_count_plan_spaces_evenly() -> None:
+    plan = ShotPlan.from_frames(200.0, -200.0, 5)
+    assert plan.step == pytest.approx(100.0)
+    assert [p.position for p in plan.positions()] == [200.0, 100.0, 0.0, -100.0, -200.0]
+
+
+def test_far_to_near_reverses_the_order_but_keeps_indexes_in_shooting_order() -> None:
+    plan = ShotPlan.from_frames(0.0, 300.0, 4, direction="far-to-near")
+    assert [p.position for p in plan.positions()] == [300.0, 200.0, 100.0, 0.0]
+    assert [p.index for p in plan.positions()] == [1, 2, 3, 4]
+    assert plan.start == 300.0
+
+
+def test_dof_step_formula_for_a_macro_lens() -> None:
+    # 1:1 at f/8, c = 0.015 mm: DOF = 2*0.015*8*(1+1)/1 = 0.48 mm; 20 % overlap -> 384 µm.
+    optics = optics_step(magnification=1.0, f_number=8.0)
+    assert optics.depth_of_field_um == pytest.approx(480.0)
+    plan = ShotPlan.from_optics(0.0, 3840.0, magnification=1.0, f_number=8.0, overlap=0.2)
+    assert plan.step == pytest.approx(384.0)
+    assert plan.frames == 11
+    # 5:1 at f/4: 2*0.015*4*6/25 = 0.0288 mm.
+    assert optics_step(magnification=5, f_number=4).depth_of_field_um == pytest.approx(28.8)
+
+
+def test_dof_step_formula_for_a_microscope_objective() -> None:
+    # NA 0.25: 0.00055 / 0.0625 mm = 8.8 µm.
+    optics = optics_step(numerical_aperture=0.25, overlap=0.0)
+    assert optics.depth_of_field_um == pytest.approx(8.8)
+    assert "NA 0.25" in optics.describe()
+
+
+def test_duration_estimate_adds_moves_delays_and_capture() -> None:
+    plan = ShotPlan.from_frames(0.0, 1000.0, 11, settle_s=0.5, exposure_delay_s=0.25)
+    est = plan.estimate_duration(speed_per_s=1000.0, capture_s=1.0)
+    # 11 x (0.1 move + 0.5 + 0.25 + 1.0) + 1.0 return
+    assert est == pytest.approx(11 * 1.85 + 1.0)
+    recycled = ShotPlan.from_frames(0.0, 1000.0, 11, settle_s=0.0, flash_recycle_s=3.0)
+    assert recycled.estimate_duration(speed_per_s=1000.0, capture_s=1.0) > 11 * 3.0
+    assert plan.estimate_duration(remaining=0) == 0.0
+
+
+def test_json_round_trip_keeps_every_field() -> None:
+    plan = ShotPlan.from_optics(
+        0.0, 2000.0, magnification=2.0, f_number=5.6, settle_s=1.5, return_to_start=False
+    )
+    again = ShotPlan.from_json(plan.to_json())
+    assert again == plan
+    assert again.positions() == plan.positions()
+    lens = ShotPlan.from_step(0, 40, 4, units="steps", direction="far-to-near")
+    assert ShotPlan.from_json(lens.to_json()) == lens
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ('{"near": 0, "far": 1, "step": 1}', "incomplete"),
+        ('{"near": 0, "far": 1, "step": 1, "frames": 2, "speed": 3}', "unknown plan field"),
+        ("[1, 2]", "JSON object"),
+        ("{not json", "not valid JSON"),
+        ('{"near": 0, "far": 1, "step": -1, "frames": 2}', "must be positive"),
+    ],
+)
+def test_bad_plan_files_give_one_line_errors(text: str, needle: str) -> None:
+    with pytest.raises(PlanError) as info:
+        ShotPlan.from_json(text, source="my.json")
+    assert needle in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_bad_values_are_refused() -> None:
+    with pytest.raises(PlanError, match="positive step"):
+        ShotPlan.from_step(0, 100, 0)
+    with pytest.raises(PlanError, match="give a range"):
+        ShotPlan.from_frames(5, 5, 3)
+    with pytest.raises(PlanError, match="more than"):
+        ShotPlan.from_step(0, 1e9, 1)
+    with pytest.raises(PlanError, match="overlap"):
+        optics_step(magnification=1, f_number=8, overlap=1.0)
+    with pytest.raises(PlanError, match="magnification and the f-number"):
+        optics_step(magnification=1)
+    with pytest.raises(PlanError, match="cannot be negative"):
+        ShotPlan.from_frames(0, 100, 3, settle_s=-1)
+    with pytest.raises(PlanError, match="finite"):
+        ShotPlan.from_frames(0, math.inf, 3)
+
+
+def test_lengths_need_units() -> None:
+    assert parse_plan_length("1.2mm", what="--from") == (1200.0, "um")
+    assert parse_plan_length("50um", what="--step") == (50.0, "um")
+    assert parse_plan_length("12steps", what="--step") == (12.0, "steps")
+    with pytest.raises(PlanError, match="--step"):
+        parse_plan_length("50", what="--step")
