@@ -1,0 +1,372 @@
+"""The live preview web server: a Starlette app over a :class:`PreviewHub`, run by uvicorn.
+
+Starlette and uvicorn are a small, well-kept ASGI pair: routing, static files and streaming
+responses (server-sent events) without a framework's weight, and uvicorn runs anywhere Python
+does, a Raspberry Pi included. :class:`PreviewServer` runs uvicorn on its own thread and event
+loop, so the capture and stacking threads never wait for a browser.
+
+Endpoints
+---------
+``GET /``                        the page (``static/index.html``; ``/static/`` has its JS and CSS)
+``GET /api/state?since=V``       progress, image versions and the frame rows changed after ``V``
+``GET /api/events``              server-sent events: one ``state`` message (same JSON as
+                                 ``/api/state``, rows changed since the last message) after every
+                                 hub update; bursts faster than a client reads are coalesced
+                                 into one message with the newest state, never queued up
+``GET /img/{kind}.jpg``          the latest ``composite``, ``last`` frame or ``depth`` JPEG, as
+                                 encoded by the producer (the server never decodes images)
+``GET /api/crop?x=&y=&size=``    a 100 % crop of the composite and of the last frame around the
+                                 point at fractions ``x, y`` of the image, as JPEG data URLs
+
+The event streams read only the hub's small snapshot (numbers and table rows), never image data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import socket
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any, TextIO
+
+import anyio.to_thread
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from stacker.errors import UserError
+from stacker.preview.hub import IMAGE_KINDS, CropUnavailableError, PreviewHub
+
+STATIC_DIR = Path(__file__).with_name("static")
+KEEPALIVE_S = 15.0
+"""Seconds between SSE comment lines that keep idle connections (and proxies) open."""
+CROP_TIMEOUT_S = 10.0
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+class PreviewServerError(UserError):
+    """The preview server cannot start (port taken, address not available)."""
+
+
+class EventStreams:
+    """The open server-sent-event streams of one app, so the server can end them on shutdown."""
+
+    def __init__(self, hub: PreviewHub) -> None:
+        self.hub = hub
+        self._closing = False
+        self._wakers: set[Callable[[], None]] = set()
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """End every open stream (they would otherwise keep uvicorn from shutting down)."""
+        with self._lock:
+            self._closing = True
+            wakers = list(self._wakers)
+        for wake in wakers:
+            wake()
+
+    async def stream(self, since: int) -> AsyncIterator[str]:
+        """Yield SSE messages: the state changed after ``since`` now, then after every change."""
+        loop = asyncio.get_running_loop()
+        changed = asyncio.Event()
+
+        def wake(_version: int = 0) -> None:
+            # Runs on producer threads: only schedule the wake-up on this stream's loop.
+            with contextlib.suppress(RuntimeError):  # the loop has already closed
+                loop.call_soon_threadsafe(changed.set)
+
+        with self._lock:
+            if self._closing:
+                return
+            self._wakers.add(wake)
+        unsubscribe = self.hub.subscribe(wake)
+        try:
+            last = since
+            changed.set()
+            while True:
+                try:
+                    await asyncio.wait_for(changed.wait(), KEEPALIVE_S)
+                except asyncio.TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                if self._closing:
+                    return
+                changed.clear()
+                snap = self.hub.snapshot(since=last)
+                if snap.version == last and last != 0:
+                    continue
+                last = snap.version
+                body = json.dumps(snap.to_dict(), separators=(",", ":"))
+                yield f"id: {snap.version}\nevent: state\ndata: {body}\n\n"
+        finally:
+            unsubscribe()
+            with self._lock:
+                self._wakers.discard(wake)
+
+
+def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _BadRequest(f"'{name}' must be a whole number, not {raw!r}") from None
+    if not lo <= value <= hi:
+        raise _BadRequest(f"'{name}' must be between {lo} and {hi}, not {value}")
+    return value
+
+
+def _fraction_param(request: Request, name: str) -> float:
+    raw = request.query_params.get(name)
+    if raw is None:
+        raise _BadRequest(f"'{name}' is required: a fraction of the image from 0 to 1")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise _BadRequest(f"'{name}' must be a number from 0 to 1, not {raw!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise _BadRequest(f"'{name}' must be between 0 and 1, not {value:g}")
+    return value
+
+
+class _BadRequest(Exception):
+    pass
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=NO_STORE)
+
+
+def preview_routes(hub: PreviewHub, streams: EventStreams) -> list[BaseRoute]:
+    """The read-only preview routes; :func:`create_app` serves them, the station adds more."""
+
+    async def index(request: Request) -> Response:
+        return FileResponse(STATIC_DIR / "index.html", headers=NO_STORE)
+
+    async def state(request: Request) -> Response:
+        try:
+            since = _int_param(request, "since", 0, 0, 2**62)
+        except _BadRequest as exc:
+            return _error(400, str(exc))
+        return JSONResponse(hub.snapshot(since=since).to_dict(), headers=NO_STORE)
+
+    async def events(request: Request) -> Response:
+        try:
+            since = _int_param(request, "since", 0, 0, 2**62)
+        except _BadRequest as exc:
+            return _error(400, str(exc))
+        last_id = request.headers.get("last-event-id", "")
+        if last_id.isdigit():
+            since = int(last_id)  # EventSource reconnecting: send only what it missed
+        return StreamingResponse(
+            streams.stream(since),
+            media_type="text/event-stream",
+            headers={**NO_STORE, "X-Accel-Buffering": "no"},
+        )
+
+    async def image(request: Request) -> Response:
+        kind = request.path_params["kind"]
+        if kind not in IMAGE_KINDS:
+            return _error(404, f"no image '{kind}': use one of {', '.join(IMAGE_KINDS)}")
+        item = hub.image(kind)
+        if item is None:
+            return _error(404, f"no {kind} image yet")
+        data, version = item
+        return Response(
+            data, media_type="image/jpeg", headers={**NO_STORE, "ETag": f'"{kind}-{version}"'}
+        )
+
+    async def crop(request: Request) -> Response:
+        try:
+            fx = _fraction_param(request, "x")
+            fy = _fraction_param(request, "y")
+            size = _int_param(request, "size", 256, 16, 2048)
+        except _BadRequest as exc:
+            return _error(400, str(exc))
+        try:
+            result = await anyio.to_thread.run_sync(
+                partial(hub.crops.request, fx, fy, size, CROP_TIMEOUT_S)
+            )
+        except CropUnavailableError as exc:
+            return _error(503, str(exc))
+        except UserError as exc:
+            return _error(409, str(exc))
+
+        def data_url(jpeg: bytes) -> str:
+            return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
+
+        return JSONResponse(
+            {
+                "x": result.x,
+                "y": result.y,
+                "width": result.width,
+                "height": result.height,
+                "frame_width": result.frame_width,
+                "frame_height": result.frame_height,
+                "composite": data_url(result.composite_jpeg),
+                "last": data_url(result.last_jpeg),
+            },
+            headers=NO_STORE,
+        )
+
+    return [
+        Route("/", index),
+        Route("/api/state", state),
+        Route("/api/events", events),
+        Route("/api/crop", crop),
+        Route("/img/{kind}.jpg", image),
+        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+    ]
+
+
+def create_app(hub: PreviewHub, extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
+    """The preview app for ``hub``; ``extra_routes`` come first (the station's control API).
+
+    ``app.state.streams`` holds the :class:`EventStreams`, closed by :class:`PreviewServer`.
+    """
+    streams = EventStreams(hub)
+    app = Starlette(routes=[*extra_routes, *preview_routes(hub, streams)])
+    app.state.streams = streams
+    app.state.hub = hub
+    return app
+
+
+class PreviewServer:
+    """Serve the preview of ``hub`` over HTTP from a background thread.
+
+    ``port=0`` picks a free port; :attr:`url` tells which. The socket is bound in
+    :meth:`start`, so a taken port is reported at once as a :class:`PreviewServerError`.
+    Usable as a context manager.
+    """
+
+    def __init__(
+        self,
+        hub: PreviewHub,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        app: Starlette | None = None,
+    ) -> None:
+        self.hub = hub
+        self.host = host
+        self.port = port
+        self.app = app if app is not None else create_app(hub)
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """The address a browser should open (a LAN address when bound to all interfaces)."""
+        host = self.host
+        if host in ("0.0.0.0", "::", ""):
+            host = _lan_address()
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}/"
+
+    def start(self, timeout: float = 10.0) -> PreviewServer:
+        """Bind, start serving, and return once the server accepts connections."""
+        if self._thread is not None:
+            return self
+        sock = _bind(self.host, self.port)
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            self.app,
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            ws="none",
+            timeout_graceful_shutdown=2,
+        )
+        server = uvicorn.Server(config)
+        thread = threading.Thread(
+            target=server.run, kwargs={"sockets": [sock]}, name="preview-server", daemon=True
+        )
+        self._server, self._thread = server, thread
+        thread.start()
+        deadline = time.monotonic() + timeout
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise PreviewServerError(
+                    f"the preview server on {self.host}:{self.port} did not start"
+                )
+            time.sleep(0.01)
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """End open event streams, stop uvicorn and join its thread. Safe to call twice."""
+        server, thread = self._server, self._thread
+        if server is None or thread is None:
+            return
+        self.app.state.streams.close()
+        server.should_exit = True
+        thread.join(timeout)
+        if thread.is_alive():
+            server.force_exit = True
+            thread.join(timeout)
+        self._server = self._thread = None
+
+    def __enter__(self) -> PreviewServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def serve_preview(
+    hub: PreviewHub, host: str = "127.0.0.1", port: int = 0, *, out: TextIO | None = None
+) -> PreviewServer:
+    """Start a :class:`PreviewServer` and print where to open it (for the command lines)."""
+    server = PreviewServer(hub, host, port).start()
+    print(f"Live preview: {server.url}", file=out if out is not None else sys.stderr, flush=True)
+    return server
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise PreviewServerError(
+            f"cannot listen on '{host}': {exc.strerror}; use an address of this machine"
+        ) from None
+    family, socktype, proto, _, addr = infos[0]
+    sock = socket.socket(family, socktype, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(64)
+    except OSError as exc:
+        sock.close()
+        hint = "choose another --port" if port else "use another --host"
+        raise PreviewServerError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; {hint}"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _lan_address() -> str:
+    """The address other machines most likely reach us at (no packet is sent)."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("10.255.255.255", 1))
+        return str(probe.getsockname()[0])
+    except OSError:
+        return socket.gethostname()
+    finally:
+        probe.close()

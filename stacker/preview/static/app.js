@@ -1,0 +1,161 @@
+// stackrig live preview: follows the rig's server-sent events and redraws what changed.
+// Plain JavaScript, no build step. Images are fetched only when their version changes
+// (the version goes in the query string, so no stale cached preview is ever shown).
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const rows = new Map(); // frame index -> <tr>
+let epoch = null;
+
+function fmtSeconds(s) {
+  if (s === null || s === undefined) return "–";
+  s = Math.round(s);
+  if (s < 60) return s + " s";
+  const m = Math.floor(s / 60);
+  if (m < 60) return m + " min " + String(s % 60).padStart(2, "0") + " s";
+  return Math.floor(m / 60) + " h " + String(m % 60).padStart(2, "0") + " min";
+}
+
+function fmtPosition(p) {
+  if (p === null || p === undefined) return "–";
+  return (Math.abs(p) >= 1000 ? (p / 1000).toFixed(3) + " mm" : p.toFixed(1) + " µm");
+}
+
+function updateImage(kind, info) {
+  const img = $(kind);
+  if (!info || !img) return;
+  const want = String(info.version);
+  if (img.dataset.requested === want) return;
+  img.dataset.requested = want;
+  const next = new Image();
+  next.onload = () => {
+    // Only move forward: a slow older load must not replace a newer picture.
+    if (Number(img.dataset.version) > Number(want)) return;
+    img.src = next.src;
+    img.dataset.version = want;
+    img.hidden = false;
+    if (kind === "composite") $("composite-empty").hidden = true;
+  };
+  next.src = "/img/" + kind + ".jpg?v=" + want;
+}
+
+function updateProgress(p) {
+  $("title").textContent = p.title || "stackrig";
+  const badge = $("run-state");
+  badge.textContent = p.state;
+  badge.dataset.state = p.state;
+  $("captured").textContent = p.total ? p.captured + " / " + p.total : String(p.captured);
+  $("stacked").textContent = String(p.stacked);
+  $("merged").textContent = String(p.merged);
+  $("rejected").textContent = String(p.rejected);
+  $("eta").textContent = p.state === "finished" ? "done" : fmtSeconds(p.eta_s);
+  $("position").textContent = fmtPosition(p.position_um);
+  $("message").textContent = p.message || "";
+  const bar = $("progress-bar");
+  if (p.total) {
+    bar.max = p.total;
+    bar.value = Math.min(p.stacked, p.total);
+  } else {
+    bar.removeAttribute("value"); // indeterminate: no plan says how many frames
+  }
+  document.body.dataset.state = p.state;
+}
+
+function cell(text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (cls) td.className = cls;
+  return td;
+}
+
+function updateRow(f) {
+  let tr = rows.get(f.index);
+  if (!tr) {
+    tr = document.createElement("tr");
+    rows.set(f.index, tr);
+    const body = $("frames").tBodies[0];
+    const after = [...rows.keys()].filter((i) => i > f.index).sort((a, b) => a - b)[0];
+    body.insertBefore(tr, after === undefined ? null : rows.get(after));
+  }
+  let result = "pending";
+  let cls = "pending";
+  if (f.merged === true) { result = "merged"; cls = "ok"; }
+  else if (f.merged === false) { result = "rejected" + (f.reason ? ": " + f.reason : ""); cls = "bad"; }
+  tr.replaceChildren(
+    cell(String(f.index + 1)),
+    cell(f.name || ""),
+    cell(fmtPosition(f.position_um)),
+    cell(f.score === undefined || f.score === null ? "–" : f.score.toFixed(3)),
+    cell(result, cls),
+  );
+  tr.dataset.result = cls;
+}
+
+function applyState(s) {
+  if (s.epoch !== epoch) {
+    // A new stack started on the same page: forget the old table.
+    if (epoch !== null) { rows.clear(); $("frames").tBodies[0].replaceChildren(); }
+    epoch = s.epoch;
+  }
+  updateProgress(s.progress);
+  for (const kind of ["composite", "last", "depth"]) updateImage(kind, s.images[kind]);
+  for (const f of s.frames) updateRow(f);
+  document.body.dataset.version = String(s.version);
+  document.dispatchEvent(new CustomEvent("stackrig:state", { detail: s }));
+}
+
+function connect() {
+  const link = $("link");
+  const source = new EventSource("/api/events");
+  source.addEventListener("state", (ev) => {
+    link.textContent = "live";
+    link.dataset.live = "true";
+    applyState(JSON.parse(ev.data));
+  });
+  source.onerror = () => {
+    // EventSource reconnects by itself and sends Last-Event-ID: only missed rows come back.
+    link.textContent = "reconnecting…";
+    link.dataset.live = "false";
+  };
+}
+
+async function showCrop(ev) {
+  const img = $("composite");
+  const rect = img.getBoundingClientRect();
+  const fx = Math.min(Math.max((ev.clientX - rect.left) / rect.width, 0), 1);
+  const fy = Math.min(Math.max((ev.clientY - rect.top) / rect.height, 0), 1);
+  const panel = $("crop-panel");
+  const err = $("crop-error");
+  panel.hidden = false;
+  panel.dataset.loading = "true";
+  err.hidden = true;
+  try {
+    const r = await fetch("/api/crop?x=" + fx.toFixed(4) + "&y=" + fy.toFixed(4));
+    const body = await r.json();
+    if (!r.ok) throw new Error(body.error || r.statusText);
+    $("crop-composite").src = body.composite;
+    $("crop-last").src = body.last;
+    $("crop-where").textContent = "at " + body.x + ", " + body.y + " (" + body.width + "×" + body.height + " px)";
+    const marker = $("crop-marker"); // where the crop lies on the composite
+    const sx = rect.width / body.frame_width;
+    const sy = rect.height / body.frame_height;
+    marker.style.left = (body.x * sx) + "px";
+    marker.style.top = (body.y * sy) + "px";
+    marker.style.width = Math.max(body.width * sx, 6) + "px";
+    marker.style.height = Math.max(body.height * sy, 6) + "px";
+    marker.hidden = false;
+    panel.dataset.loading = "false";
+    panel.scrollIntoView({ block: "nearest", behavior: "smooth" });
+  } catch (e) {
+    err.textContent = "No crop: " + e.message;
+    err.hidden = false;
+    panel.dataset.loading = "error";
+  }
+}
+
+$("composite").addEventListener("click", showCrop);
+$("crop-close").addEventListener("click", () => {
+  $("crop-panel").hidden = true;
+  $("crop-marker").hidden = true;
+});
+connect();

@@ -1,0 +1,132 @@
+"""End to end in a real headless Chromium: the page follows a real Stacker fed on a thread.
+
+Playwright drives Debian's Chromium (``apt-get install chromium``); the test is skipped, with the
+reason, only where that browser is not installed.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stacker.preview import PreviewHub, PreviewServer, attach_stacker
+from stacker.stack import Stacker
+from stacker.synthetic import SceneSpec, SyntheticStack
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+N_FRAMES = 6
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="needs Chromium at /usr/bin/chromium: apt-get install chromium"
+)
+
+
+@pytest.fixture(scope="module")
+def frames() -> list:
+    stack = SyntheticStack(SceneSpec(width=400, height=300, seed=5), N_FRAMES)
+    return [(f.image, float(p)) for f, p in zip(stack, stack.positions_um, strict=True)]
+
+
+@pytest.fixture
+def browser() -> Iterator:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def _feed(hub: PreviewHub, frames: list, go: threading.Event, done: threading.Event) -> None:
+    """The stacking worker: adds frames one by one, answering crop clicks while it waits."""
+    stacker = Stacker(preview_size=400, expected_frames=N_FRAMES)
+    publisher = attach_stacker(hub, stacker)
+    hub.update_progress(state="running", total=N_FRAMES)
+    go.wait(10)  # the page is open: every frame from here on must reach it live
+    for i, (image, position) in enumerate(frames):
+        hub.update_progress(captured=i + 1, position_um=position)
+        publisher.add(image, name=f"frame_{i:03d}.png", position_um=position)
+        publisher.serve_crops(timeout=0.15)  # the next "capture" takes a moment
+    publisher.finish()
+    done.set()
+
+
+def test_the_page_follows_a_live_stack_and_shows_a_100_percent_crop(browser, frames):
+    hub = PreviewHub(title="synthetic board")
+    go, done = threading.Event(), threading.Event()
+    worker = threading.Thread(target=_feed, args=(hub, frames, go, done), daemon=True)
+    with PreviewServer(hub) as server:
+        worker.start()
+        page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(server.url)
+        page.wait_for_selector("#link[data-live='true']")
+        # Record every composite the page shows, without reloading it.
+        page.evaluate(
+            """() => {
+              window.shown = [];
+              const img = document.getElementById('composite');
+              new MutationObserver(() => window.shown.push(img.dataset.version))
+                .observe(img, {attributes: true, attributeFilter: ['data-version']});
+            }"""
+        )
+        go.set()
+        assert done.wait(60), "the stacking thread did not finish"
+        final = hub.image("composite")
+        assert final is not None
+        page.wait_for_function(
+            "v => document.getElementById('composite').dataset.version === v", arg=str(final[1])
+        )
+        page.wait_for_selector("#run-state[data-state='finished']")
+
+        shown = page.evaluate("window.shown")
+        assert len(set(shown)) >= 3, f"the composite changed only {shown} during the stack"
+        assert page.inner_text("#captured") == f"{N_FRAMES} / {N_FRAMES}"
+        assert page.inner_text("#merged") == str(hub.progress.merged)
+        assert page.eval_on_selector("#progress-bar", "b => [b.value, b.max]") == [N_FRAMES] * 2
+        assert page.inner_text("#position") == f"{frames[-1][1] / 1000:.3f} mm"
+        rows = page.locator("#frames tbody tr")
+        assert rows.count() == N_FRAMES
+        assert rows.nth(2).inner_text().split("\t")[1] == "frame_002.png"
+        assert page.locator("#frames tbody tr[data-result='ok']").count() == hub.progress.merged
+        assert page.eval_on_selector("#last", "i => i.naturalWidth") == 400
+        assert page.eval_on_selector("#depth", "i => !i.hidden && i.naturalWidth > 0")
+        # Nothing runs off the side of a phone screen.
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+        # Click into the composite: both 100 % crops appear, at the place clicked.
+        box = page.locator("#composite").bounding_box()
+        assert box is not None
+        page.mouse.click(box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.5)
+        page.wait_for_selector("#crop-panel[data-loading='false']")
+        page.wait_for_function(
+            "() => ['crop-composite', 'crop-last'].every("
+            "id => document.getElementById(id).naturalWidth === 256)"
+        )
+        where = re.fullmatch(r"at (\d+), (\d+) \(256×256 px\)", page.inner_text("#crop-where"))
+        assert where is not None
+        # x clamped at the left edge; y centred on the click: 150 - 128, give or take a pixel.
+        assert int(where[1]) == 0 and abs(int(where[2]) - 22) <= 1
+        marker = page.locator("#crop-marker")
+        assert marker.is_visible()
+        page.click("#crop-close")
+        assert page.locator("#crop-panel").is_hidden()
+        assert errors == []
+    worker.join(5)

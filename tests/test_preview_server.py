@@ -1,0 +1,225 @@
+"""The preview server over real loopback HTTP: state, images, server-sent events, crops."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+
+from stacker.preview import PreviewHub, PreviewServer, PreviewServerError
+from stacker.preview.hub import CropResult
+from stacker.preview.publisher import encode_jpeg
+
+
+@pytest.fixture
+def hub() -> PreviewHub:
+    return PreviewHub(title="test stack")
+
+
+@pytest.fixture
+def server(hub: PreviewHub) -> Iterator[PreviewServer]:
+    with PreviewServer(hub) as srv:
+        yield srv
+
+
+@pytest.fixture
+def client(server: PreviewServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url.rstrip("/"), timeout=5) as c:
+        yield c
+
+
+def _jpeg(value: int, w: int = 64, h: int = 48) -> tuple[bytes, int, int]:
+    return encode_jpeg(np.full((h, w, 3), value, np.uint8))
+
+
+def _events(response: httpx.Response) -> Iterator[dict]:
+    """Parse an SSE byte stream into ``{"id", "event", "data"}`` dicts (comments skipped)."""
+    message: dict = {}
+    for line in response.iter_lines():
+        if line == "":
+            if message:
+                yield message
+            message = {}
+        elif line.startswith(":"):
+            continue
+        else:
+            key, _, value = line.partition(": ")
+            message[key] = value
+
+
+def test_the_server_binds_loopback_on_a_free_port_and_serves_the_page(server, client):
+    assert server.url.startswith("http://127.0.0.1:") and server.port > 0
+    page = client.get("/")
+    assert page.status_code == 200
+    assert 'name="viewport"' in page.text and "/static/app.js" in page.text
+    for asset, kind in (("/static/app.js", "javascript"), ("/static/style.css", "css")):
+        r = client.get(asset)
+        assert r.status_code == 200 and kind in r.headers["content-type"]
+
+
+def test_state_reports_progress_frames_and_image_versions(hub, client):
+    hub.update_progress(state="running", total=5, captured=2, position_um=150.0)
+    hub.update_frame(0, name="a.jpg", position_um=0.0, merged=True, score=0.99)
+    hub.update_frame(1, name="b.jpg", merged=False, reason="alignment failed", score=0.2)
+    v = hub.set_images(composite=_jpeg(10))
+    state = client.get("/api/state").json()
+    assert state["progress"]["captured"] == 2 and state["progress"]["total"] == 5
+    assert state["progress"]["position_um"] == 150.0
+    assert state["images"]["composite"]["version"] == v
+    assert [(f["index"], f["merged"]) for f in state["frames"]] == [(0, True), (1, False)]
+    assert state["frames"][1]["reason"] == "alignment failed"
+    assert client.get("/api/state", params={"since": v}).json()["frames"] == []
+    bad = client.get("/api/state", params={"since": "soon"})
+    assert bad.status_code == 400 and "'since' must be a whole number" in bad.json()["error"]
+
+
+def test_images_are_the_producers_bytes_and_absent_ones_are_404(hub, client):
+    assert client.get("/img/composite.jpg").status_code == 404
+    assert client.get("/img/secret.jpg").status_code == 404
+    jpeg = _jpeg(200)
+    hub.set_images(composite=jpeg, depth=_jpeg(30))
+    r = client.get("/img/composite.jpg", params={"v": 1})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    assert r.content == jpeg[0]
+    assert r.headers["cache-control"] == "no-store"
+    img = cv2.imdecode(np.frombuffer(client.get("/img/depth.jpg").content, np.uint8), 1)
+    assert img.shape == (48, 64, 3) and abs(int(img.mean()) - 30) <= 2
+    assert client.get("/img/last.jpg").status_code == 404
+
+
+def test_events_deliver_the_state_then_a_message_after_each_update(hub, server):
+    hub.update_frame(0, name="first")
+    with (
+        httpx.Client(timeout=5) as c,
+        c.stream("GET", server.url + "api/events") as r,
+    ):
+        assert r.headers["content-type"].startswith("text/event-stream")
+        events = _events(r)
+        first = next(events)
+        assert first["event"] == "state"
+        state = json.loads(first["data"])
+        assert state["frames"][0]["name"] == "first" and int(first["id"]) == state["version"]
+
+        threading.Timer(0.1, lambda: hub.update_frame(1, name="second", merged=True)).start()
+        second = json.loads(next(events)["data"])
+        # Only the row that changed since the last message travels.
+        assert [f["name"] for f in second["frames"]] == ["second"]
+        assert second["version"] > state["version"]
+
+        threading.Timer(0.1, lambda: hub.set_images(composite=_jpeg(1))).start()
+        third = json.loads(next(events)["data"])
+        assert third["images"]["composite"]["version"] == third["version"]
+
+
+def test_a_reconnecting_client_gets_only_what_it_missed(hub, server):
+    hub.update_frame(0, name="seen")
+    seen = hub.update_frame(1, name="seen too")
+    hub.update_frame(2, name="missed")
+    with (
+        httpx.Client(timeout=5) as c,
+        c.stream("GET", server.url + "api/events", headers={"Last-Event-ID": str(seen)}) as r,
+    ):
+        state = json.loads(next(_events(r))["data"])
+    assert [f["name"] for f in state["frames"]] == ["missed"]
+
+
+def test_stop_ends_open_event_streams_promptly(hub):
+    srv = PreviewServer(hub).start()
+    opened = threading.Event()
+    ended = threading.Event()
+
+    def listen() -> None:
+        with httpx.Client(timeout=10) as c, c.stream("GET", srv.url + "api/events") as r:
+            opened.set()
+            for _ in r.iter_lines():
+                pass
+        ended.set()
+
+    listener = threading.Thread(target=listen)
+    listener.start()
+    assert opened.wait(5)
+    t0 = time.monotonic()
+    srv.stop()
+    assert ended.wait(5)
+    listener.join()
+    assert time.monotonic() - t0 < 3
+    assert hub.subscriber_count == 0
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(srv.url, timeout=1)
+
+
+def test_a_taken_port_is_a_one_line_user_error(hub):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        with pytest.raises(PreviewServerError, match=f"127.0.0.1:{port}.*choose another --port"):
+            PreviewServer(hub, port=port).start()
+
+
+def test_crop_returns_both_100_percent_crops_from_the_owner_thread(hub, client):
+    assert client.get("/api/crop", params={"x": 0.5, "y": 0.5}).status_code == 503
+    # A 400x300 "composite" with a gradient; the worker thread owns it, as a stacker would.
+    yy, xx = np.mgrid[0:300, 0:400]
+    composite = np.dstack([xx % 256, yy % 256, np.zeros_like(xx)]).astype(np.uint8)
+    ran_on: list[threading.Thread] = []
+    stop = threading.Event()
+
+    def provider(fx: float, fy: float, size: int) -> CropResult:
+        ran_on.append(threading.current_thread())
+        x, y = int(fx * 400) - size // 2, int(fy * 300) - size // 2
+        c = composite[y : y + size, x : x + size]
+        last = 255 - c  # the "last frame" is the composite's negative
+        return CropResult(
+            encode_jpeg(c, 95)[0], encode_jpeg(last, 95)[0], x, y, size, size, 400, 300
+        )
+
+    def worker() -> None:
+        hub.crops.set_provider(provider)
+        while not stop.is_set():
+            hub.crops.serve(timeout=0.05)
+
+    owner = threading.Thread(target=worker)
+    owner.start()
+    try:
+        while not hub.crops.available:
+            time.sleep(0.005)
+        r = client.get("/api/crop", params={"x": 0.5, "y": 0.5, "size": 64})
+    finally:
+        stop.set()
+        owner.join()
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["x"], body["y"], body["width"], body["height"]) == (168, 118, 64, 64)
+    assert (body["frame_width"], body["frame_height"]) == (400, 300)
+    decoded = []
+    for key in ("composite", "last"):
+        head, _, data = body[key].partition(",")
+        assert head == "data:image/jpeg;base64"
+        decoded.append(cv2.imdecode(np.frombuffer(base64.b64decode(data), np.uint8), 1))
+    want = composite[118:182, 168:232].astype(int)
+    assert np.abs(decoded[0].astype(int) - want).mean() < 3
+    assert np.abs(decoded[1].astype(int) - (255 - want)).mean() < 3
+    assert ran_on == [owner]
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"y": 0.5}, "'x' is required"),
+        ({"x": "left", "y": 0.5}, "'x' must be a number"),
+        ({"x": 1.5, "y": 0.5}, "'x' must be between 0 and 1"),
+        ({"x": 0.5, "y": 0.5, "size": 4}, "'size' must be between 16 and 2048"),
+    ],
+)
+def test_bad_crop_parameters_are_refused_with_a_reason(client, params, message):
+    r = client.get("/api/crop", params=params)
+    assert r.status_code == 400 and message in r.json()["error"]
