@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from stacker.cliutil import run_app
@@ -13,6 +15,106 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.command("watch")
+def watch_command(
+    folder: Path = typer.Argument(..., help="Folder that tethering software writes frames into."),
+    output: Path = typer.Option(
+        ...,
+        "--output",
+        "-o",
+        help="Composite to write (.tif, .png or .jpg), rewritten as frames land.",
+    ),
+    depth_map: Path | None = typer.Option(None, "--depth-map", help="Also write a depth map here."),
+    method: str = typer.Option(
+        "pyramid", help="Merge method: pyramid (detail) or depthmap (smooth)."
+    ),
+    align: str = typer.Option(
+        "similarity", help="Alignment: similarity, translation, affine, homography or none."
+    ),
+    reference: str = typer.Option(
+        "first", help="Result geometry: first, middle, last or a frame number."
+    ),
+    jpeg_quality: int = typer.Option(95, help="Quality of JPEG outputs, 1 to 100."),
+    strict: bool = typer.Option(
+        False, "--strict", help="Stop at the first unreadable or rejected frame."
+    ),
+    no_crop: bool = typer.Option(
+        False, "--no-crop", help="Keep the full frame, smeared borders included."
+    ),
+    every: int = typer.Option(
+        1, "--every", help="Write the composite after every N merged frames."
+    ),
+    idle_timeout: float | None = typer.Option(
+        None,
+        "--idle-timeout",
+        help="Stop after this many seconds without a new frame (default: never).",
+    ),
+    prefer: str = typer.Option(
+        "jpeg",
+        "--prefer",
+        help="For RAW+JPEG pairs: stack the jpeg (fast) or the raw (needs the raw extra).",
+    ),
+    settle: float = typer.Option(
+        0.5,
+        "--settle",
+        help="Seconds a file must stay unchanged to count as written (no close events).",
+    ),
+    poll: bool = typer.Option(
+        False, "--poll", help="Poll the folder: for network shares (NFS, SMB)."
+    ),
+) -> None:
+    """Stack frames as other software drops them into FOLDER; stop with Ctrl-C or --idle-timeout."""
+    import signal
+    import threading
+
+    from rich.console import Console
+    from rich.live import Live
+
+    from stacker.watch import NoFramesError, render_status, summary_line, watch_and_stack
+
+    if prefer not in ("jpeg", "raw"):
+        raise typer.BadParameter(f"'{prefer}': use jpeg or raw", param_hint="--prefer")
+    stop = threading.Event()
+    console = Console(stderr=True)
+
+    def request_stop(signum: int, _frame: object) -> None:
+        stop.set()
+        # A second Ctrl-C interrupts at once (the composite on disk is complete anyway).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with Live(console=console, refresh_per_second=8, transient=True) as live:
+            summary = watch_and_stack(
+                folder,
+                output,
+                depth_map=depth_map,
+                method=method,
+                align=align,
+                reference=reference,
+                jpeg_quality=jpeg_quality,
+                strict=strict,
+                crop=not no_crop,
+                every=every,
+                idle_timeout=idle_timeout,
+                settle=settle,
+                prefer=prefer,  # type: ignore[arg-type]
+                polling=poll,
+                stop=stop,
+                on_status=lambda status: live.update(render_status(status)),
+                on_warning=lambda message: live.console.print(f"warning: {message}", markup=False),
+            )
+    except NoFramesError as exc:
+        if stop.is_set():
+            console.print(f"stacker: interrupted: {exc}", markup=False)
+            raise typer.Exit(130) from None
+        raise
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print(summary_line(summary))
 
 
 def main() -> None:

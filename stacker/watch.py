@@ -1,0 +1,965 @@
+"""Hot folder: stack frames as other software (tethering programs, Wi-Fi/FTP upload) drops them.
+
+Two layers, both usable from Python:
+
+* :class:`HotFolder` turns operating-system file events (watchdog: inotify, FSEvents, or polling)
+  into a stream of *complete* frames. A file counts as complete on Linux when its writer closes it
+  (inotify's close-after-write) or when it is renamed into the folder (the atomic-write pattern);
+  elsewhere, and with ``polling=True``, when its size and modification time stay unchanged for
+  ``settle`` seconds. It must then also decode; a file that does not is retried a few times before
+  being reported unreadable. Temporary, hidden and non-image files are ignored, and a RAW+JPEG
+  pair with the same stem is taken once (see :class:`HotFolder` for which one).
+* :func:`watch_and_stack` feeds those frames, one at a time on the calling thread, into a
+  :class:`stacker.stack.Stacker` and writes the composite atomically after each merged frame, so
+  the output on disk is always a complete image. Callbacks report each merged frame (the live
+  preview subscribes here) and every change of status (the command line's progress display).
+
+Threads: watchdog's observer thread only enqueues ``(event, path)`` tuples; checking files,
+decoding and merging all happen on the one thread that iterates the hot folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import queue
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+from watchdog.events import (
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+
+from stacker.errors import StackerError, UnreadableImageError
+from stacker.io import RAW_EXTENSIONS, check_writable_output, is_image_path, read_image
+from stacker.natsort import natural_key
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+    from watchdog.observers.api import BaseObserver
+
+    from stacker.stack import FrameRecord, Stacker
+
+__all__ = [
+    "TEMPORARY_SUFFIXES",
+    "HotFolder",
+    "HotFolderError",
+    "MergedFrame",
+    "NoFramesError",
+    "ReadyFrame",
+    "UnreadableFrame",
+    "WatchStatus",
+    "WatchSummary",
+    "is_candidate",
+    "render_status",
+    "summary_line",
+    "watch_and_stack",
+]
+
+Prefer = Literal["jpeg", "raw"]
+
+#: Name endings of files still being written by browsers, FTP/SFTP servers and sync tools.
+TEMPORARY_SUFFIXES = (
+    ".tmp",
+    ".temp",
+    ".part",
+    ".partial",
+    ".crdownload",
+    ".download",
+    ".filepart",
+    ".!sync",
+)
+
+
+class HotFolderError(StackerError):
+    """The hot folder is missing, unreadable, or cannot be watched."""
+
+
+class NoFramesError(StackerError):
+    """Watching ended before any frame could be merged, so there is nothing to write."""
+
+    exit_code = 1
+
+
+def is_candidate(path: Path) -> bool:
+    """True for a file name that may be a finished frame: an image, not hidden, not temporary."""
+    name = path.name.lower()
+    if name.startswith(".") or name.startswith("~$") or name.endswith("~"):
+        return False
+    if name.endswith(TEMPORARY_SUFFIXES):
+        return False
+    return is_image_path(path)
+
+
+def _stem_key(path: Path) -> str:
+    # Pairs share a stem whatever the case of either extension: IMG_0001.CR2 + IMG_0001.jpg.
+    return path.stem.casefold()
+
+
+def _is_raw(path: Path) -> bool:
+    return path.suffix.lower() in RAW_EXTENSIONS
+
+
+def _has_rawpy() -> bool:
+    return importlib.util.find_spec("rawpy") is not None
+
+
+def _jpeg_is_complete(data: bytes) -> bool:
+    """True when a JPEG's primary image has its end-of-image marker.
+
+    Some decoders (OpenCV 4 among them) return a truncated JPEG with a grey bottom and only a
+    warning, so a half-written frame would be merged. The header segments are walked by their
+    lengths (an embedded EXIF thumbnail has its own end marker) up to the first start-of-scan;
+    inside entropy-coded data every 0xFF byte is stuffed, so ``FF D9`` after that point can only be
+    the end of the image.
+    """
+    if data[:2] != b"\xff\xd8":
+        return True  # not JPEG content despite the name: the decoder will judge
+    pos, size = 2, len(data)
+    while pos + 4 <= size:
+        if data[pos] != 0xFF:
+            return True  # unusual header layout: leave it to the decoder
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+        elif marker == 0xDA:  # start of scan
+            return data.find(b"\xff\xd9", pos) != -1
+        elif 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            pos += 2
+        else:
+            pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+    return False
+
+
+def _looks_truncated(path: Path) -> str | None:
+    """Why ``path`` is visibly cut short (JPEG without end marker, PNG without IEND), or None."""
+    suffix = path.suffix.lower()
+    if suffix in (".jpg", ".jpeg"):
+        if not _jpeg_is_complete(path.read_bytes()):
+            return "truncated JPEG (no end-of-image marker)"
+    elif suffix == ".png":
+        with path.open("rb") as fh:
+            fh.seek(max(0, os.fstat(fh.fileno()).st_size - 64))
+            if b"IEND" not in fh.read():
+                return "truncated PNG (no IEND chunk)"
+    return None
+
+
+@dataclass(frozen=True)
+class ReadyFrame:
+    """A completely written, decoded frame from the hot folder."""
+
+    path: Path
+    image: np.ndarray
+
+
+@dataclass(frozen=True)
+class UnreadableFrame:
+    """A file that looked complete but still did not decode after the retries."""
+
+    path: Path
+    message: str
+
+
+@dataclass
+class _Entry:
+    """Book-keeping for one candidate file that has not been taken yet."""
+
+    path: Path
+    order: tuple[int, int]  # (0, natural rank) for files found at start, (1, arrival number)
+    initial: bool
+    written: bool = False  # write events seen: on inotify, wait for the close event
+    closed: bool = False  # closed after writing, or renamed into the folder
+    signature: tuple[int, int] | None = None  # (size, mtime_ns) at the last look
+    stable_since: float = 0.0
+    attempts: int = 0  # failed decodes so far
+    retry_at: float | None = None
+    hold_until: float | None = None  # a RAW/JPEG waiting for its preferred partner
+
+
+class _Enqueue(FileSystemEventHandler):
+    """Runs on watchdog's thread: only turns events into ``(kind, src, dest)`` tuples."""
+
+    def __init__(self, events: queue.SimpleQueue[tuple[str, str, str]]) -> None:
+        self._events = events
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.is_directory:
+            return
+        self._events.put((event.event_type, os.fsdecode(event.src_path), _dest(event)))
+
+
+def _dest(event: FileSystemEvent) -> str:
+    dest = getattr(event, "dest_path", "")
+    return os.fsdecode(dest) if dest else ""
+
+
+_TAKEN = (-1, -1)  # marks a path in HotFolder._done that is never looked at again
+_EVENT_TYPES: list[type[FileSystemEvent]] = [
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileClosedEvent,
+    FileMovedEvent,
+    FileDeletedEvent,
+]
+
+
+class HotFolder:
+    """Watch ``folder`` and hand out each completely written frame once.
+
+    Parameters
+    ----------
+    folder
+        The folder other software writes frames into (not its subfolders).
+    settle
+        Seconds a file's size and modification time must stay unchanged to count as complete
+        where close events are not available (macOS, Windows, ``polling=True``), and for files
+        already in the folder at start.
+    prefer
+        Which file of a RAW+JPEG pair (same stem) to stack: ``"jpeg"`` (default: fast, and what
+        the camera rendered) or ``"raw"`` (more latitude; needs the ``raw`` extra). The other file
+        of the pair is never read. A file of the non-preferred kind that arrives alone is held
+        for ``pair_wait`` seconds in case its partner follows, then stacked on its own.
+    pair_wait
+        See ``prefer``.
+    polling
+        Poll the folder instead of using native events: for network shares (NFS, SMB), where
+        writes made by other machines raise no local events.
+    ignore
+        Paths never to take (the composite and depth map when they are written into the folder).
+    existing
+        Take the files already in the folder at start, before any new one, in natural order.
+    decode_retries, retry_interval
+        A complete-looking file that fails to decode is tried again this many times, this many
+        seconds apart, before being reported unreadable.
+    close_grace
+        On Linux, a file seen being written whose close event never comes (written through a
+        memory map, hard-linked in) is taken after this many quiet seconds.
+
+    Files are handed out in natural order for those present at start, then in arrival order (first
+    event seen); a file still being written does not hold back the ones after it. Each path is
+    handed out once: a file rewritten later under the same name is not stacked again, except one
+    that was reported unreadable, which is looked at again when it changes.
+    """
+
+    def __init__(
+        self,
+        folder: str | os.PathLike[str],
+        *,
+        settle: float = 0.5,
+        prefer: Prefer = "jpeg",
+        pair_wait: float = 2.0,
+        polling: bool = False,
+        ignore: Iterable[str | os.PathLike[str]] = (),
+        existing: bool = True,
+        decode_retries: int = 3,
+        retry_interval: float = 0.5,
+        close_grace: float | None = None,
+    ) -> None:
+        if prefer not in ("jpeg", "raw"):
+            raise StackerError(f"--prefer {prefer!r} is not known: use 'jpeg' or 'raw'")
+        if settle <= 0:
+            raise StackerError(f"settle time {settle} s must be positive")
+        self.folder = Path(folder).absolute()
+        self.settle = float(settle)
+        self.prefer: Prefer = prefer
+        self.pair_wait = float(pair_wait)
+        self.polling = polling
+        self.existing = existing
+        self.decode_retries = int(decode_retries)
+        self.retry_interval = float(retry_interval)
+        self.close_grace = (
+            float(close_grace) if close_grace is not None else max(5.0, 10 * self.settle)
+        )
+        self._ignore_names: set[str] = set()
+        self._ignore = [Path(p) for p in ignore]
+        self.uses_close_events = False
+        #: Files of a RAW+JPEG pair that were not stacked because their partner was.
+        self.skipped: list[Path] = []
+        #: Monotonic time of the last sign of life: a frame handed out or a write in progress.
+        self.last_activity = time.monotonic()
+        self._events: queue.SimpleQueue[tuple[str, str, str]] = queue.SimpleQueue()
+        self._entries: dict[Path, _Entry] = {}
+        self._done: dict[Path, tuple[int, int]] = {}
+        self._claimed: dict[str, Path] = {}
+        self._arrivals = 0
+        self._observer: BaseObserver | None = None
+        self._real_folder = self.folder
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def start(self) -> HotFolder:
+        """Check the folder, start watching it, then list the files already there."""
+        if self._observer is not None:
+            return self
+        folder = self.folder
+        if not folder.exists():
+            raise HotFolderError(f"{folder}: no such folder; create it or check the path")
+        if not folder.is_dir():
+            raise HotFolderError(f"{folder}: not a folder; give the folder frames are written to")
+        if not os.access(folder, os.R_OK | os.X_OK):
+            raise HotFolderError(f"{folder}: not readable; check its permissions")
+        self._real_folder = folder.resolve()
+        self._ignore_names = {
+            p.name for p in self._ignore if p.absolute().parent.resolve() == self._real_folder
+        }
+        observer = self._make_observer()
+        try:
+            observer.schedule(_Enqueue(self._events), str(folder), event_filter=_EVENT_TYPES)
+            observer.start()
+        except OSError as exc:
+            with contextlib.suppress(Exception):
+                observer.stop()
+            raise HotFolderError(
+                f"{folder}: cannot watch this folder ({exc.strerror or exc}); try --poll, or raise "
+                "the inotify limits (sysctl fs.inotify.max_user_watches / max_user_instances)"
+            ) from None
+        self._observer = observer
+        if self.existing:
+            self._list_existing()
+        self.last_activity = time.monotonic()
+        return self
+
+    def _make_observer(self) -> BaseObserver:
+        if not self.polling:
+            try:
+                from watchdog.observers.inotify import InotifyObserver
+            except (ImportError, OSError):  # not Linux: FSEvents/kqueue/Windows, no close events
+                from watchdog.observers import Observer
+
+                return Observer()
+            try:
+                # Full events: a file moved in from elsewhere on the same disk arrives as a
+                # move with no source (complete), not as a bare "created" that never closes.
+                observer = InotifyObserver(generate_full_events=True)
+            except OSError as exc:
+                raise HotFolderError(
+                    f"{self.folder}: cannot start inotify ({exc.strerror or exc}); try --poll"
+                ) from None
+            self.uses_close_events = True
+            return observer
+        from watchdog.observers.polling import PollingObserver
+
+        return PollingObserver(timeout=min(0.5, self.settle))
+
+    def stop(self) -> None:
+        """Stop watching (idempotent)."""
+        observer, self._observer = self._observer, None
+        if observer is not None:
+            observer.stop()
+            observer.join(timeout=5)
+
+    def __enter__(self) -> HotFolder:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- iteration -----------------------------------------------------------------------------
+
+    def paths(
+        self, *, stop: threading.Event | None = None, idle_timeout: float | None = None
+    ) -> Iterator[Path]:
+        """Yield each completely written frame's path (not decoded), until stopped or idle.
+
+        Ends when ``stop`` is set or when nothing happened for ``idle_timeout`` seconds (no
+        frame handed out, no file being written); the time the caller spends between items does
+        not count as idle.
+        """
+        self._require_started()
+        while (entry := self._next(stop, idle_timeout)) is not None:
+            self._take(entry)
+            yield entry.path
+            self.last_activity = time.monotonic()
+
+    def frames(
+        self,
+        *,
+        stop: threading.Event | None = None,
+        idle_timeout: float | None = None,
+        on_unreadable: Callable[[UnreadableFrame], None] | None = None,
+    ) -> Iterator[ReadyFrame]:
+        """Yield each complete frame decoded with :func:`stacker.io.read_image`.
+
+        A file that fails to decode (or is visibly truncated, or changes while being read) is
+        tried again later; after ``decode_retries`` failures it is passed to ``on_unreadable``
+        (which may raise to stop) and skipped. Stopping works as in :meth:`paths`.
+        """
+        self._require_started()
+        while (entry := self._next(stop, idle_timeout)) is not None:
+            self._take(entry)
+            outcome = self._decode(entry)
+            if isinstance(outcome, ReadyFrame):
+                yield outcome
+            elif isinstance(outcome, UnreadableFrame) and on_unreadable is not None:
+                on_unreadable(outcome)
+            self.last_activity = time.monotonic()
+
+    def _require_started(self) -> None:
+        if self._observer is None:
+            raise RuntimeError("HotFolder.start() (or 'with HotFolder(...)') must come first")
+
+    def _next(self, stop: threading.Event | None, idle_timeout: float | None) -> _Entry | None:
+        while True:
+            now = time.monotonic()
+            self._drain(now)
+            entry = self._select(now)
+            if entry is not None:
+                return entry
+            if stop is not None and stop.is_set():
+                return None
+            if idle_timeout is not None and now - self.last_activity >= idle_timeout:
+                return None
+            if self._observer is not None and not self._observer.is_alive():
+                raise HotFolderError(
+                    f"{self.folder}: the folder was removed or can no longer be watched"
+                )
+            try:
+                event = self._events.get(timeout=0.05 if self._entries else 0.2)
+            except queue.Empty:
+                continue
+            self._drain(time.monotonic(), first=event)
+
+    # -- events --------------------------------------------------------------------------------
+
+    def _drain(self, now: float, first: tuple[str, str, str] | None = None) -> None:
+        first_new = self._arrivals + 1
+        if first is not None:
+            self._apply(first, now)
+        while True:
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                break
+            self._apply(event, now)
+        if not self.uses_close_events and self._arrivals > first_new:
+            # Polling and coalescing observers report a batch of new files in no particular
+            # order: take files that showed up together in natural order.
+            batch = [
+                e for e in self._entries.values() if e.order[0] == 1 and e.order[1] >= first_new
+            ]
+            ranks = sorted(e.order[1] for e in batch)
+            for entry, rank in zip(
+                sorted(batch, key=lambda e: natural_key(e.path.name)), ranks, strict=True
+            ):
+                entry.order = (1, rank)
+
+    def _apply(self, event: tuple[str, str, str], now: float) -> None:
+        kind, src, dest = event
+        if kind == "deleted":
+            self._forget(Path(src))
+        elif kind == "moved":
+            if src:
+                self._forget(Path(src))
+            if dest:
+                self._touch(Path(dest), now, closed=True)
+        elif kind in ("created", "modified"):
+            self._touch(Path(src), now, closed=False)
+        elif kind == "closed":
+            self._touch(Path(src), now, closed=True)
+
+    def _watched(self, path: Path) -> bool:
+        return (
+            path.parent == self.folder
+            and path.name not in self._ignore_names
+            and is_candidate(path)
+        )
+
+    def _touch(self, path: Path, now: float, *, closed: bool) -> None:
+        if not self._watched(path):
+            return
+        done = self._done.get(path)
+        if done is not None:
+            if done == _TAKEN or done == self._signature(path):
+                return
+            del self._done[path]  # an unreadable file that changed since: look again
+        claimed = self._claimed.get(_stem_key(path))
+        if claimed is not None and claimed != path:
+            self._skip(path)
+            return
+        entry = self._entries.get(path)
+        if entry is None:
+            self._arrivals += 1
+            entry = _Entry(path, order=(1, self._arrivals), initial=False)
+            self._entries[path] = entry
+        entry.closed = closed
+        entry.written = entry.written or not closed
+        if not closed:
+            entry.attempts = 0  # being (re)written: earlier decode failures do not count
+        entry.retry_at = None
+        self.last_activity = now
+
+    def _forget(self, path: Path) -> None:
+        self._entries.pop(path, None)
+
+    def _skip(self, path: Path) -> None:
+        self._entries.pop(path, None)
+        self._done[path] = _TAKEN
+        self.skipped.append(path)
+
+    def _list_existing(self) -> None:
+        try:
+            names = sorted(os.listdir(self.folder), key=natural_key)
+        except OSError as exc:
+            raise HotFolderError(f"{self.folder}: cannot list ({exc.strerror or exc})") from None
+        now, wall = time.monotonic(), time.time()
+        for rank, name in enumerate(names):
+            path = self.folder / name
+            if not self._watched(path) or path in self._entries:
+                continue
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            age = max(0.0, wall - st.st_mtime)
+            self._entries[path] = _Entry(
+                path,
+                order=(0, rank),
+                initial=True,
+                signature=(st.st_size, st.st_mtime_ns),
+                stable_since=now - age,
+            )
+
+    # -- deciding what is ready ----------------------------------------------------------------
+
+    @staticmethod
+    def _signature(path: Path) -> tuple[int, int] | None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return (st.st_size, st.st_mtime_ns) if stat.S_ISREG(st.st_mode) else None
+
+    def _complete(self, entry: _Entry, now: float) -> bool:
+        if entry.signature is None or entry.signature[0] == 0:
+            return False  # an empty placeholder is never a frame
+        if entry.retry_at is not None:
+            return now >= entry.retry_at
+        if entry.closed:
+            return True
+        quiet = now - entry.stable_since
+        if not self.uses_close_events or not entry.written:
+            return quiet >= self.settle
+        return quiet >= self.close_grace
+
+    def _preferred(self, path: Path) -> bool:
+        return _is_raw(path) == (self.prefer == "raw")
+
+    def _select(self, now: float) -> _Entry | None:
+        by_stem: dict[str, list[_Entry]] = {}
+        for entry in list(self._entries.values()):
+            signature = self._signature(entry.path)
+            if signature is None:
+                del self._entries[entry.path]
+                continue
+            if signature != entry.signature:
+                entry.signature, entry.stable_since = signature, now
+            by_stem.setdefault(_stem_key(entry.path), []).append(entry)
+        ready: list[_Entry] = []
+        for entry in self._entries.values():
+            if not self._complete(entry, now):
+                continue
+            if not self._preferred(entry.path):
+                partners = by_stem[_stem_key(entry.path)]
+                if any(self._preferred(p.path) for p in partners if p is not entry):
+                    continue  # the preferred file of the pair is here: wait for it instead
+                if not entry.initial:
+                    if entry.hold_until is None:
+                        entry.hold_until = now + self.pair_wait
+                    if now < entry.hold_until:
+                        continue
+            ready.append(entry)
+        if not ready:
+            return None
+        return min(ready, key=lambda e: e.order)
+
+    def _take(self, entry: _Entry) -> None:
+        del self._entries[entry.path]
+        self._done[entry.path] = _TAKEN
+        key = _stem_key(entry.path)
+        self._claimed[key] = entry.path
+        # A partner already complete and waiting is not stacked.
+        for other in [e for e in self._entries.values() if _stem_key(e.path) == key]:
+            self._skip(other.path)
+
+    # -- decoding ------------------------------------------------------------------------------
+
+    def _decode(self, entry: _Entry) -> ReadyFrame | UnreadableFrame | None:
+        path = entry.path
+        before = self._signature(path)
+        if before is None:  # gone already
+            self._release(entry, None)
+            return None
+        try:
+            reason = _looks_truncated(path)
+            if reason is not None:
+                raise UnreadableImageError(f"{path}: {reason}")
+            image = read_image(path)
+        except (UnreadableImageError, OSError) as exc:
+            message = str(exc)
+            image = None
+        if self._signature(path) != before:
+            # Still being written after all: back to waiting, this attempt does not count.
+            self._requeue(entry, retry_at=None)
+            return None
+        if image is not None:
+            return ReadyFrame(path, image)
+        entry.attempts += 1
+        final = entry.attempts > self.decode_retries or (_is_raw(path) and not _has_rawpy())
+        if not final:
+            self._requeue(entry, retry_at=time.monotonic() + self.retry_interval)
+            return None
+        self._release(entry, before)
+        return UnreadableFrame(path, message)
+
+    def _requeue(self, entry: _Entry, *, retry_at: float | None) -> None:
+        del self._done[entry.path]
+        entry.retry_at = retry_at
+        if retry_at is None:
+            entry.closed = False
+        self._entries[entry.path] = entry
+
+    def _release(self, entry: _Entry, signature: tuple[int, int] | None) -> None:
+        """Give up on ``entry``: its pair partner, if any, may be stacked instead."""
+        if signature is None:
+            self._done.pop(entry.path, None)
+        else:
+            self._done[entry.path] = signature
+        key = _stem_key(entry.path)
+        if self._claimed.get(key) == entry.path:
+            del self._claimed[key]
+        for path in [p for p in self.skipped if _stem_key(p) == key and p.exists()]:
+            self.skipped.remove(path)
+            del self._done[path]
+            self._arrivals += 1
+            self._entries[path] = _Entry(path, order=(1, self._arrivals), initial=False)
+
+
+# -- stacking what lands in the folder ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WatchStatus:
+    """A snapshot of a watch, handed to ``on_status`` whenever something changes.
+
+    ``state`` is ``"waiting"`` (for the next file), ``"merging"``, ``"writing"`` or ``"done"``.
+    ``seen`` counts files taken from the folder, ``rejected`` frames that decoded but could not
+    be aligned or do not fit the stack, ``skipped`` the partners of RAW+JPEG pairs.
+    """
+
+    folder: Path
+    state: str = "waiting"
+    seen: int = 0
+    merged: int = 0
+    rejected: int = 0
+    unreadable: int = 0
+    skipped: int = 0
+    writes: int = 0
+    last_name: str | None = None
+    last_score: float | None = None
+    last_problem: str | None = None
+
+
+@dataclass(frozen=True)
+class MergedFrame:
+    """What ``on_frame`` receives after each frame went through :meth:`Stacker.add`.
+
+    Called on the merging thread: ``stacker.preview()`` and friends may be called from the
+    callback (hand the small arrays to other threads); ``record.merged`` tells whether the frame
+    made it into the composite.
+    """
+
+    path: Path
+    image: np.ndarray
+    record: FrameRecord
+    stacker: Stacker
+
+
+@dataclass(frozen=True)
+class WatchSummary:
+    """How a watch ended: ``finish`` is ``"idle"`` (idle timeout) or ``"stopped"``."""
+
+    status: WatchStatus
+    finish: str
+    outputs: list[Path]
+    records: list[FrameRecord]
+
+
+def _require_raw_support(prefer: str) -> None:
+    if prefer == "raw" and not _has_rawpy():
+        raise StackerError(
+            "--prefer raw needs the 'raw' extra: pip install 'stackrig[raw]' (or use --prefer jpeg)"
+        )
+
+
+def watch_and_stack(
+    folder: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    depth_map: str | os.PathLike[str] | None = None,
+    method: str = "pyramid",
+    align: str = "similarity",
+    reference: str | int = "first",
+    jpeg_quality: int = 95,
+    strict: bool = False,
+    crop: bool = True,
+    every: int = 1,
+    idle_timeout: float | None = None,
+    settle: float = 0.5,
+    prefer: Prefer = "jpeg",
+    polling: bool = False,
+    stop: threading.Event | None = None,
+    on_frame: Callable[[MergedFrame], None] | None = None,
+    on_status: Callable[[WatchStatus], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
+) -> WatchSummary:
+    """Stack every frame that lands in ``folder`` into ``output`` until idle or stopped.
+
+    Runs on the calling thread (the one merging thread): files already in the folder first, in
+    natural order, then new ones as they complete. After every ``every``-th merged frame the
+    composite (and ``depth_map``) is written atomically, and once more at the end, so ``output``
+    is always a complete image. Stops when ``stop`` is set (after the frame being merged) or after
+    ``idle_timeout`` seconds without a new frame.
+
+    A file that does not decode, or a frame that cannot be aligned or does not fit the stack, is
+    reported through ``on_warning`` and skipped; with ``strict`` it ends the watch with a
+    :class:`~stacker.errors.StackerError` (after writing what was merged so far). Raises
+    :class:`NoFramesError` when the watch ends with nothing merged.
+    """
+    from stacker.stack import Stacker, parse_reference
+
+    if every < 1:
+        raise StackerError(f"--every {every}: write at least every 1 frame (1 or more)")
+    if idle_timeout is not None and idle_timeout <= 0:
+        raise StackerError(f"--idle-timeout {idle_timeout}: give a positive number of seconds")
+    _require_raw_support(prefer)
+    out = _check_output(output)
+    depth = _check_output(depth_map) if depth_map is not None else None
+    stacker = Stacker(method=method, align=align, reference=parse_reference(reference))
+    run = _WatchRun(
+        stacker,
+        out,
+        depth,
+        jpeg_quality=jpeg_quality,
+        strict=strict,
+        crop=crop,
+        every=every,
+        status=WatchStatus(folder=Path(folder).absolute()),
+        on_frame=on_frame,
+        on_status=on_status,
+        on_warning=on_warning,
+    )
+    hot = HotFolder(
+        folder,
+        settle=settle,
+        prefer=prefer,
+        polling=polling,
+        ignore=[p for p in (out, depth) if p is not None],
+    )
+    with hot:
+        run.publish()
+        try:
+            for frame in hot.frames(
+                stop=stop, idle_timeout=idle_timeout, on_unreadable=run.unreadable
+            ):
+                run.skipped(len(hot.skipped))
+                run.add(frame)
+                if stop is not None and stop.is_set():
+                    break
+        except StackerError:
+            run.finish()  # strict: keep what was merged before failing
+            raise
+    run.skipped(len(hot.skipped))
+    outputs = run.finish()
+    if not outputs:
+        why = "stopped" if stop is not None and stop.is_set() else "went idle"
+        raise NoFramesError(
+            f"{hot.folder}: no frame could be merged before the watch {why}; {out} not written"
+        )
+    finish = "stopped" if stop is not None and stop.is_set() else "idle"
+    return WatchSummary(run.status, finish, outputs, list(stacker.records))
+
+
+def _check_output(path: str | os.PathLike[str]) -> Path:
+
+    return check_writable_output(path).absolute()
+
+
+class _WatchRun:
+    """The merging side of a watch: counts, strictness, and when to write the outputs."""
+
+    def __init__(
+        self,
+        stacker: Stacker,
+        output: Path,
+        depth_map: Path | None,
+        *,
+        jpeg_quality: int,
+        strict: bool,
+        crop: bool,
+        every: int,
+        status: WatchStatus,
+        on_frame: Callable[[MergedFrame], None] | None,
+        on_status: Callable[[WatchStatus], None] | None,
+        on_warning: Callable[[str], None] | None,
+    ) -> None:
+        self.stacker = stacker
+        self.output = output
+        self.depth_map = depth_map
+        self.jpeg_quality = jpeg_quality
+        self.strict = strict
+        self.crop = crop
+        self.every = every
+        self.status = status
+        self.on_frame = on_frame
+        self.on_status = on_status
+        self.on_warning = on_warning
+        self.first_path: Path | None = None
+        self.unwritten = 0  # merged frames not yet in the file on disk
+        self.outputs: list[Path] = []
+
+    def publish(self, **changes: object) -> None:
+        self.status = replace(self.status, **changes)  # type: ignore[arg-type]
+        if self.on_status is not None:
+            self.on_status(self.status)
+
+    def warn(self, message: str) -> None:
+        if self.on_warning is not None:
+            self.on_warning(message)
+
+    def skipped(self, count: int) -> None:
+        if count != self.status.skipped:
+            self.publish(skipped=count)
+
+    def unreadable(self, bad: UnreadableFrame) -> None:
+        self.publish(
+            seen=self.status.seen + 1,
+            unreadable=self.status.unreadable + 1,
+            last_name=bad.path.name,
+            last_score=None,
+            last_problem=bad.message,
+        )
+        if self.strict:
+            raise UnreadableImageError(f"{bad.message} (--strict stops at the first bad file)")
+        self.warn(f"skipped {bad.message}")
+
+    def add(self, frame: ReadyFrame) -> None:
+        self.publish(state="merging", seen=self.status.seen + 1, last_name=frame.path.name)
+        try:
+            record = self.stacker.add(frame.image, name=frame.path.name)
+        except StackerError as exc:
+            # A frame that does not fit the stack (size, bit depth) is rejected like a
+            # misaligned one: the stack so far stays intact.
+            self.reject(frame.path, str(exc))
+            return
+        if record.merged:
+            if self.first_path is None:
+                self.first_path = frame.path
+            self.unwritten += 1
+            self.publish(merged=self.status.merged + 1, last_score=record.score, last_problem=None)
+            if self.unwritten >= self.every:
+                self.write()
+        else:
+            self.reject(frame.path, f"{frame.path.name}: {record.reason or 'not merged'}", record)
+        if self.on_frame is not None:
+            self.on_frame(MergedFrame(frame.path, frame.image, record, self.stacker))
+        self.publish(state="waiting")
+
+    def reject(self, path: Path, message: str, record: FrameRecord | None = None) -> None:
+        self.publish(
+            rejected=self.status.rejected + 1,
+            last_score=record.score if record is not None else None,
+            last_problem=message,
+        )
+        if self.strict:
+            raise StackerError(f"{message} (--strict stops at the first rejected frame)")
+        self.warn(f"rejected {message}")
+
+    def write(self) -> None:
+        self.publish(state="writing")
+        self.outputs = _write_outputs(
+            self.stacker,
+            self.output,
+            self.depth_map,
+            jpeg_quality=self.jpeg_quality,
+            crop=self.crop,
+            metadata_from=self.first_path,
+        )
+        self.unwritten = 0
+        self.publish(state="waiting", writes=self.status.writes + 1)
+
+    def finish(self) -> list[Path]:
+        """Write the merged frames not yet on disk; the paths written, empty if none ever."""
+        if self.unwritten:
+            self.write()
+        self.publish(state="done")
+        return self.outputs
+
+
+def _write_outputs(
+    stacker: Stacker,
+    output: Path,
+    depth_map: Path | None,
+    *,
+    jpeg_quality: int,
+    crop: bool,
+    metadata_from: Path | None,
+) -> list[Path]:
+    from stacker.output import save_outputs
+
+    return save_outputs(
+        stacker,
+        output,
+        depth_path=depth_map,
+        jpeg_quality=jpeg_quality,
+        metadata_from=metadata_from,
+        crop=crop,
+    )
+
+
+def render_status(status: WatchStatus) -> RenderableType:
+    """The live progress line(s) of ``stacker watch``."""
+    from rich.text import Text
+
+    text = Text()
+    text.append(f"{status.state:<8} ", style="bold cyan")
+    text.append(f"{status.folder}\n", style="dim")
+    text.append(f"seen {status.seen}  ")
+    text.append(f"merged {status.merged}  ", style="green")
+    text.append(f"rejected {status.rejected}  ", style="yellow" if status.rejected else "")
+    text.append(f"unreadable {status.unreadable}  ", style="red" if status.unreadable else "")
+    text.append(f"pair partners skipped {status.skipped}  written {status.writes}x")
+    if status.last_name is not None:
+        text.append(f"\nlast: {status.last_name}")
+        if status.last_score is not None:
+            text.append(f"  alignment score {status.last_score:.2f}")
+        if status.last_problem:
+            text.append(f"  ({status.last_problem})", style="yellow")
+    return text
+
+
+def summary_line(summary: WatchSummary) -> str:
+    """One line saying what a finished watch did."""
+    s = summary.status
+    how = "went idle" if summary.finish == "idle" else "stopped"
+    written = ", ".join(str(p) for p in summary.outputs)
+    return (
+        f"stacked {s.merged} of {s.seen} frames from {s.folder} ({s.rejected} rejected, "
+        f"{s.unreadable} unreadable, {s.skipped} RAW+JPEG partners skipped); {how}; "
+        f"wrote {written}"
+    )

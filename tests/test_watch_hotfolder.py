@@ -1,0 +1,267 @@
+"""The hot folder on its own: real file events on a real folder, real files written by threads."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from stacker.io import read_image
+from stacker.watch import (
+    HotFolder,
+    HotFolderError,
+    UnreadableFrame,
+    _jpeg_is_complete,
+    is_candidate,
+)
+
+
+def textured_jpeg(seed: int, *, shift: int = 0, size: tuple[int, int] = (320, 240)) -> bytes:
+    """A 320x240 textured frame (blurred noise, slightly shifted), JPEG-encoded."""
+    w, h = size
+    rng = np.random.default_rng(seed)
+    base = rng.random((h + 16, w + 16, 3)).astype(np.float32) * 255
+    base = cv2.GaussianBlur(base, (0, 0), 1.5)
+    img = np.ascontiguousarray(base[8 + shift : 8 + shift + h, 8 : 8 + w]).astype(np.uint8)
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ok
+    return buf.tobytes()
+
+
+def write_slowly(
+    path: Path, data: bytes, *, chunk: int = 4096, gap: float = 0.02, pause_at: int | None = None
+) -> None:
+    """Write ``data`` in small chunks like a slow upload; optionally stall once for 0.8 s."""
+    with path.open("wb") as fh:
+        for i, start in enumerate(range(0, len(data), chunk)):
+            fh.write(data[start : start + chunk])
+            fh.flush()
+            if pause_at is not None and i == pause_at:
+                time.sleep(0.8)
+            time.sleep(gap)
+
+
+def write_old(path: Path, data: bytes) -> None:
+    """A file that was already there a while ago (no settle wait)."""
+    path.write_bytes(data)
+    past = time.time() - 60
+    os.utime(path, (past, past))
+
+
+def collect_paths(hot: HotFolder, idle: float) -> list[tuple[Path, int]]:
+    """Every ready path with its size at the moment it was handed out."""
+    return [(p, p.stat().st_size) for p in hot.paths(idle_timeout=idle)]
+
+
+def in_thread(fn, *args, **kwargs) -> threading.Thread:  # type: ignore[no-untyped-def]
+    t = threading.Thread(target=fn, args=args, kwargs=kwargs, daemon=True)
+    t.start()
+    return t
+
+
+def test_jpeg_end_marker_check_spots_every_truncation() -> None:
+    data = textured_jpeg(1)
+    assert _jpeg_is_complete(data)
+    for cut in range(4, len(data) - 1, 311):
+        assert not _jpeg_is_complete(data[:cut]), cut
+    assert not _jpeg_is_complete(data[:-2])
+
+
+def test_candidate_names() -> None:
+    for name in ["a.jpg", "IMG_0001.CR2", "b.TIFF", "frame 10.png"]:
+        assert is_candidate(Path(name)), name
+    for name in [
+        ".a.jpg",
+        "a.jpg.tmp",
+        "a.jpg.part",
+        "a.crdownload",
+        "a.jpg~",
+        "~$a.jpg",
+        "notes.txt",
+        "a.xmp",
+        "a.jpg.filepart",
+    ]:
+        assert not is_candidate(Path(name)), name
+
+
+def test_slow_writes_are_taken_at_close_even_after_a_stall(tmp_path: Path) -> None:
+    """On inotify a stalled upload (longer than the settle time) is not taken half-written."""
+    frames = {f"f{i}.jpg": textured_jpeg(i, shift=i) for i in range(3)}
+    with HotFolder(tmp_path, settle=0.3) as hot:
+        assert hot.uses_close_events  # Linux: the close-after-write path is what is tested
+
+        def writer() -> None:
+            for i, (name, data) in enumerate(frames.items()):
+                write_slowly(tmp_path / name, data, pause_at=2 if i == 1 else None)
+
+        t = in_thread(writer)
+        got = collect_paths(hot, idle=1.2)
+        t.join()
+    assert [(p.name, size) for p, size in got] == [(n, len(d)) for n, d in frames.items()]
+
+
+def test_polling_takes_files_once_size_and_mtime_settle(tmp_path: Path) -> None:
+    frames = {f"p{i}.jpg": textured_jpeg(10 + i) for i in range(2)}
+    with HotFolder(tmp_path, settle=0.4, polling=True) as hot:
+        assert not hot.uses_close_events
+
+        def writer() -> None:
+            for name, data in frames.items():
+                write_slowly(tmp_path / name, data)
+
+        t = in_thread(writer)
+        got = collect_paths(hot, idle=1.2)
+        t.join()
+    assert [(p.name, size) for p, size in got] == [(n, len(d)) for n, d in frames.items()]
+
+
+def test_decoded_frames_equal_the_finished_files(tmp_path: Path) -> None:
+    names = [f"d{i}.jpg" for i in range(3)]
+    unreadable: list[UnreadableFrame] = []
+    with HotFolder(tmp_path, settle=0.3) as hot:
+        t = in_thread(
+            lambda: [write_slowly(tmp_path / n, textured_jpeg(20 + i)) for i, n in enumerate(names)]
+        )
+        got = list(hot.frames(idle_timeout=1.2, on_unreadable=unreadable.append))
+        t.join()
+    assert unreadable == []
+    assert [f.path.name for f in got] == names
+    for frame in got:
+        assert np.array_equal(frame.image, read_image(frame.path))
+
+
+def test_temporary_hidden_and_other_files_are_ignored_renames_are_taken(tmp_path: Path) -> None:
+    data = textured_jpeg(3)
+    with HotFolder(tmp_path, settle=0.3, ignore=[tmp_path / "stacked.jpg"]) as hot:
+
+        def writer() -> None:
+            for name in [".hidden.jpg", "a.jpg.part", "b.crdownload", "c.jpg~", "notes.txt"]:
+                write_slowly(tmp_path / name, data)
+            (tmp_path / "stacked.jpg").write_bytes(data)  # our own output: never a frame
+            write_slowly(tmp_path / "x.jpg.tmp", data)
+            os.rename(tmp_path / "x.jpg.tmp", tmp_path / "x.jpg")
+
+        t = in_thread(writer)
+        got = collect_paths(hot, idle=1.0)
+        t.join()
+    assert [(p.name, size) for p, size in got] == [("x.jpg", len(data))]
+
+
+def test_file_moved_in_from_elsewhere_is_taken(tmp_path: Path) -> None:
+    watched = tmp_path / "hot"
+    watched.mkdir()
+    outside = tmp_path / "y.jpg"
+    outside.write_bytes(textured_jpeg(4))
+    with HotFolder(watched, settle=0.3, close_grace=30) as hot:
+        t = in_thread(lambda: (time.sleep(0.2), os.rename(outside, watched / "y.jpg")))
+        got = collect_paths(hot, idle=1.0)
+        t.join()
+    assert [p.name for p, _ in got] == ["y.jpg"]
+
+
+def test_raw_jpeg_pair_counts_once_and_the_raw_is_never_read(tmp_path: Path) -> None:
+    fake_raw = b"not a raw file, must never be decoded" * 100
+    unreadable: list[UnreadableFrame] = []
+    with HotFolder(tmp_path, settle=0.3) as hot:
+
+        def writer() -> None:
+            write_slowly(tmp_path / "IMG_0001.CR2", fake_raw)  # RAW first, JPEG after
+            write_slowly(tmp_path / "IMG_0001.JPG", textured_jpeg(5))
+            write_slowly(tmp_path / "IMG_0002.jpg", textured_jpeg(6))  # JPEG first, RAW after
+            time.sleep(0.3)
+            write_slowly(tmp_path / "IMG_0002.cr2", fake_raw)
+
+        t = in_thread(writer)
+        got = list(hot.frames(idle_timeout=1.2, on_unreadable=unreadable.append))
+        t.join()
+    assert unreadable == []  # a decoded fake RAW would have been reported here
+    assert [f.path.name for f in got] == ["IMG_0001.JPG", "IMG_0002.jpg"]
+    assert sorted(p.name for p in hot.skipped) == ["IMG_0001.CR2", "IMG_0002.cr2"]
+
+
+def test_lone_raw_is_taken_after_the_pair_wait_and_prefer_raw_skips_jpegs(
+    tmp_path: Path,
+) -> None:
+    fake_raw = b"raw bytes" * 500
+    with HotFolder(tmp_path, settle=0.3, pair_wait=0.3) as hot:
+        t = in_thread(lambda: write_slowly(tmp_path / "solo.nef", fake_raw))
+        got = collect_paths(hot, idle=1.0)
+        t.join()
+    assert [p.name for p, _ in got] == ["solo.nef"]
+
+    raw_dir = tmp_path / "raw"
+    raw_dir.mkdir()
+    with HotFolder(raw_dir, settle=0.3, prefer="raw") as hot:
+
+        def writer() -> None:
+            write_slowly(raw_dir / "a.jpg", textured_jpeg(7))
+            write_slowly(raw_dir / "a.arw", fake_raw)
+
+        t = in_thread(writer)
+        got = collect_paths(hot, idle=1.0)
+        t.join()
+    assert [p.name for p, _ in got] == ["a.arw"]
+    assert [p.name for p in hot.skipped] == ["a.jpg"]
+
+
+def test_existing_files_first_in_natural_order_then_arrival_order(tmp_path: Path) -> None:
+    for name in ["frame_10.jpg", "frame_2.jpg", "frame_1.jpg", "Frame_3.jpg"]:
+        write_old(tmp_path / name, textured_jpeg(8))
+    with HotFolder(tmp_path, settle=0.3) as hot:
+
+        def writer() -> None:
+            for name in ["new_b.jpg", "new_a.jpg"]:
+                write_slowly(tmp_path / name, textured_jpeg(9))
+
+        t = in_thread(writer)
+        got = collect_paths(hot, idle=1.0)
+        t.join()
+    assert [p.name for p, _ in got] == [
+        "frame_1.jpg",
+        "frame_2.jpg",
+        "Frame_3.jpg",
+        "frame_10.jpg",
+        "new_b.jpg",
+        "new_a.jpg",
+    ]
+
+
+def test_unreadable_file_is_retried_reported_and_looked_at_again_when_rewritten(
+    tmp_path: Path,
+) -> None:
+    unreadable: list[UnreadableFrame] = []
+    with HotFolder(tmp_path, settle=0.3, decode_retries=2, retry_interval=0.1) as hot:
+
+        def writer() -> None:
+            (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8 garbage " * 200)
+            write_slowly(tmp_path / "good.jpg", textured_jpeg(11))
+            time.sleep(0.8)
+            write_slowly(tmp_path / "bad.jpg", textured_jpeg(12))  # fixed by its writer
+
+        t = in_thread(writer)
+        got = list(hot.frames(idle_timeout=1.2, on_unreadable=unreadable.append))
+        t.join()
+    assert [u.path.name for u in unreadable] == ["bad.jpg"]
+    assert "bad.jpg" in unreadable[0].message
+    assert [f.path.name for f in got] == ["good.jpg", "bad.jpg"]
+    assert np.array_equal(got[1].image, read_image(tmp_path / "bad.jpg"))
+
+
+def test_stop_event_ends_iteration(tmp_path: Path) -> None:
+    stop = threading.Event()
+    with HotFolder(tmp_path) as hot:
+        threading.Timer(0.3, stop.set).start()
+        assert list(hot.paths(stop=stop)) == []
+
+
+def test_missing_or_non_folder_is_a_one_line_error(tmp_path: Path) -> None:
+    with pytest.raises(HotFolderError, match="no such folder"):
+        HotFolder(tmp_path / "absent").start()
+    (tmp_path / "file.jpg").write_bytes(b"x")
+    with pytest.raises(HotFolderError, match="not a folder"):
+        HotFolder(tmp_path / "file.jpg").start()
