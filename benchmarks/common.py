@@ -1,0 +1,143 @@
+"""Shared pieces of the benchmarks: cached synthetic stacks, machine description, the stacker.
+
+The benchmarks are scripts, never tests. Stacks are rendered once into ``benchmarks/_work/``
+(git-ignored) and reused while their sidecar matches the requested spec.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
+
+from stacker.natsort import natural_key  # noqa: E402
+from stacker.synthetic import TRUTH_SIDECAR, SceneSpec, write_stack  # noqa: E402
+
+WORK = HERE / "_work"
+SEED = 2026
+JPEG_QUALITY = 95
+
+
+def size_for_mp(mp: float) -> tuple[int, int]:
+    """A 3:2 frame of ``mp`` megapixels with even sides: 6 -> 3000x2000, 24 -> 6000x4000."""
+    w = math.sqrt(mp * 1e6 * 1.5)
+    return int(round(w / 2) * 2), int(round(w / 1.5 / 2) * 2)
+
+
+def bench_spec(mp: float) -> SceneSpec:
+    """The benchmark scene at ``mp`` megapixels (defaults: breathing, jitter, drift, noise)."""
+    w, h = size_for_mp(mp)
+    return SceneSpec(width=w, height=h, seed=SEED)
+
+
+def ensure_stack(mp: float, frames: int, *, log: Any = print) -> Path:
+    """Folder of ``frames`` JPEG frames at ``mp`` MP, rendered now unless already cached."""
+    spec = bench_spec(mp)
+    folder = WORK / f"synthetic_{mp:g}mp_{frames}f_q{JPEG_QUALITY}"
+    sidecar = folder / TRUTH_SIDECAR
+    if sidecar.exists():
+        try:
+            data = json.loads(sidecar.read_text())
+            if data["spec"] == spec.to_json() and data["n_frames"] == frames:
+                return folder
+        except (ValueError, KeyError):
+            pass
+    log(f"rendering {frames} frames of {spec.width}x{spec.height} into {folder} (once) ...")
+    t0 = time.perf_counter()
+    write_stack(folder, spec, frames, jpeg_quality=JPEG_QUALITY)
+    log(f"  done in {time.perf_counter() - t0:.0f} s")
+    return folder
+
+
+def frame_paths(folder: Path) -> list[Path]:
+    """The stack's frames in natural order."""
+    paths = [p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".tif")]
+    return sorted(paths, key=lambda p: natural_key(p.name))
+
+
+def frame_positions(folder: Path) -> dict[str, float]:
+    """Focus position (µm) of each frame file, from the sidecar (a rig knows its rail)."""
+    data = json.loads((folder / TRUTH_SIDECAR).read_text())
+    return {f["file"]: float(f["focus_um"]) for f in data["frames"]}
+
+
+def load_stacker() -> tuple[Any, str | None]:
+    """``(Stacker class, None)``, or ``(None, reason)`` when stacker.stack is not there yet."""
+    try:
+        from stacker.stack import Stacker
+    except ImportError as exc:
+        return None, f"stacker.stack.Stacker is not available ({exc})"
+    return Stacker, None
+
+
+def stacker_result(stacker: Any) -> np.ndarray:
+    """The full composite in reference geometry when the API allows, else the default."""
+    result = stacker.result
+    try:
+        takes_crop = "crop" in inspect.signature(result).parameters
+        out = result(crop=False) if takes_crop else result()
+    except (TypeError, ValueError):
+        out = result()
+    return out.image if hasattr(out, "image") else out
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MiB (Linux reports KiB)."""
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kib / 1024.0 if sys.platform != "darwin" else kib / 1024.0 / 1024.0
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        cpu = platform.processor() or "unknown"
+    import cv2
+
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "arch": platform.machine(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "opencv": cv2.__version__,
+        "numpy": np.__version__,
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+    }
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Write benchmark results as indented JSON (folder created)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=1, default=float) + "\n")
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    """A plain fixed-width text table."""
+    cols = [header, *rows]
+    widths = [max(len(str(r[i])) for r in cols) for i in range(len(header))]
+
+    def fmt(r: list[str]) -> str:
+        return "  ".join(
+            str(c).rjust(w) if i else str(c).ljust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
+
+    return "\n".join([fmt(header), "  ".join("-" * w for w in widths), *map(fmt, rows)])
