@@ -104,11 +104,13 @@ def watch_command(
                 polling=poll,
                 stop=stop,
                 on_status=lambda status: live.update(render_status(status)),
-                on_warning=lambda message: live.console.print(f"warning: {message}", markup=False),
+                on_warning=lambda message: live.console.print(
+                    f"warning: {message}", markup=False, soft_wrap=True
+                ),
             )
     except NoFramesError as exc:
         if stop.is_set():
-            console.print(f"stacker: interrupted: {exc}", markup=False)
+            console.print(f"stacker: interrupted: {exc}", markup=False, soft_wrap=True)
             raise typer.Exit(130) from None
         raise
     finally:

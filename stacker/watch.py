@@ -423,7 +423,9 @@ class HotFolder:
                 return None
             if idle_timeout is not None and now - self.last_activity >= idle_timeout:
                 return None
-            if self._observer is not None and not self._observer.is_alive():
+            if not self.folder.is_dir() or (
+                self._observer is not None and not self._observer.is_alive()
+            ):
                 raise HotFolderError(
                     f"{self.folder}: the folder was removed or can no longer be watched"
                 )

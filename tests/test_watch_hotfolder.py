@@ -265,3 +265,12 @@ def test_missing_or_non_folder_is_a_one_line_error(tmp_path: Path) -> None:
     (tmp_path / "file.jpg").write_bytes(b"x")
     with pytest.raises(HotFolderError, match="not a folder"):
         HotFolder(tmp_path / "file.jpg").start()
+
+
+def test_folder_removed_while_watching_is_a_one_line_error(tmp_path: Path) -> None:
+    hot_dir = tmp_path / "hot"
+    hot_dir.mkdir()
+    with HotFolder(hot_dir) as hot:
+        threading.Timer(0.2, hot_dir.rmdir).start()
+        with pytest.raises(HotFolderError, match="removed"):
+            list(hot.paths(idle_timeout=10))
