@@ -1,0 +1,258 @@
+"""Pairwise registration of neighbouring focus-stack frames.
+
+Algorithm: inverse-compositional Lucas-Kanade (Baker & Matthews, "Lucas-Kanade 20 Years On",
+IJCV 2004) over a Gaussian pyramid of downscaled luma, with a linear photometric model (gain and
+bias refitted every iteration, so exposure drift does not bias the geometry) and a phase-correlation
+seed for the translation at the coarsest level. The template (the previous frame) is fixed, so its
+steepest-descent images and Hessian are computed once per level; each iteration is one warp of the
+moving image and a few whole-array dot products.
+
+Neighbouring frames look alike even in deep stacks, where the first and last frames are badly
+blurred: that is why frames are registered pairwise and the transforms chained (see
+:mod:`stacker.stack`). The same code serves every motion model; they differ only in the Jacobian
+columns. Coordinates inside the solver are normalised to [-1, 1] about the image centre so that
+the normal equations stay well conditioned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import cv2
+import numpy as np
+
+Model = Literal["translation", "similarity", "affine", "homography", "none"]
+MODELS: tuple[str, ...] = ("similarity", "translation", "affine", "homography", "none")
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A pairwise registration result.
+
+    ``matrix`` maps pixel coordinates of the moving frame to pixel coordinates of the template
+    frame (3x3, at the resolution the caller gave). ``score`` is the normalised correlation of
+    the two after warping (1 = identical up to gain and bias); ``converged`` is False when the
+    solver ran out of iterations or diverged.
+    """
+
+    matrix: np.ndarray
+    score: float
+    converged: bool
+
+
+def _jacobian_columns(
+    model: str, x: np.ndarray, y: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """d(x', y')/dp at the identity for each parameter p of ``model``, as (dx, dy) pairs."""
+    one = np.ones_like(x)
+    zero = np.zeros_like(x)
+    if model == "translation":
+        return [(one, zero), (zero, one)]
+    if model == "similarity":  # x' = (1+a)x - b y + tx ; y' = b x + (1+a) y + ty
+        return [(x, y), (-y, x), (one, zero), (zero, one)]
+    if model == "affine":
+        return [(x, zero), (y, zero), (one, zero), (zero, x), (zero, y), (zero, one)]
+    if model == "homography":
+        return [
+            (x, zero), (y, zero), (one, zero),
+            (zero, x), (zero, y), (zero, one),
+            (-x * x, -x * y), (-x * y, -y * y),
+        ]  # fmt: skip
+    raise ValueError(f"unknown motion model {model!r}")
+
+
+def _delta_matrix(model: str, dp: np.ndarray) -> np.ndarray:
+    """The 3x3 warp W(dp) for a parameter increment of ``model``."""
+    m = np.eye(3)
+    if model == "translation":
+        m[0, 2], m[1, 2] = dp
+    elif model == "similarity":
+        a, b, tx, ty = dp
+        m[:2] = [[1 + a, -b, tx], [b, 1 + a, ty]]
+    elif model == "affine":
+        m[:2] = [[1 + dp[0], dp[1], dp[2]], [dp[3], 1 + dp[4], dp[5]]]
+    else:
+        m[:] = [[1 + dp[0], dp[1], dp[2]], [dp[3], 1 + dp[4], dp[5]], [dp[6], dp[7], 1]]
+    return m
+
+
+def _normaliser(width: int, height: int) -> np.ndarray:
+    """Pixel -> normalised coordinates (centre at 0, half-diagonal 1)."""
+    half = 0.5 * float(np.hypot(width, height))
+    return np.array(
+        [[1 / half, 0, -(width - 1) / 2 / half], [0, 1 / half, -(height - 1) / 2 / half], [0, 0, 1]]
+    )
+
+
+def rescale_matrix(matrix: np.ndarray, factor: float) -> np.ndarray:
+    """Express a pixel-coordinate transform at an image scale ``factor`` times larger.
+
+    Uses the convention of cv2.pyrDown/pyrUp, whose pixel i sits on pixel 2i of the level
+    below: x_big = factor * x.
+    """
+    s = np.diag([factor, factor, 1.0])
+    return s @ matrix @ np.linalg.inv(s)
+
+
+def project_to_model(matrix: np.ndarray, model: str) -> np.ndarray:
+    """The nearest transform of ``model`` to ``matrix`` (used for predictions and chaining)."""
+    m = matrix / matrix[2, 2]
+    out = np.eye(3)
+    if model == "none":
+        return out
+    if model == "translation":
+        out[:2, 2] = m[:2, 2]
+    elif model == "similarity":
+        a = 0.5 * (m[0, 0] + m[1, 1])
+        b = 0.5 * (m[1, 0] - m[0, 1])
+        out[:2] = [[a, -b, m[0, 2]], [b, a, m[1, 2]]]
+    elif model == "affine":
+        out[:2] = m[:2]
+    else:
+        out = m
+    return out
+
+
+def luma_pyramid(luma: np.ndarray, levels: int) -> list[np.ndarray]:
+    """Float32 Gaussian pyramid, finest first, lightly smoothed to stabilise gradients."""
+    img = cv2.GaussianBlur(luma.astype(np.float32, copy=False), (0, 0), 0.8)
+    pyr = [img]
+    for _ in range(levels - 1):
+        if min(pyr[-1].shape[:2]) < 48:
+            break
+        pyr.append(cv2.pyrDown(pyr[-1]))
+    return pyr
+
+
+class _LevelTemplate:
+    """Per-level precomputation for the fixed template: steepest-descent images and Hessian.
+
+    The normal equations are summed over a regular grid of at most ``max_samples`` pixels
+    (every pixel at coarse levels, a strided subset at the finest): sub-pixel accuracy comes
+    from the gradients, not from the sample count, and this keeps each iteration cheap.
+    """
+
+    def __init__(
+        self, template: np.ndarray, model: str, margin: float = 0.06, max_samples: int = 120_000
+    ) -> None:
+        h, w = template.shape
+        self.shape = (h, w)
+        self.norm = _normaliser(w, h)
+        self.model = model
+        bx, by = int(margin * w) + 2, int(margin * h) + 2
+        stride = max(1, int(np.sqrt((h - 2 * by) * (w - 2 * bx) / max_samples)))
+        # Ignore a border band: after warping, pixels there may come from outside the frame.
+        self.grid = (slice(by, h - by, stride), slice(bx, w - bx, stride))
+        ys, xs = np.mgrid[self.grid].astype(np.float32)
+        nx = (xs * self.norm[0, 0] + self.norm[0, 2]).ravel()
+        ny = (ys * self.norm[1, 1] + self.norm[1, 2]).ravel()
+        gx = cv2.Sobel(template, cv2.CV_32F, 1, 0, ksize=3, scale=1 / 8)[self.grid].ravel()
+        gy = cv2.Sobel(template, cv2.CV_32F, 0, 1, ksize=3, scale=1 / 8)[self.grid].ravel()
+        gx /= self.norm[0, 0]
+        gy /= self.norm[1, 1]
+        cols = _jacobian_columns(model, nx, ny)
+        self.sd = np.ascontiguousarray(np.stack([gx * dx + gy * dy for dx, dy in cols], axis=0))
+        t = template[self.grid].ravel().astype(np.float32)
+        self.t_c = t - t.mean()
+        self.t_norm = float(np.sqrt(np.dot(self.t_c, self.t_c))) or 1.0
+        hess = self.sd.astype(np.float64) @ self.sd.T.astype(np.float64)
+        self.hess_inv = np.linalg.pinv(hess)
+
+    def step(self, warped: np.ndarray) -> tuple[np.ndarray, float]:
+        """One Gauss-Newton step: parameter increment and the current correlation score."""
+        i = warped[self.grid].ravel()
+        i_c = i - i.mean()
+        cross = float(np.dot(i_c, self.t_c))
+        gain = cross / (self.t_norm**2)
+        score = cross / (self.t_norm * (float(np.sqrt(np.dot(i_c, i_c))) or 1.0))
+        if abs(gain) < 1e-6:
+            return np.zeros(self.sd.shape[0]), score
+        err = i_c / np.float32(gain) - self.t_c
+        return self.hess_inv @ (self.sd @ err).astype(np.float64), score
+
+
+def register(
+    template: np.ndarray,
+    moving: np.ndarray,
+    *,
+    model: str = "similarity",
+    init: np.ndarray | None = None,
+    levels: int = 5,
+    iterations: int = 12,
+    coarsest_iterations: int = 60,
+    tolerance: float = 1e-5,
+) -> Registration:
+    """Register ``moving`` to ``template`` (both single-channel, same size).
+
+    Returns the 3x3 matrix mapping ``moving`` pixel coordinates to ``template`` pixel
+    coordinates. ``init`` is an initial guess in the same convention (e.g. the previous pair's
+    transform: breathing changes smoothly from frame to frame).
+    """
+    if model == "none":
+        return Registration(np.eye(3), _score(template, moving), True)
+    tpl = luma_pyramid(template, levels)
+    mov = luma_pyramid(moving, len(tpl))
+    n = len(tpl)
+    # Internally the warp maps template coordinates -> moving coordinates (inverse compositional).
+    warp = np.linalg.inv(init) if init is not None else np.eye(3)
+    warp = rescale_matrix(warp, 1 / 2 ** (n - 1))
+    warp = _seed_translation(tpl[-1], mov[-1], warp)
+    score, converged = -1.0, False
+    for lvl in range(n - 1, -1, -1):
+        lt = _LevelTemplate(tpl[lvl], model)
+        h, w = lt.shape
+        nrm, nrm_inv = lt.norm, np.linalg.inv(lt.norm)
+        warp_n = nrm @ warp @ nrm_inv
+        converged = False
+        for _ in range(coarsest_iterations if lvl == n - 1 else iterations):
+            warped = cv2.warpPerspective(
+                mov[lvl], nrm_inv @ warp_n @ nrm, (w, h),
+                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT,
+            )  # fmt: skip
+            dp, score = lt.step(warped)
+            if not np.all(np.isfinite(dp)):
+                return Registration(np.eye(3), -1.0, False)
+            warp_n = warp_n @ np.linalg.inv(_delta_matrix(model, dp))
+            warp_n = project_to_model(warp_n, model)
+            if float(np.max(np.abs(dp))) < tolerance:
+                converged = True
+                break
+        warp = nrm_inv @ warp_n @ nrm
+        if lvl > 0:
+            warp = rescale_matrix(warp, 2.0)
+    matrix = np.linalg.inv(warp)
+    return Registration(matrix / matrix[2, 2], score, converged)
+
+
+def _seed_translation(template: np.ndarray, moving: np.ndarray, warp: np.ndarray) -> np.ndarray:
+    """Add the residual shift that phase correlation finds after applying ``warp``."""
+    h, w = template.shape
+    warped = cv2.warpPerspective(
+        moving, warp, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REFLECT,
+    )  # fmt: skip
+    window = cv2.createHanningWindow((w, h), cv2.CV_32F)
+    # OpenCV 5's phaseCorrelate applies the window to its inputs in place: pass copies.
+    (dx, dy), response = cv2.phaseCorrelate(template.copy(), warped, window)
+    if response < 0.05 or abs(dx) > w / 4 or abs(dy) > h / 4:
+        return warp
+    shift = np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1]], dtype=np.float64)
+    return warp @ shift
+
+
+def _score(a: np.ndarray, b: np.ndarray) -> float:
+    a = a.astype(np.float64).ravel()
+    b = b.astype(np.float64).ravel()
+    a -= a.mean()
+    b -= b.mean()
+    den = float(np.sqrt(np.dot(a, a) * np.dot(b, b))) or 1.0
+    return float(np.dot(a, b)) / den
+
+
+def corner_displacement(matrix: np.ndarray, width: int, height: int) -> float:
+    """Largest distance in pixels that ``matrix`` moves a frame corner (a plausibility check)."""
+    corners = np.array([[0, 0, 1], [width, 0, 1], [0, height, 1], [width, height, 1]], float).T
+    moved = matrix @ corners
+    moved = moved[:2] / moved[2]
+    return float(np.max(np.hypot(*(moved - corners[:2]))))

@@ -1,0 +1,458 @@
+"""The streaming focus stacker: frames go in one at a time, a composite is ready at any moment.
+
+Each new frame is registered to the previous merged frame on downscaled luma
+(:func:`stacker.align.register`), the pairwise transform is chained back to the first frame,
+exposure and white balance are matched with per-channel gains, and the frame is warped once at
+full resolution and folded into the merger's state (:mod:`stacker.merge`). Nothing of a frame is
+kept after it is merged except the small images the next registration needs and the warped
+frame buffer, which is reused: memory does not grow with the number of frames.
+
+The merge state lives in the geometry of the first frame. A different reference (``middle``,
+``last`` or an index) is applied when the result is produced, by one final warp.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from stacker import pyramid
+from stacker.align import MODELS, corner_displacement, project_to_model, register, rescale_matrix
+from stacker.crop import Coverage
+from stacker.errors import StackerError
+from stacker.focus import luma
+from stacker.merge import DepthMapMerger, PyramidMerger, make_merger
+
+METHODS: tuple[str, ...] = ("pyramid", "depthmap")
+
+
+@dataclass(frozen=True)
+class FrameRecord:
+    """What happened to one frame: its transform, exposure gain, score, merged or why not."""
+
+    index: int
+    name: str
+    position_um: float | None
+    merged: bool
+    reason: str | None
+    transform: tuple[tuple[float, float, float], ...]
+    gain: tuple[float, float, float]
+    score: float
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """The 3x3 transform from this frame's pixels to the first frame's pixels."""
+        return np.array(self.transform, dtype=np.float64)
+
+
+def parse_reference(reference: str | int) -> str | int:
+    """Validate a ``--reference`` value: first, middle, last or a frame index."""
+    if isinstance(reference, int):
+        if reference < 0:
+            raise StackerError(f"reference frame index {reference} must be 0 or more")
+        return reference
+    text = str(reference).strip().lower()
+    if text in ("first", "middle", "last"):
+        return text
+    if text.isdigit():
+        return int(text)
+    raise StackerError(
+        f"reference '{reference}' is not valid: use first, middle, last or a frame number"
+    )
+
+
+class Stacker:
+    """Incremental pairwise aligner and merger; see the module docstring.
+
+    Parameters
+    ----------
+    method
+        ``"pyramid"`` (detail, the default) or ``"depthmap"`` (smooth colour).
+    align
+        Motion model: ``"similarity"`` (default: scale from focus breathing, rotation, shift),
+        ``"translation"``, ``"affine"``, ``"homography"`` or ``"none"``.
+    reference
+        Geometry of the result: ``"first"``, ``"middle"``, ``"last"`` or a frame index.
+    expected_frames
+        The stack's length when known, which fixes ``"middle"`` up front.
+    preview_size
+        Longest side of :meth:`preview` images.
+    align_size
+        Longest side of the images registration works on.
+    min_score
+        Alignment score below which a frame is rejected rather than merged.
+    """
+
+    def __init__(
+        self,
+        *,
+        method: str = "pyramid",
+        align: str = "similarity",
+        reference: str | int = "first",
+        expected_frames: int | None = None,
+        preview_size: int = 1024,
+        align_size: int = 1024,
+        min_score: float = 0.25,
+    ) -> None:
+        if method not in METHODS:
+            raise StackerError(f"method '{method}' is not known: use {' or '.join(METHODS)}")
+        if align not in MODELS:
+            raise StackerError(f"alignment '{align}' is not known: use one of {', '.join(MODELS)}")
+        self.method = method
+        self.align = align
+        self.reference = parse_reference(reference)
+        self.expected_frames = expected_frames
+        self.preview_size = int(preview_size)
+        self.align_size = int(align_size)
+        self.min_score = float(min_score)
+        self.records: list[FrameRecord] = []
+        self._merger: PyramidMerger | DepthMapMerger | None = None
+        self._shape: tuple[int, int] | None = None
+        self._dtype: np.dtype | None = None
+        self._align_level = 0
+        self._prev_luma: np.ndarray | None = None
+        self._prev_color: np.ndarray | None = None
+        self._prev_chain = np.eye(3)
+        self._prev_gain = np.ones(3)
+        self._predicted: np.ndarray | None = None
+        self._coverage: Coverage | None = None
+        self._warped: np.ndarray | None = None
+        self._work: np.ndarray | None = None
+        self._version = 0
+        self._full_cache: tuple[int, np.ndarray] | None = None
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def frames_added(self) -> int:
+        """Frames offered to :meth:`add` so far."""
+        return len(self.records)
+
+    @property
+    def frames_merged(self) -> int:
+        """Frames merged into the composite so far."""
+        return sum(r.merged for r in self.records)
+
+    @property
+    def shape(self) -> tuple[int, int] | None:
+        """(height, width) of the frames, once the first has arrived."""
+        return self._shape
+
+    # ------------------------------------------------------------------ adding frames
+    def add(
+        self, image: np.ndarray, name: str = "", position_um: float | None = None
+    ) -> FrameRecord:
+        """Align ``image`` (BGR uint8/uint16) to the previous frame and merge it."""
+        t0 = time.perf_counter()
+        index = len(self.records)
+        name = name or f"frame {index}"
+        image = self._check_frame(image, name)
+        if self._merger is None:
+            self._setup(image)
+        levels = self._small_levels(image)
+        small = levels[self._align_level].astype(np.float32)
+        small_luma = luma(small)
+        if self.frames_merged == 0:
+            record = self._start(image, levels, small, small_luma, index, name, position_um, t0)
+        else:
+            record = self._add_next(image, levels, small, small_luma, index, name, position_um, t0)
+        self.records.append(record)
+        return record
+
+    def _check_frame(self, image: np.ndarray, name: str) -> np.ndarray:
+        if image.ndim == 2:
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        if image.ndim != 3 or image.shape[2] not in (3, 4):
+            raise StackerError(f"{name}: unsupported image layout {image.shape}")
+        if image.shape[2] == 4:
+            image = np.ascontiguousarray(image[:, :, :3])
+        if image.dtype not in (np.uint8, np.uint16):
+            raise StackerError(f"{name}: unsupported pixel type {image.dtype}; use 8 or 16 bits")
+        if self._shape is not None:
+            h, w = self._shape
+            if image.shape[:2] != (h, w):
+                raise StackerError(
+                    f"{name}: {image.shape[1]}x{image.shape[0]} differs from the stack's "
+                    f"{w}x{h}; all frames of a stack must have the same size"
+                )
+            if image.dtype != self._dtype:
+                raise StackerError(
+                    f"{name}: {image.dtype.itemsize * 8}-bit differs from the stack's "
+                    f"{self._dtype.itemsize * 8}-bit frames; do not mix bit depths"  # type: ignore[union-attr]
+                )
+        return image
+
+    def _setup(self, image: np.ndarray) -> None:
+        """Allocate every buffer once, from the first frame's size and type."""
+        h, w = image.shape[:2]
+        self._shape = (h, w)
+        self._dtype = image.dtype
+        self._merger = make_merger(self.method, h, w, image.dtype)
+        self._coverage = Coverage(h, w)
+        self._warped = np.empty_like(image)
+        wdt = self._merger.wdt if isinstance(self._merger, PyramidMerger) else np.float32
+        self._work = np.empty((h, w, 3), wdt)
+        level = 0
+        while max(h, w) / 2 ** (level + 1) >= 0.75 * self.align_size:
+            level += 1
+        self._align_level = level
+
+    def _small_levels(self, image: np.ndarray) -> list[np.ndarray]:
+        """The frame and its pyrDown levels, as deep as registration and focus tracking need."""
+        assert self._merger is not None
+        levels = [image]
+        while len(levels) <= max(self._align_level, self._merger.tracker.level):
+            levels.append(cv2.pyrDown(levels[-1]))
+        return levels
+
+    def _start(self, image, levels, small, small_luma, index, name, position_um, t0):
+        self._merge(image, levels, np.eye(3), np.ones(3), index)
+        self._remember(small, small_luma, np.eye(3), np.ones(3), None)
+        return self._record(index, name, position_um, True, None, np.eye(3), np.ones(3), 1.0, t0)
+
+    def _add_next(self, image, levels, small, small_luma, index, name, position_um, t0):
+        assert self._prev_luma is not None and self._prev_color is not None
+        reg, reason = self._register(small_luma)
+        if reason is not None:
+            return self._record(index, name, position_um, False, reason, np.eye(3), np.ones(3),
+                                reg.score, t0)  # fmt: skip
+        gain_pair = self._pair_gain(small, reg.matrix)
+        gain = self._prev_gain * gain_pair
+        if not np.all((gain > 0.5) & (gain < 2.0)):
+            reason = f"exposure jump (gain {gain.round(2).tolist()}) against the previous frame"
+            return self._record(index, name, position_um, False, reason, np.eye(3), gain,
+                                reg.score, t0)  # fmt: skip
+        chain = self._prev_chain @ rescale_matrix(reg.matrix, 2.0**self._align_level)
+        chain = project_to_model(chain, self.align)
+        self._merge(image, levels, chain, gain, index)
+        self._remember(small, small_luma, chain, gain, reg.matrix)
+        return self._record(index, name, position_um, True, None, chain, gain, reg.score, t0)
+
+    def _register(self, small_luma: np.ndarray):
+        assert self._prev_luma is not None
+        h, w = small_luma.shape
+        limit = 0.12 * float(np.hypot(w, h))
+        reg = register(self._prev_luma, small_luma, model=self.align, init=self._predicted)
+        if self._predicted is not None and not self._plausible(reg, w, h, limit):
+            retry = register(self._prev_luma, small_luma, model=self.align)
+            if retry.score > reg.score:
+                reg = retry
+        if not np.all(np.isfinite(reg.matrix)):
+            return reg, "alignment failed to converge"
+        if reg.score < self.min_score:
+            return reg, (
+                f"alignment score {reg.score:.2f} below {self.min_score:.2f}: "
+                "too little in common with the previous frame"
+            )
+        if corner_displacement(reg.matrix, w, h) > limit:
+            return reg, "implausibly large motion against the previous frame"
+        return reg, None
+
+    @staticmethod
+    def _plausible(reg, w: int, h: int, limit: float) -> bool:
+        return reg.score > 0.5 and corner_displacement(reg.matrix, w, h) <= limit
+
+    def _pair_gain(self, small: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+        """Per-channel gain that brings this frame's exposure to the previous frame's."""
+        assert self._prev_color is not None
+        h, w = small.shape[:2]
+        warped = cv2.warpPerspective(small, matrix, (w, h), flags=cv2.INTER_LINEAR)
+        by, bx = h // 8, w // 8
+        ref = np.array(cv2.mean(self._prev_color[by : h - by, bx : w - bx])[:3])
+        cur = np.array(cv2.mean(warped[by : h - by, bx : w - bx])[:3])
+        return np.where(cur > 1e-3, ref / np.maximum(cur, 1e-3), 1.0)
+
+    def _merge(self, image, levels, chain, gain, index) -> None:
+        assert self._merger is not None and self._warped is not None and self._work is not None
+        assert self._coverage is not None and self._shape is not None
+        h, w = self._shape
+        identity = np.allclose(chain, np.eye(3))
+        self._warp(image, chain, (w, h), self._warped, identity)
+        pyramid.to_work(self._warped, tuple(gain), self._work)
+        tracker = self._merger.tracker
+        small_chain = rescale_matrix(chain, 2.0**-tracker.level)
+        small = self._warp(levels[tracker.level], small_chain, tracker.size, None, identity)
+        small = cv2.multiply(small, (*tuple(float(g) for g in gain), 0.0), dtype=cv2.CV_32F)
+        valid = self._coverage.footprint(chain, tracker.size)
+        self._merger.add(self._work, small, valid, index)
+        self._coverage.add(chain)
+        self._version += 1
+
+    def _warp(self, image, matrix, size, dst, identity: bool) -> np.ndarray:
+        """Warp ``image`` by ``matrix`` (frame -> reference pixels) into ``dst`` (or a new array).
+
+        Border pixels are replicated: they lie outside the frame's footprint, which the merger
+        never lets win, and replication creates no false edges for the activity measure.
+        """
+        if identity:
+            if dst is None:
+                return image.copy()
+            dst[...] = image
+            return dst
+        if self.align == "homography":
+            return cv2.warpPerspective(image, matrix, size, dst=dst, flags=cv2.INTER_LINEAR,
+                                       borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+        return cv2.warpAffine(image, matrix[:2], size, dst=dst, flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+
+    def _remember(self, small, small_luma, chain, gain, pair) -> None:
+        self._prev_color = small
+        self._prev_luma = small_luma
+        self._prev_chain = chain
+        self._prev_gain = np.asarray(gain, dtype=np.float64)
+        self._predicted = pair
+
+    def _record(self, index, name, position_um, merged, reason, chain, gain, score, t0):
+        return FrameRecord(
+            index=index,
+            name=name,
+            position_um=position_um,
+            merged=merged,
+            reason=reason,
+            transform=tuple(tuple(float(v) for v in row) for row in np.asarray(chain)),
+            gain=tuple(float(g) for g in gain),  # type: ignore[arg-type]
+            score=float(score),
+            seconds=time.perf_counter() - t0,
+        )
+
+    # ------------------------------------------------------------------ outputs
+    def _require(self) -> PyramidMerger | DepthMapMerger:
+        if self._merger is None or self.frames_merged == 0:
+            raise StackerError("no frame has been merged yet")
+        return self._merger
+
+    def reference_record(self) -> FrameRecord:
+        """The merged frame whose geometry the result takes."""
+        merged = [r for r in self.records if r.merged]
+        if not merged:
+            raise StackerError("no frame has been merged yet")
+        ref = self.reference
+        if ref == "first":
+            return merged[0]
+        if ref == "last":
+            return merged[-1]
+        if ref == "middle":
+            if self.expected_frames:
+                wanted = self.expected_frames // 2
+                return min(merged, key=lambda r: abs(r.index - wanted))
+            return merged[len(merged) // 2]
+        assert isinstance(ref, int)
+        exact = [r for r in merged if r.index == ref]
+        if not exact:
+            raise StackerError(f"reference frame {ref} was not merged; choose another --reference")
+        return exact[0]
+
+    def _to_reference(self, img: np.ndarray, interpolation: int) -> np.ndarray:
+        ref = self.reference_record().matrix
+        if np.allclose(ref, np.eye(3)):
+            return img
+        h, w = img.shape[:2]
+        return cv2.warpPerspective(img, ref, (w, h), flags=interpolation | cv2.WARP_INVERSE_MAP,
+                                   borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+
+    def crop_rectangle(self) -> tuple[int, int, int, int]:
+        """(x, y, w, h) of the area every merged frame covers, in the reference geometry."""
+        self._require()
+        assert self._coverage is not None
+        return self._coverage.rectangle(np.linalg.inv(self.reference_record().matrix))
+
+    def _full_composite(self) -> np.ndarray:
+        merger = self._require()
+        if self._full_cache is None or self._full_cache[0] != self._version:
+            self._full_cache = (self._version, merger.composite(0))
+        return self._full_cache[1]
+
+    def result(self, crop: bool = True) -> np.ndarray:
+        """The full-quality composite in the frames' dtype, in the reference geometry."""
+        img = self._to_reference(self._full_composite(), cv2.INTER_LINEAR)
+        if crop:
+            x, y, w, h = self.crop_rectangle()
+            img = img[y : y + h, x : x + w]
+        return np.ascontiguousarray(img)
+
+    def depth_index(self, crop: bool = True) -> np.ndarray:
+        """Per-pixel index of the frame in best focus (uint16), like :meth:`result`."""
+        merger = self._require()
+        assert self._shape is not None
+        h, w = self._shape
+        idx = cv2.resize(merger.tracker.index, (w, h), interpolation=cv2.INTER_NEAREST)
+        idx = self._to_reference(idx, cv2.INTER_NEAREST)
+        if crop:
+            x, y, cw, ch = self.crop_rectangle()
+            idx = idx[y : y + ch, x : x + cw]
+        return np.ascontiguousarray(idx)
+
+    def depth_um(self, crop: bool = True) -> np.ndarray | None:
+        """Per-pixel focus position in micrometres (float32), or None without positions."""
+        positions = {r.index: r.position_um for r in self.records if r.merged}
+        if any(p is None for p in positions.values()):
+            return None
+        lut = np.zeros(max(positions) + 1, np.float32)
+        for i, p in positions.items():
+            lut[i] = float(p)  # type: ignore[arg-type]
+        return lut[self.depth_index(crop)]
+
+    def _preview_fit(self, img: np.ndarray) -> np.ndarray:
+        h, w = img.shape[:2]
+        s = min(1.0, self.preview_size / max(h, w))
+        if s < 1.0:
+            img = cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))),
+                             interpolation=cv2.INTER_AREA)  # fmt: skip
+        if img.dtype == np.uint16:
+            img = cv2.convertScaleAbs(img, alpha=255.0 / 65535.0)
+        return img
+
+    def preview(self) -> np.ndarray | None:
+        """The current composite, 8-bit, longest side at most ``preview_size`` (cheap)."""
+        if self._merger is None or self.frames_merged == 0:
+            return None
+        assert self._shape is not None
+        stop = 0
+        while max(self._shape) / 2 ** (stop + 1) >= self.preview_size:
+            stop += 1
+        return self._preview_fit(self._merger.composite(stop))
+
+    def preview_depth(self) -> np.ndarray | None:
+        """The frame-index map, colourised, at preview size."""
+        if self._merger is None or self.frames_merged == 0:
+            return None
+        return self._preview_fit(colorize_index(self._merger.tracker.index, len(self.records)))
+
+    def last_frame_preview(self) -> np.ndarray | None:
+        """The most recent merged frame, aligned to the reference, at preview size."""
+        if self._warped is None or self.frames_merged == 0:
+            return None
+        return self._preview_fit(self._warped)
+
+    def crop(self, x: int, y: int, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
+        """100 % crops of the composite and of the last merged frame at the same place.
+
+        Coordinates are full-resolution pixels of the merge geometry (the preview's geometry
+        scaled up), clamped to the frame.
+        """
+        full = self._full_composite()
+        assert self._warped is not None
+        fh, fw = full.shape[:2]
+        w, h = max(1, min(w, fw)), max(1, min(h, fh))
+        x, y = min(max(0, x), fw - w), min(max(0, y), fh - h)
+        a = full[y : y + h, x : x + w]
+        b = self._warped[y : y + h, x : x + w]
+        if a.dtype == np.uint16:
+            a = cv2.convertScaleAbs(a, alpha=255.0 / 65535.0)
+            b = cv2.convertScaleAbs(b, alpha=255.0 / 65535.0)
+        return np.ascontiguousarray(a), np.ascontiguousarray(b)
+
+
+def colorize_index(index: np.ndarray, count: int) -> np.ndarray:
+    """A frame-index map as a BGR image (near frames blue, far frames red)."""
+    top = max(1, count - 1)
+    scaled = cv2.convertScaleAbs(index, alpha=255.0 / top)
+    return cv2.applyColorMap(scaled, cv2.COLORMAP_TURBO)
