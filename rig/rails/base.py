@@ -1,0 +1,275 @@
+"""Behaviour every focus rail shares, written once: limits, backlash, settling, stopping.
+
+A driver (GRBL, Marlin, the simulator) only knows how to reach an absolute position, report
+where it is, home and halt. :class:`Rail` turns that into the :class:`~rig.focuser.Focuser`
+contract:
+
+* **Soft limits.** A target outside ``[min_um, max_um]`` is refused with a
+  :class:`~rig.errors.MotionError` before anything moves.
+* **Backlash.** Lead screws and belts have slack, so a position reached going up is not quite the
+  position reached going down. Every target is approached from the same side (``approach``):
+  with ``approach="below"`` the last motion before arriving is always upwards; a downward move
+  goes ``backlash_um`` past the target and comes back up. GRBL and most Marlin builds do no
+  backlash compensation themselves, so the host does it.
+* **Settling.** ``move_to`` returns only after motion is complete *and* ``settle_s`` has passed,
+  so the camera never shoots a vibrating subject.
+* **Stopping.** :meth:`Rail.stop` may be called from any thread; it halts at once, and a move in
+  progress raises :class:`~rig.errors.MotionError` saying where the rail stopped.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Literal
+
+from rig.errors import MotionError, RigError
+from rig.focuser import FocuserCapabilities
+from rig.units import format_length
+
+Approach = Literal["below", "above"]
+
+
+class ConnectionLostError(RigError):
+    """The serial link to a rail controller broke (cable unplugged, board reset, port gone)."""
+
+
+class MoveStoppedError(MotionError):
+    """A move ended early because :meth:`Rail.stop` was called."""
+
+
+@dataclass(frozen=True)
+class RailOptions:
+    """Host-side behaviour common to every rail (positions in micrometres).
+
+    Attributes
+    ----------
+    backlash_um
+        Overshoot used to take up slack so every target is approached from ``approach``; 0
+        disables compensation.
+    approach
+        ``"below"``: the final motion onto a target is always upwards (increasing position);
+        ``"above"``: always downwards.
+    settle_s
+        Seconds to wait after motion is complete before a move returns.
+    min_um, max_um
+        Soft limits; ``None`` means unbounded on that side.
+    """
+
+    backlash_um: float = 0.0
+    approach: Approach = "below"
+    settle_s: float = 0.0
+    min_um: float | None = None
+    max_um: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.backlash_um < 0:
+            raise RigError(f"backlash must not be negative (got {self.backlash_um} um)")
+        if self.settle_s < 0:
+            raise RigError(f"settle time must not be negative (got {self.settle_s} s)")
+        if self.approach not in ("below", "above"):
+            raise RigError(f"approach must be 'below' or 'above' (got {self.approach!r})")
+        if self.min_um is not None and self.max_um is not None and self.min_um > self.max_um:
+            raise RigError(
+                f"soft limits are reversed: min {format_length(self.min_um)} is above "
+                f"max {format_length(self.max_um)}"
+            )
+
+
+@dataclass
+class _MotionState:
+    last_direction: int = 0
+    """+1 / -1: direction of the last completed motion; 0 when unknown (start, after a stop)."""
+    stopped: threading.Event = field(default_factory=threading.Event)
+
+
+class Rail(ABC):
+    """Base of every focus-rail driver; positions are micrometres.
+
+    Subclasses implement the ``_``-prefixed primitives; everything else (limits, backlash,
+    settle, stop handling, context management) lives here.
+    """
+
+    def __init__(self, name: str, options: RailOptions) -> None:
+        self._name = name
+        self.options = options
+        self._motion = _MotionState()
+        self._move_lock = threading.Lock()
+
+    # -- primitives a driver provides ---------------------------------------------------------
+
+    @abstractmethod
+    def _read_position(self) -> float:
+        """Current position in micrometres, asked of the device."""
+
+    @abstractmethod
+    def _move_absolute(self, target_um: float) -> None:
+        """Go straight to ``target_um`` and return when motion is complete.
+
+        Raise :class:`MoveStoppedError` when halted by :meth:`_halt`, :class:`MotionError` on
+        any other failure.
+        """
+
+    @abstractmethod
+    def _home(self) -> None:
+        """Run the device's homing cycle and return when done."""
+
+    @abstractmethod
+    def _halt(self) -> None:
+        """Stop motion immediately and leave the device safe; called from any thread."""
+
+    @abstractmethod
+    def _close(self) -> None:
+        """Release the port or other resources."""
+
+    @property
+    @abstractmethod
+    def _can_home(self) -> bool: ...
+
+    @property
+    @abstractmethod
+    def _absolute(self) -> bool: ...
+
+    @property
+    def _resolution_um(self) -> float:
+        """Smallest position step the device can make (a motor step); arrival tolerance."""
+        return 0.0
+
+    def _ready_check(self) -> None:  # noqa: B027 - optional hook, most drivers need none
+        """Raise a :class:`MotionError` when the device cannot move now (e.g. in alarm)."""
+
+    # -- the Focuser API ----------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def capabilities(self) -> FocuserCapabilities:
+        return FocuserCapabilities(
+            absolute=self._absolute,
+            units="um",
+            can_home=self._can_home,
+            min_position=self.options.min_um,
+            max_position=self.options.max_um,
+        )
+
+    @property
+    def position(self) -> float:
+        """Current position in micrometres."""
+        return self._read_position()
+
+    def move_to(self, position: float) -> None:
+        """Move to ``position`` µm, approaching from the configured side, then settle.
+
+        Raises
+        ------
+        MotionError
+            Before any motion when ``position`` is outside the soft limits; during the move on
+            an alarm, a stop or a lost position.
+        """
+        position = float(position)
+        self._check_limits(position)
+        self._ready_check()
+        with self._move_lock:
+            self._motion.stopped.clear()
+            current = self._read_position()
+            for waypoint in self._approach_path(current, position):
+                self._raise_if_stopped(position)
+                direction = 1 if waypoint > current else -1 if waypoint < current else 0
+                try:
+                    self._move_absolute(waypoint)
+                except MotionError:
+                    self._motion.last_direction = 0
+                    raise
+                if direction:
+                    self._motion.last_direction = direction
+                current = waypoint
+            self._verify_arrival(position)
+            if self.options.settle_s > 0 and self._motion.stopped.wait(self.options.settle_s):
+                self._raise_if_stopped(position)
+
+    def move_by(self, delta: float) -> None:
+        """Move ``delta`` µm relative to the current position (same rules as :meth:`move_to`)."""
+        self.move_to(self._read_position() + delta)
+
+    def home(self) -> None:
+        """Run the homing cycle; afterwards the position is known."""
+        if not self._can_home:
+            raise MotionError(f"{self.name} cannot home (no homing cycle configured)")
+        with self._move_lock:
+            self._motion.stopped.clear()
+            self._home()
+            self._motion.last_direction = 0
+
+    def stop(self) -> None:
+        """Halt at once and leave the rail safe; a move in progress raises MoveStoppedError."""
+        self._motion.stopped.set()
+        self._halt()
+        self._motion.last_direction = 0
+
+    def close(self) -> None:
+        """Release the device."""
+        self._close()
+
+    def __enter__(self) -> Rail:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _check_limits(self, target: float) -> None:
+        low, high = self.options.min_um, self.options.max_um
+        if (low is not None and target < low) or (high is not None and target > high):
+            span = (
+                f"{format_length(low) if low is not None else '-inf'} .. "
+                f"{format_length(high) if high is not None else '+inf'}"
+            )
+            raise MotionError(
+                f"{self.name}: target {format_length(target)} is outside the soft limits {span}; "
+                "nothing moved"
+            )
+
+    def _approach_path(self, current: float, target: float) -> list[float]:
+        """Waypoints that end on ``target`` with the final motion in the approach direction."""
+        backlash = self.options.backlash_um
+        sign = 1 if self.options.approach == "below" else -1
+        delta = target - current
+        if backlash <= 0:
+            return [target] if delta else []
+        moving_with = delta * sign > 0
+        slack_taken = self._motion.last_direction == sign or abs(delta) >= backlash
+        if moving_with and slack_taken:
+            return [target]
+        if not delta and self._motion.last_direction == sign:
+            return []
+        overshoot = target - sign * backlash
+        low, high = self.options.min_um, self.options.max_um
+        if low is not None:
+            overshoot = max(overshoot, low)
+        if high is not None:
+            overshoot = min(overshoot, high)
+        return [overshoot, target] if overshoot != target else [target]
+
+    def _raise_if_stopped(self, target: float) -> None:
+        if self._motion.stopped.is_set():
+            raise MoveStoppedError(
+                f"{self.name}: move to {format_length(target)} stopped at "
+                f"{format_length(self._read_position())}"
+            )
+
+    def _verify_arrival(self, target: float) -> None:
+        self._raise_if_stopped(target)
+        tolerance = self._resolution_um + 0.01
+        actual = self._read_position()
+        if abs(actual - target) > tolerance:
+            raise MotionError(
+                f"{self.name}: move to {format_length(target)} ended at "
+                f"{format_length(actual)} (controller stopped short)"
+            )

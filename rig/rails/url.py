@@ -1,0 +1,108 @@
+"""Focuser URLs: ``scheme://port?option=value&...``.
+
+One string names a device and how to drive it, so the same plan runs on a bench simulator and a
+real rail by changing only the URL::
+
+    grbl:///dev/ttyUSB0?baud=115200&axis=X&backlash=50um&settle=0.5
+    marlin:///dev/ttyACM0?feed=300mm/min
+    sim://?speed=2mm/s
+
+Options shared by all rails (:func:`rail_options`): ``backlash`` (a length), ``approach``
+(``below``/``above``), ``settle`` (seconds), ``min`` and ``max`` (lengths). Each driver reads its
+own options and :meth:`DeviceURL.finish` refuses any that nobody read, so a typo such as
+``backlsh=50um`` is an error, not a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from rig.errors import RigError
+from rig.rails.base import RailOptions
+from rig.units import parse_duration, parse_um
+
+
+class URLError(RigError):
+    """A focuser URL that cannot be understood."""
+
+
+@dataclass
+class DeviceURL:
+    """A parsed focuser URL; options are consumed with the ``take_*`` methods."""
+
+    text: str
+    scheme: str
+    path: str
+    options: dict[str, str]
+    _taken: set[str] = field(default_factory=set)
+
+    @classmethod
+    def parse(cls, text: str) -> DeviceURL:
+        """Split ``text`` into scheme, device path and options."""
+        if "://" not in text:
+            raise URLError(
+                f"{text!r} is not a focuser URL: write scheme://port, e.g. "
+                "grbl:///dev/ttyUSB0, marlin:///dev/ttyACM0 or sim://"
+            )
+        parts = urlsplit(text)
+        path = unquote(parts.netloc + parts.path)
+        options: dict[str, str] = {}
+        for key, value in parse_qsl(parts.query, keep_blank_values=True):
+            if key in options:
+                raise URLError(f"option {key!r} is given twice in {text!r}")
+            options[key] = value
+        return cls(text=text, scheme=parts.scheme.lower(), path=path, options=options)
+
+    def take(self, key: str, default: str | None = None) -> str | None:
+        """The raw value of option ``key`` (or ``default``), marked as understood."""
+        self._taken.add(key)
+        return self.options.get(key, default)
+
+    def take_float(self, key: str, default: float) -> float:
+        raw = self.take(key)
+        if raw is None:
+            return default
+        try:
+            return float(raw)
+        except ValueError:
+            raise URLError(f"option {key}={raw!r} in {self.text!r} must be a number") from None
+
+    def take_bool(self, key: str, default: bool) -> bool:
+        raw = self.take(key)
+        if raw is None:
+            return default
+        lowered = raw.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise URLError(f"option {key}={raw!r} in {self.text!r} must be true or false")
+
+    def finish(self) -> None:
+        """Refuse options no driver code read (typos, options of another driver)."""
+        unknown = sorted(set(self.options) - self._taken)
+        if unknown:
+            known = ", ".join(sorted(self._taken))
+            raise URLError(
+                f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} in "
+                f"{self.text!r}; {self.scheme}:// understands: {known}"
+            )
+
+
+def rail_options(url: DeviceURL, **overrides: object) -> RailOptions:
+    """Read the options every rail shares; keyword ``overrides`` win over the URL."""
+
+    def length(key: str) -> float | None:
+        raw = url.take(key)
+        return None if raw is None else parse_um(raw)
+
+    values: dict[str, object] = {
+        "backlash_um": length("backlash") or 0.0,
+        "approach": url.take("approach", "below"),
+        "settle_s": parse_duration(url.take("settle") or "0"),
+        "min_um": length("min"),
+        "max_um": length("max"),
+    }
+    values.update({k: v for k, v in overrides.items() if k in values})
+    return RailOptions(**values)  # type: ignore[arg-type]
