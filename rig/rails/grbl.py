@@ -1,0 +1,674 @@
+"""``grbl://``: a focus rail driven by a GRBL 1.1 controller over serial.
+
+Protocol, as GRBL 1.1 documents it, and the traps a rail driver must avoid:
+
+* **Wake-up.** Opening the port resets an Arduino (DTR). Send ``\\r\\n\\r\\n``, wait for the
+  bootloader (``wakeup``, 2 s by default; a simulator needs none), discard what arrived, then
+  synchronise with ``$G``: everything before its ``[GC:...]`` reply is stale. If the controller
+  stays silent but answers ``?``, it is blocked in a critical alarm: a soft reset (Ctrl-X) frees it.
+* **Flow control.** One line at a time; each gets ``ok`` or ``error:N`` (texts in
+  :mod:`rig.rails.grbl_codes`).
+* **Motion complete.** ``ok`` for a ``G1`` only means *planned*. ``G4 P0.01`` is answered once
+  the planner is empty, then ``?`` is polled until the state is ``Idle``.
+* **Jogging.** ``$J=`` jogs are cancelled with the real-time byte ``0x85``; no G-code may be
+  sent while jogging (``error:9``), so completion is detected by polling ``?`` only; with soft
+  limits on, a jog beyond travel is refused with ``error:15``.
+* **Alarms** (``ALARM:N``) stop the current move with a :class:`~rig.errors.MotionError` in
+  words; they are never cleared behind the user's back: :meth:`GrblRail.unlock` (``$X``) or
+  :meth:`GrblRail.home` (``$H``) must be asked for.
+* **Stop.** Feed hold ``!``, wait for the carriage to decelerate (``Hold:0``), then soft reset
+  Ctrl-X, which flushes the planner and keeps the position because nothing is moving. A jog is
+  cancelled with ``0x85`` instead.
+* **Homing** only X is common on rails (``$HX``, the default; ``homing=all`` sends ``$H``).
+* **Backlash.** GRBL has no compensation; :class:`~rig.rails.base.Rail` approaches every target
+  from one side.
+
+Positions are the work position (``WPos``, or ``MPos - WCO``) of one ``axis``, in micrometres.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from rig.errors import DeviceNotFoundError, MotionError, RigError
+from rig.rails.base import ConnectionLostError, MoveStoppedError, Rail, RailOptions
+from rig.rails.grbl_codes import POSITION_LOST_ALARMS, alarm_text, error_text
+from rig.rails.serialport import SerialLink
+from rig.rails.url import DeviceURL, URLError, rail_options
+from rig.units import format_length, parse_duration, parse_speed
+
+log = logging.getLogger(__name__)
+
+JOG_CANCEL = b"\x85"
+SOFT_RESET = b"\x18"
+FEED_HOLD = b"!"
+CYCLE_START = b"~"
+STATUS_QUERY = b"?"
+
+_BANNER = re.compile(r"^Grbl\s+(\S+)\s*\[")
+_AXES = "XYZABC"
+
+
+class GrblCommandError(RigError):
+    """GRBL refused a command with ``error:N``."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class GrblStatus:
+    """One parsed real-time status report, e.g. ``<Idle|MPos:1.000,0.000,0.000|FS:0,0>``."""
+
+    state: str
+    """``Idle``, ``Run``, ``Hold``, ``Jog``, ``Alarm``, ``Door``, ``Check``, ``Home``, ``Sleep``."""
+    substate: int | None
+    mpos: tuple[float, ...] | None
+    wpos: tuple[float, ...] | None
+    wco: tuple[float, ...] | None
+    feed: float | None
+    pins: str
+    raw: str
+
+    def work_position(self, wco: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        """WPos, computed from MPos and the latest known WCO when only MPos is reported."""
+        if self.wpos is not None:
+            return self.wpos
+        if self.mpos is None:
+            return None
+        offset = self.wco or wco or (0.0,) * len(self.mpos)
+        return tuple(m - o for m, o in zip(self.mpos, offset, strict=False))
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(v) for v in text.split(","))
+
+
+def parse_status(line: str) -> GrblStatus | None:
+    """Parse a ``<...>`` status report; ``None`` for anything malformed (never raises)."""
+    if not (line.startswith("<") and line.endswith(">")):
+        return None
+    fields = line[1:-1].split("|")
+    state, _, sub = fields[0].partition(":")
+    if not state.isalpha():
+        return None
+    values: dict[str, str] = {}
+    for item in fields[1:]:
+        key, sep, value = item.partition(":")
+        if not sep:
+            return None
+        values[key] = value
+    try:
+        mpos = _floats(values["MPos"]) if "MPos" in values else None
+        wpos = _floats(values["WPos"]) if "WPos" in values else None
+        wco = _floats(values["WCO"]) if "WCO" in values else None
+        fs = values.get("FS") or values.get("F")
+        feed = float(fs.split(",")[0]) if fs else None
+        substate = int(sub) if sub else None
+    except ValueError:
+        return None
+    if mpos is None and wpos is None:
+        return None
+    return GrblStatus(state, substate, mpos, wpos, wco, feed, values.get("Pn", ""), line)
+
+
+class GrblRail(Rail):
+    """A GRBL 1.1 rail; see the module docstring for the protocol details.
+
+    Parameters
+    ----------
+    port
+        Device path or pyserial URL (``/dev/ttyUSB0``, ``spy:///dev/ttyUSB0``).
+    options
+        Shared rail behaviour (backlash, settle, soft limits).
+    baud
+        115200 for GRBL 1.1.
+    axis
+        The rail's axis letter.
+    feed_mm_min
+        Move speed; ``None`` uses the controller's maximum rate for the axis (``$110``...).
+    wakeup_s
+        Wait after opening the port for the Arduino bootloader.
+    timeout_s
+        How long a command may take to be answered before the controller counts as silent.
+    home_all
+        Send ``$H`` (all axes) instead of ``$H<axis>``.
+    poll_s
+        Interval between ``?`` status queries while waiting for motion.
+    """
+
+    def __init__(
+        self,
+        port: str,
+        options: RailOptions | None = None,
+        *,
+        baud: int = 115200,
+        axis: str = "X",
+        feed_mm_min: float | None = None,
+        wakeup_s: float = 2.0,
+        timeout_s: float = 5.0,
+        home_all: bool = False,
+        poll_s: float = 0.05,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(name or f"grbl://{port}", options or RailOptions())
+        axis = axis.upper()
+        if len(axis) != 1 or axis not in _AXES:
+            raise URLError(f"axis={axis!r} for {port}: use one of {', '.join(_AXES)}")
+        self.port = port
+        self.baud = baud
+        self.axis = axis
+        self._axis_index = _AXES.index(axis)
+        self.feed_mm_min = feed_mm_min
+        self.wakeup_s = wakeup_s
+        self.timeout_s = timeout_s
+        self.home_all = home_all
+        self.poll_s = poll_s
+        self.settings: dict[int, float] = {}
+        """The controller's ``$$`` settings, read at connection."""
+        self.version = ""
+        self._cond = threading.Condition()
+        self._cmd_lock = threading.Lock()
+        self._responses: deque[str] = deque()
+        self._info: list[str] = []
+        self._awaiting = False
+        self._status: GrblStatus | None = None
+        self._status_seq = 0
+        self._wco: tuple[float, ...] | None = None
+        self._alarm_seq = 0
+        self._alarm_code: int | None = None
+        self._critical = False
+        self._reset_seq = 0
+        self._halting = False
+        self._position_lost: str | None = None
+        self._homed = False
+        self._moving = False
+        self._link: SerialLink | None = None
+        self._connect(initial=True)
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> GrblRail:
+        """``grbl:///dev/ttyUSB0?baud=115200&axis=X&backlash=50um&settle=0.5&feed=5mm/s``.
+
+        Options: ``baud``, ``axis``, ``feed`` (a speed), ``wakeup`` and ``timeout`` (seconds),
+        ``homing`` (``axis`` or ``all``), ``poll`` (seconds) and the shared rail options.
+        """
+        parsed = DeviceURL.parse(url)
+        if not parsed.path:
+            raise URLError(f"{url!r} names no port: write e.g. grbl:///dev/ttyUSB0")
+        options = rail_options(parsed, **kwargs)
+        feed = parsed.take("feed")
+        homing = (parsed.take("homing") or "axis").lower()
+        if homing not in ("axis", "all"):
+            raise URLError(f"homing={homing!r} in {url!r}: use homing=axis ($HX) or homing=all")
+        settings: dict[str, Any] = {
+            "baud": int(parsed.take_float("baud", 115200)),
+            "axis": parsed.take("axis") or "X",
+            "feed_mm_min": parse_speed(feed) if feed else None,
+            "wakeup_s": parse_duration(parsed.take("wakeup") or "2"),
+            "timeout_s": parse_duration(parsed.take("timeout") or "5"),
+            "home_all": homing == "all",
+            "poll_s": parse_duration(parsed.take("poll") or "0.05"),
+        }
+        parsed.finish()
+        settings.update({k: v for k, v in kwargs.items() if k in settings})
+        return cls(parsed.path, options, name=url, **settings)
+
+    # -- connection ---------------------------------------------------------------------------
+
+    def _connect(self, *, initial: bool) -> None:
+        with self._cond:
+            self._responses.clear()
+            self._awaiting = False
+            self._status = None
+            resets_before = self._reset_seq
+        self._link = SerialLink(self.port, self.baud, self._on_line, self._on_lost)
+        try:
+            self._handshake()
+            if not initial and self._reset_seq != resets_before:
+                self._position_lost = "the controller reset while disconnected"
+            status = self._query_status()
+            if status.state in ("Run", "Jog", "Home"):
+                status = self._wait_idle("the motion under way when connecting")
+            self._read_settings()
+        except _Timeout:
+            self._link.close()
+            self._link = None
+            raise RigError(f"the GRBL controller on {self.port} stopped answering") from None
+        except Exception:
+            self._link.close()
+            self._link = None
+            raise
+        if status.state != "Alarm":
+            self._alarm_code = None
+            self._critical = False
+
+    def _handshake(self) -> None:
+        """Wake the controller and find the first response that answers us (see module doc)."""
+        link = self._require_link()
+        link.write(b"\r\n\r\n")
+        time.sleep(self.wakeup_s)
+        deadline = time.monotonic() + max(self.timeout_s, 1.0)
+        reset_sent = False
+        while True:
+            with self._cond:
+                self._responses.clear()
+            try:
+                info = self._command("$G", timeout=0.5, sync=True)
+                if any(line.startswith("[GC:") for line in info):
+                    break
+            except GrblCommandError:
+                pass
+            except _Timeout:
+                pass
+            if time.monotonic() > deadline:
+                raise DeviceNotFoundError(
+                    f"no GRBL controller answers on {self.port} at {self.baud} baud; check the "
+                    "baud rate, that the board runs GRBL 1.1, and the cable"
+                )
+            if not reset_sent and self._answers_status():
+                # Alive but not reading lines: a critical alarm waits for a reset.
+                link.write(SOFT_RESET)
+                reset_sent = True
+        time.sleep(0.05)  # let any straggling answer to an earlier $G arrive and be dropped
+        with self._cond:
+            self._responses.clear()
+
+    def _answers_status(self) -> bool:
+        try:
+            self._query_status(timeout=0.3)
+        except (_Timeout, MotionError):
+            return False
+        return True
+
+    def _read_settings(self) -> None:
+        self.settings = {}
+        for line in self._command("$$"):
+            match = re.match(r"^\$(\d+)=([-+0-9.]+)", line)
+            if match:
+                self.settings[int(match.group(1))] = float(match.group(2))
+
+    def reconnect(self) -> None:
+        """Close and reopen the port, e.g. after the cable was unplugged and plugged back.
+
+        If the controller reset meanwhile (an Arduino resets when the port opens or when it
+        loses USB power), its position is unknown: moves are refused until :meth:`home` (or,
+        on a rail without homing, :meth:`accept_position`).
+        """
+        if self._link is not None:
+            self._link.close()
+        self._link = None
+        self._connect(initial=False)
+
+    def accept_position(self) -> None:
+        """Trust the controller's reported position again after a reset (no homing switch)."""
+        self._position_lost = None
+
+    # -- line handling (reader thread) --------------------------------------------------------
+
+    def _on_line(self, line: str) -> None:
+        with self._cond:
+            if line.startswith("<"):
+                status = parse_status(line)
+                if status is None:
+                    log.warning("%s: ignoring malformed status report %r", self.port, line)
+                    return
+                if status.wco is not None:
+                    self._wco = status.wco
+                self._status = status
+                self._status_seq += 1
+            elif line == "ok" or line.startswith("error:"):
+                if self._awaiting:
+                    self._responses.append(line)
+                else:
+                    log.debug("%s: dropping stale %r", self.port, line)
+            elif line.startswith("ALARM:"):
+                code = line[6:].strip()
+                self._alarm_code = int(code) if code.isdigit() else None
+                self._alarm_seq += 1
+                if self._alarm_code in POSITION_LOST_ALARMS:
+                    self._position_lost = alarm_text(self._alarm_code)
+                log.warning("%s: %s", self.port, alarm_text(self._alarm_code))
+            elif _BANNER.match(line):
+                self.version = _BANNER.match(line).group(1)  # type: ignore[union-attr]
+                self._reset_seq += 1
+                self._critical = False
+            elif line.startswith("[MSG:Reset to continue]"):
+                self._critical = True
+            elif line.startswith("[") or line.startswith("$"):
+                if self._awaiting:
+                    self._info.append(line)
+            else:
+                log.warning("%s: ignoring unexpected line %r", self.port, line)
+            self._cond.notify_all()
+
+    def _on_lost(self, error: ConnectionLostError) -> None:
+        with self._cond:
+            if self._moving:
+                self._position_lost = "the connection was lost during a move"
+            self._cond.notify_all()
+
+    # -- commands -----------------------------------------------------------------------------
+
+    def _require_link(self) -> SerialLink:
+        if self._link is None:
+            raise ConnectionLostError(f"{self.port} is not connected; call reconnect()")
+        if self._link.lost is not None:
+            raise self._link.lost
+        return self._link
+
+    def _command(self, line: str, *, timeout: float | None = None, sync: bool = False) -> list[str]:
+        """Send one line and wait for its ``ok``; return the informational lines before it.
+
+        An ``ALARM`` or a controller reset while waiting raises at once. ``sync`` (during the
+        handshake) ignores resets, which are expected then.
+        """
+        link = self._require_link()
+        limit = self.timeout_s if timeout is None else timeout
+        with self._cmd_lock:
+            with self._cond:
+                self._responses.clear()
+                self._info = []
+                self._awaiting = True
+                alarms, resets = self._alarm_seq, self._reset_seq
+            try:
+                link.send_line(line)
+                deadline = time.monotonic() + limit
+                with self._cond:
+                    while not self._responses:
+                        if link.lost is not None:
+                            raise link.lost
+                        if self._alarm_seq != alarms and not sync:
+                            raise self._alarm_error(f"while running {line!r}")
+                        if self._reset_seq != resets and not sync:
+                            raise self._reset_error(line)
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            raise _Timeout(line)
+                        self._cond.wait(remaining)
+                    response = self._responses.popleft()
+                    info = list(self._info)
+            finally:
+                with self._cond:
+                    self._awaiting = False
+        if response.startswith("error:"):
+            code = int(response[6:]) if response[6:].isdigit() else -1
+            raise GrblCommandError(f"{self.port}: {line!r} refused: {error_text(code)}", code)
+        return info
+
+    def _checked_command(self, line: str, *, timeout: float | None = None) -> list[str]:
+        try:
+            return self._command(line, timeout=timeout)
+        except _Timeout:
+            raise RigError(
+                f"the GRBL controller on {self.port} stopped answering ({line!r} got no reply "
+                f"within {timeout or self.timeout_s:.0f} s); check power and cable, then reconnect"
+            ) from None
+
+    def _alarm_error(self, context: str) -> MotionError:
+        return MotionError(
+            f"{self.port}: {alarm_text(self._alarm_code)} {context}; nothing more will move "
+            "until you home the rail or unlock it (`rig rail home` / `rig rail unlock`)"
+        )
+
+    def _reset_error(self, line: str) -> RigError:
+        if self._halting:
+            return MoveStoppedError(f"{self.name}: stopped")
+        self._position_lost = "the controller reset unexpectedly"
+        return ConnectionLostError(
+            f"the GRBL controller on {self.port} reset during {line!r} (power dip or board "
+            "reset); its position is lost: home the rail before moving"
+        )
+
+    def send(self, line: str, *, timeout: float | None = None) -> list[str]:
+        """Send a raw command line (e.g. ``$$`` or ``G92 X0``) and return the lines it printed."""
+        return self._checked_command(line, timeout=timeout)
+
+    def _query_status(self, timeout: float | None = None) -> GrblStatus:
+        link = self._require_link()
+        with self._cond:
+            seq = self._status_seq
+        link.write(STATUS_QUERY)
+        deadline = time.monotonic() + (self.timeout_s if timeout is None else timeout)
+        with self._cond:
+            while self._status_seq == seq:
+                if link.lost is not None:
+                    raise link.lost
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise _Timeout("?")
+                self._cond.wait(remaining)
+            assert self._status is not None
+            return self._status
+
+    def status(self) -> GrblStatus:
+        """A fresh status report."""
+        try:
+            return self._query_status()
+        except _Timeout:
+            raise RigError(
+                f"the GRBL controller on {self.port} does not answer status queries; "
+                "check power and cable"
+            ) from None
+
+    # -- Rail primitives ----------------------------------------------------------------------
+
+    @property
+    def _can_home(self) -> bool:
+        return bool(self.settings.get(22, 0))
+
+    @property
+    def _absolute(self) -> bool:
+        return self._homed and self._position_lost is None
+
+    @property
+    def _resolution_um(self) -> float:
+        steps_per_mm = self.settings.get(100 + self._axis_index, 0.0)
+        step = 1000.0 / steps_per_mm if steps_per_mm > 0 else 0.0
+        return step + 0.5  # GRBL reports positions rounded to 1 um
+
+    @property
+    def feed(self) -> float:
+        """Feed rate used for moves, mm/min."""
+        if self.feed_mm_min:
+            return self.feed_mm_min
+        return self.settings.get(110 + self._axis_index) or 500.0
+
+    def _axis_um(self, status: GrblStatus) -> float:
+        position = status.work_position(self._wco)
+        assert position is not None
+        if self._axis_index >= len(position):
+            raise RigError(f"{self.port}: the controller reports no {self.axis} axis")
+        return position[self._axis_index] * 1000.0
+
+    def _read_position(self) -> float:
+        return self._axis_um(self.status())
+
+    @property
+    def in_alarm(self) -> bool:
+        """True when the controller is in an alarm state."""
+        return self.status().state == "Alarm"
+
+    def _ready_check(self) -> None:
+        self._require_link()
+        if self._critical or self.in_alarm:
+            raise self._alarm_error("is active")
+        if self._position_lost is not None:
+            raise MotionError(
+                f"{self.name}: position unknown ({self._position_lost}); home the rail first "
+                "(`rig rail home`)"
+                + ("" if self._can_home else " or accept the controller's position")
+            )
+
+    def _motion_timeout(self, distance_mm: float, feed: float) -> float:
+        accel = self.settings.get(120 + self._axis_index) or 10.0
+        return abs(distance_mm) / (feed / 60.0) + 2 * (feed / 60.0) / accel + self.timeout_s
+
+    def _move_absolute(self, target_um: float) -> None:
+        self._ready_check()
+        self._halting = False
+        start = self._read_position()
+        mm = target_um / 1000.0
+        feed = self.feed
+        if self._motion.stopped.is_set():
+            raise MoveStoppedError(f"{self.name}: stopped before moving")
+        self._moving = True
+        try:
+            self._checked_command(f"G21 G90 G1 {self.axis}{mm:.4f} F{feed:.1f}")
+            self._checked_command(
+                "G4 P0.01", timeout=self._motion_timeout(mm - start / 1000.0, feed)
+            )
+            self._wait_idle(f"move to {format_length(target_um)}")
+        except GrblCommandError as exc:
+            raise MotionError(str(exc)) from None
+        finally:
+            self._moving = False
+
+    def _wait_idle(self, what: str, timeout: float | None = None) -> GrblStatus:
+        """Poll ``?`` until Idle; an alarm or a stop raises."""
+        alarms = self._alarm_seq
+        deadline = time.monotonic() + (timeout if timeout is not None else self.timeout_s)
+        while True:
+            status = self.status()
+            if self._alarm_seq != alarms or status.state == "Alarm":
+                raise self._alarm_error(f"during {what}")
+            if self._motion.stopped.is_set() and status.state in ("Idle", "Hold"):
+                raise MoveStoppedError(
+                    f"{self.name}: {what} stopped at {format_length(self._axis_um(status))}"
+                )
+            if status.state == "Idle":
+                return status
+            if time.monotonic() > deadline:
+                raise MotionError(
+                    f"{self.port}: {what} did not finish (state {status.state}); "
+                    "check the rail for a jam"
+                )
+            time.sleep(self.poll_s)
+
+    def jog(self, delta_um: float, feed_mm_min: float | None = None) -> None:
+        """Jog by ``delta_um`` with ``$J=`` and wait for it to finish (no backlash handling).
+
+        A jog can be cancelled from another thread with :meth:`stop`; with GRBL soft limits on,
+        a jog beyond the machine travel is refused (``error:15``) without moving.
+        """
+        self._ready_check()
+        self._check_limits(self._read_position() + delta_um)
+        feed = feed_mm_min or self.feed
+        mm = delta_um / 1000.0
+        self._halting = False
+        self._motion.stopped.clear()
+        self._motion.last_direction = 0
+        self._moving = True
+        try:
+            self._checked_command(f"$J=G21 G91 {self.axis}{mm:.4f} F{feed:.1f}")
+            self._wait_idle(f"jog of {format_length(delta_um)}", self._motion_timeout(mm, feed))
+        except GrblCommandError as exc:
+            if exc.code == 15:
+                raise MotionError(
+                    f"{self.port}: jog of {format_length(delta_um)} goes beyond the machine "
+                    "travel; nothing moved"
+                ) from None
+            raise MotionError(str(exc)) from None
+        finally:
+            self._moving = False
+
+    def _home(self) -> None:
+        self._require_link()
+        if self._critical:
+            self._soft_reset()
+        command = "$H" if self.home_all else f"$H{self.axis}"
+        travel = self.settings.get(130 + self._axis_index, 200.0)
+        seek = self.settings.get(25) or 500.0
+        feed = self.settings.get(24) or 25.0
+        timeout = 1.5 * travel / (seek / 60.0) + 5 * 10 / (feed / 60.0) + self.timeout_s
+        alarms = self._alarm_seq
+        self._moving = True
+        try:
+            self._command(command, timeout=timeout)
+        except GrblCommandError as exc:
+            raise MotionError(str(exc)) from None
+        except _Timeout:
+            raise MotionError(
+                f"{self.port}: homing did not finish within {timeout:.0f} s"
+            ) from None
+        finally:
+            self._moving = False
+        if self._alarm_seq != alarms:
+            raise self._alarm_error("during homing")
+        self._position_lost = None
+        self._alarm_code = None
+        self._wait_idle("homing")
+        self._homed = True
+
+    def unlock(self) -> None:
+        """Clear an alarm with ``$X`` (after a soft reset if GRBL demands one).
+
+        Only call this when the position is known to be right (e.g. a soft-limit alarm, which
+        keeps the position); after a hard limit or a reset in motion, home instead.
+        """
+        self._require_link()
+        if self._critical:
+            self._soft_reset()
+        self._checked_command("$X")
+        self._alarm_code = None
+
+    def _soft_reset(self) -> None:
+        """Ctrl-X and wait for the banner; the planner and line buffer are flushed."""
+        link = self._require_link()
+        with self._cond:
+            resets = self._reset_seq
+        link.write(SOFT_RESET)
+        deadline = time.monotonic() + self.timeout_s
+        with self._cond:
+            while self._reset_seq == resets:
+                if link.lost is not None:
+                    raise link.lost
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise RigError(f"the GRBL controller on {self.port} did not restart on reset")
+                self._cond.wait(remaining)
+            self._critical = False
+
+    def _halt(self) -> None:
+        link = self._link
+        if link is None or link.lost is not None:
+            return
+        self._halting = True
+        try:
+            state = self._status.state if self._status else ""
+            fresh = self._query_status(timeout=1.0).state
+            state = fresh or state
+            if state == "Jog":
+                link.write(JOG_CANCEL)
+                return
+            if state == "Home":
+                self._soft_reset()  # nothing else interrupts homing; position is lost anyway
+                return
+            if state in ("Run", "Hold"):
+                link.write(FEED_HOLD)
+                deadline = time.monotonic() + self.timeout_s
+                while time.monotonic() < deadline:
+                    st = self._query_status(timeout=1.0)
+                    if st.state == "Idle" or (st.state == "Hold" and st.substate == 0):
+                        break
+                    time.sleep(self.poll_s / 2)
+                # Reset while held: GRBL flushes the remaining motion and keeps the position.
+                self._soft_reset()
+        except (_Timeout, ConnectionLostError, RigError) as exc:
+            log.warning("%s: stop incomplete: %s", self.port, exc)
+
+    def _close(self) -> None:
+        if self._link is not None:
+            self._link.close()
+            self._link = None
+
+
+class _Timeout(Exception):
+    """Internal: no answer within the time allowed (turned into a RigError by callers)."""

@@ -1,0 +1,140 @@
+"""A line-oriented serial link with a reader thread, shared by the G-code rail drivers.
+
+Ports are opened with :func:`serial.serial_for_url`, so a device path, ``spy:///dev/ttyUSB0``
+(a traffic dump on stderr), ``loop://`` or a simulator's pseudo-terminal all take the same code
+path. Every received line goes to a callback on the reader thread; controllers speak
+asynchronously (GRBL reports ``ALARM:1`` whenever a limit switch trips), so reading cannot wait
+for a command to ask. A broken link (cable pulled, board gone) is reported once, as a
+:class:`~rig.rails.base.ConnectionLostError` naming the port, and every later write raises it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import threading
+from collections.abc import Callable
+
+import serial
+
+from rig.errors import DeviceBusyError, DeviceNotFoundError, RigError
+from rig.rails.base import ConnectionLostError
+
+log = logging.getLogger(__name__)
+
+PORT_HELP = (
+    "check the cable, `ls /dev/serial/by-id`, the udev rules (udev/README.md) "
+    "and that you are in group dialout"
+)
+
+
+def open_serial(port: str, baud: int, *, timeout: float = 0.05) -> serial.SerialBase:
+    """Open ``port`` through :func:`serial.serial_for_url`, turning failures into one line."""
+    try:
+        return serial.serial_for_url(port, baudrate=baud, timeout=timeout, exclusive=True)
+    except (serial.SerialException, OSError, ValueError) as exc:
+        code = getattr(exc, "errno", None)
+        text = str(exc)
+        if code == errno.ENOENT or "No such file" in text:
+            raise DeviceNotFoundError(f"no serial port {port}: {PORT_HELP}") from None
+        if code == errno.EACCES or "Permission denied" in text:
+            raise DeviceNotFoundError(
+                f"permission denied on {port}: add yourself to group dialout "
+                "(sudo usermod -aG dialout $USER, then log in again) or install the udev rules"
+            ) from None
+        if code in (errno.EBUSY, errno.EAGAIN) or "exclusively lock" in text:
+            raise DeviceBusyError(
+                f"{port} is in use by another program (a slicer, ModemManager, another rig); "
+                "close it or install the udev rules that tell ModemManager to keep off"
+            ) from None
+        raise RigError(f"cannot open {port}: {text}; {PORT_HELP}") from None
+
+
+class SerialLink:
+    """Open ``port`` and feed every received line to ``on_line`` from a reader thread.
+
+    Parameters
+    ----------
+    port
+        A pyserial URL or device path.
+    on_line
+        Called with each non-empty line (without line ending), on the reader thread.
+    on_lost
+        Called once with the :class:`ConnectionLostError` when the link breaks.
+    """
+
+    def __init__(
+        self,
+        port: str,
+        baud: int,
+        on_line: Callable[[str], None],
+        on_lost: Callable[[ConnectionLostError], None],
+    ) -> None:
+        self.port = port
+        self._serial = open_serial(port, baud)
+        self._on_line = on_line
+        self._on_lost = on_lost
+        self._write_lock = threading.Lock()
+        self._closing = threading.Event()
+        self.lost: ConnectionLostError | None = None
+        self._thread = threading.Thread(target=self._read_loop, name=f"serial {port}", daemon=True)
+        self._thread.start()
+
+    def write(self, data: bytes) -> None:
+        """Send raw bytes (a line or a real-time command)."""
+        if self.lost is not None:
+            raise self.lost
+        try:
+            with self._write_lock:
+                self._serial.write(data)
+                self._serial.flush()
+        except (serial.SerialException, OSError) as exc:
+            self._lose(exc)
+            assert self.lost is not None
+            raise self.lost from None
+
+    def send_line(self, text: str) -> None:
+        """Send one command line terminated by ``\\n``."""
+        log.debug("%s <- %s", self.port, text)
+        self.write(text.encode("ascii") + b"\n")
+
+    def close(self) -> None:
+        """Stop the reader and close the port; safe to call twice."""
+        self._closing.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=1.0)
+        with contextlib.suppress(serial.SerialException, OSError):  # gone with the cable
+            self._serial.close()
+
+    def _lose(self, exc: BaseException) -> None:
+        if self.lost is not None or self._closing.is_set():
+            return
+        self.lost = ConnectionLostError(
+            f"lost the connection to {self.port} ({exc}); check the cable and power, then reconnect"
+        )
+        log.warning("%s", self.lost)
+        self._on_lost(self.lost)
+
+    def _read_loop(self) -> None:
+        pending = b""
+        while not self._closing.is_set():
+            try:
+                chunk = self._serial.read(self._serial.in_waiting or 1)
+            except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
+                # TypeError/AttributeError: pyserial's fd vanished under a concurrent close().
+                if not self._closing.is_set():
+                    self._lose(exc)
+                return
+            if not chunk:
+                continue
+            pending += chunk
+            *lines, pending = pending.replace(b"\r", b"\n").split(b"\n")
+            for raw in lines:
+                text = raw.decode("ascii", errors="replace").strip()
+                if text:
+                    log.debug("%s -> %s", self.port, text)
+                    try:
+                        self._on_line(text)
+                    except Exception:  # a parser bug must not kill the link
+                        log.exception("%s: failed to handle line %r", self.port, text)

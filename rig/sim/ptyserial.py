@@ -1,0 +1,204 @@
+"""A simulated serial device on a real pseudo-terminal, reached through a stable path.
+
+The driver under test opens the pty's slave side exactly as it opens ``/dev/ttyUSB0``: pyserial,
+termios, the kernel tty layer. The simulator owns the master side and behaves like a USB board:
+
+* ``path`` is a symlink in a private temporary directory that always points at the current pty,
+  the way udev keeps ``/dev/focusrail`` pointing at whatever ``ttyUSBn`` the rail got.
+* :meth:`PtyDevice.disconnect` closes the master, so the driver's next read fails as it does
+  when a cable is pulled; :meth:`PtyDevice.replug` creates a fresh pty behind the same path.
+* Opening the port can reset the board (``reset_on_open``), as DTR does on an Arduino: the I/O
+  thread notices the slave being opened (the master stops reporting a hang-up).
+* :meth:`PtyDevice.stall` makes the board go silent, :meth:`PtyDevice.inject` sends arbitrary
+  bytes (garbled lines).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import select
+import shutil
+import tempfile
+import threading
+import time
+import tty
+from types import TracebackType
+
+
+class PtyDevice:
+    """Base of the pty-backed simulators; subclasses implement the ``on_*`` hooks.
+
+    Parameters
+    ----------
+    name
+        File name of the stable symlink (``ttyGRBL``...).
+    reset_on_open
+        Call :meth:`on_power_up` each time a program opens the port (Arduino DTR reset).
+    """
+
+    def __init__(self, name: str, *, reset_on_open: bool = True) -> None:
+        self.reset_on_open = reset_on_open
+        self._dir = tempfile.mkdtemp(prefix="stackrig-sim-")
+        self.path = os.path.join(self._dir, name)
+        """Stable device path (a symlink to the current pseudo-terminal)."""
+        self._master: int | None = None
+        self._pts = ""
+        self._io_lock = threading.Lock()
+        self._quit = threading.Event()
+        self._stalled = False
+        self._slave_open = False
+        self._thread: threading.Thread | None = None
+        self.received = bytearray()
+        """Every byte the device received, for inspection."""
+
+    # -- hooks --------------------------------------------------------------------------------
+
+    def on_bytes(self, data: bytes) -> None:
+        """Bytes arrived from the host (I/O thread)."""
+
+    def on_power_up(self) -> None:
+        """The board (re)starts: plugged in, or reset by the port being opened."""
+
+    def on_power_down(self) -> None:
+        """The board lost power (cable pulled)."""
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> PtyDevice:
+        """Create the pty and start serving; returns self."""
+        self._open_pty()
+        self.on_power_up()
+        self._thread = threading.Thread(target=self._io_loop, name=f"sim {self.path}", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop serving, close the pty and remove the symlink."""
+        self._quit.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=2.0)
+        self._close_master()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __enter__(self) -> PtyDevice:
+        return self.start() if self._thread is None else self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def pts(self) -> str:
+        """The current ``/dev/pts/N`` behind :attr:`path`."""
+        return self._pts
+
+    def _open_pty(self) -> None:
+        master, slave = os.openpty()
+        # Raw mode before anyone opens the slave: no echo, no newline translation, so the
+        # first bytes are not mangled before pyserial configures the port.
+        tty.setraw(slave)
+        self._pts = os.ttyname(slave)
+        os.close(slave)
+        os.set_blocking(master, False)
+        with self._io_lock:
+            self._master = master
+            self._slave_open = False
+        tmp = self.path + ".new"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        os.symlink(self._pts, tmp)
+        os.replace(tmp, self.path)
+
+    def _close_master(self) -> None:
+        with self._io_lock:
+            master, self._master = self._master, None
+        if master is not None:
+            with contextlib.suppress(OSError):
+                os.close(master)
+
+    # -- faults -------------------------------------------------------------------------------
+
+    def disconnect(self) -> None:
+        """Pull the cable: close the pty master; the board loses power."""
+        self._close_master()
+        self.on_power_down()
+
+    def replug(self) -> None:
+        """Plug the cable back in: a new pty behind the same :attr:`path`; the board restarts."""
+        self._close_master()
+        self._open_pty()
+        self.on_power_up()
+
+    def stall(self, stalled: bool = True) -> None:
+        """Freeze the board's serial side: input is dropped and nothing is answered."""
+        self._stalled = stalled
+
+    def inject(self, data: bytes | str) -> None:
+        """Send raw bytes to the host, e.g. a garbled or unexpected line."""
+        self._write(data.encode("latin-1") if isinstance(data, str) else data, force=True)
+
+    # -- I/O ----------------------------------------------------------------------------------
+
+    def write(self, text: str) -> None:
+        """Send text to the host (dropped while stalled or unplugged)."""
+        self._write(text.encode("ascii", errors="replace"))
+
+    def _write(self, data: bytes, *, force: bool = False) -> None:
+        if self._stalled and not force:
+            return
+        with self._io_lock:
+            if self._master is None:
+                return
+            try:
+                os.write(self._master, data)
+            except OSError as exc:  # nobody reading and the buffer is full: drop, like a UART
+                if exc.errno not in (errno.EAGAIN, errno.EIO):
+                    raise
+
+    def _io_loop(self) -> None:
+        poller_for: int | None = None
+        poller = select.poll()
+        while not self._quit.is_set():
+            master = self._master
+            if master is None:
+                time.sleep(0.02)
+                continue
+            if poller_for != master:
+                poller = select.poll()
+                poller.register(master, select.POLLIN)
+                poller_for = master
+            try:
+                events = poller.poll(50)
+            except (OSError, ValueError):
+                continue
+            revents = events[0][1] if events else 0
+            if revents & (select.POLLNVAL | select.POLLERR):
+                time.sleep(0.02)
+                continue
+            hung_up = bool(revents & select.POLLHUP)
+            if not hung_up and not self._slave_open and revents:
+                self._slave_open = True
+                if self.reset_on_open:
+                    self.on_power_up()
+            if revents & select.POLLIN:
+                try:
+                    data = os.read(master, 4096)
+                except OSError:
+                    data = b""
+                if data and not self._stalled:
+                    self.received.extend(data)
+                    self.on_bytes(data)
+            if hung_up:
+                self._slave_open = False
+                time.sleep(0.02)
+            elif not events and not self._slave_open:
+                # poll() timed out with no hang-up: the slave is open but quiet.
+                self._slave_open = True
+                if self.reset_on_open:
+                    self.on_power_up()
