@@ -1,0 +1,177 @@
+"""``rig rail``: check, home, move and jog a focus rail, or run a simulated one.
+
+Every command takes a focuser URL (``grbl:///dev/ttyUSB0``, ``marlin:///dev/ttyACM0``,
+``sim://``) and lengths with units (``1.5mm``, ``250um``). Ctrl-C during motion stops the rail
+before exiting.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+
+from rig.errors import MotionError, RigError
+from rig.focuser import Focuser
+from rig.rails import open_focuser
+from rig.units import format_length, parse_length
+
+app = typer.Typer(
+    help="Focus rails: status, homing, moves and jogs; `rig rail simulate` for a GRBL simulator.",
+    no_args_is_help=True,
+)
+
+UrlArg = Annotated[
+    str,
+    typer.Argument(
+        help="Focuser URL, e.g. grbl:///dev/ttyUSB0?backlash=50um, marlin:///dev/ttyACM0, sim://"
+    ),
+]
+
+
+@contextmanager
+def _opened(url: str) -> Iterator[Focuser]:
+    focuser = open_focuser(url)
+    try:
+        yield focuser
+    finally:
+        focuser.close()
+
+
+def _describe(focuser: Focuser) -> str:
+    caps = focuser.capabilities
+    here = format_length(focuser.position, caps.units)
+    details = []
+    state = getattr(focuser, "status", None)
+    if callable(state):
+        report = state()
+        details.append(f"state {getattr(report, 'state', report)}")
+    details.append("position known" if caps.absolute else "position relative (not homed)")
+    if caps.min_position is not None or caps.max_position is not None:
+        low = "-inf" if caps.min_position is None else format_length(caps.min_position, caps.units)
+        high = "+inf" if caps.max_position is None else format_length(caps.max_position, caps.units)
+        details.append(f"soft limits {low} .. {high}")
+    return f"{focuser.name}: at {here} ({', '.join(details)})"
+
+
+def _run_motion(focuser: Focuser, action: Callable[[], None]) -> None:
+    """Run ``action``; Ctrl-C stops the rail before the interrupt propagates."""
+    try:
+        action()
+    except KeyboardInterrupt:
+        focuser.stop()
+        raise
+
+
+def _distance(focuser: Focuser, text: str) -> float:
+    value, unit = parse_length(text)
+    if unit != focuser.capabilities.units:
+        wanted = "a length such as 250um or 1.5mm" if unit == "steps" else "lens steps"
+        raise RigError(f"{focuser.name} moves in {focuser.capabilities.units}: give {wanted}")
+    return value
+
+
+@app.command()
+def status(url: UrlArg) -> None:
+    """Show where the rail is and what it can do."""
+    with _opened(url) as focuser:
+        typer.echo(_describe(focuser))
+
+
+@app.command()
+def home(url: UrlArg) -> None:
+    """Run the homing cycle (GRBL: $HX, or $H with homing=all; Marlin: G28)."""
+    with _opened(url) as focuser:
+        _run_motion(focuser, focuser.home)
+        typer.echo(_describe(focuser))
+
+
+@app.command()
+def move(
+    url: UrlArg,
+    position: Annotated[str, typer.Argument(help="Target with a unit: 12.5mm, 250um")],
+) -> None:
+    """Move to an absolute POSITION (with backlash compensation and settling)."""
+    with _opened(url) as focuser:
+        target = _distance(focuser, position)
+        _run_motion(focuser, lambda: focuser.move_to(target))
+        typer.echo(_describe(focuser))
+
+
+@app.command()
+def jog(
+    url: UrlArg,
+    distance: Annotated[str, typer.Argument(help="Signed distance with a unit: -0.5mm, 100um")],
+) -> None:
+    """Move by DISTANCE (GRBL: a $J= jog that Ctrl-C cancels)."""
+    with _opened(url) as focuser:
+        delta = _distance(focuser, distance)
+        jog_method = getattr(focuser, "jog", None)
+        _run_motion(
+            focuser, (lambda: jog_method(delta)) if jog_method else lambda: focuser.move_by(delta)
+        )
+        typer.echo(_describe(focuser))
+
+
+@app.command()
+def stop(url: UrlArg) -> None:
+    """Stop the rail now (GRBL: feed hold then reset, or jog cancel; Marlin: M410)."""
+    with _opened(url) as focuser:
+        focuser.stop()
+        typer.echo(f"{focuser.name}: stopped at {format_length(focuser.position)}")
+
+
+@app.command()
+def unlock(url: UrlArg) -> None:
+    """Clear a GRBL alarm ($X) when you know the position is still right; else home."""
+    with _opened(url) as focuser:
+        clear = getattr(focuser, "unlock", None)
+        if clear is None:
+            raise MotionError(f"{focuser.name} has no alarm lock to clear")
+        clear()
+        typer.echo(_describe(focuser))
+
+
+@app.command()
+def simulate(
+    time_scale: Annotated[
+        float, typer.Option(help="Simulated seconds per real second (10 = ten times faster).")
+    ] = 1.0,
+    firmware: Annotated[str, typer.Option(help="grbl or marlin")] = "grbl",
+    keep_state: Annotated[
+        bool,
+        typer.Option(
+            "--keep-state/--reset-on-open",
+            help="Keep position between connections (default), or reset on every open like "
+            "an Arduino does.",
+        ),
+    ] = True,
+) -> None:
+    """Run a simulated controller on a pseudo-terminal until Ctrl-C, printing its URL."""
+    from rig.sim.grbl import GrblSimulator
+    from rig.sim.marlin import MarlinSimulator
+    from rig.sim.ptyserial import PtyDevice
+
+    device: PtyDevice
+    if firmware == "grbl":
+        device = GrblSimulator(time_scale=time_scale, reset_on_open=not keep_state)
+    elif firmware == "marlin":
+        device = MarlinSimulator(time_scale=time_scale, reset_on_open=not keep_state)
+    else:
+        raise RigError(f"unknown firmware {firmware!r}: use grbl or marlin")
+    with device:
+        typer.echo(f"{firmware} simulator on {device.path} (-> {device.pts})")
+        typer.echo(f"url: {getattr(device, 'url', '')}")
+        typer.echo("press Ctrl-C to stop")
+        done = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: done.set())
+        try:
+            while not done.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+    typer.echo("simulator stopped")
