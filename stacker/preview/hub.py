@@ -31,7 +31,9 @@ from typing import Any, Literal
 
 from stacker.errors import UserError
 
-RunState = Literal["waiting", "running", "finishing", "finished", "stopped", "failed"]
+RunState = Literal[
+    "waiting", "preparing", "running", "stopping", "finishing", "finished", "stopped", "failed"
+]
 IMAGE_KINDS = ("composite", "last", "depth")
 
 
@@ -53,7 +55,8 @@ class Progress:
     total: int | None = None
     """Frames planned, when a plan says so."""
     position_um: float | None = None
-    """Current rail (or lens) position, in the focuser's units."""
+    """Current rail position in micrometres (lens steps when ``units`` is ``"steps"``)."""
+    units: Literal["um", "steps"] = "um"
     eta_s: float | None = None
     """Seconds until the last frame is captured; the hub estimates it when the producer does not."""
     title: str = ""
@@ -134,8 +137,10 @@ class CropBroker:
 
     When the worker is done with the stacker for good it calls :meth:`release`: ownership passes
     to the broker, which from then on calls the provider directly, one request at a time under a
-    lock. A finished stack can therefore still be inspected at 1:1, and no request ever runs
-    concurrently with the worker.
+    lock. A finished stack can therefore still be inspected at 1:1. A worker that sits idle
+    between frames for long (a hot folder waiting for files) may :meth:`release` while idle and
+    :meth:`reclaim` before it touches the stacker again: ``reclaim`` waits for a crop in flight,
+    so no request ever runs concurrently with the worker.
     """
 
     def __init__(self, max_pending: int = 8) -> None:
@@ -160,10 +165,18 @@ class CropBroker:
             self._fail_pending("the stack was closed")
 
     def release(self) -> None:
-        """Called on the worker thread when it will not touch the stacker again."""
+        """Called on the worker thread: it leaves the stacker alone until :meth:`reclaim`."""
         with self._lock:
             self._released = True
         self.serve()
+
+    def reclaim(self) -> None:
+        """Called on the worker thread before it uses the stacker again after :meth:`release`.
+
+        Returns once no crop is running; from then on requests queue for the worker again.
+        """
+        with self._lock:
+            self._released = False
 
     def request(self, fx: float, fy: float, size: int, timeout: float = 10.0) -> CropResult:
         """Ask for a crop centred at fractions ``fx, fy``; block up to ``timeout`` seconds.
@@ -433,7 +446,7 @@ class PreviewHub:
 
     def _estimate_eta(self, progress: Progress) -> float | None:
         """Remaining frames times the recent capture interval (no estimate before two frames)."""
-        if progress.total is None or progress.state not in ("running", "finishing"):
+        if progress.total is None or progress.state != "running":
             return None
         times = self._capture_times
         remaining = max(progress.total - progress.captured, 0)

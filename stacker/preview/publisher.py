@@ -27,20 +27,29 @@ from stacker.errors import StackerError
 from stacker.preview.hub import CropResult, PreviewHub, RunState
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
 PREVIEW_JPEG_QUALITY = 80
 CROP_JPEG_QUALITY = 92
 
 
 class _Record(Protocol):
-    index: int
-    name: str
-    position_um: float | None
-    merged: bool
-    reason: str | None
-    score: float
-    seconds: float
+    """The part of :class:`stacker.stack.FrameRecord` the publisher shows."""
+
+    @property
+    def index(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def position_um(self) -> float | None: ...
+    @property
+    def merged(self) -> bool: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def score(self) -> float: ...
+    @property
+    def seconds(self) -> float: ...
 
 
 class _Stacker(Protocol):
@@ -99,6 +108,7 @@ class StackerPublisher:
 
     def add(self, image: np.ndarray, name: str = "", position_um: float | None = None) -> Any:
         """``stacker.add`` the frame, then :meth:`publish`; returns the frame's record."""
+        self.busy()
         record = self.stacker.add(image, name=name, position_um=position_um)
         self.publish(record, frame_shape=image.shape)
         return record
@@ -109,6 +119,7 @@ class StackerPublisher:
         *,
         previews: _Previews | None = None,
         index: int | None = None,
+        row: Mapping[str, Any] | None = None,
         frame_shape: Sequence[int] | None = None,
     ) -> None:
         """Publish the stacker's state after an add; ``record`` is what ``add`` returned.
@@ -116,9 +127,11 @@ class StackerPublisher:
         ``previews`` passes preview arrays the caller already computed (anything with
         ``composite``, ``depth`` and ``last_frame`` attributes, such as the session worker's
         ``StackPreviews``); without it they are asked from the stacker. ``index`` numbers the
-        table row (default: the record's arrival index; a session passes its plan index).
+        table row (default: the record's arrival index; a session passes its plan index) and
+        ``row`` adds fields of the caller's own to it.
         ``frame_shape`` gives the full resolution for stackers that do not report ``shape``.
         """
+        self.hub.crops.reclaim()
         if self._frame_size is None:
             shape = getattr(self.stacker, "shape", None) or frame_shape
             if shape is not None:
@@ -148,20 +161,33 @@ class StackerPublisher:
                 changes["state"] = "running"
             self.hub.update_progress(**changes)
             if record is not None:
-                self.hub.update_frame(
-                    record.index if index is None else index,
-                    name=record.name,
-                    position_um=record.position_um,
-                    merged=bool(record.merged),
-                    reason=record.reason,
-                    score=round(float(record.score), 4),
-                    seconds=round(float(record.seconds), 3),
-                )
+                fields: dict[str, Any] = {
+                    "name": record.name,
+                    "merged": bool(record.merged),
+                    "reason": record.reason,
+                    "score": round(float(record.score), 4),
+                    "seconds": round(float(record.seconds), 3),
+                }
+                if record.position_um is not None:  # keep a position the producer already gave
+                    fields["position_um"] = record.position_um
+                fields.update(row or {})
+                self.hub.update_frame(record.index if index is None else index, **fields)
         self.hub.crops.serve()
 
     def serve_crops(self, timeout: float = 0.0) -> int:
         """Answer pending crop requests; with ``timeout`` it doubles as the idle worker's sleep."""
         return self.hub.crops.serve(timeout)
+
+    def idle(self) -> None:
+        """The worker goes idle (waiting for files): crops may run on the asking thread meanwhile.
+
+        The next :meth:`publish` (or :meth:`busy`) takes the stacker back first.
+        """
+        self.hub.crops.release()
+
+    def busy(self) -> None:
+        """The worker is about to use the stacker again (call before ``stacker.add``)."""
+        self.hub.crops.reclaim()
 
     def finish(self, state: RunState = "finished", message: str = "") -> None:
         """The worker is done with the stacker: crops are now served by the hub directly."""

@@ -6,6 +6,7 @@
 const $ = (id) => document.getElementById(id);
 const rows = new Map(); // frame index -> <tr>
 let epoch = null;
+let positionUnits = "um";
 
 function fmtSeconds(s) {
   if (s === null || s === undefined) return "–";
@@ -16,8 +17,9 @@ function fmtSeconds(s) {
   return Math.floor(m / 60) + " h " + String(m % 60).padStart(2, "0") + " min";
 }
 
-function fmtPosition(p) {
+function fmtPosition(p, units) {
   if (p === null || p === undefined) return "–";
+  if (units === "steps") return Math.round(p) + " steps";
   return (Math.abs(p) >= 1000 ? (p / 1000).toFixed(3) + " mm" : p.toFixed(1) + " µm");
 }
 
@@ -49,7 +51,8 @@ function updateProgress(p) {
   $("merged").textContent = String(p.merged);
   $("rejected").textContent = String(p.rejected);
   $("eta").textContent = p.state === "finished" ? "done" : fmtSeconds(p.eta_s);
-  $("position").textContent = fmtPosition(p.position_um);
+  $("position").textContent = fmtPosition(p.position_um, p.units);
+  positionUnits = p.units;
   $("message").textContent = p.message || "";
   const bar = $("progress-bar");
   if (p.total) {
@@ -82,9 +85,9 @@ function updateRow(f) {
   if (f.merged === true) { result = "merged"; cls = "ok"; }
   else if (f.merged === false) { result = "rejected" + (f.reason ? ": " + f.reason : ""); cls = "bad"; }
   tr.replaceChildren(
-    cell(String(f.index + 1)),
+    cell(String(f.number ?? f.index + 1)),
     cell(f.name || ""),
-    cell(fmtPosition(f.position_um)),
+    cell(fmtPosition(f.position_um, positionUnits)),
     cell(f.score === undefined || f.score === null ? "–" : f.score.toFixed(3)),
     cell(result, cls),
   );

@@ -1,0 +1,104 @@
+"""The live preview of a capture session: a :class:`SessionRunner`'s callbacks feed a hub.
+
+Progress comes from the runner's status snapshots (any thread), table rows from each captured
+frame (capture thread), and previews from each merged frame (the stacking thread, where the
+:class:`~stacker.preview.publisher.StackerPublisher` encodes them once and answers 100 % crop
+requests). The stacking worker blocks between frames, so a crop clicked during capture is
+answered after the next merged frame; once the session has ended and the worker thread has been
+joined, crops are answered at once by the hub.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from stacker.preview.hub import PreviewHub, RunState
+from stacker.preview.publisher import StackerPublisher, attach_stacker
+
+if TYPE_CHECKING:
+    from rig.session.journal import FrameEntry
+    from rig.session.runner import SessionResult, SessionRunner
+    from rig.session.state import SessionStatus
+    from rig.session.worker import StackJob, StackPreviews
+
+_ENDED: dict[str, RunState] = {
+    "completed": "finished",
+    "interrupted": "stopped",
+    "aborted": "stopped",
+    "fault": "failed",
+    "error": "failed",
+}
+
+
+class SessionPreview:
+    """Publishes one session into ``hub``; :meth:`attach` it to a runner before ``run()``."""
+
+    def __init__(self, hub: PreviewHub, *, title: str = "") -> None:
+        self.hub = hub
+        self.title = title
+        self._runner: SessionRunner | None = None
+        self._publisher: StackerPublisher | None = None
+
+    def attach(self, runner: SessionRunner) -> SessionPreview:
+        """Subscribe to ``runner``'s callbacks; the hub starts afresh for this session."""
+        self._runner = runner
+        self._publisher = None
+        self.hub.reset(title=self.title or runner.folder.root.name)
+        units = "steps" if runner.plan.units == "steps" else "um"
+        self.hub.update_progress(total=runner.plan.frames, units=units)
+        runner.on_status.append(self.on_status)
+        runner.on_frame_captured.append(self.on_frame_captured)
+        runner.on_frame_merged.append(self.on_frame_merged)
+        runner.on_finished.append(self.on_finished)
+        return self
+
+    def on_status(self, status: SessionStatus) -> None:
+        state: RunState
+        if status.state.value == "finished" and status.finish_reason is not None:
+            state = _ENDED.get(status.finish_reason.value, "finished")
+        elif status.state.value == "idle":
+            state = "waiting"
+        else:
+            state = status.state.value  # type: ignore[assignment]
+        self.hub.update_progress(
+            state=state,
+            captured=status.captured,
+            total=status.total,
+            position_um=status.position,
+            eta_s=status.eta_s,
+            message=status.message or (status.warnings[-1] if status.warnings else ""),
+        )
+
+    def on_frame_captured(self, entry: FrameEntry) -> None:
+        self.hub.update_frame(
+            entry.index,
+            number=entry.index,
+            name=entry.files[0].name if entry.files else "",
+            position_um=entry.position,
+        )
+
+    def on_frame_merged(self, job: StackJob, record: Any, previews: StackPreviews) -> None:
+        """On the stacking thread: encode previews, fill the row, answer pending crops."""
+        if self._publisher is None:
+            runner = self._runner
+            if runner is None or runner.stacker is None:
+                return
+            self._publisher = attach_stacker(self.hub, runner.stacker)  # type: ignore[arg-type]
+        row: dict[str, Any] = {"number": job.index}  # plans number frames from 1
+        if job.replay and self._runner is not None:  # shot before a resume: no capture row
+            row.update(position_um=self._runner.plan.position_of(job.index), replay=True)
+        self._publisher.publish(record, previews=previews, index=job.index, row=row)
+
+    def on_finished(self, result: SessionResult) -> None:
+        state = _ENDED.get(result.reason.value, "finished")
+        message = str(result.error) if result.error is not None else ""
+        publisher = self._publisher
+        # Completed and interrupted runs join the stacking thread before they end, and so
+        # does any run that wrote its outputs: only then may the hub use the stacker.
+        if publisher is not None and (
+            result.reason.value in ("completed", "interrupted") or result.outputs
+        ):
+            publisher.finish(state, message)
+        else:
+            self.hub.crops.set_provider(None)
+            self.hub.update_progress(state=state, message=message)

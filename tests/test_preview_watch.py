@@ -1,0 +1,64 @@
+"""The preview of a real hot-folder watch: rows and counts, and crops while the watch waits."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from stacker.io import write_image
+from stacker.preview import PreviewHub
+from stacker.preview.watchfeed import WatchPreview
+from stacker.synthetic import SceneSpec, SyntheticStack
+from stacker.watch import watch_and_stack
+
+
+@pytest.fixture(scope="module")
+def frames() -> list:
+    return [f.image for f in SyntheticStack(SceneSpec(width=320, height=240, seed=4), 3)]
+
+
+def test_a_watch_feeds_the_hub_and_crops_are_answered_while_it_waits(tmp_path, frames):
+    hot = tmp_path / "hot"
+    hot.mkdir()
+    for i, img in enumerate(frames[:2]):
+        write_image(hot / f"f{i}.png", img)
+    hub = PreviewHub()
+    feed = WatchPreview(hub)
+    stop = threading.Event()
+    box: list = []
+    watcher = threading.Thread(
+        target=lambda: box.append(
+            watch_and_stack(
+                hot,
+                tmp_path / "out.tif",
+                stop=stop,
+                on_frame=feed.on_frame,
+                on_status=feed.on_status,
+            )
+        )
+    )
+    watcher.start()
+    try:
+        deadline = time.monotonic() + 30
+        while hub.progress.stacked < 2 and watcher.is_alive() and time.monotonic() < deadline:
+            hub.wait(hub.version, timeout=0.5)
+        assert hub.progress.stacked == 2
+        time.sleep(0.2)  # the watch is now waiting for files: the stacker is lent out
+        t0 = time.monotonic()
+        crop = hub.crops.request(0.5, 0.5, 64, timeout=5)
+        assert time.monotonic() - t0 < 2  # answered now, not when the next file lands
+        assert (crop.frame_width, crop.frame_height) == (320, 240)
+
+        write_image(hot / "f2.png", frames[2])  # a new frame after the crop
+        while hub.progress.stacked < 3 and watcher.is_alive() and time.monotonic() < deadline:
+            hub.wait(hub.version, timeout=0.5)
+    finally:
+        stop.set()
+        watcher.join(30)
+    snap = hub.snapshot()
+    assert snap.progress.state == "finished" and snap.progress.title == "hot"
+    assert [f["name"] for f in snap.frames] == ["f0.png", "f1.png", "f2.png"]
+    assert all(f["merged"] for f in snap.frames)
+    assert box and box[0].status.merged == 3
