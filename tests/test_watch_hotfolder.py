@@ -53,9 +53,16 @@ def write_old(path: Path, data: bytes) -> None:
     os.utime(path, (past, past))
 
 
-def collect_paths(hot: HotFolder, idle: float) -> list[tuple[Path, int]]:
+def stop_after(writer: threading.Thread, grace: float = 0.5) -> threading.Event:
+    """An event set ``grace`` seconds after ``writer`` is done (time for its last file)."""
+    stop = threading.Event()
+    in_thread(lambda: (writer.join(), time.sleep(grace), stop.set()))
+    return stop
+
+
+def collect_paths(hot: HotFolder, stop: threading.Event) -> list[tuple[Path, int]]:
     """Every ready path with its size at the moment it was handed out."""
-    return [(p, p.stat().st_size) for p in hot.paths(idle_timeout=idle)]
+    return [(p, p.stat().st_size) for p in hot.paths(stop=stop, idle_timeout=20)]
 
 
 def in_thread(fn, *args, **kwargs) -> threading.Thread:  # type: ignore[no-untyped-def]
@@ -100,7 +107,7 @@ def test_slow_writes_are_taken_at_close_even_after_a_stall(tmp_path: Path) -> No
                 write_slowly(tmp_path / name, data, pause_at=2 if i == 1 else None)
 
         t = in_thread(writer)
-        got = collect_paths(hot, idle=1.2)
+        got = collect_paths(hot, stop_after(t))
         t.join()
     assert [(p.name, size) for p, size in got] == [(n, len(d)) for n, d in frames.items()]
 
@@ -115,7 +122,7 @@ def test_polling_takes_files_once_size_and_mtime_settle(tmp_path: Path) -> None:
                 write_slowly(tmp_path / name, data)
 
         t = in_thread(writer)
-        got = collect_paths(hot, idle=1.2)
+        got = collect_paths(hot, stop_after(t, grace=1.5))
         t.join()
     assert [(p.name, size) for p, size in got] == [(n, len(d)) for n, d in frames.items()]
 
@@ -127,7 +134,7 @@ def test_decoded_frames_equal_the_finished_files(tmp_path: Path) -> None:
         t = in_thread(
             lambda: [write_slowly(tmp_path / n, textured_jpeg(20 + i)) for i, n in enumerate(names)]
         )
-        got = list(hot.frames(idle_timeout=1.2, on_unreadable=unreadable.append))
+        got = list(hot.frames(stop=stop_after(t), idle_timeout=20, on_unreadable=unreadable.append))
         t.join()
     assert unreadable == []
     assert [f.path.name for f in got] == names
@@ -147,7 +154,7 @@ def test_temporary_hidden_and_other_files_are_ignored_renames_are_taken(tmp_path
             os.rename(tmp_path / "x.jpg.tmp", tmp_path / "x.jpg")
 
         t = in_thread(writer)
-        got = collect_paths(hot, idle=1.0)
+        got = collect_paths(hot, stop_after(t))
         t.join()
     assert [(p.name, size) for p, size in got] == [("x.jpg", len(data))]
 
@@ -159,7 +166,7 @@ def test_file_moved_in_from_elsewhere_is_taken(tmp_path: Path) -> None:
     outside.write_bytes(textured_jpeg(4))
     with HotFolder(watched, settle=0.3, close_grace=30) as hot:
         t = in_thread(lambda: (time.sleep(0.2), os.rename(outside, watched / "y.jpg")))
-        got = collect_paths(hot, idle=1.0)
+        got = collect_paths(hot, stop_after(t))
         t.join()
     assert [p.name for p, _ in got] == ["y.jpg"]
 
@@ -177,7 +184,7 @@ def test_raw_jpeg_pair_counts_once_and_the_raw_is_never_read(tmp_path: Path) -> 
             write_slowly(tmp_path / "IMG_0002.cr2", fake_raw)
 
         t = in_thread(writer)
-        got = list(hot.frames(idle_timeout=1.2, on_unreadable=unreadable.append))
+        got = list(hot.frames(stop=stop_after(t), idle_timeout=20, on_unreadable=unreadable.append))
         t.join()
     assert unreadable == []  # a decoded fake RAW would have been reported here
     assert [f.path.name for f in got] == ["IMG_0001.JPG", "IMG_0002.jpg"]
@@ -190,7 +197,7 @@ def test_lone_raw_is_taken_after_the_pair_wait_and_prefer_raw_skips_jpegs(
     fake_raw = b"raw bytes" * 500
     with HotFolder(tmp_path, settle=0.3, pair_wait=0.3) as hot:
         t = in_thread(lambda: write_slowly(tmp_path / "solo.nef", fake_raw))
-        got = collect_paths(hot, idle=1.0)
+        got = collect_paths(hot, stop_after(t, grace=1.0))
         t.join()
     assert [p.name for p, _ in got] == ["solo.nef"]
 
@@ -203,7 +210,7 @@ def test_lone_raw_is_taken_after_the_pair_wait_and_prefer_raw_skips_jpegs(
             write_slowly(raw_dir / "a.arw", fake_raw)
 
         t = in_thread(writer)
-        got = collect_paths(hot, idle=1.0)
+        got = collect_paths(hot, stop_after(t))
         t.join()
     assert [p.name for p, _ in got] == ["a.arw"]
     assert [p.name for p in hot.skipped] == ["a.jpg"]
@@ -219,7 +226,7 @@ def test_existing_files_first_in_natural_order_then_arrival_order(tmp_path: Path
                 write_slowly(tmp_path / name, textured_jpeg(9))
 
         t = in_thread(writer)
-        got = collect_paths(hot, idle=1.0)
+        got = collect_paths(hot, stop_after(t))
         t.join()
     assert [p.name for p, _ in got] == [
         "frame_1.jpg",
@@ -244,7 +251,7 @@ def test_unreadable_file_is_retried_reported_and_looked_at_again_when_rewritten(
             write_slowly(tmp_path / "bad.jpg", textured_jpeg(12))  # fixed by its writer
 
         t = in_thread(writer)
-        got = list(hot.frames(idle_timeout=1.2, on_unreadable=unreadable.append))
+        got = list(hot.frames(stop=stop_after(t), idle_timeout=20, on_unreadable=unreadable.append))
         t.join()
     assert [u.path.name for u in unreadable] == ["bad.jpg"]
     assert "bad.jpg" in unreadable[0].message
