@@ -143,6 +143,15 @@ def write_image(
     return p
 
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_current_umask()  # what open() would give a new file
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``path`` so that the file is either absent, old, or complete.
 
@@ -153,6 +162,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), _FILE_MODE)  # mkstemp creates 0600; results are shared files
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
@@ -182,9 +192,7 @@ def check_writable_output(path: str | os.PathLike[str]) -> Path:
     """Fail early, before any work, if ``path`` cannot be written or has an unknown extension."""
     p = Path(path)
     if p.suffix.lower() not in WRITE_EXTENSIONS:
-        raise StackerError(
-            f"{p}: unknown output format '{p.suffix}': use .tif, .png or .jpg"
-        )
+        raise StackerError(f"{p}: unknown output format '{p.suffix}': use .tif, .png or .jpg")
     folder = p.parent if str(p.parent) else Path(".")
     if not folder.is_dir():
         raise StackerError(f"{p}: the folder {folder} does not exist; create it first")

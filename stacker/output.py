@@ -1,0 +1,76 @@
+"""Writing a stack's results: the composite and the depth map, each atomically.
+
+The depth map is a 16-bit PNG: micrometres when every merged frame came with a focus position
+(relative to the nearest position, so values stay positive; the offset is in the JSON sidecar),
+otherwise the index of the frame in best focus. A colourised preview (near blue, far red) and a
+JSON sidecar describing the units sit beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from stacker.io import atomic_write_bytes, encode_image, write_image
+from stacker.stack import Stacker, colorize_index
+
+
+def depth_paths(depth_path: str | os.PathLike[str]) -> tuple[Path, Path, Path]:
+    """(16-bit PNG, colourised JPEG preview, JSON sidecar) for a depth map path."""
+    p = Path(depth_path)
+    if p.suffix.lower() != ".png":
+        p = p.with_suffix(".png")
+    return p, p.with_name(p.stem + "-preview.jpg"), p.with_suffix(".json")
+
+
+def save_depth_map(
+    stacker: Stacker, depth_path: str | os.PathLike[str], *, crop: bool = True
+) -> list[Path]:
+    """Write the depth map, its colourised preview and its sidecar; returns the paths."""
+    png, preview, sidecar = depth_paths(depth_path)
+    index = stacker.depth_index(crop=crop)
+    merged = [r for r in stacker.records if r.merged]
+    positions = [r.position_um for r in merged]
+    info: dict[str, object] = {
+        "frames": [{"index": r.index, "name": r.name, "position_um": r.position_um} for r in merged]
+    }
+    if positions and all(p is not None for p in positions):
+        um = stacker.depth_um(crop=crop)
+        assert um is not None
+        offset = float(min(p for p in positions if p is not None))
+        values = np.clip(np.rint(um - offset), 0, 65535).astype(np.uint16)
+        info.update(units="micrometres", offset_um=offset)
+    else:
+        values = index.astype(np.uint16)
+        info.update(units="frame index")
+    atomic_write_bytes(png, encode_image(values, ".png"))
+    atomic_write_bytes(preview, encode_image(colorize_index(index, stacker.frames_added), ".jpg"))
+    atomic_write_bytes(sidecar, (json.dumps(info, indent=2) + "\n").encode())
+    return [png, preview, sidecar]
+
+
+def save_outputs(
+    stacker: Stacker,
+    out_path: str | os.PathLike[str],
+    depth_path: str | os.PathLike[str] | None = None,
+    *,
+    jpeg_quality: int = 95,
+    metadata_from: str | os.PathLike[str] | None = None,
+    crop: bool = True,
+) -> list[Path]:
+    """Write the composite (format from the extension) and optionally the depth map.
+
+    ``metadata_from`` names the frame whose EXIF and ICC profile the composite carries.
+    """
+    written = [
+        write_image(
+            out_path, stacker.result(crop=crop), jpeg_quality=jpeg_quality,
+            metadata_from=metadata_from,
+        )
+    ]  # fmt: skip
+    if depth_path is not None:
+        written += save_depth_map(stacker, depth_path, crop=crop)
+    return written
