@@ -17,6 +17,67 @@ app = typer.Typer(
 )
 
 
+@app.command("stack")
+def stack_command(
+    inputs: list[Path] = typer.Argument(..., help="Frames, or folders of frames (natural order)."),
+    output: Path = typer.Option(
+        ..., "--output", "-o", help="Composite to write: .tif or .png (16-bit kept) or .jpg."
+    ),
+    method: str = typer.Option(
+        "pyramid", help="Merge method: pyramid (detail) or depthmap (smooth colour)."
+    ),
+    depth_map: Path | None = typer.Option(
+        None, "--depth-map", help="Also write a 16-bit PNG depth map (and a colour preview)."
+    ),
+    reference: str = typer.Option(
+        "first", help="Result geometry: first, middle, last or a frame number."
+    ),
+    align: str = typer.Option(
+        "similarity", help="Alignment: similarity, translation, affine, homography or none."
+    ),
+    no_crop: bool = typer.Option(
+        False, "--no-crop", help="Keep the full frame instead of the area all frames cover."
+    ),
+    strict: bool = typer.Option(
+        False, "--strict", help="Stop at the first unreadable or rejected frame."
+    ),
+    jpeg_quality: int = typer.Option(95, help="Quality of a JPEG output, 1 to 100."),
+) -> None:
+    """Align and merge INPUTS into one all-in-focus image."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from stacker.offline import collect_inputs, stack_files
+    from stacker.report import summary_table
+
+    files = collect_inputs(inputs)
+    console = Console(stderr=True)
+    columns = (
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[frame]}"), TimeElapsedColumn(),
+    )  # fmt: skip
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("stacking", total=len(files), frame="")
+
+        def on_frame(path, record, warning) -> None:
+            if warning:
+                progress.console.print(f"warning: {warning}", markup=False, soft_wrap=True)
+            score = f" score {record.score:.3f}" if record is not None else ""
+            progress.update(task, advance=1, frame=f"{path.name}{score}")
+
+        run = stack_files(
+            files, output, depth_map=depth_map, method=method, align=align,
+            reference=reference, crop=not no_crop, strict=strict, jpeg_quality=jpeg_quality,
+            on_frame=on_frame,
+        )  # fmt: skip
+    console.print(summary_table(run.stacker))
+    s = run.stacker
+    print(
+        f"stacked {s.frames_merged} of {len(files)} frames in {run.seconds:.1f} s: "
+        + ", ".join(str(p) for p in run.written)
+    )
+
+
 @app.command("watch")
 def watch_command(
     folder: Path = typer.Argument(..., help="Folder that tethering software writes frames into."),
