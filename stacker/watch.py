@@ -580,11 +580,12 @@ class HotFolder:
                 partners = by_stem[_stem_key(entry.path)]
                 if any(self._preferred(p.path) for p in partners if p is not entry):
                     continue  # the preferred file of the pair is here: wait for it instead
-                if not entry.initial:
-                    if entry.hold_until is None:
-                        entry.hold_until = now + self.pair_wait
-                    if now < entry.hold_until:
-                        continue
+                if entry.hold_until is None:
+                    # From completion; for a file found at start, from its last write.
+                    since = entry.stable_since if entry.initial else now
+                    entry.hold_until = since + self.pair_wait
+                if now < entry.hold_until:
+                    continue
             ready.append(entry)
         if not ready:
             return None
@@ -659,7 +660,9 @@ class HotFolder:
 class WatchStatus:
     """A snapshot of a watch, handed to ``on_status`` whenever something changes.
 
-    ``state`` is ``"waiting"`` (for the next file), ``"merging"``, ``"writing"`` or ``"done"``.
+    ``state`` is ``"waiting"`` (for the next file: the stacker is not touched until the state
+    changes again), ``"merging"`` (from just before :meth:`Stacker.add` until after ``on_frame``),
+    ``"writing"`` or ``"done"``.
     ``seen`` counts files taken from the folder, ``rejected`` frames that decoded but could not
     be aligned or do not fit the stack, ``skipped`` the partners of RAW+JPEG pairs.
     """
@@ -893,6 +896,9 @@ class _WatchRun:
         self.warn(f"rejected {message}")
 
     def write(self) -> None:
+        # Back to the state the write interrupted: "waiting" lends the stacker to the live
+        # preview, which must not happen before on_frame has run.
+        state = self.status.state
         self.publish(state="writing")
         self.outputs = _write_outputs(
             self.stacker,
@@ -903,7 +909,7 @@ class _WatchRun:
             metadata_from=self.first_path,
         )
         self.unwritten = 0
-        self.publish(state="waiting", writes=self.status.writes + 1)
+        self.publish(state=state, writes=self.status.writes + 1)
 
     def finish(self) -> list[Path]:
         """Write the merged frames not yet on disk; the paths written, empty if none ever."""

@@ -281,3 +281,17 @@ def test_folder_removed_while_watching_is_a_one_line_error(tmp_path: Path) -> No
         threading.Timer(0.2, hot_dir.rmdir).start()
         with pytest.raises(HotFolderError, match="removed"):
             list(hot.paths(idle_timeout=10))
+
+
+def test_fresh_raw_found_at_start_waits_for_its_jpeg(tmp_path: Path) -> None:
+    """The camera wrote the RAW just before the watch started; the JPEG follows."""
+    (tmp_path / "IMG_7.CR2").write_bytes(b"raw" * 1000)  # mtime: now
+    write_old(tmp_path / "IMG_6.CR2", b"raw" * 1000)  # long alone: taken on its own
+    with HotFolder(tmp_path, settle=0.2) as hot:
+        t = in_thread(
+            lambda: (time.sleep(0.4), write_slowly(tmp_path / "IMG_7.jpg", textured_jpeg(2)))
+        )
+        got = collect_paths(hot, stop_after(t))
+        t.join()
+    assert [p.name for p, _ in got] == ["IMG_6.CR2", "IMG_7.jpg"]
+    assert [p.name for p in hot.skipped] == ["IMG_7.CR2"]
