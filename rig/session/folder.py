@@ -1,0 +1,245 @@
+"""A session folder on disk, and reconciling its journal with the frames actually there.
+
+Layout::
+
+    SESSION/
+      plan.json            the shot plan (rig.plan.ShotPlan)
+      session.json         how to rebuild the rig and the stacker on resume
+      journal.jsonl        append-only record of every frame and merge
+      frames/frame_0001.jpg ...
+      composite.tif        (or .png/.jpg per --format), checkpointed while shooting
+      depth.png            frame-index depth map (16-bit), depth-preview.jpg colourised
+      session.log
+
+Resume rule (see :func:`reconcile`): a position is *done* when a file of its frame is on disk.
+Frames are written atomically by the camera (temporary name, fsync, rename), so any file under
+its final name is complete. A frame on disk without a journal record — a crash between the
+rename and the journal append — is *adopted*: it gets its journal record on resume and is not
+shot again. A journal record whose files have gone (deleted by hand) does not count: that
+position is shot again. Either way every position ends with exactly one frame.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rig.errors import RigError
+from rig.plan import PlanError, ShotPlan, frame_stem
+from rig.session.journal import JOURNAL_NAME, FrameEntry, JournalContents
+from stacker.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, atomic_write_bytes
+
+CONFIG_FORMAT = 1
+OUTPUT_FORMATS = {"tif": ".tif", "tiff": ".tif", "png": ".png", "jpg": ".jpg", "jpeg": ".jpg"}
+_FRAME_NAME = re.compile(r"^frame_(\d{4,})(?:\.[A-Za-z0-9]+)+$")
+
+
+class SessionFolderError(RigError):
+    """A session folder that cannot be created or read."""
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """Everything besides the plan that a resume needs: the rig and the stacking options."""
+
+    rig: dict[str, Any]
+    """``{"kind": "hardware", "focus": "rail"|"camera", "rail": URL, "camera_model": ...,
+    "camera_port": ...}`` or ``{"kind": "simulated", "width": ..., "height": ..., ...}``."""
+    method: str = "pyramid"
+    align: str = "similarity"
+    output_format: str = "tif"
+    checkpoint_every: int = 8
+    crop: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": CONFIG_FORMAT, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str) -> SessionConfig:
+        if not isinstance(data, dict) or "rig" not in data:
+            raise SessionFolderError(f"{source}: not a session description (no 'rig' block)")
+        known = set(cls.__dataclass_fields__)
+        try:
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except TypeError as exc:
+            raise SessionFolderError(f"{source}: malformed ({exc})") from None
+
+
+@dataclass
+class Reconciliation:
+    """The state of a session folder: which positions are done, adopted, still to shoot."""
+
+    done: dict[int, FrameEntry] = field(default_factory=dict)
+    adopted: list[int] = field(default_factory=list)
+    """Indexes whose files were on disk without a journal record."""
+    vanished: list[int] = field(default_factory=list)
+    """Indexes journaled but whose files are gone: shot again."""
+    missing: list[int] = field(default_factory=list)
+    """Indexes to shoot, in plan order."""
+    stray: list[Path] = field(default_factory=list)
+    """Frame files whose index is outside the plan (left alone)."""
+
+
+class SessionFolder:
+    """Paths of one session and the JSON files describing it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    # paths ---------------------------------------------------------------
+    @property
+    def frames_dir(self) -> Path:
+        return self.root / "frames"
+
+    @property
+    def journal_path(self) -> Path:
+        return self.root / JOURNAL_NAME
+
+    @property
+    def plan_path(self) -> Path:
+        return self.root / "plan.json"
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "session.json"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "session.log"
+
+    def composite_path(self, output_format: str) -> Path:
+        return self.root / f"composite{OUTPUT_FORMATS[output_format]}"
+
+    @property
+    def depth_path(self) -> Path:
+        return self.root / "depth.png"
+
+    @property
+    def depth_preview_path(self) -> Path:
+        return self.root / "depth-preview.jpg"
+
+    # create / load -------------------------------------------------------
+    @classmethod
+    def create(cls, root: Path, plan: ShotPlan, config: SessionConfig) -> SessionFolder:
+        """Make a new session folder; refuses one that already holds a session."""
+        folder = cls(root)
+        if config.output_format not in OUTPUT_FORMATS:
+            raise SessionFolderError(f"output format '{config.output_format}': use tif, png or jpg")
+        if folder.journal_path.exists() or folder.plan_path.exists():
+            raise SessionFolderError(
+                f"{root}: already holds a session; continue it with `rig resume {root}` "
+                "or choose another --out"
+            )
+        if root.exists() and not root.is_dir():
+            raise SessionFolderError(f"{root}: exists and is not a folder; choose another --out")
+        try:
+            folder.frames_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SessionFolderError(
+                f"{root}: cannot create the session folder ({exc.strerror or exc})"
+            ) from None
+        atomic_write_bytes(folder.config_path, _json_bytes(config.to_dict()))
+        atomic_write_bytes(folder.plan_path, plan.to_json().encode())
+        return folder
+
+    @classmethod
+    def find(cls, root: Path) -> SessionFolder:
+        """An existing session folder, or a one-line error saying what is missing."""
+        folder = cls(root)
+        if not folder.root.is_dir():
+            raise SessionFolderError(f"{root}: no such session folder")
+        if not folder.plan_path.is_file():
+            raise SessionFolderError(
+                f"{root}: not a session folder (no plan.json); give the folder `rig shoot` made"
+            )
+        return folder
+
+    def load_plan(self) -> ShotPlan:
+        try:
+            text = self.plan_path.read_text()
+        except OSError as exc:
+            raise SessionFolderError(f"{self.plan_path}: cannot read ({exc.strerror})") from None
+        try:
+            return ShotPlan.from_json(text, source=str(self.plan_path))
+        except PlanError as exc:
+            raise SessionFolderError(str(exc)) from None
+
+    def load_config(self) -> SessionConfig:
+        try:
+            data = json.loads(self.config_path.read_text())
+        except FileNotFoundError:
+            raise SessionFolderError(
+                f"{self.config_path}: missing; this folder was not made by `rig shoot`"
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise SessionFolderError(f"{self.config_path}: unreadable ({exc})") from None
+        return SessionConfig.from_dict(data, source=str(self.config_path))
+
+    def save_config(self, config: SessionConfig) -> None:
+        atomic_write_bytes(self.config_path, _json_bytes(config.to_dict()))
+
+    # frames --------------------------------------------------------------
+    def frames_on_disk(self) -> dict[int, list[Path]]:
+        """Complete frame files per index (hidden temporaries are not frames)."""
+        found: dict[int, list[Path]] = {}
+        if not self.frames_dir.is_dir():
+            return found
+        for p in sorted(self.frames_dir.iterdir()):
+            if p.name.startswith(".") or not p.is_file():
+                continue
+            m = _FRAME_NAME.match(p.name)
+            if m and p.suffix.lower() in IMAGE_EXTENSIONS:
+                found.setdefault(int(m.group(1)), []).append(p)
+        return found
+
+    def remove_temporaries(self) -> list[Path]:
+        """Delete half-written hidden temporaries a crash left in ``frames/``."""
+        removed = []
+        if self.frames_dir.is_dir():
+            for p in self.frames_dir.iterdir():
+                if p.name.startswith(".") and p.name.endswith(".tmp"):
+                    p.unlink(missing_ok=True)
+                    removed.append(p)
+        return removed
+
+
+def reconcile(
+    plan: ShotPlan, journal: JournalContents, on_disk: dict[int, list[Path]]
+) -> Reconciliation:
+    """Decide, per planned index, whether its frame is done, adopted or still to shoot."""
+    result = Reconciliation()
+    journaled = journal.frames()
+    for shot in plan.positions():
+        files = on_disk.get(shot.index, [])
+        rec = journaled.get(shot.index)
+        if files:
+            entry = FrameEntry(shot.index, shot.position, files, adopted=rec is None)
+            if rec is not None:
+                entry.position = float(rec.get("position", shot.position))
+                entry.extra = {k: rec[k] for k in ("captured_at",) if k in rec}
+            else:
+                result.adopted.append(shot.index)
+            result.done[shot.index] = entry
+        else:
+            if rec is not None:
+                result.vanished.append(shot.index)
+            result.missing.append(shot.index)
+    result.stray = [p for i, ps in on_disk.items() if not 1 <= i <= plan.frames for p in ps]
+    return result
+
+
+def stack_file(files: list[Path]) -> Path:
+    """The file of a shot to stack: a rendered raster (JPEG/TIFF/PNG) before a RAW file."""
+    rasters = [f for f in files if f.suffix.lower() not in RAW_EXTENSIONS]
+    return (rasters or files)[0]
+
+
+def expected_stem(index: int) -> str:
+    return frame_stem(index)
+
+
+def _json_bytes(data: dict[str, Any]) -> bytes:
+    return (json.dumps(data, indent=2) + "\n").encode()

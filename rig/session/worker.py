@@ -1,0 +1,199 @@
+"""The stacking worker: one thread that feeds captured frames to the Stacker, beside capture.
+
+Capture hands over *paths* of frames already safe on disk; the worker decodes and stacks them in
+the order given. The hand-over queue is bounded, so when stacking falls behind a slow machine
+the capture loop eventually waits instead of holding an ever-growing backlog; frames that were
+already on disk before a resume are replayed first from their own list, so capture can restart
+at once. The :class:`~stacker.stack.Stacker` is not thread-safe: only this thread touches it
+until :meth:`StackWorker.finish` has joined the thread. After each merge the worker computes the
+small previews (composite, depth, last frame) and hands copies to subscribers, and every
+``checkpoint_every`` merged frames it calls ``checkpoint`` (which writes the composite
+atomically) from this same thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from stacker.errors import UserError
+from stacker.io import read_image
+
+log = logging.getLogger("rig.session")
+
+
+class StackerLike(Protocol):
+    """The part of :class:`stacker.stack.Stacker` the worker uses."""
+
+    @property
+    def frames_merged(self) -> int: ...
+
+    def add(self, image: np.ndarray, name: str = "", position_um: float | None = None) -> Any: ...
+
+    def preview(self) -> np.ndarray | None: ...
+
+    def preview_depth(self) -> np.ndarray | None: ...
+
+    def last_frame_preview(self) -> np.ndarray | None: ...
+
+
+@dataclass(frozen=True)
+class StackJob:
+    """A frame to stack: its plan index, focus position (µm, or None for lens steps), file."""
+
+    index: int
+    path: Path
+    position_um: float | None = None
+    replay: bool = False
+    """True for frames re-added from disk when a session resumes."""
+
+
+@dataclass(frozen=True)
+class StackPreviews:
+    """Small uint8 BGR images of the stack after a merge, safe to use from any thread."""
+
+    composite: np.ndarray | None
+    depth: np.ndarray | None
+    last_frame: np.ndarray | None
+
+
+MergedCallback = Callable[[StackJob, Any, StackPreviews], None]
+FailedCallback = Callable[[StackJob, UserError], None]
+
+_STOP = object()
+
+
+class StackWorker:
+    """Runs ``stacker.add`` for each submitted :class:`StackJob` on its own thread."""
+
+    def __init__(
+        self,
+        stacker: StackerLike,
+        *,
+        max_queue: int = 8,
+        on_merged: MergedCallback | None = None,
+        on_failed: FailedCallback | None = None,
+        checkpoint: Callable[[], None] | None = None,
+        checkpoint_every: int = 0,
+        previews: bool = True,
+    ) -> None:
+        self.stacker = stacker
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, max_queue))
+        self._replay: deque[StackJob] = deque()
+        self._on_merged = on_merged
+        self._on_failed = on_failed
+        self._checkpoint = checkpoint
+        self._checkpoint_every = checkpoint_every
+        self._previews = previews
+        self._abort = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="stack-worker", daemon=True)
+        self._lock = threading.Lock()
+        self.processed = 0
+        self.failed = 0
+        self.error: BaseException | None = None
+        """An unexpected exception that stopped stacking (a bug); capture should stop."""
+        self._since_checkpoint = 0
+        self._busy_with: int | None = None
+
+    # ---------------------------------------------------------------- control
+    def start(self, replay: Iterable[StackJob] = ()) -> None:
+        """Start the thread; ``replay`` jobs (frames from before a resume) go first."""
+        self._replay.extend(replay)
+        self._thread.start()
+
+    def submit(self, job: StackJob, *, timeout: float | None = None) -> None:
+        """Queue ``job``; blocks only while the queue is full."""
+        self._queue.put(job, timeout=timeout)
+
+    @property
+    def pending(self) -> int:
+        """Frames waiting to be stacked (replays included) plus the one being stacked."""
+        return len(self._replay) + self._queue.qsize() + (self._busy_with is not None)
+
+    def finish(self, timeout: float | None = None) -> bool:
+        """Stack everything queued, then stop the thread. True when the thread has ended."""
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def abort(self) -> None:
+        """Stop after the frame being stacked; queued frames are dropped (they stay on disk)."""
+        self._abort.set()
+        self._replay.clear()
+        try:
+            while True:
+                self._queue.get_nowait()
+        except queue.Empty:
+            pass
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(_STOP)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    # ---------------------------------------------------------------- thread
+    def _next(self) -> Any:
+        if self._replay:
+            return self._replay.popleft()
+        return self._queue.get()
+
+    def _run(self) -> None:
+        while True:
+            job = self._next()
+            if job is _STOP or self._abort.is_set():
+                return
+            if self.error is not None:
+                continue  # keep draining so capture never blocks on a dead worker
+            self._busy_with = job.index
+            try:
+                self._stack(job)
+            except BaseException as exc:  # a bug: report it, the runner stops the session
+                log.exception("stacking frame %d failed", job.index)
+                self.error = exc
+            finally:
+                self._busy_with = None
+
+    def _stack(self, job: StackJob) -> None:
+        try:
+            image = read_image(job.path)
+            record = self.stacker.add(image, name=job.path.name, position_um=job.position_um)
+        except UserError as exc:  # unreadable or mismatched frame: kept out, reported
+            self.failed += 1
+            if self._on_failed is not None:
+                self._on_failed(job, exc)
+            return
+        del image
+        self.processed += 1
+        if self._on_merged is not None:
+            previews = self._make_previews() if self._previews else StackPreviews(None, None, None)
+            self._on_merged(job, record, previews)
+        self._since_checkpoint += 1
+        if (
+            self._checkpoint is not None
+            and self._checkpoint_every > 0
+            and self._since_checkpoint >= self._checkpoint_every
+            and not job.replay
+        ):
+            self._since_checkpoint = 0
+            self._checkpoint()
+
+    def _make_previews(self) -> StackPreviews:
+        def copy(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else np.array(a, copy=True)
+
+        return StackPreviews(
+            composite=copy(self.stacker.preview()),
+            depth=copy(self.stacker.preview_depth()),
+            last_frame=copy(self.stacker.last_frame_preview()),
+        )

@@ -1,0 +1,519 @@
+"""``rig plan``, ``rig shoot``, ``rig resume`` and ``rig demo``: capture sessions from the shell.
+
+``rig demo`` is the first command to try: a complete session on the simulated rig (libgphoto2's
+virtual camera, the GRBL simulator on a pseudo-terminal, a synthetic 3-D scene rendered at each
+rail position) with live stacking. It points libgphoto2 at its virtual camera (``VCAMERADIR``)
+before anything imports gphoto2, which is why no camera code is imported at module level here.
+
+Exit codes: 0 complete, 130 interrupted (Ctrl-C, SIGTERM; resumable), 2 bad input, 3 device not
+found, 4 device busy, 5 motion refused or alarm, 6 other device fault, 1 a bug.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from rig.errors import DeviceNotFoundError, RigError
+from rig.plan import (
+    PlanError,
+    ShotPlan,
+    format_position,
+    parse_plan_length,
+)
+from rig.session.folder import OUTPUT_FORMATS, SessionConfig, SessionFolder
+from rig.session.runner import RunnerOptions, SessionResult, SessionRunner
+from rig.session.state import FinishReason
+from rig.units import UnitError, parse_duration
+
+METHODS = ("pyramid", "depthmap")
+ALIGN_MODELS = ("similarity", "translation", "affine", "homography", "none")
+ABORT_GRACE_S = 2.0
+
+
+def _console() -> Console:
+    return Console(stderr=False, highlight=False)
+
+
+# ----------------------------------------------------------------------------- plan options
+def build_plan(
+    *,
+    plan_file: Path | None,
+    start: str | None,
+    end: str | None,
+    step: str | None,
+    frames: int | None,
+    magnification: float | None,
+    f_number: float | None,
+    na: float | None,
+    coc_mm: float,
+    overlap: float,
+    direction: str,
+    settle: str | None,
+    exposure_delay: str,
+    flash_recycle: str,
+    return_to_start: bool,
+) -> ShotPlan:
+    """A plan from ``--plan FILE`` or from ``--from/--to`` plus one way of spacing frames."""
+    if plan_file is not None:
+        try:
+            text = plan_file.read_text()
+        except OSError as exc:
+            raise PlanError(f"{plan_file}: cannot read the plan ({exc.strerror})") from None
+        plan = ShotPlan.from_json(text, source=str(plan_file))
+        if settle is not None:
+            plan = replace(plan, settle_s=_duration(settle, "--settle"))
+        return plan
+    if start is None or end is None:
+        raise PlanError("give the range with --from and --to (e.g. --from 0mm --to 2mm)")
+    near, near_units = parse_plan_length(start, what="--from")
+    far, far_units = parse_plan_length(end, what="--to")
+    if near_units != far_units:
+        raise PlanError("--from and --to must both be lengths (um, mm) or both lens steps")
+    ways = sum(x is not None for x in (step, frames)) + (
+        1 if (magnification is not None or f_number is not None or na is not None) else 0
+    )
+    if ways != 1:
+        raise PlanError(
+            "space the frames one way: --step 50um, --frames 40, or the optics "
+            "(--magnification 1 --f-number 8, or --na 0.25)"
+        )
+    timing: dict[str, Any] = {
+        "direction": _direction(direction),
+        "settle_s": _duration(settle if settle is not None else "0.5s", "--settle"),
+        "exposure_delay_s": _duration(exposure_delay, "--exposure-delay"),
+        "flash_recycle_s": _duration(flash_recycle, "--flash-recycle"),
+        "return_to_start": return_to_start,
+    }
+    if step is not None:
+        value, units = parse_plan_length(step, what="--step")
+        if units != near_units:
+            raise PlanError(f"--step {step} is not in the same units as --from/--to")
+        return ShotPlan.from_step(near, far, value, units=near_units, **timing)
+    if frames is not None:
+        return ShotPlan.from_frames(near, far, frames, units=near_units, **timing)
+    if near_units != "um":
+        raise PlanError("a depth-of-field step needs --from/--to as lengths (um, mm), not steps")
+    return ShotPlan.from_optics(
+        near,
+        far,
+        magnification=magnification,
+        f_number=f_number,
+        numerical_aperture=na,
+        coc_mm=coc_mm,
+        overlap=overlap,
+        **timing,
+    )
+
+
+def _duration(text: str, what: str) -> float:
+    try:
+        return parse_duration(text)
+    except UnitError as exc:
+        raise PlanError(f"{what}: {exc}") from None
+
+
+def _direction(text: str) -> Any:
+    if text not in ("near-to-far", "far-to-near"):
+        raise PlanError(f"--direction {text}: use near-to-far or far-to-near")
+    return text
+
+
+def print_plan(plan: ShotPlan, console: Console, *, speed_per_s: float = 2000.0) -> None:
+    """The plan as a table of positions with the step, count and estimated duration."""
+    positions = plan.positions()
+    table = Table(title=f"Shot plan: {plan.describe()}", show_lines=False)
+    table.add_column("#", justify="right")
+    table.add_column("frame")
+    table.add_column("position", justify="right")
+    shown = positions if len(positions) <= 24 else (*positions[:10], None, *positions[-10:])
+    for shot in shown:
+        if shot is None:
+            table.add_row("…", f"({len(positions) - 20} more)", "…")
+        else:
+            table.add_row(str(shot.index), shot.stem, format_position(shot.position, plan.units))
+    console.print(table)
+    if plan.optics is not None:
+        console.print(f"optics: {plan.optics.describe()}")
+    console.print(
+        f"step {format_position(plan.step, plan.units)} × {plan.frames} frames, "
+        f"settle {plan.settle_s:g} s"
+        + (f", exposure delay {plan.exposure_delay_s:g} s" if plan.exposure_delay_s else "")
+        + (f", flash recycle {plan.flash_recycle_s:g} s" if plan.flash_recycle_s else "")
+        + (", return to start" if plan.return_to_start else "")
+    )
+    minutes, seconds = divmod(round(plan.estimate_duration(speed_per_s=speed_per_s)), 60)
+    console.print(f"estimated duration: {minutes} min {seconds:02d} s (1.5 s per shot assumed)")
+
+
+# ----------------------------------------------------------------------------- run a session
+def run_interruptible(runner: SessionRunner, console: Console) -> SessionResult:
+    """Run ``runner`` on a capture thread; Ctrl-C/SIGTERM stop it, a second one aborts.
+
+    The first signal asks the session to stop after the frame in flight (the rail halts at
+    once; journal and composite are written). The second aborts: stacking is dropped and, if
+    the capture thread does not return within a moment (a camera stuck mid-transfer), the
+    process exits 130 with the journal closed between two whole lines.
+    """
+    box: list[SessionResult] = []
+    signals = 0
+    aborted_at: float | None = None
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        nonlocal signals, aborted_at
+        signals += 1
+        name = signal.Signals(signum).name
+        if signals == 1:
+            console.print(
+                f"[yellow]{name}: stopping after this frame "
+                "(press Ctrl-C again to abort at once)[/yellow]"
+            )
+            runner.request_stop()
+        else:
+            console.print(f"[red]{name}: aborting[/red]")
+            aborted_at = time.monotonic()
+            runner.abort()
+
+    thread = threading.Thread(target=lambda: box.append(runner.run()), name="capture", daemon=True)
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        thread.start()
+        while thread.is_alive():
+            thread.join(0.2)
+            if aborted_at is not None and time.monotonic() - aborted_at > ABORT_GRACE_S:
+                runner.close_journal()
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(130)
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    return box[0]
+
+
+def report(result: SessionResult, folder: SessionFolder, console: Console) -> None:
+    """Say how the session ended and where everything is."""
+    s = result.status
+    reason = result.reason
+    colour = {"completed": "green", "interrupted": "yellow", "aborted": "yellow"}.get(
+        reason.value, "red"
+    )
+    console.print(
+        f"[{colour}]session {reason.value}[/{colour}]: {s.captured}/{s.total} frames captured, "
+        f"{s.merged} merged" + (f", {s.rejected} kept out" if s.rejected else "")
+    )
+    if result.error is not None and reason is FinishReason.FAULT:
+        console.print(f"[red]fault:[/red] {result.error}", markup=True)
+    for p in result.outputs:
+        console.print(f"  {p}")
+    console.print(f"session folder: {folder.root}")
+    if reason is not FinishReason.COMPLETED:
+        console.print(f"continue with: rig resume {folder.root}")
+
+
+def _run_and_exit(runner: SessionRunner, folder: SessionFolder, console: Console) -> None:
+    from rig.session.display import SessionDisplay
+
+    display = SessionDisplay(console, title=folder.root.name)
+    display.attach(runner)
+    with display:
+        result = run_interruptible(runner, console)
+    report(result, folder, console)
+    if result.reason is FinishReason.ERROR and not isinstance(result.error, RigError | None):
+        raise result.error  # a bug: keep its traceback
+    raise typer.Exit(result.exit_code)
+
+
+def _default_out(prefix: str) -> Path:
+    return Path(f"{prefix}-{datetime.now():%Y%m%d-%H%M%S}")
+
+
+def _check_choice(value: str, choices: tuple[str, ...], what: str) -> str:
+    if value not in choices:
+        raise PlanError(f"{what} '{value}': use {', '.join(choices)}")
+    return value
+
+
+@contextlib.contextmanager
+def hardware_rig(rig: dict[str, Any]) -> Iterator[tuple[Any, Any]]:
+    """Open the focuser and camera described by a session's ``rig`` block."""
+    from rig.camera import Camera
+    from rig.rails import open_focuser
+
+    focus = rig.get("focus", "rail")
+    try:
+        camera_cm = Camera.open(model=rig.get("camera_model"), port=rig.get("camera_port"))
+        camera = camera_cm.__enter__()
+    except DeviceNotFoundError as exc:
+        raise type(exc)(f"{exc}; no camera? `rig demo` runs the simulated rig") from None
+    try:
+        if focus == "camera":
+            focuser = open_focuser("camera://", camera=camera)
+        else:
+            focuser = open_focuser(rig["rail"])
+        try:
+            yield focuser, camera
+        finally:
+            focuser.close()
+    finally:
+        camera_cm.__exit__(None, None, None)
+
+
+# ----------------------------------------------------------------------------- commands
+def register(app: typer.Typer) -> None:
+    """Add ``plan``, ``shoot``, ``resume`` and ``demo`` to the ``rig`` app."""
+
+    @app.command("plan")
+    def plan_cmd(
+        start: str | None = typer.Option(None, "--from", help="Near end: 0mm, 250um, 0steps."),
+        end: str | None = typer.Option(None, "--to", help="Far end: 2mm, 1500um, 40steps."),
+        step: str | None = typer.Option(None, "--step", help="Distance between frames: 50um."),
+        frames: int | None = typer.Option(None, "--frames", help="Number of frames."),
+        magnification: float | None = typer.Option(None, "--magnification", "-m"),
+        f_number: float | None = typer.Option(None, "--f-number", "-N"),
+        na: float | None = typer.Option(None, "--na", help="Microscope objective NA."),
+        coc: float = typer.Option(0.015, "--coc", help="Circle of confusion, mm."),
+        overlap: float = typer.Option(0.2, "--overlap", help="Depth-of-field overlap, 0..1."),
+        direction: str = typer.Option("near-to-far", "--direction"),
+        settle: str | None = typer.Option(None, "--settle", help="Wait after each move: 0.5s."),
+        exposure_delay: str = typer.Option("0s", "--exposure-delay"),
+        flash_recycle: str = typer.Option("0s", "--flash-recycle"),
+        return_to_start: bool = typer.Option(True, "--return/--no-return"),
+        plan_file: Path | None = typer.Option(None, "--plan", help="Read a plan JSON file."),
+        save: Path | None = typer.Option(None, "--save", help="Write the plan as JSON."),
+    ) -> None:
+        """Print a shot plan (positions, step, count, duration); moves nothing."""
+        plan = build_plan(
+            plan_file=plan_file,
+            start=start,
+            end=end,
+            step=step,
+            frames=frames,
+            magnification=magnification,
+            f_number=f_number,
+            na=na,
+            coc_mm=coc,
+            overlap=overlap,
+            direction=direction,
+            settle=settle,
+            exposure_delay=exposure_delay,
+            flash_recycle=flash_recycle,
+            return_to_start=return_to_start,
+        )
+        console = _console()
+        print_plan(plan, console)
+        if save is not None:
+            from stacker.io import atomic_write_bytes
+
+            try:
+                atomic_write_bytes(save, plan.to_json().encode())
+            except OSError as exc:
+                raise PlanError(f"{save}: cannot write the plan ({exc.strerror})") from None
+            console.print(f"plan written to {save}")
+
+    @app.command("shoot")
+    def shoot_cmd(
+        rail: str | None = typer.Option(None, "--rail", help="Rail URL: grbl:///dev/ttyUSB0."),
+        focus: str = typer.Option("rail", "--focus", help="rail, or camera (lens motor)."),
+        start: str | None = typer.Option(None, "--from", help="Near end: 0mm, 0steps."),
+        end: str | None = typer.Option(None, "--to", help="Far end: 2mm, 40steps."),
+        step: str | None = typer.Option(None, "--step", help="Distance between frames: 50um."),
+        frames: int | None = typer.Option(None, "--frames", help="Number of frames."),
+        magnification: float | None = typer.Option(None, "--magnification", "-m"),
+        f_number: float | None = typer.Option(None, "--f-number", "-N"),
+        na: float | None = typer.Option(None, "--na", help="Microscope objective NA."),
+        coc: float = typer.Option(0.015, "--coc", help="Circle of confusion, mm."),
+        overlap: float = typer.Option(0.2, "--overlap"),
+        direction: str = typer.Option("near-to-far", "--direction"),
+        settle: str | None = typer.Option(None, "--settle", help="Wait after each move: 0.5s."),
+        exposure_delay: str = typer.Option("0s", "--exposure-delay"),
+        flash_recycle: str = typer.Option("0s", "--flash-recycle"),
+        return_to_start: bool = typer.Option(True, "--return/--no-return"),
+        plan_file: Path | None = typer.Option(None, "--plan", help="Read a plan JSON file."),
+        out: Path | None = typer.Option(None, "--out", "-o", help="Session folder to create."),
+        method: str = typer.Option("pyramid", "--method", help="pyramid or depthmap."),
+        align: str = typer.Option("similarity", "--align"),
+        output_format: str = typer.Option("tif", "--format", help="tif, png or jpg."),
+        checkpoint_every: int = typer.Option(8, "--checkpoint-every"),
+        camera_model: str | None = typer.Option(None, "--camera-model"),
+        camera_port: str | None = typer.Option(None, "--camera-port"),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; move nothing."),
+    ) -> None:
+        """Step focus, shoot a frame at each position and stack it live."""
+        plan = build_plan(
+            plan_file=plan_file,
+            start=start,
+            end=end,
+            step=step,
+            frames=frames,
+            magnification=magnification,
+            f_number=f_number,
+            na=na,
+            coc_mm=coc,
+            overlap=overlap,
+            direction=direction,
+            settle=settle,
+            exposure_delay=exposure_delay,
+            flash_recycle=flash_recycle,
+            return_to_start=return_to_start,
+        )
+        _check_choice(method, METHODS, "--method")
+        _check_choice(align, ALIGN_MODELS, "--align")
+        _check_choice(output_format, tuple(OUTPUT_FORMATS), "--format")
+        if focus not in ("rail", "camera"):
+            raise PlanError(f"--focus {focus}: use rail or camera")
+        if focus == "rail" and rail is None:
+            raise PlanError(
+                "give the rail with --rail URL (e.g. grbl:///dev/ttyUSB0), or --focus camera"
+            )
+        if focus == "camera" and plan.units != "steps":
+            raise PlanError(
+                "--focus camera moves the lens in steps: give --from/--to/--step in steps"
+            )
+        if focus == "rail" and plan.units != "um":
+            raise PlanError("a rail moves in um/mm: give --from/--to/--step as lengths")
+        console = _console()
+        if dry_run:
+            print_plan(plan, console)
+            console.print("dry run: nothing moved")
+            return
+        rig = {
+            "kind": "hardware",
+            "focus": focus,
+            "rail": rail,
+            "camera_model": camera_model,
+            "camera_port": camera_port,
+        }
+        config = SessionConfig(
+            rig=rig,
+            method=method,
+            align=align,
+            output_format=output_format,
+            checkpoint_every=checkpoint_every,
+        )
+        root = out or _default_out("stack")
+        with hardware_rig(rig) as (focuser, camera):
+            folder = SessionFolder.create(root, plan, config)
+            console.print(f"session {folder.root}: {plan.describe()}")
+            runner = SessionRunner(folder, focuser=focuser, camera=camera, plan=plan, config=config)
+            _run_and_exit(runner, folder, console)
+
+    @app.command("resume")
+    def resume_cmd(
+        session: Path = typer.Argument(..., help="The session folder to continue."),
+        rail: str | None = typer.Option(None, "--rail", help="New rail URL if its port changed."),
+        camera_model: str | None = typer.Option(None, "--camera-model"),
+        camera_port: str | None = typer.Option(None, "--camera-port"),
+    ) -> None:
+        """Continue an interrupted session at its first missing frame; nothing is shot twice."""
+        folder = SessionFolder.find(session)
+        plan = folder.load_plan()
+        config = folder.load_config()
+        console = _console()
+        if config.rig.get("kind") == "simulated":
+            _prepare_virtual_camera()
+            from rig.simrig import SimRigSpec, SimulatedRig
+
+            spec = SimRigSpec.from_dict(config.rig)
+            with SimulatedRig(spec) as sim:
+                console.print(f"resuming {folder.root} on the simulated rig")
+                runner = SessionRunner(
+                    folder, focuser=sim.focuser, camera=sim.camera, plan=plan, config=config
+                )
+                _run_and_exit(runner, folder, console)
+            return
+        overrides = {"rail": rail, "camera_model": camera_model, "camera_port": camera_port}
+        rig = {**config.rig, **{k: v for k, v in overrides.items() if v is not None}}
+        if rig != config.rig:
+            config = replace(config, rig=rig)
+            folder.save_config(config)
+        with hardware_rig(rig) as (focuser, camera):
+            console.print(f"resuming {folder.root}")
+            runner = SessionRunner(folder, focuser=focuser, camera=camera, plan=plan, config=config)
+            _run_and_exit(runner, folder, console)
+
+    @app.command("demo")
+    def demo_cmd(
+        out: Path | None = typer.Option(None, "--out", "-o", help="Session folder to create."),
+        frames: int = typer.Option(24, "--frames", help="Number of frames."),
+        size: str = typer.Option("1440x1080", "--size", help="Frame size WxH."),
+        method: str = typer.Option("pyramid", "--method", help="pyramid or depthmap."),
+        output_format: str = typer.Option("tif", "--format", help="tif, png or jpg."),
+        settle: str = typer.Option("0.5s", "--settle", help="Wait after each move."),
+        time_scale: float = typer.Option(5.0, "--time-scale", help="Rail runs this much faster."),
+        fault: str | None = typer.Option(
+            None,
+            "--fault",
+            help="Rehearse a fault: camera@K, alarm@K or disconnect@K fails at frame K.",
+        ),
+        seed: int = typer.Option(7, "--seed", help="Scene seed."),
+    ) -> None:
+        """A complete session on the simulated rig: virtual camera, GRBL simulator, 3-D scene."""
+        _prepare_virtual_camera()  # before anything imports gphoto2
+        from rig.simrig import SimRigSpec, SimulatedRig, parse_fault, parse_size
+
+        width, height = parse_size(size)
+        _check_choice(method, METHODS, "--method")
+        _check_choice(output_format, tuple(OUTPUT_FORMATS), "--format")
+        if not 2 <= frames <= 500:
+            raise PlanError(f"--frames {frames}: the demo takes 2 to 500 frames")
+        spec = SimRigSpec(
+            width=width,
+            height=height,
+            seed=seed,
+            time_scale=time_scale,
+            fault=parse_fault(fault),
+        )
+        plan = ShotPlan.from_frames(
+            0.0,
+            spec.depth_um,
+            frames,
+            settle_s=_duration(settle, "--settle"),
+            return_to_start=True,
+        )
+        config = SessionConfig(
+            rig=spec.to_dict(),
+            method=method,
+            output_format=output_format,
+            checkpoint_every=max(4, frames // 4),
+        )
+        console = _console()
+        root = out or _default_out("demo")
+        with SimulatedRig(spec) as sim:
+            folder = SessionFolder.create(root, plan, config)
+            console.print(
+                f"demo: {frames} frames of {width}x{height} from the virtual camera, "
+                f"rail {sim.rail_url}, session {folder.root}"
+            )
+            runner = SessionRunner(
+                folder,
+                focuser=sim.focuser,
+                camera=sim.camera,
+                plan=plan,
+                config=config,
+                options=RunnerOptions(retry_delay_s=0.2),
+            )
+            _run_and_exit(runner, folder, console)
+
+    _ = (plan_cmd, shoot_cmd, resume_cmd, demo_cmd)
+
+
+def _prepare_virtual_camera() -> None:
+    """Point libgphoto2 at the virtual camera; must run before gphoto2 is first imported."""
+    from rig.simrig import enable_virtual_camera
+
+    enable_virtual_camera()

@@ -1,0 +1,291 @@
+"""The simulated rig: libgphoto2's virtual camera, the GRBL simulator and a synthetic 3-D scene.
+
+Everything real that can run without hardware runs: frames come out of libgphoto2 (its virtual
+PTP camera, through python-gphoto2 and :class:`rig.camera.Camera`), the rail is driven by the
+GRBL driver over a real pseudo-terminal talking to :class:`rig.sim.grbl.GrblSimulator`, and
+before each shot the synthetic scene (:mod:`stacker.synthetic`) is rendered at the rail's
+*reported* position and staged as the JPEG the virtual camera returns next. A frame therefore
+shows exactly what a camera would see at the place the rail really went.
+
+The scene's jitter, exposure drift and sensor noise are seeded from the rail position, so the
+same position always gives the same frame: an interrupted and resumed session gets the same
+frames as an uninterrupted one. ``fault`` rehearses failures (``camera@K``: downloads fail from
+frame K on; ``alarm@K``: the rail alarms on the move to frame K; ``disconnect@K``: the rail's
+serial link drops before frame K).
+
+libgphoto2 chooses the virtual camera when python-gphoto2 is first imported with ``VCAMERADIR``
+set; :func:`enable_virtual_camera` does that and refuses if it is too late.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from rig.errors import RigError
+from rig.focuser import Focuser
+
+FAULT_KINDS = ("camera", "alarm", "disconnect")
+SHOTS_PER_CONNECTION = 26
+_STEM_INDEX = re.compile(r"(\d+)$")
+
+
+class SimulatedRigError(RigError):
+    """The simulated rig cannot be set up (gphoto2 already loaded without the virtual camera)."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A rehearsed failure: ``kind`` (camera, busy, alarm, disconnect) at frame ``frame``."""
+
+    kind: str
+    frame: int
+
+
+def parse_fault(text: str | None) -> Fault | None:
+    """``camera@5`` → Fault("camera", 5); ``None`` stays ``None``."""
+    if text is None:
+        return None
+    kind, sep, frame = text.partition("@")
+    if not sep or kind not in FAULT_KINDS or not frame.isdigit() or int(frame) < 1:
+        raise SimulatedRigError(
+            f"--fault {text}: write KIND@FRAME with KIND one of {', '.join(FAULT_KINDS)}, "
+            "e.g. alarm@5"
+        )
+    return Fault(kind, int(frame))
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``1440x1080`` → (1440, 1080), with a one-line error for anything else."""
+    m = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text)
+    if not m:
+        raise SimulatedRigError(f"--size {text}: write WIDTHxHEIGHT, e.g. 1440x1080")
+    w, h = int(m.group(1)), int(m.group(2))
+    if not (64 <= w <= 8000 and 64 <= h <= 8000):
+        raise SimulatedRigError(f"--size {text}: each side must be 64 to 8000 pixels")
+    return w, h
+
+
+@dataclass(frozen=True)
+class SimRigSpec:
+    """The simulated rig: frame size, scene, rail speed-up and an optional rehearsed fault."""
+
+    width: int = 1440
+    height: int = 1080
+    seed: int = 7
+    depth_um: float = 3000.0
+    """Depth of the scene; a plan from 0 to ``depth_um`` covers it."""
+    time_scale: float = 20.0
+    """The GRBL simulator runs this much faster than a real rail."""
+    jpeg_quality: int = 92
+    fault: Fault | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The session's ``rig`` block. The fault is left out: a resume runs a healthy rig."""
+        data = asdict(self)
+        data.pop("fault")
+        return {"kind": "simulated", **data}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SimRigSpec:
+        known = set(cls.__dataclass_fields__) - {"fault"}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def enable_virtual_camera(directory: str | os.PathLike[str] | None = None) -> Path:
+    """Make libgphoto2 use its virtual camera; call before anything imports gphoto2.
+
+    Returns the virtual camera's folder (``VCAMERADIR``), created if needed.
+    """
+    from rig.sim.vcamera import gphoto2_uses_virtual_camera
+
+    current = os.environ.get("VCAMERADIR")
+    if gphoto2_uses_virtual_camera() is False or ("gphoto2" in sys.modules and not current):
+        raise SimulatedRigError(
+            "gphoto2 was imported before the virtual camera was set up; run `rig demo` in a "
+            "fresh process"
+        )
+    if current:
+        path = Path(current)
+    else:
+        path = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="stackrig-vcam-"))
+        os.environ["VCAMERADIR"] = str(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class SceneCamera:
+    """The virtual camera, showing the synthetic scene as seen from the rail's position."""
+
+    def __init__(self, rig: SimulatedRig) -> None:
+        self._rig = rig
+
+    def capture(
+        self, dest_dir: Path, stem: str | None = None, *, on_progress: Any = None
+    ) -> list[Path]:
+        """Render the scene at the rail position, stage it, and shoot through libgphoto2."""
+        rig = self._rig
+        index = _index_of(stem)
+        fault = rig.spec.fault
+        if fault is not None and index == fault.frame and fault.kind == "camera":
+            rig.fail_camera(fault.kind)
+        position = rig.focuser.position
+        rig.stage(position)
+        files = rig.gphoto_camera.capture(Path(dest_dir), stem, on_progress=on_progress)
+        if fault is not None and index == fault.frame - 1:
+            rig.arm_rail_fault(fault.kind)
+        return files
+
+
+class SimulatedRig:
+    """Starts the simulators and opens the rail and camera drivers on them (context manager)."""
+
+    def __init__(self, spec: SimRigSpec | None = None) -> None:
+        self.spec = spec or SimRigSpec()
+        self._grbl: Any = None
+        self._focuser: Focuser | None = None
+        self._camera: Any = None
+        self._vcam: Any = None
+        self._scene: Any = None
+        self._camera_broken = False
+        self._shots_on_connection = 0
+        self._scene_camera: SceneCamera | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+    def __enter__(self) -> SimulatedRig:
+        from stacker.synthetic import SceneSpec, SyntheticScene
+
+        enable_virtual_camera()
+        spec = self.spec
+        self._scene = SyntheticScene(
+            SceneSpec(
+                width=spec.width,
+                height=spec.height,
+                seed=spec.seed,
+                depth_um=spec.depth_um,
+                jpeg_quality=spec.jpeg_quality,
+            ),
+            reference_focus_um=0.0,
+        )
+        try:
+            self._start_devices()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for part in (self._focuser, self._camera, self._grbl):
+            if part is not None:
+                # best effort: the simulators die with the process anyway
+                with contextlib.suppress(Exception):
+                    part.close()
+        self._focuser = self._camera = self._vcam = self._grbl = None
+        self._scene_camera = None
+
+    def _start_devices(self) -> None:
+        from rig.camera import Camera
+        from rig.rails import open_focuser
+        from rig.sim.grbl import GrblSimulator
+        from rig.sim.vcamera import VirtualCameraFolder
+
+        spec = self.spec
+        folder = Path(os.environ["VCAMERADIR"])
+        # Every frame the camera delivers has the slot's size, fixed when the camera opens.
+        slot = max(256 << 10, spec.width * spec.height * 3 // 4)
+        self._vcam = VirtualCameraFolder(folder, slot_bytes=slot)
+        self._vcam.stage(self.render_jpeg(0.0))
+        self._grbl = GrblSimulator(time_scale=spec.time_scale).start()
+        rail = open_focuser(f"{self._grbl.url}&settle=0")
+        self._focuser = rail
+        # Work zero where the carriage stands: the plan's 0 is the scene's near end.
+        rail.send("G10 L20 P1 X0")  # type: ignore[attr-defined]
+        self._camera = Camera.open()
+        self._shots_on_connection = 0
+        self._scene_camera = SceneCamera(self)
+
+    # ---------------------------------------------------------------- parts
+    @property
+    def focuser(self) -> Focuser:
+        if self._focuser is None:
+            raise SimulatedRigError("the simulated rig is not running (use it in a with block)")
+        return self._focuser
+
+    @property
+    def camera(self) -> SceneCamera:
+        """The camera a session uses: renders the scene, then shoots through libgphoto2."""
+        if self._scene_camera is None:
+            raise SimulatedRigError("the simulated rig is not running (use it in a with block)")
+        return self._scene_camera
+
+    @property
+    def gphoto_camera(self) -> Any:
+        """The :class:`rig.camera.Camera` connected to libgphoto2's virtual body."""
+        if self._camera is None:
+            raise SimulatedRigError("the simulated rig is not running (use it in a with block)")
+        return self._camera
+
+    @property
+    def rail_url(self) -> str:
+        return str(getattr(self._grbl, "url", "?"))
+
+    def render_jpeg(self, position_um: float) -> bytes:
+        """The JPEG a camera focused at ``position_um`` takes (deterministic per position)."""
+        from stacker.synthetic import FramePose
+
+        scene = self._scene
+        key = _position_key(position_um)
+        pose = scene.random_pose(key) if key else FramePose()
+        frame = scene.render(position_um, pose=pose, noise_seed=key)
+        assert frame.encoded is not None
+        return bytes(frame.encoded)
+
+    def stage(self, position_um: float) -> None:
+        """Put the frame for ``position_um`` in the virtual camera's capture slot."""
+        if self._camera_broken:
+            # A rehearsed camera fault: a short file makes libgphoto2's download fail for real.
+            self._vcam.slot_path.write_bytes(b"\xff\xd8")
+            return
+        if self._shots_on_connection >= SHOTS_PER_CONNECTION:
+            # The virtual body's store fills after 26 shots; a reconnect empties it.
+            self._camera.reconnect("virtual camera store full")
+            self._shots_on_connection = 0
+        self._vcam.stage(self.render_jpeg(position_um))
+        self._shots_on_connection += 1
+
+    def fail_camera(self, kind: str) -> None:
+        """From now on the camera's downloads fail (a rehearsed ``camera`` fault)."""
+        self._camera_broken = True
+
+    def arm_rail_fault(self, kind: str) -> None:
+        """Make the next move fail: GRBL alarm, or the serial link dropping."""
+        if kind == "alarm":
+            self._grbl.trigger_alarm(1)
+        elif kind == "disconnect":
+            self._grbl.disconnect()
+
+
+def _index_of(stem: str | None) -> int | None:
+    m = _STEM_INDEX.search(stem or "")
+    return int(m.group(1)) if m else None
+
+
+def _position_key(position_um: float) -> int:
+    """A stable non-negative integer per rail position (0 for the reference position 0)."""
+    q = round(position_um * 10.0)
+    if q == 0:
+        return 0
+    return int.from_bytes(hashlib.sha1(str(q).encode()).digest()[:4], "little") | 1
