@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import typer
 
+from rig.session_cli import register as register_session_commands
 from stacker.cliutil import run_app
 
 app = typer.Typer(
@@ -16,6 +17,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+register_session_commands(app)
 
 
 def main() -> None:
