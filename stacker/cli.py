@@ -125,6 +125,13 @@ def watch_command(
     poll: bool = typer.Option(
         False, "--poll", help="Poll the folder: for network shares (NFS, SMB)."
     ),
+    preview: bool = typer.Option(
+        False, "--preview/--no-preview", help="Serve a live preview page while stacking."
+    ),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Preview address; 0.0.0.0 lets other machines in."
+    ),
+    port: int = typer.Option(8000, "--port", help="Preview port."),
 ) -> None:
     """Stack frames as other software drops them into FOLDER; stop with Ctrl-C or --idle-timeout."""
     import signal
@@ -133,6 +140,7 @@ def watch_command(
     from rich.console import Console
     from rich.live import Live
 
+    from stacker.preview.watchfeed import serve_watch_preview
     from stacker.watch import NoFramesError, render_status, summary_line, watch_and_stack
 
     if prefer not in ("jpeg", "raw"):
@@ -147,7 +155,10 @@ def watch_command(
 
     previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with Live(console=console, refresh_per_second=8, transient=True) as live:
+        with (
+            serve_watch_preview(preview, host, port, folder) as feed,
+            Live(console=console, refresh_per_second=8, transient=True) as live,
+        ):
             summary = watch_and_stack(
                 folder,
                 output,
@@ -164,7 +175,8 @@ def watch_command(
                 prefer=prefer,  # type: ignore[arg-type]
                 polling=poll,
                 stop=stop,
-                on_status=lambda status: live.update(render_status(status)),
+                on_frame=feed.on_frame,
+                on_status=feed.also(lambda status: live.update(render_status(status))),
                 on_warning=lambda message: live.console.print(
                     f"warning: {message}", markup=False, soft_wrap=True
                 ),

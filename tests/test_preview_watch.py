@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 
+import httpx
 import pytest
 
 from stacker.io import write_image
@@ -62,3 +67,32 @@ def test_a_watch_feeds_the_hub_and_crops_are_answered_while_it_waits(tmp_path, f
     assert [f["name"] for f in snap.frames] == ["f0.png", "f1.png", "f2.png"]
     assert all(f["merged"] for f in snap.frames)
     assert box and box[0].status.merged == 3
+
+
+def test_stacker_watch_preview_serves_the_page_and_prints_its_address(tmp_path, frames):
+    hot = tmp_path / "hot"
+    hot.mkdir()
+    for i, img in enumerate(frames):
+        write_image(hot / f"f{i}.png", img)
+    cmd = [sys.executable, "-m", "stacker.cli", "watch", str(hot), "-o", str(tmp_path / "o.tif")]
+    proc = subprocess.Popen([*cmd, "--preview", "--port", "0"], stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        match = re.search(r"Live preview: (http://127\.0\.0\.1:\d+/)", line)
+        assert match, line
+        url = match[1]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            state = httpx.get(url + "api/state", timeout=5).json()
+            if state["progress"]["stacked"] == 3:
+                break
+            time.sleep(0.2)
+        assert state["progress"]["merged"] == 3 and state["progress"]["title"] == "hot"
+        assert httpx.get(url + "img/composite.jpg", timeout=5).content[:2] == b"\xff\xd8"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(url, timeout=1)

@@ -39,6 +39,7 @@ from typing import Any, TextIO
 import anyio.to_thread
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
@@ -230,13 +231,20 @@ def preview_routes(hub: PreviewHub, streams: EventStreams) -> list[BaseRoute]:
     ]
 
 
-def create_app(hub: PreviewHub, extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
-    """The preview app for ``hub``; ``extra_routes`` come first (the station's control API).
+def create_app(
+    hub: PreviewHub,
+    extra_routes: Sequence[BaseRoute] = (),
+    middleware: Sequence[Middleware] = (),
+) -> Starlette:
+    """The preview app for ``hub``; ``extra_routes`` come first (the station's control API),
+    ``middleware`` wraps everything (the station's token check).
 
     ``app.state.streams`` holds the :class:`EventStreams`, closed by :class:`PreviewServer`.
     """
     streams = EventStreams(hub)
-    app = Starlette(routes=[*extra_routes, *preview_routes(hub, streams)])
+    app = Starlette(
+        routes=[*extra_routes, *preview_routes(hub, streams)], middleware=list(middleware)
+    )
     app.state.streams = streams
     app.state.hub = hub
     return app

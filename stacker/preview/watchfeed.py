@@ -8,30 +8,50 @@ other state (``merging``, ``writing``) takes it back first, waiting for a crop i
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 from stacker.preview.hub import PreviewHub
 from stacker.preview.publisher import StackerPublisher, attach_stacker
+from stacker.preview.server import serve_preview
 
 if TYPE_CHECKING:
     from stacker.watch import MergedFrame, WatchStatus
 
 
 class WatchPreview:
-    """Pass :meth:`on_frame` and :meth:`on_status` to ``watch_and_stack`` to feed ``hub``."""
+    """Pass :meth:`on_frame` and :meth:`on_status` to ``watch_and_stack`` to feed ``hub``.
 
-    def __init__(self, hub: PreviewHub) -> None:
+    With ``hub=None`` (no preview asked for) both callbacks do nothing.
+    """
+
+    def __init__(self, hub: PreviewHub | None) -> None:
         self.hub = hub
         self.publisher: StackerPublisher | None = None
 
     def on_frame(self, frame: MergedFrame) -> None:
         """After each frame went through the stacker (merged or not)."""
+        if self.hub is None:
+            return
         if self.publisher is None:
             self.publisher = attach_stacker(self.hub, frame.stacker)
         self.publisher.publish(frame.record, frame_shape=frame.image.shape)
 
+    def also(self, callback: Callable[[WatchStatus], None]) -> Callable[[WatchStatus], None]:
+        """An ``on_status`` that calls ``callback`` (the terminal display) and then this one."""
+
+        def both(status: WatchStatus) -> None:
+            callback(status)
+            self.on_status(status)
+
+        return both
+
     def on_status(self, status: WatchStatus) -> None:
         """After every change of the watch's status; lends the stacker out while waiting."""
+        if self.hub is None:
+            return
         if self.publisher is not None:
             if status.state == "done":
                 self.publisher.finish()
@@ -44,3 +64,19 @@ class WatchPreview:
             message=status.last_problem or "",
             **({"title": status.folder.name} if not self.hub.progress.title else {}),
         )
+
+
+@contextlib.contextmanager
+def serve_watch_preview(
+    enabled: bool, host: str, port: int, folder: str | Path, *, out: TextIO | None = None
+) -> Iterator[WatchPreview]:
+    """For ``stacker watch --preview``: serve the page (printing its address) while in the block."""
+    if not enabled:
+        yield WatchPreview(None)
+        return
+    hub = PreviewHub(title=Path(folder).name)
+    server = serve_preview(hub, host, port, out=out)
+    try:
+        yield WatchPreview(hub)
+    finally:
+        server.stop()
