@@ -1,0 +1,651 @@
+"""One long-lived camera session through libgphoto2: capture, download, settings, lens focus.
+
+:class:`Camera` owns a libgphoto2 camera handle for the whole session (the ``gphoto2`` command is
+never spawned: each invocation would reopen the USB device, renegotiate PTP and reset live view).
+Every libgphoto2 call goes through :meth:`Camera._call`, which
+
+* retries with exponential back-off while the camera says "PTP Device Busy" (0x2019, libgphoto2
+  -110) or a transfer times out,
+* reconnects when the USB link breaks: the same port first, else the same model with the same
+  serial number on a new port (re-plugging changes the port), then re-applies the session's
+  settings and carries on,
+* turns anything else into a one-line :class:`~rig.camera.errors.CameraError`.
+
+Settings the session changes for its own needs (capture target, live view, libgphoto2's
+autofocus-before-capture) are put back on :meth:`Camera.close`; settings the user sets with
+:meth:`Camera.set_config` stay, as they would with the camera's own menus.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+from rig.camera.backend import load_gphoto2
+from rig.camera.config import (
+    ConfigItem,
+    Value,
+    choices_of,
+    coerce_value,
+    find_widget,
+    item_from_widget,
+    iter_leaves,
+    unknown_key,
+    walk_items,
+)
+from rig.camera.detect import CameraInfo, choose_camera, list_cameras
+from rig.camera.errors import (
+    DISCONNECT_HINT,
+    GP_ERROR_BAD_PARAMETERS,
+    GP_ERROR_NOT_SUPPORTED,
+    CameraDisconnectedError,
+    CameraError,
+    CameraUnsupportedError,
+    camera_error,
+    classify,
+)
+from rig.camera.focus import FocusStrategy, choose_strategy
+from rig.camera.naming import free_stem, next_auto_stem, shot_file_names
+from rig.camera.retry import RetryPolicy
+from rig.camera.summary import CameraSummary, StorageSummary
+from stacker.io import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+CaptureTarget = Literal["ram", "card"]
+ProgressCallback = Callable[[str, int, int], None]
+"""Called as ``on_progress(file_name, bytes_done, bytes_total)`` while a file downloads."""
+
+CHUNK_BYTES = 1 << 20
+"""Download piece size where the camera supports partial reads (progress per piece)."""
+MAX_DRAIN_EVENTS = 200
+SHOT_EVENTS_LIMIT_S = 5.0
+"""Upper bound on waiting for more files of one shot after the capture returned."""
+RECONNECT_POLL_S = 0.5
+
+# libgphoto2's capturetarget choices, in its fixed order (labels are translated by locale).
+_CAPTURE_TARGET_INDEX: dict[CaptureTarget, int] = {"ram": 0, "card": 1}
+_CAPTURE_TARGET_LABELS: dict[CaptureTarget, str] = {"ram": "Internal RAM", "card": "Memory card"}
+
+
+class Camera:
+    """A connected camera; open with :meth:`Camera.open`, use as a context manager.
+
+    Parameters
+    ----------
+    info
+        Which camera (model and port), from :func:`~rig.camera.detect.list_cameras`.
+    capture_target
+        ``"ram"`` (files only travel over USB), ``"card"`` (written to the card too) or ``None``
+        to leave the camera's setting alone. Restored on close.
+    keep_on_card
+        Keep captured files on the card after download (only meaningful with the card as
+        target; files in the camera's RAM are released once downloaded).
+    retry
+        Bounds on retries and reconnection.
+    """
+
+    def __init__(
+        self,
+        info: CameraInfo,
+        *,
+        capture_target: CaptureTarget | None = None,
+        keep_on_card: bool = False,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self._gp = load_gphoto2()
+        self.info = info
+        self.keep_on_card = keep_on_card
+        self.retry = retry or RetryPolicy()
+        self._capture_target = capture_target
+        self._lock = threading.RLock()
+        self._cam: Any | None = None
+        self._serial = ""
+        self._manufacturer: str | None = None
+        self._restore: dict[str, Value] = {}
+        self._session: dict[str, str | int | float] = {}
+        self._partial_reads: bool | None = None
+        self._focus: FocusStrategy | None = None
+        self._focus_size = 1
+        self._focus_settle_s: float | None = None
+        self._reconnecting = False
+        self.sleep: Callable[[float], None] = time.sleep
+
+    # ----------------------------------------------------------------- opening and closing
+    @classmethod
+    def open(
+        cls,
+        model: str | None = None,
+        port: str | None = None,
+        *,
+        capture_target: CaptureTarget | None = None,
+        keep_on_card: bool = False,
+        retry: RetryPolicy | None = None,
+    ) -> Camera:
+        """Connect to the camera with this model and/or port, or the only one connected."""
+        info = choose_camera(list_cameras(), model, port)
+        camera = cls(info, capture_target=capture_target, keep_on_card=keep_on_card, retry=retry)
+        camera._cam = camera._connect(info)
+        camera._serial = camera._read_text("serialnumber")
+        try:
+            if capture_target is not None:
+                camera.set_capture_target(capture_target)
+        except BaseException:
+            camera.close()
+            raise
+        return camera
+
+    @property
+    def description(self) -> str:
+        """``<model> on <port>``, how messages name this camera."""
+        return str(self.info)
+
+    @property
+    def is_open(self) -> bool:
+        return self._cam is not None
+
+    def __enter__(self) -> Camera:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "open" if self.is_open else "closed"
+        return f"<Camera {self.description} ({state})>"
+
+    def close(self) -> None:
+        """Put back the settings this session changed, then release the camera. Idempotent."""
+        with self._lock:
+            if self._cam is None:
+                return
+            for key, value in reversed(list(self._restore.items())):
+                if value is None:
+                    continue
+                try:
+                    self._set_raw(key, value)
+                except CameraError as exc:
+                    log.warning(
+                        "%s: could not restore %s=%r: %s", self.description, key, value, exc
+                    )
+            self._restore.clear()
+            self._session.clear()
+            self._disconnect()
+
+    def _disconnect(self) -> None:
+        cam, self._cam = self._cam, None
+        if cam is not None:
+            try:
+                cam.exit()
+            except self._gp.GPhoto2Error as exc:
+                log.debug("%s: exit failed: %s", self.description, exc)
+
+    def _connect(self, info: CameraInfo) -> Any:
+        """A libgphoto2 camera initialised on ``info``'s model and port (busy is retried)."""
+        gp = self._gp
+        delays = self.retry.delays()
+        while True:
+            cam: Any = gp.Camera()
+            try:
+                abilities = gp.CameraAbilitiesList()
+                abilities.load()
+                cam.set_abilities(abilities.get_abilities(abilities.lookup_model(info.model)))
+                ports = gp.PortInfoList()
+                ports.load()
+                cam.set_port_info(ports.get_info(ports.lookup_path(info.port)))
+                cam.init()
+                return cam
+            except gp.GPhoto2Error as exc:
+                code, text = exc.code, exc.string
+            # Drop every reference to the failed handle (no exception chain, no local) so
+            # libgphoto2 frees it and its port now, not whenever a traceback is collected.
+            cam = None
+            delay = next(delays, None) if classify(code) == "retry" else None
+            if delay is None:
+                raise camera_error(code, text, what="open", camera=str(info))
+            self.sleep(delay)
+
+    def reconnect(self, reason: str = "reconnect requested") -> None:
+        """Release the camera and connect again to the same body, keeping the session.
+
+        The same port is tried first, then the same model on any port whose serial number
+        matches. Session settings (capture target, live view...) are applied again.
+        """
+        with self._lock:
+            self._disconnect()
+            deadline = time.monotonic() + self.retry.reconnect_timeout_s
+            while True:
+                self._reconnecting = True
+                try:
+                    back = self._try_reconnect()
+                finally:
+                    self._reconnecting = False
+                if back:
+                    log.info("%s: reconnected (%s)", self.description, reason)
+                    return
+                if time.monotonic() >= deadline:
+                    raise CameraDisconnectedError(
+                        f"{self.description}: connection lost ({reason}) and the camera did not "
+                        f"come back within {self.retry.reconnect_timeout_s:g} s; {DISCONNECT_HINT}"
+                    )
+                self.sleep(RECONNECT_POLL_S)
+
+    def _try_reconnect(self) -> bool:
+        try:
+            present = list_cameras()
+        except CameraError:
+            return False
+        same_port = [c for c in present if c == self.info]
+        moved = [c for c in present if c.model == self.info.model and c.port != self.info.port]
+        for candidate in same_port + moved:
+            try:
+                cam = self._connect(candidate)
+            except CameraError:
+                continue
+            previous, self._cam = self.info, cam
+            serial = self._read_text("serialnumber")
+            if self._serial and serial and serial != self._serial:
+                self._disconnect()
+                continue
+            self.info = candidate
+            if candidate != previous:
+                log.info("%s moved from %s", self.description, previous.port)
+            if self._focus is not None:
+                self._focus._prepared = False
+            for key, value in self._session.items():
+                try:
+                    self._set_raw(key, value)
+                except CameraError as exc:
+                    log.warning("%s: could not set %s again: %s", self.description, key, exc)
+            return True
+        return False
+
+    # ------------------------------------------------------------------ the one call path
+    def _call(self, what: str, fn: Callable[[Any], Any]) -> Any:
+        """Run ``fn(libgphoto2 camera)`` with retries, reconnection and error mapping."""
+        with self._lock:
+            delays = self.retry.delays()
+            reconnects = self.retry.reconnects
+            while True:
+                if self._cam is None:
+                    raise CameraError(f"{self.description} is closed; open it again")
+                try:
+                    return fn(self._cam)
+                except self._gp.GPhoto2Error as exc:
+                    code, text = exc.code, exc.string
+                # Handled outside the except block: a chained GPhoto2Error would keep the
+                # libgphoto2 handle alive through its traceback long after the session closed.
+                remedy = classify(code)
+                if remedy == "retry":
+                    delay = next(delays, None)
+                    if delay is not None:
+                        log.info("%s: %s: %s; retry in %.2f s", self.description, what, text, delay)
+                        self.sleep(delay)
+                        continue
+                elif remedy == "reconnect" and reconnects > 0 and not self._reconnecting:
+                    reconnects -= 1
+                    log.warning("%s: %s: %s [%d]; reconnecting", self.description, what, text, code)
+                    self.reconnect(reason=f"{what}: {text}")
+                    continue
+                raise camera_error(code, text, what=what, camera=self.description)
+
+    # ------------------------------------------------------------------------- settings
+    def _fresh_widget(self, key: str) -> Any | None:
+        """A new widget for ``key`` (single-key read, else the whole tree), ``None`` if absent."""
+        try:
+            return self._call(f"read {key!r}", lambda c: c.get_single_config(key))
+        except CameraError as exc:
+            if exc.code not in (GP_ERROR_BAD_PARAMETERS, GP_ERROR_NOT_SUPPORTED):
+                raise
+        root = self._call("read settings", lambda c: c.get_config())
+        return find_widget(root, key)
+
+    def _send(self, key: str, widget: Any) -> None:
+        """Send ``widget`` (already holding its new value) to the camera."""
+        try:
+            self._call(f"set {key!r}", lambda c: c.set_single_config(key, widget))
+            return
+        except CameraError as exc:
+            if exc.code not in (GP_ERROR_BAD_PARAMETERS, GP_ERROR_NOT_SUPPORTED):
+                raise
+        root = self._call("read settings", lambda c: c.get_config())
+        target = find_widget(root, key)
+        if target is None:
+            raise unknown_key(key, [], self.description)
+        target.set_value(widget.get_value())
+        target.set_changed(1)
+        self._call(f"set {key!r}", lambda c: c.set_config(root))
+
+    def _set_raw(self, key: str, value: str | int | float) -> None:
+        widget = self._fresh_widget(key)
+        if widget is None:
+            raise unknown_key(key, [], self.description)
+        widget.set_value(value)
+        widget.set_changed(1)
+        self._send(key, widget)
+
+    def _read_text(self, key: str) -> str:
+        """The value of ``key`` as text, ``""`` when the camera lacks it or cannot say."""
+        try:
+            widget = self._fresh_widget(key)
+        except CameraError:
+            return ""
+        if widget is None:
+            return ""
+        try:
+            return str(widget.get_value())
+        except self._gp.GPhoto2Error:
+            return ""
+
+    def config_items(self) -> list[ConfigItem]:
+        """Every setting of the camera with label, type, current value and choices."""
+        root = self._call("read settings", lambda c: c.get_config())
+        return walk_items(root)
+
+    def get_config(self, key: str) -> ConfigItem:
+        """The setting ``key``; :class:`~rig.camera.errors.ConfigKeyError` if there is none."""
+        widget = self._fresh_widget(key)
+        if widget is None:
+            raise unknown_key(key, self._all_keys(), self.description)
+        return item_from_widget(widget)
+
+    def _all_keys(self) -> list[str]:
+        try:
+            root = self._call("read settings", lambda c: c.get_config())
+        except CameraError:
+            return []
+        return [str(w.get_name()) for w, _ in iter_leaves(root)]
+
+    def set_config(self, key: str, value: object, *, restore: bool = False) -> ConfigItem:
+        """Validate ``value`` for ``key`` and send it; return the setting as the camera reports it.
+
+        An unknown key or invalid value raises a :class:`~rig.camera.errors.ConfigKeyError` /
+        :class:`~rig.camera.errors.ConfigValueError` naming the key and what it accepts, before
+        anything reaches the camera. With ``restore=True`` the old value is put back on close.
+        """
+        with self._lock:
+            widget = self._fresh_widget(key)
+            if widget is None:
+                raise unknown_key(key, self._all_keys(), self.description)
+            item = item_from_widget(widget)
+            new = coerce_value(item, value)
+            if restore:
+                self._restore.setdefault(key, item.value)
+                self._session[key] = new
+            widget.set_value(new)
+            widget.set_changed(1)
+            self._send(key, widget)
+            return self.get_config(key)
+
+    def set_capture_target(self, target: CaptureTarget) -> None:
+        """Send captures to the camera's RAM or its card, for this session only."""
+        widget = self._fresh_widget("capturetarget")
+        if widget is None:
+            log.info("%s has no capture target setting; shots stay where it puts them", self.info)
+            return
+        choices = choices_of(widget)
+        label = _CAPTURE_TARGET_LABELS[target]
+        choice = label if label in choices else choices[_CAPTURE_TARGET_INDEX[target]]
+        self.set_config("capturetarget", choice, restore=True)
+        self._capture_target = target
+
+    def _files_stay_on_card(self) -> bool:
+        if not self.keep_on_card:
+            return False
+        widget = self._fresh_widget("capturetarget")
+        if widget is None:
+            return True
+        choices = choices_of(widget)
+        value = str(widget.get_value())
+        return value in choices and choices.index(value) == _CAPTURE_TARGET_INDEX["card"]
+
+    # -------------------------------------------------------------------------- summary
+    def summary(self) -> CameraSummary:
+        """Manufacturer, model, serial number, battery level and storage of the camera."""
+        storage: list[StorageSummary] = []
+        try:
+            infos = self._call("read storage", lambda c: c.get_storageinfo())
+        except CameraUnsupportedError:
+            infos = []
+        gp = self._gp
+        for s in infos:
+            fields = s.fields
+            storage.append(
+                StorageSummary(
+                    description=s.description if fields & gp.GP_STORAGEINFO_DESCRIPTION else "",
+                    label=s.label if fields & gp.GP_STORAGEINFO_LABEL else "",
+                    capacity_bytes=s.capacitykbytes * 1024
+                    if fields & gp.GP_STORAGEINFO_MAXCAPACITY
+                    else None,
+                    free_bytes=s.freekbytes * 1024
+                    if fields & gp.GP_STORAGEINFO_FREESPACEKBYTES
+                    else None,
+                    free_images=s.freeimages
+                    if fields & gp.GP_STORAGEINFO_FREESPACEIMAGES
+                    else None,
+                )
+            )
+        return CameraSummary(
+            manufacturer=self.manufacturer,
+            model=self._read_text("cameramodel") or self.info.model,
+            serial=self._serial or self._read_text("serialnumber"),
+            battery=self._read_text("batterylevel"),
+            port=self.info.port,
+            storage=tuple(storage),
+        )
+
+    @property
+    def manufacturer(self) -> str:
+        if self._manufacturer is None:
+            self._manufacturer = self._read_text("manufacturer")
+        return self._manufacturer or self.info.model.split()[0]
+
+    # -------------------------------------------------------------------------- capture
+    def capture(
+        self,
+        dest_dir: Path,
+        stem: str | None = None,
+        *,
+        on_progress: ProgressCallback | None = None,
+    ) -> list[Path]:
+        """Take one shot and download every file it made into ``dest_dir``.
+
+        Files of one shot share a stem (``frame_0007.cr2`` + ``frame_0007.jpg``); ``stem`` is
+        the caller's, else the next ``frame_NNNN`` in the folder. A stem already used in the
+        folder gets ``_2``, ``_3``... so nothing is overwritten. Each file is written atomically.
+        Pending camera events are drained first so a late file from an earlier shot is never
+        mistaken for this one. Files are removed from the camera after download unless
+        ``keep_on_card`` is set and the card is the capture target.
+
+        Returns the paths written, the camera's first file first.
+        """
+        dest_dir = Path(dest_dir)
+        with self._lock:
+            dest_dir.mkdir(parents=True, exist_ok=True)
+            self._drain_events()
+            gp = self._gp
+            first = self._call("capture", lambda c: c.capture(gp.GP_CAPTURE_IMAGE))
+            files = [(str(first.folder), str(first.name))]
+            for extra in self._shot_events():
+                if extra not in files:
+                    files.append(extra)
+            camera_names = [name for _, name in files]
+            base = free_stem(dest_dir, stem or next_auto_stem(dest_dir), camera_names)
+            names = shot_file_names(base, camera_names)
+            written: list[Path] = []
+            for (folder, name), local in zip(files, names, strict=True):
+                data = self._download(folder, name, local, on_progress)
+                written.append(atomic_write_bytes(dest_dir / local, data))
+            if not self._files_stay_on_card():
+                for folder, name in files:
+                    try:
+                        self._delete(folder, name)
+                    except CameraError as exc:
+                        log.debug("%s: %s/%s not deleted: %s", self.description, folder, name, exc)
+            return written
+
+    def _delete(self, folder: str, name: str) -> None:
+        self._call(f"delete {folder}/{name}", lambda c: c.file_delete(folder, name))
+
+    def _drain_events(self) -> None:
+        gp = self._gp
+        for _ in range(MAX_DRAIN_EVENTS):
+            kind, data = self._call("read events", lambda c: c.wait_for_event(10))
+            if kind == gp.GP_EVENT_TIMEOUT:
+                return
+            if kind == gp.GP_EVENT_FILE_ADDED:
+                log.warning(
+                    "%s: %s/%s appeared before this shot; it stays on the camera",
+                    self.description,
+                    data.folder,
+                    data.name,
+                )
+
+    def _shot_events(self) -> list[tuple[str, str]]:
+        """Further files of the shot just taken (the JPEG of a RAW+JPEG pair...)."""
+        gp = self._gp
+        timeout_ms = max(1, int(self.retry.event_timeout_s * 1000))
+        found: list[tuple[str, str]] = []
+        deadline = time.monotonic() + SHOT_EVENTS_LIMIT_S
+        while time.monotonic() < deadline:
+            kind, data = self._call("read events", lambda c: c.wait_for_event(timeout_ms))
+            if kind == gp.GP_EVENT_TIMEOUT:
+                break
+            if kind == gp.GP_EVENT_FILE_ADDED:
+                found.append((str(data.folder), str(data.name)))
+        return found
+
+    def _download(
+        self, folder: str, name: str, local: str, on_progress: ProgressCallback | None
+    ) -> bytes:
+        gp = self._gp
+        size = 0
+        try:
+            info = self._call("read file info", lambda c: c.file_get_info(folder, name))
+            if info.file.fields & gp.GP_FILE_INFO_SIZE:
+                size = int(info.file.size)
+        except CameraError as exc:
+            log.debug("%s: no size for %s/%s: %s", self.description, folder, name, exc)
+        if on_progress:
+            on_progress(local, 0, size)
+        data: bytes | None = None
+        if size > CHUNK_BYTES and self._partial_reads is not False:
+            data = self._read_in_chunks(folder, name, local, size, on_progress)
+        if data is None:
+            cf = self._call(
+                f"download {folder}/{name}",
+                lambda c: c.file_get(folder, name, gp.GP_FILE_TYPE_NORMAL),
+            )
+            data = bytes(memoryview(cf.get_data_and_size()))
+        if on_progress:
+            on_progress(local, len(data), max(size, len(data)))
+        return data
+
+    def _read_in_chunks(
+        self, folder: str, name: str, local: str, size: int, on_progress: ProgressCallback | None
+    ) -> bytes | None:
+        out = bytearray()
+        buf = bytearray(CHUNK_BYTES)
+        while len(out) < size:
+            try:
+                n = self._read_piece(folder, name, len(out), buf)
+            except CameraUnsupportedError:
+                self._partial_reads = False
+                return None
+            if n <= 0:
+                break
+            out += buf[:n]
+            self._partial_reads = True
+            if on_progress and len(out) < size:
+                on_progress(local, len(out), size)
+        return bytes(out)
+
+    def _read_piece(self, folder: str, name: str, offset: int, buf: bytearray) -> int:
+        gp = self._gp
+        return int(
+            self._call(
+                f"download {folder}/{name}",
+                lambda c: c.file_read(folder, name, gp.GP_FILE_TYPE_NORMAL, offset, buf),
+            )
+        )
+
+    def capture_preview(self) -> bytes:
+        """One live-view frame (usually a small JPEG); live view is switched off again on close."""
+        with self._lock:
+            if "viewfinder" not in self._restore:
+                finder = self._fresh_widget("viewfinder")
+                if finder is not None:
+                    self._restore["viewfinder"] = finder.get_value()
+            try:
+                cf = self._call("live-view preview", lambda c: c.capture_preview())
+            except CameraUnsupportedError:
+                raise CameraUnsupportedError(
+                    f"{self.description} cannot give a live-view preview frame: "
+                    "not supported by this camera"
+                ) from None
+            return bytes(memoryview(cf.get_data_and_size()))
+
+    # ---------------------------------------------------------------------------- focus
+    def configure_focus(self, *, size: int = 1, settle_s: float | None = None) -> None:
+        """Step size (1 = finest) and settle time after each lens step, for later drives."""
+        self._focus_size = size
+        self._focus_settle_s = settle_s
+        self._focus = None
+
+    def focus_strategy(self) -> FocusStrategy:
+        """The lens-drive strategy for this body (chosen once; raises if there is none)."""
+        with self._lock:
+            if self._focus is None:
+                self._focus = choose_strategy(
+                    _Controls(self), size=self._focus_size, settle_s=self._focus_settle_s
+                )
+            return self._focus
+
+    def focus_drive(self, steps: int) -> int:
+        """Step the lens focus ``steps`` (positive: farther); return the steps made.
+
+        Raises :class:`~rig.camera.errors.FocusEndStopError` at the end of the lens's travel
+        and :class:`~rig.camera.errors.CameraUnsupportedError` (pointing at focus rails) when
+        the body cannot drive focus over USB.
+        """
+        with self._lock:
+            strategy = self.focus_strategy()
+            strategy.ensure_prepared()
+            return strategy.drive(int(steps))
+
+
+class _Controls:
+    """The :class:`~rig.camera.focus.FocusControls` view of a :class:`Camera`."""
+
+    def __init__(self, camera: Camera) -> None:
+        self._camera = camera
+
+    @property
+    def description(self) -> str:
+        return self._camera.description
+
+    @property
+    def manufacturer(self) -> str:
+        return self._camera.manufacturer
+
+    def widget(self, key: str) -> Any | None:
+        return self._camera._fresh_widget(key)
+
+    def send(self, key: str, widget: Any) -> None:
+        self._camera._send(key, widget)
+
+    def ensure(self, key: str, value: str | int | float) -> None:
+        self._camera.set_config(key, value, restore=True)
+
+    def sleep(self, seconds: float) -> None:
+        self._camera.sleep(seconds)

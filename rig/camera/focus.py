@@ -1,0 +1,394 @@
+"""Driving focus through the lens's own motor, one vendor strategy per class.
+
+libgphoto2's ptp2 driver exposes lens focus differently on each brand:
+
+* **Canon EOS** (and bodies that copy its widget): ``manualfocusdrive`` is a radio widget with
+  seven choices, ``Near 1/2/3``, ``None``, ``Far 1/2/3`` (1 is the finest step). It works only in
+  live view (``viewfinder=1``) and only with the lens switch at AF. Traps handled here: the
+  labels are translated by locale ("Near 1" may read "Cerca 1"), so choices are picked by
+  *index* in libgphoto2's fixed order; setting the same value twice on one widget sends it once
+  (libgphoto2 sends only widgets marked changed), so every step calls ``set_changed(1)``; there
+  is no "move finished" signal, so each step is followed by a settle wait; and a plain capture
+  half-presses AF, so the user is warned to use back-button focus or the lens would refocus.
+* **Nikon** (and other range widgets): ``manualfocusdrive`` is a signed step count (negative is
+  near), live view only; at the end of travel the camera answers libgphoto2 error -113, which is
+  a physical end stop (:class:`~rig.camera.errors.FocusEndStopError`), not a fault. libgphoto2's
+  own "autofocus before capture" setting is switched off for the session.
+* **Sony**: ``manualfocus`` is a signed range, one step per call.
+* **Fuji**: the lens position is an absolute number; a move writes position + steps, so this
+  strategy alone is absolute.
+* **Panasonic, Olympus**: radio or range ``manualfocusdrive``, handled by the shapes above.
+
+Positive steps move focus away from the camera (far), negative steps towards it (near).
+
+The strategies talk to the camera only through :class:`FocusControls`, which
+:class:`rig.camera.Camera` implements; tests drive them with a small fake widget tree because
+no focus motor can run on libgphoto2's virtual camera.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Protocol
+
+from rig.camera.config import (
+    WIDGET_MENU,
+    WIDGET_RADIO,
+    WIDGET_RANGE,
+    WIDGET_TEXT,
+    WIDGET_TOGGLE,
+    choices_of,
+)
+from rig.camera.errors import (
+    GP_ERROR_CAMERA_ERROR,
+    CameraError,
+    CameraUnsupportedError,
+    FocusEndStopError,
+)
+
+log = logging.getLogger(__name__)
+
+RAIL_HINT = (
+    "use a focus rail instead, e.g. --focuser grbl:///dev/ttyUSB0 (or sim:// to try without "
+    "hardware)"
+)
+
+# libgphoto2's fixed order of the Canon EOS manualfocusdrive choices (_get_Canon_EOS_MFDrive).
+# Index -> (direction, size); direction -1 is near, +1 far; None is the no-op choice.
+SEVEN_STEP_LAYOUT: tuple[tuple[int, int] | None, ...] = (
+    (-1, 1),
+    (-1, 2),
+    (-1, 3),
+    None,
+    (1, 1),
+    (1, 2),
+    (1, 3),
+)
+
+
+class FocusControls(Protocol):
+    """What a focus strategy needs from a camera session."""
+
+    @property
+    def description(self) -> str:
+        """How to name the camera in messages (``Canon EOS 80D on usb:001,007``)."""
+        ...
+
+    @property
+    def manufacturer(self) -> str: ...
+
+    def widget(self, key: str) -> Any | None:
+        """A fresh widget for setting ``key``, or ``None`` when the camera has no such key."""
+        ...
+
+    def send(self, key: str, widget: Any) -> None:
+        """Send ``widget``'s value to the camera; raises :class:`CameraError` (with ``code``)."""
+        ...
+
+    def ensure(self, key: str, value: str | int | float) -> None:
+        """Set ``key`` for this session; the camera restores the old value when it closes."""
+        ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class FocusStrategy(ABC):
+    """One way of stepping a lens; ``drive`` returns the signed number of steps made."""
+
+    name: ClassVar[str]
+    absolute: ClassVar[bool] = False
+    default_settle_s: ClassVar[float] = 0.2
+
+    def __init__(
+        self,
+        controls: FocusControls,
+        key: str,
+        *,
+        size: int = 1,
+        settle_s: float | None = None,
+    ) -> None:
+        self.controls = controls
+        self.key = key
+        self.size = size
+        self.settle_s = self.default_settle_s if settle_s is None else settle_s
+        self.stop_event = threading.Event()
+        self._prepared = False
+
+    def ensure_prepared(self) -> None:
+        """Run :meth:`prepare` once per session."""
+        if not self._prepared:
+            self.prepare()
+            self._prepared = True
+
+    def prepare(self) -> None:  # noqa: B027 - most strategies need no preparation
+        """Put the body in the state driving needs (live view...)."""
+
+    @abstractmethod
+    def drive(self, steps: int) -> int:
+        """Move ``steps`` (signed); return the steps actually made."""
+
+    def position(self) -> float | None:
+        """The lens position for absolute strategies, else ``None``."""
+        return None
+
+    def limits(self) -> tuple[float | None, float | None]:
+        """Soft limits of an absolute strategy."""
+        return (None, None)
+
+    def _widget(self) -> Any:
+        widget = self.controls.widget(self.key)
+        if widget is None:
+            raise CameraUnsupportedError(
+                f"{self.controls.description} no longer offers {self.key!r}; {RAIL_HINT}"
+            )
+        return widget
+
+    def _live_view(self, required: bool) -> None:
+        finder = self.controls.widget("viewfinder")
+        if finder is not None and finder.get_type() == WIDGET_TOGGLE:
+            self.controls.ensure("viewfinder", 1)
+        elif required:
+            raise CameraUnsupportedError(
+                f"{self.controls.description}: lens focus drive needs live view and this body "
+                f"offers no 'viewfinder' setting; {RAIL_HINT}"
+            )
+
+
+class RadioStepDrive(FocusStrategy):
+    """Canon EOS style: choose Near/Far n by index, once per step, wait after each."""
+
+    name = "radio-step"
+
+    def __init__(
+        self,
+        controls: FocusControls,
+        key: str,
+        layout: tuple[tuple[int, int] | None, ...],
+        *,
+        size: int = 1,
+        settle_s: float | None = None,
+    ) -> None:
+        super().__init__(controls, key, size=size, settle_s=settle_s)
+        self.layout = layout
+        sizes = {entry[1] for entry in layout if entry is not None}
+        if size not in sizes:
+            raise CameraError(
+                f"{controls.description}: focus step size {size} is not offered; "
+                f"choose one of {', '.join(str(s) for s in sorted(sizes))}"
+            )
+
+    def index_for(self, direction: int) -> int:
+        """Index in the choice list of one step of :attr:`size` towards ``direction``."""
+        return self.layout.index((direction, self.size))
+
+    def prepare(self) -> None:
+        self._live_view(required=False)
+        if "canon" in self.controls.manufacturer.lower():
+            log.warning(
+                "%s: lens focus drive needs the lens switch at AF, and then every shot would "
+                "refocus: assign AF to the AF-ON button (back-button focus) for stacking",
+                self.controls.description,
+            )
+
+    def drive(self, steps: int) -> int:
+        if steps == 0:
+            return 0
+        direction = 1 if steps > 0 else -1
+        widget = self._widget()
+        choice = widget.get_choice(self.index_for(direction))
+        done = 0
+        for _ in range(abs(steps)):
+            if self.stop_event.is_set():
+                break
+            widget.set_value(choice)
+            # Same value as last time would otherwise not be sent again.
+            widget.set_changed(1)
+            try:
+                self.controls.send(self.key, widget)
+            except CameraError as exc:
+                raise CameraError(
+                    f"{self.controls.description} refused to drive the lens after {done} "
+                    f"steps ({exc}); it needs live view on and the lens switch at AF",
+                    exc.code,
+                ) from None
+            done += 1
+            self.controls.sleep(self.settle_s)
+        return direction * done
+
+
+class SignedRangeDrive(FocusStrategy):
+    """Nikon style: a signed step count per call; error -113 is the end of travel."""
+
+    name = "signed-range"
+
+    def prepare(self) -> None:
+        self._live_view(required=True)
+        af = self.controls.widget("autofocus")
+        if (
+            af is not None
+            and af.get_type() in (WIDGET_RADIO, WIDGET_MENU)
+            and af.count_choices() == 2
+        ):
+            # libgphoto2 lists On, Off: switch off its autofocus-before-capture.
+            self.controls.ensure("autofocus", af.get_choice(1))
+
+    def drive(self, steps: int) -> int:
+        if steps == 0:
+            return 0
+        direction = 1 if steps > 0 else -1
+        widget = self._widget()
+        low, high, _ = widget.get_range()
+        chunk_cap = int(max(1.0, min(abs(low), abs(high))))
+        remaining = abs(steps) * self.size
+        done = 0
+        while remaining > 0 and not self.stop_event.is_set():
+            amount = min(remaining, chunk_cap)
+            widget.set_value(float(direction * amount))
+            widget.set_changed(1)
+            try:
+                self.controls.send(self.key, widget)
+            except CameraError as exc:
+                if exc.code == GP_ERROR_CAMERA_ERROR:
+                    end = "far" if direction > 0 else "near"
+                    raise FocusEndStopError(
+                        f"{self.controls.description}: the lens reached its {end} end stop "
+                        f"after {done // self.size} of {abs(steps)} steps",
+                        steps_done=direction * (done // self.size),
+                        code=exc.code,
+                    ) from None
+                raise
+            done += amount
+            remaining -= amount
+            self.controls.sleep(self.settle_s)
+        return direction * (done // self.size)
+
+
+class SonyStepDrive(FocusStrategy):
+    """Sony ``manualfocus``: one signed nudge of :attr:`size` (1..7) per step."""
+
+    name = "sony-step"
+
+    def prepare(self) -> None:
+        self._live_view(required=False)
+
+    def drive(self, steps: int) -> int:
+        if steps == 0:
+            return 0
+        direction = 1 if steps > 0 else -1
+        widget = self._widget()
+        low, high, _ = widget.get_range()
+        amount = max(1.0, min(float(self.size), abs(high if direction > 0 else low)))
+        done = 0
+        for _ in range(abs(steps)):
+            if self.stop_event.is_set():
+                break
+            widget.set_value(direction * amount)
+            widget.set_changed(1)
+            self.controls.send(self.key, widget)
+            done += 1
+            self.controls.sleep(self.settle_s)
+        return direction * done
+
+
+class AbsolutePositionDrive(FocusStrategy):
+    """Fuji: the lens position is a number; a move writes the new position."""
+
+    name = "absolute-position"
+    absolute = True
+
+    def _read(self) -> tuple[Any, float]:
+        widget = self._widget()
+        try:
+            return widget, float(widget.get_value())
+        except (TypeError, ValueError):
+            raise CameraUnsupportedError(
+                f"{self.controls.description}: {self.key!r} does not read as a number; {RAIL_HINT}"
+            ) from None
+
+    def position(self) -> float | None:
+        return self._read()[1]
+
+    def limits(self) -> tuple[float | None, float | None]:
+        widget = self._widget()
+        if widget.get_type() == WIDGET_RANGE:
+            low, high, _ = widget.get_range()
+            return (float(low), float(high))
+        return (None, None)
+
+    def drive(self, steps: int) -> int:
+        if steps == 0:
+            return 0
+        widget, current = self._read()
+        low, high = self.limits()
+        target = current + steps * self.size
+        clamped = target
+        if low is not None:
+            clamped = max(clamped, low)
+        if high is not None:
+            clamped = min(clamped, high)
+        value: Any = clamped if widget.get_type() == WIDGET_RANGE else str(round(clamped))
+        widget.set_value(value)
+        widget.set_changed(1)
+        self.controls.send(self.key, widget)
+        self.controls.sleep(self.settle_s)
+        done = round((clamped - current) / self.size)
+        if clamped != target:
+            end = "far" if steps > 0 else "near"
+            raise FocusEndStopError(
+                f"{self.controls.description}: the lens reached its {end} end stop at "
+                f"position {clamped:g} after {abs(done)} of {abs(steps)} steps",
+                steps_done=done,
+            )
+        return done
+
+
+FUJI_POSITION_KEYS = ("focusposition", "manualfocusdrive")
+
+
+def _english_layout(labels: tuple[str, ...]) -> tuple[tuple[int, int] | None, ...] | None:
+    """A layout read from untranslated ``Near n``/``Far n``/``None`` labels, else ``None``."""
+    layout: list[tuple[int, int] | None] = []
+    for label in labels:
+        words = label.split()
+        if label == "None":
+            layout.append(None)
+        elif len(words) == 2 and words[0] in ("Near", "Far") and words[1].isdigit():
+            layout.append((-1 if words[0] == "Near" else 1, int(words[1])))
+        else:
+            return None
+    return tuple(layout) if any(layout) else None
+
+
+def choose_strategy(
+    controls: FocusControls, *, size: int = 1, settle_s: float | None = None
+) -> FocusStrategy:
+    """The strategy that fits this body, from its widgets, their types and choices.
+
+    Raises :class:`CameraUnsupportedError` pointing at focus rails when none fits.
+    """
+    if "fuji" in controls.manufacturer.lower():
+        for key in FUJI_POSITION_KEYS:
+            widget = controls.widget(key)
+            if widget is not None and widget.get_type() in (WIDGET_RANGE, WIDGET_TEXT):
+                return AbsolutePositionDrive(controls, key, size=size, settle_s=settle_s)
+    widget = controls.widget("manualfocusdrive")
+    if widget is not None and not widget.get_readonly():
+        kind = widget.get_type()
+        if kind in (WIDGET_RADIO, WIDGET_MENU):
+            labels = choices_of(widget)
+            layout = SEVEN_STEP_LAYOUT if len(labels) == 7 else _english_layout(labels)
+            if layout is not None:
+                return RadioStepDrive(
+                    controls, "manualfocusdrive", layout, size=size, settle_s=settle_s
+                )
+        elif kind == WIDGET_RANGE:
+            return SignedRangeDrive(controls, "manualfocusdrive", size=size, settle_s=settle_s)
+    widget = controls.widget("manualfocus")
+    if widget is not None and widget.get_type() == WIDGET_RANGE and not widget.get_readonly():
+        return SonyStepDrive(controls, "manualfocus", size=size, settle_s=settle_s)
+    raise CameraUnsupportedError(
+        f"{controls.description} cannot drive its lens focus over USB (libgphoto2 offers no "
+        f"usable manualfocusdrive or manualfocus setting for it); {RAIL_HINT}"
+    )
