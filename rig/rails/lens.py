@@ -1,0 +1,148 @@
+"""``camera://``: the camera's own lens focus motor as a :class:`~rig.focuser.Focuser`.
+
+No rail needed: the lens steps its focus group through libgphoto2 (Canon EOS, Nikon, Sony,
+Panasonic, Olympus, Fuji; see :mod:`rig.camera.focus`). Positions are lens steps counted from
+where the session started, because lenses report no absolute scale; only Fuji bodies, which
+expose an absolute focus position, are ``absolute``. A step's size in the subject depends on the
+lens and the focus distance, so plans with a lens focuser are written in steps, not micrometres.
+
+URL forms::
+
+    camera://                          the only camera connected
+    camera://usb:001,007               the camera on that port
+    camera://?model=EOS%2080D&size=1&settle=0.3s
+
+Options: ``model``, ``port``, ``size`` (step size where the body offers several: 1 is the
+finest), ``settle`` (wait after each step; the body sends no "move finished" signal).
+"""
+
+from __future__ import annotations
+
+import math
+
+from rig.camera import Camera, FocusEndStopError
+from rig.camera.focus import FocusStrategy
+from rig.errors import MotionError
+from rig.focuser import FocuserCapabilities
+from rig.rails.url import DeviceURL, URLError
+from rig.units import parse_duration
+
+
+class LensFocuser:
+    """A :class:`~rig.focuser.Focuser` stepping the lens of an open :class:`Camera`.
+
+    Parameters
+    ----------
+    camera
+        The camera session whose lens is driven.
+    owns_camera
+        Close the camera when this focuser closes (true when :meth:`from_url` opened it).
+    size, settle_s
+        Step size and settle time, see :meth:`Camera.configure_focus`.
+
+    Raises
+    ------
+    CameraUnsupportedError
+        The body cannot drive focus over USB; the message points at focus rails.
+    """
+
+    def __init__(
+        self,
+        camera: Camera,
+        *,
+        owns_camera: bool = False,
+        size: int = 1,
+        settle_s: float | None = None,
+    ) -> None:
+        self.camera = camera
+        self._owns_camera = owns_camera
+        camera.configure_focus(size=size, settle_s=settle_s)
+        self._strategy: FocusStrategy = camera.focus_strategy()
+        start = self._strategy.position() if self._strategy.absolute else None
+        self._position = float(start) if start is not None else 0.0
+
+    @classmethod
+    def from_url(cls, url: str, camera: Camera | None = None) -> LensFocuser:
+        """Open the lens focuser a ``camera://`` URL names, on ``camera`` if one is given."""
+        parsed = DeviceURL.parse(url)
+        if parsed.scheme != "camera":
+            raise URLError(f"{url!r} is not a camera:// URL")
+        model = parsed.take("model")
+        port = parsed.take("port") or parsed.path or None
+        size_text = parsed.take("size", "1") or "1"
+        if not size_text.isdigit() or int(size_text) < 1:
+            raise URLError(f"option size={size_text!r} in {url!r} must be a whole number >= 1")
+        settle_text = parsed.take("settle")
+        settle_s = parse_duration(settle_text) if settle_text is not None else None
+        parsed.finish()
+        if camera is not None:
+            wanted_model = model is None or model.lower() in camera.info.model.lower()
+            if not wanted_model or (port is not None and port != camera.info.port):
+                raise URLError(
+                    f"{url!r} names another camera than the open one ({camera.description})"
+                )
+            return cls(camera, size=int(size_text), settle_s=settle_s)
+        opened = Camera.open(model=model, port=port)
+        try:
+            return cls(opened, owns_camera=True, size=int(size_text), settle_s=settle_s)
+        except BaseException:
+            opened.close()
+            raise
+
+    @property
+    def name(self) -> str:
+        return f"lens of {self.camera.description}"
+
+    @property
+    def capabilities(self) -> FocuserCapabilities:
+        low, high = self._strategy.limits()
+        return FocuserCapabilities(
+            absolute=self._strategy.absolute,
+            units="steps",
+            can_home=False,
+            min_position=low,
+            max_position=high,
+        )
+
+    @property
+    def position(self) -> float:
+        """Steps from the session's start (the lens's own position on absolute bodies)."""
+        return self._position
+
+    def move_by(self, delta: float) -> None:
+        """Step the lens ``delta`` whole steps (positive: farther); returns once settled."""
+        steps = round(delta)
+        if not math.isfinite(delta) or abs(delta - steps) > 1e-9:
+            raise MotionError(f"{self.name} moves in whole lens steps; cannot move by {delta:g}")
+        if steps == 0:
+            return
+        self._strategy.stop_event.clear()
+        try:
+            done = self.camera.focus_drive(steps)
+        except FocusEndStopError as exc:
+            self._position += exc.steps_done
+            raise
+        self._position += done
+        if done != steps:
+            raise MotionError(
+                f"{self.name}: stopped after {abs(done)} of {abs(steps)} steps "
+                f"(position {self._position:g} steps)"
+            )
+
+    def move_to(self, position: float) -> None:
+        """Step to ``position`` (in steps from the start) by the difference from here."""
+        self.move_by(position - self._position)
+
+    def home(self) -> None:
+        raise MotionError(
+            f"{self.name} cannot home: a lens has no reference position; focus on the nearest "
+            "point by eye and start the plan from there"
+        )
+
+    def stop(self) -> None:
+        """Stop after the step in progress (a lens step cannot be interrupted)."""
+        self._strategy.stop_event.set()
+
+    def close(self) -> None:
+        if self._owns_camera:
+            self.camera.close()

@@ -1,0 +1,339 @@
+"""Lens focus drive: vendor strategies and the camera:// focuser.
+
+No lens motor exists on libgphoto2's virtual camera, so the strategies are tested against
+FakeBody, a small widget tree that behaves like libgphoto2's where it matters: a widget is sent
+only when marked changed (set_value marks it only if the value differs, like gp_widget_set_value;
+sending clears the mark), choices keep libgphoto2's order, and a Nikon-like body answers -113 at
+the end of its travel. The camera:// URL is also opened on the real virtual body, which has no
+focus drive and must be refused with a pointer to rails.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rig.camera import (
+    Camera,
+    CameraError,
+    CameraUnsupportedError,
+    FocusEndStopError,
+)
+from rig.camera.config import WIDGET_RADIO, WIDGET_RANGE, WIDGET_TEXT, WIDGET_TOGGLE
+from rig.camera.focus import (
+    AbsolutePositionDrive,
+    RadioStepDrive,
+    SignedRangeDrive,
+    SonyStepDrive,
+    choose_strategy,
+)
+from rig.errors import MotionError
+from rig.focuser import Focuser
+from rig.rails.lens import LensFocuser
+from rig.rails.url import URLError
+from rig.sim.vcamera import VirtualCameraFolder
+
+CANON_SPANISH = ("Cerca 1", "Cerca 2", "Cerca 3", "Ninguno", "Lejos 1", "Lejos 2", "Lejos 3")
+
+
+class FakeWidget:
+    def __init__(
+        self,
+        name: str,
+        kind: int,
+        value: Any,
+        choices: tuple[str, ...] = (),
+        rng: tuple[float, float, float] | None = None,
+        readonly: bool = False,
+    ) -> None:
+        self.name, self.kind, self.value = name, kind, value
+        self.choices, self.rng, self.readonly = choices, rng, readonly
+        self._changed = False
+
+    def get_name(self) -> str:
+        return self.name
+
+    def get_type(self) -> int:
+        return self.kind
+
+    def get_value(self) -> Any:
+        return self.value
+
+    def set_value(self, value: Any) -> None:
+        if value != self.value:
+            self._changed = True
+        self.value = value
+
+    def set_changed(self, flag: int) -> None:
+        self._changed = bool(flag)
+
+    def take_changed(self) -> bool:
+        changed, self._changed = self._changed, False
+        return changed
+
+    def count_choices(self) -> int:
+        return len(self.choices)
+
+    def get_choice(self, i: int) -> str:
+        return self.choices[i]
+
+    def get_range(self) -> tuple[float, float, float]:
+        assert self.rng is not None
+        return self.rng
+
+    def get_readonly(self) -> int:
+        return int(self.readonly)
+
+
+class FakeBody:
+    """FocusControls over a dict of widgets; records what reaches the 'camera'."""
+
+    description = "Fake body on usb:009,009"
+
+    def __init__(self, manufacturer: str, *widgets: FakeWidget, travel: float = 1e9) -> None:
+        self.manufacturer = manufacturer
+        self.widgets = {w.name: w for w in widgets}
+        self.sent: list[tuple[str, Any]] = []
+        self.ensured: list[tuple[str, Any]] = []
+        self.slept: list[float] = []
+        self.lens = 0.0
+        self.travel = travel
+
+    def widget(self, key: str) -> FakeWidget | None:
+        return self.widgets.get(key)
+
+    def send(self, key: str, widget: FakeWidget) -> None:
+        if not widget.take_changed():
+            return  # libgphoto2 sends only changed widgets
+        value = widget.get_value()
+        if isinstance(value, float) and abs(self.lens + value) > self.travel:
+            raise CameraError("Camera could not complete operation [-113]", -113)
+        if isinstance(value, float):
+            self.lens += value
+        self.sent.append((key, value))
+
+    def ensure(self, key: str, value: Any) -> None:
+        self.ensured.append((key, value))
+        self.widgets[key].value = value
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+
+
+def canon(labels: tuple[str, ...] = CANON_SPANISH) -> FakeBody:
+    return FakeBody(
+        "Canon Inc.",
+        FakeWidget("manualfocusdrive", WIDGET_RADIO, labels[3], labels),
+        FakeWidget("viewfinder", WIDGET_TOGGLE, 0),
+    )
+
+
+def nikon(travel: float = 1e9, *, live_view: bool = True) -> FakeBody:
+    widgets = [
+        FakeWidget("manualfocusdrive", WIDGET_RANGE, 0.0, rng=(-32767.0, 32767.0, 1.0)),
+        FakeWidget("autofocus", WIDGET_RADIO, "On", ("On", "Off")),
+    ]
+    if live_view:
+        widgets.append(FakeWidget("viewfinder", WIDGET_TOGGLE, 0))
+    return FakeBody("Nikon Corporation", *widgets, travel=travel)
+
+
+def test_fake_body_drops_an_unchanged_repeat_like_libgphoto2() -> None:
+    # The trap the Canon strategy must defeat, shown on the fake itself.
+    body = canon()
+    w = body.widgets["manualfocusdrive"]
+    for _ in range(2):
+        w.set_value("Lejos 1")
+        body.send("manualfocusdrive", w)
+    assert body.sent == [("manualfocusdrive", "Lejos 1")]
+
+
+def test_canon_steps_by_index_whatever_the_language_and_repeats_each_step() -> None:
+    body = canon()
+    strategy = choose_strategy(body, settle_s=0.25)
+    assert isinstance(strategy, RadioStepDrive) and not strategy.absolute
+    strategy.ensure_prepared()
+    assert body.ensured == [("viewfinder", 1)]
+    assert strategy.drive(3) == 3
+    assert body.sent == [("manualfocusdrive", "Lejos 1")] * 3
+    assert body.slept == [0.25] * 3  # no "move finished" signal: wait after every step
+    body.sent.clear()
+    assert strategy.drive(-2) == -2
+    assert body.sent == [("manualfocusdrive", "Cerca 1")] * 2
+
+
+def test_canon_larger_step_sizes_and_the_af_warning(caplog: pytest.LogCaptureFixture) -> None:
+    body = canon(("Near 1", "Near 2", "Near 3", "None", "Far 1", "Far 2", "Far 3"))
+    strategy = choose_strategy(body, size=3)
+    with caplog.at_level(logging.WARNING, logger="rig.camera.focus"):
+        strategy.ensure_prepared()
+        strategy.ensure_prepared()
+    assert len([r for r in caplog.records if "back-button focus" in r.message]) == 1
+    strategy.drive(-1)
+    strategy.drive(1)
+    assert body.sent == [("manualfocusdrive", "Near 3"), ("manualfocusdrive", "Far 3")]
+    with pytest.raises(CameraError, match="step size 4 is not offered; choose one of 1, 2, 3"):
+        choose_strategy(canon(), size=4)
+
+
+def test_canon_refusal_explains_live_view_and_af_switch() -> None:
+    body = canon()
+
+    def refuse(key: str, widget: FakeWidget) -> None:
+        raise CameraError("Unspecified error [-1]", -1)
+
+    body.send = refuse  # type: ignore[method-assign]
+    with pytest.raises(CameraError, match=r"refused to drive the lens after 0 steps.*live view"):
+        choose_strategy(body).drive(1)
+
+
+def test_other_radio_layouts_are_read_from_english_labels_only() -> None:
+    labels = ("Near 1", "Near 2", "Far 1", "Far 2")
+    body = FakeBody("Panasonic", FakeWidget("manualfocusdrive", WIDGET_RADIO, "", labels))
+    strategy = choose_strategy(body, size=2)
+    strategy.drive(2)
+    assert body.sent == [("manualfocusdrive", "Far 2")] * 2
+    translated = FakeBody(
+        "Panasonic",
+        FakeWidget("manualfocusdrive", WIDGET_RADIO, "", ("Cerca 1", "Cerca 2", "Lejos 1", "x")),
+    )
+    with pytest.raises(CameraUnsupportedError, match="focus rail"):
+        choose_strategy(translated)
+
+
+def test_nikon_signed_steps_live_view_and_autofocus_off() -> None:
+    body = nikon()
+    strategy = choose_strategy(body)
+    assert isinstance(strategy, SignedRangeDrive)
+    strategy.ensure_prepared()
+    assert body.ensured == [("viewfinder", 1), ("autofocus", "Off")]
+    assert strategy.drive(40) == 40
+    assert strategy.drive(-15) == -15
+    assert body.sent == [("manualfocusdrive", 40.0), ("manualfocusdrive", -15.0)]
+    assert body.lens == 25
+
+
+def test_nikon_end_of_travel_is_an_end_stop_not_a_fault() -> None:
+    body = nikon(travel=100)
+    strategy = choose_strategy(body)
+    strategy.drive(90)
+    with pytest.raises(FocusEndStopError, match=r"reached its far end stop after 0 of 20") as err:
+        strategy.drive(20)
+    assert err.value.steps_done == 0 and isinstance(err.value, MotionError)
+
+
+def test_nikon_without_live_view_is_refused() -> None:
+    with pytest.raises(CameraUnsupportedError, match="needs live view"):
+        choose_strategy(nikon(live_view=False)).ensure_prepared()
+
+
+def test_sony_nudges_once_per_step() -> None:
+    body = FakeBody(
+        "Sony Corporation", FakeWidget("manualfocus", WIDGET_RANGE, 0.0, rng=(-7, 7, 1))
+    )
+    strategy = choose_strategy(body, size=2)
+    assert isinstance(strategy, SonyStepDrive)
+    assert strategy.drive(-3) == -3
+    assert body.sent == [("manualfocus", -2.0)] * 3
+
+
+def test_fuji_position_is_absolute_and_clamped_at_the_ends() -> None:
+    body = FakeBody(
+        "Fujifilm", FakeWidget("focusposition", WIDGET_RANGE, 100.0, rng=(0.0, 500.0, 1.0))
+    )
+    strategy = choose_strategy(body)
+    assert isinstance(strategy, AbsolutePositionDrive) and strategy.absolute
+    assert strategy.position() == 100.0 and strategy.limits() == (0.0, 500.0)
+    assert strategy.drive(25) == 25
+    assert body.sent == [("focusposition", 125.0)]
+    with pytest.raises(FocusEndStopError, match="near end stop at position 0") as err:
+        strategy.drive(-200)
+    assert err.value.steps_done == -125
+    text_body = FakeBody("FUJIFILM", FakeWidget("focusposition", WIDGET_TEXT, "40"))
+    choose_strategy(text_body).drive(2)
+    assert text_body.sent == [("focusposition", "42")]
+
+
+def test_body_without_any_drive_points_at_rails() -> None:
+    with pytest.raises(CameraUnsupportedError) as err:
+        choose_strategy(FakeBody("Olympus", FakeWidget("viewfinder", WIDGET_TOGGLE, 0)))
+    assert "cannot drive its lens focus over USB" in str(err.value)
+    assert "grbl:///dev/ttyUSB0" in str(err.value)
+
+
+# ----------------------------------------------------------------------- camera:// focuser
+
+
+class FakeLensCamera:
+    """Stands in for Camera around a FakeBody (no real body has a lens motor here)."""
+
+    def __init__(self, body: FakeBody) -> None:
+        self.body = body
+        self.info = type("Info", (), {"model": "Canon EOS 80D", "port": "usb:001,007"})()
+        self.description = "Canon EOS 80D on usb:001,007"
+        self.strategy: Any = None
+        self.closed = False
+
+    def configure_focus(self, *, size: int = 1, settle_s: float | None = None) -> None:
+        self.strategy = choose_strategy(self.body, size=size, settle_s=settle_s)
+
+    def focus_strategy(self) -> Any:
+        return self.strategy
+
+    def focus_drive(self, steps: int) -> int:
+        self.strategy.ensure_prepared()
+        return int(self.strategy.drive(steps))
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_lens_focuser_tracks_steps_and_satisfies_the_focuser_contract() -> None:
+    cam = FakeLensCamera(canon())
+    lens = LensFocuser.from_url("camera://?model=80D&settle=0.1s", camera=cam)  # type: ignore[arg-type]
+    assert isinstance(lens, Focuser)
+    caps = lens.capabilities
+    assert (caps.absolute, caps.units, caps.can_home) == (False, "steps", False)
+    lens.move_by(4)
+    lens.move_to(1)
+    assert lens.position == 1
+    assert cam.body.slept == [0.1] * 7
+    with pytest.raises(MotionError, match="whole lens steps"):
+        lens.move_by(0.5)
+    with pytest.raises(MotionError, match="cannot home"):
+        lens.home()
+    lens.close()
+    assert not cam.closed  # the caller's camera stays open
+
+
+def test_lens_focuser_position_after_an_end_stop() -> None:
+    cam = FakeLensCamera(nikon(travel=10))
+    lens = LensFocuser(cam)  # type: ignore[arg-type]
+    lens.move_by(8)
+    with pytest.raises(FocusEndStopError):
+        lens.move_by(5)
+    assert lens.position == 8
+
+
+def test_lens_focuser_url_options_are_checked() -> None:
+    cam = FakeLensCamera(canon())
+    with pytest.raises(URLError, match="unknown option speed"):
+        LensFocuser.from_url("camera://?speed=3", camera=cam)  # type: ignore[arg-type]
+    with pytest.raises(URLError, match="size='0'"):
+        LensFocuser.from_url("camera://?size=0", camera=cam)  # type: ignore[arg-type]
+    with pytest.raises(URLError, match="another camera"):
+        LensFocuser.from_url("camera://?model=D850", camera=cam)  # type: ignore[arg-type]
+
+
+def test_camera_url_on_the_virtual_body_is_refused_with_a_pointer_to_rails(
+    tmp_path: Path,
+) -> None:
+    VirtualCameraFolder(tmp_path / "card", slot_bytes=8000).activate()
+    with pytest.raises(CameraUnsupportedError, match=r"Nikon DSC D750 .*focus rail"):
+        LensFocuser.from_url("camera://usb:001,001")
+    # The camera opened for the URL was closed again; a new session opens fine.
+    with Camera.open() as cam:
+        assert cam.is_open
