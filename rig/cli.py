@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import typer
 
+from rig.camera_cli import app as camera_app
+from rig.camera_cli import cameras
 from rig.session_cli import register as register_session_commands
 from stacker.cliutil import run_app
 
@@ -17,6 +19,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(camera_app, name="camera")
+app.command("cameras")(cameras)
 register_session_commands(app)
 
 

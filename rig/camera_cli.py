@@ -1,0 +1,143 @@
+"""``rig cameras`` and ``rig camera ...``: look at, configure and test-fire a tethered camera.
+
+Every command opens one libgphoto2 session, does its job and closes it (putting back what it
+changed). With no camera attached each says so in one line and exits non-zero.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from rig.camera import Camera, ConfigItem, list_cameras
+from rig.camera.detect import NO_CAMERA_HINT
+from rig.camera.errors import CameraNotFoundError
+from rig.errors import RigError
+from stacker.io import atomic_write_bytes
+
+app = typer.Typer(
+    name="camera",
+    help="Inspect, configure and test a camera connected by USB (through libgphoto2).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="Camera model as `rig cameras` lists it (or a part)."),
+]
+PortOpt = Annotated[
+    str | None, typer.Option("--port", "-p", help="Port as `rig cameras` lists it (usb:001,007).")
+]
+
+console = Console()
+
+
+def cameras() -> None:
+    """List the cameras libgphoto2 detects, with their ports."""
+    found = list_cameras()
+    if not found:
+        raise CameraNotFoundError(f"no camera found: {NO_CAMERA_HINT}")
+    table = Table("Model", "Port", title="Cameras")
+    for info in found:
+        table.add_row(info.model, info.port)
+    console.print(table)
+
+
+@app.command()
+def summary(model: ModelOpt = None, port: PortOpt = None) -> None:
+    """Manufacturer, model, serial number, battery level and storage of the camera."""
+    with Camera.open(model, port) as camera:
+        info = camera.summary()
+    table = Table("Field", "Value", title=camera.description, show_header=False)
+    for field, value in info.rows():
+        table.add_row(field, value)
+    console.print(table)
+
+
+def _choices_text(item: ConfigItem) -> str:
+    if item.kind in ("radio", "menu"):
+        shown = ", ".join(item.choices[:12])
+        more = len(item.choices) - 12
+        return shown + (f", ... (+{more})" if more > 0 else "")
+    if item.kind == "range" and item.range is not None:
+        low, high, step = item.range
+        return f"{low:g} .. {high:g} step {step:g}"
+    return ""
+
+
+@app.command("config")
+def config(
+    key: Annotated[str | None, typer.Argument(help="Setting to show or change.")] = None,
+    value: Annotated[str | None, typer.Argument(help="New value for KEY.")] = None,
+    model: ModelOpt = None,
+    port: PortOpt = None,
+) -> None:
+    """List every setting; show one (KEY); or change one (KEY VALUE)."""
+    with Camera.open(model, port) as camera:
+        if key is None:
+            items = camera.config_items()
+            table = Table("Key", "Label", "Type", "Value", "Choices", title=camera.description)
+            for item in items:
+                ro = " (read-only)" if item.readonly else ""
+                table.add_row(
+                    item.key, item.label, item.kind + ro, item.display_value(), _choices_text(item)
+                )
+            console.print(table)
+            return
+        if value is None:
+            item = camera.get_config(key)
+            console.print(f"[bold]{item.key}[/bold] ({item.label}, {item.kind})")
+            console.print(f"value: {item.display_value()}")
+            console.print("read-only" if item.readonly else f"accepts: {item.valid_values()}")
+            return
+        item = camera.set_config(key, value)
+        console.print(f"{item.key} = {item.display_value()}")
+
+
+@app.command()
+def shoot(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the frames.")],
+    stem: Annotated[
+        str | None, typer.Option(help="File name stem (default: next frame_NNNN).")
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option(help="Capture to 'ram' or 'card' for this shot.")
+    ] = None,
+    keep: Annotated[
+        bool, typer.Option("--keep/--no-keep", help="Keep the file on the card.")
+    ] = False,
+    model: ModelOpt = None,
+    port: PortOpt = None,
+) -> None:
+    """Take one test shot and download it; prints the files written."""
+    if target not in (None, "ram", "card"):
+        raise RigError(f"--target must be 'ram' or 'card', not {target!r}")
+    with Camera.open(
+        model,
+        port,
+        capture_target="ram" if target == "ram" else "card" if target == "card" else None,
+        keep_on_card=keep,
+    ) as camera:
+        paths = camera.capture(output, stem)
+    for path in paths:
+        typer.echo(str(path))
+
+
+@app.command()
+def preview(
+    output: Annotated[Path, typer.Option("--output", "-o", help="File for the live-view frame.")],
+    model: ModelOpt = None,
+    port: PortOpt = None,
+) -> None:
+    """Save one live-view frame (where the camera supports live view)."""
+    with Camera.open(model, port) as camera:
+        data = camera.capture_preview()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(output, data)
+    typer.echo(str(output))

@@ -1,0 +1,129 @@
+"""``rig cameras`` and ``rig camera ...`` on libgphoto2's virtual camera, and with no camera."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rig.camera import ConfigValueError
+from rig.cli import app
+from rig.sim.vcamera import VirtualCameraFolder
+
+runner = CliRunner()
+NO_CAMERA = "no camera found: connect a camera by USB, switch it on and set it to PC/PTP mode"
+
+
+@pytest.fixture
+def card(tmp_path: Path) -> VirtualCameraFolder:
+    folder = VirtualCameraFolder(tmp_path / "card", slot_bytes=8000)
+    folder.activate()
+    return folder
+
+
+def test_cameras_table(card: VirtualCameraFolder) -> None:
+    result = runner.invoke(app, ["cameras"])
+    assert result.exit_code == 0, result.output
+    assert "Nikon DSC D750" in result.output and "usb:001,001" in result.output
+
+
+def test_shoot_prints_the_files_written(card: VirtualCameraFolder, tmp_path: Path) -> None:
+    staged = card.stage(b"\xff\xd8cli shot\xff\xd9")
+    out = tmp_path / "shots"
+    result = runner.invoke(app, ["camera", "shoot", "-o", str(out), "--model", "D750"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [str(out / "frame_0001.jpg")]
+    assert (out / "frame_0001.jpg").read_bytes() == staged
+    again = runner.invoke(app, ["camera", "shoot", "-o", str(out), "--stem", "test"])
+    assert again.output.splitlines() == [str(out / "test.jpg")]
+
+
+def test_summary_and_config(card: VirtualCameraFolder) -> None:
+    summary = runner.invoke(app, ["camera", "summary", "--port", "usb:001,001"])
+    assert summary.exit_code == 0 and "GPVC Storage" in summary.output and "0.1" in summary.output
+    listing = runner.invoke(app, ["camera", "config"])
+    assert listing.exit_code == 0 and "capturetarget" in listing.output
+    one = runner.invoke(app, ["camera", "config", "f-number"])
+    assert "accepts: one of: f/2.8" in one.output
+    changed = runner.invoke(app, ["camera", "config", "exposurecompensation", "0.5"])
+    assert changed.output.strip() == "exposurecompensation = 0.5"
+    runner.invoke(app, ["camera", "config", "exposurecompensation", "0"])
+    bad = runner.invoke(app, ["camera", "config", "f-number", "f/99"])
+    assert bad.exit_code != 0 and isinstance(bad.exception, ConfigValueError)
+
+
+def _rig(*args: str, tmp_path: Path, virtual: bool) -> subprocess.CompletedProcess[str]:
+    """Run ``rig`` in a fresh process: the virtual camera is chosen at gphoto2's import."""
+    env = {k: v for k, v in os.environ.items() if k not in ("VCAMERADIR", "IOLIBS", "CAMLIBS")}
+    if virtual:
+        env["VCAMERADIR"] = str(tmp_path / "card")
+    return subprocess.run(
+        [sys.executable, "-m", "rig.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+
+
+def test_without_a_camera_the_command_says_so_in_one_line(tmp_path: Path) -> None:
+    result = _rig("cameras", tmp_path=tmp_path, virtual=False)
+    assert result.returncode == 3
+    assert result.stderr.splitlines() == [f"rig: error: {NO_CAMERA}"]
+
+
+def test_without_a_camera_every_command_fails_the_same_way(tmp_path: Path) -> None:
+    # One fresh process (gphoto2 imported without the virtual camera) runs each command
+    # through rig's real entry point and reports exit code and stderr.
+    commands = [
+        ["camera", "summary"],
+        ["camera", "config", "iso"],
+        ["camera", "shoot", "-o", str(tmp_path / "out")],
+        ["camera", "preview", "-o", str(tmp_path / "p.jpg")],
+    ]
+    script = textwrap.dedent(
+        f"""
+        import contextlib, io, json, sys
+        from rig.cli import main
+        report = []
+        for argv in {commands!r}:
+            sys.argv = ["rig", *argv]
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err):
+                try:
+                    main()
+                    code = 0
+                except SystemExit as exc:
+                    code = exc.code
+            report.append([code, err.getvalue()])
+        print(json.dumps(report))
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("VCAMERADIR", "IOLIBS", "CAMLIBS")}
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    for args, (code, stderr) in zip(commands, json.loads(out.stdout), strict=True):
+        assert code == 3, args
+        assert stderr.splitlines() == [f"rig: error: {NO_CAMERA}"], args
+    assert not (tmp_path / "out").exists()
+
+
+def test_preview_refusal_is_one_line(tmp_path: Path) -> None:
+    VirtualCameraFolder(tmp_path / "card", slot_bytes=8000)
+    result = _rig(
+        "camera", "preview", "-o", str(tmp_path / "p.jpg"), tmp_path=tmp_path, virtual=True
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip() == (
+        "rig: error: Nikon DSC D750 on usb:001,001 cannot give a live-view preview frame: "
+        "not supported by this camera"
+    )
