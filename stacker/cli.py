@@ -141,7 +141,13 @@ def watch_command(
     from rich.live import Live
 
     from stacker.preview.watchfeed import serve_watch_preview
-    from stacker.watch import NoFramesError, render_status, summary_line, watch_and_stack
+    from stacker.watch import (
+        NoFramesError,
+        WatchStatus,
+        render_status,
+        summary_line,
+        watch_and_stack,
+    )
 
     if prefer not in ("jpeg", "raw"):
         raise typer.BadParameter(f"'{prefer}': use jpeg or raw", param_hint="--prefer")
@@ -154,11 +160,23 @@ def watch_command(
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
     previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    announced = threading.Event()
     try:
         with (
             serve_watch_preview(preview, host, port, folder) as feed,
             Live(console=console, refresh_per_second=8, transient=True) as live,
         ):
+
+            def show(status: WatchStatus) -> None:
+                if not announced.is_set():  # the folder is being watched from now on
+                    announced.set()
+                    live.console.print(
+                        f"watching {status.folder} -> {output}; Ctrl-C to finish",
+                        markup=False,
+                        soft_wrap=True,
+                    )
+                live.update(render_status(status))
+
             summary = watch_and_stack(
                 folder,
                 output,
@@ -176,7 +194,7 @@ def watch_command(
                 polling=poll,
                 stop=stop,
                 on_frame=feed.on_frame,
-                on_status=feed.also(lambda status: live.update(render_status(status))),
+                on_status=feed.also(show),
                 on_warning=lambda message: live.console.print(
                     f"warning: {message}", markup=False, soft_wrap=True
                 ),

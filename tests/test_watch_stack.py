@@ -1,0 +1,228 @@
+"""Stacking a hot folder: real files written by threads or dropped in while `stacker watch` runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stacker.errors import UnreadableImageError
+from stacker.io import read_image
+from stacker.synthetic import SceneSpec, SyntheticScene
+from stacker.watch import MergedFrame, NoFramesError, WatchStatus, watch_and_stack
+
+SPEC = SceneSpec(width=320, height=240, seed=7, depth_um=600.0, noise_sigma=1.0, jpeg_quality=92)
+
+
+@pytest.fixture(scope="module")
+def stack_jpegs() -> list[bytes]:
+    """Six 320x240 JPEG frames of one synthetic scene, focus stepping near to far."""
+    scene = SyntheticScene(SPEC)
+    frames = []
+    for i in range(6):
+        frame = scene.render(i * 120.0, pose=scene.random_pose(i), noise_seed=i, index=i)
+        assert frame.encoded is not None
+        frames.append(frame.encoded)
+    return frames
+
+
+def write_slowly(path: Path, data: bytes, *, chunk: int = 4096, gap: float = 0.02) -> None:
+    with path.open("wb") as fh:
+        for start in range(0, len(data), chunk):
+            fh.write(data[start : start + chunk])
+            fh.flush()
+            time.sleep(gap)
+
+
+def write_old(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+    past = time.time() - 60
+    os.utime(path, (past, past))
+
+
+def test_frames_written_slowly_are_stacked_whole_existing_ones_first(
+    tmp_path: Path, stack_jpegs: list[bytes]
+) -> None:
+    hot = tmp_path / "hot"
+    hot.mkdir()
+    # Already there at start, named so that plain string order would be wrong.
+    for name, data in [("f10.jpg", stack_jpegs[2]), ("f2.jpg", stack_jpegs[1])]:
+        write_old(hot / name, data)
+    write_old(hot / "f1.jpg", stack_jpegs[0])
+    out = hot / "stacked.jpg"  # inside the watched folder: must never be taken as a frame
+    handed: list[tuple[Path, np.ndarray, bool]] = []
+    statuses: list[WatchStatus] = []
+
+    def on_frame(event: MergedFrame) -> None:
+        handed.append((event.path, event.image.copy(), event.record.merged))
+        assert out.exists() or not event.record.merged  # written before the callback
+        assert event.stacker.preview() is not None
+
+    def writer() -> None:
+        for i in (3, 4, 5):
+            write_slowly(hot / f"g{i}.jpg", stack_jpegs[i])
+
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+    summary = watch_and_stack(
+        hot,
+        out,
+        idle_timeout=1.5,
+        settle=0.3,
+        on_frame=on_frame,
+        on_status=statuses.append,
+    )
+    t.join()
+    names = [p.name for p, _, _ in handed]
+    assert names == ["f1.jpg", "f2.jpg", "f10.jpg", "g3.jpg", "g4.jpg", "g5.jpg"]
+    for path, image, _ in handed:  # what the stacker got is the whole file, never a prefix
+        assert np.array_equal(image, read_image(path))
+    assert all(merged for _, _, merged in handed)
+    assert summary.finish == "idle"
+    assert summary.status.merged == 6 and summary.status.writes == 6
+    assert summary.outputs[0] == out
+    result = read_image(out)
+    assert result.ndim == 3 and 200 <= result.shape[1] <= 320 and 150 <= result.shape[0] <= 240
+    assert statuses[-1].state == "done"
+    assert not list(hot.glob(".*"))  # no temporary output files left behind
+
+
+def test_every_n_and_depth_map(tmp_path: Path, stack_jpegs: list[bytes]) -> None:
+    hot = tmp_path / "hot"
+    hot.mkdir()
+    for i in range(3):
+        write_old(hot / f"s{i}.jpg", stack_jpegs[i])
+    out, depth = tmp_path / "out.png", tmp_path / "depth.png"
+    summary = watch_and_stack(
+        hot, out, depth_map=depth, every=2, idle_timeout=0.6, settle=0.2, crop=False
+    )
+    assert summary.status.merged == 3
+    assert summary.status.writes == 2  # after frame 2, and the final one for frame 3
+    assert read_image(out).shape[:2] == (240, 320)  # --no-crop keeps the full frame
+    assert depth in summary.outputs and depth.exists()
+
+
+def test_raw_jpeg_pair_is_stacked_once(tmp_path: Path, stack_jpegs: list[bytes]) -> None:
+    hot = tmp_path / "hot"
+    hot.mkdir()
+    warnings: list[str] = []
+
+    def writer() -> None:
+        for i in range(2):
+            write_slowly(hot / f"IMG_{i}.CR2", b"fake raw, never decoded" * 300)
+            write_slowly(hot / f"IMG_{i}.JPG", stack_jpegs[i])
+
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+    summary = watch_and_stack(
+        hot, tmp_path / "out.jpg", idle_timeout=1.5, settle=0.3, on_warning=warnings.append
+    )
+    t.join()
+    assert warnings == []
+    assert [r.name for r in summary.records] == ["IMG_0.JPG", "IMG_1.JPG"]
+    assert summary.status.skipped == 2 and summary.status.seen == 2
+
+
+def test_idle_without_frames_is_an_error_and_writes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "out.tif"
+    with pytest.raises(NoFramesError, match="no frame could be merged"):
+        watch_and_stack(tmp_path, out, idle_timeout=0.3)
+    assert not out.exists()
+
+
+def test_strict_stops_at_an_unreadable_file_keeping_the_merged_result(
+    tmp_path: Path, stack_jpegs: list[bytes]
+) -> None:
+    hot = tmp_path / "hot"
+    hot.mkdir()
+    write_old(hot / "a1.jpg", stack_jpegs[0])
+    write_old(hot / "a2.jpg", b"\xff\xd8 not really a jpeg" * 50)
+    out = tmp_path / "out.jpg"
+    with pytest.raises(UnreadableImageError, match=r"a2\.jpg"):
+        watch_and_stack(hot, out, idle_timeout=5, settle=0.2, strict=True, every=5)
+    assert read_image(out).ndim == 3  # a1 was merged and written before the strict stop
+
+
+# -- the command line, as a separate process -----------------------------------------------------
+
+
+def run_watch(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "stacker.cli", "watch", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(path: Path, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def test_cli_stacks_frames_dropped_in_while_it_runs(
+    tmp_path: Path, stack_jpegs: list[bytes]
+) -> None:
+    hot, out = tmp_path / "hot", tmp_path / "out.jpg"
+    hot.mkdir()
+    proc = run_watch(str(hot), "-o", str(out), "--idle-timeout", "2", "--settle", "0.3")
+    assert proc.stderr is not None
+    assert proc.stderr.readline().startswith("watching ")  # the folder is empty and watched
+    for i in range(3):
+        time.sleep(0.3)
+        write_slowly(hot / f"IMG_{i + 1}.jpg", stack_jpegs[i])
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "stacked 3 of 3 frames" in stdout
+    assert read_image(out).ndim == 3
+
+
+def test_cli_ctrl_c_writes_the_result_and_exits_0(tmp_path: Path, stack_jpegs: list[bytes]) -> None:
+    hot, out = tmp_path / "hot", tmp_path / "out.tif"
+    hot.mkdir()
+    for i in range(2):
+        write_old(hot / f"x{i}.jpg", stack_jpegs[i])
+    proc = run_watch(str(hot), "-o", str(out), "--settle", "0.2")
+    wait_for(out)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "stopped" in stdout
+    assert read_image(out).shape[2] == 3
+
+
+def test_cli_sigterm_before_any_frame_exits_130(tmp_path: Path) -> None:
+    proc = run_watch(str(tmp_path), "-o", str(tmp_path / "out.tif"))
+    time.sleep(1.5)  # let it start watching; there is nothing to stack
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "out.tif").exists()
+
+
+@pytest.mark.parametrize(
+    ("make_args", "message"),
+    [
+        (lambda d: [str(d / "absent"), "-o", str(d / "o.tif")], "no such folder"),
+        (lambda d: [str(d), "-o", str(d / "nodir" / "o.tif")], "does not exist"),
+        (lambda d: [str(d), "-o", str(d / "o.gif")], "unknown output format"),
+        (lambda d: [str(d), "-o", str(d / "o.tif"), "--method", "magic"], "magic"),
+    ],
+)
+def test_cli_bad_input_is_one_line(tmp_path: Path, make_args, message: str) -> None:  # type: ignore[no-untyped-def]
+    proc = run_watch(*make_args(tmp_path))
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode != 0
+    assert "Traceback" not in stderr
+    assert message in stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr
