@@ -6,12 +6,14 @@ virtual body its own card folder through rig.sim.vcamera.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -322,3 +324,50 @@ def test_use_virtual_camera_refuses_after_a_real_driver_import(tmp_path: Path) -
     )
     assert out.returncode == 0, out.stderr
     assert "refused: gphoto2 was already imported without VCAMERADIR" in out.stdout
+
+
+# ------------------------------------------------------------------- multi-file shots
+
+
+def _add_file_on_the_card(handle: Any) -> None:
+    """Send the virtual body's own test opcode (0x9999, 0): it adds a file to the card and
+    announces it with a PTP ObjectAdded event, as the second file of a RAW+JPEG shot is."""
+    widget = handle.get_single_config("opcode")
+    widget.set_value("0x9999,0x0,0x1")
+    handle.set_single_config("opcode", widget)
+
+
+class TwoFileShots:
+    """The real libgphoto2 handle; each capture is followed by a second file on the card."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def capture(self, *args: Any) -> Any:
+        first = self.real.capture(*args)
+        _add_file_on_the_card(self.real)
+        return first
+
+
+def test_every_file_of_a_shot_is_downloaded_under_one_stem(
+    camera: Camera, card: VirtualCameraFolder, tmp_path: Path
+) -> None:
+    camera._cam = TwoFileShots(camera._cam)
+    staged = card.stage(noise_jpeg(5))
+    paths = camera.capture(tmp_path / "out")
+    assert [p.name for p in paths] == ["frame_0001.jpg", "frame_0001-2.jpg"]
+    assert all(p.read_bytes() == staged for p in paths)
+    assert camera.capture(tmp_path / "out")[0].name == "frame_0002.jpg"
+
+
+def test_a_file_announced_before_the_shot_is_not_taken_for_it(
+    camera: Camera, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _add_file_on_the_card(camera._cam)
+    with caplog.at_level(logging.WARNING, logger="rig.camera.camera"):
+        paths = camera.capture(tmp_path / "out")
+    assert [p.name for p in paths] == ["frame_0001.jpg"]
+    assert any("appeared before this shot" in r.message for r in caplog.records)

@@ -497,10 +497,14 @@ class Camera:
     def _delete(self, folder: str, name: str) -> None:
         self._call(f"delete {folder}/{name}", lambda c: c.file_delete(folder, name))
 
+    def _wait_event(self, timeout_ms: int) -> tuple[int, Any]:
+        kind, data = self._call("read events", lambda c: c.wait_for_event(timeout_ms))
+        return int(kind), data
+
     def _drain_events(self) -> None:
         gp = self._gp
         for _ in range(MAX_DRAIN_EVENTS):
-            kind, data = self._call("read events", lambda c: c.wait_for_event(10))
+            kind, data = self._wait_event(10)
             if kind == gp.GP_EVENT_TIMEOUT:
                 return
             if kind == gp.GP_EVENT_FILE_ADDED:
@@ -512,17 +516,26 @@ class Camera:
                 )
 
     def _shot_events(self) -> list[tuple[str, str]]:
-        """Further files of the shot just taken (the JPEG of a RAW+JPEG pair...)."""
+        """Further files of the shot just taken (the JPEG of a RAW+JPEG pair...).
+
+        Listens until ``event_timeout_s`` passes without a new file; property-change chatter
+        (Canon sends plenty) does not extend the wait, and ``SHOT_EVENTS_LIMIT_S`` caps it.
+        """
         gp = self._gp
-        timeout_ms = max(1, int(self.retry.event_timeout_s * 1000))
+        quiet_s = self.retry.event_timeout_s
         found: list[tuple[str, str]] = []
-        deadline = time.monotonic() + SHOT_EVENTS_LIMIT_S
-        while time.monotonic() < deadline:
-            kind, data = self._call("read events", lambda c: c.wait_for_event(timeout_ms))
+        start = last_file = time.monotonic()
+        while True:
+            now = time.monotonic()
+            left = min(quiet_s - (now - last_file), SHOT_EVENTS_LIMIT_S - (now - start))
+            if left <= 0:
+                break
+            kind, data = self._wait_event(max(1, int(left * 1000)))
             if kind == gp.GP_EVENT_TIMEOUT:
                 break
             if kind == gp.GP_EVENT_FILE_ADDED:
                 found.append((str(data.folder), str(data.name)))
+                last_file = time.monotonic()
         return found
 
     def _download(

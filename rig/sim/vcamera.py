@@ -23,6 +23,9 @@ How the virtual body behaves (libgphoto2 2.5.34, found by experiment and confirm
 * **26 captures per connection**: the 27th reports the store full (libgphoto2 -3); close and open
   the camera (:meth:`rig.camera.Camera.reconnect`) to start again.
 * No live view (``capture_preview`` is "Unsupported operation"), no lens focus drive.
+* Its test opcode 0x9999 (sent by setting the ``opcode`` widget to ``0x9999,0x0,0x1``) adds a
+  copy of the served JPEG to the card and announces it with an ObjectAdded event, which is how
+  the second file of a RAW+JPEG shot arrives on a real body.
 
 So :class:`VirtualCameraFolder` keeps one capture slot, ``capture.jpg``, of a fixed size, and
 :meth:`VirtualCameraFolder.stage` replaces its content (atomically) with the next image padded
