@@ -32,6 +32,7 @@ from rig.camera.focus import (
 )
 from rig.errors import MotionError
 from rig.focuser import Focuser
+from rig.rails import open_focuser
 from rig.rails.lens import LensFocuser
 from rig.rails.url import URLError
 from rig.sim.vcamera import VirtualCameraFolder
@@ -334,6 +335,8 @@ def test_camera_url_on_the_virtual_body_is_refused_with_a_pointer_to_rails(
     VirtualCameraFolder(tmp_path / "card", slot_bytes=8000).activate()
     with pytest.raises(CameraUnsupportedError, match=r"Nikon DSC D750 .*focus rail"):
         LensFocuser.from_url("camera://usb:001,001")
+    with pytest.raises(CameraUnsupportedError, match="cannot drive its lens focus"):
+        open_focuser("camera://?model=D750")  # through the stackrig.focusers entry point
     # The camera opened for the URL was closed again; a new session opens fine.
     with Camera.open() as cam:
         assert cam.is_open
