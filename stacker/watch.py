@@ -787,7 +787,8 @@ def watch_and_stack(
                 if stop is not None and stop.is_set():
                     break
         except StackerError:
-            run.finish()  # strict: keep what was merged before failing
+            with contextlib.suppress(StackerError):
+                run.finish()  # keep what was merged before failing (--strict, a bad output)
             raise
     run.skipped(len(hot.skipped))
     outputs = run.finish()
@@ -877,7 +878,7 @@ class _WatchRun:
                 self.first_path = frame.path
             self.unwritten += 1
             self.publish(merged=self.status.merged + 1, last_score=record.score, last_problem=None)
-            if self.unwritten >= self.every:
+            if self.unwritten >= self.every and not self.reference_pending():
                 self.write()
         else:
             self.reject(frame.path, f"{frame.path.name}: {record.reason or 'not merged'}", record)
@@ -894,6 +895,14 @@ class _WatchRun:
         if self.strict:
             raise StackerError(f"{message} (--strict stops at the first rejected frame)")
         self.warn(f"rejected {message}")
+
+    def reference_pending(self) -> bool:
+        """True while ``--reference N`` names a frame that has not arrived yet.
+
+        The composite is in that frame's geometry, so nothing can be written before it.
+        """
+        ref = self.stacker.reference
+        return isinstance(ref, int) and self.stacker.frames_added <= ref
 
     def write(self) -> None:
         # Back to the state the write interrupted: "waiting" lends the stacker to the live
@@ -930,14 +939,21 @@ def _write_outputs(
 ) -> list[Path]:
     from stacker.output import save_outputs
 
-    return save_outputs(
-        stacker,
-        output,
-        depth_path=depth_map,
-        jpeg_quality=jpeg_quality,
-        metadata_from=metadata_from,
-        crop=crop,
-    )
+    try:
+        return save_outputs(
+            stacker,
+            output,
+            depth_path=depth_map,
+            jpeg_quality=jpeg_quality,
+            metadata_from=metadata_from,
+            crop=crop,
+        )
+    except OSError as exc:  # disk full, folder removed or made read-only while watching
+        where = exc.filename or output
+        raise StackerError(
+            f"{where}: cannot write the composite ({exc.strerror or exc}); "
+            "free some space or choose another output"
+        ) from None
 
 
 def render_status(status: WatchStatus) -> RenderableType:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stacker.errors import UnreadableImageError
+from stacker.errors import StackerError, UnreadableImageError
 from stacker.io import read_image
 from stacker.synthetic import SceneSpec, SyntheticScene
 from stacker.watch import MergedFrame, NoFramesError, WatchStatus, watch_and_stack
@@ -226,3 +226,42 @@ def test_cli_bad_input_is_one_line(tmp_path: Path, make_args, message: str) -> N
     assert "Traceback" not in stderr
     assert message in stderr
     assert len(stderr.strip().splitlines()) == 1, stderr
+
+
+def test_output_folder_removed_mid_watch_is_a_one_line_error(
+    tmp_path: Path, stack_jpegs: list[bytes]
+) -> None:
+    hot, outdir = tmp_path / "hot", tmp_path / "out"
+    hot.mkdir()
+    outdir.mkdir()
+
+    def meddle() -> None:
+        time.sleep(0.3)
+        outdir.rmdir()  # e.g. a card or share unmounted after the watch started
+        write_slowly(hot / "a.jpg", stack_jpegs[0])
+
+    t = threading.Thread(target=meddle, daemon=True)
+    t.start()
+    with pytest.raises(StackerError, match="cannot write the composite"):
+        watch_and_stack(hot, outdir / "o.jpg", idle_timeout=3, settle=0.2)
+    t.join()
+
+
+def test_numbered_reference_defers_writing_until_that_frame_arrived(
+    tmp_path: Path, stack_jpegs: list[bytes]
+) -> None:
+    hot = tmp_path / "hot"
+    hot.mkdir()
+    for i in range(4):
+        write_old(hot / f"r{i}.jpg", stack_jpegs[i])
+    writes: list[int] = []
+
+    def on_frame(event: MergedFrame) -> None:
+        writes.append(event.stacker.frames_added if (tmp_path / "o.png").exists() else -1)
+
+    summary = watch_and_stack(
+        hot, tmp_path / "o.png", reference=2, idle_timeout=0.5, settle=0.2, on_frame=on_frame
+    )
+    assert writes == [-1, -1, 3, 4]  # first written once frame 2 (the third) was merged
+    assert summary.status.merged == 4
+    assert read_image(tmp_path / "o.png").ndim == 3
