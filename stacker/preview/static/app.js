@@ -161,4 +161,37 @@ $("crop-close").addEventListener("click", () => {
   $("crop-panel").hidden = true;
   $("crop-marker").hidden = true;
 });
-connect();
+
+// A rig that wants a token (the station) is opened as http://rig:8000/#token=...: the
+// fragment never reaches the server; it is exchanged once for an HttpOnly cookie.
+async function login(token) {
+  const r = await fetch("/api/login", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ token }),
+  });
+  return r.ok;
+}
+
+async function start() {
+  const m = location.hash.match(/token=([^&]+)/);
+  if (m) {
+    await login(decodeURIComponent(m[1]));
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  const probe = await fetch("/api/state");
+  if (probe.status === 401 || probe.status === 403) {
+    $("login").hidden = false;
+    $("link").textContent = "locked";
+    return;
+  }
+  connect();
+}
+
+$("login-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  if (await login($("login-token").value.trim())) location.reload();
+  else $("login-error").textContent = "That is not this rig's token.";
+});
+
+start();

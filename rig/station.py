@@ -1,0 +1,518 @@
+"""The headless station: a rig run from a browser (a Raspberry Pi at the rig, a phone in hand).
+
+:class:`Station` owns the focuser and the camera for its whole life and a folder of sessions.
+From the page (:mod:`rig.station_web`) a photographer plans a stack, jogs the rail, takes a test
+shot, starts, stops and resumes sessions, and downloads results. One thing moves the rig at a
+time: a jog, a test shot or a session; anything else meanwhile is refused as busy.
+
+Only files of the station's own sessions are ever served, and they are found by *listing*
+(session folders under the root, frame files in a session's ``frames/`` folder), never by
+joining a name from a request onto a path, so ``..``, encoded or absolute names match nothing.
+
+The access token (:func:`load_token`) comes from ``--token``, else from a token file that the
+first start creates with a random token (mode 0600), so a bookmarked address keeps working.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import secrets
+import threading
+import time
+import zipfile
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import cv2
+
+from rig.errors import RigError
+from rig.focuser import Focuser
+from rig.plan import ShotPlan
+from rig.preview import SessionPreview
+from rig.session.folder import OUTPUT_FORMATS, SessionConfig, SessionFolder
+from rig.session.runner import CaptureDevice, RunnerOptions, SessionResult, SessionRunner
+from rig.units import UnitError, format_length, parse_length
+from stacker.io import read_image
+from stacker.preview.hub import PreviewHub
+from stacker.preview.publisher import encode_jpeg
+
+SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+TOKEN_ENV = "STACKRIG_STATION_TOKEN"
+MIN_TOKEN_LENGTH = 12
+TEST_SHOT_DIR = ".test-shot"
+ZIP_CHUNK = 1 << 20
+
+
+class StationError(RigError):
+    """A station request that cannot be carried out as asked (bad plan, unknown session)."""
+
+
+class StationBusyError(StationError):
+    """The rig is already moving or shooting for another request."""
+
+    exit_code = 4
+
+
+class NotFoundError(StationError):
+    """No such session or file among the station's own."""
+
+
+# ----------------------------------------------------------------------------- tokens
+def default_token_file() -> Path:
+    """``$XDG_CONFIG_HOME/stackrig/station-token`` (``~/.config/...`` by default)."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "stackrig" / "station-token"
+
+
+def load_token(token: str | None, token_file: Path | None = None) -> tuple[str, str]:
+    """The station's access token and where it came from.
+
+    ``token`` (``--token``, or the ``STACKRIG_STATION_TOKEN`` variable) wins; else the token file
+    is read, or created with a new random token readable by its owner only.
+    """
+    token = token or os.environ.get(TOKEN_ENV) or None
+    if token is not None:
+        token = token.strip()
+        if len(token) < MIN_TOKEN_LENGTH or not re.fullmatch(r"[\x21-\x7e]+", token):
+            raise StationError(
+                f"--token: use at least {MIN_TOKEN_LENGTH} printable characters without spaces"
+            )
+        return token, "--token"
+    path = token_file or default_token_file()
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        text = ""
+    except OSError as exc:
+        raise StationError(f"{path}: cannot read the token file ({exc.strerror})") from None
+    if text:
+        if len(text) < MIN_TOKEN_LENGTH:
+            raise StationError(f"{path}: the token is too short; delete the file for a new one")
+        return text, str(path)
+    new = secrets.token_urlsafe(18)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(new + "\n")
+    except OSError as exc:
+        raise StationError(
+            f"{path}: cannot save the new token ({exc.strerror}); give one with --token"
+        ) from None
+    return new, f"{path} (new)"
+
+
+# ----------------------------------------------------------------------------- plans
+def plan_from_request(spec: dict[str, Any], *, units: str) -> ShotPlan:
+    """A shot plan from the page's form: ``from``/``to`` and one of ``step``, ``frames``,
+    ``magnification`` + ``f_number``, or ``na``; optional ``settle`` (seconds).
+    """
+
+    def length(key: str) -> float:
+        raw = spec.get(key)
+        if raw is None or str(raw).strip() == "":
+            raise StationError(f"'{key}' is required, e.g. 0mm or 1.5mm")
+        try:
+            value, got = parse_length(str(raw))
+        except UnitError as exc:
+            raise StationError(f"'{key}': {exc}") from None
+        if got != units:
+            want = "lens steps (e.g. 40steps)" if units == "steps" else "a length (um, mm)"
+            raise StationError(f"'{key}' {raw}: this rig's focuser moves in {want}")
+        return value
+
+    def number(key: str) -> float | None:
+        raw = spec.get(key)
+        if raw is None or str(raw).strip() == "":
+            return None
+        try:
+            return float(raw)
+        except (TypeError, ValueError):
+            raise StationError(f"'{key}' must be a number, not {raw!r}") from None
+
+    near, far = length("from"), length("to")
+    settle = number("settle")
+    timing: dict[str, Any] = {"settle_s": 0.5 if settle is None else settle}
+    frames = number("frames")
+    magnification, f_number, na = number("magnification"), number("f_number"), number("na")
+    has_step = str(spec.get("step") or "").strip() != ""
+    ways = has_step + (frames is not None) + (any(v is not None for v in (magnification, na)))
+    if ways != 1:
+        raise StationError(
+            "space the frames one way: a step (50um), a number of frames, "
+            "or the optics (magnification and f-number, or NA)"
+        )
+    if has_step:
+        return ShotPlan.from_step(near, far, length("step"), units=units, **timing)  # type: ignore[arg-type]
+    if frames is not None:
+        if not frames.is_integer():
+            raise StationError(f"'frames' must be a whole number, not {frames:g}")
+        return ShotPlan.from_frames(near, far, int(frames), units=units, **timing)  # type: ignore[arg-type]
+    if units != "um":
+        raise StationError("the depth-of-field calculator needs a rail (lengths), not lens steps")
+    return ShotPlan.from_optics(
+        near, far, magnification=magnification, f_number=f_number, numerical_aperture=na, **timing
+    )
+
+
+def describe_plan(plan: ShotPlan) -> dict[str, Any]:
+    """What the page shows before a start: frames, step, range, duration."""
+    return {
+        "frames": plan.frames,
+        "step": format_length(plan.step, plan.units),
+        "from": format_length(plan.near, plan.units),
+        "to": format_length(plan.far, plan.units),
+        "units": plan.units,
+        "describe": plan.describe(),
+        "optics": plan.optics.describe() if plan.optics is not None else None,
+        "duration_s": round(plan.estimate_duration(), 1),
+    }
+
+
+# ----------------------------------------------------------------------------- the station
+class Station:
+    """The rig's devices, its sessions folder and the one session that may run at a time.
+
+    Every public method is safe to call from any thread (the web server's worker threads).
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        focuser: Focuser,
+        camera: CaptureDevice,
+        rig: dict[str, Any],
+        hub: PreviewHub | None = None,
+        runner_options: RunnerOptions | None = None,
+    ) -> None:
+        self.root = Path(root)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StationError(
+                f"{self.root}: cannot create the sessions folder ({exc.strerror})"
+            ) from None
+        self.focuser = focuser
+        self.camera = camera
+        self.rig = dict(rig)
+        self.hub = hub if hub is not None else PreviewHub(title="stackrig station")
+        self.runner_options = runner_options or RunnerOptions()
+        self.units = focuser.capabilities.units
+        self._lock = threading.Lock()  # held while the rig moves or shoots for a request
+        self._runner: SessionRunner | None = None
+        self._thread: threading.Thread | None = None
+        self._session_id: str | None = None
+        self._last_result: SessionResult | None = None
+        self._publish_station()
+
+    # ------------------------------------------------------------------ status
+    def status(self) -> dict[str, Any]:
+        """Rail, running session and the session list, as JSON for ``/api/station``."""
+        return {
+            "rail": {
+                "name": self.focuser.name,
+                "position": self._position(),
+                "units": self.units,
+            },
+            "running": self.running,
+            "sessions": self.sessions(),
+            "formats": sorted(set(OUTPUT_FORMATS)),
+        }
+
+    @property
+    def running(self) -> str | None:
+        """The id of the session being shot, if any."""
+        thread = self._thread
+        return self._session_id if thread is not None and thread.is_alive() else None
+
+    def _position(self) -> float | None:
+        try:
+            return round(float(self.focuser.position), 3)
+        except Exception:  # a rail that lost its link still lets the page load
+            return None
+
+    def _publish_station(self) -> None:
+        self.hub.set_extra(station={"running": self.running, "units": self.units})
+        self.hub.update_progress(position_um=self._position(), units=self.units)
+
+    # ------------------------------------------------------------------ rig control
+    def _exclusive(self, what: str) -> threading.Lock:
+        if self.running is not None:
+            raise StationBusyError(f"cannot {what}: session {self.running} is running; stop it")
+        if not self._lock.acquire(timeout=0.1):
+            raise StationBusyError(f"cannot {what}: the rig is busy with another request")
+        return self._lock
+
+    def jog(self, *, by: str | None = None, to: str | None = None) -> float:
+        """Move the rail ``by`` a distance or ``to`` a position (``"100um"``, ``"-1mm"``)."""
+        if (by is None) == (to is None):
+            raise StationError("jog: give either 'by' (e.g. 100um) or 'to' (e.g. 2mm)")
+        text = by if by is not None else to
+        try:
+            value, units = parse_length(str(text))
+        except UnitError as exc:
+            raise StationError(f"jog: {exc}") from None
+        if units != self.units:
+            raise StationError(f"jog {text}: this focuser moves in {self.units}")
+        lock = self._exclusive("jog")
+        try:
+            if by is not None:
+                self.focuser.move_by(value)
+            else:
+                self.focuser.move_to(value)
+        finally:
+            lock.release()
+        self._publish_station()
+        position = self._position()
+        return position if position is not None else value
+
+    def test_shot(self) -> dict[str, Any]:
+        """Shoot one frame where the rail stands; it shows as the page's last frame."""
+        lock = self._exclusive("take a test shot")
+        try:
+            folder = self.root / TEST_SHOT_DIR
+            folder.mkdir(exist_ok=True)
+            for old in folder.iterdir():
+                if old.is_file():
+                    old.unlink()
+            files = self.camera.capture(folder, "test_shot")
+        finally:
+            lock.release()
+        if not files:
+            raise StationError("the camera returned no file for the test shot")
+        image = read_image(files[0])
+        h, w = image.shape[:2]
+        scale = min(1.0, 1024 / max(h, w))
+        small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
+                           interpolation=cv2.INTER_AREA)  # fmt: skip
+        self.hub.set_images(last=encode_jpeg(small))
+        self._publish_station()
+        return {"name": files[0].name, "width": w, "height": h, "files": len(files)}
+
+    # ------------------------------------------------------------------ sessions
+    def start(
+        self,
+        plan: ShotPlan,
+        *,
+        name: str | None = None,
+        method: str = "pyramid",
+        align: str = "similarity",
+        output_format: str = "tif",
+    ) -> str:
+        """Create a session folder and shoot ``plan`` in the background; returns its id."""
+        sid = name or f"stack-{datetime.now():%Y%m%d-%H%M%S}"
+        if not SESSION_ID.match(sid) or ".." in sid:
+            raise StationError(
+                f"session name {sid!r}: use letters, digits, '-', '_' and '.' (no '..')"
+            )
+        if output_format not in OUTPUT_FORMATS:
+            raise StationError(f"format '{output_format}': use tif, png or jpg")
+        if plan.units != self.units:
+            raise StationError(
+                f"the plan is in {plan.units} but this focuser moves in {self.units}"
+            )
+        config = SessionConfig(
+            rig=self.rig,
+            method=method,
+            align=align,
+            output_format=output_format,
+            checkpoint_every=max(4, plan.frames // 4),
+        )
+        lock = self._exclusive("start a session")
+        try:
+            if (self.root / sid).exists():
+                raise StationError(f"session {sid} exists already; resume it or choose a new name")
+            folder = SessionFolder.create(self.root / sid, plan, config)
+            self._launch(sid, folder, plan, config)
+        finally:
+            lock.release()
+        return sid
+
+    def resume(self, sid: str) -> None:
+        """Continue session ``sid`` at its first missing frame."""
+        folder = SessionFolder.find(self.session_dir(sid))
+        plan, config = folder.load_plan(), folder.load_config()
+        if plan.units != self.units:
+            raise StationError(f"session {sid} moves in {plan.units}; this focuser in {self.units}")
+        lock = self._exclusive("resume")
+        try:
+            self._launch(sid, folder, plan, config)
+        finally:
+            lock.release()
+
+    def _launch(
+        self, sid: str, folder: SessionFolder, plan: ShotPlan, config: SessionConfig
+    ) -> None:
+        runner = SessionRunner(
+            folder,
+            focuser=self.focuser,
+            camera=self.camera,
+            plan=plan,
+            config=config,
+            options=self.runner_options,
+        )
+        SessionPreview(self.hub, title=sid).attach(runner)
+        self._runner, self._session_id, self._last_result = runner, sid, None
+        thread = threading.Thread(target=self._run, args=(runner,), name=f"session-{sid}")
+        self._thread = thread
+        thread.start()
+        self._publish_station()
+
+    def _run(self, runner: SessionRunner) -> None:
+        try:
+            self._last_result = runner.run()
+        finally:
+            self.hub.set_extra(station={"running": None, "units": self.units})
+
+    def stop(self, sid: str | None = None) -> bool:
+        """Ask the running session (``sid``, if given, must be it) to stop after this frame."""
+        runner, running = self._runner, self.running
+        if runner is None or running is None:
+            return False
+        if sid is not None and sid != running:
+            raise StationError(f"session {sid} is not running (session {running} is)")
+        runner.request_stop()
+        return True
+
+    def wait(self, timeout: float | None = None) -> SessionResult | None:
+        """Wait for the running session to end; its result (``None`` on timeout)."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                return None
+        return self._last_result
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop a running session and wait for it (journal and composite written)."""
+        if self.stop():
+            self.wait(timeout)
+
+    # ------------------------------------------------------------------ files
+    def sessions(self) -> list[dict[str, Any]]:
+        """The station's sessions, newest first, with what can be downloaded."""
+        out: list[dict[str, Any]] = []
+        for path in self._session_dirs():
+            folder = SessionFolder(path)
+            try:
+                plan = folder.load_plan()
+            except RigError:
+                continue
+            out.append(
+                {
+                    "id": path.name,
+                    "frames": len(folder.frames_on_disk()),
+                    "total": plan.frames,
+                    "plan": plan.describe(),
+                    "composite": self._composite(path) is not None,
+                    "depth": folder.depth_path.is_file(),
+                    "running": path.name == self.running,
+                    "modified": round(path.stat().st_mtime, 1),
+                }
+            )
+        out.sort(key=lambda s: s["modified"], reverse=True)
+        return out
+
+    def _session_dirs(self) -> list[Path]:
+        try:
+            entries = list(self.root.iterdir())
+        except OSError:
+            return []
+        return [
+            p
+            for p in entries
+            if SESSION_ID.match(p.name)
+            and not p.is_symlink()
+            and p.is_dir()
+            and (p / "plan.json").is_file()
+        ]
+
+    def session_dir(self, sid: str) -> Path:
+        """The folder of session ``sid``, looked up among the listed sessions only."""
+        for path in self._session_dirs():
+            if path.name == sid:
+                return path
+        raise NotFoundError(f"no session {sid!r} on this station")
+
+    def _composite(self, folder: Path) -> Path | None:
+        for ext in sorted(set(OUTPUT_FORMATS.values())):
+            p = folder / f"composite{ext}"
+            if p.is_file() and not p.is_symlink():
+                return p
+        return None
+
+    def result_file(self, sid: str, kind: str) -> Path:
+        """``composite``, ``depth`` (16-bit PNG) or ``depth-preview`` of session ``sid``."""
+        folder = self.session_dir(sid)
+        if kind == "composite":
+            path = self._composite(folder)
+        elif kind == "depth":
+            path = SessionFolder(folder).depth_path
+        elif kind == "depth-preview":
+            path = SessionFolder(folder).depth_preview_path
+        else:
+            raise NotFoundError(f"no {kind!r} result: use composite, depth or depth-preview")
+        if path is None or not path.is_file() or path.is_symlink():
+            raise NotFoundError(f"session {sid} has no {kind} yet")
+        return path
+
+    def frame_files(self, sid: str) -> list[Path]:
+        """The frame files of session ``sid`` (regular files in its ``frames/`` folder)."""
+        folder = SessionFolder(self.session_dir(sid))
+        return [p for files in sorted(folder.frames_on_disk().items()) for p in files[1]]
+
+    def frame_file(self, sid: str, name: str) -> Path:
+        """One frame of session ``sid`` by its file name, found by listing, never by joining."""
+        for path in self.frame_files(sid):
+            if path.name == name and not path.is_symlink():
+                return path
+        raise NotFoundError(f"session {sid} has no frame {name!r}")
+
+    def frames_zip(self, sid: str) -> Iterator[bytes]:
+        """A zip of the session's frames, produced piece by piece (frames are stored as is)."""
+        files = self.frame_files(sid)
+        if not files:
+            raise NotFoundError(f"session {sid} has no frames yet")
+        return _zip_stream(files, prefix=f"{sid}/frames/")
+
+
+class _Chunks(io.RawIOBase):
+    """A write-only, unseekable sink whose contents are taken out as they come."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self._written = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        b = bytes(data)
+        self._parts.append(b)
+        self._written += len(b)
+        return len(b)
+
+    def tell(self) -> int:
+        return self._written
+
+    def take(self) -> bytes:
+        out, self._parts = b"".join(self._parts), []
+        return out
+
+
+def _zip_stream(files: list[Path], *, prefix: str) -> Iterator[bytes]:
+    sink = _Chunks()
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for path in files:
+            info = zipfile.ZipInfo(prefix + path.name, time.localtime(path.stat().st_mtime)[:6])
+            with path.open("rb") as src, zf.open(info, "w", force_zip64=True) as dst:
+                while chunk := src.read(ZIP_CHUNK):
+                    dst.write(chunk)
+                    yield sink.take()
+            yield sink.take()
+    yield sink.take()

@@ -1,0 +1,275 @@
+"""The station's HTTP side: the preview page plus a token-guarded control and download API.
+
+Access
+------
+Everything but the page shell (``/``, ``/static/``) and ``POST /api/login`` needs the token:
+``Authorization: Bearer TOKEN`` (scripts), or the ``stackrig_token`` cookie that
+``POST /api/login`` sets (``HttpOnly``, ``SameSite=Strict``, so other sites cannot ride on it).
+The page reads the token from the address the station prints (``http://pi:8000/#token=...``;
+a fragment never reaches the server or its logs) and logs in once. A missing token is refused
+with 401, a wrong one with 403. Control requests are ``POST`` with a JSON body, which a foreign
+page cannot send without the browser asking first.
+
+Control API (JSON in, JSON out; a user error is ``{"error": "..."}`` with 400, busy is 409)
+-----------------------------------------------------------------------------------------
+``GET  /api/station``                      rail position, running session, session list
+``POST /api/plan``                         ``{from, to, step | frames | magnification+f_number
+                                           | na, settle}`` → frames, step, duration
+``POST /api/jog``                          ``{by: "100um"}`` or ``{to: "2mm"}`` → position
+``POST /api/test-shot``                    shoot where the rail stands; shown as the last frame
+``POST /api/sessions``                     ``{plan: {...}, name, method, align, format}``: start
+``POST /api/sessions/{id}/stop``           stop after the frame in flight
+``POST /api/sessions/{id}/resume``         continue at the first missing frame
+``GET  /api/sessions/{id}/composite``      downloads: ``composite``, ``depth``,
+``GET  /api/sessions/{id}/frames.zip``     ``depth-preview``, ``frames.zip``,
+``GET  /api/sessions/{id}/frames/{name}``  or one frame
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from functools import partial
+from http.cookies import SimpleCookie
+from typing import Any, TypeVar
+
+import anyio.to_thread
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from rig.station import NotFoundError, Station, StationBusyError, describe_plan, plan_from_request
+from stacker.errors import UserError
+from stacker.preview.server import NO_STORE, create_app
+
+COOKIE = "stackrig_token"
+COOKIE_MAX_AGE_S = 30 * 24 * 3600
+OPEN_PATHS = frozenset({"/", "/api/login", "/favicon.ico"})
+MAX_BODY = 64 * 1024
+UNAUTHORIZED = (
+    "this station needs its access token: open the address it printed at start "
+    "(…/#token=…) or send Authorization: Bearer TOKEN"
+)
+
+T = TypeVar("T")
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=NO_STORE)
+
+
+def presented_token(scope: Scope) -> str | None:
+    """The token a request carries: bearer header, else the login cookie."""
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    auth = headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    cookie_header = headers.get("cookie")
+    if cookie_header:
+        cookies: SimpleCookie = SimpleCookie()
+        try:
+            cookies.load(cookie_header)
+        except Exception:
+            return None
+        if COOKIE in cookies:
+            return cookies[COOKIE].value
+    return None
+
+
+def token_matches(presented: str, token: str) -> bool:
+    return hmac.compare_digest(presented.encode("utf-8"), token.encode("utf-8"))
+
+
+class TokenGate:
+    """ASGI middleware: refuses requests without the station's token (401) or with a wrong one
+    (403), except for the page shell and the login endpoint."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.token = token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        if path in OPEN_PATHS or path.startswith("/static/"):
+            await self.app(scope, receive, send)
+            return
+        presented = presented_token(scope)
+        if presented is None:
+            response = _error(401, UNAUTHORIZED)
+        elif not token_matches(presented, self.token):
+            await asyncio.sleep(0.2)  # slow down guessing
+            response = _error(403, "wrong access token for this station")
+        else:
+            await self.app(scope, receive, send)
+            return
+        await response(scope, receive, send)
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        raise _HttpError(415, "send the request body as JSON (Content-Type: application/json)")
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise _HttpError(413, "request body too large")
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise _HttpError(400, "the request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise _HttpError(400, "the request body must be a JSON object")
+    return data
+
+
+class _HttpError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _handle(
+    fn: Callable[[Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """Turn station errors into JSON answers: 404 unknown, 409 busy, 400 other user errors."""
+
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await fn(request)
+        except _HttpError as exc:
+            return _error(exc.status, str(exc))
+        except NotFoundError as exc:
+            return _error(404, str(exc))
+        except StationBusyError as exc:
+            return _error(409, str(exc))
+        except UserError as exc:
+            return _error(400, str(exc))
+
+    return wrapped
+
+
+async def _blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a call that moves or shoots off the event loop."""
+    return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs))
+
+
+def station_routes(station: Station, token: str) -> list[BaseRoute]:
+    """The control, session and download routes of ``station``."""
+
+    async def login(request: Request) -> Response:
+        body = await _json_body(request)
+        given = body.get("token")
+        if not isinstance(given, str) or not token_matches(given.strip(), token):
+            await asyncio.sleep(0.2)
+            return _error(403, "wrong access token for this station")
+        response = Response(status_code=204)
+        response.set_cookie(
+            COOKIE, token, max_age=COOKIE_MAX_AGE_S, httponly=True, samesite="strict", path="/"
+        )
+        return response
+
+    async def logout(request: Request) -> Response:
+        response = Response(status_code=204)
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+    async def status(request: Request) -> Response:
+        return JSONResponse(await _blocking(station.status), headers=NO_STORE)
+
+    async def plan(request: Request) -> Response:
+        body = await _json_body(request)
+        shot_plan = plan_from_request(body, units=station.units)
+        return JSONResponse(describe_plan(shot_plan), headers=NO_STORE)
+
+    async def jog(request: Request) -> Response:
+        body = await _json_body(request)
+        position = await _blocking(station.jog, by=body.get("by"), to=body.get("to"))
+        return JSONResponse({"position": position, "units": station.units}, headers=NO_STORE)
+
+    async def test_shot(request: Request) -> Response:
+        await _json_body(request)
+        return JSONResponse(await _blocking(station.test_shot), headers=NO_STORE)
+
+    async def sessions(request: Request) -> Response:
+        if request.method == "GET":
+            return JSONResponse(await _blocking(station.sessions), headers=NO_STORE)
+        body = await _json_body(request)
+        spec = body.get("plan")
+        if not isinstance(spec, dict):
+            raise _HttpError(400, "'plan' is required: {from, to, step | frames | optics}")
+        shot_plan = plan_from_request(spec, units=station.units)
+        sid = await _blocking(
+            station.start,
+            shot_plan,
+            name=(str(body["name"]).strip() or None) if body.get("name") else None,
+            method=str(body.get("method") or "pyramid"),
+            align=str(body.get("align") or "similarity"),
+            output_format=str(body.get("format") or "tif"),
+        )
+        return JSONResponse(
+            {"id": sid, "plan": describe_plan(shot_plan)}, status_code=201, headers=NO_STORE
+        )
+
+    async def stop(request: Request) -> Response:
+        await _json_body(request)
+        sid = request.path_params["sid"]
+        if not station.stop(sid):
+            raise NotFoundError(f"no session is running (asked to stop {sid!r})")
+        return JSONResponse({"id": sid, "stopping": True}, status_code=202, headers=NO_STORE)
+
+    async def resume(request: Request) -> Response:
+        await _json_body(request)
+        sid = request.path_params["sid"]
+        await _blocking(station.resume, sid)
+        return JSONResponse({"id": sid}, status_code=202, headers=NO_STORE)
+
+    async def result(request: Request) -> Response:
+        sid, kind = request.path_params["sid"], request.path_params["kind"]
+        path = await _blocking(station.result_file, sid, kind)
+        return FileResponse(path, filename=f"{sid}-{path.name}", headers=NO_STORE)
+
+    async def frames_zip(request: Request) -> Response:
+        sid = request.path_params["sid"]
+        chunks = await _blocking(station.frames_zip, sid)
+        return StreamingResponse(
+            chunks,
+            media_type="application/zip",
+            headers={**NO_STORE, "Content-Disposition": f'attachment; filename="{sid}-frames.zip"'},
+        )
+
+    async def frame(request: Request) -> Response:
+        sid, name = request.path_params["sid"], request.path_params["name"]
+        path = await _blocking(station.frame_file, sid, name)
+        return FileResponse(path, filename=path.name, headers=NO_STORE)
+
+    return [
+        Route("/api/login", _handle(login), methods=["POST"]),
+        Route("/api/logout", _handle(logout), methods=["POST"]),
+        Route("/api/station", _handle(status)),
+        Route("/api/plan", _handle(plan), methods=["POST"]),
+        Route("/api/jog", _handle(jog), methods=["POST"]),
+        Route("/api/test-shot", _handle(test_shot), methods=["POST"]),
+        Route("/api/sessions", _handle(sessions), methods=["GET", "POST"]),
+        Route("/api/sessions/{sid}/stop", _handle(stop), methods=["POST"]),
+        Route("/api/sessions/{sid}/resume", _handle(resume), methods=["POST"]),
+        Route("/api/sessions/{sid}/frames.zip", _handle(frames_zip)),
+        Route("/api/sessions/{sid}/frames/{name}", _handle(frame)),
+        Route("/api/sessions/{sid}/{kind}", _handle(result)),
+    ]
+
+
+def station_app(station: Station, token: str) -> Starlette:
+    """The preview page and API of ``station.hub`` plus the station's routes, behind the token."""
+    return create_app(
+        station.hub,
+        extra_routes=station_routes(station, token),
+        middleware=[Middleware(TokenGate, token=token)],
+    )

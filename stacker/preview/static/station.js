@@ -1,0 +1,201 @@
+// stackrig station controls: shown only when the rig serves a station (its state says so).
+// Plan (step, frame count or depth-of-field calculator), jog, test shot, start/stop/resume,
+// and downloads of each session's composite, depth map and frames.
+"use strict";
+
+(() => {
+  const el = (id) => document.getElementById(id);
+  let built = false;
+  let units = "um";
+  let running = undefined;
+
+  async function call(method, url, body) {
+    const r = await fetch(url, {
+      method,
+      headers: body === undefined ? {} : { "Content-Type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const data = r.status === 204 ? {} : await r.json();
+    if (!r.ok) throw new Error(data.error || r.statusText);
+    return data;
+  }
+
+  function say(text, bad) {
+    const m = el("st-msg");
+    m.textContent = text;
+    m.classList.toggle("error", !!bad);
+  }
+
+  async function act(button, work) {
+    button.disabled = true;
+    try {
+      await work();
+    } catch (e) {
+      say(e.message, true);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  function planSpec() {
+    const spec = { from: el("st-from").value, to: el("st-to").value, settle: el("st-settle").value };
+    const mode = el("st-mode").value;
+    if (mode === "step") spec.step = el("st-step").value;
+    else if (mode === "frames") spec.frames = el("st-frames").value;
+    else {
+      spec.magnification = el("st-mag").value;
+      spec.f_number = el("st-fnum").value;
+    }
+    return spec;
+  }
+
+  function showMode() {
+    const mode = el("st-mode").value;
+    for (const [id, m] of [["st-step-l", "step"], ["st-frames-l", "frames"], ["st-mag-l", "optics"], ["st-fnum-l", "optics"]]) {
+      el(id).hidden = mode !== m;
+    }
+  }
+
+  function jogButtons() {
+    const steps = units === "steps" ? ["-10steps", "-1steps", "+1steps", "+10steps"]
+      : ["-1mm", "-100um", "-10um", "+10um", "+100um", "+1mm"];
+    const box = el("st-jog");
+    box.replaceChildren();
+    for (const s of steps) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.textContent = s.replace("um", " µm").replace("mm", " mm").replace("steps", "");
+      b.dataset.by = s;
+      b.addEventListener("click", () => act(b, async () => {
+        const r = await call("POST", "/api/jog", { by: s });
+        say("rail at " + r.position + (r.units === "steps" ? " steps" : " µm"));
+      }));
+      box.appendChild(b);
+    }
+  }
+
+  function link(href, text) {
+    const a = document.createElement("a");
+    a.href = href;
+    a.textContent = text;
+    a.setAttribute("download", "");
+    return a;
+  }
+
+  async function refreshSessions() {
+    const list = await call("GET", "/api/sessions");
+    const body = el("st-sessions").tBodies[0];
+    body.replaceChildren();
+    for (const s of list) {
+      const tr = document.createElement("tr");
+      tr.dataset.id = s.id;
+      const name = document.createElement("td");
+      name.textContent = s.id;
+      const frames = document.createElement("td");
+      frames.textContent = s.frames + " / " + s.total;
+      const files = document.createElement("td");
+      const base = "/api/sessions/" + encodeURIComponent(s.id) + "/";
+      if (s.composite) files.append(link(base + "composite", "composite"), " ");
+      if (s.depth) files.append(link(base + "depth", "depth"), " ");
+      if (s.frames) files.append(link(base + "frames.zip", "frames.zip"));
+      const act2 = document.createElement("td");
+      if (!s.running && s.frames < s.total) {
+        const b = document.createElement("button");
+        b.type = "button";
+        b.textContent = "Resume";
+        b.className = "resume";
+        b.addEventListener("click", () => act(b, async () => {
+          await call("POST", base + "resume", {});
+          say("resuming " + s.id);
+        }));
+        act2.append(b);
+      } else if (s.running) {
+        act2.textContent = "running";
+      }
+      tr.append(name, frames, files, act2);
+      body.appendChild(tr);
+    }
+  }
+
+  function build() {
+    const panel = el("station");
+    panel.innerHTML = `
+      <div>
+        <h2>Plan</h2>
+        <form id="st-plan" class="grid-form">
+          <label>From <input id="st-from" value="0mm"></label>
+          <label>To <input id="st-to" value="2mm"></label>
+          <label>Spacing <select id="st-mode">
+            <option value="step">step</option><option value="frames">frame count</option>
+            <option value="optics">depth of field</option></select></label>
+          <label id="st-step-l">Step <input id="st-step" value="100um"></label>
+          <label id="st-frames-l" hidden>Frames <input id="st-frames" type="number" min="2" value="20"></label>
+          <label id="st-mag-l" hidden>Magnification <input id="st-mag" type="number" step="0.1" value="1"></label>
+          <label id="st-fnum-l" hidden>f-number <input id="st-fnum" type="number" step="0.1" value="8"></label>
+          <label>Settle (s) <input id="st-settle" type="number" step="0.1" min="0" value="0.5"></label>
+          <label>Name <input id="st-name" placeholder="automatic"></label>
+          <label>Format <select id="st-format"><option>tif</option><option>png</option><option>jpg</option></select></label>
+        </form>
+        <p id="st-plan-info" class="message"></p>
+        <div class="row">
+          <button type="button" id="st-check">Check plan</button>
+          <button type="button" id="st-start" class="primary">Start</button>
+          <button type="button" id="st-stop" class="danger" disabled>Stop</button>
+        </div>
+      </div>
+      <div>
+        <h2>Rail</h2>
+        <div class="row" id="st-jog"></div>
+        <div class="row"><button type="button" id="st-shot">Test shot</button></div>
+      </div>
+      <p id="st-msg" class="message"></p>
+      <div>
+        <h2>Sessions</h2>
+        <div class="table-wrap"><table id="st-sessions">
+          <thead><tr><th>Session</th><th>Frames</th><th>Download</th><th></th></tr></thead>
+          <tbody></tbody></table></div>
+      </div>`;
+    el("st-mode").addEventListener("change", showMode);
+    el("st-check").addEventListener("click", (ev) => act(ev.target, async () => {
+      const p = await call("POST", "/api/plan", planSpec());
+      el("st-plan-info").textContent = p.frames + " frames, step " + p.step + ", about " +
+        Math.round(p.duration_s) + " s" + (p.optics ? " (" + p.optics + ")" : "");
+    }));
+    el("st-start").addEventListener("click", (ev) => act(ev.target, async () => {
+      const r = await call("POST", "/api/sessions", {
+        plan: planSpec(), name: el("st-name").value, format: el("st-format").value,
+      });
+      say("started " + r.id + ": " + r.plan.frames + " frames");
+    }));
+    el("st-stop").addEventListener("click", (ev) => act(ev.target, async () => {
+      await call("POST", "/api/sessions/" + encodeURIComponent(running) + "/stop", {});
+      say("stopping after this frame");
+    }));
+    el("st-shot").addEventListener("click", (ev) => act(ev.target, async () => {
+      const r = await call("POST", "/api/test-shot", {});
+      say("test shot " + r.width + "×" + r.height + " (shown as the last frame)");
+    }));
+    panel.hidden = false;
+    built = true;
+  }
+
+  document.addEventListener("stackrig:state", (ev) => {
+    const st = ev.detail.station;
+    if (!st) return;
+    if (!built) build();
+    if (st.units !== units || !el("st-jog").childElementCount) {
+      units = st.units;
+      if (units === "steps") {
+        el("st-from").value = "0steps"; el("st-to").value = "40steps"; el("st-step").value = "2steps";
+      }
+      jogButtons();
+    }
+    if (st.running !== running) {
+      running = st.running;
+      el("st-stop").disabled = !running;
+      el("st-start").disabled = !!running;
+      document.body.dataset.running = running || "";
+      refreshSessions().catch((e) => say(e.message, true));
+    }
+  });
+})();

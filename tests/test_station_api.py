@@ -1,0 +1,238 @@
+"""The station over real loopback HTTP on the simulated rig: tokens, traversal, sessions."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+
+from rig.session.runner import RunnerOptions
+from rig.simrig import SimRigSpec, SimulatedRig
+from rig.station import Station, StationError, load_token
+from rig.station_web import COOKIE, station_app
+from stacker.preview import PreviewServer
+
+TOKEN = "s3cret-token-for-tests"
+SPEC = SimRigSpec(width=320, height=240, time_scale=50)
+
+
+@pytest.fixture(scope="module")
+def rig() -> Iterator[SimulatedRig]:
+    with SimulatedRig(SPEC) as sim:
+        yield sim
+
+
+@pytest.fixture
+def station(rig: SimulatedRig, tmp_path: Path) -> Iterator[Station]:
+    st = Station(
+        tmp_path / "sessions",
+        focuser=rig.focuser,
+        camera=rig.camera,  # type: ignore[arg-type]
+        rig=SPEC.to_dict(),
+        runner_options=RunnerOptions(retry_delay_s=0.1),
+    )
+    yield st
+    st.close()
+    rig.focuser.move_to(0.0)
+
+
+@pytest.fixture
+def server(station: Station) -> Iterator[PreviewServer]:
+    with PreviewServer(station.hub, app=station_app(station, TOKEN)) as srv:
+        yield srv
+
+
+@pytest.fixture
+def client(server: PreviewServer) -> Iterator[httpx.Client]:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(base_url=server.url.rstrip("/"), headers=auth, timeout=10) as c:
+        yield c
+
+
+def _wait(predicate, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+PLAN = {"from": "0mm", "to": "3mm", "frames": 6, "settle": 0.01}
+
+
+# ------------------------------------------------------------------------------ tokens
+def test_requests_without_the_token_are_refused(server: PreviewServer) -> None:
+    with httpx.Client(base_url=server.url.rstrip("/"), timeout=5) as anon:
+        for path in ("/api/state", "/api/station", "/api/sessions", "/img/composite.jpg"):
+            r = anon.get(path)
+            assert r.status_code == 401, path
+            assert "access token" in r.json()["error"]
+        assert anon.post("/api/jog", json={"by": "1mm"}).status_code == 401
+        assert anon.post("/api/sessions", json={"plan": PLAN}).status_code == 401
+        with anon.stream("GET", "/api/events") as r:
+            assert r.status_code == 401
+        # The page shell loads, so it can ask for the token.
+        assert anon.get("/").status_code == 200
+        assert anon.get("/static/station.js").status_code == 200
+
+        wrong = {"Authorization": "Bearer not-the-token-at-all"}
+        assert anon.get("/api/station", headers=wrong).status_code == 403
+        anon.cookies.set(COOKIE, "not-the-token-at-all")
+        assert anon.get("/api/station").status_code == 403
+        assert anon.post("/api/login", json={"token": "guess"}).status_code == 403
+
+
+def test_login_sets_a_strict_http_only_cookie(server: PreviewServer) -> None:
+    with httpx.Client(base_url=server.url.rstrip("/"), timeout=5) as browser:
+        r = browser.post("/api/login", json={"token": TOKEN})
+        assert r.status_code == 204
+        cookie = r.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie
+        assert browser.get("/api/station").status_code == 200
+        # Control requests must be JSON: a plain form from another page is refused.
+        form = browser.post("/api/jog", data={"by": "1mm"})
+        assert form.status_code == 415
+
+
+def test_the_token_comes_from_the_option_or_a_private_file(tmp_path: Path) -> None:
+    assert load_token("x" * 16, tmp_path / "t")[0] == "x" * 16
+    with pytest.raises(StationError, match="at least 12"):
+        load_token("short", tmp_path / "t")
+    token, source = load_token(None, tmp_path / "cfg" / "token")
+    assert len(token) >= 20 and source.endswith("(new)")
+    assert (tmp_path / "cfg" / "token").stat().st_mode & 0o777 == 0o600
+    assert load_token(None, tmp_path / "cfg" / "token") == (token, str(tmp_path / "cfg/token"))
+
+
+# --------------------------------------------------------------------------- traversal
+def _raw_get(server: PreviewServer, target: str) -> tuple[int, bytes]:
+    """Send a request line exactly as given (clients would normalise ``..`` away)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        s.sendall(
+            f"GET {target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+            "Connection: close\r\n\r\n".encode()
+        )
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return int(data.split(b" ", 2)[1]), data
+
+
+def test_only_files_of_its_own_sessions_are_served(station, server, client, tmp_path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP SECRET")
+    (tmp_path / "sessions" / "outside").symlink_to(tmp_path)  # a link out of the root
+    sid = client.post("/api/sessions", json={"plan": PLAN, "name": "t1", "format": "jpg"})
+    assert sid.status_code == 201, sid.text
+    station.wait(60)
+    frames = client.get("/api/sessions").json()[0]
+    assert frames["id"] == "t1" and frames["frames"] == 6
+    assert client.get("/api/sessions/t1/frames/frame_0001.jpg").status_code == 200
+
+    refused = [
+        "/api/sessions/..%2Fsecret.txt/composite",
+        "/api/sessions/%2e%2e/composite",
+        "/api/sessions/%2E%2E%2F%2E%2E/composite",
+        "/api/sessions/outside/composite",
+        "/api/sessions/t1/frames/..%2F..%2F..%2Fsecret.txt",
+        "/api/sessions/t1/frames/%2e%2e%2fplan.json",
+        "/api/sessions/t1/frames/%2Fetc%2Fpasswd",
+        f"/api/sessions/t1/frames/{str(secret).replace('/', '%2F')}",
+        "/api/sessions/t1/..%2F..%2Fsecret.txt",
+        "/api/sessions/t1/plan.json",
+        "/api/sessions/t1/journal.jsonl",
+        "/api/sessions/t1/frames.zip/..%2F..%2Fsecret.txt",
+    ]
+    for path in refused:
+        r = client.get(path)
+        assert r.status_code == 404, path
+        assert b"TOP SECRET" not in r.content and b"root:" not in r.content
+    for target in (
+        "/api/sessions/../../secret.txt",
+        "/api/sessions/t1/frames/../../../secret.txt",
+        "/api/sessions/t1/../../secret.txt",
+        "//etc/passwd",
+        f"/api/sessions/t1/frames/{secret}",
+    ):
+        status, data = _raw_get(server, target)
+        assert status == 404, target
+        assert b"TOP SECRET" not in data and b"root:" not in data
+
+    bad = client.post("/api/sessions", json={"plan": PLAN, "name": "../evil"})
+    assert bad.status_code == 400 and "session name" in bad.json()["error"]
+    assert not (tmp_path / "evil").exists()
+    assert [s["id"] for s in client.get("/api/sessions").json()] == ["t1"]
+
+
+# ---------------------------------------------------------------------------- sessions
+def test_plan_jog_and_test_shot(station, client) -> None:
+    plan = client.post("/api/plan", json={"from": "0mm", "to": "2mm", "step": "250um"})
+    assert plan.status_code == 200 and plan.json()["frames"] == 9
+    optics = client.post(
+        "/api/plan", json={"from": "0mm", "to": "1mm", "magnification": 2, "f_number": 8}
+    ).json()
+    assert optics["optics"] and optics["frames"] > 2
+    bad = client.post("/api/plan", json={"from": "0mm", "to": "2mm", "step": "5 parsecs"})
+    assert bad.status_code == 400 and "'step'" in bad.json()["error"]
+    both = client.post("/api/plan", json={"from": "0", "to": "2mm", "frames": 3})
+    assert both.status_code == 400
+
+    assert client.post("/api/jog", json={"by": "500um"}).json()["position"] == pytest.approx(500)
+    assert client.post("/api/jog", json={"to": "1.5mm"}).json()["position"] == pytest.approx(1500)
+    assert client.post("/api/jog", json={"by": "5 steps"}).status_code == 400
+
+    shot = client.post("/api/test-shot", json={})
+    assert shot.status_code == 200, shot.text
+    assert (shot.json()["width"], shot.json()["height"]) == (320, 240)
+    last = cv2.imdecode(np.frombuffer(client.get("/img/last.jpg").content, np.uint8), 1)
+    assert last.shape == (240, 320, 3)
+    assert client.get("/api/state").json()["progress"]["position_um"] == pytest.approx(1500)
+
+
+def test_start_stop_resume_and_download_through_the_api(station, client) -> None:
+    plan = {**PLAN, "frames": 8}
+    r = client.post("/api/sessions", json={"plan": plan, "name": "beetle"})
+    assert r.status_code == 201 and r.json()["id"] == "beetle"
+    assert client.post("/api/sessions", json={"plan": plan}).status_code == 409  # one at a time
+    assert client.post("/api/jog", json={"by": "1mm"}).status_code == 409
+    _wait(lambda: station.hub.progress.captured >= 2)
+    stop = client.post("/api/sessions/beetle/stop", json={})
+    assert stop.status_code == 202
+    result = station.wait(60)
+    assert result is not None and result.reason.value == "interrupted"
+    state = client.get("/api/state").json()
+    assert state["progress"]["state"] == "stopped"
+    listed = client.get("/api/sessions").json()[0]
+    assert listed["id"] == "beetle" and 2 <= listed["frames"] < 8 and listed["composite"]
+    assert client.post("/api/sessions/beetle/stop", json={}).status_code == 404
+
+    assert client.post("/api/sessions/beetle/resume", json={}).status_code == 202
+    result = station.wait(60)
+    assert result is not None and result.reason.value == "completed"
+    assert client.get("/api/state").json()["progress"]["state"] == "finished"
+    assert client.get("/api/sessions").json()[0]["frames"] == 8
+
+    composite = client.get("/api/sessions/beetle/composite")
+    assert composite.status_code == 200
+    assert "beetle-composite.tif" in composite.headers["content-disposition"]
+    img = cv2.imdecode(np.frombuffer(composite.content, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert img is not None and img.shape[:2][0] > 200
+    depth = client.get("/api/sessions/beetle/depth")
+    assert depth.status_code == 200 and depth.content[:4] == b"\x89PNG"
+    z = client.get("/api/sessions/beetle/frames.zip")
+    assert z.status_code == 200 and z.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(z.content)) as zf:
+        names = zf.namelist()
+        assert names == [f"beetle/frames/frame_{i:04d}.jpg" for i in range(1, 9)]
+        on_disk = (station.root / "beetle" / "frames" / "frame_0003.jpg").read_bytes()
+        assert zf.read("beetle/frames/frame_0003.jpg") == on_disk
+    assert client.get("/api/sessions/nope/composite").status_code == 404
+    assert os.listdir(station.root) == ["beetle"]
