@@ -46,7 +46,7 @@ ABORT_GRACE_S = 2.0
 
 
 def _console() -> Console:
-    return Console(stderr=False, highlight=False)
+    return Console(highlight=False, soft_wrap=True)
 
 
 # ----------------------------------------------------------------------------- plan options
@@ -136,7 +136,8 @@ def _direction(text: str) -> Any:
 def print_plan(plan: ShotPlan, console: Console, *, speed_per_s: float = 2000.0) -> None:
     """The plan as a table of positions with the step, count and estimated duration."""
     positions = plan.positions()
-    table = Table(title=f"Shot plan: {plan.describe()}", show_lines=False)
+    console.print(f"shot plan: {plan.describe()}", markup=False)
+    table = Table(show_lines=False)
     table.add_column("#", justify="right")
     table.add_column("frame")
     table.add_column("position", justify="right")
@@ -225,12 +226,18 @@ def report(result: SessionResult, folder: SessionFolder, console: Console) -> No
         console.print(f"continue with: rig resume {folder.root}")
 
 
-def _run_and_exit(runner: SessionRunner, folder: SessionFolder, console: Console) -> None:
+def _run_and_exit(
+    runner: SessionRunner,
+    folder: SessionFolder,
+    console: Console,
+    preview: tuple[bool, str, int] = (False, "127.0.0.1", 8000),
+) -> None:
+    from rig.preview import serve_session_preview
     from rig.session.display import SessionDisplay
 
     display = SessionDisplay(console, title=folder.root.name)
     display.attach(runner)
-    with display:
+    with serve_session_preview(runner, *preview), display:
         result = run_interruptible(runner, console)
     report(result, folder, console)
     if result.reason is FinishReason.ERROR and not isinstance(result.error, RigError | None):
@@ -352,6 +359,13 @@ def register(app: typer.Typer) -> None:
         camera_model: str | None = typer.Option(None, "--camera-model"),
         camera_port: str | None = typer.Option(None, "--camera-port"),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; move nothing."),
+        preview: bool = typer.Option(
+            False, "--preview/--no-preview", help="Serve the live preview page."
+        ),
+        host: str = typer.Option(
+            "127.0.0.1", "--host", help="Preview address; 0.0.0.0 lets other machines in."
+        ),
+        port: int = typer.Option(8000, "--port", help="Preview port."),
     ) -> None:
         """Step focus, shoot a frame at each position and stack it live."""
         plan = build_plan(
@@ -410,7 +424,7 @@ def register(app: typer.Typer) -> None:
             folder = SessionFolder.create(root, plan, config)
             console.print(f"session {folder.root}: {plan.describe()}")
             runner = SessionRunner(folder, focuser=focuser, camera=camera, plan=plan, config=config)
-            _run_and_exit(runner, folder, console)
+            _run_and_exit(runner, folder, console, (preview, host, port))
 
     @app.command("resume")
     def resume_cmd(
@@ -418,6 +432,13 @@ def register(app: typer.Typer) -> None:
         rail: str | None = typer.Option(None, "--rail", help="New rail URL if its port changed."),
         camera_model: str | None = typer.Option(None, "--camera-model"),
         camera_port: str | None = typer.Option(None, "--camera-port"),
+        preview: bool = typer.Option(
+            False, "--preview/--no-preview", help="Serve the live preview page."
+        ),
+        host: str = typer.Option(
+            "127.0.0.1", "--host", help="Preview address; 0.0.0.0 lets other machines in."
+        ),
+        port: int = typer.Option(8000, "--port", help="Preview port."),
     ) -> None:
         """Continue an interrupted session at its first missing frame; nothing is shot twice."""
         folder = SessionFolder.find(session)
@@ -434,7 +455,7 @@ def register(app: typer.Typer) -> None:
                 runner = SessionRunner(
                     folder, focuser=sim.focuser, camera=sim.camera, plan=plan, config=config
                 )
-                _run_and_exit(runner, folder, console)
+                _run_and_exit(runner, folder, console, (preview, host, port))
             return
         overrides = {"rail": rail, "camera_model": camera_model, "camera_port": camera_port}
         rig = {**config.rig, **{k: v for k, v in overrides.items() if v is not None}}
@@ -444,7 +465,7 @@ def register(app: typer.Typer) -> None:
         with hardware_rig(rig) as (focuser, camera):
             console.print(f"resuming {folder.root}")
             runner = SessionRunner(folder, focuser=focuser, camera=camera, plan=plan, config=config)
-            _run_and_exit(runner, folder, console)
+            _run_and_exit(runner, folder, console, (preview, host, port))
 
     @app.command("demo")
     def demo_cmd(
@@ -461,6 +482,13 @@ def register(app: typer.Typer) -> None:
             help="Rehearse a fault: camera@K, alarm@K or disconnect@K fails at frame K.",
         ),
         seed: int = typer.Option(7, "--seed", help="Scene seed."),
+        preview: bool = typer.Option(
+            False, "--preview/--no-preview", help="Serve the live preview page."
+        ),
+        host: str = typer.Option(
+            "127.0.0.1", "--host", help="Preview address; 0.0.0.0 lets other machines in."
+        ),
+        port: int = typer.Option(8000, "--port", help="Preview port."),
     ) -> None:
         """A complete session on the simulated rig: virtual camera, GRBL simulator, 3-D scene."""
         _prepare_virtual_camera()  # before anything imports gphoto2
@@ -507,7 +535,7 @@ def register(app: typer.Typer) -> None:
                 config=config,
                 options=RunnerOptions(retry_delay_s=0.2),
             )
-            _run_and_exit(runner, folder, console)
+            _run_and_exit(runner, folder, console, (preview, host, port))
 
     _ = (plan_cmd, shoot_cmd, resume_cmd, demo_cmd)
 

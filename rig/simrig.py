@@ -19,10 +19,12 @@ set; :func:`enable_virtual_camera` does that and refuses if it is too late.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import os
 import re
+import shutil
 import sys
 import tempfile
 from dataclasses import asdict, dataclass
@@ -116,7 +118,11 @@ def enable_virtual_camera(directory: str | os.PathLike[str] | None = None) -> Pa
     if current:
         path = Path(current)
     else:
-        path = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="stackrig-vcam-"))
+        if directory:
+            path = Path(directory)
+        else:
+            path = Path(tempfile.mkdtemp(prefix="stackrig-vcam-"))
+            atexit.register(shutil.rmtree, path, ignore_errors=True)
         os.environ["VCAMERADIR"] = str(path)
     path.mkdir(parents=True, exist_ok=True)
     return path

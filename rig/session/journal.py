@@ -44,11 +44,12 @@ class JournalContents:
         return [r for r in self.records if r.get("event") == event]
 
     def frames(self) -> dict[int, dict[str, Any]]:
-        """The ``frame`` record of each index (the first one, should there ever be two)."""
-        out: dict[int, dict[str, Any]] = {}
-        for rec in self.of_kind("frame"):
-            out.setdefault(int(rec["index"]), rec)
-        return out
+        """The latest ``frame`` record of each index.
+
+        An index has two records only when its files vanished and it was shot again (the second
+        is marked ``reshot``); the latest one describes what is on disk.
+        """
+        return {int(rec["index"]): rec for rec in self.of_kind("frame")}
 
 
 def read_journal(path: Path) -> JournalContents:

@@ -31,6 +31,7 @@ everything written, ready for ``rig resume``.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -159,6 +160,7 @@ class SessionRunner:
         self.on_warning: list[Callable[[str], None]] = []
         self._next_feed = 1
         self._waiting: dict[int, StackJob] = {}
+        self._vanished: set[int] = set()
         self._finish_reason: FinishReason | None = None
 
     # ---------------------------------------------------------------- control
@@ -313,6 +315,7 @@ class SessionRunner:
                 adopted=True,
             )
             self._warn(f"frame {index}: on disk without a journal record; kept (not reshot)")
+        self._vanished = set(recon.vanished)
         for index in recon.vanished:
             self._warn(f"frame {index}: journaled but its files are gone; shooting it again")
         for p in recon.stray:
@@ -374,6 +377,7 @@ class SessionRunner:
                 moved_at=round(moved_at, 3),
                 captured_at=round(time.time(), 3),
                 attempts=attempts,
+                **({"reshot": True} if index in self._vanished else {}),
             )
             c.captured += 1
             c.shot_times.append(time.monotonic() - t0)
@@ -431,7 +435,7 @@ class SessionRunner:
                 try:
                     self._worker.submit(job, timeout=0.2)
                     break
-                except Exception:  # queue.Full
+                except queue.Full:
                     continue
             self._next_feed += 1
 

@@ -60,14 +60,23 @@ def can_transition(current: RunState, new: RunState) -> bool:
     return new in _ALLOWED[current]
 
 
+DEVICE_FAULT_EXIT = 6
+"""Exit code of a device fault that has no more specific code (camera I/O, lost serial link)."""
+
+
 def exit_code(reason: FinishReason, error: BaseException | None = None) -> int:
-    """0 complete, 130 interrupted or aborted, the fault's own code for device faults, 1 bugs."""
+    """0 complete, 130 interrupted or aborted, 3/4/5/6 device faults, 1 a bug.
+
+    A fault keeps the error's own code where it has a specific one (3 device not found, 4 busy,
+    5 motion refused or alarm); any other device fault is 6, never 2, which means bad input.
+    """
     if reason is FinishReason.COMPLETED:
         return 0
     if reason in (FinishReason.INTERRUPTED, FinishReason.ABORTED):
         return 130
     if reason is FinishReason.FAULT:
-        return error.exit_code if isinstance(error, UserError) else 6
+        code = error.exit_code if isinstance(error, UserError) else DEVICE_FAULT_EXIT
+        return DEVICE_FAULT_EXIT if code == UserError.exit_code else code
     return 1
 
 

@@ -1,0 +1,155 @@
+"""``rig demo``, ``rig plan`` and ``rig shoot`` through the real command line (subprocesses).
+
+The demo runs the whole simulated rig: libgphoto2's virtual camera (python-gphoto2), the GRBL
+driver talking to the GRBL simulator over a real pseudo-terminal, the synthetic scene, and the
+real stacker. Each run is a fresh process so libgphoto2 picks its virtual camera at import.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+from typer.testing import CliRunner
+
+from rig.cli import app
+from stacker.errors import UserError
+
+SMALL = ["--frames", "8", "--size", "480x360", "--settle", "0.02s", "--time-scale", "50"]
+
+
+def rig(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "VCAMERADIR"}  # each run its own camera
+    env["COLUMNS"] = "200"
+    return subprocess.run(
+        [sys.executable, "-m", "rig.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def journal(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "journal.jsonl").read_text().splitlines()]
+
+
+def test_demo_runs_a_complete_session(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    proc = rig("demo", "--out", str(out), *SMALL)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert "session completed: 8/8 frames captured, 8 merged" in proc.stdout
+    assert str(out / "composite.tif") in proc.stdout
+
+    frames = sorted(p.name for p in (out / "frames").iterdir())
+    assert frames == [f"frame_{i:04d}.jpg" for i in range(1, 9)]
+    records = journal(out)
+    shot = [r for r in records if r["event"] == "frame"]
+    assert [r["index"] for r in shot] == list(range(1, 9))
+    positions = [r["position"] for r in shot]
+    assert positions[0] == 0 and positions[-1] == pytest.approx(3000.0)
+    assert positions == sorted(positions)
+    merged = [r for r in records if r["event"] == "merge"]
+    assert sorted(r["index"] for r in merged) == list(range(1, 9))
+    assert all(r["merged"] and r["score"] > 0.9 for r in merged)
+    assert records[0]["event"] == "start" and records[-1] == {
+        **records[-1],
+        "event": "finish",
+        "reason": "completed",
+    }
+
+    composite = cv2.imread(str(out / "composite.tif"))
+    assert composite is not None and composite.shape[0] > 300 and composite.shape[1] > 400
+    depth = cv2.imread(str(out / "depth.png"), cv2.IMREAD_UNCHANGED)
+    assert depth is not None and depth.dtype.name == "uint16"
+    assert depth.max() > 1000  # micrometres: the scene is 3 mm deep
+    assert (out / "depth-preview.jpg").stat().st_size > 0
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["frames"] == 8
+    assert json.loads((out / "session.json").read_text())["rig"]["kind"] == "simulated"
+    assert "frame 8 at 3 mm" in (out / "session.log").read_text()
+
+
+def test_demo_refuses_an_existing_session_folder(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "plan.json").write_text("{}")
+    proc = rig("demo", "--out", str(out), *SMALL)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0
+    assert "rig resume" in proc.stderr
+
+
+def test_plan_prints_positions_step_count_and_duration() -> None:
+    proc = rig("plan", "--from", "0mm", "--to", "3.84mm", "-m", "1", "-N", "8")
+    assert proc.returncode == 0, proc.stderr
+    assert "11 frames, step 384 µm" in proc.stdout
+    assert "depth of field 480 µm" in proc.stdout
+    assert "frame_0011" in proc.stdout and "3.84 mm" in proc.stdout
+    assert "estimated duration" in proc.stdout
+
+
+def test_plan_file_round_trips_through_the_cli(tmp_path: Path) -> None:
+    saved = tmp_path / "p.json"
+    proc = rig("plan", "--from", "1mm", "--to", "0mm", "--step", "250um", "--save", str(saved))
+    assert proc.returncode == 0, proc.stderr
+    again = rig("plan", "--plan", str(saved))
+    assert again.returncode == 0
+    assert "5 frames, step 250 µm, 1 mm → 0 µm" in again.stdout
+    example = Path(__file__).parent.parent / "examples" / "plan-1to1-macro.json"
+    assert rig("plan", "--plan", str(example)).returncode == 0
+
+
+def test_shoot_dry_run_moves_nothing_and_needs_no_hardware(tmp_path: Path) -> None:
+    proc = rig(
+        "shoot", "--rail", "grbl:///dev/nonexistent", "--from", "0mm", "--to", "1mm",
+        "--frames", "5", "--out", str(tmp_path / "s"), "--dry-run",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "dry run: nothing moved" in proc.stdout
+    assert "frame_0005" in proc.stdout
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--from", "0", "--to", "1mm", "--frames", "3"], "has no unit"),
+        (["--from", "0mm", "--to", "1mm"], "space the frames one way"),
+        (["--from", "0mm", "--to", "1mm", "--step", "50um", "--frames", "3"], "one way"),
+        (["--from", "0mm", "--to", "1mm", "--step", "-5um"], "positive step"),
+        (["--from", "0mm", "--to", "1mm", "--frames", "3", "--method", "magic"], "--method"),
+        (["--from", "0mm", "--to", "1mm", "-m", "1"], "f-number"),
+        (["--from", "0mm", "--to", "1mm", "--frames", "3", "--settle", "soon"], "--settle"),
+    ],
+)
+def test_bad_values_are_one_line_errors(args: list[str], needle: str) -> None:
+    # In-process for speed: the command raises the UserError that `rig` prints as one line.
+    result = CliRunner().invoke(app, ["shoot", "--rail", "sim://", *args, "--dry-run"])
+    assert isinstance(result.exception, UserError), result.output
+    assert needle in str(result.exception)
+    assert "\n" not in str(result.exception)
+
+
+def test_a_user_error_reaches_the_shell_as_one_line_and_exit_2() -> None:
+    proc = rig("shoot", "--rail", "sim://", "--from", "0mm", "--to", "1mm", "--dry-run")
+    assert proc.returncode == 2, proc.stdout
+    assert proc.stderr.startswith("rig: error: space the frames one way")
+    assert proc.stderr.count("\n") == 1
+
+
+def test_shoot_without_a_camera_says_so_and_points_at_the_demo(tmp_path: Path) -> None:
+    # No VCAMERADIR: libgphoto2 loads its real USB drivers and finds no camera on this machine.
+    proc = rig(
+        "shoot", "--rail", "sim://", "--from", "0mm", "--to", "1mm", "--frames", "3",
+        "--out", str(tmp_path / "s"),
+    )  # fmt: skip
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert proc.stderr.count("\n") == 1
+    assert "rig demo" in proc.stderr
+    assert not (tmp_path / "s").exists()
