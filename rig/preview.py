@@ -10,10 +10,13 @@ joined, crops are answered at once by the hub.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, TextIO
 
 from stacker.preview.hub import PreviewHub, RunState
 from stacker.preview.publisher import StackerPublisher, attach_stacker
+from stacker.preview.server import serve_preview
 
 if TYPE_CHECKING:
     from rig.session.journal import FrameEntry
@@ -102,3 +105,23 @@ class SessionPreview:
         else:
             self.hub.crops.set_provider(None)
             self.hub.update_progress(state=state, message=message)
+
+
+@contextlib.contextmanager
+def serve_session_preview(
+    runner: SessionRunner, enabled: bool, host: str, port: int, *, out: TextIO | None = None
+) -> Iterator[PreviewHub | None]:
+    """For ``rig shoot/resume/demo --preview``: serve the page of ``runner`` while in the block.
+
+    Prints the address before the session starts; the server stops when the block ends.
+    """
+    if not enabled:
+        yield None
+        return
+    hub = PreviewHub()
+    SessionPreview(hub).attach(runner)
+    server = serve_preview(hub, host, port, out=out)
+    try:
+        yield hub
+    finally:
+        server.stop()
