@@ -23,6 +23,8 @@ import cv2
 import numpy as np
 import pytest
 
+from rig.session.journal import read_journal
+
 ARGS = ["--frames", "8", "--size", "480x360", "--time-scale", "50"]
 MIN_PSNR_DB = 40.0
 
@@ -40,14 +42,7 @@ def rig(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def records(folder: Path) -> list[dict]:
-    lines = (folder / "journal.jsonl").read_bytes().split(b"\n")
-    out = []
-    for line in lines:
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            pass  # the torn last line a kill can leave
-    return out
+    return list(read_journal(folder / "journal.jsonl").records)  # a kill may tear the last line
 
 
 def frame_records(folder: Path) -> list[dict]:
