@@ -90,7 +90,11 @@ def home(url: UrlArg) -> None:
         typer.echo(_describe(focuser))
 
 
-@app.command()
+# Negative lengths ("-250um") are arguments, not options.
+_SIGNED = {"ignore_unknown_options": True}
+
+
+@app.command(context_settings=_SIGNED)
 def move(
     url: UrlArg,
     position: Annotated[str, typer.Argument(help="Target with a unit: 12.5mm, 250um")],
@@ -102,7 +106,7 @@ def move(
         typer.echo(_describe(focuser))
 
 
-@app.command()
+@app.command(context_settings=_SIGNED)
 def jog(
     url: UrlArg,
     distance: Annotated[str, typer.Argument(help="Signed distance with a unit: -0.5mm, 100um")],

@@ -178,6 +178,7 @@ class GrblRail(Rail):
         self._cmd_lock = threading.Lock()
         self._responses: deque[str] = deque()
         self._info: list[str] = []
+        self._transcript: list[str] = []
         self._awaiting = False
         self._status: GrblStatus | None = None
         self._status_seq = 0
@@ -258,16 +259,8 @@ class GrblRail(Rail):
         deadline = time.monotonic() + max(self.timeout_s, 1.0)
         reset_sent = False
         while True:
-            with self._cond:
-                self._responses.clear()
-            try:
-                info = self._command("$G", timeout=0.5, sync=True)
-                if any(line.startswith("[GC:") for line in info):
-                    break
-            except GrblCommandError:
-                pass
-            except _Timeout:
-                pass
+            if self._sync_once(timeout=0.5):
+                break
             if time.monotonic() > deadline:
                 raise DeviceNotFoundError(
                     f"no GRBL controller answers on {self.port} at {self.baud} baud; check the "
@@ -280,6 +273,33 @@ class GrblRail(Rail):
         time.sleep(0.05)  # let any straggling answer to an earlier $G arrive and be dropped
         with self._cond:
             self._responses.clear()
+
+    def _sync_once(self, timeout: float) -> bool:
+        """Send ``$G`` and wait for its ``[GC:...]`` then ``ok``; earlier ``ok``s are stale."""
+        link = self._require_link()
+        with self._cmd_lock:
+            with self._cond:
+                self._transcript = []
+                self._awaiting = True
+            try:
+                link.send_line("$G")
+                deadline = time.monotonic() + timeout
+                with self._cond:
+                    while True:
+                        lines = self._transcript
+                        marks = [i for i, line in enumerate(lines) if line.startswith("[GC:")]
+                        if marks and "ok" in lines[marks[-1] :]:
+                            return True
+                        if link.lost is not None:
+                            raise link.lost
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            return False
+                        self._cond.wait(remaining)
+            finally:
+                with self._cond:
+                    self._awaiting = False
+                    self._responses.clear()
 
     def _answers_status(self) -> bool:
         try:
@@ -327,6 +347,7 @@ class GrblRail(Rail):
             elif line == "ok" or line.startswith("error:"):
                 if self._awaiting:
                     self._responses.append(line)
+                    self._transcript.append(line)
                 else:
                     log.debug("%s: dropping stale %r", self.port, line)
             elif line.startswith("ALARM:"):
@@ -345,6 +366,7 @@ class GrblRail(Rail):
             elif line.startswith("[") or line.startswith("$"):
                 if self._awaiting:
                     self._info.append(line)
+                    self._transcript.append(line)
             else:
                 log.warning("%s: ignoring unexpected line %r", self.port, line)
             self._cond.notify_all()
@@ -581,7 +603,7 @@ class GrblRail(Rail):
 
     def _home(self) -> None:
         self._require_link()
-        if self._critical:
+        if self._needs_reset():
             self._soft_reset()
         command = "$H" if self.home_all else f"$H{self.axis}"
         travel = self.settings.get(130 + self._axis_index, 200.0)
@@ -614,10 +636,14 @@ class GrblRail(Rail):
         keeps the position); after a hard limit or a reset in motion, home instead.
         """
         self._require_link()
-        if self._critical:
+        if self._needs_reset():
             self._soft_reset()
         self._checked_command("$X")
         self._alarm_code = None
+
+    def _needs_reset(self) -> bool:
+        """After ALARM:1/2 GRBL reads no line until Ctrl-X ("Reset to continue")."""
+        return self._critical or self._alarm_code in (1, 2)
 
     def _soft_reset(self) -> None:
         """Ctrl-X and wait for the banner; the planner and line buffer are flushed."""

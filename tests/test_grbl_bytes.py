@@ -1,0 +1,93 @@
+"""The exact bytes the GRBL driver sends for each call, read from the pty's master side."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from rig.rails import open_focuser
+from rig.rails.base import MoveStoppedError
+from rig.rails.grbl import GrblRail
+from rig.sim.grbl import GrblSimulator
+
+
+@pytest.fixture
+def sim() -> Iterator[GrblSimulator]:
+    with GrblSimulator(time_scale=20.0, settings={24: 200.0, 25: 2000.0}) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def rail(sim: GrblSimulator) -> Iterator[GrblRail]:
+    focuser = open_focuser(sim.url + "&feed=5mm/s")
+    assert isinstance(focuser, GrblRail)
+    yield focuser
+    focuser.close()
+
+
+def lines_sent(sim: GrblSimulator, since: int) -> list[bytes]:
+    """Command lines received after byte ``since``; ``?`` polls are real-time bytes, dropped."""
+    return bytes(sim.received[since:]).replace(b"?", b"").split(b"\n")
+
+
+def test_connection_handshake_bytes(sim: GrblSimulator, rail: GrblRail) -> None:
+    received = bytes(sim.received)
+    # Wake-up, then $G to synchronise (its [GC:] reply marks the end of stale output), then $$.
+    assert received.startswith(b"\r\n\r\n$G\n")
+    assert received.replace(b"?", b"").endswith(b"$G\n$$\n")
+    assert b"$X" not in received and b"\x18" not in received
+    assert rail.settings[110] == 600.0 and rail.version == "1.1h"
+
+
+def test_move_to_sends_absolute_g1_then_dwell_sync(sim: GrblSimulator, rail: GrblRail) -> None:
+    mark = len(sim.received)
+    rail.move_to(1500.0)
+    assert lines_sent(sim, mark) == [b"G21 G90 G1 X1.5000 F300.0", b"G4 P0.01", b""]
+    assert b"?" in bytes(sim.received[mark:])  # motion end confirmed by status polling
+
+
+def test_move_down_with_backlash_overshoots_then_returns(sim: GrblSimulator) -> None:
+    rail = open_focuser(sim.url + "&backlash=50um&axis=Z&feed=300mm/min")
+    rail.move_to(1000.0)
+    mark = len(sim.received)
+    rail.move_to(500.0)
+    assert lines_sent(sim, mark) == [
+        b"G21 G90 G1 Z0.4500 F300.0",
+        b"G4 P0.01",
+        b"G21 G90 G1 Z0.5000 F300.0",
+        b"G4 P0.01",
+        b"",
+    ]
+    rail.close()
+
+
+def test_jog_home_and_unlock_bytes(sim: GrblSimulator, rail: GrblRail) -> None:
+    mark = len(sim.received)
+    rail.jog(-250.0)
+    assert lines_sent(sim, mark) == [b"$J=G21 G91 X-0.2500 F300.0", b""]
+    mark = len(sim.received)
+    rail.home()
+    assert lines_sent(sim, mark) == [b"$HX", b""]
+    mark = len(sim.received)
+    rail.unlock()
+    assert lines_sent(sim, mark) == [b"$X", b""]
+
+
+def test_stop_bytes_feed_hold_then_reset(sim: GrblSimulator, rail: GrblRail) -> None:
+    mark = len(sim.received)
+    threading.Timer(0.1, rail.stop).start()
+    with pytest.raises(MoveStoppedError):
+        rail.move_to(40_000.0)
+    tail = bytes(sim.received[mark:]).replace(b"?", b"")
+    assert tail == b"G21 G90 G1 X40.0000 F300.0\nG4 P0.01\n!\x18"
+
+
+def test_stop_of_a_jog_is_only_jog_cancel(sim: GrblSimulator, rail: GrblRail) -> None:
+    mark = len(sim.received)
+    threading.Timer(0.1, rail.stop).start()
+    with pytest.raises(MoveStoppedError):
+        rail.jog(40_000.0)
+    tail = bytes(sim.received[mark:]).replace(b"?", b"")
+    assert tail == b"$J=G21 G91 X40.0000 F300.0\n\x85"

@@ -1,0 +1,300 @@
+"""The GRBL rail driver against the GRBL simulator over a real pseudo-terminal."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from rig.errors import DeviceNotFoundError, MotionError, RigError
+from rig.rails import open_focuser
+from rig.rails.base import ConnectionLostError, MoveStoppedError
+from rig.rails.grbl import GrblRail, parse_status
+from rig.sim.grbl import GrblSimulator
+
+STEP_UM = 1000.0 / 800.0  # the simulator's default 800 steps/mm
+QUICK_HOMING = {24: 200.0, 25: 2000.0}  # homing feeds (mm/min) raised to keep tests short
+
+
+@pytest.fixture
+def sim() -> Iterator[GrblSimulator]:
+    with GrblSimulator(time_scale=10.0, settings=QUICK_HOMING) as simulator:
+        yield simulator
+
+
+def connect(sim: GrblSimulator, options: str = "") -> GrblRail:
+    rail = open_focuser(sim.url + options)
+    assert isinstance(rail, GrblRail)
+    return rail
+
+
+def sent(sim: GrblSimulator, since: int = 0) -> bytes:
+    """What the controller received after byte ``since``, without the `?` status polls."""
+    return bytes(sim.received[since:]).replace(b"?", b"")
+
+
+def test_moves_reach_the_commanded_position_within_a_step(sim: GrblSimulator) -> None:
+    rail = connect(sim)
+    start = sim.machine_position[0]
+    for target in [1234.5, 3000.0, -2222.2, 17.0]:
+        rail.move_to(target)
+        assert abs(rail.position - target) <= STEP_UM
+        assert abs((sim.machine_position[0] - start) * 1000.0 - target) <= STEP_UM
+        assert sim.state == "Idle"
+    rail.close()
+
+
+def test_backlash_every_target_approached_from_below(sim: GrblSimulator) -> None:
+    rail = connect(sim, "&backlash=50um")
+    targets = [2000.0, 1000.0, 1500.0, 500.0, 500.0]
+    for target in targets:
+        before = len(sim.axis_moves("X"))
+        rail.move_to(target)
+        moves = sim.axis_moves("X")[before:]
+        if moves:
+            start, end = moves[-1]
+            assert end > start, f"{target}: final approach {start} -> {end} is not upwards"
+        for start, end in moves[:-1]:
+            assert end == pytest.approx(target / 1000.0 - 0.05, abs=0.002)
+            assert end < start
+    rail.close()
+
+
+def test_soft_limit_refusal_sends_no_motion(sim: GrblSimulator) -> None:
+    rail = connect(sim, "&max=5mm&min=0mm")
+    mark = len(sim.received)
+    with pytest.raises(MotionError, match="outside the soft limits"):
+        rail.move_to(6000.0)
+    with pytest.raises(MotionError, match="outside the soft limits"):
+        rail.jog(-1.0)
+    assert b"G1" not in sent(sim, mark) and b"$J" not in sent(sim, mark)
+    assert sim.motion_log == []
+    rail.close()
+
+
+def test_hard_limit_alarm_stops_a_sequence(sim: GrblSimulator) -> None:
+    sim.close()
+    with GrblSimulator(time_scale=10.0, start_position=(-3.0, -50.0, -50.0)) as near_end:
+        rail = connect(near_end)
+        rail.move_to(1000.0)
+        with pytest.raises(MotionError) as info:
+            for target in [5000.0, 6000.0]:  # the switch sits 3 mm above the start
+                rail.move_to(target)
+        message = str(info.value)
+        assert "ALARM:1 (Hard limit triggered" in message and "\n" not in message
+        moves = len(near_end.motion_log)
+        with pytest.raises(MotionError, match="ALARM"):
+            rail.move_to(100.0)
+        assert len(near_end.motion_log) == moves  # nothing moved after the alarm
+        assert near_end.alarms == [1]
+        rail.close()
+
+
+def test_injected_alarm_during_a_move(sim: GrblSimulator) -> None:
+    rail = connect(sim)
+    threading.Timer(0.05, sim.trigger_alarm, args=(1,)).start()
+    with pytest.raises(MotionError, match="ALARM:1"):
+        rail.move_to(30_000.0)  # 3 s at 10x: interrupted long before
+    assert rail.capabilities.absolute is False
+    # The alarm is not cleared behind the user's back: homing is the way out.
+    assert b"$X" not in sent(sim)
+    rail.home()
+    rail.move_to(-2000.0)
+    assert abs(rail.position + 2000.0) <= STEP_UM
+    rail.close()
+
+
+def test_grbl_soft_limits_jog_error_15_and_g1_alarm_2() -> None:
+    with GrblSimulator(time_scale=10.0, settings={20: 1, **QUICK_HOMING}) as sim:
+        rail = connect(sim)
+        rail.home()  # machine space is [-100 mm, 0]; homing leaves X at -1 mm
+        assert rail.position == pytest.approx(-1000.0)
+        with pytest.raises(MotionError, match="beyond the machine travel; nothing moved"):
+            rail.jog(5000.0)
+        assert sim.state == "Idle"
+        with pytest.raises(MotionError, match=r"ALARM:2 \(G-code motion target exceeds"):
+            rail.move_to(2000.0)
+        rail.unlock()  # position is retained after a soft-limit alarm
+        rail.move_to(-3000.0)
+        assert abs(rail.position + 3000.0) <= STEP_UM
+        rail.close()
+
+
+def test_boot_alarm_is_reported_and_only_unlocked_on_request() -> None:
+    with GrblSimulator(time_scale=10.0, homing_init_lock=True) as sim:
+        rail = connect(sim)
+        with pytest.raises(MotionError, match=r"ALARM.*rig rail home.*rig rail unlock"):
+            rail.move_to(100.0)
+        assert b"$X" not in sent(sim)
+        rail.unlock()
+        rail.move_to(100.0)
+        assert abs(rail.position - 100.0) <= STEP_UM
+        rail.close()
+
+
+def test_stop_during_a_long_move_halts_it_keeping_position(sim: GrblSimulator) -> None:
+    rail = connect(sim)
+    mark = len(sim.received)
+    threading.Timer(0.1, rail.stop).start()
+    began = time.monotonic()
+    with pytest.raises(MoveStoppedError, match="stopped"):
+        rail.move_to(90_000.0)  # 9 s of simulated travel at 10x: ~0.9 s
+    assert time.monotonic() - began < 0.8
+    stopped = rail.position
+    assert 0.0 < stopped < 50_000.0
+    time.sleep(0.05)
+    assert rail.position == stopped
+    assert sim.alarms == []  # feed hold before the reset: no "reset while in motion"
+    received = sent(sim, mark)
+    assert received.index(b"!") < received.index(b"\x18")
+    rail.move_to(0.0)  # usable at once, no unlock needed
+    assert abs(rail.position) <= STEP_UM
+    rail.close()
+
+
+def test_stop_cancels_a_jog_with_0x85(sim: GrblSimulator) -> None:
+    rail = connect(sim)
+    mark = len(sim.received)
+    threading.Timer(0.1, rail.stop).start()
+    with pytest.raises(MoveStoppedError):
+        rail.jog(40_000.0)
+    assert b"\x85" in sent(sim, mark) and b"\x18" not in sent(sim, mark)
+    assert any(m.interrupted == "jog cancel" for m in sim.motion_log)
+    assert sim.state == "Idle"
+    rail.close()
+
+
+def test_disconnect_mid_move_then_reconnect(sim: GrblSimulator) -> None:
+    rail = connect(sim, "&timeout=2")
+    threading.Timer(0.1, sim.disconnect).start()
+    with pytest.raises(ConnectionLostError) as info:
+        rail.move_to(50_000.0)
+    message = str(info.value)
+    assert sim.path in message and "\n" not in message
+    with pytest.raises(ConnectionLostError):
+        rail.position  # noqa: B018 - every call reports the lost link
+    sim.replug()
+    rail.reconnect()
+    with pytest.raises(MotionError, match=r"position unknown.*home"):
+        rail.move_to(1000.0)
+    rail.home()
+    rail.move_to(-5000.0)
+    assert abs(rail.position + 5000.0) <= STEP_UM
+    assert rail.capabilities.absolute
+    rail.close()
+
+
+def test_garbled_and_unexpected_lines_do_not_crash_the_driver(sim: GrblSimulator) -> None:
+    rail = connect(sim)
+    junk = b"\xff\xfe\x00garbage\r\n<Idle|MPos:1.0,abc>\r\n<Run|\r\nHello there\r\n[MSG:odd]\r\n"
+
+    def spray() -> None:
+        for _ in range(5):
+            sim.inject(junk)
+            time.sleep(0.01)
+
+    threading.Timer(0.02, spray).start()
+    rail.move_to(3000.0)
+    sim.inject(junk)
+    rail.move_to(1000.0)
+    assert abs(rail.position - 1000.0) <= STEP_UM
+    rail.close()
+
+
+def test_a_silent_controller_is_a_clear_error(sim: GrblSimulator) -> None:
+    rail = connect(sim, "&timeout=0.3")
+    sim.stall()
+    with pytest.raises(RigError, match=f"{sim.path}.*(stopped answering|does not answer)"):
+        rail.move_to(1000.0)
+    sim.stall(False)
+    rail.close()
+
+
+def test_work_coordinates_wpos_and_wco(sim: GrblSimulator) -> None:
+    rail = connect(sim)
+    rail.move_to(2000.0)
+    rail.send("G10 L20 P1 X0")  # call the current position zero
+    assert rail.position == pytest.approx(0.0, abs=STEP_UM)
+    rail.move_to(500.0)
+    assert sim.work_position[0] == pytest.approx(0.5, abs=0.002)
+    assert sim.machine_position[0] == pytest.approx(2.5, abs=0.002)
+    sim.settings[10] = 0  # controller now reports WPos instead of MPos + WCO
+    assert rail.position == pytest.approx(500.0, abs=STEP_UM)
+    rail.close()
+
+
+def test_homing_sends_single_axis_or_all() -> None:
+    with GrblSimulator(time_scale=20.0, settings=QUICK_HOMING) as sim:
+        rail = connect(sim)
+        mark = len(sim.received)
+        rail.home()
+        assert sent(sim, mark).endswith(b"$HX\n")
+        rail.close()
+        rail = connect(sim, "&homing=all")
+        mark = len(sim.received)
+        rail.home()
+        assert sent(sim, mark).endswith(b"$H\n")
+        rail.close()
+
+
+def test_homing_disabled_is_refused_clearly() -> None:
+    with GrblSimulator(time_scale=10.0, settings={22: 0}) as sim:
+        rail = connect(sim)
+        assert not rail.capabilities.can_home
+        with pytest.raises(MotionError, match="cannot home"):
+            rail.home()
+        rail.close()
+
+
+def test_missing_port_is_one_line_naming_it() -> None:
+    with pytest.raises(DeviceNotFoundError) as info:
+        open_focuser("grbl:///dev/ttyNOPE-stackrig?wakeup=0")
+    message = str(info.value)
+    assert "/dev/ttyNOPE-stackrig" in message and "/dev/serial/by-id" in message
+    assert "dialout" in message and "\n" not in message
+
+
+def test_a_port_with_no_grbl_is_named(tmp_path: object) -> None:
+    # A pty nobody answers on: the handshake gives up with a one-line error.
+    import os
+
+    master, slave = os.openpty()
+    path = os.ttyname(slave)
+    try:
+        with pytest.raises(DeviceNotFoundError, match=f"no GRBL controller answers on {path}"):
+            GrblRail(path, wakeup_s=0.0, timeout_s=0.5)
+    finally:
+        os.close(slave)
+        os.close(master)
+
+
+@pytest.mark.parametrize(
+    ("line", "state", "sub", "mpos", "wpos"),
+    [
+        ("<Idle|MPos:1.000,2.000,3.000|FS:0,0>", "Idle", None, (1.0, 2.0, 3.0), None),
+        ("<Hold:0|WPos:-1.5,0,0|FS:0,0|Pn:X>", "Hold", 0, None, (-1.5, 0.0, 0.0)),
+        ("<Jog|MPos:0.000,0.000,0.000|Bf:15,128|FS:500,0|WCO:1.000,0.000,0.000>", "Jog", None,
+         (0.0, 0.0, 0.0), None),
+    ],
+)  # fmt: skip
+def test_status_reports_parse(
+    line: str, state: str, sub: int | None, mpos: tuple | None, wpos: tuple | None
+) -> None:
+    status = parse_status(line)
+    assert status is not None
+    assert (status.state, status.substate, status.mpos, status.wpos) == (state, sub, mpos, wpos)
+
+
+@pytest.mark.parametrize(
+    "line", ["<Idle|MPos:1.0,abc>", "<Idle>", "<Run|MPos>", "Idle|MPos:1,2,3", "<1dle|MPos:1>"]
+)
+def test_malformed_status_reports_are_rejected(line: str) -> None:
+    assert parse_status(line) is None
+
+
+def test_wco_is_applied_to_mpos() -> None:
+    status = parse_status("<Idle|MPos:3.000,0.000,0.000|FS:0,0>")
+    assert status is not None
+    assert status.work_position((1.0, 0.0, 0.0)) == (2.0, 0.0, 0.0)

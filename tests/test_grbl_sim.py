@@ -1,0 +1,213 @@
+"""The GRBL simulator itself, spoken to byte by byte through pyserial on its pseudo-terminal.
+
+These pin down the GRBL 1.1 behaviour the driver relies on (and that users of
+``rig rail simulate`` see), independently of the driver.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+import serial
+
+from rig.sim.grbl import GrblSimulator
+from rig.sim.motion import Trapezoid
+
+
+class Client:
+    """A bare GRBL host: write bytes, read lines."""
+
+    def __init__(self, path: str) -> None:
+        self.port = serial.serial_for_url(path, baudrate=115200, timeout=2.0)
+
+    def line(self) -> str:
+        raw = self.port.readline()
+        assert raw.endswith(b"\n"), f"timed out, got {raw!r}"
+        return raw.decode().strip()
+
+    def lines_until_ok(self, command: str) -> list[str]:
+        self.port.write(command.encode() + b"\n")
+        out: list[str] = []
+        while True:
+            text = self.line()
+            if text == "ok" or text.startswith("error:"):
+                return [*out, text]
+            if text:
+                out.append(text)
+
+    def status(self) -> str:
+        self.port.write(b"?")
+        while True:
+            text = self.line()
+            if text.startswith("<"):
+                return text
+
+    def wait_idle(self, timeout: float = 5.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            report = self.status()
+            if report.startswith("<Idle"):
+                return report
+            time.sleep(0.01)
+        raise AssertionError("never idle")
+
+
+@pytest.fixture
+def sim() -> Iterator[GrblSimulator]:
+    with GrblSimulator(time_scale=10.0) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def client(sim: GrblSimulator) -> Iterator[Client]:
+    host = Client(sim.path)
+    # Opening the port resets the board: the banner comes first, as on an Arduino.
+    while host.line() != "Grbl 1.1h ['$' for help]":
+        pass
+    yield host
+    host.port.close()
+
+
+def test_status_settings_and_parser_state(client: Client) -> None:
+    assert client.status() == ("<Idle|MPos:0.000,0.000,0.000|FS:0,0|WCO:0.000,0.000,0.000>")
+    settings = client.lines_until_ok("$$")
+    assert "$22=1" in settings and "$110=600.000" in settings and settings[-1] == "ok"
+    assert client.lines_until_ok("$G")[0].startswith("[GC:G0 G54 G17 G21 G90 G94")
+    assert client.lines_until_ok("$I")[:2] == ["[VER:1.1h.20190830:]", "[OPT:V,15,128]"]
+    assert client.lines_until_ok("$110=300") == ["ok"]
+    assert "$110=300.000" in client.lines_until_ok("$$")
+
+
+def test_error_codes(client: Client) -> None:
+    assert client.lines_until_ok("G1 X1") == ["error:22"]  # no feed rate yet
+    assert client.lines_until_ok("G5 X1") == ["error:20"]
+    assert client.lines_until_ok("$Q") == ["error:3"]
+    assert client.lines_until_ok("X") == ["error:2"]
+    assert client.lines_until_ok("$20=1") == ["ok"]  # homing is enabled, so allowed
+    assert client.lines_until_ok("G4") == ["error:28"]
+    assert client.lines_until_ok("G0 X" + "1" * 90) == ["error:11"]
+    assert client.lines_until_ok("") == ["ok"]
+
+
+def test_a_move_takes_trapezoid_time_and_lands_on_a_step(client: Client) -> None:
+    began = time.monotonic()
+    assert client.lines_until_ok("G1 X2.0003 F600") == ["ok"]
+    assert client.status().startswith("<Run|")
+    assert client.lines_until_ok("G4 P0.01") == ["ok"]  # answered once motion is done
+    elapsed = time.monotonic() - began
+    assert client.status().startswith("<Idle|MPos:2.000,")  # 2.0003 mm rounds to a step
+    expected = Trapezoid(2.0003, 10.0, 50.0).duration / 10.0  # 600 mm/min, 50 mm/s², x10
+    assert elapsed >= expected
+
+
+def test_gcode_during_a_jog_is_locked_out_and_0x85_cancels(
+    sim: GrblSimulator, client: Client
+) -> None:
+    assert client.lines_until_ok("$J=G91 X50 F600") == ["ok"]
+    assert client.status().startswith("<Jog|")
+    assert client.lines_until_ok("G1 X1 F100") == ["error:9"]
+    client.port.write(b"\x85")
+    report = client.wait_idle()
+    x = float(report.split("MPos:")[1].split(",")[0])
+    assert 0.0 < x < 50.0
+    assert sim.motion_log[-1].kind == "brake"
+    assert sim.motion_log[-2].interrupted == "jog cancel"
+
+
+def test_jog_beyond_soft_limits_is_error_15(client: Client) -> None:
+    assert client.lines_until_ok("$20=1") == ["ok"]
+    assert client.lines_until_ok("$J=G91 X1 F600") == ["error:15"]  # machine space <= 0
+    assert client.status().startswith("<Idle|MPos:0.000,")
+
+
+def test_g1_beyond_soft_limits_is_alarm_2_until_reset(client: Client) -> None:
+    assert client.lines_until_ok("$20=1") == ["ok"]
+    client.port.write(b"G1 X5 F600\n")
+    assert client.line() == "ALARM:2"
+    assert client.line() == "[MSG:Reset to continue]"
+    client.port.write(b"$X\n")  # ignored until reset
+    assert client.status().startswith("<Alarm|")
+    client.port.write(b"\x18")
+    lines = [client.line() for _ in range(3)]
+    assert "Grbl 1.1h ['$' for help]" in lines
+    assert lines[-1] == "[MSG:'$H'|'$X' to unlock]"
+    assert client.lines_until_ok("$X") == ["[MSG:Caution: Unlocked]", "ok"]
+
+
+def test_reset_in_motion_is_alarm_3_and_hold_then_reset_is_not(client: Client) -> None:
+    client.lines_until_ok("G1 X20 F600")
+    client.port.write(b"\x18")
+    assert client.line() == "ALARM:3"
+    assert "Grbl 1.1h" in client.line() + client.line()
+    assert client.lines_until_ok("$X")[-1] == "ok"
+    client.lines_until_ok("G1 X20 F600")
+    client.port.write(b"!")
+    deadline = time.monotonic() + 3
+    while not client.status().startswith("<Hold:0|"):
+        assert time.monotonic() < deadline
+    client.port.write(b"\x18")
+    assert client.line() == ""
+    assert client.line().startswith("Grbl 1.1h")
+    assert client.status().startswith("<Idle|")
+
+
+def test_feed_hold_and_resume_completes_the_move(client: Client) -> None:
+    client.lines_until_ok("G1 X3 F600")
+    client.port.write(b"!")
+    time.sleep(0.05)
+    assert client.status().startswith("<Hold")
+    client.port.write(b"~")
+    client.lines_until_ok("G4 P0")
+    assert client.wait_idle().startswith("<Idle|MPos:3.000,")
+
+
+def test_homing_and_hard_limit(sim: GrblSimulator, client: Client) -> None:
+    assert client.lines_until_ok("$24=400") == ["ok"]  # quick locate
+    assert client.lines_until_ok("$25=3000") == ["ok"]
+    assert client.lines_until_ok("$HX") == ["ok"]  # returns when homing is done
+    assert client.status().startswith("<Idle|MPos:-1.000,")
+    client.port.write(b"$J=G53 X5 F600\n")  # beyond the switch (no soft limits): trips it
+    assert client.line() == "ok"
+    assert client.line() == "ALARM:1"
+    assert client.line() == "[MSG:Reset to continue]"
+    assert sim.alarms == [1]
+
+
+def test_planner_buffer_holds_back_ok_when_full(sim: GrblSimulator, client: Client) -> None:
+    for i in range(15):
+        client.port.write(f"G1 X{(i + 1) * 0.5:.1f} F30\n".encode())  # 1 s each (0.1 s real)
+    for _ in range(15):
+        assert client.line() == "ok"
+    client.port.write(b"G1 X10 F600\n")
+    client.port.timeout = 0.02
+    assert client.port.readline() == b""  # planner full: no ok yet
+    client.port.timeout = 5.0
+    assert client.line() == "ok"
+
+
+def test_disconnect_and_replug_keep_the_path(sim: GrblSimulator, client: Client) -> None:
+    client.lines_until_ok("G1 X30 F600")
+    sim.disconnect()
+    with pytest.raises(serial.SerialException):
+        client.port.read(10)
+        client.port.read(10)
+    client.port.close()
+    sim.replug()
+    again = Client(sim.path)
+    assert "Grbl 1.1h" in again.line() + again.line()
+    assert again.status().startswith("<Idle|MPos:0.000,")  # the board restarted
+    assert sim.motion_log[-1].interrupted == "power"
+    again.port.close()
+
+
+def test_stall_and_garbage(sim: GrblSimulator, client: Client) -> None:
+    sim.stall()
+    client.port.write(b"?")
+    client.port.timeout = 0.1
+    assert client.port.readline() == b""
+    sim.stall(False)
+    client.port.timeout = 2.0
+    sim.inject(b"\xffgarbled\r\n")
+    assert client.port.readline() == b"\xffgarbled\r\n"

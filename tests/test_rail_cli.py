@@ -1,0 +1,117 @@
+"""``rig rail``: commands against simulators, and one-line errors for bad ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+from typer.testing import CliRunner
+
+from rig.rails.cli import app
+from rig.sim.grbl import GrblSimulator
+from rig.sim.marlin import MarlinSimulator
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def sim() -> Iterator[GrblSimulator]:
+    with GrblSimulator(time_scale=20.0, reset_on_open=False) as simulator:
+        yield simulator
+
+
+def rig(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "rig.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_status_and_move_against_the_grbl_simulator(sim: GrblSimulator) -> None:
+    result = runner.invoke(app, ["status", sim.url])
+    assert result.exit_code == 0, result.output
+    assert "at 0 µm (state Idle, position relative (not homed))" in result.output
+    result = runner.invoke(app, ["move", sim.url + "&backlash=20um", "1.25mm"])
+    assert result.exit_code == 0, result.output
+    assert "at 1.25 mm" in result.output
+    assert sim.work_position[0] == pytest.approx(1.25)
+    result = runner.invoke(app, ["jog", sim.url, "-250um"])
+    assert result.exit_code == 0, result.output
+    assert "at 1 mm" in result.output
+    assert sim.motion_log[-1].kind == "jog"
+
+
+def test_home_stop_and_unlock(sim: GrblSimulator) -> None:
+    result = runner.invoke(app, ["home", sim.url])
+    assert result.exit_code == 0, result.output
+    assert "at -1 mm" in result.output and "position known" in result.output
+    sim.trigger_alarm(1)
+    result = runner.invoke(app, ["move", sim.url, "-2mm"])
+    assert "ALARM" in str(result.exception) and "rig rail home" in str(result.exception)
+    result = runner.invoke(app, ["unlock", sim.url])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["stop", sim.url])
+    assert result.exit_code == 0 and "stopped at" in result.output
+
+
+def test_marlin_and_sim_urls() -> None:
+    with MarlinSimulator(time_scale=20.0) as marlin:
+        result = runner.invoke(app, ["move", marlin.url, "11mm"])
+        assert result.exit_code == 0, result.output
+        assert "at 11 mm" in result.output
+    result = runner.invoke(app, ["jog", "sim://?time_scale=50", "0.5mm"])
+    assert result.exit_code == 0 and "at 500 µm" in result.output
+
+
+def test_lengths_need_units_and_matching_kinds(sim: GrblSimulator) -> None:
+    result = runner.invoke(app, ["move", sim.url, "250"])
+    assert "has no unit" in str(result.exception)
+    result = runner.invoke(app, ["move", sim.url, "12steps"])
+    assert "moves in um" in str(result.exception)
+
+
+def test_bad_port_and_bad_scheme_are_one_line_errors() -> None:
+    # Both run through the real `rig` entry point, side by side to save start-up time.
+    bad_port = rig("rail", "status", "grbl:///dev/ttyUSB-stackrig-missing?wakeup=0")
+    bad_scheme = rig("rail", "status", "tcp://rail")
+    out, err = bad_port.communicate(timeout=60)
+    assert bad_port.returncode == 3
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("rig: error: no serial port /dev/ttyUSB-stackrig-missing")
+    assert "/dev/serial/by-id" in lines[0] and "udev" in lines[0] and "dialout" in lines[0]
+    out, err = bad_scheme.communicate(timeout=60)
+    assert bad_scheme.returncode == 2
+    assert err.count("\n") == 1 and "known schemes" in err and "tcp://" in err
+
+
+def test_simulate_prints_a_url_that_works_until_interrupted() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rig.cli", "rail", "simulate", "--time-scale", "20"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        header = proc.stdout.readline()
+        assert header.startswith("grbl simulator on ")
+        url = proc.stdout.readline().strip().removeprefix("url: ")
+        assert url.startswith("grbl://") and url.endswith("?wakeup=0")
+        moved = runner.invoke(app, ["move", url, "2mm"])
+        assert moved.exit_code == 0, moved.output
+        # A second connection sees the same position (the simulator keeps state by default).
+        status = runner.invoke(app, ["status", url])
+        assert "at 2 mm" in status.output
+    finally:
+        os.kill(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    assert "simulator stopped" in out

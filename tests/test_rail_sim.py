@@ -1,0 +1,166 @@
+"""The shared rail behaviour through the in-process ``sim://`` rail, URLs and the registry."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from rig.errors import MotionError, RigError
+from rig.focuser import Focuser
+from rig.rails import known_schemes, open_focuser
+from rig.rails.base import MoveStoppedError, RailOptions
+from rig.rails.simulated import SimulatedRail
+from rig.rails.url import DeviceURL, URLError
+
+
+def fast_rail(**options: object) -> SimulatedRail:
+    return SimulatedRail(
+        RailOptions(**options),  # type: ignore[arg-type]
+        speed_mm_s=20.0,
+        accel_mm_s2=500.0,
+        time_scale=20.0,
+    )
+
+
+def test_sim_url_builds_a_focuser_with_its_options() -> None:
+    rail = open_focuser("sim://?speed=3mm/s&backlash=20um&settle=0.2&min=-1mm&max=5mm&step=2um")
+    assert isinstance(rail, SimulatedRail)
+    assert isinstance(rail, Focuser)
+    assert rail.speed_mm_s == pytest.approx(3.0)
+    assert rail.step_um == 2.0
+    assert rail.options == RailOptions(
+        backlash_um=20.0, settle_s=0.2, min_um=-1000.0, max_um=5000.0
+    )
+    caps = rail.capabilities
+    assert (caps.units, caps.can_home, caps.min_position, caps.max_position) == (
+        "um",
+        True,
+        -1000.0,
+        5000.0,
+    )
+
+
+def test_keyword_arguments_override_url_options() -> None:
+    rail = open_focuser("sim://?backlash=20um&time_scale=2", backlash_um=0.0, time_scale=50.0)
+    assert isinstance(rail, SimulatedRail)
+    assert rail.options.backlash_um == 0.0
+    assert rail.time_scale == 50.0
+
+
+def test_moves_take_realistic_time() -> None:
+    rail = open_focuser("sim://?speed=10mm/s&accel=1000mm/s2")
+    began = time.monotonic()
+    rail.move_to(2000.0)  # 2 mm at 10 mm/s: about 0.2 s
+    took = time.monotonic() - began
+    assert rail.position == 2000.0
+    assert 0.18 < took < 1.0
+
+
+def test_unknown_scheme_lists_known_ones() -> None:
+    with pytest.raises(URLError) as info:
+        open_focuser("ftp://rail")
+    message = str(info.value)
+    assert "ftp://" in message and "\n" not in message
+    for scheme in ("grbl://", "marlin://", "sim://", "camera://"):
+        assert scheme in message
+
+
+def test_registry_comes_from_entry_points() -> None:
+    assert {"grbl", "marlin", "sim", "camera"} <= set(known_schemes())
+
+
+def test_url_typos_are_refused() -> None:
+    with pytest.raises(URLError, match=r"unknown option backlsh.*understands:.*backlash"):
+        open_focuser("sim://?backlsh=20um")
+    with pytest.raises(URLError, match="not a focuser URL"):
+        open_focuser("/dev/ttyUSB0")
+    with pytest.raises(RigError, match="no unit"):  # a bare number
+        open_focuser("sim://?backlash=50")
+
+
+def test_device_url_parsing() -> None:
+    url = DeviceURL.parse("grbl:///dev/ttyUSB0?baud=115200&axis=X&backlash=50um&settle=0.5")
+    assert (url.scheme, url.path) == ("grbl", "/dev/ttyUSB0")
+    assert url.options == {"baud": "115200", "axis": "X", "backlash": "50um", "settle": "0.5"}
+    assert DeviceURL.parse("sim://").path == ""
+    assert DeviceURL.parse("grbl://spy:///dev/ttyUSB0").path == "spy:///dev/ttyUSB0"
+    with pytest.raises(URLError, match="given twice"):
+        DeviceURL.parse("sim://?speed=1mm/s&speed=2mm/s")
+
+
+def test_soft_limits_refuse_before_any_motion() -> None:
+    rail = fast_rail(min_um=0.0, max_um=1000.0, backlash_um=50.0)
+    with pytest.raises(MotionError, match=r"outside the soft limits 0 µm .. 1 mm; nothing moved"):
+        rail.move_to(1500.0)
+    with pytest.raises(MotionError):
+        rail.move_by(-1.0)
+    assert rail.moves == []
+    assert rail.position == 0.0
+
+
+@pytest.mark.parametrize("approach", ["below", "above"])
+def test_every_target_is_approached_from_the_same_side(approach: str) -> None:
+    rail = fast_rail(backlash_um=50.0, approach=approach)
+    sign = 1 if approach == "below" else -1
+    for target in [500.0, 300.0, 300.0, 800.0, 790.0, -200.0, 100.0]:
+        before = len(rail.moves)
+        rail.move_to(target)
+        assert rail.position == target
+        new = rail.moves[before:]
+        if new:  # the final motion onto the target runs in the approach direction
+            assert new[-1].end == target
+            assert new[-1].direction == sign
+        # a move against the approach direction overshoots by exactly the backlash
+        for motion in new[:-1]:
+            assert motion.end == pytest.approx(target - sign * 50.0)
+
+
+def test_overshoot_is_clamped_to_soft_limits() -> None:
+    rail = fast_rail(backlash_um=50.0, min_um=0.0, max_um=1000.0)
+    rail.move_to(500.0)
+    rail.move_to(20.0)
+    assert [m.end for m in rail.moves[-2:]] == [0.0, 20.0]
+
+
+def test_no_backlash_means_straight_moves() -> None:
+    rail = fast_rail()
+    rail.move_to(500.0)
+    rail.move_to(100.0)
+    assert [(m.start, m.end) for m in rail.moves] == [(0.0, 500.0), (500.0, 100.0)]
+
+
+def test_settle_delay_is_waited_after_motion() -> None:
+    rail = fast_rail(settle_s=0.3)
+    began = time.monotonic()
+    rail.move_to(10.0)
+    assert time.monotonic() - began >= 0.3
+
+
+def test_stop_from_another_thread_halts_a_long_move() -> None:
+    rail = SimulatedRail(speed_mm_s=2.0, accel_mm_s2=50.0)
+    threading.Timer(0.2, rail.stop).start()
+    began = time.monotonic()
+    with pytest.raises(MoveStoppedError, match="stopped at"):
+        rail.move_to(50_000.0)  # 25 s at full speed
+    assert time.monotonic() - began < 1.0
+    stopped_at = rail.position
+    assert 100.0 < stopped_at < 1000.0
+    time.sleep(0.1)
+    assert rail.position == stopped_at  # really stopped
+    rail.move_to(0.0)  # and usable afterwards
+    assert rail.position == 0.0
+
+
+def test_home_goes_to_the_home_position() -> None:
+    rail = open_focuser("sim://?position=3mm&home=1mm&time_scale=50")
+    assert rail.position == 3000.0
+    rail.home()
+    assert rail.position == 1000.0
+
+
+def test_step_resolution_quantises_positions() -> None:
+    rail = open_focuser("sim://?step=5um&time_scale=50")
+    rail.move_to(12.0)
+    assert rail.position == 10.0

@@ -1,0 +1,49 @@
+"""The focus-rail udev rules: well-formed and covering the documented USB-serial chips."""
+
+import re
+from pathlib import Path
+
+RULES = Path(__file__).resolve().parent.parent / "udev" / "70-stackrig-rails.rules"
+# KEY (with optional {attr}), operator, "value" — the udev rules grammar for one assignment.
+ITEM = re.compile(r'^[A-Z_]+(\{[A-Za-z_]+\})?(==|!=|\+=|-=|:=|=)"[^"]*"$')
+
+
+def rule_lines() -> list[str]:
+    return [
+        line.strip()
+        for line in RULES.read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+
+
+def test_every_rule_line_is_well_formed() -> None:
+    for line in rule_lines():
+        for item in (part.strip() for part in line.split(",")):
+            assert ITEM.match(item), f"malformed udev item {item!r} in {line!r}"
+
+
+def test_gotos_land_on_labels() -> None:
+    text = "\n".join(rule_lines())
+    labels = set(re.findall(r'LABEL="([^"]+)"', text))
+    assert set(re.findall(r'GOTO="([^"]+)"', text)) <= labels
+
+
+def test_the_usual_rail_chips_are_matched() -> None:
+    text = "\n".join(rule_lines())
+    pairs = set(re.findall(r'ATTRS\{idVendor\}=="(\w{4})", ATTRS\{idProduct\}=="(\w{4})"', text))
+    assert {
+        ("0403", "6001"),
+        ("1a86", "7523"),
+        ("10c4", "ea60"),
+        ("2341", "0043"),
+        ("2341", "0042"),
+        ("2341", "0010"),
+    } <= pairs
+
+
+def test_matched_ports_get_symlink_group_and_modemmanager_exclusion() -> None:
+    text = "\n".join(rule_lines())
+    action = text.split('LABEL="stackrig_rail"')[1].split("LABEL=")[0]
+    assert 'ENV{ID_MM_DEVICE_IGNORE}="1"' in action
+    assert 'GROUP="dialout"' in action
+    assert 'SYMLINK+="focusrail"' in action

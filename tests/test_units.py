@@ -1,0 +1,85 @@
+"""Lengths, speeds and durations with explicit units."""
+
+import pytest
+
+from rig.units import (
+    UnitError,
+    format_length,
+    parse_duration,
+    parse_length,
+    parse_speed,
+    parse_um,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "unit"),
+    [
+        ("1.5mm", 1500.0, "um"),
+        ("0.25 mm", 250.0, "um"),
+        ("250um", 250.0, "um"),
+        ("250µm", 250.0, "um"),
+        ("250μm", 250.0, "um"),  # Greek mu
+        ("250 microns", 250.0, "um"),
+        ("-0.1mm", -100.0, "um"),
+        (".5mm", 500.0, "um"),
+        ("2cm", 20000.0, "um"),
+        ("500nm", 0.5, "um"),
+        ("12steps", 12.0, "steps"),
+        ("12 steps", 12.0, "steps"),
+        ("1 step", 1.0, "steps"),
+        ("  3 MM ", 3000.0, "um"),
+    ],
+)
+def test_parse_length(text: str, value: float, unit: str) -> None:
+    got_value, got_unit = parse_length(text)
+    assert got_value == pytest.approx(value)
+    assert got_unit == unit
+
+
+def test_bare_number_is_refused_with_a_hint() -> None:
+    with pytest.raises(UnitError, match=r"'250' has no unit: write a unit, e.g. 1.5mm"):
+        parse_length("250")
+
+
+@pytest.mark.parametrize("text", ["", "mm", "1.5 furlongs", "1..5mm", "1.5 m m", "nan mm"])
+def test_garbage_is_refused(text: str) -> None:
+    with pytest.raises(UnitError) as info:
+        parse_length(text)
+    assert repr(text) in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_parse_um_refuses_steps() -> None:
+    assert parse_um("1.5mm") == 1500.0
+    with pytest.raises(UnitError, match="lens steps"):
+        parse_um("5steps")
+
+
+def test_speeds_are_mm_per_minute() -> None:
+    assert parse_speed("2mm/s") == pytest.approx(120.0)
+    assert parse_speed("120 mm/min") == pytest.approx(120.0)
+    assert parse_speed("500um/s") == pytest.approx(30.0)
+    for bad in ("2", "2mm", "-1mm/s", "2mm/fortnight"):
+        with pytest.raises(UnitError):
+            parse_speed(bad)
+
+
+def test_durations_accept_bare_seconds() -> None:
+    assert parse_duration("0.5") == 0.5
+    assert parse_duration("0.5s") == 0.5
+    assert parse_duration("500ms") == pytest.approx(0.5)
+    assert parse_duration("1min") == 60.0
+    for bad in ("-1", "3 parsecs", "soon"):
+        with pytest.raises(UnitError):
+            parse_duration(bad)
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "text"),
+    [(1500.0, "um", "1.5 mm"), (250.0, "um", "250 µm"), (12.5, "um", "12.5 µm"),
+     (-2000.0, "um", "-2 mm"), (12.0, "steps", "12 steps")],
+)  # fmt: skip
+def test_format_round_trips(value: float, unit: str, text: str) -> None:
+    assert format_length(value, unit) == text  # type: ignore[arg-type]
+    assert parse_length(text) == (pytest.approx(value), unit)
