@@ -9,6 +9,7 @@ import typer
 
 from rig.camera_cli import app as camera_app
 from rig.camera_cli import cameras
+from rig.rails.cli import app as rail_app
 from rig.session_cli import register as register_session_commands
 from stacker.cliutil import run_app
 
@@ -21,6 +22,7 @@ app = typer.Typer(
 )
 app.add_typer(camera_app, name="camera")
 app.command("cameras")(cameras)
+app.add_typer(rail_app, name="rail")
 register_session_commands(app)
 
 
