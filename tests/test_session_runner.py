@@ -1,0 +1,181 @@
+"""The session runner in-process: state machine, callbacks, stop, abort, resume, the worker queue.
+
+Sessions run on the simulated rig: the GRBL driver over a real pty to the GRBL simulator, and
+libgphoto2's virtual camera through python-gphoto2 (VCAMERADIR is set by tests/conftest.py
+before gphoto2 is imported; each test points it at its own folder).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import queue
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from rig.plan import ShotPlan
+from rig.session.folder import SessionConfig, SessionFolder
+from rig.session.journal import read_journal
+from rig.session.runner import RunnerOptions, SessionResult, SessionRunner
+from rig.session.state import FinishReason, RunState, SessionStatus, can_transition, exit_code
+from rig.session.worker import StackJob, StackPreviews, StackWorker
+from rig.sim.vcamera import use_virtual_camera
+from rig.simrig import SimRigSpec, SimulatedRig
+from stacker.errors import UserError
+from stacker.stack import Stacker
+
+SPEC = SimRigSpec(width=320, height=240, time_scale=50.0)
+FRAMES = 6
+
+
+@pytest.fixture()
+def sim(tmp_path: Path) -> Iterator[SimulatedRig]:
+    use_virtual_camera(tmp_path / "vcam")
+    with SimulatedRig(SPEC) as rig:
+        yield rig
+
+
+def new_session(root: Path) -> SessionFolder:
+    plan = ShotPlan.from_frames(0.0, SPEC.depth_um, FRAMES, settle_s=0.0)
+    return SessionFolder.create(root, plan, SessionConfig(rig=SPEC.to_dict(), checkpoint_every=2))
+
+
+def runner_for(folder: SessionFolder, sim: SimulatedRig) -> SessionRunner:
+    return SessionRunner(
+        folder, focuser=sim.focuser, camera=sim.camera, options=RunnerOptions(queue_size=2)
+    )
+
+
+def frame_indexes(folder: SessionFolder) -> list[int]:
+    return [r["index"] for r in read_journal(folder.journal_path).of_kind("frame")]
+
+
+def test_complete_run_walks_the_state_machine_and_calls_back(
+    tmp_path: Path, sim: SimulatedRig
+) -> None:
+    folder = new_session(tmp_path / "s")
+    runner = runner_for(folder, sim)
+    states: list[RunState] = []
+    captured: list[int] = []
+    merged: list[tuple[int, Any, StackPreviews]] = []
+    finished: list[SessionResult] = []
+    runner.on_status.append(lambda s: states.append(s.state) if s.state not in states else None)
+    runner.on_frame_captured.append(lambda e: captured.append(e.index))
+    runner.on_frame_merged.append(lambda job, rec, prev: merged.append((job.index, rec, prev)))
+    runner.on_finished.append(finished.append)
+
+    result = runner.run()
+
+    assert result.reason is FinishReason.COMPLETED and result.exit_code == 0
+    assert states == [
+        RunState.PREPARING,
+        RunState.RUNNING,
+        RunState.FINISHING,
+        RunState.FINISHED,
+    ]
+    assert captured == list(range(1, FRAMES + 1))
+    assert [i for i, _, _ in merged] == captured
+    _, record, previews = merged[-1]
+    assert record.merged and 0.9 < record.score <= 1.0
+    assert previews.composite is not None and previews.composite.dtype == np.uint8
+    assert previews.depth is not None and previews.last_frame is not None
+    assert finished == [result]
+    status = result.status
+    assert (status.captured, status.merged, status.total) == (FRAMES, FRAMES, FRAMES)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        status.captured = 0  # type: ignore[misc]
+    assert folder.composite_path("tif") in result.outputs
+    assert sim.focuser.position == pytest.approx(0.0, abs=2.0)  # returned to start
+
+
+def test_stop_request_finishes_the_frame_then_resume_completes(
+    tmp_path: Path, sim: SimulatedRig
+) -> None:
+    folder = new_session(tmp_path / "s")
+    runner = runner_for(folder, sim)
+    runner.on_frame_captured.append(lambda e: runner.request_stop() if e.index == 2 else None)
+    result = runner.run()
+    assert result.reason is FinishReason.INTERRUPTED and result.exit_code == 130
+    assert frame_indexes(folder) == [1, 2]
+    assert result.status.merged == 2  # the queue was drained
+    assert folder.composite_path("tif").is_file()
+
+    again = runner_for(folder, sim)
+    replayed: list[bool] = []
+    again.on_frame_merged.append(lambda job, rec, prev: replayed.append(job.replay))
+    result = again.run()
+    assert result.reason is FinishReason.COMPLETED
+    assert frame_indexes(folder) == list(range(1, FRAMES + 1))
+    assert replayed == [True, True] + [False] * (FRAMES - 2)
+    events = [r["event"] for r in read_journal(folder.journal_path).records]
+    assert events.count("start") == 1 and events.count("resume") == 1
+
+
+def test_abort_leaves_a_consistent_journal_and_no_composite(
+    tmp_path: Path, sim: SimulatedRig
+) -> None:
+    folder = new_session(tmp_path / "s")
+    runner = runner_for(folder, sim)
+    runner.on_frame_captured.append(lambda e: runner.abort() if e.index == 3 else None)
+    result = runner.run()
+    assert result.reason is FinishReason.ABORTED and result.exit_code == 130
+    assert frame_indexes(folder) == [1, 2, 3]
+    assert not folder.composite_path("tif").exists() or result.outputs == ()
+    lines = folder.journal_path.read_bytes().splitlines()
+    assert all(json.loads(line) for line in lines)
+    assert json.loads(lines[-1])["reason"] == "aborted"
+
+
+def test_worker_queue_is_bounded_and_keeps_order(tmp_path: Path) -> None:
+    from stacker.synthetic import SceneSpec, SyntheticScene
+
+    scene = SyntheticScene(SceneSpec(width=160, height=120, seed=3, jpeg_quality=90))
+    paths = []
+    for i, focus in enumerate((0.0, 1500.0, 3000.0)):
+        path = tmp_path / f"frame_{i + 1:04d}.jpg"
+        frame = scene.render(focus, pose=scene.random_pose(i))
+        assert frame.encoded is not None
+        path.write_bytes(frame.encoded)
+        paths.append(path)
+    order: list[int] = []
+    worker = StackWorker(Stacker(), max_queue=1, on_merged=lambda j, r, p: order.append(j.index))
+    worker.submit(StackJob(2, paths[1]))
+    with pytest.raises(queue.Full):  # capture would wait here: the queue is full
+        worker.submit(StackJob(3, paths[2]), timeout=0.05)
+    worker.start(replay=[StackJob(1, paths[0], replay=True)])
+    worker.submit(StackJob(3, paths[2]))
+    assert worker.finish(timeout=30)
+    assert order == [1, 2, 3]
+    assert worker.processed == 3 and worker.error is None
+
+
+def test_an_unreadable_frame_is_reported_and_kept_out(tmp_path: Path) -> None:
+    bad = tmp_path / "frame_0001.jpg"
+    bad.write_bytes(b"\xff\xd8 not really a jpeg")
+    failures: list[tuple[int, UserError]] = []
+    worker = StackWorker(Stacker(), on_failed=lambda j, e: failures.append((j.index, e)))
+    worker.start()
+    worker.submit(StackJob(1, bad))
+    assert worker.finish(timeout=10)
+    assert [i for i, _ in failures] == [1] and "frame_0001.jpg" in str(failures[0][1])
+    assert worker.error is None
+
+
+def test_state_machine_and_exit_codes() -> None:
+    assert can_transition(RunState.IDLE, RunState.PREPARING)
+    assert not can_transition(RunState.FINISHED, RunState.RUNNING)
+    assert not can_transition(RunState.RUNNING, RunState.PREPARING)
+    assert exit_code(FinishReason.COMPLETED) == 0
+    assert exit_code(FinishReason.INTERRUPTED) == 130
+    from rig.errors import DeviceNotFoundError, MotionError, RigError
+
+    assert exit_code(FinishReason.FAULT, MotionError("alarm")) == 5
+    assert exit_code(FinishReason.FAULT, DeviceNotFoundError("gone")) == 3
+    assert exit_code(FinishReason.FAULT, RigError("camera I/O")) == 6
+    assert exit_code(FinishReason.ERROR, RuntimeError("bug")) == 1
+    status = SessionStatus(state=RunState.RUNNING, total=3, captured=1, merged=0)
+    assert not status.done
