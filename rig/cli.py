@@ -11,6 +11,7 @@ from rig.camera_cli import app as camera_app
 from rig.camera_cli import cameras
 from rig.rails.cli import app as rail_app
 from rig.session_cli import register as register_session_commands
+from rig.station_cli import register as register_station_command
 from stacker.cliutil import run_app
 
 app = typer.Typer(
@@ -24,6 +25,7 @@ app.add_typer(camera_app, name="camera")
 app.command("cameras")(cameras)
 app.add_typer(rail_app, name="rail")
 register_session_commands(app)
+register_station_command(app)
 
 
 def main() -> None:

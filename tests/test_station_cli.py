@@ -1,0 +1,146 @@
+"""``rig station --sim`` as a process: address and token printed, a session run, clean stop.
+
+The browser part drives Debian's Chromium through Playwright (skipped, with the reason, only
+where /usr/bin/chromium is not installed).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TOKEN = "cli-test-token-0123"
+
+
+@pytest.fixture
+def station(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str], str]]:
+    env = {k: v for k, v in os.environ.items() if k != "VCAMERADIR"}  # its own virtual camera
+    sessions = tmp_path / "sessions"
+    cmd = [sys.executable, "-m", "rig.cli", "station", "--sim", "--size", "320x240"]
+    proc = subprocess.Popen(
+        [*cmd, "--port", "0", "--token", TOKEN, "--sessions", str(sessions)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        match = re.fullmatch(r"stackrig station: (http://127\.0\.0\.1:\d+/)#token=(\S+)\n", line)
+        assert match, line + (proc.stderr.read() if proc.stderr else "")
+        assert match[2] == TOKEN
+        where = proc.stdout.readline()  # read here: communicate() skips what readline buffered
+        yield match[1], proc, where
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def _wait_finished(c: httpx.Client, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = c.get("/api/state").json()
+        if state["progress"]["state"] in ("finished", "stopped", "failed"):
+            return state
+        time.sleep(0.2)
+    raise AssertionError("the session did not end")
+
+
+def test_the_station_process_runs_a_session_and_stops_cleanly(station) -> None:
+    url, proc, where = station
+    sessions = Path(where.split()[2][:-1])
+    assert where == f"sessions in {sessions}; token from --token\n" and sessions.is_absolute()
+    assert httpx.get(url + "api/station", timeout=5).status_code == 401
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(base_url=url.rstrip("/"), headers=auth, timeout=10) as c:
+        plan = {"from": "0mm", "to": "3mm", "frames": 3, "settle": 0}
+        r = c.post("/api/sessions", json={"plan": plan, "name": "first"})
+        assert r.status_code == 201, r.text
+        assert _wait_finished(c)["progress"]["state"] == "finished"
+        assert c.get("/api/sessions/first/composite").status_code == 200
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "stopping" in out
+    assert sorted(p.name for p in (sessions / "first" / "frames").iterdir()) == [
+        "frame_0001.jpg",
+        "frame_0002.jpg",
+        "frame_0003.jpg",
+    ]
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="needs Chromium at /usr/bin/chromium: apt-get install chromium"
+)
+def test_the_station_page_logs_in_from_the_address_and_runs_a_session(station) -> None:
+    from playwright.sync_api import sync_playwright
+
+    url, _proc, _where = station
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 390, "height": 844})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            # Without the token the page asks for it.
+            page.goto(url)
+            page.wait_for_selector("#login:not([hidden])")
+            assert page.locator("#station").is_hidden()
+            # The printed address logs in and the fragment is dropped from the address bar.
+            page.goto(url + "#token=" + TOKEN)
+            page.reload()
+            page.wait_for_selector("#station:not([hidden])")
+            assert "#token" not in page.url
+            page.wait_for_selector("#st-jog button")
+            page.click("#st-jog button[data-by='+1mm']")
+            page.wait_for_function("document.getElementById('st-msg').textContent.includes('1000')")
+            page.select_option("#st-mode", "frames")
+            page.fill("#st-from", "0mm")
+            page.fill("#st-to", "3mm")
+            page.fill("#st-frames", "3")
+            page.fill("#st-settle", "0")
+            page.fill("#st-name", "from-the-phone")
+            page.click("#st-check")
+            page.wait_for_function(
+                "document.getElementById('st-plan-info').textContent.startsWith('3 frames')"
+            )
+            page.click("#st-start")
+            page.wait_for_selector("#run-state[data-state='finished']", timeout=60000)
+            page.wait_for_selector("#st-sessions tr[data-id='from-the-phone'] a")
+            links = page.eval_on_selector_all(
+                "#st-sessions tr[data-id='from-the-phone'] a", "as => as.map(a => a.textContent)"
+            )
+            assert links == ["composite", "depth", "frames.zip"]
+            assert page.locator("#frames tbody tr").count() == 3
+            wide = page.evaluate(
+                """() => [...document.querySelectorAll('body *')]
+                    .filter(e => e.getBoundingClientRect().right > 391 && !e.closest('.table-wrap'))
+                    .map(e => e.tagName + '#' + e.id)"""
+            )
+            assert wide == [], wide  # nothing but scrollable tables runs off a phone screen
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390
+            assert errors == []
+        finally:
+            browser.close()
