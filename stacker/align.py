@@ -1,10 +1,14 @@
 """Pairwise registration of neighbouring focus-stack frames.
 
-Algorithm: inverse-compositional Lucas-Kanade (Baker & Matthews, "Lucas-Kanade 20 Years On",
-IJCV 2004) over a Gaussian pyramid of downscaled luma, with a linear photometric model (gain and
-bias refitted every iteration, so exposure drift does not bias the geometry) and a phase-correlation
-seed for the translation at the coarsest level. The template (the previous frame) is fixed, so its
-steepest-descent images and Hessian are computed once per level; each iteration is one warp of the
+Algorithm: Lucas-Kanade with the efficient second-order minimisation update (ESM: Benhimane &
+Malis, "Real-time image-based tracking of planes using efficient second-order minimization", IROS
+2004; see also Baker & Matthews, "Lucas-Kanade 20 Years On", IJCV 2004) over a Gaussian pyramid of
+downscaled luma, with a linear photometric model (gain and bias refitted every iteration, so
+exposure drift does not bias the geometry) and a phase-correlation seed for the translation at the
+coarsest level. ESM uses the mean of the template's and the warped image's gradients: neighbouring
+focus-stack frames always differ in sharpness, and a one-sided (inverse-compositional) gradient
+then biases the estimate — by about 1 % of each frame's breathing step, which chaining accumulates.
+Normal equations are summed over a strided grid of samples; each iteration is one warp of the
 moving image and a few whole-array dot products.
 
 Neighbouring frames look alike even in deep stacks, where the first and last frames are badly
@@ -126,7 +130,7 @@ def luma_pyramid(luma: np.ndarray, levels: int) -> list[np.ndarray]:
 
 
 class _LevelTemplate:
-    """Per-level precomputation for the fixed template: steepest-descent images and Hessian.
+    """Per-level state for the fixed template: sample grid, coordinates, gradients.
 
     The normal equations are summed over a regular grid of at most ``max_samples`` pixels
     (every pixel at coarse levels, a strided subset at the finest): sub-pixel accuracy comes
@@ -140,36 +144,51 @@ class _LevelTemplate:
         self.shape = (h, w)
         self.norm = _normaliser(w, h)
         self.model = model
+        # Ignore a border band: after warping, pixels there may come from outside the frame.
         bx, by = int(margin * w) + 2, int(margin * h) + 2
         stride = max(1, int(np.sqrt((h - 2 * by) * (w - 2 * bx) / max_samples)))
-        # Ignore a border band: after warping, pixels there may come from outside the frame.
-        self.grid = (slice(by, h - by, stride), slice(bx, w - bx, stride))
-        ys, xs = np.mgrid[self.grid].astype(np.float32)
+        self.rows, self.cols = slice(by, h - by, stride), slice(bx, w - bx, stride)
+        ys, xs = np.mgrid[self.rows, self.cols].astype(np.float32)
         nx = (xs * self.norm[0, 0] + self.norm[0, 2]).ravel()
         ny = (ys * self.norm[1, 1] + self.norm[1, 2]).ravel()
-        gx = cv2.Sobel(template, cv2.CV_32F, 1, 0, ksize=3, scale=1 / 8)[self.grid].ravel()
-        gy = cv2.Sobel(template, cv2.CV_32F, 0, 1, ksize=3, scale=1 / 8)[self.grid].ravel()
-        gx /= self.norm[0, 0]
-        gy /= self.norm[1, 1]
-        cols = _jacobian_columns(model, nx, ny)
-        self.sd = np.ascontiguousarray(np.stack([gx * dx + gy * dy for dx, dy in cols], axis=0))
-        t = template[self.grid].ravel().astype(np.float32)
+        self.jac = _jacobian_columns(model, nx, ny)
+        self.gx, self.gy = self._gradients(template)
+        t = template[self.rows, self.cols].ravel()
         self.t_c = t - t.mean()
         self.t_norm = float(np.sqrt(np.dot(self.t_c, self.t_c))) or 1.0
-        hess = self.sd.astype(np.float64) @ self.sd.T.astype(np.float64)
-        self.hess_inv = np.linalg.pinv(hess)
+
+    def _gradients(self, img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Central differences at the grid samples, in normalised coordinates."""
+        r, c = self.rows, self.cols
+        right = img[r, slice(c.start + 1, c.stop + 1, c.step)]
+        left = img[r, slice(c.start - 1, c.stop - 1, c.step)]
+        down = img[slice(r.start + 1, r.stop + 1, r.step), c]
+        up = img[slice(r.start - 1, r.stop - 1, r.step), c]
+        gx = (right - left).ravel() * np.float32(0.5 / self.norm[0, 0])
+        gy = (down - up).ravel() * np.float32(0.5 / self.norm[1, 1])
+        return gx, gy
 
     def step(self, warped: np.ndarray) -> tuple[np.ndarray, float]:
-        """One Gauss-Newton step: parameter increment and the current correlation score."""
-        i = warped[self.grid].ravel()
+        """One ESM step: parameter increment (forward compositional) and the current score."""
+        i = warped[self.rows, self.cols].ravel()
         i_c = i - i.mean()
         cross = float(np.dot(i_c, self.t_c))
-        gain = cross / (self.t_norm**2)
         score = cross / (self.t_norm * (float(np.sqrt(np.dot(i_c, i_c))) or 1.0))
+        gain = cross / (self.t_norm**2)
         if abs(gain) < 1e-6:
-            return np.zeros(self.sd.shape[0]), score
-        err = i_c / np.float32(gain) - self.t_c
-        return self.hess_inv @ (self.sd @ err).astype(np.float64), score
+            return np.zeros(len(self.jac)), score
+        inv_gain = np.float32(1.0 / gain)
+        gxi, gyi = self._gradients(warped)
+        gx = np.float32(0.5) * (self.gx + gxi * inv_gain)
+        gy = np.float32(0.5) * (self.gy + gyi * inv_gain)
+        g = np.stack([gx * dx + gy * dy for dx, dy in self.jac])
+        err = self.t_c - i_c * inv_gain
+        hess = (g @ g.T).astype(np.float64)
+        rhs = (g @ err).astype(np.float64)
+        try:
+            return np.linalg.solve(hess, rhs), score
+        except np.linalg.LinAlgError:
+            return np.linalg.lstsq(hess, rhs, rcond=None)[0], score
 
 
 def register(
@@ -194,7 +213,7 @@ def register(
     tpl = luma_pyramid(template, levels)
     mov = luma_pyramid(moving, len(tpl))
     n = len(tpl)
-    # Internally the warp maps template coordinates -> moving coordinates (inverse compositional).
+    # Internally the warp maps template coordinates -> moving coordinates.
     warp = np.linalg.inv(init) if init is not None else np.eye(3)
     warp = rescale_matrix(warp, 1 / 2 ** (n - 1))
     warp = _seed_translation(tpl[-1], mov[-1], warp)
@@ -213,7 +232,7 @@ def register(
             dp, score = lt.step(warped)
             if not np.all(np.isfinite(dp)):
                 return Registration(np.eye(3), -1.0, False)
-            warp_n = warp_n @ np.linalg.inv(_delta_matrix(model, dp))
+            warp_n = warp_n @ _delta_matrix(model, dp)
             warp_n = project_to_model(warp_n, model)
             if float(np.max(np.abs(dp))) < tolerance:
                 converged = True
