@@ -186,6 +186,43 @@ def test_disconnect_mid_move_then_reconnect(sim: GrblSimulator) -> None:
     rail.close()
 
 
+def test_reconnect_keeps_the_position_when_the_board_kept_power() -> None:
+    with GrblSimulator(time_scale=10.0, reset_on_open=False) as sim:
+        rail = connect(sim)
+        rail.move_to(2000.0)
+        sim.disconnect(power_loss=False)
+        with pytest.raises(ConnectionLostError, match=sim.path):
+            rail.move_to(3000.0)
+        sim.replug(power_cycle=False)
+        rail.reconnect()
+        assert abs(rail.position - 2000.0) <= STEP_UM
+        rail.move_to(3000.0)  # no homing demanded: nothing was lost
+        assert abs(rail.position - 3000.0) <= STEP_UM
+        rail.close()
+
+
+def test_reconnect_notices_a_silent_restart() -> None:
+    # No reset on open and the banner went out before the port was reopened: the driver
+    # notices that the machine position changed while it was away.
+    with GrblSimulator(time_scale=10.0, reset_on_open=False) as sim:
+        rail = connect(sim)
+        rail.move_to(2000.0)
+        sim.disconnect()
+        sim.replug()
+        rail.reconnect()
+        with pytest.raises(MotionError, match="position unknown"):
+            rail.move_to(3000.0)
+        rail.close()
+
+
+def test_spy_urls_dump_the_traffic(sim: GrblSimulator, capfd: pytest.CaptureFixture[str]) -> None:
+    rail = open_focuser(f"grbl://spy://{sim.path}?wakeup=0")
+    rail.move_to(100.0)
+    rail.close()
+    dump = capfd.readouterr().err  # pyserial's hex dump, text in the right-hand column
+    assert "TX   0000  47 32 31 20 47 39 30 20  47 31 20 58 30 2E 31 30  G21 G90 G1 X0.10" in dump
+
+
 def test_garbled_and_unexpected_lines_do_not_crash_the_driver(sim: GrblSimulator) -> None:
     rail = connect(sim)
     junk = b"\xff\xfe\x00garbage\r\n<Idle|MPos:1.0,abc>\r\n<Run|\r\nHello there\r\n[MSG:odd]\r\n"

@@ -228,14 +228,18 @@ class GrblRail(Rail):
         with self._cond:
             self._responses.clear()
             self._awaiting = False
+            last = self._status
             self._status = None
             resets_before = self._reset_seq
         self._link = SerialLink(self.port, self.baud, self._on_line, self._on_lost)
         try:
-            self._handshake()
-            if not initial and self._reset_seq != resets_before:
-                self._position_lost = "the controller reset while disconnected"
+            reset_by_us = self._handshake()
             status = self._query_status()
+            if not initial and (
+                (self._reset_seq != resets_before and not reset_by_us)
+                or not self._same_place(last, status)
+            ):
+                self._position_lost = "the controller restarted while disconnected"
             if status.state in ("Run", "Jog", "Home"):
                 status = self._wait_idle("the motion under way when connecting")
             self._read_settings()
@@ -251,8 +255,20 @@ class GrblRail(Rail):
             self._alarm_code = None
             self._critical = False
 
-    def _handshake(self) -> None:
-        """Wake the controller and find the first response that answers us (see module doc)."""
+    def _same_place(self, before: GrblStatus | None, now: GrblStatus) -> bool:
+        """Whether the controller still reports the machine position it had before."""
+        if before is None:
+            return True
+        old, new = (before.mpos, now.mpos) if before.mpos and now.mpos else (before.wpos, now.wpos)
+        if old is None or new is None:
+            return False
+        return all(abs(a - b) < 0.0015 for a, b in zip(old, new, strict=False))
+
+    def _handshake(self) -> bool:
+        """Wake the controller and find the first response that answers us (see module doc).
+
+        Returns whether the handshake itself had to soft-reset the controller.
+        """
         link = self._require_link()
         link.write(b"\r\n\r\n")
         time.sleep(self.wakeup_s)
@@ -273,6 +289,7 @@ class GrblRail(Rail):
         time.sleep(0.05)  # let any straggling answer to an earlier $G arrive and be dropped
         with self._cond:
             self._responses.clear()
+        return reset_sent
 
     def _sync_once(self, timeout: float) -> bool:
         """Send ``$G`` and wait for its ``[GC:...]`` then ``ok``; earlier ``ok``s are stale."""

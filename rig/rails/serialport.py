@@ -23,6 +23,17 @@ from rig.rails.base import ConnectionLostError
 
 log = logging.getLogger(__name__)
 
+try:  # pyserial lets termios.error (not an OSError) escape from flush() on a vanished tty
+    import termios
+
+    _PORT_ERRORS: tuple[type[BaseException], ...] = (
+        serial.SerialException,
+        OSError,
+        termios.error,
+    )
+except ImportError:  # pragma: no cover - Windows
+    _PORT_ERRORS = (serial.SerialException, OSError)
+
 PORT_HELP = (
     "check the cable, `ls /dev/serial/by-id`, the udev rules (udev/README.md) "
     "and that you are in group dialout"
@@ -89,7 +100,7 @@ class SerialLink:
             with self._write_lock:
                 self._serial.write(data)
                 self._serial.flush()
-        except (serial.SerialException, OSError) as exc:
+        except _PORT_ERRORS as exc:
             self._lose(exc)
             assert self.lost is not None
             raise self.lost from None
@@ -121,7 +132,7 @@ class SerialLink:
         while not self._closing.is_set():
             try:
                 chunk = self._serial.read(self._serial.in_waiting or 1)
-            except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
+            except (*_PORT_ERRORS, TypeError, AttributeError) as exc:
                 # TypeError/AttributeError: pyserial's fd vanished under a concurrent close().
                 if not self._closing.is_set():
                     self._lose(exc)

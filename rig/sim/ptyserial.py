@@ -124,16 +124,24 @@ class PtyDevice:
 
     # -- faults -------------------------------------------------------------------------------
 
-    def disconnect(self) -> None:
-        """Pull the cable: close the pty master; the board loses power."""
-        self._close_master()
-        self.on_power_down()
+    def disconnect(self, *, power_loss: bool = True) -> None:
+        """Pull the cable: close the pty master.
 
-    def replug(self) -> None:
-        """Plug the cable back in: a new pty behind the same :attr:`path`; the board restarts."""
+        ``power_loss=False`` models a board with its own supply: it keeps running unseen.
+        """
+        self._close_master()
+        if power_loss:
+            self.on_power_down()
+
+    def replug(self, *, power_cycle: bool = True) -> None:
+        """Plug the cable back in: a new pty behind the same :attr:`path`.
+
+        The board restarts (``power_cycle``), as a USB-powered Arduino does.
+        """
         self._close_master()
         self._open_pty()
-        self.on_power_up()
+        if power_cycle:
+            self.on_power_up()
 
     def stall(self, stalled: bool = True) -> None:
         """Freeze the board's serial side: input is dropped and nothing is answered."""
