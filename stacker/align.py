@@ -224,10 +224,13 @@ def register(
         nrm, nrm_inv = lt.norm, np.linalg.inv(lt.norm)
         warp_n = nrm @ warp @ nrm_inv
         converged = False
+        # Bilinear interpolation biases sub-pixel estimates toward whole pixels (up to 0.05 px
+        # at quarter-pixel offsets); bicubic does not, so the finest level uses it.
+        interp = cv2.INTER_CUBIC if lvl == 0 else cv2.INTER_LINEAR
         for _ in range(coarsest_iterations if lvl == n - 1 else iterations):
             warped = cv2.warpPerspective(
                 mov[lvl], nrm_inv @ warp_n @ nrm, (w, h),
-                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT,
+                flags=interp | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT,
             )  # fmt: skip
             dp, score = lt.step(warped)
             if not np.all(np.isfinite(dp)):
