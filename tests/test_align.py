@@ -1,0 +1,103 @@
+"""Pairwise registration recovers known transforms (the scikit-image way: warp by a known amount,
+check it is recovered), under the blur, gain and noise differences of focus-stack neighbours."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from stacker.align import corner_displacement, project_to_model, register, rescale_matrix
+
+W, H = 640, 480
+
+
+def textured(seed: int = 0) -> np.ndarray:
+    """Band-limited texture with detail at several scales (float32, 0..255)."""
+    rng = np.random.default_rng(seed)
+    img = np.zeros((H, W), np.float32)
+    for s in (2, 5, 13, 40):
+        noise = rng.random((H // s + 2, W // s + 2)).astype(np.float32)
+        img += cv2.resize(noise, (W, H), interpolation=cv2.INTER_CUBIC) * s**0.5
+    img = cv2.GaussianBlur(img, (0, 0), 0.7)
+    return cv2.normalize(img, None, 0, 255, cv2.NORM_MINMAX)
+
+
+def similarity(scale: float, angle_deg: float, tx: float, ty: float) -> np.ndarray:
+    m = cv2.getRotationMatrix2D(((W - 1) / 2, (H - 1) / 2), angle_deg, scale)
+    m[:, 2] += (tx, ty)
+    return np.vstack([m, [0, 0, 1]])
+
+
+def moved(base: np.ndarray, t: np.ndarray, blur: float, gain: float, seed: int) -> np.ndarray:
+    """``base`` seen through ``t`` (template -> moving coordinates), blurred, with gain and noise."""
+    img = cv2.warpPerspective(base, t, (W, H), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+    if blur:
+        img = cv2.GaussianBlur(img, (0, 0), blur)
+    rng = np.random.default_rng(seed)
+    return img * gain + 4.0 + rng.normal(0, 1.0, img.shape).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("scale", "angle", "tx", "ty", "blur", "gain"),
+    [
+        (1.004, 0.0, 1.3, -0.7, 0.0, 1.0),  # one breathing step
+        (1.02, 0.4, 6.2, -4.1, 1.5, 1.08),  # blur and exposure differ, as between neighbours
+        (0.99, -2.0, -25.0, 12.0, 2.5, 0.92),  # 2 degrees, 4 % of the width
+    ],
+)
+def test_similarity_recovered(scale, angle, tx, ty, blur, gain) -> None:
+    base = textured()
+    truth = similarity(scale, angle, tx, ty)
+    reg = register(base, moved(base, truth, blur, gain, 1), model="similarity")
+    # reg.matrix maps moving -> template pixels, the inverse of ``truth``
+    err = corner_displacement(reg.matrix @ truth, W, H)
+    assert err < 0.03, f"corner error {err:.4f} px"
+    assert reg.score > 0.95
+
+
+def test_translation_model_ignores_nothing_it_should_fit() -> None:
+    base = textured(2)
+    truth = similarity(1.0, 0.0, 3.25, -2.5)
+    reg = register(base, moved(base, truth, 1.0, 1.0, 3), model="translation")
+    assert np.allclose(reg.matrix[:2, :2], np.eye(2))
+    assert np.allclose(reg.matrix[:2, 2], [-3.25, 2.5], atol=0.02)
+
+
+@pytest.mark.parametrize("model", ["affine", "homography"])
+def test_general_models(model: str) -> None:
+    base = textured(4)
+    truth = similarity(1.01, 0.5, 2.0, 1.0)
+    truth[0, 1] += 0.004  # a little shear: not a similarity
+    if model == "homography":
+        truth[2, 0] = 2e-6
+    reg = register(base, moved(base, truth, 0.8, 1.0, 5), model=model)
+    assert corner_displacement(reg.matrix @ truth, W, H) < 0.05
+
+
+def test_similarity_cannot_fit_shear_and_says_so_in_score() -> None:
+    base = textured(6)
+    truth = similarity(1.0, 0.0, 0.0, 0.0)
+    truth[0, 1] = 0.03
+    sim = register(base, moved(base, truth, 0, 1.0, 7), model="similarity")
+    aff = register(base, moved(base, truth, 0, 1.0, 7), model="affine")
+    assert aff.score > sim.score
+
+
+def test_unrelated_images_score_low() -> None:
+    reg = register(textured(8), textured(9), model="similarity")
+    assert reg.score < 0.5
+
+
+def test_model_projection_and_rescaling() -> None:
+    m = similarity(1.02, 1.0, 5.0, -3.0)
+    m[0, 1] += 0.01
+    p = project_to_model(m, "similarity")
+    assert np.isclose(p[0, 0], p[1, 1]) and np.isclose(p[0, 1], -p[1, 0])
+    t = project_to_model(m, "translation")
+    assert np.allclose(t[:2, :2], np.eye(2)) and np.allclose(t[:2, 2], m[:2, 2])
+    # a transform at half resolution, scaled up, maps scaled points the same way
+    half = rescale_matrix(m, 0.5)
+    pt = np.array([100.0, 60.0, 1.0])
+    assert np.allclose(m @ pt, rescale_matrix(half, 2.0) @ pt)
+    assert np.allclose((half @ (pt * [0.5, 0.5, 1]))[:2], (m @ pt)[:2] * 0.5)
