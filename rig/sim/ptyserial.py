@@ -7,8 +7,9 @@ termios, the kernel tty layer. The simulator owns the master side and behaves li
   the way udev keeps ``/dev/focusrail`` pointing at whatever ``ttyUSBn`` the rail got.
 * :meth:`PtyDevice.disconnect` closes the master, so the driver's next read fails as it does
   when a cable is pulled; :meth:`PtyDevice.replug` creates a fresh pty behind the same path.
-* Opening the port can reset the board (``reset_on_open``), as DTR does on an Arduino: the I/O
-  thread notices the slave being opened (the master stops reporting a hang-up).
+* Opening the port can reset the board (``reset_on_open``), as DTR does on an Arduino. A pty has
+  no DTR line, so the master runs in packet mode (``TIOCPKT``) and takes the input flush that
+  pyserial performs when it opens a port (``TIOCPKT_FLUSHREAD``) as the moment of opening.
 * :meth:`PtyDevice.stall` makes the board go silent, :meth:`PtyDevice.inject` sends arbitrary
   bytes (garbled lines).
 """
@@ -17,10 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import select
 import shutil
+import struct
 import tempfile
+import termios
 import threading
 import time
 import tty
@@ -105,6 +109,7 @@ class PtyDevice:
         tty.setraw(slave)
         self._pts = os.ttyname(slave)
         os.close(slave)
+        fcntl.ioctl(master, termios.TIOCPKT, struct.pack("i", 1))
         os.set_blocking(master, False)
         with self._io_lock:
             self._master = master
@@ -179,7 +184,7 @@ class PtyDevice:
                 continue
             if poller_for != master:
                 poller = select.poll()
-                poller.register(master, select.POLLIN)
+                poller.register(master, select.POLLIN | select.POLLPRI)
                 poller_for = master
             try:
                 events = poller.poll(50)
@@ -189,24 +194,20 @@ class PtyDevice:
             if revents & (select.POLLNVAL | select.POLLERR):
                 time.sleep(0.02)
                 continue
-            hung_up = bool(revents & select.POLLHUP)
-            if not hung_up and not self._slave_open and revents:
-                self._slave_open = True
-                if self.reset_on_open:
-                    self.on_power_up()
-            if revents & select.POLLIN:
+            if revents & (select.POLLIN | select.POLLPRI):
                 try:
-                    data = os.read(master, 4096)
+                    packet = os.read(master, 4097)
                 except OSError:
-                    data = b""
-                if data and not self._stalled:
-                    self.received.extend(data)
-                    self.on_bytes(data)
-            if hung_up:
+                    packet = b""
+                if packet[:1] == b"\x00":  # packet mode: a data packet
+                    data = packet[1:]
+                    if data and not self._stalled:
+                        self.received.extend(data)
+                        self.on_bytes(data)
+                elif packet and packet[0] & termios.TIOCPKT_FLUSHREAD:
+                    self._slave_open = True  # pyserial flushes input right after opening
+                    if self.reset_on_open:
+                        self.on_power_up()
+            if revents & select.POLLHUP:
                 self._slave_open = False
                 time.sleep(0.02)
-            elif not events and not self._slave_open:
-                # poll() timed out with no hang-up: the slave is open but quiet.
-                self._slave_open = True
-                if self.reset_on_open:
-                    self.on_power_up()
