@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -164,3 +165,27 @@ def test_step_resolution_quantises_positions() -> None:
     rail = open_focuser("sim://?step=5um&time_scale=50")
     rail.move_to(12.0)
     assert rail.position == 10.0
+
+
+def test_a_third_party_driver_plugs_in_through_its_entry_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A real installed-distribution layout on sys.path: importlib.metadata finds it as it
+    # would find any pip-installed package declaring a stackrig.focusers entry point.
+    (tmp_path / "acme_rail.py").write_text(
+        "from rig.rails.simulated import SimulatedRail\n"
+        "class AcmeRail(SimulatedRail):\n"
+        "    @classmethod\n"
+        "    def from_url(cls, url, **kwargs):\n"
+        "        return cls(name=url, time_scale=50.0)\n"
+    )
+    info = tmp_path / "acme_rail-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-rail\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[stackrig.focusers]\nacme = acme_rail:AcmeRail\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "acme" in known_schemes()
+    rail = open_focuser("acme://bench-rail")
+    assert type(rail).__name__ == "AcmeRail" and rail.name == "acme://bench-rail"
+    rail.move_to(100.0)
+    assert rail.position == 100.0
