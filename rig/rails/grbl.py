@@ -403,11 +403,10 @@ class GrblRail(Rail):
             raise self._link.lost
         return self._link
 
-    def _command(self, line: str, *, timeout: float | None = None, sync: bool = False) -> list[str]:
+    def _command(self, line: str, *, timeout: float | None = None) -> list[str]:
         """Send one line and wait for its ``ok``; return the informational lines before it.
 
-        An ``ALARM`` or a controller reset while waiting raises at once. ``sync`` (during the
-        handshake) ignores resets, which are expected then.
+        An ``ALARM`` or a controller reset while waiting raises at once.
         """
         link = self._require_link()
         limit = self.timeout_s if timeout is None else timeout
@@ -424,9 +423,9 @@ class GrblRail(Rail):
                     while not self._responses:
                         if link.lost is not None:
                             raise link.lost
-                        if self._alarm_seq != alarms and not sync:
+                        if self._alarm_seq != alarms:
                             raise self._alarm_error(f"while running {line!r}")
-                        if self._reset_seq != resets and not sync:
+                        if self._reset_seq != resets:
                             raise self._reset_error(line)
                         remaining = deadline - time.monotonic()
                         if remaining <= 0:

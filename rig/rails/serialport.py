@@ -34,6 +34,9 @@ try:  # pyserial lets termios.error (not an OSError) escape from flush() on a va
 except ImportError:  # pragma: no cover - Windows
     _PORT_ERRORS = (serial.SerialException, OSError)
 
+# TypeError/AttributeError: pyserial's fd vanishes under a concurrent close().
+_READ_ERRORS: tuple[type[BaseException], ...] = (*_PORT_ERRORS, TypeError, AttributeError)
+
 PORT_HELP = (
     "check the cable, `ls /dev/serial/by-id`, the udev rules (udev/README.md) "
     "and that you are in group dialout"
@@ -132,8 +135,7 @@ class SerialLink:
         while not self._closing.is_set():
             try:
                 chunk = self._serial.read(self._serial.in_waiting or 1)
-            except (*_PORT_ERRORS, TypeError, AttributeError) as exc:
-                # TypeError/AttributeError: pyserial's fd vanished under a concurrent close().
+            except _READ_ERRORS as exc:
                 if not self._closing.is_set():
                     self._lose(exc)
                 return
