@@ -138,10 +138,8 @@ def test_stop_during_a_long_move_halts_it_keeping_position(sim: GrblSimulator) -
     rail = connect(sim)
     mark = len(sim.received)
     threading.Timer(0.1, rail.stop).start()
-    began = time.monotonic()
     with pytest.raises(MoveStoppedError, match="stopped"):
         rail.move_to(90_000.0)  # 9 s of simulated travel at 10x: ~0.9 s
-    assert time.monotonic() - began < 0.8
     stopped = rail.position
     assert 0.0 < stopped < 50_000.0
     time.sleep(0.05)
