@@ -184,6 +184,21 @@ def test_disconnect_mid_move_then_reconnect(sim: GrblSimulator) -> None:
     rail.close()
 
 
+def test_board_reset_mid_move_is_a_clear_error(sim: GrblSimulator) -> None:
+    rail = connect(sim)
+    threading.Timer(0.1, sim.power_cycle).start()
+    with pytest.raises(ConnectionLostError) as info:
+        rail.move_to(50_000.0)
+    message = str(info.value)
+    assert sim.path in message and "reset" in message and "home" in message
+    with pytest.raises(MotionError, match="position unknown"):
+        rail.move_to(0.0)  # the link still works, but the position must be re-established
+    rail.home()
+    rail.move_to(-1500.0)
+    assert abs(rail.position + 1500.0) <= STEP_UM
+    rail.close()
+
+
 def test_reconnect_keeps_the_position_when_the_board_kept_power() -> None:
     with GrblSimulator(time_scale=10.0, reset_on_open=False) as sim:
         rail = connect(sim)

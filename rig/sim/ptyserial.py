@@ -10,7 +10,8 @@ termios, the kernel tty layer. The simulator owns the master side and behaves li
 * Opening the port can reset the board (``reset_on_open``), as DTR does on an Arduino. A pty has
   no DTR line, so the master runs in packet mode (``TIOCPKT``) and takes the input flush that
   pyserial performs when it opens a port (``TIOCPKT_FLUSHREAD``) as the moment of opening.
-* :meth:`PtyDevice.stall` makes the board go silent, :meth:`PtyDevice.inject` sends arbitrary
+* :meth:`PtyDevice.power_cycle` restarts the board with the cable in place;
+  :meth:`PtyDevice.stall` makes the board go silent, :meth:`PtyDevice.inject` sends arbitrary
   bytes (garbled lines).
 """
 
@@ -147,6 +148,11 @@ class PtyDevice:
         self._open_pty()
         if power_cycle:
             self.on_power_up()
+
+    def power_cycle(self) -> None:
+        """The board restarts with the cable in place (brown-out, watchdog, reset button)."""
+        self.on_power_down()
+        self.on_power_up()
 
     def stall(self, stalled: bool = True) -> None:
         """Freeze the board's serial side: input is dropped and nothing is answered."""
