@@ -150,7 +150,7 @@ def test_stop_ends_open_event_streams_promptly(hub):
     srv.stop()
     assert ended.wait(5)
     listener.join()
-    assert time.monotonic() - t0 < 3
+    assert time.monotonic() - t0 < 1.9  # ended by the server, not by its 2 s graceful timeout
     assert hub.subscriber_count == 0
     with pytest.raises(httpx.ConnectError):
         httpx.get(srv.url, timeout=1)
