@@ -774,7 +774,7 @@ def watch_and_stack(
         settle=settle,
         prefer=prefer,
         polling=polling,
-        ignore=[p for p in (out, depth) if p is not None],
+        ignore=_output_paths(out, depth),
     )
     with hot:
         run.publish()
@@ -799,6 +799,13 @@ def watch_and_stack(
         )
     finish = "stopped" if stop is not None and stop.is_set() else "idle"
     return WatchSummary(run.status, finish, outputs, list(stacker.records))
+
+
+def _output_paths(output: Path, depth_map: Path | None) -> list[Path]:
+    """Every file a write of the outputs creates (the depth map brings a preview and a sidecar)."""
+    from stacker.output import depth_paths
+
+    return [output, *(depth_paths(depth_map) if depth_map is not None else ())]
 
 
 def _check_output(path: str | os.PathLike[str]) -> Path:

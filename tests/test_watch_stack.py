@@ -100,11 +100,13 @@ def test_every_n_and_depth_map(tmp_path: Path, stack_jpegs: list[bytes]) -> None
     hot.mkdir()
     for i in range(3):
         write_old(hot / f"s{i}.jpg", stack_jpegs[i])
-    out, depth = tmp_path / "out.png", tmp_path / "depth.png"
+    # Both inside the watched folder: the depth map's JPEG preview must not become a frame.
+    out, depth = hot / "out.png", hot / "depth.png"
     summary = watch_and_stack(
-        hot, out, depth_map=depth, every=2, idle_timeout=0.6, settle=0.2, crop=False
+        hot, out, depth_map=depth, every=2, idle_timeout=0.8, settle=0.2, crop=False
     )
-    assert summary.status.merged == 3
+    assert (hot / "depth-preview.jpg").exists()
+    assert summary.status.merged == 3 and summary.status.seen == 3
     assert summary.status.writes == 2  # after frame 2, and the final one for frame 3
     assert read_image(out).shape[:2] == (240, 320)  # --no-crop keeps the full frame
     assert depth in summary.outputs and depth.exists()
