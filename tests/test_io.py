@@ -1,0 +1,107 @@
+"""Frame I/O: bit depths, formats, atomic writes and metadata carry-over."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stacker.errors import StackerError, UnreadableImageError
+from stacker.io import atomic_write_bytes, check_writable_output, read_image, write_image
+from stacker.metadata import Metadata, embed_metadata, read_metadata, upright_exif
+
+ICC = b"\x00\x00\x02\x0cfake-icc-profile" * 40
+
+
+def exif_with_orientation(value: int) -> bytes:
+    # little-endian TIFF header, one IFD with one entry: Orientation (0x0112), SHORT, 1, value
+    return (
+        b"II*\x00\x08\x00\x00\x00"
+        + b"\x01\x00"
+        + b"\x12\x01\x03\x00\x01\x00\x00\x00"
+        + (value.to_bytes(2, "little") + b"\x00\x00")
+        + b"\x00\x00\x00\x00"
+    )
+
+
+@pytest.mark.parametrize("ext", [".png", ".tif"])
+def test_sixteen_bits_round_trip(tmp_path: Path, ext: str) -> None:
+    img = (np.random.default_rng(0).random((30, 40, 3)) * 65535).astype(np.uint16)
+    p = write_image(tmp_path / f"x{ext}", img)
+    back = read_image(p)
+    assert back.dtype == np.uint16 and np.array_equal(back, img)
+
+
+def test_jpeg_is_eight_bit(tmp_path: Path) -> None:
+    img = np.full((16, 16, 3), 40000, np.uint16)
+    back = read_image(write_image(tmp_path / "x.jpg", img, jpeg_quality=100))
+    assert back.dtype == np.uint8 and abs(int(back.mean()) - 156) <= 1
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png"])
+def test_exif_and_icc_carried_and_orientation_reset(tmp_path: Path, ext: str) -> None:
+    meta = Metadata(exif=exif_with_orientation(6), icc=ICC)
+    src = tmp_path / f"src{ext}"
+    img = np.zeros((8, 8, 3), np.uint8)
+    from stacker.io import encode_image
+
+    atomic_write_bytes(src, encode_image(img, ext, metadata=meta))
+    got = read_metadata(src)
+    assert got.icc == ICC
+    assert got.exif == upright_exif(meta.exif)  # orientation now 1: pixels are already upright
+    assert got.exif != meta.exif
+    out = write_image(tmp_path / f"out{ext}", img, metadata_from=src)
+    assert read_metadata(out) == got
+    assert read_image(out).shape == (8, 8, 3)
+
+
+def test_tiff_keeps_icc(tmp_path: Path) -> None:
+    src = tmp_path / "src.png"
+    from stacker.io import encode_image
+
+    atomic_write_bytes(src, encode_image(np.zeros((8, 8, 3), np.uint8), ".png",
+                                         metadata=Metadata(icc=ICC)))  # fmt: skip
+    out = write_image(tmp_path / "o.tif", np.zeros((8, 8, 3), np.uint16), metadata_from=src)
+    assert read_metadata(out).icc == ICC
+
+
+def test_unreadable_files_name_themselves(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    with pytest.raises(UnreadableImageError, match="broken.jpg: not a readable image"):
+        read_image(bad)
+    with pytest.raises(UnreadableImageError, match="missing.png: cannot read file"):
+        read_image(tmp_path / "missing.png")
+    raw = tmp_path / "x.cr2"
+    raw.write_bytes(b"junk")
+    # without rawpy: how to get RAW support; with it: rawpy's refusal of the junk
+    with pytest.raises(UnreadableImageError, match=r"x\.cr2: (RAW files need|not a readable RAW)"):
+        read_image(raw)
+
+
+def test_atomic_write_leaves_no_temporary_and_honours_umask(tmp_path: Path) -> None:
+    p = atomic_write_bytes(tmp_path / "f.bin", b"abc")
+    assert p.read_bytes() == b"abc"
+    assert [q.name for q in tmp_path.iterdir()] == ["f.bin"]
+    assert (p.stat().st_mode & 0o777) == (0o666 & ~_umask())
+
+
+def _umask() -> int:
+    m = os.umask(0)
+    os.umask(m)
+    return m
+
+
+def test_output_checks(tmp_path: Path) -> None:
+    assert check_writable_output(tmp_path / "a.tif") == tmp_path / "a.tif"
+    with pytest.raises(StackerError, match="unknown output format '.bmp'"):
+        check_writable_output(tmp_path / "a.bmp")
+    with pytest.raises(StackerError, match="is a folder"):
+        (tmp_path / "d.png").mkdir()
+        check_writable_output(tmp_path / "d.png")
+
+
+def test_embed_ignores_formats_without_metadata_slots() -> None:
+    assert embed_metadata(b"data", ".bmp", Metadata(icc=ICC)) == b"data"

@@ -1,0 +1,140 @@
+"""`stacker stack` end to end, as a user runs it: real files, a real process, exit codes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from stacker.io import read_image
+from stacker.metadata import read_metadata
+from stacker.offline import collect_inputs
+from stacker.synthetic import SceneSpec, write_stack
+
+SPEC = SceneSpec(width=320, height=240, seed=11, jpeg_quality=92)
+
+
+def stacker(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "stacker.cli", *map(str, args)],
+        capture_output=True, text=True, cwd=cwd, timeout=300,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("frames")
+    write_stack(folder, SPEC, 6)
+    return folder
+
+
+def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
+    """The run failed with exactly one error line (warnings before it are fine), no traceback."""
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("stacker: error: ")]
+    assert len(errors) == 1, proc.stderr
+    return errors[0]
+
+
+def test_stack_folder_writes_composite_and_depth_map(frames: Path, tmp_path: Path) -> None:
+    out, depth = tmp_path / "stacked.tif", tmp_path / "depth.png"
+    proc = stacker("stack", frames, "-o", out, "--depth-map", depth)
+    assert proc.returncode == 0, proc.stderr
+    assert "stacked 6 of 6 frames" in proc.stdout
+    img = read_image(out)
+    assert img.dtype == np.uint8 and img.shape[0] > 200
+    d = cv2.imread(str(depth), cv2.IMREAD_UNCHANGED)
+    assert d.dtype == np.uint16 and d.shape == img.shape[:2]
+    assert d.max() <= 5  # frame indices: no positions known offline
+    assert (tmp_path / "depth-preview.jpg").exists() and (tmp_path / "depth.json").exists()
+
+
+def test_jpeg_output_carries_reference_exif(frames: Path, tmp_path: Path) -> None:
+    # give the reference frame EXIF by copying the metadata of a real camera JPEG, if we have one
+    src = Path(__file__).resolve().parents[2] / "shared/data/pcb-stack/pcb_001.jpg"
+    if not src.exists():
+        pytest.skip("../shared is absent: no camera JPEG with EXIF to borrow")
+    from stacker.io import write_image
+
+    work = tmp_path / "in"
+    work.mkdir()
+    for i, f in enumerate(sorted(frames.glob("*.jpg"))):
+        write_image(work / f.name, read_image(f), metadata_from=src if i == 0 else None)
+    out = tmp_path / "stacked.jpg"
+    proc = stacker("stack", work, "-o", out, "--jpeg-quality", "90")
+    assert proc.returncode == 0, proc.stderr
+    meta = read_metadata(out)
+    assert meta.exif and meta.exif[:2] in (b"II", b"MM")
+    assert meta.exif == read_metadata(work / sorted(p.name for p in work.iterdir())[0]).exif
+
+
+def test_corrupt_frame_is_skipped_with_warning_or_fatal_when_strict(frames, tmp_path) -> None:
+    work = tmp_path / "in"
+    work.mkdir()
+    for f in frames.glob("*.jpg"):
+        (work / f.name).write_bytes(f.read_bytes())
+    (work / "frame_0004.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    proc = stacker("stack", work, "-o", tmp_path / "out.png")
+    assert proc.returncode == 0, proc.stderr
+    assert "frame_0004.jpg" in proc.stderr and "not a readable image" in proc.stderr
+    assert "stacked 5 of 6 frames" in proc.stdout
+    line = one_line_error(stacker("stack", work, "-o", tmp_path / "out2.png", "--strict"))
+    assert "frame_0004.jpg" in line and "--strict" in line
+    assert not (tmp_path / "out2.png").exists()
+
+
+def test_frames_of_different_sizes(frames, tmp_path) -> None:
+    odd = tmp_path / "odd.jpg"
+    cv2.imwrite(str(odd), np.zeros((100, 120, 3), np.uint8))
+    line = one_line_error(stacker("stack", frames, odd, "-o", tmp_path / "o.png"))
+    assert "odd.jpg: 120x100 differs" in line
+
+
+def test_fewer_than_two_frames(frames, tmp_path) -> None:
+    first = sorted(frames.glob("*.jpg"))[0]
+    assert "a stack needs at least two" in one_line_error(
+        stacker("stack", first, "-o", tmp_path / "o.png")
+    )
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"nope")
+    line = one_line_error(stacker("stack", first, bad, "-o", tmp_path / "o.png"))
+    assert "only 1 usable frame" in line
+
+
+def test_unwritable_output_is_refused_before_any_work(frames, tmp_path) -> None:
+    line = one_line_error(stacker("stack", frames, "-o", tmp_path / "missing" / "o.tif"))
+    assert "does not exist" in line
+    line = one_line_error(stacker("stack", frames, "-o", tmp_path / "o.gif"))
+    assert "unknown output format" in line
+    if os.geteuid() != 0:  # root can write anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o555)
+        assert "not writable" in one_line_error(stacker("stack", frames, "-o", ro / "o.tif"))
+
+
+def test_bad_values_name_themselves(frames, tmp_path) -> None:
+    assert "method 'pmax'" in one_line_error(
+        stacker("stack", frames, "-o", tmp_path / "o.png", "--method", "pmax")
+    )
+    assert "no such file or folder" in one_line_error(
+        stacker("stack", tmp_path / "nothing-here", "-o", tmp_path / "o.png")
+    )
+    assert "JPEG quality 0" in one_line_error(
+        stacker("stack", frames, "-o", tmp_path / "o.jpg", "--jpeg-quality", "0")
+    )
+
+
+def test_inputs_in_natural_order(tmp_path) -> None:
+    for n in (10, 2, 1):
+        (tmp_path / f"frame_{n}.jpg").write_bytes(b"")
+    (tmp_path / ".hidden.jpg").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("")
+    assert [p.name for p in collect_inputs([tmp_path])] == [
+        "frame_1.jpg", "frame_2.jpg", "frame_10.jpg",
+    ]  # fmt: skip
