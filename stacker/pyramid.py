@@ -55,7 +55,8 @@ def from_work(work: np.ndarray, image_dtype: np.dtype) -> np.ndarray:
 
 
 def build(image: np.ndarray, levels: int, out: list[np.ndarray]) -> list[np.ndarray]:
-    """Laplacian pyramid of ``image`` into preallocated ``out`` (finest band first, lowpass last)."""
+    """Laplacian pyramid of ``image`` into preallocated ``out`` (finest band first, lowpass
+    last)."""
     gauss = image
     for k in range(levels - 1):
         h, w = out[k + 1].shape[:2]

@@ -30,7 +30,7 @@ def similarity(scale: float, angle_deg: float, tx: float, ty: float) -> np.ndarr
 
 
 def moved(base: np.ndarray, t: np.ndarray, blur: float, gain: float, seed: int) -> np.ndarray:
-    """``base`` seen through ``t`` (template -> moving coordinates), blurred, with gain and noise."""
+    """``base`` seen through ``t`` (template -> moving coords), blurred, with gain and noise."""
     img = cv2.warpPerspective(base, t, (W, H), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
     if blur:
         img = cv2.GaussianBlur(img, (0, 0), blur)
