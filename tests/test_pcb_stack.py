@@ -7,6 +7,7 @@ transforms should not move. Skips where ../shared (the project's shared data) is
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import cv2
@@ -74,7 +75,7 @@ def test_pcb_breathing_recovered(stacked) -> None:
     s, _ = stacked
     scales = [float(np.sqrt(np.linalg.det(r.matrix[:2, :2]))) for r in s.records]
     # the field of view widens by several percent, steadily, from near to far
-    assert all(b > a for a, b in zip(scales, scales[1:], strict=False))
+    assert all(b > a for a, b in itertools.pairwise(scales))
     assert 1.02 < scales[-1] < 1.08
 
 
