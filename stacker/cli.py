@@ -149,8 +149,6 @@ def watch_command(
         watch_and_stack,
     )
 
-    if prefer not in ("jpeg", "raw"):
-        raise typer.BadParameter(f"'{prefer}': use jpeg or raw", param_hint="--prefer")
     stop = threading.Event()
     console = Console(stderr=True)
 

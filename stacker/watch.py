@@ -270,7 +270,7 @@ class HotFolder:
         close_grace: float | None = None,
     ) -> None:
         if prefer not in ("jpeg", "raw"):
-            raise StackerError(f"--prefer {prefer!r} is not known: use 'jpeg' or 'raw'")
+            raise StackerError(f"--prefer {prefer!r} is not known: use jpeg or raw")
         if settle <= 0:
             raise StackerError(f"settle time {settle} s must be positive")
         self.folder = Path(folder).absolute()
@@ -613,9 +613,10 @@ class HotFolder:
             if reason is not None:
                 raise UnreadableImageError(f"{path}: {reason}")
             image = read_image(path)
-        except (UnreadableImageError, OSError) as exc:
-            message = str(exc)
-            image = None
+        except UnreadableImageError as exc:
+            message, image = str(exc), None
+        except OSError as exc:  # permissions, or removed while being read
+            message, image = f"{path}: cannot read ({exc.strerror or exc})", None
         if self._signature(path) != before:
             # Still being written after all: back to waiting, this attempt does not count.
             self._requeue(entry, retry_at=None)
@@ -748,10 +749,14 @@ def watch_and_stack(
     """
     from stacker.stack import Stacker, parse_reference
 
+    if prefer not in ("jpeg", "raw"):
+        raise StackerError(f"--prefer {prefer!r} is not known: use jpeg or raw")
     if every < 1:
         raise StackerError(f"--every {every}: write at least every 1 frame (1 or more)")
     if idle_timeout is not None and idle_timeout <= 0:
         raise StackerError(f"--idle-timeout {idle_timeout}: give a positive number of seconds")
+    if not 1 <= jpeg_quality <= 100:
+        raise StackerError(f"JPEG quality {jpeg_quality} is out of range: use 1 to 100")
     _require_raw_support(prefer)
     out = _check_output(output)
     depth = _check_output(depth_map) if depth_map is not None else None

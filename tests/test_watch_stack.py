@@ -231,6 +231,8 @@ def test_cli_missing_folder_is_one_line(tmp_path: Path) -> None:
         (lambda d: [str(d), "-o", str(d / "o.gif")], "unknown output format"),
         (lambda d: [str(d), "-o", str(d / "o.tif"), "--method", "magic"], "magic"),
         (lambda d: [str(d), "-o", str(d / "o.tif"), "--every", "0"], "--every 0"),
+        (lambda d: [str(d), "-o", str(d / "o.jpg"), "--jpeg-quality", "0"], "JPEG quality 0"),
+        (lambda d: [str(d), "-o", str(d / "o.jpg"), "--prefer", "tiff"], "--prefer"),
     ],
 )
 def test_cli_bad_input_is_one_line(
