@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -290,3 +291,24 @@ def test_numbered_reference_defers_writing_until_that_frame_arrived(
     assert writes == [-1, -1, 3, 4]  # first written once frame 2 (the third) was merged
     assert summary.status.merged == 4
     assert read_image(tmp_path / "o.png").ndim == 3
+
+
+def test_frame_that_does_not_fit_is_rejected_or_fatal_with_strict(
+    tmp_path: Path, stack_jpegs: list[bytes]
+) -> None:
+    hot = tmp_path / "hot"
+    hot.mkdir()
+    write_old(hot / "k1.jpg", stack_jpegs[0])
+    small = cv2.imencode(".jpg", np.full((120, 160, 3), 128, np.uint8))[1].tobytes()
+    write_old(hot / "k2.jpg", small)  # another camera's size: cannot join this stack
+    write_old(hot / "k3.jpg", stack_jpegs[1])
+    warnings: list[str] = []
+    summary = watch_and_stack(
+        hot, tmp_path / "o.jpg", idle_timeout=0.5, settle=0.2, on_warning=warnings.append
+    )
+    assert (summary.status.merged, summary.status.rejected, summary.status.seen) == (2, 1, 3)
+    assert len(warnings) == 1 and "k2.jpg" in warnings[0]
+
+    with pytest.raises(StackerError, match=r"k2\.jpg.*--strict"):
+        watch_and_stack(hot, tmp_path / "s.jpg", idle_timeout=0.5, settle=0.2, strict=True)
+    assert read_image(tmp_path / "s.jpg").ndim == 3  # k1, merged before the stop, is kept
