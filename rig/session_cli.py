@@ -196,14 +196,19 @@ def run_interruptible(runner: SessionRunner, console: Console) -> SessionResult:
         while thread.is_alive():
             thread.join(0.2)
             if aborted_at is not None and time.monotonic() - aborted_at > ABORT_GRACE_S:
-                runner.close_journal()
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(130)
+                _hard_exit(runner, 130)
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
     return box[0]
+
+
+def _hard_exit(runner: SessionRunner, code: int) -> None:
+    """Exit now, the journal closed between two whole lines (an abort with a thread stuck)."""
+    runner.close_journal()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def report(result: SessionResult, folder: SessionFolder, console: Console) -> None:
@@ -240,6 +245,8 @@ def _run_and_exit(
     with serve_session_preview(runner, *preview), display:
         result = run_interruptible(runner, console)
     report(result, folder, console)
+    if result.reason is FinishReason.ABORTED and runner.stacking:
+        _hard_exit(runner, 130)  # never finalise the interpreter under a thread in C code
     if result.reason is FinishReason.ERROR and not isinstance(result.error, RigError | None):
         raise result.error  # a bug: keep its traceback
     raise typer.Exit(result.exit_code)
@@ -268,8 +275,8 @@ def hardware_rig(rig: dict[str, Any]) -> Iterator[tuple[Any, Any]]:
     except DeviceNotFoundError as exc:
         raise type(exc)(f"{exc}; no camera? `rig demo` runs the simulated rig") from None
     try:
-        if focus == "camera":
-            focuser = open_focuser("camera://", camera=camera)
+        if focus == "camera":  # the lens motor of the camera just opened (camera:// options kept)
+            focuser = open_focuser(rig.get("rail") or "camera://", camera=camera)
         else:
             focuser = open_focuser(rig["rail"])
         try:
@@ -390,6 +397,8 @@ def register(app: typer.Typer) -> None:
         _check_choice(output_format, tuple(OUTPUT_FORMATS), "--format")
         if focus not in ("rail", "camera"):
             raise PlanError(f"--focus {focus}: use rail or camera")
+        if rail is not None and rail.startswith("camera://"):
+            focus = "camera"  # --rail camera://?size=2 drives the lens with options
         if focus == "rail" and rail is None:
             raise PlanError(
                 "give the rail with --rail URL (e.g. grbl:///dev/ttyUSB0), or --focus camera"

@@ -52,10 +52,10 @@ def assert_consistent(folder: Path) -> list[int]:
     return sorted(shot)
 
 
-def resume_completes(folder: Path) -> None:
+def resume_completes(folder: Path, frames: int = 8) -> None:
     proc = rig("resume", str(folder))
     assert proc.returncode == 0, proc.stderr + proc.stdout
-    assert assert_consistent(folder) == list(range(1, 9))
+    assert assert_consistent(folder) == list(range(1, frames + 1))
     assert records(folder)[-1]["reason"] == "completed"
     assert (folder / "composite.tif").is_file()
 
@@ -111,3 +111,32 @@ def test_sigint_stops_after_the_frame_in_flight_with_exit_130(tmp_path: Path) ->
     assert last["merged"] == len(shot)  # the queue was drained before the composite was written
     assert (out / "composite.tif").is_file()
     resume_completes(out)
+
+
+def test_second_sigint_aborts_at_once_and_the_session_still_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    proc = subprocess.Popen(
+        # Larger frames make the orderly stop (drain, write the composite) take long enough
+        # for the second signal to land during it.
+        rig_cmd("demo", "--out", str(out), "--frames", "5", "--size", "960x720", "--settle", "0"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env(),
+    )
+    journal = out / "journal.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if journal.exists() and journal.read_text().count('"event":"frame"') >= 2:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)  # signals are not queued: let the first handler run, then abort the stop
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stdout + stderr
+    assert "aborting" in stdout
+    assert "session aborted" in stdout
+    last = records(out)[-1]  # every line whole: the journal parses
+    assert last["event"] != "finish" or last["reason"] == "aborted"
+    resume_completes(out, frames=5)

@@ -63,6 +63,10 @@ from stacker.errors import UserError
 log = logging.getLogger("rig.session")
 
 
+ABORT_JOIN_S = 5.0
+"""How long an abort waits for the frame being stacked before giving up on the thread."""
+
+
 class CaptureDevice(Protocol):
     """What the runner needs from a camera: shoot and write every file of the shot atomically."""
 
@@ -187,6 +191,11 @@ class SessionRunner:
         if self._worker is not None:
             self._worker.abort()
 
+    @property
+    def stacking(self) -> bool:
+        """True while the stacking thread still runs (after an abort: stuck in a frame)."""
+        return self._worker is not None and self._worker.alive
+
     def close_journal(self) -> None:
         """Close the journal between two whole lines (before a hard exit on abort)."""
         if self._journal is not None:
@@ -253,6 +262,8 @@ class SessionRunner:
                 reason, error = FinishReason.ERROR, self._worker.error
             self._set_state(RunState.FINISHING)
             outputs = self._finish(reason)
+            if self._abort.is_set() and reason is not FinishReason.COMPLETED:
+                reason = FinishReason.ABORTED  # aborted while draining or writing
             if reason is FinishReason.COMPLETED and self._worker and self._worker.error:
                 reason, error = FinishReason.ERROR, self._worker.error
         except UserError as exc:  # could not even start (journal unreadable, stacker refused)
@@ -447,16 +458,18 @@ class SessionRunner:
         worker = self._worker
         if worker is None:
             return ()
+        if not self._abort.is_set():
+            self._counters.message = "stacking the last frames"
+            self._emit()
+            while not worker.finish(timeout=0.5):
+                if self._abort.is_set():
+                    break
         if self._abort.is_set():
+            # The frame being stacked is finished (a C call cannot be interrupted), the rest
+            # of the queue dropped; the frames stay on disk for a resume.
             worker.abort()
-            worker.finish(timeout=2.0)
+            worker.finish(timeout=ABORT_JOIN_S)
             return ()
-        self._counters.message = "stacking the last frames"
-        self._emit()
-        while not worker.finish(timeout=0.5):
-            if self._abort.is_set():
-                worker.abort()
-                return ()
         if not self.options.write_outputs:
             return ()
         self._counters.message = "writing the composite"
