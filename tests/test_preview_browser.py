@@ -116,14 +116,22 @@ def test_the_page_follows_a_live_stack_and_shows_a_100_percent_crop(browser, fra
         assert box is not None
         page.mouse.click(box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.5)
         page.wait_for_selector("#crop-panel[data-loading='false']")
-        page.wait_for_function(
-            "() => ['crop-composite', 'crop-last'].every("
-            "id => document.getElementById(id).naturalWidth === 256)"
-        )
-        where = re.fullmatch(r"at (\d+), (\d+) \(256×256 px\)", page.inner_text("#crop-where"))
+        where = re.fullmatch(r"at (\d+), (\d+) \((\d+)×(\d+) px\)", page.inner_text("#crop-where"))
         assert where is not None
-        # x clamped at the left edge; y centred on the click: 150 - 128, give or take a pixel.
-        assert int(where[1]) == 0 and abs(int(where[2]) - 22) <= 1
+        size = int(where[3])
+        assert size == int(where[4]) and 64 <= size < 200  # as much as a phone shows twice
+        # Centred on the click (100, 150 in frame pixels), give or take a pixel.
+        assert (
+            abs(int(where[1]) - (100 - size / 2)) <= 1
+            and abs(int(where[2]) - (150 - size / 2)) <= 1
+        )
+        page.wait_for_function(
+            "n => ['crop-composite', 'crop-last'].every(id => {"
+            "  const im = document.getElementById(id);"
+            "  return im.naturalWidth === n && im.getBoundingClientRect().width === n; })",
+            arg=size,
+        )  # 1:1 on this screen (device pixel ratio 1), and both fit side by side:
+        assert page.eval_on_selector("#crop-last", "i => i.getBoundingClientRect().right") <= 390
         marker = page.locator("#crop-marker")
         assert marker.is_visible()
         page.click("#crop-close")

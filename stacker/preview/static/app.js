@@ -133,11 +133,19 @@ async function showCrop(ev) {
   panel.dataset.loading = "true";
   err.hidden = true;
   try {
-    const r = await fetch("/api/crop?x=" + fx.toFixed(4) + "&y=" + fy.toFixed(4));
+    // 100 %: one image pixel per device pixel, so ask for as many pixels as two crops side
+    // by side can show on this screen, and draw them at 1/devicePixelRatio CSS pixels each.
+    const dpr = window.devicePixelRatio || 1;
+    const room = ($("crop-pair").clientWidth - 8) / 2;
+    const size = Math.max(64, Math.min(512, Math.floor(room * dpr)));
+    const r = await fetch("/api/crop?x=" + fx.toFixed(4) + "&y=" + fy.toFixed(4) + "&size=" + size);
     const body = await r.json();
     if (!r.ok) throw new Error(body.error || r.statusText);
-    $("crop-composite").src = body.composite;
-    $("crop-last").src = body.last;
+    for (const [id, url] of [["crop-composite", body.composite], ["crop-last", body.last]]) {
+      const im = $(id);
+      im.style.width = body.width / dpr + "px";
+      im.src = url;
+    }
     $("crop-where").textContent = "at " + body.x + ", " + body.y + " (" + body.width + "×" + body.height + " px)";
     const marker = $("crop-marker"); // where the crop lies on the composite
     const sx = rect.width / body.frame_width;
