@@ -39,6 +39,7 @@ from rig.session.folder import OUTPUT_FORMATS, SessionConfig, SessionFolder
 from rig.session.runner import RunnerOptions, SessionResult, SessionRunner
 from rig.session.state import FinishReason
 from rig.units import UnitError, parse_duration
+from stacker.errors import UserError
 
 METHODS = ("pyramid", "depthmap")
 ALIGN_MODELS = ("similarity", "translation", "affine", "homography", "none")
@@ -262,9 +263,25 @@ def _check_choice(value: str, choices: tuple[str, ...], what: str) -> str:
     return value
 
 
+def _with_hint(exc: UserError, hint: str) -> UserError:
+    """``exc`` with ``; hint`` appended, keeping its type (and so its exit code)."""
+    try:
+        return type(exc)(f"{exc}; {hint}")
+    except TypeError:
+        plain = RigError(f"{exc}; {hint}")
+        plain.exit_code = exc.exit_code
+        return plain
+
+
 @contextlib.contextmanager
-def hardware_rig(rig: dict[str, Any]) -> Iterator[tuple[Any, Any]]:
-    """Open the focuser and camera described by a session's ``rig`` block."""
+def hardware_rig(
+    rig: dict[str, Any], *, rail_hint: str | None = None, home: bool = False
+) -> Iterator[tuple[Any, Any]]:
+    """Open the focuser and camera described by a session's ``rig`` block.
+
+    ``home`` runs the rail's homing cycle first, so positions mean the same after a power cut
+    (a controller reset forgets where the carriage is).
+    """
     from rig.camera import Camera
     from rig.rails import open_focuser
 
@@ -273,13 +290,20 @@ def hardware_rig(rig: dict[str, Any]) -> Iterator[tuple[Any, Any]]:
         camera_cm = Camera.open(model=rig.get("camera_model"), port=rig.get("camera_port"))
         camera = camera_cm.__enter__()
     except DeviceNotFoundError as exc:
-        raise type(exc)(f"{exc}; no camera? `rig demo` runs the simulated rig") from None
+        raise _with_hint(exc, "no camera? `rig demo` runs the simulated rig") from None
     try:
-        if focus == "camera":  # the lens motor of the camera just opened (camera:// options kept)
-            focuser = open_focuser(rig.get("rail") or "camera://", camera=camera)
-        else:
-            focuser = open_focuser(rig["rail"])
         try:
+            if focus == "camera":  # the lens motor of the camera just opened
+                focuser = open_focuser(rig.get("rail") or "camera://", camera=camera)
+            else:
+                focuser = open_focuser(rig["rail"])
+        except UserError as exc:
+            if rail_hint is None:
+                raise
+            raise _with_hint(exc, rail_hint) from None
+        try:
+            if home:
+                focuser.home()
             yield focuser, camera
         finally:
             focuser.close()
@@ -366,6 +390,9 @@ def register(app: typer.Typer) -> None:
         camera_model: str | None = typer.Option(None, "--camera-model"),
         camera_port: str | None = typer.Option(None, "--camera-port"),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; move nothing."),
+        home: bool = typer.Option(
+            False, "--home", help="Home the rail first (positions are then from its switch)."
+        ),
         preview: bool = typer.Option(
             False, "--preview/--no-preview", help="Serve the live preview page."
         ),
@@ -429,7 +456,7 @@ def register(app: typer.Typer) -> None:
             checkpoint_every=checkpoint_every,
         )
         root = out or _default_out("stack")
-        with hardware_rig(rig) as (focuser, camera):
+        with hardware_rig(rig, home=home) as (focuser, camera):
             folder = SessionFolder.create(root, plan, config)
             console.print(f"session {folder.root}: {plan.describe()}")
             runner = SessionRunner(folder, focuser=focuser, camera=camera, plan=plan, config=config)
@@ -441,6 +468,11 @@ def register(app: typer.Typer) -> None:
         rail: str | None = typer.Option(None, "--rail", help="New rail URL if its port changed."),
         camera_model: str | None = typer.Option(None, "--camera-model"),
         camera_port: str | None = typer.Option(None, "--camera-port"),
+        home: bool = typer.Option(
+            False,
+            "--home",
+            help="Home the rail first: after a power cut the controller forgot its position.",
+        ),
         preview: bool = typer.Option(
             False, "--preview/--no-preview", help="Serve the live preview page."
         ),
@@ -449,7 +481,11 @@ def register(app: typer.Typer) -> None:
         ),
         port: int = typer.Option(8000, "--port", help="Preview port."),
     ) -> None:
-        """Continue an interrupted session at its first missing frame; nothing is shot twice."""
+        """Continue an interrupted session at its first missing frame; nothing is shot twice.
+
+        Positions are the rail's own coordinates: the rail must still know where it is, or be
+        homed with --home when the session was shot after homing too.
+        """
         folder = SessionFolder.find(session)
         plan = folder.load_plan()
         config = folder.load_config()
@@ -468,10 +504,11 @@ def register(app: typer.Typer) -> None:
             return
         overrides = {"rail": rail, "camera_model": camera_model, "camera_port": camera_port}
         rig = {**config.rig, **{k: v for k, v in overrides.items() if v is not None}}
-        if rig != config.rig:
-            config = replace(config, rig=rig)
-            folder.save_config(config)
-        with hardware_rig(rig) as (focuser, camera):
+        hint = f"if the rail is on another port now, give it: rig resume {folder.root} --rail URL"
+        with hardware_rig(rig, rail_hint=hint, home=home) as (focuser, camera):
+            if rig != config.rig:
+                config = replace(config, rig=rig)
+                folder.save_config(config)
             console.print(f"resuming {folder.root}")
             runner = SessionRunner(folder, focuser=focuser, camera=camera, plan=plan, config=config)
             _run_and_exit(runner, folder, console, (preview, host, port))

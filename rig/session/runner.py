@@ -587,21 +587,28 @@ class SessionRunner:
         except UserError as exc:
             log.error("%s", exc)
 
-    def _attach_log(self) -> logging.Handler | None:
+    def _attach_log(self) -> tuple[logging.Handler, int] | None:
+        """Log the session, and the camera's and rail's retries and warnings, to session.log."""
         try:
             self.folder.root.mkdir(parents=True, exist_ok=True)
             handler: logging.Handler = logging.FileHandler(self.folder.log_path, encoding="utf-8")
         except OSError:
             return None
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        log.addHandler(handler)
-        if log.level == logging.NOTSET or log.level > logging.INFO:
-            log.setLevel(logging.INFO)
-        return handler
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setLevel(logging.INFO)
+        parent = logging.getLogger("rig")
+        previous = parent.level
+        parent.addHandler(handler)
+        if parent.getEffectiveLevel() > logging.INFO:
+            parent.setLevel(logging.INFO)
+        return handler, previous
 
-    def _detach_log(self, handler: logging.Handler | None) -> None:
-        if handler is not None:
-            log.removeHandler(handler)
+    def _detach_log(self, attached: tuple[logging.Handler, int] | None) -> None:
+        if attached is not None:
+            handler, previous = attached
+            parent = logging.getLogger("rig")
+            parent.removeHandler(handler)
+            parent.setLevel(previous)
             handler.close()
 
 
