@@ -68,7 +68,7 @@ def test_shoot_steps_the_rail_shoots_and_stacks(
     assert (out / "composite.png").is_file() and (out / "depth.png").is_file()
     # The rail really went there (machine mm), then back to the start.
     ends = [round(end, 3) for _, end in grbl.axis_moves("X")]
-    assert ends == [-49.8, -49.6, -49.4, -50.0]
+    assert ends[-4:] == [-49.8, -49.6, -49.4, -50.0]  # (a power-up reset may move it first)
     config = json.loads((out / "session.json").read_text())
     assert config["rig"] == {
         "kind": "hardware",
