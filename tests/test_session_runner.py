@@ -179,3 +179,65 @@ def test_state_machine_and_exit_codes() -> None:
     assert exit_code(FinishReason.ERROR, RuntimeError("bug")) == 1
     status = SessionStatus(state=RunState.RUNNING, total=3, captured=1, merged=0)
     assert not status.done
+
+
+class BusyOnce:
+    """Wraps the real simulated camera and reports busy once at one frame.
+
+    A stand-in only for the failure: libgphoto2's virtual body cannot report "PTP Device Busy"
+    (and rig.camera already retries busy internally), so the error the camera raises after its
+    own retries is raised here; the capture itself is the real one.
+    """
+
+    def __init__(self, camera: Any, frame: str, error: Exception) -> None:
+        self.camera, self.frame, self.error, self.raised = camera, frame, error, 0
+
+    def capture(self, dest_dir: Path, stem: str | None = None, *, on_progress: Any = None):
+        if stem == self.frame and not self.raised:
+            self.raised += 1
+            raise self.error
+        return self.camera.capture(dest_dir, stem, on_progress=on_progress)
+
+
+def test_a_busy_camera_is_retried_and_the_session_completes(
+    tmp_path: Path, sim: SimulatedRig
+) -> None:
+    from rig.camera import CameraBusyError
+
+    folder = new_session(tmp_path / "s")
+    camera = BusyOnce(sim.camera, "frame_0003", CameraBusyError("VC: capture failed: busy"))
+    runner = SessionRunner(
+        folder, focuser=sim.focuser, camera=camera, options=RunnerOptions(retry_delay_s=0.01)
+    )
+    warnings: list[str] = []
+    runner.on_warning.append(warnings.append)
+    result = runner.run()
+    assert result.reason is FinishReason.COMPLETED
+    attempts = {
+        r["index"]: r["attempts"] for r in read_journal(folder.journal_path).of_kind("frame")
+    }
+    assert attempts == {1: 1, 2: 1, 3: 2, 4: 1, 5: 1, 6: 1}
+    assert any("frame 3" in w and "retrying" in w for w in warnings)
+
+
+def test_a_camera_error_that_is_not_transient_stops_the_session(
+    tmp_path: Path, sim: SimulatedRig
+) -> None:
+    from rig.camera import CameraError
+
+    folder = new_session(tmp_path / "s")
+    camera = BusyOnce(sim.camera, "frame_0002", CameraError("VC: capture failed: card full"))
+    result = SessionRunner(folder, focuser=sim.focuser, camera=camera, config=None).run()
+    assert result.reason is FinishReason.FAULT and result.exit_code == 6
+    assert frame_indexes(folder) == [1]
+    assert "card full" in str(result.error)
+
+
+def test_output_format_follows_the_session_config(tmp_path: Path, sim: SimulatedRig) -> None:
+    plan = ShotPlan.from_frames(0.0, SPEC.depth_um, 3, settle_s=0.0)
+    config = SessionConfig(rig=SPEC.to_dict(), output_format="jpg", checkpoint_every=0)
+    folder = SessionFolder.create(tmp_path / "s", plan, config)
+    result = runner_for(folder, sim).run()
+    assert result.reason is FinishReason.COMPLETED
+    assert (tmp_path / "s" / "composite.jpg").is_file()
+    assert not (tmp_path / "s" / "composite.tif").exists()

@@ -7,8 +7,8 @@ bracket each run. A record is written with a single ``write`` followed by ``fsyn
 crash or a power cut the file holds whole lines plus at most one torn last line, which
 :func:`read_journal` ignores and :meth:`Journal.open` cuts off before appending.
 
-The journal is the source of truth for "which positions are done"; :mod:`rig.session.resume`
-reconciles it with the frames actually on disk.
+The journal says which positions are done; :func:`rig.session.folder.reconcile` checks it
+against the frames actually on disk when a session resumes.
 """
 
 from __future__ import annotations
