@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # whole sessions in subprocesses
+
 ARGS = ["--frames", "8", "--size", "480x360", "--time-scale", "50"]
 
 

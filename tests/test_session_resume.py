@@ -25,6 +25,8 @@ import pytest
 
 from rig.session.journal import read_journal
 
+pytestmark = pytest.mark.slow  # whole sessions in subprocesses
+
 ARGS = ["--frames", "8", "--size", "480x360", "--time-scale", "50"]
 MIN_PSNR_DB = 40.0
 
