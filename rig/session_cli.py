@@ -36,7 +36,7 @@ from rig.plan import (
     parse_plan_length,
 )
 from rig.session.folder import OUTPUT_FORMATS, SessionConfig, SessionFolder
-from rig.session.runner import RunnerOptions, SessionResult, SessionRunner
+from rig.session.runner import RunnerOptions, SessionResult, SessionRunner, check_plan_fits
 from rig.session.state import FinishReason
 from rig.units import UnitError, parse_duration
 from stacker.errors import UserError
@@ -457,6 +457,7 @@ def register(app: typer.Typer) -> None:
         )
         root = out or _default_out("stack")
         with hardware_rig(rig, home=home) as (focuser, camera):
+            check_plan_fits(plan, focuser)
             folder = SessionFolder.create(root, plan, config)
             console.print(f"session {folder.root}: {plan.describe()}")
             runner = SessionRunner(folder, focuser=focuser, camera=camera, plan=plan, config=config)

@@ -241,3 +241,20 @@ def test_output_format_follows_the_session_config(tmp_path: Path, sim: Simulated
     assert result.reason is FinishReason.COMPLETED
     assert (tmp_path / "s" / "composite.jpg").is_file()
     assert not (tmp_path / "s" / "composite.tif").exists()
+
+
+def test_a_plan_outside_the_soft_limits_is_refused_before_anything_moves() -> None:
+    from rig.errors import MotionError, RigError
+    from rig.rails import open_focuser
+    from rig.session.runner import check_plan_fits
+
+    rail = open_focuser("sim://?max=1mm&time_scale=100")
+    try:
+        check_plan_fits(ShotPlan.from_frames(0.0, 1000.0, 5), rail)
+        with pytest.raises(MotionError, match="outside the soft limits"):
+            check_plan_fits(ShotPlan.from_frames(0.0, 2000.0, 5), rail)
+        with pytest.raises(RigError, match="moves in um but the plan is in steps"):
+            check_plan_fits(ShotPlan.from_step(0, 10, 2, units="steps"), rail)
+        assert rail.position == 0.0
+    finally:
+        rail.close()

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from rig.errors import DeviceBusyError, DeviceNotFoundError, RigError
+from rig.errors import DeviceBusyError, DeviceNotFoundError, MotionError, RigError
 from rig.focuser import Focuser
 from rig.plan import ShotPlan, format_position, frame_stem
 from rig.session.folder import (
@@ -102,6 +102,28 @@ class SessionResult:
     @property
     def exit_code(self) -> int:
         return exit_code(self.reason, self.error)
+
+
+def check_plan_fits(plan: ShotPlan, focuser: Focuser) -> None:
+    """Refuse, before anything moves, a plan the focuser cannot do (units, soft limits)."""
+    caps = focuser.capabilities
+    if caps.units != plan.units:
+        raise RigError(
+            f"{focuser.name} moves in {caps.units} but the plan is in {plan.units}: "
+            f"give --from/--to/--step in {caps.units}"
+        )
+    positions = [p.position for p in plan.positions()]
+    low, high = min(positions), max(positions)
+    if (caps.min_position is not None and low < caps.min_position) or (
+        caps.max_position is not None and high > caps.max_position
+    ):
+        raise MotionError(
+            f"{focuser.name}: the plan spans {format_position(low, plan.units)} to "
+            f"{format_position(high, plan.units)}, outside the soft limits "
+            f"{caps.min_position if caps.min_position is not None else '-inf'} .. "
+            f"{caps.max_position if caps.max_position is not None else '+inf'} {plan.units}; "
+            "nothing moved"
+        )
 
 
 def make_stacker(config: SessionConfig, expected_frames: int) -> StackerLike:
