@@ -79,6 +79,14 @@ class SessionStopped(Exception):
     """Internal: a stop or abort was requested while waiting or moving."""
 
 
+class StackingFailed(Exception):
+    """Internal: the stacking thread hit an unexpected error (a bug); capture stops."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(f"stacking failed: {error}")
+        self.error = error
+
+
 @dataclass
 class RunnerOptions:
     """Tuning of the capture loop (not part of the plan: the same plan runs on any machine)."""
@@ -270,6 +278,8 @@ class SessionRunner:
             self._set_state(RunState.RUNNING, only_from=(RunState.PREPARING,))
             try:
                 self._shoot(recon)
+            except StackingFailed as exc:  # a bug in stacking: stop shooting, keep what is merged
+                reason, error = FinishReason.ERROR, exc.error
             except SessionStopped:
                 reason = FinishReason.ABORTED if self._abort.is_set() else FinishReason.INTERRUPTED
             except UserError as exc:
@@ -280,6 +290,11 @@ class SessionRunner:
                 else:
                     reason, error = FinishReason.FAULT, exc
                     self._warn(f"session stopped: {exc}")
+            except OSError as exc:  # disk full, folder gone: what is on disk stays valid
+                where = exc.filename or self.folder.root
+                reason = FinishReason.FAULT
+                error = RigError(f"{where}: {exc.strerror or exc}; fix it and resume the session")
+                self._warn(f"session stopped: {error}")
             if reason is FinishReason.COMPLETED and self._worker and self._worker.error:
                 reason, error = FinishReason.ERROR, self._worker.error
             self._set_state(RunState.FINISHING)
@@ -297,6 +312,8 @@ class SessionRunner:
             log.exception("session failed")
             self._set_state(RunState.FINISHING)
         finally:
+            if self._worker is not None and self._worker.alive:
+                self._worker.abort()  # only after an unexpected error: do not leave it running
             self._finish_reason = reason
             self._journal_finish(reason, error)
             if self._journal is not None:
@@ -426,7 +443,7 @@ class SessionRunner:
             self._feed(entry)
             self._emit()
             if self._worker is not None and self._worker.error is not None:
-                raise RigError(f"stacking failed: {self._worker.error}")
+                raise StackingFailed(self._worker.error)
         if self.plan.return_to_start and recon.missing and not self._stop.is_set():
             self._counters.message = "returning to start"
             self._emit()
