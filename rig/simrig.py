@@ -90,6 +90,12 @@ class SimRigSpec:
     jpeg_quality: int = 92
     fault: Fault | None = None
 
+    def __post_init__(self) -> None:
+        if not self.time_scale > 0:
+            raise SimulatedRigError(f"--time-scale {self.time_scale:g}: give a positive speed-up")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise SimulatedRigError(f"JPEG quality {self.jpeg_quality}: use 1 to 100")
+
     def to_dict(self) -> dict[str, Any]:
         """The session's ``rig`` block. The fault is left out: a resume runs a healthy rig."""
         data = asdict(self)
