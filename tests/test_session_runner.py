@@ -258,3 +258,31 @@ def test_a_plan_outside_the_soft_limits_is_refused_before_anything_moves() -> No
         assert rail.position == 0.0
     finally:
         rail.close()
+
+
+class HalfShotOnce(BusyOnce):
+    """The first attempt at one frame writes a RAW and then fails before its JPEG (stand-in for
+    a transfer dying mid-shot, which the virtual body cannot do); later attempts are real."""
+
+    def capture(self, dest_dir: Path, stem: str | None = None, *, on_progress: Any = None):
+        if stem == self.frame and not self.raised:
+            (Path(dest_dir) / f"{stem}.nef").write_bytes(b"raw bytes of a broken shot")
+        return super().capture(dest_dir, stem, on_progress=on_progress)
+
+
+def test_files_of_a_failed_shot_are_set_aside_not_mixed_with_the_retry(
+    tmp_path: Path, sim: SimulatedRig
+) -> None:
+    from rig.camera import CameraBusyError
+
+    folder = new_session(tmp_path / "s")
+    camera = HalfShotOnce(sim.camera, "frame_0002", CameraBusyError("VC: download failed"))
+    runner = SessionRunner(
+        folder, focuser=sim.focuser, camera=camera, options=RunnerOptions(retry_delay_s=0.01)
+    )
+    assert runner.run().reason is FinishReason.COMPLETED
+    assert sorted(p.name for p in folder.frames_dir.iterdir()) == [
+        f"frame_{i:04d}.jpg" for i in range(1, FRAMES + 1)
+    ]
+    kept = folder.root / "failed-attempts" / "frame_0002.attempt1.nef"
+    assert kept.read_bytes() == b"raw bytes of a broken shot"

@@ -8,8 +8,9 @@ Layout::
       journal.jsonl        append-only record of every frame and merge
       frames/frame_0001.jpg ...
       composite.tif        (or .png/.jpg per --format), checkpointed while shooting
-      depth.png            frame-index depth map (16-bit), depth-preview.jpg colourised
-      session.log
+      depth.png            depth map (16-bit), depth-preview.jpg colourised, depth.json
+      session.log          the session's log, with the camera's and the rail's warnings
+      failed-attempts/     files a failed shot left behind, kept aside (never deleted)
 
 Resume rule (see :func:`reconcile`): a position is *done* when a file of its frame is on disk.
 Frames are written atomically by the camera (temporary name, fsync, rename), so any file under

@@ -460,10 +460,13 @@ class SessionRunner:
             try:
                 files = self.camera.capture(self.folder.frames_dir, frame_stem(index))
             except UserError as exc:
-                if self._stop.is_set() or not _retryable(exc):
+                self._set_aside_partial(index, attempts)
+                if (
+                    self._stop.is_set()
+                    or not _retryable(exc)
+                    or attempts > self.options.capture_retries
+                ):
                     raise
-                if attempts > self.options.capture_retries:
-                    raise type(exc)(f"{exc} (after {attempts} attempts)") from exc
                 self._warn(
                     f"frame {index}: {exc}; retrying ({attempts}/{self.options.capture_retries})"
                 )
@@ -472,6 +475,29 @@ class SessionRunner:
             if not files:
                 raise RigError(f"frame {index}: the camera returned no file")
             return list(files), attempts
+
+    def _set_aside_partial(self, index: int, attempt: int) -> None:
+        """Move files a failed shot left (a RAW without its JPEG) out of ``frames/``.
+
+        They are kept in ``failed-attempts/``, never deleted; ``frames/`` then holds only
+        complete shots, so a retry or a resume shoots this position again cleanly.
+        """
+        stem = frame_stem(index)
+        frames = self.folder.frames_dir
+        partial = [
+            p
+            for p in (frames.iterdir() if frames.is_dir() else ())
+            if p.name.startswith((stem + ".", stem + "-")) and p.is_file()
+        ]
+        if not partial:
+            return
+        aside = self.folder.root / "failed-attempts"
+        aside.mkdir(exist_ok=True)
+        for p in partial:
+            p.replace(aside / f"{p.stem}.attempt{attempt}{p.suffix}")
+        self._warn(
+            f"frame {index}: moved {len(partial)} file(s) of the failed shot to {aside.name}/"
+        )
 
     def _feed(self, entry: FrameEntry) -> None:
         """Hand frames to the stacker in index order (a gap waits until it is shot)."""
