@@ -12,6 +12,7 @@ import math
 import os
 import platform
 import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -111,14 +112,27 @@ def machine() -> dict[str, Any]:
         cpu = platform.processor() or "unknown"
     import cv2
 
+    def git(*args: str) -> str:
+        try:
+            out = subprocess.run(
+                ["git", *args], cwd=HERE.parent, capture_output=True, text=True, timeout=10
+            )
+        except (OSError, subprocess.SubprocessError):
+            return ""
+        return out.stdout.strip()
+
+    dirty = bool(git("status", "--porcelain", "--", "stacker"))
     return {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "arch": platform.machine(),
         "cpu": cpu,
         "cores": os.cpu_count(),
+        # Others may share the machine: the 1-minute load average says how busy it was.
+        "loadavg_1min": os.getloadavg()[0],
         "python": platform.python_version(),
         "opencv": cv2.__version__,
         "numpy": np.__version__,
+        "commit": git("rev-parse", "--short", "HEAD") + (" (stacker/ modified)" if dirty else ""),
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
     }
 
