@@ -35,7 +35,9 @@ import numpy as np
 from stacker.evaluation import (
     corner_rms_error,
     coverage_mask,
+    edge_band_mask,
     fit_to_reference,
+    flat_mask,
     psnr,
     to_reference,
 )
@@ -49,6 +51,7 @@ ENFUSE_FLAGS = [
     "--hard-mask",
     "--contrast-window-size=5",
 ]
+HEADER = ["stack", "method", "PSNR dB", "flat dB", "edges dB", "wall s", "offset px", "note"]
 INSTALL_HINT = "install them with: sudo apt-get install enfuse hugin-tools"
 
 
@@ -150,19 +153,29 @@ def evaluate(outputs: dict[str, Path], stack: SyntheticStack) -> dict[str, dict[
             )
         common_mask &= cv2.erode(ref_valid.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
         placed[name] = (ref_img, offset)
-    scores = {
-        name: {"psnr_db": psnr(img, truth, common_mask), "offset_px": offset}
+    flat = common_mask & flat_mask(truth)
+    edges = common_mask & edge_band_mask(truth)
+    scores: dict[str, dict[str, Any]] = {
+        name: {
+            "psnr_db": psnr(img, truth, common_mask),
+            "flat_psnr_db": psnr(img, truth, flat),
+            "edge_psnr_db": psnr(img, truth, edges),
+            "offset_px": offset,
+        }
         for name, (img, offset) in placed.items()
     }
-    scores["_area"] = {"fraction": float(common_mask.mean())}
+    scores["_area"] = {
+        "fraction": float(common_mask.mean()),
+        "flat_fraction": float(flat.mean()),
+        "edge_fraction": float(edges.mean()),
+    }
     return scores
 
 
-def single_frames(folder: Path, stack: SyntheticStack) -> dict[str, float]:
+def single_frames(folder: Path, stack: SyntheticStack, mask: np.ndarray) -> dict[str, float]:
     """PSNR of the best and worst single frames (ideally registered with their true transform)."""
     truth = stack.truth()
     h, w = truth.shape[:2]
-    mask = coverage_mask(stack.transforms(), (w, h), inset_px=8)
     values = []
     for path, t in zip(common.frame_paths(folder), stack.transforms(), strict=True):
         img = read_image(path)
@@ -221,7 +234,9 @@ def main() -> int:
         for name, s in scores.items():
             if name in runs:
                 runs[name].update(s)
-        singles = single_frames(folder, stack)
+        h, w = stack.spec.height, stack.spec.width
+        single_mask = coverage_mask(stack.transforms(), (w, h), inset_px=8)
+        singles = single_frames(folder, stack, single_mask)
         results.append(
             {
                 "mp": mp,
@@ -237,33 +252,25 @@ def main() -> int:
     for r in results:
         for name, run in r["runs"].items():
             if "error" in run:
-                rows.append([f"{r['mp']:g} MP", name, "-", "-", "-", run["error"][:60]])
+                rows.append([f"{r['mp']:g} MP", name, "-", "-", "-", "-", "-", run["error"][:60]])
                 continue
             rows.append(
                 [
                     f"{r['mp']:g} MP",
                     name,
                     f"{run['psnr_db']:.2f}",
+                    f"{run['flat_psnr_db']:.2f}",
+                    f"{run['edge_psnr_db']:.2f}",
                     f"{run['wall_s']:.1f}",
                     f"{run['offset_px']:.2f}",
                     "",
                 ]
             )
-        rows.append(
-            [f"{r['mp']:g} MP", "best single frame", f"{r['best_single_frame_db']:.2f}", "", "", ""]
-        )
-        rows.append(
-            [
-                f"{r['mp']:g} MP",
-                "worst single frame",
-                f"{r['worst_single_frame_db']:.2f}",
-                "",
-                "",
-                "",
-            ]
-        )
+        for which in ("best", "worst"):
+            value = f"{r[f'{which}_single_frame_db']:.2f}"
+            rows.append([f"{r['mp']:g} MP", f"{which} single frame", value, "", "", "", "", ""])
     print()
-    print(common.table(rows, ["stack", "method", "PSNR dB", "wall s", "offset px", "note"]))
+    print(common.table(rows, HEADER))
     common.write_json(
         args.json, {"machine": common.machine(), "method": args.method, "results": results}
     )

@@ -1,6 +1,8 @@
 """Yardsticks for stacks whose truth is known, and the textbook baseline stacker.
 
 * :func:`psnr` — peak signal-to-noise ratio, optionally over a mask.
+* :func:`flat_mask` / :func:`edge_band_mask` — where in the truth a stacker that picks noise,
+  or one that makes halos, loses points (score PSNR over them separately).
 * :func:`corner_rms_error` — how far apart two transforms put the frame's corners (pixels).
 * :func:`to_reference` / :func:`coverage_mask` — bring frame-geometry images into the reference
   geometry and find the area every frame covers.
@@ -49,7 +51,7 @@ def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
     """
     if a.shape != b.shape:
         raise ValueError(f"psnr: shapes differ: {a.shape} vs {b.shape}")
-    peak = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(a.dtype, 1.0)
+    peak = _peak(a.dtype) if a.dtype in (np.uint8, np.uint16) else 1.0
     diff = a.astype(np.float64) - b.astype(np.float64)
     sq = diff * diff
     if mask is not None:
@@ -63,6 +65,35 @@ def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
     if mse == 0.0:
         return math.inf
     return 10.0 * math.log10(peak * peak / mse)
+
+
+def _peak(dtype: np.dtype) -> float:
+    return 65535.0 if dtype == np.uint16 else 255.0
+
+
+def flat_mask(truth: np.ndarray, *, radius: int = 3, tolerance: float = 0.5) -> np.ndarray:
+    """Pixels whose whole (2r+1)-square neighbourhood in ``truth`` is flat.
+
+    Flat means every channel varies by at most ``tolerance`` 8-bit levels there. In a stack such
+    areas hold nothing but sensor noise: a stacker that picks the "sharpest" noise shows up as a
+    low PSNR over this mask.
+    """
+    kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
+    spread = cv2.dilate(truth, kernel).astype(np.float32) - cv2.erode(truth, kernel)
+    limit = tolerance * _peak(truth.dtype) / 255.0
+    return np.all(spread.reshape(*truth.shape[:2], -1) <= limit, axis=2)
+
+
+def edge_band_mask(truth: np.ndarray, *, threshold: float = 60.0, width: int = 8) -> np.ndarray:
+    """Pixels within ``width`` px of a strong edge in ``truth`` (where halos show).
+
+    A strong edge is a luma step of at least ``threshold`` 8-bit levels across a 3x3 window.
+    """
+    luma = _luma_float(truth) * np.float32(255.0)
+    k3 = np.ones((3, 3), np.uint8)
+    edges = (cv2.dilate(luma, k3) - cv2.erode(luma, k3)) >= threshold
+    band = cv2.dilate(edges.astype(np.uint8), np.ones((2 * width + 1, 2 * width + 1), np.uint8))
+    return band > 0
 
 
 def _corners(width: int, height: int) -> np.ndarray:

@@ -12,7 +12,9 @@ from stacker.evaluation import (
     baseline_stack,
     corner_rms_error,
     coverage_mask,
+    edge_band_mask,
     fit_to_reference,
+    flat_mask,
     psnr,
     to_reference,
 )
@@ -93,3 +95,20 @@ def test_fit_to_reference_finds_a_crop() -> None:
     expected = np.array([[1.0, 0, -23.0], [0, 1.0, -14.0], [0, 0, 1.0]])
     assert corner_rms_error(fit.transform, expected, crop.shape[1], crop.shape[0]) < 0.3
     assert fit.correlation > 0.95
+
+
+def test_flat_and_edge_masks() -> None:
+    img = np.zeros((60, 80, 3), np.uint8)
+    img[:, 40:] = 200  # one strong vertical edge at x = 40
+    img[:30, :20] = np.arange(20, dtype=np.uint8)[None, :, None] * 5  # a ramp: not flat
+    flat = flat_mask(img, radius=2)
+    assert flat[45, 10] and flat[45, 60]
+    assert not flat[10, 10]  # on the ramp
+    assert not flat[45, 39]  # next to the edge
+    band = edge_band_mask(img, width=4)
+    assert band[45, 36] and band[45, 43]
+    assert not band[45, 30] and not band[45, 50]
+    # The synthetic scene has flat patches (only sensor noise there) and strong edges.
+    truth = _truth()
+    assert 0.01 < flat_mask(truth).mean() < 0.5
+    assert 0.01 < edge_band_mask(truth).mean() < 0.6
