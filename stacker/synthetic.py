@@ -35,7 +35,7 @@ import json
 import math
 import os
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -695,8 +695,3 @@ def _paint(texture: np.ndarray, coverage: np.ndarray, colour: tuple[float, float
     alpha = coverage[y : y + bh, x : x + bw].astype(np.float32)[:, :, None] / np.float32(255.0)
     roi = texture[y : y + bh, x : x + bw]
     roi += (np.asarray(colour, np.float32) - roi) * alpha
-
-
-def with_overrides(spec: SceneSpec, **changes: object) -> SceneSpec:
-    """A copy of ``spec`` with some fields changed (validated like a new spec)."""
-    return replace(spec, **changes)  # type: ignore[arg-type]
