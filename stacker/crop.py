@@ -45,7 +45,7 @@ class Coverage:
         ``matrix`` maps the coverage's geometry to the output's (for a reference other than the
         first frame); the rectangle is then found in the output's geometry.
         """
-        mask = self.mask
+        mask: np.ndarray = self.mask
         if matrix is not None and not np.allclose(matrix, np.eye(3)):
             s = np.diag([self.size[0] / self.full[1], self.size[1] / self.full[0], 1.0])
             m = s @ matrix @ np.linalg.inv(s)

@@ -27,10 +27,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from stacker.cvtyping import cv
 from stacker.errors import StackerError
-
-# OpenCV's type stubs miss some factories and reject arguments the bindings accept.
-_cv: Any = cv2
 
 
 def as_3x3(transform: np.ndarray) -> np.ndarray:
@@ -213,12 +211,12 @@ def fit_to_reference(
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-6)
     corr = 0.0
     with contextlib.suppress(cv2.error):  # no convergence: keep the template-match estimate
-        corr, warp = _cv.findTransformECC(img_s, ref_s, warp, cv2.MOTION_AFFINE, criteria, None, 5)
+        corr, warp = cv.findTransformECC(img_s, ref_s, warp, cv2.MOTION_AFFINE, criteria, None, 5)
     warp = warp.copy()
     warp[:, 2] /= scale
     if scale < 1.0:
         with contextlib.suppress(cv2.error):
-            corr, warp = _cv.findTransformECC(
+            corr, warp = cv.findTransformECC(
                 img, ref, warp, cv2.MOTION_AFFINE, (criteria[0], 20, 1e-6), None, 3
             )
     return Fit(transform=np.linalg.inv(as_3x3(warp)), correlation=float(corr))
@@ -240,9 +238,9 @@ class BaselineResult:
 
 def _features(kind: str) -> tuple[Any, int]:
     if kind == "orb":
-        return _cv.ORB_create(nfeatures=5000), cv2.NORM_HAMMING
+        return cv.ORB_create(nfeatures=5000), cv2.NORM_HAMMING
     if kind == "sift":
-        return _cv.SIFT_create(nfeatures=5000), cv2.NORM_L2
+        return cv.SIFT_create(nfeatures=5000), cv2.NORM_L2
     raise StackerError(f"baseline: unknown feature detector '{kind}': use 'orb' or 'sift'")
 
 

@@ -93,7 +93,7 @@ def _tiff_metadata(path: Path) -> Metadata:
         import tifffile
 
         with tifffile.TiffFile(path) as tif:
-            tag = tif.pages[0].tags.get(34675)  # type: ignore[union-attr]
+            tag = tif.pages[0].tags.get(34675)
             icc = bytes(tag.value) if tag is not None else None
     except Exception:
         icc = None

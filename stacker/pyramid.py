@@ -10,6 +10,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from stacker.cvtyping import cv
+
 FIXED_POINT = 16  # int16 pyramids store value * 16
 
 
@@ -39,16 +41,16 @@ def to_work(image: np.ndarray, gains: tuple[float, float, float], out: np.ndarra
     """Convert a frame to the pyramid's working type, applying per-channel exposure gains."""
     if out.dtype == np.int16:
         scale = (*tuple(float(g) * FIXED_POINT for g in gains), 0.0)
-        cv2.multiply(image, scale, dst=out, dtype=cv2.CV_16S)  # saturates, never wraps
+        cv.multiply(image, scale, dst=out, dtype=cv2.CV_16S)  # saturates, never wraps
     else:
-        cv2.multiply(image, (*tuple(float(g) for g in gains), 0.0), dst=out, dtype=cv2.CV_32F)
+        cv.multiply(image, (*tuple(float(g) for g in gains), 0.0), dst=out, dtype=cv2.CV_32F)
     return out
 
 
 def from_work(work: np.ndarray, image_dtype: np.dtype) -> np.ndarray:
     """Convert working values back to the frames' type, rounding and clipping (``work`` is
     clobbered)."""
-    cv2.max(work, 0, dst=work)
+    cv.max(work, 0, dst=work)
     if image_dtype == np.uint8:
         return cv2.convertScaleAbs(work, alpha=1.0 / FIXED_POINT)
     return np.minimum(work, 65535).astype(np.uint16)

@@ -23,6 +23,7 @@ import numpy as np
 from stacker import pyramid
 from stacker.align import MODELS, corner_displacement, project_to_model, register, rescale_matrix
 from stacker.crop import Coverage
+from stacker.cvtyping import cv
 from stacker.errors import StackerError
 from stacker.focus import luma
 from stacker.merge import DepthMapMerger, PyramidMerger, make_merger
@@ -282,7 +283,7 @@ class Stacker:
         tracker = self._merger.tracker
         small_chain = rescale_matrix(chain, 2.0**-tracker.level)
         small = self._warp(levels[tracker.level], small_chain, tracker.size, None, identity)
-        small = cv2.multiply(small, (*tuple(float(g) for g in gain), 0.0), dtype=cv2.CV_32F)
+        small = cv.multiply(small, (*tuple(float(g) for g in gain), 0.0), dtype=cv2.CV_32F)
         valid = self._coverage.footprint(chain, tracker.size)
         self._merger.add(self._work, small, valid, index)
         self._coverage.add(chain)
@@ -321,8 +322,8 @@ class Stacker:
             position_um=position_um,
             merged=merged,
             reason=reason,
-            transform=tuple(tuple(float(v) for v in row) for row in np.asarray(chain)),
-            gain=tuple(float(g) for g in gain),  # type: ignore[arg-type]
+            transform=_rows3(chain),
+            gain=_triple(gain),
             score=float(score),
             seconds=time.perf_counter() - t0,
         )
@@ -453,6 +454,15 @@ class Stacker:
             a = cv2.convertScaleAbs(a, alpha=255.0 / 65535.0)
             b = cv2.convertScaleAbs(b, alpha=255.0 / 65535.0)
         return np.ascontiguousarray(a), np.ascontiguousarray(b)
+
+
+def _triple(values) -> tuple[float, float, float]:
+    a, b, c = (float(v) for v in values)
+    return a, b, c
+
+
+def _rows3(matrix) -> tuple[tuple[float, float, float], ...]:
+    return tuple(_triple(row) for row in np.asarray(matrix))
 
 
 def colorize_index(index: np.ndarray, count: int) -> np.ndarray:
