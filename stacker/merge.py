@@ -3,10 +3,10 @@
 - :class:`PyramidMerger` ("pyramid", detail first, like Zerene's PMax): a fused Laplacian pyramid
   in which every band coefficient comes from the frame with the highest local activity seen so
   far (Burt & Adelson 1983; the selection rule of Forster et al. 2004). Activity is the band's
-  absolute value summed over channels and averaged over a 5x5 window, and each per-level decision
-  is consistency-filtered (a majority vote over a 5x5 neighbourhood) so that isolated noise
-  coefficients in flat areas are not chosen as detail; the lowpass band is the running mean of
-  all frames (no colour shifts).
+  absolute value averaged over a 5x5 window, coarse bands being chosen by the finest band's
+  activity (against halos), and each per-level decision is consistency-filtered (a majority
+  vote over a 5x5 neighbourhood) so that isolated noise coefficients in flat areas are not
+  chosen as detail; the lowpass band is the running mean of all frames (no colour shifts).
 - :class:`DepthMapMerger` ("depthmap", smooth colour, like Zerene's DMap): a smoothed focus
   measure per frame at reduced resolution, the best score and its frame index per pixel, and a
   feathered blend wherever the winner changes.
@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from stacker import pyramid
+from stacker.cvtyping import cv
 from stacker.focus import focus_measure, luma
 
 
@@ -51,6 +52,7 @@ class PyramidMerger:
 
     name = "pyramid"
     track_level = 2  # focus tracked at 1/4 resolution
+    coarse_from = 2  # bands from here on are chosen by the finest band's activity
 
     def __init__(self, height: int, width: int, dtype: np.dtype) -> None:
         self.dtype = np.dtype(dtype)
@@ -70,14 +72,22 @@ class PyramidMerger:
         self.tracker = FocusTracker(height, width, self.track_level)
 
     def _band_activity(self, k: int) -> np.ndarray:
-        """Local activity of the new frame's band k: |green coefficient|, 5x5 mean.
+        """Local activity of the new frame at band k (computed finest first).
 
-        Green carries most of the luminance detail (and half of a Bayer sensor's photosites);
-        extracting one channel costs a third of a weighted channel sum.
+        Fine bands (k < ``coarse_from``): |green coefficient|, 5x5 mean. Green carries most of
+        the luminance detail (and half of a Bayer sensor's photosites); extracting one channel
+        costs a third of a weighted channel sum. Coarse bands take the finest band's activity,
+        area-averaged down: near a high-contrast edge a defocused frame spreads the edge's energy
+        wide and would win the coarse bands there, which is what makes halos. Letting the frame
+        that is sharp in fine detail own the coarse coefficients too avoids that.
         """
         out = self._act_new[k]
+        if k >= self.coarse_from:
+            source = self._act_new[0 if k == self.coarse_from else k - 1]
+            h, w = out.shape
+            return cv2.resize(source, (w, h), dst=out, interpolation=cv2.INTER_AREA)
         cv2.extractChannel(self.bands[k], 1, dst=out)
-        cv2.absdiff(out, 0, dst=out)
+        cv.absdiff(out, 0, dst=out)
         cv2.blur(out, (5, 5), dst=out)
         return out
 
@@ -152,7 +162,7 @@ class DepthMapMerger:
 
     def composite(self, stop: int = 0) -> np.ndarray:
         """The current composite in the frames' dtype, downscaled by 2**stop."""
-        img = self.comp
+        img: np.ndarray = self.comp
         if stop:
             h, w = self.shape
             img = cv2.resize(
