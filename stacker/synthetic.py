@@ -12,10 +12,15 @@ sensor noise (a stacker that picks noise there is punished).
 
 Rendering a frame at focus position ``f`` models, in order:
 
-1. **Defocus.** Every pixel is blurred by a Gaussian whose sigma is ``blur_px_per_um * |depth -
-   f|`` (capped at ``max_blur_px``). The texture is blurred once at a ladder of sigmas (the large
-   ones stored downsampled); each frame blends, per pixel, the two ladder levels around its sigma
-   with weights chosen so the blended variance matches (whole-array OpenCV operations).
+1. **Defocus.** Every scene point spreads its light into a Gaussian whose sigma combines the
+   lens's own blur at best focus (``optics_blur_px``: diffraction at macro working apertures
+   spreads a point over a few pixels) with ``blur_px_per_um * |depth - f|`` (capped at
+   ``max_blur_px``). This is a *scatter* model, as in a real lens: each point's light stays
+   centred on that point. (The cheaper *gather* model, blurring each output pixel by its own
+   depth's sigma, moves features toward the more blurred side wherever blur varies across them,
+   a false shift that accumulates along a focus stack.) Sigmas are quantised to a ladder; the
+   texture, weighted by each ladder level's share of every pixel, is blurred at that level's
+   sigma (large ones downsampled) and the layers summed.
 2. **Focus breathing**: a scale about the image centre, linear in focus position
    (``breathing`` is the total relative scale change across ``depth_um``).
 3. **Jitter**: a random shift and rotation per frame (vibration, a loose rail).
@@ -37,16 +42,13 @@ import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 
+from stacker.cvtyping import cv
 from stacker.errors import StackerError
 from stacker.io import atomic_write_bytes, encode_image
-
-# OpenCV's type stubs reject scalar arguments (cv2.compare(a, 3, ...)) that the bindings accept.
-_cv: Any = cv2
 
 TRUTH_SIDECAR = "synthetic_truth.json"
 """Name of the JSON file :func:`write_stack` writes beside the frames (the stacker ignores it)."""
@@ -90,6 +92,9 @@ class SceneSpec:
         8 or 16: the dtype (``uint8`` or ``uint16``) of the truth and of every frame.
     n_components
         Number of sharp-edged raised components on the board.
+    optics_blur_px
+        Gaussian sigma of the lens's blur at best focus. The all-in-focus truth is the scene at
+        this blur: no focus stack can be sharper than its sharpest frame.
     """
 
     width: int = 640
@@ -107,6 +112,7 @@ class SceneSpec:
     jpeg_quality: int | None = None
     bit_depth: int = 8
     n_components: int = 14
+    optics_blur_px: float = 0.7
 
     def __post_init__(self) -> None:
         problems = []
@@ -116,7 +122,7 @@ class SceneSpec:
             problems.append(f"depth_um {self.depth_um} must be positive")
         if not -0.5 < self.breathing <= 0.5:
             problems.append(f"breathing {self.breathing} must be within (-0.5, 0.5]")
-        for name in ("jitter_px", "rotation_deg", "noise_sigma"):
+        for name in ("jitter_px", "rotation_deg", "noise_sigma", "optics_blur_px"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} {getattr(self, name)} must not be negative")
         for name in ("exposure_drift", "wb_drift"):
@@ -211,14 +217,16 @@ class SyntheticScene:
         top = 255.0 if spec.bit_depth == 8 else 65535.0
         self._texture = np.clip(texture * top + 0.5, 0, top).astype(spec.dtype)
         self._depth = depth
-        self._ladder: list[np.ndarray] | None = None
-        self._sigmas = _ladder_sigmas(spec.blur_cap)
+        self._light = self._texture.astype(np.float32)
+        self._sigmas = _ladder_sigmas(spec.optics_blur_px, spec.blur_cap)
         self._lut_level, self._lut_weight = _ladder_lut(self._sigmas)
+        self._sharp = _to_dtype(_blur(self._light, spec.optics_blur_px), spec.dtype)
 
     # ----------------------------------------------------------------- truth
     def truth(self) -> np.ndarray:
-        """The all-in-focus image in reference geometry (a fresh copy)."""
-        return self._reference_view(self._texture).copy()
+        """The all-in-focus image in reference geometry (a fresh copy): the scene as the lens
+        renders it at best focus everywhere."""
+        return self._reference_view(self._sharp).copy()
 
     def height_um(self) -> np.ndarray:
         """Per reference pixel, the focus position (µm) at which it is sharp (float32 copy).
@@ -310,63 +318,32 @@ class SyntheticScene:
         mx, my = self._margin_x, self._margin_y
         return canvas[my : my + self.spec.height, mx : mx + self.spec.width]
 
-    def _build_ladder(self) -> list[np.ndarray]:
-        """The texture blurred at every ladder sigma; large sigmas stored downsampled."""
-        levels = [self._texture]
-        h, w = self._texture.shape[:2]
-        for sigma in self._sigmas[1:]:
-            factor = max(1, int(sigma / 1.5))
-            if factor == 1:
-                levels.append(cv2.GaussianBlur(self._texture, (0, 0), sigma))
-                continue
-            small = cv2.resize(
-                self._texture,
-                (max(1, round(w / factor)), max(1, round(h / factor))),
-                interpolation=cv2.INTER_AREA,
-            )
-            # Area averaging already blurred by a box of width `factor` (variance (f^2-1)/12).
-            rest = math.sqrt(max(sigma**2 - (factor**2 - 1) / 12.0, 0.01)) / factor
-            levels.append(cv2.GaussianBlur(small, (0, 0), rest))
-        return levels
-
-    def _level(self, j: int, cache: dict[int, np.ndarray]) -> np.ndarray:
-        if j not in cache:
-            assert self._ladder is not None
-            lvl = self._ladder[j]
-            h, w = self._texture.shape[:2]
-            if lvl.shape[:2] != (h, w):
-                lvl = cv2.resize(lvl, (w, h), interpolation=cv2.INTER_LINEAR)
-            cache[j] = lvl
-        return cache[j]
-
     def _defocus(self, focus_um: float) -> np.ndarray:
         """The canvas as seen focused at ``focus_um`` (before geometry and sensor)."""
         spec = self.spec
-        cap = spec.blur_cap
-        if cap <= 0 or spec.blur_per_um <= 0:
+        top = self._sigmas[-1]
+        if top <= 0:
             return self._texture
-        if self._ladder is None:
-            self._ladder = self._build_ladder()
-        sigma = np.abs(self._depth - np.float32(focus_um))
-        sigma *= np.float32(spec.blur_per_um * (_LUT_SIZE - 1) / cap)
-        np.minimum(sigma, np.float32(_LUT_SIZE - 1), out=sigma)
-        q = sigma.astype(np.uint16)
+        defocus = np.abs(self._depth - np.float32(focus_um))
+        defocus *= np.float32(spec.blur_per_um)
+        np.minimum(defocus, np.float32(spec.blur_cap), out=defocus)
+        total = np.sqrt(defocus * defocus + np.float32(spec.optics_blur_px**2))
+        q = np.minimum(total * np.float32((_LUT_SIZE - 1) / top), _LUT_SIZE - 1).astype(np.uint16)
         level = self._lut_level[q]
-        weight = self._lut_weight[q]
-        lower = np.empty_like(self._texture)
-        upper = np.empty_like(self._texture)
-        cache: dict[int, np.ndarray] = {}
-        for j in range(len(self._sigmas) - 1):
-            mask = _cv.compare(level, j, cv2.CMP_EQ)
-            if not cv2.countNonZero(mask):
+        upper = self._lut_weight[q]
+        lower = np.float32(1.0) - upper
+        out = np.zeros_like(self._light)
+        share = np.empty(level.shape, np.float32)
+        for j, sigma in enumerate(self._sigmas):
+            # this level's share of each pixel: as the lower neighbour, or as the upper one
+            share[...] = 0.0
+            np.copyto(share, lower, where=level == j)
+            if j > 0:
+                np.copyto(share, upper, where=level == j - 1)
+            if not share.any():
                 continue
-            cv2.copyTo(self._level(j, cache), mask, lower)
-            cv2.copyTo(self._level(j + 1, cache), mask, upper)
-        keep = np.float32(1.0) - weight
-        if lower.dtype == np.uint8:
-            return cv2.blendLinear(lower, upper, keep, weight)
-        out = cv2.blendLinear(lower.astype(np.float32), upper.astype(np.float32), keep, weight)
-        return np.clip(out + 0.5, 0, 65535).astype(np.uint16)
+            out += _blur(self._light * share[..., None], sigma)
+        return _to_dtype(out, spec.dtype)
 
     def _project(self, canvas: np.ndarray, transform: np.ndarray) -> np.ndarray:
         """Warp the canvas into the frame's geometry (crop only when the transform is identity)."""
@@ -389,17 +366,17 @@ class SyntheticScene:
         if sigma == 0 and np.allclose(gains, 1.0):
             return image
         g = (float(gains[0]), float(gains[1]), float(gains[2]), 0.0)
-        light = _cv.multiply(image, g, dtype=cv2.CV_32F)
+        light = cv.multiply(image, g, dtype=cv2.CV_32F)
         if sigma > 0:
             # OpenCV's generator is thread-local and several times faster than numpy's here;
             # seeding it from (seed, frame) keeps every frame's noise reproducible.
             noise = np.empty(light.shape, np.float32)
             seed = int(np.random.default_rng([spec.seed, 2, noise_seed]).integers(1, 2**31 - 1))
             cv2.setRNGSeed(seed)
-            _cv.randn(noise.reshape(light.shape[0], -1), 0.0, sigma)
+            cv.randn(noise.reshape(light.shape[0], -1), 0.0, sigma)
             cv2.add(light, noise, light)
         if spec.bit_depth == 8:
-            return _cv.convertScaleAbs(_cv.max(light, 0.0))  # rounds and saturates at 255
+            return cv.convertScaleAbs(cv.max(light, 0.0))  # rounds and saturates at 255
         light += np.float32(0.5)
         np.clip(light, 0, 65535, out=light)
         return light.astype(np.uint16)
@@ -547,17 +524,39 @@ def _margins(spec: SceneSpec, reference_focus_um: float) -> tuple[int, int]:
     return math.ceil(reach_x - hw) + pad, math.ceil(reach_y - hh) + pad
 
 
-def _ladder_sigmas(cap: float) -> list[float]:
-    sigmas = [0.0]
-    s = _LADDER_FIRST_SIGMA
-    while s < cap * 0.999:
+def _ladder_sigmas(floor: float, cap: float) -> list[float]:
+    """Sigmas from the optical floor to the largest total blur, about sqrt(2) apart."""
+    top = math.hypot(floor, cap)
+    sigmas = [floor]
+    s = max(_LADDER_FIRST_SIGMA, floor * _LADDER_RATIO)
+    while s < top * 0.999:
         sigmas.append(s)
         s *= _LADDER_RATIO
-    if cap > 0:
-        sigmas.append(cap)
+    if top > floor:
+        sigmas.append(top)
     if len(sigmas) == 1:
-        sigmas.append(0.0)
+        sigmas.append(floor)
     return sigmas
+
+
+def _blur(light: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of float32 ``light``; large sigmas are applied at a reduced size."""
+    if sigma < 0.05:
+        return light.copy()
+    h, w = light.shape[:2]
+    factor = max(1, int(sigma / 1.5))
+    if factor == 1:
+        return cv2.GaussianBlur(light, (0, 0), sigma)
+    small = cv2.resize(light, (max(1, round(w / factor)), max(1, round(h / factor))),
+                       interpolation=cv2.INTER_AREA)  # fmt: skip
+    # Area averaging already blurred by a box of width `factor` (variance (f^2-1)/12).
+    rest = math.sqrt(max(sigma**2 - (factor**2 - 1) / 12.0, 0.01)) / factor
+    return cv2.resize(cv2.GaussianBlur(small, (0, 0), rest), (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _to_dtype(light: np.ndarray, dtype: type[np.generic]) -> np.ndarray:
+    top = 255.0 if dtype == np.uint8 else 65535.0
+    return np.clip(light + 0.5, 0, top).astype(dtype)
 
 
 def _ladder_lut(sigmas: list[float]) -> tuple[np.ndarray, np.ndarray]:
