@@ -138,7 +138,7 @@ class _LevelTemplate:
     """
 
     def __init__(
-        self, template: np.ndarray, model: str, margin: float = 0.06, max_samples: int = 120_000
+        self, template: np.ndarray, model: str, margin: float = 0.06, max_samples: int = 300_000
     ) -> None:
         h, w = template.shape
         self.shape = (h, w)
@@ -146,12 +146,14 @@ class _LevelTemplate:
         self.model = model
         # Ignore a border band: after warping, pixels there may come from outside the frame.
         bx, by = int(margin * w) + 2, int(margin * h) + 2
-        stride = max(1, int(np.sqrt((h - 2 * by) * (w - 2 * bx) / max_samples)))
+        stride = max(1, int(np.ceil(np.sqrt((h - 2 * by) * (w - 2 * bx) / max_samples))))
         self.rows, self.cols = slice(by, h - by, stride), slice(bx, w - bx, stride)
         ys, xs = np.mgrid[self.rows, self.cols].astype(np.float32)
         nx = (xs * self.norm[0, 0] + self.norm[0, 2]).ravel()
         ny = (ys * self.norm[1, 1] + self.norm[1, 2]).ravel()
-        self.jac = _jacobian_columns(model, nx, ny)
+        cols = _jacobian_columns(model, nx, ny)
+        self.jac_x = np.stack([dx for dx, _ in cols])  # (parameters, samples)
+        self.jac_y = np.stack([dy for _, dy in cols])
         self.gx, self.gy = self._gradients(template)
         t = template[self.rows, self.cols].ravel()
         self.t_c = t - t.mean()
@@ -176,12 +178,12 @@ class _LevelTemplate:
         score = cross / (self.t_norm * (float(np.sqrt(np.dot(i_c, i_c))) or 1.0))
         gain = cross / (self.t_norm**2)
         if abs(gain) < 1e-6:
-            return np.zeros(len(self.jac)), score
+            return np.zeros(self.jac_x.shape[0]), score
         inv_gain = np.float32(1.0 / gain)
         gxi, gyi = self._gradients(warped)
         gx = np.float32(0.5) * (self.gx + gxi * inv_gain)
         gy = np.float32(0.5) * (self.gy + gyi * inv_gain)
-        g = np.stack([gx * dx + gy * dy for dx, dy in self.jac])
+        g = self.jac_x * gx + self.jac_y * gy
         err = self.t_c - i_c * inv_gain
         hess = (g @ g.T).astype(np.float64)
         rhs = (g @ err).astype(np.float64)
@@ -219,7 +221,8 @@ def register(
     warp = _seed_translation(tpl[-1], mov[-1], warp)
     score, converged = -1.0, False
     for lvl in range(n - 1, -1, -1):
-        lt = _LevelTemplate(tpl[lvl], model)
+        # Coarse levels only seed the finest, whose precision grows with its sample count.
+        lt = _LevelTemplate(tpl[lvl], model, max_samples=300_000 if lvl == 0 else 60_000)
         h, w = lt.shape
         nrm, nrm_inv = lt.norm, np.linalg.inv(lt.norm)
         warp_n = nrm @ warp @ nrm_inv

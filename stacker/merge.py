@@ -61,10 +61,16 @@ class PyramidMerger:
         self.shapes = pyramid.level_shapes(height, width, self.levels)
         self.fused = [np.zeros((h, w, 3), self.wdt) for h, w in self.shapes]
         self.bands = [np.zeros((h, w, 3), self.wdt) for h, w in self.shapes]
+        self._work = np.zeros((height, width, 3), self.wdt)
+        # Decisions are made per band at the band's size, except the finest band's, which is
+        # made at half size (it is a 5x5 majority vote anyway) and applied with a 2x2 mask.
+        self.decision_shapes = [self.shapes[min(1, self.levels - 1)], *self.shapes[1:-1]]
         act_dt = np.int16 if self.wdt == np.int16 else np.float32
-        self.activity = [np.zeros((h, w), act_dt) for h, w in self.shapes[:-1]]
+        self.activity = [np.zeros(shape, act_dt) for shape in self.decision_shapes]
         self._act_new = [np.zeros_like(a) for a in self.activity]
-        self._mask = [np.zeros((h, w), np.uint8) for h, w in self.shapes]
+        self._green0 = np.zeros((height, width), act_dt)
+        self._mask = [np.zeros(shape, np.uint8) for shape in self.decision_shapes]
+        self._mask0 = np.zeros((height, width), np.uint8)
         h, w = self.shapes[-1]
         self.base_sum = np.zeros((h, w, 3), np.float64)
         self.base_count = np.zeros((h, w, 1), np.float64)
@@ -72,46 +78,61 @@ class PyramidMerger:
         self.tracker = FocusTracker(height, width, self.track_level)
 
     def _band_activity(self, k: int) -> np.ndarray:
-        """Local activity of the new frame at band k (computed finest first).
+        """Local activity of the new frame at band k, at the band's decision size (finest
+        first).
 
-        Fine bands (k < ``coarse_from``): |green coefficient|, 5x5 mean. Green carries most of
-        the luminance detail (and half of a Bayer sensor's photosites); extracting one channel
-        costs a third of a weighted channel sum. Coarse bands take the finest band's activity,
-        area-averaged down: near a high-contrast edge a defocused frame spreads the edge's energy
-        wide and would win the coarse bands there, which is what makes halos. Letting the frame
-        that is sharp in fine detail own the coarse coefficients too avoids that.
+        Fine bands (k < ``coarse_from``): |green coefficient| averaged over about 5x5 pixels.
+        Green carries most of the luminance detail (and half of a Bayer sensor's photosites);
+        extracting one channel costs a third of a weighted channel sum. Coarse bands take the
+        finest band's activity, area-averaged down: near a high-contrast edge a defocused frame
+        spreads the edge's energy wide and would win the coarse bands there, which is what
+        makes halos. Letting the frame that is sharp in fine detail own the coarse coefficients
+        too avoids that.
         """
         out = self._act_new[k]
+        h, w = out.shape
         if k >= self.coarse_from:
             source = self._act_new[0 if k == self.coarse_from else k - 1]
-            h, w = out.shape
             return cv2.resize(source, (w, h), dst=out, interpolation=cv2.INTER_AREA)
+        if k == 0:
+            cv2.extractChannel(self.bands[0], 1, dst=self._green0)
+            cv.absdiff(self._green0, 0, dst=self._green0)
+            cv2.resize(self._green0, (w, h), dst=out, interpolation=cv2.INTER_AREA)
+            return cv2.blur(out, (3, 3), dst=out)
         cv2.extractChannel(self.bands[k], 1, dst=out)
         cv.absdiff(out, 0, dst=out)
-        cv2.blur(out, (5, 5), dst=out)
-        return out
+        return cv2.blur(out, (5, 5), dst=out)
 
-    def add(self, work: np.ndarray, small: np.ndarray, valid_small: np.ndarray, index: int) -> None:
-        """Merge a frame warped to the reference and converted to working type.
+    def add(
+        self,
+        frame: np.ndarray,
+        gains: tuple[float, float, float],
+        small: np.ndarray,
+        valid_small: np.ndarray,
+        index: int,
+    ) -> None:
+        """Merge a frame warped to the reference (its own dtype) with its exposure gains.
 
-        ``small`` is the same frame at the tracker's size, ``valid_small`` its coverage there.
+        ``small`` is the same frame at the tracker's size (gains applied), ``valid_small`` its
+        coverage there.
         """
-        pyramid.build(work, self.levels, self.bands)
+        pyramid.build(pyramid.to_work(frame, gains, self._work), self.levels, self.bands)
         first = self.count == 0
         for k in range(self.levels - 1):
             act = self._band_activity(k)
-            mask = self._mask[k]
-            h, w = self.shapes[k]
-            cv2.resize(valid_small, (w, h), dst=mask, interpolation=cv2.INTER_NEAREST)
-            if first:
-                cv2.copyTo(self.bands[k], mask, self.fused[k])
-                cv2.copyTo(act, mask, self.activity[k])
-                continue
-            win = cv2.compare(act, self.activity[k], cv2.CMP_GT)
-            win = cv2.medianBlur(win, 5 if min(h, w) > 64 else 3)
-            cv2.bitwise_and(win, mask, dst=mask)
-            cv2.copyTo(self.bands[k], mask, self.fused[k])
-            cv2.copyTo(act, mask, self.activity[k])
+            decision: np.ndarray = self._mask[k]
+            h, w = decision.shape
+            cv2.resize(valid_small, (w, h), dst=decision, interpolation=cv2.INTER_NEAREST)
+            if not first:
+                win = cv2.compare(act, self.activity[k], cv2.CMP_GT)
+                win = cv2.medianBlur(win, 5 if min(h, w) > 64 else 3)
+                cv2.bitwise_and(win, decision, dst=decision)
+            cv2.copyTo(act, decision, self.activity[k])
+            if k == 0:
+                fh, fw = self.shapes[0]
+                decision = cv2.resize(decision, (fw, fh), dst=self._mask0,
+                                      interpolation=cv2.INTER_NEAREST)  # fmt: skip
+            cv2.copyTo(self.bands[k], decision, self.fused[k])
         h, w = self.shapes[-1]
         vbase = cv2.resize(valid_small, (w, h), interpolation=cv2.INTER_NEAREST)[..., None] > 0
         self.base_sum += np.where(vbase, self.bands[-1], 0)
@@ -139,14 +160,23 @@ class DepthMapMerger:
         self.dtype = np.dtype(dtype)
         self.shape = (height, width)
         self.comp = np.zeros((height, width, 3), np.float32)
+        self._work = np.zeros((height, width, 3), np.float32)
         self._diff = np.zeros_like(self.comp)
         self._weight = np.zeros((height, width), np.float32)
         self.count = 0
         self.tracker = FocusTracker(height, width, self.track_level)
 
-    def add(self, work: np.ndarray, small: np.ndarray, valid_small: np.ndarray, index: int) -> None:
-        """Merge a frame warped to the reference and converted to float32 (``small``: the same
-        at the tracker's size, ``valid_small``: its coverage there)."""
+    def add(
+        self,
+        frame: np.ndarray,
+        gains: tuple[float, float, float],
+        small: np.ndarray,
+        valid_small: np.ndarray,
+        index: int,
+    ) -> None:
+        """Merge a frame warped to the reference, with its exposure gains (``small``: the same
+        at the tracker's size, gains applied; ``valid_small``: its coverage there)."""
+        work = pyramid.to_work(frame, gains, self._work)
         winner = self.tracker.update(small, valid_small, index)
         if self.count == 0:
             self.comp[...] = work

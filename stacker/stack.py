@@ -20,7 +20,6 @@ from typing import Any
 import cv2
 import numpy as np
 
-from stacker import pyramid
 from stacker.align import MODELS, corner_displacement, project_to_model, register, rescale_matrix
 from stacker.crop import Coverage
 from stacker.cvtyping import cv
@@ -29,6 +28,8 @@ from stacker.focus import luma
 from stacker.merge import DepthMapMerger, PyramidMerger, make_merger
 
 METHODS: tuple[str, ...] = ("pyramid", "depthmap")
+INTERPOLATIONS = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
+_STRIP_ROWS = 512
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,11 @@ class Stacker:
         Longest side of the images registration works on.
     min_score
         Alignment score below which a frame is rejected rather than merged.
+    interpolation
+        Resampling of frames into the reference: ``"linear"`` (default) or ``"cubic"``. Against
+        synthetic truth both score the same PSNR; on real frames with detail up to the pixel
+        pitch, bicubic keeps about a quarter more fine-detail energy, at 2.5x the cost of the
+        warp (about 250 ms more per 24 MP frame on two cores).
     """
 
     def __init__(
@@ -103,11 +109,15 @@ class Stacker:
         preview_size: int = 1024,
         align_size: int = 1024,
         min_score: float = 0.25,
+        interpolation: str = "linear",
     ) -> None:
         if method not in METHODS:
             raise StackerError(f"method '{method}' is not known: use {' or '.join(METHODS)}")
         if align not in MODELS:
             raise StackerError(f"alignment '{align}' is not known: use one of {', '.join(MODELS)}")
+        if interpolation not in INTERPOLATIONS:
+            raise StackerError(f"interpolation '{interpolation}' is not known: use linear or cubic")
+        self.interpolation = INTERPOLATIONS[interpolation]
         self.method = method
         self.align = align
         self.reference = parse_reference(reference)
@@ -127,7 +137,7 @@ class Stacker:
         self._predicted: np.ndarray | None = None
         self._coverage: Coverage | None = None
         self._warped: np.ndarray | None = None
-        self._work: np.ndarray | None = None
+        self._bgra: tuple[np.ndarray, np.ndarray] | None = None
         self._version = 0
         self._full_cache: tuple[int, np.ndarray] | None = None
 
@@ -199,8 +209,9 @@ class Stacker:
         self._merger = make_merger(self.method, h, w, image.dtype)
         self._coverage = Coverage(h, w)
         self._warped = np.empty_like(image)
-        wdt = self._merger.wdt if isinstance(self._merger, PyramidMerger) else np.float32
-        self._work = np.empty((h, w, 3), wdt)
+        if image.dtype == np.uint8 and self.interpolation == cv2.INTER_LINEAR:
+            strip = min(h, _STRIP_ROWS)
+            self._bgra = (np.empty((h, w, 4), np.uint8), np.empty((strip, w, 4), np.uint8))
         # Register at the first pyramid level no larger than twice align_size (so between one
         # and two times it): every doubling of resolution halves the error a chain accumulates.
         level = 0
@@ -274,26 +285,24 @@ class Stacker:
         return np.where(cur > 1e-3, ref / np.maximum(cur, 1e-3), 1.0)
 
     def _merge(self, image, levels, chain, gain, index) -> None:
-        assert self._merger is not None and self._warped is not None and self._work is not None
+        assert self._merger is not None and self._warped is not None
         assert self._coverage is not None and self._shape is not None
         h, w = self._shape
         identity = np.allclose(chain, np.eye(3))
         self._warp(image, chain, (w, h), self._warped, identity)
-        pyramid.to_work(self._warped, tuple(gain), self._work)
         tracker = self._merger.tracker
         small_chain = rescale_matrix(chain, 2.0**-tracker.level)
         small = self._warp(levels[tracker.level], small_chain, tracker.size, None, identity)
         small = cv.multiply(small, (*tuple(float(g) for g in gain), 0.0), dtype=cv2.CV_32F)
         valid = self._coverage.footprint(chain, tracker.size)
-        self._merger.add(self._work, small, valid, index)
+        self._merger.add(self._warped, _triple(gain), small, valid, index)
         self._coverage.add(chain)
         self._version += 1
 
     def _warp(self, image, matrix, size, dst, identity: bool) -> np.ndarray:
         """Warp ``image`` by ``matrix`` (frame -> reference pixels) into ``dst`` (or a new array).
 
-        Bicubic: bilinear interpolation is a low-pass filter at fractional offsets and visibly
-        softens the finest detail of every frame but the first. Border pixels are replicated:
+        Border pixels are replicated:
         they lie outside the frame's footprint, which the merger never lets win, and
         replication creates no false edges for the activity measure.
         """
@@ -303,10 +312,35 @@ class Stacker:
             dst[...] = image
             return dst
         if self.align == "homography":
-            return cv2.warpPerspective(image, matrix, size, dst=dst, flags=cv2.INTER_CUBIC,
+            return cv2.warpPerspective(image, matrix, size, dst=dst, flags=self.interpolation,
                                        borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
-        return cv2.warpAffine(image, matrix[:2], size, dst=dst, flags=cv2.INTER_CUBIC,
+        if self._bgra is not None and dst is self._warped and dst is not None:
+            return self._warp_bgra(image, matrix, self._warped)
+        return cv2.warpAffine(image, matrix[:2], size, dst=dst, flags=self.interpolation,
                               borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+
+    def _warp_bgra(self, image: np.ndarray, matrix: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        """The full-size 8-bit bilinear warp, through OpenCV's four-channel fast path.
+
+        The same as warping the three channels directly (to within one level of rounding) and
+        about 40 % faster: OpenCV's vectorised bilinear kernel exists for four channels only.
+        The output goes through a strip buffer, so the extra memory is one four-channel copy of
+        the source.
+        """
+        assert self._bgra is not None
+        src, strip = self._bgra
+        cv2.cvtColor(image, cv2.COLOR_BGR2BGRA, dst=src)
+        inverse = np.linalg.inv(matrix)
+        h, w = dst.shape[:2]
+        for y0 in range(0, h, strip.shape[0]):
+            rows = min(strip.shape[0], h - y0)
+            part = strip[:rows]
+            m = inverse @ np.array([[1.0, 0, 0], [0, 1.0, y0], [0, 0, 1.0]])
+            cv2.warpAffine(src, m[:2], (w, rows), dst=part,
+                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                           borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+            cv2.cvtColor(part, cv2.COLOR_BGRA2BGR, dst=dst[y0 : y0 + rows])
+        return dst
 
     def _remember(self, small, small_luma, chain, gain, pair) -> None:
         self._prev_color = small
