@@ -42,6 +42,9 @@ def stack_command(
         False, "--strict", help="Stop at the first unreadable or rejected frame."
     ),
     jpeg_quality: int = typer.Option(95, help="Quality of a JPEG output, 1 to 100."),
+    interpolation: str = typer.Option(
+        "linear", help="Resampling: linear, or cubic (keeps more pixel-level detail, slower)."
+    ),
 ) -> None:
     """Align and merge INPUTS into one all-in-focus image."""
     from rich.console import Console
@@ -68,7 +71,7 @@ def stack_command(
         run = stack_files(
             files, output, depth_map=depth_map, method=method, align=align,
             reference=reference, crop=not no_crop, strict=strict, jpeg_quality=jpeg_quality,
-            on_frame=on_frame,
+            interpolation=interpolation, on_frame=on_frame,
         )  # fmt: skip
     console.print(summary_table(run.stacker))
     s = run.stacker

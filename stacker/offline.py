@@ -67,6 +67,7 @@ def stack_files(
     crop: bool = True,
     strict: bool = False,
     jpeg_quality: int = 95,
+    interpolation: str = "linear",
     on_frame: Callable[[Path, FrameRecord | None, str | None], None] | None = None,
 ) -> StackRun:
     """Stack ``files`` into ``output``; ``on_frame(path, record, warning)`` reports progress."""
@@ -76,7 +77,10 @@ def stack_files(
     if not 1 <= jpeg_quality <= 100:
         raise StackerError(f"JPEG quality {jpeg_quality} is out of range: use 1 to 100")
     t0 = time.perf_counter()
-    stacker = Stacker(method=method, align=align, reference=reference, expected_frames=len(files))
+    stacker = Stacker(
+        method=method, align=align, reference=reference, expected_frames=len(files),
+        interpolation=interpolation,
+    )  # fmt: skip
     run = StackRun(stacker, files)
     added: dict[int, Path] = {}
     for path in files:

@@ -44,7 +44,7 @@ def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
 
 def test_stack_folder_writes_composite_and_depth_map(frames: Path, tmp_path: Path) -> None:
     out, depth = tmp_path / "stacked.tif", tmp_path / "depth.png"
-    proc = stacker("stack", frames, "-o", out, "--depth-map", depth)
+    proc = stacker("stack", frames, "-o", out, "--depth-map", depth, "--interpolation", "cubic")
     assert proc.returncode == 0, proc.stderr
     assert "stacked 6 of 6 frames" in proc.stdout
     img = read_image(out)
@@ -124,6 +124,9 @@ def test_bad_values_name_themselves(frames, tmp_path) -> None:
     )
     assert "no such file or folder" in one_line_error(
         stacker("stack", tmp_path / "nothing-here", "-o", tmp_path / "o.png")
+    )
+    assert "interpolation 'lanczos'" in one_line_error(
+        stacker("stack", frames, "-o", tmp_path / "o.png", "--interpolation", "lanczos")
     )
     assert "JPEG quality 0" in one_line_error(
         stacker("stack", frames, "-o", tmp_path / "o.jpg", "--jpeg-quality", "0")
