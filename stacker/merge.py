@@ -161,7 +161,6 @@ class DepthMapMerger:
         self.shape = (height, width)
         self.comp = np.zeros((height, width, 3), np.float32)
         self._work = np.zeros((height, width, 3), np.float32)
-        self._diff = np.zeros_like(self.comp)
         self._weight = np.zeros((height, width), np.float32)
         self.count = 0
         self.tracker = FocusTracker(height, width, self.track_level)
@@ -185,9 +184,9 @@ class DepthMapMerger:
             soft = np.minimum(soft, valid_small.astype(np.float32) / 255.0)
             h, w = self.shape
             cv2.resize(soft, (w, h), dst=self._weight, interpolation=cv2.INTER_LINEAR)
-            cv2.subtract(work, self.comp, dst=self._diff)
-            self._diff *= self._weight[..., None]
-            self.comp += self._diff
+            cv2.subtract(work, self.comp, dst=work)  # work is scratch from here on
+            work *= self._weight[..., None]
+            self.comp += work
         self.count += 1
 
     def composite(self, stop: int = 0) -> np.ndarray:

@@ -191,10 +191,11 @@ def test_sixteen_bit_in_sixteen_bit_out() -> None:
     assert out.max() > 255 * 4
 
 
-def test_state_does_not_grow_with_frames(frames) -> None:
+@pytest.mark.parametrize("method", ["pyramid", "depthmap"])
+def test_state_does_not_grow_with_frames(frames, method) -> None:
     tracemalloc.start()  # numpy reports its buffers to tracemalloc
     try:
-        s = Stacker()
+        s = Stacker(method=method)
         for f in frames[:4]:
             s.add(f.image)
         after_four, _ = tracemalloc.get_traced_memory()
