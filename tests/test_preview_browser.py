@@ -9,30 +9,17 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from browser import CHROMIUM, CHROMIUM_ARGS, SKIP_REASON
 
 from stacker.preview import PreviewHub, PreviewServer, attach_stacker
 from stacker.stack import Stacker
 from stacker.synthetic import SceneSpec, SyntheticStack
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 N_FRAMES = 6
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="needs Chromium at /usr/bin/chromium: apt-get install chromium"
-)
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=SKIP_REASON)
 
 
 @pytest.fixture(scope="module")

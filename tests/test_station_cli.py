@@ -17,18 +17,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from browser import CHROMIUM, CHROMIUM_ARGS, SKIP_REASON
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 TOKEN = "cli-test-token-0123"
 
 
@@ -91,9 +81,7 @@ def test_the_station_process_runs_a_session_and_stops_cleanly(station) -> None:
     ]
 
 
-@pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="needs Chromium at /usr/bin/chromium: apt-get install chromium"
-)
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=SKIP_REASON)
 def test_the_station_page_logs_in_from_the_address_and_runs_a_session(station) -> None:
     from playwright.sync_api import sync_playwright
 
