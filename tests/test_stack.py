@@ -239,3 +239,25 @@ def test_bad_options_are_errors() -> None:
         Stacker(reference="centre")
     with pytest.raises(StackerError, match="no frame has been merged"):
         Stacker().result()
+
+
+def test_copes_with_the_extremes() -> None:
+    """10 % breathing, shifts of 5 % of the width and 2 degrees of rotation on every frame
+    (so up to 4 degrees between neighbours), 10 % exposure and white-balance drift, JPEG."""
+    spec = SceneSpec(
+        width=W, height=H, seed=7, breathing=0.10, jitter_px=0.05 * W, rotation_deg=2.0,
+        exposure_drift=0.10, wb_drift=0.10, jpeg_quality=92,
+    )  # fmt: skip
+    st = SyntheticStack(spec, N)
+    frames = list(st)
+    s = run(frames)
+    assert all(r.merged for r in s.records), [r.reason for r in s.records]
+    errs = [
+        corner_rms_error(np.linalg.inv(r.matrix), f.transform, W, H)
+        for r, f in zip(s.records, frames, strict=True)
+    ]
+    assert float(np.sqrt(np.mean(np.square(errs)))) < 0.3
+    m = coverage_mask([f.transform for f in frames], (W, H), inset_px=6)
+    ours = psnr(s.result(crop=False), st.truth(), m)
+    base = psnr(baseline_stack([f.image for f in frames]).image, st.truth(), m)
+    assert ours >= base + BASELINE_MARGIN, (ours, base)
