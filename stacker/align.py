@@ -21,6 +21,7 @@ the normal equations stay well conditioned.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 import cv2
@@ -129,6 +130,29 @@ def luma_pyramid(luma: np.ndarray, levels: int) -> list[np.ndarray]:
     return pyr
 
 
+@lru_cache(maxsize=32)
+def _sample_grid(
+    h: int, w: int, model: str, margin: float, max_samples: int
+) -> tuple[slice, slice, np.ndarray, np.ndarray, np.ndarray]:
+    """Rows, columns, normaliser and Jacobian (parameters x samples) of a level's sample grid.
+
+    The same for every frame of a stack, so it is computed once per level size.
+    """
+    norm = _normaliser(w, h)
+    # Ignore a border band: after warping, pixels there may come from outside the frame.
+    bx, by = int(margin * w) + 2, int(margin * h) + 2
+    stride = max(1, int(np.ceil(np.sqrt((h - 2 * by) * (w - 2 * bx) / max_samples))))
+    rows, cols = slice(by, h - by, stride), slice(bx, w - bx, stride)
+    ys, xs = np.mgrid[rows, cols].astype(np.float32)
+    nx = (xs * norm[0, 0] + norm[0, 2]).ravel()
+    ny = (ys * norm[1, 1] + norm[1, 2]).ravel()
+    jac = _jacobian_columns(model, nx, ny)
+    jac_x = np.stack([dx for dx, _ in jac])
+    jac_y = np.stack([dy for _, dy in jac])
+    jac_x.flags.writeable = jac_y.flags.writeable = False  # shared between frames
+    return rows, cols, norm, jac_x, jac_y
+
+
 class _LevelTemplate:
     """Per-level state for the fixed template: sample grid, coordinates, gradients.
 
@@ -142,18 +166,10 @@ class _LevelTemplate:
     ) -> None:
         h, w = template.shape
         self.shape = (h, w)
-        self.norm = _normaliser(w, h)
         self.model = model
-        # Ignore a border band: after warping, pixels there may come from outside the frame.
-        bx, by = int(margin * w) + 2, int(margin * h) + 2
-        stride = max(1, int(np.ceil(np.sqrt((h - 2 * by) * (w - 2 * bx) / max_samples))))
-        self.rows, self.cols = slice(by, h - by, stride), slice(bx, w - bx, stride)
-        ys, xs = np.mgrid[self.rows, self.cols].astype(np.float32)
-        nx = (xs * self.norm[0, 0] + self.norm[0, 2]).ravel()
-        ny = (ys * self.norm[1, 1] + self.norm[1, 2]).ravel()
-        cols = _jacobian_columns(model, nx, ny)
-        self.jac_x = np.stack([dx for dx, _ in cols])  # (parameters, samples)
-        self.jac_y = np.stack([dy for _, dy in cols])
+        self.rows, self.cols, self.norm, self.jac_x, self.jac_y = _sample_grid(
+            h, w, model, margin, max_samples
+        )
         self.gx, self.gy = self._gradients(template)
         t = template[self.rows, self.cols].ravel()
         self.t_c = t - t.mean()
@@ -194,8 +210,8 @@ class _LevelTemplate:
 
 
 def register(
-    template: np.ndarray,
-    moving: np.ndarray,
+    template: np.ndarray | list[np.ndarray],
+    moving: np.ndarray | list[np.ndarray],
     *,
     model: str = "similarity",
     init: np.ndarray | None = None,
@@ -208,12 +224,13 @@ def register(
 
     Returns the 3x3 matrix mapping ``moving`` pixel coordinates to ``template`` pixel
     coordinates. ``init`` is an initial guess in the same convention (e.g. the previous pair's
-    transform: breathing changes smoothly from frame to frame).
+    transform: breathing changes smoothly from frame to frame). Either image may be given as
+    its :func:`luma_pyramid`, so a stream of frames builds each frame's pyramid once.
     """
+    tpl = template if isinstance(template, list) else luma_pyramid(template, levels)
+    mov = moving if isinstance(moving, list) else luma_pyramid(moving, len(tpl))
     if model == "none":
-        return Registration(np.eye(3), _score(template, moving), True)
-    tpl = luma_pyramid(template, levels)
-    mov = luma_pyramid(moving, len(tpl))
+        return Registration(np.eye(3), _score(tpl[0], mov[0]), True)
     n = len(tpl)
     # Internally the warp maps template coordinates -> moving coordinates.
     warp = np.linalg.inv(init) if init is not None else np.eye(3)

@@ -20,7 +20,14 @@ from typing import Any
 import cv2
 import numpy as np
 
-from stacker.align import MODELS, corner_displacement, project_to_model, register, rescale_matrix
+from stacker.align import (
+    MODELS,
+    corner_displacement,
+    luma_pyramid,
+    project_to_model,
+    register,
+    rescale_matrix,
+)
 from stacker.crop import Coverage
 from stacker.cvtyping import cv
 from stacker.errors import StackerError
@@ -130,8 +137,8 @@ class Stacker:
         self._shape: tuple[int, int] | None = None
         self._dtype: np.dtype | None = None
         self._align_level = 0
-        self._prev_luma: np.ndarray | None = None
-        self._prev_color: np.ndarray | None = None
+        self._prev_luma: list[np.ndarray] | None = None  # luma pyramid, registration level
+        self._prev_color: np.ndarray | None = None  # colour, a quarter of that, for gains
         self._prev_chain = np.eye(3)
         self._prev_gain = np.ones(3)
         self._predicted: np.ndarray | None = None
@@ -169,8 +176,10 @@ class Stacker:
         if self._merger is None:
             self._setup(image)
         levels = self._small_levels(image)
-        small = levels[self._align_level].astype(np.float32)
-        small_luma = luma(small)
+        small_luma = luma_pyramid(luma(levels[self._align_level].astype(np.float32)), 5)
+        small = levels[self._align_level]
+        small = cv2.resize(small, (max(1, small.shape[1] // 4), max(1, small.shape[0] // 4)),
+                           interpolation=cv2.INTER_AREA).astype(np.float32)  # fmt: skip
         if self.frames_merged == 0:
             record = self._start(image, levels, small, small_luma, index, name, position_um, t0)
         else:
@@ -250,9 +259,9 @@ class Stacker:
         self._remember(small, small_luma, chain, gain, reg.matrix)
         return self._record(index, name, position_um, True, None, chain, gain, reg.score, t0)
 
-    def _register(self, small_luma: np.ndarray):
+    def _register(self, small_luma: list[np.ndarray]):
         assert self._prev_luma is not None
-        h, w = small_luma.shape
+        h, w = small_luma[0].shape
         limit = 0.12 * float(np.hypot(w, h))
         reg = register(self._prev_luma, small_luma, model=self.align, init=self._predicted)
         if self._predicted is not None and not self._plausible(reg, w, h, limit):
@@ -275,10 +284,15 @@ class Stacker:
         return reg.score > 0.5 and corner_displacement(reg.matrix, w, h) <= limit
 
     def _pair_gain(self, small: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-        """Per-channel gain that brings this frame's exposure to the previous frame's."""
+        """Per-channel gain that brings this frame's exposure to the previous frame's.
+
+        ``small`` is the frame at a quarter of the registration size (means of large areas
+        need no more) and ``matrix`` the registration-level transform.
+        """
         assert self._prev_color is not None
         h, w = small.shape[:2]
-        warped = cv2.warpPerspective(small, matrix, (w, h), flags=cv2.INTER_LINEAR)
+        quarter = rescale_matrix(matrix, 0.25)
+        warped = cv2.warpPerspective(small, quarter, (w, h), flags=cv2.INTER_LINEAR)
         by, bx = h // 8, w // 8
         ref = np.array(cv2.mean(self._prev_color[by : h - by, bx : w - bx])[:3])
         cur = np.array(cv2.mean(warped[by : h - by, bx : w - bx])[:3])
