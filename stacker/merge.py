@@ -197,8 +197,11 @@ class DepthMapMerger:
             img = cv2.resize(
                 img, (max(1, w >> stop), max(1, h >> stop)), interpolation=cv2.INTER_AREA
             )
-        top = 255.0 if self.dtype == np.uint8 else 65535.0
-        return np.clip(img + 0.5, 0, top).astype(self.dtype)
+        if self.dtype == np.uint8:
+            return cv2.convertScaleAbs(img)  # rounds and saturates; the blend is never negative
+        out = np.empty(img.shape, np.uint16)
+        np.copyto(out, np.minimum(img, 65535.0) + 0.5, casting="unsafe")
+        return out
 
 
 def make_merger(
