@@ -433,7 +433,7 @@ class Stacker:
 
     def depth_index(self, crop: bool = True) -> np.ndarray:
         """Per-pixel index of the frame in best focus (uint16), like :meth:`result`."""
-        merger = self._require()
+        self._require()
         assert self._shape is not None
         h, w = self._shape
         idx = cv2.resize(self._index_map(), (w, h), interpolation=cv2.INTER_NEAREST)
