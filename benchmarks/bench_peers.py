@@ -3,13 +3,13 @@
 Contenders, each run as its own process from JPEG files on disk to a TIFF on disk:
 
 * **stackrig** — ``stacker.stack.Stacker`` with ``--method`` (default pyramid),
-* **baseline** — the textbook recipe (:func:`stacker.evaluation.baseline_stack`),
+* **baseline** — the textbook recipe (:func:`evaluation.scoring.baseline_stack`),
 * **enfuse** — Hugin's ``align_image_stack -m -a`` then ``enfuse`` with the focus-stack weights
   (``--exposure-weight=0 --saturation-weight=0 --contrast-weight=1 --hard-mask``).
 
 Quality is PSNR against the known all-in-focus truth, in the geometry of the first frame, over
 the area every frame and every output covers. Each output is first registered to the truth
-(:func:`stacker.evaluation.fit_to_reference`); it is resampled only if it sits more than a
+(:func:`evaluation.scoring.fit_to_reference`); it is resampled only if it sits more than a
 quarter pixel away (cropped outputs always are), and the table says how far it was.
 
     python benchmarks/bench_peers.py --sizes 2,6 --frames 24
@@ -32,7 +32,7 @@ import common
 import cv2
 import numpy as np
 
-from stacker.evaluation import (
+from evaluation.scoring import (
     corner_rms_error,
     coverage_mask,
     edge_band_mask,
@@ -41,8 +41,8 @@ from stacker.evaluation import (
     psnr,
     to_reference,
 )
+from rig.sim.scene import SyntheticStack
 from stacker.io import read_image
-from stacker.synthetic import SyntheticStack
 
 ENFUSE_FLAGS = [
     "--exposure-weight=0",
@@ -61,7 +61,7 @@ def worker(method: str, folder: Path, out: Path, stack_method: str) -> int:
 
     paths = common.frame_paths(folder)
     if method == "baseline":
-        from stacker.evaluation import baseline_stack
+        from evaluation.scoring import baseline_stack
 
         result = baseline_stack(read_image(p) for p in paths)
         image = result.image

@@ -149,7 +149,7 @@ def main() -> int:
         print("no /usr/bin/chromium (apt-get install chromium): skipping the chromium runs")
         conditions.remove("chromium")
 
-    from rig.simrig import SimRigSpec, SimulatedRig, enable_virtual_camera, parse_size
+    from rig.sim.rig import SimRigSpec, SimulatedRig, enable_virtual_camera, parse_size
 
     enable_virtual_camera()  # before anything imports gphoto2
     width, height = parse_size(args.size)

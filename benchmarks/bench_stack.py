@@ -53,7 +53,7 @@ def worker(folder: Path, method: str, out: Path) -> int:
 
     t_start = time.perf_counter()
     if method == "baseline":
-        from stacker.evaluation import baseline_stack
+        from evaluation.scoring import baseline_stack
 
         marks: list[float] = []
 

@@ -23,8 +23,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
 
+from rig.sim.scene import TRUTH_SIDECAR, SceneSpec, write_stack  # noqa: E402
 from stacker.natsort import natural_key  # noqa: E402
-from stacker.synthetic import TRUTH_SIDECAR, SceneSpec, write_stack  # noqa: E402
 
 WORK = HERE / "_work"
 SEED = 2026

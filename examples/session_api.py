@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rig.simrig import enable_virtual_camera
+from rig.sim.rig import enable_virtual_camera
 
 enable_virtual_camera()  # libgphoto2 picks its virtual camera when gphoto2 is first imported
 
@@ -23,7 +23,7 @@ from rig.plan import ShotPlan  # noqa: E402
 from rig.session.folder import SessionConfig, SessionFolder  # noqa: E402
 from rig.session.runner import SessionRunner  # noqa: E402
 from rig.session.worker import StackJob, StackPreviews  # noqa: E402
-from rig.simrig import SimRigSpec, SimulatedRig  # noqa: E402
+from rig.sim.rig import SimRigSpec, SimulatedRig  # noqa: E402
 
 
 def on_merged(job: StackJob, record: Any, previews: StackPreviews) -> None:

@@ -1,9 +1,16 @@
-"""Shared test setup."""
+"""Shared test setup: the virtual camera's folder, the tiers, and the project's shared data."""
+
+from __future__ import annotations
 
 import atexit
 import os
 import shutil
 import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.paths import ROOT, shared_dir
 
 # python-gphoto2 chooses between libgphoto2's USB drivers and its virtual camera when it is first
 # imported, so the virtual camera must be chosen before any test imports gphoto2. Camera tests
@@ -11,3 +18,25 @@ import tempfile
 if "VCAMERADIR" not in os.environ:
     os.environ["VCAMERADIR"] = tempfile.mkdtemp(prefix="stackrig-vcamera-")
     atexit.register(shutil.rmtree, os.environ["VCAMERADIR"], True)
+
+E2E = ROOT / "tests" / "e2e"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/e2e is slow: ``pytest -m "not slow"`` is the lane for editing."""
+    for item in items:
+        if E2E in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data``: real camera frames. Skipped where absent, but never in CI (``$CI``),
+    which has ``../shared`` beside the clone: there its absence is a failure."""
+    shared = shared_dir()
+    if shared is None or not (shared / "data").is_dir():
+        message = "../shared/data is absent (set STACKRIG_SHARED to the shared folder)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return shared / "data"

@@ -149,8 +149,13 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=NO_STORE)
 
 
-def preview_routes(hub: PreviewHub, streams: EventStreams) -> list[BaseRoute]:
-    """The read-only preview routes; :func:`create_app` serves them, the station adds more."""
+def preview_routes(
+    hub: PreviewHub, streams: EventStreams, static_dirs: Sequence[Path] = ()
+) -> list[BaseRoute]:
+    """The read-only preview routes; :func:`create_app` serves them, the station adds more.
+
+    ``/static/`` serves the preview's own files, then those of ``static_dirs`` (the host's).
+    """
 
     async def index(request: Request) -> Response:
         return FileResponse(STATIC_DIR / "index.html", headers=NO_STORE)
@@ -227,23 +232,32 @@ def preview_routes(hub: PreviewHub, streams: EventStreams) -> list[BaseRoute]:
         Route("/api/events", events),
         Route("/api/crop", crop),
         Route("/img/{kind}.jpg", image),
-        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+        Mount("/static", _static_files(static_dirs), name="static"),
     ]
+
+
+def _static_files(extra: Sequence[Path]) -> StaticFiles:
+    files = StaticFiles(directory=STATIC_DIR)
+    files.all_directories = [*files.all_directories, *extra]
+    return files
 
 
 def create_app(
     hub: PreviewHub,
     extra_routes: Sequence[BaseRoute] = (),
     middleware: Sequence[Middleware] = (),
+    static_dirs: Sequence[Path] = (),
 ) -> Starlette:
     """The preview app for ``hub``; ``extra_routes`` come first (the station's control API),
-    ``middleware`` wraps everything (the station's token check).
+    ``middleware`` wraps everything (the station's token check), ``static_dirs`` add files
+    under ``/static/`` (the station's page script).
 
     ``app.state.streams`` holds the :class:`EventStreams`, closed by :class:`PreviewServer`.
     """
     streams = EventStreams(hub)
     app = Starlette(
-        routes=[*extra_routes, *preview_routes(hub, streams)], middleware=list(middleware)
+        routes=[*extra_routes, *preview_routes(hub, streams, static_dirs)],
+        middleware=list(middleware),
     )
     app.state.streams = streams
     app.state.hub = hub

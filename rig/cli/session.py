@@ -493,7 +493,7 @@ def register(app: typer.Typer) -> None:
         console = _console()
         if config.rig.get("kind") == "simulated":
             _prepare_virtual_camera()
-            from rig.simrig import SimRigSpec, SimulatedRig
+            from rig.sim.rig import SimRigSpec, SimulatedRig
 
             spec = SimRigSpec.from_dict(config.rig)
             with SimulatedRig(spec) as sim:
@@ -539,7 +539,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """A complete session on the simulated rig: virtual camera, GRBL simulator, 3-D scene."""
         _prepare_virtual_camera()  # before anything imports gphoto2
-        from rig.simrig import SimRigSpec, SimulatedRig, parse_fault, parse_size
+        from rig.sim.rig import SimRigSpec, SimulatedRig, parse_fault, parse_size
 
         width, height = parse_size(size)
         _check_choice(method, METHODS, "--method")
@@ -589,6 +589,6 @@ def register(app: typer.Typer) -> None:
 
 def _prepare_virtual_camera() -> None:
     """Point libgphoto2 at the virtual camera; must run before gphoto2 is first imported."""
-    from rig.simrig import enable_virtual_camera
+    from rig.sim.rig import enable_virtual_camera
 
     enable_virtual_camera()

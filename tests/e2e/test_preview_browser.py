@@ -11,11 +11,11 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from browser import CHROMIUM, CHROMIUM_ARGS, SKIP_REASON
 
+from rig.sim.scene import SceneSpec, SyntheticStack
 from stacker.preview import PreviewHub, PreviewServer, attach_stacker
 from stacker.stack import Stacker
-from stacker.synthetic import SceneSpec, SyntheticStack
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, SKIP_REASON
 
 N_FRAMES = 6
 

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
+from rig.sim.scene import SceneSpec, SyntheticStack
 from stacker.preview import CropUnavailableError, PreviewHub, attach_stacker
 from stacker.stack import Stacker
-from stacker.synthetic import SceneSpec, SyntheticStack
 
 
 @pytest.fixture(scope="module")

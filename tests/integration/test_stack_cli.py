@@ -11,10 +11,10 @@ import cv2
 import numpy as np
 import pytest
 
+from rig.sim.scene import SceneSpec, write_stack
 from stacker.io import read_image
 from stacker.metadata import read_metadata
 from stacker.offline import collect_inputs
-from stacker.synthetic import SceneSpec, write_stack
 
 SPEC = SceneSpec(width=320, height=240, seed=11, jpeg_quality=92)
 
@@ -55,11 +55,11 @@ def test_stack_folder_writes_composite_and_depth_map(frames: Path, tmp_path: Pat
     assert (tmp_path / "depth-preview.jpg").exists() and (tmp_path / "depth.json").exists()
 
 
-def test_jpeg_output_carries_reference_exif(frames: Path, tmp_path: Path) -> None:
-    # give the reference frame EXIF by copying the metadata of a real camera JPEG, if we have one
-    src = Path(__file__).resolve().parents[2] / "shared/data/pcb-stack/pcb_001.jpg"
-    if not src.exists():
-        pytest.skip("../shared is absent: no camera JPEG with EXIF to borrow")
+def test_jpeg_output_carries_reference_exif(
+    frames: Path, tmp_path: Path, shared_data: Path
+) -> None:
+    # give the reference frame EXIF by copying the metadata of a real camera JPEG
+    src = shared_data / "pcb-stack" / "pcb_001.jpg"
     from stacker.io import write_image
 
     work = tmp_path / "in"

@@ -23,8 +23,8 @@ from rig.session.journal import read_journal
 from rig.session.runner import RunnerOptions, SessionResult, SessionRunner
 from rig.session.state import FinishReason, RunState, SessionStatus, can_transition, exit_code
 from rig.session.worker import StackJob, StackPreviews, StackWorker
+from rig.sim.rig import SimRigSpec, SimulatedRig
 from rig.sim.vcamera import use_virtual_camera
-from rig.simrig import SimRigSpec, SimulatedRig
 from stacker.errors import UserError
 from stacker.stack import Stacker
 
@@ -131,7 +131,7 @@ def test_abort_leaves_a_consistent_journal_and_no_composite(
 
 
 def test_worker_queue_is_bounded_and_keeps_order(tmp_path: Path) -> None:
-    from stacker.synthetic import SceneSpec, SyntheticScene
+    from rig.sim.scene import SceneSpec, SyntheticScene
 
     scene = SyntheticScene(SceneSpec(width=160, height=120, seed=3, jpeg_quality=90))
     paths = []

@@ -1,9 +1,10 @@
 """The focus-rail udev rules: well-formed and covering the documented USB-serial chips."""
 
 import re
-from pathlib import Path
 
-RULES = Path(__file__).resolve().parent.parent / "udev" / "70-stackrig-rails.rules"
+from tests.paths import ROOT
+
+RULES = ROOT / "udev" / "70-stackrig-rails.rules"
 # KEY (with optional {attr}), operator, "value" — the udev rules grammar for one assignment.
 ITEM = re.compile(r'^[A-Z_]+(\{[A-Za-z_]+\})?(==|!=|\+=|-=|:=|=)"[^"]*"$')
 

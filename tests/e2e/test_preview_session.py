@@ -16,7 +16,7 @@ from rig.plan import ShotPlan
 from rig.preview import SessionPreview
 from rig.session.folder import SessionConfig, SessionFolder
 from rig.session.runner import RunnerOptions, SessionRunner
-from rig.simrig import SimRigSpec, SimulatedRig
+from rig.sim.rig import SimRigSpec, SimulatedRig
 from stacker.preview import PreviewHub
 
 SPEC = SimRigSpec(width=320, height=240, time_scale=50)

@@ -9,10 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from stacker.errors import StackerError
-from stacker.evaluation import coverage_mask, psnr, to_reference
-from stacker.io import read_image
-from stacker.synthetic import (
+from evaluation.scoring import coverage_mask, psnr, to_reference
+from rig.sim.scene import (
     TRUTH_SIDECAR,
     FramePose,
     SceneSpec,
@@ -20,6 +18,8 @@ from stacker.synthetic import (
     SyntheticStack,
     write_stack,
 )
+from stacker.errors import StackerError
+from stacker.io import read_image
 
 W, H = 320, 240
 

@@ -14,8 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from stacker.errors import StackerError
-from stacker.evaluation import (
+from evaluation.scoring import (
     baseline_stack,
     corner_rms_error,
     coverage_mask,
@@ -24,8 +23,9 @@ from stacker.evaluation import (
     psnr,
     to_reference,
 )
+from rig.sim.scene import SceneSpec, SyntheticStack
+from stacker.errors import StackerError
 from stacker.stack import Stacker
-from stacker.synthetic import SceneSpec, SyntheticStack
 
 W, H, N = 640, 480, 12
 PSNR_BAR = {"pyramid": 36.5, "depthmap": 37.0}  # dB; measured 37.6 and 38.4 (seed 3)

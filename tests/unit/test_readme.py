@@ -6,10 +6,10 @@ import os
 import re
 from pathlib import Path
 
+from rig.sim.scene import SceneSpec, write_stack
 from stacker.io import read_image
-from stacker.synthetic import SceneSpec, write_stack
+from tests.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
 

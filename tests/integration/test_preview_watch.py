@@ -12,10 +12,10 @@ import time
 import httpx
 import pytest
 
+from rig.sim.scene import SceneSpec, SyntheticStack
 from stacker.io import write_image
 from stacker.preview import PreviewHub
 from stacker.preview.watchfeed import WatchPreview
-from stacker.synthetic import SceneSpec, SyntheticStack
 from stacker.watch import watch_and_stack
 
 

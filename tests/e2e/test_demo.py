@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from rig.cli import app
 from stacker.errors import UserError
+from tests.paths import ROOT
 
 SMALL = ["--frames", "8", "--size", "480x360", "--settle", "0.02s", "--time-scale", "50"]
 
@@ -101,7 +102,7 @@ def test_plan_file_round_trips_through_the_cli(tmp_path: Path) -> None:
     again = rig("plan", "--plan", str(saved))
     assert again.returncode == 0
     assert "5 frames, step 250 µm, 1 mm → 0 µm" in again.stdout
-    example = Path(__file__).parent.parent / "examples" / "plan-1to1-macro.json"
+    example = ROOT / "examples" / "plan-1to1-macro.json"
     assert rig("plan", "--plan", str(example)).returncode == 0
 
 

@@ -3,7 +3,7 @@
 Everything real that can run without hardware runs: frames come out of libgphoto2 (its virtual
 PTP camera, through python-gphoto2 and :class:`rig.camera.Camera`), the rail is driven by the
 GRBL driver over a real pseudo-terminal talking to :class:`rig.sim.grbl.GrblSimulator`, and
-before each shot the synthetic scene (:mod:`stacker.synthetic`) is rendered at the rail's
+before each shot the synthetic scene (:mod:`rig.sim.scene`) is rendered at the rail's
 *reported* position and staged as the JPEG the virtual camera returns next. A frame therefore
 shows exactly what a camera would see at the place the rail really went.
 
@@ -173,7 +173,7 @@ class SimulatedRig:
 
     # ---------------------------------------------------------------- lifecycle
     def __enter__(self) -> SimulatedRig:
-        from stacker.synthetic import SceneSpec, SyntheticScene
+        from rig.sim.scene import SceneSpec, SyntheticScene
 
         enable_virtual_camera()
         spec = self.spec
@@ -256,7 +256,7 @@ class SimulatedRig:
 
     def render_jpeg(self, position_um: float) -> bytes:
         """The JPEG a camera focused at ``position_um`` takes (deterministic per position)."""
-        from stacker.synthetic import FramePose
+        from rig.sim.scene import FramePose
 
         scene = self._scene
         key = _position_key(position_um)

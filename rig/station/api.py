@@ -33,6 +33,7 @@ import json
 from collections.abc import Awaitable, Callable
 from functools import partial
 from http.cookies import SimpleCookie
+from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio.to_thread
@@ -43,10 +44,17 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from rig.station import NotFoundError, Station, StationBusyError, describe_plan, plan_from_request
+from rig.station.service import (
+    NotFoundError,
+    Station,
+    StationBusyError,
+    describe_plan,
+    plan_from_request,
+)
 from stacker.errors import UserError
 from stacker.preview.server import NO_STORE, create_app
 
+STATIC_DIR = Path(__file__).with_name("static")
 COOKIE = "stackrig_token"
 COOKIE_MAX_AGE_S = 30 * 24 * 3600
 OPEN_PATHS = frozenset({"/", "/api/login", "/favicon.ico"})
@@ -272,4 +280,5 @@ def station_app(station: Station, token: str) -> Starlette:
         station.hub,
         extra_routes=station_routes(station, token),
         middleware=[Middleware(TokenGate, token=token)],
+        static_dirs=[STATIC_DIR],
     )

@@ -12,8 +12,8 @@ from rig.errors import MotionError, RigError
 from rig.focuser import Focuser
 from rig.rails import known_schemes, open_focuser
 from rig.rails.base import MoveStoppedError, RailOptions
-from rig.rails.simulated import SimulatedRail
 from rig.rails.url import DeviceURL, URLError
+from rig.sim.rail import SimulatedRail
 
 
 def fast_rail(**options: object) -> SimulatedRail:
@@ -171,7 +171,7 @@ def test_a_third_party_driver_plugs_in_through_its_entry_point(
     # A real installed-distribution layout on sys.path: importlib.metadata finds it as it
     # would find any pip-installed package declaring a stackrig.focusers entry point.
     (tmp_path / "acme_rail.py").write_text(
-        "from rig.rails.simulated import SimulatedRail\n"
+        "from rig.sim.rail import SimulatedRail\n"
         "class AcmeRail(SimulatedRail):\n"
         "    @classmethod\n"
         "    def from_url(cls, url, **kwargs):\n"

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from stacker.evaluation import (
+from evaluation.scoring import (
     baseline_stack,
     corner_rms_error,
     coverage_mask,
@@ -18,7 +18,7 @@ from stacker.evaluation import (
     psnr,
     to_reference,
 )
-from stacker.synthetic import SceneSpec, SyntheticStack
+from rig.sim.scene import SceneSpec, SyntheticStack
 
 W, H = 320, 240
 

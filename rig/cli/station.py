@@ -32,7 +32,7 @@ def _devices(
 ) -> Iterator[tuple[Any, Any, dict[str, Any]]]:
     """(focuser, camera, the sessions' ``rig`` block) for the station's lifetime."""
     if sim:
-        from rig.simrig import SimRigSpec, SimulatedRig, enable_virtual_camera, parse_size
+        from rig.sim.rig import SimRigSpec, SimulatedRig, enable_virtual_camera, parse_size
 
         enable_virtual_camera()  # before anything imports gphoto2
         width, height = parse_size(size)
@@ -46,7 +46,7 @@ def _devices(
         raise RigError(
             "give the rail with --rail URL (grbl:///dev/ttyUSB0), --focus camera, or --sim"
         )
-    from rig.session_cli import hardware_rig
+    from rig.cli.session import hardware_rig
 
     block = {
         "kind": "hardware",
@@ -85,8 +85,8 @@ def register(app: typer.Typer) -> None:
         size: str = typer.Option("1440x1080", "--size", help="Frame size of the simulated rig."),
     ) -> None:
         """Serve the rig's control page: plan, jog, test shot, start/stop/resume, downloads."""
-        from rig.station import Station, load_token
-        from rig.station_web import station_app
+        from rig.station.api import station_app
+        from rig.station.service import Station, load_token
         from stacker.preview.server import PreviewServer
 
         secret, source = load_token(token, token_file)

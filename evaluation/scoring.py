@@ -13,7 +13,7 @@
   absolute Laplacian of lightly blurred luma, with no smoothing.
 
 Transforms are 3x3 (or 2x3) matrices mapping reference pixel coordinates to frame pixel
-coordinates (``x_frame = T @ x_ref``), the convention of :mod:`stacker.synthetic`.
+coordinates (``x_frame = T @ x_ref``), the convention of :mod:`rig.sim.scene`.
 """
 
 from __future__ import annotations

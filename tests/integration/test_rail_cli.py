@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from typer.testing import CliRunner
 
-from rig.rails.cli import app
+from rig.cli.rail import app
 from rig.sim.grbl import GrblSimulator
 from rig.sim.marlin import MarlinSimulator
 

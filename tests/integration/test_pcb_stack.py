@@ -2,7 +2,8 @@
 
 The residual is measured independently of stackrig's own registration: SIFT keypoints matched
 between consecutive frames after both are warped into the reference with the recovered
-transforms should not move. Skips where ../shared (the project's shared data) is absent.
+transforms should not move. Needs ../shared (the project's shared data; see the
+``shared_data`` fixture).
 """
 
 from __future__ import annotations
@@ -17,13 +18,10 @@ import pytest
 from stacker.io import read_image
 from stacker.stack import Stacker
 
-PCB = Path(__file__).resolve().parents[2] / "shared" / "data" / "pcb-stack"
-pytestmark = pytest.mark.skipif(not PCB.is_dir(), reason="../shared/data/pcb-stack is absent")
-
 
 @pytest.fixture(scope="module")
-def stacked() -> tuple[Stacker, list[np.ndarray]]:
-    frames = [read_image(p) for p in sorted(PCB.glob("pcb_0*.jpg"))]
+def stacked(shared_data: Path) -> tuple[Stacker, list[np.ndarray]]:
+    frames = [read_image(p) for p in sorted((shared_data / "pcb-stack").glob("pcb_0*.jpg"))]
     s = Stacker()
     for i, f in enumerate(frames):
         s.add(f, name=f"pcb_{i + 1:03d}.jpg")

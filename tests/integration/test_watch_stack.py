@@ -14,10 +14,10 @@ import cv2
 import numpy as np
 import pytest
 
+from rig.sim.scene import SceneSpec, SyntheticScene
 from stacker.cli import main
 from stacker.errors import StackerError, UnreadableImageError
 from stacker.io import read_image
-from stacker.synthetic import SceneSpec, SyntheticScene
 from stacker.watch import MergedFrame, NoFramesError, WatchStatus, watch_and_stack
 
 SPEC = SceneSpec(width=320, height=240, seed=7, depth_um=600.0, noise_sigma=1.0, jpeg_quality=92)

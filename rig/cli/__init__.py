@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import typer
 
-from rig.camera_cli import app as camera_app
-from rig.camera_cli import cameras
-from rig.rails.cli import app as rail_app
-from rig.session_cli import register as register_session_commands
-from rig.station_cli import register as register_station_command
+from rig.cli.camera import app as camera_app
+from rig.cli.camera import cameras
+from rig.cli.rail import app as rail_app
+from rig.cli.session import register as register_session_commands
+from rig.cli.station import register as register_station_command
 from stacker.cliutil import run_app
 
 app = typer.Typer(

@@ -1,7 +1,7 @@
 """The headless station: a rig run from a browser (a Raspberry Pi at the rig, a phone in hand).
 
 :class:`Station` owns the focuser and the camera for its whole life and a folder of sessions.
-From the page (:mod:`rig.station_web`) a photographer plans a stack, jogs the rail, takes a test
+From the page (:mod:`rig.station.api`) a photographer plans a stack, jogs the rail, takes a test
 shot, starts, stops and resumes sessions, and downloads results. One thing moves the rig at a
 time: a jog, a test shot or a session; anything else meanwhile is refused as busy.
 

@@ -18,8 +18,8 @@ import pytest
 
 from rig.session.journal import read_journal
 from rig.sim.grbl import GrblSimulator
+from rig.sim.scene import SceneSpec, SyntheticScene
 from rig.sim.vcamera import VirtualCameraFolder
-from stacker.synthetic import SceneSpec, SyntheticScene
 
 
 @pytest.fixture()

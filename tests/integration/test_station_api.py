@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from rig.session.runner import RunnerOptions
-from rig.simrig import SimRigSpec, SimulatedRig
-from rig.station import Station, StationError, load_token
-from rig.station_web import COOKIE, station_app
+from rig.sim.rig import SimRigSpec, SimulatedRig
+from rig.station.api import COOKIE, station_app
+from rig.station.service import Station, StationError, load_token
 from stacker.preview import PreviewServer
 
 TOKEN = "s3cret-token-for-tests"

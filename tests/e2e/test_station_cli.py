@@ -17,7 +17,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from browser import CHROMIUM, CHROMIUM_ARGS, SKIP_REASON
+
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, SKIP_REASON
 
 TOKEN = "cli-test-token-0123"
 
