@@ -168,6 +168,10 @@ class PtyDevice:
         """Send text to the host (dropped while stalled or unplugged)."""
         self._write(text.encode("ascii", errors="replace"))
 
+    def write_bytes(self, data: bytes) -> None:
+        """Send raw bytes to the host (dropped while stalled or unplugged)."""
+        self._write(data)
+
     def _write(self, data: bytes, *, force: bool = False) -> None:
         if self._stalled and not force:
             return

@@ -1,0 +1,95 @@
+"""A request/response serial link for controllers that speak fixed binary frames.
+
+StackShot and WeMacro controllers do not speak lines of text: every command is a frame of bytes
+and every answer a frame of known length. :class:`BinaryLink` opens the port through
+:func:`~rig.rails.serialport.open_serial` (so pseudo-terminals, ``spy://`` dumps and real
+adapters take one code path), serialises requests with a lock so a stop from another thread
+never interleaves with a half-written frame, and reads exact byte counts against a deadline.
+A vanished port becomes one :class:`~rig.rails.base.ConnectionLostError` naming it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+
+import serial
+
+from rig.rails.base import ConnectionLostError
+from rig.rails.serialport import open_serial
+
+_PORT_ERRORS: tuple[type[BaseException], ...] = (serial.SerialException, OSError, TypeError)
+
+
+class BinaryLink:
+    """An open serial port with exact-length reads; see the module docstring."""
+
+    def __init__(self, port: str, baud: int) -> None:
+        self.port = port
+        self._serial = open_serial(port, baud, timeout=0.02)
+        self.lock = threading.RLock()
+        """Held for a whole request/response exchange."""
+        self.lost: ConnectionLostError | None = None
+        self._write_lock = threading.Lock()
+
+    def _lose(self, exc: BaseException) -> ConnectionLostError:
+        if self.lost is None:
+            self.lost = ConnectionLostError(
+                f"lost the connection to {self.port} ({exc}); check the cable and power, "
+                "then reconnect"
+            )
+        return self.lost
+
+    def write(self, data: bytes) -> None:
+        """Send ``data`` whole."""
+        if self.lost is not None:
+            raise self.lost
+        try:
+            with self._write_lock:
+                self._serial.write(data)
+                self._serial.flush()
+        except _PORT_ERRORS as exc:
+            raise self._lose(exc) from None
+
+    def read_exact(self, count: int, timeout: float) -> bytes:
+        """Read ``count`` bytes, or fewer if ``timeout`` seconds pass first."""
+        if self.lost is not None:
+            raise self.lost
+        data = bytearray()
+        deadline = time.monotonic() + timeout
+        while len(data) < count and time.monotonic() < deadline:
+            try:
+                chunk = self._serial.read(count - len(data))
+            except _PORT_ERRORS as exc:
+                raise self._lose(exc) from None
+            data.extend(chunk)
+        return bytes(data)
+
+    def read_until_byte(self, wanted: int, timeout: float) -> bool:
+        """Discard input until the byte ``wanted``; True when found before ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            byte = self.read_exact(1, max(0.0, deadline - time.monotonic()))
+            if byte and byte[0] == wanted:
+                return True
+        return False
+
+    def discard_input(self) -> None:
+        """Drop whatever the controller sent that nobody asked for.
+
+        Read and thrown away rather than flushed with ``reset_input_buffer``: a flush is what
+        the pseudo-terminal simulators take as the port being opened (a board reset).
+        """
+        if self.lost is not None:
+            raise self.lost
+        try:
+            while self._serial.in_waiting:
+                self._serial.read(self._serial.in_waiting)
+        except _PORT_ERRORS as exc:
+            raise self._lose(exc) from None
+
+    def close(self) -> None:
+        """Close the port; safe to call twice."""
+        with contextlib.suppress(*_PORT_ERRORS):
+            self._serial.close()

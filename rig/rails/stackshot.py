@@ -1,0 +1,246 @@
+"""``stackshot://``: a Cognisys StackShot rail over its USB-serial (FTDI) port.
+
+The StackShot controller is the rail Zerene Stacker drives. It speaks framed binary requests
+(:mod:`rig.rails.stackshot_protocol`) at 38400 baud and moves by *relative* distances, so an
+absolute target is reached by reading the controller's position counter, moving the difference
+and reading the counter again. The counter starts wherever the carriage was when the controller
+was powered on or zeroed: the rail has no limit switches and cannot home, so a session on it
+needs an explicit reference (the position at which it starts).
+
+Traps handled here:
+
+* **Busy.** A request that arrives while the controller is still busy with the previous one is
+  answered ``BUSY``; it is retried for a bounded time.
+* **Stopped from the controller's buttons.** The status word's ``USER_ABORTED`` bit: the move
+  ends with a :class:`~rig.errors.MotionError` saying so, never as a silent short move.
+* **Garbage before an answer** (a half frame after a reconnect): bytes up to the answer's sync
+  byte 0xAA are discarded.
+* **Shutter.** :meth:`StackShotRail.fire_shutter` pulses the controller's own shutter cable, for
+  bodies that are not tethered by USB (frames then arrive on the card or in a hot folder).
+
+Not verified on a real controller (see the README's compatibility table): the sign of
+"forward" (``reverse=true`` swaps it), the StackShot 3X's axis bits and its FTDI CBUS setup,
+which a plain serial driver cannot reach.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from rig.errors import DeviceNotFoundError, MotionError, RigError
+from rig.rails import stackshot_protocol as proto
+from rig.rails.base import MoveStoppedError, Rail, RailOptions
+from rig.rails.binarylink import BinaryLink
+from rig.rails.url import DeviceURL, URLError, rail_options
+from rig.units import format_length, parse_duration
+
+
+class StackShotError(RigError):
+    """The controller refused or did not answer a request."""
+
+
+class StackShotRail(Rail):
+    """A StackShot rail; see the module docstring.
+
+    Parameters
+    ----------
+    port
+        Device path or pyserial URL.
+    options
+        Shared rail behaviour (backlash, settle, soft limits).
+    reverse
+        Swap the controller's forward and back (a rail mounted the other way round).
+    timeout_s
+        Silence allowed for one answer.
+    busy_s
+        How long to keep retrying a request the controller answers ``BUSY``.
+    move_timeout_s
+        Longest a single move may take.
+    pulse_s
+        Shutter pulse length for :meth:`fire_shutter`.
+    """
+
+    def __init__(
+        self,
+        port: str,
+        options: RailOptions | None = None,
+        *,
+        reverse: bool = False,
+        timeout_s: float = 1.0,
+        busy_s: float = 5.0,
+        move_timeout_s: float = 120.0,
+        pulse_s: float = 0.2,
+        poll_s: float = 0.05,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(name or f"stackshot://{port}", options or RailOptions())
+        self.port = port
+        self.reverse = reverse
+        self.timeout_s = timeout_s
+        self.busy_s = busy_s
+        self.move_timeout_s = move_timeout_s
+        self.pulse_s = pulse_s
+        self.poll_s = poll_s
+        self._halt_requested = threading.Event()
+        self._link = BinaryLink(port, proto.BAUD)
+        try:
+            self.firmware = self._identify()
+        except Exception:
+            self._link.close()
+            raise
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> StackShotRail:
+        """``stackshot:///dev/stackshot?backlash=50um&settle=1s&reverse=false``."""
+        parsed = DeviceURL.parse(url)
+        if not parsed.path:
+            raise URLError(f"{url!r} names no port: write e.g. stackshot:///dev/ttyUSB0")
+        options = rail_options(parsed, **kwargs)
+        settings: dict[str, Any] = {
+            "reverse": parsed.take_bool("reverse", False),
+            "timeout_s": parse_duration(parsed.take("timeout") or "1"),
+            "pulse_s": parse_duration(parsed.take("pulse") or "0.2"),
+        }
+        parsed.finish()
+        settings.update({k: v for k, v in kwargs.items() if k in settings})
+        return cls(parsed.path, options, name=url, **settings)
+
+    # -- requests -----------------------------------------------------------------------------
+
+    def _exchange(self, command: proto.Command, action: proto.Action, data: bytes) -> bytes:
+        """One request and its answer; returns the answer's data. Retries while BUSY."""
+        deadline = time.monotonic() + self.busy_s
+        while True:
+            with self._link.lock:
+                self._link.discard_input()
+                self._link.write(proto.request(command, action, data))
+                status, payload = self._read_answer(command)
+            if status == proto.Action.RSP_OK:
+                return payload
+            if status == proto.Action.BUSY and time.monotonic() < deadline:
+                time.sleep(self.poll_s)
+                continue
+            reason = (
+                proto.Action(status).name if status in proto.Action._value2member_map_ else status
+            )
+            raise StackShotError(
+                f"{self.name}: {command.name} was refused ({reason}); check the controller "
+                "is idle and in PC-control mode"
+            )
+
+    def _read_answer(self, command: proto.Command) -> tuple[int, bytes]:
+        if not self._link.read_until_byte(proto.SYNC_ANSWER, self.timeout_s):
+            raise StackShotError(
+                f"{self.name}: no answer to {command.name} within {self.timeout_s:g} s; check "
+                "that the controller is on and the cable is in"
+            )
+        header = self._link.read_exact(proto.HEADER_SIZE - 1, self.timeout_s)
+        if len(header) < proto.HEADER_SIZE - 1:
+            raise StackShotError(f"{self.name}: a truncated answer to {command.name}")
+        answered, action, length = proto.parse_header(bytes([proto.SYNC_ANSWER]) + header)
+        rest = self._link.read_exact(length + 1, self.timeout_s)  # data and trailer
+        if answered != command or len(rest) < length + 1:
+            raise StackShotError(
+                f"{self.name}: a garbled answer to {command.name} (got command "
+                f"0x{answered:04x}, {len(rest)} of {length + 1} bytes)"
+            )
+        return action, rest[:length]
+
+    def _identify(self) -> str:
+        try:
+            text = self._exchange(proto.Command.SOFTWARE_STRING, proto.Action.READ, b"")
+        except StackShotError:
+            raise DeviceNotFoundError(
+                f"no StackShot controller answers on {self.port} at {proto.BAUD} baud; check "
+                "the cable, that the controller is switched on, and the udev rules"
+            ) from None
+        return text.decode("ascii", errors="replace").strip("\0 ")
+
+    def status_word(self) -> int:
+        """The controller's status bits (``STATUS_MOVING``, ``_SHUTTER``, ``_USER_ABORTED``)."""
+        return proto.parse_status(self._exchange(proto.Command.RAIL_STATUS, proto.Action.READ, b""))
+
+    # -- Rail primitives ----------------------------------------------------------------------
+
+    @property
+    def _can_home(self) -> bool:
+        return False
+
+    @property
+    def _absolute(self) -> bool:
+        return False
+
+    @property
+    def _resolution_um(self) -> float:
+        return 0.5  # float mm in the protocol; the motor step is finer on a StackShot rail
+
+    def _read_position(self) -> float:
+        data = self._exchange(
+            proto.Command.RAIL_POSITION_CURRENT, proto.Action.READ, bytes([proto.Units.METRIC])
+        )
+        mm = proto.parse_position(data)
+        return (-mm if self.reverse else mm) * 1000.0
+
+    def _move_absolute(self, target_um: float) -> None:
+        delta = target_um - self._read_position()
+        if abs(delta) < 0.01:
+            return
+        forward = (delta > 0) != self.reverse
+        direction = proto.Direction.FORWARD if forward else proto.Direction.BACK
+        self._halt_requested.clear()
+        self._exchange(
+            proto.Command.RAIL_MOVE,
+            proto.Action.WRITE,
+            proto.move_data(direction, abs(delta) / 1000),
+        )
+        self._wait_idle(f"the move to {format_length(target_um)}", proto.STATUS_MOVING)
+
+    def _wait_idle(self, what: str, busy_bit: int) -> None:
+        deadline = time.monotonic() + self.move_timeout_s
+        while True:
+            status = self.status_word()
+            if status & proto.STATUS_USER_ABORTED:
+                raise MotionError(
+                    f"{self.name}: {what} was stopped on the controller itself, at "
+                    f"{format_length(self._read_position())}"
+                )
+            if not status & busy_bit:
+                break
+            if time.monotonic() > deadline:
+                self._halt()
+                raise MotionError(
+                    f"{self.name}: still busy after {self.move_timeout_s:g} s; stopped it"
+                )
+            time.sleep(self.poll_s)
+        if self._halt_requested.is_set():
+            raise MoveStoppedError(
+                f"{self.name}: {what} stopped at {format_length(self._read_position())}"
+            )
+
+    def _home(self) -> None:  # pragma: no cover - _can_home is False, Rail.home refuses first
+        raise MotionError(f"{self.name} has no limit switches and cannot home")
+
+    def _halt(self) -> None:
+        self._halt_requested.set()
+        self._exchange(proto.Command.RAIL_STOP, proto.Action.WRITE, b"")
+
+    def _close(self) -> None:
+        self._link.close()
+
+    # -- StackShot extras ---------------------------------------------------------------------
+
+    def zero(self) -> None:
+        """Make the carriage's current place position 0 on the controller's counter."""
+        self._exchange(proto.Command.RAIL_POSITION_ZERO, proto.Action.WRITE, b"")
+
+    def fire_shutter(self) -> None:
+        """Pulse the controller's shutter cable once and wait until the pulse is over."""
+        self._halt_requested.clear()
+        self._exchange(
+            proto.Command.RAIL_SHUTTER_FIRE,
+            proto.Action.WRITE,
+            proto.shutter_data(1, self.pulse_s, 0.0),
+        )
+        self._wait_idle("the shutter pulse", proto.STATUS_SHUTTER)

@@ -1,0 +1,193 @@
+"""``wemacro://``: a WeMacro focus rail over its USB-serial (CH340) port.
+
+The controller moves by relative distances in micrometres and says when a move is done, but
+never where it is (:mod:`rig.rails.wemacro_protocol`). So the position is counted here, from 0
+where the rail stood when the port was opened: the rail cannot home, a session on it starts
+from an explicit reference, and after a move that was stopped half way the count is lost —
+:attr:`position` then refuses until :meth:`zero` sets a new reference.
+
+Not verified on a real controller (see the README's compatibility table): the sign of
+"forward" (``reverse=true`` swaps it), replies to a stop, and stops from the controller's own
+buttons, which no public source describes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from rig.errors import DeviceNotFoundError, MotionError
+from rig.rails import wemacro_protocol as proto
+from rig.rails.base import MoveStoppedError, Rail, RailOptions
+from rig.rails.binarylink import BinaryLink
+from rig.rails.url import DeviceURL, URLError, rail_options
+from rig.units import format_length, parse_duration, parse_speed
+
+
+class WeMacroRail(Rail):
+    """A WeMacro rail; see the module docstring.
+
+    Parameters
+    ----------
+    port
+        Device path or pyserial URL.
+    reverse
+        Swap forward and back.
+    wakeup_s
+        How long to wait for the controller's ready message after opening the port.
+    min_speed_mm_s
+        The slowest the rail may be: a move that has not finished after its length at this
+        speed (plus ``timeout_s``) is an error.
+    """
+
+    def __init__(
+        self,
+        port: str,
+        options: RailOptions | None = None,
+        *,
+        reverse: bool = False,
+        wakeup_s: float = 2.0,
+        timeout_s: float = 5.0,
+        min_speed_mm_s: float = 0.5,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(name or f"wemacro://{port}", options or RailOptions())
+        self.port = port
+        self.reverse = reverse
+        self.wakeup_s = wakeup_s
+        self.timeout_s = timeout_s
+        self.min_speed_mm_s = min_speed_mm_s
+        self._position_um: float | None = 0.0
+        self._moving = threading.Event()
+        self._halted = threading.Event()
+        self._link = BinaryLink(port, proto.BAUD)
+        try:
+            self._handshake()
+            self._link.write(proto.frame(proto.Command.CONFIG))  # micrometres, no beep/return
+        except Exception:
+            self._link.close()
+            raise
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> WeMacroRail:
+        """``wemacro:///dev/wemacro_rail?backlash=50um&settle=1s&reverse=false``."""
+        parsed = DeviceURL.parse(url)
+        if not parsed.path:
+            raise URLError(f"{url!r} names no port: write e.g. wemacro:///dev/ttyUSB0")
+        options = rail_options(parsed, **kwargs)
+        slowest = parsed.take("min_speed")
+        settings: dict[str, Any] = {
+            "reverse": parsed.take_bool("reverse", False),
+            "wakeup_s": parse_duration(parsed.take("wakeup") or "2"),
+            "timeout_s": parse_duration(parsed.take("timeout") or "5"),
+            "min_speed_mm_s": parse_speed(slowest) / 60.0 if slowest else 0.5,
+        }
+        parsed.finish()
+        settings.update({k: v for k, v in kwargs.items() if k in settings})
+        return cls(parsed.path, options, name=url, **settings)
+
+    # -- link ---------------------------------------------------------------------------------
+
+    def _next_state(self, timeout: float) -> int | None:
+        """The state byte of the next 3-byte answer, or None after ``timeout`` seconds."""
+        answer = self._link.read_exact(proto.ANSWER_SIZE, timeout)
+        return answer[2] if len(answer) == proto.ANSWER_SIZE else None
+
+    def _handshake(self) -> None:
+        """Wait for READY; else wake the controller the way INDIGO's driver does."""
+        with self._link.lock:
+            if self._next_state(self.wakeup_s) == proto.State.READY:
+                return
+            self._link.discard_input()
+            for command in (proto.Command.MOVE_FORWARD, proto.Command.STOP):
+                self._link.write(proto.frame(command))
+            self._link.write(proto.frame(proto.Command.MOVE_FORWARD))
+            deadline = time.monotonic() + self.timeout_s
+            while time.monotonic() < deadline:
+                if self._next_state(deadline - time.monotonic()) == proto.State.MOVED:
+                    return
+        raise DeviceNotFoundError(
+            f"no WeMacro controller answers on {self.port} at {proto.BAUD} baud; check the "
+            "cable, that the controller is powered, and the udev rules"
+        )
+
+    # -- Rail primitives ----------------------------------------------------------------------
+
+    @property
+    def _can_home(self) -> bool:
+        return False
+
+    @property
+    def _absolute(self) -> bool:
+        return False
+
+    @property
+    def _resolution_um(self) -> float:
+        return 1.0  # moves are whole micrometres
+
+    def _read_position(self) -> float:
+        if self._position_um is None:
+            raise MotionError(
+                f"{self.name}: the position was lost when a move was stopped half way; put "
+                "the rail where you want 0 and run `rig rail zero`"
+            )
+        return self._position_um
+
+    def _move_absolute(self, target_um: float) -> None:
+        start = self._read_position()
+        distance = round(abs(target_um - start))
+        if distance == 0:
+            return
+        forward = (target_um > start) != self.reverse
+        command = proto.Command.MOVE_FORWARD if forward else proto.Command.MOVE_BACK
+        wait = distance / 1000.0 / self.min_speed_mm_s + self.timeout_s
+        self._halted.clear()
+        with self._link.lock:
+            self._link.discard_input()
+            self._moving.set()
+            self._link.write(proto.frame(command, distance))
+        try:
+            state = self._wait_done(wait)
+        finally:
+            self._moving.clear()
+        if self._halted.is_set():
+            raise MoveStoppedError(f"{self.name}: move to {format_length(target_um)} stopped")
+        if state not in (proto.State.MOVED, proto.State.RETURNED):
+            self._position_um = None
+            raise MotionError(
+                f"{self.name}: the controller did not report the end of the move to "
+                f"{format_length(target_um)} within {wait:.0f} s; the position is unknown — "
+                "check power and cable, then zero the rail"
+            )
+        self._position_um = start + (distance if target_um > start else -distance)
+
+    def _wait_done(self, timeout: float) -> int | None:
+        deadline = time.monotonic() + timeout
+        while not self._halted.is_set():
+            state = self._next_state(min(0.1, max(0.0, deadline - time.monotonic())))
+            if state is not None or time.monotonic() >= deadline:
+                return state
+        return None
+
+    def _home(self) -> None:  # pragma: no cover - _can_home is False, Rail.home refuses first
+        raise MotionError(f"{self.name} has no limit switches and cannot home")
+
+    def _halt(self) -> None:
+        self._halted.set()
+        self._link.write(proto.frame(proto.Command.STOP))
+        if self._moving.is_set():
+            self._position_um = None
+
+    def _close(self) -> None:
+        self._link.close()
+
+    # -- WeMacro extras -----------------------------------------------------------------------
+
+    def zero(self) -> None:
+        """Count from here: the rail's current place becomes position 0."""
+        self._position_um = 0.0
+
+    def fire_shutter(self) -> None:
+        """Fire the camera through the controller's shutter cable."""
+        self._link.write(proto.frame(proto.Command.SHUTTER))

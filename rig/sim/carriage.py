@@ -1,0 +1,91 @@
+"""One simulated carriage on a lead screw: relative moves that take real time and can be stopped.
+
+The StackShot and WeMacro simulators both drive a single axis by relative moves; this is that
+axis. A move follows :class:`~rig.sim.motion.Trapezoid` (so it lasts as long as a real one,
+scaled by ``time_scale``), :meth:`Carriage.stop` ends it where the carriage is, and every
+completed or interrupted move is recorded in :attr:`Carriage.log` as ``(start, end)`` in mm.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from rig.sim.motion import Trapezoid
+
+
+class Carriage:
+    """A single axis in millimetres; thread-safe."""
+
+    def __init__(
+        self,
+        *,
+        position_mm: float = 0.0,
+        speed_mm_s: float = 2.0,
+        accel_mm_s2: float = 20.0,
+        time_scale: float = 1.0,
+    ) -> None:
+        self.speed_mm_s = speed_mm_s
+        self.accel_mm_s2 = accel_mm_s2
+        self.time_scale = time_scale
+        self._lock = threading.Lock()
+        self._rest_mm = position_mm
+        self._move: tuple[float, float, Trapezoid, float] | None = None  # start, sign, profile, t0
+        self.log: list[tuple[float, float]] = []
+
+    def _now(self) -> float:
+        return time.monotonic() * self.time_scale
+
+    def _settle(self) -> None:
+        """Finish a move whose time is up (lock held)."""
+        if self._move is None:
+            return
+        start, sign, profile, t0 = self._move
+        if self._now() - t0 >= profile.duration:
+            self._rest_mm = start + sign * profile.distance
+            self.log.append((start, self._rest_mm))
+            self._move = None
+
+    @property
+    def position_mm(self) -> float:
+        """Where the carriage is now."""
+        with self._lock:
+            self._settle()
+            if self._move is None:
+                return self._rest_mm
+            start, sign, profile, t0 = self._move
+            return start + sign * profile.distance_at(self._now() - t0)
+
+    @property
+    def moving(self) -> bool:
+        with self._lock:
+            self._settle()
+            return self._move is not None
+
+    def move_by(self, delta_mm: float) -> None:
+        """Start a relative move (the caller checks :attr:`moving` first)."""
+        with self._lock:
+            self._settle()
+            start = self._rest_mm
+            profile = Trapezoid(abs(delta_mm), self.speed_mm_s, self.accel_mm_s2)
+            self._move = (start, 1.0 if delta_mm >= 0 else -1.0, profile, self._now())
+
+    def seconds_left(self) -> float:
+        """Wall-clock seconds until the current move ends (0 when at rest)."""
+        with self._lock:
+            self._settle()
+            if self._move is None:
+                return 0.0
+            _, _, profile, t0 = self._move
+            return max(0.0, (t0 + profile.duration - self._now()) / self.time_scale)
+
+    def stop(self) -> bool:
+        """End the current move where the carriage is; True if it was moving."""
+        here = self.position_mm
+        with self._lock:
+            if self._move is None:
+                return False
+            self.log.append((self._move[0], here))
+            self._rest_mm = here
+            self._move = None
+            return True

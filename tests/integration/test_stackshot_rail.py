@@ -1,0 +1,147 @@
+"""The StackShot driver against the StackShot simulator on a real pseudo-terminal, byte by byte."""
+
+from __future__ import annotations
+
+import struct
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import serial
+
+from rig.errors import DeviceNotFoundError, MotionError
+from rig.rails import open_focuser
+from rig.rails import stackshot_protocol as proto
+from rig.rails.base import MoveStoppedError
+from rig.rails.stackshot import StackShotError, StackShotRail
+from rig.sim.stackshot import StackShotSimulator
+from rig.sim.wemacro import WeMacroSimulator
+
+
+@pytest.fixture
+def sim() -> Iterator[StackShotSimulator]:
+    with StackShotSimulator(time_scale=20.0) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def rail(sim: StackShotSimulator) -> Iterator[StackShotRail]:
+    focuser = open_focuser(sim.url)
+    assert isinstance(focuser, StackShotRail)
+    yield focuser
+    focuser.close()
+
+
+def test_request_frames_are_the_documented_bytes() -> None:
+    move = proto.request(
+        proto.Command.RAIL_MOVE, proto.Action.WRITE, proto.move_data(proto.Direction.BACK, 0.25)
+    )
+    assert move == bytes([0x55, 0x10, 0x00, 0x01, 0x07, 0x01, 0x01, 0x00]) + struct.pack(
+        "<f", 0.25
+    ) + bytes([0x00])
+    status = proto.request(proto.Command.RAIL_STATUS, proto.Action.READ)
+    assert status == bytes([0x55, 0x10, 0x05, 0x00, 0x00, 0x00])
+
+
+def test_identifies_and_counts_from_power_up_not_from_the_carriage(
+    sim: StackShotSimulator, rail: StackShotRail
+) -> None:
+    assert rail.firmware.startswith("StackShot")
+    assert sim.carriage.position_mm == pytest.approx(37.2)
+    assert rail.position == pytest.approx(0.0, abs=0.01)
+    assert not rail.capabilities.absolute and not rail.capabilities.can_home
+    with pytest.raises(MotionError, match="cannot home"):
+        rail.home()
+
+
+def test_moves_are_relative_frames_that_land_on_the_target(
+    sim: StackShotSimulator, rail: StackShotRail
+) -> None:
+    rail.move_to(1500.0)
+    assert rail.position == pytest.approx(1500.0, abs=0.5)
+    assert sim.carriage.position_mm == pytest.approx(37.2 + 1.5, abs=1e-3)
+    moves = [proto.parse_move(d) for c, _, d in sim.requests if c == proto.Command.RAIL_MOVE]
+    assert moves[-1][:3] == (proto.Direction.FORWARD, proto.Units.METRIC, False)
+    assert moves[-1][3] == pytest.approx(1.5)
+    rail.move_to(1000.0)
+    backward = [proto.parse_move(d) for c, _, d in sim.requests if c == proto.Command.RAIL_MOVE]
+    assert backward[-1][0] == proto.Direction.BACK
+    assert rail.position == pytest.approx(1000.0, abs=0.5)
+
+
+def test_backlash_approach_is_done_by_the_host(sim: StackShotSimulator) -> None:
+    rail = StackShotRail.from_url(sim.url + "?backlash=100um")
+    rail.move_to(2000.0)
+    rail.move_to(1000.0)
+    ends = [round(end - 37.2, 3) for _, end in sim.carriage.log]
+    assert ends[-2:] == [0.9, 1.0]  # past the target, then up onto it
+    rail.close()
+
+
+def test_busy_answers_are_retried_then_reported(
+    sim: StackShotSimulator, rail: StackShotRail
+) -> None:
+    sim.busy_next(3)
+    rail.move_to(500.0)
+    assert rail.position == pytest.approx(500.0, abs=0.5)
+    rail.busy_s = 0.3
+    sim.busy_next(10_000)
+    with pytest.raises(StackShotError, match="refused \\(BUSY\\)"):
+        rail.move_to(800.0)
+
+
+def test_a_stop_on_the_keypad_is_an_error_not_a_short_move(
+    sim: StackShotSimulator, rail: StackShotRail
+) -> None:
+    threading.Timer(0.05, sim.press_stop_button).start()
+    with pytest.raises(MotionError, match="stopped on the controller itself"):
+        rail.move_to(20_000.0)
+    assert sim.carriage.position_mm < 37.2 + 20.0
+
+
+def test_stop_from_another_thread_halts_the_carriage(
+    sim: StackShotSimulator, rail: StackShotRail
+) -> None:
+    threading.Timer(0.05, rail.stop).start()
+    with pytest.raises(MoveStoppedError):
+        rail.move_to(20_000.0)
+    here = sim.carriage.position_mm
+    time.sleep(0.1)
+    assert sim.carriage.position_mm == here
+    assert any(c == proto.Command.RAIL_STOP for c, _, _ in sim.requests)
+
+
+def test_shutter_cable_fires_once_and_waits_for_the_pulse(
+    sim: StackShotSimulator, rail: StackShotRail
+) -> None:
+    fired: list[float] = []
+    sim.on_shutter = lambda: fired.append(time.monotonic())
+    rail.fire_shutter()
+    assert sim.shutter_pulses == 1 and len(fired) == 1
+    count, pulse, pause = proto.parse_shutter(
+        next(d for c, _, d in sim.requests if c == proto.Command.RAIL_SHUTTER_FIRE)
+    )
+    assert (count, pause) == (1, 0.0) and pulse == pytest.approx(0.2)
+
+
+def test_zero_makes_here_position_zero(sim: StackShotSimulator, rail: StackShotRail) -> None:
+    rail.move_to(700.0)
+    rail.zero()
+    assert rail.position == pytest.approx(0.0, abs=0.01)
+
+
+def test_simulator_skips_noise_before_a_request_and_refuses_unknown_commands(
+    sim: StackShotSimulator,
+) -> None:
+    port = serial.serial_for_url(sim.path, baudrate=proto.BAUD, timeout=1.0)
+    port.write(b"\x13\x37" + proto.request(proto.Command.RAIL_STATUS, proto.Action.READ))
+    assert port.read(10) == proto.answer(proto.Command.RAIL_STATUS, proto.Action.RSP_OK, bytes(4))
+    port.write(proto.request(0x1234, proto.Action.READ))
+    assert port.read(6) == proto.answer(0x1234, proto.Action.UNSUPPORTED_CMD)
+    port.close()
+
+
+def test_another_device_on_the_port_is_a_one_line_error() -> None:
+    with WeMacroSimulator() as other, pytest.raises(DeviceNotFoundError, match="no StackShot"):
+        StackShotRail(other.path, timeout_s=0.3)

@@ -1,0 +1,123 @@
+"""The WeMacro driver against the WeMacro simulator on a real pseudo-terminal, byte by byte."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from rig.errors import DeviceNotFoundError, MotionError
+from rig.rails import open_focuser
+from rig.rails import wemacro_protocol as proto
+from rig.rails.base import MoveStoppedError
+from rig.rails.wemacro import WeMacroRail
+from rig.sim.stackshot import StackShotSimulator
+from rig.sim.wemacro import WeMacroSimulator
+
+
+def eventually(condition: Callable[[], bool], timeout: float = 2.0) -> bool:
+    """Poll ``condition``: frames cross the pseudo-terminal asynchronously."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+@pytest.fixture
+def sim() -> Iterator[WeMacroSimulator]:
+    with WeMacroSimulator(time_scale=20.0) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def rail(sim: WeMacroSimulator) -> Iterator[WeMacroRail]:
+    focuser = open_focuser(sim.url)
+    assert isinstance(focuser, WeMacroRail)
+    yield focuser
+    focuser.close()
+
+
+def test_frames_carry_a_modbus_crc() -> None:
+    assert proto.crc16_modbus(b"123456789") == 0x4B37  # the CRC-16/MODBUS check value
+    frame = proto.frame(proto.Command.MOVE_BACK, 1500)
+    assert frame[:10] == bytes([0xA5, 0x5A, 0x41, 0, 0, 0, 0x00, 0x00, 0x05, 0xDC])
+    assert proto.parse_frame(frame) == (0x41, 0, 0, 0, 1500)
+    damaged = bytearray(frame)
+    damaged[9] ^= 1
+    assert proto.parse_frame(bytes(damaged)) is None
+
+
+def test_connects_on_the_ready_message_and_sets_micrometres(
+    sim: WeMacroSimulator, rail: WeMacroRail
+) -> None:
+    assert eventually(lambda: bool(sim.frames))
+    assert sim.frames[0] == (proto.Command.CONFIG, 0, 0, 0, 0)
+    assert rail.position == 0.0
+    assert not rail.capabilities.absolute and not rail.capabilities.can_home
+
+
+def test_wakes_a_controller_that_did_not_announce_itself() -> None:
+    with WeMacroSimulator(time_scale=20.0, reset_on_open=False) as sim:
+        rail = WeMacroRail(sim.path, wakeup_s=0.2)
+        assert eventually(lambda: len(sim.frames) >= 2)
+        assert sim.frames[:2] == [(0x40, 0, 0, 0, 0), (0x20, 0, 0, 0, 0)]
+        rail.close()
+
+
+def test_moves_are_counted_in_whole_micrometres(sim: WeMacroSimulator, rail: WeMacroRail) -> None:
+    rail.move_to(1500.0)
+    rail.move_to(900.0)
+    moves = [(c, d) for c, _, _, _, d in sim.frames if c in (0x40, 0x41)]
+    assert moves == [(0x40, 1500), (0x41, 600)]
+    assert rail.position == 900.0
+    assert sim.carriage.position_mm == pytest.approx(12.9)
+
+
+def test_reverse_swaps_the_commands(sim: WeMacroSimulator) -> None:
+    rail = WeMacroRail.from_url(sim.url + "&reverse=true")
+    rail.move_to(400.0)
+    assert sim.frames[-1][0] == 0x41
+    assert sim.carriage.position_mm == pytest.approx(11.6)
+    rail.close()
+
+
+def test_a_frame_lost_to_noise_is_an_error_and_the_position_must_be_set_again(
+    sim: WeMacroSimulator, rail: WeMacroRail
+) -> None:
+    rail.timeout_s = 0.3
+    assert eventually(lambda: bool(sim.frames))  # the configuration frame is through
+    sim.corrupt_next()
+    with pytest.raises(MotionError, match="did not report the end of the move"):
+        rail.move_to(300.0)
+    assert sim.bad_frames == 1
+    with pytest.raises(MotionError, match="rig rail zero"):
+        _ = rail.position
+    rail.zero()
+    rail.move_to(200.0)
+    assert rail.position == 200.0
+
+
+def test_stop_halts_and_forgets_the_position(sim: WeMacroSimulator, rail: WeMacroRail) -> None:
+    threading.Timer(0.05, rail.stop).start()
+    with pytest.raises(MoveStoppedError):
+        rail.move_to(30_000.0)
+    assert not sim.carriage.moving
+    assert sim.frames[-1][0] == proto.Command.STOP
+    with pytest.raises(MotionError, match="lost"):
+        _ = rail.position
+
+
+def test_shutter_cable(sim: WeMacroSimulator, rail: WeMacroRail) -> None:
+    fired = threading.Event()
+    sim.on_shutter = fired.set
+    rail.fire_shutter()
+    assert fired.wait(2.0) and sim.shutter_pulses == 1
+
+
+def test_another_device_on_the_port_is_a_one_line_error() -> None:
+    with StackShotSimulator() as other, pytest.raises(DeviceNotFoundError, match="no WeMacro"):
+        WeMacroRail(other.path, wakeup_s=0.2, timeout_s=0.3)
