@@ -75,7 +75,7 @@ def test_no_file_is_a_one_line_camera_error(
     _, focuser = rail
     with (
         CableReleaseCamera(focuser, tmp_path, timeout_s=0.5) as camera,
-        pytest.raises(CameraError, match="no file arrived .* shutter cable"),
+        pytest.raises(CameraError, match=r"no file arrived .* shutter cable"),
     ):
         camera.capture(tmp_path / "frames", "frame_0001")
 
