@@ -48,3 +48,9 @@ def test_matched_ports_get_symlink_group_and_modemmanager_exclusion() -> None:
     assert 'ENV{ID_MM_DEVICE_IGNORE}="1"' in action
     assert 'GROUP="dialout"' in action
     assert 'SYMLINK+="focusrail"' in action
+
+
+def test_stackshot_gets_its_own_name_by_product_string() -> None:
+    lines = [line for line in rule_lines() if 'ATTRS{product}=="StackShot*"' in line]
+    assert len(lines) == 1
+    assert 'ATTRS{idVendor}=="0403"' in lines[0] and 'SYMLINK+="stackshot"' in lines[0]
