@@ -1,8 +1,8 @@
 """``rig rail``: check, home, move and jog a focus rail, or run a simulated one.
 
 Every command takes a focuser URL (``grbl:///dev/ttyUSB0``, ``marlin:///dev/ttyACM0``,
-``sim://``) and lengths with units (``1.5mm``, ``250um``). Ctrl-C during motion stops the rail
-before exiting.
+``stackshot:///dev/stackshot``, ``wemacro:///dev/focusrail``, ``sim://``) and lengths with units
+(``1.5mm``, ``250um``). Ctrl-C during motion stops the rail before exiting.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ import typer
 from rig.errors import MotionError, RigError
 from rig.focuser import Focuser
 from rig.rails import open_focuser
+from rig.sim.ptyserial import PtyDevice
 from rig.units import format_length, parse_length
 
 app = typer.Typer(
-    help="Focus rails: status, homing, moves and jogs; `rig rail simulate` for a GRBL simulator.",
+    help="Focus rails: status, homing, moves, jogs; `rig rail simulate` runs a simulated one.",
     no_args_is_help=True,
 )
 
@@ -129,6 +130,29 @@ def stop(url: UrlArg) -> None:
         typer.echo(f"{focuser.name}: stopped at {format_length(focuser.position)}")
 
 
+def _extra(focuser: Focuser, method: str, what: str) -> Callable[[], None]:
+    action = getattr(focuser, method, None)
+    if not callable(action):
+        raise RigError(f"{focuser.name} cannot {what}")
+    return action
+
+
+@app.command()
+def zero(url: UrlArg) -> None:
+    """Make the rail's current place position 0 (StackShot, WeMacro: rails with no homing)."""
+    with _opened(url) as focuser:
+        _extra(focuser, "zero", "set its zero (it knows its position: home it instead)")()
+        typer.echo(_describe(focuser))
+
+
+@app.command()
+def shutter(url: UrlArg) -> None:
+    """Fire the camera through the controller's shutter cable (StackShot, WeMacro)."""
+    with _opened(url) as focuser:
+        _extra(focuser, "fire_shutter", "fire a shutter cable")()
+        typer.echo(f"{focuser.name}: shutter fired")
+
+
 @app.command()
 def unlock(url: UrlArg) -> None:
     """Clear a GRBL alarm ($X) when you know the position is still right; else home."""
@@ -140,33 +164,45 @@ def unlock(url: UrlArg) -> None:
         typer.echo(_describe(focuser))
 
 
+def _simulator(firmware: str, time_scale: float, keep_state: bool | None) -> PtyDevice:
+    """The simulated controller for ``firmware``, with its own power-on habits by default."""
+    from rig.sim.grbl import GrblSimulator
+    from rig.sim.marlin import MarlinSimulator
+    from rig.sim.stackshot import StackShotSimulator
+    from rig.sim.wemacro import WeMacroSimulator
+
+    kinds: dict[str, type[PtyDevice]] = {
+        "grbl": GrblSimulator,
+        "marlin": MarlinSimulator,
+        "stackshot": StackShotSimulator,
+        "wemacro": WeMacroSimulator,
+    }
+    kind = kinds.get(firmware)
+    if kind is None:
+        raise RigError(f"unknown firmware {firmware!r}: use {', '.join(kinds)}")
+    if keep_state is None:
+        return kind(time_scale=time_scale)  # type: ignore[call-arg]
+    return kind(time_scale=time_scale, reset_on_open=not keep_state)  # type: ignore[call-arg]
+
+
 @app.command()
 def simulate(
     time_scale: Annotated[
         float, typer.Option(help="Simulated seconds per real second (10 = ten times faster).")
     ] = 1.0,
-    firmware: Annotated[str, typer.Option(help="grbl or marlin")] = "grbl",
+    firmware: Annotated[str, typer.Option(help="grbl, marlin, stackshot or wemacro")] = "grbl",
     keep_state: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             "--keep-state/--reset-on-open",
-            help="Keep position between connections (default), or reset on every open like "
-            "an Arduino does.",
+            help="Keep position between connections, or reset on every open like an Arduino "
+            "does; by default each controller does what the real one does.",
+            show_default=False,
         ),
-    ] = True,
+    ] = None,
 ) -> None:
     """Run a simulated controller on a pseudo-terminal until Ctrl-C, printing its URL."""
-    from rig.sim.grbl import GrblSimulator
-    from rig.sim.marlin import MarlinSimulator
-    from rig.sim.ptyserial import PtyDevice
-
-    device: PtyDevice
-    if firmware == "grbl":
-        device = GrblSimulator(time_scale=time_scale, reset_on_open=not keep_state)
-    elif firmware == "marlin":
-        device = MarlinSimulator(time_scale=time_scale, reset_on_open=not keep_state)
-    else:
-        raise RigError(f"unknown firmware {firmware!r}: use grbl or marlin")
+    device = _simulator(firmware, time_scale, keep_state)
     with device:
         typer.echo(f"{firmware} simulator on {device.path} (-> {device.pts})")
         typer.echo(f"url: {getattr(device, 'url', '')}")

@@ -107,11 +107,64 @@ def test_simulate_prints_a_url_that_works_until_interrupted() -> None:
         assert url.startswith("grbl://") and url.endswith("?wakeup=0")
         moved = runner.invoke(app, ["move", url, "2mm"])
         assert moved.exit_code == 0, moved.output
-        # A second connection sees the same position (the simulator keeps state by default).
+        # Like an Arduino, the simulated board restarts when the next program opens the port.
         status = runner.invoke(app, ["status", url])
-        assert "at 2 mm" in status.output
+        assert "at 0 µm" in status.output
     finally:
         os.kill(proc.pid, signal.SIGINT)
         out, _ = proc.communicate(timeout=10)
     assert proc.returncode == 0
     assert "simulator stopped" in out
+
+
+def simulated(firmware: str) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rig.cli",
+            "rail",
+            "simulate",
+            "--firmware",
+            firmware,
+            "--time-scale",
+            "20",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().startswith(f"{firmware} simulator on ")
+    return proc, proc.stdout.readline().strip().removeprefix("url: ")
+
+
+@pytest.mark.parametrize(
+    ("firmware", "after_reopen"), [("stackshot", "at 1.75 mm"), ("wemacro", "at 0 µm")]
+)
+def test_commercial_rail_simulators_serve_every_rail_command(
+    firmware: str, after_reopen: str
+) -> None:
+    proc, url = simulated(firmware)
+    try:
+        assert url.startswith(f"{firmware}://")
+        status = runner.invoke(app, ["status", url])
+        assert status.exit_code == 0, status.output
+        assert "position relative" in status.output
+        moved = runner.invoke(app, ["move", url, "2mm"])
+        assert moved.exit_code == 0 and "at 2 mm" in moved.output, moved.output
+        jogged = runner.invoke(app, ["jog", url, "-250um"])
+        assert jogged.exit_code == 0, jogged.output
+        # StackShot keeps its counter between connections; WeMacro's is the host's own.
+        assert after_reopen in runner.invoke(app, ["status", url]).output
+        assert runner.invoke(app, ["zero", url]).exit_code == 0
+        fired = runner.invoke(app, ["shutter", url])
+        assert fired.exit_code == 0 and "shutter fired" in fired.output
+        stopped = runner.invoke(app, ["stop", url])
+        assert stopped.exit_code == 0 and "stopped at" in stopped.output
+        homed = runner.invoke(app, ["home", url])
+        assert homed.exit_code != 0 and "cannot home" in str(homed.exception)
+    finally:
+        os.kill(proc.pid, signal.SIGINT)
+        proc.communicate(timeout=10)
+    assert proc.returncode == 0
