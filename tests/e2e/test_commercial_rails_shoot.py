@@ -44,7 +44,8 @@ def test_shoot_steps_a_commercial_rail(
                 sys.executable, "-m", "rig.cli", "shoot", "--rail", device.url, "--from", "0mm",
                 "--to", "0.6mm", "--step", "200um", "--settle", "0s", "--out", str(out),
             ],
-            capture_output=True, text=True, timeout=120, env={**os.environ, "VCAMERADIR": str(vcam)},
+            capture_output=True, text=True, timeout=120,
+            env={**os.environ, "VCAMERADIR": str(vcam)},
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr + proc.stdout
         assert "session completed: 4/4 frames captured" in proc.stdout
