@@ -12,7 +12,9 @@ count, or computed from the optics:
   0.015 mm; N: f-number; m: magnification);
 * microscope objective, ``DOF ≈ λ/NA²`` with λ = 0.55 µm;
 
-and the step is ``DOF·(1 - overlap)`` so neighbouring frames share some sharp depth.
+and the step is ``DOF·(1 - overlap)`` so neighbouring frames share some sharp depth. Frames are
+evenly spaced and never pass the range's ends: a step that does not divide the range shrinks
+to fit, one frame being added (see :class:`ShotPlan`).
 """
 
 from __future__ import annotations
@@ -84,10 +86,14 @@ class OpticsStep:
 class ShotPlan:
     """A focus bracket: positions from ``near`` to ``far`` every ``step``, plus timing.
 
-    ``near``/``far`` are the two ends of the range in the focuser's ``units``; ``direction``
-    says which end is shot first. ``frames`` is the number of positions, both ends included;
-    with a step that does not divide the range, the last position goes up to one step past
-    ``far`` so the whole range is covered (a stack that stops short leaves the far end soft).
+    ``near``/``far`` are the two ends of the range in the focuser's ``units`` (``--from`` and
+    ``--to``); ``direction`` says which end is shot first. ``frames`` is the number of
+    positions, both ends included, and they are evenly spaced: ``step·(frames - 1)`` is the
+    range, exactly. A plan never goes past its ends: past ``far`` the rail could hit its stop
+    and the frames shot there are wasted. When a requested step does not divide the range,
+    :meth:`from_step` adds one frame and *shrinks* the step to fit (4 mm at 384 µm gives 12
+    frames 363.6 µm apart), so the depth-of-field overlap is never less than asked for and the
+    last frame is exactly at ``far``.
     """
 
     near: float
@@ -123,13 +129,27 @@ class ShotPlan:
             raise PlanError(f"plan units '{self.units}': use 'um' or 'steps'")
         if self.direction not in ("near-to-far", "far-to-near"):
             raise PlanError(f"direction '{self.direction}': use near-to-far or far-to-near")
+        span, covered = abs(self.far - self.near), self.step * (self.frames - 1)
+        if abs(covered - span) > 1e-6 * max(1.0, span):
+            raise PlanError(
+                f"{self.frames} frames every {_fmt(self.step, self.units)} span "
+                f"{_fmt(covered, self.units)}, but the range {_fmt(self.near, self.units)} → "
+                f"{_fmt(self.far, self.units)} is {_fmt(span, self.units)}: set frames to "
+                f"{math.ceil(span / self.step - 1e-9) + 1 if self.step > 0 else 1} and step to "
+                "range / (frames - 1), or rebuild the plan with `rig plan --save`"
+            )
 
     # ----------------------------------------------------------------- construction
     @classmethod
     def from_step(
         cls, near: float, far: float, step: float, *, units: PlanUnits = "um", **timing: Any
     ) -> ShotPlan:
-        """Positions every ``step`` from ``near`` through ``far`` (covering ``far``)."""
+        """Positions from ``near`` to ``far`` at most ``step`` apart, both ends included.
+
+        When ``step`` does not divide the range, one more frame is added and the step shrinks
+        evenly to fit, so the last frame is exactly at ``far`` (never past it) and the spacing
+        is never wider than asked.
+        """
         if not step > 0:
             raise PlanError(f"step {step:g} {units}: give a positive step")
         span = abs(far - near)
@@ -139,7 +159,8 @@ class ShotPlan:
                 f"a step of {_fmt(step, units)} over {_fmt(span, units)} gives {frames} frames: "
                 f"more than {MAX_FRAMES}; use a bigger step"
             )
-        return cls(near=near, far=far, step=step, frames=frames, units=units, **timing)
+        fitted = span / (frames - 1) if frames > 1 else step
+        return cls(near=near, far=far, step=fitted, frames=frames, units=units, **timing)
 
     @classmethod
     def from_frames(
@@ -196,12 +217,15 @@ class ShotPlan:
         return self.step * (self.frames - 1)
 
     def positions(self) -> tuple[ShotPosition, ...]:
-        """Every planned frame in shooting order, indexed from 1."""
+        """Every planned frame in shooting order, indexed from 1; all within ``near``..``far``."""
         sign = 1.0 if self.far >= self.near else -1.0
+        low, high = min(self.near, self.far), max(self.near, self.far)
         along = [self.near + sign * self.step * i for i in range(self.frames)]
+        along[-1] = self.far  # no rounding drift at the far end
+        along = [min(max(round(p, 6), low), high) for p in along]
         if self.direction == "far-to-near":
             along.reverse()
-        return tuple(ShotPosition(index=i + 1, position=round(p, 6)) for i, p in enumerate(along))
+        return tuple(ShotPosition(index=i + 1, position=p) for i, p in enumerate(along))
 
     def position_of(self, index: int) -> float:
         """The focus position of frame ``index`` (1-based)."""
@@ -267,6 +291,8 @@ class ShotPlan:
             return cls(**kwargs)
         except TypeError as exc:
             raise PlanError(f"{source}: incomplete plan ({exc})") from None
+        except PlanError as exc:
+            raise PlanError(f"{source}: {exc}") from None
 
     @classmethod
     def from_json(cls, text: str, *, source: str = "plan.json") -> ShotPlan:
@@ -277,11 +303,16 @@ class ShotPlan:
         return cls.from_dict(data, source=source)
 
     def describe(self) -> str:
-        """One line: count, step and range, for logs and the plan table's title."""
+        """One line: count, step and range, for logs and the plan table's title.
+
+        ``near-to-far`` means ``--from`` (``near``) is shot first, whichever way the positions
+        run, so the line also says whether they go up or down.
+        """
         first, last = self.positions()[0].position, self.positions()[-1].position
+        way = "" if first == last else ", positions up" if last > first else ", positions down"
         return (
             f"{self.frames} frames, step {_fmt(self.step, self.units)}, "
-            f"{_fmt(first, self.units)} → {_fmt(last, self.units)} ({self.direction})"
+            f"{_fmt(first, self.units)} → {_fmt(last, self.units)} ({self.direction}{way})"
         )
 
 

@@ -36,7 +36,13 @@ from rig.plan import (
     parse_plan_length,
 )
 from rig.session.folder import OUTPUT_FORMATS, SessionConfig, SessionFolder
-from rig.session.runner import RunnerOptions, SessionResult, SessionRunner, check_plan_fits
+from rig.session.runner import (
+    RunnerOptions,
+    SessionResult,
+    SessionRunner,
+    check_plan_fits,
+    check_plan_within,
+)
 from rig.session.state import FinishReason
 from rig.units import UnitError, parse_duration
 from stacker.errors import UserError
@@ -438,8 +444,12 @@ def register(app: typer.Typer) -> None:
             raise PlanError("a rail moves in um/mm: give --from/--to/--step as lengths")
         console = _console()
         if dry_run:
+            from rig.rails import declared_capabilities
+
+            url = rail or "camera://"
+            check_plan_within(plan, url, declared_capabilities(url))
             print_plan(plan, console)
-            console.print("dry run: nothing moved")
+            console.print("dry run: nothing moved (soft limits checked: those in the URL)")
             return
         rig = {
             "kind": "hardware",

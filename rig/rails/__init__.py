@@ -15,12 +15,12 @@ from __future__ import annotations
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, cast
 
-from rig.focuser import Focuser
-from rig.rails.url import DeviceURL, URLError
+from rig.focuser import Focuser, FocuserCapabilities
+from rig.rails.url import DeviceURL, URLError, rail_options
 
 ENTRY_POINT_GROUP = "stackrig.focusers"
 
-__all__ = ["ENTRY_POINT_GROUP", "known_schemes", "open_focuser"]
+__all__ = ["ENTRY_POINT_GROUP", "declared_capabilities", "known_schemes", "open_focuser"]
 
 
 def _entry_points() -> dict[str, EntryPoint]:
@@ -56,3 +56,19 @@ def open_focuser(url: str, **kwargs: Any) -> Focuser:
             f"the {scheme}:// driver {registry[scheme].value!r} cannot be loaded: {exc}"
         ) from exc
     return cast(Focuser, driver.from_url(url, **kwargs))
+
+
+def declared_capabilities(url: str) -> FocuserCapabilities:
+    """Units and soft limits (``min``/``max``) that ``url`` declares, without opening anything.
+
+    Opening a serial port resets an Arduino-based controller, so ``--dry-run`` checks a plan
+    against this instead. A ``camera://`` lens moves in steps and declares no limits (the body
+    reports its own when opened).
+    """
+    parsed = DeviceURL.parse(url)
+    if parsed.scheme == "camera":
+        return FocuserCapabilities(absolute=False, units="steps")
+    options = rail_options(parsed)
+    return FocuserCapabilities(
+        absolute=False, units="um", min_position=options.min_um, max_position=options.max_um
+    )

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rig.errors import DeviceBusyError, DeviceNotFoundError, MotionError, RigError
-from rig.focuser import Focuser
+from rig.focuser import Focuser, FocuserCapabilities
 from rig.plan import ShotPlan, format_position, frame_stem
 from rig.session.folder import (
     Reconciliation,
@@ -114,10 +114,17 @@ class SessionResult:
 
 def check_plan_fits(plan: ShotPlan, focuser: Focuser) -> None:
     """Refuse, before anything moves, a plan the focuser cannot do (units, soft limits)."""
-    caps = focuser.capabilities
+    check_plan_within(plan, focuser.name, focuser.capabilities)
+
+
+def check_plan_within(plan: ShotPlan, name: str, caps: FocuserCapabilities) -> None:
+    """Refuse a plan outside ``caps`` (units, soft limits) of the focuser called ``name``.
+
+    Also used by ``--dry-run``, with the limits a rail URL declares, before any port is opened.
+    """
     if caps.units != plan.units:
         raise RigError(
-            f"{focuser.name} moves in {caps.units} but the plan is in {plan.units}: "
+            f"{name} moves in {caps.units} but the plan is in {plan.units}: "
             f"give --from/--to/--step in {caps.units}"
         )
     positions = [p.position for p in plan.positions()]
@@ -126,7 +133,7 @@ def check_plan_fits(plan: ShotPlan, focuser: Focuser) -> None:
         caps.max_position is not None and high > caps.max_position
     ):
         raise MotionError(
-            f"{focuser.name}: the plan spans {format_position(low, plan.units)} to "
+            f"{name}: the plan spans {format_position(low, plan.units)} to "
             f"{format_position(high, plan.units)}, outside the soft limits "
             f"{caps.min_position if caps.min_position is not None else '-inf'} .. "
             f"{caps.max_position if caps.max_position is not None else '+inf'} {plan.units}; "

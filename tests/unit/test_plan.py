@@ -17,10 +17,11 @@ def test_step_plan_covers_the_range_both_ends_included() -> None:
     assert [p.index for p in plan.positions()] == list(range(1, 12))
 
 
-def test_step_that_does_not_divide_the_range_overshoots_rather_than_stopping_short() -> None:
+def test_step_that_does_not_divide_the_range_shrinks_to_end_exactly_at_far() -> None:
     plan = ShotPlan.from_step(0.0, 1000.0, 300.0)
     pos = [p.position for p in plan.positions()]
-    assert pos == [0.0, 300.0, 600.0, 900.0, 1200.0]
+    assert plan.step == pytest.approx(250.0)
+    assert pos == [0.0, 250.0, 500.0, 750.0, 1000.0]
 
 
 def test_frame_count_plan_spaces_evenly() -> None:

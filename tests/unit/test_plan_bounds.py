@@ -1,0 +1,92 @@
+"""A plan never goes past its ends: the exact cases that used to overshoot, and a property test.
+
+The property test drives ``rig plan`` in-process (Typer's runner) with random ranges and
+spacings and reads back every position the command prints.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from rig.cli import app
+from rig.errors import MotionError
+from rig.plan import PlanError, ShotPlan
+from rig.units import parse_length
+
+_ROW = re.compile(r"frame_(\d{4})\s*│\s*([-\d.]+ (?:mm|µm|steps))")
+
+
+def printed_plan(*args: str) -> tuple[str, list[tuple[int, float]]]:
+    result = CliRunner().invoke(app, ["plan", *args], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    rows = [(int(m.group(1)), parse_length(m.group(2))[0]) for m in _ROW.finditer(result.output)]
+    assert rows, result.output
+    return result.output, rows
+
+
+def test_optics_plan_ends_exactly_at_to_with_the_step_shrunk_to_fit() -> None:
+    # 1:1 at f/8: 384 µm asked; 4 mm / 384 µm = 10.4 steps -> 11 steps of 363.6 µm, 12 frames.
+    out, rows = printed_plan("--from", "0mm", "--to", "4mm", "-m", "1", "-N", "8")
+    assert "12 frames, step 363.64 µm, 0 µm → 4 mm" in out
+    assert rows[0] == (1, 0.0) and rows[-1] == (12, 4000.0)
+    assert all(0.0 <= p <= 4000.0 for _, p in rows)
+
+
+def test_descending_range_stays_inside_and_says_which_way_it_goes() -> None:
+    out, rows = printed_plan("--from", "4mm", "--to", "0mm", "--step", "384um")
+    assert rows[0] == (1, 4000.0) and rows[-1] == (12, 0.0)
+    assert all(0.0 <= p <= 4000.0 for _, p in rows)
+    assert "4 mm → 0 µm (near-to-far, positions down)" in out
+    far_first = ShotPlan.from_step(4000.0, 0.0, 384.0, direction="far-to-near")
+    assert far_first.describe().endswith("0 µm → 4 mm (far-to-near, positions up)")
+
+
+def test_a_saved_plan_that_runs_past_its_range_is_refused_by_name() -> None:
+    text = '{"near": 0, "far": 4000, "step": 384, "frames": 12}'
+    with pytest.raises(PlanError, match=r"^old\.json: 12 frames every 384 µm span 4\.224 mm"):
+        ShotPlan.from_json(text, source="old.json")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    start=st.integers(-50_000, 50_000),
+    end=st.integers(-50_000, 50_000),
+    spacing=st.one_of(
+        st.tuples(st.just("--step"), st.integers(1, 20_000).map(lambda v: f"{v / 10:g}um")),
+        st.tuples(st.just("--frames"), st.integers(2, 60).map(str)),
+        st.tuples(st.just("-m"), st.sampled_from(["0.5", "1", "2.5", "5"])),
+    ),
+    reverse=st.booleans(),
+)
+def test_rig_plan_never_prints_a_position_outside_from_to(
+    start: int, end: int, spacing: tuple[str, str], reverse: bool
+) -> None:
+    if start == end or (
+        spacing[0] == "--step" and abs(end - start) / float(spacing[1][:-2]) > 9000
+    ):
+        return
+    extra = ["-N", "8"] if spacing[0] == "-m" else []
+    direction = "far-to-near" if reverse else "near-to-far"
+    out, rows = printed_plan(
+        "--from", f"{start}um", "--to", f"{end}um", *spacing, *extra, "--direction", direction
+    )
+    low, high = min(start, end), max(start, end)
+    assert all(low <= p <= high for _, p in rows), out
+    first, last = (end, start) if reverse else (start, end)
+    assert rows[0][1] == first and rows[-1][1] == last
+
+
+def test_dry_run_checks_the_soft_limits_the_rail_url_declares() -> None:
+    """``--dry-run`` opens no port (that would reset an Arduino) but reads ``min``/``max``."""
+    args = ["shoot", "--from", "0mm", "--to", "4mm", "--frames", "5", "--dry-run", "--rail"]
+    refused = CliRunner().invoke(app, [*args, "grbl:///dev/nonexistent?min=0mm&max=3mm"])
+    assert isinstance(refused.exception, MotionError), refused.output
+    assert "the plan spans 0 µm to 4 mm, outside the soft limits" in str(refused.exception)
+    fits = CliRunner().invoke(app, [*args, "grbl:///dev/nonexistent?max=4mm"])
+    assert fits.exit_code == 0, fits.output
+    assert "dry run: nothing moved" in fits.output
