@@ -25,6 +25,14 @@ class FocuserCapabilities:
     min_position: float | None = None
     """Soft limits in ``units``; ``None`` where the focuser has none."""
     max_position: float | None = None
+    unreferenced: str | None = None
+    """Why positions are not tied to a known reference, or ``None`` when they are.
+
+    A GRBL or Marlin board that restarted when its port was opened (an Arduino resets on DTR)
+    counts from 0 wherever the carriage stands; a lens counts steps from where focus stood when
+    the camera was opened. A session refuses to move until the focuser is homed or the user
+    accepts the current position (``accept_position`` on rails and the lens focuser).
+    """
 
 
 @runtime_checkable
@@ -50,6 +58,9 @@ class Focuser(Protocol):
     def move_by(self, delta: float) -> None: ...
 
     def home(self) -> None: ...
+
+    def accept_position(self, position: float | None = None) -> None:
+        """Clear ``capabilities.unreferenced``: the current position (or ``position``) is right."""
 
     def stop(self) -> None: ...
 

@@ -15,6 +15,11 @@ contract:
   so the camera never shoots a vibrating subject.
 * **Stopping.** :meth:`Rail.stop` may be called from any thread; it halts at once, and a move in
   progress raises :class:`~rig.errors.MotionError` saying where the rail stopped.
+* **Reference.** A driver that sees its controller restart when the port opens (an Arduino
+  resets on DTR and then counts from 0 wherever the carriage stands) records why in
+  ``capabilities.unreferenced``; :meth:`Rail.home` or :meth:`Rail.accept_position` (the user
+  saying the current position, or a given one, is right) clears it. Sessions refuse to start
+  while it is set.
 """
 
 from __future__ import annotations
@@ -96,6 +101,8 @@ class Rail(ABC):
         self.options = options
         self._motion = _MotionState()
         self._move_lock = threading.Lock()
+        self._unreferenced: str | None = None
+        """Why the position is not tied to a known reference (see the module docstring)."""
 
     # -- primitives a driver provides ---------------------------------------------------------
 
@@ -139,6 +146,14 @@ class Rail(ABC):
     def _ready_check(self) -> None:  # noqa: B027 - optional hook, most drivers need none
         """Raise a :class:`MotionError` when the device cannot move now (e.g. in alarm)."""
 
+    def _set_position(self, position_um: float) -> None:
+        """Make the device call where the carriage stands ``position_um``, without moving."""
+        raise MotionError(f"{self.name} cannot be told where it is; home it instead")
+
+    def _reference_problem(self) -> str | None:
+        """Why the position is not referenced (drivers may add their own reasons)."""
+        return self._unreferenced
+
     # -- the Focuser API ----------------------------------------------------------------------
 
     @property
@@ -153,6 +168,7 @@ class Rail(ABC):
             can_home=self._can_home,
             min_position=self.options.min_um,
             max_position=self.options.max_um,
+            unreferenced=self._reference_problem(),
         )
 
     @property
@@ -202,6 +218,18 @@ class Rail(ABC):
             self._motion.stopped.clear()
             self._home()
             self._motion.last_direction = 0
+            self._unreferenced = None
+
+    def accept_position(self, position: float | None = None) -> None:
+        """Take the current position as the reference instead of homing.
+
+        With ``position`` (µm), first tell the device that the carriage stands there now
+        (nothing moves): after a controller restart, the place the last frame was shot.
+        """
+        if position is not None:
+            with self._move_lock:
+                self._set_position(float(position))
+        self._unreferenced = None
 
     def stop(self) -> None:
         """Halt at once and leave the rail safe; a move in progress raises MoveStoppedError."""

@@ -6,6 +6,12 @@ Protocol, as GRBL 1.1 documents it, and the traps a rail driver must avoid:
   bootloader (``wakeup``, 2 s by default; a simulator needs none), discard what arrived, then
   synchronise with ``$G``: everything before its ``[GC:...]`` reply is stale. If the controller
   stays silent but answers ``?``, it is blocked in a critical alarm: a soft reset (Ctrl-X) frees it.
+* **Fresh boot.** A banner (``Grbl 1.1h ['$' for help]``, or grblHAL's ``GrblHAL 1.1f [...]``)
+  that arrives while connecting means the board restarted as the port opened: GRBL clears its
+  machine position at power-up (``main.c``: ``memset(sys_position, 0, ...)``), so the position
+  is 0 wherever the carriage stands and ``capabilities.unreferenced`` says so until the rail is
+  homed or the position accepted. A board that does not reset (its own USB chip, DTR cut) keeps
+  its position and is trusted. A soft reset (Ctrl-X) keeps the position (the same file).
 * **Flow control.** One line at a time; each gets ``ok`` or ``error:N`` (texts in
   :mod:`rig.rails.grbl_codes`).
 * **Motion complete.** ``ok`` for a ``G1`` only means *planned*. ``G4 P0.01`` is answered once
@@ -51,7 +57,9 @@ FEED_HOLD = b"!"
 CYCLE_START = b"~"
 STATUS_QUERY = b"?"
 
-_BANNER = re.compile(r"^Grbl\s+(\S+)\s*\[")
+# GRBL 1.1 report.c report_init_message: "Grbl 1.1h ['$' for help]"; grblHAL report.c prints
+# "GrblHAL 1.1f ['$' or '$HELP' for help]" (COMPATIBILITY_LEVEL 0; older builds said '$$').
+_BANNER = re.compile(r"^(Grbl|GrblHAL)\s+(\S+)\s*\[")
 _AXES = "XYZABC"
 
 
@@ -174,6 +182,8 @@ class GrblRail(Rail):
         self.settings: dict[int, float] = {}
         """The controller's ``$$`` settings, read at connection."""
         self.version = ""
+        self.firmware = "Grbl"
+        """``Grbl`` or ``GrblHAL``, from the last banner seen."""
         self._cond = threading.Condition()
         self._cmd_lock = threading.Lock()
         self._responses: deque[str] = deque()
@@ -235,6 +245,11 @@ class GrblRail(Rail):
         try:
             reset_by_us = self._handshake()
             status = self._query_status()
+            if self._reset_seq != resets_before and not reset_by_us:
+                self._unreferenced = (
+                    "the controller restarted when its port was opened (an Arduino resets on "
+                    "DTR), so it counts from 0 wherever the carriage stands"
+                )
             if not initial and (
                 (self._reset_seq != resets_before and not reset_by_us)
                 or not self._same_place(last, status)
@@ -344,9 +359,20 @@ class GrblRail(Rail):
         self._link = None
         self._connect(initial=False)
 
-    def accept_position(self) -> None:
-        """Trust the controller's reported position again after a reset (no homing switch)."""
+    def accept_position(self, position: float | None = None) -> None:
+        """Trust the controller's position again after a reset (a rail without homing switch).
+
+        With ``position`` (µm) the controller is first told that the carriage stands there
+        (``G92``, nothing moves).
+        """
         self._position_lost = None
+        super().accept_position(position)
+
+    def _set_position(self, position_um: float) -> None:
+        self._checked_command(f"G21 G92 {self.axis}{position_um / 1000.0:.4f}")
+
+    def _reference_problem(self) -> str | None:
+        return self._position_lost or self._unreferenced
 
     # -- line handling (reader thread) --------------------------------------------------------
 
@@ -375,7 +401,9 @@ class GrblRail(Rail):
                     self._position_lost = alarm_text(self._alarm_code)
                 log.warning("%s: %s", self.port, alarm_text(self._alarm_code))
             elif _BANNER.match(line):
-                self.version = _BANNER.match(line).group(1)  # type: ignore[union-attr]
+                banner = _BANNER.match(line)
+                assert banner is not None
+                self.firmware, self.version = banner.group(1), banner.group(2)
                 self._reset_seq += 1
                 self._critical = False
             elif line.startswith("[MSG:Reset to continue]"):

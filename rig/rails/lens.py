@@ -3,8 +3,11 @@
 No rail needed: the lens steps its focus group through libgphoto2 (Canon EOS, Nikon, Sony,
 Panasonic, Olympus, Fuji; see :mod:`rig.camera.focus`). Positions are lens steps counted from
 where the session started, because lenses report no absolute scale; only Fuji bodies, which
-expose an absolute focus position, are ``absolute``. A step's size in the subject depends on the
-lens and the focus distance, so plans with a lens focuser are written in steps, not micrometres.
+expose an absolute focus position, are ``absolute``. Every opening counts from 0 again, so
+``capabilities.unreferenced`` says so until :meth:`LensFocuser.accept_position`: a new
+session accepts where focus stands, a resumed one must be told that nothing moved (or refuse).
+A step's size in the subject depends on the lens and the focus distance, so plans with a lens
+focuser are written in steps, not micrometres.
 
 URL forms::
 
@@ -26,6 +29,11 @@ from rig.errors import MotionError
 from rig.focuser import FocuserCapabilities
 from rig.rails.url import DeviceURL, URLError
 from rig.units import parse_duration
+
+_UNREFERENCED = (
+    "a lens has no absolute scale: its steps are counted from where focus stood when the "
+    "camera was opened"
+)
 
 
 class LensFocuser:
@@ -60,6 +68,7 @@ class LensFocuser:
         self._strategy: FocusStrategy = camera.focus_strategy()
         start = self._strategy.position() if self._strategy.absolute else None
         self._position = float(start) if start is not None else 0.0
+        self._referenced = self._strategy.absolute
 
     @classmethod
     def from_url(cls, url: str, camera: Camera | None = None) -> LensFocuser:
@@ -102,7 +111,19 @@ class LensFocuser:
             can_home=False,
             min_position=low,
             max_position=high,
+            unreferenced=None if self._referenced else _UNREFERENCED,
         )
+
+    def accept_position(self, position: float | None = None) -> None:
+        """Take where focus stands as the reference; with ``position``, count from there.
+
+        A new session calls this with nothing: its plan counts steps from the current focus.
+        Resuming one, ``position`` is the last frame's, which is right only if nothing moved
+        the focus since (the lens cannot tell).
+        """
+        if position is not None:
+            self._position = float(position)
+        self._referenced = True
 
     @property
     def position(self) -> float:

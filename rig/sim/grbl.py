@@ -262,6 +262,16 @@ class GrblSimulator(PtyDevice):
             return _sub(self._position(self._now()), self._offset)
 
     @property
+    def carriage(self) -> Vec:
+        """Where the carriage physically is (mm, in the frame of a homed GRBL: ``[-travel, 0]``).
+
+        Unlike :attr:`machine_position` it does not jump when the board restarts.
+        """
+        with self._lock:
+            self._advance(self._now())
+            return self._position(self._now())
+
+    @property
     def work_position(self) -> Vec:
         """Current work position (mm): machine position minus G54 and G92 offsets."""
         with self._lock:
@@ -309,12 +319,17 @@ class GrblSimulator(PtyDevice):
     # -- power --------------------------------------------------------------------------------
 
     def on_power_up(self) -> None:
+        # Power-up, or the DTR pulse of a port being opened (an Arduino's auto-reset): GRBL 1.1
+        # main.c clears sys_position once before its reset loop, so a fresh board calls
+        # wherever the carriage stands machine zero, then prints its banner (report.c,
+        # report_init_message). A soft reset (Ctrl-X) goes round that loop only and keeps the
+        # position: see _soft_reset.
         with self._lock:
             now = self._now()
             if self._segment is not None:
                 self._interrupt(now, "power")
             self._powered = True
-            self._offset = self._phys  # a fresh GRBL calls wherever it is zero
+            self._offset = self._phys
             self._restart(alarm=bool(self.homing_init_lock and self.settings[22]))
             self._booting_until = time.monotonic() + self.boot_delay
             if self.boot_delay <= 0:

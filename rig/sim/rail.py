@@ -120,6 +120,10 @@ class SimulatedRail(Rail):
     def _move_absolute(self, target_um: float) -> None:
         self._travel(self._quantize(target_um), "move")
 
+    def _set_position(self, position_um: float) -> None:
+        with self._lock:
+            self._pos = self._quantize(position_um)
+
     def _home(self) -> None:
         self._travel(self._quantize(self.home_um), "home")
         self._homed = True

@@ -225,6 +225,7 @@ class SimulatedRig:
         self._focuser = rail
         # Work zero where the carriage stands: the plan's 0 is the scene's near end.
         rail.send("G10 L20 P1 X0")  # type: ignore[attr-defined]
+        rail.accept_position()  # that zero is the reference
         self._camera = Camera.open()
         self._shots_on_connection = 0
         self._scene_camera = SceneCamera(self)
