@@ -51,7 +51,10 @@ def _describe(focuser: Focuser) -> str:
     if callable(state):
         report = state()
         details.append(f"state {getattr(report, 'state', report)}")
-    details.append("position known" if caps.absolute else "position relative (not homed)")
+    if caps.unreferenced is not None:
+        details.append(f"no reference: {caps.unreferenced}")
+    else:
+        details.append("position known" if caps.absolute else "position relative (not homed)")
     if caps.min_position is not None or caps.max_position is not None:
         low = "-inf" if caps.min_position is None else format_length(caps.min_position, caps.units)
         high = "+inf" if caps.max_position is None else format_length(caps.max_position, caps.units)

@@ -28,7 +28,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from rig.errors import DeviceNotFoundError, RigError
+from rig.errors import DeviceNotFoundError, MotionError, RigError
 from rig.plan import (
     PlanError,
     ShotPlan,
@@ -36,6 +36,7 @@ from rig.plan import (
     parse_plan_length,
 )
 from rig.session.folder import OUTPUT_FORMATS, SessionConfig, SessionFolder
+from rig.session.journal import read_journal
 from rig.session.runner import (
     RunnerOptions,
     SessionResult,
@@ -279,14 +280,55 @@ def _with_hint(exc: UserError, hint: str) -> UserError:
         return plain
 
 
+def establish_reference(
+    focuser: Any, *, home: bool, accept: bool, last_shot: tuple[int, float] | None, units: str
+) -> None:
+    """Make sure the focuser's positions mean what the plan's do before anything moves.
+
+    A controller that restarted when its port was opened (an Arduino resets on DTR) counts from
+    0 wherever the carriage stands, and a lens counts from where focus stood; shooting on
+    regardless would shift the whole stack, possibly into a hard stop. So: ``home`` runs the
+    homing cycle; ``accept`` takes the current position as the reference (for a resume, the
+    focuser is told it stands where ``last_shot``, the last frame shot, was); otherwise an
+    unreferenced focuser is refused with a one-line error saying what to do.
+    """
+    if home:
+        focuser.home()
+        return
+    problem = focuser.capabilities.unreferenced
+    if problem is None:
+        return
+    if accept:
+        focuser.accept_position(None if last_shot is None else last_shot[1])
+        return
+    if last_shot is None:
+        raise MotionError(
+            f"{focuser.name}: {problem}; home it first (--home), or take the current position "
+            "as the reference with --accept-position"
+        )
+    index, position = last_shot
+    raise MotionError(
+        f"{focuser.name}: {problem}, so this session's positions would shift; home it (--home) "
+        f"if the session was shot after homing, or, if nothing has moved since frame {index} "
+        f"was shot at {format_position(position, units)}, resume with --accept-position"
+    )
+
+
 @contextlib.contextmanager
 def hardware_rig(
-    rig: dict[str, Any], *, rail_hint: str | None = None, home: bool = False
+    rig: dict[str, Any],
+    *,
+    rail_hint: str | None = None,
+    home: bool = False,
+    accept_position: bool = False,
+    last_shot: tuple[int, float] | None = None,
+    units: str = "um",
 ) -> Iterator[tuple[Any, Any]]:
     """Open the focuser and camera described by a session's ``rig`` block.
 
-    ``home`` runs the rail's homing cycle first, so positions mean the same after a power cut
-    (a controller reset forgets where the carriage is).
+    ``home``, ``accept_position`` and ``last_shot`` (the last frame shot, when resuming) go to
+    :func:`establish_reference`, so positions mean the same after a power cut or a controller
+    reset. A new lens-motor session counts from where focus stands: that is its reference.
     """
     from rig.camera import Camera
     from rig.rails import open_focuser
@@ -308,8 +350,14 @@ def hardware_rig(
                 raise
             raise _with_hint(exc, rail_hint) from None
         try:
-            if home:
-                focuser.home()
+            new_lens_session = focus == "camera" and last_shot is None
+            establish_reference(
+                focuser,
+                home=home,
+                accept=accept_position or new_lens_session,
+                last_shot=last_shot,
+                units=units,
+            )
             yield focuser, camera
         finally:
             focuser.close()
@@ -399,6 +447,12 @@ def register(app: typer.Typer) -> None:
         home: bool = typer.Option(
             False, "--home", help="Home the rail first (positions are then from its switch)."
         ),
+        accept_position: bool = typer.Option(
+            False,
+            "--accept-position",
+            help="Take the rail's current position as the reference, even though its "
+            "controller restarted when the port opened (it then reads 0 where it stands).",
+        ),
         preview: bool = typer.Option(
             False, "--preview/--no-preview", help="Serve the live preview page."
         ),
@@ -466,7 +520,10 @@ def register(app: typer.Typer) -> None:
             checkpoint_every=checkpoint_every,
         )
         root = out or _default_out("stack")
-        with hardware_rig(rig, home=home) as (focuser, camera):
+        with hardware_rig(rig, home=home, accept_position=accept_position, units=plan.units) as (
+            focuser,
+            camera,
+        ):
             check_plan_fits(plan, focuser)
             folder = SessionFolder.create(root, plan, config)
             console.print(f"session {folder.root}: {plan.describe()}")
@@ -484,6 +541,12 @@ def register(app: typer.Typer) -> None:
             "--home",
             help="Home the rail first: after a power cut the controller forgot its position.",
         ),
+        accept_position: bool = typer.Option(
+            False,
+            "--accept-position",
+            help="Nothing has moved since the last frame was shot: the rail (or lens) is told "
+            "it stands there and the session continues.",
+        ),
         preview: bool = typer.Option(
             False, "--preview/--no-preview", help="Serve the live preview page."
         ),
@@ -495,7 +558,9 @@ def register(app: typer.Typer) -> None:
         """Continue an interrupted session at its first missing frame; nothing is shot twice.
 
         Positions are the rail's own coordinates: the rail must still know where it is, or be
-        homed with --home when the session was shot after homing too.
+        homed with --home when the session was shot after homing too. A controller that
+        restarted (an Arduino resets when its port opens) or a lens motor does not know: resume
+        refuses unless --home, or --accept-position when nothing has moved since the last frame.
         """
         folder = SessionFolder.find(session)
         plan = folder.load_plan()
@@ -516,7 +581,16 @@ def register(app: typer.Typer) -> None:
         overrides = {"rail": rail, "camera_model": camera_model, "camera_port": camera_port}
         rig = {**config.rig, **{k: v for k, v in overrides.items() if v is not None}}
         hint = f"if the rail is on another port now, give it: rig resume {folder.root} --rail URL"
-        with hardware_rig(rig, rail_hint=hint, home=home) as (focuser, camera):
+        shot = read_journal(folder.journal_path).of_kind("frame")
+        last_shot = (int(shot[-1]["index"]), float(shot[-1]["position"])) if shot else None
+        with hardware_rig(
+            rig,
+            rail_hint=hint,
+            home=home,
+            accept_position=accept_position,
+            last_shot=last_shot,
+            units=plan.units,
+        ) as (focuser, camera):
             if rig != config.rig:
                 config = replace(config, rig=rig)
                 folder.save_config(config)

@@ -29,8 +29,14 @@ def _devices(
     camera_model: str | None,
     camera_port: str | None,
     size: str,
+    home: bool = False,
+    accept_position: bool = False,
 ) -> Iterator[tuple[Any, Any, dict[str, Any]]]:
-    """(focuser, camera, the sessions' ``rig`` block) for the station's lifetime."""
+    """(focuser, camera, the sessions' ``rig`` block) for the station's lifetime.
+
+    A rail whose controller restarted when its port opened must be homed (``home``) or its
+    position accepted (``accept_position``) first, as for ``rig shoot``.
+    """
     if sim:
         from rig.sim.rig import SimRigSpec, SimulatedRig, enable_virtual_camera, parse_size
 
@@ -55,7 +61,7 @@ def _devices(
         "camera_model": camera_model,
         "camera_port": camera_port,
     }
-    with hardware_rig(block) as (focuser, camera):
+    with hardware_rig(block, home=home, accept_position=accept_position) as (focuser, camera):
         yield focuser, camera, block
 
 
@@ -83,6 +89,12 @@ def register(app: typer.Typer) -> None:
         camera_model: str | None = typer.Option(None, "--camera-model"),
         camera_port: str | None = typer.Option(None, "--camera-port"),
         size: str = typer.Option("1440x1080", "--size", help="Frame size of the simulated rig."),
+        home: bool = typer.Option(False, "--home", help="Home the rail first."),
+        accept_position: bool = typer.Option(
+            False,
+            "--accept-position",
+            help="Take the rail's current position as the reference (no homing switch).",
+        ),
     ) -> None:
         """Serve the rig's control page: plan, jog, test shot, start/stop/resume, downloads."""
         from rig.station.api import station_app
@@ -102,6 +114,8 @@ def register(app: typer.Typer) -> None:
             camera_model=camera_model,
             camera_port=camera_port,
             size=size,
+            home=home,
+            accept_position=accept_position,
         ) as (focuser, camera, block):
             station = Station(root, focuser=focuser, camera=camera, rig=block)
             server = PreviewServer(station.hub, host, port, app=station_app(station, secret))

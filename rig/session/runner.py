@@ -402,6 +402,12 @@ class SessionRunner:
         return recon
 
     def _shoot(self, recon: Reconciliation) -> None:
+        unreferenced = self.focuser.capabilities.unreferenced
+        if unreferenced is not None and recon.missing:
+            # Shooting on would shift every plane (see rig.focuser.FocuserCapabilities).
+            raise MotionError(
+                f"{self.focuser.name}: {unreferenced}; home it or accept its position first"
+            )
         last_shutter: float | None = None
         for index in recon.missing:
             self._check_stop()

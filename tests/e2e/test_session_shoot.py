@@ -53,10 +53,11 @@ def test_shoot_steps_the_rail_shoots_and_stacks(
     tmp_path: Path, vcam: Path, grbl: GrblSimulator
 ) -> None:
     out = tmp_path / "s"
-    # The simulator's carriage powers up mid-travel: work position -50 mm.
+    # The board restarts as the port opens and calls where the carriage stands (mid-travel) 0;
+    # --accept-position takes that as the reference.
     proc = rig(
         vcam, "shoot", "--rail", grbl.url, "--from", "-50mm", "--to", "-49.4mm", "--step",
-        "200um", "--settle", "0.01s", "--out", str(out), "--format", "png",
+        "200um", "--settle", "0.01s", "--out", str(out), "--format", "png", "--accept-position",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert "session completed: 4/4 frames captured, 4 merged" in proc.stdout
@@ -110,3 +111,61 @@ def test_resume_on_a_rail_that_came_back_on_another_port(tmp_path: Path, vcam: P
     frames = read_journal(out / "journal.jsonl").of_kind("frame")
     assert [f["index"] for f in frames] == [1, 2, 3, 3]
     assert frames[-1]["reshot"] is True
+
+
+def test_rail_move_then_shoot_in_another_process_does_not_shift_the_stack(
+    tmp_path: Path, vcam: Path, grbl: GrblSimulator
+) -> None:
+    """The board resets when ``rig shoot`` opens the port, forgetting the ``rig rail move``."""
+    moved = subprocess.run(
+        [sys.executable, "-m", "rig.cli", "rail", "move", grbl.url, "2mm"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert moved.returncode == 0, moved.stderr
+    carriage = grbl.carriage[0]
+    motions = len(grbl.motion_log)
+    out = tmp_path / "s"
+    shoot = ["shoot", "--rail", grbl.url, "--from", "-3mm", "--to", "-2.6mm", "--frames", "3",
+             "--settle", "0", "--out", str(out), "--no-return"]  # fmt: skip
+    refused = rig(vcam, *shoot)
+    assert refused.returncode == 5, refused.stderr + refused.stdout
+    assert refused.stderr.count("\n") == 1
+    assert "restarted when its port was opened" in refused.stderr
+    assert "--home" in refused.stderr and "--accept-position" in refused.stderr
+    assert len(grbl.motion_log) == motions and grbl.carriage[0] == carriage  # nothing moved
+    assert not out.exists()
+
+    homed = rig(vcam, *shoot, "--home")
+    assert homed.returncode == 0, homed.stderr + homed.stdout
+    # Positions count from the homing switch now (GRBL homes to machine -$27 = -1 mm, and a
+    # homed machine frame is the carriage's own): the frames are where the plan says.
+    assert [round(end, 3) for _, end in grbl.axis_moves("X")[-3:]] == [-3.0, -2.8, -2.6]
+    assert grbl.carriage[0] == pytest.approx(-2.6, abs=0.002)
+
+
+def test_resume_after_a_restart_needs_home_or_an_explicit_accept(
+    tmp_path: Path, vcam: Path, grbl: GrblSimulator
+) -> None:
+    out = tmp_path / "s"
+    first = rig(
+        vcam, "shoot", "--rail", grbl.url, "--from", "0mm", "--to", "0.6mm", "--frames", "4",
+        "--settle", "0", "--out", str(out), "--no-return", "--accept-position",
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr + first.stdout
+    start_carriage = grbl.carriage[0] - 0.6
+    (out / "frames" / "frame_0004.jpg").unlink()
+    (out / "frames" / "frame_0003.jpg").unlink()
+    grbl.power_cycle()  # and the next open resets it again anyway
+
+    refused = rig(vcam, "resume", str(out))
+    assert refused.returncode == 5, refused.stderr + refused.stdout
+    assert refused.stderr.count("\n") == 1
+    assert "frame 4 was shot at 600 µm" in refused.stderr
+    assert "--accept-position" in refused.stderr and "--home" in refused.stderr
+
+    resumed = rig(vcam, "resume", str(out), "--accept-position")
+    assert resumed.returncode == 0, resumed.stderr + resumed.stdout
+    # Told it stands at frame 4's 0.6 mm, the rail shoots frames 3 and 4 again where they
+    # were: the board now calls that place 0, so 0.4 mm is machine -0.2 mm.
+    assert [round(end, 3) for _, end in grbl.axis_moves("X")[-2:]] == [-0.2, 0.0]
+    assert grbl.carriage[0] == pytest.approx(start_carriage + 0.6, abs=0.002)

@@ -340,3 +340,25 @@ def test_camera_url_on_the_virtual_body_is_refused_with_a_pointer_to_rails(
     # The camera opened for the URL was closed again; a new session opens fine.
     with Camera.open() as cam:
         assert cam.is_open
+
+
+def test_a_resumed_lens_session_refuses_or_counts_from_the_last_frame() -> None:
+    """A lens counts from 0 at every opening: resuming needs the user's word that it is put."""
+    from rig.cli.session import establish_reference
+
+    cam = FakeLensCamera(canon())
+    lens = LensFocuser(cam)  # type: ignore[arg-type]
+    assert "no absolute scale" in (lens.capabilities.unreferenced or "")
+    with pytest.raises(MotionError) as info:
+        establish_reference(lens, home=False, accept=False, last_shot=(5, 12.0), units="steps")
+    message = str(info.value)
+    assert "\n" not in message and "frame 5 was shot at 12 steps" in message
+    assert "--accept-position" in message
+    establish_reference(lens, home=False, accept=True, last_shot=(5, 12.0), units="steps")
+    assert lens.capabilities.unreferenced is None and lens.position == 12
+    lens.move_to(14)  # two steps on from the last frame, not fourteen from wherever
+    assert lens.position == 14 and len(cam.body.slept) == 2
+
+    fresh = LensFocuser(FakeLensCamera(canon()))  # type: ignore[arg-type]
+    establish_reference(fresh, home=False, accept=True, last_shot=None, units="steps")
+    assert fresh.position == 0 and fresh.capabilities.unreferenced is None

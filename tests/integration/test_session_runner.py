@@ -286,3 +286,23 @@ def test_files_of_a_failed_shot_are_set_aside_not_mixed_with_the_retry(
     ]
     kept = folder.root / "failed-attempts" / "frame_0002.attempt1.nef"
     assert kept.read_bytes() == b"raw bytes of a broken shot"
+
+
+def test_runner_refuses_to_move_a_rail_that_lost_its_reference(
+    tmp_path: Path, sim: SimulatedRig
+) -> None:
+    """A rail opened afresh (the board resets and counts from 0) is never moved unreferenced."""
+    from rig.rails import open_focuser
+
+    folder = new_session(tmp_path / "s")
+    sim.focuser.close()
+    rail = open_focuser(sim.rail_url)
+    try:
+        before = rail.position
+        result = SessionRunner(folder, focuser=rail, camera=sim.camera).run()
+        assert rail.position == before
+    finally:
+        rail.close()
+    assert result.reason is FinishReason.FAULT
+    assert "restarted when its port was opened" in str(result.error)
+    assert frame_indexes(folder) == []
