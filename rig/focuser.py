@@ -25,6 +25,9 @@ class FocuserCapabilities:
     min_position: float | None = None
     """Soft limits in ``units``; ``None`` where the focuser has none."""
     max_position: float | None = None
+    min_step: float | None = None
+    """The shortest move the focuser really makes, in ``units`` (Marlin drops moves under six
+    motor steps); ``None`` when any move is made. Plans with a smaller step are refused."""
     unreferenced: str | None = None
     """Why positions are not tied to a known reference, or ``None`` when they are.
 

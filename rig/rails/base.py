@@ -143,8 +143,31 @@ class Rail(ABC):
         """Smallest position step the device can make (a motor step); arrival tolerance."""
         return 0.0
 
+    @property
+    def _min_move_um(self) -> float:
+        """Shortest move the controller really makes (Marlin drops shorter ones); 0: any."""
+        return 0.0
+
+    def _travel_limits(self) -> tuple[float | None, float | None]:
+        """The controller's own soft limits (µm) where it enforces them, else ``None``."""
+        return None, None
+
+    def _limits(self) -> tuple[float | None, float | None]:
+        """The tighter of the configured soft limits and the controller's own."""
+        low, high = self.options.min_um, self.options.max_um
+        dev_low, dev_high = self._travel_limits()
+        if dev_low is not None:
+            low = dev_low if low is None else max(low, dev_low)
+        if dev_high is not None:
+            high = dev_high if high is None else min(high, dev_high)
+        return low, high
+
     def _ready_check(self) -> None:  # noqa: B027 - optional hook, most drivers need none
         """Raise a :class:`MotionError` when the device cannot move now (e.g. in alarm)."""
+
+    def setup_warnings(self) -> list[str]:
+        """Controller settings that spoil a stack, each with what to do (none by default)."""
+        return []
 
     def _set_position(self, position_um: float) -> None:
         """Make the device call where the carriage stands ``position_um``, without moving."""
@@ -166,9 +189,10 @@ class Rail(ABC):
             absolute=self._absolute,
             units="um",
             can_home=self._can_home,
-            min_position=self.options.min_um,
-            max_position=self.options.max_um,
+            min_position=self._limits()[0],
+            max_position=self._limits()[1],
             unreferenced=self._reference_problem(),
+            min_step=self._min_move_um or None,
         )
 
     @property
@@ -191,7 +215,9 @@ class Rail(ABC):
         with self._move_lock:
             self._motion.stopped.clear()
             current = self._read_position()
-            for waypoint in self._approach_path(current, position):
+            path = self._approach_path(current, position)
+            self._check_min_move(current, path)
+            for waypoint in path:
                 self._raise_if_stopped(position)
                 direction = 1 if waypoint > current else -1 if waypoint < current else 0
                 try:
@@ -252,8 +278,20 @@ class Rail(ABC):
 
     # -- helpers ------------------------------------------------------------------------------
 
+    def _check_min_move(self, current: float, path: list[float]) -> None:
+        """Refuse, before anything moves, a move the controller would silently drop."""
+        shortest = self._min_move_um
+        for waypoint in path:
+            if 0 < abs(waypoint - current) < shortest - 1e-6:
+                raise MotionError(
+                    f"{self.name}: a move of {format_length(abs(waypoint - current))} is below "
+                    f"the controller's smallest move, {format_length(shortest)}; it would be "
+                    "merged into the next one. Use steps of at least that; nothing moved"
+                )
+            current = waypoint
+
     def _check_limits(self, target: float) -> None:
-        low, high = self.options.min_um, self.options.max_um
+        low, high = self._limits()
         if (low is not None and target < low) or (high is not None and target > high):
             span = (
                 f"{format_length(low) if low is not None else '-inf'} .. "
@@ -278,7 +316,7 @@ class Rail(ABC):
         if not delta and self._motion.last_direction == sign:
             return []
         overshoot = target - sign * backlash
-        low, high = self.options.min_um, self.options.max_um
+        low, high = self._limits()  # an overshoot past a limit would fault (or be clamped)
         if low is not None:
             overshoot = max(overshoot, low)
         if high is not None:

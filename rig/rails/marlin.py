@@ -2,15 +2,28 @@
 
 The protocol is plain G-code, one line at a time, each answered by ``ok``:
 
-* ``G90`` + ``G1 X.. F..`` moves (``G91`` for relative jogs); ``ok`` only means *queued*, so
-  ``M400`` follows, answered when the planner is empty; ``M114`` then reads back the position.
+* ``G90`` + ``G1 X.. F..`` moves (``G91`` for relative jogs); ``ok`` only means *queued*.
+  ``M114`` reads back the position: ``X:`` is the *commanded* position, ``Count X:`` the
+  stepper count, which is what the motor did.
+* **Short moves vanish.** Marlin's planner drops a move under ``MIN_STEPS_PER_SEGMENT`` (6)
+  motor steps and adds it to the next one, while ``X:`` already shows the target. At connection
+  ``M92`` gives the steps per mm; a move (or a plan step) under six steps is refused before
+  anything moves, and after every move the stepper count is compared with the target.
 * Marlin talks while it works: ``echo:busy: processing`` every couple of seconds during long
   waits (each one proves the board alive and extends the wait), other ``echo:`` lines, and
-  ``start`` after a reset. All are tolerated.
-* Stop: ``M410`` (quick stop, keeps the position); Marlin's emergency parser acts on it as it
-  arrives, even while an ``M400`` is pending. :meth:`MarlinRail.emergency_stop` sends ``M112``,
-  after which the board must be reset.
-* Homing: ``G28 X``.
+  ``start`` after a reset. All are tolerated. A ``start`` while connecting means the board
+  restarted as the port opened (an Arduino resets on DTR): it now counts from 0 wherever the
+  carriage stands, and ``capabilities.unreferenced`` says so until it is homed or accepted.
+* **Stop.** ``M410`` (quick stop, keeps the position) acts at once only in builds with
+  ``EMERGENCY_PARSER``, which ``M115`` announces as ``Cap:EMERGENCY_PARSER:1``; without it
+  (the stock configuration) ``M410`` and ``M112`` wait in the command queue like any line, so a
+  pending ``M400`` would hold them until the move is over. So: with the emergency parser, a
+  move waits with ``M400``; without it, the queue is kept free and the move is followed by
+  polling ``M114``'s stepper count, so a ``M410`` is reached within one poll.
+  :meth:`MarlinRail.emergency_stop` sends ``M112``, after which the board must be reset.
+* Homing: ``G28 X``. Once an axis is homed Marlin clamps targets to its soft endstops (read
+  with ``M211``); the host keeps its backlash overshoot inside them, so approaching 0 from
+  below does not end at the wrong place.
 """
 
 from __future__ import annotations
@@ -31,7 +44,15 @@ from rig.units import format_length, parse_duration, parse_speed
 log = logging.getLogger(__name__)
 
 _POSITION = re.compile(r"^X:\s*([-+]?[\d.]+)\s+Y:\s*([-+]?[\d.]+)\s+Z:\s*([-+]?[\d.]+)")
+_COUNT = re.compile(r"Count\s+X:\s*([-+]?\d+)\s+Y:\s*([-+]?\d+)\s+Z:\s*([-+]?\d+)")
+_CAP = re.compile(r"^Cap:([A-Z0-9_]+):(\d+)")
+_M92 = re.compile(r"M92\s+X([-+\d.]+)\s+Y([-+\d.]+)\s+Z([-+\d.]+)")
+_M211 = re.compile(
+    r"Soft endstops:\s*(On|Off).*Min:\s*X([-+\d.]+)\s+Y([-+\d.]+)\s+Z([-+\d.]+)"
+    r".*Max:\s*X([-+\d.]+)\s+Y([-+\d.]+)\s+Z([-+\d.]+)"
+)
 _REPORT_UM = 10.0  # M114 prints two decimals of a millimetre
+MIN_STEPS_PER_SEGMENT = 6  # Marlin's Configuration_adv.h default (planner.cpp drops shorter)
 
 
 class MarlinRail(Rail):
@@ -74,6 +95,13 @@ class MarlinRail(Rail):
         self.wakeup_s = wakeup_s
         self.timeout_s = timeout_s
         self.firmware = ""
+        self.capabilities_reported: dict[str, int] = {}
+        """``M115``'s ``Cap:NAME:value`` lines."""
+        self.steps_per_mm = 0.0
+        """The axis's steps per mm (``M92``); 0 when the board did not say."""
+        self._soft_endstops: tuple[float, float] | None = None
+        self._count_shift = 0
+        self._boots = 0
         self._cond = threading.Condition()
         self._cmd_lock = threading.Lock()
         self._responses: deque[str] = deque()
@@ -110,16 +138,43 @@ class MarlinRail(Rail):
     # -- connection ---------------------------------------------------------------------------
 
     def _connect(self) -> None:
+        boots = self._boots
         self._link = SerialLink(self.port, self.baud, self._on_line, self._on_lost)
         try:
             time.sleep(self.wakeup_s)
             self._sync(deadline=time.monotonic() + max(self.timeout_s, 1.0))
             self._command("G21")
+            self._read_configuration()
             self._position_um = None
+            self._calibrate_count()
         except Exception:
             self._link.close()
             self._link = None
             raise
+        if self._boots != boots:
+            self._unreferenced = (
+                "the board restarted when its port was opened (an Arduino resets on DTR), so it "
+                "counts from 0 wherever the carriage stands"
+            )
+
+    @property
+    def emergency_parser(self) -> bool:
+        """Whether ``M410`` acts at once (``Cap:EMERGENCY_PARSER:1`` in ``M115``)."""
+        return bool(self.capabilities_reported.get("EMERGENCY_PARSER"))
+
+    def _read_configuration(self) -> None:
+        """Steps per mm (``M92``) and the soft endstops (``M211``)."""
+        index = "XYZ".index(self.axis)
+        for line in self._command("M92"):
+            match = _M92.search(line)
+            if match:
+                self.steps_per_mm = float(match.group(index + 1))
+        self._soft_endstops = None
+        for line in self._command("M211"):
+            match = _M211.search(line)
+            if match and match.group(1) == "On":
+                low, high = float(match.group(index + 2)), float(match.group(index + 5))
+                self._soft_endstops = (low * 1000.0, high * 1000.0)
 
     def _sync(self, deadline: float) -> None:
         """Send ``M115`` until its ``FIRMWARE_NAME`` reply; everything before it is stale."""
@@ -129,6 +184,8 @@ class MarlinRail(Rail):
                 names = [line for line in info if line.startswith("FIRMWARE_NAME:")]
                 if names:
                     self.firmware = names[0][len("FIRMWARE_NAME:") :].split(" SOURCE")[0]
+                    caps = (_CAP.match(line) for line in info)
+                    self.capabilities_reported = {m.group(1): int(m.group(2)) for m in caps if m}
                     break
             except _Timeout:
                 pass
@@ -172,6 +229,7 @@ class MarlinRail(Rail):
             elif line == "start":
                 self._homed = False
                 self._position_um = None
+                self._boots += 1
             elif self._awaiting:
                 self._info.append(line)
             self._cond.notify_all()
@@ -254,27 +312,88 @@ class MarlinRail(Rail):
     def _resolution_um(self) -> float:
         return _REPORT_UM if self._position_um is None else 0.0
 
-    def _report_position(self) -> float:
+    @property
+    def _min_move_um(self) -> float:
+        return MIN_STEPS_PER_SEGMENT * 1000.0 / self.steps_per_mm if self.steps_per_mm else 0.0
+
+    def _travel_limits(self) -> tuple[float | None, float | None]:
+        # motion.cpp apply_motion_limits: Marlin clamps to its soft endstops once homed.
+        if self._homed and self._soft_endstops is not None:
+            return self._soft_endstops
+        return None, None
+
+    def _report(self) -> tuple[float, int | None]:
+        """``M114``: the commanded position (µm) and the stepper count (steps), if printed."""
+        index = "XYZ".index(self.axis)
         for line in self._command("M114"):
             match = _POSITION.match(line)
             if match:
-                return float(match.group("XYZ".index(self.axis) + 1)) * 1000.0
+                count = _COUNT.search(line)
+                steps = int(count.group(index + 1)) if count else None
+                return float(match.group(index + 1)) * 1000.0, steps
         raise RigError(f"the Marlin board on {self.port} sent no position for M114")
+
+    def _report_position(self) -> float:
+        return self._report()[0]
+
+    def _calibrate_count(self) -> None:
+        """Remember how the stepper count relates to positions (G92 may shift them)."""
+        position, count = self._report()
+        if count is not None and self.steps_per_mm:
+            self._count_shift = count - round(position / 1000.0 * self.steps_per_mm)
+
+    def _expected_count(self, target_um: float) -> int:
+        return round(target_um / 1000.0 * self.steps_per_mm) + self._count_shift
 
     def _read_position(self) -> float:
         if self._position_um is None:
             return self._report_position()
         return self._position_um
 
+    def _set_position(self, position_um: float) -> None:
+        self._command(f"G92 {self.axis}{position_um / 1000.0:.4f}")
+        self._position_um = None
+        self._calibrate_count()
+
+    def _wait_motion(self, target_um: float, distance_um: float) -> None:
+        """Wait for the move to end: ``M400`` with the emergency parser, else poll ``M114``.
+
+        Without the emergency parser the queue must stay free for ``M410`` (see the module
+        docstring), so the stepper count is polled until it reaches the target, or stands
+        still once the move should be over (the count check that follows says why).
+        """
+        if self.emergency_parser or not self.steps_per_mm:
+            self._command("M400")
+            return
+        expected = self._expected_count(target_um)
+        speed = self.feed_mm_min / 60.0
+        due = time.monotonic() + abs(distance_um) / 1000.0 / speed
+        deadline = due + self.timeout_s
+        last: int | None = None
+        while not self._motion.stopped.is_set():
+            _, count = self._report()
+            now = time.monotonic()
+            if count is None or count == expected or (count == last and now > due):
+                return
+            if now > deadline:
+                raise MotionError(
+                    f"{self.name}: the move to {format_length(target_um)} did not finish in "
+                    f"{deadline - due + abs(distance_um) / 1000.0 / speed:.0f} s; check the rail"
+                )
+            last = count
+            time.sleep(0.05)
+
     def _move_absolute(self, target_um: float) -> None:
         self._require_link()
         if self._motion.stopped.is_set():
             raise MoveStoppedError(f"{self.name}: stopped before moving")
+        # Only the polling wait needs the distance (for its time limit).
+        start = target_um if self.emergency_parser else self._read_position()
         self._position_um = None
         self._command("G90")
         self._command(f"G1 {self.axis}{target_um / 1000.0:.4f} F{self.feed_mm_min:.1f}")
-        self._command("M400")
-        reported = self._report_position()
+        self._wait_motion(target_um, target_um - start)
+        reported, count = self._report()
         if self._motion.stopped.is_set():
             raise MoveStoppedError(f"{self.name}: stopped at {format_length(reported)}")
         if abs(reported - target_um) > _REPORT_UM / 2 + 1.0:
@@ -283,11 +402,28 @@ class MarlinRail(Rail):
                 f"{format_length(reported)} (Marlin's soft endstops clamp moves: check the "
                 "travel limits)"
             )
+        self._check_count(target_um, count)
         self._position_um = target_um
 
+    def _check_count(self, target_um: float, count: int | None) -> None:
+        """The motor must be where ``M114`` says: a dropped short move shows only here."""
+        if count is None or not self.steps_per_mm:
+            return
+        expected = self._expected_count(target_um)
+        if abs(count - expected) > 1:
+            done = (count - self._count_shift) / self.steps_per_mm * 1000.0
+            self._calibrate_count()
+            raise MotionError(
+                f"{self.name}: Marlin reports {format_length(target_um)} but its stepper count "
+                f"says {format_length(done)} ({count} steps, {expected} expected): a move was "
+                "dropped or merged; home the rail or accept its position"
+            )
+
     def jog(self, delta_um: float) -> None:
-        """Relative move with ``G91`` (no backlash handling), then wait with ``M400``."""
-        self._check_limits(self._read_position() + delta_um)
+        """Relative move with ``G91`` (no backlash handling), then wait for it."""
+        start = self._read_position()
+        self._check_limits(start + delta_um)
+        self._check_min_move(start, [start + delta_um])
         self._motion.stopped.clear()
         self._motion.last_direction = 0
         self._position_um = None
@@ -296,12 +432,13 @@ class MarlinRail(Rail):
             self._command(f"G1 {self.axis}{delta_um / 1000.0:.4f} F{self.feed_mm_min:.1f}")
         finally:
             self._command("G90")
-        self._command("M400")
+        self._wait_motion(start + delta_um, delta_um)
 
     def _home(self) -> None:
         self._position_um = None
         self._command(f"G28 {self.axis}")
         self._homed = True
+        self._calibrate_count()
 
     def _halt(self) -> None:
         link = self._link

@@ -127,6 +127,12 @@ def check_plan_within(plan: ShotPlan, name: str, caps: FocuserCapabilities) -> N
             f"{name} moves in {caps.units} but the plan is in {plan.units}: "
             f"give --from/--to/--step in {caps.units}"
         )
+    if caps.min_step is not None and plan.frames > 1 and plan.step < caps.min_step - 1e-9:
+        raise MotionError(
+            f"{name}: the plan's step of {format_position(plan.step, plan.units)} is below the "
+            f"smallest move it makes, {format_position(caps.min_step, plan.units)} (shorter "
+            "moves are merged into the next); use a bigger step or fewer frames; nothing moved"
+        )
     positions = [p.position for p in plan.positions()]
     low, high = min(positions), max(positions)
     if (caps.min_position is not None and low < caps.min_position) or (

@@ -1,13 +1,28 @@
 """A small Marlin 2 responder on a pseudo-terminal, for trying and testing ``marlin://`` rails.
 
 Far less detailed than the GRBL simulator, but it speaks the parts of Marlin a focus rail uses,
-with Marlin's habits: a ``start`` banner and ``echo:`` chatter at boot, ``ok`` for each line,
-moves (``G0``/``G1`` with ``G90``/``G91``, ``G20``/``G21``) that take real time (trapezoid per
-move, sequential), ``M400`` that answers when motion is done and sends ``echo:busy: processing``
-while waiting (host keepalive), ``M114`` (planned position; ``M114 R`` the live one),
-``G28`` homing to the minimum end, ``M115``, ``M92``, ``echo:Unknown command:`` for the rest,
-soft endstops that clamp targets to ``[0, travel]``, and the emergency parser: ``M410`` (quick
-stop) and ``M112`` (halt until reset) act the moment they arrive.
+with Marlin's habits (sources: MarlinFirmware/Marlin 2.1, files named beside each behaviour):
+
+* a ``start`` banner and ``echo:`` chatter at boot; the board restarts when its port is opened
+  (an Arduino's DTR reset) and then calls wherever the carriage stands 0 (``current_position``
+  starts zeroed, nothing is homed);
+* ``ok`` for each line; ``G0``/``G1`` with ``G90``/``G91``, ``G20``/``G21`` that take real time
+  (trapezoid per move, sequential); ``M400`` answers when motion is done and sends
+  ``echo:busy: processing`` while waiting (host keepalive); ``G92`` sets the position;
+* **moves under 6 motor steps are dropped** (``planner.cpp``: ``if (block->step_event_count <
+  MIN_STEPS_PER_SEGMENT) return false;`` and the planner's own position is then not updated), so
+  the short move's distance is added to the next one, while ``M114`` still reports the
+  commanded position; only its ``Count X:`` (the stepper count, ``stepper.report_positions``)
+  shows what the motor did;
+* ``M114`` (``X:.. Y:.. Z:.. E:.. Count X:.. Y:.. Z:..``; ``M114 R`` the live position), ``M115``
+  with its ``Cap:`` lines (``gcode/host/M115.cpp``), ``M92`` (steps per mm), ``M211`` (soft
+  endstop report), ``G28`` homing to the minimum end, ``echo:Unknown command:`` for the rest;
+* soft endstops clamp targets to ``[0, travel]`` **only once the axis was homed**
+  (``module/motion.cpp``, ``apply_motion_limits``: ``if (axis_was_homed(X_AXIS))``);
+* **no emergency parser by default** (``EMERGENCY_PARSER`` is off in the stock
+  ``Configuration_adv.h``): ``M410`` and ``M112`` wait in the command queue behind an ``M400``
+  like any other line; with ``emergency_parser=True`` they act the moment they arrive
+  (``feature/e_parser.h``) and ``M115`` says ``Cap:EMERGENCY_PARSER:1``.
 """
 
 from __future__ import annotations
@@ -23,6 +38,7 @@ from rig.sim.motion import Trapezoid
 from rig.sim.ptyserial import PtyDevice
 
 AXES = "XYZ"
+MIN_STEPS_PER_SEGMENT = 6  # Marlin's Configuration_adv.h default
 Vec = tuple[float, float, float]
 
 
@@ -57,6 +73,12 @@ class MarlinSimulator(PtyDevice):
         Motion parameters shared by all axes.
     busy_interval
         Simulated seconds between ``echo:busy: processing`` lines during long waits.
+    reset_on_open
+        Restart when a program opens the port (Arduino DTR), forgetting the position.
+    start_position
+        Physical carriage position (mm from the minimum endstop) at power-up.
+    emergency_parser
+        Build with ``EMERGENCY_PARSER``: ``M410``/``M112`` act as they arrive.
     """
 
     def __init__(
@@ -71,6 +93,7 @@ class MarlinSimulator(PtyDevice):
         busy_interval: float = 2.0,
         reset_on_open: bool = True,
         start_position: Vec = (10.0, 0.0, 0.0),
+        emergency_parser: bool = False,
     ) -> None:
         super().__init__("ttyMARLIN", reset_on_open=reset_on_open)
         self.time_scale = time_scale
@@ -82,7 +105,12 @@ class MarlinSimulator(PtyDevice):
         self.busy_interval = busy_interval
         self._lock = threading.Condition(threading.RLock())
         self._clock0 = time.monotonic()
+        self.emergency_parser = emergency_parser
         self._phys: Vec = start_position
+        self._offset: Vec = start_position  # logical = physical - offset
+        self._commanded: Vec = (0.0, 0.0, 0.0)  # current_position: what M114 prints
+        self._steps: tuple[int, int, int] = (0, 0, 0)  # the planner's position, in steps
+        self._homed = [False, False, False]
         self._moves: deque[_Move] = deque()
         self._lines: deque[str] = deque()
         self._partial = bytearray()
@@ -118,10 +146,18 @@ class MarlinSimulator(PtyDevice):
 
     @property
     def position(self) -> Vec:
-        """Live carriage position (mm)."""
+        """Live carriage position (mm from the minimum endstop), whatever the board believes."""
         with self._lock:
             self._advance()
             return self._live()
+
+    @property
+    def logical_position(self) -> Vec:
+        """Live position in the board's own coordinates (what ``M114 R`` reports)."""
+        with self._lock:
+            self._advance()
+            live = self._live()
+            return (live[0] - self._offset[0], live[1] - self._offset[1], live[2] - self._offset[2])
 
     # -- time and motion ----------------------------------------------------------------------
 
@@ -156,6 +192,25 @@ class MarlinSimulator(PtyDevice):
             self.motion_log.append((self._moves[0].start, here))
             self._phys = here
         self._moves.clear()
+        self._sync_from_carriage()
+
+    def _sync_from_carriage(self) -> None:
+        """Planner and reported position from where the carriage is (after a stop or G92)."""
+        logical = [self._phys[i] - self._offset[i] for i in range(3)]
+        self._commanded = (logical[0], logical[1], logical[2])
+        self._steps = (
+            round(logical[0] * self.steps_per_mm),
+            round(logical[1] * self.steps_per_mm),
+            round(logical[2] * self.steps_per_mm),
+        )
+
+    def _counts(self) -> str:
+        """``Count X:.. Y:.. Z:..``: where the steppers are, in steps (live)."""
+        live = self._live()
+        return " ".join(
+            f"{a}:{round((live[i] - self._offset[i]) * self.steps_per_mm)}"
+            for i, a in enumerate(AXES)
+        )
 
     # -- power --------------------------------------------------------------------------------
 
@@ -166,6 +221,11 @@ class MarlinSimulator(PtyDevice):
             self._partial.clear()
             self._halted = False
             self._absolute, self._inches = True, False
+            # Marlin boots with current_position zeroed and no axis homed: 0 is wherever the
+            # carriage stands (Marlin.cpp setup(); motion.cpp current_position).
+            self._offset = self._phys
+            self._homed = [False, False, False]
+            self._sync_from_carriage()
             for line in (
                 "start",
                 "echo:Marlin 2.1.2.1",
@@ -192,7 +252,9 @@ class MarlinSimulator(PtyDevice):
                     if not line:
                         continue
                     command = line.split()[0].upper()
-                    if command == "M410":  # emergency parser: act before the queue
+                    if not self.emergency_parser:
+                        pass  # M410/M112 wait in the queue like any other line
+                    elif command == "M410":  # emergency parser: act before the queue
                         self._quick_stop()
                     elif command == "M112":
                         self._quick_stop()
@@ -247,41 +309,30 @@ class MarlinSimulator(PtyDevice):
         command = re.match(r"[A-Z]\d+(\.\d+)?", command).group(0) if command else ""  # type: ignore[union-attr]
         if command in ("G0", "G1"):
             self._queue_move(words)
-        elif command == "G4":
-            self._wait_moves()
-        elif command == "G90":
-            self._absolute = True
-        elif command == "G91":
-            self._absolute = False
-        elif command == "G20":
-            self._inches = True
-        elif command == "G21":
-            self._inches = False
+        elif command in ("G4", "M400"):
+            if not self._wait_moves():
+                return
+        elif command in ("G90", "G91"):
+            self._absolute = command == "G90"
+        elif command in ("G20", "G21"):
+            self._inches = command == "G20"
         elif command == "G28":
             if not self._wait_moves() or not self._home(words):
                 return
-        elif command == "M400":
-            if not self._wait_moves():
-                return
-        elif command == "M114":
+        elif command == "G92":
+            self._set_position(words)
+        elif command in ("M114", "M115", "M92", "M211"):
+            self._report(command, words)
+        elif command == "M410" and not self.emergency_parser:
+            with self._lock:  # reached in the queue: only now does it stop (M410.cpp)
+                self._quick_stop()
+        elif command == "M112" and not self.emergency_parser:
             with self._lock:
-                self._advance()
-                pos = self._live() if "R" in words else self._planned()
-            counts = " ".join(
-                f"{a}:{round(p * self.steps_per_mm)}" for a, p in zip(AXES, pos, strict=True)
-            )
-            self.write(f"X:{pos[0]:.2f} Y:{pos[1]:.2f} Z:{pos[2]:.2f} E:0.00 Count {counts}\n")
-        elif command == "M115":
-            self.write(
-                "FIRMWARE_NAME:Marlin 2.1.2.1 (stackrig simulator) SOURCE_CODE_URL:"
-                "github.com/MarlinFirmware/Marlin PROTOCOL_VERSION:1.0 MACHINE_TYPE:Rail "
-                "EXTRUDER_COUNT:0 UUID:00000000-0000-0000-0000-000000000000\n"
-                "Cap:EMERGENCY_PARSER:1\n"
-            )
-        elif command == "M92":
-            self.write(f"echo: M92 X{self.steps_per_mm:.2f} Y{self.steps_per_mm:.2f} "
-                       f"Z{self.steps_per_mm:.2f}\n")  # fmt: skip
-        elif command in ("M17", "M18", "M84", "M108", "M410", "G92", ""):
+                self._quick_stop()
+                self._halted = True
+                self._lines.clear()
+                self.write("echo:Emergency stop (M112)\nError:Printer halted. kill() called!\n")
+        elif command in ("M17", "M18", "M84", "M108", "M410", ""):
             pass
         else:
             self.write(f'echo:Unknown command: "{raw.strip()}"\n')
@@ -289,20 +340,79 @@ class MarlinSimulator(PtyDevice):
             if not self._halted:
                 self.write("ok\n")
 
+    def _report(self, command: str, words: dict[str, str]) -> None:
+        spm = self.steps_per_mm
+        if command == "M114":
+            with self._lock:
+                self._advance()
+                live = self._live()
+                pos = (
+                    tuple(live[i] - self._offset[i] for i in range(3))
+                    if "R" in words
+                    else self._commanded
+                )
+                counts = self._counts()
+            self.write(f"X:{pos[0]:.2f} Y:{pos[1]:.2f} Z:{pos[2]:.2f} E:0.00 Count {counts}\n")
+        elif command == "M115":
+            caps = {
+                "SERIAL_XON_XOFF": 0,
+                "EEPROM": 1,
+                "AUTOREPORT_POS": 0,
+                "EMERGENCY_PARSER": int(self.emergency_parser),
+                "SOFTWARE_POWER": 0,
+            }
+            self.write(
+                "FIRMWARE_NAME:Marlin 2.1.2.1 (stackrig simulator) SOURCE_CODE_URL:"
+                "github.com/MarlinFirmware/Marlin PROTOCOL_VERSION:1.0 MACHINE_TYPE:Rail "
+                "EXTRUDER_COUNT:0 UUID:00000000-0000-0000-0000-000000000000\n"
+                + "".join(f"Cap:{name}:{value}\n" for name, value in caps.items())
+            )
+        elif command == "M92":
+            self.write(f"echo: M92 X{spm:.2f} Y{spm:.2f} Z{spm:.2f}\n")
+        else:  # M211 (gcode/config/M211.cpp): state, then the limits in logical coordinates
+            t = self.travel_mm
+            self.write(
+                "echo:Soft endstops: On  Min:  X0.00 Y0.00 Z0.00   "
+                f"Max:  X{t:.2f} Y{t:.2f} Z{t:.2f}\n"
+            )
+
+    def _set_position(self, words: dict[str, str]) -> None:
+        """G92: the carriage is now called the given position (nothing moves)."""
+        factor = 25.4 if self._inches else 1.0
+        self._wait_moves()
+        with self._lock:
+            offset = list(self._offset)
+            for i, axis in enumerate(AXES):
+                if words.get(axis):
+                    offset[i] = self._phys[i] - float(words[axis]) * factor
+            self._offset = (offset[0], offset[1], offset[2])
+            self._sync_from_carriage()
+
     def _queue_move(self, words: dict[str, str]) -> None:
         factor = 25.4 if self._inches else 1.0
         with self._lock:
             if words.get("F"):
                 self._feed = float(words["F"]) * factor
-            start = self._planned()
-            target = list(start)
+            target = list(self._commanded)
             for i, axis in enumerate(AXES):
                 if words.get(axis):
                     value = float(words[axis]) * factor
-                    target[i] = value if self._absolute else start[i] + value
-                    target[i] = min(max(target[i], 0.0), self.travel_mm)  # soft endstops
-                    target[i] = round(target[i] * self.steps_per_mm) / self.steps_per_mm
-            goal: Vec = (target[0], target[1], target[2])
+                    target[i] = value if self._absolute else target[i] + value
+                    if self._homed[i]:  # motion.cpp apply_motion_limits: homed axes only
+                        target[i] = min(max(target[i], 0.0), self.travel_mm)
+            self._commanded = (target[0], target[1], target[2])
+            steps = tuple(round(v * self.steps_per_mm) for v in target)
+            if max(abs(a - b) for a, b in zip(steps, self._steps, strict=True)) < (
+                MIN_STEPS_PER_SEGMENT
+            ):
+                return  # planner.cpp: dropped, and the planner position stays behind
+            start = self._planned()
+            self._steps = (steps[0], steps[1], steps[2])
+            goal: Vec = (
+                steps[0] / self.steps_per_mm + self._offset[0],
+                steps[1] / self.steps_per_mm + self._offset[1],
+                steps[2] / self.steps_per_mm + self._offset[2],
+            )
         self._enqueue(start, goal, min(self._feed / 60.0, self.max_feed_mm_s))
 
     def _enqueue(self, start: Vec, goal: Vec, speed: float) -> None:
@@ -318,6 +428,7 @@ class MarlinSimulator(PtyDevice):
             self._advance()
 
     def _home(self, words: dict[str, str]) -> bool:
+        """G28: to the minimum endstop (physical 0), which becomes logical 0; homed."""
         with self._lock:
             start = self._planned()
         axes = [i for i, a in enumerate(AXES) if a in words] or [0, 1, 2]
@@ -325,4 +436,13 @@ class MarlinSimulator(PtyDevice):
         for i in axes:
             goal[i] = 0.0
         self._enqueue(start, (goal[0], goal[1], goal[2]), self.homing_feed_mm_min / 60.0)
-        return self._wait_moves()
+        if not self._wait_moves():
+            return False
+        with self._lock:
+            offset = list(self._offset)
+            for i in axes:
+                offset[i] = 0.0
+                self._homed[i] = True
+            self._offset = (offset[0], offset[1], offset[2])
+            self._sync_from_carriage()
+        return True
