@@ -7,6 +7,7 @@ Every command takes a focuser URL (``grbl:///dev/ttyUSB0``, ``marlin:///dev/ttyA
 
 from __future__ import annotations
 
+import functools
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -79,11 +80,17 @@ def _distance(focuser: Focuser, text: str) -> float:
     return value
 
 
+def _warnings(focuser: Focuser) -> None:
+    for text in getattr(focuser, "setup_warnings", list)():
+        typer.echo(f"warning: {text}", err=True)
+
+
 @app.command()
 def status(url: UrlArg) -> None:
     """Show where the rail is and what it can do."""
     with _opened(url) as focuser:
         typer.echo(_describe(focuser))
+        _warnings(focuser)
 
 
 @app.command()
@@ -148,6 +155,14 @@ def zero(url: UrlArg) -> None:
         typer.echo(_describe(focuser))
 
 
+@app.command("keep-motors-on")
+def keep_motors_on(url: UrlArg) -> None:
+    """Keep the motors powered between moves (GRBL $1=255), so they hold their microstep."""
+    with _opened(url) as focuser:
+        _extra(focuser, "keep_motors_on", "change a motor idle setting")()
+        typer.echo(f"{focuser.name}: motors stay powered between moves")
+
+
 @app.command()
 def shutter(url: UrlArg) -> None:
     """Fire the camera through the controller's shutter cable (StackShot, WeMacro)."""
@@ -174,8 +189,9 @@ def _simulator(firmware: str, time_scale: float, keep_state: bool | None) -> Pty
     from rig.sim.stackshot import StackShotSimulator
     from rig.sim.wemacro import WeMacroSimulator
 
-    kinds: dict[str, type[PtyDevice]] = {
+    kinds: dict[str, Callable[..., PtyDevice]] = {
         "grbl": GrblSimulator,
+        "grblhal": functools.partial(GrblSimulator, grblhal=True),
         "marlin": MarlinSimulator,
         "stackshot": StackShotSimulator,
         "wemacro": WeMacroSimulator,
@@ -184,8 +200,8 @@ def _simulator(firmware: str, time_scale: float, keep_state: bool | None) -> Pty
     if kind is None:
         raise RigError(f"unknown firmware {firmware!r}: use {', '.join(kinds)}")
     if keep_state is None:
-        return kind(time_scale=time_scale)  # type: ignore[call-arg]
-    return kind(time_scale=time_scale, reset_on_open=not keep_state)  # type: ignore[call-arg]
+        return kind(time_scale=time_scale)
+    return kind(time_scale=time_scale, reset_on_open=not keep_state)
 
 
 @app.command()
@@ -193,7 +209,9 @@ def simulate(
     time_scale: Annotated[
         float, typer.Option(help="Simulated seconds per real second (10 = ten times faster).")
     ] = 1.0,
-    firmware: Annotated[str, typer.Option(help="grbl, marlin, stackshot or wemacro")] = "grbl",
+    firmware: Annotated[
+        str, typer.Option(help="grbl, grblhal, marlin, stackshot or wemacro")
+    ] = "grbl",
     keep_state: Annotated[
         bool | None,
         typer.Option(

@@ -358,6 +358,8 @@ def hardware_rig(
                 last_shot=last_shot,
                 units=units,
             )
+            for text in getattr(focuser, "setup_warnings", list)():
+                _console().print(f"warning: {text}", markup=False, style="yellow")
             yield focuser, camera
         finally:
             focuser.close()

@@ -1,4 +1,4 @@
-"""``grbl://``: a focus rail driven by a GRBL 1.1 controller over serial.
+"""``grbl://``: a focus rail driven by a GRBL 1.1 (or grblHAL) controller over serial.
 
 Protocol, as GRBL 1.1 documents it, and the traps a rail driver must avoid:
 
@@ -29,7 +29,12 @@ Protocol, as GRBL 1.1 documents it, and the traps a rail driver must avoid:
 * **Backlash.** GRBL has no compensation; :class:`~rig.rails.base.Rail` approaches every target
   from one side.
 
-Positions are the work position (``WPos``, or ``MPos - WCO``) of one ``axis``, in micrometres.
+Positions are the work position (``WPos``, or ``MPos - WCO``) of one ``axis``, in micrometres;
+with ``$13=1`` the controller reports inches, which are converted (commands always say ``G21``).
+``$1`` below 255 switches the motors off between moves, so a microstepped carriage can slip to
+the nearest full step between frames: :meth:`GrblRail.setup_warnings` says so and
+:meth:`GrblRail.keep_motors_on` sets ``$1=255``. grblHAL announces itself as ``GrblHAL 1.1f``
+and speaks the same protocol.
 """
 
 from __future__ import annotations
@@ -538,7 +543,29 @@ class GrblRail(Rail):
     def _resolution_um(self) -> float:
         steps_per_mm = self.settings.get(100 + self._axis_index, 0.0)
         step = 1000.0 / steps_per_mm if steps_per_mm > 0 else 0.0
-        return step + 0.5  # GRBL reports positions rounded to 1 um
+        # Reports are rounded to 3 decimals of a mm, or 4 of an inch with $13=1 (print.c).
+        return step + (1.27 if self._report_inches else 0.5)
+
+    @property
+    def _report_inches(self) -> bool:
+        """``$13=1``: the controller reports positions in inches (moves are still sent in mm)."""
+        return bool(self.settings.get(13, 0))
+
+    def setup_warnings(self) -> list[str]:
+        """Settings that spoil a focus stack, each with what to do about it."""
+        idle = self.settings.get(1)
+        if idle is None or idle == 255:
+            return []
+        return [
+            f"{self.port}: $1 (step idle delay) is {idle:g} ms, so the motors switch off between "
+            "frames and can slip to the nearest full step; keep them powered with "
+            f"`rig rail keep-motors-on {self.name}` ($1=255)"
+        ]
+
+    def keep_motors_on(self) -> None:
+        """Set ``$1=255`` (GRBL keeps the stepper drivers enabled when idle) and re-read."""
+        self._checked_command("$1=255")
+        self._read_settings()
 
     @property
     def feed(self) -> float:
@@ -552,7 +579,7 @@ class GrblRail(Rail):
         assert position is not None
         if self._axis_index >= len(position):
             raise RigError(f"{self.port}: the controller reports no {self.axis} axis")
-        return position[self._axis_index] * 1000.0
+        return position[self._axis_index] * (25400.0 if self._report_inches else 1000.0)
 
     def _read_position(self) -> float:
         return self._axis_um(self.status())

@@ -20,7 +20,11 @@ What is simulated, following GRBL 1.1's documented behaviour:
   (``$22``-``$27``; machine space is ``[-max travel, 0]`` as in GRBL), the power-up alarm lock
   when homing is enabled (``homing_init_lock``);
 * faults: :meth:`~rig.sim.ptyserial.PtyDevice.disconnect` / ``replug``, ``stall``, ``inject``
-  (garbled lines) and :meth:`GrblSimulator.trigger_alarm`.
+  (garbled lines) and :meth:`GrblSimulator.trigger_alarm`;
+* by default, a restart each time the port is opened (an Arduino's DTR auto-reset): machine
+  position 0 wherever the carriage stands, banner again (see ``on_power_up``);
+* ``$13=1`` inch reports, GRBL's stock ``$1=25`` (motors off 25 ms after a move), and
+  grblHAL's banner with ``grblhal=True``.
 
 Every straight motion is recorded in :attr:`GrblSimulator.motion_log` (machine coordinates, mm).
 Time runs ``time_scale`` times faster than the wall clock.
@@ -40,7 +44,12 @@ from rig.sim.motion import Trapezoid
 from rig.sim.ptyserial import PtyDevice
 
 VERSION = "1.1h"
-BANNER = f"\r\nGrbl {VERSION} ['$' for help]\r\n"
+BANNER = f"\r\nGrbl {VERSION} ['$' for help]\r\n"  # GRBL report.c, report_init_message
+# grblHAL core report.c, report_init_message with COMPATIBILITY_LEVEL 0 (the default); its
+# grbl.h says GRBL_VERSION "1.1f". Older grblHAL builds printed '$$' in place of '$HELP'.
+GRBLHAL_VERSION = "1.1f"
+GRBLHAL_BANNER = f"\r\nGrblHAL {GRBLHAL_VERSION} ['$' or '$HELP' for help]\r\n"
+INCH_PER_MM = 0.0393701  # GRBL nuts_bolts.h
 AXES = "XYZ"
 LINE_LIMIT = 80
 
@@ -55,7 +64,9 @@ DEFAULT_SETTINGS: dict[int, float] = {
     130: 100.0, 131: 100.0, 132: 100.0,
 }  # fmt: skip
 """GRBL 1.1 defaults adjusted to a small focus rail: 800 steps/mm (1.25 um per step),
-600 mm/min, 50 mm/s², 100 mm travel, hard limits and homing enabled, soft limits off."""
+600 mm/min, 50 mm/s², 100 mm travel, hard limits and homing enabled, soft limits off. As in
+stock GRBL (defaults.h, DEFAULT_STEPPER_IDLE_LOCK_TIME 25), ``$1=25``: the drivers switch off
+25 ms after each move, and ``$13=0`` (reports in mm; ``$13=1`` reports inches)."""
 
 _INTEGER_SETTINGS = {0, 1, 2, 3, 4, 5, 6, 10, 13, 20, 21, 22, 23, 26, 30, 31, 32}
 _REALTIME = {ord("?"), ord("!"), ord("~"), 0x18, 0x85}
@@ -144,6 +155,10 @@ def _fmt(values: Vec) -> str:
     return ",".join(f"{v:.3f}" for v in values)
 
 
+def _fmt_inches(values: Vec) -> str:
+    return ",".join(f"{v * INCH_PER_MM:.4f}" for v in values)
+
+
 class _GcodeError(Exception):
     def __init__(self, code: int) -> None:
         super().__init__(code)
@@ -170,6 +185,8 @@ class GrblSimulator(PtyDevice):
         Seconds (wall clock) between a restart and the banner, during which input is dropped.
     planner_blocks
         Planner buffer size (15 on an ATmega328p).
+    grblhal
+        Announce itself as grblHAL (``GrblHAL 1.1f [...]``) instead of GRBL 1.1h.
     """
 
     def __init__(
@@ -182,8 +199,10 @@ class GrblSimulator(PtyDevice):
         reset_on_open: bool = True,
         boot_delay: float = 0.0,
         planner_blocks: int = 15,
+        grblhal: bool = False,
     ) -> None:
         super().__init__("ttyGRBL", reset_on_open=reset_on_open)
+        self.grblhal = grblhal
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
         self.time_scale = time_scale
@@ -359,7 +378,7 @@ class GrblSimulator(PtyDevice):
 
     def _announce(self) -> None:
         self._booting_until = 0.0
-        self.write(BANNER)
+        self.write(GRBLHAL_BANNER if self.grblhal else BANNER)
         if self._state == "Alarm":
             self.write("[MSG:'$H'|'$X' to unlock]\r\n")
 
@@ -406,20 +425,24 @@ class GrblSimulator(PtyDevice):
         mpos = self._quantize(_sub(self._position(now), self._offset))
         parts = [self._state_text()]
         wco = _add(self._wcs, self._modal.g92)
+        # $13=1 (report_inches): print.c printFloat_CoordValue converts with INCH_PER_MM and
+        # prints 4 decimals; rates in inch/min.
+        inches = bool(int(self.settings[13]))
+        fmt = _fmt_inches if inches else _fmt
         if int(self.settings[10]) & 1:
-            parts.append(f"MPos:{_fmt(mpos)}")
+            parts.append(f"MPos:{fmt(mpos)}")
         else:
-            parts.append(f"WPos:{_fmt(_sub(mpos, wco))}")
+            parts.append(f"WPos:{fmt(_sub(mpos, wco))}")
         if int(self.settings[10]) & 2:
             parts.append(f"Bf:{self.planner_blocks - len(self._planner)},128")
         speed = self._segment.speed(now) * 60.0 if self._segment is not None else 0.0
-        parts.append(f"FS:{speed:.0f},0")
+        parts.append(f"FS:{speed * (INCH_PER_MM if inches else 1.0):.0f},0")
         pins = "".join(AXES[i] for i in range(3) if self._switch_pressed(i))
         if pins:
             parts.append(f"Pn:{pins}")
         self._reports += 1
         if int(self.settings[10]) & 1 and (self._wco_changed or self._reports % 10 == 0):
-            parts.append(f"WCO:{_fmt(wco)}")
+            parts.append(f"WCO:{fmt(wco)}")
             self._wco_changed = False
         self.write("<" + "|".join(parts) + ">\r\n")
 
