@@ -3,8 +3,10 @@
 The controller moves by relative distances in micrometres and says when a move is done, but
 never where it is (:mod:`rig.rails.wemacro_protocol`). So the position is counted here, from 0
 where the rail stood when the port was opened: the rail cannot home, a session on it starts
-from an explicit reference, and after a move that was stopped half way the count is lost —
-:attr:`position` then refuses until :meth:`zero` sets a new reference.
+from an explicit reference (``capabilities.unreferenced`` says so until
+:meth:`~rig.rails.base.Rail.accept_position` or :meth:`zero`), and after a move that was
+stopped half way the count is lost — :attr:`position` then refuses until :meth:`zero` sets a
+new reference.
 
 Not verified on a real controller (see the README's compatibility table): the sign of
 "forward" (``reverse=true`` swaps it), replies to a stop, and stops from the controller's own
@@ -68,6 +70,12 @@ class WeMacroRail(Rail):
         except Exception:
             self._link.close()
             raise
+        # Counted from 0 at every opening: a session must say that here is right (rig shoot
+        # and resume: --accept-position), as with a controller that restarts on opening.
+        self._unreferenced = (
+            "a WeMacro never reports its position: it is counted from where the rail stood "
+            "when the port was opened"
+        )
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> WeMacroRail:
@@ -186,7 +194,10 @@ class WeMacroRail(Rail):
 
     def zero(self) -> None:
         """Count from here: the rail's current place becomes position 0."""
-        self._position_um = 0.0
+        self.accept_position(0.0)
+
+    def _set_position(self, position_um: float) -> None:
+        self._position_um = position_um
 
     def fire_shutter(self) -> None:
         """Fire the camera through the controller's shutter cable."""

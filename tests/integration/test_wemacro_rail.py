@@ -121,3 +121,12 @@ def test_shutter_cable(sim: WeMacroSimulator, rail: WeMacroRail) -> None:
 def test_another_device_on_the_port_is_a_one_line_error() -> None:
     with StackShotSimulator() as other, pytest.raises(DeviceNotFoundError, match="no WeMacro"):
         WeMacroRail(other.path, wakeup_s=0.2, timeout_s=0.3)
+
+
+def test_a_fresh_count_is_no_reference_until_accepted_or_zeroed(rail: WeMacroRail) -> None:
+    """Counted from 0 at every opening: sessions need the user's word (--accept-position)."""
+    assert "counted from where the rail stood" in (rail.capabilities.unreferenced or "")
+    rail.accept_position(1500.0)  # resuming: "it still stands where frame N was shot"
+    assert rail.position == 1500.0 and rail.capabilities.unreferenced is None
+    rail.zero()
+    assert rail.position == 0.0
