@@ -59,3 +59,14 @@ def test_motors_idling_between_frames_is_warned_about_and_can_be_fixed() -> None
         rail = connect(sim)
         assert rail.setup_warnings() == []
         rail.close()
+
+
+def test_rail_simulate_offers_a_grblhal_board() -> None:
+    from rig.cli.rail import _simulator
+
+    device = _simulator("grblhal", 20.0, None)
+    assert isinstance(device, GrblSimulator)
+    with device:
+        rail = connect(device)
+        assert rail.firmware == "GrblHAL"
+        rail.close()
