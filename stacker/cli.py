@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import typer
@@ -30,7 +31,7 @@ def stack_command(
         None, "--depth-map", help="Also write a 16-bit PNG depth map (and a colour preview)."
     ),
     reference: str = typer.Option(
-        "first", help="Result geometry: first, middle, last or a frame number."
+        "first", help="Result geometry: first, middle, last or a frame number (1 = the first)."
     ),
     align: str = typer.Option(
         "similarity", help="Alignment: similarity, translation, affine, homography or none."
@@ -51,15 +52,20 @@ def stack_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from stacker.offline import collect_inputs, stack_files
+    from stacker.paths import interrupted_stack
     from stacker.report import summary_table
 
-    files = collect_inputs(inputs)
     console = Console(stderr=True)
+    note = partial(console.print, markup=False, soft_wrap=True)
+    files = collect_inputs(inputs, on_note=note)
     columns = (
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[frame]}"), TimeElapsedColumn(),
     )  # fmt: skip
-    with Progress(*columns, console=console, transient=True) as progress:
+    # Off when stderr is not a terminal: a transient bar would leave a blank line there.
+    with Progress(
+        *columns, console=console, transient=True, disable=not console.is_terminal
+    ) as progress:
         task = progress.add_task("stacking", total=len(files), frame="")
 
         def on_frame(path, record, warning) -> None:
@@ -68,11 +74,12 @@ def stack_command(
             score = f" score {record.score:.3f}" if record is not None else ""
             progress.update(task, advance=1, frame=f"{path.name}{score}")
 
-        run = stack_files(
-            files, output, depth_map=depth_map, method=method, align=align,
-            reference=reference, crop=not no_crop, strict=strict, jpeg_quality=jpeg_quality,
-            interpolation=interpolation, on_frame=on_frame,
-        )  # fmt: skip
+        with interrupted_stack(output, depth_map, len(files), lambda: progress.tasks[0].completed):
+            run = stack_files(
+                files, output, depth_map=depth_map, method=method, align=align,
+                reference=reference, crop=not no_crop, strict=strict, jpeg_quality=jpeg_quality,
+                interpolation=interpolation, on_frame=on_frame,
+            )  # fmt: skip
     console.print(summary_table(run.stacker))
     s = run.stacker
     print(
@@ -98,7 +105,7 @@ def watch_command(
         "similarity", help="Alignment: similarity, translation, affine, homography or none."
     ),
     reference: str = typer.Option(
-        "first", help="Result geometry: first, middle, last or a frame number."
+        "first", help="Result geometry: first, middle, last or a frame number (1 = the first)."
     ),
     jpeg_quality: int = typer.Option(95, help="Quality of JPEG outputs, 1 to 100."),
     strict: bool = typer.Option(

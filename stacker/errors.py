@@ -17,3 +17,9 @@ class StackerError(UserError):
 
 class UnreadableImageError(StackerError):
     """A file that is not a decodable image (corrupt, truncated, unsupported format)."""
+
+
+class Interrupted(UserError):
+    """Stopped by the user (Ctrl-C); the message says what was and was not written."""
+
+    exit_code = 130

@@ -9,6 +9,7 @@ the output where the output format can hold it; see :mod:`stacker.metadata`.
 from __future__ import annotations
 
 import os
+import struct
 import tempfile
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import cv2
 import numpy as np
 
 from stacker.errors import StackerError, UnreadableImageError
-from stacker.metadata import Metadata, embed_metadata, read_metadata
+from stacker.metadata import Metadata, embed_metadata, mark_software, read_metadata
 
 RAW_EXTENSIONS = frozenset(
     {".cr2", ".cr3", ".nef", ".nrw", ".arw", ".orf", ".rw2", ".raf", ".dng", ".pef", ".srw"}
@@ -43,12 +44,61 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         data = np.fromfile(p, dtype=np.uint8)
     except OSError as exc:
         raise UnreadableImageError(f"{p}: cannot read file ({exc.strerror or exc})") from None
-    img = cv2.imdecode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_COLOR) if data.size else None
+    _check_pixel_count(p, header_size(data[:_HEADER_BYTES].tobytes()))
+    try:
+        img = cv2.imdecode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_COLOR) if data.size else None
+    except cv2.error as exc:  # OpenCV's own size limit, a decoder's assertion
+        reason = str(exc).strip().splitlines()[-1]
+        raise UnreadableImageError(f"{p}: not a readable image ({reason})") from None
+    except MemoryError:
+        raise UnreadableImageError(f"{p}: too large to decode in the memory available") from None
     if img is None:
         raise UnreadableImageError(f"{p}: not a readable image (corrupt, truncated or unsupported)")
     if img.dtype not in (np.uint8, np.uint16):
         img = _to_uint16(img)
     return img
+
+
+#: Largest frame read, in pixels: above any camera's pixel-shift output, and a header that
+#: declares more (a 60000x60000 PNG) is refused before the decoder allocates anything.
+MAX_FRAME_PIXELS = 250_000_000
+_HEADER_BYTES = 1 << 16
+
+
+def header_size(head: bytes) -> tuple[int, int] | None:
+    """(width, height) declared by a PNG, JPEG or BMP header, without decoding; None if unknown.
+
+    ``head`` is the start of the file; a JPEG's frame header follows its metadata segments, so
+    give it the first 64 KiB.
+    """
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        w, h = struct.unpack(">II", head[16:24])
+        return w, h
+    if head[:2] == b"BM" and len(head) >= 26:
+        w, h = struct.unpack("<ii", head[18:26])
+        return abs(w), abs(h)
+    if head[:2] == b"\xff\xd8":
+        pos = 2
+        while pos + 9 <= len(head) and head[pos] == 0xFF:
+            marker = head[pos + 1]
+            if marker == 0xFF:  # fill byte
+                pos += 1
+                continue
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
+                h, w = struct.unpack(">HH", head[pos + 5 : pos + 9])
+                return w, h
+            if marker == 0xDA:
+                return None
+            pos += 2 + struct.unpack(">H", head[pos + 2 : pos + 4])[0]
+    return None
+
+
+def _check_pixel_count(path: Path, size: tuple[int, int] | None) -> None:
+    if size is not None and size[0] * size[1] > MAX_FRAME_PIXELS:
+        raise UnreadableImageError(
+            f"{path}: declares {size[0]}x{size[1]} pixels, more than the "
+            f"{MAX_FRAME_PIXELS // 1_000_000} megapixels a frame may have; not read"
+        )
 
 
 def _to_uint16(img: np.ndarray) -> np.ndarray:
@@ -80,10 +130,13 @@ def encode_image(
     *,
     jpeg_quality: int = 95,
     metadata: Metadata | None = None,
+    software: str | None = None,
 ) -> bytes:
     """Encode ``img`` for the format named by ``ext`` (``.jpg``, ``.png``, ``.tif``).
 
     JPEG is 8-bit: 16-bit input is rounded down to 8 bits. PNG and TIFF keep 16 bits.
+    ``software`` is stamped into the file (see :func:`stacker.metadata.mark_software`): results
+    carry it so that they are never taken for frames.
     """
     ext = ext.lower()
     if ext not in WRITE_EXTENSIONS:
@@ -98,17 +151,18 @@ def encode_image(
         ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
         data = buf.tobytes()
     elif ext in (".tif", ".tiff"):
-        data = _encode_tiff(img, metadata)
-        return data
+        return _encode_tiff(img, metadata, software)
     else:
         ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 3])
         data = buf.tobytes()
     if not ok:
         raise StackerError(f"could not encode a {img.shape} {img.dtype} image as {ext}")
-    return embed_metadata(data, ext, metadata) if metadata else data
+    if metadata:
+        data = embed_metadata(data, ext, metadata)
+    return mark_software(data, ext, software) if software else data
 
 
-def _encode_tiff(img: np.ndarray, metadata: Metadata | None) -> bytes:
+def _encode_tiff(img: np.ndarray, metadata: Metadata | None, software: str | None) -> bytes:
     import io
 
     import tifffile
@@ -125,6 +179,7 @@ def _encode_tiff(img: np.ndarray, metadata: Metadata | None) -> bytes:
         compression="zlib",
         extratags=extratags,
         metadata=None,
+        software=software,
     )
     return out.getvalue()
 
@@ -135,11 +190,13 @@ def write_image(
     *,
     jpeg_quality: int = 95,
     metadata_from: str | os.PathLike[str] | None = None,
+    software: str | None = None,
 ) -> Path:
     """Write ``img`` atomically, format from the extension, metadata from ``metadata_from``."""
     p = Path(path)
     meta = read_metadata(Path(metadata_from)) if metadata_from is not None else None
-    atomic_write_bytes(p, encode_image(img, p.suffix, jpeg_quality=jpeg_quality, metadata=meta))
+    data = encode_image(img, p.suffix, jpeg_quality=jpeg_quality, metadata=meta, software=software)
+    atomic_write_bytes(p, data)
     return p
 
 
@@ -157,9 +214,13 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 
     The bytes go to a hidden temporary file in the same folder, are fsynced, renamed over the
     final name, and the folder entry is fsynced too: a power cut cannot leave a torn frame.
+    An ``OSError`` (disk full...) names ``path``, not the temporary file.
     """
     p = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(p)) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             os.fchmod(fh.fileno(), _FILE_MODE)  # mkstemp creates 0600; results are shared files
@@ -167,6 +228,9 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, p)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror, str(p)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -189,15 +253,36 @@ def fsync_dir(folder: Path) -> None:
 
 
 def check_writable_output(path: str | os.PathLike[str]) -> Path:
-    """Fail early, before any work, if ``path`` cannot be written or has an unknown extension."""
+    """Fail early, before any work, if ``path`` cannot be written or has an unknown extension.
+
+    Permission bits do not tell everything (root passes them; ``/proc`` and ``/sys`` refuse new
+    files, a read-only mount refuses everything), so a temporary file is really written beside
+    the output and removed again.
+    """
     p = Path(path)
+    if p.is_dir():
+        raise StackerError(f"{p}: is a folder; give a file name such as {p / 'stacked.tif'}")
+    if not p.suffix:
+        raise StackerError(
+            f"{p}: no file extension; name the file, e.g. {p}.tif, or {p / 'stacked.tif'} "
+            "to write into a folder"
+        )
     if p.suffix.lower() not in WRITE_EXTENSIONS:
         raise StackerError(f"{p}: unknown output format '{p.suffix}': use .tif, .png or .jpg")
     folder = p.parent if str(p.parent) else Path(".")
     if not folder.is_dir():
         raise StackerError(f"{p}: the folder {folder} does not exist; create it first")
-    if p.is_dir():
-        raise StackerError(f"{p}: is a folder; give a file name such as {p / 'stacked.tif'}")
     if not os.access(folder, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
         raise StackerError(f"{p}: not writable; choose another output path")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".probe", dir=folder)
+        try:
+            os.write(fd, b"\0")
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as exc:
+        raise StackerError(
+            f"{p}: cannot write in {folder} ({exc.strerror or exc}); choose another output path"
+        ) from None
     return p

@@ -163,3 +163,67 @@ def _embed_png(data: bytes, meta: Metadata) -> bytes:
         chunks.append(_png_chunk(b"eXIf", upright_exif(meta.exif)))
     ihdr_end = 8 + 12 + struct.unpack(">I", data[8:12])[0]
     return data[:ihdr_end] + b"".join(chunks) + data[ihdr_end:]
+
+
+_COM_PREFIX = b"Software: "
+_MARK_HEAD_BYTES = 1 << 18  # the marker sits right after the header: 256 KiB is plenty
+
+
+def mark_software(data: bytes, ext: str, software: str) -> bytes:
+    """Stamp ``software`` into an encoded JPEG (a comment) or PNG (a ``tEXt`` chunk).
+
+    The mark goes first, right after JPEG's JFIF segment or PNG's header chunk, so
+    :func:`has_software_mark` finds it by reading the start of the file. TIFF carries it in the
+    Software tag instead (see :func:`stacker.io.encode_image`).
+    """
+    ext = ext.lower()
+    if ext in (".jpg", ".jpeg"):
+        payload = _COM_PREFIX + software.encode()
+        segment = b"\xff\xfe" + struct.pack(">H", len(payload) + 2) + payload
+        pos = 2
+        for start, marker, body in _jpeg_segments(data):
+            if marker == 0xE0:
+                pos = start + 4 + len(body)
+            break
+        return data[:pos] + segment + data[pos:]
+    if ext == ".png":
+        ihdr_end = 8 + 12 + struct.unpack(">I", data[8:12])[0]
+        chunk = _png_chunk(b"tEXt", b"Software\x00" + software.encode())
+        return data[:ihdr_end] + chunk + data[ihdr_end:]
+    return data
+
+
+def has_software_mark(path: Path, software: str) -> bool:
+    """True when the image at ``path`` was stamped by :func:`mark_software` (or as TIFF)."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(_MARK_HEAD_BYTES)
+    except OSError:
+        return False
+    name = software.encode()
+    if head[:2] == b"\xff\xd8":
+        return any(
+            marker == 0xFE and body == _COM_PREFIX + name
+            for _, marker, body in _jpeg_segments(head)
+        )
+    if head[:8] == _PNG_SIG:
+        for _, ctype, body in _png_chunks(head):
+            if ctype == b"IDAT":
+                return False
+            if ctype == b"tEXt" and body == b"Software\x00" + name:
+                return True
+        return False
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return _tiff_software(path) == software
+    return False
+
+
+def _tiff_software(path: Path) -> str | None:
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            tag = tif.pages[0].tags.get(305)
+            return str(tag.value) if tag is not None else None
+    except Exception:  # not a TIFF tifffile can parse: no mark
+        return None

@@ -18,17 +18,29 @@ from stacker.errors import StackerError, UnreadableImageError
 from stacker.io import check_writable_output, is_image_path, read_image
 from stacker.natsort import natural_key
 from stacker.output import depth_paths, save_outputs
-from stacker.stack import FrameRecord, Stacker
+from stacker.paths import check_distinct, is_our_output, output_paths
+from stacker.stack import FrameRecord, Stacker, parse_reference
 
 
-def collect_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Expand files and folders into a list of image files (folders in natural order)."""
+def collect_inputs(
+    inputs: Iterable[str | os.PathLike[str]], *, on_note: Callable[[str], None] | None = None
+) -> list[Path]:
+    """Expand files and folders into a list of image files (folders in natural order).
+
+    Result images stackrig wrote into a folder (an earlier run's composite, depth map or depth
+    preview: they carry its mark) are left out, and ``on_note`` is told; a file named on its own
+    is taken as given.
+    """
     files: list[Path] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = sorted((f for f in p.iterdir() if f.is_file() and is_image_path(f)),
-                           key=natural_key)  # fmt: skip
+            images = sorted((f for f in p.iterdir() if f.is_file() and is_image_path(f)),
+                            key=natural_key)  # fmt: skip
+            found = [f for f in images if not is_our_output(f)]
+            if on_note is not None and len(found) < len(images):
+                ours = ", ".join(f.name for f in images if f not in found)
+                on_note(f"{p}: left out results of an earlier run: {ours}")
             if not found:
                 raise StackerError(
                     f"{p}: no images in this folder (looked for JPEG, PNG, TIFF, RAW)"
@@ -70,12 +82,19 @@ def stack_files(
     interpolation: str = "linear",
     on_frame: Callable[[Path, FrameRecord | None, str | None], None] | None = None,
 ) -> StackRun:
-    """Stack ``files`` into ``output``; ``on_frame(path, record, warning)`` reports progress."""
+    """Stack ``files`` into ``output``; ``on_frame(path, record, warning)`` reports progress.
+
+    Everything that can be checked before the work is: the outputs are writable and distinct
+    from the inputs and from each other, and a numbered ``reference`` (counted from 1, in the
+    order of ``files``) names one of the files.
+    """
     check_writable_output(output)
     if depth_map is not None:
         check_writable_output(depth_paths(depth_map)[0])
+    check_distinct(output_paths(output, depth_map), files)
     if not 1 <= jpeg_quality <= 100:
         raise StackerError(f"JPEG quality {jpeg_quality} is out of range: use 1 to 100")
+    ref_file = _reference_file(reference, files)
     t0 = time.perf_counter()
     stacker = Stacker(
         method=method, align=align, reference=reference, expected_frames=len(files),
@@ -83,12 +102,13 @@ def stack_files(
     )  # fmt: skip
     run = StackRun(stacker, files)
     added: dict[int, Path] = {}
-    for path in files:
+    for number, path in enumerate(files, 1):
         try:
             image = read_image(path)
         except UnreadableImageError as exc:
-            if strict:
-                raise StackerError(f"{exc} (--strict stops at unreadable frames)") from None
+            if strict or number == ref_file:
+                why = "--strict stops at unreadable frames" if strict else "the --reference frame"
+                raise StackerError(f"{exc} ({why})") from None
             run.skipped.append((path, str(exc)))
             if on_frame:
                 on_frame(path, None, f"skipped {exc}")
@@ -96,6 +116,14 @@ def stack_files(
         record = stacker.add(image, name=path.name)
         added[record.index] = path
         warning = None
+        if number == ref_file:
+            # The stacker numbers the frames it was given; unreadable files before are not.
+            stacker.reference = record.index
+            if not record.merged:
+                raise StackerError(
+                    f"{path}: the --reference frame was not merged ({record.reason}); "
+                    "choose another --reference"
+                )
         if not record.merged:
             warning = f"{path}: not merged: {record.reason}"
             if strict:
@@ -113,3 +141,16 @@ def stack_files(
     )
     run.seconds = time.perf_counter() - t0
     return run
+
+
+def _reference_file(reference: str | int, files: list[Path]) -> int | None:
+    """The 1-based number of the file a numbered ``reference`` names (None for a name)."""
+    parsed = parse_reference(reference)
+    if not isinstance(parsed, int):
+        return None
+    if parsed >= len(files):
+        raise StackerError(
+            f"--reference {parsed + 1}: there are only {len(files)} frames; give a number from "
+            f"1 to {len(files)}, or first, middle or last"
+        )
+    return parsed + 1

@@ -4,18 +4,27 @@ The depth map is a 16-bit PNG: micrometres when every merged frame came with a f
 (relative to the nearest position, so values stay positive; the offset is in the JSON sidecar),
 otherwise the index of the frame in best focus. A colourised preview (near blue, far red) and a
 JSON sidecar describing the units sit beside it.
+
+Every result image is stamped with :data:`OUTPUT_SOFTWARE`, so that it is never taken for a frame
+(see :mod:`stacker.paths`). A write that fails (disk full, folder gone) raises a one-line
+:class:`~stacker.errors.StackerError`; what was on disk under the final name stays whole.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
 
 import numpy as np
 
+from stacker.errors import StackerError
 from stacker.io import atomic_write_bytes, encode_image, write_image
 from stacker.stack import Stacker, colorize_index
+
+#: The software name stamped into every result image (composite, depth map, depth preview).
+OUTPUT_SOFTWARE = "stackrig"
 
 
 def depth_paths(depth_path: str | os.PathLike[str]) -> tuple[Path, Path, Path]:
@@ -46,8 +55,9 @@ def save_depth_map(
     else:
         values = index.astype(np.uint16)
         info.update(units="frame index")
-    atomic_write_bytes(png, encode_image(values, ".png"))
-    atomic_write_bytes(preview, encode_image(colorize_index(index, stacker.frames_added), ".jpg"))
+    colour = colorize_index(index, stacker.frames_added)
+    atomic_write_bytes(png, encode_image(values, ".png", software=OUTPUT_SOFTWARE))
+    atomic_write_bytes(preview, encode_image(colour, ".jpg", software=OUTPUT_SOFTWARE))
     atomic_write_bytes(sidecar, (json.dumps(info, indent=2) + "\n").encode())
     return [png, preview, sidecar]
 
@@ -63,14 +73,24 @@ def save_outputs(
 ) -> list[Path]:
     """Write the composite (format from the extension) and optionally the depth map.
 
-    ``metadata_from`` names the frame whose EXIF and ICC profile the composite carries.
+    ``metadata_from`` names the frame whose EXIF and ICC profile the composite carries. A write
+    the system refuses (``ENOSPC``, ``EROFS``...) is a :class:`StackerError` naming the file.
     """
-    written = [
-        write_image(
-            out_path, stacker.result(crop=crop), jpeg_quality=jpeg_quality,
-            metadata_from=metadata_from,
+    try:
+        written = [
+            write_image(
+                out_path, stacker.result(crop=crop), jpeg_quality=jpeg_quality,
+                metadata_from=metadata_from, software=OUTPUT_SOFTWARE,
+            )
+        ]  # fmt: skip
+        if depth_path is not None:
+            written += save_depth_map(stacker, depth_path, crop=crop)
+    except OSError as exc:  # disk full, folder removed or made read-only meanwhile
+        where = exc.filename or out_path
+        hint = (
+            "free some space or choose" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "choose"
         )
-    ]  # fmt: skip
-    if depth_path is not None:
-        written += save_depth_map(stacker, depth_path, crop=crop)
+        raise StackerError(
+            f"{where}: cannot write the result ({exc.strerror or exc}); {hint} another output"
+        ) from None
     return written

@@ -8,7 +8,7 @@ from stacker.stack import Stacker
 
 
 def summary_table(stacker: Stacker) -> Table:
-    """A rich table of every frame: alignment score, scale, shift, gain, merged or why not."""
+    """A table of every frame (numbered from 1): alignment score, scale, shift, gain, result."""
     table = Table(title=f"{stacker.frames_merged} of {stacker.frames_added} frames merged")
     for col in ("#", "frame", "score", "scale", "shift px", "gain", "result"):
         table.add_column(col, justify="right" if col != "result" and col != "frame" else "left")
@@ -16,7 +16,7 @@ def summary_table(stacker: Stacker) -> Table:
         m = r.matrix
         scale = (m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0]) ** 0.5
         table.add_row(
-            str(r.index),
+            str(r.index + 1),
             r.name,
             f"{r.score:.3f}",
             f"{scale:.4f}",

@@ -37,6 +37,9 @@ from stacker.merge import DepthMapMerger, PyramidMerger, make_merger
 METHODS: tuple[str, ...] = ("pyramid", "depthmap")
 INTERPOLATIONS = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
 _STRIP_ROWS = 512
+#: Smallest frame side. Registration's pyramid breaks below 5 pixels and can return a singular
+#: homography at 6; from 8 every model and method works, and 16 keeps a margin.
+MIN_FRAME_SIDE = 16
 
 
 @dataclass(frozen=True)
@@ -64,18 +67,25 @@ class FrameRecord:
 
 
 def parse_reference(reference: str | int) -> str | int:
-    """Validate a ``--reference`` value: first, middle, last or a frame index."""
-    if isinstance(reference, int):
-        if reference < 0:
-            raise StackerError(f"reference frame index {reference} must be 0 or more")
-        return reference
+    """Validate a ``--reference`` value: first, middle, last or a frame number.
+
+    Frame numbers count from 1, as everywhere a user sees frames (file names, progress, the
+    summary table); the result is the 0-based index into :attr:`Stacker.records`.
+    """
+    if isinstance(reference, bool) or not isinstance(reference, (int, str)):
+        raise StackerError(f"reference {reference!r} is not valid: use first, middle, last or 1..N")
     text = str(reference).strip().lower()
     if text in ("first", "middle", "last"):
         return text
-    if text.isdigit():
-        return int(text)
+    if text.lstrip("-").isdigit():
+        number = int(text)
+        if number < 1:
+            raise StackerError(
+                f"reference frame {number} does not exist: frames count from 1 (the first frame)"
+            )
+        return number - 1
     raise StackerError(
-        f"reference '{reference}' is not valid: use first, middle, last or a frame number"
+        f"reference '{reference}' is not valid: use first, middle, last or a frame number from 1"
     )
 
 
@@ -90,7 +100,9 @@ class Stacker:
         Motion model: ``"similarity"`` (default: scale from focus breathing, rotation, shift),
         ``"translation"``, ``"affine"``, ``"homography"`` or ``"none"``.
     reference
-        Geometry of the result: ``"first"``, ``"middle"``, ``"last"`` or a frame index.
+        Geometry of the result: ``"first"``, ``"middle"``, ``"last"`` or a frame number counted
+        from 1 (the first frame given to :meth:`add`). :attr:`reference` holds it parsed: a name
+        or the 0-based index of the frame's record.
     expected_frames
         The stack's length when known, which fixes ``"middle"`` up front.
     preview_size
@@ -171,7 +183,7 @@ class Stacker:
         """Align ``image`` (BGR uint8/uint16) to the previous frame and merge it."""
         t0 = time.perf_counter()
         index = len(self.records)
-        name = name or f"frame {index}"
+        name = name or f"frame {index + 1}"
         image = self._check_frame(image, name)
         if self._merger is None:
             self._setup(image)
@@ -196,6 +208,11 @@ class Stacker:
             image = np.ascontiguousarray(image[:, :, :3])
         if image.dtype not in (np.uint8, np.uint16):
             raise StackerError(f"{name}: unsupported pixel type {image.dtype}; use 8 or 16 bits")
+        if min(image.shape[:2]) < MIN_FRAME_SIDE:
+            raise StackerError(
+                f"{name}: {image.shape[1]}x{image.shape[0]} pixels is too small to stack; "
+                f"frames need at least {MIN_FRAME_SIDE} pixels on each side"
+            )
         if self._shape is not None:
             h, w = self._shape
             if image.shape[:2] != (h, w):
@@ -400,7 +417,9 @@ class Stacker:
         assert isinstance(ref, int)
         exact = [r for r in merged if r.index == ref]
         if not exact:
-            raise StackerError(f"reference frame {ref} was not merged; choose another --reference")
+            raise StackerError(
+                f"reference frame {ref + 1} was not merged; choose another --reference"
+            )
         return exact[0]
 
     def _to_reference(self, img: np.ndarray, interpolation: int) -> np.ndarray:

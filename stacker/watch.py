@@ -46,6 +46,8 @@ from watchdog.events import (
 from stacker.errors import StackerError, UnreadableImageError
 from stacker.io import RAW_EXTENSIONS, check_writable_output, is_image_path, read_image
 from stacker.natsort import natural_key
+from stacker.output import save_outputs
+from stacker.paths import check_distinct, is_our_output, output_paths
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -240,6 +242,8 @@ class HotFolder:
         writes made by other machines raise no local events.
     ignore
         Paths never to take (the composite and depth map when they are written into the folder).
+        Result images stackrig wrote (they carry its mark, see :mod:`stacker.paths`) are never
+        taken either, whatever their name; they are listed in :attr:`ours`.
     existing
         Take the files already in the folder at start, before any new one, in natural order.
     decode_retries, retry_interval
@@ -289,6 +293,8 @@ class HotFolder:
         self.uses_close_events = False
         #: Files of a RAW+JPEG pair that were not stacked because their partner was.
         self.skipped: list[Path] = []
+        #: Result images written by stackrig (see :mod:`stacker.paths`): never frames.
+        self.ours: list[Path] = []
         #: Monotonic time of the last sign of life: a frame handed out or a write in progress.
         self.last_activity = time.monotonic()
         self._events: queue.SimpleQueue[tuple[str, str, str]] = queue.SimpleQueue()
@@ -417,6 +423,9 @@ class HotFolder:
             now = time.monotonic()
             self._drain(now)
             entry = self._select(now)
+            if entry is not None and is_our_output(entry.path):
+                self._pass_over(entry)
+                continue
             if entry is not None:
                 return entry
             if stop is not None and stop.is_set():
@@ -503,6 +512,16 @@ class HotFolder:
             entry.attempts = 0  # being (re)written: earlier decode failures do not count
         entry.retry_at = None
         self.last_activity = now
+
+    def _pass_over(self, entry: _Entry) -> None:
+        """Leave out a result image of ours (an earlier run's composite or depth preview).
+
+        Remembered with its signature: a file later written over it under the same name is
+        looked at again.
+        """
+        del self._entries[entry.path]
+        self._done[entry.path] = self._signature(entry.path) or _TAKEN
+        self.ours.append(entry.path)
 
     def _forget(self, path: Path) -> None:
         self._entries.pop(path, None)
@@ -747,7 +766,7 @@ def watch_and_stack(
     :class:`~stacker.errors.StackerError` (after writing what was merged so far). Raises
     :class:`NoFramesError` when the watch ends with nothing merged.
     """
-    from stacker.stack import Stacker, parse_reference
+    from stacker.stack import Stacker
 
     if prefer not in ("jpeg", "raw"):
         raise StackerError(f"--prefer {prefer!r} is not known: use jpeg or raw")
@@ -758,9 +777,10 @@ def watch_and_stack(
     if not 1 <= jpeg_quality <= 100:
         raise StackerError(f"JPEG quality {jpeg_quality} is out of range: use 1 to 100")
     _require_raw_support(prefer)
-    out = _check_output(output)
-    depth = _check_output(depth_map) if depth_map is not None else None
-    stacker = Stacker(method=method, align=align, reference=parse_reference(reference))
+    out = check_writable_output(output).absolute()
+    depth = check_writable_output(depth_map).absolute() if depth_map is not None else None
+    _check_outputs_in_folder(Path(folder), output_paths(out, depth))
+    stacker = Stacker(method=method, align=align, reference=reference)
     run = _WatchRun(
         stacker,
         out,
@@ -779,7 +799,7 @@ def watch_and_stack(
         settle=settle,
         prefer=prefer,
         polling=polling,
-        ignore=_output_paths(out, depth),
+        ignore=output_paths(out, depth),
     )
     with hot:
         run.publish()
@@ -806,16 +826,24 @@ def watch_and_stack(
     return WatchSummary(run.status, finish, outputs, list(stacker.records))
 
 
-def _output_paths(output: Path, depth_map: Path | None) -> list[Path]:
-    """Every file a write of the outputs creates (the depth map brings a preview and a sidecar)."""
-    from stacker.output import depth_paths
+def _check_outputs_in_folder(folder: Path, outputs: list[Path]) -> None:
+    """Refuse outputs that replace a frame in the watched folder, or each other.
 
-    return [output, *(depth_paths(depth_map) if depth_map is not None else ())]
-
-
-def _check_output(path: str | os.PathLike[str]) -> Path:
-
-    return check_writable_output(path).absolute()
+    An existing image there that is not one of our results is a frame (or will be taken as one);
+    writing the composite over it would destroy it.
+    """
+    check_distinct(outputs)
+    for out in outputs:
+        if (
+            out.parent.resolve() == folder.resolve()
+            and is_candidate(out)
+            and out.is_file()
+            and not is_our_output(out)
+        ):
+            raise StackerError(
+                f"{out}: is a frame in the watched folder and would be overwritten; "
+                "write the result to another name or folder"
+            )
 
 
 class _WatchRun:
@@ -921,7 +949,7 @@ class _WatchRun:
         # preview, which must not happen before on_frame has run.
         state = self.status.state
         self.publish(state="writing")
-        self.outputs = _write_outputs(
+        self.outputs = save_outputs(
             self.stacker,
             self.output,
             self.depth_map,
@@ -938,34 +966,6 @@ class _WatchRun:
             self.write()
         self.publish(state="done")
         return self.outputs
-
-
-def _write_outputs(
-    stacker: Stacker,
-    output: Path,
-    depth_map: Path | None,
-    *,
-    jpeg_quality: int,
-    crop: bool,
-    metadata_from: Path | None,
-) -> list[Path]:
-    from stacker.output import save_outputs
-
-    try:
-        return save_outputs(
-            stacker,
-            output,
-            depth_path=depth_map,
-            jpeg_quality=jpeg_quality,
-            metadata_from=metadata_from,
-            crop=crop,
-        )
-    except OSError as exc:  # disk full, folder removed or made read-only while watching
-        where = exc.filename or output
-        raise StackerError(
-            f"{where}: cannot write the composite ({exc.strerror or exc}); "
-            "free some space or choose another output"
-        ) from None
 
 
 def render_status(status: WatchStatus) -> RenderableType:

@@ -268,7 +268,7 @@ def test_output_folder_removed_mid_watch_is_a_one_line_error(
 
     t = threading.Thread(target=meddle, daemon=True)
     t.start()
-    with pytest.raises(StackerError, match="cannot write the composite"):
+    with pytest.raises(StackerError, match="cannot write the result"):
         watch_and_stack(hot, outdir / "o.jpg", idle_timeout=3, settle=0.2)
     t.join()
 
@@ -286,9 +286,9 @@ def test_numbered_reference_defers_writing_until_that_frame_arrived(
         writes.append(event.stacker.frames_added if (tmp_path / "o.png").exists() else -1)
 
     summary = watch_and_stack(
-        hot, tmp_path / "o.png", reference=2, idle_timeout=0.5, settle=0.2, on_frame=on_frame
+        hot, tmp_path / "o.png", reference=3, idle_timeout=0.5, settle=0.2, on_frame=on_frame
     )
-    assert writes == [-1, -1, 3, 4]  # first written once frame 2 (the third) was merged
+    assert writes == [-1, -1, 3, 4]  # first written once frame 3 was merged
     assert summary.status.merged == 4
     assert read_image(tmp_path / "o.png").ndim == 3
 

@@ -1,0 +1,90 @@
+"""Keeping a run's outputs apart from its inputs, and checking them before any work.
+
+Every image a stack writes as a result (the composite, the depth map and its colour preview)
+carries a mark: :data:`stacker.output.OUTPUT_SOFTWARE` in a PNG ``tEXt`` chunk, the TIFF
+Software tag or a JPEG comment (see :func:`stacker.metadata.mark_software`). Outputs of ours
+are never inputs: ``stacker stack FOLDER`` and ``stacker watch`` leave marked files out, so a
+rerun into the frames' folder does not stack the previous ``stacked.jpg`` or
+``depth-preview.jpg``. A file named on its own on the command line is taken as given (a stack
+of stacks is a real workflow).
+
+Before any work, :func:`check_distinct` compares each output with the inputs and with the other
+outputs by resolved path and by ``samefile`` (links and hard links count), so a run can never
+replace a frame it reads or one of its own results.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from stacker.errors import Interrupted, StackerError
+from stacker.metadata import has_software_mark
+from stacker.output import OUTPUT_SOFTWARE, depth_paths
+
+
+def output_paths(
+    output: str | os.PathLike[str], depth_map: str | os.PathLike[str] | None
+) -> list[Path]:
+    """Every file a write of the outputs creates (the depth map brings a preview and a sidecar)."""
+    return [Path(output), *(depth_paths(depth_map) if depth_map is not None else ())]
+
+
+def is_our_output(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` is an image stackrig wrote as a result (it carries our marker)."""
+    return has_software_mark(Path(path), OUTPUT_SOFTWARE)
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """True when ``a`` and ``b`` name one file: the same resolved path, or the same inode."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): different files
+        return False
+
+
+def check_distinct(outputs: list[Path], inputs: Iterable[Path] = ()) -> None:
+    """Raise a one-line :class:`StackerError` when an output is an input or another output."""
+    for i, out in enumerate(outputs):
+        for other in outputs[:i]:
+            if same_file(out, other):
+                raise StackerError(
+                    f"{out}: written twice by this run (the composite, the depth map, its "
+                    f"preview and its .json sidecar need four different names); rename one"
+                )
+    for path in inputs:
+        for out in outputs:
+            if same_file(out, path):
+                raise StackerError(
+                    f"{out}: is one of the input frames and would be overwritten; "
+                    "write the result to another name"
+                )
+
+
+@contextmanager
+def interrupted_stack(
+    output: Path, depth_map: Path | None, total: int, done: Callable[[], float]
+) -> Iterator[None]:
+    """Turn Ctrl-C during a stack into :class:`Interrupted` saying what was (not) written.
+
+    Outputs are written atomically, so each one is either complete and new, or as it was.
+    """
+    started = time.time()
+    try:
+        yield
+    except KeyboardInterrupt:
+        paths = output_paths(output, depth_map)
+        new = [p for p in paths if p.exists() and p.stat().st_mtime >= started]
+        if new:
+            what = "wrote " + ", ".join(map(str, new))
+            if len(new) < len(paths):
+                what += "; not " + ", ".join(str(p) for p in paths if p not in new)
+        else:
+            state = "left as it was" if output.exists() else "not created"
+            what = f"nothing written ({output} {state})"
+        raise Interrupted(f"interrupted after {int(done())} of {total} frames; {what}") from None

@@ -1,0 +1,228 @@
+"""`stacker stack` and `stacker watch` under careless input: outputs never replace inputs,
+results are never taken for frames, every refusal is one line before any work."""
+
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from rig.sim.scene import SceneSpec, write_stack
+from stacker.io import read_image
+from stacker.watch import watch_and_stack
+
+SPEC = SceneSpec(width=320, height=240, seed=5, jpeg_quality=92)
+
+
+def stacker(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "stacker.cli", *map(str, args)],
+        capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
+    """Failed with exactly one error line, no traceback, and stderr does not open blank."""
+    assert proc.returncode != 0, proc.stdout
+    assert "Traceback" not in proc.stderr
+    assert not proc.stderr.startswith("\n"), repr(proc.stderr[:80])
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("stacker: error: ")]
+    assert len(errors) == 1, proc.stderr
+    return errors[0]
+
+
+@pytest.fixture()
+def frames(tmp_path: Path) -> Path:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    write_stack(folder, SPEC, 5)
+    (folder / "synthetic_truth.json").unlink()
+    return folder
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_output_that_is_an_input_is_refused_and_the_frame_kept(frames: Path) -> None:
+    before = snapshot(frames)
+    line = one_line_error(stacker("stack", frames, "-o", frames / "frame_0003.jpg"))
+    assert "frame_0003.jpg: is one of the input frames" in line
+    # the same file through a symlink and through a hard link
+    (frames.parent / "link.jpg").symlink_to(frames / "frame_0002.jpg")
+    os.link(frames / "frame_0004.jpg", frames.parent / "hard.jpg")
+    assert "input frames" in one_line_error(
+        stacker("stack", frames, "-o", frames.parent / "link.jpg")
+    )
+    assert "input frames" in one_line_error(
+        stacker("stack", frames, "-o", frames.parent / "hard.jpg")
+    )
+    assert snapshot(frames) == before
+
+
+@pytest.mark.parametrize(
+    ("output", "depth"),
+    [("x.png", "x.png"), ("d-preview.jpg", "d.png"), ("d.png", "d.jpg")],
+)
+def test_outputs_that_collide_are_refused_before_any_work(
+    frames: Path, tmp_path: Path, output: str, depth: str
+) -> None:
+    line = one_line_error(
+        stacker("stack", frames, "-o", tmp_path / output, "--depth-map", tmp_path / depth)
+    )
+    assert "written twice by this run" in line
+    assert not (tmp_path / output).exists()
+
+
+def test_rerun_into_the_frames_folder_leaves_earlier_results_out(frames: Path) -> None:
+    for _ in range(2):
+        proc = stacker(
+            "stack", frames, "-o", frames / "stacked.jpg", "--depth-map", frames / "depth.png"
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "stacked 5 of 5 frames" in proc.stdout
+    assert "left out results of an earlier run: depth-preview.jpg, depth.png, stacked.jpg" in (
+        proc.stderr
+    )
+    # a composite in TIFF is recognised too, and an explicitly named result is taken as given
+    proc = stacker("stack", frames, "-o", frames / "again.tif")
+    assert proc.returncode == 0 and "stacked 5 of 5 frames" in proc.stdout, proc.stderr
+    proc = stacker("stack", frames, "-o", frames.parent / "o.tif")
+    assert "again.tif" in proc.stderr and "stacked 5 of 5" in proc.stdout
+
+
+def test_watch_never_takes_results_of_ours_as_frames(frames: Path, tmp_path: Path) -> None:
+    proc = stacker("stack", frames, "-o", frames / "old.jpg", "--depth-map", frames / "old.png")
+    assert proc.returncode == 0, proc.stderr
+    summary = watch_and_stack(
+        frames, frames / "new.jpg", depth_map=frames / "depth.png", idle_timeout=1.0, settle=0.1
+    )
+    assert summary.status.merged == summary.status.seen == 5
+    assert summary.status.rejected == 0
+    assert [r.name for r in summary.records] == [f"frame_000{i}.jpg" for i in range(1, 6)]
+
+
+def test_watch_refuses_an_output_that_would_replace_a_frame(frames: Path) -> None:
+    proc = stacker("watch", frames, "-o", frames / "frame_0002.jpg", "--idle-timeout", "1")
+    assert "frame in the watched folder" in one_line_error(proc)
+    assert read_image(frames / "frame_0002.jpg").shape == (240, 320, 3)
+
+
+def test_reference_counts_from_one_and_is_checked_up_front(frames: Path, tmp_path: Path) -> None:
+    line = one_line_error(stacker("stack", frames, "-o", tmp_path / "o.png", "--reference", "99"))
+    assert "--reference 99: there are only 5 frames; give a number from 1 to 5" in line
+    assert "count from 1" in one_line_error(
+        stacker("stack", frames, "-o", tmp_path / "o.png", "--reference", "0")
+    )
+    assert not (tmp_path / "o.png").exists()
+    last = stacker("stack", frames, "-o", tmp_path / "last.png", "--reference", "last", "--no-crop")
+    five = stacker("stack", frames, "-o", tmp_path / "five.png", "--reference", "5", "--no-crop")
+    assert last.returncode == five.returncode == 0, last.stderr + five.stderr
+    assert np.array_equal(read_image(tmp_path / "last.png"), read_image(tmp_path / "five.png"))
+    assert "│ 1 │ frame_0001.jpg" in five.stderr  # the summary table counts from 1 too
+
+
+def test_reference_frame_that_cannot_be_read_stops_at_once(frames: Path, tmp_path: Path) -> None:
+    (frames / "frame_0002.jpg").write_bytes(b"\xff\xd8 broken")
+    line = one_line_error(stacker("stack", frames, "-o", tmp_path / "o.png", "--reference", "2"))
+    assert "frame_0002.jpg" in line and "--reference" in line
+    # an unreadable frame before the reference does not shift which file it names
+    proc = stacker("stack", frames, "-o", tmp_path / "o.png", "--reference", "4", "--no-crop")
+    assert proc.returncode == 0, proc.stderr
+    ref = read_image(frames / "frame_0004.jpg").astype(float)
+    out = read_image(tmp_path / "o.png").astype(float)
+    other = read_image(frames / "frame_0003.jpg").astype(float)
+    assert np.abs(out - ref).mean() < np.abs(out - other).mean()
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("folder/", "is a folder; give a file name such as"),
+        ("newname", "no file extension"),
+        ("/proc/x.tif", "cannot write in /proc"),
+        ("/sys/x.tif", "cannot write in /sys"),
+    ],
+)
+def test_unusable_outputs_are_refused_before_any_work(
+    frames: Path, tmp_path: Path, target: str, expected: str
+) -> None:
+    (tmp_path / "folder").mkdir()
+    output = target if target.startswith("/") else str(tmp_path / target)
+    # The last frame is broken: reading it (work) would warn before the error.
+    (frames / "frame_0005.jpg").write_bytes(b"\xff\xd8 broken")
+    proc = stacker("stack", frames, "-o", output)
+    line = one_line_error(proc)
+    assert expected in line and "unknown output format ''" not in line
+    assert "not a readable image" not in proc.stderr
+
+
+def test_ctrl_c_says_what_was_not_written(tmp_path: Path) -> None:
+    big = tmp_path / "big"
+    big.mkdir()
+    write_stack(big, SceneSpec(width=1600, height=1200, seed=2), 30)
+    out = tmp_path / "out.tif"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stacker.cli", "stack", str(big), "-o", str(out)],
+        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(4.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert not err.startswith("\n") and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("stacker: interrupted after ")
+    assert f"of 30 frames; nothing written ({out} not created)" in err
+    assert not out.exists()
+
+
+def png_header(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        crc = zlib.crc32(kind + payload) & 0xFFFFFFFF
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )  # fmt: skip
+
+
+def test_huge_and_tiny_frames_are_reported_not_tracebacks(frames: Path, tmp_path: Path) -> None:
+    (frames / "frame_0002.png").write_bytes(png_header(60000, 60000))
+    proc = stacker("stack", frames, "-o", tmp_path / "o.png")
+    assert proc.returncode == 0, proc.stderr
+    assert "frame_0002.png: declares 60000x60000 pixels" in proc.stderr
+    for w, h in [(1, 1), (2, 2), (3, 3), (1, 600), (2, 600), (600, 2)]:
+        tiny = tmp_path / f"tiny{w}x{h}"
+        tiny.mkdir()
+        for i in range(3):
+            cv2.imwrite(str(tiny / f"t{i}.png"), np.full((h, w, 3), 40 * i, np.uint8))
+        line = one_line_error(stacker("stack", tiny, "-o", tmp_path / "t.png"))
+        assert f"{w}x{h} pixels is too small to stack" in line
+
+
+def test_watch_keeps_watching_after_huge_and_tiny_files(frames: Path, tmp_path: Path) -> None:
+    hot = tmp_path / "hot"
+    hot.mkdir()
+    names = sorted(p.name for p in frames.iterdir())
+    (hot / "a0.png").write_bytes(png_header(60000, 60000))
+    cv2.imwrite(str(hot / "a1.png"), np.zeros((2, 600, 3), np.uint8))
+    for name in names:
+        (hot / f"b{name}").write_bytes((frames / name).read_bytes())
+    warnings: list[str] = []
+    summary = watch_and_stack(
+        hot, tmp_path / "o.jpg", idle_timeout=1.0, settle=0.1, on_warning=warnings.append
+    )
+    assert summary.status.merged == 5
+    assert any("declares 60000x60000" in w for w in warnings)
+    assert any("too small to stack" in w for w in warnings)
