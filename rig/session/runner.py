@@ -558,7 +558,13 @@ class SessionRunner:
             return ()
         self._counters.message = "writing the composite"
         self._emit()
-        outputs = self._write_outputs()
+        try:
+            outputs = self._write_outputs()
+        except UserError as exc:  # disk full, folder gone: the frames on disk are all there is
+            raise RigError(
+                f"{exc}; every frame is kept: fix that, then `rig resume {self.folder.root}` "
+                "writes the composite"
+            ) from None
         self._counters.message = None
         return outputs
 

@@ -1,0 +1,122 @@
+"""A full disk while writing results: one-line errors, nothing captured lost, resumable.
+
+The disk is a real, tiny tmpfs mounted for the test, so the kernel's own ``ENOSPC`` reaches the
+code (no simulated write failure). Mounting needs root (or CAP_SYS_ADMIN); where it is not
+allowed the tests are skipped, saying so.
+"""
+
+from __future__ import annotations
+
+import errno
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rig.plan import ShotPlan
+from rig.session.folder import SessionConfig, SessionFolder
+from rig.session.journal import read_journal
+from rig.session.runner import RunnerOptions, SessionRunner
+from rig.session.state import FinishReason
+from rig.sim.rig import SimRigSpec, SimulatedRig
+from rig.sim.scene import SceneSpec, write_stack
+from rig.sim.vcamera import use_virtual_camera
+
+
+@pytest.fixture()
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs of its own."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip()}): needs root")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(folder: Path) -> Path:
+    """Take every free byte of ``folder``'s file system."""
+    filler = folder / "filler.bin"
+    with filler.open("wb") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 65536)
+                fh.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+    return filler
+
+
+def test_stack_into_a_full_disk_is_one_line_and_leaves_no_debris(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    write_stack(frames, SceneSpec(width=480, height=360, seed=3), 4)
+    filler = fill(small_disk)
+    filler.write_bytes(b"\0" * (filler.stat().st_size - 8192))  # room for the probe, not more
+    out = small_disk / "stacked.tif"
+    proc = subprocess.run(
+        [sys.executable, "-m", "stacker.cli", "stack", str(frames), "-o", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and not proc.stderr.startswith("\n")
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("stacker: error:")]
+    assert errors == [
+        f"stacker: error: {out}: cannot write the result (No space left on device); "
+        "free some space or choose another output"
+    ]
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler.bin"]  # no temporaries
+
+
+SPEC = SimRigSpec(width=320, height=240, time_scale=50.0)
+FRAMES = 5
+
+
+def test_session_whose_final_composite_meets_a_full_disk_keeps_every_frame(
+    small_disk: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    use_virtual_camera(small_disk.parent / "vcam")
+    plan = ShotPlan.from_frames(0.0, SPEC.depth_um, FRAMES, settle_s=0.0)
+    root = small_disk / "s"
+    folder = SessionFolder.create(
+        root, plan, SessionConfig(rig=SPEC.to_dict(), checkpoint_every=99)
+    )
+    filled: list[Path] = []
+
+    def on_merged(job: Any, record: Any, previews: Any) -> None:
+        if job.index == FRAMES:  # every frame is on disk and journaled: now the disk is full
+            filled.append(fill(small_disk))
+
+    with SimulatedRig(SPEC) as sim:
+        runner = SessionRunner(folder, focuser=sim.focuser, camera=sim.camera,
+                               options=RunnerOptions(queue_size=2))  # fmt: skip
+        runner.on_frame_merged.append(on_merged)
+        result = runner.run()
+    assert filled
+    assert result.reason is FinishReason.FAULT
+    message = str(result.error)
+    assert "\n" not in message and "No space left on device" in message
+    assert f"rig resume {root}" in message
+    assert sorted(folder.frames_on_disk()) == list(range(1, FRAMES + 1))
+    assert not folder.composite_path("tif").exists()
+    assert not list(root.glob(".*.tmp"))
+    assert "Traceback" not in capfd.readouterr().err  # not even from the session log
+
+    filled[0].unlink()  # space again: the resume writes the composite, shooting nothing
+    with SimulatedRig(SPEC) as sim:
+        again = SessionRunner(folder, focuser=sim.focuser, camera=sim.camera).run()
+    assert again.reason is FinishReason.COMPLETED, again.error
+    assert folder.composite_path("tif").is_file()
+    frames = read_journal(folder.journal_path).of_kind("frame")
+    assert sorted(r["index"] for r in frames) == list(range(1, FRAMES + 1))
