@@ -44,7 +44,13 @@ from watchdog.events import (
 )
 
 from stacker.errors import StackerError, UnreadableImageError
-from stacker.io import RAW_EXTENSIONS, check_writable_output, is_image_path, read_image
+from stacker.io import (
+    RAW_EXTENSIONS,
+    check_writable_output,
+    is_image_path,
+    read_image,
+    truncation,
+)
 from stacker.natsort import natural_key
 from stacker.output import save_outputs
 from stacker.paths import check_distinct, is_our_output, output_paths
@@ -117,47 +123,6 @@ def _is_raw(path: Path) -> bool:
 
 def _has_rawpy() -> bool:
     return importlib.util.find_spec("rawpy") is not None
-
-
-def _jpeg_is_complete(data: bytes) -> bool:
-    """True when a JPEG's primary image has its end-of-image marker.
-
-    Some decoders (OpenCV 4 among them) return a truncated JPEG with a grey bottom and only a
-    warning, so a half-written frame would be merged. The header segments are walked by their
-    lengths (an embedded EXIF thumbnail has its own end marker) up to the first start-of-scan;
-    inside entropy-coded data every 0xFF byte is stuffed, so ``FF D9`` after that point can only be
-    the end of the image.
-    """
-    if data[:2] != b"\xff\xd8":
-        return True  # not JPEG content despite the name: the decoder will judge
-    pos, size = 2, len(data)
-    while pos + 4 <= size:
-        if data[pos] != 0xFF:
-            return True  # unusual header layout: leave it to the decoder
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-        elif marker == 0xDA:  # start of scan
-            return data.find(b"\xff\xd9", pos) != -1
-        elif 0xD0 <= marker <= 0xD7 or marker == 0x01:
-            pos += 2
-        else:
-            pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
-    return False
-
-
-def _looks_truncated(path: Path) -> str | None:
-    """Why ``path`` is visibly cut short (JPEG without end marker, PNG without IEND), or None."""
-    suffix = path.suffix.lower()
-    if suffix in (".jpg", ".jpeg"):
-        if not _jpeg_is_complete(path.read_bytes()):
-            return "truncated JPEG (no end-of-image marker)"
-    elif suffix == ".png":
-        with path.open("rb") as fh:
-            fh.seek(max(0, os.fstat(fh.fileno()).st_size - 64))
-            if b"IEND" not in fh.read():
-                return "truncated PNG (no IEND chunk)"
-    return None
 
 
 @dataclass(frozen=True)
@@ -628,7 +593,7 @@ class HotFolder:
             self._release(entry, None)
             return None
         try:
-            reason = _looks_truncated(path)
+            reason = truncation(path)
             if reason is not None:
                 raise UnreadableImageError(f"{path}: {reason}")
             image = read_image(path)

@@ -11,14 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from stacker.io import read_image
-from stacker.watch import (
-    HotFolder,
-    HotFolderError,
-    UnreadableFrame,
-    _jpeg_is_complete,
-    is_candidate,
-)
+from stacker.io import _jpeg_is_complete, read_image
+from stacker.watch import HotFolder, HotFolderError, UnreadableFrame, is_candidate
 
 
 def textured_jpeg(seed: int, *, shift: int = 0, size: tuple[int, int] = (320, 240)) -> bytes:
