@@ -567,6 +567,7 @@ def register(app: typer.Typer) -> None:
         folder = SessionFolder.find(session)
         plan = folder.load_plan()
         config = folder.load_config()
+        journal = read_journal(folder.journal_path)  # a broken hand edit: refused before the rig
         console = _console()
         if config.rig.get("kind") == "simulated":
             _prepare_virtual_camera()
@@ -583,7 +584,8 @@ def register(app: typer.Typer) -> None:
         overrides = {"rail": rail, "camera_model": camera_model, "camera_port": camera_port}
         rig = {**config.rig, **{k: v for k, v in overrides.items() if v is not None}}
         hint = f"if the rail is on another port now, give it: rig resume {folder.root} --rail URL"
-        shot = read_journal(folder.journal_path).of_kind("frame")
+        # read_journal checked the records: an index is a whole number, a position finite
+        shot = [r for r in journal.of_kind("frame") if r.get("position") is not None]
         last_shot = (int(shot[-1]["index"]), float(shot[-1]["position"])) if shot else None
         with hardware_rig(
             rig,

@@ -17,13 +17,17 @@ Frames are written atomically by the camera (temporary name, fsync, rename), so 
 its final name is complete. A frame on disk without a journal record — a crash between the
 rename and the journal append — is *adopted*: it gets its journal record on resume and is not
 shot again. A journal record whose files have gone (deleted by hand) does not count: that
-position is shot again. Either way every position ends with exactly one frame.
+position is shot again. Nor does a frame file that is a symbolic link, that is cut short or
+that is not the size its record says (:func:`frame_file_problem`): it is moved aside to
+``failed-attempts/`` and the position shot again. Either way every position ends with exactly
+one frame.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +35,7 @@ from typing import Any
 from rig.errors import RigError
 from rig.plan import PlanError, ShotPlan, frame_stem
 from rig.session.journal import JOURNAL_NAME, FrameEntry, JournalContents
-from stacker.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, atomic_write_bytes
+from stacker.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, atomic_write_bytes, truncation
 
 CONFIG_FORMAT = 1
 OUTPUT_FORMATS = {"tif": ".tif", "tiff": ".tif", "png": ".png", "jpg": ".jpg", "jpeg": ".jpg"}
@@ -82,6 +86,9 @@ class Reconciliation:
     """Indexes to shoot, in plan order."""
     stray: list[Path] = field(default_factory=list)
     """Frame files whose index is outside the plan (left alone)."""
+    damaged: dict[int, list[tuple[Path, str]]] = field(default_factory=dict)
+    """Indexes whose files are links, cut short or not the size journaled, and why: shot again
+    once the files are moved aside."""
 
 
 class SessionFolder:
@@ -184,12 +191,16 @@ class SessionFolder:
 
     # frames --------------------------------------------------------------
     def frames_on_disk(self) -> dict[int, list[Path]]:
-        """Complete frame files per index (hidden temporaries are not frames)."""
+        """Frame files per index (hidden temporaries are not frames).
+
+        Symbolic links named like frames are listed too (never followed): :func:`reconcile`
+        finds them wanting, and the runner moves them aside before shooting that frame again.
+        """
         found: dict[int, list[Path]] = {}
-        if not self.frames_dir.is_dir():
+        if not self.frames_dir.is_dir() or self.frames_dir.is_symlink():
             return found
         for p in sorted(self.frames_dir.iterdir()):
-            if p.name.startswith(".") or not p.is_file():
+            if p.name.startswith(".") or not (p.is_symlink() or p.is_file()):
                 continue
             m = _FRAME_NAME.match(p.name)
             if m and p.suffix.lower() in IMAGE_EXTENSIONS:
@@ -216,6 +227,11 @@ def reconcile(
     for shot in plan.positions():
         files = on_disk.get(shot.index, [])
         rec = journaled.get(shot.index)
+        damage = [(f, why) for f in files if (why := frame_file_problem(f, rec)) is not None]
+        if damage:
+            result.damaged[shot.index] = damage
+            result.missing.append(shot.index)
+            continue
         if files:
             entry = FrameEntry(shot.index, shot.position, files, adopted=rec is None)
             if rec is not None:
@@ -230,6 +246,35 @@ def reconcile(
             result.missing.append(shot.index)
     result.stray = [p for i, ps in on_disk.items() if not 1 <= i <= plan.frames for p in ps]
     return result
+
+
+def frame_file_problem(path: Path, record: dict[str, Any] | None) -> str | None:
+    """Why the frame file ``path`` cannot be kept, or None.
+
+    A frame is a regular file of its own: never a link (it could point anywhere, and its target
+    can change), the size its journal record says when it has one, and for JPEG and PNG
+    complete to its end marker (a copy cut short, a disk that filled).
+    """
+    try:
+        st = path.lstat()
+    except OSError as exc:
+        return f"cannot be examined ({exc.strerror or exc})"
+    if stat.S_ISLNK(st.st_mode):
+        return "a symbolic link, not a frame file"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    names, sizes = (record.get("files", []), record.get("sizes")) if record else ([], None)
+    recorded = None
+    if sizes is not None:  # same length as files: checked when the journal was read
+        recorded = next(
+            (n for f, n in zip(names, sizes, strict=True) if Path(f).name == path.name), None
+        )
+    if recorded is not None and recorded != st.st_size:
+        return f"{st.st_size} bytes where {recorded} were written"
+    try:
+        return truncation(path)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
 
 
 def stack_file(files: list[Path]) -> Path:

@@ -14,6 +14,7 @@ against the frames actually on disk when a session resumes.
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import time
@@ -52,11 +53,53 @@ class JournalContents:
         return {int(rec["index"]): rec for rec in self.of_kind("frame")}
 
 
+def record_problem(rec: dict[str, Any]) -> str | None:
+    """What is wrong with a whole record's fields (a hand edit), or None if it is usable.
+
+    ``frame`` and ``merge`` records need a frame number ``index`` (a whole number); a
+    frame's ``position`` is a finite number, its ``files`` and ``sizes`` lists of names and
+    byte counts. Other events and fields are free-form.
+    """
+    event = rec.get("event")
+    if event not in ("frame", "merge"):
+        return None
+    index = rec.get("index")
+    if not isinstance(index, int) or isinstance(index, bool):
+        return f"{event} record without a frame number 'index' (a whole number): {index!r}"
+    if event != "frame":
+        return None
+    position = rec.get("position")
+    if position is not None and not (_is_number(position) and math.isfinite(position)):
+        return f"frame {index}: 'position' {position!r} is not a finite number"
+    files = rec.get("files", [])
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        return f"frame {index}: 'files' {files!r} is not a list of file names"
+    sizes = rec.get("sizes")
+    if sizes is not None and (
+        not isinstance(sizes, list)
+        or len(sizes) != len(files)
+        or not all(_is_int(n) and n >= 0 for n in sizes)
+    ):
+        return f"frame {index}: 'sizes' {sizes!r} is not one byte count per file"
+    return None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def read_journal(path: Path) -> JournalContents:
     """Read ``path``; a missing file is an empty journal, a torn last line is ignored.
 
     A damaged line anywhere but at the end is not a crash artefact (appends are whole lines), so
-    it raises :class:`JournalError` naming the line rather than guessing.
+    it raises :class:`JournalError` naming the line rather than guessing. So does a whole record
+    whose fields cannot be used (:func:`record_problem`: a hand edit gone wrong). Skipping it
+    would silently drop what it records about a frame (where it was really shot, that it was a
+    reshoot); stopping touches nothing, and the one-line error names the file and line to fix.
     """
     try:
         data = path.read_bytes()
@@ -78,13 +121,19 @@ def read_journal(path: Path) -> JournalContents:
                 rec = json.loads(line)
                 if not isinstance(rec, dict):
                     raise ValueError("not an object")
-            except ValueError:
+            except (ValueError, RecursionError):
                 if end + 1 >= len(data):  # a garbled last line: torn as well
                     return JournalContents(tuple(records), torn_tail=True, valid_bytes=pos)
                 raise JournalError(
                     f"{path}: line {lineno} is damaged; move the journal aside to rebuild it "
                     "from the frames on disk"
                 ) from None
+            problem = record_problem(rec)
+            if problem is not None:
+                raise JournalError(
+                    f"{path}: line {lineno}: {problem}; correct or delete that line (frames on "
+                    "disk are found by their names), then resume"
+                )
             records.append(rec)
         pos = end + 1
     return JournalContents(tuple(records), torn_tail=False, valid_bytes=len(data))

@@ -358,6 +358,7 @@ class SessionRunner:
             missing=len(recon.missing),
             adopted=recon.adopted,
             vanished=recon.vanished,
+            damaged=sorted(recon.damaged),
         )
         log.info("%s: %s", "resume" if resuming else "start", self.plan.describe())
         if resuming:
@@ -375,12 +376,17 @@ class SessionRunner:
                 position=entry.position,
                 units=self.plan.units,
                 files=relative_files(folder.root, entry.files),
+                sizes=[f.stat().st_size for f in entry.files],
                 adopted=True,
             )
             self._warn(f"frame {index}: on disk without a journal record; kept (not reshot)")
-        self._vanished = set(recon.vanished)
+        self._vanished = set(recon.vanished) | set(recon.damaged)
         for index in recon.vanished:
             self._warn(f"frame {index}: journaled but its files are gone; shooting it again")
+        for index, damage in recon.damaged.items():
+            why = "; ".join(f"{p.name} is {reason}" for p, reason in damage)
+            aside = self._set_aside([p for p, _ in damage], "damaged")
+            self._warn(f"frame {index}: {why}; moved to {aside.name}/, shooting it again")
         for p in recon.stray:
             self._warn(f"{p.name}: not part of this plan; left alone")
         self._counters.captured = len(recon.done)
@@ -443,6 +449,7 @@ class SessionRunner:
                 position=position,
                 units=self.plan.units,
                 files=relative_files(self.folder.root, files),
+                sizes=[f.stat().st_size for f in files],
                 moved_at=round(moved_at, 3),
                 captured_at=round(time.time(), 3),
                 attempts=attempts,
@@ -506,17 +513,29 @@ class SessionRunner:
         partial = [
             p
             for p in (frames.iterdir() if frames.is_dir() else ())
-            if p.name.startswith((stem + ".", stem + "-")) and p.is_file()
+            if p.name.startswith((stem + ".", stem + "-")) and (p.is_file() or p.is_symlink())
         ]
-        if not partial:
-            return
+        if partial:
+            aside = self._set_aside(partial, f"attempt{attempt}")
+            self._warn(
+                f"frame {index}: moved {len(partial)} file(s) of the failed shot to {aside.name}/"
+            )
+
+    def _set_aside(self, files: list[Path], tag: str) -> Path:
+        """Rename ``files`` (links themselves, never their targets) into ``failed-attempts/``.
+
+        A name already taken there gets a number: nothing set aside is ever replaced.
+        """
         aside = self.folder.root / "failed-attempts"
         aside.mkdir(exist_ok=True)
-        for p in partial:
-            p.replace(aside / f"{p.stem}.attempt{attempt}{p.suffix}")
-        self._warn(
-            f"frame {index}: moved {len(partial)} file(s) of the failed shot to {aside.name}/"
-        )
+        for p in files:
+            target = aside / f"{p.stem}.{tag}{p.suffix}"
+            n = 1
+            while target.exists() or target.is_symlink():
+                n += 1
+                target = aside / f"{p.stem}.{tag}-{n}{p.suffix}"
+            p.replace(target)
+        return aside
 
     def _feed(self, entry: FrameEntry) -> None:
         """Hand frames to the stacker in index order (a gap waits until it is shot)."""
