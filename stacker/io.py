@@ -17,7 +17,13 @@ import cv2
 import numpy as np
 
 from stacker.errors import StackerError, UnreadableImageError
-from stacker.metadata import Metadata, embed_metadata, mark_software, read_metadata
+from stacker.metadata import (
+    Metadata,
+    embed_metadata,
+    file_orientation,
+    mark_software,
+    read_metadata,
+)
 
 RAW_EXTENSIONS = frozenset(
     {".cr2", ".cr3", ".nef", ".nrw", ".arw", ".orf", ".rw2", ".raf", ".dng", ".pef", ".srw"}
@@ -32,21 +38,25 @@ def is_image_path(path: Path) -> bool:
     return not path.name.startswith(".") and path.suffix.lower() in IMAGE_EXTENSIONS
 
 
-def read_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read a frame as a 3-channel BGR ``uint8`` or ``uint16`` array.
+def read_image(path: str | os.PathLike[str], *, orientation: int | None = None) -> np.ndarray:
+    """Read a frame as a 3-channel BGR ``uint8`` or ``uint16`` array, turned as viewers show it.
 
-    Raises :class:`UnreadableImageError` naming the file when it cannot be decoded.
+    The file's EXIF (JPEG, PNG) or TIFF orientation is applied, as every viewer does; with
+    ``orientation`` (1 to 8) the file's own is ignored and that one applied instead (see
+    :class:`OrientedReader`). Raises :class:`UnreadableImageError` naming the file when it
+    cannot be decoded.
     """
     p = Path(path)
     if p.suffix.lower() in RAW_EXTENSIONS:
         return _read_raw(p)
+    flags = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_COLOR  # the decoder applies the file's orientation
     try:
         data = np.fromfile(p, dtype=np.uint8)
     except OSError as exc:
         raise UnreadableImageError(f"{p}: cannot read file ({exc.strerror or exc})") from None
     _check_pixel_count(p, header_size(data[:_HEADER_BYTES].tobytes()))
     try:
-        img = cv2.imdecode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_COLOR) if data.size else None
+        img = cv2.imdecode(data, flags) if data.size else None
     except cv2.error as exc:  # OpenCV's own size limit, a decoder's assertion
         reason = str(exc).strip().splitlines()[-1]
         raise UnreadableImageError(f"{p}: not a readable image ({reason})") from None
@@ -56,7 +66,65 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         raise UnreadableImageError(f"{p}: not a readable image (corrupt, truncated or unsupported)")
     if img.dtype not in (np.uint8, np.uint16):
         img = _to_uint16(img)
+    if orientation is not None:
+        own = file_orientation(p)
+        if own != orientation:  # back to the stored pixels, then as asked
+            img = apply_orientation(apply_orientation(img, _INVERSE[own]), orientation)
     return img
+
+
+_INVERSE = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 8, 7: 7, 8: 6}  # a quarter turn undoes the other
+
+
+def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn stored pixels as EXIF orientation ``orientation`` (1 to 8) tells a viewer to."""
+    turned = {
+        1: img,
+        2: img[:, ::-1],  # mirrored left-right
+        3: img[::-1, ::-1],  # upside down
+        4: img[::-1],  # mirrored top-bottom
+        5: img.swapaxes(0, 1),  # transposed
+        6: np.rot90(img, -1),  # a quarter turn clockwise
+        7: np.rot90(img, 2).swapaxes(0, 1),  # transverse
+        8: np.rot90(img, 1),  # a quarter turn anticlockwise
+    }.get(orientation, img)
+    return np.ascontiguousarray(turned)
+
+
+class OrientedReader:
+    """Reads the frames of one stack so that they all keep the first frame's orientation.
+
+    Frames are read as viewers show them (:func:`read_image`). A camera pointing straight down
+    at a subject often changes its mind about which way is up between frames: the pixels are
+    stored the same way but the EXIF orientation differs, so one frame comes out turned and no
+    longer fits. Such a frame (a different orientation tag, and a size that does not match while
+    the first frame's orientation would make it match) is read in the first frame's orientation
+    instead, and :meth:`read` says so.
+    """
+
+    def __init__(self) -> None:
+        self.shape: tuple[int, int] | None = None
+        self.orientation = 1
+
+    def read(self, path: str | os.PathLike[str]) -> tuple[np.ndarray, str | None]:
+        """The frame at ``path``, and a note when it was turned to fit the stack (else None)."""
+        p = Path(path)
+        image = read_image(p)
+        if self.shape is None:
+            self.shape, self.orientation = image.shape[:2], file_orientation(p)
+            return image, None
+        if image.shape[:2] == self.shape or p.suffix.lower() in RAW_EXTENSIONS:
+            return image, None
+        own = file_orientation(p)
+        if own == self.orientation:
+            return image, None
+        turned = read_image(p, orientation=self.orientation)
+        if turned.shape[:2] != self.shape:
+            return image, None
+        return turned, (
+            f"{p}: EXIF orientation {own} differs from the first frame's {self.orientation} "
+            "(a camera pointing straight down often flips it); read like the first frame"
+        )
 
 
 #: Largest frame read, in pixels: above any camera's pixel-shift output, and a header that

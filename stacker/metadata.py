@@ -100,6 +100,44 @@ def _tiff_metadata(path: Path) -> Metadata:
     return Metadata(icc=icc)
 
 
+def file_orientation(path: Path) -> int:
+    """The EXIF/TIFF orientation (1 to 8) a viewer applies to the image at ``path``."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4)
+    except OSError:
+        return 1
+    if head in (b"II*\x00", b"MM\x00*"):
+        try:
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                tag = tif.pages[0].tags.get(274)
+                value = int(tag.value) if tag is not None else 1
+        except Exception:  # not a TIFF tifffile can parse: the decoder will say
+            return 1
+        return value if 1 <= value <= 8 else 1
+    return exif_orientation(read_metadata(path).exif)
+
+
+def exif_orientation(exif: bytes | None) -> int:
+    """IFD0's orientation tag (0x0112) of raw EXIF: 1 (upright) to 8; 1 when absent or odd."""
+    if not exif or len(exif) < 8 or exif[:2] not in (b"II", b"MM"):
+        return 1
+    end = "<" if exif[:2] == b"II" else ">"
+    try:
+        ifd = struct.unpack(end + "I", exif[4:8])[0]
+        count = struct.unpack(end + "H", exif[ifd : ifd + 2])[0]
+        for k in range(count):
+            entry = ifd + 2 + 12 * k
+            if struct.unpack(end + "H", exif[entry : entry + 2])[0] == 0x0112:
+                value = struct.unpack(end + "H", exif[entry + 8 : entry + 10])[0]
+                return value if 1 <= value <= 8 else 1
+    except struct.error:
+        return 1
+    return 1
+
+
 def upright_exif(exif: bytes) -> bytes:
     """Return ``exif`` with IFD0's orientation tag (0x0112) set to 1, if present."""
     if len(exif) < 8 or exif[:2] not in (b"II", b"MM"):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stacker.errors import StackerError, UnreadableImageError
-from stacker.io import check_writable_output, is_image_path, read_image
+from stacker.io import OrientedReader, check_writable_output, is_image_path
 from stacker.natsort import natural_key
 from stacker.output import depth_paths, save_outputs
 from stacker.paths import check_distinct, is_our_output, output_paths
@@ -102,9 +102,10 @@ def stack_files(
     )  # fmt: skip
     run = StackRun(stacker, files)
     added: dict[int, Path] = {}
+    reader = OrientedReader()
     for number, path in enumerate(files, 1):
         try:
-            image = read_image(path)
+            image, turned = reader.read(path)
         except UnreadableImageError as exc:
             if strict or number == ref_file:
                 why = "--strict stops at unreadable frames" if strict else "the --reference frame"
@@ -115,7 +116,7 @@ def stack_files(
             continue
         record = stacker.add(image, name=path.name)
         added[record.index] = path
-        warning = None
+        warning = turned
         if number == ref_file:
             # The stacker numbers the frames it was given; unreadable files before are not.
             stacker.reference = record.index

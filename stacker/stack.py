@@ -216,9 +216,11 @@ class Stacker:
         if self._shape is not None:
             h, w = self._shape
             if image.shape[:2] != (h, w):
+                turned = " (turned by a quarter: rotated, or a different EXIF orientation?)"
                 raise StackerError(
                     f"{name}: {image.shape[1]}x{image.shape[0]} differs from the stack's "
-                    f"{w}x{h}; all frames of a stack must have the same size"
+                    f"{w}x{h}{turned if image.shape[:2] == (w, h) else ''}; all frames of a "
+                    "stack must have the same size"
                 )
             if image.dtype != self._dtype:
                 raise StackerError(

@@ -46,9 +46,9 @@ from watchdog.events import (
 from stacker.errors import StackerError, UnreadableImageError
 from stacker.io import (
     RAW_EXTENSIONS,
+    OrientedReader,
     check_writable_output,
     is_image_path,
-    read_image,
     truncation,
 )
 from stacker.natsort import natural_key
@@ -260,6 +260,9 @@ class HotFolder:
         self.skipped: list[Path] = []
         #: Result images written by stackrig (see :mod:`stacker.paths`): never frames.
         self.ours: list[Path] = []
+        #: Notes on frames read in the first frame's orientation (:class:`OrientedReader`).
+        self.turned: list[str] = []
+        self._reader = OrientedReader()
         #: Monotonic time of the last sign of life: a frame handed out or a write in progress.
         self.last_activity = time.monotonic()
         self._events: queue.SimpleQueue[tuple[str, str, str]] = queue.SimpleQueue()
@@ -363,7 +366,7 @@ class HotFolder:
         idle_timeout: float | None = None,
         on_unreadable: Callable[[UnreadableFrame], None] | None = None,
     ) -> Iterator[ReadyFrame]:
-        """Yield each complete frame decoded with :func:`stacker.io.read_image`.
+        """Yield each complete frame, decoded by a :class:`stacker.io.OrientedReader`.
 
         A file that fails to decode (or is visibly truncated, or changes while being read) is
         tried again later; after ``decode_retries`` failures it is passed to ``on_unreadable``
@@ -596,7 +599,9 @@ class HotFolder:
             reason = truncation(path)
             if reason is not None:
                 raise UnreadableImageError(f"{path}: {reason}")
-            image = read_image(path)
+            image, turned = self._reader.read(path)
+            if turned is not None:
+                self.turned.append(turned)
         except UnreadableImageError as exc:
             message, image = str(exc), None
         except OSError as exc:  # permissions, or removed while being read
@@ -772,6 +777,8 @@ def watch_and_stack(
             for frame in hot.frames(
                 stop=stop, idle_timeout=idle_timeout, on_unreadable=run.unreadable
             ):
+                while hot.turned:
+                    run.warn(hot.turned.pop(0))
                 run.skipped(len(hot.skipped))
                 run.add(frame)
                 if stop is not None and stop.is_set():

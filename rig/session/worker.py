@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from stacker.errors import UserError
-from stacker.io import read_image
+from stacker.io import OrientedReader
 
 log = logging.getLogger("rig.session")
 
@@ -89,6 +89,7 @@ class StackWorker:
         self.stacker = stacker
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, max_queue))
         self._replay: deque[StackJob] = deque()
+        self._reader = OrientedReader()  # frames keep the first one's orientation
         self._on_merged = on_merged
         self._on_failed = on_failed
         self._checkpoint = checkpoint
@@ -166,7 +167,9 @@ class StackWorker:
 
     def _stack(self, job: StackJob) -> None:
         try:
-            image = read_image(job.path)
+            image, turned = self._reader.read(job.path)
+            if turned is not None:
+                log.warning("%s", turned)
             record = self.stacker.add(image, name=job.path.name, position_um=job.position_um)
         except UserError as exc:  # unreadable or mismatched frame: kept out, reported
             self.failed += 1

@@ -18,7 +18,9 @@ import pytest
 
 from rig.sim.scene import SceneSpec, write_stack
 from stacker.io import read_image
+from stacker.metadata import exif_orientation, read_metadata
 from stacker.watch import watch_and_stack
+from tests.exif import tag_jpeg
 
 SPEC = SceneSpec(width=320, height=240, seed=5, jpeg_quality=92)
 
@@ -226,3 +228,23 @@ def test_watch_keeps_watching_after_huge_and_tiny_files(frames: Path, tmp_path: 
     assert summary.status.merged == 5
     assert any("declares 60000x60000" in w for w in warnings)
     assert any("too small to stack" in w for w in warnings)
+
+
+def test_frames_whose_exif_orientation_flipped_still_stack(frames: Path, tmp_path: Path) -> None:
+    """A camera pointing down tags some frames as turned although their pixels are not."""
+    plain = stacker("stack", frames, "-o", tmp_path / "plain.png")
+    assert plain.returncode == 0, plain.stderr
+    for name in ("frame_0002.jpg", "frame_0004.jpg"):
+        (frames / name).write_bytes(tag_jpeg((frames / name).read_bytes(), 6))
+    proc = stacker("stack", frames, "-o", tmp_path / "tagged.png")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("differs from the first frame's 1") == 2
+    assert np.array_equal(read_image(tmp_path / "plain.png"), read_image(tmp_path / "tagged.png"))
+    # the first frame says "turned": the result is turned like it, and says "upright"
+    first = frames / "frame_0001.jpg"
+    first.write_bytes(tag_jpeg(first.read_bytes(), 8))
+    proc = stacker("stack", frames, "-o", tmp_path / "turned.jpg")
+    assert proc.returncode == 0, proc.stderr
+    out = read_image(tmp_path / "turned.jpg")
+    assert out.shape[:2] == read_image(tmp_path / "plain.png").shape[:2][::-1]
+    assert exif_orientation(read_metadata(tmp_path / "turned.jpg").exif) == 1

@@ -11,19 +11,9 @@ import pytest
 from stacker.errors import StackerError, UnreadableImageError
 from stacker.io import atomic_write_bytes, check_writable_output, read_image, write_image
 from stacker.metadata import Metadata, embed_metadata, read_metadata, upright_exif
+from tests.exif import exif
 
 ICC = b"\x00\x00\x02\x0cfake-icc-profile" * 40
-
-
-def exif_with_orientation(value: int) -> bytes:
-    # little-endian TIFF header, one IFD with one entry: Orientation (0x0112), SHORT, 1, value
-    return (
-        b"II*\x00\x08\x00\x00\x00"
-        + b"\x01\x00"
-        + b"\x12\x01\x03\x00\x01\x00\x00\x00"
-        + (value.to_bytes(2, "little") + b"\x00\x00")
-        + b"\x00\x00\x00\x00"
-    )
 
 
 @pytest.mark.parametrize("ext", [".png", ".tif"])
@@ -42,7 +32,7 @@ def test_jpeg_is_eight_bit(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("ext", [".jpg", ".png"])
 def test_exif_and_icc_carried_and_orientation_reset(tmp_path: Path, ext: str) -> None:
-    meta = Metadata(exif=exif_with_orientation(6), icc=ICC)
+    meta = Metadata(exif=exif(6), icc=ICC)
     src = tmp_path / f"src{ext}"
     img = np.zeros((8, 8, 3), np.uint8)
     from stacker.io import encode_image

@@ -1,0 +1,70 @@
+"""EXIF/TIFF orientation: frames read as viewers show them, and all frames of a stack alike."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import tifffile
+
+from stacker.io import OrientedReader, apply_orientation, read_image
+from stacker.metadata import file_orientation
+from tests.exif import tag_jpeg
+
+
+def tiff(img: np.ndarray, value: int) -> bytes:
+    out = io.BytesIO()
+    tifffile.imwrite(
+        out, img[:, :, ::-1], photometric="rgb", extratags=[(274, "H", 1, value, True)]
+    )
+    return out.getvalue()
+
+
+@pytest.fixture()
+def pixels() -> np.ndarray:
+    img = np.zeros((24, 40, 3), np.uint8)
+    img[:6, :10] = (255, 0, 0)  # a blue corner, top left
+    img[-4:, -8:] = (0, 0, 255)  # a red one, bottom right
+    return img
+
+
+@pytest.mark.parametrize("value", range(1, 9))
+def test_apply_orientation_turns_as_opencv_and_viewers_do(
+    tmp_path: Path, pixels: np.ndarray, value: int
+) -> None:
+    png = cv2.imencode(".png", pixels)[1].tobytes()
+    raw_jpeg = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 100])[1].tobytes()
+    for name, data in (("f.jpg", tag_jpeg(raw_jpeg, value)), ("f.tif", tiff(pixels, value))):
+        path = tmp_path / name
+        path.write_bytes(data)
+        assert file_orientation(path) == value
+        stored = read_image(path, orientation=1)
+        shown = read_image(path)
+        assert np.array_equal(apply_orientation(stored, value), shown), (name, value)
+        assert shown.shape[:2] == (pixels.shape[:2][::-1] if value >= 5 else pixels.shape[:2])
+    (tmp_path / "p.png").write_bytes(png)
+    assert file_orientation(tmp_path / "p.png") == 1
+
+
+def test_reader_keeps_the_first_frames_orientation(tmp_path: Path, pixels: np.ndarray) -> None:
+    raw = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 100])[1].tobytes()
+    (tmp_path / "1.jpg").write_bytes(tag_jpeg(raw, 6))
+    (tmp_path / "2.jpg").write_bytes(tag_jpeg(raw, 1))  # the sensor flipped its mind
+    (tmp_path / "3.jpg").write_bytes(raw)  # no EXIF at all
+    reader = OrientedReader()
+    first, note = reader.read(tmp_path / "1.jpg")
+    assert note is None and first.shape[:2] == (40, 24)
+    for name in ("2.jpg", "3.jpg"):
+        image, note = reader.read(tmp_path / name)
+        assert np.array_equal(image, first)
+        assert note is not None and "orientation 1 differs from the first frame's 6" in note
+    # a frame whose pixels really are turned, with the tag that undoes it, is fine as it is
+    turned = cv2.imencode(".jpg", np.rot90(pixels, 1), [cv2.IMWRITE_JPEG_QUALITY, 100])[1]
+    (tmp_path / "4.jpg").write_bytes(tag_jpeg(turned.tobytes(), 6))
+    reader = OrientedReader()
+    reader.read(tmp_path / "3.jpg")
+    image, note = reader.read(tmp_path / "4.jpg")
+    assert note is None and image.shape == pixels.shape
