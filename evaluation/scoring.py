@@ -105,14 +105,6 @@ def _corners(width: int, height: int) -> np.ndarray:
     ).T
 
 
-def apply_transform(transform: np.ndarray, points_xy: np.ndarray) -> np.ndarray:
-    """Map an Nx2 array of points through a 2x3/3x3 transform (with perspective division)."""
-    t = as_3x3(transform)
-    pts = np.asarray(points_xy, dtype=np.float64).reshape(-1, 2)
-    homo = np.hstack([pts, np.ones((len(pts), 1))]) @ t.T
-    return homo[:, :2] / homo[:, 2:3]
-
-
 def corner_rms_error(estimated: np.ndarray, true: np.ndarray, width: int, height: int) -> float:
     """RMS distance in pixels between where two transforms map the four frame corners."""
     c = _corners(width, height)

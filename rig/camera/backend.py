@@ -25,8 +25,3 @@ def load_gphoto2() -> Any:
             "`pip install 'stackrig[camera]'` (it needs libgphoto2 on platforms without wheels)"
         ) from None
     return module
-
-
-def result_text(code: int) -> str:
-    """libgphoto2's own description of result ``code``."""
-    return str(load_gphoto2().gp_result_as_string(code))

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from rig.errors import RigError
-from rig.plan import PlanError, ShotPlan, frame_stem
+from rig.plan import PlanError, ShotPlan
 from rig.session.journal import JOURNAL_NAME, FrameEntry, JournalContents
 from stacker.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, atomic_write_bytes, truncation
 
@@ -281,10 +281,6 @@ def stack_file(files: list[Path]) -> Path:
     """The file of a shot to stack: a rendered raster (JPEG/TIFF/PNG) before a RAW file."""
     rasters = [f for f in files if f.suffix.lower() not in RAW_EXTENSIONS]
     return (rasters or files)[0]
-
-
-def expected_stem(index: int) -> str:
-    return frame_stem(index)
 
 
 def _json_bytes(data: dict[str, Any]) -> bytes:

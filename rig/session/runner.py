@@ -35,7 +35,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -728,9 +728,3 @@ def _retryable(exc: BaseException) -> bool:
     if isinstance(exc, DeviceBusyError):
         return True
     return bool(getattr(exc, "transient", False) or getattr(exc, "retryable", False))
-
-
-def with_overrides(config: SessionConfig, **rig: Any) -> SessionConfig:
-    """``config`` with some ``rig`` entries replaced (e.g. a new rail URL on resume)."""
-    merged = {**config.rig, **{k: v for k, v in rig.items() if v is not None}}
-    return replace(config, rig=merged)
