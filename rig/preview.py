@@ -14,7 +14,8 @@ import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
-from stacker.preview.hub import PreviewHub, RunState
+from rig.session.state import RunState, shown_state
+from stacker.preview.hub import PreviewHub
 from stacker.preview.publisher import StackerPublisher, attach_stacker
 from stacker.preview.server import serve_preview
 
@@ -23,14 +24,6 @@ if TYPE_CHECKING:
     from rig.session.runner import SessionResult, SessionRunner
     from rig.session.state import SessionStatus
     from rig.session.worker import StackJob, StackPreviews
-
-_ENDED: dict[str, RunState] = {
-    "completed": "finished",
-    "interrupted": "stopped",
-    "aborted": "stopped",
-    "fault": "failed",
-    "error": "failed",
-}
 
 
 class SessionPreview:
@@ -56,15 +49,8 @@ class SessionPreview:
         return self
 
     def on_status(self, status: SessionStatus) -> None:
-        state: RunState
-        if status.state.value == "finished" and status.finish_reason is not None:
-            state = _ENDED.get(status.finish_reason.value, "finished")
-        elif status.state.value == "idle":
-            state = "waiting"
-        else:
-            state = status.state.value  # type: ignore[assignment]
         self.hub.update_progress(
-            state=state,
+            state=shown_state(status.state, status.finish_reason),
             captured=status.captured,
             total=status.total,
             position_um=status.position,
@@ -93,7 +79,7 @@ class SessionPreview:
         self._publisher.publish(record, previews=previews, index=job.index, row=row)
 
     def on_finished(self, result: SessionResult) -> None:
-        state = _ENDED.get(result.reason.value, "finished")
+        state = shown_state(RunState.FINISHED, result.reason)
         message = str(result.error) if result.error is not None else ""
         publisher = self._publisher
         # Completed and interrupted runs join the stacking thread before they end, and so

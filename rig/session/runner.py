@@ -191,7 +191,7 @@ class SessionRunner:
         self.camera = camera
         self.options = options or RunnerOptions()
         self._stacker_factory = stacker_factory
-        self._state = RunState.IDLE
+        self._state = RunState.WAITING
         self._state_lock = threading.Lock()
         self._stop = threading.Event()
         self._abort = threading.Event()

@@ -2,13 +2,14 @@
 
 States move one way::
 
-    IDLE ──▶ PREPARING ──▶ RUNNING ──▶ STOPPING ──▶ FINISHING ──▶ FINISHED
+    WAITING ──▶ PREPARING ──▶ RUNNING ──▶ STOPPING ──▶ FINISHING ──▶ FINISHED
                               └──────────────(fault)──────────────┘
 
 ``PREPARING`` rebuilds the stacker from frames already on disk (resume); ``STOPPING`` means a stop
 was requested and the frame in flight is being finished; ``FINISHING`` drains the stacking queue
 and writes the composite. Why a session finished is a :class:`FinishReason`, which maps to the
-command's exit code.
+command's exit code. :class:`~stacker.runstate.RunState` is shared with the live preview, which
+also shows how a finished session ended (:func:`shown_state`).
 """
 
 from __future__ import annotations
@@ -17,17 +18,9 @@ import enum
 from dataclasses import dataclass, field
 
 from stacker.errors import UserError
+from stacker.runstate import RunState
 
-
-class RunState(str, enum.Enum):
-    """Where a session is in its life."""
-
-    IDLE = "idle"
-    PREPARING = "preparing"
-    RUNNING = "running"
-    STOPPING = "stopping"
-    FINISHING = "finishing"
-    FINISHED = "finished"
+__all__ = ["FinishReason", "RunState", "SessionStatus", "can_transition", "exit_code"]
 
 
 class FinishReason(str, enum.Enum):
@@ -46,7 +39,7 @@ class FinishReason(str, enum.Enum):
 
 
 _ALLOWED: dict[RunState, frozenset[RunState]] = {
-    RunState.IDLE: frozenset({RunState.PREPARING, RunState.FINISHING}),
+    RunState.WAITING: frozenset({RunState.PREPARING, RunState.FINISHING}),
     RunState.PREPARING: frozenset({RunState.RUNNING, RunState.STOPPING, RunState.FINISHING}),
     RunState.RUNNING: frozenset({RunState.STOPPING, RunState.FINISHING}),
     RunState.STOPPING: frozenset({RunState.FINISHING}),
@@ -57,7 +50,18 @@ _ALLOWED: dict[RunState, frozenset[RunState]] = {
 
 def can_transition(current: RunState, new: RunState) -> bool:
     """True when the state machine allows ``current`` → ``new``."""
-    return new in _ALLOWED[current]
+    return new in _ALLOWED.get(current, frozenset())
+
+
+def shown_state(state: RunState, reason: FinishReason | None) -> RunState:
+    """The state the preview shows: a finished session as finished, stopped or failed."""
+    if state is not RunState.FINISHED or reason is None:
+        return state
+    if reason in (FinishReason.INTERRUPTED, FinishReason.ABORTED):
+        return RunState.STOPPED
+    if reason in (FinishReason.FAULT, FinishReason.ERROR):
+        return RunState.FAILED
+    return RunState.FINISHED
 
 
 DEVICE_FAULT_EXIT = 6

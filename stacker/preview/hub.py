@@ -30,10 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from stacker.errors import UserError
+from stacker.runstate import RunState
 
-RunState = Literal[
-    "waiting", "preparing", "running", "stopping", "finishing", "finished", "stopped", "failed"
-]
 IMAGE_KINDS = ("composite", "last", "depth")
 
 
@@ -45,7 +43,7 @@ class CropUnavailableError(UserError):
 class Progress:
     """Where a stack stands. ``None`` means unknown (no plan, no rail, no estimate yet)."""
 
-    state: RunState = "waiting"
+    state: RunState = RunState.WAITING
     captured: int = 0
     """Frames that exist on disk (shot by the rig or dropped into the hot folder)."""
     stacked: int = 0
@@ -316,6 +314,8 @@ class PreviewHub:
 
         Unknown field names raise ``TypeError``. ``captured`` never falls behind ``stacked``.
         """
+        if "state" in changes:
+            changes["state"] = RunState(changes["state"])
         with self._cond:
             before = self._progress
             progress = dataclasses.replace(before, **changes)
@@ -446,7 +446,7 @@ class PreviewHub:
 
     def _estimate_eta(self, progress: Progress) -> float | None:
         """Remaining frames times the recent capture interval (no estimate before two frames)."""
-        if progress.total is None or progress.state != "running":
+        if progress.total is None or progress.state is not RunState.RUNNING:
             return None
         times = self._capture_times
         remaining = max(progress.total - progress.captured, 0)

@@ -24,7 +24,8 @@ import cv2
 import numpy as np
 
 from stacker.errors import StackerError
-from stacker.preview.hub import CropResult, PreviewHub, RunState
+from stacker.preview.hub import CropResult, PreviewHub
+from stacker.runstate import RunState
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -157,8 +158,8 @@ class StackerPublisher:
                 "merged": merged,
                 "rejected": added - merged,
             }
-            if self.hub.progress.state == "waiting":
-                changes["state"] = "running"
+            if self.hub.progress.state is RunState.WAITING:
+                changes["state"] = RunState.RUNNING
             self.hub.update_progress(**changes)
             if record is not None:
                 fields: dict[str, Any] = {
@@ -189,7 +190,7 @@ class StackerPublisher:
         """The worker is about to use the stacker again (call before ``stacker.add``)."""
         self.hub.crops.reclaim()
 
-    def finish(self, state: RunState = "finished", message: str = "") -> None:
+    def finish(self, state: RunState = RunState.FINISHED, message: str = "") -> None:
         """The worker is done with the stacker: crops are now served by the hub directly."""
         self.hub.crops.release()
         self.hub.update_progress(state=state, message=message)

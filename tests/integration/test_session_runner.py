@@ -166,7 +166,7 @@ def test_an_unreadable_frame_is_reported_and_kept_out(tmp_path: Path) -> None:
 
 
 def test_state_machine_and_exit_codes() -> None:
-    assert can_transition(RunState.IDLE, RunState.PREPARING)
+    assert can_transition(RunState.WAITING, RunState.PREPARING)
     assert not can_transition(RunState.FINISHED, RunState.RUNNING)
     assert not can_transition(RunState.RUNNING, RunState.PREPARING)
     assert exit_code(FinishReason.COMPLETED) == 0
