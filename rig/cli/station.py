@@ -98,7 +98,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Serve the rig's control page: plan, jog, test shot, start/stop/resume, downloads."""
         from rig.station.api import station_app
-        from rig.station.service import Station, load_token
+        from rig.station.auth import load_token
+        from rig.station.service import Station
         from stacker.preview.server import PreviewServer
 
         secret, source = load_token(token, token_file)

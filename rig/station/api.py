@@ -2,13 +2,10 @@
 
 Access
 ------
-Everything but the page shell (``/``, ``/static/``) and ``POST /api/login`` needs the token:
-``Authorization: Bearer TOKEN`` (scripts), or the ``stackrig_token`` cookie that
-``POST /api/login`` sets (``HttpOnly``, ``SameSite=Strict``, so other sites cannot ride on it).
-The page reads the token from the address the station prints (``http://pi:8000/#token=...``;
-a fragment never reaches the server or its logs) and logs in once. A missing token is refused
-with 401, a wrong one with 403. Control requests are ``POST`` with a JSON body, which a foreign
-page cannot send without the browser asking first.
+:mod:`rig.station.auth` guards everything but the page shell and ``POST /api/login``. The page
+reads the token from the address the station prints (``http://pi:8000/#token=...``; a fragment
+never reaches the server or its logs) and logs in once. Control requests are ``POST`` with a
+JSON body, which a foreign page cannot send without the browser asking first.
 
 Control API (JSON in, JSON out; a user error is ``{"error": "..."}`` with 400, busy is 409)
 -----------------------------------------------------------------------------------------
@@ -28,11 +25,9 @@ Control API (JSON in, JSON out; a user error is ``{"error": "..."}`` with 400, b
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 from collections.abc import Awaitable, Callable
 from functools import partial
-from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,83 +37,17 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
-from rig.station.service import (
-    NotFoundError,
-    Station,
-    StationBusyError,
-    describe_plan,
-    plan_from_request,
-)
+from rig.station.auth import COOKIE, COOKIE_MAX_AGE_S, TokenGate, error_response, token_matches
+from rig.station.errors import NotFoundError, StationBusyError
+from rig.station.service import Station, describe_plan, plan_from_request
 from stacker.errors import UserError
-from stacker.preview.server import NO_STORE, create_app
+from stacker.preview.server import NO_STORE, PageExtension, create_app
 
 STATIC_DIR = Path(__file__).with_name("static")
-COOKIE = "stackrig_token"
-COOKIE_MAX_AGE_S = 30 * 24 * 3600
-OPEN_PATHS = frozenset({"/", "/api/login", "/favicon.ico"})
 MAX_BODY = 64 * 1024
-UNAUTHORIZED = (
-    "this station needs its access token: open the address it printed at start "
-    "(…/#token=…) or send Authorization: Bearer TOKEN"
-)
 
 T = TypeVar("T")
-
-
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=NO_STORE)
-
-
-def presented_token(scope: Scope) -> str | None:
-    """The token a request carries: bearer header, else the login cookie."""
-    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-    auth = headers.get("authorization", "")
-    if auth.lower().startswith("bearer "):
-        return auth[7:].strip()
-    cookie_header = headers.get("cookie")
-    if cookie_header:
-        cookies: SimpleCookie = SimpleCookie()
-        try:
-            cookies.load(cookie_header)
-        except Exception:
-            return None
-        if COOKIE in cookies:
-            return cookies[COOKIE].value
-    return None
-
-
-def token_matches(presented: str, token: str) -> bool:
-    return hmac.compare_digest(presented.encode("utf-8"), token.encode("utf-8"))
-
-
-class TokenGate:
-    """ASGI middleware: refuses requests without the station's token (401) or with a wrong one
-    (403), except for the page shell and the login endpoint."""
-
-    def __init__(self, app: ASGIApp, token: str) -> None:
-        self.app = app
-        self.token = token
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path = scope["path"]
-        if path in OPEN_PATHS or path.startswith("/static/"):
-            await self.app(scope, receive, send)
-            return
-        presented = presented_token(scope)
-        if presented is None:
-            response = _error(401, UNAUTHORIZED)
-        elif not token_matches(presented, self.token):
-            await asyncio.sleep(0.2)  # slow down guessing
-            response = _error(403, "wrong access token for this station")
-        else:
-            await self.app(scope, receive, send)
-            return
-        await response(scope, receive, send)
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
@@ -153,13 +82,13 @@ def _handle(
         try:
             return await fn(request)
         except _HttpError as exc:
-            return _error(exc.status, str(exc))
+            return error_response(exc.status, str(exc))
         except NotFoundError as exc:
-            return _error(404, str(exc))
+            return error_response(404, str(exc))
         except StationBusyError as exc:
-            return _error(409, str(exc))
+            return error_response(409, str(exc))
         except UserError as exc:
-            return _error(400, str(exc))
+            return error_response(400, str(exc))
 
     return wrapped
 
@@ -177,7 +106,7 @@ def station_routes(station: Station, token: str) -> list[BaseRoute]:
         given = body.get("token")
         if not isinstance(given, str) or not token_matches(given.strip(), token):
             await asyncio.sleep(0.2)
-            return _error(403, "wrong access token for this station")
+            return error_response(403, "wrong access token for this station")
         response = Response(status_code=204)
         response.set_cookie(
             COOKIE, token, max_age=COOKIE_MAX_AGE_S, httponly=True, samesite="strict", path="/"
@@ -241,12 +170,12 @@ def station_routes(station: Station, token: str) -> list[BaseRoute]:
 
     async def result(request: Request) -> Response:
         sid, kind = request.path_params["sid"], request.path_params["kind"]
-        path = await _blocking(station.result_file, sid, kind)
+        path = await _blocking(station.files.result_file, sid, kind)
         return FileResponse(path, filename=f"{sid}-{path.name}", headers=NO_STORE)
 
     async def frames_zip(request: Request) -> Response:
         sid = request.path_params["sid"]
-        chunks = await _blocking(station.frames_zip, sid)
+        chunks = await _blocking(station.files.frames_zip, sid)
         return StreamingResponse(
             chunks,
             media_type="application/zip",
@@ -255,7 +184,7 @@ def station_routes(station: Station, token: str) -> list[BaseRoute]:
 
     async def frame(request: Request) -> Response:
         sid, name = request.path_params["sid"], request.path_params["name"]
-        path = await _blocking(station.frame_file, sid, name)
+        path = await _blocking(station.files.frame_file, sid, name)
         return FileResponse(path, filename=path.name, headers=NO_STORE)
 
     return [
@@ -276,9 +205,11 @@ def station_routes(station: Station, token: str) -> list[BaseRoute]:
 
 def station_app(station: Station, token: str) -> Starlette:
     """The preview page and API of ``station.hub`` plus the station's routes, behind the token."""
-    return create_app(
-        station.hub,
-        extra_routes=station_routes(station, token),
+    extension = PageExtension(
+        routes=station_routes(station, token),
         middleware=[Middleware(TokenGate, token=token)],
-        static_dirs=[STATIC_DIR],
+        static_dir=STATIC_DIR,
+        stylesheets=["station.css"],
+        scripts=["station.js"],
     )
+    return create_app(station.hub, extension)

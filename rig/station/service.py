@@ -5,105 +5,32 @@ From the page (:mod:`rig.station.api`) a photographer plans a stack, jogs the ra
 shot, starts, stops and resumes sessions, and downloads results. One thing moves the rig at a
 time: a jog, a test shot or a session; anything else meanwhile is refused as busy.
 
-Only files of the station's own sessions are ever served, and they are found by *listing*
-(session folders under the root, frame files in a session's ``frames/`` folder), never by
-joining a name from a request onto a path, so ``..``, encoded or absolute names match nothing.
-
-The access token (:func:`load_token`) comes from ``--token``, else from a token file that the
-first start creates with a random token (mode 0600), so a bookmarked address keeps working.
+Its files are served through :class:`~rig.station.files.SessionFiles`; who may ask is
+:mod:`rig.station.auth`'s business.
 """
 
 from __future__ import annotations
 
-import io
-import os
-import re
-import secrets
 import threading
-import time
-import zipfile
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import cv2
 
-from rig.errors import RigError
 from rig.focuser import Focuser
 from rig.plan import ShotPlan
 from rig.preview import SessionPreview
 from rig.session.folder import OUTPUT_FORMATS, SessionConfig, SessionFolder
 from rig.session.runner import CaptureDevice, RunnerOptions, SessionResult, SessionRunner
+from rig.station.errors import StationBusyError, StationError
+from rig.station.files import SESSION_ID, SessionFiles
 from rig.units import UnitError, format_length, parse_length
 from stacker.io import read_image
 from stacker.preview.hub import PreviewHub
 from stacker.preview.publisher import encode_jpeg
 
-SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-TOKEN_ENV = "STACKRIG_STATION_TOKEN"
-MIN_TOKEN_LENGTH = 12
 TEST_SHOT_DIR = ".test-shot"
-ZIP_CHUNK = 1 << 20
-
-
-class StationError(RigError):
-    """A station request that cannot be carried out as asked (bad plan, unknown session)."""
-
-
-class StationBusyError(StationError):
-    """The rig is already moving or shooting for another request."""
-
-    exit_code = 4
-
-
-class NotFoundError(StationError):
-    """No such session or file among the station's own."""
-
-
-# ----------------------------------------------------------------------------- tokens
-def default_token_file() -> Path:
-    """``$XDG_CONFIG_HOME/stackrig/station-token`` (``~/.config/...`` by default)."""
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "stackrig" / "station-token"
-
-
-def load_token(token: str | None, token_file: Path | None = None) -> tuple[str, str]:
-    """The station's access token and where it came from.
-
-    ``token`` (``--token``, or the ``STACKRIG_STATION_TOKEN`` variable) wins; else the token file
-    is read, or created with a new random token readable by its owner only.
-    """
-    token = token or os.environ.get(TOKEN_ENV) or None
-    if token is not None:
-        token = token.strip()
-        if len(token) < MIN_TOKEN_LENGTH or not re.fullmatch(r"[\x21-\x7e]+", token):
-            raise StationError(
-                f"--token: use at least {MIN_TOKEN_LENGTH} printable characters without spaces"
-            )
-        return token, "--token"
-    path = token_file or default_token_file()
-    try:
-        text = path.read_text().strip()
-    except FileNotFoundError:
-        text = ""
-    except OSError as exc:
-        raise StationError(f"{path}: cannot read the token file ({exc.strerror})") from None
-    if text:
-        if len(text) < MIN_TOKEN_LENGTH:
-            raise StationError(f"{path}: the token is too short; delete the file for a new one")
-        return text, str(path)
-    new = secrets.token_urlsafe(18)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(new + "\n")
-    except OSError as exc:
-        raise StationError(
-            f"{path}: cannot save the new token ({exc.strerror}); give one with --token"
-        ) from None
-    return new, f"{path} (new)"
 
 
 # ----------------------------------------------------------------------------- plans
@@ -197,6 +124,7 @@ class Station:
             raise StationError(
                 f"{self.root}: cannot create the sessions folder ({exc.strerror})"
             ) from None
+        self.files = SessionFiles(self.root)
         self.focuser = focuser
         self.camera = camera
         self.rig = dict(rig)
@@ -335,7 +263,7 @@ class Station:
 
     def resume(self, sid: str) -> None:
         """Continue session ``sid`` at its first missing frame."""
-        folder = SessionFolder.find(self.session_dir(sid))
+        folder = SessionFolder.find(self.files.session_dir(sid))
         plan, config = folder.load_plan(), folder.load_config()
         if plan.units != self.units:
             raise StationError(f"session {sid} moves in {plan.units}; this focuser in {self.units}")
@@ -396,123 +324,4 @@ class Station:
     # ------------------------------------------------------------------ files
     def sessions(self) -> list[dict[str, Any]]:
         """The station's sessions, newest first, with what can be downloaded."""
-        out: list[dict[str, Any]] = []
-        for path in self._session_dirs():
-            folder = SessionFolder(path)
-            try:
-                plan = folder.load_plan()
-            except RigError:
-                continue
-            out.append(
-                {
-                    "id": path.name,
-                    "frames": len(folder.frames_on_disk()),
-                    "total": plan.frames,
-                    "plan": plan.describe(),
-                    "composite": self._composite(path) is not None,
-                    "depth": folder.depth_path.is_file(),
-                    "running": path.name == self.running,
-                    "modified": round(path.stat().st_mtime, 1),
-                }
-            )
-        out.sort(key=lambda s: s["modified"], reverse=True)
-        return out
-
-    def _session_dirs(self) -> list[Path]:
-        try:
-            entries = list(self.root.iterdir())
-        except OSError:
-            return []
-        return [
-            p
-            for p in entries
-            if SESSION_ID.match(p.name)
-            and not p.is_symlink()
-            and p.is_dir()
-            and (p / "plan.json").is_file()
-        ]
-
-    def session_dir(self, sid: str) -> Path:
-        """The folder of session ``sid``, looked up among the listed sessions only."""
-        for path in self._session_dirs():
-            if path.name == sid:
-                return path
-        raise NotFoundError(f"no session {sid!r} on this station")
-
-    def _composite(self, folder: Path) -> Path | None:
-        for ext in sorted(set(OUTPUT_FORMATS.values())):
-            p = folder / f"composite{ext}"
-            if p.is_file() and not p.is_symlink():
-                return p
-        return None
-
-    def result_file(self, sid: str, kind: str) -> Path:
-        """``composite``, ``depth`` (16-bit PNG) or ``depth-preview`` of session ``sid``."""
-        folder = self.session_dir(sid)
-        if kind == "composite":
-            path = self._composite(folder)
-        elif kind == "depth":
-            path = SessionFolder(folder).depth_path
-        elif kind == "depth-preview":
-            path = SessionFolder(folder).depth_preview_path
-        else:
-            raise NotFoundError(f"no {kind!r} result: use composite, depth or depth-preview")
-        if path is None or not path.is_file() or path.is_symlink():
-            raise NotFoundError(f"session {sid} has no {kind} yet")
-        return path
-
-    def frame_files(self, sid: str) -> list[Path]:
-        """The frame files of session ``sid`` (regular files in its ``frames/`` folder)."""
-        folder = SessionFolder(self.session_dir(sid))
-        return [p for files in sorted(folder.frames_on_disk().items()) for p in files[1]]
-
-    def frame_file(self, sid: str, name: str) -> Path:
-        """One frame of session ``sid`` by its file name, found by listing, never by joining."""
-        for path in self.frame_files(sid):
-            if path.name == name and not path.is_symlink():
-                return path
-        raise NotFoundError(f"session {sid} has no frame {name!r}")
-
-    def frames_zip(self, sid: str) -> Iterator[bytes]:
-        """A zip of the session's frames, produced piece by piece (frames are stored as is)."""
-        files = self.frame_files(sid)
-        if not files:
-            raise NotFoundError(f"session {sid} has no frames yet")
-        return _zip_stream(files, prefix=f"{sid}/frames/")
-
-
-class _Chunks(io.RawIOBase):
-    """A write-only, unseekable sink whose contents are taken out as they come."""
-
-    def __init__(self) -> None:
-        self._parts: list[bytes] = []
-        self._written = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Any) -> int:
-        b = bytes(data)
-        self._parts.append(b)
-        self._written += len(b)
-        return len(b)
-
-    def tell(self) -> int:
-        return self._written
-
-    def take(self) -> bytes:
-        out, self._parts = b"".join(self._parts), []
-        return out
-
-
-def _zip_stream(files: list[Path], *, prefix: str) -> Iterator[bytes]:
-    sink = _Chunks()
-    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-        for path in files:
-            info = zipfile.ZipInfo(prefix + path.name, time.localtime(path.stat().st_mtime)[:6])
-            with path.open("rb") as src, zf.open(info, "w", force_zip64=True) as dst:
-                while chunk := src.read(ZIP_CHUNK):
-                    dst.write(chunk)
-                    yield sink.take()
-            yield sink.take()
-    yield sink.take()
+        return self.files.sessions(running=self.running)

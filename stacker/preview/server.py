@@ -8,6 +8,7 @@ loop, so the capture and stacking threads never wait for a browser.
 Endpoints
 ---------
 ``GET /``                        the page (``static/index.html``; ``/static/`` has its JS and CSS)
+                                 plus the scripts and stylesheets of the host's extension
 ``GET /api/state?since=V``       progress, image versions and the frame rows changed after ``V``
 ``GET /api/events``              server-sent events: one ``state`` message (same JSON as
                                  ``/api/state``, rows changed since the last message) after every
@@ -19,6 +20,8 @@ Endpoints
                                  point at fractions ``x, y`` of the image, as JPEG data URLs
 
 The event streams read only the hub's small snapshot (numbers and table rows), never image data.
+Whoever hosts the preview (the rig station) adds its own routes, middleware, static files and
+page scripts with a :class:`PageExtension`; this module knows nothing of them.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
@@ -41,7 +45,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -53,6 +57,29 @@ KEEPALIVE_S = 15.0
 """Seconds between SSE comment lines that keep idle connections (and proxies) open."""
 CROP_TIMEOUT_S = 10.0
 NO_STORE = {"Cache-Control": "no-store"}
+
+
+@dataclass(frozen=True)
+class PageExtension:
+    """What a host adds to the preview app.
+
+    ``routes`` are matched before the preview's own, ``middleware`` wraps everything, the files
+    of ``static_dir`` are served under ``/static/`` after the preview's own, and the page loads
+    ``stylesheets`` and ``scripts`` (names in ``static_dir``) after its own.
+    """
+
+    routes: Sequence[BaseRoute] = ()
+    middleware: Sequence[Middleware] = ()
+    static_dir: Path | None = None
+    stylesheets: Sequence[str] = ()
+    scripts: Sequence[str] = ()
+
+    def page(self) -> str:
+        """``index.html`` with the extension's stylesheets and scripts linked in."""
+        html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+        links = "".join(f'<link rel="stylesheet" href="/static/{n}">\n' for n in self.stylesheets)
+        tags = "".join(f'<script src="/static/{n}"></script>\n' for n in self.scripts)
+        return html.replace("</head>", links + "</head>", 1).replace("</body>", tags + "</body>", 1)
 
 
 class PreviewServerError(UserError):
@@ -150,15 +177,14 @@ def _error(status: int, message: str) -> JSONResponse:
 
 
 def preview_routes(
-    hub: PreviewHub, streams: EventStreams, static_dirs: Sequence[Path] = ()
+    hub: PreviewHub, streams: EventStreams, extension: PageExtension | None = None
 ) -> list[BaseRoute]:
-    """The read-only preview routes; :func:`create_app` serves them, the station adds more.
-
-    ``/static/`` serves the preview's own files, then those of ``static_dirs`` (the host's).
-    """
+    """The read-only preview routes; :func:`create_app` serves them with the host's extension."""
+    extension = extension or PageExtension()
+    page = extension.page()
 
     async def index(request: Request) -> Response:
-        return FileResponse(STATIC_DIR / "index.html", headers=NO_STORE)
+        return HTMLResponse(page, headers=NO_STORE)
 
     async def state(request: Request) -> Response:
         try:
@@ -232,33 +258,28 @@ def preview_routes(
         Route("/api/events", events),
         Route("/api/crop", crop),
         Route("/img/{kind}.jpg", image),
-        Mount("/static", _static_files(static_dirs), name="static"),
+        Mount("/static", _static_files(extension.static_dir), name="static"),
     ]
 
 
-def _static_files(extra: Sequence[Path]) -> StaticFiles:
+def _static_files(extra: Path | None) -> StaticFiles:
+    """The preview's static files, then the host's (``StaticFiles`` looks in each in turn)."""
     files = StaticFiles(directory=STATIC_DIR)
-    files.all_directories = [*files.all_directories, *extra]
+    if extra is not None:
+        files.all_directories = [*files.all_directories, extra]
     return files
 
 
-def create_app(
-    hub: PreviewHub,
-    extra_routes: Sequence[BaseRoute] = (),
-    middleware: Sequence[Middleware] = (),
-    static_dirs: Sequence[Path] = (),
-) -> Starlette:
-    """The preview app for ``hub``; ``extra_routes`` come first (the station's control API),
-    ``middleware`` wraps everything (the station's token check), ``static_dirs`` add files
-    under ``/static/`` (the station's page script).
+def create_app(hub: PreviewHub, extension: PageExtension | None = None) -> Starlette:
+    """The preview app for ``hub``, with what ``extension`` adds (the station's control API,
+    its token check, its page script).
 
     ``app.state.streams`` holds the :class:`EventStreams`, closed by :class:`PreviewServer`.
     """
     streams = EventStreams(hub)
-    app = Starlette(
-        routes=[*extra_routes, *preview_routes(hub, streams, static_dirs)],
-        middleware=list(middleware),
-    )
+    extension = extension or PageExtension()
+    routes = [*extension.routes, *preview_routes(hub, streams, extension)]
+    app = Starlette(routes=routes, middleware=list(extension.middleware))
     app.state.streams = streams
     app.state.hub = hub
     return app

@@ -17,8 +17,10 @@ import pytest
 
 from rig.session.runner import RunnerOptions
 from rig.sim.rig import SimRigSpec, SimulatedRig
-from rig.station.api import COOKIE, station_app
-from rig.station.service import Station, StationError, load_token
+from rig.station.api import station_app
+from rig.station.auth import COOKIE, load_token
+from rig.station.errors import StationError
+from rig.station.service import Station
 from stacker.preview import PreviewServer
 
 TOKEN = "s3cret-token-for-tests"

@@ -170,36 +170,14 @@ $("crop-close").addEventListener("click", () => {
   $("crop-marker").hidden = true;
 });
 
-// A rig that wants a token (the station) is opened as http://rig:8000/#token=...: the
-// fragment never reaches the server; it is exchanged once for an HttpOnly cookie.
-async function login(token) {
-  const r = await fetch("/api/login", {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ token }),
-  });
-  return r.ok;
-}
-
+// A host that guards the page (the rig station) sets window.previewGate from its own script,
+// which the page loads after this one: a promise of whether the page may connect.
 async function start() {
-  const m = location.hash.match(/token=([^&]+)/);
-  if (m) {
-    await login(decodeURIComponent(m[1]));
-    history.replaceState(null, "", location.pathname + location.search);
-  }
-  const probe = await fetch("/api/state");
-  if (probe.status === 401 || probe.status === 403) {
-    $("login").hidden = false;
+  if (window.previewGate && !(await window.previewGate)) {
     $("link").textContent = "locked";
     return;
   }
   connect();
 }
 
-$("login-form").addEventListener("submit", async (ev) => {
-  ev.preventDefault();
-  if (await login($("login-token").value.trim())) location.reload();
-  else $("login-error").textContent = "That is not this rig's token.";
-});
-
-start();
+document.addEventListener("DOMContentLoaded", start);

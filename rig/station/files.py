@@ -1,0 +1,153 @@
+"""The station's session files: listing, safe lookup and zip streaming of frames.
+
+Only files of the station's own sessions are ever served, and they are found by *listing*
+(session folders under the root, frame files in a session's ``frames/`` folder), never by
+joining a name from a request onto a path, so ``..``, encoded or absolute names match nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from rig.errors import RigError
+from rig.session.folder import OUTPUT_FORMATS, SessionFolder
+from rig.station.errors import NotFoundError
+
+SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+ZIP_CHUNK = 1 << 20
+
+
+class SessionFiles:
+    """The session folders under ``root`` and the files a station may hand out."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def sessions(self, running: str | None = None) -> list[dict[str, Any]]:
+        """The sessions, newest first, with what can be downloaded (``running``: its id)."""
+        out: list[dict[str, Any]] = []
+        for path in self._session_dirs():
+            folder = SessionFolder(path)
+            try:
+                plan = folder.load_plan()
+            except RigError:
+                continue
+            out.append(
+                {
+                    "id": path.name,
+                    "frames": len(folder.frames_on_disk()),
+                    "total": plan.frames,
+                    "plan": plan.describe(),
+                    "composite": self._composite(path) is not None,
+                    "depth": folder.depth_path.is_file(),
+                    "running": path.name == running,
+                    "modified": round(path.stat().st_mtime, 1),
+                }
+            )
+        out.sort(key=lambda s: s["modified"], reverse=True)
+        return out
+
+    def _session_dirs(self) -> list[Path]:
+        try:
+            entries = list(self.root.iterdir())
+        except OSError:
+            return []
+        return [
+            p
+            for p in entries
+            if SESSION_ID.match(p.name)
+            and not p.is_symlink()
+            and p.is_dir()
+            and (p / "plan.json").is_file()
+        ]
+
+    def session_dir(self, sid: str) -> Path:
+        """The folder of session ``sid``, looked up among the listed sessions only."""
+        for path in self._session_dirs():
+            if path.name == sid:
+                return path
+        raise NotFoundError(f"no session {sid!r} on this station")
+
+    def _composite(self, folder: Path) -> Path | None:
+        for ext in sorted(set(OUTPUT_FORMATS.values())):
+            p = folder / f"composite{ext}"
+            if p.is_file() and not p.is_symlink():
+                return p
+        return None
+
+    def result_file(self, sid: str, kind: str) -> Path:
+        """``composite``, ``depth`` (16-bit PNG) or ``depth-preview`` of session ``sid``."""
+        folder = self.session_dir(sid)
+        if kind == "composite":
+            path = self._composite(folder)
+        elif kind == "depth":
+            path = SessionFolder(folder).depth_path
+        elif kind == "depth-preview":
+            path = SessionFolder(folder).depth_preview_path
+        else:
+            raise NotFoundError(f"no {kind!r} result: use composite, depth or depth-preview")
+        if path is None or not path.is_file() or path.is_symlink():
+            raise NotFoundError(f"session {sid} has no {kind} yet")
+        return path
+
+    def frame_files(self, sid: str) -> list[Path]:
+        """The frame files of session ``sid`` (regular files in its ``frames/`` folder)."""
+        folder = SessionFolder(self.session_dir(sid))
+        return [p for files in sorted(folder.frames_on_disk().items()) for p in files[1]]
+
+    def frame_file(self, sid: str, name: str) -> Path:
+        """One frame of session ``sid`` by its file name, found by listing, never by joining."""
+        for path in self.frame_files(sid):
+            if path.name == name and not path.is_symlink():
+                return path
+        raise NotFoundError(f"session {sid} has no frame {name!r}")
+
+    def frames_zip(self, sid: str) -> Iterator[bytes]:
+        """A zip of the session's frames, produced piece by piece (frames are stored as is)."""
+        files = self.frame_files(sid)
+        if not files:
+            raise NotFoundError(f"session {sid} has no frames yet")
+        return _zip_stream(files, prefix=f"{sid}/frames/")
+
+
+class _Chunks(io.RawIOBase):
+    """A write-only, unseekable sink whose contents are taken out as they come."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self._written = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        b = bytes(data)
+        self._parts.append(b)
+        self._written += len(b)
+        return len(b)
+
+    def tell(self) -> int:
+        return self._written
+
+    def take(self) -> bytes:
+        out, self._parts = b"".join(self._parts), []
+        return out
+
+
+def _zip_stream(files: list[Path], *, prefix: str) -> Iterator[bytes]:
+    sink = _Chunks()
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for path in files:
+            info = zipfile.ZipInfo(prefix + path.name, time.localtime(path.stat().st_mtime)[:6])
+            with path.open("rb") as src, zf.open(info, "w", force_zip64=True) as dst:
+                while chunk := src.read(ZIP_CHUNK):
+                    dst.write(chunk)
+                    yield sink.take()
+            yield sink.take()
+    yield sink.take()
