@@ -75,10 +75,12 @@ def test_rig_plan_never_prints_a_position_outside_from_to(
     out, rows = printed_plan(
         "--from", f"{start}um", "--to", f"{end}um", *spacing, *extra, "--direction", direction
     )
-    low, high = min(start, end), max(start, end)
+    # The table prints millimetres; reading "32.425 mm" back as µm costs a float ulp or two.
+    low, high = min(start, end) - 1e-6, max(start, end) + 1e-6
     assert all(low <= p <= high for _, p in rows), out
     first, last = (end, start) if reverse else (start, end)
-    assert rows[0][1] == first and rows[-1][1] == last
+    assert rows[0][1] == pytest.approx(first, abs=1e-6), out
+    assert rows[-1][1] == pytest.approx(last, abs=1e-6), out
 
 
 def test_dry_run_checks_the_soft_limits_the_rail_url_declares() -> None:
