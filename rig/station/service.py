@@ -24,7 +24,7 @@ from rig.preview import SessionPreview
 from rig.session.folder import OUTPUT_FORMATS, SessionConfig, SessionFolder
 from rig.session.runner import CaptureDevice, RunnerOptions, SessionResult, SessionRunner
 from rig.station.errors import StationBusyError, StationError
-from rig.station.files import SESSION_ID, SessionFiles
+from rig.station.files import SESSION_ID, SessionFiles, own_empty_folder
 from rig.units import UnitError, format_length, parse_length
 from stacker.io import read_image
 from stacker.preview.hub import PreviewHub
@@ -170,10 +170,15 @@ class Station:
 
     # ------------------------------------------------------------------ rig control
     def _exclusive(self, what: str) -> threading.Lock:
-        if self.running is not None:
-            raise StationBusyError(f"cannot {what}: session {self.running} is running; stop it")
+        """Take the rig for one request: the lock first, then the running check under it, so two
+        simultaneous starts cannot both see an idle rig (a session's thread is alive before the
+        lock is let go)."""
         if not self._lock.acquire(timeout=0.1):
             raise StationBusyError(f"cannot {what}: the rig is busy with another request")
+        running = self.running
+        if running is not None:
+            self._lock.release()
+            raise StationBusyError(f"cannot {what}: session {running} is running; stop it")
         return self._lock
 
     def jog(self, *, by: str | None = None, to: str | None = None) -> float:
@@ -203,11 +208,7 @@ class Station:
         """Shoot one frame where the rail stands; it shows as the page's last frame."""
         lock = self._exclusive("take a test shot")
         try:
-            folder = self.root / TEST_SHOT_DIR
-            folder.mkdir(exist_ok=True)
-            for old in folder.iterdir():
-                if old.is_file():
-                    old.unlink()
+            folder = own_empty_folder(self.root / TEST_SHOT_DIR)
             files = self.camera.capture(folder, "test_shot")
         finally:
             lock.release()
