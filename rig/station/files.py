@@ -3,12 +3,17 @@
 Only files of the station's own sessions are ever served, and they are found by *listing*
 (session folders under the root, frame files in a session's ``frames/`` folder), never by
 joining a name from a request onto a path, so ``..``, encoded or absolute names match nothing.
+A symbolic link is never followed: :func:`served_file` passes only regular files whose real path
+lies inside the session folder, and :func:`own_empty_folder` removes a link it finds where the
+station writes instead of deleting through it.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import re
+import stat
 import time
 import zipfile
 from collections.abc import Iterator
@@ -17,10 +22,56 @@ from typing import Any
 
 from rig.errors import RigError
 from rig.session.folder import OUTPUT_FORMATS, SessionFolder
-from rig.station.errors import NotFoundError
+from rig.station.errors import NotFoundError, StationError
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 ZIP_CHUNK = 1 << 20
+
+
+def served_file(path: Path, folder: Path) -> Path | None:
+    """``path`` if it is a regular file, not a link, whose real path lies inside ``folder``."""
+    try:
+        if not stat.S_ISREG(path.lstat().st_mode):
+            return None
+        inside = path.resolve(strict=True).is_relative_to(folder.resolve(strict=True))
+    except (OSError, RuntimeError):  # gone meanwhile, or a loop of links on the way
+        return None
+    return path if inside else None
+
+
+def open_served(path: Path) -> io.BufferedReader:
+    """Open a file :func:`served_file` passed, refusing a link swapped in since (``O_NOFOLLOW``)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    return os.fdopen(fd, "rb")
+
+
+def own_empty_folder(path: Path) -> Path:
+    """``path`` as an empty folder the station owns, for files it writes and later deletes.
+
+    A link (or a file) found there is removed itself, never followed, and a folder of ours is
+    opened with ``O_NOFOLLOW`` and emptied through that handle, so a link swapped in for it
+    cannot lead the deletion into another folder.
+    """
+    try:
+        try:
+            mode: int | None = path.lstat().st_mode
+        except FileNotFoundError:
+            mode = None
+        if mode is not None and not stat.S_ISDIR(mode):
+            path.unlink()  # a link or file in our place: remove the entry, not its target
+            mode = None
+        if mode is None:
+            path.mkdir(mode=0o700)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            for entry in os.scandir(fd):
+                if not entry.is_dir(follow_symlinks=False):
+                    os.unlink(entry.name, dir_fd=fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise StationError(f"{path}: cannot prepare the folder ({exc.strerror or exc})") from None
+    return path
 
 
 class SessionFiles:
@@ -64,7 +115,7 @@ class SessionFiles:
             if SESSION_ID.match(p.name)
             and not p.is_symlink()
             and p.is_dir()
-            and (p / "plan.json").is_file()
+            and served_file(p / "plan.json", p) is not None
         ]
 
     def session_dir(self, sid: str) -> Path:
@@ -76,8 +127,8 @@ class SessionFiles:
 
     def _composite(self, folder: Path) -> Path | None:
         for ext in sorted(set(OUTPUT_FORMATS.values())):
-            p = folder / f"composite{ext}"
-            if p.is_file() and not p.is_symlink():
+            p = served_file(folder / f"composite{ext}", folder)
+            if p is not None:
                 return p
         return None
 
@@ -92,19 +143,22 @@ class SessionFiles:
             path = SessionFolder(folder).depth_preview_path
         else:
             raise NotFoundError(f"no {kind!r} result: use composite, depth or depth-preview")
-        if path is None or not path.is_file() or path.is_symlink():
+        served = None if path is None else served_file(path, folder)
+        if served is None:
             raise NotFoundError(f"session {sid} has no {kind} yet")
-        return path
+        return served
 
     def frame_files(self, sid: str) -> list[Path]:
-        """The frame files of session ``sid`` (regular files in its ``frames/`` folder)."""
-        folder = SessionFolder(self.session_dir(sid))
-        return [p for files in sorted(folder.frames_on_disk().items()) for p in files[1]]
+        """The frame files of session ``sid``: regular files in its ``frames/`` folder, no links."""
+        path = self.session_dir(sid)
+        on_disk = SessionFolder(path).frames_on_disk()
+        listed = [p for _, files in sorted(on_disk.items()) for p in files]
+        return [p for p in listed if served_file(p, path) is not None]
 
     def frame_file(self, sid: str, name: str) -> Path:
         """One frame of session ``sid`` by its file name, found by listing, never by joining."""
         for path in self.frame_files(sid):
-            if path.name == name and not path.is_symlink():
+            if path.name == name:
                 return path
         raise NotFoundError(f"session {sid} has no frame {name!r}")
 
@@ -145,7 +199,7 @@ def _zip_stream(files: list[Path], *, prefix: str) -> Iterator[bytes]:
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
         for path in files:
             info = zipfile.ZipInfo(prefix + path.name, time.localtime(path.stat().st_mtime)[:6])
-            with path.open("rb") as src, zf.open(info, "w", force_zip64=True) as dst:
+            with open_served(path) as src, zf.open(info, "w", force_zip64=True) as dst:
                 while chunk := src.read(ZIP_CHUNK):
                     dst.write(chunk)
                     yield sink.take()
