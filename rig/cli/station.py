@@ -74,6 +74,11 @@ def register(app: typer.Typer) -> None:
             "127.0.0.1", "--host", help="Address to serve on; 0.0.0.0 for the whole network."
         ),
         port: int = typer.Option(8000, "--port", help="Port to serve on."),
+        allow_host: list[str] = typer.Option(
+            [],
+            "--allow-host",
+            help="Also answer to this host name (a DNS name the rig is reached by); repeatable.",
+        ),
         token: str | None = typer.Option(
             None, "--token", help="Access token (default: from --token-file, made on first run)."
         ),
@@ -100,6 +105,7 @@ def register(app: typer.Typer) -> None:
         from rig.station.api import station_app
         from rig.station.auth import load_token
         from rig.station.service import Station
+        from stacker.preview.guard import warn_if_wildcard
         from stacker.preview.server import PreviewServer
 
         secret, source = load_token(token, token_file)
@@ -119,7 +125,9 @@ def register(app: typer.Typer) -> None:
             accept_position=accept_position,
         ) as (focuser, camera, block):
             station = Station(root, focuser=focuser, camera=camera, rig=block)
-            server = PreviewServer(station.hub, host, port, app=station_app(station, secret))
+            warn_if_wildcard(host)
+            app = station_app(station, secret)
+            server = PreviewServer(station.hub, host, port, app=app, allow_hosts=allow_host)
             server.start()
             previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
             try:

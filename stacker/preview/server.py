@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import anyio.to_thread
+import h11
 import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -48,8 +49,15 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from stacker.errors import UserError
+from stacker.preview.guard import (
+    MAX_BODY_BYTES,
+    RequestGuard,
+    allowed_host_names,
+    warn_if_wildcard,
+)
 from stacker.preview.hub import IMAGE_KINDS, CropUnavailableError, PreviewHub
 
 STATIC_DIR = Path(__file__).with_name("static")
@@ -57,6 +65,52 @@ KEEPALIVE_S = 15.0
 """Seconds between SSE comment lines that keep idle connections (and proxies) open."""
 CROP_TIMEOUT_S = 10.0
 NO_STORE = {"Cache-Control": "no-store"}
+HEADER_TIMEOUT_S = 10.0
+"""Seconds a connection has to send a request's headers, first or next, before it is closed."""
+KEEP_ALIVE_S = 5
+"""Seconds an idle connection is kept open after an answer."""
+MAX_CONNECTIONS = 256
+"""Connections served at once; past this, requests are answered 503 at once (event streams of
+a room full of phones fit well below it)."""
+MAX_HEADER_BYTES = 16 * 1024
+"""The largest request line plus headers accepted (h11's incomplete-event limit)."""
+
+
+class BoundedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for the request headers.
+
+    uvicorn bounds the wait *between* requests (``timeout_keep_alive``) but not the time a client
+    takes to finish sending headers: any byte received cancels its timer, so a client that sends
+    half a header holds the connection, and a file descriptor, for ever. Here a timer armed when
+    the connection opens, and again after every answer, closes it unless h11 has parsed a whole
+    request by then.
+    """
+
+    header_timeout_s = HEADER_TIMEOUT_S
+    _header_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[arg-type]
+        self._arm_header_deadline()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm_header_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+        super().connection_lost(exc)
+
+    def _arm_header_deadline(self) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+        self._header_deadline = self.loop.call_later(self.header_timeout_s, self._headers_late)
+
+    def _headers_late(self) -> None:
+        self._header_deadline = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self.transport.close()
 
 
 @dataclass(frozen=True)
@@ -199,8 +253,10 @@ def preview_routes(
         except _BadRequest as exc:
             return _error(400, str(exc))
         last_id = request.headers.get("last-event-id", "")
-        if last_id.isdigit():
-            since = int(last_id)  # EventSource reconnecting: send only what it missed
+        if last_id.isdigit() and len(last_id) < 19:
+            # EventSource reconnecting: send only what it missed (an id this server never
+            # issued, from an earlier run, gets everything: see PreviewHub.snapshot)
+            since = int(last_id)
         return StreamingResponse(
             streams.stream(since),
             media_type="text/event-stream",
@@ -291,6 +347,11 @@ class PreviewServer:
     ``port=0`` picks a free port; :attr:`url` tells which. The socket is bound in
     :meth:`start`, so a taken port is reported at once as a :class:`PreviewServerError`.
     Usable as a context manager.
+
+    Whatever ``app`` it serves is wrapped in a :class:`~stacker.preview.guard.RequestGuard`
+    (``Host`` names: loopback, the bound address and ``allow_hosts``; same-origin state changes;
+    bodies up to ``max_body`` bytes), and connections are bounded: headers within
+    ``header_timeout_s``, idle keep-alive :data:`KEEP_ALIVE_S`, :data:`MAX_CONNECTIONS` at once.
     """
 
     def __init__(
@@ -300,11 +361,17 @@ class PreviewServer:
         port: int = 0,
         *,
         app: Starlette | None = None,
+        allow_hosts: Sequence[str] = (),
+        max_body: int = MAX_BODY_BYTES,
+        header_timeout_s: float = HEADER_TIMEOUT_S,
     ) -> None:
         self.hub = hub
         self.host = host
         self.port = port
         self.app = app if app is not None else create_app(hub)
+        self.allow_hosts = tuple(allow_hosts)
+        self.max_body = max_body
+        self.header_timeout_s = header_timeout_s
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -324,8 +391,18 @@ class PreviewServer:
             return self
         sock = _bind(self.host, self.port)
         self.port = sock.getsockname()[1]
+        guarded = RequestGuard(
+            self.app, hosts=allowed_host_names(self.host, self.allow_hosts), max_body=self.max_body
+        )
+        protocol = type(
+            "PreviewH11Protocol", (BoundedH11Protocol,), {"header_timeout_s": self.header_timeout_s}
+        )
         config = uvicorn.Config(
-            self.app,
+            guarded,
+            http=protocol,
+            timeout_keep_alive=KEEP_ALIVE_S,
+            limit_concurrency=MAX_CONNECTIONS,
+            h11_max_incomplete_event_size=MAX_HEADER_BYTES,
             log_config=None,
             log_level="warning",
             access_log=False,
@@ -373,6 +450,7 @@ def serve_preview(
     hub: PreviewHub, host: str = "127.0.0.1", port: int = 0, *, out: TextIO | None = None
 ) -> PreviewServer:
     """Start a :class:`PreviewServer` and print where to open it (for the command lines)."""
+    warn_if_wildcard(host, out)
     server = PreviewServer(hub, host, port).start()
     print(f"Live preview: {server.url}", file=out if out is not None else sys.stderr, flush=True)
     return server

@@ -1,0 +1,186 @@
+"""What every request to a preview server (and so to the rig station) passes first.
+
+:class:`RequestGuard` wraps the whole app, so a route added later inherits it:
+
+- **Host allow-list.** A page on another site can reach a server on this machine or the local
+  network through DNS rebinding: its own name is made to resolve to our address, and the browser
+  then treats our answers as that site's. Such a request still names the foreign site in its
+  ``Host`` header, so only loopback names, IP addresses (a rebinding needs a name), the name the
+  server was bound to, this machine's name and the names given with ``--allow-host`` are served.
+- **Origin.** A state-changing request (anything but ``GET``, ``HEAD``, ``OPTIONS``) that a
+  browser sends with an ``Origin`` must come from the page's own origin; a foreign or ``null``
+  origin is refused even when it carries a valid login cookie. Scripts (no ``Origin``) pass.
+- **Body size.** A declared ``Content-Length`` over the limit is refused before anything is read,
+  and a body streamed without one is counted chunk by chunk and refused (413) as soon as it goes
+  over, so a huge upload is never held in memory.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+import sys
+from collections.abc import Iterable
+from typing import TextIO
+from urllib.parse import urlsplit
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+MAX_BODY_BYTES = 64 * 1024
+"""The largest request body served: control requests are small JSON objects."""
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "localhost.localdomain"})
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a server bound to ``host`` can be reached from this machine only."""
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def allowed_host_names(bound: str, extra: Iterable[str] = ()) -> frozenset[str]:
+    """The ``Host`` names a server bound to ``bound`` answers (IP addresses always pass)."""
+    names = set(LOOPBACK_NAMES)
+    names.update(n.strip().lower().rstrip(".") for n in extra if n.strip())
+    if bound not in WILDCARD_HOSTS:
+        names.add(bound.strip("[]").lower())
+    if not is_loopback(bound):
+        machine = socket.gethostname().lower()
+        names.update({machine, f"{machine.split('.')[0]}.local"})
+        if machine:
+            names.add(socket.getfqdn(machine).lower())
+    return frozenset(names)
+
+
+def warn_if_wildcard(host: str, out: TextIO | None = None) -> bool:
+    """Say once, at start, that a server bound to every interface is open to the whole network."""
+    if host not in WILDCARD_HOSTS:
+        return False
+    print(
+        f"warning: listening on {host or 'every address'}: every machine on this network can "
+        "connect; use it on a trusted network only (plain HTTP, see SECURITY.md)",
+        file=out if out is not None else sys.stderr,
+        flush=True,
+    )
+    return True
+
+
+def _split_host(value: str) -> str:
+    """The name of a ``Host`` header or an origin's netloc, without port or brackets."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1:].split("]", 1)[0]
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class RequestGuard:
+    """ASGI middleware: Host allow-list, same-origin state changes and a streaming body limit."""
+
+    def __init__(
+        self, app: ASGIApp, *, hosts: frozenset[str], max_body: int = MAX_BODY_BYTES
+    ) -> None:
+        self.app = app
+        self.hosts = hosts
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        refusal = self._check(scope["method"], headers)
+        if refusal is not None:
+            await _answer(send, *refusal)
+            return
+        await self._limited(scope, receive, send)
+
+    def _check(self, method: str, headers: dict[str, str]) -> tuple[int, str] | None:
+        host = headers.get("host", "")
+        name = _split_host(host)
+        if not name or not (name.rstrip(".") in self.hosts or _is_ip(name)):
+            return 421, (
+                f"this server does not answer to the name {host!r}; open it by its address, "
+                "or start it with --allow-host NAME"
+            )
+        origin = headers.get("origin")
+        if method not in SAFE_METHODS and origin is not None:
+            parts = urlsplit(origin)
+            if origin == "null" or parts.netloc.lower() != host.strip().lower():
+                return 403, f"requests from the page at {origin!r} are not accepted here"
+        length = headers.get("content-length")
+        if length is not None:
+            if not length.strip().isdigit():
+                return 400, f"Content-Length {length!r} is not a number of bytes"
+            if int(length) > self.max_body:
+                return 413, self._too_large()
+        return None
+
+    def _too_large(self) -> str:
+        return f"request body too large: at most {self.max_body // 1024} KiB"
+
+    async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
+        received = 0
+        started = refused = False
+
+        async def counted() -> Message:
+            nonlocal received, refused
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    if not started:
+                        refused = True
+                        await _answer(send, 413, self._too_large())
+                    raise _BodyTooLarge
+            return message
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            if refused:
+                return  # the 413 went out already; the app's error answer is dropped
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted, tracked)
+        except _BodyTooLarge:
+            pass
+        except Exception:
+            if not refused:
+                raise
+
+
+async def _answer(send: Send, status: int, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-store"),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
