@@ -380,8 +380,14 @@ class PreviewHub:
             return (item.data, item.version) if item else None
 
     def snapshot(self, since: int = 0) -> Snapshot:
-        """Everything but image bytes; ``frames`` holds the rows changed after ``since``."""
+        """Everything but image bytes; ``frames`` holds the rows changed after ``since``.
+
+        A ``since`` this hub never reached (a client of an earlier run of the server, whose
+        count went further) gets every row: it cannot know what it missed.
+        """
         with self._cond:
+            if since > self._version:
+                since = 0
             rows = [
                 dict(row.fields) for _, row in sorted(self._rows.items()) if row.version > since
             ]
