@@ -2,6 +2,7 @@
 
 The token comes from ``--token`` (or ``$STACKRIG_STATION_TOKEN``), else from a token file that
 the first start creates with a random token (mode 0600), so a bookmarked address keeps working.
+A token file other users may read is refused: whoever holds the token controls the rig.
 
 Everything but the page shell (``/``, ``/static/``) and ``POST /api/login`` needs the token:
 ``Authorization: Bearer TOKEN`` (scripts), or the ``stackrig_token`` cookie that
@@ -63,6 +64,12 @@ def load_token(token: str | None, token_file: Path | None = None) -> tuple[str, 
         return token, "--token"
     path = token_file or default_token_file()
     try:
+        mode = path.stat().st_mode
+        if mode & 0o077:
+            raise StationError(
+                f"{path}: the token file can be read by other users (mode {mode & 0o777:o}); "
+                f"make it private with chmod 600 {path}, or delete it for a new token"
+            )
         text = path.read_text().strip()
     except FileNotFoundError:
         text = ""
