@@ -119,7 +119,7 @@ def _raw_get(server: PreviewServer, target: str) -> tuple[int, bytes]:
     """Send a request line exactly as given (clients would normalise ``..`` away)."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
         s.sendall(
-            f"GET {target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+            f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n"
             "Connection: close\r\n\r\n".encode()
         )
         data = b""

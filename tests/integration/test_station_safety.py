@@ -1,0 +1,239 @@
+"""The station under careless and hostile requests, over real loopback HTTP on the simulated rig:
+racing starts, links planted in its folders, oversized bodies, foreign hosts and origins."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import socket
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import httpx
+import pytest
+
+from rig.station.api import station_app
+from rig.station.auth import load_token
+from rig.station.errors import StationError
+from rig.station.service import TEST_SHOT_DIR
+from stacker.preview import PreviewServer
+from stacker.preview.guard import warn_if_wildcard
+from tests.integration.test_station_api import TOKEN, client, rig, server, station
+
+__all__ = ["client", "rig", "server", "station"]  # the station API tests' fixtures
+
+PLAN = {"from": "0mm", "to": "1mm", "frames": 3, "settle": 0.01}
+
+
+# ----------------------------------------------------------------------- one session at a time
+def test_simultaneous_starts_leave_exactly_one_winner(station, server, client) -> None:
+    """Issue 11 item 1: the running check happens under the rig's lock."""
+    for attempt in range(3):
+        barrier = threading.Barrier(4)
+        codes: list[int] = []
+
+        def start(name: str, barrier: threading.Barrier, codes: list[int]) -> None:
+            barrier.wait()
+            r = client.post("/api/sessions", json={"plan": PLAN, "name": name})
+            codes.append(r.status_code)
+
+        threads = [
+            threading.Thread(target=start, args=(f"race{attempt}-{n}", barrier, codes))
+            for n in range(4)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert sorted(codes) == [201, 409, 409, 409], (attempt, codes)
+        assert station.wait(60) is not None
+    started = [p.name for p in station.root.iterdir()]
+    assert len(started) == 3, started
+
+
+# --------------------------------------------------------------------------------- links
+def test_a_test_shot_never_deletes_through_a_link(station, client, tmp_path: Path) -> None:
+    """Issue 11 item 2: ``.test-shot`` a link to another folder loses the link, not the files."""
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "keep.jpg").write_bytes(b"mine")
+    station.root.mkdir(parents=True, exist_ok=True)
+    (station.root / TEST_SHOT_DIR).symlink_to(precious)
+    r = client.post("/api/test-shot", json={})
+    assert r.status_code == 200, r.text
+    assert (precious / "keep.jpg").read_bytes() == b"mine"
+    assert sorted(p.name for p in precious.iterdir()) == ["keep.jpg"]
+    shot_dir = station.root / TEST_SHOT_DIR
+    assert shot_dir.is_dir() and not shot_dir.is_symlink()
+    # A link planted inside the folder is removed itself; its target stays.
+    (shot_dir / "planted.jpg").symlink_to(precious / "keep.jpg")
+    assert client.post("/api/test-shot", json={}).status_code == 200
+    assert not (shot_dir / "planted.jpg").exists()
+    assert (precious / "keep.jpg").read_bytes() == b"mine"
+
+
+def test_downloads_never_follow_links_out_of_the_session(station, client, tmp_path) -> None:
+    """Issue 11 item 3: a linked frame or a linked ``frames/`` folder is not served."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "frame_0099.jpg").write_bytes(b"TOP SECRET")
+    (outside / "frame_0001.jpg").write_bytes(b"TOP SECRET")
+    assert client.post("/api/sessions", json={"plan": PLAN, "name": "s1"}).status_code == 201
+    assert station.wait(60) is not None
+    frames = station.root / "s1" / "frames"
+    (frames / "frame_0099.jpg").symlink_to(outside / "frame_0099.jpg")
+    z = client.get("/api/sessions/s1/frames.zip")
+    assert z.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(z.content)) as zf:
+        assert [n.rsplit("/", 1)[1] for n in zf.namelist()] == [
+            f"frame_{i:04d}.jpg" for i in (1, 2, 3)
+        ]
+        assert all(b"TOP SECRET" not in zf.read(n) for n in zf.namelist())
+    assert client.get("/api/sessions/s1/frames/frame_0099.jpg").status_code == 404
+
+    # The whole frames/ folder replaced by a link to another folder: nothing is served from it.
+    frames.rename(station.root / "s1" / "frames-real")
+    frames.symlink_to(outside)
+    assert client.get("/api/sessions/s1/frames/frame_0001.jpg").status_code == 404
+    assert client.get("/api/sessions/s1/frames.zip").status_code == 404
+    # A composite replaced by a link is not served either.
+    composite = next((station.root / "s1").glob("composite.*"))
+    composite.unlink()
+    composite.symlink_to(outside / "frame_0001.jpg")
+    r = client.get("/api/sessions/s1/composite")
+    assert r.status_code == 404 and b"TOP SECRET" not in r.content
+
+
+# ------------------------------------------------------------------------------ bodies
+def _raw(port: int, head: str, body: bytes = b"", timeout: float = 10) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(head.encode() + body)
+        data = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := s.recv(65536):
+                data += chunk
+    return data
+
+
+def test_an_oversized_login_body_is_refused_before_it_is_read(server) -> None:
+    """Issue 11 item 5: a declared 800 MB body is answered 413 with nothing read; a chunked one
+    is refused as soon as it passes the limit, while the client is still sending."""
+    head = (
+        "POST /api/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {800 * 1024 * 1024}\r\n\r\n"
+    )
+    answer = _raw(server.port, head, b'{"token": "')
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"too large" in answer
+
+    head = (
+        "POST /api/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    )
+    chunk = b"%x\r\n%s\r\n" % (16384, b" " * 16384)
+    sent = 0
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(head.encode())
+        try:
+            while sent < 64 * 1024 * 1024:  # far more than the server may hold
+                s.sendall(chunk)
+                sent += 16384
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        s.settimeout(5)
+        with contextlib.suppress(ConnectionResetError):
+            answer = s.recv(65536)
+    assert sent < 8 * 1024 * 1024, sent
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+
+
+# ------------------------------------------------------------------------- connections
+def test_half_sent_headers_neither_starve_requests_nor_stay_open(station) -> None:
+    """Issue 11 item 6: connections that never finish their headers are closed after the
+    header deadline, and a real request is answered meanwhile."""
+    with PreviewServer(station.hub, app=station_app(station, TOKEN), header_timeout_s=1.0) as srv:
+        idle = []
+        for _ in range(60):
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            s.sendall(b"GET /api/state HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            idle.append(s)
+        try:
+            auth = {"Authorization": f"Bearer {TOKEN}"}
+            t0 = time.monotonic()
+            r = httpx.get(srv.url + "api/station", headers=auth, timeout=5)
+            assert r.status_code == 200 and time.monotonic() - t0 < 3
+            closed = 0
+            for s in idle:
+                with contextlib.suppress(ConnectionResetError):
+                    closed += s.recv(1024) == b""  # blocks until the server closes it
+            assert closed == len(idle)
+        finally:
+            for s in idle:
+                s.close()
+
+
+# ------------------------------------------------------------------------ hosts, origins
+def test_foreign_hosts_and_origins_are_refused(server, tmp_path: Path) -> None:
+    """Issue 11 item 11: DNS rebinding (a foreign Host) and a cookie-carrying POST from another
+    site's page are refused; the page's own origin and scripts without Origin pass."""
+    base = server.url.rstrip("/")
+    with httpx.Client(base_url=base, timeout=5) as browser:
+        assert browser.post("/api/login", json={"token": TOKEN}).status_code == 204
+        rebound = browser.get("/api/state", headers={"Host": f"attacker.example:{server.port}"})
+        assert rebound.status_code == 421 and "--allow-host" in rebound.json()["error"]
+        assert browser.get("/", headers={"Host": "attacker.example"}).status_code == 421
+        assert browser.get("/api/station", headers={"Host": f"localhost:{server.port}"}).is_success
+        foreign = browser.post(
+            "/api/jog", json={"by": "1um"}, headers={"Origin": "http://attacker.example"}
+        )
+        assert foreign.status_code == 403 and "attacker.example" in foreign.json()["error"]
+        assert browser.post("/api/logout", headers={"Origin": "null"}).status_code == 403
+        own = browser.post("/api/jog", json={"by": "1um"}, headers={"Origin": base})
+        assert own.status_code == 200, own.text
+        assert browser.post("/api/jog", json={"by": "-1um"}).status_code == 200
+
+
+def test_names_given_with_allow_host_are_served(station) -> None:
+    app = station_app(station, TOKEN)
+    with PreviewServer(station.hub, app=app, allow_hosts=["rig.lan"]) as srv:
+        r = httpx.get(srv.url + "", headers={"Host": "rig.lan:8000"}, timeout=5)
+        assert r.status_code == 200
+        r = httpx.get(srv.url + "", headers={"Host": "rig.lan.evil.example"}, timeout=5)
+        assert r.status_code == 421
+
+
+def test_a_token_file_other_users_can_read_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    path.write_text("a-token-long-enough\n")
+    path.chmod(0o644)
+    with pytest.raises(StationError, match=r"chmod 600"):
+        load_token(None, path)
+    path.chmod(0o600)
+    assert load_token(None, path)[0] == "a-token-long-enough"
+
+
+def test_binding_every_address_warns_once(capsys) -> None:
+    assert warn_if_wildcard("0.0.0.0")
+    assert not warn_if_wildcard("127.0.0.1")
+    err = capsys.readouterr().err
+    assert err.count("warning:") == 1 and "every machine on this network" in err
+
+
+# ---------------------------------------------------------------------------- reconnects
+def test_an_event_id_from_a_newer_server_gets_the_whole_state(station, server) -> None:
+    """Issue 11 item 12: a Last-Event-ID this server never issued resends every row."""
+    station.hub.update_frame(1, status="merged")
+    station.hub.update_frame(2, status="merged")
+    headers = {"Authorization": f"Bearer {TOKEN}", "Last-Event-ID": "987654321"}
+    with httpx.stream("GET", server.url + "api/events", headers=headers, timeout=5) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                state = json.loads(line[6:])
+                break
+    assert [row["index"] for row in state["frames"]] == [1, 2]
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    polled = httpx.get(server.url + "api/state?since=99999999", headers=auth, timeout=5).json()
+    assert len(polled["frames"]) == 2
