@@ -84,6 +84,8 @@ def parse_length(text: str) -> tuple[float, Units]:
     if key not in _LENGTH_UNITS:
         raise UnitError(f"unknown length unit {unit!r} in {text!r}: {_LENGTH_HELP}")
     factor, kind = _LENGTH_UNITS[key]
+    if not math.isfinite(value * factor):
+        raise UnitError(f"{text!r} is too large a length: {_LENGTH_HELP}")
     return value * factor, kind
 
 
