@@ -93,6 +93,12 @@ def register(app: typer.Typer) -> None:
         focus: str = typer.Option("rail", "--focus", help="rail, or camera (lens motor)."),
         camera_model: str | None = typer.Option(None, "--camera-model"),
         camera_port: str | None = typer.Option(None, "--camera-port"),
+        travel: str | None = typer.Option(
+            None,
+            "--travel",
+            help="How far from 0 the page may jog a rail without soft limits, e.g. 150mm "
+            "(default 300mm, or 100000 steps for a lens).",
+        ),
         size: str = typer.Option("1440x1080", "--size", help="Frame size of the simulated rig."),
         home: bool = typer.Option(False, "--home", help="Home the rail first."),
         accept_position: bool = typer.Option(
@@ -105,10 +111,15 @@ def register(app: typer.Typer) -> None:
         from rig.station.api import station_app
         from rig.station.auth import load_token
         from rig.station.service import Station
+        from rig.units import parse_length
         from stacker.preview.guard import warn_if_wildcard
         from stacker.preview.server import PreviewServer
 
         secret, source = load_token(token, token_file)
+        try:
+            reach = None if travel is None else parse_length(travel)[0]
+        except RigError as exc:
+            raise RigError(f"--travel: {exc}") from None
         stop = threading.Event()
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -124,7 +135,7 @@ def register(app: typer.Typer) -> None:
             home=home,
             accept_position=accept_position,
         ) as (focuser, camera, block):
-            station = Station(root, focuser=focuser, camera=camera, rig=block)
+            station = Station(root, focuser=focuser, camera=camera, rig=block, travel=reach)
             warn_if_wildcard(host)
             app = station_app(station, secret)
             server = PreviewServer(station.hub, host, port, app=app, allow_hosts=allow_host)

@@ -13,6 +13,8 @@ Control API (JSON in, JSON out; a user error is ``{"error": "..."}`` with 400, b
 ``POST /api/plan``                         ``{from, to, step | frames | magnification+f_number
                                            | na, settle}`` → frames, step, duration
 ``POST /api/jog``                          ``{by: "100um"}`` or ``{to: "2mm"}`` → position
+``POST /api/home``                         run the rail's homing cycle → position
+``POST /api/unlock``                       clear the controller's alarm (GRBL ``$X``)
 ``POST /api/test-shot``                    shoot where the rail stands; shown as the last frame
 ``POST /api/sessions``                     ``{plan: {...}, name, method, align, format}``: start
 ``POST /api/sessions/{id}/stop``           stop after the frame in flight
@@ -128,6 +130,16 @@ def station_routes(station: Station, token: str) -> list[BaseRoute]:
         position = await _blocking(station.jog, by=body.get("by"), to=body.get("to"))
         return JSONResponse({"position": position, "units": station.units}, headers=NO_STORE)
 
+    async def home(request: Request) -> Response:
+        await _json_body(request)
+        position = await _blocking(station.home)
+        return JSONResponse({"position": position, "units": station.units}, headers=NO_STORE)
+
+    async def unlock(request: Request) -> Response:
+        await _json_body(request)
+        position = await _blocking(station.unlock)
+        return JSONResponse({"position": position, "units": station.units}, headers=NO_STORE)
+
     async def test_shot(request: Request) -> Response:
         await _json_body(request)
         return JSONResponse(await _blocking(station.test_shot), headers=NO_STORE)
@@ -190,6 +202,8 @@ def station_routes(station: Station, token: str) -> list[BaseRoute]:
         Route("/api/station", _handle(status)),
         Route("/api/plan", _handle(plan), methods=["POST"]),
         Route("/api/jog", _handle(jog), methods=["POST"]),
+        Route("/api/home", _handle(home), methods=["POST"]),
+        Route("/api/unlock", _handle(unlock), methods=["POST"]),
         Route("/api/test-shot", _handle(test_shot), methods=["POST"]),
         Route("/api/sessions", _handle(sessions), methods=["GET", "POST"]),
         Route("/api/sessions/{sid}/stop", _handle(stop), methods=["POST"]),

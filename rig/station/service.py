@@ -11,6 +11,7 @@ Its files are served through :class:`~rig.station.files.SessionFiles`; who may a
 
 from __future__ import annotations
 
+import math
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +32,9 @@ from stacker.preview.hub import PreviewHub
 from stacker.preview.publisher import encode_jpeg
 
 TEST_SHOT_DIR = ".test-shot"
+DEFAULT_TRAVEL = {"um": 300_000.0, "steps": 100_000.0}
+"""How far from 0 a jog may go on a focuser without soft limits, unless the station is given its
+travel: further than any macro rail (300 mm) or lens (100000 steps) reaches, yet finite."""
 
 
 # ----------------------------------------------------------------------------- plans
@@ -100,6 +104,17 @@ def describe_plan(plan: ShotPlan) -> dict[str, Any]:
     }
 
 
+def _jog_limits(focuser: Focuser, travel: float | None) -> tuple[float, float]:
+    """Where jogs may go: the focuser's soft limits, else ``±travel``, else the default travel."""
+    caps = focuser.capabilities
+    if caps.min_position is not None and caps.max_position is not None:
+        return caps.min_position, caps.max_position
+    if travel is not None and not (math.isfinite(travel) and travel > 0):
+        raise StationError(f"travel {travel:g}: give a positive length, e.g. 150mm")
+    reach = travel if travel is not None else DEFAULT_TRAVEL[caps.units]
+    return -reach, reach
+
+
 # ----------------------------------------------------------------------------- the station
 class Station:
     """The rig's devices, its sessions folder and the one session that may run at a time.
@@ -116,6 +131,7 @@ class Station:
         rig: dict[str, Any],
         hub: PreviewHub | None = None,
         runner_options: RunnerOptions | None = None,
+        travel: float | None = None,
     ) -> None:
         self.root = Path(root)
         try:
@@ -131,6 +147,7 @@ class Station:
         self.hub = hub if hub is not None else PreviewHub(title="stackrig station")
         self.runner_options = runner_options or RunnerOptions()
         self.units = focuser.capabilities.units
+        self.limits = _jog_limits(focuser, travel)
         self._lock = threading.Lock()  # held while the rig moves or shoots for a request
         self._runner: SessionRunner | None = None
         self._thread: threading.Thread | None = None
@@ -182,27 +199,62 @@ class Station:
         return self._lock
 
     def jog(self, *, by: str | None = None, to: str | None = None) -> float:
-        """Move the rail ``by`` a distance or ``to`` a position (``"100um"``, ``"-1mm"``)."""
+        """Move the rail ``by`` a distance or ``to`` a position (``"100um"``, ``"-1mm"``).
+
+        The target must lie within :attr:`limits`; one outside is refused before anything moves.
+        """
         if (by is None) == (to is None):
             raise StationError("jog: give either 'by' (e.g. 100um) or 'to' (e.g. 2mm)")
-        text = by if by is not None else to
+        key, text = ("by", by) if by is not None else ("to", to)
         try:
             value, units = parse_length(str(text))
         except UnitError as exc:
-            raise StationError(f"jog: {exc}") from None
+            raise StationError(f"jog '{key}': {exc}") from None
         if units != self.units:
             raise StationError(f"jog {text}: this focuser moves in {self.units}")
         lock = self._exclusive("jog")
         try:
-            if by is not None:
-                self.focuser.move_by(value)
-            else:
-                self.focuser.move_to(value)
+            target = value if to is not None else float(self.focuser.position) + value
+            lo, hi = self.limits
+            if not lo <= target <= hi:
+                raise StationError(
+                    f"jog '{key}' {text}: the target {format_length(target, self.units)} lies "
+                    f"outside the travel {format_length(lo, self.units)} to "
+                    f"{format_length(hi, self.units)}"
+                )
+            self.focuser.move_to(target)
         finally:
             lock.release()
         self._publish_station()
         position = self._position()
-        return position if position is not None else value
+        return position if position is not None else target
+
+    def home(self) -> float:
+        """Run the rail's homing cycle (after an alarm or a restart); returns the position."""
+        if not self.focuser.capabilities.can_home:
+            raise StationError(f"{self.focuser.name} cannot home (no homing cycle configured)")
+        lock = self._exclusive("home")
+        try:
+            self.focuser.home()
+        finally:
+            lock.release()
+        self._publish_station()
+        position = self._position()
+        return 0.0 if position is None else position
+
+    def unlock(self) -> float:
+        """Clear the rail controller's alarm (GRBL ``$X``), keeping its position."""
+        unlock = getattr(self.focuser, "unlock", None)
+        if unlock is None:
+            raise StationError(f"{self.focuser.name} has no alarm to clear")
+        lock = self._exclusive("unlock the rail")
+        try:
+            unlock()
+        finally:
+            lock.release()
+        self._publish_station()
+        position = self._position()
+        return 0.0 if position is None else position
 
     def test_shot(self) -> dict[str, Any]:
         """Shoot one frame where the rail stands; it shows as the page's last frame."""

@@ -18,7 +18,7 @@ import pytest
 from rig.station.api import station_app
 from rig.station.auth import load_token
 from rig.station.errors import StationError
-from rig.station.service import TEST_SHOT_DIR
+from rig.station.service import TEST_SHOT_DIR, Station
 from stacker.preview import PreviewServer
 from stacker.preview.guard import warn_if_wildcard
 from tests.integration.test_station_api import TOKEN, client, rig, server, station
@@ -237,3 +237,36 @@ def test_an_event_id_from_a_newer_server_gets_the_whole_state(station, server) -
     auth = {"Authorization": f"Bearer {TOKEN}"}
     polled = httpx.get(server.url + "api/state?since=99999999", headers=auth, timeout=5).json()
     assert len(polled["frames"]) == 2
+
+
+# ------------------------------------------------------------------------------------ jog
+def test_jogs_stay_inside_the_travel_and_the_rail_can_recover(station, client, monkeypatch):
+    """Issue 11 item 7: targets outside the travel are a 400 before anything moves (the move
+    calls of the real rail are counted); the page can home and unlock the rail."""
+    moves: list[float] = []
+    real_move_to = station.focuser.move_to
+    monkeypatch.setattr(station.focuser, "move_to", lambda p: (moves.append(p), real_move_to(p))[1])
+    start = client.get("/api/station").json()["rail"]["position"]
+    for body in ({"to": "-1e20mm"}, {"by": "1e20mm"}, {"by": "1e308m"}, {"to": "400mm"}):
+        r = client.post("/api/jog", json=body)
+        assert r.status_code == 400, (body, r.text)
+        assert next(iter(body)) in r.json()["error"]
+    assert moves == []
+    assert client.get("/api/station").json()["rail"]["position"] == pytest.approx(start)
+    assert client.post("/api/jog", json={"by": "200um"}).status_code == 200
+    assert moves == [pytest.approx(start + 200)]
+
+    homed = client.post("/api/home", json={})
+    assert homed.status_code == 200, homed.text
+    assert isinstance(homed.json()["position"], float)
+    unlocked = client.post("/api/unlock", json={})
+    assert unlocked.status_code == 200, unlocked.text
+
+
+def test_a_configured_travel_bounds_jogs(rig, tmp_path: Path) -> None:
+    station = Station(tmp_path / "s", focuser=rig.focuser, camera=rig.camera, rig={}, travel=5000)
+    assert station.limits == (-5000, 5000)
+    with pytest.raises(StationError, match="outside the travel"):
+        station.jog(to="6mm")
+    with pytest.raises(StationError, match="positive length"):
+        Station(tmp_path / "t", focuser=rig.focuser, camera=rig.camera, rig={}, travel=-1)

@@ -199,7 +199,9 @@
       <div>
         <h2>Rail</h2>
         <div class="row" id="st-jog"></div>
-        <div class="row"><button type="button" id="st-shot">Test shot</button></div>
+        <div class="row"><button type="button" id="st-shot">Test shot</button>
+          <button type="button" id="st-home" title="Run the homing cycle">Home</button>
+          <button type="button" id="st-unlock" title="Clear the controller's alarm, keeping the position">Unlock</button></div>
       </div>
       <p id="st-msg" class="message"></p>
       <div>
@@ -228,6 +230,13 @@
       const r = await call("POST", "/api/test-shot", {});
       say("test shot " + r.width + "×" + r.height + " (shown as the last frame)");
     }));
+    for (const [id, what] of [["st-home", "home"], ["st-unlock", "unlock"]]) {
+      el(id).addEventListener("click", (ev) => act(ev.target, async () => {
+        const r = await call("POST", "/api/" + what, {});
+        say((what === "home" ? "homed" : "unlocked") + ": rail at " + r.position +
+          (r.units === "steps" ? " steps" : " µm"));
+      }));
+    }
     panel.hidden = false;
     built = true;
   }
