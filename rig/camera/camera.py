@@ -22,9 +22,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 from rig.camera.backend import load_gphoto2
 from rig.camera.config import (
@@ -52,12 +52,20 @@ from rig.camera.errors import (
 from rig.camera.focus import FocusStrategy, choose_strategy
 from rig.camera.naming import free_stem, next_auto_stem, shot_file_names
 from rig.camera.retry import RetryPolicy
+from rig.camera.shot import (
+    FORMAT_KEYS,
+    CaptureTarget,
+    TargetChoice,
+    Vendor,
+    default_capture_target,
+    files_per_shot,
+    vendor_of,
+)
 from rig.camera.summary import CameraSummary, StorageSummary
 from stacker.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
-CaptureTarget = Literal["ram", "card"]
 ProgressCallback = Callable[[str, int, int], None]
 """Called as ``on_progress(file_name, bytes_done, bytes_total)`` while a file downloads."""
 
@@ -65,12 +73,32 @@ CHUNK_BYTES = 1 << 20
 """Download piece size where the camera supports partial reads (progress per piece)."""
 MAX_DRAIN_EVENTS = 200
 SHOT_EVENTS_LIMIT_S = 5.0
-"""Upper bound on waiting for more files of one shot after the capture returned."""
+"""Upper bound on listening for unannounced extra files when the body has no format setting."""
+SHOT_FILES_LIMIT_S = 10.0
+"""Upper bound on waiting for the files a shot must produce (a busy body's late JPEG)."""
+RELEASE_FILE_TIMEOUT_S = 40.0
+"""Wait for the first file after a release without AF (libgphoto2 waits 35 s on Sony)."""
 RECONNECT_POLL_S = 0.5
 
-# libgphoto2's capturetarget choices, in its fixed order (labels are translated by locale).
-_CAPTURE_TARGET_INDEX: dict[CaptureTarget, int] = {"ram": 0, "card": 1}
-_CAPTURE_TARGET_LABELS: dict[CaptureTarget, str] = {"ram": "Internal RAM", "card": "Memory card"}
+# libgphoto2's capturetarget choices (_get_CaptureTarget: RAM, card; labels are translated by
+# locale, so the index decides), and Sony's untranslated ones (_get_Sony_CaptureTarget).
+_CAPTURE_TARGET_INDEX: dict[CaptureTarget, int] = {"ram": 0, "card": 1, "both": 1}
+_CAPTURE_TARGET_LABELS: dict[CaptureTarget, str] = {
+    "ram": "Internal RAM",
+    "card": "Memory card",
+    "both": "Memory card",
+}
+_SONY_TARGETS: dict[CaptureTarget, str] = {"ram": "sdram", "card": "card", "both": "card+sdram"}
+VIBRATION_SETTINGS: dict[str, tuple[str, str, str]] = {
+    "canon": ("mirrorlock", "1", "mirror lock-up"),
+    "nikon": ("exposuredelaymode", "On", "exposure delay mode"),
+    "sony": ("shuttertype", "Electronic", "electronic shutter (no flash sync)"),
+}
+"""Per vendor: libgphoto2 key, value and what it does against shutter shake (``config.c``:
+EOS MirrorUpSetting, Nikon ExposureDelayMode, Sony ShutterType)."""
+# _get_Canon_EOS_RemoteRelease's fixed choice order: press full and half with AF off, release all.
+_EOS_PRESS_FULL_MF = 4
+_EOS_RELEASE = 7
 
 
 class Camera:
@@ -81,13 +109,19 @@ class Camera:
     info
         Which camera (model and port), from :func:`~rig.camera.detect.list_cameras`.
     capture_target
-        ``"ram"`` (files only travel over USB), ``"card"`` (written to the card too) or ``None``
-        to leave the camera's setting alone. Restored on close.
+        ``"ram"`` (files only travel over USB), ``"card"`` (written to the card, downloaded,
+        then deleted there), ``"both"`` (a copy stays on the card: Sony's ``card+sdram``, else
+        the card with ``keep_on_card``), ``"auto"`` (the vendor's default, see
+        :func:`~rig.camera.shot.default_capture_target`) or ``None`` to leave the camera's
+        setting alone. Restored on close.
     keep_on_card
         Keep captured files on the card after download (only meaningful with the card as
         target; files in the camera's RAM are released once downloaded).
     retry
         Bounds on retries and reconnection.
+    wrap_handle
+        Applied to each libgphoto2 handle as it is opened; the simulated rig layers vendor
+        behaviour over the virtual camera with it (:mod:`rig.sim.camera_quirks`).
     """
 
     def __init__(
@@ -97,8 +131,10 @@ class Camera:
         capture_target: CaptureTarget | None = None,
         keep_on_card: bool = False,
         retry: RetryPolicy | None = None,
+        wrap_handle: Callable[[Any], Any] | None = None,
     ) -> None:
         self._gp = load_gphoto2()
+        self._wrap = wrap_handle
         self.info = info
         self.keep_on_card = keep_on_card
         self.retry = retry or RetryPolicy()
@@ -107,13 +143,18 @@ class Camera:
         self._cam: Any | None = None
         self._serial = ""
         self._manufacturer: str | None = None
+        self._vendor: Vendor | None = None
         self._restore: dict[str, Value] = {}
         self._session: dict[str, str | int | float] = {}
         self._partial_reads: bool | None = None
         self._focus: FocusStrategy | None = None
         self._focus_size = 1
         self._focus_settle_s: float | None = None
+        self._focus_approximate = False
         self._reconnecting = False
+        self._files_per_shot: int | None = None
+        self._format_known = False
+        self._awaited: list[tuple[Path, str, int]] = []
         self.sleep: Callable[[float], None] = time.sleep
 
     # ----------------------------------------------------------------- opening and closing
@@ -123,18 +164,24 @@ class Camera:
         model: str | None = None,
         port: str | None = None,
         *,
-        capture_target: CaptureTarget | None = None,
+        capture_target: TargetChoice | None = None,
         keep_on_card: bool = False,
         retry: RetryPolicy | None = None,
+        wrap_handle: Callable[[Any], Any] | None = None,
     ) -> Camera:
         """Connect to the camera with this model and/or port, or the only one connected."""
         info = choose_camera(list_cameras(), model, port)
-        camera = cls(info, capture_target=capture_target, keep_on_card=keep_on_card, retry=retry)
+        camera = cls(info, keep_on_card=keep_on_card, retry=retry, wrap_handle=wrap_handle)
         camera._cam = camera._connect(info)
         camera._serial = camera._read_text("serialnumber")
         try:
-            if capture_target is not None:
-                camera.set_capture_target(capture_target)
+            target = (
+                default_capture_target(camera.vendor)
+                if capture_target == "auto"
+                else capture_target
+            )
+            if target is not None:
+                camera.set_capture_target(target)
         except BaseException:
             camera.close()
             raise
@@ -204,7 +251,7 @@ class Camera:
                 ports.load()
                 cam.set_port_info(ports.get_info(ports.lookup_path(info.port)))
                 cam.init()
-                return cam
+                return self._wrap(cam) if self._wrap is not None else cam
             except gp.GPhoto2Error as exc:
                 code, text = exc.code, exc.string
             # Drop every reference to the failed handle (no exception chain, no local) so
@@ -388,16 +435,43 @@ class Camera:
             return self.get_config(key)
 
     def set_capture_target(self, target: CaptureTarget) -> None:
-        """Send captures to the camera's RAM or its card, for this session only."""
+        """Send captures to the camera's RAM, its card, or both, for this session only."""
         widget = self._fresh_widget("capturetarget")
+        if target == "both":
+            self.keep_on_card = True
         if widget is None:
             log.info("%s has no capture target setting; shots stay where it puts them", self.info)
             return
         choices = choices_of(widget)
-        label = _CAPTURE_TARGET_LABELS[target]
-        choice = label if label in choices else choices[_CAPTURE_TARGET_INDEX[target]]
+        if _SONY_TARGETS[target] in choices:
+            choice = _SONY_TARGETS[target]
+        else:
+            label = _CAPTURE_TARGET_LABELS[target]
+            choice = label if label in choices else choices[_CAPTURE_TARGET_INDEX[target]]
         self.set_config("capturetarget", choice, restore=True)
         self._capture_target = target
+
+    @property
+    def capture_target(self) -> CaptureTarget | None:
+        """The target this session chose (``None``: the camera's own setting was left alone)."""
+        return self._capture_target
+
+    def reduce_vibration(self) -> str | None:
+        """Switch on the body's shutter-shake remedy for this session (restored on close).
+
+        Mirror lock-up on Canon EOS, exposure delay mode on Nikon, the electronic shutter on
+        Sony (see ``VIBRATION_SETTINGS``). Returns what was set, or ``None`` when the body
+        offers none of them through libgphoto2 (then only the settle time helps).
+        """
+        setting = VIBRATION_SETTINGS.get(self.vendor)
+        if setting is None:
+            return None
+        key, value, what = setting
+        if self._fresh_widget(key) is None:
+            log.info("%s offers no %r setting; relying on the settle time", self.description, key)
+            return None
+        self.set_config(key, value, restore=True)
+        return f"{what} ({key}={value})"
 
     def _files_stay_on_card(self) -> bool:
         if not self.keep_on_card:
@@ -407,7 +481,7 @@ class Camera:
             return True
         choices = choices_of(widget)
         value = str(widget.get_value())
-        return value in choices and choices.index(value) == _CAPTURE_TARGET_INDEX["card"]
+        return value in choices and choices.index(value) >= _CAPTURE_TARGET_INDEX["card"]
 
     # -------------------------------------------------------------------------- summary
     def summary(self) -> CameraSummary:
@@ -450,6 +524,15 @@ class Camera:
             self._manufacturer = self._read_text("manufacturer")
         return self._manufacturer or self.info.model.split()[0]
 
+    @property
+    def vendor(self) -> Vendor:
+        """The body's maker (from its manufacturer setting, else the model name)."""
+        if self._vendor is None:
+            self._vendor = vendor_of(
+                self.manufacturer, self._read_text("cameramodel"), self.info.model
+            )
+        return self._vendor
+
     # -------------------------------------------------------------------------- capture
     def capture(
         self,
@@ -463,36 +546,124 @@ class Camera:
         Files of one shot share a stem (``frame_0007.cr2`` + ``frame_0007.jpg``); ``stem`` is
         the caller's, else the next ``frame_NNNN`` in the folder. A stem already used in the
         folder gets ``_2``, ``_3``... so nothing is overwritten. Each file is written atomically.
-        Pending camera events are drained first so a late file from an earlier shot is never
-        mistaken for this one. Files are removed from the camera after download unless
-        ``keep_on_card`` is set and the card is the capture target.
+        Files are removed from the camera after download unless ``keep_on_card`` is set and the
+        card is the capture target.
 
         Returns the paths written, the camera's first file first.
+        """
+        return self.release(dest_dir, stem).download(on_progress)
+
+    def release(self, dest_dir: Path, stem: str | None = None) -> PendingShot:
+        """Release the shutter; return once the camera has announced the shot's first file.
+
+        By then the exposure is over, so the focus may move while :meth:`PendingShot.download`
+        fetches the files. Before the release, files that arrived since the last shot (the
+        late JPEG of a RAW+JPEG pair) are downloaded into their shot's folder and removed from
+        the camera. Canon EOS bodies are released without autofocus (see :meth:`_release`).
         """
         dest_dir = Path(dest_dir)
         with self._lock:
             dest_dir.mkdir(parents=True, exist_ok=True)
-            self._drain_events()
-            gp = self._gp
-            first = self._call("capture", lambda c: c.capture(gp.GP_CAPTURE_IMAGE))
-            files = [(str(first.folder), str(first.name))]
-            for extra in self._shot_events():
-                if extra not in files:
-                    files.append(extra)
+            self._collect_stragglers(dest_dir)
+            first = self._release()
+            return PendingShot(self, dest_dir, stem, first, self.files_per_shot())
+
+    def files_per_shot(self) -> int | None:
+        """Files each shot makes (2 for RAW+JPEG) from the body's image-format setting.
+
+        ``None`` when the body has no such setting; the camera then listens for a quiet window
+        after each shot instead.
+        """
+        if not self._format_known:
+            self._format_known = True
+            for key in FORMAT_KEYS:
+                value = self._read_text(key)
+                if value:
+                    self._files_per_shot = files_per_shot(value)
+                    break
+        return self._files_per_shot
+
+    def _release(self) -> tuple[str, str]:
+        """Take the picture; the camera's folder and name of its first file.
+
+        libgphoto2's capture on a Canon EOS half-presses with autofocus first
+        (``camera_trigger_canon_eos_capture``): with the lens switch at AF, as lens-motor
+        stacking needs, the lens would refocus at every frame or the shot fail when AF cannot
+        lock. So a Canon is released through ``eosremoterelease`` with AF off ("Press Full MF",
+        then "Release", as ``_put_Canon_EOS_RemoteRelease`` documents), and the file is taken
+        from the file-added event that follows.
+        """
+        gp = self._gp
+        if self.vendor == "canon":
+            widget = self._fresh_widget("eosremoterelease")
+            if widget is not None and widget.count_choices() > _EOS_RELEASE:
+                try:
+                    self._press(widget, _EOS_PRESS_FULL_MF)
+                finally:
+                    self._press(self._fresh_widget("eosremoterelease"), _EOS_RELEASE)
+                return self._wait_for_file(RELEASE_FILE_TIMEOUT_S)
+        first = self._call("capture", lambda c: c.capture(gp.GP_CAPTURE_IMAGE))
+        return str(first.folder), str(first.name)
+
+    def _press(self, widget: Any, index: int) -> None:
+        widget.set_value(widget.get_choice(index))
+        widget.set_changed(1)
+        self._send("eosremoterelease", widget)
+
+    def _wait_for_file(self, timeout_s: float) -> tuple[str, str]:
+        gp = self._gp
+        deadline = time.monotonic() + timeout_s
+        while (left := deadline - time.monotonic()) > 0:
+            kind, data = self._wait_event(max(1, int(min(left, 1.0) * 1000)))
+            if kind == gp.GP_EVENT_FILE_ADDED:
+                return str(data.folder), str(data.name)
+        raise CameraError(
+            f"{self.description}: released, but no file arrived within {timeout_s:g} s "
+            "(is the exposure longer, or is the body set to shoot without a card?)"
+        )
+
+    def _finish_shot(
+        self,
+        shot: PendingShot,
+        on_progress: ProgressCallback | None,
+    ) -> list[Path]:
+        """Wait for the rest of ``shot``'s files, download and write them, free the camera."""
+        with self._lock:
+            files = [shot.first]
+            expected = shot.expected
+            more = self._shot_events() if expected is None else self._expected_files(expected - 1)
+            files += [f for f in more if f not in files]
             camera_names = [name for _, name in files]
-            base = free_stem(dest_dir, stem or next_auto_stem(dest_dir), camera_names)
+            dest = shot.dest_dir
+            base = free_stem(dest, shot.stem or next_auto_stem(dest), camera_names)
             names = shot_file_names(base, camera_names)
             written: list[Path] = []
             for (folder, name), local in zip(files, names, strict=True):
                 data = self._download(folder, name, local, on_progress)
-                written.append(atomic_write_bytes(dest_dir / local, data))
-            if not self._files_stay_on_card():
-                for folder, name in files:
-                    try:
-                        self._delete(folder, name)
-                    except CameraError as exc:
-                        log.debug("%s: %s/%s not deleted: %s", self.description, folder, name, exc)
+                written.append(atomic_write_bytes(dest / local, data))
+            self._free(files)
+            if expected is not None and len(files) < expected:
+                missing = expected - len(files)
+                self._awaited.append((dest, base, missing))
+                log.warning(
+                    "%s: %s: %d of %d files arrived within %g s; the rest is collected later",
+                    self.description,
+                    base,
+                    len(files),
+                    expected,
+                    SHOT_FILES_LIMIT_S,
+                )
             return written
+
+    def _free(self, files: list[tuple[str, str]]) -> None:
+        """Delete downloaded files from the camera unless the card keeps them."""
+        if self._files_stay_on_card():
+            return
+        for folder, name in files:
+            try:
+                self._delete(folder, name)
+            except CameraError as exc:
+                log.debug("%s: %s/%s not deleted: %s", self.description, folder, name, exc)
 
     def _delete(self, folder: str, name: str) -> None:
         self._call(f"delete {folder}/{name}", lambda c: c.file_delete(folder, name))
@@ -501,22 +672,50 @@ class Camera:
         kind, data = self._call("read events", lambda c: c.wait_for_event(timeout_ms))
         return int(kind), data
 
-    def _drain_events(self) -> None:
+    def _collect_stragglers(self, dest_dir: Path) -> None:
+        """Download and free files announced since the last shot (never leave them behind).
+
+        A file that belongs to a shot still missing files is named after that shot
+        (``frame_0007.jpg`` beside ``frame_0007.cr2``); any other goes into ``dest_dir`` under
+        its camera name, prefixed ``camera_``, so it is never taken for the next shot.
+        """
         gp = self._gp
         for _ in range(MAX_DRAIN_EVENTS):
             kind, data = self._wait_event(10)
             if kind == gp.GP_EVENT_TIMEOUT:
                 return
+            if kind != gp.GP_EVENT_FILE_ADDED:
+                continue
+            folder, name = str(data.folder), str(data.name)
+            if self._awaited:
+                where, stem, missing = self._awaited[0]
+                self._awaited[0] = (where, stem, missing - 1)
+                if missing <= 1:
+                    self._awaited.pop(0)
+                what = f"late file of {stem}"
+            else:
+                where, stem = dest_dir, f"camera_{PurePosixPath(name).stem}"
+                what = "appeared before this shot; downloaded so nothing stays on the camera"
+            local = where / shot_file_names(stem, [name])[0]
+            if local.exists():
+                local = where / shot_file_names(free_stem(where, stem, [name]), [name])[0]
+            log.warning("%s: %s/%s %s -> %s", self.description, folder, name, what, local.name)
+            atomic_write_bytes(local, self._download(folder, name, local.name, None))
+            self._free([(folder, name)])
+
+    def _expected_files(self, count: int) -> list[tuple[str, str]]:
+        """The next ``count`` files announced, waiting at most ``SHOT_FILES_LIMIT_S``."""
+        gp = self._gp
+        found: list[tuple[str, str]] = []
+        deadline = time.monotonic() + SHOT_FILES_LIMIT_S
+        while len(found) < count and (left := deadline - time.monotonic()) > 0:
+            kind, data = self._wait_event(max(1, int(left * 1000)))
             if kind == gp.GP_EVENT_FILE_ADDED:
-                log.warning(
-                    "%s: %s/%s appeared before this shot; it stays on the camera",
-                    self.description,
-                    data.folder,
-                    data.name,
-                )
+                found.append((str(data.folder), str(data.name)))
+        return found
 
     def _shot_events(self) -> list[tuple[str, str]]:
-        """Further files of the shot just taken (the JPEG of a RAW+JPEG pair...).
+        """Further files of the shot just taken, on a body that does not say how many.
 
         Listens until ``event_timeout_s`` passes without a new file; property-change chatter
         (Canon sends plenty) does not extend the wait, and ``SHOT_EVENTS_LIMIT_S`` caps it.
@@ -541,6 +740,14 @@ class Camera:
     def _download(
         self, folder: str, name: str, local: str, on_progress: ProgressCallback | None
     ) -> bytes:
+        """The file's bytes, in pieces (with progress) where the camlib can read it so.
+
+        Pieces need the file on the body with GetPartialObject; a file in folder ``/`` (Canon
+        EOS RAM captures, every Sony capture) or one Nikon already deleted from its RAM lives
+        only in libgphoto2's cache, where ``file_read`` fails (GP_ERROR, -1, or -2) and
+        ``file_get`` works. Any failure of a piecewise read therefore falls back to one
+        whole-file download; only a lost connection gives up, leaving the file on the camera.
+        """
         gp = self._gp
         size = 0
         try:
@@ -552,8 +759,19 @@ class Camera:
         if on_progress:
             on_progress(local, 0, size)
         data: bytes | None = None
-        if size > CHUNK_BYTES and self._partial_reads is not False:
-            data = self._read_in_chunks(folder, name, local, size, on_progress)
+        if size > CHUNK_BYTES and self._partial_reads is not False and folder != "/":
+            try:
+                data = self._read_in_chunks(folder, name, local, size, on_progress)
+            except CameraDisconnectedError:
+                raise
+            except CameraError as exc:
+                log.info(
+                    "%s: reading %s/%s in pieces failed (%s); downloading it whole",
+                    self.description,
+                    folder,
+                    name,
+                    exc,
+                )
         if data is None:
             cf = self._call(
                 f"download {folder}/{name}",
@@ -581,7 +799,7 @@ class Camera:
             self._partial_reads = True
             if on_progress and len(out) < size:
                 on_progress(local, len(out), size)
-        return bytes(out)
+        return bytes(out) if len(out) == size else None
 
     def _read_piece(self, folder: str, name: str, offset: int, buf: bytearray) -> int:
         gp = self._gp
@@ -609,10 +827,14 @@ class Camera:
             return bytes(memoryview(cf.get_data_and_size()))
 
     # ---------------------------------------------------------------------------- focus
-    def configure_focus(self, *, size: int = 1, settle_s: float | None = None) -> None:
-        """Step size (1 = finest) and settle time after each lens step, for later drives."""
+    def configure_focus(
+        self, *, size: int = 1, settle_s: float | None = None, approximate: bool = False
+    ) -> None:
+        """Step size (1 = finest), settle time after each lens step, and whether a body that
+        only drives focus at a speed (Sony) may be used with approximate spacing."""
         self._focus_size = size
         self._focus_settle_s = settle_s
+        self._focus_approximate = approximate
         self._focus = None
 
     def focus_strategy(self) -> FocusStrategy:
@@ -620,7 +842,10 @@ class Camera:
         with self._lock:
             if self._focus is None:
                 self._focus = choose_strategy(
-                    _Controls(self), size=self._focus_size, settle_s=self._focus_settle_s
+                    _Controls(self),
+                    size=self._focus_size,
+                    settle_s=self._focus_settle_s,
+                    approximate=self._focus_approximate,
                 )
             return self._focus
 
@@ -662,3 +887,32 @@ class _Controls:
 
     def sleep(self, seconds: float) -> None:
         self._camera.sleep(seconds)
+
+
+class PendingShot:
+    """A shot whose exposure is over and whose files are still on the camera.
+
+    :meth:`download` fetches them (once); until then the camera is free for other threads'
+    calls only after the download holds its lock, so focus may move meanwhile.
+    """
+
+    def __init__(
+        self,
+        camera: Camera,
+        dest_dir: Path,
+        stem: str | None,
+        first: tuple[str, str],
+        expected: int | None,
+    ) -> None:
+        self.camera = camera
+        self.dest_dir = dest_dir
+        self.stem = stem
+        self.first = first
+        self.expected = expected
+        self._paths: list[Path] | None = None
+
+    def download(self, on_progress: ProgressCallback | None = None) -> list[Path]:
+        """Wait for the shot's other files, download all of them; the paths written."""
+        if self._paths is None:
+            self._paths = self.camera._finish_shot(self, on_progress)
+        return list(self._paths)

@@ -7,14 +7,23 @@ libgphoto2's ptp2 driver exposes lens focus differently on each brand:
   live view (``viewfinder=1``) and only with the lens switch at AF. Traps handled here: the
   labels are translated by locale ("Near 1" may read "Cerca 1"), so choices are picked by
   *index* in libgphoto2's fixed order; setting the same value twice on one widget sends it once
-  (libgphoto2 sends only widgets marked changed), so every step calls ``set_changed(1)``; there
-  is no "move finished" signal, so each step is followed by a settle wait; and a plain capture
-  half-presses AF, so the user is warned to use back-button focus or the lens would refocus.
+  (libgphoto2 sends only widgets marked changed), so every step calls ``set_changed(1)``; and
+  there is no "move finished" signal, so each step is followed by a settle wait. A plain
+  libgphoto2 capture would half-press with AF and refocus the lens, so
+  :class:`~rig.camera.Camera` releases Canon bodies without AF (``eosremoterelease``).
 * **Nikon** (and other range widgets): ``manualfocusdrive`` is a signed step count (negative is
-  near), live view only; at the end of travel the camera answers libgphoto2 error -113, which is
-  a physical end stop (:class:`~rig.camera.errors.FocusEndStopError`), not a fault. libgphoto2's
-  own "autofocus before capture" setting is switched off for the session.
-* **Sony**: ``manualfocus`` is a signed range, one step per call.
+  near), live view only. ``_put_Nikon_MFDrive`` answers libgphoto2 error -113 both at the end of
+  the lens's travel and for a step smaller than the lens accepts (or a lens in AF-only mode), so
+  a refusal is tested: if a step of this size moved the lens before, or the same step the other
+  way is accepted, it is the end stop (:class:`~rig.camera.errors.FocusEndStopError`, not a
+  fault); otherwise the step is too small, said as such. After a capture in live view
+  libgphoto2 restarts live view without waiting for it, and a drive meanwhile fails with -1:
+  the drive waits for live view and tries again. libgphoto2's own "autofocus before capture"
+  setting is switched off for the session.
+* **Sony**: ``manualfocus`` is a *speed* (-7..7, ``_put_Sony_ManualFocus``): how far the lens
+  moves per call is non-linear and lens-dependent, there is no end-stop signal, and recent bodies
+  in PC-remote mode lack it. It is used only when asked for (``approximate=True``), with a
+  warning that the spacing is approximate.
 * **Fuji**: the lens position is an absolute number; a move writes position + steps, so this
   strategy alone is absolute.
 * **Panasonic, Olympus**: radio or range ``manualfocusdrive``, handled by the shapes above.
@@ -42,6 +51,7 @@ from rig.camera.config import (
     choices_of,
 )
 from rig.camera.errors import (
+    GP_ERROR,
     GP_ERROR_CAMERA_ERROR,
     CameraError,
     CameraUnsupportedError,
@@ -66,6 +76,11 @@ SEVEN_STEP_LAYOUT: tuple[tuple[int, int] | None, ...] = (
     (1, 2),
     (1, 3),
 )
+
+
+LIVE_VIEW_WAIT_S = 5.0
+"""How long a Nikon drive waits for live view to come back after a capture."""
+LIVE_VIEW_POLL_S = 0.1
 
 
 class FocusControls(Protocol):
@@ -185,12 +200,6 @@ class RadioStepDrive(FocusStrategy):
 
     def prepare(self) -> None:
         self._live_view(required=False)
-        if "canon" in self.controls.manufacturer.lower():
-            log.warning(
-                "%s: lens focus drive needs the lens switch at AF, and then every shot would "
-                "refocus: assign AF to the AF-ON button (back-button focus) for stacking",
-                self.controls.description,
-            )
 
     def drive(self, steps: int) -> int:
         if steps == 0:
@@ -238,37 +247,97 @@ class SignedRangeDrive(FocusStrategy):
         if steps == 0:
             return 0
         direction = 1 if steps > 0 else -1
-        widget = self._widget()
-        low, high, _ = widget.get_range()
+        low, high, _ = self._widget().get_range()
         chunk_cap = int(max(1.0, min(abs(low), abs(high))))
         remaining = abs(steps) * self.size
         done = 0
         while remaining > 0 and not self.stop_event.is_set():
             amount = min(remaining, chunk_cap)
-            widget.set_value(float(direction * amount))
-            widget.set_changed(1)
             try:
-                self.controls.send(self.key, widget)
+                self._move(direction * amount)
             except CameraError as exc:
-                if exc.code == GP_ERROR_CAMERA_ERROR:
-                    end = "far" if direction > 0 else "near"
-                    raise FocusEndStopError(
-                        f"{self.controls.description}: the lens reached its {end} end stop "
-                        f"after {done // self.size} of {abs(steps)} steps",
-                        steps_done=direction * (done // self.size),
-                        code=exc.code,
-                    ) from None
-                raise
+                if exc.code != GP_ERROR_CAMERA_ERROR:
+                    raise
+                raise self._refusal(direction, amount, done // self.size, abs(steps)) from None
             done += amount
             remaining -= amount
             self.controls.sleep(self.settle_s)
         return direction * (done // self.size)
 
+    _smallest_ok: float | None = None
+
+    def _move(self, amount: float) -> None:
+        """One MF drive; waits for live view to come back when it is restarting (-1)."""
+        try:
+            self._send(amount)
+        except CameraError as exc:
+            if exc.code != GP_ERROR or not self._wait_live_view():
+                raise
+            self._send(amount)
+        if self._smallest_ok is None or abs(amount) < self._smallest_ok:
+            self._smallest_ok = abs(amount)
+
+    def _send(self, amount: float) -> None:
+        widget = self._widget()
+        widget.set_value(float(amount))
+        widget.set_changed(1)
+        self.controls.send(self.key, widget)
+
+    def _wait_live_view(self) -> bool:
+        """True once live view is running again (within ``LIVE_VIEW_WAIT_S``)."""
+        waited = 0.0
+        while waited < LIVE_VIEW_WAIT_S:
+            finder = self.controls.widget("viewfinder")
+            if finder is None:
+                return False
+            if finder.get_value():
+                return True
+            self.controls.sleep(LIVE_VIEW_POLL_S)
+            waited += LIVE_VIEW_POLL_S
+        return False
+
+    def _refusal(self, direction: int, amount: int, done: int, asked: int) -> CameraError:
+        """-113 means the end stop or a step too small: tell them apart, say which."""
+        name = self.controls.description
+        end_stop = self._smallest_ok is not None and amount >= self._smallest_ok
+        if not end_stop:
+            try:  # the same step the other way: accepted means the size is fine
+                self._send(-direction * amount)
+            except CameraError as exc:
+                if exc.code != GP_ERROR_CAMERA_ERROR:
+                    raise
+            else:
+                end_stop = True
+                try:
+                    self._send(direction * amount)  # back to where the refusal happened
+                except CameraError as exc:
+                    if exc.code != GP_ERROR_CAMERA_ERROR:
+                        raise
+        if end_stop:
+            end = "far" if direction > 0 else "near"
+            return FocusEndStopError(
+                f"{name}: the lens reached its {end} end stop after {done} of {asked} steps",
+                steps_done=direction * done,
+                code=GP_ERROR_CAMERA_ERROR,
+            )
+        return CameraError(
+            f"{name}: the lens refused a focus step of {amount} drive units in either direction "
+            f"(libgphoto2 -113: step too small for this lens, or the lens is in AF-only mode); "
+            f"use a larger step size (camera://?size={max(2, 2 * self.size)}) or set the lens "
+            "to M/A",
+            GP_ERROR_CAMERA_ERROR,
+        )
+
 
 class SonyStepDrive(FocusStrategy):
-    """Sony ``manualfocus``: one signed nudge of :attr:`size` (1..7) per step."""
+    """Sony ``manualfocus``: one signed nudge at speed :attr:`size` (1..7) per step.
+
+    Approximate: the distance of a nudge depends on the speed non-linearly, on the lens and on
+    the focus distance, and the lens stops at its ends without saying so.
+    """
 
     name = "sony-step"
+    approximate: ClassVar[bool] = True
 
     def prepare(self) -> None:
         self._live_view(required=False)
@@ -362,11 +431,16 @@ def _english_layout(labels: tuple[str, ...]) -> tuple[tuple[int, int] | None, ..
 
 
 def choose_strategy(
-    controls: FocusControls, *, size: int = 1, settle_s: float | None = None
+    controls: FocusControls,
+    *,
+    size: int = 1,
+    settle_s: float | None = None,
+    approximate: bool = False,
 ) -> FocusStrategy:
     """The strategy that fits this body, from its widgets, their types and choices.
 
-    Raises :class:`CameraUnsupportedError` pointing at focus rails when none fits.
+    Raises :class:`CameraUnsupportedError` pointing at focus rails when none fits, and for
+    Sony's speed-only ``manualfocus`` unless ``approximate`` accepts approximate spacing.
     """
     if "fuji" in controls.manufacturer.lower():
         for key in FUJI_POSITION_KEYS:
@@ -387,6 +461,17 @@ def choose_strategy(
             return SignedRangeDrive(controls, "manualfocusdrive", size=size, settle_s=settle_s)
     widget = controls.widget("manualfocus")
     if widget is not None and widget.get_type() == WIDGET_RANGE and not widget.get_readonly():
+        if not approximate:
+            raise CameraUnsupportedError(
+                f"{controls.description} drives its lens only at a speed (Sony 'manualfocus', "
+                "-7..7), not in steps: the spacing would be uneven and the end of travel unseen; "
+                f"{RAIL_HINT}, or accept approximate spacing with camera://?approximate=1"
+            )
+        log.warning(
+            "%s: Sony lens focus moves at a speed, not in steps: frame spacing is approximate "
+            "and the lens's end stops are not detected",
+            controls.description,
+        )
         return SonyStepDrive(controls, "manualfocus", size=size, settle_s=settle_s)
     raise CameraUnsupportedError(
         f"{controls.description} cannot drive its lens focus over USB (libgphoto2 offers no "

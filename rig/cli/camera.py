@@ -16,7 +16,7 @@ from rich.table import Table
 from rig.camera import Camera, ConfigItem, list_cameras
 from rig.camera.detect import NO_CAMERA_HINT
 from rig.camera.errors import CameraNotFoundError
-from rig.errors import RigError
+from rig.camera.shot import parse_capture_target
 from stacker.io import atomic_write_bytes
 
 app = typer.Typer(
@@ -107,7 +107,11 @@ def shoot(
         str | None, typer.Option(help="File name stem (default: next frame_NNNN).")
     ] = None,
     target: Annotated[
-        str | None, typer.Option(help="Capture to 'ram' or 'card' for this shot.")
+        str | None,
+        typer.Option(
+            help="Capture to 'ram', 'card', 'both' (a copy stays on the card) or 'auto' "
+            "(card on Canon, Nikon, Panasonic; RAM on Sony) for this shot."
+        ),
     ] = None,
     keep: Annotated[
         bool, typer.Option("--keep/--no-keep", help="Keep the file on the card.")
@@ -116,14 +120,8 @@ def shoot(
     port: PortOpt = None,
 ) -> None:
     """Take one test shot and download it; prints the files written."""
-    if target not in (None, "ram", "card"):
-        raise RigError(f"--target must be 'ram' or 'card', not {target!r}")
-    with Camera.open(
-        model,
-        port,
-        capture_target="ram" if target == "ram" else "card" if target == "card" else None,
-        keep_on_card=keep,
-    ) as camera:
+    capture_target = parse_capture_target(target, "--target")
+    with Camera.open(model, port, capture_target=capture_target, keep_on_card=keep) as camera:
         paths = camera.capture(output, stem)
     for path in paths:
         typer.echo(str(path))

@@ -16,12 +16,15 @@ URL forms::
     camera://?model=EOS%2080D&size=1&settle=0.3s
 
 Options: ``model``, ``port``, ``size`` (step size where the body offers several: 1 is the
-finest), ``settle`` (wait after each step; the body sends no "move finished" signal).
+finest), ``settle`` (wait after each step; the body sends no "move finished" signal),
+``approximate=1`` (accept a body that drives focus only at a speed, Sony: spacing is then
+approximate and end stops go unseen).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from rig.camera import Camera, FocusEndStopError
 from rig.camera.focus import FocusStrategy
@@ -61,10 +64,11 @@ class LensFocuser:
         owns_camera: bool = False,
         size: int = 1,
         settle_s: float | None = None,
+        approximate: bool = False,
     ) -> None:
         self.camera = camera
         self._owns_camera = owns_camera
-        camera.configure_focus(size=size, settle_s=settle_s)
+        camera.configure_focus(size=size, settle_s=settle_s, approximate=approximate)
         self._strategy: FocusStrategy = camera.focus_strategy()
         start = self._strategy.position() if self._strategy.absolute else None
         self._position = float(start) if start is not None else 0.0
@@ -83,6 +87,14 @@ class LensFocuser:
             raise URLError(f"option size={size_text!r} in {url!r} must be a whole number >= 1")
         settle_text = parsed.take("settle")
         settle_s = parse_duration(settle_text) if settle_text is not None else None
+        approx_text = parsed.take("approximate", "0") or "0"
+        if approx_text not in ("0", "1"):
+            raise URLError(f"option approximate={approx_text!r} in {url!r} must be 0 or 1")
+        options: dict[str, Any] = {
+            "size": int(size_text),
+            "settle_s": settle_s,
+            "approximate": approx_text == "1",
+        }
         parsed.finish()
         if camera is not None:
             wanted_model = model is None or model.lower() in camera.info.model.lower()
@@ -90,10 +102,10 @@ class LensFocuser:
                 raise URLError(
                     f"{url!r} names another camera than the open one ({camera.description})"
                 )
-            return cls(camera, size=int(size_text), settle_s=settle_s)
+            return cls(camera, **options)
         opened = Camera.open(model=model, port=port)
         try:
-            return cls(opened, owns_camera=True, size=int(size_text), settle_s=settle_s)
+            return cls(opened, owns_camera=True, **options)
         except BaseException:
             opened.close()
             raise

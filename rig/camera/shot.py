@@ -1,0 +1,94 @@
+"""What one shot produces, and where bodies put it: vendors, capture targets, files per shot.
+
+libgphoto2 reports only the first file of a shot from ``gp_camera_capture``; a RAW+JPEG body
+announces the second one by a later event, sometimes a second or more later on a busy body
+(``camera_canon_eos_capture`` in ``camlibs/ptp2/library.c`` returns the first image "and lets
+wait_for_event get the rest"). Knowing from the image-format setting how many files a shot makes
+lets the camera wait for exactly those, within a bound, instead of guessing from a quiet window.
+
+The capture target decides where the camlib puts a shot. With RAM (libgphoto2's default) Canon
+EOS and Sony bodies report it in folder ``/``, already transferred into libgphoto2's cache, and
+Nikon deletes it on the body after the transfer; with the card, the file is announced once
+written and downloaded afterwards (in pieces, with progress, where the body can), and it stays
+on the card if the USB link drops. :func:`default_capture_target` gives each vendor's default.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, cast
+
+from rig.errors import RigError
+
+CaptureTarget = Literal["ram", "card", "both"]
+TargetChoice = Literal["auto", "ram", "card", "both"]
+CAPTURE_TARGET_CHOICES: tuple[TargetChoice, ...] = ("auto", "ram", "card", "both")
+"""What users may ask for; ``auto`` is the vendor's default."""
+
+Vendor = Literal["canon", "nikon", "sony", "fuji", "olympus", "panasonic", "other"]
+_VENDOR_WORDS: tuple[tuple[str, Vendor], ...] = (
+    ("canon", "canon"),
+    ("nikon", "nikon"),
+    ("sony", "sony"),
+    ("fuji", "fuji"),
+    ("olympus", "olympus"),
+    ("om digital", "olympus"),
+    ("om system", "olympus"),
+    ("panasonic", "panasonic"),
+    ("lumix", "panasonic"),
+)
+
+DEFAULT_TARGETS: dict[Vendor, CaptureTarget | None] = {
+    "canon": "card",
+    "nikon": "card",
+    "panasonic": "card",
+    "sony": "ram",
+    "fuji": None,
+    "olympus": None,
+    "other": None,
+}
+"""Card where the body can (files survive a USB drop, download overlaps the next move, and are
+deleted after download); RAM on Sony, whose captures always travel through ``/`` and whose
+card copy would stay on the card; ``None`` leaves bodies without a libgphoto2 capture-target
+setting alone."""
+
+FORMAT_KEYS = ("imageformat", "imagequality")
+"""libgphoto2's image-format settings: Canon and Olympus/Fuji/Panasonic ``imageformat``, Nikon and
+Sony ``imagequality`` (``config.c``)."""
+
+_RAW_WORDS = ("raw", "nef", "nrw", "arw", "cr2", "cr3", "orf", "raf", "rw2", "dng", "pef")
+_RASTER_WORDS = ("jpeg", "jpg", "fine", "normal", "basic", "heif", "heic", "large", "small")
+
+
+def vendor_of(*names: str) -> Vendor:
+    """The vendor named in the first of ``names`` (manufacturer, then model) that names one."""
+    for name in names:
+        folded = name.casefold()
+        for word, vendor in _VENDOR_WORDS:
+            if word in folded:
+                return vendor
+    return "other"
+
+
+def parse_capture_target(text: str | None, option: str = "--capture-target") -> TargetChoice | None:
+    """A user's capture target, checked; ``None`` stays ``None`` (leave the camera alone)."""
+    if text is None:
+        return None
+    if text not in CAPTURE_TARGET_CHOICES:
+        raise RigError(
+            f"{option} {text!r}: use one of {', '.join(CAPTURE_TARGET_CHOICES)} "
+            "(auto: card on Canon, Nikon and Panasonic, RAM on Sony)"
+        )
+    return cast(TargetChoice, text)
+
+
+def default_capture_target(vendor: Vendor) -> CaptureTarget | None:
+    """The capture target a session uses on ``vendor``'s bodies unless the user chooses."""
+    return DEFAULT_TARGETS[vendor]
+
+
+def files_per_shot(image_format: str) -> int:
+    """How many files a shot makes with this image-format setting (2 for RAW+JPEG, else 1)."""
+    folded = image_format.casefold()
+    raw = any(word in folded for word in _RAW_WORDS)
+    raster = any(word in folded for word in _RASTER_WORDS)
+    return 2 if raw and raster and "+" in folded else 1

@@ -1,0 +1,253 @@
+"""Canon, Nikon and Sony behaviour, on libgphoto2's virtual camera with the vendor quirk layer.
+
+Every shot is taken and downloaded through the real libgphoto2 (ptp2 driver, vusb I/O); the
+quirk layer (rig.sim.camera_quirks, a test double named as such) answers the calls around it as
+libgphoto2's ptp2 camlib does for each vendor, citing the function it follows. Each test here
+failed against the camera code before it learnt the behaviour.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import rig.camera.camera as camera_module
+from rig.camera import Camera, CameraError, CameraUnsupportedError, FocusEndStopError, RetryPolicy
+from rig.camera.shot import files_per_shot, vendor_of
+from rig.rails.lens import LensFocuser
+from rig.sim.camera_quirks import CameraQuirks, QuirkyHandle
+from rig.sim.vcamera import VirtualCameraFolder
+
+FAST = RetryPolicy(first_delay_s=0.001, max_delay_s=0.01, reconnect_timeout_s=1.0)
+SLOT = 3 << 20
+"""Larger than one 1 MiB piece, so downloads try to read in pieces."""
+
+
+@pytest.fixture
+def card(tmp_path: Path) -> Iterator[VirtualCameraFolder]:
+    folder = VirtualCameraFolder(tmp_path / "card", slot_bytes=SLOT)
+    folder.activate()
+    yield folder
+
+
+def open_body(quirks: CameraQuirks, **kwargs: object) -> Camera:
+    return Camera.open(retry=FAST, wrap_handle=quirks.wrap, **kwargs)  # type: ignore[arg-type]
+
+
+def body_files(camera: Camera) -> list[tuple[str, str]]:
+    handle = camera._cam
+    assert isinstance(handle, QuirkyHandle)
+    return handle.files_on_body()
+
+
+# ------------------------------------------------------------------ 1. where RAW files land
+
+
+@pytest.mark.parametrize("vendor", ["canon", "sony", "nikon"])
+def test_a_ram_capture_that_cannot_be_read_in_pieces_is_downloaded_whole(
+    card: VirtualCameraFolder, tmp_path: Path, vendor: str
+) -> None:
+    quirks = CameraQuirks(vendor, usb_bytes_per_s=0)
+    with open_body(quirks, capture_target="ram") as cam:
+        for i in range(3):
+            staged = card.stage(bytes([0xFF, 0xD8, i]))
+            paths = cam.capture(tmp_path / "out")
+            assert [p.read_bytes() for p in paths] == [staged]
+        assert body_files(cam) == []
+
+
+def test_card_captures_are_read_in_pieces_with_progress_and_removed(
+    card: VirtualCameraFolder, tmp_path: Path
+) -> None:
+    quirks = CameraQuirks("canon", usb_bytes_per_s=0)
+    calls: list[tuple[str, int, int]] = []
+    with open_body(quirks, capture_target="card") as cam:
+        staged = card.stage(b"\xff\xd8card")
+        paths = cam.capture(tmp_path / "out", "f", on_progress=lambda *a: calls.append(a))
+        assert paths[0].read_bytes() == staged and paths[0].name == "f.jpg"
+        assert body_files(cam) == []
+    assert [c[1] for c in calls] == [0, 1 << 20, 2 << 20, SLOT]
+
+
+@pytest.mark.parametrize(
+    ("vendor", "value"),
+    [("canon", "Memory card"), ("nikon", "Memory card"), ("sony", "sdram")],
+)
+def test_auto_capture_target_follows_the_vendor(
+    card: VirtualCameraFolder, vendor: str, value: str
+) -> None:
+    with open_body(CameraQuirks(vendor), capture_target="auto") as cam:
+        assert cam.vendor == vendor
+        assert cam.get_config("capturetarget").value == value
+
+
+def test_both_keeps_a_copy_on_the_card(card: VirtualCameraFolder, tmp_path: Path) -> None:
+    with open_body(CameraQuirks("sony", usb_bytes_per_s=0), capture_target="both") as cam:
+        assert cam.get_config("capturetarget").value == "card+sdram"
+        cam.capture(tmp_path)
+        assert body_files(cam) == [("/store_00010001/DCIM/100MSDCF", "DSC00001.JPG")]
+    with open_body(CameraQuirks("canon", usb_bytes_per_s=0), capture_target="both") as cam:
+        assert cam.get_config("capturetarget").value == "Memory card"
+        cam.capture(tmp_path)
+        assert body_files(cam) == [("/store_00020001/DCIM/100CANON", "IMG_0001.JPG")]
+
+
+def test_the_virtual_body_is_recognised_as_the_nikon_it_emulates(
+    card: VirtualCameraFolder,
+) -> None:
+    with Camera.open(retry=FAST) as cam:
+        assert cam.vendor == "nikon"
+    assert vendor_of("GP", "VC", "Canon EOS 5D") == "canon"
+    assert vendor_of("OM Digital Solutions") == "olympus"
+
+
+# ------------------------------------------------------------------------------ 4. RAW+JPEG
+
+
+def test_files_per_shot_from_the_image_format() -> None:
+    for value in ("RAW + Large Fine JPEG", "NEF+Fine", "RAW+JPEG", "cRAW + Small JPEG"):
+        assert files_per_shot(value) == 2, value
+    for value in ("Large Fine JPEG", "NEF (Raw)", "RAW", "JPEG Fine", "Fine"):
+        assert files_per_shot(value) == 1, value
+
+
+@pytest.mark.parametrize("target", ["ram", "card"])
+def test_a_late_jpeg_is_waited_for_and_kept_with_its_raw(
+    card: VirtualCameraFolder, tmp_path: Path, target: str
+) -> None:
+    quirks = CameraQuirks("canon", raw_plus_jpeg=True, second_file_delay_s=0.8, usb_bytes_per_s=0)
+    with open_body(quirks, capture_target=target) as cam:
+        staged = card.stage(b"\xff\xd8pair")
+        paths = cam.capture(tmp_path / "out", "frame_0001")
+        assert [p.name for p in paths] == ["frame_0001.cr2", "frame_0001.jpg"]
+        assert all(p.read_bytes() == staged for p in paths)
+        assert body_files(cam) == []
+
+
+def test_a_straggler_is_collected_with_the_next_shot_never_lost(
+    card: VirtualCameraFolder,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(camera_module, "SHOT_FILES_LIMIT_S", 0.2)
+    quirks = CameraQuirks("nikon", raw_plus_jpeg=True, second_file_delay_s=0.6, usb_bytes_per_s=0)
+    out = tmp_path / "out"
+    with open_body(quirks, capture_target="card") as cam, caplog.at_level(logging.WARNING):
+        first = cam.capture(out, "frame_0001")
+        assert [p.name for p in first] == ["frame_0001.nef"]
+        assert any("1 of 2 files arrived" in r.message for r in caplog.records)
+        quirks.sleep(0.7)
+        second = cam.capture(out, "frame_0002")
+        assert [p.name for p in second] == ["frame_0002.nef"]
+        assert (out / "frame_0001.jpg").exists()
+        quirks.sleep(0.7)
+        cam.capture(out, "frame_0003")
+        assert (out / "frame_0002.jpg").exists()
+    assert sorted(p.name for p in out.iterdir()) == [
+        "frame_0001.jpg",
+        "frame_0001.nef",
+        "frame_0002.jpg",
+        "frame_0002.nef",
+        "frame_0003.nef",
+    ]
+
+
+# --------------------------------------------------------- 2. Canon lens stacking without AF
+
+
+def test_canon_lens_stacking_releases_without_autofocus(
+    card: VirtualCameraFolder, tmp_path: Path
+) -> None:
+    quirks = CameraQuirks("canon", usb_bytes_per_s=0)
+    with open_body(quirks, capture_target="card") as cam:
+        lens = LensFocuser(cam, settle_s=0)
+        for _ in range(3):
+            lens.move_by(2)  # Far 1 twice: 2 drive units
+            cam.capture(tmp_path / "out")
+        assert quirks.state.exposures == [2.0, 4.0, 6.0]
+        quirks.state.af_fails = True  # AF could not lock: a half-press would fail the shot
+        assert len(cam.capture(tmp_path / "out")) == 1
+
+
+# --------------------------------------------------------------------------- 3. Nikon -113
+
+
+def test_nikon_step_too_small_is_not_taken_for_the_end_stop(card: VirtualCameraFolder) -> None:
+    quirks = CameraQuirks("nikon")
+    quirks.state.nikon_min_amount = 3
+    with open_body(quirks) as cam:
+        lens = LensFocuser(cam, settle_s=0)
+        with pytest.raises(CameraError, match="step too small") as err:
+            lens.move_by(1)
+        assert not isinstance(err.value, FocusEndStopError)
+        lens.move_by(0)
+    quirks = CameraQuirks("nikon")
+    quirks.state.lens_travel = 10
+    with open_body(quirks) as cam:
+        lens = LensFocuser(cam, settle_s=0)
+        lens.move_by(8)
+        with pytest.raises(FocusEndStopError, match="far end stop after 0 of 4"):
+            lens.move_by(4)
+        assert quirks.state.lens == 10  # the probe went back to the end of travel
+
+
+def test_nikon_drive_waits_for_live_view_after_a_capture(
+    card: VirtualCameraFolder, tmp_path: Path
+) -> None:
+    quirks = CameraQuirks("nikon", usb_bytes_per_s=0, live_view_restart_s=0.5)
+    with open_body(quirks, capture_target="card") as cam:
+        lens = LensFocuser(cam, settle_s=0)
+        for _ in range(3):
+            lens.move_by(5)
+            cam.capture(tmp_path / "out")
+        assert quirks.state.exposures == [5.0, 10.0, 15.0]
+
+
+# ----------------------------------------------------------------- 5. Sony: speed, not steps
+
+
+def test_sony_lens_drive_is_refused_unless_approximate_is_accepted(
+    card: VirtualCameraFolder, caplog: pytest.LogCaptureFixture
+) -> None:
+    quirks = CameraQuirks("sony")
+    with open_body(quirks) as cam:
+        with pytest.raises(CameraUnsupportedError, match=r"speed.*approximate=1"):
+            LensFocuser.from_url("camera://", camera=cam)
+        with caplog.at_level(logging.WARNING):
+            lens = LensFocuser.from_url("camera://?approximate=1&settle=0", camera=cam)
+        assert any("approximate" in r.message for r in caplog.records)
+        lens.move_by(3)
+        lens.move_by(3)
+        # Six "steps" at speed 1 moved six units; at speed 2 they would move 18, not 12.
+        assert quirks.state.lens == 6.0
+
+
+# ------------------------------------------------------------------------- 6. shutter shake
+
+
+@pytest.mark.parametrize(
+    ("vendor", "key", "value"),
+    [
+        ("canon", "mirrorlock", "1"),
+        ("nikon", "exposuredelaymode", "On"),
+        ("sony", "shuttertype", "Electronic"),
+    ],
+)
+def test_vibration_remedy_per_vendor_is_set_and_restored(
+    card: VirtualCameraFolder, vendor: str, key: str, value: str
+) -> None:
+    quirks = CameraQuirks(vendor)
+    before = quirks.widgets[key].value
+    with open_body(quirks) as cam:
+        assert key in (cam.reduce_vibration() or "")
+        assert cam.get_config(key).value == value
+    assert quirks.widgets[key].value == before
+
+
+def test_no_vibration_remedy_on_the_virtual_body(card: VirtualCameraFolder) -> None:
+    with Camera.open(retry=FAST) as cam:
+        assert cam.reduce_vibration() is None
