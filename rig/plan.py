@@ -54,6 +54,23 @@ class ShotPosition:
         return frame_stem(self.index)
 
 
+SETTLE_AT_1X_S = 0.5
+SETTLE_AT_5X_S = 2.0
+SETTLE_MAX_S = 3.0
+
+
+def default_settle_s(magnification: float | None) -> float:
+    """Settle time after each move when none is given: vibration matters more as you magnify.
+
+    0.5 s up to 1:1, rising in a straight line to 2 s at 5x (typical advice is 1-3 s there),
+    capped at 3 s (reached at about 7.7x). Without a magnification, 0.5 s.
+    """
+    if magnification is None or magnification <= 1.0:
+        return SETTLE_AT_1X_S
+    slope = (SETTLE_AT_5X_S - SETTLE_AT_1X_S) / 4.0
+    return min(SETTLE_MAX_S, SETTLE_AT_1X_S + slope * (magnification - 1.0))
+
+
 def frame_stem(index: int) -> str:
     """The file stem used for frame ``index`` (1-based): ``frame_0001``."""
     return f"frame_{index:04d}"

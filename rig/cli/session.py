@@ -12,6 +12,7 @@ found, 4 device busy, 5 motion refused or alarm, 6 other device fault, 1 a bug.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -32,6 +33,7 @@ from rig.errors import DeviceNotFoundError, MotionError, RigError
 from rig.plan import (
     PlanError,
     ShotPlan,
+    default_settle_s,
     format_position,
     parse_plan_length,
 )
@@ -51,6 +53,23 @@ from stacker.errors import UserError
 METHODS = ("pyramid", "depthmap")
 ALIGN_MODELS = ("similarity", "translation", "affine", "homography", "none")
 ABORT_GRACE_S = 2.0
+log = logging.getLogger("rig.session")
+SETTLE_HELP = (
+    "Wait after each move, e.g. 1.5s. Default: 0.5 s up to 1:1, then growing with "
+    "--magnification to 2 s at 5x (at most 3 s)."
+)
+TARGET_HELP = (
+    "Where the camera stores shots: auto (card on Canon, Nikon, Panasonic; RAM on Sony), "
+    "ram, card (deleted after download) or both (a copy stays on the card)."
+)
+OVERLAP_HELP = (
+    "Move to the next position while the last frame downloads (once its exposure is over)."
+)
+VIBRATION_HELP = (
+    "Switch on the body's anti-shake release for the session: mirror lock-up (Canon, "
+    "mirrorlock), exposure delay mode (Nikon, exposuredelaymode), electronic shutter (Sony, "
+    "shuttertype; no flash sync)."
+)
 
 
 def _console() -> Console:
@@ -102,7 +121,9 @@ def build_plan(
         )
     timing: dict[str, Any] = {
         "direction": _direction(direction),
-        "settle_s": _duration(settle if settle is not None else "0.5s", "--settle"),
+        "settle_s": (
+            _duration(settle, "--settle") if settle is not None else default_settle_s(magnification)
+        ),
         "exposure_delay_s": _duration(exposure_delay, "--exposure-delay"),
         "flash_recycle_s": _duration(flash_recycle, "--flash-recycle"),
         "return_to_start": return_to_start,
@@ -133,6 +154,13 @@ def _duration(text: str, what: str) -> float:
         return parse_duration(text)
     except UnitError as exc:
         raise PlanError(f"{what}: {exc}") from None
+
+
+def _capture_target(text: str | None) -> Any:
+    """``--capture-target`` checked (imported here: no camera code at module level)."""
+    from rig.camera.shot import parse_capture_target
+
+    return parse_capture_target(text)
 
 
 def _direction(text: str) -> Any:
@@ -331,11 +359,16 @@ def hardware_rig(
     reset. A new lens-motor session counts from where focus stands: that is its reference.
     """
     from rig.camera import Camera
+    from rig.camera.shot import parse_capture_target
     from rig.rails import open_focuser
 
     focus = rig.get("focus", "rail")
     try:
-        camera_cm = Camera.open(model=rig.get("camera_model"), port=rig.get("camera_port"))
+        camera_cm = Camera.open(
+            model=rig.get("camera_model"),
+            port=rig.get("camera_port"),
+            capture_target=parse_capture_target(rig.get("capture_target", "auto")),
+        )
         camera = camera_cm.__enter__()
     except DeviceNotFoundError as exc:
         raise _with_hint(exc, "no camera? `rig demo` runs the simulated rig") from None
@@ -350,6 +383,9 @@ def hardware_rig(
                 raise
             raise _with_hint(exc, rail_hint) from None
         try:
+            if rig.get("anti_vibration"):
+                done = camera.reduce_vibration()
+                log.info("anti-vibration: %s", done or "this body offers none; settle time only")
             new_lens_session = focus == "camera" and last_shot is None
             establish_reference(
                 focuser,
@@ -383,7 +419,7 @@ def register(app: typer.Typer) -> None:
         coc: float = typer.Option(0.015, "--coc", help="Circle of confusion, mm."),
         overlap: float = typer.Option(0.2, "--overlap", help="Depth-of-field overlap, 0..1."),
         direction: str = typer.Option("near-to-far", "--direction"),
-        settle: str | None = typer.Option(None, "--settle", help="Wait after each move: 0.5s."),
+        settle: str | None = typer.Option(None, "--settle", help=SETTLE_HELP),
         exposure_delay: str = typer.Option("0s", "--exposure-delay"),
         flash_recycle: str = typer.Option("0s", "--flash-recycle"),
         return_to_start: bool = typer.Option(True, "--return/--no-return"),
@@ -433,7 +469,7 @@ def register(app: typer.Typer) -> None:
         coc: float = typer.Option(0.015, "--coc", help="Circle of confusion, mm."),
         overlap: float = typer.Option(0.2, "--overlap"),
         direction: str = typer.Option("near-to-far", "--direction"),
-        settle: str | None = typer.Option(None, "--settle", help="Wait after each move: 0.5s."),
+        settle: str | None = typer.Option(None, "--settle", help=SETTLE_HELP),
         exposure_delay: str = typer.Option("0s", "--exposure-delay"),
         flash_recycle: str = typer.Option("0s", "--flash-recycle"),
         return_to_start: bool = typer.Option(True, "--return/--no-return"),
@@ -445,6 +481,13 @@ def register(app: typer.Typer) -> None:
         checkpoint_every: int = typer.Option(8, "--checkpoint-every"),
         camera_model: str | None = typer.Option(None, "--camera-model"),
         camera_port: str | None = typer.Option(None, "--camera-port"),
+        capture_target: str = typer.Option("auto", "--capture-target", help=TARGET_HELP),
+        anti_vibration: bool = typer.Option(
+            False, "--anti-vibration/--no-anti-vibration", help=VIBRATION_HELP
+        ),
+        move_during_download: bool = typer.Option(
+            True, "--move-during-download/--no-move-during-download", help=OVERLAP_HELP
+        ),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; move nothing."),
         home: bool = typer.Option(
             False, "--home", help="Home the rail first (positions are then from its switch)."
@@ -498,6 +541,7 @@ def register(app: typer.Typer) -> None:
             )
         if focus == "rail" and plan.units != "um":
             raise PlanError("a rail moves in um/mm: give --from/--to/--step as lengths")
+        _capture_target(capture_target)
         console = _console()
         if dry_run:
             from rig.rails import declared_capabilities
@@ -513,6 +557,8 @@ def register(app: typer.Typer) -> None:
             "rail": rail,
             "camera_model": camera_model,
             "camera_port": camera_port,
+            "capture_target": capture_target,
+            "anti_vibration": anti_vibration,
         }
         config = SessionConfig(
             rig=rig,
@@ -529,7 +575,14 @@ def register(app: typer.Typer) -> None:
             check_plan_fits(plan, focuser)
             folder = SessionFolder.create(root, plan, config)
             console.print(f"session {folder.root}: {plan.describe()}")
-            runner = SessionRunner(folder, focuser=focuser, camera=camera, plan=plan, config=config)
+            runner = SessionRunner(
+                folder,
+                focuser=focuser,
+                camera=camera,
+                plan=plan,
+                config=config,
+                options=RunnerOptions(move_during_download=move_during_download),
+            )
             _run_and_exit(runner, folder, console, (preview, host, port))
 
     @app.command("resume")
@@ -538,6 +591,12 @@ def register(app: typer.Typer) -> None:
         rail: str | None = typer.Option(None, "--rail", help="New rail URL if its port changed."),
         camera_model: str | None = typer.Option(None, "--camera-model"),
         camera_port: str | None = typer.Option(None, "--camera-port"),
+        capture_target: str | None = typer.Option(
+            None, "--capture-target", help=TARGET_HELP + " Default: as the session was shot."
+        ),
+        move_during_download: bool = typer.Option(
+            True, "--move-during-download/--no-move-during-download", help=OVERLAP_HELP
+        ),
         home: bool = typer.Option(
             False,
             "--home",
@@ -569,19 +628,33 @@ def register(app: typer.Typer) -> None:
         config = folder.load_config()
         journal = read_journal(folder.journal_path)  # a broken hand edit: refused before the rig
         console = _console()
+        _capture_target(capture_target)
+        options = RunnerOptions(move_during_download=move_during_download)
         if config.rig.get("kind") == "simulated":
             _prepare_virtual_camera()
             from rig.sim.rig import SimRigSpec, SimulatedRig
 
             spec = SimRigSpec.from_dict(config.rig)
+            if capture_target is not None:
+                spec = replace(spec, capture_target=capture_target)
             with SimulatedRig(spec) as sim:
                 console.print(f"resuming {folder.root} on the simulated rig")
                 runner = SessionRunner(
-                    folder, focuser=sim.focuser, camera=sim.camera, plan=plan, config=config
+                    folder,
+                    focuser=sim.focuser,
+                    camera=sim.camera,
+                    plan=plan,
+                    config=config,
+                    options=options,
                 )
                 _run_and_exit(runner, folder, console, (preview, host, port))
             return
-        overrides = {"rail": rail, "camera_model": camera_model, "camera_port": camera_port}
+        overrides = {
+            "rail": rail,
+            "camera_model": camera_model,
+            "camera_port": camera_port,
+            "capture_target": capture_target,
+        }
         rig = {**config.rig, **{k: v for k, v in overrides.items() if v is not None}}
         hint = f"if the rail is on another port now, give it: rig resume {folder.root} --rail URL"
         # read_journal checked the records: an index is a whole number, a position finite
@@ -599,7 +672,9 @@ def register(app: typer.Typer) -> None:
                 config = replace(config, rig=rig)
                 folder.save_config(config)
             console.print(f"resuming {folder.root}")
-            runner = SessionRunner(folder, focuser=focuser, camera=camera, plan=plan, config=config)
+            runner = SessionRunner(
+                folder, focuser=focuser, camera=camera, plan=plan, config=config, options=options
+            )
             _run_and_exit(runner, folder, console, (preview, host, port))
 
     @app.command("demo")
@@ -617,6 +692,20 @@ def register(app: typer.Typer) -> None:
             help="Rehearse a fault: camera@K, alarm@K or disconnect@K fails at frame K.",
         ),
         seed: int = typer.Option(7, "--seed", help="Scene seed."),
+        camera: str = typer.Option(
+            "virtual",
+            "--camera",
+            help="virtual (libgphoto2's virtual body), or canon, nikon, sony: the virtual body "
+            "answering as those bodies do through libgphoto2.",
+        ),
+        capture_target: str | None = typer.Option(None, "--capture-target", help=TARGET_HELP),
+        raw_mb: float = typer.Option(
+            0.0, "--raw-mb", help="Simulate the USB 2 transfer of files this large (50: 2 s)."
+        ),
+        raw_plus_jpeg: bool = typer.Option(False, "--raw-plus-jpeg", help="Two files a shot."),
+        move_during_download: bool = typer.Option(
+            True, "--move-during-download/--no-move-during-download", help=OVERLAP_HELP
+        ),
         preview: bool = typer.Option(
             False, "--preview/--no-preview", help="Serve the live preview page."
         ),
@@ -627,6 +716,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """A complete session on the simulated rig: virtual camera, GRBL simulator, 3-D scene."""
         _prepare_virtual_camera()  # before anything imports gphoto2
+        from rig.camera.shot import parse_capture_target
         from rig.sim.rig import SimRigSpec, SimulatedRig, parse_fault, parse_size
 
         width, height = parse_size(size)
@@ -639,6 +729,10 @@ def register(app: typer.Typer) -> None:
             height=height,
             seed=seed,
             time_scale=time_scale,
+            camera=camera,
+            capture_target=parse_capture_target(capture_target),
+            raw_mb=raw_mb,
+            raw_plus_jpeg=raw_plus_jpeg,
             fault=parse_fault(fault),
         )
         plan = ShotPlan.from_frames(
@@ -668,7 +762,7 @@ def register(app: typer.Typer) -> None:
                 camera=sim.camera,
                 plan=plan,
                 config=config,
-                options=RunnerOptions(retry_delay_s=0.2),
+                options=RunnerOptions(retry_delay_s=0.2, move_during_download=move_during_download),
             )
             _run_and_exit(runner, folder, console, (preview, host, port))
 

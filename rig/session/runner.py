@@ -22,6 +22,12 @@ fsynced line. Resuming is the same :meth:`SessionRunner.run` on an existing fold
 disk are replayed into a fresh stacker in index order (see :mod:`rig.session.folder` for the
 adoption rule) and only missing positions are shot.
 
+Overlap: a camera that can report the end of the exposure before its files are downloaded
+(:meth:`rig.camera.Camera.release`) lets the rail move to the next position and settle while
+the last frame's files travel over USB (a 50 MB RAW takes about 2 s over USB 2). The frame is
+journaled once its download completes, before the next shot; a download that fails is shot again
+at its own position. ``RunnerOptions.move_during_download=False`` turns this off.
+
 Faults: a camera that reports busy or a transient I/O error is retried (``capture_retries``,
 with a growing delay); re-shooting a position is safe because its files are simply replaced. A
 rail alarm, a lost serial link or a vanished camera stop the session cleanly (``FAULT``) with
@@ -37,7 +43,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from rig.errors import DeviceBusyError, DeviceNotFoundError, MotionError, RigError
 from rig.focuser import Focuser, FocuserCapabilities
@@ -75,6 +81,18 @@ class CaptureDevice(Protocol):
     ) -> list[Path]: ...
 
 
+class PendingShotLike(Protocol):
+    """A shot whose exposure is over; :meth:`download` writes its files and returns them."""
+
+    def download(self, on_progress: Any = None) -> list[Path]: ...
+
+
+class ReleasingDevice(CaptureDevice, Protocol):
+    """A camera that returns after the exposure and downloads separately (overlap)."""
+
+    def release(self, dest_dir: Path, stem: str | None = None) -> PendingShotLike: ...
+
+
 class SessionStopped(Exception):
     """Internal: a stop or abort was requested while waiting or moving."""
 
@@ -96,6 +114,8 @@ class RunnerOptions:
     retry_delay_s: float = 1.0
     write_outputs: bool = True
     previews: bool = True
+    move_during_download: bool = True
+    """Move to the next position while the last frame downloads (cameras with ``release``)."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +175,44 @@ def make_stacker(config: SessionConfig, expected_frames: int) -> StackerLike:
         method=config.method, align=config.align, expected_frames=expected_frames
     )
     return stacker
+
+
+_T = TypeVar("_T")
+
+
+@dataclass
+class _Frame:
+    """A frame being shot: where, when its move ended and began, how many attempts so far."""
+
+    index: int
+    position: float
+    moved_at: float
+    started: float
+    attempts: int = 0
+
+
+class _InFlight:
+    """A frame whose files download on a thread while the rail moves on."""
+
+    def __init__(self, frame: _Frame, shot: PendingShotLike) -> None:
+        self.frame = frame
+        self._files: list[Path] = []
+        self._error: Exception | None = None
+        self._thread = threading.Thread(
+            target=self._download, args=(shot,), name=f"download-{frame.index}", daemon=True
+        )
+        self._thread.start()
+
+    def _download(self, shot: PendingShotLike) -> None:
+        try:
+            self._files = list(shot.download())
+        except Exception as exc:  # handed to the capture thread, which decides
+            self._error = exc
+
+    def wait(self) -> tuple[list[Path], Exception | None]:
+        """The files written, or the error that stopped the download."""
+        self._thread.join()
+        return self._files, self._error
 
 
 @dataclass
@@ -421,55 +479,41 @@ class SessionRunner:
                 f"{self.focuser.name}: {unreferenced}; home it or accept its position first"
             )
         last_shutter: float | None = None
-        for index in recon.missing:
-            self._check_stop()
-            position = self.plan.position_of(index)
-            c = self._counters
-            c.current_index, c.message = index, "moving"
-            t0 = time.monotonic()
-            self._emit()
-            self.focuser.move_to(position)
-            c.position = position
-            moved_at = time.time()
-            c.message = "settling"
-            self._emit()
-            self._wait(self.plan.settle_s + self.plan.exposure_delay_s)
-            if last_shutter is not None and self.plan.flash_recycle_s > 0:
-                self._wait(self.plan.flash_recycle_s - (time.monotonic() - last_shutter))
-            self._check_stop()
-            c.message = "capturing"
-            self._emit()
-            last_shutter = time.monotonic()
-            files, attempts = self._capture(index)
-            entry = FrameEntry(index, position, files)
-            assert self._journal is not None
-            self._journal.append(
-                "frame",
-                index=index,
-                position=position,
-                units=self.plan.units,
-                files=relative_files(self.folder.root, files),
-                sizes=[f.stat().st_size for f in files],
-                moved_at=round(moved_at, 3),
-                captured_at=round(time.time(), 3),
-                attempts=attempts,
-                **({"reshot": True} if index in self._vanished else {}),
-            )
-            c.captured += 1
-            c.shot_times.append(time.monotonic() - t0)
-            c.message = None
-            log.info(
-                "frame %d at %s: %s",
-                index,
-                format_position(position, self.plan.units),
-                ", ".join(f.name for f in files),
-            )
-            for cb in self.on_frame_captured:
-                cb(entry)
-            self._feed(entry)
-            self._emit()
-            if self._worker is not None and self._worker.error is not None:
-                raise StackingFailed(self._worker.error)
+        in_flight: _InFlight | None = None
+        try:
+            for index in recon.missing:
+                self._check_stop()
+                position = self.plan.position_of(index)
+                c = self._counters
+                c.current_index, c.message = index, "moving"
+                t0 = time.monotonic()
+                self._emit()
+                self.focuser.move_to(position)  # the previous frame may still be downloading
+                c.position = position
+                moved_at = time.time()
+                c.message = "settling"
+                self._emit()
+                self._wait(self.plan.settle_s + self.plan.exposure_delay_s)
+                if last_shutter is not None and self.plan.flash_recycle_s > 0:
+                    self._wait(self.plan.flash_recycle_s - (time.monotonic() - last_shutter))
+                if in_flight is not None:
+                    done, in_flight = in_flight, None
+                    self._land(done)
+                self._check_stop()
+                c.message = "capturing"
+                self._emit()
+                last_shutter = time.monotonic()
+                frame = _Frame(index, position, moved_at, t0)
+                if self._overlapping():
+                    in_flight = self._release(frame)
+                else:
+                    files, frame.attempts = self._capture(index)
+                    self._record(frame, files)
+        finally:
+            # The frame in flight is finished and journaled, unless aborting: then its files
+            # stay on the camera and the position is shot again on resume.
+            if in_flight is not None and not self._abort.is_set():
+                self._land(in_flight, reshoot=False)
         if self.plan.return_to_start and recon.missing and not self._stop.is_set():
             self._counters.message = "returning to start"
             self._emit()
@@ -478,13 +522,91 @@ class SessionRunner:
             except UserError as exc:
                 self._warn(f"could not return to start: {exc}")
 
+    def _overlapping(self) -> bool:
+        return self.options.move_during_download and hasattr(self.camera, "release")
+
+    def _record(self, frame: _Frame, files: list[Path]) -> None:
+        """Journal a shot frame, count it, and hand it to the stacker."""
+        index, position = frame.index, frame.position
+        assert self._journal is not None
+        self._journal.append(
+            "frame",
+            index=index,
+            position=position,
+            units=self.plan.units,
+            files=relative_files(self.folder.root, files),
+            sizes=[f.stat().st_size for f in files],
+            moved_at=round(frame.moved_at, 3),
+            captured_at=round(time.time(), 3),
+            attempts=frame.attempts,
+            **({"reshot": True} if index in self._vanished else {}),
+        )
+        c = self._counters
+        c.captured += 1
+        c.shot_times.append(time.monotonic() - frame.started)
+        c.message = None
+        log.info(
+            "frame %d at %s: %s",
+            index,
+            format_position(position, self.plan.units),
+            ", ".join(f.name for f in files),
+        )
+        entry = FrameEntry(index, position, files)
+        for cb in self.on_frame_captured:
+            cb(entry)
+        self._feed(entry)
+        self._emit()
+        if self._worker is not None and self._worker.error is not None:
+            raise StackingFailed(self._worker.error)
+
+    def _release(self, frame: _Frame) -> _InFlight:
+        """Expose frame ``frame.index`` and start its download on a thread."""
+        camera: ReleasingDevice = self.camera  # type: ignore[assignment]
+        shot, frame.attempts = self._retrying(
+            frame.index, lambda: camera.release(self.folder.frames_dir, frame_stem(frame.index))
+        )
+        return _InFlight(frame, shot)
+
+    def _land(self, flight: _InFlight, *, reshoot: bool = True) -> None:
+        """Wait for an in-flight download and record its frame; reshoot it if it failed.
+
+        A failed download leaves its files on the camera (or its partial files set aside);
+        the frame is shot again at its own position, with the usual retries, when the
+        failure is retryable. Without ``reshoot`` (the session is ending) the error stands.
+        """
+        files, error = flight.wait()
+        frame = flight.frame
+        if error is None:
+            if not files:
+                raise RigError(f"frame {frame.index}: the camera returned no file")
+            self._record(frame, files)
+            return
+        self._set_aside_partial(frame.index, frame.attempts)
+        if not reshoot or self._stop.is_set() or not _retryable(error):
+            raise error
+        self._warn(f"frame {frame.index}: {error}; shooting it again")
+        self.focuser.move_to(frame.position)
+        self._wait(self.plan.settle_s + self.plan.exposure_delay_s)
+        files, attempts = self._capture(frame.index)
+        frame.attempts += attempts
+        self._record(frame, files)
+
     def _capture(self, index: int) -> tuple[list[Path], int]:
         """Shoot frame ``index``, retrying transient camera errors; (files, attempts)."""
+        files, attempts = self._retrying(
+            index, lambda: self.camera.capture(self.folder.frames_dir, frame_stem(index))
+        )
+        if not files:
+            raise RigError(f"frame {index}: the camera returned no file")
+        return list(files), attempts
+
+    def _retrying(self, index: int, shoot: Callable[[], _T]) -> tuple[_T, int]:
+        """``shoot()`` with retries of transient camera errors; (its result, attempts)."""
         attempts = 0
         while True:
             attempts += 1
             try:
-                files = self.camera.capture(self.folder.frames_dir, frame_stem(index))
+                return shoot(), attempts
             except UserError as exc:
                 self._set_aside_partial(index, attempts)
                 if (
@@ -497,10 +619,6 @@ class SessionRunner:
                     f"frame {index}: {exc}; retrying ({attempts}/{self.options.capture_retries})"
                 )
                 self._wait(self.options.retry_delay_s * attempts)
-                continue
-            if not files:
-                raise RigError(f"frame {index}: the camera returned no file")
-            return list(files), attempts
 
     def _set_aside_partial(self, index: int, attempt: int) -> None:
         """Move files a failed shot left (a RAW without its JPEG) out of ``frames/``.

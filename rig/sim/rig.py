@@ -88,9 +88,23 @@ class SimRigSpec:
     time_scale: float = 20.0
     """The GRBL simulator runs this much faster than a real rail."""
     jpeg_quality: int = 92
+    camera: str = "virtual"
+    """``virtual`` (libgphoto2's virtual body as it is), or ``canon``, ``nikon``, ``sony``: the
+    virtual body behind the vendor quirk layer (:mod:`rig.sim.camera_quirks`)."""
+    capture_target: str | None = None
+    """``auto``, ``ram``, ``card``, ``both`` or ``None`` (leave the body's setting alone)."""
+    raw_mb: float = 0.0
+    """Nominal size of each file, for the simulated USB 2 transfer time (50: a big RAW, 2 s)."""
+    raw_plus_jpeg: bool = False
     fault: Fault | None = None
 
     def __post_init__(self) -> None:
+        from rig.sim.camera_quirks import PROFILES
+
+        if self.camera != "virtual" and self.camera not in PROFILES:
+            raise SimulatedRigError(f"--camera {self.camera}: use virtual or {', '.join(PROFILES)}")
+        if self.raw_mb < 0:
+            raise SimulatedRigError(f"--raw-mb {self.raw_mb:g}: give a size of 0 or more")
         if not self.time_scale > 0:
             raise SimulatedRigError(f"--time-scale {self.time_scale:g}: give a positive speed-up")
         if not 1 <= self.jpeg_quality <= 100:
@@ -149,12 +163,20 @@ class SceneCamera:
         fault = rig.spec.fault
         if fault is not None and index == fault.frame and fault.kind == "camera":
             rig.fail_camera(fault.kind)
-        position = rig.focuser.position
-        rig.stage(position)
-        files = rig.gphoto_camera.capture(Path(dest_dir), stem, on_progress=on_progress)
+        return self.release(dest_dir, stem).download(on_progress)
+
+    def release(self, dest_dir: Path, stem: str | None = None) -> Any:
+        """Render and stage the scene, expose; the download is left to the returned shot."""
+        rig = self._rig
+        index = _index_of(stem)
+        fault = rig.spec.fault
+        if fault is not None and index == fault.frame and fault.kind == "camera":
+            rig.fail_camera(fault.kind)
+        rig.stage(rig.focuser.position)
+        shot = rig.gphoto_camera.release(Path(dest_dir), stem)
         if fault is not None and index == fault.frame - 1:
             rig.arm_rail_fault(fault.kind)
-        return files
+        return shot
 
 
 class SimulatedRig:
@@ -210,6 +232,7 @@ class SimulatedRig:
 
     def _start_devices(self) -> None:
         from rig.camera import Camera
+        from rig.camera.shot import parse_capture_target
         from rig.rails import open_focuser
         from rig.sim.grbl import GrblSimulator
         from rig.sim.vcamera import VirtualCameraFolder
@@ -226,7 +249,18 @@ class SimulatedRig:
         # Work zero where the carriage stands: the plan's 0 is the scene's near end.
         rail.send("G10 L20 P1 X0")  # type: ignore[attr-defined]
         rail.accept_position()  # that zero is the reference
-        self._camera = Camera.open()
+        wrap = None
+        if spec.camera != "virtual":
+            from rig.sim.camera_quirks import CameraQuirks
+
+            quirks = CameraQuirks(
+                spec.camera,
+                raw_plus_jpeg=spec.raw_plus_jpeg,
+                nominal_file_bytes=int(spec.raw_mb * 1e6),
+            )
+            wrap = quirks.wrap
+        target = parse_capture_target(spec.capture_target)
+        self._camera = Camera.open(capture_target=target, wrap_handle=wrap)
         self._shots_on_connection = 0
         self._scene_camera = SceneCamera(self)
 
