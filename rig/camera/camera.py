@@ -76,6 +76,8 @@ SHOT_EVENTS_LIMIT_S = 5.0
 """Upper bound on listening for unannounced extra files when the body has no format setting."""
 SHOT_FILES_LIMIT_S = 10.0
 """Upper bound on waiting for the files a shot must produce (a busy body's late JPEG)."""
+CLOSE_LATE_FILES_S = 3.0
+"""How long closing the camera waits for late files that shots still owe."""
 RELEASE_FILE_TIMEOUT_S = 40.0
 """Wait for the first file after a release without AF (libgphoto2 waits 35 s on Sony)."""
 RECONNECT_POLL_S = 0.5
@@ -212,10 +214,12 @@ class Camera:
         return f"<Camera {self.description} ({state})>"
 
     def close(self) -> None:
-        """Put back the settings this session changed, then release the camera. Idempotent."""
+        """Collect late files still due, put back the settings this session changed, then
+        release the camera. Idempotent."""
         with self._lock:
             if self._cam is None:
                 return
+            self._collect_late_files()
             for key, value in reversed(list(self._restore.items())):
                 if value is None:
                     continue
@@ -703,6 +707,25 @@ class Camera:
             atomic_write_bytes(local, self._download(folder, name, local.name, None))
             self._free([(folder, name)])
 
+    def _collect_late_files(self) -> None:
+        """Before closing: wait (at most ``CLOSE_LATE_FILES_S``) for files shots still owe."""
+        deadline = time.monotonic() + CLOSE_LATE_FILES_S
+        try:
+            while self._awaited and time.monotonic() < deadline:
+                self._collect_stragglers(self._awaited[0][0])
+                if self._awaited:
+                    self.sleep(0.1)
+        except (CameraError, OSError) as exc:
+            log.warning("%s: late files not collected: %s", self.description, exc)
+        for _, stem, missing in self._awaited:
+            log.warning(
+                "%s: %d late file(s) of %s never arrived; look for them on the camera",
+                self.description,
+                missing,
+                stem,
+            )
+        self._awaited.clear()
+
     def _expected_files(self, count: int) -> list[tuple[str, str]]:
         """The next ``count`` files announced, waiting at most ``SHOT_FILES_LIMIT_S``."""
         gp = self._gp
@@ -892,8 +915,8 @@ class _Controls:
 class PendingShot:
     """A shot whose exposure is over and whose files are still on the camera.
 
-    :meth:`download` fetches them (once); until then the camera is free for other threads'
-    calls only after the download holds its lock, so focus may move meanwhile.
+    :meth:`download` fetches them (once), holding the camera for that time; a rail may move
+    meanwhile, a lens drive through the same camera waits for the download.
     """
 
     def __init__(

@@ -152,8 +152,10 @@ def test_a_straggler_is_collected_with_the_next_shot_never_lost(
         "frame_0001.nef",
         "frame_0002.jpg",
         "frame_0002.nef",
+        "frame_0003.jpg",  # collected when the camera closed
         "frame_0003.nef",
     ]
+    assert quirks.state.shots == 3 and not quirks.store  # nothing left on the body
 
 
 # --------------------------------------------------------- 2. Canon lens stacking without AF
