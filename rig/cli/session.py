@@ -18,7 +18,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -351,12 +351,14 @@ def hardware_rig(
     accept_position: bool = False,
     last_shot: tuple[int, float] | None = None,
     units: str = "um",
+    say: Callable[[str], Any] = log.info,
 ) -> Iterator[tuple[Any, Any]]:
     """Open the focuser and camera described by a session's ``rig`` block.
 
     ``home``, ``accept_position`` and ``last_shot`` (the last frame shot, when resuming) go to
     :func:`establish_reference`, so positions mean the same after a power cut or a controller
     reset. A new lens-motor session counts from where focus stands: that is its reference.
+    ``say`` reports what the camera set up (the anti-vibration setting, if asked for).
     """
     from rig.camera import Camera
     from rig.camera.shot import parse_capture_target
@@ -385,7 +387,7 @@ def hardware_rig(
         try:
             if rig.get("anti_vibration"):
                 done = camera.reduce_vibration()
-                log.info("anti-vibration: %s", done or "this body offers none; settle time only")
+                say(f"anti-vibration: {done or 'this body offers none; settle time only'}")
             new_lens_session = focus == "camera" and last_shot is None
             establish_reference(
                 focuser,
@@ -568,10 +570,13 @@ def register(app: typer.Typer) -> None:
             checkpoint_every=checkpoint_every,
         )
         root = out or _default_out("stack")
-        with hardware_rig(rig, home=home, accept_position=accept_position, units=plan.units) as (
-            focuser,
-            camera,
-        ):
+        with hardware_rig(
+            rig,
+            home=home,
+            accept_position=accept_position,
+            units=plan.units,
+            say=console.print,
+        ) as (focuser, camera):
             check_plan_fits(plan, focuser)
             folder = SessionFolder.create(root, plan, config)
             console.print(f"session {folder.root}: {plan.describe()}")
@@ -667,6 +672,7 @@ def register(app: typer.Typer) -> None:
             accept_position=accept_position,
             last_shot=last_shot,
             units=plan.units,
+            say=console.print,
         ) as (focuser, camera):
             if rig != config.rig:
                 config = replace(config, rig=rig)

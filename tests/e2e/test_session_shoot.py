@@ -58,6 +58,7 @@ def test_shoot_steps_the_rail_shoots_and_stacks(
     proc = rig(
         vcam, "shoot", "--rail", grbl.url, "--from", "-50mm", "--to", "-49.4mm", "--step",
         "200um", "--settle", "0.01s", "--out", str(out), "--format", "png", "--accept-position",
+        "--capture-target", "card", "--anti-vibration",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert "session completed: 4/4 frames captured, 4 merged" in proc.stdout
@@ -77,7 +78,10 @@ def test_shoot_steps_the_rail_shoots_and_stacks(
         "rail": grbl.url,
         "camera_model": None,
         "camera_port": None,
+        "capture_target": "card",
+        "anti_vibration": True,  # the virtual body offers no remedy: only logged
     }
+    assert "anti-vibration: this body offers none; settle time only" in proc.stdout
 
 
 def test_resume_on_a_rail_that_came_back_on_another_port(tmp_path: Path, vcam: Path) -> None:
