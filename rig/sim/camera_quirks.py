@@ -210,7 +210,8 @@ SONY = QuirkProfile(
 PROFILES = {p.vendor: p for p in (CANON, NIKON, SONY)}
 
 SONY_SPEED_STEPS = (0, 1, 3, 7, 15, 30, 60, 120)
-"""Lens movement per ``manualfocus`` call at speed 0..7: non-linear, as users measure it."""
+"""Lens movement per ``manualfocus`` call at speed 0..7. Illustrative, not measured on a body:
+only its shape (non-linear, growing with the speed) follows libgphoto2's speed semantics."""
 
 
 @dataclass
@@ -425,8 +426,8 @@ class QuirkyHandle:
     def _drive(self, value: Any) -> None:
         state = self._q.state
         if self._q.profile.lens == "canon-radio":
-            # _put_Canon_EOS_MFDrive: Near/Far 1..3 move 1, 10 and 100 drive units (no signal
-            # at the end of travel: the lens just stops).
+            # _put_Canon_EOS_MFDrive: Near/Far 1..3 are small, medium and large steps (1, 10 and
+            # 100 units here: illustrative ratios); no signal at the end of travel, it just stops.
             text = str(value)
             if text == "None":
                 return
