@@ -2,9 +2,10 @@
 
 Access
 ------
-:mod:`rig.station.auth` guards everything but the page shell and ``POST /api/login``. The page
-reads the token from the address the station prints (``http://pi:8000/#token=...``; a fragment
-never reaches the server or its logs) and logs in once. Control requests are ``POST`` with a
+:mod:`stacker.preview.access` guards everything but the page shell and ``POST /api/login``
+with the token :mod:`rig.station.auth` keeps. The page reads the token from the address the
+station prints (``http://pi:8000/#token=...``; a fragment never reaches the server or its logs)
+and logs in once. Control requests are ``POST`` with a
 JSON body, which a foreign page cannot send without the browser asking first.
 
 Control API (JSON in, JSON out; a user error is ``{"error": "..."}`` with 400, busy is 409)
@@ -26,7 +27,6 @@ Control API (JSON in, JSON out; a user error is ``{"error": "..."}`` with 400, b
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -35,15 +35,14 @@ from typing import Any, TypeVar
 
 import anyio.to_thread
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from rig.station.auth import COOKIE, COOKIE_MAX_AGE_S, TokenGate, error_response, token_matches
 from rig.station.errors import NotFoundError, StationBusyError
 from rig.station.service import Station, describe_plan, plan_from_request
 from stacker.errors import UserError
+from stacker.preview.access import LOGIN_SCRIPT, error_response, login_routes, token_middleware
 from stacker.preview.server import NO_STORE, PageExtension, create_app
 
 STATIC_DIR = Path(__file__).with_name("static")
@@ -99,23 +98,6 @@ async def _blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 def station_routes(station: Station, token: str) -> list[BaseRoute]:
     """The control, session and download routes of ``station``."""
-
-    async def login(request: Request) -> Response:
-        body = await _json_body(request)
-        given = body.get("token")
-        if not isinstance(given, str) or not token_matches(given.strip(), token):
-            await asyncio.sleep(0.2)
-            return error_response(403, "wrong access token for this station")
-        response = Response(status_code=204)
-        response.set_cookie(
-            COOKIE, token, max_age=COOKIE_MAX_AGE_S, httponly=True, samesite="strict", path="/"
-        )
-        return response
-
-    async def logout(request: Request) -> Response:
-        response = Response(status_code=204)
-        response.delete_cookie(COOKIE, path="/")
-        return response
 
     async def status(request: Request) -> Response:
         return JSONResponse(await _blocking(station.status), headers=NO_STORE)
@@ -197,8 +179,7 @@ def station_routes(station: Station, token: str) -> list[BaseRoute]:
         return FileResponse(path, filename=path.name, headers=NO_STORE)
 
     return [
-        Route("/api/login", _handle(login), methods=["POST"]),
-        Route("/api/logout", _handle(logout), methods=["POST"]),
+        *login_routes(token),
         Route("/api/station", _handle(status)),
         Route("/api/plan", _handle(plan), methods=["POST"]),
         Route("/api/jog", _handle(jog), methods=["POST"]),
@@ -218,9 +199,9 @@ def station_app(station: Station, token: str) -> Starlette:
     """The preview page and API of ``station.hub`` plus the station's routes, behind the token."""
     extension = PageExtension(
         routes=station_routes(station, token),
-        middleware=[Middleware(TokenGate, token=token)],
+        middleware=[token_middleware(token)],
         static_dir=STATIC_DIR,
         stylesheets=["station.css"],
-        scripts=["station.js"],
+        scripts=[LOGIN_SCRIPT, "station.js"],
     )
     return create_app(station.hub, extension)

@@ -52,10 +52,12 @@ from starlette.staticfiles import StaticFiles
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from stacker.errors import UserError
+from stacker.preview.access import LOGIN_SCRIPT, login_routes, new_token, token_middleware
 from stacker.preview.guard import (
     MAX_BODY_BYTES,
     RequestGuard,
     allowed_host_names,
+    is_loopback,
     warn_if_wildcard,
 )
 from stacker.preview.hub import IMAGE_KINDS, CropUnavailableError, PreviewHub
@@ -449,11 +451,26 @@ class PreviewServer:
 def serve_preview(
     hub: PreviewHub, host: str = "127.0.0.1", port: int = 0, *, out: TextIO | None = None
 ) -> PreviewServer:
-    """Start a :class:`PreviewServer` and print where to open it (for the command lines)."""
-    warn_if_wildcard(host, out)
-    server = PreviewServer(hub, host, port).start()
-    print(f"Live preview: {server.url}", file=out if out is not None else sys.stderr, flush=True)
+    """Start a :class:`PreviewServer` and print where to open it (for the command lines).
+
+    Listening beyond loopback, the page needs a token made for this run, printed in the
+    address (``#token=...``), as the rig station's does.
+    """
+    stream = out if out is not None else sys.stderr
+    warn_if_wildcard(host, stream)
+    token = None if is_loopback(host) else new_token()
+    app = None if token is None else create_app(hub, token_extension(token))
+    server = PreviewServer(hub, host, port, app=app).start()
+    address = server.url if token is None else f"{server.url}#token={token}"
+    print(f"Live preview: {address}", file=stream, flush=True)
     return server
+
+
+def token_extension(token: str) -> PageExtension:
+    """The page behind ``token``: its gate, the login routes and the login script."""
+    return PageExtension(
+        routes=login_routes(token), middleware=[token_middleware(token)], scripts=[LOGIN_SCRIPT]
+    )
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -18,10 +18,11 @@ import pytest
 from rig.session.runner import RunnerOptions
 from rig.sim.rig import SimRigSpec, SimulatedRig
 from rig.station.api import station_app
-from rig.station.auth import COOKIE, load_token
+from rig.station.auth import load_token
 from rig.station.errors import StationError
 from rig.station.service import Station
 from stacker.preview import PreviewServer
+from stacker.preview.access import COOKIE
 
 TOKEN = "s3cret-token-for-tests"
 SPEC = SimRigSpec(width=320, height=240, time_scale=50)

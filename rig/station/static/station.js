@@ -1,5 +1,5 @@
-// stackrig station: the access-token login and the controls the station adds to the preview
-// page. Plan (step, frame count or depth-of-field calculator), jog, test shot,
+// stackrig station: the controls the station adds to the preview page (login.js asks for the
+// access token). Plan (step, frame count or depth-of-field calculator), jog, test shot,
 // start/stop/resume, and downloads of each session's composite, depth map and frames.
 "use strict";
 
@@ -17,48 +17,6 @@
   }
 
   const stationPanel = section("station", "station controls");
-  const loginPanel = section("login", "access token");
-  loginPanel.innerHTML = `
-    <form id="login-form">
-      <label for="login-token">This rig needs its access token (printed when it started):</label>
-      <div class="row">
-        <input id="login-token" type="password" autocomplete="current-password" required>
-        <button type="submit">Open</button>
-      </div>
-      <p id="login-error" class="message error"></p>
-    </form>`;
-
-  // The station is opened as http://rig:8000/#token=...: the fragment never reaches the
-  // server; it is exchanged once for an HttpOnly cookie.
-  async function login(token) {
-    const r = await fetch("/api/login", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ token }),
-    });
-    return r.ok;
-  }
-
-  // The preview page (app.js) connects once this resolves to true.
-  window.previewGate = (async () => {
-    const m = location.hash.match(/token=([^&]+)/);
-    if (m) {
-      await login(decodeURIComponent(m[1]));
-      history.replaceState(null, "", location.pathname + location.search);
-    }
-    const probe = await fetch("/api/state");
-    if (probe.status === 401 || probe.status === 403) {
-      loginPanel.hidden = false;
-      return false;
-    }
-    return true;
-  })();
-
-  el("login-form").addEventListener("submit", async (ev) => {
-    ev.preventDefault();
-    if (await login(el("login-token").value.trim())) location.reload();
-    else el("login-error").textContent = "That is not this rig's token.";
-  });
   let units = "um";
   let running = undefined;
 

@@ -1,0 +1,130 @@
+"""Access by token for a page served to other machines: the rig station always, a live preview
+whenever it listens beyond loopback.
+
+Everything but the page shell (``/``, ``/static/``) and ``POST /api/login`` needs the token:
+``Authorization: Bearer TOKEN`` (scripts), or the ``stackrig_token`` cookie that
+``POST /api/login`` sets (``HttpOnly``, ``SameSite=Strict``, so other sites cannot ride on it).
+A missing token is refused with 401, a wrong one with 403. The page (``static/login.js``) reads
+the token from the address printed at start (``http://host:8000/#token=...``: a fragment never
+reaches the server or its logs) and logs in once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import secrets
+from http.cookies import SimpleCookie
+
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+NO_STORE = {"Cache-Control": "no-store"}
+COOKIE = "stackrig_token"
+COOKIE_MAX_AGE_S = 30 * 24 * 3600
+OPEN_PATHS = frozenset({"/", "/api/login", "/favicon.ico"})
+LOGIN_SCRIPT = "login.js"
+"""The page script (in the preview's static files) that logs in with the address's token."""
+UNAUTHORIZED = (
+    "this page needs its access token: open the address printed at start "
+    "(…/#token=…) or send Authorization: Bearer TOKEN"
+)
+WRONG_TOKEN = "wrong access token"
+
+
+def new_token() -> str:
+    """A random access token (144 bits, URL-safe)."""
+    return secrets.token_urlsafe(18)
+
+
+def error_response(status: int, message: str) -> JSONResponse:
+    """A JSON ``{"error": message}`` answer with ``status``, never cached."""
+    return JSONResponse({"error": message}, status_code=status, headers=NO_STORE)
+
+
+def presented_token(scope: Scope) -> str | None:
+    """The token a request carries: bearer header, else the login cookie."""
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    auth = headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    cookie_header = headers.get("cookie")
+    if cookie_header:
+        cookies: SimpleCookie = SimpleCookie()
+        try:
+            cookies.load(cookie_header)
+        except Exception:
+            return None
+        if COOKIE in cookies:
+            return cookies[COOKIE].value
+    return None
+
+
+def token_matches(presented: str, token: str) -> bool:
+    return hmac.compare_digest(presented.encode("utf-8"), token.encode("utf-8"))
+
+
+class TokenGate:
+    """ASGI middleware: refuses requests without the token (401) or with a wrong one (403),
+    except for the page shell and the login endpoint."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.token = token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        if path in OPEN_PATHS or path.startswith("/static/"):
+            await self.app(scope, receive, send)
+            return
+        presented = presented_token(scope)
+        if presented is None:
+            response = error_response(401, UNAUTHORIZED)
+        elif not token_matches(presented, self.token):
+            await asyncio.sleep(0.2)  # slow down guessing
+            response = error_response(403, WRONG_TOKEN)
+        else:
+            await self.app(scope, receive, send)
+            return
+        await response(scope, receive, send)
+
+
+def token_middleware(token: str) -> Middleware:
+    return Middleware(TokenGate, token=token)
+
+
+def login_routes(token: str) -> list[BaseRoute]:
+    """``POST /api/login`` (``{"token": ...}`` → the cookie) and ``POST /api/logout``."""
+
+    async def login(request: Request) -> Response:
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            return error_response(415, 'send the token as JSON: {"token": "..."}')
+        try:
+            given = json.loads(await request.body()).get("token")
+        except (ValueError, AttributeError):
+            given = None
+        if not isinstance(given, str) or not token_matches(given.strip(), token):
+            await asyncio.sleep(0.2)
+            return error_response(403, WRONG_TOKEN)
+        response = Response(status_code=204)
+        response.set_cookie(
+            COOKIE, token, max_age=COOKIE_MAX_AGE_S, httponly=True, samesite="strict", path="/"
+        )
+        return response
+
+    async def logout(request: Request) -> Response:
+        response = Response(status_code=204)
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+    return [
+        Route("/api/login", login, methods=["POST"]),
+        Route("/api/logout", logout, methods=["POST"]),
+    ]
