@@ -95,6 +95,11 @@ class SceneSpec:
     optics_blur_px
         Gaussian sigma of the lens's blur at best focus. The all-in-focus truth is the scene at
         this blur: no focus stack can be sharper than its sharpest frame.
+    layout
+        ``"board"`` (the circuit-board-like scene above) or ``"shapes"``: large flat saturated
+        shapes and glyphs, each at one depth, over a colourful textured background on a
+        tilted, gently curved surface (the scene where a depth map must fill textureless
+        areas from their borders without taking the background's depth).
     """
 
     width: int = 640
@@ -113,6 +118,7 @@ class SceneSpec:
     bit_depth: int = 8
     n_components: int = 14
     optics_blur_px: float = 0.7
+    layout: str = "board"
 
     def __post_init__(self) -> None:
         problems = []
@@ -136,6 +142,8 @@ class SceneSpec:
             problems.append(f"jpeg_quality {self.jpeg_quality} must be within 1..100")
         if self.bit_depth not in (8, 16):
             problems.append(f"bit_depth {self.bit_depth} must be 8 or 16")
+        if self.layout not in _LAYOUTS:
+            problems.append(f"layout {self.layout!r} must be one of {', '.join(_LAYOUTS)}")
         if problems:
             raise StackerError("synthetic scene: " + "; ".join(problems))
 
@@ -213,7 +221,7 @@ class SyntheticScene:
         canvas_w = spec.width + 2 * self._margin_x
         canvas_h = spec.height + 2 * self._margin_y
         rng = np.random.default_rng([spec.seed, 0])
-        texture, depth = _build_scene(rng, canvas_w, canvas_h, spec)
+        texture, depth = _LAYOUTS[spec.layout](rng, canvas_w, canvas_h, spec)
         top = 255.0 if spec.bit_depth == 8 else 65535.0
         self._texture = np.clip(texture * top + 0.5, 0, top).astype(spec.dtype)
         self._depth = depth
@@ -430,6 +438,18 @@ class SyntheticStack:
     def height_um(self) -> np.ndarray:
         """Depth (µm) at which each reference pixel is sharp."""
         return self.scene.height_um()
+
+    def true_index(self) -> np.ndarray:
+        """Per reference pixel, the (fractional) frame index at which it is sharp (float32).
+
+        The depth mapped through the focus positions: 2.5 lies half-way between the focus
+        positions of frames 2 and 3. Depths beyond the stack's ends clamp to its first or last
+        frame. A depth map's error in frames is its distance from this.
+        """
+        frames = np.arange(self.n_frames, dtype=np.float64)
+        if self.n_frames == 1:
+            return np.zeros(self.height_um().shape, np.float32)
+        return np.interp(self.height_um(), self.positions_um, frames).astype(np.float32)
 
     def transforms(self) -> list[np.ndarray]:
         """The reference-to-frame 3x3 transform of every frame, without rendering."""
@@ -684,6 +704,72 @@ def _build_scene(
     height *= np.float32(1.0 / max(float(height.max()), 1e-6))
     depth = (np.float32(1.0) - height) * np.float32(spec.depth_um)
     return texture, depth.astype(np.float32)
+
+
+def _build_shapes(
+    rng: np.random.Generator, w: int, h: int, spec: SceneSpec
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``"shapes"`` layout: (texture float32 BGR in 0..1, depth float32 µm).
+
+    A colourful multi-octave texture on a tilted, gently curved surface in the far 45-100 % of
+    the depth, then large flat shapes (ellipses, rectangles, polygons; many carry no texture at
+    all) and glyphs in saturated colours, each at a single depth anywhere in the range, drawn
+    back to front so nearer ones occlude farther ones.
+    """
+    size = float(min(spec.width, spec.height))
+    texture = _smooth_noise(rng, w, h, size / 3.0, channels=3) * 0.18 + 0.45
+    for cell, amp in ((1.5, 0.10), (3.0, 0.10), (6.0, 0.08), (12.0, 0.06)):
+        texture += _smooth_noise(rng, w, h, cell, channels=3) * np.float32(amp)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    surface = (xx / w) * np.float32(rng.uniform(-0.6, 0.6)) + (yy / h) * np.float32(
+        rng.uniform(-0.6, 0.6)
+    )
+    cx, cy, sg = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(0.3, 0.6) * size
+    surface += np.float32(rng.uniform(-0.5, 0.5)) * np.exp(
+        -((xx - cx) ** 2 + (yy - cy) ** 2) / np.float32(2 * sg * sg)
+    )
+    del xx, yy
+    surface -= surface.min()
+    surface *= np.float32(0.55 / max(float(surface.max()), 1e-6))
+    depth = (np.float32(0.45) + surface) * np.float32(spec.depth_um)
+    shapes: list[tuple[float, np.ndarray, np.ndarray, bool]] = []
+    for k in range(max(spec.n_components, 1)):
+        mask = np.zeros((h, w), np.uint8)
+        centre = (int(rng.uniform(0.05, 0.95) * w), int(rng.uniform(0.05, 0.95) * h))
+        glyph = k % 4 == 3
+        if glyph:
+            text = "".join(rng.choice(list("AEKMRSWXZ3458"), 2))
+            scale = float(rng.uniform(0.006, 0.012) * size)
+            weight = max(2, round(scale * 3))
+            cv2.putText(mask, text, centre, cv2.FONT_HERSHEY_SIMPLEX, scale, 255, weight,
+                        cv2.LINE_AA)  # fmt: skip
+        elif k % 4 == 0:
+            axes = (int(rng.uniform(0.08, 0.22) * size), int(rng.uniform(0.06, 0.18) * size))
+            cv2.ellipse(mask, centre, axes, float(rng.uniform(0, 180)), 0, 360, 255, -1,
+                        cv2.LINE_AA)  # fmt: skip
+        else:
+            n = int(rng.integers(3, 7))
+            angles = np.sort(rng.uniform(0, 2 * np.pi, n))
+            radii = rng.uniform(0.08, 0.22, n) * size
+            pts = np.stack([centre[0] + radii * np.cos(angles),
+                            centre[1] + radii * np.sin(angles)], axis=1)  # fmt: skip
+            cv2.fillPoly(mask, [pts.astype(np.int32)], 255, cv2.LINE_AA)
+        hue = [rng.integers(0, 180), rng.integers(170, 256), rng.integers(150, 256)]
+        hsv = np.array([[hue]], np.uint8)
+        colour = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0].astype(np.float32) / 255.0
+        shapes.append((float(rng.uniform(0.0, 0.9)), mask, colour, bool(rng.random() < 0.4)))
+    for level, mask, colour, textured in sorted(shapes, key=lambda s: -s[0]):
+        alpha = mask.astype(np.float32)[:, :, None] / np.float32(255.0)
+        fill = np.broadcast_to(colour, texture.shape).copy()
+        if textured:
+            fill += _smooth_noise(rng, w, h, 3.0, channels=1)[:, :, None] * np.float32(0.04)
+        texture += (fill - texture) * alpha
+        depth[mask >= 128] = np.float32(level * spec.depth_um)
+    np.clip(texture, 0.0, 1.0, out=texture)
+    return texture.astype(np.float32), depth.astype(np.float32)
+
+
+_LAYOUTS = {"board": _build_scene, "shapes": _build_shapes}
 
 
 def _paint(texture: np.ndarray, coverage: np.ndarray, colour: tuple[float, float, float]) -> None:
