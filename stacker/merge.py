@@ -22,11 +22,19 @@ import numpy as np
 
 from stacker import pyramid
 from stacker.cvtyping import cv
-from stacker.focus import focus_measure, luma
+from stacker.focus import WINDOW_PX, focus_measure
 
 
 class FocusTracker:
-    """Best focus score and its frame index per pixel, at pyramid level ``level``."""
+    """Per pixel, at pyramid level ``level``: the best focus measure so far, its frame index,
+    and the measures of the frames merged just before and just after that best frame.
+
+    The neighbours' measures are what a sub-frame estimate of the focus peak and its confidence
+    need (:mod:`stacker.depth`), and they are kept in constant memory: when frame i arrives,
+    pixels it wins take the previous frame's measure (kept from the last update) as their
+    "before", and pixels whose best is the previous frame take frame i's measure as their
+    "after". Negative values mean unknown (no such frame, or it did not cover the pixel).
+    """
 
     def __init__(self, height: int, width: int, level: int) -> None:
         self.level = level
@@ -34,16 +42,31 @@ class FocusTracker:
         self.size = (w, h)
         self.best = np.full((h, w), -1.0, np.float32)
         self.index = np.zeros((h, w), np.uint16)
+        self.before = np.full((h, w), -1.0, np.float32)
+        self.after = np.full((h, w), -1.0, np.float32)
         self.winner = np.zeros((h, w), np.uint8)
+        self._follow = np.zeros((h, w), np.uint8)
+        self._last = np.full((h, w), -1.0, np.float32)  # the previous frame's measure
+        self._last_index: int | None = None
 
-    def update(self, small: np.ndarray, valid: np.ndarray, index: int) -> np.ndarray:
-        """Fold in a frame, given warped to the reference at the tracker's size (``self.size``);
-        returns the mask (0/255) where it now wins."""
-        fm = focus_measure(luma(small))
+    def update(self, gray: np.ndarray, valid: np.ndarray, index: int) -> np.ndarray:
+        """Fold in a frame, given as its luma in the reference geometry at the measure's size
+        (:func:`stacker.focus.measure_luma`); ``valid`` is its coverage at the tracker's size.
+        Returns the mask (0/255) where it now wins."""
+        window = WINDOW_PX / 2**self.level
+        fm = focus_measure(gray, self.size, window)
         cv2.compare(fm, self.best, cv2.CMP_GT, dst=self.winner)
         cv2.bitwise_and(self.winner, valid, dst=self.winner)
+        if self._last_index is not None:
+            cv.compare(self.index, self._last_index, cv2.CMP_EQ, dst=self._follow)
+            cv2.bitwise_and(self._follow, valid, dst=self._follow)
+            cv2.copyTo(fm, self._follow, self.after)
         cv2.copyTo(fm, self.winner, self.best)
+        cv2.copyTo(self._last, self.winner, self.before)
+        self.after[self.winner > 0] = -1.0
         self.index[self.winner > 0] = index
+        fm[valid == 0] = -1.0
+        self._last, self._last_index = fm, index
         return self.winner
 
 
@@ -113,8 +136,8 @@ class PyramidMerger:
     ) -> None:
         """Merge a frame warped to the reference (its own dtype) with its exposure gains.
 
-        ``small`` is the same frame at the tracker's size (gains applied), ``valid_small`` its
-        coverage there.
+        ``small`` is the frame's luma for the focus tracker (:meth:`FocusTracker.update`),
+        ``valid_small`` its coverage at the tracker's size.
         """
         pyramid.build(pyramid.to_work(frame, gains, self._work), self.levels, self.bands)
         first = self.count == 0
@@ -173,8 +196,8 @@ class DepthMapMerger:
         valid_small: np.ndarray,
         index: int,
     ) -> None:
-        """Merge a frame warped to the reference, with its exposure gains (``small``: the same
-        at the tracker's size, gains applied; ``valid_small``: its coverage there)."""
+        """Merge a frame warped to the reference, with its exposure gains (``small``: its luma
+        for the focus tracker; ``valid_small``: its coverage at the tracker's size)."""
         work = pyramid.to_work(frame, gains, self._work)
         winner = self.tracker.update(small, valid_small, index)
         if self.count == 0:

@@ -1,9 +1,10 @@
 """Writing a stack's results: the composite and the depth map, each atomically.
 
 The depth map is a 16-bit PNG: micrometres when every merged frame came with a focus position
-(relative to the nearest position, so values stay positive; the offset is in the JSON sidecar),
-otherwise the index of the frame in best focus. A colourised preview (near blue, far red) and a
-JSON sidecar describing the units sit beside it.
+(relative to the nearest position, so values stay positive; the offset is in the JSON sidecar;
+interpolated between frames, so finer than the step), otherwise the index of the frame in best
+focus. A colourised preview (near blue, far red, with a colour bar labelled in µm or frames) and
+a JSON sidecar describing the units sit beside it.
 
 Every result image is stamped with :data:`OUTPUT_SOFTWARE`, so that it is never taken for a frame
 (see :mod:`stacker.paths`). A write that fails (disk full, folder gone) raises a one-line
@@ -21,7 +22,7 @@ import numpy as np
 
 from stacker.errors import StackerError
 from stacker.io import atomic_write_bytes, encode_image, write_image
-from stacker.stack import Stacker, colorize_index
+from stacker.stack import Stacker
 
 #: The software name stamped into every result image (composite, depth map, depth preview).
 OUTPUT_SOFTWARE = "stackrig"
@@ -40,22 +41,22 @@ def save_depth_map(
 ) -> list[Path]:
     """Write the depth map, its colourised preview and its sidecar; returns the paths."""
     png, preview, sidecar = depth_paths(depth_path)
-    index = stacker.depth_index(crop=crop)
+    frames = stacker.depth_frames(crop=crop)
     merged = [r for r in stacker.records if r.merged]
     positions = [r.position_um for r in merged]
     info: dict[str, object] = {
         "frames": [{"index": r.index, "name": r.name, "position_um": r.position_um} for r in merged]
     }
     if positions and all(p is not None for p in positions):
-        um = stacker.depth_um(crop=crop)
+        um = stacker.frames_to_um(frames)
         assert um is not None
         offset = float(min(p for p in positions if p is not None))
         values = np.clip(np.rint(um - offset), 0, 65535).astype(np.uint16)
         info.update(units="micrometres", offset_um=offset)
     else:
-        values = index.astype(np.uint16)
+        values = np.rint(np.maximum(frames, 0)).astype(np.uint16)
         info.update(units="frame index")
-    colour = colorize_index(index, stacker.frames_added)
+    colour = stacker.colorize_depth(frames)
     atomic_write_bytes(png, encode_image(values, ".png", software=OUTPUT_SOFTWARE))
     atomic_write_bytes(preview, encode_image(colour, ".jpg", software=OUTPUT_SOFTWARE))
     atomic_write_bytes(sidecar, (json.dumps(info, indent=2) + "\n").encode())

@@ -20,6 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from stacker import depth
 from stacker.align import (
     MODELS,
     corner_displacement,
@@ -29,9 +30,8 @@ from stacker.align import (
     rescale_matrix,
 )
 from stacker.crop import Coverage
-from stacker.cvtyping import cv
 from stacker.errors import StackerError
-from stacker.focus import luma
+from stacker.focus import WINDOW_PX, luma, measure_luma
 from stacker.merge import DepthMapMerger, PyramidMerger, make_merger
 
 METHODS: tuple[str, ...] = ("pyramid", "depthmap")
@@ -40,6 +40,8 @@ _STRIP_ROWS = 512
 #: Smallest frame side. Registration's pyramid breaks below 5 pixels and can return a singular
 #: homography at 6; from 8 every model and method works, and 16 keeps a margin.
 MIN_FRAME_SIDE = 16
+_FOCUS_FLOOR = 4.0  # focus measure of a textureless 8-bit frame (noise), for the depth map
+_PREVIEW_DEPTH_SIZE = 320  # longest side at which the live preview's depth map is refined
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,9 @@ class Stacker:
         self._bgra: tuple[np.ndarray, np.ndarray] | None = None
         self._version = 0
         self._full_cache: tuple[int, np.ndarray] | None = None
+        self._depth_cache: tuple[tuple[int, int | None], tuple[np.ndarray, np.ndarray]] | None = (
+            None
+        )
 
     # ------------------------------------------------------------------ properties
     @property
@@ -248,15 +253,15 @@ class Stacker:
         self._align_level = level
 
     def _small_levels(self, image: np.ndarray) -> list[np.ndarray]:
-        """The frame and its pyrDown levels, as deep as registration and focus tracking need."""
+        """The frame and its pyrDown levels, as deep as registration needs."""
         assert self._merger is not None
         levels = [image]
-        while len(levels) <= max(self._align_level, self._merger.tracker.level):
+        while len(levels) <= self._align_level:
             levels.append(cv2.pyrDown(levels[-1]))
         return levels
 
     def _start(self, image, levels, small, small_luma, index, name, position_um, t0):
-        self._merge(image, levels, np.eye(3), np.ones(3), index)
+        self._merge(image, np.eye(3), np.ones(3), index)
         self._remember(small, small_luma, np.eye(3), np.ones(3), None)
         return self._record(index, name, position_um, True, None, np.eye(3), np.ones(3), 1.0, t0)
 
@@ -274,7 +279,7 @@ class Stacker:
                                 reg.score, t0)  # fmt: skip
         chain = self._prev_chain @ rescale_matrix(reg.matrix, 2.0**self._align_level)
         chain = project_to_model(chain, self.align)
-        self._merge(image, levels, chain, gain, index)
+        self._merge(image, chain, gain, index)
         self._remember(small, small_luma, chain, gain, reg.matrix)
         return self._record(index, name, position_um, True, None, chain, gain, reg.score, t0)
 
@@ -317,16 +322,14 @@ class Stacker:
         cur = np.array(cv2.mean(warped[by : h - by, bx : w - bx])[:3])
         return np.where(cur > 1e-3, ref / np.maximum(cur, 1e-3), 1.0)
 
-    def _merge(self, image, levels, chain, gain, index) -> None:
+    def _merge(self, image, chain, gain, index) -> None:
         assert self._merger is not None and self._warped is not None
         assert self._coverage is not None and self._shape is not None
         h, w = self._shape
         identity = np.allclose(chain, np.eye(3))
         self._warp(image, chain, (w, h), self._warped, identity)
         tracker = self._merger.tracker
-        small_chain = rescale_matrix(chain, 2.0**-tracker.level)
-        small = self._warp(levels[tracker.level], small_chain, tracker.size, None, identity)
-        small = cv.multiply(small, (*tuple(float(g) for g in gain), 0.0), dtype=cv2.CV_32F)
+        small = measure_luma(self._warped, float(np.mean(gain)))
         valid = self._coverage.footprint(chain, tracker.size)
         self._merger.add(self._warped, _triple(gain), small, valid, index)
         self._coverage.add(chain)
@@ -452,36 +455,86 @@ class Stacker:
             img = img[y : y + h, x : x + w]
         return np.ascontiguousarray(img)
 
-    def depth_index(self, crop: bool = True) -> np.ndarray:
-        """Per-pixel index of the frame in best focus (uint16), like :meth:`result`."""
+    def depth_frames(self, crop: bool = True) -> np.ndarray:
+        """Per-pixel focus peak in frames (float32, sub-frame: 2.5 lies half-way between frames
+        2 and 3), smoothed and filled (:mod:`stacker.depth`), in the geometry of :meth:`result`.
+        """
         self._require()
         assert self._shape is not None
         h, w = self._shape
-        idx = cv2.resize(self._index_map(), (w, h), interpolation=cv2.INTER_NEAREST)
-        idx = self._to_reference(idx, cv2.INTER_NEAREST)
+        # At most quarter size: depth varies slowly, and the fill's cost grows with the size.
+        small = self._depth_small(-(-max(h, w) // 4))[0]
+        frames = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+        frames = self._to_reference(frames, cv2.INTER_LINEAR)
         if crop:
             x, y, cw, ch = self.crop_rectangle()
-            idx = idx[y : y + ch, x : x + cw]
-        return np.ascontiguousarray(idx)
+            frames = frames[y : y + ch, x : x + cw]
+        return np.ascontiguousarray(frames)
 
-    def _index_map(self) -> np.ndarray:
-        """The tracker's best-frame index, median-filtered (5x5 at its reduced size).
-
-        Where a subject has no texture every frame is equally blurred and the best frame is
-        decided by noise; the median keeps edges between depths and removes that speckle.
-        """
-        assert self._merger is not None
-        return cv2.medianBlur(self._merger.tracker.index, 5)
+    def depth_index(self, crop: bool = True) -> np.ndarray:
+        """Per-pixel index of the frame in best focus (uint16): :meth:`depth_frames`, rounded."""
+        frames = self.depth_frames(crop)
+        return np.rint(np.maximum(frames, 0)).astype(np.uint16)
 
     def depth_um(self, crop: bool = True) -> np.ndarray | None:
-        """Per-pixel focus position in micrometres (float32), or None without positions."""
-        positions = {r.index: r.position_um for r in self.records if r.merged}
-        if any(p is None for p in positions.values()):
+        """Per-pixel focus position in micrometres (float32, finer than the step), or None
+        without positions."""
+        if self._merged_positions() is None:
             return None
-        lut = np.zeros(max(positions) + 1, np.float32)
-        for i, p in positions.items():
-            lut[i] = float(p)  # type: ignore[arg-type]
-        return lut[self.depth_index(crop)]
+        return self.frames_to_um(self.depth_frames(crop))
+
+    def frames_to_um(self, frames: np.ndarray) -> np.ndarray | None:
+        """A depth map in frames as focus positions in µm (interpolated between the merged
+        frames' positions), or None when a merged frame has no position."""
+        positions = self._merged_positions()
+        if positions is None:
+            return None
+        return np.interp(frames, *positions).astype(np.float32)
+
+    def _merged_positions(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(frame indices, focus positions in µm) of the merged frames, None if any is unknown."""
+        merged = [r for r in self.records if r.merged]
+        if not merged or any(r.position_um is None for r in merged):
+            return None
+        indices = np.array([r.index for r in merged], np.float64)
+        return indices, np.array([float(r.position_um) for r in merged], np.float64)  # type: ignore[arg-type]
+
+    def _depth_small(self, longest: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(depth in frames, confidence) with the longest side at most ``longest`` (default:
+        the tracker's size); the live preview's size gets a cheaper path (fill without halo
+        removal). Cached per merge state."""
+        assert self._merger is not None
+        key = (self._version, longest)
+        if self._depth_cache is not None and self._depth_cache[0] == key:
+            return self._depth_cache[1]
+        tracker = self._merger.tracker
+        floor = _FOCUS_FLOOR * (65535.0 / 255.0) ** 2 if self._dtype == np.uint16 else _FOCUS_FLOOR
+        offset = depth.subframe_peak(tracker.best, tracker.before, tracker.after, floor)
+        merged = np.array([r.index for r in self.records if r.merged], np.float64)
+        rank = np.zeros(int(merged.max()) + 1, np.float32)
+        rank[merged.astype(np.int64)] = np.arange(len(merged), dtype=np.float32)
+        # Neighbours are neighbours in merge order: a rejected frame between them is skipped.
+        frames = np.interp(rank[tracker.index] + offset, np.arange(len(merged)), merged)
+        frames = frames.astype(np.float32)
+        weight = depth.confidence(tracker.best)
+        guide = self._merger.composite(tracker.level)
+        tw, th = tracker.size
+        if longest is not None and max(tw, th) > longest:
+            s = longest / max(tw, th)
+            tw, th = max(1, round(tw * s)), max(1, round(th * s))
+            wd = cv2.resize(frames * weight, (tw, th), interpolation=cv2.INTER_AREA)
+            weight = cv2.resize(weight, (tw, th), interpolation=cv2.INTER_AREA)
+            frames = cv2.resize(frames, (tw, th), interpolation=cv2.INTER_AREA)
+            np.divide(wd, weight, out=frames, where=weight > 1e-6)
+        if guide.shape[:2] != (th, tw):
+            guide = cv2.resize(guide, (tw, th), interpolation=cv2.INTER_AREA)
+        # Halos reach about eight sigmas of the focus window, at this size.
+        halo_px = 8 * WINDOW_PX * tw / self._shape[1]  # type: ignore[index]
+        rounds = 0 if longest == _PREVIEW_DEPTH_SIZE else 2
+        filled = depth.refine(frames, weight, guide, halo_px=halo_px, rounds=rounds)
+        np.clip(filled, merged[0], merged[-1], out=filled)
+        self._depth_cache = (key, (filled, weight))
+        return filled, weight
 
     def _preview_fit(self, img: np.ndarray) -> np.ndarray:
         h, w = img.shape[:2]
@@ -504,10 +557,25 @@ class Stacker:
         return self._preview_fit(self._merger.composite(stop))
 
     def preview_depth(self) -> np.ndarray | None:
-        """The frame-index map, colourised, at preview size."""
+        """The depth map, colourised, at preview size, with its colour legend below it."""
         if self._merger is None or self.frames_merged == 0:
             return None
-        return self._preview_fit(colorize_index(self._index_map(), len(self.records)))
+        assert self._shape is not None
+        h, w = self._shape
+        s = min(1.0, self.preview_size / max(h, w))
+        size = (max(1, round(w * s)), max(1, round(h * s)))
+        small = self._depth_small(_PREVIEW_DEPTH_SIZE)[0]
+        return self.colorize_depth(cv2.resize(small, size, interpolation=cv2.INTER_LINEAR))
+
+    def colorize_depth(self, frames: np.ndarray) -> np.ndarray:
+        """A depth map in frames as the colour preview (near blue, far red), legend included:
+        colours to µm when every merged frame has a position, else to frame numbers."""
+        count = len(self.records)
+        positions = self._merged_positions()
+        um = None
+        if positions is not None and count:
+            um = np.interp(np.arange(count), *positions).tolist()
+        return depth.add_legend(depth.colorize(frames, count), count, um)
 
     def last_frame_preview(self) -> np.ndarray | None:
         """The most recent merged frame, aligned to the reference, at preview size."""
@@ -541,10 +609,3 @@ def _triple(values) -> tuple[float, float, float]:
 
 def _rows3(matrix) -> tuple[tuple[float, float, float], ...]:
     return tuple(_triple(row) for row in np.asarray(matrix))
-
-
-def colorize_index(index: np.ndarray, count: int) -> np.ndarray:
-    """A frame-index map as a BGR image (near frames blue, far frames red)."""
-    top = max(1, count - 1)
-    scaled = cv2.convertScaleAbs(index, alpha=255.0 / top)
-    return cv2.applyColorMap(scaled, cv2.COLORMAP_TURBO)

@@ -1,0 +1,239 @@
+"""Depth map from the focus tracker's state: sub-frame peaks, confidence, edge-aware fill, legend.
+
+The merger's :class:`~stacker.merge.FocusTracker` keeps, per pixel and in constant memory, the
+focus measure of the best frame and of the frames merged just before and just after it. From
+those three samples of the pixel's focus curve this module makes a depth map worth using:
+
+1. **Sub-frame peak.** A parabola through the logarithms of the three measures (Gaussian
+   interpolation of the focus curve: a focus measure falls off about as a Gaussian of the focus
+   error, so its logarithm is close to a parabola near the peak; the three-point fit of Nayar &
+   Nakagawa, "Shape from focus", 1994) puts the peak between frames, so depth in µm is finer
+   than the step.
+2. **Confidence**: how far the best frame's measure stands above the image's noise floor.
+3. **Halo removal and fill**: near depths that bleed into a differently coloured surround lose
+   their confidence, and low-confidence pixels take the depth of confident neighbours of the
+   same colour in the composite (normalised convolution through an edge-aware recursive
+   filter), so textureless areas follow their own borders and depth steps stay on the
+   composite's edges.
+4. **Colour preview with a legend**: near blue, far red (turbo), and a bar that maps the colours
+   to micrometres (or to frame numbers when focus positions are unknown).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from stacker.cvtyping import cv
+
+_LOW = 0.05  # confidence below which a pixel's depth is replaced by its neighbours'
+_SIGMA_R = 0.05  # colour step (sum over channels, guide in 0..1) that stops the fill
+
+
+def subframe_peak(best: np.ndarray, prev: np.ndarray, nxt: np.ndarray, floor: float) -> np.ndarray:
+    """Offset of the focus peak from the best frame, in frames (-0.5..0.5).
+
+    ``best``, ``prev`` and ``nxt`` are focus measures of the best frame and of the frames
+    before and after it (negative where that neighbour is unknown: the best frame is the first
+    or last one, or the neighbour did not cover the pixel). ``floor`` is the measure of a
+    textureless frame (noise level): it keeps logarithms of tiny measures from deciding.
+    Without a neighbour on one side there is no peak to fit: the offset is 0 there.
+    """
+    lb = np.log(np.maximum(best, 0) + np.float32(floor))
+    has_p, has_n = prev >= 0, nxt >= 0
+    lp = np.where(has_p, np.log(np.maximum(prev, 0) + np.float32(floor)), lb)
+    ln = np.where(has_n, np.log(np.maximum(nxt, 0) + np.float32(floor)), lb)
+    fall_p, fall_n = lb - lp, lb - ln
+    curvature = fall_p + fall_n
+    fit = has_p & has_n & (curvature > 1e-6)
+    offset = np.zeros(best.shape, np.float32)
+    np.divide(0.5 * (fall_p - fall_n), curvature, out=offset, where=fit)
+    np.clip(offset, -0.5, 0.5, out=offset)
+    return offset
+
+
+def confidence(best: np.ndarray) -> np.ndarray:
+    """How far each pixel's best focus measure stands above the noise floor, as 0..1.
+
+    The floor is the measure of the least textured 2 % of the image (sensor noise and JPEG
+    blocks: in a stack of a real subject some of the frame is always out of texture); a pixel
+    twice the floor or less gets 0, one far above it close to 1. Where the best frame barely
+    stands above noise the winner was chosen by noise, whatever its neighbours in the stack.
+    (The parabola's curvature, the contrast with the neighbouring frames, ranks pixels worse
+    on the synthetic stacks of ``benchmarks/bench_depth.py``: it is largest in the halos of
+    strong edges, where a defocused edge spreads into its surround.)
+    """
+    if best.size == 0:
+        return np.zeros_like(best)
+    floor = max(float(np.percentile(best, 2)), 1e-6)
+    w = 1.0 - np.float32(2.0 * floor) / np.maximum(best, np.float32(1e-6))
+    np.clip(w, 0.0, 1.0, out=w)
+    return (w * w).astype(np.float32)
+
+
+def fill(
+    frames: np.ndarray,
+    weight: np.ndarray,
+    guide: np.ndarray,
+    *,
+    threshold: float = _LOW,
+    sigma_s: float | None = None,
+    sigma_r: float = _SIGMA_R,
+) -> np.ndarray:
+    """Replace low-confidence depths (``weight`` < ``threshold``) with confident neighbours'.
+
+    Confidence-weighted normalised convolution (Knutsson & Westin 1993) through an edge-aware
+    recursive filter guided by the composite: the domain transform of Gastal & Oliveira
+    ("Domain transform for edge-aware image and video processing", 2011), three iterations of
+    horizontal and vertical passes. Depth spreads far (``sigma_s``, default a sixth of the
+    long side) through areas of even colour and stops at colour edges (``sigma_r``, in 0..1
+    guide units summed over channels), so a textureless shape takes the depth of its own
+    borders rather than that of the background beside it. Confident pixels keep their own
+    value.
+    """
+    h, w = frames.shape
+    g = _unit_guide(guide)
+    spread = float(sigma_s) if sigma_s is not None else max(h, w) / 6.0
+    ratio = np.float32(spread / sigma_r)
+    dx = np.ones((h, w), np.float32)
+    dy = np.ones((h, w), np.float32)
+    dx[:, 1:] += ratio * np.abs(np.diff(g, axis=1)).sum(axis=2)
+    dy[1:, :] += ratio * np.abs(np.diff(g, axis=0)).sum(axis=2)
+    stack = np.dstack([frames * weight, weight]).astype(np.float32)
+    iterations = 3
+    for it in range(iterations):
+        sigma = spread * np.sqrt(3.0) * 2.0 ** (iterations - it - 1) / np.sqrt(4.0**iterations - 1)
+        a = np.float32(np.exp(-np.sqrt(2.0) / sigma))
+        _recursive_pass(stack, np.power(a, dx))
+        turned = np.ascontiguousarray(stack.transpose(1, 0, 2))
+        _recursive_pass(turned, np.ascontiguousarray(np.power(a, dy).T))
+        stack = np.ascontiguousarray(turned.transpose(1, 0, 2))
+    filled = stack[..., 0] / np.maximum(stack[..., 1], np.float32(1e-12))
+    return np.where(weight < threshold, filled, frames).astype(np.float32)
+
+
+def distrust_halos(
+    frames: np.ndarray, weight: np.ndarray, guide: np.ndarray, radius: int, *, jump: float = 1.5
+) -> np.ndarray:
+    """``weight`` with halo pixels set to 0: near depths that have the far side's colour.
+
+    Beside a sharp edge at one depth over a surround at another, the surround's focus measure
+    picks up the edge's energy (and, in the frames focused on the surround, the defocused
+    object's light veils it), so a band of surround takes the object's depth with full
+    confidence. Where the depth within ``radius`` spans more than ``jump`` frames, a pixel on
+    the near side whose colour is closer to the mean colour of the far-side pixels around it
+    than to that of the near-side ones is such a halo: it loses its confidence and the fill
+    gives it its surround's depth.
+    """
+    kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
+    lo, hi = cv2.erode(frames, kernel), cv2.dilate(frames, kernel)
+    near_side = frames < (lo + hi) * np.float32(0.5)
+    trusted = weight > _LOW
+    g = _unit_guide(guide)
+    distance = []
+    for side in (near_side & trusted, ~near_side & trusted):
+        mask = side.astype(np.float32)
+        count = _box(mask, radius)
+        mean = _box(g * mask[..., None], radius) / np.maximum(count, 1e-6)[..., None]
+        distance.append((np.abs(g - mean).sum(axis=2), count))
+    (to_near, _), (to_far, far_count) = distance
+    halo = ((hi - lo) > jump) & near_side & (to_far < to_near) & (far_count > 1e-3)
+    return np.where(halo, np.float32(0), weight).astype(np.float32)
+
+
+def refine(
+    frames: np.ndarray, weight: np.ndarray, guide: np.ndarray, *, halo_px: float, rounds: int = 2
+) -> np.ndarray:
+    """Halo removal and fill (``rounds`` times, each round judging halos on the last fill).
+
+    ``halo_px`` is the reach of halos at this size (the radius of :func:`distrust_halos`).
+    """
+    radius = max(1, round(halo_px))
+    out = fill(frames, weight, guide)
+    for _ in range(rounds):
+        weight = distrust_halos(out, weight, guide, radius)
+        out = fill(frames, weight, guide)
+    return out
+
+
+def _box(a: np.ndarray, radius: int) -> np.ndarray:
+    return cv2.boxFilter(a, -1, (2 * radius + 1, 2 * radius + 1), borderType=cv2.BORDER_REFLECT)
+
+
+def _recursive_pass(stack: np.ndarray, feedback: np.ndarray) -> None:
+    """One causal and one anti-causal first-order recursive pass along axis 1, in place."""
+    n = stack.shape[1]
+    for i in range(1, n):
+        stack[:, i] += feedback[:, i, None] * (stack[:, i - 1] - stack[:, i])
+    for i in range(n - 2, -1, -1):
+        stack[:, i] += feedback[:, i + 1, None] * (stack[:, i + 1] - stack[:, i])
+
+
+def _unit_guide(guide: np.ndarray) -> np.ndarray:
+    """The guide as float32 BGR scaled to 0..1 (by its dtype's range)."""
+    g = guide if guide.ndim == 3 else cv2.cvtColor(guide, cv2.COLOR_GRAY2BGR)
+    top = 65535.0 if g.dtype == np.uint16 else 255.0 if g.dtype == np.uint8 else 1.0
+    return cv.multiply(g, 1.0 / top, dtype=cv2.CV_32F)
+
+
+# ------------------------------------------------------------------ colour preview and legend
+def colorize(frames: np.ndarray, count: int) -> np.ndarray:
+    """A depth map in frames (0 .. count-1, fractional allowed) as BGR: near blue, far red."""
+    top = max(1, count - 1)
+    scaled = cv2.convertScaleAbs(frames.astype(np.float32), alpha=255.0 / top)
+    return cv2.applyColorMap(scaled, cv2.COLORMAP_TURBO)
+
+
+def legend_ticks(
+    count: int, positions_um: Sequence[float] | None, *, ticks: int = 5
+) -> list[tuple[float, str]]:
+    """(frame, label) pairs along the colour bar: µm when positions are known, else frames.
+
+    ``positions_um`` are the focus positions of frames 0 .. count-1 (None when unknown).
+    Labels use "um", since the preview's font has no µ.
+    """
+    top = max(1, count - 1)
+    out = []
+    for k in range(ticks):
+        f = top * k / (ticks - 1)
+        if positions_um is not None and len(positions_um) == count:
+            um = float(np.interp(f, np.arange(count), np.asarray(positions_um, np.float64)))
+            out.append((f, f"{um:.0f} um"))
+        else:
+            out.append((f, f"frame {round(f)}"))
+    return out
+
+
+def add_legend(
+    image: np.ndarray, count: int, positions_um: Sequence[float] | None = None
+) -> np.ndarray:
+    """The colourised depth ``image`` with a colour bar and its labels below it (a new image).
+
+    The bar runs the whole width, from frame 0 (left) to the last frame, coloured exactly as
+    :func:`colorize` colours them, with tick labels in µm (or frame numbers). It is drawn
+    below the map, so no part of the map is hidden.
+    """
+    w = image.shape[1]
+    scale = max(0.35, min(1.2, w / 1400))
+    thick = max(1, round(scale * 2))
+    (_, text_h), base = cv2.getTextSize("0123456789 um", cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    bar_h = max(8, round(text_h * 1.2))
+    pad = max(3, text_h // 3)
+    strip = np.full((pad + bar_h + pad + text_h + base + pad, w, 3), 32, np.uint8)
+    margin = max(4, w // 40)
+    inner = max(2, w - 2 * margin)
+    ramp = np.linspace(0, max(1, count - 1), inner, dtype=np.float32)[None, :]
+    strip[pad : pad + bar_h, margin : margin + inner] = colorize(
+        np.repeat(ramp, bar_h, axis=0), count
+    )
+    y_text = pad + bar_h + pad + text_h
+    for f, label in legend_ticks(count, positions_um):
+        x = margin + round(f / max(1, count - 1) * (inner - 1))
+        cv2.line(strip, (x, pad + bar_h - 1), (x, pad + bar_h + pad // 2), (255, 255, 255), 1)
+        (tw, _), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        tx = min(max(0, x - tw // 2), w - tw)
+        cv2.putText(strip, label, (tx, y_text), cv2.FONT_HERSHEY_SIMPLEX, scale, (235, 235, 235),
+                    thick, cv2.LINE_AA)  # fmt: skip
+    return np.vstack([image, strip])
