@@ -713,8 +713,8 @@ def _build_shapes(
 
     A colourful multi-octave texture on a tilted, gently curved surface in the far 45-100 % of
     the depth, then large flat shapes (ellipses, rectangles, polygons; many carry no texture at
-    all) and glyphs in saturated colours, each at a single depth anywhere in the range, drawn
-    back to front so nearer ones occlude farther ones.
+    all) and glyphs in saturated colours, each at a single depth in front of the surface it
+    covers, drawn back to front so nearer ones occlude farther ones.
     """
     size = float(min(spec.width, spec.height))
     texture = _smooth_noise(rng, w, h, size / 3.0, channels=3) * 0.18 + 0.45
@@ -757,7 +757,11 @@ def _build_shapes(
         hue = [rng.integers(0, 180), rng.integers(170, 256), rng.integers(150, 256)]
         hsv = np.array([[hue]], np.uint8)
         colour = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0].astype(np.float32) / 255.0
-        shapes.append((float(rng.uniform(0.0, 0.9)), mask, colour, bool(rng.random() < 0.4)))
+        # In front of the surface it covers (an occluder is nearer than what it hides); the
+        # painting order below keeps nearer shapes over farther ones.
+        under = float(depth[mask >= 128].min()) / spec.depth_um if (mask >= 128).any() else 0.45
+        level = float(rng.uniform(0.0, 1.0)) * max(under - 0.05, 0.0)
+        shapes.append((level, mask, colour, bool(rng.random() < 0.4)))
     for level, mask, colour, textured in sorted(shapes, key=lambda s: -s[0]):
         alpha = mask.astype(np.float32)[:, :, None] / np.float32(255.0)
         fill = np.broadcast_to(colour, texture.shape).copy()
