@@ -16,15 +16,22 @@ Families:
   textured background, with stronger defocus (sigma up to 12 px): textureless areas must take
   their depth from their own borders, not from the background next to them.
 
-The colour preview of the first seed of each family is saved as a PNG in
+The colour preview ``--depth-map`` writes, for the first seed of each family, is saved as a PNG in
 ``benchmarks/results/`` (``--pictures`` to change), and all figures as JSON.
 
     python benchmarks/bench_depth.py --seeds 1,2,3 --method pyramid
+
+``--speed MP`` instead times the depth path on the cached ``MP``-megapixel, 24-frame JPEG stack
+of ``bench_stack.py``: ``Stacker.add`` per frame (which includes the focus tracker), the live
+preview's ``preview_depth`` after each frame, and the final depth map (in frames and as written
+by ``save_depth_map``). It works on older code too (without ``depth_frames`` it times
+``depth_index``), so the same command measures before and after a change.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -33,8 +40,8 @@ import common
 import cv2
 import numpy as np
 
+from rig.sim.scene import SceneSpec, SyntheticStack
 from stacker.stack import Stacker
-from stacker.synthetic import SceneSpec, SyntheticStack
 
 RESULTS = common.HERE / "results"
 
@@ -53,6 +60,17 @@ def estimated_frames(stacker: Stacker) -> np.ndarray:
     if frames is not None:
         return np.asarray(frames(crop=False), np.float32)
     return stacker.depth_index(crop=False).astype(np.float32)
+
+
+def depth_picture(stacker: Stacker) -> np.ndarray | None:
+    """The colour preview ``--depth-map`` writes (cropped, legend below), or the live
+    preview's at full size on code that has no ``colorize_depth``."""
+    colorize = getattr(stacker, "colorize_depth", None)
+    if colorize is not None:
+        return np.asarray(colorize(stacker.depth_frames()))
+    shape = stacker.shape or (1024, 1024)
+    stacker.preview_size = max(shape)
+    return stacker.preview_depth()
 
 
 def central(a: np.ndarray, share: float = 0.8) -> np.ndarray:
@@ -90,6 +108,42 @@ def run_one(spec: SceneSpec, frames: int, method: str) -> tuple[dict[str, Any], 
     return figures, stacker
 
 
+def speed(mp: float, frames: int, method: str) -> dict[str, Any]:
+    """Time the depth path on the cached benchmark stack (see the module docstring)."""
+    import tempfile
+
+    from stacker.output import save_depth_map
+
+    folder = common.ensure_stack(mp, frames)
+    positions = common.frame_positions(folder)
+    stacker = Stacker(method=method)
+    add_s, preview_s = [], []
+    for p in common.frame_paths(folder):
+        img = cv2.imdecode(np.fromfile(p, dtype=np.uint8), cv2.IMREAD_COLOR)
+        t = time.perf_counter()
+        stacker.add(img, name=p.name, position_um=positions.get(p.name))
+        t1 = time.perf_counter()
+        stacker.preview_depth()
+        add_s.append(t1 - t)
+        preview_s.append(time.perf_counter() - t1)
+    t = time.perf_counter()
+    estimated_frames(stacker)
+    map_s = time.perf_counter() - t
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        save_depth_map(stacker, Path(tmp) / "depth.png")
+        save_s = time.perf_counter() - t
+    return {
+        "mp": mp,
+        "frames": frames,
+        "add_median_ms": 1000 * float(np.median(add_s)),
+        "preview_depth_median_ms": 1000 * float(np.median(preview_s)),
+        "depth_map_s": map_s,
+        "save_depth_map_s": save_s,
+        "peak_rss_mb": common.peak_rss_mb(),
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--layouts", default="board,shapes")
@@ -99,7 +153,13 @@ def main() -> int:
     ap.add_argument("--method", default="pyramid")
     ap.add_argument("--pictures", default="depth", help="file name stem of the saved previews")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--speed", type=float, default=None, help="time the depth path at MP")
     args = ap.parse_args()
+    if args.speed is not None:
+        figures = {"machine": common.machine(), **speed(args.speed, 24, args.method)}
+        print(json.dumps(figures, indent=1))
+        common.write_json(args.json or common.WORK / "bench_depth_speed.json", figures)
+        return 0
     width, height = (int(v) for v in args.size.lower().split("x"))
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     info = common.machine()
@@ -117,8 +177,7 @@ def main() -> int:
                          f"{figures['depth_map_s']:.2f}"])  # fmt: skip
             print(common.table(rows[-1:], HEADER), flush=True)
             if n == 0 and args.pictures:
-                stacker.preview_size = max(width, height)
-                picture = stacker.preview_depth()
+                picture = depth_picture(stacker)
                 if picture is not None:
                     path = RESULTS / f"{args.pictures}_{layout}_seed{seed}.png"
                     path.parent.mkdir(parents=True, exist_ok=True)

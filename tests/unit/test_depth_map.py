@@ -9,11 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
+from rig.sim.scene import SceneSpec, SyntheticStack
 from stacker import depth
 from stacker.focus import measure_luma
 from stacker.merge import FocusTracker
 from stacker.stack import Stacker
-from stacker.synthetic import SceneSpec, SyntheticStack
 
 ACCURACY_BAR = 0.85  # share within one frame; measured 0.89 (the best-frame index before: 0.61)
 
