@@ -41,7 +41,8 @@ _STRIP_ROWS = 512
 #: homography at 6; from 8 every model and method works, and 16 keeps a margin.
 MIN_FRAME_SIDE = 16
 _FOCUS_FLOOR = 4.0  # focus measure of a textureless 8-bit frame (noise), for the depth map
-_PREVIEW_DEPTH_SIZE = 320  # longest side at which the live preview's depth map is refined
+_PREVIEW_DEPTH_SIZE = 256  # longest side at which the live preview's depth map is filled
+_DEPTH_SIZE = 1024  # longest side at which the written depth map is filled
 
 
 @dataclass(frozen=True)
@@ -462,8 +463,9 @@ class Stacker:
         self._require()
         assert self._shape is not None
         h, w = self._shape
-        # At most quarter size: depth varies slowly, and the fill's cost grows with the size.
-        small = self._depth_small(-(-max(h, w) // 4))[0]
+        # Quarter size, at most _DEPTH_SIZE: depth varies slowly, and the fill's cost grows
+        # with the size.
+        small = self._depth_small(min(-(-max(h, w) // 4), _DEPTH_SIZE))[0]
         frames = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
         frames = self._to_reference(frames, cv2.INTER_LINEAR)
         if crop:
@@ -530,8 +532,9 @@ class Stacker:
             guide = cv2.resize(guide, (tw, th), interpolation=cv2.INTER_AREA)
         # Halos reach about eight sigmas of the focus window, at this size.
         halo_px = 8 * WINDOW_PX * tw / self._shape[1]  # type: ignore[index]
-        rounds = 0 if longest == _PREVIEW_DEPTH_SIZE else 2
-        filled = depth.refine(frames, weight, guide, halo_px=halo_px, rounds=rounds)
+        live = longest == _PREVIEW_DEPTH_SIZE
+        filled = depth.refine(frames, weight, guide, halo_px=halo_px, rounds=0 if live else 2,
+                              iterations=1 if live else 3)  # fmt: skip
         np.clip(filled, merged[0], merged[-1], out=filled)
         self._depth_cache = (key, (filled, weight))
         return filled, weight
