@@ -41,7 +41,7 @@ _STRIP_ROWS = 512
 #: homography at 6; from 8 every model and method works, and 16 keeps a margin.
 MIN_FRAME_SIDE = 16
 _FOCUS_FLOOR = 4.0  # focus measure of a textureless 8-bit frame (noise), for the depth map
-_PREVIEW_DEPTH_SIZE = 256  # longest side at which the live preview's depth map is filled
+_PREVIEW_DEPTH_SIZE = 384  # longest side at which the live preview's depth map is filled
 _DEPTH_SIZE = 1024  # longest side at which the written depth map is filled
 
 
@@ -503,8 +503,8 @@ class Stacker:
 
     def _depth_small(self, longest: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(depth in frames, confidence) with the longest side at most ``longest`` (default:
-        the tracker's size); the live preview's size gets a cheaper path (fill without halo
-        removal). Cached per merge state."""
+        the tracker's size); the live preview's size gets a cheaper path (push-pull fill, no
+        halo removal). Cached per merge state."""
         assert self._merger is not None
         key = (self._version, longest)
         if self._depth_cache is not None and self._depth_cache[0] == key:
@@ -519,7 +519,6 @@ class Stacker:
         frames = np.interp(rank[tracker.index] + offset, np.arange(len(merged)), merged)
         frames = frames.astype(np.float32)
         weight = depth.confidence(tracker.best)
-        guide = self._merger.composite(tracker.level)
         tw, th = tracker.size
         if longest is not None and max(tw, th) > longest:
             s = longest / max(tw, th)
@@ -528,13 +527,15 @@ class Stacker:
             weight = cv2.resize(weight, (tw, th), interpolation=cv2.INTER_AREA)
             frames = cv2.resize(frames, (tw, th), interpolation=cv2.INTER_AREA)
             np.divide(wd, weight, out=frames, where=weight > 1e-6)
-        if guide.shape[:2] != (th, tw):
-            guide = cv2.resize(guide, (tw, th), interpolation=cv2.INTER_AREA)
-        # Halos reach about eight sigmas of the focus window, at this size.
-        halo_px = 8 * WINDOW_PX * tw / self._shape[1]  # type: ignore[index]
-        live = longest == _PREVIEW_DEPTH_SIZE
-        filled = depth.refine(frames, weight, guide, halo_px=halo_px, rounds=0 if live else 2,
-                              iterations=1 if live else 3)  # fmt: skip
+        if longest == _PREVIEW_DEPTH_SIZE:  # the live preview, after every frame: cheap
+            filled = depth.push_pull(frames, weight)
+        else:
+            # Halos reach about eight sigmas of the focus window, at this size.
+            halo_px = 8 * WINDOW_PX * tw / self._shape[1]  # type: ignore[index]
+            guide = self._merger.composite(tracker.level)
+            if guide.shape[:2] != (th, tw):
+                guide = cv2.resize(guide, (tw, th), interpolation=cv2.INTER_AREA)
+            filled = depth.refine(frames, weight, guide, halo_px=halo_px)
         np.clip(filled, merged[0], merged[-1], out=filled)
         self._depth_cache = (key, (filled, weight))
         return filled, weight

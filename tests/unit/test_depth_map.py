@@ -147,3 +147,16 @@ def test_depth_map_is_within_one_frame_of_the_truth() -> None:
     assert um is not None
     step = st.positions_um[1] - st.positions_um[0]
     assert np.median(np.abs(um - st.height_um())[32:-32, 48:-48]) < 0.5 * step
+
+
+def test_push_pull_fills_holes_from_their_surround() -> None:
+    """The live preview's cheap fill: a hole of unknown depth in a ramp takes the ramp's values
+    around it; known pixels are kept."""
+    ramp = np.tile(np.linspace(0, 10, 200, dtype=np.float32), (120, 1))
+    weight = np.ones_like(ramp)
+    weight[40:80, 80:120] = 0.0
+    noisy = ramp.copy()
+    noisy[40:80, 80:120] = 0.0  # what noise chose there
+    out = depth.push_pull(noisy, weight)
+    assert np.abs(out[40:80, 80:120] - ramp[40:80, 80:120]).max() < 1.0
+    assert np.array_equal(out[weight >= 1], ramp[weight >= 1])
