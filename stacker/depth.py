@@ -240,7 +240,7 @@ def legend_ticks(
             um = float(np.interp(f, np.arange(count), np.asarray(positions_um, np.float64)))
             out.append((f, f"{um:.0f} um"))
         else:
-            out.append((f, f"frame {round(f)}"))
+            out.append((float(round(f)), f"frame {round(f)}"))  # ticks on whole frames
     return out
 
 
