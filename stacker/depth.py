@@ -21,6 +21,7 @@ those three samples of the pixel's focus curve this module makes a depth map wor
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import cv2
@@ -253,7 +254,14 @@ def add_legend(
     :func:`colorize` colours them, with tick labels in µm (or frame numbers). It is drawn
     below the map, so no part of the map is hidden.
     """
-    w = image.shape[1]
+    um = None if positions_um is None else tuple(float(p) for p in positions_um)
+    return np.vstack([image, _legend_strip(image.shape[1], count, um)])
+
+
+@functools.lru_cache(maxsize=8)
+def _legend_strip(w: int, count: int, positions_um: tuple[float, ...] | None) -> np.ndarray:
+    """The legend of :func:`add_legend` for a map ``w`` pixels wide (cached: the live preview
+    draws the same one after every frame until the stack grows)."""
     scale = max(0.35, min(1.2, w / 1400))
     thick = max(1, round(scale * 2))
     (_, text_h), base = cv2.getTextSize("0123456789 um", cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
@@ -274,4 +282,5 @@ def add_legend(
         tx = min(max(2, x - tw // 2), w - tw - 2)
         cv2.putText(strip, label, (tx, y_text), cv2.FONT_HERSHEY_SIMPLEX, scale, (235, 235, 235),
                     thick, cv2.LINE_AA)  # fmt: skip
-    return np.vstack([image, strip])
+    strip.flags.writeable = False  # shared between calls
+    return strip

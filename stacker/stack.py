@@ -510,16 +510,25 @@ class Stacker:
         if self._depth_cache is not None and self._depth_cache[0] == key:
             return self._depth_cache[1]
         tracker = self._merger.tracker
-        floor = _FOCUS_FLOOR * (65535.0 / 255.0) ** 2 if self._dtype == np.uint16 else _FOCUS_FLOOR
-        offset = depth.subframe_peak(tracker.best, tracker.before, tracker.after, floor)
-        merged = np.array([r.index for r in self.records if r.merged], np.float64)
-        rank = np.zeros(int(merged.max()) + 1, np.float32)
-        rank[merged.astype(np.int64)] = np.arange(len(merged), dtype=np.float32)
-        # Neighbours are neighbours in merge order: a rejected frame between them is skipped.
-        frames = np.interp(rank[tracker.index] + offset, np.arange(len(merged)), merged)
-        frames = frames.astype(np.float32)
-        weight = depth.confidence(tracker.best)
+        live = longest == _PREVIEW_DEPTH_SIZE  # after every frame: everything at preview size
+        state: tuple[np.ndarray, ...] = (tracker.best, tracker.before, tracker.after, tracker.index)
         tw, th = tracker.size
+        if live and max(tw, th) > _PREVIEW_DEPTH_SIZE:
+            s = _PREVIEW_DEPTH_SIZE / max(tw, th)
+            tw, th = max(1, round(tw * s)), max(1, round(th * s))
+            state = tuple(cv2.resize(a, (tw, th), interpolation=cv2.INTER_NEAREST) for a in state)
+        best, before, after, index = state
+        floor = _FOCUS_FLOOR * (65535.0 / 255.0) ** 2 if self._dtype == np.uint16 else _FOCUS_FLOOR
+        frames = depth.subframe_peak(best, before, after, floor)
+        merged = np.array([r.index for r in self.records if r.merged], np.float64)
+        if len(merged) == merged[-1] + 1:  # every frame merged: ranks are frame indices
+            frames += index
+        else:  # neighbours are neighbours in merge order: rejected frames are skipped
+            rank = np.zeros(int(merged.max()) + 1, np.float32)
+            rank[merged.astype(np.int64)] = np.arange(len(merged), dtype=np.float32)
+            frames = np.interp(rank[index] + frames, np.arange(len(merged)), merged)
+            frames = frames.astype(np.float32)
+        weight = depth.confidence(best)
         if longest is not None and max(tw, th) > longest:
             s = longest / max(tw, th)
             tw, th = max(1, round(tw * s)), max(1, round(th * s))
@@ -527,7 +536,7 @@ class Stacker:
             weight = cv2.resize(weight, (tw, th), interpolation=cv2.INTER_AREA)
             frames = cv2.resize(frames, (tw, th), interpolation=cv2.INTER_AREA)
             np.divide(wd, weight, out=frames, where=weight > 1e-6)
-        if longest == _PREVIEW_DEPTH_SIZE:  # the live preview, after every frame: cheap
+        if live:
             filled = depth.push_pull(frames, weight)
         else:
             # Halos reach about eight sigmas of the focus window, at this size.
