@@ -231,7 +231,7 @@ def legend_ticks(
     """(frame, label) pairs along the colour bar: µm when positions are known, else frames.
 
     ``positions_um`` are the focus positions of frames 0 .. count-1 (None when unknown).
-    Labels use "um", since the preview's font has no µ.
+    Labels use "um", since the preview's font has no µ; frames are numbered from 1.
     """
     top = max(1, count - 1)
     out = []
@@ -241,7 +241,8 @@ def legend_ticks(
             um = float(np.interp(f, np.arange(count), np.asarray(positions_um, np.float64)))
             out.append((f, f"{um:.0f} um"))
         else:
-            out.append((float(round(f)), f"frame {round(f)}"))  # ticks on whole frames
+            # ticks on whole frames, numbered from 1 as users see frames everywhere else
+            out.append((float(round(f)), f"frame {round(f) + 1}"))
     return out
 
 

@@ -98,7 +98,7 @@ def test_legend_is_drawn_below_the_map_in_micrometres_or_frames() -> None:
     assert bar_row.std() > 30
     labels = [t for _, t in depth.legend_ticks(10, [100.0 + 50 * i for i in range(10)])]
     assert labels[0] == "100 um" and labels[-1] == "550 um"
-    assert [t for _, t in depth.legend_ticks(10, None)][-1] == "frame 9"
+    assert [t for _, t in depth.legend_ticks(10, None)][::4] == ["frame 1", "frame 10"]
     # text is drawn: light pixels below the bar
     assert (strip > 200).all(axis=2).sum() > 50
 
