@@ -39,7 +39,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -488,13 +488,16 @@ def write_stack(
     jpeg_quality: int = 95,
     near_um: float = 0.0,
     far_um: float | None = None,
+    encode: Callable[[RenderedFrame], bytes] | None = None,
 ) -> list[Path]:
     """Render a stack into ``folder`` as ``frame_0001.jpg``... plus a JSON truth sidecar.
 
     ``ext`` defaults to ``.jpg`` for 8-bit specs and ``.tif`` for 16-bit ones. JPEG frames use
     the spec's own ``jpeg_quality`` when it has one (the rendered bytes are written as they
-    are), else ``jpeg_quality``. The sidecar holds the spec, focus positions, transforms and
-    gains; the truth image itself is never written (it is recomputed from the spec).
+    are), else ``jpeg_quality``. ``encode`` turns a rendered frame into the file's bytes for
+    formats :func:`stacker.io.encode_image` does not write (RAW files). The sidecar holds the
+    spec, focus positions, transforms and gains; the truth image itself is never written (it is
+    recomputed from the spec).
     """
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
@@ -504,7 +507,9 @@ def write_stack(
     frames_meta = []
     for frame in stack:
         path = out / frame_name(frame.index, ext)
-        if frame.encoded is not None and ext.lower() in (".jpg", ".jpeg"):
+        if encode is not None:
+            data = encode(frame)
+        elif frame.encoded is not None and ext.lower() in (".jpg", ".jpeg"):
             data = frame.encoded
         else:
             data = encode_image(frame.image, ext, jpeg_quality=jpeg_quality)
