@@ -1,0 +1,204 @@
+"""Writing linear DNG files: a demosaiced composite that RAW editors still treat as RAW.
+
+A *linear* DNG (Adobe DNG Specification 1.4, PhotometricInterpretation ``LinearRaw`` = 34892)
+holds three-channel camera-native RGB in linear light plus the tags an editor needs to render it
+as it would the camera's own files: the camera's colour matrices (XYZ to camera) with their
+calibration illuminants, the as-shot neutral (white balance, left undecided in the pixels), black
+and white levels, orientation, make and model, and the reference frame's EXIF (shutter, aperture,
+ISO, focal length, lens, capture time) in an EXIF IFD.
+
+tifffile writes the file: it is already how stackrig writes TIFF, and its ``extratags`` take any
+DNG tag with its exact TIFF type. The one thing it will not write is the ExifIFD pointer (tag
+34665), so tifffile writes a placeholder entry, and :func:`_append_exif` appends the EXIF IFD and
+turns the placeholder into the pointer. Pixels are stored uncompressed, the one DNG compression
+every reader supports for 16-bit linear data.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+
+from stacker.errors import StackerError
+
+LINEAR_RAW = 34892
+CFA = 32803
+DNG_VERSION = (1, 4, 0, 0)
+DNG_BACKWARD_VERSION = (1, 1, 0, 0)
+
+ILLUMINANTS = {"A": 17, "D55": 20, "D65": 21, "D50": 23}
+"""EXIF LightSource codes of the usual calibration illuminants (DNG CalibrationIlluminant)."""
+
+ExtraTag = tuple[int, str | int, int, object, bool]
+"""A tifffile ``extratags`` entry: (code, TIFF type, count, value, write once)."""
+
+ExifEntry = tuple[int, int, object]
+"""An EXIF IFD entry: (tag, TIFF type code, value). Types: 2 ASCII (str), 3 SHORT and 4 LONG
+(int or tuple), 5 RATIONAL and 10 SRATIONAL ((numerator, denominator) or a tuple of pairs)."""
+
+_EXIF_IFD = 34665
+_EXIF_PLACEHOLDER = 34664  # an unused code that sorts where 34665 does; tifffile refuses 34665
+
+
+@dataclass(frozen=True)
+class ColourProfile:
+    """What a RAW editor needs to render camera RGB: identity, matrices, neutral, levels.
+
+    ``color_matrix1`` (and the optional ``color_matrix2``) map CIE XYZ to camera RGB under
+    their calibration illuminants (EXIF LightSource codes, see :data:`ILLUMINANTS`).
+    ``as_shot_neutral`` is the camera RGB of a neutral grey under the scene's light (green 1).
+    ``exif`` holds the EXIF IFD entries to write (exposure, aperture, ISO, lens, capture time).
+    """
+
+    make: str
+    model: str
+    color_matrix1: np.ndarray
+    as_shot_neutral: tuple[float, float, float]
+    illuminant1: int = ILLUMINANTS["D65"]
+    color_matrix2: np.ndarray | None = None
+    illuminant2: int | None = None
+    unique_model: str = ""
+    exif: tuple[ExifEntry, ...] = field(default=())
+
+    @property
+    def camera_name(self) -> str:
+        """UniqueCameraModel: the one given, else make and model."""
+        return self.unique_model or f"{self.make} {self.model}".strip() or "stackrig"
+
+
+def _rationals(values: Sequence[float] | np.ndarray, signed: bool) -> list[int]:
+    out: list[int] = []
+    for v in values:
+        f = Fraction(float(v)).limit_denominator(1_000_000)
+        if not signed and f < 0:
+            raise StackerError(f"DNG: negative value {v} in an unsigned rational tag")
+        out += [f.numerator, f.denominator]
+    return out
+
+
+def _ascii(code: int, text: str) -> ExtraTag:
+    return (code, "s", 0, text.encode("ascii", "replace").decode("ascii"), True)
+
+
+def profile_tags(profile: ColourProfile) -> list[ExtraTag]:
+    """The DNG colour and identity tags of ``profile`` (shared by linear and CFA DNGs)."""
+    neutral = np.asarray(profile.as_shot_neutral, dtype=np.float64)
+    if neutral.shape != (3,) or not np.all(neutral > 0):
+        raise StackerError(f"DNG: as-shot neutral {neutral.tolist()} must be three positives")
+    tags: list[ExtraTag] = [
+        (50706, "B", 4, DNG_VERSION, True),
+        (50707, "B", 4, DNG_BACKWARD_VERSION, True),
+        _ascii(271, profile.make or "stackrig"),
+        _ascii(272, profile.model or "stackrig"),
+        _ascii(50708, profile.camera_name),
+        (50721, "2i", 9, _rationals(np.ravel(profile.color_matrix1), True), True),
+        (50778, "H", 1, profile.illuminant1, True),
+        (50728, "2I", 3, _rationals(neutral, False), True),
+    ]
+    if profile.color_matrix2 is not None and profile.illuminant2 is not None:
+        tags += [
+            (50722, "2i", 9, _rationals(np.ravel(profile.color_matrix2), True), True),
+            (50779, "H", 1, profile.illuminant2, True),
+        ]
+    return tags
+
+
+def encode_dng(
+    image: np.ndarray,
+    tags: list[ExtraTag],
+    *,
+    photometric: int,
+    black: Sequence[int],
+    white: Sequence[int],
+    exif: Sequence[ExifEntry] = (),
+) -> bytes:
+    """Encode a 16-bit image (RGB for ``LINEAR_RAW``, one plane for ``CFA``) as a DNG.
+
+    ``black`` and ``white`` hold one level per sample (or one for a CFA plane); orientation is
+    always upright (stackrig's frames are read with their orientation applied). ``exif``
+    entries go into an EXIF IFD.
+    """
+    import tifffile
+
+    if image.dtype != np.uint16:
+        raise StackerError(f"DNG: pixels must be 16-bit, not {image.dtype}")
+    level_tags: list[ExtraTag] = [
+        (274, "H", 1, 1, True),  # Orientation: upright
+        (50713, "H", 2, (1, 1), True),  # BlackLevelRepeatDim
+        (50714, "I", len(black), tuple(int(b) for b in black), True),
+        (50717, "I", len(white), tuple(int(w) for w in white), True),
+    ]
+    if exif:
+        level_tags.append((_EXIF_PLACEHOLDER, "I", 1, 0, True))  # see _append_exif
+    out = io.BytesIO()
+    tifffile.imwrite(
+        out,
+        np.ascontiguousarray(image),
+        byteorder="<",
+        photometric=photometric,
+        planarconfig="contig" if image.ndim == 3 else None,
+        compression=None,
+        software="stackrig",
+        metadata=None,
+        extratags=level_tags + tags,
+    )
+    return _append_exif(out.getvalue(), exif) if exif else out.getvalue()
+
+
+def _pack_value(kind: int, value: object) -> tuple[bytes, int]:
+    """Little-endian bytes and TIFF count of one EXIF value."""
+    if kind == 2:
+        text = str(value).encode("ascii", "replace") + b"\0"
+        return text, len(text)
+    items = value if isinstance(value, (tuple, list)) else (value,)
+    if kind in (5, 10):
+        pairs = [items] if not isinstance(items[0], (tuple, list)) else list(items)
+        flat = [int(x) for pair in pairs for x in pair]
+        return struct.pack(f"<{len(flat)}{'I' if kind == 5 else 'i'}", *flat), len(pairs)
+    fmt = {1: "B", 3: "H", 4: "I", 7: "B"}[kind]
+    return struct.pack(f"<{len(items)}{fmt}", *(int(x) for x in items)), len(items)
+
+
+def _append_exif(data: bytes, entries: Sequence[ExifEntry]) -> bytes:
+    """Append an EXIF IFD holding ``entries``; IFD0's placeholder entry becomes its pointer."""
+    import tifffile
+
+    with tifffile.TiffFile(io.BytesIO(data)) as tif:
+        placeholder = tif.pages[0].tags[_EXIF_PLACEHOLDER]
+        entry, pointer = placeholder.offset, placeholder.valueoffset
+    start = len(data) + len(data) % 2  # IFDs start on a word boundary
+    entries = sorted(entries, key=lambda e: e[0])
+    data_at = start + 2 + 12 * len(entries) + 4
+    table, heap = bytearray(struct.pack("<H", len(entries))), bytearray()
+    for tag, kind, value in entries:
+        payload, count = _pack_value(kind, value)
+        if len(payload) <= 4:
+            field_ = payload.ljust(4, b"\0")
+        else:
+            field_ = struct.pack("<I", data_at + len(heap))
+            heap += payload + b"\0" * (len(payload) % 2)
+        table += struct.pack("<HHI", tag, kind, count) + field_
+    table += struct.pack("<I", 0)  # no next IFD
+    out = bytearray(data) + b"\0" * (start - len(data)) + table + heap
+    out[entry : entry + 2] = struct.pack("<H", _EXIF_IFD)
+    out[pointer : pointer + 4] = struct.pack("<I", start)
+    return bytes(out)
+
+
+def encode_linear_dng(rgb: np.ndarray, profile: ColourProfile) -> bytes:
+    """A linear DNG of camera RGB ``rgb`` (``uint16``, R, G, B order, 0 black, 65535 white)."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise StackerError(f"DNG: a linear DNG needs an RGB image, not shape {rgb.shape}")
+    return encode_dng(
+        rgb,
+        profile_tags(profile),
+        photometric=LINEAR_RAW,
+        black=(0, 0, 0),
+        white=(65535, 65535, 65535),
+        exif=profile.exif,
+    )

@@ -1,0 +1,105 @@
+"""Linear and CFA DNG writing: the tags an editor needs, and LibRaw reading the pixels back."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rawpy
+import tifffile
+
+from stacker.dng import LINEAR_RAW, encode_linear_dng
+from stacker.errors import StackerError
+from stacker.raw import camera_to_srgb, read_profile, read_raw_linear, render
+from stacker.synthetic_raw import (
+    BLACK_LEVEL,
+    CFA_LAYOUTS,
+    WB_MULTIPLIERS,
+    WHITE_LEVEL,
+    encode_bayer_dng,
+    synthetic_profile,
+)
+
+
+def tags_of(data: bytes) -> tuple[dict[str, object], dict[str, object]]:
+    with tifffile.TiffFile(io.BytesIO(data)) as tif:
+        page = tif.pages[0]
+        tags = {t.name: t.value for t in page.tags.values()}  # type: ignore[union-attr]
+    return tags, tags.pop("ExifTag")  # type: ignore[return-value]
+
+
+def test_linear_dng_carries_the_profile_and_round_trips_exactly(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 65536, (48, 64, 3), dtype=np.uint16)
+    data = encode_linear_dng(rgb, synthetic_profile())
+    tags, exif = tags_of(data)
+    assert tags["PhotometricInterpretation"] == LINEAR_RAW and tags["SamplesPerPixel"] == 3
+    assert tags["DNGVersion"] == b"\x01\x04\x00\x00"
+    assert tags["DNGBackwardVersion"] == b"\x01\x01\x00\x00"
+    assert (tags["Make"], tags["Model"]) == ("stackrig", "Synthetic Bayer")
+    assert tags["UniqueCameraModel"] == "stackrig Synthetic Bayer"
+    assert tags["Orientation"] == 1 and tags["CalibrationIlluminant1"] == 21
+    assert tags["BlackLevel"] == (0, 0, 0) and tags["WhiteLevel"] == (65535, 65535, 65535)
+    cm = np.array(tags["ColorMatrix1"], dtype=float).reshape(9, 2)
+    np.testing.assert_allclose(cm[:, 0] / cm[:, 1], synthetic_profile().color_matrix1.ravel(),
+                               atol=1e-6)  # fmt: skip
+    neutral = np.array(tags["AsShotNeutral"], dtype=float).reshape(3, 2)
+    np.testing.assert_allclose(neutral[:, 0] / neutral[:, 1], 1 / np.array(WB_MULTIPLIERS))
+    assert exif["ExposureTime"] == (1, 100) and exif["ISOSpeedRatings"] == 100
+    assert exif["LensModel"] == "Synthetic Macro 100mm"
+    path = tmp_path / "linear.dng"
+    path.write_bytes(data)
+    back = read_raw_linear(path)  # BGR
+    assert np.array_equal(back, rgb[:, :, ::-1])
+    with rawpy.imread(str(path)) as raw:
+        assert raw.num_colors == 3 and raw.raw_type == rawpy.RawType.Stack
+        assert raw.camera_whitebalance[:3] == pytest.approx(WB_MULTIPLIERS, rel=1e-6)
+        assert raw.other.iso_speed == 100 and raw.lens.model == "Synthetic Macro 100mm"
+
+
+@pytest.mark.parametrize("layout", sorted(CFA_LAYOUTS))
+def test_bayer_dng_is_read_by_libraw_in_linear_light(tmp_path: Path, layout: str) -> None:
+    frame = np.zeros((32, 48, 3), np.uint16)
+    frame[..., 2], frame[..., 1], frame[..., 0] = 40000, 30000, 20000  # R, G, B scene light
+    path = tmp_path / f"{layout}.dng"
+    path.write_bytes(encode_bayer_dng(frame, layout))
+    with rawpy.imread(str(path)) as raw:
+        desc = raw.color_desc.decode()
+        pattern = "".join(desc[c] for c in raw.raw_pattern.ravel())
+        assert pattern == layout
+        assert raw.black_level_per_channel[0] == BLACK_LEVEL and raw.white_level == WHITE_LEVEL
+        colours = raw.raw_colors_visible
+        values = raw.raw_image_visible
+        red = values[colours == desc.index("R")]
+        assert (
+            red.min()
+            == red.max()
+            == BLACK_LEVEL + round(40000 * (WHITE_LEVEL - BLACK_LEVEL) / 65535 / WB_MULTIPLIERS[0])
+        )
+    linear = read_raw_linear(path).astype(float)
+    expected = np.array([20000 / WB_MULTIPLIERS[2], 30000, 40000 / WB_MULTIPLIERS[0]])  # BGR
+    np.testing.assert_allclose(linear[8:-8, 8:-8].reshape(-1, 3).mean(0), expected, rtol=2e-3)
+
+
+def test_profile_read_back_and_rendering_undo_the_camera(tmp_path: Path) -> None:
+    path = tmp_path / "frame.dng"
+    grey = np.full((32, 32, 3), 20000, np.uint16)
+    path.write_bytes(encode_bayer_dng(grey, "RGGB", capture_time="2026:02:03 04:05:06"))
+    profile = read_profile(path)
+    assert (profile.make, profile.model) == ("stackrig", "Synthetic Bayer")
+    assert profile.as_shot_neutral == pytest.approx(1 / np.array(WB_MULTIPLIERS), rel=1e-5)
+    assert dict((t, v) for t, _, v in profile.exif)[36867] == "2026:02:03 04:05:06"
+    # the synthetic camera divides by the multipliers; rendering multiplies them back
+    np.testing.assert_allclose(camera_to_srgb(profile), np.diag(WB_MULTIPLIERS), atol=1e-3)
+    shown = render(read_raw_linear(path), profile)
+    srgb_of_grey = 1.055 * (20000 / 65535) ** (1 / 2.4) - 0.055
+    np.testing.assert_allclose(shown[8:-8, 8:-8].mean((0, 1)) / 65535, srgb_of_grey, atol=2e-3)
+
+
+def test_bad_input_is_refused_with_the_reason() -> None:
+    with pytest.raises(StackerError, match="16-bit"):
+        encode_linear_dng(np.zeros((4, 4, 3), np.uint8), synthetic_profile())
+    with pytest.raises(StackerError, match="CFA layout 'RGBG'"):
+        encode_bayer_dng(np.zeros((4, 4, 3), np.uint16), "RGBG")
