@@ -1,5 +1,8 @@
 """Reading and writing frames: 8/16-bit JPEG, PNG and TIFF, RAW through rawpy (optional extra).
 
+RAW frames are read as linear camera RGB (:mod:`stacker.raw`); their composites are written as
+linear DNG or rendered (:func:`stacker.raw.write_raw_result`).
+
 Images are numpy arrays in OpenCV's BGR channel order, ``uint8`` or ``uint16``, always three
 channels. Writes are atomic (temporary file, fsync, rename) so a crash never leaves half a frame
 behind under its final name. Metadata (EXIF and the ICC profile) is carried from a source file to
@@ -31,6 +34,8 @@ RAW_EXTENSIONS = frozenset(
 RASTER_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"})
 IMAGE_EXTENSIONS = RASTER_EXTENSIONS | RAW_EXTENSIONS
 WRITE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff"})
+OUTPUT_EXTENSIONS = WRITE_EXTENSIONS | {".dng"}
+"""Composite formats: the encodable ones, plus linear DNG for stacks of RAW frames."""
 
 
 def is_image_path(path: Path) -> bool:
@@ -38,17 +43,25 @@ def is_image_path(path: Path) -> bool:
     return not path.name.startswith(".") and path.suffix.lower() in IMAGE_EXTENSIONS
 
 
+def is_raw_path(path: str | os.PathLike[str]) -> bool:
+    """True for a RAW file name (by extension), whose frames are read in linear light."""
+    return Path(path).suffix.lower() in RAW_EXTENSIONS
+
+
 def read_image(path: str | os.PathLike[str], *, orientation: int | None = None) -> np.ndarray:
     """Read a frame as a 3-channel BGR ``uint8`` or ``uint16`` array, turned as viewers show it.
 
     The file's EXIF (JPEG, PNG) or TIFF orientation is applied, as every viewer does; with
     ``orientation`` (1 to 8) the file's own is ignored and that one applied instead (see
-    :class:`OrientedReader`). Raises :class:`UnreadableImageError` naming the file when it
-    cannot be decoded.
+    :class:`OrientedReader`). RAW files give linear camera RGB, upright (see
+    :func:`stacker.raw.read_raw_linear`). Raises :class:`UnreadableImageError` naming the file
+    when it cannot be decoded.
     """
     p = Path(path)
-    if p.suffix.lower() in RAW_EXTENSIONS:
-        return _read_raw(p)
+    if is_raw_path(p):
+        from stacker.raw import read_raw_linear
+
+        return read_raw_linear(p)
     flags = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_COLOR  # the decoder applies the file's orientation
     try:
         data = np.fromfile(p, dtype=np.uint8)
@@ -218,21 +231,6 @@ def _to_uint16(img: np.ndarray) -> np.ndarray:
     return np.clip(img, 0, 65535).astype(np.uint16)
 
 
-def _read_raw(path: Path) -> np.ndarray:
-    try:
-        import rawpy
-    except ImportError:
-        raise UnreadableImageError(
-            f"{path}: RAW files need the 'raw' extra: pip install 'stackrig[raw]'"
-        ) from None
-    try:
-        with rawpy.imread(str(path)) as raw:
-            rgb = raw.postprocess(output_bps=16, use_camera_wb=True, no_auto_bright=True)
-    except Exception as exc:
-        raise UnreadableImageError(f"{path}: not a readable RAW file ({exc})") from None
-    return np.ascontiguousarray(rgb[:, :, ::-1])
-
-
 def encode_image(
     img: np.ndarray,
     ext: str,
@@ -376,8 +374,11 @@ def check_writable_output(path: str | os.PathLike[str]) -> Path:
             f"{p}: no file extension; name the file, e.g. {p}.tif, or {p / 'stacked.tif'} "
             "to write into a folder"
         )
-    if p.suffix.lower() not in WRITE_EXTENSIONS:
-        raise StackerError(f"{p}: unknown output format '{p.suffix}': use .tif, .png or .jpg")
+    if p.suffix.lower() not in OUTPUT_EXTENSIONS:
+        raise StackerError(
+            f"{p}: unknown output format '{p.suffix}': use .tif, .png, .jpg or (RAW frames) .dng"
+        )
+
     folder = p.parent if str(p.parent) else Path(".")
     if not folder.is_dir():
         raise StackerError(f"{p}: the folder {folder} does not exist; create it first")

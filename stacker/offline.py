@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stacker.errors import StackerError, UnreadableImageError
-from stacker.io import OrientedReader, check_writable_output, is_image_path
+from stacker.io import OrientedReader, check_writable_output, is_image_path, is_raw_path
 from stacker.natsort import natural_key
 from stacker.output import depth_paths, save_outputs
 from stacker.paths import check_distinct, is_our_output, output_paths
@@ -89,6 +89,11 @@ def stack_files(
     order of ``files``) names one of the files.
     """
     check_writable_output(output)
+    if output.suffix.lower() == ".dng" and not is_raw_path(files[0]):
+        raise StackerError(
+            f"{output}: a DNG composite needs RAW frames (NEF, CR2, ARW, DNG...), and "
+            f"{files[0].name} is not one; write .tif, .png or .jpg instead"
+        )
     if depth_map is not None:
         check_writable_output(depth_paths(depth_map)[0])
     check_distinct(output_paths(output, depth_map), files)
@@ -114,7 +119,7 @@ def stack_files(
             if on_frame:
                 on_frame(path, None, f"skipped {exc}")
             continue
-        record = stacker.add(image, name=path.name)
+        record = stacker.add(image, name=path.name, linear=is_raw_path(path))
         added[record.index] = path
         warning = turned
         if number == ref_file:

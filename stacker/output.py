@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from stacker.errors import StackerError
-from stacker.io import atomic_write_bytes, encode_image, write_image
+from stacker.io import atomic_write_bytes, encode_image, is_raw_path, write_image
 from stacker.stack import Stacker
 
 #: The software name stamped into every result image (composite, depth map, depth preview).
@@ -74,16 +74,19 @@ def save_outputs(
 ) -> list[Path]:
     """Write the composite (format from the extension) and optionally the depth map.
 
-    ``metadata_from`` names the frame whose EXIF and ICC profile the composite carries. A write
-    the system refuses (``ENOSPC``, ``EROFS``...) is a :class:`StackerError` naming the file.
+    ``metadata_from`` names the frame whose EXIF and ICC profile the composite carries. When it
+    is a RAW file, the composite is linear camera RGB: written as a linear DNG with that frame's
+    colour profile, or rendered with it for the other formats. A write the system refuses
+    (``ENOSPC``, ``EROFS``...) is a :class:`StackerError` naming the file.
     """
+    raw = metadata_from is not None and is_raw_path(metadata_from)
+    if Path(out_path).suffix.lower() == ".dng" and not raw:
+        raise StackerError(
+            f"{out_path}: a DNG composite needs RAW frames (NEF, CR2, ARW, DNG...); "
+            "write .tif, .png or .jpg instead"
+        )
     try:
-        written = [
-            write_image(
-                out_path, stacker.result(crop=crop), jpeg_quality=jpeg_quality,
-                metadata_from=metadata_from, software=OUTPUT_SOFTWARE,
-            )
-        ]  # fmt: skip
+        written = [_write_composite(stacker, out_path, raw, jpeg_quality, metadata_from, crop)]
         if depth_path is not None:
             written += save_depth_map(stacker, depth_path, crop=crop)
     except OSError as exc:  # disk full, folder removed or made read-only meanwhile
@@ -95,3 +98,21 @@ def save_outputs(
             f"{where}: cannot write the result ({exc.strerror or exc}); {hint} another output"
         ) from None
     return written
+
+
+def _write_composite(
+    stacker: Stacker,
+    out_path: str | os.PathLike[str],
+    raw: bool,
+    jpeg_quality: int,
+    metadata_from: str | os.PathLike[str] | None,
+    crop: bool,
+) -> Path:
+    image = stacker.result(crop=crop)
+    if raw:
+        from stacker.raw import write_raw_result
+
+        assert metadata_from is not None
+        return write_raw_result(out_path, image, metadata_from, jpeg_quality=jpeg_quality)
+    return write_image(out_path, image, jpeg_quality=jpeg_quality, metadata_from=metadata_from,
+                       software=OUTPUT_SOFTWARE)  # fmt: skip

@@ -151,6 +151,7 @@ class Stacker:
         self._merger: PyramidMerger | DepthMapMerger | None = None
         self._shape: tuple[int, int] | None = None
         self._dtype: np.dtype | None = None
+        self.linear = False  # set by the first frame: see add()
         self._align_level = 0
         self._prev_luma: list[np.ndarray] | None = None  # luma pyramid, registration level
         self._prev_color: np.ndarray | None = None  # colour, a quarter of that, for gains
@@ -184,17 +185,38 @@ class Stacker:
 
     # ------------------------------------------------------------------ adding frames
     def add(
-        self, image: np.ndarray, name: str = "", position_um: float | None = None
+        self,
+        image: np.ndarray,
+        name: str = "",
+        position_um: float | None = None,
+        *,
+        linear: bool = False,
     ) -> FrameRecord:
-        """Align ``image`` (BGR uint8/uint16) to the previous frame and merge it."""
+        """Align ``image`` (BGR uint8/uint16) to the previous frame and merge it.
+
+        ``linear`` says the frame is in linear light (a RAW frame): it is merged as it is, and
+        registered on a gamma-encoded luma copy, whose contrast in the shadows resembles what
+        the eye (and a rendered frame) sees. A stack cannot mix linear and rendered frames.
+        """
         t0 = time.perf_counter()
         index = len(self.records)
         name = name or f"frame {index + 1}"
         image = self._check_frame(image, name)
         if self._merger is None:
             self._setup(image)
+            self.linear = linear
+        elif linear != self.linear:
+            kinds = ("rendered", "RAW (linear)")
+            raise StackerError(
+                f"{name}: a {kinds[linear]} frame in a stack of {kinds[self.linear]} frames; "
+                "stack RAW and JPEG/TIFF frames separately"
+            )
         levels = self._small_levels(image)
-        small_luma = luma_pyramid(luma(levels[self._align_level].astype(np.float32)), 5)
+        gray = luma(levels[self._align_level].astype(np.float32))
+        if self.linear:
+            top = float(np.iinfo(image.dtype).max)
+            gray = cv2.pow(gray * np.float32(1.0 / top), 1.0 / 2.2) * np.float32(top)
+        small_luma = luma_pyramid(gray, 5)
         small = levels[self._align_level]
         small = cv2.resize(small, (max(1, small.shape[1] // 4), max(1, small.shape[0] // 4)),
                            interpolation=cv2.INTER_AREA).astype(np.float32)  # fmt: skip

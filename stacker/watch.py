@@ -49,6 +49,7 @@ from stacker.io import (
     OrientedReader,
     check_writable_output,
     is_image_path,
+    is_raw_path,
     truncation,
 )
 from stacker.natsort import natural_key
@@ -879,7 +880,9 @@ class _WatchRun:
     def add(self, frame: ReadyFrame) -> None:
         self.publish(state="merging", seen=self.status.seen + 1, last_name=frame.path.name)
         try:
-            record = self.stacker.add(frame.image, name=frame.path.name)
+            record = self.stacker.add(
+                frame.image, name=frame.path.name, linear=is_raw_path(frame.path)
+            )
         except StackerError as exc:
             # A frame that does not fit the stack (size, bit depth) is rejected like a
             # misaligned one: the stack so far stays intact.

@@ -479,7 +479,9 @@ def register(app: typer.Typer) -> None:
         out: Path | None = typer.Option(None, "--out", "-o", help="Session folder to create."),
         method: str = typer.Option("pyramid", "--method", help="pyramid or depthmap."),
         align: str = typer.Option("similarity", "--align"),
-        output_format: str = typer.Option("tif", "--format", help="tif, png or jpg."),
+        output_format: str = typer.Option(
+            "tif", "--format", help="tif, png, jpg, or dng (stacks the RAW files in linear light)."
+        ),
         checkpoint_every: int = typer.Option(8, "--checkpoint-every"),
         camera_model: str | None = typer.Option(None, "--camera-model"),
         camera_port: str | None = typer.Option(None, "--camera-port"),
@@ -728,6 +730,11 @@ def register(app: typer.Typer) -> None:
         width, height = parse_size(size)
         _check_choice(method, METHODS, "--method")
         _check_choice(output_format, tuple(OUTPUT_FORMATS), "--format")
+        if OUTPUT_FORMATS[output_format] == ".dng":
+            raise PlanError(
+                "--format dng stacks RAW frames, and the simulated camera shoots JPEG: "
+                "use tif, png or jpg"
+            )
         if not 2 <= frames <= 500:
             raise PlanError(f"--frames {frames}: the demo takes 2 to 500 frames")
         spec = SimRigSpec(

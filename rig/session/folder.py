@@ -38,7 +38,14 @@ from rig.session.journal import JOURNAL_NAME, FrameEntry, JournalContents
 from stacker.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, atomic_write_bytes, truncation
 
 CONFIG_FORMAT = 1
-OUTPUT_FORMATS = {"tif": ".tif", "tiff": ".tif", "png": ".png", "jpg": ".jpg", "jpeg": ".jpg"}
+OUTPUT_FORMATS = {
+    "tif": ".tif",
+    "tiff": ".tif",
+    "png": ".png",
+    "jpg": ".jpg",
+    "jpeg": ".jpg",
+    "dng": ".dng",  # linear DNG: stacks the RAW file of each shot (see stack_file)
+}
 _FRAME_NAME = re.compile(r"^frame_(\d{4,})(?:\.[A-Za-z0-9]+)+$")
 
 
@@ -135,7 +142,9 @@ class SessionFolder:
         """Make a new session folder; refuses one that already holds a session."""
         folder = cls(root)
         if config.output_format not in OUTPUT_FORMATS:
-            raise SessionFolderError(f"output format '{config.output_format}': use tif, png or jpg")
+            raise SessionFolderError(
+                f"output format '{config.output_format}': use tif, png, jpg or dng"
+            )
         if folder.journal_path.exists() or folder.plan_path.exists():
             raise SessionFolderError(
                 f"{root}: already holds a session; continue it with `rig resume {root}` "
@@ -277,10 +286,13 @@ def frame_file_problem(path: Path, record: dict[str, Any] | None) -> str | None:
         return f"cannot be read ({exc.strerror or exc})"
 
 
-def stack_file(files: list[Path]) -> Path:
-    """The file of a shot to stack: a rendered raster (JPEG/TIFF/PNG) before a RAW file."""
+def stack_file(files: list[Path], *, raw: bool = False) -> Path:
+    """The file of a shot to stack: a rendered raster (JPEG/TIFF/PNG) before a RAW file, or
+    with ``raw`` (a DNG composite, stacked in linear light) the RAW file first."""
     rasters = [f for f in files if f.suffix.lower() not in RAW_EXTENSIONS]
-    return (rasters or files)[0]
+    raws = [f for f in files if f.suffix.lower() in RAW_EXTENSIONS]
+    preferred, other = (raws, rasters) if raw else (rasters, raws)
+    return (preferred or other)[0]
 
 
 def _json_bytes(data: dict[str, Any]) -> bytes:

@@ -673,7 +673,8 @@ class SessionRunner:
 
     def _job(self, entry: FrameEntry, *, replay: bool) -> StackJob:
         position_um = entry.position if self.plan.units == "um" else None
-        return StackJob(entry.index, stack_file(entry.files), position_um, replay)
+        raw = self.config.output_format == "dng"
+        return StackJob(entry.index, stack_file(entry.files, raw=raw), position_um, replay)
 
     def _finish(self, reason: FinishReason) -> tuple[Path, ...]:
         worker = self._worker
@@ -759,7 +760,8 @@ class SessionRunner:
 
     def _first_frame(self) -> Path | None:
         on_disk = self.folder.frames_on_disk()
-        return stack_file(on_disk[min(on_disk)]) if on_disk else None
+        raw = self.config.output_format == "dng"
+        return stack_file(on_disk[min(on_disk)], raw=raw) if on_disk else None
 
     # ---------------------------------------------------------------- helpers
     def _check_stop(self) -> None:

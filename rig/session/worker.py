@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from stacker.errors import UserError
-from stacker.io import OrientedReader
+from stacker.io import OrientedReader, is_raw_path
 
 log = logging.getLogger("rig.session")
 
@@ -37,7 +37,14 @@ class StackerLike(Protocol):
     @property
     def frames_merged(self) -> int: ...
 
-    def add(self, image: np.ndarray, name: str = "", position_um: float | None = None) -> Any: ...
+    def add(
+        self,
+        image: np.ndarray,
+        name: str = "",
+        position_um: float | None = None,
+        *,
+        linear: bool = False,
+    ) -> Any: ...
 
     def preview(self) -> np.ndarray | None: ...
 
@@ -170,7 +177,10 @@ class StackWorker:
             image, turned = self._reader.read(job.path)
             if turned is not None:
                 log.warning("%s", turned)
-            record = self.stacker.add(image, name=job.path.name, position_um=job.position_um)
+            record = self.stacker.add(
+                image, name=job.path.name, position_um=job.position_um,
+                linear=is_raw_path(job.path),
+            )  # fmt: skip
         except UserError as exc:  # unreadable or mismatched frame: kept out, reported
             self.failed += 1
             if self._on_failed is not None:

@@ -292,7 +292,7 @@ class Station:
                 f"session name {sid!r}: use letters, digits, '-', '_' and '.' (no '..')"
             )
         if output_format not in OUTPUT_FORMATS:
-            raise StationError(f"format '{output_format}': use tif, png or jpg")
+            raise StationError(f"format '{output_format}': use tif, png, jpg or dng")
         if plan.units != self.units:
             raise StationError(
                 f"the plan is in {plan.units} but this focuser moves in {self.units}"

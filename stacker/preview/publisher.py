@@ -62,7 +62,14 @@ class _Stacker(Protocol):
     @property
     def frames_merged(self) -> int: ...
 
-    def add(self, image: np.ndarray, name: str = "", position_um: float | None = None) -> Any: ...
+    def add(
+        self,
+        image: np.ndarray,
+        name: str = "",
+        position_um: float | None = None,
+        *,
+        linear: bool = False,
+    ) -> Any: ...
 
     def preview(self) -> np.ndarray | None: ...
 
@@ -107,10 +114,17 @@ class StackerPublisher:
         self.depth = depth
         self._frame_size: tuple[int, int] | None = None  # (width, height) of full frames
 
-    def add(self, image: np.ndarray, name: str = "", position_um: float | None = None) -> Any:
+    def add(
+        self,
+        image: np.ndarray,
+        name: str = "",
+        position_um: float | None = None,
+        *,
+        linear: bool = False,
+    ) -> Any:
         """``stacker.add`` the frame, then :meth:`publish`; returns the frame's record."""
         self.busy()
-        record = self.stacker.add(image, name=name, position_um=position_um)
+        record = self.stacker.add(image, name=name, position_um=position_um, linear=linear)
         self.publish(record, frame_shape=image.shape)
         return record
 

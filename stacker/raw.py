@@ -1,0 +1,247 @@
+"""RAW frames in linear light, their colour profile, and rendering them for display formats.
+
+RAW files are decoded by LibRaw through rawpy (the ``raw`` extra) into **linear** 16-bit camera
+RGB: no gamma, no automatic brightening, no white balance (unit multipliers) and no colour-space
+conversion, with LibRaw's data-dependent white-point adjustment turned off, so every frame of a
+stack maps ``(raw - black) / (white - black)`` to ``0..65535`` the same way. Stacks merge in
+this linear light (registration works on a gamma-encoded luma copy, see
+:class:`stacker.stack.Stacker`).
+
+The composite then goes either into a linear DNG (:mod:`stacker.dng`) with the reference frame's
+colour profile, so white balance and tone are decided once in the RAW editor, or through
+:func:`render` (as-shot white balance, camera-to-sRGB matrix, sRGB curve) into a JPEG, PNG or
+TIFF. Frames come out of LibRaw upright (its orientation applied), so the DNG says upright too.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from stacker.dng import ILLUMINANTS, ColourProfile, ExifEntry, encode_linear_dng
+from stacker.errors import StackerError, UnreadableImageError
+
+XYZ_TO_SRGB = np.array(
+    [[3.2406, -1.5372, -0.4986], [-0.9689, 1.8758, 0.0415], [0.0557, -0.2040, 1.0570]]
+)
+"""CIE XYZ (D65) to linear sRGB, IEC 61966-2-1."""
+
+_EXIF_TYPES = {
+    33434: 5,  # ExposureTime
+    33437: 5,  # FNumber
+    34850: 3,  # ExposureProgram
+    34855: 3,  # ISOSpeedRatings
+    36867: 2,  # DateTimeOriginal
+    36868: 2,  # DateTimeDigitized
+    37380: 10,  # ExposureBiasValue
+    37383: 3,  # MeteringMode
+    37385: 3,  # Flash
+    37386: 5,  # FocalLength
+    42033: 2,  # BodySerialNumber
+    42035: 2,  # LensMake
+    42036: 2,  # LensModel
+}
+"""The EXIF tags a stacked DNG carries over from its reference frame, with their TIFF types."""
+
+_STRIP_ROWS = 256
+
+
+def _rawpy() -> Any:
+    try:
+        import rawpy
+    except ImportError:
+        raise StackerError("RAW files need the 'raw' extra: pip install 'stackrig[raw]'") from None
+    return rawpy
+
+
+def read_raw_linear(path: str | os.PathLike[str]) -> np.ndarray:
+    """Decode a RAW file into linear camera RGB: BGR ``uint16``, 0 black, 65535 white level."""
+    p = Path(path)
+    try:
+        rawpy = _rawpy()
+    except StackerError as exc:
+        raise UnreadableImageError(f"{p}: {exc}") from None
+    try:
+        with rawpy.imread(str(p)) as raw:
+            rgb = raw.postprocess(
+                gamma=(1, 1),
+                no_auto_bright=True,
+                output_bps=16,
+                use_camera_wb=False,
+                use_auto_wb=False,
+                user_wb=[1.0, 1.0, 1.0, 1.0],
+                output_color=rawpy.ColorSpace.raw,
+                adjust_maximum_thr=0.0,
+            )
+    except Exception as exc:
+        raise UnreadableImageError(f"{p}: not a readable RAW file ({exc})") from None
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR, dst=rgb)  # in place: no second frame in memory
+
+
+def read_profile(path: str | os.PathLike[str]) -> ColourProfile:
+    """The colour profile and EXIF of a RAW file, for its stacked DNG or its rendering.
+
+    DNG files give their own ColorMatrix1/2, illuminants and AsShotNeutral; other RAW files give
+    LibRaw's matrix for the camera (D65) and the as-shot multipliers. Make, model and EXIF come
+    from the TIFF structure where the format has one (NEF, CR2, ARW, DNG...), else from LibRaw.
+    """
+    p = Path(path)
+    rawpy = _rawpy()
+    try:
+        with rawpy.imread(str(p)) as raw:
+            wb = np.array(raw.camera_whitebalance[:3], dtype=np.float64)
+            if not np.all(wb > 0):
+                wb = np.array(raw.daylight_whitebalance[:3], dtype=np.float64)
+            matrix = np.array(raw.rgb_xyz_matrix[:3], dtype=np.float64)
+            libraw_exif = _libraw_exif(raw)
+    except Exception as exc:
+        raise StackerError(f"{p}: cannot read the RAW file's colour profile ({exc})") from None
+    tags, exif_ifd = _tiff_tags(p)
+    neutral = wb[1] / wb if np.all(wb > 0) else np.ones(3)
+    kwargs: dict[str, Any] = {}
+    if 50721 in tags:  # a DNG: its own matrices and neutral are the truth
+        matrix = _matrix(tags[50721])
+        kwargs["illuminant1"] = int(tags.get(50778, ILLUMINANTS["D65"]))
+        if 50722 in tags and 50779 in tags:
+            kwargs.update(color_matrix2=_matrix(tags[50722]), illuminant2=int(tags[50779]))
+        if 50728 in tags:
+            neutral = np.array(_floats(tags[50728]))
+    if not np.any(matrix):  # a camera LibRaw has no matrix for: treat its RGB as sRGB
+        matrix = np.linalg.inv(XYZ_TO_SRGB)
+    exif = _exif_entries(exif_ifd | {k: v for k, v in tags.items() if k in _EXIF_TYPES})
+    return ColourProfile(
+        make=str(tags.get(271, "")).strip(),
+        model=str(tags.get(272, "")).strip(),
+        unique_model=str(tags.get(50708, "")).strip(),
+        color_matrix1=matrix,
+        as_shot_neutral=(float(neutral[0]), float(neutral[1]), float(neutral[2])),
+        exif=exif or libraw_exif,
+        **kwargs,
+    )
+
+
+def _tiff_tags(path: Path) -> tuple[dict[int, Any], dict[int, Any]]:
+    """IFD0 tags by code, and the EXIF IFD's by code; empty for RAW formats that are not TIFF."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            ifd0 = {t.code: t.value for t in tif.pages[0].tags.values()}
+    except Exception:
+        return {}, {}
+    names = {name: code for code, name in tifffile.TIFF.TAGS.items() if code in _EXIF_TYPES}
+    exif = ifd0.pop(34665, None)
+    if not isinstance(exif, dict):
+        return ifd0, {}
+    return ifd0, {names[k]: v for k, v in exif.items() if k in names}
+
+
+def _floats(value: Any) -> list[float]:
+    """A tifffile (S)RATIONAL array value, flat numerator/denominator pairs, as floats."""
+    flat = list(value)
+    return [flat[i] / flat[i + 1] if flat[i + 1] else 0.0 for i in range(0, len(flat), 2)]
+
+
+def _matrix(value: Any) -> np.ndarray:
+    values = _floats(value)
+    if len(values) != 9:
+        raise StackerError(f"colour matrix with {len(values)} values: only 3-colour RAWs are known")
+    return np.array(values).reshape(3, 3)
+
+
+def _exif_entries(values: dict[int, Any]) -> tuple[ExifEntry, ...]:
+    out: list[ExifEntry] = []
+    for code, value in sorted(values.items()):
+        kind = _EXIF_TYPES[code]
+        if kind == 2:
+            text = value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
+            if text.strip("\0 "):
+                out.append((code, kind, text.strip("\0 ")))
+        elif kind in (5, 10):
+            flat = list(value) if isinstance(value, (tuple, list)) else [value, 1]
+            if len(flat) >= 2:
+                out.append((code, kind, (int(flat[0]), int(flat[1]))))
+        else:
+            first = value[0] if isinstance(value, (tuple, list)) else value
+            out.append((code, kind, int(first)))
+    return tuple(out)
+
+
+def _libraw_exif(raw: Any) -> tuple[ExifEntry, ...]:
+    """Exposure EXIF as LibRaw reports it, for RAW formats that are not TIFF (CR3, RAF...)."""
+    other = raw.other
+    out: list[ExifEntry] = []
+    for code, number in ((33434, other.shutter_speed), (33437, other.aperture),
+                         (37386, other.focal_length)):  # fmt: skip
+        if number and number > 0:
+            f = Fraction(float(number)).limit_denominator(100_000)
+            out.append((code, 5, (f.numerator, f.denominator)))
+    if other.iso_speed and other.iso_speed > 0:
+        out.append((34855, 3, min(round(other.iso_speed), 65535)))
+    stamp = other.timestamp
+    if isinstance(stamp, datetime) and stamp.year > 1970:
+        out.append((36867, 2, stamp.strftime("%Y:%m:%d %H:%M:%S")))
+    if raw.lens.model:
+        out.append((42036, 2, str(raw.lens.model)))
+    return tuple(out)
+
+
+def camera_to_srgb(profile: ColourProfile) -> np.ndarray:
+    """3x3 matrix from unbalanced camera RGB to linear sRGB, as-shot white balance included.
+
+    The standard recipe (as in dcraw and LibRaw): camera-from-sRGB is the colour matrix times
+    sRGB-to-XYZ, with rows scaled to sum to one so that white maps to white once balanced; its
+    inverse follows the white-balance multipliers (``1 / AsShotNeutral``).
+    """
+    cam_from_srgb = np.asarray(profile.color_matrix1, dtype=np.float64) @ np.linalg.inv(XYZ_TO_SRGB)
+    cam_from_srgb /= cam_from_srgb.sum(axis=1, keepdims=True)
+    neutral = np.asarray(profile.as_shot_neutral, dtype=np.float64)
+    return np.linalg.inv(cam_from_srgb) @ np.diag(1.0 / neutral)
+
+
+def _srgb_curve() -> np.ndarray:
+    x = np.arange(65536, dtype=np.float64) / 65535.0
+    y = np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
+    return np.clip(np.rint(y * 65535.0), 0, 65535).astype(np.uint16)
+
+
+def render(linear: np.ndarray, profile: ColourProfile) -> np.ndarray:
+    """Display-referred sRGB (BGR ``uint16``) of linear camera RGB ``linear`` (BGR ``uint16``).
+
+    As-shot white balance, camera-to-sRGB matrix, clipping, sRGB curve; in strips of rows, so
+    the extra memory is a small fraction of a frame.
+    """
+    m = camera_to_srgb(profile)
+    flip = np.eye(3)[::-1]
+    m_bgr = flip @ m @ flip
+    curve = _srgb_curve()
+    out = np.empty_like(linear)
+    for y0 in range(0, linear.shape[0], _STRIP_ROWS):
+        rows = slice(y0, y0 + _STRIP_ROWS)
+        mixed = cv2.transform(linear[rows], m_bgr)  # uint16 in and out: saturates at 0 and 65535
+        out[rows] = curve[mixed]
+    return out
+
+
+def write_raw_result(
+    path: str | os.PathLike[str],
+    linear: np.ndarray,
+    reference: str | os.PathLike[str],
+    *,
+    jpeg_quality: int = 95,
+) -> Path:
+    """Write a linear composite of RAW frames: a linear DNG, or rendered for other formats."""
+    from stacker.io import atomic_write_bytes, write_image
+
+    p = Path(path)
+    profile = read_profile(reference)
+    if p.suffix.lower() == ".dng":
+        rgb = cv2.cvtColor(linear, cv2.COLOR_BGR2RGB)
+        return atomic_write_bytes(p, encode_linear_dng(rgb, profile))
+    return write_image(p, render(linear, profile), jpeg_quality=jpeg_quality)
