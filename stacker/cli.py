@@ -22,7 +22,10 @@ app = typer.Typer(
 def stack_command(
     inputs: list[Path] = typer.Argument(..., help="Frames, or folders of frames (natural order)."),
     output: Path = typer.Option(
-        ..., "--output", "-o", help="Composite to write: .tif or .png (16-bit kept) or .jpg."
+        ...,
+        "--output",
+        "-o",
+        help="Composite to write: .tif or .png (16-bit kept), .jpg, or .dng (RAW frames).",
     ),
     method: str = typer.Option(
         "pyramid", help="Merge method: pyramid (detail) or depthmap (smooth colour)."
@@ -216,6 +219,48 @@ def watch_command(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     print(summary_line(summary))
+
+
+@app.command("batch")
+def batch_command(
+    roots: list[Path] = typer.Argument(..., help="Folders holding stack folders (searched deep)."),
+    outdir: Path = typer.Option(
+        ..., "--output", "-o", help="Folder for every stack's composite, depth map and the report."
+    ),
+    scheduler: str | None = typer.Option(
+        None, "--scheduler", help="Dask scheduler (tcp://host:8786); default: a local cluster."
+    ),
+    workers: int | None = typer.Option(
+        None, "--workers", help="Local worker processes (default: one per core)."
+    ),
+    pattern: str | None = typer.Option(
+        None, "--pattern", help="Frame file names to take, e.g. '*.NEF' (default: all images)."
+    ),
+    output_format: str = typer.Option("tif", "--format", help="tif, png, jpg, or dng (RAW)."),
+    depth_maps: bool = typer.Option(True, "--depth-maps/--no-depth-maps"),
+    report: Path | None = typer.Option(
+        None, "--report", help="Report file, .jsonl or .csv (default OUTDIR/batch-report.jsonl)."
+    ),
+    method: str = typer.Option("pyramid", help="Merge method: pyramid or depthmap."),
+    align: str = typer.Option("similarity", help="Alignment model, as for stacker stack."),
+    reference: str = typer.Option("first", help="first, middle, last or a frame number."),
+    no_crop: bool = typer.Option(False, "--no-crop", help="Keep the full frame."),
+    strict: bool = typer.Option(False, "--strict", help="Fail a stack at its first bad frame."),
+    jpeg_quality: int = typer.Option(95, help="Quality of JPEG outputs, 1 to 100."),
+    interpolation: str = typer.Option("linear", help="Resampling: linear or cubic."),
+) -> None:
+    """Stack every stack folder under ROOTS, one Dask task per stack; reruns skip finished ones."""
+    from stacker.batchcli import run_batch_command
+
+    code = run_batch_command(
+        roots, outdir, scheduler=scheduler, workers=workers, pattern=pattern,
+        output_format=output_format, depth_maps=depth_maps, report=report,
+        options={
+            "method": method, "align": align, "reference": reference, "crop": not no_crop,
+            "strict": strict, "jpeg_quality": jpeg_quality, "interpolation": interpolation,
+        },
+    )  # fmt: skip
+    raise typer.Exit(code)
 
 
 def main() -> None:

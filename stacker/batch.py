@@ -1,0 +1,381 @@
+"""Stacking many stacks at once (``stacker batch``): one Dask task per stack.
+
+Digitisation projects shoot a stack per specimen, thousands a day. Each stack is independent, so
+the work is one task per stack on Dask distributed (the ``cluster`` extra, imported only here):
+a ``LocalCluster`` of single-threaded worker processes on this machine, or an existing cluster
+given by its scheduler address, whose workers must see ROOT and OUTDIR under the same paths (a
+shared store). A worker holds one stack at a time, so its memory is one stack's.
+
+A *stack folder* is a capture-session folder (its ``frames/``) or any folder holding at least two
+frames; roots are searched recursively. Each stack is written to ``OUTDIR/<name>.<ext>`` (and
+``<name>-depth.png`` with its preview and sidecar), atomically, by
+:func:`stacker.offline.stack_files` with the options ``stacker stack`` takes. A stack whose
+outputs all exist and are newer than every frame is skipped, so a rerun resumes; a stack that
+fails is reported and the others go on. The report (JSON Lines, or CSV by extension) gets one
+row per stack as it finishes: frames, merged, rejected, unreadable, seconds, peak memory of the
+task, outputs, error.
+"""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import io
+import json
+import logging
+import os
+import resource
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stacker.errors import StackerError
+from stacker.io import is_image_path
+from stacker.natsort import natural_key
+from stacker.output import depth_paths
+
+REPORT_FIELDS = ("name", "status", "frames", "merged", "rejected", "unreadable", "seconds",
+                 "peak_memory_mb", "outputs", "error", "worker", "folder")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StackJob:
+    """One stack to make: its frames and where its outputs go."""
+
+    name: str
+    folder: Path
+    frames: tuple[Path, ...]
+    output: Path
+    depth_map: Path | None
+
+    def outputs(self) -> list[Path]:
+        """Every file a complete run of this stack leaves in OUTDIR."""
+        paths = [self.output]
+        if self.depth_map is not None:
+            paths += list(depth_paths(self.depth_map))
+        return paths
+
+    def up_to_date(self) -> bool:
+        """All outputs exist and each is newer than every frame (so nothing changed since)."""
+        try:
+            newest_frame = max(f.stat().st_mtime for f in self.frames)
+            oldest_output = min(p.stat().st_mtime for p in self.outputs())
+        except (OSError, ValueError):
+            return False
+        return oldest_output > newest_frame
+
+
+@dataclass
+class StackReport:
+    """What became of one stack: one report row."""
+
+    name: str
+    folder: str
+    status: str  # "done", "failed", "skipped" (up to date) or "cancelled"
+    frames: int = 0
+    merged: int | None = None  # these three only for stacks stacked in this run
+    rejected: int | None = None
+    unreadable: int | None = None
+    seconds: float = 0.0
+    peak_memory_mb: float | None = None
+    outputs: list[str] = field(default_factory=list)
+    error: str | None = None
+    worker: str | None = None
+
+
+def _frames_in(folder: Path, pattern: str | None) -> list[Path]:
+    found = [p for p in folder.iterdir() if p.is_file() and is_image_path(p)]
+    if pattern:
+        found = [p for p in found if fnmatch.fnmatch(p.name.lower(), pattern.lower())]
+    return sorted(found, key=lambda p: natural_key(p.name))
+
+
+def _stack_folders(root: Path, pattern: str | None, skip: Path) -> Iterable[tuple[Path, Path]]:
+    """(stack folder, folder of its frames) under ``root``, depth first, in natural order."""
+    if root.resolve() == skip or root.name.startswith("."):
+        return
+    frames_dir = root / "frames"
+    if frames_dir.is_dir() and len(_frames_in(frames_dir, pattern)) >= 2:
+        yield root, frames_dir  # a capture session: its frames, not its composite
+        return
+    if len(_frames_in(root, pattern)) >= 2:
+        yield root, root
+        return
+    for sub in sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: natural_key(p.name)):
+        yield from _stack_folders(sub, pattern, skip)
+
+
+def find_stacks(
+    roots: Sequence[Path],
+    outdir: Path,
+    *,
+    ext: str = ".tif",
+    pattern: str | None = None,
+    depth_maps: bool = True,
+) -> list[StackJob]:
+    """The stacks under ``roots``, each named by its path below its root (``a/b`` -> ``a-b``)."""
+    skip = outdir.resolve()
+    jobs: dict[str, StackJob] = {}
+    for root in roots:
+        if not root.is_dir():
+            raise StackerError(f"{root}: no such folder; give folders that hold stacks")
+        for folder, frames_dir in _stack_folders(root, pattern, skip):
+            rel = folder.relative_to(root).parts
+            name = "-".join(rel) if rel else root.resolve().name
+            if name in jobs:
+                raise StackerError(
+                    f"two stacks would both be written as '{name}': {jobs[name].folder} and "
+                    f"{folder}; batch them into separate output folders"
+                )
+            jobs[name] = StackJob(
+                name=name,
+                folder=folder,
+                frames=tuple(_frames_in(frames_dir, pattern)),
+                output=outdir / f"{name}{ext}",
+                depth_map=outdir / f"{name}-depth.png" if depth_maps else None,
+            )
+    if not jobs:
+        what = f"matching '{pattern}'" if pattern else "(JPEG, PNG, TIFF, RAW)"
+        raise StackerError(
+            f"no stacks under {', '.join(map(str, roots))}: no folder holds two or more frames "
+            f"{what}"
+        )
+    return list(jobs.values())
+
+
+# --------------------------------------------------------------------------- on the worker
+def _reset_peak_rss() -> bool:
+    """Reset this process's peak RSS (Linux: VmHWM), so a task measures its own peak."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_mb(reset_worked: bool) -> float:
+    if reset_worked:
+        try:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+        except (OSError, ValueError, IndexError):
+            pass
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # the worker's lifetime peak
+    return kib / 1024.0 if sys.platform != "darwin" else kib / 2**20
+
+
+def stack_one(job: StackJob, options: dict[str, Any]) -> StackReport:
+    """Stack ``job`` with ``stacker stack``'s ``options``; never raises (errors are reported).
+
+    Runs on a Dask worker. The peak memory is the task's own where the OS lets a process reset
+    its peak (Linux), else the worker process's peak so far.
+    """
+    from stacker.offline import stack_files
+
+    report = StackReport(name=job.name, folder=str(job.folder), status="failed",
+                         frames=len(job.frames))  # fmt: skip
+    try:
+        from dask.distributed import get_worker
+
+        report.worker = get_worker().address
+    except (ImportError, ValueError):
+        report.worker = None
+    reset = _reset_peak_rss()
+    t0 = time.perf_counter()
+    try:
+        run = stack_files(list(job.frames), job.output, depth_map=job.depth_map, **options)
+    except Exception as exc:  # reported, and the batch goes on with the other stacks
+        report.error = str(exc) if isinstance(exc, StackerError) else f"{type(exc).__name__}: {exc}"
+    else:
+        s = run.stacker
+        report.status = "done"
+        report.merged = s.frames_merged
+        report.rejected = s.frames_added - s.frames_merged
+        report.unreadable = len(run.skipped)
+        report.outputs = [str(p) for p in run.written]
+    report.seconds = round(time.perf_counter() - t0, 3)
+    report.peak_memory_mb = round(_peak_rss_mb(reset), 1)
+    return report
+
+
+# --------------------------------------------------------------------------- the report
+class ReportWriter:
+    """Writes one row per stack as it finishes: JSON Lines, or CSV for a ``.csv`` path."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.csv = path.suffix.lower() == ".csv"
+        self._fh = open(path, "w", newline="")  # noqa: SIM115 - kept open for the run
+        if self.csv:
+            csv.writer(self._fh).writerow(REPORT_FIELDS)
+
+    def write(self, report: StackReport) -> None:
+        row = asdict(report)
+        if self.csv:
+            row["outputs"] = " ".join(report.outputs)
+            out = io.StringIO()
+            csv.writer(out).writerow(["" if row[k] is None else row[k] for k in REPORT_FIELDS])
+            self._fh.write(out.getvalue())
+        else:
+            self._fh.write(json.dumps({k: row[k] for k in REPORT_FIELDS}) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def remove_stale_temporaries(outdir: Path, jobs: Sequence[StackJob]) -> None:
+    """Delete hidden temporaries an interrupted run left beside our outputs (atomic writes)."""
+    names = {p.name for job in jobs for p in job.outputs()}
+    for tmp in outdir.glob(".*.tmp"):
+        if any(tmp.name.startswith(f".{n}.") for n in names):
+            tmp.unlink(missing_ok=True)
+
+
+Progress = Callable[[int, int, int, int], None]
+"""``(done, running, failed, skipped)`` after every change."""
+
+
+# --------------------------------------------------------------------------- the driver
+@dataclass
+class BatchSummary:
+    """What a batch run did."""
+
+    reports: list[StackReport] = field(default_factory=list)
+    seconds: float = 0.0
+    interrupted: bool = False
+    workers: int = 0
+
+    def count(self, status: str) -> int:
+        """How many stacks ended with ``status``."""
+        return sum(r.status == status for r in self.reports)
+
+
+def _connect(scheduler: str | None, workers: int | None) -> tuple[Any, Any]:
+    """A Dask client: to ``scheduler``, or to a new LocalCluster of ``workers`` processes."""
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise StackerError("stacker batch needs Dask: pip install 'stackrig[cluster]'") from None
+    if scheduler is not None:
+        try:
+            client = Client(scheduler, timeout="15s")
+        except (OSError, TimeoutError) as exc:
+            raise StackerError(
+                f"{scheduler}: no Dask scheduler answers there ({exc}); start one with "
+                "'dask scheduler' or leave out --scheduler for a local cluster"
+            ) from None
+        if workers:
+            try:
+                client.wait_for_workers(workers, timeout=120)
+            except TimeoutError:
+                client.close()
+                raise StackerError(
+                    f"{scheduler}: fewer than {workers} workers joined within 2 minutes"
+                ) from None
+        return client, None
+    import signal
+
+    # Worker processes inherit an ignored SIGINT (and Python then leaves it ignored), so Ctrl-C
+    # reaches only this process, which cancels the batch and closes the cluster in order.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        cluster = LocalCluster(
+            n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
+            host="127.0.0.1", dashboard_address=None, silence_logs=logging.CRITICAL,
+        )  # fmt: skip
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return Client(cluster), cluster
+
+
+def _failed(job: StackJob, exc: BaseException) -> StackReport:
+    return StackReport(name=job.name, folder=str(job.folder), status="failed",
+                       frames=len(job.frames), error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+
+
+def run_batch(
+    jobs: Sequence[StackJob],
+    options: dict[str, Any],
+    report_path: Path,
+    *,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    on_progress: Progress | None = None,
+    on_report: Callable[[StackReport], None] | None = None,
+) -> BatchSummary:
+    """Stack every job not up to date, one Dask task each; Ctrl-C cancels what is left."""
+    t0 = time.perf_counter()
+    summary = BatchSummary()
+    writer = ReportWriter(report_path)
+    counts = {"done": 0, "failed": 0, "skipped": 0}
+
+    def record(rep: StackReport) -> None:
+        summary.reports.append(rep)
+        writer.write(rep)
+        if rep.status in counts:
+            counts[rep.status] += 1
+        if on_report:
+            on_report(rep)
+
+    todo = []
+    for job in jobs:
+        if not job.up_to_date():
+            todo.append(job)
+            continue
+        outputs = [str(p) for p in job.outputs()]
+        record(StackReport(name=job.name, folder=str(job.folder), status="skipped",
+                           frames=len(job.frames), outputs=outputs))  # fmt: skip
+    if jobs:
+        remove_stale_temporaries(jobs[0].output.parent, jobs)
+    try:
+        if todo:
+            _run_on_cluster(todo, options, scheduler, workers, summary, record, counts,
+                            on_progress)  # fmt: skip
+    finally:
+        writer.close()
+        summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _run_on_cluster(todo, options, scheduler, workers, summary, record, counts, on_progress):
+    from dask.distributed import as_completed
+
+    client, cluster = _connect(scheduler, workers)
+    futures: dict[Any, StackJob] = {}
+    try:
+        summary.workers = len(client.scheduler_info().get("workers", {}))
+        for job in todo:
+            fut = client.submit(stack_one, job, options, key=f"stack-{job.name}-{os.getpid()}",
+                                pure=False, retries=0)  # fmt: skip
+            futures[fut] = job
+        finished = as_completed(futures)
+        while not finished.is_empty():
+            for fut in finished.next_batch(block=False):
+                job = futures.pop(fut)
+                try:
+                    record(fut.result())
+                except Exception as exc:  # the worker died (out of memory...) or lost the task
+                    record(_failed(job, exc))
+            if on_progress:
+                running = sum(len(keys) for keys in client.processing().values())
+                on_progress(counts["done"], running, counts["failed"], counts["skipped"])
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        client.cancel(list(futures))
+        for job in futures.values():
+            record(StackReport(name=job.name, folder=str(job.folder), status="cancelled",
+                               frames=len(job.frames)))  # fmt: skip
+    finally:
+        # Closing mid-task makes Dask log lost connections, with tracebacks: expected here.
+        logging.getLogger("distributed").setLevel(logging.CRITICAL)
+        client.close()
+        if cluster is not None:
+            cluster.close()

@@ -1,0 +1,99 @@
+"""The terminal side of ``stacker batch``: checks, a live progress bar, the summary, exit codes.
+
+Exit codes: 0 every stack done or up to date, 1 some stacks failed (see the report), 2 bad
+input, 130 interrupted (what finished is kept; rerunning the command continues).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from stacker.batch import StackReport, find_stacks, run_batch
+from stacker.errors import StackerError
+from stacker.io import OUTPUT_EXTENSIONS
+
+
+def _check(outdir: Path, output_format: str, options: dict[str, Any]) -> str:
+    """Validate everything before a cluster starts; returns the output extension."""
+    from stacker.stack import Stacker
+
+    ext = "." + output_format.lower().lstrip(".")
+    ext = ".tif" if ext == ".tiff" else ".jpg" if ext == ".jpeg" else ext
+    if ext not in OUTPUT_EXTENSIONS:
+        raise StackerError(f"--format {output_format}: use tif, png, jpg or dng")
+    Stacker(method=options["method"], align=options["align"], reference=options["reference"],
+            interpolation=options["interpolation"])  # fmt: skip
+    if not 1 <= options["jpeg_quality"] <= 100:
+        raise StackerError(f"JPEG quality {options['jpeg_quality']} is out of range: use 1 to 100")
+    if outdir.exists() and not outdir.is_dir():
+        raise StackerError(f"{outdir}: is a file; give a folder for the batch's outputs")
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StackerError(f"{outdir}: cannot create the output folder ({exc.strerror})") from None
+    return ext
+
+
+def run_batch_command(
+    roots: list[Path],
+    outdir: Path,
+    *,
+    scheduler: str | None,
+    workers: int | None,
+    pattern: str | None,
+    output_format: str,
+    depth_maps: bool,
+    report: Path | None,
+    options: dict[str, Any],
+) -> int:
+    """Run ``stacker batch``; returns the exit code."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if workers is not None and workers < 1:
+        raise StackerError(f"--workers {workers}: give 1 or more")
+    ext = _check(outdir, output_format, options)
+    jobs = find_stacks(roots, outdir, ext=ext, pattern=pattern, depth_maps=depth_maps)
+    report_path = report or outdir / "batch-report.jsonl"
+    todo = sum(not job.up_to_date() for job in jobs)
+    console = Console(stderr=True)
+    console.print(f"{len(jobs)} stacks, {len(jobs) - todo} up to date; stacking {todo} on "
+                  f"{scheduler or 'a local cluster'}", markup=False)  # fmt: skip
+    columns = (
+        TextColumn("[bold]stacks"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[state]}"), TimeElapsedColumn(),
+    )  # fmt: skip
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("batch", total=todo, state="starting the cluster")
+        started = time.perf_counter()
+
+        def on_progress(done: int, running: int, failed: int, skipped: int) -> None:
+            minutes = max(time.perf_counter() - started, 1e-6) / 60.0
+            state = f"{running} running, {failed} failed, {done / minutes:.1f} stacks/min"
+            progress.update(task, completed=done + failed, state=state)
+
+        def on_report(rep: StackReport) -> None:
+            if rep.status == "failed":
+                progress.console.print(f"failed: {rep.name}: {rep.error}", markup=False,
+                                       soft_wrap=True)  # fmt: skip
+
+        summary = run_batch(jobs, options, report_path, scheduler=scheduler, workers=workers,
+                            on_progress=on_progress, on_report=on_report)  # fmt: skip
+    done, failed = summary.count("done"), summary.count("failed")
+    line = (
+        f"batch: {done} stacked, {failed} failed, {summary.count('skipped')} up to date in "
+        f"{summary.seconds:.1f} s on {summary.workers} workers; report {report_path}"
+    )
+    if summary.interrupted:
+        cancelled = summary.count("cancelled")
+        console.print(
+            f"stacker: interrupted: {line}; {cancelled} cancelled, run the same command again "
+            "to continue",
+            markup=False,
+            soft_wrap=True,
+        )
+        return 130
+    print(line)
+    return 1 if failed else 0

@@ -1,0 +1,187 @@
+"""`stacker batch` on real Dask clusters: a LocalCluster of two worker processes, and a
+`dask scheduler` with a `dask worker` started as separate processes on 127.0.0.1.
+
+Each test runs the command as a user does (a subprocess) on a handful of small synthetic stacks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from stacker.io import read_image
+from stacker.synthetic import SceneSpec, write_stack
+from stacker.synthetic_raw import write_raw_stack
+
+pytestmark = pytest.mark.slow  # clusters of worker processes on a shared machine
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def specimens(tmp_path_factory) -> Path:
+    """tray1: three JPEG stacks; tray2: a RAW (DNG) stack and a stack of corrupt files."""
+    root = tmp_path_factory.mktemp("specimens")
+    for i in range(3):
+        write_stack(root / "tray1" / f"s{i}", SceneSpec(width=200, height=150, seed=i), 4)
+    write_raw_stack(root / "tray2" / "raw0", SceneSpec(width=200, height=150, seed=9,
+                                                       bit_depth=16), 3)  # fmt: skip
+    broken = root / "tray2" / "broken"
+    broken.mkdir()
+    for k in range(3):
+        (broken / f"f{k}.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    return root
+
+
+def batch(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "stacker.cli", "batch", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+
+
+def rows(path: Path) -> dict[str, dict]:
+    return {r["name"]: r for r in map(json.loads, path.read_text().splitlines())}
+
+
+def test_local_cluster_of_two_workers_stacks_reports_and_resumes(
+    specimens: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    proc = batch(specimens, "-o", out, "--workers", "2")
+    assert proc.returncode == 1, proc.stderr  # one stack failed, the others went on
+    assert "failed: tray2-broken: only 0 usable frame(s)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "batch: 4 stacked, 1 failed, 0 up to date" in proc.stdout
+    report = rows(out / "batch-report.jsonl")
+    assert set(report) == {"tray1-s0", "tray1-s1", "tray1-s2", "tray2-raw0", "tray2-broken"}
+    assert len({r["worker"] for r in report.values()}) == 2  # both workers took stacks
+    for name in ("tray1-s0", "tray1-s1", "tray1-s2", "tray2-raw0"):
+        r = report[name]
+        assert r["status"] == "done" and r["merged"] == r["frames"] and r["rejected"] == 0
+        assert r["seconds"] > 0 and 20 < r["peak_memory_mb"] < 2000
+        assert [Path(p).name for p in r["outputs"]] == [f"{name}.tif", f"{name}-depth.png",
+                                                       f"{name}-depth-preview.jpg",
+                                                       f"{name}-depth.json"]  # fmt: skip
+        assert read_image(out / f"{name}.tif").shape[2] == 3
+    assert report["tray2-broken"]["status"] == "failed" and not report["tray2-broken"]["outputs"]
+    assert not list(out.glob(".*"))  # no temporaries
+
+    # a rerun skips what is complete, and restacks what changed since
+    later = time.time() + 5
+    os.utime(specimens / "tray1" / "s1" / "frame_0002.jpg", (later, later))
+    shutil.rmtree(specimens / "tray2" / "broken")
+    try:
+        proc = batch(specimens, "-o", out, "--workers", "2", "--report", out / "again.csv")
+    finally:
+        write_broken = specimens / "tray2" / "broken"
+        write_broken.mkdir()
+        for k in range(3):
+            (write_broken / f"f{k}.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    assert proc.returncode == 0, proc.stderr
+    assert "batch: 1 stacked, 0 failed, 3 up to date" in proc.stdout
+    text = (out / "again.csv").read_text().splitlines()
+    assert text[0].startswith("name,status,frames,merged")
+    assert sorted(line.split(",")[:2] == ["tray1-s1", "done"] for line in text[1:]) == [
+        False, False, False, True,
+    ]  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the dask process exited"
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def test_separate_dask_scheduler_and_worker_processes(specimens: Path, tmp_path: Path) -> None:
+    port, worker_port = free_port(), free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    logs = tmp_path / "dask.log"
+    with open(logs, "w") as log:
+        command = [BIN / "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port)]
+        scheduler = subprocess.Popen([*command, "--no-dashboard"], stdout=log, stderr=log)
+        worker = None
+        try:
+            wait_listening(port, scheduler)
+            worker = subprocess.Popen([BIN / "dask", "worker", address, "--host", "127.0.0.1",
+                                       "--worker-port", str(worker_port), "--nworkers", "1",
+                                       "--nthreads", "1", "--no-dashboard"],
+                                      stdout=log, stderr=log)  # fmt: skip
+            out = tmp_path / "out"
+            proc = batch(specimens / "tray1", "-o", out, "--scheduler", address,
+                         "--workers", "1", "--no-depth-maps", "--format", "png")  # fmt: skip
+            assert proc.returncode == 0, proc.stderr + logs.read_text()[-2000:]
+            assert "batch: 3 stacked, 0 failed" in proc.stdout
+            report = rows(out / "batch-report.jsonl")
+            assert {r["worker"] for r in report.values()} == {f"tcp://127.0.0.1:{worker_port}"}
+            assert sorted(p.name for p in out.glob("*.png")) == ["s0.png", "s1.png", "s2.png"]
+            assert worker.poll() is None and scheduler.poll() is None  # the cluster lives on
+        finally:
+            for p in (worker, scheduler):
+                if p is not None:
+                    p.send_signal(signal.SIGINT)
+            for p in (worker, scheduler):
+                if p is not None:
+                    try:
+                        p.wait(timeout=30)
+                    except subprocess.TimeoutExpired:
+                        p.kill()
+                        p.wait()
+
+
+def test_no_scheduler_there_is_a_one_line_error(specimens: Path, tmp_path: Path) -> None:
+    proc = batch(specimens / "tray1", "-o", tmp_path / "out", "--scheduler",
+                 f"tcp://127.0.0.1:{free_port()}", timeout=120)  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("stacker: error: ")]
+    assert "no Dask scheduler answers there" in line
+
+
+def test_ctrl_c_cancels_cleanly_and_a_rerun_finishes(tmp_path: Path) -> None:
+    root = tmp_path / "many"
+    for i in range(6):
+        write_stack(root / f"s{i}", SceneSpec(width=320, height=240, seed=20 + i), 5)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "stacker.cli", "batch", str(root), "-o",
+                             str(out), "--workers", "1"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    report = out / "batch-report.jsonl"
+    deadline = time.monotonic() + 240
+    while not (report.exists() and report.read_text().strip()):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no stack finished in time"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends to the command
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "stacker: interrupted:" in stderr and "run the same command again" in stderr
+    assert "Traceback" not in stderr
+    first = rows(report)
+    done = {n for n, r in first.items() if r["status"] == "done"}
+    assert done and len(done) < 6
+    assert {r["status"] for n, r in first.items() if n not in done} == {"cancelled"}
+    assert not list(out.glob(".*"))  # no torn output under a final name or as a temporary
+    again = batch(root, "-o", out, "--workers", "1")
+    assert again.returncode == 0, again.stderr
+    second = rows(report)
+    skipped = {n for n, r in second.items() if r["status"] == "skipped"}
+    # a stack in flight at Ctrl-C may still have been written whole: then it is up to date
+    assert done <= skipped and len(skipped) <= len(done) + 1
+    assert {n for n, r in second.items() if r["status"] == "done"} == set(first) - skipped

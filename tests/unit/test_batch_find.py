@@ -1,0 +1,102 @@
+"""Finding stack folders for `stacker batch`, deciding what is up to date, writing the report."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from stacker.batch import ReportWriter, StackReport, find_stacks, remove_stale_temporaries
+from stacker.errors import StackerError
+
+
+def frames(folder: Path, *names: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in names:
+        (folder / n).write_bytes(b"frame")
+
+
+def test_session_folders_and_plain_folders_are_stacks(tmp_path: Path) -> None:
+    root = tmp_path / "day1"
+    frames(root / "tray1" / "beetle" / "frames", "frame_0001.jpg", "frame_0002.jpg")
+    (root / "tray1" / "beetle" / "composite.tif").write_bytes(b"old result")
+    frames(root / "tray1" / "moth", "IMG_10.NEF", "IMG_2.NEF", "IMG_2.JPG", "notes.txt")
+    frames(root / "tray2" / "lonely", "a.jpg")  # one frame is not a stack
+    frames(root / ".hidden", "a.jpg", "b.jpg")
+    out = root / "out"
+    frames(out, "x.jpg", "y.jpg")  # the output folder inside a root is never a stack
+    jobs = find_stacks([root], out, ext=".dng", pattern="*.nef")
+    assert [j.name for j in jobs] == ["tray1-moth"]
+    (moth,) = jobs
+    assert [f.name for f in moth.frames] == ["IMG_2.NEF", "IMG_10.NEF"]  # natural order
+    assert moth.output == out / "tray1-moth.dng"
+    jobs = find_stacks([root], out)
+    assert [j.name for j in jobs] == ["tray1-beetle", "tray1-moth"]
+    assert [f.name for f in jobs[0].frames] == ["frame_0001.jpg", "frame_0002.jpg"]
+    assert [o.name for o in jobs[0].outputs()] == [
+        "tray1-beetle.tif", "tray1-beetle-depth.png", "tray1-beetle-depth-preview.jpg",
+        "tray1-beetle-depth.json",
+    ]  # fmt: skip
+    # a root that is itself a stack is named after itself
+    (only,) = find_stacks([root / "tray1" / "moth"], out, depth_maps=False)
+    assert only.name == "moth" and only.outputs() == [out / "moth.tif"]
+
+
+def test_bad_roots_and_name_clashes_are_one_line_errors(tmp_path: Path) -> None:
+    with pytest.raises(StackerError, match="nowhere: no such folder"):
+        find_stacks([tmp_path / "nowhere"], tmp_path / "out")
+    frames(tmp_path / "empty" / "sub", "a.jpg")
+    with pytest.raises(StackerError, match=r"no stacks under .*two or more frames"):
+        find_stacks([tmp_path / "empty"], tmp_path / "out")
+    frames(tmp_path / "a" / "s1", "1.jpg", "2.jpg")
+    frames(tmp_path / "b" / "s1", "1.jpg", "2.jpg")
+    with pytest.raises(StackerError, match="both be written as 's1'"):
+        find_stacks([tmp_path / "a", tmp_path / "b"], tmp_path / "out")
+
+
+def test_up_to_date_means_every_output_newer_than_every_frame(tmp_path: Path) -> None:
+    frames(tmp_path / "s", "1.jpg", "2.jpg")
+    out = tmp_path / "out"
+    out.mkdir()
+    (job,) = find_stacks([tmp_path / "s"], out)
+    assert not job.up_to_date()
+    for p in job.outputs():
+        p.write_bytes(b"result")
+    past = job.frames[0].stat().st_mtime - 100
+    for f in job.frames:
+        os.utime(f, (past, past))
+    assert job.up_to_date()
+    job.depth_map.unlink()  # type: ignore[union-attr]  # an interrupted run: composite only
+    assert not job.up_to_date()
+    job.depth_map.write_bytes(b"depth")  # type: ignore[union-attr]
+    os.utime(job.frames[1], (past + 1000, past + 1000))  # a frame replaced after the run
+    assert not job.up_to_date()
+    # hidden temporaries of our outputs go; anything else stays
+    (out / ".s.tif.abc123.tmp").write_bytes(b"torn")
+    (out / ".other.tif.x.tmp").write_bytes(b"not ours")
+    remove_stale_temporaries(out, [job])
+    assert sorted(p.name for p in out.glob(".*")) == [".other.tif.x.tmp"]
+
+
+@pytest.mark.parametrize("name", ["report.jsonl", "report.csv"])
+def test_report_rows(tmp_path: Path, name: str) -> None:
+    writer = ReportWriter(tmp_path / name)
+    outputs = ["/o/a.tif", "/o/a-depth.png"]
+    writer.write(StackReport(name="a", folder="/d/a", status="done", frames=5, merged=4,
+                             rejected=1, unreadable=0, seconds=1.5, peak_memory_mb=300.0,
+                             outputs=outputs, worker="tcp://1.2.3.4:1"))  # fmt: skip
+    writer.write(StackReport(name="b", folder="/d/b", status="failed", frames=3,
+                             error="b/1.jpg: not a readable image"))  # fmt: skip
+    writer.close()
+    text = (tmp_path / name).read_text()
+    if name.endswith(".csv"):
+        rows = list(csv.DictReader(text.splitlines()))
+        assert rows[0]["outputs"] == "/o/a.tif /o/a-depth.png" and rows[0]["merged"] == "4"
+        assert rows[1]["status"] == "failed" and rows[1]["merged"] == ""
+    else:
+        rows = [json.loads(line) for line in text.splitlines()]
+        assert rows[0]["outputs"] == ["/o/a.tif", "/o/a-depth.png"] and rows[0]["rejected"] == 1
+        assert rows[1]["error"] == "b/1.jpg: not a readable image"
