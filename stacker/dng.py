@@ -17,11 +17,15 @@ every reader supports for 16-bit linear data.
 from __future__ import annotations
 
 import io
+import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
+from pathlib import Path
+from typing import Any, BinaryIO
 
+import cv2
 import numpy as np
 
 from stacker.errors import StackerError
@@ -42,6 +46,7 @@ ExifEntry = tuple[int, int, object]
 (int or tuple), 5 RATIONAL and 10 SRATIONAL ((numerator, denominator) or a tuple of pairs)."""
 
 _EXIF_IFD = 34665
+_STRIP_ROWS = 256
 _EXIF_PLACEHOLDER = 34664  # an unused code that sorts where 34665 does; tifffile refuses 34665
 
 
@@ -108,7 +113,8 @@ def profile_tags(profile: ColourProfile) -> list[ExtraTag]:
     return tags
 
 
-def encode_dng(
+def write_dng(
+    fh: BinaryIO,
     image: np.ndarray,
     tags: list[ExtraTag],
     *,
@@ -116,12 +122,15 @@ def encode_dng(
     black: Sequence[int],
     white: Sequence[int],
     exif: Sequence[ExifEntry] = (),
-) -> bytes:
-    """Encode a 16-bit image (RGB for ``LINEAR_RAW``, one plane for ``CFA``) as a DNG.
+    bgr: bool = False,
+) -> None:
+    """Write a 16-bit image (RGB for ``LINEAR_RAW``, one plane for ``CFA``) as a DNG to ``fh``.
 
+    ``fh`` must be seekable and readable (the EXIF pointer is patched after the pixels).
     ``black`` and ``white`` hold one level per sample (or one for a CFA plane); orientation is
     always upright (stackrig's frames are read with their orientation applied). ``exif``
-    entries go into an EXIF IFD.
+    entries go into an EXIF IFD. With ``bgr`` the image is in OpenCV's channel order and is
+    written strip by strip in RGB, never copied whole.
     """
     import tifffile
 
@@ -135,19 +144,27 @@ def encode_dng(
     ]
     if exif:
         level_tags.append((_EXIF_PLACEHOLDER, "I", 1, 0, True))  # see _append_exif
-    out = io.BytesIO()
+    data: np.ndarray | Iterator[np.ndarray] = np.ascontiguousarray(image)
+    if bgr:
+        data = (
+            cv2.cvtColor(image[y : y + _STRIP_ROWS], cv2.COLOR_BGR2RGB)
+            for y in range(0, image.shape[0], _STRIP_ROWS)
+        )
+    start = fh.tell()
     tifffile.imwrite(
-        out,
-        np.ascontiguousarray(image),
-        byteorder="<",
-        photometric=photometric,
-        planarconfig="contig" if image.ndim == 3 else None,
-        compression=None,
-        software="stackrig",
-        metadata=None,
-        extratags=level_tags + tags,
-    )
-    return _append_exif(out.getvalue(), exif) if exif else out.getvalue()
+        fh, data, shape=image.shape, dtype=image.dtype, byteorder="<", photometric=photometric,
+        planarconfig="contig" if image.ndim == 3 else None, rowsperstrip=_STRIP_ROWS,
+        compression=None, software="stackrig", metadata=None, extratags=level_tags + tags,
+    )  # fmt: skip
+    if exif:
+        _append_exif(fh, start, exif)
+
+
+def encode_dng(image: np.ndarray, tags: list[ExtraTag], **options: Any) -> bytes:
+    """The bytes :func:`write_dng` would write (for small images: tests, synthetic frames)."""
+    out = io.BytesIO()
+    write_dng(out, image, tags, **options)
+    return out.getvalue()
 
 
 def _pack_value(kind: int, value: object) -> tuple[bytes, int]:
@@ -164,41 +181,55 @@ def _pack_value(kind: int, value: object) -> tuple[bytes, int]:
     return struct.pack(f"<{len(items)}{fmt}", *(int(x) for x in items)), len(items)
 
 
-def _append_exif(data: bytes, entries: Sequence[ExifEntry]) -> bytes:
-    """Append an EXIF IFD holding ``entries``; IFD0's placeholder entry becomes its pointer."""
+def _append_exif(fh: BinaryIO, start: int, entries: Sequence[ExifEntry]) -> None:
+    """Append an EXIF IFD holding ``entries`` to the DNG written to ``fh`` from ``start``, and
+    turn IFD0's placeholder entry into its pointer (tag 34665)."""
     import tifffile
 
-    with tifffile.TiffFile(io.BytesIO(data)) as tif:
+    fh.seek(start)
+    with tifffile.TiffFile(fh) as tif:
         placeholder = tif.pages[0].tags[_EXIF_PLACEHOLDER]
         entry, pointer = placeholder.offset, placeholder.valueoffset
-    start = len(data) + len(data) % 2  # IFDs start on a word boundary
+    end = fh.seek(0, io.SEEK_END)
+    ifd = end + end % 2  # IFDs start on a word boundary
     entries = sorted(entries, key=lambda e: e[0])
-    data_at = start + 2 + 12 * len(entries) + 4
+    data_at = ifd + 2 + 12 * len(entries) + 4
     table, heap = bytearray(struct.pack("<H", len(entries))), bytearray()
     for tag, kind, value in entries:
         payload, count = _pack_value(kind, value)
         if len(payload) <= 4:
             field_ = payload.ljust(4, b"\0")
         else:
-            field_ = struct.pack("<I", data_at + len(heap))
+            field_ = struct.pack("<I", data_at - start + len(heap))
             heap += payload + b"\0" * (len(payload) % 2)
         table += struct.pack("<HHI", tag, kind, count) + field_
     table += struct.pack("<I", 0)  # no next IFD
-    out = bytearray(data) + b"\0" * (start - len(data)) + table + heap
-    out[entry : entry + 2] = struct.pack("<H", _EXIF_IFD)
-    out[pointer : pointer + 4] = struct.pack("<I", start)
-    return bytes(out)
+    fh.write(b"\0" * (ifd - end) + table + heap)
+    fh.seek(start + entry)
+    fh.write(struct.pack("<H", _EXIF_IFD))
+    fh.seek(start + pointer)
+    fh.write(struct.pack("<I", ifd - start))
+    fh.seek(0, io.SEEK_END)
 
 
-def encode_linear_dng(rgb: np.ndarray, profile: ColourProfile) -> bytes:
-    """A linear DNG of camera RGB ``rgb`` (``uint16``, R, G, B order, 0 black, 65535 white)."""
-    if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise StackerError(f"DNG: a linear DNG needs an RGB image, not shape {rgb.shape}")
-    return encode_dng(
-        rgb,
-        profile_tags(profile),
-        photometric=LINEAR_RAW,
-        black=(0, 0, 0),
-        white=(65535, 65535, 65535),
-        exif=profile.exif,
+def write_linear_dng(path: str | os.PathLike[str], bgr: np.ndarray, profile: ColourProfile) -> Path:
+    """Write camera RGB ``bgr`` (``uint16``, OpenCV channel order) as a linear DNG, atomically
+    and strip by strip (no encoded copy of a 270 MB composite in memory)."""
+    from stacker.io import atomic_write
+
+    if bgr.ndim != 3 or bgr.shape[2] != 3:
+        raise StackerError(f"DNG: a linear DNG needs a colour image, not shape {bgr.shape}")
+    tags = profile_tags(profile)
+    return atomic_write(
+        path,
+        lambda fh: write_dng(
+            fh,
+            bgr,
+            tags,
+            photometric=LINEAR_RAW,
+            black=(0, 0, 0),
+            white=(65535,) * 3,
+            exif=profile.exif,
+            bgr=True,
+        ),
     )

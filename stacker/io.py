@@ -14,7 +14,9 @@ from __future__ import annotations
 import os
 import struct
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
@@ -317,10 +319,17 @@ _FILE_MODE = 0o666 & ~_current_umask()  # what open() would give a new file
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` so that the file is either absent, old, or complete.
+    """Write ``data`` to ``path`` so that the file is either absent, old, or complete."""
+    return atomic_write(path, lambda fh: fh.write(data))
 
-    The bytes go to a hidden temporary file in the same folder, are fsynced, renamed over the
-    final name, and the folder entry is fsynced too: a power cut cannot leave a torn frame.
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> Path:
+    """Have ``write(fh)`` fill ``path`` so that the file is either absent, old, or complete.
+
+    The bytes go to a hidden temporary file in the same folder (opened read-write, so a writer
+    may patch what it wrote), are fsynced, renamed over the final name, and the folder entry is
+    fsynced too: a power cut cannot leave a torn frame. Large outputs stream this way without
+    an encoded copy in memory.
     An ``OSError`` (disk full...) names ``path``, not the temporary file.
     """
     p = Path(path)
@@ -329,9 +338,10 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     except OSError as exc:
         raise OSError(exc.errno, exc.strerror, str(p)) from None
     try:
-        with os.fdopen(fd, "wb") as fh:
+        os.close(fd)
+        with open(tmp, "w+b") as fh:  # by name: writers such as tifffile want a named file
             os.fchmod(fh.fileno(), _FILE_MODE)  # mkstemp creates 0600; results are shared files
-            fh.write(data)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, p)

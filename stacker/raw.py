@@ -24,7 +24,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from stacker.dng import ILLUMINANTS, ColourProfile, ExifEntry, encode_linear_dng
+from stacker.dng import ILLUMINANTS, ColourProfile, ExifEntry, write_linear_dng
 from stacker.errors import StackerError, UnreadableImageError
 
 XYZ_TO_SRGB = np.array(
@@ -237,11 +237,10 @@ def write_raw_result(
     jpeg_quality: int = 95,
 ) -> Path:
     """Write a linear composite of RAW frames: a linear DNG, or rendered for other formats."""
-    from stacker.io import atomic_write_bytes, write_image
+    from stacker.io import write_image
 
     p = Path(path)
     profile = read_profile(reference)
     if p.suffix.lower() == ".dng":
-        rgb = cv2.cvtColor(linear, cv2.COLOR_BGR2RGB)
-        return atomic_write_bytes(p, encode_linear_dng(rgb, profile))
+        return write_linear_dng(p, linear, profile)
     return write_image(p, render(linear, profile), jpeg_quality=jpeg_quality)

@@ -10,7 +10,7 @@ import pytest
 import rawpy
 import tifffile
 
-from stacker.dng import LINEAR_RAW, encode_linear_dng
+from stacker.dng import LINEAR_RAW, write_linear_dng
 from stacker.errors import StackerError
 from stacker.raw import camera_to_srgb, read_profile, read_raw_linear, render
 from stacker.synthetic_raw import (
@@ -32,9 +32,9 @@ def tags_of(data: bytes) -> tuple[dict[str, object], dict[str, object]]:
 
 def test_linear_dng_carries_the_profile_and_round_trips_exactly(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
-    rgb = rng.integers(0, 65536, (48, 64, 3), dtype=np.uint16)
-    data = encode_linear_dng(rgb, synthetic_profile())
-    tags, exif = tags_of(data)
+    bgr = rng.integers(0, 65536, (300, 64, 3), dtype=np.uint16)  # more rows than one strip
+    path = write_linear_dng(tmp_path / "linear.dng", bgr, synthetic_profile())
+    tags, exif = tags_of(path.read_bytes())
     assert tags["PhotometricInterpretation"] == LINEAR_RAW and tags["SamplesPerPixel"] == 3
     assert tags["DNGVersion"] == b"\x01\x04\x00\x00"
     assert tags["DNGBackwardVersion"] == b"\x01\x01\x00\x00"
@@ -49,10 +49,8 @@ def test_linear_dng_carries_the_profile_and_round_trips_exactly(tmp_path: Path) 
     np.testing.assert_allclose(neutral[:, 0] / neutral[:, 1], 1 / np.array(WB_MULTIPLIERS))
     assert exif["ExposureTime"] == (1, 100) and exif["ISOSpeedRatings"] == 100
     assert exif["LensModel"] == "Synthetic Macro 100mm"
-    path = tmp_path / "linear.dng"
-    path.write_bytes(data)
-    back = read_raw_linear(path)  # BGR
-    assert np.array_equal(back, rgb[:, :, ::-1])
+    assert np.array_equal(tifffile.imread(path), bgr[:, :, ::-1])  # stored as RGB
+    assert np.array_equal(read_raw_linear(path), bgr)  # LibRaw reads it back to the bit
     with rawpy.imread(str(path)) as raw:
         assert raw.num_colors == 3 and raw.raw_type == rawpy.RawType.Stack
         assert raw.camera_whitebalance[:3] == pytest.approx(WB_MULTIPLIERS, rel=1e-6)
@@ -98,8 +96,8 @@ def test_profile_read_back_and_rendering_undo_the_camera(tmp_path: Path) -> None
     np.testing.assert_allclose(shown[8:-8, 8:-8].mean((0, 1)) / 65535, srgb_of_grey, atol=2e-3)
 
 
-def test_bad_input_is_refused_with_the_reason() -> None:
+def test_bad_input_is_refused_with_the_reason(tmp_path: Path) -> None:
     with pytest.raises(StackerError, match="16-bit"):
-        encode_linear_dng(np.zeros((4, 4, 3), np.uint8), synthetic_profile())
+        write_linear_dng(tmp_path / "x.dng", np.zeros((4, 4, 3), np.uint8), synthetic_profile())
     with pytest.raises(StackerError, match="CFA layout 'RGBG'"):
         encode_bayer_dng(np.zeros((4, 4, 3), np.uint16), "RGBG")
