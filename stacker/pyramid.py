@@ -1,8 +1,11 @@
 """Laplacian pyramids (Burt & Adelson, "The Laplacian Pyramid as a Compact Image Code", 1983).
 
-8-bit frames are held as int16 in fixed point (value x 16): every band of an 8-bit image fits,
-four bits of fraction keep rounding error below visibility, and the whole pyramid takes half the
-memory and bandwidth of float32. 16-bit frames use float32.
+Pyramids are int16, half the memory and bandwidth of float32. 8-bit frames are held in fixed
+point (value x 16): every band fits, and four bits of fraction keep rounding error below
+visibility. 16-bit frames are held at a quarter of their value: 14 bits, the depth of a RAW
+sensor's data (whose linear 16-bit rendering is the sensor's values times about four), with room
+for gains up to 2 and for the bands. At 45 MP this is what keeps a RAW stack within its memory
+bar (float32 would add about 1.4 GB).
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ import numpy as np
 
 from stacker.cvtyping import cv
 
-FIXED_POINT = 16  # int16 pyramids store value * 16
+FIXED_POINT = 16  # int16 pyramids of 8-bit frames store value * 16
+WIDE_SCALE = 0.25  # int16 pyramids of 16-bit frames store value / 4
 
 
 def pyramid_levels(height: int, width: int, coarsest: int = 24) -> int:
@@ -33,14 +37,15 @@ def level_shapes(height: int, width: int, levels: int) -> list[tuple[int, int]]:
 
 
 def work_dtype(image_dtype: np.dtype) -> np.dtype:
-    """The pyramid's element type for frames of ``image_dtype``."""
-    return np.dtype(np.int16) if image_dtype == np.uint8 else np.dtype(np.float32)
+    """The pyramid's element type for frames of ``image_dtype`` (8 or 16 bits): int16."""
+    return np.dtype(np.int16)
 
 
 def to_work(image: np.ndarray, gains: tuple[float, float, float], out: np.ndarray) -> np.ndarray:
     """Convert a frame to the pyramid's working type, applying per-channel exposure gains."""
     if out.dtype == np.int16:
-        scale = (*tuple(float(g) * FIXED_POINT for g in gains), 0.0)
+        k = FIXED_POINT if image.dtype == np.uint8 else WIDE_SCALE
+        scale = (*tuple(float(g) * k for g in gains), 0.0)
         cv.multiply(image, scale, dst=out, dtype=cv2.CV_16S)  # saturates, never wraps
     else:
         cv.multiply(image, (*tuple(float(g) for g in gains), 0.0), dst=out, dtype=cv2.CV_32F)
@@ -53,6 +58,8 @@ def from_work(work: np.ndarray, image_dtype: np.dtype) -> np.ndarray:
     cv.max(work, 0, dst=work)
     if image_dtype == np.uint8:
         return cv2.convertScaleAbs(work, alpha=1.0 / FIXED_POINT)
+    if work.dtype == np.int16:  # saturating scale back: white stays 65535
+        return cv.multiply(work, (1.0 / WIDE_SCALE,) * 3 + (0.0,), dtype=cv2.CV_16U)
     return np.minimum(work, 65535).astype(np.uint16)
 
 
