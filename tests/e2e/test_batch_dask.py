@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from rig.sim.bayer import write_raw_stack
+from rig.sim.scene import SceneSpec, write_stack
 from stacker.io import read_image
-from stacker.synthetic import SceneSpec, write_stack
-from stacker.synthetic_raw import write_raw_stack
 
 pytestmark = pytest.mark.slow  # clusters of worker processes on a shared machine
 BIN = Path(sys.executable).parent

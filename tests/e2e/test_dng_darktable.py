@@ -14,10 +14,10 @@ import cv2
 import numpy as np
 import pytest
 
+from rig.sim.bayer import write_raw_stack
+from rig.sim.scene import SceneSpec
 from stacker.offline import stack_files
 from stacker.raw import read_profile, read_raw_linear, render
-from stacker.synthetic import SceneSpec
-from stacker.synthetic_raw import write_raw_stack
 
 pytestmark = pytest.mark.slow
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from rig.sim.bayer import write_raw_stack
+from rig.sim.scene import SceneSpec, write_stack
 from stacker.raw import read_raw_linear
-from stacker.synthetic import SceneSpec, write_stack
-from stacker.synthetic_raw import write_raw_stack
 
 pytestmark = pytest.mark.slow  # local Dask clusters
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()

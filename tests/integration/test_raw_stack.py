@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import tifffile
 
-from stacker.evaluation import coverage_mask, psnr, to_reference
+from evaluation.scoring import coverage_mask, psnr, to_reference
+from rig.sim.bayer import WB_MULTIPLIERS, linear_truth, write_raw_stack
+from rig.sim.scene import SceneSpec, SyntheticStack, write_stack
 from stacker.io import read_image
 from stacker.raw import read_raw_linear
-from stacker.synthetic import SceneSpec, SyntheticStack, write_stack
-from stacker.synthetic_raw import WB_MULTIPLIERS, linear_truth, write_raw_stack
 from stacker.watch import watch_and_stack
 
 W, H, N = 320, 240, 6

@@ -10,10 +10,7 @@ import pytest
 import rawpy
 import tifffile
 
-from stacker.dng import LINEAR_RAW, write_linear_dng
-from stacker.errors import StackerError
-from stacker.raw import camera_to_srgb, read_profile, read_raw_linear, render
-from stacker.synthetic_raw import (
+from rig.sim.bayer import (
     BLACK_LEVEL,
     CFA_LAYOUTS,
     WB_MULTIPLIERS,
@@ -21,6 +18,9 @@ from stacker.synthetic_raw import (
     encode_bayer_dng,
     synthetic_profile,
 )
+from stacker.dng import LINEAR_RAW, write_linear_dng
+from stacker.errors import StackerError
+from stacker.raw import camera_to_srgb, read_profile, read_raw_linear, render
 
 
 def tags_of(data: bytes) -> tuple[dict[str, object], dict[str, object]]:

@@ -1,7 +1,7 @@
 """Synthetic RAW files: Bayer-mosaic DNGs of the synthetic scene, from a camera known exactly.
 
 No camera is needed to test the RAW path: every frame of a synthetic stack
-(:class:`~stacker.synthetic.SyntheticStack`, rendered at 16 bits, taken as linear scene light
+(:class:`~rig.sim.scene.SyntheticStack`, rendered at 16 bits, taken as linear scene light
 in linear sRGB primaries) is seen through a simple, exactly known camera and written as a CFA DNG
 that LibRaw (and so rawpy) reads like a camera's own RAW file:
 
@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from rig.sim.scene import RenderedFrame, SceneSpec, SyntheticStack, write_stack
 from stacker.dng import CFA, ColourProfile, ExtraTag, encode_dng, profile_tags
 from stacker.errors import StackerError
-from stacker.synthetic import RenderedFrame, SceneSpec, SyntheticStack, write_stack
 
 XYZ_TO_SRGB = np.array(
     [[3.2406, -1.5372, -0.4986], [-0.9689, 1.8758, 0.0415], [0.0557, -0.2040, 1.0570]]
