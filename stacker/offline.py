@@ -120,6 +120,7 @@ def stack_files(
                 on_frame(path, None, f"skipped {exc}")
             continue
         record = stacker.add(image, name=path.name, linear=is_raw_path(path))
+        del image  # before the next frame is decoded: one frame in memory, not two
         added[record.index] = path
         warning = turned
         if number == ref_file:
