@@ -123,14 +123,16 @@ def write_dng(
     white: Sequence[int],
     exif: Sequence[ExifEntry] = (),
     bgr: bool = False,
+    software: str = "stackrig",
 ) -> None:
     """Write a 16-bit image (RGB for ``LINEAR_RAW``, one plane for ``CFA``) as a DNG to ``fh``.
 
     ``fh`` must be seekable and readable (the EXIF pointer is patched after the pixels).
     ``black`` and ``white`` hold one level per sample (or one for a CFA plane); orientation is
     always upright (stackrig's frames are read with their orientation applied). ``exif``
-    entries go into an EXIF IFD. With ``bgr`` the image is in OpenCV's channel order and is
-    written strip by strip in RGB, never copied whole.
+    entries go into an EXIF IFD; ``software`` is the Software tag (stackrig's results carry
+    ``"stackrig"``, which is how a later run tells them from frames). With ``bgr`` the image is
+    in OpenCV's channel order and is written strip by strip in RGB, never copied whole.
     """
     import tifffile
 
@@ -154,7 +156,7 @@ def write_dng(
     tifffile.imwrite(
         fh, data, shape=image.shape, dtype=image.dtype, byteorder="<", photometric=photometric,
         planarconfig="contig" if image.ndim == 3 else None, rowsperstrip=_STRIP_ROWS,
-        compression=None, software="stackrig", metadata=None, extratags=level_tags + tags,
+        compression=None, software=software, metadata=None, extratags=level_tags + tags,
     )  # fmt: skip
     if exif:
         _append_exif(fh, start, exif)
@@ -212,7 +214,9 @@ def _append_exif(fh: BinaryIO, start: int, entries: Sequence[ExifEntry]) -> None
     fh.seek(0, io.SEEK_END)
 
 
-def write_linear_dng(path: str | os.PathLike[str], bgr: np.ndarray, profile: ColourProfile) -> Path:
+def write_linear_dng(
+    path: str | os.PathLike[str], bgr: np.ndarray, profile: ColourProfile, *, software: str
+) -> Path:
     """Write camera RGB ``bgr`` (``uint16``, OpenCV channel order) as a linear DNG, atomically
     and strip by strip (no encoded copy of a 270 MB composite in memory)."""
     from stacker.io import atomic_write
@@ -231,5 +235,6 @@ def write_linear_dng(path: str | os.PathLike[str], bgr: np.ndarray, profile: Col
             white=(65535,) * 3,
             exif=profile.exif,
             bgr=True,
+            software=software,
         ),
     )

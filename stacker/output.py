@@ -113,6 +113,7 @@ def _write_composite(
         from stacker.raw import write_raw_result
 
         assert metadata_from is not None
-        return write_raw_result(out_path, image, metadata_from, jpeg_quality=jpeg_quality)
+        return write_raw_result(out_path, image, metadata_from, jpeg_quality=jpeg_quality,
+                                software=OUTPUT_SOFTWARE)  # fmt: skip
     return write_image(out_path, image, jpeg_quality=jpeg_quality, metadata_from=metadata_from,
                        software=OUTPUT_SOFTWARE)  # fmt: skip

@@ -235,12 +235,14 @@ def write_raw_result(
     reference: str | os.PathLike[str],
     *,
     jpeg_quality: int = 95,
+    software: str,
 ) -> Path:
-    """Write a linear composite of RAW frames: a linear DNG, or rendered for other formats."""
+    """Write a linear composite of RAW frames: a linear DNG, or rendered for other formats,
+    stamped with ``software``."""
     from stacker.io import write_image
 
     p = Path(path)
     profile = read_profile(reference)
     if p.suffix.lower() == ".dng":
-        return write_linear_dng(p, linear, profile)
-    return write_image(p, render(linear, profile), jpeg_quality=jpeg_quality)
+        return write_linear_dng(p, linear, profile, software=software)
+    return write_image(p, render(linear, profile), jpeg_quality=jpeg_quality, software=software)

@@ -40,6 +40,9 @@ XYZ_TO_SRGB = np.array(
 WB_MULTIPLIERS = (2.0, 1.0, 1.6)
 """As-shot white-balance multipliers (R, G, B) of the synthetic camera."""
 
+CAMERA_SOFTWARE = "stackrig synthetic Bayer camera"
+"""The frames' Software tag: not stackrig's own, so they are never taken for its results."""
+
 BLACK_LEVEL = 512
 WHITE_LEVEL = 16383
 CFA_LAYOUTS = {
@@ -104,6 +107,7 @@ def encode_bayer_dng(
         plane,
         profile_tags(profile) + cfa_tags,
         photometric=CFA,
+        software=CAMERA_SOFTWARE,
         black=(BLACK_LEVEL,),
         white=(WHITE_LEVEL,),
         exif=(*profile.exif, (36867, 2, capture_time)),  # DateTimeOriginal

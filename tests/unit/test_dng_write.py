@@ -33,7 +33,7 @@ def tags_of(data: bytes) -> tuple[dict[str, object], dict[str, object]]:
 def test_linear_dng_carries_the_profile_and_round_trips_exactly(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     bgr = rng.integers(0, 65536, (300, 64, 3), dtype=np.uint16)  # more rows than one strip
-    path = write_linear_dng(tmp_path / "linear.dng", bgr, synthetic_profile())
+    path = write_linear_dng(tmp_path / "linear.dng", bgr, synthetic_profile(), software="stackrig")
     tags, exif = tags_of(path.read_bytes())
     assert tags["PhotometricInterpretation"] == LINEAR_RAW and tags["SamplesPerPixel"] == 3
     assert tags["DNGVersion"] == b"\x01\x04\x00\x00"
@@ -98,6 +98,8 @@ def test_profile_read_back_and_rendering_undo_the_camera(tmp_path: Path) -> None
 
 def test_bad_input_is_refused_with_the_reason(tmp_path: Path) -> None:
     with pytest.raises(StackerError, match="16-bit"):
-        write_linear_dng(tmp_path / "x.dng", np.zeros((4, 4, 3), np.uint8), synthetic_profile())
+        write_linear_dng(
+            tmp_path / "x.dng", np.zeros((4, 4, 3), np.uint8), synthetic_profile(), software="x"
+        )
     with pytest.raises(StackerError, match="CFA layout 'RGBG'"):
         encode_bayer_dng(np.zeros((4, 4, 3), np.uint16), "RGBG")
