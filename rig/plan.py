@@ -35,6 +35,12 @@ PLAN_FORMAT = 1
 DEFAULT_COC_MM = 0.015
 WAVELENGTH_MM = 0.00055
 MAX_FRAMES = 10_000
+MAX_DELAY_S = 3600.0
+"""The longest settle, exposure delay or flash recycle time a plan takes (an hour)."""
+MAGNIFICATION_RANGE = (0.01, 100.0)
+F_NUMBER_RANGE = (0.5, 256.0)
+NA_RANGE = (0.001, 1.6)
+COC_RANGE_MM = (0.0001, 1.0)
 
 
 class PlanError(RigError):
@@ -131,29 +137,36 @@ class ShotPlan:
     def __post_init__(self) -> None:
         for name in ("near", "far", "step", "settle_s", "exposure_delay_s", "flash_recycle_s"):
             value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise PlanError(f"plan {name} is {value!r}: give a number")
             if not math.isfinite(value):
                 raise PlanError(f"plan {name} is {value}: give a finite number")
+        if isinstance(self.frames, bool) or not isinstance(self.frames, int):
+            raise PlanError(f"plan frames is {self.frames!r}: give a whole number")
         if self.step <= 0 and self.frames > 1:
             raise PlanError(f"step {self.step:g} {self.units} must be positive")
         if not 1 <= self.frames <= MAX_FRAMES:
-            raise PlanError(f"{self.frames} frames: a plan takes 1 to {MAX_FRAMES} frames")
+            raise PlanError(f"{_count(self.frames)} frames: a plan takes 1 to {MAX_FRAMES} frames")
         for name in ("settle_s", "exposure_delay_s", "flash_recycle_s"):
-            if getattr(self, name) < 0:
-                raise PlanError(
-                    f"plan {name} is {getattr(self, name):g} s: delays cannot be negative"
-                )
+            delay = getattr(self, name)
+            if delay < 0:
+                raise PlanError(f"plan {name} is {delay:g} s: delays cannot be negative")
+            if delay > MAX_DELAY_S:
+                raise PlanError(f"plan {name} is {delay:g} s: at most {MAX_DELAY_S:g} s (an hour)")
         if self.units not in ("um", "steps"):
             raise PlanError(f"plan units '{self.units}': use 'um' or 'steps'")
         if self.direction not in ("near-to-far", "far-to-near"):
             raise PlanError(f"direction '{self.direction}': use near-to-far or far-to-near")
         span, covered = abs(self.far - self.near), self.step * (self.frames - 1)
-        if abs(covered - span) > 1e-6 * max(1.0, span):
+        if not math.isfinite(span) or abs(covered - span) > 1e-6 * max(1.0, span):
+            ratio = span / self.step if self.step > 0 else 0.0
+            fit = math.ceil(ratio - 1e-9) + 1 if ratio < MAX_FRAMES else f"at most {MAX_FRAMES}"
             raise PlanError(
                 f"{self.frames} frames every {_fmt(self.step, self.units)} span "
                 f"{_fmt(covered, self.units)}, but the range {_fmt(self.near, self.units)} → "
                 f"{_fmt(self.far, self.units)} is {_fmt(span, self.units)}: set frames to "
-                f"{math.ceil(span / self.step - 1e-9) + 1 if self.step > 0 else 1} and step to "
-                "range / (frames - 1), or rebuild the plan with `rig plan --save`"
+                f"{fit} and step to range / (frames - 1), or rebuild the plan with "
+                "`rig plan --save`"
             )
 
     # ----------------------------------------------------------------- construction
@@ -170,12 +183,13 @@ class ShotPlan:
         if not step > 0:
             raise PlanError(f"step {step:g} {units}: give a positive step")
         span = abs(far - near)
-        frames = math.ceil(span / step - 1e-9) + 1
-        if frames > MAX_FRAMES:
+        count = span / step
+        if not (math.isfinite(span) and math.isfinite(step)) or count >= MAX_FRAMES:
             raise PlanError(
-                f"a step of {_fmt(step, units)} over {_fmt(span, units)} gives {frames} frames: "
-                f"more than {MAX_FRAMES}; use a bigger step"
+                f"a step of {_fmt(step, units)} over {_fmt(span, units)} gives more than "
+                f"{MAX_FRAMES} frames; use a bigger step"
             )
+        frames = math.ceil(count - 1e-9) + 1
         fitted = span / (frames - 1) if frames > 1 else step
         return cls(near=near, far=far, step=fitted, frames=frames, units=units, **timing)
 
@@ -184,8 +198,8 @@ class ShotPlan:
         cls, near: float, far: float, frames: int, *, units: PlanUnits = "um", **timing: Any
     ) -> ShotPlan:
         """``frames`` positions evenly spaced from ``near`` to ``far``, both ends included."""
-        if frames < 1:
-            raise PlanError(f"{frames} frames: give at least 1")
+        if not 1 <= frames <= MAX_FRAMES:
+            raise PlanError(f"{_count(frames)} frames: a plan takes 1 to {MAX_FRAMES} frames")
         span = abs(far - near)
         if frames == 1:
             if span:
@@ -347,18 +361,14 @@ def optics_step(
     if numerical_aperture is not None:
         if magnification is not None or f_number is not None:
             raise PlanError("give either an objective's NA or magnification and f-number, not both")
-        if not 0 < numerical_aperture <= 1.6:
-            raise PlanError(f"NA {numerical_aperture:g}: objectives have 0 < NA <= 1.6")
+        _in_range("NA", numerical_aperture, NA_RANGE, "such as 0.25")
         dof_mm = WAVELENGTH_MM / numerical_aperture**2
         return OpticsStep(dof_mm * 1000.0, overlap, numerical_aperture=numerical_aperture)
     if magnification is None or f_number is None:
         raise PlanError("a depth-of-field step needs the magnification and the f-number")
-    if not magnification > 0:
-        raise PlanError(f"magnification {magnification:g}: give a positive ratio such as 1 or 2.5")
-    if not f_number > 0:
-        raise PlanError(f"f-number {f_number:g}: give a positive aperture such as 8")
-    if not coc_mm > 0:
-        raise PlanError(f"circle of confusion {coc_mm:g} mm: give a positive size")
+    _in_range("magnification", magnification, MAGNIFICATION_RANGE, "a ratio such as 1 or 2.5")
+    _in_range("f-number", f_number, F_NUMBER_RANGE, "an aperture such as 8")
+    _in_range("circle of confusion (mm)", coc_mm, COC_RANGE_MM, "a size such as 0.015")
     dof_mm = 2.0 * coc_mm * f_number * (magnification + 1.0) / magnification**2
     return OpticsStep(
         dof_mm * 1000.0,
@@ -367,6 +377,17 @@ def optics_step(
         f_number=f_number,
         coc_mm=coc_mm,
     )
+
+
+def _count(frames: int) -> str:
+    """A frame count for a message (an absurd one is not printed in full)."""
+    return str(frames) if abs(frames) < 10**9 else f"more than {MAX_FRAMES}"
+
+
+def _in_range(what: str, value: float, bounds: tuple[float, float], example: str) -> None:
+    lo, hi = bounds
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+        raise PlanError(f"{what} {value!r}: give {lo:g} to {hi:g}, {example}".rstrip(", "))
 
 
 # ---------------------------------------------------------------------- units
