@@ -27,9 +27,11 @@ from rig.session.runner import CaptureDevice, RunnerOptions, SessionResult, Sess
 from rig.station.errors import StationBusyError, StationError
 from rig.station.files import SESSION_ID, SessionFiles, own_empty_folder
 from rig.units import UnitError, format_length, parse_length
+from stacker.align import MODELS
 from stacker.io import read_image
 from stacker.preview.hub import PreviewHub
 from stacker.preview.publisher import encode_jpeg
+from stacker.stack import METHODS
 
 TEST_SHOT_DIR = ".test-shot"
 DEFAULT_TRAVEL = {"um": 300_000.0, "steps": 100_000.0}
@@ -293,6 +295,9 @@ class Station:
             )
         if output_format not in OUTPUT_FORMATS:
             raise StationError(f"format '{output_format}': use tif, png, jpg or dng")
+        for field, value, choices in (("method", method, METHODS), ("align", align, MODELS)):
+            if value not in choices:
+                raise StationError(f"'{field}' {value!r}: use {', '.join(choices)}")
         if plan.units != self.units:
             raise StationError(
                 f"the plan is in {plan.units} but this focuser moves in {self.units}"

@@ -1,0 +1,133 @@
+"""The station's JSON API answers arbitrary bodies with a result or a one-line error (400, 409,
+404), never a 500 or a traceback: Hypothesis against a real server on the simulated rig."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import httpx
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rig.plan import ShotPlan
+from tests.integration.test_station_api import client, rig, server, station
+
+__all__ = ["client", "rig", "server", "station"]  # the station API tests' fixtures
+
+UNITS = ["um", "mm", "m", "cm", "steps", "", " mm", "µm", "km", "e"]
+numbers = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from([0, -0.0, 1e-320, 1e-300, 1e300, 1e308, 5e-324, 3.5, -1, 10**20]),
+    st.integers(min_value=-(10**25), max_value=10**25),
+)
+lengths = st.builds(lambda x, u: f"{x!r}{u}", numbers, st.sampled_from(UNITS))
+values = st.one_of(
+    st.none(), st.booleans(), numbers, lengths, st.text(max_size=12),
+    st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers()),
+)  # fmt: skip
+SPACING = ["step", "frames", "magnification", "f_number", "na", "settle"]
+plans = st.fixed_dictionaries(
+    {
+        "from": st.one_of(st.sampled_from(["0mm", "0um"]), values),
+        "to": st.one_of(st.sampled_from(["1mm", "300um"]), values),
+    },
+    optional={k: values for k in SPACING},
+)
+FUZZ = settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+def _answered(r: httpx.Response) -> dict:
+    assert r.status_code < 500, (r.status_code, r.text)
+    data = r.json()
+    if r.status_code >= 400:
+        assert isinstance(data["error"], str) and data["error"].strip()
+        assert "\n" not in data["error"] and "Traceback" not in data["error"]
+    return data
+
+
+@FUZZ
+@given(body=plans)
+def test_any_plan_request_is_a_plan_or_a_one_line_error(client, body) -> None:
+    r = client.post("/api/plan", json=body)
+    data = _answered(r)
+    assert r.status_code in (200, 400)
+    if r.status_code == 200:
+        assert 1 <= data["frames"] <= 10_000 and math.isfinite(data["duration_s"])
+
+
+@FUZZ
+@given(
+    body=st.fixed_dictionaries(
+        {},
+        optional={
+            "plan": st.one_of(values, plans),
+            "name": values,
+            "method": st.one_of(values, st.sampled_from(["pyramid", "depthmap", "pmax"])),
+            "align": st.one_of(values, st.sampled_from(["similarity", "affine", "none"])),
+            "format": st.one_of(values, st.sampled_from(["tif", "png", "jpg", "gif"])),
+        },
+    )
+)
+def test_any_session_request_starts_one_or_is_refused_in_one_line(station, client, body):
+    r = client.post("/api/sessions", json=body)
+    _answered(r)
+    assert r.status_code in (201, 400, 409)
+    if r.status_code == 201:
+        station.stop()
+        station.wait(60)
+
+
+@FUZZ
+@given(body=st.dictionaries(st.sampled_from(["by", "to", "x"]), values, max_size=2))
+def test_any_jog_request_moves_within_the_travel_or_is_refused(station, client, body) -> None:
+    lo, hi = station.limits
+    r = client.post("/api/jog", json={k: v for k, v in body.items() if k != "x"} or body)
+    data = _answered(r)
+    if r.status_code == 200:
+        assert lo <= data["position"] <= hi
+    client.post("/api/jog", json={"to": "0mm"})
+
+
+def test_a_broken_plan_file_leaves_the_station_answering(station, client) -> None:
+    """Issue 11 item 8: a hand-edited plan.json with "frames": 3.5 made the station lists 500."""
+    folder = station.root / "edited"
+    folder.mkdir(parents=True)
+    data = ShotPlan.from_frames(0.0, 1000.0, 3).to_dict()
+    data["frames"] = 3.5
+    (folder / "plan.json").write_text(json.dumps(data))
+    for path in ("/api/station", "/api/sessions"):
+        r = client.get(path)
+        assert r.status_code == 200, (path, r.text)
+    r = client.post("/api/sessions/edited/resume", json={})
+    assert r.status_code in (400, 404) and "\n" not in r.json()["error"]
+
+
+def test_absurd_plan_numbers_are_one_line_errors_naming_the_field(client) -> None:
+    """Issue 11 item 8: each of these was a 500 with a traceback, or (settle) a session that
+    died later."""
+    base = {"from": "0mm", "to": "1mm"}
+    for extra, needle in (
+        ({"step": "1e-320um"}, "step"),
+        ({"magnification": 1e-300, "f_number": 8}, "magnification"),
+        ({"magnification": 1e300, "f_number": 8}, "magnification"),
+        ({"na": 1e-300}, "NA"),
+        ({"frames": 3, "settle": 1e300}, "settle"),
+    ):
+        r = client.post("/api/plan", json={**base, **extra})
+        assert r.status_code == 400, (extra, r.text)
+        assert needle in r.json()["error"] and "\n" not in r.json()["error"]
+
+
+def test_unknown_method_or_align_is_refused_before_a_session_starts(station, client) -> None:
+    """Issue 11 item 13: an unknown method or align was a 201 and a fault later."""
+    plan = {"from": "0mm", "to": "1mm", "frames": 3, "settle": 0.01}
+    for field in ("method", "align"):
+        r = client.post("/api/sessions", json={"plan": plan, "name": f"bad-{field}", field: "x"})
+        assert r.status_code == 400, r.text
+        assert field in r.json()["error"]
+    assert not any(station.root.iterdir())
