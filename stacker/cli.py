@@ -15,6 +15,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: flags without a <bool> placeholder, choices listed
 )
 
 
@@ -237,7 +238,9 @@ def batch_command(
         None, "--pattern", help="Frame file names to take, e.g. '*.NEF' (default: all images)."
     ),
     output_format: str = typer.Option("tif", "--format", help="tif, png, jpg, or dng (RAW)."),
-    depth_maps: bool = typer.Option(True, "--depth-maps/--no-depth-maps"),
+    depth_maps: bool = typer.Option(
+        True, "--depth-maps/--no-depth-maps", help="Write each stack's depth map beside it."
+    ),
     report: Path | None = typer.Option(
         None, "--report", help="Report file, .jsonl or .csv (default OUTDIR/batch-report.jsonl)."
     ),

@@ -20,6 +20,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: flags without a <bool> placeholder, choices listed
 )
 app.add_typer(camera_app, name="camera")
 app.command("cameras")(cameras)

@@ -25,6 +25,7 @@ from rig.units import format_length, parse_length
 app = typer.Typer(
     help="Focus rails: status, homing, moves, jogs; `rig rail simulate` runs a simulated one.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # plain help: flags without a <bool> placeholder, choices listed
 )
 
 UrlArg = Annotated[

@@ -1,0 +1,45 @@
+"""Every ``rig`` and ``stacker`` command's ``--help``: no ``<bool>`` on flags, a description on
+every option, and the choices of the options that take one of a few words."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import typer
+from typer.core import TyperGroup
+from typer.testing import CliRunner
+
+from rig.cli import app as rig_app
+from stacker.cli import app as stacker_app
+
+
+def _commands(group: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    yield path, group
+    if isinstance(group, TyperGroup):
+        for name, sub in sorted(group.commands.items()):
+            if not sub.hidden:
+                yield from _commands(sub, (*path, name))
+
+
+COMMANDS = [
+    (prog, path, command)
+    for prog, app in (("rig", rig_app), ("stacker", stacker_app))
+    for path, command in _commands(typer.main.get_command(app))
+]
+
+
+def _help(app: typer.Typer, path: tuple[str, ...]) -> str:
+    result = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+IDS = [" ".join((prog, *path)) for prog, path, _ in COMMANDS]
+
+
+@pytest.mark.parametrize(("prog", "path", "command"), COMMANDS, ids=IDS)
+def test_help_shows_no_bool_placeholder(prog, path, command) -> None:
+    """Issue 11 item 17: flags (and --help itself) were listed as taking a ``<bool>``."""
+    assert "<bool>" not in _help(rig_app if prog == "rig" else stacker_app, path)
