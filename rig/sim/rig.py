@@ -37,6 +37,8 @@ from rig.focuser import Focuser
 
 FAULT_KINDS = ("camera", "alarm", "disconnect")
 SHOTS_PER_CONNECTION = 26
+PREVIEW_WIDTH = 960
+"""Live-view width of the simulated body (a Canon EOS live view is 960 x 640)."""
 _STEM_INDEX = re.compile(r"(\d+)$")
 
 
@@ -178,6 +180,27 @@ class SceneCamera:
             rig.arm_rail_fault(fault.kind)
         return shot
 
+    def capture_preview(self) -> bytes:
+        """A live-view frame: the scene at the rail's position, at a live-view size.
+
+        libgphoto2's virtual camera has no live view (``capture_preview`` is an unsupported
+        operation there), so the frame is rendered here instead. A real body's live view is a
+        small JPEG taken from the sensor as it is focused now (libgphoto2
+        ``camlibs/ptp2/library.c``, ``camera_capture_preview``: Canon EOS viewfinder images,
+        Nikon ``GetLiveViewImage``), about 640 to 1024 pixels across; so is this one.
+        """
+        return self._rig.render_preview(self._rig.focuser.position)
+
+    def config_items(self) -> list[Any]:
+        """The virtual body's settings, from libgphoto2's config tree."""
+        return list(self._rig.gphoto_camera.config_items())
+
+    def get_config(self, key: str) -> Any:
+        return self._rig.gphoto_camera.get_config(key)
+
+    def set_config(self, key: str, value: object, *, restore: bool = False) -> Any:
+        return self._rig.gphoto_camera.set_config(key, value, restore=restore)
+
 
 class SimulatedRig:
     """Starts the simulators and opens the rail and camera drivers on them (context manager)."""
@@ -299,6 +322,23 @@ class SimulatedRig:
         frame = scene.render(position_um, pose=pose, noise_seed=key)
         assert frame.encoded is not None
         return bytes(frame.encoded)
+
+    def render_preview(self, position_um: float, width: int = PREVIEW_WIDTH) -> bytes:
+        """The live-view JPEG at ``position_um``: the frame a shot there takes, made smaller."""
+        import cv2
+
+        from rig.sim.scene import FramePose
+        from stacker.preview.publisher import encode_jpeg
+
+        scene = self._scene
+        key = _position_key(position_um)
+        pose = scene.random_pose(key) if key else FramePose()
+        image = scene.render(position_um, pose=pose, noise_seed=key).image
+        h, w = image.shape[:2]
+        if w > width:
+            size = (width, max(1, round(h * width / w)))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        return encode_jpeg(image, quality=80)[0]
 
     def stage(self, position_um: float) -> None:
         """Put the frame for ``position_um`` in the virtual camera's capture slot."""
