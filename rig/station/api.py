@@ -23,6 +23,9 @@ Control API (JSON in, JSON out; a user error is ``{"error": "..."}`` with 400, b
 ``GET  /api/sessions/{id}/composite``      downloads: ``composite``, ``depth``,
 ``GET  /api/sessions/{id}/frames.zip``     ``depth-preview``, ``frames.zip``,
 ``GET  /api/sessions/{id}/frames/{name}``  or one frame
+
+Live view, camera settings and past sessions: :mod:`rig.station.liveview`,
+:mod:`rig.station.camera_settings`, :mod:`rig.station.history`.
 """
 
 from __future__ import annotations
@@ -197,11 +200,16 @@ def station_routes(station: Station, token: str) -> list[BaseRoute]:
 
 def station_app(station: Station, token: str) -> Starlette:
     """The preview page and API of ``station.hub`` plus the station's routes, behind the token."""
+    from rig.station.camera_settings import camera_routes
+    from rig.station.history import history_routes
+    from rig.station.liveview import liveview_routes
+
+    remote = [*liveview_routes(station), *camera_routes(station), *history_routes(station)]
     extension = PageExtension(
-        routes=station_routes(station, token),
+        routes=[*remote, *station_routes(station, token)],  # before the catch-all result route
         middleware=[token_middleware(token)],
         static_dir=STATIC_DIR,
-        stylesheets=["station.css"],
-        scripts=[LOGIN_SCRIPT, "station.js"],
+        stylesheets=["station.css", "remote.css"],
+        scripts=[LOGIN_SCRIPT, "station.js", "remote.js"],
     )
     return create_app(station.hub, extension)

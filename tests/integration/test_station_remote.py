@@ -1,0 +1,164 @@
+"""Live view, camera settings and past sessions over real loopback HTTP on the simulated rig.
+
+The camera settings go through libgphoto2's virtual camera; the test-shot fallback uses the real
+:class:`rig.camera.Camera` on that virtual body, whose live view libgphoto2 does not support.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+
+from rig.session.runner import RunnerOptions
+from rig.sim.rig import SimRigSpec, SimulatedRig
+from rig.station.api import station_app
+from rig.station.service import Station
+from stacker.preview import PreviewServer
+
+TOKEN = "remote-token-for-tests"
+SPEC = SimRigSpec(width=320, height=240, time_scale=50)
+
+
+@pytest.fixture(scope="module")
+def rig() -> Iterator[SimulatedRig]:
+    with SimulatedRig(SPEC) as sim:
+        yield sim
+
+
+def _serve(station: Station) -> Iterator[httpx.Client]:
+    with PreviewServer(station.hub, app=station_app(station, TOKEN)) as srv:
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        with httpx.Client(base_url=srv.url.rstrip("/"), headers=auth, timeout=10) as c:
+            yield c
+    station.close()
+
+
+@pytest.fixture
+def station(rig: SimulatedRig, tmp_path: Path) -> Iterator[Station]:
+    st = Station(
+        tmp_path / "sessions",
+        focuser=rig.focuser,
+        camera=rig.camera,  # type: ignore[arg-type]
+        rig=SPEC.to_dict(),
+        runner_options=RunnerOptions(retry_delay_s=0.1),
+    )
+    yield st
+    st.close()
+    rig.focuser.move_to(0.0)
+
+
+@pytest.fixture
+def client(station: Station) -> Iterator[httpx.Client]:
+    yield from _serve(station)
+
+
+def _wait(predicate, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _image(r: httpx.Response) -> np.ndarray:
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "image/jpeg"
+    image = cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None
+    return image
+
+
+# ------------------------------------------------------------------------------ live view
+def test_live_view_shows_where_the_rail_stands_and_peaking_marks_it(client) -> None:
+    first = _image(client.get("/api/liveview"))
+    assert first.shape == (240, 320, 3)
+    assert client.post("/api/jog", json={"to": "1.5mm"}).status_code == 200
+    moved = _image(client.get("/api/liveview"))
+    assert np.abs(moved.astype(int) - first.astype(int)).mean() > 3  # another focus, another view
+    r = client.get("/api/liveview", params={"peaking": 1})
+    peaked = _image(r)
+    assert r.headers["x-live-source"] == "camera"
+    assert 0.002 < float(r.headers["x-peaking-fraction"]) < 0.2
+    magenta = (peaked[..., 0] > 200) & (peaked[..., 1] < 90) & (peaked[..., 2] > 200)
+    assert magenta.mean() > 0.002 and ((moved[..., 0] > 200) & (moved[..., 1] < 90)).mean() < 0.001
+
+
+def test_live_view_pauses_while_a_session_shoots(client, station: Station) -> None:
+    plan = {"from": "0mm", "to": "3mm", "frames": 4, "settle": 0.5}
+    assert client.post("/api/sessions", json={"plan": plan, "name": "busy"}).status_code == 201
+    r = client.get("/api/liveview")
+    assert r.status_code == 409 and "pauses while session busy" in r.json()["error"]
+    r = client.post("/api/sessions/busy/delete", json={"confirm": "busy"})
+    assert r.status_code == 409 and "stop it" in r.json()["error"]
+    station.wait(60)
+    assert client.get("/api/liveview").status_code == 200
+
+
+def test_without_live_view_the_last_test_shot_stands_in(rig: SimulatedRig, tmp_path: Path) -> None:
+    st = Station(tmp_path / "s", focuser=rig.focuser, camera=rig.gphoto_camera, rig=SPEC.to_dict())
+    for c in _serve(st):
+        r = c.get("/api/liveview")
+        assert r.status_code == 404 and "take a test shot" in r.json()["error"]
+        assert c.post("/api/test-shot", json={}).status_code == 200
+        r = c.get("/api/liveview", params={"peaking": 1})
+        assert _image(r).shape[1] == 320 and r.headers["x-live-source"] == "test-shot"
+
+
+# ------------------------------------------------------------------------------ camera settings
+def test_settings_come_from_the_camera_and_are_recorded_in_the_session(
+    client, rig: SimulatedRig, station: Station
+) -> None:
+    listed = {s["name"]: s for s in client.get("/api/camera/settings").json()["settings"]}
+    assert listed["aperture"]["key"] == "f-number" and "f/11" in listed["aperture"]["choices"]
+    assert listed["iso"]["key"] is None  # the virtual body has no ISO setting
+    r = client.post("/api/camera/settings", json={"name": "aperture", "value": "f/11"})
+    assert r.json() == {"name": "aperture", "key": "f-number", "value": "f/11"}
+    assert rig.gphoto_camera.get_config("f-number").value == "f/11"
+    r = client.post("/api/camera/settings", json={"name": "aperture", "value": "f/1"})
+    assert r.status_code == 400 and "f/2.8" in r.json()["error"]
+    r = client.post("/api/camera/settings", json={"name": "iso", "value": "100"})
+    assert r.status_code == 400 and "no iso setting" in r.json()["error"]
+    plan = {"from": "0mm", "to": "1mm", "frames": 2, "settle": 0}
+    assert client.post("/api/sessions", json={"plan": plan, "name": "rec"}).status_code == 201
+    station.wait(60)
+    config = json.loads((station.root / "rec" / "session.json").read_text())
+    assert config["camera"]["f-number"] == "f/11"
+    assert config["camera"]["capturetarget"] == "Internal RAM"
+    rig.gphoto_camera.set_config("f-number", "f/2.8")
+
+
+# ------------------------------------------------------------------------------ past sessions
+def test_thumbnail_and_delete_stay_inside_the_sessions_folder(
+    client, station: Station, tmp_path: Path
+) -> None:
+    plan = {"from": "0mm", "to": "1mm", "frames": 2, "settle": 0}
+    assert client.post("/api/sessions", json={"plan": plan, "name": "old"}).status_code == 201
+    station.wait(60)
+    thumb = _image(client.get("/api/sessions/old/thumbnail"))
+    assert max(thumb.shape[:2]) <= 240
+    # A link among the sessions pointing at a folder outside is neither listed nor deleted.
+    outside = tmp_path / "precious"
+    outside.mkdir()
+    (outside / "plan.json").write_text((station.root / "old" / "plan.json").read_text())
+    (station.root / "linked").symlink_to(outside)
+    r = client.post("/api/sessions/linked/delete", json={"confirm": "linked"})
+    assert r.status_code == 404
+    assert client.post("/api/sessions/..%2Fprecious/delete", json={"confirm": "x"}).status_code in (
+        404,
+        400,
+    )
+    assert (outside / "plan.json").exists()
+    r = client.post("/api/sessions/old/delete", json={})
+    assert r.status_code == 400 and "confirm" in r.json()["error"]
+    assert (station.root / "old").is_dir()
+    r = client.post("/api/sessions/old/delete", json={"confirm": "old"})
+    assert r.status_code == 200, r.text
+    assert not (station.root / "old").exists()
+    assert sorted(p.name for p in station.root.iterdir()) == ["linked"]
+    assert client.get("/api/sessions/old/thumbnail").status_code == 404
