@@ -65,6 +65,8 @@ class SessionConfig:
     output_format: str = "tif"
     checkpoint_every: int = 8
     crop: bool = True
+    camera: dict[str, Any] = field(default_factory=dict)
+    """The camera's settings when the session started (``{"iso": "200", ...}``), as a record."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": CONFIG_FORMAT, **asdict(self)}

@@ -24,6 +24,7 @@ from rig.plan import ShotPlan
 from rig.preview import SessionPreview
 from rig.session.folder import OUTPUT_FORMATS, SessionConfig, SessionFolder
 from rig.session.runner import CaptureDevice, RunnerOptions, SessionResult, SessionRunner
+from rig.station.camera_settings import CameraSettings
 from rig.station.errors import StationBusyError, StationError
 from rig.station.files import SESSION_ID, SessionFiles, own_empty_folder
 from rig.units import UnitError, format_length, parse_length
@@ -308,6 +309,7 @@ class Station:
             align=align,
             output_format=output_format,
             checkpoint_every=max(4, plan.frames // 4),
+            camera=CameraSettings(self.camera).snapshot(),
         )
         lock = self._exclusive("start a session")
         try:
