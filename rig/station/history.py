@@ -1,0 +1,96 @@
+"""Past sessions on the station's page: a thumbnail of each composite, and deleting a session.
+
+Sessions are found only through :class:`~rig.station.files.SessionFiles` (listed folders, no
+links, nothing joined from a request), so a thumbnail or a deletion can only ever touch one of
+the station's own session folders. A deletion first renames the folder out of the listing (one
+atomic step, so a half-deleted session never shows up as a broken one), then removes it with
+:func:`shutil.rmtree`, which on Linux works through directory handles and never follows a link
+inside the folder (``shutil.rmtree.avoids_symlink_attacks``).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import threading
+
+import cv2
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from rig.station.errors import StationBusyError, StationError
+from rig.station.files import open_served
+from rig.station.service import Station
+from stacker.io import read_image
+from stacker.preview.publisher import encode_jpeg
+from stacker.preview.server import NO_STORE
+
+THUMB_PX = 240
+
+
+class SessionHistory:
+    """Thumbnails (cached per composite file version) and deletion of the station's sessions."""
+
+    def __init__(self, station: Station) -> None:
+        self.station = station
+        self._thumbs: dict[str, tuple[tuple[int, int], bytes]] = {}
+        self._lock = threading.Lock()
+
+    def thumbnail(self, sid: str) -> bytes:
+        """A small JPEG of session ``sid``'s composite."""
+        path = self.station.files.result_file(sid, "composite")
+        with open_served(path) as f:
+            st = os.fstat(f.fileno())
+        version = (st.st_mtime_ns, st.st_size)
+        with self._lock:
+            cached = self._thumbs.get(sid)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        image = read_image(path)
+        h, w = image.shape[:2]
+        scale = min(1.0, THUMB_PX / max(h, w))
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        jpeg = encode_jpeg(cv2.resize(image, size, interpolation=cv2.INTER_AREA), quality=80)[0]
+        with self._lock:
+            self._thumbs[sid] = (version, jpeg)
+        return jpeg
+
+    def delete(self, sid: str, confirm: object) -> None:
+        """Delete session ``sid``; ``confirm`` must repeat its id (the page asks the user)."""
+        if confirm != sid:
+            raise StationError(f"to delete session {sid}, confirm with its name")
+        if self.station.running == sid:
+            raise StationBusyError(f"session {sid} is running; stop it before deleting it")
+        folder = self.station.files.session_dir(sid)  # listed, a real folder, not a link
+        trash = folder.with_name(f".deleting-{sid}-{secrets.token_hex(4)}")
+        try:
+            os.rename(folder, trash)
+        except OSError as exc:
+            raise StationError(f"session {sid}: cannot delete ({exc.strerror})") from None
+        shutil.rmtree(trash, ignore_errors=True)
+        with self._lock:
+            self._thumbs.pop(sid, None)
+
+
+def history_routes(station: Station) -> list[BaseRoute]:
+    """``GET /api/sessions/{sid}/thumbnail``; ``POST /api/sessions/{sid}/delete {confirm}``."""
+    from rig.station.api import _blocking, _handle, _json_body
+
+    history = SessionHistory(station)
+
+    async def thumbnail(request: Request) -> Response:
+        jpeg = await _blocking(history.thumbnail, request.path_params["sid"])
+        return Response(jpeg, media_type="image/jpeg", headers=NO_STORE)
+
+    async def delete(request: Request) -> Response:
+        body = await _json_body(request)
+        sid = request.path_params["sid"]
+        await _blocking(history.delete, sid, body.get("confirm"))
+        return JSONResponse({"id": sid, "deleted": True}, headers=NO_STORE)
+
+    return [
+        Route("/api/sessions/{sid}/thumbnail", _handle(thumbnail)),
+        Route("/api/sessions/{sid}/delete", _handle(delete), methods=["POST"]),
+    ]
