@@ -1,6 +1,7 @@
 // stackrig station: the controls the station adds to the preview page (login.js asks for the
-// access token). Plan (step, frame count or depth-of-field calculator), jog, test shot,
-// start/stop/resume, and downloads of each session's composite, depth map and frames.
+// access token). Plan (step, frame count or depth-of-field calculator; near and far ends set
+// from where the rail stands), jog, test shot, start/stop/resume, and past sessions:
+// thumbnail, state, downloads of composite, depth map and frames, resume, delete.
 "use strict";
 
 (() => {
@@ -60,6 +61,26 @@
     return spec;
   }
 
+  // A rail position as the plan form writes it: micrometres with 0.1 µm, or whole lens steps.
+  function lengthText(position) {
+    return units === "steps" ? Math.round(position) + "steps"
+      : (Math.round(position * 10) / 10) + "um";
+  }
+
+  function planInfo(text, bad) {
+    const p = el("st-plan-info");
+    p.textContent = text;
+    p.classList.toggle("error", !!bad);
+  }
+
+  async function checkPlan() {
+    const p = await call("POST", "/api/plan", planSpec());
+    planInfo(p.frames + " frames from " + p.from + " to " + p.to + ", step " + p.step +
+      ", about " + Math.round(p.duration_s) + " s" + (p.optics ? " (" + p.optics + ")" : ""));
+    el("st-plan-info").dataset.frames = p.frames;
+    return p;
+  }
+
   function showMode() {
     const mode = el("st-mode").value;
     for (const [id, m] of [["st-step-l", "step"], ["st-frames-l", "frames"], ["st-mag-l", "optics"], ["st-fnum-l", "optics"]]) {
@@ -100,12 +121,27 @@
     for (const s of list) {
       const tr = document.createElement("tr");
       tr.dataset.id = s.id;
+      const state = s.running ? "running" : s.frames < s.total ? "interrupted" : "complete";
+      tr.dataset.state = state;
+      const base = "/api/sessions/" + encodeURIComponent(s.id) + "/";
+      const thumb = document.createElement("td");
+      if (s.composite) {
+        const img = document.createElement("img");
+        img.className = "thumb";
+        img.alt = "composite of " + s.id;
+        img.loading = "lazy";
+        img.src = base + "thumbnail?v=" + s.modified;
+        thumb.append(img);
+      }
       const name = document.createElement("td");
-      name.textContent = s.id;
+      const badge = document.createElement("span");
+      badge.className = "badge state";
+      badge.dataset.state = state === "complete" ? "finished" : state === "interrupted" ? "stopped" : "running";
+      badge.textContent = state;
+      name.append(s.id, document.createElement("br"), badge);
       const frames = document.createElement("td");
       frames.textContent = s.frames + " / " + s.total;
       const files = document.createElement("td");
-      const base = "/api/sessions/" + encodeURIComponent(s.id) + "/";
       if (s.composite) files.append(link(base + "composite", "composite"), " ");
       if (s.depth) files.append(link(base + "depth", "depth"), " ");
       if (s.frames) files.append(link(base + "frames.zip", "frames.zip"));
@@ -120,10 +156,21 @@
           say("resuming " + s.id);
         }));
         act2.append(b);
-      } else if (s.running) {
-        act2.textContent = "running";
       }
-      tr.append(name, frames, files, act2);
+      if (!s.running) {
+        const d = document.createElement("button");
+        d.type = "button";
+        d.textContent = "Delete";
+        d.className = "delete danger-outline";
+        d.addEventListener("click", () => act(d, async () => {
+          if (!confirm("Delete session " + s.id + " and all its frames? This cannot be undone.")) return;
+          await call("POST", base + "delete", { confirm: s.id });
+          say("deleted " + s.id);
+          await refreshSessions();
+        }));
+        act2.append(d);
+      }
+      tr.append(thumb, name, frames, files, act2);
       body.appendChild(tr);
     }
   }
@@ -157,6 +204,12 @@
       <div>
         <h2>Rail</h2>
         <div class="row" id="st-jog"></div>
+        <div class="row ends">
+          <button type="button" id="st-set-near">Set near</button>
+          <button type="button" id="st-go-near">Go to near</button>
+          <button type="button" id="st-set-far">Set far</button>
+          <button type="button" id="st-go-far">Go to far</button>
+        </div>
         <div class="row"><button type="button" id="st-shot">Test shot</button>
           <button type="button" id="st-home" title="Run the homing cycle">Home</button>
           <button type="button" id="st-unlock" title="Clear the controller's alarm, keeping the position">Unlock</button></div>
@@ -165,15 +218,30 @@
       <div>
         <h2>Sessions</h2>
         <div class="table-wrap"><table id="st-sessions">
-          <thead><tr><th>Session</th><th>Frames</th><th>Download</th><th></th></tr></thead>
+          <thead><tr><th></th><th>Session</th><th>Frames</th><th>Download</th><th></th></tr></thead>
           <tbody></tbody></table></div>
       </div>`;
     el("st-mode").addEventListener("change", showMode);
-    el("st-check").addEventListener("click", (ev) => act(ev.target, async () => {
-      const p = await call("POST", "/api/plan", planSpec());
-      el("st-plan-info").textContent = p.frames + " frames, step " + p.step + ", about " +
-        Math.round(p.duration_s) + " s" + (p.optics ? " (" + p.optics + ")" : "");
-    }));
+    el("st-check").addEventListener("click", (ev) => act(ev.target, checkPlan));
+    // The plan follows the form: any change recomputes it (after a short pause in typing).
+    let timer = 0;
+    el("st-plan").addEventListener("input", () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => checkPlan().catch((e) => planInfo(e.message, true)), 300);
+    });
+    for (const [end, field] of [["near", "st-from"], ["far", "st-to"]]) {
+      el("st-set-" + end).addEventListener("click", (ev) => act(ev.target, async () => {
+        const st = await call("GET", "/api/station");
+        if (st.rail.position === null) throw new Error("the rail does not report its position");
+        el(field).value = lengthText(st.rail.position);
+        say(end + " end set at " + el(field).value);
+        await checkPlan().catch((e) => planInfo(e.message, true));
+      }));
+      el("st-go-" + end).addEventListener("click", (ev) => act(ev.target, async () => {
+        const r = await call("POST", "/api/jog", { to: el(field).value });
+        say("rail at the " + end + " end: " + lengthText(r.position));
+      }));
+    }
     el("st-start").addEventListener("click", (ev) => act(ev.target, async () => {
       const r = await call("POST", "/api/sessions", {
         plan: planSpec(), name: el("st-name").value, format: el("st-format").value,
