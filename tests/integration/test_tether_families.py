@@ -1,0 +1,108 @@
+"""Tethering bodies that bracket by themselves, announced as each family's libgphoto2 path does.
+
+The bursts come from :mod:`rig.sim.bracketing` layered over libgphoto2's virtual camera (the
+layer answers for the burst's files; everything else goes through libgphoto2).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from rig.camera import Camera, RetryPolicy
+from rig.camera.tether import Tether
+from rig.sim.bracketing import FAMILIES, BracketingBody
+from rig.sim.vcamera import VirtualCameraFolder
+
+FAST = RetryPolicy(first_delay_s=0.005, max_delay_s=0.05, reconnect_timeout_s=1.0)
+
+
+@pytest.fixture
+def card(tmp_path: Path) -> VirtualCameraFolder:
+    folder = VirtualCameraFolder(tmp_path / "card", slot_bytes=32_000)
+    folder.activate()
+    return folder
+
+
+def frame_jpeg(n: int) -> bytes:
+    """A JPEG no other frame number gives, so a mixed-up or repeated download cannot pass."""
+    image = np.random.default_rng(n).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    ok, encoded = cv2.imencode(".jpg", image)
+    assert ok
+    return bytes(encoded.tobytes())
+
+
+def tether_burst(body: BracketingBody, dest: Path, frames: int) -> list[list[Path]]:
+    """Press the body's shutter once and download every shot of the burst."""
+    shots: list[list[Path]] = []
+    with Camera.open(retry=FAST, wrap_handle=body.wrap) as camera:
+        tether = Tether(camera, files_per_shot=2 if body.raw_plus_jpeg else 1, quiet_s=0.5)
+        body.press()
+        while len(shots) < frames:
+            shot = tether.next_shot(5.0)
+            assert shot is not None, f"only {len(shots)} of {frames} shots came"
+            shots.append(tether.download(shot, dest, f"frame_{len(shots) + 1:04d}"))
+        body.wait()
+        assert tether.next_shot(0.3) is None, "a file was announced twice"
+    return shots
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize("raw_plus_jpeg", [False, True], ids=["jpeg", "raw+jpeg"])
+def test_every_frame_of_a_burst_arrives_once_in_order(
+    card: VirtualCameraFolder, tmp_path: Path, family: str, raw_plus_jpeg: bool
+) -> None:
+    body = BracketingBody(family, frame_jpeg, frames=6, fps=20, raw_plus_jpeg=raw_plus_jpeg)
+    shots = tether_burst(body, tmp_path / "frames", 6)
+    for n, files in enumerate(shots, 1):
+        assert [p.suffix != ".jpg" for p in files] == ([True, False] if raw_plus_jpeg else [False])
+        assert all(p.read_bytes() == frame_jpeg(n) for p in files), f"frame {n} mixed up"
+        assert all(p.stem == f"frame_{n:04d}" for p in files)
+    assert body.log.shots == 6
+
+
+def test_nikon_busy_answers_are_waited_out(card: VirtualCameraFolder, tmp_path: Path) -> None:
+    """A Nikon writing a frame answers Device Busy; the download retries until it is done."""
+    body = BracketingBody("nikon", frame_jpeg, frames=5, fps=10, write_s=0.15)
+    body.link_bytes_per_s = 0
+    shots = tether_burst(body, tmp_path / "frames", 5)
+    assert len(shots) == 5
+    assert body.log.busy_answers > 0
+
+
+def test_announcements_held_until_the_burst_ends(card: VirtualCameraFolder, tmp_path: Path) -> None:
+    body = BracketingBody("olympus", frame_jpeg, frames=8, fps=20, hold_events=True)
+    shots = tether_burst(body, tmp_path / "frames", 8)
+    assert [p.read_bytes() for (p,) in shots] == [frame_jpeg(n) for n in range(1, 9)]
+
+
+def test_canon_ram_names_pair_across_the_per_file_counter(
+    card: VirtualCameraFolder, tmp_path: Path
+) -> None:
+    body = BracketingBody("canon", frame_jpeg, frames=3, fps=20, raw_plus_jpeg=True)
+    tether_burst(body, tmp_path / "frames", 3)
+    assert body.log.files == [
+        f"capt{i:04d}.{e}" for i in range(6) for e in ["cr3", "jpg"][i % 2 :][:1]
+    ]
+
+
+def test_bursts_over_the_vendor_quirk_layer(card: VirtualCameraFolder, tmp_path: Path) -> None:
+    """The burst layer sits on the vendor quirk layer (settings as a Nikon answers them)."""
+    from rig.sim.camera_quirks import CameraQuirks
+
+    quirks = CameraQuirks("nikon", raw_plus_jpeg=True)
+    body = BracketingBody("nikon", frame_jpeg, frames=4, fps=20, raw_plus_jpeg=True)
+    dest = tmp_path / "frames"
+    with Camera.open(retry=FAST, wrap_handle=lambda real: body.wrap(quirks.wrap(real))) as camera:
+        assert camera.vendor == "nikon" and camera.files_per_shot() == 2
+        tether = Tether(camera, quiet_s=0.5)
+        body.press()
+        for n in range(1, 5):
+            shot = tether.next_shot(5.0)
+            assert shot is not None
+            files = tether.download(shot, dest, f"frame_{n:04d}")
+            assert [p.name for p in files] == [f"frame_{n:04d}.nef", f"frame_{n:04d}.jpg"]
+    assert sorted(p.name for p in dest.iterdir())[-1] == "frame_0004.nef"
