@@ -73,8 +73,7 @@ def run(args: argparse.Namespace, fps: float) -> dict[str, float]:
         per_shot = 2 if args.raw_plus_jpeg else 1
         dest = root / "frames"
         backlog = 0
-        with Camera.open(retry=TETHER_RETRY) as camera:
-            camera._cam = body.wrap(camera._cam)
+        with Camera.open(retry=TETHER_RETRY, wrap_handle=body.wrap) as camera:
             tether = Tether(camera, files_per_shot=per_shot)
             body.press()
             t0 = time.monotonic()
