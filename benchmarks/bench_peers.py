@@ -129,11 +129,12 @@ def read_output(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return img, np.ones(img.shape[:2], bool)
 
 
-def evaluate(outputs: dict[str, Path], stack: SyntheticStack) -> dict[str, dict[str, Any]]:
-    """PSNR of every output against the truth on the area all of them cover."""
-    truth = stack.truth()
+def place_outputs(
+    outputs: dict[str, Path], truth: np.ndarray, transforms: list[np.ndarray]
+) -> tuple[dict[str, tuple[np.ndarray, float]], np.ndarray]:
+    """Every output in the truth's geometry with its offset (px), and the area all cover."""
     h, w = truth.shape[:2]
-    common_mask = coverage_mask(stack.transforms(), (w, h), inset_px=4)
+    common_mask = coverage_mask(transforms, (w, h), inset_px=4)
     placed: dict[str, tuple[np.ndarray, float]] = {}
     for name, path in outputs.items():
         img, valid = read_output(path)
@@ -153,6 +154,13 @@ def evaluate(outputs: dict[str, Path], stack: SyntheticStack) -> dict[str, dict[
             )
         common_mask &= cv2.erode(ref_valid.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
         placed[name] = (ref_img, offset)
+    return placed, common_mask
+
+
+def evaluate(outputs: dict[str, Path], stack: SyntheticStack) -> dict[str, dict[str, Any]]:
+    """PSNR of every output against the truth on the area all of them cover."""
+    truth = stack.truth()
+    placed, common_mask = place_outputs(outputs, truth, stack.transforms())
     flat = common_mask & flat_mask(truth)
     edges = common_mask & edge_band_mask(truth)
     scores: dict[str, dict[str, Any]] = {
