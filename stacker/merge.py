@@ -1,12 +1,16 @@
 """Incremental mergers: each folds one aligned frame at a time into a constant-size state.
 
 - :class:`PyramidMerger` ("pyramid", detail first, like Zerene's PMax): a fused Laplacian pyramid
-  in which every band coefficient comes from the frame with the highest local activity seen so
-  far (Burt & Adelson 1983; the selection rule of Forster et al. 2004). Activity is the band's
-  absolute value averaged over a 5x5 window, coarse bands being chosen by the finest band's
-  activity (against halos), and each per-level decision is consistency-filtered (a majority
-  vote over a 5x5 neighbourhood) so that isolated noise coefficients in flat areas are not
-  chosen as detail; the lowpass band is the running mean of all frames (no colour shifts).
+  (Burt & Adelson 1983). In the fine bands every coefficient comes from the frame with the
+  highest local activity seen so far (the selection rule of Forster et al. 2004): the band's
+  absolute value averaged over a 5x5 window, the decision consistency-filtered (a majority vote
+  over a 5x5 neighbourhood) so that isolated noise coefficients in flat areas are not chosen as
+  detail. The coarse bands and the lowpass base follow the frames that are in focus *there*: each
+  is a running blend of all frames weighted by a focus score (the finest band's activity,
+  smoothed level by level to the coefficient's reach) to the fourth power. A frame that is sharp
+  nearby dominates; frames that are not (which spread a saturated object's colour into its
+  surround: colour glow) hardly count; where no frame is sharper than another (flat areas) the
+  blend is the mean, which averages the noise away and shifts no colour.
 - :class:`DepthMapMerger` ("depthmap", smooth colour, like Zerene's DMap): a smoothed focus
   measure per frame at reduced resolution, the best score and its frame index per pixel, and a
   feathered blend wherever the winner changes.
@@ -71,52 +75,50 @@ class FocusTracker:
 
 
 class PyramidMerger:
-    """Fused Laplacian pyramid with max-activity selection; see the module docstring."""
+    """Fused Laplacian pyramid: max-activity selection in the fine bands, focus-weighted blending
+    in the coarse bands and the base; see the module docstring."""
 
     name = "pyramid"
     track_level = 2  # focus tracked at 1/4 resolution
-    coarse_from = 2  # bands from here on are chosen by the finest band's activity
+    coarse_from = 3  # bands from here on (and the base) follow the smoothed focus score
+    score_sigma = 1.5  # smoothing of the focus score at every coarse level, in its pixels
+    sharpness = 4.0  # exponent of the focus score in the coarse weights
 
     def __init__(self, height: int, width: int, dtype: np.dtype) -> None:
         self.dtype = np.dtype(dtype)
         self.wdt = pyramid.work_dtype(self.dtype)
         self.levels = pyramid.pyramid_levels(height, width)
         self.shapes = pyramid.level_shapes(height, width, self.levels)
+        self.fine = min(self.coarse_from, self.levels - 1)
         self.fused = [np.zeros((h, w, 3), self.wdt) for h, w in self.shapes]
         self.bands = [np.zeros((h, w, 3), self.wdt) for h, w in self.shapes]
         self._work = np.zeros((height, width, 3), self.wdt)
-        # Decisions are made per band at the band's size, except the finest band's, which is
-        # made at half size (it is a 5x5 majority vote anyway) and applied with a 2x2 mask.
-        self.decision_shapes = [self.shapes[min(1, self.levels - 1)], *self.shapes[1:-1]]
+        # Fine decisions are made per band at the band's size, except the finest band's, which
+        # is made at half size (it is a 5x5 majority vote anyway) and applied with a 2x2 mask.
+        self.decision_shapes = [self.shapes[min(1, self.levels - 1)], *self.shapes[1 : self.fine]]
         act_dt = np.int16 if self.wdt == np.int16 else np.float32
         self.activity = [np.zeros(shape, act_dt) for shape in self.decision_shapes]
         self._act_new = [np.zeros_like(a) for a in self.activity]
         self._green0 = np.zeros((height, width), act_dt)
         self._mask = [np.zeros(shape, np.uint8) for shape in self.decision_shapes]
         self._mask0 = np.zeros((height, width), np.uint8)
-        h, w = self.shapes[-1]
-        self.base_sum = np.zeros((h, w, 3), np.float64)
-        self.base_count = np.zeros((h, w, 1), np.float64)
+        # Coarse bands and base: focus-weighted running sums (float32; a few % of a frame).
+        coarse = self.shapes[self.fine :]
+        self.weight_sum = [np.zeros(shape, np.float32) for shape in coarse]
+        self.band_sum = [np.zeros((h, w, 3), np.float32) for h, w in coarse]
+        self._score = [np.zeros(shape, np.float32) for shape in coarse]
         self.count = 0
         self.tracker = FocusTracker(height, width, self.track_level)
 
     def _band_activity(self, k: int) -> np.ndarray:
-        """Local activity of the new frame at band k, at the band's decision size (finest
-        first).
+        """Local activity of the new frame at fine band k, at the band's decision size.
 
-        Fine bands (k < ``coarse_from``): |green coefficient| averaged over about 5x5 pixels.
-        Green carries most of the luminance detail (and half of a Bayer sensor's photosites);
-        extracting one channel costs a third of a weighted channel sum. Coarse bands take the
-        finest band's activity, area-averaged down: near a high-contrast edge a defocused frame
-        spreads the edge's energy wide and would win the coarse bands there, which is what
-        makes halos. Letting the frame that is sharp in fine detail own the coarse coefficients
-        too avoids that.
+        |green coefficient| averaged over about 5x5 pixels. Green carries most of the luminance
+        detail (and half of a Bayer sensor's photosites); extracting one channel costs a third
+        of a weighted channel sum.
         """
         out = self._act_new[k]
         h, w = out.shape
-        if k >= self.coarse_from:
-            source = self._act_new[0 if k == self.coarse_from else k - 1]
-            return cv2.resize(source, (w, h), dst=out, interpolation=cv2.INTER_AREA)
         if k == 0:
             cv2.extractChannel(self.bands[0], 1, dst=self._green0)
             cv.absdiff(self._green0, 0, dst=self._green0)
@@ -125,6 +127,66 @@ class PyramidMerger:
         cv2.extractChannel(self.bands[k], 1, dst=out)
         cv.absdiff(out, 0, dst=out)
         return cv2.blur(out, (5, 5), dst=out)
+
+    def _focus_scores(self) -> list[np.ndarray]:
+        """The new frame's focus score at every coarse level (finest coarse level first).
+
+        The finest band's activity, area-averaged down level by level and smoothed at each by
+        ``score_sigma`` of that level's pixels, so a coarse coefficient sees how sharp the frame
+        is over a neighbourhood as wide as the coefficient's own reach. Fine detail, not the
+        coarse coefficient itself, says where a frame is in focus: a defocused frame spreads an
+        edge's energy into the coarse bands around it (its colour *glows* there), and would win
+        them on their own activity. Each level is computed from the one below, so decisions
+        agree across scales.
+        """
+        # Scores in 8-bit levels, whatever the working type, so their powers stay in range.
+        source = self._act_new[0].astype(np.float32)
+        source *= np.float32(1.0 / (pyramid.FIXED_POINT if self.wdt == np.int16 else 257.0))
+        for score in self._score:
+            h, w = score.shape
+            cv2.resize(source, (w, h), dst=score, interpolation=cv2.INTER_AREA)
+            cv2.GaussianBlur(score, (0, 0), self.score_sigma, dst=score)
+            source = score
+        return self._score
+
+    def _merge_fine(self, valid_small: np.ndarray, first: bool) -> None:
+        """Fine bands: each coefficient from the frame with the highest local activity, the
+        decision majority-filtered (5x5) so isolated noise in flat areas is not picked."""
+        for k in range(self.fine):
+            act = self._band_activity(k)
+            decision: np.ndarray = self._mask[k]
+            h, w = decision.shape
+            cv2.resize(valid_small, (w, h), dst=decision, interpolation=cv2.INTER_NEAREST)
+            if not first:
+                win = cv2.compare(act, self.activity[k], cv2.CMP_GT)
+                win = cv2.medianBlur(win, 5 if min(h, w) > 64 else 3)
+                cv2.bitwise_and(win, decision, dst=decision)
+            cv2.copyTo(act, decision, self.activity[k])
+            if k == 0:
+                fh, fw = self.shapes[0]
+                decision = cv2.resize(decision, (fw, fh), dst=self._mask0,
+                                      interpolation=cv2.INTER_NEAREST)  # fmt: skip
+            cv2.copyTo(self.bands[k], decision, self.fused[k])
+
+    def _merge_coarse(self, valid_small: np.ndarray) -> None:
+        """Coarse bands and base: running sums weighted by the focus score to the power
+        ``sharpness``. Where one frame is sharper than the others the blend follows it (and the
+        defocused frames' spread colour stays out); where none is (flat areas, only noise) it
+        is the mean of all frames, which averages the noise away."""
+        for j, score in enumerate(self._focus_scores()):
+            k = self.fine + j
+            h, w = score.shape
+            weight = cv2.pow(score, self.sharpness)
+            weight += np.float32(1e-6)  # a flat area keeps the plain mean
+            valid = cv2.resize(valid_small, (w, h), interpolation=cv2.INTER_NEAREST)
+            weight[valid == 0] = 0.0
+            self.weight_sum[k - self.fine] += weight
+            band_sum = self.band_sum[k - self.fine]
+            band_sum += self.bands[k] * weight[..., None]
+            fused = band_sum / np.maximum(self.weight_sum[k - self.fine], 1e-30)[..., None]
+            if self.wdt == np.int16:
+                np.rint(fused, out=fused)
+            np.copyto(self.fused[k], fused, casting="unsafe")
 
     def add(
         self,
@@ -140,27 +202,8 @@ class PyramidMerger:
         ``valid_small`` its coverage at the tracker's size.
         """
         pyramid.build(pyramid.to_work(frame, gains, self._work), self.levels, self.bands)
-        first = self.count == 0
-        for k in range(self.levels - 1):
-            act = self._band_activity(k)
-            decision: np.ndarray = self._mask[k]
-            h, w = decision.shape
-            cv2.resize(valid_small, (w, h), dst=decision, interpolation=cv2.INTER_NEAREST)
-            if not first:
-                win = cv2.compare(act, self.activity[k], cv2.CMP_GT)
-                win = cv2.medianBlur(win, 5 if min(h, w) > 64 else 3)
-                cv2.bitwise_and(win, decision, dst=decision)
-            cv2.copyTo(act, decision, self.activity[k])
-            if k == 0:
-                fh, fw = self.shapes[0]
-                decision = cv2.resize(decision, (fw, fh), dst=self._mask0,
-                                      interpolation=cv2.INTER_NEAREST)  # fmt: skip
-            cv2.copyTo(self.bands[k], decision, self.fused[k])
-        h, w = self.shapes[-1]
-        vbase = cv2.resize(valid_small, (w, h), interpolation=cv2.INTER_NEAREST)[..., None] > 0
-        self.base_sum += np.where(vbase, self.bands[-1], 0)
-        self.base_count += vbase
-        self.fused[-1][...] = (self.base_sum / np.maximum(self.base_count, 1)).astype(self.wdt)
+        self._merge_fine(valid_small, self.count == 0)
+        self._merge_coarse(valid_small)
         self.tracker.update(small, valid_small, index)
         self.count += 1
 

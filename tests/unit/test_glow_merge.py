@@ -1,0 +1,75 @@
+"""The pyramid merge keeps saturated objects' colour out of a differently focused surround.
+
+Small instances of the glow scene family (:mod:`stacker.scenes_glow`): 8 frames at 480x320,
+defocus sigma up to 8 px. The glow-band bars are set between the merge whose coarse bands and
+base were the max-activity choice and the running mean of all frames (32.6 and 37.8 dB on the
+two scenes below) and the focus-weighted merge (35.6 and 40.4 dB). Figures at full size are in
+benchmarks/README.md (``bench_glow.py``).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from stacker.scenes_glow import GlowSpec, GlowStack, central_mask, fitted_psnr
+from stacker.stack import Stacker
+
+W, H, N = 480, 320, 8
+GLOW_BAR = {("textured", "gather"): 34.5, ("black", "scatter"): 39.0}  # dB
+LUMA_BAR = {("textured", "gather"): 40.0, ("black", "scatter"): 44.5}  # dB
+
+
+def stack(background: str, defocus: str) -> tuple[GlowStack, np.ndarray]:
+    spec = GlowSpec(
+        width=W,
+        height=H,
+        seed=5,
+        background=background,
+        defocus=defocus,
+        max_blur_px=8.0,
+        n_components=10,
+    )
+    st = GlowStack(spec, N)
+    s = Stacker()
+    for f in st:
+        s.add(f.image)
+    return st, s.result(crop=False)
+
+
+@pytest.fixture(scope="module")
+def black_scatter() -> tuple[GlowStack, np.ndarray]:
+    return stack("black", "scatter")
+
+
+@pytest.mark.parametrize("scene", list(GLOW_BAR))
+def test_glow_band_psnr(scene, black_scatter) -> None:
+    st, out = black_scatter if scene == ("black", "scatter") else stack(*scene)
+    truth = st.truth()
+    centre = central_mask(H, W)
+    band = centre & st.glow_band()
+    glow = fitted_psnr(out, truth, band, fit_mask=centre, luma=False)
+    luma = fitted_psnr(out, truth, centre)
+    print(f"{scene}: glow band {glow:.2f} dB, luma {luma:.2f} dB")
+    assert glow >= GLOW_BAR[scene]
+    assert luma >= LUMA_BAR[scene]
+
+
+def test_flat_black_stays_noise_free(black_scatter) -> None:
+    """Far from every object the black background is flat. The composite there keeps at most
+    the noise of one frame (fine bands are picked per coefficient, majority-filtered) and
+    nothing coarser: no blotches, no haze (the coarse blend is the mean of the frames where
+    none is sharper)."""
+    st, out = black_scatter
+    far = cv2.distanceTransform(np.where(st.objects(), 0, 255).astype(np.uint8), cv2.DIST_L2, 5)
+    flat = (far > 3 * st.spec.blur_cap) & central_mask(H, W)
+    assert flat.sum() > 5000
+    truth = st.truth().astype(np.float32)
+    err = out.astype(np.float32) - truth
+    noise = float(np.sqrt((err[flat] ** 2).mean()))
+    coarse = cv2.blur(err, (15, 15))
+    blotches = float(np.sqrt((coarse[flat] ** 2).mean()))
+    print(f"flat black: {noise:.2f} levels RMS, of which {blotches:.2f} coarser than 15 px")
+    assert noise < st.spec.noise_sigma
+    assert blotches < 0.3
