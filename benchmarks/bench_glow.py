@@ -1,0 +1,209 @@
+"""Colour glow: stackrig against enfuse, the textbook baseline and the perfect per-pixel choice.
+
+On the glow scene family (:mod:`stacker.scenes_glow`: saturated shapes and glyphs in front of a
+textured or black background, defocus sigma up to 12 px, scatter or gather defocus, breathing,
+jitter, exposure drift, JPEG 4:2:0), every contender stacks the JPEG files in its own process:
+
+* **stackrig**: ``stacker stack --no-crop`` of this checkout (``--method`` to change),
+* **before** (with ``--before ROOT``): the same command run from another checkout's
+  ``stacker`` package (e.g. an export of an older commit), for before/after figures,
+* **baseline** and **enfuse**: as in ``bench_peers.py``.
+
+Scores, in the truth's geometry (outputs placed as ``bench_peers.py`` does): luma PSNR over the
+central 80 % after a least-squares gain fit, and colour PSNR over the *glow band* (background
+within 2..24 px of a saturated object, inside the central 80 %). "perfect choice" is the best
+composite that takes every pixel from one frame, knowing the truth (frames warped with their
+true transforms and exposure undone; :func:`stacker.scenes_glow.perfect_choice`).
+
+    python benchmarks/bench_glow.py --frames 16 --size 1500x1000 --before /tmp/stackrig-old
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import bench_peers
+import common
+import cv2
+import numpy as np
+
+from stacker.evaluation import to_reference
+from stacker.io import read_image, write_image
+from stacker.scenes_glow import (
+    BACKGROUNDS,
+    DEFOCUS_MODELS,
+    GlowSpec,
+    GlowStack,
+    central_mask,
+    fitted_psnr,
+    perfect_choice,
+    write_glow_stack,
+)
+from stacker.synthetic import TRUTH_SIDECAR
+
+FAMILIES = [f"{b}-{d}" for b in BACKGROUNDS for d in DEFOCUS_MODELS]
+HEADER = ["scene", "method", "luma dB", "glow band dB", "wall s", "offset px"]
+CLI = "import sys; sys.path.insert(0, sys.argv.pop(1)); from stacker.cli import main; main()"
+
+
+def ensure_glow_stack(family: str, width: int, height: int, frames: int, seed: int) -> Path:
+    """Folder of the family's frames, rendered now unless already cached."""
+    background, defocus = family.split("-")
+    spec = GlowSpec(width=width, height=height, seed=seed, background=background, defocus=defocus)
+    folder = common.WORK / f"glow_{family}_{width}x{height}_{frames}f_s{seed}"
+    sidecar = folder / TRUTH_SIDECAR
+    if sidecar.exists():
+        data = json.loads(sidecar.read_text())
+        if data["spec"] == spec.to_json() and data["n_frames"] == frames:
+            return folder
+    print(f"rendering {frames} frames of {family} into {folder} (once) ...", flush=True)
+    write_glow_stack(folder, GlowStack(spec, frames))
+    return folder
+
+
+def run_stacker_cli(root: Path, folder: Path, out: Path, method: str) -> dict[str, Any]:
+    """``stacker stack`` with the ``stacker`` package of checkout ``root``, timed."""
+    cmd = [sys.executable, "-c", CLI, str(root), "stack", str(folder), "-o", str(out)]
+    cmd += ["--no-crop", "--method", method]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
+    return {"wall_s": wall}
+
+
+def oracle(folder: Path, stack: GlowStack, outdir: Path) -> dict[str, Path]:
+    """Write the perfect per-pixel choices of ``folder``'s frames: judged on the frames
+    themselves ("noise-lucky"), and judged on noise-free renders of them ("scene-aware")."""
+    truth = stack.truth()
+    h, w = truth.shape[:2]
+    clean = GlowStack(replace(stack.spec, noise_sigma=0.0, jpeg_quality=None), stack.n_frames)
+
+    def frames(images):
+        for img, frame_t, gains in zip(images, stack.transforms(), _gains(folder), strict=True):
+            ref = to_reference(img, frame_t, (w, h), interpolation=cv2.INTER_CUBIC)
+            yield cv2.convertScaleAbs(
+                ref.astype(np.float32) * np.float32(tuple(1.0 / g for g in gains))
+            )
+
+    def files():
+        return (read_image(p) for p in common.frame_paths(folder))
+
+    out = {
+        "perfect choice (noise-lucky)": outdir / "oracle_lucky.tif",
+        "perfect choice (scene-aware)": outdir / "oracle_scene.tif",
+    }
+    write_image(out["perfect choice (noise-lucky)"], perfect_choice(frames(files()), truth)[0])
+    guides = frames(f.image for f in clean)
+    write_image(
+        out["perfect choice (scene-aware)"],
+        perfect_choice(frames(files()), truth, guides=guides)[0],
+    )
+    return out
+
+
+def _gains(folder: Path) -> list[list[float]]:
+    data = json.loads((folder / TRUTH_SIDECAR).read_text())
+    return [f["gains_bgr"] for f in data["frames"]]
+
+
+def score(outputs: dict[str, Path], stack: GlowStack) -> dict[str, dict[str, float]]:
+    truth = stack.truth()
+    h, w = truth.shape[:2]
+    placed, covered = bench_peers.place_outputs(outputs, truth, stack.transforms())
+    centre = central_mask(h, w) & covered
+    band = centre & stack.glow_band()
+    return {
+        name: {
+            "luma_psnr_db": fitted_psnr(img, truth, centre),
+            "glow_psnr_db": fitted_psnr(img, truth, band, fit_mask=centre, luma=False),
+            "offset_px": offset,
+        }
+        for name, (img, offset) in placed.items()
+    }
+
+
+def run_family(family: str, args: argparse.Namespace, skip: set[str]) -> dict[str, Any]:
+    width, height = (int(v) for v in args.size.split("x"))
+    folder = ensure_glow_stack(family, width, height, args.frames, args.seed)
+    stack = GlowStack.from_folder(folder)
+    outdir = common.WORK / f"glow_out_{folder.name}"
+    outdir.mkdir(parents=True, exist_ok=True)
+    runs: dict[str, dict[str, Any]] = {}
+    contenders = ["stackrig", "before", "baseline", "enfuse"]
+    for name in contenders:
+        if name in skip or (name == "before" and args.before is None):
+            continue
+        out = outdir / f"{name}.tif"
+        out.unlink(missing_ok=True)
+        print(f"{family}: running {name} ...", flush=True)
+        if name == "enfuse":
+            runs[name] = bench_peers.run_enfuse(folder, out)
+        elif name == "baseline":
+            runs[name] = bench_peers.run_python(name, folder, out, args.method)
+        else:
+            root = args.root if name == "stackrig" else args.before
+            runs[name] = run_stacker_cli(root, folder, out, args.method)
+        if "error" in runs[name]:
+            print(f"  {name}: {runs[name]['error']}")
+    outputs = {n: outdir / f"{n}.tif" for n, r in runs.items() if "error" not in r}
+    for name, path in oracle(folder, stack, outdir).items():
+        runs[name] = {"wall_s": float("nan")}
+        outputs[name] = path
+    for name, s in score(outputs, stack).items():
+        runs[name].update(s)
+    return {"scene": family, "size": [width, height], "frames": args.frames, "runs": runs}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--families", default=",".join(FAMILIES))
+    ap.add_argument("--size", default="1500x1000")
+    ap.add_argument("--frames", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=common.SEED)
+    ap.add_argument("--method", default="pyramid", help="stackrig method (default pyramid)")
+    ap.add_argument("--before", type=Path, help="checkout whose stacker/ gives 'before' rows")
+    ap.add_argument(
+        "--root",
+        type=Path,
+        default=common.HERE.parent,
+        help="checkout whose stacker/ gives 'stackrig' rows (default: this one)",
+    )
+    ap.add_argument("--skip", default="", help="comma separated: stackrig, baseline, enfuse")
+    ap.add_argument("--json", type=Path, default=common.WORK / "bench_glow.json")
+    args = ap.parse_args()
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    results = [run_family(f.strip(), args, skip) for f in args.families.split(",") if f.strip()]
+    rows = []
+    for r in results:
+        for name, run in r["runs"].items():
+            if "error" in run:
+                rows.append([r["scene"], name, "-", "-", "-", run["error"][:50]])
+                continue
+            rows.append(
+                [
+                    r["scene"],
+                    name,
+                    f"{run['luma_psnr_db']:.2f}",
+                    f"{run['glow_psnr_db']:.2f}",
+                    f"{run['wall_s']:.1f}",
+                    f"{run['offset_px']:.2f}",
+                ]
+            )
+    print()
+    print(common.table(rows, HEADER))
+    common.write_json(args.json, {"machine": common.machine(), "results": results})
+    print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
