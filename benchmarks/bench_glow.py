@@ -1,6 +1,6 @@
 """Colour glow: stackrig against enfuse, the textbook baseline and the perfect per-pixel choice.
 
-On the glow scene family (:mod:`stacker.scenes_glow`: saturated shapes and glyphs in front of a
+On the glow scene family (:mod:`rig.sim.glow`: saturated shapes and glyphs in front of a
 textured or black background, defocus sigma up to 12 px, scatter or gather defocus, breathing,
 jitter, exposure drift, JPEG 4:2:0), every contender stacks the JPEG files in its own process:
 
@@ -13,7 +13,7 @@ Scores, in the truth's geometry (outputs placed as ``bench_peers.py`` does): lum
 central 80 % after a least-squares gain fit, and colour PSNR over the *glow band* (background
 within 2..24 px of a saturated object, inside the central 80 %). "perfect choice" is the best
 composite that takes every pixel from one frame, knowing the truth (frames warped with their
-true transforms and exposure undone; :func:`stacker.scenes_glow.perfect_choice`).
+true transforms and exposure undone; :func:`evaluation.scoring.perfect_choice`).
 
     python benchmarks/bench_glow.py --frames 16 --size 1500x1000 --before /tmp/stackrig-old
 """
@@ -34,19 +34,16 @@ import common
 import cv2
 import numpy as np
 
-from stacker.evaluation import to_reference
-from stacker.io import read_image, write_image
-from stacker.scenes_glow import (
+from evaluation.scoring import central_mask, fitted_psnr, perfect_choice, to_reference
+from rig.sim.glow import (
     BACKGROUNDS,
     DEFOCUS_MODELS,
     GlowSpec,
     GlowStack,
-    central_mask,
-    fitted_psnr,
-    perfect_choice,
     write_glow_stack,
 )
-from stacker.synthetic import TRUTH_SIDECAR
+from rig.sim.scene import TRUTH_SIDECAR
+from stacker.io import read_image, write_image
 
 FAMILIES = [f"{b}-{d}" for b in BACKGROUNDS for d in DEFOCUS_MODELS]
 HEADER = ["scene", "method", "luma dB", "glow band dB", "wall s", "offset px"]

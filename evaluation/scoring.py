@@ -3,6 +3,10 @@
 * :func:`psnr` — peak signal-to-noise ratio, optionally over a mask.
 * :func:`flat_mask` / :func:`edge_band_mask` — where in the truth a stacker that picks noise,
   or one that makes halos, loses points (score PSNR over them separately).
+* :func:`fitted_psnr` / :func:`central_mask` — PSNR after a least-squares gain fit (exposure
+  differences between tools do not count), over the central part of the frame.
+* :func:`perfect_choice` — the best composite that takes each pixel from one frame, knowing the
+  truth: the yardstick a merge is measured against.
 * :func:`corner_rms_error` — how far apart two transforms put the frame's corners (pixels).
 * :func:`to_reference` / :func:`coverage_mask` — bring frame-geometry images into the reference
   geometry and find the area every frame covers.
@@ -92,6 +96,83 @@ def edge_band_mask(truth: np.ndarray, *, threshold: float = 60.0, width: int = 8
     edges = (cv2.dilate(luma, k3) - cv2.erode(luma, k3)) >= threshold
     band = cv2.dilate(edges.astype(np.uint8), np.ones((2 * width + 1, 2 * width + 1), np.uint8))
     return band > 0
+
+
+def central_mask(height: int, width: int, fraction: float = 0.8) -> np.ndarray:
+    """Boolean mask of the central ``fraction`` of the frame in each direction."""
+    mask = np.zeros((height, width), bool)
+    my, mx = round(height * (1 - fraction) / 2), round(width * (1 - fraction) / 2)
+    mask[my : height - my, mx : width - mx] = True
+    return mask
+
+
+def _as_luma(image: np.ndarray) -> np.ndarray:
+    scale = 255.0 / 65535.0 if image.dtype == np.uint16 else 1.0
+    f = image.astype(np.float64) * scale
+    return f @ np.array([0.114, 0.587, 0.299]) if f.ndim == 3 else f
+
+
+def fitted_psnr(
+    image: np.ndarray,
+    truth: np.ndarray,
+    mask: np.ndarray,
+    *,
+    fit_mask: np.ndarray | None = None,
+    luma: bool = True,
+) -> float:
+    """PSNR (8-bit peak) of ``image`` against ``truth`` over ``mask`` after a least-squares gain.
+
+    The gain (one for luma; one per channel with ``luma=False``) is fitted over ``fit_mask``
+    (default ``mask``), so a tool whose output is a little brighter or darker than the first
+    frame loses nothing for it. 16-bit inputs are scaled to 8-bit levels.
+    """
+    if image.shape != truth.shape:
+        raise ValueError(f"fitted_psnr: shapes differ: {image.shape} vs {truth.shape}")
+    fit = mask if fit_mask is None else fit_mask
+    if luma:
+        a, b = _as_luma(image)[..., None], _as_luma(truth)[..., None]
+    else:
+        scale = 255.0 / 65535.0 if image.dtype == np.uint16 else 1.0
+        a, b = image.astype(np.float64) * scale, truth.astype(np.float64) * scale
+    gain = (a[fit] * b[fit]).sum(axis=0) / np.maximum((a[fit] ** 2).sum(axis=0), 1e-9)
+    mse = float(((a[mask] * gain - b[mask]) ** 2).mean())
+    return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
+
+
+def perfect_choice(
+    frames: Iterable[np.ndarray],
+    truth: np.ndarray,
+    *,
+    guides: Iterable[np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The best composite that takes every pixel from one frame, knowing the truth.
+
+    Returns (image, frame index per pixel). ``frames`` must already be in the truth's geometry
+    and exposure. Per pixel, the frame whose colour error against the truth (summed over the
+    channels) is smallest. Judged on the frames themselves, the choice also picks the luckiest
+    sensor noise and JPEG error of 16 draws, which no stacker can know; with ``guides`` (the
+    same frames rendered without noise or JPEG) the choice is made on them and applied to
+    ``frames``: the best choice of frame per pixel that knows the scene, not the noise.
+    """
+    target = truth.astype(np.float32)
+    best_err: np.ndarray | None = None
+    out = truth.copy()
+    index = np.zeros(truth.shape[:2], np.int32)
+    guide_iter = iter(guides) if guides is not None else None
+    for i, frame in enumerate(frames):
+        judged = next(guide_iter) if guide_iter is not None else frame
+        diff = judged.astype(np.float32) - target
+        err = (diff * diff).sum(axis=2)
+        if best_err is None:
+            best_err, out[...] = err, frame
+            continue
+        better = err < best_err
+        best_err[better] = err[better]
+        out[better] = frame[better]
+        index[better] = i
+    if best_err is None:
+        raise StackerError("perfect_choice: no frames")
+    return out, index
 
 
 def _corners(width: int, height: int) -> np.ndarray:

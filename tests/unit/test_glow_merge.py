@@ -1,6 +1,6 @@
 """The pyramid merge keeps saturated objects' colour out of a differently focused surround.
 
-Small instances of the glow scene family (:mod:`stacker.scenes_glow`): 8 frames at 480x320,
+Small instances of the glow scene family (:mod:`rig.sim.glow`): 8 frames at 480x320,
 defocus sigma up to 8 px. The glow-band bars are set between the merge whose coarse bands and
 base were the max-activity choice and the running mean of all frames (32.6 and 37.8 dB on the
 two scenes below) and the focus-weighted merge (35.6 and 40.4 dB). Figures at full size are in
@@ -13,7 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from stacker.scenes_glow import GlowSpec, GlowStack, central_mask, fitted_psnr
+from evaluation.scoring import central_mask, fitted_psnr
+from rig.sim.glow import GlowSpec, GlowStack
 from stacker.stack import Stacker
 
 W, H, N = 480, 320, 8

@@ -6,16 +6,13 @@ import cv2
 import numpy as np
 import pytest
 
-from stacker.errors import StackerError
-from stacker.evaluation import to_reference
-from stacker.scenes_glow import (
+from evaluation.scoring import central_mask, fitted_psnr, perfect_choice, to_reference
+from rig.sim.glow import (
     GlowSpec,
     GlowStack,
-    central_mask,
-    fitted_psnr,
-    perfect_choice,
     write_glow_stack,
 )
+from stacker.errors import StackerError
 
 W, H = 320, 240
 

@@ -3,7 +3,7 @@
 Where a saturated object sits on a differently focused background, every frame focused on the
 background spreads the object's colour into the surround. A merge that takes its coarse bands
 or its base from those frames (or from the mean of all frames) keeps a haze of that colour
-around the object: *glow*. The circuit-board scene of :mod:`stacker.synthetic` seldom provokes
+around the object: *glow*. The circuit-board scene of :mod:`rig.sim.scene` seldom provokes
 it (its colours are muted and its depth steps small), so this family is built to:
 
 * strongly saturated shapes (discs, boxes, triangles, rings) and thick glyphs, all within a
@@ -17,14 +17,13 @@ it (its colours are muted and its depth steps small), so this family is built to
   ``"gather"``, each pixel blurred by its own depth's sigma (cheap renderers; the object's edge
   stays put and only its inside mixes with the background);
 * the breathing, jitter, exposure and white-balance drift, noise and JPEG of
-  :class:`stacker.synthetic.SceneSpec` (OpenCV's JPEG encoder subsamples chroma 4:2:0, as
+  :class:`rig.sim.scene.SceneSpec` (OpenCV's JPEG encoder subsamples chroma 4:2:0, as
   cameras do).
 
-Scores (used by ``benchmarks/bench_glow.py`` and the tests): :func:`fitted_psnr` (PSNR after a
-least-squares gain fit, so exposure differences between tools do not count), over
-:func:`central_mask` (the central 80 %) and over the scene's *glow band* (:meth:`GlowScene.
-glow_band`: the ring of background pixels around the saturated objects where haze lands), and
-:func:`perfect_choice`, the best that choosing one frame per pixel can do.
+The scene's *glow band* (:meth:`GlowScene.glow_band`: the ring of background pixels around the
+saturated objects where haze lands) is scored on its own by ``benchmarks/bench_glow.py`` and the
+tests, with :func:`evaluation.scoring.fitted_psnr`; :func:`evaluation.scoring.perfect_choice` is
+the best that choosing one frame per pixel can do.
 """
 
 from __future__ import annotations
@@ -32,16 +31,14 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from stacker.errors import StackerError
-from stacker.io import atomic_write_bytes
-from stacker.synthetic import (
+from rig.sim.scene import (
     TRUTH_SIDECAR,
     SceneSpec,
     SyntheticScene,
@@ -54,6 +51,8 @@ from stacker.synthetic import (
     _to_dtype,
     frame_name,
 )
+from stacker.errors import StackerError
+from stacker.io import atomic_write_bytes
 
 BACKGROUNDS = ("textured", "black")
 DEFOCUS_MODELS = ("scatter", "gather")
@@ -63,7 +62,7 @@ BACK = (0.8, 1.0)  # depth range of the background
 
 @dataclass(frozen=True)
 class GlowSpec(SceneSpec):
-    """A :class:`stacker.synthetic.SceneSpec` for the glow family (see the module docstring).
+    """A :class:`rig.sim.scene.SceneSpec` for the glow family (see the module docstring).
 
     ``n_components`` is the number of saturated shapes and glyphs. Unless ``blur_px_per_um``
     is given, the defocus sigma grows linearly to ``max_blur_px`` at a focus error of
@@ -100,7 +99,7 @@ class GlowSpec(SceneSpec):
 
 
 class GlowScene(SyntheticScene):
-    """The scene of a :class:`GlowSpec`; renders like :class:`stacker.synthetic.SyntheticScene`
+    """The scene of a :class:`GlowSpec`; renders like :class:`rig.sim.scene.SyntheticScene`
     (same geometry, sensor and truth conventions) with the glow layout and either defocus
     model."""
 
@@ -194,7 +193,7 @@ class GlowScene(SyntheticScene):
 
 class GlowStack(SyntheticStack):
     """A focus stack through a :class:`GlowScene`, near to far (see
-    :class:`stacker.synthetic.SyntheticStack`)."""
+    :class:`rig.sim.scene.SyntheticStack`)."""
 
     scene: GlowScene
 
@@ -229,7 +228,7 @@ class GlowStack(SyntheticStack):
 
 def write_glow_stack(folder: str | os.PathLike[str], stack: GlowStack) -> list[Path]:
     """Write ``stack`` into ``folder`` as ``frame_0001.jpg``... (the rendered JPEG bytes) and
-    a truth sidecar in the format of :func:`stacker.synthetic.write_stack`."""
+    a truth sidecar in the format of :func:`rig.sim.scene.write_stack`."""
     if stack.spec.jpeg_quality is None:
         raise StackerError("write_glow_stack: the spec needs a jpeg_quality")
     out = Path(folder)
@@ -256,84 +255,6 @@ def write_glow_stack(folder: str | os.PathLike[str], stack: GlowStack) -> list[P
     }
     atomic_write_bytes(out / TRUTH_SIDECAR, (json.dumps(sidecar, indent=1) + "\n").encode())
     return paths
-
-
-# --------------------------------------------------------------------------------- scores
-def central_mask(height: int, width: int, fraction: float = 0.8) -> np.ndarray:
-    """Boolean mask of the central ``fraction`` of the frame in each direction."""
-    mask = np.zeros((height, width), bool)
-    my, mx = round(height * (1 - fraction) / 2), round(width * (1 - fraction) / 2)
-    mask[my : height - my, mx : width - mx] = True
-    return mask
-
-
-def _as_luma(image: np.ndarray) -> np.ndarray:
-    scale = 255.0 / 65535.0 if image.dtype == np.uint16 else 1.0
-    f = image.astype(np.float64) * scale
-    return f @ np.array([0.114, 0.587, 0.299]) if f.ndim == 3 else f
-
-
-def fitted_psnr(
-    image: np.ndarray,
-    truth: np.ndarray,
-    mask: np.ndarray,
-    *,
-    fit_mask: np.ndarray | None = None,
-    luma: bool = True,
-) -> float:
-    """PSNR (8-bit peak) of ``image`` against ``truth`` over ``mask`` after a least-squares gain.
-
-    The gain (one for luma; one per channel with ``luma=False``) is fitted over ``fit_mask``
-    (default ``mask``), so a tool whose output is a little brighter or darker than the first
-    frame loses nothing for it. 16-bit inputs are scaled to 8-bit levels.
-    """
-    if image.shape != truth.shape:
-        raise ValueError(f"fitted_psnr: shapes differ: {image.shape} vs {truth.shape}")
-    fit = mask if fit_mask is None else fit_mask
-    if luma:
-        a, b = _as_luma(image)[..., None], _as_luma(truth)[..., None]
-    else:
-        scale = 255.0 / 65535.0 if image.dtype == np.uint16 else 1.0
-        a, b = image.astype(np.float64) * scale, truth.astype(np.float64) * scale
-    gain = (a[fit] * b[fit]).sum(axis=0) / np.maximum((a[fit] ** 2).sum(axis=0), 1e-9)
-    mse = float(((a[mask] * gain - b[mask]) ** 2).mean())
-    return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
-
-
-def perfect_choice(
-    frames: Iterable[np.ndarray],
-    truth: np.ndarray,
-    *,
-    guides: Iterable[np.ndarray] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The best composite that takes every pixel from one frame, knowing the truth.
-
-    Returns (image, frame index per pixel). ``frames`` must already be in the truth's geometry
-    and exposure. Per pixel, the frame whose colour error against the truth (summed over the
-    channels) is smallest. Judged on the frames themselves, the choice also picks the luckiest
-    sensor noise and JPEG error of 16 draws, which no stacker can know; with ``guides`` (the
-    same frames rendered without noise or JPEG) the choice is made on them and applied to
-    ``frames``: the best choice of frame per pixel that knows the scene, not the noise.
-    """
-    target = truth.astype(np.float32)
-    best_err: np.ndarray | None = None
-    out = truth.copy()
-    index = np.zeros(truth.shape[:2], np.int32)
-    guide_iter = iter(guides) if guides is not None else None
-    for i, frame in enumerate(frames):
-        judged = next(guide_iter) if guide_iter is not None else frame
-        diff = judged.astype(np.float32) - target
-        err = (diff * diff).sum(axis=2)
-        if best_err is None:
-            best_err, out[...] = err, frame
-            continue
-        better = err < best_err
-        best_err[better] = err[better]
-        out[better] = frame[better]
-        index[better] = i
-    if best_err is None:
-        raise StackerError("perfect_choice: no frames")
-    return out, index
 
 
 # ----------------------------------------------------------------------------- the layout
