@@ -141,7 +141,8 @@ class PyramidMerger:
         """
         # Scores in 8-bit levels, whatever the working type, so their powers stay in range.
         source = self._act_new[0].astype(np.float32)
-        source *= np.float32(1.0 / (pyramid.FIXED_POINT if self.wdt == np.int16 else 257.0))
+        to_8bit = pyramid.FIXED_POINT if self.dtype == np.uint8 else pyramid.WIDE_SCALE * 257.0
+        source *= np.float32(1.0 / to_8bit)
         for score in self._score:
             h, w = score.shape
             cv2.resize(source, (w, h), dst=score, interpolation=cv2.INTER_AREA)
