@@ -50,11 +50,10 @@ def allowed_host_names(bound: str, extra: Iterable[str] = ()) -> frozenset[str]:
     names.update(n.strip().lower().rstrip(".") for n in extra if n.strip())
     if bound not in WILDCARD_HOSTS:
         names.add(bound.strip("[]").lower())
-    if not is_loopback(bound):
+    if not is_loopback(bound):  # this machine's own name, and its mDNS name (pi.local)
         machine = socket.gethostname().lower()
-        names.update({machine, f"{machine.split('.')[0]}.local"})
         if machine:
-            names.add(socket.getfqdn(machine).lower())
+            names.update({machine, f"{machine.split('.')[0]}.local"})
     return frozenset(names)
 
 
