@@ -5,7 +5,15 @@ Each new frame is registered to the previous merged frame on downscaled luma
 exposure and white balance are matched with per-channel gains, and the frame is warped once at
 full resolution and folded into the merger's state (:mod:`stacker.merge`). Nothing of a frame is
 kept after it is merged except the small images the next registration needs and the warped
-frame buffer, which is reused: memory does not grow with the number of frames.
+frame buffers, which are reused: memory does not grow with the number of frames.
+
+Folding a frame into the merge state is the larger half of the work and touches nothing that
+aligning the next frame needs, so by default (``overlap=True``) :meth:`Stacker.add` aligns and
+warps a frame on the caller's thread, then merges it on a background thread and returns: the
+next frame is aligned (and, with :class:`stacker.pipeline.ReadAhead`, decoded) while this one
+merges. Two warped-frame buffers alternate so the two never share one. Every method that reads
+the merge state first waits for the merge in progress (:meth:`Stacker.wait`), so callers see the
+same results, in the same order, as with ``overlap=False``, which merges inside ``add``.
 
 The merge state lives in the geometry of the first frame. A different reference (``middle``,
 ``last`` or an index) is applied when the result is produced, by one final warp.
@@ -13,7 +21,9 @@ The merge state lives in the geometry of the first frame. A different reference 
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -58,6 +68,9 @@ class FrameRecord:
     gain: tuple[float, float, float]
     score: float
     seconds: float
+    """Time spent in :meth:`Stacker.add`. With ``overlap`` a frame's merge runs during the next
+    frame's ``add`` (or the first read of the result) and counts there, so the sum over the
+    stack is still the time stacking took."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -119,6 +132,9 @@ class Stacker:
         synthetic truth both score the same PSNR; on real frames with detail up to the pixel
         pitch, bicubic keeps about a quarter more fine-detail energy, at 2.5x the cost of the
         warp (about 250 ms more per 24 MP frame on two cores).
+    overlap
+        Merge each frame on a background thread while the caller goes on to the next (see the
+        module docstring); the results are the same either way. False merges inside ``add``.
     """
 
     def __init__(
@@ -132,6 +148,7 @@ class Stacker:
         align_size: int = 1024,
         min_score: float = 0.25,
         interpolation: str = "linear",
+        overlap: bool = True,
     ) -> None:
         if method not in METHODS:
             raise StackerError(f"method '{method}' is not known: use {' or '.join(METHODS)}")
@@ -147,8 +164,10 @@ class Stacker:
         self.preview_size = int(preview_size)
         self.align_size = int(align_size)
         self.min_score = float(min_score)
+        self.overlap = bool(overlap)
         self.records: list[FrameRecord] = []
-        self._merger: PyramidMerger | DepthMapMerger | None = None
+        self._state: PyramidMerger | DepthMapMerger | None = None  # read through _merger
+        self._pending: _Background | None = None
         self._shape: tuple[int, int] | None = None
         self._dtype: np.dtype | None = None
         self.linear = False  # set by the first frame: see add()
@@ -159,7 +178,8 @@ class Stacker:
         self._prev_gain = np.ones(3)
         self._predicted: np.ndarray | None = None
         self._coverage: Coverage | None = None
-        self._warped: np.ndarray | None = None
+        self._warped: np.ndarray | None = None  # the last merged frame, warped
+        self._buffers: list[np.ndarray] = []
         self._bgra: tuple[np.ndarray, np.ndarray] | None = None
         self._version = 0
         self._full_cache: tuple[int, np.ndarray] | None = None
@@ -168,6 +188,22 @@ class Stacker:
         )
 
     # ------------------------------------------------------------------ properties
+    @property
+    def _merger(self) -> PyramidMerger | DepthMapMerger | None:
+        """The merge state, once the merge in progress (if any) has finished."""
+        self.wait()
+        return self._state
+
+    def wait(self) -> None:
+        """Wait until the frame being merged in the background is in the merge state.
+
+        Re-raises what the merge raised (a bug or out of memory). Every reader of the state
+        calls this; callers need it only to time the work or before leaving a thread.
+        """
+        if self._pending is not None:
+            self._pending.join()
+            self._pending = None
+
     @property
     def frames_added(self) -> int:
         """Frames offered to :meth:`add` so far."""
@@ -202,7 +238,7 @@ class Stacker:
         index = len(self.records)
         name = name or f"frame {index + 1}"
         image = self._check_frame(image, name)
-        if self._merger is None:
+        if self._state is None:
             self._setup(image)
             self.linear = linear
         elif linear != self.linear:
@@ -262,9 +298,9 @@ class Stacker:
         h, w = image.shape[:2]
         self._shape = (h, w)
         self._dtype = image.dtype
-        self._merger = make_merger(self.method, h, w, image.dtype)
+        self._state = make_merger(self.method, h, w, image.dtype)
         self._coverage = Coverage(h, w)
-        self._warped = np.empty_like(image)
+        self._buffers = [np.empty_like(image) for _ in range(2 if self.overlap else 1)]
         if image.dtype == np.uint8 and self.interpolation == cv2.INTER_LINEAR:
             strip = min(h, _STRIP_ROWS)
             self._bgra = (np.empty((h, w, 4), np.uint8), np.empty((strip, w, 4), np.uint8))
@@ -277,7 +313,6 @@ class Stacker:
 
     def _small_levels(self, image: np.ndarray) -> list[np.ndarray]:
         """The frame and its pyrDown levels, as deep as registration needs."""
-        assert self._merger is not None
         levels = [image]
         while len(levels) <= self._align_level:
             levels.append(cv2.pyrDown(levels[-1]))
@@ -346,20 +381,35 @@ class Stacker:
         return np.where(cur > 1e-3, ref / np.maximum(cur, 1e-3), 1.0)
 
     def _merge(self, image, chain, gain, index) -> None:
-        assert self._merger is not None and self._warped is not None
+        """Warp the frame into the reference here, then fold it into the merge state: in the
+        background with ``overlap`` (after the previous frame's merge), else at once."""
+        assert self._state is not None and self._buffers
         assert self._coverage is not None and self._shape is not None
         h, w = self._shape
         identity = np.allclose(chain, np.eye(3))
-        self._warp(image, chain, (w, h), self._warped, identity)
-        tracker = self._merger.tracker
-        small = measure_luma(self._warped, float(np.mean(gain)))
+        # The buffer the merge in progress reads is the other one (they alternate).
+        warped = self._buffers[self._version % len(self._buffers)]
+        self._warp(image, chain, (w, h), warped, identity, full=True)
+        tracker = self._state.tracker  # its level and size never change
+        small = measure_luma(warped, float(np.mean(gain)))
         valid = self._coverage.footprint(chain, tracker.size)
-        self._merger.add(self._warped, _triple(gain), small, valid, index)
-        self._coverage.add(chain)
+        self.wait()
         self._version += 1
 
-    def _warp(self, image, matrix, size, dst, identity: bool) -> np.ndarray:
-        """Warp ``image`` by ``matrix`` (frame -> reference pixels) into ``dst`` (or a new array).
+        def fold() -> None:
+            assert self._state is not None and self._coverage is not None
+            self._state.add(warped, _triple(gain), small, valid, index)
+            self._coverage.add(chain)
+            self._warped = warped
+
+        if self.overlap:
+            self._pending = _Background(fold, name=f"stacker-merge-{index}")
+        else:
+            fold()
+
+    def _warp(self, image, matrix, size, dst, identity: bool, full: bool = False) -> np.ndarray:
+        """Warp ``image`` by ``matrix`` (frame -> reference pixels) into ``dst`` (or a new array);
+        ``full`` for the full-size frame (``dst`` one of the warped-frame buffers).
 
         Border pixels are replicated:
         they lie outside the frame's footprint, which the merger never lets win, and
@@ -373,8 +423,8 @@ class Stacker:
         if self.align == "homography":
             return cv2.warpPerspective(image, matrix, size, dst=dst, flags=self.interpolation,
                                        borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
-        if self._bgra is not None and dst is self._warped and dst is not None:
-            return self._warp_bgra(image, matrix, self._warped)
+        if self._bgra is not None and full and dst is not None:
+            return self._warp_bgra(image, matrix, dst)
         return cv2.warpAffine(image, matrix[:2], size, dst=dst, flags=self.interpolation,
                               borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
 
@@ -423,9 +473,10 @@ class Stacker:
 
     # ------------------------------------------------------------------ outputs
     def _require(self) -> PyramidMerger | DepthMapMerger:
-        if self._merger is None or self.frames_merged == 0:
+        merger = self._merger
+        if merger is None or self.frames_merged == 0:
             raise StackerError("no frame has been merged yet")
-        return self._merger
+        return merger
 
     def reference_record(self) -> FrameRecord:
         """The merged frame whose geometry the result takes."""
@@ -614,6 +665,7 @@ class Stacker:
 
     def last_frame_preview(self) -> np.ndarray | None:
         """The most recent merged frame, aligned to the reference, at preview size."""
+        self.wait()
         if self._warped is None or self.frames_merged == 0:
             return None
         return self._preview_fit(self._warped)
@@ -635,6 +687,27 @@ class Stacker:
             a = cv2.convertScaleAbs(a, alpha=255.0 / 65535.0)
             b = cv2.convertScaleAbs(b, alpha=255.0 / 65535.0)
         return np.ascontiguousarray(a), np.ascontiguousarray(b)
+
+
+class _Background:
+    """``fn`` running on its own (non-daemon) thread; :meth:`join` re-raises what it raised."""
+
+    def __init__(self, fn: Callable[[], None], name: str) -> None:
+        self._fn = fn
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=name)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._fn()
+        except BaseException as exc:  # raised again in the caller by join()
+            self._error = exc
+
+    def join(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 def _triple(values) -> tuple[float, float, float]:
