@@ -87,7 +87,8 @@ def stack_command(
     console.print(summary_table(run.stacker))
     s = run.stacker
     print(
-        f"stacked {s.frames_merged} of {len(files)} frames in {run.seconds:.1f} s: "
+        f"stacked {s.frames_merged} of {len(files)} frames in {run.seconds:.1f} s "
+        f"(written {run.final_seconds:.1f} s after the last frame was read): "
         + ", ".join(str(p) for p in run.written)
     )
 

@@ -4,6 +4,11 @@ Inputs are files or folders (images inside, in natural order). Problems with sin
 warnings (fatal with ``strict``); problems with the stack as a whole — mismatched sizes, fewer
 than two usable frames, an unwritable output — are errors, and the output is checked before any
 work starts.
+
+The run is pipelined: the next frame is decoded on a reader thread (:class:`ReadAhead`) while
+the current one is aligned, and each frame merges in the background while the next is aligned
+(:class:`~stacker.stack.Stacker` with ``overlap``), so decoding, aligning and merging share the
+cores. ``pipelined=False`` does each step after the other, with the same result.
 """
 
 from __future__ import annotations
@@ -14,11 +19,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stacker.errors import StackerError, UnreadableImageError
+from stacker.errors import StackerError
 from stacker.io import OrientedReader, check_writable_output, is_image_path, is_raw_path
 from stacker.natsort import natural_key
 from stacker.output import depth_paths, save_outputs
 from stacker.paths import check_distinct, is_our_output, output_paths
+from stacker.pipeline import ReadAhead
 from stacker.stack import FrameRecord, Stacker, parse_reference
 
 
@@ -66,6 +72,8 @@ class StackRun:
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     written: list[Path] = field(default_factory=list)
     seconds: float = 0.0
+    final_seconds: float = 0.0
+    """From taking the last frame (decoded) to every output written."""
 
 
 def stack_files(
@@ -80,13 +88,15 @@ def stack_files(
     strict: bool = False,
     jpeg_quality: int = 95,
     interpolation: str = "linear",
+    pipelined: bool = True,
     on_frame: Callable[[Path, FrameRecord | None, str | None], None] | None = None,
 ) -> StackRun:
     """Stack ``files`` into ``output``; ``on_frame(path, record, warning)`` reports progress.
 
     Everything that can be checked before the work is: the outputs are writable and distinct
     from the inputs and from each other, and a numbered ``reference`` (counted from 1, in the
-    order of ``files``) names one of the files.
+    order of ``files``) names one of the files. ``pipelined`` overlaps decoding, aligning and
+    merging (see the module docstring).
     """
     check_writable_output(output)
     if output.suffix.lower() == ".dng" and not is_raw_path(files[0]):
@@ -103,40 +113,46 @@ def stack_files(
     t0 = time.perf_counter()
     stacker = Stacker(
         method=method, align=align, reference=reference, expected_frames=len(files),
-        interpolation=interpolation,
+        interpolation=interpolation, overlap=pipelined,
     )  # fmt: skip
     run = StackRun(stacker, files)
     added: dict[int, Path] = {}
-    reader = OrientedReader()
-    for number, path in enumerate(files, 1):
-        try:
-            image, turned = reader.read(path)
-        except UnreadableImageError as exc:
-            if strict or number == ref_file:
-                why = "--strict stops at unreadable frames" if strict else "the --reference frame"
-                raise StackerError(f"{exc} ({why})") from None
-            run.skipped.append((path, str(exc)))
-            if on_frame:
-                on_frame(path, None, f"skipped {exc}")
-            continue
-        record = stacker.add(image, name=path.name, linear=is_raw_path(path))
-        del image  # before the next frame is decoded: one frame in memory, not two
-        added[record.index] = path
-        warning = turned
-        if number == ref_file:
-            # The stacker numbers the frames it was given; unreadable files before are not.
-            stacker.reference = record.index
+    t_last = t0
+    reader = OrientedReader()  # on the reader thread: frames in order, one at a time
+    with ReadAhead(files, reader.read, depth=1 if pipelined else 0) as frames:
+        for number, loaded in enumerate(frames, 1):
+            t_last = time.perf_counter()
+            path = loaded.item
+            if loaded.value is None:
+                if strict or number == ref_file:
+                    why = (
+                        "--strict stops at unreadable frames" if strict else "the --reference frame"
+                    )
+                    raise StackerError(f"{loaded.error} ({why})")
+                run.skipped.append((path, str(loaded.error)))
+                if on_frame:
+                    on_frame(path, None, f"skipped {loaded.error}")
+                continue
+            image, turned = loaded.value
+            del loaded
+            record = stacker.add(image, name=path.name, linear=is_raw_path(path))
+            del image  # the stacker keeps a warped copy; the next frame is being decoded
+            added[record.index] = path
+            warning = turned
+            if number == ref_file:
+                # The stacker numbers the frames it was given; unreadable files before are not.
+                stacker.reference = record.index
+                if not record.merged:
+                    raise StackerError(
+                        f"{path}: the --reference frame was not merged ({record.reason}); "
+                        "choose another --reference"
+                    )
             if not record.merged:
-                raise StackerError(
-                    f"{path}: the --reference frame was not merged ({record.reason}); "
-                    "choose another --reference"
-                )
-        if not record.merged:
-            warning = f"{path}: not merged: {record.reason}"
-            if strict:
-                raise StackerError(f"{warning} (--strict stops at rejected frames)")
-        if on_frame:
-            on_frame(path, record, warning)
+                warning = f"{path}: not merged: {record.reason}"
+                if strict:
+                    raise StackerError(f"{warning} (--strict stops at rejected frames)")
+            if on_frame:
+                on_frame(path, record, warning)
     if stacker.frames_merged < 2:
         raise StackerError(
             f"only {stacker.frames_merged} usable frame(s) of {len(files)}: "
@@ -146,7 +162,8 @@ def stack_files(
     run.written = save_outputs(
         stacker, output, depth_map, jpeg_quality=jpeg_quality, metadata_from=ref_path, crop=crop
     )
-    run.seconds = time.perf_counter() - t0
+    t_end = time.perf_counter()
+    run.seconds, run.final_seconds = t_end - t0, t_end - t_last
     return run
 
 
