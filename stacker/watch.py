@@ -10,12 +10,15 @@ Two layers, both usable from Python:
   being reported unreadable. Temporary, hidden and non-image files are ignored, and a RAW+JPEG
   pair with the same stem is taken once (see :class:`HotFolder` for which one).
 * :func:`watch_and_stack` feeds those frames, one at a time on the calling thread, into a
-  :class:`stacker.stack.Stacker` and writes the composite atomically after each merged frame, so
-  the output on disk is always a complete image. Callbacks report each merged frame (the live
-  preview subscribes here) and every change of status (the command line's progress display).
+  :class:`stacker.stack.Stacker` (the next one is decoded on a reader thread meanwhile) and
+  writes the composite atomically after each merged frame, so the output on disk is always a
+  complete image. Callbacks report each merged frame (the live preview subscribes here) and
+  every change of status (the command line's progress display).
 
-Threads: watchdog's observer thread only enqueues ``(event, path)`` tuples; checking files,
-decoding and merging all happen on the one thread that iterates the hot folder.
+Threads: watchdog's observer thread only enqueues ``(event, path)`` tuples; checking files and
+decoding happen on the one thread that iterates the hot folder: in :func:`watch_and_stack` a
+reader thread (:class:`stacker.pipeline.ReadAhead`) that stays at most one frame ahead of the
+calling thread, which merges, writes and reports, in the order the frames were taken.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from stacker.io import (
 from stacker.natsort import natural_key
 from stacker.output import save_outputs
 from stacker.paths import check_distinct, is_our_output, output_paths
+from stacker.pipeline import ReadAhead
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -772,22 +776,30 @@ def watch_and_stack(
         polling=polling,
         ignore=output_paths(out, depth),
     )
-    with hot:
+    halt = _Halt(stop)
+    with hot, ReadAhead(_arrivals(hot, halt, idle_timeout), _as_is, name="watch-reader") as reader:
         run.publish()
         try:
-            for frame in hot.frames(
-                stop=stop, idle_timeout=idle_timeout, on_unreadable=run.unreadable
-            ):
-                while hot.turned:
-                    run.warn(hot.turned.pop(0))
+            for loaded in reader:
+                frame = loaded.item
+                if isinstance(frame, str):  # a frame turned to fit the stack
+                    run.warn(frame)
+                    continue
+                if isinstance(frame, UnreadableFrame):
+                    run.unreadable(frame)
+                    continue
                 run.skipped(len(hot.skipped))
                 run.add(frame)
+                # Time spent merging and writing does not count as idle (see HotFolder.paths).
+                hot.last_activity = time.monotonic()
                 if stop is not None and stop.is_set():
                     break
         except StackerError:
             with contextlib.suppress(StackerError):
                 run.finish()  # keep what was merged before failing (--strict, a bad output)
             raise
+        finally:
+            halt.set()  # the reader stops looking for frames
     run.skipped(len(hot.skipped))
     outputs = run.finish()
     if not outputs:
@@ -797,6 +809,38 @@ def watch_and_stack(
         )
     finish = "stopped" if stop is not None and stop.is_set() else "idle"
     return WatchSummary(run.status, finish, outputs, list(stacker.records))
+
+
+class _Halt(threading.Event):
+    """Set by the watch when it ends, and also set whenever the caller's ``stop`` is."""
+
+    def __init__(self, stop: threading.Event | None) -> None:
+        super().__init__()
+        self._stop = stop
+
+    def is_set(self) -> bool:
+        return super().is_set() or (self._stop is not None and self._stop.is_set())
+
+
+Arrival = ReadyFrame | UnreadableFrame | str  # str: the note on a frame turned to fit
+
+
+def _arrivals(
+    hot: HotFolder, halt: threading.Event, idle_timeout: float | None
+) -> Iterator[Arrival]:
+    """Decoded frames, unreadable files and notes on turned frames, in the order they came."""
+    bad: list[UnreadableFrame] = []
+    for frame in hot.frames(stop=halt, idle_timeout=idle_timeout, on_unreadable=bad.append):
+        while bad:
+            yield bad.pop(0)
+        while hot.turned:
+            yield hot.turned.pop(0)
+        yield frame
+    yield from bad
+
+
+def _as_is(arrival: Arrival) -> Arrival:
+    return arrival
 
 
 def _check_outputs_in_folder(folder: Path, outputs: list[Path]) -> None:

@@ -1,12 +1,14 @@
 """The stacking worker: one thread that feeds captured frames to the Stacker, beside capture.
 
 Capture hands over *paths* of frames already safe on disk; the worker decodes and stacks them in
-the order given. The hand-over queue is bounded, so when stacking falls behind a slow machine
-the capture loop eventually waits instead of holding an ever-growing backlog; frames that were
-already on disk before a resume are replayed first from their own list, so capture can restart
-at once. The :class:`~stacker.stack.Stacker` is not thread-safe: only this thread touches it
-until :meth:`StackWorker.finish` has joined the thread. After each merge the worker computes the
-small previews (composite, depth, last frame) and hands copies to subscribers, and every
+the order given, decoding the next frame on a reader thread
+(:class:`stacker.pipeline.ReadAhead`, one frame ahead) while the current one is stacked. The
+hand-over queue is bounded, so when stacking falls behind a slow machine the capture loop
+eventually waits instead of holding an ever-growing backlog; frames that were already on disk
+before a resume are replayed first from their own list, so capture can restart at once. The
+:class:`~stacker.stack.Stacker` is not thread-safe: only this thread touches it until
+:meth:`StackWorker.finish` has joined the thread. After each merge the worker computes the small
+previews (composite, depth, last frame) and hands copies to subscribers, and every
 ``checkpoint_every`` merged frames it calls ``checkpoint`` (which writes the composite
 atomically) from this same thread.
 """
@@ -18,7 +20,7 @@ import logging
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,6 +29,7 @@ import numpy as np
 
 from stacker.errors import UserError
 from stacker.io import OrientedReader, is_raw_path
+from stacker.pipeline import Loaded, ReadAhead
 
 log = logging.getLogger("rig.session")
 
@@ -77,6 +80,7 @@ MergedCallback = Callable[[StackJob, Any, StackPreviews], None]
 FailedCallback = Callable[[StackJob, UserError], None]
 
 _STOP = object()
+Frame = tuple[np.ndarray, str | None]  # a decoded frame, and a note if it was turned to fit
 
 
 class StackWorker:
@@ -111,6 +115,7 @@ class StackWorker:
         """An unexpected exception that stopped stacking (a bug); capture should stop."""
         self._since_checkpoint = 0
         self._busy_with: int | None = None
+        self._ahead: ReadAhead[StackJob, Frame | None] | None = None
 
     # ---------------------------------------------------------------- control
     def start(self, replay: Iterable[StackJob] = ()) -> None:
@@ -125,7 +130,9 @@ class StackWorker:
     @property
     def pending(self) -> int:
         """Frames waiting to be stacked (replays included) plus the one being stacked."""
-        return len(self._replay) + self._queue.qsize() + (self._busy_with is not None)
+        reader = self._ahead
+        ahead = reader.holding if reader is not None else 0
+        return len(self._replay) + self._queue.qsize() + ahead + (self._busy_with is not None)
 
     def finish(self, timeout: float | None = None) -> bool:
         """Stack everything queued, then stop the thread. True when the thread has ended."""
@@ -156,25 +163,47 @@ class StackWorker:
             return self._replay.popleft()
         return self._queue.get()
 
-    def _run(self) -> None:
+    def _jobs(self) -> Iterator[StackJob]:
         while True:
             job = self._next()
             if job is _STOP or self._abort.is_set():
                 return
-            if self.error is not None:
-                continue  # keep draining so capture never blocks on a dead worker
-            self._busy_with = job.index
-            try:
-                self._stack(job)
-            except BaseException as exc:  # a bug: report it, the runner stops the session
-                log.exception("stacking frame %d failed", job.index)
-                self.error = exc
-            finally:
-                self._busy_with = None
+            yield job
 
-    def _stack(self, job: StackJob) -> None:
+    def _read(self, job: StackJob) -> Frame | None:
+        return None if self.error is not None else self._reader.read(job.path)
+
+    def _run(self) -> None:
         try:
-            image, turned = self._reader.read(job.path)
+            with ReadAhead(self._jobs(), self._read, name="stack-reader") as reader:
+                self._ahead = reader
+                for loaded in reader:
+                    if self._abort.is_set():
+                        return
+                    if self.error is not None:
+                        continue  # keep draining so capture never blocks on a dead worker
+                    self._busy_with = loaded.item.index
+                    try:
+                        self._stack(loaded)
+                    except BaseException as exc:  # a bug: report it, the runner stops the session
+                        log.exception("stacking frame %d failed", loaded.item.index)
+                        self.error = exc
+                    finally:
+                        self._busy_with = None
+        except BaseException as exc:  # the reader itself failed (a bug, out of memory)
+            log.exception("reading frames to stack failed")
+            self.error = exc
+            for _ in self._jobs():  # keep draining so capture never blocks on a dead worker
+                pass
+
+    def _stack(self, loaded: Loaded[StackJob, Frame | None]) -> None:
+        job = loaded.item
+        try:
+            if loaded.error is not None:
+                raise loaded.error
+            assert loaded.value is not None
+            image, turned = loaded.value
+            del loaded
             if turned is not None:
                 log.warning("%s", turned)
             record = self.stacker.add(
