@@ -87,8 +87,9 @@ def stack_command(
     console.print(summary_table(run.stacker))
     s = run.stacker
     print(
-        f"stacked {s.frames_merged} of {len(files)} frames in {run.seconds:.1f} s "
-        f"(written {run.final_seconds:.1f} s after the last frame was read): "
+        f"stacked {s.frames_merged} of {len(files)} frames in {run.seconds:.1f} s, written "
+        f"{run.final_seconds:.1f} s after the last frame was stacked "
+        f"({run.last_read_seconds:.1f} s after it was read): "
         + ", ".join(str(p) for p in run.written)
     )
 

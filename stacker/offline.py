@@ -73,6 +73,8 @@ class StackRun:
     written: list[Path] = field(default_factory=list)
     seconds: float = 0.0
     final_seconds: float = 0.0
+    """From the last frame merged to every output written."""
+    last_read_seconds: float = 0.0
     """From taking the last frame (decoded) to every output written."""
 
 
@@ -158,12 +160,18 @@ def stack_files(
             f"only {stacker.frames_merged} usable frame(s) of {len(files)}: "
             "a stack needs at least two that align"
         )
+    stacker.wait()
+    t_merged = time.perf_counter()
     ref_path = added[stacker.reference_record().index]
     run.written = save_outputs(
         stacker, output, depth_map, jpeg_quality=jpeg_quality, metadata_from=ref_path, crop=crop
     )
     t_end = time.perf_counter()
-    run.seconds, run.final_seconds = t_end - t0, t_end - t_last
+    run.seconds, run.final_seconds, run.last_read_seconds = (
+        t_end - t0,
+        t_end - t_merged,
+        t_end - t_last,
+    )
     return run
 
 

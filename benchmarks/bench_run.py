@@ -1,0 +1,192 @@
+"""The whole ``stacker stack`` process on a 24 MP stack: on all cores and pinned to one.
+
+Each run is the real command in a fresh process (start-up, decoding, stacking, writing):
+
+    stacker stack FOLDER -o OUT.tif [--depth-map D.png]
+
+timed wall-clock from launch to exit, with its peak RSS (``RUSAGE_CHILDREN`` of a helper
+process that runs only it) and, from the command's own summary line, the time from the last
+frame merged to the outputs written ("final") and from the last frame read to the same.
+Beside it, the floor: a process that merely decodes the same JPEGs one after the other
+(``cv2.imdecode`` of each file, summed). Runs on all cores and runs pinned to core 0 with
+``taskset -c 0`` alternate (1, all, all, 1, ...), so that a machine shared with other jobs
+disturbs both alike; the 1-minute load average is recorded before every run.
+
+    python benchmarks/bench_run.py --mp 24 --frames 24 --repeats 3
+
+The bars, recorded rather than asserted: at most 1.0 s per frame and at most 4x the decode
+time; peak RSS at most 1.5 GB; the result written within 1.5 s of the last frame; on two cores
+at least 1.6x faster than on one. From the 1-to-N-core speed-up the script also gives the
+parallel fraction (Amdahl) and what it predicts for four cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import common
+
+FINAL = re.compile(r"written ([0-9.]+) s after the last frame was stacked \(([0-9.]+) s after")
+
+
+def decode_floor(folder: Path) -> float:
+    """Seconds to decode every frame of ``folder`` once, in a fresh process (files cached)."""
+    code = (
+        "import sys, time, cv2, numpy as np\n"
+        "from pathlib import Path\n"
+        "total = 0.0\n"
+        "for p in sys.argv[1:]:\n"
+        "    t = time.perf_counter()\n"
+        "    img = cv2.imdecode(np.fromfile(p, dtype=np.uint8), cv2.IMREAD_COLOR)\n"
+        "    total += time.perf_counter() - t\n"
+        "print(total)\n"
+    )
+    paths = [str(p) for p in common.frame_paths(folder)]
+    out = subprocess.run([sys.executable, "-c", code, *paths], capture_output=True, text=True)
+    out.check_returncode()
+    return float(out.stdout.strip())
+
+
+def run_stack(folder: Path, out: Path, cores: str | None, extra: list[str]) -> dict[str, Any]:
+    """One ``stacker stack`` process; ``cores`` is a taskset list ("0") or None for all."""
+    cmd = [sys.executable, "-m", "stacker.cli", "stack", str(folder), "-o", str(out), *extra]
+    if cores is not None:
+        cmd = ["taskset", "-c", cores, *cmd]
+    load = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=common.HERE.parent)  # fmt: skip
+    stdout, stderr = proc.communicate()
+    wall = time.perf_counter() - t0
+    # communicate() has reaped the child: its peak RSS is in the children's usage, which only
+    # ever grows, so every run starts from a fresh interpreter below (see main).
+    if proc.returncode != 0:
+        raise SystemExit(f"stacker stack failed ({proc.returncode}):\n{stderr[-2000:]}")
+    match = FINAL.search(stdout)
+    return {
+        "cores": cores or "all",
+        "wall_s": wall,
+        "final_s": float(match.group(1)) if match else None,
+        "from_read_s": float(match.group(2)) if match else None,
+        "load_1min": load,
+        "stdout": stdout.strip(),
+    }
+
+
+def measured(folder: Path, out: Path, cores: str | None, extra: list[str]) -> dict[str, Any]:
+    """``run_stack`` in a fresh helper process, so ``RUSAGE_CHILDREN`` is this run's alone."""
+    helper = [sys.executable, __file__, "--one", str(folder), "--out", str(out)]
+    helper += ["--cores", cores or "all", "--", *extra]
+    proc = subprocess.run(helper, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(proc.stderr[-3000:])
+    return json.loads(proc.stdout)
+
+
+def one(folder: Path, out: Path, cores: str, extra: list[str]) -> int:
+    import resource
+
+    r = run_stack(folder, out, None if cores == "all" else cores, extra)
+    r["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+    print(json.dumps(r))
+    return 0
+
+
+def amdahl(speedup: float, cores: int) -> float:
+    """Parallel fraction implied by ``speedup`` on ``cores`` cores."""
+    return (1 - 1 / speedup) / (1 - 1 / cores)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--mp", type=float, default=24.0)
+    ap.add_argument("--frames", type=int, default=24)
+    ap.add_argument("--repeats", type=int, default=3, help="runs per core setting (default 3)")
+    ap.add_argument("--format", default="tif", help="output format: tif, png or jpg")
+    ap.add_argument("--json", type=Path, default=common.WORK / "bench_run.json")
+    ap.add_argument("--one", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--cores", default="all", help=argparse.SUPPRESS)
+    ap.add_argument("extra", nargs="*", help="more stacker stack options, after --")
+    args = ap.parse_args()
+    if args.one:
+        return one(args.one, args.out, args.cores, args.extra)
+    if shutil.which("taskset") is None:
+        print("bench_run: taskset (util-linux) is needed to pin a run to one core")
+        return 2
+
+    folder = common.ensure_stack(args.mp, args.frames)
+    out = common.WORK / f"bench_run_out.{args.format}"
+    ncores = len(os.sched_getaffinity(0))
+    decodes: list[float] = []
+    runs: list[dict[str, Any]] = []
+    decodes.append(decode_floor(folder))  # also brings the files into the page cache
+    for i in range(args.repeats):
+        order = ["0", None] if i % 2 == 0 else [None, "0"]
+        for cores in order:
+            r = measured(folder, out, cores, args.extra)
+            runs.append(r)
+            print(
+                f"  cores {r['cores']:>3}: {r['wall_s']:.1f} s, final {r['final_s']} s, "
+                f"{r['peak_rss_mb']:.0f} MB (load {r['load_1min']:.1f})",
+                flush=True,
+            )
+        decodes.append(decode_floor(folder))
+    decode = statistics.median(decodes)
+    one_core = [r for r in runs if r["cores"] == "0"]
+    all_cores = [r for r in runs if r["cores"] == "all"]
+    t1 = statistics.median(r["wall_s"] for r in one_core)
+    tn = statistics.median(r["wall_s"] for r in all_cores)
+    speedup = t1 / tn
+    p = amdahl(speedup, ncores) if ncores > 1 else float("nan")
+    summary = {
+        "mp": args.mp,
+        "frames": args.frames,
+        "cores": ncores,
+        "decode_s": decode,
+        "decode_runs_s": decodes,
+        "one_core_s": t1,
+        "all_cores_s": tn,
+        "per_frame_s": tn / args.frames,
+        "x_decode": tn / decode,
+        "final_s": statistics.median(r["final_s"] for r in all_cores),
+        "from_read_s": statistics.median(r["from_read_s"] for r in all_cores),
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+        "speedup": speedup,
+        "parallel_fraction": p,
+        "predicted_4_cores_speedup": 1 / ((1 - p) + p / 4) if ncores > 1 else None,
+    }
+    rows = [
+        [f"{r['cores']}", f"{r['wall_s']:.1f}", f"{r['wall_s'] / args.frames:.2f}",
+         f"{r['wall_s'] / decode:.1f}x", f"{r['final_s']}", f"{r['from_read_s']}",
+         f"{r['peak_rss_mb']:.0f}",
+         f"{r['load_1min']:.1f}"]
+        for r in runs
+    ]  # fmt: skip
+    header = ["cores", "total s", "s/frame", "x decode", "final s", "from read s", "peak MB",
+              "load"]  # fmt: skip
+    print(f"\n{args.frames} frames at {args.mp:g} MP; decode alone {decode:.2f} s (median)")
+    print(common.table(rows, header))
+    print(
+        f"\nmedian: {tn:.1f} s on {ncores} cores ({tn / args.frames:.2f} s/frame, "
+        f"{tn / decode:.1f}x decode), {t1:.1f} s on one: speed-up {speedup:.2f}x; "
+        f"parallel fraction {p:.2f}, predicting {summary['predicted_4_cores_speedup']:.2f}x "
+        "on four cores"
+    )
+    common.write_json(args.json, {"machine": common.machine(), "summary": summary, "runs": runs})
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
