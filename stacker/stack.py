@@ -180,7 +180,7 @@ class Stacker:
         self._coverage: Coverage | None = None
         self._warped: np.ndarray | None = None  # the last merged frame, warped
         self._buffers: list[np.ndarray] = []
-        self._bgra: tuple[np.ndarray, np.ndarray] | None = None
+        self._bgra: tuple[np.ndarray, np.ndarray] | None = None  # source band, output strip
         self._version = 0
         self._full_cache: tuple[int, np.ndarray] | None = None
         self._depth_cache: tuple[tuple[int, int | None], tuple[np.ndarray, np.ndarray]] | None = (
@@ -303,7 +303,10 @@ class Stacker:
         self._buffers = [np.empty_like(image) for _ in range(2 if self.overlap else 1)]
         if image.dtype == np.uint8 and self.interpolation == cv2.INTER_LINEAR:
             strip = min(h, _STRIP_ROWS)
-            self._bgra = (np.empty((h, w, 4), np.uint8), np.empty((strip, w, 4), np.uint8))
+            # A strip's source band: the strip's height with room for breathing and rotation
+            # (grown if a frame ever needs more).
+            band = min(h, strip * 3 // 2 + 64)
+            self._bgra = (np.empty((band, w, 4), np.uint8), np.empty((strip, w, 4), np.uint8))
         # Register at the first pyramid level no larger than twice align_size (so between one
         # and two times it): every doubling of resolution halves the error a chain accumulates.
         level = 0
@@ -433,19 +436,30 @@ class Stacker:
 
         The same as warping the three channels directly (to within one level of rounding) and
         about 40 % faster: OpenCV's vectorised bilinear kernel exists for four channels only.
-        The output goes through a strip buffer, so the extra memory is one four-channel copy of
-        the source.
+        The output is made in strips, each from the band of source rows it samples (its
+        corners mapped back, plus the bilinear neighbours) converted to four channels, so the
+        extra memory is two strips rather than a four-channel copy of the frame (96 MB at 24 MP).
         """
         assert self._bgra is not None
-        src, strip = self._bgra
-        cv2.cvtColor(image, cv2.COLOR_BGR2BGRA, dst=src)
-        inverse = np.linalg.inv(matrix)
+        band_buf, strip = self._bgra
+        inverse = np.linalg.inv(matrix)  # reference -> frame pixels
         h, w = dst.shape[:2]
+        sh = image.shape[0]
         for y0 in range(0, h, strip.shape[0]):
             rows = min(strip.shape[0], h - y0)
-            part = strip[:rows]
+            last = y0 + rows - 1
+            corners = inverse @ np.array([[0, w - 1, 0, w - 1], [y0, y0, last, last], [1.0] * 4])
+            top = int(np.clip(np.floor(corners[1].min()) - 1, 0, sh - 1))
+            bottom = int(np.clip(np.ceil(corners[1].max()) + 2, top + 1, sh))
+            if band_buf.shape[0] < bottom - top:
+                band_buf = np.empty((bottom - top + 64, w, 4), np.uint8)
+                self._bgra = (band_buf, strip)
+            band = band_buf[: bottom - top]
+            cv2.cvtColor(image[top:bottom], cv2.COLOR_BGR2BGRA, dst=band)
             m = inverse @ np.array([[1.0, 0, 0], [0, 1.0, y0], [0, 0, 1.0]])
-            cv2.warpAffine(src, m[:2], (w, rows), dst=part,
+            m[1, 2] -= top  # the band starts at frame row ``top``
+            part = strip[:rows]
+            cv2.warpAffine(band, m[:2], (w, rows), dst=part,
                            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                            borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
             cv2.cvtColor(part, cv2.COLOR_BGRA2BGR, dst=dst[y0 : y0 + rows])
