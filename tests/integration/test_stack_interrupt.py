@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from stacker.synthetic import SceneSpec, write_stack
+from rig.sim.scene import SceneSpec, write_stack
 
 
 def test_ctrl_c_mid_stack_stops_cleanly(tmp_path: Path) -> None:

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rig.sim.scene import SceneSpec, SyntheticStack, write_stack
 from stacker.errors import UnreadableImageError
 from stacker.io import read_image
 from stacker.offline import collect_inputs, stack_files
 from stacker.pipeline import ReadAhead
 from stacker.stack import Stacker
-from stacker.synthetic import SceneSpec, SyntheticStack, write_stack
 
 SPEC = SceneSpec(width=480, height=320, seed=5, jpeg_quality=92)
 
