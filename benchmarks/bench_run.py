@@ -97,7 +97,11 @@ def one(folder: Path, out: Path, cores: str, extra: list[str]) -> int:
     import resource
 
     r = run_stack(folder, out, None if cores == "all" else cores, extra)
-    r["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    r["peak_rss_mb"] = usage.ru_maxrss / 1024.0
+    # CPU time is what the run costs whatever else shares the machine: on an idle machine
+    # the wall time cannot be less than cpu_s / cores.
+    r["cpu_s"] = usage.ru_utime + usage.ru_stime
     print(json.dumps(r))
     return 0
 
@@ -138,7 +142,7 @@ def main() -> int:
             runs.append(r)
             print(
                 f"  cores {r['cores']:>3}: {r['wall_s']:.1f} s, final {r['final_s']} s, "
-                f"{r['peak_rss_mb']:.0f} MB (load {r['load_1min']:.1f})",
+                f"{r['peak_rss_mb']:.0f} MB, cpu {r['cpu_s']:.1f} s (load {r['load_1min']:.1f})",
                 flush=True,
             )
         decodes.append(decode_floor(folder))
@@ -162,6 +166,8 @@ def main() -> int:
         "final_s": statistics.median(r["final_s"] for r in all_cores),
         "from_read_s": statistics.median(r["from_read_s"] for r in all_cores),
         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+        "cpu_s_one_core": statistics.median(r["cpu_s"] for r in one_core),
+        "cpu_s_all_cores": statistics.median(r["cpu_s"] for r in all_cores),
         "speedup": speedup,
         "parallel_fraction": p,
         "predicted_4_cores_speedup": 1 / ((1 - p) + p / 4) if ncores > 1 else None,
@@ -169,12 +175,12 @@ def main() -> int:
     rows = [
         [f"{r['cores']}", f"{r['wall_s']:.1f}", f"{r['wall_s'] / args.frames:.2f}",
          f"{r['wall_s'] / decode:.1f}x", f"{r['final_s']}", f"{r['from_read_s']}",
-         f"{r['peak_rss_mb']:.0f}",
+         f"{r['peak_rss_mb']:.0f}", f"{r['cpu_s']:.1f}",
          f"{r['load_1min']:.1f}"]
         for r in runs
     ]  # fmt: skip
     header = ["cores", "total s", "s/frame", "x decode", "final s", "from read s", "peak MB",
-              "load"]  # fmt: skip
+              "cpu s", "load"]  # fmt: skip
     print(f"\n{args.frames} frames at {args.mp:g} MP; decode alone {decode:.2f} s (median)")
     print(common.table(rows, header))
     print(
