@@ -35,6 +35,7 @@ def test_ctrl_c_mid_stack_stops_cleanly(tmp_path: Path) -> None:
     assert time.monotonic() - t0 < 10  # stops within a frame or two, not at the end
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
-    assert stderr.strip().splitlines()[-1].startswith("warning: skipped")  # nothing after it
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("stacker: interrupted after ") and "nothing written" in last, stderr
     assert "stacked" not in stdout
     assert not out.exists() and not list(tmp_path.glob(".out.tif*"))
