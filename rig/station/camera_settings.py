@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from rig.camera.errors import CameraError
-from rig.station.errors import StationBusyError, StationError
+from rig.station.errors import StationError
 from stacker.preview.server import NO_STORE
 
 if TYPE_CHECKING:  # the station records these settings, so it imports this module
@@ -81,6 +81,14 @@ class CameraSettings:
             return {}  # a body that cannot report its settings still shoots
 
 
+def _set_exclusively(
+    station: Station, settings: CameraSettings, name: str, value: object
+) -> dict[str, Any]:
+    """Change a setting while the rig is held, so a session cannot start halfway through."""
+    with station.exclusive(f"change {name}"):
+        return settings.set(name, value)
+
+
 def camera_routes(station: Station) -> list[BaseRoute]:
     """``GET /api/camera/settings``; ``POST`` ``{name, value}`` sets one (not while shooting)."""
     from rig.station.api import _blocking, _handle, _json_body
@@ -93,10 +101,7 @@ def camera_routes(station: Station) -> list[BaseRoute]:
             name, value = body.get("name"), body.get("value")
             if not isinstance(name, str) or value is None:
                 raise StationError('send {name, value}, e.g. {"name": "iso", "value": "200"}')
-            running = station.running
-            if running is not None:
-                raise StationBusyError(f"cannot change {name} while session {running} shoots")
-            changed = await _blocking(settings.set, name, value)
+            changed = await _blocking(_set_exclusively, station, settings, name, value)
             return JSONResponse(changed, headers=NO_STORE)
         return JSONResponse({"settings": await _blocking(settings.read)}, headers=NO_STORE)
 

@@ -63,12 +63,13 @@ class SessionHistory:
             raise StationError(f"to delete session {sid}, confirm with its name")
         if self.station.running == sid:
             raise StationBusyError(f"session {sid} is running; stop it before deleting it")
-        folder = self.station.files.session_dir(sid)  # listed, a real folder, not a link
-        trash = folder.with_name(f".deleting-{sid}-{secrets.token_hex(4)}")
-        try:
-            os.rename(folder, trash)
-        except OSError as exc:
-            raise StationError(f"session {sid}: cannot delete ({exc.strerror})") from None
+        with self.station.exclusive(f"delete session {sid}"):  # no resume of it meanwhile
+            folder = self.station.files.session_dir(sid)  # listed, a real folder, not a link
+            trash = folder.with_name(f".deleting-{sid}-{secrets.token_hex(4)}")
+            try:
+                os.rename(folder, trash)
+            except OSError as exc:
+                raise StationError(f"session {sid}: cannot delete ({exc.strerror})") from None
         shutil.rmtree(trash, ignore_errors=True)
         with self._lock:
             self._thumbs.pop(sid, None)

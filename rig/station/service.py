@@ -11,8 +11,10 @@ Its files are served through :class:`~rig.station.files.SessionFiles`; who may a
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -189,6 +191,17 @@ class Station:
         self.hub.update_progress(position_um=self._position(), units=self.units)
 
     # ------------------------------------------------------------------ rig control
+    @contextlib.contextmanager
+    def exclusive(self, what: str) -> Iterator[None]:
+        """Hold the rig (no session running, no other request moving or shooting) for the
+        block; :class:`StationBusyError` naming ``what`` when it is taken. Every route that uses
+        the rail, the camera or a session folder while no session may start goes through it."""
+        lock = self._exclusive(what)
+        try:
+            yield
+        finally:
+            lock.release()
+
     def _exclusive(self, what: str) -> threading.Lock:
         """Take the rig for one request: the lock first, then the running check under it, so two
         simultaneous starts cannot both see an idle rig (a session's thread is alive before the

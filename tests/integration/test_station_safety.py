@@ -270,3 +270,19 @@ def test_a_configured_travel_bounds_jogs(rig, tmp_path: Path) -> None:
         station.jog(to="6mm")
     with pytest.raises(StationError, match="positive length"):
         Station(tmp_path / "t", focuser=rig.focuser, camera=rig.camera, rig={}, travel=-1)
+
+
+def test_deleting_or_setting_the_camera_waits_for_no_one_holding_the_rig(station, client):
+    """Routes added beside the rig controls take the same hold: while another request holds the
+    rig (here the test, through the same public call), a deletion or a camera setting is a 409
+    and changes nothing."""
+    assert client.post("/api/sessions", json={"plan": PLAN, "name": "keep"}).status_code == 201
+    assert station.wait(60) is not None
+    with station.exclusive("hold the rig for the test"):
+        r = client.post("/api/sessions/keep/delete", json={"confirm": "keep"})
+        assert r.status_code == 409, r.text
+        r = client.post("/api/camera/settings", json={"name": "aperture", "value": "f/11"})
+        assert r.status_code == 409, r.text
+    assert (station.root / "keep").is_dir()
+    assert client.post("/api/sessions/keep/delete", json={"confirm": "keep"}).status_code == 200
+    assert not (station.root / "keep").exists()
