@@ -41,26 +41,33 @@ def save_depth_map(
 ) -> list[Path]:
     """Write the depth map, its colourised preview and its sidecar; returns the paths."""
     png, preview, sidecar = depth_paths(depth_path)
-    frames = stacker.depth_frames(crop=crop)
     merged = [r for r in stacker.records if r.merged]
     positions = [r.position_um for r in merged]
     info: dict[str, object] = {
         "frames": [{"index": r.index, "name": r.name, "position_um": r.position_um} for r in merged]
     }
-    if positions and all(p is not None for p in positions):
-        um = stacker.frames_to_um(frames)
-        assert um is not None
+    # Converted and coloured at the size the map is computed at, then upsampled: at full size
+    # only a warp and a rounding per image remain.
+    um = stacker.depth_um(crop=crop)
+    if um is not None:
         offset = float(min(p for p in positions if p is not None))
-        values = np.clip(np.rint(um - offset), 0, 65535).astype(np.uint16)
+        values = _round_u16(um - np.float32(offset))
         info.update(units="micrometres", offset_um=offset)
     else:
-        values = np.rint(np.maximum(frames, 0)).astype(np.uint16)
+        values = _round_u16(stacker.depth_frames(crop=crop))
         info.update(units="frame index")
-    colour = stacker.colorize_depth(frames)
+    colour = stacker.depth_preview(crop=crop)
     atomic_write_bytes(png, encode_image(values, ".png", software=OUTPUT_SOFTWARE))
     atomic_write_bytes(preview, encode_image(colour, ".jpg", software=OUTPUT_SOFTWARE))
     atomic_write_bytes(sidecar, (json.dumps(info, indent=2) + "\n").encode())
     return [png, preview, sidecar]
+
+
+def _round_u16(values: np.ndarray) -> np.ndarray:
+    """Float values rounded to the nearest integer and clipped to 0..65535, as uint16."""
+    out = np.empty(values.shape, np.uint16)
+    np.copyto(out, np.clip(values, 0.0, 65535.0) + np.float32(0.5), casting="unsafe")
+    return out
 
 
 def save_outputs(

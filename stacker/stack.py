@@ -52,7 +52,7 @@ _STRIP_ROWS = 512
 MIN_FRAME_SIDE = 16
 _FOCUS_FLOOR = 4.0  # focus measure of a textureless 8-bit frame (noise), for the depth map
 _PREVIEW_DEPTH_SIZE = 384  # longest side at which the live preview's depth map is filled
-_DEPTH_SIZE = 1024  # longest side at which the written depth map is filled
+_DEPTH_SIZE = 384  # longest side at which the written depth map is filled (then upsampled)
 
 
 @dataclass(frozen=True)
@@ -547,18 +547,36 @@ class Stacker:
         """Per-pixel focus peak in frames (float32, sub-frame: 2.5 lies half-way between frames
         2 and 3), smoothed and filled (:mod:`stacker.depth`), in the geometry of :meth:`result`.
         """
+        return self._depth_full(self.depth_frames_small(), crop)
+
+    def depth_frames_small(self) -> np.ndarray:
+        """:meth:`depth_frames` at the size it is computed at (longest side at most
+        ``_DEPTH_SIZE``), in the merge geometry: what the full-size maps are upsampled from."""
         self._require()
         assert self._shape is not None
+        # At most a quarter of the frame and _DEPTH_SIZE: depth varies slowly, the fill's cost
+        # grows with the size, and the full-size map is one bilinear warp of this one.
+        return self._depth_small(min(-(-max(self._shape) // 4), _DEPTH_SIZE))[0]
+
+    def _depth_full(self, small: np.ndarray, crop: bool) -> np.ndarray:
+        """A map at :meth:`depth_frames_small`'s size brought to the geometry of :meth:`result`
+        in one bilinear warp: scaling up, the reference's transform and the crop together."""
+        assert self._shape is not None
         h, w = self._shape
-        # Quarter size, at most _DEPTH_SIZE: depth varies slowly, and the fill's cost grows
-        # with the size.
-        small = self._depth_small(min(-(-max(h, w) // 4), _DEPTH_SIZE))[0]
-        frames = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
-        frames = self._to_reference(frames, cv2.INTER_LINEAR)
+        sh, sw = small.shape[:2]
+        # full-size pixel centre x maps to (x + 0.5) * sw / w - 0.5 in the small map
+        up = np.array([[sw / w, 0.0, 0.5 * sw / w - 0.5], [0.0, sh / h, 0.5 * sh / h - 0.5],
+                       [0.0, 0.0, 1.0]])  # fmt: skip
+        ref = self.reference_record().matrix
+        x = y = 0
         if crop:
-            x, y, cw, ch = self.crop_rectangle()
-            frames = frames[y : y + ch, x : x + cw]
-        return np.ascontiguousarray(frames)
+            x, y, w, h = self.crop_rectangle()
+        shift = np.array([[1.0, 0.0, x], [0.0, 1.0, y], [0.0, 0.0, 1.0]])
+        m = up @ ref @ shift  # output pixel -> small-map pixel
+        flags, border = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, cv2.BORDER_REPLICATE
+        if np.allclose(m[2], (0.0, 0.0, 1.0)):
+            return cv2.warpAffine(small, m[:2], (w, h), flags=flags, borderMode=border)
+        return cv2.warpPerspective(small, m, (w, h), flags=flags, borderMode=border)
 
     def depth_index(self, crop: bool = True) -> np.ndarray:
         """Per-pixel index of the frame in best focus (uint16): :meth:`depth_frames`, rounded."""
@@ -567,10 +585,10 @@ class Stacker:
 
     def depth_um(self, crop: bool = True) -> np.ndarray | None:
         """Per-pixel focus position in micrometres (float32, finer than the step), or None
-        without positions."""
-        if self._merged_positions() is None:
-            return None
-        return self.frames_to_um(self.depth_frames(crop))
+        without positions. Converted at the computed size, then upsampled (the conversion is
+        piecewise linear, so this matches converting the full-size map)."""
+        um = self.frames_to_um(self.depth_frames_small())
+        return None if um is None else self._depth_full(um, crop)
 
     def frames_to_um(self, frames: np.ndarray) -> np.ndarray | None:
         """A depth map in frames as focus positions in µm (interpolated between the merged
@@ -670,12 +688,21 @@ class Stacker:
     def colorize_depth(self, frames: np.ndarray) -> np.ndarray:
         """A depth map in frames as the colour preview (near blue, far red), legend included:
         colours to µm when every merged frame has a position, else to frame numbers."""
+        return self._with_legend(depth.colorize(frames, len(self.records)))
+
+    def depth_preview(self, crop: bool = True) -> np.ndarray:
+        """:meth:`colorize_depth` of :meth:`depth_frames`, coloured at the computed size and
+        then upsampled (colouring the full-size map costs more and shows nothing more)."""
+        small = depth.colorize(self.depth_frames_small(), len(self.records))
+        return self._with_legend(self._depth_full(small, crop))
+
+    def _with_legend(self, image: np.ndarray) -> np.ndarray:
         count = len(self.records)
         positions = self._merged_positions()
         um = None
         if positions is not None and count:
             um = np.interp(np.arange(count), *positions).tolist()
-        return depth.add_legend(depth.colorize(frames, count), count, um)
+        return depth.add_legend(image, count, um)
 
     def last_frame_preview(self) -> np.ndarray | None:
         """The most recent merged frame, aligned to the reference, at preview size."""

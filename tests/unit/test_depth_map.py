@@ -160,3 +160,31 @@ def test_push_pull_fills_holes_from_their_surround() -> None:
     out = depth.push_pull(noisy, weight)
     assert np.abs(out[40:80, 80:120] - ramp[40:80, 80:120]).max() < 1.0
     assert np.array_equal(out[weight >= 1], ramp[weight >= 1])
+
+
+def test_full_size_maps_are_one_warp_of_the_small_map_into_the_result_geometry() -> None:
+    """The written maps are upsampled from the computed size in one warp that also applies the
+    reference frame's transform and the crop: they line up with the composite, and µm are the
+    frames converted (piecewise linear, so converting before or after upsampling agrees)."""
+    st = SyntheticStack(SceneSpec(width=240, height=160, seed=4), 5)
+    s = Stacker(reference="last")
+    for f in st:
+        s.add(f.image, position_um=f.focus_um)
+    small = s.depth_frames_small()
+    assert max(small.shape) <= 240 // 4
+    for crop in (False, True):
+        frames = s.depth_frames(crop=crop)
+        assert frames.shape == s.result(crop=crop).shape[:2]
+        # the same as upsampling, warping to the reference and cropping one after the other
+        h, w = s.shape  # type: ignore[misc]
+        steps = s._to_reference(cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR),
+                                cv2.INTER_LINEAR)  # fmt: skip
+        if crop:
+            x, y, cw, ch = s.crop_rectangle()
+            steps = steps[y : y + ch, x : x + cw]
+        assert np.percentile(np.abs(frames - steps)[8:-8, 8:-8], 99) < 0.05
+        um = s.depth_um(crop=crop)
+        assert um is not None
+        assert np.abs(um - s.frames_to_um(frames)).max() < 1.0  # type: ignore[operator]
+        preview = s.depth_preview(crop=crop)
+        assert preview.shape[1] == frames.shape[1] and preview.shape[0] > frames.shape[0]
