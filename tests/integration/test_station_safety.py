@@ -15,13 +15,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from rig.sim.rig import SimulatedRig
 from rig.station.api import station_app
 from rig.station.auth import load_token
 from rig.station.errors import StationError
 from rig.station.service import TEST_SHOT_DIR, Station
 from stacker.preview import PreviewServer
 from stacker.preview.guard import warn_if_wildcard
-from tests.integration.test_station_api import TOKEN, client, rig, server, station
+from tests.integration.test_station_api import SPEC, TOKEN, client, rig, server, station
 
 __all__ = ["client", "rig", "server", "station"]  # the station API tests' fixtures
 
@@ -256,11 +257,20 @@ def test_jogs_stay_inside_the_travel_and_the_rail_can_recover(station, client, m
     assert client.post("/api/jog", json={"by": "200um"}).status_code == 200
     assert moves == [pytest.approx(start + 200)]
 
-    homed = client.post("/api/home", json={})
-    assert homed.status_code == 200, homed.text
-    assert isinstance(homed.json()["position"], float)
-    unlocked = client.post("/api/unlock", json={})
-    assert unlocked.status_code == 200, unlocked.text
+
+def test_the_page_can_home_and_unlock_the_rail(tmp_path: Path) -> None:
+    """Issue 11 item 7. On a simulated rig of its own: after homing, positions count from the
+    switch, and the shared rig's sessions would run into it."""
+    with SimulatedRig(SPEC) as sim:
+        own = Station(tmp_path / "s", focuser=sim.focuser, camera=sim.camera, rig={})
+        with PreviewServer(own.hub, app=station_app(own, TOKEN)) as srv:
+            auth = {"Authorization": f"Bearer {TOKEN}"}
+            with httpx.Client(base_url=srv.url.rstrip("/"), headers=auth, timeout=60) as c:
+                homed = c.post("/api/home", json={})
+                assert homed.status_code == 200, homed.text
+                assert isinstance(homed.json()["position"], float)
+                unlocked = c.post("/api/unlock", json={})
+                assert unlocked.status_code == 200, unlocked.text
 
 
 def test_a_configured_travel_bounds_jogs(rig, tmp_path: Path) -> None:
