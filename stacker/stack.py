@@ -183,9 +183,9 @@ class Stacker:
         self._bgra: tuple[np.ndarray, np.ndarray] | None = None  # source band, output strip
         self._version = 0
         self._full_cache: tuple[int, np.ndarray] | None = None
-        self._depth_cache: tuple[tuple[int, int | None], tuple[np.ndarray, np.ndarray]] | None = (
-            None
-        )
+        self._depth_cache: (
+            tuple[tuple[int, int | None, bool], tuple[np.ndarray, np.ndarray]] | None
+        ) = None
 
     # ------------------------------------------------------------------ properties
     @property
@@ -606,20 +606,21 @@ class Stacker:
         indices = np.array([r.index for r in merged], np.float64)
         return indices, np.array([float(r.position_um) for r in merged], np.float64)  # type: ignore[arg-type]
 
-    def _depth_small(self, longest: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def _depth_small(
+        self, longest: int | None = None, *, live: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(depth in frames, confidence) with the longest side at most ``longest`` (default:
-        the tracker's size); the live preview's size gets a cheaper path (push-pull fill, no
-        halo removal). Cached per merge state."""
+        the tracker's size); ``live`` (the preview after every frame) takes a cheaper path
+        (push-pull fill, no halo removal). Cached per merge state."""
         assert self._merger is not None
-        key = (self._version, longest)
+        key = (self._version, longest, live)
         if self._depth_cache is not None and self._depth_cache[0] == key:
             return self._depth_cache[1]
         tracker = self._merger.tracker
-        live = longest == _PREVIEW_DEPTH_SIZE  # after every frame: everything at preview size
         state: tuple[np.ndarray, ...] = (tracker.best, tracker.before, tracker.after, tracker.index)
         tw, th = tracker.size
-        if live and max(tw, th) > _PREVIEW_DEPTH_SIZE:
-            s = _PREVIEW_DEPTH_SIZE / max(tw, th)
+        if live and longest is not None and max(tw, th) > longest:
+            s = longest / max(tw, th)  # everything at preview size
             tw, th = max(1, round(tw * s)), max(1, round(th * s))
             state = tuple(cv2.resize(a, (tw, th), interpolation=cv2.INTER_NEAREST) for a in state)
         best, before, after, index = state
@@ -682,7 +683,7 @@ class Stacker:
         h, w = self._shape
         s = min(1.0, self.preview_size / max(h, w))
         size = (max(1, round(w * s)), max(1, round(h * s)))
-        small = self._depth_small(_PREVIEW_DEPTH_SIZE)[0]
+        small = self._depth_small(_PREVIEW_DEPTH_SIZE, live=True)[0]
         return self.colorize_depth(cv2.resize(small, size, interpolation=cv2.INTER_LINEAR))
 
     def colorize_depth(self, frames: np.ndarray) -> np.ndarray:

@@ -188,3 +188,17 @@ def test_full_size_maps_are_one_warp_of_the_small_map_into_the_result_geometry()
         assert np.abs(um - s.frames_to_um(frames)).max() < 1.0  # type: ignore[operator]
         preview = s.depth_preview(crop=crop)
         assert preview.shape[1] == frames.shape[1] and preview.shape[0] > frames.shape[0]
+
+
+def test_written_map_is_never_the_live_previews_cheap_fill() -> None:
+    """Frames whose quarter size is above the computed size (here 1600 px wide, as every frame
+    from 6 MP up): the written map is computed at the live preview's size, yet with the
+    edge-aware fill and halo removal, not the preview's push-pull (cached beside it)."""
+    st = SyntheticStack(SceneSpec(width=1600, height=160, seed=5), 4)
+    s = Stacker()
+    for f in st:
+        s.add(f.image, position_um=f.focus_um)
+    live = s._depth_small(384, live=True)[0]
+    written = s.depth_frames_small()
+    assert written.shape == live.shape
+    assert not np.array_equal(written, live)
