@@ -255,8 +255,13 @@ def add_legend(
     :func:`colorize` colours them, with tick labels in µm (or frame numbers). It is drawn
     below the map, so no part of the map is hidden.
     """
+    return np.vstack([image, legend_strip(image.shape[1], count, positions_um)])
+
+
+def legend_strip(w: int, count: int, positions_um: Sequence[float] | None = None) -> np.ndarray:
+    """The legend :func:`add_legend` draws below a map ``w`` pixels wide (read-only, shared)."""
     um = None if positions_um is None else tuple(float(p) for p in positions_um)
-    return np.vstack([image, _legend_strip(image.shape[1], count, um)])
+    return _legend_strip(w, count, um)
 
 
 @functools.lru_cache(maxsize=8)

@@ -240,12 +240,14 @@ def encode_image(
     jpeg_quality: int = 95,
     metadata: Metadata | None = None,
     software: str | None = None,
+    fast: bool = False,
 ) -> bytes:
     """Encode ``img`` for the format named by ``ext`` (``.jpg``, ``.png``, ``.tif``).
 
     JPEG is 8-bit: 16-bit input is rounded down to 8 bits. PNG and TIFF keep 16 bits.
     ``software`` is stamped into the file (see :func:`stacker.metadata.mark_software`): results
-    carry it so that they are never taken for frames.
+    carry it so that they are never taken for frames. ``fast`` PNG (zlib level 1, the Up filter
+    on every row) encodes a smooth image such as a depth map about twice as fast, about as small.
     """
     ext = ext.lower()
     if ext not in WRITE_EXTENSIONS:
@@ -262,7 +264,15 @@ def encode_image(
     elif ext in (".tif", ".tiff"):
         return _encode_tiff(img, metadata, software)
     else:
-        ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+        params = [cv2.IMWRITE_PNG_COMPRESSION, 3]
+        if fast:
+            params = [
+                cv2.IMWRITE_PNG_COMPRESSION,
+                1,
+                cv2.IMWRITE_PNG_FILTER,
+                cv2.IMWRITE_PNG_FILTER_UP,
+            ]
+        ok, buf = cv2.imencode(".png", img, params)
         data = buf.tobytes()
     if not ok:
         raise StackerError(f"could not encode a {img.shape} {img.dtype} image as {ext}")

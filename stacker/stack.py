@@ -547,7 +547,7 @@ class Stacker:
         """Per-pixel focus peak in frames (float32, sub-frame: 2.5 lies half-way between frames
         2 and 3), smoothed and filled (:mod:`stacker.depth`), in the geometry of :meth:`result`.
         """
-        return self._depth_full(self.depth_frames_small(), crop)
+        return self.upsample_depth(self.depth_frames_small(), crop)
 
     def depth_frames_small(self) -> np.ndarray:
         """:meth:`depth_frames` at the size it is computed at (longest side at most
@@ -558,9 +558,12 @@ class Stacker:
         # grows with the size, and the full-size map is one bilinear warp of this one.
         return self._depth_small(min(-(-max(self._shape) // 4), _DEPTH_SIZE))[0]
 
-    def _depth_full(self, small: np.ndarray, crop: bool) -> np.ndarray:
-        """A map at :meth:`depth_frames_small`'s size brought to the geometry of :meth:`result`
-        in one bilinear warp: scaling up, the reference's transform and the crop together."""
+    def upsample_depth(
+        self, small: np.ndarray, crop: bool = True, *, dst: np.ndarray | None = None
+    ) -> np.ndarray:
+        """A map at :meth:`depth_frames_small`'s size (any dtype and channels) brought to the
+        geometry of :meth:`result` in one bilinear warp: scaling up, the reference's transform
+        and the crop together (into ``dst`` when given, of the result's size)."""
         assert self._shape is not None
         h, w = self._shape
         sh, sw = small.shape[:2]
@@ -575,8 +578,8 @@ class Stacker:
         m = up @ ref @ shift  # output pixel -> small-map pixel
         flags, border = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, cv2.BORDER_REPLICATE
         if np.allclose(m[2], (0.0, 0.0, 1.0)):
-            return cv2.warpAffine(small, m[:2], (w, h), flags=flags, borderMode=border)
-        return cv2.warpPerspective(small, m, (w, h), flags=flags, borderMode=border)
+            return cv2.warpAffine(small, m[:2], (w, h), dst=dst, flags=flags, borderMode=border)
+        return cv2.warpPerspective(small, m, (w, h), dst=dst, flags=flags, borderMode=border)
 
     def depth_index(self, crop: bool = True) -> np.ndarray:
         """Per-pixel index of the frame in best focus (uint16): :meth:`depth_frames`, rounded."""
@@ -588,7 +591,7 @@ class Stacker:
         without positions. Converted at the computed size, then upsampled (the conversion is
         piecewise linear, so this matches converting the full-size map)."""
         um = self.frames_to_um(self.depth_frames_small())
-        return None if um is None else self._depth_full(um, crop)
+        return None if um is None else self.upsample_depth(um, crop)
 
     def frames_to_um(self, frames: np.ndarray) -> np.ndarray | None:
         """A depth map in frames as focus positions in µm (interpolated between the merged
@@ -689,21 +692,31 @@ class Stacker:
     def colorize_depth(self, frames: np.ndarray) -> np.ndarray:
         """A depth map in frames as the colour preview (near blue, far red), legend included:
         colours to µm when every merged frame has a position, else to frame numbers."""
-        return self._with_legend(depth.colorize(frames, len(self.records)))
+        count = len(self.records)
+        return depth.add_legend(depth.colorize(frames, count), count, self._legend_um())
 
     def depth_preview(self, crop: bool = True) -> np.ndarray:
         """:meth:`colorize_depth` of :meth:`depth_frames`, coloured at the computed size and
-        then upsampled (colouring the full-size map costs more and shows nothing more)."""
+        then upsampled straight into the image above its legend (colouring the full-size map
+        costs more and shows nothing more)."""
         small = depth.colorize(self.depth_frames_small(), len(self.records))
-        return self._with_legend(self._depth_full(small, crop))
+        if crop:
+            w, h = self.crop_rectangle()[2:]
+        else:
+            h, w = self._shape  # type: ignore[misc]
+        strip = depth.legend_strip(w, len(self.records), self._legend_um())
+        out = np.empty((h + strip.shape[0], w, 3), np.uint8)
+        self.upsample_depth(small, crop, dst=out[:h])
+        out[h:] = strip
+        return out
 
-    def _with_legend(self, image: np.ndarray) -> np.ndarray:
+    def _legend_um(self) -> list[float] | None:
+        """Focus positions of frames 0 .. count-1 for the legend, None when any is unknown."""
         count = len(self.records)
         positions = self._merged_positions()
-        um = None
-        if positions is not None and count:
-            um = np.interp(np.arange(count), *positions).tolist()
-        return depth.add_legend(image, count, um)
+        if positions is None or not count:
+            return None
+        return np.interp(np.arange(count), *positions).tolist()
 
     def last_frame_preview(self) -> np.ndarray | None:
         """The most recent merged frame, aligned to the reference, at preview size."""

@@ -188,6 +188,10 @@ def test_full_size_maps_are_one_warp_of_the_small_map_into_the_result_geometry()
         assert np.abs(um - s.frames_to_um(frames)).max() < 1.0  # type: ignore[operator]
         preview = s.depth_preview(crop=crop)
         assert preview.shape[1] == frames.shape[1] and preview.shape[0] > frames.shape[0]
+        coloured = s.upsample_depth(depth.colorize(small, 5), crop)
+        assert np.array_equal(preview[: frames.shape[0]], coloured)
+        assert np.array_equal(preview[frames.shape[0] :], depth.legend_strip(frames.shape[1], 5,
+                              s._legend_um()))  # fmt: skip
 
 
 def test_written_map_is_never_the_live_previews_cheap_fill() -> None:
