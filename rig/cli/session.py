@@ -23,7 +23,7 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, get_args
 
 import typer
 from rich.console import Console
@@ -31,6 +31,7 @@ from rich.table import Table
 
 from rig.errors import DeviceNotFoundError, MotionError, RigError
 from rig.plan import (
+    Direction,
     PlanError,
     ShotPlan,
     default_settle_s,
@@ -54,6 +55,19 @@ METHODS = ("pyramid", "depthmap")
 ALIGN_MODELS = ("similarity", "translation", "affine", "homography", "none")
 ABORT_GRACE_S = 2.0
 log = logging.getLogger("rig.session")
+MAGNIFICATION_HELP = "Lens magnification (1 for 1:1), for the depth-of-field step; with -N."
+F_NUMBER_HELP = "The lens's f-number as set, for the depth-of-field step; with -m."
+OVERLAP_HELP = "Depth-of-field overlap between neighbouring frames, 0 to below 1."
+DIRECTION_HELP = "Which end of the range is shot first."
+DIRECTION_CHOICES = "<" + "|".join(get_args(Direction)) + ">"
+EXPOSURE_DELAY_HELP = "Extra wait after the settle, before the shutter (mirror-up), e.g. 0.5s."
+FLASH_RECYCLE_HELP = "Shortest time between two shutter releases (flash recharge), e.g. 2s."
+RETURN_HELP = "Move back to the start of the range at the end."
+ALIGN_HELP = "How frames are aligned: a similarity copes with focus breathing."
+ALIGN_CHOICES = "<" + "|".join(ALIGN_MODELS) + ">"
+CHECKPOINT_HELP = "Write the composite so far every N merged frames, so a crash loses little."
+CAMERA_MODEL_HELP = "Camera model as `rig cameras` lists it (or a part), if several are connected."
+CAMERA_PORT_HELP = "Camera port as `rig cameras` lists it (usb:001,007), if several are connected."
 SETTLE_HELP = (
     "Wait after each move, e.g. 1.5s. Default: 0.5 s up to 1:1, then growing with "
     "--magnification to 2 s at 5x (at most 3 s)."
@@ -415,16 +429,20 @@ def register(app: typer.Typer) -> None:
         end: str | None = typer.Option(None, "--to", help="Far end: 2mm, 1500um, 40steps."),
         step: str | None = typer.Option(None, "--step", help="Distance between frames: 50um."),
         frames: int | None = typer.Option(None, "--frames", help="Number of frames."),
-        magnification: float | None = typer.Option(None, "--magnification", "-m"),
-        f_number: float | None = typer.Option(None, "--f-number", "-N"),
+        magnification: float | None = typer.Option(
+            None, "--magnification", "-m", help=MAGNIFICATION_HELP
+        ),
+        f_number: float | None = typer.Option(None, "--f-number", "-N", help=F_NUMBER_HELP),
         na: float | None = typer.Option(None, "--na", help="Microscope objective NA."),
         coc: float = typer.Option(0.015, "--coc", help="Circle of confusion, mm."),
-        overlap: float = typer.Option(0.2, "--overlap", help="Depth-of-field overlap, 0..1."),
-        direction: str = typer.Option("near-to-far", "--direction"),
+        overlap: float = typer.Option(0.2, "--overlap", help=OVERLAP_HELP),
+        direction: str = typer.Option(
+            "near-to-far", "--direction", help=DIRECTION_HELP, metavar=DIRECTION_CHOICES
+        ),
         settle: str | None = typer.Option(None, "--settle", help=SETTLE_HELP),
-        exposure_delay: str = typer.Option("0s", "--exposure-delay"),
-        flash_recycle: str = typer.Option("0s", "--flash-recycle"),
-        return_to_start: bool = typer.Option(True, "--return/--no-return"),
+        exposure_delay: str = typer.Option("0s", "--exposure-delay", help=EXPOSURE_DELAY_HELP),
+        flash_recycle: str = typer.Option("0s", "--flash-recycle", help=FLASH_RECYCLE_HELP),
+        return_to_start: bool = typer.Option(True, "--return/--no-return", help=RETURN_HELP),
         plan_file: Path | None = typer.Option(None, "--plan", help="Read a plan JSON file."),
         save: Path | None = typer.Option(None, "--save", help="Write the plan as JSON."),
     ) -> None:
@@ -465,26 +483,30 @@ def register(app: typer.Typer) -> None:
         end: str | None = typer.Option(None, "--to", help="Far end: 2mm, 40steps."),
         step: str | None = typer.Option(None, "--step", help="Distance between frames: 50um."),
         frames: int | None = typer.Option(None, "--frames", help="Number of frames."),
-        magnification: float | None = typer.Option(None, "--magnification", "-m"),
-        f_number: float | None = typer.Option(None, "--f-number", "-N"),
+        magnification: float | None = typer.Option(
+            None, "--magnification", "-m", help=MAGNIFICATION_HELP
+        ),
+        f_number: float | None = typer.Option(None, "--f-number", "-N", help=F_NUMBER_HELP),
         na: float | None = typer.Option(None, "--na", help="Microscope objective NA."),
         coc: float = typer.Option(0.015, "--coc", help="Circle of confusion, mm."),
-        overlap: float = typer.Option(0.2, "--overlap"),
-        direction: str = typer.Option("near-to-far", "--direction"),
+        overlap: float = typer.Option(0.2, "--overlap", help=OVERLAP_HELP),
+        direction: str = typer.Option(
+            "near-to-far", "--direction", help=DIRECTION_HELP, metavar=DIRECTION_CHOICES
+        ),
         settle: str | None = typer.Option(None, "--settle", help=SETTLE_HELP),
-        exposure_delay: str = typer.Option("0s", "--exposure-delay"),
-        flash_recycle: str = typer.Option("0s", "--flash-recycle"),
-        return_to_start: bool = typer.Option(True, "--return/--no-return"),
+        exposure_delay: str = typer.Option("0s", "--exposure-delay", help=EXPOSURE_DELAY_HELP),
+        flash_recycle: str = typer.Option("0s", "--flash-recycle", help=FLASH_RECYCLE_HELP),
+        return_to_start: bool = typer.Option(True, "--return/--no-return", help=RETURN_HELP),
         plan_file: Path | None = typer.Option(None, "--plan", help="Read a plan JSON file."),
         out: Path | None = typer.Option(None, "--out", "-o", help="Session folder to create."),
         method: str = typer.Option("pyramid", "--method", help="pyramid or depthmap."),
-        align: str = typer.Option("similarity", "--align"),
+        align: str = typer.Option("similarity", "--align", help=ALIGN_HELP, metavar=ALIGN_CHOICES),
         output_format: str = typer.Option(
             "tif", "--format", help="tif, png, jpg, or dng (stacks the RAW files in linear light)."
         ),
-        checkpoint_every: int = typer.Option(8, "--checkpoint-every"),
-        camera_model: str | None = typer.Option(None, "--camera-model"),
-        camera_port: str | None = typer.Option(None, "--camera-port"),
+        checkpoint_every: int = typer.Option(8, "--checkpoint-every", help=CHECKPOINT_HELP),
+        camera_model: str | None = typer.Option(None, "--camera-model", help=CAMERA_MODEL_HELP),
+        camera_port: str | None = typer.Option(None, "--camera-port", help=CAMERA_PORT_HELP),
         capture_target: str = typer.Option("auto", "--capture-target", help=TARGET_HELP),
         anti_vibration: bool = typer.Option(
             False, "--anti-vibration/--no-anti-vibration", help=VIBRATION_HELP
@@ -596,8 +618,8 @@ def register(app: typer.Typer) -> None:
     def resume_cmd(
         session: Path = typer.Argument(..., help="The session folder to continue."),
         rail: str | None = typer.Option(None, "--rail", help="New rail URL if its port changed."),
-        camera_model: str | None = typer.Option(None, "--camera-model"),
-        camera_port: str | None = typer.Option(None, "--camera-port"),
+        camera_model: str | None = typer.Option(None, "--camera-model", help=CAMERA_MODEL_HELP),
+        camera_port: str | None = typer.Option(None, "--camera-port", help=CAMERA_PORT_HELP),
         capture_target: str | None = typer.Option(
             None, "--capture-target", help=TARGET_HELP + " Default: as the session was shot."
         ),

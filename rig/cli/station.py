@@ -17,6 +17,7 @@ from typing import Any
 
 import typer
 
+from rig.cli.session import CAMERA_MODEL_HELP, CAMERA_PORT_HELP
 from rig.errors import RigError
 
 
@@ -91,8 +92,8 @@ def register(app: typer.Typer) -> None:
         sim: bool = typer.Option(False, "--sim", help="Run the simulated rig (no hardware)."),
         rail: str | None = typer.Option(None, "--rail", help="Rail URL: grbl:///dev/ttyUSB0."),
         focus: str = typer.Option("rail", "--focus", help="rail, or camera (lens motor)."),
-        camera_model: str | None = typer.Option(None, "--camera-model"),
-        camera_port: str | None = typer.Option(None, "--camera-port"),
+        camera_model: str | None = typer.Option(None, "--camera-model", help=CAMERA_MODEL_HELP),
+        camera_port: str | None = typer.Option(None, "--camera-port", help=CAMERA_PORT_HELP),
         travel: str | None = typer.Option(
             None,
             "--travel",

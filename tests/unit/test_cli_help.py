@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperGroup, TyperOption
 from typer.testing import CliRunner
 
 from rig.cli import app as rig_app
@@ -43,3 +43,21 @@ IDS = [" ".join((prog, *path)) for prog, path, _ in COMMANDS]
 def test_help_shows_no_bool_placeholder(prog, path, command) -> None:
     """Issue 11 item 17: flags (and --help itself) were listed as taking a ``<bool>``."""
     assert "<bool>" not in _help(rig_app if prog == "rig" else stacker_app, path)
+
+
+@pytest.mark.parametrize(("prog", "path", "command"), COMMANDS, ids=IDS)
+def test_every_option_has_a_description(prog, path, command) -> None:
+    """Issue 11 item 17: -m, -N, --exposure-delay, --flash-recycle, --checkpoint-every,
+    --camera-model and --camera-port had none."""
+    bare = [
+        "/".join(p.opts)
+        for p in command.params
+        if isinstance(p, TyperOption) and not (p.help or "").strip()
+    ]
+    assert bare == [], f"{prog} {' '.join(path)}: options without help text: {bare}"
+
+
+def test_shoot_lists_the_choices_of_direction_and_align() -> None:
+    text = _help(rig_app, ("shoot",))
+    for choice in ("near-to-far", "far-to-near", "similarity", "translation", "homography"):
+        assert choice in text, choice
