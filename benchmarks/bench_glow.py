@@ -15,7 +15,10 @@ within 2..24 px of a saturated object, inside the central 80 %). "perfect choice
 composite that takes every pixel from one frame, knowing the truth (frames warped with their
 true transforms and exposure undone; :func:`evaluation.scoring.perfect_choice`).
 
-    python benchmarks/bench_glow.py --frames 16 --size 1500x1000 --before /tmp/stackrig-old
+    python benchmarks/bench_glow.py --seeds 2026,7 --before /tmp/stackrig-old
+
+Scores move by a dB or more from one seed to the next (the objects land differently on the
+background), so a change is judged on two seeds per family, never one.
 """
 
 from __future__ import annotations
@@ -128,9 +131,9 @@ def score(outputs: dict[str, Path], stack: GlowStack) -> dict[str, dict[str, flo
     }
 
 
-def run_family(family: str, args: argparse.Namespace, skip: set[str]) -> dict[str, Any]:
+def run_family(family: str, seed: int, args: argparse.Namespace, skip: set[str]) -> dict[str, Any]:
     width, height = (int(v) for v in args.size.split("x"))
-    folder = ensure_glow_stack(family, width, height, args.frames, args.seed)
+    folder = ensure_glow_stack(family, width, height, args.frames, seed)
     stack = GlowStack.from_folder(folder)
     outdir = common.WORK / f"glow_out_{folder.name}"
     outdir.mkdir(parents=True, exist_ok=True)
@@ -157,7 +160,13 @@ def run_family(family: str, args: argparse.Namespace, skip: set[str]) -> dict[st
         outputs[name] = path
     for name, s in score(outputs, stack).items():
         runs[name].update(s)
-    return {"scene": family, "size": [width, height], "frames": args.frames, "runs": runs}
+    return {
+        "scene": family,
+        "seed": seed,
+        "size": [width, height],
+        "frames": args.frames,
+        "runs": runs,
+    }
 
 
 def main() -> int:
@@ -165,7 +174,11 @@ def main() -> int:
     ap.add_argument("--families", default=",".join(FAMILIES))
     ap.add_argument("--size", default="1500x1000")
     ap.add_argument("--frames", type=int, default=16)
-    ap.add_argument("--seed", type=int, default=common.SEED)
+    ap.add_argument(
+        "--seeds",
+        default=str(common.SEED),
+        help="scene seeds, comma separated: each family is rendered and scored once per seed",
+    )
     ap.add_argument("--method", default="pyramid", help="stackrig method (default pyramid)")
     ap.add_argument("--before", type=Path, help="checkout whose stacker/ gives 'before' rows")
     ap.add_argument(
@@ -178,16 +191,19 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=common.WORK / "bench_glow.json")
     args = ap.parse_args()
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-    results = [run_family(f.strip(), args, skip) for f in args.families.split(",") if f.strip()]
+    families = [f.strip() for f in args.families.split(",") if f.strip()]
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    results = [run_family(f, seed, args, skip) for f in families for seed in seeds]
     rows = []
     for r in results:
+        scene = f"{r['scene']} s{r['seed']}"
         for name, run in r["runs"].items():
             if "error" in run:
-                rows.append([r["scene"], name, "-", "-", "-", run["error"][:50]])
+                rows.append([scene, name, "-", "-", "-", run["error"][:50]])
                 continue
             rows.append(
                 [
-                    r["scene"],
+                    scene,
                     name,
                     f"{run['luma_psnr_db']:.2f}",
                     f"{run['glow_psnr_db']:.2f}",
