@@ -6,11 +6,8 @@ where /usr/bin/chromium is not installed).
 
 from __future__ import annotations
 
-import os
-import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,34 +16,15 @@ import httpx
 import pytest
 
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, SKIP_REASON
+from tests.station_process import station_process
 
 TOKEN = "cli-test-token-0123"
 
 
 @pytest.fixture
 def station(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str], str]]:
-    env = {k: v for k, v in os.environ.items() if k != "VCAMERADIR"}  # its own virtual camera
-    sessions = tmp_path / "sessions"
-    cmd = [sys.executable, "-m", "rig.cli", "station", "--sim", "--size", "320x240"]
-    proc = subprocess.Popen(
-        [*cmd, "--port", "0", "--token", TOKEN, "--sessions", str(sessions)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        match = re.fullmatch(r"stackrig station: (http://127\.0\.0\.1:\d+/)#token=(\S+)\n", line)
-        assert match, line + (proc.stderr.read() if proc.stderr else "")
-        assert match[2] == TOKEN
-        where = proc.stdout.readline()  # read here: communicate() skips what readline buffered
-        yield match[1], proc, where
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    with station_process(tmp_path / "sessions", token=TOKEN) as running:
+        yield running
 
 
 def _wait_finished(c: httpx.Client, timeout: float = 60) -> dict:

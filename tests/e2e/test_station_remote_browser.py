@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +22,7 @@ import pytest
 from rig.sim.rig import SimRigSpec
 from rig.sim.scene import SceneSpec, SyntheticScene
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, SKIP_REASON
+from tests.station_process import station_process
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=SKIP_REASON)
 
@@ -48,25 +47,9 @@ PEAKED_PIXELS = """() => {
 
 @pytest.fixture
 def station(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    env = {k: v for k, v in os.environ.items() if k != "VCAMERADIR"}
     sessions = tmp_path / "sessions"
-    cmd = [sys.executable, "-m", "rig.cli", "station", "--sim", "--size", f"{W}x{H}"]
-    proc = subprocess.Popen(
-        [*cmd, "--port", "0", "--token", TOKEN, "--sessions", str(sessions)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        match = re.fullmatch(r"stackrig station: (http://127\.0\.0\.1:\d+/)#token=\S+\n", line)
-        assert match, line + (proc.stderr.read() if proc.stderr else "")
-        yield match[1], sessions
-    finally:
-        proc.kill()
-        proc.communicate()
+    with station_process(sessions, token=TOKEN, size=f"{W}x{H}") as (url, _proc, _where):
+        yield url, sessions
 
 
 @pytest.fixture(scope="module")

@@ -7,29 +7,22 @@ The camera settings go through libgphoto2's virtual camera; the test-shot fallba
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import httpx
 import numpy as np
-import pytest
 
-from rig.session.runner import RunnerOptions
-from rig.sim.rig import SimRigSpec, SimulatedRig
+from rig.sim.rig import SimulatedRig
 from rig.station.api import station_app
 from rig.station.service import Station
 from stacker.preview import PreviewServer
 
-TOKEN = "remote-token-for-tests"
-SPEC = SimRigSpec(width=320, height=240, time_scale=50)
+# The simulated rig, station and client of the station's API tests (module-scoped rig).
+from tests.integration.test_station_api import SPEC, TOKEN, client, rig, server, station
 
-
-@pytest.fixture(scope="module")
-def rig() -> Iterator[SimulatedRig]:
-    with SimulatedRig(SPEC) as sim:
-        yield sim
+__all__ = ["client", "rig", "server", "station"]
 
 
 def _serve(station: Station) -> Iterator[httpx.Client]:
@@ -38,32 +31,6 @@ def _serve(station: Station) -> Iterator[httpx.Client]:
         with httpx.Client(base_url=srv.url.rstrip("/"), headers=auth, timeout=10) as c:
             yield c
     station.close()
-
-
-@pytest.fixture
-def station(rig: SimulatedRig, tmp_path: Path) -> Iterator[Station]:
-    st = Station(
-        tmp_path / "sessions",
-        focuser=rig.focuser,
-        camera=rig.camera,  # type: ignore[arg-type]
-        rig=SPEC.to_dict(),
-        runner_options=RunnerOptions(retry_delay_s=0.1),
-    )
-    yield st
-    st.close()
-    rig.focuser.move_to(0.0)
-
-
-@pytest.fixture
-def client(station: Station) -> Iterator[httpx.Client]:
-    yield from _serve(station)
-
-
-def _wait(predicate, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def _image(r: httpx.Response) -> np.ndarray:
