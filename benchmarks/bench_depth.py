@@ -122,6 +122,9 @@ def speed(mp: float, frames: int, method: str) -> dict[str, Any]:
         img = cv2.imdecode(np.fromfile(p, dtype=np.uint8), cv2.IMREAD_COLOR)
         t = time.perf_counter()
         stacker.add(img, name=p.name, position_um=positions.get(p.name))
+        finish = getattr(stacker, "wait", None)  # a pipelined stacker merges in the background
+        if finish is not None:
+            finish()
         t1 = time.perf_counter()
         stacker.preview_depth()
         add_s.append(t1 - t)
