@@ -74,6 +74,7 @@ def page_like_client(url: str) -> int:
 def one_session(sim: Any, root: Path, name: str, frames: int, condition: str) -> dict[str, Any]:
     from rig.plan import ShotPlan
     from rig.preview import SessionPreview
+    from rig.session.events import FrameCaptured
     from rig.session.folder import SessionConfig, SessionFolder
     from rig.session.runner import RunnerOptions, SessionRunner
     from stacker.preview import PreviewHub, PreviewServer
@@ -90,7 +91,11 @@ def one_session(sim: Any, root: Path, name: str, frames: int, condition: str) ->
         options=RunnerOptions(retry_delay_s=0.2, write_outputs=False),
     )
     captured: list[float] = []
-    runner.on_frame_captured.append(lambda _entry: captured.append(time.monotonic()))
+    runner.subscribe(
+        lambda event: (
+            captured.append(time.monotonic()) if isinstance(event, FrameCaptured) else None
+        )
+    )
     extra: dict[str, Any] = {}
     with ExitStack() as stack:
         clients: list[subprocess.Popen[str]] = []

@@ -1,4 +1,4 @@
-"""Run a capture session from Python, with a callback for every merged frame.
+"""Run a capture session from Python, with a subscriber that reports every merged frame.
 
 This uses the simulated rig (libgphoto2's virtual camera, the GRBL simulator, a synthetic
 scene) so it runs anywhere::
@@ -13,21 +13,23 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 from rig.sim.rig import enable_virtual_camera
 
 enable_virtual_camera()  # libgphoto2 picks its virtual camera when gphoto2 is first imported
 
 from rig.plan import ShotPlan  # noqa: E402
+from rig.session.events import FrameMerged, SessionEvent  # noqa: E402
 from rig.session.folder import SessionConfig, SessionFolder  # noqa: E402
 from rig.session.runner import SessionRunner  # noqa: E402
-from rig.session.worker import StackJob, StackPreviews  # noqa: E402
 from rig.sim.rig import SimRigSpec, SimulatedRig  # noqa: E402
 
 
-def on_merged(job: StackJob, record: Any, previews: StackPreviews) -> None:
-    """Called on the stacking thread after each frame is merged (keep it quick)."""
+def on_event(event: SessionEvent) -> None:
+    """Every session event; a merged frame arrives on the stacking thread (keep it quick)."""
+    if not isinstance(event, FrameMerged):
+        return
+    job, record, previews = event.job, event.record, event.previews
     size = (
         "x".join(map(str, previews.composite.shape[1::-1]))
         if previews.composite is not None
@@ -42,11 +44,11 @@ def on_merged(job: StackJob, record: Any, previews: StackPreviews) -> None:
 def main(out: Path) -> int:
     spec = SimRigSpec(width=800, height=600, time_scale=20.0)
     plan = ShotPlan.from_frames(0.0, spec.depth_um, 10, settle_s=0.1)
-    config = SessionConfig(rig=spec.to_dict(), method="pyramid")
+    config = SessionConfig(rig=spec.to_dict())
     with SimulatedRig(spec) as sim:
         folder = SessionFolder.create(out, plan, config)
         runner = SessionRunner(folder, focuser=sim.focuser, camera=sim.camera)
-        runner.on_frame_merged.append(on_merged)
+        runner.subscribe(on_event)
         result = runner.run()
     print(f"{result.reason.value}: {result.status.merged} frames merged")
     for path in result.outputs:

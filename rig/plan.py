@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 from rig.errors import RigError
-from rig.units import UnitError, format_length, parse_length
+from rig.units import UnitError, format_length, parse_duration, parse_length
 
 Direction = Literal["near-to-far", "far-to-near"]
 PlanUnits = Literal["um", "steps"]
@@ -313,6 +313,12 @@ class ShotPlan:
         if unknown:
             raise PlanError(f"{source}: unknown plan field(s) {', '.join(unknown)}")
         kwargs = {k: v for k, v in data.items() if k in known}
+        for key in ("settle_s", "exposure_delay_s", "flash_recycle_s"):
+            if isinstance(kwargs.get(key), str):  # "0.5s" means what 0.5 does
+                try:
+                    kwargs[key] = parse_duration(kwargs[key])
+                except UnitError as exc:
+                    raise PlanError(f"{source}: {key}: {exc}") from None
         if kwargs.get("optics") is not None:
             try:
                 kwargs["optics"] = OpticsStep(**kwargs["optics"])

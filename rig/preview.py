@@ -1,4 +1,4 @@
-"""The live preview of a capture session: a :class:`SessionRunner`'s callbacks feed a hub.
+"""The live preview of a capture session: a :class:`SessionRunner`'s events feed a hub.
 
 Progress comes from the runner's status snapshots (any thread), table rows from each captured
 frame (capture thread), and previews from each merged frame (the stacking thread, where the
@@ -14,6 +14,13 @@ import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
+from rig.session.events import (
+    FrameCaptured,
+    FrameMerged,
+    SessionEvent,
+    SessionFinished,
+    StatusChanged,
+)
 from rig.session.state import RunState, shown_state
 from stacker.preview.hub import PreviewHub
 from stacker.preview.publisher import StackerPublisher, attach_stacker
@@ -42,11 +49,19 @@ class SessionPreview:
         self.hub.reset(title=self.title or runner.folder.root.name)
         units = "steps" if runner.plan.units == "steps" else "um"
         self.hub.update_progress(total=runner.plan.frames, units=units)
-        runner.on_status.append(self.on_status)
-        runner.on_frame_captured.append(self.on_frame_captured)
-        runner.on_frame_merged.append(self.on_frame_merged)
-        runner.on_finished.append(self.on_finished)
+        runner.subscribe(self.on_event)
         return self
+
+    def on_event(self, event: SessionEvent) -> None:
+        """Route the runner's events to the hub."""
+        if isinstance(event, StatusChanged):
+            self.on_status(event.status)
+        elif isinstance(event, FrameCaptured):
+            self.on_frame_captured(event.entry)
+        elif isinstance(event, FrameMerged):
+            self.on_frame_merged(event.job, event.record, event.previews)
+        elif isinstance(event, SessionFinished):
+            self.on_finished(event.result)
 
     def on_status(self, status: SessionStatus) -> None:
         self.hub.update_progress(

@@ -4,19 +4,40 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
-from stacker.cliutil import run_app
+from stacker.cliutil import make_app, run_app, signals_handled
 
-app = typer.Typer(
-    name="stacker",
-    help="Align and merge focus stacks into one all-in-focus image.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,  # plain help: flags without a <bool> placeholder, choices listed
+app = make_app(
+    "stacker",
+    "Align and merge focus stacks into one all-in-focus image.",
 )
+
+# Options both commands take, declared once.
+Method = Annotated[
+    str, typer.Option(help="Merge method: pyramid (detail) or depthmap (smooth colour).")
+]
+Align = Annotated[
+    str, typer.Option(help="Alignment: similarity, translation, affine, homography or none.")
+]
+Reference = Annotated[
+    str,
+    typer.Option(help="Result geometry: first, middle, last or a frame number (1 = the first)."),
+]
+DepthMap = Annotated[
+    Path | None,
+    typer.Option("--depth-map", help="Also write a 16-bit PNG depth map (and a colour preview)."),
+]
+Strict = Annotated[
+    bool, typer.Option("--strict", help="Stop at the first unreadable or rejected frame.")
+]
+NoCrop = Annotated[
+    bool,
+    typer.Option("--no-crop", help="Keep the full frame instead of the area all frames cover."),
+]
+JpegQuality = Annotated[int, typer.Option(help="Quality of JPEG outputs, 1 to 100.")]
 
 
 @app.command("stack")
@@ -28,25 +49,13 @@ def stack_command(
         "-o",
         help="Composite to write: .tif or .png (16-bit kept), .jpg, or .dng (RAW frames).",
     ),
-    method: str = typer.Option(
-        "pyramid", help="Merge method: pyramid (detail) or depthmap (smooth colour)."
-    ),
-    depth_map: Path | None = typer.Option(
-        None, "--depth-map", help="Also write a 16-bit PNG depth map (and a colour preview)."
-    ),
-    reference: str = typer.Option(
-        "first", help="Result geometry: first, middle, last or a frame number (1 = the first)."
-    ),
-    align: str = typer.Option(
-        "similarity", help="Alignment: similarity, translation, affine, homography or none."
-    ),
-    no_crop: bool = typer.Option(
-        False, "--no-crop", help="Keep the full frame instead of the area all frames cover."
-    ),
-    strict: bool = typer.Option(
-        False, "--strict", help="Stop at the first unreadable or rejected frame."
-    ),
-    jpeg_quality: int = typer.Option(95, help="Quality of a JPEG output, 1 to 100."),
+    method: Method = "pyramid",
+    depth_map: DepthMap = None,
+    reference: Reference = "first",
+    align: Align = "similarity",
+    no_crop: NoCrop = False,
+    strict: Strict = False,
+    jpeg_quality: JpegQuality = 95,
     interpolation: str = typer.Option(
         "linear", help="Resampling: linear, or cubic (keeps more pixel-level detail, slower)."
     ),
@@ -56,9 +65,14 @@ def stack_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from stacker.offline import collect_inputs, stack_files
+    from stacker.options import StackOptions, option_name
     from stacker.paths import interrupted_stack
     from stacker.report import summary_table
 
+    options = StackOptions.parse(
+        {"method": method, "align": align, "reference": reference, "interpolation": interpolation},
+        name=option_name,
+    )
     console = Console(stderr=True)
     note = partial(console.print, markup=False, soft_wrap=True)
     files = collect_inputs(inputs, on_note=note)
@@ -80,9 +94,8 @@ def stack_command(
 
         with interrupted_stack(output, depth_map, len(files), lambda: progress.tasks[0].completed):
             run = stack_files(
-                files, output, depth_map=depth_map, method=method, align=align,
-                reference=reference, crop=not no_crop, strict=strict, jpeg_quality=jpeg_quality,
-                interpolation=interpolation, on_frame=on_frame,
+                files, output, depth_map=depth_map, **options.stacker_kwargs(), crop=not no_crop,
+                strict=strict, jpeg_quality=jpeg_quality, on_frame=on_frame,
             )  # fmt: skip
     console.print(summary_table(run.stacker))
     s = run.stacker
@@ -103,23 +116,13 @@ def watch_command(
         "-o",
         help="Composite to write (.tif, .png or .jpg), rewritten as frames land.",
     ),
-    depth_map: Path | None = typer.Option(None, "--depth-map", help="Also write a depth map here."),
-    method: str = typer.Option(
-        "pyramid", help="Merge method: pyramid (detail) or depthmap (smooth)."
-    ),
-    align: str = typer.Option(
-        "similarity", help="Alignment: similarity, translation, affine, homography or none."
-    ),
-    reference: str = typer.Option(
-        "first", help="Result geometry: first, middle, last or a frame number (1 = the first)."
-    ),
-    jpeg_quality: int = typer.Option(95, help="Quality of JPEG outputs, 1 to 100."),
-    strict: bool = typer.Option(
-        False, "--strict", help="Stop at the first unreadable or rejected frame."
-    ),
-    no_crop: bool = typer.Option(
-        False, "--no-crop", help="Keep the full frame, smeared borders included."
-    ),
+    depth_map: DepthMap = None,
+    method: Method = "pyramid",
+    align: Align = "similarity",
+    reference: Reference = "first",
+    jpeg_quality: JpegQuality = 95,
+    strict: Strict = False,
+    no_crop: NoCrop = False,
     every: int = typer.Option(
         1, "--every", help="Write the composite after every N merged frames."
     ),
@@ -150,6 +153,18 @@ def watch_command(
     port: int = typer.Option(8000, "--port", help="Preview port."),
 ) -> None:
     """Stack frames as other software drops them into FOLDER; stop with Ctrl-C or --idle-timeout."""
+    options = {
+        "depth_map": depth_map, "method": method, "align": align, "reference": reference,
+        "jpeg_quality": jpeg_quality, "strict": strict, "crop": not no_crop, "every": every,
+        "idle_timeout": idle_timeout, "settle": settle, "prefer": prefer, "polling": poll,
+    }  # fmt: skip
+    _watch(folder, output, (preview, host, port), options)
+
+
+def _watch(
+    folder: Path, output: Path, preview: tuple[bool, str, int], options: dict[str, Any]
+) -> None:
+    """Run :func:`~stacker.watch.watch_and_stack` with a live status line until it ends."""
     import signal
     import threading
 
@@ -173,11 +188,11 @@ def watch_command(
         # A second Ctrl-C interrupts at once (the composite on disk is complete anyway).
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
-    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     announced = threading.Event()
     try:
         with (
-            serve_watch_preview(preview, host, port, folder) as feed,
+            signals_handled(request_stop),
+            serve_watch_preview(*preview, folder) as feed,
             Live(console=console, refresh_per_second=8, transient=True) as live,
         ):
 
@@ -194,18 +209,7 @@ def watch_command(
             summary = watch_and_stack(
                 folder,
                 output,
-                depth_map=depth_map,
-                method=method,
-                align=align,
-                reference=reference,
-                jpeg_quality=jpeg_quality,
-                strict=strict,
-                crop=not no_crop,
-                every=every,
-                idle_timeout=idle_timeout,
-                settle=settle,
-                prefer=prefer,  # type: ignore[arg-type]
-                polling=poll,
+                **options,
                 stop=stop,
                 on_frame=feed.on_frame,
                 on_status=feed.also(show),
@@ -218,9 +222,6 @@ def watch_command(
             console.print(f"stacker: interrupted: {exc}", markup=False, soft_wrap=True)
             raise typer.Exit(130) from None
         raise
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     print(summary_line(summary))
 
 

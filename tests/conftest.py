@@ -7,10 +7,14 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.paths import ROOT, shared_dir
+
+if TYPE_CHECKING:
+    from rig.sim.vcamera import VirtualCameraFolder
 
 # python-gphoto2 chooses between libgphoto2's USB drivers and its virtual camera when it is first
 # imported, so the virtual camera must be chosen before any test imports gphoto2. Camera tests
@@ -27,6 +31,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if E2E in Path(str(item.path)).parents:
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture
+def card_slot_bytes() -> int:
+    """Bytes per image slot of the virtual camera's card (a module may override it)."""
+    return 32_000
+
+
+@pytest.fixture
+def card(tmp_path: Path, card_slot_bytes: int) -> VirtualCameraFolder:
+    """libgphoto2's virtual camera, active, with its own card folder under ``tmp_path``."""
+    from rig.sim.vcamera import VirtualCameraFolder
+
+    folder = VirtualCameraFolder(tmp_path / "card", slot_bytes=card_slot_bytes)
+    folder.activate()
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,6 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from types import TracebackType
 from typing import Any
 
 from rig.camera.backend import load_gphoto2
@@ -201,12 +200,7 @@ class Camera:
     def __enter__(self) -> Camera:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:

@@ -1,32 +1,30 @@
-"""The ``rig`` command: cameras, rails, and capture sessions.
+"""The ``rig`` command: cameras, rails, capture sessions and the station.
 
-Each area registers its own Typer sub-app here; this module only assembles them.
+One module per command group (:mod:`~rig.cli.camera`, :mod:`~rig.cli.rail`,
+:mod:`~rig.cli.session`, :mod:`~rig.cli.station`), option groups shared in
+:mod:`~rig.cli.options`; this module only assembles them.
 """
 
 from __future__ import annotations
 
-import typer
-
+from rig.cli import session, station
 from rig.cli.camera import app as camera_app
 from rig.cli.camera import cameras
 from rig.cli.rail import app as rail_app
-from rig.cli.session import register as register_session_commands
-from rig.cli.station import register as register_station_command
-from stacker.cliutil import run_app
+from stacker.cliutil import make_app, run_app
 
-app = typer.Typer(
-    name="rig",
-    help="Tethered focus-stacking rig: drive a camera and a focus rail, shoot and stack live.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,  # plain help: flags without a <bool> placeholder, choices listed
+app = make_app(
+    "rig",
+    "Tethered focus-stacking rig: drive a camera and a focus rail, shoot and stack live.",
 )
 app.add_typer(camera_app, name="camera")
 app.command("cameras")(cameras)
 app.add_typer(rail_app, name="rail")
-register_session_commands(app)
-register_station_command(app)
+app.command("plan")(session.plan_cmd)
+app.command("shoot")(session.shoot_cmd)
+app.command("resume")(session.resume_cmd)
+app.command("demo")(session.demo_cmd)
+app.command("station")(station.station_cmd)
 
 
 def main() -> None:

@@ -17,15 +17,12 @@ from rig.camera import Camera, ConfigItem, list_cameras
 from rig.camera.detect import NO_CAMERA_HINT
 from rig.camera.errors import CameraNotFoundError
 from rig.camera.shot import parse_capture_target
+from stacker.cliutil import make_app
 from stacker.io import atomic_write_bytes
 
-app = typer.Typer(
-    name="camera",
-    help="Inspect, configure and test a camera connected by USB (through libgphoto2).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,  # plain help: flags without a <bool> placeholder, choices listed
+app = make_app(
+    "camera",
+    "Inspect, configure and test a camera connected by USB (through libgphoto2).",
 )
 
 ModelOpt = Annotated[

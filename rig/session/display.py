@@ -9,7 +9,6 @@ per merged frame and per warning, so the log stays readable.
 from __future__ import annotations
 
 import threading
-from types import TracebackType
 from typing import Any
 
 from rich.console import Console, Group
@@ -18,6 +17,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.text import Text
 
 from rig.plan import format_position
+from rig.session.events import (
+    FrameCaptured,
+    FrameMerged,
+    SessionEvent,
+    SessionWarning,
+    StatusChanged,
+)
 from rig.session.journal import FrameEntry
 from rig.session.state import SessionStatus
 from rig.session.worker import StackJob, StackPreviews
@@ -54,10 +60,18 @@ class SessionDisplay:
 
     def attach(self, runner: Any) -> None:
         """Register this display's callbacks on ``runner`` (a SessionRunner)."""
-        runner.on_status.append(self.update)
-        runner.on_frame_captured.append(self.frame_captured)
-        runner.on_frame_merged.append(self.frame_merged)
-        runner.on_warning.append(self.warning)
+        runner.subscribe(self.on_event)
+
+    def on_event(self, event: SessionEvent) -> None:
+        """Route the runner's events to the display."""
+        if isinstance(event, StatusChanged):
+            self.update(event.status)
+        elif isinstance(event, FrameCaptured):
+            self.frame_captured(event.entry)
+        elif isinstance(event, FrameMerged):
+            self.frame_merged(event.job, event.record, event.previews)
+        elif isinstance(event, SessionWarning):
+            self.warning(event.message)
 
     # ---------------------------------------------------------------- callbacks
     def update(self, status: SessionStatus) -> None:
@@ -132,14 +146,9 @@ class SessionDisplay:
             self._live.__enter__()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self._live is not None:
             if self._status is not None:
                 self._live.update(self._render(self._status))
-            self._live.__exit__(exc_type, exc, tb)
+            self._live.__exit__(None, None, None)
             self._live = None

@@ -28,24 +28,18 @@ from __future__ import annotations
 import json
 import re
 import stat
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rig.errors import RigError
 from rig.plan import PlanError, ShotPlan
 from rig.session.journal import JOURNAL_NAME, FrameEntry, JournalContents
+from stacker.errors import StackerError
 from stacker.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, atomic_write_bytes, truncation
+from stacker.options import OUTPUT_FORMATS, StackOptions
 
 CONFIG_FORMAT = 1
-OUTPUT_FORMATS = {
-    "tif": ".tif",
-    "tiff": ".tif",
-    "png": ".png",
-    "jpg": ".jpg",
-    "jpeg": ".jpg",
-    "dng": ".dng",  # linear DNG: stacks the RAW file of each shot (see stack_file)
-}
 _FRAME_NAME = re.compile(r"^frame_(\d{4,})(?:\.[A-Za-z0-9]+)+$")
 
 
@@ -55,31 +49,46 @@ class SessionFolderError(RigError):
 
 @dataclass(frozen=True)
 class SessionConfig:
-    """Everything besides the plan that a resume needs: the rig and the stacking options."""
+    """Everything besides the plan that a resume needs: the rig and the stacking options.
+
+    ``session.json`` keeps the stacking options flat beside ``rig`` (``method``, ``align``,
+    ``reference``, ``interpolation``, ``crop``, ``output_format``), read by
+    :meth:`StackOptions.parse <stacker.options.StackOptions.parse>` like every other front end.
+    """
 
     rig: dict[str, Any]
     """``{"kind": "hardware", "focus": "rail"|"camera", "rail": URL, "camera_model": ...,
     "camera_port": ...}`` or ``{"kind": "simulated", "width": ..., "height": ..., ...}``."""
-    method: str = "pyramid"
-    align: str = "similarity"
-    output_format: str = "tif"
+    stack: StackOptions = field(default_factory=StackOptions)
     checkpoint_every: int = 8
-    crop: bool = True
     camera: dict[str, Any] = field(default_factory=dict)
     """The camera's settings when the session started (``{"iso": "200", ...}``), as a record."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": CONFIG_FORMAT, **asdict(self)}
+        return {
+            "format": CONFIG_FORMAT,
+            "rig": self.rig,
+            **self.stack.to_dict(),
+            "checkpoint_every": self.checkpoint_every,
+            "camera": self.camera,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str) -> SessionConfig:
-        if not isinstance(data, dict) or "rig" not in data:
+        if not isinstance(data, dict) or not isinstance(data.get("rig"), dict):
             raise SessionFolderError(f"{source}: not a session description (no 'rig' block)")
-        known = set(cls.__dataclass_fields__)
+        stack_keys = set(StackOptions.__dataclass_fields__)
         try:
-            return cls(**{k: v for k, v in data.items() if k in known})
-        except TypeError as exc:
-            raise SessionFolderError(f"{source}: malformed ({exc})") from None
+            stack = StackOptions.parse({k: v for k, v in data.items() if k in stack_keys})
+        except StackerError as exc:
+            raise SessionFolderError(f"{source}: {exc}") from None
+        every = data.get("checkpoint_every", 8)
+        if not isinstance(every, int) or every < 0:
+            raise SessionFolderError(f"{source}: 'checkpoint_every' must be a whole number >= 0")
+        camera = data.get("camera", {})
+        if not isinstance(camera, dict):
+            raise SessionFolderError(f"{source}: 'camera' must be an object of settings")
+        return cls(rig=data["rig"], stack=stack, checkpoint_every=every, camera=camera)
 
 
 @dataclass
@@ -143,10 +152,6 @@ class SessionFolder:
     def create(cls, root: Path, plan: ShotPlan, config: SessionConfig) -> SessionFolder:
         """Make a new session folder; refuses one that already holds a session."""
         folder = cls(root)
-        if config.output_format not in OUTPUT_FORMATS:
-            raise SessionFolderError(
-                f"output format '{config.output_format}': use tif, png, jpg or dng"
-            )
         if folder.journal_path.exists() or folder.plan_path.exists():
             raise SessionFolderError(
                 f"{root}: already holds a session; continue it with `rig resume {root}` "

@@ -6,13 +6,10 @@ camera writes every file of the shot atomically into ``frames/``), appends a fsy
 record to the journal, and hands the frame's path to the :class:`~rig.session.worker.StackWorker`,
 which stacks beside capture. The runner is an explicit state machine
 (:class:`~rig.session.state.RunState`); it ends with a
-:class:`~rig.session.state.FinishReason` and subscribers get callbacks:
-
-* ``on_status(SessionStatus)`` — after every state change, move, capture and merge;
-* ``on_frame_captured(FrameEntry)`` — a frame is on disk and journaled;
-* ``on_frame_merged(StackJob, FrameRecord, StackPreviews)`` — from the stacking thread;
-* ``on_warning(str)`` — a retry, an adopted frame, a frame kept out of the stack;
-* ``on_finished(SessionResult)``.
+:class:`~rig.session.state.FinishReason`, and :meth:`SessionRunner.subscribe` takes one callable
+that receives every :mod:`~rig.session.events` event. Each position is shot by the per-frame
+:class:`~rig.session.engine.FrameEngine` (move, settle, capture, retry); cancellation happens
+at its event boundaries (between moves, waits and shots).
 
 Stopping: :meth:`SessionRunner.request_stop` (first Ctrl-C, SIGTERM; any thread) stops the
 rail at once, lets the frame being downloaded finish, then drains the stacking queue and writes
@@ -22,16 +19,9 @@ fsynced line. Resuming is the same :meth:`SessionRunner.run` on an existing fold
 disk are replayed into a fresh stacker in index order (see :mod:`rig.session.folder` for the
 adoption rule) and only missing positions are shot.
 
-Overlap: a camera that can report the end of the exposure before its files are downloaded
-(:meth:`rig.camera.Camera.release`) lets the rail move to the next position and settle while
-the last frame's files travel over USB (a 50 MB RAW takes about 2 s over USB 2). The frame is
-journaled once its download completes, before the next shot; a download that fails is shot again
-at its own position. ``RunnerOptions.move_during_download=False`` turns this off.
-
-Faults: a camera that reports busy or a transient I/O error is retried (``capture_retries``,
-with a growing delay); re-shooting a position is safe because its files are simply replaced. A
-rail alarm, a lost serial link or a vanished camera stop the session cleanly (``FAULT``) with
-everything written, ready for ``rig resume``.
+Faults: transient camera errors are retried by the engine. A rail alarm, a lost serial link or
+a vanished camera stop the session cleanly (``FAULT``) with everything written, ready for
+``rig resume``.
 """
 
 from __future__ import annotations
@@ -43,11 +33,28 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
-from rig.errors import DeviceBusyError, DeviceNotFoundError, MotionError, RigError
+from rig.errors import MotionError, RigError
 from rig.focuser import Focuser, FocuserCapabilities
-from rig.plan import ShotPlan, format_position, frame_stem
+from rig.plan import ShotPlan, format_position
+from rig.session.engine import (
+    CaptureDevice,
+    FrameEngine,
+    InFlight,
+    RunnerOptions,
+    SessionStopped,
+    Shot,
+)
+from rig.session.events import (
+    EventBus,
+    FrameCaptured,
+    FrameMerged,
+    SessionFinished,
+    SessionWarning,
+    StatusChanged,
+    Subscriber,
+)
 from rig.session.folder import (
     Reconciliation,
     SessionConfig,
@@ -56,13 +63,7 @@ from rig.session.folder import (
     stack_file,
 )
 from rig.session.journal import FrameEntry, Journal, read_journal, relative_files
-from rig.session.state import (
-    FinishReason,
-    RunState,
-    SessionStatus,
-    can_transition,
-    exit_code,
-)
+from rig.session.state import FinishReason, RunState, SessionResult, SessionStatus, can_transition
 from rig.session.worker import StackerLike, StackJob, StackPreviews, StackWorker
 from stacker.errors import UserError
 
@@ -73,28 +74,15 @@ ABORT_JOIN_S = 5.0
 """How long an abort waits for the frame being stacked before giving up on the thread."""
 
 
-class CaptureDevice(Protocol):
-    """What the runner needs from a camera: shoot and write every file of the shot atomically."""
-
-    def capture(
-        self, dest_dir: Path, stem: str | None = None, *, on_progress: Any = None
-    ) -> list[Path]: ...
-
-
-class PendingShotLike(Protocol):
-    """A shot whose exposure is over; :meth:`download` writes its files and returns them."""
-
-    def download(self, on_progress: Any = None) -> list[Path]: ...
-
-
-class ReleasingDevice(CaptureDevice, Protocol):
-    """A camera that returns after the exposure and downloads separately (overlap)."""
-
-    def release(self, dest_dir: Path, stem: str | None = None) -> PendingShotLike: ...
-
-
-class SessionStopped(Exception):
-    """Internal: a stop or abort was requested while waiting or moving."""
+__all__ = [
+    "CaptureDevice",
+    "RunnerOptions",
+    "SessionResult",
+    "SessionRunner",
+    "check_plan_fits",
+    "check_plan_within",
+    "make_stacker",
+]
 
 
 class StackingFailed(Exception):
@@ -103,33 +91,6 @@ class StackingFailed(Exception):
     def __init__(self, error: BaseException) -> None:
         super().__init__(f"stacking failed: {error}")
         self.error = error
-
-
-@dataclass
-class RunnerOptions:
-    """Tuning of the capture loop (not part of the plan: the same plan runs on any machine)."""
-
-    queue_size: int = 8
-    capture_retries: int = 3
-    retry_delay_s: float = 1.0
-    write_outputs: bool = True
-    previews: bool = True
-    move_during_download: bool = True
-    """Move to the next position while the last frame downloads (cameras with ``release``)."""
-
-
-@dataclass(frozen=True)
-class SessionResult:
-    """How a run ended: the reason, the error behind a fault, and the files written."""
-
-    reason: FinishReason
-    status: SessionStatus
-    error: BaseException | None = None
-    outputs: tuple[Path, ...] = ()
-
-    @property
-    def exit_code(self) -> int:
-        return exit_code(self.reason, self.error)
 
 
 def check_plan_fits(plan: ShotPlan, focuser: Focuser) -> None:
@@ -171,48 +132,8 @@ def make_stacker(config: SessionConfig, expected_frames: int) -> StackerLike:
     """The Stacker for a session, from its stacking options."""
     from stacker.stack import Stacker
 
-    stacker: StackerLike = Stacker(
-        method=config.method, align=config.align, expected_frames=expected_frames
-    )
+    stacker: StackerLike = Stacker(**config.stack.stacker_kwargs(), expected_frames=expected_frames)
     return stacker
-
-
-_T = TypeVar("_T")
-
-
-@dataclass
-class _Frame:
-    """A frame being shot: where, when its move ended and began, how many attempts so far."""
-
-    index: int
-    position: float
-    moved_at: float
-    started: float
-    attempts: int = 0
-
-
-class _InFlight:
-    """A frame whose files download on a thread while the rail moves on."""
-
-    def __init__(self, frame: _Frame, shot: PendingShotLike) -> None:
-        self.frame = frame
-        self._files: list[Path] = []
-        self._error: Exception | None = None
-        self._thread = threading.Thread(
-            target=self._download, args=(shot,), name=f"download-{frame.index}", daemon=True
-        )
-        self._thread.start()
-
-    def _download(self, shot: PendingShotLike) -> None:
-        try:
-            self._files = list(shot.download())
-        except Exception as exc:  # handed to the capture thread, which decides
-            self._error = exc
-
-    def wait(self) -> tuple[list[Path], Exception | None]:
-        """The files written, or the error that stopped the download."""
-        self._thread.join()
-        return self._files, self._error
 
 
 @dataclass
@@ -258,17 +179,27 @@ class SessionRunner:
         self._worker: StackWorker | None = None
         self._journal: Journal | None = None
         self.stacker: StackerLike | None = None
-        self.on_status: list[Callable[[SessionStatus], None]] = []
-        self.on_frame_captured: list[Callable[[FrameEntry], None]] = []
-        self.on_frame_merged: list[Callable[[StackJob, Any, StackPreviews], None]] = []
-        self.on_finished: list[Callable[[SessionResult], None]] = []
-        self.on_warning: list[Callable[[str], None]] = []
+        self._events = EventBus()
+        self.engine = FrameEngine(
+            folder,
+            self.plan,
+            focuser=focuser,
+            camera=camera,
+            options=self.options,
+            stop=self._stop,
+            on_phase=self._phase,
+            warn=self._warn,
+        )
         self._next_feed = 1
         self._waiting: dict[int, StackJob] = {}
         self._vanished: set[int] = set()
         self._finish_reason: FinishReason | None = None
 
     # ---------------------------------------------------------------- control
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        """Send every session event to ``subscriber``; returns the call that stops it."""
+        return self._events.subscribe(subscriber)
+
     @property
     def state(self) -> RunState:
         return self._state
@@ -393,8 +324,7 @@ class SessionRunner:
             log.info("session finished: %s", reason.value)
             self._detach_log(handler)
         result = SessionResult(reason, self.status(), error, outputs)
-        for cb in self.on_finished:
-            cb(result)
+        self._events.publish(SessionFinished(result))
         return result
 
     # ---------------------------------------------------------------- phases
@@ -443,7 +373,7 @@ class SessionRunner:
             self._warn(f"frame {index}: journaled but its files are gone; shooting it again")
         for index, damage in recon.damaged.items():
             why = "; ".join(f"{p.name} is {reason}" for p, reason in damage)
-            aside = self._set_aside([p for p, _ in damage], "damaged")
+            aside = self.engine.set_aside([p for p, _ in damage], "damaged")
             self._warn(f"frame {index}: {why}; moved to {aside.name}/, shooting it again")
         for p in recon.stray:
             self._warn(f"{p.name}: not part of this plan; left alone")
@@ -478,182 +408,65 @@ class SessionRunner:
             raise MotionError(
                 f"{self.focuser.name}: {unreferenced}; home it or accept its position first"
             )
-        last_shutter: float | None = None
-        in_flight: _InFlight | None = None
+        in_flight: InFlight | None = None
         try:
             for index in recon.missing:
-                self._check_stop()
-                position = self.plan.position_of(index)
-                c = self._counters
-                c.current_index, c.message = index, "moving"
-                t0 = time.monotonic()
-                self._emit()
-                self.focuser.move_to(position)  # the previous frame may still be downloading
-                c.position = position
-                moved_at = time.time()
-                c.message = "settling"
-                self._emit()
-                self._wait(self.plan.settle_s + self.plan.exposure_delay_s)
-                if last_shutter is not None and self.plan.flash_recycle_s > 0:
-                    self._wait(self.plan.flash_recycle_s - (time.monotonic() - last_shutter))
+                self.engine.check_stop()
+                self._counters.current_index = index
+                at = self.engine.approach(index)
                 if in_flight is not None:
                     done, in_flight = in_flight, None
-                    self._land(done)
-                self._check_stop()
-                c.message = "capturing"
-                self._emit()
-                last_shutter = time.monotonic()
-                frame = _Frame(index, position, moved_at, t0)
-                if self._overlapping():
-                    in_flight = self._release(frame)
+                    self._record(self.engine.land(done), done.approach.started)
+                taken = self.engine.expose(at)
+                if isinstance(taken, InFlight):
+                    in_flight = taken
                 else:
-                    files, frame.attempts = self._capture(index)
-                    self._record(frame, files)
+                    self._record(taken, at.started)
         finally:
             # The frame in flight is finished and journaled, unless aborting: then its files
             # stay on the camera and the position is shot again on resume.
             if in_flight is not None and not self._abort.is_set():
-                self._land(in_flight, reshoot=False)
+                self._record(self.engine.land(in_flight, reshoot=False), in_flight.approach.started)
         if self.plan.return_to_start and recon.missing and not self._stop.is_set():
-            self._counters.message = "returning to start"
-            self._emit()
-            try:
-                self.focuser.move_to(self.plan.start)
-            except UserError as exc:
-                self._warn(f"could not return to start: {exc}")
+            self.engine.return_to_start()
 
-    def _overlapping(self) -> bool:
-        return self.options.move_during_download and hasattr(self.camera, "release")
-
-    def _record(self, frame: _Frame, files: list[Path]) -> None:
-        """Journal a shot frame, count it, and hand it to the stacker."""
-        index, position = frame.index, frame.position
+    def _record(self, shot: Shot, started: float) -> None:
+        """Journal a shot, count it, tell the subscribers and hand it to the stacker."""
+        entry = FrameEntry(shot.index, shot.position, shot.files)
         assert self._journal is not None
         self._journal.append(
             "frame",
-            index=index,
-            position=position,
+            index=shot.index,
+            position=shot.position,
             units=self.plan.units,
-            files=relative_files(self.folder.root, files),
-            sizes=[f.stat().st_size for f in files],
-            moved_at=round(frame.moved_at, 3),
+            files=relative_files(self.folder.root, shot.files),
+            sizes=[f.stat().st_size for f in shot.files],
+            moved_at=round(shot.moved_at, 3),
             captured_at=round(time.time(), 3),
-            attempts=frame.attempts,
-            **({"reshot": True} if index in self._vanished else {}),
+            attempts=shot.attempts,
+            **({"reshot": True} if shot.index in self._vanished else {}),
         )
         c = self._counters
         c.captured += 1
-        c.shot_times.append(time.monotonic() - frame.started)
+        c.shot_times.append(time.monotonic() - started)
         c.message = None
         log.info(
             "frame %d at %s: %s",
-            index,
-            format_position(position, self.plan.units),
-            ", ".join(f.name for f in files),
+            shot.index,
+            format_position(shot.position, self.plan.units),
+            ", ".join(f.name for f in shot.files),
         )
-        entry = FrameEntry(index, position, files)
-        for cb in self.on_frame_captured:
-            cb(entry)
+        self._events.publish(FrameCaptured(entry))
         self._feed(entry)
         self._emit()
         if self._worker is not None and self._worker.error is not None:
             raise StackingFailed(self._worker.error)
 
-    def _release(self, frame: _Frame) -> _InFlight:
-        """Expose frame ``frame.index`` and start its download on a thread."""
-        camera: ReleasingDevice = self.camera  # type: ignore[assignment]
-        shot, frame.attempts = self._retrying(
-            frame.index, lambda: camera.release(self.folder.frames_dir, frame_stem(frame.index))
-        )
-        return _InFlight(frame, shot)
-
-    def _land(self, flight: _InFlight, *, reshoot: bool = True) -> None:
-        """Wait for an in-flight download and record its frame; reshoot it if it failed.
-
-        A failed download leaves its files on the camera (or its partial files set aside);
-        the frame is shot again at its own position, with the usual retries, when the
-        failure is retryable. Without ``reshoot`` (the session is ending) the error stands.
-        """
-        files, error = flight.wait()
-        frame = flight.frame
-        if error is None:
-            if not files:
-                raise RigError(f"frame {frame.index}: the camera returned no file")
-            self._record(frame, files)
-            return
-        self._set_aside_partial(frame.index, frame.attempts)
-        if not reshoot or self._stop.is_set() or not _retryable(error):
-            raise error
-        self._warn(f"frame {frame.index}: {error}; shooting it again")
-        self.focuser.move_to(frame.position)
-        self._wait(self.plan.settle_s + self.plan.exposure_delay_s)
-        files, attempts = self._capture(frame.index)
-        frame.attempts += attempts
-        self._record(frame, files)
-
-    def _capture(self, index: int) -> tuple[list[Path], int]:
-        """Shoot frame ``index``, retrying transient camera errors; (files, attempts)."""
-        files, attempts = self._retrying(
-            index, lambda: self.camera.capture(self.folder.frames_dir, frame_stem(index))
-        )
-        if not files:
-            raise RigError(f"frame {index}: the camera returned no file")
-        return list(files), attempts
-
-    def _retrying(self, index: int, shoot: Callable[[], _T]) -> tuple[_T, int]:
-        """``shoot()`` with retries of transient camera errors; (its result, attempts)."""
-        attempts = 0
-        while True:
-            attempts += 1
-            try:
-                return shoot(), attempts
-            except UserError as exc:
-                self._set_aside_partial(index, attempts)
-                if (
-                    self._stop.is_set()
-                    or not _retryable(exc)
-                    or attempts > self.options.capture_retries
-                ):
-                    raise
-                self._warn(
-                    f"frame {index}: {exc}; retrying ({attempts}/{self.options.capture_retries})"
-                )
-                self._wait(self.options.retry_delay_s * attempts)
-
-    def _set_aside_partial(self, index: int, attempt: int) -> None:
-        """Move files a failed shot left (a RAW without its JPEG) out of ``frames/``.
-
-        They are kept in ``failed-attempts/``, never deleted; ``frames/`` then holds only
-        complete shots, so a retry or a resume shoots this position again cleanly.
-        """
-        stem = frame_stem(index)
-        frames = self.folder.frames_dir
-        partial = [
-            p
-            for p in (frames.iterdir() if frames.is_dir() else ())
-            if p.name.startswith((stem + ".", stem + "-")) and (p.is_file() or p.is_symlink())
-        ]
-        if partial:
-            aside = self._set_aside(partial, f"attempt{attempt}")
-            self._warn(
-                f"frame {index}: moved {len(partial)} file(s) of the failed shot to {aside.name}/"
-            )
-
-    def _set_aside(self, files: list[Path], tag: str) -> Path:
-        """Rename ``files`` (links themselves, never their targets) into ``failed-attempts/``.
-
-        A name already taken there gets a number: nothing set aside is ever replaced.
-        """
-        aside = self.folder.root / "failed-attempts"
-        aside.mkdir(exist_ok=True)
-        for p in files:
-            target = aside / f"{p.stem}.{tag}{p.suffix}"
-            n = 1
-            while target.exists() or target.is_symlink():
-                n += 1
-                target = aside / f"{p.stem}.{tag}-{n}{p.suffix}"
-            p.replace(target)
-        return aside
+    def _phase(self, message: str, position: float | None) -> None:
+        self._counters.message = message
+        if position is not None:
+            self._counters.position = position
+        self._emit()
 
     def _feed(self, entry: FrameEntry) -> None:
         """Hand frames to the stacker in index order (a gap waits until it is shot)."""
@@ -673,7 +486,7 @@ class SessionRunner:
 
     def _job(self, entry: FrameEntry, *, replay: bool) -> StackJob:
         position_um = entry.position if self.plan.units == "um" else None
-        raw = self.config.output_format == "dng"
+        raw = self.config.stack.suffix == ".dng"
         return StackJob(entry.index, stack_file(entry.files, raw=raw), position_um, replay)
 
     def _finish(self, reason: FinishReason) -> tuple[Path, ...]:
@@ -722,8 +535,7 @@ class SessionRunner:
             data = record.to_dict() if hasattr(record, "to_dict") else {}
             data.pop("index", None)
             self._journal.append("merge", index=job.index, replay=job.replay, **data)
-        for cb in self.on_frame_merged:
-            cb(job, record, previews)
+        self._events.publish(FrameMerged(job, record, previews))
         self._emit()
 
     def _stack_failed(self, job: StackJob, exc: UserError) -> None:
@@ -751,32 +563,23 @@ class SessionRunner:
         folder = self.folder
         written = save_outputs(
             stacker,  # type: ignore[arg-type]
-            folder.composite_path(self.config.output_format),
+            folder.composite_path(self.config.stack.output_format),
             folder.depth_path if depth else None,
             metadata_from=self._first_frame(),
-            crop=self.config.crop,
+            crop=self.config.stack.crop,
         )
         return tuple(Path(p) for p in written)
 
     def _first_frame(self) -> Path | None:
         on_disk = self.folder.frames_on_disk()
-        raw = self.config.output_format == "dng"
+        raw = self.config.stack.suffix == ".dng"
         return stack_file(on_disk[min(on_disk)], raw=raw) if on_disk else None
 
     # ---------------------------------------------------------------- helpers
-    def _check_stop(self) -> None:
-        if self._stop.is_set():
-            raise SessionStopped()
-
-    def _wait(self, seconds: float) -> None:
-        if seconds > 0 and self._stop.wait(seconds):
-            raise SessionStopped()
-
     def _warn(self, message: str) -> None:
         log.warning(message)
         self._counters.warnings.append(message)
-        for cb in self.on_warning:
-            cb(message)
+        self._events.publish(SessionWarning(message))
         self._emit()
 
     def _set_state(self, new: RunState, *, only_from: tuple[RunState, ...] | None = None) -> None:
@@ -793,14 +596,8 @@ class SessionRunner:
         self._emit()
 
     def _emit(self) -> None:
-        if not self.on_status:
-            return
-        status = self.status()
-        for cb in self.on_status:
-            try:
-                cb(status)
-            except Exception:
-                log.exception("status subscriber failed")
+        if self._events:
+            self._events.publish(StatusChanged(self.status()))
 
     def _journal_finish(self, reason: FinishReason, error: BaseException | None) -> None:
         if self._journal is None:
@@ -839,12 +636,3 @@ class SessionRunner:
             parent.removeHandler(handler)
             parent.setLevel(previous)
             handler.close()
-
-
-def _retryable(exc: BaseException) -> bool:
-    """Camera errors worth another try: busy, or marked transient by the camera driver."""
-    if isinstance(exc, DeviceNotFoundError):
-        return False
-    if isinstance(exc, DeviceBusyError):
-        return True
-    return bool(getattr(exc, "transient", False) or getattr(exc, "retryable", False))

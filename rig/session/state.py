@@ -16,11 +16,19 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from stacker.errors import UserError
 from stacker.runstate import RunState
 
-__all__ = ["FinishReason", "RunState", "SessionStatus", "can_transition", "exit_code"]
+__all__ = [
+    "FinishReason",
+    "RunState",
+    "SessionResult",
+    "SessionStatus",
+    "can_transition",
+    "exit_code",
+]
 
 
 class FinishReason(str, enum.Enum):
@@ -110,3 +118,17 @@ class SessionStatus:
     @property
     def done(self) -> bool:
         return self.state is RunState.FINISHED
+
+
+@dataclass(frozen=True)
+class SessionResult:
+    """How a run ended: the reason, the error behind a fault, and the files written."""
+
+    reason: FinishReason
+    status: SessionStatus
+    error: BaseException | None = None
+    outputs: tuple[Path, ...] = ()
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code(self.reason, self.error)

@@ -29,7 +29,6 @@ import termios
 import threading
 import time
 import tty
-from types import TracebackType
 
 
 class PtyDevice:
@@ -90,12 +89,7 @@ class PtyDevice:
     def __enter__(self) -> PtyDevice:
         return self.start() if self._thread is None else self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     @property

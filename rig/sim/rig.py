@@ -29,7 +29,6 @@ import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from rig.errors import RigError
@@ -239,12 +238,7 @@ class SimulatedRig:
             raise
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         for part in (self._focuser, self._camera, self._grbl):
             if part is not None:
                 # best effort: the simulators die with the process anyway

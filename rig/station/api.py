@@ -45,6 +45,7 @@ from starlette.routing import BaseRoute, Route
 from rig.station.errors import NotFoundError, StationBusyError
 from rig.station.service import Station, describe_plan, plan_from_request
 from stacker.errors import UserError
+from stacker.options import StackOptions
 from stacker.preview.access import LOGIN_SCRIPT, error_response, login_routes, token_middleware
 from stacker.preview.server import NO_STORE, PageExtension, create_app
 
@@ -133,17 +134,13 @@ def station_routes(station: Station, token: str) -> list[BaseRoute]:
         if request.method == "GET":
             return JSONResponse(await _blocking(station.sessions), headers=NO_STORE)
         body = await _json_body(request)
-        spec = body.get("plan")
-        if not isinstance(spec, dict):
-            raise _HttpError(400, "'plan' is required: {from, to, step | frames | optics}")
-        shot_plan = plan_from_request(spec, units=station.units)
+        shot_plan = plan_from_request(body.get("plan"), units=station.units)
+        fields = {k: body.get(k) for k in ("method", "align", "reference", "interpolation")}
         sid = await _blocking(
             station.start,
             shot_plan,
             name=(str(body["name"]).strip() or None) if body.get("name") else None,
-            method=str(body.get("method") or "pyramid"),
-            align=str(body.get("align") or "similarity"),
-            output_format=str(body.get("format") or "tif"),
+            stack=StackOptions.parse({**fields, "output_format": body.get("format")}),
         )
         return JSONResponse(
             {"id": sid, "plan": describe_plan(shot_plan)}, status_code=201, headers=NO_STORE

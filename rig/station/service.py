@@ -22,19 +22,19 @@ from typing import Any
 import cv2
 
 from rig.focuser import Focuser
-from rig.plan import ShotPlan
+from rig.plan import PlanUnits, ShotPlan
 from rig.preview import SessionPreview
-from rig.session.folder import OUTPUT_FORMATS, SessionConfig, SessionFolder
+from rig.session.folder import SessionConfig, SessionFolder
 from rig.session.runner import CaptureDevice, RunnerOptions, SessionResult, SessionRunner
+from rig.spec import PlanSpec
 from rig.station.camera_settings import CameraSettings
 from rig.station.errors import StationBusyError, StationError
 from rig.station.files import SESSION_ID, SessionFiles, own_empty_folder
 from rig.units import UnitError, format_length, parse_length
-from stacker.align import MODELS
 from stacker.io import read_image
+from stacker.options import OUTPUT_FORMATS, StackOptions
 from stacker.preview.hub import PreviewHub
 from stacker.preview.publisher import encode_jpeg
-from stacker.stack import METHODS
 
 TEST_SHOT_DIR = ".test-shot"
 DEFAULT_TRAVEL = {"um": 300_000.0, "steps": 100_000.0}
@@ -43,56 +43,13 @@ travel: further than any macro rail (300 mm) or lens (100000 steps) reaches, yet
 
 
 # ----------------------------------------------------------------------------- plans
-def plan_from_request(spec: dict[str, Any], *, units: str) -> ShotPlan:
-    """A shot plan from the page's form: ``from``/``to`` and one of ``step``, ``frames``,
-    ``magnification`` + ``f_number``, or ``na``; optional ``settle`` (seconds).
-    """
-
-    def length(key: str) -> float:
-        raw = spec.get(key)
-        if raw is None or str(raw).strip() == "":
-            raise StationError(f"'{key}' is required, e.g. 0mm or 1.5mm")
-        try:
-            value, got = parse_length(str(raw))
-        except UnitError as exc:
-            raise StationError(f"'{key}': {exc}") from None
-        if got != units:
-            want = "lens steps (e.g. 40steps)" if units == "steps" else "a length (um, mm)"
-            raise StationError(f"'{key}' {raw}: this rig's focuser moves in {want}")
-        return value
-
-    def number(key: str) -> float | None:
-        raw = spec.get(key)
-        if raw is None or str(raw).strip() == "":
-            return None
-        try:
-            return float(raw)
-        except (TypeError, ValueError):
-            raise StationError(f"'{key}' must be a number, not {raw!r}") from None
-
-    near, far = length("from"), length("to")
-    settle = number("settle")
-    timing: dict[str, Any] = {"settle_s": 0.5 if settle is None else settle}
-    frames = number("frames")
-    magnification, f_number, na = number("magnification"), number("f_number"), number("na")
-    has_step = str(spec.get("step") or "").strip() != ""
-    ways = has_step + (frames is not None) + (any(v is not None for v in (magnification, na)))
-    if ways != 1:
-        raise StationError(
-            "space the frames one way: a step (50um), a number of frames, "
-            "or the optics (magnification and f-number, or NA)"
-        )
-    if has_step:
-        return ShotPlan.from_step(near, far, length("step"), units=units, **timing)  # type: ignore[arg-type]
-    if frames is not None:
-        if not frames.is_integer():
-            raise StationError(f"'frames' must be a whole number, not {frames:g}")
-        return ShotPlan.from_frames(near, far, int(frames), units=units, **timing)  # type: ignore[arg-type]
-    if units != "um":
-        raise StationError("the depth-of-field calculator needs a rail (lengths), not lens steps")
-    return ShotPlan.from_optics(
-        near, far, magnification=magnification, f_number=f_number, numerical_aperture=na, **timing
-    )
+def plan_from_request(spec: Any, *, units: PlanUnits) -> ShotPlan:
+    """A shot plan from the page's JSON: ``from``/``to`` and one of ``step``, ``frames``,
+    ``magnification`` + ``f_number``, or ``na``; optional ``settle`` and the other timing
+    fields (:class:`~rig.spec.PlanSpec`, as ``rig plan`` reads its options)."""
+    if not isinstance(spec, dict):
+        raise StationError("'plan' is required: {from, to, step | frames | optics}")
+    return PlanSpec.parse(spec, units=units).plan()
 
 
 def describe_plan(plan: ShotPlan) -> dict[str, Any]:
@@ -297,9 +254,7 @@ class Station:
         plan: ShotPlan,
         *,
         name: str | None = None,
-        method: str = "pyramid",
-        align: str = "similarity",
-        output_format: str = "tif",
+        stack: StackOptions | None = None,
     ) -> str:
         """Create a session folder and shoot ``plan`` in the background; returns its id."""
         sid = name or f"stack-{datetime.now():%Y%m%d-%H%M%S}"
@@ -307,20 +262,13 @@ class Station:
             raise StationError(
                 f"session name {sid!r}: use letters, digits, '-', '_' and '.' (no '..')"
             )
-        if output_format not in OUTPUT_FORMATS:
-            raise StationError(f"format '{output_format}': use tif, png, jpg or dng")
-        for field, value, choices in (("method", method, METHODS), ("align", align, MODELS)):
-            if value not in choices:
-                raise StationError(f"'{field}' {value!r}: use {', '.join(choices)}")
         if plan.units != self.units:
             raise StationError(
                 f"the plan is in {plan.units} but this focuser moves in {self.units}"
             )
         config = SessionConfig(
             rig=self.rig,
-            method=method,
-            align=align,
-            output_format=output_format,
+            stack=stack or StackOptions(),
             checkpoint_every=max(4, plan.frames // 4),
             camera=CameraSettings(self.camera).snapshot(),
         )

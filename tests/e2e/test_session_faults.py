@@ -9,30 +9,18 @@ the real process, as Ctrl-C would.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.commands import env, rig, rig_cmd
+
 pytestmark = pytest.mark.slow  # whole sessions in subprocesses
 
 ARGS = ["--frames", "8", "--size", "480x360", "--time-scale", "50"]
-
-
-def rig_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "rig.cli", *args]
-
-
-def env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k != "VCAMERADIR"}
-
-
-def rig(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(rig_cmd(*args), capture_output=True, text=True, timeout=120, env=env())
 
 
 def records(folder: Path) -> list[dict]:

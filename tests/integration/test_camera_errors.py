@@ -62,10 +62,8 @@ class FlakyHandle:
 
 
 @pytest.fixture
-def card(tmp_path: Path) -> VirtualCameraFolder:
-    folder = VirtualCameraFolder(tmp_path / "card", slot_bytes=16_000)
-    folder.activate()
-    return folder
+def card_slot_bytes() -> int:
+    return 16_000
 
 
 @pytest.fixture

@@ -52,13 +52,6 @@ def noise_jpeg(seed: int, size: int = 48) -> bytes:
 
 
 @pytest.fixture
-def card(tmp_path: Path) -> VirtualCameraFolder:
-    folder = VirtualCameraFolder(tmp_path / "card", slot_bytes=32_000)
-    folder.activate()
-    return folder
-
-
-@pytest.fixture
 def camera(card: VirtualCameraFolder) -> Iterator[Camera]:
     with Camera.open(retry=FAST) as cam:
         yield cam

@@ -12,11 +12,11 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from rig.plan import ShotPlan
+from rig.session.events import FrameMerged, SessionEvent
 from rig.session.folder import SessionConfig, SessionFolder
 from rig.session.journal import read_journal
 from rig.session.runner import RunnerOptions, SessionRunner
@@ -94,14 +94,16 @@ def test_session_whose_final_composite_meets_a_full_disk_keeps_every_frame(
     )
     filled: list[Path] = []
 
-    def on_merged(job: Any, record: Any, previews: Any) -> None:
-        if job.index == FRAMES:  # every frame is on disk and journaled: now the disk is full
+    def on_merged(event: SessionEvent) -> None:
+        if (
+            isinstance(event, FrameMerged) and event.job.index == FRAMES
+        ):  # every frame is on disk and journaled: now the disk is full
             filled.append(fill(small_disk))
 
     with SimulatedRig(SPEC) as sim:
         runner = SessionRunner(folder, focuser=sim.focuser, camera=sim.camera,
                                options=RunnerOptions(queue_size=2))  # fmt: skip
-        runner.on_frame_merged.append(on_merged)
+        runner.subscribe(on_merged)
         result = runner.run()
     assert filled
     assert result.reason is FinishReason.FAULT

@@ -306,7 +306,7 @@ def test_camera_url_on_the_virtual_body_is_refused_with_a_pointer_to_rails(
 
 def test_a_resumed_lens_session_refuses_or_counts_from_the_last_frame() -> None:
     """A lens counts from 0 at every opening: resuming needs the user's word that it is put."""
-    from rig.cli.session import establish_reference
+    from rig.devices import establish_reference
 
     cam = FakeLensCamera(canon())
     lens = LensFocuser(cam)  # type: ignore[arg-type]

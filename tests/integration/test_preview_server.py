@@ -17,6 +17,7 @@ import pytest
 from stacker.preview import PreviewHub, PreviewServer, PreviewServerError
 from stacker.preview.hub import CropResult
 from stacker.preview.publisher import encode_jpeg
+from tests.crops import crop_owner
 
 
 @pytest.fixture
@@ -171,7 +172,6 @@ def test_crop_returns_both_100_percent_crops_from_the_owner_thread(hub, client):
     yy, xx = np.mgrid[0:300, 0:400]
     composite = np.dstack([xx % 256, yy % 256, np.zeros_like(xx)]).astype(np.uint8)
     ran_on: list[threading.Thread] = []
-    stop = threading.Event()
 
     def provider(fx: float, fy: float, size: int) -> CropResult:
         ran_on.append(threading.current_thread())
@@ -182,20 +182,8 @@ def test_crop_returns_both_100_percent_crops_from_the_owner_thread(hub, client):
             encode_jpeg(c, 95)[0], encode_jpeg(last, 95)[0], x, y, size, size, 400, 300
         )
 
-    def worker() -> None:
-        hub.crops.set_provider(provider)
-        while not stop.is_set():
-            hub.crops.serve(timeout=0.05)
-
-    owner = threading.Thread(target=worker)
-    owner.start()
-    try:
-        while not hub.crops.available:
-            time.sleep(0.005)
+    with crop_owner(hub, provider) as owner:
         r = client.get("/api/crop", params={"x": 0.5, "y": 0.5, "size": 64})
-    finally:
-        stop.set()
-        owner.join()
     assert r.status_code == 200, r.text
     body = r.json()
     assert (body["x"], body["y"], body["width"], body["height"]) == (168, 118, 64, 64)

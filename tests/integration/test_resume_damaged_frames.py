@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from rig.plan import ShotPlan
+from rig.session.events import SessionWarning
 from rig.session.folder import SessionConfig, SessionFolder
 from rig.session.journal import read_journal
 from rig.session.runner import SessionRunner
@@ -69,7 +70,7 @@ def test_truncated_and_symlinked_frames_are_set_aside_and_shot_again(
     warnings: list[str] = []
     with SimulatedRig(SPEC) as sim:
         runner = SessionRunner(session, focuser=sim.focuser, camera=sim.camera)
-        runner.on_warning.append(warnings.append)
+        runner.subscribe(lambda e: isinstance(e, SessionWarning) and warnings.append(e.message))
         result = runner.run()
 
     assert result.reason is FinishReason.COMPLETED, result.error

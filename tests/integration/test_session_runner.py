@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import queue
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,14 @@ import numpy as np
 import pytest
 
 from rig.plan import ShotPlan
+from rig.session.events import (
+    FrameCaptured,
+    FrameMerged,
+    SessionEvent,
+    SessionFinished,
+    SessionWarning,
+    StatusChanged,
+)
 from rig.session.folder import SessionConfig, SessionFolder
 from rig.session.journal import read_journal
 from rig.session.runner import RunnerOptions, SessionResult, SessionRunner
@@ -26,6 +34,7 @@ from rig.session.worker import StackJob, StackPreviews, StackWorker
 from rig.sim.rig import SimRigSpec, SimulatedRig
 from rig.sim.vcamera import use_virtual_camera
 from stacker.errors import UserError
+from stacker.options import StackOptions
 from stacker.stack import Stacker
 
 SPEC = SimRigSpec(width=320, height=240, time_scale=50.0)
@@ -54,6 +63,16 @@ def frame_indexes(folder: SessionFolder) -> list[int]:
     return [r["index"] for r in read_journal(folder.journal_path).of_kind("frame")]
 
 
+def on_frame(index: int, action: Callable[[], None]) -> Callable[[SessionEvent], None]:
+    """A subscriber that calls ``action`` once frame ``index`` is captured."""
+
+    def subscriber(event: SessionEvent) -> None:
+        if isinstance(event, FrameCaptured) and event.entry.index == index:
+            action()
+
+    return subscriber
+
+
 def test_complete_run_walks_the_state_machine_and_calls_back(
     tmp_path: Path, sim: SimulatedRig
 ) -> None:
@@ -63,10 +82,19 @@ def test_complete_run_walks_the_state_machine_and_calls_back(
     captured: list[int] = []
     merged: list[tuple[int, Any, StackPreviews]] = []
     finished: list[SessionResult] = []
-    runner.on_status.append(lambda s: states.append(s.state) if s.state not in states else None)
-    runner.on_frame_captured.append(lambda e: captured.append(e.index))
-    runner.on_frame_merged.append(lambda job, rec, prev: merged.append((job.index, rec, prev)))
-    runner.on_finished.append(finished.append)
+
+    def subscriber(event: SessionEvent) -> None:
+        match event:
+            case StatusChanged(status) if status.state not in states:
+                states.append(status.state)
+            case FrameCaptured(entry):
+                captured.append(entry.index)
+            case FrameMerged(job, record, previews):
+                merged.append((job.index, record, previews))
+            case SessionFinished(result):
+                finished.append(result)
+
+    runner.subscribe(subscriber)
 
     result = runner.run()
 
@@ -97,7 +125,7 @@ def test_stop_request_finishes_the_frame_then_resume_completes(
 ) -> None:
     folder = new_session(tmp_path / "s")
     runner = runner_for(folder, sim)
-    runner.on_frame_captured.append(lambda e: runner.request_stop() if e.index == 2 else None)
+    runner.subscribe(on_frame(2, runner.request_stop))
     result = runner.run()
     assert result.reason is FinishReason.INTERRUPTED and result.exit_code == 130
     assert frame_indexes(folder) == [1, 2]
@@ -106,7 +134,7 @@ def test_stop_request_finishes_the_frame_then_resume_completes(
 
     again = runner_for(folder, sim)
     replayed: list[bool] = []
-    again.on_frame_merged.append(lambda job, rec, prev: replayed.append(job.replay))
+    again.subscribe(lambda e: replayed.append(e.job.replay) if isinstance(e, FrameMerged) else None)
     result = again.run()
     assert result.reason is FinishReason.COMPLETED
     assert frame_indexes(folder) == list(range(1, FRAMES + 1))
@@ -120,7 +148,7 @@ def test_abort_leaves_a_consistent_journal_and_no_composite(
 ) -> None:
     folder = new_session(tmp_path / "s")
     runner = runner_for(folder, sim)
-    runner.on_frame_captured.append(lambda e: runner.abort() if e.index == 3 else None)
+    runner.subscribe(on_frame(3, runner.abort))
     result = runner.run()
     assert result.reason is FinishReason.ABORTED and result.exit_code == 130
     assert frame_indexes(folder) == [1, 2, 3]
@@ -210,7 +238,9 @@ def test_a_busy_camera_is_retried_and_the_session_completes(
         folder, focuser=sim.focuser, camera=camera, options=RunnerOptions(retry_delay_s=0.01)
     )
     warnings: list[str] = []
-    runner.on_warning.append(warnings.append)
+    runner.subscribe(
+        lambda e: warnings.append(e.message) if isinstance(e, SessionWarning) else None
+    )
     result = runner.run()
     assert result.reason is FinishReason.COMPLETED
     attempts = {
@@ -235,7 +265,9 @@ def test_a_camera_error_that_is_not_transient_stops_the_session(
 
 def test_output_format_follows_the_session_config(tmp_path: Path, sim: SimulatedRig) -> None:
     plan = ShotPlan.from_frames(0.0, SPEC.depth_um, 3, settle_s=0.0)
-    config = SessionConfig(rig=SPEC.to_dict(), output_format="jpg", checkpoint_every=0)
+    config = SessionConfig(
+        rig=SPEC.to_dict(), stack=StackOptions(output_format="jpg"), checkpoint_every=0
+    )
     folder = SessionFolder.create(tmp_path / "s", plan, config)
     result = runner_for(folder, sim).run()
     assert result.reason is FinishReason.COMPLETED

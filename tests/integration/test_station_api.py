@@ -187,6 +187,11 @@ def test_plan_jog_and_test_shot(station, client) -> None:
     assert bad.status_code == 400 and "'step'" in bad.json()["error"]
     both = client.post("/api/plan", json={"from": "0", "to": "2mm", "frames": 3})
     assert both.status_code == 400
+    for settle in ("0.5s", 0.5, "0.5"):  # the same units as `rig plan --settle`
+        timed = client.post(
+            "/api/plan", json={"from": "0mm", "to": "1mm", "frames": 3, "settle": settle}
+        )
+        assert timed.status_code == 200, timed.text
 
     assert client.post("/api/jog", json={"by": "500um"}).json()["position"] == pytest.approx(500)
     assert client.post("/api/jog", json={"to": "1.5mm"}).json()["position"] == pytest.approx(1500)

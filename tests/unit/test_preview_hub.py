@@ -8,6 +8,7 @@ import time
 import pytest
 
 from stacker.preview.hub import CropResult, CropUnavailableError, PreviewHub
+from tests.crops import crop_owner
 
 
 def _crop_on(owner: list[threading.Thread]):
@@ -118,22 +119,8 @@ def test_crop_requests_are_answered_on_the_owner_thread():
         hub.crops.request(0.5, 0.5, 64, timeout=0.1)
 
     ran_on: list[threading.Thread] = []
-    stop = threading.Event()
-
-    def worker() -> None:  # stands for the stacking worker: owns the provider, serves while idle
-        hub.crops.set_provider(_crop_on(ran_on))
-        while not stop.is_set():
-            hub.crops.serve(timeout=0.05)
-
-    owner = threading.Thread(target=worker)
-    owner.start()
-    try:
-        while not hub.crops.available:
-            time.sleep(0.005)
+    with crop_owner(hub, _crop_on(ran_on)) as owner:  # stands for the stacking worker
         result = hub.crops.request(0.25, 0.5, 64, timeout=5)
-    finally:
-        stop.set()
-        owner.join()
     assert (result.x, result.y, result.width) == (250, 400, 64)
     assert ran_on == [owner]
 

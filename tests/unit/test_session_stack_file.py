@@ -7,13 +7,9 @@ from pathlib import Path
 import pytest
 
 from rig.plan import ShotPlan
-from rig.session.folder import (
-    OUTPUT_FORMATS,
-    SessionConfig,
-    SessionFolder,
-    SessionFolderError,
-    stack_file,
-)
+from rig.session.folder import SessionConfig, SessionFolder, stack_file
+from stacker.errors import StackerError
+from stacker.options import OUTPUT_FORMATS, StackOptions
 
 
 def test_raster_first_unless_the_composite_is_a_dng() -> None:
@@ -27,8 +23,10 @@ def test_raster_first_unless_the_composite_is_a_dng() -> None:
 
 def test_dng_is_a_session_output_format(tmp_path: Path) -> None:
     plan = ShotPlan.from_frames(0.0, 100.0, 3)
-    folder = SessionFolder.create(tmp_path / "s", plan, SessionConfig(rig={}, output_format="dng"))
+    stack = StackOptions.parse({"output_format": "dng"})
+    SessionFolder.create(tmp_path / "s", plan, SessionConfig(rig={}, stack=stack))
+    folder = SessionFolder(tmp_path / "s")
     assert folder.composite_path("dng") == tmp_path / "s" / "composite.dng"
     assert OUTPUT_FORMATS["dng"] == ".dng"
-    with pytest.raises(SessionFolderError, match="use tif, png, jpg or dng"):
-        SessionFolder.create(tmp_path / "t", plan, SessionConfig(rig={}, output_format="raw"))
+    with pytest.raises(StackerError, match="raw"):
+        StackOptions.parse({"output_format": "raw"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rig.camera.shot import default_capture_target, parse_capture_target
-from rig.cli.session import build_plan
+from rig.cli.options import plan_from_options
 from rig.errors import RigError
 from rig.plan import default_settle_s
 
@@ -21,22 +21,21 @@ def test_settle_grows_with_magnification_within_bounds() -> None:
 
 def test_a_plan_from_the_optics_uses_the_magnification_settle() -> None:
     common = dict(
-        plan_file=None,
         start="0mm",
         end="0.2mm",
         step=None,
         frames=None,
         na=None,
-        coc_mm=0.015,
+        coc=0.015,
         overlap=0.2,
         direction="near-to-far",
         exposure_delay="0s",
         flash_recycle="0s",
         return_to_start=True,
     )
-    plan = build_plan(magnification=5.0, f_number=4.0, settle=None, **common)  # type: ignore[arg-type]
+    plan = plan_from_options(None, None, magnification=5.0, f_number=4.0, **common)
     assert plan.settle_s == pytest.approx(2.0)
-    plan = build_plan(magnification=5.0, f_number=4.0, settle="0.7s", **common)  # type: ignore[arg-type]
+    plan = plan_from_options(None, "0.7s", magnification=5.0, f_number=4.0, **common)
     assert plan.settle_s == pytest.approx(0.7)
 
 

@@ -1,0 +1,184 @@
+"""Option groups shared by the ``rig`` commands, declared once.
+
+Each alias is a typed, documented ``typer.Option``; a command lists the groups it takes and
+hands the values to the one parser of each specification (:class:`~rig.spec.PlanSpec`,
+:class:`~stacker.options.StackOptions`, :class:`~rig.spec.RigSpec`), which names the options in
+its one-line errors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, get_args
+
+import typer
+
+from rig.plan import Direction, PlanError, ShotPlan
+from rig.spec import PlanSpec, RigSpec, option_name, parse_seconds
+from stacker.align import MODELS
+from stacker.options import StackOptions
+
+# ----------------------------------------------------------------------------- plan
+From = Annotated[str | None, typer.Option("--from", help="Near end: 0mm, 250um, 0steps.")]
+To = Annotated[str | None, typer.Option("--to", help="Far end: 2mm, 1500um, 40steps.")]
+Step = Annotated[str | None, typer.Option("--step", help="Distance between frames: 50um.")]
+Frames = Annotated[int | None, typer.Option("--frames", help="Number of frames.")]
+Magnification = Annotated[
+    float | None,
+    typer.Option(
+        "--magnification",
+        "-m",
+        help="Lens magnification (1 for 1:1), for the depth-of-field step; with -N.",
+    ),
+]
+FNumber = Annotated[
+    float | None,
+    typer.Option(
+        "--f-number", "-N", help="The lens's f-number as set, for the depth-of-field step; with -m."
+    ),
+]
+NA = Annotated[float | None, typer.Option("--na", help="Microscope objective NA.")]
+Coc = Annotated[float, typer.Option("--coc", help="Circle of confusion, mm.")]
+Overlap = Annotated[
+    float,
+    typer.Option(
+        "--overlap", help="Depth-of-field overlap between neighbouring frames, 0 to below 1."
+    ),
+]
+DirectionOpt = Annotated[
+    str,
+    typer.Option(
+        "--direction",
+        help="Which end of the range is shot first.",
+        metavar="<" + "|".join(get_args(Direction)) + ">",
+    ),
+]
+Settle = Annotated[
+    str | None,
+    typer.Option(
+        "--settle",
+        help="Wait after each move, e.g. 1.5s. Default: 0.5 s up to 1:1, then growing with "
+        "--magnification to 2 s at 5x (at most 3 s).",
+    ),
+]
+ExposureDelay = Annotated[
+    str,
+    typer.Option(
+        "--exposure-delay",
+        help="Extra wait after the settle, before the shutter (mirror-up), e.g. 0.5s.",
+    ),
+]
+FlashRecycle = Annotated[
+    str,
+    typer.Option(
+        "--flash-recycle",
+        help="Shortest time between two shutter releases (flash recharge), e.g. 2s.",
+    ),
+]
+Return = Annotated[
+    bool,
+    typer.Option("--return/--no-return", help="Move back to the start of the range at the end."),
+]
+PlanFile = Annotated[Path | None, typer.Option("--plan", help="Read a plan JSON file.")]
+
+# ----------------------------------------------------------------------------- stacking
+Method = Annotated[str, typer.Option("--method", help="pyramid or depthmap.")]
+Align = Annotated[
+    str,
+    typer.Option(
+        "--align",
+        help="How frames are aligned: a similarity copes with focus breathing.",
+        metavar="<" + "|".join(MODELS) + ">",
+    ),
+]
+Reference = Annotated[
+    str, typer.Option("--reference", help="Result geometry: first, middle, last or a frame number.")
+]
+Interpolation = Annotated[
+    str, typer.Option("--interpolation", help="Resampling: linear, or cubic (finer, slower).")
+]
+Format = Annotated[
+    str,
+    typer.Option("--format", help="tif, png, jpg, or dng (stacks the RAW files in linear light)."),
+]
+
+# ----------------------------------------------------------------------------- devices, preview
+Rail = Annotated[str | None, typer.Option("--rail", help="Rail URL: grbl:///dev/ttyUSB0.")]
+Focus = Annotated[str, typer.Option("--focus", help="rail, or camera (lens motor).")]
+CameraModel = Annotated[
+    str | None,
+    typer.Option(
+        "--camera-model",
+        help="Camera model as `rig cameras` lists it (or a part), if several are connected.",
+    ),
+]
+CameraPort = Annotated[
+    str | None,
+    typer.Option(
+        "--camera-port",
+        help="Camera port as `rig cameras` lists it (usb:001,007), if several are connected.",
+    ),
+]
+Size = Annotated[str, typer.Option("--size", help="Frame size WxH of the simulated rig.")]
+Out = Annotated[Path | None, typer.Option("--out", "-o", help="Session folder to create.")]
+Preview = Annotated[
+    bool, typer.Option("--preview/--no-preview", help="Serve the live preview page.")
+]
+Host = Annotated[
+    str, typer.Option("--host", help="Preview address; 0.0.0.0 lets other machines in.")
+]
+Port = Annotated[int, typer.Option("--port", help="Preview port.")]
+
+
+def plan_from_options(plan_file: Path | None, settle: str | None, **fields: Any) -> ShotPlan:
+    """The plan of ``--plan FILE`` (``--settle`` overriding its settle), or of ``--from``,
+    ``--to``, one spacing and the timing options (``fields``, named as in :data:`PLAN_KEYS
+    <rig.spec.PLAN_KEYS>` with ``start``/``end`` for ``from``/``to``)."""
+    if plan_file is not None:
+        try:
+            text = plan_file.read_text()
+        except OSError as exc:
+            raise PlanError(f"{plan_file}: cannot read the plan ({exc.strerror})") from None
+        plan = ShotPlan.from_json(text, source=str(plan_file))
+        if settle is not None:
+            from dataclasses import replace
+
+            plan = replace(plan, settle_s=parse_seconds(settle, "--settle"))
+        return plan
+    data = {"from": fields.pop("start"), "to": fields.pop("end"), "settle": settle, **fields}
+    return PlanSpec.parse(data, name=option_name).plan()
+
+
+def stack_from_options(**fields: Any) -> StackOptions:
+    """:class:`StackOptions` from the stacking options, errors naming ``--method`` etc."""
+    return StackOptions.parse(fields, name=option_name)
+
+
+def rig_from_options(**fields: Any) -> RigSpec:
+    """:class:`RigSpec` of a hardware rig from ``--rail``, ``--focus`` and the camera options."""
+    return RigSpec.parse({"kind": "hardware", **fields}, name=option_name)
+
+
+# ----------------------------------------------------------------------------- camera
+TARGET_HELP = (
+    "Where the camera stores shots: auto (card on Canon, Nikon, Panasonic; RAM on Sony), "
+    "ram, card (deleted after download) or both (a copy stays on the card)."
+)
+CaptureTarget = Annotated[str, typer.Option("--capture-target", help=TARGET_HELP)]
+AntiVibration = Annotated[
+    bool,
+    typer.Option(
+        "--anti-vibration/--no-anti-vibration",
+        help="Switch on the body's anti-shake release for the session: mirror lock-up (Canon, "
+        "mirrorlock), exposure delay mode (Nikon, exposuredelaymode), electronic shutter (Sony, "
+        "shuttertype; no flash sync).",
+    ),
+]
+MoveDuringDownload = Annotated[
+    bool,
+    typer.Option(
+        "--move-during-download/--no-move-during-download",
+        help="Move to the next position while the last frame downloads (once its exposure "
+        "is over).",
+    ),
+]

@@ -1,0 +1,126 @@
+"""Opening the devices a :class:`~rig.spec.RigSpec` names: the camera, then its focuser, with a
+position reference that means what the plan's positions do."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from rig.errors import DeviceNotFoundError, MotionError, RigError
+from rig.plan import format_position
+from rig.spec import RigSpec
+from stacker.errors import UserError
+
+log = logging.getLogger("rig.session")
+
+
+def with_hint(exc: UserError, hint: str) -> UserError:
+    """``exc`` with ``; hint`` appended, keeping its type (and so its exit code)."""
+    try:
+        return type(exc)(f"{exc}; {hint}")
+    except TypeError:
+        plain = RigError(f"{exc}; {hint}")
+        plain.exit_code = exc.exit_code
+        return plain
+
+
+def establish_reference(
+    focuser: Any, *, home: bool, accept: bool, last_shot: tuple[int, float] | None, units: str
+) -> None:
+    """Make sure the focuser's positions mean what the plan's do before anything moves.
+
+    A controller that restarted when its port was opened (an Arduino resets on DTR) counts from
+    0 wherever the carriage stands, and a lens counts from where focus stood; shooting on
+    regardless would shift the whole stack, possibly into a hard stop. So: ``home`` runs the
+    homing cycle; ``accept`` takes the current position as the reference (for a resume, the
+    focuser is told it stands where ``last_shot``, the last frame shot, was); otherwise an
+    unreferenced focuser is refused with a one-line error saying what to do.
+    """
+    if home:
+        focuser.home()
+        return
+    problem = focuser.capabilities.unreferenced
+    if problem is None:
+        return
+    if accept:
+        focuser.accept_position(None if last_shot is None else last_shot[1])
+        return
+    if last_shot is None:
+        raise MotionError(
+            f"{focuser.name}: {problem}; home it first (--home), or take the current position "
+            "as the reference with --accept-position"
+        )
+    index, position = last_shot
+    raise MotionError(
+        f"{focuser.name}: {problem}, so this session's positions would shift; home it (--home) "
+        f"if the session was shot after homing, or, if nothing has moved since frame {index} "
+        f"was shot at {format_position(position, units)}, resume with --accept-position"
+    )
+
+
+@contextlib.contextmanager
+def hardware_rig(
+    rig: RigSpec,
+    *,
+    rail_hint: str | None = None,
+    home: bool = False,
+    accept_position: bool = False,
+    last_shot: tuple[int, float] | None = None,
+    units: str = "um",
+    warn: Callable[[str], None] | None = None,
+    say: Callable[[str], Any] = log.info,
+) -> Iterator[tuple[Any, Any]]:
+    """Open the focuser and camera of a hardware ``rig``; closes both when the block ends.
+
+    ``home``, ``accept_position`` and ``last_shot`` (the last frame shot, when resuming) go to
+    :func:`establish_reference`, so positions mean the same after a power cut or a controller
+    reset; a new lens-motor session counts from where focus stands: that is its reference.
+    ``rail_hint`` is added to an error opening the rail (a resumed session's rail may sit on
+    another port now); ``warn`` hears what the focuser found while setting up, ``say`` what the
+    camera set up (the anti-vibration setting, if asked for).
+    """
+    from rig.camera import Camera
+    from rig.camera.shot import parse_capture_target
+    from rig.rails import open_focuser
+
+    try:
+        camera_cm = Camera.open(
+            model=rig.camera_model,
+            port=rig.camera_port,
+            capture_target=parse_capture_target(rig.capture_target),
+        )
+        camera = camera_cm.__enter__()
+    except DeviceNotFoundError as exc:
+        raise with_hint(exc, "no camera? `rig demo` runs the simulated rig") from None
+    try:
+        try:
+            if rig.focus == "camera":  # the lens motor of the camera just opened
+                focuser = open_focuser(rig.rail or "camera://", camera=camera)
+            else:
+                focuser = open_focuser(str(rig.rail))
+        except UserError as exc:
+            if rail_hint is None:
+                raise
+            raise with_hint(exc, rail_hint) from None
+        try:
+            if rig.anti_vibration:
+                done = camera.reduce_vibration()
+                say(f"anti-vibration: {done or 'this body offers none; settle time only'}")
+            new_lens_session = rig.focus == "camera" and last_shot is None
+            establish_reference(
+                focuser,
+                home=home,
+                accept=accept_position or new_lens_session,
+                last_shot=last_shot,
+                units=units,
+            )
+            for text in getattr(focuser, "setup_warnings", list)():
+                if warn is not None:
+                    warn(text)
+            yield focuser, camera
+        finally:
+            focuser.close()
+    finally:
+        camera_cm.__exit__(None, None, None)

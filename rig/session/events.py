@@ -1,0 +1,99 @@
+"""What a running session tells its subscribers: small frozen events, one subscriber interface.
+
+A subscriber is any callable taking a :data:`SessionEvent`; it picks the events it cares
+about by type (``match`` or ``isinstance``). :class:`StatusChanged` comes after every state
+change, move, capture and merge; :class:`FrameCaptured` once a frame is on disk and journaled
+(capture thread); :class:`FrameMerged` from the stacking thread; :class:`SessionWarning` for a
+retry, an adopted frame or a frame kept out of the stack; :class:`SessionFinished` last.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from rig.session.journal import FrameEntry
+from rig.session.state import SessionResult, SessionStatus
+from rig.session.worker import StackJob, StackPreviews
+
+log = logging.getLogger("rig.session")
+
+
+@dataclass(frozen=True)
+class StatusChanged:
+    status: SessionStatus
+
+
+@dataclass(frozen=True)
+class FrameCaptured:
+    entry: FrameEntry
+
+
+@dataclass(frozen=True)
+class FrameMerged:
+    job: StackJob
+    record: Any
+    """The stacker's :class:`~stacker.stack.FrameRecord` (merged or kept out, score, timing)."""
+    previews: StackPreviews
+
+
+@dataclass(frozen=True)
+class SessionWarning:
+    message: str
+
+
+@dataclass(frozen=True)
+class SessionFinished:
+    result: SessionResult
+
+
+SessionEvent = StatusChanged | FrameCaptured | FrameMerged | SessionWarning | SessionFinished
+
+
+class Subscriber(Protocol):
+    """Receives every event of a session; ignores the types it does not handle."""
+
+    def __call__(self, event: SessionEvent) -> None: ...
+
+
+class EventBus:
+    """The subscribers of one session; safe to subscribe from any thread.
+
+    A failing subscriber of :class:`StatusChanged` (a display) is logged and skipped so that
+    progress reports never stop a session; other events reach subscribers as they are, so a
+    subscriber may, for instance, stop the session from a :class:`FrameCaptured`.
+    """
+
+    def __init__(self) -> None:
+        self._subscribers: list[Subscriber] = []
+        self._lock = threading.Lock()
+
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        """Add ``subscriber``; returns the call that removes it."""
+        with self._lock:
+            self._subscribers.append(subscriber)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if subscriber in self._subscribers:
+                    self._subscribers.remove(subscriber)
+
+        return unsubscribe
+
+    def __bool__(self) -> bool:
+        return bool(self._subscribers)
+
+    def publish(self, event: SessionEvent) -> None:
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for subscriber in subscribers:
+            if isinstance(event, StatusChanged):
+                try:
+                    subscriber(event)
+                except Exception:
+                    log.exception("status subscriber failed")
+            else:
+                subscriber(event)

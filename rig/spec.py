@@ -1,0 +1,315 @@
+"""Specifications as data: a shot plan as a user states it, and the rig a session runs on.
+
+A :class:`PlanSpec` is what a photographer asks for (``from``/``to`` and *one* way of spacing
+the frames: a :class:`StepSpacing`, a :class:`FrameCount` or an :class:`OpticsSpacing`), read
+by :meth:`PlanSpec.parse` from a mapping: the ``rig plan/shoot`` options and the station's JSON
+go through the same parser, with the same units (``"0.5s"``, ``"0.5"`` and ``0.5`` are all half
+a second; lengths carry their unit) and the same one-line errors, naming each field the way its
+front end does (``--settle`` or ``'settle'``). :meth:`PlanSpec.plan` expands it into the
+:class:`~rig.plan.ShotPlan` a session saves as ``plan.json``.
+
+A :class:`RigSpec` says which devices a session uses (camera, focuser URL, or the simulated
+rig); it is the ``rig`` block of ``session.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from rig.camera.shot import parse_capture_target
+from rig.plan import DEFAULT_COC_MM, Direction, PlanError, PlanUnits, ShotPlan, default_settle_s
+from rig.units import UnitError, parse_duration, parse_length
+from stacker.options import Naming, json_name, option_name
+
+__all__ = [
+    "FrameCount",
+    "OpticsSpacing",
+    "PlanSpec",
+    "RigSpec",
+    "StepSpacing",
+    "json_name",
+    "option_name",
+    "parse_seconds",
+]
+
+PLAN_KEYS = (
+    "from", "to", "step", "frames", "magnification", "f_number", "na", "coc", "overlap",
+    "direction", "settle", "exposure_delay", "flash_recycle", "return_to_start",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StepSpacing:
+    """Frames every ``step`` (plan units), covering the far end."""
+
+    step: float
+
+
+@dataclass(frozen=True)
+class FrameCount:
+    """``frames`` positions evenly spaced, both ends included."""
+
+    frames: int
+
+
+@dataclass(frozen=True)
+class OpticsSpacing:
+    """The step from the depth of field: a macro lens (``magnification`` and ``f_number``) or a
+    microscope objective (``na``)."""
+
+    magnification: float | None = None
+    f_number: float | None = None
+    na: float | None = None
+    coc_mm: float = DEFAULT_COC_MM
+    overlap: float = 0.2
+
+
+Spacing = StepSpacing | FrameCount | OpticsSpacing
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip() == "")
+
+
+def parse_seconds(value: Any, what: str) -> float:
+    """Seconds from ``0.5``, ``"0.5"``, ``"0.5s"`` or ``"500ms"``; a one-line error naming
+    ``what`` otherwise."""
+    if isinstance(value, bool):
+        raise PlanError(f"{what}: give a duration such as 0.5s, not {value!r}")
+    try:
+        return parse_duration(str(value))
+    except UnitError as exc:
+        raise PlanError(f"{what}: {exc}") from None
+
+
+def _number(value: Any, what: str) -> float | None:
+    if _blank(value):
+        return None
+    if isinstance(value, bool):
+        raise PlanError(f"{what} must be a number, not {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise PlanError(f"{what} must be a number, not {value!r}") from None
+
+
+def _length(value: Any, what: str, example: str) -> tuple[float, PlanUnits]:
+    if _blank(value):
+        raise PlanError(f"{what} is required, e.g. {example}")
+    try:
+        return parse_length(str(value))
+    except UnitError as exc:
+        raise PlanError(f"{what}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class PlanSpec:
+    """A focus bracket as asked for: the range, how frames are spaced, and the timing."""
+
+    near: float
+    far: float
+    spacing: Spacing
+    units: PlanUnits = "um"
+    direction: Direction = "near-to-far"
+    settle_s: float = 0.5
+    exposure_delay_s: float = 0.0
+    flash_recycle_s: float = 0.0
+    return_to_start: bool = True
+
+    @classmethod
+    def parse(
+        cls,
+        data: Mapping[str, Any],
+        *,
+        name: Naming = json_name,
+        units: PlanUnits | None = None,
+    ) -> PlanSpec:
+        """Read ``from``, ``to``, one spacing and the optional timing from ``data``.
+
+        ``units`` (``"um"`` or ``"steps"``) is what the focuser moves in, when known: a range in
+        the other units is refused. Blank or absent optional fields keep their defaults.
+        """
+        unknown = sorted(set(data) - set(PLAN_KEYS))
+        if unknown:
+            raise PlanError(f"unknown plan field(s) {', '.join(unknown)}")
+        if _blank(data.get("from")) and _blank(data.get("to")):
+            raise PlanError(
+                f"give the range with {name('from')} and {name('to')} (e.g. 0mm and 2mm)"
+            )
+        near, near_units = _length(data.get("from"), name("from"), "0mm")
+        far, far_units = _length(data.get("to"), name("to"), "2mm")
+        if near_units != far_units:
+            raise PlanError(
+                f"{name('from')} and {name('to')} must both be lengths (um, mm) or both lens steps"
+            )
+        if units is not None and near_units != units:
+            want = "lens steps (e.g. 40steps)" if units == "steps" else "a length (um, mm)"
+            raise PlanError(f"{name('from')} {data['from']}: this focuser moves in {want}")
+        direction = str(data.get("direction") or "near-to-far")
+        if direction not in ("near-to-far", "far-to-near"):
+            raise PlanError(f"{name('direction')} {direction}: use near-to-far or far-to-near")
+        spacing = _spacing(data, name, near_units)
+        magnification = spacing.magnification if isinstance(spacing, OpticsSpacing) else None
+        return cls(
+            near=near,
+            far=far,
+            spacing=spacing,
+            units=near_units,
+            direction=direction,  # type: ignore[arg-type]
+            # Vibration matters more as you magnify: 0.5 s up to 1:1, 2 s at 5x by default.
+            settle_s=_seconds(data, "settle", name, default_settle_s(magnification)),
+            exposure_delay_s=_seconds(data, "exposure_delay", name, 0.0),
+            flash_recycle_s=_seconds(data, "flash_recycle", name, 0.0),
+            return_to_start=bool(data.get("return_to_start", True)),
+        )
+
+    def plan(self) -> ShotPlan:
+        """The expanded plan: positions, step and frame count."""
+        timing: dict[str, Any] = {
+            "direction": self.direction,
+            "settle_s": self.settle_s,
+            "exposure_delay_s": self.exposure_delay_s,
+            "flash_recycle_s": self.flash_recycle_s,
+            "return_to_start": self.return_to_start,
+        }
+        s = self.spacing
+        if isinstance(s, StepSpacing):
+            return ShotPlan.from_step(self.near, self.far, s.step, units=self.units, **timing)
+        if isinstance(s, FrameCount):
+            return ShotPlan.from_frames(self.near, self.far, s.frames, units=self.units, **timing)
+        return ShotPlan.from_optics(
+            self.near,
+            self.far,
+            magnification=s.magnification,
+            f_number=s.f_number,
+            numerical_aperture=s.na,
+            coc_mm=s.coc_mm,
+            overlap=s.overlap,
+            **timing,
+        )
+
+
+def _seconds(data: Mapping[str, Any], key: str, name: Naming, default: float) -> float:
+    value = data.get(key)
+    return default if _blank(value) else parse_seconds(value, name(key))
+
+
+def _spacing(data: Mapping[str, Any], name: Naming, units: PlanUnits) -> Spacing:
+    """The one way of spacing frames that ``data`` gives."""
+    optics = [k for k in ("magnification", "f_number", "na") if not _blank(data.get(k))]
+    given = [k for k in ("step", "frames") if not _blank(data.get(k))] + optics[:1]
+    if len(given) != 1:
+        raise PlanError(
+            f"space the frames one way: {name('step')} 50um, {name('frames')} 40, or the optics "
+            f"({name('magnification')} 1 {name('f_number')} 8, or {name('na')} 0.25)"
+        )
+    if given == ["step"]:
+        step, step_units = _length(data["step"], name("step"), "50um")
+        if step_units != units:
+            raise PlanError(
+                f"{name('step')} {data['step']} is not in the same units as "
+                f"{name('from')}/{name('to')}"
+            )
+        return StepSpacing(step)
+    if given == ["frames"]:
+        frames = _number(data["frames"], name("frames"))
+        if frames is None or not frames.is_integer():
+            raise PlanError(f"{name('frames')} must be a whole number, not {data['frames']!r}")
+        return FrameCount(int(frames))
+    if units != "um":
+        raise PlanError(
+            f"a depth-of-field step needs {name('from')}/{name('to')} as lengths (um, mm), "
+            "not lens steps"
+        )
+    coc = _number(data.get("coc"), name("coc"))
+    overlap = _number(data.get("overlap"), name("overlap"))
+    return OpticsSpacing(
+        magnification=_number(data.get("magnification"), name("magnification")),
+        f_number=_number(data.get("f_number"), name("f_number")),
+        na=_number(data.get("na"), name("na")),
+        coc_mm=DEFAULT_COC_MM if coc is None else coc,
+        overlap=0.2 if overlap is None else overlap,
+    )
+
+
+# ----------------------------------------------------------------------------- the rig
+RigKind = Literal["hardware", "simulated"]
+
+
+@dataclass(frozen=True)
+class RigSpec:
+    """The devices of a session: a camera and a focuser, or the simulated rig.
+
+    ``focus`` is ``"rail"`` (``rail`` is the rail's URL) or ``"camera"`` (the lens motor;
+    ``rail`` may carry ``camera://`` options). A simulated rig keeps its scene and timing in
+    ``sim`` (the :class:`~rig.sim.rig.SimRigSpec` fields).
+    """
+
+    kind: RigKind = "hardware"
+    focus: Literal["rail", "camera"] = "rail"
+    rail: str | None = None
+    camera_model: str | None = None
+    camera_port: str | None = None
+    capture_target: str = "auto"
+    """Where the camera stores shots: auto (the vendor's default), ram, card or both."""
+    anti_vibration: bool = False
+    """Mirror lock-up, exposure delay mode or the electronic shutter, where the body has one."""
+    sim: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any], *, name: Naming = json_name) -> RigSpec:
+        """A rig from a ``rig`` block or from command-line options (one-line errors)."""
+        kind = data.get("kind", "hardware")
+        if kind == "simulated":
+            return cls(kind="simulated", sim={k: v for k, v in data.items() if k != "kind"})
+        if kind != "hardware":
+            raise PlanError(f"rig kind '{kind}': use hardware or simulated")
+        focus = str(data.get("focus") or "rail")
+        rail = data.get("rail") or None
+        if focus not in ("rail", "camera"):
+            raise PlanError(f"{name('focus')} {focus}: use rail or camera")
+        if rail is not None and str(rail).startswith("camera://"):
+            focus = "camera"  # --rail camera://?size=2 drives the lens with options
+        if focus == "rail" and rail is None:
+            raise PlanError(
+                f"give the rail with {name('rail')} URL (e.g. grbl:///dev/ttyUSB0), "
+                f"or {name('focus')} camera"
+            )
+        target = parse_capture_target(
+            str(data.get("capture_target") or "auto"), name("capture_target")
+        )
+        return cls(
+            focus=focus,  # type: ignore[arg-type]
+            rail=rail,
+            camera_model=data.get("camera_model") or None,
+            camera_port=data.get("camera_port") or None,
+            capture_target=str(target),
+            anti_vibration=bool(data.get("anti_vibration", False)),
+        )
+
+    def check_units(self, plan: ShotPlan) -> None:
+        """Refuse a plan in units this rig's focuser does not move in."""
+        if self.kind != "hardware":
+            return
+        if self.focus == "camera" and plan.units != "steps":
+            raise PlanError(
+                "--focus camera moves the lens in steps: give --from/--to/--step in steps"
+            )
+        if self.focus == "rail" and plan.units != "um":
+            raise PlanError("a rail moves in um/mm: give --from/--to/--step as lengths")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``rig`` block of ``session.json``."""
+        if self.kind == "simulated":
+            return {"kind": "simulated", **self.sim}
+        return {
+            "kind": "hardware",
+            "focus": self.focus,
+            "rail": self.rail,
+            "camera_model": self.camera_model,
+            "camera_port": self.camera_port,
+            "capture_target": self.capture_target,
+            "anti_vibration": self.anti_vibration,
+        }

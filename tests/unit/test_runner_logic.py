@@ -1,0 +1,100 @@
+"""The session runner's logic on in-memory fakes (tests/fakes.py): order, retries, faults, stops.
+
+The same runner against the real virtual camera and the GRBL simulator is in
+tests/integration/test_session_runner.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rig.errors import DeviceBusyError, MotionError, RigError
+from rig.plan import ShotPlan
+from rig.session.events import FrameCaptured, SessionEvent, StatusChanged
+from rig.session.folder import SessionConfig, SessionFolder
+from rig.session.journal import read_journal
+from rig.session.runner import RunnerOptions, SessionRunner, check_plan_fits
+from rig.session.state import FinishReason, RunState
+from tests.fakes import FakeCamera, FakeFocuser, FakeStacker
+
+PLAN = ShotPlan.from_frames(0.0, 400.0, 5, settle_s=0.0)
+OPTIONS = RunnerOptions(retry_delay_s=0.0, write_outputs=False, previews=False)
+
+
+def runner(root: Path, camera: FakeCamera, focuser: FakeFocuser | None = None) -> SessionRunner:
+    if not (root / "plan.json").exists():
+        SessionFolder.create(root, PLAN, SessionConfig(rig={"kind": "hardware"}))
+    return SessionRunner(
+        SessionFolder(root),
+        focuser=focuser or FakeFocuser(),
+        camera=camera,
+        stacker_factory=lambda config, frames: FakeStacker(),
+        options=OPTIONS,
+    )
+
+
+def frames(root: Path) -> list[int]:
+    return [r["index"] for r in read_journal(root / "journal.jsonl").of_kind("frame")]
+
+
+def test_every_position_is_shot_in_order_and_the_rail_returns(tmp_path: Path) -> None:
+    focuser, states = FakeFocuser(), []
+    run = runner(tmp_path / "s", FakeCamera(), focuser)
+    run.subscribe(lambda e: isinstance(e, StatusChanged) and states.append(e.status.state))
+    result = run.run()
+    assert result.reason is FinishReason.COMPLETED and result.status.merged == 5
+    assert focuser.moves == [0.0, 100.0, 200.0, 300.0, 400.0, 0.0]
+    assert frames(tmp_path / "s") == [1, 2, 3, 4, 5]
+    walked = [s for i, s in enumerate(states) if i == 0 or s is not states[i - 1]]
+    assert walked == [RunState.PREPARING, RunState.RUNNING, RunState.FINISHING, RunState.FINISHED]
+
+
+def test_a_busy_camera_is_retried_and_its_partial_files_set_aside(tmp_path: Path) -> None:
+    def fail(stem: str, attempt: int) -> BaseException | None:
+        return DeviceBusyError("busy") if stem == "frame_0002" and attempt == 1 else None
+
+    result = runner(tmp_path / "s", FakeCamera(fail=fail, partial=(".cr2",))).run()
+    assert result.reason is FinishReason.COMPLETED
+    attempts = {
+        r["index"]: r["attempts"]
+        for r in read_journal(tmp_path / "s/journal.jsonl").of_kind("frame")
+    }
+    assert attempts[2] == 2 and attempts[1] == 1
+    assert [p.name for p in (tmp_path / "s/failed-attempts").iterdir()] == [
+        "frame_0002.attempt1.cr2"
+    ]
+    assert not (tmp_path / "s/frames/frame_0002.cr2").exists()
+
+
+def test_a_fault_stops_cleanly_and_resume_shoots_only_what_is_missing(tmp_path: Path) -> None:
+    broken = FakeCamera(fail=lambda stem, _: RigError("cable") if stem == "frame_0004" else None)
+    result = runner(tmp_path / "s", broken).run()
+    assert result.reason is FinishReason.FAULT and result.exit_code == 6
+    assert frames(tmp_path / "s") == [1, 2, 3]
+    camera = FakeCamera()
+    assert runner(tmp_path / "s", camera).run().reason is FinishReason.COMPLETED
+    assert camera.shots == ["frame_0004", "frame_0005"]
+
+
+def test_a_stop_between_frames_interrupts_after_the_frame_in_flight(tmp_path: Path) -> None:
+    focuser = FakeFocuser()
+    run = runner(tmp_path / "s", FakeCamera(), focuser)
+
+    def stop_after_two(event: SessionEvent) -> None:
+        if isinstance(event, FrameCaptured) and event.entry.index == 2:
+            run.request_stop()
+
+    run.subscribe(stop_after_two)
+    result = run.run()
+    assert result.reason is FinishReason.INTERRUPTED and result.exit_code == 130
+    assert frames(tmp_path / "s") == [1, 2] and focuser.stops == 1
+    assert focuser.moves == [0.0, 100.0]  # no return to start after a stop
+
+
+def test_a_plan_outside_the_soft_limits_is_refused_before_anything_moves() -> None:
+    focuser = FakeFocuser(max_position=300.0)
+    with pytest.raises(MotionError, match="outside the soft limits"):
+        check_plan_fits(PLAN, focuser)
+    assert focuser.moves == []

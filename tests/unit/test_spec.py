@@ -1,0 +1,89 @@
+"""Plans, stacking options and rigs are each read by one parser, whatever the front end."""
+
+from __future__ import annotations
+
+import pytest
+
+from rig.plan import PlanError
+from rig.spec import (
+    FrameCount,
+    OpticsSpacing,
+    PlanSpec,
+    RigSpec,
+    StepSpacing,
+    json_name,
+    option_name,
+)
+from stacker.errors import StackerError
+from stacker.options import StackOptions
+
+
+@pytest.mark.parametrize("settle", [0.5, "0.5", "0.5s", "500ms"])
+def test_half_a_second_is_written_every_way(settle: object) -> None:
+    spec = PlanSpec.parse({"from": "0mm", "to": "1mm", "frames": 3, "settle": settle})
+    assert spec.settle_s == pytest.approx(0.5)
+
+
+def test_each_spacing_has_its_own_type() -> None:
+    base = {"from": "0mm", "to": "1mm"}
+    assert PlanSpec.parse({**base, "step": "250um"}).spacing == StepSpacing(250.0)
+    assert PlanSpec.parse({**base, "frames": "5"}).spacing == FrameCount(5)
+    optics = PlanSpec.parse({**base, "magnification": 2, "f_number": 8}).spacing
+    assert isinstance(optics, OpticsSpacing) and optics.f_number == 8
+    assert PlanSpec.parse({**base, "na": 0.25}).plan().optics is not None
+    assert PlanSpec.parse({**base, "step": "250um"}).plan().frames == 5
+
+
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [
+        ({"from": "0mm", "to": "1mm"}, "space the frames one way"),
+        ({"from": "0mm", "to": "1mm", "step": "50um", "frames": 3}, "one way"),
+        ({"from": "0", "to": "1mm", "frames": 3}, "has no unit"),
+        ({"from": "0mm", "to": "1mm", "frames": 3, "settle": "soon"}, "settle"),
+        ({"from": "0mm", "to": "1mm", "frames": 2.5}, "whole number"),
+        ({"from": "0mm", "to": "1mm", "step": "2steps"}, "same units"),
+    ],
+)
+def test_errors_are_one_line_and_name_the_field_as_each_front_end_does(
+    data: dict, needle: str
+) -> None:
+    for name, shown in ((option_name, "--"), (json_name, "'")):
+        with pytest.raises(PlanError) as info:
+            PlanSpec.parse(data, name=name)
+        message = str(info.value)
+        assert needle in message and "\n" not in message
+        if needle == "settle":
+            assert f"{shown}settle" in message
+
+
+def test_a_focuser_in_other_units_is_refused() -> None:
+    with pytest.raises(PlanError, match="lens steps"):
+        PlanSpec.parse({"from": "0mm", "to": "1mm", "frames": 3}, units="steps")
+
+
+def test_stack_options_come_from_the_engine_and_round_trip() -> None:
+    options = StackOptions.parse(
+        {
+            "method": "depthmap",
+            "reference": "last",
+            "interpolation": "cubic",
+            "output_format": "jpg",
+        }
+    )
+    assert options.suffix == ".jpg" and options.stacker_kwargs()["interpolation"] == "cubic"
+    assert StackOptions.parse(options.to_dict()) == options
+    with pytest.raises(StackerError, match="--method 'magic'"):
+        StackOptions.parse({"method": "magic"}, name=option_name)
+    with pytest.raises(StackerError, match="'reference'"):
+        StackOptions.parse({"reference": "sideways"})
+
+
+def test_rig_spec_reads_options_and_session_blocks_alike() -> None:
+    rig = RigSpec.parse({"rail": "grbl:///dev/ttyUSB0"}, name=option_name)
+    assert RigSpec.parse(rig.to_dict()) == rig
+    assert RigSpec.parse({"rail": "camera://?size=2"}).focus == "camera"
+    with pytest.raises(PlanError, match="--rail URL"):
+        RigSpec.parse({"focus": "rail"}, name=option_name)
+    sim = RigSpec.parse({"kind": "simulated", "width": 320})
+    assert sim.to_dict() == {"kind": "simulated", "width": 320}
