@@ -29,7 +29,7 @@ from rig.errors import RigError
 from rig.units import UnitError, format_length, parse_duration, parse_length
 
 Direction = Literal["near-to-far", "far-to-near"]
-PlanUnits = Literal["um", "steps"]
+PlanUnits = Literal["um", "steps", "frames"]
 
 PLAN_FORMAT = 1
 DEFAULT_COC_MM = 0.015
@@ -153,8 +153,8 @@ class ShotPlan:
                 raise PlanError(f"plan {name} is {delay:g} s: delays cannot be negative")
             if delay > MAX_DELAY_S:
                 raise PlanError(f"plan {name} is {delay:g} s: at most {MAX_DELAY_S:g} s (an hour)")
-        if self.units not in ("um", "steps"):
-            raise PlanError(f"plan units '{self.units}': use 'um' or 'steps'")
+        if self.units not in ("um", "steps", "frames"):
+            raise PlanError(f"plan units '{self.units}': use 'um', 'steps' or 'frames'")
         if self.direction not in ("near-to-far", "far-to-near"):
             raise PlanError(f"direction '{self.direction}': use near-to-far or far-to-near")
         span, covered = abs(self.far - self.near), self.step * (self.frames - 1)
@@ -406,6 +406,8 @@ def parse_plan_length(text: str, *, what: str) -> tuple[float, PlanUnits]:
 
 
 def _fmt(value: float, units: str) -> str:
+    if units == "frames":  # a tether session: the camera moved focus, by an unknown amount
+        return f"frame {value:g}"
     return format_length(value, "steps" if units == "steps" else "um")
 
 

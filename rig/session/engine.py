@@ -56,6 +56,34 @@ class SessionStopped(Exception):
     """A stop or abort was requested while waiting or moving."""
 
 
+class SourceEnded(Exception):
+    """The frames' source has no more to give (a tether's idle timeout): a normal end."""
+
+
+class Engine(Protocol):
+    """What the runner asks of whatever produces the frames (:class:`FrameEngine`, or
+    :class:`~rig.session.tether.TetherEngine` for frames the camera shoots by itself)."""
+
+    def check_stop(self) -> None: ...
+
+    def approach(self, index: int) -> Approach: ...
+
+    def expose(self, at: Approach) -> Shot | InFlight: ...
+
+    def land(self, flight: InFlight, *, reshoot: bool = True) -> Shot: ...
+
+    def return_to_start(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class EngineHooks:
+    """The runner's side of an engine: its stop event and where phases and warnings go."""
+
+    stop: threading.Event
+    on_phase: Callable[[str, float | None], None]
+    warn: Callable[[str], None]
+
+
 @dataclass
 class RunnerOptions:
     """Tuning of the capture loop (not part of the plan: the same plan runs on any machine)."""
@@ -254,26 +282,10 @@ class FrameEngine:
             if p.name.startswith((stem + ".", stem + "-")) and (p.is_file() or p.is_symlink())
         ]
         if partial:
-            aside = self.set_aside(partial, f"attempt{attempt}")
+            aside = self.folder.set_aside(partial, f"attempt{attempt}")
             self._warn(
                 f"frame {index}: moved {len(partial)} file(s) of the failed shot to {aside.name}/"
             )
-
-    def set_aside(self, files: list[Path], tag: str) -> Path:
-        """Rename ``files`` (links themselves, never their targets) into ``failed-attempts/``.
-
-        A name already taken there gets a number: nothing set aside is ever replaced.
-        """
-        aside = self.folder.root / "failed-attempts"
-        aside.mkdir(exist_ok=True)
-        for p in files:
-            target = aside / f"{p.stem}.{tag}{p.suffix}"
-            n = 1
-            while target.exists() or target.is_symlink():
-                n += 1
-                target = aside / f"{p.stem}.{tag}-{n}{p.suffix}"
-            p.replace(target)
-        return aside
 
     def return_to_start(self) -> None:
         """Move back to the first position; a failure is only a warning (the frames are shot)."""

@@ -223,6 +223,22 @@ class SessionFolder:
                 found.setdefault(int(m.group(1)), []).append(p)
         return found
 
+    def set_aside(self, files: list[Path], tag: str) -> Path:
+        """Rename ``files`` (links themselves, never their targets) into ``failed-attempts/``.
+
+        A name already taken there gets a number: nothing set aside is ever replaced.
+        """
+        aside = self.root / "failed-attempts"
+        aside.mkdir(exist_ok=True)
+        for p in files:
+            target = aside / f"{p.stem}.{tag}{p.suffix}"
+            n = 1
+            while target.exists() or target.is_symlink():
+                n += 1
+                target = aside / f"{p.stem}.{tag}-{n}{p.suffix}"
+            p.replace(target)
+        return aside
+
     def remove_temporaries(self) -> list[Path]:
         """Delete half-written hidden temporaries a crash left in ``frames/``."""
         removed = []

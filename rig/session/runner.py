@@ -40,11 +40,14 @@ from rig.focuser import Focuser, FocuserCapabilities
 from rig.plan import ShotPlan, format_position
 from rig.session.engine import (
     CaptureDevice,
+    Engine,
+    EngineHooks,
     FrameEngine,
     InFlight,
     RunnerOptions,
     SessionStopped,
     Shot,
+    SourceEnded,
 )
 from rig.session.events import (
     EventBus,
@@ -150,18 +153,24 @@ class _Counters:
 
 
 class SessionRunner:
-    """Runs (or resumes) the session in ``folder`` with ``focuser`` and ``camera``."""
+    """Runs (or resumes) the session in ``folder`` with ``focuser`` and ``camera``.
+
+    ``engine`` replaces the per-frame :class:`FrameEngine` (which needs ``focuser`` and
+    ``camera``) with another source of frames, built from the runner's :class:`EngineHooks`:
+    a tether session takes what the camera shoots by itself and has no focuser.
+    """
 
     def __init__(
         self,
         folder: SessionFolder,
         *,
-        focuser: Focuser,
-        camera: CaptureDevice,
+        focuser: Focuser | None = None,
+        camera: CaptureDevice | None = None,
         plan: ShotPlan | None = None,
         config: SessionConfig | None = None,
         stacker_factory: Callable[[SessionConfig, int], StackerLike] = make_stacker,
         options: RunnerOptions | None = None,
+        engine: Callable[[EngineHooks], Engine] | None = None,
     ) -> None:
         self.folder = folder
         self.plan = plan or folder.load_plan()
@@ -180,16 +189,22 @@ class SessionRunner:
         self._journal: Journal | None = None
         self.stacker: StackerLike | None = None
         self._events = EventBus()
-        self.engine = FrameEngine(
-            folder,
-            self.plan,
-            focuser=focuser,
-            camera=camera,
-            options=self.options,
-            stop=self._stop,
-            on_phase=self._phase,
-            warn=self._warn,
-        )
+        hooks = EngineHooks(self._stop, self._phase, self._warn)
+        if engine is not None:
+            self.engine: Engine = engine(hooks)
+        elif focuser is None or camera is None:
+            raise RigError("a session needs a focuser and a camera, or an engine of its own")
+        else:
+            self.engine = FrameEngine(
+                folder,
+                self.plan,
+                focuser=focuser,
+                camera=camera,
+                options=self.options,
+                stop=hooks.stop,
+                on_phase=hooks.on_phase,
+                warn=hooks.warn,
+            )
         self._next_feed = 1
         self._waiting: dict[int, StackJob] = {}
         self._vanished: set[int] = set()
@@ -211,6 +226,8 @@ class SessionRunner:
         self._stop.set()
         log.warning("stop requested: finishing the frame in flight")
         self._set_state(RunState.STOPPING, only_from=(RunState.PREPARING, RunState.RUNNING))
+        if self.focuser is None:
+            return
         try:
             self.focuser.stop()
         except Exception as exc:  # the rail may already be gone; stopping must not raise
@@ -282,6 +299,8 @@ class SessionRunner:
                 self._shoot(recon)
             except StackingFailed as exc:  # a bug in stacking: stop shooting, keep what is merged
                 reason, error = FinishReason.ERROR, exc.error
+            except SourceEnded as exc:
+                log.info("session ends: %s", exc)
             except SessionStopped:
                 reason = FinishReason.ABORTED if self._abort.is_set() else FinishReason.INTERRUPTED
             except UserError as exc:
@@ -373,7 +392,7 @@ class SessionRunner:
             self._warn(f"frame {index}: journaled but its files are gone; shooting it again")
         for index, damage in recon.damaged.items():
             why = "; ".join(f"{p.name} is {reason}" for p, reason in damage)
-            aside = self.engine.set_aside([p for p, _ in damage], "damaged")
+            aside = folder.set_aside([p for p, _ in damage], "damaged")
             self._warn(f"frame {index}: {why}; moved to {aside.name}/, shooting it again")
         for p in recon.stray:
             self._warn(f"{p.name}: not part of this plan; left alone")
@@ -402,11 +421,12 @@ class SessionRunner:
         return recon
 
     def _shoot(self, recon: Reconciliation) -> None:
-        unreferenced = self.focuser.capabilities.unreferenced
-        if unreferenced is not None and recon.missing:
+        focuser = self.focuser
+        unreferenced = focuser.capabilities.unreferenced if focuser is not None else None
+        if focuser is not None and unreferenced is not None and recon.missing:
             # Shooting on would shift every plane (see rig.focuser.FocuserCapabilities).
             raise MotionError(
-                f"{self.focuser.name}: {unreferenced}; home it or accept its position first"
+                f"{focuser.name}: {unreferenced}; home it or accept its position first"
             )
         in_flight: InFlight | None = None
         try:

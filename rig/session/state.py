@@ -119,6 +119,16 @@ class SessionStatus:
     def done(self) -> bool:
         return self.state is RunState.FINISHED
 
+    @property
+    def counted(self) -> str:
+        """``captured/total``, or only ``captured`` for a tether session without a frame count
+        (it ends when the camera stops shooting: its plan holds the most frames a plan may)."""
+        from rig.plan import MAX_FRAMES
+
+        if self.units == "frames" and self.total >= MAX_FRAMES:
+            return str(self.captured)
+        return f"{self.captured}/{self.total}"
+
 
 @dataclass(frozen=True)
 class SessionResult:

@@ -1,0 +1,207 @@
+"""Tether sessions: the camera decides when a frame is shot; the session downloads and stacks it.
+
+A tether session is a capture session like ``rig shoot``'s — same folder layout (``frames/``,
+``journal.jsonl``, composite, depth map), same journal, same stacking worker, same resume — but
+nothing moves focus: the body brackets by itself (or the photographer turns a manual rail and
+presses the shutter), and :class:`TetherEngine` takes the place of the per-frame
+:class:`~rig.session.engine.FrameEngine`. Its :meth:`TetherEngine.approach` waits for the
+camera's next shot (:class:`~rig.camera.tether.Tether`) and :meth:`TetherEngine.expose`
+downloads it as ``frame_NNNN``.
+
+Positions are unknown, so a frame's position is its number: the plan is in ``frames`` (see
+:func:`tether_plan`) and the depth map in frame units. The session ends after the plan's
+frames, after ``idle_timeout_s`` without a new file (:class:`~rig.session.engine.SourceEnded`,
+a normal end), or on a stop. A stop first downloads the shots the camera already announced —
+RAM captures live only in libgphoto2's cache and would be lost with the connection.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from rig.camera.tether import CameraShot, Tether
+from rig.errors import RigError
+from rig.plan import MAX_FRAMES, ShotPlan, frame_stem
+from rig.session.engine import (
+    Approach,
+    EngineHooks,
+    InFlight,
+    RunnerOptions,
+    SessionStopped,
+    Shot,
+    SourceEnded,
+)
+from rig.session.folder import SessionConfig, SessionFolder
+from rig.session.runner import SessionRunner
+
+DRAIN_S = 1.0
+"""After a stop: how long to take the shots the camera already announced (a body mid-burst
+goes on shooting to its card; those files stay there)."""
+TETHER_QUEUE = 1000
+"""Frames that may wait for stacking (paths only: the frames themselves are on disk)."""
+WAIT_SLICE_S = 0.25
+"""Longest single wait, so stops, the idle timeout and triggers are seen promptly."""
+
+
+def tether_plan(frames: int | None) -> ShotPlan:
+    """The plan of a tether session: ``frames`` numbered frames (open-ended when ``None``)."""
+    count = MAX_FRAMES if frames is None else frames
+    return ShotPlan(
+        near=1.0,
+        far=float(count),
+        step=1.0,
+        frames=count,
+        units="frames",
+        settle_s=0.0,
+        return_to_start=False,
+    )
+
+
+class TetherEngine:
+    """Takes the camera's shots one by one into ``folder``'s ``frames/``.
+
+    Parameters
+    ----------
+    tether
+        The camera side: waits for shots, downloads them, releases the shutter.
+    idle_timeout_s
+        End the session after this long without a new shot (``None``: wait until stopped).
+    trigger_every_s
+        Release the shutter every this many seconds (``None``: never; the body shoots itself).
+    """
+
+    def __init__(
+        self,
+        folder: SessionFolder,
+        tether: Tether,
+        *,
+        stop: threading.Event,
+        idle_timeout_s: float | None = None,
+        trigger_every_s: float | None = None,
+        on_phase: Callable[[str, float | None], None] = lambda message, position: None,
+        warn: Callable[[str], None] = lambda message: None,
+    ) -> None:
+        self.folder = folder
+        self.tether = tether
+        self.idle_timeout_s = idle_timeout_s
+        self.trigger_every_s = trigger_every_s
+        self._stop = stop
+        self._on_phase = on_phase
+        self._warn = warn
+        self._drained = False
+        self._drain_until: float | None = None
+        self._shot: CameraShot | None = None
+        self._last_activity = time.monotonic()
+        self._next_trigger = time.monotonic()
+
+    def check_stop(self) -> None:
+        """Raise :class:`SessionStopped` once stopped and every announced shot is taken."""
+        if self._stop.is_set() and self._drained:
+            raise SessionStopped()
+
+    def wait(self, seconds: float) -> None:
+        if seconds > 0 and self._stop.wait(seconds):
+            raise SessionStopped()
+
+    def approach(self, index: int) -> Approach:
+        """Wait for the camera's next shot, which becomes frame ``index``."""
+        started = time.monotonic()
+        self._shot = self._next(index)
+        return Approach(index, float(index), time.time(), started)
+
+    def expose(self, at: Approach) -> Shot:
+        """Download the shot :meth:`approach` waited for as frame ``at.index``."""
+        shot, self._shot = self._shot, None
+        if shot is None:
+            raise RigError(f"frame {at.index}: no shot from the camera to download")
+        self._on_phase("downloading", at.position)
+        files = self.tether.download(shot, self.folder.frames_dir, frame_stem(at.index))
+        self._last_activity = time.monotonic()
+        return Shot(at.index, at.position, files, at.moved_at, 1)
+
+    def land(self, flight: InFlight, *, reshoot: bool = True) -> Shot:
+        """Tether shots are downloaded whole by :meth:`expose`: none is ever in flight."""
+        raise RigError(f"frame {flight.approach.index}: a tether shot is never in flight")
+
+    def _next(self, index: int) -> CameraShot:
+        if self._stop.is_set():
+            return self._drain()
+        self._on_phase(
+            "releasing the shutter" if self.trigger_every_s else "waiting for the camera",
+            None,
+        )
+        while True:
+            self._maybe_trigger()
+            shot = self.tether.next_shot(self._slice(), self._stop)
+            if shot is not None:
+                return shot
+            if self._stop.is_set():
+                return self._drain()
+            idle = time.monotonic() - self._last_activity
+            if self.idle_timeout_s is not None and idle >= self.idle_timeout_s:
+                raise SourceEnded(
+                    f"no new frame for {self.idle_timeout_s:g} s after frame {index - 1}"
+                )
+
+    def _drain(self) -> CameraShot:
+        if self._drain_until is None:
+            self._drain_until = time.monotonic() + DRAIN_S
+        shot = self.tether.next_shot(max(0.0, self._drain_until - time.monotonic()))
+        if shot is None:
+            self._drained = True
+            raise SessionStopped()
+        return shot
+
+    def _slice(self) -> float:
+        left = WAIT_SLICE_S
+        if self.trigger_every_s is not None:
+            left = min(left, max(0.001, self._next_trigger - time.monotonic()))
+        return left
+
+    def _maybe_trigger(self) -> None:
+        if self.trigger_every_s is None or time.monotonic() < self._next_trigger:
+            return
+        self._next_trigger = time.monotonic() + self.trigger_every_s
+        self.tether.trigger()
+        self._last_activity = time.monotonic()
+
+    def return_to_start(self) -> None:
+        """Nothing moved focus: nothing to return."""
+
+
+def tether_runner(
+    folder: SessionFolder,
+    tether: Tether,
+    *,
+    plan: ShotPlan,
+    config: SessionConfig,
+    idle_timeout_s: float | None = None,
+    trigger_every_s: float | None = None,
+    options: RunnerOptions | None = None,
+) -> SessionRunner:
+    """A :class:`~rig.session.runner.SessionRunner` whose frames come from ``tether``.
+
+    The stacking queue holds file paths only, so it is made long enough that a burst of
+    frames is downloaded at the camera's pace even while stacking lags behind.
+    """
+
+    def engine(hooks: EngineHooks) -> TetherEngine:
+        return TetherEngine(
+            folder,
+            tether,
+            stop=hooks.stop,
+            idle_timeout_s=idle_timeout_s,
+            trigger_every_s=trigger_every_s,
+            on_phase=hooks.on_phase,
+            warn=hooks.warn,
+        )
+
+    return SessionRunner(
+        folder,
+        plan=plan,
+        config=config,
+        options=options or RunnerOptions(queue_size=TETHER_QUEUE),
+        engine=engine,
+    )

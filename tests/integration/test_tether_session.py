@@ -1,0 +1,110 @@
+"""Tether sessions on the simulated rig: libgphoto2's virtual camera, shutter pressed by a thread.
+
+The presses go through libgphoto2 (``trigger_capture`` on the session's own camera), the files
+come back as the virtual body's ObjectAdded events, and the real stacker stacks each frame.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rig.camera.tether import Tether
+from rig.session.events import FrameCaptured
+from rig.session.folder import SessionConfig, SessionFolder
+from rig.session.runner import RunnerOptions
+from rig.session.state import FinishReason
+from rig.session.tether import tether_plan, tether_runner
+from rig.sim.rig import SimRigSpec, SimulatedRig
+from rig.sim.shutter import SimulatedShutter
+
+SPEC = SimRigSpec(width=320, height=240, time_scale=50.0)
+
+
+def records(folder: Path, kind: str) -> list[dict]:
+    lines = (folder / "journal.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["event"] == kind]
+
+
+def run_tether(
+    root: Path,
+    presses: int,
+    *,
+    frames: int | None,
+    idle_s: float | None = 2.0,
+    stop_after: int | None = None,
+):
+    plan = tether_plan(frames)
+    config = SessionConfig(rig={"kind": "test"})
+    with SimulatedRig(SPEC) as sim:
+        folder = (
+            SessionFolder.find(root)
+            if (root / "plan.json").exists()
+            else SessionFolder.create(root, plan, config)
+        )
+        tether = Tether(sim.gphoto_camera, files_per_shot=1)
+        runner = tether_runner(
+            folder,
+            tether,
+            plan=folder.load_plan(),
+            config=config,
+            idle_timeout_s=idle_s,
+            options=RunnerOptions(queue_size=64),
+        )
+        start = len(folder.frames_on_disk())
+        depth = SPEC.depth_um
+        positions = {i: depth * i / 8 for i in range(start + 1, start + presses + 1)}
+        shutter = SimulatedShutter(sim, tether, positions)
+        runner.subscribe(shutter)
+        if stop_after is not None:
+
+            def stop_at(event: object) -> None:
+                done = len(folder.frames_on_disk())
+                if isinstance(event, FrameCaptured) and done >= stop_after:
+                    shutter.halt()
+                    runner.request_stop()
+
+            runner.subscribe(stop_at)
+        shutter.start()
+        try:
+            return runner.run(), folder
+        finally:
+            shutter.stop()
+
+
+def test_frames_shot_by_the_camera_are_journalled_and_stacked(tmp_path: Path) -> None:
+    root = tmp_path / "tether"
+    result, folder = run_tether(root, 4, frames=4)
+    assert result.reason is FinishReason.COMPLETED, result.error
+    assert sorted(p.name for p in folder.frames_dir.iterdir()) == [
+        f"frame_{i:04d}.jpg" for i in range(1, 5)
+    ]
+    shots = records(root, "frame")
+    assert [(r["index"], r["position"], r["units"]) for r in shots] == [
+        (i, float(i), "frames") for i in range(1, 5)
+    ]
+    assert sorted(r["index"] for r in records(root, "merge")) == [1, 2, 3, 4]
+    assert (root / "composite.tif").is_file() and (root / "depth.png").is_file()
+    assert records(root, "finish")[-1]["reason"] == "completed"
+
+
+def test_the_idle_timeout_ends_a_session_that_resume_continues(tmp_path: Path) -> None:
+    root = tmp_path / "tether"
+    result, folder = run_tether(root, 2, frames=None, idle_s=1.0)
+    assert result.reason is FinishReason.COMPLETED, result.error
+    assert result.status.captured == 2
+    result, folder = run_tether(root, 2, frames=None, idle_s=1.0)
+    assert result.status.captured == 4
+    assert [r["index"] for r in records(root, "frame")] == [1, 2, 3, 4]
+    assert sorted(folder.frames_on_disk()) == [1, 2, 3, 4]
+
+
+def test_a_stop_is_resumable_and_loses_no_frame(tmp_path: Path) -> None:
+    root = tmp_path / "tether"
+    result, folder = run_tether(root, 5, frames=5, idle_s=None, stop_after=2)
+    assert result.reason is FinishReason.INTERRUPTED
+    done = sorted(folder.frames_on_disk())
+    assert done[:2] == [1, 2]
+    result, folder = run_tether(root, 5 - len(done), frames=5, idle_s=3.0)
+    assert result.reason is FinishReason.COMPLETED, result.error
+    assert sorted(folder.frames_on_disk()) == [1, 2, 3, 4, 5]
