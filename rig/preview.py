@@ -47,8 +47,7 @@ class SessionPreview:
         self._runner = runner
         self._publisher = None
         self.hub.reset(title=self.title or runner.folder.root.name)
-        units = "steps" if runner.plan.units == "steps" else "um"
-        self.hub.update_progress(total=runner.plan.frames, units=units)
+        self.hub.update_progress(total=runner.plan.frames, units=runner.plan.units)
         runner.subscribe(self.on_event)
         return self
 

@@ -7,7 +7,7 @@ One module per command group (:mod:`~rig.cli.camera`, :mod:`~rig.cli.rail`,
 
 from __future__ import annotations
 
-from rig.cli import session, station
+from rig.cli import session, station, tether
 from rig.cli.camera import app as camera_app
 from rig.cli.camera import cameras
 from rig.cli.rail import app as rail_app
@@ -24,6 +24,7 @@ app.command("plan")(session.plan_cmd)
 app.command("shoot")(session.shoot_cmd)
 app.command("resume")(session.resume_cmd)
 app.command("demo")(session.demo_cmd)
+app.command("tether")(tether.tether_cmd)
 app.command("station")(station.station_cmd)
 
 

@@ -134,7 +134,7 @@ def report(result: SessionResult, folder: SessionFolder, console: Console) -> No
         reason.value, "red"
     )
     console.print(
-        f"[{colour}]session {reason.value}[/{colour}]: {s.captured}/{s.total} frames captured, "
+        f"[{colour}]session {reason.value}[/{colour}]: {s.counted} frames captured, "
         f"{s.merged} merged" + (f", {s.rejected} kept out" if s.rejected else "")
     )
     if result.error is not None and reason is FinishReason.FAULT:
@@ -363,6 +363,20 @@ def resume_cmd(
     config = folder.load_config()
     journal = read_journal(folder.journal_path)  # a broken hand edit: refused before the rig
     console = _console()
+    from rig.cli.tether import is_tether_session, resume_tether
+
+    if is_tether_session(config):
+        if config.rig.get("kind") == "simulated":
+            _prepare_virtual_camera()
+        resume_tether(
+            folder,
+            config,
+            console,
+            (preview, host, port),
+            camera_model=camera_model,
+            camera_port=camera_port,
+        )
+        return
     options = RunnerOptions(move_during_download=move_during_download)
     if config.rig.get("kind") == "simulated":
         _prepare_virtual_camera()
@@ -455,6 +469,14 @@ def demo_cmd(
         bool, typer.Option("--raw-plus-jpeg", help="Two files a shot.")
     ] = False,
     move_during_download: opt.MoveDuringDownload = True,
+    tether: Annotated[
+        bool,
+        typer.Option(
+            "--tether",
+            help="As `rig tether`: the simulated rig turns focus and presses the shutter; "
+            "stackrig downloads and stacks what the camera shoots.",
+        ),
+    ] = False,
     preview: opt.Preview = False,
     host: opt.Host = "127.0.0.1",
     port: opt.Port = 8000,
@@ -487,12 +509,19 @@ def demo_cmd(
         raw_plus_jpeg=raw_plus_jpeg,
         fault=parse_fault(fault),
     )
+    console = _console()
+    root = out or _default_out("demo")
+    if tether:
+        if fault is not None:
+            raise RigError("--fault rehearses rail sessions; leave it out with --tether")
+        from rig.cli.tether import demo_tether
+
+        demo_tether(root, frames, spec, stack, console, (preview, host, port))
+        return
     plan = ShotPlan.from_frames(
         0.0, spec.depth_um, frames, settle_s=parse_seconds(settle, "--settle"), return_to_start=True
     )
     config = SessionConfig(rig=spec.to_dict(), stack=stack, checkpoint_every=max(4, frames // 4))
-    console = _console()
-    root = out or _default_out("demo")
     with SimulatedRig(spec) as sim:
         folder = SessionFolder.create(root, plan, config)
         console.print(

@@ -87,10 +87,11 @@ class SessionDisplay:
     def frame_captured(self, entry: FrameEntry) -> None:
         if not self.console.is_terminal:
             status = self._status
-            total = status.total if status else "?"
+            total = status.counted.partition("/")[2] if status else "?"
+            count = f"{entry.index}/{total}" if total else str(entry.index)
             units = status.units if status else "um"
             self.console.print(
-                f"captured {entry.index}/{total} at {format_position(entry.position, units)}: "
+                f"captured {count} at {format_position(entry.position, units)}: "
                 + ", ".join(f.name for f in entry.files),
                 markup=False,
                 highlight=False,

@@ -22,7 +22,7 @@ from typing import Any
 import cv2
 
 from rig.focuser import Focuser
-from rig.plan import PlanUnits, ShotPlan
+from rig.plan import PlanUnits, ShotPlan, format_position
 from rig.preview import SessionPreview
 from rig.session.folder import SessionConfig, SessionFolder
 from rig.session.runner import CaptureDevice, RunnerOptions, SessionResult, SessionRunner
@@ -56,9 +56,9 @@ def describe_plan(plan: ShotPlan) -> dict[str, Any]:
     """What the page shows before a start: frames, step, range, duration."""
     return {
         "frames": plan.frames,
-        "step": format_length(plan.step, plan.units),
-        "from": format_length(plan.near, plan.units),
-        "to": format_length(plan.far, plan.units),
+        "step": format_position(plan.step, plan.units),
+        "from": format_position(plan.near, plan.units),
+        "to": format_position(plan.far, plan.units),
         "units": plan.units,
         "describe": plan.describe(),
         "optics": plan.optics.describe() if plan.optics is not None else None,

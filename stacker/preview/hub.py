@@ -53,8 +53,9 @@ class Progress:
     total: int | None = None
     """Frames planned, when a plan says so."""
     position_um: float | None = None
-    """Current rail position in micrometres (lens steps when ``units`` is ``"steps"``)."""
-    units: Literal["um", "steps"] = "um"
+    """Current rail position in micrometres (lens steps when ``units`` is ``"steps"``, the frame
+    number for frames the camera focused itself, ``"frames"``)."""
+    units: Literal["um", "steps", "frames"] = "um"
     eta_s: float | None = None
     """Seconds until the last frame is captured; the hub estimates it when the producer does not."""
     title: str = ""

@@ -20,6 +20,7 @@ function fmtSeconds(s) {
 function fmtPosition(p, units) {
   if (p === null || p === undefined) return "–";
   if (units === "steps") return Math.round(p) + " steps";
+  if (units === "frames") return "frame " + Math.round(p);
   return (Math.abs(p) >= 1000 ? (p / 1000).toFixed(3) + " mm" : p.toFixed(1) + " µm");
 }
 

@@ -1,0 +1,252 @@
+"""``rig tether`` and ``rig demo --tether``: stack what the camera shoots by itself.
+
+The camera steps focus (Nikon Z focus shift, Canon / OM System / Fujifilm / Panasonic / Sony
+focus bracketing) or the photographer presses the shutter at each turn of a manual rail;
+stackrig keeps the camera connected, downloads every file as it lands and stacks it at once,
+into the same session folder as ``rig shoot`` (see :mod:`rig.session.tether`). It never
+releases the shutter unless ``--trigger-every`` asks it to. ``rig resume`` continues a tether
+session into the same folder. Gphoto2 is imported lazily: the demo chooses libgphoto2's virtual
+camera before that import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from rig.cli import options as opt
+from rig.errors import RigError
+from rig.plan import MAX_FRAMES, PlanError, ShotPlan
+from rig.session.folder import SessionConfig, SessionFolder
+from rig.spec import parse_seconds
+
+IdleTimeout = Annotated[
+    str | None,
+    typer.Option(
+        "--idle-timeout", help="End after this long without a new frame: 30s (default: wait)."
+    ),
+]
+TriggerEvery = Annotated[
+    str | None,
+    typer.Option(
+        "--trigger-every",
+        help="Release the shutter every S seconds, for bodies that do not bracket by themselves.",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class TetherSettings:
+    """When a tether session ends and whether it releases the shutter (the ``tether`` block)."""
+
+    frames: int | None = None
+    idle_timeout_s: float | None = None
+    trigger_every_s: float | None = None
+
+    @classmethod
+    def parse(
+        cls, frames: int | None, idle_timeout: Any, trigger_every: Any, *, source: str = ""
+    ) -> TetherSettings:
+        where = f"{source}: " if source else ""
+        if frames is not None and not 1 <= frames <= MAX_FRAMES:
+            raise PlanError(f"{where}--frames {frames}: give 1 to {MAX_FRAMES} frames")
+        idle = None if idle_timeout is None else parse_seconds(idle_timeout, "--idle-timeout")
+        every = None if trigger_every is None else parse_seconds(trigger_every, "--trigger-every")
+        for name, value in (("--idle-timeout", idle), ("--trigger-every", every)):
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise PlanError(f"{where}{name} {value:g} s: give a positive duration")
+        return cls(frames, idle, every)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "idle_timeout_s": self.idle_timeout_s,
+            "trigger_every_s": self.trigger_every_s,
+        }
+
+    @classmethod
+    def from_rig(cls, rig: Mapping[str, Any], plan: ShotPlan, *, source: str) -> TetherSettings:
+        block = rig.get("tether")
+        if not isinstance(block, dict):
+            raise RigError(f"{source}: no 'tether' block in 'rig'; not a tether session")
+        frames = None if plan.frames == MAX_FRAMES else plan.frames
+        return cls.parse(
+            frames, block.get("idle_timeout_s"), block.get("trigger_every_s"), source=source
+        )
+
+
+def is_tether_session(config: SessionConfig) -> bool:
+    """Whether a session folder's ``session.json`` describes a tether session."""
+    return isinstance(config.rig.get("tether"), dict)
+
+
+def _run(
+    folder: SessionFolder,
+    tether: Any,
+    plan: ShotPlan,
+    config: SessionConfig,
+    settings: TetherSettings,
+    console: Console,
+    preview: tuple[bool, str, int],
+    *,
+    shutter: Any = None,
+) -> None:
+    from rig.cli.session import _run_and_exit
+    from rig.session.tether import tether_runner
+
+    runner = tether_runner(
+        folder,
+        tether,
+        plan=plan,
+        config=config,
+        idle_timeout_s=settings.idle_timeout_s,
+        trigger_every_s=settings.trigger_every_s,
+    )
+    ends = [f"after {plan.frames} frames"] if plan.frames != MAX_FRAMES else []
+    if settings.idle_timeout_s is not None:
+        ends.append(f"after {settings.idle_timeout_s:g} s without a new frame")
+    ends.append("on Ctrl-C")
+    console.print(
+        f"tethered to {tether.camera.description}: waiting for the camera's shots "
+        f"(ends {', '.join(ends)})"
+        + (
+            f"; releasing the shutter every {settings.trigger_every_s:g} s"
+            if settings.trigger_every_s
+            else ""
+        ),
+        markup=False,
+    )
+    if shutter is not None:
+        runner.subscribe(shutter)
+        shutter.start()
+    try:
+        _run_and_exit(runner, folder, console, preview)
+    finally:
+        if shutter is not None:
+            shutter.stop()
+
+
+def tether_cmd(
+    out: opt.Out = None,
+    frames: opt.Frames = None,
+    idle_timeout: IdleTimeout = None,
+    trigger_every: TriggerEvery = None,
+    method: opt.Method = "pyramid",
+    align: opt.Align = "similarity",
+    reference: opt.Reference = "first",
+    interpolation: opt.Interpolation = "linear",
+    output_format: opt.Format = "tif",
+    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every")] = 8,
+    camera_model: opt.CameraModel = None,
+    camera_port: opt.CameraPort = None,
+    preview: opt.Preview = False,
+    host: opt.Host = "127.0.0.1",
+    port: opt.Port = 8000,
+) -> None:
+    """Download and stack what the camera shoots by itself (in-camera focus bracketing)."""
+    from rig.cli.session import _console, _default_out
+    from rig.session.tether import tether_plan
+
+    stack = opt.stack_from_options(
+        method=method, align=align, reference=reference, interpolation=interpolation,
+        output_format=output_format,
+    )  # fmt: skip
+    settings = TetherSettings.parse(frames, idle_timeout, trigger_every)
+    plan = tether_plan(frames)
+    rig = {
+        "kind": "tether",
+        "camera_model": camera_model,
+        "camera_port": camera_port,
+        "tether": settings.to_dict(),
+    }
+    config = SessionConfig(rig=rig, stack=stack, checkpoint_every=checkpoint_every)
+    console = _console()
+    root = out or _default_out("tether")
+    with open_tether(camera_model, camera_port) as tether:
+        folder = SessionFolder.create(root, plan, config)
+        _run(folder, tether, plan, config, settings, console, (preview, host, port))
+
+
+@contextlib.contextmanager
+def open_tether(model: str | None, port: str | None) -> Iterator[Any]:
+    """The camera, opened for bursts (busy retried soon), as a Tether."""
+    from rig.camera import Camera
+    from rig.camera.tether import TETHER_RETRY, Tether
+
+    with Camera.open(model, port, retry=TETHER_RETRY) as camera:
+        yield Tether(camera)
+
+
+def resume_tether(
+    folder: SessionFolder,
+    config: SessionConfig,
+    console: Console,
+    preview: tuple[bool, str, int],
+    *,
+    camera_model: str | None = None,
+    camera_port: str | None = None,
+) -> None:
+    """Continue a tether session: new frames are numbered after those on disk."""
+    plan = folder.load_plan()
+    settings = TetherSettings.from_rig(config.rig, plan, source=str(folder.config_path))
+    if config.rig.get("kind") == "simulated":
+        _demo_session(folder, plan, config, settings, console, preview)
+        return
+    model = camera_model or config.rig.get("camera_model")
+    port = camera_port or config.rig.get("camera_port")
+    with open_tether(model, port) as tether:
+        console.print(f"resuming tether session {folder.root}")
+        _run(folder, tether, plan, config, settings, console, preview)
+
+
+def demo_tether(
+    root: Path,
+    frames: int,
+    spec: Any,
+    stack: Any,
+    console: Console,
+    preview: tuple[bool, str, int],
+) -> None:
+    """``rig demo --tether``: the simulated rig presses the shutter ``frames`` times."""
+    from rig.session.tether import tether_plan
+
+    settings = TetherSettings(frames=frames, idle_timeout_s=30.0)
+    plan = tether_plan(frames)
+    rig = {**spec.to_dict(), "tether": settings.to_dict()}
+    config = SessionConfig(rig=rig, stack=stack, checkpoint_every=max(4, frames // 4))
+    folder = SessionFolder.create(root, plan, config)
+    _demo_session(folder, plan, config, settings, console, preview)
+
+
+def _demo_session(
+    folder: SessionFolder,
+    plan: ShotPlan,
+    config: SessionConfig,
+    settings: TetherSettings,
+    console: Console,
+    preview: tuple[bool, str, int],
+) -> None:
+    from rig.camera.tether import Tether
+    from rig.sim.rig import SimRigSpec, SimulatedRig
+    from rig.sim.shutter import SimulatedShutter
+
+    spec = SimRigSpec.from_dict(config.rig)
+    done = set(folder.frames_on_disk())
+    missing = [i for i in range(1, plan.frames + 1) if i not in done]
+    last = max(plan.frames - 1, 1)
+    positions = {i: spec.depth_um * (i - 1) / last for i in missing}
+    with SimulatedRig(spec) as sim:
+        tether = Tether(sim.gphoto_camera, files_per_shot=1)
+        console.print(
+            f"demo: the simulated rig turns focus and presses the shutter {len(missing)} times; "
+            f"session {folder.root}",
+            markup=False,
+        )
+        shutter = SimulatedShutter(sim, tether, positions)
+        _run(folder, tether, plan, config, settings, console, preview, shutter=shutter)
