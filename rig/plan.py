@@ -299,8 +299,17 @@ class ShotPlan:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, source: str = "plan") -> ShotPlan:
-        """Read a plan dict, naming ``source`` in a one-line error when it is malformed."""
+    def from_dict(
+        cls, data: Mapping[str, Any], *, source: str = "plan", shot_before: bool = False
+    ) -> ShotPlan:
+        """Read a plan dict, naming ``source`` in a one-line error when it is malformed.
+
+        ``shot_before``: the plan of a session already under way. Plans saved before plans
+        stopped at their ends may run past ``far`` (the step was kept and the last frame went
+        up to a step beyond); such a session is read with ``far`` where its last frame really
+        is, so resuming it shoots the very positions its first frames were planned with. A new
+        plan that runs past its end is refused.
+        """
         if not isinstance(data, Mapping):
             raise PlanError(f"{source}: a plan is a JSON object")
         fmt = data.get("format", PLAN_FORMAT)
@@ -319,6 +328,8 @@ class ShotPlan:
                     kwargs[key] = parse_duration(kwargs[key])
                 except UnitError as exc:
                     raise PlanError(f"{source}: {key}: {exc}") from None
+        if shot_before:
+            kwargs = _far_where_it_was_shot(kwargs)
         if kwargs.get("optics") is not None:
             try:
                 kwargs["optics"] = OpticsStep(**kwargs["optics"])
@@ -332,12 +343,14 @@ class ShotPlan:
             raise PlanError(f"{source}: {exc}") from None
 
     @classmethod
-    def from_json(cls, text: str, *, source: str = "plan.json") -> ShotPlan:
+    def from_json(
+        cls, text: str, *, source: str = "plan.json", shot_before: bool = False
+    ) -> ShotPlan:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise PlanError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-        return cls.from_dict(data, source=source)
+        return cls.from_dict(data, source=source, shot_before=shot_before)
 
     def describe(self) -> str:
         """One line: count, step and range, for logs and the plan table's title.
@@ -351,6 +364,21 @@ class ShotPlan:
             f"{self.frames} frames, step {_fmt(self.step, self.units)}, "
             f"{_fmt(first, self.units)} → {_fmt(last, self.units)} ({self.direction}{way})"
         )
+
+
+def _far_where_it_was_shot(fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` with ``far`` moved to the last frame of an old plan that overshot it."""
+    values = [fields.get(k) for k in ("near", "far", "step", "frames")]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return fields  # malformed: the plan's own checks name the field
+    near, far, step = (float(v) for v in values[:3])  # type: ignore[arg-type]
+    frames = values[3]
+    if not isinstance(frames, int) or frames < 2 or not 0 < step < math.inf:
+        return fields
+    covered = step * (frames - 1)
+    if not math.isfinite(near + far) or covered <= abs(far - near) + 1e-6 * max(1.0, covered):
+        return fields
+    return {**fields, "far": near + (covered if far >= near else -covered)}
 
 
 def optics_step(

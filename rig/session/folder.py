@@ -187,7 +187,7 @@ class SessionFolder:
         except OSError as exc:
             raise SessionFolderError(f"{self.plan_path}: cannot read ({exc.strerror})") from None
         try:
-            return ShotPlan.from_json(text, source=str(self.plan_path))
+            return ShotPlan.from_json(text, source=str(self.plan_path), shot_before=True)
         except PlanError as exc:
             raise SessionFolderError(str(exc)) from None
 

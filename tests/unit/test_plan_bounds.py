@@ -6,7 +6,9 @@ spacings and reads back every position the command prints.
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -16,6 +18,7 @@ from typer.testing import CliRunner
 from rig.cli import app
 from rig.errors import MotionError
 from rig.plan import PlanError, ShotPlan
+from rig.session.folder import SessionFolder
 from rig.units import parse_length
 
 _ROW = re.compile(r"frame_(\d{4})\s*│\s*([-\d.]+ (?:mm|µm|steps))")
@@ -50,6 +53,19 @@ def test_a_saved_plan_that_runs_past_its_range_is_refused_by_name() -> None:
     text = '{"near": 0, "far": 4000, "step": 384, "frames": 12}'
     with pytest.raises(PlanError, match=r"^old\.json: 12 frames every 384 µm span 4\.224 mm"):
         ShotPlan.from_json(text, source="old.json")
+
+
+def test_a_session_shot_with_an_overshooting_plan_still_resumes_at_its_positions(
+    tmp_path: Path,
+) -> None:
+    """Sessions started before plans stopped at their ends keep the positions they were shot at."""
+    old = {"format": 1, "near": 4000, "far": 0, "step": 384, "frames": 12, "settle_s": 0.5}
+    plan = ShotPlan.from_dict(old, shot_before=True)
+    assert [p.position for p in plan.positions()] == [4000 - 384 * i for i in range(12)]
+    folder = tmp_path / "old-session"
+    folder.mkdir()
+    (folder / "plan.json").write_text(json.dumps(old))
+    assert SessionFolder(folder).load_plan() == plan
 
 
 @settings(max_examples=60, deadline=None)
