@@ -79,11 +79,41 @@ def hardware_rig(
     reset; a new lens-motor session counts from where focus stands: that is its reference.
     ``rail_hint`` is added to an error opening the rail (a resumed session's rail may sit on
     another port now); ``warn`` hears what the focuser found while setting up, ``say`` what the
-    camera set up (the anti-vibration setting, if asked for).
+    camera set up (the anti-vibration setting, if asked for). With ``rig.incoming`` the camera
+    is fired through the rail controller's shutter cable and its files are taken from that folder
+    (:class:`~rig.camera.cable.CableReleaseCamera`).
     """
+    with contextlib.ExitStack() as stack:
+        if rig.incoming is None:
+            camera = stack.enter_context(_usb_camera(rig))
+            focuser = _open_focuser(rig, camera, rail_hint)
+            stack.callback(focuser.close)
+            if rig.anti_vibration:
+                done = camera.reduce_vibration()
+                say(f"anti-vibration: {done or 'this body offers none; settle time only'}")
+        else:  # a body fired through the rail's shutter cable, its files arriving in a folder
+            focuser = _open_focuser(rig, None, rail_hint)
+            stack.callback(focuser.close)
+            camera = stack.enter_context(_cable_camera(focuser, rig.incoming))
+        new_lens_session = rig.focus == "camera" and last_shot is None
+        establish_reference(
+            focuser,
+            home=home,
+            accept=accept_position or new_lens_session,
+            last_shot=last_shot,
+            units=units,
+        )
+        for text in getattr(focuser, "setup_warnings", list)():
+            if warn is not None:
+                warn(text)
+        yield focuser, camera
+
+
+@contextlib.contextmanager
+def _usb_camera(rig: RigSpec) -> Iterator[Any]:
+    """The rig's camera through libgphoto2, with its capture target set."""
     from rig.camera import Camera
     from rig.camera.shot import parse_capture_target
-    from rig.rails import open_focuser
 
     try:
         camera_cm = Camera.open(
@@ -95,32 +125,30 @@ def hardware_rig(
     except DeviceNotFoundError as exc:
         raise with_hint(exc, "no camera? `rig demo` runs the simulated rig") from None
     try:
-        try:
-            if rig.focus == "camera":  # the lens motor of the camera just opened
-                focuser = open_focuser(rig.rail or "camera://", camera=camera)
-            else:
-                focuser = open_focuser(str(rig.rail))
-        except UserError as exc:
-            if rail_hint is None:
-                raise
-            raise with_hint(exc, rail_hint) from None
-        try:
-            if rig.anti_vibration:
-                done = camera.reduce_vibration()
-                say(f"anti-vibration: {done or 'this body offers none; settle time only'}")
-            new_lens_session = rig.focus == "camera" and last_shot is None
-            establish_reference(
-                focuser,
-                home=home,
-                accept=accept_position or new_lens_session,
-                last_shot=last_shot,
-                units=units,
-            )
-            for text in getattr(focuser, "setup_warnings", list)():
-                if warn is not None:
-                    warn(text)
-            yield focuser, camera
-        finally:
-            focuser.close()
+        yield camera
     finally:
         camera_cm.__exit__(None, None, None)
+
+
+def _open_focuser(rig: RigSpec, camera: Any, rail_hint: str | None) -> Any:
+    from rig.rails import open_focuser
+
+    try:
+        if rig.focus == "camera":  # the lens motor of the camera just opened
+            return open_focuser(rig.rail or "camera://", camera=camera)
+        return open_focuser(str(rig.rail))
+    except UserError as exc:
+        if rail_hint is None:
+            raise
+        raise with_hint(exc, rail_hint) from None
+
+
+def _cable_camera(focuser: Any, incoming: str) -> Any:
+    from rig.camera.cable import CableReleaseCamera
+
+    if not callable(getattr(focuser, "fire_shutter", None)):
+        raise RigError(
+            f"{focuser.name} has no shutter cable: --incoming needs a rail that fires the "
+            "camera (StackShot, WeMacro); with a USB camera leave --incoming out"
+        )
+    return CableReleaseCamera(focuser, incoming)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from rig.camera.shot import parse_capture_target
@@ -256,6 +257,9 @@ class RigSpec:
     """Where the camera stores shots: auto (the vendor's default), ram, card or both."""
     anti_vibration: bool = False
     """Mirror lock-up, exposure delay mode or the electronic shutter, where the body has one."""
+    incoming: str | None = None
+    """A folder: the camera is fired through the rail's shutter cable (no USB) and each frame
+    is taken from there, where a tethering program, Wi-Fi upload or card reader puts it."""
     sim: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -287,6 +291,7 @@ class RigSpec:
             camera_port=data.get("camera_port") or None,
             capture_target=str(target),
             anti_vibration=bool(data.get("anti_vibration", False)),
+            incoming=_incoming(data.get("incoming"), focus, name),
         )
 
     def check_units(self, plan: ShotPlan) -> None:
@@ -312,4 +317,20 @@ class RigSpec:
             "camera_port": self.camera_port,
             "capture_target": self.capture_target,
             "anti_vibration": self.anti_vibration,
+            "incoming": self.incoming,
         }
+
+
+def _incoming(value: Any, focus: str, name: Naming) -> str | None:
+    """The folder of a cable-fired camera's files, checked; None for a USB camera."""
+    if value is None or value == "":
+        return None
+    if focus != "rail":
+        raise PlanError(f"{name('incoming')} fires the camera through a rail: not with the lens")
+    folder = Path(str(value)).expanduser()
+    if not folder.is_dir():
+        raise PlanError(
+            f"{name('incoming')} {value}: not a folder; give the folder your camera's files "
+            "arrive in"
+        )
+    return str(folder.absolute())

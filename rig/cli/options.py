@@ -102,6 +102,14 @@ Format = Annotated[
     typer.Option("--format", help="tif, png, jpg, or dng (stacks the RAW files in linear light)."),
 ]
 
+CheckpointEvery = Annotated[
+    int,
+    typer.Option(
+        "--checkpoint-every",
+        help="Write the composite so far every N merged frames, so a crash loses little.",
+    ),
+]
+
 # ----------------------------------------------------------------------------- devices, preview
 Rail = Annotated[str | None, typer.Option("--rail", help="Rail URL: grbl:///dev/ttyUSB0.")]
 Focus = Annotated[str, typer.Option("--focus", help="rail, or camera (lens motor).")]

@@ -238,18 +238,21 @@ def shoot_cmd(
     reference: opt.Reference = "first",
     interpolation: opt.Interpolation = "linear",
     output_format: opt.Format = "tif",
-    checkpoint_every: Annotated[
-        int,
-        typer.Option(
-            "--checkpoint-every",
-            help="Write the composite so far every N merged frames, so a crash loses little.",
-        ),
-    ] = 8,
+    checkpoint_every: opt.CheckpointEvery = 8,
     camera_model: opt.CameraModel = None,
     camera_port: opt.CameraPort = None,
     capture_target: opt.CaptureTarget = "auto",
     anti_vibration: opt.AntiVibration = False,
     move_during_download: opt.MoveDuringDownload = True,
+    incoming: Annotated[
+        Path | None,
+        typer.Option(
+            "--incoming",
+            help="No USB camera: fire it through the rail's shutter cable (StackShot, WeMacro) "
+            "and take each frame from this folder, where a tethering program, Wi-Fi upload or "
+            "card reader puts it.",
+        ),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan; move nothing.")
     ] = False,
@@ -282,7 +285,7 @@ def shoot_cmd(
     )  # fmt: skip
     rig = opt.rig_from_options(
         rail=rail, focus=focus, camera_model=camera_model, camera_port=camera_port,
-        capture_target=capture_target, anti_vibration=anti_vibration,
+        capture_target=capture_target, anti_vibration=anti_vibration, incoming=incoming,
     )  # fmt: skip
     rig.check_units(plan)
     console = _console()

@@ -142,7 +142,7 @@ def tether_cmd(
     reference: opt.Reference = "first",
     interpolation: opt.Interpolation = "linear",
     output_format: opt.Format = "tif",
-    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every")] = 8,
+    checkpoint_every: opt.CheckpointEvery = 8,
     camera_model: opt.CameraModel = None,
     camera_port: opt.CameraPort = None,
     preview: opt.Preview = False,

@@ -80,6 +80,7 @@ def test_shoot_steps_the_rail_shoots_and_stacks(
         "camera_port": None,
         "capture_target": "card",
         "anti_vibration": True,  # the virtual body offers no remedy: only logged
+        "incoming": None,
     }
     assert "anti-vibration: this body offers none; settle time only" in proc.stdout
 
