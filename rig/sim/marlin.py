@@ -251,12 +251,11 @@ class MarlinSimulator(PtyDevice):
                     self._partial.clear()
                     if not line:
                         continue
-                    command = line.split()[0].upper()
-                    if not self.emergency_parser:
-                        pass  # M410/M112 wait in the queue like any other line
-                    elif command == "M410":  # emergency parser: act before the queue
+                    # Without the emergency parser M410/M112 wait in the queue like any line.
+                    urgent = line.split()[0].upper() if self.emergency_parser else ""
+                    if urgent == "M410":  # emergency parser: act before the queue
                         self._quick_stop()
-                    elif command == "M112":
+                    elif urgent == "M112":
                         self._quick_stop()
                         self._halted = True
                         self._lines.clear()
