@@ -6,6 +6,10 @@ and every answer a frame of known length. :class:`BinaryLink` opens the port thr
 adapters take one code path), serialises requests with a lock so a stop from another thread
 never interleaves with a half-written frame, and reads exact byte counts against a deadline.
 A vanished port becomes one :class:`~rig.rails.base.ConnectionLostError` naming it.
+
+:class:`BinaryLinkRail` is what the two drivers share: no limit switches (they never home),
+relative moves, an optional swap of forward and back, and a link that is closed again when the
+controller does not answer.
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from abc import abstractmethod
 
 import serial
 
-from rig.rails.base import ConnectionLostError
+from rig.errors import MotionError
+from rig.rails.base import ConnectionLostError, Rail, RailOptions
 from rig.rails.serialport import open_serial
 
 _PORT_ERRORS: tuple[type[BaseException], ...] = (serial.SerialException, OSError, TypeError)
@@ -93,3 +99,49 @@ class BinaryLink:
         """Close the port; safe to call twice."""
         with contextlib.suppress(*_PORT_ERRORS):
             self._serial.close()
+
+
+class BinaryLinkRail(Rail):
+    """A rail without limit switches on a :class:`BinaryLink` (StackShot, WeMacro).
+
+    A subclass sets its own attributes, then calls this ``__init__``, which opens the port and
+    has :meth:`_greet` check that the controller answers; the port is closed again if not.
+    """
+
+    def __init__(
+        self,
+        scheme: str,
+        port: str,
+        baud: int,
+        options: RailOptions | None,
+        *,
+        reverse: bool,
+        name: str | None,
+    ) -> None:
+        super().__init__(name or f"{scheme}://{port}", options or RailOptions())
+        self.port = port
+        self.reverse = reverse
+        self._link = BinaryLink(port, baud)
+        try:
+            self._greet()
+        except Exception:
+            self._link.close()
+            raise
+
+    @abstractmethod
+    def _greet(self) -> None:
+        """Make sure the controller answers on the open link; raise if it does not."""
+
+    @property
+    def _can_home(self) -> bool:
+        return False
+
+    @property
+    def _absolute(self) -> bool:
+        return False
+
+    def _home(self) -> None:  # pragma: no cover - _can_home is False, Rail.home refuses first
+        raise MotionError(f"{self.name} has no limit switches and cannot home")
+
+    def _close(self) -> None:
+        self._link.close()

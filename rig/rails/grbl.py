@@ -50,8 +50,8 @@ from typing import Any
 from rig.errors import DeviceNotFoundError, MotionError, RigError
 from rig.rails.base import ConnectionLostError, MoveStoppedError, Rail, RailOptions
 from rig.rails.grbl_codes import POSITION_LOST_ALARMS, alarm_text, error_text
-from rig.rails.serialport import SerialLink
-from rig.rails.url import DeviceURL, URLError, rail_options
+from rig.rails.serialport import SerialLink, require_link
+from rig.rails.url import DeviceURL, URLError, open_port_rail
 from rig.units import format_length, parse_duration, parse_speed
 
 log = logging.getLogger(__name__)
@@ -216,26 +216,23 @@ class GrblRail(Rail):
         Options: ``baud``, ``axis``, ``feed`` (a speed), ``wakeup`` and ``timeout`` (seconds),
         ``homing`` (``axis`` or ``all``), ``poll`` (seconds) and the shared rail options.
         """
-        parsed = DeviceURL.parse(url)
-        if not parsed.path:
-            raise URLError(f"{url!r} names no port: write e.g. grbl:///dev/ttyUSB0")
-        options = rail_options(parsed, **kwargs)
-        feed = parsed.take("feed")
-        homing = (parsed.take("homing") or "axis").lower()
-        if homing not in ("axis", "all"):
-            raise URLError(f"homing={homing!r} in {url!r}: use homing=axis ($HX) or homing=all")
-        settings: dict[str, Any] = {
-            "baud": int(parsed.take_float("baud", 115200)),
-            "axis": parsed.take("axis") or "X",
-            "feed_mm_min": parse_speed(feed) if feed else None,
-            "wakeup_s": parse_duration(parsed.take("wakeup") or "2"),
-            "timeout_s": parse_duration(parsed.take("timeout") or "5"),
-            "home_all": homing == "all",
-            "poll_s": parse_duration(parsed.take("poll") or "0.05"),
-        }
-        parsed.finish()
-        settings.update({k: v for k, v in kwargs.items() if k in settings})
-        return cls(parsed.path, options, name=url, **settings)
+
+        def settings(parsed: DeviceURL) -> dict[str, Any]:
+            feed = parsed.take("feed")
+            homing = (parsed.take("homing") or "axis").lower()
+            if homing not in ("axis", "all"):
+                raise URLError(f"homing={homing!r} in {url!r}: use homing=axis ($HX) or homing=all")
+            return {
+                "baud": int(parsed.take_float("baud", 115200)),
+                "axis": parsed.take("axis") or "X",
+                "feed_mm_min": parse_speed(feed) if feed else None,
+                "wakeup_s": parse_duration(parsed.take("wakeup") or "2"),
+                "timeout_s": parse_duration(parsed.take("timeout") or "5"),
+                "home_all": homing == "all",
+                "poll_s": parse_duration(parsed.take("poll") or "0.05"),
+            }
+
+        return open_port_rail(cls, url, "grbl:///dev/ttyUSB0", settings, kwargs)
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -430,11 +427,7 @@ class GrblRail(Rail):
     # -- commands -----------------------------------------------------------------------------
 
     def _require_link(self) -> SerialLink:
-        if self._link is None:
-            raise ConnectionLostError(f"{self.port} is not connected; call reconnect()")
-        if self._link.lost is not None:
-            raise self._link.lost
-        return self._link
+        return require_link(self._link, self.port)
 
     def _command(self, line: str, *, timeout: float | None = None) -> list[str]:
         """Send one line and wait for its ``ok``; return the informational lines before it.

@@ -37,8 +37,8 @@ from typing import Any
 
 from rig.errors import DeviceNotFoundError, MotionError, RigError
 from rig.rails.base import ConnectionLostError, MoveStoppedError, Rail, RailOptions
-from rig.rails.serialport import SerialLink
-from rig.rails.url import DeviceURL, URLError, rail_options
+from rig.rails.serialport import SerialLink, require_link
+from rig.rails.url import DeviceURL, URLError, open_port_rail
 from rig.units import format_length, parse_duration, parse_speed
 
 log = logging.getLogger(__name__)
@@ -119,21 +119,18 @@ class MarlinRail(Rail):
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> MarlinRail:
         """``marlin:///dev/ttyACM0?axis=X&feed=10mm/s&backlash=30um&settle=0.3``."""
-        parsed = DeviceURL.parse(url)
-        if not parsed.path:
-            raise URLError(f"{url!r} names no port: write e.g. marlin:///dev/ttyACM0")
-        options = rail_options(parsed, **kwargs)
-        feed = parsed.take("feed")
-        settings: dict[str, Any] = {
-            "baud": int(parsed.take_float("baud", 115200)),
-            "axis": parsed.take("axis") or "X",
-            "feed_mm_min": parse_speed(feed) if feed else 600.0,
-            "wakeup_s": parse_duration(parsed.take("wakeup") or "2"),
-            "timeout_s": parse_duration(parsed.take("timeout") or "5"),
-        }
-        parsed.finish()
-        settings.update({k: v for k, v in kwargs.items() if k in settings})
-        return cls(parsed.path, options, name=url, **settings)
+
+        def settings(parsed: DeviceURL) -> dict[str, Any]:
+            feed = parsed.take("feed")
+            return {
+                "baud": int(parsed.take_float("baud", 115200)),
+                "axis": parsed.take("axis") or "X",
+                "feed_mm_min": parse_speed(feed) if feed else 600.0,
+                "wakeup_s": parse_duration(parsed.take("wakeup") or "2"),
+                "timeout_s": parse_duration(parsed.take("timeout") or "5"),
+            }
+
+        return open_port_rail(cls, url, "marlin:///dev/ttyACM0", settings, kwargs)
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -239,16 +236,13 @@ class MarlinRail(Rail):
             self._cond.notify_all()
 
     def _require_link(self) -> SerialLink:
-        if self._link is None:
-            raise ConnectionLostError(f"{self.port} is not connected; call reconnect()")
-        if self._link.lost is not None:
-            raise self._link.lost
+        link = require_link(self._link, self.port)
         if self._halted:
             raise RigError(
                 f"the Marlin board on {self.port} is halted (M112 or a fault); reset it "
                 "(power cycle or reconnect) and home the rail"
             )
-        return self._link
+        return link
 
     def _command(self, line: str, *, timeout: float | None = None, sync: bool = False) -> list[str]:
         """Send a line and wait for ``ok``; ``busy``/``echo`` traffic keeps the wait alive."""

@@ -151,3 +151,12 @@ class SerialLink:
                         self._on_line(text)
                     except Exception:  # a parser bug must not kill the link
                         log.exception("%s: failed to handle line %r", self.port, text)
+
+
+def require_link(link: SerialLink | None, port: str) -> SerialLink:
+    """``link`` when it is open and whole; else the error saying why there is none."""
+    if link is None:
+        raise ConnectionLostError(f"{port} is not connected; call reconnect()")
+    if link.lost is not None:
+        raise link.lost
+    return link

@@ -31,9 +31,9 @@ from typing import Any
 
 from rig.errors import DeviceNotFoundError, MotionError, RigError
 from rig.rails import stackshot_protocol as proto
-from rig.rails.base import MoveStoppedError, Rail, RailOptions
-from rig.rails.binarylink import BinaryLink
-from rig.rails.url import DeviceURL, URLError, rail_options
+from rig.rails.base import MoveStoppedError, RailOptions
+from rig.rails.binarylink import BinaryLinkRail
+from rig.rails.url import DeviceURL, open_port_rail
 from rig.units import format_length, parse_duration
 
 
@@ -41,7 +41,7 @@ class StackShotError(RigError):
     """The controller refused or did not answer a request."""
 
 
-class StackShotRail(Rail):
+class StackShotRail(BinaryLinkRail):
     """A StackShot rail; see the module docstring.
 
     Parameters
@@ -75,37 +75,27 @@ class StackShotRail(Rail):
         poll_s: float = 0.05,
         name: str | None = None,
     ) -> None:
-        super().__init__(name or f"stackshot://{port}", options or RailOptions())
-        self.port = port
-        self.reverse = reverse
         self.timeout_s = timeout_s
         self.busy_s = busy_s
         self.move_timeout_s = move_timeout_s
         self.pulse_s = pulse_s
         self.poll_s = poll_s
         self._halt_requested = threading.Event()
-        self._link = BinaryLink(port, proto.BAUD)
-        try:
-            self.firmware = self._identify()
-        except Exception:
-            self._link.close()
-            raise
+        self.firmware = ""
+        super().__init__("stackshot", port, proto.BAUD, options, reverse=reverse, name=name)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> StackShotRail:
         """``stackshot:///dev/stackshot?backlash=50um&settle=1s&reverse=false``."""
-        parsed = DeviceURL.parse(url)
-        if not parsed.path:
-            raise URLError(f"{url!r} names no port: write e.g. stackshot:///dev/ttyUSB0")
-        options = rail_options(parsed, **kwargs)
-        settings: dict[str, Any] = {
-            "reverse": parsed.take_bool("reverse", False),
-            "timeout_s": parse_duration(parsed.take("timeout") or "1"),
-            "pulse_s": parse_duration(parsed.take("pulse") or "0.2"),
-        }
-        parsed.finish()
-        settings.update({k: v for k, v in kwargs.items() if k in settings})
-        return cls(parsed.path, options, name=url, **settings)
+
+        def settings(parsed: DeviceURL) -> dict[str, Any]:
+            return {
+                "reverse": parsed.take_bool("reverse", False),
+                "timeout_s": parse_duration(parsed.take("timeout") or "1"),
+                "pulse_s": parse_duration(parsed.take("pulse") or "0.2"),
+            }
+
+        return open_port_rail(cls, url, "stackshot:///dev/ttyUSB0", settings, kwargs)
 
     # -- requests -----------------------------------------------------------------------------
 
@@ -148,6 +138,9 @@ class StackShotRail(Rail):
             )
         return action, rest[:length]
 
+    def _greet(self) -> None:
+        self.firmware = self._identify()
+
     def _identify(self) -> str:
         try:
             text = self._exchange(proto.Command.SOFTWARE_STRING, proto.Action.READ, b"")
@@ -163,14 +156,6 @@ class StackShotRail(Rail):
         return proto.parse_status(self._exchange(proto.Command.RAIL_STATUS, proto.Action.READ, b""))
 
     # -- Rail primitives ----------------------------------------------------------------------
-
-    @property
-    def _can_home(self) -> bool:
-        return False
-
-    @property
-    def _absolute(self) -> bool:
-        return False
 
     @property
     def _resolution_um(self) -> float:
@@ -219,15 +204,9 @@ class StackShotRail(Rail):
                 f"{self.name}: {what} stopped at {format_length(self._read_position())}"
             )
 
-    def _home(self) -> None:  # pragma: no cover - _can_home is False, Rail.home refuses first
-        raise MotionError(f"{self.name} has no limit switches and cannot home")
-
     def _halt(self) -> None:
         self._halt_requested.set()
         self._exchange(proto.Command.RAIL_STOP, proto.Action.WRITE, b"")
-
-    def _close(self) -> None:
-        self._link.close()
 
     # -- StackShot extras ---------------------------------------------------------------------
 

@@ -15,12 +15,16 @@ own options and :meth:`DeviceURL.finish` refuses any that nobody read, so a typo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from rig.errors import RigError
 from rig.rails.base import RailOptions
 from rig.units import parse_duration, parse_um
+
+RailT = TypeVar("RailT")
 
 
 class URLError(RigError):
@@ -106,3 +110,26 @@ def rail_options(url: DeviceURL, **overrides: object) -> RailOptions:
     }
     values.update({k: v for k, v in overrides.items() if k in values})
     return RailOptions(**values)  # type: ignore[arg-type]
+
+
+def open_port_rail(
+    cls: Callable[..., RailT],
+    url: str,
+    example: str,
+    read_settings: Callable[[DeviceURL], dict[str, Any]],
+    overrides: dict[str, Any],
+) -> RailT:
+    """Open the rail on the port ``url`` names, for every serial driver's ``from_url``.
+
+    ``read_settings`` takes the driver's own options from the URL; the shared ones come from
+    :func:`rail_options`; keyword ``overrides`` win over both. ``example`` (a URL with a port)
+    is what the error shows when the URL names no port.
+    """
+    parsed = DeviceURL.parse(url)
+    if not parsed.path:
+        raise URLError(f"{url!r} names no port: write e.g. {example}")
+    options = rail_options(parsed, **overrides)
+    settings = read_settings(parsed)
+    parsed.finish()
+    settings.update({k: v for k, v in overrides.items() if k in settings})
+    return cls(parsed.path, options, name=url, **settings)

@@ -21,13 +21,13 @@ from typing import Any
 
 from rig.errors import DeviceNotFoundError, MotionError
 from rig.rails import wemacro_protocol as proto
-from rig.rails.base import MoveStoppedError, Rail, RailOptions
-from rig.rails.binarylink import BinaryLink
-from rig.rails.url import DeviceURL, URLError, rail_options
+from rig.rails.base import MoveStoppedError, RailOptions
+from rig.rails.binarylink import BinaryLinkRail
+from rig.rails.url import DeviceURL, open_port_rail
 from rig.units import format_length, parse_duration, parse_speed
 
 
-class WeMacroRail(Rail):
+class WeMacroRail(BinaryLinkRail):
     """A WeMacro rail; see the module docstring.
 
     Parameters
@@ -54,22 +54,13 @@ class WeMacroRail(Rail):
         min_speed_mm_s: float = 0.5,
         name: str | None = None,
     ) -> None:
-        super().__init__(name or f"wemacro://{port}", options or RailOptions())
-        self.port = port
-        self.reverse = reverse
         self.wakeup_s = wakeup_s
         self.timeout_s = timeout_s
         self.min_speed_mm_s = min_speed_mm_s
         self._position_um: float | None = 0.0
         self._moving = threading.Event()
         self._halted = threading.Event()
-        self._link = BinaryLink(port, proto.BAUD)
-        try:
-            self._handshake()
-            self._link.write(proto.frame(proto.Command.CONFIG))  # micrometres, no beep/return
-        except Exception:
-            self._link.close()
-            raise
+        super().__init__("wemacro", port, proto.BAUD, options, reverse=reverse, name=name)
         # Counted from 0 at every opening: a session must say that here is right (rig shoot
         # and resume: --accept-position), as with a controller that restarts on opening.
         self._unreferenced = (
@@ -80,20 +71,17 @@ class WeMacroRail(Rail):
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> WeMacroRail:
         """``wemacro:///dev/wemacro_rail?backlash=50um&settle=1s&reverse=false``."""
-        parsed = DeviceURL.parse(url)
-        if not parsed.path:
-            raise URLError(f"{url!r} names no port: write e.g. wemacro:///dev/ttyUSB0")
-        options = rail_options(parsed, **kwargs)
-        slowest = parsed.take("min_speed")
-        settings: dict[str, Any] = {
-            "reverse": parsed.take_bool("reverse", False),
-            "wakeup_s": parse_duration(parsed.take("wakeup") or "2"),
-            "timeout_s": parse_duration(parsed.take("timeout") or "5"),
-            "min_speed_mm_s": parse_speed(slowest) / 60.0 if slowest else 0.5,
-        }
-        parsed.finish()
-        settings.update({k: v for k, v in kwargs.items() if k in settings})
-        return cls(parsed.path, options, name=url, **settings)
+
+        def settings(parsed: DeviceURL) -> dict[str, Any]:
+            slowest = parsed.take("min_speed")
+            return {
+                "reverse": parsed.take_bool("reverse", False),
+                "wakeup_s": parse_duration(parsed.take("wakeup") or "2"),
+                "timeout_s": parse_duration(parsed.take("timeout") or "5"),
+                "min_speed_mm_s": parse_speed(slowest) / 60.0 if slowest else 0.5,
+            }
+
+        return open_port_rail(cls, url, "wemacro:///dev/ttyUSB0", settings, kwargs)
 
     # -- link ---------------------------------------------------------------------------------
 
@@ -101,6 +89,10 @@ class WeMacroRail(Rail):
         """The state byte of the next 3-byte answer, or None after ``timeout`` seconds."""
         answer = self._link.read_exact(proto.ANSWER_SIZE, timeout)
         return answer[2] if len(answer) == proto.ANSWER_SIZE else None
+
+    def _greet(self) -> None:
+        self._handshake()
+        self._link.write(proto.frame(proto.Command.CONFIG))  # micrometres, no beep/return
 
     def _handshake(self) -> None:
         """Wait for READY; else wake the controller the way INDIGO's driver does."""
@@ -121,14 +113,6 @@ class WeMacroRail(Rail):
         )
 
     # -- Rail primitives ----------------------------------------------------------------------
-
-    @property
-    def _can_home(self) -> bool:
-        return False
-
-    @property
-    def _absolute(self) -> bool:
-        return False
 
     @property
     def _resolution_um(self) -> float:
@@ -178,17 +162,11 @@ class WeMacroRail(Rail):
                 return state
         return None
 
-    def _home(self) -> None:  # pragma: no cover - _can_home is False, Rail.home refuses first
-        raise MotionError(f"{self.name} has no limit switches and cannot home")
-
     def _halt(self) -> None:
         self._halted.set()
         self._link.write(proto.frame(proto.Command.STOP))
         if self._moving.is_set():
             self._position_um = None
-
-    def _close(self) -> None:
-        self._link.close()
 
     # -- WeMacro extras -----------------------------------------------------------------------
 
