@@ -104,15 +104,13 @@ class BinaryLink:
 class BinaryLinkRail(Rail):
     """A rail without limit switches on a :class:`BinaryLink` (StackShot, WeMacro).
 
-    A subclass sets its own attributes, then calls this ``__init__``, which opens the port and
-    has :meth:`_greet` check that the controller answers; the port is closed again if not.
+    A subclass's ``__init__`` calls this one, sets its own attributes, then :meth:`_open`.
     """
 
     def __init__(
         self,
         scheme: str,
         port: str,
-        baud: int,
         options: RailOptions | None,
         *,
         reverse: bool,
@@ -121,7 +119,10 @@ class BinaryLinkRail(Rail):
         super().__init__(name or f"{scheme}://{port}", options or RailOptions())
         self.port = port
         self.reverse = reverse
-        self._link = BinaryLink(port, baud)
+
+    def _open(self, baud: int) -> None:
+        """Open the port and :meth:`_greet` the controller; close the port again if it fails."""
+        self._link = BinaryLink(self.port, baud)
         try:
             self._greet()
         except Exception:

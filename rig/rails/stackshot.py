@@ -75,6 +75,7 @@ class StackShotRail(BinaryLinkRail):
         poll_s: float = 0.05,
         name: str | None = None,
     ) -> None:
+        super().__init__("stackshot", port, options, reverse=reverse, name=name)
         self.timeout_s = timeout_s
         self.busy_s = busy_s
         self.move_timeout_s = move_timeout_s
@@ -82,7 +83,7 @@ class StackShotRail(BinaryLinkRail):
         self.poll_s = poll_s
         self._halt_requested = threading.Event()
         self.firmware = ""
-        super().__init__("stackshot", port, proto.BAUD, options, reverse=reverse, name=name)
+        self._open(proto.BAUD)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> StackShotRail:

@@ -54,13 +54,14 @@ class WeMacroRail(BinaryLinkRail):
         min_speed_mm_s: float = 0.5,
         name: str | None = None,
     ) -> None:
+        super().__init__("wemacro", port, options, reverse=reverse, name=name)
         self.wakeup_s = wakeup_s
         self.timeout_s = timeout_s
         self.min_speed_mm_s = min_speed_mm_s
         self._position_um: float | None = 0.0
         self._moving = threading.Event()
         self._halted = threading.Event()
-        super().__init__("wemacro", port, proto.BAUD, options, reverse=reverse, name=name)
+        self._open(proto.BAUD)
         # Counted from 0 at every opening: a session must say that here is right (rig shoot
         # and resume: --accept-position), as with a controller that restarts on opening.
         self._unreferenced = (

@@ -67,8 +67,9 @@ from rig.session.folder import (
 )
 from rig.session.journal import FrameEntry, Journal, read_journal, relative_files
 from rig.session.state import FinishReason, RunState, SessionResult, SessionStatus, can_transition
-from rig.session.worker import StackerLike, StackJob, StackPreviews, StackWorker
+from rig.session.worker import StackJob, StackPreviews, StackWorker
 from stacker.errors import UserError
+from stacker.preview.publisher import StackerLike
 
 log = logging.getLogger("rig.session")
 

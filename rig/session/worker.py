@@ -23,37 +23,16 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from stacker.errors import UserError
 from stacker.io import OrientedReader, is_raw_path
 from stacker.pipeline import Loaded, ReadAhead
+from stacker.preview.publisher import StackerLike
 
 log = logging.getLogger("rig.session")
-
-
-class StackerLike(Protocol):
-    """The part of :class:`stacker.stack.Stacker` the worker uses."""
-
-    @property
-    def frames_merged(self) -> int: ...
-
-    def add(
-        self,
-        image: np.ndarray,
-        name: str = "",
-        position_um: float | None = None,
-        *,
-        linear: bool = False,
-    ) -> Any: ...
-
-    def preview(self) -> np.ndarray | None: ...
-
-    def preview_depth(self) -> np.ndarray | None: ...
-
-    def last_frame_preview(self) -> np.ndarray | None: ...
 
 
 @dataclass(frozen=True)

@@ -53,11 +53,8 @@ class _Record(Protocol):
     def seconds(self) -> float: ...
 
 
-class _Stacker(Protocol):
-    """The part of :class:`stacker.stack.Stacker` the publisher uses."""
-
-    @property
-    def frames_added(self) -> int: ...
+class StackerLike(Protocol):
+    """The part of :class:`stacker.stack.Stacker` a stacking loop and its previews use."""
 
     @property
     def frames_merged(self) -> int: ...
@@ -76,6 +73,13 @@ class _Stacker(Protocol):
     def preview_depth(self) -> np.ndarray | None: ...
 
     def last_frame_preview(self) -> np.ndarray | None: ...
+
+
+class _Stacker(StackerLike, Protocol):
+    """The part of :class:`stacker.stack.Stacker` the publisher uses."""
+
+    @property
+    def frames_added(self) -> int: ...
 
     def crop(self, x: int, y: int, w: int, h: int) -> tuple[np.ndarray, np.ndarray]: ...
 
