@@ -17,9 +17,7 @@ session's wall time. Recorded, never asserted.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -28,44 +26,30 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
+import common  # noqa: E402
 
 CONDITIONS = {"overlap": True, "sequential": False}
 
 
 def one_session(sim: Any, root: Path, name: str, args: argparse.Namespace, overlap: bool) -> Any:
-    from rig.plan import ShotPlan
-    from rig.session.folder import SessionConfig, SessionFolder
-    from rig.session.runner import RunnerOptions, SessionRunner
+    from rig.session.runner import RunnerOptions
 
-    plan = ShotPlan.from_frames(
-        0.0, sim.spec.depth_um, args.frames, settle_s=args.settle, return_to_start=False
-    )
-    config = SessionConfig(rig=sim.spec.to_dict(), checkpoint_every=0)
-    folder = SessionFolder.create(root / name, plan, config)
-    runner = SessionRunner(
-        folder,
-        focuser=sim.focuser,
-        camera=sim.camera,
-        plan=plan,
-        config=config,
+    runner, captured = common.sim_session(
+        sim,
+        root / name,
+        args.frames,
+        settle_s=args.settle,
+        return_to_start=False,
         options=RunnerOptions(
             retry_delay_s=0.2, write_outputs=False, previews=False, move_during_download=overlap
         ),
     )
-    captured: list[float] = []
-    runner.on_frame_captured.append(lambda _entry: captured.append(time.monotonic()))
     t0 = time.monotonic()
     result = runner.run()
     wall = time.monotonic() - t0
     if result.reason.value != "completed":
         raise SystemExit(f"{name}: session ended {result.reason.value}: {result.error}")
-    gaps = [b - a for a, b in itertools.pairwise(captured)]
-    return {
-        "condition": name.split("-")[0],
-        "interval_median_s": statistics.median(gaps),
-        "interval_p90_s": sorted(gaps)[int(0.9 * (len(gaps) - 1))],
-        "wall_s": wall,
-    }
+    return {"condition": name.split("-")[0], **common.capture_cadence(captured), "wall_s": wall}
 
 
 def main() -> int:
@@ -106,17 +90,7 @@ def main() -> int:
         f"\n{args.frames} frames, {args.camera} quirk layer, card target, {args.raw_mb:g} MB "
         f"per file over USB 2, settle {args.settle:g} s, rail x{args.time_scale:g} (medians):"
     )
-    print(f"{'condition':<11} {'interval s':>11} {'p90 s':>8} {'wall s':>8}")
-    for condition in CONDITIONS:
-        mine = [r for r in runs if r["condition"] == condition]
-
-        def med(key: str, rows: list[dict[str, Any]] = mine) -> float:
-            return statistics.median(r[key] for r in rows)
-
-        print(
-            f"{condition:<11} {med('interval_median_s'):>11.3f} {med('interval_p90_s'):>8.3f} "
-            f"{med('wall_s'):>8.1f}"
-        )
+    common.print_cadence_medians(runs, CONDITIONS, 11)
     if args.json:
         args.json.write_text(json.dumps(runs, indent=2))
     return 0

@@ -25,9 +25,7 @@ asserted: the bar is that ``http`` and ``server`` stay within noise of ``off``.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,6 +36,8 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
+import common  # noqa: E402
+
 from tests.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 CONDITIONS = ("off", "server", "http", "chromium")
@@ -72,29 +72,17 @@ def page_like_client(url: str) -> int:
 
 
 def one_session(sim: Any, root: Path, name: str, frames: int, condition: str) -> dict[str, Any]:
-    from rig.plan import ShotPlan
     from rig.preview import SessionPreview
-    from rig.session.events import FrameCaptured
-    from rig.session.folder import SessionConfig, SessionFolder
-    from rig.session.runner import RunnerOptions, SessionRunner
+    from rig.session.runner import RunnerOptions
     from stacker.preview import PreviewHub, PreviewServer
 
-    plan = ShotPlan.from_frames(0.0, sim.spec.depth_um, frames, settle_s=0.05)
-    config = SessionConfig(rig=sim.spec.to_dict(), checkpoint_every=0)
-    folder = SessionFolder.create(root / name, plan, config)
-    runner = SessionRunner(
-        folder,
-        focuser=sim.focuser,
-        camera=sim.camera,
-        plan=plan,
-        config=config,
+    runner, captured = common.sim_session(
+        sim,
+        root / name,
+        frames,
+        settle_s=0.05,
+        return_to_start=True,
         options=RunnerOptions(retry_delay_s=0.2, write_outputs=False),
-    )
-    captured: list[float] = []
-    runner.subscribe(
-        lambda event: (
-            captured.append(time.monotonic()) if isinstance(event, FrameCaptured) else None
-        )
     )
     extra: dict[str, Any] = {}
     with ExitStack() as stack:
@@ -127,11 +115,9 @@ def one_session(sim: Any, root: Path, name: str, frames: int, condition: str) ->
         extra["images_fetched"] = extra.get("images_fetched", 0) + json.loads(out)["images"]
     if result.reason.value != "completed":
         raise SystemExit(f"{condition}: session ended {result.reason.value}: {result.error}")
-    gaps = [b - a for a, b in itertools.pairwise(captured)]
     return {
         "condition": condition,
-        "interval_median_s": statistics.median(gaps),
-        "interval_p90_s": sorted(gaps)[int(0.9 * (len(gaps) - 1))],
+        **common.capture_cadence(captured),
         "wall_s": t_end - t0,
         "stack_lag_s": t_end - captured[-1],
         **extra,
@@ -172,17 +158,7 @@ def main() -> int:
                 )
                 sim.focuser.move_to(0.0)
     print(f"\n{args.frames} frames of {width}x{height}, {args.repeats} runs each (medians):")
-    print(f"{'condition':<10} {'interval s':>11} {'p90 s':>8} {'wall s':>8} {'stack lag s':>12}")
-    for condition in conditions:
-        mine = [r for r in runs if r["condition"] == condition]
-
-        def med(key: str, rows: list[dict[str, Any]] = mine) -> float:
-            return statistics.median(r[key] for r in rows)
-
-        print(
-            f"{condition:<10} {med('interval_median_s'):>11.3f} {med('interval_p90_s'):>8.3f} "
-            f"{med('wall_s'):>8.1f} {med('stack_lag_s'):>12.2f}"
-        )
+    common.print_cadence_medians(runs, conditions, 10, (("stack_lag_s", "stack lag s", ".2f"),))
     if args.json:
         args.json.write_text(json.dumps(runs, indent=2))
     return 0

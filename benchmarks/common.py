@@ -7,14 +7,17 @@ The benchmarks are scripts, never tests. Stacks are rendered once into ``benchma
 from __future__ import annotations
 
 import inspect
+import itertools
 import json
 import math
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -155,3 +158,65 @@ def table(rows: list[list[str]], header: list[str]) -> str:
         )
 
     return "\n".join([fmt(header), "  ".join("-" * w for w in widths), *map(fmt, rows)])
+
+
+def sim_session(
+    sim: Any, folder: Path, frames: int, *, settle_s: float, return_to_start: bool, options: Any
+) -> tuple[Any, list[float]]:
+    """A session runner for ``frames`` frames over the simulated rig's depth, in ``folder``.
+
+    Returns the runner and the list it fills with each frame's capture time
+    (``time.monotonic``), for :func:`capture_cadence`.
+    """
+    from rig.plan import ShotPlan
+    from rig.session.events import FrameCaptured
+    from rig.session.folder import SessionConfig, SessionFolder
+    from rig.session.runner import SessionRunner
+
+    plan = ShotPlan.from_frames(
+        0.0, sim.spec.depth_um, frames, settle_s=settle_s, return_to_start=return_to_start
+    )
+    config = SessionConfig(rig=sim.spec.to_dict(), checkpoint_every=0)
+    session = SessionFolder.create(folder, plan, config)
+    runner = SessionRunner(
+        session, focuser=sim.focuser, camera=sim.camera, plan=plan, config=config, options=options
+    )
+    captured: list[float] = []
+
+    def on_event(event: object) -> None:
+        if isinstance(event, FrameCaptured):
+            captured.append(time.monotonic())
+
+    runner.subscribe(on_event)
+    return runner, captured
+
+
+def capture_cadence(captured: list[float]) -> dict[str, float]:
+    """Median and 90th-percentile interval between captured frames, in seconds."""
+    gaps = [b - a for a, b in itertools.pairwise(captured)]
+    return {
+        "interval_median_s": statistics.median(gaps),
+        "interval_p90_s": sorted(gaps)[int(0.9 * (len(gaps) - 1))],
+    }
+
+
+def print_cadence_medians(
+    runs: list[dict[str, Any]],
+    conditions: Iterable[str],
+    width: int,
+    extra: tuple[tuple[str, str, str], ...] = (),
+) -> None:
+    """Each condition's median interval, p90 and wall time, then each ``(key, title, format)``."""
+    titles = "".join(f" {title:>{len(title) + 1}}" for _, title, _ in extra)
+    print(f"{'condition':<{width}} {'interval s':>11} {'p90 s':>8} {'wall s':>8}{titles}")
+    for condition in conditions:
+        mine = [r for r in runs if r["condition"] == condition]
+
+        def med(key: str, rows: list[dict[str, Any]] = mine) -> float:
+            return statistics.median(r[key] for r in rows)
+
+        cells = "".join(f" {med(key):>{len(title) + 1}{fmt}}" for key, title, fmt in extra)
+        print(
+            f"{condition:<{width}} {med('interval_median_s'):>11.3f} "
+            f"{med('interval_p90_s'):>8.3f} {med('wall_s'):>8.1f}{cells}"
+        )
