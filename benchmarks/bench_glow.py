@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -58,11 +56,8 @@ def ensure_glow_stack(family: str, width: int, height: int, frames: int, seed: i
     background, defocus = family.split("-")
     spec = GlowSpec(width=width, height=height, seed=seed, background=background, defocus=defocus)
     folder = common.WORK / f"glow_{family}_{width}x{height}_{frames}f_s{seed}"
-    sidecar = folder / TRUTH_SIDECAR
-    if sidecar.exists():
-        data = json.loads(sidecar.read_text())
-        if data["spec"] == spec.to_json() and data["n_frames"] == frames:
-            return folder
+    if common.is_cached(folder, spec, frames):
+        return folder
     print(f"rendering {frames} frames of {family} into {folder} (once) ...", flush=True)
     write_glow_stack(folder, GlowStack(spec, frames))
     return folder
@@ -72,12 +67,7 @@ def run_stacker_cli(root: Path, folder: Path, out: Path, method: str) -> dict[st
     """``stacker stack`` with the ``stacker`` package of checkout ``root``, timed."""
     cmd = [sys.executable, "-c", CLI, str(root), "stack", str(folder), "-o", str(out)]
     cmd += ["--no-crop", "--method", method]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
-    return {"wall_s": wall}
+    return common.timed_run(cmd)
 
 
 def oracle(folder: Path, stack: GlowStack, outdir: Path) -> dict[str, Path]:

@@ -82,12 +82,7 @@ def worker(method: str, folder: Path, out: Path, stack_method: str) -> int:
 def run_python(method: str, folder: Path, out: Path, stack_method: str) -> dict[str, Any]:
     cmd = [sys.executable, str(Path(__file__)), "--worker", method, "--folder", str(folder)]
     cmd += ["--out", str(out), "--method", stack_method]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
-    return {"wall_s": wall}
+    return common.timed_run(cmd)
 
 
 def run_enfuse(folder: Path, out: Path) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from typing import Any
 import common
 
 from rig.sim.bayer import write_raw_stack
-from rig.sim.scene import TRUTH_SIDECAR, SceneSpec
+from rig.sim.scene import SceneSpec
 
 BAR_24MP_MB = 1500.0
 
@@ -39,11 +39,8 @@ def ensure_raw_stack(mp: float, frames: int) -> Path:
     w, h = size_for(mp)
     spec = SceneSpec(width=w, height=h, seed=common.SEED, bit_depth=16)
     folder = common.WORK / f"synthetic_raw_{mp:g}mp_{frames}f"
-    sidecar = folder / TRUTH_SIDECAR
-    if sidecar.exists():
-        data = json.loads(sidecar.read_text())
-        if data["spec"] == spec.to_json() and data["n_frames"] == frames:
-            return folder
+    if common.is_cached(folder, spec, frames):
+        return folder
     print(f"rendering {frames} Bayer DNGs of {w}x{h} into {folder} (once) ...", flush=True)
     t0 = time.perf_counter()
     write_raw_stack(folder, spec, frames)

@@ -46,18 +46,24 @@ def bench_spec(mp: float) -> SceneSpec:
     return SceneSpec(width=w, height=h, seed=SEED)
 
 
+def is_cached(folder: Path, spec: Any, frames: int) -> bool:
+    """Whether ``folder`` holds ``frames`` frames rendered from ``spec`` (its sidecar says so)."""
+    sidecar = folder / TRUTH_SIDECAR
+    if not sidecar.exists():
+        return False
+    try:
+        data = json.loads(sidecar.read_text())
+        return bool(data["spec"] == spec.to_json() and data["n_frames"] == frames)
+    except (ValueError, KeyError):
+        return False
+
+
 def ensure_stack(mp: float, frames: int, *, log: Any = print) -> Path:
     """Folder of ``frames`` JPEG frames at ``mp`` MP, rendered now unless already cached."""
     spec = bench_spec(mp)
     folder = WORK / f"synthetic_{mp:g}mp_{frames}f_q{JPEG_QUALITY}"
-    sidecar = folder / TRUTH_SIDECAR
-    if sidecar.exists():
-        try:
-            data = json.loads(sidecar.read_text())
-            if data["spec"] == spec.to_json() and data["n_frames"] == frames:
-                return folder
-        except (ValueError, KeyError):
-            pass
+    if is_cached(folder, spec, frames):
+        return folder
     log(f"rendering {frames} frames of {spec.width}x{spec.height} into {folder} (once) ...")
     t0 = time.perf_counter()
     write_stack(folder, spec, frames, jpeg_quality=JPEG_QUALITY)
@@ -220,3 +226,13 @@ def print_cadence_medians(
             f"{condition:<{width}} {med('interval_median_s'):>11.3f} "
             f"{med('interval_p90_s'):>8.3f} {med('wall_s'):>8.1f}{cells}"
         )
+
+
+def timed_run(cmd: list[str]) -> dict[str, Any]:
+    """Run ``cmd``: ``{"wall_s": seconds}``, or ``{"error": its last line of stderr}``."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
+    return {"wall_s": wall}
