@@ -44,9 +44,6 @@ from rig.sim.scene import (
     SyntheticScene,
     SyntheticStack,
     _blur,
-    _ladder_lut,
-    _ladder_sigmas,
-    _margins,
     _smooth_noise,
     _to_dtype,
     frame_name,
@@ -106,26 +103,22 @@ class GlowScene(SyntheticScene):
     spec: GlowSpec
 
     def __init__(self, spec: GlowSpec, *, reference_focus_um: float = 0.0) -> None:
-        self.spec = spec
-        self.reference_focus_um = float(reference_focus_um)
-        self._margin_x, self._margin_y = _margins(spec, self.reference_focus_um)
-        canvas_w = spec.width + 2 * self._margin_x
-        canvas_h = spec.height + 2 * self._margin_y
-        rng = np.random.default_rng([spec.seed, 0])
-        layers = _build_glow_scene(rng, canvas_w, canvas_h, spec)
+        super().__init__(spec, reference_focus_um=reference_focus_um)
+
+    def _layout(
+        self, rng: np.random.Generator, width: int, height: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The objects over the background; both layers are kept for the glow's haze."""
+        spec = self.spec
+        layers = _build_glow_scene(rng, width, height, spec)
         top = 255.0 if spec.bit_depth == 8 else 65535.0
         back, front, alpha = layers.back, layers.front, layers.alpha[..., None]
-        texture = back * (np.float32(1.0) - alpha) + front * alpha
-        self._texture = np.clip(texture * top + 0.5, 0, top).astype(spec.dtype)
-        self._depth = np.where(layers.alpha > 0, layers.front_depth, layers.back_depth)
         self._layers = layers
         self._back_light = back * np.float32(top)
         self._front_light = np.concatenate([front * alpha, alpha], axis=2) * np.float32(top)
         self._objects = np.where(layers.alpha >= 0.5, 255, 0).astype(np.uint8)
-        self._light = self._texture.astype(np.float32)
-        self._sigmas = _ladder_sigmas(spec.optics_blur_px, spec.blur_cap)
-        self._lut_level, self._lut_weight = _ladder_lut(self._sigmas)
-        self._sharp = _to_dtype(_blur(self._light, spec.optics_blur_px), spec.dtype)
+        texture = back * (np.float32(1.0) - alpha) + front * alpha
+        return texture, np.where(layers.alpha > 0, layers.front_depth, layers.back_depth)
 
     def objects(self) -> np.ndarray:
         """Boolean mask (reference geometry) of the saturated shapes and glyphs."""

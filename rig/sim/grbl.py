@@ -151,6 +151,12 @@ def _scale(a: Vec, k: float) -> Vec:
     return (a[0] * k, a[1] * k, a[2] * k)
 
 
+def _distance_and_units(g: float, absolute: bool, mm: bool) -> tuple[bool, bool] | None:
+    """``(absolute, mm)`` after the modal word G90, G91, G20 or G21; None for any other ``g``."""
+    modes = {90.0: (True, mm), 91.0: (False, mm), 20.0: (absolute, False), 21.0: (absolute, True)}
+    return modes.get(g)
+
+
 def _fmt(values: Vec) -> str:
     return ",".join(f"{v:.3f}" for v in values)
 
@@ -865,14 +871,9 @@ class GrblSimulator(PtyDevice):
         axes, other, gcodes = self._axis_words(words, "F")
         absolute, mm, machine = self._modal.absolute, self._modal.mm, False
         for g in gcodes:
-            if g == 90:
-                absolute = True
-            elif g == 91:
-                absolute = False
-            elif g == 20:
-                mm = False
-            elif g == 21:
-                mm = True
+            modes = _distance_and_units(g, absolute, mm)
+            if modes is not None:
+                absolute, mm = modes
             elif g == 53:
                 machine = True
             else:
@@ -908,7 +909,10 @@ class GrblSimulator(PtyDevice):
         g10 = False
         absolute, mm = modal.absolute, modal.mm
         for g in gcodes:
-            if g in (0, 1):
+            modes = _distance_and_units(g, absolute, mm)
+            if modes is not None:
+                absolute, mm = modes
+            elif g in (0, 1):
                 if motion is not None:
                     raise _GcodeError(21)
                 motion = int(g)
@@ -918,14 +922,6 @@ class GrblSimulator(PtyDevice):
                 g10 = True
             elif g in (17, 54, 94):
                 pass
-            elif g == 20:
-                mm = False
-            elif g == 21:
-                mm = True
-            elif g == 90:
-                absolute = True
-            elif g == 91:
-                absolute = False
             elif g == 92:
                 set_g92 = True
             elif abs(g - 92.1) < 1e-6:

@@ -221,7 +221,7 @@ class SyntheticScene:
         canvas_w = spec.width + 2 * self._margin_x
         canvas_h = spec.height + 2 * self._margin_y
         rng = np.random.default_rng([spec.seed, 0])
-        texture, depth = _LAYOUTS[spec.layout](rng, canvas_w, canvas_h, spec)
+        texture, depth = self._layout(rng, canvas_w, canvas_h)
         top = 255.0 if spec.bit_depth == 8 else 65535.0
         self._texture = np.clip(texture * top + 0.5, 0, top).astype(spec.dtype)
         self._depth = depth
@@ -229,6 +229,12 @@ class SyntheticScene:
         self._sigmas = _ladder_sigmas(spec.optics_blur_px, spec.blur_cap)
         self._lut_level, self._lut_weight = _ladder_lut(self._sigmas)
         self._sharp = _to_dtype(_blur(self._light, spec.optics_blur_px), spec.dtype)
+
+    def _layout(
+        self, rng: np.random.Generator, width: int, height: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The canvas's texture (float, 0..1) and per-pixel depth (µm) of the spec's layout."""
+        return _LAYOUTS[self.spec.layout](rng, width, height, self.spec)
 
     # ----------------------------------------------------------------- truth
     def truth(self) -> np.ndarray:
