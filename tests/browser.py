@@ -5,7 +5,10 @@ Playwright's own browser download is never used. These flags keep Chromium from 
 the network (this machine has none) and let it run as root without a display.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -19,3 +22,27 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SKIP_REASON = "needs Chromium at /usr/bin/chromium: apt-get install chromium"
+
+PHONE = {"width": 390, "height": 844}
+"""A phone's viewport, in CSS pixels."""
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium, headless, through Playwright; closed at the end."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def phone_page(browser: Any) -> tuple[Any, list[str]]:
+    """A new page of phone size, and the list that collects its uncaught script errors."""
+    page = browser.new_page(viewport=PHONE)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return page, errors

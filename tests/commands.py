@@ -17,6 +17,9 @@ def env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "VCAMERADIR"}
 
 
-def rig(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run ``rig ARGS`` to the end (two minutes at most) and return what it printed."""
-    return subprocess.run(rig_cmd(*args), capture_output=True, text=True, timeout=120, env=env())
+def rig(*args: str, timeout: float = 120, **env_vars: str) -> subprocess.CompletedProcess[str]:
+    """Run ``rig ARGS`` to the end (``timeout`` seconds at most) and return what it printed;
+    ``env_vars`` are added to :func:`env`."""
+    return subprocess.run(
+        rig_cmd(*args), capture_output=True, text=True, timeout=timeout, env={**env(), **env_vars}
+    )

@@ -7,26 +7,18 @@ A subprocess (libgphoto2 picks its virtual camera at import). Canon RAM captures
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests import commands
 
 pytestmark = pytest.mark.slow
 
 
 def rig(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "VCAMERADIR"}
-    env["COLUMNS"] = "200"
-    return subprocess.run(
-        [sys.executable, "-m", "rig.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=env,
-    )
+    return commands.rig(*args, timeout=180, COLUMNS="200")
 
 
 def test_demo_as_a_canon_shooting_raw_plus_jpeg_to_ram(tmp_path: Path) -> None:

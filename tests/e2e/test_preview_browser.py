@@ -15,7 +15,7 @@ import pytest
 from rig.sim.scene import SceneSpec, SyntheticStack
 from stacker.preview import PreviewHub, PreviewServer, attach_stacker
 from stacker.stack import Stacker
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, SKIP_REASON
+from tests.browser import CHROMIUM, SKIP_REASON, chromium, phone_page
 
 N_FRAMES = 6
 
@@ -30,14 +30,8 @@ def frames() -> list:
 
 @pytest.fixture
 def browser() -> Iterator:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 def _feed(hub: PreviewHub, frames: list, go: threading.Event, done: threading.Event) -> None:
@@ -60,9 +54,7 @@ def test_the_page_follows_a_live_stack_and_shows_a_100_percent_crop(browser, fra
     worker = threading.Thread(target=_feed, args=(hub, frames, go, done), daemon=True)
     with PreviewServer(hub) as server:
         worker.start()
-        page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page, errors = phone_page(browser)
         page.goto(server.url)
         page.wait_for_selector("#link[data-live='true']")
         # Record every composite the page shows, without reloading it.

@@ -8,7 +8,6 @@ frame. Nothing in the command knows it is not talking to hardware.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from rig.session.journal import read_journal
 from rig.sim.grbl import GrblSimulator
 from rig.sim.scene import SceneSpec, SyntheticScene
 from rig.sim.vcamera import VirtualCameraFolder
+from tests import commands
 
 
 @pytest.fixture()
@@ -39,14 +39,7 @@ def grbl() -> Iterator[GrblSimulator]:
 
 
 def rig(vcam: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "VCAMERADIR": str(vcam)}
-    return subprocess.run(
-        [sys.executable, "-m", "rig.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        env=env,
-    )
+    return commands.rig(*args, timeout=90, VCAMERADIR=str(vcam))
 
 
 def test_shoot_steps_the_rail_shoots_and_stacks(

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, SKIP_REASON
+from tests.browser import CHROMIUM, SKIP_REASON, chromium, phone_page
 from tests.station_process import station_process
 
 TOKEN = "cli-test-token-0123"
@@ -62,57 +62,49 @@ def test_the_station_process_runs_a_session_and_stops_cleanly(station) -> None:
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason=SKIP_REASON)
 def test_the_station_page_logs_in_from_the_address_and_runs_a_session(station) -> None:
-    from playwright.sync_api import sync_playwright
-
     url, _proc, _where = station
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 390, "height": 844})
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            # Without the token the page asks for it.
-            page.goto(url)
-            page.wait_for_selector("#login:not([hidden])")
-            assert page.locator("#station").is_hidden()
-            # The printed address logs in and the fragment is dropped from the address bar.
-            page.goto(url + "#token=" + TOKEN)
-            page.reload()
-            page.wait_for_selector("#station:not([hidden])")
-            assert "#token" not in page.url
-            page.wait_for_selector("#st-jog button")
-            page.click("#st-jog button[data-by='+1mm']")
-            page.wait_for_function("document.getElementById('st-msg').textContent.includes('1000')")
-            assert page.locator("#st-step").is_visible()
-            assert not page.locator("#st-frames").is_visible()
-            page.select_option("#st-mode", "frames")
-            assert page.locator("#st-frames").is_visible()
-            assert not page.locator("#st-step").is_visible()
-            assert not page.locator("#st-mag").is_visible()
-            page.fill("#st-from", "0mm")
-            page.fill("#st-to", "3mm")
-            page.fill("#st-frames", "3")
-            page.fill("#st-settle", "0")
-            page.fill("#st-name", "from-the-phone")
-            page.click("#st-check")
-            page.wait_for_function(
-                "document.getElementById('st-plan-info').textContent.startsWith('3 frames')"
-            )
-            page.click("#st-start")
-            page.wait_for_selector("#run-state[data-state='finished']", timeout=60000)
-            page.wait_for_selector("#st-sessions tr[data-id='from-the-phone'] a")
-            links = page.eval_on_selector_all(
-                "#st-sessions tr[data-id='from-the-phone'] a", "as => as.map(a => a.textContent)"
-            )
-            assert links == ["composite", "depth", "frames.zip"]
-            assert page.locator("#frames tbody tr").count() == 3
-            wide = page.evaluate(
-                """() => [...document.querySelectorAll('body *')]
-                    .filter(e => e.getBoundingClientRect().right > 391 && !e.closest('.table-wrap'))
-                    .map(e => e.tagName + '#' + e.id)"""
-            )
-            assert wide == [], wide  # nothing but scrollable tables runs off a phone screen
-            assert page.evaluate("document.documentElement.scrollWidth") <= 390
-            assert errors == []
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page, errors = phone_page(browser)
+        # Without the token the page asks for it.
+        page.goto(url)
+        page.wait_for_selector("#login:not([hidden])")
+        assert page.locator("#station").is_hidden()
+        # The printed address logs in and the fragment is dropped from the address bar.
+        page.goto(url + "#token=" + TOKEN)
+        page.reload()
+        page.wait_for_selector("#station:not([hidden])")
+        assert "#token" not in page.url
+        page.wait_for_selector("#st-jog button")
+        page.click("#st-jog button[data-by='+1mm']")
+        page.wait_for_function("document.getElementById('st-msg').textContent.includes('1000')")
+        assert page.locator("#st-step").is_visible()
+        assert not page.locator("#st-frames").is_visible()
+        page.select_option("#st-mode", "frames")
+        assert page.locator("#st-frames").is_visible()
+        assert not page.locator("#st-step").is_visible()
+        assert not page.locator("#st-mag").is_visible()
+        page.fill("#st-from", "0mm")
+        page.fill("#st-to", "3mm")
+        page.fill("#st-frames", "3")
+        page.fill("#st-settle", "0")
+        page.fill("#st-name", "from-the-phone")
+        page.click("#st-check")
+        page.wait_for_function(
+            "document.getElementById('st-plan-info').textContent.startsWith('3 frames')"
+        )
+        page.click("#st-start")
+        page.wait_for_selector("#run-state[data-state='finished']", timeout=60000)
+        page.wait_for_selector("#st-sessions tr[data-id='from-the-phone'] a")
+        links = page.eval_on_selector_all(
+            "#st-sessions tr[data-id='from-the-phone'] a", "as => as.map(a => a.textContent)"
+        )
+        assert links == ["composite", "depth", "frames.zip"]
+        assert page.locator("#frames tbody tr").count() == 3
+        wide = page.evaluate(
+            """() => [...document.querySelectorAll('body *')]
+                .filter(e => e.getBoundingClientRect().right > 391 && !e.closest('.table-wrap'))
+                .map(e => e.tagName + '#' + e.id)"""
+        )
+        assert wide == [], wide  # nothing but scrollable tables runs off a phone screen
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        assert errors == []

@@ -21,7 +21,7 @@ import pytest
 
 from rig.sim.rig import SimRigSpec
 from rig.sim.scene import SceneSpec, SyntheticScene
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, SKIP_REASON
+from tests.browser import CHROMIUM, PHONE, SKIP_REASON, chromium, phone_page
 from tests.station_process import station_process
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=SKIP_REASON)
@@ -91,140 +91,120 @@ def _shoot(page, url: str) -> None:
 
 
 def test_live_view_peaking_and_setting_the_ends_by_eye(station, depth_of) -> None:
-    from playwright.sync_api import sync_playwright
-
     url, _sessions = station
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 390, "height": 844})
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            _shoot(page, url)
-            assert page.get_attribute("#lv-img", "data-source") == "camera"
-            # Peaking at the near end marks the near part of the scene.
-            near_depth = _marked_depth(page, depth_of)
-            page.click("#st-set-near")
-            page.wait_for_function("document.getElementById('st-from').value === '0um'")
-            # The set near end recomputes the plan at once (step mode, 0 to 2 mm: 21 frames).
-            page.wait_for_function(
-                "document.getElementById('st-plan-info').textContent.startsWith('21 frames')"
-            )
-            first = page.evaluate(PEAKED_PIXELS)["marked"]
-            _jog(page, "+1mm", "1000")
-            _jog(page, "+1mm", "2000")
-            assert page.evaluate(PEAKED_PIXELS)["marked"] != first  # the frames follow the rail
-            far_depth = _marked_depth(page, depth_of)
-            assert abs(near_depth - 0) < 700 and abs(far_depth - 2000) < 700
-            assert far_depth - near_depth > 700, (near_depth, far_depth)
-            # Set far, then let the depth-of-field calculator space the frames.
-            page.click("#st-set-far")
-            page.wait_for_function("document.getElementById('st-to').value === '2000um'")
-            page.select_option("#cam-aperture", "f/8")
-            page.wait_for_function("document.getElementById('cam-msg').textContent.includes('f/8')")
-            assert page.input_value("#st-fnum") == "8"
-            page.select_option("#st-mode", "optics")
-            page.fill("#st-mag", "2")
-            spec = {"from": "0um", "to": "2000um", "magnification": "2", "f_number": "8"}
-            auth = {"Authorization": f"Bearer {TOKEN}"}
-            with httpx.Client(base_url=url.rstrip("/"), headers=auth, timeout=10) as c:
-                planned = c.post("/api/plan", json={**spec, "settle": "0.5"}).json()
-                settings = {s["name"]: s for s in c.get("/api/camera/settings").json()["settings"]}
-            assert settings["aperture"]["value"] == "f/8"  # read back from the virtual camera
-            page.wait_for_function(
-                "document.getElementById('st-plan-info').dataset.frames === "
-                f"'{planned['frames']}' && "
-                "document.getElementById('st-plan-info').textContent.includes('f/8')"
-            )
-            # Go to near checks the near end: the rail returns and so does the peaking band.
-            page.click("#st-go-near")
-            page.wait_for_function("document.getElementById('st-msg').textContent.includes('0um')")
-            _fresh_frames(page)
-            assert abs(_marked_depth(page, depth_of) - near_depth) < 300
-            # Tap-to-zoom shows the frame at its own pixels around the tapped point.
-            page.click("#lv-img", position={"x": 300, "y": 200})
-            assert page.evaluate("document.getElementById('lv-wrap').classList.contains('zoom')")
-            assert (
-                page.evaluate("document.getElementById('lv-img').getBoundingClientRect().width")
-                == W
-            )
-            assert page.evaluate("document.getElementById('lv-wrap').scrollLeft") > 0
-            page.click("#lv-wrap")
-            assert not page.evaluate(
-                "document.getElementById('lv-wrap').classList.contains('zoom')"
-            )
-            assert errors == []
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page, errors = phone_page(browser)
+        _shoot(page, url)
+        assert page.get_attribute("#lv-img", "data-source") == "camera"
+        # Peaking at the near end marks the near part of the scene.
+        near_depth = _marked_depth(page, depth_of)
+        page.click("#st-set-near")
+        page.wait_for_function("document.getElementById('st-from').value === '0um'")
+        # The set near end recomputes the plan at once (step mode, 0 to 2 mm: 21 frames).
+        page.wait_for_function(
+            "document.getElementById('st-plan-info').textContent.startsWith('21 frames')"
+        )
+        first = page.evaluate(PEAKED_PIXELS)["marked"]
+        _jog(page, "+1mm", "1000")
+        _jog(page, "+1mm", "2000")
+        assert page.evaluate(PEAKED_PIXELS)["marked"] != first  # the frames follow the rail
+        far_depth = _marked_depth(page, depth_of)
+        assert abs(near_depth - 0) < 700 and abs(far_depth - 2000) < 700
+        assert far_depth - near_depth > 700, (near_depth, far_depth)
+        # Set far, then let the depth-of-field calculator space the frames.
+        page.click("#st-set-far")
+        page.wait_for_function("document.getElementById('st-to').value === '2000um'")
+        page.select_option("#cam-aperture", "f/8")
+        page.wait_for_function("document.getElementById('cam-msg').textContent.includes('f/8')")
+        assert page.input_value("#st-fnum") == "8"
+        page.select_option("#st-mode", "optics")
+        page.fill("#st-mag", "2")
+        spec = {"from": "0um", "to": "2000um", "magnification": "2", "f_number": "8"}
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        with httpx.Client(base_url=url.rstrip("/"), headers=auth, timeout=10) as c:
+            planned = c.post("/api/plan", json={**spec, "settle": "0.5"}).json()
+            settings = {s["name"]: s for s in c.get("/api/camera/settings").json()["settings"]}
+        assert settings["aperture"]["value"] == "f/8"  # read back from the virtual camera
+        page.wait_for_function(
+            "document.getElementById('st-plan-info').dataset.frames === "
+            f"'{planned['frames']}' && "
+            "document.getElementById('st-plan-info').textContent.includes('f/8')"
+        )
+        # Go to near checks the near end: the rail returns and so does the peaking band.
+        page.click("#st-go-near")
+        page.wait_for_function("document.getElementById('st-msg').textContent.includes('0um')")
+        _fresh_frames(page)
+        assert abs(_marked_depth(page, depth_of) - near_depth) < 300
+        # Tap-to-zoom shows the frame at its own pixels around the tapped point.
+        page.click("#lv-img", position={"x": 300, "y": 200})
+        assert page.evaluate("document.getElementById('lv-wrap').classList.contains('zoom')")
+        assert page.evaluate("document.getElementById('lv-img').getBoundingClientRect().width") == W
+        assert page.evaluate("document.getElementById('lv-wrap').scrollLeft") > 0
+        page.click("#lv-wrap")
+        assert not page.evaluate("document.getElementById('lv-wrap').classList.contains('zoom')")
+        assert errors == []
 
 
 def test_past_sessions_resume_and_delete_on_a_phone(station, tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
     url, sessions = station
     shots = Path(os.environ.get("STACKRIG_SCREENSHOTS") or tmp_path)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 390, "height": 844}, has_touch=True)
-            origins: set[str] = set()
-            page.on(  # blob: URLs are frames the page already holds
-                "request",
-                lambda r: (
-                    r.url.startswith("blob:")
-                    or origins.add(re.sub(r"^(\w+://[^/]+).*", r"\1", r.url))
-                ),
-            )
-            page.on("dialog", lambda d: d.accept())
-            _shoot(page, url)
-            page.select_option("#st-mode", "frames")
-            page.fill("#st-to", "3mm")
-            page.fill("#st-frames", "8")
-            page.fill("#st-settle", "0.8")
-            page.fill("#st-name", "slug")
-            page.click("#st-start")
-            page.wait_for_function("document.getElementById('captured').textContent.startsWith('1')",
-                                   timeout=30000)  # fmt: skip
-            page.wait_for_function(
-                "document.getElementById('lv-msg').textContent.includes('pauses while')"
-            )
-            page.click("#st-stop")
-            page.wait_for_selector("#run-state[data-state='stopped']", timeout=60000)
-            row = "#st-sessions tr[data-id='slug']"
-            page.wait_for_selector(row + "[data-state='interrupted']")
-            page.click(row + " button.resume")
-            page.wait_for_selector("#run-state[data-state='finished']", timeout=120000)
-            page.wait_for_selector(row + "[data-state='complete']", timeout=30000)
-            frames = sorted(p.name for p in (sessions / "slug" / "frames").iterdir())
-            assert frames == [f"frame_{i:04d}.jpg" for i in range(1, 9)]
-            page.wait_for_function(f'document.querySelector("{row} img.thumb").naturalWidth > 0')
-            _fresh_frames(page)  # live view is back once the session ends
-            page.screenshot(path=str(shots / "station-portrait.png"), full_page=True)
-            small = page.evaluate(
-                """() => [...document.querySelectorAll(
-                      '#station button, #station select, #station input, #st-sessions a')]
-                    .filter(e => e.offsetParent !== null)
-                    .map(e => [e.id || e.textContent,
-                               (e.type === 'checkbox' ? e.closest('label') : e)
-                                 .getBoundingClientRect()])
-                    .filter(([, r]) => r.height < 48 || r.width < 48)
-                    .map(([n]) => n)"""
-            )
-            assert small == []
-            assert page.evaluate("document.documentElement.scrollWidth") <= 390
-            page.set_viewport_size({"width": 844, "height": 390})
-            page.evaluate("document.getElementById('lv').scrollIntoView()")
-            page.screenshot(path=str(shots / "station-landscape.png"))
-            assert page.evaluate("document.documentElement.scrollWidth") <= 844
-            lv, plan = page.evaluate(
-                """() => ['lv-img', 'st-plan'].map(
-                    id => document.getElementById(id).getBoundingClientRect().toJSON())"""
-            )
-            assert lv["right"] <= plan["left"] and lv["bottom"] > plan["top"]  # side by side
-            # Delete asks first, then the session is gone from the list and the disk.
-            page.click(row + " button.delete")
-            page.wait_for_selector(row, state="detached")
-            assert not (sessions / "slug").exists()
-            assert origins == {url.rstrip("/")}, origins  # nothing from the internet
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_page(viewport=PHONE, has_touch=True)
+        origins: set[str] = set()
+        page.on(  # blob: URLs are frames the page already holds
+            "request",
+            lambda r: (
+                r.url.startswith("blob:") or origins.add(re.sub(r"^(\w+://[^/]+).*", r"\1", r.url))
+            ),
+        )
+        page.on("dialog", lambda d: d.accept())
+        _shoot(page, url)
+        page.select_option("#st-mode", "frames")
+        page.fill("#st-to", "3mm")
+        page.fill("#st-frames", "8")
+        page.fill("#st-settle", "0.8")
+        page.fill("#st-name", "slug")
+        page.click("#st-start")
+        page.wait_for_function("document.getElementById('captured').textContent.startsWith('1')",
+                               timeout=30000)  # fmt: skip
+        page.wait_for_function(
+            "document.getElementById('lv-msg').textContent.includes('pauses while')"
+        )
+        page.click("#st-stop")
+        page.wait_for_selector("#run-state[data-state='stopped']", timeout=60000)
+        row = "#st-sessions tr[data-id='slug']"
+        page.wait_for_selector(row + "[data-state='interrupted']")
+        page.click(row + " button.resume")
+        page.wait_for_selector("#run-state[data-state='finished']", timeout=120000)
+        page.wait_for_selector(row + "[data-state='complete']", timeout=30000)
+        frames = sorted(p.name for p in (sessions / "slug" / "frames").iterdir())
+        assert frames == [f"frame_{i:04d}.jpg" for i in range(1, 9)]
+        page.wait_for_function(f'document.querySelector("{row} img.thumb").naturalWidth > 0')
+        _fresh_frames(page)  # live view is back once the session ends
+        page.screenshot(path=str(shots / "station-portrait.png"), full_page=True)
+        small = page.evaluate(
+            """() => [...document.querySelectorAll(
+                  '#station button, #station select, #station input, #st-sessions a')]
+                .filter(e => e.offsetParent !== null)
+                .map(e => [e.id || e.textContent,
+                           (e.type === 'checkbox' ? e.closest('label') : e)
+                             .getBoundingClientRect()])
+                .filter(([, r]) => r.height < 48 || r.width < 48)
+                .map(([n]) => n)"""
+        )
+        assert small == []
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        page.set_viewport_size({"width": 844, "height": 390})
+        page.evaluate("document.getElementById('lv').scrollIntoView()")
+        page.screenshot(path=str(shots / "station-landscape.png"))
+        assert page.evaluate("document.documentElement.scrollWidth") <= 844
+        lv, plan = page.evaluate(
+            """() => ['lv-img', 'st-plan'].map(
+                id => document.getElementById(id).getBoundingClientRect().toJSON())"""
+        )
+        assert lv["right"] <= plan["left"] and lv["bottom"] > plan["top"]  # side by side
+        # Delete asks first, then the session is gone from the list and the disk.
+        page.click(row + " button.delete")
+        page.wait_for_selector(row, state="detached")
+        assert not (sessions / "slug").exists()
+        assert origins == {url.rstrip("/")}, origins  # nothing from the internet

@@ -75,19 +75,17 @@ def test_jog_home_and_unlock_bytes(sim: GrblSimulator, rail: GrblRail) -> None:
     assert lines_sent(sim, mark) == [b"$X", b""]
 
 
-def test_stop_bytes_feed_hold_then_reset(sim: GrblSimulator, rail: GrblRail) -> None:
+@pytest.mark.parametrize(
+    ("motion", "expected"),
+    [
+        ("move_to", b"G21 G90 G1 X40.0000 F300.0\nG4 P0.01\n!\x18"),  # feed hold, then reset
+        ("jog", b"$J=G21 G91 X40.0000 F300.0\n\x85"),  # a jog: only jog cancel
+    ],
+)
+def test_stop_bytes(sim: GrblSimulator, rail: GrblRail, motion: str, expected: bytes) -> None:
     mark = len(sim.received)
     threading.Timer(0.1, rail.stop).start()
     with pytest.raises(MoveStoppedError):
-        rail.move_to(40_000.0)
+        getattr(rail, motion)(40_000.0)
     tail = bytes(sim.received[mark:]).replace(b"?", b"")
-    assert tail == b"G21 G90 G1 X40.0000 F300.0\nG4 P0.01\n!\x18"
-
-
-def test_stop_of_a_jog_is_only_jog_cancel(sim: GrblSimulator, rail: GrblRail) -> None:
-    mark = len(sim.received)
-    threading.Timer(0.1, rail.stop).start()
-    with pytest.raises(MoveStoppedError):
-        rail.jog(40_000.0)
-    tail = bytes(sim.received[mark:]).replace(b"?", b"")
-    assert tail == b"$J=G21 G91 X40.0000 F300.0\n\x85"
+    assert tail == expected

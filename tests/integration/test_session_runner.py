@@ -59,6 +59,13 @@ def runner_for(folder: SessionFolder, sim: SimulatedRig) -> SessionRunner:
     )
 
 
+def quick_retry_runner(folder: SessionFolder, sim: SimulatedRig, camera: Any) -> SessionRunner:
+    """A runner shooting with ``camera`` (one that fails once) that retries after 10 ms."""
+    return SessionRunner(
+        folder, focuser=sim.focuser, camera=camera, options=RunnerOptions(retry_delay_s=0.01)
+    )
+
+
 def frame_indexes(folder: SessionFolder) -> list[int]:
     return [r["index"] for r in read_journal(folder.journal_path).of_kind("frame")]
 
@@ -234,9 +241,7 @@ def test_a_busy_camera_is_retried_and_the_session_completes(
 
     folder = new_session(tmp_path / "s")
     camera = BusyOnce(sim.camera, "frame_0003", CameraBusyError("VC: capture failed: busy"))
-    runner = SessionRunner(
-        folder, focuser=sim.focuser, camera=camera, options=RunnerOptions(retry_delay_s=0.01)
-    )
+    runner = quick_retry_runner(folder, sim, camera)
     warnings: list[str] = []
     runner.subscribe(
         lambda e: warnings.append(e.message) if isinstance(e, SessionWarning) else None
@@ -309,9 +314,7 @@ def test_files_of_a_failed_shot_are_set_aside_not_mixed_with_the_retry(
 
     folder = new_session(tmp_path / "s")
     camera = HalfShotOnce(sim.camera, "frame_0002", CameraBusyError("VC: download failed"))
-    runner = SessionRunner(
-        folder, focuser=sim.focuser, camera=camera, options=RunnerOptions(retry_delay_s=0.01)
-    )
+    runner = quick_retry_runner(folder, sim, camera)
     assert runner.run().reason is FinishReason.COMPLETED
     assert sorted(p.name for p in folder.frames_dir.iterdir()) == [
         f"frame_{i:04d}.jpg" for i in range(1, FRAMES + 1)

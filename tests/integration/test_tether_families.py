@@ -20,13 +20,6 @@ from rig.sim.vcamera import VirtualCameraFolder
 FAST = RetryPolicy(first_delay_s=0.005, max_delay_s=0.05, reconnect_timeout_s=1.0)
 
 
-@pytest.fixture
-def card(tmp_path: Path) -> VirtualCameraFolder:
-    folder = VirtualCameraFolder(tmp_path / "card", slot_bytes=32_000)
-    folder.activate()
-    return folder
-
-
 def frame_jpeg(n: int) -> bytes:
     """A JPEG no other frame number gives, so a mixed-up or repeated download cannot pass."""
     image = np.random.default_rng(n).integers(0, 256, (24, 32, 3), dtype=np.uint8)

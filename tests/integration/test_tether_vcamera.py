@@ -9,20 +9,11 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-import pytest
-
 from rig.camera import Camera, RetryPolicy
 from rig.camera.tether import Tether
 from rig.sim.vcamera import VirtualCameraFolder
 
 FAST = RetryPolicy(first_delay_s=0.001, max_delay_s=0.01, reconnect_timeout_s=1.0)
-
-
-@pytest.fixture
-def card(tmp_path: Path) -> VirtualCameraFolder:
-    folder = VirtualCameraFolder(tmp_path / "card", slot_bytes=32_000)
-    folder.activate()
-    return folder
 
 
 def test_files_shot_by_the_camera_are_downloaded_once_each(

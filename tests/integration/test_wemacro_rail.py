@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from rig.errors import DeviceNotFoundError, MotionError
-from rig.rails import open_focuser
 from rig.rails import wemacro_protocol as proto
 from rig.rails.base import MoveStoppedError
 from rig.rails.wemacro import WeMacroRail
@@ -31,14 +30,6 @@ def eventually(condition: Callable[[], bool], timeout: float = 2.0) -> bool:
 def sim() -> Iterator[WeMacroSimulator]:
     with WeMacroSimulator(time_scale=20.0) as simulator:
         yield simulator
-
-
-@pytest.fixture
-def rail(sim: WeMacroSimulator) -> Iterator[WeMacroRail]:
-    focuser = open_focuser(sim.url)
-    assert isinstance(focuser, WeMacroRail)
-    yield focuser
-    focuser.close()
 
 
 def test_frames_carry_a_modbus_crc() -> None:
@@ -69,6 +60,7 @@ def test_wakes_a_controller_that_did_not_announce_itself() -> None:
 
 
 def test_moves_are_counted_in_whole_micrometres(sim: WeMacroSimulator, rail: WeMacroRail) -> None:
+    assert isinstance(rail, WeMacroRail)  # what open_focuser makes of wemacro://
     rail.move_to(1500.0)
     rail.move_to(900.0)
     moves = [(c, d) for c, _, _, _, d in sim.frames if c in (0x40, 0x41)]

@@ -24,6 +24,13 @@ from stacker.io import read_image
 W, H = 320, 240
 
 
+def _still(seed: int, **changes: float) -> SceneSpec:
+    """A W x H scene without noise, pose changes or exposure drift, but for ``changes``."""
+    still = {"noise_sigma": 0.0, "jitter_px": 0.0, "rotation_deg": 0.0, "breathing": 0.0}
+    still |= {"exposure_drift": 0.0, "wb_drift": 0.0}
+    return SceneSpec(width=W, height=H, seed=seed, **(still | changes))  # type: ignore[arg-type]
+
+
 def _sharpness(image: np.ndarray, mask: np.ndarray) -> float:
     luma = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32)
     if image.dtype == np.uint16:
@@ -58,18 +65,7 @@ def test_first_frame_is_the_reference_geometry() -> None:
 
 
 def test_reported_transform_is_the_one_applied() -> None:
-    spec = SceneSpec(
-        width=W,
-        height=H,
-        seed=2,
-        blur_px_per_um=0.0,
-        noise_sigma=0.0,
-        jitter_px=6.0,
-        rotation_deg=1.5,
-        breathing=0.1,
-        exposure_drift=0.0,
-        wb_drift=0.0,
-    )
+    spec = _still(2, blur_px_per_um=0.0, jitter_px=6.0, rotation_deg=1.5, breathing=0.1)
     stack = SyntheticStack(spec, 6)
     truth = stack.truth()
     for i in (1, 3, 5):
@@ -91,17 +87,7 @@ def test_reported_transform_is_the_one_applied() -> None:
 
 
 def test_each_frame_is_sharpest_where_the_scene_sits_at_its_focus() -> None:
-    spec = SceneSpec(
-        width=W,
-        height=H,
-        seed=3,
-        noise_sigma=0.0,
-        jitter_px=0.0,
-        rotation_deg=0.0,
-        breathing=0.0,
-        exposure_drift=0.0,
-        wb_drift=0.0,
-    )
+    spec = _still(3)
     n = 7
     stack = SyntheticStack(spec, n)
     depth = stack.height_um()
@@ -135,18 +121,7 @@ def test_ends_of_a_deep_stack_are_strongly_defocused() -> None:
 
 
 def test_gains_are_applied_per_channel() -> None:
-    spec = SceneSpec(
-        width=W,
-        height=H,
-        seed=5,
-        blur_px_per_um=0.0,
-        noise_sigma=0.0,
-        jitter_px=0.0,
-        rotation_deg=0.0,
-        breathing=0.0,
-        exposure_drift=0.1,
-        wb_drift=0.1,
-    )
+    spec = _still(5, blur_px_per_um=0.0, exposure_drift=0.1, wb_drift=0.1)
     stack = SyntheticStack(spec, 4)
     truth = stack.truth().astype(np.float64)
     frame = stack.frame(2)
