@@ -154,7 +154,7 @@ class ShotPlan:
             if delay > MAX_DELAY_S:
                 raise PlanError(f"plan {name} is {delay:g} s: at most {MAX_DELAY_S:g} s (an hour)")
         if self.units not in ("um", "steps", "frames"):
-            raise PlanError(f"plan units '{self.units}': use 'um', 'steps' or 'frames'")
+            raise PlanError(f"plan units {self.units!r}: use 'um', 'steps' or 'frames'")
         if self.direction not in ("near-to-far", "far-to-near"):
             raise PlanError(f"direction '{self.direction}': use near-to-far or far-to-near")
         span, covered = abs(self.far - self.near), self.step * (self.frames - 1)
