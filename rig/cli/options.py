@@ -3,17 +3,21 @@
 Each alias is a typed, documented ``typer.Option``; a command lists the groups it takes and
 hands the values to the one parser of each specification (:class:`~rig.spec.PlanSpec`,
 :class:`~stacker.options.StackOptions`, :class:`~rig.spec.RigSpec`), which names the options in
-its one-line errors.
+its one-line errors. The plan and stacking groups are whole: a command that says
+``@takes(plan_options, "plan")`` gets every plan option and receives the parsed plan.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any, TypeVar, get_args
 
 import typer
 
-from rig.plan import Direction, PlanError, ShotPlan
+from rig.plan import DEFAULT_COC_MM, Direction, PlanError, ShotPlan
 from rig.spec import PlanSpec, RigSpec, option_name, parse_seconds
 from stacker.align import MODELS
 from stacker.options import StackOptions
@@ -160,6 +164,77 @@ def plan_from_options(plan_file: Path | None, settle: str | None, **fields: Any)
 def stack_from_options(**fields: Any) -> StackOptions:
     """:class:`StackOptions` from the stacking options, errors naming ``--method`` etc."""
     return StackOptions.parse(fields, name=option_name)
+
+
+def plan_options(
+    start: From = None,
+    end: To = None,
+    step: Step = None,
+    frames: Frames = None,
+    magnification: Magnification = None,
+    f_number: FNumber = None,
+    na: NA = None,
+    coc: Coc = DEFAULT_COC_MM,
+    overlap: Overlap = 0.2,
+    direction: DirectionOpt = "near-to-far",
+    settle: Settle = None,
+    exposure_delay: ExposureDelay = "0s",
+    flash_recycle: FlashRecycle = "0s",
+    return_to_start: Return = True,
+    plan_file: PlanFile = None,
+) -> ShotPlan:
+    """The plan options of ``rig plan`` and ``rig shoot``, read into one plan."""
+    return plan_from_options(
+        plan_file, settle, start=start, end=end, step=step, frames=frames,
+        magnification=magnification, f_number=f_number, na=na, coc=coc, overlap=overlap,
+        direction=direction, exposure_delay=exposure_delay, flash_recycle=flash_recycle,
+        return_to_start=return_to_start,
+    )  # fmt: skip
+
+
+def stack_options(
+    method: Method = "pyramid",
+    align: Align = "similarity",
+    reference: Reference = "first",
+    interpolation: Interpolation = "linear",
+    output_format: Format = "tif",
+) -> StackOptions:
+    """The stacking options of every command that stacks, read into one :class:`StackOptions`."""
+    return stack_from_options(
+        method=method, align=align, reference=reference, interpolation=interpolation,
+        output_format=output_format,
+    )  # fmt: skip
+
+
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+
+def takes(group: Callable[..., Any], name: str) -> Callable[[Command], Command]:
+    """Give a command the options of ``group`` in place of its parameter ``name``.
+
+    ``group`` is a function whose parameters are the options (as typer reads them) and whose
+    result is what they specify; the command's parameter ``name`` receives that result. So an
+    option group is declared once, with its defaults, and parsed by one call.
+    """
+    fields = inspect.signature(group, eval_str=True).parameters
+
+    def decorate(command: Command) -> Command:
+        signature = inspect.signature(command, eval_str=True)
+        params: list[inspect.Parameter] = []
+        for param in signature.parameters.values():
+            params.extend(fields.values() if param.name == name else [param])
+        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params]
+
+        @functools.wraps(command)
+        def run(**values: Any) -> Any:
+            given = {key: values.pop(key) for key in fields}
+            return command(**values, **{name: group(**given)})
+
+        run.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in params}
+        return run  # type: ignore[return-value]
+
+    return decorate
 
 
 def rig_from_options(**fields: Any) -> RigSpec:

@@ -30,7 +30,7 @@ from rich.table import Table
 from rig.cli import options as opt
 from rig.devices import hardware_rig
 from rig.errors import RigError
-from rig.plan import DEFAULT_COC_MM, PlanError, ShotPlan, format_position
+from rig.plan import PlanError, ShotPlan, format_position
 from rig.session.folder import SessionConfig, SessionFolder
 from rig.session.journal import read_journal
 from rig.session.runner import (
@@ -43,6 +43,7 @@ from rig.session.runner import (
 from rig.session.state import FinishReason
 from rig.spec import RigSpec, parse_seconds
 from stacker.cliutil import signals_handled
+from stacker.options import StackOptions
 
 ABORT_GRACE_S = 2.0
 
@@ -177,31 +178,13 @@ def _default_out(prefix: str) -> Path:
 
 
 # ----------------------------------------------------------------------------- commands
+@opt.takes(opt.plan_options, "plan")
 def plan_cmd(
-    start: opt.From = None,
-    end: opt.To = None,
-    step: opt.Step = None,
-    frames: opt.Frames = None,
-    magnification: opt.Magnification = None,
-    f_number: opt.FNumber = None,
-    na: opt.NA = None,
-    coc: opt.Coc = DEFAULT_COC_MM,
-    overlap: opt.Overlap = 0.2,
-    direction: opt.DirectionOpt = "near-to-far",
-    settle: opt.Settle = None,
-    exposure_delay: opt.ExposureDelay = "0s",
-    flash_recycle: opt.FlashRecycle = "0s",
-    return_to_start: opt.Return = True,
-    plan_file: opt.PlanFile = None,
+    *,
+    plan: ShotPlan,
     save: Annotated[Path | None, typer.Option("--save", help="Write the plan as JSON.")] = None,
 ) -> None:
     """Print a shot plan (positions, step, count, duration); moves nothing."""
-    plan = opt.plan_from_options(
-        plan_file, settle, start=start, end=end, step=step, frames=frames,
-        magnification=magnification, f_number=f_number, na=na, coc=coc, overlap=overlap,
-        direction=direction, exposure_delay=exposure_delay, flash_recycle=flash_recycle,
-        return_to_start=return_to_start,
-    )  # fmt: skip
     console = _console()
     print_plan(plan, console)
     if save is not None:
@@ -214,30 +197,15 @@ def plan_cmd(
         console.print(f"plan written to {save}")
 
 
+@opt.takes(opt.plan_options, "plan")
+@opt.takes(opt.stack_options, "stack")
 def shoot_cmd(
+    *,
     rail: opt.Rail = None,
     focus: opt.Focus = "rail",
-    start: opt.From = None,
-    end: opt.To = None,
-    step: opt.Step = None,
-    frames: opt.Frames = None,
-    magnification: opt.Magnification = None,
-    f_number: opt.FNumber = None,
-    na: opt.NA = None,
-    coc: opt.Coc = DEFAULT_COC_MM,
-    overlap: opt.Overlap = 0.2,
-    direction: opt.DirectionOpt = "near-to-far",
-    settle: opt.Settle = None,
-    exposure_delay: opt.ExposureDelay = "0s",
-    flash_recycle: opt.FlashRecycle = "0s",
-    return_to_start: opt.Return = True,
-    plan_file: opt.PlanFile = None,
+    plan: ShotPlan,
     out: opt.Out = None,
-    method: opt.Method = "pyramid",
-    align: opt.Align = "similarity",
-    reference: opt.Reference = "first",
-    interpolation: opt.Interpolation = "linear",
-    output_format: opt.Format = "tif",
+    stack: StackOptions,
     checkpoint_every: opt.CheckpointEvery = 8,
     camera_model: opt.CameraModel = None,
     camera_port: opt.CameraPort = None,
@@ -273,16 +241,6 @@ def shoot_cmd(
     port: opt.Port = 8000,
 ) -> None:
     """Step focus, shoot a frame at each position and stack it live."""
-    plan = opt.plan_from_options(
-        plan_file, settle, start=start, end=end, step=step, frames=frames,
-        magnification=magnification, f_number=f_number, na=na, coc=coc, overlap=overlap,
-        direction=direction, exposure_delay=exposure_delay, flash_recycle=flash_recycle,
-        return_to_start=return_to_start,
-    )  # fmt: skip
-    stack = opt.stack_from_options(
-        method=method, align=align, reference=reference, interpolation=interpolation,
-        output_format=output_format,
-    )  # fmt: skip
     rig = opt.rig_from_options(
         rail=rail, focus=focus, camera_model=camera_model, camera_port=camera_port,
         capture_target=capture_target, anti_vibration=anti_vibration, incoming=incoming,
@@ -433,15 +391,13 @@ def resume_cmd(
         _run_and_exit(runner, folder, console, (preview, host, port))
 
 
+@opt.takes(opt.stack_options, "stack")
 def demo_cmd(
+    *,
     out: opt.Out = None,
     frames: Annotated[int, typer.Option("--frames", help="Number of frames.")] = 24,
     size: opt.Size = "1440x1080",
-    method: opt.Method = "pyramid",
-    align: opt.Align = "similarity",
-    reference: opt.Reference = "first",
-    interpolation: opt.Interpolation = "linear",
-    output_format: opt.Format = "tif",
+    stack: StackOptions,
     settle: Annotated[str, typer.Option("--settle", help="Wait after each move.")] = "0.5s",
     time_scale: Annotated[
         float, typer.Option("--time-scale", help="Rail runs this much faster.")
@@ -490,10 +446,6 @@ def demo_cmd(
     from rig.sim.rig import SimRigSpec, SimulatedRig, parse_fault, parse_size
 
     width, height = parse_size(size)
-    stack = opt.stack_from_options(
-        method=method, align=align, reference=reference, interpolation=interpolation,
-        output_format=output_format,
-    )  # fmt: skip
     if stack.suffix == ".dng":
         raise PlanError(
             "--format dng stacks RAW frames, and the simulated camera shoots JPEG: "

@@ -26,6 +26,7 @@ from rig.errors import RigError
 from rig.plan import MAX_FRAMES, PlanError, ShotPlan
 from rig.session.folder import SessionConfig, SessionFolder
 from rig.spec import parse_seconds
+from stacker.options import StackOptions
 
 IdleTimeout = Annotated[
     str | None,
@@ -132,16 +133,14 @@ def _run(
             shutter.stop()
 
 
+@opt.takes(opt.stack_options, "stack")
 def tether_cmd(
+    *,
     out: opt.Out = None,
     frames: opt.Frames = None,
     idle_timeout: IdleTimeout = None,
     trigger_every: TriggerEvery = None,
-    method: opt.Method = "pyramid",
-    align: opt.Align = "similarity",
-    reference: opt.Reference = "first",
-    interpolation: opt.Interpolation = "linear",
-    output_format: opt.Format = "tif",
+    stack: StackOptions,
     checkpoint_every: opt.CheckpointEvery = 8,
     camera_model: opt.CameraModel = None,
     camera_port: opt.CameraPort = None,
@@ -153,10 +152,6 @@ def tether_cmd(
     from rig.cli.session import _console, _default_out
     from rig.session.tether import tether_plan
 
-    stack = opt.stack_from_options(
-        method=method, align=align, reference=reference, interpolation=interpolation,
-        output_format=output_format,
-    )  # fmt: skip
     settings = TetherSettings.parse(frames, idle_timeout, trigger_every)
     plan = tether_plan(frames)
     rig = {
