@@ -206,6 +206,13 @@ def stack_options(
     )  # fmt: skip
 
 
+def preview_options(
+    preview: Preview = False, host: Host = "127.0.0.1", port: Port = 8000
+) -> tuple[bool, str, int]:
+    """Whether a session serves its live preview page, and where: ``(on, host, port)``."""
+    return preview, host, port
+
+
 Command = TypeVar("Command", bound=Callable[..., Any])
 
 

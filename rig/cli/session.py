@@ -199,6 +199,7 @@ def plan_cmd(
 
 @opt.takes(opt.plan_options, "plan")
 @opt.takes(opt.stack_options, "stack")
+@opt.takes(opt.preview_options, "preview")
 def shoot_cmd(
     *,
     rail: opt.Rail = None,
@@ -236,9 +237,7 @@ def shoot_cmd(
             "controller restarted when the port opened (it then reads 0 where it stands).",
         ),
     ] = False,
-    preview: opt.Preview = False,
-    host: opt.Host = "127.0.0.1",
-    port: opt.Port = 8000,
+    preview: tuple[bool, str, int],
 ) -> None:
     """Step focus, shoot a frame at each position and stack it live."""
     rig = opt.rig_from_options(
@@ -276,11 +275,13 @@ def shoot_cmd(
             config=config,
             options=RunnerOptions(move_during_download=move_during_download),
         )
-        _run_and_exit(runner, folder, console, (preview, host, port))
+        _run_and_exit(runner, folder, console, preview)
 
 
+@opt.takes(opt.preview_options, "preview")
 def resume_cmd(
     session: Annotated[Path, typer.Argument(help="The session folder to continue.")],
+    *,
     rail: Annotated[
         str | None, typer.Option("--rail", help="New rail URL if its port changed.")
     ] = None,
@@ -308,9 +309,7 @@ def resume_cmd(
             "it stands there and the session continues.",
         ),
     ] = False,
-    preview: opt.Preview = False,
-    host: opt.Host = "127.0.0.1",
-    port: opt.Port = 8000,
+    preview: tuple[bool, str, int],
 ) -> None:
     """Continue an interrupted session at its first missing frame; nothing is shot twice.
 
@@ -333,7 +332,7 @@ def resume_cmd(
             folder,
             config,
             console,
-            (preview, host, port),
+            preview,
             camera_model=camera_model,
             camera_port=camera_port,
         )
@@ -357,7 +356,7 @@ def resume_cmd(
                 config=config,
                 options=options,
             )
-            _run_and_exit(runner, folder, console, (preview, host, port))
+            _run_and_exit(runner, folder, console, preview)
         return
     overrides = {
         "rail": rail,
@@ -388,10 +387,11 @@ def resume_cmd(
         runner = SessionRunner(
             folder, focuser=focuser, camera=camera, plan=plan, config=config, options=options
         )
-        _run_and_exit(runner, folder, console, (preview, host, port))
+        _run_and_exit(runner, folder, console, preview)
 
 
 @opt.takes(opt.stack_options, "stack")
+@opt.takes(opt.preview_options, "preview")
 def demo_cmd(
     *,
     out: opt.Out = None,
@@ -436,9 +436,7 @@ def demo_cmd(
             "stackrig downloads and stacks what the camera shoots.",
         ),
     ] = False,
-    preview: opt.Preview = False,
-    host: opt.Host = "127.0.0.1",
-    port: opt.Port = 8000,
+    preview: tuple[bool, str, int],
 ) -> None:
     """A complete session on the simulated rig: virtual camera, GRBL simulator, 3-D scene."""
     _prepare_virtual_camera()  # before anything imports gphoto2
@@ -471,7 +469,7 @@ def demo_cmd(
             raise RigError("--fault rehearses rail sessions; leave it out with --tether")
         from rig.cli.tether import demo_tether
 
-        demo_tether(root, frames, spec, stack, console, (preview, host, port))
+        demo_tether(root, frames, spec, stack, console, preview)
         return
     plan = ShotPlan.from_frames(
         0.0, spec.depth_um, frames, settle_s=parse_seconds(settle, "--settle"), return_to_start=True
@@ -491,7 +489,7 @@ def demo_cmd(
             config=config,
             options=RunnerOptions(retry_delay_s=0.2, move_during_download=move_during_download),
         )
-        _run_and_exit(runner, folder, console, (preview, host, port))
+        _run_and_exit(runner, folder, console, preview)
 
 
 def _prepare_virtual_camera() -> None:

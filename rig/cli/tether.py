@@ -134,6 +134,7 @@ def _run(
 
 
 @opt.takes(opt.stack_options, "stack")
+@opt.takes(opt.preview_options, "preview")
 def tether_cmd(
     *,
     out: opt.Out = None,
@@ -144,9 +145,7 @@ def tether_cmd(
     checkpoint_every: opt.CheckpointEvery = 8,
     camera_model: opt.CameraModel = None,
     camera_port: opt.CameraPort = None,
-    preview: opt.Preview = False,
-    host: opt.Host = "127.0.0.1",
-    port: opt.Port = 8000,
+    preview: tuple[bool, str, int],
 ) -> None:
     """Download and stack what the camera shoots by itself (in-camera focus bracketing)."""
     from rig.cli.session import _console, _default_out
@@ -165,7 +164,7 @@ def tether_cmd(
     root = out or _default_out("tether")
     with open_tether(camera_model, camera_port) as tether:
         folder = SessionFolder.create(root, plan, config)
-        _run(folder, tether, plan, config, settings, console, (preview, host, port))
+        _run(folder, tether, plan, config, settings, console, preview)
 
 
 @contextlib.contextmanager
