@@ -171,7 +171,40 @@ class FocusStrategy(ABC):
             )
 
 
-class RadioStepDrive(FocusStrategy):
+class NudgeDrive(FocusStrategy):
+    """One write of the same value per step, with a wait after each (Canon, Sony)."""
+
+    def prepare(self) -> None:
+        self._live_view(required=False)
+
+    def drive(self, steps: int) -> int:
+        if steps == 0:
+            return 0
+        direction = 1 if steps > 0 else -1
+        widget = self._widget()
+        value = self._nudge(widget, direction)
+        done = 0
+        for _ in range(abs(steps)):
+            if self.stop_event.is_set():
+                break
+            widget.set_value(value)
+            # Same value as last time would otherwise not be sent again.
+            widget.set_changed(1)
+            self._send_nudge(widget, done)
+            done += 1
+            self.controls.sleep(self.settle_s)
+        return direction * done
+
+    @abstractmethod
+    def _nudge(self, widget: Any, direction: int) -> Any:
+        """The value one step towards ``direction`` writes."""
+
+    def _send_nudge(self, widget: Any, done: int) -> None:
+        """Send one step; ``done`` steps were sent before it."""
+        self.controls.send(self.key, widget)
+
+
+class RadioStepDrive(NudgeDrive):
     """Canon EOS style: choose Near/Far n by index, once per step, wait after each."""
 
     name = "radio-step"
@@ -198,33 +231,18 @@ class RadioStepDrive(FocusStrategy):
         """Index in the choice list of one step of :attr:`size` towards ``direction``."""
         return self.layout.index((direction, self.size))
 
-    def prepare(self) -> None:
-        self._live_view(required=False)
+    def _nudge(self, widget: Any, direction: int) -> Any:
+        return widget.get_choice(self.index_for(direction))
 
-    def drive(self, steps: int) -> int:
-        if steps == 0:
-            return 0
-        direction = 1 if steps > 0 else -1
-        widget = self._widget()
-        choice = widget.get_choice(self.index_for(direction))
-        done = 0
-        for _ in range(abs(steps)):
-            if self.stop_event.is_set():
-                break
-            widget.set_value(choice)
-            # Same value as last time would otherwise not be sent again.
-            widget.set_changed(1)
-            try:
-                self.controls.send(self.key, widget)
-            except CameraError as exc:
-                raise CameraError(
-                    f"{self.controls.description} refused to drive the lens after {done} "
-                    f"steps ({exc}); it needs live view on and the lens switch at AF",
-                    exc.code,
-                ) from None
-            done += 1
-            self.controls.sleep(self.settle_s)
-        return direction * done
+    def _send_nudge(self, widget: Any, done: int) -> None:
+        try:
+            self.controls.send(self.key, widget)
+        except CameraError as exc:
+            raise CameraError(
+                f"{self.controls.description} refused to drive the lens after {done} "
+                f"steps ({exc}); it needs live view on and the lens switch at AF",
+                exc.code,
+            ) from None
 
 
 class SignedRangeDrive(FocusStrategy):
@@ -329,7 +347,7 @@ class SignedRangeDrive(FocusStrategy):
         )
 
 
-class SonyStepDrive(FocusStrategy):
+class SonyStepDrive(NudgeDrive):
     """Sony ``manualfocus``: one signed nudge at speed :attr:`size` (1..7) per step.
 
     Approximate: the distance of a nudge depends on the speed non-linearly, on the lens and on
@@ -339,26 +357,9 @@ class SonyStepDrive(FocusStrategy):
     name = "sony-step"
     approximate: ClassVar[bool] = True
 
-    def prepare(self) -> None:
-        self._live_view(required=False)
-
-    def drive(self, steps: int) -> int:
-        if steps == 0:
-            return 0
-        direction = 1 if steps > 0 else -1
-        widget = self._widget()
+    def _nudge(self, widget: Any, direction: int) -> Any:
         low, high, _ = widget.get_range()
-        amount = max(1.0, min(float(self.size), abs(high if direction > 0 else low)))
-        done = 0
-        for _ in range(abs(steps)):
-            if self.stop_event.is_set():
-                break
-            widget.set_value(direction * amount)
-            widget.set_changed(1)
-            self.controls.send(self.key, widget)
-            done += 1
-            self.controls.sleep(self.settle_s)
-        return direction * done
+        return direction * max(1.0, min(float(self.size), abs(high if direction > 0 else low)))
 
 
 class AbsolutePositionDrive(FocusStrategy):

@@ -22,41 +22,19 @@ from abc import abstractmethod
 import serial
 
 from rig.errors import MotionError
-from rig.rails.base import ConnectionLostError, Rail, RailOptions
-from rig.rails.serialport import open_serial
+from rig.rails.base import Rail, RailOptions
+from rig.rails.serialport import PortLink, open_serial
 
 _PORT_ERRORS: tuple[type[BaseException], ...] = (serial.SerialException, OSError, TypeError)
 
 
-class BinaryLink:
+class BinaryLink(PortLink):
     """An open serial port with exact-length reads; see the module docstring."""
 
     def __init__(self, port: str, baud: int) -> None:
-        self.port = port
-        self._serial = open_serial(port, baud, timeout=0.02)
+        super().__init__(port, open_serial(port, baud, timeout=0.02))
         self.lock = threading.RLock()
         """Held for a whole request/response exchange."""
-        self.lost: ConnectionLostError | None = None
-        self._write_lock = threading.Lock()
-
-    def _lose(self, exc: BaseException) -> ConnectionLostError:
-        if self.lost is None:
-            self.lost = ConnectionLostError(
-                f"lost the connection to {self.port} ({exc}); check the cable and power, "
-                "then reconnect"
-            )
-        return self.lost
-
-    def write(self, data: bytes) -> None:
-        """Send ``data`` whole."""
-        if self.lost is not None:
-            raise self.lost
-        try:
-            with self._write_lock:
-                self._serial.write(data)
-                self._serial.flush()
-        except _PORT_ERRORS as exc:
-            raise self._lose(exc) from None
 
     def read_exact(self, count: int, timeout: float) -> bytes:
         """Read ``count`` bytes, or fewer if ``timeout`` seconds pass first."""

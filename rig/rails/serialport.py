@@ -36,6 +36,7 @@ except ImportError:  # pragma: no cover - Windows
 
 # TypeError/AttributeError: pyserial's fd vanishes under a concurrent close().
 _READ_ERRORS: tuple[type[BaseException], ...] = (*_PORT_ERRORS, TypeError, AttributeError)
+_WRITE_ERRORS: tuple[type[BaseException], ...] = (*_PORT_ERRORS, TypeError)
 
 PORT_HELP = (
     "check the cable, `ls /dev/serial/by-id`, the udev rules (udev/README.md) "
@@ -65,7 +66,40 @@ def open_serial(port: str, baud: int, *, timeout: float = 0.05) -> serial.Serial
         raise RigError(f"cannot open {port}: {text}; {PORT_HELP}") from None
 
 
-class SerialLink:
+class PortLink:
+    """An open port whose first failure is kept in :attr:`lost` and raised by every later write.
+
+    The base of the line link below and of :class:`~rig.rails.binarylink.BinaryLink`.
+    """
+
+    def __init__(self, port: str, serial_port: serial.SerialBase) -> None:
+        self.port = port
+        self._serial = serial_port
+        self._write_lock = threading.Lock()
+        self.lost: ConnectionLostError | None = None
+
+    def _lose(self, exc: BaseException) -> ConnectionLostError:
+        """Record ``exc`` as the loss of the link (the first one counts) and return the error."""
+        if self.lost is None:
+            self.lost = ConnectionLostError(
+                f"lost the connection to {self.port} ({exc}); check the cable and power, "
+                "then reconnect"
+            )
+        return self.lost
+
+    def write(self, data: bytes) -> None:
+        """Send ``data`` whole (a frame, a line or a real-time command)."""
+        if self.lost is not None:
+            raise self.lost
+        try:
+            with self._write_lock:
+                self._serial.write(data)
+                self._serial.flush()
+        except _WRITE_ERRORS as exc:
+            raise self._lose(exc) from None
+
+
+class SerialLink(PortLink):
     """Open ``port`` and feed every received line to ``on_line`` from a reader thread.
 
     Parameters
@@ -85,28 +119,12 @@ class SerialLink:
         on_line: Callable[[str], None],
         on_lost: Callable[[ConnectionLostError], None],
     ) -> None:
-        self.port = port
-        self._serial = open_serial(port, baud)
+        super().__init__(port, open_serial(port, baud))
         self._on_line = on_line
         self._on_lost = on_lost
-        self._write_lock = threading.Lock()
         self._closing = threading.Event()
-        self.lost: ConnectionLostError | None = None
         self._thread = threading.Thread(target=self._read_loop, name=f"serial {port}", daemon=True)
         self._thread.start()
-
-    def write(self, data: bytes) -> None:
-        """Send raw bytes (a line or a real-time command)."""
-        if self.lost is not None:
-            raise self.lost
-        try:
-            with self._write_lock:
-                self._serial.write(data)
-                self._serial.flush()
-        except _PORT_ERRORS as exc:
-            self._lose(exc)
-            assert self.lost is not None
-            raise self.lost from None
 
     def send_line(self, text: str) -> None:
         """Send one command line terminated by ``\\n``."""
@@ -121,14 +139,17 @@ class SerialLink:
         with contextlib.suppress(serial.SerialException, OSError):  # gone with the cable
             self._serial.close()
 
-    def _lose(self, exc: BaseException) -> None:
+    def _lose(self, exc: BaseException) -> ConnectionLostError:
+        """As :meth:`PortLink._lose`; the first loss is also logged and given to ``on_lost``.
+
+        A failure while the link is being closed is no loss of the link.
+        """
         if self.lost is not None or self._closing.is_set():
-            return
-        self.lost = ConnectionLostError(
-            f"lost the connection to {self.port} ({exc}); check the cable and power, then reconnect"
-        )
-        log.warning("%s", self.lost)
-        self._on_lost(self.lost)
+            return self.lost or ConnectionLostError(f"{self.port} was closed")
+        lost = super()._lose(exc)
+        log.warning("%s", lost)
+        self._on_lost(lost)
+        return lost
 
     def _read_loop(self) -> None:
         pending = b""
