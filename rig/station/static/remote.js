@@ -118,22 +118,8 @@
   }
 
   // ------------------------------------------------------------------ camera settings
-  async function call(method, url, body) {
-    const r = await fetch(url, {
-      method,
-      headers: body === undefined ? {} : { "Content-Type": "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const data = await r.json();
-    if (!r.ok) throw new Error(data.error || r.statusText);
-    return data;
-  }
-
-  function camMsg(text, bad) {
-    const m = el("cam-msg");
-    m.textContent = text;
-    m.classList.toggle("error", !!bad);
-  }
+  const { call, message } = window.stackrigStation;
+  const camMsg = (text, bad) => message("cam-msg", text, bad);
 
   // The lens's f-number feeds the plan's depth-of-field calculator.
   function aperturePlan(value) {

@@ -32,11 +32,16 @@
     return data;
   }
 
-  function say(text, bad) {
-    const m = el("st-msg");
+  function message(id, text, bad) {
+    const m = el(id);
     m.textContent = text;
     m.classList.toggle("error", !!bad);
   }
+
+  const say = (text, bad) => message("st-msg", text, bad);
+
+  // remote.js (loaded after this script) calls the rig and shows its messages the same way.
+  window.stackrigStation = { call, message };
 
   async function act(button, work) {
     button.disabled = true;
