@@ -34,14 +34,13 @@ from __future__ import annotations
 
 import math
 import re
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rig.sim.motion import Trapezoid
-from rig.sim.ptyserial import PtyDevice
+from rig.sim.ptyserial import FirmwareDevice
 
 VERSION = "1.1h"
 BANNER = f"\r\nGrbl {VERSION} ['$' for help]\r\n"  # GRBL report.c, report_init_message
@@ -171,7 +170,7 @@ class _GcodeError(Exception):
         self.code = code
 
 
-class GrblSimulator(PtyDevice):
+class GrblSimulator(FirmwareDevice):
     """A GRBL 1.1 controller served on a pseudo-terminal from background threads.
 
     Parameters
@@ -195,6 +194,8 @@ class GrblSimulator(PtyDevice):
         Announce itself as grblHAL (``GrblHAL 1.1f [...]``) instead of GRBL 1.1h.
     """
 
+    runner_name = "grbl-sim"
+
     def __init__(
         self,
         *,
@@ -207,19 +208,15 @@ class GrblSimulator(PtyDevice):
         planner_blocks: int = 15,
         grblhal: bool = False,
     ) -> None:
-        super().__init__("ttyGRBL", reset_on_open=reset_on_open)
-        self.grblhal = grblhal
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
-        self.time_scale = time_scale
+        super().__init__("ttyGRBL", reset_on_open=reset_on_open, time_scale=time_scale)
+        self.grblhal = grblhal
         self.settings = dict(DEFAULT_SETTINGS)
         self.settings.update(settings or {})
         self.homing_init_lock = homing_init_lock
         self.boot_delay = boot_delay
         self.planner_blocks = planner_blocks
-        self._lock = threading.RLock()
-        self._wake = threading.Condition(self._lock)
-        self._clock0 = time.monotonic()
         travel = self._travel()
         self._phys: Vec = start_position or (-travel[0] / 2, -travel[1] / 2, -travel[2] / 2)
         self._offset: Vec = self._phys  # machine = phys - offset
@@ -241,7 +238,6 @@ class GrblSimulator(PtyDevice):
         self._pending: _Pending | None = None
         self._reports = 0
         self._wco_changed = True
-        self._runner: threading.Thread | None = None
         self.motion_log: list[SimMotion] = []
         """Every straight motion, oldest first (machine coordinates, mm)."""
         self.alarms: list[int] = []
@@ -253,24 +249,6 @@ class GrblSimulator(PtyDevice):
     def url(self) -> str:
         """A ready ``grbl://`` URL for this simulator (no bootloader wait)."""
         return f"grbl://{self.path}?wakeup=0"
-
-    def start(self) -> GrblSimulator:
-        with self._lock:
-            super().start()
-        self._runner = threading.Thread(target=self._run, name="grbl-sim", daemon=True)
-        self._runner.start()
-        return self
-
-    def __enter__(self) -> GrblSimulator:
-        return self.start() if self._runner is None else self
-
-    def close(self) -> None:
-        self._quit.set()
-        with self._wake:
-            self._wake.notify_all()
-        if self._runner is not None:
-            self._runner.join(timeout=2.0)
-        super().close()
 
     @property
     def state(self) -> str:
@@ -314,9 +292,6 @@ class GrblSimulator(PtyDevice):
             self._alarm(code, self._now(), critical=code in (1, 2))
 
     # -- clock and state ----------------------------------------------------------------------
-
-    def _now(self) -> float:
-        return (time.monotonic() - self._clock0) * self.time_scale
 
     def _travel(self) -> Vec:
         return (self.settings[130], self.settings[131], self.settings[132])

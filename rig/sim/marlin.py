@@ -29,13 +29,11 @@ from __future__ import annotations
 
 import math
 import re
-import threading
-import time
 from collections import deque
 from dataclasses import dataclass
 
 from rig.sim.motion import Trapezoid
-from rig.sim.ptyserial import PtyDevice
+from rig.sim.ptyserial import FirmwareDevice
 
 AXES = "XYZ"
 MIN_STEPS_PER_SEGMENT = 6  # Marlin's Configuration_adv.h default
@@ -60,7 +58,7 @@ class _Move:
         )
 
 
-class MarlinSimulator(PtyDevice):
+class MarlinSimulator(FirmwareDevice):
     """A Marlin 2.1 board driving a rail, served on a pseudo-terminal.
 
     Parameters
@@ -81,6 +79,8 @@ class MarlinSimulator(PtyDevice):
         Build with ``EMERGENCY_PARSER``: ``M410``/``M112`` act as they arrive.
     """
 
+    runner_name = "marlin-sim"
+
     def __init__(
         self,
         *,
@@ -95,16 +95,13 @@ class MarlinSimulator(PtyDevice):
         start_position: Vec = (10.0, 0.0, 0.0),
         emergency_parser: bool = False,
     ) -> None:
-        super().__init__("ttyMARLIN", reset_on_open=reset_on_open)
-        self.time_scale = time_scale
+        super().__init__("ttyMARLIN", reset_on_open=reset_on_open, time_scale=time_scale)
         self.travel_mm = travel_mm
         self.max_feed_mm_s = max_feed_mm_s
         self.accel_mm_s2 = accel_mm_s2
         self.homing_feed_mm_min = homing_feed_mm_min
         self.steps_per_mm = steps_per_mm
         self.busy_interval = busy_interval
-        self._lock = threading.Condition(threading.RLock())
-        self._clock0 = time.monotonic()
         self.emergency_parser = emergency_parser
         self._phys: Vec = start_position
         self._offset: Vec = start_position  # logical = physical - offset
@@ -118,7 +115,6 @@ class MarlinSimulator(PtyDevice):
         self._inches = False
         self._feed = 1500.0
         self._halted = False
-        self._runner: threading.Thread | None = None
         self.motion_log: list[tuple[Vec, Vec]] = []
         """``(start, end)`` of every completed or interrupted move (mm)."""
 
@@ -126,23 +122,6 @@ class MarlinSimulator(PtyDevice):
     def url(self) -> str:
         """A ready ``marlin://`` URL (no bootloader wait)."""
         return f"marlin://{self.path}?wakeup=0"
-
-    def start(self) -> MarlinSimulator:
-        super().start()
-        self._runner = threading.Thread(target=self._run, name="marlin-sim", daemon=True)
-        self._runner.start()
-        return self
-
-    def __enter__(self) -> MarlinSimulator:
-        return self.start() if self._runner is None else self
-
-    def close(self) -> None:
-        self._quit.set()
-        with self._lock:
-            self._lock.notify_all()
-        if self._runner is not None:
-            self._runner.join(timeout=2.0)
-        super().close()
 
     @property
     def position(self) -> Vec:
@@ -160,9 +139,6 @@ class MarlinSimulator(PtyDevice):
             return (live[0] - self._offset[0], live[1] - self._offset[1], live[2] - self._offset[2])
 
     # -- time and motion ----------------------------------------------------------------------
-
-    def _now(self) -> float:
-        return (time.monotonic() - self._clock0) * self.time_scale
 
     def _live(self) -> Vec:
         return self._moves[0].position(self._now()) if self._moves else self._phys
@@ -234,7 +210,7 @@ class MarlinSimulator(PtyDevice):
                 "echo: Free Memory: 3405  PlannerBufferBytes: 1232",
             ):
                 self.write(line + "\n")
-            self._lock.notify_all()
+            self._wake.notify_all()
 
     def on_power_down(self) -> None:
         with self._lock:
@@ -267,13 +243,13 @@ class MarlinSimulator(PtyDevice):
                         self._lines.append(line)
                 else:
                     self._partial.append(byte)
-            self._lock.notify_all()
+            self._wake.notify_all()
 
     def _run(self) -> None:
         while not self._quit.is_set():
             with self._lock:
                 while not self._lines and not self._quit.is_set():
-                    self._lock.wait(0.05)
+                    self._wake.wait(0.05)
                 if self._quit.is_set():
                     return
                 line = self._lines.popleft()
@@ -294,7 +270,7 @@ class MarlinSimulator(PtyDevice):
                     next_busy += self.busy_interval
                 head = self._moves[0]
                 left = head.t0 + head.profile.duration - self._now()
-                self._lock.wait(max(0.0005, min(0.05, left / self.time_scale)))
+                self._wake.wait(max(0.0005, min(0.05, left / self.time_scale)))
         return False
 
     # -- commands -----------------------------------------------------------------------------
@@ -421,7 +397,7 @@ class MarlinSimulator(PtyDevice):
         while len(self._moves) >= 16 and not self._quit.is_set():  # planner full: ok waits
             with self._lock:
                 self._advance()
-                self._lock.wait(0.01)
+                self._wake.wait(0.01)
         with self._lock:
             self._moves.append(_Move(start, goal, Trapezoid(distance, speed, self.accel_mm_s2)))
             self._advance()

@@ -29,6 +29,7 @@ import termios
 import threading
 import time
 import tty
+from typing import TypeVar
 
 
 class PtyDevice:
@@ -215,3 +216,52 @@ class PtyDevice:
             if revents & select.POLLHUP:
                 self._slave_open = False
                 time.sleep(0.02)
+
+
+FirmwareT = TypeVar("FirmwareT", bound="FirmwareDevice")
+
+
+class FirmwareDevice(PtyDevice):
+    """A board whose firmware runs a main loop of its own beside the I/O thread (GRBL, Marlin).
+
+    The loop (:meth:`_run`, on its own thread until :attr:`_quit` is set) keeps a clock
+    ``time_scale`` times faster than the wall's (:meth:`_now`). One lock guards the board's state;
+    :attr:`_wake`, a condition on it, wakes the loop when something arrives.
+    """
+
+    runner_name = "firmware"
+    """Name of the main loop's thread."""
+
+    def __init__(self, name: str, *, reset_on_open: bool, time_scale: float) -> None:
+        super().__init__(name, reset_on_open=reset_on_open)
+        self.time_scale = time_scale
+        self._lock = threading.RLock()
+        self._wake = threading.Condition(self._lock)
+        self._clock0 = time.monotonic()
+        self._runner: threading.Thread | None = None
+
+    def _now(self) -> float:
+        """Simulated seconds since the board was made."""
+        return (time.monotonic() - self._clock0) * self.time_scale
+
+    def _run(self) -> None:
+        """The firmware's main loop."""
+        raise NotImplementedError
+
+    def start(self: FirmwareT) -> FirmwareT:
+        with self._lock:
+            super().start()
+        self._runner = threading.Thread(target=self._run, name=self.runner_name, daemon=True)
+        self._runner.start()
+        return self
+
+    def __enter__(self: FirmwareT) -> FirmwareT:
+        return self.start() if self._runner is None else self
+
+    def close(self) -> None:
+        self._quit.set()
+        with self._wake:
+            self._wake.notify_all()
+        if self._runner is not None:
+            self._runner.join(timeout=2.0)
+        super().close()
