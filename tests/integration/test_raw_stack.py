@@ -7,9 +7,11 @@ synthetic scene's truth in linear light, and the DNG's tags with tifffile and ex
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -138,6 +140,11 @@ def test_mixing_raw_and_rendered_frames_is_refused(raw_frames: Path, tmp_path: P
 def test_watch_stacks_raw_frames_into_a_dng(raw_frames: Path, truth, tmp_path: Path) -> None:
     hot = tmp_path / "hot"
     shutil.copytree(raw_frames, hot)
+    # Frames already there a while: a lone RAW written moments ago is held for its JPEG
+    # partner (pair wait 2 s), longer than this watch's idle timeout.
+    past = time.time() - 60
+    for frame in hot.iterdir():
+        os.utime(frame, (past, past))
     out = tmp_path / "live.dng"
     summary = watch_and_stack(hot, out, idle_timeout=1.0, settle=0.2, crop=False)
     assert summary.status.merged == N
