@@ -71,12 +71,14 @@ def _rig(*args: str, tmp_path: Path, virtual: bool) -> subprocess.CompletedProce
     )
 
 
+@pytest.mark.slow
 def test_without_a_camera_the_command_says_so_in_one_line(tmp_path: Path) -> None:
     result = _rig("cameras", tmp_path=tmp_path, virtual=False)
     assert result.returncode == 3
     assert result.stderr.splitlines() == [f"rig: error: {NO_CAMERA}"]
 
 
+@pytest.mark.slow
 def test_without_a_camera_every_command_fails_the_same_way(tmp_path: Path) -> None:
     # One fresh process (gphoto2 imported without the virtual camera) runs each command
     # through rig's real entry point and reports exit code and stderr.
@@ -115,6 +117,7 @@ def test_without_a_camera_every_command_fails_the_same_way(tmp_path: Path) -> No
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_preview_refusal_is_one_line(tmp_path: Path) -> None:
     VirtualCameraFolder(tmp_path / "card", slot_bytes=8000)
     result = _rig(

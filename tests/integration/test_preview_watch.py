@@ -69,6 +69,7 @@ def test_a_watch_feeds_the_hub_and_crops_are_answered_while_it_waits(tmp_path, f
     assert box and box[0].status.merged == 3
 
 
+@pytest.mark.slow
 def test_stacker_watch_preview_serves_the_page_and_prints_its_address(tmp_path, frames):
     hot = tmp_path / "hot"
     hot.mkdir()

@@ -76,6 +76,7 @@ def test_lengths_need_units_and_matching_kinds(sim: GrblSimulator) -> None:
     assert "moves in um" in str(result.exception)
 
 
+@pytest.mark.slow
 def test_bad_port_and_bad_scheme_are_one_line_errors() -> None:
     # Both run through the real `rig` entry point, side by side to save start-up time.
     bad_port = rig("rail", "status", "grbl:///dev/ttyUSB-stackrig-missing?wakeup=0")
@@ -92,6 +93,7 @@ def test_bad_port_and_bad_scheme_are_one_line_errors() -> None:
     assert err.count("\n") == 1 and "known schemes" in err and "tcp://" in err
 
 
+@pytest.mark.slow
 def test_simulate_prints_a_url_that_works_until_interrupted() -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "rig.cli", "rail", "simulate", "--time-scale", "20"],
@@ -140,6 +142,7 @@ def simulated(firmware: str) -> tuple[subprocess.Popen[str], str]:
     return proc, proc.stdout.readline().strip().removeprefix("url: ")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("firmware", "reference", "after_reopen"),
     [

@@ -60,6 +60,7 @@ def exiftool(path: Path) -> dict[str, object]:
     return json.loads(out.stdout)[0]
 
 
+@pytest.mark.slow
 def test_stack_of_nefs_style_raws_gives_a_linear_dng_close_to_the_truth(
     raw_frames: Path, truth, tmp_path: Path
 ) -> None:
@@ -107,6 +108,7 @@ def test_stack_of_nefs_style_raws_gives_a_linear_dng_close_to_the_truth(
     assert "Validate                        : OK" in check.stdout, check.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ext", [".tif", ".png", ".jpg"])
 def test_rendered_outputs_from_raw_frames(raw_frames: Path, truth, tmp_path: Path, ext) -> None:
     out = tmp_path / f"stacked{ext}"
@@ -119,6 +121,7 @@ def test_rendered_outputs_from_raw_frames(raw_frames: Path, truth, tmp_path: Pat
     assert psnr(shown, expected, truth[1]) > 30.0
 
 
+@pytest.mark.slow
 def test_dng_from_rendered_frames_is_a_one_line_error(tmp_path: Path) -> None:
     frames = tmp_path / "jpegs"
     write_stack(frames, SceneSpec(width=160, height=120, seed=1), 3)
@@ -129,6 +132,7 @@ def test_dng_from_rendered_frames_is_a_one_line_error(tmp_path: Path) -> None:
     assert not (tmp_path / "out.dng").exists()
 
 
+@pytest.mark.slow
 def test_mixing_raw_and_rendered_frames_is_refused(raw_frames: Path, tmp_path: Path) -> None:
     tif = tmp_path / "tif"
     write_stack(tif, SPEC, 2)

@@ -173,6 +173,7 @@ def wait_for(path: Path, timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_cli_stacks_frames_dropped_in_while_it_runs(
     tmp_path: Path, stack_jpegs: list[bytes]
 ) -> None:
@@ -190,6 +191,7 @@ def test_cli_stacks_frames_dropped_in_while_it_runs(
     assert read_image(out).ndim == 3
 
 
+@pytest.mark.slow
 def test_cli_ctrl_c_writes_the_result_and_exits_0(tmp_path: Path, stack_jpegs: list[bytes]) -> None:
     hot, out = tmp_path / "hot", tmp_path / "out.tif"
     hot.mkdir()
@@ -204,6 +206,7 @@ def test_cli_ctrl_c_writes_the_result_and_exits_0(tmp_path: Path, stack_jpegs: l
     assert read_image(out).shape[2] == 3
 
 
+@pytest.mark.slow
 def test_cli_sigterm_before_any_frame_exits_130(tmp_path: Path) -> None:
     proc = run_watch(str(tmp_path), "-o", str(tmp_path / "out.tif"))
     assert proc.stderr is not None
@@ -215,6 +218,7 @@ def test_cli_sigterm_before_any_frame_exits_130(tmp_path: Path) -> None:
     assert not (tmp_path / "out.tif").exists()
 
 
+@pytest.mark.slow
 def test_cli_missing_folder_is_one_line(tmp_path: Path) -> None:
     proc = run_watch(str(tmp_path / "absent"), "-o", str(tmp_path / "o.tif"))
     _, stderr = proc.communicate(timeout=30)

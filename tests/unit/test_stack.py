@@ -59,6 +59,7 @@ def stacked(frames) -> dict[str, Stacker]:
     return {m: run(frames, method=m) for m in ("pyramid", "depthmap")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 4])  # the two hardest of seeds 1-5
 def test_transforms_within_a_tenth_of_a_pixel(seed: int) -> None:
     """Every recovered transform maps the frame corners within 0.1 px RMS of the truth.
@@ -243,6 +244,7 @@ def test_bad_options_are_errors() -> None:
         Stacker().result()
 
 
+@pytest.mark.slow
 def test_copes_with_the_extremes() -> None:
     """10 % breathing, shifts of 5 % of the width and 2 degrees of rotation on every frame
     (so up to 4 degrees between neighbours), 10 % exposure and white-balance drift, JPEG."""
