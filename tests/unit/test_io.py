@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -69,6 +70,23 @@ def test_unreadable_files_name_themselves(tmp_path: Path) -> None:
     # without rawpy: how to get RAW support; with it: rawpy's refusal of the junk
     with pytest.raises(UnreadableImageError, match=r"x\.cr2: (RAW files need|not a readable RAW)"):
         read_image(raw)
+
+
+def test_a_jpeg_cut_short_is_refused_and_any_file_name_is_read(tmp_path: Path) -> None:
+    """A half-written frame must not be merged with a grey bottom; a file name that is not
+    UTF-8 still reads."""
+    rng = np.random.default_rng(5)
+    jpeg = cv2.imencode(".jpg", rng.integers(0, 256, (120, 160, 3), dtype=np.uint8))[1].tobytes()
+    whole = tmp_path / "whole.jpg"
+    whole.write_bytes(jpeg)
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(jpeg[: len(jpeg) // 2])
+    with pytest.raises(UnreadableImageError, match=r"cut\.jpg: not a readable image"):
+        read_image(cut)
+    odd = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9.jpg"))
+    odd.write_bytes(jpeg)
+    np.testing.assert_array_equal(read_image(odd), read_image(whole))
+    np.testing.assert_array_equal(read_image(whole), cv2.imdecode(np.frombuffer(jpeg, np.uint8), 1))
 
 
 def test_atomic_write_leaves_no_temporary_and_honours_umask(tmp_path: Path) -> None:

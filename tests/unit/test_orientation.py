@@ -44,6 +44,8 @@ def test_apply_orientation_turns_as_opencv_and_viewers_do(
         stored = read_image(path, orientation=1)
         shown = read_image(path)
         assert np.array_equal(apply_orientation(stored, value), shown), (name, value)
+        by_opencv = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        assert np.array_equal(by_opencv, shown), (name, value)
         assert shown.shape[:2] == (pixels.shape[:2][::-1] if value >= 5 else pixels.shape[:2])
     (tmp_path / "p.png").write_bytes(png)
     assert file_orientation(tmp_path / "p.png") == 1
