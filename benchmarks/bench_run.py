@@ -8,7 +8,7 @@ timed wall-clock from launch to exit, with its peak RSS (``RUSAGE_CHILDREN`` of 
 process that runs only it) and, from the command's own summary line, the time from the last
 frame merged to the outputs written ("final") and from the last frame read to the same.
 Beside it, the floor: a process that merely decodes the same JPEGs one after the other
-(``cv2.imdecode`` of each file, summed). Runs on all cores and runs pinned to core 0 with
+(the faster of ``cv2.imread`` of each file and ``cv2.imdecode`` of its bytes, summed). Runs on all cores and runs pinned to core 0 with
 ``taskset -c 0`` alternate (1, all, all, 1, ...), so that a machine shared with other jobs
 disturbs both alike; the 1-minute load average is recorded before every run.
 
@@ -39,22 +39,30 @@ import common
 FINAL = re.compile(r"written ([0-9.]+) s after the last frame was stacked \(([0-9.]+) s after")
 
 
-def decode_floor(folder: Path) -> float:
-    """Seconds to decode every frame of ``folder`` once, in a fresh process (files cached)."""
+def decode_floor(folder: Path) -> dict[str, float]:
+    """Seconds to decode every frame of ``folder`` once, in a fresh process (files cached):
+    with ``cv2.imread`` from the file and with ``cv2.imdecode`` from its bytes in memory
+    (which adds a copy of the result). The floor is the faster of the two."""
     code = (
-        "import sys, time, cv2, numpy as np\n"
-        "from pathlib import Path\n"
-        "total = 0.0\n"
+        "import json, sys, time, cv2, numpy as np\n"
+        "total = {'imread': 0.0, 'imdecode': 0.0}\n"
         "for p in sys.argv[1:]:\n"
         "    t = time.perf_counter()\n"
-        "    img = cv2.imdecode(np.fromfile(p, dtype=np.uint8), cv2.IMREAD_COLOR)\n"
-        "    total += time.perf_counter() - t\n"
-        "print(total)\n"
+        "    img = cv2.imread(p, cv2.IMREAD_COLOR)\n"
+        "    total['imread'] += time.perf_counter() - t\n"
+        "    del img\n"
+        "    data = np.fromfile(p, dtype=np.uint8)\n"
+        "    t = time.perf_counter()\n"
+        "    img = cv2.imdecode(data, cv2.IMREAD_COLOR)\n"
+        "    total['imdecode'] += time.perf_counter() - t\n"
+        "    del img\n"
+        "print(json.dumps(total))\n"
     )
     paths = [str(p) for p in common.frame_paths(folder)]
     out = subprocess.run([sys.executable, "-c", code, *paths], capture_output=True, text=True)
     out.check_returncode()
-    return float(out.stdout.strip())
+    totals: dict[str, float] = json.loads(out.stdout)
+    return {**totals, "floor": min(totals.values())}
 
 
 def run_stack(folder: Path, out: Path, cores: str | None, extra: list[str]) -> dict[str, Any]:
@@ -132,7 +140,7 @@ def main() -> int:
     folder = common.ensure_stack(args.mp, args.frames)
     out = common.WORK / f"bench_run_out.{args.format}"
     ncores = len(os.sched_getaffinity(0))
-    decodes: list[float] = []
+    decodes: list[dict[str, float]] = []
     runs: list[dict[str, Any]] = []
     decodes.append(decode_floor(folder))  # also brings the files into the page cache
     for i in range(args.repeats):
@@ -146,7 +154,7 @@ def main() -> int:
                 flush=True,
             )
         decodes.append(decode_floor(folder))
-    decode = statistics.median(decodes)
+    decode = statistics.median(d["floor"] for d in decodes)
     one_core = [r for r in runs if r["cores"] == "0"]
     all_cores = [r for r in runs if r["cores"] == "all"]
     t1 = statistics.median(r["wall_s"] for r in one_core)
