@@ -8,9 +8,12 @@ timed wall-clock from launch to exit, with its peak RSS (``RUSAGE_CHILDREN`` of 
 process that runs only it) and, from the command's own summary line, the time from the last
 frame merged to the outputs written ("final") and from the last frame read to the same.
 Beside it, the floor: a process that merely decodes the same JPEGs one after the other
-(the faster of ``cv2.imread`` of each file and ``cv2.imdecode`` of its bytes, summed). Runs on all cores and runs pinned to core 0 with
-``taskset -c 0`` alternate (1, all, all, 1, ...), so that a machine shared with other jobs
-disturbs both alike; the 1-minute load average is recorded before every run.
+(the faster of ``cv2.imread`` of each file and ``cv2.imdecode`` of its bytes, summed). Runs
+on all cores and runs pinned to core 0 with ``taskset -c 0`` alternate (1, all, all, 1, ...),
+so that a machine shared with other jobs disturbs both alike; the 1-minute load average is
+recorded before every run. On a shared machine, raise the run's CPU share by running it from
+a shell whose autogroup is niced (``echo -20 > /proc/self/autogroup``, as root): with
+autogrouping, a plain ``nice`` only ranks processes within their own session.
 
     python benchmarks/bench_run.py --mp 24 --frames 24 --repeats 3
 
