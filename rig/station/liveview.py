@@ -15,7 +15,6 @@ the photographer still sees where the sharp slice lies.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import cv2
@@ -25,7 +24,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from rig.camera.errors import CameraUnsupportedError
-from rig.station.errors import NotFoundError, StationBusyError, StationError
+from rig.station.errors import NotFoundError, StationError
 from rig.station.service import Station
 from stacker.peaking import paint_peaking, peaking_mask
 from stacker.preview.publisher import encode_jpeg
@@ -39,15 +38,11 @@ class LiveView:
 
     def __init__(self, station: Station) -> None:
         self.station = station
-        self._lock = threading.Lock()  # one preview request reaches the camera at a time
         self._no_live_view = not hasattr(station.camera, "capture_preview")
 
     def frame(self, *, peaking: bool) -> tuple[bytes, dict[str, str]]:
         """``(jpeg, headers)``: the current live-view frame; headers say its source and peaking."""
-        running = self.station.running
-        if running is not None:
-            raise StationBusyError(f"live view pauses while session {running} shoots")
-        with self._lock:
+        with self.station.camera_idle("live view"):  # one frame at a time, never in a session
             jpeg, source = self._grab()
         headers = {"X-Live-Source": source}
         if peaking:

@@ -37,6 +37,7 @@ from stacker.preview.hub import PreviewHub
 from stacker.preview.publisher import encode_jpeg
 
 TEST_SHOT_DIR = ".test-shot"
+CAMERA_WAIT_S = 5.0  # a live-view frame waits this long for a test shot or a launch
 DEFAULT_TRAVEL = {"um": 300_000.0, "steps": 100_000.0}
 """How far from 0 a jog may go on a focuser without soft limits, unless the station is given its
 travel: further than any macro rail (300 mm) or lens (100000 steps) reaches, yet finite."""
@@ -111,6 +112,9 @@ class Station:
         self.units = focuser.capabilities.units
         self.limits = _jog_limits(focuser, travel)
         self._lock = threading.Lock()  # held while the rig moves or shoots for a request
+        # Held while a request uses the camera and while a session is launched: what checks
+        # that no session shoots, and then uses the camera, does both under it.
+        self._camera_lock = threading.Lock()
         self._runner: SessionRunner | None = None
         self._thread: threading.Thread | None = None
         self._session_id: str | None = None
@@ -170,6 +174,22 @@ class Station:
             self._lock.release()
             raise StationBusyError(f"cannot {what}: session {running} is running; stop it")
         return self._lock
+
+    @contextlib.contextmanager
+    def camera_idle(self, what: str) -> Iterator[None]:
+        """Use the camera for ``what`` (live view) while no session shoots, without holding
+        the rig: the rail may jog meanwhile. The running check is made under the camera lock,
+        which launching a session takes too, so no session can start between the check and
+        the use; :class:`StationBusyError` while one shoots."""
+        if not self._camera_lock.acquire(timeout=CAMERA_WAIT_S):
+            raise StationBusyError(f"cannot {what}: the camera is busy with another request")
+        try:
+            running = self.running
+            if running is not None:
+                raise StationBusyError(f"{what} pauses while session {running} shoots")
+            yield
+        finally:
+            self._camera_lock.release()
 
     def jog(self, *, by: str | None = None, to: str | None = None) -> float:
         """Move the rail ``by`` a distance or ``to`` a position (``"100um"``, ``"-1mm"``).
@@ -234,7 +254,8 @@ class Station:
         lock = self._exclusive("take a test shot")
         try:
             folder = own_empty_folder(self.root / TEST_SHOT_DIR)
-            files = self.camera.capture(folder, "test_shot")
+            with self._camera_lock:
+                files = self.camera.capture(folder, "test_shot")
         finally:
             lock.release()
         if not files:
@@ -277,7 +298,8 @@ class Station:
             if (self.root / sid).exists():
                 raise StationError(f"session {sid} exists already; resume it or choose a new name")
             folder = SessionFolder.create(self.root / sid, plan, config)
-            self._launch(sid, folder, plan, config)
+            with self._camera_lock:  # after a live-view frame in flight, before the next
+                self._launch(sid, folder, plan, config)
         finally:
             lock.release()
         return sid
@@ -290,7 +312,8 @@ class Station:
             raise StationError(f"session {sid} moves in {plan.units}; this focuser in {self.units}")
         lock = self._exclusive("resume")
         try:
-            self._launch(sid, folder, plan, config)
+            with self._camera_lock:
+                self._launch(sid, folder, plan, config)
         finally:
             lock.release()
 

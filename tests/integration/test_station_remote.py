@@ -7,6 +7,7 @@ The camera settings go through libgphoto2's virtual camera; the test-shot fallba
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,6 +66,68 @@ def test_live_view_pauses_while_a_session_shoots(client, station: Station) -> No
     assert r.status_code == 409 and "stop it" in r.json()["error"]
     station.wait(60)
     assert client.get("/api/liveview").status_code == 200
+
+
+class _SlowLiveView:
+    """The simulated rig's camera, with a live-view frame held until the test lets it go, and
+    a log of when the camera was used (instrumentation around the real simulated camera)."""
+
+    def __init__(self, camera) -> None:
+        self._camera = camera
+        self.release = threading.Event()
+        self.in_preview = threading.Event()
+        self.log: list[str] = []
+
+    def capture_preview(self) -> bytes:
+        self.log.append("preview")
+        self.in_preview.set()
+        assert self.release.wait(30)
+        self.log.append("preview done")
+        return self._camera.capture_preview()
+
+    def capture(self, *args, **kwargs):
+        self.log.append("capture")
+        return self._camera.capture(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self._camera, name)
+
+
+def test_a_session_starts_only_after_the_live_view_frame_in_flight(
+    rig: SimulatedRig, tmp_path: Path
+) -> None:
+    """The running check and the camera's use happen under one lock that launching a session
+    takes too: a session asked for while a live-view frame is being grabbed starts after it, and
+    the next live-view request is refused rather than interleaved with the session's shots."""
+    camera = _SlowLiveView(rig.camera)
+    st = Station(tmp_path / "s", focuser=rig.focuser, camera=camera, rig=SPEC.to_dict())  # type: ignore[arg-type]
+    served = _serve(st)
+    c = next(served)
+    codes: dict[str, int] = {}
+    plan = {"from": "0mm", "to": "1mm", "frames": 2, "settle": 0.01}
+
+    def view() -> None:
+        codes["view"] = c.get("/api/liveview").status_code
+
+    def start() -> None:
+        codes["start"] = c.post("/api/sessions", json={"plan": plan, "name": "after"}).status_code
+
+    viewing, starting = threading.Thread(target=view), threading.Thread(target=start)
+    viewing.start()
+    assert camera.in_preview.wait(30)
+    starting.start()
+    starting.join(0.5)
+    assert starting.is_alive() and st.running is None  # waiting for the frame in flight
+    camera.release.set()
+    viewing.join(30)
+    starting.join(30)
+    assert codes == {"view": 200, "start": 201}
+    assert camera.log[:2] == ["preview", "preview done"]
+    r = c.get("/api/liveview")
+    assert r.status_code == 409 and "pauses while session after" in r.json()["error"]
+    assert st.wait(60) is not None
+    assert "preview" not in camera.log[2:]
+    served.close()
 
 
 def test_without_live_view_the_last_test_shot_stands_in(rig: SimulatedRig, tmp_path: Path) -> None:
