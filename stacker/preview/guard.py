@@ -13,22 +13,29 @@
 - **Body size.** A declared ``Content-Length`` over the limit is refused before anything is read,
   and a body streamed without one is counted chunk by chunk and refused (413) as soon as it goes
   over, so a huge upload is never held in memory.
+- **Body time.** The body must arrive within ``body_timeout_s`` of the app's first asking for it;
+  a client that trickles it (a byte now and then keeps a socket read alive for ever) gets a 408
+  and the connection is closed. Once the body is complete, waiting for the client to leave (a
+  stream of events) is not limited.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import socket
 import sys
 from collections.abc import Iterable
-from typing import TextIO
+from typing import NoReturn, TextIO
 from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_BODY_BYTES = 64 * 1024
 """The largest request body served: control requests are small JSON objects."""
+BODY_TIMEOUT_S = 10.0
+"""The longest a request body may take to arrive once the app reads it."""
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "localhost.localdomain"})
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -86,19 +93,25 @@ def _is_ip(name: str) -> bool:
     return True
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyRefused(Exception):
+    """The body was refused (too large or too slow) and answered."""
 
 
 class RequestGuard:
     """ASGI middleware: Host allow-list, same-origin state changes and a streaming body limit."""
 
     def __init__(
-        self, app: ASGIApp, *, hosts: frozenset[str], max_body: int = MAX_BODY_BYTES
+        self,
+        app: ASGIApp,
+        *,
+        hosts: frozenset[str],
+        max_body: int = MAX_BODY_BYTES,
+        body_timeout_s: float = BODY_TIMEOUT_S,
     ) -> None:
         self.app = app
         self.hosts = hosts
         self.max_body = max_body
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -137,18 +150,32 @@ class RequestGuard:
 
     async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
         received = 0
-        started = refused = False
+        started = refused = whole = False
+        deadline: float | None = None
+
+        async def refuse(status: int, message: str) -> NoReturn:
+            nonlocal refused
+            if not started:
+                refused = True
+                await _answer(send, status, message)
+            raise _BodyRefused
 
         async def counted() -> Message:
-            nonlocal received, refused
-            message = await receive()
+            nonlocal received, whole, deadline
+            if whole:  # the body is in; the app waits for the client to leave
+                return await receive()
+            loop = asyncio.get_running_loop()
+            if deadline is None:
+                deadline = loop.time() + self.body_timeout_s
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                await refuse(408, f"request body not received within {self.body_timeout_s:g} s")
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                whole = not message.get("more_body", False)
                 if received > self.max_body:
-                    if not started:
-                        refused = True
-                        await _answer(send, 413, self._too_large())
-                    raise _BodyTooLarge
+                    await refuse(413, self._too_large())
             return message
 
         async def tracked(message: Message) -> None:
@@ -161,7 +188,7 @@ class RequestGuard:
 
         try:
             await self.app(scope, counted, tracked)
-        except _BodyTooLarge:
+        except _BodyRefused:
             pass
         except Exception:
             if not refused:

@@ -353,7 +353,8 @@ class PreviewServer:
     Whatever ``app`` it serves is wrapped in a :class:`~stacker.preview.guard.RequestGuard`
     (``Host`` names: loopback, the bound address and ``allow_hosts``; same-origin state changes;
     bodies up to ``max_body`` bytes), and connections are bounded: headers within
-    ``header_timeout_s``, idle keep-alive :data:`KEEP_ALIVE_S`, :data:`MAX_CONNECTIONS` at once.
+    ``header_timeout_s`` and the body within as long again, idle keep-alive
+    :data:`KEEP_ALIVE_S`, :data:`MAX_CONNECTIONS` at once.
     """
 
     def __init__(
@@ -394,7 +395,10 @@ class PreviewServer:
         sock = _bind(self.host, self.port)
         self.port = sock.getsockname()[1]
         guarded = RequestGuard(
-            self.app, hosts=allowed_host_names(self.host, self.allow_hosts), max_body=self.max_body
+            self.app,
+            hosts=allowed_host_names(self.host, self.allow_hosts),
+            max_body=self.max_body,
+            body_timeout_s=self.header_timeout_s,
         )
         protocol = type(
             "PreviewH11Protocol", (BoundedH11Protocol,), {"header_timeout_s": self.header_timeout_s}

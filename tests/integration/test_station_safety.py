@@ -176,6 +176,36 @@ def test_half_sent_headers_neither_starve_requests_nor_stay_open(station) -> Non
                 s.close()
 
 
+def test_a_trickled_body_is_answered_408_and_closed(station) -> None:
+    """A client that sends its headers and then its body a byte now and then would hold the
+    request (and a blocking worker reading it) for ever: it gets a 408 within the deadline and
+    the connection closes, while a real request is answered meanwhile."""
+    with PreviewServer(station.hub, app=station_app(station, TOKEN), header_timeout_s=1.0) as srv:
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        try:
+            s.sendall(
+                b"POST /api/jog HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                + f"Authorization: Bearer {TOKEN}\r\n".encode()
+                + b"Content-Type: application/json\r\nContent-Length: 40\r\n\r\n{"
+            )
+            t0 = time.monotonic()
+            for _ in range(3):  # a byte every half second: each read succeeds, the whole never
+                time.sleep(0.5)
+                with contextlib.suppress(OSError):
+                    s.sendall(b" ")
+            auth = {"Authorization": f"Bearer {TOKEN}"}
+            assert httpx.get(srv.url + "api/station", headers=auth, timeout=5).status_code == 200
+            answer = b""
+            while chunk := s.recv(4096):  # until the server closes the connection
+                answer += chunk
+            assert time.monotonic() - t0 < 5
+            assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+            assert b"not received within 1 s" in answer
+        finally:
+            s.close()
+    assert station.focuser.position == 0.0  # nothing moved
+
+
 # ------------------------------------------------------------------------ hosts, origins
 def test_foreign_hosts_and_origins_are_refused(server, tmp_path: Path) -> None:
     """Issue 11 item 11: DNS rebinding (a foreign Host) and a cookie-carrying POST from another
