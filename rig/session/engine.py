@@ -83,6 +83,11 @@ class EngineHooks:
     on_phase: Callable[[str, float | None], None]
     warn: Callable[[str], None]
 
+    def wait(self, seconds: float) -> None:
+        """Sleep ``seconds``, ending early (with :class:`SessionStopped`) on a stop."""
+        if seconds > 0 and self.stop.wait(seconds):
+            raise SessionStopped()
+
 
 @dataclass
 class RunnerOptions:
@@ -149,8 +154,8 @@ class InFlight:
 class FrameEngine:
     """Shoots planned positions with ``focuser`` and ``camera`` into ``folder``'s frames.
 
-    ``on_phase`` hears ``"moving"``, ``"settling"`` and ``"capturing"`` (the runner shows them);
-    ``warn`` hears retries and set-aside files.
+    ``hooks.on_phase`` hears ``"moving"``, ``"settling"`` and ``"capturing"`` (the runner shows
+    them); ``hooks.warn`` hears retries and set-aside files; ``hooks.stop`` ends every wait.
     """
 
     def __init__(
@@ -161,41 +166,32 @@ class FrameEngine:
         focuser: Focuser,
         camera: CaptureDevice,
         options: RunnerOptions,
-        stop: threading.Event,
-        on_phase: Callable[[str, float | None], None],
-        warn: Callable[[str], None],
+        hooks: EngineHooks,
     ) -> None:
         self.folder = folder
         self.plan = plan
         self.focuser = focuser
         self.camera = camera
         self.options = options
-        self._stop = stop
-        self._on_phase = on_phase
-        self._warn = warn
+        self.hooks = hooks
         self._last_shutter: float | None = None
 
     def check_stop(self) -> None:
         """Raise :class:`SessionStopped` once a stop was requested."""
-        if self._stop.is_set():
-            raise SessionStopped()
-
-    def wait(self, seconds: float) -> None:
-        """Sleep ``seconds``, ending early (with :class:`SessionStopped`) on a stop."""
-        if seconds > 0 and self._stop.wait(seconds):
+        if self.hooks.stop.is_set():
             raise SessionStopped()
 
     def approach(self, index: int) -> Approach:
         """Move to frame ``index``'s position, settle, and wait for the flash to recharge."""
         started = time.monotonic()
         position = self.plan.position_of(index)
-        self._on_phase("moving", None)
+        self.hooks.on_phase("moving", None)
         self.focuser.move_to(position)  # the previous frame may still be downloading
         moved_at = time.time()
-        self._on_phase("settling", position)
-        self.wait(self.plan.settle_s + self.plan.exposure_delay_s)
+        self.hooks.on_phase("settling", position)
+        self.hooks.wait(self.plan.settle_s + self.plan.exposure_delay_s)
         if self._last_shutter is not None and self.plan.flash_recycle_s > 0:
-            self.wait(self.plan.flash_recycle_s - (time.monotonic() - self._last_shutter))
+            self.hooks.wait(self.plan.flash_recycle_s - (time.monotonic() - self._last_shutter))
         return Approach(index, position, moved_at, started)
 
     def overlapping(self) -> bool:
@@ -205,7 +201,7 @@ class FrameEngine:
     def expose(self, at: Approach) -> Shot | InFlight:
         """Capture at a reached position: the whole shot, or one still downloading."""
         self.check_stop()
-        self._on_phase("capturing", at.position)
+        self.hooks.on_phase("capturing", at.position)
         self._last_shutter = time.monotonic()
         if self.overlapping():
             camera: ReleasingDevice = self.camera  # type: ignore[assignment]
@@ -231,11 +227,11 @@ class FrameEngine:
                 raise RigError(f"frame {at.index}: the camera returned no file")
             return Shot(at.index, at.position, files, at.moved_at, flight.attempts)
         self.set_aside_partial(at.index, flight.attempts)
-        if not reshoot or self._stop.is_set() or not retryable(error):
+        if not reshoot or self.hooks.stop.is_set() or not retryable(error):
             raise error
-        self._warn(f"frame {at.index}: {error}; shooting it again")
+        self.hooks.warn(f"frame {at.index}: {error}; shooting it again")
         self.focuser.move_to(at.position)
-        self.wait(self.plan.settle_s + self.plan.exposure_delay_s)
+        self.hooks.wait(self.plan.settle_s + self.plan.exposure_delay_s)
         files, attempts = self.capture(at.index)
         return Shot(at.index, at.position, files, at.moved_at, flight.attempts + attempts)
 
@@ -258,15 +254,15 @@ class FrameEngine:
             except UserError as exc:
                 self.set_aside_partial(index, attempts)
                 if (
-                    self._stop.is_set()
+                    self.hooks.stop.is_set()
                     or not retryable(exc)
                     or attempts > self.options.capture_retries
                 ):
                     raise
-                self._warn(
+                self.hooks.warn(
                     f"frame {index}: {exc}; retrying ({attempts}/{self.options.capture_retries})"
                 )
-                self.wait(self.options.retry_delay_s * attempts)
+                self.hooks.wait(self.options.retry_delay_s * attempts)
 
     def set_aside_partial(self, index: int, attempt: int) -> None:
         """Move files a failed shot left (a RAW without its JPEG) out of ``frames/``.
@@ -283,17 +279,17 @@ class FrameEngine:
         ]
         if partial:
             aside = self.folder.set_aside(partial, f"attempt{attempt}")
-            self._warn(
+            self.hooks.warn(
                 f"frame {index}: moved {len(partial)} file(s) of the failed shot to {aside.name}/"
             )
 
     def return_to_start(self) -> None:
         """Move back to the first position; a failure is only a warning (the frames are shot)."""
-        self._on_phase("returning to start", None)
+        self.hooks.on_phase("returning to start", None)
         try:
             self.focuser.move_to(self.plan.start)
         except UserError as exc:
-            self._warn(f"could not return to start: {exc}")
+            self.hooks.warn(f"could not return to start: {exc}")
 
 
 def retryable(exc: BaseException) -> bool:

@@ -202,9 +202,7 @@ class SessionRunner:
                 focuser=focuser,
                 camera=camera,
                 options=self.options,
-                stop=hooks.stop,
-                on_phase=hooks.on_phase,
-                warn=hooks.warn,
+                hooks=hooks,
             )
         self._next_feed = 1
         self._waiting: dict[int, StackJob] = {}

@@ -17,9 +17,7 @@ RAM captures live only in libgphoto2's cache and would be lost with the connecti
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable
 
 from rig.camera.tether import CameraShot, Tether
 from rig.errors import RigError
@@ -66,6 +64,8 @@ class TetherEngine:
     ----------
     tether
         The camera side: waits for shots, downloads them, releases the shutter.
+    hooks
+        The runner's stop event and where phases go.
     idle_timeout_s
         End the session after this long without a new shot (``None``: wait until stopped).
     trigger_every_s
@@ -77,19 +77,15 @@ class TetherEngine:
         folder: SessionFolder,
         tether: Tether,
         *,
-        stop: threading.Event,
+        hooks: EngineHooks,
         idle_timeout_s: float | None = None,
         trigger_every_s: float | None = None,
-        on_phase: Callable[[str, float | None], None] = lambda message, position: None,
-        warn: Callable[[str], None] = lambda message: None,
     ) -> None:
         self.folder = folder
         self.tether = tether
+        self.hooks = hooks
         self.idle_timeout_s = idle_timeout_s
         self.trigger_every_s = trigger_every_s
-        self._stop = stop
-        self._on_phase = on_phase
-        self._warn = warn
         self._drained = False
         self._drain_until: float | None = None
         self._shot: CameraShot | None = None
@@ -98,11 +94,7 @@ class TetherEngine:
 
     def check_stop(self) -> None:
         """Raise :class:`SessionStopped` once stopped and every announced shot is taken."""
-        if self._stop.is_set() and self._drained:
-            raise SessionStopped()
-
-    def wait(self, seconds: float) -> None:
-        if seconds > 0 and self._stop.wait(seconds):
+        if self.hooks.stop.is_set() and self._drained:
             raise SessionStopped()
 
     def approach(self, index: int) -> Approach:
@@ -116,7 +108,7 @@ class TetherEngine:
         shot, self._shot = self._shot, None
         if shot is None:
             raise RigError(f"frame {at.index}: no shot from the camera to download")
-        self._on_phase("downloading", at.position)
+        self.hooks.on_phase("downloading", at.position)
         files = self.tether.download(shot, self.folder.frames_dir, frame_stem(at.index))
         self._last_activity = time.monotonic()
         return Shot(at.index, at.position, files, at.moved_at, 1)
@@ -126,18 +118,18 @@ class TetherEngine:
         raise RigError(f"frame {flight.approach.index}: a tether shot is never in flight")
 
     def _next(self, index: int) -> CameraShot:
-        if self._stop.is_set():
+        if self.hooks.stop.is_set():
             return self._drain()
-        self._on_phase(
+        self.hooks.on_phase(
             "releasing the shutter" if self.trigger_every_s else "waiting for the camera",
             None,
         )
         while True:
             self._maybe_trigger()
-            shot = self.tether.next_shot(self._slice(), self._stop)
+            shot = self.tether.next_shot(self._slice(), self.hooks.stop)
             if shot is not None:
                 return shot
-            if self._stop.is_set():
+            if self.hooks.stop.is_set():
                 return self._drain()
             idle = time.monotonic() - self._last_activity
             if self.idle_timeout_s is not None and idle >= self.idle_timeout_s:
@@ -191,11 +183,9 @@ def tether_runner(
         return TetherEngine(
             folder,
             tether,
-            stop=hooks.stop,
+            hooks=hooks,
             idle_timeout_s=idle_timeout_s,
             trigger_every_s=trigger_every_s,
-            on_phase=hooks.on_phase,
-            warn=hooks.warn,
         )
 
     return SessionRunner(
