@@ -117,6 +117,18 @@ CheckpointEvery = Annotated[
 # ----------------------------------------------------------------------------- devices, preview
 Rail = Annotated[str | None, typer.Option("--rail", help="Rail URL: grbl:///dev/ttyUSB0.")]
 Focus = Annotated[str, typer.Option("--focus", help="rail, or camera (lens motor).")]
+Home = Annotated[
+    bool,
+    typer.Option("--home", help="Home the rail first (positions are then from its switch)."),
+]
+AcceptPosition = Annotated[
+    bool,
+    typer.Option(
+        "--accept-position",
+        help="Take the rail's current position as the reference: it has no homing switch, or "
+        "its controller restarted when the port opened (it then reads 0 where it stands).",
+    ),
+]
 CameraModel = Annotated[
     str | None,
     typer.Option(

@@ -225,18 +225,8 @@ def shoot_cmd(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan; move nothing.")
     ] = False,
-    home: Annotated[
-        bool,
-        typer.Option("--home", help="Home the rail first (positions are then from its switch)."),
-    ] = False,
-    accept_position: Annotated[
-        bool,
-        typer.Option(
-            "--accept-position",
-            help="Take the rail's current position as the reference, even though its "
-            "controller restarted when the port opened (it then reads 0 where it stands).",
-        ),
-    ] = False,
+    home: opt.Home = False,
+    accept_position: opt.AcceptPosition = False,
     preview: tuple[bool, str, int],
 ) -> None:
     """Step focus, shoot a frame at each position and stack it live."""

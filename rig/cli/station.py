@@ -89,14 +89,8 @@ def station_cmd(
         ),
     ] = None,
     size: opt.Size = "1440x1080",
-    home: Annotated[bool, typer.Option("--home", help="Home the rail first.")] = False,
-    accept_position: Annotated[
-        bool,
-        typer.Option(
-            "--accept-position",
-            help="Take the rail's current position as the reference (no homing switch).",
-        ),
-    ] = False,
+    home: opt.Home = False,
+    accept_position: opt.AcceptPosition = False,
 ) -> None:
     """Serve the rig's control page: plan, jog, test shot, start/stop/resume, downloads."""
     from rig.station.api import station_app
