@@ -55,7 +55,7 @@ def subframe_peak(best: np.ndarray, prev: np.ndarray, nxt: np.ndarray, floor: fl
     return offset
 
 
-def confidence(best: np.ndarray) -> np.ndarray:
+def confidence(best: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
     """How far each pixel's best focus measure stands above the noise floor, as 0..1.
 
     The floor is the measure of the least textured 2 % of the image (sensor noise and JPEG
@@ -64,14 +64,69 @@ def confidence(best: np.ndarray) -> np.ndarray:
     stands above noise the winner was chosen by noise, whatever its neighbours in the stack.
     (The parabola's curvature, the contrast with the neighbouring frames, ranks pixels worse
     on the synthetic stacks of ``benchmarks/bench_depth.py``: it is largest in the halos of
-    strong edges, where a defocused edge spreads into its surround.)
+    strong edges, where a defocused edge spreads into its surround.) ``reference`` (default:
+    ``best``) is the map the floor is taken from, so that another measure (the runner-up
+    peak's) is judged against the same floor.
     """
     if best.size == 0:
         return np.zeros_like(best)
-    floor = max(float(np.percentile(best, 2)), 1e-6)
+    floor = max(float(np.percentile(best if reference is None else reference, 2)), 1e-6)
     w = 1.0 - np.float32(2.0 * floor) / np.maximum(best, np.float32(1e-6))
     np.clip(w, 0.0, 1.0, out=w)
     return (w * w).astype(np.float32)
+
+
+def resolve_occlusions(
+    frames: np.ndarray,
+    peaks: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    radius: int,
+    *,
+    share: float = 0.2,
+    trust: float = 0.5,
+) -> np.ndarray:
+    """``frames`` with each pixel's runner-up focus peak where its best one is borrowed.
+
+    ``peaks`` is (best measure, its frame, runner-up measure, its frame) per pixel, as the
+    :class:`~stacker.merge.FocusTracker` keeps them. Beside an occlusion edge the focus curve
+    has two humps: one at the depth of the pixel's own surface and one at the depth of the
+    surface across the edge, whose sharp texture or outline the focus window reaches. The
+    larger hump is often the other side's (inside a flat shape in front of a textured ground,
+    the ground's texture outweighs the shape's own outline), so the fill would give a flat
+    shape the surround's depth. A borrowed peak is a weak tail of a stronger source of the same
+    depth nearby; a pixel's own peak is close to the strongest of its depth around it. So each
+    peak's measure is divided by the largest measure of that depth (within one frame, best or
+    runner-up) within ``radius`` pixels, and the runner-up replaces the best where its ratio is
+    the higher. Only runner-ups at least two frames from the best, at least ``share`` of its
+    measure and with a confidence (:func:`confidence`, the best map's floor) above ``trust``
+    are considered: in flat areas noise makes humps of its own.
+    """
+    best, index, second, second_index = peaks
+    candidate = (
+        (second >= share * best)
+        & (np.abs(second_index.astype(np.int32) - index.astype(np.int32)) >= 2)
+        & (confidence(second, best) > trust)
+    )
+    if not candidate.any():
+        return frames
+    kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
+    count = int(max(index.max(), second_index.max())) + 1
+    runner = np.where(candidate, second_index.astype(np.int32), -2)
+
+    def source(k: int) -> np.ndarray:
+        """The measure of frame ``k``'s depth at each pixel: its best or runner-up peak."""
+        return np.maximum(np.where(index == k, best, 0), np.where(runner == k, second, 0))
+
+    own = np.zeros(best.shape, np.float32)
+    other = np.zeros(best.shape, np.float32)
+    window = [np.zeros(best.shape, np.float32), source(0)]  # frames k-1 and k
+    for k in range(count):
+        window.append(source(k + 1))
+        reach = cv2.dilate(np.maximum(np.maximum(window[0], window[1]), window[2]), kernel)
+        np.divide(best, reach, out=own, where=(index == k) & (reach > 0))
+        np.divide(second, reach, out=other, where=(runner == k) & (reach > 0))
+        window.pop(0)
+    switch = candidate & (other > own)
+    return np.where(switch, second_index.astype(np.float32), frames).astype(np.float32)
 
 
 def fill(
@@ -142,29 +197,35 @@ def push_pull(frames: np.ndarray, weight: np.ndarray, *, threshold: float = _LOW
 def distrust_halos(
     frames: np.ndarray, weight: np.ndarray, guide: np.ndarray, radius: int, *, jump: float = 1.5
 ) -> np.ndarray:
-    """``weight`` with halo pixels set to 0: near depths that have the far side's colour.
+    """``weight`` with halo pixels set to 0: depths that have the other side's colour.
 
     Beside a sharp edge at one depth over a surround at another, the surround's focus measure
     picks up the edge's energy (and, in the frames focused on the surround, the defocused
     object's light veils it), so a band of surround takes the object's depth with full
-    confidence. Where the depth within ``radius`` spans more than ``jump`` frames, a pixel on
-    the near side whose colour is closer to the mean colour of the far-side pixels around it
-    than to that of the near-side ones is such a halo: it loses its confidence and the fill
-    gives it its surround's depth.
+    confidence; the other way round, the edge of a flat object takes the depth of the textured
+    surround its focus window reaches. Where the depth within ``radius`` spans more than
+    ``jump`` frames, a pixel on either side whose colour is closer to the mean colour of the
+    other side's pixels around it than to that of its own side's is such a halo: it loses its
+    confidence and the fill gives it the depth of its own colour's neighbours. (Judging only
+    near-side pixels, as halos of raised objects, left a third more pixels over one frame off
+    on the board stacks of ``benchmarks/bench_depth.py``.)
     """
     kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
     lo, hi = cv2.erode(frames, kernel), cv2.dilate(frames, kernel)
     near_side = frames < (lo + hi) * np.float32(0.5)
+    far_side = frames > (lo + hi) * np.float32(0.5)  # neither where there is no step
     trusted = weight > _LOW
     g = _unit_guide(guide)
     distance = []
-    for side in (near_side & trusted, ~near_side & trusted):
+    for side in (near_side & trusted, far_side & trusted):
         mask = side.astype(np.float32)
         count = _box(mask, radius)
         mean = _box(g * mask[..., None], radius) / np.maximum(count, 1e-6)[..., None]
         distance.append((np.abs(g - mean).sum(axis=2), count))
-    (to_near, _), (to_far, far_count) = distance
-    halo = ((hi - lo) > jump) & near_side & (to_far < to_near) & (far_count > 1e-3)
+    (to_near, near_count), (to_far, far_count) = distance
+    step = (hi - lo) > jump
+    halo = step & near_side & (to_far < to_near) & (far_count > 1e-3)
+    halo |= step & far_side & (to_near < to_far) & (near_count > 1e-3)
     return np.where(halo, np.float32(0), weight).astype(np.float32)
 
 

@@ -31,14 +31,26 @@ from stacker.focus import WINDOW_PX, focus_measure
 
 class FocusTracker:
     """Per pixel, at pyramid level ``level``: the best focus measure so far, its frame index,
-    and the measures of the frames merged just before and just after that best frame.
+    the measures of the frames merged just before and just after that best frame, and the
+    runner-up peak of the focus curve (its measure and frame index).
 
     The neighbours' measures are what a sub-frame estimate of the focus peak and its confidence
     need (:mod:`stacker.depth`), and they are kept in constant memory: when frame i arrives,
     pixels it wins take the previous frame's measure (kept from the last update) as their
     "before", and pixels whose best is the previous frame take frame i's measure as their
     "after". Negative values mean unknown (no such frame, or it did not cover the pixel).
+
+    The runner-up peak is the highest measure of another hump of the curve: one separated from
+    the best frame by a valley below :attr:`valley` times the lower of the two. Beside an
+    occlusion edge the curve has two humps, one at each side's depth (the sharp outline and the
+    other side's texture), and the larger one is not always this side's
+    (:func:`stacker.depth.resolve_occlusions`). Also in constant memory: the lowest measure
+    since the best frame (the valley so far) is all a streaming pass needs to tell a new hump
+    from the best one's shoulder.
     """
+
+    valley = 0.7
+    """A dip below this share of the lower peak separates two humps of a focus curve."""
 
     def __init__(self, height: int, width: int, level: int) -> None:
         self.level = level
@@ -48,6 +60,9 @@ class FocusTracker:
         self.index = np.zeros((h, w), np.uint16)
         self.before = np.full((h, w), -1.0, np.float32)
         self.after = np.full((h, w), -1.0, np.float32)
+        self.second = np.full((h, w), -1.0, np.float32)
+        self.second_index = np.zeros((h, w), np.uint16)
+        self._dip = np.full((h, w), np.inf, np.float32)  # lowest measure since the best frame
         self.winner = np.zeros((h, w), np.uint8)
         self._follow = np.zeros((h, w), np.uint8)
         self._last = np.full((h, w), -1.0, np.float32)  # the previous frame's measure
@@ -65,6 +80,7 @@ class FocusTracker:
             cv.compare(self.index, self._last_index, cv2.CMP_EQ, dst=self._follow)
             cv2.bitwise_and(self._follow, valid, dst=self._follow)
             cv2.copyTo(fm, self._follow, self.after)
+        self._track_second(fm, valid, index)
         cv2.copyTo(fm, self.winner, self.best)
         cv2.copyTo(self._last, self.winner, self.before)
         self.after[self.winner > 0] = -1.0
@@ -72,6 +88,21 @@ class FocusTracker:
         fm[valid == 0] = -1.0
         self._last, self._last_index = fm, index
         return self.winner
+
+    def _track_second(self, fm: np.ndarray, valid: np.ndarray, index: int) -> None:
+        """Update the runner-up peak with frame ``index`` (before the best is updated)."""
+        win = self.winner > 0
+        # A new best frame beyond a valley: the old best is a hump of its own.
+        apart = win & (self._dip < self.valley * self.best) & (self.best > self.second)
+        self.second[apart] = self.best[apart]
+        self.second_index[apart] = self.index[apart]
+        # A frame that does not win, beyond a valley since the best: the top of another hump.
+        lose = ~win & (valid > 0)
+        np.minimum(self._dip, fm, out=self._dip, where=lose)
+        rise = lose & (self._dip < self.valley * fm) & (fm > self.second)
+        self.second[rise] = fm[rise]
+        self.second_index[rise] = index
+        self._dip[win] = np.inf
 
 
 class PyramidMerger:

@@ -650,6 +650,11 @@ class Stacker:
         else:
             # Halos reach about eight sigmas of the focus window, at this size.
             halo_px = 8 * WINDOW_PX * tw / self._shape[1]  # type: ignore[index]
+            peaks = (tracker.best, tracker.index, tracker.second, tracker.second_index)
+            if peaks[0].shape != (th, tw):
+                peaks = tuple(cv2.resize(a, (tw, th), interpolation=cv2.INTER_NEAREST)
+                              for a in peaks)  # type: ignore[assignment]  # fmt: skip
+            frames = depth.resolve_occlusions(frames, peaks, max(1, round(halo_px)))
             guide = self._merger.composite(tracker.level)
             if guide.shape[:2] != (th, tw):
                 guide = cv2.resize(guide, (tw, th), interpolation=cv2.INTER_AREA)

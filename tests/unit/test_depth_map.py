@@ -206,3 +206,68 @@ def test_written_map_is_never_the_live_previews_cheap_fill() -> None:
     written = s.depth_frames_small()
     assert written.shape == live.shape
     assert not np.array_equal(written, live)
+
+
+def test_tracker_keeps_the_runner_up_hump_not_the_best_ones_shoulder() -> None:
+    """Left half: a focus curve with two humps (frames 3 and 10, the second lower); right half:
+    one hump (frame 6). The tracker keeps frame 10 as the left's runner-up, and no runner-up on
+    the right, whose frames beside the peak are its shoulder, not a hump of their own (at
+    most a ripple of rounding far down its tail)."""
+    tracker = FocusTracker(64, 128, 0)
+    valid = np.full((64, 128), 255, np.uint8)
+    rng = np.random.default_rng(3)
+    texture = cv2.GaussianBlur(rng.normal(0, 40, (64, 128)).astype(np.float32), (0, 0), 0.8)
+    left = np.arange(128)[None, :] < 64
+    for i in range(14):
+        two = np.exp(-((i - 3) ** 2) / 2.0) + 0.7 * np.exp(-((i - 10) ** 2) / 2.0)
+        one = np.exp(-((i - 6) ** 2) / (2 * 1.5**2))
+        gain = np.where(left, two, one) * np.ones((64, 1))
+        tracker.update(128 + texture * gain.astype(np.float32), valid, i)
+    # away from the halves' border: the focus window (sigma 6 px here) mixes them there
+    inner_left, inner_right = (slice(8, 56), slice(8, 28)), (slice(8, 56), slice(100, 120))
+    assert (tracker.index[inner_left] == 3).all()
+    assert (tracker.second_index[inner_left] == 10).all()
+    ratio = tracker.second[inner_left] / tracker.best[inner_left]
+    assert np.median(ratio) == pytest.approx(0.49, abs=0.1)  # energy: the gain squared
+    assert (tracker.index[inner_right] == 6).all()
+    assert (tracker.second[inner_right] < 1e-3 * tracker.best[inner_right]).all()
+
+
+def test_runner_up_peak_wins_where_the_best_is_a_tail_from_across_an_occlusion_edge() -> None:
+    """A textured ground at frame 12 (x < 30) beside a flat shape at frame 2 whose outline is at
+    x = 30. Near the edge both sides see both humps. The ground keeps its own depth (its measure
+    is the strongest of its depth around), the shape's side of the edge takes the outline's
+    depth: its ground hump is a fading tail of the texture across the edge."""
+    x = np.arange(60, dtype=np.float32)[None, :] * np.ones((40, 1), np.float32)
+    ground = np.where(x < 30, 10000.0, 10000.0 * np.exp(-((x - 29) ** 2) / 18.0))
+    outline = 6000.0 * np.exp(-((x - 30) ** 2) / 18.0)
+    best = np.maximum(ground, outline).astype(np.float32) + 1.0
+    second = np.minimum(ground, outline).astype(np.float32) + 1.0
+    index = np.where(ground >= outline, 12, 2).astype(np.uint16)
+    second_index = np.where(ground >= outline, 2, 12).astype(np.uint16)
+    frames = index.astype(np.float32)
+    out = depth.resolve_occlusions(frames, (best, index, second, second_index), 6)
+    assert (out[:, :29] == 12).all()
+    assert (out[:, 31:37] == 2).all()
+    # without a runner-up (negative: none found) nothing changes
+    none = np.full_like(best, -1.0)
+    assert np.array_equal(depth.resolve_occlusions(frames, (best, index, none, index), 6), frames)
+
+
+def test_halos_are_distrusted_on_both_sides_of_a_depth_step() -> None:
+    """Grey ground at frame 10 (left), a red shape at frame 2 (right). A band of the ground
+    next to the edge that took the shape's depth, or a band of the shape that took the
+    ground's, loses its confidence; everything else keeps it."""
+    h, w = 40, 80
+    guide = np.full((h, w, 3), 128, np.uint8)
+    guide[:, 40:] = (30, 30, 220)
+    truth = np.where(np.arange(w)[None, :] < 40, 10.0, 2.0) * np.ones((h, 1), np.float32)
+    weight = np.ones((h, w), np.float32)
+    for band, value in ((slice(34, 40), 2.0), (slice(40, 46), 10.0)):
+        frames = truth.astype(np.float32)
+        frames[:, band] = value
+        out = depth.distrust_halos(frames, weight, guide, 8)
+        assert (out[:, band] == 0).all()
+        others = np.ones(w, bool)
+        others[band] = False
+        assert (out[:, others] == 1).all()
