@@ -186,6 +186,7 @@ class Stacker:
         self._depth_cache: (
             tuple[tuple[int, int | None, bool], tuple[np.ndarray, np.ndarray]] | None
         ) = None
+        self._snapped_cache: tuple[int, np.ndarray] | None = None
 
     # ------------------------------------------------------------------ properties
     @property
@@ -550,13 +551,25 @@ class Stacker:
         return self.upsample_depth(self.depth_frames_small(), crop)
 
     def depth_frames_small(self) -> np.ndarray:
-        """:meth:`depth_frames` at the size it is computed at (longest side at most
-        ``_DEPTH_SIZE``), in the merge geometry: what the full-size maps are upsampled from."""
-        self._require()
+        """:meth:`depth_frames` at the size it is computed at, in the merge geometry: what the
+        full-size maps are upsampled from (in one bilinear warp each).
+
+        The map is filled with the longest side at most a quarter of the frame's and
+        ``_DEPTH_SIZE`` (depth varies slowly and the fill's cost grows with the size), then
+        brought to the composite's pyramid level at most four times that size with its depth
+        steps on the composite's edges (:func:`stacker.depth.snap_edges`)."""
+        merger = self._require()
         assert self._shape is not None
-        # At most a quarter of the frame and _DEPTH_SIZE: depth varies slowly, the fill's cost
-        # grows with the size, and the full-size map is one bilinear warp of this one.
-        return self._depth_small(min(-(-max(self._shape) // 4), _DEPTH_SIZE))[0]
+        if self._snapped_cache is not None and self._snapped_cache[0] == self._version:
+            return self._snapped_cache[1]
+        filled = self._depth_small(min(-(-max(self._shape) // 4), _DEPTH_SIZE))[0]
+        stop = 0
+        while max(self._shape) / 2 ** (stop + 1) >= 4 * max(filled.shape):
+            stop += 1
+        detail = self._full_composite() if stop == 0 else merger.composite(stop)
+        snapped = depth.snap_edges(filled, self._depth_guide(filled.shape), detail)
+        self._snapped_cache = (self._version, snapped)
+        return snapped
 
     def upsample_depth(
         self, small: np.ndarray, crop: bool = True, *, dst: np.ndarray | None = None
@@ -655,13 +668,19 @@ class Stacker:
                 peaks = tuple(cv2.resize(a, (tw, th), interpolation=cv2.INTER_NEAREST)
                               for a in peaks)  # type: ignore[assignment]  # fmt: skip
             frames = depth.resolve_occlusions(frames, peaks, max(1, round(halo_px)))
-            guide = self._merger.composite(tracker.level)
-            if guide.shape[:2] != (th, tw):
-                guide = cv2.resize(guide, (tw, th), interpolation=cv2.INTER_AREA)
-            filled = depth.refine(frames, weight, guide, halo_px=halo_px)
+            filled = depth.refine(frames, weight, self._depth_guide((th, tw)), halo_px=halo_px)
         np.clip(filled, merged[0], merged[-1], out=filled)
         self._depth_cache = (key, (filled, weight))
         return filled, weight
+
+    def _depth_guide(self, shape: tuple[int, int]) -> np.ndarray:
+        """The composite at the focus tracker's level, resized to ``shape`` (h, w) if need be:
+        the colours that guide the depth map's fill."""
+        merger = self._require()
+        guide = merger.composite(merger.tracker.level)
+        if guide.shape[:2] != shape:
+            guide = cv2.resize(guide, shape[::-1], interpolation=cv2.INTER_AREA)
+        return guide
 
     def _preview_fit(self, img: np.ndarray) -> np.ndarray:
         h, w = img.shape[:2]

@@ -171,7 +171,8 @@ def test_full_size_maps_are_one_warp_of_the_small_map_into_the_result_geometry()
     for f in st:
         s.add(f.image, position_um=f.focus_um)
     small = s.depth_frames_small()
-    assert max(small.shape) <= 240 // 4
+    # filled at a quarter of the frame, then snapped to the composite's edges at full size here
+    assert small.shape == (160, 240)
     for crop in (False, True):
         frames = s.depth_frames(crop=crop)
         assert frames.shape == s.result(crop=crop).shape[:2]
@@ -203,9 +204,10 @@ def test_written_map_is_never_the_live_previews_cheap_fill() -> None:
     for f in st:
         s.add(f.image, position_um=f.focus_um)
     live = s._depth_small(384, live=True)[0]
-    written = s.depth_frames_small()
+    written = s._depth_small(384)[0]  # what depth_frames_small snaps to the composite's edges
     assert written.shape == live.shape
     assert not np.array_equal(written, live)
+    assert s.depth_frames_small().shape == (160, 1600)  # at most four times the filled map
 
 
 def test_tracker_keeps_the_runner_up_hump_not_the_best_ones_shoulder() -> None:
@@ -271,3 +273,23 @@ def test_halos_are_distrusted_on_both_sides_of_a_depth_step() -> None:
         others = np.ones(w, bool)
         others[band] = False
         assert (out[:, others] == 1).all()
+
+
+def test_depth_steps_are_snapped_onto_the_composites_edges() -> None:
+    """A red disc at frame 2 on a grey ground at frame 10, the map filled at a quarter of the
+    composite's size: upsampled bilinearly its outline is a band of in-between depths; snapped,
+    every pixel of the composite takes its own side's depth (but for the antialiased rim)."""
+    h, w = 160, 240
+    detail = np.full((h, w, 3), 128, np.uint8)
+    disc = np.zeros((h, w), np.uint8)
+    cv2.circle(detail, (120, 80), 45, (30, 30, 220), -1)
+    cv2.circle(disc, (120, 80), 45, 255, -1)
+    truth = np.where(disc > 0, 2.0, 10.0).astype(np.float32)
+    guide = cv2.resize(detail, (w // 4, h // 4), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(truth, (w // 4, h // 4), interpolation=cv2.INTER_AREA)
+    smooth = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    snapped = depth.snap_edges(small, guide, detail)
+    assert np.mean(np.abs(smooth - truth) > 1) > 0.02  # the smeared band
+    assert np.mean(np.abs(snapped - truth) > 1) < 0.002
+    flat = cv2.erode(disc, np.ones((9, 9), np.uint8)) > 0
+    assert np.abs(snapped[flat] - 2.0).max() < 0.01
