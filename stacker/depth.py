@@ -269,13 +269,12 @@ def snap_edges(
     candidates, so it costs a few resizes). Elsewhere the map is upsampled bilinearly.
     """
     h, w = frames.shape
-    small = _unit_guide(guide)
     size = (detail.shape[1], detail.shape[0])
     kernel = np.ones((3, 3), np.uint8)
     lo, hi = cv2.erode(frames, kernel), cv2.dilate(frames, kernel)
     padded = cv2.copyMakeBorder(frames, 1, 1, 1, 1, cv2.BORDER_REPLICATE)
-    colours = cv2.copyMakeBorder(small, 1, 1, 1, 1, cv2.BORDER_REPLICATE)
-    lo_colour, hi_colour = np.empty_like(small), np.empty_like(small)
+    colours = cv2.copyMakeBorder(guide, 1, 1, 1, 1, cv2.BORDER_REPLICATE)
+    lo_colour, hi_colour = np.empty_like(guide), np.empty_like(guide)
     for dy in range(3):
         for dx in range(3):
             value, colour = padded[dy : dy + h, dx : dx + w], colours[dy : dy + h, dx : dx + w]
@@ -285,12 +284,20 @@ def snap_edges(
     def up(a: np.ndarray) -> np.ndarray:
         return cv2.resize(a, size, interpolation=cv2.INTER_LINEAR)
 
-    big = _unit_guide(detail)
-    to_lo = cv2.absdiff(big, up(lo_colour)).sum(axis=2)
-    to_hi = cv2.absdiff(big, up(hi_colour)).sum(axis=2)
+    # mean absolute difference over the channels, in the composite's own type (cheap)
+    mean = np.full((1, detail.shape[2]), 1.0 / detail.shape[2]) if detail.ndim == 3 else None
+
+    def distance(colour: np.ndarray) -> np.ndarray:
+        diff = cv2.absdiff(detail, up(colour))
+        return diff if mean is None else cv2.transform(diff, mean)
+
+    nearer = cv2.compare(distance(lo_colour), distance(hi_colour), cv2.CMP_LT)
     lo_up, hi_up = up(lo), up(hi)
-    snapped = np.where(to_lo < to_hi, lo_up, hi_up)
-    return np.where(hi_up - lo_up > jump, snapped, up(frames)).astype(np.float32)
+    step = cv.compare(cv2.subtract(hi_up, lo_up), jump, cv2.CMP_GT)
+    cv2.copyTo(lo_up, nearer, hi_up)  # hi_up is the snapped map from here on
+    out = up(frames)
+    cv2.copyTo(hi_up, step, out)
+    return out
 
 
 def _box(a: np.ndarray, radius: int) -> np.ndarray:
