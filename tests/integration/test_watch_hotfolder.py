@@ -13,6 +13,7 @@ import pytest
 
 from stacker.io import _jpeg_is_complete, read_image
 from stacker.watch import HotFolder, HotFolderError, UnreadableFrame, is_candidate
+from tests.hotfolder import write_old, write_slowly
 
 
 def textured_jpeg(seed: int, *, shift: int = 0, size: tuple[int, int] = (320, 240)) -> bytes:
@@ -25,26 +26,6 @@ def textured_jpeg(seed: int, *, shift: int = 0, size: tuple[int, int] = (320, 24
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 95])
     assert ok
     return buf.tobytes()
-
-
-def write_slowly(
-    path: Path, data: bytes, *, chunk: int = 4096, gap: float = 0.02, pause_at: int | None = None
-) -> None:
-    """Write ``data`` in small chunks like a slow upload; optionally stall once for 0.8 s."""
-    with path.open("wb") as fh:
-        for i, start in enumerate(range(0, len(data), chunk)):
-            fh.write(data[start : start + chunk])
-            fh.flush()
-            if pause_at is not None and i == pause_at:
-                time.sleep(0.8)
-            time.sleep(gap)
-
-
-def write_old(path: Path, data: bytes) -> None:
-    """A file that was already there a while ago (no settle wait)."""
-    path.write_bytes(data)
-    past = time.time() - 60
-    os.utime(path, (past, past))
 
 
 def stop_after(writer: threading.Thread, grace: float = 0.5) -> threading.Event:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from stacker.cli import main
 from stacker.errors import StackerError, UnreadableImageError
 from stacker.io import read_image
 from stacker.watch import MergedFrame, NoFramesError, WatchStatus, watch_and_stack
+from tests.hotfolder import write_old, write_slowly
 
 SPEC = SceneSpec(width=320, height=240, seed=7, depth_um=600.0, noise_sigma=1.0, jpeg_quality=92)
 
@@ -33,20 +33,6 @@ def stack_jpegs() -> list[bytes]:
         assert frame.encoded is not None
         frames.append(frame.encoded)
     return frames
-
-
-def write_slowly(path: Path, data: bytes, *, chunk: int = 4096, gap: float = 0.02) -> None:
-    with path.open("wb") as fh:
-        for start in range(0, len(data), chunk):
-            fh.write(data[start : start + chunk])
-            fh.flush()
-            time.sleep(gap)
-
-
-def write_old(path: Path, data: bytes) -> None:
-    path.write_bytes(data)
-    past = time.time() - 60
-    os.utime(path, (past, past))
 
 
 def test_frames_written_slowly_are_stacked_whole_existing_ones_first(
