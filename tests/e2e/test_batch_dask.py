@@ -21,6 +21,7 @@ import pytest
 from rig.sim.bayer import write_raw_stack
 from rig.sim.scene import SceneSpec, write_stack
 from stacker.io import read_image
+from tests.processes import free_port, interrupt
 
 pytestmark = pytest.mark.slow  # clusters of worker processes on a shared machine
 BIN = Path(sys.executable).parent
@@ -93,12 +94,6 @@ def test_local_cluster_of_two_workers_stacks_reports_and_resumes(
     ]  # fmt: skip
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -134,16 +129,7 @@ def test_separate_dask_scheduler_and_worker_processes(specimens: Path, tmp_path:
             assert sorted(p.name for p in out.glob("*.png")) == ["s0.png", "s1.png", "s2.png"]
             assert worker.poll() is None and scheduler.poll() is None  # the cluster lives on
         finally:
-            for p in (worker, scheduler):
-                if p is not None:
-                    p.send_signal(signal.SIGINT)
-            for p in (worker, scheduler):
-                if p is not None:
-                    try:
-                        p.wait(timeout=30)
-                    except subprocess.TimeoutExpired:
-                        p.kill()
-                        p.wait()
+            interrupt((worker, scheduler))
 
 
 def test_no_scheduler_there_is_a_one_line_error(specimens: Path, tmp_path: Path) -> None:

@@ -10,8 +10,6 @@ import json
 import os
 import re
 import shlex
-import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +19,7 @@ import pytest
 from rig.sim.bayer import write_raw_stack
 from rig.sim.scene import SceneSpec, write_stack
 from stacker.raw import read_raw_linear
+from tests.processes import free_port, interrupt
 
 pytestmark = pytest.mark.slow  # local Dask clusters
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
@@ -47,12 +46,6 @@ def test_raw_commands(tmp_path: Path) -> None:
         run(line, tmp_path)
     assert read_raw_linear(tmp_path / "stacked.dng").shape[2] == 3
     assert (tmp_path / "depth.png").exists() and (tmp_path / "stacked.tif").exists()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_batch_commands(tmp_path: Path) -> None:
@@ -85,14 +78,7 @@ def test_batch_commands(tmp_path: Path) -> None:
                 assert "127.0.0.1" in line
                 run(line, tmp_path)
     finally:
-        for p in reversed(background):
-            p.send_signal(signal.SIGINT)
-        for p in background:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        interrupt(reversed(background))
     rows = {r["name"]: r for r in map(json.loads, (tmp_path / "stacked" / "batch-report.jsonl")
                                          .read_text().splitlines())}  # fmt: skip
     assert rows["tray1-beetle"]["status"] == "skipped"
