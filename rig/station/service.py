@@ -151,29 +151,32 @@ class Station:
         self.hub.set_extra(station={"running": self.running, "units": self.units})
         self.hub.update_progress(position_um=self._position(), units=self.units)
 
+    def _moved(self, fallback: float) -> float:
+        """After a move: show the page where the rail stands and return that position
+        (``fallback`` when the rail cannot say)."""
+        self._publish_station()
+        position = self._position()
+        return fallback if position is None else position
+
     # ------------------------------------------------------------------ rig control
     @contextlib.contextmanager
     def exclusive(self, what: str) -> Iterator[None]:
         """Hold the rig (no session running, no other request moving or shooting) for the
         block; :class:`StationBusyError` naming ``what`` when it is taken. Every route that uses
-        the rail, the camera or a session folder while no session may start goes through it."""
-        lock = self._exclusive(what)
-        try:
-            yield
-        finally:
-            lock.release()
+        the rail, the camera or a session folder while no session may start goes through it.
 
-    def _exclusive(self, what: str) -> threading.Lock:
-        """Take the rig for one request: the lock first, then the running check under it, so two
-        simultaneous starts cannot both see an idle rig (a session's thread is alive before the
-        lock is let go)."""
+        The lock is taken first and the running check made under it, so two simultaneous
+        starts cannot both see an idle rig (a session's thread is alive before the lock is let
+        go)."""
         if not self._lock.acquire(timeout=0.1):
             raise StationBusyError(f"cannot {what}: the rig is busy with another request")
-        running = self.running
-        if running is not None:
+        try:
+            running = self.running
+            if running is not None:
+                raise StationBusyError(f"cannot {what}: session {running} is running; stop it")
+            yield
+        finally:
             self._lock.release()
-            raise StationBusyError(f"cannot {what}: session {running} is running; stop it")
-        return self._lock
 
     @contextlib.contextmanager
     def camera_idle(self, what: str) -> Iterator[None]:
@@ -205,8 +208,7 @@ class Station:
             raise StationError(f"jog '{key}': {exc}") from None
         if units != self.units:
             raise StationError(f"jog {text}: this focuser moves in {self.units}")
-        lock = self._exclusive("jog")
-        try:
+        with self.exclusive("jog"):
             target = value if to is not None else float(self.focuser.position) + value
             lo, hi = self.limits
             if not lo <= target <= hi:
@@ -216,48 +218,31 @@ class Station:
                     f"{format_length(hi, self.units)}"
                 )
             self.focuser.move_to(target)
-        finally:
-            lock.release()
-        self._publish_station()
-        position = self._position()
-        return position if position is not None else target
+        return self._moved(target)
 
     def home(self) -> float:
         """Run the rail's homing cycle (after an alarm or a restart); returns the position."""
         if not self.focuser.capabilities.can_home:
             raise StationError(f"{self.focuser.name} cannot home (no homing cycle configured)")
-        lock = self._exclusive("home")
-        try:
+        with self.exclusive("home"):
             self.focuser.home()
-        finally:
-            lock.release()
-        self._publish_station()
-        position = self._position()
-        return 0.0 if position is None else position
+        return self._moved(0.0)
 
     def unlock(self) -> float:
         """Clear the rail controller's alarm (GRBL ``$X``), keeping its position."""
         unlock = getattr(self.focuser, "unlock", None)
         if unlock is None:
             raise StationError(f"{self.focuser.name} has no alarm to clear")
-        lock = self._exclusive("unlock the rail")
-        try:
+        with self.exclusive("unlock the rail"):
             unlock()
-        finally:
-            lock.release()
-        self._publish_station()
-        position = self._position()
-        return 0.0 if position is None else position
+        return self._moved(0.0)
 
     def test_shot(self) -> dict[str, Any]:
         """Shoot one frame where the rail stands; it shows as the page's last frame."""
-        lock = self._exclusive("take a test shot")
-        try:
+        with self.exclusive("take a test shot"):
             folder = own_empty_folder(self.root / TEST_SHOT_DIR)
             with self._camera_lock:
                 files = self.camera.capture(folder, "test_shot")
-        finally:
-            lock.release()
         if not files:
             raise StationError("the camera returned no file for the test shot")
         image = read_image(files[0])
@@ -293,15 +278,12 @@ class Station:
             checkpoint_every=max(4, plan.frames // 4),
             camera=CameraSettings(self.camera).snapshot(),
         )
-        lock = self._exclusive("start a session")
-        try:
+        with self.exclusive("start a session"):
             if (self.root / sid).exists():
                 raise StationError(f"session {sid} exists already; resume it or choose a new name")
             folder = SessionFolder.create(self.root / sid, plan, config)
             with self._camera_lock:  # after a live-view frame in flight, before the next
                 self._launch(sid, folder, plan, config)
-        finally:
-            lock.release()
         return sid
 
     def resume(self, sid: str) -> None:
@@ -310,12 +292,8 @@ class Station:
         plan, config = folder.load_plan(), folder.load_config()
         if plan.units != self.units:
             raise StationError(f"session {sid} moves in {plan.units}; this focuser in {self.units}")
-        lock = self._exclusive("resume")
-        try:
-            with self._camera_lock:
-                self._launch(sid, folder, plan, config)
-        finally:
-            lock.release()
+        with self.exclusive("resume"), self._camera_lock:
+            self._launch(sid, folder, plan, config)
 
     def _launch(
         self, sid: str, folder: SessionFolder, plan: ShotPlan, config: SessionConfig
