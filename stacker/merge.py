@@ -5,8 +5,13 @@
   highest local activity seen so far (the selection rule of Forster et al. 2004): the band's
   absolute value averaged over a 5x5 window, the decision consistency-filtered (a majority vote
   over a 5x5 neighbourhood) so that isolated noise coefficients in flat areas are not chosen as
-  detail. The coarse bands and the lowpass base follow the frames that are in focus *there*: each
-  is a running blend of all frames weighted by a focus score (the finest band's activity,
+  detail, and checked against the pixel-level focus measure of the tracker (consistency across
+  scales, as in Li et al. 1995's consistency verification): where the best frame so far is
+  ``outclassed_by`` times sharper than the new one, the new frame's fine coefficients are not
+  taken, however active they are. A defocused saturated edge spreads large coefficients into
+  the fine bands around it, over a surround that another frame shows in focus. The coarse
+  bands and the lowpass base follow the frames that are in focus *there*: each is a running
+  blend of all frames weighted by a focus score (the finest band's activity,
   smoothed level by level to the coefficient's reach) to the fourth power. A frame that is sharp
   nearby dominates; frames that are not (which spread a saturated object's colour into its
   surround: colour glow) hardly count; where no frame is sharper than another (flat areas) the
@@ -104,6 +109,11 @@ class FocusTracker:
         self.second_index[rise] = index
         self._dip[win] = np.inf
 
+    @property
+    def latest(self) -> np.ndarray:
+        """The focus measure of the frame folded in last (negative where it did not cover)."""
+        return self._last
+
 
 class PyramidMerger:
     """Fused Laplacian pyramid: max-activity selection in the fine bands, focus-weighted blending
@@ -114,6 +124,7 @@ class PyramidMerger:
     coarse_from = 3  # bands from here on (and the base) follow the smoothed focus score
     score_sigma = 1.5  # smoothing of the focus score at every coarse level, in its pixels
     sharpness = 4.0  # exponent of the focus score in the coarse weights
+    outclassed_by = 8.0  # fine coefficients of a frame this much less sharp are never taken
 
     def __init__(self, height: int, width: int, dtype: np.dtype) -> None:
         self.dtype = np.dtype(dtype)
@@ -133,6 +144,9 @@ class PyramidMerger:
         self._green0 = np.zeros((height, width), act_dt)
         self._mask = [np.zeros(shape, np.uint8) for shape in self.decision_shapes]
         self._mask0 = np.zeros((height, width), np.uint8)
+        tw, th = pyramid.level_shapes(height, width, self.track_level + 1)[-1][::-1]
+        self._scaled = np.zeros((th, tw), np.float32)
+        self._allowed = np.zeros((th, tw), np.uint8)
         # Coarse bands and base: focus-weighted running sums (float32; a few % of a frame).
         coarse = self.shapes[self.fine :]
         self.weight_sum = [np.zeros(shape, np.float32) for shape in coarse]
@@ -183,7 +197,13 @@ class PyramidMerger:
 
     def _merge_fine(self, valid_small: np.ndarray, first: bool) -> None:
         """Fine bands: each coefficient from the frame with the highest local activity, the
-        decision majority-filtered (5x5) so isolated noise in flat areas is not picked."""
+        decision majority-filtered (5x5) so isolated noise in flat areas is not picked, and
+        never where the tracker finds the new frame outclassed (the tracker is updated
+        first)."""
+        tracker = self.tracker
+        cv.multiply(tracker.latest, self.outclassed_by, dst=self._scaled)
+        cv2.compare(tracker.best, self._scaled, cv2.CMP_LE, dst=self._allowed)
+        allowed: dict[tuple[int, int], np.ndarray] = {}  # per decision size (bands 0, 1 share)
         for k in range(self.fine):
             act = self._band_activity(k)
             decision: np.ndarray = self._mask[k]
@@ -193,6 +213,10 @@ class PyramidMerger:
                 win = cv2.compare(act, self.activity[k], cv2.CMP_GT)
                 win = cv2.medianBlur(win, 5 if min(h, w) > 64 else 3)
                 cv2.bitwise_and(win, decision, dst=decision)
+                if (h, w) not in allowed:
+                    up = cv2.resize(self._allowed, (w, h), interpolation=cv2.INTER_LINEAR)
+                    allowed[h, w] = cv.compare(up, 127, cv2.CMP_GT, dst=up)
+                cv2.bitwise_and(allowed[h, w], decision, dst=decision)
             cv2.copyTo(act, decision, self.activity[k])
             if k == 0:
                 fh, fw = self.shapes[0]
@@ -234,9 +258,9 @@ class PyramidMerger:
         ``valid_small`` its coverage at the tracker's size.
         """
         pyramid.build(pyramid.to_work(frame, gains, self._work), self.levels, self.bands)
+        self.tracker.update(small, valid_small, index)
         self._merge_fine(valid_small, self.count == 0)
         self._merge_coarse(valid_small)
-        self.tracker.update(small, valid_small, index)
         self.count += 1
 
     def composite(self, stop: int = 0) -> np.ndarray:
