@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,9 @@ from stacker.io import read_image, write_image
 
 FAMILIES = [f"{b}-{d}" for b in BACKGROUNDS for d in DEFOCUS_MODELS]
 HEADER = ["scene", "method", "luma dB", "glow band dB", "wall s", "offset px"]
+REUSABLE = ("baseline", "enfuse")
+"""Contenders whose output does not depend on this checkout: when skipped (``--skip``), their
+output from an earlier run in the scene's output folder is scored again."""
 CLI = "import sys; sys.path.insert(0, sys.argv.pop(1)); from stacker.cli import main; main()"
 
 
@@ -70,32 +74,42 @@ def run_stacker_cli(root: Path, folder: Path, out: Path, method: str) -> dict[st
     return common.timed_run(cmd)
 
 
+def reference_frames(folder: Path, stack: GlowStack, images: Iterable[np.ndarray]):
+    """``images`` (one per frame of ``folder``) in the truth's geometry, with the frames'
+    exposure and white-balance gains undone: what a perfect aligner would merge."""
+    h, w = stack.truth().shape[:2]
+    for img, frame_t, gains in zip(images, stack.transforms(), _gains(folder), strict=True):
+        ref = to_reference(img, frame_t, (w, h), interpolation=cv2.INTER_CUBIC)
+        yield cv2.convertScaleAbs(
+            ref.astype(np.float32) * np.float32(tuple(1.0 / g for g in gains))
+        )
+
+
+def frame_files(folder: Path) -> Iterator[np.ndarray]:
+    """The frames of ``folder`` as read from their files."""
+    return (read_image(p) for p in common.frame_paths(folder))
+
+
+def clean_renders(stack: GlowStack) -> Iterator[np.ndarray]:
+    """The frames of ``stack`` rendered again without noise or JPEG (the scene-aware guides)."""
+    clean = GlowStack(replace(stack.spec, noise_sigma=0.0, jpeg_quality=None), stack.n_frames)
+    return (f.image for f in clean)
+
+
 def oracle(folder: Path, stack: GlowStack, outdir: Path) -> dict[str, Path]:
     """Write the perfect per-pixel choices of ``folder``'s frames: judged on the frames
     themselves ("noise-lucky"), and judged on noise-free renders of them ("scene-aware")."""
     truth = stack.truth()
-    h, w = truth.shape[:2]
-    clean = GlowStack(replace(stack.spec, noise_sigma=0.0, jpeg_quality=None), stack.n_frames)
-
-    def frames(images):
-        for img, frame_t, gains in zip(images, stack.transforms(), _gains(folder), strict=True):
-            ref = to_reference(img, frame_t, (w, h), interpolation=cv2.INTER_CUBIC)
-            yield cv2.convertScaleAbs(
-                ref.astype(np.float32) * np.float32(tuple(1.0 / g for g in gains))
-            )
-
-    def files():
-        return (read_image(p) for p in common.frame_paths(folder))
-
     out = {
         "perfect choice (noise-lucky)": outdir / "oracle_lucky.tif",
         "perfect choice (scene-aware)": outdir / "oracle_scene.tif",
     }
-    write_image(out["perfect choice (noise-lucky)"], perfect_choice(frames(files()), truth)[0])
-    guides = frames(f.image for f in clean)
+    frames = reference_frames(folder, stack, frame_files(folder))
+    write_image(out["perfect choice (noise-lucky)"], perfect_choice(frames, truth)[0])
+    guides = reference_frames(folder, stack, clean_renders(stack))
+    frames = reference_frames(folder, stack, frame_files(folder))
     write_image(
-        out["perfect choice (scene-aware)"],
-        perfect_choice(frames(files()), truth, guides=guides)[0],
+        out["perfect choice (scene-aware)"], perfect_choice(frames, truth, guides=guides)[0]
     )
     return out
 
@@ -130,9 +144,13 @@ def run_family(family: str, seed: int, args: argparse.Namespace, skip: set[str])
     runs: dict[str, dict[str, Any]] = {}
     contenders = ["stackrig", "before", "baseline", "enfuse"]
     for name in contenders:
+        out = outdir / f"{name}.tif"
+        if name in skip and name in REUSABLE and out.exists():
+            print(f"{family}: {name} scored from its output of an earlier run")
+            runs[name] = {"wall_s": float("nan"), "earlier_run": True}
+            continue
         if name in skip or (name == "before" and args.before is None):
             continue
-        out = outdir / f"{name}.tif"
         out.unlink(missing_ok=True)
         print(f"{family}: running {name} ...", flush=True)
         if name == "enfuse":
@@ -177,7 +195,12 @@ def main() -> int:
         default=common.HERE.parent,
         help="checkout whose stacker/ gives 'stackrig' rows (default: this one)",
     )
-    ap.add_argument("--skip", default="", help="comma separated: stackrig, baseline, enfuse")
+    ap.add_argument(
+        "--skip",
+        default="",
+        help="comma separated: stackrig, baseline, enfuse (a skipped baseline or enfuse is "
+        "scored from an earlier run's output when there is one)",
+    )
     ap.add_argument("--json", type=Path, default=common.WORK / "bench_glow.json")
     args = ap.parse_args()
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}

@@ -1,0 +1,180 @@
+"""Colour glow: which per-pixel decision the pyramid merge lacks, scored on the glow scenes.
+
+Every glow stack (the JPEG folders ``bench_glow.py`` renders and caches) is placed on the
+truth's geometry with its true transforms and gains (a perfect aligner), then merged in this
+process by :class:`stacker.merge.PyramidMerger` as coded, and again with one of its decisions
+replaced, so that each row says how much that decision is worth on its own:
+
+* **pyramid**: the merge as coded;
+* **pyramid, fine bands by perfect index**: the bands the merge selects per coefficient
+  (``PyramidMerger.coarse_from`` finest) taken from the frame the scene-aware perfect choice
+  names at that place: the most a better fine-band decision can give;
+* **pyramid, every band by perfect index**: every band and the base so (a multi-resolution
+  spline of the frames, Burt & Adelson 1983): what any band-wise selection can give;
+* **hard choice, merge's own decision**: every pixel whole from the frame that won the merge's
+  finest-band decision there (activity, 5x5 majority vote), no pyramid at all;
+* **hard detail down to band c**: bands 0..c of that hard composite over the merge's coarser
+  bands and base;
+* **hybrid r**: the hard composite where the finest-band activity's winner stands out (best
+  above ``r`` times the frames' mean), the pyramid elsewhere;
+* **depthmap merge**: :class:`stacker.merge.DepthMapMerger` (the hard choice of a smoothed
+  focus measure at half size, feathered), for comparison;
+* **perfect choice**: each pixel from the frame closest to the truth, judged on noise-free
+  renders (``bench_glow.py``'s scene-aware yardstick).
+
+Scores as ``bench_glow.py``'s (gain-fitted luma PSNR over the central 80 %, colour PSNR over the
+glow band), on every family and ``--seeds``. Alignment plays no part, so the figures sit above
+``bench_glow.py``'s and compare decisions with each other only.
+
+    python benchmarks/bench_glow_decisions.py --size 750x500 --frames 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import bench_glow
+import common
+import cv2
+import numpy as np
+
+from evaluation.scoring import central_mask, fitted_psnr, perfect_choice
+from rig.sim.glow import GlowStack
+from stacker import pyramid
+from stacker.focus import measure_luma
+from stacker.merge import DepthMapMerger, PyramidMerger
+
+HYBRID_RATIOS = (1.5, 2.0, 3.0)
+
+
+class Recorder:
+    """A PyramidMerger run on reference-geometry frames that also keeps, per pixel, the frame
+    its finest-band decision last chose (as a hard composite) and that activity's best and sum,
+    and optionally overrides some bands with the frame a given index map names."""
+
+    def __init__(self, shape: tuple[int, int], forced: np.ndarray | None, levels: int) -> None:
+        h, w = shape
+        self.merger = PyramidMerger(h, w, np.dtype(np.uint8))
+        self.forced, self.forced_levels = forced, levels
+        self.hard = np.zeros((h, w, 3), np.uint8)
+        self.best: np.ndarray | None = None
+        self.total: np.ndarray | None = None
+
+    def add(self, frame: np.ndarray, index: int) -> None:
+        m = self.merger
+        valid = np.full(m.tracker.size[::-1], 255, np.uint8)
+        m.add(frame, (1.0, 1.0, 1.0), measure_luma(frame), valid, index)
+        h, w = self.hard.shape[:2]
+        won = cv2.resize(m._mask[0], (w, h), interpolation=cv2.INTER_NEAREST)
+        cv2.copyTo(frame, won, self.hard)
+        act = m._act_new[0].astype(np.float32)
+        if self.best is None or self.total is None:
+            self.best, self.total = act.copy(), act.copy()
+        else:
+            np.maximum(self.best, act, out=self.best)
+            self.total += act
+        if self.forced is not None:
+            for k in range(min(self.forced_levels, m.levels)):
+                lh, lw = m.shapes[k]
+                idx = cv2.resize(self.forced, (lw, lh), interpolation=cv2.INTER_NEAREST)
+                sel = idx == index
+                m.fused[k][sel] = m.bands[k][sel]
+
+    def composite(self) -> np.ndarray:
+        return self.merger.composite(0)
+
+    def hard_detail(self, down_to: int) -> np.ndarray:
+        """Bands 0..down_to of the hard composite over the merge's coarser bands."""
+        m = self.merger
+        h, w = self.hard.shape[:2]
+        bands = [np.zeros_like(b) for b in m.fused]
+        work = pyramid.to_work(self.hard, (1.0, 1.0, 1.0), np.zeros((h, w, 3), np.int16))
+        pyramid.build(work, m.levels, bands)
+        mixed = bands[: down_to + 1] + [b.copy() for b in m.fused[down_to + 1 :]]
+        return pyramid.from_work(pyramid.collapse(mixed), np.dtype(np.uint8))
+
+    def hybrid(self, ratio: float, count: int) -> np.ndarray:
+        """The hard composite where the best activity stands out, the pyramid elsewhere."""
+        assert self.best is not None and self.total is not None
+        h, w = self.hard.shape[:2]
+        sure = (self.best > ratio * self.total / count).astype(np.uint8)
+        sure = cv2.resize(sure, (w, h), interpolation=cv2.INTER_NEAREST)
+        out = self.composite()
+        cv2.copyTo(self.hard, sure, out)
+        return out
+
+
+def scene_rows(folder: Path) -> list[tuple[str, np.ndarray]]:
+    """Every composite of one stack, by name."""
+    stack = GlowStack.from_folder(folder)
+    truth = stack.truth()
+    frames = list(bench_glow.reference_frames(folder, stack, bench_glow.frame_files(folder)))
+    guides = bench_glow.reference_frames(folder, stack, bench_glow.clean_renders(stack))
+    perfect, index = perfect_choice(iter(frames), truth, guides=guides)
+    index_f = index.astype(np.float32)
+    fine = PyramidMerger.coarse_from
+    runs = {
+        "as coded": Recorder(truth.shape[:2], None, 0),
+        "fine by perfect": Recorder(truth.shape[:2], index_f, fine),
+        "all by perfect": Recorder(truth.shape[:2], index_f, 99),
+    }
+    h, w = truth.shape[:2]
+    depthmap = DepthMapMerger(h, w, np.dtype(np.uint8))
+    valid = np.full(depthmap.tracker.size[::-1], 255, np.uint8)
+    for i, frame in enumerate(frames):
+        for run in runs.values():
+            run.add(frame, i)
+        depthmap.add(frame, (1.0, 1.0, 1.0), measure_luma(frame), valid, i)
+    base = runs["as coded"]
+    rows = [
+        ("pyramid (as coded)", base.composite()),
+        (f"pyramid, bands 0-{fine - 1} by perfect index", runs["fine by perfect"].composite()),
+        ("pyramid, every band by perfect index", runs["all by perfect"].composite()),
+        ("hard choice, merge's own decision", base.hard),
+    ]
+    rows += [(f"hard detail, bands 0-{c}", base.hard_detail(c)) for c in (0, 1, 2, 3)]
+    rows += [(f"hybrid r={r:g}", base.hybrid(r, len(frames))) for r in HYBRID_RATIOS]
+    rows.append(("depthmap merge", depthmap.composite(0)))
+    rows.append(("perfect choice (scene-aware)", perfect))
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--families", default=",".join(bench_glow.FAMILIES))
+    ap.add_argument("--size", default="750x500")
+    ap.add_argument("--frames", type=int, default=10)
+    ap.add_argument("--seeds", default=f"{common.SEED},7", help="comma separated")
+    ap.add_argument("--json", type=Path, default=common.WORK / "bench_glow_decisions.json")
+    args = ap.parse_args()
+    width, height = (int(v) for v in args.size.split("x"))
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    scenes: list[str] = []
+    scores: dict[str, list[str]] = {}
+    results = []
+    for family in (f.strip() for f in args.families.split(",") if f.strip()):
+        for seed in seeds:
+            folder = bench_glow.ensure_glow_stack(family, width, height, args.frames, seed)
+            stack = GlowStack.from_folder(folder)
+            truth = stack.truth()
+            centre = central_mask(*truth.shape[:2])
+            band = centre & stack.glow_band()
+            scenes.append(f"{family} s{seed}")
+            for name, image in scene_rows(folder):
+                luma = fitted_psnr(image, truth, centre)
+                glow = fitted_psnr(image, truth, band, fit_mask=centre, luma=False)
+                scores.setdefault(name, []).append(f"{luma:.2f} / {glow:.2f}")
+                results.append({"scene": family, "seed": seed, "composite": name,
+                                "luma_psnr_db": luma, "glow_psnr_db": glow})  # fmt: skip
+                print(f"{scenes[-1]:24s} {name:40s} {luma:6.2f} {glow:6.2f}", flush=True)
+    print()
+    print("luma dB / glow band dB")
+    print(common.table([[name, *row] for name, row in scores.items()], ["composite", *scenes]))
+    common.write_json(args.json, {"machine": common.machine(), "results": results})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
