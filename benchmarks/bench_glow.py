@@ -67,6 +67,28 @@ def ensure_glow_stack(family: str, width: int, height: int, frames: int, seed: i
     return folder
 
 
+def scene_arguments(ap: argparse.ArgumentParser, *, size: str, frames: int, seeds: str) -> None:
+    """The options every glow benchmark takes to choose its stacks, with its own defaults."""
+    ap.add_argument("--families", default=",".join(FAMILIES))
+    ap.add_argument("--size", default=size)
+    ap.add_argument("--frames", type=int, default=frames)
+    ap.add_argument(
+        "--seeds",
+        default=seeds,
+        help="scene seeds, comma separated: each family is rendered and scored once per seed",
+    )
+
+
+def glow_scores(image: np.ndarray, stack: GlowStack) -> tuple[float, float]:
+    """Luma PSNR over the central 80 % and colour PSNR over the glow band, of a composite in
+    the truth's geometry."""
+    truth = stack.truth()
+    centre = central_mask(*truth.shape[:2])
+    band = centre & stack.glow_band()
+    luma = fitted_psnr(image, truth, centre)
+    return luma, fitted_psnr(image, truth, band, fit_mask=centre, luma=False)
+
+
 def run_stacker_cli(root: Path, folder: Path, out: Path, method: str) -> dict[str, Any]:
     """``stacker stack`` with the ``stacker`` package of checkout ``root``, timed."""
     cmd = [sys.executable, "-c", CLI, str(root), "stack", str(folder), "-o", str(out)]
@@ -179,14 +201,7 @@ def run_family(family: str, seed: int, args: argparse.Namespace, skip: set[str])
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--families", default=",".join(FAMILIES))
-    ap.add_argument("--size", default="1500x1000")
-    ap.add_argument("--frames", type=int, default=16)
-    ap.add_argument(
-        "--seeds",
-        default=str(common.SEED),
-        help="scene seeds, comma separated: each family is rendered and scored once per seed",
-    )
+    scene_arguments(ap, size="1500x1000", frames=16, seeds=str(common.SEED))
     ap.add_argument("--method", default="pyramid", help="stackrig method (default pyramid)")
     ap.add_argument("--before", type=Path, help="checkout whose stacker/ gives 'before' rows")
     ap.add_argument(

@@ -40,7 +40,7 @@ import common
 import cv2
 import numpy as np
 
-from evaluation.scoring import central_mask, fitted_psnr, perfect_choice
+from evaluation.scoring import perfect_choice
 from rig.sim.glow import GlowStack
 from stacker import pyramid
 from stacker.focus import measure_luma
@@ -143,10 +143,7 @@ def scene_rows(folder: Path) -> list[tuple[str, np.ndarray]]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--families", default=",".join(bench_glow.FAMILIES))
-    ap.add_argument("--size", default="750x500")
-    ap.add_argument("--frames", type=int, default=10)
-    ap.add_argument("--seeds", default=f"{common.SEED},7", help="comma separated")
+    bench_glow.scene_arguments(ap, size="750x500", frames=10, seeds=f"{common.SEED},7")
     ap.add_argument("--json", type=Path, default=common.WORK / "bench_glow_decisions.json")
     args = ap.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
@@ -158,13 +155,9 @@ def main() -> int:
         for seed in seeds:
             folder = bench_glow.ensure_glow_stack(family, width, height, args.frames, seed)
             stack = GlowStack.from_folder(folder)
-            truth = stack.truth()
-            centre = central_mask(*truth.shape[:2])
-            band = centre & stack.glow_band()
             scenes.append(f"{family} s{seed}")
             for name, image in scene_rows(folder):
-                luma = fitted_psnr(image, truth, centre)
-                glow = fitted_psnr(image, truth, band, fit_mask=centre, luma=False)
+                luma, glow = bench_glow.glow_scores(image, stack)
                 scores.setdefault(name, []).append(f"{luma:.2f} / {glow:.2f}")
                 results.append({"scene": family, "seed": seed, "composite": name,
                                 "luma_psnr_db": luma, "glow_psnr_db": glow})  # fmt: skip

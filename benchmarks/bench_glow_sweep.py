@@ -21,7 +21,6 @@ from pathlib import Path
 import bench_glow
 import common
 
-from evaluation.scoring import central_mask, fitted_psnr
 from rig.sim.glow import GlowStack
 from stacker.io import read_image
 from stacker.merge import PyramidMerger
@@ -55,21 +54,13 @@ def run(folder, setting: dict[str, float]) -> tuple[float, float, float]:
     finally:
         for k, v in saved.items():
             setattr(PyramidMerger, k, v)
-    stack = GlowStack.from_folder(folder)
-    truth = stack.truth()
-    centre = central_mask(*truth.shape[:2])
-    band = centre & stack.glow_band()
-    luma = fitted_psnr(out, truth, centre)
-    glow = fitted_psnr(out, truth, band, fit_mask=centre, luma=False)
+    luma, glow = bench_glow.glow_scores(out, GlowStack.from_folder(folder))
     return luma, glow, seconds
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--families", default=",".join(bench_glow.FAMILIES))
-    ap.add_argument("--size", default="750x500")
-    ap.add_argument("--frames", type=int, default=10)
-    ap.add_argument("--seeds", default=f"{common.SEED},7", help="comma separated")
+    bench_glow.scene_arguments(ap, size="750x500", frames=10, seeds=f"{common.SEED},7")
     ap.add_argument(
         "--set",
         action="append",
