@@ -120,10 +120,11 @@ def file_orientation(path: Path) -> int:
     return exif_orientation(read_metadata(path).exif)
 
 
-def exif_orientation(exif: bytes | None) -> int:
-    """IFD0's orientation tag (0x0112) of raw EXIF: 1 (upright) to 8; 1 when absent or odd."""
-    if not exif or len(exif) < 8 or exif[:2] not in (b"II", b"MM"):
-        return 1
+def _orientation_entry(exif: bytes) -> tuple[str, int] | None:
+    """(struct byte order, offset) of IFD0's orientation entry (tag 0x0112) in raw EXIF; its
+    value is 8 bytes in. ``None`` when the header is not TIFF's or IFD0 has no such entry."""
+    if len(exif) < 8 or exif[:2] not in (b"II", b"MM"):
+        return None
     end = "<" if exif[:2] == b"II" else ">"
     try:
         ifd = struct.unpack(end + "I", exif[4:8])[0]
@@ -131,30 +132,33 @@ def exif_orientation(exif: bytes | None) -> int:
         for k in range(count):
             entry = ifd + 2 + 12 * k
             if struct.unpack(end + "H", exif[entry : entry + 2])[0] == 0x0112:
-                value = struct.unpack(end + "H", exif[entry + 8 : entry + 10])[0]
-                return value if 1 <= value <= 8 else 1
+                return end, entry
+    except struct.error:
+        return None
+    return None
+
+
+def exif_orientation(exif: bytes | None) -> int:
+    """IFD0's orientation tag (0x0112) of raw EXIF: 1 (upright) to 8; 1 when absent or odd."""
+    found = _orientation_entry(exif) if exif else None
+    if exif is None or found is None:
+        return 1
+    end, entry = found
+    try:
+        value = struct.unpack(end + "H", exif[entry + 8 : entry + 10])[0]
     except struct.error:
         return 1
-    return 1
+    return value if 1 <= value <= 8 else 1
 
 
 def upright_exif(exif: bytes) -> bytes:
     """Return ``exif`` with IFD0's orientation tag (0x0112) set to 1, if present."""
-    if len(exif) < 8 or exif[:2] not in (b"II", b"MM"):
+    found = _orientation_entry(exif)
+    if found is None:
         return exif
-    end = "<" if exif[:2] == b"II" else ">"
+    end, entry = found
     buf = bytearray(exif)
-    try:
-        ifd = struct.unpack(end + "I", exif[4:8])[0]
-        count = struct.unpack(end + "H", exif[ifd : ifd + 2])[0]
-        for k in range(count):
-            entry = ifd + 2 + 12 * k
-            tag = struct.unpack(end + "H", exif[entry : entry + 2])[0]
-            if tag == 0x0112:
-                buf[entry + 8 : entry + 10] = struct.pack(end + "H", 1)
-                break
-    except (struct.error, IndexError):
-        return exif
+    buf[entry + 8 : entry + 10] = struct.pack(end + "H", 1)
     return bytes(buf)
 
 
