@@ -29,7 +29,7 @@ import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rig.errors import RigError
 from rig.focuser import Focuser
@@ -43,6 +43,16 @@ _STEM_INDEX = re.compile(r"(\d+)$")
 
 class SimulatedRigError(RigError):
     """The simulated rig cannot be set up (gphoto2 already loaded without the virtual camera)."""
+
+
+_Part = TypeVar("_Part")
+
+
+def _running(part: _Part | None) -> _Part:
+    """A part of the simulated rig, which exists only while the rig runs."""
+    if part is None:
+        raise SimulatedRigError("the simulated rig is not running (use it in a with block)")
+    return part
 
 
 @dataclass(frozen=True)
@@ -284,23 +294,17 @@ class SimulatedRig:
     # ---------------------------------------------------------------- parts
     @property
     def focuser(self) -> Focuser:
-        if self._focuser is None:
-            raise SimulatedRigError("the simulated rig is not running (use it in a with block)")
-        return self._focuser
+        return _running(self._focuser)
 
     @property
     def camera(self) -> SceneCamera:
         """The camera a session uses: renders the scene, then shoots through libgphoto2."""
-        if self._scene_camera is None:
-            raise SimulatedRigError("the simulated rig is not running (use it in a with block)")
-        return self._scene_camera
+        return _running(self._scene_camera)
 
     @property
     def gphoto_camera(self) -> Any:
         """The :class:`rig.camera.Camera` connected to libgphoto2's virtual body."""
-        if self._camera is None:
-            raise SimulatedRigError("the simulated rig is not running (use it in a with block)")
-        return self._camera
+        return _running(self._camera)
 
     @property
     def rail_url(self) -> str:
