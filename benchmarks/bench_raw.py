@@ -15,7 +15,6 @@ import argparse
 import itertools
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -101,15 +100,9 @@ def main() -> int:
     rows, results = [], []
     for mp in (float(x) for x in args.mp.split(",")):
         folder = ensure_raw_stack(mp, args.frames)
-        out = common.WORK / f"_run_{folder.name}_{args.method}.json"
-        out.unlink(missing_ok=True)
-        cmd = [sys.executable, str(Path(__file__)), "--worker", str(folder)]
-        cmd += ["--method", args.method, "--out", str(out)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0 or not out.exists():
-            sys.stderr.write(proc.stderr[-3000:])
+        r = common.run_worker(__file__, folder, args.method)
+        if r is None:
             return 1
-        r = json.loads(out.read_text())
         w, h = size_for(mp)
         r["bar_mb"] = BAR_24MP_MB * (w * h) / (6000 * 4000)
         results.append(r)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -107,19 +106,6 @@ def worker(folder: Path, method: str, out: Path) -> int:
     return 0
 
 
-def run_config(folder: Path, method: str) -> dict[str, Any] | None:
-    """Run one configuration in a fresh interpreter; None (and a message) if it failed."""
-    out = common.WORK / f"_run_{folder.name}_{method}.json"
-    out.unlink(missing_ok=True)
-    cmd = [sys.executable, str(Path(__file__)), "--worker", str(folder), "--method", method]
-    cmd += ["--out", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0 or not out.exists():
-        sys.stderr.write(proc.stderr[-3000:])
-        return None
-    return json.loads(out.read_text())
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="6,24", help="megapixels, comma separated (default 6,24)")
@@ -144,7 +130,7 @@ def main() -> int:
     for mp in sizes:
         folder = common.ensure_stack(mp, args.frames)
         print(f"stacking {folder.name} with {args.method} ...", flush=True)
-        r = run_config(folder, args.method)
+        r = common.run_worker(__file__, folder, args.method)
         if r:
             r["mp"] = mp
             runs.append(r)
@@ -153,10 +139,10 @@ def main() -> int:
         mp = args.memory_size
         short = next((r for r in runs if r["mp"] == mp and r["frames"] == args.frames), None)
         if short is None:
-            short = run_config(common.ensure_stack(mp, args.frames), args.method)
+            short = common.run_worker(__file__, common.ensure_stack(mp, args.frames), args.method)
         folder = common.ensure_stack(mp, args.memory_frames)
         print(f"stacking {folder.name} with {args.method} ...", flush=True)
-        long = run_config(folder, args.method)
+        long = common.run_worker(__file__, folder, args.method)
         if short and long:
             long["mp"] = mp
             runs.append(long)

@@ -236,3 +236,17 @@ def timed_run(cmd: list[str]) -> dict[str, Any]:
     if proc.returncode != 0:
         return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
     return {"wall_s": wall}
+
+
+def run_worker(script: str, folder: Path, method: str) -> dict[str, Any] | None:
+    """Run ``script --worker FOLDER --method METHOD --out JSON`` in a fresh interpreter and
+    return the JSON it wrote; None (and its stderr's tail) if it failed."""
+    out = WORK / f"_run_{folder.name}_{method}.json"
+    out.unlink(missing_ok=True)
+    cmd = [sys.executable, str(script), "--worker", str(folder), "--method", method]
+    cmd += ["--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0 or not out.exists():
+        sys.stderr.write(proc.stderr[-3000:])
+        return None
+    return json.loads(out.read_text())
