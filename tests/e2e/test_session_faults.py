@@ -50,6 +50,26 @@ def resume_completes(folder: Path, frames: int = 8) -> None:
     assert (folder / "composite.tif").is_file()
 
 
+def demo_interrupted_after(out: Path, frames: int, *args: str) -> subprocess.Popen[str]:
+    """``rig demo --out OUT ARGS`` as a child process, sent Ctrl-C's SIGINT once ``frames``
+    frames are in its journal (or after 60 s)."""
+    proc = subprocess.Popen(
+        rig_cmd("demo", "--out", str(out), *args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env(),
+    )
+    journal = out / "journal.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if journal.exists() and journal.read_text().count('"event":"frame"') >= frames:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    return proc
+
+
 @pytest.mark.parametrize(
     ("fault", "code", "shot", "needle"),
     [
@@ -76,20 +96,7 @@ def test_device_fault_stops_cleanly_and_resumes(
 
 def test_sigint_stops_after_the_frame_in_flight_with_exit_130(tmp_path: Path) -> None:
     out = tmp_path / "s"
-    proc = subprocess.Popen(
-        rig_cmd("demo", "--out", str(out), *ARGS, "--settle", "0.4s"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env(),
-    )
-    deadline = time.monotonic() + 60
-    journal = out / "journal.jsonl"
-    while time.monotonic() < deadline:
-        if journal.exists() and journal.read_text().count('"event":"frame"') >= 3:
-            break
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
+    proc = demo_interrupted_after(out, 3, *ARGS, "--settle", "0.4s")
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stdout + stderr
     assert "stopping after this frame" in stdout
@@ -105,22 +112,9 @@ def test_sigint_stops_after_the_frame_in_flight_with_exit_130(tmp_path: Path) ->
 
 def test_second_sigint_aborts_at_once_and_the_session_still_resumes(tmp_path: Path) -> None:
     out = tmp_path / "s"
-    proc = subprocess.Popen(
-        # Larger frames make the orderly stop (drain, write the composite) take long enough
-        # for the second signal to land during it.
-        rig_cmd("demo", "--out", str(out), "--frames", "5", "--size", "960x720", "--settle", "0"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env(),
-    )
-    journal = out / "journal.jsonl"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if journal.exists() and journal.read_text().count('"event":"frame"') >= 2:
-            break
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
+    # Larger frames make the orderly stop (drain, write the composite) take long enough for
+    # the second signal to land during it.
+    proc = demo_interrupted_after(out, 2, "--frames", "5", "--size", "960x720", "--settle", "0")
     time.sleep(0.05)  # signals are not queued: let the first handler run, then abort the stop
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=30)
