@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -37,9 +38,16 @@ def depth_paths(depth_path: str | os.PathLike[str]) -> tuple[Path, Path, Path]:
 
 
 def save_depth_map(
-    stacker: Stacker, depth_path: str | os.PathLike[str], *, crop: bool = True
+    stacker: Stacker,
+    depth_path: str | os.PathLike[str],
+    *,
+    crop: bool = True,
+    pool: Executor | None = None,
 ) -> list[Path]:
-    """Write the depth map, its colourised preview and its sidecar; returns the paths."""
+    """Write the depth map, its colourised preview and its sidecar; returns the paths.
+
+    With ``pool``, the map is computed here and the two images are made full size, encoded and
+    written on the pool's threads, side by side."""
     png, preview, sidecar = depth_paths(depth_path)
     merged = [r for r in stacker.records if r.merged]
     positions = [r.position_um for r in merged]
@@ -58,12 +66,23 @@ def save_depth_map(
     else:
         values = _round_u16(small)
         info.update(units="frame index")
-    values = stacker.upsample_depth(values, crop)
-    colour = stacker.depth_preview(crop=crop)
-    atomic_write_bytes(png, encode_image(values, ".png", software=OUTPUT_SOFTWARE, fast=True))
-    atomic_write_bytes(preview, encode_image(colour, ".jpg", software=OUTPUT_SOFTWARE))
+
+    def write_png() -> Path:
+        full = stacker.upsample_depth(values, crop)
+        return atomic_write_bytes(
+            png, encode_image(full, ".png", software=OUTPUT_SOFTWARE, fast=True)
+        )
+
+    def write_preview() -> Path:
+        colour = stacker.depth_preview(crop=crop)
+        return atomic_write_bytes(preview, encode_image(colour, ".jpg", software=OUTPUT_SOFTWARE))
+
+    if pool is None:
+        written = [write_png(), write_preview()]
+    else:
+        written = [job.result() for job in [pool.submit(write_png), pool.submit(write_preview)]]
     atomic_write_bytes(sidecar, (json.dumps(info, indent=2) + "\n").encode())
-    return [png, preview, sidecar]
+    return [*written, sidecar]
 
 
 def _round_u16(values: np.ndarray) -> np.ndarray:
@@ -96,9 +115,21 @@ def save_outputs(
             "write .tif, .png or .jpg instead"
         )
     try:
-        written = [_write_composite(stacker, out_path, raw, jpeg_quality, metadata_from, crop)]
-        if depth_path is not None:
-            written += save_depth_map(stacker, depth_path, crop=crop)
+        image = stacker.result(crop=crop)
+        # The composite is encoded and written while the depth map is made, and the depth
+        # map's two images side by side: each is mostly OpenCV or zlib work, which releases the
+        # GIL, and each alone would leave a core idle. What reads the merge state (the
+        # composite above, the depth map) runs on this thread first.
+        with ThreadPoolExecutor(3, thread_name_prefix="write-result") as pool:
+            composite = pool.submit(
+                _write_composite, image, out_path, raw, jpeg_quality, metadata_from
+            )
+            depth = (
+                []
+                if depth_path is None
+                else save_depth_map(stacker, depth_path, crop=crop, pool=pool)
+            )
+            written = [composite.result(), *depth]
     except OSError as exc:  # disk full, folder removed or made read-only meanwhile
         where = exc.filename or out_path
         hint = (
@@ -111,14 +142,12 @@ def save_outputs(
 
 
 def _write_composite(
-    stacker: Stacker,
+    image: np.ndarray,
     out_path: str | os.PathLike[str],
     raw: bool,
     jpeg_quality: int,
     metadata_from: str | os.PathLike[str] | None,
-    crop: bool,
 ) -> Path:
-    image = stacker.result(crop=crop)
     if raw:
         from stacker.raw import write_raw_result
 
