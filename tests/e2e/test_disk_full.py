@@ -56,7 +56,6 @@ def fill(folder: Path) -> Path:
     return filler
 
 
-@pytest.mark.slow
 def test_stack_into_a_full_disk_is_one_line_and_leaves_no_debris(
     tmp_path: Path, small_disk: Path
 ) -> None:

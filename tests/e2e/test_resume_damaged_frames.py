@@ -92,7 +92,6 @@ def test_truncated_and_symlinked_frames_are_set_aside_and_shot_again(
     assert "frame_0004.jpg is truncated JPEG" in text
 
 
-@pytest.mark.slow
 def test_rig_resume_names_a_broken_journal_line_before_starting(session: SessionFolder) -> None:
     with session.journal_path.open("a") as fh:
         fh.write('{"event":"frame","index":"six","position":1.0,"files":[]}\n')
