@@ -69,6 +69,7 @@ def test_fire_wait_and_copy_under_the_frame_stem(
     assert (incoming / "DSC_0002.JPG").exists()  # the original stays with its owner
 
 
+@pytest.mark.slow
 def test_no_file_is_a_one_line_camera_error(
     rail: tuple[StackShotSimulator, StackShotRail], tmp_path: Path
 ) -> None:

@@ -31,6 +31,7 @@ def test_cameras_table(card: VirtualCameraFolder) -> None:
     assert "Nikon DSC D750" in result.output and "usb:001,001" in result.output
 
 
+@pytest.mark.slow
 def test_shoot_prints_the_files_written(card: VirtualCameraFolder, tmp_path: Path) -> None:
     staged = card.stage(b"\xff\xd8cli shot\xff\xd9")
     out = tmp_path / "shots"

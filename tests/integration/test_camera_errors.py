@@ -152,6 +152,7 @@ def test_choose_camera_refuses_ambiguity_and_absence() -> None:
 # ------------------------------------------------------- retries on the real virtual body
 
 
+@pytest.mark.slow
 def test_busy_is_retried_with_back_off(
     camera: Camera, card: VirtualCameraFolder, tmp_path: Path
 ) -> None:
@@ -178,6 +179,7 @@ def test_claim_failure_is_not_retried(camera: Camera, tmp_path: Path) -> None:
     assert camera.sleep == []
 
 
+@pytest.mark.slow
 def test_disconnect_reconnects_and_keeps_the_session(
     camera: Camera, card: VirtualCameraFolder, tmp_path: Path
 ) -> None:

@@ -46,6 +46,7 @@ def body_files(camera: Camera) -> list[tuple[str, str]]:
 # ------------------------------------------------------------------ 1. where RAW files land
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("vendor", ["canon", "sony", "nikon"])
 def test_a_ram_capture_that_cannot_be_read_in_pieces_is_downloaded_whole(
     card: VirtualCameraFolder, tmp_path: Path, vendor: str
@@ -114,6 +115,7 @@ def test_files_per_shot_from_the_image_format() -> None:
         assert files_per_shot(value) == 1, value
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["ram", "card"])
 def test_a_late_jpeg_is_waited_for_and_kept_with_its_raw(
     card: VirtualCameraFolder, tmp_path: Path, target: str
@@ -127,6 +129,7 @@ def test_a_late_jpeg_is_waited_for_and_kept_with_its_raw(
         assert body_files(cam) == []
 
 
+@pytest.mark.slow
 def test_a_straggler_is_collected_with_the_next_shot_never_lost(
     card: VirtualCameraFolder,
     tmp_path: Path,
@@ -197,6 +200,7 @@ def test_nikon_step_too_small_is_not_taken_for_the_end_stop(card: VirtualCameraF
         assert quirks.state.lens == 10  # the probe went back to the end of travel
 
 
+@pytest.mark.slow
 def test_nikon_drive_waits_for_live_view_after_a_capture(
     card: VirtualCameraFolder, tmp_path: Path
 ) -> None:

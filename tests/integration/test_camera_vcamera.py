@@ -77,6 +77,7 @@ def test_opens_by_model_part_port_or_as_the_only_one(card: VirtualCameraFolder) 
         assert not cam.is_open
 
 
+@pytest.mark.slow
 def test_unknown_model_or_port_names_what_is_connected(card: VirtualCameraFolder) -> None:
     with pytest.raises(CameraNotFoundError, match=r"model 'EOS R5'.*Nikon DSC D750 on usb:001"):
         Camera.open(model="EOS R5")
@@ -159,6 +160,7 @@ def test_session_settings_are_restored_on_close(card: VirtualCameraFolder) -> No
 # ------------------------------------------------------------------------------ capture
 
 
+@pytest.mark.slow
 def test_many_captures_have_unique_ordered_names_and_staged_contents(
     camera: Camera, card: VirtualCameraFolder, tmp_path: Path
 ) -> None:
@@ -177,6 +179,7 @@ def test_many_captures_have_unique_ordered_names_and_staged_contents(
     assert sorted(p.name for p in out.iterdir()) == names  # no temporary files left behind
 
 
+@pytest.mark.slow
 def test_caller_stem_and_collisions_never_overwrite(
     camera: Camera, card: VirtualCameraFolder, tmp_path: Path
 ) -> None:
@@ -194,6 +197,7 @@ def test_caller_stem_and_collisions_never_overwrite(
     assert [p.name for p in camera.capture(out)] == ["frame_0042.jpg"]
 
 
+@pytest.mark.slow
 def test_progress_reports_start_and_end_of_each_file(
     camera: Camera, card: VirtualCameraFolder, tmp_path: Path
 ) -> None:
@@ -205,6 +209,7 @@ def test_progress_reports_start_and_end_of_each_file(
     assert [c[1] for c in calls] == sorted(c[1] for c in calls)
 
 
+@pytest.mark.slow
 def test_files_are_deleted_from_the_card_unless_kept(
     card: VirtualCameraFolder, tmp_path: Path
 ) -> None:
@@ -246,6 +251,7 @@ def test_closed_camera_refuses_work(card: VirtualCameraFolder, tmp_path: Path) -
 # ------------------------------------------------- the virtual body, as the harness says
 
 
+@pytest.mark.slow
 def test_virtual_body_reads_bytes_at_download_and_the_tree_at_open(
     camera: Camera, card: VirtualCameraFolder, tmp_path: Path
 ) -> None:
@@ -266,6 +272,7 @@ def test_virtual_body_reads_bytes_at_download_and_the_tree_at_open(
     late.unlink()
 
 
+@pytest.mark.slow
 def test_store_fills_after_26_shots_until_reconnect(
     camera: Camera, card: VirtualCameraFolder, tmp_path: Path
 ) -> None:
@@ -345,6 +352,7 @@ class TwoFileShots:
         return first
 
 
+@pytest.mark.slow
 def test_every_file_of_a_shot_is_downloaded_under_one_stem(
     camera: Camera, card: VirtualCameraFolder, tmp_path: Path
 ) -> None:
@@ -356,6 +364,7 @@ def test_every_file_of_a_shot_is_downloaded_under_one_stem(
     assert camera.capture(tmp_path / "out")[0].name == "frame_0002.jpg"
 
 
+@pytest.mark.slow
 def test_a_file_announced_before_the_shot_is_not_taken_for_it(
     camera: Camera, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

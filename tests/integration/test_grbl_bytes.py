@@ -63,6 +63,7 @@ def test_move_down_with_backlash_overshoots_then_returns(sim: GrblSimulator) -> 
     rail.close()
 
 
+@pytest.mark.slow
 def test_jog_home_and_unlock_bytes(sim: GrblSimulator, rail: GrblRail) -> None:
     mark = len(sim.received)
     rail.jog(-250.0)

@@ -35,6 +35,7 @@ def sent(sim: GrblSimulator, since: int = 0) -> bytes:
     return bytes(sim.received[since:]).replace(b"?", b"")
 
 
+@pytest.mark.slow
 def test_moves_reach_the_commanded_position_within_a_step(sim: GrblSimulator) -> None:
     rail = connect(sim)
     start = sim.machine_position[0]
@@ -92,6 +93,7 @@ def test_hard_limit_alarm_stops_a_sequence(sim: GrblSimulator) -> None:
         rail.close()
 
 
+@pytest.mark.slow
 def test_injected_alarm_during_a_move(sim: GrblSimulator) -> None:
     rail = connect(sim)
     threading.Timer(0.05, sim.trigger_alarm, args=(1,)).start()
@@ -106,6 +108,7 @@ def test_injected_alarm_during_a_move(sim: GrblSimulator) -> None:
     rail.close()
 
 
+@pytest.mark.slow
 def test_grbl_soft_limits_jog_error_15_and_g1_alarm_2() -> None:
     with GrblSimulator(time_scale=10.0, settings={20: 1, **QUICK_HOMING}) as sim:
         rail = connect(sim)
@@ -134,6 +137,7 @@ def test_boot_alarm_is_reported_and_only_unlocked_on_request() -> None:
         rail.close()
 
 
+@pytest.mark.slow
 def test_stop_during_a_long_move_halts_it_keeping_position(sim: GrblSimulator) -> None:
     rail = connect(sim)
     mark = len(sim.received)
@@ -164,6 +168,7 @@ def test_stop_cancels_a_jog_with_0x85(sim: GrblSimulator) -> None:
     rail.close()
 
 
+@pytest.mark.slow
 def test_disconnect_mid_move_then_reconnect(sim: GrblSimulator) -> None:
     rail = connect(sim, "&timeout=2")
     threading.Timer(0.1, sim.disconnect).start()
@@ -184,6 +189,7 @@ def test_disconnect_mid_move_then_reconnect(sim: GrblSimulator) -> None:
     rail.close()
 
 
+@pytest.mark.slow
 def test_board_reset_mid_move_is_a_clear_error(sim: GrblSimulator) -> None:
     rail = connect(sim)
     threading.Timer(0.1, sim.power_cycle).start()
@@ -253,6 +259,7 @@ def test_garbled_and_unexpected_lines_do_not_crash_the_driver(sim: GrblSimulator
     rail.close()
 
 
+@pytest.mark.slow
 def test_a_silent_controller_is_a_clear_error(sim: GrblSimulator) -> None:
     rail = connect(sim, "&timeout=0.3")
     sim.stall()
@@ -275,6 +282,7 @@ def test_work_coordinates_wpos_and_wco(sim: GrblSimulator) -> None:
     rail.close()
 
 
+@pytest.mark.slow
 def test_homing_sends_single_axis_or_all() -> None:
     with GrblSimulator(time_scale=20.0, settings=QUICK_HOMING) as sim:
         rail = connect(sim)
@@ -306,6 +314,7 @@ def test_missing_port_is_one_line_naming_it() -> None:
     assert "dialout" in message and "\n" not in message
 
 
+@pytest.mark.slow
 def test_a_port_with_no_grbl_is_named(tmp_path: object) -> None:
     # A pty nobody answers on: the handshake gives up with a one-line error.
     import os

@@ -40,6 +40,7 @@ def test_simulator_restarts_on_every_open_position_zero_banner_again() -> None:
         again.close()
 
 
+@pytest.mark.slow
 def test_first_open_of_a_board_that_reset_is_unreferenced_until_homed_or_accepted() -> None:
     with GrblSimulator(time_scale=20.0, settings=QUICK_HOMING) as sim:
         rail = connect(sim, sim.url)

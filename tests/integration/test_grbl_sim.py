@@ -163,6 +163,7 @@ def test_feed_hold_and_resume_completes_the_move(client: Client) -> None:
     assert client.wait_idle().startswith("<Idle|MPos:3.000,")
 
 
+@pytest.mark.slow
 def test_homing_and_hard_limit(sim: GrblSimulator, client: Client) -> None:
     assert client.lines_until_ok("$24=400") == ["ok"]  # quick locate
     assert client.lines_until_ok("$25=3000") == ["ok"]

@@ -47,6 +47,7 @@ def test_inch_reports_are_converted() -> None:
         rail.close()
 
 
+@pytest.mark.slow
 def test_motors_idling_between_frames_is_warned_about_and_can_be_fixed() -> None:
     with GrblSimulator(time_scale=20.0) as sim:
         status = CliRunner().invoke(app, ["status", sim.url])

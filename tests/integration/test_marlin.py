@@ -45,6 +45,7 @@ def test_connects_through_the_boot_chatter(sim: MarlinSimulator) -> None:
     rail.close()
 
 
+@pytest.mark.slow
 def test_move_bytes_and_arrival(sim: MarlinSimulator) -> None:
     rail = connect(sim, "&feed=5mm/s")
     mark = len(sim.received)
@@ -63,6 +64,7 @@ def test_move_bytes_and_arrival(sim: MarlinSimulator) -> None:
     rail.close()
 
 
+@pytest.mark.slow
 def test_backlash_and_busy_lines_during_a_long_wait(sim: MarlinSimulator) -> None:
     rail = connect(sim, "&backlash=30um&feed=30mm/min&timeout=0.3")
     # 2 mm at 0.5 mm/s is 4 s simulated (0.4 s real), longer than the 0.3 s of silence
@@ -75,6 +77,7 @@ def test_backlash_and_busy_lines_during_a_long_wait(sim: MarlinSimulator) -> Non
     rail.close()
 
 
+@pytest.mark.slow
 def test_without_busy_lines_a_long_silence_is_an_error() -> None:
     with MarlinSimulator(time_scale=10.0, busy_interval=100.0, emergency_parser=True) as quiet:
         rail = connect(quiet, "&feed=30mm/min&timeout=0.3")
@@ -122,6 +125,7 @@ def test_stop_is_m410_and_keeps_the_position(sim: MarlinSimulator) -> None:
     rail.close()
 
 
+@pytest.mark.slow
 def test_soft_endstop_clamping_is_reported() -> None:
     with MarlinSimulator(time_scale=10.0, travel_mm=12.0) as short:
         rail = connect(short)
@@ -142,6 +146,7 @@ def test_unknown_and_echo_lines_are_tolerated(sim: MarlinSimulator) -> None:
     rail.close()
 
 
+@pytest.mark.slow
 def test_m112_halts_until_reset(sim: MarlinSimulator) -> None:
     rail = connect(sim)
     rail.emergency_stop()
@@ -155,6 +160,7 @@ def test_m112_halts_until_reset(sim: MarlinSimulator) -> None:
     rail.close()
 
 
+@pytest.mark.slow
 def test_disconnect_mid_move_then_reconnect(sim: MarlinSimulator) -> None:
     rail = connect(sim)
     threading.Timer(0.1, sim.disconnect).start()

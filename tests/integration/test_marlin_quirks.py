@@ -47,6 +47,7 @@ def test_simulator_merges_a_move_under_six_steps_into_the_next(sim: MarlinSimula
     rail.close()
 
 
+@pytest.mark.slow
 def test_driver_refuses_moves_and_plans_below_six_steps(sim: MarlinSimulator) -> None:
     rail = connect(sim)
     rail.accept_position()
@@ -77,6 +78,7 @@ def test_stepper_count_catches_a_move_marlin_dropped(sim: MarlinSimulator) -> No
     rail.close()
 
 
+@pytest.mark.slow
 def test_simulator_without_emergency_parser_queues_m410_behind_m400(
     sim: MarlinSimulator,
 ) -> None:
@@ -93,6 +95,7 @@ def test_simulator_without_emergency_parser_queues_m410_behind_m400(
     rail.close()
 
 
+@pytest.mark.slow
 def test_stop_without_emergency_parser_still_halts_at_once(sim: MarlinSimulator) -> None:
     rail = connect(sim, "&feed=10mm/s")
     rail.accept_position()
@@ -110,6 +113,7 @@ def test_stop_without_emergency_parser_still_halts_at_once(sim: MarlinSimulator)
     rail.close()
 
 
+@pytest.mark.slow
 def test_soft_endstops_clamp_only_after_homing_and_backlash_stays_inside(
     sim: MarlinSimulator,
 ) -> None:

@@ -96,6 +96,7 @@ def test_images_are_the_producers_bytes_and_absent_ones_are_404(hub, client):
     assert client.get("/img/last.jpg").status_code == 404
 
 
+@pytest.mark.slow
 def test_events_deliver_the_state_then_a_message_after_each_update(hub, server):
     hub.update_frame(0, name="first")
     with (

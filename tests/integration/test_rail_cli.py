@@ -33,6 +33,7 @@ def rig(*args: str) -> subprocess.Popen[str]:
     )
 
 
+@pytest.mark.slow
 def test_status_and_move_against_the_grbl_simulator(sim: GrblSimulator) -> None:
     result = runner.invoke(app, ["status", sim.url])
     assert result.exit_code == 0, result.output
@@ -47,6 +48,7 @@ def test_status_and_move_against_the_grbl_simulator(sim: GrblSimulator) -> None:
     assert sim.motion_log[-1].kind == "jog"
 
 
+@pytest.mark.slow
 def test_home_stop_and_unlock(sim: GrblSimulator) -> None:
     result = runner.invoke(app, ["home", sim.url])
     assert result.exit_code == 0, result.output

@@ -132,6 +132,7 @@ def test_no_backlash_means_straight_moves() -> None:
     assert [(m.start, m.end) for m in rail.moves] == [(0.0, 500.0), (500.0, 100.0)]
 
 
+@pytest.mark.slow
 def test_settle_delay_is_waited_after_motion() -> None:
     rail = fast_rail(settle_s=0.3)
     began = time.monotonic()
@@ -139,6 +140,7 @@ def test_settle_delay_is_waited_after_motion() -> None:
     assert time.monotonic() - began >= 0.3
 
 
+@pytest.mark.slow
 def test_stop_from_another_thread_halts_a_long_move() -> None:
     rail = SimulatedRail(speed_mm_s=2.0, accel_mm_s2=50.0)
     threading.Timer(0.2, rail.stop).start()

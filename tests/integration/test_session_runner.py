@@ -80,6 +80,7 @@ def on_frame(index: int, action: Callable[[], None]) -> Callable[[SessionEvent],
     return subscriber
 
 
+@pytest.mark.slow
 def test_complete_run_walks_the_state_machine_and_calls_back(
     tmp_path: Path, sim: SimulatedRig
 ) -> None:
@@ -150,6 +151,7 @@ def test_stop_request_finishes_the_frame_then_resume_completes(
     assert events.count("start") == 1 and events.count("resume") == 1
 
 
+@pytest.mark.slow
 def test_abort_leaves_a_consistent_journal_and_no_composite(
     tmp_path: Path, sim: SimulatedRig
 ) -> None:
@@ -234,6 +236,7 @@ class BusyOnce:
         return self.camera.capture(dest_dir, stem, on_progress=on_progress)
 
 
+@pytest.mark.slow
 def test_a_busy_camera_is_retried_and_the_session_completes(
     tmp_path: Path, sim: SimulatedRig
 ) -> None:
@@ -255,6 +258,7 @@ def test_a_busy_camera_is_retried_and_the_session_completes(
     assert any("frame 3" in w and "retrying" in w for w in warnings)
 
 
+@pytest.mark.slow
 def test_a_camera_error_that_is_not_transient_stops_the_session(
     tmp_path: Path, sim: SimulatedRig
 ) -> None:
@@ -268,6 +272,7 @@ def test_a_camera_error_that_is_not_transient_stops_the_session(
     assert "card full" in str(result.error)
 
 
+@pytest.mark.slow
 def test_output_format_follows_the_session_config(tmp_path: Path, sim: SimulatedRig) -> None:
     plan = ShotPlan.from_frames(0.0, SPEC.depth_um, 3, settle_s=0.0)
     config = SessionConfig(
@@ -307,6 +312,7 @@ class HalfShotOnce(BusyOnce):
         return super().capture(dest_dir, stem, on_progress=on_progress)
 
 
+@pytest.mark.slow
 def test_files_of_a_failed_shot_are_set_aside_not_mixed_with_the_retry(
     tmp_path: Path, sim: SimulatedRig
 ) -> None:

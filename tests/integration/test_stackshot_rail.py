@@ -70,6 +70,7 @@ def test_backlash_approach_is_done_by_the_host(sim: StackShotSimulator) -> None:
     rail.close()
 
 
+@pytest.mark.slow
 def test_busy_answers_are_retried_then_reported(
     sim: StackShotSimulator, rail: StackShotRail
 ) -> None:
@@ -134,6 +135,7 @@ def test_simulator_skips_noise_before_a_request_and_refuses_unknown_commands(
     port.close()
 
 
+@pytest.mark.slow
 def test_another_device_on_the_port_is_a_one_line_error() -> None:
     with WeMacroSimulator() as other, pytest.raises(DeviceNotFoundError, match="no StackShot"):
         StackShotRail(other.path, timeout_s=0.3)

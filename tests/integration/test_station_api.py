@@ -72,6 +72,7 @@ PLAN = {"from": "0mm", "to": "3mm", "frames": 6, "settle": 0.01}
 
 
 # ------------------------------------------------------------------------------ tokens
+@pytest.mark.slow
 def test_requests_without_the_token_are_refused(server: PreviewServer) -> None:
     with httpx.Client(base_url=server.url.rstrip("/"), timeout=5) as anon:
         for path in ("/api/state", "/api/station", "/api/sessions", "/img/composite.jpg"):
@@ -129,6 +130,7 @@ def _raw_get(server: PreviewServer, target: str) -> tuple[int, bytes]:
     return int(data.split(b" ", 2)[1]), data
 
 
+@pytest.mark.slow
 def test_only_files_of_its_own_sessions_are_served(station, server, client, tmp_path) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("TOP SECRET")
@@ -205,6 +207,7 @@ def test_plan_jog_and_test_shot(station, client) -> None:
     assert client.get("/api/state").json()["progress"]["position_um"] == pytest.approx(1500)
 
 
+@pytest.mark.slow
 def test_start_stop_resume_and_download_through_the_api(station, client) -> None:
     plan = {**PLAN, "frames": 8}
     r = client.post("/api/sessions", json={"plan": plan, "name": "beetle"})

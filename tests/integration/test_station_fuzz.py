@@ -7,6 +7,7 @@ import json
 import math
 
 import httpx
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -50,6 +51,7 @@ def _answered(r: httpx.Response) -> dict:
     return data
 
 
+@pytest.mark.slow
 @FUZZ
 @given(body=plans)
 def test_any_plan_request_is_a_plan_or_a_one_line_error(client, body) -> None:
@@ -60,6 +62,7 @@ def test_any_plan_request_is_a_plan_or_a_one_line_error(client, body) -> None:
         assert 1 <= data["frames"] <= 10_000 and math.isfinite(data["duration_s"])
 
 
+@pytest.mark.slow
 @FUZZ
 @given(
     body=st.fixed_dictionaries(
@@ -82,6 +85,7 @@ def test_any_session_request_starts_one_or_is_refused_in_one_line(station, clien
         station.wait(60)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(body=st.dictionaries(st.sampled_from(["by", "to", "x"]), values, max_size=2))
 def test_any_jog_request_moves_within_the_travel_or_is_refused(station, client, body) -> None:
@@ -123,6 +127,7 @@ def test_absurd_plan_numbers_are_one_line_errors_naming_the_field(client) -> Non
         assert needle in r.json()["error"] and "\n" not in r.json()["error"]
 
 
+@pytest.mark.slow
 def test_unknown_method_or_align_is_refused_before_a_session_starts(station, client) -> None:
     """Issue 11 item 13: an unknown method or align was a 201 and a fault later."""
     plan = {"from": "0mm", "to": "1mm", "frames": 3, "settle": 0.01}

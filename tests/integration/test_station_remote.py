@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import httpx
 import numpy as np
+import pytest
 
 from rig.sim.rig import SimulatedRig
 from rig.station.api import station_app
@@ -43,6 +44,7 @@ def _image(r: httpx.Response) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ live view
+@pytest.mark.slow
 def test_live_view_shows_where_the_rail_stands_and_peaking_marks_it(client) -> None:
     first = _image(client.get("/api/liveview"))
     assert first.shape == (240, 320, 3)
@@ -57,6 +59,7 @@ def test_live_view_shows_where_the_rail_stands_and_peaking_marks_it(client) -> N
     assert magenta.mean() > 0.002 and ((moved[..., 0] > 200) & (moved[..., 1] < 90)).mean() < 0.001
 
 
+@pytest.mark.slow
 def test_live_view_pauses_while_a_session_shoots(client, station: Station) -> None:
     plan = {"from": "0mm", "to": "3mm", "frames": 4, "settle": 0.5}
     assert client.post("/api/sessions", json={"plan": plan, "name": "busy"}).status_code == 201
@@ -141,6 +144,7 @@ def test_without_live_view_the_last_test_shot_stands_in(rig: SimulatedRig, tmp_p
 
 
 # ------------------------------------------------------------------------------ camera settings
+@pytest.mark.slow
 def test_settings_come_from_the_camera_and_are_recorded_in_the_session(
     client, rig: SimulatedRig, station: Station
 ) -> None:
@@ -164,6 +168,7 @@ def test_settings_come_from_the_camera_and_are_recorded_in_the_session(
 
 
 # ------------------------------------------------------------------------------ past sessions
+@pytest.mark.slow
 def test_thumbnail_and_delete_stay_inside_the_sessions_folder(
     client, station: Station, tmp_path: Path
 ) -> None:

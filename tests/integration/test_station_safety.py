@@ -30,6 +30,7 @@ PLAN = {"from": "0mm", "to": "1mm", "frames": 3, "settle": 0.01}
 
 
 # ----------------------------------------------------------------------- one session at a time
+@pytest.mark.slow
 def test_simultaneous_starts_leave_exactly_one_winner(station, server, client) -> None:
     """Issue 11 item 1: the running check happens under the rig's lock."""
     for attempt in range(3):
@@ -56,6 +57,7 @@ def test_simultaneous_starts_leave_exactly_one_winner(station, server, client) -
 
 
 # --------------------------------------------------------------------------------- links
+@pytest.mark.slow
 def test_a_test_shot_never_deletes_through_a_link(station, client, tmp_path: Path) -> None:
     """Issue 11 item 2: ``.test-shot`` a link to another folder loses the link, not the files."""
     precious = tmp_path / "precious"
@@ -76,6 +78,7 @@ def test_a_test_shot_never_deletes_through_a_link(station, client, tmp_path: Pat
     assert (precious / "keep.jpg").read_bytes() == b"mine"
 
 
+@pytest.mark.slow
 def test_downloads_never_follow_links_out_of_the_session(station, client, tmp_path) -> None:
     """Issue 11 item 3: a linked frame or a linked ``frames/`` folder is not served."""
     outside = tmp_path / "outside"
@@ -152,6 +155,7 @@ def test_an_oversized_login_body_is_refused_before_it_is_read(server) -> None:
 
 
 # ------------------------------------------------------------------------- connections
+@pytest.mark.slow
 def test_half_sent_headers_neither_starve_requests_nor_stay_open(station) -> None:
     """Issue 11 item 6: connections that never finish their headers are closed after the
     header deadline, and a real request is answered meanwhile."""
@@ -288,6 +292,7 @@ def test_jogs_stay_inside_the_travel_and_the_rail_can_recover(station, client, m
     assert moves == [pytest.approx(start + 200)]
 
 
+@pytest.mark.slow
 def test_the_page_can_home_and_unlock_the_rail(tmp_path: Path) -> None:
     """Issue 11 item 7. On a simulated rig of its own: after homing, positions count from the
     switch, and the shared rig's sessions would run into it."""
@@ -312,6 +317,7 @@ def test_a_configured_travel_bounds_jogs(rig, tmp_path: Path) -> None:
         Station(tmp_path / "t", focuser=rig.focuser, camera=rig.camera, rig={}, travel=-1)
 
 
+@pytest.mark.slow
 def test_deleting_or_setting_the_camera_waits_for_no_one_holding_the_rig(station, client):
     """Routes added beside the rig controls take the same hold: while another request holds the
     rig (here the test, through the same public call), a deletion or a camera setting is a 409

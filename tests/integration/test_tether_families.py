@@ -43,6 +43,7 @@ def tether_burst(body: BracketingBody, dest: Path, frames: int) -> list[list[Pat
     return shots
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 @pytest.mark.parametrize("raw_plus_jpeg", [False, True], ids=["jpeg", "raw+jpeg"])
 def test_every_frame_of_a_burst_arrives_once_in_order(
@@ -57,6 +58,7 @@ def test_every_frame_of_a_burst_arrives_once_in_order(
     assert body.log.shots == 6
 
 
+@pytest.mark.slow
 def test_nikon_busy_answers_are_waited_out(card: VirtualCameraFolder, tmp_path: Path) -> None:
     """A Nikon writing a frame answers Device Busy; the download retries until it is done."""
     body = BracketingBody("nikon", frame_jpeg, frames=5, fps=10, write_s=0.15)
@@ -66,6 +68,7 @@ def test_nikon_busy_answers_are_waited_out(card: VirtualCameraFolder, tmp_path: 
     assert body.log.busy_answers > 0
 
 
+@pytest.mark.slow
 def test_announcements_held_until_the_burst_ends(card: VirtualCameraFolder, tmp_path: Path) -> None:
     body = BracketingBody("olympus", frame_jpeg, frames=8, fps=20, hold_events=True)
     shots = tether_burst(body, tmp_path / "frames", 8)

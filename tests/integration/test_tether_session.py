@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from rig.camera.tether import Tether
 from rig.session.events import FrameCaptured
 from rig.session.folder import SessionConfig, SessionFolder
@@ -72,6 +74,7 @@ def run_tether(
             shutter.stop()
 
 
+@pytest.mark.slow
 def test_frames_shot_by_the_camera_are_journalled_and_stacked(tmp_path: Path) -> None:
     root = tmp_path / "tether"
     result, folder = run_tether(root, 4, frames=4)
@@ -88,6 +91,7 @@ def test_frames_shot_by_the_camera_are_journalled_and_stacked(tmp_path: Path) ->
     assert records(root, "finish")[-1]["reason"] == "completed"
 
 
+@pytest.mark.slow
 def test_the_idle_timeout_ends_a_session_that_resume_continues(tmp_path: Path) -> None:
     root = tmp_path / "tether"
     result, folder = run_tether(root, 2, frames=None, idle_s=1.0)

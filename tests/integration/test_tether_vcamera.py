@@ -9,6 +9,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
+
 from rig.camera import Camera, RetryPolicy
 from rig.camera.tether import Tether
 from rig.sim.vcamera import VirtualCameraFolder
@@ -16,6 +18,7 @@ from rig.sim.vcamera import VirtualCameraFolder
 FAST = RetryPolicy(first_delay_s=0.001, max_delay_s=0.01, reconnect_timeout_s=1.0)
 
 
+@pytest.mark.slow
 def test_files_shot_by_the_camera_are_downloaded_once_each(
     card: VirtualCameraFolder, tmp_path: Path
 ) -> None:
@@ -43,6 +46,7 @@ def test_files_shot_by_the_camera_are_downloaded_once_each(
     assert sorted(p.name for p in dest.iterdir()) == [p.name for p in written]
 
 
+@pytest.mark.slow
 def test_card_files_stay_on_the_card_and_ram_captures_are_freed(
     card: VirtualCameraFolder, tmp_path: Path
 ) -> None:

@@ -71,6 +71,7 @@ def test_candidate_names() -> None:
         assert not is_candidate(Path(name)), name
 
 
+@pytest.mark.slow
 def test_slow_writes_are_taken_at_close_even_after_a_stall(tmp_path: Path) -> None:
     """On inotify a stalled upload (longer than the settle time) is not taken half-written."""
     frames = {f"f{i}.jpg": textured_jpeg(i, shift=i) for i in range(3)}
@@ -87,6 +88,7 @@ def test_slow_writes_are_taken_at_close_even_after_a_stall(tmp_path: Path) -> No
     assert [(p.name, size) for p, size in got] == [(n, len(d)) for n, d in frames.items()]
 
 
+@pytest.mark.slow
 def test_polling_takes_files_once_size_and_mtime_settle(tmp_path: Path) -> None:
     frames = {f"p{i}.jpg": textured_jpeg(10 + i) for i in range(2)}
     with HotFolder(tmp_path, settle=0.4, polling=True) as hot:
@@ -102,6 +104,7 @@ def test_polling_takes_files_once_size_and_mtime_settle(tmp_path: Path) -> None:
     assert [(p.name, size) for p, size in got] == [(n, len(d)) for n, d in frames.items()]
 
 
+@pytest.mark.slow
 def test_decoded_frames_equal_the_finished_files(tmp_path: Path) -> None:
     names = [f"d{i}.jpg" for i in range(3)]
     unreadable: list[UnreadableFrame] = []
@@ -117,6 +120,7 @@ def test_decoded_frames_equal_the_finished_files(tmp_path: Path) -> None:
         assert np.array_equal(frame.image, read_image(frame.path))
 
 
+@pytest.mark.slow
 def test_temporary_hidden_and_other_files_are_ignored_renames_are_taken(tmp_path: Path) -> None:
     data = textured_jpeg(3)
     with HotFolder(tmp_path, settle=0.3, ignore=[tmp_path / "stacked.jpg"]) as hot:
@@ -146,6 +150,7 @@ def test_file_moved_in_from_elsewhere_is_taken(tmp_path: Path) -> None:
     assert [p.name for p, _ in got] == ["y.jpg"]
 
 
+@pytest.mark.slow
 def test_raw_jpeg_pair_counts_once_and_the_raw_is_never_read(tmp_path: Path) -> None:
     fake_raw = b"not a raw file, must never be decoded" * 100
     unreadable: list[UnreadableFrame] = []
@@ -166,6 +171,7 @@ def test_raw_jpeg_pair_counts_once_and_the_raw_is_never_read(tmp_path: Path) -> 
     assert sorted(p.name for p in hot.skipped) == ["IMG_0001.CR2", "IMG_0002.cr2"]
 
 
+@pytest.mark.slow
 def test_lone_raw_is_taken_after_the_pair_wait_and_prefer_raw_skips_jpegs(
     tmp_path: Path,
 ) -> None:
@@ -191,6 +197,7 @@ def test_lone_raw_is_taken_after_the_pair_wait_and_prefer_raw_skips_jpegs(
     assert [p.name for p in hot.skipped] == ["a.jpg"]
 
 
+@pytest.mark.slow
 def test_existing_files_first_in_natural_order_then_arrival_order(tmp_path: Path) -> None:
     for name in ["frame_10.jpg", "frame_2.jpg", "frame_1.jpg", "Frame_3.jpg"]:
         write_old(tmp_path / name, textured_jpeg(8))
@@ -213,6 +220,7 @@ def test_existing_files_first_in_natural_order_then_arrival_order(tmp_path: Path
     ]
 
 
+@pytest.mark.slow
 def test_unreadable_file_is_retried_reported_and_looked_at_again_when_rewritten(
     tmp_path: Path,
 ) -> None:
@@ -234,6 +242,7 @@ def test_unreadable_file_is_retried_reported_and_looked_at_again_when_rewritten(
     assert np.array_equal(got[1].image, read_image(tmp_path / "bad.jpg"))
 
 
+@pytest.mark.slow
 def test_stop_event_ends_iteration(tmp_path: Path) -> None:
     stop = threading.Event()
     with HotFolder(tmp_path) as hot:
@@ -258,6 +267,7 @@ def test_folder_removed_while_watching_is_a_one_line_error(tmp_path: Path) -> No
             list(hot.paths(idle_timeout=10))
 
 
+@pytest.mark.slow
 def test_fresh_raw_found_at_start_waits_for_its_jpeg(tmp_path: Path) -> None:
     """The camera wrote the RAW just before the watch started; the JPEG follows."""
     (tmp_path / "IMG_7.CR2").write_bytes(b"raw" * 1000)  # mtime: now

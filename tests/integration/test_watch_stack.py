@@ -35,6 +35,7 @@ def stack_jpegs() -> list[bytes]:
     return frames
 
 
+@pytest.mark.slow
 def test_frames_written_slowly_are_stacked_whole_existing_ones_first(
     tmp_path: Path, stack_jpegs: list[bytes]
 ) -> None:
@@ -99,6 +100,7 @@ def test_every_n_and_depth_map(tmp_path: Path, stack_jpegs: list[bytes]) -> None
     assert depth in summary.outputs and depth.exists()
 
 
+@pytest.mark.slow
 def test_raw_jpeg_pair_is_stacked_once(tmp_path: Path, stack_jpegs: list[bytes]) -> None:
     hot = tmp_path / "hot"
     hot.mkdir()
@@ -120,6 +122,7 @@ def test_raw_jpeg_pair_is_stacked_once(tmp_path: Path, stack_jpegs: list[bytes])
     assert summary.status.skipped == 2 and summary.status.seen == 2
 
 
+@pytest.mark.slow
 def test_idle_without_frames_is_an_error_and_writes_nothing(tmp_path: Path) -> None:
     out = tmp_path / "out.tif"
     with pytest.raises(NoFramesError, match="no frame could be merged"):
@@ -127,6 +130,7 @@ def test_idle_without_frames_is_an_error_and_writes_nothing(tmp_path: Path) -> N
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_strict_stops_at_an_unreadable_file_keeping_the_merged_result(
     tmp_path: Path, stack_jpegs: list[bytes]
 ) -> None:
@@ -244,6 +248,7 @@ def test_cli_bad_input_is_one_line(
     assert len(stderr.strip().splitlines()) == 1, stderr
 
 
+@pytest.mark.slow
 def test_output_folder_removed_mid_watch_is_a_one_line_error(
     tmp_path: Path, stack_jpegs: list[bytes]
 ) -> None:
@@ -263,6 +268,7 @@ def test_output_folder_removed_mid_watch_is_a_one_line_error(
     t.join()
 
 
+@pytest.mark.slow
 def test_numbered_reference_defers_writing_until_that_frame_arrived(
     tmp_path: Path, stack_jpegs: list[bytes]
 ) -> None:
@@ -283,6 +289,7 @@ def test_numbered_reference_defers_writing_until_that_frame_arrived(
     assert read_image(tmp_path / "o.png").ndim == 3
 
 
+@pytest.mark.slow
 def test_frame_that_does_not_fit_is_rejected_or_fatal_with_strict(
     tmp_path: Path, stack_jpegs: list[bytes]
 ) -> None:

@@ -77,6 +77,7 @@ def test_reverse_swaps_the_commands(sim: WeMacroSimulator) -> None:
     rail.close()
 
 
+@pytest.mark.slow
 def test_a_frame_lost_to_noise_is_an_error_and_the_position_must_be_set_again(
     sim: WeMacroSimulator, rail: WeMacroRail
 ) -> None:
@@ -110,6 +111,7 @@ def test_shutter_cable(sim: WeMacroSimulator, rail: WeMacroRail) -> None:
     assert fired.wait(2.0) and sim.shutter_pulses == 1
 
 
+@pytest.mark.slow
 def test_another_device_on_the_port_is_a_one_line_error() -> None:
     with StackShotSimulator() as other, pytest.raises(DeviceNotFoundError, match="no WeMacro"):
         WeMacroRail(other.path, wakeup_s=0.2, timeout_s=0.3)
