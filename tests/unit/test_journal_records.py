@@ -61,6 +61,7 @@ def read_and_reconcile(path: Path) -> None:
         assert isinstance(rec["index"], int)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, suppress_health_check=SLOW_OK)
 @given(st.lists(records, max_size=6))
 def test_arbitrary_records_read_or_fail_in_one_line(tmp_path: Path, recs: list[dict]) -> None:
@@ -68,6 +69,7 @@ def test_arbitrary_records_read_or_fail_in_one_line(tmp_path: Path, recs: list[d
     read_and_reconcile(path)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, suppress_health_check=SLOW_OK)
 @given(st.lists(st.binary(max_size=40).filter(lambda b: b"\n" not in b), max_size=5))
 def test_arbitrary_bytes_read_or_fail_in_one_line(tmp_path: Path, lines: list[bytes]) -> None:

@@ -68,6 +68,7 @@ def test_a_session_shot_with_an_overshooting_plan_still_resumes_at_its_positions
     assert SessionFolder(folder).load_plan() == plan
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(
     start=st.integers(-50_000, 50_000),

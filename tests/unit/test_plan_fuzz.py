@@ -34,6 +34,7 @@ def _sane(plan: ShotPlan) -> None:
     assert math.isfinite(plan.estimate_duration())
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(near=numbers, far=numbers, step=numbers, settle=numbers)
 def test_any_step_plan_is_a_plan_or_a_plan_error(near, far, step, settle) -> None:
@@ -45,6 +46,7 @@ def test_any_step_plan_is_a_plan_or_a_plan_error(near, far, step, settle) -> Non
         _sane(plan)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(
     magnification=st.one_of(st.none(), numbers),
@@ -69,6 +71,7 @@ json_values = st.one_of(
 )  # fmt: skip
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(field=st.sampled_from(list(ShotPlan.__dataclass_fields__)), value=json_values)
 def test_a_hand_edited_plan_file_is_a_plan_or_a_plan_error(field, value) -> None:

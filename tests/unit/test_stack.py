@@ -156,6 +156,7 @@ def test_depth_index_follows_the_height_field(stacked, stack, mask) -> None:
     assert um is not None and np.median(np.abs(um[sel] - height[sel])) < 1.5 * stack.positions_um[1]
 
 
+@pytest.mark.slow
 def test_reference_last_gives_last_frame_geometry(frames, stack) -> None:
     s = run(frames, reference="last")
     last = frames[-1]
@@ -167,6 +168,7 @@ def test_reference_last_gives_last_frame_geometry(frames, stack) -> None:
     assert coverage_mask(to_last, (W, H), inset_px=2)[y : y + h, x : x + w].all()
 
 
+@pytest.mark.slow
 def test_unrelated_frame_is_rejected_and_kept_out(frames, stack, mask) -> None:
     rng = np.random.default_rng(0)
     intruder = cv2.GaussianBlur((rng.random((H, W, 3)) * 255).astype(np.uint8), (0, 0), 2)

@@ -20,6 +20,7 @@ quantities = st.builds(
 texts = st.one_of(st.text(max_size=24), quantities)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "parse",
     [lambda t: parse_length(t)[0], parse_speed, parse_duration],
@@ -40,6 +41,7 @@ def test_any_text_is_a_finite_value_or_a_one_line_error(
         assert math.isfinite(value)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(value=st.floats(min_value=-1e12, max_value=1e12), unit=st.sampled_from(["um", "steps"]))
 def test_a_formatted_length_reads_back(value: float, unit: str) -> None:
