@@ -170,6 +170,13 @@ class MarlinSimulator(FirmwareDevice):
         self._moves.clear()
         self._sync_from_carriage()
 
+    def _kill(self) -> None:
+        """M112: stop now and halt until a reset, dropping every queued line (Marlin's kill())."""
+        self._quick_stop()
+        self._halted = True
+        self._lines.clear()
+        self.write("echo:Emergency stop (M112)\nError:Printer halted. kill() called!\n")
+
     def _sync_from_carriage(self) -> None:
         """Planner and reported position from where the carriage is (after a stop or G92)."""
         logical = [self._phys[i] - self._offset[i] for i in range(3)]
@@ -232,12 +239,7 @@ class MarlinSimulator(FirmwareDevice):
                     if urgent == "M410":  # emergency parser: act before the queue
                         self._quick_stop()
                     elif urgent == "M112":
-                        self._quick_stop()
-                        self._halted = True
-                        self._lines.clear()
-                        self.write(
-                            "echo:Emergency stop (M112)\nError:Printer halted. kill() called!\n"
-                        )
+                        self._kill()
                         continue
                     if not self._halted:
                         self._lines.append(line)
@@ -303,10 +305,7 @@ class MarlinSimulator(FirmwareDevice):
                 self._quick_stop()
         elif command == "M112" and not self.emergency_parser:
             with self._lock:
-                self._quick_stop()
-                self._halted = True
-                self._lines.clear()
-                self.write("echo:Emergency stop (M112)\nError:Printer halted. kill() called!\n")
+                self._kill()
         elif command in ("M17", "M18", "M84", "M108", "M410", ""):
             pass
         else:
