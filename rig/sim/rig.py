@@ -169,11 +169,6 @@ class SceneCamera:
         self, dest_dir: Path, stem: str | None = None, *, on_progress: Any = None
     ) -> list[Path]:
         """Render the scene at the rail position, stage it, and shoot through libgphoto2."""
-        rig = self._rig
-        index = _index_of(stem)
-        fault = rig.spec.fault
-        if fault is not None and index == fault.frame and fault.kind == "camera":
-            rig.fail_camera(fault.kind)
         return self.release(dest_dir, stem).download(on_progress)
 
     def release(self, dest_dir: Path, stem: str | None = None) -> Any:
