@@ -144,9 +144,6 @@ class PyramidMerger:
         self._green0 = np.zeros((height, width), act_dt)
         self._mask = [np.zeros(shape, np.uint8) for shape in self.decision_shapes]
         self._mask0 = np.zeros((height, width), np.uint8)
-        tw, th = pyramid.level_shapes(height, width, self.track_level + 1)[-1][::-1]
-        self._scaled = np.zeros((th, tw), np.float32)
-        self._allowed = np.zeros((th, tw), np.uint8)
         # Coarse bands and base: focus-weighted running sums (float32; a few % of a frame).
         coarse = self.shapes[self.fine :]
         self.weight_sum = [np.zeros(shape, np.float32) for shape in coarse]
@@ -195,14 +192,10 @@ class PyramidMerger:
             source = score
         return self._score
 
-    def _merge_fine(self, valid_small: np.ndarray, first: bool) -> None:
+    def _merge_fine(self, valid_small: np.ndarray, first: bool, eligible: np.ndarray) -> None:
         """Fine bands: each coefficient from the frame with the highest local activity, the
         decision majority-filtered (5x5) so isolated noise in flat areas is not picked, and
-        never where the tracker finds the new frame outclassed (the tracker is updated
-        first)."""
-        tracker = self.tracker
-        cv.multiply(tracker.latest, self.outclassed_by, dst=self._scaled)
-        cv2.compare(tracker.best, self._scaled, cv2.CMP_LE, dst=self._allowed)
+        never outside ``eligible`` (:meth:`track`: where the frame is not outclassed)."""
         allowed: dict[tuple[int, int], np.ndarray] = {}  # per decision size (bands 0, 1 share)
         for k in range(self.fine):
             act = self._band_activity(k)
@@ -214,7 +207,7 @@ class PyramidMerger:
                 win = cv2.medianBlur(win, 5 if min(h, w) > 64 else 3)
                 cv2.bitwise_and(win, decision, dst=decision)
                 if (h, w) not in allowed:
-                    up = cv2.resize(self._allowed, (w, h), interpolation=cv2.INTER_LINEAR)
+                    up = cv2.resize(eligible, (w, h), interpolation=cv2.INTER_LINEAR)
                     allowed[h, w] = cv.compare(up, 127, cv2.CMP_GT, dst=up)
                 cv2.bitwise_and(allowed[h, w], decision, dst=decision)
             cv2.copyTo(act, decision, self.activity[k])
@@ -255,11 +248,32 @@ class PyramidMerger:
         """Merge a frame warped to the reference (its own dtype) with its exposure gains.
 
         ``small`` is the frame's luma for the focus tracker (:meth:`FocusTracker.update`),
-        ``valid_small`` its coverage at the tracker's size.
+        ``valid_small`` its coverage at the tracker's size. The same as :meth:`track`, then
+        :meth:`fold`.
         """
-        pyramid.build(pyramid.to_work(frame, gains, self._work), self.levels, self.bands)
+        self.fold(frame, gains, valid_small, self.track(small, valid_small, index))
+
+    def track(self, small: np.ndarray, valid_small: np.ndarray, index: int) -> np.ndarray:
+        """Fold the frame's focus measure into the tracker; returns what :meth:`fold` needs of
+        it, a mask (0/255, a new array at the tracker's size) of where the frame is not
+        outclassed (the best frame so far less than ``outclassed_by`` times sharper).
+
+        The fold reads nothing else of the tracker, so the next frame may be tracked while
+        this one is folded (:class:`stacker.stack.Stacker` does, on another thread)."""
         self.tracker.update(small, valid_small, index)
-        self._merge_fine(valid_small, self.count == 0)
+        scaled = cv.multiply(self.tracker.latest, self.outclassed_by)
+        return cv2.compare(self.tracker.best, scaled, cv2.CMP_LE)
+
+    def fold(
+        self,
+        frame: np.ndarray,
+        gains: tuple[float, float, float],
+        valid_small: np.ndarray,
+        eligible: np.ndarray,
+    ) -> None:
+        """Merge a tracked frame (``eligible``: what :meth:`track` returned for it)."""
+        pyramid.build(pyramid.to_work(frame, gains, self._work), self.levels, self.bands)
+        self._merge_fine(valid_small, self.count == 0, eligible)
         self._merge_coarse(valid_small)
         self.count += 1
 
@@ -296,9 +310,24 @@ class DepthMapMerger:
         index: int,
     ) -> None:
         """Merge a frame warped to the reference, with its exposure gains (``small``: its luma
-        for the focus tracker; ``valid_small``: its coverage at the tracker's size)."""
+        for the focus tracker; ``valid_small``: its coverage at the tracker's size); the same as
+        :meth:`track`, then :meth:`fold`."""
+        self.fold(frame, gains, valid_small, self.track(small, valid_small, index))
+
+    def track(self, small: np.ndarray, valid_small: np.ndarray, index: int) -> np.ndarray:
+        """Fold the frame's focus measure into the tracker; returns a copy of where it now
+        wins (0/255), all :meth:`fold` needs of the tracker."""
+        return self.tracker.update(small, valid_small, index).copy()
+
+    def fold(
+        self,
+        frame: np.ndarray,
+        gains: tuple[float, float, float],
+        valid_small: np.ndarray,
+        winner: np.ndarray,
+    ) -> None:
+        """Merge a tracked frame (``winner``: what :meth:`track` returned for it)."""
         work = pyramid.to_work(frame, gains, self._work)
-        winner = self.tracker.update(small, valid_small, index)
         if self.count == 0:
             self.comp[...] = work
         else:

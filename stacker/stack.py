@@ -397,12 +397,14 @@ class Stacker:
         tracker = self._state.tracker  # its level and size never change
         small = measure_luma(warped, float(np.mean(gain)))
         valid = self._coverage.footprint(chain, tracker.size)
+        # The fold in progress reads none of the tracker: this frame is tracked meanwhile.
+        tracked = self._state.track(small, valid, index)
         self.wait()
         self._version += 1
 
         def fold() -> None:
             assert self._state is not None and self._coverage is not None
-            self._state.add(warped, _triple(gain), small, valid, index)
+            self._state.fold(warped, _triple(gain), valid, tracked)
             self._coverage.add(chain)
             self._warped = warped
 
