@@ -305,14 +305,17 @@ class SimulatedRig:
     def rail_url(self) -> str:
         return str(getattr(self._grbl, "url", "?"))
 
-    def render_jpeg(self, position_um: float) -> bytes:
-        """The JPEG a camera focused at ``position_um`` takes (deterministic per position)."""
+    def _render(self, position_um: float) -> Any:
+        """The scene's frame with focus at ``position_um`` (deterministic per position)."""
         from rig.sim.scene import FramePose
 
-        scene = self._scene
         key = _position_key(position_um)
-        pose = scene.random_pose(key) if key else FramePose()
-        frame = scene.render(position_um, pose=pose, noise_seed=key)
+        pose = self._scene.random_pose(key) if key else FramePose()
+        return self._scene.render(position_um, pose=pose, noise_seed=key)
+
+    def render_jpeg(self, position_um: float) -> bytes:
+        """The JPEG a camera focused at ``position_um`` takes (deterministic per position)."""
+        frame = self._render(position_um)
         assert frame.encoded is not None
         return bytes(frame.encoded)
 
@@ -320,13 +323,9 @@ class SimulatedRig:
         """The live-view JPEG at ``position_um``: the frame a shot there takes, made smaller."""
         import cv2
 
-        from rig.sim.scene import FramePose
         from stacker.preview.publisher import encode_jpeg
 
-        scene = self._scene
-        key = _position_key(position_um)
-        pose = scene.random_pose(key) if key else FramePose()
-        image = scene.render(position_um, pose=pose, noise_seed=key).image
+        image = self._render(position_um).image
         h, w = image.shape[:2]
         if w > width:
             size = (width, max(1, round(h * width / w)))
