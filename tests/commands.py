@@ -1,10 +1,11 @@
-"""Running ``rig`` as a separate process, as a user's shell does, for the end-to-end tests."""
+"""Running ``rig`` and ``stacker`` as separate processes, as a user's shell does."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 
 def rig_cmd(*args: str) -> list[str]:
@@ -23,3 +24,24 @@ def rig(*args: str, timeout: float = 120, **env_vars: str) -> subprocess.Complet
     return subprocess.run(
         rig_cmd(*args), capture_output=True, text=True, timeout=timeout, env={**env(), **env_vars}
     )
+
+
+def stacker(
+    *args: str | Path, cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run ``stacker ARGS`` to the end (``timeout`` seconds at most) and return what it printed."""
+    return subprocess.run(
+        [sys.executable, "-m", "stacker.cli", *map(str, args)],
+        capture_output=True, text=True, cwd=cwd, timeout=timeout,
+    )  # fmt: skip
+
+
+def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
+    """Failed with exactly one error line (warnings before it are fine), no traceback, and
+    stderr does not open blank; returns that line."""
+    assert proc.returncode != 0, proc.stdout
+    assert "Traceback" not in proc.stderr
+    assert not proc.stderr.startswith("\n"), repr(proc.stderr[:80])
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("stacker: error: ")]
+    assert len(errors) == 1, proc.stderr
+    return errors[0]

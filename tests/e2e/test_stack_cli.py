@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -15,15 +13,9 @@ from rig.sim.scene import SceneSpec, write_stack
 from stacker.io import read_image
 from stacker.metadata import read_metadata
 from stacker.offline import collect_inputs
+from tests.commands import one_line_error, stacker
 
 SPEC = SceneSpec(width=320, height=240, seed=11, jpeg_quality=92)
-
-
-def stacker(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stacker.cli", *map(str, args)],
-        capture_output=True, text=True, cwd=cwd, timeout=300,
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -31,15 +23,6 @@ def frames(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("frames")
     write_stack(folder, SPEC, 6)
     return folder
-
-
-def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
-    """The run failed with exactly one error line (warnings before it are fine), no traceback."""
-    assert proc.returncode != 0
-    assert "Traceback" not in proc.stderr
-    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("stacker: error: ")]
-    assert len(errors) == 1, proc.stderr
-    return errors[0]
 
 
 def test_stack_folder_writes_composite_and_depth_map(frames: Path, tmp_path: Path) -> None:

@@ -20,26 +20,10 @@ from rig.sim.scene import SceneSpec, write_stack
 from stacker.io import read_image
 from stacker.metadata import exif_orientation, read_metadata
 from stacker.watch import watch_and_stack
+from tests.commands import one_line_error, stacker
 from tests.exif import tag_jpeg
 
 SPEC = SceneSpec(width=320, height=240, seed=5, jpeg_quality=92)
-
-
-def stacker(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stacker.cli", *map(str, args)],
-        capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
-
-
-def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
-    """Failed with exactly one error line, no traceback, and stderr does not open blank."""
-    assert proc.returncode != 0, proc.stdout
-    assert "Traceback" not in proc.stderr
-    assert not proc.stderr.startswith("\n"), repr(proc.stderr[:80])
-    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("stacker: error: ")]
-    assert len(errors) == 1, proc.stderr
-    return errors[0]
 
 
 @pytest.fixture()

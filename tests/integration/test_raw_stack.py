@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -24,17 +23,11 @@ from rig.sim.scene import SceneSpec, SyntheticStack, write_stack
 from stacker.io import read_image
 from stacker.raw import read_raw_linear
 from stacker.watch import watch_and_stack
+from tests.commands import stacker
 
 W, H, N = 320, 240, 6
 SPEC = SceneSpec(width=W, height=H, seed=7, bit_depth=16)
 LINEAR_PSNR_BAR = 31.0  # dB, linear light; measured 32.8 (reference last) and 34.7 (first)
-
-
-def stacker(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stacker.cli", *map(str, args)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
