@@ -606,23 +606,33 @@ class GrblRail(Rail):
         if self._motion.stopped.is_set():
             raise MoveStoppedError(f"{self.name}: stopped before moving")
         self._moving = True
+        resets = self._reset_seq
         try:
             self._checked_command(f"G21 G90 G1 {self.axis}{mm:.4f} F{feed:.1f}")
             self._checked_command(
                 "G4 P0.01", timeout=self._motion_timeout(mm - start / 1000.0, feed)
             )
-            self._wait_idle(f"move to {format_length(target_um)}")
+            self._wait_idle(f"move to {format_length(target_um)}", resets=resets)
         except GrblCommandError as exc:
             raise MotionError(str(exc)) from None
         finally:
             self._moving = False
 
-    def _wait_idle(self, what: str, timeout: float | None = None) -> GrblStatus:
-        """Poll ``?`` until Idle; an alarm or a stop raises."""
+    def _wait_idle(
+        self, what: str, timeout: float | None = None, *, resets: int | None = None
+    ) -> GrblStatus:
+        """Poll ``?`` until Idle; an alarm, a stop or a controller reset raises.
+
+        ``resets`` is the reset count from before the motion's first command: a board that
+        restarts between the command's ``ok`` and this wait reports Idle at zero, which must
+        not pass for the end of the move."""
         alarms = self._alarm_seq
+        resets = self._reset_seq if resets is None else resets
         deadline = time.monotonic() + (timeout if timeout is not None else self.timeout_s)
         while True:
             status = self.status()
+            if self._reset_seq != resets:
+                raise self._reset_error(what)
             if self._alarm_seq != alarms or status.state == "Alarm":
                 raise self._alarm_error(f"during {what}")
             if self._motion.stopped.is_set() and status.state in ("Idle", "Hold"):
@@ -652,9 +662,12 @@ class GrblRail(Rail):
         self._motion.stopped.clear()
         self._motion.last_direction = 0
         self._moving = True
+        resets = self._reset_seq
         try:
             self._checked_command(f"$J=G21 G91 {self.axis}{mm:.4f} F{feed:.1f}")
-            self._wait_idle(f"jog of {format_length(delta_um)}", self._motion_timeout(mm, feed))
+            self._wait_idle(
+                f"jog of {format_length(delta_um)}", self._motion_timeout(mm, feed), resets=resets
+            )
         except GrblCommandError as exc:
             if exc.code == 15:
                 raise MotionError(

@@ -192,7 +192,16 @@ def test_disconnect_mid_move_then_reconnect(sim: GrblSimulator) -> None:
 @pytest.mark.slow
 def test_board_reset_mid_move_is_a_clear_error(sim: GrblSimulator) -> None:
     rail = connect(sim)
-    threading.Timer(0.1, sim.power_cycle).start()
+
+    def reset_once_moving() -> (
+        None
+    ):  # not after a fixed delay: a loaded machine may not be moving yet
+        deadline = time.monotonic() + 10.0
+        while sim.state != "Run" and time.monotonic() < deadline:
+            time.sleep(0.002)
+        sim.power_cycle()
+
+    threading.Thread(target=reset_once_moving, daemon=True).start()
     with pytest.raises(ConnectionLostError) as info:
         rail.move_to(50_000.0)
     message = str(info.value)
