@@ -403,7 +403,11 @@ class HotFolder:
                 return entry
             if stop is not None and stop.is_set():
                 return None
-            if idle_timeout is not None and now - self.last_activity >= idle_timeout:
+            if (
+                idle_timeout is not None
+                and now - self.last_activity >= idle_timeout
+                and not self._due_later(now)
+            ):
                 return None
             if not self.folder.is_dir() or (
                 self._observer is not None and not self._observer.is_alive()
@@ -416,6 +420,16 @@ class HotFolder:
             except queue.Empty:
                 continue
             self._drain(time.monotonic(), first=event)
+
+    def _due_later(self, now: float) -> bool:
+        """Whether a file will be handed out later with no further event: a RAW or JPEG held
+        for its partner, or a frame whose decode is to be tried again. Neither is idleness: an
+        idle timeout shorter than the pair wait would otherwise drop a lone RAW."""
+        return any(
+            (e.hold_until is not None and now < e.hold_until)
+            or (e.retry_at is not None and now < e.retry_at)
+            for e in self._entries.values()
+        )
 
     # -- events --------------------------------------------------------------------------------
 

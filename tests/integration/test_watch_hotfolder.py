@@ -267,6 +267,18 @@ def test_folder_removed_while_watching_is_a_one_line_error(tmp_path: Path) -> No
             list(hot.paths(idle_timeout=10))
 
 
+def test_an_idle_timeout_shorter_than_the_pair_wait_still_takes_a_lone_raw(
+    tmp_path: Path,
+) -> None:
+    """A RAW held for its JPEG partner is pending, not idle: the watch waits for it."""
+    with HotFolder(tmp_path, settle=0.1, pair_wait=1.0) as hot:
+        write_slowly(tmp_path / "solo.nef", b"raw bytes" * 500)
+        t0 = time.monotonic()
+        got = list(hot.paths(idle_timeout=0.3))
+    assert [p.name for p in got] == ["solo.nef"]
+    assert time.monotonic() - t0 >= 0.5  # handed out at the end of the pair wait
+
+
 @pytest.mark.slow
 def test_fresh_raw_found_at_start_waits_for_its_jpeg(tmp_path: Path) -> None:
     """The camera wrote the RAW just before the watch started; the JPEG follows."""
