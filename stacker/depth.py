@@ -254,7 +254,7 @@ def refine(
 
 
 def snap_edges(
-    frames: np.ndarray, guide: np.ndarray, detail: np.ndarray, *, jump: float = 1.0
+    frames: np.ndarray, guide: np.ndarray, detail: np.ndarray, *, jump: float = 2.0
 ) -> np.ndarray:
     """The depth map ``frames`` (at ``guide``'s size) upsampled to the size of ``detail`` with
     its depth steps moved onto the edges of ``detail``.
@@ -267,6 +267,16 @@ def snap_edges(
     ``guide`` is closer to its own colour in ``detail`` (a joint upsampling in the manner of
     Kopf et al., "Joint bilateral upsampling", 2007, with the two extremes as the only
     candidates, so it costs a few resizes). Elsewhere the map is upsampled bilinearly.
+
+    A single pixel's colour misleads where it is mixed (antialiased rims, noise, JPEG
+    ringing): such pixels take the other side's depth and leave a speckled fringe along the
+    outlines. So the snapped pixels then take the median of the snapped map over 5x5 around
+    them, which keeps straight and gently curved steps where they are and removes specks
+    smaller than the window's half (a mode filter of the two sides, in effect). On the
+    stacks of ``benchmarks/bench_depth.py`` this gains 0.1 to 0.5 point on every one; a
+    colour vote over 3x3 or 5x5 instead of a single pixel's colour gains at most 0.2. Steps of
+    two frames or less are left bilinear: a wrong pick there costs more than the smear (with
+    the median, 0 to 0.4 point better on every stack than from one frame).
     """
     h, w = frames.shape
     size = (detail.shape[1], detail.shape[0])
@@ -297,6 +307,7 @@ def snap_edges(
     cv2.copyTo(lo_up, nearer, hi_up)  # hi_up is the snapped map from here on
     out = up(frames)
     cv2.copyTo(hi_up, step, out)
+    cv2.copyTo(cv2.medianBlur(out, 5), step, out)
     return out
 
 
