@@ -275,10 +275,9 @@ def test_halos_are_distrusted_on_both_sides_of_a_depth_step() -> None:
         assert (out[:, others] == 1).all()
 
 
-def test_depth_steps_are_snapped_onto_the_composites_edges() -> None:
-    """A red disc at frame 2 on a grey ground at frame 10, the map filled at a quarter of the
-    composite's size: upsampled bilinearly its outline is a band of in-between depths; snapped,
-    every pixel of the composite takes its own side's depth (but for the antialiased rim)."""
+def _disc_scene() -> tuple[np.ndarray, ...]:
+    """(composite, disc mask, true depth, composite and depth at a quarter of the size): a
+    red disc at frame 2 on a grey ground at frame 10."""
     h, w = 160, 240
     detail = np.full((h, w, 3), 128, np.uint8)
     disc = np.zeros((h, w), np.uint8)
@@ -287,6 +286,15 @@ def test_depth_steps_are_snapped_onto_the_composites_edges() -> None:
     truth = np.where(disc > 0, 2.0, 10.0).astype(np.float32)
     guide = cv2.resize(detail, (w // 4, h // 4), interpolation=cv2.INTER_AREA)
     small = cv2.resize(truth, (w // 4, h // 4), interpolation=cv2.INTER_AREA)
+    return detail, disc, truth, guide, small
+
+
+def test_depth_steps_are_snapped_onto_the_composites_edges() -> None:
+    """A red disc at frame 2 on a grey ground at frame 10, the map filled at a quarter of the
+    composite's size: upsampled bilinearly its outline is a band of in-between depths; snapped,
+    every pixel of the composite takes its own side's depth (but for the antialiased rim)."""
+    detail, disc, truth, guide, small = _disc_scene()
+    h, w = truth.shape
     smooth = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
     snapped = depth.snap_edges(small, guide, detail)
     assert np.mean(np.abs(smooth - truth) > 1) > 0.02  # the smeared band
@@ -299,14 +307,7 @@ def test_snapping_drops_specks_of_the_other_sides_colour() -> None:
     """Single pixels of the ground's colour on the disc's side of its outline (noise, mixed
     rim pixels) would snap to the ground's depth one by one: a speckled fringe. The median
     over the snapped pixels gives them their neighbours' depth."""
-    h, w = 160, 240
-    detail = np.full((h, w, 3), 128, np.uint8)
-    disc = np.zeros((h, w), np.uint8)
-    cv2.circle(detail, (120, 80), 45, (30, 30, 220), -1)
-    cv2.circle(disc, (120, 80), 45, 255, -1)
-    truth = np.where(disc > 0, 2.0, 10.0).astype(np.float32)
-    guide = cv2.resize(detail, (w // 4, h // 4), interpolation=cv2.INTER_AREA)
-    small = cv2.resize(truth, (w // 4, h // 4), interpolation=cv2.INTER_AREA)
+    detail, disc, truth, guide, small = _disc_scene()
     rim = (disc > 0) & (cv2.erode(disc, np.ones((7, 7), np.uint8)) == 0)
     ys, xs = np.nonzero(rim & ~(cv2.erode(disc, np.ones((3, 3), np.uint8)) == 0))
     specks = (ys[::9], xs[::9])  # isolated pixels 1-3 px inside the outline
