@@ -315,12 +315,12 @@ class ShotPlan:
         fmt = data.get("format", PLAN_FORMAT)
         if fmt != PLAN_FORMAT:
             raise PlanError(
-                f"{source}: plan format {fmt} is not supported (expected {PLAN_FORMAT})"
+                f"{source}: plan format {fmt!r} is not supported (expected {PLAN_FORMAT})"
             )
         known = {f for f in cls.__dataclass_fields__}
         unknown = sorted(set(data) - known - {"format"})
         if unknown:
-            raise PlanError(f"{source}: unknown plan field(s) {', '.join(unknown)}")
+            raise PlanError(f"{source}: unknown plan field(s) {', '.join(map(repr, unknown))}")
         kwargs = {k: v for k, v in data.items() if k in known}
         for key in ("settle_s", "exposure_delay_s", "flash_recycle_s"):
             if isinstance(kwargs.get(key), str):  # "0.5s" means what 0.5 does

@@ -134,7 +134,8 @@ class PlanSpec:
         """
         unknown = sorted(set(data) - set(PLAN_KEYS))
         if unknown:
-            raise PlanError(f"unknown plan field(s) {', '.join(unknown)}")
+            # Quoted: a field name is the sender's text, and may hold a line break.
+            raise PlanError(f"unknown plan field(s) {', '.join(map(repr, unknown))}")
         if _blank(data.get("from")) and _blank(data.get("to")):
             raise PlanError(
                 f"give the range with {name('from')} and {name('to')} (e.g. 0mm and 2mm)"

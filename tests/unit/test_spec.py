@@ -43,6 +43,7 @@ def test_each_spacing_has_its_own_type() -> None:
         ({"from": "0mm", "to": "1mm", "frames": 3, "settle": "soon"}, "settle"),
         ({"from": "0mm", "to": "1mm", "frames": 2.5}, "whole number"),
         ({"from": "0mm", "to": "1mm", "step": "2steps"}, "same units"),
+        ({"from": "0mm", "to": "1mm", "frames": 3, "\n": 0}, "unknown plan field(s) '\\n'"),
     ],
 )
 def test_errors_are_one_line_and_name_the_field_as_each_front_end_does(
