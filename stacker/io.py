@@ -26,6 +26,7 @@ from stacker.metadata import (
     Metadata,
     embed_metadata,
     file_orientation,
+    jpeg_orientation,
     mark_software,
     read_metadata,
 )
@@ -65,10 +66,9 @@ def read_image(path: str | os.PathLike[str], *, orientation: int | None = None) 
 
         return read_raw_linear(p)
     try:
-        with open(p, "rb") as f:
-            head = f.read(_HEADER_BYTES)
-        _check_pixel_count(p, header_size(head))
-        img, own = _decode(p, head) if head else (None, 1)
+        data = p.read_bytes()
+        _check_pixel_count(p, header_size(data[:_HEADER_BYTES]))
+        img, own = _decode(p, data) if data else (None, 1)
     except OSError as exc:
         raise UnreadableImageError(f"{p}: cannot read file ({exc.strerror or exc})") from None
     except cv2.error as exc:  # OpenCV's own size limit, a decoder's assertion
@@ -89,31 +89,25 @@ def read_image(path: str | os.PathLike[str], *, orientation: int | None = None) 
     return img
 
 
-def _decode(path: Path, head: bytes) -> tuple[np.ndarray | None, int]:
-    """Decode an image file; None if it is not one. With the pixels comes the orientation
-    still to apply to them (0: the decoder applied the file's own).
+def _decode(path: Path, data: bytes) -> tuple[np.ndarray | None, int]:
+    """Decode an image file (its bytes ``data`` already read); None if it is not one. With the
+    pixels comes the orientation still to apply to them (0: the decoder applied the file's own).
 
     A JPEG is decoded with ``cv2.imread``, straight into the array it returns (``imdecode``
     returns a copy of its own result: 72 MB more at the moment of decoding at 24 MP, and a
-    tenth of a second), as stored, and turned here: OpenCV 5.0's ``imread`` fails on files
-    whose orientation transposes them. ``imread`` also returns a JPEG cut short (with a grey
-    bottom), which ``imdecode`` refuses, so its end marker is checked first. Other formats, and
-    paths the file system encoding cannot carry to OpenCV, are read into memory and decoded
-    there, turned by the decoder.
+    tenth of a second), as stored, and turned as its EXIF says: OpenCV 5.0's ``imread`` fails
+    on files whose orientation transposes them. ``imread`` also returns a JPEG cut short (with a
+    grey bottom), which ``imdecode`` refuses, so its end marker is checked in ``data`` first.
+    Other formats, and paths the file system encoding cannot carry to OpenCV, are decoded from
+    ``data``, turned by the decoder.
     """
     flags = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_COLOR
-    data = path.read_bytes()
-    if head.startswith(b"\xff\xd8"):
-        try:
-            name = os.fsencode(path).decode("utf-8")
-        except UnicodeError:
-            pass
-        else:
-            if not _jpeg_is_complete(data):
-                return None, 1
-            del data  # the decoder reads the file itself
-            stored = cv2.imread(name, None, flags | cv2.IMREAD_IGNORE_ORIENTATION)
-            return stored, file_orientation(path)
+    name = os.fsencode(path).decode("utf-8", errors="replace")
+    if data.startswith(b"\xff\xd8") and "\ufffd" not in name:
+        if not _jpeg_is_complete(data):
+            return None, 1
+        stored = cv2.imread(name, None, flags | cv2.IMREAD_IGNORE_ORIENTATION)
+        return stored, jpeg_orientation(data)
     return cv2.imdecode(np.frombuffer(data, np.uint8), flags), 0
 
 

@@ -43,6 +43,11 @@ def read_metadata(path: Path) -> Metadata:
     return Metadata()
 
 
+def jpeg_orientation(data: bytes) -> int:
+    """The EXIF orientation (1 to 8) of a JPEG file's bytes; 1 when it has none."""
+    return exif_orientation(_jpeg_metadata(data).exif)
+
+
 def _jpeg_segments(data: bytes):
     i = 2
     while i + 4 <= len(data) and data[i] == 0xFF:

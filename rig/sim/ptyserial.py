@@ -29,6 +29,7 @@ import termios
 import threading
 import time
 import tty
+from abc import ABC, abstractmethod
 from typing import TypeVar
 
 
@@ -221,7 +222,7 @@ class PtyDevice:
 FirmwareT = TypeVar("FirmwareT", bound="FirmwareDevice")
 
 
-class FirmwareDevice(PtyDevice):
+class FirmwareDevice(PtyDevice, ABC):
     """A board whose firmware runs a main loop of its own beside the I/O thread (GRBL, Marlin).
 
     The loop (:meth:`_run`, on its own thread until :attr:`_quit` is set) keeps a clock
@@ -244,9 +245,9 @@ class FirmwareDevice(PtyDevice):
         """Simulated seconds since the board was made."""
         return (time.monotonic() - self._clock0) * self.time_scale
 
+    @abstractmethod
     def _run(self) -> None:
         """The firmware's main loop."""
-        raise NotImplementedError
 
     def start(self: FirmwareT) -> FirmwareT:
         with self._lock:
