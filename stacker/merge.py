@@ -26,6 +26,8 @@ Pixels a frame does not cover (outside its warped footprint) never win.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import cv2
 import numpy as np
 
@@ -115,7 +117,45 @@ class FocusTracker:
         return self._last
 
 
-class PyramidMerger:
+class _Merger(ABC):
+    """What both mergers do with a frame: :meth:`track` its focus on the caller's thread, then
+    :meth:`fold` it into the merge state (which reads nothing else of the tracker, so the next
+    frame may be tracked meanwhile, as :class:`stacker.stack.Stacker` does)."""
+
+    tracker: FocusTracker
+
+    def add(
+        self,
+        frame: np.ndarray,
+        gains: tuple[float, float, float],
+        small: np.ndarray,
+        valid_small: np.ndarray,
+        index: int,
+    ) -> None:
+        """Merge a frame warped to the reference (its own dtype) with its exposure gains.
+
+        ``small`` is the frame's luma for the focus tracker (:meth:`FocusTracker.update`),
+        ``valid_small`` its coverage at the tracker's size. The same as :meth:`track`, then
+        :meth:`fold`.
+        """
+        self.fold(frame, gains, valid_small, self.track(small, valid_small, index))
+
+    @abstractmethod
+    def track(self, small: np.ndarray, valid_small: np.ndarray, index: int) -> np.ndarray:
+        """Fold the frame's focus measure into the tracker; returns what :meth:`fold` needs."""
+
+    @abstractmethod
+    def fold(
+        self,
+        frame: np.ndarray,
+        gains: tuple[float, float, float],
+        valid_small: np.ndarray,
+        tracked: np.ndarray,
+    ) -> None:
+        """Merge a frame that :meth:`track` has seen (``tracked``: what it returned)."""
+
+
+class PyramidMerger(_Merger):
     """Fused Laplacian pyramid: max-activity selection in the fine bands, focus-weighted blending
     in the coarse bands and the base; see the module docstring."""
 
@@ -237,22 +277,6 @@ class PyramidMerger:
                 np.rint(fused, out=fused)
             np.copyto(self.fused[k], fused, casting="unsafe")
 
-    def add(
-        self,
-        frame: np.ndarray,
-        gains: tuple[float, float, float],
-        small: np.ndarray,
-        valid_small: np.ndarray,
-        index: int,
-    ) -> None:
-        """Merge a frame warped to the reference (its own dtype) with its exposure gains.
-
-        ``small`` is the frame's luma for the focus tracker (:meth:`FocusTracker.update`),
-        ``valid_small`` its coverage at the tracker's size. The same as :meth:`track`, then
-        :meth:`fold`.
-        """
-        self.fold(frame, gains, valid_small, self.track(small, valid_small, index))
-
     def track(self, small: np.ndarray, valid_small: np.ndarray, index: int) -> np.ndarray:
         """Fold the frame's focus measure into the tracker; returns what :meth:`fold` needs of
         it, a mask (0/255, a new array at the tracker's size) of where the frame is not
@@ -285,7 +309,7 @@ class PyramidMerger:
         return pyramid.from_work(pyramid.collapse(self.fused, stop, scratch=self.bands), self.dtype)
 
 
-class DepthMapMerger:
+class DepthMapMerger(_Merger):
     """Best-focus-per-pixel composite with feathered transitions; see the module docstring."""
 
     name = "depthmap"
@@ -300,19 +324,6 @@ class DepthMapMerger:
         self._weight = np.zeros((height, width), np.float32)
         self.count = 0
         self.tracker = FocusTracker(height, width, self.track_level)
-
-    def add(
-        self,
-        frame: np.ndarray,
-        gains: tuple[float, float, float],
-        small: np.ndarray,
-        valid_small: np.ndarray,
-        index: int,
-    ) -> None:
-        """Merge a frame warped to the reference, with its exposure gains (``small``: its luma
-        for the focus tracker; ``valid_small``: its coverage at the tracker's size); the same as
-        :meth:`track`, then :meth:`fold`."""
-        self.fold(frame, gains, valid_small, self.track(small, valid_small, index))
 
     def track(self, small: np.ndarray, valid_small: np.ndarray, index: int) -> np.ndarray:
         """Fold the frame's focus measure into the tracker; returns a copy of where it now
