@@ -41,18 +41,21 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
-from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rig.errors import DeviceNotFoundError, MotionError, RigError
-from rig.rails.base import ConnectionLostError, MoveStoppedError, Rail, RailOptions
+from rig.rails.base import ConnectionLostError, MoveStoppedError, RailOptions
+from rig.rails.gcode import GcodeRail, GcodeSettings
 from rig.rails.grbl_codes import POSITION_LOST_ALARMS, alarm_text, error_text
-from rig.rails.serialport import SerialLink, require_link
-from rig.rails.url import DeviceURL, URLError, open_port_rail
-from rig.units import format_length, parse_duration, parse_speed
+from rig.rails.serialport import SerialLink
+from rig.rails.url import DeviceURL, URLError
+from rig.units import format_length, parse_duration
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 log = logging.getLogger(__name__)
 
@@ -132,56 +135,36 @@ def parse_status(line: str) -> GrblStatus | None:
     return GrblStatus(state, substate, mpos, wpos, wco, feed, values.get("Pn", ""), line)
 
 
-class GrblRail(Rail):
+class GrblRail(GcodeRail):
     """A GRBL 1.1 rail; see the module docstring for the protocol details.
 
     Parameters
     ----------
-    port
-        Device path or pyserial URL (``/dev/ttyUSB0``, ``spy:///dev/ttyUSB0``).
-    options
-        Shared rail behaviour (backlash, settle, soft limits).
-    baud
-        115200 for GRBL 1.1.
-    axis
-        The rail's axis letter.
+    port, options, baud, axis, wakeup_s, timeout_s, name
+        As for every G-code rail (:class:`~rig.rails.gcode.GcodeRail`).
     feed_mm_min
         Move speed; ``None`` uses the controller's maximum rate for the axis (``$110``...).
-    wakeup_s
-        Wait after opening the port for the Arduino bootloader.
-    timeout_s
-        How long a command may take to be answered before the controller counts as silent.
     home_all
         Send ``$H`` (all axes) instead of ``$H<axis>``.
     poll_s
         Interval between ``?`` status queries while waiting for motion.
     """
 
+    scheme = "grbl"
+    example_url = "grbl:///dev/ttyUSB0"
+    axes = _AXES
+
     def __init__(
         self,
         port: str,
         options: RailOptions | None = None,
         *,
-        baud: int = 115200,
-        axis: str = "X",
-        feed_mm_min: float | None = None,
-        wakeup_s: float = 2.0,
-        timeout_s: float = 5.0,
         home_all: bool = False,
         poll_s: float = 0.05,
-        name: str | None = None,
+        **settings: Unpack[GcodeSettings],
     ) -> None:
-        super().__init__(name or f"grbl://{port}", options or RailOptions())
-        axis = axis.upper()
-        if len(axis) != 1 or axis not in _AXES:
-            raise URLError(f"axis={axis!r} for {port}: use one of {', '.join(_AXES)}")
-        self.port = port
-        self.baud = baud
-        self.axis = axis
-        self._axis_index = _AXES.index(axis)
-        self.feed_mm_min = feed_mm_min
-        self.wakeup_s = wakeup_s
-        self.timeout_s = timeout_s
+        super().__init__(port, options, **settings)
+        self._axis_index = _AXES.index(self.axis)
         self.home_all = home_all
         self.poll_s = poll_s
         self.settings: dict[int, float] = {}
@@ -189,12 +172,7 @@ class GrblRail(Rail):
         self.version = ""
         self.firmware = "Grbl"
         """``Grbl`` or ``GrblHAL``, from the last banner seen."""
-        self._cond = threading.Condition()
-        self._cmd_lock = threading.Lock()
-        self._responses: deque[str] = deque()
-        self._info: list[str] = []
         self._transcript: list[str] = []
-        self._awaiting = False
         self._status: GrblStatus | None = None
         self._status_seq = 0
         self._wco: tuple[float, ...] | None = None
@@ -204,35 +182,26 @@ class GrblRail(Rail):
         self._reset_seq = 0
         self._halting = False
         self._position_lost: str | None = None
-        self._homed = False
         self._moving = False
-        self._link: SerialLink | None = None
         self._connect(initial=True)
 
     @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> GrblRail:
+    def _url_settings(cls, parsed: DeviceURL) -> dict[str, Any]:
         """``grbl:///dev/ttyUSB0?baud=115200&axis=X&backlash=50um&settle=0.5&feed=5mm/s``.
 
-        Options: ``baud``, ``axis``, ``feed`` (a speed), ``wakeup`` and ``timeout`` (seconds),
-        ``homing`` (``axis`` or ``all``), ``poll`` (seconds) and the shared rail options.
+        Besides the G-code rails' options: ``homing`` (``axis`` or ``all``) and ``poll``
+        (seconds).
         """
-
-        def settings(parsed: DeviceURL) -> dict[str, Any]:
-            feed = parsed.take("feed")
-            homing = (parsed.take("homing") or "axis").lower()
-            if homing not in ("axis", "all"):
-                raise URLError(f"homing={homing!r} in {url!r}: use homing=axis ($HX) or homing=all")
-            return {
-                "baud": int(parsed.take_float("baud", 115200)),
-                "axis": parsed.take("axis") or "X",
-                "feed_mm_min": parse_speed(feed) if feed else None,
-                "wakeup_s": parse_duration(parsed.take("wakeup") or "2"),
-                "timeout_s": parse_duration(parsed.take("timeout") or "5"),
-                "home_all": homing == "all",
-                "poll_s": parse_duration(parsed.take("poll") or "0.05"),
-            }
-
-        return open_port_rail(cls, url, "grbl:///dev/ttyUSB0", settings, kwargs)
+        homing = (parsed.take("homing") or "axis").lower()
+        if homing not in ("axis", "all"):
+            raise URLError(
+                f"homing={homing!r} in {parsed.text!r}: use homing=axis ($HX) or homing=all"
+            )
+        return {
+            **super()._url_settings(parsed),
+            "home_all": homing == "all",
+            "poll_s": parse_duration(parsed.take("poll") or "0.05"),
+        }
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -317,19 +286,14 @@ class GrblRail(Rail):
                 self._awaiting = True
             try:
                 link.send_line("$G")
-                deadline = time.monotonic() + timeout
+
+                def synced() -> bool:
+                    lines = self._transcript
+                    marks = [i for i, line in enumerate(lines) if line.startswith("[GC:")]
+                    return bool(marks) and "ok" in lines[marks[-1] :]
+
                 with self._cond:
-                    while True:
-                        lines = self._transcript
-                        marks = [i for i, line in enumerate(lines) if line.startswith("[GC:")]
-                        if marks and "ok" in lines[marks[-1] :]:
-                            return True
-                        if link.lost is not None:
-                            raise link.lost
-                        remaining = deadline - time.monotonic()
-                        if remaining <= 0:
-                            return False
-                        self._cond.wait(remaining)
+                    return self._wait_for(link, synced, time.monotonic() + timeout)
             finally:
                 with self._cond:
                     self._awaiting = False
@@ -426,9 +390,6 @@ class GrblRail(Rail):
 
     # -- commands -----------------------------------------------------------------------------
 
-    def _require_link(self) -> SerialLink:
-        return require_link(self._link, self.port)
-
     def _command(self, line: str, *, timeout: float | None = None) -> list[str]:
         """Send one line and wait for its ``ok``; return the informational lines before it.
 
@@ -444,19 +405,20 @@ class GrblRail(Rail):
                 alarms, resets = self._alarm_seq, self._reset_seq
             try:
                 link.send_line(line)
+
+                def interrupted() -> None:
+                    if self._alarm_seq != alarms:
+                        raise self._alarm_error(f"while running {line!r}")
+                    if self._reset_seq != resets:
+                        raise self._reset_error(line)
+
                 deadline = time.monotonic() + limit
                 with self._cond:
-                    while not self._responses:
-                        if link.lost is not None:
-                            raise link.lost
-                        if self._alarm_seq != alarms:
-                            raise self._alarm_error(f"while running {line!r}")
-                        if self._reset_seq != resets:
-                            raise self._reset_error(line)
-                        remaining = deadline - time.monotonic()
-                        if remaining <= 0:
-                            raise _Timeout(line)
-                        self._cond.wait(remaining)
+                    answered = self._wait_for(
+                        link, lambda: bool(self._responses), deadline, interrupted
+                    )
+                    if not answered:
+                        raise _Timeout(line)
                     response = self._responses.popleft()
                     info = list(self._info)
             finally:
@@ -466,6 +428,29 @@ class GrblRail(Rail):
             code = int(response[6:]) if response[6:].isdigit() else -1
             raise GrblCommandError(f"{self.port}: {line!r} refused: {error_text(code)}", code)
         return info
+
+    def _wait_for(
+        self,
+        link: SerialLink,
+        done: Callable[[], bool],
+        deadline: float,
+        interrupted: Callable[[], None] | None = None,
+    ) -> bool:
+        """Wait (holding ``_cond``) until ``done()``; False once ``deadline`` has passed.
+
+        A lost link raises at once; so does ``interrupted`` when it sees a reason to give up (an
+        alarm, a reset).
+        """
+        while not done():
+            if link.lost is not None:
+                raise link.lost
+            if interrupted is not None:
+                interrupted()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._cond.wait(remaining)
+        return True
 
     def _checked_command(self, line: str, *, timeout: float | None = None) -> list[str]:
         try:
@@ -502,13 +487,8 @@ class GrblRail(Rail):
         link.write(STATUS_QUERY)
         deadline = time.monotonic() + (self.timeout_s if timeout is None else timeout)
         with self._cond:
-            while self._status_seq == seq:
-                if link.lost is not None:
-                    raise link.lost
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise _Timeout("?")
-                self._cond.wait(remaining)
+            if not self._wait_for(link, lambda: self._status_seq != seq, deadline):
+                raise _Timeout("?")
             assert self._status is not None
             return self._status
 
@@ -730,13 +710,8 @@ class GrblRail(Rail):
         link.write(SOFT_RESET)
         deadline = time.monotonic() + self.timeout_s
         with self._cond:
-            while self._reset_seq == resets:
-                if link.lost is not None:
-                    raise link.lost
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise RigError(f"the GRBL controller on {self.port} did not restart on reset")
-                self._cond.wait(remaining)
+            if not self._wait_for(link, lambda: self._reset_seq != resets, deadline):
+                raise RigError(f"the GRBL controller on {self.port} did not restart on reset")
             self._critical = False
 
     def _halt(self) -> None:
@@ -766,11 +741,6 @@ class GrblRail(Rail):
                 self._soft_reset()
         except (_Timeout, ConnectionLostError, RigError) as exc:
             log.warning("%s: stop incomplete: %s", self.port, exc)
-
-    def _close(self) -> None:
-        if self._link is not None:
-            self._link.close()
-            self._link = None
 
 
 class _Timeout(Exception):

@@ -30,16 +30,17 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
-from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rig.errors import DeviceNotFoundError, MotionError, RigError
-from rig.rails.base import ConnectionLostError, MoveStoppedError, Rail, RailOptions
-from rig.rails.serialport import SerialLink, require_link
-from rig.rails.url import DeviceURL, URLError, open_port_rail
-from rig.units import format_length, parse_duration, parse_speed
+from rig.rails.base import ConnectionLostError, MoveStoppedError, RailOptions
+from rig.rails.gcode import GcodeRail, GcodeSettings
+from rig.rails.serialport import SerialLink
+from rig.units import format_length
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 log = logging.getLogger(__name__)
 
@@ -55,46 +56,25 @@ _REPORT_UM = 10.0  # M114 prints two decimals of a millimetre
 MIN_STEPS_PER_SEGMENT = 6  # Marlin's Configuration_adv.h default (planner.cpp drops shorter)
 
 
-class MarlinRail(Rail):
+class MarlinRail(GcodeRail):
     """A Marlin rail; see the module docstring.
 
-    Parameters
-    ----------
-    port
-        Device path or pyserial URL.
-    options
-        Shared rail behaviour (backlash, settle, soft limits).
-    baud, axis, feed_mm_min
-        Serial speed, the rail's axis letter, move speed (mm/min).
-    wakeup_s
-        Wait after opening the port (the board resets and boots).
-    timeout_s
-        Silence allowed before the board counts as unresponsive; ``busy:`` lines reset it.
+    Takes the settings of every G-code rail (:class:`~rig.rails.gcode.GcodeRail`); the move
+    speed is 600 mm/min unless ``feed_mm_min`` says otherwise, and ``timeout_s`` is reset by
+    every ``busy:`` line. As a URL:
+    ``marlin:///dev/ttyACM0?axis=X&feed=10mm/s&backlash=30um&settle=0.3``.
     """
 
+    scheme = "marlin"
+    example_url = "marlin:///dev/ttyACM0"
+    axes = "XYZ"
+    default_feed_mm_min = 600.0
+    feed_mm_min: float
+
     def __init__(
-        self,
-        port: str,
-        options: RailOptions | None = None,
-        *,
-        baud: int = 115200,
-        axis: str = "X",
-        feed_mm_min: float = 600.0,
-        wakeup_s: float = 2.0,
-        timeout_s: float = 5.0,
-        name: str | None = None,
+        self, port: str, options: RailOptions | None = None, **settings: Unpack[GcodeSettings]
     ) -> None:
-        super().__init__(name or f"marlin://{port}", options or RailOptions())
-        axis = axis.upper()
-        if axis not in ("X", "Y", "Z"):
-            raise URLError(f"axis={axis!r} for {port}: use X, Y or Z")
-        self.port = port
-        self.baud = baud
-        self.axis = axis
-        self.feed_mm_min = feed_mm_min
-        self.wakeup_s = wakeup_s
-        self.timeout_s = timeout_s
-        self.firmware = ""
+        super().__init__(port, options, **settings)
         self.capabilities_reported: dict[str, int] = {}
         """``M115``'s ``Cap:NAME:value`` lines."""
         self.steps_per_mm = 0.0
@@ -102,35 +82,12 @@ class MarlinRail(Rail):
         self._soft_endstops: tuple[float, float] | None = None
         self._count_shift = 0
         self._boots = 0
-        self._cond = threading.Condition()
-        self._cmd_lock = threading.Lock()
-        self._responses: deque[str] = deque()
-        self._info: list[str] = []
         self._errors: list[str] = []
-        self._awaiting = False
         self._activity = 0
         self._halted = False
         self._needs_sync = False
-        self._homed = False
         self._position_um: float | None = None
-        self._link: SerialLink | None = None
         self._connect()
-
-    @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> MarlinRail:
-        """``marlin:///dev/ttyACM0?axis=X&feed=10mm/s&backlash=30um&settle=0.3``."""
-
-        def settings(parsed: DeviceURL) -> dict[str, Any]:
-            feed = parsed.take("feed")
-            return {
-                "baud": int(parsed.take_float("baud", 115200)),
-                "axis": parsed.take("axis") or "X",
-                "feed_mm_min": parse_speed(feed) if feed else 600.0,
-                "wakeup_s": parse_duration(parsed.take("wakeup") or "2"),
-                "timeout_s": parse_duration(parsed.take("timeout") or "5"),
-            }
-
-        return open_port_rail(cls, url, "marlin:///dev/ttyACM0", settings, kwargs)
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -236,7 +193,7 @@ class MarlinRail(Rail):
             self._cond.notify_all()
 
     def _require_link(self) -> SerialLink:
-        link = require_link(self._link, self.port)
+        link = super()._require_link()
         if self._halted:
             raise RigError(
                 f"the Marlin board on {self.port} is halted (M112 or a fault); reset it "
@@ -451,11 +408,6 @@ class MarlinRail(Rail):
         link.send_line("M112")
         self._motion.stopped.set()
         self._homed = False
-
-    def _close(self) -> None:
-        if self._link is not None:
-            self._link.close()
-            self._link = None
 
 
 class _Timeout(Exception):
