@@ -130,13 +130,17 @@ class Rail(ABC):
     def _close(self) -> None:
         """Release the port or other resources."""
 
-    @property
-    @abstractmethod
-    def _can_home(self) -> bool: ...
+    # A driver whose answer never changes sets these two as class attributes.
 
     @property
     @abstractmethod
-    def _absolute(self) -> bool: ...
+    def _can_home(self) -> bool:
+        """Whether :meth:`_home` can find a reference (a limit switch)."""
+
+    @property
+    @abstractmethod
+    def _absolute(self) -> bool:
+        """Whether the device knows where it is (after homing, for rails that home)."""
 
     @property
     def _resolution_um(self) -> float:

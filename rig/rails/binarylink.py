@@ -111,13 +111,8 @@ class BinaryLinkRail(Rail):
     def _greet(self) -> None:
         """Make sure the controller answers on the open link; raise if it does not."""
 
-    @property
-    def _can_home(self) -> bool:
-        return False
-
-    @property
-    def _absolute(self) -> bool:
-        return False
+    _can_home = False
+    _absolute = False
 
     def _home(self) -> None:  # pragma: no cover - _can_home is False, Rail.home refuses first
         raise MotionError(f"{self.name} has no limit switches and cannot home")

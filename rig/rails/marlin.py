@@ -251,9 +251,7 @@ class MarlinRail(GcodeRail):
 
     # -- Rail primitives ----------------------------------------------------------------------
 
-    @property
-    def _can_home(self) -> bool:
-        return True
+    _can_home = True
 
     @property
     def _absolute(self) -> bool:

@@ -195,6 +195,8 @@ class GrblSimulator(FirmwareDevice):
     """
 
     runner_name = "grbl-sim"
+    url_scheme = "grbl"
+    url_query = "?wakeup=0"
 
     def __init__(
         self,
@@ -244,11 +246,6 @@ class GrblSimulator(FirmwareDevice):
         """Every alarm code raised, oldest first."""
 
     # -- public API ---------------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        """A ready ``grbl://`` URL for this simulator (no bootloader wait)."""
-        return f"grbl://{self.path}?wakeup=0"
 
     @property
     def state(self) -> str:

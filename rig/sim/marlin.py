@@ -80,6 +80,8 @@ class MarlinSimulator(FirmwareDevice):
     """
 
     runner_name = "marlin-sim"
+    url_scheme = "marlin"
+    url_query = "?wakeup=0"
 
     def __init__(
         self,
@@ -117,11 +119,6 @@ class MarlinSimulator(FirmwareDevice):
         self._halted = False
         self.motion_log: list[tuple[Vec, Vec]] = []
         """``(start, end)`` of every completed or interrupted move (mm)."""
-
-    @property
-    def url(self) -> str:
-        """A ready ``marlin://`` URL (no bootloader wait)."""
-        return f"marlin://{self.path}?wakeup=0"
 
     @property
     def position(self) -> Vec:

@@ -30,7 +30,7 @@ import threading
 import time
 import tty
 from abc import ABC, abstractmethod
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 
 class PtyDevice:
@@ -43,6 +43,11 @@ class PtyDevice:
     reset_on_open
         Call :meth:`on_power_up` each time a program opens the port (Arduino DTR reset).
     """
+
+    url_scheme: ClassVar[str] = ""
+    """The focuser URL scheme of the driver that speaks to this device (``grbl``...)."""
+    url_query: ClassVar[str] = ""
+    """What :attr:`url` adds after the path, e.g. ``?wakeup=0`` where no boot needs waiting for."""
 
     def __init__(self, name: str, *, reset_on_open: bool = True) -> None:
         self.reset_on_open = reset_on_open
@@ -93,6 +98,11 @@ class PtyDevice:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def url(self) -> str:
+        """A focuser URL that opens this device with its driver, ready to use."""
+        return f"{self.url_scheme}://{self.path}{self.url_query}"
 
     @property
     def pts(self) -> str:

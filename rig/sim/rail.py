@@ -105,13 +105,8 @@ class SimulatedRail(Rail):
         with self._lock:
             return self._pos
 
-    @property
-    def _can_home(self) -> bool:
-        return True
-
-    @property
-    def _absolute(self) -> bool:
-        return True
+    _can_home = True
+    _absolute = True
 
     @property
     def _resolution_um(self) -> float:

@@ -37,6 +37,8 @@ SOFTWARE = b"StackShot 1.5 (stackrig simulator)"
 class StackShotSimulator(PtyDevice):
     """See the module docstring. ``steps_per_mm`` serves moves and reads in motor steps."""
 
+    url_scheme = "stackshot"
+
     def __init__(
         self,
         *,
@@ -62,10 +64,6 @@ class StackShotSimulator(PtyDevice):
         """Called (on the I/O thread) for every shutter pulse: a camera on the cable."""
         self.requests: list[tuple[int, int, bytes]] = []
         """Every well-formed request: (command, action, data)."""
-
-    @property
-    def url(self) -> str:
-        return f"stackshot://{self.path}"
 
     # -- faults -------------------------------------------------------------------------------
 

@@ -30,6 +30,9 @@ from rig.sim.ptyserial import PtyDevice
 class WeMacroSimulator(PtyDevice):
     """See the module docstring."""
 
+    url_scheme = "wemacro"
+    url_query = "?wakeup=0.5"  # how long the driver waits for the ready message
+
     def __init__(
         self,
         *,
@@ -51,10 +54,6 @@ class WeMacroSimulator(PtyDevice):
         self.shutter_pulses = 0
         self.on_shutter: Callable[[], None] | None = None
         self.config = 0
-
-    @property
-    def url(self) -> str:
-        return f"wemacro://{self.path}?wakeup=0.5"
 
     def corrupt_next(self, count: int = 1) -> None:
         """Damage the next ``count`` frames on the way in (their CRC no longer matches)."""
