@@ -31,7 +31,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -667,26 +667,32 @@ class HotFolder:
 
 @dataclass(frozen=True)
 class WatchStatus:
-    """A snapshot of a watch, handed to ``on_status`` whenever something changes.
-
-    ``state`` is ``"waiting"`` (for the next file: the stacker is not touched until the state
-    changes again), ``"merging"`` (from just before :meth:`Stacker.add` until after ``on_frame``),
-    ``"writing"`` or ``"done"``.
-    ``seen`` counts files taken from the folder, ``rejected`` frames that decoded but could not
-    be aligned or do not fit the stack, ``skipped`` the partners of RAW+JPEG pairs.
-    """
+    """A snapshot of a watch, handed to ``on_status`` whenever something changes."""
 
     folder: Path
+    """The watched folder."""
     state: str = "waiting"
+    """``"waiting"`` (for the next file: the stacker is not touched until the state changes
+    again), ``"merging"`` (from just before :meth:`Stacker.add` until after ``on_frame``),
+    ``"writing"`` or ``"done"``."""
     seen: int = 0
+    """Files taken from the folder."""
     merged: int = 0
+    """Frames merged into the composite."""
     rejected: int = 0
+    """Frames that decoded but could not be aligned or do not fit the stack."""
     unreadable: int = 0
+    """Files that could not be decoded (kept out, or the end of a ``strict`` watch)."""
     skipped: int = 0
+    """The partners of RAW+JPEG pairs, of which one file is stacked."""
     writes: int = 0
+    """How many times the outputs were written."""
     last_name: str | None = None
+    """Name of the file taken last."""
     last_score: float | None = None
+    """Alignment score of the last frame offered to the stacker; ``None`` when it had none."""
     last_problem: str | None = None
+    """Why the last file was kept out, until a frame merges again."""
 
 
 @dataclass(frozen=True)
@@ -877,38 +883,38 @@ def _check_outputs_in_folder(folder: Path, outputs: list[Path]) -> None:
             )
 
 
+@dataclass
 class _WatchRun:
     """The merging side of a watch: counts, strictness, and when to write the outputs."""
 
-    def __init__(
-        self,
-        stacker: Stacker,
-        output: Path,
-        depth_map: Path | None,
-        *,
-        jpeg_quality: int,
-        strict: bool,
-        crop: bool,
-        every: int,
-        status: WatchStatus,
-        on_frame: Callable[[MergedFrame], None] | None,
-        on_status: Callable[[WatchStatus], None] | None,
-        on_warning: Callable[[str], None] | None,
-    ) -> None:
-        self.stacker = stacker
-        self.output = output
-        self.depth_map = depth_map
-        self.jpeg_quality = jpeg_quality
-        self.strict = strict
-        self.crop = crop
-        self.every = every
-        self.status = status
-        self.on_frame = on_frame
-        self.on_status = on_status
-        self.on_warning = on_warning
-        self.first_path: Path | None = None
-        self.unwritten = 0  # merged frames not yet in the file on disk
-        self.outputs: list[Path] = []
+    stacker: Stacker
+    """The stack every readable frame goes into."""
+    output: Path
+    """The composite's file."""
+    depth_map: Path | None
+    """The depth map's file, if one is wanted."""
+    jpeg_quality: int
+    """Quality of the JPEG outputs."""
+    strict: bool
+    """Stop at the first file that cannot be read or stacked, instead of keeping it out."""
+    crop: bool
+    """Crop the outputs to the area every merged frame covers."""
+    every: int
+    """Write the outputs after this many merged frames (and at the end)."""
+    status: WatchStatus
+    """The latest snapshot; every change replaces it and goes to ``on_status``."""
+    on_frame: Callable[[MergedFrame], None] | None
+    """Called on this thread after each frame went through the stacker."""
+    on_status: Callable[[WatchStatus], None] | None
+    """Called with every new status."""
+    on_warning: Callable[[str], None] | None
+    """Called with a one-line message for each file kept out (unless ``strict``)."""
+    first_path: Path | None = field(default=None, init=False)
+    """The first merged frame, whose metadata the outputs carry."""
+    unwritten: int = field(default=0, init=False)
+    """Merged frames not yet in the file on disk."""
+    outputs: list[Path] = field(default_factory=list, init=False)
+    """The files the last write produced."""
 
     def publish(self, **changes: object) -> None:
         self.status = replace(self.status, **changes)  # type: ignore[arg-type]

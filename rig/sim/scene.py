@@ -60,65 +60,50 @@ _LUT_SIZE = 4096
 
 @dataclass(frozen=True)
 class SceneSpec:
-    """Everything that defines a synthetic scene and its camera; the same spec renders the same.
-
-    Parameters
-    ----------
-    width, height
-        Frame size in pixels.
-    seed
-        Seeds the scene layout and every frame's jitter, drift and noise.
-    depth_um
-        Depth of the scene along the focus axis; depths run from 0 (near) to ``depth_um``.
-    blur_px_per_um
-        Gaussian defocus sigma in pixels per micrometre of focus error. ``None`` picks a value
-        that makes the far end, seen from the near end, very blurred at any resolution:
-        ``max(width / 160, 6) / depth_um``.
-    max_blur_px
-        Cap on the defocus sigma. ``None`` means the sigma reached at a focus error of
-        ``depth_um``.
-    breathing
-        Relative magnification change across the whole depth (0.06 means the far end is imaged
-        6 % larger than the near end). Negative values shrink instead.
-    jitter_px, rotation_deg
-        Largest random shift (per axis) and rotation of a frame other than the first.
-    exposure_drift, wb_drift
-        Largest relative exposure change (all channels) and white-balance change (per channel).
-    noise_sigma
-        Standard deviation of Gaussian sensor noise, in 8-bit levels (scaled for 16 bits).
-    jpeg_quality
-        If set, every rendered frame goes through JPEG at this quality (artefacts included).
-    bit_depth
-        8 or 16: the dtype (``uint8`` or ``uint16``) of the truth and of every frame.
-    n_components
-        Number of sharp-edged raised components on the board.
-    optics_blur_px
-        Gaussian sigma of the lens's blur at best focus. The all-in-focus truth is the scene at
-        this blur: no focus stack can be sharper than its sharpest frame.
-    layout
-        ``"board"`` (the circuit-board-like scene above) or ``"shapes"``: large flat saturated
-        shapes and glyphs, each at one depth, over a colourful textured background on a
-        tilted, gently curved surface (the scene where a depth map must fill textureless
-        areas from their borders without taking the background's depth).
-    """
+    """Everything that defines a synthetic scene and its camera; the same spec renders the same."""
 
     width: int = 640
+    """Frame width in pixels."""
     height: int = 480
+    """Frame height in pixels."""
     seed: int = 0
+    """Seeds the scene layout and every frame's jitter, drift and noise."""
     depth_um: float = 3000.0
+    """Depth of the scene along the focus axis; depths run from 0 (near) to ``depth_um``."""
     blur_px_per_um: float | None = None
+    """Gaussian defocus sigma in pixels per micrometre of focus error. ``None`` picks a value
+    that makes the far end, seen from the near end, very blurred at any resolution:
+    ``max(width / 160, 6) / depth_um``."""
     max_blur_px: float | None = None
+    """Cap on the defocus sigma. ``None`` means the sigma reached at a focus error of
+    ``depth_um``."""
     breathing: float = 0.06
+    """Relative magnification change across the whole depth (0.06 means the far end is imaged
+    6 % larger than the near end). Negative values shrink instead."""
     jitter_px: float = 3.0
+    """Largest random shift, per axis, of a frame other than the first."""
     rotation_deg: float = 0.2
+    """Largest random rotation of a frame other than the first."""
     exposure_drift: float = 0.03
+    """Largest relative exposure change, the same on all channels."""
     wb_drift: float = 0.02
+    """Largest relative white-balance change, per channel."""
     noise_sigma: float = 1.5
+    """Standard deviation of Gaussian sensor noise, in 8-bit levels (scaled for 16 bits)."""
     jpeg_quality: int | None = None
+    """If set, every rendered frame goes through JPEG at this quality (artefacts included)."""
     bit_depth: int = 8
+    """8 or 16: the dtype (``uint8`` or ``uint16``) of the truth and of every frame."""
     n_components: int = 14
+    """Number of sharp-edged raised components on the board."""
     optics_blur_px: float = 0.7
+    """Gaussian sigma of the lens's blur at best focus. The all-in-focus truth is the scene at
+    this blur: no focus stack can be sharper than its sharpest frame."""
     layout: str = "board"
+    """``"board"`` (the circuit-board-like scene above) or ``"shapes"``: large flat saturated
+    shapes and glyphs, each at one depth, over a colourful textured background on a
+    tilted, gently curved surface (the scene where a depth map must fill textureless
+    areas from their borders without taking the background's depth)."""
 
     def __post_init__(self) -> None:
         problems = []

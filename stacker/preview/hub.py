@@ -44,22 +44,28 @@ class Progress:
     """Where a stack stands. ``None`` means unknown (no plan, no rail, no estimate yet)."""
 
     state: RunState = RunState.WAITING
+    """What the run is doing (the page's status badge)."""
     captured: int = 0
     """Frames that exist on disk (shot by the rig or dropped into the hot folder)."""
     stacked: int = 0
     """Frames the stacker has processed, merged or rejected."""
     merged: int = 0
+    """Frames merged into the composite."""
     rejected: int = 0
+    """Frames kept out of the composite (not aligned, or not fitting the stack)."""
     total: int | None = None
     """Frames planned, when a plan says so."""
     position_um: float | None = None
     """Current rail position in micrometres (lens steps when ``units`` is ``"steps"``, the frame
     number for frames the camera focused itself, ``"frames"``)."""
     units: Literal["um", "steps", "frames"] = "um"
+    """What ``position_um`` counts: micrometres, lens steps or frame numbers."""
     eta_s: float | None = None
     """Seconds until the last frame is captured; the hub estimates it when the producer does not."""
     title: str = ""
+    """The page's heading (the session or folder name); empty shows "stackrig"."""
     message: str = ""
+    """The latest warning or note for the photographer, shown under the counts."""
 
 
 @dataclass(frozen=True)
