@@ -23,6 +23,14 @@ from tests.hotfolder import write_old, write_slowly
 SPEC = SceneSpec(width=320, height=240, seed=7, depth_um=600.0, noise_sigma=1.0, jpeg_quality=92)
 
 
+@pytest.fixture
+def hot(tmp_path: Path) -> Path:
+    """An empty folder to watch, ``tmp_path / "hot"``."""
+    folder = tmp_path / "hot"
+    folder.mkdir()
+    return folder
+
+
 @pytest.fixture(scope="module")
 def stack_jpegs() -> list[bytes]:
     """Six 320x240 JPEG frames of one synthetic scene, focus stepping near to far."""
@@ -37,10 +45,8 @@ def stack_jpegs() -> list[bytes]:
 
 @pytest.mark.slow
 def test_frames_written_slowly_are_stacked_whole_existing_ones_first(
-    tmp_path: Path, stack_jpegs: list[bytes]
+    hot: Path, stack_jpegs: list[bytes]
 ) -> None:
-    hot = tmp_path / "hot"
-    hot.mkdir()
     # Already there at start, named so that plain string order would be wrong.
     for name, data in [("f10.jpg", stack_jpegs[2]), ("f2.jpg", stack_jpegs[1])]:
         write_old(hot / name, data)
@@ -83,9 +89,7 @@ def test_frames_written_slowly_are_stacked_whole_existing_ones_first(
     assert not list(hot.glob(".*"))  # no temporary output files left behind
 
 
-def test_every_n_and_depth_map(tmp_path: Path, stack_jpegs: list[bytes]) -> None:
-    hot = tmp_path / "hot"
-    hot.mkdir()
+def test_every_n_and_depth_map(hot: Path, stack_jpegs: list[bytes]) -> None:
     for i in range(3):
         write_old(hot / f"s{i}.jpg", stack_jpegs[i])
     # Both inside the watched folder: the depth map's JPEG preview must not become a frame.
@@ -101,9 +105,7 @@ def test_every_n_and_depth_map(tmp_path: Path, stack_jpegs: list[bytes]) -> None
 
 
 @pytest.mark.slow
-def test_raw_jpeg_pair_is_stacked_once(tmp_path: Path, stack_jpegs: list[bytes]) -> None:
-    hot = tmp_path / "hot"
-    hot.mkdir()
+def test_raw_jpeg_pair_is_stacked_once(tmp_path: Path, hot: Path, stack_jpegs: list[bytes]) -> None:
     warnings: list[str] = []
 
     def writer() -> None:
@@ -132,10 +134,8 @@ def test_idle_without_frames_is_an_error_and_writes_nothing(tmp_path: Path) -> N
 
 @pytest.mark.slow
 def test_strict_stops_at_an_unreadable_file_keeping_the_merged_result(
-    tmp_path: Path, stack_jpegs: list[bytes]
+    tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
 ) -> None:
-    hot = tmp_path / "hot"
-    hot.mkdir()
     write_old(hot / "a1.jpg", stack_jpegs[0])
     write_old(hot / "a2.jpg", b"\xff\xd8 not really a jpeg" * 50)
     out = tmp_path / "out.jpg"
@@ -165,10 +165,9 @@ def wait_for(path: Path, timeout: float = 30.0) -> None:
 
 @pytest.mark.slow
 def test_cli_stacks_frames_dropped_in_while_it_runs(
-    tmp_path: Path, stack_jpegs: list[bytes]
+    tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
 ) -> None:
-    hot, out = tmp_path / "hot", tmp_path / "out.jpg"
-    hot.mkdir()
+    out = tmp_path / "out.jpg"
     proc = run_watch(str(hot), "-o", str(out), "--idle-timeout", "2", "--settle", "0.3")
     assert proc.stderr is not None
     assert proc.stderr.readline().startswith("watching ")  # the folder is empty and watched
@@ -182,9 +181,10 @@ def test_cli_stacks_frames_dropped_in_while_it_runs(
 
 
 @pytest.mark.slow
-def test_cli_ctrl_c_writes_the_result_and_exits_0(tmp_path: Path, stack_jpegs: list[bytes]) -> None:
-    hot, out = tmp_path / "hot", tmp_path / "out.tif"
-    hot.mkdir()
+def test_cli_ctrl_c_writes_the_result_and_exits_0(
+    tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
+) -> None:
+    out = tmp_path / "out.tif"
     for i in range(2):
         write_old(hot / f"x{i}.jpg", stack_jpegs[i])
     proc = run_watch(str(hot), "-o", str(out), "--settle", "0.2")
@@ -250,10 +250,9 @@ def test_cli_bad_input_is_one_line(
 
 @pytest.mark.slow
 def test_output_folder_removed_mid_watch_is_a_one_line_error(
-    tmp_path: Path, stack_jpegs: list[bytes]
+    tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
 ) -> None:
-    hot, outdir = tmp_path / "hot", tmp_path / "out"
-    hot.mkdir()
+    outdir = tmp_path / "out"
     outdir.mkdir()
 
     def meddle() -> None:
@@ -270,10 +269,8 @@ def test_output_folder_removed_mid_watch_is_a_one_line_error(
 
 @pytest.mark.slow
 def test_numbered_reference_defers_writing_until_that_frame_arrived(
-    tmp_path: Path, stack_jpegs: list[bytes]
+    tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
 ) -> None:
-    hot = tmp_path / "hot"
-    hot.mkdir()
     for i in range(4):
         write_old(hot / f"r{i}.jpg", stack_jpegs[i])
     writes: list[int] = []
@@ -291,10 +288,8 @@ def test_numbered_reference_defers_writing_until_that_frame_arrived(
 
 @pytest.mark.slow
 def test_frame_that_does_not_fit_is_rejected_or_fatal_with_strict(
-    tmp_path: Path, stack_jpegs: list[bytes]
+    tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
 ) -> None:
-    hot = tmp_path / "hot"
-    hot.mkdir()
     write_old(hot / "k1.jpg", stack_jpegs[0])
     small = cv2.imencode(".jpg", np.full((120, 160, 3), 128, np.uint8))[1].tobytes()
     write_old(hot / "k2.jpg", small)  # another camera's size: cannot join this stack
