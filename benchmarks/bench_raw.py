@@ -11,9 +11,7 @@ state and the DNG encode all count. The bar scales the 24 MP bar (1.5 GB) by pix
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
 import statistics
 import sys
 import time
@@ -47,8 +45,8 @@ def ensure_raw_stack(mp: float, frames: int) -> Path:
     return folder
 
 
-def worker(folder: Path, method: str, out: Path) -> int:
-    """Stack ``folder`` into a DNG in this process; write timings and peak RSS to ``out``."""
+def worker(folder: Path, method: str) -> dict[str, Any]:
+    """Stack ``folder`` into a DNG in this process: its timings and peak RSS."""
     from stacker.offline import stack_files
     from stacker.raw import read_raw_linear
 
@@ -82,21 +80,17 @@ def worker(folder: Path, method: str, out: Path) -> int:
         "peak_rss_mb": peak,
     }
     dng.unlink()
-    out.write_text(json.dumps(payload))
-    return 0
+    return payload
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = common.worker_parser(__doc__, "pyramid or depthmap")
     ap.add_argument("--mp", default="45", help="megapixels, comma separated (default 45)")
     ap.add_argument("--frames", type=int, default=4)
-    ap.add_argument("--method", default="pyramid", help="pyramid or depthmap")
     ap.add_argument("--json", type=Path, default=common.WORK / "bench_raw.json")
-    ap.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
-    ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker is not None:
-        return worker(args.worker, args.method, args.out)
+        return common.work(args, worker)
     rows, results = [], []
     for mp in (float(x) for x in args.mp.split(",")):
         folder = ensure_raw_stack(mp, args.frames)

@@ -19,8 +19,6 @@ more memory than 24.
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import sys
 import time
@@ -31,8 +29,8 @@ from typing import Any
 import common
 
 
-def worker(folder: Path, method: str, out: Path) -> int:
-    """Stack ``folder`` with ``method`` in this process and write timings to ``out``."""
+def worker(folder: Path, method: str) -> dict[str, Any]:
+    """Stack ``folder`` with ``method`` in this process: its timings and peak RSS."""
     import cv2
     import numpy as np
 
@@ -74,7 +72,7 @@ def worker(folder: Path, method: str, out: Path) -> int:
         stacker_cls, why = common.load_stacker()
         if stacker_cls is None:
             print(f"bench_stack: {why}; use --method baseline meanwhile", file=sys.stderr)
-            return 3
+            raise SystemExit(3)
         stacker = stacker_cls(method=method)
         t_last = t_start
         for p, img in decoded():
@@ -102,23 +100,19 @@ def worker(folder: Path, method: str, out: Path) -> int:
         "rss_before_frames_mb": rss_start,
         "peak_rss_mb": common.peak_rss_mb(),
     }
-    out.write_text(json.dumps(payload))
-    return 0
+    return payload
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = common.worker_parser(__doc__, "pyramid, depthmap or baseline")
     ap.add_argument("--sizes", default="6,24", help="megapixels, comma separated (default 6,24)")
     ap.add_argument("--frames", type=int, default=24)
-    ap.add_argument("--method", default="pyramid", help="pyramid, depthmap or baseline")
     ap.add_argument("--memory-frames", type=int, default=48, help="0 to skip (default 48)")
     ap.add_argument("--memory-size", type=float, default=6.0, help="MP for that run (default 6)")
     ap.add_argument("--json", type=Path, default=common.WORK / "bench_stack.json")
-    ap.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
-    ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        return worker(args.worker, args.method, args.out)
+        return common.work(args, worker)
 
     if args.method != "baseline":
         stacker_cls, why = common.load_stacker()

@@ -6,6 +6,7 @@ The benchmarks are scripts, never tests. Stacks are rendered once into ``benchma
 
 from __future__ import annotations
 
+import argparse
 import inspect
 import itertools
 import json
@@ -17,7 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -236,6 +237,25 @@ def timed_run(cmd: list[str]) -> dict[str, Any]:
     if proc.returncode != 0:
         return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
     return {"wall_s": wall}
+
+
+def worker_parser(doc: str, methods: str) -> argparse.ArgumentParser:
+    """The command line of a script measured in :func:`run_worker` processes.
+
+    The description is ``doc``'s first paragraph; ``--method`` (one of ``methods``, default
+    pyramid) and the hidden ``--worker FOLDER --out JSON`` are what :func:`run_worker` passes.
+    """
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--method", default="pyramid", help=methods)
+    ap.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    return ap
+
+
+def work(args: argparse.Namespace, worker: Callable[[Path, str], dict[str, Any]]) -> int:
+    """The worker process's side of :func:`run_worker`: measure, write the JSON, exit 0."""
+    args.out.write_text(json.dumps(worker(args.worker, args.method)))
+    return 0
 
 
 def run_worker(script: str, folder: Path, method: str) -> dict[str, Any] | None:
