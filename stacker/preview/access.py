@@ -23,6 +23,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from stacker.preview.guard import HttpMiddleware
+
 NO_STORE = {"Cache-Control": "no-store"}
 COOKIE = "stackrig_token"
 COOKIE_MAX_AGE_S = 30 * 24 * 3600
@@ -68,18 +70,15 @@ def token_matches(presented: str, token: str) -> bool:
     return hmac.compare_digest(presented.encode("utf-8"), token.encode("utf-8"))
 
 
-class TokenGate:
+class TokenGate(HttpMiddleware):
     """ASGI middleware: refuses requests without the token (401) or with a wrong one (403),
     except for the page shell and the login endpoint."""
 
     def __init__(self, app: ASGIApp, token: str) -> None:
-        self.app = app
+        super().__init__(app)
         self.token = token
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
         if path in OPEN_PATHS or path.startswith("/static/"):
             await self.app(scope, receive, send)

@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import ipaddress
 import json
@@ -93,11 +94,28 @@ def _is_ip(name: str) -> bool:
     return True
 
 
+class HttpMiddleware(abc.ABC):
+    """ASGI middleware that handles HTTP requests only: WebSocket and lifespan pass through."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        await self.http(scope, receive, send)
+
+    @abc.abstractmethod
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer the request, or hand it on to ``self.app``."""
+
+
 class _BodyRefused(Exception):
     """The body was refused (too large or too slow) and answered."""
 
 
-class RequestGuard:
+class RequestGuard(HttpMiddleware):
     """ASGI middleware: Host allow-list, same-origin state changes and a streaming body limit."""
 
     def __init__(
@@ -108,15 +126,12 @@ class RequestGuard:
         max_body: int = MAX_BODY_BYTES,
         body_timeout_s: float = BODY_TIMEOUT_S,
     ) -> None:
-        self.app = app
+        super().__init__(app)
         self.hosts = hosts
         self.max_body = max_body
         self.body_timeout_s = body_timeout_s
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         refusal = self._check(scope["method"], headers)
         if refusal is not None:
