@@ -117,14 +117,8 @@ class FakeStacker:
     def frames_merged(self) -> int:
         return len(self.names)
 
-    def add(
-        self,
-        image: np.ndarray,
-        name: str = "",
-        position_um: float | None = None,
-        *,
-        linear: bool = False,
-    ):
+    def add(self, image: np.ndarray, name: str = "", **ignored: object) -> FakeRecord:
+        """Counts the frame by name; where it sits and whether it is linear change nothing here."""
         self.names.append(name)
         return FakeRecord(len(self.names) - 1, name)
 

@@ -118,17 +118,14 @@ class StackerPublisher:
         self.depth = depth
         self._frame_size: tuple[int, int] | None = None  # (width, height) of full frames
 
-    def add(
-        self,
-        image: np.ndarray,
-        name: str = "",
-        position_um: float | None = None,
-        *,
-        linear: bool = False,
-    ) -> Any:
-        """``stacker.add`` the frame, then :meth:`publish`; returns the frame's record."""
+    def add(self, image: np.ndarray, **frame: Any) -> Any:
+        """``stacker.add(image, **frame)``, then :meth:`publish`; returns the frame's record.
+
+        ``frame`` is what :meth:`stacker.stack.Stacker.add` takes besides the image: ``name``,
+        ``position_um``, ``linear``.
+        """
         self.busy()
-        record = self.stacker.add(image, name=name, position_um=position_um, linear=linear)
+        record = self.stacker.add(image, **frame)
         self.publish(record, frame_shape=image.shape)
         return record
 
