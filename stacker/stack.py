@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -80,6 +80,34 @@ class FrameRecord:
     def matrix(self) -> np.ndarray:
         """The 3x3 transform from this frame's pixels to the first frame's pixels."""
         return np.array(self.transform, dtype=np.float64)
+
+
+class _Outcome(NamedTuple):
+    """What :meth:`Stacker.add` made of a frame, before it is numbered and named."""
+
+    merged: bool
+    reason: str | None
+    """Why the frame was kept out; ``None`` when merged."""
+    chain: np.ndarray
+    """The frame's transform to the first frame (the identity when kept out)."""
+    gain: np.ndarray
+    score: float
+
+    def record(
+        self, index: int, name: str, position_um: float | None, *, seconds: float
+    ) -> FrameRecord:
+        """The frame's :class:`FrameRecord`."""
+        return FrameRecord(
+            index=index,
+            name=name,
+            position_um=position_um,
+            merged=self.merged,
+            reason=self.reason,
+            transform=_rows3(self.chain),
+            gain=_triple(self.gain),
+            score=float(self.score),
+            seconds=seconds,
+        )
 
 
 def parse_reference(reference: str | int) -> str | int:
@@ -258,9 +286,10 @@ class Stacker:
         small = cv2.resize(small, (max(1, small.shape[1] // 4), max(1, small.shape[0] // 4)),
                            interpolation=cv2.INTER_AREA).astype(np.float32)  # fmt: skip
         if self.frames_merged == 0:
-            record = self._start(image, levels, small, small_luma, index, name, position_um, t0)
+            outcome = self._start(image, small, small_luma, index)
         else:
-            record = self._add_next(image, levels, small, small_luma, index, name, position_um, t0)
+            outcome = self._add_next(image, small, small_luma, index)
+        record = outcome.record(index, name, position_um, seconds=time.perf_counter() - t0)
         self.records.append(record)
         return record
 
@@ -322,28 +351,26 @@ class Stacker:
             levels.append(cv2.pyrDown(levels[-1]))
         return levels
 
-    def _start(self, image, levels, small, small_luma, index, name, position_um, t0):
+    def _start(self, image, small, small_luma, index) -> _Outcome:
         self._merge(image, np.eye(3), np.ones(3), index)
         self._remember(small, small_luma, np.eye(3), np.ones(3), None)
-        return self._record(index, name, position_um, True, None, np.eye(3), np.ones(3), 1.0, t0)
+        return _Outcome(True, None, np.eye(3), np.ones(3), 1.0)
 
-    def _add_next(self, image, levels, small, small_luma, index, name, position_um, t0):
+    def _add_next(self, image, small, small_luma, index) -> _Outcome:
         assert self._prev_luma is not None and self._prev_color is not None
         reg, reason = self._register(small_luma)
         if reason is not None:
-            return self._record(index, name, position_um, False, reason, np.eye(3), np.ones(3),
-                                reg.score, t0)  # fmt: skip
+            return _Outcome(False, reason, np.eye(3), np.ones(3), reg.score)
         gain_pair = self._pair_gain(small, reg.matrix)
         gain = self._prev_gain * gain_pair
         if not np.all((gain > 0.5) & (gain < 2.0)):
             reason = f"exposure jump (gain {gain.round(2).tolist()}) against the previous frame"
-            return self._record(index, name, position_um, False, reason, np.eye(3), gain,
-                                reg.score, t0)  # fmt: skip
+            return _Outcome(False, reason, np.eye(3), gain, reg.score)
         chain = self._prev_chain @ rescale_matrix(reg.matrix, 2.0**self._align_level)
         chain = project_to_model(chain, self.align)
         self._merge(image, chain, gain, index)
         self._remember(small, small_luma, chain, gain, reg.matrix)
-        return self._record(index, name, position_um, True, None, chain, gain, reg.score, t0)
+        return _Outcome(True, None, chain, gain, reg.score)
 
     def _register(self, small_luma: list[np.ndarray]):
         assert self._prev_luma is not None
@@ -474,19 +501,6 @@ class Stacker:
         self._prev_chain = chain
         self._prev_gain = np.asarray(gain, dtype=np.float64)
         self._predicted = pair
-
-    def _record(self, index, name, position_um, merged, reason, chain, gain, score, t0):
-        return FrameRecord(
-            index=index,
-            name=name,
-            position_um=position_um,
-            merged=merged,
-            reason=reason,
-            transform=_rows3(chain),
-            gain=_triple(gain),
-            score=float(score),
-            seconds=time.perf_counter() - t0,
-        )
 
     # ------------------------------------------------------------------ outputs
     def _require(self) -> PyramidMerger | DepthMapMerger:
