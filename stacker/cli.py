@@ -15,7 +15,7 @@ app = make_app(
     "Align and merge focus stacks into one all-in-focus image.",
 )
 
-# Options both commands take, declared once.
+# Options the stacking commands share, declared once.
 Method = Annotated[
     str, typer.Option(help="Merge method: pyramid (detail) or depthmap (smooth colour).")
 ]
@@ -38,6 +38,10 @@ NoCrop = Annotated[
     typer.Option("--no-crop", help="Keep the full frame instead of the area all frames cover."),
 ]
 JpegQuality = Annotated[int, typer.Option(help="Quality of JPEG outputs, 1 to 100.")]
+Interpolation = Annotated[
+    str,
+    typer.Option(help="Resampling: linear, or cubic (keeps more pixel-level detail, slower)."),
+]
 
 
 @app.command("stack")
@@ -56,9 +60,7 @@ def stack_command(
     no_crop: NoCrop = False,
     strict: Strict = False,
     jpeg_quality: JpegQuality = 95,
-    interpolation: str = typer.Option(
-        "linear", help="Resampling: linear, or cubic (keeps more pixel-level detail, slower)."
-    ),
+    interpolation: Interpolation = "linear",
 ) -> None:
     """Align and merge INPUTS into one all-in-focus image."""
     from rich.console import Console
@@ -247,13 +249,13 @@ def batch_command(
     report: Path | None = typer.Option(
         None, "--report", help="Report file, .jsonl or .csv (default OUTDIR/batch-report.jsonl)."
     ),
-    method: str = typer.Option("pyramid", help="Merge method: pyramid or depthmap."),
-    align: str = typer.Option("similarity", help="Alignment model, as for stacker stack."),
-    reference: str = typer.Option("first", help="first, middle, last or a frame number."),
-    no_crop: bool = typer.Option(False, "--no-crop", help="Keep the full frame."),
+    method: Method = "pyramid",
+    align: Align = "similarity",
+    reference: Reference = "first",
+    no_crop: NoCrop = False,
     strict: bool = typer.Option(False, "--strict", help="Fail a stack at its first bad frame."),
-    jpeg_quality: int = typer.Option(95, help="Quality of JPEG outputs, 1 to 100."),
-    interpolation: str = typer.Option("linear", help="Resampling: linear or cubic."),
+    jpeg_quality: JpegQuality = 95,
+    interpolation: Interpolation = "linear",
 ) -> None:
     """Stack every stack folder under ROOTS, one Dask task per stack; reruns skip finished ones."""
     from stacker.batchcli import run_batch_command
