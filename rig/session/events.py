@@ -25,29 +25,35 @@ log = logging.getLogger("rig.session")
 @dataclass(frozen=True)
 class StatusChanged:
     status: SessionStatus
+    """The session now: state, counts, position, estimate, last warnings."""
 
 
 @dataclass(frozen=True)
 class FrameCaptured:
     entry: FrameEntry
+    """The frame's journal record: index, position and the files of the shot."""
 
 
 @dataclass(frozen=True)
 class FrameMerged:
     job: StackJob
+    """The frame handed to the stacker (``replay`` for a frame shot before a resume)."""
     record: Any
     """The stacker's :class:`~stacker.stack.FrameRecord` (merged or kept out, score, timing)."""
     previews: StackPreviews
+    """Small images of the composite, depth map and last frame, when previews are on."""
 
 
 @dataclass(frozen=True)
 class SessionWarning:
     message: str
+    """One line for the photographer, e.g. ``frame 3: ...; retrying (1/3)``."""
 
 
 @dataclass(frozen=True)
 class SessionFinished:
     result: SessionResult
+    """Why the run ended, its last status, the error behind a fault and the files written."""
 
 
 SessionEvent = StatusChanged | FrameCaptured | FrameMerged | SessionWarning | SessionFinished
