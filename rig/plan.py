@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
 from rig.errors import RigError
@@ -105,8 +105,32 @@ class OpticsStep:
         )
 
 
+@dataclass(frozen=True, kw_only=True)
+class PlanTiming:
+    """Which end of a bracket is shot first and how long to wait around each shot.
+
+    The same fields, with the same defaults, in a plan as asked for
+    (:class:`~rig.spec.PlanSpec`) and as expanded (:class:`ShotPlan`); always given by keyword.
+    """
+
+    direction: Direction = "near-to-far"
+    """``near-to-far`` shoots ``near`` (``--from``) first, ``far-to-near`` starts at ``far``."""
+    settle_s: float = 0.5
+    """Wait after each move before the shutter, for vibration to die down."""
+    exposure_delay_s: float = 0.0
+    """Extra wait between the settle and the shutter (mirror-up, anti-shock)."""
+    flash_recycle_s: float = 0.0
+    """Minimum time between two shutter releases, for the flash to recharge."""
+    return_to_start: bool = True
+    """Move focus back to the first position once the last frame is shot."""
+
+    def timing(self) -> dict[str, Any]:
+        """These fields by name, to build another plan with the same timing."""
+        return {f.name: getattr(self, f.name) for f in fields(PlanTiming)}
+
+
 @dataclass(frozen=True)
-class ShotPlan:
+class ShotPlan(PlanTiming):
     """A focus bracket: positions from ``near`` to ``far`` every ``step``, plus timing.
 
     ``near``/``far`` are the two ends of the range in the focuser's ``units`` (``--from`` and
@@ -124,14 +148,6 @@ class ShotPlan:
     step: float
     frames: int
     units: PlanUnits = "um"
-    direction: Direction = "near-to-far"
-    settle_s: float = 0.5
-    """Wait after each move before the shutter, for vibration to die down."""
-    exposure_delay_s: float = 0.0
-    """Extra wait between the settle and the shutter (mirror-up, anti-shock)."""
-    flash_recycle_s: float = 0.0
-    """Minimum time between two shutter releases, for the flash to recharge."""
-    return_to_start: bool = True
     optics: OpticsStep | None = None
 
     def __post_init__(self) -> None:
@@ -212,27 +228,12 @@ class ShotPlan:
         )
 
     @classmethod
-    def from_optics(
-        cls,
-        near: float,
-        far: float,
-        *,
-        magnification: float | None = None,
-        f_number: float | None = None,
-        numerical_aperture: float | None = None,
-        coc_mm: float = DEFAULT_COC_MM,
-        overlap: float = 0.2,
-        **timing: Any,
-    ) -> ShotPlan:
-        """The step from the optics' depth of field, ``DOF·(1 - overlap)`` (rails only, µm)."""
-        optics = optics_step(
-            magnification=magnification,
-            f_number=f_number,
-            numerical_aperture=numerical_aperture,
-            coc_mm=coc_mm,
-            overlap=overlap,
-        )
-        step = optics.depth_of_field_um * (1.0 - overlap)
+    def from_optics(cls, near: float, far: float, optics: OpticsStep, **timing: Any) -> ShotPlan:
+        """The step from the optics' depth of field, ``DOF·(1 - overlap)`` (rails only, µm).
+
+        ``optics`` comes from :func:`optics_step`, which checks the lens or objective.
+        """
+        step = optics.depth_of_field_um * (1.0 - optics.overlap)
         plan = cls.from_step(near, far, step, units="um", **timing)
         return replace(plan, optics=optics)
 

@@ -20,7 +20,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rig.camera.shot import parse_capture_target
-from rig.plan import DEFAULT_COC_MM, Direction, PlanError, PlanUnits, ShotPlan, default_settle_s
+from rig.plan import (
+    DEFAULT_COC_MM,
+    PlanError,
+    PlanTiming,
+    PlanUnits,
+    ShotPlan,
+    default_settle_s,
+    optics_step,
+)
 from rig.units import UnitError, parse_duration, parse_length
 from stacker.options import Naming, json_name, option_name
 
@@ -106,18 +114,13 @@ def _length(value: Any, what: str, example: str) -> tuple[float, PlanUnits]:
 
 
 @dataclass(frozen=True)
-class PlanSpec:
+class PlanSpec(PlanTiming):
     """A focus bracket as asked for: the range, how frames are spaced, and the timing."""
 
     near: float
     far: float
     spacing: Spacing
     units: PlanUnits = "um"
-    direction: Direction = "near-to-far"
-    settle_s: float = 0.5
-    exposure_delay_s: float = 0.0
-    flash_recycle_s: float = 0.0
-    return_to_start: bool = True
 
     @classmethod
     def parse(
@@ -169,28 +172,20 @@ class PlanSpec:
 
     def plan(self) -> ShotPlan:
         """The expanded plan: positions, step and frame count."""
-        timing: dict[str, Any] = {
-            "direction": self.direction,
-            "settle_s": self.settle_s,
-            "exposure_delay_s": self.exposure_delay_s,
-            "flash_recycle_s": self.flash_recycle_s,
-            "return_to_start": self.return_to_start,
-        }
+        timing = self.timing()
         s = self.spacing
         if isinstance(s, StepSpacing):
             return ShotPlan.from_step(self.near, self.far, s.step, units=self.units, **timing)
         if isinstance(s, FrameCount):
             return ShotPlan.from_frames(self.near, self.far, s.frames, units=self.units, **timing)
-        return ShotPlan.from_optics(
-            self.near,
-            self.far,
+        optics = optics_step(
             magnification=s.magnification,
             f_number=s.f_number,
             numerical_aperture=s.na,
             coc_mm=s.coc_mm,
             overlap=s.overlap,
-            **timing,
         )
+        return ShotPlan.from_optics(self.near, self.far, optics, **timing)
 
 
 def _seconds(data: Mapping[str, Any], key: str, name: Naming, default: float) -> float:

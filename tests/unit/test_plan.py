@@ -41,7 +41,7 @@ def test_dof_step_formula_for_a_macro_lens() -> None:
     # 1:1 at f/8, c = 0.015 mm: DOF = 2*0.015*8*(1+1)/1 = 0.48 mm; 20 % overlap -> 384 µm.
     optics = optics_step(magnification=1.0, f_number=8.0)
     assert optics.depth_of_field_um == pytest.approx(480.0)
-    plan = ShotPlan.from_optics(0.0, 3840.0, magnification=1.0, f_number=8.0, overlap=0.2)
+    plan = ShotPlan.from_optics(0.0, 3840.0, optics)  # overlap 0.2 by default
     assert plan.step == pytest.approx(384.0)
     assert plan.frames == 11
     # 5:1 at f/4: 2*0.015*4*6/25 = 0.0288 mm.
@@ -66,9 +66,8 @@ def test_duration_estimate_adds_moves_delays_and_capture() -> None:
 
 
 def test_json_round_trip_keeps_every_field() -> None:
-    plan = ShotPlan.from_optics(
-        0.0, 2000.0, magnification=2.0, f_number=5.6, settle_s=1.5, return_to_start=False
-    )
+    optics = optics_step(magnification=2.0, f_number=5.6)
+    plan = ShotPlan.from_optics(0.0, 2000.0, optics, settle_s=1.5, return_to_start=False)
     again = ShotPlan.from_json(plan.to_json())
     assert again == plan
     assert again.positions() == plan.positions()

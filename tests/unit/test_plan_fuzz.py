@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from rig.cli import app
-from rig.plan import MAX_FRAMES, PlanError, ShotPlan
+from rig.plan import MAX_FRAMES, PlanError, ShotPlan, optics_step
 from stacker.errors import UserError
 
 numbers = st.one_of(
@@ -56,9 +56,8 @@ def test_any_step_plan_is_a_plan_or_a_plan_error(near, far, step, settle) -> Non
 )
 def test_any_optics_plan_is_a_plan_or_a_plan_error(magnification, f_number, na, far) -> None:
     try:
-        plan = ShotPlan.from_optics(
-            0.0, far, magnification=magnification, f_number=f_number, numerical_aperture=na
-        )
+        optics = optics_step(magnification=magnification, f_number=f_number, numerical_aperture=na)
+        plan = ShotPlan.from_optics(0.0, far, optics)
     except PlanError as exc:
         _one_line(exc)
     else:
