@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -159,40 +159,47 @@ class Station:
         return fallback if position is None else position
 
     # ------------------------------------------------------------------ rig control
-    @contextlib.contextmanager
-    def exclusive(self, what: str) -> Iterator[None]:
+    def exclusive(self, what: str) -> contextlib.AbstractContextManager[None]:
         """Hold the rig (no session running, no other request moving or shooting) for the
         block; :class:`StationBusyError` naming ``what`` when it is taken. Every route that uses
-        the rail, the camera or a session folder while no session may start goes through it.
+        the rail, the camera or a session folder while no session may start goes through it."""
+        return self._while_idle(
+            self._lock,
+            0.1,
+            busy=f"cannot {what}: the rig is busy with another request",
+            running=lambda sid: f"cannot {what}: session {sid} is running; stop it",
+        )
 
-        The lock is taken first and the running check made under it, so two simultaneous
-        starts cannot both see an idle rig (a session's thread is alive before the lock is let
-        go)."""
-        if not self._lock.acquire(timeout=0.1):
-            raise StationBusyError(f"cannot {what}: the rig is busy with another request")
-        try:
-            running = self.running
-            if running is not None:
-                raise StationBusyError(f"cannot {what}: session {running} is running; stop it")
-            yield
-        finally:
-            self._lock.release()
+    def camera_idle(self, what: str) -> contextlib.AbstractContextManager[None]:
+        """Use the camera for ``what`` (live view) while no session shoots, without holding
+        the rig: the rail may jog meanwhile. Launching a session takes the camera lock too, so
+        no session can start between the check and the use; :class:`StationBusyError` while
+        one shoots."""
+        return self._while_idle(
+            self._camera_lock,
+            CAMERA_WAIT_S,
+            busy=f"cannot {what}: the camera is busy with another request",
+            running=lambda sid: f"{what} pauses while session {sid} shoots",
+        )
 
     @contextlib.contextmanager
-    def camera_idle(self, what: str) -> Iterator[None]:
-        """Use the camera for ``what`` (live view) while no session shoots, without holding
-        the rig: the rail may jog meanwhile. The running check is made under the camera lock,
-        which launching a session takes too, so no session can start between the check and
-        the use; :class:`StationBusyError` while one shoots."""
-        if not self._camera_lock.acquire(timeout=CAMERA_WAIT_S):
-            raise StationBusyError(f"cannot {what}: the camera is busy with another request")
+    def _while_idle(
+        self, lock: threading.Lock, wait_s: float, *, busy: str, running: Callable[[str], str]
+    ) -> Iterator[None]:
+        """Hold ``lock`` for the block while no session runs: :class:`StationBusyError` with
+        ``busy`` when the lock stays taken ``wait_s``, or ``running(session id)`` when a
+        session runs. The lock is taken first and the running check made under it, so two
+        simultaneous starts cannot both see an idle rig (a session's thread is alive before
+        the lock is let go)."""
+        if not lock.acquire(timeout=wait_s):
+            raise StationBusyError(busy)
         try:
-            running = self.running
-            if running is not None:
-                raise StationBusyError(f"{what} pauses while session {running} shoots")
+            session = self.running
+            if session is not None:
+                raise StationBusyError(running(session))
             yield
         finally:
-            self._camera_lock.release()
+            lock.release()
 
     def jog(self, *, by: str | None = None, to: str | None = None) -> float:
         """Move the rail ``by`` a distance or ``to`` a position (``"100um"``, ``"-1mm"``).
@@ -283,28 +290,21 @@ class Station:
                 raise StationError(f"session {sid} exists already; resume it or choose a new name")
             folder = SessionFolder.create(self.root / sid, plan, config)
             with self._camera_lock:  # after a live-view frame in flight, before the next
-                self._launch(sid, folder, plan, config)
+                self._launch(sid, folder)
         return sid
 
     def resume(self, sid: str) -> None:
         """Continue session ``sid`` at its first missing frame."""
         folder = SessionFolder.find(self.files.session_dir(sid))
-        plan, config = folder.load_plan(), folder.load_config()
+        plan = folder.plan
         if plan.units != self.units:
             raise StationError(f"session {sid} moves in {plan.units}; this focuser in {self.units}")
         with self.exclusive("resume"), self._camera_lock:
-            self._launch(sid, folder, plan, config)
+            self._launch(sid, folder)
 
-    def _launch(
-        self, sid: str, folder: SessionFolder, plan: ShotPlan, config: SessionConfig
-    ) -> None:
+    def _launch(self, sid: str, folder: SessionFolder) -> None:
         runner = SessionRunner(
-            folder,
-            focuser=self.focuser,
-            camera=self.camera,
-            plan=plan,
-            config=config,
-            options=self.runner_options,
+            folder, focuser=self.focuser, camera=self.camera, options=self.runner_options
         )
         SessionPreview(self.hub, title=sid).attach(runner)
         self._runner, self._session_id, self._last_result = runner, sid, None
