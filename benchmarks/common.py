@@ -185,9 +185,7 @@ def sim_session(
     )
     config = SessionConfig(rig=sim.spec.to_dict(), checkpoint_every=0)
     session = SessionFolder.create(folder, plan, config)
-    runner = SessionRunner(
-        session, focuser=sim.focuser, camera=sim.camera, plan=plan, config=config, options=options
-    )
+    runner = SessionRunner(session, focuser=sim.focuser, camera=sim.camera, options=options)
     captured: list[float] = []
 
     def on_event(event: object) -> None:

@@ -257,14 +257,8 @@ def shoot_cmd(
         check_plan_fits(plan, focuser)
         folder = SessionFolder.create(root, plan, config)
         console.print(f"session {folder.root}: {plan.describe()}")
-        runner = SessionRunner(
-            folder,
-            focuser=focuser,
-            camera=camera,
-            plan=plan,
-            config=config,
-            options=RunnerOptions(move_during_download=move_during_download),
-        )
+        options = RunnerOptions(move_during_download=move_during_download)
+        runner = SessionRunner(folder, focuser=focuser, camera=camera, options=options)
         _run_and_exit(runner, folder, console, preview)
 
 
@@ -309,8 +303,7 @@ def resume_cmd(
     refuses unless --home, or --accept-position when nothing has moved since the last frame.
     """
     folder = SessionFolder.find(session)
-    plan = folder.load_plan()
-    config = folder.load_config()
+    plan, config = folder.plan, folder.config
     journal = read_journal(folder.journal_path)  # a broken hand edit: refused before the rig
     console = _console()
     from rig.cli.tether import is_tether_session, resume_tether
@@ -320,7 +313,6 @@ def resume_cmd(
             _prepare_virtual_camera()
         resume_tether(
             folder,
-            config,
             console,
             preview,
             camera_model=camera_model,
@@ -338,14 +330,7 @@ def resume_cmd(
             spec = replace(spec, capture_target=parse_capture_target(capture_target))
         with SimulatedRig(spec) as sim:
             console.print(f"resuming {folder.root} on the simulated rig")
-            runner = SessionRunner(
-                folder,
-                focuser=sim.focuser,
-                camera=sim.camera,
-                plan=plan,
-                config=config,
-                options=options,
-            )
+            runner = SessionRunner(folder, focuser=sim.focuser, camera=sim.camera, options=options)
             _run_and_exit(runner, folder, console, preview)
         return
     overrides = {
@@ -371,12 +356,9 @@ def resume_cmd(
         say=console.print,
     ) as (focuser, camera):
         if block != config.rig:
-            config = replace(config, rig=block)
-            folder.save_config(config)
+            folder.save_config(replace(config, rig=block))
         console.print(f"resuming {folder.root}")
-        runner = SessionRunner(
-            folder, focuser=focuser, camera=camera, plan=plan, config=config, options=options
-        )
+        runner = SessionRunner(folder, focuser=focuser, camera=camera, options=options)
         _run_and_exit(runner, folder, console, preview)
 
 
@@ -471,14 +453,8 @@ def demo_cmd(
             f"demo: {frames} frames of {width}x{height} from the virtual camera, "
             f"rail {sim.rail_url}, session {folder.root}"
         )
-        runner = SessionRunner(
-            folder,
-            focuser=sim.focuser,
-            camera=sim.camera,
-            plan=plan,
-            config=config,
-            options=RunnerOptions(retry_delay_s=0.2, move_during_download=move_during_download),
-        )
+        options = RunnerOptions(retry_delay_s=0.2, move_during_download=move_during_download)
+        runner = SessionRunner(folder, focuser=sim.focuser, camera=sim.camera, options=options)
         _run_and_exit(runner, folder, console, preview)
 
 

@@ -90,8 +90,6 @@ def is_tether_session(config: SessionConfig) -> bool:
 def _run(
     folder: SessionFolder,
     tether: Any,
-    plan: ShotPlan,
-    config: SessionConfig,
     settings: TetherSettings,
     console: Console,
     preview: tuple[bool, str, int],
@@ -104,12 +102,11 @@ def _run(
     runner = tether_runner(
         folder,
         tether,
-        plan=plan,
-        config=config,
         idle_timeout_s=settings.idle_timeout_s,
         trigger_every_s=settings.trigger_every_s,
     )
-    ends = [f"after {plan.frames} frames"] if plan.frames != MAX_FRAMES else []
+    frames = folder.plan.frames
+    ends = [f"after {frames} frames"] if frames != MAX_FRAMES else []
     if settings.idle_timeout_s is not None:
         ends.append(f"after {settings.idle_timeout_s:g} s without a new frame")
     ends.append("on Ctrl-C")
@@ -164,7 +161,7 @@ def tether_cmd(
     root = out or _default_out("tether")
     with open_tether(camera_model, camera_port) as tether:
         folder = SessionFolder.create(root, plan, config)
-        _run(folder, tether, plan, config, settings, console, preview)
+        _run(folder, tether, settings, console, preview)
 
 
 @contextlib.contextmanager
@@ -179,7 +176,6 @@ def open_tether(model: str | None, port: str | None) -> Iterator[Any]:
 
 def resume_tether(
     folder: SessionFolder,
-    config: SessionConfig,
     console: Console,
     preview: tuple[bool, str, int],
     *,
@@ -187,16 +183,16 @@ def resume_tether(
     camera_port: str | None = None,
 ) -> None:
     """Continue a tether session: new frames are numbered after those on disk."""
-    plan = folder.load_plan()
-    settings = TetherSettings.from_rig(config.rig, plan, source=str(folder.config_path))
-    if config.rig.get("kind") == "simulated":
-        _demo_session(folder, plan, config, settings, console, preview)
+    rig = folder.config.rig
+    settings = TetherSettings.from_rig(rig, folder.plan, source=str(folder.config_path))
+    if rig.get("kind") == "simulated":
+        _demo_session(folder, settings, console, preview)
         return
-    model = camera_model or config.rig.get("camera_model")
-    port = camera_port or config.rig.get("camera_port")
+    model = camera_model or rig.get("camera_model")
+    port = camera_port or rig.get("camera_port")
     with open_tether(model, port) as tether:
         console.print(f"resuming tether session {folder.root}")
-        _run(folder, tether, plan, config, settings, console, preview)
+        _run(folder, tether, settings, console, preview)
 
 
 def demo_tether(
@@ -215,13 +211,11 @@ def demo_tether(
     rig = {**spec.to_dict(), "tether": settings.to_dict()}
     config = SessionConfig(rig=rig, stack=stack, checkpoint_every=max(4, frames // 4))
     folder = SessionFolder.create(root, plan, config)
-    _demo_session(folder, plan, config, settings, console, preview)
+    _demo_session(folder, settings, console, preview)
 
 
 def _demo_session(
     folder: SessionFolder,
-    plan: ShotPlan,
-    config: SessionConfig,
     settings: TetherSettings,
     console: Console,
     preview: tuple[bool, str, int],
@@ -230,7 +224,8 @@ def _demo_session(
     from rig.sim.rig import SimRigSpec, SimulatedRig
     from rig.sim.shutter import SimulatedShutter
 
-    spec = SimRigSpec.from_dict(config.rig)
+    spec = SimRigSpec.from_dict(folder.config.rig)
+    plan = folder.plan
     done = set(folder.frames_on_disk())
     missing = [i for i in range(1, plan.frames + 1) if i not in done]
     last = max(plan.frames - 1, 1)
@@ -243,4 +238,4 @@ def _demo_session(
             markup=False,
         )
         shutter = SimulatedShutter(sim, tether, positions)
-        _run(folder, tether, plan, config, settings, console, preview, shutter=shutter)
+        _run(folder, tether, settings, console, preview, shutter=shutter)

@@ -110,10 +110,16 @@ class Reconciliation:
 
 
 class SessionFolder:
-    """Paths of one session and the JSON files describing it."""
+    """Paths of one session and the JSON files describing it.
+
+    :attr:`plan` and :attr:`config` are what the folder holds: those it was created with, or
+    read from ``plan.json`` and ``session.json`` on first use, or last saved.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._plan: ShotPlan | None = None
+        self._config: SessionConfig | None = None
 
     # paths ---------------------------------------------------------------
     @property
@@ -165,8 +171,9 @@ class SessionFolder:
             raise SessionFolderError(
                 f"{root}: cannot create the session folder ({exc.strerror or exc})"
             ) from None
-        atomic_write_bytes(folder.config_path, _json_bytes(config.to_dict()))
+        folder.save_config(config)
         atomic_write_bytes(folder.plan_path, plan.to_json().encode())
+        folder._plan = plan
         return folder
 
     @classmethod
@@ -180,6 +187,20 @@ class SessionFolder:
                 f"{root}: not a session folder (no plan.json); give the folder `rig shoot` made"
             )
         return folder
+
+    @property
+    def plan(self) -> ShotPlan:
+        """The session's shot plan (``plan.json``, read once)."""
+        if self._plan is None:
+            self._plan = self.load_plan()
+        return self._plan
+
+    @property
+    def config(self) -> SessionConfig:
+        """The session's rig and stacking options (``session.json``, read once)."""
+        if self._config is None:
+            self._config = self.load_config()
+        return self._config
 
     def load_plan(self) -> ShotPlan:
         try:
@@ -203,7 +224,9 @@ class SessionFolder:
         return SessionConfig.from_dict(data, source=str(self.config_path))
 
     def save_config(self, config: SessionConfig) -> None:
+        """Write ``session.json``; :attr:`config` is then ``config``."""
         atomic_write_bytes(self.config_path, _json_bytes(config.to_dict()))
+        self._config = config
 
     # frames --------------------------------------------------------------
     def frames_on_disk(self) -> dict[int, list[Path]]:

@@ -167,15 +167,13 @@ class SessionRunner:
         *,
         focuser: Focuser | None = None,
         camera: CaptureDevice | None = None,
-        plan: ShotPlan | None = None,
-        config: SessionConfig | None = None,
         stacker_factory: Callable[[SessionConfig, int], StackerLike] = make_stacker,
         options: RunnerOptions | None = None,
         engine: Callable[[EngineHooks], Engine] | None = None,
     ) -> None:
         self.folder = folder
-        self.plan = plan or folder.load_plan()
-        self.config = config or folder.load_config()
+        self.plan = folder.plan
+        self.config = folder.config
         self.focuser = focuser
         self.camera = camera
         self.options = options or RunnerOptions()

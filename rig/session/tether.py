@@ -31,7 +31,7 @@ from rig.session.engine import (
     Shot,
     SourceEnded,
 )
-from rig.session.folder import SessionConfig, SessionFolder
+from rig.session.folder import SessionFolder
 from rig.session.runner import SessionRunner
 
 DRAIN_S = 1.0
@@ -167,8 +167,6 @@ def tether_runner(
     folder: SessionFolder,
     tether: Tether,
     *,
-    plan: ShotPlan,
-    config: SessionConfig,
     idle_timeout_s: float | None = None,
     trigger_every_s: float | None = None,
     options: RunnerOptions | None = None,
@@ -190,8 +188,6 @@ def tether_runner(
 
     return SessionRunner(
         folder,
-        plan=plan,
-        config=config,
         options=options or RunnerOptions(queue_size=TETHER_QUEUE),
         engine=engine,
     )

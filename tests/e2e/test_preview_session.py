@@ -32,8 +32,6 @@ def test_a_session_fills_the_hub_with_plan_numbered_rows(tmp_path: Path) -> None
             folder,
             focuser=sim.focuser,
             camera=sim.camera,  # type: ignore[arg-type]
-            plan=plan,
-            config=config,
             options=RunnerOptions(retry_delay_s=0.1),
         )
         SessionPreview(hub).attach(runner)

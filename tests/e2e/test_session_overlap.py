@@ -39,8 +39,6 @@ def run(sim: SimulatedRig, root: Path, overlap: bool) -> list[dict]:
         folder,
         focuser=sim.focuser,
         camera=sim.camera,
-        plan=plan,
-        config=config,
         options=RunnerOptions(write_outputs=False, move_during_download=overlap),
     )
     result = runner.run()

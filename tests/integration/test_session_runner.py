@@ -266,7 +266,7 @@ def test_a_camera_error_that_is_not_transient_stops_the_session(
 
     folder = new_session(tmp_path / "s")
     camera = BusyOnce(sim.camera, "frame_0002", CameraError("VC: capture failed: card full"))
-    result = SessionRunner(folder, focuser=sim.focuser, camera=camera, config=None).run()
+    result = SessionRunner(folder, focuser=sim.focuser, camera=camera).run()
     assert result.reason is FinishReason.FAULT and result.exit_code == 6
     assert frame_indexes(folder) == [1]
     assert "card full" in str(result.error)

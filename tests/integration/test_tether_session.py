@@ -48,8 +48,6 @@ def run_tether(
         runner = tether_runner(
             folder,
             tether,
-            plan=folder.load_plan(),
-            config=config,
             idle_timeout_s=idle_s,
             options=RunnerOptions(queue_size=64),
         )
