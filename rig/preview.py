@@ -14,13 +14,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
-from rig.session.events import (
-    FrameCaptured,
-    FrameMerged,
-    SessionEvent,
-    SessionFinished,
-    StatusChanged,
-)
+from rig.session.events import SessionListener
 from rig.session.state import RunState, shown_state
 from stacker.preview.hub import PreviewHub
 from stacker.preview.publisher import StackerPublisher, attach_stacker
@@ -33,7 +27,7 @@ if TYPE_CHECKING:
     from rig.session.worker import StackJob, StackPreviews
 
 
-class SessionPreview:
+class SessionPreview(SessionListener):
     """Publishes one session into ``hub``; :meth:`attach` it to a runner before ``run()``."""
 
     def __init__(self, hub: PreviewHub, *, title: str = "") -> None:
@@ -48,19 +42,8 @@ class SessionPreview:
         self._publisher = None
         self.hub.reset(title=self.title or runner.folder.root.name)
         self.hub.update_progress(total=runner.plan.frames, units=runner.plan.units)
-        runner.subscribe(self.on_event)
+        runner.subscribe(self)
         return self
-
-    def on_event(self, event: SessionEvent) -> None:
-        """Route the runner's events to the hub."""
-        if isinstance(event, StatusChanged):
-            self.on_status(event.status)
-        elif isinstance(event, FrameCaptured):
-            self.on_frame_captured(event.entry)
-        elif isinstance(event, FrameMerged):
-            self.on_frame_merged(event.job, event.record, event.previews)
-        elif isinstance(event, SessionFinished):
-            self.on_finished(event.result)
 
     def on_status(self, status: SessionStatus) -> None:
         self.hub.update_progress(

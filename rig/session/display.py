@@ -17,13 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.text import Text
 
 from rig.plan import format_position
-from rig.session.events import (
-    FrameCaptured,
-    FrameMerged,
-    SessionEvent,
-    SessionWarning,
-    StatusChanged,
-)
+from rig.session.events import SessionListener
 from rig.session.journal import FrameEntry
 from rig.session.state import SessionStatus
 from rig.session.worker import StackJob, StackPreviews
@@ -39,7 +33,7 @@ def format_seconds(seconds: float | None) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-class SessionDisplay:
+class SessionDisplay(SessionListener):
     """Subscribe to a runner and show its progress; use as a context manager around ``run``."""
 
     def __init__(self, console: Console, *, title: str = "session") -> None:
@@ -60,31 +54,20 @@ class SessionDisplay:
 
     def attach(self, runner: Any) -> None:
         """Register this display's callbacks on ``runner`` (a SessionRunner)."""
-        runner.subscribe(self.on_event)
-
-    def on_event(self, event: SessionEvent) -> None:
-        """Route the runner's events to the display."""
-        if isinstance(event, StatusChanged):
-            self.update(event.status)
-        elif isinstance(event, FrameCaptured):
-            self.frame_captured(event.entry)
-        elif isinstance(event, FrameMerged):
-            self.frame_merged(event.job, event.record, event.previews)
-        elif isinstance(event, SessionWarning):
-            self.warning(event.message)
+        runner.subscribe(self)
 
     # ---------------------------------------------------------------- callbacks
-    def update(self, status: SessionStatus) -> None:
+    def on_status(self, status: SessionStatus) -> None:
         with self._lock:
             self._status = status
             if self._live is not None:
                 self._live.update(self._render(status))
 
-    def warning(self, message: str) -> None:
+    def on_warning(self, message: str) -> None:
         if not self.console.is_terminal:
             self.console.print(f"warning: {message}", markup=False, highlight=False)
 
-    def frame_captured(self, entry: FrameEntry) -> None:
+    def on_frame_captured(self, entry: FrameEntry) -> None:
         if not self.console.is_terminal:
             status = self._status
             total = status.counted.partition("/")[2] if status else "?"
@@ -97,7 +80,7 @@ class SessionDisplay:
                 highlight=False,
             )
 
-    def frame_merged(self, job: StackJob, record: Any, previews: StackPreviews) -> None:
+    def on_frame_merged(self, job: StackJob, record: Any, previews: StackPreviews) -> None:
         if not self.console.is_terminal and not job.replay:
             merged = getattr(record, "merged", True)
             score = getattr(record, "score", None)

@@ -65,6 +65,42 @@ class Subscriber(Protocol):
     def __call__(self, event: SessionEvent) -> None: ...
 
 
+class SessionListener:
+    """A subscriber that hands each event's contents to a method of its own.
+
+    Subclasses override the methods of the events they show (a terminal, a preview page); the
+    others do nothing. An instance is itself the subscriber: ``runner.subscribe(listener)``.
+    """
+
+    def __call__(self, event: SessionEvent) -> None:
+        match event:
+            case StatusChanged(status):
+                self.on_status(status)
+            case FrameCaptured(entry):
+                self.on_frame_captured(entry)
+            case FrameMerged(job, record, previews):
+                self.on_frame_merged(job, record, previews)
+            case SessionWarning(message):
+                self.on_warning(message)
+            case SessionFinished(result):
+                self.on_finished(result)
+
+    def on_status(self, status: SessionStatus) -> None:
+        """After every state change, move, capture and merge."""
+
+    def on_frame_captured(self, entry: FrameEntry) -> None:
+        """A frame is on disk and journaled (capture thread)."""
+
+    def on_frame_merged(self, job: StackJob, record: Any, previews: StackPreviews) -> None:
+        """The stacker merged or kept out a frame (stacking thread)."""
+
+    def on_warning(self, message: str) -> None:
+        """A retry, an adopted frame, a frame kept out of the stack."""
+
+    def on_finished(self, result: SessionResult) -> None:
+        """The run ended; nothing follows."""
+
+
 class EventBus:
     """The subscribers of one session; safe to subscribe from any thread.
 
