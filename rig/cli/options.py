@@ -256,9 +256,21 @@ def takes(group: Callable[..., Any], name: str) -> Callable[[Command], Command]:
     return decorate
 
 
-def rig_from_options(**fields: Any) -> RigSpec:
-    """:class:`RigSpec` of a hardware rig from ``--rail``, ``--focus`` and the camera options."""
-    return RigSpec.parse({"kind": "hardware", **fields}, name=option_name)
+def device_options(
+    rail: Rail = None,
+    focus: Focus = "rail",
+    camera_model: CameraModel = None,
+    camera_port: CameraPort = None,
+) -> dict[str, Any]:
+    """The rail and the camera a command opens, as given: :func:`rig_from_options` reads them
+    (not here, since ``rig station --sim`` needs neither)."""
+    return {"rail": rail, "focus": focus, "camera_model": camera_model, "camera_port": camera_port}
+
+
+def rig_from_options(devices: dict[str, Any], **fields: Any) -> RigSpec:
+    """:class:`RigSpec` of a hardware rig from the :func:`device_options` and ``fields`` (the
+    other camera options)."""
+    return RigSpec.parse({"kind": "hardware", **devices, **fields}, name=option_name)
 
 
 # ----------------------------------------------------------------------------- camera

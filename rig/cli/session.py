@@ -21,7 +21,7 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -197,19 +197,17 @@ def plan_cmd(
         console.print(f"plan written to {save}")
 
 
+@opt.takes(opt.device_options, "devices")
 @opt.takes(opt.plan_options, "plan")
 @opt.takes(opt.stack_options, "stack")
 @opt.takes(opt.preview_options, "preview")
 def shoot_cmd(
     *,
-    rail: opt.Rail = None,
-    focus: opt.Focus = "rail",
+    devices: dict[str, Any],
     plan: ShotPlan,
     out: opt.Out = None,
     stack: StackOptions,
     checkpoint_every: opt.CheckpointEvery = 8,
-    camera_model: opt.CameraModel = None,
-    camera_port: opt.CameraPort = None,
     capture_target: opt.CaptureTarget = "auto",
     anti_vibration: opt.AntiVibration = False,
     move_during_download: opt.MoveDuringDownload = True,
@@ -231,15 +229,14 @@ def shoot_cmd(
 ) -> None:
     """Step focus, shoot a frame at each position and stack it live."""
     rig = opt.rig_from_options(
-        rail=rail, focus=focus, camera_model=camera_model, camera_port=camera_port,
-        capture_target=capture_target, anti_vibration=anti_vibration, incoming=incoming,
-    )  # fmt: skip
+        devices, capture_target=capture_target, anti_vibration=anti_vibration, incoming=incoming
+    )
     rig.check_units(plan)
     console = _console()
     if dry_run:
         from rig.rails import declared_capabilities
 
-        url = rail or "camera://"
+        url = rig.rail or "camera://"
         check_plan_within(plan, url, declared_capabilities(url))
         print_plan(plan, console)
         console.print("dry run: nothing moved (soft limits checked: those in the URL)")

@@ -48,7 +48,9 @@ def _devices(
         yield focuser, camera, rig
 
 
+@opt.takes(opt.device_options, "devices")
 def station_cmd(
+    *,
     host: Annotated[
         str, typer.Option("--host", help="Address to serve on; 0.0.0.0 for the whole network.")
     ] = "127.0.0.1",
@@ -76,10 +78,7 @@ def station_cmd(
     sim: Annotated[
         bool, typer.Option("--sim", help="Run the simulated rig (no hardware).")
     ] = False,
-    rail: opt.Rail = None,
-    focus: opt.Focus = "rail",
-    camera_model: opt.CameraModel = None,
-    camera_port: opt.CameraPort = None,
+    devices: dict[str, Any],
     travel: Annotated[
         str | None,
         typer.Option(
@@ -100,13 +99,7 @@ def station_cmd(
     from stacker.preview.guard import warn_if_wildcard
     from stacker.preview.server import PreviewServer
 
-    rig = (
-        None
-        if sim
-        else opt.rig_from_options(
-            rail=rail, focus=focus, camera_model=camera_model, camera_port=camera_port
-        )
-    )
+    rig = None if sim else opt.rig_from_options(devices)
     secret, source = load_token(token, token_file)
     try:
         reach = None if travel is None else parse_length(travel)[0]
