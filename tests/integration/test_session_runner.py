@@ -59,11 +59,19 @@ def runner_for(folder: SessionFolder, sim: SimulatedRig) -> SessionRunner:
     )
 
 
-def quick_retry_runner(folder: SessionFolder, sim: SimulatedRig, camera: Any) -> SessionRunner:
-    """A runner shooting with ``camera`` (one that fails once) that retries after 10 ms."""
-    return SessionRunner(
-        folder, focuser=sim.focuser, camera=camera, options=RunnerOptions(retry_delay_s=0.01)
+def failing_once(
+    root: Path, sim: SimulatedRig, camera: type[BusyOnce], stem: str, error: Exception
+) -> tuple[SessionFolder, SessionRunner]:
+    """A new session whose ``camera`` wraps the simulated one and fails once at frame ``stem``
+    with ``error``; its runner retries (when the error is transient) after 10 ms."""
+    folder = new_session(root)
+    runner = SessionRunner(
+        folder,
+        focuser=sim.focuser,
+        camera=camera(sim.camera, stem, error),
+        options=RunnerOptions(retry_delay_s=0.01),
     )
+    return folder, runner
 
 
 def frame_indexes(folder: SessionFolder) -> list[int]:
@@ -78,6 +86,16 @@ def on_frame(index: int, action: Callable[[], None]) -> Callable[[SessionEvent],
             action()
 
     return subscriber
+
+
+def run_stopped(
+    root: Path, sim: SimulatedRig, index: int, stop: Callable[[SessionRunner], None]
+) -> tuple[SessionFolder, SessionResult]:
+    """A new session, run until ``stop(runner)`` is called once frame ``index`` is captured."""
+    folder = new_session(root)
+    runner = runner_for(folder, sim)
+    runner.subscribe(on_frame(index, lambda: stop(runner)))
+    return folder, runner.run()
 
 
 @pytest.mark.slow
@@ -131,10 +149,7 @@ def test_complete_run_walks_the_state_machine_and_calls_back(
 def test_stop_request_finishes_the_frame_then_resume_completes(
     tmp_path: Path, sim: SimulatedRig
 ) -> None:
-    folder = new_session(tmp_path / "s")
-    runner = runner_for(folder, sim)
-    runner.subscribe(on_frame(2, runner.request_stop))
-    result = runner.run()
+    folder, result = run_stopped(tmp_path / "s", sim, 2, SessionRunner.request_stop)
     assert result.reason is FinishReason.INTERRUPTED and result.exit_code == 130
     assert frame_indexes(folder) == [1, 2]
     assert result.status.merged == 2  # the queue was drained
@@ -155,10 +170,7 @@ def test_stop_request_finishes_the_frame_then_resume_completes(
 def test_abort_leaves_a_consistent_journal_and_no_composite(
     tmp_path: Path, sim: SimulatedRig
 ) -> None:
-    folder = new_session(tmp_path / "s")
-    runner = runner_for(folder, sim)
-    runner.subscribe(on_frame(3, runner.abort))
-    result = runner.run()
+    folder, result = run_stopped(tmp_path / "s", sim, 3, SessionRunner.abort)
     assert result.reason is FinishReason.ABORTED and result.exit_code == 130
     assert frame_indexes(folder) == [1, 2, 3]
     assert not folder.composite_path("tif").exists() or result.outputs == ()
@@ -242,9 +254,8 @@ def test_a_busy_camera_is_retried_and_the_session_completes(
 ) -> None:
     from rig.camera import CameraBusyError
 
-    folder = new_session(tmp_path / "s")
-    camera = BusyOnce(sim.camera, "frame_0003", CameraBusyError("VC: capture failed: busy"))
-    runner = quick_retry_runner(folder, sim, camera)
+    busy = CameraBusyError("VC: capture failed: busy")
+    folder, runner = failing_once(tmp_path / "s", sim, BusyOnce, "frame_0003", busy)
     warnings: list[str] = []
     runner.subscribe(
         lambda e: warnings.append(e.message) if isinstance(e, SessionWarning) else None
@@ -264,9 +275,9 @@ def test_a_camera_error_that_is_not_transient_stops_the_session(
 ) -> None:
     from rig.camera import CameraError
 
-    folder = new_session(tmp_path / "s")
-    camera = BusyOnce(sim.camera, "frame_0002", CameraError("VC: capture failed: card full"))
-    result = SessionRunner(folder, focuser=sim.focuser, camera=camera).run()
+    full = CameraError("VC: capture failed: card full")
+    folder, runner = failing_once(tmp_path / "s", sim, BusyOnce, "frame_0002", full)
+    result = runner.run()
     assert result.reason is FinishReason.FAULT and result.exit_code == 6
     assert frame_indexes(folder) == [1]
     assert "card full" in str(result.error)
@@ -318,9 +329,8 @@ def test_files_of_a_failed_shot_are_set_aside_not_mixed_with_the_retry(
 ) -> None:
     from rig.camera import CameraBusyError
 
-    folder = new_session(tmp_path / "s")
-    camera = HalfShotOnce(sim.camera, "frame_0002", CameraBusyError("VC: download failed"))
-    runner = quick_retry_runner(folder, sim, camera)
+    busy = CameraBusyError("VC: download failed")
+    folder, runner = failing_once(tmp_path / "s", sim, HalfShotOnce, "frame_0002", busy)
     assert runner.run().reason is FinishReason.COMPLETED
     assert sorted(p.name for p in folder.frames_dir.iterdir()) == [
         f"frame_{i:04d}.jpg" for i in range(1, FRAMES + 1)
