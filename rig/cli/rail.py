@@ -64,13 +64,16 @@ def _describe(focuser: Focuser) -> str:
     return f"{focuser.name}: at {here} ({', '.join(details)})"
 
 
-def _run_motion(focuser: Focuser, action: Callable[[], None]) -> None:
-    """Run ``action``; Ctrl-C stops the rail before the interrupt propagates."""
-    try:
-        action()
-    except KeyboardInterrupt:
-        focuser.stop()
-        raise
+def _motion(url: str, action: Callable[[Focuser], None]) -> None:
+    """Open the rail at ``url``, run ``action`` on it and say where it stands; Ctrl-C stops
+    the rail before the interrupt propagates."""
+    with _opened(url) as focuser:
+        try:
+            action(focuser)
+        except KeyboardInterrupt:
+            focuser.stop()
+            raise
+        typer.echo(_describe(focuser))
 
 
 def _distance(focuser: Focuser, text: str) -> float:
@@ -97,9 +100,7 @@ def status(url: UrlArg) -> None:
 @app.command()
 def home(url: UrlArg) -> None:
     """Run the homing cycle (GRBL: $HX, or $H with homing=all; Marlin: G28)."""
-    with _opened(url) as focuser:
-        _run_motion(focuser, focuser.home)
-        typer.echo(_describe(focuser))
+    _motion(url, lambda focuser: focuser.home())
 
 
 # Negative lengths ("-250um") are arguments, not options.
@@ -112,10 +113,7 @@ def move(
     position: Annotated[str, typer.Argument(help="Target with a unit: 12.5mm, 250um")],
 ) -> None:
     """Move to an absolute POSITION (with backlash compensation and settling)."""
-    with _opened(url) as focuser:
-        target = _distance(focuser, position)
-        _run_motion(focuser, lambda: focuser.move_to(target))
-        typer.echo(_describe(focuser))
+    _motion(url, lambda focuser: focuser.move_to(_distance(focuser, position)))
 
 
 @app.command(context_settings=_SIGNED)
@@ -124,13 +122,16 @@ def jog(
     distance: Annotated[str, typer.Argument(help="Signed distance with a unit: -0.5mm, 100um")],
 ) -> None:
     """Move by DISTANCE (GRBL: a $J= jog that Ctrl-C cancels)."""
-    with _opened(url) as focuser:
+
+    def by(focuser: Focuser) -> None:
         delta = _distance(focuser, distance)
         jog_method = getattr(focuser, "jog", None)
-        _run_motion(
-            focuser, (lambda: jog_method(delta)) if jog_method else lambda: focuser.move_by(delta)
-        )
-        typer.echo(_describe(focuser))
+        if jog_method is not None:
+            jog_method(delta)
+        else:
+            focuser.move_by(delta)
+
+    _motion(url, by)
 
 
 @app.command()
