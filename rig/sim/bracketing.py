@@ -45,6 +45,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from rig.sim.handle import HandleLayer
+
 GP_ERROR_CAMERA_BUSY = -110
 GP_EVENT_UNKNOWN = 0
 GP_EVENT_TIMEOUT = 1
@@ -299,23 +301,16 @@ class BracketingBody:
             return any(f.ready_at - self.write_s <= now < f.ready_at for f in self.files)
 
 
-class BurstHandle:
+class BurstHandle(HandleLayer):
     """python-gphoto2's ``Camera`` methods, answering for the burst's files as the family does."""
 
     def __init__(self, real: Any, body: BracketingBody) -> None:
-        self._real = real
+        super().__init__(real)
         self._body = body
-        from rig.camera.backend import load_gphoto2
-
-        self._gp = load_gphoto2()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
 
     def _busy(self) -> Exception:
         self._body.log.busy_answers += 1
-        error: Exception = self._gp.GPhoto2Error(GP_ERROR_CAMERA_BUSY)
-        return error
+        return self._error(GP_ERROR_CAMERA_BUSY)
 
     def trigger_capture(self) -> None:
         """A release from the computer starts the body's bracket, like its shutter button."""
@@ -379,36 +374,25 @@ class BurstHandle:
                     return f
         return None
 
-    def _card_read(self, f: _File) -> None:
+    def _held(self, folder: str, name: str) -> bytes | None:
+        f = self._file(folder, name)
+        if f is None:
+            return None
         if self._body.busy(time.monotonic()):
             raise self._busy()
+        return f.data
 
-    def file_get_info(self, folder: str, name: str) -> Any:
-        f = self._file(folder, name)
-        if f is None:
-            return self._real.file_get_info(folder, name)
-        self._card_read(f)
-        info = self._gp.CameraFileInfo()
-        info.file.fields = self._gp.GP_FILE_INFO_SIZE
-        info.file.size = len(f.data)
-        return info
-
-    def file_get(self, folder: str, name: str, kind: int) -> Any:
-        f = self._file(folder, name)
-        if f is None:
-            return self._real.file_get(folder, name, kind)
-        self._card_read(f)
-        if self._body.profile.announce in ("event", "listing"):
-            self._body.transfer(f.data)  # card files travel at download
-        cf = self._gp.CameraFile()
-        cf.set_data_and_size(f.data)
-        return cf
+    def _download(self, folder: str, name: str) -> bytes | None:
+        data = self._held(folder, name)
+        if data is not None and self._body.profile.announce in ("event", "listing"):
+            self._body.transfer(data)  # card files travel at download
+        return data
 
     def file_read(self, folder: str, name: str, kind: int, offset: int, buf: Any) -> int:
         f = self._file(folder, name)
         if f is None:
             return int(self._real.file_read(folder, name, kind, offset, buf))
-        raise self._gp.GPhoto2Error(-6)  # whole-file downloads only (-6: not supported)
+        raise self._error(-6)  # whole-file downloads only (-6: not supported)
 
     def file_delete(self, folder: str, name: str) -> None:
         f = self._file(folder, name)

@@ -64,6 +64,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rig.camera.config import WIDGET_RADIO, WIDGET_RANGE, WIDGET_TEXT, WIDGET_TOGGLE
+from rig.sim.handle import HandleLayer
 
 GP_OK = 0
 GP_ERROR = -1
@@ -375,20 +376,12 @@ class CameraQuirks:
             self.sleep(delay)
 
 
-class QuirkyHandle:
+class QuirkyHandle(HandleLayer):
     """python-gphoto2's ``Camera`` methods, answered as the profile's camlib path answers."""
 
     def __init__(self, real: Any, quirks: CameraQuirks) -> None:
-        self._real = real
+        super().__init__(real)
         self._q = quirks
-        self._gp = _gphoto2()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
-
-    def _error(self, code: int) -> Exception:
-        error: Exception = self._gp.GPhoto2Error(code)
-        return error
 
     # ---------------------------------------------------------------------------- settings
     def get_single_config(self, key: str) -> Any:
@@ -541,24 +534,17 @@ class QuirkyHandle:
     def _stored(self, folder: str, name: str) -> _Stored | None:
         return self._q.store.get((folder, name))
 
-    def file_get_info(self, folder: str, name: str) -> Any:
+    def _held(self, folder: str, name: str) -> bytes | None:
         stored = self._stored(folder, name)
-        if stored is None:
-            return self._real.file_get_info(folder, name)
-        info = self._gp.CameraFileInfo()
-        info.file.fields = self._gp.GP_FILE_INFO_SIZE
-        info.file.size = len(stored.data)
-        return info
+        return None if stored is None else stored.data
 
-    def file_get(self, folder: str, name: str, kind: int) -> Any:
+    def _download(self, folder: str, name: str) -> bytes | None:
         stored = self._stored(folder, name)
         if stored is None:
-            return self._real.file_get(folder, name, kind)
+            return None
         if not stored.cached:
-            self._q.transfer(stored.data)
-        cf = self._gp.CameraFile()
-        cf.set_data_and_size(stored.data)
-        return cf
+            self._q.transfer(stored.data)  # RAM captures were transferred inside the capture
+        return stored.data
 
     def file_read(self, folder: str, name: str, kind: int, offset: int, buf: Any) -> int:
         stored = self._stored(folder, name)
@@ -589,9 +575,3 @@ class QuirkyHandle:
     def files_on_body(self) -> list[tuple[str, str]]:
         """Every (folder, name) still on the simulated body's card."""
         return sorted(key for key, s in self._q.store.items() if s.on_camera)
-
-
-def _gphoto2() -> Any:
-    from rig.camera.backend import load_gphoto2
-
-    return load_gphoto2()
