@@ -4,14 +4,20 @@ The StackShot and WeMacro simulators both drive a single axis by relative moves;
 axis. A move follows :class:`~rig.sim.motion.Trapezoid` (so it lasts as long as a real one,
 scaled by ``time_scale``), :meth:`Carriage.stop` ends it where the carriage is, and every
 completed or interrupted move is recorded in :attr:`Carriage.log` as ``(start, end)`` in mm.
+
+:class:`CarriageController` is what the two controllers share around it: a pseudo-terminal
+whose input collects in a buffer until a whole frame has arrived, one lock over the controller's
+state, and a shutter cable.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from rig.sim.motion import Trapezoid
+from rig.sim.ptyserial import PtyDevice
 
 
 class Carriage:
@@ -89,3 +95,44 @@ class Carriage:
             self._rest_mm = here
             self._move = None
             return True
+
+
+class CarriageController(PtyDevice):
+    """A rail controller on a pseudo-terminal driving one :class:`Carriage` and a shutter cable.
+
+    Parameters
+    ----------
+    name
+        File name of the port's stable symlink.
+    reset_on_open
+        Restart when a program opens the port.
+    start_mm, speed_mm_s, time_scale
+        The carriage's place at power-up, its speed, and how much faster than real time it runs.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        reset_on_open: bool,
+        start_mm: float,
+        speed_mm_s: float,
+        time_scale: float,
+    ) -> None:
+        super().__init__(name, reset_on_open=reset_on_open)
+        self.time_scale = time_scale
+        self.carriage = Carriage(position_mm=start_mm, speed_mm_s=speed_mm_s, time_scale=time_scale)
+        self._buffer = bytearray()
+        """Bytes received and not yet taken as a frame."""
+        self._lock = threading.Lock()
+        self.shutter_pulses = 0
+        """Shutter pulses fired so far."""
+        self.on_shutter: Callable[[], None] | None = None
+        """Called (on the I/O thread) for every shutter pulse: a camera on the cable."""
+
+    def _fire_shutter(self, count: int = 1) -> None:
+        """Pulse the shutter cable ``count`` times."""
+        self.shutter_pulses += count
+        if self.on_shutter is not None:
+            for _ in range(count):
+                self.on_shutter()

@@ -22,19 +22,17 @@ bridge, and the public host programs open it without waiting for a boot), so
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from typing import ClassVar
 
 from rig.rails import stackshot_protocol as proto
-from rig.sim.carriage import Carriage
-from rig.sim.ptyserial import PtyDevice
+from rig.sim.carriage import CarriageController
 
 SOFTWARE = b"StackShot 1.5 (stackrig simulator)"
 
 
-class StackShotSimulator(PtyDevice):
+class StackShotSimulator(CarriageController):
     """See the module docstring. ``steps_per_mm`` serves moves and reads in motor steps."""
 
     url_scheme = "stackshot"
@@ -48,20 +46,18 @@ class StackShotSimulator(PtyDevice):
         start_mm: float = 37.2,
         reset_on_open: bool = False,
     ) -> None:
-        super().__init__("ttyStackShot", reset_on_open=reset_on_open)
-        self.time_scale = time_scale
+        super().__init__(
+            "ttyStackShot",
+            reset_on_open=reset_on_open,
+            start_mm=start_mm,
+            speed_mm_s=speed_mm_s,
+            time_scale=time_scale,
+        )
         self.steps_per_mm = steps_per_mm
-        self.carriage = Carriage(position_mm=start_mm, speed_mm_s=speed_mm_s, time_scale=time_scale)
         self._zero_mm = 0.0
-        self._buffer = bytearray()
-        self._lock = threading.Lock()
         self._busy_left = 0
         self._aborted = False
         self._shutter_until = 0.0
-        self.shutter_pulses = 0
-        """Shutter pulses fired so far."""
-        self.on_shutter: Callable[[], None] | None = None
-        """Called (on the I/O thread) for every shutter pulse: a camera on the cable."""
         self.requests: list[tuple[int, int, bytes]] = []
         """Every well-formed request: (command, action, data)."""
 
@@ -196,11 +192,8 @@ class StackShotSimulator(PtyDevice):
         if count < 1 or not 0 < pulse < 60 or not 0 <= pause < 60:
             raise ValueError(data)
         self._shutter_until = time.monotonic() + count * (pulse + pause) / self.time_scale
-        self.shutter_pulses += count
         self._reply(command, proto.Action.RSP_OK)
-        if self.on_shutter is not None:
-            for _ in range(count):
-                self.on_shutter()
+        self._fire_shutter(count)
 
     def _software(self, command: int, action: int, data: bytes) -> None:
         self._reply(command, proto.Action.RSP_OK, SOFTWARE)

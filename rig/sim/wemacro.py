@@ -20,14 +20,12 @@ sends zeros, and the driver does not read them.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 
 from rig.rails import wemacro_protocol as proto
-from rig.sim.carriage import Carriage
-from rig.sim.ptyserial import PtyDevice
+from rig.sim.carriage import CarriageController
 
 
-class WeMacroSimulator(PtyDevice):
+class WeMacroSimulator(CarriageController):
     """See the module docstring."""
 
     url_scheme = "wemacro"
@@ -41,18 +39,19 @@ class WeMacroSimulator(PtyDevice):
         start_mm: float = 12.0,
         reset_on_open: bool = True,
     ) -> None:
-        super().__init__("ttyWeMacro", reset_on_open=reset_on_open)
-        self.carriage = Carriage(position_mm=start_mm, speed_mm_s=speed_mm_s, time_scale=time_scale)
-        self._buffer = bytearray()
-        self._lock = threading.Lock()
+        super().__init__(
+            "ttyWeMacro",
+            reset_on_open=reset_on_open,
+            start_mm=start_mm,
+            speed_mm_s=speed_mm_s,
+            time_scale=time_scale,
+        )
         self._corrupt = 0
         self._done_timer: threading.Timer | None = None
         self.bad_frames = 0
         """Frames dropped for a wrong CRC."""
         self.frames: list[tuple[int, int, int, int, int]] = []
         """Every accepted frame: (command, a, b, c, argument)."""
-        self.shutter_pulses = 0
-        self.on_shutter: Callable[[], None] | None = None
         self.config = 0
 
     def corrupt_next(self, count: int = 1) -> None:
@@ -129,9 +128,7 @@ class WeMacroSimulator(PtyDevice):
             self._cancel_done()
             self.carriage.stop()
         elif command == proto.Command.SHUTTER:
-            self.shutter_pulses += 1
-            if self.on_shutter is not None:
-                self.on_shutter()
+            self._fire_shutter()
         elif command & 0xF0 == proto.Command.CONFIG:
             self.config = command
 
