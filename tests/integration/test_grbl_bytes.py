@@ -11,6 +11,10 @@ from rig.rails import open_focuser
 from rig.rails.base import MoveStoppedError
 from rig.rails.grbl import GrblRail
 from rig.sim.grbl import GrblSimulator
+from tests.rails import connected, lines_sent
+
+POLLS = b"?"
+"""Status polls: real-time bytes between the command lines."""
 
 
 @pytest.fixture
@@ -27,11 +31,6 @@ def rail(sim: GrblSimulator) -> Iterator[GrblRail]:
     focuser.close()
 
 
-def lines_sent(sim: GrblSimulator, since: int) -> list[bytes]:
-    """Command lines received after byte ``since``; ``?`` polls are real-time bytes, dropped."""
-    return bytes(sim.received[since:]).replace(b"?", b"").split(b"\n")
-
-
 def test_connection_handshake_bytes(sim: GrblSimulator, rail: GrblRail) -> None:
     received = bytes(sim.received)
     # Wake-up, then $G to synchronise (its [GC:] reply marks the end of stale output), then $$.
@@ -44,36 +43,35 @@ def test_connection_handshake_bytes(sim: GrblSimulator, rail: GrblRail) -> None:
 def test_move_to_sends_absolute_g1_then_dwell_sync(sim: GrblSimulator, rail: GrblRail) -> None:
     mark = len(sim.received)
     rail.move_to(1500.0)
-    assert lines_sent(sim, mark) == [b"G21 G90 G1 X1.5000 F300.0", b"G4 P0.01", b""]
+    assert lines_sent(sim, mark, drop=POLLS) == [b"G21 G90 G1 X1.5000 F300.0", b"G4 P0.01", b""]
     assert b"?" in bytes(sim.received[mark:])  # motion end confirmed by status polling
 
 
 def test_move_down_with_backlash_overshoots_then_returns(sim: GrblSimulator) -> None:
-    rail = open_focuser(sim.url + "&backlash=50um&axis=Z&feed=300mm/min")
-    rail.move_to(1000.0)
-    mark = len(sim.received)
-    rail.move_to(500.0)
-    assert lines_sent(sim, mark) == [
-        b"G21 G90 G1 Z0.4500 F300.0",
-        b"G4 P0.01",
-        b"G21 G90 G1 Z0.5000 F300.0",
-        b"G4 P0.01",
-        b"",
-    ]
-    rail.close()
+    with connected(sim, GrblRail, "&backlash=50um&axis=Z&feed=300mm/min") as rail:
+        rail.move_to(1000.0)
+        mark = len(sim.received)
+        rail.move_to(500.0)
+        assert lines_sent(sim, mark, drop=POLLS) == [
+            b"G21 G90 G1 Z0.4500 F300.0",
+            b"G4 P0.01",
+            b"G21 G90 G1 Z0.5000 F300.0",
+            b"G4 P0.01",
+            b"",
+        ]
 
 
 @pytest.mark.slow
 def test_jog_home_and_unlock_bytes(sim: GrblSimulator, rail: GrblRail) -> None:
     mark = len(sim.received)
     rail.jog(-250.0)
-    assert lines_sent(sim, mark) == [b"$J=G21 G91 X-0.2500 F300.0", b""]
+    assert lines_sent(sim, mark, drop=POLLS) == [b"$J=G21 G91 X-0.2500 F300.0", b""]
     mark = len(sim.received)
     rail.home()
-    assert lines_sent(sim, mark) == [b"$HX", b""]
+    assert lines_sent(sim, mark, drop=POLLS) == [b"$HX", b""]
     mark = len(sim.received)
     rail.unlock()
-    assert lines_sent(sim, mark) == [b"$X", b""]
+    assert lines_sent(sim, mark, drop=POLLS) == [b"$X", b""]
 
 
 @pytest.mark.parametrize(

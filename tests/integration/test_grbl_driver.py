@@ -13,6 +13,7 @@ from rig.rails import open_focuser
 from rig.rails.base import ConnectionLostError, MoveStoppedError
 from rig.rails.grbl import GrblRail, parse_status
 from rig.sim.grbl import GrblSimulator
+from tests.rails import connected
 
 STEP_UM = 1000.0 / 800.0  # the simulator's default 800 steps/mm
 QUICK_HOMING = {24: 200.0, 25: 2000.0}  # homing feeds (mm/min) raised to keep tests short
@@ -24,12 +25,6 @@ def sim() -> Iterator[GrblSimulator]:
         yield simulator
 
 
-def connect(sim: GrblSimulator, options: str = "") -> GrblRail:
-    rail = open_focuser(sim.url + options)
-    assert isinstance(rail, GrblRail)
-    return rail
-
-
 def sent(sim: GrblSimulator, since: int = 0) -> bytes:
     """What the controller received after byte ``since``, without the `?` status polls."""
     return bytes(sim.received[since:]).replace(b"?", b"")
@@ -37,48 +32,47 @@ def sent(sim: GrblSimulator, since: int = 0) -> bytes:
 
 @pytest.mark.slow
 def test_moves_reach_the_commanded_position_within_a_step(sim: GrblSimulator) -> None:
-    rail = connect(sim)
-    start = sim.machine_position[0]
-    for target in [1234.5, 3000.0, -2222.2, 17.0]:
-        rail.move_to(target)
-        assert abs(rail.position - target) <= STEP_UM
-        assert abs((sim.machine_position[0] - start) * 1000.0 - target) <= STEP_UM
-        assert sim.state == "Idle"
-    rail.close()
+    with connected(sim, GrblRail) as rail:
+        start = sim.machine_position[0]
+        for target in [1234.5, 3000.0, -2222.2, 17.0]:
+            rail.move_to(target)
+            assert abs(rail.position - target) <= STEP_UM
+            assert abs((sim.machine_position[0] - start) * 1000.0 - target) <= STEP_UM
+            assert sim.state == "Idle"
 
 
 def test_backlash_every_target_approached_from_below(sim: GrblSimulator) -> None:
-    rail = connect(sim, "&backlash=50um")
-    targets = [2000.0, 1000.0, 1500.0, 500.0, 500.0]
-    for target in targets:
-        before = len(sim.axis_moves("X"))
-        rail.move_to(target)
-        moves = sim.axis_moves("X")[before:]
-        if moves:
-            start, end = moves[-1]
-            assert end > start, f"{target}: final approach {start} -> {end} is not upwards"
-        for start, end in moves[:-1]:
-            assert end == pytest.approx(target / 1000.0 - 0.05, abs=0.002)
-            assert end < start
-    rail.close()
+    with connected(sim, GrblRail, "&backlash=50um") as rail:
+        targets = [2000.0, 1000.0, 1500.0, 500.0, 500.0]
+        for target in targets:
+            before = len(sim.axis_moves("X"))
+            rail.move_to(target)
+            moves = sim.axis_moves("X")[before:]
+            if moves:
+                start, end = moves[-1]
+                assert end > start, f"{target}: final approach {start} -> {end} is not upwards"
+            for start, end in moves[:-1]:
+                assert end == pytest.approx(target / 1000.0 - 0.05, abs=0.002)
+                assert end < start
 
 
 def test_soft_limit_refusal_sends_no_motion(sim: GrblSimulator) -> None:
-    rail = connect(sim, "&max=5mm&min=0mm")
-    mark = len(sim.received)
-    with pytest.raises(MotionError, match="outside the soft limits"):
-        rail.move_to(6000.0)
-    with pytest.raises(MotionError, match="outside the soft limits"):
-        rail.jog(-1.0)
-    assert b"G1" not in sent(sim, mark) and b"$J" not in sent(sim, mark)
-    assert sim.motion_log == []
-    rail.close()
+    with connected(sim, GrblRail, "&max=5mm&min=0mm") as rail:
+        mark = len(sim.received)
+        with pytest.raises(MotionError, match="outside the soft limits"):
+            rail.move_to(6000.0)
+        with pytest.raises(MotionError, match="outside the soft limits"):
+            rail.jog(-1.0)
+        assert b"G1" not in sent(sim, mark) and b"$J" not in sent(sim, mark)
+        assert sim.motion_log == []
 
 
 def test_hard_limit_alarm_stops_a_sequence(sim: GrblSimulator) -> None:
     sim.close()
-    with GrblSimulator(time_scale=10.0, start_position=(-3.0, -50.0, -50.0)) as near_end:
-        rail = connect(near_end)
+    with (
+        GrblSimulator(time_scale=10.0, start_position=(-3.0, -50.0, -50.0)) as near_end,
+        connected(near_end, GrblRail) as rail,
+    ):
         rail.move_to(1000.0)
         with pytest.raises(MotionError) as info:
             for target in [5000.0, 6000.0]:  # the switch sits 3 mm above the start
@@ -90,28 +84,28 @@ def test_hard_limit_alarm_stops_a_sequence(sim: GrblSimulator) -> None:
             rail.move_to(100.0)
         assert len(near_end.motion_log) == moves  # nothing moved after the alarm
         assert near_end.alarms == [1]
-        rail.close()
 
 
 @pytest.mark.slow
 def test_injected_alarm_during_a_move(sim: GrblSimulator) -> None:
-    rail = connect(sim)
-    threading.Timer(0.05, sim.trigger_alarm, args=(1,)).start()
-    with pytest.raises(MotionError, match="ALARM:1"):
-        rail.move_to(30_000.0)  # 3 s at 10x: interrupted long before
-    assert rail.capabilities.absolute is False
-    # The alarm is not cleared behind the user's back: homing is the way out.
-    assert b"$X" not in sent(sim)
-    rail.home()
-    rail.move_to(-2000.0)
-    assert abs(rail.position + 2000.0) <= STEP_UM
-    rail.close()
+    with connected(sim, GrblRail) as rail:
+        threading.Timer(0.05, sim.trigger_alarm, args=(1,)).start()
+        with pytest.raises(MotionError, match="ALARM:1"):
+            rail.move_to(30_000.0)  # 3 s at 10x: interrupted long before
+        assert rail.capabilities.absolute is False
+        # The alarm is not cleared behind the user's back: homing is the way out.
+        assert b"$X" not in sent(sim)
+        rail.home()
+        rail.move_to(-2000.0)
+        assert abs(rail.position + 2000.0) <= STEP_UM
 
 
 @pytest.mark.slow
 def test_grbl_soft_limits_jog_error_15_and_g1_alarm_2() -> None:
-    with GrblSimulator(time_scale=10.0, settings={20: 1, **QUICK_HOMING}) as sim:
-        rail = connect(sim)
+    with (
+        GrblSimulator(time_scale=10.0, settings={20: 1, **QUICK_HOMING}) as sim,
+        connected(sim, GrblRail) as rail,
+    ):
         rail.home()  # machine space is [-100 mm, 0]; homing leaves X at -1 mm
         assert rail.position == pytest.approx(-1000.0)
         with pytest.raises(MotionError, match="beyond the machine travel; nothing moved"):
@@ -122,101 +116,99 @@ def test_grbl_soft_limits_jog_error_15_and_g1_alarm_2() -> None:
         rail.unlock()  # position is retained after a soft-limit alarm
         rail.move_to(-3000.0)
         assert abs(rail.position + 3000.0) <= STEP_UM
-        rail.close()
 
 
 def test_boot_alarm_is_reported_and_only_unlocked_on_request() -> None:
-    with GrblSimulator(time_scale=10.0, homing_init_lock=True) as sim:
-        rail = connect(sim)
+    with (
+        GrblSimulator(time_scale=10.0, homing_init_lock=True) as sim,
+        connected(sim, GrblRail) as rail,
+    ):
         with pytest.raises(MotionError, match=r"ALARM.*rig rail home.*rig rail unlock"):
             rail.move_to(100.0)
         assert b"$X" not in sent(sim)
         rail.unlock()
         rail.move_to(100.0)
         assert abs(rail.position - 100.0) <= STEP_UM
-        rail.close()
 
 
 @pytest.mark.slow
 def test_stop_during_a_long_move_halts_it_keeping_position(sim: GrblSimulator) -> None:
-    rail = connect(sim)
-    mark = len(sim.received)
-    threading.Timer(0.1, rail.stop).start()
-    with pytest.raises(MoveStoppedError, match="stopped"):
-        rail.move_to(90_000.0)  # 9 s of simulated travel at 10x: ~0.9 s
-    stopped = rail.position
-    assert 0.0 < stopped < 50_000.0
-    time.sleep(0.05)
-    assert rail.position == stopped
-    assert sim.alarms == []  # feed hold before the reset: no "reset while in motion"
-    received = sent(sim, mark)
-    assert received.index(b"!") < received.index(b"\x18")
-    rail.move_to(0.0)  # usable at once, no unlock needed
-    assert abs(rail.position) <= STEP_UM
-    rail.close()
+    with connected(sim, GrblRail) as rail:
+        mark = len(sim.received)
+        threading.Timer(0.1, rail.stop).start()
+        with pytest.raises(MoveStoppedError, match="stopped"):
+            rail.move_to(90_000.0)  # 9 s of simulated travel at 10x: ~0.9 s
+        stopped = rail.position
+        assert 0.0 < stopped < 50_000.0
+        time.sleep(0.05)
+        assert rail.position == stopped
+        assert sim.alarms == []  # feed hold before the reset: no "reset while in motion"
+        received = sent(sim, mark)
+        assert received.index(b"!") < received.index(b"\x18")
+        rail.move_to(0.0)  # usable at once, no unlock needed
+        assert abs(rail.position) <= STEP_UM
 
 
 def test_stop_cancels_a_jog_with_0x85(sim: GrblSimulator) -> None:
-    rail = connect(sim)
-    mark = len(sim.received)
-    threading.Timer(0.1, rail.stop).start()
-    with pytest.raises(MoveStoppedError):
-        rail.jog(40_000.0)
-    assert b"\x85" in sent(sim, mark) and b"\x18" not in sent(sim, mark)
-    assert any(m.interrupted == "jog cancel" for m in sim.motion_log)
-    assert sim.state == "Idle"
-    rail.close()
+    with connected(sim, GrblRail) as rail:
+        mark = len(sim.received)
+        threading.Timer(0.1, rail.stop).start()
+        with pytest.raises(MoveStoppedError):
+            rail.jog(40_000.0)
+        assert b"\x85" in sent(sim, mark) and b"\x18" not in sent(sim, mark)
+        assert any(m.interrupted == "jog cancel" for m in sim.motion_log)
+        assert sim.state == "Idle"
 
 
 @pytest.mark.slow
 def test_disconnect_mid_move_then_reconnect(sim: GrblSimulator) -> None:
-    rail = connect(sim, "&timeout=2")
-    threading.Timer(0.1, sim.disconnect).start()
-    with pytest.raises(ConnectionLostError) as info:
-        rail.move_to(50_000.0)
-    message = str(info.value)
-    assert sim.path in message and "\n" not in message
-    with pytest.raises(ConnectionLostError):
-        rail.position  # noqa: B018 - every call reports the lost link
-    sim.replug()
-    rail.reconnect()
-    with pytest.raises(MotionError, match=r"position unknown.*home"):
-        rail.move_to(1000.0)
-    rail.home()
-    rail.move_to(-5000.0)
-    assert abs(rail.position + 5000.0) <= STEP_UM
-    assert rail.capabilities.absolute
-    rail.close()
+    with connected(sim, GrblRail, "&timeout=2") as rail:
+        threading.Timer(0.1, sim.disconnect).start()
+        with pytest.raises(ConnectionLostError) as info:
+            rail.move_to(50_000.0)
+        message = str(info.value)
+        assert sim.path in message and "\n" not in message
+        with pytest.raises(ConnectionLostError):
+            rail.position  # noqa: B018 - every call reports the lost link
+        sim.replug()
+        rail.reconnect()
+        with pytest.raises(MotionError, match=r"position unknown.*home"):
+            rail.move_to(1000.0)
+        rail.home()
+        rail.move_to(-5000.0)
+        assert abs(rail.position + 5000.0) <= STEP_UM
+        assert rail.capabilities.absolute
 
 
 @pytest.mark.slow
 def test_board_reset_mid_move_is_a_clear_error(sim: GrblSimulator) -> None:
-    rail = connect(sim)
+    with connected(sim, GrblRail) as rail:
 
-    def reset_once_moving() -> (
-        None
-    ):  # not after a fixed delay: a loaded machine may not be moving yet
-        deadline = time.monotonic() + 10.0
-        while sim.state != "Run" and time.monotonic() < deadline:
-            time.sleep(0.002)
-        sim.power_cycle()
+        def reset_once_moving() -> (
+            None
+        ):  # not after a fixed delay: a loaded machine may not be moving yet
+            deadline = time.monotonic() + 10.0
+            while sim.state != "Run" and time.monotonic() < deadline:
+                time.sleep(0.002)
+            sim.power_cycle()
 
-    threading.Thread(target=reset_once_moving, daemon=True).start()
-    with pytest.raises(ConnectionLostError) as info:
-        rail.move_to(50_000.0)
-    message = str(info.value)
-    assert sim.path in message and "reset" in message and "home" in message
-    with pytest.raises(MotionError, match="position unknown"):
-        rail.move_to(0.0)  # the link still works, but the position must be re-established
-    rail.home()
-    rail.move_to(-1500.0)
-    assert abs(rail.position + 1500.0) <= STEP_UM
-    rail.close()
+        threading.Thread(target=reset_once_moving, daemon=True).start()
+        with pytest.raises(ConnectionLostError) as info:
+            rail.move_to(50_000.0)
+        message = str(info.value)
+        assert sim.path in message and "reset" in message and "home" in message
+        with pytest.raises(MotionError, match="position unknown"):
+            rail.move_to(0.0)  # the link still works, but the position must be re-established
+        rail.home()
+        rail.move_to(-1500.0)
+        assert abs(rail.position + 1500.0) <= STEP_UM
 
 
 def test_reconnect_keeps_the_position_when_the_board_kept_power() -> None:
-    with GrblSimulator(time_scale=10.0, reset_on_open=False) as sim:
-        rail = connect(sim)
+    with (
+        GrblSimulator(time_scale=10.0, reset_on_open=False) as sim,
+        connected(sim, GrblRail) as rail,
+    ):
         rail.move_to(2000.0)
         sim.disconnect(power_loss=False)
         with pytest.raises(ConnectionLostError, match=sim.path):
@@ -226,21 +218,21 @@ def test_reconnect_keeps_the_position_when_the_board_kept_power() -> None:
         assert abs(rail.position - 2000.0) <= STEP_UM
         rail.move_to(3000.0)  # no homing demanded: nothing was lost
         assert abs(rail.position - 3000.0) <= STEP_UM
-        rail.close()
 
 
 def test_reconnect_notices_a_silent_restart() -> None:
     # No reset on open and the banner went out before the port was reopened: the driver
     # notices that the machine position changed while it was away.
-    with GrblSimulator(time_scale=10.0, reset_on_open=False) as sim:
-        rail = connect(sim)
+    with (
+        GrblSimulator(time_scale=10.0, reset_on_open=False) as sim,
+        connected(sim, GrblRail) as rail,
+    ):
         rail.move_to(2000.0)
         sim.disconnect()
         sim.replug()
         rail.reconnect()
         with pytest.raises(MotionError, match="position unknown"):
             rail.move_to(3000.0)
-        rail.close()
 
 
 def test_spy_urls_dump_the_traffic(sim: GrblSimulator, capfd: pytest.CaptureFixture[str]) -> None:
@@ -252,67 +244,62 @@ def test_spy_urls_dump_the_traffic(sim: GrblSimulator, capfd: pytest.CaptureFixt
 
 
 def test_garbled_and_unexpected_lines_do_not_crash_the_driver(sim: GrblSimulator) -> None:
-    rail = connect(sim)
-    junk = b"\xff\xfe\x00garbage\r\n<Idle|MPos:1.0,abc>\r\n<Run|\r\nHello there\r\n[MSG:odd]\r\n"
+    with connected(sim, GrblRail) as rail:
+        junk = (
+            b"\xff\xfe\x00garbage\r\n<Idle|MPos:1.0,abc>\r\n<Run|\r\nHello there\r\n[MSG:odd]\r\n"
+        )
 
-    def spray() -> None:
-        for _ in range(5):
-            sim.inject(junk)
-            time.sleep(0.01)
+        def spray() -> None:
+            for _ in range(5):
+                sim.inject(junk)
+                time.sleep(0.01)
 
-    threading.Timer(0.02, spray).start()
-    rail.move_to(3000.0)
-    sim.inject(junk)
-    rail.move_to(1000.0)
-    assert abs(rail.position - 1000.0) <= STEP_UM
-    rail.close()
+        threading.Timer(0.02, spray).start()
+        rail.move_to(3000.0)
+        sim.inject(junk)
+        rail.move_to(1000.0)
+        assert abs(rail.position - 1000.0) <= STEP_UM
 
 
 @pytest.mark.slow
 def test_a_silent_controller_is_a_clear_error(sim: GrblSimulator) -> None:
-    rail = connect(sim, "&timeout=0.3")
-    sim.stall()
-    with pytest.raises(RigError, match=f"{sim.path}.*(stopped answering|does not answer)"):
-        rail.move_to(1000.0)
-    sim.stall(False)
-    rail.close()
+    with connected(sim, GrblRail, "&timeout=0.3") as rail:
+        sim.stall()
+        with pytest.raises(RigError, match=f"{sim.path}.*(stopped answering|does not answer)"):
+            rail.move_to(1000.0)
+        sim.stall(False)
 
 
 def test_work_coordinates_wpos_and_wco(sim: GrblSimulator) -> None:
-    rail = connect(sim)
-    rail.move_to(2000.0)
-    rail.send("G10 L20 P1 X0")  # call the current position zero
-    assert rail.position == pytest.approx(0.0, abs=STEP_UM)
-    rail.move_to(500.0)
-    assert sim.work_position[0] == pytest.approx(0.5, abs=0.002)
-    assert sim.machine_position[0] == pytest.approx(2.5, abs=0.002)
-    sim.settings[10] = 0  # controller now reports WPos instead of MPos + WCO
-    assert rail.position == pytest.approx(500.0, abs=STEP_UM)
-    rail.close()
+    with connected(sim, GrblRail) as rail:
+        rail.move_to(2000.0)
+        rail.send("G10 L20 P1 X0")  # call the current position zero
+        assert rail.position == pytest.approx(0.0, abs=STEP_UM)
+        rail.move_to(500.0)
+        assert sim.work_position[0] == pytest.approx(0.5, abs=0.002)
+        assert sim.machine_position[0] == pytest.approx(2.5, abs=0.002)
+        sim.settings[10] = 0  # controller now reports WPos instead of MPos + WCO
+        assert rail.position == pytest.approx(500.0, abs=STEP_UM)
 
 
 @pytest.mark.slow
 def test_homing_sends_single_axis_or_all() -> None:
     with GrblSimulator(time_scale=20.0, settings=QUICK_HOMING) as sim:
-        rail = connect(sim)
-        mark = len(sim.received)
-        rail.home()
-        assert sent(sim, mark).endswith(b"$HX\n")
-        rail.close()
-        rail = connect(sim, "&homing=all")
-        mark = len(sim.received)
-        rail.home()
-        assert sent(sim, mark).endswith(b"$H\n")
-        rail.close()
+        with connected(sim, GrblRail) as rail:
+            mark = len(sim.received)
+            rail.home()
+            assert sent(sim, mark).endswith(b"$HX\n")
+        with connected(sim, GrblRail, "&homing=all") as rail:
+            mark = len(sim.received)
+            rail.home()
+            assert sent(sim, mark).endswith(b"$H\n")
 
 
 def test_homing_disabled_is_refused_clearly() -> None:
-    with GrblSimulator(time_scale=10.0, settings={22: 0}) as sim:
-        rail = connect(sim)
+    with GrblSimulator(time_scale=10.0, settings={22: 0}) as sim, connected(sim, GrblRail) as rail:
         assert not rail.capabilities.can_home
         with pytest.raises(MotionError, match="cannot home"):
             rail.home()
-        rail.close()
 
 
 def test_missing_port_is_one_line_naming_it() -> None:

@@ -10,85 +10,69 @@ from __future__ import annotations
 import pytest
 
 from rig.errors import MotionError
-from rig.rails import open_focuser
 from rig.rails.grbl import GrblRail
 from rig.sim.grbl import GrblSimulator
-from rig.sim.ptyserial import PtyDevice
+from tests.rails import connected
 
 STEP_UM = 1000.0 / 800.0
 QUICK_HOMING = {24: 200.0, 25: 2000.0}
 
 
-def connect(sim: PtyDevice, url: str) -> GrblRail:
-    rail = open_focuser(url)
-    assert isinstance(rail, GrblRail)
-    return rail
-
-
 def test_simulator_restarts_on_every_open_position_zero_banner_again() -> None:
     with GrblSimulator(time_scale=20.0) as sim:
-        rail = connect(sim, sim.url)
-        rail.move_to(2000.0)
-        carriage = sim.carriage[0]
-        assert sim.machine_position[0] == pytest.approx(2.0)
-        rail.close()
-        again = connect(sim, sim.url)
-        # The carriage did not move, but the board calls where it stands zero.
-        assert sim.carriage[0] == pytest.approx(carriage)
-        assert sim.machine_position[0] == 0.0 and again.position == 0.0
-        assert again.version == "1.1h" and again.firmware == "Grbl"
-        again.close()
+        with connected(sim, GrblRail) as rail:
+            rail.move_to(2000.0)
+            carriage = sim.carriage[0]
+            assert sim.machine_position[0] == pytest.approx(2.0)
+        with connected(sim, GrblRail) as again:
+            # The carriage did not move, but the board calls where it stands zero.
+            assert sim.carriage[0] == pytest.approx(carriage)
+            assert sim.machine_position[0] == 0.0 and again.position == 0.0
+            assert again.version == "1.1h" and again.firmware == "Grbl"
 
 
 @pytest.mark.slow
 def test_first_open_of_a_board_that_reset_is_unreferenced_until_homed_or_accepted() -> None:
     with GrblSimulator(time_scale=20.0, settings=QUICK_HOMING) as sim:
-        rail = connect(sim, sim.url)
-        problem = rail.capabilities.unreferenced
-        assert problem is not None and "restarted when its port was opened" in problem
-        rail.move_to(1000.0)  # manual moves (rig rail move/jog) still work
-        rail.home()
-        assert rail.capabilities.unreferenced is None and rail.capabilities.absolute
-        rail.close()
-        reopened = connect(sim, sim.url)
-        assert reopened.capabilities.unreferenced is not None  # every open, not only reconnects
-        reopened.accept_position()
-        assert reopened.capabilities.unreferenced is None
-        reopened.close()
+        with connected(sim, GrblRail) as rail:
+            problem = rail.capabilities.unreferenced
+            assert problem is not None and "restarted when its port was opened" in problem
+            rail.move_to(1000.0)  # manual moves (rig rail move/jog) still work
+            rail.home()
+            assert rail.capabilities.unreferenced is None and rail.capabilities.absolute
+        with connected(sim, GrblRail) as reopened:
+            assert reopened.capabilities.unreferenced is not None  # every open, not only reconnects
+            reopened.accept_position()
+            assert reopened.capabilities.unreferenced is None
 
 
 def test_accepting_a_given_position_sets_it_without_moving() -> None:
     with GrblSimulator(time_scale=20.0) as sim:
-        rail = connect(sim, sim.url)
-        rail.accept_position()
-        rail.move_to(1500.0)
-        rail.close()
+        with connected(sim, GrblRail) as rail:
+            rail.accept_position()
+            rail.move_to(1500.0)
         carriage = sim.carriage[0]
-        rail = connect(sim, sim.url)
-        moves = len(sim.motion_log)
-        rail.accept_position(1500.0)  # "nothing moved since the frame at 1.5 mm"
-        assert abs(rail.position - 1500.0) <= STEP_UM
-        assert len(sim.motion_log) == moves and sim.carriage[0] == pytest.approx(carriage)
-        rail.move_to(1750.0)
-        assert sim.carriage[0] == pytest.approx(carriage + 0.25, abs=0.002)
-        rail.close()
+        with connected(sim, GrblRail) as rail:
+            moves = len(sim.motion_log)
+            rail.accept_position(1500.0)  # "nothing moved since the frame at 1.5 mm"
+            assert abs(rail.position - 1500.0) <= STEP_UM
+            assert len(sim.motion_log) == moves and sim.carriage[0] == pytest.approx(carriage)
+            rail.move_to(1750.0)
+            assert sim.carriage[0] == pytest.approx(carriage + 0.25, abs=0.002)
 
 
 def test_a_board_that_does_not_reset_keeps_its_position_and_is_trusted() -> None:
     with GrblSimulator(time_scale=20.0, reset_on_open=False) as sim:
-        rail = connect(sim, sim.url)
-        assert rail.capabilities.unreferenced is None
-        rail.move_to(2000.0)
-        rail.close()
-        again = connect(sim, sim.url)
-        assert again.capabilities.unreferenced is None
-        assert abs(again.position - 2000.0) <= STEP_UM
-        again.close()
+        with connected(sim, GrblRail) as rail:
+            assert rail.capabilities.unreferenced is None
+            rail.move_to(2000.0)
+        with connected(sim, GrblRail) as again:
+            assert again.capabilities.unreferenced is None
+            assert abs(again.position - 2000.0) <= STEP_UM
 
 
 def test_a_restart_seen_on_reconnect_blocks_moves_until_accepted() -> None:
-    with GrblSimulator(time_scale=20.0) as sim:
-        rail = connect(sim, sim.url)
+    with GrblSimulator(time_scale=20.0) as sim, connected(sim, GrblRail) as rail:
         rail.accept_position()
         rail.move_to(500.0)
         sim.power_cycle()
@@ -98,4 +82,3 @@ def test_a_restart_seen_on_reconnect_blocks_moves_until_accepted() -> None:
         rail.accept_position(500.0)
         rail.move_to(600.0)
         assert abs(rail.position - 600.0) <= STEP_UM
-        rail.close()

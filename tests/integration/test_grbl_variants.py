@@ -11,40 +11,30 @@ import pytest
 from typer.testing import CliRunner
 
 from rig.cli.rail import app
-from rig.rails import open_focuser
 from rig.rails.grbl import GrblRail
 from rig.sim.grbl import GrblSimulator
+from tests.rails import connected
 
 STEP_UM = 1000.0 / 800.0
 
 
-def connect(sim: GrblSimulator) -> GrblRail:
-    rail = open_focuser(sim.url)
-    assert isinstance(rail, GrblRail)
-    return rail
-
-
 def test_grblhal_banner_is_recognised_and_its_restart_seen() -> None:
-    with GrblSimulator(time_scale=20.0, grblhal=True) as sim:
-        rail = connect(sim)
+    with GrblSimulator(time_scale=20.0, grblhal=True) as sim, connected(sim, GrblRail) as rail:
         assert (rail.firmware, rail.version) == ("GrblHAL", "1.1f")
         assert "restarted when its port was opened" in (rail.capabilities.unreferenced or "")
         rail.accept_position()
         rail.move_to(1500.0)
         assert abs(rail.position - 1500.0) <= STEP_UM
-        rail.close()
 
 
 def test_inch_reports_are_converted() -> None:
-    with GrblSimulator(time_scale=20.0, settings={13: 1}) as sim:
-        rail = connect(sim)
+    with GrblSimulator(time_scale=20.0, settings={13: 1}) as sim, connected(sim, GrblRail) as rail:
         rail.accept_position()
         rail.move_to(2000.0)
         assert sim.machine_position[0] == pytest.approx(2.0)
         assert abs(rail.position - 2000.0) <= STEP_UM + 1.27
         rail.send("G10 L20 P1 X1")  # work offsets are reported in inches too
         assert abs(rail.position - 1000.0) <= STEP_UM + 1.27
-        rail.close()
 
 
 @pytest.mark.slow
@@ -57,9 +47,8 @@ def test_motors_idling_between_frames_is_warned_about_and_can_be_fixed() -> None
         fixed = CliRunner().invoke(app, ["keep-motors-on", sim.url])
         assert fixed.exit_code == 0, fixed.output
         assert sim.settings[1] == 255
-        rail = connect(sim)
-        assert rail.setup_warnings() == []
-        rail.close()
+        with connected(sim, GrblRail) as rail:
+            assert rail.setup_warnings() == []
 
 
 def test_rail_simulate_offers_a_grblhal_board() -> None:
@@ -67,7 +56,5 @@ def test_rail_simulate_offers_a_grblhal_board() -> None:
 
     device = _simulator("grblhal", 20.0, None)
     assert isinstance(device, GrblSimulator)
-    with device:
-        rail = connect(device)
+    with device, connected(device, GrblRail) as rail:
         assert rail.firmware == "GrblHAL"
-        rail.close()

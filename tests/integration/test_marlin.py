@@ -14,10 +14,10 @@ from collections.abc import Iterator
 import pytest
 
 from rig.errors import MotionError, RigError
-from rig.rails import open_focuser
 from rig.rails.base import ConnectionLostError, MoveStoppedError
 from rig.rails.marlin import MarlinRail
 from rig.sim.marlin import MarlinSimulator
+from tests.rails import connected, lines_sent
 
 
 @pytest.fixture
@@ -26,151 +26,134 @@ def sim() -> Iterator[MarlinSimulator]:
         yield simulator
 
 
-def connect(sim: MarlinSimulator, options: str = "") -> MarlinRail:
-    rail = open_focuser(sim.url + options)
-    assert isinstance(rail, MarlinRail)
-    return rail
-
-
-def lines_sent(sim: MarlinSimulator, since: int) -> list[bytes]:
-    return bytes(sim.received[since:]).split(b"\n")
-
-
 def test_connects_through_the_boot_chatter(sim: MarlinSimulator) -> None:
-    rail = connect(sim)
-    assert rail.firmware.startswith("Marlin 2.1.2.1")
-    assert rail.position == 0.0 and rail.steps_per_mm == 400.0 and rail.emergency_parser
-    assert bytes(sim.received).endswith(b"M115\nG21\nM92\nM211\nM114\nM114\n")
-    assert "restarted when its port was opened" in (rail.capabilities.unreferenced or "")
-    rail.close()
+    with connected(sim, MarlinRail) as rail:
+        assert rail.firmware.startswith("Marlin 2.1.2.1")
+        assert rail.position == 0.0 and rail.steps_per_mm == 400.0 and rail.emergency_parser
+        assert bytes(sim.received).endswith(b"M115\nG21\nM92\nM211\nM114\nM114\n")
+        assert "restarted when its port was opened" in (rail.capabilities.unreferenced or "")
 
 
 @pytest.mark.slow
 def test_move_bytes_and_arrival(sim: MarlinSimulator) -> None:
-    rail = connect(sim, "&feed=5mm/s")
-    mark = len(sim.received)
-    rail.move_to(12_500.0)
-    # M114 first: the rail reads where it starts (backlash needs the direction of travel).
-    assert lines_sent(sim, mark) == [
-        b"M114",
-        b"G90",
-        b"G1 X12.5000 F300.0",
-        b"M400",
-        b"M114",
-        b"",
-    ]
-    assert rail.position == 12_500.0
-    assert sim.logical_position[0] == pytest.approx(12.5)
-    rail.close()
+    with connected(sim, MarlinRail, "&feed=5mm/s") as rail:
+        mark = len(sim.received)
+        rail.move_to(12_500.0)
+        # M114 first: the rail reads where it starts (backlash needs the direction of travel).
+        assert lines_sent(sim, mark) == [
+            b"M114",
+            b"G90",
+            b"G1 X12.5000 F300.0",
+            b"M400",
+            b"M114",
+            b"",
+        ]
+        assert rail.position == 12_500.0
+        assert sim.logical_position[0] == pytest.approx(12.5)
 
 
 @pytest.mark.slow
 def test_backlash_and_busy_lines_during_a_long_wait(sim: MarlinSimulator) -> None:
-    rail = connect(sim, "&backlash=30um&feed=30mm/min&timeout=0.3")
-    # 2 mm at 0.5 mm/s is 4 s simulated (0.4 s real), longer than the 0.3 s of silence
-    # allowed: it completes only because "busy:" lines (every 50 ms real) keep it alive.
-    rail.move_to(12_000.0)
-    rail.move_to(9_000.0)  # 3 mm, downwards: overshoot 30 um below, then up
-    assert sim.motion_log[-2][1][0] == pytest.approx(10 + 8.97)  # physical: booted at 10 mm
-    assert sim.motion_log[-1][1][0] == pytest.approx(10 + 9.0)
-    assert sim.motion_log[-1][1][0] > sim.motion_log[-1][0][0]
-    rail.close()
+    with connected(sim, MarlinRail, "&backlash=30um&feed=30mm/min&timeout=0.3") as rail:
+        # 2 mm at 0.5 mm/s is 4 s simulated (0.4 s real), longer than the 0.3 s of silence
+        # allowed: it completes only because "busy:" lines (every 50 ms real) keep it alive.
+        rail.move_to(12_000.0)
+        rail.move_to(9_000.0)  # 3 mm, downwards: overshoot 30 um below, then up
+        assert sim.motion_log[-2][1][0] == pytest.approx(10 + 8.97)  # physical: booted at 10 mm
+        assert sim.motion_log[-1][1][0] == pytest.approx(10 + 9.0)
+        assert sim.motion_log[-1][1][0] > sim.motion_log[-1][0][0]
 
 
 @pytest.mark.slow
 def test_without_busy_lines_a_long_silence_is_an_error() -> None:
-    with MarlinSimulator(time_scale=10.0, busy_interval=100.0, emergency_parser=True) as quiet:
-        rail = connect(quiet, "&feed=30mm/min&timeout=0.3")
-        with pytest.raises(RigError, match="stopped answering"):
-            rail.move_to(12_000.0)
-        rail.close()
+    with (
+        MarlinSimulator(time_scale=10.0, busy_interval=100.0, emergency_parser=True) as quiet,
+        connected(quiet, MarlinRail, "&feed=30mm/min&timeout=0.3") as rail,
+        pytest.raises(RigError, match="stopped answering"),
+    ):
+        rail.move_to(12_000.0)
 
 
 def test_jog_uses_relative_mode_and_restores_absolute(sim: MarlinSimulator) -> None:
-    rail = connect(sim)
-    mark = len(sim.received)
-    rail.jog(-500.0)
-    assert lines_sent(sim, mark)[:5] == [
-        b"M114",
-        b"G91",
-        b"G1 X-0.5000 F600.0",
-        b"G90",
-        b"M400",
-    ]
-    assert rail.position == pytest.approx(-500.0)
-    rail.close()
+    with connected(sim, MarlinRail) as rail:
+        mark = len(sim.received)
+        rail.jog(-500.0)
+        assert lines_sent(sim, mark)[:5] == [
+            b"M114",
+            b"G91",
+            b"G1 X-0.5000 F600.0",
+            b"G90",
+            b"M400",
+        ]
+        assert rail.position == pytest.approx(-500.0)
 
 
 def test_home_with_g28(sim: MarlinSimulator) -> None:
-    rail = connect(sim)
-    assert not rail.capabilities.absolute
-    mark = len(sim.received)
-    rail.home()
-    assert lines_sent(sim, mark)[0] == b"G28 X"
-    assert rail.position == 0.0 and rail.capabilities.absolute
-    rail.close()
+    with connected(sim, MarlinRail) as rail:
+        assert not rail.capabilities.absolute
+        mark = len(sim.received)
+        rail.home()
+        assert lines_sent(sim, mark)[0] == b"G28 X"
+        assert rail.position == 0.0 and rail.capabilities.absolute
 
 
 def test_stop_is_m410_and_keeps_the_position(sim: MarlinSimulator) -> None:
-    rail = connect(sim)
-    threading.Timer(0.1, rail.stop).start()
-    with pytest.raises(MoveStoppedError, match="stopped at"):
-        rail.move_to(150_000.0)  # 14 s simulated
-    stopped = rail.position
-    assert 0.0 < stopped < 150_000.0
-    assert b"M410\n" in bytes(sim.received)
-    assert sim.logical_position[0] == pytest.approx(stopped / 1000.0, abs=0.01)
-    rail.move_to(10_000.0)
-    assert rail.position == 10_000.0
-    rail.close()
+    with connected(sim, MarlinRail) as rail:
+        threading.Timer(0.1, rail.stop).start()
+        with pytest.raises(MoveStoppedError, match="stopped at"):
+            rail.move_to(150_000.0)  # 14 s simulated
+        stopped = rail.position
+        assert 0.0 < stopped < 150_000.0
+        assert b"M410\n" in bytes(sim.received)
+        assert sim.logical_position[0] == pytest.approx(stopped / 1000.0, abs=0.01)
+        rail.move_to(10_000.0)
+        assert rail.position == 10_000.0
 
 
 @pytest.mark.slow
 def test_soft_endstop_clamping_is_reported() -> None:
-    with MarlinSimulator(time_scale=10.0, travel_mm=12.0) as short:
-        rail = connect(short)
+    with (
+        MarlinSimulator(time_scale=10.0, travel_mm=12.0) as short,
+        connected(short, MarlinRail) as rail,
+    ):
         rail.home()
         # The host does not know these limits (no M211 answer read): the clamp shows on arrival.
         rail._soft_endstops = None
         with pytest.raises(MotionError, match=r"ended at 12 mm.*soft endstops"):
             rail.move_to(15_000.0)
-        rail.close()
 
 
 def test_unknown_and_echo_lines_are_tolerated(sim: MarlinSimulator) -> None:
-    rail = connect(sim)
-    assert rail.send("M999") == ['echo:Unknown command: "M999"']
-    sim.inject(b"echo:SD card ok\n\xfe\xffnoise\nbusy: processing\n")
-    rail.move_to(11_000.0)
-    assert rail.position == 11_000.0
-    rail.close()
+    with connected(sim, MarlinRail) as rail:
+        assert rail.send("M999") == ['echo:Unknown command: "M999"']
+        sim.inject(b"echo:SD card ok\n\xfe\xffnoise\nbusy: processing\n")
+        rail.move_to(11_000.0)
+        assert rail.position == 11_000.0
 
 
 @pytest.mark.slow
 def test_m112_halts_until_reset(sim: MarlinSimulator) -> None:
-    rail = connect(sim)
-    rail.emergency_stop()
-    time.sleep(0.05)
-    with pytest.raises(RigError, match=r"halted.*reset"):
-        rail.move_to(11_000.0)
-    rail.reconnect()  # reopening resets the board
-    rail.home()
-    rail.move_to(1_000.0)
-    assert rail.position == 1_000.0
-    rail.close()
+    with connected(sim, MarlinRail) as rail:
+        rail.emergency_stop()
+        time.sleep(0.05)
+        with pytest.raises(RigError, match=r"halted.*reset"):
+            rail.move_to(11_000.0)
+        rail.reconnect()  # reopening resets the board
+        rail.home()
+        rail.move_to(1_000.0)
+        assert rail.position == 1_000.0
 
 
 @pytest.mark.slow
 def test_disconnect_mid_move_then_reconnect(sim: MarlinSimulator) -> None:
-    rail = connect(sim)
-    threading.Timer(0.1, sim.disconnect).start()
-    with pytest.raises(ConnectionLostError) as info:
-        rail.move_to(100_000.0)
-    assert sim.path in str(info.value)
-    sim.replug()
-    rail.reconnect()
-    assert not rail.capabilities.absolute  # a reset board must be homed again
-    rail.home()
-    rail.move_to(2_000.0)
-    assert rail.position == 2_000.0
-    rail.close()
+    with connected(sim, MarlinRail) as rail:
+        threading.Timer(0.1, sim.disconnect).start()
+        with pytest.raises(ConnectionLostError) as info:
+            rail.move_to(100_000.0)
+        assert sim.path in str(info.value)
+        sim.replug()
+        rail.reconnect()
+        assert not rail.capabilities.absolute  # a reset board must be homed again
+        rail.home()
+        rail.move_to(2_000.0)
+        assert rail.position == 2_000.0

@@ -15,11 +15,11 @@ import pytest
 
 from rig.errors import MotionError
 from rig.plan import ShotPlan
-from rig.rails import open_focuser
 from rig.rails.base import MoveStoppedError
 from rig.rails.marlin import MarlinRail
 from rig.session.runner import check_plan_fits
 from rig.sim.marlin import MarlinSimulator
+from tests.rails import connected
 
 
 @pytest.fixture
@@ -28,107 +28,100 @@ def sim() -> Iterator[MarlinSimulator]:
         yield simulator
 
 
-def connect(sim: MarlinSimulator, options: str = "") -> MarlinRail:
-    rail = open_focuser(sim.url + options)
-    assert isinstance(rail, MarlinRail)
-    return rail
-
-
 def test_simulator_merges_a_move_under_six_steps_into_the_next(sim: MarlinSimulator) -> None:
-    rail = connect(sim)
-    assert rail.send("G1 X0.01 F600") == []  # 4 steps: dropped by the planner
-    (report,) = rail.send("M114")
-    assert report.startswith("X:0.01 ") and "Count X:0 " in report  # commanded, not done
-    rail.send("G1 X1 F600")
-    rail.send("M400")
-    (report,) = rail.send("M114")
-    assert report.startswith("X:1.00 ") and "Count X:400 " in report
-    assert [round(end[0] - start[0], 4) for start, end in sim.motion_log] == [1.0]
-    rail.close()
+    with connected(sim, MarlinRail) as rail:
+        assert rail.send("G1 X0.01 F600") == []  # 4 steps: dropped by the planner
+        (report,) = rail.send("M114")
+        assert report.startswith("X:0.01 ") and "Count X:0 " in report  # commanded, not done
+        rail.send("G1 X1 F600")
+        rail.send("M400")
+        (report,) = rail.send("M114")
+        assert report.startswith("X:1.00 ") and "Count X:400 " in report
+        assert [round(end[0] - start[0], 4) for start, end in sim.motion_log] == [1.0]
 
 
 @pytest.mark.slow
 def test_driver_refuses_moves_and_plans_below_six_steps(sim: MarlinSimulator) -> None:
-    rail = connect(sim)
-    rail.accept_position()
-    assert rail.steps_per_mm == 400.0
-    assert rail.capabilities.min_step == pytest.approx(15.0)
-    mark = len(sim.received)
-    with pytest.raises(MotionError, match=r"10 µm is below the controller's smallest move, 15 µm"):
-        rail.move_to(10.0)
-    assert b"G1" not in bytes(sim.received[mark:])  # nothing moved
-    with pytest.raises(MotionError, match=r"step of 10 µm is below the smallest move"):
-        check_plan_fits(ShotPlan.from_step(0.0, 1000.0, 10.0), rail)
-    check_plan_fits(ShotPlan.from_step(0.0, 1000.0, 20.0), rail)
-    rail.close()
-    tight = connect(sim, "&backlash=10um")  # a 10 µm take-up move would vanish too
-    tight.accept_position()
-    tight.move_to(1000.0)
-    with pytest.raises(MotionError, match="10 µm is below"):
-        tight.move_to(500.0)
-    assert tight.position == 1000.0
-    tight.close()
+    with connected(sim, MarlinRail) as rail:
+        rail.accept_position()
+        assert rail.steps_per_mm == 400.0
+        assert rail.capabilities.min_step == pytest.approx(15.0)
+        mark = len(sim.received)
+        with pytest.raises(
+            MotionError, match=r"10 µm is below the controller's smallest move, 15 µm"
+        ):
+            rail.move_to(10.0)
+        assert b"G1" not in bytes(sim.received[mark:])  # nothing moved
+        with pytest.raises(MotionError, match=r"step of 10 µm is below the smallest move"):
+            check_plan_fits(ShotPlan.from_step(0.0, 1000.0, 10.0), rail)
+        check_plan_fits(ShotPlan.from_step(0.0, 1000.0, 20.0), rail)
+    with connected(
+        sim, MarlinRail, "&backlash=10um"
+    ) as tight:  # a 10 µm take-up move would vanish too
+        tight.accept_position()
+        tight.move_to(1000.0)
+        with pytest.raises(MotionError, match="10 µm is below"):
+            tight.move_to(500.0)
+        assert tight.position == 1000.0
 
 
 def test_stepper_count_catches_a_move_marlin_dropped(sim: MarlinSimulator) -> None:
     """Straight to the driver primitive, as a driver without the 6-step check would move."""
-    rail = connect(sim)
-    with pytest.raises(MotionError, match=r"stepper count says 0 µm \(0 steps, 4 expected\)"):
+    with (
+        connected(sim, MarlinRail) as rail,
+        pytest.raises(MotionError, match=r"stepper count says 0 µm \(0 steps, 4 expected\)"),
+    ):
         rail._move_absolute(10.0)
-    rail.close()
 
 
 @pytest.mark.slow
 def test_simulator_without_emergency_parser_queues_m410_behind_m400(
     sim: MarlinSimulator,
 ) -> None:
-    rail = connect(sim)
-    assert not rail.emergency_parser and "Cap:EMERGENCY_PARSER:0" in "".join(rail.send("M115"))
-    rail.send("G1 X30 F600")  # 3 s simulated
-    link = rail._link
-    assert link is not None
-    threading.Timer(0.05, lambda: link.send_line("M410")).start()
-    rail.send(
-        "M400",
-    )  # M410 waits behind this until the move is over
-    assert sim.logical_position[0] == pytest.approx(30.0)
-    rail.close()
+    with connected(sim, MarlinRail) as rail:
+        assert not rail.emergency_parser and "Cap:EMERGENCY_PARSER:0" in "".join(rail.send("M115"))
+        rail.send("G1 X30 F600")  # 3 s simulated
+        link = rail._link
+        assert link is not None
+        threading.Timer(0.05, lambda: link.send_line("M410")).start()
+        rail.send(
+            "M400",
+        )  # M410 waits behind this until the move is over
+        assert sim.logical_position[0] == pytest.approx(30.0)
 
 
 @pytest.mark.slow
 def test_stop_without_emergency_parser_still_halts_at_once(sim: MarlinSimulator) -> None:
-    rail = connect(sim, "&feed=10mm/s")
-    rail.accept_position()
-    began = time.monotonic()
-    threading.Timer(0.1, rail.stop).start()
-    with pytest.raises(MoveStoppedError, match="stopped at"):
-        rail.move_to(150_000.0)  # 15 s simulated, 1.5 s real
-    assert time.monotonic() - began < 0.8
-    stopped = rail.position
-    assert 0.0 < stopped < 50_000.0
-    assert sim.logical_position[0] == pytest.approx(stopped / 1000.0, abs=0.01)
-    assert b"M400" not in bytes(sim.received)  # the queue was kept free for M410
-    rail.move_to(1_000.0)
-    assert rail.position == 1_000.0
-    rail.close()
+    with connected(sim, MarlinRail, "&feed=10mm/s") as rail:
+        rail.accept_position()
+        began = time.monotonic()
+        threading.Timer(0.1, rail.stop).start()
+        with pytest.raises(MoveStoppedError, match="stopped at"):
+            rail.move_to(150_000.0)  # 15 s simulated, 1.5 s real
+        assert time.monotonic() - began < 0.8
+        stopped = rail.position
+        assert 0.0 < stopped < 50_000.0
+        assert sim.logical_position[0] == pytest.approx(stopped / 1000.0, abs=0.01)
+        assert b"M400" not in bytes(sim.received)  # the queue was kept free for M410
+        rail.move_to(1_000.0)
+        assert rail.position == 1_000.0
 
 
 @pytest.mark.slow
 def test_soft_endstops_clamp_only_after_homing_and_backlash_stays_inside(
     sim: MarlinSimulator,
 ) -> None:
-    rail = connect(sim, "&backlash=30um")
-    rail.accept_position()
-    rail.move_to(-2_000.0)  # not homed: Marlin does not clamp (the carriage booted at 10 mm)
-    assert sim.logical_position[0] == pytest.approx(-2.0)
-    rail.home()
-    caps = rail.capabilities
-    assert (caps.min_position, caps.max_position) == (0.0, 200_000.0)
-    rail.move_to(500.0)
-    rail.move_to(0.0)  # downwards: the 30 µm overshoot below 0 is kept at 0, no fault
-    assert rail.position == 0.0 and sim.position[0] == pytest.approx(0.0)
-    with pytest.raises(MotionError, match="outside the soft limits"):
-        rail.move_to(250_000.0)
-    with pytest.raises(MotionError, match="outside the soft limits"):
-        check_plan_fits(ShotPlan.from_step(0.0, 250_000.0, 500.0), rail)
-    rail.close()
+    with connected(sim, MarlinRail, "&backlash=30um") as rail:
+        rail.accept_position()
+        rail.move_to(-2_000.0)  # not homed: Marlin does not clamp (the carriage booted at 10 mm)
+        assert sim.logical_position[0] == pytest.approx(-2.0)
+        rail.home()
+        caps = rail.capabilities
+        assert (caps.min_position, caps.max_position) == (0.0, 200_000.0)
+        rail.move_to(500.0)
+        rail.move_to(0.0)  # downwards: the 30 µm overshoot below 0 is kept at 0, no fault
+        assert rail.position == 0.0 and sim.position[0] == pytest.approx(0.0)
+        with pytest.raises(MotionError, match="outside the soft limits"):
+            rail.move_to(250_000.0)
+        with pytest.raises(MotionError, match="outside the soft limits"):
+            check_plan_fits(ShotPlan.from_step(0.0, 250_000.0, 500.0), rail)

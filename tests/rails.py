@@ -1,0 +1,38 @@
+"""Rail drivers opened on simulated controllers as a user opens them, by the device's URL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+from rig.rails import open_focuser
+from rig.rails.base import Rail
+from rig.sim.ptyserial import PtyDevice
+
+RailT = TypeVar("RailT", bound=Rail)
+
+
+def connect(sim: PtyDevice, kind: type[RailT], options: str = "") -> RailT:
+    """Open the driver for ``sim``'s URL with ``options`` added (``&feed=5mm/s``...)."""
+    rail = open_focuser(sim.url + options)
+    assert isinstance(rail, kind)
+    return rail
+
+
+@contextmanager
+def connected(sim: PtyDevice, kind: type[RailT], options: str = "") -> Iterator[RailT]:
+    """:func:`connect`, and close the rail when the block ends, even when a check in it fails."""
+    rail = connect(sim, kind, options)
+    try:
+        yield rail
+    finally:
+        rail.close()
+
+
+def lines_sent(sim: PtyDevice, since: int, drop: bytes = b"") -> list[bytes]:
+    """The lines ``sim`` received after its first ``since`` bytes, without the bytes in ``drop``.
+
+    The last item is what follows the last newline (``b""`` when the last line is complete).
+    """
+    return bytes(sim.received[since:]).translate(None, drop).split(b"\n")
