@@ -104,24 +104,15 @@ class CarriageController(PtyDevice):
     ----------
     name
         File name of the port's stable symlink.
+    carriage
+        The axis the controller moves; its ``time_scale`` is the controller's too.
     reset_on_open
         Restart when a program opens the port.
-    start_mm, speed_mm_s, time_scale
-        The carriage's place at power-up, its speed, and how much faster than real time it runs.
     """
 
-    def __init__(
-        self,
-        name: str,
-        *,
-        reset_on_open: bool,
-        start_mm: float,
-        speed_mm_s: float,
-        time_scale: float,
-    ) -> None:
+    def __init__(self, name: str, carriage: Carriage, *, reset_on_open: bool) -> None:
         super().__init__(name, reset_on_open=reset_on_open)
-        self.time_scale = time_scale
-        self.carriage = Carriage(position_mm=start_mm, speed_mm_s=speed_mm_s, time_scale=time_scale)
+        self.carriage = carriage
         self._buffer = bytearray()
         """Bytes received and not yet taken as a frame."""
         self._lock = threading.Lock()

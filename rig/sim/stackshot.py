@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import ClassVar
 
 from rig.rails import stackshot_protocol as proto
-from rig.sim.carriage import CarriageController
+from rig.sim.carriage import Carriage, CarriageController
 
 SOFTWARE = b"StackShot 1.5 (stackrig simulator)"
 
@@ -46,13 +46,8 @@ class StackShotSimulator(CarriageController):
         start_mm: float = 37.2,
         reset_on_open: bool = False,
     ) -> None:
-        super().__init__(
-            "ttyStackShot",
-            reset_on_open=reset_on_open,
-            start_mm=start_mm,
-            speed_mm_s=speed_mm_s,
-            time_scale=time_scale,
-        )
+        carriage = Carriage(position_mm=start_mm, speed_mm_s=speed_mm_s, time_scale=time_scale)
+        super().__init__("ttyStackShot", carriage, reset_on_open=reset_on_open)
         self.steps_per_mm = steps_per_mm
         self._zero_mm = 0.0
         self._busy_left = 0
@@ -191,7 +186,7 @@ class StackShotSimulator(CarriageController):
             return
         if count < 1 or not 0 < pulse < 60 or not 0 <= pause < 60:
             raise ValueError(data)
-        self._shutter_until = time.monotonic() + count * (pulse + pause) / self.time_scale
+        self._shutter_until = time.monotonic() + count * (pulse + pause) / self.carriage.time_scale
         self._reply(command, proto.Action.RSP_OK)
         self._fire_shutter(count)
 
