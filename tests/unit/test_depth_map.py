@@ -86,6 +86,23 @@ def test_fill_replaces_low_confidence_pixels_from_neighbours_of_the_same_colour(
     assert np.array_equal(out[weight >= 1], frames[weight >= 1])
 
 
+def test_fill_gives_an_island_with_no_confident_pixel_its_surrounds_depth() -> None:
+    """A black glyph on a white disc at depth 6, none of the glyph's own depths trusted (noise
+    chose them, or they were distrusted as halos): no confident pixel of its colour reaches it,
+    so it takes the depth of the confident pixels around it, not the nearest frame's (0)."""
+    h, w = 120, 160
+    guide = np.full((h, w, 3), 240, np.uint8)
+    glyph = np.zeros((h, w), np.uint8)
+    cv2.putText(glyph, "8", (60, 90), cv2.FONT_HERSHEY_SIMPLEX, 2.5, 255, 9)
+    guide[glyph > 0] = (10, 10, 10)
+    frames = np.full((h, w), 6.0, np.float32)
+    frames[glyph > 0] = 0.0
+    weight = np.where(glyph > 0, 0.0, 1.0).astype(np.float32)
+    out = depth.fill(frames, weight, guide)
+    assert np.abs(out[glyph > 0] - 6.0).max() < 0.5
+    assert np.array_equal(out[weight >= 1], frames[weight >= 1])
+
+
 def test_legend_is_drawn_below_the_map_in_micrometres_or_frames() -> None:
     ramp = np.tile(np.linspace(0, 9, 300, dtype=np.float32), (200, 1))
     img = depth.colorize(ramp, 10)
