@@ -292,6 +292,24 @@ def test_halos_are_distrusted_on_both_sides_of_a_depth_step() -> None:
         assert (out[:, others] == 1).all()
 
 
+def test_a_two_coloured_side_keeps_its_depth_beside_a_ground_like_one_of_its_colours() -> None:
+    """A black chip with white lettering at frame 0 (right) on a dark, speckled ground at frame
+    7 (left), every depth right. The chip's mean colour is grey, far from its black; the chip's
+    black is close to the dark ground, yet it is the chip's own colour: the chip keeps its
+    confidence (as does all but the odd darkest speck of ground at the edge)."""
+    h, w = 60, 120
+    rng = np.random.default_rng(3)
+    guide = rng.integers(20, 70, (h, w, 3)).astype(np.uint8)  # the ground
+    guide[:, 60:] = 5
+    for x in range(66, 120, 12):
+        guide[10:50, x : x + 4] = 250  # strokes of lettering
+    frames = np.where(np.arange(w)[None, :] < 60, 7.0, 0.0) * np.ones((h, 1), np.float32)
+    weight = np.ones((h, w), np.float32)
+    out = depth.distrust_halos(frames.astype(np.float32), weight, guide, 8)
+    assert (out[:, 60:] == 1).all()
+    assert (out[:, :60] == 1).mean() > 0.97
+
+
 def _disc_scene() -> tuple[np.ndarray, ...]:
     """(composite, disc mask, true depth, composite and depth at a quarter of the size): a
     red disc at frame 2 on a grey ground at frame 10."""
