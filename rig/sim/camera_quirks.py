@@ -139,24 +139,33 @@ class QuirkProfile:
     """How one vendor's bodies answer through libgphoto2's ptp2 camlib."""
 
     vendor: str
+    """The key in :data:`PROFILES` (``canon``, ``nikon``, ``sony``)."""
     manufacturer: str
+    """What the read-only ``manufacturer`` widget says."""
     model: str
+    """What the read-only ``cameramodel`` widget says."""
     card_folder: str
+    """Where card captures are filed (storage id and DCIM folder)."""
     card_names: tuple[str, str]
     """(RAW, JPEG) name patterns on the card, with one ``%d`` for the shot counter."""
     ram_folder: str
+    """The folder a RAM capture is reported in (``/`` where the camlib says so)."""
     ram_names: tuple[str, str]
+    """(RAW, JPEG) name patterns of RAM captures (``capt%04d.*``), as for the card."""
     target_choices: tuple[str, ...]
     """The ``capturetarget`` choices in libgphoto2's order; RAM first."""
     format_key: str
+    """The image-format widget's name (``imageformat``, ``imagequality``)."""
     formats: tuple[str, ...]
     """Image-format choices: RAW+JPEG first, then JPEG only, then RAW only."""
     always_root: bool = False
     """Sony: every capture is reported in ``/`` (``camera_sony_capture``)."""
     partial_reads: bool = True
+    """The body has GetPartialObject, so card files can be read in pieces (not Sony's)."""
     lens: str = "none"
     """``canon-radio``, ``nikon-range``, ``sony-speed`` or ``none``."""
     vibration_key: str = ""
+    """The vibration setting's widget name; empty for none."""
     vibration_widget: tuple[int, str, tuple[str, ...]] = (WIDGET_TEXT, "0", ())
     """(widget type, initial value, choices) of the vibration setting."""
 
@@ -222,6 +231,7 @@ class QuirkState:
     lens: float = 0.0
     """Lens focus position in drive units (0 = near end)."""
     lens_travel: float = 3000.0
+    """The far end of the lens's travel, in drive units."""
     af_position: float = 1234.0
     """Where autofocus puts the lens (the subject's brightest edge)."""
     af_fails: bool = False
@@ -229,10 +239,13 @@ class QuirkState:
     nikon_min_amount: int = 1
     """Smallest Nikon MF drive amount the lens accepts (MfDriveStepInsufficiency below)."""
     live_view: bool = False
+    """Live view was switched on (``viewfinder``)."""
     live_view_down_until: float = 0.0
+    """``time.monotonic()`` until which live view restarts after a Nikon capture."""
     exposures: list[float] = field(default_factory=list)
     """The lens position at each exposure."""
     shots: int = 0
+    """Exposures made; the counter in the files' names."""
 
 
 @dataclass
