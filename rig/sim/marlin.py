@@ -58,25 +58,42 @@ class _Move:
         )
 
 
+@dataclass(frozen=True)
+class MarlinConfig:
+    """The board's build configuration (Marlin 2.1's ``Configuration.h`` and
+    ``Configuration_adv.h``), one value for every axis: a focus rail drives one."""
+
+    travel_mm: float = 200.0
+    """Soft endstops: once homed, targets are clamped to ``[0, travel_mm]`` (``X_MAX_POS``)."""
+    max_feed_mm_s: float = 10.0
+    """The fastest a move may go (``DEFAULT_MAX_FEEDRATE``)."""
+    accel_mm_s2: float = 100.0
+    """``DEFAULT_MAX_ACCELERATION``."""
+    homing_feed_mm_min: float = 1200.0
+    """``HOMING_FEEDRATE_MM_M``."""
+    steps_per_mm: float = 400.0
+    """``DEFAULT_AXIS_STEPS_PER_UNIT``, what ``M92`` reports."""
+    busy_interval: float = 2.0
+    """Simulated seconds between ``echo:busy: processing`` lines during long waits
+    (``HOST_KEEPALIVE_FEATURE``, ``DEFAULT_KEEPALIVE_INTERVAL``)."""
+    emergency_parser: bool = False
+    """``EMERGENCY_PARSER`` (off in the stock ``Configuration_adv.h``): ``M410``/``M112`` act
+    as they arrive instead of waiting in the command queue."""
+
+
 class MarlinSimulator(FirmwareDevice):
     """A Marlin 2.1 board driving a rail, served on a pseudo-terminal.
 
     Parameters
     ----------
+    config
+        How the firmware was built (:class:`MarlinConfig`; the defaults without one).
     time_scale
         Simulated seconds per wall-clock second.
-    travel_mm
-        Soft endstops: targets are clamped to ``[0, travel_mm]`` on every axis.
-    max_feed_mm_s, accel_mm_s2, homing_feed_mm_min, steps_per_mm
-        Motion parameters shared by all axes.
-    busy_interval
-        Simulated seconds between ``echo:busy: processing`` lines during long waits.
     reset_on_open
         Restart when a program opens the port (Arduino DTR), forgetting the position.
     start_position
         Physical carriage position (mm from the minimum endstop) at power-up.
-    emergency_parser
-        Build with ``EMERGENCY_PARSER``: ``M410``/``M112`` act as they arrive.
     """
 
     runner_name = "marlin-sim"
@@ -85,26 +102,14 @@ class MarlinSimulator(FirmwareDevice):
 
     def __init__(
         self,
+        config: MarlinConfig | None = None,
         *,
         time_scale: float = 1.0,
-        travel_mm: float = 200.0,
-        max_feed_mm_s: float = 10.0,
-        accel_mm_s2: float = 100.0,
-        homing_feed_mm_min: float = 1200.0,
-        steps_per_mm: float = 400.0,
-        busy_interval: float = 2.0,
         reset_on_open: bool = True,
         start_position: Vec = (10.0, 0.0, 0.0),
-        emergency_parser: bool = False,
     ) -> None:
         super().__init__("ttyMARLIN", reset_on_open=reset_on_open, time_scale=time_scale)
-        self.travel_mm = travel_mm
-        self.max_feed_mm_s = max_feed_mm_s
-        self.accel_mm_s2 = accel_mm_s2
-        self.homing_feed_mm_min = homing_feed_mm_min
-        self.steps_per_mm = steps_per_mm
-        self.busy_interval = busy_interval
-        self.emergency_parser = emergency_parser
+        self.config = config or MarlinConfig()
         self._phys: Vec = start_position
         self._offset: Vec = start_position  # logical = physical - offset
         self._commanded: Vec = (0.0, 0.0, 0.0)  # current_position: what M114 prints
@@ -179,16 +184,16 @@ class MarlinSimulator(FirmwareDevice):
         logical = [self._phys[i] - self._offset[i] for i in range(3)]
         self._commanded = (logical[0], logical[1], logical[2])
         self._steps = (
-            round(logical[0] * self.steps_per_mm),
-            round(logical[1] * self.steps_per_mm),
-            round(logical[2] * self.steps_per_mm),
+            round(logical[0] * self.config.steps_per_mm),
+            round(logical[1] * self.config.steps_per_mm),
+            round(logical[2] * self.config.steps_per_mm),
         )
 
     def _counts(self) -> str:
         """``Count X:.. Y:.. Z:..``: where the steppers are, in steps (live)."""
         live = self._live()
         return " ".join(
-            f"{a}:{round((live[i] - self._offset[i]) * self.steps_per_mm)}"
+            f"{a}:{round((live[i] - self._offset[i]) * self.config.steps_per_mm)}"
             for i, a in enumerate(AXES)
         )
 
@@ -232,7 +237,7 @@ class MarlinSimulator(FirmwareDevice):
                     if not line:
                         continue
                     # Without the emergency parser M410/M112 wait in the queue like any line.
-                    urgent = line.split()[0].upper() if self.emergency_parser else ""
+                    urgent = line.split()[0].upper() if self.config.emergency_parser else ""
                     if urgent == "M410":  # emergency parser: act before the queue
                         self._quick_stop()
                     elif urgent == "M112":
@@ -256,7 +261,7 @@ class MarlinSimulator(FirmwareDevice):
 
     def _wait_moves(self) -> bool:
         """Block until motion is done (``echo:busy`` meanwhile); False if halted."""
-        next_busy = self._now() + self.busy_interval
+        next_busy = self._now() + self.config.busy_interval
         while not self._quit.is_set():
             with self._lock:
                 self._advance()
@@ -266,7 +271,7 @@ class MarlinSimulator(FirmwareDevice):
                     return True
                 if self._now() >= next_busy:
                     self.write("echo:busy: processing\n")
-                    next_busy += self.busy_interval
+                    next_busy += self.config.busy_interval
                 head = self._moves[0]
                 left = head.t0 + head.profile.duration - self._now()
                 self._wake.wait(max(0.0005, min(0.05, left / self.time_scale)))
@@ -297,10 +302,10 @@ class MarlinSimulator(FirmwareDevice):
             self._set_position(words)
         elif command in ("M114", "M115", "M92", "M211"):
             self._report(command, words)
-        elif command == "M410" and not self.emergency_parser:
+        elif command == "M410" and not self.config.emergency_parser:
             with self._lock:  # reached in the queue: only now does it stop (M410.cpp)
                 self._quick_stop()
-        elif command == "M112" and not self.emergency_parser:
+        elif command == "M112" and not self.config.emergency_parser:
             with self._lock:
                 self._kill()
         elif command in ("M17", "M18", "M84", "M108", "M410", ""):
@@ -312,7 +317,7 @@ class MarlinSimulator(FirmwareDevice):
                 self.write("ok\n")
 
     def _report(self, command: str, words: dict[str, str]) -> None:
-        spm = self.steps_per_mm
+        spm = self.config.steps_per_mm
         if command == "M114":
             with self._lock:
                 self._advance()
@@ -329,7 +334,7 @@ class MarlinSimulator(FirmwareDevice):
                 "SERIAL_XON_XOFF": 0,
                 "EEPROM": 1,
                 "AUTOREPORT_POS": 0,
-                "EMERGENCY_PARSER": int(self.emergency_parser),
+                "EMERGENCY_PARSER": int(self.config.emergency_parser),
                 "SOFTWARE_POWER": 0,
             }
             self.write(
@@ -341,7 +346,7 @@ class MarlinSimulator(FirmwareDevice):
         elif command == "M92":
             self.write(f"echo: M92 X{spm:.2f} Y{spm:.2f} Z{spm:.2f}\n")
         else:  # M211 (gcode/config/M211.cpp): state, then the limits in logical coordinates
-            t = self.travel_mm
+            t = self.config.travel_mm
             self.write(
                 "echo:Soft endstops: On  Min:  X0.00 Y0.00 Z0.00   "
                 f"Max:  X{t:.2f} Y{t:.2f} Z{t:.2f}\n"
@@ -370,9 +375,9 @@ class MarlinSimulator(FirmwareDevice):
                     value = float(words[axis]) * factor
                     target[i] = value if self._absolute else target[i] + value
                     if self._homed[i]:  # motion.cpp apply_motion_limits: homed axes only
-                        target[i] = min(max(target[i], 0.0), self.travel_mm)
+                        target[i] = min(max(target[i], 0.0), self.config.travel_mm)
             self._commanded = (target[0], target[1], target[2])
-            steps = tuple(round(v * self.steps_per_mm) for v in target)
+            steps = tuple(round(v * self.config.steps_per_mm) for v in target)
             if max(abs(a - b) for a, b in zip(steps, self._steps, strict=True)) < (
                 MIN_STEPS_PER_SEGMENT
             ):
@@ -380,11 +385,11 @@ class MarlinSimulator(FirmwareDevice):
             start = self._planned()
             self._steps = (steps[0], steps[1], steps[2])
             goal: Vec = (
-                steps[0] / self.steps_per_mm + self._offset[0],
-                steps[1] / self.steps_per_mm + self._offset[1],
-                steps[2] / self.steps_per_mm + self._offset[2],
+                steps[0] / self.config.steps_per_mm + self._offset[0],
+                steps[1] / self.config.steps_per_mm + self._offset[1],
+                steps[2] / self.config.steps_per_mm + self._offset[2],
             )
-        self._enqueue(start, goal, min(self._feed / 60.0, self.max_feed_mm_s))
+        self._enqueue(start, goal, min(self._feed / 60.0, self.config.max_feed_mm_s))
 
     def _enqueue(self, start: Vec, goal: Vec, speed: float) -> None:
         distance = math.dist(start, goal)
@@ -395,7 +400,9 @@ class MarlinSimulator(FirmwareDevice):
                 self._advance()
                 self._wake.wait(0.01)
         with self._lock:
-            self._moves.append(_Move(start, goal, Trapezoid(distance, speed, self.accel_mm_s2)))
+            self._moves.append(
+                _Move(start, goal, Trapezoid(distance, speed, self.config.accel_mm_s2))
+            )
             self._advance()
 
     def _home(self, words: dict[str, str]) -> bool:
@@ -406,7 +413,7 @@ class MarlinSimulator(FirmwareDevice):
         goal = list(start)
         for i in axes:
             goal[i] = 0.0
-        self._enqueue(start, (goal[0], goal[1], goal[2]), self.homing_feed_mm_min / 60.0)
+        self._enqueue(start, (goal[0], goal[1], goal[2]), self.config.homing_feed_mm_min / 60.0)
         if not self._wait_moves():
             return False
         with self._lock:

@@ -16,13 +16,15 @@ import pytest
 from rig.errors import MotionError, RigError
 from rig.rails.base import ConnectionLostError, MoveStoppedError
 from rig.rails.marlin import MarlinRail
-from rig.sim.marlin import MarlinSimulator
+from rig.sim.marlin import MarlinConfig, MarlinSimulator
 from tests.rails import connected, lines_sent
 
 
 @pytest.fixture
 def sim() -> Iterator[MarlinSimulator]:
-    with MarlinSimulator(time_scale=10.0, busy_interval=0.5, emergency_parser=True) as simulator:
+    with MarlinSimulator(
+        MarlinConfig(busy_interval=0.5, emergency_parser=True), time_scale=10.0
+    ) as simulator:
         yield simulator
 
 
@@ -67,7 +69,9 @@ def test_backlash_and_busy_lines_during_a_long_wait(sim: MarlinSimulator) -> Non
 @pytest.mark.slow
 def test_without_busy_lines_a_long_silence_is_an_error() -> None:
     with (
-        MarlinSimulator(time_scale=10.0, busy_interval=100.0, emergency_parser=True) as quiet,
+        MarlinSimulator(
+            MarlinConfig(busy_interval=100.0, emergency_parser=True), time_scale=10.0
+        ) as quiet,
         connected(quiet, MarlinRail, "&feed=30mm/min&timeout=0.3") as rail,
         pytest.raises(RigError, match="stopped answering"),
     ):
@@ -113,7 +117,7 @@ def test_stop_is_m410_and_keeps_the_position(sim: MarlinSimulator) -> None:
 @pytest.mark.slow
 def test_soft_endstop_clamping_is_reported() -> None:
     with (
-        MarlinSimulator(time_scale=10.0, travel_mm=12.0) as short,
+        MarlinSimulator(MarlinConfig(travel_mm=12.0), time_scale=10.0) as short,
         connected(short, MarlinRail) as rail,
     ):
         rail.home()
