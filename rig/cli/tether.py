@@ -12,9 +12,7 @@ camera before that import.
 from __future__ import annotations
 
 import contextlib
-import math
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,10 +20,9 @@ import typer
 from rich.console import Console
 
 from rig.cli import options as opt
-from rig.errors import RigError
-from rig.plan import MAX_FRAMES, PlanError, ShotPlan
+from rig.plan import MAX_FRAMES
 from rig.session.folder import SessionConfig, SessionFolder
-from rig.spec import parse_seconds
+from rig.session.tether import TetherSettings, tether_plan, tether_runner
 from stacker.options import StackOptions
 
 IdleTimeout = Annotated[
@@ -43,45 +40,6 @@ TriggerEvery = Annotated[
 ]
 
 
-@dataclass(frozen=True)
-class TetherSettings:
-    """When a tether session ends and whether it releases the shutter (the ``tether`` block)."""
-
-    frames: int | None = None
-    idle_timeout_s: float | None = None
-    trigger_every_s: float | None = None
-
-    @classmethod
-    def parse(
-        cls, frames: int | None, idle_timeout: Any, trigger_every: Any, *, source: str = ""
-    ) -> TetherSettings:
-        where = f"{source}: " if source else ""
-        if frames is not None and not 1 <= frames <= MAX_FRAMES:
-            raise PlanError(f"{where}--frames {frames}: give 1 to {MAX_FRAMES} frames")
-        idle = None if idle_timeout is None else parse_seconds(idle_timeout, "--idle-timeout")
-        every = None if trigger_every is None else parse_seconds(trigger_every, "--trigger-every")
-        for name, value in (("--idle-timeout", idle), ("--trigger-every", every)):
-            if value is not None and not (value > 0 and math.isfinite(value)):
-                raise PlanError(f"{where}{name} {value:g} s: give a positive duration")
-        return cls(frames, idle, every)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "idle_timeout_s": self.idle_timeout_s,
-            "trigger_every_s": self.trigger_every_s,
-        }
-
-    @classmethod
-    def from_rig(cls, rig: Mapping[str, Any], plan: ShotPlan, *, source: str) -> TetherSettings:
-        block = rig.get("tether")
-        if not isinstance(block, dict):
-            raise RigError(f"{source}: no 'tether' block in 'rig'; not a tether session")
-        frames = None if plan.frames == MAX_FRAMES else plan.frames
-        return cls.parse(
-            frames, block.get("idle_timeout_s"), block.get("trigger_every_s"), source=source
-        )
-
-
 def is_tether_session(config: SessionConfig) -> bool:
     """Whether a session folder's ``session.json`` describes a tether session."""
     return isinstance(config.rig.get("tether"), dict)
@@ -97,14 +55,8 @@ def _run(
     shutter: Any = None,
 ) -> None:
     from rig.cli.session import _run_and_exit
-    from rig.session.tether import tether_runner
 
-    runner = tether_runner(
-        folder,
-        tether,
-        idle_timeout_s=settings.idle_timeout_s,
-        trigger_every_s=settings.trigger_every_s,
-    )
+    runner = tether_runner(folder, tether, settings)
     frames = folder.plan.frames
     ends = [f"after {frames} frames"] if frames != MAX_FRAMES else []
     if settings.idle_timeout_s is not None:
@@ -146,7 +98,6 @@ def tether_cmd(
 ) -> None:
     """Download and stack what the camera shoots by itself (in-camera focus bracketing)."""
     from rig.cli.session import _console, _default_out
-    from rig.session.tether import tether_plan
 
     settings = TetherSettings.parse(frames, idle_timeout, trigger_every)
     plan = tether_plan(frames)
@@ -204,8 +155,6 @@ def demo_tether(
     preview: tuple[bool, str, int],
 ) -> None:
     """``rig demo --tether``: the simulated rig presses the shutter ``frames`` times."""
-    from rig.session.tether import tether_plan
-
     settings = TetherSettings(frames=frames, idle_timeout_s=30.0)
     plan = tether_plan(frames)
     rig = {**spec.to_dict(), "tether": settings.to_dict()}

@@ -17,11 +17,15 @@ RAM captures live only in libgphoto2's cache and would be lost with the connecti
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from rig.camera.tether import CameraShot, Tether
 from rig.errors import RigError
-from rig.plan import MAX_FRAMES, ShotPlan, frame_stem
+from rig.plan import MAX_FRAMES, PlanError, ShotPlan, frame_stem
 from rig.session.engine import (
     Approach,
     EngineHooks,
@@ -33,6 +37,7 @@ from rig.session.engine import (
 )
 from rig.session.folder import SessionFolder
 from rig.session.runner import SessionRunner
+from rig.spec import parse_seconds
 
 DRAIN_S = 1.0
 """After a stop: how long to take the shots the camera already announced (a body mid-burst
@@ -41,6 +46,48 @@ TETHER_QUEUE = 1000
 """Frames that may wait for stacking (paths only: the frames themselves are on disk)."""
 WAIT_SLICE_S = 0.25
 """Longest single wait, so stops, the idle timeout and triggers are seen promptly."""
+
+
+@dataclass(frozen=True)
+class TetherSettings:
+    """When a tether session ends and whether it releases the shutter (the ``tether`` block)."""
+
+    frames: int | None = None
+    """Frames to take, or ``None``: until the camera stops shooting."""
+    idle_timeout_s: float | None = None
+    """End the session after this long without a new shot (``None``: wait until stopped)."""
+    trigger_every_s: float | None = None
+    """Release the shutter every this many seconds (``None``: never; the body shoots itself)."""
+
+    @classmethod
+    def parse(
+        cls, frames: int | None, idle_timeout: Any, trigger_every: Any, *, source: str = ""
+    ) -> TetherSettings:
+        where = f"{source}: " if source else ""
+        if frames is not None and not 1 <= frames <= MAX_FRAMES:
+            raise PlanError(f"{where}--frames {frames}: give 1 to {MAX_FRAMES} frames")
+        idle = None if idle_timeout is None else parse_seconds(idle_timeout, "--idle-timeout")
+        every = None if trigger_every is None else parse_seconds(trigger_every, "--trigger-every")
+        for name, value in (("--idle-timeout", idle), ("--trigger-every", every)):
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise PlanError(f"{where}{name} {value:g} s: give a positive duration")
+        return cls(frames, idle, every)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "idle_timeout_s": self.idle_timeout_s,
+            "trigger_every_s": self.trigger_every_s,
+        }
+
+    @classmethod
+    def from_rig(cls, rig: Mapping[str, Any], plan: ShotPlan, *, source: str) -> TetherSettings:
+        block = rig.get("tether")
+        if not isinstance(block, dict):
+            raise RigError(f"{source}: no 'tether' block in 'rig'; not a tether session")
+        frames = None if plan.frames == MAX_FRAMES else plan.frames
+        return cls.parse(
+            frames, block.get("idle_timeout_s"), block.get("trigger_every_s"), source=source
+        )
 
 
 def tether_plan(frames: int | None) -> ShotPlan:
@@ -64,28 +111,24 @@ class TetherEngine:
     ----------
     tether
         The camera side: waits for shots, downloads them, releases the shutter.
+    settings
+        When the session ends without a stop, and whether the shutter is released.
     hooks
         The runner's stop event and where phases go.
-    idle_timeout_s
-        End the session after this long without a new shot (``None``: wait until stopped).
-    trigger_every_s
-        Release the shutter every this many seconds (``None``: never; the body shoots itself).
     """
 
     def __init__(
         self,
         folder: SessionFolder,
         tether: Tether,
+        settings: TetherSettings,
         *,
         hooks: EngineHooks,
-        idle_timeout_s: float | None = None,
-        trigger_every_s: float | None = None,
     ) -> None:
         self.folder = folder
         self.tether = tether
+        self.settings = settings
         self.hooks = hooks
-        self.idle_timeout_s = idle_timeout_s
-        self.trigger_every_s = trigger_every_s
         self._drained = False
         self._drain_until: float | None = None
         self._shot: CameraShot | None = None
@@ -121,7 +164,7 @@ class TetherEngine:
         if self.hooks.stop.is_set():
             return self._drain()
         self.hooks.on_phase(
-            "releasing the shutter" if self.trigger_every_s else "waiting for the camera",
+            "releasing the shutter" if self.settings.trigger_every_s else "waiting for the camera",
             None,
         )
         while True:
@@ -131,11 +174,9 @@ class TetherEngine:
                 return shot
             if self.hooks.stop.is_set():
                 return self._drain()
-            idle = time.monotonic() - self._last_activity
-            if self.idle_timeout_s is not None and idle >= self.idle_timeout_s:
-                raise SourceEnded(
-                    f"no new frame for {self.idle_timeout_s:g} s after frame {index - 1}"
-                )
+            idle, timeout = time.monotonic() - self._last_activity, self.settings.idle_timeout_s
+            if timeout is not None and idle >= timeout:
+                raise SourceEnded(f"no new frame for {timeout:g} s after frame {index - 1}")
 
     def _drain(self) -> CameraShot:
         if self._drain_until is None:
@@ -148,14 +189,15 @@ class TetherEngine:
 
     def _slice(self) -> float:
         left = WAIT_SLICE_S
-        if self.trigger_every_s is not None:
+        if self.settings.trigger_every_s is not None:
             left = min(left, max(0.001, self._next_trigger - time.monotonic()))
         return left
 
     def _maybe_trigger(self) -> None:
-        if self.trigger_every_s is None or time.monotonic() < self._next_trigger:
+        every = self.settings.trigger_every_s
+        if every is None or time.monotonic() < self._next_trigger:
             return
-        self._next_trigger = time.monotonic() + self.trigger_every_s
+        self._next_trigger = time.monotonic() + every
         self.tether.trigger()
         self._last_activity = time.monotonic()
 
@@ -166,9 +208,8 @@ class TetherEngine:
 def tether_runner(
     folder: SessionFolder,
     tether: Tether,
+    settings: TetherSettings,
     *,
-    idle_timeout_s: float | None = None,
-    trigger_every_s: float | None = None,
     options: RunnerOptions | None = None,
 ) -> SessionRunner:
     """A :class:`~rig.session.runner.SessionRunner` whose frames come from ``tether``.
@@ -178,13 +219,7 @@ def tether_runner(
     """
 
     def engine(hooks: EngineHooks) -> TetherEngine:
-        return TetherEngine(
-            folder,
-            tether,
-            hooks=hooks,
-            idle_timeout_s=idle_timeout_s,
-            trigger_every_s=trigger_every_s,
-        )
+        return TetherEngine(folder, tether, settings, hooks=hooks)
 
     return SessionRunner(
         folder,

@@ -16,7 +16,7 @@ from rig.session.events import FrameCaptured
 from rig.session.folder import SessionConfig, SessionFolder
 from rig.session.runner import RunnerOptions
 from rig.session.state import FinishReason
-from rig.session.tether import tether_plan, tether_runner
+from rig.session.tether import TetherSettings, tether_plan, tether_runner
 from rig.sim.rig import SimRigSpec, SimulatedRig
 from rig.sim.shutter import SimulatedShutter
 
@@ -48,7 +48,7 @@ def run_tether(
         runner = tether_runner(
             folder,
             tether,
-            idle_timeout_s=idle_s,
+            TetherSettings(idle_timeout_s=idle_s),
             options=RunnerOptions(queue_size=64),
         )
         start = len(folder.frames_on_disk())
