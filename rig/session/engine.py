@@ -27,7 +27,7 @@ from typing import Any, Protocol, TypeVar
 
 from rig.errors import DeviceBusyError, DeviceNotFoundError, RigError
 from rig.focuser import Focuser
-from rig.plan import ShotPlan, frame_stem
+from rig.plan import frame_stem
 from rig.session.folder import SessionFolder
 from stacker.errors import UserError
 
@@ -152,7 +152,7 @@ class InFlight:
 
 
 class FrameEngine:
-    """Shoots planned positions with ``focuser`` and ``camera`` into ``folder``'s frames.
+    """Shoots the positions of ``folder``'s plan with ``focuser`` and ``camera`` into its frames.
 
     ``hooks.on_phase`` hears ``"moving"``, ``"settling"`` and ``"capturing"`` (the runner shows
     them); ``hooks.warn`` hears retries and set-aside files; ``hooks.stop`` ends every wait.
@@ -161,7 +161,6 @@ class FrameEngine:
     def __init__(
         self,
         folder: SessionFolder,
-        plan: ShotPlan,
         *,
         focuser: Focuser,
         camera: CaptureDevice,
@@ -169,7 +168,7 @@ class FrameEngine:
         hooks: EngineHooks,
     ) -> None:
         self.folder = folder
-        self.plan = plan
+        self.plan = folder.plan
         self.focuser = focuser
         self.camera = camera
         self.options = options

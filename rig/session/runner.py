@@ -196,7 +196,6 @@ class SessionRunner:
         else:
             self.engine = FrameEngine(
                 folder,
-                self.plan,
                 focuser=focuser,
                 camera=camera,
                 options=self.options,
