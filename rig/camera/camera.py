@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -906,6 +907,7 @@ class _Controls:
         self._camera.sleep(seconds)
 
 
+@dataclass(eq=False)
 class PendingShot:
     """A shot whose exposure is over and whose files are still on the camera.
 
@@ -913,20 +915,16 @@ class PendingShot:
     meanwhile, a lens drive through the same camera waits for the download.
     """
 
-    def __init__(
-        self,
-        camera: Camera,
-        dest_dir: Path,
-        stem: str | None,
-        first: tuple[str, str],
-        expected: int | None,
-    ) -> None:
-        self.camera = camera
-        self.dest_dir = dest_dir
-        self.stem = stem
-        self.first = first
-        self.expected = expected
-        self._paths: list[Path] | None = None
+    camera: Camera
+    dest_dir: Path
+    """Where the files go (atomically, under ``stem``)."""
+    stem: str | None
+    """The files' name without extension; ``None``: the next free ``frame_NNNN`` there."""
+    first: tuple[str, str]
+    """Folder and name on the camera of the file the capture announced."""
+    expected: int | None
+    """Files the shot makes (RAW+JPEG: 2); ``None``: those the camera announces until quiet."""
+    _paths: list[Path] | None = field(default=None, init=False, repr=False)
 
     def download(self, on_progress: ProgressCallback | None = None) -> list[Path]:
         """Wait for the shot's other files, download all of them; the paths written."""
