@@ -573,7 +573,7 @@ class Stacker:
         The map is filled with the longest side at most a quarter of the frame's and
         ``_DEPTH_SIZE`` (depth varies slowly and the fill's cost grows with the size), then
         brought to the smallest of the composite's pyramid levels at least four times that size
-        (full size for frames up to 1536 px; 3000x2000 for 24 MP frames) with its depth steps
+        (full size for frames under 3072 px long; 3000x2000 for 24 MP frames) with its depth steps
         on the composite's edges (:func:`stacker.depth.snap_edges`)."""
         merger = self._require()
         assert self._shape is not None
