@@ -23,9 +23,9 @@ import common
 
 from rig.sim.scene import SceneSpec, write_stack
 from stacker.batch import StackReport, find_stacks, run_batch
+from stacker.options import StackOptions
 
-OPTIONS = {"method": "pyramid", "align": "similarity", "reference": "first", "crop": True,
-           "strict": False, "jpeg_quality": 95, "interpolation": "linear"}  # fmt: skip
+OPTIONS = {"stack": StackOptions(), "strict": False, "jpeg_quality": 95}
 
 
 def ensure_stacks(n: int, frames: int, mp: float) -> Path:

@@ -48,6 +48,7 @@ def ensure_raw_stack(mp: float, frames: int) -> Path:
 def worker(folder: Path, method: str) -> dict[str, Any]:
     """Stack ``folder`` into a DNG in this process: its timings and peak RSS."""
     from stacker.offline import stack_files
+    from stacker.options import StackOptions
     from stacker.raw import read_raw_linear
 
     paths = sorted(folder.glob("*.dng"))
@@ -58,7 +59,7 @@ def worker(folder: Path, method: str) -> dict[str, Any]:
         marks.append(time.perf_counter())
 
     dng = common.WORK / f"_bench_raw_{folder.name}.dng"
-    run = stack_files(paths, dng, method=method, on_frame=on_frame)
+    run = stack_files(paths, dng, stack=StackOptions(method=method), on_frame=on_frame)
     t_end = time.perf_counter()
     peak = common.peak_rss_mb()
     t0 = time.perf_counter()

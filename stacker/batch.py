@@ -170,7 +170,9 @@ def _peak_rss_mb(reset_worked: bool) -> float:
 
 
 def stack_one(job: StackJob, options: dict[str, Any]) -> StackReport:
-    """Stack ``job`` with ``stacker stack``'s ``options``; never raises (errors are reported).
+    """Stack ``job`` with ``options``, the keyword arguments of
+    :func:`~stacker.offline.stack_files` (``stack``, ``strict``, ``jpeg_quality``); never raises
+    (errors are reported).
 
     Runs on a Dask worker. The peak memory is the task's own where the OS lets a process reset
     its peak (Linux), else the worker process's peak so far.

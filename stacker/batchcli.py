@@ -17,14 +17,10 @@ from stacker.io import OUTPUT_EXTENSIONS
 
 def _check(outdir: Path, output_format: str, options: dict[str, Any]) -> str:
     """Validate everything before a cluster starts; returns the output extension."""
-    from stacker.stack import Stacker
-
     ext = "." + output_format.lower().lstrip(".")
     ext = ".tif" if ext == ".tiff" else ".jpg" if ext == ".jpeg" else ext
     if ext not in OUTPUT_EXTENSIONS:
         raise StackerError(f"--format {output_format}: use tif, png, jpg or dng")
-    Stacker(method=options["method"], align=options["align"], reference=options["reference"],
-            interpolation=options["interpolation"])  # fmt: skip
     if not 1 <= options["jpeg_quality"] <= 100:
         raise StackerError(f"JPEG quality {options['jpeg_quality']} is out of range: use 1 to 100")
     if outdir.exists() and not outdir.is_dir():

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from stacker.cliutil import make_app, run_app, signals_handled
+
+if TYPE_CHECKING:
+    from stacker.options import StackOptions
 
 app = make_app(
     "stacker",
@@ -67,14 +70,10 @@ def stack_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from stacker.offline import collect_inputs, stack_files
-    from stacker.options import StackOptions, option_name
     from stacker.paths import interrupted_stack
     from stacker.report import summary_table
 
-    options = StackOptions.parse(
-        {"method": method, "align": align, "reference": reference, "interpolation": interpolation},
-        name=option_name,
-    )
+    options = _stack_options(method, align, reference, interpolation, no_crop)
     console = Console(stderr=True)
     note = partial(console.print, markup=False, soft_wrap=True)
     files = collect_inputs(inputs, on_note=note)
@@ -96,8 +95,8 @@ def stack_command(
 
         with interrupted_stack(output, depth_map, len(files), lambda: progress.tasks[0].completed):
             run = stack_files(
-                files, output, depth_map=depth_map, **options.stacker_kwargs(), crop=not no_crop,
-                strict=strict, jpeg_quality=jpeg_quality, on_frame=on_frame,
+                files, output, stack=options, depth_map=depth_map, strict=strict,
+                jpeg_quality=jpeg_quality, on_frame=on_frame,
             )  # fmt: skip
     console.print(summary_table(run.stacker))
     s = run.stacker
@@ -106,6 +105,24 @@ def stack_command(
         f"{run.final_seconds:.1f} s after the last frame was stacked "
         f"({run.last_read_seconds:.1f} s after it was read): "
         + ", ".join(str(p) for p in run.written)
+    )
+
+
+def _stack_options(
+    method: str, align: str, reference: str, interpolation: str, no_crop: bool
+) -> StackOptions:
+    """How ``stack`` and ``batch`` stack, checked with errors that name the options."""
+    from stacker.options import StackOptions, option_name
+
+    return StackOptions.parse(
+        {
+            "method": method,
+            "align": align,
+            "reference": reference,
+            "interpolation": interpolation,
+            "crop": not no_crop,
+        },
+        name=option_name,
     )
 
 
@@ -264,8 +281,8 @@ def batch_command(
         roots, outdir, scheduler=scheduler, workers=workers, pattern=pattern,
         output_format=output_format, depth_maps=depth_maps, report=report,
         options={
-            "method": method, "align": align, "reference": reference, "crop": not no_crop,
-            "strict": strict, "jpeg_quality": jpeg_quality, "interpolation": interpolation,
+            "stack": _stack_options(method, align, reference, interpolation, no_crop),
+            "strict": strict, "jpeg_quality": jpeg_quality,
         },
     )  # fmt: skip
     raise typer.Exit(code)

@@ -22,6 +22,7 @@ from pathlib import Path
 from stacker.errors import StackerError
 from stacker.io import OrientedReader, check_writable_output, is_image_path, is_raw_path
 from stacker.natsort import natural_key
+from stacker.options import StackOptions
 from stacker.output import depth_paths, save_outputs
 from stacker.paths import check_distinct, is_our_output, output_paths
 from stacker.pipeline import ReadAhead
@@ -82,24 +83,22 @@ def stack_files(
     files: list[Path],
     output: Path,
     *,
+    stack: StackOptions | None = None,
     depth_map: Path | None = None,
-    method: str = "pyramid",
-    align: str = "similarity",
-    reference: str = "first",
-    crop: bool = True,
     strict: bool = False,
     jpeg_quality: int = 95,
-    interpolation: str = "linear",
     pipelined: bool = True,
     on_frame: Callable[[Path, FrameRecord | None, str | None], None] | None = None,
 ) -> StackRun:
     """Stack ``files`` into ``output``; ``on_frame(path, record, warning)`` reports progress.
 
-    Everything that can be checked before the work is: the outputs are writable and distinct
-    from the inputs and from each other, and a numbered ``reference`` (counted from 1, in the
-    order of ``files``) names one of the files. ``pipelined`` overlaps decoding, aligning and
-    merging (see the module docstring).
+    ``stack`` says how (method, alignment, reference, resampling, crop; the defaults without
+    it); the output's format is its suffix. Everything that can be checked before the work is:
+    the outputs are writable and distinct from the inputs and from each other, and a numbered
+    reference (counted from 1, in the order of ``files``) names one of the files. ``pipelined``
+    overlaps decoding, aligning and merging (see the module docstring).
     """
+    options = stack or StackOptions()
     check_writable_output(output)
     if output.suffix.lower() == ".dng" and not is_raw_path(files[0]):
         raise StackerError(
@@ -111,12 +110,9 @@ def stack_files(
     check_distinct(output_paths(output, depth_map), files)
     if not 1 <= jpeg_quality <= 100:
         raise StackerError(f"JPEG quality {jpeg_quality} is out of range: use 1 to 100")
-    ref_file = _reference_file(reference, files)
+    ref_file = _reference_file(options.reference, files)
     t0 = time.perf_counter()
-    stacker = Stacker(
-        method=method, align=align, reference=reference, expected_frames=len(files),
-        interpolation=interpolation, overlap=pipelined,
-    )  # fmt: skip
+    stacker = Stacker(**options.stacker_kwargs(), expected_frames=len(files), overlap=pipelined)
     run = StackRun(stacker, files)
     added: dict[int, Path] = {}
     t_last = t0
@@ -164,7 +160,12 @@ def stack_files(
     t_merged = time.perf_counter()
     ref_path = added[stacker.reference_record().index]
     run.written = save_outputs(
-        stacker, output, depth_map, jpeg_quality=jpeg_quality, metadata_from=ref_path, crop=crop
+        stacker,
+        output,
+        depth_map,
+        jpeg_quality=jpeg_quality,
+        metadata_from=ref_path,
+        crop=options.crop,
     )
     t_end = time.perf_counter()
     run.seconds, run.final_seconds, run.last_read_seconds = (
