@@ -30,6 +30,7 @@ class GcodeSettings(TypedDict, total=False):
     feed_mm_min: float | None
     wakeup_s: float
     timeout_s: float
+    poll_s: float
     name: str | None
 
 
@@ -52,6 +53,8 @@ class GcodeRail(Rail):
         Wait after opening the port (an Arduino resets on DTR and runs its bootloader).
     timeout_s
         How long the controller may stay silent before it counts as unresponsive.
+    poll_s
+        Interval between position or status queries while waiting for motion to end.
     name
         How messages name the rail; ``scheme://port`` by default (``from_url`` gives the URL).
     """
@@ -74,6 +77,7 @@ class GcodeRail(Rail):
         feed_mm_min: float | None = None,
         wakeup_s: float = 2.0,
         timeout_s: float = 5.0,
+        poll_s: float = 0.05,
         name: str | None = None,
     ) -> None:
         super().__init__(name or f"{self.scheme}://{port}", options or RailOptions())
@@ -86,6 +90,7 @@ class GcodeRail(Rail):
         self.feed_mm_min = self.default_feed_mm_min if feed_mm_min is None else feed_mm_min
         self.wakeup_s = wakeup_s
         self.timeout_s = timeout_s
+        self.poll_s = poll_s
         self.firmware = ""
         """The firmware's name, as the board announced it."""
         self._cond = threading.Condition()
@@ -110,7 +115,8 @@ class GcodeRail(Rail):
     def _url_settings(cls, parsed: DeviceURL) -> dict[str, Any]:
         """Read the driver's own options from the URL; a driver with more adds them here.
 
-        ``baud``, ``axis``, ``feed`` (a speed), ``wakeup`` and ``timeout`` (durations).
+        ``baud``, ``axis``, ``feed`` (a speed), ``wakeup``, ``timeout`` and ``poll``
+        (durations).
         """
         feed = parsed.take("feed")
         return {
@@ -119,6 +125,7 @@ class GcodeRail(Rail):
             "feed_mm_min": parse_speed(feed) if feed else None,
             "wakeup_s": parse_duration(parsed.take("wakeup") or "2"),
             "timeout_s": parse_duration(parsed.take("timeout") or "5"),
+            "poll_s": parse_duration(parsed.take("poll") or "0.05"),
         }
 
     def _require_link(self) -> SerialLink:

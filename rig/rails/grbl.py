@@ -52,7 +52,7 @@ from rig.rails.gcode import GcodeRail, GcodeSettings
 from rig.rails.grbl_codes import POSITION_LOST_ALARMS, alarm_text, error_text
 from rig.rails.serialport import SerialLink
 from rig.rails.url import DeviceURL, URLError
-from rig.units import format_length, parse_duration
+from rig.units import format_length
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -140,14 +140,13 @@ class GrblRail(GcodeRail):
 
     Parameters
     ----------
-    port, options, baud, axis, wakeup_s, timeout_s, name
-        As for every G-code rail (:class:`~rig.rails.gcode.GcodeRail`).
+    port, options, baud, axis, wakeup_s, timeout_s, poll_s, name
+        As for every G-code rail (:class:`~rig.rails.gcode.GcodeRail`); ``poll_s`` paces the
+        ``?`` status queries.
     feed_mm_min
         Move speed; ``None`` uses the controller's maximum rate for the axis (``$110``...).
     home_all
         Send ``$H`` (all axes) instead of ``$H<axis>``.
-    poll_s
-        Interval between ``?`` status queries while waiting for motion.
     """
 
     scheme = "grbl"
@@ -160,13 +159,11 @@ class GrblRail(GcodeRail):
         options: RailOptions | None = None,
         *,
         home_all: bool = False,
-        poll_s: float = 0.05,
         **settings: Unpack[GcodeSettings],
     ) -> None:
         super().__init__(port, options, **settings)
         self._axis_index = _AXES.index(self.axis)
         self.home_all = home_all
-        self.poll_s = poll_s
         self.settings: dict[int, float] = {}
         """The controller's ``$$`` settings, read at connection."""
         self.version = ""
@@ -189,8 +186,7 @@ class GrblRail(GcodeRail):
     def _url_settings(cls, parsed: DeviceURL) -> dict[str, Any]:
         """``grbl:///dev/ttyUSB0?baud=115200&axis=X&backlash=50um&settle=0.5&feed=5mm/s``.
 
-        Besides the G-code rails' options: ``homing`` (``axis`` or ``all``) and ``poll``
-        (seconds).
+        Besides the G-code rails' options: ``homing`` (``axis`` or ``all``).
         """
         homing = (parsed.take("homing") or "axis").lower()
         if homing not in ("axis", "all"):
@@ -200,7 +196,6 @@ class GrblRail(GcodeRail):
         return {
             **super()._url_settings(parsed),
             "home_all": homing == "all",
-            "poll_s": parse_duration(parsed.take("poll") or "0.05"),
         }
 
     # -- connection ---------------------------------------------------------------------------

@@ -60,8 +60,9 @@ class MarlinRail(GcodeRail):
     """A Marlin rail; see the module docstring.
 
     Takes the settings of every G-code rail (:class:`~rig.rails.gcode.GcodeRail`); the move
-    speed is 600 mm/min unless ``feed_mm_min`` says otherwise, and ``timeout_s`` is reset by
-    every ``busy:`` line. As a URL:
+    speed is 600 mm/min unless ``feed_mm_min`` says otherwise, ``timeout_s`` is reset by every
+    ``busy:`` line, and ``poll_s`` paces the ``M114`` polls of a board without the emergency
+    parser. As a URL:
     ``marlin:///dev/ttyACM0?axis=X&feed=10mm/s&backlash=30um&settle=0.3``.
     """
 
@@ -330,7 +331,7 @@ class MarlinRail(GcodeRail):
                     f"{deadline - due + abs(distance_um) / 1000.0 / speed:.0f} s; check the rail"
                 )
             last = count
-            time.sleep(0.05)
+            time.sleep(self.poll_s)
 
     def _move_absolute(self, target_um: float) -> None:
         self._require_link()
