@@ -46,3 +46,10 @@ def phone_page(browser: Any) -> tuple[Any, list[str]]:
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     return page, errors
+
+
+def fill_plan(page: Any, **fields: str) -> None:
+    """Type a plan into the station page's form, field by field: ``to="3mm"`` fills
+    ``#st-to`` (``from_`` fills ``#st-from``), in the order given."""
+    for name, value in fields.items():
+        page.fill(f"#st-{name.rstrip('_')}", value)

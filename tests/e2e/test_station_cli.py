@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.browser import CHROMIUM, SKIP_REASON, chromium, phone_page
+from tests.browser import CHROMIUM, SKIP_REASON, chromium, fill_plan, phone_page
 from tests.station_process import station_process
 
 TOKEN = "cli-test-token-0123"
@@ -83,11 +83,7 @@ def test_the_station_page_logs_in_from_the_address_and_runs_a_session(station) -
         assert page.locator("#st-frames").is_visible()
         assert not page.locator("#st-step").is_visible()
         assert not page.locator("#st-mag").is_visible()
-        page.fill("#st-from", "0mm")
-        page.fill("#st-to", "3mm")
-        page.fill("#st-frames", "3")
-        page.fill("#st-settle", "0")
-        page.fill("#st-name", "from-the-phone")
+        fill_plan(page, from_="0mm", to="3mm", frames="3", settle="0", name="from-the-phone")
         page.click("#st-check")
         page.wait_for_function(
             "document.getElementById('st-plan-info').textContent.startsWith('3 frames')"

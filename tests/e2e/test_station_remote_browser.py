@@ -21,7 +21,7 @@ import pytest
 
 from rig.sim.rig import SimRigSpec
 from rig.sim.scene import SceneSpec, SyntheticScene
-from tests.browser import CHROMIUM, PHONE, SKIP_REASON, chromium, phone_page
+from tests.browser import CHROMIUM, PHONE, SKIP_REASON, chromium, fill_plan, phone_page
 from tests.station_process import station_process
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=SKIP_REASON)
@@ -160,10 +160,7 @@ def test_past_sessions_resume_and_delete_on_a_phone(station, tmp_path: Path) -> 
         page.on("dialog", lambda d: d.accept())
         _shoot(page, url)
         page.select_option("#st-mode", "frames")
-        page.fill("#st-to", "3mm")
-        page.fill("#st-frames", "8")
-        page.fill("#st-settle", "0.8")
-        page.fill("#st-name", "slug")
+        fill_plan(page, to="3mm", frames="8", settle="0.8", name="slug")
         page.click("#st-start")
         page.wait_for_function("document.getElementById('captured').textContent.startsWith('1')",
                                timeout=30000)  # fmt: skip
