@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +24,12 @@ if TYPE_CHECKING:
 if "VCAMERADIR" not in os.environ:
     os.environ["VCAMERADIR"] = tempfile.mkdtemp(prefix="stackrig-vcamera-")
     atexit.register(shutil.rmtree, os.environ["VCAMERADIR"], True)
+
+# Tests interrupt the commands they start with SIGINT, as Ctrl-C does. A test run started in the
+# background of a script (`pytest &`, nohup) has SIGINT ignored, and every process it starts
+# would inherit that and never stop: take Python's own handler, which children start without.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Property tests draw the same examples on every run, so a red run is one anybody can repeat
 # and CI does not turn red on a search's luck; `pytest --hypothesis-profile=explore` draws new

@@ -30,8 +30,12 @@ TOKEN = "remote-browser-token-42"
 W, H = 960, 720
 
 # The displayed live-view frame, read back through a canvas: the magenta (peaking) pixels.
-PEAKED_PIXELS = """() => {
+PEAKED_PIXELS = """async () => {
   const img = document.getElementById('lv-img');
+  // The page loads the next frame into the same element: wait until the one it holds is whole.
+  for (let i = 0; i < 50 && !(img.complete && img.naturalWidth); i++) {
+    await img.decode().catch(() => new Promise((ok) => setTimeout(ok, 100)));
+  }
   const c = document.createElement('canvas');
   c.width = img.naturalWidth; c.height = img.naturalHeight;
   const g = c.getContext('2d');
