@@ -10,7 +10,6 @@ retry, an adopted frame or a frame kept out of the stack; :class:`SessionFinishe
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -18,6 +17,7 @@ from typing import Any, Protocol
 from rig.session.journal import FrameEntry
 from rig.session.state import SessionResult, SessionStatus
 from rig.session.worker import StackJob, StackPreviews
+from stacker.subscribers import SubscriberList
 
 log = logging.getLogger("rig.session")
 
@@ -110,28 +110,17 @@ class EventBus:
     """
 
     def __init__(self) -> None:
-        self._subscribers: list[Subscriber] = []
-        self._lock = threading.Lock()
+        self._subscribers = SubscriberList[Subscriber]()
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
         """Add ``subscriber``; returns the call that removes it."""
-        with self._lock:
-            self._subscribers.append(subscriber)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                if subscriber in self._subscribers:
-                    self._subscribers.remove(subscriber)
-
-        return unsubscribe
+        return self._subscribers.add(subscriber)
 
     def __bool__(self) -> bool:
         return bool(self._subscribers)
 
     def publish(self, event: SessionEvent) -> None:
-        with self._lock:
-            subscribers = list(self._subscribers)
-        for subscriber in subscribers:
+        for subscriber in self._subscribers.snapshot():
             if isinstance(event, StatusChanged):
                 try:
                     subscriber(event)

@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from stacker.errors import UserError
 from stacker.runstate import RunState
+from stacker.subscribers import SubscriberList
 
 IMAGE_KINDS = ("composite", "last", "depth")
 
@@ -275,7 +276,7 @@ class PreviewHub:
         self._progress = Progress(title=title)
         self._images: dict[str, _Image] = {}
         self._rows: dict[int, _Row] = {}
-        self._subscribers: list[Callable[[int], None]] = []
+        self._subscribers = SubscriberList[Callable[[int], None]](self._cond)
         self._extra: dict[str, Any] = {}
         self._capture_times: list[float] = []
         self._batch_depth = 0
@@ -427,20 +428,11 @@ class PreviewHub:
         Callbacks run on the producer's thread, so they must only hand the news on (set an
         event, schedule a wake-up on an event loop) and never block or raise.
         """
-        with self._cond:
-            self._subscribers.append(callback)
-
-        def unsubscribe() -> None:
-            with self._cond:
-                if callback in self._subscribers:
-                    self._subscribers.remove(callback)
-
-        return unsubscribe
+        return self._subscribers.add(callback)
 
     @property
     def subscriber_count(self) -> int:
-        with self._cond:
-            return len(self._subscribers)
+        return len(self._subscribers)
 
     # ----------------------------------------------------------------- internals
     def _bump(self) -> int:
@@ -452,7 +444,7 @@ class PreviewHub:
         with self._cond:
             if self._batch_depth:
                 return version  # the open batch notifies once when it closes
-            subscribers = list(self._subscribers)
+            subscribers = self._subscribers.snapshot()
         for callback in subscribers:
             callback(version)
         return version
