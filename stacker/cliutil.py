@@ -1,13 +1,16 @@
-"""Running a Typer app so that user errors are one line on stderr, never a traceback."""
+"""What the ``stacker`` and ``rig`` command lines share: running a Typer app so that user errors
+are one line on stderr, never a traceback, and option groups declared once (:func:`takes`)."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import signal
 import sys
 from collections.abc import Callable, Iterator
-from types import FrameType
-from typing import Any
+from types import FrameType, SimpleNamespace
+from typing import Any, TypeVar, get_type_hints
 
 import typer
 
@@ -56,3 +59,57 @@ def make_app(name: str, help: str) -> typer.Typer:
         pretty_exceptions_enable=False,
         rich_markup_mode=None,  # plain help: flags without a <bool> placeholder, choices listed
     )
+
+
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+
+def takes(group: Callable[..., Any], name: str) -> Callable[[Command], Command]:
+    """Give a command the options of ``group`` in place of its parameter ``name``.
+
+    ``group`` is a function whose parameters are the options (as typer reads them) and whose
+    result is what they specify; the command's parameter ``name`` receives that result. So an
+    option group is declared once, with its defaults, and parsed by one call.
+    """
+    fields = _parameters(group)
+
+    def decorate(command: Command) -> Command:
+        params: list[inspect.Parameter] = []
+        for param in _parameters(command, but=name):
+            params.extend(fields if param.name == name else [param])
+        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params]
+
+        @functools.wraps(command)
+        def run(**values: Any) -> Any:
+            given = {field.name: values.pop(field.name) for field in fields}
+            return command(**values, **{name: group(**given)})
+
+        signature = inspect.signature(command).replace(parameters=params)
+        run.__signature__ = signature  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in params}
+        return run  # type: ignore[return-value]
+
+    return decorate
+
+
+def _parameters(function: Callable[..., Any], but: str = "") -> list[inspect.Parameter]:
+    """The parameters of ``function``, their annotations evaluated as typer reads them.
+
+    The result type and the parameter ``but`` (the one an option group fills) stay as written:
+    they may name a type imported for type checking alone, so that a command line builds its
+    help without importing the engine behind it.
+    """
+    options = {
+        key: annotation
+        for key, annotation in inspect.get_annotations(function).items()
+        if key not in ("return", but)
+    }
+    hints = get_type_hints(
+        SimpleNamespace(__annotations__=options),
+        globalns=getattr(inspect.unwrap(function), "__globals__", None),
+        include_extras=True,
+    )
+    return [
+        param.replace(annotation=hints.get(param.name, param.annotation))
+        for param in inspect.signature(function).parameters.values()
+    ]

@@ -4,16 +4,14 @@ Each alias is a typed, documented ``typer.Option``; a command lists the groups i
 hands the values to the one parser of each specification (:class:`~rig.spec.PlanSpec`,
 :class:`~stacker.options.StackOptions`, :class:`~rig.spec.RigSpec`), which names the options in
 its one-line errors. The plan and stacking groups are whole: a command that says
-``@takes(plan_options, "plan")`` gets every plan option and receives the parsed plan.
+``@takes(plan_options, "plan")`` (:func:`~stacker.cliutil.takes`) gets every plan option and
+receives the parsed plan.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar, get_args
+from typing import Annotated, Any, get_args
 
 import typer
 
@@ -223,37 +221,6 @@ def preview_options(
 ) -> tuple[bool, str, int]:
     """Whether a session serves its live preview page, and where: ``(on, host, port)``."""
     return preview, host, port
-
-
-Command = TypeVar("Command", bound=Callable[..., Any])
-
-
-def takes(group: Callable[..., Any], name: str) -> Callable[[Command], Command]:
-    """Give a command the options of ``group`` in place of its parameter ``name``.
-
-    ``group`` is a function whose parameters are the options (as typer reads them) and whose
-    result is what they specify; the command's parameter ``name`` receives that result. So an
-    option group is declared once, with its defaults, and parsed by one call.
-    """
-    fields = inspect.signature(group, eval_str=True).parameters
-
-    def decorate(command: Command) -> Command:
-        signature = inspect.signature(command, eval_str=True)
-        params: list[inspect.Parameter] = []
-        for param in signature.parameters.values():
-            params.extend(fields.values() if param.name == name else [param])
-        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params]
-
-        @functools.wraps(command)
-        def run(**values: Any) -> Any:
-            given = {key: values.pop(key) for key in fields}
-            return command(**values, **{name: group(**given)})
-
-        run.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
-        run.__annotations__ = {p.name: p.annotation for p in params}
-        return run  # type: ignore[return-value]
-
-    return decorate
 
 
 def device_options(

@@ -42,7 +42,7 @@ from rig.session.runner import (
 )
 from rig.session.state import FinishReason
 from rig.spec import RigSpec, parse_seconds
-from stacker.cliutil import signals_handled
+from stacker.cliutil import signals_handled, takes
 from stacker.options import StackOptions
 
 ABORT_GRACE_S = 2.0
@@ -178,7 +178,7 @@ def _default_out(prefix: str) -> Path:
 
 
 # ----------------------------------------------------------------------------- commands
-@opt.takes(opt.plan_options, "plan")
+@takes(opt.plan_options, "plan")
 def plan_cmd(
     *,
     plan: ShotPlan,
@@ -197,10 +197,10 @@ def plan_cmd(
         console.print(f"plan written to {save}")
 
 
-@opt.takes(opt.device_options, "devices")
-@opt.takes(opt.plan_options, "plan")
-@opt.takes(opt.stack_options, "stack")
-@opt.takes(opt.preview_options, "preview")
+@takes(opt.device_options, "devices")
+@takes(opt.plan_options, "plan")
+@takes(opt.stack_options, "stack")
+@takes(opt.preview_options, "preview")
 def shoot_cmd(
     *,
     devices: dict[str, Any],
@@ -259,7 +259,7 @@ def shoot_cmd(
         _run_and_exit(runner, folder, console, preview)
 
 
-@opt.takes(opt.preview_options, "preview")
+@takes(opt.preview_options, "preview")
 def resume_cmd(
     session: Annotated[Path, typer.Argument(help="The session folder to continue.")],
     *,
@@ -359,8 +359,8 @@ def resume_cmd(
         _run_and_exit(runner, folder, console, preview)
 
 
-@opt.takes(opt.stack_options, "stack")
-@opt.takes(opt.preview_options, "preview")
+@takes(opt.stack_options, "stack")
+@takes(opt.preview_options, "preview")
 def demo_cmd(
     *,
     out: opt.Out = None,

@@ -19,7 +19,7 @@ import typer
 from rig.cli import options as opt
 from rig.errors import RigError
 from rig.spec import RigSpec
-from stacker.cliutil import signals_handled
+from stacker.cliutil import signals_handled, takes
 
 
 @contextlib.contextmanager
@@ -48,7 +48,7 @@ def _devices(
         yield focuser, camera, rig
 
 
-@opt.takes(opt.device_options, "devices")
+@takes(opt.device_options, "devices")
 def station_cmd(
     *,
     host: Annotated[

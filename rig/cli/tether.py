@@ -23,6 +23,7 @@ from rig.cli import options as opt
 from rig.plan import MAX_FRAMES
 from rig.session.folder import SessionConfig, SessionFolder
 from rig.session.tether import TetherSettings, tether_plan, tether_runner
+from stacker.cliutil import takes
 from stacker.options import StackOptions
 
 IdleTimeout = Annotated[
@@ -82,8 +83,8 @@ def _run(
             shutter.stop()
 
 
-@opt.takes(opt.stack_options, "stack")
-@opt.takes(opt.preview_options, "preview")
+@takes(opt.stack_options, "stack")
+@takes(opt.preview_options, "preview")
 def tether_cmd(
     *,
     out: opt.Out = None,
