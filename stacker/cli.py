@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from stacker.cliutil import make_app, run_app, signals_handled
+from stacker.cliutil import make_app, run_app, signals_handled, takes
 
 if TYPE_CHECKING:
     from stacker.options import StackOptions
@@ -47,8 +47,32 @@ Interpolation = Annotated[
 ]
 
 
+def stack_options(
+    method: Method = "pyramid",
+    align: Align = "similarity",
+    reference: Reference = "first",
+    interpolation: Interpolation = "linear",
+    no_crop: NoCrop = False,
+) -> StackOptions:
+    """How ``stack`` and ``batch`` stack, checked with errors that name the options."""
+    from stacker.options import StackOptions, option_name
+
+    return StackOptions.parse(
+        {
+            "method": method,
+            "align": align,
+            "reference": reference,
+            "interpolation": interpolation,
+            "crop": not no_crop,
+        },
+        name=option_name,
+    )
+
+
 @app.command("stack")
+@takes(stack_options, "stack")
 def stack_command(
+    *,
     inputs: list[Path] = typer.Argument(..., help="Frames, or folders of frames (natural order)."),
     output: Path = typer.Option(
         ...,
@@ -56,14 +80,10 @@ def stack_command(
         "-o",
         help="Composite to write: .tif or .png (16-bit kept), .jpg, or .dng (RAW frames).",
     ),
-    method: Method = "pyramid",
+    stack: StackOptions,
     depth_map: DepthMap = None,
-    reference: Reference = "first",
-    align: Align = "similarity",
-    no_crop: NoCrop = False,
     strict: Strict = False,
     jpeg_quality: JpegQuality = 95,
-    interpolation: Interpolation = "linear",
 ) -> None:
     """Align and merge INPUTS into one all-in-focus image."""
     from rich.console import Console
@@ -73,7 +93,6 @@ def stack_command(
     from stacker.paths import interrupted_stack
     from stacker.report import summary_table
 
-    options = _stack_options(method, align, reference, interpolation, no_crop)
     console = Console(stderr=True)
     note = partial(console.print, markup=False, soft_wrap=True)
     files = collect_inputs(inputs, on_note=note)
@@ -95,7 +114,7 @@ def stack_command(
 
         with interrupted_stack(output, depth_map, len(files), lambda: progress.tasks[0].completed):
             run = stack_files(
-                files, output, stack=options, depth_map=depth_map, strict=strict,
+                files, output, stack=stack, depth_map=depth_map, strict=strict,
                 jpeg_quality=jpeg_quality, on_frame=on_frame,
             )  # fmt: skip
     console.print(summary_table(run.stacker))
@@ -105,24 +124,6 @@ def stack_command(
         f"{run.final_seconds:.1f} s after the last frame was stacked "
         f"({run.last_read_seconds:.1f} s after it was read): "
         + ", ".join(str(p) for p in run.written)
-    )
-
-
-def _stack_options(
-    method: str, align: str, reference: str, interpolation: str, no_crop: bool
-) -> StackOptions:
-    """How ``stack`` and ``batch`` stack, checked with errors that name the options."""
-    from stacker.options import StackOptions, option_name
-
-    return StackOptions.parse(
-        {
-            "method": method,
-            "align": align,
-            "reference": reference,
-            "interpolation": interpolation,
-            "crop": not no_crop,
-        },
-        name=option_name,
     )
 
 
@@ -245,7 +246,9 @@ def _watch(
 
 
 @app.command("batch")
+@takes(stack_options, "stack")
 def batch_command(
+    *,
     roots: list[Path] = typer.Argument(..., help="Folders holding stack folders (searched deep)."),
     outdir: Path = typer.Option(
         ..., "--output", "-o", help="Folder for every stack's composite, depth map and the report."
@@ -266,13 +269,9 @@ def batch_command(
     report: Path | None = typer.Option(
         None, "--report", help="Report file, .jsonl or .csv (default OUTDIR/batch-report.jsonl)."
     ),
-    method: Method = "pyramid",
-    align: Align = "similarity",
-    reference: Reference = "first",
-    no_crop: NoCrop = False,
+    stack: StackOptions,
     strict: bool = typer.Option(False, "--strict", help="Fail a stack at its first bad frame."),
     jpeg_quality: JpegQuality = 95,
-    interpolation: Interpolation = "linear",
 ) -> None:
     """Stack every stack folder under ROOTS, one Dask task per stack; reruns skip finished ones."""
     from stacker.batchcli import run_batch_command
@@ -281,8 +280,7 @@ def batch_command(
         roots, outdir, scheduler=scheduler, workers=workers, pattern=pattern,
         output_format=output_format, depth_maps=depth_maps, report=report,
         options={
-            "stack": _stack_options(method, align, reference, interpolation, no_crop),
-            "strict": strict, "jpeg_quality": jpeg_quality,
+            "stack": stack, "strict": strict, "jpeg_quality": jpeg_quality,
         },
     )  # fmt: skip
     raise typer.Exit(code)
