@@ -13,8 +13,13 @@ from rig.sim.scene import SceneSpec, write_stack
 
 
 def test_ctrl_c_mid_stack_stops_cleanly(tmp_path: Path) -> None:
-    frames = tmp_path / "in"
-    write_stack(frames, SceneSpec(width=1200, height=800, seed=4, jpeg_quality=90), 16)
+    frames, rendered = tmp_path / "in", tmp_path / "rendered"
+    write_stack(rendered, SceneSpec(width=1200, height=800, seed=4, jpeg_quality=90), 16)
+    # Each rendered frame linked under ten names: a stack long enough that the interrupt lands
+    # mid-stack on a fast machine too.
+    frames.mkdir()
+    for k in range(160):
+        os.link(rendered / f"frame_{k % 16 + 1:04d}.jpg", frames / f"frame_{k + 1:04d}.jpg")
     # An unreadable first file makes the run say something as soon as it has started.
     (frames / "frame_0000a.jpg").write_bytes(b"\xff\xd8 not a jpeg")
     out, log = tmp_path / "out.tif", tmp_path / "stderr.txt"

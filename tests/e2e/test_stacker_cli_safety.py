@@ -152,13 +152,21 @@ def test_unusable_outputs_are_refused_before_any_work(
     assert "not a readable image" not in proc.stderr
 
 
+FRAMES = 400
+
+
 @pytest.mark.slow
 def test_ctrl_c_says_what_was_not_written(tmp_path: Path) -> None:
     big = tmp_path / "big"
     big.mkdir()
-    # Enough frames that Ctrl-C after 4 s lands mid-stack on a quiet machine too: the
-    # pipelined stacker merges a 2 MP frame in about a tenth of a second.
-    write_stack(big, SceneSpec(width=1600, height=1200, seed=2), 80)
+    # Enough frames that Ctrl-C after 4 s lands mid-stack on a fast, quiet machine too (the
+    # pipelined stacker merges a 2 MP frame in well under a tenth of a second): 40 rendered
+    # frames, each linked under ten names, stand in for a stack of 400.
+    rendered = tmp_path / "rendered"
+    rendered.mkdir()
+    write_stack(rendered, SceneSpec(width=1600, height=1200, seed=2), 40)
+    for k in range(FRAMES):
+        os.link(rendered / f"frame_{k % 40 + 1:04d}.jpg", big / f"frame_{k + 1:04d}.jpg")
     out = tmp_path / "out.tif"
     proc = subprocess.Popen(
         [sys.executable, "-m", "stacker.cli", "stack", str(big), "-o", str(out)],
@@ -170,7 +178,7 @@ def test_ctrl_c_says_what_was_not_written(tmp_path: Path) -> None:
     assert proc.returncode == 130, err
     assert not err.startswith("\n") and "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("stacker: interrupted after ")
-    assert f"of 80 frames; nothing written ({out} not created)" in err
+    assert f"of {FRAMES} frames; nothing written ({out} not created)" in err
     assert not out.exists()
 
 
