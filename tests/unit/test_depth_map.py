@@ -212,6 +212,37 @@ def test_full_size_maps_are_one_warp_of_the_small_map_into_the_result_geometry()
                               s._legend_um()))  # fmt: skip
 
 
+def test_with_the_first_frame_as_reference_the_maps_are_the_same_warp_done_as_a_resize() -> None:
+    """The merge geometry is the first frame's: upsampling is a scaling and the crop's offset,
+    done as a resize and a slice. The pixels are those of the general warp, for float maps and
+    8-bit colour (within rounding), cropped or not, and never the small map itself."""
+    st = SyntheticStack(SceneSpec(width=240, height=160, seed=4), 5)
+    s = Stacker()
+    for f in st:
+        s.add(f.image, position_um=f.focus_um)
+    assert np.allclose(s.reference_record().matrix, np.eye(3))
+    h, w = s.shape  # type: ignore[misc]
+    for small in (np.random.default_rng(2).uniform(0, 4, (40, 60)).astype(np.float32),
+                  np.random.default_rng(3).integers(0, 255, (40, 60, 3), dtype=np.uint8),
+                  s.depth_frames_small()):  # fmt: skip
+        sh, sw = small.shape[:2]
+        for crop in (False, True):
+            x, y, cw, ch = s.crop_rectangle() if crop else (0, 0, w, h)
+            m = np.array(
+                [[sw / w, 0, (x + 0.5) * sw / w - 0.5], [0, sh / h, (y + 0.5) * sh / h - 0.5]]
+            )
+            flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+            warped = cv2.warpAffine(
+                small, m, (cw, ch), flags=flags, borderMode=cv2.BORDER_REPLICATE
+            )
+            out = s.upsample_depth(small, crop)
+            assert out.shape == warped.shape and out.dtype == small.dtype
+            assert np.abs(out.astype(np.float32) - warped).max() <= (
+                1 if small.dtype == np.uint8 else 1e-3
+            )
+            assert not np.shares_memory(out, small)
+
+
 def test_written_map_is_never_the_live_previews_cheap_fill() -> None:
     """Frames whose quarter size is above the computed size (here 1600 px wide, as every frame
     from 6 MP up): the written map is computed at the live preview's size, yet with the
