@@ -727,6 +727,21 @@ def _require_raw_support(prefer: str) -> None:
         )
 
 
+def _check_watch_settings(
+    prefer: Prefer, every: int, idle_timeout: float | None, jpeg_quality: int
+) -> None:
+    """Refuse settings a watch cannot run with, in one line naming the option, before it starts."""
+    if prefer not in ("jpeg", "raw"):
+        raise StackerError(f"--prefer {prefer!r} is not known: use jpeg or raw")
+    if every < 1:
+        raise StackerError(f"--every {every}: write at least every 1 frame (1 or more)")
+    if idle_timeout is not None and idle_timeout <= 0:
+        raise StackerError(f"--idle-timeout {idle_timeout}: give a positive number of seconds")
+    if not 1 <= jpeg_quality <= 100:
+        raise StackerError(f"JPEG quality {jpeg_quality} is out of range: use 1 to 100")
+    _require_raw_support(prefer)
+
+
 def watch_and_stack(
     folder: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -763,15 +778,7 @@ def watch_and_stack(
     """
     from stacker.stack import Stacker
 
-    if prefer not in ("jpeg", "raw"):
-        raise StackerError(f"--prefer {prefer!r} is not known: use jpeg or raw")
-    if every < 1:
-        raise StackerError(f"--every {every}: write at least every 1 frame (1 or more)")
-    if idle_timeout is not None and idle_timeout <= 0:
-        raise StackerError(f"--idle-timeout {idle_timeout}: give a positive number of seconds")
-    if not 1 <= jpeg_quality <= 100:
-        raise StackerError(f"JPEG quality {jpeg_quality} is out of range: use 1 to 100")
-    _require_raw_support(prefer)
+    _check_watch_settings(prefer, every, idle_timeout, jpeg_quality)
     out = check_writable_output(output).absolute()
     depth = check_writable_output(depth_map).absolute() if depth_map is not None else None
     _check_outputs_in_folder(Path(folder), output_paths(out, depth))
