@@ -18,6 +18,11 @@ from rig.rails.serialport import SerialLink, require_link
 from rig.rails.url import DeviceURL, URLError, open_port_rail
 from rig.units import parse_duration, parse_speed
 
+MIN_POLL_S = 0.01
+"""Shortest interval between position or status queries while waiting for motion."""
+MAX_POLL_S = 2.0
+"""Longest: a slower poll would notice the end of a move late."""
+
 if TYPE_CHECKING:
     from typing_extensions import Self
 
@@ -84,6 +89,15 @@ class GcodeRail(Rail):
         axis = axis.upper()
         if len(axis) != 1 or axis not in self.axes:
             raise URLError(f"axis={axis!r} for {port}: use one of {', '.join(self.axes)}")
+        # A poll of 0 would send status queries back to back and fill the board's serial
+        # buffer; a timeout of 0 would fail every command.
+        if not MIN_POLL_S <= poll_s <= MAX_POLL_S:
+            raise URLError(
+                f"poll={poll_s:g}s for {port}: poll the board every {MIN_POLL_S:g} to "
+                f"{MAX_POLL_S:g} s (default 0.05)"
+            )
+        if timeout_s <= 0:
+            raise URLError(f"timeout={timeout_s:g}s for {port}: give a positive duration")
         self.port = port
         self.baud = baud
         self.axis = axis

@@ -81,6 +81,17 @@ def test_url_typos_are_refused() -> None:
         open_focuser("sim://?backlash=50")
 
 
+def test_gcode_rail_poll_and_timeout_out_of_range_are_refused_before_the_port_opens() -> None:
+    for url, expected in (
+        ("grbl:///dev/stackrig-no-such-port?poll=0", "poll=0s for /dev/stackrig-no-such-port"),
+        ("marlin:///dev/stackrig-no-such-port?poll=5s", "poll=5s"),
+        ("grbl:///dev/stackrig-no-such-port?timeout=0", "timeout=0s"),
+    ):
+        with pytest.raises(URLError, match=expected) as info:
+            open_focuser(url)
+        assert "\n" not in str(info.value)
+
+
 def test_device_url_parsing() -> None:
     url = DeviceURL.parse("grbl:///dev/ttyUSB0?baud=115200&axis=X&backlash=50um&settle=0.5")
     assert (url.scheme, url.path) == ("grbl", "/dev/ttyUSB0")
