@@ -40,6 +40,7 @@ from stacker.align import (
     rescale_matrix,
 )
 from stacker.crop import Coverage
+from stacker.depth_regions import vote_flat_regions
 from stacker.errors import StackerError
 from stacker.focus import WINDOW_PX, luma, measure_luma
 from stacker.merge import DepthMapMerger, PyramidMerger, make_merger
@@ -696,7 +697,9 @@ class Stacker:
                 peaks = tuple(cv2.resize(a, (tw, th), interpolation=cv2.INTER_NEAREST)
                               for a in peaks)  # type: ignore[assignment]  # fmt: skip
             frames = depth.resolve_occlusions(frames, peaks, max(1, round(halo_px)))
-            filled = depth.refine(frames, weight, self._depth_guide((th, tw)), halo_px=halo_px)
+            guide = self._depth_guide((th, tw))
+            filled = depth.refine(frames, weight, guide, halo_px=halo_px)
+            filled = vote_flat_regions(filled, guide, peaks, halo_px=halo_px)
         np.clip(filled, merged[0], merged[-1], out=filled)
         self._depth_cache = (key, (filled, weight))
         return filled, weight

@@ -11,6 +11,7 @@ import pytest
 
 from rig.sim.scene import SceneSpec, SyntheticStack
 from stacker import depth
+from stacker.depth_regions import vote_flat_regions
 from stacker.focus import measure_luma
 from stacker.merge import FocusTracker
 from stacker.stack import Stacker
@@ -382,3 +383,46 @@ def test_snapping_drops_specks_of_the_other_sides_colour() -> None:
     assert len(specks[0]) > 10
     assert np.abs(snapped[specks] - 2.0).max() < 0.01
     assert np.mean(np.abs(snapped - truth) > 1) < 0.002
+
+
+def _flat_square_on_textured_ground() -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """A guide with a flat blue square (40x40 at 40..80) on a speckled ground, and the focus
+    peaks a stack of it leaves: the ground's texture wins everywhere at frame 8, outline and
+    square included; the square's own outline is the runner-up, at frame 3, around it."""
+    h, w = 200, 200  # the square is 4 % of the map: a region, not ground
+    rng = np.random.default_rng(5)
+    guide = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    guide[40:80, 40:80] = (200, 40, 20)
+    best = np.full((h, w), 1000.0, np.float32)
+    best[:, 190:] = 10.0  # some of the frame is out of texture: the noise floor
+    index = np.full((h, w), 8, np.uint16)
+    second = np.full((h, w), 1.0, np.float32)
+    ring = np.zeros((h, w), bool)
+    ring[37:83, 37:83] = True
+    ring[43:77, 43:77] = False
+    second[ring] = 600.0
+    second_index = np.where(ring, 3, 8).astype(np.uint16)
+    return guide, (best, index, second, second_index)
+
+
+def test_a_flat_shape_takes_the_depth_its_outline_shows_as_its_own() -> None:
+    """The fill gave the square the ground's depth (8), which is also the ground's a little
+    further out: borrowed. The runner-up all round the outline, 3, is found nowhere in the
+    surround: the square takes it, and the ground keeps its own depth."""
+    guide, peaks = _flat_square_on_textured_ground()
+    frames = np.full(guide.shape[:2], 8.0, np.float32)
+    out = vote_flat_regions(frames, guide, peaks, halo_px=12)
+    assert (out[44:76, 44:76] == 3).all()
+    outside = np.ones(frames.shape, bool)
+    outside[38:82, 38:82] = False
+    assert (out[outside] == 8).all()
+
+
+def test_a_flat_region_whose_outline_shows_only_the_surrounds_depths_is_left_alone() -> None:
+    """The same square whose runner-up outline is at the ground's depth too (a patch lying on
+    the ground): nothing to vote for, and the fill's answer stays, sub-frame values and all."""
+    guide, (best, index, second, second_index) = _flat_square_on_textured_ground()
+    second_index[second_index == 3] = 9
+    frames = np.full(guide.shape[:2], 8.25, np.float32)
+    out = vote_flat_regions(frames, guide, (best, index, second, second_index), halo_px=12)
+    assert np.array_equal(out, frames)

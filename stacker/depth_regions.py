@@ -1,0 +1,137 @@
+"""Depth for textureless regions of one colour, from the focus peaks along their outlines.
+
+A flat shape (a saturated label, a glyph, a painted part) has no texture inside: its pixels'
+focus peaks are noise, and the fill of :mod:`stacker.depth` gives it the depth of its border.
+But beside a textured surround the border lies: the surround's texture, sharp in the frames
+focused on the surround, outweighs the shape's own outline in the focus window, so the best
+peak all round a shape in front of a textured ground is the ground's depth, and the shape's own
+depth survives only as the runner-up peak the :class:`~stacker.merge.FocusTracker` keeps. The
+ground's depth there is *borrowed*: it is also the depth of the ground a little further out.
+
+So each textureless region votes. Around its outline, every confident best or runner-up peak
+whose depth the surround beyond the outline does not also have nearby is the region's own
+evidence; where such evidence agrees on one depth over enough of the outline, the region's
+pixels more than a frame from it take that depth. A region with no such evidence (a flat patch
+of the ground itself, or a shape at the ground's depth) is left as the fill made it. On the
+synthetic stacks of ``benchmarks/bench_depth.py`` this takes every stack of the ``shapes`` family
+over 97 % of pixels within a frame of the truth (seeds 1-8: 96.2-98.2 before, 97.0-98.8 after),
+leaves the ``board`` family within 0.1 point or better, and gains on every held-out seed.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from stacker import depth
+
+_FLAT = 0.08  # colour spread (sum over channels of the std over 5x5, guide in 0..1) of "flat"
+_TRUST = 0.3  # confidence (:func:`stacker.depth.confidence`) a peak needs to count as evidence
+_AGREE = 0.25  # share of the outline whose own evidence must agree (within a frame)
+_MAX_AREA = 0.05  # regions over this share of the map are ground, not objects: left alone
+_NEAR = 1.5  # frames within which the surround "has" a depth
+_SURROUND_SHARE = 0.1  # share of the surround that must have a depth for it to be borrowed
+
+
+def vote_flat_regions(
+    frames: np.ndarray,
+    guide: np.ndarray,
+    peaks: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    *,
+    halo_px: float,
+) -> np.ndarray:
+    """``frames`` (a filled depth map) with each textureless region of the composite ``guide``
+    at the depth its outline's own focus peaks agree on (see the module docstring).
+
+    ``peaks`` is (best measure, its frame, runner-up measure, its frame) at the map's size, in
+    the same frame numbers as ``frames``; ``halo_px`` is the reach of a focus window's halo at
+    this size (the outline band and the surround are measured in it, so the vote looks the same
+    at every resolution: at 1500 px wide, an outline band of 2 px and a surround 4 to 12 px out).
+    """
+    h, w = frames.shape
+    labels, stats = _flat_regions(guide)
+    best, index, second, second_index = peaks
+    evidence = (
+        np.where(depth.confidence(best) > _TRUST, index.astype(np.int32), -1),
+        np.where(depth.confidence(second, best) > _TRUST, second_index.astype(np.int32), -1),
+    )
+    ring = max(1, round(halo_px / 6))
+    gap, outer = max(ring + 1, round(halo_px / 3)), max(ring + 2, round(halo_px))
+    out = frames.copy()
+    pad = outer + ring + 2
+    min_area = max(8, round(30 * (halo_px / 12) ** 2))
+    for label in range(1, len(stats)):
+        x, y, bw, bh, area = stats[label]
+        if not min_area <= area <= _MAX_AREA * h * w:
+            continue
+        box = np.s_[max(0, y - pad) : min(h, y + bh + pad), max(0, x - pad) : min(w, x + bw + pad)]
+        region = labels[box] == label
+        own = _own_depth(
+            region, frames[box], (evidence[0][box], evidence[1][box]), ring, gap, outer
+        )
+        if own is None:
+            continue
+        current = frames[box][region]
+        agreeing = current[np.abs(current - own) <= 1.0]
+        value = float(np.median(agreeing)) if agreeing.size > 0.2 * current.size else float(own)
+        target = out[box]
+        target[region & (np.abs(target - own) > 1.0)] = value
+    return out
+
+
+def _flat_regions(guide: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, stats) of the 4-connected areas where the guide's colour barely varies over 5x5
+    (:func:`cv2.connectedComponentsWithStats`; label 0 is textured)."""
+    g = depth._unit_guide(guide)
+    mean = cv2.boxFilter(g, -1, (5, 5))
+    spread = np.sqrt(np.maximum(cv2.boxFilter(g * g, -1, (5, 5)) - mean * mean, 0)).sum(axis=2)
+    flat = (spread < _FLAT).astype(np.uint8)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(flat, connectivity=4)
+    return labels, stats
+
+
+def _own_depth(
+    region: np.ndarray,
+    frames: np.ndarray,
+    evidence: tuple[np.ndarray, np.ndarray],
+    ring: int,
+    gap: int,
+    outer: int,
+) -> int | None:
+    """The depth (a frame) the outline of ``region`` shows as its own, or None.
+
+    The outline is the band ``ring`` pixels wide around the region; the surround, the pixels
+    ``gap`` to ``outer`` pixels from it. A peak on the outline is the region's own unless at
+    least :data:`_SURROUND_SHARE` of the surround within ``outer`` of it has that depth (within
+    :data:`_NEAR` frames)."""
+
+    def square(r: int) -> np.ndarray:
+        return np.ones((2 * r + 1, 2 * r + 1), np.uint8)
+
+    mask = region.astype(np.uint8)
+    outline = cv2.dilate(mask, square(ring)).astype(bool) & ~region
+    size = int(outline.sum())
+    if size < 8:
+        return None
+    beyond = cv2.dilate(mask, square(gap)).astype(bool)
+    surround = cv2.dilate(mask, square(outer)).astype(bool) & ~beyond
+
+    def count_near_outline(a: np.ndarray) -> np.ndarray:
+        """How many pixels of ``a`` lie within ``outer`` of each outline pixel."""
+        window = (2 * outer + 1, 2 * outer + 1)
+        return cv2.boxFilter(a.astype(np.float32), -1, window, normalize=False)[outline]
+
+    enough = _SURROUND_SHARE * np.maximum(count_near_outline(surround), 1)
+    votes = [e[outline] for e in evidence]
+    own = [v >= 0 for v in votes]
+    for d in np.unique(np.concatenate([v[v >= 0] for v in votes])):
+        borrowed = count_near_outline(surround & (np.abs(frames - d) <= _NEAR)) > enough
+        for v, o in zip(votes, own, strict=True):
+            o &= ~((v == d) & borrowed)
+    both = own[0] & own[1] & (votes[0] == votes[1])  # one vote per pixel for one depth
+    counted = np.concatenate([votes[0][own[0]], votes[1][own[1] & ~both]])
+    if counted.size < _AGREE * size:
+        return None
+    hist = np.bincount(counted)
+    d = int(np.argmax(hist))
+    return d if hist[max(0, d - 1) : d + 2].sum() >= _AGREE * size else None
