@@ -14,7 +14,8 @@ those three samples of the pixel's focus curve this module makes a depth map wor
    their confidence, and low-confidence pixels take the depth of confident neighbours of the
    same colour in the composite (normalised convolution through an edge-aware recursive
    filter), so textureless areas follow their own borders and depth steps stay on the
-   composite's edges.
+   composite's edges. A flat region whose border is mostly the textured surround's depth then
+   takes the depth its outline shows as its own (:mod:`stacker.depth_regions`).
 4. **Colour preview with a legend**: near blue, far red (turbo), and a bar that maps the colours
    to micrometres (or to frame numbers when focus positions are unknown).
 """
