@@ -117,21 +117,34 @@ def _own_depth(
     surround = cv2.dilate(mask, square(outer)).astype(bool) & ~beyond
 
     def count_near_outline(a: np.ndarray) -> np.ndarray:
-        """How many pixels of ``a`` lie within ``outer`` of each outline pixel."""
+        """How many pixels of ``a`` (per channel) lie within ``outer`` of each outline pixel."""
         window = (2 * outer + 1, 2 * outer + 1)
         return cv2.boxFilter(a.astype(np.float32), -1, window, normalize=False)[outline]
 
     enough = _SURROUND_SHARE * np.maximum(count_near_outline(surround), 1)
     votes = [e[outline] for e in evidence]
     own = [v >= 0 for v in votes]
-    for d in np.unique(np.concatenate([v[v >= 0] for v in votes])):
-        borrowed = count_near_outline(surround & (np.abs(frames - d) <= _NEAR)) > enough
-        for v, o in zip(votes, own, strict=True):
-            o &= ~((v == d) & borrowed)
-    both = own[0] & own[1] & (votes[0] == votes[1])  # one vote per pixel for one depth
-    counted = np.concatenate([votes[0][own[0]], votes[1][own[1] & ~both]])
-    if counted.size < _AGREE * size:
+    need = _AGREE * size
+
+    def tally() -> np.ndarray:
+        """Own votes per depth, one per pixel where its two peaks name the same depth."""
+        both = own[0] & own[1] & (votes[0] == votes[1])
+        counted = np.concatenate([votes[0][own[0]], votes[1][own[1] & ~both]])
+        return np.bincount(counted, minlength=max(3, int(max(v.max() for v in votes)) + 2))
+
+    # Only depths near one with enough votes before the surround's are removed can win: the
+    # surround is judged for those alone (a mosaic of small flat tiles stays cheap).
+    within_one = np.convolve(tally(), np.ones(3), mode="same")
+    contenders = np.flatnonzero(within_one >= need)
+    if contenders.size == 0:
         return None
-    hist = np.bincount(counted)
+    judged = np.unique(np.concatenate([contenders - 1, contenders, contenders + 1]))
+    judged = judged[judged >= 0]
+    has = surround[..., None] & (np.abs(frames[..., None] - judged.astype(np.float32)) <= _NEAR)
+    borrowed = count_near_outline(has).reshape(size, judged.size) > enough[:, None]
+    for v, o in zip(votes, own, strict=True):
+        column = np.searchsorted(judged, v).clip(0, judged.size - 1)
+        o &= ~((judged[column] == v) & borrowed[np.arange(size), column])
+    hist = tally()
     d = int(np.argmax(hist))
-    return d if hist[max(0, d - 1) : d + 2].sum() >= _AGREE * size else None
+    return d if hist[max(0, d - 1) : d + 2].sum() >= need else None
