@@ -22,6 +22,9 @@ MIN_POLL_S = 0.01
 """Shortest interval between position or status queries while waiting for motion."""
 MAX_POLL_S = 2.0
 """Longest: a slower poll would notice the end of a move late."""
+MAX_BAUD = 4_000_000
+"""Fastest serial speed accepted: the USB-serial chips of rail controllers top out at 2 to 3
+Mbaud (CH340, FT232R)."""
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -96,8 +99,10 @@ class GcodeRail(Rail):
                 f"poll={poll_s:g}s for {port}: poll the board every {MIN_POLL_S:g} to "
                 f"{MAX_POLL_S:g} s (default 0.05)"
             )
-        if timeout_s <= 0:
+        if not timeout_s > 0:
             raise URLError(f"timeout={timeout_s:g}s for {port}: give a positive duration")
+        if not 0 < baud <= MAX_BAUD:
+            raise URLError(f"baud={baud} for {port}: give the board's serial speed, e.g. 115200")
         self.port = port
         self.baud = baud
         self.axis = axis
@@ -134,7 +139,7 @@ class GcodeRail(Rail):
         """
         feed = parsed.take("feed")
         return {
-            "baud": int(parsed.take_float("baud", 115200)),
+            "baud": parsed.take_int("baud", 115200),
             "axis": parsed.take("axis") or "X",
             "feed_mm_min": parse_speed(feed) if feed else None,
             "wakeup_s": parse_duration(parsed.take("wakeup") or "2"),

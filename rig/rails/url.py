@@ -15,6 +15,7 @@ own options and :meth:`DeviceURL.finish` refuses any that nobody read, so a typo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -64,13 +65,24 @@ class DeviceURL:
         return self.options.get(key, default)
 
     def take_float(self, key: str, default: float) -> float:
+        """Option ``key`` as a finite number (``nan`` and ``inf`` are refused), or ``default``."""
         raw = self.take(key)
         if raw is None:
             return default
         try:
-            return float(raw)
+            value = float(raw)
         except ValueError:
-            raise URLError(f"option {key}={raw!r} in {self.text!r} must be a number") from None
+            value = math.nan
+        if not math.isfinite(value):
+            raise URLError(f"option {key}={raw!r} in {self.text!r} must be a number")
+        return value
+
+    def take_int(self, key: str, default: int) -> int:
+        """Option ``key`` as a whole number, or ``default``."""
+        value = self.take_float(key, float(default))
+        if not value.is_integer():
+            raise URLError(f"option {key}={value:g} in {self.text!r} must be a whole number")
+        return int(value)
 
     def take_bool(self, key: str, default: bool) -> bool:
         raw = self.take(key)

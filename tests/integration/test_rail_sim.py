@@ -81,11 +81,18 @@ def test_url_typos_are_refused() -> None:
         open_focuser("sim://?backlash=50")
 
 
-def test_gcode_rail_poll_and_timeout_out_of_range_are_refused_before_the_port_opens() -> None:
+def test_gcode_rail_settings_out_of_range_are_refused_before_the_port_opens() -> None:
+    """Poll, timeout and baud out of range, and numbers that are not finite, are one-line
+    errors naming the value: never a traceback, never pyserial's cable advice."""
     for url, expected in (
         ("grbl:///dev/stackrig-no-such-port?poll=0", "poll=0s for /dev/stackrig-no-such-port"),
         ("marlin:///dev/stackrig-no-such-port?poll=5s", "poll=5s"),
         ("grbl:///dev/stackrig-no-such-port?timeout=0", "timeout=0s"),
+        ("grbl:///dev/stackrig-no-such-port?baud=-5", "baud=-5 for /dev/stackrig-no-such-port"),
+        ("marlin:///dev/stackrig-no-such-port?baud=nan", "baud='nan'.*must be a number"),
+        ("grbl:///dev/stackrig-no-such-port?baud=inf", "baud='inf'.*must be a number"),
+        ("grbl:///dev/stackrig-no-such-port?baud=1152.5", "baud=1152.5.*whole number"),
+        ("sim://?time_scale=nan", "time_scale='nan'.*must be a number"),
     ):
         with pytest.raises(URLError, match=expected) as info:
             open_focuser(url)
