@@ -30,7 +30,6 @@ Live view, camera settings and past sessions: :mod:`rig.station.liveview`,
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
@@ -46,7 +45,13 @@ from rig.station.errors import NotFoundError, StationBusyError
 from rig.station.service import Station, describe_plan, plan_from_request
 from stacker.errors import UserError
 from stacker.options import StackOptions
-from stacker.preview.access import LOGIN_SCRIPT, error_response, login_routes, token_middleware
+from stacker.preview.access import (
+    LOGIN_SCRIPT,
+    error_response,
+    loads_json,
+    login_routes,
+    token_middleware,
+)
 from stacker.preview.server import NO_STORE, PageExtension, create_app
 
 STATIC_DIR = Path(__file__).with_name("static")
@@ -61,7 +66,7 @@ async def _json_body(request: Request) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        data = json.loads(raw)
+        data = loads_json(raw)
     except ValueError:
         raise _HttpError(400, "the request body is not valid JSON") from None
     if not isinstance(data, dict):

@@ -16,6 +16,7 @@ import hmac
 import json
 import secrets
 from http.cookies import SimpleCookie
+from typing import Any
 
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -46,6 +47,16 @@ def new_token() -> str:
 def error_response(status: int, message: str) -> JSONResponse:
     """A JSON ``{"error": message}`` answer with ``status``, never cached."""
     return JSONResponse({"error": message}, status_code=status, headers=NO_STORE)
+
+
+def loads_json(raw: bytes) -> Any:
+    """A request body's JSON; :class:`ValueError` for a body that is not JSON, or whose arrays
+    and objects nest too deeply for the parser (a few kilobytes of ``[`` exhaust its recursion
+    limit, which would otherwise be a 500 with a traceback)."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def presented_token(scope: Scope) -> str | None:
@@ -106,7 +117,7 @@ def login_routes(token: str) -> list[BaseRoute]:
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             return error_response(415, 'send the token as JSON: {"token": "..."}')
         try:
-            given = json.loads(await request.body()).get("token")
+            given = loads_json(await request.body()).get("token")
         except (ValueError, AttributeError):
             given = None
         if not isinstance(given, str) or not token_matches(given.strip(), token):

@@ -127,6 +127,20 @@ def test_absurd_plan_numbers_are_one_line_errors_naming_the_field(client) -> Non
         assert needle in r.json()["error"] and "\n" not in r.json()["error"]
 
 
+def test_deeply_nested_json_is_a_one_line_error_not_a_500(server, client) -> None:
+    """64 KiB of ``[`` exhausted the JSON parser's recursion limit: a 500 with a traceback on the
+    station's terminal, from ``/api/login`` even without the token."""
+    body = b"[" * 60_000
+    headers = {"Content-Type": "application/json"}
+    with httpx.Client(base_url=server.url.rstrip("/"), timeout=10) as anonymous:
+        r = anonymous.post("/api/login", content=body, headers=headers)
+    assert r.status_code == 403, r.text
+    for path in ("/api/jog", "/api/plan", "/api/sessions", "/api/camera/settings"):
+        r = client.post(path, content=body, headers=headers)
+        assert r.status_code == 400, (path, r.text)
+        assert "not valid JSON" in _answered(r)["error"]
+
+
 @pytest.mark.slow
 def test_unknown_method_or_align_is_refused_before_a_session_starts(station, client) -> None:
     """Issue 11 item 13: an unknown method or align was a 201 and a fault later."""
