@@ -12,7 +12,10 @@ Its files are served through :class:`~rig.station.files.SessionFiles`; who may a
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import math
+import os
 import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -37,6 +40,7 @@ from stacker.preview.hub import PreviewHub
 from stacker.preview.publisher import encode_jpeg
 
 TEST_SHOT_DIR = ".test-shot"
+LOCK_FILE = ".station.lock"
 CAMERA_WAIT_S = 5.0  # a live-view frame waits this long for a test shot or a launch
 DEFAULT_TRAVEL = {"um": 300_000.0, "steps": 100_000.0}
 """How far from 0 a jog may go on a focuser without soft limits, unless the station is given its
@@ -78,6 +82,35 @@ def _jog_limits(focuser: Focuser, travel: float | None) -> tuple[float, float]:
     return -reach, reach
 
 
+def _claim_folder(root: Path) -> int:
+    """Lock the sessions folder ``root`` for one station; the descriptor that holds the lock.
+
+    A second station on the same folder sees none of the first one's sessions as running, so
+    it would resume one while the first shoots it (two runners, one journal, every frame shot
+    twice) or delete it mid-shot. An ``flock`` on a file of the folder is held while the station
+    lives and let go by the kernel however its process ends, so a crash leaves no stale lock.
+    """
+    path = root / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise StationError(f"{path}: cannot lock the sessions folder ({exc.strerror})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+    except OSError as exc:
+        holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise StationError(
+                f"{root}: another station (process {holder}) uses this sessions folder; "
+                "stop it, or give this one another --sessions folder"
+            ) from None
+        raise StationError(f"{path}: cannot lock the sessions folder ({exc.strerror})") from None
+    return fd
+
+
 # ----------------------------------------------------------------------------- the station
 class Station:
     """The rig's devices, its sessions folder and the one session that may run at a time.
@@ -111,6 +144,7 @@ class Station:
         self.runner_options = runner_options or RunnerOptions()
         self.units = focuser.capabilities.units
         self.limits = _jog_limits(focuser, travel)
+        self._folder_lock: int | None = _claim_folder(self.root)
         self._lock = threading.Lock()  # held while the rig moves or shoots for a request
         # Held while a request uses the camera and while a session is launched: what checks
         # that no session shoots, and then uses the camera, does both under it.
@@ -339,9 +373,15 @@ class Station:
         return self._last_result
 
     def close(self, timeout: float = 30.0) -> None:
-        """Stop a running session and wait for it (journal and composite written)."""
+        """Stop a running session and wait for it (journal and composite written), then let
+        go of the sessions folder."""
         if self.stop():
             self.wait(timeout)
+        if self.running is not None:
+            return  # still writing: the folder stays ours until the process ends
+        fd, self._folder_lock = self._folder_lock, None
+        if fd is not None:
+            os.close(fd)
 
     # ------------------------------------------------------------------ files
     def sessions(self) -> list[dict[str, Any]]:

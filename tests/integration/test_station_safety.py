@@ -317,6 +317,18 @@ def test_a_configured_travel_bounds_jogs(rig, tmp_path: Path) -> None:
         Station(tmp_path / "t", focuser=rig.focuser, camera=rig.camera, rig={}, travel=-1)
 
 
+def test_a_second_station_on_the_same_folder_is_refused(rig, tmp_path: Path) -> None:
+    """A second station saw the first one's session as not running and resumed it while it was
+    being shot: two runners on one journal, every frame shot twice."""
+    first = Station(tmp_path / "s", focuser=rig.focuser, camera=rig.camera, rig={})
+    with pytest.raises(StationError, match=r"another station \(process \d+\) uses") as refused:
+        Station(tmp_path / "s", focuser=rig.focuser, camera=rig.camera, rig={})
+    assert str(tmp_path / "s") in str(refused.value) and "\n" not in str(refused.value)
+    assert [s["id"] for s in first.sessions()] == []  # the lock file is no session
+    first.close()
+    Station(tmp_path / "s", focuser=rig.focuser, camera=rig.camera, rig={}).close()
+
+
 @pytest.mark.slow
 def test_deleting_or_setting_the_camera_waits_for_no_one_holding_the_rig(station, client):
     """Routes added beside the rig controls take the same hold: while another request holds the
