@@ -48,12 +48,38 @@ _POSITION = re.compile(r"^X:\s*([-+]?[\d.]+)\s+Y:\s*([-+]?[\d.]+)\s+Z:\s*([-+]?[
 _COUNT = re.compile(r"Count\s+X:\s*([-+]?\d+)\s+Y:\s*([-+]?\d+)\s+Z:\s*([-+]?\d+)")
 _CAP = re.compile(r"^Cap:([A-Z0-9_]+):(\d+)")
 _M92 = re.compile(r"M92\s+X([-+\d.]+)\s+Y([-+\d.]+)\s+Z([-+\d.]+)")
-_M211 = re.compile(
-    r"Soft endstops:\s*(On|Off).*Min:\s*X([-+\d.]+)\s+Y([-+\d.]+)\s+Z([-+\d.]+)"
-    r".*Max:\s*X([-+\d.]+)\s+Y([-+\d.]+)\s+Z([-+\d.]+)"
-)
+# M211's report: "  M211 S1 ; ON" then "  Min:  X0.00 Y0.00 Z0.00   Max:  X200.00 ..." since
+# Marlin 2.0.9.2 (gcode/config/M211.cpp, M211_report); "echo:Soft endstops: ON  Min: ..." on one
+# line before. STR_ON / STR_OFF are "ON" / "OFF" (core/language.h).
+_M211_STATE = re.compile(r"M211\s+S([01])\b|Soft endstops:\s*(ON|OFF)\b", re.IGNORECASE)
+_M211_LIMITS = re.compile(r"Min:(.*?)Max:(.*)")
 _REPORT_UM = 10.0  # M114 prints two decimals of a millimetre
 MIN_STEPS_PER_SEGMENT = 6  # Marlin's Configuration_adv.h default (planner.cpp drops shorter)
+
+
+def parse_soft_endstops(lines: list[str], axis: str) -> tuple[float, float] | None:
+    """The soft endstops of ``axis`` (µm) from ``M211``'s report; ``None`` when they are off.
+
+    Takes the report as every Marlin 2 prints it (see ``_M211_STATE``); ``None`` also when the
+    report names no limits for ``axis``.
+    """
+    text = " ".join(lines)
+    state = _M211_STATE.search(text)
+    limits = _M211_LIMITS.search(text)
+    if (
+        state is None
+        or limits is None
+        or (state.group(1) or state.group(2)).upper() in ("0", "OFF")
+    ):
+        return None
+    word = re.compile(rf"\b{axis}\s*([-+]?[\d.]+)")
+    low, high = word.search(limits.group(1)), word.search(limits.group(2))
+    if low is None or high is None:
+        return None
+    try:
+        return float(low.group(1)) * 1000.0, float(high.group(1)) * 1000.0
+    except ValueError:
+        return None
 
 
 class MarlinRail(GcodeRail):
@@ -124,12 +150,7 @@ class MarlinRail(GcodeRail):
             match = _M92.search(line)
             if match:
                 self.steps_per_mm = float(match.group(index + 1))
-        self._soft_endstops = None
-        for line in self._command("M211"):
-            match = _M211.search(line)
-            if match and match.group(1) == "On":
-                low, high = float(match.group(index + 2)), float(match.group(index + 5))
-                self._soft_endstops = (low * 1000.0, high * 1000.0)
+        self._soft_endstops = parse_soft_endstops(self._command("M211"), self.axis)
 
     def _sync(self, deadline: float) -> None:
         """Send ``M115`` until its ``FIRMWARE_NAME`` reply; everything before it is stale."""

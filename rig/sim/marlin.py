@@ -345,11 +345,11 @@ class MarlinSimulator(FirmwareDevice):
             )
         elif command == "M92":
             self.write(f"echo: M92 X{spm:.2f} Y{spm:.2f} Z{spm:.2f}\n")
-        else:  # M211 (gcode/config/M211.cpp): state, then the limits in logical coordinates
+        else:  # M211 (gcode/config/M211.cpp, M211_report since 2.0.9.2): the state as a
+            # replayable line, then the limits in logical coordinates (no "echo:": forReplay)
             t = self.config.travel_mm
             self.write(
-                "echo:Soft endstops: On  Min:  X0.00 Y0.00 Z0.00   "
-                f"Max:  X{t:.2f} Y{t:.2f} Z{t:.2f}\n"
+                f"  M211 S1 ; ON\n  Min:  X0.00 Y0.00 Z0.00   Max:  X{t:.2f} Y{t:.2f} Z{t:.2f}\n"
             )
 
     def _set_position(self, words: dict[str, str]) -> None:

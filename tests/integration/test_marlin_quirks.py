@@ -107,6 +107,15 @@ def test_stop_without_emergency_parser_still_halts_at_once(sim: MarlinSimulator)
         assert rail.position == 1_000.0
 
 
+def test_soft_endstops_read_from_the_m211_report_once_homed(sim: MarlinSimulator) -> None:
+    with connected(sim, MarlinRail) as rail:
+        caps = rail.capabilities
+        assert (caps.min_position, caps.max_position) == (None, None)  # not homed: no clamping
+        rail.home()
+        caps = rail.capabilities
+        assert (caps.min_position, caps.max_position) == (0.0, 200_000.0)
+
+
 @pytest.mark.slow
 def test_soft_endstops_clamp_only_after_homing_and_backlash_stays_inside(
     sim: MarlinSimulator,
