@@ -326,8 +326,22 @@ class GrblRail(GcodeRail):
         With ``position`` (µm) the controller is first told that the carriage stands there
         (``G92``, nothing moves).
         """
+        if self._boot_locked() and self.in_alarm:
+            # The user vouches for the position, which is what $X means; without it the first
+            # move (or the G92 below) would meet the lock.
+            self._checked_command("$X")
         self._position_lost = None
         super().accept_position(position)
+
+    def _boot_locked(self) -> bool:
+        """Whether an alarm now is GRBL's power-up lock on a board that restarted as it opened.
+
+        With homing enabled (``$22=1``) GRBL boots into ALARM, printing no ``ALARM:N``
+        (``HOMING_INIT_LOCK``, on in GRBL 1.1's stock ``config.h``; ``main.c``). A board that
+        restarts whenever its port is opened is therefore locked again on every connection, so
+        only something done on this one (homing, or accepting the position) unlocks it.
+        """
+        return self._unreferenced is not None and self._alarm_code is None and not self._critical
 
     def _set_position(self, position_um: float) -> None:
         self._checked_command(f"G21 G92 {self.axis}{position_um / 1000.0:.4f}")
@@ -457,6 +471,14 @@ class GrblRail(GcodeRail):
             ) from None
 
     def _alarm_error(self, context: str) -> MotionError:
+        if self._boot_locked():
+            return MotionError(
+                f"{self.port}: ALARM since power-up: homing is enabled ($22=1) and the board "
+                "restarted when its port was opened, so every connection starts locked; home "
+                "the rail or take its position as the reference in the same command "
+                "(`rig shoot --home` or `--accept-position`); `rig rail unlock` lasts only until "
+                "the port is opened again"
+            )
         return MotionError(
             f"{self.port}: {alarm_text(self._alarm_code)} {context}; nothing more will move "
             "until you home the rail or unlock it (`rig rail home` / `rig rail unlock`)"

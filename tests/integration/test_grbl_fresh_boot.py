@@ -61,6 +61,28 @@ def test_accepting_a_given_position_sets_it_without_moving() -> None:
             assert sim.carriage[0] == pytest.approx(carriage + 0.25, abs=0.002)
 
 
+def test_accepting_the_position_clears_the_power_up_lock_of_a_board_that_reset() -> None:
+    """Stock GRBL with homing enabled boots locked (HOMING_INIT_LOCK) on every open."""
+    with (
+        GrblSimulator(time_scale=20.0, homing_init_lock=True) as sim,
+        connected(sim, GrblRail) as rail,
+    ):
+        assert rail.status().state == "Alarm"
+        rail.accept_position(1500.0)  # as `rig resume --accept-position` does
+        assert rail.capabilities.unreferenced is None and rail.status().state == "Idle"
+        rail.move_to(1750.0)
+        assert abs(rail.position - 1750.0) <= STEP_UM
+
+
+def test_a_later_alarm_is_not_cleared_by_accepting_the_position() -> None:
+    with GrblSimulator(time_scale=20.0) as sim, connected(sim, GrblRail) as rail:
+        sim.trigger_alarm(2)
+        with pytest.raises(MotionError, match=r"ALARM:2"):
+            rail.move_to(100.0)
+        rail.accept_position()
+        assert rail.status().state == "Alarm" and b"$X" not in bytes(sim.received)
+
+
 def test_a_board_that_does_not_reset_keeps_its_position_and_is_trusted() -> None:
     with GrblSimulator(time_scale=20.0, reset_on_open=False) as sim:
         with connected(sim, GrblRail) as rail:
