@@ -36,6 +36,7 @@ from stacker.errors import StackerError
 from stacker.io import is_image_path
 from stacker.natsort import natural_key
 from stacker.output import depth_paths
+from stacker.paths import check_distinct
 
 REPORT_FIELDS = ("name", "status", "frames", "merged", "rejected", "unreadable", "seconds",
                  "peak_memory_mb", "outputs", "error", "worker", "folder")  # fmt: skip
@@ -206,13 +207,27 @@ def stack_one(job: StackJob, options: dict[str, Any]) -> StackReport:
 
 
 # --------------------------------------------------------------------------- the report
+def check_report(path: Path, jobs: Sequence[StackJob]) -> None:
+    """Refuse a report path that is not ``.jsonl`` or ``.csv``, or that is one of the frames
+    under another name (a link): opening the report empties it."""
+    if path.suffix.lower() not in (".jsonl", ".csv"):
+        raise StackerError(f"--report {path}: name the report .jsonl (JSON Lines) or .csv")
+    check_distinct([path], [frame for job in jobs for frame in job.frames])
+
+
 class ReportWriter:
     """Writes one row per stack as it finishes: JSON Lines, or CSV for a ``.csv`` path."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.csv = path.suffix.lower() == ".csv"
-        self._fh = open(path, "w", newline="")  # noqa: SIM115 - kept open for the run
+        try:
+            self._fh = open(path, "w", newline="")  # noqa: SIM115 - kept open for the run
+        except OSError as exc:
+            raise StackerError(
+                f"--report {path}: cannot write the report ({exc.strerror or exc}); "
+                "choose another file"
+            ) from None
         if self.csv:
             csv.writer(self._fh).writerow(REPORT_FIELDS)
 
@@ -315,6 +330,7 @@ def run_batch(
     """Stack every job not up to date, one Dask task each; Ctrl-C cancels what is left."""
     t0 = time.perf_counter()
     summary = BatchSummary()
+    check_report(report_path, jobs)
     writer = ReportWriter(report_path)
     counts = {"done": 0, "failed": 0, "skipped": 0}
 

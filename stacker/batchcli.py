@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from stacker.batch import StackReport, find_stacks, run_batch
+from stacker.batch import StackReport, check_report, find_stacks, run_batch
 from stacker.errors import StackerError
 from stacker.io import OUTPUT_EXTENSIONS
 
@@ -53,6 +53,7 @@ def run_batch_command(
     ext = _check(outdir, output_format, options)
     jobs = find_stacks(roots, outdir, ext=ext, pattern=pattern, depth_maps=depth_maps)
     report_path = report or outdir / "batch-report.jsonl"
+    check_report(report_path, jobs)
     todo = sum(not job.up_to_date() for job in jobs)
     console = Console(stderr=True)
     console.print(f"{len(jobs)} stacks, {len(jobs) - todo} up to date; stacking {todo} on "

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from stacker.batch import ReportWriter, StackReport, find_stacks, remove_stale_temporaries
+from stacker.batch import (
+    ReportWriter,
+    StackReport,
+    find_stacks,
+    remove_stale_temporaries,
+    run_batch,
+)
 from stacker.errors import StackerError
 
 
@@ -100,3 +106,27 @@ def test_report_rows(tmp_path: Path, name: str) -> None:
         rows = [json.loads(line) for line in text.splitlines()]
         assert rows[0]["outputs"] == ["/o/a.tif", "/o/a-depth.png"] and rows[0]["rejected"] == 1
         assert rows[1]["error"] == "b/1.jpg: not a readable image"
+
+
+def test_a_report_that_would_empty_a_frame_or_cannot_be_written_is_refused(
+    tmp_path: Path,
+) -> None:
+    """The report is opened (emptied) before any stack runs: a frame named as the report, or
+    linked to under a report's name, would be lost, and a bad path was a traceback."""
+    frames(tmp_path / "root" / "s1", "1.jpg", "2.jpg")
+    jobs = find_stacks([tmp_path / "root"], tmp_path / "out")
+    frame = tmp_path / "root" / "s1" / "1.jpg"
+    (tmp_path / "link.csv").symlink_to(frame)
+    os.link(frame, tmp_path / "hard.jsonl")
+    bad = {
+        frame: r"1.jpg: name the report .jsonl \(JSON Lines\) or .csv",
+        tmp_path / "out" / "s1.tif": r"s1.tif: name the report .jsonl \(JSON Lines\) or .csv",
+        tmp_path / "link.csv": "is one of the input frames",
+        tmp_path / "hard.jsonl": "is one of the input frames",
+        tmp_path / "nowhere" / "r.csv": r"nowhere/r.csv: cannot write the report \(No such file",
+        tmp_path / "root": "name the report",
+    }
+    for report, message in bad.items():
+        with pytest.raises(StackerError, match=message):
+            run_batch(jobs, {}, report)
+    assert frame.read_bytes() == b"frame"
