@@ -67,7 +67,7 @@ def read_image(path: str | os.PathLike[str], *, orientation: int | None = None) 
         return read_raw_linear(p)
     try:
         data = p.read_bytes()
-        _check_pixel_count(p, header_size(data[:_HEADER_BYTES]))
+        _check_pixel_count(p, header_size(data))
         img, own = _decode(p, data) if data else (None, 1)
     except OSError as exc:
         raise UnreadableImageError(f"{p}: cannot read file ({exc.strerror or exc})") from None
@@ -166,17 +166,20 @@ class OrientedReader:
 
 
 #: Largest frame read, in pixels: above any camera's pixel-shift output, and a header that
-#: declares more (a 60000x60000 PNG) is refused before the decoder allocates anything.
+#: declares more (a 60000x60000 PNG, a 1 MB TIFF of 20000x20000 zeros) is refused before the
+#: decoder allocates anything.
 MAX_FRAME_PIXELS = 250_000_000
-_HEADER_BYTES = 1 << 16
 
 
 def header_size(head: bytes) -> tuple[int, int] | None:
-    """(width, height) declared by a PNG, JPEG or BMP header, without decoding; None if unknown.
+    """(width, height) declared by a PNG, JPEG, BMP or TIFF header, without decoding; None if
+    unknown.
 
-    ``head`` is the start of the file; a JPEG's frame header follows its metadata segments, so
-    give it the first 64 KiB.
+    ``head`` is the file, or its start: a JPEG's frame header follows its metadata segments
+    (give it the first 64 KiB), a TIFF's first page may be described anywhere in the file.
     """
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return _tiff_size(head)
     if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
         w, h = struct.unpack(">II", head[16:24])
         return w, h
@@ -197,6 +200,34 @@ def header_size(head: bytes) -> tuple[int, int] | None:
                 return None
             pos += 2 + struct.unpack(">H", head[pos + 2 : pos + 4])[0]
     return None
+
+
+_TIFF_INTEGERS = {3: "H", 4: "I", 16: "Q"}  # SHORT, LONG, LONG8: how a size may be stored
+
+
+def _tiff_size(data: bytes) -> tuple[int, int] | None:
+    """ImageWidth and ImageLength of a TIFF's (or BigTIFF's) first page, the one decoders read.
+
+    Layout from the TIFF 6.0 specification (section 2: a 12-byte IFD entry with the value in its
+    last 4 bytes when it fits) and the BigTIFF extension (20-byte entries, 8-byte offsets).
+    """
+    order = "<" if data[:2] == b"II" else ">"
+    big = data[2:4] in (b"+\x00", b"\x00+")
+    offset, count, entry, value = ("Q", "Q", 20, 12) if big else ("I", "H", 12, 8)
+    try:
+        (ifd,) = struct.unpack_from(order + offset, data, 8 if big else 4)
+        (entries,) = struct.unpack_from(order + count, data, ifd)
+        start = ifd + struct.calcsize(count)
+        found: dict[int, int] = {}
+        for pos in range(start, start + entries * entry, entry):
+            tag, kind = struct.unpack_from(order + "HH", data, pos)
+            if tag in (256, 257) and kind in _TIFF_INTEGERS:
+                (found[tag],) = struct.unpack_from(order + _TIFF_INTEGERS[kind], data, pos + value)
+    except struct.error:  # cut short: the decoder will say so
+        return None
+    if 256 not in found or 257 not in found:
+        return None
+    return found[256], found[257]
 
 
 def _check_pixel_count(path: Path, size: tuple[int, int] | None) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import tifffile
 
 from stacker.errors import StackerError, UnreadableImageError
 from stacker.io import atomic_write_bytes, check_writable_output, read_image, write_image
@@ -70,6 +71,22 @@ def test_unreadable_files_name_themselves(tmp_path: Path) -> None:
     # without rawpy: how to get RAW support; with it: rawpy's refusal of the junk
     with pytest.raises(UnreadableImageError, match=r"x\.cr2: (RAW files need|not a readable RAW)"):
         read_image(raw)
+
+
+@pytest.mark.parametrize("layout", [{"byteorder": "<"}, {"byteorder": ">"}, {"bigtiff": True}])
+def test_a_tiff_declaring_too_many_pixels_is_refused_before_decoding(
+    tmp_path: Path, layout: dict
+) -> None:
+    """A compressed TIFF of zeros is tiny on disk and gigabytes decoded (1.3 MB declaring
+    20000x20000 took 2.4 GB and 15 s, then failed the stack): its size is read from its header
+    first, as a PNG's or a JPEG's is."""
+    bomb = tmp_path / "bomb.tif"
+    tifffile.imwrite(bomb, np.zeros((16, 16, 3), np.uint8), compression="zlib", **layout)
+    with tifffile.TiffFile(bomb, mode="r+b") as tif:
+        for name in ("ImageWidth", "ImageLength"):
+            tif.pages[0].tags[name].overwrite(20000)
+    with pytest.raises(UnreadableImageError, match=r"bomb\.tif: declares 20000x20000 pixels"):
+        read_image(bomb)
 
 
 def test_a_jpeg_cut_short_is_refused_and_any_file_name_is_read(tmp_path: Path) -> None:
