@@ -7,13 +7,14 @@ given by its scheduler address, whose workers must see ROOT and OUTDIR under the
 shared store). A worker holds one stack at a time, so its memory is one stack's.
 
 A *stack folder* is a capture-session folder (its ``frames/``) or any folder holding at least two
-frames; roots are searched recursively. Each stack is written to ``OUTDIR/<name>.<ext>`` (and
-``<name>-depth.png`` with its preview and sidecar), atomically, by
-:func:`stacker.offline.stack_files` with the options ``stacker stack`` takes. A stack whose
-outputs all exist and are newer than every frame is skipped, so a rerun resumes; a stack that
-fails is reported and the others go on. The report (JSON Lines, or CSV by extension) gets one
-row per stack as it finishes: frames, merged, rejected, unreadable, seconds, peak memory of the
-task, outputs, error.
+frames; roots are searched recursively. Results of ours in a folder (a composite ``stacker stack``
+or an earlier batch wrote there, see :mod:`stacker.paths`) are never frames. Each stack is
+written to ``OUTDIR/<name>.<ext>`` (and ``<name>-depth.png`` with its preview and sidecar),
+atomically, by :func:`stacker.offline.stack_files` with the options ``stacker stack`` takes. A
+stack whose outputs all exist and are newer than every frame is skipped, so a rerun resumes; a
+stack that fails is reported and the others go on. The report (JSON Lines, or CSV by extension)
+gets one row per stack as it finishes: frames, merged, rejected, unreadable, seconds, peak memory
+of the task, outputs, error.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from stacker.errors import StackerError
 from stacker.io import is_image_path
 from stacker.natsort import natural_key
 from stacker.output import depth_paths
-from stacker.paths import check_distinct
+from stacker.paths import check_distinct, is_our_output
 
 REPORT_FIELDS = ("name", "status", "frames", "merged", "rejected", "unreadable", "seconds",
                  "peak_memory_mb", "outputs", "error", "worker", "folder")  # fmt: skip
@@ -88,22 +89,26 @@ class StackReport:
 
 
 def _frames_in(folder: Path, pattern: str | None) -> list[Path]:
+    """The frames in ``folder``: images matching ``pattern``, not results of ours (a composite
+    or depth map written there by ``stacker stack`` or by a batch into this folder)."""
     found = [p for p in folder.iterdir() if p.is_file() and is_image_path(p)]
     if pattern:
         found = [p for p in found if fnmatch.fnmatch(p.name.lower(), pattern.lower())]
-    return sorted(found, key=lambda p: natural_key(p.name))
+    return sorted((p for p in found if not is_our_output(p)), key=lambda p: natural_key(p.name))
 
 
-def _stack_folders(root: Path, pattern: str | None, skip: Path) -> Iterable[tuple[Path, Path]]:
-    """(stack folder, folder of its frames) under ``root``, depth first, in natural order."""
+def _stack_folders(
+    root: Path, pattern: str | None, skip: Path
+) -> Iterable[tuple[Path, list[Path]]]:
+    """(stack folder, its frames) under ``root``, depth first, in natural order."""
     if root.resolve() == skip or root.name.startswith("."):
         return
     frames_dir = root / "frames"
-    if frames_dir.is_dir() and len(_frames_in(frames_dir, pattern)) >= 2:
-        yield root, frames_dir  # a capture session: its frames, not its composite
+    if frames_dir.is_dir() and len(frames := _frames_in(frames_dir, pattern)) >= 2:
+        yield root, frames  # a capture session: its frames, not its composite
         return
-    if len(_frames_in(root, pattern)) >= 2:
-        yield root, root
+    if len(frames := _frames_in(root, pattern)) >= 2:
+        yield root, frames
         return
     for sub in sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: natural_key(p.name)):
         yield from _stack_folders(sub, pattern, skip)
@@ -123,7 +128,7 @@ def find_stacks(
     for root in roots:
         if not root.is_dir():
             raise StackerError(f"{root}: no such folder; give folders that hold stacks")
-        for folder, frames_dir in _stack_folders(root, pattern, skip):
+        for folder, frames in _stack_folders(root, pattern, skip):
             rel = folder.relative_to(root).parts
             name = "-".join(rel) if rel else root.resolve().name
             if name in jobs:
@@ -134,7 +139,7 @@ def find_stacks(
             jobs[name] = StackJob(
                 name=name,
                 folder=folder,
-                frames=tuple(_frames_in(frames_dir, pattern)),
+                frames=tuple(frames),
                 output=outdir / f"{name}{ext}",
                 depth_map=outdir / f"{name}-depth.png" if depth_maps else None,
             )

@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from stacker.batch import (
@@ -17,6 +18,8 @@ from stacker.batch import (
     run_batch,
 )
 from stacker.errors import StackerError
+from stacker.io import atomic_write_bytes, encode_image
+from stacker.output import OUTPUT_SOFTWARE
 
 
 def frames(folder: Path, *names: str) -> None:
@@ -130,3 +133,28 @@ def test_a_report_that_would_empty_a_frame_or_cannot_be_written_is_refused(
         with pytest.raises(StackerError, match=message):
             run_batch(jobs, {}, report)
     assert frame.read_bytes() == b"frame"
+
+
+def result_of_ours(path: Path) -> None:
+    image = np.zeros((8, 8, 3), np.uint8)
+    atomic_write_bytes(path, encode_image(image, path.suffix, software=OUTPUT_SOFTWARE))
+
+
+def test_results_of_ours_in_a_stack_folder_are_not_frames(tmp_path: Path) -> None:
+    """A composite ``stacker stack`` wrote beside the frames, or a batch whose OUTDIR is a
+    session's frames folder, was taken as a frame: the stack then failed on its size, and every
+    rerun failed the same way."""
+    root = tmp_path / "root"
+    frames(root / "s1", "1.jpg", "2.jpg")
+    result_of_ours(root / "s1" / "stacked.jpg")
+    frames(root / "s2", "1.jpg")
+    result_of_ours(root / "s2" / "stacked.tif")  # one frame and a result: not a stack
+    session = root / "session"
+    frames(session / "frames", "frame_0001.jpg", "frame_0002.jpg")
+    for name in ("session.tif", "session-depth.png", "session-depth-preview.jpg"):
+        result_of_ours(session / "frames" / name)
+    jobs = find_stacks([root], session / "frames")
+    assert {job.name: [f.name for f in job.frames] for job in jobs} == {
+        "s1": ["1.jpg", "2.jpg"],
+        "session": ["frame_0001.jpg", "frame_0002.jpg"],
+    }
