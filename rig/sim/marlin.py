@@ -284,8 +284,10 @@ class MarlinSimulator(FirmwareDevice):
         line = re.sub(r"^N\d+\s*", "", line)
         line = re.sub(r"\*\d+$", "", line).strip()
         words = dict(re.findall(r"([A-Z])\s*([-+]?[0-9.]*)", line))
-        command = line.split()[0] if line else ""
-        command = re.match(r"[A-Z]\d+(\.\d+)?", command).group(0) if command else ""  # type: ignore[union-attr]
+        code = re.match(r"[A-Z]\d+(\.\d+)?", line)
+        # A line that is no G, M or T code ("$G", a stray "?") is an unknown command too
+        # (gcode/parser.cpp, then GcodeSuite::process_parsed_command's unknown_command_warning).
+        command = code.group(0) if code else "?" if line else ""
         if command in ("G0", "G1"):
             self._queue_move(words)
         elif command in ("G4", "M400"):

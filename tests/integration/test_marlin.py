@@ -130,6 +130,9 @@ def test_soft_endstop_clamping_is_reported() -> None:
 def test_unknown_and_echo_lines_are_tolerated(sim: MarlinSimulator) -> None:
     with connected(sim, MarlinRail) as rail:
         assert rail.send("M999") == ['echo:Unknown command: "M999"']
+        assert rail.send("$G") == [
+            'echo:Unknown command: "$G"'
+        ]  # a GRBL command, as Marlin sees it
         sim.inject(b"echo:SD card ok\n\xfe\xffnoise\nbusy: processing\n")
         rail.move_to(11_000.0)
         assert rail.position == 11_000.0
