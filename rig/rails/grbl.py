@@ -69,6 +69,8 @@ STATUS_QUERY = b"?"
 # "GrblHAL 1.1f ['$' or '$HELP' for help]" (COMPATIBILITY_LEVEL 0; older builds said '$$').
 _BANNER = re.compile(r"^(Grbl|GrblHAL)\s+(\S+)\s*\[")
 _AXES = "XYZABC"
+_WCO_REFRESH_BUSY_COUNT = 30
+"""GRBL's ``config.h``: the most status reports between two that carry ``WCO``."""
 
 
 class GrblCommandError(RigError):
@@ -206,6 +208,7 @@ class GrblRail(GcodeRail):
             self._awaiting = False
             last = self._status
             self._status = None
+            self._wco = None  # the offset may have changed while the port was closed
             resets_before = self._reset_seq
         self._link = SerialLink(self.port, self.baud, self._on_line, self._on_lost)
         try:
@@ -223,6 +226,7 @@ class GrblRail(GcodeRail):
                 self._position_lost = "the controller restarted while disconnected"
             if status.state in ("Run", "Jog", "Home"):
                 status = self._wait_idle("the motion under way when connecting")
+            self._learn_work_offset(status)
             self._read_settings()
         except _Timeout:
             self._link.close()
@@ -235,6 +239,25 @@ class GrblRail(GcodeRail):
         if status.state != "Alarm":
             self._alarm_code = None
             self._critical = False
+
+    def _learn_work_offset(self, status: GrblStatus) -> None:
+        """Query the status until a report carries ``WCO``, when positions come as ``MPos``.
+
+        GRBL adds ``WCO`` to a report after a restart or an offset change, and otherwise to one
+        report in 10 while idle (``report.c``, ``REPORT_WCO_REFRESH_IDLE_COUNT``; grblHAL does
+        the same). A board that kept its power since the last connection can be anywhere in
+        that cycle, and until the offset arrives the work position would read as the machine
+        position: off by any ``G10``/``G92`` offset set before.
+        """
+        for _ in range(_WCO_REFRESH_BUSY_COUNT):
+            if status.wpos is not None or self._wco is not None:
+                return
+            status = self._query_status()
+        log.warning(
+            "%s: the controller reports no work offset (WCO); positions are taken as machine "
+            "positions",
+            self.port,
+        )
 
     def _same_place(self, before: GrblStatus | None, now: GrblStatus) -> bool:
         """Whether the controller still reports the machine position it had before."""

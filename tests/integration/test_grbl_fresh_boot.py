@@ -83,6 +83,21 @@ def test_a_later_alarm_is_not_cleared_by_accepting_the_position() -> None:
         assert rail.status().state == "Alarm" and b"$X" not in bytes(sim.received)
 
 
+def test_a_board_that_does_not_reset_keeps_its_work_offset() -> None:
+    """GRBL reports WCO in one status report in 10 while idle: the driver waits for one."""
+    with GrblSimulator(time_scale=20.0, reset_on_open=False) as sim:
+        with connected(sim, GrblRail) as rail:
+            rail.move_to(5000.0)
+            rail.send("G10 L20 P1 X0")  # a work zero set here, as a CNC sender would
+            assert rail.status().wco is not None  # the report after a change carries it
+            while rail.status().wco is None:  # ...then one in 10: wait for that one, so the
+                pass  # reports right after it, the next connection's first ones, carry none
+        with connected(sim, GrblRail) as again:
+            assert abs(again.position) <= STEP_UM
+            again.move_to(100.0)
+            assert sim.work_position[0] == pytest.approx(0.1, abs=0.002)
+
+
 def test_a_board_that_does_not_reset_keeps_its_position_and_is_trusted() -> None:
     with GrblSimulator(time_scale=20.0, reset_on_open=False) as sim:
         with connected(sim, GrblRail) as rail:
