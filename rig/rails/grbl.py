@@ -69,6 +69,8 @@ STATUS_QUERY = b"?"
 # "GrblHAL 1.1f ['$' or '$HELP' for help]" (COMPATIBILITY_LEVEL 0; older builds said '$$').
 _BANNER = re.compile(r"^(Grbl|GrblHAL)\s+(\S+)\s*\[")
 _AXES = "XYZABC"
+_HELD_STATES = ("Hold", "Door")
+"""States in which GRBL keeps planned motion paused until Cycle Start (``~``) or a reset."""
 _WCO_REFRESH_BUSY_COUNT = 30
 """GRBL's ``config.h``: the most status reports between two that carry ``WCO``."""
 
@@ -507,6 +509,15 @@ class GrblRail(GcodeRail):
             "until you home the rail or unlock it (`rig rail home` / `rig rail unlock`)"
         )
 
+    def _held_error(self, state: str, what: str) -> MotionError:
+        """The controller sits in a feed hold (``Hold``) or at an open safety door (``Door``)."""
+        cause = "its safety-door input is open" if state == "Door" else "its Hold input fired"
+        return MotionError(
+            f"{self.port}: the controller is paused ({state}): {cause} (a button, or noise "
+            f"on a long or loose wire); {what}. Press its Cycle Start, or stop the rail "
+            "(`rig rail stop`), then try again"
+        )
+
     def _reset_error(self, line: str) -> RigError:
         if self._halting:
             return MoveStoppedError(f"{self.name}: stopped")
@@ -604,8 +615,11 @@ class GrblRail(GcodeRail):
 
     def _ready_check(self) -> None:
         self._require_link()
-        if self._critical or self.in_alarm:
+        state = self.status().state
+        if self._critical or state == "Alarm":
             raise self._alarm_error("is active")
+        if state in _HELD_STATES:
+            raise self._held_error(state, "nothing moved")
         if self._position_lost is not None:
             raise MotionError(
                 f"{self.name}: position unknown ({self._position_lost}); home the rail first "
@@ -629,14 +643,35 @@ class GrblRail(GcodeRail):
         resets = self._reset_seq
         try:
             self._checked_command(f"G21 G90 G1 {self.axis}{mm:.4f} F{feed:.1f}")
-            self._checked_command(
-                "G4 P0.01", timeout=self._motion_timeout(mm - start / 1000.0, feed)
-            )
+            self._wait_planned(target_um, self._motion_timeout(mm - start / 1000.0, feed))
             self._wait_idle(f"move to {format_length(target_um)}", resets=resets)
         except GrblCommandError as exc:
             raise MotionError(str(exc)) from None
         finally:
             self._moving = False
+
+    def _wait_planned(self, target_um: float, timeout: float) -> None:
+        """``G4 P0.01``: answered once the planned motion is done (see the module docstring).
+
+        A feed hold pauses that motion for as long as it lasts, so a G4 that times out is
+        blamed on the hold when the controller reports one, and on the link otherwise.
+        """
+        try:
+            self._command("G4 P0.01", timeout=timeout)
+        except _Timeout:
+            try:
+                state = self._query_status(timeout=1.0).state
+            except _Timeout:
+                state = ""
+            if state in _HELD_STATES:
+                raise self._held_error(
+                    state, f"the move to {format_length(target_um)} did not finish"
+                ) from None
+            raise RigError(
+                f"the GRBL controller on {self.port} stopped answering (the move to "
+                f"{format_length(target_um)} did not end within {timeout:.0f} s); check power "
+                "and cable, then reconnect"
+            ) from None
 
     def _wait_idle(
         self, what: str, timeout: float | None = None, *, resets: int | None = None

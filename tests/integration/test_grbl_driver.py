@@ -101,6 +101,27 @@ def test_injected_alarm_during_a_move(sim: GrblSimulator) -> None:
 
 
 @pytest.mark.slow
+def test_a_feed_hold_from_the_board_is_named_not_taken_for_silence() -> None:
+    """The Hold input (a button, or noise on its wire) pauses motion until Cycle Start.
+
+    GRBL's pin interrupt and the ``!`` byte set the same feed-hold flag (system.c, serial.c),
+    so the simulator is given ``!`` as its Hold input.
+    """
+    with (
+        GrblSimulator(time_scale=10.0, reset_on_open=False) as sim,
+        connected(sim, GrblRail, "&timeout=1") as rail,
+    ):
+        threading.Timer(0.02, sim.on_bytes, args=(b"!",)).start()
+        with pytest.raises(MotionError, match=r"paused \(Hold\).*did not finish.*Cycle Start"):
+            rail.move_to(5_000.0)
+        with pytest.raises(MotionError, match=r"paused \(Hold\).*nothing moved"):
+            rail.move_to(100.0)
+        sim.on_bytes(b"~")  # Cycle Start: the held move carries on
+        rail.move_to(100.0)
+        assert abs(rail.position - 100.0) <= STEP_UM
+
+
+@pytest.mark.slow
 def test_grbl_soft_limits_jog_error_15_and_g1_alarm_2() -> None:
     with (
         GrblSimulator(time_scale=10.0, settings={20: 1, **QUICK_HOMING}) as sim,
