@@ -50,7 +50,7 @@ from rig.camera.errors import (
     classify,
 )
 from rig.camera.focus import FocusStrategy, choose_strategy
-from rig.camera.naming import free_stem, next_auto_stem, shot_file_names
+from rig.camera.naming import check_stem, free_stem, next_auto_stem, shot_file_names
 from rig.camera.retry import RetryPolicy
 from rig.camera.shot import (
     FORMAT_KEYS,
@@ -62,6 +62,7 @@ from rig.camera.shot import (
     vendor_of,
 )
 from rig.camera.summary import CameraSummary, StorageSummary
+from rig.errors import RigError
 from stacker.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -561,8 +562,13 @@ class Camera:
         the camera. Canon EOS bodies are released without autofocus (see :meth:`_release`).
         """
         dest_dir = Path(dest_dir)
+        if stem is not None:
+            check_stem(stem)
         with self._lock:
-            dest_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                dest_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # before the shutter: nothing is shot that cannot be kept
+                raise RigError(f"cannot keep frames in {dest_dir}: {exc.strerror}") from None
             self._collect_stragglers(dest_dir)
             first = self._release()
             return PendingShot(self, dest_dir, stem, first, self.files_per_shot())

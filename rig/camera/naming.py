@@ -12,8 +12,22 @@ from __future__ import annotations
 import re
 from pathlib import Path, PurePosixPath
 
+from rig.errors import RigError
+
 DEFAULT_PREFIX = "frame_"
 DIGITS = 4
+
+
+def check_stem(stem: str) -> str:
+    """``stem`` when it names files in the destination folder itself; else a one-line error.
+
+    A separator or ``..`` would put the frames in another folder, or in none that exists.
+    """
+    if stem in ("", ".", "..") or any(c in stem for c in "/\\\0"):
+        raise RigError(
+            f"file name stem {stem!r}: give a plain name without a folder, such as test_01"
+        )
+    return stem
 
 
 def stem_taken(folder: Path, stem: str) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 
 from rig.camera import ConfigValueError
 from rig.cli import app
+from rig.errors import RigError
 from rig.sim.vcamera import VirtualCameraFolder
 
 runner = CliRunner()
@@ -41,6 +43,28 @@ def test_shoot_prints_the_files_written(card: VirtualCameraFolder, tmp_path: Pat
     assert (out / "frame_0001.jpg").read_bytes() == staged
     again = runner.invoke(app, ["camera", "shoot", "-o", str(out), "--stem", "test"])
     assert again.output.splitlines() == [str(out / "test.jpg")]
+
+
+@pytest.mark.parametrize(
+    ("where", "stem", "message"),
+    [
+        ("a file", None, r"cannot keep frames in .*a file: File exists"),
+        ("shots", "../escape", r"stem '\.\./escape': give a plain name"),
+        ("shots", "a/b", r"stem 'a/b': give a plain name"),
+    ],
+)
+def test_an_unusable_folder_or_stem_is_refused_before_the_shutter(
+    card: VirtualCameraFolder, tmp_path: Path, where: str, stem: str | None, message: str
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a file").write_bytes(b"")
+    card.stage(b"\xff\xd8cli shot\xff\xd9")
+    args = ["camera", "shoot", "-o", str(out / where)] + (["--stem", stem] if stem else [])
+    result = runner.invoke(app, args)
+    assert isinstance(result.exception, RigError), result.exception
+    assert re.search(message, str(result.exception))
+    assert sorted(p.name for p in out.rglob("*")) == ["a file"]  # nothing written anywhere
 
 
 def test_summary_and_config(card: VirtualCameraFolder) -> None:
