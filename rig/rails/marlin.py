@@ -13,7 +13,9 @@ The protocol is plain G-code, one line at a time, each answered by ``ok``:
   waits (each one proves the board alive and extends the wait), other ``echo:`` lines, and
   ``start`` after a reset. All are tolerated. A ``start`` while connecting means the board
   restarted as the port opened (an Arduino resets on DTR): it now counts from 0 wherever the
-  carriage stands, and ``capabilities.unreferenced`` says so until it is homed or accepted.
+  carriage stands, and ``capabilities.unreferenced`` says so until it is homed or accepted. A
+  ``start`` later on (a power dip, the watchdog, the reset button) ends the command awaited
+  and refuses every move until the rail is homed or its position accepted.
 * **Stop.** ``M410`` (quick stop, keeps the position) acts at once only in builds with
   ``EMERGENCY_PARSER``, which ``M115`` announces as ``Cap:EMERGENCY_PARSER:1``; without it
   (the stock configuration) ``M410`` and ``M112`` wait in the command queue like any line, so a
@@ -114,11 +116,15 @@ class MarlinRail(GcodeRail):
         self._halted = False
         self._needs_sync = False
         self._position_um: float | None = None
+        self._connected = False
+        """Connection is complete: a ``start`` from now on is a restart during the session."""
+        self._position_lost: str | None = None
         self._connect()
 
     # -- connection ---------------------------------------------------------------------------
 
     def _connect(self) -> None:
+        self._connected = False
         boots = self._boots
         self._link = SerialLink(self.port, self.baud, self._on_line, self._on_lost)
         try:
@@ -132,6 +138,7 @@ class MarlinRail(GcodeRail):
             self._link.close()
             self._link = None
             raise
+        self._connected = True
         if self._boots != boots:
             self._unreferenced = (
                 "the board restarted when its port was opened (an Arduino resets on DTR), so it "
@@ -206,6 +213,11 @@ class MarlinRail(GcodeRail):
                 self._homed = False
                 self._position_um = None
                 self._boots += 1
+                if self._connected:
+                    self._position_lost = (
+                        "the board restarted (a power dip, its watchdog or its reset button), "
+                        "so it counts from 0 wherever the carriage stands"
+                    )
             elif self._awaiting:
                 self._info.append(line)
             self._cond.notify_all()
@@ -238,10 +250,16 @@ class MarlinRail(GcodeRail):
                 link.send_line(line)
                 with self._cond:
                     deadline = time.monotonic() + silence
-                    seen = self._activity
+                    seen, boots = self._activity, self._boots
                     while not self._responses:
                         if link.lost is not None:
                             raise link.lost
+                        if self._connected and self._boots != boots:
+                            raise MotionError(
+                                f"the Marlin board on {self.port} restarted during {line!r}; "
+                                "its position is lost: home the rail or accept its position "
+                                "before moving"
+                            )
                         if self._halted:
                             raise RigError(
                                 f"the Marlin board on {self.port} halted during {line!r}: "
@@ -266,6 +284,21 @@ class MarlinRail(GcodeRail):
         if errors:
             raise MotionError(f"{self.port}: {line!r} failed: {'; '.join(errors)}")
         return info
+
+    def _ready_check(self) -> None:
+        if self._position_lost is not None:
+            raise MotionError(
+                f"{self.name}: position unknown ({self._position_lost}); home the rail "
+                "(`rig rail home`) or accept its position, then move"
+            )
+
+    def _reference_problem(self) -> str | None:
+        return self._position_lost or self._unreferenced
+
+    def accept_position(self, position: float | None = None) -> None:
+        """Trust the board's position again after a restart (see :meth:`Rail.accept_position`)."""
+        self._position_lost = None
+        super().accept_position(position)
 
     def send(self, line: str) -> list[str]:
         """Send a raw G-code line and return what Marlin printed before ``ok``."""
@@ -392,6 +425,7 @@ class MarlinRail(GcodeRail):
 
     def jog(self, delta_um: float) -> None:
         """Relative move with ``G91`` (no backlash handling), then wait for it."""
+        self._ready_check()
         start = self._read_position()
         self._check_limits(start + delta_um)
         self._check_min_move(start, [start + delta_um])
@@ -409,6 +443,7 @@ class MarlinRail(GcodeRail):
         self._position_um = None
         self._command(f"G28 {self.axis}")
         self._homed = True
+        self._position_lost = None
         self._calibrate_count()
 
     def _halt(self) -> None:

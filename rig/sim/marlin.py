@@ -5,7 +5,7 @@ with Marlin's habits (sources: MarlinFirmware/Marlin 2.1, files named beside eac
 
 * a ``start`` banner and ``echo:`` chatter at boot; the board restarts when its port is opened
   (an Arduino's DTR reset) and then calls wherever the carriage stands 0 (``current_position``
-  starts zeroed, nothing is homed);
+  starts zeroed, nothing is homed); a command under way when it restarts is never answered;
 * ``ok`` for each line; ``G0``/``G1`` with ``G90``/``G91``, ``G20``/``G21`` that take real time
   (trapezoid per move, sequential); ``M400`` answers when motion is done and sends
   ``echo:busy: processing`` while waiting (host keepalive); ``G92`` sets the position;
@@ -122,6 +122,7 @@ class MarlinSimulator(FirmwareDevice):
         self._inches = False
         self._feed = 1500.0
         self._halted = False
+        self._boots = 0
         self.motion_log: list[tuple[Vec, Vec]] = []
         """``(start, end)`` of every completed or interrupted move (mm)."""
 
@@ -205,6 +206,7 @@ class MarlinSimulator(FirmwareDevice):
             self._lines.clear()
             self._partial.clear()
             self._halted = False
+            self._boots += 1  # a command under way when the board restarted is never answered
             self._absolute, self._inches = True, False
             # Marlin boots with current_position zeroed and no axis homed: 0 is wherever the
             # carriage stands (Marlin.cpp setup(); motion.cpp current_position).
@@ -280,6 +282,8 @@ class MarlinSimulator(FirmwareDevice):
     # -- commands -----------------------------------------------------------------------------
 
     def _execute(self, raw: str) -> None:
+        with self._lock:
+            boots = self._boots
         line = re.sub(r";.*$", "", raw).strip().upper()
         line = re.sub(r"^N\d+\s*", "", line)
         line = re.sub(r"\*\d+$", "", line).strip()
@@ -315,7 +319,7 @@ class MarlinSimulator(FirmwareDevice):
         else:
             self.write(f'echo:Unknown command: "{raw.strip()}"\n')
         with self._lock:
-            if not self._halted:
+            if not self._halted and self._boots == boots:
                 self.write("ok\n")
 
     def _report(self, command: str, words: dict[str, str]) -> None:

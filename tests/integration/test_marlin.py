@@ -164,3 +164,33 @@ def test_disconnect_mid_move_then_reconnect(sim: MarlinSimulator) -> None:
         rail.home()
         rail.move_to(2_000.0)
         assert rail.position == 2_000.0
+
+
+def test_a_restart_during_the_session_stops_the_next_move(sim: MarlinSimulator) -> None:
+    """A power dip or watchdog reset: Marlin prints ``start`` and counts from 0 where it is."""
+    with connected(sim, MarlinRail) as rail:
+        rail.accept_position()
+        rail.move_to(5_000.0)
+        sim.power_cycle()
+        deadline = time.monotonic() + 2.0
+        while rail.capabilities.unreferenced is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert "restarted" in (rail.capabilities.unreferenced or "")
+        with pytest.raises(MotionError, match=r"position unknown \(the board restarted"):
+            rail.move_to(6_000.0)
+        with pytest.raises(MotionError, match="position unknown"):
+            rail.jog(1_000.0)
+        assert sim.position[0] == pytest.approx(15.0)  # nothing moved: 10 mm + 5 mm
+        rail.accept_position(5_000.0)  # nothing moved since: it stands at 5 mm
+        rail.move_to(6_000.0)
+        assert sim.position[0] == pytest.approx(16.0)
+
+
+def test_a_restart_while_a_move_is_awaited_is_said_at_once(sim: MarlinSimulator) -> None:
+    with connected(sim, MarlinRail, "&timeout=30") as rail:
+        rail.accept_position()
+        threading.Timer(0.1, sim.power_cycle).start()
+        started = time.monotonic()
+        with pytest.raises(MotionError, match="restarted during 'M400'"):
+            rail.move_to(100_000.0)  # 10 s at 10x
+        assert time.monotonic() - started < 5.0  # not the 30 s of silence allowed
