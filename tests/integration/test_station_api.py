@@ -20,7 +20,7 @@ from rig.sim.rig import SimRigSpec, SimulatedRig
 from rig.station.api import station_app
 from rig.station.auth import load_token
 from rig.station.errors import StationError
-from rig.station.service import Station
+from rig.station.service import LOCK_FILE, Station
 from stacker.preview import PreviewServer
 from stacker.preview.access import COOKIE
 
@@ -59,6 +59,11 @@ def client(server: PreviewServer) -> Iterator[httpx.Client]:
     auth = {"Authorization": f"Bearer {TOKEN}"}
     with httpx.Client(base_url=server.url.rstrip("/"), headers=auth, timeout=10) as c:
         yield c
+
+
+def folder_entries(station: Station) -> list[str]:
+    """What lies in the station's sessions folder, but for the lock file that holds it."""
+    return sorted(name for name in os.listdir(station.root) if name != LOCK_FILE)
 
 
 def _wait(predicate, timeout: float = 60.0) -> None:
@@ -246,4 +251,4 @@ def test_start_stop_resume_and_download_through_the_api(station, client) -> None
         on_disk = (station.root / "beetle" / "frames" / "frame_0003.jpg").read_bytes()
         assert zf.read("beetle/frames/frame_0003.jpg") == on_disk
     assert client.get("/api/sessions/nope/composite").status_code == 404
-    assert os.listdir(station.root) == ["beetle"]
+    assert folder_entries(station) == ["beetle"]

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rig.plan import ShotPlan
-from tests.integration.test_station_api import client, rig, server, station
+from tests.integration.test_station_api import client, folder_entries, rig, server, station
 
 __all__ = ["client", "rig", "server", "station"]  # the station API tests' fixtures
 
@@ -149,4 +149,4 @@ def test_unknown_method_or_align_is_refused_before_a_session_starts(station, cli
         r = client.post("/api/sessions", json={"plan": plan, "name": f"bad-{field}", field: "x"})
         assert r.status_code == 400, r.text
         assert field in r.json()["error"]
-    assert not any(station.root.iterdir())
+    assert folder_entries(station) == []

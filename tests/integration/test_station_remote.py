@@ -22,7 +22,15 @@ from rig.station.service import Station
 from stacker.preview import PreviewServer
 
 # The simulated rig, station and client of the station's API tests (module-scoped rig).
-from tests.integration.test_station_api import SPEC, TOKEN, client, rig, server, station
+from tests.integration.test_station_api import (
+    SPEC,
+    TOKEN,
+    client,
+    folder_entries,
+    rig,
+    server,
+    station,
+)
 
 __all__ = ["client", "rig", "server", "station"]
 
@@ -195,5 +203,5 @@ def test_thumbnail_and_delete_stay_inside_the_sessions_folder(
     r = client.post("/api/sessions/old/delete", json={"confirm": "old"})
     assert r.status_code == 200, r.text
     assert not (station.root / "old").exists()
-    assert sorted(p.name for p in station.root.iterdir()) == ["linked"]
+    assert folder_entries(station) == ["linked"]
     assert client.get("/api/sessions/old/thumbnail").status_code == 404

@@ -22,7 +22,15 @@ from rig.station.errors import StationError
 from rig.station.service import TEST_SHOT_DIR, Station
 from stacker.preview import PreviewServer
 from stacker.preview.guard import warn_if_wildcard
-from tests.integration.test_station_api import SPEC, TOKEN, client, rig, server, station
+from tests.integration.test_station_api import (
+    SPEC,
+    TOKEN,
+    client,
+    folder_entries,
+    rig,
+    server,
+    station,
+)
 
 __all__ = ["client", "rig", "server", "station"]  # the station API tests' fixtures
 
@@ -52,7 +60,7 @@ def test_simultaneous_starts_leave_exactly_one_winner(station, server, client) -
             t.join(30)
         assert sorted(codes) == [201, 409, 409, 409], (attempt, codes)
         assert station.wait(60) is not None
-    started = [p.name for p in station.root.iterdir()]
+    started = folder_entries(station)
     assert len(started) == 3, started
 
 
@@ -324,7 +332,7 @@ def test_a_second_station_on_the_same_folder_is_refused(rig, tmp_path: Path) -> 
     with pytest.raises(StationError, match=r"another station \(process \d+\) uses") as refused:
         Station(tmp_path / "s", focuser=rig.focuser, camera=rig.camera, rig={})
     assert str(tmp_path / "s") in str(refused.value) and "\n" not in str(refused.value)
-    assert [s["id"] for s in first.sessions()] == []  # the lock file is no session
+    assert folder_entries(first) == [] and first.sessions() == []  # the lock is no session
     first.close()
     Station(tmp_path / "s", focuser=rig.focuser, camera=rig.camera, rig={}).close()
 
