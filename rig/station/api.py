@@ -30,18 +30,23 @@ Live view, camera settings and past sessions: :mod:`rig.station.liveview`,
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import mimetypes
+import os
+from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
+from io import BufferedReader
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from rig.station.errors import NotFoundError, StationBusyError
+from rig.station.files import ZIP_CHUNK, SessionFiles
 from rig.station.service import Station, describe_plan, plan_from_request
 from stacker.errors import UserError
 from stacker.options import StackOptions
@@ -103,6 +108,33 @@ def _handle(
 async def _blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run a call that moves or shoots off the event loop."""
     return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs))
+
+
+def _attachment(name: str) -> str:
+    """A ``Content-Disposition`` that saves the download as ``name`` (RFC 6266)."""
+    quoted = quote(name)
+    if quoted == name:
+        return f'attachment; filename="{name}"'
+    return f"attachment; filename*=utf-8''{quoted}"
+
+
+def _chunks(src: BufferedReader) -> Iterator[bytes]:
+    with src:
+        while chunk := src.read(ZIP_CHUNK):
+            yield chunk
+
+
+async def _download(files: SessionFiles, path: Path, name: str) -> Response:
+    """The file ``path`` as an attachment saved as ``name``, sent from a handle opened through
+    no link (:meth:`SessionFiles.open`): opening it again by name once the checks have passed
+    would follow a link swapped in meanwhile out of the session folder."""
+    src = await _blocking(files.open, path)
+    size = os.fstat(src.fileno()).st_size
+    return StreamingResponse(
+        _chunks(src),
+        media_type=mimetypes.guess_type(name)[0] or "application/octet-stream",
+        headers={**NO_STORE, "Content-Length": str(size), "Content-Disposition": _attachment(name)},
+    )
 
 
 def station_routes(station: Station, token: str) -> list[BaseRoute]:
@@ -167,7 +199,7 @@ def station_routes(station: Station, token: str) -> list[BaseRoute]:
     async def result(request: Request) -> Response:
         sid, kind = request.path_params["sid"], request.path_params["kind"]
         path = await _blocking(station.files.result_file, sid, kind)
-        return FileResponse(path, filename=f"{sid}-{path.name}", headers=NO_STORE)
+        return await _download(station.files, path, f"{sid}-{path.name}")
 
     async def frames_zip(request: Request) -> Response:
         sid = request.path_params["sid"]
@@ -175,13 +207,13 @@ def station_routes(station: Station, token: str) -> list[BaseRoute]:
         return StreamingResponse(
             chunks,
             media_type="application/zip",
-            headers={**NO_STORE, "Content-Disposition": f'attachment; filename="{sid}-frames.zip"'},
+            headers={**NO_STORE, "Content-Disposition": _attachment(f"{sid}-frames.zip")},
         )
 
     async def frame(request: Request) -> Response:
         sid, name = request.path_params["sid"], request.path_params["name"]
         path = await _blocking(station.files.frame_file, sid, name)
-        return FileResponse(path, filename=path.name, headers=NO_STORE)
+        return await _download(station.files, path, path.name)
 
     return [
         *login_routes(token),

@@ -4,12 +4,14 @@ Only files of the station's own sessions are ever served, and they are found by 
 (session folders under the root, frame files in a session's ``frames/`` folder), never by
 joining a name from a request onto a path, so ``..``, encoded or absolute names match nothing.
 A symbolic link is never followed: :func:`served_file` passes only regular files whose real path
-lies inside the session folder, and :func:`own_empty_folder` removes a link it finds where the
-station writes instead of deleting through it.
+lies inside the session folder, :func:`open_served` opens them without following a link swapped
+in since, and :func:`own_empty_folder` removes a link it finds where the station writes instead
+of deleting through it.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import re
@@ -39,10 +41,26 @@ def served_file(path: Path, folder: Path) -> Path | None:
     return path if inside else None
 
 
-def open_served(path: Path) -> io.BufferedReader:
-    """Open a file :func:`served_file` passed, refusing a link swapped in since (``O_NOFOLLOW``)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    return os.fdopen(fd, "rb")
+def open_served(path: Path, root: Path) -> io.BufferedReader:
+    """Open ``path``, a file :func:`served_file` passed somewhere under ``root``, following no
+    link on the way: each folder below ``root`` is opened inside the one above it with
+    ``O_NOFOLLOW``, and so is the file, so a link swapped in for any of them since the check
+    is refused (:class:`OSError`) instead of leading outside. Anything but a regular file (a
+    FIFO would block the open: ``O_NONBLOCK``) is refused too."""
+    *folders, name = path.relative_to(root).parts
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in folders:
+            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        file_fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+    finally:
+        os.close(fd)
+    if not stat.S_ISREG(os.fstat(file_fd).st_mode):
+        os.close(file_fd)
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    return os.fdopen(file_fd, "rb")
 
 
 def own_empty_folder(path: Path) -> Path:
@@ -162,12 +180,20 @@ class SessionFiles:
                 return path
         raise NotFoundError(f"session {sid} has no frame {name!r}")
 
+    def open(self, path: Path) -> io.BufferedReader:
+        """Open a file this class handed out, through no link (:func:`open_served`);
+        :class:`NotFoundError` when it was swapped for one, or removed, since."""
+        try:
+            return open_served(path, self.root)
+        except OSError:
+            raise NotFoundError(f"{path.name} is no longer among this station's files") from None
+
     def frames_zip(self, sid: str) -> Iterator[bytes]:
         """A zip of the session's frames, produced piece by piece (frames are stored as is)."""
         files = self.frame_files(sid)
         if not files:
             raise NotFoundError(f"session {sid} has no frames yet")
-        return _zip_stream(files, prefix=f"{sid}/frames/")
+        return _zip_stream(files, self.root, prefix=f"{sid}/frames/")
 
 
 class _Chunks(io.RawIOBase):
@@ -194,14 +220,20 @@ class _Chunks(io.RawIOBase):
         return out
 
 
-def _zip_stream(files: list[Path], *, prefix: str) -> Iterator[bytes]:
+def _zip_stream(files: list[Path], root: Path, *, prefix: str) -> Iterator[bytes]:
     sink = _Chunks()
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
         for path in files:
-            info = zipfile.ZipInfo(prefix + path.name, time.localtime(path.stat().st_mtime)[:6])
-            with open_served(path) as src, zf.open(info, "w", force_zip64=True) as dst:
-                while chunk := src.read(ZIP_CHUNK):
-                    dst.write(chunk)
-                    yield sink.take()
+            try:
+                src = open_served(path, root)
+            except OSError:
+                continue  # removed, or swapped for a link, since it was listed
+            with src:
+                when = time.localtime(os.fstat(src.fileno()).st_mtime)[:6]
+                info = zipfile.ZipInfo(prefix + path.name, when)
+                with zf.open(info, "w", force_zip64=True) as dst:
+                    while chunk := src.read(ZIP_CHUNK):
+                        dst.write(chunk)
+                        yield sink.take()
             yield sink.take()
     yield sink.take()

@@ -21,7 +21,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from rig.station.errors import StationBusyError, StationError
-from rig.station.files import open_served
 from rig.station.service import Station
 from stacker.io import read_image
 from stacker.preview.publisher import encode_jpeg
@@ -41,7 +40,7 @@ class SessionHistory:
     def thumbnail(self, sid: str) -> bytes:
         """A small JPEG of session ``sid``'s composite."""
         path = self.station.files.result_file(sid, "composite")
-        with open_served(path) as f:
+        with self.station.files.open(path) as f:
             st = os.fstat(f.fileno())
         version = (st.st_mtime_ns, st.st_size)
         with self._lock:

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from rig.plan import ShotPlan
 from rig.sim.rig import SimulatedRig
 from rig.station.api import station_app
 from rig.station.auth import load_token
@@ -117,6 +118,73 @@ def test_downloads_never_follow_links_out_of_the_session(station, client, tmp_pa
     composite.symlink_to(outside / "frame_0001.jpg")
     r = client.get("/api/sessions/s1/composite")
     assert r.status_code == 404 and b"TOP SECRET" not in r.content
+
+
+def _swapped_after_the_check(station, monkeypatch, method: str, swap) -> None:
+    """Run ``swap`` right after ``station.files.<method>`` has checked and returned its answer:
+    the moment a link swapped in by another process would have to win the race (a hook places
+    it exactly; the test of a real race, with a thread swapping in a loop, leaked 61 of 400)."""
+    checked = getattr(station.files, method)
+
+    def then_swap(*args):
+        answer = checked(*args)
+        swap()
+        return answer
+
+    monkeypatch.setattr(station.files, method, then_swap)
+
+
+def test_downloads_never_follow_a_link_swapped_in_after_the_check(
+    station, client, tmp_path, monkeypatch
+) -> None:
+    """The download routes checked a file and then opened it again by name, following a link
+    swapped in meanwhile for the file or for ``frames/`` out of the session folder."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for name in ("frame_0001.jpg", "composite.jpg"):
+        (outside / name).write_bytes(b"TOP SECRET")
+    session = station.root / "s1"
+    (session / "frames").mkdir(parents=True)
+    (session / "plan.json").write_text(json.dumps(ShotPlan.from_frames(0.0, 1000.0, 2).to_dict()))
+    (session / "frames" / "frame_0001.jpg").write_bytes(b"frame one")
+    (session / "composite.jpg").write_bytes(b"composite")
+
+    def link_in(path: Path) -> None:
+        (path.parent / ".planted").symlink_to(outside / path.name)
+        (path.parent / ".planted").replace(path)
+
+    def frames_linked() -> None:
+        (session / "frames").rename(session / "frames-real")
+        (session / "frames").symlink_to(outside)
+
+    def undo() -> None:
+        for p in (
+            session / "frames",
+            session / "frames" / "frame_0001.jpg",
+            session / "composite.jpg",
+        ):
+            if p.is_symlink():
+                p.unlink()
+        if (session / "frames-real").exists():
+            (session / "frames-real").rename(session / "frames")
+        (session / "frames" / "frame_0001.jpg").write_bytes(b"frame one")
+        (session / "composite.jpg").write_bytes(b"composite")
+
+    frame = session / "frames" / "frame_0001.jpg"
+    cases = [
+        ("frame_file", lambda: link_in(frame), "/frames/frame_0001.jpg"),
+        ("frame_file", frames_linked, "/frames/frame_0001.jpg"),
+        ("result_file", lambda: link_in(session / "composite.jpg"), "/composite"),
+        ("frame_files", frames_linked, "/frames.zip"),
+    ]  # fmt: skip
+    for method, swap, route in cases:
+        assert client.get(f"/api/sessions/s1{route}").status_code == 200, route
+        with monkeypatch.context() as m:
+            _swapped_after_the_check(station, m, method, swap)
+            r = client.get(f"/api/sessions/s1{route}")
+        assert b"TOP SECRET" not in r.content, (method, route)
+        assert r.status_code == 404 or route == "/frames.zip", (route, r.status_code)
+        undo()
 
 
 # ------------------------------------------------------------------------------ bodies
