@@ -22,6 +22,11 @@ MIN_POLL_S = 0.01
 """Shortest interval between position or status queries while waiting for motion."""
 MAX_POLL_S = 2.0
 """Longest: a slower poll would notice the end of a move late."""
+_FIRMWARE_SIGNS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "grbl": ("a GRBL controller", ("Grbl ", "GrblHAL ", "[MSG:", "ALARM:", "error:")),
+    "marlin": ("a Marlin board", ("start", "echo:", "FIRMWARE_NAME:")),
+}
+"""How each firmware's own lines begin (its banner, its messages, its error replies)."""
 MAX_BAUD = 4_000_000
 """Fastest serial speed accepted: the USB-serial chips of rail controllers top out at 2 to 3
 Mbaud (CH340, FT232R)."""
@@ -124,6 +129,15 @@ class GcodeRail(Rail):
         """A command is in flight: answers arriving now are its own, not stale."""
         self._homed = False
         self._link: SerialLink | None = None
+        self._foreign: deque[str] = deque(maxlen=32)
+        """Recent lines this driver's protocol has no use for, to name the firmware answering."""
+
+    def _other_firmware_hint(self) -> str:
+        """``; it answers like a Marlin board: use marlin://PORT`` when lines heard say so."""
+        for scheme, (board, signs) in _FIRMWARE_SIGNS.items():
+            if scheme != self.scheme and any(line.startswith(signs) for line in self._foreign):
+                return f"; it answers like {board}: use {scheme}://{self.port}"
+        return ""
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Self:

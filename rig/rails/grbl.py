@@ -287,6 +287,7 @@ class GrblRail(GcodeRail):
                 raise DeviceNotFoundError(
                     f"no GRBL controller answers on {self.port} at {self.baud} baud; check the "
                     "baud rate, that the board runs GRBL 1.1, and the cable"
+                    + self._other_firmware_hint()
                 )
             if not reset_sent and self._answers_status():
                 # Alive but not reading lines: a critical alarm waits for a reset.
@@ -413,6 +414,7 @@ class GrblRail(GcodeRail):
                     self._info.append(line)
                     self._transcript.append(line)
             else:
+                self._foreign.append(line)
                 log.warning("%s: ignoring unexpected line %r", self.port, line)
             self._cond.notify_all()
 

@@ -175,7 +175,7 @@ class MarlinRail(GcodeRail):
             if time.monotonic() > deadline:
                 raise DeviceNotFoundError(
                     f"no Marlin board answers on {self.port} at {self.baud} baud; check the baud "
-                    "rate and the cable"
+                    "rate and the cable" + self._other_firmware_hint()
                 )
         time.sleep(0.05)  # a late answer to an earlier M115 is dropped, not taken as ours
         with self._cond:
@@ -218,8 +218,10 @@ class MarlinRail(GcodeRail):
                         "the board restarted (a power dip, its watchdog or its reset button), "
                         "so it counts from 0 wherever the carriage stands"
                     )
-            elif self._awaiting:
-                self._info.append(line)
+            else:
+                self._foreign.append(line)
+                if self._awaiting:
+                    self._info.append(line)
             self._cond.notify_all()
 
     def _on_lost(self, error: ConnectionLostError) -> None:

@@ -71,6 +71,16 @@ def test_marlin_and_sim_urls() -> None:
     assert result.exit_code == 0 and "at 500 µm" in result.output
 
 
+def test_a_url_for_the_other_firmware_names_the_one_answering(sim: GrblSimulator) -> None:
+    with MarlinSimulator(time_scale=20.0) as marlin:
+        for board, wrong, says in (
+            (sim, "marlin", "answers like a GRBL controller: use grbl://"),
+            (marlin, "grbl", "answers like a Marlin board: use marlin://"),
+        ):
+            result = runner.invoke(app, ["status", f"{wrong}://{board.path}?wakeup=0&timeout=1"])
+            assert result.exit_code != 0 and f"{says}{board.path}" in str(result.exception)
+
+
 def test_lengths_need_units_and_matching_kinds(sim: GrblSimulator) -> None:
     result = runner.invoke(app, ["move", sim.url, "250"])
     assert "has no unit" in str(result.exception)
