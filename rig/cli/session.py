@@ -300,6 +300,7 @@ def resume_cmd(
     refuses unless --home, or --accept-position when nothing has moved since the last frame.
     """
     folder = SessionFolder.find(session)
+    folder.lock()  # before reading what is done or opening a device another run may hold
     plan, config = folder.plan, folder.config
     journal = read_journal(folder.journal_path)  # a broken hand edit: refused before the rig
     console = _console()

@@ -21,13 +21,21 @@ position is shot again. Nor does a frame file that is a symbolic link, that is c
 that is not the size its record says (:func:`frame_file_problem`): it is moved aside to
 ``failed-attempts/`` and the position shot again. Either way every position ends with exactly
 one frame.
+
+One process at a time (see :meth:`SessionFolder.lock`): two runs of one session would each
+find the same positions missing and shoot them twice into the same journal.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
+import logging
+import os
 import re
 import stat
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,12 +47,20 @@ from stacker.errors import StackerError
 from stacker.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, atomic_write_bytes, truncation
 from stacker.options import OUTPUT_FORMATS, StackOptions
 
+log = logging.getLogger("rig.session")
+
 CONFIG_FORMAT = 1
 _FRAME_NAME = re.compile(r"^frame_(\d{4,})(?:\.[A-Za-z0-9]+)+$")
 
 
 class SessionFolderError(RigError):
     """A session folder that cannot be created or read."""
+
+
+class SessionBusyError(SessionFolderError):
+    """Another process is running the session in this folder."""
+
+    exit_code = 4
 
 
 @dataclass(frozen=True)
@@ -120,6 +136,7 @@ class SessionFolder:
         self.root = Path(root)
         self._plan: ShotPlan | None = None
         self._config: SessionConfig | None = None
+        self._lock: weakref.finalize | None = None
 
     # paths ---------------------------------------------------------------
     @property
@@ -153,26 +170,74 @@ class SessionFolder:
     def depth_preview_path(self) -> Path:
         return self.root / "depth-preview.jpg"
 
+    # one process at a time ----------------------------------------------
+    def lock(self) -> None:
+        """Hold this session for this object until :meth:`unlock` (or the process ends).
+
+        An exclusive ``flock`` on the folder itself, so no lock file is left behind and a
+        killed process (kill -9, power cut) holds nothing. Take it before reading what is done:
+        the check and the shooting then happen under it. A file system without locks (some
+        network mounts) is run unlocked, with a warning in the log.
+        """
+        if self._lock is not None:
+            return
+        try:
+            fd = os.open(self.root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except OSError as exc:
+            raise SessionFolderError(
+                f"{self.root}: cannot open the session folder ({exc.strerror or exc})"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                os.close(fd)
+                log.warning("%s: cannot lock the folder (%s); running unlocked", self.root, exc)
+                return
+            os.close(fd)
+            raise SessionBusyError(
+                f"{self.root}: another process is running this session; let it finish or stop "
+                "it (Ctrl-C), then resume"
+            ) from None
+        self._lock = weakref.finalize(self, os.close, fd)  # closed with this object at the latest
+
+    def unlock(self) -> None:
+        """Let another process run this session."""
+        if self._lock is not None:
+            self._lock()
+            self._lock = None
+
     # create / load -------------------------------------------------------
     @classmethod
     def create(cls, root: Path, plan: ShotPlan, config: SessionConfig) -> SessionFolder:
-        """Make a new session folder; refuses one that already holds a session."""
+        """Make a new session folder, locked (:meth:`lock`); refuses one that holds a session."""
         folder = cls(root)
-        if folder.journal_path.exists() or folder.plan_path.exists():
-            raise SessionFolderError(
-                f"{root}: already holds a session; continue it with `rig resume {root}` "
-                "or choose another --out"
-            )
         if root.exists() and not root.is_dir():
             raise SessionFolderError(f"{root}: exists and is not a folder; choose another --out")
         try:
-            folder.frames_dir.mkdir(parents=True, exist_ok=True)
+            root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise SessionFolderError(
                 f"{root}: cannot create the session folder ({exc.strerror or exc})"
             ) from None
-        folder.save_config(config)
-        atomic_write_bytes(folder.plan_path, plan.to_json().encode())
+        folder.lock()
+        try:
+            if folder.journal_path.exists() or folder.plan_path.exists():
+                raise SessionFolderError(
+                    f"{root}: already holds a session; continue it with `rig resume {root}` "
+                    "or choose another --out"
+                )
+            folder.frames_dir.mkdir(exist_ok=True)
+            folder.save_config(config)
+            atomic_write_bytes(folder.plan_path, plan.to_json().encode())
+        except OSError as exc:
+            folder.unlock()
+            raise SessionFolderError(
+                f"{root}: cannot create the session folder ({exc.strerror or exc})"
+            ) from None
+        except BaseException:
+            folder.unlock()
+            raise
         folder._plan = plan
         return folder
 

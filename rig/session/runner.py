@@ -62,6 +62,7 @@ from rig.session.folder import (
     Reconciliation,
     SessionConfig,
     SessionFolder,
+    SessionFolderError,
     reconcile,
     stack_file,
 )
@@ -281,8 +282,32 @@ class SessionRunner:
 
     # ---------------------------------------------------------------- run
     def run(self) -> SessionResult:
-        """Shoot every missing position, stack, write the outputs; never raises for faults."""
+        """Shoot every missing position, stack, write the outputs; never raises for faults.
+
+        The folder is locked for the run (:meth:`SessionFolder.lock
+        <rig.session.folder.SessionFolder.lock>`): a session another process is running is
+        refused (a ``FAULT``, exit code 4) before anything is read, moved or written.
+        """
         self._started = time.monotonic()
+        try:
+            self.folder.lock()
+        except SessionFolderError as exc:
+            return self._refused(exc)
+        try:
+            return self._run()
+        finally:
+            self.folder.unlock()
+
+    def _refused(self, error: SessionFolderError) -> SessionResult:
+        """End a run that could not start: its folder is busy or gone. Nothing is touched."""
+        self._finish_reason = FinishReason.FAULT
+        self._warn(str(error))
+        self._set_state(RunState.FINISHED)
+        result = SessionResult(FinishReason.FAULT, self.status(), error, ())
+        self._events.publish(SessionFinished(result))
+        return result
+
+    def _run(self) -> SessionResult:
         handler = self._attach_log()
         reason = FinishReason.COMPLETED
         error: BaseException | None = None

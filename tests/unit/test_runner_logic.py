@@ -13,7 +13,7 @@ import pytest
 from rig.errors import DeviceBusyError, MotionError, RigError
 from rig.plan import ShotPlan
 from rig.session.events import FrameCaptured, SessionEvent, StatusChanged
-from rig.session.folder import SessionConfig, SessionFolder
+from rig.session.folder import SessionBusyError, SessionConfig, SessionFolder, SessionFolderError
 from rig.session.journal import read_journal
 from rig.session.runner import RunnerOptions, SessionRunner, check_plan_fits
 from rig.session.state import FinishReason, RunState
@@ -98,3 +98,34 @@ def test_a_plan_outside_the_soft_limits_is_refused_before_anything_moves() -> No
     with pytest.raises(MotionError, match="outside the soft limits"):
         check_plan_fits(PLAN, focuser)
     assert focuser.moves == []
+
+
+def test_a_session_another_run_holds_is_refused_before_anything_is_touched(
+    tmp_path: Path,
+) -> None:
+    """Two runs of one folder would each shoot its missing positions into one journal."""
+    root = tmp_path / "s"
+    holder = SessionFolder.create(root, PLAN, SessionConfig(rig={"kind": "hardware"}))
+    focuser, camera = FakeFocuser(), FakeCamera()
+    result = runner(root, camera, focuser).run()
+    assert result.reason is FinishReason.FAULT and result.exit_code == 4
+    assert "another process is running this session" in str(result.error)
+    assert camera.shots == [] and focuser.moves == []
+    assert not (root / "journal.jsonl").exists() and not (root / "session.log").exists()
+    holder.unlock()
+    assert runner(root, camera).run().reason is FinishReason.COMPLETED
+    assert runner(root, FakeCamera()).run().reason is FinishReason.COMPLETED  # released again
+
+
+def test_a_folder_being_created_is_not_created_twice(tmp_path: Path) -> None:
+    root, config = tmp_path / "s", SessionConfig(rig={"kind": "hardware"})
+    busy = SessionFolder(root)
+    root.mkdir()
+    busy.lock()
+    with pytest.raises(SessionBusyError, match="another process"):
+        SessionFolder.create(root, PLAN, config)
+    assert list(root.iterdir()) == []
+    busy.unlock()
+    SessionFolder.create(root, PLAN, config).unlock()
+    with pytest.raises(SessionFolderError, match="already holds a session"):
+        SessionFolder.create(root, PLAN, config)
