@@ -10,6 +10,7 @@ receives the parsed plan.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, get_args
 
@@ -40,18 +41,22 @@ FNumber = Annotated[
     ),
 ]
 NA = Annotated[float | None, typer.Option("--na", help="Microscope objective NA.")]
-Coc = Annotated[float, typer.Option("--coc", help="Circle of confusion, mm.")]
+Coc = Annotated[
+    float | None,
+    typer.Option("--coc", help=f"Circle of confusion, mm. Default: {DEFAULT_COC_MM:g}."),
+]
 Overlap = Annotated[
-    float,
+    float | None,
     typer.Option(
-        "--overlap", help="Depth-of-field overlap between neighbouring frames, 0 to below 1."
+        "--overlap",
+        help="Depth-of-field overlap between neighbouring frames, 0 to below 1. Default: 0.2.",
     ),
 ]
 DirectionOpt = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--direction",
-        help="Which end of the range is shot first.",
+        help="Which end of the range is shot first. Default: near-to-far.",
         metavar="<" + "|".join(get_args(Direction)) + ">",
     ),
 ]
@@ -64,24 +69,35 @@ Settle = Annotated[
     ),
 ]
 ExposureDelay = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--exposure-delay",
-        help="Extra wait after the settle, before the shutter (mirror-up), e.g. 0.5s.",
+        help="Extra wait after the settle, before the shutter (mirror-up), e.g. 0.5s. "
+        "Default: none.",
     ),
 ]
 FlashRecycle = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--flash-recycle",
-        help="Shortest time between two shutter releases (flash recharge), e.g. 2s.",
+        help="Shortest time between two shutter releases (flash recharge), e.g. 2s. Default: none.",
     ),
 ]
 Return = Annotated[
-    bool,
-    typer.Option("--return/--no-return", help="Move back to the start of the range at the end."),
+    bool | None,
+    typer.Option(
+        "--return/--no-return",
+        help="Move back to the start of the range at the end. Default: --return.",
+    ),
 ]
-PlanFile = Annotated[Path | None, typer.Option("--plan", help="Read a plan JSON file.")]
+PlanFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--plan",
+        help="Read a plan JSON file: its range and spacing as saved; --direction and the "
+        "timing options given beside it replace the file's.",
+    ),
+]
 
 # ----------------------------------------------------------------------------- stacking
 Method = Annotated[str, typer.Option("--method", help="pyramid or depthmap.")]
@@ -152,23 +168,42 @@ Host = Annotated[
 Port = Annotated[int, typer.Option("--port", help="Preview port.")]
 
 
-def plan_from_options(plan_file: Path | None, settle: str | None, **fields: Any) -> ShotPlan:
-    """The plan of ``--plan FILE`` (``--settle`` overriding its settle), or of ``--from``,
-    ``--to``, one spacing and the timing options (``fields``, named as in :data:`PLAN_KEYS
-    <rig.spec.PLAN_KEYS>` with ``start``/``end`` for ``from``/``to``)."""
-    if plan_file is not None:
-        try:
-            text = plan_file.read_text()
-        except OSError as exc:
-            raise PlanError(f"{plan_file}: cannot read the plan ({exc.strerror})") from None
-        plan = ShotPlan.from_json(text, source=str(plan_file))
-        if settle is not None:
-            from dataclasses import replace
+_SHAPE_KEYS = ("from", "to", "step", "frames", "magnification", "f_number", "na", "coc", "overlap")
+"""Plan options that say where the frames go: a plan file already says it."""
 
-            plan = replace(plan, settle_s=parse_seconds(settle, "--settle"))
-        return plan
-    data = {"from": fields.pop("start"), "to": fields.pop("end"), "settle": settle, **fields}
-    return PlanSpec.parse(data, name=option_name).plan()
+
+def plan_from_options(plan_file: Path | None, **fields: Any) -> ShotPlan:
+    """The plan of ``--plan FILE``, or of ``--from``, ``--to``, one spacing and the timing
+    options (``fields``, named as in :data:`PLAN_KEYS <rig.spec.PLAN_KEYS>` with
+    ``start``/``end`` for ``from``/``to``; None when not given).
+
+    With a file, ``--direction`` and the timing options given replace the file's; a range or
+    a spacing is refused rather than dropped: the rail would go where the file says.
+    """
+    data = {"from": fields.pop("start", None), "to": fields.pop("end", None), **fields}
+    given = {k: v for k, v in data.items() if v is not None}
+    if plan_file is None:
+        return PlanSpec.parse(given, name=option_name).plan()
+    shape = [option_name(k) for k in _SHAPE_KEYS if k in given]
+    if shape:
+        raise PlanError(
+            f"--plan {plan_file} gives the range and the spacing: leave out {', '.join(shape)}, "
+            "or leave out --plan"
+        )
+    try:
+        text = plan_file.read_text()
+    except OSError as exc:
+        raise PlanError(f"{plan_file}: cannot read the plan ({exc.strerror})") from None
+    plan = ShotPlan.from_json(text, source=str(plan_file))
+    timing: dict[str, Any] = {
+        f"{key}_s": parse_seconds(given[key], option_name(key))
+        for key in ("settle", "exposure_delay", "flash_recycle")
+        if key in given
+    }
+    for key in ("direction", "return_to_start"):
+        if key in given:
+            timing[key] = given[key]
+    return replace(plan, **timing) if timing else plan
 
 
 def stack_from_options(**fields: Any) -> StackOptions:
@@ -184,18 +219,18 @@ def plan_options(
     magnification: Magnification = None,
     f_number: FNumber = None,
     na: NA = None,
-    coc: Coc = DEFAULT_COC_MM,
-    overlap: Overlap = 0.2,
-    direction: DirectionOpt = "near-to-far",
+    coc: Coc = None,
+    overlap: Overlap = None,
+    direction: DirectionOpt = None,
     settle: Settle = None,
-    exposure_delay: ExposureDelay = "0s",
-    flash_recycle: FlashRecycle = "0s",
-    return_to_start: Return = True,
+    exposure_delay: ExposureDelay = None,
+    flash_recycle: FlashRecycle = None,
+    return_to_start: Return = None,
     plan_file: PlanFile = None,
 ) -> ShotPlan:
     """The plan options of ``rig plan`` and ``rig shoot``, read into one plan."""
     return plan_from_options(
-        plan_file, settle, start=start, end=end, step=step, frames=frames,
+        plan_file, settle=settle, start=start, end=end, step=step, frames=frames,
         magnification=magnification, f_number=f_number, na=na, coc=coc, overlap=overlap,
         direction=direction, exposure_delay=exposure_delay, flash_recycle=flash_recycle,
         return_to_start=return_to_start,

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from rig.cli import app
+from rig.cli.options import plan_from_options
 from rig.plan import PlanError, ShotPlan, optics_step, parse_plan_length
+
+EXAMPLE_PLAN = str(Path(__file__).parents[2] / "examples/plan-1to1-macro.json")
 
 
 def test_step_plan_covers_the_range_both_ends_included() -> None:
@@ -115,3 +121,29 @@ def test_lengths_need_units() -> None:
     assert parse_plan_length("12steps", what="--step") == (12.0, "steps")
     with pytest.raises(PlanError, match="--step"):
         parse_plan_length("50", what="--step")
+
+
+def test_a_plan_file_refuses_a_range_beside_it_and_takes_the_timing() -> None:
+    """``--plan FILE --from 12mm --to 16mm`` used to shoot the file's 0-3.84 mm, silently."""
+    example = EXAMPLE_PLAN
+    refused = CliRunner().invoke(app, ["plan", "--plan", example, "--from", "12mm", "--to", "16mm"])
+    assert isinstance(refused.exception, PlanError)
+    assert str(refused.exception) == (
+        f"--plan {example} gives the range and the spacing: leave out --from, --to, "
+        "or leave out --plan"
+    )
+    for shape in (["--step", "50um"], ["--frames", "9"], ["-m", "2", "-N", "4"], ["--coc", "0.03"]):
+        result = CliRunner().invoke(app, ["plan", "--plan", example, *shape])
+        assert isinstance(result.exception, PlanError), shape
+    args = ["--direction", "far-to-near", "--exposure-delay", "2s", "--no-return"]
+    saved = ShotPlan.from_json(Path(example).read_text())
+    plan = plan_from_options(
+        Path(example), direction="far-to-near", exposure_delay="2s", return_to_start=False
+    )
+    assert CliRunner().invoke(app, ["plan", "--plan", example, *args]).exit_code == 0
+    assert (plan.direction, plan.exposure_delay_s, plan.return_to_start) == (
+        "far-to-near", 2.0, False
+    )  # fmt: skip
+    assert (plan.near, plan.far, plan.step, plan.frames, plan.settle_s, plan.flash_recycle_s) == (
+        saved.near, saved.far, saved.step, saved.frames, saved.settle_s, saved.flash_recycle_s
+    )  # fmt: skip

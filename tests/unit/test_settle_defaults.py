@@ -33,9 +33,9 @@ def test_a_plan_from_the_optics_uses_the_magnification_settle() -> None:
         flash_recycle="0s",
         return_to_start=True,
     )
-    plan = plan_from_options(None, None, magnification=5.0, f_number=4.0, **common)
+    plan = plan_from_options(None, settle=None, magnification=5.0, f_number=4.0, **common)
     assert plan.settle_s == pytest.approx(2.0)
-    plan = plan_from_options(None, "0.7s", magnification=5.0, f_number=4.0, **common)
+    plan = plan_from_options(None, settle="0.7s", magnification=5.0, f_number=4.0, **common)
     assert plan.settle_s == pytest.approx(0.7)
 
 
