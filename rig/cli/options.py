@@ -124,7 +124,9 @@ CheckpointEvery = Annotated[
     int,
     typer.Option(
         "--checkpoint-every",
-        help="Write the composite so far every N merged frames, so a crash loses little.",
+        min=0,
+        help="Write the composite so far every N merged frames, so a crash loses little "
+        "(0: only at the end).",
     ),
 ]
 
@@ -165,7 +167,9 @@ Preview = Annotated[
 Host = Annotated[
     str, typer.Option("--host", help="Preview address; 0.0.0.0 lets other machines in.")
 ]
-Port = Annotated[int, typer.Option("--port", help="Preview port.")]
+Port = Annotated[
+    int, typer.Option("--port", min=0, max=65535, help="Preview port (0: any free one).")
+]
 
 
 _SHAPE_KEYS = ("from", "to", "step", "frames", "magnification", "f_number", "na", "coc", "overlap")
