@@ -76,6 +76,11 @@ SEVEN_STEP_LAYOUT: tuple[tuple[int, int] | None, ...] = (
     (1, 2),
     (1, 3),
 )
+# Panasonic's (_get_Panasonic_MFDrive): Near 1, Near 2, None, Far 1, Far 2.
+FIVE_STEP_LAYOUT: tuple[tuple[int, int] | None, ...] = ((-1, 1), (-1, 2), None, (1, 1), (1, 2))
+INDEX_LAYOUTS = {7: SEVEN_STEP_LAYOUT, 5: FIVE_STEP_LAYOUT}
+"""libgphoto2's radio layouts by their number of choices, read by index since labels are
+translated (a German desktop sees "Nah 1", "Keine", "Weit 1")."""
 
 
 LIVE_VIEW_WAIT_S = 5.0
@@ -453,7 +458,7 @@ def choose_strategy(
         kind = widget.get_type()
         if kind in (WIDGET_RADIO, WIDGET_MENU):
             labels = choices_of(widget)
-            layout = SEVEN_STEP_LAYOUT if len(labels) == 7 else _english_layout(labels)
+            layout = INDEX_LAYOUTS.get(len(labels)) or _english_layout(labels)
             if layout is not None:
                 return RadioStepDrive(
                     controls, "manualfocusdrive", layout, size=size, settle_s=settle_s

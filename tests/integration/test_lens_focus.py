@@ -163,6 +163,15 @@ def test_other_radio_layouts_are_read_from_english_labels_only() -> None:
         choose_strategy(translated)
 
 
+def test_panasonic_choices_are_read_by_index_in_any_language() -> None:
+    """libgphoto2's five Panasonic choices, as its bundled German catalogue translates them."""
+    labels = ("Nah 1", "Nah 2", "Keine", "Weit 1", "Weit 2")
+    body = FakeBody("Panasonic", FakeWidget("manualfocusdrive", WIDGET_RADIO, "Keine", labels))
+    choose_strategy(body, size=2).drive(-2)
+    choose_strategy(body).drive(1)
+    assert body.sent == [("manualfocusdrive", "Nah 2")] * 2 + [("manualfocusdrive", "Weit 1")]
+
+
 def test_nikon_signed_steps_live_view_and_autofocus_off() -> None:
     body = nikon()
     strategy = choose_strategy(body)
