@@ -61,7 +61,7 @@ from rig.camera.errors import (
 log = logging.getLogger(__name__)
 
 RAIL_HINT = (
-    "use a focus rail instead, e.g. --focuser grbl:///dev/ttyUSB0 (or sim:// to try without "
+    "use a focus rail instead, e.g. --rail grbl:///dev/ttyUSB0 (or --rail sim:// to try without "
     "hardware)"
 )
 

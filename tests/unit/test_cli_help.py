@@ -3,6 +3,7 @@ every option, and the choices of the options that take one of a few words."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -61,3 +62,13 @@ def test_shoot_lists_the_choices_of_direction_and_align() -> None:
     text = _help(rig_app, ("shoot",))
     for choice in ("near-to-far", "far-to-near", "similarity", "translation", "homography"):
         assert choice in text, choice
+
+
+def test_the_lens_focus_refusal_names_options_rig_shoot_takes() -> None:
+    """The advice a body without a lens drive gets must be typeable as it stands."""
+    from rig.camera.focus import RAIL_HINT
+
+    shoot = dict(_commands(typer.main.get_command(rig_app)))[("shoot",)]
+    flags = {flag for param in shoot.params for flag in getattr(param, "opts", [])}
+    named = set(re.findall(r"--[a-z][a-z-]*", RAIL_HINT))
+    assert named and named <= flags, named - flags
