@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import math
 import os
 import queue
 import stat
@@ -245,8 +246,8 @@ class HotFolder:
     ) -> None:
         if prefer not in ("jpeg", "raw"):
             raise StackerError(f"--prefer {prefer!r} is not known: use jpeg or raw")
-        if settle <= 0:
-            raise StackerError(f"settle time {settle} s must be positive")
+        if not 0 < settle < math.inf:  # nan or inf: no file would ever count as written
+            raise StackerError(f"--settle {settle}: give a positive number of seconds")
         self.folder = Path(folder).absolute()
         self.settle = float(settle)
         self.prefer: Prefer = prefer
@@ -735,7 +736,7 @@ def _check_watch_settings(
         raise StackerError(f"--prefer {prefer!r} is not known: use jpeg or raw")
     if every < 1:
         raise StackerError(f"--every {every}: write at least every 1 frame (1 or more)")
-    if idle_timeout is not None and idle_timeout <= 0:
+    if idle_timeout is not None and not idle_timeout > 0:  # nan would never time out
         raise StackerError(f"--idle-timeout {idle_timeout}: give a positive number of seconds")
     if not 1 <= jpeg_quality <= 100:
         raise StackerError(f"JPEG quality {jpeg_quality} is out of range: use 1 to 100")
