@@ -227,7 +227,10 @@ class ReportWriter:
         self.path = path
         self.csv = path.suffix.lower() == ".csv"
         try:
-            self._fh = open(path, "w", newline="")  # noqa: SIM115 - kept open for the run
+            # A folder name that is not UTF-8 is written escaped, as the JSON Lines report has it.
+            self._fh = open(  # noqa: SIM115 - kept open for the run
+                path, "w", newline="", encoding="utf-8", errors="backslashreplace"
+            )
         except OSError as exc:
             raise StackerError(
                 f"--report {path}: cannot write the report ({exc.strerror or exc}); "
@@ -375,7 +378,10 @@ def _run_on_cluster(todo, options, scheduler, workers, summary, record, counts, 
     try:
         summary.workers = len(client.scheduler_info().get("workers", {}))
         for job in todo:
-            fut = client.submit(stack_one, job, options, key=f"stack-{job.name}-{os.getpid()}",
+            # Dask's messages are UTF-8: a folder name that is not (its bytes kept as surrogates)
+            # in the key lost the connection to the scheduler.
+            name = job.name.encode("utf-8", "backslashreplace").decode()
+            fut = client.submit(stack_one, job, options, key=f"stack-{name}-{os.getpid()}",
                                 pure=False, retries=0)  # fmt: skip
             futures[fut] = job
         finished = as_completed(futures)

@@ -171,3 +171,19 @@ def test_ctrl_c_cancels_cleanly_and_a_rerun_finishes(tmp_path: Path) -> None:
     # a stack in flight at Ctrl-C may still have been written whole: then it is up to date
     assert done <= skipped and len(skipped) <= len(done) + 1
     assert {n for n, r in second.items() if r["status"] == "done"} == set(first) - skipped
+
+
+def test_folder_names_that_are_not_utf8_are_stacked_and_reported(tmp_path: Path) -> None:
+    """Old archives and network shares hold names in Latin-1: Python keeps such bytes as
+    surrogates, which Dask's messages could not carry (the task was lost with the connection to
+    the scheduler) and the CSV report could not encode (a traceback mid-batch)."""
+    root = tmp_path / "archive"
+    name = os.fsdecode(b"caf\xe9 [1]")
+    write_stack(root / name, SceneSpec(width=200, height=150, seed=3), 3)
+    out = tmp_path / "out"
+    proc = batch(root, "-o", out, "--workers", "1", "--report", out / "r.csv")
+    assert proc.returncode == 0, proc.stderr
+    assert "batch: 1 stacked, 0 failed" in proc.stdout
+    assert read_image(out / f"{name}.tif").shape[2] == 3
+    (row,) = (out / "r.csv").read_text(encoding="utf-8").splitlines()[1:]
+    assert row.startswith("caf\\udce9 [1],done,3,3,")
