@@ -15,6 +15,11 @@ from pathlib import Path
 _ICC_SIG = b"ICC_PROFILE\x00"
 _EXIF_SIG = b"Exif\x00\x00"
 _PNG_SIG = b"\x89PNG\r\n\x1a\n"
+_ICC_STEP = 0xFFFF - 2 - len(_ICC_SIG) - 2  # profile bytes in one JPEG APP2 segment
+
+#: The largest ICC profile carried over: what a JPEG's at most 255 APP2 segments hold (16 MB),
+#: far above any real profile. A PNG's compressed iCCP chunk could otherwise unpack to gigabytes.
+MAX_ICC_BYTES = 255 * _ICC_STEP
 
 
 @dataclass(frozen=True)
@@ -85,12 +90,22 @@ def _png_metadata(data: bytes) -> Metadata:
         if ctype == b"eXIf":
             exif = payload
         elif ctype == b"iCCP":
-            name_end = payload.index(b"\x00")
-            try:
-                icc = zlib.decompress(payload[name_end + 2 :])
-            except zlib.error:
-                icc = None
+            icc = _inflate_icc(payload)
     return Metadata(exif=exif, icc=icc)
+
+
+def _inflate_icc(payload: bytes) -> bytes | None:
+    """The profile in a PNG ``iCCP`` chunk (name, NUL, method byte, zlib stream); None when the
+    chunk is malformed or the profile is larger than :data:`MAX_ICC_BYTES`."""
+    name_end = payload.find(b"\x00")
+    if name_end < 0:
+        return None
+    inflate = zlib.decompressobj()
+    try:
+        icc = inflate.decompress(payload[name_end + 2 :], MAX_ICC_BYTES)
+    except zlib.error:
+        return None
+    return icc if inflate.eof and icc else None
 
 
 def _tiff_metadata(path: Path) -> Metadata:
@@ -102,7 +117,7 @@ def _tiff_metadata(path: Path) -> Metadata:
             icc = bytes(tag.value) if tag is not None else None
     except Exception:
         icc = None
-    return Metadata(icc=icc)
+    return Metadata(icc=icc if icc is not None and len(icc) <= MAX_ICC_BYTES else None)
 
 
 def file_orientation(path: Path) -> int:
@@ -182,8 +197,8 @@ def _embed_jpeg(data: bytes, meta: Metadata) -> bytes:
     if meta.exif and len(meta.exif) + len(_EXIF_SIG) + 2 <= 0xFFFF:
         payload = _EXIF_SIG + upright_exif(meta.exif)
         segments.append(b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload)
-    if meta.icc:
-        step = 0xFFFF - 2 - len(_ICC_SIG) - 2
+    if meta.icc and len(meta.icc) <= MAX_ICC_BYTES:
+        step = _ICC_STEP
         parts = [meta.icc[i : i + step] for i in range(0, len(meta.icc), step)]
         for n, part in enumerate(parts, 1):
             payload = _ICC_SIG + bytes([n, len(parts)]) + part

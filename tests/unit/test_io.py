@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 
 import cv2
@@ -47,6 +48,27 @@ def test_exif_and_icc_carried_and_orientation_reset(tmp_path: Path, ext: str) ->
     out = write_image(tmp_path / f"out{ext}", img, metadata_from=src)
     assert read_metadata(out) == got
     assert read_image(out).shape == (8, 8, 3)
+
+
+def test_a_bad_or_oversized_png_icc_profile_is_not_carried(tmp_path: Path) -> None:
+    """An iCCP chunk without its NUL was a traceback when the frame was read; one that unpacks
+    beyond what a JPEG can hold (a 400 MB profile from a 0.5 MB PNG) was carried into a huge
+    TIFF, or made the JPEG write fail."""
+    from stacker.io import encode_image
+    from stacker.metadata import MAX_ICC_BYTES, _png_chunk
+
+    image = np.zeros((8, 8, 3), np.uint8)
+    png = encode_image(image, ".png")
+    ihdr_end = 8 + 12 + 13
+    huge = b"ICC Profile\x00\x00" + zlib.compress(b"\0" * (MAX_ICC_BYTES + 1))
+    for name, payload in [("nonul.png", b"abc"), ("huge.png", huge)]:
+        frame = tmp_path / name
+        frame.write_bytes(png[:ihdr_end] + _png_chunk(b"iCCP", payload) + png[ihdr_end:])
+        assert read_metadata(frame).icc is None
+        assert read_image(frame).shape == (8, 8, 3)
+        for ext in (".jpg", ".tif"):
+            out = write_image(tmp_path / f"{name}{ext}", image, metadata_from=frame)
+            assert out.stat().st_size < 100_000 and read_metadata(out).icc is None
 
 
 def test_tiff_keeps_icc(tmp_path: Path) -> None:
