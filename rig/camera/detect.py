@@ -38,6 +38,14 @@ def list_cameras() -> list[CameraInfo]:
     return [CameraInfo(found.get_name(i), found.get_value(i)) for i in range(found.count())]
 
 
+CHOOSE_HINT = (
+    "choose one by model or port (--camera-model or --camera-port for a session, "
+    "--model or --port for `rig camera`)"
+)
+"""How to pick one of several cameras: the flags differ, as `rig shoot --port` is the
+preview page's."""
+
+
 def choose_camera(
     cameras: list[CameraInfo], model: str | None = None, port: str | None = None
 ) -> CameraInfo:
@@ -61,6 +69,6 @@ def choose_camera(
     if len(matches) > 1:
         raise CameraError(
             f"{len(matches)} cameras match{' ' + wanted if wanted else ''} ({present}): "
-            "choose one with --model or --port"
+            f"{CHOOSE_HINT}"
         )
     return matches[0]

@@ -64,11 +64,29 @@ def test_shoot_lists_the_choices_of_direction_and_align() -> None:
         assert choice in text, choice
 
 
+def _flags(*path: str) -> set[str]:
+    command = dict(_commands(typer.main.get_command(rig_app)))[path]
+    return {flag for param in command.params for flag in getattr(param, "opts", [])}
+
+
 def test_the_lens_focus_refusal_names_options_rig_shoot_takes() -> None:
     """The advice a body without a lens drive gets must be typeable as it stands."""
     from rig.camera.focus import RAIL_HINT
 
-    shoot = dict(_commands(typer.main.get_command(rig_app)))[("shoot",)]
-    flags = {flag for param in shoot.params for flag in getattr(param, "opts", [])}
     named = set(re.findall(r"--[a-z][a-z-]*", RAIL_HINT))
-    assert named and named <= flags, named - flags
+    assert named and named <= _flags("shoot"), named - _flags("shoot")
+
+
+def test_choosing_among_cameras_names_the_flags_each_command_takes() -> None:
+    """``rig shoot --port`` is the preview page's port, not the camera's."""
+    from rig.camera.detect import CameraInfo, choose_camera
+    from rig.camera.errors import CameraError
+
+    two = [CameraInfo("Nikon DSC D750", "usb:001,001"), CameraInfo("Phone (PTP)", "usb:001,005")]
+    with pytest.raises(CameraError) as refused:
+        choose_camera(two)
+    session, camera = str(refused.value).split(" for a session")
+    assert set(re.findall(r"--[a-z-]+", session)) == {"--camera-model", "--camera-port"}
+    assert {"--camera-model", "--camera-port"} <= _flags("shoot") & _flags("resume")
+    assert set(re.findall(r"--[a-z-]+", camera)) == {"--model", "--port"}
+    assert {"--model", "--port"} <= _flags("camera", "shoot")
