@@ -128,6 +128,11 @@ def find_stacks(
     for root in roots:
         if not root.is_dir():
             raise StackerError(f"{root}: no such folder; give folders that hold stacks")
+        if root.resolve() == skip:  # it would be passed over, as an output folder inside a root
+            raise StackerError(
+                f"{root}: is also the output folder; give --output a folder of its own, "
+                f"e.g. {root.resolve().parent / (root.resolve().name + '-stacked')}"
+            )
         for folder, frames in _stack_folders(root, pattern, skip):
             rel = folder.relative_to(root).parts
             name = "-".join(rel) if rel else root.resolve().name

@@ -64,6 +64,10 @@ def test_bad_roots_and_name_clashes_are_one_line_errors(tmp_path: Path) -> None:
     frames(tmp_path / "b" / "s1", "1.jpg", "2.jpg")
     with pytest.raises(StackerError, match="both be written as 's1'"):
         find_stacks([tmp_path / "a", tmp_path / "b"], tmp_path / "out")
+    # a root that is the output folder was passed over: "no folder holds two or more frames"
+    for out in (tmp_path / "a", tmp_path / "a" / "s1" / ".."):
+        with pytest.raises(StackerError, match=r"a: is also the output folder; .*a-stacked"):
+            find_stacks([tmp_path / "a"], out)
 
 
 def test_up_to_date_means_every_output_newer_than_every_frame(tmp_path: Path) -> None:
