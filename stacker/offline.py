@@ -55,6 +55,8 @@ def collect_inputs(
             files.extend(found)
         elif p.is_file():
             files.append(p)
+        elif p.exists():  # a pipe or a device: reading it could block or never end
+            raise StackerError(f"{p}: not an image file (a pipe or a device); give image files")
         else:
             raise StackerError(f"{p}: no such file or folder")
     if len(files) < 2:

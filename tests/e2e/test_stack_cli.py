@@ -108,6 +108,10 @@ def test_bad_values_name_themselves(frames, tmp_path) -> None:
     assert "no such file or folder" in one_line_error(
         stacker("stack", tmp_path / "nothing-here", "-o", tmp_path / "o.png")
     )
+    os.mkfifo(tmp_path / "pipe.jpg")  # was "no such file or folder", though it is there
+    assert "pipe.jpg: not an image file (a pipe or a device)" in one_line_error(
+        stacker("stack", frames, tmp_path / "pipe.jpg", "-o", tmp_path / "o.png")
+    )
     assert "interpolation 'lanczos'" in one_line_error(
         stacker("stack", frames, "-o", tmp_path / "o.png", "--interpolation", "lanczos")
     )
