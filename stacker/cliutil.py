@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import io
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -18,7 +19,13 @@ from stacker.errors import Interrupted, UserError
 
 
 def run_app(app: typer.Typer, prog_name: str) -> None:
-    """Run ``app``; a :class:`UserError` prints ``prog: error: message`` and exits non-zero."""
+    """Run ``app``; a :class:`UserError` prints ``prog: error: message`` and exits non-zero.
+
+    A path whose name is not UTF-8 (its bytes kept as surrogates) prints backslash-escaped, as
+    on stderr, rather than failing the print after the work is done.
+    """
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")
     try:
         app(prog_name=prog_name, standalone_mode=True)
     except Interrupted as exc:

@@ -27,12 +27,14 @@ def rig(*args: str, timeout: float = 120, **env_vars: str) -> subprocess.Complet
 
 
 def stacker(
-    *args: str | Path, cwd: Path | None = None, timeout: float = 300
+    *args: str | Path, cwd: Path | None = None, timeout: float = 300, **env_vars: str
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``stacker ARGS`` to the end (``timeout`` seconds at most) and return what it printed."""
+    """Run ``stacker ARGS`` to the end (``timeout`` seconds at most) and return what it printed;
+    ``env_vars`` are added to the environment."""
     return subprocess.run(
         [sys.executable, "-m", "stacker.cli", *map(str, args)],
         capture_output=True, text=True, cwd=cwd, timeout=timeout,
+        env={**os.environ, **env_vars},
     )  # fmt: skip
 
 

@@ -120,6 +120,18 @@ def test_bad_values_name_themselves(frames, tmp_path) -> None:
     )
 
 
+def test_a_folder_name_that_is_not_utf8_is_stacked_and_printed(frames, tmp_path) -> None:
+    """Where stdout is strict UTF-8 (a UTF-8 locale: PYTHONIOENCODING stands in for it here), the
+    summary naming the outputs was a UnicodeEncodeError after they were written."""
+    odd = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9"))
+    odd.mkdir()
+    for frame in sorted(frames.glob("*.jpg"))[:3]:
+        (odd / frame.name).write_bytes(frame.read_bytes())
+    proc = stacker("stack", odd, "-o", odd / "stacked.tif", PYTHONIOENCODING="utf-8")
+    assert proc.returncode == 0, proc.stderr
+    assert "caf\\udce9/stacked.tif" in proc.stdout
+
+
 def test_inputs_in_natural_order(tmp_path) -> None:
     for n in (10, 2, 1):
         (tmp_path / f"frame_{n}.jpg").write_bytes(b"")
