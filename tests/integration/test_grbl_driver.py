@@ -112,8 +112,8 @@ def test_a_feed_hold_from_the_board_is_named_not_taken_for_silence() -> None:
         connected(sim, GrblRail, "&timeout=1") as rail,
     ):
         threading.Timer(0.02, sim.on_bytes, args=(b"!",)).start()
-        with pytest.raises(MotionError, match=r"paused \(Hold\).*did not finish.*Cycle Start"):
-            rail.move_to(5_000.0)
+        with pytest.raises(MotionError, match=r"paused \(Hold\).*Cycle Start"):
+            rail.move_to(5_000.0)  # held mid-move ("did not finish"), or before it on a busy host
         with pytest.raises(MotionError, match=r"paused \(Hold\).*nothing moved"):
             rail.move_to(100.0)
         sim.on_bytes(b"~")  # Cycle Start: the held move carries on
