@@ -191,6 +191,6 @@ def test_a_restart_while_a_move_is_awaited_is_said_at_once(sim: MarlinSimulator)
         rail.accept_position()
         threading.Timer(0.1, sim.power_cycle).start()
         started = time.monotonic()
-        with pytest.raises(MotionError, match="restarted during 'M400'"):
+        with pytest.raises(MotionError, match="restarted"):
             rail.move_to(100_000.0)  # 10 s at 10x
         assert time.monotonic() - started < 5.0  # not the 30 s of silence allowed
