@@ -122,8 +122,8 @@ class WeMacroRail(BinaryLinkRail):
     def _read_position(self) -> float:
         if self._position_um is None:
             raise MotionError(
-                f"{self.name}: the position was lost when a move was stopped half way; put "
-                "the rail where you want 0 and run `rig rail zero`"
+                f"{self.name}: the position was lost when a move was stopped or cut off half "
+                "way; put the rail where you want 0 and run `rig rail zero`"
             )
         return self._position_um
 
@@ -142,6 +142,9 @@ class WeMacroRail(BinaryLinkRail):
             self._link.write(proto.frame(command, distance))
         try:
             state = self._wait_done(wait)
+        except BaseException:  # the link went (cable, power): the carriage stopped anywhere
+            self._position_um = None
+            raise
         finally:
             self._moving.clear()
         if self._halted.is_set():

@@ -10,7 +10,7 @@ import pytest
 
 from rig.errors import DeviceNotFoundError, MotionError
 from rig.rails import wemacro_protocol as proto
-from rig.rails.base import MoveStoppedError
+from rig.rails.base import ConnectionLostError, MoveStoppedError
 from rig.rails.wemacro import WeMacroRail
 from rig.sim.stackshot import StackShotSimulator
 from rig.sim.wemacro import WeMacroSimulator
@@ -102,6 +102,16 @@ def test_stop_halts_and_forgets_the_position(sim: WeMacroSimulator, rail: WeMacr
     assert sim.frames[-1][0] == proto.Command.STOP
     with pytest.raises(MotionError, match="lost"):
         _ = rail.position
+
+
+def test_a_link_lost_mid_move_forgets_the_position(
+    sim: WeMacroSimulator, rail: WeMacroRail
+) -> None:
+    threading.Timer(0.05, sim.disconnect).start()
+    with pytest.raises(ConnectionLostError):
+        rail.move_to(30_000.0)
+    with pytest.raises(MotionError, match="lost when a move was stopped or cut off"):
+        _ = rail.position  # not the 0 it started from: the carriage went part of the way
 
 
 def test_shutter_cable(sim: WeMacroSimulator, rail: WeMacroRail) -> None:
