@@ -13,9 +13,11 @@ against the frames actually on disk when a session resumes.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import stat
 import threading
 import time
 from collections.abc import Iterable
@@ -92,6 +94,24 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def open_own_file(path: Path, flags: int) -> int:
+    """``os.open`` a file of the session's own (journal, log): never through a symbolic link.
+
+    A link in a session folder (one copied or unpacked from elsewhere) would otherwise turn the
+    journal's repair and appends, or the log, into writes to whatever file it points at.
+    """
+    return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+
+
+def _cannot(path: Path, what: str, exc: OSError) -> JournalError:
+    if exc.errno == errno.ELOOP:
+        return JournalError(
+            f"{path}: a symbolic link, not the session's own journal; move it out of the "
+            "folder (frames on disk are found by their names), then resume"
+        )
+    return JournalError(f"{path}: cannot {what} the journal ({exc.strerror or exc})")
+
+
 def read_journal(path: Path) -> JournalContents:
     """Read ``path``; a missing file is an empty journal, a torn last line is ignored.
 
@@ -102,11 +122,14 @@ def read_journal(path: Path) -> JournalContents:
     reshoot); stopping touches nothing, and the one-line error names the file and line to fix.
     """
     try:
-        data = path.read_bytes()
+        with os.fdopen(open_own_file(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise JournalError(f"{path}: not a file; move it out of the folder, then resume")
+            data = fh.read()
     except FileNotFoundError:
         return JournalContents(records=())
     except OSError as exc:
-        raise JournalError(f"{path}: cannot read the journal ({exc.strerror or exc})") from None
+        raise _cannot(path, "read", exc) from None
     records: list[dict[str, Any]] = []
     pos = 0
     lineno = 0
@@ -153,16 +176,16 @@ class Journal:
         contents = read_journal(path)
         try:
             if contents.torn_tail:
-                with open(path, "r+b") as repair:
-                    repair.truncate(contents.valid_bytes)
-                    repair.flush()
-                    os.fsync(repair.fileno())
-            fh = open(path, "ab", buffering=0)  # noqa: SIM115 - closed by Journal.close
+                repair = open_own_file(path, os.O_RDWR)
+                try:
+                    os.ftruncate(repair, contents.valid_bytes)
+                    os.fsync(repair)
+                finally:
+                    os.close(repair)
+            fd = open_own_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         except OSError as exc:
-            raise JournalError(
-                f"{path}: cannot write the journal ({exc.strerror or exc})"
-            ) from None
-        return cls(path, fh)
+            raise _cannot(path, "write", exc) from None
+        return cls(path, os.fdopen(fd, "ab", buffering=0))
 
     def append(self, event: str, **fields: Any) -> dict[str, Any]:
         """Write one record (``event`` plus ``fields`` plus a wall-clock ``time``), fsynced."""

@@ -27,6 +27,7 @@ a vanished camera stop the session cleanly (``FAULT``) with everything written, 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -66,7 +67,13 @@ from rig.session.folder import (
     reconcile,
     stack_file,
 )
-from rig.session.journal import FrameEntry, Journal, read_journal, relative_files
+from rig.session.journal import (
+    FrameEntry,
+    Journal,
+    open_own_file,
+    read_journal,
+    relative_files,
+)
 from rig.session.state import FinishReason, RunState, SessionResult, SessionStatus, can_transition
 from rig.session.worker import StackJob, StackPreviews, StackWorker
 from stacker.errors import UserError
@@ -88,6 +95,14 @@ __all__ = [
     "check_plan_within",
     "make_stacker",
 ]
+
+
+class _OwnLogFile(logging.FileHandler):
+    """``session.log``, appended to only as the session's own file (see :func:`open_own_file`)."""
+
+    def _open(self) -> Any:
+        fd = open_own_file(Path(self.baseFilename), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
 
 
 class StackingFailed(Exception):
@@ -658,8 +673,8 @@ class SessionRunner:
         """Log the session, and the camera's and rail's retries and warnings, to session.log."""
         try:
             self.folder.root.mkdir(parents=True, exist_ok=True)
-            handler: logging.Handler = logging.FileHandler(self.folder.log_path, encoding="utf-8")
-        except OSError:
+            handler: logging.Handler = _OwnLogFile(self.folder.log_path, encoding="utf-8")
+        except OSError:  # unwritable, or a link (never followed): the session runs unlogged
             return None
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handler.setLevel(logging.INFO)

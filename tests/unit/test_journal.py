@@ -78,3 +78,16 @@ def test_append_after_close_is_refused(tmp_path: Path) -> None:
     j.close()
     with pytest.raises(JournalError, match="closed"):
         j.append("frame", index=1)
+
+
+def test_a_journal_that_is_a_link_is_never_written_through(tmp_path: Path) -> None:
+    """A link in a session folder copied from elsewhere: its repair and appends hit its target."""
+    victim = tmp_path / "elsewhere.jsonl"
+    victim.write_bytes(b'{"event":"start"}\n{"torn')  # what a repair would cut short
+    link = tmp_path / "journal.jsonl"
+    link.symlink_to(victim)
+    with pytest.raises(JournalError, match=r"journal\.jsonl: a symbolic link, not the session.s"):
+        read_journal(link)
+    with pytest.raises(JournalError, match="a symbolic link"):
+        Journal.open(link)
+    assert victim.read_bytes() == b'{"event":"start"}\n{"torn'

@@ -129,3 +129,19 @@ def test_a_folder_being_created_is_not_created_twice(tmp_path: Path) -> None:
     SessionFolder.create(root, PLAN, config).unlock()
     with pytest.raises(SessionFolderError, match="already holds a session"):
         SessionFolder.create(root, PLAN, config)
+
+
+def test_links_planted_for_the_journal_or_the_log_are_not_written_through(
+    tmp_path: Path,
+) -> None:
+    root, victim = tmp_path / "s", tmp_path / "victim.sh"
+    victim.write_text("echo mine\n")
+    run = runner(root, FakeCamera())
+    (root / "session.log").symlink_to(victim)
+    assert run.run().reason is FinishReason.COMPLETED  # unlogged, not logged into the victim
+    assert frames(root) == [1, 2, 3, 4, 5]
+    (root / "journal.jsonl").rename(tmp_path / "journal.jsonl")
+    (root / "journal.jsonl").symlink_to(victim)
+    result = runner(root, FakeCamera()).run()
+    assert result.reason is FinishReason.FAULT and "a symbolic link" in str(result.error)
+    assert victim.read_text() == "echo mine\n"
