@@ -26,6 +26,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from rig.cli import options as opt
 from rig.devices import hardware_rig
@@ -49,7 +50,9 @@ ABORT_GRACE_S = 2.0
 
 
 def _console() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    """The sessions' console: no markup, since what it prints holds folder names, rail and
+    camera messages (``[MSG:...]``) whose brackets rich would take for styles or choke on."""
+    return Console(highlight=False, soft_wrap=True, markup=False)
 
 
 # ----------------------------------------------------------------------------- plans
@@ -100,12 +103,12 @@ def run_interruptible(runner: SessionRunner, console: Console) -> SessionResult:
         name = signal.Signals(signum).name
         if signals == 1:
             console.print(
-                f"[yellow]{name}: stopping after this frame "
-                "(press Ctrl-C again to abort at once)[/yellow]"
+                f"{name}: stopping after this frame (press Ctrl-C again to abort at once)",
+                style="yellow",
             )
             runner.request_stop()
         else:
-            console.print(f"[red]{name}: aborting[/red]")
+            console.print(f"{name}: aborting", style="red")
             aborted_at = time.monotonic()
             runner.abort()
 
@@ -135,11 +138,14 @@ def report(result: SessionResult, folder: SessionFolder, console: Console) -> No
         reason.value, "red"
     )
     console.print(
-        f"[{colour}]session {reason.value}[/{colour}]: {s.counted} frames captured, "
-        f"{s.merged} merged" + (f", {s.rejected} kept out" if s.rejected else "")
+        Text.assemble(
+            (f"session {reason.value}", colour),
+            f": {s.counted} frames captured, {s.merged} merged",
+            f", {s.rejected} kept out" if s.rejected else "",
+        )
     )
     if result.error is not None and reason is FinishReason.FAULT:
-        console.print(f"[red]fault:[/red] {result.error}", markup=True)
+        console.print(Text.assemble(("fault:", "red"), f" {result.error}"))
     for p in result.outputs:
         console.print(f"  {p}")
     console.print(f"session folder: {folder.root}")

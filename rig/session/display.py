@@ -43,7 +43,7 @@ class SessionDisplay(SessionListener):
         self._status: SessionStatus | None = None
         self._lock = threading.Lock()
         self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
+            TextColumn("{task.description}", style="bold", markup=False),  # a folder name
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[merged]}"),

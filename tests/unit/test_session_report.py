@@ -1,0 +1,54 @@
+"""What ``rig shoot/resume/demo`` print: folder names and device messages as they are.
+
+Square brackets are common in both (``ant [macro]``, GRBL's ``[MSG:Reset to continue]``); the
+console took them for rich markup, dropping them from the paths it printed or failing with a
+traceback after the session (``x[/b]``).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from rich.console import Console
+
+from rig.cli.session import _console, report
+from rig.errors import RigError
+from rig.plan import ShotPlan
+from rig.session.display import SessionDisplay
+from rig.session.folder import SessionConfig, SessionFolder
+from rig.session.runner import RunnerOptions, SessionRunner
+from rig.session.state import FinishReason
+from tests.fakes import FakeCamera, FakeFocuser, FakeStacker
+
+ALARM = "ALARM:1 [MSG:Reset to continue] [/b]"
+
+
+def test_folder_names_and_device_messages_with_brackets_are_printed_as_they_are(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "ant [macro]"
+    plan = ShotPlan.from_frames(0.0, 200.0, 3, settle_s=0.0)
+    folder = SessionFolder.create(root, plan, SessionConfig(rig={"kind": "hardware"}))
+    camera = FakeCamera(fail=lambda stem, _: RigError(ALARM) if stem == "frame_0002" else None)
+    runner = SessionRunner(
+        folder,
+        focuser=FakeFocuser(),
+        camera=camera,
+        stacker_factory=lambda config, frames: FakeStacker(),
+        options=RunnerOptions(retry_delay_s=0.0, write_outputs=False, previews=False),
+    )
+    out = io.StringIO()
+    terminal = Console(file=out, force_terminal=True, width=200)
+    with SessionDisplay(terminal, title=root.name) as display:
+        display.attach(runner)
+        result = runner.run()
+    assert result.reason is FinishReason.FAULT
+    assert root.name in out.getvalue()
+
+    console = _console()
+    with console.capture() as printed:
+        report(result, folder, console)
+    lines = printed.get().splitlines()
+    assert f"fault: {ALARM}" in lines
+    assert f"session folder: {root}" in lines and f"continue with: rig resume {root}" in lines
