@@ -227,7 +227,7 @@ class SessionFolder:
                     f"{root}: already holds a session; continue it with `rig resume {root}` "
                     "or choose another --out"
                 )
-            folder.frames_dir.mkdir(exist_ok=True)
+            folder.make_frames_dir()
             folder.save_config(config)
             atomic_write_bytes(folder.plan_path, plan.to_json().encode())
         except OSError as exc:
@@ -251,7 +251,29 @@ class SessionFolder:
             raise SessionFolderError(
                 f"{root}: not a session folder (no plan.json); give the folder `rig shoot` made"
             )
+        folder.check_frames_dir()
         return folder
+
+    def check_frames_dir(self) -> None:
+        """Refuse a ``frames/`` that is a symbolic link or not a folder.
+
+        Frames are read and written in the session's own folder only: through a link, every
+        frame shot before would count as gone (frames on disk are never looked for through
+        one) and the whole stack would be shot again into wherever the link points.
+        """
+        frames = self.frames_dir
+        if frames.is_symlink():
+            raise SessionFolderError(
+                f"{frames}: a symbolic link; put the frames back in a real frames/ folder "
+                "in the session (replace the link with its folder), then resume"
+            )
+        if frames.exists() and not frames.is_dir():
+            raise SessionFolderError(f"{frames}: not a folder; move it aside, then resume")
+
+    def make_frames_dir(self) -> None:
+        """``frames/``, made if missing (see :meth:`check_frames_dir`)."""
+        self.check_frames_dir()
+        self.frames_dir.mkdir(parents=True, exist_ok=True)
 
     @property
     def plan(self) -> ShotPlan:

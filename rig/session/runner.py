@@ -385,7 +385,7 @@ class SessionRunner:
     # ---------------------------------------------------------------- phases
     def _prepare(self) -> Reconciliation:
         folder = self.folder
-        folder.frames_dir.mkdir(parents=True, exist_ok=True)
+        folder.make_frames_dir()
         contents = read_journal(folder.journal_path)
         if contents.torn_tail:
             self._warn("journal: ignored a torn last line (the previous run was cut short)")

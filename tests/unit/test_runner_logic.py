@@ -145,3 +145,18 @@ def test_links_planted_for_the_journal_or_the_log_are_not_written_through(
     result = runner(root, FakeCamera()).run()
     assert result.reason is FinishReason.FAULT and "a symbolic link" in str(result.error)
     assert victim.read_text() == "echo mine\n"
+
+
+def test_a_frames_folder_that_is_a_link_is_refused_not_shot_again(tmp_path: Path) -> None:
+    """Through the link every frame counted as gone: the whole stack was shot again there."""
+    root, elsewhere = tmp_path / "s", tmp_path / "elsewhere"
+    assert runner(root, FakeCamera()).run().reason is FinishReason.COMPLETED
+    (root / "frames").rename(elsewhere)
+    (root / "frames").symlink_to(elsewhere)
+    before = sorted(p.name for p in elsewhere.iterdir())
+    with pytest.raises(SessionFolderError, match="frames: a symbolic link"):
+        SessionFolder.find(root)
+    camera = FakeCamera()
+    result = runner(root, camera).run()
+    assert result.reason is FinishReason.FAULT and "a symbolic link" in str(result.error)
+    assert camera.shots == [] and sorted(p.name for p in elsewhere.iterdir()) == before
