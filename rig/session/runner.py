@@ -392,6 +392,7 @@ class SessionRunner:
         for tmp in folder.remove_temporaries():
             log.info("removed half-written %s", tmp.name)
         recon = reconcile(self.plan, contents, folder.frames_on_disk())
+        self._counters.captured = len(recon.done)  # said even if the journal cannot be opened
         self._journal = Journal.open(folder.journal_path)
         resuming = bool(contents.records) or bool(recon.done)
         self._journal.append(
@@ -432,7 +433,6 @@ class SessionRunner:
             self._warn(f"frame {index}: {why}; moved to {aside.name}/, shooting it again")
         for p in recon.stray:
             self._warn(f"{p.name}: not part of this plan; left alone")
-        self._counters.captured = len(recon.done)
 
         self.stacker = self._stacker_factory(self.config, self.plan.frames)
         self._worker = StackWorker(

@@ -122,3 +122,23 @@ def test_session_whose_final_composite_meets_a_full_disk_keeps_every_frame(
     assert folder.composite_path("tif").is_file()
     frames = read_journal(folder.journal_path).of_kind("frame")
     assert sorted(r["index"] for r in frames) == list(range(1, FRAMES + 1))
+
+
+def test_resume_on_a_read_only_disk_says_what_is_already_captured(small_disk: Path) -> None:
+    """The run stops before it shoots, and its report counts the frames on disk (it said
+    0/5 captured, as if a power cut had lost them)."""
+    use_virtual_camera(small_disk.parent / "vcam")
+    plan = ShotPlan.from_frames(0.0, SPEC.depth_um, FRAMES, settle_s=0.0)
+    root = small_disk / "s"
+    folder = SessionFolder.create(root, plan, SessionConfig(rig=SPEC.to_dict()))
+    with SimulatedRig(SPEC) as sim:
+        runner = SessionRunner(folder, focuser=sim.focuser, camera=sim.camera)
+        assert runner.run().reason is FinishReason.COMPLETED
+    for index, files in folder.frames_on_disk().items():
+        if index > 3:
+            files[0].unlink()
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    with SimulatedRig(SPEC) as sim:
+        again = SessionRunner(SessionFolder(root), focuser=sim.focuser, camera=sim.camera).run()
+    assert again.reason is FinishReason.FAULT and "Read-only file system" in str(again.error)
+    assert again.status.counted == f"3/{FRAMES}"
