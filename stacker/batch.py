@@ -98,11 +98,17 @@ def _frames_in(folder: Path, pattern: str | None) -> list[Path]:
 
 
 def _stack_folders(
-    root: Path, pattern: str | None, skip: Path
+    root: Path, pattern: str | None, skip: Path, seen: set[Path]
 ) -> Iterable[tuple[Path, list[Path]]]:
-    """(stack folder, its frames) under ``root``, depth first, in natural order."""
-    if root.resolve() == skip or root.name.startswith("."):
+    """(stack folder, its frames) under ``root``, depth first, in natural order.
+
+    A folder reached again through a link (``seen`` holds the real paths so far) is passed
+    over: a link to a parent folder made a loop that stacked the same frames dozens of times.
+    """
+    real = root.resolve()
+    if real == skip or real in seen or root.name.startswith("."):
         return
+    seen.add(real)
     frames_dir = root / "frames"
     if frames_dir.is_dir() and len(frames := _frames_in(frames_dir, pattern)) >= 2:
         yield root, frames  # a capture session: its frames, not its composite
@@ -111,7 +117,7 @@ def _stack_folders(
         yield root, frames
         return
     for sub in sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: natural_key(p.name)):
-        yield from _stack_folders(sub, pattern, skip)
+        yield from _stack_folders(sub, pattern, skip, seen)
 
 
 def find_stacks(
@@ -133,7 +139,7 @@ def find_stacks(
                 f"{root}: is also the output folder; give --output a folder of its own, "
                 f"e.g. {root.resolve().parent / (root.resolve().name + '-stacked')}"
             )
-        for folder, frames in _stack_folders(root, pattern, skip):
+        for folder, frames in _stack_folders(root, pattern, skip, set()):
             rel = folder.relative_to(root).parts
             name = "-".join(rel) if rel else root.resolve().name
             if name in jobs:

@@ -162,3 +162,16 @@ def test_results_of_ours_in_a_stack_folder_are_not_frames(tmp_path: Path) -> Non
         "s1": ["1.jpg", "2.jpg"],
         "session": ["frame_0001.jpg", "frame_0002.jpg"],
     }
+
+
+def test_a_folder_reached_again_through_a_link_is_one_stack(tmp_path: Path) -> None:
+    """A link to a parent folder made a loop: the stack below it was found once per turn
+    (a-loop-b, a-loop-a-loop-b...) until the names grew too long for the file system."""
+    root = tmp_path / "root"
+    frames(root / "b", "1.jpg", "2.jpg")
+    (root / "a").mkdir()
+    (root / "a" / "loop").symlink_to("..")
+    frames(tmp_path / "elsewhere" / "s", "1.jpg", "2.jpg")
+    (root / "c").symlink_to(tmp_path / "elsewhere")  # a link to other stacks is followed
+    jobs = find_stacks([root], tmp_path / "out")
+    assert [job.name for job in jobs] == ["b", "c-s"]
