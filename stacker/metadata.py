@@ -70,8 +70,8 @@ def _jpeg_metadata(data: bytes) -> Metadata:
     for _, marker, payload in _jpeg_segments(data):
         if marker == 0xE1 and payload.startswith(_EXIF_SIG) and exif is None:
             exif = payload[len(_EXIF_SIG) :]
-        elif marker == 0xE2 and payload.startswith(_ICC_SIG):
-            icc_parts[payload[len(_ICC_SIG)]] = payload[len(_ICC_SIG) + 2 :]
+        elif marker == 0xE2 and payload.startswith(_ICC_SIG) and len(payload) > len(_ICC_SIG) + 2:
+            icc_parts[payload[len(_ICC_SIG)]] = payload[len(_ICC_SIG) + 2 :]  # after number, count
     icc = b"".join(icc_parts[k] for k in sorted(icc_parts)) if icc_parts else None
     return Metadata(exif=exif, icc=icc)
 

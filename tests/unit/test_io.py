@@ -50,10 +50,11 @@ def test_exif_and_icc_carried_and_orientation_reset(tmp_path: Path, ext: str) ->
     assert read_image(out).shape == (8, 8, 3)
 
 
-def test_a_bad_or_oversized_png_icc_profile_is_not_carried(tmp_path: Path) -> None:
-    """An iCCP chunk without its NUL was a traceback when the frame was read; one that unpacks
-    beyond what a JPEG can hold (a 400 MB profile from a 0.5 MB PNG) was carried into a huge
-    TIFF, or made the JPEG write fail."""
+def test_a_bad_or_oversized_icc_profile_is_not_carried(tmp_path: Path) -> None:
+    """An iCCP chunk without its NUL, or a JPEG's ICC segment cut after its name, was a
+    traceback when the frame was read; an iCCP that unpacks beyond what a JPEG can hold (a
+    400 MB profile from a 0.5 MB PNG) was carried into a huge TIFF, or made the JPEG write
+    fail."""
     from stacker.io import encode_image
     from stacker.metadata import MAX_ICC_BYTES, _png_chunk
 
@@ -61,9 +62,13 @@ def test_a_bad_or_oversized_png_icc_profile_is_not_carried(tmp_path: Path) -> No
     png = encode_image(image, ".png")
     ihdr_end = 8 + 12 + 13
     huge = b"ICC Profile\x00\x00" + zlib.compress(b"\0" * (MAX_ICC_BYTES + 1))
-    for name, payload in [("nonul.png", b"abc"), ("huge.png", huge)]:
+    jpeg = encode_image(image, ".jpg")
+    cut = b"ICC_PROFILE\x00"  # an APP2 segment that ends before its number: an IndexError
+    (tmp_path / "cut.jpg").write_bytes(jpeg[:2] + b"\xff\xe2\x00\x0e" + cut + jpeg[2:])
+    for name, payload in [("nonul.png", b"abc"), ("huge.png", huge), ("cut.jpg", b"")]:
         frame = tmp_path / name
-        frame.write_bytes(png[:ihdr_end] + _png_chunk(b"iCCP", payload) + png[ihdr_end:])
+        if payload:
+            frame.write_bytes(png[:ihdr_end] + _png_chunk(b"iCCP", payload) + png[ihdr_end:])
         assert read_metadata(frame).icc is None
         assert read_image(frame).shape == (8, 8, 3)
         for ext in (".jpg", ".tif"):
