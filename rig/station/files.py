@@ -99,28 +99,37 @@ class SessionFiles:
         self.root = root
 
     def sessions(self, running: str | None = None) -> list[dict[str, Any]]:
-        """The sessions, newest first, with what can be downloaded (``running``: its id)."""
-        out: list[dict[str, Any]] = []
+        """The sessions, newest first, with what can be downloaded (``running``: its id).
+
+        A folder removed or renamed while it is being read (a deletion from the page, another
+        program tidying the folder) is left out rather than failing the whole list."""
+        out = []
         for path in self._session_dirs():
-            folder = SessionFolder(path)
             try:
-                plan = folder.load_plan()
-            except RigError:
+                summary = self._summary(path, running)
+            except OSError:
                 continue
-            out.append(
-                {
-                    "id": path.name,
-                    "frames": len(folder.frames_on_disk()),
-                    "total": plan.frames,
-                    "plan": plan.describe(),
-                    "composite": self._composite(path) is not None,
-                    "depth": folder.depth_path.is_file(),
-                    "running": path.name == running,
-                    "modified": round(path.stat().st_mtime, 1),
-                }
-            )
+            if summary is not None:
+                out.append(summary)
         out.sort(key=lambda s: s["modified"], reverse=True)
         return out
+
+    def _summary(self, path: Path, running: str | None) -> dict[str, Any] | None:
+        folder = SessionFolder(path)
+        try:
+            plan = folder.load_plan()
+        except RigError:
+            return None
+        return {
+            "id": path.name,
+            "frames": len(folder.frames_on_disk()),
+            "total": plan.frames,
+            "plan": plan.describe(),
+            "composite": self._composite(path) is not None,
+            "depth": folder.depth_path.is_file(),
+            "running": path.name == running,
+            "modified": round(path.stat().st_mtime, 1),
+        }
 
     def _session_dirs(self) -> list[Path]:
         try:
