@@ -14,6 +14,7 @@ import pytest
 
 from rig.sim.scene import SceneSpec, SyntheticStack
 from stacker.preview import PreviewHub, PreviewServer, attach_stacker
+from stacker.preview.server import create_app, token_extension
 from stacker.stack import Stacker
 from tests.browser import CHROMIUM, SKIP_REASON, chromium, phone_page
 
@@ -117,3 +118,32 @@ def test_the_page_follows_a_live_stack_and_shows_a_100_percent_crop(browser, fra
         assert page.locator("#crop-panel").is_hidden()
         assert errors == []
     worker.join(5)
+
+
+def test_after_a_restart_the_page_reconnects_or_asks_for_the_new_token(browser):
+    """A preview listening beyond loopback makes a new token each run. After a restart the
+    event stream's reconnection got a 403, on which EventSource gives up for good: the page
+    said "reconnecting…" for ever and never asked for the new token."""
+    hub = PreviewHub(title="restarted")
+
+    def serving(token: str, port: int = 0) -> PreviewServer:
+        return PreviewServer(hub, port=port, app=create_app(hub, token_extension(token)))
+
+    page, errors = phone_page(browser)
+    with serving("first-token-0123") as first:
+        port = first.port
+        page.goto(first.url + "#token=first-token-0123")
+        page.wait_for_selector("#link[data-live='true']")
+    page.wait_for_selector("#link[data-live='false']")
+    # The same token again (the station keeps its token in a file): the page is live again.
+    with serving("first-token-0123", port):
+        hub.update_progress(captured=3)
+        page.wait_for_selector("#link[data-live='true']", timeout=15_000)
+    # A new token: the page asks for it instead of waiting for ever.
+    with serving("new-token-456789", port):
+        page.wait_for_selector("#login:not([hidden])", timeout=15_000)
+        assert page.text_content("#link") == "locked"
+        page.fill("#login-token", "new-token-456789")
+        page.click("#login button")
+        page.wait_for_selector("#link[data-live='true']", timeout=15_000)
+    assert errors == []

@@ -120,7 +120,21 @@ function connect() {
     // EventSource reconnects by itself and sends Last-Event-ID: only missed rows come back.
     link.textContent = "reconnecting…";
     link.dataset.live = "false";
+    // Unless the server answered with something else than events (a restarted preview with a
+    // new token: 403; busy: 503): then it gives up for good, so the page asks again itself.
+    if (source.readyState === EventSource.CLOSED) setTimeout(reconnect, 2000);
   };
+}
+
+async function reconnect() {
+  let status = 0;
+  try {
+    status = (await fetch("/api/state")).status;
+  } catch (e) {
+    // not answering yet: a new EventSource retries by itself
+  }
+  if (status === 401 || status === 403) location.reload(); // the page shell asks for the token
+  else connect();
 }
 
 async function showCrop(ev) {
