@@ -15,6 +15,7 @@ import errno
 import io
 import os
 import re
+import shutil
 import stat
 import time
 import zipfile
@@ -28,6 +29,8 @@ from rig.station.errors import NotFoundError, StationError
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 ZIP_CHUNK = 1 << 20
+TRASH_PREFIX = ".deleting-"
+"""A deleted session's folder is renamed to this prefix, its id and a random tail, then removed."""
 
 
 def served_file(path: Path, folder: Path) -> Path | None:
@@ -90,6 +93,20 @@ def own_empty_folder(path: Path) -> Path:
     except OSError as exc:
         raise StationError(f"{path}: cannot prepare the folder ({exc.strerror or exc})") from None
     return path
+
+
+def empty_trash(root: Path) -> None:
+    """Remove what deletions left behind in ``root`` (a station stopped, or the power cut, while
+    it removed a session): hidden from the list, such a folder would hold its frames' space for
+    ever. Only real folders named :data:`TRASH_PREFIX`... are removed, a link by that name is
+    left alone, and :func:`shutil.rmtree` follows no link inside one."""
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.startswith(TRASH_PREFIX) and entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
 
 
 class SessionFiles:

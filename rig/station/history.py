@@ -5,7 +5,9 @@ links, nothing joined from a request), so a thumbnail or a deletion can only eve
 the station's own session folders. A deletion first renames the folder out of the listing (one
 atomic step, so a half-deleted session never shows up as a broken one), then removes it with
 :func:`shutil.rmtree`, which on Linux works through directory handles and never follows a link
-inside the folder (``shutil.rmtree.avoids_symlink_attacks``).
+inside the folder (``shutil.rmtree.avoids_symlink_attacks``). A removal cut short (the station
+stopped, the power cut) is finished when the station next starts
+(:func:`~rig.station.files.empty_trash`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from rig.station.errors import StationBusyError, StationError
+from rig.station.files import TRASH_PREFIX
 from rig.station.service import Station
 from stacker.io import read_image
 from stacker.preview.publisher import encode_jpeg
@@ -64,7 +67,7 @@ class SessionHistory:
             raise StationBusyError(f"session {sid} is running; stop it before deleting it")
         with self.station.exclusive(f"delete session {sid}"):  # no resume of it meanwhile
             folder = self.station.files.session_dir(sid)  # listed, a real folder, not a link
-            trash = folder.with_name(f".deleting-{sid}-{secrets.token_hex(4)}")
+            trash = folder.with_name(f"{TRASH_PREFIX}{sid}-{secrets.token_hex(4)}")
             try:
                 os.rename(folder, trash)
             except OSError as exc:

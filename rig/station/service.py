@@ -32,7 +32,7 @@ from rig.session.runner import CaptureDevice, RunnerOptions, SessionResult, Sess
 from rig.spec import PlanSpec
 from rig.station.camera_settings import CameraSettings
 from rig.station.errors import StationBusyError, StationError
-from rig.station.files import SESSION_ID, SessionFiles, own_empty_folder
+from rig.station.files import SESSION_ID, SessionFiles, empty_trash, own_empty_folder
 from rig.units import UnitError, format_length, parse_length
 from stacker.io import read_image
 from stacker.options import OUTPUT_FORMATS, StackOptions
@@ -145,6 +145,7 @@ class Station:
         self.units = focuser.capabilities.units
         self.limits = _jog_limits(focuser, travel)
         self._folder_lock: int | None = _claim_folder(self.root)
+        empty_trash(self.root)  # ours alone now: no other station is deleting into it
         self._lock = threading.Lock()  # held while the rig moves or shoots for a request
         # Held while a request uses the camera and while a session is launched: what checks
         # that no session shoots, and then uses the camera, does both under it.

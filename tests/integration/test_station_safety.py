@@ -405,6 +405,23 @@ def test_a_second_station_on_the_same_folder_is_refused(rig, tmp_path: Path) -> 
     Station(tmp_path / "s", focuser=rig.focuser, camera=rig.camera, rig={}).close()
 
 
+def test_a_deletion_cut_short_is_finished_when_the_station_starts(rig, tmp_path: Path) -> None:
+    """A session being deleted is renamed out of the list, then removed; a station stopped (or
+    a power cut) in between left the hidden folder, and its frames' space, for ever."""
+    root = tmp_path / "s"
+    half = root / ".deleting-beetle-0a1b2c3d" / "frames"
+    half.mkdir(parents=True)
+    (half / "frame_0001.jpg").write_bytes(b"x" * 1000)
+    (root / "kept" / "frames").mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "mine.jpg").write_bytes(b"mine")
+    (root / ".deleting-planted").symlink_to(outside)
+    Station(root, focuser=rig.focuser, camera=rig.camera, rig={}).close()
+    assert sorted(p.name for p in root.iterdir()) == [".deleting-planted", ".station.lock", "kept"]
+    assert (outside / "mine.jpg").read_bytes() == b"mine"
+
+
 @pytest.mark.slow
 def test_deleting_or_setting_the_camera_waits_for_no_one_holding_the_rig(station, client):
     """Routes added beside the rig controls take the same hold: while another request holds the
