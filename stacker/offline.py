@@ -48,6 +48,11 @@ def collect_inputs(
             if on_note is not None and len(found) < len(images):
                 ours = ", ".join(f.name for f in images if f not in found)
                 on_note(f"{p}: left out results of an earlier run: {ours}")
+            if not found and images:
+                raise StackerError(
+                    f"{p}: holds only results of earlier runs; to stack them, name the files "
+                    "one by one"
+                )
             if not found:
                 raise StackerError(
                     f"{p}: no images in this folder (looked for JPEG, PNG, TIFF, RAW)"

@@ -84,6 +84,13 @@ def test_rerun_into_the_frames_folder_leaves_earlier_results_out(frames: Path) -
     assert proc.returncode == 0 and "stacked 5 of 5 frames" in proc.stdout, proc.stderr
     proc = stacker("stack", frames, "-o", frames.parent / "o.tif")
     assert "again.tif" in proc.stderr and "stacked 5 of 5" in proc.stdout
+    # a folder of results alone was "no images in this folder", though it holds images
+    results = frames.parent / "results"
+    results.mkdir()
+    for name in ("stacked.jpg", "again.tif"):
+        (results / name).write_bytes((frames / name).read_bytes())
+    line = one_line_error(stacker("stack", results, "-o", frames.parent / "sos.tif"))
+    assert "results: holds only results of earlier runs; to stack them, name the files" in line
 
 
 def test_watch_never_takes_results_of_ours_as_frames(frames: Path, tmp_path: Path) -> None:
