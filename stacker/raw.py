@@ -112,7 +112,9 @@ def read_profile(path: str | os.PathLike[str]) -> ColourProfile:
             kwargs.update(color_matrix2=_matrix(tags[50722]), illuminant2=int(tags[50779]))
         if 50728 in tags:
             neutral = np.array(_floats(tags[50728]))
-    if not np.any(matrix):  # a camera LibRaw has no matrix for: treat its RGB as sRGB
+    if neutral.shape != (3,) or not np.all(np.isfinite(neutral) & (neutral > 0)):
+        neutral = np.ones(3)  # an as-shot neutral with a zero is no white balance to apply
+    if not _usable_matrix(matrix):  # none for this camera (LibRaw), or singular: RGB as sRGB
         matrix = np.linalg.inv(XYZ_TO_SRGB)
     exif = _exif_entries(exif_ifd | {k: v for k, v in tags.items() if k in _EXIF_TYPES})
     return ColourProfile(
@@ -140,6 +142,18 @@ def _tiff_tags(path: Path) -> tuple[dict[int, Any], dict[int, Any]]:
     if not isinstance(exif, dict):
         return ifd0, {}
     return ifd0, {names[k]: v for k, v in exif.items() if k in names}
+
+
+def _usable_matrix(matrix: np.ndarray) -> bool:
+    """Whether :func:`camera_to_srgb` can invert colour matrix ``matrix``: finite, no row of
+    camera-from-sRGB summing to zero (rows are scaled by their sums), and not singular."""
+    if matrix.shape != (3, 3) or not np.all(np.isfinite(matrix)):
+        return False
+    cam_from_srgb = matrix @ np.linalg.inv(XYZ_TO_SRGB)
+    sums = cam_from_srgb.sum(axis=1, keepdims=True)
+    if np.any(np.abs(sums) < 1e-9):
+        return False
+    return bool(np.linalg.cond(cam_from_srgb / sums) < 1e12)
 
 
 def _floats(value: Any) -> list[float]:

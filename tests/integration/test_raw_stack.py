@@ -115,6 +115,31 @@ def test_rendered_outputs_from_raw_frames(raw_frames: Path, truth, tmp_path: Pat
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("tag", "value"),
+    [(50721, (1, 1) * 9), (50721, (0, 1) * 9), (50728, (0, 1, 1, 1, 1, 1))],
+    ids=["singular-colour-matrix", "zero-colour-matrix", "zero-in-as-shot-neutral"],
+)
+def test_a_reference_frame_with_an_unusable_colour_profile_still_gives_results(
+    raw_frames: Path, tmp_path: Path, tag: int, value: tuple[int, ...]
+) -> None:
+    """A singular ColorMatrix1 was a LinAlgError traceback once every frame was stacked, and
+    a zero in AsShotNeutral gave a black JPEG (and a refused DNG): the colour matrix falls back
+    to treating camera RGB as sRGB, as for a camera LibRaw has no matrix for, and the neutral
+    to no white balance."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for frame in sorted(raw_frames.glob("*.dng"))[:3]:
+        shutil.copy(frame, frames)
+    with tifffile.TiffFile(frames / "frame_0001.dng", mode="r+b") as tif:
+        tif.pages[0].tags[tag].overwrite(value)
+    for ext in (".jpg", ".dng"):
+        proc = stacker("stack", frames, "-o", tmp_path / f"o{ext}")
+        assert proc.returncode == 0, proc.stderr
+        assert "Traceback" not in proc.stderr and "Warning" not in proc.stderr
+    assert read_image(tmp_path / "o.jpg").mean() > 20
+
+
 def test_dng_from_rendered_frames_is_a_one_line_error(tmp_path: Path) -> None:
     frames = tmp_path / "jpegs"
     write_stack(frames, SceneSpec(width=160, height=120, seed=1), 3)
