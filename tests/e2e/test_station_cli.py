@@ -104,3 +104,25 @@ def test_the_station_page_logs_in_from_the_address_and_runs_a_session(station) -
         assert wide == [], wide  # nothing but scrollable tables runs off a phone screen
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
         assert errors == []
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=SKIP_REASON)
+def test_an_answer_that_is_not_json_is_shown_by_its_status(station) -> None:
+    """A TLS proxy in front of the station (SECURITY.md advises one) answers 502 with an HTML
+    page while the station restarts; the page showed "Unexpected token '<' ... is not valid
+    JSON". The proxy's answer is stood in for by Playwright's request routing."""
+    url, _proc, _where = station
+    with chromium() as browser:
+        page, errors = phone_page(browser)
+        page.goto(url + "#token=" + TOKEN)
+        page.wait_for_selector("#st-shot")
+        page.route(
+            "**/api/test-shot",
+            lambda route: route.fulfill(
+                status=502, content_type="text/html", body="<html><h1>502 Bad Gateway</h1></html>"
+            ),
+        )
+        page.click("#st-shot")
+        page.wait_for_function("document.getElementById('st-msg').textContent !== ''")
+        assert page.text_content("#st-msg") == "Bad Gateway"
+        assert errors == []

@@ -27,7 +27,9 @@
       headers: body === undefined ? {} : { "Content-Type": "application/json" },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
-    const data = r.status === 204 ? {} : await r.json();
+    // An answer that is not JSON (a TLS proxy's 502 page while the rig restarts, the server's
+    // plain 503 at its connection limit) is told by its status, not as a JSON syntax error.
+    const data = r.status === 204 ? {} : await r.json().catch(() => ({}));
     if (!r.ok) throw new Error(data.error || r.statusText);
     return data;
   }
