@@ -284,7 +284,13 @@ class Station:
         with self.exclusive("take a test shot"):
             folder = own_empty_folder(self.root / TEST_SHOT_DIR)
             with self._camera_lock:
-                files = self.camera.capture(folder, "test_shot")
+                try:
+                    files = self.camera.capture(folder, "test_shot")
+                except OSError as exc:  # a full disk: the page says so, as for a session
+                    where = exc.filename or folder
+                    raise StationError(
+                        f"{where}: cannot save the test shot ({exc.strerror or exc})"
+                    ) from None
         if not files:
             raise StationError("the camera returned no file for the test shot")
         image = read_image(files[0])

@@ -24,6 +24,8 @@ from rig.session.state import FinishReason
 from rig.sim.rig import SimRigSpec, SimulatedRig
 from rig.sim.scene import SceneSpec, write_stack
 from rig.sim.vcamera import use_virtual_camera
+from rig.station.errors import StationError
+from rig.station.service import Station
 
 
 @pytest.fixture()
@@ -46,11 +48,10 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 def fill(folder: Path) -> Path:
     """Take every free byte of ``folder``'s file system."""
     filler = folder / "filler.bin"
-    with filler.open("wb") as fh:
+    with filler.open("wb", buffering=0) as fh:  # unbuffered: nothing left to fail on close
         try:
             while True:
                 fh.write(b"\0" * 65536)
-                fh.flush()
         except OSError as exc:
             assert exc.errno == errno.ENOSPC
     return filler
@@ -142,3 +143,18 @@ def test_resume_on_a_read_only_disk_says_what_is_already_captured(small_disk: Pa
         again = SessionRunner(SessionFolder(root), focuser=sim.focuser, camera=sim.camera).run()
     assert again.reason is FinishReason.FAULT and "Read-only file system" in str(again.error)
     assert again.status.counted == f"3/{FRAMES}"
+
+
+def test_a_test_shot_onto_a_full_disk_is_one_line(small_disk: Path) -> None:
+    """The station's test shot met the full disk with a 500 and a traceback on its terminal,
+    where starting a session on it says what is wrong."""
+    use_virtual_camera(small_disk.parent / "vcam")
+    with SimulatedRig(SPEC) as sim:
+        station = Station(small_disk / "s", focuser=sim.focuser, camera=sim.camera, rig={})
+        fill(small_disk)
+        with pytest.raises(StationError) as refused:
+            station.test_shot()
+        station.close()
+    message = str(refused.value)
+    assert message.startswith(str(small_disk / "s" / ".test-shot"))
+    assert "No space left on device" in message and "\n" not in message
