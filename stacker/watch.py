@@ -1009,6 +1009,12 @@ class _WatchRun:
 
     def finish(self) -> list[Path]:
         """Write the merged frames not yet on disk; the paths written, empty if none ever."""
+        if self.unwritten and self.reference_pending():  # the frame never came
+            raise StackerError(
+                f"--reference {int(self.stacker.reference) + 1}: the watch ended after "
+                f"{self.stacker.frames_added} frames, before that one; nothing written (stack "
+                "the folder with 'stacker stack' and another --reference)"
+            )
         if self.unwritten:
             self.write()
         self.publish(state="done")

@@ -293,6 +293,10 @@ def test_numbered_reference_defers_writing_until_that_frame_arrived(
     assert writes == [-1, -1, 3, 4]  # first written once frame 3 was merged
     assert summary.status.merged == 4
     assert read_image(tmp_path / "o.png").ndim == 3
+    # a watch that ends before the reference frame came said that frame "was not merged"
+    with pytest.raises(StackerError, match=r"--reference 8: the watch ended after 4 frames, bef"):
+        watch_and_stack(hot, tmp_path / "p.png", reference=8, idle_timeout=0.5, settle=0.2)
+    assert not (tmp_path / "p.png").exists()
 
 
 @pytest.mark.slow
