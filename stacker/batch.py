@@ -302,6 +302,11 @@ def _connect(scheduler: str | None, workers: int | None) -> tuple[Any, Any]:
     if scheduler is not None:
         try:
             client = Client(scheduler, timeout="15s")
+        except ValueError as exc:  # not an address: no port, an unknown scheme
+            raise StackerError(
+                f"--scheduler {scheduler}: not a scheduler address ({exc}); give one such as "
+                "tcp://host:8786"
+            ) from None
         except (OSError, TimeoutError) as exc:
             raise StackerError(
                 f"{scheduler}: no Dask scheduler answers there ({exc}); start one with "

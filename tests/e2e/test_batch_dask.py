@@ -138,6 +138,10 @@ def test_no_scheduler_there_is_a_one_line_error(specimens: Path, tmp_path: Path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("stacker: error: ")]
     assert "no Dask scheduler answers there" in line
+    for address in ("localhost", "http://127.0.0.1:8786"):  # were ValueError tracebacks
+        proc = batch(specimens / "tray1", "-o", tmp_path / "out", "--scheduler", address)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert f"--scheduler {address}: not a scheduler address (" in proc.stderr
 
 
 def test_ctrl_c_cancels_cleanly_and_a_rerun_finishes(tmp_path: Path) -> None:
