@@ -20,6 +20,7 @@ of the task, outputs, error.
 from __future__ import annotations
 
 import csv
+import fcntl
 import fnmatch
 import io
 import json
@@ -28,7 +29,8 @@ import os
 import resource
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -341,6 +343,31 @@ def _failed(job: StackJob, exc: BaseException) -> StackReport:
                        frames=len(job.frames), error=f"{type(exc).__name__}: {exc}")  # fmt: skip
 
 
+@contextmanager
+def _batch_lock(outdir: Path) -> Iterator[None]:
+    """Hold ``outdir`` locked (``flock`` on the folder itself, so no file is left behind) for a
+    run. A second batch into the same folder stacked every stack again and emptied the first
+    one's report under it, and could delete the temporaries it was writing. Where the file system
+    cannot lock folders (some network shares), the run goes on unlocked."""
+    try:
+        fd = os.open(outdir, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise StackerError(f"{outdir}: cannot open the output folder ({exc.strerror})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StackerError(
+                f"{outdir}: another stacker batch is writing into this folder; wait for it to "
+                "finish, or give --output another folder"
+            ) from None
+        except OSError:
+            pass  # no folder locks here
+        yield
+    finally:
+        os.close(fd)
+
+
 def run_batch(
     jobs: Sequence[StackJob],
     options: dict[str, Any],
@@ -351,39 +378,42 @@ def run_batch(
     on_progress: Progress | None = None,
     on_report: Callable[[StackReport], None] | None = None,
 ) -> BatchSummary:
-    """Stack every job not up to date, one Dask task each; Ctrl-C cancels what is left."""
+    """Stack every job not up to date, one Dask task each; Ctrl-C cancels what is left.
+
+    One batch at a time writes into an output folder (see :func:`_batch_lock`)."""
     t0 = time.perf_counter()
     summary = BatchSummary()
     check_report(report_path, jobs)
-    writer = ReportWriter(report_path)
-    counts = {"done": 0, "failed": 0, "skipped": 0}
+    with _batch_lock(jobs[0].output.parent if jobs else report_path.parent):
+        writer = ReportWriter(report_path)
+        counts = {"done": 0, "failed": 0, "skipped": 0}
 
-    def record(rep: StackReport) -> None:
-        summary.reports.append(rep)
-        writer.write(rep)
-        if rep.status in counts:
-            counts[rep.status] += 1
-        if on_report:
-            on_report(rep)
+        def record(rep: StackReport) -> None:
+            summary.reports.append(rep)
+            writer.write(rep)
+            if rep.status in counts:
+                counts[rep.status] += 1
+            if on_report:
+                on_report(rep)
 
-    todo = []
-    for job in jobs:
-        if not job.up_to_date():
-            todo.append(job)
-            continue
-        outputs = [str(p) for p in job.outputs()]
-        record(StackReport(name=job.name, folder=str(job.folder), status="skipped",
-                           frames=len(job.frames), outputs=outputs))  # fmt: skip
-    if jobs:
-        remove_stale_temporaries(jobs[0].output.parent, jobs)
-    try:
-        if todo:
-            _run_on_cluster(todo, options, scheduler, workers, summary, record, counts,
-                            on_progress)  # fmt: skip
-    finally:
-        writer.close()
-        summary.seconds = time.perf_counter() - t0
-    return summary
+        todo = []
+        for job in jobs:
+            if not job.up_to_date():
+                todo.append(job)
+                continue
+            outputs = [str(p) for p in job.outputs()]
+            record(StackReport(name=job.name, folder=str(job.folder), status="skipped",
+                               frames=len(job.frames), outputs=outputs))  # fmt: skip
+        if jobs:
+            remove_stale_temporaries(jobs[0].output.parent, jobs)
+        try:
+            if todo:
+                _run_on_cluster(todo, options, scheduler, workers, summary, record, counts,
+                                on_progress)  # fmt: skip
+        finally:
+            writer.close()
+            summary.seconds = time.perf_counter() - t0
+        return summary
 
 
 def _run_on_cluster(todo, options, scheduler, workers, summary, record, counts, on_progress):

@@ -121,6 +121,7 @@ def test_a_report_that_would_empty_a_frame_or_cannot_be_written_is_refused(
     """The report is opened (emptied) before any stack runs: a frame named as the report, or
     linked to under a report's name, would be lost, and a bad path was a traceback."""
     frames(tmp_path / "root" / "s1", "1.jpg", "2.jpg")
+    (tmp_path / "out").mkdir()  # as stacker batch makes it
     jobs = find_stacks([tmp_path / "root"], tmp_path / "out")
     frame = tmp_path / "root" / "s1" / "1.jpg"
     (tmp_path / "link.csv").symlink_to(frame)
@@ -175,3 +176,24 @@ def test_a_folder_reached_again_through_a_link_is_one_stack(tmp_path: Path) -> N
     (root / "c").symlink_to(tmp_path / "elsewhere")  # a link to other stacks is followed
     jobs = find_stacks([root], tmp_path / "out")
     assert [job.name for job in jobs] == ["b", "c-s"]
+
+
+def test_a_second_batch_into_the_same_output_folder_is_refused(tmp_path: Path) -> None:
+    """Two batches into one folder both stacked every stack, and the second emptied the
+    first one's report while it was being written."""
+    import fcntl
+
+    frames(tmp_path / "root" / "s1", "1.jpg", "2.jpg")
+    out = tmp_path / "out"
+    out.mkdir()
+    jobs = find_stacks([tmp_path / "root"], out)
+    report = out / "batch-report.jsonl"
+    report.write_text('{"name": "s1", "status": "done"}\n')  # the first batch's, so far
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # held as the first batch holds it
+        with pytest.raises(StackerError, match="out: another stacker batch is writing into"):
+            run_batch(jobs, {}, report)
+    finally:
+        os.close(fd)
+    assert report.read_text() == '{"name": "s1", "status": "done"}\n'
