@@ -10,10 +10,14 @@ touch targets of at least 48 px and nothing fetched from outside the rig. Screen
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
@@ -209,3 +213,62 @@ def test_past_sessions_resume_and_delete_on_a_phone(station, tmp_path: Path) -> 
         page.wait_for_selector(row, state="detached")
         assert not (sessions / "slug").exists()
         assert origins == {url.rstrip("/")}, origins  # nothing from the internet
+
+
+@contextlib.contextmanager
+def _cutting_proxy(port: int) -> Iterator[tuple[str, threading.Event, threading.Event]]:
+    """A relay to the station on ``port``: (its address, ``arm``, ``cut``). Once ``arm`` is set,
+    the next live-view answer is cut off after its first 400 bytes and the connection closed,
+    as a phone's Wi-Fi drops one; ``cut`` is set when that happened."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    arm, cut = threading.Event(), threading.Event()
+    doomed: set[int] = set()  # upstream sockets whose next answer is cut
+    opened: list[socket.socket] = []
+
+    def pump(src: socket.socket, dst: socket.socket, answers: bool) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                if not answers and b"GET /api/liveview" in data and arm.is_set():
+                    arm.clear()
+                    doomed.add(id(dst))
+                if answers and id(src) in doomed:
+                    dst.sendall(data[:400])
+                    cut.set()
+                    break
+                dst.sendall(data)
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = listener.accept()
+                opened.append(client)
+                upstream = socket.create_connection(("127.0.0.1", port))
+                opened.append(upstream)
+                for args in ((client, upstream, False), (upstream, client, True)):
+                    threading.Thread(target=pump, args=args, daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/", arm, cut
+    finally:
+        listener.close()
+        for s in opened:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+
+def test_live_view_goes_on_after_a_frame_is_cut_off(station) -> None:
+    """A live-view answer cut off mid-frame (the phone's link dropped) rejected the read of its
+    body outside any handler: 'Failed to fetch' on the page, and live view stopped for good."""
+    url, _sessions = station
+    with _cutting_proxy(urlsplit(url).port or 80) as (relay, arm, cut), chromium() as browser:
+        page, errors = phone_page(browser)
+        _shoot(page, relay)
+        arm.set()
+        assert cut.wait(30)
+        _fresh_frames(page, 3)
+        assert errors == []

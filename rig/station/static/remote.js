@@ -73,7 +73,15 @@
         await sleep(r.status === 409 ? 1000 : 2000);
         continue;
       }
-      const blob = await r.blob();
+      let blob;
+      try {
+        blob = await r.blob();
+      } catch (e) {
+        // The link dropped mid-frame (a phone's Wi-Fi does): ask again, as for a failed fetch.
+        liveMsg("live view: the rig does not answer");
+        await sleep(2000);
+        continue;
+      }
       const url = URL.createObjectURL(blob);
       img.src = url;
       try {
