@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from stacker.errors import StackerError
-from stacker.io import is_image_path
+from stacker.io import is_image_path, temporary_prefix
 from stacker.natsort import natural_key
 from stacker.output import depth_paths
 from stacker.paths import check_distinct, is_our_output
@@ -272,7 +272,7 @@ def remove_stale_temporaries(outdir: Path, jobs: Sequence[StackJob]) -> None:
     """Delete hidden temporaries an interrupted run left beside our outputs (atomic writes)."""
     names = {p.name for job in jobs for p in job.outputs()}
     for tmp in outdir.glob(".*.tmp"):
-        if any(tmp.name.startswith(f".{n}.") for n in names):
+        if any(tmp.name.startswith(temporary_prefix(n)) for n in names):
             tmp.unlink(missing_ok=True)
 
 

@@ -393,6 +393,16 @@ def _current_umask() -> int:
 _FILE_MODE = 0o666 & ~_current_umask()  # what open() would give a new file
 
 
+def temporary_prefix(name: str) -> str:
+    """The start of the hidden temporary file names :func:`atomic_write` uses for ``name``.
+
+    The name is cut to 200 bytes: with the dots, the random part and the suffix, the temporary
+    of a name near the file system's limit of 255 bytes was too long, and the write of a valid
+    name failed.
+    """
+    return f".{os.fsdecode(os.fsencode(name)[:200])}."
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``path`` so that the file is either absent, old, or complete."""
     return atomic_write(path, lambda fh: fh.write(data))
@@ -409,7 +419,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
     """
     p = Path(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+        fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(p.name), suffix=".tmp", dir=p.parent)
     except OSError as exc:
         raise OSError(exc.errno, exc.strerror, str(p)) from None
     try:
@@ -470,7 +480,7 @@ def check_writable_output(path: str | os.PathLike[str]) -> Path:
     if not os.access(folder, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
         raise StackerError(f"{p}: not writable; choose another output path")
     try:
-        fd, probe = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".probe", dir=folder)
+        fd, probe = tempfile.mkstemp(prefix=temporary_prefix(p.name), suffix=".probe", dir=folder)
         try:
             os.write(fd, b"\0")
         finally:

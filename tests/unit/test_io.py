@@ -146,6 +146,17 @@ def _umask() -> int:
     return m
 
 
+@pytest.mark.parametrize("letter", ["a", "é"])
+def test_a_name_near_the_length_limit_is_written(tmp_path: Path, letter: str) -> None:
+    """A 244-byte name was refused: its temporary (dot, name, dot, random part, suffix) was
+    longer than the 255 bytes a name may have."""
+    stem = letter * (240 // len(letter.encode()))
+    out = check_writable_output(tmp_path / f"{stem}.tif")
+    write_image(out, np.zeros((8, 8, 3), np.uint8))
+    assert read_image(out).shape == (8, 8, 3)
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]
+
+
 def test_output_checks(tmp_path: Path) -> None:
     assert check_writable_output(tmp_path / "a.tif") == tmp_path / "a.tif"
     with pytest.raises(StackerError, match=r"unknown output format '\.bmp'"):
