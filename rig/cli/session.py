@@ -32,7 +32,7 @@ from rig.cli import options as opt
 from rig.devices import hardware_rig
 from rig.errors import RigError
 from rig.plan import PlanError, ShotPlan, format_position
-from rig.session.folder import SessionConfig, SessionFolder
+from rig.session.folder import SessionConfig, SessionFolder, check_plan_matches
 from rig.session.journal import read_journal
 from rig.session.runner import (
     RunnerOptions,
@@ -309,6 +309,7 @@ def resume_cmd(
     folder.lock()  # before reading what is done or opening a device another run may hold
     plan, config = folder.plan, folder.config
     journal = read_journal(folder.journal_path)  # a broken hand edit: refused before the rig
+    check_plan_matches(plan, journal, folder.frames_on_disk(), source=str(folder.plan_path))
     console = _console()
     from rig.cli.tether import is_tether_session, resume_tether
 

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from rig.errors import RigError
-from rig.plan import PlanError, ShotPlan
+from rig.plan import PlanError, ShotPlan, format_position
 from rig.session.journal import JOURNAL_NAME, FrameEntry, JournalContents
 from stacker.errors import StackerError
 from stacker.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, atomic_write_bytes, truncation
@@ -358,6 +358,30 @@ class SessionFolder:
                     p.unlink(missing_ok=True)
                     removed.append(p)
         return removed
+
+
+def check_plan_matches(
+    plan: ShotPlan, journal: JournalContents, on_disk: dict[int, list[Path]], *, source: str
+) -> None:
+    """Refuse a plan that no longer puts the frames on disk where they were shot.
+
+    ``plan.json`` edited by hand after shooting began (another direction, step or range)
+    would have the missing frames shot at the new positions: some depths twice, others never,
+    and the session would still call itself complete. Edits that keep every frame shot in its
+    place (a longer range at the same step, other delays) pass.
+    """
+    planned = {shot.index: shot.position for shot in plan.positions()}
+    for index, rec in sorted(journal.frames().items()):
+        position, units = rec.get("position"), rec.get("units", plan.units)
+        if index not in planned or index not in on_disk or position is None:
+            continue  # outside the plan (stray), gone (shot again), or a tether frame
+        if units != plan.units or abs(position - planned[index]) > 1e-6 * max(1.0, abs(position)):
+            raise SessionFolderError(
+                f"{source}: frame {index} was shot at {format_position(position, units)} "
+                f"but this plan puts it at {format_position(planned[index], plan.units)}; "
+                "the plan was changed after shooting began: put plan.json back, or shoot the "
+                "new plan as a new session"
+            )
 
 
 def reconcile(

@@ -64,6 +64,7 @@ from rig.session.folder import (
     SessionConfig,
     SessionFolder,
     SessionFolderError,
+    check_plan_matches,
     reconcile,
     stack_file,
 )
@@ -391,7 +392,9 @@ class SessionRunner:
             self._warn("journal: ignored a torn last line (the previous run was cut short)")
         for tmp in folder.remove_temporaries():
             log.info("removed half-written %s", tmp.name)
-        recon = reconcile(self.plan, contents, folder.frames_on_disk())
+        on_disk = folder.frames_on_disk()
+        check_plan_matches(self.plan, contents, on_disk, source=str(folder.plan_path))
+        recon = reconcile(self.plan, contents, on_disk)
         self._counters.captured = len(recon.done)  # said even if the journal cannot be opened
         self._journal = Journal.open(folder.journal_path)
         resuming = bool(contents.records) or bool(recon.done)

@@ -6,6 +6,7 @@ tests/integration/test_session_runner.py.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -160,3 +161,27 @@ def test_a_frames_folder_that_is_a_link_is_refused_not_shot_again(tmp_path: Path
     result = runner(root, camera).run()
     assert result.reason is FinishReason.FAULT and "a symbolic link" in str(result.error)
     assert camera.shots == [] and sorted(p.name for p in elsewhere.iterdir()) == before
+
+
+def test_a_plan_edited_to_move_the_frames_shot_is_refused(tmp_path: Path) -> None:
+    """Turned round mid-session, the missing frames went to depths already shot: the far
+    quarter was never shot, and the session still called itself complete."""
+    root = tmp_path / "s"
+    broken = FakeCamera(fail=lambda stem, _: RigError("cable") if stem == "frame_0003" else None)
+    assert runner(root, broken).run().reason is FinishReason.FAULT
+    saved = (root / "plan.json").read_text()
+    turned = replace(PLAN, direction="far-to-near")
+    (root / "plan.json").write_text(turned.to_json())
+    camera = FakeCamera()
+    result = runner(root, camera).run()
+    assert result.reason is FinishReason.FAULT and camera.shots == []
+    assert str(result.error) == (
+        f"{root / 'plan.json'}: frame 1 was shot at 0 µm but this plan puts it at 400 µm; the "
+        "plan was changed after shooting began: put plan.json back, or shoot the new plan as "
+        "a new session"
+    )
+    (root / "plan.json").write_text(saved)
+    longer = ShotPlan.from_step(0.0, 600.0, PLAN.step, settle_s=0.0)  # the same frames, 2 more
+    (root / "plan.json").write_text(longer.to_json())
+    assert runner(root, camera).run().reason is FinishReason.COMPLETED
+    assert camera.shots == [f"frame_{i:04d}" for i in range(3, 8)]
