@@ -350,11 +350,24 @@ class SessionFolder:
         return aside
 
     def remove_temporaries(self) -> list[Path]:
-        """Delete half-written hidden temporaries a crash left in ``frames/``."""
+        """Delete half-written hidden temporaries a crash left behind.
+
+        Those of frames in ``frames/``, and those of the session's own files in the folder
+        (``.composite.tif.XXXX.tmp``: a checkpoint cut short by a power cut is as large as
+        the composite, and one more is left by every such interruption).
+        """
+        from stacker.output import depth_paths
+
+        own = {self.composite_path(f).name for f in OUTPUT_FORMATS}
+        own |= {p.name for p in (self.plan_path, self.config_path, *depth_paths(self.depth_path))}
         removed = []
-        if self.frames_dir.is_dir():
-            for p in self.frames_dir.iterdir():
-                if p.name.startswith(".") and p.name.endswith(".tmp"):
+        for folder, names in ((self.frames_dir, None), (self.root, own)):
+            if not folder.is_dir():
+                continue
+            for p in folder.iterdir():
+                if not (p.name.startswith(".") and p.name.endswith(".tmp")):
+                    continue
+                if names is None or p.name[1:].rsplit(".", 2)[0] in names:
                     p.unlink(missing_ok=True)
                     removed.append(p)
         return removed

@@ -185,3 +185,18 @@ def test_a_plan_edited_to_move_the_frames_shot_is_refused(tmp_path: Path) -> Non
     (root / "plan.json").write_text(longer.to_json())
     assert runner(root, camera).run().reason is FinishReason.COMPLETED
     assert camera.shots == [f"frame_{i:04d}" for i in range(3, 8)]
+
+
+def test_a_resume_removes_the_temporaries_of_outputs_a_kill_cut_short(tmp_path: Path) -> None:
+    """kill -9 while a checkpoint is written leaves a hidden copy as large as the composite."""
+    root = tmp_path / "s"
+    assert runner(root, FakeCamera()).run().reason is FinishReason.COMPLETED
+    stale = [root / ".composite.tif.hpuehob9.tmp", root / ".depth-preview.jpg.a1b2c3.tmp"]
+    theirs = [root / ".notes.txt.a1b2c3.tmp", root / "composite.tif.tmp"]
+    for p in [*stale, *theirs, root / "frames/.frame_0006.jpg.x1y2.tmp"]:
+        p.write_bytes(b"\0" * 1024)
+    assert runner(root, FakeCamera()).run().reason is FinishReason.COMPLETED
+    assert sorted(p.name for p in root.iterdir() if p.name.endswith(".tmp")) == sorted(
+        p.name for p in theirs
+    )
+    assert not list((root / "frames").glob(".*.tmp"))
