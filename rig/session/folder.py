@@ -44,7 +44,13 @@ from rig.errors import RigError
 from rig.plan import PlanError, ShotPlan, format_position
 from rig.session.journal import JOURNAL_NAME, FrameEntry, JournalContents
 from stacker.errors import StackerError
-from stacker.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, atomic_write_bytes, truncation
+from stacker.io import (
+    IMAGE_EXTENSIONS,
+    RAW_EXTENSIONS,
+    atomic_write_bytes,
+    temporary_prefix,
+    truncation,
+)
 from stacker.options import OUTPUT_FORMATS, StackOptions
 
 log = logging.getLogger("rig.session")
@@ -358,16 +364,17 @@ class SessionFolder:
         """
         from stacker.output import depth_paths
 
-        own = {self.composite_path(f).name for f in OUTPUT_FORMATS}
-        own |= {p.name for p in (self.plan_path, self.config_path, *depth_paths(self.depth_path))}
+        own = {self.composite_path(f) for f in OUTPUT_FORMATS}
+        own |= {self.plan_path, self.config_path, *depth_paths(self.depth_path)}
         removed = []
-        for folder, names in ((self.frames_dir, None), (self.root, own)):
+        for folder, prefix in (
+            (self.frames_dir, ("",)),
+            (self.root, tuple(temporary_prefix(p.name) for p in own)),
+        ):
             if not folder.is_dir():
                 continue
             for p in folder.iterdir():
-                if not (p.name.startswith(".") and p.name.endswith(".tmp")):
-                    continue
-                if names is None or p.name[1:].rsplit(".", 2)[0] in names:
+                if p.name.startswith(".") and p.name.endswith(".tmp") and p.name.startswith(prefix):
                     p.unlink(missing_ok=True)
                     removed.append(p)
         return removed
