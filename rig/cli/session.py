@@ -428,6 +428,9 @@ def demo_cmd(
         )
     if not 2 <= frames <= 500:
         raise PlanError(f"--frames {frames}: the demo takes 2 to 500 frames")
+    rehearsed = parse_fault(fault)
+    if rehearsed is not None and rehearsed.frame > frames:  # it would never happen
+        raise PlanError(f"--fault {fault}: the demo shoots {frames} frames; fail at 1 to {frames}")
     spec = SimRigSpec(
         width=width,
         height=height,
@@ -437,7 +440,7 @@ def demo_cmd(
         capture_target=parse_capture_target(capture_target),
         raw_mb=raw_mb,
         raw_plus_jpeg=raw_plus_jpeg,
-        fault=parse_fault(fault),
+        fault=rehearsed,
     )
     console = _console()
     root = out or _default_out("demo")

@@ -6,10 +6,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import typer
+from typer.testing import CliRunner
 
 from rig.cli import app
+from rig.plan import PlanError
 
 COMMANDS = typer.main.get_command(app).commands  # type: ignore[attr-defined]
 
@@ -31,3 +35,13 @@ def test_an_impossible_number_is_a_usage_error_naming_its_option(
         COMMANDS[command].make_context(command, list(args))
     assert refused.value.param is not None and option in refused.value.param.opts
     COMMANDS[command].make_context(command, [*args[:-1], "0"])  # the edge itself is taken
+
+
+def test_a_demo_fault_past_the_last_frame_is_refused(tmp_path: Path) -> None:
+    """``--fault camera@99`` on a 3-frame demo rehearsed nothing and ended 'completed'."""
+    out = tmp_path / "d"
+    args = ["demo", "--frames", "3", "--size", "64x64", "--fault", "camera@4", "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert isinstance(result.exception, PlanError)
+    assert str(result.exception) == "--fault camera@4: the demo shoots 3 frames; fail at 1 to 3"
+    assert not out.exists()
