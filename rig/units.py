@@ -24,6 +24,7 @@ class UnitError(RigError):
 
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 _QUANTITY = re.compile(rf"^\s*({_NUMBER})\s*([^\d\s.+-][^\s]*)?\s*$")
+_DECIMAL_COMMA = re.compile(r"\d,\d")
 
 _LENGTH_UNITS: dict[str, tuple[float, Units]] = {
     "mm": (1000.0, "um"),
@@ -46,6 +47,9 @@ _LENGTH_HELP = "write a unit, e.g. 1.5mm, 250um, 250µm or 12steps"
 
 
 def _split(text: str) -> tuple[float, str]:
+    """``(number, unit)`` of ``text``; a decimal comma (``0,5mm``) is named as such."""
+    if _DECIMAL_COMMA.search(text):
+        raise UnitError(f"{text!r}: write decimals with a point, e.g. {text.replace(',', '.')}")
     match = _QUANTITY.match(text)
     if not match:
         raise ValueError(text)

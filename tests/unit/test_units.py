@@ -1,5 +1,7 @@
 """Lengths, speeds and durations with explicit units."""
 
+import re
+
 import pytest
 
 from rig.units import (
@@ -85,3 +87,14 @@ def test_durations_accept_bare_seconds() -> None:
 def test_format_round_trips(value: float, unit: str, text: str) -> None:
     assert format_length(value, unit) == text  # type: ignore[arg-type]
     assert parse_length(text) == (pytest.approx(value), unit)
+
+
+@pytest.mark.parametrize(
+    ("parse", "text", "fix"),
+    [(parse_length, "0,5mm", "0.5mm"), (parse_length, "1,25 mm", "1.25 mm"),
+     (parse_duration, "1,5s", "1.5s")],
+)  # fmt: skip
+def test_a_decimal_comma_is_named_with_the_number_as_meant(parse, text: str, fix: str) -> None:
+    """Typed as most of Europe writes it, '0,5mm' was called an unknown unit ',5mm'."""
+    with pytest.raises(UnitError, match=re.escape(f"write decimals with a point, e.g. {fix}")):
+        parse(text)
