@@ -22,6 +22,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import hashlib
+import math
 import os
 import re
 import shutil
@@ -114,7 +115,7 @@ class SimRigSpec:
 
         if self.camera != "virtual" and self.camera not in PROFILES:
             raise SimulatedRigError(f"--camera {self.camera}: use virtual or {', '.join(PROFILES)}")
-        if self.raw_mb < 0:
+        if not 0 <= self.raw_mb < math.inf:
             raise SimulatedRigError(f"--raw-mb {self.raw_mb:g}: give a size of 0 or more")
         if not self.time_scale > 0:
             raise SimulatedRigError(f"--time-scale {self.time_scale:g}: give a positive speed-up")

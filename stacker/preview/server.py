@@ -478,6 +478,9 @@ def token_extension(token: str) -> PageExtension:
 
 
 def _bind(host: str, port: int) -> socket.socket:
+    if not 0 <= port <= 65535:
+        # getaddrinfo takes the port modulo 65536: 70000 would listen on 4464.
+        raise PreviewServerError(f"port {port}: use 1 to 65535, or 0 for any free one")
     try:
         infos = socket.getaddrinfo(
             host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE

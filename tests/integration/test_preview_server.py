@@ -66,6 +66,13 @@ def test_the_server_binds_loopback_on_a_free_port_and_serves_the_page(server, cl
         assert r.status_code == 200 and kind in r.headers["content-type"]
 
 
+@pytest.mark.parametrize("port", [-1, 65536, 70000])
+def test_a_port_out_of_range_is_refused_not_wrapped(hub: PreviewHub, port: int) -> None:
+    """The resolver takes a port modulo 65536: 70000 listened on 4464."""
+    with pytest.raises(PreviewServerError, match=f"^port {port}: use 1 to 65535"):
+        PreviewServer(hub, port=port).start()
+
+
 def test_state_reports_progress_frames_and_image_versions(hub, client):
     hub.update_progress(state="running", total=5, captured=2, position_um=150.0)
     hub.update_frame(0, name="a.jpg", position_um=0.0, merged=True, score=0.99)

@@ -45,3 +45,14 @@ def test_a_demo_fault_past_the_last_frame_is_refused(tmp_path: Path) -> None:
     assert isinstance(result.exception, PlanError)
     assert str(result.exception) == "--fault camera@4: the demo shoots 3 frames; fail at 1 to 3"
     assert not out.exists()
+
+
+@pytest.mark.parametrize("size", ["-1", "nan", "inf"])
+def test_a_demo_raw_size_that_is_no_size_is_refused(tmp_path: Path, size: str) -> None:
+    """``--raw-mb nan`` was taken (every comparison with nan is false) and made no RAW files."""
+    out = tmp_path / "d"
+    args = ["demo", "--frames", "3", "--size", "64x64", "--raw-mb", size, "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert type(result.exception).__name__ == "SimulatedRigError"
+    assert str(result.exception) == f"--raw-mb {float(size):g}: give a size of 0 or more"
+    assert not out.exists()
