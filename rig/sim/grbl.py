@@ -18,13 +18,26 @@ What is simulated, following GRBL 1.1's documented behaviour:
 * soft limits (``$20``: ``ALARM:2`` for G-code, ``error:15`` for jogs), hard limit switches
   (``$21``: ``ALARM:1``) at both ends of a physical rail of ``$130``-``$132`` travel, homing
   (``$22``-``$27``; machine space is ``[-max travel, 0]`` as in GRBL), the power-up alarm lock
-  when homing is enabled (``homing_init_lock``);
+  (below);
 * faults: :meth:`~rig.sim.ptyserial.PtyDevice.disconnect` / ``replug``, ``stall``, ``inject``
   (garbled lines) and :meth:`GrblSimulator.trigger_alarm`;
 * by default, a restart each time the port is opened (an Arduino's DTR auto-reset): machine
   position 0 wherever the carriage stands, banner again (see ``on_power_up``);
 * ``$13=1`` inch reports, GRBL's stock ``$1=25`` (motors off 25 ms after a move), and
   grblHAL's banner with ``grblhal=True``.
+
+**The power-up lock.** Stock GRBL 1.1 is built with ``HOMING_INIT_LOCK`` (``config.h``), so
+with homing enabled (``$22=1``) it boots into ALARM (``main.c``), prints
+``[MSG:'$H'|'$X' to unlock]`` after its banner (``protocol.c``, ``protocol_main_loop``; texts in
+``report.c``) and runs no startup line. Until ``$H`` (homing) or ``$X`` (``[MSG:Caution:
+Unlocked]``) every G-code line gets ``error:9`` (``protocol.c``); ``$J=`` jogs get ``error:8``
+(``system.c``: Idle or Jog only); ``$$``, ``$G``, ``$#``, ``$I``, ``$N``, ``$x=value``, ``?`` and
+the other real-time commands still work (``system.c``, ``system_execute_line``). A soft reset
+keeps the lock (``main.c`` carries the state over its reset loop). Combined with the restart on
+every open, a board with homing enabled is locked again on every connection. The simulator does
+all of this by default, because :data:`DEFAULT_SETTINGS` enable homing as a focus rail with a
+home switch is configured; ``homing_init_lock=False`` is a board built without the option.
+(``$C`` check mode and ``$SLP`` are not simulated: ``error:3``.)
 
 Every straight motion is recorded in :attr:`GrblSimulator.motion_log` (machine coordinates, mm).
 Time runs ``time_scale`` times faster than the wall clock.
@@ -63,9 +76,12 @@ DEFAULT_SETTINGS: dict[int, float] = {
     130: 100.0, 131: 100.0, 132: 100.0,
 }  # fmt: skip
 """GRBL 1.1 defaults adjusted to a small focus rail: 800 steps/mm (1.25 um per step),
-600 mm/min, 50 mm/s², 100 mm travel, hard limits and homing enabled, soft limits off. As in
-stock GRBL (defaults.h, DEFAULT_STEPPER_IDLE_LOCK_TIME 25), ``$1=25``: the drivers switch off
-25 ms after each move, and ``$13=0`` (reports in mm; ``$13=1`` reports inches)."""
+600 mm/min, 50 mm/s², 100 mm travel, hard limits and homing enabled, soft limits off. Stock
+``defaults.h`` leaves homing off (``DEFAULT_HOMING_ENABLE 0``), but a rail with a home switch is
+set up with ``$22=1``, and that is the awkward case: with the stock ``HOMING_INIT_LOCK`` the
+board boots locked (see the module docstring). As in stock GRBL (defaults.h,
+DEFAULT_STEPPER_IDLE_LOCK_TIME 25), ``$1=25``: the drivers switch off 25 ms after each move, and
+``$13=0`` (reports in mm; ``$13=1`` reports inches)."""
 
 _INTEGER_SETTINGS = {0, 1, 2, 3, 4, 5, 6, 10, 13, 20, 21, 22, 23, 26, 30, 31, 32}
 _REALTIME = {ord("?"), ord("!"), ord("~"), 0x18, 0x85}
@@ -183,7 +199,8 @@ class GrblSimulator(FirmwareDevice):
         Physical carriage position at power-up, in the machine frame a homed GRBL uses
         (``[-max travel, 0]``); default: mid-travel on every axis.
     homing_init_lock
-        Boot into ALARM when homing is enabled (GRBL's ``HOMING_INIT_LOCK`` build option).
+        Boot into ALARM when homing is enabled, as stock GRBL 1.1 does (its ``HOMING_INIT_LOCK``
+        build option, on in ``config.h``); False is a board built without it.
     reset_on_open
         Opening the port restarts the board, as DTR does on an Arduino.
     boot_delay
@@ -204,7 +221,7 @@ class GrblSimulator(FirmwareDevice):
         time_scale: float = 1.0,
         settings: dict[int, float] | None = None,
         start_position: Vec | None = None,
-        homing_init_lock: bool = False,
+        homing_init_lock: bool = True,
         reset_on_open: bool = True,
         boot_delay: float = 0.0,
         planner_blocks: int = 15,
@@ -713,6 +730,8 @@ class GrblSimulator(FirmwareDevice):
                 raise _GcodeError(8)
             self._ok(f"[VER:{VERSION}.20190830:]", "[OPT:V,15,128]")
         elif line == "$#":
+            if not idle_or_alarm:
+                raise _GcodeError(8)
             self._ok(
                 f"[G54:{_fmt(self._wcs)}]",
                 *(f"[G{n}:0.000,0.000,0.000]" for n in range(55, 60)),
@@ -723,10 +742,10 @@ class GrblSimulator(FirmwareDevice):
                 "[PRB:0.000,0.000,0.000:0]",
             )
         elif line == "$N":
-            self._ok("$N0=", "$N1=")
-        elif line == "$X":
             if not idle_or_alarm:
                 raise _GcodeError(8)
+            self._ok("$N0=", "$N1=")
+        elif line == "$X":  # any state; only ALARM is changed (system.c)
             if self._state == "Alarm":
                 self._state = "Idle"
                 self._ok("[MSG:Caution: Unlocked]")

@@ -269,9 +269,12 @@ class SimulatedRig:
         self._grbl = GrblSimulator(time_scale=spec.time_scale).start()
         rail = open_focuser(f"{self._grbl.url}&settle=0")
         self._focuser = rail
-        # Work zero where the carriage stands: the plan's 0 is the scene's near end.
+        # The simulated board, like a stock GRBL with homing on, restarted as the port opened
+        # and is locked. The carriage stands at the scene's near end, where a photographer
+        # would have placed it, so the rig takes that place as its reference (as
+        # --accept-position does; on GRBL that is $X) and makes it work zero: the plan's 0.
+        rail.accept_position()
         rail.send("G10 L20 P1 X0")  # type: ignore[attr-defined]
-        rail.accept_position()  # that zero is the reference
         wrap = None
         if spec.camera != "virtual":
             from rig.sim.camera_quirks import CameraQuirks

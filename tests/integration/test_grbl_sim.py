@@ -60,14 +60,84 @@ def sim() -> Iterator[GrblSimulator]:
         yield simulator
 
 
-@pytest.fixture
-def client(sim: GrblSimulator) -> Iterator[Client]:
+def opened(sim: GrblSimulator) -> Client:
+    """A host that opened the port and read up to the banner (the board restarts on open)."""
     host = Client(sim.path)
-    # Opening the port resets the board: the banner comes first, as on an Arduino.
     while host.line() != "Grbl 1.1h ['$' for help]":
         pass
+    return host
+
+
+@pytest.fixture
+def client(sim: GrblSimulator) -> Iterator[Client]:
+    """A host on an unlocked board: homing is on, so it booted locked and the host sent $X."""
+    host = opened(sim)
+    assert host.line() == "[MSG:'$H'|'$X' to unlock]"
+    assert host.lines_until_ok("$X") == ["[MSG:Caution: Unlocked]", "ok"]
     yield host
     host.port.close()
+
+
+def test_a_board_with_homing_boots_locked_until_x_or_h(sim: GrblSimulator) -> None:
+    host = opened(sim)
+    try:
+        assert host.line() == "[MSG:'$H'|'$X' to unlock]"
+        assert host.status().startswith("<Alarm|MPos:0.000,0.000,0.000|")
+        assert host.lines_until_ok("G1 X1 F100") == ["error:9"]  # G-code locked out
+        assert host.lines_until_ok("G10 L20 P1 X0") == ["error:9"]
+        assert host.lines_until_ok("$J=G91 X1 F100") == ["error:8"]  # jogs: Idle only
+        assert "$22=1" in host.lines_until_ok("$$")  # settings, state and info still answer
+        assert host.lines_until_ok("$G")[-1] == "ok"
+        assert host.lines_until_ok("$#")[0] == "[G54:0.000,0.000,0.000]"
+        assert host.lines_until_ok("$I")[-1] == "ok"
+        assert host.lines_until_ok("$N") == ["$N0=", "$N1=", "ok"]
+        assert host.lines_until_ok("$110=500") == ["ok"]
+        assert sim.alarms == []  # the lock prints no ALARM:N
+        host.port.write(b"\x18")  # a soft reset keeps the lock
+        assert host.line() == ""
+        assert host.line() == "Grbl 1.1h ['$' for help]"
+        assert host.line() == "[MSG:'$H'|'$X' to unlock]"
+        assert host.lines_until_ok("$X") == ["[MSG:Caution: Unlocked]", "ok"]
+        assert host.status().startswith("<Idle|")
+        assert host.lines_until_ok("$X") == ["ok"]  # no alarm: no effect
+        assert host.lines_until_ok("G1 X-1 F600") == ["ok"]
+    finally:
+        host.port.close()
+    again = opened(sim)  # opening the port again restarts the board: locked again
+    try:
+        assert again.line() == "[MSG:'$H'|'$X' to unlock]"
+        assert again.status().startswith("<Alarm|")
+    finally:
+        again.port.close()
+
+
+@pytest.mark.parametrize(
+    ("options", "why"),
+    [({"settings": {22: 0}}, "homing disabled"), ({"homing_init_lock": False}, "no lock")],
+)
+def test_no_lock_without_homing_or_on_a_build_without_the_option(
+    options: dict[str, object], why: str
+) -> None:
+    """GRBL built without HOMING_INIT_LOCK, or with $22=0, boots Idle."""
+    with GrblSimulator(time_scale=10.0, **options) as simulator:  # type: ignore[arg-type]
+        host = opened(simulator)
+        try:
+            assert host.status().startswith("<Idle|"), why
+            assert host.lines_until_ok("G1 X-1 F600") == ["ok"], why
+        finally:
+            host.port.close()
+
+
+def test_homing_from_the_lock_unlocks(sim: GrblSimulator) -> None:
+    host = opened(sim)
+    try:
+        assert host.line() == "[MSG:'$H'|'$X' to unlock]"
+        assert host.lines_until_ok("$25=5000") == ["ok"]  # quick seek
+        assert host.lines_until_ok("$24=1000") == ["ok"]
+        assert host.lines_until_ok("$HX") == ["ok"]
+        assert host.status().startswith("<Idle|MPos:-1.000,")
+    finally:
+        host.port.close()
 
 
 def test_status_settings_and_parser_state(client: Client) -> None:
@@ -198,7 +268,7 @@ def test_disconnect_and_replug_keep_the_path(sim: GrblSimulator, client: Client)
     sim.replug()
     again = Client(sim.path)
     assert "Grbl 1.1h" in again.line() + again.line()
-    assert again.status().startswith("<Idle|MPos:0.000,")  # the board restarted
+    assert again.status().startswith("<Alarm|MPos:0.000,")  # the board restarted, locked
     assert sim.motion_log[-1].interrupted == "power"
     again.port.close()
 
