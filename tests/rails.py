@@ -36,3 +36,15 @@ def lines_sent(sim: PtyDevice, since: int, drop: bytes = b"") -> list[bytes]:
     The last item is what follows the last newline (``b""`` when the last line is complete).
     """
     return bytes(sim.received[since:]).translate(None, drop).split(b"\n")
+
+
+@contextmanager
+def accepted(sim: PtyDevice, kind: type[RailT], options: str = "") -> Iterator[RailT]:
+    """:func:`connected`, then the carriage's place taken as the reference (``--accept-position``).
+
+    A GRBL board with homing on restarts as its port opens and boots locked; accepting the
+    position is how a user who placed the carriage by hand unlocks it (the driver sends ``$X``).
+    """
+    with connected(sim, kind, options) as rail:
+        rail.accept_position()
+        yield rail

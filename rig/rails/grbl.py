@@ -352,7 +352,7 @@ class GrblRail(GcodeRail):
         With ``position`` (µm) the controller is first told that the carriage stands there
         (``G92``, nothing moves).
         """
-        if self._boot_locked() and self.in_alarm:
+        if (self._boot_locked() or self._relocked()) and self.in_alarm:
             # The user vouches for the position, which is what $X means; without it the first
             # move (or the G92 below) would meet the lock.
             self._checked_command("$X")
@@ -368,6 +368,14 @@ class GrblRail(GcodeRail):
         only something done on this one (homing, or accepting the position) unlocks it.
         """
         return self._unreferenced is not None and self._alarm_code is None and not self._critical
+
+    def _relocked(self) -> bool:
+        """Whether an alarm now is only the power-up lock of a board that restarted under us.
+
+        The restart lost the position, which is what the user must hear about: homing cures
+        both, and so does accepting the position where that is right.
+        """
+        return self._position_lost is not None and self._alarm_code is None
 
     def _set_position(self, position_um: float) -> None:
         self._checked_command(f"G21 G92 {self.axis}{position_um / 1000.0:.4f}")
@@ -502,9 +510,10 @@ class GrblRail(GcodeRail):
             return MotionError(
                 f"{self.port}: ALARM since power-up: homing is enabled ($22=1) and the board "
                 "restarted when its port was opened, so every connection starts locked; home "
-                "the rail or take its position as the reference in the same command "
-                "(`rig shoot --home` or `--accept-position`); `rig rail unlock` lasts only until "
-                "the port is opened again"
+                "the rail or take its position as the reference in the same command (--home or "
+                "--accept-position on `rig shoot`, `rig rail move` and `rig rail jog`), or move "
+                "it from `rig station`, which keeps the port open; `rig rail unlock` lasts only "
+                "until the port is opened again"
             )
         return MotionError(
             f"{self.port}: {alarm_text(self._alarm_code)} {context}; nothing more will move "
@@ -618,7 +627,7 @@ class GrblRail(GcodeRail):
     def _ready_check(self) -> None:
         self._require_link()
         state = self.status().state
-        if self._critical or state == "Alarm":
+        if self._critical or (state == "Alarm" and not self._relocked()):
             raise self._alarm_error("is active")
         if state in _HELD_STATES:
             raise self._held_error(state, "nothing moved")

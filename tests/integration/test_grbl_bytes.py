@@ -11,7 +11,7 @@ from rig.rails import open_focuser
 from rig.rails.base import MoveStoppedError
 from rig.rails.grbl import GrblRail
 from rig.sim.grbl import GrblSimulator
-from tests.rails import connected, lines_sent
+from tests.rails import accepted, lines_sent
 
 POLLS = b"?"
 """Status polls: real-time bytes between the command lines."""
@@ -25,19 +25,27 @@ def sim() -> Iterator[GrblSimulator]:
 
 @pytest.fixture
 def rail(sim: GrblSimulator) -> Iterator[GrblRail]:
-    focuser = open_focuser(sim.url + "&feed=5mm/s")
-    assert isinstance(focuser, GrblRail)
-    yield focuser
-    focuser.close()
+    """The rail, its position accepted: the board restarted as the port opened, locked."""
+    with accepted(sim, GrblRail, "&feed=5mm/s") as focuser:
+        yield focuser
 
 
-def test_connection_handshake_bytes(sim: GrblSimulator, rail: GrblRail) -> None:
-    received = bytes(sim.received)
-    # Wake-up, then $G to synchronise (its [GC:] reply marks the end of stale output), then $$.
-    assert received.startswith(b"\r\n\r\n$G\n")
-    assert received.replace(b"?", b"").endswith(b"$G\n$$\n")
-    assert b"$X" not in received and b"\x18" not in received
-    assert rail.settings[110] == 600.0 and rail.version == "1.1h"
+def test_connection_handshake_bytes(sim: GrblSimulator) -> None:
+    rail = open_focuser(sim.url + "&feed=5mm/s")
+    assert isinstance(rail, GrblRail)
+    try:
+        received = bytes(sim.received)
+        # Wake-up, $G to synchronise (its [GC:] reply marks the end of stale output), then $$.
+        assert received.startswith(b"\r\n\r\n$G\n")
+        assert received.replace(b"?", b"").endswith(b"$G\n$$\n")
+        assert b"$X" not in received and b"\x18" not in received  # the lock is left alone
+        assert rail.settings[110] == 600.0 and rail.version == "1.1h"
+        mark = len(sim.received)
+        rail.accept_position()  # the user vouches for the position: that is $X
+        assert lines_sent(sim, mark, drop=POLLS) == [b"$X", b""]
+        assert sim.state == "Idle"
+    finally:
+        rail.close()
 
 
 def test_move_to_sends_absolute_g1_then_dwell_sync(sim: GrblSimulator, rail: GrblRail) -> None:
@@ -48,7 +56,7 @@ def test_move_to_sends_absolute_g1_then_dwell_sync(sim: GrblSimulator, rail: Grb
 
 
 def test_move_down_with_backlash_overshoots_then_returns(sim: GrblSimulator) -> None:
-    with connected(sim, GrblRail, "&backlash=50um&axis=Z&feed=300mm/min") as rail:
+    with accepted(sim, GrblRail, "&backlash=50um&axis=Z&feed=300mm/min") as rail:
         rail.move_to(1000.0)
         mark = len(sim.received)
         rail.move_to(500.0)

@@ -13,7 +13,7 @@ from rig.rails import open_focuser
 from rig.rails.base import ConnectionLostError, MoveStoppedError
 from rig.rails.grbl import GrblRail, parse_status
 from rig.sim.grbl import GrblSimulator
-from tests.rails import connected
+from tests.rails import accepted, connected
 
 STEP_UM = 1000.0 / 800.0  # the simulator's default 800 steps/mm
 QUICK_HOMING = {24: 200.0, 25: 2000.0}  # homing feeds (mm/min) raised to keep tests short
@@ -32,7 +32,7 @@ def sent(sim: GrblSimulator, since: int = 0) -> bytes:
 
 @pytest.mark.slow
 def test_moves_reach_the_commanded_position_within_a_step(sim: GrblSimulator) -> None:
-    with connected(sim, GrblRail) as rail:
+    with accepted(sim, GrblRail) as rail:
         start = sim.machine_position[0]
         for target in [1234.5, 3000.0, -2222.2, 17.0]:
             rail.move_to(target)
@@ -42,7 +42,7 @@ def test_moves_reach_the_commanded_position_within_a_step(sim: GrblSimulator) ->
 
 
 def test_backlash_every_target_approached_from_below(sim: GrblSimulator) -> None:
-    with connected(sim, GrblRail, "&backlash=50um") as rail:
+    with accepted(sim, GrblRail, "&backlash=50um") as rail:
         targets = [2000.0, 1000.0, 1500.0, 500.0, 500.0]
         for target in targets:
             before = len(sim.axis_moves("X"))
@@ -57,7 +57,7 @@ def test_backlash_every_target_approached_from_below(sim: GrblSimulator) -> None
 
 
 def test_soft_limit_refusal_sends_no_motion(sim: GrblSimulator) -> None:
-    with connected(sim, GrblRail, "&max=5mm&min=0mm") as rail:
+    with accepted(sim, GrblRail, "&max=5mm&min=0mm") as rail:
         mark = len(sim.received)
         with pytest.raises(MotionError, match="outside the soft limits"):
             rail.move_to(6000.0)
@@ -71,7 +71,7 @@ def test_hard_limit_alarm_stops_a_sequence(sim: GrblSimulator) -> None:
     sim.close()
     with (
         GrblSimulator(time_scale=10.0, start_position=(-3.0, -50.0, -50.0)) as near_end,
-        connected(near_end, GrblRail) as rail,
+        accepted(near_end, GrblRail) as rail,
     ):
         rail.move_to(1000.0)
         with pytest.raises(MotionError) as info:
@@ -88,13 +88,13 @@ def test_hard_limit_alarm_stops_a_sequence(sim: GrblSimulator) -> None:
 
 @pytest.mark.slow
 def test_injected_alarm_during_a_move(sim: GrblSimulator) -> None:
-    with connected(sim, GrblRail) as rail:
+    with accepted(sim, GrblRail) as rail:
         threading.Timer(0.05, sim.trigger_alarm, args=(1,)).start()
         with pytest.raises(MotionError, match="ALARM:1"):
             rail.move_to(30_000.0)  # 3 s at 10x: interrupted long before
         assert rail.capabilities.absolute is False
         # The alarm is not cleared behind the user's back: homing is the way out.
-        assert b"$X" not in sent(sim)
+        assert b"$X" not in sent(sim, sent(sim).index(b"$X") + 3)
         rail.home()
         rail.move_to(-2000.0)
         assert abs(rail.position + 2000.0) <= STEP_UM
@@ -111,6 +111,7 @@ def test_a_feed_hold_from_the_board_is_named_not_taken_for_silence() -> None:
         GrblSimulator(time_scale=10.0, reset_on_open=False) as sim,
         connected(sim, GrblRail, "&timeout=1") as rail,
     ):
+        rail.unlock()  # the power-up lock; the board keeps power, so once is enough
         threading.Timer(0.02, sim.on_bytes, args=(b"!",)).start()
         with pytest.raises(MotionError, match=r"paused \(Hold\).*Cycle Start"):
             rail.move_to(5_000.0)  # held mid-move ("did not finish"), or before it on a busy host
@@ -139,11 +140,8 @@ def test_grbl_soft_limits_jog_error_15_and_g1_alarm_2() -> None:
         assert abs(rail.position + 3000.0) <= STEP_UM
 
 
-def test_boot_alarm_is_reported_and_only_unlocked_on_request() -> None:
-    with (
-        GrblSimulator(time_scale=10.0, homing_init_lock=True) as sim,
-        connected(sim, GrblRail) as rail,
-    ):
+def test_boot_alarm_is_reported_and_only_unlocked_on_request(sim: GrblSimulator) -> None:
+    with connected(sim, GrblRail) as rail:
         with pytest.raises(MotionError, match=r"ALARM since power-up.*--home.*--accept-position"):
             rail.move_to(100.0)
         assert b"$X" not in sent(sim)
@@ -154,7 +152,7 @@ def test_boot_alarm_is_reported_and_only_unlocked_on_request() -> None:
 
 @pytest.mark.slow
 def test_stop_during_a_long_move_halts_it_keeping_position(sim: GrblSimulator) -> None:
-    with connected(sim, GrblRail) as rail:
+    with accepted(sim, GrblRail) as rail:
         mark = len(sim.received)
         threading.Timer(0.1, rail.stop).start()
         with pytest.raises(MoveStoppedError, match="stopped"):
@@ -171,7 +169,7 @@ def test_stop_during_a_long_move_halts_it_keeping_position(sim: GrblSimulator) -
 
 
 def test_stop_cancels_a_jog_with_0x85(sim: GrblSimulator) -> None:
-    with connected(sim, GrblRail) as rail:
+    with accepted(sim, GrblRail) as rail:
         mark = len(sim.received)
         threading.Timer(0.1, rail.stop).start()
         with pytest.raises(MoveStoppedError):
@@ -183,7 +181,7 @@ def test_stop_cancels_a_jog_with_0x85(sim: GrblSimulator) -> None:
 
 @pytest.mark.slow
 def test_disconnect_mid_move_then_reconnect(sim: GrblSimulator) -> None:
-    with connected(sim, GrblRail, "&timeout=2") as rail:
+    with accepted(sim, GrblRail, "&timeout=2") as rail:
         threading.Timer(0.1, sim.disconnect).start()
         with pytest.raises(ConnectionLostError) as info:
             rail.move_to(50_000.0)
@@ -203,7 +201,7 @@ def test_disconnect_mid_move_then_reconnect(sim: GrblSimulator) -> None:
 
 @pytest.mark.slow
 def test_board_reset_mid_move_is_a_clear_error(sim: GrblSimulator) -> None:
-    with connected(sim, GrblRail) as rail:
+    with accepted(sim, GrblRail) as rail:
 
         def reset_once_moving() -> (
             None
@@ -230,6 +228,7 @@ def test_reconnect_keeps_the_position_when_the_board_kept_power() -> None:
         GrblSimulator(time_scale=10.0, reset_on_open=False) as sim,
         connected(sim, GrblRail) as rail,
     ):
+        rail.unlock()  # the power-up lock; the board keeps power, so once is enough
         rail.move_to(2000.0)
         sim.disconnect(power_loss=False)
         with pytest.raises(ConnectionLostError, match=sim.path):
@@ -248,6 +247,7 @@ def test_reconnect_notices_a_silent_restart() -> None:
         GrblSimulator(time_scale=10.0, reset_on_open=False) as sim,
         connected(sim, GrblRail) as rail,
     ):
+        rail.unlock()  # the power-up lock; the board keeps power, so once is enough
         rail.move_to(2000.0)
         sim.disconnect()
         sim.replug()
@@ -258,6 +258,7 @@ def test_reconnect_notices_a_silent_restart() -> None:
 
 def test_spy_urls_dump_the_traffic(sim: GrblSimulator, capfd: pytest.CaptureFixture[str]) -> None:
     rail = open_focuser(f"grbl://spy://{sim.path}?wakeup=0")
+    rail.accept_position()  # the board restarted as the port opened: locked until then
     rail.move_to(100.0)
     rail.close()
     dump = capfd.readouterr().err  # pyserial's hex dump, text in the right-hand column
@@ -265,7 +266,7 @@ def test_spy_urls_dump_the_traffic(sim: GrblSimulator, capfd: pytest.CaptureFixt
 
 
 def test_garbled_and_unexpected_lines_do_not_crash_the_driver(sim: GrblSimulator) -> None:
-    with connected(sim, GrblRail) as rail:
+    with accepted(sim, GrblRail) as rail:
         junk = (
             b"\xff\xfe\x00garbage\r\n<Idle|MPos:1.0,abc>\r\n<Run|\r\nHello there\r\n[MSG:odd]\r\n"
         )
@@ -284,7 +285,7 @@ def test_garbled_and_unexpected_lines_do_not_crash_the_driver(sim: GrblSimulator
 
 @pytest.mark.slow
 def test_a_silent_controller_is_a_clear_error(sim: GrblSimulator) -> None:
-    with connected(sim, GrblRail, "&timeout=0.3") as rail:
+    with accepted(sim, GrblRail, "&timeout=0.3") as rail:
         sim.stall()
         with pytest.raises(RigError, match=f"{sim.path}.*(stopped answering|does not answer)"):
             rail.move_to(1000.0)
@@ -292,7 +293,7 @@ def test_a_silent_controller_is_a_clear_error(sim: GrblSimulator) -> None:
 
 
 def test_work_coordinates_wpos_and_wco(sim: GrblSimulator) -> None:
-    with connected(sim, GrblRail) as rail:
+    with accepted(sim, GrblRail) as rail:
         rail.move_to(2000.0)
         rail.send("G10 L20 P1 X0")  # call the current position zero
         assert rail.position == pytest.approx(0.0, abs=STEP_UM)

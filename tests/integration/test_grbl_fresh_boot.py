@@ -12,7 +12,7 @@ import pytest
 from rig.errors import MotionError
 from rig.rails.grbl import GrblRail
 from rig.sim.grbl import GrblSimulator
-from tests.rails import connected
+from tests.rails import accepted, connected
 
 STEP_UM = 1000.0 / 800.0
 QUICK_HOMING = {24: 200.0, 25: 2000.0}
@@ -20,14 +20,16 @@ QUICK_HOMING = {24: 200.0, 25: 2000.0}
 
 def test_simulator_restarts_on_every_open_position_zero_banner_again() -> None:
     with GrblSimulator(time_scale=20.0) as sim:
-        with connected(sim, GrblRail) as rail:
+        with accepted(sim, GrblRail) as rail:
             rail.move_to(2000.0)
             carriage = sim.carriage[0]
             assert sim.machine_position[0] == pytest.approx(2.0)
         with connected(sim, GrblRail) as again:
-            # The carriage did not move, but the board calls where it stands zero.
+            # The carriage did not move, but the board calls where it stands zero, and with
+            # homing on it is locked again (HOMING_INIT_LOCK).
             assert sim.carriage[0] == pytest.approx(carriage)
             assert sim.machine_position[0] == 0.0 and again.position == 0.0
+            assert again.status().state == "Alarm"
             assert again.version == "1.1h" and again.firmware == "Grbl"
 
 
@@ -37,8 +39,10 @@ def test_first_open_of_a_board_that_reset_is_unreferenced_until_homed_or_accepte
         with connected(sim, GrblRail) as rail:
             problem = rail.capabilities.unreferenced
             assert problem is not None and "restarted when its port was opened" in problem
-            rail.move_to(1000.0)  # manual moves (rig rail move/jog) still work
-            rail.home()
+            with pytest.raises(MotionError, match="ALARM since power-up"):
+                rail.move_to(1000.0)  # locked: homing is on (HOMING_INIT_LOCK)
+            rail.home()  # $H is allowed in the lock, and lifts it
+            rail.move_to(-1000.0)
             assert rail.capabilities.unreferenced is None and rail.capabilities.absolute
         with connected(sim, GrblRail) as reopened:
             assert reopened.capabilities.unreferenced is not None  # every open, not only reconnects
@@ -63,10 +67,7 @@ def test_accepting_a_given_position_sets_it_without_moving() -> None:
 
 def test_accepting_the_position_clears_the_power_up_lock_of_a_board_that_reset() -> None:
     """Stock GRBL with homing enabled boots locked (HOMING_INIT_LOCK) on every open."""
-    with (
-        GrblSimulator(time_scale=20.0, homing_init_lock=True) as sim,
-        connected(sim, GrblRail) as rail,
-    ):
+    with GrblSimulator(time_scale=20.0) as sim, connected(sim, GrblRail) as rail:
         assert rail.status().state == "Alarm"
         rail.accept_position(1500.0)  # as `rig resume --accept-position` does
         assert rail.capabilities.unreferenced is None and rail.status().state == "Idle"
@@ -87,6 +88,7 @@ def test_a_board_that_does_not_reset_keeps_its_work_offset() -> None:
     """GRBL reports WCO in one status report in 10 while idle: the driver waits for one."""
     with GrblSimulator(time_scale=20.0, reset_on_open=False) as sim:
         with connected(sim, GrblRail) as rail:
+            rail.unlock()  # the power-up lock; the board keeps power, so once is enough
             rail.move_to(5000.0)
             rail.send("G10 L20 P1 X0")  # a work zero set here, as a CNC sender would
             assert rail.status().wco is not None  # the report after a change carries it
@@ -102,9 +104,10 @@ def test_a_board_that_does_not_reset_keeps_its_position_and_is_trusted() -> None
     with GrblSimulator(time_scale=20.0, reset_on_open=False) as sim:
         with connected(sim, GrblRail) as rail:
             assert rail.capabilities.unreferenced is None
+            rail.unlock()  # the power-up lock; the board keeps power, so once is enough
             rail.move_to(2000.0)
         with connected(sim, GrblRail) as again:
-            assert again.capabilities.unreferenced is None
+            assert again.capabilities.unreferenced is None and again.status().state == "Idle"
             assert abs(again.position - 2000.0) <= STEP_UM
 
 
@@ -119,3 +122,14 @@ def test_a_restart_seen_on_reconnect_blocks_moves_until_accepted() -> None:
         rail.accept_position(500.0)
         rail.move_to(600.0)
         assert abs(rail.position - 600.0) <= STEP_UM
+
+
+def test_a_board_built_without_the_lock_moves_at_once_but_is_unreferenced() -> None:
+    """A GRBL built without HOMING_INIT_LOCK (commented out in config.h) boots Idle."""
+    with (
+        GrblSimulator(time_scale=20.0, homing_init_lock=False) as sim,
+        connected(sim, GrblRail) as rail,
+    ):
+        assert rail.capabilities.unreferenced is not None
+        rail.move_to(1000.0)  # manual moves work, counted from where the board restarted
+        assert abs(rail.position - 1000.0) <= STEP_UM
