@@ -3,6 +3,13 @@
 Every command takes a focuser URL (``grbl:///dev/ttyUSB0``, ``marlin:///dev/ttyACM0``,
 ``stackshot:///dev/stackshot``, ``wemacro:///dev/focusrail``, ``sim://``) and lengths with units
 (``1.5mm``, ``250um``). Ctrl-C during motion stops the rail before exiting.
+
+Each command opens the port, and an Arduino restarts whenever its port is opened (DTR): GRBL
+then counts from 0 wherever the carriage stands and, with homing enabled (``$22=1``) on a stock
+build, boots locked in ALARM. ``rig rail home`` works from that lock; ``move`` and ``jog`` take
+``--home`` (home first, in the same opening) or ``--accept-position`` (take the carriage's place
+as it is, GRBL ``$X``), and without them a locked board refuses with a one-line error saying so.
+``rig station`` keeps the port open, so one unlock or homing lasts there.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ from typing import Annotated
 
 import typer
 
+from rig.cli import options as opt
+from rig.devices import establish_reference
 from rig.errors import MotionError, RigError
 from rig.focuser import Focuser
 from rig.rails import open_focuser
@@ -64,11 +73,19 @@ def _describe(focuser: Focuser) -> str:
     return f"{focuser.name}: at {here} ({', '.join(details)})"
 
 
-def _motion(url: str, action: Callable[[Focuser], None]) -> None:
+def _motion(
+    url: str, action: Callable[[Focuser], None], *, home: bool = False, accept: bool = False
+) -> None:
     """Open the rail at ``url``, run ``action`` on it and say where it stands; Ctrl-C stops
-    the rail before the interrupt propagates."""
+    the rail before the interrupt propagates.
+
+    ``home`` runs the homing cycle first and ``accept`` takes the position as it stands, both
+    in this opening of the port (see the module docstring for why that matters)."""
     with _opened(url) as focuser:
         try:
+            if home or accept:
+                units = focuser.capabilities.units
+                establish_reference(focuser, home=home, accept=accept, last_shot=None, units=units)
             action(focuser)
         except KeyboardInterrupt:
             focuser.stop()
@@ -111,15 +128,24 @@ _SIGNED = {"ignore_unknown_options": True}
 def move(
     url: UrlArg,
     position: Annotated[str, typer.Argument(help="Target with a unit: 12.5mm, 250um")],
+    home: opt.Home = False,
+    accept_position: opt.AcceptPosition = False,
 ) -> None:
     """Move to an absolute POSITION (with backlash compensation and settling)."""
-    _motion(url, lambda focuser: focuser.move_to(_distance(focuser, position)))
+    _motion(
+        url,
+        lambda focuser: focuser.move_to(_distance(focuser, position)),
+        home=home,
+        accept=accept_position,
+    )
 
 
 @app.command(context_settings=_SIGNED)
 def jog(
     url: UrlArg,
     distance: Annotated[str, typer.Argument(help="Signed distance with a unit: -0.5mm, 100um")],
+    home: opt.Home = False,
+    accept_position: opt.AcceptPosition = False,
 ) -> None:
     """Move by DISTANCE (GRBL: a $J= jog that Ctrl-C cancels)."""
 
@@ -131,7 +157,7 @@ def jog(
         else:
             focuser.move_by(delta)
 
-    _motion(url, by)
+    _motion(url, by, home=home, accept=accept_position)
 
 
 @app.command()
@@ -182,6 +208,14 @@ def unlock(url: UrlArg) -> None:
             raise MotionError(f"{focuser.name} has no alarm lock to clear")
         clear()
         typer.echo(_describe(focuser))
+        caps = focuser.capabilities
+        if caps.unreferenced is not None and caps.can_home:  # homing on: locked at boot
+            typer.echo(
+                f"note: {focuser.name} restarted when its port was opened, so it will be locked "
+                "again by the next command that opens it; move it with `rig rail move "
+                "--accept-position` (or --home), or from `rig station`, which keeps it open",
+                err=True,
+            )
 
 
 def _simulator(firmware: str, time_scale: float, keep_state: bool | None) -> PtyDevice:

@@ -20,7 +20,8 @@ runner = CliRunner()
 
 @pytest.fixture
 def sim() -> Iterator[GrblSimulator]:
-    with GrblSimulator(time_scale=20.0, reset_on_open=False) as simulator:
+    """A stock GRBL on an Arduino: homing on, so every command's opening restarts it locked."""
+    with GrblSimulator(time_scale=20.0) as simulator:
         yield simulator
 
 
@@ -33,33 +34,65 @@ def rig(*args: str) -> subprocess.Popen[str]:
     )
 
 
-@pytest.mark.slow
-def test_status_and_move_against_the_grbl_simulator(sim: GrblSimulator) -> None:
+def test_a_locked_board_refuses_moves_in_one_line_until_accepted_or_homed(
+    sim: GrblSimulator,
+) -> None:
     result = runner.invoke(app, ["status", sim.url])
     assert result.exit_code == 0, result.output
-    assert "at 0 µm (state Idle, position relative (not homed))" in result.output
-    result = runner.invoke(app, ["move", sim.url + "&backlash=20um", "1.25mm"])
+    assert "at 0 µm (state Alarm, no reference: the controller restarted" in result.output
+    for command in (["move", sim.url, "1mm"], ["jog", sim.url, "-250um"]):
+        result = runner.invoke(app, command)
+        message = str(result.exception)
+        assert result.exit_code != 0 and "\n" not in message
+        assert "ALARM since power-up" in message and "restarted when its port was opened" in message
+        assert "--accept-position" in message and "--home" in message and "rig station" in message
+    assert sim.motion_log == []
+    result = runner.invoke(app, ["move", "--accept-position", sim.url + "&backlash=20um", "1.25mm"])
     assert result.exit_code == 0, result.output
-    assert "at 1.25 mm" in result.output
-    assert sim.work_position[0] == pytest.approx(1.25)
-    result = runner.invoke(app, ["jog", sim.url, "-250um"])
+    assert "at 1.25 mm" in result.output and sim.work_position[0] == pytest.approx(1.25)
+    # The next opening restarts the board: 0 where the carriage stands, locked again.
+    result = runner.invoke(app, ["jog", "--accept-position", sim.url, "-250um"])
     assert result.exit_code == 0, result.output
-    assert "at 1 mm" in result.output
-    assert sim.motion_log[-1].kind == "jog"
+    assert "at -250 µm" in result.output and sim.motion_log[-1].kind == "jog"
+    assert sim.carriage[0] == pytest.approx(-50.0 + 1.0, abs=0.002)
 
 
 @pytest.mark.slow
-def test_home_stop_and_unlock(sim: GrblSimulator) -> None:
+def test_home_works_from_the_lock_and_move_can_home_first(sim: GrblSimulator) -> None:
     result = runner.invoke(app, ["home", sim.url])
     assert result.exit_code == 0, result.output
     assert "at -1 mm" in result.output and "position known" in result.output
-    sim.trigger_alarm(1)
-    result = runner.invoke(app, ["move", sim.url, "-2mm"])
-    assert "ALARM" in str(result.exception) and "rig rail home" in str(result.exception)
+    result = runner.invoke(app, ["move", "--home", sim.url, "-2mm"])
+    assert result.exit_code == 0, result.output
+    assert "at -2 mm" in result.output and "position known" in result.output
+    assert sim.carriage[0] == pytest.approx(-2.0, abs=0.002)
+
+
+@pytest.mark.slow
+def test_unlock_says_it_lasts_one_opening_then_stop(sim: GrblSimulator) -> None:
     result = runner.invoke(app, ["unlock", sim.url])
     assert result.exit_code == 0, result.output
+    assert "state Idle" in result.stdout
+    assert "locked again by the next command" in result.stderr
     result = runner.invoke(app, ["stop", sim.url])
     assert result.exit_code == 0 and "stopped at" in result.output
+
+
+@pytest.mark.slow
+def test_a_board_that_keeps_power_stays_unlocked_between_commands() -> None:
+    """No DTR restart (a board with its own USB chip): one unlock lasts, an alarm stays."""
+    with GrblSimulator(time_scale=20.0, reset_on_open=False) as board:
+        result = runner.invoke(app, ["move", board.url, "1mm"])
+        assert "ALARM" in str(result.exception) and "rig rail unlock" in str(result.exception)
+        result = runner.invoke(app, ["unlock", board.url])
+        assert result.exit_code == 0 and "locked again" not in result.stderr, result.output
+        result = runner.invoke(app, ["move", board.url + "&backlash=20um", "1.25mm"])
+        assert result.exit_code == 0, result.output
+        result = runner.invoke(app, ["jog", board.url, "-250um"])
+        assert result.exit_code == 0 and "at 1 mm" in result.output, result.output
+        board.trigger_alarm(1)
+        result = runner.invoke(app, ["move", board.url, "-2mm"])
+        assert "ALARM" in str(result.exception) and "rig rail home" in str(result.exception)
 
 
 def test_marlin_and_sim_urls() -> None:
@@ -119,12 +152,12 @@ def test_simulate_prints_a_url_that_works_until_interrupted() -> None:
         assert header.startswith("grbl simulator on ")
         url = proc.stdout.readline().strip().removeprefix("url: ")
         assert url.startswith("grbl://") and url.endswith("?wakeup=0")
-        moved = runner.invoke(app, ["move", url, "2mm"])
+        moved = runner.invoke(app, ["move", "--accept-position", url, "2mm"])
         assert moved.exit_code == 0, moved.output
         # By default the simulated board resets when a program opens its port, like an
-        # Arduino: a second connection finds it at 0 and says it has no reference.
+        # Arduino: a second connection finds it at 0, locked, and says it has no reference.
         status = runner.invoke(app, ["status", url])
-        assert "at 0 µm" in status.output and "no reference" in status.output
+        assert "at 0 µm (state Alarm, no reference" in status.output
     finally:
         os.kill(proc.pid, signal.SIGINT)
         out, _ = proc.communicate(timeout=10)
