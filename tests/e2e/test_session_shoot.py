@@ -83,6 +83,8 @@ def test_resume_on_a_rail_that_came_back_on_another_port(tmp_path: Path, vcam: P
     # A controller that does not reset when its port is opened keeps its position between runs.
     first = GrblSimulator(time_scale=50, reset_on_open=False).start()
     try:
+        # Homing is on, so it powered up locked; unlocked once, it stays so across openings.
+        assert rig(vcam, "rail", "unlock", first.url).returncode == 0
         proc = rig(
             vcam, "shoot", "--rail", first.url, "--from", "-50mm", "--to", "-49.5mm",
             "--frames", "3", "--settle", "0", "--out", str(out), "--no-return",
@@ -101,6 +103,7 @@ def test_resume_on_a_rail_that_came_back_on_another_port(tmp_path: Path, vcam: P
     ]
 
     with GrblSimulator(time_scale=50, reset_on_open=False) as other:
+        assert rig(vcam, "rail", "unlock", other.url).returncode == 0
         moved = rig(vcam, "resume", str(out), "--rail", other.url)
         assert moved.returncode == 0, moved.stderr + moved.stdout
         assert [round(end, 3) for _, end in other.axis_moves("X")] == [-49.5]
@@ -116,7 +119,7 @@ def test_rail_move_then_shoot_in_another_process_does_not_shift_the_stack(
 ) -> None:
     """The board resets when ``rig shoot`` opens the port, forgetting the ``rig rail move``."""
     moved = subprocess.run(
-        [sys.executable, "-m", "rig.cli", "rail", "move", grbl.url, "2mm"],
+        [sys.executable, "-m", "rig.cli", "rail", "move", "--accept-position", grbl.url, "2mm"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert moved.returncode == 0, moved.stderr
