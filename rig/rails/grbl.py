@@ -11,7 +11,10 @@ Protocol, as GRBL 1.1 documents it, and the traps a rail driver must avoid:
   machine position at power-up (``main.c``: ``memset(sys_position, 0, ...)``), so the position
   is 0 wherever the carriage stands and ``capabilities.unreferenced`` says so until the rail is
   homed or the position accepted. A board that does not reset (its own USB chip, DTR cut) keeps
-  its position and is trusted. A soft reset (Ctrl-X) keeps the position (the same file).
+  its position and is trusted. A soft reset (Ctrl-X) keeps the position (the same file). With
+  homing enabled a stock build also boots locked in ALARM (``HOMING_INIT_LOCK``), so a board
+  that resets on open is locked on every connection: :meth:`GrblRail.home` or
+  :meth:`GrblRail.accept_position` (``$X``) lifts it; a restart under a move asks for homing.
 * **Flow control.** One line at a time; each gets ``ok`` or ``error:N`` (texts in
   :mod:`rig.rails.grbl_codes`).
 * **Motion complete.** ``ok`` for a ``G1`` only means *planned*. ``G4 P0.01`` is answered once
