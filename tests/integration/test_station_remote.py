@@ -171,7 +171,8 @@ def test_settings_come_from_the_camera_and_are_recorded_in_the_session(
     station.wait(60)
     config = json.loads((station.root / "rec" / "session.json").read_text())
     assert config["camera"]["f-number"] == "f/11"
-    assert config["camera"]["capturetarget"] == "Internal RAM"
+    # What the body is set to: another test of the process may have moved it to the card.
+    assert config["camera"]["capturetarget"] == rig.gphoto_camera.get_config("capturetarget").value
     rig.gphoto_camera.set_config("f-number", "f/2.8")
 
 
