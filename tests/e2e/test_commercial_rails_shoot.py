@@ -16,19 +16,8 @@ import pytest
 
 from rig.session.journal import read_journal
 from rig.sim.ptyserial import PtyDevice
-from rig.sim.scene import SceneSpec, SyntheticScene
 from rig.sim.stackshot import StackShotSimulator
-from rig.sim.vcamera import VirtualCameraFolder
 from rig.sim.wemacro import WeMacroSimulator
-
-
-@pytest.fixture()
-def vcam(tmp_path: Path) -> Path:
-    folder = VirtualCameraFolder(tmp_path / "vcam", slot_bytes=256 << 10)
-    frame = SyntheticScene(SceneSpec(width=320, height=240, seed=5, jpeg_quality=90)).render(0.0)
-    assert frame.encoded is not None
-    folder.stage(frame.encoded)
-    return folder.path
 
 
 @pytest.mark.parametrize("kind", [StackShotSimulator, WeMacroSimulator])

@@ -17,19 +17,7 @@ import pytest
 
 from rig.session.journal import read_journal
 from rig.sim.grbl import GrblSimulator
-from rig.sim.scene import SceneSpec, SyntheticScene
-from rig.sim.vcamera import VirtualCameraFolder
 from tests import commands
-
-
-@pytest.fixture()
-def vcam(tmp_path: Path) -> Path:
-    folder = VirtualCameraFolder(tmp_path / "vcam", slot_bytes=256 << 10)
-    scene = SyntheticScene(SceneSpec(width=320, height=240, seed=5, jpeg_quality=90))
-    frame = scene.render(1500.0)
-    assert frame.encoded is not None
-    folder.stage(frame.encoded)
-    return folder.path
 
 
 @pytest.fixture()

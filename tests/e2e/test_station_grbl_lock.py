@@ -18,20 +18,9 @@ import httpx
 import pytest
 
 from rig.sim.grbl import GrblSimulator
-from rig.sim.scene import SceneSpec, SyntheticScene
-from rig.sim.vcamera import VirtualCameraFolder
 
 TOKEN = "grbl-lock-token-0123"
 QUICK_HOMING = {24: 400.0, 25: 3000.0}  # homing feeds (mm/min) raised to keep the test short
-
-
-@pytest.fixture
-def vcam(tmp_path: Path) -> Path:
-    folder = VirtualCameraFolder(tmp_path / "vcam", slot_bytes=256 << 10)
-    frame = SyntheticScene(SceneSpec(width=320, height=240, seed=3, jpeg_quality=90)).render(0.0)
-    assert frame.encoded is not None
-    folder.stage(frame.encoded)
-    return folder.path
 
 
 @pytest.fixture
