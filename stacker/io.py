@@ -454,8 +454,9 @@ def fsync_dir(folder: Path) -> None:
         os.close(dfd)
 
 
-def check_writable_output(path: str | os.PathLike[str]) -> Path:
+def check_writable_output(path: str | os.PathLike[str], *, example: str = "stacked.tif") -> Path:
     """Fail early, before any work, if ``path`` cannot be written or has an unknown extension.
+    ``example`` is the file name the error for a folder suggests in it.
 
     Permission bits do not tell everything (root passes them; ``/proc`` and ``/sys`` refuse new
     files, a read-only mount refuses everything), so a temporary file is really written beside
@@ -463,7 +464,7 @@ def check_writable_output(path: str | os.PathLike[str]) -> Path:
     """
     p = Path(path)
     if p.is_dir():
-        raise StackerError(f"{p}: is a folder; give a file name such as {p / 'stacked.tif'}")
+        raise StackerError(f"{p}: is a folder; give a file name such as {p / example}")
     if not p.suffix:
         raise StackerError(
             f"{p}: no file extension; name the file, e.g. {p}.tif, or {p / 'stacked.tif'} "

@@ -113,7 +113,9 @@ def stack_files(
             f"{files[0].name} is not one; write .tif, .png or .jpg instead"
         )
     if depth_map is not None:
-        check_writable_output(depth_paths(depth_map)[0])
+        # A folder is refused as such: depth_paths would make "maps/" into "maps.png" beside it.
+        depth_png = depth_map if Path(depth_map).is_dir() else depth_paths(depth_map)[0]
+        check_writable_output(depth_png, example="depth.png")
     check_distinct(output_paths(output, depth_map), files)
     if not 1 <= jpeg_quality <= 100:
         raise StackerError(f"JPEG quality {jpeg_quality} is out of range: use 1 to 100")

@@ -781,7 +781,11 @@ def watch_and_stack(
 
     _check_watch_settings(prefer, every, idle_timeout, jpeg_quality)
     out = check_writable_output(output).absolute()
-    depth = check_writable_output(depth_map).absolute() if depth_map is not None else None
+    depth = (
+        check_writable_output(depth_map, example="depth.png").absolute()
+        if depth_map is not None
+        else None
+    )
     _check_outputs_in_folder(Path(folder), output_paths(out, depth))
     stacker = Stacker(method=method, align=align, reference=reference)
     run = _WatchRun(

@@ -237,6 +237,7 @@ def test_cli_missing_folder_is_one_line(tmp_path: Path) -> None:
             lambda d: [str(d / "no"), "-o", str(d / "o.tif"), "--idle-timeout", "nan"],
             "--idle-timeout nan",
         ),
+        (lambda d: [str(d), "-o", str(d / "o.tif"), "--depth-map", str(d)], "depth.png"),
         # 70000 was taken modulo 65536: the page was served on port 4464.
         (lambda d: [str(d), "-o", str(d / "o.tif"), "--preview", "--port", "70000"], "70000"),
     ],

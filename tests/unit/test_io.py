@@ -166,5 +166,20 @@ def test_output_checks(tmp_path: Path) -> None:
         check_writable_output(tmp_path / "d.png")
 
 
+def test_a_depth_map_named_as_a_folder_is_refused_before_any_work(tmp_path: Path) -> None:
+    """``--depth-map maps/`` wrote ``maps.png`` beside the folder without a word."""
+    from stacker.offline import stack_files
+
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    frames = [tmp_path / "a.jpg", tmp_path / "b.jpg"]  # never read: the check comes first
+    with pytest.raises(StackerError) as refused:
+        stack_files(frames, tmp_path / "o.tif", depth_map=maps)
+    assert (
+        str(refused.value) == f"{maps}: is a folder; give a file name such as {maps / 'depth.png'}"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["maps"]
+
+
 def test_embed_ignores_formats_without_metadata_slots() -> None:
     assert embed_metadata(b"data", ".bmp", Metadata(icc=ICC)) == b"data"
