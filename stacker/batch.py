@@ -416,6 +416,16 @@ def run_batch(
         return summary
 
 
+def _finished_report(fut: Any) -> StackReport | None:
+    """The report of a task that already finished successfully, else None."""
+    if fut.status != "finished":
+        return None
+    try:
+        return fut.result(timeout=5)
+    except Exception:  # the connection went with the interrupt: count it as cancelled
+        return None
+
+
 def _run_on_cluster(todo, options, scheduler, workers, summary, record, counts, on_progress):
     from dask.distributed import as_completed
 
@@ -444,10 +454,15 @@ def _run_on_cluster(todo, options, scheduler, workers, summary, record, counts, 
             time.sleep(0.2)
     except KeyboardInterrupt:
         summary.interrupted = True
-        client.cancel(list(futures))
-        for job in futures.values():
-            record(StackReport(name=job.name, folder=str(job.folder), status="cancelled",
-                               frames=len(job.frames)))  # fmt: skip
+        # A stack that finished on its worker before the loop saw it is written whole: it is
+        # reported done, not cancelled (a rerun finds it up to date either way).
+        finished_first = {fut: _finished_report(fut) for fut in futures}
+        client.cancel([fut for fut, rep in finished_first.items() if rep is None])
+        for fut, job in futures.items():
+            cancelled = StackReport(
+                name=job.name, folder=str(job.folder), status="cancelled", frames=len(job.frames)
+            )
+            record(finished_first[fut] or cancelled)
     finally:
         # Closing mid-task makes Dask log lost connections, with tracebacks: expected here.
         logging.getLogger("distributed").setLevel(logging.CRITICAL)
