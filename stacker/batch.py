@@ -20,7 +20,6 @@ of the task, outputs, error.
 from __future__ import annotations
 
 import csv
-import fcntl
 import fnmatch
 import io
 import json
@@ -37,6 +36,7 @@ from typing import Any
 
 from stacker.errors import StackerError
 from stacker.io import is_image_path, temporary_prefix
+from stacker.locking import try_lock
 from stacker.natsort import natural_key
 from stacker.output import depth_paths
 from stacker.paths import check_distinct, is_our_output
@@ -354,15 +354,11 @@ def _batch_lock(outdir: Path) -> Iterator[None]:
     except OSError as exc:
         raise StackerError(f"{outdir}: cannot open the output folder ({exc.strerror})") from None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if try_lock(fd) is False:  # None: no folder locks here, run unlocked
             raise StackerError(
                 f"{outdir}: another stacker batch is writing into this folder; wait for it to "
                 "finish, or give --output another folder"
-            ) from None
-        except OSError:
-            pass  # no folder locks here
+            )
         yield
     finally:
         os.close(fd)

@@ -28,8 +28,6 @@ find the same positions missing and shoot them twice into the same journal.
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import json
 import logging
 import os
@@ -51,6 +49,7 @@ from stacker.io import (
     temporary_prefix,
     truncation,
 )
+from stacker.locking import try_lock
 from stacker.options import OUTPUT_FORMATS, StackOptions
 
 log = logging.getLogger("rig.session")
@@ -193,13 +192,12 @@ class SessionFolder:
             raise SessionFolderError(
                 f"{self.root}: cannot open the session folder ({exc.strerror or exc})"
             ) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                os.close(fd)
-                log.warning("%s: cannot lock the folder (%s); running unlocked", self.root, exc)
-                return
+        held = try_lock(fd)
+        if held is None:
+            os.close(fd)
+            log.warning("%s: this file system cannot lock the folder; running unlocked", self.root)
+            return
+        if not held:
             os.close(fd)
             raise SessionBusyError(
                 f"{self.root}: another process is running this session; let it finish or stop "

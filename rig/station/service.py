@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import math
 import os
 import threading
@@ -35,6 +34,7 @@ from rig.station.errors import StationBusyError, StationError
 from rig.station.files import SESSION_ID, SessionFiles, empty_trash, own_empty_folder
 from rig.units import UnitError, format_length, parse_length
 from stacker.io import read_image
+from stacker.locking import try_lock
 from stacker.options import OUTPUT_FORMATS, StackOptions
 from stacker.preview.hub import PreviewHub
 from stacker.preview.publisher import encode_jpeg
@@ -95,18 +95,21 @@ def _claim_folder(root: Path) -> int:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except OSError as exc:
         raise StationError(f"{path}: cannot lock the sessions folder ({exc.strerror})") from None
+    held = try_lock(fd)
+    if held is False:
+        holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+        os.close(fd)
+        raise StationError(
+            f"{root}: another station (process {holder}) uses this sessions folder; "
+            "stop it, or give this one another --sessions folder"
+        )
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if held is None:
+            raise OSError(errno.ENOLCK, "this file system cannot lock files")
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
     except OSError as exc:
-        holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
         os.close(fd)
-        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-            raise StationError(
-                f"{root}: another station (process {holder}) uses this sessions folder; "
-                "stop it, or give this one another --sessions folder"
-            ) from None
         raise StationError(f"{path}: cannot lock the sessions folder ({exc.strerror})") from None
     return fd
 
