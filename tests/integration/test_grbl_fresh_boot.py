@@ -92,8 +92,9 @@ def test_a_board_that_does_not_reset_keeps_its_work_offset() -> None:
             rail.move_to(5000.0)
             rail.send("G10 L20 P1 X0")  # a work zero set here, as a CNC sender would
             assert rail.status().wco is not None  # the report after a change carries it
-            while rail.status().wco is None:  # ...then one in 10: wait for that one, so the
-                pass  # reports right after it, the next connection's first ones, carry none
+            # ...then one idle report in 10: poll up to that one, so that the next
+            # connection's first reports carry none and the driver must wait for one.
+            assert any(rail.status().wco is not None for _ in range(20))
         with connected(sim, GrblRail) as again:
             assert abs(again.position) <= STEP_UM
             again.move_to(100.0)
