@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import io
-import os
 import socket
 import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -15,55 +13,11 @@ import httpx
 import numpy as np
 import pytest
 
-from rig.session.runner import RunnerOptions
-from rig.sim.rig import SimRigSpec, SimulatedRig
-from rig.station.api import station_app
 from rig.station.auth import load_token
 from rig.station.errors import StationError
-from rig.station.service import LOCK_FILE, Station
 from stacker.preview import PreviewServer
 from stacker.preview.access import COOKIE
-
-TOKEN = "s3cret-token-for-tests"
-SPEC = SimRigSpec(width=320, height=240, time_scale=50)
-
-
-@pytest.fixture(scope="module")
-def rig() -> Iterator[SimulatedRig]:
-    with SimulatedRig(SPEC) as sim:
-        yield sim
-
-
-@pytest.fixture
-def station(rig: SimulatedRig, tmp_path: Path) -> Iterator[Station]:
-    st = Station(
-        tmp_path / "sessions",
-        focuser=rig.focuser,
-        camera=rig.camera,  # type: ignore[arg-type]
-        rig=SPEC.to_dict(),
-        runner_options=RunnerOptions(retry_delay_s=0.1),
-    )
-    yield st
-    st.close()
-    rig.focuser.move_to(0.0)
-
-
-@pytest.fixture
-def server(station: Station) -> Iterator[PreviewServer]:
-    with PreviewServer(station.hub, app=station_app(station, TOKEN)) as srv:
-        yield srv
-
-
-@pytest.fixture
-def client(server: PreviewServer) -> Iterator[httpx.Client]:
-    auth = {"Authorization": f"Bearer {TOKEN}"}
-    with httpx.Client(base_url=server.url.rstrip("/"), headers=auth, timeout=10) as c:
-        yield c
-
-
-def folder_entries(station: Station) -> list[str]:
-    """What lies in the station's sessions folder, but for the lock file that holds it."""
-    return sorted(name for name in os.listdir(station.root) if name != LOCK_FILE)
+from tests.stations import TOKEN, folder_entries
 
 
 def _wait(predicate, timeout: float = 60.0) -> None:

@@ -12,9 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rig.plan import ShotPlan
-from tests.integration.test_station_api import client, folder_entries, rig, server, station
-
-__all__ = ["client", "rig", "server", "station"]  # the station API tests' fixtures
+from tests.stations import folder_entries
 
 UNITS = ["um", "mm", "m", "cm", "steps", "", " mm", "µm", "km", "e"]
 numbers = st.one_of(

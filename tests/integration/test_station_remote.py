@@ -20,19 +20,7 @@ from rig.sim.rig import SimulatedRig
 from rig.station.api import station_app
 from rig.station.service import Station
 from stacker.preview import PreviewServer
-
-# The simulated rig, station and client of the station's API tests (module-scoped rig).
-from tests.integration.test_station_api import (
-    SPEC,
-    TOKEN,
-    client,
-    folder_entries,
-    rig,
-    server,
-    station,
-)
-
-__all__ = ["client", "rig", "server", "station"]
+from tests.stations import SPEC, TOKEN, folder_entries
 
 
 def _serve(station: Station) -> Iterator[httpx.Client]:

@@ -23,17 +23,7 @@ from rig.station.errors import StationError
 from rig.station.service import TEST_SHOT_DIR, Station
 from stacker.preview import PreviewServer
 from stacker.preview.guard import warn_if_wildcard
-from tests.integration.test_station_api import (
-    SPEC,
-    TOKEN,
-    client,
-    folder_entries,
-    rig,
-    server,
-    station,
-)
-
-__all__ = ["client", "rig", "server", "station"]  # the station API tests' fixtures
+from tests.stations import SPEC, TOKEN, folder_entries
 
 PLAN = {"from": "0mm", "to": "1mm", "frames": 3, "settle": 0.01}
 
