@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -223,13 +224,20 @@ def test_board_reset_mid_move_is_a_clear_error(sim: GrblSimulator) -> None:
         assert abs(rail.position + 1500.0) <= STEP_UM
 
 
-def test_reconnect_keeps_the_position_when_the_board_kept_power() -> None:
+@contextmanager
+def _at_2mm_on_a_board_that_does_not_reset() -> Iterator[tuple[GrblSimulator, GrblRail]]:
+    """A board that does not restart on open (grblHAL, native USB), its rail moved to 2 mm."""
     with (
         GrblSimulator(time_scale=10.0, reset_on_open=False) as sim,
         connected(sim, GrblRail) as rail,
     ):
         rail.unlock()  # the power-up lock; the board keeps power, so once is enough
         rail.move_to(2000.0)
+        yield sim, rail
+
+
+def test_reconnect_keeps_the_position_when_the_board_kept_power() -> None:
+    with _at_2mm_on_a_board_that_does_not_reset() as (sim, rail):
         sim.disconnect(power_loss=False)
         with pytest.raises(ConnectionLostError, match=sim.path):
             rail.move_to(3000.0)
@@ -243,12 +251,7 @@ def test_reconnect_keeps_the_position_when_the_board_kept_power() -> None:
 def test_reconnect_notices_a_silent_restart() -> None:
     # No reset on open and the banner went out before the port was reopened: the driver
     # notices that the machine position changed while it was away.
-    with (
-        GrblSimulator(time_scale=10.0, reset_on_open=False) as sim,
-        connected(sim, GrblRail) as rail,
-    ):
-        rail.unlock()  # the power-up lock; the board keeps power, so once is enough
-        rail.move_to(2000.0)
+    with _at_2mm_on_a_board_that_does_not_reset() as (sim, rail):
         sim.disconnect()
         sim.replug()
         rail.reconnect()
