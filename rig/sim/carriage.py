@@ -104,15 +104,25 @@ class CarriageController(PtyDevice):
     ----------
     name
         File name of the port's stable symlink.
-    carriage
-        The axis the controller moves; its ``time_scale`` is the controller's too.
+    start_mm, speed_mm_s
+        Where the carriage stands at power-up, and how fast it travels.
+    time_scale
+        How much faster than real time the carriage runs.
     reset_on_open
         Restart when a program opens the port.
     """
 
-    def __init__(self, name: str, carriage: Carriage, *, reset_on_open: bool) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        start_mm: float,
+        speed_mm_s: float,
+        time_scale: float,
+        reset_on_open: bool,
+    ) -> None:
         super().__init__(name, reset_on_open=reset_on_open)
-        self.carriage = carriage
+        self.carriage = Carriage(position_mm=start_mm, speed_mm_s=speed_mm_s, time_scale=time_scale)
         self._buffer = bytearray()
         """Bytes received and not yet taken as a frame."""
         self._lock = threading.Lock()

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import ClassVar
 
 from rig.rails import stackshot_protocol as proto
-from rig.sim.carriage import Carriage, CarriageController
+from rig.sim.carriage import CarriageController
 
 SOFTWARE = b"StackShot 1.5 (stackrig simulator)"
 
@@ -46,8 +46,13 @@ class StackShotSimulator(CarriageController):
         start_mm: float = 37.2,
         reset_on_open: bool = False,
     ) -> None:
-        carriage = Carriage(position_mm=start_mm, speed_mm_s=speed_mm_s, time_scale=time_scale)
-        super().__init__("ttyStackShot", carriage, reset_on_open=reset_on_open)
+        super().__init__(
+            "ttyStackShot",
+            start_mm=start_mm,
+            speed_mm_s=speed_mm_s,
+            time_scale=time_scale,
+            reset_on_open=reset_on_open,
+        )
         self.steps_per_mm = steps_per_mm
         self._zero_mm = 0.0
         self._busy_left = 0

@@ -22,7 +22,7 @@ from __future__ import annotations
 import threading
 
 from rig.rails import wemacro_protocol as proto
-from rig.sim.carriage import Carriage, CarriageController
+from rig.sim.carriage import CarriageController
 
 
 class WeMacroSimulator(CarriageController):
@@ -39,8 +39,13 @@ class WeMacroSimulator(CarriageController):
         start_mm: float = 12.0,
         reset_on_open: bool = True,
     ) -> None:
-        carriage = Carriage(position_mm=start_mm, speed_mm_s=speed_mm_s, time_scale=time_scale)
-        super().__init__("ttyWeMacro", carriage, reset_on_open=reset_on_open)
+        super().__init__(
+            "ttyWeMacro",
+            start_mm=start_mm,
+            speed_mm_s=speed_mm_s,
+            time_scale=time_scale,
+            reset_on_open=reset_on_open,
+        )
         self._corrupt = 0
         self._done_timer: threading.Timer | None = None
         self.bad_frames = 0
