@@ -67,8 +67,29 @@ def read_image(path: str | os.PathLike[str], *, orientation: int | None = None) 
         return read_raw_linear(p)
     try:
         data = p.read_bytes()
+    except OSError as exc:
+        raise UnreadableImageError(f"{p}: cannot read file ({exc.strerror or exc})") from None
+    return _decoded(p, data, orientation, by_name=True)
+
+
+def decode_image(data: bytes, path: str | os.PathLike[str]) -> np.ndarray:
+    """:func:`read_image` of the bytes of file ``path``, read by the caller through a handle it
+    trusts (opened with ``O_NOFOLLOW``, say): decoded from ``data`` alone and turned as the file
+    says. ``path`` names the file in messages and tells a RAW file; it is never opened again, so
+    a link swapped in for it since cannot put another file's pixels in its place."""
+    p = Path(path)
+    if is_raw_path(p):
+        from stacker.raw import read_raw_linear
+
+        return read_raw_linear(p, data=data)
+    return _decoded(p, data, None, by_name=False)
+
+
+def _decoded(p: Path, data: bytes, orientation: int | None, *, by_name: bool) -> np.ndarray:
+    """The pixels of ``data`` (file ``p``'s bytes), checked, in 8 or 16 bits, turned upright."""
+    try:
         _check_pixel_count(p, header_size(data))
-        img, own = _decode(p, data) if data else (None, 1)
+        img, own = _decode(p, data, by_name=by_name) if data else (None, 1)
     except OSError as exc:
         raise UnreadableImageError(f"{p}: cannot read file ({exc.strerror or exc})") from None
     except cv2.error as exc:  # OpenCV's own size limit, a decoder's assertion
@@ -89,7 +110,7 @@ def read_image(path: str | os.PathLike[str], *, orientation: int | None = None) 
     return img
 
 
-def _decode(path: Path, data: bytes) -> tuple[np.ndarray | None, int]:
+def _decode(path: Path, data: bytes, *, by_name: bool) -> tuple[np.ndarray | None, int]:
     """Decode an image file (its bytes ``data`` already read); None if it is not one. With the
     pixels comes the orientation still to apply to them (0: the decoder applied the file's own).
 
@@ -98,12 +119,13 @@ def _decode(path: Path, data: bytes) -> tuple[np.ndarray | None, int]:
     tenth of a second), as stored, and turned as its EXIF says: OpenCV 5.0's ``imread`` fails
     on files whose orientation transposes them. ``imread`` also returns a JPEG cut short (with a
     grey bottom), which ``imdecode`` refuses, so its end marker is checked in ``data`` first.
-    Other formats, and paths the file system encoding cannot carry to OpenCV, are decoded from
-    ``data``, turned by the decoder.
+    Other formats, paths the file system encoding cannot carry to OpenCV, and any file when
+    ``by_name`` is false (the name must not be opened again), are decoded from ``data``, turned
+    by the decoder.
     """
     flags = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_COLOR
     name = os.fsencode(path).decode("utf-8", errors="replace")
-    if data.startswith(b"\xff\xd8") and "\ufffd" not in name:
+    if by_name and data.startswith(b"\xff\xd8") and "\ufffd" not in name:
         if not _jpeg_is_complete(data):
             return None, 1
         stored = cv2.imread(name, None, flags | cv2.IMREAD_IGNORE_ORIENTATION)

@@ -15,6 +15,7 @@ TIFF. Frames come out of LibRaw upright (its orientation applied), so the DNG sa
 
 from __future__ import annotations
 
+import io
 import os
 from datetime import datetime
 from fractions import Fraction
@@ -60,15 +61,18 @@ def _rawpy() -> Any:
     return rawpy
 
 
-def read_raw_linear(path: str | os.PathLike[str]) -> np.ndarray:
-    """Decode a RAW file into linear camera RGB: BGR ``uint16``, 0 black, 65535 white level."""
+def read_raw_linear(path: str | os.PathLike[str], *, data: bytes | None = None) -> np.ndarray:
+    """Decode a RAW file into linear camera RGB: BGR ``uint16``, 0 black, 65535 white level.
+
+    With ``data`` (the file's bytes, already read) the file is not opened; ``path`` names it.
+    """
     p = Path(path)
     try:
         rawpy = _rawpy()
     except StackerError as exc:
         raise UnreadableImageError(f"{p}: {exc}") from None
     try:
-        with rawpy.imread(str(p)) as raw:
+        with rawpy.imread(str(p) if data is None else io.BytesIO(data)) as raw:
             rgb = raw.postprocess(
                 gamma=(1, 1),
                 no_auto_bright=True,

@@ -25,7 +25,7 @@ from starlette.routing import BaseRoute, Route
 from rig.station.errors import StationBusyError, StationError
 from rig.station.files import TRASH_PREFIX
 from rig.station.service import Station
-from stacker.io import read_image
+from stacker.io import decode_image
 from stacker.preview.publisher import encode_jpeg
 from stacker.preview.server import NO_STORE
 
@@ -43,14 +43,15 @@ class SessionHistory:
     def thumbnail(self, sid: str) -> bytes:
         """A small JPEG of session ``sid``'s composite."""
         path = self.station.files.result_file(sid, "composite")
-        with self.station.files.open(path) as f:
+        with self.station.files.open(path) as f:  # decoded from this handle: no link followed
             st = os.fstat(f.fileno())
-        version = (st.st_mtime_ns, st.st_size)
-        with self._lock:
-            cached = self._thumbs.get(sid)
-        if cached is not None and cached[0] == version:
-            return cached[1]
-        image = read_image(path)
+            version = (st.st_mtime_ns, st.st_size)
+            with self._lock:
+                cached = self._thumbs.get(sid)
+            if cached is not None and cached[0] == version:
+                return cached[1]
+            data = f.read()
+        image = decode_image(data, path)
         h, w = image.shape[:2]
         scale = min(1.0, THUMB_PX / max(h, w))
         size = (max(1, round(w * scale)), max(1, round(h * scale)))

@@ -12,7 +12,9 @@ import time
 import zipfile
 from pathlib import Path
 
+import cv2
 import httpx
+import numpy as np
 import pytest
 
 from rig.plan import ShotPlan
@@ -175,6 +177,32 @@ def test_downloads_never_follow_a_link_swapped_in_after_the_check(
         assert b"TOP SECRET" not in r.content, (method, route)
         assert r.status_code == 404 or route == "/frames.zip", (route, r.status_code)
         undo()
+
+
+def test_a_thumbnail_never_decodes_a_link_swapped_in_after_the_open(
+    station, client, tmp_path, monkeypatch
+) -> None:
+    """The thumbnail opened the composite through no link, then decoded it again by name: a
+    link swapped in between showed another file's pixels on the page."""
+    outside = tmp_path / "outside.jpg"
+    cv2.imwrite(str(outside), np.full((48, 64, 3), 255, np.uint8))  # someone else's picture
+    session = station.root / "s1"
+    session.mkdir(parents=True)
+    (session / "plan.json").write_text(json.dumps(ShotPlan.from_frames(0.0, 1000.0, 2).to_dict()))
+    composite = session / "composite.jpg"
+    cv2.imwrite(str(composite), np.zeros((48, 64, 3), np.uint8))
+
+    def link_in() -> None:
+        (session / ".planted").symlink_to(outside)
+        (session / ".planted").replace(composite)
+
+    with monkeypatch.context() as m:
+        _swapped_after_the_check(station, m, "open", link_in)
+        r = client.get("/api/sessions/s1/thumbnail")
+    assert composite.is_symlink()  # the swap did happen, after the composite was opened
+    assert r.status_code == 200
+    thumb = cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_COLOR)
+    assert thumb.shape == (48, 64, 3) and thumb.max() < 16  # the composite, not the link
 
 
 # ------------------------------------------------------------------------------ bodies

@@ -12,7 +12,13 @@ import pytest
 import tifffile
 
 from stacker.errors import StackerError, UnreadableImageError
-from stacker.io import atomic_write_bytes, check_writable_output, read_image, write_image
+from stacker.io import (
+    atomic_write_bytes,
+    check_writable_output,
+    decode_image,
+    read_image,
+    write_image,
+)
 from stacker.metadata import Metadata, embed_metadata, read_metadata, upright_exif
 from tests.exif import exif
 
@@ -98,6 +104,37 @@ def test_unreadable_files_name_themselves(tmp_path: Path) -> None:
     # without rawpy: how to get RAW support; with it: rawpy's refusal of the junk
     with pytest.raises(UnreadableImageError, match=r"x\.cr2: (RAW files need|not a readable RAW)"):
         read_image(raw)
+
+
+def test_bytes_decode_as_their_file_reads_and_never_open_the_name(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    deep = rng.integers(0, 65536, (30, 40, 3), dtype=np.uint16)
+    for ext in (".png", ".tif", ".jpg"):
+        path = tmp_path / f"c{ext}"
+        write_image(path, deep if ext != ".jpg" else (deep >> 8).astype(np.uint8))
+        decoded = decode_image(path.read_bytes(), tmp_path / "gone" / path.name)
+        assert np.array_equal(decoded, read_image(path)), ext
+    with pytest.raises(UnreadableImageError, match=r"gone/broken\.jpg: not a readable image"):
+        decode_image(b"\xff\xd8\xff\xe0 truncated", tmp_path / "gone" / "broken.jpg")
+    bomb = tmp_path / "bomb.tif"
+    tifffile.imwrite(bomb, np.zeros((16, 16, 3), np.uint8), compression="zlib")
+    with tifffile.TiffFile(bomb, mode="r+b") as tif:
+        for name in ("ImageWidth", "ImageLength"):
+            tif.pages[0].tags[name].overwrite(20000)
+    with pytest.raises(UnreadableImageError, match=r"bomb\.tif: declares 20000x20000 pixels"):
+        decode_image(bomb.read_bytes(), bomb)
+
+
+def test_a_raw_files_bytes_decode_as_the_file_does(tmp_path: Path) -> None:
+    pytest.importorskip("rawpy", reason="RAW support is the [raw] extra")
+    from rig.sim.bayer import encode_bayer_dng
+    from stacker.raw import read_raw_linear
+
+    frame = np.random.default_rng(4).integers(0, 65536, (32, 48, 3), dtype=np.uint16)
+    path = tmp_path / "composite.dng"
+    path.write_bytes(encode_bayer_dng(frame))
+    decoded = decode_image(path.read_bytes(), tmp_path / "gone" / path.name)
+    assert np.array_equal(decoded, read_raw_linear(path))
 
 
 @pytest.mark.parametrize("layout", [{"byteorder": "<"}, {"byteorder": ">"}, {"bigtiff": True}])

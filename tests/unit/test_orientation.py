@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from stacker.io import OrientedReader, apply_orientation, read_image
+from stacker.io import OrientedReader, apply_orientation, decode_image, read_image
 from stacker.metadata import file_orientation
 from tests.exif import tag_jpeg
 
@@ -46,6 +46,9 @@ def test_apply_orientation_turns_as_opencv_and_viewers_do(
         assert np.array_equal(apply_orientation(stored, value), shown), (name, value)
         by_opencv = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         assert np.array_equal(by_opencv, shown), (name, value)
+        # From the bytes alone, as the station decodes a file it opened through no link: the
+        # name is never opened (here it does not even exist).
+        assert np.array_equal(decode_image(data, tmp_path / "gone" / name), shown), (name, value)
         assert shown.shape[:2] == (pixels.shape[:2][::-1] if value >= 5 else pixels.shape[:2])
     (tmp_path / "p.png").write_bytes(png)
     assert file_orientation(tmp_path / "p.png") == 1
