@@ -39,6 +39,7 @@ def test_the_usual_rail_chips_are_matched() -> None:
         ("2341", "0043"),
         ("2341", "0042"),
         ("2341", "0010"),
+        ("0483", "5740"),  # STM32 native USB: grblHAL, Marlin on SKR boards
     } <= pairs
 
 
