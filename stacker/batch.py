@@ -295,8 +295,18 @@ class BatchSummary:
         return sum(r.status == status for r in self.reports)
 
 
-def _connect(scheduler: str | None, workers: int | None) -> tuple[Any, Any]:
-    """A Dask client: to ``scheduler``, or to a new LocalCluster of ``workers`` processes."""
+LOCAL_WORKERS_PER_CORE = 4
+"""A local cluster's bound, per core: more processes than that only compete for memory."""
+
+
+def local_worker_limit() -> int:
+    """The most worker processes ``stacker batch`` starts on this machine."""
+    return LOCAL_WORKERS_PER_CORE * (os.cpu_count() or 1)
+
+
+def _connect(scheduler: str | None, workers: int | None, stacks: int) -> tuple[Any, Any]:
+    """A Dask client: to ``scheduler``, or to a new LocalCluster of ``workers`` processes (one
+    per core by default), never more than the ``stacks`` to do."""
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError:
@@ -330,8 +340,9 @@ def _connect(scheduler: str | None, workers: int | None) -> tuple[Any, Any]:
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         cluster = LocalCluster(
-            n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-            host="127.0.0.1", dashboard_address=None, silence_logs=logging.CRITICAL,
+            n_workers=min(workers or os.cpu_count() or 1, stacks), threads_per_worker=1,
+            processes=True, host="127.0.0.1", dashboard_address=None,
+            silence_logs=logging.CRITICAL,
         )  # fmt: skip
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -425,7 +436,7 @@ def _finished_report(fut: Any) -> StackReport | None:
 def _run_on_cluster(todo, options, scheduler, workers, summary, record, counts, on_progress):
     from dask.distributed import as_completed
 
-    client, cluster = _connect(scheduler, workers)
+    client, cluster = _connect(scheduler, workers, len(todo))
     futures: dict[Any, StackJob] = {}
     try:
         summary.workers = len(client.scheduler_info().get("workers", {}))

@@ -6,11 +6,12 @@ input, 130 interrupted (what finished is kept; rerunning the command continues).
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
 
-from stacker.batch import StackReport, check_report, find_stacks, run_batch
+from stacker.batch import StackReport, check_report, find_stacks, local_worker_limit, run_batch
 from stacker.errors import StackerError
 from stacker.io import OUTPUT_EXTENSIONS
 
@@ -50,6 +51,12 @@ def run_batch_command(
 
     if workers is not None and workers < 1:
         raise StackerError(f"--workers {workers}: give 1 or more")
+    if scheduler is None and workers is not None and workers > local_worker_limit():
+        raise StackerError(
+            f"--workers {workers}: a local cluster on this machine's {os.cpu_count() or 1} cores "
+            f"takes at most {local_worker_limit()} (each worker holds a whole stack in memory); "
+            "give --scheduler to spread the batch over more machines"
+        )
     ext = _check(outdir, output_format, options)
     jobs = find_stacks(roots, outdir, ext=ext, pattern=pattern, depth_maps=depth_maps)
     report_path = report or outdir / "batch-report.jsonl"

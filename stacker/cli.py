@@ -257,7 +257,10 @@ def batch_command(
         None, "--scheduler", help="Dask scheduler (tcp://host:8786); default: a local cluster."
     ),
     workers: int | None = typer.Option(
-        None, "--workers", help="Local worker processes (default: one per core)."
+        None,
+        "--workers",
+        help="Local worker processes (default: one per core; at most four per core, and never "
+        "more than the stacks to do). With --scheduler: wait for that many workers.",
     ),
     pattern: str | None = typer.Option(
         None, "--pattern", help="Frame file names to take, e.g. '*.NEF' (default: all images)."

@@ -196,3 +196,20 @@ def test_folder_names_that_are_not_utf8_are_stacked_and_reported(tmp_path: Path)
     assert read_image(out / f"{name}.tif").shape[2] == 3
     (row,) = (out / "r.csv").read_text(encoding="utf-8").splitlines()[1:]
     assert row.startswith("caf\\udce9 [1],done,3,3,")
+
+
+def test_a_local_cluster_is_bounded_by_the_cores_and_the_stacks(
+    specimens: Path, tmp_path: Path
+) -> None:
+    """``--workers 10000`` started ten thousand processes, each holding a stack in memory; and
+    a local cluster never needs more processes than there are stacks to do."""
+    out = tmp_path / "out"
+    proc = batch(specimens / "tray1", "-o", out, "--workers", "10000")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("stacker: error: ")]
+    assert f"--workers 10000: a local cluster on this machine's {os.cpu_count()} cores" in line
+    assert "--scheduler" in line and not out.exists()
+    two_cores = str(2 * (os.cpu_count() or 1))  # within the bound, more than the one stack
+    proc = batch(specimens / "tray1" / "s0", "-o", out, "--workers", two_cores)
+    assert proc.returncode == 0, proc.stderr
+    assert "s on 1 workers" in proc.stdout
