@@ -183,6 +183,8 @@ class GrblRail(GcodeRail):
         self._alarm_seq = 0
         self._alarm_code: int | None = None
         self._critical = False
+        self._on_switch = False
+        """GRBL said ``Check Limits`` when it last started: a limit switch was pressed."""
         self._reset_seq = 0
         self._halting = False
         self._position_lost: str | None = None
@@ -355,6 +357,8 @@ class GrblRail(GcodeRail):
         With ``position`` (µm) the controller is first told that the carriage stands there
         (``G92``, nothing moves).
         """
+        if self._on_switch and self.in_alarm:
+            raise self._alarm_error("at power-up")
         if (self._boot_locked() or self._relocked()) and self.in_alarm:
             # The user vouches for the position, which is what $X means; without it the first
             # move (or the G92 below) would meet the lock.
@@ -418,6 +422,9 @@ class GrblRail(GcodeRail):
                 self.firmware, self.version = banner.group(1), banner.group(2)
                 self._reset_seq += 1
                 self._critical = False
+                self._on_switch = False
+            elif line.startswith("[MSG:Check Limits]"):
+                self._on_switch = True
             elif line.startswith("[MSG:Reset to continue]"):
                 self._critical = True
             elif line.startswith("[") or line.startswith("$"):
@@ -509,6 +516,13 @@ class GrblRail(GcodeRail):
             ) from None
 
     def _alarm_error(self, context: str) -> MotionError:
+        if self._on_switch:
+            return MotionError(
+                f"{self.port}: ALARM since the controller started on a pressed limit switch "
+                "(GRBL: 'Check Limits'; the carriage was left on the switch): the first move "
+                "off it would trip the hard limit, so its position cannot simply be accepted; "
+                "home the rail (--home, or `rig rail home`), which moves off the switch"
+            )
         if self._boot_locked():
             return MotionError(
                 f"{self.port}: ALARM since power-up: homing is enabled ($22=1) and the board "
@@ -772,6 +786,7 @@ class GrblRail(GcodeRail):
             raise self._alarm_error("during homing")
         self._position_lost = None
         self._alarm_code = None
+        self._on_switch = False
         self._wait_idle("homing")
         self._homed = True
 

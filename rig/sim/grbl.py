@@ -37,6 +37,15 @@ keeps the lock (``main.c`` carries the state over its reset loop). Combined with
 every open, a board with homing enabled is locked again on every connection. The simulator does
 all of this by default, because :data:`DEFAULT_SETTINGS` enable homing as a focus rail with a
 home switch is configured; ``homing_init_lock=False`` is a board built without the option.
+
+**A switch pressed at a reset.** Stock GRBL 1.1 is also built with ``CHECK_LIMITS_AT_INIT``
+(``config.h``): with hard limits on (``$21=1``), a limit switch pressed at power-up or after a
+reset (a carriage left on the switch by a hard-limit stop, then the board restarted) means
+ALARM and ``[MSG:Check Limits]`` before the unlock message (``protocol.c``,
+``protocol_main_loop``), whether homing is on or not. ``$X`` still unlocks, but the hard-limit
+interrupt fires on any change of the switch pins (``limits.c``: ``HARD_LIMIT_FORCE_STATE_CHECK``
+is off in stock builds), so the first move off the switch trips ``ALARM:1`` as it releases it.
+Homing (hard limits off while it runs) is the way off.
 (``$C`` check mode and ``$SLP`` are not simulated: ``error:3``.)
 
 Every straight motion is recorded in :attr:`GrblSimulator.motion_log` (machine coordinates, mm).
@@ -257,6 +266,7 @@ class GrblSimulator(FirmwareDevice):
         self._pending: _Pending | None = None
         self._reports = 0
         self._wco_changed = True
+        self._limits_at_init = False
         self.motion_log: list[SimMotion] = []
         """Every straight motion, oldest first (machine coordinates, mm)."""
         self.alarms: list[int] = []
@@ -345,6 +355,7 @@ class GrblSimulator(FirmwareDevice):
             self._powered = True
             self._offset = self._phys
             self._restart(alarm=bool(self.homing_init_lock and self.settings[22]))
+            self._check_limits_at_init()
             self._booting_until = time.monotonic() + self.boot_delay
             if self.boot_delay <= 0:
                 self._announce()
@@ -371,9 +382,19 @@ class GrblSimulator(FirmwareDevice):
         self._hold_done = False
         self._wco_changed = True
 
+    def _check_limits_at_init(self) -> None:
+        """``CHECK_LIMITS_AT_INIT``: with hard limits on, a pressed switch locks the board."""
+        self._limits_at_init = bool(self.settings[21]) and any(
+            self._switch_pressed(i) for i in range(3)
+        )
+        if self._limits_at_init:
+            self._state = "Alarm"
+
     def _announce(self) -> None:
         self._booting_until = 0.0
         self.write(GRBLHAL_BANNER if self.grblhal else BANNER)
+        if self._limits_at_init:
+            self.write("[MSG:Check Limits]\r\n")
         if self._state == "Alarm":
             self.write("[MSG:'$H'|'$X' to unlock]\r\n")
 
@@ -541,8 +562,11 @@ class GrblSimulator(FirmwareDevice):
         return -self._travel()[i], 0.0
 
     def _switch_pressed(self, i: int) -> bool:
-        low, high = self._switch_bounds(i)
-        return self._phys[i] >= high + 1e-9 or self._phys[i] <= low - 1e-9
+        return self._pressed(self._phys[i], *self._switch_bounds(i))
+
+    @staticmethod
+    def _pressed(x: float, low: float, high: float) -> bool:
+        return x >= high + 1e-9 or x <= low - 1e-9
 
     def _first_switch(self, start: Vec, unit: Vec, dist: float) -> tuple[float, str] | None:
         best: tuple[float, str] | None = None
@@ -550,10 +574,14 @@ class GrblSimulator(FirmwareDevice):
             if not unit[i]:
                 continue
             low, high = self._switch_bounds(i)
-            bound = high if unit[i] > 0 else low
-            s = (bound - start[i]) / unit[i]
-            # A switch trips just past its position; one already pressed trips at once.
-            s = max(s, 0.0) + 0.001
+            behind = low if unit[i] > 0 else high
+            if self._pressed(start[i], low, high) and (start[i] - behind) * unit[i] < 0:
+                # Moving off a pressed switch: the pin changes as it releases (limits.c).
+                s = (behind - start[i]) / unit[i]
+            else:
+                bound = high if unit[i] > 0 else low
+                # A switch trips just past its position; one already pressed trips at once.
+                s = max((bound - start[i]) / unit[i], 0.0) + 0.001
             if s < dist and (best is None or s < best[0]):
                 best = (s, AXES[i])
         return best
@@ -652,6 +680,7 @@ class GrblSimulator(FirmwareDevice):
             self.write(f"ALARM:{6 if homing else 3}\r\n")
         alarm = moving or self._state == "Alarm"
         self._restart(alarm=alarm)
+        self._check_limits_at_init()
         self._announce()
 
     # -- homing -------------------------------------------------------------------------------

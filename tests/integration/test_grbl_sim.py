@@ -282,3 +282,51 @@ def test_stall_and_garbage(sim: GrblSimulator, client: Client) -> None:
     client.port.timeout = 2.0
     sim.inject(b"\xffgarbled\r\n")
     assert client.port.readline() == b"\xffgarbled\r\n"
+
+
+@pytest.mark.parametrize("homing", [1, 0])
+def test_a_switch_pressed_at_a_reset_locks_the_board_and_releasing_it_trips(homing: int) -> None:
+    """CHECK_LIMITS_AT_INIT (stock config.h; protocol.c): with hard limits on, a switch pressed
+    when the board starts means ALARM and 'Check Limits', homing or not. $X unlocks, but the
+    pin change as the carriage leaves the switch is a hard limit (limits.c); homing is the way
+    off."""
+    on_switch = (0.001, -50.0, -50.0)  # where a hard-limit stop left the carriage
+    settings = {22: homing, 24: 200.0, 25: 2000.0}
+    with GrblSimulator(time_scale=10.0, start_position=on_switch, settings=settings) as sim:
+        host = opened(sim)
+        assert host.line() == "[MSG:Check Limits]"
+        assert host.line() == "[MSG:'$H'|'$X' to unlock]"
+        assert host.status().startswith("<Alarm")
+        assert host.lines_until_ok("$X") == ["[MSG:Caution: Unlocked]", "ok"]
+        assert host.lines_until_ok("G1 X-5 F300") == ["ok"]
+        assert host.line() == "ALARM:1"
+        assert host.line() == "[MSG:Reset to continue]"
+        assert sim.carriage[0] == pytest.approx(0.0, abs=1e-6)  # stopped as the switch released
+        host.port.write(b"\x18")  # Ctrl-X: at the switch's edge, released, so no Check Limits
+        while host.line() != "Grbl 1.1h ['$' for help]":
+            pass
+        assert host.line() == "[MSG:'$H'|'$X' to unlock]"
+        host.port.close()
+    with GrblSimulator(time_scale=10.0, start_position=on_switch, settings=settings) as sim:
+        host = opened(sim)
+        assert host.line() == "[MSG:Check Limits]"
+        host.line()
+        if homing:
+            assert host.lines_until_ok("$HX") == ["ok"]  # hard limits are off while homing
+            assert host.status().startswith("<Idle|MPos:-1.000,")
+        else:  # $H is error:5; limits.c's advice: hard limits off, move off the switch
+            assert host.lines_until_ok("$HX") == ["error:5"]
+            assert host.lines_until_ok("$21=0") == ["ok"]
+            assert host.lines_until_ok("$X") == ["[MSG:Caution: Unlocked]", "ok"]
+        assert host.lines_until_ok("G91 G1 X-5 F300") == ["ok"]
+        assert host.wait_idle().startswith("<Idle")
+        assert sim.carriage[0] == pytest.approx(-6.0 if homing else -4.999, abs=1e-3)  # 5 mm off
+        host.port.close()
+
+
+def test_without_hard_limits_a_pressed_switch_is_not_checked() -> None:
+    with GrblSimulator(time_scale=10.0, start_position=(0.001, -50.0, -50.0),
+                       settings={21: 0, 22: 0}) as sim:  # fmt: skip
+        host = opened(sim)
+        assert host.status().startswith("<Idle")
+        host.port.close()
