@@ -225,7 +225,8 @@ class HotFolder:
         memory map, hard-linked in) is taken after this many quiet seconds.
 
     Files are handed out in natural order for those present at start, then in arrival order (first
-    event seen); a file still being written does not hold back the ones after it. Each path is
+    event seen); a file complete before one that began to arrive earlier waits for it (for as long
+    as that one is still being written), so the frames keep their order. Each path is
     handed out once: a file rewritten later under the same name is not stacked again, except one
     that was reported unreadable, which is looked at again when it changes.
     """
@@ -276,6 +277,7 @@ class HotFolder:
         self._done: dict[Path, tuple[int, int]] = {}
         self._claimed: dict[str, Path] = {}
         self._arrivals = 0
+        self._held_back = False  # a complete frame waits for an earlier one still coming
         self._observer: BaseObserver | None = None
         self._real_folder = self.folder
 
@@ -424,9 +426,10 @@ class HotFolder:
 
     def _due_later(self, now: float) -> bool:
         """Whether a file will be handed out later with no further event: a RAW or JPEG held
-        for its partner, or a frame whose decode is to be tried again. Neither is idleness: an
-        idle timeout shorter than the pair wait would otherwise drop a lone RAW."""
-        return any(
+        for its partner, a frame whose decode is to be tried again, or a complete frame waiting
+        for an earlier one. None is idleness: an idle timeout shorter than the pair wait would
+        otherwise drop a lone RAW."""
+        return self._held_back or any(
             (e.hold_until is not None and now < e.hold_until)
             or (e.retry_at is not None and now < e.retry_at)
             for e in self._entries.values()
@@ -580,23 +583,31 @@ class HotFolder:
                 entry.signature, entry.stable_since = signature, now
             by_stem.setdefault(_stem_key(entry.path), []).append(entry)
         ready: list[_Entry] = []
+        coming: list[_Entry] = []  # frames-to-be that are not complete yet
         for entry in self._entries.values():
-            if not self._complete(entry, now):
-                continue
             if not self._preferred(entry.path):
                 partners = by_stem[_stem_key(entry.path)]
                 if any(self._preferred(p.path) for p in partners if p is not entry):
                     continue  # the preferred file of the pair is here: wait for it instead
+            if not self._complete(entry, now):
+                if entry.signature is not None and entry.signature[0] > 0:
+                    coming.append(entry)
+                continue
+            if not self._preferred(entry.path):
                 if entry.hold_until is None:
                     # From completion; for a file found at start, from its last write.
                     since = entry.stable_since if entry.initial else now
                     entry.hold_until = since + self.pair_wait
                 if now < entry.hold_until:
+                    coming.append(entry)
                     continue
             ready.append(entry)
-        if not ready:
-            return None
-        return min(ready, key=lambda e: e.order)
+        first = min(ready, key=lambda e: e.order, default=None)
+        # A frame that began to arrive earlier and is still being written goes first: files
+        # complete out of order (a rename seen at once beside plain writes still settling,
+        # parallel transfers) and the stack is aligned frame to frame, in order.
+        self._held_back = first is not None and any(e.order < first.order for e in coming)
+        return None if self._held_back else first
 
     def _take(self, entry: _Entry) -> None:
         del self._entries[entry.path]

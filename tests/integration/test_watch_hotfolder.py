@@ -292,3 +292,26 @@ def test_fresh_raw_found_at_start_waits_for_its_jpeg(tmp_path: Path) -> None:
         t.join()
     assert [p.name for p, _ in got] == ["IMG_6.CR2", "IMG_7.jpg"]
     assert [p.name for p in hot.skipped] == ["IMG_7.CR2"]
+
+
+@pytest.mark.slow
+def test_a_rename_seen_at_once_waits_for_earlier_frames_still_settling(tmp_path: Path) -> None:
+    """Polling (a network share): rsync writes ``.<name>.XXXXXX`` and renames it (rsync's
+    receiver.c ``get_tmpname``, then ``finish_transfer``). A rename seen by the poll is complete
+    at once, while frames copied just before it, seen as plain new files, still settle: the
+    renamed frame must not jump ahead of them, or the stack is aligned out of order."""
+    data = textured_jpeg(13)
+    with HotFolder(tmp_path, settle=1.0, polling=True) as hot:
+
+        def writer() -> None:
+            for name in ["IMG_0001.JPG", "IMG_0002.JPG"]:
+                (tmp_path / name).write_bytes(data)  # seen by the next poll as new files
+            temporary = tmp_path / ".IMG_0003.JPG.a1B2c3"
+            temporary.write_bytes(data)
+            time.sleep(0.6)  # a poll sees the temporary name before the rename
+            os.rename(temporary, tmp_path / "IMG_0003.JPG")
+
+        t = in_thread(writer)
+        got = collect_paths(hot, stop_after(t, grace=2.0))
+        t.join()
+    assert [p.name for p, _ in got] == ["IMG_0001.JPG", "IMG_0002.JPG", "IMG_0003.JPG"]
