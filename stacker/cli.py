@@ -162,7 +162,7 @@ def watch_command(
         help="Seconds a file must stay unchanged to count as written (no close events).",
     ),
     poll: bool = typer.Option(
-        False, "--poll", help="Poll the folder: for network shares (NFS, SMB)."
+        False, "--poll", help="Poll the folder (network shares and FUSE mounts are polled anyway)."
     ),
     preview: bool = typer.Option(
         False, "--preview/--no-preview", help="Serve a live preview page while stacking."

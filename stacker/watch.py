@@ -56,6 +56,7 @@ from stacker.io import (
     is_raw_path,
     truncation,
 )
+from stacker.mounts import unheard_writes
 from stacker.natsort import natural_key
 from stacker.output import save_outputs
 from stacker.paths import check_distinct, is_our_output, output_paths
@@ -209,8 +210,10 @@ class HotFolder:
     pair_wait
         See ``prefer``.
     polling
-        Poll the folder instead of using native events: for network shares (NFS, SMB), where
-        writes made by other machines raise no local events.
+        Poll the folder instead of using native events. A folder on a network share (NFS, SMB),
+        a FUSE mount or a virtual machine's shared folder is polled anyway (see
+        :mod:`stacker.mounts`): writes made there by other machines raise no local events. Its
+        file system type is then in :attr:`polled_for`.
     ignore
         Paths never to take (the composite and depth map when they are written into the folder).
         Result images stackrig wrote (they carry its mark, see :mod:`stacker.paths`) are never
@@ -263,6 +266,8 @@ class HotFolder:
         self._ignore_names: set[str] = set()
         self._ignore = [Path(p) for p in ignore]
         self.uses_close_events = False
+        #: The file system type that made this watch poll though not asked to (``cifs``...).
+        self.polled_for: str | None = None
         #: Files of a RAW+JPEG pair that were not stacked because their partner was.
         self.skipped: list[Path] = []
         #: Result images written by stackrig (see :mod:`stacker.paths`): never frames.
@@ -295,6 +300,8 @@ class HotFolder:
         if not os.access(folder, os.R_OK | os.X_OK):
             raise HotFolderError(f"{folder}: not readable; check its permissions")
         self._real_folder = folder.resolve()
+        if not self.polling and (kind := unheard_writes(folder)) is not None:
+            self.polling, self.polled_for = True, kind
         self._ignore_names = {
             p.name for p in self._ignore if p.absolute().parent.resolve() == self._real_folder
         }
@@ -825,7 +832,7 @@ def watch_and_stack(
         try:
             for loaded in reader:
                 frame = loaded.item
-                if isinstance(frame, str):  # a frame turned to fit the stack
+                if isinstance(frame, str):  # a note: a frame turned to fit, a share polled
                     run.warn(frame)
                     continue
                 if isinstance(frame, UnreadableFrame):
@@ -865,13 +872,19 @@ class _Halt(threading.Event):
         return super().is_set() or (self._stop is not None and self._stop.is_set())
 
 
-Arrival = ReadyFrame | UnreadableFrame | str  # str: the note on a frame turned to fit
+Arrival = ReadyFrame | UnreadableFrame | str  # str: a note for the user
 
 
 def _arrivals(
     hot: HotFolder, halt: threading.Event, idle_timeout: float | None
 ) -> Iterator[Arrival]:
-    """Decoded frames, unreadable files and notes on turned frames, in the order they came."""
+    """Decoded frames, unreadable files and notes (on turned frames, on a share that is polled),
+    in the order they came."""
+    if hot.polled_for is not None:
+        yield (
+            f"{hot.folder} is on a {hot.polled_for} file system, where other machines' writes "
+            "raise no file events: polling it"
+        )
     bad: list[UnreadableFrame] = []
     for frame in hot.frames(stop=halt, idle_timeout=idle_timeout, on_unreadable=bad.append):
         while bad:

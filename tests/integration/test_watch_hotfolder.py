@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -12,7 +15,13 @@ import numpy as np
 import pytest
 
 from stacker.io import _jpeg_is_complete, read_image
-from stacker.watch import HotFolder, HotFolderError, UnreadableFrame, is_candidate
+from stacker.watch import (
+    HotFolder,
+    HotFolderError,
+    UnreadableFrame,
+    is_candidate,
+    watch_and_stack,
+)
 from tests.hotfolder import write_old, write_slowly
 
 
@@ -315,3 +324,58 @@ def test_a_rename_seen_at_once_waits_for_earlier_frames_still_settling(tmp_path:
         got = collect_paths(hot, stop_after(t, grace=2.0))
         t.join()
     assert [p.name for p, _ in got] == ["IMG_0001.JPG", "IMG_0002.JPG", "IMG_0003.JPG"]
+
+
+@pytest.fixture
+def share(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """``(server, mount)``: a FUSE mount (bindfs) of the folder ``server``.
+
+    A file written into ``server`` shows on the mount without any file event there, as another
+    machine's writes show on an SMB or NFS share (inotify(7): "it does not catch remote events
+    that occur on network filesystems").
+    """
+    if shutil.which("bindfs") is None:
+        pytest.skip("bindfs is not installed (apt-get install bindfs)")
+    server, mount = tmp_path / "server", tmp_path / "share"
+    server.mkdir()
+    mount.mkdir()
+    done = subprocess.run(["bindfs", str(server), str(mount)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount FUSE here: {done.stderr.strip()}")
+    try:
+        yield server, mount
+    finally:
+        subprocess.run(["fusermount", "-u", str(mount)], check=False)
+
+
+@pytest.mark.slow
+def test_a_share_is_polled_without_asking_and_other_writers_files_are_taken(
+    share: tuple[Path, Path], tmp_path: Path
+) -> None:
+    server, mount = share
+    names = ["IMG_0001.JPG", "IMG_0002.JPG"]
+    with HotFolder(mount, settle=0.3) as hot:
+        assert hot.polled_for == "fuse"
+        t = in_thread(
+            lambda: [write_slowly(server / n, textured_jpeg(30 + i)) for i, n in enumerate(names)]
+        )
+        got = collect_paths(hot, stop_after(t, grace=1.5))
+        t.join()
+    assert [p.name for p, _ in got] == names
+
+    warnings: list[str] = []
+    for name in names:
+        (server / name).unlink()
+    stop = threading.Event()
+    t = in_thread(
+        lambda: (time.sleep(0.5), write_slowly(server / "IMG_0003.JPG", textured_jpeg(33)))
+    )
+    in_thread(lambda: (t.join(), time.sleep(2.0), stop.set()))
+    summary = watch_and_stack(
+        mount, tmp_path / "stacked.tif", settle=0.3, stop=stop, on_warning=warnings.append
+    )
+    assert summary.status.merged == 1
+    assert warnings == [
+        f"{mount} is on a fuse file system, where other machines' writes raise no file events: "
+        "polling it"
+    ]
