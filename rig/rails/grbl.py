@@ -176,7 +176,9 @@ class GrblRail(GcodeRail):
         self.version = ""
         self.firmware = "Grbl"
         """``Grbl`` or ``GrblHAL``, from the last banner seen."""
-        self._transcript: list[str] = []
+        self._transcript: list[str] | None = None
+        """The lines answering ``$G`` while :meth:`_sync_once` waits for them, else ``None``:
+        kept for every command, they would pile up for as long as the rail stays connected."""
         self._status: GrblStatus | None = None
         self._status_seq = 0
         self._wco: tuple[float, ...] | None = None
@@ -314,7 +316,7 @@ class GrblRail(GcodeRail):
                 link.send_line("$G")
 
                 def synced() -> bool:
-                    lines = self._transcript
+                    lines = self._transcript or []
                     marks = [i for i, line in enumerate(lines) if line.startswith("[GC:")]
                     return bool(marks) and "ok" in lines[marks[-1] :]
 
@@ -323,6 +325,7 @@ class GrblRail(GcodeRail):
             finally:
                 with self._cond:
                     self._awaiting = False
+                    self._transcript = None
                     self._responses.clear()
 
     def _answers_status(self) -> bool:
@@ -406,7 +409,8 @@ class GrblRail(GcodeRail):
             elif line == "ok" or line.startswith("error:"):
                 if self._awaiting:
                     self._responses.append(line)
-                    self._transcript.append(line)
+                    if self._transcript is not None:
+                        self._transcript.append(line)
                 else:
                     log.debug("%s: dropping stale %r", self.port, line)
             elif line.startswith("ALARM:"):
@@ -430,7 +434,8 @@ class GrblRail(GcodeRail):
             elif line.startswith("[") or line.startswith("$"):
                 if self._awaiting:
                     self._info.append(line)
-                    self._transcript.append(line)
+                    if self._transcript is not None:
+                        self._transcript.append(line)
             else:
                 self._foreign.append(line)
                 log.warning("%s: ignoring unexpected line %r", self.port, line)

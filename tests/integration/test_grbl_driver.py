@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 
 from rig.errors import DeviceNotFoundError, MotionError, RigError
-from rig.rails import open_focuser
+from rig.rails import open_focuser, serialport
 from rig.rails.base import ConnectionLostError, MoveStoppedError
 from rig.rails.grbl import GrblRail, parse_status
 from rig.sim.grbl import GrblSimulator
@@ -378,3 +379,28 @@ def test_wco_is_applied_to_mpos() -> None:
     status = parse_status("<Idle|MPos:3.000,0.000,0.000|FS:0,0>")
     assert status is not None
     assert status.work_position((1.0, 0.0, 0.0)) == (2.0, 0.0, 0.0)
+
+
+def test_answers_are_not_kept_once_their_command_is_done(sim: GrblSimulator) -> None:
+    """A station keeps its rail connected for days: the ``ok`` of every command it sends must
+    not pile up in the driver. Lines the link decoded and something still holds are counted
+    with :mod:`tracemalloc`, after 10 commands and after 200 more."""
+
+    def lines_held() -> int:
+        snapshot = tracemalloc.take_snapshot().filter_traces(
+            [tracemalloc.Filter(True, serialport.__file__)]
+        )
+        return sum(stat.count for stat in snapshot.statistics("filename"))
+
+    with accepted(sim, GrblRail) as rail:
+        tracemalloc.start()
+        try:
+            for _ in range(10):
+                rail.send("G4 P0")
+            before = lines_held()
+            for _ in range(200):
+                rail.send("G4 P0")
+            after = lines_held()
+        finally:
+            tracemalloc.stop()
+    assert after - before < 20, f"{after - before} more blocks held after 200 commands"
