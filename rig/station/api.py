@@ -41,9 +41,11 @@ from urllib.parse import quote
 
 import anyio.to_thread
 from starlette.applications import Starlette
+from starlette.concurrency import iterate_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from rig.station.errors import NotFoundError, StationBusyError
 from rig.station.files import ZIP_CHUNK, SessionFiles
@@ -124,13 +126,37 @@ def _chunks(src: BufferedReader) -> Iterator[bytes]:
             yield chunk
 
 
+class _Download(StreamingResponse):
+    """A download read from ``chunks`` on worker threads and closed when the answer ends,
+    however it ends.
+
+    Starlette drops an unfinished iterator when the client goes away (a phone that sleeps,
+    a cancelled download), and a generator dropped mid-file closes its file, or finishes its
+    zip, only when the garbage collector gets round to it: until then the station holds the
+    frame open (its space stays taken after a deletion) and prints a traceback from the zip
+    writer that was cut off.
+    """
+
+    def __init__(self, chunks: Iterator[bytes], **kwargs: Any) -> None:
+        self._chunks = chunks
+        super().__init__(iterate_in_threadpool(chunks), **kwargs)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            close = getattr(self._chunks, "close", None)
+            if close is not None:
+                close()  # no thread reads it now: the file is closed here, at once
+
+
 async def _download(files: SessionFiles, path: Path, name: str) -> Response:
     """The file ``path`` as an attachment saved as ``name``, sent from a handle opened through
     no link (:meth:`SessionFiles.open`): opening it again by name once the checks have passed
     would follow a link swapped in meanwhile out of the session folder."""
     src = await _blocking(files.open, path)
     size = os.fstat(src.fileno()).st_size
-    return StreamingResponse(
+    return _Download(
         _chunks(src),
         media_type=mimetypes.guess_type(name)[0] or "application/octet-stream",
         headers={**NO_STORE, "Content-Length": str(size), "Content-Disposition": _attachment(name)},
@@ -204,7 +230,7 @@ def station_routes(station: Station, token: str) -> list[BaseRoute]:
     async def frames_zip(request: Request) -> Response:
         sid = request.path_params["sid"]
         chunks = await _blocking(station.files.frames_zip, sid)
-        return StreamingResponse(
+        return _Download(
             chunks,
             media_type="application/zip",
             headers={**NO_STORE, "Content-Disposition": _attachment(f"{sid}-frames.zip")},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import socket
 import time
@@ -13,10 +14,13 @@ import httpx
 import numpy as np
 import pytest
 
+from rig.session.folder import SessionConfig, SessionFolder
 from rig.station.auth import load_token
 from rig.station.errors import StationError
+from rig.station.service import plan_from_request
 from stacker.preview import PreviewServer
 from stacker.preview.access import COOKIE
+from tests.resources import open_files
 from tests.stations import TOKEN, folder_entries
 
 
@@ -206,3 +210,26 @@ def test_start_stop_resume_and_download_through_the_api(station, client) -> None
         assert zf.read("beetle/frames/frame_0003.jpg") == on_disk
     assert client.get("/api/sessions/nope/composite").status_code == 404
     assert folder_entries(station) == ["beetle"]
+
+
+def test_a_download_cut_off_by_the_client_closes_its_file_at_once(station, server) -> None:
+    """A phone that sleeps mid-download: the station lets go of the frame at once, not when
+    the garbage collector (switched off here) finds the abandoned reader."""
+    plan = plan_from_request(PLAN, units=station.units)
+    folder = SessionFolder.create(station.root / "big", plan, SessionConfig(rig={}))
+    folder.unlock()
+    folder.make_frames_dir()
+    (folder.frames_dir / "frame_0001.jpg").write_bytes(b"\xff\xd8" + bytes(40_000_000))
+    gc.disable()
+    try:
+        for path in ("/api/sessions/big/frames/frame_0001.jpg", "/api/sessions/big/frames.zip"):
+            for _ in range(3):
+                with socket.create_connection(("127.0.0.1", server.port)) as s:
+                    s.sendall(
+                        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                        f"Authorization: Bearer {TOKEN}\r\n\r\n".encode()
+                    )
+                    assert s.recv(65536).startswith(b"HTTP/1.1 200")
+            _wait(lambda: not open_files(folder.root), timeout=10)
+    finally:
+        gc.enable()
