@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import shutil
+import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -33,3 +37,26 @@ def test_a_session_removed_while_the_list_is_read_is_left_out(
 
     monkeypatch.setattr(SessionFolder, "load_plan", then_removed)
     assert [s["id"] for s in SessionFiles(tmp_path).sessions()] == ["kept"]
+
+
+def test_frames_dated_outside_what_a_zip_can_hold_are_still_zipped(tmp_path: Path) -> None:
+    """A Raspberry Pi has no clock: booted without a network it may write its frames in 1970,
+    and a zip entry cannot be dated before 1980 (nor after 2107). The whole download failed
+    on the first such frame; its date is now moved to the nearest one a zip holds."""
+    plan = json.dumps(ShotPlan.from_frames(0.0, 1000.0, 3).to_dict())
+    frames = tmp_path / "s" / "frames"
+    frames.mkdir(parents=True)
+    (tmp_path / "s" / "plan.json").write_text(plan)
+    when = {1: 0.0, 2: 1.7e9, 3: 7.3e9}  # 1970, 2023, 2201
+    for index, mtime in when.items():
+        frame = frames / f"frame_{index:04d}.jpg"
+        frame.write_bytes(b"\xff\xd8" + bytes([index]) * 100)
+        os.utime(frame, (mtime, mtime))
+    data = b"".join(SessionFiles(tmp_path).frames_zip("s"))
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        entries = {i.filename.rsplit("/", 1)[-1]: i for i in zf.infolist()}
+        assert zf.read("s/frames/frame_0002.jpg") == b"\xff\xd8" + bytes([2]) * 100
+    assert sorted(entries) == ["frame_0001.jpg", "frame_0002.jpg", "frame_0003.jpg"]
+    assert entries["frame_0001.jpg"].date_time[0] == 1980
+    assert entries["frame_0002.jpg"].date_time[:3] == time.localtime(1.7e9)[:3]
+    assert entries["frame_0003.jpg"].date_time[0] == 2107
