@@ -141,16 +141,18 @@ def test_a_board_that_started_on_a_limit_switch_must_be_homed_not_accepted() -> 
     board restarted (the port opened). Accepting the position unlocked it with $X, and the first
     move off the switch tripped the hard limit; the driver says to home instead."""
     on_switch = (0.001, -50.0, -50.0)
-    with GrblSimulator(time_scale=20.0, start_position=on_switch, settings=QUICK_HOMING) as sim:
-        with connected(sim, GrblRail) as rail:
-            with pytest.raises(MotionError) as info:
-                rail.accept_position()
-            message = str(info.value)
-            assert "Check Limits" in message and "rig rail home" in message
-            assert "\n" not in message
-            assert b"$X" not in bytes(sim.received) and sim.alarms == []
-            with pytest.raises(MotionError, match="limit switch"):
-                rail.move_to(-1000.0)
-            rail.home()  # homing leaves the switch with hard limits off
-            rail.move_to(-3000.0)
-            assert abs(rail.position + 3000.0) <= STEP_UM and sim.alarms == []
+    with (
+        GrblSimulator(time_scale=20.0, start_position=on_switch, settings=QUICK_HOMING) as sim,
+        connected(sim, GrblRail) as rail,
+    ):
+        with pytest.raises(MotionError) as info:
+            rail.accept_position()
+        message = str(info.value)
+        assert "Check Limits" in message and "rig rail home" in message
+        assert "\n" not in message
+        assert b"$X" not in bytes(sim.received) and sim.alarms == []
+        with pytest.raises(MotionError, match="limit switch"):
+            rail.move_to(-1000.0)
+        rail.home()  # homing leaves the switch with hard limits off
+        rail.move_to(-3000.0)
+        assert abs(rail.position + 3000.0) <= STEP_UM and sim.alarms == []
