@@ -8,7 +8,8 @@ Two layers, both usable from Python:
   elsewhere, and with ``polling=True``, when its size and modification time stay unchanged for
   ``settle`` seconds. It must then also decode; a file that does not is retried a few times before
   being reported unreadable. Temporary, hidden and non-image files are ignored, and a RAW+JPEG
-  pair with the same stem is taken once (see :class:`HotFolder` for which one).
+  pair (the same stem, or gphoto2's consecutive ``capt`` numbers) is taken once (see
+  :class:`HotFolder` for which one).
 * :func:`watch_and_stack` feeds those frames, one at a time on the calling thread, into a
   :class:`stacker.stack.Stacker` (the next one is decoded on a reader thread meanwhile) and
   writes the composite atomically after each merged frame, so the output on disk is always a
@@ -28,6 +29,7 @@ import importlib.util
 import math
 import os
 import queue
+import re
 import stat
 import threading
 import time
@@ -124,6 +126,13 @@ def _stem_key(path: Path) -> str:
     return path.stem.casefold()
 
 
+#: libgphoto2's names for a camera's RAM captures (Canon EOS, Nikon SDRAM, Sony), which
+#: ``gphoto2 --capture-tethered`` keeps: ``capt%04d`` with a counter bumped per *file*
+#: (camlibs/ptp2/library.c, ``camera_wait_for_event``), so a RAW+JPEG shot is capt0006.cr3 and
+#: capt0007.jpg.
+_CAPT = re.compile(r"capt(\d{4,})")
+
+
 def _is_raw(path: Path) -> bool:
     return path.suffix.lower() in RAW_EXTENSIONS
 
@@ -203,7 +212,8 @@ class HotFolder:
         where close events are not available (macOS, Windows, ``polling=True``), and for files
         already in the folder at start.
     prefer
-        Which file of a RAW+JPEG pair (same stem) to stack: ``"jpeg"`` (default: fast, and what
+        Which file of a RAW+JPEG pair (the same stem, or gphoto2's ``capt0006.cr3`` and
+        ``capt0007.jpg``, see :meth:`_pair_key`) to stack: ``"jpeg"`` (default: fast, and what
         the camera rendered) or ``"raw"`` (more latitude; needs the ``raw`` extra). The other file
         of the pair is never read. A file of the non-preferred kind that arrives alone is held
         for ``pair_wait`` seconds in case its partner follows, then stacked on its own.
@@ -281,6 +291,8 @@ class HotFolder:
         self._entries: dict[Path, _Entry] = {}
         self._done: dict[Path, tuple[int, int]] = {}
         self._claimed: dict[str, Path] = {}
+        self._capt_numbers: dict[int, Path] = {}  # capt%04d files by number
+        self._capt_keys: dict[Path, str] = {}  # their pair keys (see _pair_key)
         self._arrivals = 0
         self._held_back = False  # a complete frame waits for an earlier one still coming
         self._observer: BaseObserver | None = None
@@ -495,7 +507,7 @@ class HotFolder:
             if done == _TAKEN or done == self._signature(path):
                 return
             del self._done[path]  # an unreadable file that changed since: look again
-        claimed = self._claimed.get(_stem_key(path))
+        claimed = self._claimed.get(self._pair_key(path))
         if claimed is not None and claimed != path:
             self._skip(path)
             return
@@ -510,6 +522,26 @@ class HotFolder:
             entry.attempts = 0  # being (re)written: earlier decode failures do not count
         entry.retry_at = None
         self.last_activity = now
+
+    def _pair_key(self, path: Path) -> str:
+        """What the files of one shot share: the stem (IMG_0001.CR2 + IMG_0001.jpg, whatever
+        the case). A ``capt%04d`` file (:data:`_CAPT`) joins the one numbered just before it,
+        when that one is of the other kind (RAW or not) and still alone."""
+        if (known := self._capt_keys.get(path)) is not None:
+            return known
+        key = _stem_key(path)
+        match = _CAPT.fullmatch(key)
+        if match is None:
+            return key
+        number = int(match.group(1))
+        before = self._capt_numbers.get(number - 1)
+        if before is not None and _is_raw(before) != _is_raw(path):
+            before_key = self._capt_keys[before]
+            if list(self._capt_keys.values()).count(before_key) == 1:
+                key = before_key
+        self._capt_numbers[number] = path
+        self._capt_keys[path] = key
+        return key
 
     def _pass_over(self, entry: _Entry) -> None:
         """Leave out a result image of ours (an earlier run's composite or depth preview).
@@ -588,12 +620,12 @@ class HotFolder:
                 continue
             if signature != entry.signature:
                 entry.signature, entry.stable_since = signature, now
-            by_stem.setdefault(_stem_key(entry.path), []).append(entry)
+            by_stem.setdefault(self._pair_key(entry.path), []).append(entry)
         ready: list[_Entry] = []
         coming: list[_Entry] = []  # frames-to-be that are not complete yet
         for entry in self._entries.values():
             if not self._preferred(entry.path):
-                partners = by_stem[_stem_key(entry.path)]
+                partners = by_stem[self._pair_key(entry.path)]
                 if any(self._preferred(p.path) for p in partners if p is not entry):
                     continue  # the preferred file of the pair is here: wait for it instead
             if not self._complete(entry, now):
@@ -619,10 +651,10 @@ class HotFolder:
     def _take(self, entry: _Entry) -> None:
         del self._entries[entry.path]
         self._done[entry.path] = _TAKEN
-        key = _stem_key(entry.path)
+        key = self._pair_key(entry.path)
         self._claimed[key] = entry.path
         # A partner already complete and waiting is not stacked.
-        for other in [e for e in self._entries.values() if _stem_key(e.path) == key]:
+        for other in [e for e in self._entries.values() if self._pair_key(e.path) == key]:
             self._skip(other.path)
 
     # -- decoding ------------------------------------------------------------------------------
@@ -671,10 +703,10 @@ class HotFolder:
             self._done.pop(entry.path, None)
         else:
             self._done[entry.path] = signature
-        key = _stem_key(entry.path)
+        key = self._pair_key(entry.path)
         if self._claimed.get(key) == entry.path:
             del self._claimed[key]
-        for path in [p for p in self.skipped if _stem_key(p) == key and p.exists()]:
+        for path in [p for p in self.skipped if self._pair_key(p) == key and p.exists()]:
             self.skipped.remove(path)
             del self._done[path]
             self._arrivals += 1

@@ -379,3 +379,47 @@ def test_a_share_is_polled_without_asking_and_other_writers_files_are_taken(
         f"{mount} is on a fuse file system, where other machines' writes raise no file events: "
         "polling it"
     ]
+
+
+def gphoto2_save(folder: Path, name: str, data: bytes) -> None:
+    """Save a download as ``gphoto2 --capture-tethered`` does with the working folder watched:
+    into ``tmpfileXXXXXX`` there, renamed to the camera's name, closed after the rename
+    (gphoto2's main.c: ``save_file_to_file`` and ``save_camera_file_to_file``)."""
+    temporary = folder / "tmpfileAb12Cd"
+    fd = os.open(temporary, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        for start in range(0, len(data), 8192):
+            os.write(fd, data[start : start + 8192])
+        os.rename(temporary, folder / name)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("raw_first", [True, False])
+def test_gphoto2_ram_captures_of_one_shot_are_one_frame(tmp_path: Path, raw_first: bool) -> None:
+    """libgphoto2 names a camera's RAM captures ``capt%04d`` with a counter bumped per file
+    (camlibs/ptp2/library.c, ``camera_wait_for_event``): one RAW+JPEG shot is capt0000.cr3 and
+    capt0001.jpg, whose stems differ. Each shot is still one frame, whichever file comes first."""
+    fake_raw = b"raw bytes" * 500
+    hot_dirs = {prefer: tmp_path / prefer for prefer in ("jpeg", "raw")}
+    for prefer, folder in hot_dirs.items():
+        folder.mkdir()
+        with HotFolder(folder, settle=0.3, prefer=prefer, pair_wait=1.0) as hot:
+
+            def camera(folder: Path = folder) -> None:
+                number = 0
+                for shot in range(3):
+                    files = [("cr3", fake_raw), ("jpg", textured_jpeg(40 + shot))]
+                    for ext, data in files if raw_first else files[::-1]:
+                        gphoto2_save(folder, f"capt{number:04d}.{ext}", data)
+                        number += 1
+                    time.sleep(0.3)
+
+            t = in_thread(camera)
+            got = [p.name for p, _ in collect_paths(hot, stop_after(t, grace=1.5))]
+            t.join()
+        kinds = {"jpeg": ".jpg", "raw": ".cr3"}
+        assert len(got) == 3, (prefer, got)
+        assert all(name.endswith(kinds[prefer]) for name in got), (prefer, got)
+        assert len(hot.skipped) == 3
