@@ -18,3 +18,8 @@ def open_files(under: Path) -> list[str]:
         if target.startswith(prefix):
             held.append(target)
     return sorted(held)
+
+
+def fd_count() -> int:
+    """How many file descriptors this process has open."""
+    return len(os.listdir("/proc/self/fd")) - 1  # less the one that lists them

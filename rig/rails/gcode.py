@@ -164,6 +164,13 @@ class GcodeRail(Rail):
     def _require_link(self) -> SerialLink:
         return require_link(self._link, self.port)
 
+    @property
+    def link_lost(self) -> bool:
+        """Whether the port is gone (a cable pulled, a USB hiccup, a reconnect that failed):
+        nothing reaches the board until :meth:`reconnect`."""
+        link = self._link
+        return link is None or link.lost is not None
+
     def _close(self) -> None:
         if self._link is not None:
             self._link.close()

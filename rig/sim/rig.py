@@ -360,6 +360,11 @@ class SimulatedRig:
         elif kind == "disconnect":
             self._grbl.disconnect()
 
+    def replug_rail(self) -> None:
+        """The rail's cable back in after a ``disconnect``: the board, powered by USB like an
+        Arduino, starts afresh behind the same port."""
+        self._grbl.replug()
+
 
 def _index_of(stem: str | None) -> int | None:
     m = _STEM_INDEX.search(stem or "")

@@ -196,6 +196,17 @@ class Station:
         position = self._position()
         return fallback if position is None else position
 
+    def _rail_link(self) -> None:
+        """Open the rail's port again if its link broke since the rail was last used (a USB
+        hiccup, a cable pulled and plugged back): a station runs for days, and every jog and
+        session failed on the dead link until it was restarted. Called while the rig is held;
+        nothing moves, and a board that restarted meanwhile refuses moves until it is homed,
+        as at start-up."""
+        reconnect = getattr(self.focuser, "reconnect", None)
+        if reconnect is not None and getattr(self.focuser, "link_lost", False):
+            reconnect()
+            self._publish_station()
+
     # ------------------------------------------------------------------ rig control
     def exclusive(self, what: str) -> contextlib.AbstractContextManager[None]:
         """Hold the rig (no session running, no other request moving or shooting) for the
@@ -254,6 +265,7 @@ class Station:
         if units != self.units:
             raise StationError(f"jog {text}: this focuser moves in {self.units}")
         with self.exclusive("jog"):
+            self._rail_link()
             target = value if to is not None else float(self.focuser.position) + value
             lo, hi = self.limits
             if not lo <= target <= hi:
@@ -270,6 +282,7 @@ class Station:
         if not self.focuser.capabilities.can_home:
             raise StationError(f"{self.focuser.name} cannot home (no homing cycle configured)")
         with self.exclusive("home"):
+            self._rail_link()
             self.focuser.home()
         return self._moved(0.0)
 
@@ -279,6 +292,7 @@ class Station:
         if unlock is None:
             raise StationError(f"{self.focuser.name} has no alarm to clear")
         with self.exclusive("unlock the rail"):
+            self._rail_link()
             unlock()
         return self._moved(0.0)
 
@@ -332,6 +346,7 @@ class Station:
         with self.exclusive("start a session"):
             if (self.root / sid).exists():
                 raise StationError(f"session {sid} exists already; resume it or choose a new name")
+            self._rail_link()
             folder = SessionFolder.create(self.root / sid, plan, config)
             with self._camera_lock:  # after a live-view frame in flight, before the next
                 self._launch(sid, folder)
@@ -344,6 +359,7 @@ class Station:
         if plan.units != self.units:
             raise StationError(f"session {sid} moves in {plan.units}; this focuser in {self.units}")
         with self.exclusive("resume"), self._camera_lock:
+            self._rail_link()
             self._launch(sid, folder)
 
     def _launch(self, sid: str, folder: SessionFolder) -> None:

@@ -1,0 +1,54 @@
+"""A station left running, as on a Raspberry Pi at the rig: what happens to it over time.
+
+The rail's cable is pulled and plugged back, the clock says the same second twice, sessions
+follow one another: the station carries on without a restart.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from rig.errors import MotionError
+from rig.sim.rig import SimulatedRig
+from rig.station.service import Station
+from tests.resources import fd_count
+from tests.stations import SPEC
+
+
+def _serial_readers() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("serial ")]
+
+
+def test_a_rail_whose_cable_was_pulled_is_reconnected_by_the_next_request(
+    tmp_path: Path,
+) -> None:
+    """The link to the rail broke once (a USB hiccup): every jog, homing and session after it
+    failed with "lost the connection ... then reconnect" until the station was restarted, as
+    nothing on the station reconnected. Now the next request opens the port again; the board
+    restarted with its power, so it wants homing first, as at start-up."""
+    with SimulatedRig(SPEC) as rig:
+        station = Station(
+            tmp_path / "sessions", focuser=rig.focuser, camera=rig.camera, rig=SPEC.to_dict()
+        )
+        try:
+            station.jog(by="100um")
+            readers, fds = _serial_readers(), fd_count()
+            for _ in range(2):
+                rig.arm_rail_fault("disconnect")
+                deadline = time.monotonic() + 10
+                while not rig.focuser.link_lost:  # type: ignore[attr-defined]
+                    assert time.monotonic() < deadline, "the rail never noticed the cable"
+                    time.sleep(0.02)
+                rig.replug_rail()
+                with pytest.raises(MotionError, match=r"position unknown.*home the rail"):
+                    station.jog(by="100um")
+                homed = station.home()
+                assert station.jog(by="-100um") == pytest.approx(homed - 100, abs=2)
+            assert _serial_readers() == readers  # one reader thread, the old ones ended
+            assert fd_count() == fds  # and their ports closed
+        finally:
+            station.close()
