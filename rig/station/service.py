@@ -327,11 +327,11 @@ class Station:
         name: str | None = None,
         stack: StackOptions | None = None,
     ) -> str:
-        """Create a session folder and shoot ``plan`` in the background; returns its id."""
-        sid = name or f"stack-{datetime.now():%Y%m%d-%H%M%S}"
-        if not SESSION_ID.match(sid) or ".." in sid:
+        """Create a session folder and shoot ``plan`` in the background; returns its id
+        (``name``, or one made from the date and time)."""
+        if name and (not SESSION_ID.match(name) or ".." in name):
             raise StationError(
-                f"session name {sid!r}: use letters, digits, '-', '_' and '.' (no '..')"
+                f"session name {name!r}: use letters, digits, '-', '_' and '.' (no '..')"
             )
         if plan.units != self.units:
             raise StationError(
@@ -344,12 +344,25 @@ class Station:
             camera=CameraSettings(self.camera).snapshot(),
         )
         with self.exclusive("start a session"):
+            sid = name or self._dated_id()
             if (self.root / sid).exists():
                 raise StationError(f"session {sid} exists already; resume it or choose a new name")
             self._rail_link()
             folder = SessionFolder.create(self.root / sid, plan, config)
             with self._camera_lock:  # after a live-view frame in flight, before the next
                 self._launch(sid, folder)
+        return sid
+
+    def _dated_id(self) -> str:
+        """``stack-<date>-<time>``, with ``-2``, ``-3``... while that is taken: a second start
+        within the same second, or after the clock was set back (a Raspberry Pi has no clock of
+        its own; summer time ends), was refused as a session that "exists already", under a
+        name the photographer never chose."""
+        stem = f"stack-{datetime.now():%Y%m%d-%H%M%S}"
+        sid, count = stem, 1
+        while os.path.lexists(self.root / sid):
+            count += 1
+            sid = f"{stem}-{count}"
         return sid
 
     def resume(self, sid: str) -> None:

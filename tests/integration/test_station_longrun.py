@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from rig.errors import MotionError
 from rig.sim.rig import SimulatedRig
-from rig.station.service import Station
+from rig.station.service import Station, plan_from_request
 from tests.resources import fd_count
 from tests.stations import SPEC
+
+PLAN = {"from": "0mm", "to": "1mm", "frames": 2, "settle": 0.01}
 
 
 def _serial_readers() -> list[str]:
@@ -52,3 +55,26 @@ def test_a_rail_whose_cable_was_pulled_is_reconnected_by_the_next_request(
             assert fd_count() == fds  # and their ports closed
         finally:
             station.close()
+
+
+def test_sessions_started_within_one_second_get_names_of_their_own(
+    station: Station, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two starts without a name within the same second (or after the clock was set back)
+    made the same date-and-time name: the second was refused as a session that "exists
+    already; resume it or choose a new name", a name the photographer never chose."""
+
+    class SameSecond(datetime):
+        @classmethod
+        def now(cls, tz: object = None) -> SameSecond:
+            return cls(2026, 3, 29, 2, 30, 0)
+
+    monkeypatch.setattr("rig.station.service.datetime", SameSecond)
+    plan = plan_from_request(PLAN, units=station.units)
+    names = []
+    for _ in range(3):
+        names.append(station.start(plan))
+        result = station.wait(60)
+        assert result is not None and result.reason.value == "completed"
+    assert names == ["stack-20260329-023000", "stack-20260329-023000-2", "stack-20260329-023000-3"]
+    assert {s["id"] for s in station.sessions()} == set(names)
