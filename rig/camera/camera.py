@@ -155,7 +155,7 @@ class Camera:
         self._focus_settle_s: float | None = None
         self._focus_approximate = False
         self._reconnecting = False
-        self._files_per_shot: int | None = None
+        self._format_key: str | None = None
         self._format_known = False
         self._awaited: list[tuple[Path, str, int]] = []
         self.sleep: Callable[[float], None] = time.sleep
@@ -570,23 +570,26 @@ class Camera:
             except OSError as exc:  # before the shutter: nothing is shot that cannot be kept
                 raise RigError(f"cannot keep frames in {dest_dir}: {exc.strerror}") from None
             self._collect_stragglers(dest_dir)
+            expected = self.files_per_shot()  # as set for this shot
             first = self._release()
-            return PendingShot(self, dest_dir, stem, first, self.files_per_shot())
+            return PendingShot(self, dest_dir, stem, first, expected)
 
     def files_per_shot(self) -> int | None:
         """Files each shot makes (2 for RAW+JPEG) from the body's image-format setting.
+
+        The setting is read afresh each time: it may change while the camera stays open (a
+        station's camera settings, the body's own dial), and a count kept from the first shot
+        then lost the JPEG of every RAW+JPEG shot, or waited for a RAW that never came. Which
+        of :data:`~rig.camera.shot.FORMAT_KEYS` the body has is looked up once.
 
         ``None`` when the body has no such setting; the camera then listens for a quiet window
         after each shot instead.
         """
         if not self._format_known:
             self._format_known = True
-            for key in FORMAT_KEYS:
-                value = self._read_text(key)
-                if value:
-                    self._files_per_shot = files_per_shot(value)
-                    break
-        return self._files_per_shot
+            self._format_key = next((key for key in FORMAT_KEYS if self._read_text(key)), None)
+        value = self._read_text(self._format_key) if self._format_key is not None else ""
+        return files_per_shot(value) if value else None
 
     def _release(self) -> tuple[str, str]:
         """Take the picture; the camera's folder and name of its first file.

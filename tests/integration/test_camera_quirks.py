@@ -161,6 +161,38 @@ def test_a_straggler_is_collected_with_the_next_shot_never_lost(
     assert quirks.state.shots == 3 and not quirks.store  # nothing left on the body
 
 
+def test_a_format_changed_while_the_camera_is_open_applies_to_the_next_shot(
+    card: VirtualCameraFolder,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A station keeps its camera open for days, and its page (or the body's own dial) may
+    change the image format meanwhile. The files a shot makes were read from the format once,
+    at the first shot: after a switch to RAW+JPEG every JPEG was lost (RAM) or saved as a
+    stray ``camera_*.jpg``; after a switch back, every shot waited for a RAW never coming."""
+    monkeypatch.setattr(camera_module, "SHOT_FILES_LIMIT_S", 3.0)
+    quirks = CameraQuirks("canon", raw_plus_jpeg=False, second_file_delay_s=0.2, usb_bytes_per_s=0)
+    out = tmp_path / "out"
+    with open_body(quirks, capture_target="ram") as cam, caplog.at_level(logging.WARNING):
+        assert [p.name for p in cam.capture(out, "frame_0001")] == ["frame_0001.jpg"]
+        cam.set_config("imageformat", "RAW + Large Fine JPEG")
+        for stem in ("frame_0002", "frame_0003"):
+            assert [p.name for p in cam.capture(out, stem)] == [f"{stem}.cr2", f"{stem}.jpg"]
+        cam.set_config("imageformat", "Large Fine JPEG")
+        assert [p.name for p in cam.capture(out, "frame_0004")] == ["frame_0004.jpg"]
+        assert body_files(cam) == []
+    assert not [r.message for r in caplog.records if "files arrived" in r.message]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "frame_0001.jpg",
+        "frame_0002.cr2",
+        "frame_0002.jpg",
+        "frame_0003.cr2",
+        "frame_0003.jpg",
+        "frame_0004.jpg",
+    ]
+
+
 # --------------------------------------------------------- 2. Canon lens stacking without AF
 
 
