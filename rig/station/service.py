@@ -26,7 +26,7 @@ import cv2
 from rig.focuser import Focuser
 from rig.plan import PlanUnits, ShotPlan, format_position
 from rig.preview import SessionPreview
-from rig.session.folder import SessionConfig, SessionFolder
+from rig.session.folder import SessionConfig, SessionFolder, stack_file
 from rig.session.runner import CaptureDevice, RunnerOptions, SessionResult, SessionRunner
 from rig.spec import PlanSpec
 from rig.station.camera_settings import CameraSettings
@@ -310,14 +310,15 @@ class Station:
                     ) from None
         if not files:
             raise StationError("the camera returned no file for the test shot")
-        image = read_image(files[0])
+        shown = stack_file(files)  # a RAW+JPEG pair shows its JPEG, as a session stacks it
+        image = read_image(shown)
         h, w = image.shape[:2]
         scale = min(1.0, 1024 / max(h, w))
         small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
                            interpolation=cv2.INTER_AREA)  # fmt: skip
         self.hub.set_images(last=encode_jpeg(small))
         self._publish_station()
-        return {"name": files[0].name, "width": w, "height": h, "files": len(files)}
+        return {"name": shown.name, "width": w, "height": h, "files": len(files)}
 
     # ------------------------------------------------------------------ sessions
     def start(

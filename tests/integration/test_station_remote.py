@@ -6,6 +6,7 @@ The camera settings go through libgphoto2's virtual camera; the test-shot fallba
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections.abc import Iterator
@@ -137,6 +138,23 @@ def test_without_live_view_the_last_test_shot_stands_in(rig: SimulatedRig, tmp_p
         assert c.post("/api/test-shot", json={}).status_code == 200
         r = c.get("/api/liveview", params={"peaking": 1})
         assert _image(r).shape[1] == 320 and r.headers["x-live-source"] == "test-shot"
+
+
+def test_an_image_format_changed_applies_to_the_next_test_shot(tmp_path: Path) -> None:
+    """A Canon switched to RAW+JPEG while the station runs: its test shot is both files (the
+    count was read once, when the station opened the camera, and the JPEG was lost), and the
+    page shows the JPEG, as a session stacks it, not the RAW (unreadable without the RAW
+    extra, slow with it). The format is set as the page's camera settings set it; the quirk
+    layer's settings are not in the virtual body's config tree, which the page lists."""
+    spec = dataclasses.replace(SPEC, camera="canon", raw_plus_jpeg=False)
+    with SimulatedRig(spec) as canon:
+        st = Station(tmp_path / "s", focuser=canon.focuser, camera=canon.camera, rig=spec.to_dict())
+        for c in _serve(st):
+            assert c.post("/api/test-shot", json={}).json()["files"] == 1
+            canon.camera.set_config("imageformat", "RAW + Large Fine JPEG")
+            shot = c.post("/api/test-shot", json={})
+            assert shot.status_code == 200, shot.text
+            assert shot.json()["files"] == 2 and shot.json()["name"] == "test_shot.jpg"
 
 
 # ------------------------------------------------------------------------------ camera settings
