@@ -239,9 +239,10 @@ class HotFolder:
 
     Files are handed out in natural order for those present at start, then in arrival order (first
     event seen); a file complete before one that began to arrive earlier waits for it (for as long
-    as that one is still being written), so the frames keep their order. Each path is
-    handed out once: a file rewritten later under the same name is not stacked again, except one
-    that was reported unreadable, which is looked at again when it changes.
+    as that one is still being written), so the frames keep their order. Each file is handed out
+    once, whatever it is renamed to later: one rewritten in place or renamed over (a re-export) is
+    not stacked again, except one that was reported unreadable, which is looked at again when it
+    changes. A new file under the name of one deleted or renamed away is a new frame.
     """
 
     def __init__(
@@ -483,9 +484,10 @@ class HotFolder:
         if kind == "deleted":
             self._forget(Path(src))
         elif kind == "moved":
-            if src:
-                self._forget(Path(src))
-            if dest:
+            taken = bool(src) and self._forget(Path(src))
+            if dest and taken:
+                self._done[Path(dest)] = _TAKEN  # a frame taken, renamed: the same frame
+            elif dest:
                 self._touch(Path(dest), now, closed=True)
         elif kind in ("created", "modified"):
             self._touch(Path(src), now, closed=False)
@@ -553,8 +555,16 @@ class HotFolder:
         self._done[entry.path] = self._signature(entry.path) or _TAKEN
         self.ours.append(entry.path)
 
-    def _forget(self, path: Path) -> None:
+    def _forget(self, path: Path) -> bool:
+        """``path`` is gone (deleted, or renamed away); whether it was a frame taken already.
+
+        Its name is free again: a new file written under it later is a new frame.
+        """
         self._entries.pop(path, None)
+        if self._done.get(path) != _TAKEN:
+            return False
+        del self._done[path]
+        return True
 
     def _skip(self, path: Path) -> None:
         self._entries.pop(path, None)
@@ -691,7 +701,7 @@ class HotFolder:
         return UnreadableFrame(path, message)
 
     def _requeue(self, entry: _Entry, *, retry_at: float | None) -> None:
-        del self._done[entry.path]
+        self._done.pop(entry.path, None)
         entry.retry_at = retry_at
         if retry_at is None:
             entry.closed = False
@@ -708,7 +718,7 @@ class HotFolder:
             del self._claimed[key]
         for path in [p for p in self.skipped if self._pair_key(p) == key and p.exists()]:
             self.skipped.remove(path)
-            del self._done[path]
+            self._done.pop(path, None)
             self._arrivals += 1
             self._entries[path] = _Entry(path, order=(1, self._arrivals), initial=False)
 

@@ -423,3 +423,37 @@ def test_gphoto2_ram_captures_of_one_shot_are_one_frame(tmp_path: Path, raw_firs
         assert len(got) == 3, (prefer, got)
         assert all(name.endswith(kinds[prefer]) for name in got), (prefer, got)
         assert len(hot.skipped) == 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("polling", [False, True])
+def test_a_frame_renamed_is_not_stacked_again_and_its_old_name_is_free(
+    tmp_path: Path, polling: bool
+) -> None:
+    """A tool (or a gphoto2 ``--hook-script``) that downloads to a fixed name and renames each
+    file by its naming template: every shot is one frame, taken once. gphoto2
+    ``--force-overwrite`` unlinks an existing file before renaming its download over it (main.c,
+    ``save_camera_file_to_file``): with file events, the new shot is a new frame too (a poll
+    cannot tell it from a rewrite when the new file gets the old one's inode)."""
+    names = ["Beetle_0001.jpg", "Beetle_0002.jpg"]
+    with HotFolder(tmp_path, settle=0.3, polling=polling) as hot:
+
+        def tool() -> None:
+            for i, name in enumerate(names):
+                write_slowly(tmp_path / "capture.jpg", textured_jpeg(50 + i))
+                time.sleep(1.2)  # taken under its first name before the rename
+                os.rename(tmp_path / "capture.jpg", tmp_path / name)
+            if not polling:
+                gphoto2_save(tmp_path, "capt0000.jpg", textured_jpeg(52))
+                time.sleep(1.2)
+                os.unlink(tmp_path / "capt0000.jpg")  # --force-overwrite after a restart
+                gphoto2_save(tmp_path, "capt0000.jpg", textured_jpeg(53))
+
+        t = in_thread(tool)
+        got = collect_paths(hot, stop_after(t, grace=1.5))
+        t.join()
+    sizes = [len(textured_jpeg(seed)) for seed in (50, 51, 52, 53)]
+    expected = [("capture.jpg", sizes[0]), ("capture.jpg", sizes[1])]
+    if not polling:
+        expected += [("capt0000.jpg", sizes[2]), ("capt0000.jpg", sizes[3])]
+    assert [(p.name, size) for p, size in got] == expected
