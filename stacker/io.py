@@ -287,8 +287,20 @@ def _jpeg_is_complete(data: bytes) -> bool:
     return False
 
 
+RAW_ZERO_TAIL = 64 * 1024
+"""A RAW file ending in this many zero bytes is still being filled in (see :func:`truncation`)."""
+
+
 def truncation(path: Path) -> str | None:
-    """Why ``path`` is visibly cut short (JPEG without end marker, PNG without IEND), or None."""
+    """Why ``path`` is visibly cut short, or None.
+
+    A JPEG without its end marker, a PNG without IEND, and a RAW file whose last 64 KiB are all
+    zero bytes: a file set to its full size before its content is written (as Samba does for an
+    SMB client's copy: an initial ``truncate()`` to the final size, exfat-linux issue #31) is
+    zero-filled where the copy has not reached yet, and LibRaw decodes such a file without a
+    complaint. A whole RAW file never ends so: its last bytes are compressed image data, or
+    sensor data above the black level.
+    """
     suffix = path.suffix.lower()
     if suffix in (".jpg", ".jpeg"):
         if not _jpeg_is_complete(path.read_bytes()):
@@ -298,6 +310,13 @@ def truncation(path: Path) -> str | None:
             fh.seek(max(0, os.fstat(fh.fileno()).st_size - 64))
             if b"IEND" not in fh.read():
                 return "truncated PNG (no IEND chunk)"
+    elif suffix in RAW_EXTENSIONS:
+        with path.open("rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            fh.seek(max(0, size - RAW_ZERO_TAIL))
+            tail = fh.read()
+        if size >= 2 * RAW_ZERO_TAIL and not tail.strip(b"\0"):
+            return "RAW file ends in zero bytes (still being copied?)"
     return None
 
 

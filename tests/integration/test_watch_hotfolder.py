@@ -457,3 +457,34 @@ def test_a_frame_renamed_is_not_stacked_again_and_its_old_name_is_free(
     if not polling:
         expected += [("capt0000.jpg", sizes[2]), ("capt0000.jpg", sizes[3])]
     assert [(p.name, size) for p, size in got] == expected
+
+
+@pytest.mark.slow
+def test_a_raw_copied_onto_a_share_is_taken_whole_after_a_stall(share: tuple[Path, Path]) -> None:
+    """Samba sets an SMB client's copy to its full size, then fills it (exfat-linux issue #31:
+    "an initial truncate() to set the filesize, and then the real file content is written"). A
+    stall in the copy longer than the settle time (Wi-Fi) left a polled RAW looking finished with
+    a zero tail, which LibRaw decodes: it must wait for the rest instead."""
+    pytest.importorskip("rawpy", reason="RAW support is the [raw] extra")
+    from rig.sim.bayer import encode_bayer_dng
+
+    frame = np.random.default_rng(7).integers(4096, 60000, (240, 320, 3), dtype=np.uint16)
+    data = encode_bayer_dng(frame)
+    server, mount = share
+    unreadable: list[UnreadableFrame] = []
+    with HotFolder(mount, settle=0.3, prefer="raw") as hot:
+
+        def smb_copy() -> None:
+            with (server / "DSC_0001.dng").open("wb") as fh:
+                fh.truncate(len(data))
+                for start in range(0, len(data), 16384):
+                    fh.write(data[start : start + 16384])
+                    fh.flush()
+                    time.sleep(0.8 if start == 16384 * 3 else 0.02)
+
+        t = in_thread(smb_copy)
+        got = list(hot.frames(stop=stop_after(t, grace=1.5), on_unreadable=unreadable.append))
+        t.join()
+    assert unreadable == []
+    assert [f.path.name for f in got] == ["DSC_0001.dng"]
+    assert np.array_equal(got[0].image, read_image(server / "DSC_0001.dng"))

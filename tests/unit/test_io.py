@@ -17,6 +17,7 @@ from stacker.io import (
     check_writable_output,
     decode_image,
     read_image,
+    truncation,
     write_image,
 )
 from stacker.metadata import Metadata, embed_metadata, read_metadata, upright_exif
@@ -151,6 +152,23 @@ def test_a_tiff_declaring_too_many_pixels_is_refused_before_decoding(
             tif.pages[0].tags[name].overwrite(20000)
     with pytest.raises(UnreadableImageError, match=r"bomb\.tif: declares 20000x20000 pixels"):
         read_image(bomb)
+
+
+def test_a_raw_file_set_to_its_size_before_its_content_is_not_whole(tmp_path: Path) -> None:
+    """Samba sets an SMB client's copy to its full size first, then fills it (exfat-linux issue
+    #31): until the copy ends the file's tail is zeros, which LibRaw decodes without a word."""
+    from rig.sim.bayer import encode_bayer_dng
+
+    frame = np.random.default_rng(6).integers(0, 65536, (240, 320, 3), dtype=np.uint16)
+    data = encode_bayer_dng(frame)
+    whole = tmp_path / "DSC_0001.dng"
+    whole.write_bytes(data)
+    assert truncation(whole) is None
+    copying = tmp_path / "DSC_0002.NEF"
+    copying.write_bytes(data[: len(data) // 2] + bytes(len(data) - len(data) // 2))
+    assert truncation(copying) == "RAW file ends in zero bytes (still being copied?)"
+    copying.write_bytes(data[:-4096] + bytes(4096))  # padding, not a copy under way
+    assert truncation(copying) is None
 
 
 def test_a_jpeg_cut_short_is_refused_and_any_file_name_is_read(tmp_path: Path) -> None:
