@@ -79,6 +79,9 @@ class SessionPreview(SessionListener):
         state = shown_state(RunState.FINISHED, result.reason)
         message = str(result.error) if result.error is not None else ""
         publisher = self._publisher
+        # Nothing follows: let go of the runner and the stacker (the hub keeps what it shows),
+        # so that neither outlives the session in a reference cycle through this listener.
+        self._runner = self._publisher = None
         # Completed and interrupted runs join the stacking thread before they end, and so
         # does any run that wrote its outputs: only then may the hub use the stacker.
         if publisher is not None and (

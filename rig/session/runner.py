@@ -381,7 +381,21 @@ class SessionRunner:
             self._detach_log(handler)
         result = SessionResult(reason, self.status(), error, outputs)
         self._events.publish(SessionFinished(result))
+        self._let_go_of_stack()
         return result
+
+    def _let_go_of_stack(self) -> None:
+        """Drop the stacker, and the stacking worker once its thread has ended, after the run.
+
+        Their memory is the size of the stack (hundreds of MB for large frames), and the runner
+        sits in reference cycles with its engine, worker and listeners: a station that keeps
+        the runner, or drops it for the next session's, would hold each finished stack until
+        the garbage collector happened to run, two or three at a time. A preview that still
+        shows the stack for 100 % crops holds it through its own publisher.
+        """
+        self.stacker = None
+        if self._worker is not None and not self._worker.alive:
+            self._worker = None
 
     # ---------------------------------------------------------------- phases
     def _prepare(self) -> Reconciliation:

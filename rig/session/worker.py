@@ -174,6 +174,10 @@ class StackWorker:
             self.error = exc
             for _ in self._jobs():  # keep draining so capture never blocks on a dead worker
                 pass
+        finally:
+            # The reader holds this worker (its read function), and so the stacker, in a
+            # cycle: let go of it, so the stack is freed with the worker, not by a later GC.
+            self._ahead = None
 
     def _stack(self, loaded: Loaded[StackJob, Frame | None]) -> None:
         job = loaded.item

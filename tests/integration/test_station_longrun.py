@@ -6,16 +6,20 @@ follow one another: the station carries on without a restart.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+import weakref
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from rig.errors import MotionError
 from rig.sim.rig import SimulatedRig
 from rig.station.service import Station, plan_from_request
+from stacker.stack import Stacker
 from tests.resources import fd_count
 from tests.stations import SPEC
 
@@ -78,3 +82,32 @@ def test_sessions_started_within_one_second_get_names_of_their_own(
         assert result is not None and result.reason.value == "completed"
     assert names == ["stack-20260329-023000", "stack-20260329-023000-2", "stack-20260329-023000-3"]
     assert {s["id"] for s in station.sessions()} == set(names)
+
+
+def test_a_finished_sessions_stack_is_freed_when_the_next_one_starts(
+    station: Station, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The station kept every finished session's stacker (hundreds of MB each for large
+    frames) alive in reference cycles (runner, stacking worker and its reader, the preview
+    listener) until the garbage collector happened to run: at 6 MP its memory went 0.8, 1.1,
+    1.3, 1.6 GB over four sessions. Now only the last stack stays, for 100 % crops, however
+    long the collector waits (switched off here)."""
+    made: list[weakref.ref[Stacker]] = []
+    init = Stacker.__init__
+
+    def counted(self: Stacker, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        made.append(weakref.ref(self))
+
+    monkeypatch.setattr(Stacker, "__init__", counted)
+    plan = plan_from_request(PLAN, units=station.units)
+    gc.disable()
+    try:
+        for _ in range(3):
+            station.start(plan)
+            result = station.wait(60)
+            assert result is not None and result.reason.value == "completed"
+        alive = [ref for ref in made if ref() is not None]
+    finally:
+        gc.enable()
+    assert len(made) == 3 and alive == made[-1:]
