@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from stacker.preview import PreviewHub, PreviewServer, PreviewServerError
 from stacker.preview.hub import CropResult
 from stacker.preview.publisher import encode_jpeg
 from tests.crops import crop_owner
+from tests.resources import fd_count
 
 
 @pytest.fixture
@@ -163,6 +165,26 @@ def test_stop_ends_open_event_streams_promptly(hub):
     assert hub.subscriber_count == 0
     with pytest.raises(httpx.ConnectError):
         httpx.get(srv.url, timeout=1)
+
+
+def test_event_streams_of_clients_that_go_away_are_let_go(hub, server):
+    """Phones that sleep or close the page drop their event streams, with or without a
+    goodbye (a reset): each stream's subscription and connection is given back at once."""
+    fds = fd_count()
+    for linger in (False, True) * 5:
+        s = socket.create_connection(("127.0.0.1", server.port))
+        s.sendall(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        data = b""
+        while b"event: state" not in data:
+            data += s.recv(65536)
+        if linger:  # close with a reset, as a phone whose Wi-Fi went away does when it wakes
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+    hub.update_progress(captured=1)  # a change after they left
+    deadline = time.monotonic() + 5
+    while hub.subscriber_count or fd_count() != fds:
+        assert time.monotonic() < deadline, (hub.subscriber_count, fd_count(), fds)
+        time.sleep(0.05)
 
 
 def test_a_taken_port_is_a_one_line_user_error(hub):

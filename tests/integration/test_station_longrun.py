@@ -91,7 +91,7 @@ def test_a_finished_sessions_stack_is_freed_when_the_next_one_starts(
     frames) alive in reference cycles (runner, stacking worker and its reader, the preview
     listener) until the garbage collector happened to run: at 6 MP its memory went 0.8, 1.1,
     1.3, 1.6 GB over four sessions. Now only the last stack stays, for 100 % crops, however
-    long the collector waits (switched off here)."""
+    long the collector waits (switched off here); and no session leaves a file or a thread."""
     made: list[weakref.ref[Stacker]] = []
     init = Stacker.__init__
 
@@ -101,6 +101,7 @@ def test_a_finished_sessions_stack_is_freed_when_the_next_one_starts(
 
     monkeypatch.setattr(Stacker, "__init__", counted)
     plan = plan_from_request(PLAN, units=station.units)
+    fds, threads = fd_count(), threading.active_count()
     gc.disable()
     try:
         for _ in range(3):
@@ -111,3 +112,4 @@ def test_a_finished_sessions_stack_is_freed_when_the_next_one_starts(
     finally:
         gc.enable()
     assert len(made) == 3 and alive == made[-1:]
+    assert (fd_count(), threading.active_count()) == (fds, threads)  # journals, logs, workers
