@@ -288,6 +288,8 @@ class HotFolder:
         self._reader = OrientedReader()
         #: Monotonic time of the last sign of life: a frame handed out or a write in progress.
         self.last_activity = time.monotonic()
+        #: Wall-clock time the watch started (``time.time()``).
+        self.started_at = time.time()
         self._events: queue.SimpleQueue[tuple[str, str, str]] = queue.SimpleQueue()
         self._entries: dict[Path, _Entry] = {}
         self._done: dict[Path, tuple[int, int]] = {}
@@ -330,6 +332,7 @@ class HotFolder:
                 "the inotify limits (sysctl fs.inotify.max_user_watches / max_user_instances)"
             ) from None
         self._observer = observer
+        self.started_at = time.time()
         if self.existing:
             self._list_existing()
         self.last_activity = time.monotonic()
@@ -898,6 +901,7 @@ def watch_and_stack(
         why = "stopped" if stop is not None and stop.is_set() else "went idle"
         raise NoFramesError(
             f"{hot.folder}: no frame could be merged before the watch {why}; {out} not written"
+            + _written_below(hot)
         )
     finish = "stopped" if stop is not None and stop.is_set() else "idle"
     return WatchSummary(run.status, finish, outputs, list(stacker.records))
@@ -939,6 +943,38 @@ def _arrivals(
 
 def _as_is(arrival: Arrival) -> Arrival:
     return arrival
+
+
+def _written_below(hot: HotFolder) -> str:
+    """Where frames went instead, when a subfolder holds images written since the watch began.
+
+    Tethering software often puts each session in a folder of its own (darktable: a film roll
+    per session, named by its import pattern such as ``$(YEAR)$(MONTH)$(DAY)_$(JOBCODE)``),
+    and a hot folder is not watched below its top level.
+    """
+    since = hot.started_at - 2.0  # FAT keeps modification times to 2 s
+    found: list[tuple[int, str]] = []
+    try:
+        subfolders = [e.path for e in os.scandir(hot.folder) if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return ""
+    for sub in sorted(subfolders, key=natural_key):
+        with contextlib.suppress(OSError), os.scandir(sub) as entries:
+            count = sum(
+                is_candidate(Path(e.name))
+                and e.is_file(follow_symlinks=False)
+                and e.stat(follow_symlinks=False).st_mtime >= since
+                for e in entries
+            )
+            if count:
+                found.append((count, sub))
+    if not found:
+        return ""
+    count, sub = max(found)
+    return (
+        f"; {count} images were written into {sub} meanwhile: subfolders are not watched, "
+        "watch that folder instead"
+    )
 
 
 def _check_outputs_in_folder(folder: Path, outputs: list[Path]) -> None:

@@ -132,6 +132,36 @@ def test_idle_without_frames_is_an_error_and_writes_nothing(tmp_path: Path) -> N
     assert not out.exists()
 
 
+def test_frames_written_into_a_subfolder_are_named_when_nothing_merged(
+    tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
+) -> None:
+    """darktable's tethering puts each session in a film roll folder of its own (its manual,
+    tethering panels: "A new session equals a new film roll"), named by its import pattern. A
+    photographer who watches the folder above sees nothing stacked: the error says where the
+    frames went."""
+    session = hot / "20261130_beetle"
+    session.mkdir()
+    write_old(session / "IMG_0001.jpg", stack_jpegs[0])  # an earlier session's frame
+    stop = threading.Event()
+
+    def darktable() -> None:
+        time.sleep(0.3)
+        for i, data in enumerate(stack_jpegs[1:3]):
+            write_slowly(session / f"IMG_{i + 2:04d}.jpg", data)
+        time.sleep(0.3)
+        stop.set()
+
+    threading.Thread(target=darktable, daemon=True).start()
+    with pytest.raises(NoFramesError) as info:
+        watch_and_stack(hot, tmp_path / "stacked.tif", settle=0.3, stop=stop)
+    message = str(info.value)
+    assert message.endswith(
+        f"; 2 images were written into {session} meanwhile: subfolders are not watched, "
+        "watch that folder instead"
+    )
+    assert "\n" not in message
+
+
 @pytest.mark.slow
 def test_strict_stops_at_an_unreadable_file_keeping_the_merged_result(
     tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
