@@ -385,6 +385,56 @@ def test_snapping_drops_specks_of_the_other_sides_colour() -> None:
     assert np.mean(np.abs(snapped - truth) > 1) < 0.002
 
 
+def _disc_on(
+    ground: np.ndarray, colour: tuple[int, int, int], *, jpeg: bool
+) -> tuple[np.ndarray, ...]:
+    """Like :func:`_disc_scene`: a disc of ``colour`` at frame 2 on ``ground`` at frame 10,
+    the composite JPEG-compressed (quality 90, 4:2:0) when asked."""
+    h, w = ground.shape[:2]
+    disc = np.zeros((h, w), np.uint8)
+    cv2.circle(disc, (120, 80), 45, 255, -1)
+    detail = ground.copy()
+    detail[disc > 0] = colour
+    if jpeg:
+        params = [cv2.IMWRITE_JPEG_QUALITY, 90, cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+                  cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420]  # fmt: skip
+        detail = cv2.imdecode(cv2.imencode(".jpg", detail, params)[1], cv2.IMREAD_COLOR)
+    truth = np.where(disc > 0, 2.0, 10.0).astype(np.float32)
+    guide = cv2.resize(detail, (w // 4, h // 4), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(truth, (w // 4, h // 4), interpolation=cv2.INTER_AREA)
+    return detail, truth, guide, small
+
+
+def test_a_sides_colour_is_its_pixels_mean_not_one_pixels() -> None:
+    """A red disc on a ground of black and white tiles as large as the small map's pixels: the
+    one ground pixel at the step's far extreme is black or white, and a ground pixel of the
+    other tile's colour was then nearer the disc's red (1.6 % of the picture took the disc's
+    depth). The mean colour of the ground's pixels around is grey, nearer both tiles."""
+    h, w = 160, 240
+    yy, xx = np.mgrid[0 : h // 4, 0 : w // 4]
+    tiles = np.dstack([((yy + xx) % 2).astype(np.uint8) * 255] * 3)
+    ground = cv2.resize(tiles, (w, h), interpolation=cv2.INTER_NEAREST)
+    detail, truth, guide, small = _disc_on(ground, (30, 30, 220), jpeg=False)
+    snapped = depth.snap_edges(small, guide, detail)
+    assert np.mean(np.abs(snapped - truth) > 1) < 0.002
+
+
+def test_colours_are_compared_in_ycrcb_where_brightness_counts_once() -> None:
+    """A purple disc on a grey ground textured in brightness only (JPEG 4:2:0, as cameras
+    write): per BGR channel, a ground pixel a little brighter or darker than the ground's
+    colour differs in all three channels and was often judged nearer the purple (0.8 % of the
+    picture took the wrong side's depth). In YCrCb the texture is one channel's difference and
+    the hue two: under a third of that."""
+    h, w = 160, 240
+    noise = cv2.GaussianBlur(
+        np.random.default_rng(3).normal(0, 1, (h, w)).astype(np.float32), (0, 0), 1.5
+    )
+    grey = np.clip(128 + 45 * noise / noise.std(), 0, 255).astype(np.uint8)
+    detail, truth, guide, small = _disc_on(np.dstack([grey] * 3), (200, 40, 140), jpeg=True)
+    snapped = depth.snap_edges(small, guide, detail)
+    assert np.mean(np.abs(snapped - truth) > 1) < 0.003
+
+
 def _flat_square_on_textured_ground() -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
     """A guide with a flat blue square (40x40 at 40..80) on a speckled ground, and the focus
     peaks a stack of it leaves: the ground's texture wins everywhere at frame 8, outline and
