@@ -28,7 +28,8 @@ from stacker import depth
 
 _FLAT = 0.08  # colour spread (sum over channels of the std over 5x5, guide in 0..1) of "flat"
 _TRUST = 0.3  # confidence (:func:`stacker.depth.confidence`) a peak needs to count as evidence
-_AGREE = 0.25  # share of the outline whose own evidence must agree (within a frame)
+_AGREE = 0.1  # share of the outline whose own evidence must agree (within a frame)
+_BEHIND = 0.5  # frames beyond the farthest surround within which an outline peak may be own
 _MAX_AREA = 0.05  # regions over this share of the map are ground, not objects: left alone
 _NEAR = 1.5  # frames within which the surround "has" a depth
 _SURROUND_SHARE = 0.1  # share of the surround that must have a depth for it to be borrowed
@@ -104,7 +105,10 @@ def _own_depth(
     The outline is the band ``ring`` pixels wide around the region; the surround, the pixels
     ``gap`` to ``outer`` pixels from it. A peak on the outline is the region's own unless at
     least :data:`_SURROUND_SHARE` of the surround within ``outer`` of it has that depth (within
-    :data:`_NEAR` frames)."""
+    :data:`_NEAR` frames), or it lies more than :data:`_BEHIND` frames beyond the farthest depth
+    of the surround within ``outer`` of it: an outline belongs to the nearer of the surfaces it
+    separates, so a region's own outline is never farther than what lies around it (such a
+    peak comes from elsewhere: another object's halo reaching across, or noise)."""
 
     def square(r: int) -> np.ndarray:
         return np.ones((2 * r + 1, 2 * r + 1), np.uint8)
@@ -143,9 +147,12 @@ def _own_depth(
     judged = judged[judged >= 0]
     has = surround[..., None] & (np.abs(frames[..., None] - judged.astype(np.float32)) <= _NEAR)
     borrowed = count_near_outline(has).reshape(size, judged.size) > enough[:, None]
+    surround_depth = np.where(surround, frames, np.float32(-np.inf)).astype(np.float32)
+    farthest = cv2.dilate(surround_depth, square(outer))[outline] + np.float32(_BEHIND)
     for v, o in zip(votes, own, strict=True):
         column = np.searchsorted(judged, v).clip(0, judged.size - 1)
         o &= ~((judged[column] == v) & borrowed[np.arange(size), column])
+        o &= v < farthest
     hist = tally()
     d = int(np.argmax(hist))
     return d if hist[max(0, d - 1) : d + 2].sum() >= need else None

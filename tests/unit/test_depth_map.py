@@ -476,3 +476,37 @@ def test_a_flat_region_whose_outline_shows_only_the_surrounds_depths_is_left_alo
     frames = np.full(guide.shape[:2], 8.25, np.float32)
     out = vote_flat_regions(frames, guide, (best, index, second, second_index), halo_px=12)
     assert np.array_equal(out, frames)
+
+
+def test_an_outline_peak_beyond_everything_around_is_not_the_regions_own() -> None:
+    """The square's outline shows a runner-up at frame 12, which the surround has nowhere (it
+    is at 8): not borrowed, but not the square's own either. An outline belongs to the nearer
+    of the surfaces it separates, so the square's own outline cannot lie behind the ground
+    around it (such a peak is the far side of a thin occluder's halo, or noise): the fill's
+    answer stays."""
+    guide, (best, index, second, second_index) = _flat_square_on_textured_ground()
+    second_index[second_index == 3] = 12
+    frames = np.full(guide.shape[:2], 8.0, np.float32)
+    out = vote_flat_regions(frames, guide, (best, index, second, second_index), halo_px=12)
+    assert np.array_equal(out, frames)
+
+
+def test_a_flat_shape_takes_its_own_depth_from_under_a_fifth_of_its_outline() -> None:
+    """Around a glyph in front of a textured ground the ground's texture outweighs most of the
+    glyph's outline; its own peak (found nowhere in the surround, nearer than it) shows on a
+    small share. Under a fifth of the outline (a quarter was needed) is enough for the square
+    to take it."""
+    guide, (best, index, second, second_index) = _flat_square_on_textured_ground()
+    own = np.zeros(second_index.shape, bool)
+    own[46:74, 40:42] = True  # part of the outline's left side only
+    second_index[:] = 8
+    second_index[own] = 3
+    # the 2-pixel band the vote reads at this halo size, around the flat region (the square
+    # less the 2-pixel rim where the 5x5 colour spread sees the ground)
+    outline = np.zeros(own.shape, bool)
+    outline[40:80, 40:80] = True
+    outline[42:78, 42:78] = False
+    assert 0.12 < np.count_nonzero(own & outline) / np.count_nonzero(outline) < 0.2
+    frames = np.full(guide.shape[:2], 8.0, np.float32)
+    out = vote_flat_regions(frames, guide, (best, index, second, second_index), halo_px=12)
+    assert (out[44:76, 44:76] == 3).all()
