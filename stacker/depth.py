@@ -357,22 +357,23 @@ def _side_colours(
     r = radius
     padded = cv2.copyMakeBorder(frames, r, r, r, r, cv2.BORDER_REPLICATE)
     colours = cv2.copyMakeBorder(guide, r, r, r, r, cv2.BORDER_REPLICATE).astype(np.float32)
-    if colours.ndim == 2:
-        colours = colours[..., None]
-    sums = [np.zeros((h, w, colours.shape[2]), np.float32) for _ in range(2)]
-    counts = [np.zeros((h, w), np.float32) for _ in range(2)]
-    near_top, far_bottom = lo + np.float32(0.5), hi - np.float32(0.5)
+    bounds = ((lo + np.float32(0.5), cv2.CMP_LE), (hi - np.float32(0.5), cv2.CMP_GE))
+    sums = [np.zeros(guide.shape, np.float32) for _ in bounds]
+    counts = [np.zeros((h, w), np.float32) for _ in bounds]
+    mask = np.empty((h, w), np.uint8)
     for dy in range(2 * r + 1):
         for dx in range(2 * r + 1):
             value, colour = padded[dy : dy + h, dx : dx + w], colours[dy : dy + h, dx : dx + w]
-            for side, mask in enumerate((value <= near_top, value >= far_bottom)):
-                sums[side] += colour * mask[..., None]
-                counts[side] += mask
+            for (bound, op), total, count in zip(bounds, sums, counts, strict=True):
+                cv2.compare(value, bound, op, dst=mask)
+                cv2.add(total, colour, dst=total, mask=mask)
+                cv.add(count, 1.0, dst=count, mask=mask)
     # no count is 0: the pixels of the 3x3 extremes lie in the window
-    return tuple(  # type: ignore[return-value]
-        (s / c[..., None]).reshape(guide.shape).astype(guide.dtype)
-        for s, c in zip(sums, counts, strict=True)
+    near, far = (
+        (total / (count[..., None] if total.ndim == 3 else count)).astype(guide.dtype)
+        for total, count in zip(sums, counts, strict=True)
     )
+    return near, far
 
 
 def _box(a: np.ndarray, radius: int) -> np.ndarray:
