@@ -41,6 +41,7 @@ def vote_flat_regions(
     peaks: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     *,
     halo_px: float,
+    ends: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """``frames`` (a filled depth map) with each textureless region of the composite ``guide``
     at the depth its outline's own focus peaks agree on (see the module docstring).
@@ -49,13 +50,24 @@ def vote_flat_regions(
     the same frame numbers as ``frames``; ``halo_px`` is the reach of a focus window's halo at
     this size (the outline band and the surround are measured in it, so the vote looks the same
     at every resolution: at 1500 px wide, an outline band of 2 px and a surround 4 to 12 px out).
+
+    ``ends`` are the first and last frames of the stack: a runner-up there is no evidence. The
+    tracker keeps a runner-up only after seeing the curve fall and rise again, but at the first
+    frame (or the last) it never saw the rise (or the fall): such a "hump" is a curve that
+    starts (or ends) high, as an outline whose contrast grows out of focus does. On
+    ``../shared/data/pcb-stack`` those voted patches of black foam to the first frame; on the
+    synthetic stacks of ``benchmarks/bench_depth.py`` dropping them changes no stack by more
+    than 0.01 point.
     """
     h, w = frames.shape
     labels, stats = _flat_regions(guide)
     best, index, second, second_index = peaks
+    runner_up = depth.confidence(second, best) > _TRUST
+    if ends is not None:
+        runner_up &= (second_index != ends[0]) & (second_index != ends[1])
     evidence = (
         np.where(depth.confidence(best) > _TRUST, index.astype(np.int32), -1),
-        np.where(depth.confidence(second, best) > _TRUST, second_index.astype(np.int32), -1),
+        np.where(runner_up, second_index.astype(np.int32), -1),
     )
     ring = max(1, round(halo_px / 6))
     gap, outer = max(ring + 1, round(halo_px / 3)), max(ring + 2, round(halo_px))

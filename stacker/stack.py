@@ -699,7 +699,8 @@ class Stacker:
             frames = depth.resolve_occlusions(frames, peaks, max(1, round(halo_px)))
             guide = self._depth_guide((th, tw))
             filled = depth.refine(frames, weight, guide, halo_px=halo_px)
-            filled = vote_flat_regions(filled, guide, peaks, halo_px=halo_px)
+            ends = (int(merged[0]), int(merged[-1]))
+            filled = vote_flat_regions(filled, guide, peaks, halo_px=halo_px, ends=ends)
         np.clip(filled, merged[0], merged[-1], out=filled)
         self._depth_cache = (key, (filled, weight))
         return filled, weight
