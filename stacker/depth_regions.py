@@ -29,6 +29,7 @@ from stacker import depth
 _FLAT = 0.08  # colour spread (sum over channels of the std over 5x5, guide in 0..1) of "flat"
 _TRUST = 0.3  # confidence (:func:`stacker.depth.confidence`) a peak needs to count as evidence
 _AGREE = 0.1  # share of the outline whose own evidence must agree (within a frame)
+_AGREE_AT_ENDS = 0.25  # the same for a depth within a frame of the stack's first or last
 _BEHIND = 0.5  # frames beyond the farthest surround within which an outline peak may be own
 _MAX_AREA = 0.05  # regions over this share of the map are ground, not objects: left alone
 _NEAR = 1.5  # frames within which the surround "has" a depth
@@ -51,23 +52,20 @@ def vote_flat_regions(
     this size (the outline band and the surround are measured in it, so the vote looks the same
     at every resolution: at 1500 px wide, an outline band of 2 px and a surround 4 to 12 px out).
 
-    ``ends`` are the first and last frames of the stack: a runner-up there is no evidence. The
-    tracker keeps a runner-up only after seeing the curve fall and rise again, but at the first
-    frame (or the last) it never saw the rise (or the fall): such a "hump" is a curve that
-    starts (or ends) high, as an outline whose contrast grows out of focus does. On
-    ``../shared/data/pcb-stack`` those voted patches of black foam to the first frame; on the
-    synthetic stacks of ``benchmarks/bench_depth.py`` dropping them changes no stack by more
-    than 0.01 point.
+    ``ends`` are the first and last frames of the stack: a depth within a frame of either needs
+    :data:`_AGREE_AT_ENDS` of the outline, not :data:`_AGREE`. The tracker sees only one side
+    of a hump at the stack's end (a curve that merely starts high at the first frame looks the
+    same as one that peaks there, as an outline whose contrast grows out of focus does), so
+    such peaks are weaker evidence. On ``../shared/data/pcb-stack`` a tenth of the outline let
+    them vote patches of black foam and solder mask to the first frame; on the synthetic stacks
+    of ``benchmarks/bench_depth.py`` no stack moves by more than 0.01 point.
     """
     h, w = frames.shape
     labels, stats = _flat_regions(guide)
     best, index, second, second_index = peaks
-    runner_up = depth.confidence(second, best) > _TRUST
-    if ends is not None:
-        runner_up &= (second_index != ends[0]) & (second_index != ends[1])
     evidence = (
         np.where(depth.confidence(best) > _TRUST, index.astype(np.int32), -1),
-        np.where(runner_up, second_index.astype(np.int32), -1),
+        np.where(depth.confidence(second, best) > _TRUST, second_index.astype(np.int32), -1),
     )
     ring = max(1, round(halo_px / 6))
     gap, outer = max(ring + 1, round(halo_px / 3)), max(ring + 2, round(halo_px))
@@ -81,7 +79,7 @@ def vote_flat_regions(
         box = np.s_[max(0, y - pad) : min(h, y + bh + pad), max(0, x - pad) : min(w, x + bw + pad)]
         region = labels[box] == label
         own = _own_depth(
-            region, frames[box], (evidence[0][box], evidence[1][box]), ring, gap, outer
+            region, frames[box], (evidence[0][box], evidence[1][box]), (ring, gap, outer), ends
         )
         if own is None:
             continue
@@ -108,19 +106,21 @@ def _own_depth(
     region: np.ndarray,
     frames: np.ndarray,
     evidence: tuple[np.ndarray, np.ndarray],
-    ring: int,
-    gap: int,
-    outer: int,
+    reach: tuple[int, int, int],
+    ends: tuple[int, int] | None,
 ) -> int | None:
     """The depth (a frame) the outline of ``region`` shows as its own, or None.
 
-    The outline is the band ``ring`` pixels wide around the region; the surround, the pixels
-    ``gap`` to ``outer`` pixels from it. A peak on the outline is the region's own unless at
-    least :data:`_SURROUND_SHARE` of the surround within ``outer`` of it has that depth (within
-    :data:`_NEAR` frames), or it lies more than :data:`_BEHIND` frames beyond the farthest depth
-    of the surround within ``outer`` of it: an outline belongs to the nearer of the surfaces it
-    separates, so a region's own outline is never farther than what lies around it (such a
-    peak comes from elsewhere: another object's halo reaching across, or noise)."""
+    ``reach`` is (ring, gap, outer): the outline is the band ``ring`` pixels wide around the
+    region; the surround, the pixels ``gap`` to ``outer`` pixels from it. A peak on the outline
+    is the region's own unless at least :data:`_SURROUND_SHARE` of the surround within
+    ``outer`` of it has that depth (within :data:`_NEAR` frames), or it lies more than
+    :data:`_BEHIND` frames beyond the farthest depth of the surround within ``outer`` of it: an
+    outline belongs to the nearer of the surfaces it separates, so a region's own outline is
+    never farther than what lies around it (such a peak comes from elsewhere: another object's
+    halo reaching across, or noise). ``ends``: see :func:`vote_flat_regions`."""
+
+    ring, gap, outer = reach
 
     def square(r: int) -> np.ndarray:
         return np.ones((2 * r + 1, 2 * r + 1), np.uint8)
@@ -167,4 +167,6 @@ def _own_depth(
         o &= v < farthest
     hist = tally()
     d = int(np.argmax(hist))
+    if ends is not None and (d - 1 <= ends[0] or d + 1 >= ends[1]):
+        need = _AGREE_AT_ENDS * size
     return d if hist[max(0, d - 1) : d + 2].sum() >= need else None

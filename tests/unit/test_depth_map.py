@@ -512,15 +512,21 @@ def test_a_flat_shape_takes_its_own_depth_from_under_a_fifth_of_its_outline() ->
     assert (out[44:76, 44:76] == 3).all()
 
 
-def test_a_runner_up_at_the_stacks_first_or_last_frame_is_no_evidence() -> None:
-    """The square's outline shows a runner-up at frame 0, the stack's first: a curve that only
-    starts high there (an outline more contrasted out of focus, like the black foam beside the
-    pcb stack's shiny parts), not a hump seen to rise and fall. Given the stack's ends the
-    square keeps the fill's depth; without them that peak would decide."""
+def test_a_depth_at_the_stacks_first_frame_needs_a_quarter_of_the_outline() -> None:
+    """The square's own outline peak is at frame 0, the stack's first, on under a fifth of its
+    outline. There the tracker cannot tell a hump from a curve that only starts high (an outline
+    more contrasted out of focus, like the black foam beside the pcb stack's shiny parts), so
+    that is too little: the square keeps the fill's depth. On a quarter of the outline, or on
+    a fifth where frame 0 is not the stack's end, the peak decides."""
     guide, (best, index, second, second_index) = _flat_square_on_textured_ground()
-    second_index[second_index == 3] = 0
     frames = np.full(guide.shape[:2], 8.0, np.float32)
+    second_index[:] = 8
+    second_index[46:74, 40:42] = 0  # under a fifth of the outline (see the test above)
     peaks = (best, index, second, second_index)
-    assert (vote_flat_regions(frames, guide, peaks, halo_px=12)[44:76, 44:76] == 0).all()
     out = vote_flat_regions(frames, guide, peaks, halo_px=12, ends=(0, 15))
     assert np.array_equal(out, frames)
+    out = vote_flat_regions(frames, guide, peaks, halo_px=12, ends=(-3, 15))
+    assert (out[44:76, 44:76] == 0).all()
+    second_index[40:80, 40:42] = 0  # the whole left side: over a quarter
+    out = vote_flat_regions(frames, guide, peaks, halo_px=12, ends=(0, 15))
+    assert (out[44:76, 44:76] == 0).all()
