@@ -471,23 +471,26 @@ def test_a_flat_shape_takes_the_depth_its_outline_shows_as_its_own() -> None:
 def test_a_flat_region_whose_outline_shows_only_the_surrounds_depths_is_left_alone() -> None:
     """The same square whose runner-up outline is at the ground's depth too (a patch lying on
     the ground): nothing to vote for, and the fill's answer stays, sub-frame values and all."""
-    guide, (best, index, second, second_index) = _flat_square_on_textured_ground()
-    second_index[second_index == 3] = 9
-    frames = np.full(guide.shape[:2], 8.25, np.float32)
-    out = vote_flat_regions(frames, guide, (best, index, second, second_index), halo_px=12)
+    frames, out = _vote_on_square(outline_peak=9, fill=8.25)
     assert np.array_equal(out, frames)
+
+
+def _vote_on_square(*, outline_peak: int, fill: float) -> tuple[np.ndarray, np.ndarray]:
+    """(the fill, what the vote makes of it) for the square of
+    :func:`_flat_square_on_textured_ground` with its runner-up outline at ``outline_peak``."""
+    guide, (best, index, second, second_index) = _flat_square_on_textured_ground()
+    second_index[second_index == 3] = outline_peak
+    frames = np.full(guide.shape[:2], fill, np.float32)
+    return frames, vote_flat_regions(frames, guide, (best, index, second, second_index), halo_px=12)
 
 
 def test_an_outline_peak_beyond_everything_around_is_not_the_regions_own() -> None:
     """The square's outline shows a runner-up at frame 12, which the surround has nowhere (it
     is at 8): not borrowed, but not the square's own either. An outline belongs to the nearer
     of the surfaces it separates, so the square's own outline cannot lie behind the ground
-    around it (such a peak is the far side of a thin occluder's halo, or noise): the fill's
+    around it (such a peak comes from elsewhere: another object's halo, or noise): the fill's
     answer stays."""
-    guide, (best, index, second, second_index) = _flat_square_on_textured_ground()
-    second_index[second_index == 3] = 12
-    frames = np.full(guide.shape[:2], 8.0, np.float32)
-    out = vote_flat_regions(frames, guide, (best, index, second, second_index), halo_px=12)
+    frames, out = _vote_on_square(outline_peak=12, fill=8.0)
     assert np.array_equal(out, frames)
 
 
