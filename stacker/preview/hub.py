@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import queue
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -117,6 +118,8 @@ class Snapshot:
     crop_available: bool
     epoch: int
     """Grows when :meth:`PreviewHub.reset` starts a new stack: readers drop their old rows."""
+    run: str = ""
+    """The hub's own id (:attr:`PreviewHub.run`): versions and epochs count within one run."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -129,6 +132,7 @@ class Snapshot:
             "frames_count": self.frames_count,
             "crop_available": self.crop_available,
             "epoch": self.epoch,
+            "run": self.run,
             **self.extra,
         }
 
@@ -281,6 +285,11 @@ class PreviewHub:
         self._capture_times: list[float] = []
         self._batch_depth = 0
         self._epoch = 0
+        self.run = secrets.token_hex(4)
+        """Which hub the versions and epochs count in. Each run of a program starts them
+        afresh, so a page left open across a restart (a phone asleep while the station's power
+        was cut) would take the new run's numbers for its own: asked for what it missed since
+        its last version, it got only some rows of the new stack, under the old one's."""
         self.crops = CropBroker()
 
     # ---------------------------------------------------------------- producers
@@ -413,6 +422,7 @@ class PreviewHub:
                 frames_count=len(self._rows),
                 crop_available=self.crops.available,
                 epoch=self._epoch,
+                run=self.run,
                 extra=dict(self._extra),
             )
 

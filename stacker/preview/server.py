@@ -191,7 +191,7 @@ class EventStreams:
                     continue
                 last = snap.version
                 body = json.dumps(snap.to_dict(), separators=(",", ":"))
-                yield f"id: {snap.version}\nevent: state\ndata: {body}\n\n"
+                yield f"id: {self.hub.run}.{snap.version}\nevent: state\ndata: {body}\n\n"
         finally:
             unsubscribe()
             with self._lock:
@@ -254,11 +254,11 @@ def preview_routes(
             since = _int_param(request, "since", 0, 0, 2**62)
         except _BadRequest as exc:
             return _error(400, str(exc))
-        last_id = request.headers.get("last-event-id", "")
-        if last_id.isdigit() and len(last_id) < 19:
-            # EventSource reconnecting: send only what it missed (an id this server never
-            # issued, from an earlier run, gets everything: see PreviewHub.snapshot)
-            since = int(last_id)
+        run, _, last = request.headers.get("last-event-id", "").partition(".")
+        if run == hub.run and last.isdigit() and len(last) < 19:
+            # EventSource reconnecting: send only what it missed (an id of another run, or
+            # none this server issued, gets everything: see PreviewHub.run and .snapshot)
+            since = int(last)
         return StreamingResponse(
             streams.stream(since),
             media_type="text/event-stream",

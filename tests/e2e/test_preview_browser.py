@@ -10,10 +10,12 @@ import re
 import threading
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 
 from rig.sim.scene import SceneSpec, SyntheticStack
 from stacker.preview import PreviewHub, PreviewServer, attach_stacker
+from stacker.preview.publisher import encode_jpeg
 from stacker.preview.server import create_app, token_extension
 from stacker.stack import Stacker
 from tests.browser import CHROMIUM, SKIP_REASON, chromium, phone_page
@@ -146,4 +148,33 @@ def test_after_a_restart_the_page_reconnects_or_asks_for_the_new_token(browser):
         page.fill("#login-token", "new-token-456789")
         page.click("#login button")
         page.wait_for_selector("#link[data-live='true']", timeout=15_000)
+    assert errors == []
+
+
+def test_a_page_left_open_across_a_restart_shows_the_new_run_alone(browser, frames):
+    """A phone asleep while the station restarted (a power cut) wakes to the new run. Versions
+    and epochs start afresh in each run: the page kept the old stack's rows beside the new
+    one's (same epoch), and the old composite (a higher version than the new run's)."""
+    yesterday = PreviewHub()
+    yesterday.reset(title="yesterday")
+    for i in range(5):
+        yesterday.update_frame(i, name=f"yesterday-{i}")
+    for value in range(0, 250, 10):  # many previews: the old composite's version is high
+        yesterday.set_images(composite=encode_jpeg(np.full((30, 40, 3), value, np.uint8)))
+    page, errors = phone_page(browser)
+    with PreviewServer(yesterday) as first:
+        port = first.port
+        page.goto(first.url)
+        page.wait_for_selector("#frames tbody tr:nth-child(5)")
+        page.wait_for_function("() => document.getElementById('composite').naturalWidth === 40")
+    today = PreviewHub()
+    today.reset(title="today")
+    for i in range(2):
+        today.update_frame(i, name=f"today-{i}")
+    today.set_images(composite=encode_jpeg(frames[0][0]))
+    with PreviewServer(today, port=port):
+        page.wait_for_function("() => document.getElementById('title').textContent === 'today'")
+        page.wait_for_function("() => document.getElementById('composite').naturalWidth === 400")
+        names = page.locator("#frames tbody tr td:nth-child(2)").all_inner_texts()
+        assert names == ["today-0", "today-1"]
     assert errors == []

@@ -117,7 +117,8 @@ def test_events_deliver_the_state_then_a_message_after_each_update(hub, server):
         first = next(events)
         assert first["event"] == "state"
         state = json.loads(first["data"])
-        assert state["frames"][0]["name"] == "first" and int(first["id"]) == state["version"]
+        assert state["frames"][0]["name"] == "first"
+        assert first["id"] == f"{hub.run}.{state['version']}"
 
         threading.Timer(0.1, lambda: hub.update_frame(1, name="second", merged=True)).start()
         second = json.loads(next(events)["data"])
@@ -136,10 +137,44 @@ def test_a_reconnecting_client_gets_only_what_it_missed(hub, server):
     hub.update_frame(2, name="missed")
     with (
         httpx.Client(timeout=5) as c,
-        c.stream("GET", server.url + "api/events", headers={"Last-Event-ID": str(seen)}) as r,
+        c.stream(
+            "GET", server.url + "api/events", headers={"Last-Event-ID": f"{hub.run}.{seen}"}
+        ) as r,
     ):
         state = json.loads(next(_events(r))["data"])
     assert [f["name"] for f in state["frames"]] == ["missed"]
+
+
+def test_a_page_left_open_across_a_restart_gets_the_new_run_whole() -> None:
+    """A phone asleep while the station restarted (a power cut) reconnects with the last id of
+    the old run. Versions and epochs start afresh in each run, so the new run's numbers were
+    taken for the old one's: the page got only the rows changed after that version, and kept
+    the old stack's other rows (same epoch) beside them."""
+    before = PreviewHub()
+    before.reset(title="yesterday")
+    for i in range(3):
+        before.update_frame(i, name=f"yesterday-{i}")
+    with (
+        PreviewServer(before) as srv,
+        httpx.Client(timeout=5) as c,
+        c.stream("GET", srv.url + "api/events") as r,
+    ):
+        last_id = next(_events(r))["id"]
+    after = PreviewHub()
+    after.reset(title="today")
+    for i in range(5):
+        after.update_frame(i, name=f"today-{i}")
+        after.update_progress(captured=i + 1)
+    with (
+        PreviewServer(after) as srv,
+        httpx.Client(timeout=5) as c,
+        c.stream("GET", srv.url + "api/events", headers={"Last-Event-ID": last_id}) as r,
+    ):
+        message = next(_events(r))
+    state = json.loads(message["data"])
+    assert [f["name"] for f in state["frames"]] == [f"today-{i}" for i in range(5)]
+    assert state["epoch"] == 1 and state["run"] == after.run != before.run  # a new table
+    assert message["id"] == f"{after.run}.{state['version']}"
 
 
 def test_stop_ends_open_event_streams_promptly(hub):

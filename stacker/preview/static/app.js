@@ -96,10 +96,19 @@ function updateRow(f) {
 }
 
 function applyState(s) {
-  if (s.epoch !== epoch) {
-    // A new stack started on the same page: forget the old table.
+  // A new stack started on the same page, or the server restarted (epochs count per run):
+  // forget the old table.
+  const stack = s.run + "/" + s.epoch;
+  if (stack !== epoch) {
     if (epoch !== null) { rows.clear(); $("frames").tBodies[0].replaceChildren(); }
-    epoch = s.epoch;
+    if (epoch !== null && !epoch.startsWith(s.run + "/")) {
+      // Image versions count per run too: the new run's first pictures are not older ones.
+      for (const kind of ["composite", "last", "depth"]) {
+        const img = $(kind);
+        if (img) { delete img.dataset.version; delete img.dataset.requested; }
+      }
+    }
+    epoch = stack;
   }
   updateProgress(s.progress);
   for (const kind of ["composite", "last", "depth"]) updateImage(kind, s.images[kind]);
