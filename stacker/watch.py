@@ -216,7 +216,8 @@ class HotFolder:
         ``capt0007.jpg``, see :meth:`_pair_key`) to stack: ``"jpeg"`` (default: fast, and what
         the camera rendered) or ``"raw"`` (more latitude; needs the ``raw`` extra). The other file
         of the pair is never read. A file of the non-preferred kind that arrives alone is held
-        for ``pair_wait`` seconds in case its partner follows, then stacked on its own.
+        for ``pair_wait`` seconds in case its partner follows (and for as long as a temporary
+        file that may be that partner is being written), then stacked on its own.
     pair_wait
         See ``prefer``.
     polling
@@ -506,6 +507,8 @@ class HotFolder:
 
     def _touch(self, path: Path, now: float, *, closed: bool) -> None:
         if not self._watched(path):
+            if path.parent == self.folder:
+                self._partner_coming(path.name.casefold(), now)
             return
         done = self._done.get(path)
         if done is not None:
@@ -547,6 +550,22 @@ class HotFolder:
         self._capt_numbers[number] = path
         self._capt_keys[path] = key
         return key
+
+    def _partner_coming(self, temporary: str, now: float) -> None:
+        """A file being written under a temporary name may be the partner a held RAW or JPEG
+        waits for: its hold lasts while that file is written, then ``pair_wait`` more. Such
+        names carry the final one (rsync's ``.IMG_0001.CR3.XXXXXX``, ``IMG_0001.CR3.part``);
+        gphoto2 downloads into ``tmpfileXXXXXX`` (main.c, ``save_file_to_file``) the file
+        numbered after the last ``capt`` file.
+        """
+        latest = self._capt_numbers[max(self._capt_numbers)] if self._capt_numbers else None
+        for entry in self._entries.values():
+            if entry.hold_until is None:
+                continue
+            if f"{_stem_key(entry.path)}." in temporary or (
+                temporary.startswith("tmpfile") and entry.path == latest
+            ):
+                entry.hold_until = max(entry.hold_until, now + self.pair_wait)
 
     def _pass_over(self, entry: _Entry) -> None:
         """Leave out a result image of ours (an earlier run's composite or depth preview).

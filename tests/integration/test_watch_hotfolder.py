@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -381,15 +381,17 @@ def test_a_share_is_polled_without_asking_and_other_writers_files_are_taken(
     ]
 
 
-def gphoto2_save(folder: Path, name: str, data: bytes) -> None:
+def gphoto2_save(folder: Path, name: str, data: bytes, *, gap: float = 0.0) -> None:
     """Save a download as ``gphoto2 --capture-tethered`` does with the working folder watched:
     into ``tmpfileXXXXXX`` there, renamed to the camera's name, closed after the rename
-    (gphoto2's main.c: ``save_file_to_file`` and ``save_camera_file_to_file``)."""
+    (gphoto2's main.c: ``save_file_to_file`` and ``save_camera_file_to_file``); ``gap`` seconds
+    between 8 KiB pieces as they come from the camera."""
     temporary = folder / "tmpfileAb12Cd"
     fd = os.open(temporary, os.O_CREAT | os.O_RDWR, 0o600)
     try:
         for start in range(0, len(data), 8192):
             os.write(fd, data[start : start + 8192])
+            time.sleep(gap)
         os.rename(temporary, folder / name)
     finally:
         os.close(fd)
@@ -488,3 +490,43 @@ def test_a_raw_copied_onto_a_share_is_taken_whole_after_a_stall(share: tuple[Pat
     assert unreadable == []
     assert [f.path.name for f in got] == ["DSC_0001.dng"]
     assert np.array_equal(got[0].image, read_image(server / "DSC_0001.dng"))
+
+
+def rsync_save(folder: Path, name: str, data: bytes, *, gap: float = 0.0) -> None:
+    """Write as rsync's receiver does: ``.<name>.XXXXXX`` (receiver.c ``get_tmpname``), renamed
+    when whole; ``gap`` seconds between 8 KiB pieces."""
+    temporary = folder / f".{name}.Xy12Zw"
+    with temporary.open("wb") as fh:
+        for start in range(0, len(data), 8192):
+            fh.write(data[start : start + 8192])
+            fh.flush()
+            time.sleep(gap)
+    os.rename(temporary, folder / name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("save", "names"),
+    [
+        (rsync_save, ["IMG_0001.JPG", "IMG_0001.CR3"]),
+        (gphoto2_save, ["capt0000.jpg", "capt0001.cr3"]),
+    ],
+)
+def test_a_raw_still_downloading_under_a_temporary_name_is_waited_for(
+    tmp_path: Path, save: Callable[..., None], names: list[str]
+) -> None:
+    """--prefer raw: the JPEG lands, then the RAW downloads for longer than the pair wait under
+    a temporary name. Stacking the JPEG meanwhile made the stack a rendered one, and every RAW
+    after it was rejected: the JPEG waits while its partner is on its way."""
+    jpeg, raw = names
+    with HotFolder(tmp_path, settle=0.2, prefer="raw", pair_wait=0.5) as hot:
+
+        def camera() -> None:
+            save(tmp_path, jpeg, textured_jpeg(60))
+            save(tmp_path, raw, b"raw bytes" * 20000, gap=0.07)  # 1.5 s
+
+        t = in_thread(camera)
+        got = collect_paths(hot, stop_after(t, grace=1.5))
+        t.join()
+    assert [p.name for p, _ in got] == [raw]
+    assert [p.name for p in hot.skipped] == [jpeg]
