@@ -342,10 +342,12 @@ def share(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     done = subprocess.run(["bindfs", str(server), str(mount)], capture_output=True, text=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount FUSE here: {done.stderr.strip()}")
+    unmount = shutil.which("fusermount") or shutil.which("fusermount3")
     try:
         yield server, mount
     finally:
-        subprocess.run(["fusermount", "-u", str(mount)], check=False)
+        command = [unmount, "-u", str(mount)] if unmount else ["umount", str(mount)]
+        subprocess.run(command, check=False)
 
 
 @pytest.mark.slow
