@@ -61,6 +61,7 @@ def test_a_rail_whose_cable_was_pulled_is_reconnected_by_the_next_request(
             station.close()
 
 
+@pytest.mark.slow  # whole sessions, one after another
 def test_sessions_started_within_one_second_get_names_of_their_own(
     station: Station, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -84,6 +85,7 @@ def test_sessions_started_within_one_second_get_names_of_their_own(
     assert {s["id"] for s in station.sessions()} == set(names)
 
 
+@pytest.mark.slow  # whole sessions, one after another
 def test_a_finished_sessions_stack_is_freed_when_the_next_one_starts(
     station: Station, monkeypatch: pytest.MonkeyPatch
 ) -> None:
