@@ -104,6 +104,7 @@ def test_marlin_and_sim_urls() -> None:
     assert result.exit_code == 0 and "at 500 µm" in result.output
 
 
+@pytest.mark.slow  # waits out each wrong handshake's timeout
 def test_a_url_for_the_other_firmware_names_the_one_answering(sim: GrblSimulator) -> None:
     with MarlinSimulator(time_scale=20.0) as marlin:
         for board, wrong, says in (

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from rig.plan import ShotPlan
 from rig.session.folder import SessionConfig, SessionFolder
 from tests import commands
 
 
+@pytest.mark.slow  # runs `rig resume` as a process
 def test_resume_of_a_running_session_is_a_one_line_busy_error(tmp_path: Path) -> None:
     root = tmp_path / "s"
     rig = {"kind": "hardware", "focus": "rail", "rail": "grbl:///dev/stackrig-no-such-port"}

@@ -101,6 +101,7 @@ def test_the_idle_timeout_ends_a_session_that_resume_continues(tmp_path: Path) -
     assert sorted(folder.frames_on_disk()) == [1, 2, 3, 4]
 
 
+@pytest.mark.slow  # a whole tether session, stopped and resumed
 def test_a_stop_is_resumable_and_loses_no_frame(tmp_path: Path) -> None:
     root = tmp_path / "tether"
     result, folder = run_tether(root, 5, frames=5, idle_s=None, stop_after=2)
