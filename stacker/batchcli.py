@@ -51,10 +51,11 @@ def run_batch_command(
 
     if workers is not None and workers < 1:
         raise StackerError(f"--workers {workers}: give 1 or more")
-    if scheduler is None and workers is not None and workers > local_worker_limit():
+    limit = local_worker_limit()
+    if scheduler is None and workers is not None and workers > limit:
         raise StackerError(
             f"--workers {workers}: a local cluster on this machine's {os.cpu_count() or 1} cores "
-            f"takes at most {local_worker_limit()} (each worker holds a whole stack in memory); "
+            f"takes at most {limit} (each worker holds a whole stack in memory); "
             "give --scheduler to spread the batch over more machines"
         )
     ext = _check(outdir, output_format, options)

@@ -30,11 +30,11 @@ from rig.station.errors import NotFoundError, StationError
 SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 ZIP_CHUNK = 1 << 20
 TRASH_PREFIX = ".deleting-"
+"""A deleted session's folder is renamed to this prefix, its id and a random tail, then removed."""
 ZIP_DATES = ((1980, 1, 1, 0, 0, 0), (2107, 12, 31, 23, 59, 58))
 """The first and last dates a zip entry can carry (MS-DOS time): a frame written while the
 clock said otherwise (a Raspberry Pi, which has no clock, booted without a network thinks it
 is 1970) is dated to the nearest of them rather than failing the whole download."""
-"""A deleted session's folder is renamed to this prefix, its id and a random tail, then removed."""
 
 
 def served_file(path: Path, folder: Path) -> Path | None:

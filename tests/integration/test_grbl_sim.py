@@ -37,6 +37,11 @@ class Client:
             if text:
                 out.append(text)
 
+    def skip_to_banner(self) -> None:
+        """Read past whatever comes before the board's banner (a restart prints one)."""
+        while self.line() != "Grbl 1.1h ['$' for help]":
+            pass
+
     def status(self) -> str:
         self.port.write(b"?")
         while True:
@@ -63,8 +68,7 @@ def sim() -> Iterator[GrblSimulator]:
 def opened(sim: GrblSimulator) -> Client:
     """A host that opened the port and read up to the banner (the board restarts on open)."""
     host = Client(sim.path)
-    while host.line() != "Grbl 1.1h ['$' for help]":
-        pass
+    host.skip_to_banner()
     return host
 
 
@@ -303,8 +307,7 @@ def test_a_switch_pressed_at_a_reset_locks_the_board_and_releasing_it_trips(homi
         assert host.line() == "[MSG:Reset to continue]"
         assert sim.carriage[0] == pytest.approx(0.0, abs=1e-6)  # stopped as the switch released
         host.port.write(b"\x18")  # Ctrl-X: at the switch's edge, released, so no Check Limits
-        while host.line() != "Grbl 1.1h ['$' for help]":
-            pass
+        host.skip_to_banner()
         assert host.line() == "[MSG:'$H'|'$X' to unlock]"
         host.port.close()
     with GrblSimulator(time_scale=10.0, start_position=on_switch, settings=settings) as sim:
