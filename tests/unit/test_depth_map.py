@@ -533,3 +533,35 @@ def test_a_depth_at_the_stacks_first_frame_needs_a_quarter_of_the_outline() -> N
     second_index[40:80, 40:42] = 0  # the whole left side: over a quarter
     out = vote_flat_regions(frames, guide, peaks, halo_px=12, ends=(0, 15))
     assert (out[44:76, 44:76] == 0).all()
+
+
+def test_a_voted_region_keeps_no_pixel_whose_depth_rounds_to_another_frame() -> None:
+    """The fill gave the square its own depth (3) on one part, the ground's (8) on another, and
+    a ramp between the two. The vote gives it 3: the pixels a whole frame or more off take it,
+    and so do those of the ramp under a frame off that no longer round to frame 3 (left behind,
+    they are a band up to a frame and a half from the true depth, which lies between frames);
+    pixels that round to 3 keep their sub-frame values."""
+    guide, peaks = _flat_square_on_textured_ground()
+    frames = np.full(guide.shape[:2], 8.0, np.float32)
+    frames[40:80, 40:80] = 3.1
+    frames[40:80, 60:80] = 8.0
+    frames[40:80, 56:60] = 3.8  # the ramp: within a frame of 3, but rounding to 4
+    frames[40:80, 50:56] = 3.3
+    out = vote_flat_regions(frames, guide, peaks, halo_px=12)
+    square = out[44:76, 44:76]
+    assert (np.abs(square - 3.1) < 0.25).all()
+    assert (out[44:76, 50:56] == np.float32(3.3)).all()
+
+
+def test_a_flat_region_of_two_similar_colours_does_not_vote() -> None:
+    """Two flat shapes of similar colour touching (a violet disc on a purple polygon) make one
+    region flat over every 5x5 window, but two surfaces: the left three fifths at frame 3 (the
+    depth all the outline's runner-ups show), the rest at frame 5. Its vote would give the whole
+    region frame 3; a region that is not one colour keeps the fill's depths."""
+    guide, peaks = _flat_square_on_textured_ground()
+    guide[40:80, 64:80] = (200, 70, 20)  # 30 levels of green apart: flat over 5x5 across it
+    frames = np.full(guide.shape[:2], 8.0, np.float32)
+    frames[40:80, 40:64] = 3.0
+    frames[40:80, 64:80] = 5.0
+    out = vote_flat_regions(frames, guide, peaks, halo_px=12)
+    assert np.array_equal(out, frames)
