@@ -9,7 +9,11 @@
   scales, as in Li et al. 1995's consistency verification): where the best frame so far is
   ``outclassed_by`` times sharper than the new one, the new frame's fine coefficients are not
   taken, however active they are. A defocused saturated edge spreads large coefficients into
-  the fine bands around it, over a surround that another frame shows in focus. The coarse
+  the fine bands around it, over a surround that another frame shows in focus. Where every
+  frame so far is *quiet* in a fine band (its activity within a few times the noise floor: a
+  flat area, or one no frame has in focus) nothing is selected: the coefficient is the mean of
+  the frames, since the most active of several noise draws is the largest one, and a pick
+  would leave the composite noisier than any single frame. The coarse
   bands and the lowpass base follow the frames that are in focus *there*: each is a running
   blend of all frames weighted by a focus score (the finest band's activity,
   smoothed level by level to the coefficient's reach) to the fourth power. A frame that is sharp
@@ -165,6 +169,8 @@ class PyramidMerger(_Merger):
     score_sigma = 1.5  # smoothing of the focus score at every coarse level, in its pixels
     sharpness = 4.0  # exponent of the focus score in the coarse weights
     outclassed_by = 8.0  # fine coefficients of a frame this much less sharp are never taken
+    quiet_below = 3.0  # fine activity under this many times the noise floor is only noise
+    floor_quantile = 0.1  # the first frame's activity quantile taken as its noise floor
 
     def __init__(self, height: int, width: int, dtype: np.dtype) -> None:
         self.dtype = np.dtype(dtype)
@@ -184,6 +190,10 @@ class PyramidMerger(_Merger):
         self._green0 = np.zeros((height, width), act_dt)
         self._mask = [np.zeros(shape, np.uint8) for shape in self.decision_shapes]
         self._mask0 = np.zeros((height, width), np.uint8)
+        # Where every frame so far was quiet (its activity below the noise threshold), per fine
+        # band at decision size: there the fused coefficient is the running mean.
+        self.quiet = [np.zeros(shape, np.uint8) for shape in self.decision_shapes]
+        self.noise_threshold = [0.0] * len(self.decision_shapes)
         # Coarse bands and base: focus-weighted running sums (float32; a few % of a frame).
         coarse = self.shapes[self.fine :]
         self.weight_sum = [np.zeros(shape, np.float32) for shape in coarse]
@@ -235,13 +245,15 @@ class PyramidMerger(_Merger):
     def _merge_fine(self, valid_small: np.ndarray, first: bool, eligible: np.ndarray) -> None:
         """Fine bands: each coefficient from the frame with the highest local activity, the
         decision majority-filtered (5x5) so isolated noise in flat areas is not picked, and
-        never outside ``eligible`` (:meth:`track`: where the frame is not outclassed)."""
+        never outside ``eligible`` (:meth:`track`: where the frame is not outclassed). Where
+        every frame so far is quiet (:meth:`_fold_quiet`) the coefficient is their mean."""
         allowed: dict[tuple[int, int], np.ndarray] = {}  # per decision size (bands 0, 1 share)
         for k in range(self.fine):
             act = self._band_activity(k)
             decision: np.ndarray = self._mask[k]
             h, w = decision.shape
             cv2.resize(valid_small, (w, h), dst=decision, interpolation=cv2.INTER_NEAREST)
+            self._fold_quiet(k, act, decision, first)
             if not first:
                 win = cv2.compare(act, self.activity[k], cv2.CMP_GT)
                 win = cv2.medianBlur(win, 5 if min(h, w) > 64 else 3)
@@ -250,12 +262,49 @@ class PyramidMerger(_Merger):
                     up = cv2.resize(eligible, (w, h), interpolation=cv2.INTER_LINEAR)
                     allowed[h, w] = cv.compare(up, 127, cv2.CMP_GT, dst=up)
                 cv2.bitwise_and(allowed[h, w], decision, dst=decision)
+                cv2.bitwise_and(decision, cv2.bitwise_not(self.quiet[k]), dst=decision)
             cv2.copyTo(act, decision, self.activity[k])
-            if k == 0:
-                fh, fw = self.shapes[0]
-                decision = cv2.resize(decision, (fw, fh), dst=self._mask0,
-                                      interpolation=cv2.INTER_NEAREST)  # fmt: skip
-            cv2.copyTo(self.bands[k], decision, self.fused[k])
+            cv2.copyTo(self.bands[k], self._full_size(k, decision), self.fused[k])
+
+    def _full_size(self, k: int, mask: np.ndarray) -> np.ndarray:
+        """A decision-size mask of fine band ``k`` at the band's own size (band 0's decisions
+        are made at half size and applied 2x2)."""
+        if k > 0:
+            return mask
+        fh, fw = self.shapes[0]
+        return cv2.resize(mask, (fw, fh), dst=self._mask0, interpolation=cv2.INTER_NEAREST)
+
+    def _fold_quiet(self, k: int, act: np.ndarray, valid: np.ndarray, first: bool) -> None:
+        """Average fine band ``k`` where every frame so far is quiet there.
+
+        Where no frame shows more than noise (a flat area, or one every frame sees defocused),
+        picking the most active coefficient picks the largest of the frames' noise draws: the
+        composite comes out noisier than any single frame. There the mean of the frames is the
+        better estimate (it divides the noise variance by their number), as it is in the
+        coarse bands. Quiet: local activity under ``quiet_below`` times the noise floor, the
+        first frame's ``floor_quantile`` of its activity in that band (most of a focus-stack
+        frame is out of focus, where the fine bands hold only noise). A place leaves the
+        average for good at the first frame that is not quiet there (or does not cover it),
+        and the usual selection takes over, so every averaged coefficient is the mean of all
+        frames so far, and one weight serves the whole band.
+        """
+        quiet = self.quiet[k]
+        if first:
+            sample = act[::4, ::4].ravel()
+            rank = int(self.floor_quantile * (sample.size - 1))
+            floor = float(np.partition(sample, rank)[rank])
+            self.noise_threshold[k] = self.quiet_below * floor
+        below = cv.compare(act, self.noise_threshold[k], cv2.CMP_LT)
+        cv2.bitwise_and(below, valid, dst=below)
+        if first:
+            quiet[...] = below
+            return
+        cv2.bitwise_and(quiet, below, dst=quiet)
+        n = self.count + 1
+        band, fused = self.bands[k], self.fused[k]
+        mean = self._work.reshape(-1)[: band.size].reshape(band.shape)
+        cv2.addWeighted(fused, (n - 1) / n, band, 1.0 / n, 0.0, dst=mean)
+        cv2.copyTo(mean, self._full_size(k, quiet), fused)
 
     def _merge_coarse(self, valid_small: np.ndarray) -> None:
         """Coarse bands and base: running sums weighted by the focus score to the power
