@@ -6,6 +6,10 @@ process by :class:`stacker.merge.PyramidMerger` as coded, and again with one of 
 replaced, so that each row says how much that decision is worth on its own:
 
 * **pyramid**: the merge as coded;
+* **pyramid, quiet bands picked**: the merge with ``PyramidMerger.quiet_below = 0``, so the fine
+  bands are the most active frame's even where every frame holds only noise;
+* **pyramid on noise-free frames**: the merge as coded on the frames rendered again without
+  noise or JPEG: the part of its error that noise makes;
 * **pyramid, fine bands by perfect index**: the bands the merge selects per coefficient
   (``PyramidMerger.coarse_from`` finest) taken from the frame the scene-aware perfect choice
   names at that place: the most a better fine-band decision can give;
@@ -23,7 +27,10 @@ replaced, so that each row says how much that decision is worth on its own:
   renders (``bench_glow.py``'s scene-aware yardstick).
 
 Scores as ``bench_glow.py``'s (gain-fitted luma PSNR over the central 80 %, colour PSNR over the
-glow band), on every family and ``--seeds``. Alignment plays no part, so the figures sit above
+glow band), on every family and ``--seeds``; then, for the merge, its two variants and the
+perfect choice, where the luma error lies: its mean square in each region of the central 80 %
+(the objects, the 2 px just outside them, the glow band, the background beyond it) and each
+region's share of the whole. Alignment plays no part, so the figures sit above
 ``bench_glow.py``'s and compare decisions with each other only.
 
     python benchmarks/bench_glow_decisions.py --size 750x500 --frames 10
@@ -40,7 +47,7 @@ import common
 import cv2
 import numpy as np
 
-from evaluation.scoring import perfect_choice
+from evaluation.scoring import as_luma, central_mask, perfect_choice
 from rig.sim.glow import GlowStack
 from stacker import pyramid
 from stacker.focus import measure_luma
@@ -54,9 +61,13 @@ class Recorder:
     its finest-band decision last chose (as a hard composite) and that activity's best and sum,
     and optionally overrides some bands with the frame a given index map names."""
 
-    def __init__(self, shape: tuple[int, int], forced: np.ndarray | None, levels: int) -> None:
+    def __init__(
+        self, shape: tuple[int, int], forced: np.ndarray | None, levels: int, **settings: float
+    ) -> None:
         h, w = shape
         self.merger = PyramidMerger(h, w, np.dtype(np.uint8))
+        for name, value in settings.items():
+            setattr(self.merger, name, value)
         self.forced, self.forced_levels = forced, levels
         self.hard = np.zeros((h, w, 3), np.uint8)
         self.best: np.ndarray | None = None
@@ -111,25 +122,30 @@ def scene_rows(folder: Path) -> list[tuple[str, np.ndarray]]:
     stack = GlowStack.from_folder(folder)
     truth = stack.truth()
     frames = list(bench_glow.reference_frames(folder, stack, bench_glow.frame_files(folder)))
-    guides = bench_glow.reference_frames(folder, stack, bench_glow.clean_renders(stack))
-    perfect, index = perfect_choice(iter(frames), truth, guides=guides)
+    clean = list(bench_glow.reference_frames(folder, stack, bench_glow.clean_renders(stack)))
+    perfect, index = perfect_choice(iter(frames), truth, guides=iter(clean))
     index_f = index.astype(np.float32)
     fine = PyramidMerger.coarse_from
     runs = {
         "as coded": Recorder(truth.shape[:2], None, 0),
+        "quiet picked": Recorder(truth.shape[:2], None, 0, quiet_below=0.0),
         "fine by perfect": Recorder(truth.shape[:2], index_f, fine),
         "all by perfect": Recorder(truth.shape[:2], index_f, 99),
     }
+    noise_free = Recorder(truth.shape[:2], None, 0)
     h, w = truth.shape[:2]
     depthmap = DepthMapMerger(h, w, np.dtype(np.uint8))
     valid = np.full(depthmap.tracker.size[::-1], 255, np.uint8)
-    for i, frame in enumerate(frames):
+    for i, (frame, clean_frame) in enumerate(zip(frames, clean, strict=True)):
         for run in runs.values():
             run.add(frame, i)
+        noise_free.add(clean_frame, i)
         depthmap.add(frame, (1.0, 1.0, 1.0), measure_luma(frame), valid, i)
     base = runs["as coded"]
     rows = [
         ("pyramid (as coded)", base.composite()),
+        ("pyramid, quiet bands picked", runs["quiet picked"].composite()),
+        ("pyramid on noise-free frames", noise_free.composite()),
         (f"pyramid, bands 0-{fine - 1} by perfect index", runs["fine by perfect"].composite()),
         ("pyramid, every band by perfect index", runs["all by perfect"].composite()),
         ("hard choice, merge's own decision", base.hard),
@@ -141,6 +157,38 @@ def scene_rows(folder: Path) -> list[tuple[str, np.ndarray]]:
     return rows
 
 
+REGION_ROWS = (
+    "pyramid (as coded)",
+    "pyramid, quiet bands picked",
+    "pyramid on noise-free frames",
+    "perfect choice (scene-aware)",
+)
+
+
+def region_errors(image: np.ndarray, stack: GlowStack) -> dict[str, tuple[float, float]]:
+    """Per region of the central 80 %: the luma error's mean square (after the gain fit over
+    the whole centre) and the region's share of the centre's summed squared error."""
+    truth = stack.truth()
+    centre = central_mask(*truth.shape[:2])
+    objects = stack.objects()
+    outside = cv2.distanceTransform(np.where(objects, 0, 255).astype(np.uint8), cv2.DIST_L2, 5)
+    band = stack.glow_band()
+    regions = {
+        "objects": objects,
+        "edge (2 px out)": ~objects & (outside <= 2),
+        "glow band": band,
+        "beyond": ~objects & (outside > 2) & ~band,
+    }
+    a, b = as_luma(image), as_luma(truth)
+    gain = (a[centre] * b[centre]).sum() / max((a[centre] ** 2).sum(), 1e-9)
+    err = (a * gain - b) ** 2
+    total = float(err[centre].sum())
+    return {
+        name: (float(err[mask & centre].mean()), float(err[mask & centre].sum()) / total)
+        for name, mask in regions.items()
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     bench_glow.scene_arguments(ap, size="750x500", frames=10, seeds=f"{common.SEED},7")
@@ -150,6 +198,7 @@ def main() -> int:
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     scenes: list[str] = []
     scores: dict[str, list[str]] = {}
+    where: dict[str, list[str]] = {}
     results = []
     for family in (f.strip() for f in args.families.split(",") if f.strip()):
         for seed in seeds:
@@ -159,12 +208,22 @@ def main() -> int:
             for name, image in scene_rows(folder):
                 luma, glow = bench_glow.glow_scores(image, stack)
                 scores.setdefault(name, []).append(f"{luma:.2f} / {glow:.2f}")
-                results.append({"scene": family, "seed": seed, "composite": name,
-                                "luma_psnr_db": luma, "glow_psnr_db": glow})  # fmt: skip
+                row = {"scene": family, "seed": seed, "composite": name,
+                       "luma_psnr_db": luma, "glow_psnr_db": glow}  # fmt: skip
+                if name in REGION_ROWS:
+                    regions = region_errors(image, stack)
+                    row["regions_mse_share"] = regions
+                    for region, (mse, share) in regions.items():
+                        cell = where.setdefault(f"{name}: {region}", [])
+                        cell.append(f"{mse:.2f} ({share:.0%})")
+                results.append(row)
                 print(f"{scenes[-1]:24s} {name:40s} {luma:6.2f} {glow:6.2f}", flush=True)
     print()
     print("luma dB / glow band dB")
     print(common.table([[name, *row] for name, row in scores.items()], ["composite", *scenes]))
+    print()
+    print("luma error's mean square per region (its share of the whole)")
+    print(common.table([[name, *row] for name, row in where.items()], ["composite", *scenes]))
     common.write_json(args.json, {"machine": common.machine(), "results": results})
     return 0
 

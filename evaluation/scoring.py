@@ -106,7 +106,8 @@ def central_mask(height: int, width: int, fraction: float = 0.8) -> np.ndarray:
     return mask
 
 
-def _as_luma(image: np.ndarray) -> np.ndarray:
+def as_luma(image: np.ndarray) -> np.ndarray:
+    """BT.601 luma of a BGR image (or the image itself if grey), float64 in 8-bit levels."""
     scale = 255.0 / 65535.0 if image.dtype == np.uint16 else 1.0
     f = image.astype(np.float64) * scale
     return f @ np.array([0.114, 0.587, 0.299]) if f.ndim == 3 else f
@@ -130,7 +131,7 @@ def fitted_psnr(
         raise ValueError(f"fitted_psnr: shapes differ: {image.shape} vs {truth.shape}")
     fit = mask if fit_mask is None else fit_mask
     if luma:
-        a, b = _as_luma(image)[..., None], _as_luma(truth)[..., None]
+        a, b = as_luma(image)[..., None], as_luma(truth)[..., None]
     else:
         scale = 255.0 / 65535.0 if image.dtype == np.uint16 else 1.0
         a, b = image.astype(np.float64) * scale, truth.astype(np.float64) * scale
