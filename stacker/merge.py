@@ -300,11 +300,16 @@ class PyramidMerger(_Merger):
             quiet[...] = below
             return
         cv2.bitwise_and(quiet, below, dst=quiet)
+        x, y, w, h = cv2.boundingRect(quiet)  # quiet places shrink as frames bring detail
+        if w == 0:
+            return
+        scale = 2 if k == 0 else 1
+        box = np.s_[y * scale : (y + h) * scale, x * scale : (x + w) * scale]
         n = self.count + 1
-        band, fused = self.bands[k], self.fused[k]
+        band, fused = self.bands[k][box], self.fused[k][box]
         mean = self._work.reshape(-1)[: band.size].reshape(band.shape)
         cv2.addWeighted(fused, (n - 1) / n, band, 1.0 / n, 0.0, dst=mean)
-        cv2.copyTo(mean, self._full_size(k, quiet), fused)
+        cv2.copyTo(mean, self._full_size(k, quiet)[box], fused)
 
     def _merge_coarse(self, valid_small: np.ndarray) -> None:
         """Coarse bands and base: running sums weighted by the focus score to the power
