@@ -13,7 +13,9 @@ whose depth the surround beyond the outline does not also have nearby is the reg
 evidence; where such evidence agrees on one frame over enough of the outline, the region's
 pixels whose depth does not round to that frame take the region's depth. A region with no such
 evidence (a flat patch of the ground itself, or a shape at the ground's depth) is left as the
-fill made it, and so is a region of more than one colour: two flat shapes of similar colour
+fill made it, unless the ground around it is tilted: then it takes the plane the surround's
+depths lie on (:func:`_tilted_fill`), where the fill had flattened it. A region of more than
+one colour is left alone: two flat shapes of similar colour
 that touch make one connected region, which need not be one surface. On the
 synthetic stacks of ``benchmarks/bench_depth.py`` the share of pixels within a frame of the
 truth goes from 96.2-98.2 % to 97.0-98.8 % on the ``shapes`` stacks of seeds 1-8, and up on
@@ -37,6 +39,11 @@ _MAX_AREA = 0.05  # regions over this share of the map are ground, not objects: 
 _ONE_COLOUR = 0.9  # share of a region's pixels within _FLAT of its median colour: one colour
 _NEAR = 1.5  # frames within which the surround "has" a depth
 _SURROUND_SHARE = 0.1  # share of the surround that must have a depth for it to be borrowed
+_PLANE_BAND = (2, 6)  # pixels from a region: the band of surround its plane is fitted to
+_PLANE_FIT = 0.2  # frames: largest median distance of the band's depths from their plane
+_PLANE_INLIERS = 0.7  # least share of the band within half a frame of the plane
+_PLANE_SPAN = 1.0  # frames the plane must span over the region to replace the fill
+_PLANE_RIM = 1.0  # frames: largest median distance of the region's rim from the plane
 
 
 def vote_flat_regions(
@@ -93,6 +100,9 @@ def vote_flat_regions(
             region, frames[box], (evidence[0][box], evidence[1][box]), (ring, gap, outer), ends
         )
         if own is None:
+            tilted = _tilted_fill(region, frames[box])
+            if tilted is not None:
+                out[box][region] = tilted
             continue
         current = frames[box][region]
         agreeing = current[np.abs(current - own) <= 1.0]
@@ -100,6 +110,54 @@ def vote_flat_regions(
         target = out[box]
         target[region & (np.abs(target - own) > 0.5)] = value
     return out
+
+
+def _tilted_fill(region: np.ndarray, frames: np.ndarray) -> np.ndarray | None:
+    """The depths of a flat ``region``'s pixels (in :func:`numpy.nonzero` order) on the plane
+    the depths of the surround around it lie on, or None where they lie on none.
+
+    A flat patch on a tilted surface (the solder mask or a printed area of a board tilted to
+    the lens, a coin's face, an insect's wing) has no texture and no outline depth of its own:
+    the fill carries in its rim's depths, a flattened ramp whose far ends are more than a frame
+    off on a steep stretch. The surround ``_PLANE_BAND`` pixels out is fitted with a plane by
+    least squares, refitted three times on the points within half a frame of the last fit (or
+    three median residuals, if more): a trimmed fit, which leaves out a component or a halo in
+    the band. The plane is taken only where it explains the surround (median residual at most
+    ``_PLANE_FIT``, ``_PLANE_INLIERS`` of the band within half a frame), spans at least
+    ``_PLANE_SPAN`` frames over the region (otherwise the fill is as good), and meets the fill
+    on the region's own rim (median within ``_PLANE_RIM``): a raised or sunken flat part, whose
+    rim the fill gives its own depth, is not part of the surround's surface. On 48 recorded
+    stacks of ``benchmarks/bench_depth.py`` this gains board 21 1.3 points (lavender patches
+    on a steep stretch), board 15, 12 and 22 0.7, 0.6 and 0.3, and costs none; the shapes
+    stacks, whose ground has no flat patches, do not move.
+    """
+    inner, outer = _PLANE_BAND
+    mask = region.astype(np.uint8)
+
+    def grown(r: int) -> np.ndarray:
+        return cv2.dilate(mask, np.ones((2 * r + 1, 2 * r + 1), np.uint8)).astype(bool)
+
+    band = grown(outer) & ~grown(inner)
+    ys, xs = np.nonzero(band)
+    if ys.size < 12:
+        return None
+    z = frames[band].astype(np.float64)
+    a = np.column_stack([xs, ys, np.ones(xs.size)])
+    keep = np.ones(z.size, bool)
+    for _ in range(3):
+        coef = np.linalg.lstsq(a[keep], z[keep], rcond=None)[0]
+        residual = np.abs(a @ coef - z)
+        keep = residual <= max(0.5, 3.0 * float(np.median(residual)))
+    if np.median(residual) > _PLANE_FIT or np.mean(residual <= 0.5) < _PLANE_INLIERS:
+        return None
+    ry, rx = np.nonzero(region)
+    plane = (coef[0] * rx + coef[1] * ry + coef[2]).astype(np.float32)
+    if plane.max() - plane.min() < _PLANE_SPAN:
+        return None
+    rim = ~cv2.erode(mask, np.ones((2 * inner + 1, 2 * inner + 1), np.uint8)).astype(bool)[region]
+    if np.median(np.abs(plane[rim] - frames[region][rim])) > _PLANE_RIM:
+        return None
+    return plane
 
 
 def _one_colour(colours: np.ndarray) -> bool:

@@ -565,3 +565,45 @@ def test_a_flat_region_of_two_similar_colours_does_not_vote() -> None:
     frames[40:80, 64:80] = 5.0
     out = vote_flat_regions(frames, guide, peaks, halo_px=12)
     assert np.array_equal(out, frames)
+
+
+def _square_on_a_ramp(*, raised: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fill, what the vote makes of it, the ground's depth) for the square of
+    :func:`_flat_square_on_textured_ground` on a ground tilted to the lens (frame 0 at the left
+    to 24 at the right). The outline's peaks are the ground's there: nothing of the square's
+    own to vote for. ``raised`` is 0 for a patch lying on the ground: the fill followed
+    the ground on the square's rim and flattened its inside to the ramp's depth at the centre.
+    Otherwise the square lies ``raised`` frames in front, and the fill gave it one depth."""
+    guide, (best, _, second, _) = _flat_square_on_textured_ground()
+    ramp = np.broadcast_to(np.linspace(0.0, 24.0, 200, dtype=np.float32), (200, 200)).copy()
+    index = np.rint(ramp).astype(np.uint16)
+    second[:] = 1.0
+    second_index = index
+    frames = ramp.copy()
+    centre = float(ramp[60, 60])
+    if raised:
+        frames[40:80, 40:80] = centre - raised
+    else:
+        frames[46:74, 46:74] = centre
+    out = vote_flat_regions(frames, guide, (best, index, second, second_index), halo_px=12)
+    return frames, out, ramp
+
+
+def test_a_flat_patch_on_a_tilted_surface_takes_the_surrounds_plane() -> None:
+    """A flat patch lying on a tilted ground (a printed area of a tilted board) has no depth
+    cue of its own, and the fill flattened its inside to one depth: its sides two frames off.
+    The ground around it lies on a plane: the patch takes the plane's depths."""
+    frames, out, ramp = _square_on_a_ramp(raised=0)
+    assert np.abs(frames[42:78, 42:78] - ramp[42:78, 42:78]).max() > 1.5
+    assert np.abs(out[42:78, 42:78] - ramp[42:78, 42:78]).max() < 0.05
+    outside = np.ones(frames.shape, bool)
+    outside[42:78, 42:78] = False
+    assert np.array_equal(out[outside], frames[outside])
+
+
+def test_a_raised_flat_part_on_a_tilted_surface_keeps_its_own_depth() -> None:
+    """The same square three frames in front of the tilted ground (a component on the board),
+    the fill having given it its depth: the surround's plane does not meet its rim, so the
+    square keeps the fill's depth."""
+    frames, out, _ = _square_on_a_ramp(raised=3.0)
+    assert np.array_equal(out, frames)
