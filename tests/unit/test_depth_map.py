@@ -494,6 +494,31 @@ def test_an_outline_peak_beyond_everything_around_is_not_the_regions_own() -> No
     assert np.array_equal(out, frames)
 
 
+def test_a_raised_flat_shape_keeps_its_outline_depth_with_the_ground_a_frame_behind() -> None:
+    """A raised disc on a board only a frame behind it: the board's texture peaks at 4, the
+    disc's outline at 3 (its runner-up there is not confident), and the fill pulled the disc
+    to 6, toward the board's far side. The surround has 3 within 1.5 frames (the board at 4),
+    so the outline's 3 was judged borrowed; but the board has it within half a frame nowhere,
+    while all the outline shows it, and it is more than a frame nearer than the fill: the
+    square takes it. Where the fill is already within a frame of it, it stays."""
+    guide, (best, index, second, second_index) = _flat_square_on_textured_ground()
+    ring = second_index == 3
+    index[:] = 4
+    index[ring] = 3
+    second[ring] = 1.0
+    second_index[:] = 4
+    frames = np.full(guide.shape[:2], 4.0, np.float32)
+    frames[40:80, 40:80] = 6.0
+    peaks = (best, index, second, second_index)
+    out = vote_flat_regions(frames, guide, peaks, halo_px=12)
+    assert (out[44:76, 44:76] == 3).all()
+    outside = np.ones(frames.shape, bool)
+    outside[38:82, 38:82] = False
+    assert (out[outside] == 4).all()
+    frames[40:80, 40:80] = 3.8
+    assert np.array_equal(vote_flat_regions(frames, guide, peaks, halo_px=12), frames)
+
+
 def test_a_flat_shape_takes_its_own_depth_from_under_a_fifth_of_its_outline() -> None:
     """Around a glyph in front of a textured ground the ground's texture outweighs most of the
     glyph's outline; its own peak (found nowhere in the surround, nearer than it) shows on a
