@@ -262,7 +262,7 @@ class PyramidMerger(_Merger):
                     up = cv2.resize(eligible, (w, h), interpolation=cv2.INTER_LINEAR)
                     allowed[h, w] = cv.compare(up, 127, cv2.CMP_GT, dst=up)
                 cv2.bitwise_and(allowed[h, w], decision, dst=decision)
-                cv2.bitwise_and(decision, cv2.bitwise_not(self.quiet[k]), dst=decision)
+                cv2.subtract(decision, self.quiet[k], dst=decision)  # quiet is 0 or 255
             cv2.copyTo(act, decision, self.activity[k])
             cv2.copyTo(self.bands[k], self._full_size(k, decision), self.fused[k])
 
