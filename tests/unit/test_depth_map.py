@@ -632,3 +632,26 @@ def test_a_raised_flat_part_on_a_tilted_surface_keeps_its_own_depth() -> None:
     square keeps the fill's depth."""
     frames, out, _ = _square_on_a_ramp(raised=3.0)
     assert np.array_equal(out, frames)
+
+
+def test_a_flat_region_beside_a_nearer_one_does_not_take_its_neighbours_depth() -> None:
+    """A flat bar (a glyph's stroke) at frame 3 touches a flat square lying on the ground at
+    frame 8; the fill gave the bar the ground's depth too. The bar's own outline peak, 3, runs
+    all round the bar, the side it shares with the square included: so a quarter of the
+    square's outline shows 3, which its surround (the bar, as filled) does not have. Judged
+    once, the square took the bar's depth. The bar votes 3 for itself, and judged again with
+    its neighbours as voted the square finds 3 beside it, borrowed: it keeps the fill's depth,
+    and the bar keeps 3."""
+    guide, (best, index, second, second_index) = _flat_square_on_textured_ground()
+    guide[40:80, 80:100] = (20, 40, 200)  # the bar, right of the square
+    around_bar = np.zeros(index.shape, bool)
+    around_bar[37:83, 77:103] = True
+    around_bar[43:77, 83:97] = False
+    second[:] = 1.0
+    second[around_bar] = 600.0
+    second_index[:] = 8
+    second_index[around_bar] = 3
+    frames = np.full(guide.shape[:2], 8.0, np.float32)
+    out = vote_flat_regions(frames, guide, (best, index, second, second_index), halo_px=12)
+    assert (out[44:76, 84:96] == 3).all()
+    assert (out[40:80, 40:78] == 8).all()
