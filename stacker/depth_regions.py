@@ -111,7 +111,10 @@ def vote_flat_regions(
     # The second look (see above): a voted region judged again with its neighbours as voted.
     first = out.copy()
     for box, region, ev, own in voted:
-        again = _own_depth(region, np.where(region, frames[box], first[box]), ev, reach, ends)
+        seen = np.where(region, frames[box], first[box])
+        if np.array_equal(seen, frames[box]):
+            continue  # nothing around it moved: the same answer
+        again = _own_depth(region, seen, ev, reach, ends)
         if again != own:
             out[box][region] = frames[box][region]
             _settle(out[box], frames[box], region, again)
