@@ -263,10 +263,6 @@ class SessionRunner:
         if self._journal is not None:
             self._journal.close()
 
-    @property
-    def stop_requested(self) -> bool:
-        return self._stop.is_set()
-
     def status(self) -> SessionStatus:
         """A frozen snapshot of the session now."""
         c = self._counters
