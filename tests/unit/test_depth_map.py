@@ -655,3 +655,29 @@ def test_a_flat_region_beside_a_nearer_one_does_not_take_its_neighbours_depth() 
     out = vote_flat_regions(frames, guide, (best, index, second, second_index), halo_px=12)
     assert (out[44:76, 84:96] == 3).all()
     assert (out[40:80, 40:78] == 8).all()
+
+
+def test_pieces_of_one_colour_meeting_at_a_corner_vote_as_one_region() -> None:
+    """Lettering (two textured bands, frame 3, stepping across the square) cuts the flat
+    square into an upper and a lower piece that meet only at one corner pixel. The square's own
+    depth shows only along the lettering, on the runner-up peaks beside it; the fill gave the
+    square the ground's depth (8). Apart, each piece finds the lettering at frame 3 in its
+    surround and judges that depth borrowed: both keep 8. As one region of one colour the
+    lettering lies between its outlines, not around them, and the square takes 3."""
+    guide, (best, index, second, second_index) = _flat_square_on_textured_ground()
+    band = np.zeros(index.shape, bool)
+    band[61:65, 40:59] = True  # the flat pixels nearest the step: (58, 60) and (59, 61)
+    band[53:57, 63:80] = True
+    guide[band] = np.random.default_rng(7).integers(150, 256, (np.count_nonzero(band), 3))
+    beside = cv2.dilate(band.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool) & ~band
+    index[band] = 3
+    second[:] = 1.0
+    second[beside] = 600.0
+    second_index[:] = 8
+    second_index[beside] = 3
+    frames = np.full(guide.shape[:2], 8.0, np.float32)
+    frames[band] = 3.0
+    out = vote_flat_regions(frames, guide, (best, index, second, second_index), halo_px=12)
+    assert (out[42:50, 44:76] == 3).all()
+    assert (out[68:78, 44:76] == 3).all()
+    assert (out[:36] == 8).all() and (out[84:] == 8).all()
