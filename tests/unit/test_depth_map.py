@@ -681,3 +681,33 @@ def test_pieces_of_one_colour_meeting_at_a_corner_vote_as_one_region() -> None:
     assert (out[42:50, 44:76] == 3).all()
     assert (out[68:78, 44:76] == 3).all()
     assert (out[:36] == 8).all() and (out[84:] == 8).all()
+
+
+def test_pieces_of_one_colour_across_a_band_of_lettering_vote_as_one_region() -> None:
+    """A raised flat square (frame 3) on a ground 1.4 frames behind it, its own edge the best
+    peak all round; lettering (a textured band 10 pixels high, frame 3) runs right across it,
+    rim to rim, cutting it into an upper and a lower piece that do not touch even at a corner.
+    The fill gave the square the ground's depth. With the ground within 1.5 frames, the edge's
+    depth is the square's own only by the raised-part rule, which needs the outline's share of
+    it over three times the surround's: apart, each piece has the lettering in its surround at
+    that depth and keeps the ground's. Facing each other across a band narrower than the halo's
+    reach, the pieces vote as one region, most of the lettering lies between their outlines,
+    and the square takes 3. A flat speck of the square's colour beside it (under a fifth of a
+    piece) is another part: it is not drawn into the vote and keeps the ground's depth."""
+    guide, (best, index, second, second_index) = _flat_square_on_textured_ground()
+    edge = second_index == 3
+    band = np.zeros(index.shape, bool)
+    band[55:65, 40:80] = True
+    guide[band] = np.random.default_rng(7).integers(150, 256, (np.count_nonzero(band), 3))
+    guide[42:54, 84:96] = (200, 40, 20)  # the speck, 4 pixels right of the square
+    index[:] = 4
+    index[edge | band] = 3
+    second[:] = 1.0
+    second_index[:] = 4
+    frames = np.full(guide.shape[:2], 4.4, np.float32)
+    frames[band] = 3.0
+    out = vote_flat_regions(frames, guide, (best, index, second, second_index), halo_px=12)
+    assert (out[44:52, 44:76] == 3).all()
+    assert (out[68:76, 44:76] == 3).all()
+    assert (out[46:50, 88:92] == np.float32(4.4)).all()
+    assert (out[:36] == np.float32(4.4)).all() and (out[84:] == np.float32(4.4)).all()
