@@ -103,7 +103,7 @@ def vote_flat_regions(
     )
     ring = max(1, round(halo_px / 6))
     reach = (ring, max(ring + 1, round(halo_px / 3)), max(ring + 2, round(halo_px)))
-    regions = _voting_regions(flat, colours, pad=reach[2] + ring + 2, halo_px=halo_px)
+    regions = _voting_regions(flat, colours, frames, pad=reach[2] + ring + 2, halo_px=halo_px)
     out = frames.copy()
     voted = []
     for box, region in regions:
@@ -126,7 +126,7 @@ def vote_flat_regions(
 
 
 def _voting_regions(
-    flat: np.ndarray, colours: np.ndarray, *, pad: int, halo_px: float
+    flat: np.ndarray, colours: np.ndarray, frames: np.ndarray, *, pad: int, halo_px: float
 ) -> list[tuple[tuple[slice, slice], np.ndarray]]:
     """(box, mask within the box) of each flat region that votes: one colour
     (:func:`_one_colour`), larger than a few focus windows' halo at this size and smaller than
@@ -171,7 +171,8 @@ def _voting_regions(
     alone = [None] + [voting(np.array([k])) for k in range(1, len(stats))]
     united = np.zeros(len(stats), bool)
     out = []
-    across = _across_bands(labels, stats, colours, [r is not None for r in alone], halo_px)
+    votes = [r is not None for r in alone]
+    across = _across_bands(labels, stats, (colours, frames), votes, halo_px)
     for groups in (across, _at_corners(flat, labels, len(stats))):
         for pieces in groups:
             pieces = pieces[~united[pieces]]
@@ -193,13 +194,23 @@ def _at_corners(flat: np.ndarray, labels: np.ndarray, count: int) -> list[np.nda
 
 
 def _across_bands(
-    labels: np.ndarray, stats: np.ndarray, colours: np.ndarray, votes: list[bool], halo_px: float
+    labels: np.ndarray,
+    stats: np.ndarray,
+    seen: tuple[np.ndarray, np.ndarray],
+    votes: list[bool],
+    halo_px: float,
 ) -> list[np.ndarray]:
     """Groups of 4-connected flat regions (``labels``) that each could vote alone (``votes``)
     and lie within :data:`_BAND` halo reaches of one another: pieces of a part cut right
     across by its lettering. A piece under :data:`_PIECE` of the group's largest is left out
-    (a speck of the same colour beside a part is another part), and a group whose pieces are
-    not one colour together (each median within :data:`_FLAT` of theirs) is dropped."""
+    (a speck of the same colour beside a part is another part), and a group is dropped whose
+    pieces are not one colour together (each median within :data:`_FLAT` of theirs) or lie
+    more than :data:`_NEAR` frames apart in the fill (``seen``: the colours, the fill). The
+    pieces of one part lie on the same surround and the fill gives them much the same depth
+    (the caps of "MM0UK", 1.2 frames apart, both pulled toward the board); two surfaces of one
+    colour need not: on ``../shared/data/pcb-stack`` a patch of dark solder mask at the
+    board's depth (frame 6) joined a dark barcode stripe above it at frame 0.5 and took the
+    stripe's depth (0.1 % of the map), which the depth condition keeps apart."""
     r = round(_BAND * halo_px)
     square = np.ones((2 * r + 1, 2 * r + 1), np.uint8)
     keep = np.array(votes, bool)
@@ -215,8 +226,10 @@ def _across_bands(
         keep &= stats[:, 4] >= _PIECE * largest[within]
     out = []
     for pieces in _groups(within * keep, np.flatnonzero(keep)):
-        medians = np.array([_median_colour(labels, colours, stats, k) for k in pieces])
-        if (np.abs(medians - np.median(medians, axis=0)).sum(axis=1) <= _FLAT).all():
+        medians = np.array([_median_of(labels, seen[0], stats, k) for k in pieces])
+        depths = [float(_median_of(labels, seen[1], stats, k)) for k in pieces]
+        alike = (np.abs(medians - np.median(medians, axis=0)).sum(axis=1) <= _FLAT).all()
+        if alike and max(depths) - min(depths) <= _NEAR:
             out.append(pieces)
     return out
 
@@ -229,13 +242,12 @@ def _groups(within: np.ndarray, pieces: np.ndarray) -> list[np.ndarray]:
     return [order[s : s + c] for s, c in zip(starts, counts, strict=True) if c > 1]
 
 
-def _median_colour(
-    labels: np.ndarray, colours: np.ndarray, stats: np.ndarray, k: int
-) -> np.ndarray:
-    """The median colour of the 4-connected flat region ``k`` of ``labels``."""
+def _median_of(labels: np.ndarray, values: np.ndarray, stats: np.ndarray, k: int) -> np.ndarray:
+    """The median of ``values`` (a colour or a depth per pixel) over the 4-connected flat
+    region ``k`` of ``labels``."""
     x, y, w, h, _ = stats[k]
     box = np.s_[y : y + h, x : x + w]
-    return np.median(colours[box][labels[box] == k], axis=0)
+    return np.median(values[box][labels[box] == k], axis=0)
 
 
 def _settle(out: np.ndarray, frames: np.ndarray, region: np.ndarray, own: int | None) -> None:

@@ -683,31 +683,48 @@ def test_pieces_of_one_colour_meeting_at_a_corner_vote_as_one_region() -> None:
     assert (out[:36] == 8).all() and (out[84:] == 8).all()
 
 
-def test_pieces_of_one_colour_across_a_band_of_lettering_vote_as_one_region() -> None:
-    """A raised flat square (frame 3) on a ground 1.4 frames behind it, its own edge the best
-    peak all round; lettering (a textured band 10 pixels high, frame 3) runs right across it,
-    rim to rim, cutting it into an upper and a lower piece that do not touch even at a corner.
-    The fill gave the square the ground's depth. With the ground within 1.5 frames, the edge's
-    depth is the square's own only by the raised-part rule, which needs the outline's share of
-    it over three times the surround's: apart, each piece has the lettering in its surround at
-    that depth and keeps the ground's. Facing each other across a band narrower than the halo's
-    reach, the pieces vote as one region, most of the lettering lies between their outlines,
-    and the square takes 3. A flat speck of the square's colour beside it (under a fifth of a
-    piece) is another part: it is not drawn into the vote and keeps the ground's depth."""
+def _square_cut_by_lettering() -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
+    """(fill, guide, peaks): a raised flat square (frame 3) on a ground 1.4 frames behind it,
+    its own edge the best peak all round, and lettering (a textured band 10 pixels high, frame
+    3) running right across it from rim to rim, cutting it into an upper and a lower piece that
+    do not touch even at a corner; a flat speck of the square's colour 4 pixels to its right.
+    The fill gave the square and the speck the ground's depth."""
     guide, (best, index, second, second_index) = _flat_square_on_textured_ground()
     edge = second_index == 3
     band = np.zeros(index.shape, bool)
     band[55:65, 40:80] = True
     guide[band] = np.random.default_rng(7).integers(150, 256, (np.count_nonzero(band), 3))
-    guide[42:54, 84:96] = (200, 40, 20)  # the speck, 4 pixels right of the square
+    guide[42:54, 84:96] = (200, 40, 20)  # the speck
     index[:] = 4
     index[edge | band] = 3
     second[:] = 1.0
     second_index[:] = 4
     frames = np.full(guide.shape[:2], 4.4, np.float32)
     frames[band] = 3.0
-    out = vote_flat_regions(frames, guide, (best, index, second, second_index), halo_px=12)
+    return frames, guide, (best, index, second, second_index)
+
+
+def test_pieces_of_one_colour_across_a_band_of_lettering_vote_as_one_region() -> None:
+    """With the ground within 1.5 frames, the square's edge depth is its own only by the
+    raised-part rule, which needs the outline's share of it over three times the surround's:
+    apart, each piece has the lettering in its surround at that depth and keeps the ground's.
+    Facing each other across a band narrower than the halo's reach, the pieces vote as one
+    region, most of the lettering lies between their outlines, and the square takes 3. The
+    speck (under a fifth of a piece) is another part: it is not drawn into the vote."""
+    frames, guide, peaks = _square_cut_by_lettering()
+    out = vote_flat_regions(frames, guide, peaks, halo_px=12)
     assert (out[44:52, 44:76] == 3).all()
     assert (out[68:76, 44:76] == 3).all()
     assert (out[46:50, 88:92] == np.float32(4.4)).all()
     assert (out[:36] == np.float32(4.4)).all() and (out[84:] == np.float32(4.4)).all()
+
+
+def test_pieces_the_fill_puts_frames_apart_across_a_band_do_not_vote_as_one() -> None:
+    """The same square, but the fill put its lower piece 2.6 frames behind the upper one:
+    pieces of one part lie on the same surround and get much the same depth from the fill, so
+    these are two surfaces of one colour. They vote apart, and the upper piece keeps the
+    ground's depth as it would alone."""
+    frames, guide, peaks = _square_cut_by_lettering()
+    frames[65:80, 40:80] = 7.0
+    out = vote_flat_regions(frames, guide, peaks, halo_px=12)
+    assert (out[44:52, 44:76] == np.float32(4.4)).all()
