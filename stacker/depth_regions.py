@@ -152,23 +152,25 @@ def _voting_regions(
     h, w = flat.shape
     min_area = max(8, round(30 * (halo_px / 12) ** 2))
 
-    def box_of(pieces: np.ndarray) -> tuple[slice, slice]:
-        x, y = stats[pieces, 0].min(), stats[pieces, 1].min()
-        x1, y1 = (
-            (stats[pieces, 0] + stats[pieces, 2]).max(),
-            (stats[pieces, 1] + stats[pieces, 3]).max(),
-        )
-        return np.s_[max(0, y - pad) : min(h, y1 + pad), max(0, x - pad) : min(w, x1 + pad)]
-
-    def voting(pieces: np.ndarray) -> tuple[tuple[slice, slice], np.ndarray] | None:
-        if not min_area <= stats[pieces, 4].sum() <= _MAX_AREA * h * w:
+    def voting(pieces: list[int]) -> tuple[tuple[slice, slice], np.ndarray] | None:
+        x, y, x1, y1, area = w, h, 0, 0, 0
+        for k in pieces:  # the box around the pieces and their area
+            px, py, pw, ph, pa = (int(v) for v in stats[k])
+            x, y, x1, y1, area = (
+                min(x, px),
+                min(y, py),
+                max(x1, px + pw),
+                max(y1, py + ph),
+                area + pa,
+            )
+        if not min_area <= area <= _MAX_AREA * h * w:
             return None
-        box = box_of(pieces)
-        region = np.isin(labels[box], pieces)
+        box = np.s_[max(0, y - pad) : min(h, y1 + pad), max(0, x - pad) : min(w, x1 + pad)]
+        region = labels[box] == pieces[0] if len(pieces) == 1 else np.isin(labels[box], pieces)
         return (box, region) if _one_colour(colours[box][region]) else None
 
     _, labels, stats, _ = cv2.connectedComponentsWithStats(flat, connectivity=4)
-    alone = [None] + [voting(np.array([k])) for k in range(1, len(stats))]
+    alone = [None] + [voting([k]) for k in range(1, len(stats))]
     united = np.zeros(len(stats), bool)
     out = []
     votes = [r is not None for r in alone]
@@ -176,7 +178,7 @@ def _voting_regions(
     for groups in (across, _at_corners(flat, labels, len(stats))):
         for pieces in groups:
             pieces = pieces[~united[pieces]]
-            found = voting(pieces) if pieces.size > 1 else None
+            found = voting(pieces.tolist()) if pieces.size > 1 else None
             if found is not None:
                 out.append(found)
                 united[pieces] = True
