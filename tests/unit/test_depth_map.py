@@ -634,6 +634,32 @@ def test_a_raised_flat_part_on_a_tilted_surface_keeps_its_own_depth() -> None:
     assert np.array_equal(out, frames)
 
 
+def test_a_flat_patch_partly_under_a_nearer_part_takes_the_plane_of_the_ground_around_it() -> None:
+    """The patch of :func:`_square_on_a_ramp` lying on the tilted ground, with a textured label
+    four frames in front of the ground over its top edge (a print on a board partly under a
+    label): the label is over a fifth of the band around the patch, and the fill carried the
+    label's depth into the patch's top rows. The band's pixels over the plane are a part lying
+    on the surface, not the surface: the plane is fitted to the rest, and the patch takes it,
+    the label's rows included; the label and the ground around keep their depths."""
+    guide, (best, _, second, _) = _flat_square_on_textured_ground()
+    ramp = np.broadcast_to(np.linspace(0.0, 24.0, 200, dtype=np.float32), (200, 200)).copy()
+    label = np.zeros(ramp.shape, bool)
+    label[28:42, 30:92] = True  # over the square's top edge (the square: 40..80)
+    truth = np.where(label, ramp - 4.0, ramp)
+    guide[label] = np.random.default_rng(9).integers(0, 256, (np.count_nonzero(label), 3))
+    index = np.rint(truth).astype(np.uint16)
+    second[:] = 1.0
+    frames = truth.copy()
+    frames[46:74, 46:74] = float(ramp[60, 60])  # flattened inside, as the fill does
+    frames[42:50, 40:80] = truth[41, 40:80]  # the label's depth carried into the top rows
+    out = vote_flat_regions(frames, guide, (best, index, second, index), halo_px=12)
+    patch = np.s_[44:78, 44:78]
+    assert np.abs(frames[patch] - ramp[patch]).max() > 3.5
+    assert np.abs(out[patch] - ramp[patch]).max() < 0.05
+    assert np.array_equal(out[:42], frames[:42])
+    assert np.array_equal(out[82:], frames[82:])
+
+
 def test_a_flat_region_beside_a_nearer_one_does_not_take_its_neighbours_depth() -> None:
     """A flat bar (a glyph's stroke) at frame 3 touches a flat square lying on the ground at
     frame 8; the fill gave the bar the ground's depth too. The bar's own outline peak, 3, runs
