@@ -1,7 +1,7 @@
 """darktable opens stackrig's linear DNG and renders it with the as-shot white balance.
 
-darktable-cli (darktable 4.2 here: `apt-get install darktable`) is a large install that .ci/run
-does not make; without it this test is skipped and says so.
+darktable-cli (darktable 4.2 here: `apt-get install darktable`) is installed by .ci/run; on a
+developer's machine without it this test is skipped and says so.
 """
 
 from __future__ import annotations
