@@ -435,21 +435,22 @@ def test_colours_are_compared_in_ycrcb_where_brightness_counts_once() -> None:
     assert np.mean(np.abs(snapped - truth) > 1) < 0.003
 
 
-def _flat_square_on_textured_ground() -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-    """A guide with a flat blue square (40x40 at 40..80) on a speckled ground, and the focus
-    peaks a stack of it leaves: the ground's texture wins everywhere at frame 8, outline and
-    square included; the square's own outline is the runner-up, at frame 3, around it."""
-    h, w = 200, 200  # the square is 4 % of the map: a region, not ground
+def _flat_square_on_textured_ground(side: int = 40) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """A guide with a flat blue square (``side`` pixels from 40) on a speckled ground, and the
+    focus peaks a stack of it leaves: the ground's texture wins everywhere at frame 8, outline
+    and square included; the square's own outline is the runner-up, at frame 3, around it."""
+    h, w = 200, 200  # the 40-pixel square is 4 % of the map
     rng = np.random.default_rng(5)
     guide = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-    guide[40:80, 40:80] = (200, 40, 20)
+    end = 40 + side
+    guide[40:end, 40:end] = (200, 40, 20)
     best = np.full((h, w), 1000.0, np.float32)
     best[:, 190:] = 10.0  # some of the frame is out of texture: the noise floor
     index = np.full((h, w), 8, np.uint16)
     second = np.full((h, w), 1.0, np.float32)
     ring = np.zeros((h, w), bool)
-    ring[37:83, 37:83] = True
-    ring[43:77, 43:77] = False
+    ring[37 : end + 3, 37 : end + 3] = True
+    ring[43 : end - 3, 43 : end - 3] = False
     second[ring] = 600.0
     second_index = np.where(ring, 3, 8).astype(np.uint16)
     return guide, (best, index, second, second_index)
@@ -466,6 +467,27 @@ def test_a_flat_shape_takes_the_depth_its_outline_shows_as_its_own() -> None:
     outside = np.ones(frames.shape, bool)
     outside[38:82, 38:82] = False
     assert (out[outside] == 8).all()
+
+
+def test_a_flat_part_filling_a_tenth_of_the_frame_still_votes() -> None:
+    """A flat part may fill much of a macro frame: a square over a tenth of the map (a near
+    ellipse of 5.4 % in ``benchmarks/bench_depth.py``'s shapes 39 was left to the fill when
+    regions over 5 % counted as ground) takes its outline's depth like a small one."""
+    guide, peaks = _flat_square_on_textured_ground(side=70)  # 12 % of the map
+    frames = np.full(guide.shape[:2], 8.0, np.float32)
+    out = vote_flat_regions(frames, guide, peaks, halo_px=12)
+    assert (out[44:106, 44:106] == 3).all()
+
+
+def test_a_flat_shape_between_two_frames_takes_a_depth_between_them() -> None:
+    """The outline's own peaks split between frames 3 and 4 (the shape lies half-way): the
+    region takes their mean, 3.5, not the winner alone, which is half a frame off and let the
+    fill's pull round the region to the wrong frame (shapes 20 of ``bench_depth.py``)."""
+    guide, (best, index, second, second_index) = _flat_square_on_textured_ground()
+    second_index[:60] = np.where(second_index[:60] == 3, 4, second_index[:60])  # the upper half
+    frames = np.full(guide.shape[:2], 8.0, np.float32)
+    out = vote_flat_regions(frames, guide, (best, index, second, second_index), halo_px=12)
+    assert np.abs(out[44:76, 44:76] - 3.5).max() < 0.1
 
 
 def test_a_flat_region_whose_outline_shows_only_the_surrounds_depths_is_left_alone() -> None:
