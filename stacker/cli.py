@@ -41,6 +41,14 @@ NoCrop = Annotated[
     typer.Option("--no-crop", help="Keep the full frame instead of the area all frames cover."),
 ]
 JpegQuality = Annotated[int, typer.Option(help="Quality of JPEG outputs, 1 to 100.")]
+Order = Annotated[
+    str,
+    typer.Option(
+        "--order",
+        help="near-to-far (the first frame focused nearest, as a camera's focus bracketing "
+        "shoots) or far-to-near: the depth map's rules need to know which side is in front.",
+    ),
+]
 Interpolation = Annotated[
     str,
     typer.Option(help="Resampling: linear, or cubic (keeps more pixel-level detail, slower)."),
@@ -53,6 +61,7 @@ def stack_options(
     reference: Reference = "first",
     interpolation: Interpolation = "linear",
     no_crop: NoCrop = False,
+    order: Order = "near-to-far",
 ) -> StackOptions:
     """How ``stack`` and ``batch`` stack, checked with errors that name the options."""
     from stacker.options import StackOptions, option_name
@@ -64,6 +73,7 @@ def stack_options(
             "reference": reference,
             "interpolation": interpolation,
             "crop": not no_crop,
+            "order": order,
         },
         name=option_name,
     )
@@ -143,6 +153,7 @@ def watch_command(
     jpeg_quality: JpegQuality = 95,
     strict: Strict = False,
     no_crop: NoCrop = False,
+    order: Order = "near-to-far",
     every: int = typer.Option(
         1, "--every", help="Write the composite after every N merged frames."
     ),
@@ -177,6 +188,7 @@ def watch_command(
         "depth_map": depth_map, "method": method, "align": align, "reference": reference,
         "jpeg_quality": jpeg_quality, "strict": strict, "crop": not no_crop, "every": every,
         "idle_timeout": idle_timeout, "settle": settle, "prefer": prefer, "polling": poll,
+        "order": order,
     }  # fmt: skip
     _watch(folder, output, (preview, host, port), options)
 

@@ -26,6 +26,8 @@ OUTPUT_FORMATS = {
     "dng": ".dng",  # linear DNG: a capture session stacks the RAW file of each shot
 }
 """Composite formats by name, and the suffix each is written with."""
+ORDERS = ("near-to-far", "far-to-near")
+"""Which end of the subject the first frame is focused on."""
 
 Naming = Callable[[str], str]
 """How a front end calls a field in its errors: ``--method`` on a command line, ``'method'``
@@ -52,7 +54,8 @@ def choice(value: Any, choices: tuple[str, ...] | Mapping[str, Any], what: str) 
 
 @dataclass(frozen=True)
 class StackOptions:
-    """Merge method, alignment model, reference frame, resampling, crop and output format."""
+    """Merge method, alignment model, reference frame, resampling, crop, output format and the
+    frames' order."""
 
     method: str = "pyramid"
     align: str = "similarity"
@@ -61,6 +64,9 @@ class StackOptions:
     interpolation: str = "linear"
     crop: bool = True
     output_format: str = "tif"
+    order: str = "near-to-far"
+    """The frames' order through the subject (``near-to-far``: the first frame is the
+    nearest). A capture session takes it from its plan's direction."""
 
     @classmethod
     def parse(cls, data: Mapping[str, Any], *, name: Naming = json_name) -> StackOptions:
@@ -93,6 +99,7 @@ class StackOptions:
             output_format=choice(
                 given.get("output_format", base.output_format), OUTPUT_FORMATS, name("format")
             ),
+            order=choice(given.get("order", base.order), ORDERS, name("order")),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -111,4 +118,5 @@ class StackOptions:
             "align": self.align,
             "reference": self.reference,
             "interpolation": self.interpolation,
+            "far_first": self.order == "far-to-near",
         }

@@ -164,6 +164,11 @@ class Stacker:
     overlap
         Merge each frame on a background thread while the caller goes on to the next (see the
         module docstring); the results are the same either way. False merges inside ``add``.
+    far_first
+        The frames run from the far end of the subject to the near end (a rail session shot
+        ``far-to-near``). The end-of-stack depth map's rules for flat regions and occlusions
+        need to know which side of an outline is nearer; by default the first frame is the
+        nearest, as in a camera's focus bracketing.
     """
 
     def __init__(
@@ -178,6 +183,7 @@ class Stacker:
         min_score: float = 0.25,
         interpolation: str = "linear",
         overlap: bool = True,
+        far_first: bool = False,
     ) -> None:
         if method not in METHODS:
             raise StackerError(f"method '{method}' is not known: use {' or '.join(METHODS)}")
@@ -194,6 +200,7 @@ class Stacker:
         self.align_size = int(align_size)
         self.min_score = float(min_score)
         self.overlap = bool(overlap)
+        self.far_first = bool(far_first)
         self.records: list[FrameRecord] = []
         self._state: PyramidMerger | DepthMapMerger | None = None  # read through _merger
         self._pending: _Background | None = None
@@ -692,15 +699,21 @@ class Stacker:
         else:
             # Halos reach about eight sigmas of the focus window, at this size.
             halo_px = 8 * WINDOW_PX * tw / self._shape[1]  # type: ignore[index]
-            peaks = (tracker.best, tracker.index, tracker.second, tracker.second_index)
+            peaks: _Peaks = (tracker.best, tracker.index, tracker.second, tracker.second_index)
             if peaks[0].shape != (th, tw):
                 peaks = tuple(cv2.resize(a, (tw, th), interpolation=cv2.INTER_NEAREST)
                               for a in peaks)  # type: ignore[assignment]  # fmt: skip
+            # The rules below take a lower frame for a nearer surface (occlusion: an outline
+            # belongs to the nearer side): a stack shot far to near is seen mirrored.
+            ends = (int(merged[0]), int(merged[-1]))
+            if self.far_first:
+                frames, peaks = _mirrored(frames, peaks, ends)
             frames = depth.resolve_occlusions(frames, peaks, max(1, round(halo_px)))
             guide = self._depth_guide((th, tw))
             filled = depth.refine(frames, weight, guide, halo_px=halo_px)
-            ends = (int(merged[0]), int(merged[-1]))
             filled = vote_flat_regions(filled, guide, peaks, halo_px=halo_px, ends=ends)
+            if self.far_first:
+                filled = np.float32(sum(ends)) - filled
         np.clip(filled, merged[0], merged[-1], out=filled)
         self._depth_cache = (key, (filled, weight))
         return filled, weight
@@ -819,6 +832,21 @@ class _Background:
         self._thread.join()
         if self._error is not None:
             raise self._error
+
+
+_Peaks = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""The focus tracker's best measure, its frame, the runner-up's measure and its frame."""
+
+
+def _mirrored(
+    frames: np.ndarray, peaks: _Peaks, ends: tuple[int, int]
+) -> tuple[np.ndarray, _Peaks]:
+    """A depth map in frames and the tracker's (best, index, runner-up, index) with the frame
+    order reversed between ``ends``: frame ``ends[0] + ends[1] - f`` for ``f``."""
+    span = sum(ends)
+    best, index, second, second_index = peaks
+    flip = lambda a: (span - a.astype(np.int32)).astype(np.uint16)  # noqa: E731
+    return np.float32(span) - frames, (best, flip(index), second, flip(second_index))
 
 
 def _triple(values) -> tuple[float, float, float]:

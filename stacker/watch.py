@@ -825,6 +825,14 @@ def _check_watch_settings(
     _require_raw_support(prefer)
 
 
+def _far_first(order: str) -> bool:
+    """Whether ``--order`` says the frames come from the far end first (a one-line error for
+    anything but near-to-far or far-to-near)."""
+    from stacker.options import ORDERS, choice
+
+    return choice(order, ORDERS, "--order") == "far-to-near"
+
+
 def watch_and_stack(
     folder: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -841,6 +849,7 @@ def watch_and_stack(
     settle: float = 0.5,
     prefer: Prefer = "jpeg",
     polling: bool = False,
+    order: str = "near-to-far",
     stop: threading.Event | None = None,
     on_frame: Callable[[MergedFrame], None] | None = None,
     on_status: Callable[[WatchStatus], None] | None = None,
@@ -852,7 +861,7 @@ def watch_and_stack(
     natural order, then new ones as they complete. After every ``every``-th merged frame the
     composite (and ``depth_map``) is written atomically, and once more at the end, so ``output``
     is always a complete image. Stops when ``stop`` is set (after the frame being merged) or after
-    ``idle_timeout`` seconds without a new frame.
+    ``idle_timeout`` seconds without a new frame. ``order``: ``near-to-far`` or ``far-to-near``.
 
     A file that does not decode, or a frame that cannot be aligned or does not fit the stack, is
     reported through ``on_warning`` and skipped; with ``strict`` it ends the watch with a
@@ -869,7 +878,7 @@ def watch_and_stack(
         else None
     )
     _check_outputs_in_folder(Path(folder), output_paths(out, depth))
-    stacker = Stacker(method=method, align=align, reference=reference)
+    stacker = Stacker(method=method, align=align, reference=reference, far_first=_far_first(order))
     run = _WatchRun(
         stacker,
         out,

@@ -34,7 +34,7 @@ import os
 import re
 import stat
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -232,7 +232,8 @@ class SessionFolder:
                     "or choose another --out"
                 )
             folder.make_frames_dir()
-            folder.save_config(config)
+            # session.json records the frames' order the plan gives them.
+            folder.save_config(replace(config, stack=replace(config.stack, order=plan.direction)))
             atomic_write_bytes(folder.plan_path, plan.to_json().encode())
         except OSError as exc:
             folder.unlock()

@@ -32,7 +32,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -447,7 +447,9 @@ class SessionRunner:
         for p in recon.stray:
             self._warn(f"{p.name}: not part of this plan; left alone")
 
-        self.stacker = self._stacker_factory(self.config, self.plan.frames)
+        # The frames run in the plan's direction, whatever an older session.json says.
+        stack = replace(self.config.stack, order=self.plan.direction)
+        self.stacker = self._stacker_factory(replace(self.config, stack=stack), self.plan.frames)
         self._worker = StackWorker(
             self.stacker,
             max_queue=self.options.queue_size,

@@ -118,6 +118,9 @@ def test_bad_values_name_themselves(frames, tmp_path) -> None:
     assert "JPEG quality 0" in one_line_error(
         stacker("stack", frames, "-o", tmp_path / "o.jpg", "--jpeg-quality", "0")
     )
+    assert "--order 'backwards'" in one_line_error(
+        stacker("stack", frames, "-o", tmp_path / "o.png", "--order", "backwards")
+    )
 
 
 def test_a_folder_name_that_is_not_utf8_is_stacked_and_printed(frames, tmp_path) -> None:

@@ -258,6 +258,7 @@ def test_cli_missing_folder_is_one_line(tmp_path: Path) -> None:
         (lambda d: [str(d), "-o", str(d / "o.tif"), "--every", "0"], "--every 0"),
         (lambda d: [str(d), "-o", str(d / "o.jpg"), "--jpeg-quality", "0"], "JPEG quality 0"),
         (lambda d: [str(d), "-o", str(d / "o.jpg"), "--prefer", "tiff"], "--prefer"),
+        (lambda d: [str(d), "-o", str(d / "o.tif"), "--order", "up"], "--order 'up'"),
         # nan and inf were taken: files already in the folder were never stacked, and a watch
         # never went idle. Refused before the folder is looked at (a missing one here).
         (lambda d: [str(d / "no"), "-o", str(d / "o.tif"), "--settle", "nan"], "--settle nan"),

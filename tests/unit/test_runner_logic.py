@@ -52,6 +52,27 @@ def test_every_position_is_shot_in_order_and_the_rail_returns(tmp_path: Path) ->
     assert walked == [RunState.PREPARING, RunState.RUNNING, RunState.FINISHING, RunState.FINISHED]
 
 
+def test_a_far_to_near_session_stacks_its_frames_as_shot_from_the_far_end(tmp_path: Path) -> None:
+    """The stacker is told the frames' order from the plan, whatever session.json says (an
+    older one has no order), and a new session.json records it."""
+    plan = replace(PLAN, direction="far-to-near")
+    root = tmp_path / "s"
+    SessionFolder.create(root, plan, SessionConfig(rig={"kind": "hardware"}))
+    assert SessionFolder(root).config.stack.order == "far-to-near"
+    (root / "session.json").write_text('{"format": 1, "rig": {"kind": "hardware"}}')
+    seen = []
+
+    def factory(config: SessionConfig, frames: int) -> FakeStacker:
+        seen.append(config.stack.stacker_kwargs()["far_first"])
+        return FakeStacker()
+
+    focuser = FakeFocuser()
+    run = SessionRunner(SessionFolder(root), focuser=focuser, camera=FakeCamera(),
+                        stacker_factory=factory, options=OPTIONS)  # fmt: skip
+    assert run.run().reason is FinishReason.COMPLETED
+    assert seen == [True] and focuser.moves[0] == 400.0
+
+
 def test_a_busy_camera_is_retried_and_its_partial_files_set_aside(tmp_path: Path) -> None:
     def fail(stem: str, attempt: int) -> BaseException | None:
         return DeviceBusyError("busy") if stem == "frame_0002" and attempt == 1 else None

@@ -78,6 +78,10 @@ def test_stack_options_come_from_the_engine_and_round_trip() -> None:
         StackOptions.parse({"method": "magic"}, name=option_name)
     with pytest.raises(StackerError, match="'reference'"):
         StackOptions.parse({"reference": "sideways"})
+    assert StackOptions.parse({}).stacker_kwargs()["far_first"] is False
+    assert StackOptions.parse({"order": "Far-to-near"}).stacker_kwargs()["far_first"] is True
+    with pytest.raises(StackerError, match="--order 'backwards': use near-to-far, far-to-near"):
+        StackOptions.parse({"order": "backwards"}, name=option_name)
 
 
 def test_rig_spec_reads_options_and_session_blocks_alike() -> None:
