@@ -21,6 +21,9 @@ The colour preview ``--depth-map`` writes, for the first seed of each family, is
 
     python benchmarks/bench_depth.py --seeds 1,2,3 --method pyramid
 
+``--order far-to-near`` stacks each stack from its far end (reversed, told so with
+``far_first``) and scores it against the same truth.
+
 ``--speed MP`` instead times the depth path on the cached ``MP``-megapixel, 24-frame JPEG stack
 of ``bench_stack.py``: ``Stacker.add`` per frame (which includes the focus tracker), the live
 preview's ``preview_depth`` after each frame, and the final depth map (in frames and as written
@@ -91,18 +94,29 @@ def score(estimate: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     }
 
 
-def run_one(spec: SceneSpec, frames: int, method: str) -> tuple[dict[str, Any], Stacker]:
-    """Stack one synthetic stack and score its depth map."""
+def run_one(
+    spec: SceneSpec, frames: int, method: str, order: str = "near-to-far"
+) -> tuple[dict[str, Any], Stacker]:
+    """Stack one synthetic stack and score its depth map. ``far-to-near`` feeds the frames in
+    reverse (the far end first, told so, in the geometry of the last: the near end's), and
+    scores the map in the near-to-far numbering of the truth."""
     stack = SyntheticStack(spec, frames)
-    stacker = Stacker(method=method)
+    shot = list(stack)
+    if order == "far-to-near":
+        stacker = Stacker(method=method, reference="last", far_first=True)
+        shot.reverse()
+    else:
+        stacker = Stacker(method=method)
     add_s = []
-    for f in stack:
+    for f in shot:
         t = time.perf_counter()
         stacker.add(f.image, name=f"frame {f.index}", position_um=f.focus_um)
         add_s.append(time.perf_counter() - t)
     t = time.perf_counter()
     estimate = estimated_frames(stacker)
     depth_s = time.perf_counter() - t
+    if order == "far-to-near":
+        estimate = (frames - 1) - estimate
     figures = score(estimate, stack.true_index())
     figures.update(add_median_s=float(np.median(add_s)), depth_map_s=depth_s)
     return figures, stacker
@@ -154,6 +168,12 @@ def main() -> int:
     ap.add_argument("--size", default="1500x1000")
     ap.add_argument("--frames", type=int, default=16)
     ap.add_argument("--method", default="pyramid")
+    ap.add_argument(
+        "--order",
+        default="near-to-far",
+        choices=("near-to-far", "far-to-near"),
+        help="far-to-near: the frames from the far end first, as a rail may shoot",
+    )
     ap.add_argument("--pictures", default="depth", help="file name stem of the saved previews")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--speed", type=float, default=None, help="time the depth path at MP")
@@ -171,7 +191,7 @@ def main() -> int:
     for layout in args.layouts.split(","):
         for n, seed in enumerate(seeds):
             spec = family_spec(layout, seed, width, height)
-            figures, stacker = run_one(spec, args.frames, args.method)
+            figures, stacker = run_one(spec, args.frames, args.method, args.order)
             runs.append({"layout": layout, "seed": seed, **figures})
             rows.append([layout, str(seed), f"{100 * figures['within_1_frame']:.1f} %",
                          f"{100 * figures['within_half_frame']:.1f} %",
@@ -194,7 +214,8 @@ def main() -> int:
         print(f"{layout}: worst seed {100 * worst:.1f} % within one frame (bar 97 %)")
     out = args.json or common.WORK / "bench_depth.json"
     common.write_json(out, {"machine": info, "method": args.method, "frames": args.frames,
-                            "size": [width, height], "runs": runs})  # fmt: skip
+                            "order": args.order, "size": [width, height],
+                            "runs": runs})  # fmt: skip
     print(f"figures: {out}")
     return 0
 
