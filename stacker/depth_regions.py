@@ -15,17 +15,17 @@ over three frames, so finer than the step), the region's pixels more than half a
 take the region's depth. A region with no such evidence (a flat patch of the ground itself, or
 a shape at the ground's depth) is left as the fill made it, unless the ground around it is
 tilted: then it takes the plane the surround's depths lie on (:func:`_tilted_fill`), where the
-fill had flattened it. Each voted region is
-judged a second time with its neighbours as voted, so that a nearer flat neighbour's outline,
-which the fill had not yet given the neighbour's depth, is not taken for its own. Pieces of
-one colour that meet only at corners (a part cut by its lettering) vote as one region
-(:func:`_voting_regions`), and so do pieces of one colour facing each other across a narrow
-band (a part cut right across by its lettering). A region of more than one colour is left
-alone: two flat shapes of similar colour that touch make one connected region, which need not
-be one surface. On the synthetic stacks of ``benchmarks/bench_depth.py`` the share of pixels
-within a frame of the truth goes from 96.2-98.2 % to 97.0-98.8 % on the ``shapes`` stacks of
-seeds 1-8, and up on each of the six held-out ones (seeds 9-14, by 0.1 to 2.5 points); the
-``board`` stacks move by 0.4 point at most (board 11 +0.4, board 14 -0.2).
+fill had flattened it. Each voted region is judged a second time with its neighbours as voted,
+so that a nearer flat neighbour's outline, which the fill had not yet given the neighbour's
+depth, is not taken for its own. Pieces of one colour that meet only at corners (a part cut by
+its lettering) vote as one region (:func:`_voting_regions`), and so do pieces of one colour
+facing each other across a narrow band (a part cut right across by its lettering). A region of
+more than one colour is left alone: two flat shapes of similar colour that touch make one
+connected region, which need not be one surface. On the synthetic stacks of
+``benchmarks/bench_depth.py`` the share of pixels within a frame of the truth goes from
+96.2-98.2 % to 97.0-98.8 % on the ``shapes`` stacks of seeds 1-8, and up on each of the six
+held-out ones (seeds 9-14, by 0.1 to 2.5 points); the ``board`` stacks move by 0.4 point at
+most (board 11 +0.4, board 14 -0.2).
 """
 
 from __future__ import annotations
@@ -80,10 +80,10 @@ def vote_flat_regions(
     of ``benchmarks/bench_depth.py`` no stack moves by more than 0.01 point.
 
     The region's depth is the median of its fill within a frame of the voted depth; its pixels
-    more than half a frame from that depth take it. With
-    a whole frame's leeway, the fill's ramp between the region's own depth and the wrong one it
-    replaced stayed behind as a band up to a frame and a half off (a crescent inside a shape
-    that had half lost its depth), 0.1 to 0.8 point on eleven of 44 stacks.
+    more than half a frame from that depth take it. With a whole frame's leeway, the fill's ramp
+    between the region's own depth and the wrong one it replaced stayed behind as a band up to a
+    frame and a half off (a crescent inside a shape that had half lost its depth), 0.1 to 0.8
+    point on eleven of 44 stacks.
 
     The surround is judged on the fill, in which a flat neighbour may not have its own depth
     yet: beside a glyph in front of a far flat shape, the fill had given the glyph's stroke the
