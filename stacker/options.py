@@ -118,5 +118,11 @@ class StackOptions:
             "align": self.align,
             "reference": self.reference,
             "interpolation": self.interpolation,
-            "far_first": self.order == "far-to-near",
+            "far_first": self.far_first,
         }
+
+    @property
+    def far_first(self) -> bool:
+        """The first frame is focused on the far end (:class:`~stacker.stack.Stacker`'s
+        ``far_first``)."""
+        return self.order == "far-to-near"

@@ -826,11 +826,11 @@ def _check_watch_settings(
 
 
 def _far_first(order: str) -> bool:
-    """Whether ``--order`` says the frames come from the far end first (a one-line error for
-    anything but near-to-far or far-to-near)."""
-    from stacker.options import ORDERS, choice
+    """Whether ``--order`` says the frames come from the far end first, read as every front end
+    reads it (:class:`~stacker.options.StackOptions`)."""
+    from stacker.options import StackOptions, option_name
 
-    return choice(order, ORDERS, "--order") == "far-to-near"
+    return StackOptions.parse({"order": order}, name=option_name).far_first
 
 
 def watch_and_stack(
