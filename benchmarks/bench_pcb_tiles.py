@@ -26,7 +26,7 @@ import numpy as np
 from stacker.io import read_image
 
 CLI = "import sys; sys.path.insert(0, sys.argv.pop(1)); from stacker.cli import main; main()"
-PCB = common.HERE.parents[2] / "shared" / "data" / "pcb-stack"
+PCB = common.HERE.parents[1] / "shared" / "data" / "pcb-stack"  # ../shared beside the checkout
 
 
 def stack(root: Path, frames: list[Path], out: Path) -> np.ndarray:
