@@ -20,13 +20,6 @@
   nearby dominates; frames that are not (which spread a saturated object's colour into its
   surround: colour glow) hardly count; where no frame is sharper than another (flat areas) the
   blend is the mean, which averages the noise away and shifts no colour.
-  One exception keeps *near objects opaque*: where the frame that won the finest band is more
-  than ``paste_gap`` frames nearer than the frame the coarse bands follow (a thin near object,
-  sharp in its own frame, in a neighbourhood where a farther frame is sharper), the composite
-  takes that frame's pixels whole, feathered. Otherwise the object keeps its fine detail but
-  the coarse bands of the background's frame, in which it is a faint blur, and it comes out
-  pale and see-through. The nearer surface hides what lies behind it, so which frame is nearer
-  decides it: the merger is told whether the stack runs far to near (``far_first``).
 - :class:`DepthMapMerger` ("depthmap", smooth colour, like Zerene's DMap): a smoothed focus
   measure per frame at reduced resolution, the best score and its frame index per pixel, and a
   feathered blend wherever the winner changes.
@@ -45,8 +38,6 @@ import numpy as np
 from stacker import pyramid
 from stacker.cvtyping import cv
 from stacker.focus import WINDOW_PX, focus_measure
-
-_TILE = 256  # side of the tiles a near object's pixels are pasted in (float temporaries)
 
 
 class FocusTracker:
@@ -180,13 +171,9 @@ class PyramidMerger(_Merger):
     outclassed_by = 8.0  # fine coefficients of a frame this much less sharp are never taken
     quiet_below = 3.0  # fine activity under this many times the noise floor is only noise
     floor_quantile = 0.1  # the first frame's activity quantile taken as its noise floor
-    paste_gap = 1  # a finest-band winner more than this many frames nearer is kept whole
-    paste_detail = 0.25  # ... if its focus measure there is above this share of the median best
-    paste_feather = 0.75  # sigma of a kept object's edge, in finest-decision (half-size) pixels
 
-    def __init__(self, height: int, width: int, dtype: np.dtype, far_first: bool = False) -> None:
+    def __init__(self, height: int, width: int, dtype: np.dtype) -> None:
         self.dtype = np.dtype(dtype)
-        self.far_first = far_first
         self.wdt = pyramid.work_dtype(self.dtype)
         self.levels = pyramid.pyramid_levels(height, width)
         self.shapes = pyramid.level_shapes(height, width, self.levels)
@@ -212,16 +199,6 @@ class PyramidMerger(_Merger):
         self.weight_sum = [np.zeros(shape, np.float32) for shape in coarse]
         self.band_sum = [np.zeros((h, w, 3), np.float32) for h, w in coarse]
         self._score = [np.zeros(shape, np.float32) for shape in coarse]
-        # Near objects kept opaque: per pixel, the frame that won the finest band (its pixels
-        # as they came, and its index at decision size) and the frame that leads the focus
-        # score of the finest coarse level (the one the coarse bands follow).
-        self.held = np.zeros((height, width, 3), self.dtype)
-        self.held_index = np.zeros(self.decision_shapes[0], np.uint16)
-        self._index_fill = np.zeros_like(self.held_index)
-        self.lead = np.full(coarse[0], -1.0, np.float32)
-        self.lead_index = np.zeros(coarse[0], np.uint16)
-        self._indices: list[int] = []  # the index :meth:`track` was given, per frame folded
-        self._gains: dict[int, tuple[float, float, float]] = {}  # per frame index
         self.count = 0
         self.tracker = FocusTracker(height, width, self.track_level)
 
@@ -362,7 +339,6 @@ class PyramidMerger(_Merger):
         The fold reads nothing else of the tracker, so the next frame may be tracked while
         this one is folded (:class:`stacker.stack.Stacker` does, on another thread)."""
         self.tracker.update(small, valid_small, index)
-        self._indices.append(index)
         scaled = cv.multiply(self.tracker.latest, self.outclassed_by)
         return cv2.compare(self.tracker.best, scaled, cv2.CMP_LE)
 
@@ -377,99 +353,14 @@ class PyramidMerger(_Merger):
         pyramid.build(pyramid.to_work(frame, gains, self._work), self.levels, self.bands)
         self._merge_fine(valid_small, self.count == 0, eligible)
         self._merge_coarse(valid_small)
-        self._hold(frame, gains, valid_small)
         self.count += 1
-
-    def _hold(
-        self, frame: np.ndarray, gains: tuple[float, float, float], valid_small: np.ndarray
-    ) -> None:
-        """Keep the new frame's pixels where it won the finest band (its gains are applied when
-        they are pasted), and note where it leads the finest coarse level's focus score. Runs
-        after :meth:`_merge_fine`, whose last full-size band-0 decision is still in ``_mask0``,
-        and :meth:`_merge_coarse`."""
-        index = self._indices[self.count]
-        self._gains[index] = gains
-        self._index_fill.fill(index)
-        cv2.copyTo(self._index_fill, self._mask[0], self.held_index)
-        cv2.copyTo(frame, self._mask0, self.held)
-        score = self._score[0]
-        valid = cv2.resize(valid_small, score.shape[::-1], interpolation=cv2.INTER_NEAREST)
-        ahead = (score > self.lead) & (valid > 0)
-        self.lead[ahead] = score[ahead]
-        self.lead_index[ahead] = index
-
-    def paste_alpha(self) -> np.ndarray | None:
-        """Where the composite keeps a near object whole (see the module docstring): 0-255 at
-        the finest decision's size (half size), feathered; ``None`` where nowhere.
-
-        The finest-band winner there is more than ``paste_gap`` frames nearer than the frame
-        that leads the coarse bands, and is in focus there: the pixel-level focus measure
-        (the tracker's) finds it the sharpest frame, with a measure above ``paste_detail``
-        times the median of the best measures. Where every frame is defocused (a part of the
-        subject beyond the stack's ends) the finest band's winner is a draw of noise and the
-        coarse lead another; pasting one frame's pixels there would leave blotches. Quiet
-        places (only noise in every frame) never count."""
-        dh, dw = self.held_index.shape
-        held = self.held_index
-        lead = cv2.resize(self.lead_index, (dw, dh), interpolation=cv2.INTER_NEAREST)
-        ahead = cv2.subtract(held, lead) if self.far_first else cv2.subtract(lead, held)
-        paste = cv.compare(ahead, self.paste_gap, cv2.CMP_GT)
-        cv2.subtract(paste, self.quiet[0], dst=paste)  # both 0 or 255
-        if not cv2.countNonZero(paste):
-            return None
-        t = self.tracker
-        sharpest = cv2.resize(t.index, (dw, dh), interpolation=cv2.INTER_NEAREST)
-        cv2.bitwise_and(paste, cv.compare(sharpest, held, cv2.CMP_EQ), dst=paste)
-        best = cv2.resize(t.best, (dw, dh), interpolation=cv2.INTER_NEAREST)
-        sample = t.best[::4, ::4].ravel()
-        median = float(np.partition(sample, sample.size // 2)[sample.size // 2])
-        detail = self.paste_detail * median
-        cv2.bitwise_and(paste, cv.compare(best, detail, cv2.CMP_GT), dst=paste)
-        if not cv2.countNonZero(paste):
-            return None
-        return cv2.GaussianBlur(paste, (0, 0), self.paste_feather)
 
     def composite(self, stop: int = 0) -> np.ndarray:
         """The current composite in the frames' dtype (level ``stop``: 0 = full resolution).
 
         The new-frame band buffers are scratch between frames, so the collapse writes there.
         """
-        out = pyramid.from_work(pyramid.collapse(self.fused, stop, scratch=self.bands), self.dtype)
-        alpha = self.paste_alpha()
-        if alpha is not None:
-            self._paste(out, alpha)
-        return out
-
-    def _paste(self, out: np.ndarray, alpha: np.ndarray) -> None:
-        """Blend the kept pixels, with their frames' gains, into ``out`` (the composite at some
-        level) by ``alpha`` (:meth:`paste_alpha`, at decision size), tile by tile where
-        ``alpha`` is not zero: nothing frame-sized is allocated at full size."""
-        h, w = out.shape[:2]
-        held = self.held
-        if held.shape[:2] != (h, w):
-            held = cv2.resize(held, (w, h), interpolation=cv2.INTER_AREA)
-        table = np.ones((max(self._gains) + 1, 3), np.float32)
-        for i, g in self._gains.items():
-            table[i] = g
-        top = 255.0 if self.dtype == np.uint8 else 65535.0
-        dh, dw = alpha.shape
-        smooth = cv2.INTER_LINEAR if w > dw else cv2.INTER_AREA
-        x, y, bw, bh = cv2.boundingRect(alpha)
-        for y0 in range(y * h // dh, -(-(y + bh) * h // dh), _TILE):
-            for x0 in range(x * w // dw, -(-(x + bw) * w // dw), _TILE):
-                th, tw = min(_TILE, h - y0), min(_TILE, w - x0)
-                rows = slice(y0 * dh // h, -(-(y0 + th) * dh // h))
-                cols = slice(x0 * dw // w, -(-(x0 + tw) * dw // w))
-                if not cv2.countNonZero(alpha[rows, cols]):
-                    continue
-                a = cv2.resize(alpha[rows, cols], (tw, th), interpolation=smooth)
-                index = cv2.resize(self.held_index[rows, cols], (tw, th),
-                                   interpolation=cv2.INTER_NEAREST)  # fmt: skip
-                kept = held[y0 : y0 + th, x0 : x0 + tw] * table[index]
-                part = out[y0 : y0 + th, x0 : x0 + tw]
-                mixed = part.astype(np.float32)
-                mixed += (kept - mixed) * (a[..., None] * np.float32(1 / 255))
-                np.copyto(part, np.clip(np.rint(mixed), 0, top), casting="unsafe")
+        return pyramid.from_work(pyramid.collapse(self.fused, stop, scratch=self.bands), self.dtype)
 
 
 class DepthMapMerger(_Merger):
@@ -530,12 +421,11 @@ class DepthMapMerger(_Merger):
 
 
 def make_merger(
-    method: str, height: int, width: int, dtype: np.dtype, far_first: bool = False
+    method: str, height: int, width: int, dtype: np.dtype
 ) -> PyramidMerger | DepthMapMerger:
-    """The merger for ``method`` ('pyramid' or 'depthmap'); ``far_first``: the frames run
-    from the far end (the pyramid keeps near objects opaque)."""
+    """The merger for ``method`` ('pyramid' or 'depthmap')."""
     if method == "pyramid":
-        return PyramidMerger(height, width, dtype, far_first)
+        return PyramidMerger(height, width, dtype)
     if method == "depthmap":
         return DepthMapMerger(height, width, dtype)
     raise ValueError(f"unknown merge method {method!r}")

@@ -166,10 +166,9 @@ class Stacker:
         module docstring); the results are the same either way. False merges inside ``add``.
     far_first
         The frames run from the far end of the subject to the near end (a rail session shot
-        ``far-to-near``). The end-of-stack depth map's rules for flat regions and occlusions,
-        and the pyramid's rule that keeps near objects opaque, need to know which side of an
-        outline is nearer; by default the first frame is the nearest, as in a camera's focus
-        bracketing.
+        ``far-to-near``). The end-of-stack depth map's rules for flat regions and occlusions
+        need to know which side of an outline is nearer; by default the first frame is the
+        nearest, as in a camera's focus bracketing.
     """
 
     def __init__(
@@ -337,7 +336,7 @@ class Stacker:
         h, w = image.shape[:2]
         self._shape = (h, w)
         self._dtype = image.dtype
-        self._state = make_merger(self.method, h, w, image.dtype, self.far_first)
+        self._state = make_merger(self.method, h, w, image.dtype)
         self._coverage = Coverage(h, w)
         self._buffers = [np.empty_like(image) for _ in range(2 if self.overlap else 1)]
         if image.dtype == np.uint8 and self.interpolation == cv2.INTER_LINEAR:
