@@ -171,6 +171,7 @@ class PyramidMerger(_Merger):
     outclassed_by = 8.0  # fine coefficients of a frame this much less sharp are never taken
     quiet_below = 3.0  # fine activity under this many times the noise floor is only noise
     floor_quantile = 0.1  # the first frame's activity quantile taken as its noise floor
+    floor_cap = 0.75  # ... but never above this, in 8-bit levels (sensor noise of about 3.5)
 
     def __init__(self, height: int, width: int, dtype: np.dtype) -> None:
         self.dtype = np.dtype(dtype)
@@ -201,6 +202,11 @@ class PyramidMerger(_Merger):
         self._score = [np.zeros(shape, np.float32) for shape in coarse]
         self.count = 0
         self.tracker = FocusTracker(height, width, self.track_level)
+
+    @property
+    def _to_8bit(self) -> float:
+        """Working units per 8-bit level."""
+        return pyramid.FIXED_POINT if self.dtype == np.uint8 else pyramid.WIDE_SCALE * 257.0
 
     def _band_activity(self, k: int) -> np.ndarray:
         """Local activity of the new frame at fine band k, at the band's decision size.
@@ -233,8 +239,7 @@ class PyramidMerger(_Merger):
         """
         # Scores in 8-bit levels, whatever the working type, so their powers stay in range.
         source = self._act_new[0].astype(np.float32)
-        to_8bit = pyramid.FIXED_POINT if self.dtype == np.uint8 else pyramid.WIDE_SCALE * 257.0
-        source *= np.float32(1.0 / to_8bit)
+        source *= np.float32(1.0 / self._to_8bit)
         for score in self._score:
             h, w = score.shape
             cv2.resize(source, (w, h), dst=score, interpolation=cv2.INTER_AREA)
@@ -283,7 +288,9 @@ class PyramidMerger(_Merger):
         better estimate (it divides the noise variance by their number), as it is in the
         coarse bands. Quiet: local activity under ``quiet_below`` times the noise floor, the
         first frame's ``floor_quantile`` of its activity in that band (most of a focus-stack
-        frame is out of focus, where the fine bands hold only noise). A place leaves the
+        frame is out of focus, where the fine bands hold only noise), capped at ``floor_cap``
+        (the far end of a stack shot far to near can be sharp nearly all over, and its
+        quietest tenth is then texture, not noise). A place leaves the
         average for good at the first frame that is not quiet there (or does not cover it),
         and the usual selection takes over, so every averaged coefficient is the mean of all
         frames so far, and one weight serves the whole band.
@@ -293,7 +300,8 @@ class PyramidMerger(_Merger):
             sample = act[::4, ::4].ravel()
             rank = int(self.floor_quantile * (sample.size - 1))
             floor = float(np.partition(sample, rank)[rank])
-            self.noise_threshold[k] = self.quiet_below * floor
+            cap = self.floor_cap * self._to_8bit
+            self.noise_threshold[k] = self.quiet_below * min(floor, cap)
         below = cv.compare(act, self.noise_threshold[k], cv2.CMP_LT)
         cv2.bitwise_and(below, valid, dst=below)
         if first:
