@@ -89,10 +89,19 @@ def glow_scores(image: np.ndarray, stack: GlowStack) -> tuple[float, float]:
     return luma, fitted_psnr(image, truth, band, fit_mask=centre, luma=False)
 
 
-def run_stacker_cli(root: Path, folder: Path, out: Path, method: str) -> dict[str, Any]:
-    """``stacker stack`` with the ``stacker`` package of checkout ``root``, timed."""
-    cmd = [sys.executable, "-c", CLI, str(root), "stack", str(folder), "-o", str(out)]
+def run_stacker_cli(
+    root: Path, folder: Path, out: Path, method: str, order: str = "near-to-far"
+) -> dict[str, Any]:
+    """``stacker stack`` with the ``stacker`` package of checkout ``root``, timed. With
+    ``order`` ``far-to-near`` the frames are given far end first, as a stack shot that way,
+    and the result is put in the near end's geometry (the truth's)."""
+    inputs = [str(folder)]
+    if order == "far-to-near":
+        inputs = [str(p) for p in reversed(common.frame_paths(folder))]
+    cmd = [sys.executable, "-c", CLI, str(root), "stack", *inputs, "-o", str(out)]
     cmd += ["--no-crop", "--method", method]
+    if order == "far-to-near":
+        cmd += ["--order", order, "--reference", "last"]
     return common.timed_run(cmd)
 
 
@@ -161,7 +170,8 @@ def run_family(family: str, seed: int, args: argparse.Namespace, skip: set[str])
     width, height = (int(v) for v in args.size.split("x"))
     folder = ensure_glow_stack(family, width, height, args.frames, seed)
     stack = GlowStack.from_folder(folder)
-    outdir = common.WORK / f"glow_out_{folder.name}"
+    far = "_far_first" if args.order == "far-to-near" else ""
+    outdir = common.WORK / f"glow_out_{folder.name}{far}"
     outdir.mkdir(parents=True, exist_ok=True)
     runs: dict[str, dict[str, Any]] = {}
     contenders = ["stackrig", "before", "baseline", "enfuse"]
@@ -181,7 +191,7 @@ def run_family(family: str, seed: int, args: argparse.Namespace, skip: set[str])
             runs[name] = bench_peers.run_python(name, folder, out, args.method)
         else:
             root = args.root if name == "stackrig" else args.before
-            runs[name] = run_stacker_cli(root, folder, out, args.method)
+            runs[name] = run_stacker_cli(root, folder, out, args.method, args.order)
         if "error" in runs[name]:
             print(f"  {name}: {runs[name]['error']}")
     outputs = {n: outdir / f"{n}.tif" for n, r in runs.items() if "error" not in r}
@@ -215,6 +225,13 @@ def main() -> int:
         default="",
         help="comma separated: stackrig, baseline, enfuse (a skipped baseline or enfuse is "
         "scored from an earlier run's output when there is one)",
+    )
+    ap.add_argument(
+        "--order",
+        default="near-to-far",
+        choices=("near-to-far", "far-to-near"),
+        help="far-to-near: stackrig and 'before' are given the frames far end first (told "
+        "so); enfuse and the baseline take them as they are",
     )
     ap.add_argument("--json", type=Path, default=common.WORK / "bench_glow.json")
     args = ap.parse_args()
