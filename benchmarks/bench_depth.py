@@ -44,6 +44,7 @@ import cv2
 import numpy as np
 
 from rig.sim.scene import SceneSpec, SyntheticStack
+from stacker.options import ORDERS
 from stacker.stack import Stacker
 
 RESULTS = common.HERE / "results"
@@ -171,7 +172,7 @@ def main() -> int:
     ap.add_argument(
         "--order",
         default="near-to-far",
-        choices=("near-to-far", "far-to-near"),
+        choices=ORDERS,
         help="far-to-near: the frames from the far end first, as a rail may shoot",
     )
     ap.add_argument("--pictures", default="depth", help="file name stem of the saved previews")

@@ -46,6 +46,7 @@ from rig.sim.glow import (
 )
 from rig.sim.scene import TRUTH_SIDECAR
 from stacker.io import read_image, write_image
+from stacker.options import ORDERS
 
 FAMILIES = [f"{b}-{d}" for b in BACKGROUNDS for d in DEFOCUS_MODELS]
 HEADER = ["scene", "method", "luma dB", "glow band dB", "wall s", "offset px"]
@@ -229,7 +230,7 @@ def main() -> int:
     ap.add_argument(
         "--order",
         default="near-to-far",
-        choices=("near-to-far", "far-to-near"),
+        choices=ORDERS,
         help="far-to-near: stackrig and 'before' are given the frames far end first (told "
         "so); enfuse and the baseline take them as they are",
     )

@@ -853,7 +853,10 @@ def _mirrored(
     order reversed between ``ends``: frame ``ends[0] + ends[1] - f`` for ``f``."""
     span = sum(ends)
     best, index, second, second_index = peaks
-    flip = lambda a: (span - a.astype(np.int32)).astype(np.uint16)  # noqa: E731
+
+    def flip(a: np.ndarray) -> np.ndarray:
+        return (span - a.astype(np.int32)).astype(np.uint16)
+
     return np.float32(span) - frames, (best, flip(index), second, flip(second_index))
 
 
