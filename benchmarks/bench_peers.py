@@ -130,10 +130,11 @@ def place_outputs(
     """Every output in the truth's geometry with its offset (px), and the area all cover."""
     h, w = truth.shape[:2]
     common_mask = coverage_mask(transforms, (w, h), inset_px=4)
+    coverage = common_mask.copy()  # what every frame saw: the fit looks only there
     placed: dict[str, tuple[np.ndarray, float]] = {}
     for name, path in outputs.items():
         img, valid = read_output(path)
-        fit = fit_to_reference(img, truth)
+        fit = fit_to_reference(img, truth, mask=coverage)
         ident = np.eye(3)
         ih, iw = img.shape[:2]
         offset = corner_rms_error(fit.transform, ident, iw, ih)

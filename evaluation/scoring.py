@@ -258,6 +258,7 @@ def fit_to_reference(
     reference: np.ndarray,
     *,
     work_px: int = 1200,
+    mask: np.ndarray | None = None,
 ) -> Fit:
     """Find the affine transform mapping ``reference`` pixels to ``image`` pixels.
 
@@ -265,6 +266,10 @@ def fit_to_reference(
     (smaller than the reference) or shifted by a few pixels. A coarse position comes from
     template matching of the centre of ``image``, then ECC (Evangelidis & Psarakis 2008) refines
     an affine model on a downscaled luma, and finally at full resolution on a central window.
+
+    ``mask`` (reference geometry) limits the ECC fit to the pixels an output can be judged on:
+    an uncropped composite made in another frame's geometry has replicated borders beyond what
+    that frame saw, and fitting them too shifts the whole fit by a fraction of a pixel.
     """
     ref = _luma_float(reference)
     img = _luma_float(image)
@@ -283,15 +288,21 @@ def fit_to_reference(
     # ECC below uses the image as template: its warp maps image coords to reference coords.
     warp = np.array([[1.0, 0.0, dx * scale], [0.0, 1.0, dy * scale]], np.float32)
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-6)
+    mask_s = mask_full = None
+    if mask is not None:
+        mask_full = mask.astype(np.uint8)
+        mask_s = cv2.resize(
+            mask_full, (ref_s.shape[1], ref_s.shape[0]), interpolation=cv2.INTER_NEAREST
+        )
     corr = 0.0
     with contextlib.suppress(cv2.error):  # no convergence: keep the template-match estimate
-        corr, warp = cv.findTransformECC(img_s, ref_s, warp, cv2.MOTION_AFFINE, criteria, None, 5)
+        corr, warp = cv.findTransformECC(img_s, ref_s, warp, cv2.MOTION_AFFINE, criteria, mask_s, 5)
     warp = warp.copy()
     warp[:, 2] /= scale
     if scale < 1.0:
         with contextlib.suppress(cv2.error):
             corr, warp = cv.findTransformECC(
-                img, ref, warp, cv2.MOTION_AFFINE, (criteria[0], 20, 1e-6), None, 3
+                img, ref, warp, cv2.MOTION_AFFINE, (criteria[0], 20, 1e-6), mask_full, 3
             )
     return Fit(transform=np.linalg.inv(as_3x3(warp)), correlation=float(corr))
 
