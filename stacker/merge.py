@@ -9,7 +9,11 @@
   scales, as in Li et al. 1995's consistency verification): where the best frame so far is
   ``outclassed_by`` times sharper than the new one, the new frame's fine coefficients are not
   taken, however active they are. A defocused saturated edge spreads large coefficients into
-  the fine bands around it, over a surround that another frame shows in focus. Where every
+  the fine bands around it, over a surround that another frame shows in focus. The other way
+  round, a frame ``takes_over_at`` times sharper than the one a fine coefficient came from
+  takes it, however inactive, where no frame so far showed the place sharp: shot far to near,
+  the spread edges come first and the flat surround of the object's own frame would not
+  replace them. Where every
   frame so far is *quiet* in a fine band (its activity within a few times the noise floor: a
   flat area, or one no frame has in focus) nothing is selected: the coefficient is the mean of
   the frames, since the most active of several noise draws is the largest one, and a pick
@@ -31,6 +35,8 @@ Pixels a frame does not cover (outside its warped footprint) never win.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Generic, NamedTuple, TypeVar
 
 import cv2
 import numpy as np
@@ -121,7 +127,10 @@ class FocusTracker:
         return self._last
 
 
-class _Merger(ABC):
+Tracked = TypeVar("Tracked")
+
+
+class _Merger(ABC, Generic[Tracked]):
     """What both mergers do with a frame: :meth:`track` its focus on the caller's thread, then
     :meth:`fold` it into the merge state (which reads nothing else of the tracker, so the next
     frame may be tracked meanwhile, as :class:`stacker.stack.Stacker` does)."""
@@ -142,10 +151,18 @@ class _Merger(ABC):
         ``valid_small`` its coverage at the tracker's size. The same as :meth:`track`, then
         :meth:`fold`.
         """
-        self.fold(frame, gains, valid_small, self.track(small, valid_small, index))
+        self.tracked(small, valid_small, index)(frame, gains, valid_small)
+
+    def tracked(
+        self, small: np.ndarray, valid_small: np.ndarray, index: int
+    ) -> Callable[[np.ndarray, tuple[float, float, float], np.ndarray], None]:
+        """:meth:`track` the frame now; returns its :meth:`fold`, to call later (on another
+        thread, while the next frame is tracked) with the frame, its gains and coverage."""
+        tracked = self.track(small, valid_small, index)
+        return lambda frame, gains, valid: self.fold(frame, gains, valid, tracked)
 
     @abstractmethod
-    def track(self, small: np.ndarray, valid_small: np.ndarray, index: int) -> np.ndarray:
+    def track(self, small: np.ndarray, valid_small: np.ndarray, index: int) -> Tracked:
         """Fold the frame's focus measure into the tracker; returns what :meth:`fold` needs."""
 
     @abstractmethod
@@ -154,12 +171,21 @@ class _Merger(ABC):
         frame: np.ndarray,
         gains: tuple[float, float, float],
         valid_small: np.ndarray,
-        tracked: np.ndarray,
+        tracked: Tracked,
     ) -> None:
         """Merge a frame that :meth:`track` has seen (``tracked``: what it returned)."""
 
 
-class PyramidMerger(_Merger):
+class _Tracked(NamedTuple):
+    """What :meth:`PyramidMerger.track` gives :meth:`PyramidMerger.fold`, at the tracker's size."""
+
+    eligible: np.ndarray
+    """0/255 where the frame is not outclassed."""
+    measure: np.ndarray
+    """The frame's focus measure (negative where it does not cover)."""
+
+
+class PyramidMerger(_Merger[_Tracked]):
     """Fused Laplacian pyramid: max-activity selection in the fine bands, focus-weighted blending
     in the coarse bands and the base; see the module docstring."""
 
@@ -169,6 +195,8 @@ class PyramidMerger(_Merger):
     score_sigma = 1.5  # smoothing of the focus score at every coarse level, in its pixels
     sharpness = 4.0  # exponent of the focus score in the coarse weights
     outclassed_by = 8.0  # fine coefficients of a frame this much less sharp are never taken
+    takes_over_at = 8.0  # ... and a frame this much sharper than their holder always takes them
+    holder_floor_quantile = 0.9  # ... where it is that much sharper than most of the first frame
     quiet_below = 3.0  # fine activity under this many times the noise floor is only noise
     floor_quantile = 0.1  # the first frame's activity quantile taken as its noise floor
     floor_cap = 0.75  # ... but never above this, in 8-bit levels (sensor noise of about 3.5)
@@ -202,6 +230,10 @@ class PyramidMerger(_Merger):
         self._score = [np.zeros(shape, np.float32) for shape in coarse]
         self.count = 0
         self.tracker = FocusTracker(height, width, self.track_level)
+        # Per fine band, at the tracker's size: the focus measure of the frame whose
+        # coefficients the band holds there (:meth:`_take_over`).
+        self.holder = [np.zeros(self.tracker.best.shape, np.float32) for _ in self.decision_shapes]
+        self._holder_floor = 0.0
 
     @property
     def _to_8bit(self) -> float:
@@ -247,11 +279,16 @@ class PyramidMerger(_Merger):
             source = score
         return self._score
 
-    def _merge_fine(self, valid_small: np.ndarray, first: bool, eligible: np.ndarray) -> None:
+    def _merge_fine(self, valid_small: np.ndarray, first: bool, tracked: _Tracked) -> None:
         """Fine bands: each coefficient from the frame with the highest local activity, the
         decision majority-filtered (5x5) so isolated noise in flat areas is not picked, and
-        never outside ``eligible`` (:meth:`track`: where the frame is not outclassed). Where
-        every frame so far is quiet (:meth:`_fold_quiet`) the coefficient is their mean."""
+        never where the frame is outclassed (:meth:`track`), but always where it takes over
+        (:meth:`_takes_over`). Where every frame so far is quiet (:meth:`_fold_quiet`) the
+        coefficient is their mean."""
+        if first:
+            covered = tracked.measure[tracked.measure >= 0]
+            if covered.size:
+                self._holder_floor = float(np.quantile(covered, self.holder_floor_quantile))
         allowed: dict[tuple[int, int], np.ndarray] = {}  # per decision size (bands 0, 1 share)
         for k in range(self.fine):
             act = self._band_activity(k)
@@ -262,14 +299,44 @@ class PyramidMerger(_Merger):
             if not first:
                 win = cv2.compare(act, self.activity[k], cv2.CMP_GT)
                 win = cv2.medianBlur(win, 5 if min(h, w) > 64 else 3)
+                cv2.bitwise_or(win, self._takes_over(k, tracked.measure, (w, h)), dst=win)
                 cv2.bitwise_and(win, decision, dst=decision)
                 if (h, w) not in allowed:
-                    up = cv2.resize(eligible, (w, h), interpolation=cv2.INTER_LINEAR)
+                    up = cv2.resize(tracked.eligible, (w, h), interpolation=cv2.INTER_LINEAR)
                     allowed[h, w] = cv.compare(up, 127, cv2.CMP_GT, dst=up)
                 cv2.bitwise_and(allowed[h, w], decision, dst=decision)
                 cv2.subtract(decision, self.quiet[k], dst=decision)  # quiet is 0 or 255
+            self._hold(k, decision, tracked.measure)
             cv2.copyTo(act, decision, self.activity[k])
             cv2.copyTo(self.bands[k], self._full_size(k, decision), self.fused[k])
+
+    def _takes_over(self, k: int, measure: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """Where the new frame takes fine band ``k`` whatever its activity (0/255 at ``size``):
+        it is ``takes_over_at`` times sharper than the frame the band holds there, and than
+        most of the first frame.
+
+        The order-free counterpart of the outclassed check. Shot near to far, the frame
+        focused on a saturated object comes before the defocused ones, and the check keeps
+        their spread edges out of the fine bands around it. Shot far to near, the defocused
+        frames come first and their spread edges are taken, on a black or flat surround, for
+        want of anything sharper; the frame focused on the object then shows that surround
+        flat, with less activity than the spill, and would not replace it. The floor (the
+        first frame's ``holder_floor_quantile`` of focus) confines the rule to places no
+        frame has yet shown sharp: where one has, activity and the outclassed check decide.
+        """
+        bar = cv.max(self.holder[k], self._holder_floor)
+        bar *= np.float32(self.takes_over_at)
+        take = cv2.compare(measure, bar, cv2.CMP_GE)
+        return cv2.resize(take, size, interpolation=cv2.INTER_NEAREST)
+
+    def _hold(self, k: int, decision: np.ndarray, measure: np.ndarray) -> None:
+        """Remember the new frame's focus measure where fine band ``k`` took its coefficients
+        (``decision``, at the band's decision size)."""
+        th, tw = measure.shape
+        took = decision
+        if took.shape != (th, tw):
+            took = cv2.resize(decision, (tw, th), interpolation=cv2.INTER_AREA)
+        cv2.copyTo(measure, cv.compare(took, 127, cv2.CMP_GT), self.holder[k])
 
     def _full_size(self, k: int, mask: np.ndarray) -> np.ndarray:
         """A decision-size mask of fine band ``k`` at the band's own size (band 0's decisions
@@ -339,27 +406,27 @@ class PyramidMerger(_Merger):
                 np.rint(fused, out=fused)
             np.copyto(self.fused[k], fused, casting="unsafe")
 
-    def track(self, small: np.ndarray, valid_small: np.ndarray, index: int) -> np.ndarray:
+    def track(self, small: np.ndarray, valid_small: np.ndarray, index: int) -> _Tracked:
         """Fold the frame's focus measure into the tracker; returns what :meth:`fold` needs of
-        it, a mask (0/255, a new array at the tracker's size) of where the frame is not
-        outclassed (the best frame so far less than ``outclassed_by`` times sharper).
+        it: where the frame is not outclassed (the best frame so far less than
+        ``outclassed_by`` times sharper) and its focus measure.
 
         The fold reads nothing else of the tracker, so the next frame may be tracked while
         this one is folded (:class:`stacker.stack.Stacker` does, on another thread)."""
         self.tracker.update(small, valid_small, index)
         scaled = cv.multiply(self.tracker.latest, self.outclassed_by)
-        return cv2.compare(self.tracker.best, scaled, cv2.CMP_LE)
+        return _Tracked(cv2.compare(self.tracker.best, scaled, cv2.CMP_LE), self.tracker.latest)
 
     def fold(
         self,
         frame: np.ndarray,
         gains: tuple[float, float, float],
         valid_small: np.ndarray,
-        eligible: np.ndarray,
+        tracked: _Tracked,
     ) -> None:
-        """Merge a tracked frame (``eligible``: what :meth:`track` returned for it)."""
+        """Merge a tracked frame (``tracked``: what :meth:`track` returned for it)."""
         pyramid.build(pyramid.to_work(frame, gains, self._work), self.levels, self.bands)
-        self._merge_fine(valid_small, self.count == 0, eligible)
+        self._merge_fine(valid_small, self.count == 0, tracked)
         self._merge_coarse(valid_small)
         self.count += 1
 
@@ -371,7 +438,7 @@ class PyramidMerger(_Merger):
         return pyramid.from_work(pyramid.collapse(self.fused, stop, scratch=self.bands), self.dtype)
 
 
-class DepthMapMerger(_Merger):
+class DepthMapMerger(_Merger[np.ndarray]):
     """Best-focus-per-pixel composite with feathered transitions; see the module docstring."""
 
     name = "depthmap"

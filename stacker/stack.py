@@ -433,13 +433,13 @@ class Stacker:
         small = measure_luma(warped, float(np.mean(gain)))
         valid = self._coverage.footprint(chain, tracker.size)
         # The fold in progress reads none of the tracker: this frame is tracked meanwhile.
-        tracked = self._state.track(small, valid, index)
+        fold_frame = self._state.tracked(small, valid, index)
         self.wait()
         self._version += 1
 
         def fold() -> None:
-            assert self._state is not None and self._coverage is not None
-            self._state.fold(warped, _triple(gain), valid, tracked)
+            assert self._coverage is not None
+            fold_frame(warped, _triple(gain), valid)
             self._coverage.add(chain)
             self._warped = warped
 
