@@ -13,14 +13,13 @@
   round, a frame ``takes_over_at`` times sharper than the one a fine coefficient came from
   takes it, however inactive, where no frame so far showed the place sharp: shot far to near,
   the spread edges come first and the flat surround of the object's own frame would not
-  replace them. Where every
-  frame so far is *quiet* in a fine band (its activity within a few times the noise floor: a
-  flat area, or one no frame has in focus) nothing is selected: the coefficient is the mean of
-  the frames, since the most active of several noise draws is the largest one, and a pick
-  would leave the composite noisier than any single frame. The coarse
+  replace them. Where every frame so far is *quiet* in a fine band (its activity within a few
+  times the noise floor: a flat area, or one no frame has in focus) nothing is selected: the
+  coefficient is the mean of the frames, since the most active of several noise draws is the
+  largest one, and a pick would leave the composite noisier than any single frame. The coarse
   bands and the lowpass base follow the frames that are in focus *there*: each is a running
-  blend of all frames weighted by a focus score (the finest band's activity,
-  smoothed level by level to the coefficient's reach) to the fourth power. A frame that is sharp
+  blend of all frames weighted by a focus score (the finest band's activity, smoothed level by
+  level to the coefficient's reach) to the fourth power. A frame that is sharp
   nearby dominates; frames that are not (which spread a saturated object's colour into its
   surround: colour glow) hardly count; where no frame is sharper than another (flat areas) the
   blend is the mean, which averages the noise away and shifts no colour.
@@ -231,7 +230,7 @@ class PyramidMerger(_Merger[_Tracked]):
         self.count = 0
         self.tracker = FocusTracker(height, width, self.track_level)
         # Per fine band, at the tracker's size: the focus measure of the frame whose
-        # coefficients the band holds there (:meth:`_take_over`).
+        # coefficients the band holds there (:meth:`_takes_over`).
         self.holder = [np.zeros(self.tracker.best.shape, np.float32) for _ in self.decision_shapes]
         self._holder_floor = 0.0
 
@@ -315,7 +314,7 @@ class PyramidMerger(_Merger[_Tracked]):
         it is ``takes_over_at`` times sharper than the frame the band holds there, and than
         most of the first frame.
 
-        The order-free counterpart of the outclassed check. Shot near to far, the frame
+        The counterpart of the outclassed check. Shot near to far, the frame
         focused on a saturated object comes before the defocused ones, and the check keeps
         their spread edges out of the fine bands around it. Shot far to near, the defocused
         frames come first and their spread edges are taken, on a black or flat surround, for
