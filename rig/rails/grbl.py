@@ -551,6 +551,17 @@ class GrblRail(GcodeRail):
             "(`rig rail stop`), then try again"
         )
 
+    def _refused(self, exc: GrblCommandError, resets: int, what: str) -> RigError:
+        """A command of a motion refused: blamed on a reset when the board restarted since.
+
+        A board that restarts between two commands of one move (``G1``, then ``G4``) prints its
+        banner before refusing the next one (``error:9``, locked after a reset with homing on);
+        the refusal is the reset's symptom, not its own cause.
+        """
+        if self._reset_seq != resets:
+            return self._reset_error(what)
+        return MotionError(str(exc))
+
     def _reset_error(self, line: str) -> RigError:
         if self._halting:
             return MoveStoppedError(f"{self.name}: stopped")
@@ -679,7 +690,7 @@ class GrblRail(GcodeRail):
             self._wait_planned(target_um, self._motion_timeout(mm - start / 1000.0, feed))
             self._wait_idle(f"move to {format_length(target_um)}", resets=resets)
         except GrblCommandError as exc:
-            raise MotionError(str(exc)) from None
+            raise self._refused(exc, resets, f"move to {format_length(target_um)}") from None
         finally:
             self._moving = False
 
@@ -762,7 +773,7 @@ class GrblRail(GcodeRail):
                     f"{self.port}: jog of {format_length(delta_um)} goes beyond the machine "
                     "travel; nothing moved"
                 ) from None
-            raise MotionError(str(exc)) from None
+            raise self._refused(exc, resets, f"jog of {format_length(delta_um)}") from None
         finally:
             self._moving = False
 

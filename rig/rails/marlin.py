@@ -257,11 +257,7 @@ class MarlinRail(GcodeRail):
                         if link.lost is not None:
                             raise link.lost
                         if self._connected and self._boots != boots:
-                            raise MotionError(
-                                f"the Marlin board on {self.port} restarted during {line!r}; "
-                                "its position is lost: home the rail or accept its position "
-                                "before moving"
-                            )
+                            raise self._restarted(repr(line))
                         if self._halted:
                             raise RigError(
                                 f"the Marlin board on {self.port} halted during {line!r}: "
@@ -286,6 +282,19 @@ class MarlinRail(GcodeRail):
         if errors:
             raise MotionError(f"{self.port}: {line!r} failed: {'; '.join(errors)}")
         return info
+
+    def _restarted(self, what: str) -> MotionError:
+        return MotionError(
+            f"the Marlin board on {self.port} restarted during {what}; its position is lost: "
+            "home the rail or accept its position before moving"
+        )
+
+    def _check_no_restart(self, boots: int, what: str) -> None:
+        """A restart between a move's commands: the fresh board answers the rest (``M400``,
+        ``M114``) as if nothing had happened, so the count of boots is what tells."""
+        with self._cond:
+            if self._boots != boots:
+                raise self._restarted(what)
 
     def _ready_check(self) -> None:
         if self._position_lost is not None:
@@ -396,10 +405,12 @@ class MarlinRail(GcodeRail):
         # Only the polling wait needs the distance (for its time limit).
         start = target_um if self.emergency_parser else self._read_position()
         self._position_um = None
+        boots = self._boots
         self._command("G90")
         self._command(f"G1 {self.axis}{target_um / 1000.0:.4f} F{self.feed_mm_min:.1f}")
         self._wait_motion(target_um, target_um - start)
         reported, count = self._report()
+        self._check_no_restart(boots, f"the move to {format_length(target_um)}")
         if self._motion.stopped.is_set():
             raise MoveStoppedError(f"{self.name}: stopped at {format_length(reported)}")
         if abs(reported - target_um) > _REPORT_UM / 2 + 1.0:
@@ -434,12 +445,14 @@ class MarlinRail(GcodeRail):
         self._motion.stopped.clear()
         self._motion.last_direction = 0
         self._position_um = None
+        boots = self._boots
         self._command("G91")
         try:
             self._command(f"G1 {self.axis}{delta_um / 1000.0:.4f} F{self.feed_mm_min:.1f}")
         finally:
             self._command("G90")
         self._wait_motion(start + delta_um, delta_um)
+        self._check_no_restart(boots, f"the jog of {format_length(delta_um)}")
 
     def _home(self) -> None:
         self._position_um = None

@@ -201,6 +201,32 @@ def test_disconnect_mid_move_then_reconnect(sim: GrblSimulator) -> None:
         assert rail.capabilities.absolute
 
 
+class _ResetBeforeDwell(GrblSimulator):
+    """Restarts the moment the driver's ``G4`` of a move reaches it, before reading it.
+
+    The banner then reaches the driver ahead of the ``error:9`` the locked board gives the
+    ``G4``: the order a reset between a move's two commands produces on a real board.
+    """
+
+    armed = False
+
+    def on_bytes(self, data: bytes) -> None:
+        if self.armed and b"G4" in data:
+            self.armed = False
+            self.power_cycle()
+        super().on_bytes(data)
+
+
+def test_board_reset_between_a_moves_commands_is_blamed_on_the_reset() -> None:
+    sim = _ResetBeforeDwell(time_scale=10.0, settings=QUICK_HOMING)
+    with sim, accepted(sim, GrblRail) as rail:
+        sim.armed = True
+        with pytest.raises(ConnectionLostError, match=r"reset during.*home the rail"):
+            rail.move_to(2_000.0)
+        with pytest.raises(MotionError, match="position unknown"):
+            rail.move_to(0.0)
+
+
 @pytest.mark.slow
 def test_board_reset_mid_move_is_a_clear_error(sim: GrblSimulator) -> None:
     with accepted(sim, GrblRail) as rail:

@@ -194,3 +194,27 @@ def test_a_restart_while_a_move_is_awaited_is_said_at_once(sim: MarlinSimulator)
         with pytest.raises(MotionError, match="restarted"):
             rail.move_to(100_000.0)  # 10 s at 10x
         assert time.monotonic() - started < 5.0  # not the 30 s of silence allowed
+
+
+class _RestartBeforeWait(MarlinSimulator):
+    """Restarts the moment the driver's ``M400`` of a move reaches it, before reading it: the
+    fresh board then answers the ``M400`` and reports 0, as if the move had simply ended."""
+
+    armed = False
+
+    def on_bytes(self, data: bytes) -> None:
+        if self.armed and b"M400" in data:
+            self.armed = False
+            self.power_cycle()
+        super().on_bytes(data)
+
+
+def test_a_restart_between_a_moves_commands_is_said_as_a_restart() -> None:
+    sim = _RestartBeforeWait(MarlinConfig(emergency_parser=True), time_scale=10.0)
+    with sim, connected(sim, MarlinRail) as rail:
+        rail.accept_position()
+        sim.armed = True
+        with pytest.raises(MotionError, match=r"restarted during the move to .*home the rail"):
+            rail.move_to(2_000.0)
+        with pytest.raises(MotionError, match="position unknown"):
+            rail.move_to(0.0)
