@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+from pytest import MonkeyPatch
 
 from rig.errors import DeviceNotFoundError, MotionError, RigError
 from rig.rails import open_focuser, serialport
@@ -201,26 +202,27 @@ def test_disconnect_mid_move_then_reconnect(sim: GrblSimulator) -> None:
         assert rail.capabilities.absolute
 
 
-class _ResetBeforeDwell(GrblSimulator):
-    """Restarts the moment the driver's ``G4`` of a move reaches it, before reading it.
+def restart_on_receiving(sim: GrblSimulator, command: bytes, monkeypatch: MonkeyPatch) -> None:
+    """Make ``sim`` restart the moment ``command`` next reaches it, before it reads it (once)."""
+    read = sim.on_bytes
+    armed = [True]
 
-    The banner then reaches the driver ahead of the ``error:9`` the locked board gives the
-    ``G4``: the order a reset between a move's two commands produces on a real board.
-    """
+    def on_bytes(data: bytes) -> None:
+        if armed[0] and command in data:
+            armed[0] = False
+            sim.power_cycle()
+        read(data)
 
-    armed = False
-
-    def on_bytes(self, data: bytes) -> None:
-        if self.armed and b"G4" in data:
-            self.armed = False
-            self.power_cycle()
-        super().on_bytes(data)
+    monkeypatch.setattr(sim, "on_bytes", on_bytes)
 
 
-def test_board_reset_between_a_moves_commands_is_blamed_on_the_reset() -> None:
-    sim = _ResetBeforeDwell(time_scale=10.0, settings=QUICK_HOMING)
-    with sim, accepted(sim, GrblRail) as rail:
-        sim.armed = True
+def test_board_reset_between_a_moves_commands_is_blamed_on_the_reset(
+    sim: GrblSimulator, monkeypatch: MonkeyPatch
+) -> None:
+    """The board restarts after accepting the move's ``G1`` and before reading its ``G4``: the
+    banner reaches the driver ahead of the ``error:9`` the locked board gives the ``G4``."""
+    with accepted(sim, GrblRail) as rail:
+        restart_on_receiving(sim, b"G4", monkeypatch)
         with pytest.raises(ConnectionLostError, match=r"reset during.*home the rail"):
             rail.move_to(2_000.0)
         with pytest.raises(MotionError, match="position unknown"):

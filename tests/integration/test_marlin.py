@@ -10,8 +10,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from pytest import MonkeyPatch
 
 from rig.errors import MotionError, RigError
 from rig.rails.base import ConnectionLostError, MoveStoppedError
@@ -196,25 +198,26 @@ def test_a_restart_while_a_move_is_awaited_is_said_at_once(sim: MarlinSimulator)
         assert time.monotonic() - started < 5.0  # not the 30 s of silence allowed
 
 
-class _RestartBeforeWait(MarlinSimulator):
-    """Restarts the moment the driver's ``M400`` of a move reaches it, before reading it: the
-    fresh board then answers the ``M400`` and reports 0, as if the move had simply ended."""
-
-    armed = False
-
-    def on_bytes(self, data: bytes) -> None:
-        if self.armed and b"M400" in data:
-            self.armed = False
-            self.power_cycle()
-        super().on_bytes(data)
-
-
-def test_a_restart_between_a_moves_commands_is_said_as_a_restart() -> None:
-    sim = _RestartBeforeWait(MarlinConfig(emergency_parser=True), time_scale=10.0)
-    with sim, connected(sim, MarlinRail) as rail:
+def test_a_restart_between_a_moves_commands_is_said_as_a_restart(
+    sim: MarlinSimulator, monkeypatch: MonkeyPatch
+) -> None:
+    """The board restarts after the move's ``G1`` and before its ``M400`` is sent: the fresh
+    board answers the ``M400`` and reports 0, as if the move had simply ended there."""
+    with connected(sim, MarlinRail) as rail:
         rail.accept_position()
-        sim.armed = True
-        with pytest.raises(MotionError, match=r"restarted during the move to .*home the rail"):
+        send = rail._command
+
+        def restart_before_the_wait(line: str, **options: Any) -> list[str]:
+            if line == "M400":
+                sim.power_cycle()
+                deadline = time.monotonic() + 5.0
+                while rail.capabilities.unreferenced is None and time.monotonic() < deadline:
+                    time.sleep(0.005)  # until the driver has read the board's ``start``
+            return send(line, **options)
+
+        monkeypatch.setattr(rail, "_command", restart_before_the_wait)
+        with pytest.raises(MotionError, match=r"restarted during the move to 2 mm.*home the rail"):
             rail.move_to(2_000.0)
+        monkeypatch.undo()
         with pytest.raises(MotionError, match="position unknown"):
             rail.move_to(0.0)
