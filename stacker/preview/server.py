@@ -357,6 +357,9 @@ class PreviewServer:
     :data:`KEEP_ALIVE_S`, :data:`MAX_CONNECTIONS` at once.
     """
 
+    graceful_shutdown_s = 2
+    """How long :meth:`stop` lets open requests finish (event streams are ended at once)."""
+
     def __init__(
         self,
         hub: PreviewHub,
@@ -414,7 +417,7 @@ class PreviewServer:
             access_log=False,
             lifespan="off",
             ws="none",
-            timeout_graceful_shutdown=2,
+            timeout_graceful_shutdown=self.graceful_shutdown_s,
         )
         server = uvicorn.Server(config)
         thread = threading.Thread(

@@ -72,7 +72,9 @@ def test_rig_demo_preview_serves_the_session_while_it_runs(tmp_path: Path) -> No
         url = match[1]
         while proc.poll() is None:
             try:
-                state = httpx.get(url + "api/state", timeout=2).json()
+                state = httpx.get(url + "api/state", timeout=10).json()
+            except httpx.TimeoutException:
+                continue  # a loaded machine: ask again while the session runs
             except httpx.TransportError:
                 break  # the session ended and took its server with it
             totals.add(state["progress"]["total"])

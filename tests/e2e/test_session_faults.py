@@ -9,6 +9,8 @@ the real process, as Ctrl-C would.
 from __future__ import annotations
 
 import json
+import os
+import select
 import signal
 import subprocess
 import time
@@ -70,6 +72,23 @@ def demo_interrupted_after(out: Path, frames: int, *args: str) -> subprocess.Pop
     return proc
 
 
+def read_until(proc: subprocess.Popen[str], needle: str, timeout: float) -> str:
+    """What ``proc`` printed up to and including ``needle`` (or all it printed before it ended
+    or ``timeout`` ran out), read from the pipe unbuffered so that ``communicate`` still gets
+    every later byte."""
+    assert proc.stdout is not None
+    fd, seen = proc.stdout.fileno(), b""
+    deadline = time.monotonic() + timeout
+    while needle.encode() not in seen and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            seen += chunk
+    return seen.decode(errors="replace")
+
+
 @pytest.mark.parametrize(
     ("fault", "code", "shot", "needle"),
     [
@@ -115,9 +134,11 @@ def test_second_sigint_aborts_at_once_and_the_session_still_resumes(tmp_path: Pa
     # Larger frames make the orderly stop (drain, write the composite) take long enough for
     # the second signal to land during it.
     proc = demo_interrupted_after(out, 2, "--frames", "5", "--size", "960x720", "--settle", "0")
-    time.sleep(0.05)  # signals are not queued: let the first handler run, then abort the stop
+    # Signals are not queued: the second is sent once the first handler has said it ran.
+    said = read_until(proc, "stopping after this frame", timeout=30)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=30)
+    stdout = said + stdout
     assert proc.returncode == 130, stdout + stderr
     assert "aborting" in stdout
     assert "session aborted" in stdout

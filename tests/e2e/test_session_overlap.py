@@ -1,8 +1,9 @@
 """The rail moves to the next position while the last frame downloads (and only then).
 
 A real session on the simulated rig: libgphoto2's virtual camera behind the Canon EOS quirk
-layer, capturing to the card with each file charged a 10 MB USB 2 transfer (0.4 s, in
-``file_get`` as on a real body), the GRBL driver on a pseudo-terminal, the real stacker.
+layer, capturing to the card with each file charged a 25 MB USB 2 transfer (1 s, in
+``file_get`` as on a real body; long enough for the next move on a loaded machine too), the
+GRBL driver on a pseudo-terminal, the real stacker.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from rig.session.folder import SessionConfig, SessionFolder
 from rig.session.runner import RunnerOptions, SessionRunner
 from rig.sim.rig import SimRigSpec, SimulatedRig
 
-TRANSFER_S = 10e6 / 25e6
+TRANSFER_S = 25e6 / 25e6
 
 
 @pytest.fixture(scope="module")
 def sim() -> SimulatedRig:
     spec = SimRigSpec(
-        width=320, height=240, camera="canon", capture_target="card", raw_mb=10, time_scale=50
+        width=320, height=240, camera="canon", capture_target="card", raw_mb=25, time_scale=50
     )
     with SimulatedRig(spec) as rig:
         yield rig  # type: ignore[misc]

@@ -166,7 +166,7 @@ FRAMES = 400
 def test_ctrl_c_says_what_was_not_written(tmp_path: Path) -> None:
     big = tmp_path / "big"
     big.mkdir()
-    # Enough frames that Ctrl-C after 4 s lands mid-stack on a fast, quiet machine too (the
+    # Enough frames that Ctrl-C a second into the stack lands mid-stack on a fast machine too (the
     # pipelined stacker merges a 2 MP frame in well under a tenth of a second): 40 rendered
     # frames, each linked under ten names, stand in for a stack of 400.
     rendered = tmp_path / "rendered"
@@ -174,18 +174,26 @@ def test_ctrl_c_says_what_was_not_written(tmp_path: Path) -> None:
     write_stack(rendered, SceneSpec(width=1600, height=1200, seed=2), 40)
     for k in range(FRAMES):
         os.link(rendered / f"frame_{k % 40 + 1:04d}.jpg", big / f"frame_{k + 1:04d}.jpg")
-    out = tmp_path / "out.tif"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "stacker.cli", "stack", str(big), "-o", str(out)],
-        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    time.sleep(4.0)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    # An unreadable first file makes the run say something as soon as it has started.
+    (big / "frame_0000a.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    out, log = tmp_path / "out.tif", tmp_path / "stderr.txt"
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "stacker.cli", "stack", str(big), "-o", str(out)],
+            stderr=stderr, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while "frame_0000a.jpg" not in log.read_text() and proc.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(1.0)  # into the stack
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    err = log.read_text()
     assert proc.returncode == 130, err
     assert not err.startswith("\n") and "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("stacker: interrupted after ")
-    assert f"of {FRAMES} frames; nothing written ({out} not created)" in err
+    assert f"of {FRAMES + 1} frames; nothing written ({out} not created)" in err  # + the broken
     assert not out.exists()
 
 

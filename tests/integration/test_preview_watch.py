@@ -51,9 +51,8 @@ def test_a_watch_feeds_the_hub_and_crops_are_answered_while_it_waits(tmp_path, f
             hub.wait(hub.version, timeout=0.5)
         assert hub.progress.stacked == 2
         time.sleep(0.2)  # the watch is now waiting for files: the stacker is lent out
-        t0 = time.monotonic()
+        # No file lands before the crop is answered: one deferred to the next file times out.
         crop = hub.crops.request(0.5, 0.5, 64, timeout=5)
-        assert time.monotonic() - t0 < 2  # answered now, not when the next file lands
         assert (crop.frame_width, crop.frame_height) == (320, 240)
 
         write_image(hot / "f2.png", frames[2])  # a new frame after the crop

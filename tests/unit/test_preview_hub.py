@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import threading
-import time
+from types import SimpleNamespace
 
 import pytest
 
+from stacker.preview import hub as hub_module
 from stacker.preview.hub import CropResult, CropUnavailableError, PreviewHub
 from tests.crops import crop_owner
 
@@ -67,14 +68,17 @@ def test_progress_updates_are_partial_and_unknown_fields_are_refused():
         hub.update_progress(frames=3)
 
 
-def test_eta_is_estimated_from_the_capture_interval():
+def test_eta_is_estimated_from_the_capture_interval(monkeypatch: pytest.MonkeyPatch):
+    clock = [1000.0]  # the hub's clock, moved by hand: a loaded machine's pauses don't count
+    monkeypatch.setattr(hub_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
     hub = PreviewHub()
     hub.update_progress(state="running", total=11, captured=1)
     assert hub.snapshot().progress.eta_s is None  # one frame says nothing about pace
-    time.sleep(0.05)
+    clock[0] += 2.0
     hub.update_progress(captured=2)
-    eta = hub.snapshot().progress.eta_s
-    assert eta is not None and 9 * 0.03 < eta < 9 * 0.5
+    assert hub.snapshot().progress.eta_s == pytest.approx(9 * 2.0)
+    clock[0] += 0.5  # half a frame's interval since the last frame
+    assert hub.snapshot().progress.eta_s == pytest.approx(9 * 2.0 - 0.5)
     hub.update_progress(eta_s=12.5)  # a producer that knows better wins
     assert hub.snapshot().progress.eta_s == 12.5
 
