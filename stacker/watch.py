@@ -59,7 +59,7 @@ from stacker.io import (
     truncation,
 )
 from stacker.mounts import unheard_writes
-from stacker.natsort import natural_key
+from stacker.natsort import NaturalKey, natural_key
 from stacker.output import save_outputs
 from stacker.paths import check_distinct, is_our_output, output_paths
 from stacker.pipeline import ReadAhead
@@ -162,7 +162,7 @@ class _Entry:
     """Book-keeping for one candidate file that has not been taken yet."""
 
     path: Path
-    order: tuple[int, int]  # (0, natural rank) for files found at start, (1, arrival number)
+    order: tuple[int, int]  # (0, natural rank) for files found at start, (1, batch): see _arrive
     initial: bool
     written: bool = False  # write events seen: on inotify, wait for the close event
     closed: bool = False  # closed after writing, or renamed into the folder
@@ -172,17 +172,26 @@ class _Entry:
     retry_at: float | None = None
     hold_until: float | None = None  # a RAW/JPEG waiting for its preferred partner
 
+    def place(self) -> tuple[tuple[int, int], NaturalKey]:
+        """Where the file goes in the order frames are handed out: ``order``, then its name."""
+        return self.order, natural_key(self.path.name)
+
+
+#: ``(kind, src, dest, at)``: ``at`` is the monotonic time watchdog's thread reported the event.
+_Event = tuple[str, str, str, float]
+
 
 class _Enqueue(FileSystemEventHandler):
-    """Runs on watchdog's thread: only turns events into ``(kind, src, dest)`` tuples."""
+    """Runs on watchdog's thread: only turns events into :data:`_Event` tuples."""
 
-    def __init__(self, events: queue.SimpleQueue[tuple[str, str, str]]) -> None:
+    def __init__(self, events: queue.SimpleQueue[_Event]) -> None:
         self._events = events
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.is_directory:
             return
-        self._events.put((event.event_type, os.fsdecode(event.src_path), _dest(event)))
+        src = os.fsdecode(event.src_path)
+        self._events.put((event.event_type, src, _dest(event), time.monotonic()))
 
 
 def _dest(event: FileSystemEvent) -> str:
@@ -239,11 +248,12 @@ class HotFolder:
         memory map, hard-linked in) is taken after this many quiet seconds.
 
     Files are handed out in natural order for those present at start, then in arrival order (first
-    event seen); a file complete before one that began to arrive earlier waits for it (for as long
-    as that one is still being written), so the frames keep their order. Each file is handed out
-    once, whatever it is renamed to later: one rewritten in place or renamed over (a re-export) is
-    not stacked again, except one that was reported unreadable, which is looked at again when it
-    changes. A new file under the name of one deleted or renamed away is a new frame.
+    event seen; files one poll finds together count as arriving at once, in natural order); a file
+    complete before one that began to arrive earlier waits for it (for as long as that one is still
+    being written), so the frames keep their order. Each file is handed out once, whatever it is
+    renamed to later: one rewritten in place or renamed over (a re-export) is not stacked again,
+    except one that was reported unreadable, which is looked at again when it changes. A new file
+    under the name of one deleted or renamed away is a new frame.
     """
 
     def __init__(
@@ -291,14 +301,18 @@ class HotFolder:
         self.last_activity = time.monotonic()
         #: Wall-clock time the watch started (``time.time()``).
         self.started_at = time.time()
-        self._events: queue.SimpleQueue[tuple[str, str, str]] = queue.SimpleQueue()
+        self._events: queue.SimpleQueue[_Event] = queue.SimpleQueue()
         self._entries: dict[Path, _Entry] = {}
         self._done: dict[Path, tuple[int, int]] = {}
         self._claimed: dict[str, Path] = {}
         self._capt_numbers: dict[int, Path] = {}  # capt%04d files by number
         self._capt_keys: dict[Path, str] = {}  # their pair keys (see _pair_key)
         self._arrivals = 0
-        self._held_back = False  # a complete frame waits for an earlier one still coming
+        self._poll_interval = min(0.5, self.settle)  # of the polling observer
+        self._batch_gap = self._poll_interval / 2  # files reported closer together: one batch
+        self._batch = 0  # the arrival number of the first file of the latest batch (_arrive)
+        self._last_arrival = -math.inf  # when the latest file of that batch was reported
+        self._held_back = False  # a complete frame waits for an earlier one, or for its batch
         self._observer: BaseObserver | None = None
         self._real_folder = self.folder
 
@@ -359,7 +373,7 @@ class HotFolder:
             return observer
         from watchdog.observers.polling import PollingObserver
 
-        return PollingObserver(timeout=min(0.5, self.settle))
+        return PollingObserver(timeout=self._poll_interval)
 
     def stop(self) -> None:
         """Stop watching (idempotent)."""
@@ -451,8 +465,8 @@ class HotFolder:
     def _due_later(self, now: float) -> bool:
         """Whether a file will be handed out later with no further event: a RAW or JPEG held
         for its partner, a frame whose decode is to be tried again, or a complete frame waiting
-        for an earlier one. None is idleness: an idle timeout shorter than the pair wait would
-        otherwise drop a lone RAW."""
+        for an earlier one or for the rest of its poll. None is idleness: an idle timeout shorter
+        than the pair wait would otherwise drop a lone RAW."""
         return self._held_back or any(
             (e.hold_until is not None and now < e.hold_until)
             or (e.retry_at is not None and now < e.retry_at)
@@ -461,8 +475,7 @@ class HotFolder:
 
     # -- events --------------------------------------------------------------------------------
 
-    def _drain(self, now: float, first: tuple[str, str, str] | None = None) -> None:
-        first_new = self._arrivals + 1
+    def _drain(self, now: float, first: _Event | None = None) -> None:
         if first is not None:
             self._apply(first, now)
         while True:
@@ -471,20 +484,9 @@ class HotFolder:
             except queue.Empty:
                 break
             self._apply(event, now)
-        if not self.uses_close_events and self._arrivals > first_new:
-            # Polling and coalescing observers report a batch of new files in no particular
-            # order: take files that showed up together in natural order.
-            batch = [
-                e for e in self._entries.values() if e.order[0] == 1 and e.order[1] >= first_new
-            ]
-            ranks = sorted(e.order[1] for e in batch)
-            for entry, rank in zip(
-                sorted(batch, key=lambda e: natural_key(e.path.name)), ranks, strict=True
-            ):
-                entry.order = (1, rank)
 
-    def _apply(self, event: tuple[str, str, str], now: float) -> None:
-        kind, src, dest = event
+    def _apply(self, event: _Event, now: float) -> None:
+        kind, src, dest, at = event
         if kind == "deleted":
             self._forget(Path(src))
         elif kind == "moved":
@@ -492,11 +494,15 @@ class HotFolder:
             if dest and taken:
                 self._done[Path(dest)] = _TAKEN  # a frame taken, renamed: the same frame
             elif dest:
-                self._touch(Path(dest), now, closed=True)
+                self._touch(Path(dest), now, at, closed=True)
+            if src and self._watched(Path(src)) and self._signature(Path(src)) is not None:
+                # A new file under the old name already. A poll reports it before the move that
+                # frees the name (created, then moved): it was passed over as the file renamed.
+                self._touch(Path(src), now, at, closed=False)
         elif kind in ("created", "modified"):
-            self._touch(Path(src), now, closed=False)
+            self._touch(Path(src), now, at, closed=False)
         elif kind == "closed":
-            self._touch(Path(src), now, closed=True)
+            self._touch(Path(src), now, at, closed=True)
 
     def _watched(self, path: Path) -> bool:
         return (
@@ -505,7 +511,7 @@ class HotFolder:
             and is_candidate(path)
         )
 
-    def _touch(self, path: Path, now: float, *, closed: bool) -> None:
+    def _touch(self, path: Path, now: float, at: float, *, closed: bool) -> None:
         if not self._watched(path):
             if path.parent == self.folder:
                 self._partner_coming(path.name.casefold(), now)
@@ -521,15 +527,36 @@ class HotFolder:
             return
         entry = self._entries.get(path)
         if entry is None:
-            self._arrivals += 1
-            entry = _Entry(path, order=(1, self._arrivals), initial=False)
-            self._entries[path] = entry
+            entry = self._arrive(path, at)
         entry.closed = closed
         entry.written = entry.written or not closed
         if not closed:
             entry.attempts = 0  # being (re)written: earlier decode failures do not count
         entry.retry_at = None
         self.last_activity = now
+
+    def _arrive(self, path: Path, at: float | None) -> _Entry:
+        """Book a new candidate file, reported by an event at ``at`` (None: found otherwise).
+
+        Polling and coalescing observers report the files that appeared since their last look
+        together, in no particular order, and the watcher may read those events in one go or
+        one at a time. Files reported less than half a poll interval after the one before form
+        a batch, whatever the reading: one ``order``, so natural order among themselves (see
+        :meth:`_Entry.place`), after the batches before. Until that long after its latest file
+        the batch may still grow, and a file of it complete at once (a rename) waits
+        (:meth:`_may_grow`): at most that long, as a file written in place settles for longer.
+        With close events (inotify) each file is a batch of its own: arrival order.
+        """
+        self._arrivals += 1
+        if at is None or self.uses_close_events:
+            self._batch, self._last_arrival = self._arrivals, -math.inf
+        else:
+            if at - self._last_arrival >= self._batch_gap:
+                self._batch = self._arrivals
+            self._last_arrival = at
+        entry = _Entry(path, order=(1, self._batch), initial=False)
+        self._entries[path] = entry
+        return entry
 
     def _pair_key(self, path: Path) -> str:
         """What the files of one shot share: the stem (IMG_0001.CR2 + IMG_0001.jpg, whatever
@@ -673,12 +700,19 @@ class HotFolder:
                     coming.append(entry)
                     continue
             ready.append(entry)
-        first = min(ready, key=lambda e: e.order, default=None)
+        first = min(ready, key=_Entry.place, default=None)
         # A frame that began to arrive earlier and is still being written goes first: files
         # complete out of order (a rename seen at once beside plain writes still settling,
-        # parallel transfers) and the stack is aligned frame to frame, in order.
-        self._held_back = first is not None and any(e.order < first.order for e in coming)
+        # parallel transfers) and the stack is aligned frame to frame, in order. So does one of
+        # the same poll whose event is not read yet (see _arrive).
+        self._held_back = first is not None and (
+            any(e.place() < first.place() for e in coming) or self._may_grow(first, now)
+        )
         return None if self._held_back else first
+
+    def _may_grow(self, entry: _Entry, now: float) -> bool:
+        """Whether ``entry``'s batch may still get a file that goes before it (see _arrive)."""
+        return entry.order == (1, self._batch) and now - self._last_arrival < self._batch_gap
 
     def _take(self, entry: _Entry) -> None:
         del self._entries[entry.path]
@@ -741,8 +775,7 @@ class HotFolder:
         for path in [p for p in self.skipped if self._pair_key(p) == key and p.exists()]:
             self.skipped.remove(path)
             self._done.pop(path, None)
-            self._arrivals += 1
-            self._entries[path] = _Entry(path, order=(1, self._arrivals), initial=False)
+            self._arrive(path, None)
 
 
 # -- stacking what lands in the folder ---------------------------------------------------------

@@ -18,6 +18,8 @@ from stacker.io import _jpeg_is_complete, read_image
 from stacker.watch import (
     HotFolder,
     HotFolderError,
+    MergedFrame,
+    ReadyFrame,
     UnreadableFrame,
     is_candidate,
     watch_and_stack,
@@ -37,16 +39,71 @@ def textured_jpeg(seed: int, *, shift: int = 0, size: tuple[int, int] = (320, 24
     return buf.tobytes()
 
 
-def stop_after(writer: threading.Thread, grace: float = 0.5) -> threading.Event:
-    """An event set ``grace`` seconds after ``writer`` is done (time for its last file)."""
+#: Seconds a test waits at most for the files it expects (then ends the watch and fails).
+LIMIT = 30.0
+
+
+def wait_until(condition: Callable[[], bool], limit: float = LIMIT) -> None:
+    """Return once ``condition()`` holds, or after ``limit`` seconds."""
+    deadline = time.monotonic() + limit
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def stop_when(
+    writer: threading.Thread, done: Callable[[], bool], grace: float = 0.5
+) -> threading.Event:
+    """An event set ``grace`` seconds after ``writer`` is done and ``done()`` holds (everything
+    expected was handed out): time for a file that must not come to show up. A slow machine
+    delays it, and it is set after :data:`LIMIT` seconds at the latest, so a missing file fails
+    the test's assertion."""
     stop = threading.Event()
-    in_thread(lambda: (writer.join(), time.sleep(grace), stop.set()))
+
+    def wait() -> None:
+        deadline = time.monotonic() + LIMIT
+        writer.join(LIMIT)
+        wait_until(done, deadline - time.monotonic())
+        time.sleep(grace)
+        stop.set()
+
+    in_thread(wait)
     return stop
 
 
-def collect_paths(hot: HotFolder, stop: threading.Event) -> list[tuple[Path, int]]:
-    """Every ready path with its size at the moment it was handed out."""
-    return [(p, p.stat().st_size) for p in hot.paths(stop=stop, idle_timeout=20)]
+def collect_paths(
+    hot: HotFolder,
+    writer: threading.Thread,
+    count: int,
+    *,
+    skipped: int = 0,
+    grace: float = 0.5,
+    got: list[tuple[Path, int]] | None = None,
+) -> list[tuple[Path, int]]:
+    """Every ready path with its size at the moment it was handed out (appended to ``got``), until
+    ``grace`` seconds after ``writer`` is done and ``count`` paths and ``skipped`` pair partners
+    are in (see :func:`stop_when`)."""
+    got = [] if got is None else got
+    stop = stop_when(writer, lambda: len(got) >= count and len(hot.skipped) >= skipped, grace)
+    for path in hot.paths(stop=stop, idle_timeout=20):
+        got.append((path, path.stat().st_size))
+    return got
+
+
+def collect_frames(
+    hot: HotFolder,
+    writer: threading.Thread,
+    count: int,
+    *,
+    skipped: int = 0,
+    grace: float = 0.5,
+    on_unreadable: Callable[[UnreadableFrame], None] | None = None,
+) -> list[ReadyFrame]:
+    """:func:`collect_paths` for decoded frames."""
+    got: list[ReadyFrame] = []
+    stop = stop_when(writer, lambda: len(got) >= count and len(hot.skipped) >= skipped, grace)
+    for frame in hot.frames(stop=stop, idle_timeout=20, on_unreadable=on_unreadable):
+        got.append(frame)  # one at a time: stop_when counts them as they come
+    return got
 
 
 def in_thread(fn, *args, **kwargs) -> threading.Thread:  # type: ignore[no-untyped-def]
@@ -92,7 +149,7 @@ def test_slow_writes_are_taken_at_close_even_after_a_stall(tmp_path: Path) -> No
                 write_slowly(tmp_path / name, data, pause_at=2 if i == 1 else None)
 
         t = in_thread(writer)
-        got = collect_paths(hot, stop_after(t))
+        got = collect_paths(hot, t, len(frames))
         t.join()
     assert [(p.name, size) for p, size in got] == [(n, len(d)) for n, d in frames.items()]
 
@@ -108,7 +165,7 @@ def test_polling_takes_files_once_size_and_mtime_settle(tmp_path: Path) -> None:
                 write_slowly(tmp_path / name, data)
 
         t = in_thread(writer)
-        got = collect_paths(hot, stop_after(t, grace=1.5))
+        got = collect_paths(hot, t, len(frames), grace=1.5)
         t.join()
     assert [(p.name, size) for p, size in got] == [(n, len(d)) for n, d in frames.items()]
 
@@ -121,7 +178,7 @@ def test_decoded_frames_equal_the_finished_files(tmp_path: Path) -> None:
         t = in_thread(
             lambda: [write_slowly(tmp_path / n, textured_jpeg(20 + i)) for i, n in enumerate(names)]
         )
-        got = list(hot.frames(stop=stop_after(t), idle_timeout=20, on_unreadable=unreadable.append))
+        got = collect_frames(hot, t, len(names), on_unreadable=unreadable.append)
         t.join()
     assert unreadable == []
     assert [f.path.name for f in got] == names
@@ -142,7 +199,7 @@ def test_temporary_hidden_and_other_files_are_ignored_renames_are_taken(tmp_path
             os.rename(tmp_path / "x.jpg.tmp", tmp_path / "x.jpg")
 
         t = in_thread(writer)
-        got = collect_paths(hot, stop_after(t))
+        got = collect_paths(hot, t, 1)
         t.join()
     assert [(p.name, size) for p, size in got] == [("x.jpg", len(data))]
 
@@ -154,7 +211,7 @@ def test_file_moved_in_from_elsewhere_is_taken(tmp_path: Path) -> None:
     outside.write_bytes(textured_jpeg(4))
     with HotFolder(watched, settle=0.3, close_grace=30) as hot:
         t = in_thread(lambda: (time.sleep(0.2), os.rename(outside, watched / "y.jpg")))
-        got = collect_paths(hot, stop_after(t))
+        got = collect_paths(hot, t, 1)
         t.join()
     assert [p.name for p, _ in got] == ["y.jpg"]
 
@@ -173,7 +230,7 @@ def test_raw_jpeg_pair_counts_once_and_the_raw_is_never_read(tmp_path: Path) -> 
             write_slowly(tmp_path / "IMG_0002.cr2", fake_raw)
 
         t = in_thread(writer)
-        got = list(hot.frames(stop=stop_after(t), idle_timeout=20, on_unreadable=unreadable.append))
+        got = collect_frames(hot, t, 2, skipped=2, on_unreadable=unreadable.append)
         t.join()
     assert unreadable == []  # a decoded fake RAW would have been reported here
     assert [f.path.name for f in got] == ["IMG_0001.JPG", "IMG_0002.jpg"]
@@ -187,7 +244,7 @@ def test_lone_raw_is_taken_after_the_pair_wait_and_prefer_raw_skips_jpegs(
     fake_raw = b"raw bytes" * 500
     with HotFolder(tmp_path, settle=0.3, pair_wait=0.3) as hot:
         t = in_thread(lambda: write_slowly(tmp_path / "solo.nef", fake_raw))
-        got = collect_paths(hot, stop_after(t, grace=1.0))
+        got = collect_paths(hot, t, 1, grace=1.0)
         t.join()
     assert [p.name for p, _ in got] == ["solo.nef"]
 
@@ -200,7 +257,7 @@ def test_lone_raw_is_taken_after_the_pair_wait_and_prefer_raw_skips_jpegs(
             write_slowly(raw_dir / "a.arw", fake_raw)
 
         t = in_thread(writer)
-        got = collect_paths(hot, stop_after(t))
+        got = collect_paths(hot, t, 1, skipped=1)
         t.join()
     assert [p.name for p, _ in got] == ["a.arw"]
     assert [p.name for p in hot.skipped] == ["a.jpg"]
@@ -217,7 +274,7 @@ def test_existing_files_first_in_natural_order_then_arrival_order(tmp_path: Path
                 write_slowly(tmp_path / name, textured_jpeg(9))
 
         t = in_thread(writer)
-        got = collect_paths(hot, stop_after(t))
+        got = collect_paths(hot, t, 6)
         t.join()
     assert [p.name for p, _ in got] == [
         "frame_1.jpg",
@@ -239,11 +296,11 @@ def test_unreadable_file_is_retried_reported_and_looked_at_again_when_rewritten(
         def writer() -> None:
             (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8 garbage " * 200)
             write_slowly(tmp_path / "good.jpg", textured_jpeg(11))
-            time.sleep(0.8)
-            write_slowly(tmp_path / "bad.jpg", textured_jpeg(12))  # fixed by its writer
+            wait_until(lambda: len(unreadable) > 0)
+            write_slowly(tmp_path / "bad.jpg", textured_jpeg(12))  # fixed once reported
 
         t = in_thread(writer)
-        got = list(hot.frames(stop=stop_after(t), idle_timeout=20, on_unreadable=unreadable.append))
+        got = collect_frames(hot, t, 2, on_unreadable=unreadable.append)
         t.join()
     assert [u.path.name for u in unreadable] == ["bad.jpg"]
     assert "bad.jpg" in unreadable[0].message
@@ -279,13 +336,16 @@ def test_folder_removed_while_watching_is_a_one_line_error(tmp_path: Path) -> No
 def test_an_idle_timeout_shorter_than_the_pair_wait_still_takes_a_lone_raw(
     tmp_path: Path,
 ) -> None:
-    """A RAW held for its JPEG partner is pending, not idle: the watch waits for it."""
-    with HotFolder(tmp_path, settle=0.1, pair_wait=1.0) as hot:
+    """A RAW held for its JPEG partner is pending, not idle: the watch waits for it.
+
+    The idle timeout also runs between the start and the watcher reading the RAW's events, which
+    a busy machine delays: it is long enough for that, and still half the pair wait."""
+    with HotFolder(tmp_path, settle=0.1, pair_wait=2.0) as hot:
         write_slowly(tmp_path / "solo.nef", b"raw bytes" * 500)
         t0 = time.monotonic()
-        got = list(hot.paths(idle_timeout=0.3))
+        got = list(hot.paths(idle_timeout=1.0))
     assert [p.name for p in got] == ["solo.nef"]
-    assert time.monotonic() - t0 >= 0.5  # handed out at the end of the pair wait
+    assert time.monotonic() - t0 >= 1.5  # handed out at the end of the pair wait
 
 
 @pytest.mark.slow
@@ -297,7 +357,7 @@ def test_fresh_raw_found_at_start_waits_for_its_jpeg(tmp_path: Path) -> None:
         t = in_thread(
             lambda: (time.sleep(0.4), write_slowly(tmp_path / "IMG_7.jpg", textured_jpeg(2)))
         )
-        got = collect_paths(hot, stop_after(t))
+        got = collect_paths(hot, t, 2, skipped=1)
         t.join()
     assert [p.name for p, _ in got] == ["IMG_6.CR2", "IMG_7.jpg"]
     assert [p.name for p in hot.skipped] == ["IMG_7.CR2"]
@@ -321,7 +381,7 @@ def test_a_rename_seen_at_once_waits_for_earlier_frames_still_settling(tmp_path:
             os.rename(temporary, tmp_path / "IMG_0003.JPG")
 
         t = in_thread(writer)
-        got = collect_paths(hot, stop_after(t, grace=2.0))
+        got = collect_paths(hot, t, 3, grace=2.0)
         t.join()
     assert [p.name for p, _ in got] == ["IMG_0001.JPG", "IMG_0002.JPG", "IMG_0003.JPG"]
 
@@ -361,20 +421,24 @@ def test_a_share_is_polled_without_asking_and_other_writers_files_are_taken(
         t = in_thread(
             lambda: [write_slowly(server / n, textured_jpeg(30 + i)) for i, n in enumerate(names)]
         )
-        got = collect_paths(hot, stop_after(t, grace=1.5))
+        got = collect_paths(hot, t, len(names), grace=1.5)
         t.join()
     assert [p.name for p, _ in got] == names
 
     warnings: list[str] = []
     for name in names:
         (server / name).unlink()
-    stop = threading.Event()
     t = in_thread(
         lambda: (time.sleep(0.5), write_slowly(server / "IMG_0003.JPG", textured_jpeg(33)))
     )
-    in_thread(lambda: (t.join(), time.sleep(2.0), stop.set()))
+    stacked: list[MergedFrame] = []
     summary = watch_and_stack(
-        mount, tmp_path / "stacked.tif", settle=0.3, stop=stop, on_warning=warnings.append
+        mount,
+        tmp_path / "stacked.tif",
+        settle=0.3,
+        stop=stop_when(t, lambda: len(stacked) >= 1, grace=2.0),
+        on_frame=stacked.append,
+        on_warning=warnings.append,
     )
     assert summary.status.merged == 1
     assert warnings == [
@@ -421,7 +485,7 @@ def test_gphoto2_ram_captures_of_one_shot_are_one_frame(tmp_path: Path, raw_firs
                     time.sleep(0.3)
 
             t = in_thread(camera)
-            got = [p.name for p, _ in collect_paths(hot, stop_after(t, grace=1.5))]
+            got = [p.name for p, _ in collect_paths(hot, t, 3, skipped=3, grace=1.5)]
             t.join()
         kinds = {"jpeg": ".jpg", "raw": ".cr3"}
         assert len(got) == 3, (prefer, got)
@@ -440,26 +504,31 @@ def test_a_frame_renamed_is_not_stacked_again_and_its_old_name_is_free(
     ``save_camera_file_to_file``): with file events, the new shot is a new frame too (a poll
     cannot tell it from a rewrite when the new file gets the old one's inode)."""
     names = ["Beetle_0001.jpg", "Beetle_0002.jpg"]
+    sizes = [len(textured_jpeg(seed)) for seed in (50, 51, 52, 53)]
+    expected = [("capture.jpg", sizes[0]), ("capture.jpg", sizes[1])]
+    if not polling:
+        expected += [("capt0000.jpg", sizes[2]), ("capt0000.jpg", sizes[3])]
+    got: list[tuple[Path, int]] = []
+
+    def taken(count: int) -> None:
+        wait_until(lambda: len(got) >= count)
+
     with HotFolder(tmp_path, settle=0.3, polling=polling) as hot:
 
         def tool() -> None:
             for i, name in enumerate(names):
                 write_slowly(tmp_path / "capture.jpg", textured_jpeg(50 + i))
-                time.sleep(1.2)  # taken under its first name before the rename
+                taken(i + 1)  # under its first name, before the rename
                 os.rename(tmp_path / "capture.jpg", tmp_path / name)
             if not polling:
                 gphoto2_save(tmp_path, "capt0000.jpg", textured_jpeg(52))
-                time.sleep(1.2)
+                taken(3)
                 os.unlink(tmp_path / "capt0000.jpg")  # --force-overwrite after a restart
                 gphoto2_save(tmp_path, "capt0000.jpg", textured_jpeg(53))
 
         t = in_thread(tool)
-        got = collect_paths(hot, stop_after(t, grace=1.5))
+        collect_paths(hot, t, len(expected), grace=1.5, got=got)
         t.join()
-    sizes = [len(textured_jpeg(seed)) for seed in (50, 51, 52, 53)]
-    expected = [("capture.jpg", sizes[0]), ("capture.jpg", sizes[1])]
-    if not polling:
-        expected += [("capt0000.jpg", sizes[2]), ("capt0000.jpg", sizes[3])]
     assert [(p.name, size) for p, size in got] == expected
 
 
@@ -487,7 +556,7 @@ def test_a_raw_copied_onto_a_share_is_taken_whole_after_a_stall(share: tuple[Pat
                     time.sleep(0.8 if start == 16384 * 3 else 0.02)
 
         t = in_thread(smb_copy)
-        got = list(hot.frames(stop=stop_after(t, grace=1.5), on_unreadable=unreadable.append))
+        got = collect_frames(hot, t, 1, grace=1.5, on_unreadable=unreadable.append)
         t.join()
     assert unreadable == []
     assert [f.path.name for f in got] == ["DSC_0001.dng"]
@@ -528,7 +597,7 @@ def test_a_raw_still_downloading_under_a_temporary_name_is_waited_for(
             save(tmp_path, raw, b"raw bytes" * 20000, gap=0.07)  # 1.5 s
 
         t = in_thread(camera)
-        got = collect_paths(hot, stop_after(t, grace=1.5))
+        got = collect_paths(hot, t, 1, skipped=1, grace=1.5)
         t.join()
     assert [p.name for p, _ in got] == [raw]
     assert [p.name for p in hot.skipped] == [jpeg]
