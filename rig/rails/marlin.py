@@ -260,8 +260,9 @@ class MarlinRail(GcodeRail):
                             raise self._restarted(repr(line))
                         if self._halted:
                             raise RigError(
-                                f"the Marlin board on {self.port} halted during {line!r}: "
-                                f"{'; '.join(self._errors) or 'kill() called'}"
+                                f"the Marlin board on {self.port} halted during {line!r} "
+                                f"({'; '.join(self._errors) or 'kill() called'}); reset it "
+                                "(power cycle or reconnect) and home the rail"
                             )
                         if self._activity != seen:
                             seen, deadline = self._activity, time.monotonic() + silence
@@ -465,12 +466,14 @@ class MarlinRail(GcodeRail):
         link = self._link
         if link is None or link.lost is not None:
             return
+        # Before sending: M410's own ``ok`` must not be taken for the answer to a command sent
+        # meanwhile (a position query), so the next command re-synchronises first.
+        self._position_um = None
+        self._needs_sync = True
         try:
             link.send_line("M410")  # acted on at once by Marlin's emergency parser
         except ConnectionLostError:
             return
-        self._position_um = None
-        self._needs_sync = True
 
     def emergency_stop(self) -> None:
         """``M112``: Marlin kills all motion and halts until it is reset."""

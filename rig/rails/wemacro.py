@@ -136,18 +136,21 @@ class WeMacroRail(BinaryLinkRail):
         command = proto.Command.MOVE_FORWARD if forward else proto.Command.MOVE_BACK
         wait = distance / 1000.0 / self.min_speed_mm_s + self.timeout_s
         self._halted.clear()
-        with self._link.lock:
-            self._link.discard_input()
-            self._moving.set()
-            self._link.write(proto.frame(command, distance))
         try:
+            with self._link.lock:
+                self._link.discard_input()
+                self._moving.set()
+                self._link.write(proto.frame(command, distance))
             state = self._wait_done(wait)
-        except BaseException:  # the link went (cable, power): the carriage stopped anywhere
-            self._position_um = None
+        except BaseException:  # the link went (cable, power): the carriage stopped anywhere,
+            self._position_um = None  # even when the frame was sent before the write failed
             raise
         finally:
             self._moving.clear()
         if self._halted.is_set():
+            # Stopped part way, or a STOP that reached the controller just before the move's
+            # frame, which it then ran whole: either way the carriage is not where it was.
+            self._position_um = None
             raise MoveStoppedError(f"{self.name}: move to {format_length(target_um)} stopped")
         if state not in (proto.State.MOVED, proto.State.RETURNED):
             self._position_um = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -20,6 +20,29 @@ from rig.rails.base import ConnectionLostError, MoveStoppedError
 from rig.rails.marlin import MarlinRail
 from rig.sim.marlin import MarlinConfig, MarlinSimulator
 from tests.rails import connected, lines_sent
+
+
+def act_when(condition: Callable[[], bool], action: Callable[[], object]) -> threading.Event:
+    """Run ``action`` on a daemon thread once ``condition`` holds (checked every millisecond,
+    for at most 10 s); the event returned is set when it has run.
+
+    A stop or a fault acts on a state, not after a delay: one that comes before the move is
+    queued is ignored or cleared by the move itself, and on a loaded machine a fixed delay can
+    come too early or too late.
+    """
+    acted = threading.Event()
+
+    def run() -> None:
+        deadline = time.monotonic() + 10.0
+        while not condition():
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.001)
+        action()
+        acted.set()
+
+    threading.Thread(target=run, name="act_when", daemon=True).start()
+    return acted
 
 
 @pytest.fixture
@@ -58,10 +81,13 @@ def test_move_bytes_and_arrival(sim: MarlinSimulator) -> None:
 
 @pytest.mark.slow
 def test_backlash_and_busy_lines_during_a_long_wait(sim: MarlinSimulator) -> None:
-    with connected(sim, MarlinRail, "&backlash=30um&feed=30mm/min&timeout=0.3") as rail:
-        # 2 mm at 0.5 mm/s is 4 s simulated (0.4 s real), longer than the 0.3 s of silence
+    with connected(sim, MarlinRail, "&backlash=30um&feed=20mm/min") as rail:
+        rail.timeout_s = 1.5  # once connected: a stall while connecting is not what is tested
+        # 12 mm at 1/3 mm/s is 36 s simulated (3.6 s real), longer than the 1.5 s of silence
         # allowed: it completes only because "busy:" lines (every 50 ms real) keep it alive.
+        began = time.monotonic()
         rail.move_to(12_000.0)
+        assert time.monotonic() - began > rail.timeout_s  # the move outlasted the silence
         rail.move_to(9_000.0)  # 3 mm, downwards: overshoot 30 um below, then up
         assert sim.motion_log[-2][1][0] == pytest.approx(10 + 8.97)  # physical: booted at 10 mm
         assert sim.motion_log[-1][1][0] == pytest.approx(10 + 9.0)
@@ -74,9 +100,10 @@ def test_without_busy_lines_a_long_silence_is_an_error() -> None:
         MarlinSimulator(
             MarlinConfig(busy_interval=100.0, emergency_parser=True), time_scale=10.0
         ) as quiet,
-        connected(quiet, MarlinRail, "&feed=30mm/min&timeout=0.3") as rail,
+        connected(quiet, MarlinRail, "&feed=30mm/min") as rail,
         pytest.raises(RigError, match="stopped answering"),
     ):
+        rail.timeout_s = 1.0  # once connected: less than the 2.4 s real the move takes
         rail.move_to(12_000.0)
 
 
@@ -104,16 +131,23 @@ def test_home_with_g28(sim: MarlinSimulator) -> None:
 
 
 def test_stop_is_m410_and_keeps_the_position(sim: MarlinSimulator) -> None:
-    with connected(sim, MarlinRail) as rail:
-        threading.Timer(0.1, rail.stop).start()
+    with connected(sim, MarlinRail, "&feed=2mm/s") as rail:
+        # Stopped while the driver waits for the move's M400, once past 2 mm (M114 prints
+        # hundredths of a mm, and the move back to 1 mm below must not be under Marlin's
+        # smallest move).
+        mark = len(sim.received)
+        halted = act_when(
+            lambda: b"M400" in sim.received[mark:] and sim.logical_position[0] >= 2.0, rail.stop
+        )
         with pytest.raises(MoveStoppedError, match="stopped at"):
-            rail.move_to(150_000.0)  # 14 s simulated
+            rail.move_to(150_000.0)  # 75 s simulated, 7.5 s real
+        assert halted.wait(10.0)
         stopped = rail.position
         assert 0.0 < stopped < 150_000.0
         assert b"M410\n" in bytes(sim.received)
         assert sim.logical_position[0] == pytest.approx(stopped / 1000.0, abs=0.01)
-        rail.move_to(10_000.0)
-        assert rail.position == 10_000.0
+        rail.move_to(1_000.0)
+        assert rail.position == 1_000.0
 
 
 @pytest.mark.slow
@@ -144,8 +178,12 @@ def test_unknown_and_echo_lines_are_tolerated(sim: MarlinSimulator) -> None:
 def test_m112_halts_until_reset(sim: MarlinSimulator) -> None:
     with connected(sim, MarlinRail) as rail:
         rail.emergency_stop()
-        time.sleep(0.05)
+        # Whether or not the driver has read the board's "Printer halted" yet, the move is
+        # refused and the message says to reset the board...
         with pytest.raises(RigError, match=r"halted.*reset"):
+            rail.move_to(11_000.0)
+        # ...and from then on it knows, and refuses before sending anything.
+        with pytest.raises(RigError, match=r"is halted.*reset"):
             rail.move_to(11_000.0)
         rail.reconnect()  # reopening resets the board
         rail.home()
@@ -155,10 +193,12 @@ def test_m112_halts_until_reset(sim: MarlinSimulator) -> None:
 
 @pytest.mark.slow
 def test_disconnect_mid_move_then_reconnect(sim: MarlinSimulator) -> None:
-    with connected(sim, MarlinRail) as rail:
-        threading.Timer(0.1, sim.disconnect).start()
+    with connected(sim, MarlinRail, "&feed=2mm/s") as rail:
+        mark = len(sim.received)
+        cut = act_when(lambda: b"M400" in sim.received[mark:], sim.disconnect)  # mid-move
         with pytest.raises(ConnectionLostError) as info:
-            rail.move_to(100_000.0)
+            rail.move_to(100_000.0)  # 50 s simulated, 5 s real
+        assert cut.wait(10.0)
         assert sim.path in str(info.value)
         sim.replug()
         rail.reconnect()
@@ -174,7 +214,7 @@ def test_a_restart_during_the_session_stops_the_next_move(sim: MarlinSimulator) 
         rail.accept_position()
         rail.move_to(5_000.0)
         sim.power_cycle()
-        deadline = time.monotonic() + 2.0
+        deadline = time.monotonic() + 30.0  # only bounds a hang
         while rail.capabilities.unreferenced is None and time.monotonic() < deadline:
             time.sleep(0.01)
         assert "restarted" in (rail.capabilities.unreferenced or "")
@@ -189,13 +229,17 @@ def test_a_restart_during_the_session_stops_the_next_move(sim: MarlinSimulator) 
 
 
 def test_a_restart_while_a_move_is_awaited_is_said_at_once(sim: MarlinSimulator) -> None:
-    with connected(sim, MarlinRail, "&timeout=30") as rail:
+    with connected(sim, MarlinRail, "&timeout=30&feed=2mm/s") as rail:
         rail.accept_position()
-        threading.Timer(0.1, sim.power_cycle).start()
-        started = time.monotonic()
+        mark = len(sim.received)
+        cycled: list[float] = []
+        act_when(  # once the move's M400 is awaited
+            lambda: b"M400" in sim.received[mark:],
+            lambda: (cycled.append(time.monotonic()), sim.power_cycle()),
+        )
         with pytest.raises(MotionError, match="restarted"):
-            rail.move_to(100_000.0)  # 10 s at 10x
-        assert time.monotonic() - started < 5.0  # not the 30 s of silence allowed
+            rail.move_to(100_000.0)  # 50 s simulated, 5 s real
+        assert time.monotonic() - cycled[0] < 10.0  # not the 30 s of silence allowed
 
 
 def test_a_restart_between_a_moves_commands_is_said_as_a_restart(
@@ -210,7 +254,7 @@ def test_a_restart_between_a_moves_commands_is_said_as_a_restart(
         def restart_before_the_wait(line: str, **options: Any) -> list[str]:
             if line == "M400":
                 sim.power_cycle()
-                deadline = time.monotonic() + 5.0
+                deadline = time.monotonic() + 30.0  # only bounds a hang
                 while rail.capabilities.unreferenced is None and time.monotonic() < deadline:
                     time.sleep(0.005)  # until the driver has read the board's ``start``
             return send(line, **options)

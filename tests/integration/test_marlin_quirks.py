@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -20,6 +20,28 @@ from rig.rails.marlin import MarlinRail
 from rig.session.runner import check_plan_fits
 from rig.sim.marlin import MarlinSimulator
 from tests.rails import connected
+
+
+def act_when(condition: Callable[[], bool], action: Callable[[], object]) -> threading.Event:
+    """Run ``action`` on a daemon thread once ``condition`` holds (checked every millisecond,
+    for at most 10 s); the event returned is set when it has run.
+
+    Lines sent from another thread act on a state, not after a delay: on a loaded machine a
+    fixed delay can come before the line it must follow, or after the move it must meet.
+    """
+    acted = threading.Event()
+
+    def run() -> None:
+        deadline = time.monotonic() + 10.0
+        while not condition():
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.001)
+        action()
+        acted.set()
+
+    threading.Thread(target=run, name="act_when", daemon=True).start()
+    return acted
 
 
 @pytest.fixture
@@ -83,24 +105,32 @@ def test_simulator_without_emergency_parser_queues_m410_behind_m400(
         rail.send("G1 X30 F600")  # 3 s simulated
         link = rail._link
         assert link is not None
-        threading.Timer(0.05, lambda: link.send_line("M410")).start()
-        rail.send(
-            "M400",
-        )  # M410 waits behind this until the move is over
+        mark = len(sim.received)
+        # Sent once the M400 is in: sent before it, the M410 would stop the move and its "ok"
+        # would be taken as the M400's.
+        sent = act_when(lambda: b"M400" in sim.received[mark:], lambda: link.send_line("M410"))
+        rail.send("M400")  # M410 waits behind this until the move is over
+        assert sent.wait(10.0)
         assert sim.logical_position[0] == pytest.approx(30.0)
 
 
 @pytest.mark.slow
 def test_stop_without_emergency_parser_still_halts_at_once(sim: MarlinSimulator) -> None:
-    with connected(sim, MarlinRail, "&feed=10mm/s") as rail:
+    with connected(sim, MarlinRail, "&feed=1mm/s") as rail:
         rail.accept_position()
-        began = time.monotonic()
-        threading.Timer(0.1, rail.stop).start()
+        called: list[float] = []
+        # Stopped once the move is under way (past 2 mm: M114 prints hundredths of a mm,
+        # and the move back to 1 mm below must not be under Marlin's smallest move).
+        act_when(
+            lambda: sim.logical_position[0] >= 2.0,
+            lambda: (called.append(time.monotonic()), rail.stop()),
+        )
         with pytest.raises(MoveStoppedError, match="stopped at"):
-            rail.move_to(150_000.0)  # 15 s simulated, 1.5 s real
-        assert time.monotonic() - began < 0.8
+            rail.move_to(150_000.0)  # 150 s simulated, 15 s real
+        # At once: within a few polls of the stop, not when the move would have ended.
+        assert time.monotonic() - called[0] < 5.0
         stopped = rail.position
-        assert 0.0 < stopped < 50_000.0
+        assert 0.0 < stopped < 50_000.0  # a third of the way takes 5 s real
         assert sim.logical_position[0] == pytest.approx(stopped / 1000.0, abs=0.01)
         assert b"M400" not in bytes(sim.received)  # the queue was kept free for M410
         rail.move_to(1_000.0)

@@ -160,12 +160,24 @@ def test_settle_delay_is_waited_after_motion() -> None:
 
 @pytest.mark.slow
 def test_stop_from_another_thread_halts_a_long_move() -> None:
-    rail = SimulatedRail(speed_mm_s=2.0, accel_mm_s2=50.0)
-    threading.Timer(0.2, rail.stop).start()
+    rail = SimulatedRail(speed_mm_s=1.0, accel_mm_s2=50.0)
+    stopped = threading.Event()
+
+    def stop_once_under_way() -> None:
+        # On a state, not after a delay: a stop before the move starts is cleared by the move,
+        # and a fixed delay on a loaded machine may land anywhere in it.
+        deadline = time.monotonic() + 10.0
+        while rail.position < 200.0 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        rail.stop()
+        stopped.set()
+
+    threading.Thread(target=stop_once_under_way, daemon=True).start()
     with pytest.raises(MoveStoppedError, match="stopped at"):
-        rail.move_to(50_000.0)  # 25 s at full speed
+        rail.move_to(50_000.0)  # 50 s at full speed
+    assert stopped.wait(10.0)
     stopped_at = rail.position
-    assert 100.0 < stopped_at < 5000.0  # well short of the 50 mm target
+    assert 200.0 <= stopped_at < 5000.0  # well short of the 50 mm target (4.8 s more travel)
     time.sleep(0.1)
     assert rail.position == stopped_at  # really stopped
     rail.move_to(0.0)  # and usable afterwards

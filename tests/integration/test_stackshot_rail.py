@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import serial
@@ -16,6 +16,28 @@ from rig.rails.base import MoveStoppedError
 from rig.rails.stackshot import StackShotError, StackShotRail
 from rig.sim.stackshot import StackShotSimulator
 from rig.sim.wemacro import WeMacroSimulator
+
+
+def act_when(condition: Callable[[], bool], action: Callable[[], object]) -> threading.Event:
+    """Run ``action`` on a daemon thread once ``condition`` holds (checked every millisecond,
+    for at most 10 s); the event returned is set when it has run.
+
+    A stop acts on a state, not after a delay: one that comes before the move has started is
+    ignored or cleared by the move itself, and on a loaded machine a fixed delay can be either.
+    """
+    acted = threading.Event()
+
+    def run() -> None:
+        deadline = time.monotonic() + 10.0
+        while not condition():
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.001)
+        action()
+        acted.set()
+
+    threading.Thread(target=run, name="act_when", daemon=True).start()
+    return acted
 
 
 @pytest.fixture
@@ -86,19 +108,22 @@ def test_busy_answers_are_retried_then_reported(
 def test_a_stop_on_the_keypad_is_an_error_not_a_short_move(
     sim: StackShotSimulator, rail: StackShotRail
 ) -> None:
-    threading.Timer(0.05, sim.press_stop_button).start()
+    pressed = act_when(lambda: sim.carriage.moving, sim.press_stop_button)
     with pytest.raises(MotionError, match="stopped on the controller itself"):
-        rail.move_to(20_000.0)
-    assert sim.carriage.position_mm < 37.2 + 20.0
+        rail.move_to(100_000.0)  # 50 s simulated, 2.5 s real: time to press while it moves
+    assert pressed.wait(10.0)
+    assert sim.carriage.position_mm < 37.2 + 100.0
 
 
 def test_stop_from_another_thread_halts_the_carriage(
     sim: StackShotSimulator, rail: StackShotRail
 ) -> None:
-    threading.Timer(0.05, rail.stop).start()
+    stopped = act_when(lambda: sim.carriage.moving, rail.stop)
     with pytest.raises(MoveStoppedError):
-        rail.move_to(20_000.0)
+        rail.move_to(100_000.0)  # 50 s simulated, 2.5 s real
+    assert stopped.wait(10.0)
     here = sim.carriage.position_mm
+    assert here < 37.2 + 100.0
     time.sleep(0.1)
     assert sim.carriage.position_mm == here
     assert any(c == proto.Command.RAIL_STOP for c, _, _ in sim.requests)
