@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 
@@ -47,3 +48,21 @@ def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("stacker: error: ")]
     assert len(errors) == 1, proc.stderr
     return errors[0]
+
+
+def stack_started(frames: Path, out: Path, log: Path) -> subprocess.Popen[str]:
+    """``stacker stack FRAMES -o OUT`` as a child process writing its stderr to ``log``, returned
+    once it has started stacking: an unreadable first file, ``frame_0000a.jpg``, added to
+    FRAMES, makes it say so as soon as it has (a fixed delay may end before a loaded machine
+    has even imported the program)."""
+    (frames / "frame_0000a.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "stacker.cli", "stack", str(frames), "-o", str(out)],
+            stdout=subprocess.PIPE, stderr=err, text=True,
+        )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while "frame_0000a.jpg" not in log.read_text() and proc.poll() is None:
+        assert time.monotonic() < deadline, "the stack did not start within 60 s"
+        time.sleep(0.05)
+    return proc

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -48,3 +50,26 @@ def accepted(sim: PtyDevice, kind: type[RailT], options: str = "") -> Iterator[R
     with connected(sim, kind, options) as rail:
         rail.accept_position()
         yield rail
+
+
+def act_when(condition: Callable[[], bool], action: Callable[[], object]) -> threading.Event:
+    """Run ``action`` on a daemon thread once ``condition`` holds (checked every millisecond,
+    for at most 10 s); the event returned is set when it has run.
+
+    A stop, a fault or a pulled cable acts on a state, not after a delay: one that comes
+    before the move has started is ignored or cleared by the move itself, and on a loaded
+    machine a fixed delay can come too early or too late.
+    """
+    acted = threading.Event()
+
+    def run() -> None:
+        deadline = time.monotonic() + 10.0
+        while not condition():
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.001)
+        action()
+        acted.set()
+
+    threading.Thread(target=run, name="act_when", daemon=True).start()
+    return acted

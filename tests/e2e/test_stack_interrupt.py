@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 from rig.sim.scene import SceneSpec, write_stack
+from tests.commands import stack_started
 
 
 def test_ctrl_c_mid_stack_stops_cleanly(tmp_path: Path) -> None:
@@ -20,22 +19,12 @@ def test_ctrl_c_mid_stack_stops_cleanly(tmp_path: Path) -> None:
     frames.mkdir()
     for k in range(160):
         os.link(rendered / f"frame_{k % 16 + 1:04d}.jpg", frames / f"frame_{k + 1:04d}.jpg")
-    # An unreadable first file makes the run say something as soon as it has started.
-    (frames / "frame_0000a.jpg").write_bytes(b"\xff\xd8 not a jpeg")
     out, log = tmp_path / "out.tif", tmp_path / "stderr.txt"
-    with log.open("w") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "stacker.cli", "stack", str(frames), "-o", str(out)],
-            stdout=subprocess.PIPE, stderr=err, text=True,
-        )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while "frame_0000a.jpg" not in log.read_text() and proc.poll() is None:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        time.sleep(0.5)  # into the stack: reading ahead and merging in the background
-        os.kill(proc.pid, signal.SIGINT)
-        t0 = time.monotonic()
-        stdout, _ = proc.communicate(timeout=60)
+    proc = stack_started(frames, out, log)
+    time.sleep(0.5)  # into the stack: reading ahead and merging in the background
+    os.kill(proc.pid, signal.SIGINT)
+    t0 = time.monotonic()
+    stdout, _ = proc.communicate(timeout=60)
     stderr = log.read_text()
     assert time.monotonic() - t0 < 10  # stops within a frame or two, not at the end
     assert proc.returncode == 130, stderr

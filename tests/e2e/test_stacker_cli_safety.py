@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import struct
-import subprocess
-import sys
 import time
 import zlib
 from pathlib import Path
@@ -20,7 +18,7 @@ from rig.sim.scene import SceneSpec, write_stack
 from stacker.io import read_image
 from stacker.metadata import exif_orientation, read_metadata
 from stacker.watch import watch_and_stack
-from tests.commands import one_line_error, stacker
+from tests.commands import one_line_error, stack_started, stacker
 from tests.exif import tag_jpeg
 
 SPEC = SceneSpec(width=320, height=240, seed=5, jpeg_quality=92)
@@ -174,21 +172,11 @@ def test_ctrl_c_says_what_was_not_written(tmp_path: Path) -> None:
     write_stack(rendered, SceneSpec(width=1600, height=1200, seed=2), 40)
     for k in range(FRAMES):
         os.link(rendered / f"frame_{k % 40 + 1:04d}.jpg", big / f"frame_{k + 1:04d}.jpg")
-    # An unreadable first file makes the run say something as soon as it has started.
-    (big / "frame_0000a.jpg").write_bytes(b"\xff\xd8 not a jpeg")
     out, log = tmp_path / "out.tif", tmp_path / "stderr.txt"
-    with log.open("w") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "stacker.cli", "stack", str(big), "-o", str(out)],
-            stderr=stderr, stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while "frame_0000a.jpg" not in log.read_text() and proc.poll() is None:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        time.sleep(1.0)  # into the stack
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=60)
+    proc = stack_started(big, out, log)
+    time.sleep(1.0)  # into the stack
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
     err = log.read_text()
     assert proc.returncode == 130, err
     assert not err.startswith("\n") and "Traceback" not in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -83,16 +84,34 @@ def test_jog_home_and_unlock_bytes(sim: GrblSimulator, rail: GrblRail) -> None:
 
 
 @pytest.mark.parametrize(
-    ("motion", "expected"),
+    ("motion", "last_line", "state", "expected"),
     [
-        ("move_to", b"G21 G90 G1 X40.0000 F300.0\nG4 P0.01\n!\x18"),  # feed hold, then reset
-        ("jog", b"$J=G21 G91 X40.0000 F300.0\n\x85"),  # a jog: only jog cancel
+        # feed hold, then reset
+        ("move_to", b"G4 P0.01\n", "Run", b"G21 G90 G1 X40.0000 F30.0\nG4 P0.01\n!\x18"),
+        ("jog", b"$J=", "Jog", b"$J=G21 G91 X40.0000 F30.0\n\x85"),  # a jog: only jog cancel
     ],
+    ids=["move_to", "jog"],
 )
-def test_stop_bytes(sim: GrblSimulator, rail: GrblRail, motion: str, expected: bytes) -> None:
-    mark = len(sim.received)
-    threading.Timer(0.1, rail.stop).start()
-    with pytest.raises(MoveStoppedError):
-        getattr(rail, motion)(40_000.0)
-    tail = bytes(sim.received[mark:]).replace(b"?", b"")
-    assert tail == expected
+def test_stop_bytes(
+    sim: GrblSimulator, motion: str, last_line: bytes, state: str, expected: bytes
+) -> None:
+    """The stop lands once the motion's last line was sent and the board moves: the move lasts
+    80 s simulated (4 s real at 20x), so the stop lands long before its end."""
+    with accepted(sim, GrblRail, "&feed=30mm/min") as rail:
+        mark = len(sim.received)
+
+        def stop_once_moving() -> None:  # not after a fixed delay: a loaded host may lag
+            deadline = time.monotonic() + 10.0
+            while time.monotonic() < deadline and not (
+                last_line in sim.received[mark:] and sim.state == state
+            ):
+                time.sleep(0.002)
+            rail.stop()
+
+        stopper = threading.Thread(target=stop_once_moving, daemon=True)
+        stopper.start()
+        with pytest.raises(MoveStoppedError):
+            getattr(rail, motion)(40_000.0)
+        stopper.join(timeout=30.0)
+        tail = bytes(sim.received[mark:]).replace(b"?", b"")
+        assert tail == expected

@@ -5,8 +5,9 @@ from __future__ import annotations
 import threading
 import time
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from pytest import MonkeyPatch
@@ -16,7 +17,7 @@ from rig.rails import open_focuser, serialport
 from rig.rails.base import ConnectionLostError, MoveStoppedError
 from rig.rails.grbl import GrblRail, parse_status
 from rig.sim.grbl import GrblSimulator
-from tests.rails import accepted, connected
+from tests.rails import accepted, act_when, connected
 
 STEP_UM = 1000.0 / 800.0  # the simulator's default 800 steps/mm
 QUICK_HOMING = {24: 200.0, 25: 2000.0}  # homing feeds (mm/min) raised to keep tests short
@@ -31,6 +32,16 @@ def sim() -> Iterator[GrblSimulator]:
 def sent(sim: GrblSimulator, since: int = 0) -> bytes:
     """What the controller received after byte ``since``, without the `?` status polls."""
     return bytes(sim.received[since:]).replace(b"?", b"")
+
+
+def moving(sim: GrblSimulator, state: str = "Run", past_mm: float = 0.1) -> Callable[[], bool]:
+    """Whether ``sim`` is in ``state`` (``Run``, ``Jog``) with X past ``past_mm`` (machine)."""
+    return lambda: sim.state == state and sim.machine_position[0] >= past_mm
+
+
+SLOW = "&feed=1mm/s"
+"""A feed for moves that must still be under way when a helper thread acts on them: 10 mm take
+10 s simulated, 1 s real at 10x. Those moves are interrupted early, so the tests stay short."""
 
 
 @pytest.mark.slow
@@ -91,20 +102,38 @@ def test_hard_limit_alarm_stops_a_sequence(sim: GrblSimulator) -> None:
 
 @pytest.mark.slow
 def test_injected_alarm_during_a_move(sim: GrblSimulator) -> None:
-    with accepted(sim, GrblRail) as rail:
-        threading.Timer(0.05, sim.trigger_alarm, args=(1,)).start()
+    with accepted(sim, GrblRail, SLOW) as rail:
+        alarm = act_when(moving(sim), lambda: sim.trigger_alarm(1))
         with pytest.raises(MotionError, match="ALARM:1"):
-            rail.move_to(30_000.0)  # 3 s at 10x: interrupted long before
+            rail.move_to(30_000.0)  # 30 s at 10x: interrupted long before
+        assert alarm.wait(10.0)
         assert rail.capabilities.absolute is False
         # The alarm is not cleared behind the user's back: homing is the way out.
-        assert b"$X" not in sent(sim, sent(sim).index(b"$X") + 3)
+        assert b"$X" not in sent(sim, bytes(sim.received).index(b"$X") + 2)
         rail.home()
         rail.move_to(-2000.0)
         assert abs(rail.position + 2000.0) <= STEP_UM
 
 
+def hold_once_moving(sim: GrblSimulator, monkeypatch: MonkeyPatch) -> None:
+    """Fire ``sim``'s Hold input as its next motion block starts (once), under the board's lock:
+    the move is under way and cannot be over, however late the host is."""
+    queue = sim._queue
+    armed = [True]
+
+    def queue_then_hold(*args: Any) -> None:
+        queue(*args)
+        if armed[0]:
+            armed[0] = False
+            sim.on_bytes(b"!")  # the lock is re-entrant: this thread holds it
+
+    monkeypatch.setattr(sim, "_queue", queue_then_hold)
+
+
 @pytest.mark.slow
-def test_a_feed_hold_from_the_board_is_named_not_taken_for_silence() -> None:
+def test_a_feed_hold_from_the_board_is_named_not_taken_for_silence(
+    monkeypatch: MonkeyPatch,
+) -> None:
     """The Hold input (a button, or noise on its wire) pauses motion until Cycle Start.
 
     GRBL's pin interrupt and the ``!`` byte set the same feed-hold flag (system.c, serial.c),
@@ -112,12 +141,14 @@ def test_a_feed_hold_from_the_board_is_named_not_taken_for_silence() -> None:
     """
     with (
         GrblSimulator(time_scale=10.0, reset_on_open=False) as sim,
-        connected(sim, GrblRail, "&timeout=1") as rail,
+        connected(sim, GrblRail) as rail,
     ):
         rail.unlock()  # the power-up lock; the board keeps power, so once is enough
-        threading.Timer(0.02, sim.on_bytes, args=(b"!",)).start()
-        with pytest.raises(MotionError, match=r"paused \(Hold\).*Cycle Start"):
-            rail.move_to(5_000.0)  # held mid-move ("did not finish"), or before it on a busy host
+        hold_once_moving(sim, monkeypatch)
+        default_timeout, rail.timeout_s = rail.timeout_s, 1.0  # the held G4 gives up in ~2 s
+        with pytest.raises(MotionError, match=r"paused \(Hold\).*did not finish.*Cycle Start"):
+            rail.move_to(5_000.0)
+        rail.timeout_s = default_timeout
         with pytest.raises(MotionError, match=r"paused \(Hold\).*nothing moved"):
             rail.move_to(100.0)
         sim.on_bytes(b"~")  # Cycle Start: the held move carries on
@@ -155,14 +186,15 @@ def test_boot_alarm_is_reported_and_only_unlocked_on_request(sim: GrblSimulator)
 
 @pytest.mark.slow
 def test_stop_during_a_long_move_halts_it_keeping_position(sim: GrblSimulator) -> None:
-    with accepted(sim, GrblRail) as rail:
+    with accepted(sim, GrblRail, SLOW) as rail:
         mark = len(sim.received)
-        threading.Timer(0.1, rail.stop).start()
+        stop = act_when(moving(sim, past_mm=0.5), rail.stop)
         with pytest.raises(MoveStoppedError, match="stopped"):
-            rail.move_to(90_000.0)  # 9 s of simulated travel at 10x: ~0.9 s
+            rail.move_to(40_000.0)  # 40 s of simulated travel at 10x: ~4 s
+        assert stop.wait(10.0)
         stopped = rail.position
-        assert 0.0 < stopped < 50_000.0
-        time.sleep(0.05)
+        assert 500.0 - STEP_UM <= stopped < 40_000.0  # where it was when stopped, short of 40 mm
+        time.sleep(0.1)  # 1 s simulated: 1 mm at the move's feed
         assert rail.position == stopped
         assert sim.alarms == []  # feed hold before the reset: no "reset while in motion"
         received = sent(sim, mark)
@@ -174,32 +206,13 @@ def test_stop_during_a_long_move_halts_it_keeping_position(sim: GrblSimulator) -
 def test_stop_cancels_a_jog_with_0x85(sim: GrblSimulator) -> None:
     with accepted(sim, GrblRail) as rail:
         mark = len(sim.received)
-        threading.Timer(0.1, rail.stop).start()
+        stop = act_when(moving(sim, "Jog"), rail.stop)
         with pytest.raises(MoveStoppedError):
-            rail.jog(40_000.0)
+            rail.jog(40_000.0, feed_mm_min=60.0)  # 40 s at 10x: ~4 s
+        assert stop.wait(10.0)
         assert b"\x85" in sent(sim, mark) and b"\x18" not in sent(sim, mark)
         assert any(m.interrupted == "jog cancel" for m in sim.motion_log)
         assert sim.state == "Idle"
-
-
-@pytest.mark.slow
-def test_disconnect_mid_move_then_reconnect(sim: GrblSimulator) -> None:
-    with accepted(sim, GrblRail, "&timeout=2") as rail:
-        threading.Timer(0.1, sim.disconnect).start()
-        with pytest.raises(ConnectionLostError) as info:
-            rail.move_to(50_000.0)
-        message = str(info.value)
-        assert sim.path in message and "\n" not in message
-        with pytest.raises(ConnectionLostError):
-            rail.position  # noqa: B018 - every call reports the lost link
-        sim.replug()
-        rail.reconnect()
-        with pytest.raises(MotionError, match=r"position unknown.*home"):
-            rail.move_to(1000.0)
-        rail.home()
-        rail.move_to(-5000.0)
-        assert abs(rail.position + 5000.0) <= STEP_UM
-        assert rail.capabilities.absolute
 
 
 def restart_on_receiving(sim: GrblSimulator, command: bytes, monkeypatch: MonkeyPatch) -> None:
@@ -230,27 +243,30 @@ def test_board_reset_between_a_moves_commands_is_blamed_on_the_reset(
 
 
 @pytest.mark.slow
-def test_board_reset_mid_move_is_a_clear_error(sim: GrblSimulator) -> None:
-    with accepted(sim, GrblRail) as rail:
-
-        def reset_once_moving() -> (
-            None
-        ):  # not after a fixed delay: a loaded machine may not be moving yet
-            deadline = time.monotonic() + 10.0
-            while sim.state != "Run" and time.monotonic() < deadline:
-                time.sleep(0.002)
-            sim.power_cycle()
-
-        threading.Thread(target=reset_once_moving, daemon=True).start()
+@pytest.mark.parametrize("fault", ["unplugged", "reset"])
+def test_a_cable_pulled_or_a_board_reset_mid_move_loses_the_position_clearly(
+    sim: GrblSimulator, fault: str
+) -> None:
+    with accepted(sim, GrblRail, SLOW) as rail:
+        acted = act_when(moving(sim), sim.disconnect if fault == "unplugged" else sim.power_cycle)
         with pytest.raises(ConnectionLostError) as info:
-            rail.move_to(50_000.0)
+            rail.move_to(40_000.0)  # 40 s at 10x: ~4 s
+        assert acted.wait(10.0)
         message = str(info.value)
-        assert sim.path in message and "reset" in message and "home" in message
-        with pytest.raises(MotionError, match="position unknown"):
-            rail.move_to(0.0)  # the link still works, but the position must be re-established
+        assert sim.path in message and "\n" not in message
+        if fault == "unplugged":
+            with pytest.raises(ConnectionLostError):
+                rail.position  # noqa: B018 - every call reports the lost link
+            sim.replug()
+            rail.reconnect()
+        else:
+            assert "reset" in message and "home" in message  # the link itself still works
+        with pytest.raises(MotionError, match=r"position unknown.*home"):
+            rail.move_to(1000.0)  # the position must be re-established
         rail.home()
-        rail.move_to(-1500.0)
-        assert abs(rail.position + 1500.0) <= STEP_UM
+        rail.move_to(-5000.0)
+        assert abs(rail.position + 5000.0) <= STEP_UM
+        assert rail.capabilities.absolute
 
 
 @contextmanager
@@ -317,7 +333,8 @@ def test_garbled_and_unexpected_lines_do_not_crash_the_driver(sim: GrblSimulator
 
 @pytest.mark.slow
 def test_a_silent_controller_is_a_clear_error(sim: GrblSimulator) -> None:
-    with accepted(sim, GrblRail, "&timeout=0.3") as rail:
+    with accepted(sim, GrblRail) as rail:
+        rail.timeout_s = 0.3  # only now: setting up on a loaded machine may take longer
         sim.stall()
         with pytest.raises(RigError, match=f"{sim.path}.*(stopped answering|does not answer)"):
             rail.move_to(1000.0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import serial
@@ -20,7 +21,8 @@ class Client:
     """A bare GRBL host: write bytes, read lines."""
 
     def __init__(self, path: str) -> None:
-        self.port = serial.serial_for_url(path, baudrate=115200, timeout=2.0)
+        # The timeout only bounds a hang: no check here relies on it expiring.
+        self.port = serial.serial_for_url(path, baudrate=115200, timeout=10.0)
 
     def line(self) -> str:
         raw = self.port.readline()
@@ -49,20 +51,77 @@ class Client:
             if text.startswith("<"):
                 return text
 
-    def wait_idle(self, timeout: float = 5.0) -> str:
+    def wait_idle(self, timeout: float = 30.0) -> str:
+        return self.wait_for("<Idle", timeout)
+
+    def wait_for(self, report_start: str, timeout: float = 30.0) -> str:
+        """Poll the status until a report starts with ``report_start``."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             report = self.status()
-            if report.startswith("<Idle"):
+            if report.startswith(report_start):
                 return report
             time.sleep(0.01)
-        raise AssertionError("never idle")
+        raise AssertionError(f"never {report_start[1:]}")
 
 
 @pytest.fixture
 def sim() -> Iterator[GrblSimulator]:
     with GrblSimulator(time_scale=10.0) as simulator:
         yield simulator
+
+
+class Clock:
+    """``sim``'s clock, which a test can stop in the middle of a move.
+
+    A byte the host must get to the board while it moves (``?``, ``!``, Ctrl-X, ``0x85``) then
+    cannot arrive after the move's end, however late a loaded machine runs the host: after
+    :meth:`stop_in_next_move` the board's time stands still ``after`` simulated seconds into the
+    next motion it queues, until :meth:`release`. The board is otherwise unchanged: it reads
+    and answers as ever, its moves last as long in simulated time. Release only once the board
+    answered something sent after the byte: then it has acted on it.
+    """
+
+    def __init__(self, sim: GrblSimulator, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sim = sim
+        self._wall = sim._now
+        self._lag = 0.0  # simulated seconds the clock stood still
+        self._after: float | None = None
+        self._stop_at: float | None = None
+        queue = sim._queue
+
+        def queue_then_stop(block: Any, state: str, now: float) -> None:
+            queue(block, state, now)
+            if self._after is not None:
+                self._stop_at, self._after = now + self._after, None
+
+        monkeypatch.setattr(sim, "_now", self.now)
+        monkeypatch.setattr(sim, "_queue", queue_then_stop)
+
+    def now(self) -> float:
+        t = self._wall() - self._lag
+        return t if self._stop_at is None else min(t, self._stop_at)
+
+    def stop_in_next_move(self, after: float) -> None:
+        with self.sim._lock:
+            self._after = after
+
+    def release(self) -> None:
+        with self.sim._wake:
+            if self._stop_at is not None:
+                self._lag = max(self._lag, self._wall() - self._stop_at)
+                self._stop_at = None
+            self.sim._wake.notify_all()
+
+    @property
+    def stood_still(self) -> float:
+        """Wall-clock seconds for which the board's time stood still."""
+        return self._lag / self.sim.time_scale
+
+
+@pytest.fixture
+def clock(sim: GrblSimulator, monkeypatch: pytest.MonkeyPatch) -> Clock:
+    return Clock(sim, monkeypatch)
 
 
 def opened(sim: GrblSimulator) -> Client:
@@ -165,24 +224,29 @@ def test_error_codes(client: Client) -> None:
     assert client.lines_until_ok("") == ["ok"]
 
 
-def test_a_move_takes_trapezoid_time_and_lands_on_a_step(client: Client) -> None:
+def test_a_move_takes_trapezoid_time_and_lands_on_a_step(client: Client, clock: Clock) -> None:
+    clock.stop_in_next_move(after=0.1)
     began = time.monotonic()
     assert client.lines_until_ok("G1 X2.0003 F600") == ["ok"]
     assert client.status().startswith("<Run|")
+    clock.release()
     assert client.lines_until_ok("G4 P0.01") == ["ok"]  # answered once motion is done
-    elapsed = time.monotonic() - began
+    elapsed = time.monotonic() - began - clock.stood_still
     assert client.status().startswith("<Idle|MPos:2.000,")  # 2.0003 mm rounds to a step
     expected = Trapezoid(2.0003, 10.0, 50.0).duration / 10.0  # 600 mm/min, 50 mm/s², x10
     assert elapsed >= expected
 
 
 def test_gcode_during_a_jog_is_locked_out_and_0x85_cancels(
-    sim: GrblSimulator, client: Client
+    sim: GrblSimulator, client: Client, clock: Clock
 ) -> None:
+    clock.stop_in_next_move(after=1.0)  # 10 mm in: the jog is under way until the cancel
     assert client.lines_until_ok("$J=G91 X50 F600") == ["ok"]
     assert client.status().startswith("<Jog|")
     assert client.lines_until_ok("G1 X1 F100") == ["error:9"]
     client.port.write(b"\x85")
+    client.status()  # answered after the 0x85 was read
+    clock.release()
     report = client.wait_idle()
     x = float(report.split("MPos:")[1].split(",")[0])
     assert 0.0 < x < 50.0
@@ -210,28 +274,35 @@ def test_g1_beyond_soft_limits_is_alarm_2_until_reset(client: Client) -> None:
     assert client.lines_until_ok("$X") == ["[MSG:Caution: Unlocked]", "ok"]
 
 
-def test_reset_in_motion_is_alarm_3_and_hold_then_reset_is_not(client: Client) -> None:
+def test_reset_in_motion_is_alarm_3_and_hold_then_reset_is_not(
+    client: Client, clock: Clock
+) -> None:
+    clock.stop_in_next_move(after=0.5)  # the reset comes mid-move
     client.lines_until_ok("G1 X20 F600")
     client.port.write(b"\x18")
     assert client.line() == "ALARM:3"
+    clock.release()
     assert "Grbl 1.1h" in client.line() + client.line()
     assert client.lines_until_ok("$X")[-1] == "ok"
+    clock.stop_in_next_move(after=0.5)  # the hold comes mid-move
     client.lines_until_ok("G1 X20 F600")
     client.port.write(b"!")
-    deadline = time.monotonic() + 3
-    while not client.status().startswith("<Hold:0|"):
-        assert time.monotonic() < deadline
+    assert client.status().startswith("<Hold")
+    clock.release()
+    client.wait_for("<Hold:0|")  # the deceleration is over
     client.port.write(b"\x18")
     assert client.line() == ""
     assert client.line().startswith("Grbl 1.1h")
     assert client.status().startswith("<Idle|")
 
 
-def test_feed_hold_and_resume_completes_the_move(client: Client) -> None:
+def test_feed_hold_and_resume_completes_the_move(client: Client, clock: Clock) -> None:
+    clock.stop_in_next_move(after=0.2)  # the hold comes mid-move
     client.lines_until_ok("G1 X3 F600")
     client.port.write(b"!")
-    time.sleep(0.05)
     assert client.status().startswith("<Hold")
+    clock.release()
+    client.wait_for("<Hold:0|")  # GRBL resumes only once the deceleration is over
     client.port.write(b"~")
     client.lines_until_ok("G4 P0")
     assert client.wait_idle().startswith("<Idle|MPos:3.000,")
@@ -250,21 +321,29 @@ def test_homing_and_hard_limit(sim: GrblSimulator, client: Client) -> None:
     assert sim.alarms == [1]
 
 
-def test_planner_buffer_holds_back_ok_when_full(sim: GrblSimulator, client: Client) -> None:
+def test_planner_buffer_holds_back_ok_when_full(
+    sim: GrblSimulator, client: Client, clock: Clock
+) -> None:
+    clock.stop_in_next_move(after=0.5)  # the first block lasts until released
     for i in range(15):
         client.port.write(f"G1 X{(i + 1) * 0.5:.1f} F30\n".encode())  # 1 s each (0.1 s real)
     for _ in range(15):
         assert client.line() == "ok"
     client.port.write(b"G1 X10 F600\n")
-    client.port.timeout = 0.02
+    client.port.timeout = 0.1
     assert client.port.readline() == b""  # planner full: no ok yet
-    client.port.timeout = 5.0
-    assert client.line() == "ok"
+    client.port.timeout = 10.0
+    clock.release()
+    assert client.line() == "ok"  # once the first block is done
 
 
-def test_disconnect_and_replug_keep_the_path(sim: GrblSimulator, client: Client) -> None:
+def test_disconnect_and_replug_keep_the_path(
+    sim: GrblSimulator, client: Client, clock: Clock
+) -> None:
+    clock.stop_in_next_move(after=0.5)  # unplugged mid-move
     client.lines_until_ok("G1 X30 F600")
     sim.disconnect()
+    clock.release()
     with pytest.raises(serial.SerialException):
         client.port.read(10)
         client.port.read(10)

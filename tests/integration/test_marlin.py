@@ -7,9 +7,8 @@ boots at 0 wherever the carriage stands (10 mm from its minimum end).
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,30 +18,7 @@ from rig.errors import MotionError, RigError
 from rig.rails.base import ConnectionLostError, MoveStoppedError
 from rig.rails.marlin import MarlinRail
 from rig.sim.marlin import MarlinConfig, MarlinSimulator
-from tests.rails import connected, lines_sent
-
-
-def act_when(condition: Callable[[], bool], action: Callable[[], object]) -> threading.Event:
-    """Run ``action`` on a daemon thread once ``condition`` holds (checked every millisecond,
-    for at most 10 s); the event returned is set when it has run.
-
-    A stop or a fault acts on a state, not after a delay: one that comes before the move is
-    queued is ignored or cleared by the move itself, and on a loaded machine a fixed delay can
-    come too early or too late.
-    """
-    acted = threading.Event()
-
-    def run() -> None:
-        deadline = time.monotonic() + 10.0
-        while not condition():
-            if time.monotonic() > deadline:
-                return
-            time.sleep(0.001)
-        action()
-        acted.set()
-
-    threading.Thread(target=run, name="act_when", daemon=True).start()
-    return acted
+from tests.rails import act_when, connected, lines_sent
 
 
 @pytest.fixture

@@ -7,9 +7,8 @@ Configuration_adv.h (EMERGENCY_PARSER off). 400 steps/mm: six steps are 15 µm.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -19,29 +18,7 @@ from rig.rails.base import MoveStoppedError
 from rig.rails.marlin import MarlinRail
 from rig.session.runner import check_plan_fits
 from rig.sim.marlin import MarlinSimulator
-from tests.rails import connected
-
-
-def act_when(condition: Callable[[], bool], action: Callable[[], object]) -> threading.Event:
-    """Run ``action`` on a daemon thread once ``condition`` holds (checked every millisecond,
-    for at most 10 s); the event returned is set when it has run.
-
-    Lines sent from another thread act on a state, not after a delay: on a loaded machine a
-    fixed delay can come before the line it must follow, or after the move it must meet.
-    """
-    acted = threading.Event()
-
-    def run() -> None:
-        deadline = time.monotonic() + 10.0
-        while not condition():
-            if time.monotonic() > deadline:
-                return
-            time.sleep(0.001)
-        action()
-        acted.set()
-
-    threading.Thread(target=run, name="act_when", daemon=True).start()
-    return acted
+from tests.rails import act_when, connected
 
 
 @pytest.fixture

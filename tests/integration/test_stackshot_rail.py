@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import struct
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 import serial
@@ -16,28 +15,7 @@ from rig.rails.base import MoveStoppedError
 from rig.rails.stackshot import StackShotError, StackShotRail
 from rig.sim.stackshot import StackShotSimulator
 from rig.sim.wemacro import WeMacroSimulator
-
-
-def act_when(condition: Callable[[], bool], action: Callable[[], object]) -> threading.Event:
-    """Run ``action`` on a daemon thread once ``condition`` holds (checked every millisecond,
-    for at most 10 s); the event returned is set when it has run.
-
-    A stop acts on a state, not after a delay: one that comes before the move has started is
-    ignored or cleared by the move itself, and on a loaded machine a fixed delay can be either.
-    """
-    acted = threading.Event()
-
-    def run() -> None:
-        deadline = time.monotonic() + 10.0
-        while not condition():
-            if time.monotonic() > deadline:
-                return
-            time.sleep(0.001)
-        action()
-        acted.set()
-
-    threading.Thread(target=run, name="act_when", daemon=True).start()
-    return acted
+from tests.rails import act_when
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -83,27 +84,27 @@ def collect_paths(
     ``grace`` seconds after ``writer`` is done and ``count`` paths and ``skipped`` pair partners
     are in (see :func:`stop_when`)."""
     got = [] if got is None else got
-    stop = stop_when(writer, lambda: len(got) >= count and len(hot.skipped) >= skipped, grace)
-    for path in hot.paths(stop=stop, idle_timeout=20):
+    for path in hot.paths(stop=all_in(hot, writer, got, count, skipped, grace), idle_timeout=20):
         got.append((path, path.stat().st_size))
     return got
 
 
-def collect_frames(
-    hot: HotFolder,
-    writer: threading.Thread,
-    count: int,
-    *,
-    skipped: int = 0,
-    grace: float = 0.5,
-    on_unreadable: Callable[[UnreadableFrame], None] | None = None,
-) -> list[ReadyFrame]:
-    """:func:`collect_paths` for decoded frames."""
+def collect_frames(hot: HotFolder, writer: threading.Thread, count: int, **limits: Any) -> list:
+    """:func:`collect_paths` for decoded frames (``limits``: its ``skipped`` and ``grace``, and
+    ``on_unreadable`` for :meth:`HotFolder.frames`)."""
     got: list[ReadyFrame] = []
-    stop = stop_when(writer, lambda: len(got) >= count and len(hot.skipped) >= skipped, grace)
+    on_unreadable = limits.pop("on_unreadable", None)
+    stop = all_in(hot, writer, got, count, **limits)
     for frame in hot.frames(stop=stop, idle_timeout=20, on_unreadable=on_unreadable):
-        got.append(frame)  # one at a time: stop_when counts them as they come
+        got.append(frame)  # one at a time: all_in counts them as they come
     return got
+
+
+def all_in(
+    hot: HotFolder, writer: threading.Thread, got: list, count: int, skipped: int = 0, grace=0.5
+) -> threading.Event:
+    """:func:`stop_when` ``count`` items are in ``got`` and ``skipped`` partners were set aside."""
+    return stop_when(writer, lambda: len(got) >= count and len(hot.skipped) >= skipped, grace)
 
 
 def in_thread(fn, *args, **kwargs) -> threading.Thread:  # type: ignore[no-untyped-def]

@@ -14,6 +14,7 @@ from rig.rails.base import ConnectionLostError, MoveStoppedError
 from rig.rails.wemacro import WeMacroRail
 from rig.sim.stackshot import StackShotSimulator
 from rig.sim.wemacro import WeMacroSimulator
+from tests.rails import act_when
 
 
 def eventually(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
@@ -25,29 +26,6 @@ def eventually(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
             return False
         time.sleep(0.005)
     return True
-
-
-def act_when(condition: Callable[[], bool], action: Callable[[], object]) -> threading.Event:
-    """Run ``action`` on a daemon thread once ``condition`` holds (checked every millisecond,
-    for at most 10 s); the event returned is set when it has run.
-
-    A stop or a pulled cable acts on a state, not after a delay: one that comes before the
-    move has started is ignored or cleared by the move itself, and on a loaded machine a fixed
-    delay can be either.
-    """
-    acted = threading.Event()
-
-    def run() -> None:
-        deadline = time.monotonic() + 10.0
-        while not condition():
-            if time.monotonic() > deadline:
-                return
-            time.sleep(0.001)
-        action()
-        acted.set()
-
-    threading.Thread(target=run, name="act_when", daemon=True).start()
-    return acted
 
 
 def once_the_frame_is_out(rail: WeMacroRail, action: Callable[[], object]) -> Callable[[], None]:
