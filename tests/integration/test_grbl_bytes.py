@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -12,7 +10,7 @@ from rig.rails import open_focuser
 from rig.rails.base import MoveStoppedError
 from rig.rails.grbl import GrblRail
 from rig.sim.grbl import GrblSimulator
-from tests.rails import accepted, lines_sent
+from tests.rails import accepted, act_when, lines_sent
 
 POLLS = b"?"
 """Status polls: real-time bytes between the command lines."""
@@ -99,19 +97,11 @@ def test_stop_bytes(
     80 s simulated (4 s real at 20x), so the stop lands long before its end."""
     with accepted(sim, GrblRail, "&feed=30mm/min") as rail:
         mark = len(sim.received)
-
-        def stop_once_moving() -> None:  # not after a fixed delay: a loaded host may lag
-            deadline = time.monotonic() + 10.0
-            while time.monotonic() < deadline and not (
-                last_line in sim.received[mark:] and sim.state == state
-            ):
-                time.sleep(0.002)
-            rail.stop()
-
-        stopper = threading.Thread(target=stop_once_moving, daemon=True)
-        stopper.start()
+        stopped = act_when(
+            lambda: last_line in sim.received[mark:] and sim.state == state, rail.stop
+        )
         with pytest.raises(MoveStoppedError):
             getattr(rail, motion)(40_000.0)
-        stopper.join(timeout=30.0)
+        assert stopped.wait(10.0)
         tail = bytes(sim.received[mark:]).replace(b"?", b"")
         assert tail == expected

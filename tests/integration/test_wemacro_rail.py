@@ -28,24 +28,6 @@ def eventually(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
     return True
 
 
-def once_the_frame_is_out(rail: WeMacroRail, action: Callable[[], object]) -> Callable[[], None]:
-    """``action``, once the driver has finished writing the move's frame and waits for the end
-    of the move (it holds its link's lock while it writes).
-
-    The carriage starts as soon as the frame is in, while the driver may still be in its write:
-    a stop or a lost link then meets the driver somewhere these tests are not about (the
-    driver does not forget the position when the write of a move's frame itself fails, nor
-    when the move ends before a concurrent stop has checked it was under way).
-    """
-
-    def run() -> None:
-        with rail._link.lock:
-            pass
-        action()
-
-    return run
-
-
 @pytest.fixture
 def sim() -> Iterator[WeMacroSimulator]:
     with WeMacroSimulator(time_scale=20.0) as simulator:
@@ -116,7 +98,7 @@ def test_a_frame_lost_to_noise_is_an_error_and_the_position_must_be_set_again(
 
 
 def test_stop_halts_and_forgets_the_position(sim: WeMacroSimulator, rail: WeMacroRail) -> None:
-    stopped = act_when(lambda: sim.carriage.moving, once_the_frame_is_out(rail, rail.stop))
+    stopped = act_when(lambda: sim.carriage.moving, rail.stop)
     with pytest.raises(MoveStoppedError):
         rail.move_to(300_000.0)  # 200 s simulated, 10 s real
     assert stopped.wait(10.0)  # the stop frame is written; the controller reads it in a moment
@@ -130,7 +112,7 @@ def test_stop_halts_and_forgets_the_position(sim: WeMacroSimulator, rail: WeMacr
 def test_a_link_lost_mid_move_forgets_the_position(
     sim: WeMacroSimulator, rail: WeMacroRail
 ) -> None:
-    cut = act_when(lambda: sim.carriage.moving, once_the_frame_is_out(rail, sim.disconnect))
+    cut = act_when(lambda: sim.carriage.moving, sim.disconnect)
     with pytest.raises(ConnectionLostError):
         rail.move_to(300_000.0)  # 200 s simulated, 10 s real
     assert cut.wait(10.0)

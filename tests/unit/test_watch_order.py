@@ -67,13 +67,13 @@ class Poller:
         self.handler = handler
 
     def start(self) -> None:
-        pass
+        """No thread: the test's clock decides when each poll's events come (see ``get``)."""
 
     def stop(self) -> None:
-        pass
+        """Nothing runs, so nothing to stop."""
 
     def join(self, timeout: float | None = None) -> None:
-        pass
+        """Nothing runs, so nothing to wait for."""
 
     def is_alive(self) -> bool:
         return True
