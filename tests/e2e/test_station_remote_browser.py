@@ -140,7 +140,10 @@ def test_live_view_peaking_and_setting_the_ends_by_eye(station, depth_of) -> Non
         )
         # Go to near checks the near end: the rail returns and so does the peaking band.
         page.click("#st-go-near")
-        page.wait_for_function("document.getElementById('st-msg').textContent.includes('0um')")
+        # Its own answer: the message before it ("far end set at 2000um") holds "0um" too.
+        page.wait_for_function(
+            "document.getElementById('st-msg').textContent.includes('near end: 0um')"
+        )
         _fresh_frames(page)
         assert abs(_marked_depth(page, depth_of) - near_depth) < 300
         # Tap-to-zoom shows the frame at its own pixels around the tapped point.
