@@ -33,11 +33,8 @@ Pixels a frame does not cover (outside its warped footprint) never win.
 
 from __future__ import annotations
 
-import os
-import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor, wait
+from collections.abc import Callable
 from typing import Generic, NamedTuple, TypeVar
 
 import cv2
@@ -203,9 +200,7 @@ class PyramidMerger(_Merger[_Tracked]):
     floor_quantile = 0.1  # the first frame's activity quantile taken as its noise floor
     floor_cap = 0.75  # ... but never above this, in 8-bit levels (sensor noise of about 3.5)
 
-    def __init__(
-        self, height: int, width: int, dtype: np.dtype, *, parallel: bool | None = None
-    ) -> None:
+    def __init__(self, height: int, width: int, dtype: np.dtype) -> None:
         self.dtype = np.dtype(dtype)
         self.wdt = pyramid.work_dtype(self.dtype)
         self.levels = pyramid.pyramid_levels(height, width)
@@ -214,13 +209,6 @@ class PyramidMerger(_Merger[_Tracked]):
         self.fused = [np.zeros((h, w, 3), self.wdt) for h, w in self.shapes]
         self.bands = [np.zeros((h, w, 3), self.wdt) for h, w in self.shapes]
         self._work = np.zeros((height, width, 3), self.wdt)
-        # The finest band is made and merged on a helper thread while this one makes and
-        # merges the rest (:meth:`fold`); the rest then expands into a buffer of its own.
-        if parallel is None:
-            parallel = _cores() > 1
-        self._scratch: np.ndarray | None = None
-        if parallel and self.fine >= 2:
-            self._scratch = np.zeros((*self.shapes[1], 3), self.wdt)
         # Fine decisions are made per band at the band's size, except the finest band's, which
         # is made at half size (it is a 5x5 majority vote anyway) and applied with a 2x2 mask.
         self.decision_shapes = [self.shapes[min(1, self.levels - 1)], *self.shapes[1 : self.fine]]
@@ -290,27 +278,23 @@ class PyramidMerger(_Merger[_Tracked]):
             source = score
         return self._score
 
-    def _merge_fine(
-        self,
-        bands: Iterable[int],
-        valid_small: np.ndarray,
-        first: bool,
-        tracked: _Tracked,
-        scratch: np.ndarray,
-    ) -> None:
-        """Fine ``bands``: each coefficient from the frame with the highest local activity, the
+    def _merge_fine(self, valid_small: np.ndarray, first: bool, tracked: _Tracked) -> None:
+        """Fine bands: each coefficient from the frame with the highest local activity, the
         decision majority-filtered (5x5) so isolated noise in flat areas is not picked, and
         never where the frame is outclassed (:meth:`track`), but always where it takes over
         (:meth:`_takes_over`). Where every frame so far is quiet (:meth:`_fold_quiet`) the
-        coefficient is their mean. ``scratch``: a buffer at least as large as the bands, which
-        nothing else uses meanwhile."""
+        coefficient is their mean."""
+        if first:
+            covered = tracked.measure[tracked.measure >= 0]
+            if covered.size:
+                self._holder_floor = float(np.quantile(covered, self.holder_floor_quantile))
         allowed: dict[tuple[int, int], np.ndarray] = {}  # per decision size (bands 0, 1 share)
-        for k in bands:
+        for k in range(self.fine):
             act = self._band_activity(k)
             decision: np.ndarray = self._mask[k]
             h, w = decision.shape
             cv2.resize(valid_small, (w, h), dst=decision, interpolation=cv2.INTER_NEAREST)
-            self._fold_quiet(k, act, decision, first, scratch)
+            self._fold_quiet(k, act, decision, first)
             if not first:
                 win = cv2.compare(act, self.activity[k], cv2.CMP_GT)
                 win = cv2.medianBlur(win, 5 if min(h, w) > 64 else 3)
@@ -361,9 +345,7 @@ class PyramidMerger(_Merger[_Tracked]):
         fh, fw = self.shapes[0]
         return cv2.resize(mask, (fw, fh), dst=self._mask0, interpolation=cv2.INTER_NEAREST)
 
-    def _fold_quiet(
-        self, k: int, act: np.ndarray, valid: np.ndarray, first: bool, scratch: np.ndarray
-    ) -> None:
+    def _fold_quiet(self, k: int, act: np.ndarray, valid: np.ndarray, first: bool) -> None:
         """Average fine band ``k`` where every frame so far is quiet there.
 
         Where no frame shows more than noise (a flat area, or one every frame sees defocused),
@@ -399,7 +381,7 @@ class PyramidMerger(_Merger[_Tracked]):
         box = np.s_[y * scale : (y + h) * scale, x * scale : (x + w) * scale]
         n = self.count + 1
         band, fused = self.bands[k][box], self.fused[k][box]
-        mean = scratch.reshape(-1)[: band.size].reshape(band.shape)
+        mean = self._work.reshape(-1)[: band.size].reshape(band.shape)
         cv2.addWeighted(fused, (n - 1) / n, band, 1.0 / n, 0.0, dst=mean)
         cv2.copyTo(mean, self._full_size(k, quiet)[box], fused)
 
@@ -441,40 +423,11 @@ class PyramidMerger(_Merger[_Tracked]):
         valid_small: np.ndarray,
         tracked: _Tracked,
     ) -> None:
-        """Merge a tracked frame (``tracked``: what :meth:`track` returned for it).
-
-        On more than one core the finest band, the largest part of the work (a full-size
-        expansion, difference and decision), is made and merged on a helper thread while this
-        thread makes and merges the coarser fine bands: they share no buffer, so the result is
-        the same to the bit as done one after the other."""
-        first = self.count == 0
-        if first:
-            covered = tracked.measure[tracked.measure >= 0]
-            if covered.size:
-                self._holder_floor = float(np.quantile(covered, self.holder_floor_quantile))
-        work = pyramid.to_work(frame, gains, self._work)
-        if self._scratch is None:
-            pyramid.build(work, self.levels, self.bands)
-            self._merge_fine(range(self.fine), valid_small, first, tracked, work)
-        else:
-            pyramid.expand(work, self.bands)
-            finest = _helper().submit(self._fold_finest, work, valid_small, first, tracked)
-            try:
-                pyramid.build(self.bands[1], self.levels - 1, self.bands[1:], self._scratch)
-                self._merge_fine(range(1, self.fine), valid_small, first, tracked, self._scratch)
-            finally:
-                wait([finest])  # never leave the helper writing the state
-            finest.result()
+        """Merge a tracked frame (``tracked``: what :meth:`track` returned for it)."""
+        pyramid.build(pyramid.to_work(frame, gains, self._work), self.levels, self.bands)
+        self._merge_fine(valid_small, self.count == 0, tracked)
         self._merge_coarse(valid_small)
         self.count += 1
-
-    def _fold_finest(
-        self, work: np.ndarray, valid_small: np.ndarray, first: bool, tracked: _Tracked
-    ) -> None:
-        """:meth:`fold`'s helper-thread half: the finest band, made from the frame in ``work``
-        and its expansion, then merged (``work`` is its scratch from there on)."""
-        pyramid.finest_band(work, self.bands)
-        self._merge_fine(range(1), valid_small, first, tracked, work)
 
     def composite(self, stop: int = 0) -> np.ndarray:
         """The current composite in the frames' dtype (level ``stop``: 0 = full resolution).
@@ -539,28 +492,6 @@ class DepthMapMerger(_Merger[np.ndarray]):
         out = np.empty(img.shape, np.uint16)
         np.copyto(out, np.minimum(img, 65535.0) + 0.5, casting="unsafe")
         return out
-
-
-def _cores() -> int:
-    """The cores this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-_helper_lock = threading.Lock()
-_helper_pool: tuple[int, ThreadPoolExecutor] | None = None
-
-
-def _helper() -> ThreadPoolExecutor:
-    """The process's one helper thread for :meth:`PyramidMerger.fold` (made again in a forked
-    child, which inherits the pool but not its thread)."""
-    global _helper_pool
-    with _helper_lock:
-        if _helper_pool is None or _helper_pool[0] != os.getpid():
-            pool = ThreadPoolExecutor(1, thread_name_prefix="stacker-fold")
-            _helper_pool = (os.getpid(), pool)
-        return _helper_pool[1]
 
 
 def make_merger(

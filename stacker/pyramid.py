@@ -71,9 +71,7 @@ def from_work(work: np.ndarray, image_dtype: np.dtype) -> np.ndarray:
     return np.minimum(work, 65535).astype(np.uint16)
 
 
-def build(
-    image: np.ndarray, levels: int, out: list[np.ndarray], scratch: np.ndarray | None = None
-) -> list[np.ndarray]:
+def build(image: np.ndarray, levels: int, out: list[np.ndarray]) -> list[np.ndarray]:
     """Laplacian pyramid of ``image`` into preallocated ``out`` (finest band first, lowpass
     last), allocating nothing: ``image`` (in the working type) is clobbered.
 
@@ -81,8 +79,7 @@ def build(
     the difference then replaces it; coarser expansions go to the start of ``image``, whose
     content is no longer needed once the finest band is made. A frame-sized allocation per
     level would cost more than the arithmetic: at 24 MP the kernel zeroes about 240 MB of fresh
-    pages per frame. With ``scratch`` (a buffer of at least the first level's size) every
-    expansion goes there instead, and ``image`` may be ``out[0]`` itself.
+    pages per frame.
     """
     if levels == 1:
         out[0][...] = image
@@ -92,35 +89,11 @@ def build(
         h, w = gauss.shape[:2]
         nh, nw = out[k + 1].shape[:2]
         cv2.pyrDown(gauss, dst=out[k + 1], dstsize=(nw, nh))
-        if scratch is not None:
-            up = _view(scratch, gauss.shape)
-        else:
-            up = out[0] if k == 0 else _view(image, gauss.shape)
+        up = out[0] if k == 0 else image.reshape(-1)[: gauss.size].reshape(gauss.shape)
         cv2.pyrUp(out[k + 1], dst=up, dstsize=(w, h))
         cv2.subtract(gauss, up, dst=out[k])
         gauss = out[k + 1]
     return out
-
-
-def expand(image: np.ndarray, out: list[np.ndarray]) -> None:
-    """The first step of :func:`build` without its difference: ``image``'s first Gaussian
-    level into ``out[1]`` and its expansion back to full size into ``out[0]``. The finest band
-    is then ``image - out[0]`` (:func:`finest_band`), and the rest of the pyramid is
-    ``build(out[1], ...)`` of that level: two jobs that share nothing, for two threads."""
-    h, w = image.shape[:2]
-    nh, nw = out[1].shape[:2]
-    cv2.pyrDown(image, dst=out[1], dstsize=(nw, nh))
-    cv2.pyrUp(out[1], dst=out[0], dstsize=(w, h))
-
-
-def finest_band(image: np.ndarray, out: list[np.ndarray]) -> None:
-    """After :func:`expand`: the finest band, ``image`` minus its expansion, into ``out[0]``."""
-    cv2.subtract(image, out[0], dst=out[0])
-
-
-def _view(buffer: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """The start of ``buffer`` seen as a contiguous array of ``shape``."""
-    return buffer.reshape(-1)[: int(np.prod(shape))].reshape(shape)
 
 
 def collapse(

@@ -51,22 +51,3 @@ def test_eight_bit_frames_convert_as_a_rounded_saturating_product(gains) -> None
     got = pyramid.to_work(frame, gains, np.empty(frame.shape, np.int16))
     want = np.rint(frame * (np.array(gains) * pyramid.FIXED_POINT)).clip(-32768, 32767)
     np.testing.assert_array_equal(got, want.astype(np.int16))
-
-
-@pytest.mark.parametrize("shape", [(120, 200), (257, 129)])
-def test_built_in_two_halves_the_bands_are_the_same(shape: tuple[int, int]) -> None:
-    """The finest band from :func:`pyramid.expand` and :func:`pyramid.finest_band`, the rest
-    built from the first level into a scratch buffer: what a merge does on two threads."""
-    rng = np.random.default_rng(sum(shape))
-    h, w = shape
-    frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-    levels = pyramid.pyramid_levels(h, w, coarsest=4)
-    work = pyramid.to_work(frame, (1.0, 1.0, 1.0), np.empty((h, w, 3), np.int16))
-    expected = textbook(work.copy(), levels)
-    out = [np.zeros((bh, bw, 3), np.int16) for bh, bw in pyramid.level_shapes(h, w, levels)]
-    scratch = np.zeros_like(out[1])
-    pyramid.expand(work, out)
-    pyramid.build(out[1], levels - 1, out[1:], scratch)
-    pyramid.finest_band(work, out)
-    for got, want in zip(out, expected, strict=True):
-        np.testing.assert_array_equal(got, want)
