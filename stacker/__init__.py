@@ -4,7 +4,6 @@ Usable on its own (no hardware imports): frames go into a :class:`Stacker` one a
 running all-in-focus composite, a frame-index/depth map and per-frame records come out.
 """
 
-import stacker.cvthreads  # noqa: F401  (before the first import of cv2)
 from stacker.errors import StackerError
 from stacker.io import atomic_write_bytes, read_image, write_image
 
