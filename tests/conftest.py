@@ -25,6 +25,15 @@ if "VCAMERADIR" not in os.environ:
     os.environ["VCAMERADIR"] = tempfile.mkdtemp(prefix="stackrig-vcamera-")
     atexit.register(shutil.rmtree, os.environ["VCAMERADIR"], True)
 
+# libgphoto2 keeps some settings (the capture target of Canon and Nikon bodies among them) in
+# $XDG_CONFIG_HOME/gphoto/settings, read once by each process and rewritten whole at every
+# change; a process that read it while another was rewriting it reads it again at every look.
+# Test processes side by side (`pytest -n 4`) then saw each other's capture targets, and every
+# run rewrote the user's own file: each test process gets a config folder of its own (its
+# commands inherit it). Not inherited from a parent: pytest-xdist's workers would share one.
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="stackrig-config-")
+atexit.register(shutil.rmtree, os.environ["XDG_CONFIG_HOME"], True)
+
 # Tests interrupt the commands they start with SIGINT, as Ctrl-C does. A test run started in the
 # background of a script (`pytest &`, nohup) has SIGINT ignored, and every process it starts
 # would inherit that and never stop: take Python's own handler, which children start without.
