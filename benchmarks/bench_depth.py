@@ -15,6 +15,12 @@ Families:
 * ``shapes``: large flat saturated shapes and glyphs at single depths over a colourful
   textured background, with stronger defocus (sigma up to 12 px): textureless areas must take
   their depth from their own borders, not from the background next to them.
+* ``glow-<background>-<defocus>`` (e.g. ``glow-textured-scatter``): the colour-glow scenes of
+  ``bench_glow.py`` (:mod:`rig.sim.glow`), built for the composite, not for the depth map, so a
+  check that its rules were not tuned to the two families above. Their objects lie in the front
+  12 % of the depth and their ground in the back 20 %: frames in between show nothing sharp.
+  On a ``black`` ground there is nothing to find the ground's depth by, so those figures say
+  only how the map fills where no frame shows anything.
 
 The colour preview ``--depth-map`` writes, for the first seed of each family, is saved as a PNG in
 ``benchmarks/results/`` (``--pictures`` to change), and all figures as JSON.
@@ -43,6 +49,7 @@ import common
 import cv2
 import numpy as np
 
+from rig.sim.glow import GlowSpec, GlowStack
 from rig.sim.scene import SceneSpec, SyntheticStack
 from stacker.options import ORDERS
 from stacker.stack import Stacker
@@ -52,10 +59,19 @@ RESULTS = common.HERE / "results"
 
 def family_spec(layout: str, seed: int, width: int, height: int) -> SceneSpec:
     """The scene of one family and seed (see the module docstring)."""
+    if layout.startswith("glow-"):
+        _, background, defocus = layout.split("-")
+        return GlowSpec(width=width, height=height, seed=seed, background=background,
+                        defocus=defocus)  # fmt: skip
     if layout == "shapes":
         return SceneSpec(width=width, height=height, seed=seed, jpeg_quality=90, layout="shapes",
                          blur_px_per_um=12.0 / 3000.0, max_blur_px=12.0)  # fmt: skip
     return SceneSpec(width=width, height=height, seed=seed, jpeg_quality=90)
+
+
+def render_stack(spec: SceneSpec, frames: int) -> SyntheticStack:
+    """The stack of a family's spec: a glow scene's own, or the base scene's."""
+    return GlowStack(spec, frames) if isinstance(spec, GlowSpec) else SyntheticStack(spec, frames)
 
 
 def estimated_frames(stacker: Stacker) -> np.ndarray:
@@ -101,7 +117,7 @@ def run_one(
     """Stack one synthetic stack and score its depth map. ``far-to-near`` feeds the frames in
     reverse (the far end first, told so, in the geometry of the last: the near end's), and
     scores the map in the near-to-far numbering of the truth."""
-    stack = SyntheticStack(spec, frames)
+    stack = render_stack(spec, frames)
     shot = list(stack)
     if order == "far-to-near":
         stacker = Stacker(method=method, reference="last", far_first=True)

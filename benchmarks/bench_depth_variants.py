@@ -24,9 +24,8 @@ from typing import Any
 
 import common
 import numpy as np
-from bench_depth import family_spec, score
+from bench_depth import family_spec, render_stack, score
 
-from rig.sim.scene import SyntheticStack
 from stacker import depth, depth_regions
 from stacker.stack import Stacker
 
@@ -36,7 +35,7 @@ MODULES = {"depth_regions": depth_regions, "depth": depth}
 def scored_variants(layout: str, seed: int, variants: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Stack one synthetic stack and score its depth map under every variant."""
     spec = family_spec(layout, seed, 1500, 1000)
-    stack = SyntheticStack(spec, 16)
+    stack = render_stack(spec, 16)
     stacker = Stacker(method="pyramid")
     for f in stack:
         stacker.add(f.image, name=f"frame {f.index}", position_um=f.focus_um)
