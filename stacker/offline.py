@@ -36,7 +36,9 @@ def collect_inputs(
 
     Result images stackrig wrote into a folder (an earlier run's composite, depth map or depth
     preview: they carry its mark) are left out, and ``on_note`` is told; a file named on its own
-    is taken as given.
+    is taken as given. A file met again (``frames/ frames/*.jpg``, or a link to a frame already
+    named) is stacked once, where it first came, and ``on_note`` is told: the same exposure
+    twice would count double in every average of the merge.
     """
     files: list[Path] = []
     for item in inputs:
@@ -64,11 +66,37 @@ def collect_inputs(
             raise StackerError(f"{p}: not an image file (a pipe or a device); give image files")
         else:
             raise StackerError(f"{p}: no such file or folder")
+    files = _once_each(files, on_note)
     if len(files) < 2:
         raise StackerError(
             f"{len(files)} input frame{'s' if len(files) != 1 else ''}: a stack needs at least two"
         )
     return files
+
+
+def _once_each(files: list[Path], on_note: Callable[[str], None] | None) -> list[Path]:
+    """``files`` with every file on disk once (the same device and inode: a second name, a
+    link), in the order each first came."""
+    seen: set[tuple[int, int]] = set()
+    kept: list[Path] = []
+    again: list[Path] = []
+    for f in files:
+        try:
+            st = f.stat()
+        except OSError:  # gone since it was listed: reading it reports that, in its place
+            kept.append(f)
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            again.append(f)
+            continue
+        seen.add(key)
+        kept.append(f)
+    if again and on_note is not None:
+        names = ", ".join(str(f) for f in again[:3]) + (", ..." if len(again) > 3 else "")
+        count = f"{len(again)} files" if len(again) > 1 else "a file"
+        on_note(f"{count} named twice, stacked once: {names}")
+    return kept
 
 
 @dataclass

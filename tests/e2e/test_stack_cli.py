@@ -143,3 +143,18 @@ def test_inputs_in_natural_order(tmp_path) -> None:
     assert [p.name for p in collect_inputs([tmp_path])] == [
         "frame_1.jpg", "frame_2.jpg", "frame_10.jpg",
     ]  # fmt: skip
+
+
+def test_a_frame_named_twice_is_stacked_once(frames: Path, tmp_path: Path) -> None:
+    first = sorted(frames.glob("*.jpg"))[0]
+    (tmp_path / "link.jpg").symlink_to(first)
+    notes: list[str] = []
+    files = collect_inputs([first, frames, tmp_path / "link.jpg"], on_note=notes.append)
+    assert files == sorted(frames.glob("*.jpg"), key=lambda p: p.name)  # where each first came
+    assert notes == [f"2 files named twice, stacked once: {first}, {tmp_path / 'link.jpg'}"]
+    # the whole command: the folder given twice is six frames, not twelve
+    proc = stacker("stack", frames, frames, "-o", tmp_path / "o.tif")
+    assert proc.returncode == 0, proc.stderr
+    assert "stacked 6 of 6 frames" in proc.stdout
+    note = proc.stderr.splitlines()[0]
+    assert note.startswith("6 files named twice, stacked once: ") and note.endswith(", ..."), note

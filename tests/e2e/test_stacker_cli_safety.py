@@ -4,6 +4,7 @@ results are never taken for frames, every refusal is one line before any work.""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import struct
 import time
@@ -166,12 +167,13 @@ def test_ctrl_c_says_what_was_not_written(tmp_path: Path) -> None:
     big.mkdir()
     # Enough frames that Ctrl-C a second into the stack lands mid-stack on a fast machine too (the
     # pipelined stacker merges a 2 MP frame in well under a tenth of a second): 40 rendered
-    # frames, each linked under ten names, stand in for a stack of 400.
+    # frames, each copied under ten names, stand in for a stack of 400 (copies, not links: the
+    # same file under two names is stacked once).
     rendered = tmp_path / "rendered"
     rendered.mkdir()
     write_stack(rendered, SceneSpec(width=1600, height=1200, seed=2), 40)
     for k in range(FRAMES):
-        os.link(rendered / f"frame_{k % 40 + 1:04d}.jpg", big / f"frame_{k + 1:04d}.jpg")
+        shutil.copyfile(rendered / f"frame_{k % 40 + 1:04d}.jpg", big / f"frame_{k + 1:04d}.jpg")
     out, log = tmp_path / "out.tif", tmp_path / "stderr.txt"
     proc = stack_started(big, out, log)
     time.sleep(1.0)  # into the stack
