@@ -151,4 +151,6 @@ def format_length(value: float, unit: Units = "um") -> str:
         return f"{count} steps"
     if abs(value) >= 1000.0:
         return f"{value / 1000.0:.4f}".rstrip("0").rstrip(".") + " mm"
+    if 0.0 < abs(value) < 0.005:  # would round to "0 µm": a step of 0.0001um is not nothing
+        return f"{value:.2g} µm"
     return f"{value:.2f}".rstrip("0").rstrip(".") + " µm"
