@@ -158,6 +158,12 @@ def find_stacks(
             )
     if not jobs:
         what = f"matching '{pattern}'" if pattern else "(JPEG, PNG, TIFF, RAW)"
+        inside = any(skip.is_relative_to(root.resolve()) for root in roots)
+        if inside and len(_frames_in(skip, pattern)) >= 2:
+            raise StackerError(
+                f"no stacks under {', '.join(map(str, roots))} but {outdir}, the output folder, "
+                "which is never stacked; give --output a folder of its own"
+            )
         raise StackerError(
             f"no stacks under {', '.join(map(str, roots))}: no folder holds two or more frames "
             f"{what}"

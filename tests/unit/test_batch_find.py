@@ -68,6 +68,11 @@ def test_bad_roots_and_name_clashes_are_one_line_errors(tmp_path: Path) -> None:
     for out in (tmp_path / "a", tmp_path / "a" / "s1" / ".."):
         with pytest.raises(StackerError, match=r"a: is also the output folder; .*a-stacked"):
             find_stacks([tmp_path / "a"], out)
+    # the only stack under the root is the output folder: said so, not "no folder holds..."
+    with pytest.raises(StackerError, match=r"no stacks under .* but .*s1, the output folder, "):
+        find_stacks([tmp_path / "a"], tmp_path / "a" / "s1")
+    with pytest.raises(StackerError, match="no folder holds two or more frames"):
+        find_stacks([tmp_path / "empty"], tmp_path / "a" / "s1")  # frames, but not under the root
 
 
 def test_up_to_date_means_every_output_newer_than_every_frame(tmp_path: Path) -> None:
