@@ -76,8 +76,9 @@ def collect_inputs(
 
 def _once_each(files: list[Path], on_note: Callable[[str], None] | None) -> list[Path]:
     """``files`` with every file on disk once (the same device and inode: a second name, a
-    link), in the order each first came."""
-    seen: set[tuple[int, int]] = set()
+    link), in the order each first came. Size and modification time are compared too, so that
+    a file system that numbers inodes loosely (some network and FUSE mounts) loses no frame."""
+    seen: set[tuple[int, int, int, int]] = set()
     kept: list[Path] = []
     again: list[Path] = []
     for f in files:
@@ -86,8 +87,8 @@ def _once_each(files: list[Path], on_note: Callable[[str], None] | None) -> list
         except OSError:  # gone since it was listed: reading it reports that, in its place
             kept.append(f)
             continue
-        key = (st.st_dev, st.st_ino)
-        if key in seen:
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        if st.st_ino and key in seen:
             again.append(f)
             continue
         seen.add(key)
