@@ -12,19 +12,16 @@ number: ``1.5mm``, ``250um``, ``250µm``, ``0.25 mm`` for rails (converted to mi
 from __future__ import annotations
 
 import math
-import re
 
 from rig.errors import RigError
 from rig.focuser import Units
+from stacker import quantities
+from stacker.quantities import TIME_UNITS, QuantityError, split_quantity
 
 
 class UnitError(RigError):
     """A length, speed or duration that cannot be read; the message shows accepted forms."""
 
-
-_NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
-_QUANTITY = re.compile(rf"^\s*({_NUMBER})\s*([^\d\s.+-][^\s]*)?\s*$")
-_DECIMAL_COMMA = re.compile(r"\d,\d")
 
 _LENGTH_UNITS: dict[str, tuple[float, Units]] = {
     "mm": (1000.0, "um"),
@@ -41,22 +38,15 @@ _LENGTH_UNITS: dict[str, tuple[float, Units]] = {
     "steps": (1.0, "steps"),
 }
 
-_TIME_UNITS = {"s": 1.0, "sec": 1.0, "ms": 0.001, "min": 60.0}
-
 _LENGTH_HELP = "write a unit, e.g. 1.5mm, 250um, 250µm or 12steps"
 
 
 def _split(text: str) -> tuple[float, str]:
     """``(number, unit)`` of ``text``; a decimal comma (``0,5mm``) is named as such."""
-    if _DECIMAL_COMMA.search(text):
-        raise UnitError(f"{text!r}: write decimals with a point, e.g. {text.replace(',', '.')}")
-    match = _QUANTITY.match(text)
-    if not match:
-        raise ValueError(text)
-    value = float(match.group(1))
-    if not math.isfinite(value):
-        raise ValueError(text)
-    return value, (match.group(2) or "")
+    try:
+        return split_quantity(text)
+    except QuantityError as exc:
+        raise UnitError(str(exc)) from None
 
 
 def parse_length(text: str) -> tuple[float, Units]:
@@ -110,7 +100,7 @@ def parse_speed(text: str) -> float:
     if "/" not in str(text):
         raise bad
     length_text, _, time_unit = str(text).rpartition("/")
-    seconds = _TIME_UNITS.get(time_unit.strip().lower())
+    seconds = TIME_UNITS.get(time_unit.strip().lower())
     if seconds is None:
         raise bad
     try:
@@ -123,21 +113,12 @@ def parse_speed(text: str) -> float:
 
 
 def parse_duration(text: str) -> float:
-    """Read a duration in seconds: ``0.5``, ``0.5s``, ``500ms`` or ``1min``.
-
-    Unlike lengths, a bare number is accepted and means seconds: there is no other plausible
-    reading of ``settle=0.5``.
-    """
+    """Read a duration in seconds: ``0.5``, ``0.5s``, ``500ms`` or ``1min``
+    (:func:`stacker.quantities.parse_duration`, as every stackrig command reads one)."""
     try:
-        value, unit = _split(str(text))
-    except ValueError:
-        raise UnitError(f"cannot read {text!r} as a duration: write e.g. 0.5s or 500ms") from None
-    factor = 1.0 if not unit else _TIME_UNITS.get(unit.lower())
-    if factor is None:
-        raise UnitError(f"unknown time unit {unit!r} in {text!r}: use s, ms or min")
-    if value < 0:
-        raise UnitError(f"duration {text!r} must not be negative")
-    return value * factor
+        return quantities.parse_duration(text)
+    except QuantityError as exc:
+        raise UnitError(str(exc)) from None
 
 
 def format_length(value: float, unit: Units = "um") -> str:

@@ -157,20 +157,21 @@ def watch_command(
     every: int = typer.Option(
         1, "--every", help="Write the composite after every N merged frames."
     ),
-    idle_timeout: float | None = typer.Option(
+    idle_timeout: str | None = typer.Option(
         None,
         "--idle-timeout",
-        help="Stop after this many seconds without a new frame (default: never).",
+        help="Stop after this long without a new frame: 30, 30s, 2min (default: never).",
     ),
     prefer: str = typer.Option(
         "jpeg",
         "--prefer",
         help="For RAW+JPEG pairs: stack the jpeg (fast) or the raw (needs the raw extra).",
     ),
-    settle: float = typer.Option(
-        0.5,
+    settle: str = typer.Option(
+        "0.5s",
         "--settle",
-        help="Seconds a file must stay unchanged to count as written (no close events).",
+        help="How long a file must stay unchanged to count as written (no close events): "
+        "0.5, 0.5s, 500ms.",
     ),
     poll: bool = typer.Option(
         False, "--poll", help="Poll the folder (network shares and FUSE mounts are polled anyway)."
@@ -187,10 +188,21 @@ def watch_command(
     options = {
         "depth_map": depth_map, "method": method, "align": align, "reference": reference,
         "jpeg_quality": jpeg_quality, "strict": strict, "crop": not no_crop, "every": every,
-        "idle_timeout": idle_timeout, "settle": settle, "prefer": prefer, "polling": poll,
+        "idle_timeout": None if idle_timeout is None else _seconds("--idle-timeout", idle_timeout),
+        "settle": _seconds("--settle", settle), "prefer": prefer, "polling": poll,
         "order": order,
     }  # fmt: skip
     _watch(folder, output, (preview, host, port), options)
+
+
+def _seconds(option: str, text: str) -> float:
+    """A duration option's value in seconds, or a one-line error naming the option."""
+    from stacker.quantities import QuantityError, parse_duration
+
+    try:
+        return parse_duration(text)
+    except QuantityError as exc:
+        raise QuantityError(f"{option} {text}: {exc}") from None
 
 
 def _watch(

@@ -217,7 +217,7 @@ def test_cli_ctrl_c_writes_the_result_and_exits_0(
     out = tmp_path / "out.tif"
     for i in range(2):
         write_old(hot / f"x{i}.jpg", stack_jpegs[i])
-    proc = run_watch(str(hot), "-o", str(out), "--settle", "0.2")
+    proc = run_watch(str(hot), "-o", str(out), "--settle", "200ms")  # as rig writes durations
     wait_for(out)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
@@ -264,6 +264,14 @@ def test_cli_missing_folder_is_one_line(tmp_path: Path) -> None:
         (lambda d: [str(d / "no"), "-o", str(d / "o.tif"), "--settle", "nan"], "--settle nan"),
         (lambda d: [str(d / "no"), "-o", str(d / "o.tif"), "--settle", "inf"], "--settle inf"),
         (lambda d: [str(d / "no"), "-o", str(d / "o.tif"), "--settle", "0"], "--settle 0"),
+        (
+            lambda d: [str(d / "no"), "-o", str(d / "o.tif"), "--settle", "0,5"],
+            "--settle 0,5: '0,5': write decimals with a point, e.g. 0.5",
+        ),
+        (
+            lambda d: [str(d / "no"), "-o", str(d / "o.tif"), "--idle-timeout", "soon"],
+            "--idle-timeout soon: cannot read 'soon' as a duration",
+        ),
         (
             lambda d: [str(d / "no"), "-o", str(d / "o.tif"), "--idle-timeout", "nan"],
             "--idle-timeout nan",
