@@ -24,7 +24,13 @@ from stacker.io import OrientedReader, check_writable_output, is_image_path, is_
 from stacker.natsort import natural_key
 from stacker.options import StackOptions
 from stacker.output import depth_paths, save_outputs
-from stacker.paths import check_distinct, is_our_output, output_paths
+from stacker.paths import (
+    FileIdentity,
+    check_distinct,
+    file_identity,
+    is_our_output,
+    output_paths,
+)
 from stacker.pipeline import ReadAhead
 from stacker.stack import FrameRecord, Stacker, parse_reference
 
@@ -75,23 +81,18 @@ def collect_inputs(
 
 
 def _once_each(files: list[Path], on_note: Callable[[str], None] | None) -> list[Path]:
-    """``files`` with every file on disk once (the same device and inode: a second name, a
-    link), in the order each first came. Size and modification time are compared too, so that
-    a file system that numbers inodes loosely (some network and FUSE mounts) loses no frame."""
-    seen: set[tuple[int, int, int, int]] = set()
+    """``files`` with every file on disk once (see :func:`~stacker.paths.file_identity`), in
+    the order each first came."""
+    seen: set[FileIdentity] = set()
     kept: list[Path] = []
     again: list[Path] = []
     for f in files:
-        try:
-            st = f.stat()
-        except OSError:  # gone since it was listed: reading it reports that, in its place
-            kept.append(f)
-            continue
-        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-        if st.st_ino and key in seen:
+        key = file_identity(f)  # None: gone since it was listed; reading it reports that
+        if key is not None and key in seen:
             again.append(f)
             continue
-        seen.add(key)
+        if key is not None:
+            seen.add(key)
         kept.append(f)
     if again and on_note is not None:
         names = ", ".join(str(f) for f in again[:3]) + (", ..." if len(again) > 3 else "")

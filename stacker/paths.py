@@ -38,6 +38,23 @@ def is_our_output(path: str | os.PathLike[str]) -> bool:
     return has_software_mark(Path(path), OUTPUT_SOFTWARE)
 
 
+FileIdentity = tuple[int, int, int, int]
+
+
+def file_identity(path: str | os.PathLike[str]) -> FileIdentity | None:
+    """What makes two names one frame on disk: device, inode, size and modification time (a
+    second name, a hard or symbolic link); ``None`` when the file cannot be looked at or its
+    file system gives no inode numbers. Size and time are compared too, so that a file system
+    that numbers inodes loosely (some network and FUSE mounts) never merges two frames."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if not st.st_ino:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 def same_file(a: Path, b: Path) -> bool:
     """True when ``a`` and ``b`` name one file: the same resolved path, or the same inode."""
     if os.path.realpath(a) == os.path.realpath(b):

@@ -61,7 +61,13 @@ from stacker.io import (
 from stacker.mounts import unheard_writes
 from stacker.natsort import NaturalKey, natural_key
 from stacker.output import save_outputs
-from stacker.paths import check_distinct, is_our_output, output_paths
+from stacker.paths import (
+    FileIdentity,
+    check_distinct,
+    file_identity,
+    is_our_output,
+    output_paths,
+)
 from stacker.pipeline import ReadAhead
 
 if TYPE_CHECKING:
@@ -251,9 +257,11 @@ class HotFolder:
     event seen; files one poll finds together count as arriving at once, in natural order); a file
     complete before one that began to arrive earlier waits for it (for as long as that one is still
     being written), so the frames keep their order. Each file is handed out once, whatever it is
-    renamed to later: one rewritten in place or renamed over (a re-export) is not stacked again,
-    except one that was reported unreadable, which is looked at again when it changes. A new file
-    under the name of one deleted or renamed away is a new frame.
+    renamed to later and whatever other names it has (a second name of a file taken already, a
+    hard or symbolic link, is left out with a note in :attr:`notes`): one rewritten in place or
+    renamed over (a re-export) is not stacked again, except one that was reported unreadable,
+    which is looked at again when it changes. A new file under the name of one deleted or renamed
+    away is a new frame.
     """
 
     def __init__(
@@ -294,8 +302,9 @@ class HotFolder:
         self.skipped: list[Path] = []
         #: Result images written by stackrig (see :mod:`stacker.paths`): never frames.
         self.ours: list[Path] = []
-        #: Notes on frames read in the first frame's orientation (:class:`OrientedReader`).
-        self.turned: list[str] = []
+        #: Notes for the user, in the order they came: frames read in the first frame's
+        #: orientation (:class:`OrientedReader`), second names of a file taken already.
+        self.notes: list[str] = []
         self._reader = OrientedReader()
         #: Monotonic time of the last sign of life: a frame handed out or a write in progress.
         self.last_activity = time.monotonic()
@@ -305,6 +314,7 @@ class HotFolder:
         self._entries: dict[Path, _Entry] = {}
         self._done: dict[Path, tuple[int, int]] = {}
         self._claimed: dict[str, Path] = {}
+        self._identities: dict[FileIdentity, Path] = {}  # of the files taken, to each's name
         self._capt_numbers: dict[int, Path] = {}  # capt%04d files by number
         self._capt_keys: dict[Path, str] = {}  # their pair keys (see _pair_key)
         self._arrivals = 0
@@ -401,8 +411,8 @@ class HotFolder:
         """
         self._require_started()
         while (entry := self._next(stop, idle_timeout)) is not None:
-            self._take(entry)
-            yield entry.path
+            if self._take(entry):
+                yield entry.path
             self.last_activity = time.monotonic()
 
     def frames(
@@ -420,8 +430,7 @@ class HotFolder:
         """
         self._require_started()
         while (entry := self._next(stop, idle_timeout)) is not None:
-            self._take(entry)
-            outcome = self._decode(entry)
+            outcome = self._decode(entry) if self._take(entry) else None
             if isinstance(outcome, ReadyFrame):
                 yield outcome
             elif isinstance(outcome, UnreadableFrame) and on_unreadable is not None:
@@ -714,14 +723,23 @@ class HotFolder:
         """Whether ``entry``'s batch may still get a file that goes before it (see _arrive)."""
         return entry.order == (1, self._batch) and now - self._last_arrival < self._batch_gap
 
-    def _take(self, entry: _Entry) -> None:
+    def _take(self, entry: _Entry) -> bool:
+        """Hand out ``entry`` once; False when it is a second name (a hard or symbolic link) of a
+        file taken already, which is left out with a note."""
         del self._entries[entry.path]
         self._done[entry.path] = _TAKEN
+        identity = file_identity(entry.path)
+        if identity is not None:
+            first = self._identities.setdefault(identity, entry.path)
+            if first != entry.path:
+                self.notes.append(f"{entry.path.name}: the same file as {first.name}, stacked once")
+                return False
         key = self._pair_key(entry.path)
         self._claimed[key] = entry.path
         # A partner already complete and waiting is not stacked.
         for other in [e for e in self._entries.values() if self._pair_key(e.path) == key]:
             self._skip(other.path)
+        return True
 
     # -- decoding ------------------------------------------------------------------------------
 
@@ -737,7 +755,7 @@ class HotFolder:
                 raise UnreadableImageError(f"{path}: {reason}")
             image, turned = self._reader.read(path)
             if turned is not None:
-                self.turned.append(turned)
+                self.notes.append(turned)
         except UnreadableImageError as exc:
             message, image = str(exc), None
         except OSError as exc:  # permissions, or removed while being read
@@ -993,13 +1011,17 @@ def _arrivals(
             "raise no file events: polling it"
         )
     bad: list[UnreadableFrame] = []
-    for frame in hot.frames(stop=halt, idle_timeout=idle_timeout, on_unreadable=bad.append):
+
+    def pending() -> Iterator[Arrival]:
         while bad:
             yield bad.pop(0)
-        while hot.turned:
-            yield hot.turned.pop(0)
+        while hot.notes:
+            yield hot.notes.pop(0)
+
+    for frame in hot.frames(stop=halt, idle_timeout=idle_timeout, on_unreadable=bad.append):
+        yield from pending()
         yield frame
-    yield from bad
+    yield from pending()
 
 
 def _as_is(arrival: Arrival) -> Arrival:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -122,6 +123,37 @@ def test_raw_jpeg_pair_is_stacked_once(tmp_path: Path, hot: Path, stack_jpegs: l
     assert warnings == []
     assert [r.name for r in summary.records] == ["IMG_0.JPG", "IMG_1.JPG"]
     assert summary.status.skipped == 2 and summary.status.seen == 2
+
+
+def test_a_frame_under_a_second_name_is_stacked_once(
+    tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
+) -> None:
+    """A hard link or a symbolic link to a frame in the folder is the same exposure: merged
+    twice, it would count double in the merge's averages. Found at start or renamed in."""
+    for i in range(3):
+        write_old(hot / f"a{i}.jpg", stack_jpegs[i])
+    os.link(hot / "a0.jpg", hot / "b_link.jpg")
+    (hot / "c_symlink.jpg").symlink_to(hot / "a1.jpg")
+    warnings: list[str] = []
+
+    def writer() -> None:
+        write_slowly(hot / "d3.jpg", stack_jpegs[3])
+        os.link(hot / "d3.jpg", hot / ".d3.tmp")  # a tool that links, then renames into place
+        os.rename(hot / ".d3.tmp", hot / "e_again.jpg")
+
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+    summary = watch_and_stack(
+        hot, tmp_path / "out.jpg", idle_timeout=1.5, settle=0.3, on_warning=warnings.append
+    )
+    t.join()
+    assert [r.name for r in summary.records] == ["a0.jpg", "a1.jpg", "a2.jpg", "d3.jpg"]
+    assert sorted(warnings) == [
+        "b_link.jpg: the same file as a0.jpg, stacked once",
+        "c_symlink.jpg: the same file as a1.jpg, stacked once",
+        "e_again.jpg: the same file as d3.jpg, stacked once",
+    ]
+    assert summary.status.merged == 4
 
 
 @pytest.mark.slow
