@@ -28,6 +28,7 @@ find the same positions missing and shoot them twice into the same journal.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -218,6 +219,7 @@ class SessionFolder:
         folder = cls(root)
         if root.exists() and not root.is_dir():
             raise SessionFolderError(f"{root}: exists and is not a folder; choose another --out")
+        made_root = not os.path.lexists(root)
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -237,6 +239,8 @@ class SessionFolder:
             atomic_write_bytes(folder.plan_path, plan.to_json().encode())
         except OSError as exc:
             folder.unlock()
+            if made_root:  # a half-made folder would hold the name and pass for a session
+                folder._remove_unfinished()
             raise SessionFolderError(
                 f"{root}: cannot create the session folder ({exc.strerror or exc})"
             ) from None
@@ -275,6 +279,16 @@ class SessionFolder:
         if frames.exists() and not frames.is_dir():
             raise SessionFolderError(f"{frames}: not a folder; move it aside, then resume")
 
+    def _remove_unfinished(self) -> None:
+        """Take back what :meth:`create` made in a folder it made, when it could not finish
+        (a full disk): the files it wrote, then the folders if nothing else is in them."""
+        for path in (self.plan_path, self.config_path):
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+        for folder in (self.frames_dir, self.root):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
     def make_frames_dir(self) -> None:
         """``frames/``, made if missing (see :meth:`check_frames_dir`)."""
         self.check_frames_dir()
@@ -299,6 +313,11 @@ class SessionFolder:
             text = self.plan_path.read_text()
         except OSError as exc:
             raise SessionFolderError(f"{self.plan_path}: cannot read ({exc.strerror})") from None
+        except UnicodeDecodeError:  # a power cut on an SD card can leave any bytes
+            raise SessionFolderError(
+                f"{self.plan_path}: not text (damaged); restore it from a backup or delete the "
+                "session"
+            ) from None
         try:
             return ShotPlan.from_json(text, source=str(self.plan_path), shot_before=True)
         except PlanError as exc:

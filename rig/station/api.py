@@ -55,6 +55,7 @@ from stacker.options import StackOptions
 from stacker.preview.access import (
     LOGIN_SCRIPT,
     error_response,
+    is_json,
     loads_json,
     login_routes,
     token_middleware,
@@ -67,7 +68,7 @@ T = TypeVar("T")
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
-    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+    if not is_json(request):
         raise _HttpError(415, "send the request body as JSON (Content-Type: application/json)")
     raw = await request.body()  # at most MAX_BODY_BYTES: the server's RequestGuard counts
     if not raw.strip():
@@ -199,10 +200,13 @@ def station_routes(station: Station, token: str) -> list[BaseRoute]:
         body = await _json_body(request)
         shot_plan = plan_from_request(body.get("plan"), units=station.units)
         fields = {k: body.get(k) for k in ("method", "align", "reference", "interpolation")}
+        name = body.get("name")
+        if name is not None and not isinstance(name, str):
+            raise _HttpError(400, f"'name' must be text (the session's name), not {name!r}")
         sid = await _blocking(
             station.start,
             shot_plan,
-            name=(str(body["name"]).strip() or None) if body.get("name") else None,
+            name=(name.strip() or None) if name else None,
             stack=StackOptions.parse({**fields, "output_format": body.get("format")}),
         )
         return JSONResponse(

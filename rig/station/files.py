@@ -143,7 +143,7 @@ class SessionFiles:
             return None
         return {
             "id": path.name,
-            "frames": len(folder.frames_on_disk()),
+            "frames": len(self._frames_served(path)),
             "total": plan.frames,
             "plan": plan.describe(),
             "composite": self._composite(path) is not None,
@@ -198,10 +198,15 @@ class SessionFiles:
 
     def frame_files(self, sid: str) -> list[Path]:
         """The frame files of session ``sid``: regular files in its ``frames/`` folder, no links."""
-        path = self.session_dir(sid)
+        return [p for files in self._frames_served(self.session_dir(sid)).values() for p in files]
+
+    @staticmethod
+    def _frames_served(path: Path) -> dict[int, list[Path]]:
+        """The frame files of the session in ``path`` per frame index, in order: regular files
+        only (a link named like a frame is neither counted nor served)."""
         on_disk = SessionFolder(path).frames_on_disk()
-        listed = [p for _, files in sorted(on_disk.items()) for p in files]
-        return [p for p in listed if served_file(p, path) is not None]
+        served = {i: [p for p in on_disk[i] if served_file(p, path) is not None] for i in on_disk}
+        return {i: files for i, files in sorted(served.items()) if files}
 
     def frame_file(self, sid: str, name: str) -> Path:
         """One frame of session ``sid`` by its file name, found by listing, never by joining."""

@@ -16,13 +16,14 @@ import os
 import secrets
 import shutil
 import threading
+from typing import BinaryIO
 
 import cv2
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from rig.station.errors import StationBusyError, StationError
+from rig.station.errors import StationError
 from rig.station.files import TRASH_PREFIX
 from rig.station.service import Station
 from stacker.io import decode_image
@@ -39,34 +40,47 @@ class SessionHistory:
         self.station = station
         self._thumbs: dict[str, tuple[tuple[int, int], bytes]] = {}
         self._lock = threading.Lock()
+        self._decoding = threading.Lock()
 
     def thumbnail(self, sid: str) -> bytes:
-        """A small JPEG of session ``sid``'s composite."""
+        """A small JPEG of session ``sid``'s composite.
+
+        One composite is decoded at a time: a 24 MP 16-bit one takes about 150 MB, and the
+        page asks for every session's thumbnail at once.
+        """
         path = self.station.files.result_file(sid, "composite")
         with self.station.files.open(path) as f:  # decoded from this handle: no link followed
-            st = os.fstat(f.fileno())
-            version = (st.st_mtime_ns, st.st_size)
-            with self._lock:
-                cached = self._thumbs.get(sid)
-            if cached is not None and cached[0] == version:
-                return cached[1]
-            data = f.read()
-        image = decode_image(data, path)
-        h, w = image.shape[:2]
-        scale = min(1.0, THUMB_PX / max(h, w))
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        jpeg = encode_jpeg(cv2.resize(image, size, interpolation=cv2.INTER_AREA), quality=80)[0]
+            if (cached := self._cached(sid, f)) is not None:
+                return cached
+            with self._decoding:
+                if (cached := self._cached(sid, f)) is not None:  # made while this one waited
+                    return cached
+                st = os.fstat(f.fileno())
+                image = decode_image(f.read(), path)
+                h, w = image.shape[:2]
+                scale = min(1.0, THUMB_PX / max(h, w))
+                size = (max(1, round(w * scale)), max(1, round(h * scale)))
+                small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+                del image
+        jpeg = encode_jpeg(small, quality=80)[0]
         with self._lock:
-            self._thumbs[sid] = (version, jpeg)
+            self._thumbs[sid] = ((st.st_mtime_ns, st.st_size), jpeg)
         return jpeg
+
+    def _cached(self, sid: str, f: BinaryIO) -> bytes | None:
+        """The thumbnail made from the composite open as ``f``, if that version has one."""
+        st = os.fstat(f.fileno())
+        with self._lock:
+            cached = self._thumbs.get(sid)
+        if cached is None or cached[0] != (st.st_mtime_ns, st.st_size):
+            return None
+        return cached[1]
 
     def delete(self, sid: str, confirm: object) -> None:
         """Delete session ``sid``; ``confirm`` must repeat its id (the page asks the user)."""
         if confirm != sid:
             raise StationError(f"to delete session {sid}, confirm with its name")
-        if self.station.running == sid:
-            raise StationBusyError(f"session {sid} is running; stop it before deleting it")
-        with self.station.exclusive(f"delete session {sid}"):  # no resume of it meanwhile
+        with self.station.session_idle(sid, f"delete session {sid}"):  # nor resume it meanwhile
             folder = self.station.files.session_dir(sid)  # listed, a real folder, not a link
             trash = folder.with_name(f"{TRASH_PREFIX}{sid}-{secrets.token_hex(4)}")
             try:

@@ -219,6 +219,18 @@ class Station:
             running=lambda sid: f"cannot {what}: session {sid} is running; stop it",
         )
 
+    def session_idle(self, sid: str, what: str) -> contextlib.AbstractContextManager[None]:
+        """Hold the station for the block while session ``sid`` is not the one running (another
+        may shoot meanwhile): no session starts or resumes during the block. Deleting an old
+        session frees space while a long one shoots."""
+        return self._while_idle(
+            self._lock,
+            0.1,
+            busy=f"cannot {what}: the station is busy with another request",
+            running=lambda running: f"cannot {what}: it is running; stop it first",
+            only=sid,
+        )
+
     def camera_idle(self, what: str) -> contextlib.AbstractContextManager[None]:
         """Use the camera for ``what`` (live view) while no session shoots, without holding
         the rig: the rail may jog meanwhile. Launching a session takes the camera lock too, so
@@ -233,18 +245,24 @@ class Station:
 
     @contextlib.contextmanager
     def _while_idle(
-        self, lock: threading.Lock, wait_s: float, *, busy: str, running: Callable[[str], str]
+        self,
+        lock: threading.Lock,
+        wait_s: float,
+        *,
+        busy: str,
+        running: Callable[[str], str],
+        only: str | None = None,
     ) -> Iterator[None]:
         """Hold ``lock`` for the block while no session runs: :class:`StationBusyError` with
         ``busy`` when the lock stays taken ``wait_s``, or ``running(session id)`` when a
         session runs. The lock is taken first and the running check made under it, so two
         simultaneous starts cannot both see an idle rig (a session's thread is alive before
-        the lock is let go)."""
+        the lock is let go). With ``only``, just that session running is refused."""
         if not lock.acquire(timeout=wait_s):
             raise StationBusyError(busy)
         try:
             session = self.running
-            if session is not None:
+            if session is not None and only in (None, session):
                 raise StationBusyError(running(session))
             yield
         finally:
@@ -346,7 +364,7 @@ class Station:
         )
         with self.exclusive("start a session"):
             sid = name or self._dated_id()
-            if (self.root / sid).exists():
+            if os.path.lexists(self.root / sid):
                 raise StationError(f"session {sid} exists already; resume it or choose a new name")
             self._rail_link()
             folder = SessionFolder.create(self.root / sid, plan, config)
@@ -368,13 +386,16 @@ class Station:
 
     def resume(self, sid: str) -> None:
         """Continue session ``sid`` at its first missing frame."""
-        folder = SessionFolder.find(self.files.session_dir(sid))
-        plan = folder.plan
-        if plan.units != self.units:
-            raise StationError(f"session {sid} moves in {plan.units}; this focuser in {self.units}")
-        with self.exclusive("resume"), self._camera_lock:
+        with self.exclusive("resume"):  # looked up under the lock: no delete of it meanwhile
+            folder = SessionFolder.find(self.files.session_dir(sid))
+            plan = folder.plan
+            if plan.units != self.units:
+                raise StationError(
+                    f"session {sid} moves in {plan.units}; this focuser in {self.units}"
+                )
             self._rail_link()
-            self._launch(sid, folder)
+            with self._camera_lock:
+                self._launch(sid, folder)
 
     def _launch(self, sid: str, folder: SessionFolder) -> None:
         runner = SessionRunner(

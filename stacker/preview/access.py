@@ -15,11 +15,10 @@ import asyncio
 import hmac
 import json
 import secrets
-from http.cookies import SimpleCookie
 from typing import Any
 
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import Request, cookie_parser
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -65,16 +64,15 @@ def presented_token(scope: Scope) -> str | None:
     auth = headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
         return auth[7:].strip()
-    cookie_header = headers.get("cookie")
-    if cookie_header:
-        cookies: SimpleCookie = SimpleCookie()
-        try:
-            cookies.load(cookie_header)
-        except Exception:
-            return None
-        if COOKIE in cookies:
-            return cookies[COOKIE].value
-    return None
+    # Browsers send every cookie of the host name, whatever the port: another app's cookie
+    # that the strict parser of http.cookies refuses must not hide ours (it drops the rest).
+    return cookie_parser(headers.get("cookie", "")).get(COOKIE)
+
+
+def is_json(request: Request) -> bool:
+    """Whether the request says its body is JSON (media types ignore case, RFC 9110 8.3.1)."""
+    media_type = request.headers.get("content-type", "").split(";")[0]
+    return media_type.strip().lower() == "application/json"
 
 
 def token_matches(presented: str, token: str) -> bool:
@@ -114,7 +112,7 @@ def login_routes(token: str) -> list[BaseRoute]:
     """``POST /api/login`` (``{"token": ...}`` → the cookie) and ``POST /api/logout``."""
 
     async def login(request: Request) -> Response:
-        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        if not is_json(request):
             return error_response(415, 'send the token as JSON: {"token": "..."}')
         try:
             given = loads_json(await request.body()).get("token")

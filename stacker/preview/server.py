@@ -44,15 +44,28 @@ import anyio.to_thread
 import h11
 import uvicorn
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from stacker.errors import UserError
-from stacker.preview.access import LOGIN_SCRIPT, login_routes, new_token, token_middleware
+from stacker.preview.access import (
+    LOGIN_SCRIPT,
+    error_response,
+    login_routes,
+    new_token,
+    token_middleware,
+)
 from stacker.preview.guard import (
     MAX_BODY_BYTES,
     RequestGuard,
@@ -337,10 +350,26 @@ def create_app(hub: PreviewHub, extension: PageExtension | None = None) -> Starl
     streams = EventStreams(hub)
     extension = extension or PageExtension()
     routes = [*extension.routes, *preview_routes(hub, streams, extension)]
-    app = Starlette(routes=routes, middleware=list(extension.middleware))
+    app = Starlette(
+        routes=routes,
+        middleware=list(extension.middleware),
+        exception_handlers={404: _routing_error, 405: _routing_error},
+    )
     app.state.streams = streams
     app.state.hub = hub
     return app
+
+
+async def _routing_error(request: Request, exc: Exception) -> Response:
+    """No such route, or not with that method: JSON under ``/api/`` as every API answer is,
+    plain text elsewhere."""
+    assert isinstance(exc, HTTPException)
+    if request.url.path.startswith("/api/"):
+        why = "no such route" if exc.status_code == 404 else "method not allowed"
+        answer = error_response(exc.status_code, f"{request.method} {request.url.path}: {why}")
+        answer.headers.update(exc.headers or {})
+        return answer
+    return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
 
 
 class PreviewServer:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from rig.errors import RigError
 from rig.plan import ShotPlan
 from rig.session.events import FrameMerged, SessionEvent
 from rig.session.folder import SessionConfig, SessionFolder
@@ -158,3 +159,22 @@ def test_a_test_shot_onto_a_full_disk_is_one_line(small_disk: Path) -> None:
     message = str(refused.value)
     assert message.startswith(str(small_disk / "s" / ".test-shot"))
     assert "No space left on device" in message and "\n" not in message
+
+
+def test_a_session_that_cannot_be_created_leaves_no_folder_behind(small_disk: Path) -> None:
+    """A start that met the full disk left a folder with ``frames/`` and no plan: its name was
+    then taken ("exists already") by a session that could be neither resumed nor deleted."""
+    use_virtual_camera(small_disk.parent / "vcam")
+    plan = ShotPlan.from_frames(0.0, 1000.0, 2, settle_s=0.0)
+    with SimulatedRig(SPEC) as sim:
+        station = Station(small_disk / "s", focuser=sim.focuser, camera=sim.camera, rig={})
+        filler = fill(small_disk)
+        with pytest.raises(RigError) as refused:  # a 400 through the API
+            station.start(plan, name="beetle")
+        assert not (small_disk / "s" / "beetle").exists()
+        filler.unlink()
+        assert station.start(plan, name="beetle") == "beetle"
+        assert station.wait(60) is not None
+        station.close()
+    assert "No space left on device" in str(refused.value)
+    assert (small_disk / "s" / "beetle" / "plan.json").is_file()

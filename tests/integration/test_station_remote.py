@@ -58,12 +58,20 @@ def test_live_view_shows_where_the_rail_stands_and_peaking_marks_it(client) -> N
 
 @pytest.mark.slow
 def test_live_view_pauses_while_a_session_shoots(client, station: Station) -> None:
+    """So does deleting the session that shoots, but not deleting an older one (space runs
+    out during a long stack)."""
+    short = {"from": "0mm", "to": "1mm", "frames": 2, "settle": 0}
+    assert client.post("/api/sessions", json={"plan": short, "name": "old"}).status_code == 201
+    station.wait(60)
     plan = {"from": "0mm", "to": "3mm", "frames": 4, "settle": 0.5}
     assert client.post("/api/sessions", json={"plan": plan, "name": "busy"}).status_code == 201
     r = client.get("/api/liveview")
     assert r.status_code == 409 and "pauses while session busy" in r.json()["error"]
     r = client.post("/api/sessions/busy/delete", json={"confirm": "busy"})
     assert r.status_code == 409 and "stop it" in r.json()["error"]
+    r = client.post("/api/sessions/old/delete", json={"confirm": "old"})
+    assert r.status_code == 200, r.text
+    assert station.running == "busy" and not (station.root / "old").exists()
     station.wait(60)
     assert client.get("/api/liveview").status_code == 200
 
