@@ -39,7 +39,7 @@ from stacker.io import is_image_path, temporary_prefix
 from stacker.locking import try_lock
 from stacker.natsort import natural_key
 from stacker.output import depth_paths
-from stacker.paths import check_distinct, is_our_output
+from stacker.paths import check_distinct, is_our_output, once_each
 
 REPORT_FIELDS = ("name", "status", "frames", "merged", "rejected", "unreadable", "seconds",
                  "peak_memory_mb", "outputs", "error", "worker", "folder")  # fmt: skip
@@ -90,36 +90,49 @@ class StackReport:
     worker: str | None = None
 
 
-def _frames_in(folder: Path, pattern: str | None) -> list[Path]:
+Note = Callable[[str], None]
+
+
+def _frames_in(folder: Path, pattern: str | None, on_note: Note | None = None) -> list[Path]:
     """The frames in ``folder``: images matching ``pattern``, not results of ours (a composite
-    or depth map written there by ``stacker stack`` or by a batch into this folder)."""
+    or depth map written there by ``stacker stack`` or by a batch into this folder), each file
+    once (a link to a frame is the same exposure)."""
     found = [p for p in folder.iterdir() if p.is_file() and is_image_path(p)]
     if pattern:
         found = [p for p in found if fnmatch.fnmatch(p.name.lower(), pattern.lower())]
-    return sorted((p for p in found if not is_our_output(p)), key=lambda p: natural_key(p.name))
+    ordered = sorted((p for p in found if not is_our_output(p)), key=lambda p: natural_key(p.name))
+    return once_each(ordered, on_note)
 
 
 def _stack_folders(
-    root: Path, pattern: str | None, skip: Path, seen: set[Path]
+    root: Path, pattern: str | None, skip: Path | None, seen: set[Path], on_note: Note | None
 ) -> Iterable[tuple[Path, list[Path]]]:
     """(stack folder, its frames) under ``root``, depth first, in natural order.
 
     A folder reached again through a link (``seen`` holds the real paths so far) is passed
     over: a link to a parent folder made a loop that stacked the same frames dozens of times.
+    So is one that cannot be read (``lost+found`` at a drive's root), with a note.
     """
     real = root.resolve()
     if real == skip or real in seen or root.name.startswith("."):
         return
     seen.add(real)
-    frames_dir = root / "frames"
-    if frames_dir.is_dir() and len(frames := _frames_in(frames_dir, pattern)) >= 2:
-        yield root, frames  # a capture session: its frames, not its composite
+    try:
+        frames_dir = root / "frames"
+        if frames_dir.is_dir() and len(frames := _frames_in(frames_dir, pattern, on_note)) >= 2:
+            yield root, frames  # a capture session: its frames, not its composite
+            return
+        if len(frames := _frames_in(root, pattern, on_note)) >= 2:
+            yield root, frames
+            return
+        subfolders = sorted((p for p in root.iterdir() if p.is_dir()),
+                            key=lambda p: natural_key(p.name))  # fmt: skip
+    except OSError as exc:
+        if on_note is not None:
+            on_note(f"{root}: left out, cannot be read ({exc.strerror or exc})")
         return
-    if len(frames := _frames_in(root, pattern)) >= 2:
-        yield root, frames
-        return
-    for sub in sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: natural_key(p.name)):
-        yield from _stack_folders(sub, pattern, skip, seen)
+    for sub in subfolders:
+        yield from _stack_folders(sub, pattern, skip, seen, on_note)
 
 
 def find_stacks(
@@ -129,8 +142,11 @@ def find_stacks(
     ext: str = ".tif",
     pattern: str | None = None,
     depth_maps: bool = True,
+    on_note: Note | None = None,
 ) -> list[StackJob]:
-    """The stacks under ``roots``, each named by its path below its root (``a/b`` -> ``a-b``)."""
+    """The stacks under ``roots``, each named by its path below its root (``a/b`` -> ``a-b``).
+
+    ``on_note`` hears of folders that cannot be read and of frames named twice."""
     skip = outdir.resolve()
     jobs: dict[str, StackJob] = {}
     for root in roots:
@@ -141,7 +157,7 @@ def find_stacks(
                 f"{root}: is also the output folder; give --output a folder of its own, "
                 f"e.g. {root.resolve().parent / (root.resolve().name + '-stacked')}"
             )
-        for folder, frames in _stack_folders(root, pattern, skip, set()):
+        for folder, frames in _stack_folders(root, pattern, skip, set(), on_note):
             rel = folder.relative_to(root).parts
             name = "-".join(rel) if rel else root.resolve().name
             if name in jobs:
@@ -156,19 +172,56 @@ def find_stacks(
                 output=outdir / f"{name}{ext}",
                 depth_map=outdir / f"{name}-depth.png" if depth_maps else None,
             )
+    _check_output_folder(roots, outdir, pattern, list(jobs.values()), on_note)
     if not jobs:
         what = f"matching '{pattern}'" if pattern else "(JPEG, PNG, TIFF, RAW)"
-        inside = any(skip.is_relative_to(root.resolve()) for root in roots)
-        if inside and len(_frames_in(skip, pattern)) >= 2:
-            raise StackerError(
-                f"no stacks under {', '.join(map(str, roots))} but {outdir}, the output folder, "
-                "which is never stacked; give --output a folder of its own"
-            )
         raise StackerError(
             f"no stacks under {', '.join(map(str, roots))}: no folder holds two or more frames "
             f"{what}"
         )
+    _check_outputs_apart(list(jobs.values()))
     return list(jobs.values())
+
+
+def _check_output_folder(
+    roots: Sequence[Path],
+    outdir: Path,
+    pattern: str | None,
+    jobs: list[StackJob],
+    on_note: Note | None,
+) -> None:
+    """Say so when the output folder, under a root, holds stacks of its own: it is never looked
+    into, and they are left out (an error when they are all there is)."""
+    real = outdir.resolve()
+    if not any(real.is_relative_to(root.resolve()) for root in roots):
+        return
+    taken = {f.resolve() for job in jobs for f in job.frames}
+    hidden = [folder for folder, frames in _stack_folders(real, pattern, None, set(), None)
+              if not {f.resolve() for f in frames} <= taken]  # fmt: skip
+    if hidden and not jobs:
+        raise StackerError(
+            f"no stacks under {', '.join(map(str, roots))} but {outdir}, the output folder, "
+            "which is never stacked; give --output a folder of its own"
+        )
+    if hidden and on_note is not None:
+        names = ", ".join(str(h) for h in hidden[:3]) + (", ..." if len(hidden) > 3 else "")
+        on_note(f"left out {names}: in {outdir}, the output folder, which is never stacked")
+
+
+def _check_outputs_apart(jobs: list[StackJob]) -> None:
+    """Refuse two stacks whose outputs share a file name (stack ``a``'s depth map is
+    ``a-depth.png``, stack ``a-depth``'s composite too, with ``--format png``): one would
+    replace the other, and a rerun would find both up to date."""
+    owner: dict[str, StackJob] = {}
+    for job in jobs:
+        for path in job.outputs():
+            other = owner.setdefault(path.name.casefold(), job)
+            if other is not job:
+                raise StackerError(
+                    f"stacks '{other.name}' ({other.folder}) and '{job.name}' ({job.folder}) "
+                    f"would both write {path}; rename one of the folders, or batch them into "
+                    "separate output folders"
+                )
 
 
 # --------------------------------------------------------------------------- on the worker

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +60,18 @@ def run_batch_command(
             "give --scheduler to spread the batch over more machines"
         )
     ext = _check(outdir, output_format, options)
-    jobs = find_stacks(roots, outdir, ext=ext, pattern=pattern, depth_maps=depth_maps)
+    console = Console(stderr=True)
+    jobs = find_stacks(
+        roots,
+        outdir,
+        ext=ext,
+        pattern=pattern,
+        depth_maps=depth_maps,
+        on_note=partial(console.print, markup=False, soft_wrap=True),
+    )
     report_path = report or outdir / "batch-report.jsonl"
     check_report(report_path, jobs)
     todo = sum(not job.up_to_date() for job in jobs)
-    console = Console(stderr=True)
     console.print(f"{len(jobs)} stacks, {len(jobs) - todo} up to date; stacking {todo} on "
                   f"{scheduler or 'a local cluster'}", markup=False)  # fmt: skip
     columns = (

@@ -24,13 +24,7 @@ from stacker.io import OrientedReader, check_writable_output, is_image_path, is_
 from stacker.natsort import natural_key
 from stacker.options import StackOptions
 from stacker.output import depth_paths, save_outputs
-from stacker.paths import (
-    FileIdentity,
-    check_distinct,
-    file_identity,
-    is_our_output,
-    output_paths,
-)
+from stacker.paths import check_distinct, is_our_output, once_each, output_paths
 from stacker.pipeline import ReadAhead
 from stacker.stack import FrameRecord, Stacker, parse_reference
 
@@ -72,33 +66,12 @@ def collect_inputs(
             raise StackerError(f"{p}: not an image file (a pipe or a device); give image files")
         else:
             raise StackerError(f"{p}: no such file or folder")
-    files = _once_each(files, on_note)
+    files = once_each(files, on_note)
     if len(files) < 2:
         raise StackerError(
             f"{len(files)} input frame{'s' if len(files) != 1 else ''}: a stack needs at least two"
         )
     return files
-
-
-def _once_each(files: list[Path], on_note: Callable[[str], None] | None) -> list[Path]:
-    """``files`` with every file on disk once (see :func:`~stacker.paths.file_identity`), in
-    the order each first came."""
-    seen: set[FileIdentity] = set()
-    kept: list[Path] = []
-    again: list[Path] = []
-    for f in files:
-        key = file_identity(f)  # None: gone since it was listed; reading it reports that
-        if key is not None and key in seen:
-            again.append(f)
-            continue
-        if key is not None:
-            seen.add(key)
-        kept.append(f)
-    if again and on_note is not None:
-        names = ", ".join(str(f) for f in again[:3]) + (", ..." if len(again) > 3 else "")
-        count = f"{len(again)} files" if len(again) > 1 else "a file"
-        on_note(f"{count} named twice, stacked once: {names}")
-    return kept
 
 
 @dataclass

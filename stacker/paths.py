@@ -55,6 +55,27 @@ def file_identity(path: str | os.PathLike[str]) -> FileIdentity | None:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
+def once_each(files: list[Path], on_note: Callable[[str], None] | None) -> list[Path]:
+    """``files`` with every file on disk once (see :func:`file_identity`), in
+    the order each first came."""
+    seen: set[FileIdentity] = set()
+    kept: list[Path] = []
+    again: list[Path] = []
+    for f in files:
+        key = file_identity(f)  # None: gone since it was listed; reading it reports that
+        if key is not None and key in seen:
+            again.append(f)
+            continue
+        if key is not None:
+            seen.add(key)
+        kept.append(f)
+    if again and on_note is not None:
+        names = ", ".join(str(f) for f in again[:3]) + (", ..." if len(again) > 3 else "")
+        count = f"{len(again)} files" if len(again) > 1 else "a file"
+        on_note(f"{count} named twice, stacked once: {names}")
+    return kept
+
+
 def same_file(a: Path, b: Path) -> bool:
     """True when ``a`` and ``b`` name one file: the same resolved path, or the same inode."""
     if os.path.realpath(a) == os.path.realpath(b):

@@ -21,6 +21,7 @@ The merge state lives in the geometry of the first frame. A different reference 
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -122,7 +123,7 @@ def parse_reference(reference: str | int) -> str | int:
     text = str(reference).strip().lower()
     if text in ("first", "middle", "last"):
         return text
-    if text.lstrip("-").isdigit():
+    if re.fullmatch(r"-?[0-9]{1,9}", text):  # ASCII digits: "²" is a digit to str.isdigit
         number = int(text)
         if number < 1:
             raise StackerError(

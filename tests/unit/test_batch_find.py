@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -202,3 +205,64 @@ def test_a_second_batch_into_the_same_output_folder_is_refused(tmp_path: Path) -
     finally:
         os.close(fd)
     assert report.read_text() == '{"name": "s1", "status": "done"}\n'
+
+
+def test_two_stacks_whose_outputs_share_a_name_are_refused(tmp_path: Path) -> None:
+    """Stack ``a``'s depth map and stack ``a-depth``'s composite were both ``a-depth.png``:
+    one replaced the other, and every rerun found both up to date."""
+    frames(tmp_path / "root" / "a", "1.jpg", "2.jpg")
+    frames(tmp_path / "root" / "a-depth", "1.jpg", "2.jpg")
+    with pytest.raises(StackerError, match=r"stacks 'a' .* and 'a-depth' .* would both write "):
+        find_stacks([tmp_path / "root"], tmp_path / "out", ext=".png")
+    assert len(find_stacks([tmp_path / "root"], tmp_path / "out")) == 2  # .tif: apart
+
+
+def test_a_frame_named_twice_is_stacked_once_and_said_so(tmp_path: Path) -> None:
+    frames(tmp_path / "s", "1.jpg", "2.jpg", "3.jpg")
+    os.link(tmp_path / "s" / "1.jpg", tmp_path / "s" / "9-copy.jpg")
+    (tmp_path / "s" / "8-link.jpg").symlink_to("2.jpg")
+    notes: list[str] = []
+    (job,) = find_stacks([tmp_path / "s"], tmp_path / "out", on_note=notes.append)
+    assert [f.name for f in job.frames] == ["1.jpg", "2.jpg", "3.jpg"]
+    assert len(notes) == 1 and notes[0].startswith("2 files named twice, stacked once: ")
+
+
+def test_stacks_in_an_output_folder_under_a_root_are_named_as_left_out(tmp_path: Path) -> None:
+    """``stacker batch spec -o spec/tray1`` stacked spec's other folders and said nothing of
+    the stacks in tray1, which it never looks into."""
+    frames(tmp_path / "spec" / "moth", "1.jpg", "2.jpg")
+    frames(tmp_path / "spec" / "tray1" / "ant", "1.jpg", "2.jpg")
+    notes: list[str] = []
+    jobs = find_stacks([tmp_path / "spec"], tmp_path / "spec" / "tray1", on_note=notes.append)
+    assert [j.name for j in jobs] == ["moth"]
+    assert notes == [
+        f"left out {tmp_path / 'spec' / 'tray1' / 'ant'}: in {tmp_path / 'spec' / 'tray1'}, "
+        "the output folder, which is never stacked"
+    ]
+
+
+def test_a_folder_that_cannot_be_read_is_left_out_with_a_note(tmp_path: Path) -> None:
+    """``lost+found`` at a drive's root, or a folder of another user's: the whole batch ended
+    in a PermissionError traceback. Run without the capability that lets root read anything."""
+    frames(tmp_path / "drive" / "ok", "1.jpg", "2.jpg")
+    frames(tmp_path / "drive" / "private", "1.jpg", "2.jpg")
+    (tmp_path / "drive" / "private").chmod(0)
+    code = (
+        "import sys; from pathlib import Path; from stacker.batch import find_stacks\n"
+        "jobs = find_stacks([Path(sys.argv[1])], Path(sys.argv[2]), on_note=print)\n"
+        "print([j.name for j in jobs])\n"
+    )
+    command = [sys.executable, "-c", code, str(tmp_path / "drive"), str(tmp_path / "out")]
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv: every folder is readable")
+        command = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", *command]
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    finally:
+        (tmp_path / "drive" / "private").chmod(0o755)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        f"{tmp_path / 'drive' / 'private'}: left out, cannot be read (Permission denied)",
+        "['ok']",
+    ]
