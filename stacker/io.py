@@ -194,8 +194,8 @@ MAX_FRAME_PIXELS = 250_000_000
 
 
 def header_size(head: bytes) -> tuple[int, int] | None:
-    """(width, height) declared by a PNG, JPEG, BMP or TIFF header, without decoding; None if
-    unknown.
+    """(width, height) declared by a PNG, JPEG, BMP, WebP or TIFF header, without decoding;
+    None if unknown.
 
     ``head`` is the file, or its start: a JPEG's frame header follows its metadata segments
     (give it the first 64 KiB), a TIFF's first page may be described anywhere in the file.
@@ -205,6 +205,8 @@ def header_size(head: bytes) -> tuple[int, int] | None:
     if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
         w, h = struct.unpack(">II", head[16:24])
         return w, h
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP" and len(head) >= 30:
+        return _webp_size(head)
     if head[:2] == b"BM" and len(head) >= 26:
         w, h = struct.unpack("<ii", head[18:26])
         return abs(w), abs(h)
@@ -221,6 +223,23 @@ def header_size(head: bytes) -> tuple[int, int] | None:
             if marker == 0xDA:
                 return None
             pos += 2 + struct.unpack(">H", head[pos + 2 : pos + 4])[0]
+    return None
+
+
+def _webp_size(head: bytes) -> tuple[int, int] | None:
+    """The canvas size in a WebP's first chunk (the WebP container specification): ``VP8X``
+    (24-bit width and height minus one), ``VP8L`` (14-bit, after the 0x2F signature) or
+    ``VP8 `` (14-bit, after the key frame's start code 9D 01 2A)."""
+    chunk = head[12:16]
+    if chunk == b"VP8X":
+        w = int.from_bytes(head[24:27], "little") + 1
+        return w, int.from_bytes(head[27:30], "little") + 1
+    if chunk == b"VP8L" and head[20] == 0x2F:
+        bits = int.from_bytes(head[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8 " and head[23:26] == b"\x9d\x01\x2a":
+        w, h = struct.unpack("<HH", head[26:30])
+        return w & 0x3FFF, h & 0x3FFF
     return None
 
 

@@ -16,6 +16,7 @@ from stacker.io import (
     atomic_write_bytes,
     check_writable_output,
     decode_image,
+    header_size,
     read_image,
     truncation,
     write_image,
@@ -151,6 +152,27 @@ def test_a_tiff_declaring_too_many_pixels_is_refused_before_decoding(
         for name in ("ImageWidth", "ImageLength"):
             tif.pages[0].tags[name].overwrite(20000)
     with pytest.raises(UnreadableImageError, match=r"bomb\.tif: declares 20000x20000 pixels"):
+        read_image(bomb)
+
+
+@pytest.mark.parametrize("quality", [90, 101])  # lossy (VP8), lossless (VP8L)
+def test_a_webp_declaring_too_many_pixels_is_refused_before_decoding(
+    tmp_path: Path, quality: int
+) -> None:
+    """A 10 KB lossless WebP declaring 16383x16383 pixels was decoded whole (1.7 GB)."""
+    image = np.random.default_rng(5).integers(0, 255, (37, 53, 3), np.uint8)
+    data = bytearray(cv2.imencode(".webp", image, [cv2.IMWRITE_WEBP_QUALITY, quality])[1])
+    with_alpha = cv2.imencode(".webp", np.dstack([image, image[..., :1]]))[1].tobytes()
+    for encoded in (bytes(data), with_alpha):  # VP8X: a canvas header, here for the alpha
+        assert header_size(encoded) == (53, 37)
+    if data[12:16] == b"VP8L":
+        bits = int.from_bytes(data[21:25], "little") & ~((1 << 28) - 1)
+        data[21:25] = (bits | 16382 | 16382 << 14).to_bytes(4, "little")
+    else:
+        data[26:30] = (16383).to_bytes(2, "little") * 2
+    bomb = tmp_path / "bomb.webp"
+    bomb.write_bytes(bytes(data))
+    with pytest.raises(UnreadableImageError, match=r"bomb\.webp: declares 16383x16383 pixels"):
         read_image(bomb)
 
 
