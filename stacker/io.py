@@ -16,7 +16,7 @@ import struct
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import cv2
 import numpy as np
@@ -407,10 +407,17 @@ def _encode_tiff(img: np.ndarray, metadata: Metadata | None, software: str | Non
 
     import tifffile
 
+    from stacker import tiff_exif
+
     rgb = img[:, :, ::-1] if img.ndim == 3 else img
-    extratags = []
+    extratags: list[tuple[int, str, int, Any, bool]] = []
     if metadata is not None and metadata.icc:
         extratags.append((34675, "B", len(metadata.icc), metadata.icc, True))
+    exif = metadata.exif if metadata is not None else None
+    if exif:
+        extratags += tiff_exif.camera_tags(exif)
+        if tiff_exif.has_exif_ifd(exif):  # pointed at once the file's length is known
+            extratags.append((tiff_exif.PLACEHOLDER_TAG, "I", 1, 0, True))
     out = io.BytesIO()
     tifffile.imwrite(
         out,
@@ -425,6 +432,8 @@ def _encode_tiff(img: np.ndarray, metadata: Metadata | None, software: str | Non
         metadata=None,
         software=software,
     )
+    if exif:
+        return tiff_exif.append_exif_ifd(out.getvalue(), exif)
     return out.getvalue()
 
 

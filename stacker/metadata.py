@@ -1,8 +1,10 @@
 """EXIF and ICC profile carry-over from a reference frame to a stacked result.
 
 JPEG keeps them in APP1 (``Exif``) and APP2 (``ICC_PROFILE``) segments, PNG in ``eXIf`` and
-``iCCP`` chunks, TIFF in tag 34675 (ICC). Frames are read with their EXIF orientation already
-applied, so the copied EXIF's orientation tag is reset to 1 (upright) to avoid a double rotation.
+``iCCP`` chunks, TIFF in tag 34675 (ICC) and in tags of its own for the EXIF (written by
+:mod:`stacker.tiff_exif`; read back, a TIFF frame gives its ICC profile only). Frames are
+read with their EXIF orientation already applied, so the copied EXIF's orientation tag is reset
+to 1 (upright) to avoid a double rotation.
 """
 
 from __future__ import annotations

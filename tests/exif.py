@@ -17,3 +17,53 @@ def tag_jpeg(data: bytes, value: int) -> bytes:
     """``data`` with an EXIF segment saying ``value``; the pixels are not touched."""
     payload = b"Exif\x00\x00" + exif(value)
     return data[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + data[2:]
+
+
+def camera_exif(order: str = "<") -> bytes:
+    """An EXIF block as a camera writes one, in byte order ``order`` (``<`` as Canon and Sony
+    write, ``>`` as Nikon does): IFD0 with make, model, date and orientation 1, and an Exif
+    IFD with exposure time 1/125, f/8, ISO 200, 65 mm, the time taken, a lens model and a maker
+    note. Values longer than four bytes follow each IFD, as the TIFF layout wants."""
+
+    def ifd(entries: list[tuple[int, int, int, bytes]], at: int, pointer_to: int | None) -> bytes:
+        head = struct.pack(order + "H", len(entries))
+        table, data = b"", b""
+        data_at = at + 2 + 12 * len(entries) + 4
+        for tag, kind, count, value in entries:
+            if tag == 0x8769:
+                value = struct.pack(order + "I", pointer_to or 0)
+            if len(value) <= 4:
+                table += struct.pack(order + "HHI", tag, kind, count) + value.ljust(4, b"\0")
+            else:
+                table += struct.pack(order + "HHII", tag, kind, count, data_at + len(data))
+                data += value + b"\0" * (len(value) % 2)
+        return head + table + b"\0\0\0\0" + data
+
+    def text(s: str) -> tuple[int, bytes]:
+        raw = s.encode() + b"\0"
+        return len(raw), raw
+
+    def rational(n: int, d: int) -> bytes:
+        return struct.pack(order + "II", n, d)
+
+    ifd0 = [
+        (0x010F, 2, *text("Canon")),
+        (0x0110, 2, *text("Canon EOS 80D")),
+        (0x0112, 3, 1, struct.pack(order + "H", 1)),
+        (0x0132, 2, *text("2026:11:30 10:00:00")),
+        (0x8769, 4, 1, b""),
+    ]
+    exif_ifd = [
+        (0x829A, 5, 1, rational(1, 125)),
+        (0x829D, 5, 1, rational(8, 1)),
+        (0x8827, 3, 1, struct.pack(order + "H", 200)),
+        (0x9003, 2, *text("2026:11:30 10:00:00")),
+        (0x920A, 5, 1, rational(65, 1)),
+        (0x927C, 7, 24, b"maker's own, with offsets"[:24]),
+        (0xA434, 2, *text("EF100mm f/2.8L Macro IS USM")),
+    ]
+    first = ifd(ifd0, 8, pointer_to=None)
+    exif_at = 8 + len(first)
+    first = ifd(ifd0, 8, pointer_to=exif_at)
+    magic = b"II*\x00" if order == "<" else b"MM\x00*"
+    return magic + struct.pack(order + "I", 8) + first + ifd(exif_ifd, exif_at, None)

@@ -22,7 +22,7 @@ from stacker.io import (
     write_image,
 )
 from stacker.metadata import Metadata, embed_metadata, read_metadata, upright_exif
-from tests.exif import exif
+from tests.exif import camera_exif, exif
 
 ICC = b"\x00\x00\x02\x0cfake-icc-profile" * 40
 
@@ -260,3 +260,26 @@ def test_a_depth_map_named_as_a_folder_is_refused_before_any_work(tmp_path: Path
 
 def test_embed_ignores_formats_without_metadata_slots() -> None:
     assert embed_metadata(b"data", ".bmp", Metadata(icc=ICC)) == b"data"
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_a_tiff_result_carries_the_frames_exif_in_its_own_tags(tmp_path: Path, order: str) -> None:
+    """The composite as TIFF kept the ICC profile and dropped the EXIF that JPEG and PNG
+    results carry. Read back by tifffile, a parser of its own."""
+    from stacker.io import encode_image
+
+    src = tmp_path / "frame.jpg"
+    image = np.zeros((8, 8, 3), np.uint8)
+    atomic_write_bytes(src, encode_image(image, ".jpg", metadata=Metadata(exif=camera_exif(order))))
+    out = write_image(tmp_path / "stacked.tif", image, metadata_from=src, software="stackrig")
+    with tifffile.TiffFile(out) as tif:
+        tags = tif.pages[0].tags
+        assert tags["Make"].value == "Canon" and tags["Model"].value == "Canon EOS 80D"
+        assert tags["DateTime"].value == "2026:11:30 10:00:00"
+        taken = tags["ExifTag"].value
+    assert taken["ExposureTime"] == (1, 125) and taken["FNumber"] == (8, 1)
+    assert taken["ISOSpeedRatings"] == 200 and taken["FocalLength"] == (65, 1)
+    assert taken["DateTimeOriginal"] == "2026:11:30 10:00:00"
+    assert taken["LensModel"] == "EF100mm f/2.8L Macro IS USM"
+    assert "MakerNote" not in taken  # its inner offsets are the camera maker's own
+    assert np.array_equal(read_image(out), image)

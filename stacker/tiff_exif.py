@@ -1,0 +1,126 @@
+"""The reference frame's EXIF in a TIFF result.
+
+A JPEG or PNG carries EXIF as one opaque block; a TIFF holds the same tags in its own
+structure (TIFF 6.0, section 2; EXIF 2.32, section 4.6): the camera's make, model and date
+as tags of the image's IFD, the exposure (time, f-number, ISO, focal length, lens) in an Exif
+IFD that the image's ``ExifIFD`` tag (34665) points to. So the block is taken apart: its
+IFD0 text tags become TIFF tags (:func:`camera_tags`), and its Exif IFD is rewritten
+little-endian at the end of the file, every offset made absolute (:func:`append_exif_ifd`).
+Left out: the maker note, whose inner offsets only the camera's maker knows, and the
+interoperability IFD it may point to.
+"""
+
+from __future__ import annotations
+
+import struct
+
+EXIF_IFD_TAG = 34665
+"""The ExifIFD pointer of a TIFF's IFD (and of an EXIF block's IFD0)."""
+
+PLACEHOLDER_TAG = EXIF_IFD_TAG + 1
+"""Written in its place, as a LONG, by a TIFF writer that will not write an IFD pointer
+(tifffile): the entry sorts where the pointer would, so it can become the pointer."""
+
+CAMERA_TAGS = (271, 272, 306, 315, 33432)
+"""IFD0 text tags carried over: Make, Model, DateTime, Artist, Copyright."""
+
+_LEFT_OUT = frozenset({0x927C, 0xA005})  # MakerNote, Interoperability IFD pointer
+
+#: Value types (TIFF 6.0, section 2, "Types"): the struct code of one element, or the byte
+#: count for the types whose elements are bytes.
+_ELEMENTS: dict[int, str] = {
+    1: "B", 2: "B", 3: "H", 4: "I", 5: "II", 6: "b", 7: "B", 8: "h", 9: "i", 10: "ii",
+    11: "f", 12: "d",
+}  # fmt: skip
+
+Entry = tuple[int, int, int, bytes]
+"""(tag, type, count, value in little-endian byte order)."""
+
+
+def _read_ifd(block: bytes, offset: int) -> list[Entry]:
+    """The entries of the IFD at ``offset`` in an EXIF block, values converted to little
+    endian; entries of unknown type, or whose value lies outside the block, are skipped."""
+    order = "<" if block[:2] == b"II" else ">"
+    (count,) = struct.unpack_from(order + "H", block, offset)
+    entries = []
+    for pos in range(offset + 2, offset + 2 + 12 * count, 12):
+        tag, kind, n = struct.unpack_from(order + "HHI", block, pos)
+        element = _ELEMENTS.get(kind)
+        if element is None:
+            continue
+        size = struct.calcsize(order + element) * n
+        if size <= 4:
+            start = pos + 8
+        else:
+            (start,) = struct.unpack_from(order + "I", block, pos + 8)
+        raw = block[start : start + size]
+        if len(raw) != size:
+            continue
+        values = struct.unpack(order + element * n, raw)
+        entries.append((tag, kind, n, struct.pack("<" + element * n, *values)))
+    return entries
+
+
+def _exif_entries(exif: bytes) -> tuple[list[Entry], list[Entry]]:
+    """(IFD0's entries, the Exif IFD's entries) of an EXIF block; empty where unreadable."""
+    if len(exif) < 8 or exif[:4] not in (b"II*\x00", b"MM\x00*"):
+        return [], []
+    order = "<" if exif[:2] == b"II" else ">"
+    try:
+        ifd0 = _read_ifd(exif, struct.unpack_from(order + "I", exif, 4)[0])
+        pointer = next((value for tag, _, _, value in ifd0 if tag == EXIF_IFD_TAG), None)
+        if pointer is None or len(pointer) != 4:
+            return ifd0, []
+        return ifd0, _read_ifd(exif, struct.unpack("<I", pointer)[0])
+    except struct.error:  # cut short or pointing outside: carry what was read
+        return [], []
+
+
+def camera_tags(exif: bytes) -> list[tuple[int, str, int, bytes, bool]]:
+    """IFD0's :data:`CAMERA_TAGS` of an EXIF block, as ``tifffile`` extra tags."""
+    ifd0, _ = _exif_entries(exif)
+    return [(tag, "s", n, value, True) for tag, kind, n, value in ifd0
+            if tag in CAMERA_TAGS and kind == 2]  # fmt: skip
+
+
+def has_exif_ifd(exif: bytes) -> bool:
+    """Whether the EXIF block has an Exif IFD with something to carry."""
+    _, entries = _exif_entries(exif)
+    return any(tag not in _LEFT_OUT for tag, _, _, _ in entries)
+
+
+def _ifd_bytes(entries: list[Entry], at: int) -> bytes:
+    """A little-endian IFD placed at file offset ``at``, its long values after it."""
+    entries = sorted(entries)
+    head = struct.pack("<H", len(entries))
+    table, data = b"", b""
+    data_at = at + 2 + 12 * len(entries) + 4
+    for tag, kind, n, value in entries:
+        if len(value) <= 4:
+            field = value.ljust(4, b"\0")
+        else:
+            field = struct.pack("<I", data_at + len(data))
+            data += value + b"\0" * (len(value) % 2)  # values start on a word boundary
+        table += struct.pack("<HHI", tag, kind, n) + field
+    return head + table + b"\0\0\0\0" + data
+
+
+def append_exif_ifd(tiff: bytes, exif: bytes) -> bytes:
+    """``tiff`` (little-endian, written with a :data:`PLACEHOLDER_TAG` in its first IFD) with
+    the EXIF block's Exif IFD appended and the placeholder turned into the pointer to it.
+    Unchanged when there is no placeholder or nothing to carry."""
+    _, entries = _exif_entries(exif)
+    entries = [e for e in entries if e[0] not in _LEFT_OUT]
+    if tiff[:4] != b"II*\x00" or not entries:
+        return tiff
+    (ifd,) = struct.unpack_from("<I", tiff, 4)
+    (count,) = struct.unpack_from("<H", tiff, ifd)
+    for pos in range(ifd + 2, ifd + 2 + 12 * count, 12):
+        if struct.unpack_from("<H", tiff, pos)[0] == PLACEHOLDER_TAG:
+            break
+    else:
+        return tiff
+    at = len(tiff) + len(tiff) % 2
+    out = bytearray(tiff)
+    out[pos : pos + 12] = struct.pack("<HHII", EXIF_IFD_TAG, 4, 1, at)
+    return bytes(out) + b"\0" * (at - len(tiff)) + _ifd_bytes(entries, at)
