@@ -7,6 +7,7 @@ import contextlib
 import functools
 import inspect
 import io
+import logging
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -26,6 +27,7 @@ def run_app(app: typer.Typer, prog_name: str) -> None:
     """
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(errors="backslashreplace")
+    _quiet_decoders()
     try:
         app(prog_name=prog_name, standalone_mode=True)
     except Interrupted as exc:
@@ -37,6 +39,16 @@ def run_app(app: typer.Typer, prog_name: str) -> None:
     except KeyboardInterrupt:
         print(f"{prog_name}: interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def _quiet_decoders() -> None:
+    """Keep the decoders' own log lines off the terminal: a damaged frame is reported once, in
+    one line naming the file, and libtiff's ``[ERROR:0@0.3] ... TIFF_Error MissingRequired`` or
+    tifffile's ``<TiffTag.fromfile> raised TiffFileError`` around it only confuse."""
+    import cv2
+
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    logging.getLogger("tifffile").setLevel(logging.CRITICAL)
 
 
 @contextlib.contextmanager

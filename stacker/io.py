@@ -523,6 +523,14 @@ def fsync_dir(folder: Path) -> None:
         os.close(dfd)
 
 
+def _name_max(folder: Path) -> int:
+    """The longest file name, in bytes, the file system of ``folder`` takes (255 where unsaid)."""
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        return 255
+
+
 def check_writable_output(path: str | os.PathLike[str], *, example: str = "stacked.tif") -> Path:
     """Fail early, before any work, if ``path`` cannot be written or has an unknown extension.
     ``example`` is the file name the error for a folder suggests in it.
@@ -532,7 +540,7 @@ def check_writable_output(path: str | os.PathLike[str], *, example: str = "stack
     the output and removed again.
     """
     p = Path(path)
-    if p.is_dir():
+    if os.path.isdir(p):  # False, not an error, for a name too long to look up
         raise StackerError(f"{p}: is a folder; give a file name such as {p / example}")
     if not p.suffix:
         raise StackerError(
@@ -547,6 +555,12 @@ def check_writable_output(path: str | os.PathLike[str], *, example: str = "stack
     folder = p.parent if str(p.parent) else Path(".")
     if not folder.is_dir():
         raise StackerError(f"{p}: the folder {folder} does not exist; create it first")
+    length, limit = len(os.fsencode(p.name)), _name_max(folder)
+    if length > limit:
+        raise StackerError(
+            f"{p}: a name of {length} bytes, and {folder} takes at most {limit}; choose a "
+            "shorter name"
+        )
     if not os.access(folder, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
         raise StackerError(f"{p}: not writable; choose another output path")
     try:

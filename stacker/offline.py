@@ -23,7 +23,7 @@ from stacker.errors import StackerError
 from stacker.io import OrientedReader, check_writable_output, is_image_path, is_raw_path
 from stacker.natsort import natural_key
 from stacker.options import StackOptions
-from stacker.output import depth_paths, save_outputs
+from stacker.output import check_writable_depth, save_outputs
 from stacker.paths import check_distinct, is_our_output, once_each, output_paths
 from stacker.pipeline import ReadAhead
 from stacker.stack import FrameRecord, Stacker, parse_reference
@@ -116,9 +116,7 @@ def stack_files(
             f"{files[0].name} is not one; write .tif, .png or .jpg instead"
         )
     if depth_map is not None:
-        # A folder is refused as such: depth_paths would make "maps/" into "maps.png" beside it.
-        depth_png = depth_map if Path(depth_map).is_dir() else depth_paths(depth_map)[0]
-        check_writable_output(depth_png, example="depth.png")
+        check_writable_depth(depth_map)
     check_distinct(output_paths(output, depth_map), files)
     if not 1 <= jpeg_quality <= 100:
         raise StackerError(f"JPEG quality {jpeg_quality} is out of range: use 1 to 100")

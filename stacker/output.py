@@ -22,7 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from stacker.errors import StackerError
-from stacker.io import atomic_write_bytes, encode_image, is_raw_path, write_image
+from stacker.io import (
+    atomic_write_bytes,
+    check_writable_output,
+    encode_image,
+    is_raw_path,
+    write_image,
+)
 from stacker.stack import Stacker
 
 #: The software name stamped into every result image (composite, depth map, depth preview).
@@ -35,6 +41,23 @@ def depth_paths(depth_path: str | os.PathLike[str]) -> tuple[Path, Path, Path]:
     if p.suffix.lower() != ".png":
         p = p.with_suffix(".png")
     return p, p.with_name(p.stem + "-preview.jpg"), p.with_suffix(".json")
+
+
+def check_writable_depth(depth_path: str | os.PathLike[str]) -> Path:
+    """:func:`~stacker.io.check_writable_output` for a depth map's files, before any work; the
+    PNG's path. The name must end in .png (the map is a 16-bit PNG): a ``depth.jpg`` became
+    ``depth.png`` without a word. The preview's name is the longest of the three, and checked
+    too: a name near the file system's limit failed only after the stack was done."""
+    p = Path(depth_path)
+    if os.path.isdir(p):
+        return check_writable_output(p, example="depth.png")  # refused as a folder
+    if p.suffix.lower() != ".png":
+        raise StackerError(
+            f"{p}: the depth map is a 16-bit PNG; name it {p.with_suffix('.png').name}"
+        )
+    png, preview, _ = depth_paths(p)
+    check_writable_output(preview, example="depth.png")
+    return check_writable_output(png, example="depth.png")
 
 
 def save_depth_map(

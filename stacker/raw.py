@@ -84,8 +84,14 @@ def read_raw_linear(path: str | os.PathLike[str], *, data: bytes | None = None) 
                 adjust_maximum_thr=0.0,
             )
     except Exception as exc:
-        raise UnreadableImageError(f"{p}: not a readable RAW file ({exc})") from None
+        raise UnreadableImageError(f"{p}: not a readable RAW file ({_reason(exc)})") from None
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR, dst=rgb)  # in place: no second frame in memory
+
+
+def _reason(exc: Exception) -> str:
+    """LibRaw's reason, readable: rawpy's errors carry it as bytes (``b'Input/output error'``)."""
+    args = [a.decode(errors="replace") if isinstance(a, bytes) else str(a) for a in exc.args]
+    return "; ".join(args) or type(exc).__name__
 
 
 def read_profile(path: str | os.PathLike[str]) -> ColourProfile:
@@ -105,7 +111,9 @@ def read_profile(path: str | os.PathLike[str]) -> ColourProfile:
             matrix = np.array(raw.rgb_xyz_matrix[:3], dtype=np.float64)
             libraw_exif = _libraw_exif(raw)
     except Exception as exc:
-        raise StackerError(f"{p}: cannot read the RAW file's colour profile ({exc})") from None
+        raise StackerError(
+            f"{p}: cannot read the RAW file's colour profile ({_reason(exc)})"
+        ) from None
     tags, exif_ifd = _tiff_tags(p)
     neutral = wb[1] / wb if np.all(wb > 0) else np.ones(3)
     kwargs: dict[str, Any] = {}

@@ -60,7 +60,7 @@ from stacker.io import (
 )
 from stacker.mounts import unheard_writes
 from stacker.natsort import NaturalKey, natural_key
-from stacker.output import save_outputs
+from stacker.output import check_writable_depth, save_outputs
 from stacker.paths import (
     FileIdentity,
     check_distinct,
@@ -923,11 +923,7 @@ def watch_and_stack(
 
     _check_watch_settings(prefer, every, idle_timeout, jpeg_quality)
     out = check_writable_output(output).absolute()
-    depth = (
-        check_writable_output(depth_map, example="depth.png").absolute()
-        if depth_map is not None
-        else None
-    )
+    depth = check_writable_depth(depth_map).absolute() if depth_map is not None else None
     _check_outputs_in_folder(Path(folder), output_paths(out, depth))
     stacker = Stacker(method=method, align=align, reference=reference, far_first=_far_first(order))
     run = _WatchRun(

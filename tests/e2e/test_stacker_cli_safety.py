@@ -14,8 +14,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import tifffile
 
 from rig.sim.scene import SceneSpec, write_stack
+from stacker.errors import StackerError
 from stacker.io import read_image
 from stacker.metadata import exif_orientation, read_metadata
 from stacker.watch import watch_and_stack
@@ -56,7 +58,7 @@ def test_output_that_is_an_input_is_refused_and_the_frame_kept(frames: Path) -> 
 
 @pytest.mark.parametrize(
     ("output", "depth"),
-    [("x.png", "x.png"), ("d-preview.jpg", "d.png"), ("d.png", "d.jpg")],
+    [("x.png", "x.png"), ("d-preview.jpg", "d.png")],  # a depth.jpg: see the test below
 )
 def test_outputs_that_collide_are_refused_before_any_work(
     frames: Path, tmp_path: Path, output: str, depth: str
@@ -156,6 +158,48 @@ def test_unusable_outputs_are_refused_before_any_work(
     line = one_line_error(proc)
     assert expected in line and "unknown output format ''" not in line
     assert "not a readable image" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("depth", "expected"),
+    [
+        ("depth.jpg", "depth.jpg: the depth map is a 16-bit PNG; name it depth.png"),
+        # The preview's name (d...d-preview.jpg) is longer than the file system takes: it
+        # failed once the stack was done, leaving a composite and half a depth map.
+        ("d" * 246 + ".png", "bytes, and"),
+    ],
+)
+def test_unusable_depth_map_names_are_refused_before_any_work(
+    frames: Path, tmp_path: Path, depth: str, expected: str
+) -> None:
+    (frames / "frame_0005.jpg").write_bytes(b"\xff\xd8 broken")
+    out = tmp_path / "out.tif"
+    proc = stacker("stack", frames, "-o", out, "--depth-map", tmp_path / depth)
+    assert expected in one_line_error(proc) and "not a readable image" not in proc.stderr
+    assert not out.exists()
+    with pytest.raises(StackerError, match=expected):
+        watch_and_stack(frames, out, depth_map=tmp_path / depth, idle_timeout=0.1)
+
+
+def test_damaged_tiff_and_raw_frames_are_one_line_each(frames: Path, tmp_path: Path) -> None:
+    """libtiff's and tifffile's own log lines came around the warning, and LibRaw's reason
+    printed as bytes (b'Input/output error')."""
+    tiff = tmp_path / "x_damaged.tif"
+    frame = read_image(sorted(frames.glob("*.jpg"))[-1])
+    tifffile.imwrite(tiff, frame[..., ::-1], photometric="rgb", software="x" * 40)
+    data = bytearray(tiff.read_bytes())
+    (ifd,) = struct.unpack_from("<I", data, 4)
+    for pos in range(ifd + 2, ifd + 2 + 12 * struct.unpack_from("<H", data, ifd)[0], 12):
+        if struct.unpack_from("<H", data, pos)[0] == 305:  # Software: its text beyond the end
+            struct.pack_into("<I", data, pos + 8, 10**8)
+    tiff.write_bytes(bytes(data))
+    raw = tmp_path / "y_empty.dng"
+    raw.write_bytes(b"")
+    proc = stacker("stack", frames, tiff, raw, "-o", tmp_path / "out.tif")
+    assert proc.returncode == 0, proc.stderr
+    for noise in ("TIFF_Error", "TIFF_Warning", "[ERROR", "[ WARN", "raised TiffFileError", "b'"):
+        assert noise not in proc.stderr, proc.stderr
+    assert f"{raw}: " in proc.stderr
 
 
 FRAMES = 400
