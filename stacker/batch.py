@@ -525,10 +525,12 @@ def _run_on_cluster(todo, options, scheduler, workers, summary, record, counts, 
         finished_first = {fut: _finished_report(fut) for fut in futures}
         client.cancel([fut for fut, rep in finished_first.items() if rep is None])
         for fut, job in futures.items():
-            cancelled = StackReport(
-                name=job.name, folder=str(job.folder), status="cancelled", frames=len(job.frames)
-            )
-            record(finished_first[fut] or cancelled)
+            # Its outputs may have been written whole as the interrupt came: then it is done.
+            status = "done" if job.up_to_date() else "cancelled"
+            outputs = [str(p) for p in job.outputs()] if status == "done" else []
+            ended = StackReport(name=job.name, folder=str(job.folder), status=status,
+                                frames=len(job.frames), outputs=outputs)  # fmt: skip
+            record(finished_first[fut] or ended)
     finally:
         # Closing mid-task makes Dask log lost connections, with tracebacks: expected here.
         logging.getLogger("distributed").setLevel(logging.CRITICAL)
