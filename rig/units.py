@@ -11,8 +11,6 @@ number: ``1.5mm``, ``250um``, ``250µm``, ``0.25 mm`` for rails (converted to mi
 
 from __future__ import annotations
 
-import math
-
 from rig.errors import RigError
 from rig.focuser import Units
 from stacker import quantities
@@ -49,6 +47,15 @@ def _split(text: str) -> tuple[float, str]:
         raise UnitError(str(exc)) from None
 
 
+MAX_LENGTH_UM = 10_000_000.0
+"""The longest length read (10 m): far beyond any focus rail, short of what turns a timeout,
+a step count or a 32-bit protocol field into an overflow (``1e30mm`` was a traceback, or a
+rail running until it hit its end)."""
+
+MAX_LENS_STEPS = 1_000_000.0
+"""The most lens steps read: a lens's whole focus travel is a few thousand."""
+
+
 def parse_length(text: str) -> tuple[float, Units]:
     """Read a length with its unit.
 
@@ -78,8 +85,10 @@ def parse_length(text: str) -> tuple[float, Units]:
     if key not in _LENGTH_UNITS:
         raise UnitError(f"unknown length unit {unit!r} in {text!r}: {_LENGTH_HELP}")
     factor, kind = _LENGTH_UNITS[key]
-    if not math.isfinite(value * factor):
-        raise UnitError(f"{text!r} is too large a length: {_LENGTH_HELP}")
+    limit = MAX_LENGTH_UM if kind == "um" else MAX_LENS_STEPS
+    if not abs(value * factor) <= limit:  # nan and inf too
+        largest = format_length(limit, kind)
+        raise UnitError(f"{text!r}: no focus axis moves that far; give at most {largest}")
     return value * factor, kind
 
 

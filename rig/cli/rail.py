@@ -2,7 +2,7 @@
 
 Every command takes a focuser URL (``grbl:///dev/ttyUSB0``, ``marlin:///dev/ttyACM0``,
 ``stackshot:///dev/stackshot``, ``wemacro:///dev/focusrail``, ``sim://``) and lengths with units
-(``1.5mm``, ``250um``). Ctrl-C during motion stops the rail before exiting.
+(``1.5mm``, ``250um``). Ctrl-C or SIGTERM during motion stops the rail before exiting.
 
 Each command opens the port, and an Arduino restarts whenever its port is opened (DTR): GRBL
 then counts from 0 wherever the carriage stands and, with homing enabled (``$22=1``) on a stock
@@ -14,11 +14,13 @@ as it is, GRBL ``$X``), and without them a locked board refuses with a one-line 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -30,6 +32,7 @@ from rig.focuser import Focuser
 from rig.rails import open_focuser
 from rig.sim.ptyserial import PtyDevice
 from rig.units import format_length, parse_length
+from stacker.cliutil import signals_handled
 
 app = typer.Typer(
     help="Focus rails: status, homing, moves, jogs; `rig rail simulate` runs a simulated one.",
@@ -76,21 +79,29 @@ def _describe(focuser: Focuser) -> str:
 def _motion(
     url: str, action: Callable[[Focuser], None], *, home: bool = False, accept: bool = False
 ) -> None:
-    """Open the rail at ``url``, run ``action`` on it and say where it stands; Ctrl-C stops
-    the rail before the interrupt propagates.
+    """Open the rail at ``url``, run ``action`` on it and say where it stands; Ctrl-C,
+    SIGTERM or any error stops the rail before the command ends.
 
     ``home`` runs the homing cycle first and ``accept`` takes the position as it stands, both
     in this opening of the port (see the module docstring for why that matters)."""
-    with _opened(url) as focuser:
+    with _opened(url) as focuser, signals_handled(_interrupt):
         try:
             if home or accept:
                 units = focuser.capabilities.units
                 establish_reference(focuser, home=home, accept=accept, last_shot=None, units=units)
             action(focuser)
-        except KeyboardInterrupt:
-            focuser.stop()
+        except BaseException:
+            # A rail must not run on after the command: a StackShot or a GRBL jog keeps
+            # going to its end once told to move, whatever ended the command.
+            with contextlib.suppress(Exception):
+                focuser.stop()
             raise
         typer.echo(_describe(focuser))
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM (``kill``, a service stopping) as Ctrl-C: the rail stops, then the command."""
+    raise KeyboardInterrupt
 
 
 def _distance(focuser: Focuser, text: str) -> float:
@@ -235,6 +246,8 @@ def _simulator(firmware: str, time_scale: float, keep_state: bool | None) -> Pty
     kind = kinds.get(firmware)
     if kind is None:
         raise RigError(f"unknown firmware {firmware!r}: use {', '.join(kinds)}")
+    if not time_scale > 0:  # nan too
+        raise RigError(f"--time-scale {time_scale:g}: give a positive speed-up")
     if keep_state is None:
         return kind(time_scale=time_scale)
     return kind(time_scale=time_scale, reset_on_open=not keep_state)

@@ -31,7 +31,7 @@ from typing import Literal
 
 from rig.errors import MotionError, RigError
 from rig.focuser import FocuserCapabilities
-from rig.units import format_length
+from rig.units import MAX_LENGTH_UM, format_length
 
 Approach = Literal["below", "above"]
 
@@ -295,11 +295,16 @@ class Rail(ABC):
             current = waypoint
 
     def _check_limits(self, target: float) -> None:
+        if not abs(target) <= MAX_LENGTH_UM:  # no soft limits set: still no runaway
+            raise MotionError(
+                f"{self.name}: target {format_length(target)} is beyond any focus rail's reach; "
+                "nothing moved"
+            )
         low, high = self._limits()
         if (low is not None and target < low) or (high is not None and target > high):
             span = (
-                f"{format_length(low) if low is not None else '-inf'} .. "
-                f"{format_length(high) if high is not None else '+inf'}"
+                f"{format_length(low) if low is not None else 'no limit'} .. "
+                f"{format_length(high) if high is not None else 'no limit'}"
             )
             raise MotionError(
                 f"{self.name}: target {format_length(target)} is outside the soft limits {span}; "

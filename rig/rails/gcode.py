@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 from rig.rails.base import Rail, RailOptions
 from rig.rails.serialport import SerialLink, require_link
 from rig.rails.url import DeviceURL, URLError, open_port_rail
-from rig.units import parse_duration, parse_speed
+from rig.units import parse_speed
 
 MIN_POLL_S = 0.01
 """Shortest interval between position or status queries while waiting for motion."""
@@ -156,9 +156,9 @@ class GcodeRail(Rail):
             "baud": parsed.take_int("baud", 115200),
             "axis": parsed.take("axis") or "X",
             "feed_mm_min": parse_speed(feed) if feed else None,
-            "wakeup_s": parse_duration(parsed.take("wakeup") or "2"),
-            "timeout_s": parse_duration(parsed.take("timeout") or "5"),
-            "poll_s": parse_duration(parsed.take("poll") or "0.05"),
+            "wakeup_s": parsed.take_duration("wakeup", "2"),
+            "timeout_s": parsed.take_duration("timeout", "5"),
+            "poll_s": parsed.take_duration("poll", "0.05"),
         }
 
     def _require_link(self) -> SerialLink:

@@ -182,6 +182,7 @@ class GrblRail(GcodeRail):
         self._status: GrblStatus | None = None
         self._status_seq = 0
         self._wco: tuple[float, ...] | None = None
+        self._machine_span: tuple[float, float] | None = None  # mm, learnt by homing
         self._alarm_seq = 0
         self._alarm_code: int | None = None
         self._critical = False
@@ -805,6 +806,42 @@ class GrblRail(GcodeRail):
         self._on_switch = False
         self._wait_idle("homing")
         self._homed = True
+        self._machine_span = self._span_after_homing()
+
+    def _span_after_homing(self) -> tuple[float, float] | None:
+        """The axis's machine travel (mm) once homed; ``None`` when GRBL does not say.
+
+        GRBL's machine space runs from ``-$130`` to 0: homing sets the position at the switch
+        to 0 less the pull-off, or to ``-$130`` plus it when ``$23`` homes the axis to its
+        negative end (``limits.c``, ``limits_go_home``; ``system_check_travel_limits``). A build
+        with ``HOMING_FORCE_SET_ORIGIN`` sets 0 at the switch instead, so travel that homes
+        negative runs from 0 to ``$130``: told apart by where homing left the carriage.
+        """
+        index = self._axis_index
+        travel = self.settings.get(130 + index, 0.0)
+        status = self.status()
+        position = status.mpos
+        if position is None and status.wpos is not None and self._wco is not None:
+            position = tuple(w + o for w, o in zip(status.wpos, self._wco, strict=False))
+        if travel <= 0 or position is None or index >= len(position):
+            return None
+        homes_negative = (int(self.settings.get(23, 0)) >> index) & 1
+        scale = 25.4 if self._report_inches else 1.0
+        if homes_negative and position[index] * scale > -travel / 2:
+            return 0.0, travel
+        return -travel, 0.0
+
+    def _travel_limits(self) -> tuple[float | None, float | None]:
+        """Once homed, the machine's travel in work coordinates (µm): a target past the home
+        switch trips it (``ALARM:1``, hard limits) and one past the far end meets the rail's
+        end, so both are refused before anything moves."""
+        span = self._machine_span
+        if span is None or not self._absolute:
+            return None, None
+        index = self._axis_index
+        offset = self._wco[index] if self._wco is not None and index < len(self._wco) else 0.0
+        offset_mm = offset * (25.4 if self._report_inches else 1.0)
+        return (span[0] - offset_mm) * 1000.0, (span[1] - offset_mm) * 1000.0
 
     def unlock(self) -> None:
         """Clear an alarm with ``$X`` (after a soft reset if GRBL demands one).

@@ -34,7 +34,7 @@ from rig.rails import stackshot_protocol as proto
 from rig.rails.base import MoveStoppedError, RailOptions
 from rig.rails.binarylink import BinaryLinkRail
 from rig.rails.url import DeviceURL, open_port_rail
-from rig.units import format_length, parse_duration
+from rig.units import format_length
 
 
 class StackShotError(RigError):
@@ -92,8 +92,8 @@ class StackShotRail(BinaryLinkRail):
         def settings(parsed: DeviceURL) -> dict[str, Any]:
             return {
                 "reverse": parsed.take_bool("reverse", False),
-                "timeout_s": parse_duration(parsed.take("timeout") or "1"),
-                "pulse_s": parse_duration(parsed.take("pulse") or "0.2"),
+                "timeout_s": parsed.take_duration("timeout", "1"),
+                "pulse_s": parsed.take_duration("pulse", "0.2"),
             }
 
         return open_port_rail(cls, url, "stackshot:///dev/ttyUSB0", settings, kwargs)

@@ -23,7 +23,10 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from rig.errors import RigError
 from rig.rails.base import RailOptions
-from rig.units import parse_duration, parse_um
+from rig.units import UnitError, parse_duration, parse_um
+
+MAX_OPTION_S = 3600.0
+"""The longest duration a URL option takes, as a plan's delays: an hour."""
 
 RailT = TypeVar("RailT")
 
@@ -77,6 +80,27 @@ class DeviceURL:
             raise URLError(f"option {key}={raw!r} in {self.text!r} must be a number")
         return value
 
+    def take_length(self, key: str) -> float | None:
+        """Option ``key`` as a physical length in µm (``50um``, ``0.05mm``), or ``None``."""
+        raw = self.take(key)
+        if raw is None:
+            return None
+        try:
+            return parse_um(raw)
+        except UnitError as exc:
+            raise URLError(f"option {key}={raw} in {self.text!r}: {exc}") from None
+
+    def take_duration(self, key: str, default: str) -> float:
+        """Option ``key`` as seconds (``0.5``, ``500ms``), at most an hour, or ``default``."""
+        raw = self.take(key) or default
+        try:
+            seconds = parse_duration(raw)
+        except UnitError as exc:
+            raise URLError(f"option {key}={raw} in {self.text!r}: {exc}") from None
+        if seconds > MAX_OPTION_S:
+            raise URLError(f"option {key}={raw} in {self.text!r}: at most an hour")
+        return seconds
+
     def take_int(self, key: str, default: int) -> int:
         """Option ``key`` as a whole number, or ``default``."""
         value = self.take_float(key, float(default))
@@ -109,16 +133,12 @@ class DeviceURL:
 def rail_options(url: DeviceURL, **overrides: object) -> RailOptions:
     """Read the options every rail shares; keyword ``overrides`` win over the URL."""
 
-    def length(key: str) -> float | None:
-        raw = url.take(key)
-        return None if raw is None else parse_um(raw)
-
     values: dict[str, object] = {
-        "backlash_um": length("backlash") or 0.0,
+        "backlash_um": url.take_length("backlash") or 0.0,
         "approach": url.take("approach", "below"),
-        "settle_s": parse_duration(url.take("settle") or "0"),
-        "min_um": length("min"),
-        "max_um": length("max"),
+        "settle_s": url.take_duration("settle", "0"),
+        "min_um": url.take_length("min"),
+        "max_um": url.take_length("max"),
     }
     values.update({k: v for k, v in overrides.items() if k in values})
     return RailOptions(**values)  # type: ignore[arg-type]

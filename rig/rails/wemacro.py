@@ -24,7 +24,7 @@ from rig.rails import wemacro_protocol as proto
 from rig.rails.base import MoveStoppedError, RailOptions
 from rig.rails.binarylink import BinaryLinkRail
 from rig.rails.url import DeviceURL, open_port_rail
-from rig.units import format_length, parse_duration, parse_speed
+from rig.units import format_length, parse_speed
 
 
 class WeMacroRail(BinaryLinkRail):
@@ -77,8 +77,8 @@ class WeMacroRail(BinaryLinkRail):
             slowest = parsed.take("min_speed")
             return {
                 "reverse": parsed.take_bool("reverse", False),
-                "wakeup_s": parse_duration(parsed.take("wakeup") or "2"),
-                "timeout_s": parse_duration(parsed.take("timeout") or "5"),
+                "wakeup_s": parsed.take_duration("wakeup", "2"),
+                "timeout_s": parsed.take_duration("timeout", "5"),
                 "min_speed_mm_s": parse_speed(slowest) / 60.0 if slowest else 0.5,
             }
 

@@ -140,12 +140,14 @@ def check_plan_within(plan: ShotPlan, name: str, caps: FocuserCapabilities) -> N
     if (caps.min_position is not None and low < caps.min_position) or (
         caps.max_position is not None and high > caps.max_position
     ):
+        lowest, highest = (
+            "no limit" if v is None else format_position(v, plan.units)
+            for v in (caps.min_position, caps.max_position)
+        )
         raise MotionError(
             f"{name}: the plan spans {format_position(low, plan.units)} to "
-            f"{format_position(high, plan.units)}, outside the soft limits "
-            f"{caps.min_position if caps.min_position is not None else '-inf'} .. "
-            f"{caps.max_position if caps.max_position is not None else '+inf'} {plan.units}; "
-            "nothing moved"
+            f"{format_position(high, plan.units)}, outside the soft limits {lowest} .. "
+            f"{highest}; nothing moved"
         )
 
 

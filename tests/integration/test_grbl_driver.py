@@ -158,12 +158,29 @@ def test_a_feed_hold_from_the_board_is_named_not_taken_for_silence(
 
 @pytest.mark.slow
 def test_grbl_soft_limits_jog_error_15_and_g1_alarm_2() -> None:
+    """Homed, the driver knows GRBL's machine travel and refuses a target past it before
+    sending anything; with the position only accepted, the controller's own refusals (jog
+    ``error:15``, ``ALARM:2`` for a G1) are reported in words."""
     with (
         GrblSimulator(time_scale=10.0, settings={20: 1, **QUICK_HOMING}) as sim,
         connected(sim, GrblRail) as rail,
     ):
         rail.home()  # machine space is [-100 mm, 0]; homing leaves X at -1 mm
         assert rail.position == pytest.approx(-1000.0)
+        assert rail.capabilities.min_position == -100_000.0
+        assert rail.capabilities.max_position == 0.0
+        mark = len(sent(sim))
+        for refused in (lambda: rail.jog(5000.0), lambda: rail.move_to(2000.0)):
+            with pytest.raises(MotionError, match=r"soft limits -100 mm \.\. 0 µm; nothing moved"):
+                refused()
+        assert b"$J=" not in sent(sim)[mark:] and b"G1" not in sent(sim)[mark:]
+        rail.move_to(-3000.0)
+        assert abs(rail.position + 3000.0) <= STEP_UM
+    with (
+        GrblSimulator(time_scale=10.0, settings={20: 1, **QUICK_HOMING}) as sim,
+        connected(sim, GrblRail) as rail,
+    ):
+        rail.accept_position()  # $X: machine position 0, unknown to the driver as travel
         with pytest.raises(MotionError, match="beyond the machine travel; nothing moved"):
             rail.jog(5000.0)
         assert sim.state == "Idle"

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -222,3 +223,36 @@ def test_commercial_rail_simulators_serve_every_rail_command(
         os.kill(proc.pid, signal.SIGINT)
         proc.communicate(timeout=10)
     assert proc.returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_move_ended_by_a_signal_stops_the_rail(signum: int) -> None:
+    """A StackShot told to move keeps going to its end on its own: SIGTERM (a service
+    stopped, ``kill``) ended the command and left it running; only Ctrl-C stopped it."""
+    from rig.sim.stackshot import StackShotSimulator
+
+    with StackShotSimulator(time_scale=1.0, speed_mm_s=2.0) as simulator:
+        proc = rig("rail", "jog", simulator.url, "50mm")
+        deadline = time.monotonic() + 30
+        while not simulator.carriage.moving and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert simulator.carriage.moving, "the jog never started"
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err
+        assert not simulator.carriage.moving
+        stood = simulator.carriage.position_mm
+        time.sleep(0.5)
+        assert simulator.carriage.position_mm == stood < 50.0
+
+
+def test_a_target_beyond_any_rail_is_refused_before_anything_moves(sim: GrblSimulator) -> None:
+    """``1e30mm`` overflowed a timeout (GRBL) or a 32-bit field (WeMacro) in a traceback, or
+    ran the rail into its end."""
+    for target in ("1e30mm", "-20000mm", "2e9um"):
+        result = runner.invoke(app, ["move", "--accept-position", sim.url, target])
+        assert result.exit_code != 0
+        assert "no focus axis moves that far" in str(result.exception), target
+    assert runner.invoke(app, ["status", sim.url]).exit_code == 0

@@ -79,6 +79,15 @@ def test_url_typos_are_refused() -> None:
         open_focuser("/dev/ttyUSB0")
     with pytest.raises(RigError, match="no unit"):  # a bare number
         open_focuser("sim://?backlash=50")
+    # Each names its option and the URL ("cannot read 'abc' as a length" named neither).
+    for url, expected in (
+        ("sim://?backlash=abc", r"option backlash=abc in 'sim://\?backlash=abc': cannot read"),
+        ("sim://?settle=-1", r"option settle=-1 in .*: duration '-1' must not be negative"),
+        ("sim://?settle=1e9", r"option settle=1e9 in .*: at most an hour"),
+        ("grbl:///dev/stackrig-no-such-port?wakeup=soon", r"option wakeup=soon in "),
+    ):
+        with pytest.raises(URLError, match=expected):
+            open_focuser(url)
 
 
 def test_gcode_rail_settings_out_of_range_are_refused_before_the_port_opens() -> None:
