@@ -171,6 +171,10 @@ class ShotPlan(PlanTiming):
                 raise PlanError(f"plan {name} is {delay:g} s: at most {MAX_DELAY_S:g} s (an hour)")
         if self.units not in ("um", "steps", "frames"):
             raise PlanError(f"plan units {self.units!r}: use 'um', 'steps' or 'frames'")
+        if not isinstance(self.return_to_start, bool):  # "no" is true to Python
+            raise PlanError(f"plan return_to_start is {self.return_to_start!r}: give true or false")
+        if self.units == "steps":
+            _check_whole_steps(self.near, self.far, self.step, self.frames)
         if self.direction not in ("near-to-far", "far-to-near"):
             raise PlanError(f"direction '{self.direction}': use near-to-far or far-to-near")
         span, covered = abs(self.far - self.near), self.step * (self.frames - 1)
@@ -365,6 +369,29 @@ class ShotPlan(PlanTiming):
             f"{self.frames} frames, step {_fmt(self.step, self.units)}, "
             f"{_fmt(first, self.units)} → {_fmt(last, self.units)} ({self.direction}{way})"
         )
+
+
+def _check_whole_steps(near: float, far: float, step: float, frames: int) -> None:
+    """A lens moves in whole steps: refuse ends or a spacing that are not, saying which step
+    divides the range and which range the step divides (a fractional step passed the plan and
+    failed at the second frame)."""
+
+    def whole(value: float) -> bool:
+        return abs(value - round(value)) <= 1e-6
+
+    if not (whole(near) and whole(far)):
+        raise PlanError("the lens moves in whole steps: give --from and --to in whole steps")
+    if frames == 1 or whole(step):
+        return
+    span = round(abs(far - near))
+    fits = max(d for d in range(1, max(1, math.floor(step)) + 1) if span % d == 0)
+    kept = max(1, round(step))
+    end = round(near) + math.ceil(span / kept) * kept * (1 if far >= near else -1)
+    raise PlanError(
+        f"the lens moves in whole steps, and {frames} frames from {near:g} to {far:g} steps "
+        f"would be {step:.4g} steps apart: use --step {fits}steps ({span // fits + 1} frames), "
+        f"or --to {end}steps to keep {kept} steps"
+    )
 
 
 def _far_where_it_was_shot(fields: dict[str, Any]) -> dict[str, Any]:

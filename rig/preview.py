@@ -94,18 +94,18 @@ class SessionPreview(SessionListener):
 
 
 @contextlib.contextmanager
-def serve_session_preview(
-    runner: SessionRunner, enabled: bool, host: str, port: int, *, out: TextIO | None = None
+def session_preview(
+    enabled: bool, host: str, port: int, *, out: TextIO | None = None
 ) -> Iterator[PreviewHub | None]:
-    """For ``rig shoot/resume/demo --preview``: serve the page of ``runner`` while in the block.
-
-    Prints the address before the session starts; the server stops when the block ends.
+    """For ``rig shoot/resume/demo/tether --preview``: a hub whose page is served while in the
+    block (``None`` without ``--preview``); attach the session's runner with
+    :class:`SessionPreview`. Enter it before making the session folder: a port already in use
+    then stops the command with nothing left behind (a half-made session took the name).
     """
     if not enabled:
         yield None
         return
     hub = PreviewHub()
-    SessionPreview(hub).attach(runner)
     server = serve_preview(hub, host, port, out=out)
     try:
         yield hub

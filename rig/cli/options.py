@@ -198,6 +198,8 @@ def plan_from_options(plan_file: Path | None, **fields: Any) -> ShotPlan:
         text = plan_file.read_text()
     except OSError as exc:
         raise PlanError(f"{plan_file}: cannot read the plan ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise PlanError(f"{plan_file}: not a plan (not UTF-8 text); give a plan.json") from None
     plan = ShotPlan.from_json(text, source=str(plan_file))
     timing: dict[str, Any] = {
         f"{key}_s": parse_seconds(given[key], option_name(key))

@@ -32,7 +32,13 @@ from rig.cli import options as opt
 from rig.devices import hardware_rig
 from rig.errors import RigError
 from rig.plan import PlanError, ShotPlan, format_position
-from rig.session.folder import SessionConfig, SessionFolder, check_plan_matches
+from rig.preview import session_preview
+from rig.session.folder import (
+    SessionConfig,
+    SessionFolder,
+    check_plan_matches,
+    check_reference,
+)
 from rig.session.journal import read_journal
 from rig.session.runner import (
     RunnerOptions,
@@ -45,6 +51,7 @@ from rig.session.state import FinishReason
 from rig.spec import RigSpec, parse_seconds
 from stacker.cliutil import signals_handled, takes
 from stacker.options import StackOptions
+from stacker.preview.hub import PreviewHub
 
 ABORT_GRACE_S = 2.0
 
@@ -157,14 +164,18 @@ def _run_and_exit(
     runner: SessionRunner,
     folder: SessionFolder,
     console: Console,
-    preview: tuple[bool, str, int] = (False, "127.0.0.1", 8000),
+    page: PreviewHub | None = None,
 ) -> None:
-    from rig.preview import serve_session_preview
+    """Run the session with its terminal display (and its page on ``page``, from
+    :func:`rig.preview.session_preview`), report, and exit with its code."""
+    from rig.preview import SessionPreview
     from rig.session.display import SessionDisplay
 
     display = SessionDisplay(console, title=folder.root.name)
     display.attach(runner)
-    with serve_session_preview(runner, *preview), display:
+    if page is not None:
+        SessionPreview(page).attach(runner)
+    with display:
         result = run_interruptible(runner, console)
     report(result, folder, console)
     if result.reason is FinishReason.ABORTED and runner.stacking:
@@ -244,25 +255,29 @@ def shoot_cmd(
 
         url = rig.rail or "camera://"
         check_plan_within(plan, url, declared_capabilities(url))
+        check_reference(plan, stack)
         print_plan(plan, console)
         console.print("dry run: nothing moved (soft limits checked: those in the URL)")
         return
     config = SessionConfig(rig=rig.to_dict(), stack=stack, checkpoint_every=checkpoint_every)
     root = out or _default_out("stack")
-    with hardware_rig(
-        rig,
-        home=home,
-        accept_position=accept_position,
-        units=plan.units,
-        warn=_warn(console),
-        say=console.print,
-    ) as (focuser, camera):
+    with (
+        session_preview(*preview) as page,
+        hardware_rig(
+            rig,
+            home=home,
+            accept_position=accept_position,
+            units=plan.units,
+            warn=_warn(console),
+            say=console.print,
+        ) as (focuser, camera),
+    ):
         check_plan_fits(plan, focuser)
         folder = SessionFolder.create(root, plan, config)
         console.print(f"session {folder.root}: {plan.describe()}")
         options = RunnerOptions(move_during_download=move_during_download)
         runner = SessionRunner(folder, focuser=focuser, camera=camera, options=options)
-        _run_and_exit(runner, folder, console, preview)
+        _run_and_exit(runner, folder, console, page)
 
 
 @takes(opt.preview_options, "preview")
@@ -326,17 +341,7 @@ def resume_cmd(
         return
     options = RunnerOptions(move_during_download=move_during_download)
     if config.rig.get("kind") == "simulated":
-        _prepare_virtual_camera()
-        from rig.camera.shot import parse_capture_target
-        from rig.sim.rig import SimRigSpec, SimulatedRig
-
-        spec = SimRigSpec.from_dict(config.rig)
-        if capture_target is not None:
-            spec = replace(spec, capture_target=parse_capture_target(capture_target))
-        with SimulatedRig(spec) as sim:
-            console.print(f"resuming {folder.root} on the simulated rig")
-            runner = SessionRunner(folder, focuser=sim.focuser, camera=sim.camera, options=options)
-            _run_and_exit(runner, folder, console, preview)
+        _resume_simulated(folder, capture_target, options, console, preview)
         return
     overrides = {
         "rail": rail,
@@ -350,21 +355,45 @@ def resume_cmd(
     # read_journal checked the records: an index is a whole number, a position finite
     shot = [r for r in journal.of_kind("frame") if r.get("position") is not None]
     last_shot = (int(shot[-1]["index"]), float(shot[-1]["position"])) if shot else None
-    with hardware_rig(
-        rig,
-        rail_hint=hint,
-        home=home,
-        accept_position=accept_position,
-        last_shot=last_shot,
-        units=plan.units,
-        warn=_warn(console),
-        say=console.print,
-    ) as (focuser, camera):
+    with (
+        session_preview(*preview) as page,
+        hardware_rig(
+            rig,
+            rail_hint=hint,
+            home=home,
+            accept_position=accept_position,
+            last_shot=last_shot,
+            units=plan.units,
+            warn=_warn(console),
+            say=console.print,
+        ) as (focuser, camera),
+    ):
         if block != config.rig:
             folder.save_config(replace(config, rig=block))
         console.print(f"resuming {folder.root}")
         runner = SessionRunner(folder, focuser=focuser, camera=camera, options=options)
-        _run_and_exit(runner, folder, console, preview)
+        _run_and_exit(runner, folder, console, page)
+
+
+def _resume_simulated(
+    folder: SessionFolder,
+    capture_target: str | None,
+    options: RunnerOptions,
+    console: Console,
+    preview: tuple[bool, str, int],
+) -> None:
+    """Resume a session shot on the simulated rig, on a simulated rig made as it was."""
+    _prepare_virtual_camera()
+    from rig.camera.shot import parse_capture_target
+    from rig.sim.rig import SimRigSpec, SimulatedRig
+
+    spec = SimRigSpec.from_dict(folder.config.rig)
+    if capture_target is not None:
+        spec = replace(spec, capture_target=parse_capture_target(capture_target))
+    with session_preview(*preview) as page, SimulatedRig(spec) as sim:
+        console.print(f"resuming {folder.root} on the simulated rig")
+        runner = SessionRunner(folder, focuser=sim.focuser, camera=sim.camera, options=options)
+        _run_and_exit(runner, folder, console, page)
 
 
 @takes(opt.stack_options, "stack")
@@ -455,7 +484,7 @@ def demo_cmd(
         0.0, spec.depth_um, frames, settle_s=parse_seconds(settle, "--settle"), return_to_start=True
     )
     config = SessionConfig(rig=spec.to_dict(), stack=stack, checkpoint_every=max(4, frames // 4))
-    with SimulatedRig(spec) as sim:
+    with session_preview(*preview) as page, SimulatedRig(spec) as sim:
         folder = SessionFolder.create(root, plan, config)
         console.print(
             f"demo: {frames} frames of {width}x{height} from the virtual camera, "
@@ -463,7 +492,7 @@ def demo_cmd(
         )
         options = RunnerOptions(retry_delay_s=0.2, move_during_download=move_during_download)
         runner = SessionRunner(folder, focuser=sim.focuser, camera=sim.camera, options=options)
-        _run_and_exit(runner, folder, console, preview)
+        _run_and_exit(runner, folder, console, page)
 
 
 def _prepare_virtual_camera() -> None:

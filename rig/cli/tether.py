@@ -21,10 +21,12 @@ from rich.console import Console
 
 from rig.cli import options as opt
 from rig.plan import MAX_FRAMES
+from rig.preview import session_preview
 from rig.session.folder import SessionConfig, SessionFolder
 from rig.session.tether import TetherSettings, tether_plan, tether_runner
 from stacker.cliutil import takes
 from stacker.options import StackOptions
+from stacker.preview.hub import PreviewHub
 
 IdleTimeout = Annotated[
     str | None,
@@ -51,7 +53,7 @@ def _run(
     tether: Any,
     settings: TetherSettings,
     console: Console,
-    preview: tuple[bool, str, int],
+    page: PreviewHub | None,
     *,
     shutter: Any = None,
 ) -> None:
@@ -77,7 +79,7 @@ def _run(
         runner.subscribe(shutter)
         shutter.start()
     try:
-        _run_and_exit(runner, folder, console, preview)
+        _run_and_exit(runner, folder, console, page)
     finally:
         if shutter is not None:
             shutter.stop()
@@ -111,9 +113,9 @@ def tether_cmd(
     config = SessionConfig(rig=rig, stack=stack, checkpoint_every=checkpoint_every)
     console = _console()
     root = out or _default_out("tether")
-    with open_tether(camera_model, camera_port) as tether:
+    with session_preview(*preview) as page, open_tether(camera_model, camera_port) as tether:
         folder = SessionFolder.create(root, plan, config)
-        _run(folder, tether, settings, console, preview)
+        _run(folder, tether, settings, console, page)
 
 
 @contextlib.contextmanager
@@ -137,14 +139,15 @@ def resume_tether(
     """Continue a tether session: new frames are numbered after those on disk."""
     rig = folder.config.rig
     settings = TetherSettings.from_rig(rig, folder.plan, source=str(folder.config_path))
-    if rig.get("kind") == "simulated":
-        _demo_session(folder, settings, console, preview)
-        return
-    model = camera_model or rig.get("camera_model")
-    port = camera_port or rig.get("camera_port")
-    with open_tether(model, port) as tether:
-        console.print(f"resuming tether session {folder.root}")
-        _run(folder, tether, settings, console, preview)
+    with session_preview(*preview) as page:
+        if rig.get("kind") == "simulated":
+            _demo_session(folder, settings, console, page)
+            return
+        model = camera_model or rig.get("camera_model")
+        port = camera_port or rig.get("camera_port")
+        with open_tether(model, port) as tether:
+            console.print(f"resuming tether session {folder.root}")
+            _run(folder, tether, settings, console, page)
 
 
 def demo_tether(
@@ -160,15 +163,16 @@ def demo_tether(
     plan = tether_plan(frames)
     rig = {**spec.to_dict(), "tether": settings.to_dict()}
     config = SessionConfig(rig=rig, stack=stack, checkpoint_every=max(4, frames // 4))
-    folder = SessionFolder.create(root, plan, config)
-    _demo_session(folder, settings, console, preview)
+    with session_preview(*preview) as page:
+        folder = SessionFolder.create(root, plan, config)
+        _demo_session(folder, settings, console, page)
 
 
 def _demo_session(
     folder: SessionFolder,
     settings: TetherSettings,
     console: Console,
-    preview: tuple[bool, str, int],
+    page: PreviewHub | None,
 ) -> None:
     from rig.camera.tether import Tether
     from rig.sim.rig import SimRigSpec, SimulatedRig
@@ -188,4 +192,4 @@ def _demo_session(
             markup=False,
         )
         shutter = SimulatedShutter(sim, tether, positions)
-        _run(folder, tether, settings, console, preview, shutter=shutter)
+        _run(folder, tether, settings, console, page, shutter=shutter)

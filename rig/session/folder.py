@@ -131,6 +131,17 @@ class Reconciliation:
     once the files are moved aside."""
 
 
+def check_reference(plan: ShotPlan, stack: StackOptions) -> None:
+    """Refuse a numbered ``--reference`` beyond the plan's frames before anything is shot: the
+    stacker finds it missing only at the end, and a resume cannot change it."""
+    reference = stack.reference
+    if isinstance(reference, int) and reference > plan.frames:
+        raise SessionFolderError(
+            f"--reference {reference}: the plan shoots {plan.frames} frames; give 1 to "
+            f"{plan.frames}, first, middle or last"
+        )
+
+
 class SessionFolder:
     """Paths of one session and the JSON files describing it.
 
@@ -217,6 +228,7 @@ class SessionFolder:
     def create(cls, root: Path, plan: ShotPlan, config: SessionConfig) -> SessionFolder:
         """Make a new session folder, locked (:meth:`lock`); refuses one that holds a session."""
         folder = cls(root)
+        check_reference(plan, config.stack)
         if root.exists() and not root.is_dir():
             raise SessionFolderError(f"{root}: exists and is not a folder; choose another --out")
         made_root = not os.path.lexists(root)
@@ -255,7 +267,8 @@ class SessionFolder:
         """An existing session folder, or a one-line error saying what is missing."""
         folder = cls(root)
         if not folder.root.is_dir():
-            raise SessionFolderError(f"{root}: no such session folder")
+            what = "not a folder" if os.path.lexists(root) else "no such session folder"
+            raise SessionFolderError(f"{root}: {what}; give the folder `rig shoot` made")
         if not folder.plan_path.is_file():
             raise SessionFolderError(
                 f"{root}: not a session folder (no plan.json); give the folder `rig shoot` made"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -86,6 +87,31 @@ def test_demo_refuses_an_existing_session_folder(tmp_path: Path) -> None:
     assert "rig resume" in proc.stderr
 
 
+def test_a_preview_port_in_use_leaves_no_session_behind(tmp_path: Path) -> None:
+    """The folder was made before the port was bound: a half-made session then took the name
+    ("already holds a session")."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = tmp_path / "demo"
+        proc = rig("demo", "--out", str(out), *SMALL, "--preview", "--port", str(port))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr
+    assert not out.exists()
+
+
+def test_odd_files_and_values_are_one_line_errors(tmp_path: Path) -> None:
+    plan = tmp_path / "plan.json"
+    plan.write_bytes(b"\xff\xfe not text")
+    result = CliRunner().invoke(app, ["plan", "--plan", str(plan)])
+    assert isinstance(result.exception, UserError), result.output
+    assert str(result.exception) == f"{plan}: not a plan (not UTF-8 text); give a plan.json"
+    result = CliRunner().invoke(app, ["rail", "simulate", "--time-scale", "0"])
+    assert isinstance(result.exception, UserError), result.output
+    assert str(result.exception) == "--time-scale 0: give a positive speed-up"
+
+
 def test_plan_prints_positions_step_count_and_duration() -> None:
     proc = rig("plan", "--from", "0mm", "--to", "3.84mm", "-m", "1", "-N", "8")
     assert proc.returncode == 0, proc.stderr
@@ -127,6 +153,8 @@ def test_shoot_dry_run_moves_nothing_and_needs_no_hardware(tmp_path: Path) -> No
         (["--from", "0mm", "--to", "1mm", "--frames", "3", "--method", "magic"], "--method"),
         (["--from", "0mm", "--to", "1mm", "-m", "1"], "f-number"),
         (["--from", "0mm", "--to", "1mm", "--frames", "3", "--settle", "soon"], "--settle"),
+        # known only once the last frame was shot, and no resume could change it
+        (["--from", "0mm", "--to", "1mm", "--frames", "3", "--reference", "9"], "shoots 3 frames"),
     ],
 )
 def test_bad_values_are_one_line_errors(args: list[str], needle: str) -> None:

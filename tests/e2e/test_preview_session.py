@@ -86,4 +86,5 @@ def test_rig_demo_preview_serves_the_session_while_it_runs(tmp_path: Path) -> No
             proc.kill()
     assert proc.returncode == 0, err
     assert "session completed: 4/4 frames captured" in out
-    assert totals == {4} and composites > 0
+    # None: the page is up (its port bound) before the session folder and the runner exist
+    assert totals in ({4}, {None, 4}) and composites > 0

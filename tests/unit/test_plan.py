@@ -89,6 +89,8 @@ def test_json_round_trip_keeps_every_field() -> None:
         ("[1, 2]", "JSON object"),
         ("{not json", "not valid JSON"),
         ('{"near": 0, "far": 1, "step": -1, "frames": 2}', "must be positive"),
+        # "no" is true to Python: the rail went back to the start though asked not to
+        ('{"near": 0, "far": 1, "step": 1, "frames": 2, "return_to_start": "no"}', "true or false"),
     ],
 )
 def test_bad_plan_files_give_one_line_errors(text: str, needle: str) -> None:
@@ -113,6 +115,29 @@ def test_bad_values_are_refused() -> None:
         ShotPlan.from_frames(0, 100, 3, settle_s=-1)
     with pytest.raises(PlanError, match="finite"):
         ShotPlan.from_frames(0, math.inf, 3)
+
+
+def test_a_lens_plan_is_in_whole_steps_or_says_how_to_make_it_so() -> None:
+    """A step that did not divide the range shrank to 6.667 lens steps: the plan passed, and
+    the lens refused the second frame, mid-session."""
+    with pytest.raises(PlanError) as info:
+        ShotPlan.from_step(0, 60, 7, units="steps")
+    assert str(info.value) == (
+        "the lens moves in whole steps, and 10 frames from 0 to 60 steps would be 6.667 steps "
+        "apart: use --step 6steps (11 frames), or --to 63steps to keep 7 steps"
+    )
+    for fixed in (
+        ShotPlan.from_step(0, 60, 6, units="steps"),
+        ShotPlan.from_step(0, 63, 7, units="steps"),
+    ):
+        assert all(p.position == round(p.position) for p in fixed.positions())
+    with pytest.raises(PlanError, match=r"6\.667 steps apart"):
+        ShotPlan.from_json(
+            '{"near": 0, "far": 60, "step": 6.666666667, "frames": 10, "units": "steps"}'
+        )
+    with pytest.raises(PlanError, match="whole steps: give --from and --to in whole steps"):
+        ShotPlan.from_frames(0.5, 60.5, 11, units="steps")
+    assert ShotPlan.from_frames(0, 1000.5, 3).step == 500.25  # micrometres may be fractional
 
 
 def test_lengths_need_units() -> None:
