@@ -53,7 +53,7 @@ HEADER = ["scene", "method", "luma dB", "glow band dB", "wall s", "offset px"]
 REUSABLE = ("baseline", "enfuse")
 """Contenders whose output does not depend on this checkout: when skipped (``--skip``), their
 output from an earlier run in the scene's output folder is scored again."""
-CLI = "import sys; sys.path.insert(0, sys.argv.pop(1)); from stacker.cli import main; main()"
+CLI = common.STACKER_CLI
 
 
 def ensure_glow_stack(family: str, width: int, height: int, frames: int, seed: int) -> Path:

@@ -25,7 +25,7 @@ import numpy as np
 
 from stacker.io import read_image
 
-CLI = "import sys; sys.path.insert(0, sys.argv.pop(1)); from stacker.cli import main; main()"
+CLI = common.STACKER_CLI
 PCB = common.HERE.parents[1] / "shared" / "data" / "pcb-stack"  # ../shared beside the checkout
 
 

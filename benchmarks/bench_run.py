@@ -68,9 +68,13 @@ def decode_floor(folder: Path) -> dict[str, float]:
     return {**totals, "floor": min(totals.values())}
 
 
-def run_stack(folder: Path, out: Path, cores: str | None, extra: list[str]) -> dict[str, Any]:
-    """One ``stacker stack`` process; ``cores`` is a taskset list ("0") or None for all."""
-    cmd = [sys.executable, "-m", "stacker.cli", "stack", str(folder), "-o", str(out), *extra]
+def run_stack(
+    folder: Path, out: Path, cores: str | None, extra: list[str], root: Path
+) -> dict[str, Any]:
+    """One ``stacker stack`` process with the ``stacker`` of checkout ``root``; ``cores`` is a
+    taskset list ("0") or None for all."""
+    cmd = [sys.executable, "-c", common.STACKER_CLI, str(root), "stack", str(folder), "-o",
+           str(out), *extra]  # fmt: skip
     if cores is not None:
         cmd = ["taskset", "-c", cores, *cmd]
     load = os.getloadavg()[0]
@@ -94,9 +98,12 @@ def run_stack(folder: Path, out: Path, cores: str | None, extra: list[str]) -> d
     }
 
 
-def measured(folder: Path, out: Path, cores: str | None, extra: list[str]) -> dict[str, Any]:
+def measured(
+    folder: Path, out: Path, cores: str | None, extra: list[str], root: Path
+) -> dict[str, Any]:
     """``run_stack`` in a fresh helper process, so ``RUSAGE_CHILDREN`` is this run's alone."""
     helper = [sys.executable, __file__, "--one", str(folder), "--out", str(out)]
+    helper += ["--root", str(root)]
     helper += ["--cores", cores or "all", "--", *extra]
     proc = subprocess.run(helper, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -104,10 +111,10 @@ def measured(folder: Path, out: Path, cores: str | None, extra: list[str]) -> di
     return json.loads(proc.stdout)
 
 
-def one(folder: Path, out: Path, cores: str, extra: list[str]) -> int:
+def one(folder: Path, out: Path, cores: str, extra: list[str], root: Path) -> int:
     import resource
 
-    r = run_stack(folder, out, None if cores == "all" else cores, extra)
+    r = run_stack(folder, out, None if cores == "all" else cores, extra, root)
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     r["peak_rss_mb"] = usage.ru_maxrss / 1024.0
     # CPU time is what the run costs whatever else shares the machine: on an idle machine
@@ -132,10 +139,12 @@ def main() -> int:
     ap.add_argument("--one", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--cores", default="all", help=argparse.SUPPRESS)
+    ap.add_argument("--root", type=Path, default=common.HERE.parent,
+                    help="checkout whose stacker/ runs (default: this one)")  # fmt: skip
     ap.add_argument("extra", nargs="*", help="more stacker stack options, after --")
     args = ap.parse_args()
     if args.one:
-        return one(args.one, args.out, args.cores, args.extra)
+        return one(args.one, args.out, args.cores, args.extra, args.root)
     if shutil.which("taskset") is None:
         print("bench_run: taskset (util-linux) is needed to pin a run to one core")
         return 2
@@ -149,7 +158,7 @@ def main() -> int:
     for i in range(args.repeats):
         order = ["0", None] if i % 2 == 0 else [None, "0"]
         for cores in order:
-            r = measured(folder, out, cores, args.extra)
+            r = measured(folder, out, cores, args.extra, args.root)
             runs.append(r)
             print(
                 f"  cores {r['cores']:>3}: {r['wall_s']:.1f} s, final {r['final_s']} s, "

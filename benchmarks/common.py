@@ -25,6 +25,13 @@ from typing import Any
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+
+STACKER_CLI = (
+    "import sys; sys.path.insert(0, sys.argv.pop(1)); from stacker.cli import main; main()"
+)
+"""``python -c STACKER_CLI ROOT stack ...``: ``stacker`` with the package of checkout ``ROOT``.
+Not ``PYTHONPATH=ROOT python -m stacker.cli``: ``-m`` puts the current folder first on
+``sys.path``, so run from a checkout it imports that checkout's package whatever the path says."""
 sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
 
 from rig.sim.scene import TRUTH_SIDECAR, SceneSpec, write_stack  # noqa: E402

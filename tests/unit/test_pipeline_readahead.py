@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -141,3 +142,17 @@ def test_sequential_reading_loads_on_the_consumer_thread() -> None:
     with ReadAhead(range(3), load, depth=0) as r:
         assert [x.item for x in r] == [0, 1, 2]
     assert set(threads) == {threading.current_thread().name}
+
+
+def test_opencv_threads_are_set_for_the_block_and_restored() -> None:
+    import cv2
+
+    from stacker.offline import opencv_threads, usable_cores
+
+    before = cv2.getNumThreads()
+    with opencv_threads(1):
+        assert cv2.getNumThreads() == 1
+    assert cv2.getNumThreads() == before
+    with opencv_threads(None):
+        assert cv2.getNumThreads() == before
+    assert 1 <= usable_cores() <= (os.cpu_count() or 1)
