@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from stacker.batch import StackReport, check_report, find_stacks, local_worker_limit, run_batch
+from stacker.cliutil import as_ctrl_c, signals_handled
 from stacker.errors import StackerError
 from stacker.io import OUTPUT_EXTENSIONS
 
@@ -92,8 +93,10 @@ def run_batch_command(
                 progress.console.print(f"failed: {rep.name}: {rep.error}", markup=False,
                                        soft_wrap=True)  # fmt: skip
 
-        summary = run_batch(jobs, options, report_path, scheduler=scheduler, workers=workers,
-                            on_progress=on_progress, on_report=on_report)  # fmt: skip
+        with signals_handled(as_ctrl_c):  # SIGTERM cancels as Ctrl-C does, with a report
+            summary = run_batch(jobs, options, report_path, scheduler=scheduler,
+                                workers=workers, on_progress=on_progress,
+                                on_report=on_report)  # fmt: skip
     done, failed = summary.count("done"), summary.count("failed")
     line = (
         f"batch: {done} stacked, {failed} failed, {summary.count('skipped')} up to date in "

@@ -51,6 +51,12 @@ def _quiet_decoders() -> None:
     logging.getLogger("tifffile").setLevel(logging.CRITICAL)
 
 
+def as_ctrl_c(signum: int, frame: FrameType | None) -> None:
+    """A handler for :func:`signals_handled` that makes SIGTERM (``kill``, a service manager
+    stopping the command) do what Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
 def signals_handled(
     handler: Callable[[int, FrameType | None], Any],

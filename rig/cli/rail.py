@@ -20,7 +20,6 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from types import FrameType
 from typing import Annotated
 
 import typer
@@ -32,7 +31,7 @@ from rig.focuser import Focuser
 from rig.rails import open_focuser
 from rig.sim.ptyserial import PtyDevice
 from rig.units import format_length, parse_length
-from stacker.cliutil import signals_handled
+from stacker.cliutil import as_ctrl_c, signals_handled
 
 app = typer.Typer(
     help="Focus rails: status, homing, moves, jogs; `rig rail simulate` runs a simulated one.",
@@ -84,7 +83,7 @@ def _motion(
 
     ``home`` runs the homing cycle first and ``accept`` takes the position as it stands, both
     in this opening of the port (see the module docstring for why that matters)."""
-    with _opened(url) as focuser, signals_handled(_interrupt):
+    with _opened(url) as focuser, signals_handled(as_ctrl_c):
         try:
             if home or accept:
                 units = focuser.capabilities.units
@@ -97,11 +96,6 @@ def _motion(
                 focuser.stop()
             raise
         typer.echo(_describe(focuser))
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM (``kill``, a service stopping) as Ctrl-C: the rail stops, then the command."""
-    raise KeyboardInterrupt
 
 
 def _distance(focuser: Focuser, text: str) -> float:
