@@ -809,13 +809,16 @@ class GrblRail(GcodeRail):
         self._machine_span = self._span_after_homing()
 
     def _span_after_homing(self) -> tuple[float, float] | None:
-        """The axis's machine travel (mm) once homed; ``None`` when GRBL does not say.
+        """The axis's machine travel (mm) once homed, clear of the home switch; ``None`` when
+        GRBL does not say.
 
-        GRBL's machine space runs from ``-$130`` to 0: homing sets the position at the switch
-        to 0 less the pull-off, or to ``-$130`` plus it when ``$23`` homes the axis to its
-        negative end (``limits.c``, ``limits_go_home``; ``system_check_travel_limits``). A build
-        with ``HOMING_FORCE_SET_ORIGIN`` sets 0 at the switch instead, so travel that homes
-        negative runs from 0 to ``$130``: told apart by where homing left the carriage.
+        GRBL's machine space runs from ``-$130`` to 0 (``system_check_travel_limits``), with
+        the home switch at one end: homing pulls off it by ``$27`` and sets the position there
+        to ``-$27``, or to ``-$130 + $27`` when ``$23`` homes the axis to its negative end
+        (``limits.c``, ``limits_go_home``). The switch end is kept ``$27`` short, where the
+        carriage stood after homing: a hard-limit switch closes around it. A build with
+        ``HOMING_FORCE_SET_ORIGIN`` sets 0 where homing left the carriage instead, so travel
+        that homes negative runs from 0 to ``$130``: told apart by that position.
         """
         index = self._axis_index
         travel = self.settings.get(130 + index, 0.0)
@@ -826,10 +829,13 @@ class GrblRail(GcodeRail):
         if travel <= 0 or position is None or index >= len(position):
             return None
         homes_negative = (int(self.settings.get(23, 0)) >> index) & 1
-        scale = 25.4 if self._report_inches else 1.0
-        if homes_negative and position[index] * scale > -travel / 2:
+        pull_off = max(0.0, self.settings.get(27, 0.0))
+        here = position[index] * (25.4 if self._report_inches else 1.0)
+        if not homes_negative:
+            return -travel, 0.0 if abs(here) < pull_off / 2 else -pull_off  # forced origin: 0
+        if here > -travel / 2:  # forced origin at the negative end
             return 0.0, travel
-        return -travel, 0.0
+        return -travel + pull_off, 0.0
 
     def _travel_limits(self) -> tuple[float | None, float | None]:
         """Once homed, the machine's travel in work coordinates (µm): a target past the home

@@ -167,15 +167,24 @@ def test_grbl_soft_limits_jog_error_15_and_g1_alarm_2() -> None:
     ):
         rail.home()  # machine space is [-100 mm, 0]; homing leaves X at -1 mm
         assert rail.position == pytest.approx(-1000.0)
+        # The home switch's end is kept clear by the pull-off ($27 = 1 mm), where homing left it.
         assert rail.capabilities.min_position == -100_000.0
-        assert rail.capabilities.max_position == 0.0
+        assert rail.capabilities.max_position == -1000.0
         mark = len(sent(sim))
         for refused in (lambda: rail.jog(5000.0), lambda: rail.move_to(2000.0)):
-            with pytest.raises(MotionError, match=r"soft limits -100 mm \.\. 0 µm; nothing moved"):
+            with pytest.raises(MotionError, match=r"soft limits -100 mm \.\. -1 mm; nothing moved"):
                 refused()
         assert b"$J=" not in sent(sim)[mark:] and b"G1" not in sent(sim)[mark:]
         rail.move_to(-3000.0)
         assert abs(rail.position + 3000.0) <= STEP_UM
+    with (
+        GrblSimulator(time_scale=10.0, settings={23: 1, **QUICK_HOMING}) as sim,
+        connected(sim, GrblRail) as rail,
+    ):
+        rail.home()  # $23 bit set: homed to the negative end, switch at -100 mm
+        assert rail.position == pytest.approx(-99_000.0)
+        limits = (rail.capabilities.min_position, rail.capabilities.max_position)
+        assert limits == (-99_000.0, 0.0)
     with (
         GrblSimulator(time_scale=10.0, settings={20: 1, **QUICK_HOMING}) as sim,
         connected(sim, GrblRail) as rail,
