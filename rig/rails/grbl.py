@@ -367,6 +367,10 @@ class GrblRail(GcodeRail):
             # The user vouches for the position, which is what $X means; without it the first
             # move (or the G92 below) would meet the lock.
             self._checked_command("$X")
+        if self._reference_problem() is not None:
+            # A restart (or an alarm) moved machine 0 from the home switch to wherever the
+            # carriage was: the travel learnt by homing no longer holds until homing again.
+            self._machine_span = None
         self._position_lost = None
         super().accept_position(position)
 
