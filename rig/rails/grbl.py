@@ -189,6 +189,8 @@ class GrblRail(GcodeRail):
         self._on_switch = False
         """GRBL said ``Check Limits`` when it last started: a limit switch was pressed."""
         self._reset_seq = 0
+        self._unsynced = False
+        """A line was given up unanswered: its answer may still come (see :meth:`_resync`)."""
         self._halting = False
         self._position_lost: str | None = None
         self._moving = False
@@ -216,6 +218,7 @@ class GrblRail(GcodeRail):
         with self._cond:
             self._responses.clear()
             self._awaiting = False
+            self._unsynced = False  # the handshake finds the first answer that is ours
             last = self._status
             self._status = None
             self._wco = None  # the offset may have changed while the port was closed
@@ -307,27 +310,50 @@ class GrblRail(GcodeRail):
         return reset_sent
 
     def _sync_once(self, timeout: float) -> bool:
+        with self._cmd_lock:
+            return self._sync_holding_lock(timeout)
+
+    def _sync_holding_lock(self, timeout: float) -> bool:
         """Send ``$G`` and wait for its ``[GC:...]`` then ``ok``; earlier ``ok``s are stale."""
         link = self._require_link()
-        with self._cmd_lock:
+        with self._cond:
+            self._transcript = []
+            self._awaiting = True
+        try:
+            link.send_line("$G")
+
+            def synced() -> bool:
+                lines = self._transcript or []
+                marks = [i for i, line in enumerate(lines) if line.startswith("[GC:")]
+                return bool(marks) and "ok" in lines[marks[-1] :]
+
             with self._cond:
-                self._transcript = []
-                self._awaiting = True
-            try:
-                link.send_line("$G")
+                return self._wait_for(link, synced, time.monotonic() + timeout)
+        finally:
+            with self._cond:
+                self._awaiting = False
+                self._transcript = None
+                self._responses.clear()
 
-                def synced() -> bool:
-                    lines = self._transcript or []
-                    marks = [i for i, line in enumerate(lines) if line.startswith("[GC:")]
-                    return bool(marks) and "ok" in lines[marks[-1] :]
+    def _resync(self, line: str) -> None:
+        """Find which reply answers what again, after a command was given up unanswered.
 
-                with self._cond:
-                    return self._wait_for(link, synced, time.monotonic() + timeout)
-            finally:
-                with self._cond:
-                    self._awaiting = False
-                    self._transcript = None
-                    self._responses.clear()
+        GRBL answers every line in order, without naming it. A line given up at a reset, an
+        alarm or a timeout may still be answered later (the board read it as it restarted,
+        or the link is slow), and that answer would be taken for the next line's: ``$X``
+        refused with the ``error:9`` of a ``G4``, and every later reply one line late.
+        """
+        deadline = time.monotonic() + max(self.timeout_s, 1.0)
+        tries = 0
+        while not self._sync_holding_lock(timeout=0.5):
+            tries += 1
+            if time.monotonic() > deadline:
+                raise _Timeout(line)
+        if tries:  # an answer to an earlier $G may still be on its way: let it be dropped
+            time.sleep(0.05)
+            with self._cond:
+                self._responses.clear()
+        self._unsynced = False
 
     def _answers_status(self) -> bool:
         try:
@@ -462,10 +488,13 @@ class GrblRail(GcodeRail):
         link = self._require_link()
         limit = self.timeout_s if timeout is None else timeout
         with self._cmd_lock:
+            if self._unsynced:
+                self._resync(line)
             with self._cond:
                 self._responses.clear()
                 self._info = []
                 self._awaiting = True
+                self._unsynced = True  # until this line's answer is taken
                 alarms, resets = self._alarm_seq, self._reset_seq
             try:
                 link.send_line(line)
@@ -485,6 +514,7 @@ class GrblRail(GcodeRail):
                         raise _Timeout(line)
                     response = self._responses.popleft()
                     info = list(self._info)
+                    self._unsynced = False
             finally:
                 with self._cond:
                     self._awaiting = False

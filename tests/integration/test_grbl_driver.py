@@ -268,6 +268,45 @@ def test_board_reset_between_a_moves_commands_is_blamed_on_the_reset(
             rail.move_to(0.0)
 
 
+def hold_back_refusals(sim: GrblSimulator, monkeypatch: MonkeyPatch) -> None:
+    """Make ``sim``'s next ``error:`` reply reach the host only after the host's next line has
+    reached the board: a slow link (USB latency, a radio bridge) delivers it late."""
+    write, on_bytes = sim.write, sim.on_bytes
+    held: list[str] = []
+
+    def late_write(text: str) -> None:
+        if text.startswith("error:") and not held:
+            held.append(text)
+            return
+        write(text)
+
+    def releasing_on_bytes(data: bytes) -> None:
+        if held and b"\n" in data:
+            write(held.pop())
+            held.append("")  # once only
+        on_bytes(data)
+
+    monkeypatch.setattr(sim, "write", late_write)
+    monkeypatch.setattr(sim, "on_bytes", releasing_on_bytes)
+
+
+def test_a_late_reply_to_a_command_abandoned_at_a_reset_is_not_taken_for_the_next(
+    sim: GrblSimulator, monkeypatch: MonkeyPatch
+) -> None:
+    """The ``error:9`` the restarted board gives the ``G4`` arrives after the driver gave up on
+    it and sent ``$X``: taken for ``$X``'s answer it refused the unlock, and every later
+    command read the answer of the one before."""
+    with accepted(sim, GrblRail) as rail:
+        restart_on_receiving(sim, b"G4", monkeypatch)
+        hold_back_refusals(sim, monkeypatch)
+        with pytest.raises(ConnectionLostError, match=r"reset during"):
+            rail.move_to(2_000.0)
+        rail.accept_position(0.0)
+        rail.move_to(1_000.0)
+        assert abs(rail.position - 1_000.0) <= STEP_UM
+        assert sim.state == "Idle"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", ["unplugged", "reset"])
 def test_a_cable_pulled_or_a_board_reset_mid_move_loses_the_position_clearly(
