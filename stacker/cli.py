@@ -162,10 +162,11 @@ def watch_command(
         "--idle-timeout",
         help="Stop after this long without a new frame: 30, 30s, 2min (default: never).",
     ),
-    prefer: str = typer.Option(
-        "jpeg",
+    prefer: str | None = typer.Option(
+        None,
         "--prefer",
-        help="For RAW+JPEG pairs: stack the jpeg (fast) or the raw (needs the raw extra).",
+        help="For RAW+JPEG pairs: stack the jpeg (fast; the default) or the raw (needs the raw "
+        "extra; the default for a .dng output).",
     ),
     settle: str = typer.Option(
         "0.5s",

@@ -861,6 +861,24 @@ def _require_raw_support(prefer: str) -> None:
         )
 
 
+def _pair_choice(prefer: Prefer | None, output: Path) -> Prefer:
+    """Which file of a RAW+JPEG pair a watch writing ``output`` stacks: a DNG composite is made
+    from RAW frames, so it takes the RAW unless told otherwise (and then refuses)."""
+    if output.suffix.lower() != ".dng":
+        return prefer or "jpeg"
+    if prefer == "jpeg":
+        raise StackerError(
+            f"--prefer jpeg with {output.name}: a DNG composite is made from RAW frames; leave "
+            "--prefer out, or write .tif, .png or .jpg"
+        )
+    if not _has_rawpy():
+        raise StackerError(
+            f"{output.name}: a DNG composite needs the 'raw' extra to read RAW frames: pip "
+            "install 'stackrig[raw]' (or write .tif, .png or .jpg)"
+        )
+    return "raw"
+
+
 def _check_watch_settings(
     prefer: Prefer, every: int, idle_timeout: float | None, jpeg_quality: int
 ) -> None:
@@ -898,7 +916,7 @@ def watch_and_stack(
     every: int = 1,
     idle_timeout: float | None = None,
     settle: float = 0.5,
-    prefer: Prefer = "jpeg",
+    prefer: Prefer | None = None,
     polling: bool = False,
     order: str = "near-to-far",
     stop: threading.Event | None = None,
@@ -921,8 +939,9 @@ def watch_and_stack(
     """
     from stacker.stack import Stacker
 
-    _check_watch_settings(prefer, every, idle_timeout, jpeg_quality)
     out = check_writable_output(output).absolute()
+    prefer = _pair_choice(prefer, out)
+    _check_watch_settings(prefer, every, idle_timeout, jpeg_quality)
     depth = check_writable_depth(depth_map).absolute() if depth_map is not None else None
     _check_outputs_in_folder(Path(folder), output_paths(out, depth))
     stacker = Stacker(method=method, align=align, reference=reference, far_first=_far_first(order))
@@ -1136,6 +1155,15 @@ class _WatchRun:
 
     def add(self, frame: ReadyFrame) -> None:
         self.publish(state="merging", seen=self.status.seen + 1, last_name=frame.path.name)
+        if self.output.suffix.lower() == ".dng" and not is_raw_path(frame.path):
+            # Merged first, it would make the composite a rendered one that no DNG can hold.
+            self.reject(
+                frame.path,
+                f"{frame.path.name}: not a RAW frame, and {self.output.name} is made from RAW "
+                "frames only (watch with -o .tif to stack rendered frames)",
+            )
+            self.publish(state="waiting")
+            return
         try:
             record = self.stacker.add(
                 frame.image, name=frame.path.name, linear=is_raw_path(frame.path)

@@ -171,3 +171,32 @@ def test_watch_stacks_raw_frames_into_a_dng(raw_frames: Path, truth, tmp_path: P
     summary = watch_and_stack(hot, out, idle_timeout=1.0, settle=0.2, crop=False)
     assert summary.status.merged == N
     assert linear_psnr(read_raw_linear(out), truth) >= LINEAR_PSNR_BAR
+
+
+def test_a_dng_watch_stacks_the_raw_of_each_pair_and_keeps_rendered_frames_out(
+    raw_frames: Path, tmp_path: Path
+) -> None:
+    """A watch into a DNG took the JPEG of every RAW+JPEG pair (the default) and failed at its
+    first write; a lone JPEG, merged first, did the same."""
+    hot = tmp_path / "hot"
+    shutil.copytree(raw_frames, hot)
+    write_stack(tmp_path / "jpegs", SceneSpec(width=W, height=H, seed=7), N)
+    for jpeg in (tmp_path / "jpegs").glob("*.jpg"):
+        shutil.copy(jpeg, hot / jpeg.name)  # frame_0001.jpg beside frame_0001.dng...
+    shutil.copy(hot / "frame_0001.jpg", hot / "a_lone.jpg")  # sorts first
+    warnings: list[str] = []
+    out = tmp_path / "live.dng"
+    summary = watch_and_stack(
+        hot, out, idle_timeout=1.0, settle=0.2, crop=False, on_warning=warnings.append
+    )
+    assert (summary.status.merged, summary.status.skipped) == (N, N)
+    assert summary.status.rejected == 1
+    assert [w for w in warnings if "a_lone.jpg: not a RAW frame" in w], warnings
+    assert read_raw_linear(out).shape[:2] == (H, W)
+
+
+def test_a_dng_watch_told_to_prefer_jpeg_is_refused_before_it_starts(tmp_path: Path) -> None:
+    (tmp_path / "hot").mkdir()
+    proc = stacker("watch", tmp_path / "hot", "-o", tmp_path / "o.dng", "--prefer", "jpeg")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "--prefer jpeg with o.dng: a DNG composite is made from RAW frames" in proc.stderr
