@@ -60,7 +60,7 @@ milliseconds between frames, so the first retries come soon (the default waits 0
 0.2 s..., which at 10 frames per second falls behind)."""
 """Downloaded shots remembered for late files."""
 
-_SYNTHETIC = re.compile(r"^capt\d{4}\.[a-z0-9]+$", re.IGNORECASE)
+_SYNTHETIC = re.compile(r"^capt\d{4}\.[a-z0-9]+$")
 
 
 def file_kind(name: str) -> FileKind:
@@ -92,8 +92,12 @@ class CameraFile:
     @property
     def in_ram(self) -> bool:
         """A capture libgphoto2 holds for us (folder ``/`` or a ``capt`` name: RAM captures of
-        Canon EOS, Nikon SDRAM, Sony), freed once downloaded; anything else is a card file."""
-        return self.folder == "/" or self.name.casefold().startswith("capt")
+        Canon EOS, Nikon SDRAM, Sony), freed once downloaded; anything else is a card file.
+
+        The prefix is lower case, as libgphoto2 writes it and as its own ``delete_file_func``
+        (``camlibs/ptp2/library.c``) tests it: card names are upper case (DCF), and a body set
+        to name its files ``CAPT0001.JPG`` keeps them."""
+        return self.folder == "/" or self.name.startswith("capt")
 
     @property
     def stem(self) -> str:

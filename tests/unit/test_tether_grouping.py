@@ -76,3 +76,20 @@ def test_a_name_seen_again_is_a_new_shot_not_a_late_file() -> None:
     out += g.due(10.0)
     assert names(out) == [["GPH_0099.JPG"], ["GPH_0101.JPG"], ["GPH_0099.JPG"]]
     assert all(isinstance(i, CameraShot) for i in out)
+
+
+def test_card_files_named_capt_by_the_photographer_are_card_files() -> None:
+    """A Canon can be set to name its files CAPT0001.JPG: those are the photographer's, on the
+    card, not libgphoto2's lower-case RAM names; they are kept and paired by stem."""
+    card = "/store_00020001/DCIM/100EOS5D"
+    assert CameraFile("/", "capt0003.jpg").in_ram
+    assert CameraFile("/store_00020001", "capt0004.jpg").in_ram  # an EOS memory-mode capture
+    assert CameraFile("/", "capt_DSC00012.ARW").in_ram
+    assert not CameraFile(card, "CAPT0001.JPG").in_ram
+    assert not CameraFile(card, "CAPT0001.JPG").synthetic
+    g = ShotGrouper(files_per_shot=2, quiet_s=1.0)
+    out = g.add(CameraFile(card, "CAPT0001.CR3"), 0.0)
+    out += g.add(CameraFile(card, "CAPT0002.JPG"), 0.1)  # the next shot's, not this one's pair
+    out += g.add(CameraFile(card, "CAPT0002.CR3"), 0.2)
+    out += g.due(5.0)
+    assert names(out) == [["CAPT0001.CR3"], ["CAPT0002.JPG", "CAPT0002.CR3"]]
