@@ -64,6 +64,9 @@ class Engine(Protocol):
     """What the runner asks of whatever produces the frames (:class:`FrameEngine`, or
     :class:`~rig.session.tether.TetherEngine` for frames the camera shoots by itself)."""
 
+    reshoots: bool
+    """Whether a frame lost from the folder can be shot again at its place in the stack."""
+
     def check_stop(self) -> None: ...
 
     def approach(self, index: int) -> Approach: ...
@@ -157,6 +160,8 @@ class FrameEngine:
     ``hooks.on_phase`` hears ``"moving"``, ``"settling"`` and ``"capturing"`` (the runner shows
     them); ``hooks.warn`` hears retries and set-aside files; ``hooks.stop`` ends every wait.
     """
+
+    reshoots = True
 
     def __init__(
         self,

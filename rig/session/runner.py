@@ -222,6 +222,8 @@ class SessionRunner:
             )
         self._next_feed = 1
         self._waiting: dict[int, StackJob] = {}
+        self._left_out: set[int] = set()
+        """Indexes that will never be shot (lost frames of a tether session)."""
         self._vanished: set[int] = set()
         self._finish_reason: FinishReason | None = None
 
@@ -440,12 +442,18 @@ class SessionRunner:
             )
             self._warn(f"frame {index}: on disk without a journal record; kept (not reshot)")
         self._vanished = set(recon.vanished) | set(recon.damaged)
+        again = "shooting it again"
+        if not self.engine.reshoots:
+            last = max([*recon.done, *self._vanished], default=0)
+            self._left_out = {i for i in recon.missing if i < last}
+            recon.missing = [i for i in recon.missing if i > last]
+            again = "left out (the camera cannot shoot it again)"
         for index in recon.vanished:
-            self._warn(f"frame {index}: journaled but its files are gone; shooting it again")
+            self._warn(f"frame {index}: journaled but its files are gone; {again}")
         for index, damage in recon.damaged.items():
             why = "; ".join(f"{p.name} is {reason}" for p, reason in damage)
             aside = folder.set_aside([p for p, _ in damage], "damaged")
-            self._warn(f"frame {index}: {why}; moved to {aside.name}/, shooting it again")
+            self._warn(f"frame {index}: {why}; moved to {aside.name}/, {again}")
         for p in recon.stray:
             self._warn(f"{p.name}: not part of this plan; left alone")
 
@@ -467,9 +475,8 @@ class SessionRunner:
         for index in sorted(recon.done):
             entry = recon.done[index]
             self._waiting[index] = self._job(entry, replay=True)
-        while self._next_feed in self._waiting:
-            replay.append(self._waiting.pop(self._next_feed))
-            self._next_feed += 1
+        while (job := self._next_job()) is not None:
+            replay.append(job)
         self._worker.start(replay)
         return recon
 
@@ -545,8 +552,7 @@ class SessionRunner:
         """Hand frames to the stacker in index order (a gap waits until it is shot)."""
         self._waiting[entry.index] = self._job(entry, replay=False)
         assert self._worker is not None
-        while self._next_feed in self._waiting:
-            job = self._waiting.pop(self._next_feed)
+        while (job := self._next_job()) is not None:
             while True:  # block while the queue is full, but wake up for an abort
                 if self._abort.is_set():
                     return
@@ -555,7 +561,15 @@ class SessionRunner:
                     break
                 except queue.Full:
                     continue
+
+    def _next_job(self) -> StackJob | None:
+        """The frame the stacker takes next, once it is here (frames left out are passed)."""
+        while self._next_feed in self._left_out:
             self._next_feed += 1
+        job = self._waiting.pop(self._next_feed, None)
+        if job is not None:
+            self._next_feed += 1
+        return job
 
     def _job(self, entry: FrameEntry, *, replay: bool) -> StackJob:
         position_um = entry.position if self.plan.units == "um" else None

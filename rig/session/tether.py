@@ -117,6 +117,10 @@ class TetherEngine:
         The runner's stop event and where phases go.
     """
 
+    reshoots = False
+    """The camera decides what it shoots: a frame lost from the folder stays lost, and a resumed
+    session numbers its new frames after the last one it had."""
+
     def __init__(
         self,
         folder: SessionFolder,

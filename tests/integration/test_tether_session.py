@@ -101,6 +101,23 @@ def test_the_idle_timeout_ends_a_session_that_resume_continues(tmp_path: Path) -
     assert sorted(folder.frames_on_disk()) == [1, 2, 3, 4]
 
 
+@pytest.mark.slow
+def test_a_resumed_tether_session_numbers_new_frames_after_its_last(tmp_path: Path) -> None:
+    """Frame 2 is lost: the camera cannot shoot that focus step again, so a new shot must not
+    take its number (it would sit between 1 and 3 in the stack and the depth map)."""
+    root = tmp_path / "tether"
+    run_tether(root, 3, frames=None, idle_s=1.0)
+    (root / "frames" / "frame_0002.jpg").unlink()
+    result, folder = run_tether(root, 2, frames=None, idle_s=1.0)
+    assert result.reason is FinishReason.COMPLETED, result.error
+    assert sorted(folder.frames_on_disk()) == [1, 3, 4, 5]
+    assert [r["index"] for r in records(root, "frame")] == [1, 2, 3, 4, 5]
+    lost = "frame 2: journaled but its files are gone; left out"
+    assert any(lost in w for w in result.status.warnings)
+    resumed_merges = [r["index"] for r in records(root, "merge")][3:]
+    assert sorted(resumed_merges) == [1, 3, 4, 5]  # nothing waits for frame 2
+
+
 @pytest.mark.slow  # a whole tether session, stopped and resumed
 def test_a_stop_is_resumable_and_loses_no_frame(tmp_path: Path) -> None:
     root = tmp_path / "tether"
