@@ -174,6 +174,8 @@ class TetherEngine:
         while True:
             self._maybe_trigger()
             shot = self.tether.next_shot(self._slice(), self.hooks.stop)
+            if shot is not None and not self._still(shot):
+                continue
             if shot is not None:
                 return shot
             if self.hooks.stop.is_set():
@@ -185,11 +187,23 @@ class TetherEngine:
     def _drain(self) -> CameraShot:
         if self._drain_until is None:
             self._drain_until = time.monotonic() + DRAIN_S
-        shot = self.tether.next_shot(max(0.0, self._drain_until - time.monotonic()))
-        if shot is None:
-            self._drained = True
-            raise SessionStopped()
-        return shot
+        while True:
+            shot = self.tether.next_shot(max(0.0, self._drain_until - time.monotonic()))
+            if shot is None:
+                self._drained = True
+                raise SessionStopped()
+            if self._still(shot):
+                return shot
+
+    def _still(self, shot: CameraShot) -> bool:
+        """Whether ``shot`` holds a still image; a video clip (or any other file the camera
+        announces) is no frame: it stays on the camera and takes no number."""
+        if any(f.kind != "other" for f in shot.files):
+            return True
+        self._last_activity = time.monotonic()
+        names = ", ".join(f.name for f in shot.files)
+        self.hooks.warn(f"{names}: not a still image (RAW, JPEG, TIFF, HEIF); left on the camera")
+        return False
 
     def _slice(self) -> float:
         left = WAIT_SLICE_S

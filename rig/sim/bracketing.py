@@ -43,6 +43,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any, Literal
 
 from rig.sim.handle import HandleLayer
@@ -276,6 +277,19 @@ class BracketingBody:
                 self.log.files.append(name)
                 if p.chatter:  # EOS PropertyChanged / CameraStatus between the transfers
                     self.extra_events.append((at, GP_EVENT_UNKNOWN, "Camera Status 1"))
+
+    def record_clip(self, data: bytes = b"\x00\x00\x00\x14ftypqt  \x00\x00\x00\x00") -> str:
+        """The photographer records a video clip: the body writes it to its card under the
+        next number and announces it as it does a still (a file no stack can use)."""
+        p = self.profile
+        if p.naming != "card":
+            raise ValueError(f"{p.family}: clips go to the card, and this body shoots to RAM")
+        with self.lock:
+            self._shot_number += 1
+            name = str(PurePosixPath(p.names[1] % self._shot_number).with_suffix(".MOV"))
+            self.files.append(_File(p.folder, name, data, time.monotonic() + self.write_s))
+            self.log.files.append(name)
+        return name
 
     def _name(self, kind: int) -> str:
         p = self.profile

@@ -6,6 +6,7 @@ layer answers for the burst's files; everything else goes through libgphoto2).
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import cv2
@@ -14,6 +15,9 @@ import pytest
 
 from rig.camera import Camera, RetryPolicy
 from rig.camera.tether import Tether
+from rig.session.engine import EngineHooks
+from rig.session.folder import SessionConfig, SessionFolder
+from rig.session.tether import TetherEngine, TetherSettings, tether_plan
 from rig.sim.bracketing import FAMILIES, BracketingBody
 from rig.sim.vcamera import VirtualCameraFolder
 
@@ -102,3 +106,27 @@ def test_bursts_over_the_vendor_quirk_layer(card: VirtualCameraFolder, tmp_path:
             files = tether.download(shot, dest, f"frame_{n:04d}")
             assert [p.name for p in files] == [f"frame_{n:04d}.nef", f"frame_{n:04d}.jpg"]
     assert sorted(p.name for p in dest.iterdir())[-1] == "frame_0004.nef"
+
+
+def test_a_video_clip_between_bursts_takes_no_frame_number(
+    card: VirtualCameraFolder, tmp_path: Path
+) -> None:
+    """A clip recorded between two brackets became frame 3 (``frame_0003.mov``), counted as a
+    frame and, unreadable, reshot into that number on resume."""
+    body = BracketingBody("nikon", frame_jpeg, frames=2, fps=20)
+    folder = SessionFolder.create(tmp_path / "s", tether_plan(None), SessionConfig(rig={}))
+    warnings: list[str] = []
+    hooks = EngineHooks(threading.Event(), lambda *_: None, warnings.append)
+    with Camera.open(retry=FAST, wrap_handle=body.wrap) as camera:
+        tether = Tether(camera, files_per_shot=1, quiet_s=0.3)
+        engine = TetherEngine(folder, tether, TetherSettings(idle_timeout_s=5.0), hooks=hooks)
+        body.press()
+        body.wait()
+        clip = body.record_clip()
+        body.press()
+        shots = [engine.expose(engine.approach(i)) for i in range(1, 5)]
+    assert [p.name for shot in shots for p in shot.files] == [
+        f"frame_{i:04d}.jpg" for i in range(1, 5)
+    ]
+    assert clip == "DSC_0003.MOV"
+    assert warnings == [f"{clip}: not a still image (RAW, JPEG, TIFF, HEIF); left on the camera"]
