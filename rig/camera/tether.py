@@ -54,11 +54,14 @@ BUSY_PATIENCE_S = 120.0
 """How long a download waits for a body busy shooting its burst (300 frames at 3 fps)."""
 BUSY_WAIT_S = 0.2
 RECENT_SHOTS = 16
+"""Downloaded shots remembered for late files."""
 TETHER_RETRY = RetryPolicy(attempts=10, first_delay_s=0.02, max_delay_s=1.0)
 """Retries for a tethered camera: a body shooting a burst is busy for a few tens of
 milliseconds between frames, so the first retries come soon (the default waits 0.1 s, then
 0.2 s..., which at 10 frames per second falls behind)."""
-"""Downloaded shots remembered for late files."""
+FORMAT_REREAD_S = 1.0
+"""Files stop coming for this long: the body's image format is read again (see
+:meth:`Tether._reread_format`)."""
 
 _SYNTHETIC = re.compile(r"^capt\d{4}\.[a-z0-9]+$")
 
@@ -240,12 +243,34 @@ class Tether:
         quiet_s: float = DEFAULT_QUIET_S,
     ) -> None:
         self.camera = camera
+        self._asks_camera = files_per_shot is None
         if files_per_shot is None:
             files_per_shot = camera.files_per_shot()
         self.grouper = ShotGrouper(files_per_shot, quiet_s)
         self._ready: deque[CameraShot] = deque()
         self._placed: dict[int, tuple[Path, str]] = {}
         self.files_seen = 0
+        self._last_file_at = self._format_read_at = time.monotonic()
+
+    def _reread_format(self, *, now: bool = False) -> None:
+        """Read the body's image format again between shots: the photographer may switch to
+        RAW+JPEG (or back) between two brackets, and a count kept from the start would then
+        make each RAW+JPEG shot two frames, or wait for a RAW that never comes.
+
+        Never while a shot is open, nor during a burst (a Nikon writing frames answers busy):
+        only once files have stopped coming for :data:`FORMAT_REREAD_S`, or, with ``now``,
+        just before this program releases the shutter itself.
+        """
+        if not self._asks_camera or self.grouper.pending:
+            return
+        t = time.monotonic()
+        quiet = t - self._last_file_at >= FORMAT_REREAD_S
+        if not now and (not quiet or self._format_read_at > self._last_file_at):
+            return
+        self._format_read_at = t
+        count = self.camera.files_per_shot()
+        if count is not None:  # a body that cannot say now keeps the count it gave
+            self.grouper.files_per_shot = count
 
     def next_shot(self, timeout_s: float, stop: threading.Event | None = None) -> CameraShot | None:
         """The next complete shot, or ``None`` after ``timeout_s`` (or once ``stop`` is set)."""
@@ -258,6 +283,7 @@ class Tether:
             left = deadline - time.monotonic()
             if left <= 0 and not self.grouper.pending:
                 return None
+            self._reread_format()
             # Past the deadline, a shot still open waits out its quiet window.
             self._poll(max(0.001, min(POLL_S, left if left > 0 else POLL_S)))
             self._take(self.grouper.due(time.monotonic()))
@@ -267,6 +293,7 @@ class Tether:
         kind, data = self.camera._wait_event(max(1, int(seconds * 1000)))
         if kind == gp.GP_EVENT_FILE_ADDED:
             self.files_seen += 1
+            self._last_file_at = time.monotonic()
             f = CameraFile(str(data.folder), str(data.name))
             log.debug("%s: file added %s/%s", self.camera.description, f.folder, f.name)
             self._take(self.grouper.add(f, time.monotonic()))
@@ -337,4 +364,5 @@ class Tether:
 
     def trigger(self) -> None:
         """Release the shutter without waiting for the file (it arrives as an event)."""
+        self._reread_format(now=True)
         self.camera._call("trigger", lambda c: c.trigger_capture())

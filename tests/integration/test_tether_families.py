@@ -130,3 +130,36 @@ def test_a_video_clip_between_bursts_takes_no_frame_number(
     ]
     assert clip == "DSC_0003.MOV"
     assert warnings == [f"{clip}: not a still image (RAW, JPEG, TIFF, HEIF); left on the camera"]
+
+
+def test_a_switch_to_raw_plus_jpeg_between_brackets_keeps_one_frame_per_shot(
+    card: VirtualCameraFolder, tmp_path: Path
+) -> None:
+    """The count of files per shot was read once: after a switch to RAW+JPEG on the body, the
+    RAW and the JPEG of each shot became two frames."""
+    from rig.sim.camera_quirks import CameraQuirks
+
+    quirks = CameraQuirks("nikon", raw_plus_jpeg=False)
+    body = BracketingBody("nikon", frame_jpeg, frames=2, fps=20)
+    dest = tmp_path / "frames"
+    with Camera.open(retry=FAST, wrap_handle=lambda real: body.wrap(quirks.wrap(real))) as camera:
+        tether = Tether(camera, quiet_s=5.0)
+        body.press()
+        names = []
+        for n in (1, 2):
+            shot = tether.next_shot(5.0)
+            assert shot is not None
+            names += [p.name for p in tether.download(shot, dest, f"frame_{n:04d}")]
+        widget = quirks.widgets[quirks.profile.format_key]
+        widget.value = quirks.profile.formats[0]  # the photographer turns the dial
+        body.raw_plus_jpeg = True
+        assert tether.next_shot(1.5) is None  # nothing shot meanwhile
+        body.press()
+        for n in (3, 4):
+            shot = tether.next_shot(5.0)  # the quiet window (5 s) never closes a shot here
+            assert shot is not None
+            names += [p.name for p in tether.download(shot, dest, f"frame_{n:04d}")]
+    assert names == [
+        "frame_0001.jpg", "frame_0002.jpg",
+        "frame_0003.nef", "frame_0003.jpg", "frame_0004.nef", "frame_0004.jpg",
+    ]  # fmt: skip
