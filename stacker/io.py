@@ -523,7 +523,7 @@ def fsync_dir(folder: Path) -> None:
         os.close(dfd)
 
 
-def _name_max(folder: Path) -> int:
+def name_max(folder: Path) -> int:
     """The longest file name, in bytes, the file system of ``folder`` takes (255 where unsaid)."""
     try:
         return os.pathconf(folder, "PC_NAME_MAX")
@@ -532,13 +532,9 @@ def _name_max(folder: Path) -> int:
 
 
 def check_writable_output(path: str | os.PathLike[str], *, example: str = "stacked.tif") -> Path:
-    """Fail early, before any work, if ``path`` cannot be written or has an unknown extension.
-    ``example`` is the file name the error for a folder suggests in it.
-
-    Permission bits do not tell everything (root passes them; ``/proc`` and ``/sys`` refuse new
-    files, a read-only mount refuses everything), so a temporary file is really written beside
-    the output and removed again.
-    """
+    """Fail early, before any work, if ``path`` cannot be written or has an unknown extension
+    (a file is really written beside it: see :func:`write_refused`). ``example`` is the file
+    name the error for a folder suggests in it."""
     p = Path(path)
     if os.path.isdir(p):  # False, not an error, for a name too long to look up
         raise StackerError(f"{p}: is a folder; give a file name such as {p / example}")
@@ -555,7 +551,7 @@ def check_writable_output(path: str | os.PathLike[str], *, example: str = "stack
     folder = p.parent if str(p.parent) else Path(".")
     if not folder.is_dir():
         raise StackerError(f"{p}: the folder {folder} does not exist; create it first")
-    length, limit = len(os.fsencode(p.name)), _name_max(folder)
+    length, limit = len(os.fsencode(p.name)), name_max(folder)
     if length > limit:
         raise StackerError(
             f"{p}: a name of {length} bytes, and {folder} takes at most {limit}; choose a "
@@ -563,15 +559,26 @@ def check_writable_output(path: str | os.PathLike[str], *, example: str = "stack
         )
     if not os.access(folder, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
         raise StackerError(f"{p}: not writable; choose another output path")
+    why = write_refused(folder, p.name)
+    if why is not None:
+        raise StackerError(f"{p}: cannot write in {folder} ({why}); choose another output path")
+    return p
+
+
+def write_refused(folder: Path, name: str = "") -> str | None:
+    """Why a new file cannot be written in ``folder``, or ``None``.
+
+    Permission bits do not tell everything (root passes them; ``/proc`` and ``/sys`` refuse new
+    files, a read-only mount refuses everything), so a temporary file (named after ``name``) is
+    really written there and removed again.
+    """
     try:
-        fd, probe = tempfile.mkstemp(prefix=temporary_prefix(p.name), suffix=".probe", dir=folder)
+        fd, probe = tempfile.mkstemp(prefix=temporary_prefix(name), suffix=".probe", dir=folder)
         try:
             os.write(fd, b"\0")
         finally:
             os.close(fd)
             os.unlink(probe)
     except OSError as exc:
-        raise StackerError(
-            f"{p}: cannot write in {folder} ({exc.strerror or exc}); choose another output path"
-        ) from None
-    return p
+        return str(exc.strerror or exc)
+    return None

@@ -50,7 +50,13 @@ from rig.camera.errors import (
     classify,
 )
 from rig.camera.focus import FocusStrategy, choose_strategy
-from rig.camera.naming import check_stem, free_stem, next_auto_stem, shot_file_names
+from rig.camera.naming import (
+    check_destination,
+    check_stem,
+    free_stem,
+    next_auto_stem,
+    shot_file_names,
+)
 from rig.camera.retry import RetryPolicy
 from rig.camera.shot import (
     FORMAT_KEYS,
@@ -62,7 +68,6 @@ from rig.camera.shot import (
     vendor_of,
 )
 from rig.camera.summary import CameraSummary, StorageSummary
-from rig.errors import RigError
 from stacker.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -565,10 +570,7 @@ class Camera:
         if stem is not None:
             check_stem(stem)
         with self._lock:
-            try:
-                dest_dir.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:  # before the shutter: nothing is shot that cannot be kept
-                raise RigError(f"cannot keep frames in {dest_dir}: {exc.strerror}") from None
+            check_destination(dest_dir, stem)  # before the shutter: nothing shot is then lost
             self._collect_stragglers(dest_dir)
             expected = self.files_per_shot()  # as set for this shot
             first = self._release()

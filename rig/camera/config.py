@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 import math
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -239,18 +239,31 @@ def coerce_value(item: ConfigItem, raw: object) -> str | float | int:
             return 0
         raise refuse("not on/off")
     if item.kind == "date":
-        if text.casefold() == "now":
-            return int(time.time())
-        try:
-            return int(text)
-        except ValueError:
-            pass
-        try:
-            return int(datetime.fromisoformat(text).timestamp())
-        except ValueError:
-            raise refuse("not a date") from None
+        return _date_value(text, refuse)
     if item.kind == "text":
         return str(raw)
     raise ConfigValueError(
         f"setting {item.key!r} is an action button, not a value; it cannot be set to {raw!r}"
     )
+
+
+DATE_RANGE = (0, 2**31 - 1)
+"""What a date setting holds: libgphoto2 keeps it as a C ``int`` of Unix seconds
+(``gp_widget_set_value``), from 1970 to January 2038."""
+
+
+def _date_value(text: str, refuse: Callable[[str], ConfigValueError]) -> int:
+    """Unix seconds for a date setting: ``now``, Unix seconds or ISO 8601 (local time)."""
+    if text.casefold() == "now":
+        return int(time.time())
+    try:
+        seconds = int(text)
+    except ValueError:
+        try:
+            seconds = int(datetime.fromisoformat(text).timestamp())
+        except (ValueError, OverflowError, OSError):
+            raise refuse("not a date") from None
+    low, high = DATE_RANGE
+    if not low <= seconds <= high:
+        raise refuse("outside 1970-01-01 to 2038-01-19, the dates a camera setting holds")
+    return seconds

@@ -9,10 +9,12 @@ next ``frame_NNNN`` after the highest one in the folder is used.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path, PurePosixPath
 
 from rig.errors import RigError
+from stacker.io import name_max, write_refused
 
 DEFAULT_PREFIX = "frame_"
 DIGITS = 4
@@ -28,6 +30,30 @@ def check_stem(stem: str) -> str:
             f"file name stem {stem!r}: give a plain name without a folder, such as test_01"
         )
     return stem
+
+
+ROOM_AFTER_STEM = 16
+"""Bytes a file name may add to its stem: ``_99`` for a stem in use, ``-2`` for a second file
+of one kind, the extension."""
+
+
+def check_destination(folder: Path, stem: str | None) -> None:
+    """Refuse, before the shutter, a folder the shot's files cannot be written to, or a stem
+    too long for its file names there; a one-line error either way."""
+    existing = next(p for p in (folder, *folder.absolute().parents) if p.is_dir())
+    longest = name_max(existing) - ROOM_AFTER_STEM
+    if stem is not None and len(os.fsencode(stem)) > longest:
+        raise RigError(
+            f"file name stem of {len(os.fsencode(stem))} bytes: {folder} takes names of at most "
+            f"{longest + ROOM_AFTER_STEM}, so give a stem of at most {longest}"
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RigError(f"cannot keep frames in {folder}: {exc.strerror or exc}") from None
+    why = write_refused(folder)
+    if why is not None:
+        raise RigError(f"cannot keep frames in {folder}: {why}; choose another folder")
 
 
 def stem_taken(folder: Path, stem: str) -> bool:

@@ -17,8 +17,9 @@ from rig.camera import Camera, ConfigItem, list_cameras
 from rig.camera.detect import NO_CAMERA_HINT
 from rig.camera.errors import CameraNotFoundError
 from rig.camera.shot import parse_capture_target
+from rig.errors import RigError
 from stacker.cliutil import make_app
-from stacker.io import atomic_write_bytes
+from stacker.io import atomic_write_bytes, check_writable_output
 
 app = make_app(
     "camera",
@@ -132,8 +133,14 @@ def preview(
     port: PortOpt = None,
 ) -> None:
     """Save one live-view frame (where the camera supports live view)."""
+    if output.suffix.lower() not in (".jpg", ".jpeg") and not output.is_dir():
+        raise RigError(f"{output}: live view comes as JPEG; give a .jpg file, such as {output}.jpg")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RigError(f"{output}: cannot make its folder ({exc.strerror or exc})") from None
+    check_writable_output(output, example="live.jpg")  # a folder, a read-only place
     with Camera.open(model, port) as camera:
         data = camera.capture_preview()
-    output.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(output, data)
     typer.echo(str(output))

@@ -17,6 +17,7 @@ from rig.camera import ConfigValueError
 from rig.cli import app
 from rig.errors import RigError
 from rig.sim.vcamera import VirtualCameraFolder
+from stacker.errors import UserError
 
 runner = CliRunner()
 NO_CAMERA = "no camera found: connect a camera by USB, switch it on and set it to PC/PTP mode"
@@ -51,6 +52,8 @@ def test_shoot_prints_the_files_written(card: VirtualCameraFolder, tmp_path: Pat
         ("a file", None, r"cannot keep frames in .*a file: File exists"),
         ("shots", "../escape", r"stem '\.\./escape': give a plain name"),
         ("shots", "a/b", r"stem 'a/b': give a plain name"),
+        ("shots", "b" * 250, r"stem of 250 bytes: .* takes names of at most 255, so give a stem"),
+        ("/sys/kernel", None, r"cannot keep frames in /sys/kernel: .*; choose another folder"),
     ],
 )
 def test_an_unusable_folder_or_stem_is_refused_before_the_shutter(
@@ -65,6 +68,22 @@ def test_an_unusable_folder_or_stem_is_refused_before_the_shutter(
     assert isinstance(result.exception, RigError), result.exception
     assert re.search(message, str(result.exception))
     assert sorted(p.name for p in out.rglob("*")) == ["a file"]  # nothing written anywhere
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("a folder", r"a folder: is a folder; give a file name such as .*live\.jpg"),
+        ("live.png", r"live view comes as JPEG; give a \.jpg file"),
+    ],
+)
+def test_a_preview_file_that_cannot_be_written_is_refused_first(
+    card: VirtualCameraFolder, tmp_path: Path, name: str, message: str
+) -> None:
+    (tmp_path / "a folder").mkdir()
+    result = runner.invoke(app, ["camera", "preview", "-o", str(tmp_path / name)])
+    assert isinstance(result.exception, UserError), result.exception
+    assert re.search(message, str(result.exception))
 
 
 def test_summary_and_config(card: VirtualCameraFolder) -> None:
@@ -153,3 +172,10 @@ def test_preview_refusal_is_one_line(tmp_path: Path) -> None:
         "rig: error: Nikon DSC D750 on usb:001,001 cannot give a live-view preview frame: "
         "not supported by this camera"
     )
+
+
+def test_a_date_the_camera_cannot_hold_is_refused_in_one_line(card: VirtualCameraFolder) -> None:
+    """libgphoto2 keeps a date as a C int: 2200 overflowed inside python-gphoto2."""
+    result = runner.invoke(app, ["camera", "config", "datetime", "2200-01-01 00:00:00"])
+    assert isinstance(result.exception, ConfigValueError), result.exception
+    assert "outside 1970-01-01 to 2038-01-19" in str(result.exception)

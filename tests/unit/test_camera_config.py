@@ -44,6 +44,9 @@ def test_radio_choices_dates_and_buttons() -> None:
     assert coerce_value(clock, "1700000000") == 1700000000
     with pytest.raises(ConfigValueError, match="not a date"):
         coerce_value(clock, "yesterday")
+    for beyond in ("2200-01-01 00:00:00", "4294967296", "-3000000000", "9999-12-31 23:59:59"):
+        with pytest.raises(ConfigValueError, match="outside 1970-01-01 to 2038-01-19"):
+            coerce_value(clock, beyond)  # libgphoto2's int overflowed with a traceback
     button = ConfigItem("autofocusdrive", "Drive Nikon DSLR Autofocus", "button", None)
     with pytest.raises(ConfigValueError, match="action button"):
         coerce_value(button, "1")
