@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import errno
 import json
 import socket
 import sys
@@ -529,7 +530,10 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.listen(64)
     except OSError as exc:
         sock.close()
-        hint = "choose another --port" if port else "use another --host"
+        if exc.errno in (errno.EADDRINUSE, errno.EACCES) and port:
+            hint = "choose another --port"  # in use, or below 1024 without the right
+        else:
+            hint = "use an address of this machine for --host (0.0.0.0: all of them)"
         raise PreviewServerError(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}; {hint}"
         ) from None

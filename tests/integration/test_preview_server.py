@@ -233,6 +233,12 @@ def test_a_taken_port_is_a_one_line_user_error(hub):
             PreviewServer(hub, port=port).start()
 
 
+def test_an_address_of_another_machine_names_the_host_option(hub):
+    """192.0.2.1 (TEST-NET-1) is no address of this machine: the port is not at fault."""
+    with pytest.raises(PreviewServerError, match=r"192\.0\.2\.1:8765: .*for --host"):
+        PreviewServer(hub, host="192.0.2.1", port=8765).start()
+
+
 def test_crop_returns_both_100_percent_crops_from_the_owner_thread(hub, client):
     assert client.get("/api/crop", params={"x": 0.5, "y": 0.5}).status_code == 503
     # A 400x300 "composite" with a gradient; the worker thread owns it, as a stacker would.
