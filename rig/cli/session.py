@@ -329,6 +329,14 @@ def resume_cmd(
     from rig.cli.tether import is_tether_session, resume_tether
 
     if is_tether_session(config):
+        given = {"--rail": rail, "--capture-target": capture_target, "--home": home,
+                 "--accept-position": accept_position}  # fmt: skip
+        for option, value in given.items():
+            if value:
+                raise RigError(
+                    f"{option}: {folder.root} is a tether session (the camera shoots by "
+                    "itself, nothing moves focus); resume it without that option"
+                )
         if config.rig.get("kind") == "simulated":
             _prepare_virtual_camera()
         resume_tether(
