@@ -329,14 +329,14 @@ def resume_cmd(
     from rig.cli.tether import is_tether_session, resume_tether
 
     if is_tether_session(config):
-        given = {"--rail": rail, "--capture-target": capture_target, "--home": home,
-                 "--accept-position": accept_position}  # fmt: skip
-        for option, value in given.items():
-            if value:
-                raise RigError(
-                    f"{option}: {folder.root} is a tether session (the camera shoots by "
-                    "itself, nothing moves focus); resume it without that option"
-                )
+        moving = {"--rail": rail, "--capture-target": capture_target, "--home": home,
+                  "--accept-position": accept_position}  # fmt: skip
+        given = [name for name, value in moving.items() if value]
+        if given:
+            raise RigError(
+                f"{given[0]}: {folder.root} is a tether session (the camera shoots by itself, "
+                "nothing moves focus); resume it without that option"
+            )
         if config.rig.get("kind") == "simulated":
             _prepare_virtual_camera()
         resume_tether(
@@ -484,6 +484,14 @@ def demo_cmd(
     if tether:
         if fault is not None:
             raise RigError("--fault rehearses rail sessions; leave it out with --tether")
+        body = {"--camera": camera != "virtual", "--capture-target": capture_target is not None,
+                "--raw-mb": raw_mb != 0.0, "--raw-plus-jpeg": raw_plus_jpeg}  # fmt: skip
+        given = [name for name, on in body.items() if on]
+        if given:
+            raise RigError(
+                f"{given[0]}: the tether demo's camera is libgphoto2's virtual body as it is "
+                "(one JPEG a shot); leave it out with --tether"
+            )
         from rig.cli.tether import demo_tether
 
         demo_tether(root, frames, spec, stack, console, preview)

@@ -58,6 +58,9 @@ def test_a_stopped_tether_session_resumes_into_the_same_folder(tmp_path: Path) -
     assert f"continue with: rig resume {out}" in output
     kept = len(list((out / "frames").glob("frame_*.jpg")))
     assert 3 <= kept < 8
+    canon = rig("demo", "--tether", "--camera", "canon", "--out", str(tmp_path / "c"))
+    assert canon.returncode != 0 and "--camera: the tether demo's camera is" in canon.stderr
+    assert not (tmp_path / "c").exists()  # was run with the virtual body, the option ignored
     moving = rig("resume", str(out), "--rail", "grbl:///dev/ttyUSB0")  # was silently ignored
     assert moving.returncode != 0 and "Traceback" not in moving.stderr
     assert f"--rail: {out} is a tether session" in moving.stderr
