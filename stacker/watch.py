@@ -728,6 +728,13 @@ class HotFolder:
         file taken already, which is left out with a note."""
         del self._entries[entry.path]
         self._done[entry.path] = _TAKEN
+        outside = self._outside(entry.path)
+        if outside is not None:
+            self.notes.append(
+                f"{entry.path.name}: a link to {outside}, outside the watched folder; not stacked "
+                "(copy the file in to stack it)"
+            )
+            return False
         identity = file_identity(entry.path)
         if identity is not None:
             first = self._identities.setdefault(identity, entry.path)
@@ -740,6 +747,16 @@ class HotFolder:
         for other in [e for e in self._entries.values() if self._pair_key(e.path) == key]:
             self._skip(other.path)
         return True
+
+    def _outside(self, path: Path) -> str | None:
+        """Where ``path`` leads when it is a symbolic link out of the watched folder: whoever
+        may drop files here could otherwise have the watch read (and its page show) any image
+        this user can read."""
+        if not path.is_symlink():
+            return None
+        target = os.path.realpath(path)
+        home = os.path.realpath(self.folder)
+        return None if target.startswith(home + os.sep) else target
 
     # -- decoding ------------------------------------------------------------------------------
 

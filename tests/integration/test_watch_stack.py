@@ -156,6 +156,28 @@ def test_a_frame_under_a_second_name_is_stacked_once(
     assert summary.status.merged == 4
 
 
+def test_a_link_out_of_the_watched_folder_is_not_followed(
+    tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
+) -> None:
+    """Whoever may drop files in the folder could have the watch read, and its page show, any
+    image this user can read."""
+    private = tmp_path / "private"
+    private.mkdir()
+    write_old(private / "secret.jpg", stack_jpegs[2])
+    write_old(hot / "a0.jpg", stack_jpegs[0])
+    write_old(hot / "a1.jpg", stack_jpegs[1])
+    (hot / "a2.jpg").symlink_to(private / "secret.jpg")
+    warnings: list[str] = []
+    summary = watch_and_stack(
+        hot, tmp_path / "out.jpg", idle_timeout=1.0, settle=0.2, on_warning=warnings.append
+    )
+    assert [r.name for r in summary.records] == ["a0.jpg", "a1.jpg"]
+    assert warnings == [
+        f"a2.jpg: a link to {private / 'secret.jpg'}, outside the watched folder; not stacked "
+        "(copy the file in to stack it)"
+    ]
+
+
 @pytest.mark.slow
 def test_idle_without_frames_is_an_error_and_writes_nothing(tmp_path: Path) -> None:
     out = tmp_path / "out.tif"
