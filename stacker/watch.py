@@ -261,7 +261,9 @@ class HotFolder:
     hard or symbolic link, is left out with a note in :attr:`notes`): one rewritten in place or
     renamed over (a re-export) is not stacked again, except one that was reported unreadable,
     which is looked at again when it changes. A new file under the name of one deleted or renamed
-    away is a new frame.
+    away is a new frame. A poll cannot tell a file renamed over a frame from one renamed in after
+    the frame was deleted (gphoto2's ``--force-overwrite`` unlinks, then renames its download
+    in): both show as the old file gone and a new one there, and polled, both are new frames.
     """
 
     def __init__(
