@@ -27,7 +27,13 @@ def with_hint(exc: UserError, hint: str) -> UserError:
 
 
 def establish_reference(
-    focuser: Any, *, home: bool, accept: bool, last_shot: tuple[int, float] | None, units: str
+    focuser: Any,
+    *,
+    home: bool,
+    accept: bool,
+    last_shot: tuple[int, float] | None,
+    units: str,
+    later: Callable[[str], None] | None = None,
 ) -> None:
     """Make sure the focuser's positions mean what the plan's do before anything moves.
 
@@ -36,7 +42,8 @@ def establish_reference(
     regardless would shift the whole stack, possibly into a hard stop. So: ``home`` runs the
     homing cycle; ``accept`` takes the current position as the reference (for a resume, the
     focuser is told it stands where ``last_shot``, the last frame shot, was); otherwise an
-    unreferenced focuser is refused with a one-line error saying what to do.
+    unreferenced focuser is refused with a one-line error saying what to do, or, with ``later``
+    (a station, whose page homes and unlocks), told to ``later`` and left to be settled there.
     """
     if home:
         focuser.home()
@@ -46,6 +53,9 @@ def establish_reference(
         return
     if accept:
         focuser.accept_position(None if last_shot is None else last_shot[1])
+        return
+    if later is not None:
+        later(f"{focuser.name}: {problem}; press Home, or Unlock to take where it stands as 0")
         return
     if last_shot is None:
         raise MotionError(
@@ -71,6 +81,7 @@ def hardware_rig(
     units: str = "um",
     warn: Callable[[str], None] | None = None,
     say: Callable[[str], Any] = log.info,
+    reference_later: bool = False,
 ) -> Iterator[tuple[Any, Any]]:
     """Open the focuser and camera of a hardware ``rig``; closes both when the block ends.
 
@@ -79,9 +90,10 @@ def hardware_rig(
     reset; a new lens-motor session counts from where focus stands: that is its reference.
     ``rail_hint`` is added to an error opening the rail (a resumed session's rail may sit on
     another port now); ``warn`` hears what the focuser found while setting up, ``say`` what the
-    camera set up (the anti-vibration setting, if asked for). With ``rig.incoming`` the camera
-    is fired through the rail controller's shutter cable and its files are taken from that folder
-    (:class:`~rig.camera.cable.CableReleaseCamera`).
+    camera set up (the anti-vibration setting, if asked for). With ``reference_later`` an
+    unreferenced focuser is only warned about (a station homes or unlocks it from its page).
+    With ``rig.incoming`` the camera is fired through the rail controller's shutter cable and
+    its files are taken from that folder (:class:`~rig.camera.cable.CableReleaseCamera`).
     """
     with contextlib.ExitStack() as stack:
         if rig.incoming is None:
@@ -102,6 +114,7 @@ def hardware_rig(
             accept=accept_position or new_lens_session,
             last_shot=last_shot,
             units=units,
+            later=warn if reference_later else None,
         )
         for text in getattr(focuser, "setup_warnings", list)():
             if warn is not None:

@@ -28,8 +28,10 @@ def _devices(
 ) -> Iterator[tuple[Any, Any, RigSpec]]:
     """(focuser, camera, the sessions' rig) for the station's lifetime.
 
-    A rail whose controller restarted when its port opened must be homed (``home``) or its
-    position accepted (``accept_position``) first, as for ``rig shoot``.
+    A rail whose controller restarted when its port opened (an Arduino's GRBL or Marlin) is
+    homed with ``home``, or its position accepted with ``accept_position``, as for ``rig shoot``;
+    without either the station starts anyway, and the page's Home or Unlock settles it before
+    anything moves (a station started at boot by systemd has nobody to give the flags).
     """
     if sim or rig is None:
         from rig.sim.rig import SimRigSpec, SimulatedRig, enable_virtual_camera, parse_size
@@ -43,7 +45,11 @@ def _devices(
     from rig.devices import hardware_rig
 
     with hardware_rig(
-        rig, home=home, accept_position=accept_position, warn=lambda text: print(f"warning: {text}")
+        rig,
+        home=home,
+        accept_position=accept_position,
+        warn=lambda text: print(f"warning: {text}"),
+        reference_later=True,
     ) as (focuser, camera):
         yield focuser, camera, rig
 

@@ -27,7 +27,13 @@ from rig.focuser import Focuser
 from rig.plan import PlanUnits, ShotPlan, format_position
 from rig.preview import SessionPreview
 from rig.session.folder import SessionConfig, SessionFolder, stack_file
-from rig.session.runner import CaptureDevice, RunnerOptions, SessionResult, SessionRunner
+from rig.session.runner import (
+    CaptureDevice,
+    RunnerOptions,
+    SessionResult,
+    SessionRunner,
+    check_plan_fits,
+)
 from rig.spec import PlanSpec
 from rig.station.camera_settings import CameraSettings
 from rig.station.errors import StationBusyError, StationError
@@ -305,14 +311,30 @@ class Station:
         return self._moved(0.0)
 
     def unlock(self) -> float:
-        """Clear the rail controller's alarm (GRBL ``$X``), keeping its position."""
+        """Clear the rail controller's alarm (GRBL ``$X``), keeping its position; a rail whose
+        controller restarted (its position unknown) takes where it stands as its reference, as
+        ``--accept-position`` does."""
         unlock = getattr(self.focuser, "unlock", None)
-        if unlock is None:
-            raise StationError(f"{self.focuser.name} has no alarm to clear")
         with self.exclusive("unlock the rail"):
             self._rail_link()
-            unlock()
+            if self.focuser.capabilities.unreferenced is not None:
+                self.focuser.accept_position()
+            elif unlock is None:
+                raise StationError(f"{self.focuser.name} has no alarm to clear")
+            else:
+                unlock()
         return self._moved(0.0)
+
+    def _check_ready(self, plan: ShotPlan) -> None:
+        """Refuse a session the rail cannot shoot, before its folder is made: a position
+        unknown since a restart, a plan outside the soft limits."""
+        problem = self.focuser.capabilities.unreferenced
+        if problem is not None:
+            raise StationError(
+                f"{self.focuser.name}: {problem}; press Home, or Unlock to take where it "
+                "stands as the reference, then start"
+            )
+        check_plan_fits(plan, self.focuser)
 
     def test_shot(self) -> dict[str, Any]:
         """Shoot one frame where the rail stands; it shows as the page's last frame."""
@@ -367,6 +389,7 @@ class Station:
             if os.path.lexists(self.root / sid):
                 raise StationError(f"session {sid} exists already; resume it or choose a new name")
             self._rail_link()
+            self._check_ready(plan)
             folder = SessionFolder.create(self.root / sid, plan, config)
             with self._camera_lock:  # after a live-view frame in flight, before the next
                 self._launch(sid, folder)
@@ -394,6 +417,7 @@ class Station:
                     f"session {sid} moves in {plan.units}; this focuser in {self.units}"
                 )
             self._rail_link()
+            self._check_ready(plan)
             with self._camera_lock:
                 self._launch(sid, folder)
 
