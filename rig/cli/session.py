@@ -482,16 +482,10 @@ def demo_cmd(
     console = _console()
     root = out or _default_out("demo")
     if tether:
-        if fault is not None:
-            raise RigError("--fault rehearses rail sessions; leave it out with --tether")
-        body = {"--camera": camera != "virtual", "--capture-target": capture_target is not None,
-                "--raw-mb": raw_mb != 0.0, "--raw-plus-jpeg": raw_plus_jpeg}  # fmt: skip
-        given = [name for name, on in body.items() if on]
-        if given:
-            raise RigError(
-                f"{given[0]}: the tether demo's camera is libgphoto2's virtual body as it is "
-                "(one JPEG a shot); leave it out with --tether"
-            )
+        _check_tether_demo({"--fault": fault is not None, "--camera": camera != "virtual",
+                            "--capture-target": capture_target is not None,
+                            "--raw-mb": bool(raw_mb),
+                            "--raw-plus-jpeg": raw_plus_jpeg})  # fmt: skip
         from rig.cli.tether import demo_tether
 
         demo_tether(root, frames, spec, stack, console, preview)
@@ -509,6 +503,19 @@ def demo_cmd(
         options = RunnerOptions(retry_delay_s=0.2, move_during_download=move_during_download)
         runner = SessionRunner(folder, focuser=sim.focuser, camera=sim.camera, options=options)
         _run_and_exit(runner, folder, console, page)
+
+
+def _check_tether_demo(given: dict[str, bool]) -> None:
+    """Refuse the demo options a tether demo would ignore: its camera is libgphoto2's virtual
+    body as it is, and nothing it does moves a rail."""
+    named = [option for option, on in given.items() if on]
+    if named and named[0] == "--fault":
+        raise RigError("--fault rehearses rail sessions; leave it out with --tether")
+    if named:
+        raise RigError(
+            f"{named[0]}: the tether demo's camera is libgphoto2's virtual body as it is "
+            "(one JPEG a shot); leave it out with --tether"
+        )
 
 
 def _prepare_virtual_camera() -> None:
