@@ -25,7 +25,6 @@ from rig.session.state import FinishReason
 from rig.sim.rig import SimRigSpec, SimulatedRig
 from rig.sim.scene import SceneSpec, write_stack
 from rig.sim.vcamera import use_virtual_camera
-from rig.station.errors import StationError
 from rig.station.service import Station
 
 
@@ -153,11 +152,11 @@ def test_a_test_shot_onto_a_full_disk_is_one_line(small_disk: Path) -> None:
     with SimulatedRig(SPEC) as sim:
         station = Station(small_disk / "s", focuser=sim.focuser, camera=sim.camera, rig={})
         fill(small_disk)
-        with pytest.raises(StationError) as refused:
+        with pytest.raises(RigError) as refused:  # found before the shutter (naming.py)
             station.test_shot()
         station.close()
     message = str(refused.value)
-    assert message.startswith(str(small_disk / "s" / ".test-shot"))
+    assert str(small_disk / "s" / ".test-shot") in message
     assert "No space left on device" in message and "\n" not in message
 
 
