@@ -245,6 +245,15 @@ class SessionFolder:
                     f"{root}: already holds a session; continue it with `rig resume {root}` "
                     "or choose another --out"
                 )
+            others = sorted(os.listdir(root))
+            if others:
+                # Frames in it would be adopted into the new session as its own, and a
+                # composite.tif or session.log of someone else's written over or into.
+                shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+                raise SessionFolderError(
+                    f"{root}: holds other files ({shown}); a new session needs a new or empty "
+                    "folder: choose another --out"
+                )
             folder.make_frames_dir()
             # session.json records the frames' order the plan gives them.
             folder.save_config(replace(config, stack=replace(config.stack, order=plan.direction)))

@@ -153,6 +153,21 @@ def test_a_folder_being_created_is_not_created_twice(tmp_path: Path) -> None:
         SessionFolder.create(root, PLAN, config)
 
 
+def test_a_new_session_refuses_a_folder_holding_other_files(tmp_path: Path) -> None:
+    """Frames found there were adopted into the new session as its own (stacked into its
+    composite), and someone else's composite.tif was written over."""
+    root, config = tmp_path / "d", SessionConfig(rig={"kind": "hardware"})
+    (root / "frames").mkdir(parents=True)
+    (root / "frames" / "frame_0001.jpg").write_bytes(b"someone else's")
+    (root / "composite.tif").write_bytes(b"theirs")
+    with pytest.raises(SessionFolderError, match=r"holds other files \(composite.tif, frames\)"):
+        SessionFolder.create(root, PLAN, config)
+    assert sorted(p.name for p in root.rglob("*")) == ["composite.tif", "frame_0001.jpg", "frames"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    SessionFolder.create(empty, PLAN, config).unlock()  # an empty folder is a new one
+
+
 def test_links_planted_for_the_journal_or_the_log_are_not_written_through(
     tmp_path: Path,
 ) -> None:
