@@ -363,13 +363,20 @@ def local_worker_limit() -> int:
     return LOCAL_WORKERS_PER_CORE * (os.cpu_count() or 1)
 
 
+def require_dask() -> None:
+    """Refuse, in one line, a batch on a machine without Dask (the ``cluster`` extra)."""
+    try:
+        import dask.distributed  # noqa: F401
+    except ImportError:
+        raise StackerError("stacker batch needs Dask: pip install 'stackrig[cluster]'") from None
+
+
 def _connect(scheduler: str | None, workers: int | None, stacks: int) -> tuple[Any, Any]:
     """A Dask client: to ``scheduler``, or to a new LocalCluster of ``workers`` processes (one
     per core by default), never more than the ``stacks`` to do."""
-    try:
-        from dask.distributed import Client, LocalCluster
-    except ImportError:
-        raise StackerError("stacker batch needs Dask: pip install 'stackrig[cluster]'") from None
+    require_dask()
+    from dask.distributed import Client, LocalCluster
+
     if scheduler is not None:
         try:
             client = Client(scheduler, timeout="15s")
@@ -493,9 +500,9 @@ def _finished_report(fut: Any) -> StackReport | None:
 
 
 def _run_on_cluster(todo, options, scheduler, workers, summary, record, counts, on_progress):
+    client, cluster = _connect(scheduler, workers, len(todo))
     from dask.distributed import as_completed
 
-    client, cluster = _connect(scheduler, workers, len(todo))
     futures: dict[Any, StackJob] = {}
     try:
         summary.workers = len(client.scheduler_info().get("workers", {}))

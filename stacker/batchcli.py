@@ -12,7 +12,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from stacker.batch import StackReport, check_report, find_stacks, local_worker_limit, run_batch
+from stacker.batch import (
+    StackReport,
+    check_report,
+    find_stacks,
+    local_worker_limit,
+    require_dask,
+    run_batch,
+)
 from stacker.cliutil import as_ctrl_c, signals_handled
 from stacker.errors import StackerError
 from stacker.io import OUTPUT_EXTENSIONS
@@ -51,6 +58,7 @@ def run_batch_command(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    require_dask()  # before any folder is made or searched
     if workers is not None and workers < 1:
         raise StackerError(f"--workers {workers}: give 1 or more")
     limit = local_worker_limit()

@@ -144,6 +144,24 @@ def test_no_scheduler_there_is_a_one_line_error(specimens: Path, tmp_path: Path)
         assert f"--scheduler {address}: not a scheduler address (" in proc.stderr
 
 
+def test_without_dask_a_batch_is_one_line_and_touches_nothing(
+    specimens: Path, tmp_path: Path
+) -> None:
+    """The README's first install has no Dask: the batch listed its stacks, then ended in a
+    ModuleNotFoundError traceback with an empty report. Dask is hidden from this process."""
+    script = "import sys; sys.modules['dask'] = None; from stacker.cli import main; main()"
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-c", script, "batch", str(specimens / "tray1"), "-o", str(out)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip() == (
+        "stacker: error: stacker batch needs Dask: pip install 'stackrig[cluster]'"
+    )
+    assert not out.exists()
+
+
 STACKS = 10
 
 
