@@ -587,11 +587,16 @@ class Camera:
         ``None`` when the body has no such setting; the camera then listens for a quiet window
         after each shot instead.
         """
+        value = self.image_format()
+        return files_per_shot(value) if value else None
+
+    def image_format(self) -> str:
+        """The body's image-format setting as it reads now (``RAW + Large Fine JPEG``); ``""``
+        when the body has none or cannot say."""
         if not self._format_known:
             self._format_known = True
             self._format_key = next((key for key in FORMAT_KEYS if self._read_text(key)), None)
-        value = self._read_text(self._format_key) if self._format_key is not None else ""
-        return files_per_shot(value) if value else None
+        return self._read_text(self._format_key) if self._format_key is not None else ""
 
     def _release(self) -> tuple[str, str]:
         """Take the picture; the camera's folder and name of its first file.

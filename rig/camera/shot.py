@@ -86,6 +86,21 @@ def default_capture_target(vendor: Vendor) -> CaptureTarget | None:
     return DEFAULT_TARGETS[vendor]
 
 
+def check_saves_raw(camera: object, output_suffix: str) -> None:
+    """Refuse, before anything moves, a DNG composite from a camera set to save no RAW file:
+    every frame would be shot, and the composite fail at the end (a resume too)."""
+    if output_suffix != ".dng":
+        return
+    read = getattr(camera, "image_format", None)
+    image_format = read() if callable(read) else ""
+    folded = image_format.casefold()
+    if image_format and not any(word in folded for word in _RAW_WORDS):
+        raise RigError(
+            f"--format dng stacks RAW files, and the camera saves {image_format!r}: set its "
+            "image format to RAW or RAW + JPEG, or choose --format tif"
+        )
+
+
 def files_per_shot(image_format: str) -> int:
     """How many files a shot makes with this image-format setting (2 for RAW+JPEG, else 1)."""
     folded = image_format.casefold()

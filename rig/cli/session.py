@@ -272,7 +272,10 @@ def shoot_cmd(
             say=console.print,
         ) as (focuser, camera),
     ):
+        from rig.camera.shot import check_saves_raw
+
         check_plan_fits(plan, focuser)
+        check_saves_raw(camera, stack.suffix)
         folder = SessionFolder.create(root, plan, config)
         console.print(f"session {folder.root}: {plan.describe()}")
         options = RunnerOptions(move_during_download=move_during_download)

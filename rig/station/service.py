@@ -23,6 +23,7 @@ from typing import Any
 
 import cv2
 
+from rig.camera.shot import check_saves_raw
 from rig.focuser import Focuser
 from rig.plan import PlanUnits, ShotPlan, format_position
 from rig.preview import SessionPreview
@@ -325,9 +326,9 @@ class Station:
                 unlock()
         return self._moved(0.0)
 
-    def _check_ready(self, plan: ShotPlan) -> None:
-        """Refuse a session the rail cannot shoot, before its folder is made: a position
-        unknown since a restart, a plan outside the soft limits."""
+    def _check_ready(self, plan: ShotPlan, output_suffix: str) -> None:
+        """Refuse a session the rig cannot shoot, before its folder is made: a position
+        unknown since a restart, a plan outside the soft limits, a DNG from JPEG frames."""
         problem = self.focuser.capabilities.unreferenced
         if problem is not None:
             raise StationError(
@@ -335,6 +336,7 @@ class Station:
                 "stands as the reference, then start"
             )
         check_plan_fits(plan, self.focuser)
+        check_saves_raw(self.camera, output_suffix)
 
     def test_shot(self) -> dict[str, Any]:
         """Shoot one frame where the rail stands; it shows as the page's last frame."""
@@ -389,7 +391,7 @@ class Station:
             if os.path.lexists(self.root / sid):
                 raise StationError(f"session {sid} exists already; resume it or choose a new name")
             self._rail_link()
-            self._check_ready(plan)
+            self._check_ready(plan, config.stack.suffix)
             folder = SessionFolder.create(self.root / sid, plan, config)
             with self._camera_lock:  # after a live-view frame in flight, before the next
                 self._launch(sid, folder)
@@ -417,7 +419,7 @@ class Station:
                     f"session {sid} moves in {plan.units}; this focuser in {self.units}"
                 )
             self._rail_link()
-            self._check_ready(plan)
+            self._check_ready(plan, folder.config.stack.suffix)
             with self._camera_lock:
                 self._launch(sid, folder)
 

@@ -289,3 +289,23 @@ def test_vibration_remedy_per_vendor_is_set_and_restored(
 def test_no_vibration_remedy_on_the_virtual_body(card: VirtualCameraFolder) -> None:
     with Camera.open(retry=FAST) as cam:
         assert cam.reduce_vibration() is None
+
+
+@pytest.mark.parametrize(("raw_plus_jpeg", "refused"), [(False, True), (True, False)])
+def test_a_dng_session_is_refused_while_the_camera_saves_no_raw(
+    card: VirtualCameraFolder, raw_plus_jpeg: bool, refused: bool
+) -> None:
+    """`rig shoot --format dng` with a body set to JPEG shot every frame, then failed at the
+    composite, and `rig resume` failed the same way: it is now refused before anything moves."""
+    from rig.camera.shot import check_saves_raw
+    from rig.errors import RigError
+    from rig.sim.camera_quirks import CameraQuirks
+
+    quirks = CameraQuirks("nikon", raw_plus_jpeg=raw_plus_jpeg)
+    with Camera.open(retry=FAST, wrap_handle=quirks.wrap) as camera:
+        check_saves_raw(camera, ".tif")  # any format but DNG takes what the camera saves
+        if refused:
+            with pytest.raises(RigError, match=r"--format dng stacks RAW files, and the camera"):
+                check_saves_raw(camera, ".dng")
+        else:
+            check_saves_raw(camera, ".dng")
