@@ -37,29 +37,21 @@ def station_cmd(sessions: Path, url: str, *flags: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_a_station_on_a_locked_board_needs_a_reference_then_its_port_stays_open(
+def test_a_station_on_a_locked_board_starts_and_its_page_sets_the_reference(
     tmp_path: Path, vcam: Path, grbl: GrblSimulator
 ) -> None:
+    """Started as systemd starts it at boot (no --home, no --accept-position), the station used
+    to stop at once on a board that restarts as its port opens: it starts, says why the rail
+    waits, and the page's Unlock takes where the carriage stands as the reference."""
     env = {**os.environ, "VCAMERADIR": str(vcam)}
     sessions = tmp_path / "sessions"
-    refused = subprocess.run(
-        station_cmd(sessions, grbl.url), capture_output=True, text=True, timeout=60, env=env
-    )
-    assert refused.returncode != 0 and "Traceback" not in refused.stderr
-    errors = [ln for ln in refused.stderr.splitlines() if ln.startswith("rig: error: ")]
-    assert len(errors) == 1, refused.stderr
-    message = errors[0]
-    assert "restarted when its port was opened" in message
-    assert "--home" in message and "--accept-position" in message
-    assert grbl.motion_log == []
-
     proc = subprocess.Popen(
-        station_cmd(sessions, grbl.url, "--accept-position"),
+        station_cmd(sessions, grbl.url),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:
         assert proc.stdout is not None
-        lines = []  # setup warnings (GRBL's $1=25) come first
+        lines = []  # setup warnings (the unknown position, GRBL's $1=25) come first
         while not (
             match := re.match(
                 r"stackrig station: (http://127\.0\.0\.1:\d+/)#", line := proc.stdout.readline()
@@ -67,11 +59,17 @@ def test_a_station_on_a_locked_board_needs_a_reference_then_its_port_stays_open(
         ):
             assert line, "".join(lines)
             lines.append(line)
-        start = grbl.carriage[0]
+        assert any("restarted when its port was opened" in ln and "Unlock" in ln for ln in lines)
+        assert grbl.motion_log == []
         auth = {"Authorization": f"Bearer {TOKEN}"}
         with httpx.Client(base_url=match[1].rstrip("/"), headers=auth, timeout=30) as c:
-            # Accepted at start: the page's jogs move at once, and keep working, because the
-            # station holds the port open (no restart, no new lock).
+            r = c.post("/api/jog", json={"by": "500um"})
+            assert r.status_code >= 400, r.text  # locked, and nothing moved
+            assert grbl.motion_log == []
+            assert c.post("/api/unlock", json={}).status_code == 200
+            start = grbl.carriage[0]
+            # Accepted: the page's jogs move at once, and keep working, because the station
+            # holds the port open (no restart, no new lock).
             for _ in range(2):
                 r = c.post("/api/jog", json={"by": "500um"})
                 assert r.status_code == 200, r.text
