@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -124,13 +125,24 @@ def test_a_lens_plan_is_in_whole_steps_or_says_how_to_make_it_so() -> None:
         ShotPlan.from_step(0, 60, 7, units="steps")
     assert str(info.value) == (
         "the lens moves in whole steps, and 10 frames from 0 to 60 steps would be 6.667 steps "
-        "apart: use --step 6steps (11 frames), or --to 63steps to keep 7 steps"
+        "apart: use --step 6steps (11 frames), or --to 63steps --step 7steps (10 frames)"
     )
     for fixed in (
         ShotPlan.from_step(0, 60, 6, units="steps"),
         ShotPlan.from_step(0, 63, 7, units="steps"),
     ):
         assert all(p.position == round(p.position) for p in fixed.positions())
+    # Both ways out work as given, whichever way the frames were spaced (the advice was once
+    # "--to 70steps to keep 10 steps", which --frames 7 then refused again).
+    for near, far, frames in ((0, 61, 7), (0, 60, 25), (100, 37, 9)):
+        with pytest.raises(PlanError) as advice:
+            ShotPlan.from_frames(near, far, frames, units="steps")
+        m = re.search(r"--step (\d+)steps \((\d+) frames\), or --to (-?\d+)steps --step "
+                      r"(\d+)steps \((\d+) frames\)", str(advice.value))  # fmt: skip
+        assert m is not None, advice.value
+        fit, fit_frames, end, kept, kept_frames = map(int, m.groups())
+        assert ShotPlan.from_step(near, far, fit, units="steps").frames == fit_frames
+        assert ShotPlan.from_step(near, end, kept, units="steps").frames == kept_frames == frames
     with pytest.raises(PlanError, match=r"6\.667 steps apart"):
         ShotPlan.from_json(
             '{"near": 0, "far": 60, "step": 6.666666667, "frames": 10, "units": "steps"}'
