@@ -19,6 +19,7 @@ to fit, one frame being added (see :class:`ShotPlan`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Mapping
@@ -336,10 +337,13 @@ class ShotPlan(PlanTiming):
         if shot_before:
             kwargs = _far_where_it_was_shot(kwargs)
         if kwargs.get("optics") is not None:
-            try:
-                kwargs["optics"] = OpticsStep(**kwargs["optics"])
-            except TypeError as exc:
-                raise PlanError(f"{source}: bad optics block ({exc})") from None
+            kwargs["optics"] = _optics_block(kwargs["optics"], source)
+        missing = [f.name for f in dataclasses.fields(cls) if _required(f) and f.name not in data]
+        if missing:
+            raise PlanError(
+                f"{source}: incomplete plan: no {', '.join(missing)} (a saved plan.json has "
+                "them all; to write one, see `rig plan --save`)"
+            )
         try:
             return cls(**kwargs)
         except TypeError as exc:
@@ -392,6 +396,27 @@ def _check_whole_steps(near: float, far: float, step: float, frames: int) -> Non
         f"would be {step:.4g} steps apart: use --step {fits}steps ({span // fits + 1} frames), "
         f"or --to {end}steps --step {kept}steps ({frames} frames)"
     )
+
+
+def _required(field: dataclasses.Field[Any]) -> bool:
+    return field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+
+
+def _optics_block(block: Any, source: str) -> OpticsStep:
+    """A plan file's ``optics`` object, or a one-line error naming what it lacks."""
+    fields = dataclasses.fields(OpticsStep)
+    if not isinstance(block, Mapping):
+        raise PlanError(
+            f"{source}: optics must be an object with "
+            f"{', '.join(f.name for f in fields if _required(f))} (and the optics it came from)"
+        )
+    unknown = sorted(set(block) - {f.name for f in fields})
+    missing = [f.name for f in fields if _required(f) and f.name not in block]
+    if unknown or missing:
+        what = f"unknown field(s) {', '.join(map(repr, unknown))}" if unknown else ""
+        what += ("; " if what else "") + (f"no {', '.join(missing)}" if missing else "")
+        raise PlanError(f"{source}: optics block: {what}")
+    return OpticsStep(**block)
 
 
 def _far_where_it_was_shot(fields: dict[str, Any]) -> dict[str, Any]:

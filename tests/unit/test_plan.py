@@ -184,3 +184,22 @@ def test_a_plan_file_refuses_a_range_beside_it_and_takes_the_timing() -> None:
     assert (plan.near, plan.far, plan.step, plan.frames, plan.settle_s, plan.flash_recycle_s) == (
         saved.near, saved.far, saved.step, saved.frames, saved.settle_s, saved.flash_recycle_s
     )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({}, "p.json: incomplete plan: no near, far, step, frames (a saved plan.json has"),
+        ({"near": 0, "far": 10, "step": 5, "frames": 3, "optics": 5},
+         "p.json: optics must be an object with depth_of_field_um, overlap"),
+        ({"near": 0, "far": 10, "step": 5, "frames": 3, "optics": {"overlap": 0.2, "x": 1}},
+         "p.json: optics block: unknown field(s) 'x'; no depth_of_field_um"),
+    ],
+)  # fmt: skip
+def test_a_plan_file_missing_fields_says_which_in_words(data: dict, message: str) -> None:
+    """These leaked Python's own messages: "ShotPlan.__init__() missing 4 required positional
+    arguments", "argument after ** must be a mapping, not int"."""
+    with pytest.raises(PlanError) as info:
+        ShotPlan.from_dict(data, source="p.json")
+    assert str(info.value).startswith(message)
+    assert "__init__" not in str(info.value) and "**" not in str(info.value)
