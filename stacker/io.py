@@ -157,9 +157,10 @@ class OrientedReader:
     Frames are read as viewers show them (:func:`read_image`). A camera pointing straight down
     at a subject often changes its mind about which way is up between frames: the pixels are
     stored the same way but the EXIF orientation differs, so one frame comes out turned and no
-    longer fits. Such a frame (a different orientation tag, and a size that does not match while
-    the first frame's orientation would make it match) is read in the first frame's orientation
-    instead, and :meth:`read` says so.
+    longer fits, or (a flip between 1 and 3, or 6 and 8) fits upside down and aligns with
+    nothing. Such a frame (a different orientation tag, and the first frame's orientation gives
+    it the stack's size) is read in the first frame's orientation instead, and :meth:`read` says
+    so: the frames of a stack come from one fixed camera, so their stored pixels agree.
     """
 
     def __init__(self) -> None:
@@ -169,18 +170,18 @@ class OrientedReader:
     def read(self, path: str | os.PathLike[str]) -> tuple[np.ndarray, str | None]:
         """The frame at ``path``, and a note when it was turned to fit the stack (else None)."""
         p = Path(path)
-        image = read_image(p)
         if self.shape is None:
+            image = read_image(p)
             self.shape, self.orientation = image.shape[:2], file_orientation(p)
             return image, None
-        if image.shape[:2] == self.shape or p.suffix.lower() in RAW_EXTENSIONS:
-            return image, None
+        if p.suffix.lower() in RAW_EXTENSIONS:
+            return read_image(p), None
         own = file_orientation(p)
         if own == self.orientation:
-            return image, None
+            return read_image(p), None
         turned = read_image(p, orientation=self.orientation)
-        if turned.shape[:2] != self.shape:
-            return image, None
+        if turned.shape[:2] != self.shape:  # pixels really turned: as viewers show it
+            return read_image(p), None
         return turned, (
             f"{p}: EXIF orientation {own} differs from the first frame's {self.orientation} "
             "(a camera pointing straight down often flips it); read like the first frame"

@@ -66,6 +66,15 @@ def test_reader_keeps_the_first_frames_orientation(tmp_path: Path, pixels: np.nd
         image, note = reader.read(tmp_path / name)
         assert np.array_equal(image, first)
         assert note is not None and "orientation 1 differs from the first frame's 6" in note
+    # upside down (1 and 3, 6 and 8): the same size either way, and it aligned with nothing
+    for first_tag, flipped in ((1, 3), (6, 8), (3, 1)):
+        (tmp_path / "a.jpg").write_bytes(tag_jpeg(raw, first_tag))
+        (tmp_path / "b.jpg").write_bytes(tag_jpeg(raw, flipped))
+        reader = OrientedReader()
+        first, _ = reader.read(tmp_path / "a.jpg")
+        image, note = reader.read(tmp_path / "b.jpg")
+        assert np.array_equal(image, first), (first_tag, flipped)
+        assert note is not None and f"orientation {flipped} differs" in note
     # a frame whose pixels really are turned, with the tag that undoes it, is fine as it is
     turned = cv2.imencode(".jpg", np.rot90(pixels, 1), [cv2.IMWRITE_JPEG_QUALITY, 100])[1]
     (tmp_path / "4.jpg").write_bytes(tag_jpeg(turned.tobytes(), 6))
