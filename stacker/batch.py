@@ -531,16 +531,20 @@ def _run_on_cluster(todo, options, scheduler, workers, summary, record, counts, 
         # reported done, not cancelled (a rerun finds it up to date either way).
         finished_first = {fut: _finished_report(fut) for fut in futures}
         client.cancel([fut for fut, rep in finished_first.items() if rep is None])
-        for fut, job in futures.items():
-            # Its outputs may have been written whole as the interrupt came: then it is done.
-            status = "done" if job.up_to_date() else "cancelled"
-            outputs = [str(p) for p in job.outputs()] if status == "done" else []
-            ended = StackReport(name=job.name, folder=str(job.folder), status=status,
-                                frames=len(job.frames), outputs=outputs)  # fmt: skip
-            record(finished_first[fut] or ended)
+        left = [(finished_first[fut], job) for fut, job in futures.items()]
+    else:
+        left = []
     finally:
         # Closing mid-task makes Dask log lost connections, with tracebacks: expected here.
         logging.getLogger("distributed").setLevel(logging.CRITICAL)
         client.close()
         if cluster is not None:
             cluster.close()
+    for report, job in left:
+        # Judged once the cluster is closed: a task cannot be cancelled while it runs, and one
+        # that wrote its outputs whole after the interrupt came is done, not cancelled.
+        status = "done" if job.up_to_date() else "cancelled"
+        outputs = [str(p) for p in job.outputs()] if status == "done" else []
+        ended = StackReport(name=job.name, folder=str(job.folder), status=status,
+                            frames=len(job.frames), outputs=outputs)  # fmt: skip
+        record(report or ended)
