@@ -19,6 +19,7 @@ of the task, outputs, error.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import fnmatch
 import io
@@ -30,7 +31,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,11 @@ class StackJob:
     frames: tuple[Path, ...]
     output: Path
     depth_map: Path | None
+    settings: str = ""
+    """The stacking options this run makes the outputs with (see :func:`with_settings`)."""
+    made_with: str | None = None
+    """The options the outputs on disk were made with, as the output folder's
+    :data:`SETTINGS_FILE` recorded them; ``None`` when it has no record of them."""
 
     def outputs(self) -> list[Path]:
         """Every file a complete run of this stack leaves in OUTDIR."""
@@ -63,13 +69,45 @@ class StackJob:
         return paths
 
     def up_to_date(self) -> bool:
-        """All outputs exist and each is newer than every frame (so nothing changed since)."""
+        """All outputs exist, each newer than every frame, and made with this run's options
+        (so nothing changed since: a rerun with ``--method depthmap`` restacks)."""
+        if self.made_with is not None and self.made_with != self.settings:
+            return False
         try:
             newest_frame = max(f.stat().st_mtime for f in self.frames)
             oldest_output = min(p.stat().st_mtime for p in self.outputs())
         except (OSError, ValueError):
             return False
         return oldest_output > newest_frame
+
+
+SETTINGS_FILE = "batch-settings.jsonl"
+"""In the output folder: one line per stack written, ``{"output": name, "settings": ...}``, the
+options it was stacked with (the last line for a name holds)."""
+
+
+def with_settings(jobs: Sequence[StackJob], options: dict[str, Any]) -> list[StackJob]:
+    """``jobs`` knowing the options this run stacks with, and those their outputs were made
+    with (from :data:`SETTINGS_FILE`)."""
+    settings = json.dumps(options, sort_keys=True, default=str)
+    recorded: dict[str, str] = {}
+    folders = {job.output.parent for job in jobs}
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            for line in (folder / SETTINGS_FILE).read_text(errors="replace").splitlines():
+                with contextlib.suppress(ValueError, TypeError, KeyError):
+                    row = json.loads(line)
+                    recorded[str(folder / row["output"])] = str(row["settings"])
+    return [
+        replace(job, settings=settings, made_with=recorded.get(str(job.output))) for job in jobs
+    ]
+
+
+def record_settings(job: StackJob) -> None:
+    """Note in the output folder the options ``job``'s outputs were just made with."""
+    line = json.dumps({"output": job.output.name, "settings": job.settings}) + "\n"
+    with contextlib.suppress(OSError), (job.output.parent / SETTINGS_FILE).open("a") as fh:
+        fh.write(line)
 
 
 @dataclass
@@ -499,7 +537,16 @@ def _finished_report(fut: Any) -> StackReport | None:
         return None
 
 
+def _written_since(job: StackJob, t: float) -> bool:
+    """Whether every output of ``job`` was written at or after ``t`` (wall clock)."""
+    try:
+        return min(p.stat().st_mtime for p in job.outputs()) >= t
+    except (OSError, ValueError):
+        return False
+
+
 def _run_on_cluster(todo, options, scheduler, workers, summary, record, counts, on_progress):
+    started = time.time() - 2.0  # FAT keeps modification times to 2 s
     client, cluster = _connect(scheduler, workers, len(todo))
     from dask.distributed import as_completed
 
@@ -518,9 +565,12 @@ def _run_on_cluster(todo, options, scheduler, workers, summary, record, counts, 
             for fut in finished.next_batch(block=False):
                 job = futures.pop(fut)
                 try:
-                    record(fut.result())
+                    rep = fut.result()
                 except Exception as exc:  # the worker died (out of memory...) or lost the task
-                    record(_failed(job, exc))
+                    rep = _failed(job, exc)
+                if rep.status == "done":
+                    record_settings(job)
+                record(rep)
             if on_progress:
                 running = sum(len(keys) for keys in client.processing().values())
                 on_progress(counts["done"], running, counts["failed"], counts["skipped"])
@@ -541,10 +591,17 @@ def _run_on_cluster(todo, options, scheduler, workers, summary, record, counts, 
         if cluster is not None:
             cluster.close()
     for report, job in left:
-        # Judged once the cluster is closed: a task cannot be cancelled while it runs, and one
-        # that wrote its outputs whole after the interrupt came is done, not cancelled.
-        status = "done" if job.up_to_date() else "cancelled"
-        outputs = [str(p) for p in job.outputs()] if status == "done" else []
-        ended = StackReport(name=job.name, folder=str(job.folder), status=status,
-                            frames=len(job.frames), outputs=outputs)  # fmt: skip
-        record(report or ended)
+        if report is None:
+            # Judged once the cluster is closed: a task cannot be cancelled while it runs, and
+            # one that wrote its outputs whole after the interrupt came is done.
+            done = _written_since(job, started)
+            report = StackReport(
+                name=job.name,
+                folder=str(job.folder),
+                status="done" if done else "cancelled",
+                frames=len(job.frames),
+                outputs=[str(p) for p in job.outputs()] if done else [],
+            )
+        if report.status == "done":
+            record_settings(job)
+        record(report)

@@ -19,6 +19,7 @@ from stacker.batch import (
     local_worker_limit,
     require_dask,
     run_batch,
+    with_settings,
 )
 from stacker.cliutil import as_ctrl_c, signals_handled
 from stacker.errors import StackerError
@@ -78,6 +79,7 @@ def run_batch_command(
         depth_maps=depth_maps,
         on_note=partial(console.print, markup=False, soft_wrap=True),
     )
+    jobs = with_settings(jobs, {**options, "format": ext, "depth_maps": depth_maps})
     report_path = report or outdir / "batch-report.jsonl"
     check_report(report_path, jobs)
     todo = sum(not job.up_to_date() for job in jobs)

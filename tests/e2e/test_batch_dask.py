@@ -94,6 +94,21 @@ def test_local_cluster_of_two_workers_stacks_reports_and_resumes(
     ]  # fmt: skip
 
 
+def test_a_rerun_with_other_options_restacks(specimens: Path, tmp_path: Path) -> None:
+    """The README's two batch lines, one after the other: the second (--method depthmap) found
+    every stack up to date and wrote nothing."""
+    out = tmp_path / "out"
+    first = batch(specimens / "tray1", "-o", out, "--workers", "1")
+    assert "batch: 3 stacked, 0 failed, 0 up to date" in first.stdout, first.stderr
+    other = batch(specimens / "tray1", "-o", out, "--workers", "1", "--method", "depthmap")
+    assert "batch: 3 stacked, 0 failed, 0 up to date" in other.stdout, other.stderr
+    again = batch(specimens / "tray1", "-o", out, "--workers", "1", "--method", "depthmap")
+    assert "batch: 0 stacked, 0 failed, 3 up to date" in again.stdout, again.stderr
+    (out / "batch-settings.jsonl").unlink()  # outputs of an older stackrig, with no record
+    older = batch(specimens / "tray1", "-o", out, "--workers", "1")
+    assert "batch: 0 stacked, 0 failed, 3 up to date" in older.stdout, older.stderr
+
+
 def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
