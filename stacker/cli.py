@@ -144,7 +144,8 @@ def watch_command(
         ...,
         "--output",
         "-o",
-        help="Composite to write (.tif, .png or .jpg), rewritten as frames land.",
+        help="Composite to write (.tif, .png, .jpg, or .dng from RAW frames), rewritten as "
+        "frames land.",
     ),
     depth_map: DepthMap = None,
     method: Method = "pyramid",

@@ -105,12 +105,23 @@ def station_cmd(
     from stacker.preview.guard import warn_if_wildcard
     from stacker.preview.server import PreviewServer
 
+    hardware = {
+        "--rail": devices["rail"] is not None,
+        "--focus": devices["focus"] != "rail",
+        "--camera-model": devices["camera_model"] is not None,
+        "--camera-port": devices["camera_port"] is not None,
+    }
+    given = [option for option, on in hardware.items() if on]
+    if sim and given:
+        raise RigError(f"{given[0]}: --sim drives the simulated rig; leave one of them out")
     rig = None if sim else opt.rig_from_options(devices)
     secret, source = load_token(token, token_file)
     try:
         reach = None if travel is None else parse_length(travel)[0]
     except RigError as exc:
         raise RigError(f"--travel: {exc}") from None
+    if reach is not None and not reach > 0:  # before the rail is opened (an Arduino restarts)
+        raise RigError(f"--travel {travel}: give a positive length, e.g. 150mm")
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -56,3 +56,24 @@ def test_a_demo_raw_size_that_is_no_size_is_refused(tmp_path: Path, size: str) -
     assert type(result.exception).__name__ == "SimulatedRigError"
     assert str(result.exception) == f"--raw-mb {float(size):g}: give a size of 0 or more"
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sim", "--rail", "grbl:///dev/ttyUSB0"], "--rail: --sim drives the simulated rig"),
+        (["--sim", "--focus", "camera"], "--focus: --sim drives the simulated rig"),
+        (["--sim", "--travel", "-5mm"], "--travel -5mm: give a positive length, e.g. 150mm"),
+    ],
+)
+def test_station_options_it_would_ignore_or_find_wrong_too_late(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    """--sim silently ignored --rail and --focus; a negative --travel was refused (as
+    'travel -5000', no unit) only once the rail was open, which restarts an Arduino."""
+    from rig.errors import RigError
+
+    result = CliRunner().invoke(app, ["station", *args, "--sessions", str(tmp_path / "s")])
+    assert isinstance(result.exception, RigError), result.exception
+    assert str(result.exception) == message or str(result.exception).startswith(message)
+    assert not (tmp_path / "s").exists()
