@@ -57,16 +57,19 @@ def establish_reference(
     if later is not None:
         later(f"{focuser.name}: {problem}; press Home, or Unlock to take where it stands as 0")
         return
+    can_home = focuser.capabilities.can_home
     if last_shot is None:
+        home_it = "home it first (--home), or " if can_home else ""
         raise MotionError(
-            f"{focuser.name}: {problem}; home it first (--home), or take the current position "
-            "as the reference with --accept-position"
+            f"{focuser.name}: {problem}; {home_it}take the current position as the reference "
+            "with --accept-position"
         )
     index, position = last_shot
+    home_it = "home it (--home) if the session was shot after homing, or, " if can_home else ""
     raise MotionError(
-        f"{focuser.name}: {problem}, so this session's positions would shift; home it (--home) "
-        f"if the session was shot after homing, or, if nothing has moved since frame {index} "
-        f"was shot at {format_position(position, units)}, resume with --accept-position"
+        f"{focuser.name}: {problem}, so this session's positions would shift; {home_it}if "
+        f"nothing has moved since frame {index} was shot at {format_position(position, units)}, "
+        "resume with --accept-position"
     )
 
 

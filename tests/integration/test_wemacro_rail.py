@@ -140,3 +140,17 @@ def test_a_fresh_count_is_no_reference_until_accepted_or_zeroed(rail: WeMacroRai
     assert rail.position == 1500.0 and rail.capabilities.unreferenced is None
     rail.zero()
     assert rail.position == 0.0
+
+
+def test_a_rail_that_cannot_home_is_not_told_to(rail: WeMacroRail) -> None:
+    """`rig shoot` on a WeMacro said 'home it first (--home)', and --home then failed with
+    'cannot home (no homing cycle configured)'."""
+    from rig.devices import establish_reference
+
+    with pytest.raises(MotionError) as info:
+        establish_reference(rail, home=False, accept=False, last_shot=None, units="um")
+    assert "--home" not in str(info.value)
+    assert "take the current position as the reference with --accept-position" in str(info.value)
+    with pytest.raises(MotionError) as info:
+        establish_reference(rail, home=False, accept=False, last_shot=(3, 800.0), units="um")
+    assert "--home" not in str(info.value) and "resume with --accept-position" in str(info.value)
