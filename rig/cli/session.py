@@ -203,14 +203,15 @@ def plan_cmd(
 ) -> None:
     """Print a shot plan (positions, step, count, duration); moves nothing."""
     console = _console()
-    print_plan(plan, console)
-    if save is not None:
+    if save is not None:  # first: a plan that cannot be kept is one line, not a table and then
         from stacker.io import atomic_write_bytes
 
         try:
             atomic_write_bytes(save, plan.to_json().encode())
         except OSError as exc:
             raise PlanError(f"{save}: cannot write the plan ({exc.strerror})") from None
+    print_plan(plan, console)
+    if save is not None:
         console.print(f"plan written to {save}")
 
 
