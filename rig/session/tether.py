@@ -181,6 +181,11 @@ class TetherEngine:
             if self.hooks.stop.is_set():
                 return self._drain()
             idle, timeout = time.monotonic() - self._last_activity, self.settings.idle_timeout_s
+            if timeout is not None and idle >= timeout and index == 1:
+                raise RigError(  # a session that never got a frame did not complete
+                    f"no frame came from the camera in {timeout:g} s: check that it shoots "
+                    "(its own bracketing, the shutter, or --trigger-every) and stays in PC mode"
+                )
             if timeout is not None and idle >= timeout:
                 raise SourceEnded(f"no new frame for {timeout:g} s after frame {index - 1}")
 

@@ -88,15 +88,16 @@ def test_rig_tether_releases_the_shutter_when_asked(tmp_path: Path) -> None:
     ]
 
 
-def test_rig_tether_ends_after_the_idle_timeout(tmp_path: Path) -> None:
+def test_rig_tether_that_never_gets_a_frame_says_so(tmp_path: Path) -> None:
+    """It ended 'session completed: 0 frames captured' with exit 0, and no composite."""
     card = VirtualCameraFolder(tmp_path / "card", slot_bytes=32_000)
     out = tmp_path / "tether"
     run_env = {**env(), "VCAMERADIR": str(card.path)}
     args = ["tether", "--idle-timeout", "1s", "--out", str(out)]
     proc = subprocess.run(rig_cmd(*args), capture_output=True, text=True, timeout=60, env=run_env)
-    assert proc.returncode == 0, proc.stderr + proc.stdout
-    assert "session completed: 0 frames captured" in proc.stdout
-    assert journal(out)[-1]["reason"] == "completed"
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr + proc.stdout
+    assert "no frame came from the camera in 1 s" in proc.stdout
+    assert journal(out)[-1]["reason"] == "fault"
 
 
 def test_bad_tether_options_are_one_line_errors(tmp_path: Path) -> None:
