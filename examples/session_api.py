@@ -5,6 +5,8 @@ scene) so it runs anywhere::
 
     python examples/session_api.py /tmp/api-session
 
+Run again on the same folder, it resumes that session (shooting only what is missing).
+
 For real hardware, replace the simulated rig with ``rig.camera.Camera.open()`` and
 ``rig.rails.open_focuser("grbl:///dev/ttyUSB0")``, and the plan's range with your subject's.
 """
@@ -46,7 +48,10 @@ def main(out: Path) -> int:
     plan = ShotPlan.from_frames(0.0, spec.depth_um, 10, settle_s=0.1)
     config = SessionConfig(rig=spec.to_dict())
     with SimulatedRig(spec) as sim:
-        folder = SessionFolder.create(out, plan, config)
+        if (out / "plan.json").exists():  # a session already: continue it
+            folder = SessionFolder.find(out)
+        else:
+            folder = SessionFolder.create(out, plan, config)
         runner = SessionRunner(folder, focuser=sim.focuser, camera=sim.camera)
         runner.subscribe(on_event)
         result = runner.run()

@@ -182,3 +182,19 @@ def test_shoot_without_a_camera_says_so_and_points_at_the_demo(tmp_path: Path) -
     assert proc.stderr.count("\n") == 1
     assert "rig demo" in proc.stderr
     assert not (tmp_path / "s").exists()
+
+
+def test_the_session_api_example_runs_and_a_second_run_resumes(tmp_path: Path) -> None:
+    """examples/session_api.py, as the README points to it; run twice on one folder it ended
+    in a traceback ('already holds a session')."""
+    example = ROOT / "examples" / "session_api.py"
+    out = tmp_path / "api-session"
+    own_camera = {k: v for k, v in os.environ.items() if k != "VCAMERADIR"}
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, str(example), str(out)], capture_output=True,
+                              text=True, timeout=300, env=own_camera)  # fmt: skip
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+        assert "completed: 10 frames merged" in proc.stdout, proc.stdout
+    records = [json.loads(line) for line in (out / "journal.jsonl").read_text().splitlines()]
+    assert len([r for r in records if r["event"] == "frame"]) == 10  # none shot twice
+    assert (out / "composite.tif").is_file()
