@@ -38,6 +38,7 @@ from rig.session.folder import (
     SessionFolder,
     check_plan_matches,
     check_reference,
+    reconcile,
 )
 from rig.session.journal import read_journal
 from rig.session.runner import (
@@ -335,21 +336,10 @@ def resume_cmd(
     if is_tether_session(config):
         moving = {"--rail": rail, "--capture-target": capture_target, "--home": home,
                   "--accept-position": accept_position}  # fmt: skip
-        given = [name for name, value in moving.items() if value]
-        if given:
-            raise RigError(
-                f"{given[0]}: {folder.root} is a tether session (the camera shoots by itself, "
-                "nothing moves focus); resume it without that option"
-            )
+        _refuse_for_tether(folder, moving)
         if config.rig.get("kind") == "simulated":
             _prepare_virtual_camera()
-        resume_tether(
-            folder,
-            console,
-            preview,
-            camera_model=camera_model,
-            camera_port=camera_port,
-        )
+        resume_tether(folder, console, preview, camera_model=camera_model, camera_port=camera_port)
         return
     options = RunnerOptions(move_during_download=move_during_download)
     if config.rig.get("kind") == "simulated":
@@ -363,6 +353,9 @@ def resume_cmd(
     }
     block = {**config.rig, **{k: v for k, v in overrides.items() if v is not None}}
     rig = RigSpec.parse(block)
+    if not reconcile(plan, journal, folder.frames_on_disk()).missing:
+        _restack(folder, options, console, preview)
+        return
     hint = f"if the rail is on another port now, give it: rig resume {folder.root} --rail URL"
     # read_journal checked the records: an index is a whole number, a position finite
     shot = [r for r in journal.of_kind("frame") if r.get("position") is not None]
@@ -384,6 +377,29 @@ def resume_cmd(
             folder.save_config(replace(config, rig=block))
         console.print(f"resuming {folder.root}")
         runner = SessionRunner(folder, focuser=focuser, camera=camera, options=options)
+        _run_and_exit(runner, folder, console, page)
+
+
+def _refuse_for_tether(folder: SessionFolder, options: dict[str, Any]) -> None:
+    """Refuse the resume options a tether session has no use for, naming the first given."""
+    given = [name for name, value in options.items() if value]
+    if given:
+        raise RigError(
+            f"{given[0]}: {folder.root} is a tether session (the camera shoots by itself, "
+            "nothing moves focus); resume it without that option"
+        )
+
+
+def _restack(
+    folder: SessionFolder, options: RunnerOptions, console: Console, preview: tuple[bool, str, int]
+) -> None:
+    """Resume a session that has every frame: stack them and write the outputs again, opening
+    no device (its rail's port would restart an Arduino, and ask for a reference for nothing)."""
+    from rig.session.engine import NothingToShoot
+
+    with session_preview(*preview) as page:
+        console.print(f"resuming {folder.root}: every frame is there, stacking them again")
+        runner = SessionRunner(folder, options=options, engine=lambda _hooks: NothingToShoot())
         _run_and_exit(runner, folder, console, page)
 
 

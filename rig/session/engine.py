@@ -296,6 +296,28 @@ class FrameEngine:
             self.hooks.warn(f"could not return to start: {exc}")
 
 
+class NothingToShoot:
+    """The engine of a session whose frames are all on disk: resuming it only stacks them and
+    writes the outputs, so no rail or camera is opened (a rail's port restarts an Arduino)."""
+
+    reshoots = True
+
+    def check_stop(self) -> None:
+        """Nothing runs that a stop could end."""
+
+    def approach(self, index: int) -> Approach:
+        raise RigError(f"frame {index}: this session was resumed without its rail and camera")
+
+    def expose(self, at: Approach) -> Shot:
+        raise RigError(f"frame {at.index}: this session was resumed without its rail and camera")
+
+    def land(self, flight: InFlight, *, reshoot: bool = True) -> Shot:
+        raise RigError("this session was resumed without its rail and camera")
+
+    def return_to_start(self) -> None:
+        """Nothing moved."""
+
+
 def retryable(exc: BaseException) -> bool:
     """Camera errors worth another try: busy, or marked transient by the camera driver."""
     if isinstance(exc, DeviceNotFoundError):

@@ -64,6 +64,13 @@ def test_shoot_steps_the_rail_shoots_and_stacks(
         "incoming": None,
     }
     assert "anti-vibration: this body offers none; settle time only" in proc.stdout
+    # Resuming a complete session restacks it and opens nothing: it asked for --accept-position
+    # (the rail's port restarts the board) to shoot nothing.
+    (out / "composite.png").unlink()
+    again = rig(vcam, "resume", str(out), "--rail", "grbl:///dev/no-such-rail")
+    assert again.returncode == 0, again.stderr + again.stdout
+    assert "every frame is there, stacking them again" in again.stdout
+    assert (out / "composite.png").is_file()
 
 
 def test_resume_on_a_rail_that_came_back_on_another_port(tmp_path: Path, vcam: Path) -> None:
