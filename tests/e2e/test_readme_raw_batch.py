@@ -81,6 +81,10 @@ def test_batch_commands(tmp_path: Path) -> None:
         interrupt(reversed(background))
     rows = {r["name"]: r for r in map(json.loads, (tmp_path / "stacked" / "batch-report.jsonl")
                                          .read_text().splitlines())}  # fmt: skip
-    assert rows["tray1-beetle"]["status"] == "skipped"
+    # the README's second line (--method depthmap) restacked both; the cluster line, with the
+    # default method again, restacks both once more (tray2 for its new frame as well)
+    second = (tmp_path / "stacked" / "report.csv").read_text().splitlines()[1:]
+    assert sorted(line.split(",")[1] for line in second) == ["done", "done"]
+    assert rows["tray1-beetle"]["status"] == "done"
     assert rows["tray2-beetle"]["status"] == "done"
     assert rows["tray2-beetle"]["worker"].startswith("tcp://127.0.0.1:")
