@@ -89,11 +89,14 @@ def _motion(
                 units = focuser.capabilities.units
                 establish_reference(focuser, home=home, accept=accept, last_shot=None, units=units)
             action(focuser)
-        except BaseException:
+        except BaseException as exc:
             # A rail must not run on after the command: a StackShot or a GRBL jog keeps
             # going to its end once told to move, whatever ended the command.
             with contextlib.suppress(Exception):
                 focuser.stop()
+            if isinstance(exc, KeyboardInterrupt):  # say where it stopped
+                with contextlib.suppress(Exception):
+                    typer.echo(f"stopped: {_describe(focuser)}", err=True)
             raise
         typer.echo(_describe(focuser))
 

@@ -242,6 +242,7 @@ def test_a_move_ended_by_a_signal_stops_the_rail(signum: int) -> None:
         _, err = proc.communicate(timeout=30)
         assert proc.returncode == 130, err
         assert "Traceback" not in err
+        assert "stopped: " in err and " at " in err  # where it stands, said
         assert not simulator.carriage.moving
         stood = simulator.carriage.position_mm
         time.sleep(0.5)
