@@ -19,7 +19,7 @@ from rig.camera.errors import CameraNotFoundError
 from rig.camera.shot import parse_capture_target
 from rig.errors import RigError
 from stacker.cliutil import make_app
-from stacker.io import atomic_write_bytes, check_writable_output
+from stacker.io import atomic_write_bytes, check_writable_output, is_image_path
 
 app = make_app(
     "camera",
@@ -119,6 +119,11 @@ def shoot(
     port: PortOpt = None,
 ) -> None:
     """Take one test shot and download it; prints the files written."""
+    if not output.is_dir() and is_image_path(output):
+        raise RigError(
+            f"-o {output}: the folder for the frames, not a file name; give -o "
+            f"{output.parent} --stem {output.stem} for {output.stem}{output.suffix.lower()}"
+        )
     capture_target = parse_capture_target(target, "--target")
     with Camera.open(model, port, capture_target=capture_target, keep_on_card=keep) as camera:
         paths = camera.capture(output, stem)
