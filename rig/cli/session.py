@@ -36,6 +36,7 @@ from rig.preview import session_preview
 from rig.session.folder import (
     SessionConfig,
     SessionFolder,
+    check_new,
     check_plan_matches,
     check_reference,
     reconcile,
@@ -263,6 +264,7 @@ def shoot_cmd(
         return
     config = SessionConfig(rig=rig.to_dict(), stack=stack, checkpoint_every=checkpoint_every)
     root = out or _default_out("stack")
+    check_new(root)  # before the rail's port is opened: that restarts an Arduino
     with (
         session_preview(*preview) as page,
         hardware_rig(

@@ -22,7 +22,7 @@ from rich.console import Console
 from rig.cli import options as opt
 from rig.plan import MAX_FRAMES
 from rig.preview import session_preview
-from rig.session.folder import SessionConfig, SessionFolder
+from rig.session.folder import SessionConfig, SessionFolder, check_new
 from rig.session.tether import TetherSettings, tether_plan, tether_runner
 from stacker.cliutil import takes
 from stacker.options import StackOptions
@@ -113,6 +113,7 @@ def tether_cmd(
     config = SessionConfig(rig=rig, stack=stack, checkpoint_every=checkpoint_every)
     console = _console()
     root = out or _default_out("tether")
+    check_new(root)  # before the camera is opened
     with session_preview(*preview) as page, open_tether(camera_model, camera_port) as tether:
         folder = SessionFolder.create(root, plan, config)
         _run(folder, tether, settings, console, page)

@@ -131,6 +131,31 @@ class Reconciliation:
     once the files are moved aside."""
 
 
+def check_new(root: Path) -> None:
+    """Refuse a folder a new session cannot be made in: one that holds a session, or other
+    files. Frames in it would be adopted into the new session as its own, and a composite.tif
+    or session.log of someone else's written over or into. Cheap: the commands check before
+    opening any device (a rail's port restarts an Arduino), and :meth:`SessionFolder.create`
+    again under its lock."""
+    if root.exists() and not root.is_dir():
+        raise SessionFolderError(f"{root}: exists and is not a folder; choose another --out")
+    if (root / JOURNAL_NAME).exists() or (root / "plan.json").exists():
+        raise SessionFolderError(
+            f"{root}: already holds a session; continue it with `rig resume {root}` "
+            "or choose another --out"
+        )
+    try:
+        others = sorted(os.listdir(root)) if root.is_dir() else []
+    except OSError as exc:
+        raise SessionFolderError(f"{root}: cannot look into it ({exc.strerror or exc})") from None
+    if others:
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        raise SessionFolderError(
+            f"{root}: holds other files ({shown}); a new session needs a new or empty folder: "
+            "choose another --out"
+        )
+
+
 def check_reference(plan: ShotPlan, stack: StackOptions) -> None:
     """Refuse a numbered ``--reference`` beyond the plan's frames before anything is shot: the
     stacker finds it missing only at the end, and a resume cannot change it."""
@@ -229,8 +254,7 @@ class SessionFolder:
         """Make a new session folder, locked (:meth:`lock`); refuses one that holds a session."""
         folder = cls(root)
         check_reference(plan, config.stack)
-        if root.exists() and not root.is_dir():
-            raise SessionFolderError(f"{root}: exists and is not a folder; choose another --out")
+        check_new(root)  # again under the lock below
         made_root = not os.path.lexists(root)
         try:
             root.mkdir(parents=True, exist_ok=True)
@@ -240,20 +264,7 @@ class SessionFolder:
             ) from None
         folder.lock()
         try:
-            if folder.journal_path.exists() or folder.plan_path.exists():
-                raise SessionFolderError(
-                    f"{root}: already holds a session; continue it with `rig resume {root}` "
-                    "or choose another --out"
-                )
-            others = sorted(os.listdir(root))
-            if others:
-                # Frames in it would be adopted into the new session as its own, and a
-                # composite.tif or session.log of someone else's written over or into.
-                shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
-                raise SessionFolderError(
-                    f"{root}: holds other files ({shown}); a new session needs a new or empty "
-                    "folder: choose another --out"
-                )
+            check_new(root)
             folder.make_frames_dir()
             # session.json records the frames' order the plan gives them.
             folder.save_config(replace(config, stack=replace(config.stack, order=plan.direction)))

@@ -198,3 +198,20 @@ def test_the_session_api_example_runs_and_a_second_run_resumes(tmp_path: Path) -
     records = [json.loads(line) for line in (out / "journal.jsonl").read_text().splitlines()]
     assert len([r for r in records if r["event"] == "frame"]) == 10  # none shot twice
     assert (out / "composite.tif").is_file()
+
+
+@pytest.mark.parametrize("command", ["shoot", "tether"])
+def test_a_folder_no_session_can_go_in_is_refused_before_any_device_opens(
+    tmp_path: Path, command: str
+) -> None:
+    """The rail was opened first (an Arduino restarts then) and its warnings printed, and only
+    then did the folder turn out to hold a session: a rail that is not there proves the order."""
+    taken = tmp_path / "beetle"
+    taken.mkdir()
+    (taken / "plan.json").write_text("{}")
+    devices = ["--rail", "grbl:///dev/no-such-rail"] if command == "shoot" else []
+    plan = ["--from", "0mm", "--to", "1mm", "--frames", "3"] if command == "shoot" else []
+    proc = rig(command, *devices, *plan, "--out", str(taken))
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert f"{taken}: already holds a session" in proc.stderr, proc.stderr
+    assert "no-such-rail" not in proc.stderr and "camera" not in proc.stderr
