@@ -27,7 +27,14 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
 from rig.errors import RigError
-from rig.units import UnitError, format_length, parse_duration, parse_length
+from rig.units import (
+    MAX_LENGTH_UM,
+    MAX_LENS_STEPS,
+    UnitError,
+    format_length,
+    parse_duration,
+    parse_length,
+)
 
 Direction = Literal["near-to-far", "far-to-near"]
 PlanUnits = Literal["um", "steps", "frames"]
@@ -172,6 +179,13 @@ class ShotPlan(PlanTiming):
                 raise PlanError(f"plan {name} is {delay:g} s: at most {MAX_DELAY_S:g} s (an hour)")
         if self.units not in ("um", "steps", "frames"):
             raise PlanError(f"plan units {self.units!r}: use 'um', 'steps' or 'frames'")
+        limit = {"um": MAX_LENGTH_UM, "steps": MAX_LENS_STEPS}.get(self.units, MAX_FRAMES)
+        for name in ("near", "far", "step"):  # as on the command line (a plan file too)
+            if abs(getattr(self, name)) > limit:
+                raise PlanError(
+                    f"plan {name} is {_fmt(getattr(self, name), self.units)}: no focus axis "
+                    f"moves that far (at most {_fmt(limit, self.units)})"
+                )
         if not isinstance(self.return_to_start, bool):  # "no" is true to Python
             raise PlanError(f"plan return_to_start is {self.return_to_start!r}: give true or false")
         if self.units == "steps":
@@ -411,11 +425,17 @@ def _optics_block(block: Any, source: str) -> OpticsStep:
             f"{', '.join(f.name for f in fields if _required(f))} (and the optics it came from)"
         )
     unknown = sorted(set(block) - {f.name for f in fields})
-    missing = [f.name for f in fields if _required(f) and f.name not in block]
+    optics = ("numerical_aperture",) if block.get("numerical_aperture") is not None else (
+        "magnification", "f_number", "coc_mm")  # fmt: skip
+    needed = [f.name for f in fields if _required(f)] + list(optics)
+    missing = [name for name in needed if block.get(name) is None]
     if unknown or missing:
         what = f"unknown field(s) {', '.join(map(repr, unknown))}" if unknown else ""
         what += ("; " if what else "") + (f"no {', '.join(missing)}" if missing else "")
         raise PlanError(f"{source}: optics block: {what}")
+    for name, value in block.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise PlanError(f"{source}: optics block: {name} is {value!r}; give a number")
     return OpticsStep(**block)
 
 

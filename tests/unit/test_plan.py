@@ -194,6 +194,16 @@ def test_a_plan_file_refuses_a_range_beside_it_and_takes_the_timing() -> None:
          "p.json: optics must be an object with depth_of_field_um, overlap"),
         ({"near": 0, "far": 10, "step": 5, "frames": 3, "optics": {"overlap": 0.2, "x": 1}},
          "p.json: optics block: unknown field(s) 'x'; no depth_of_field_um"),
+        # describe() then formatted None: a TypeError traceback
+        ({"near": 0, "far": 10, "step": 5, "frames": 3,
+          "optics": {"depth_of_field_um": 480, "overlap": 0.2}},
+         "p.json: optics block: no magnification, f_number, coc_mm"),
+        ({"near": 0, "far": 10, "step": 5, "frames": 3,
+          "optics": {"depth_of_field_um": 480, "overlap": "x", "numerical_aperture": 0.25}},
+         "p.json: optics block: overlap is 'x'; give a number"),
+        # the command line's 10 m limit (a rail sent to its end) held for plan files too
+        ({"near": 0, "far": 1e16, "step": 1e16 / 6, "frames": 7},
+         "p.json: plan far is 10000000000000 mm: no focus axis moves that far (at most 10000 mm)"),
     ],
 )  # fmt: skip
 def test_a_plan_file_missing_fields_says_which_in_words(data: dict, message: str) -> None:
