@@ -167,7 +167,7 @@ class PlanSpec(PlanTiming):
             settle_s=_seconds(data, "settle", name, default_settle_s(magnification)),
             exposure_delay_s=_seconds(data, "exposure_delay", name, 0.0),
             flash_recycle_s=_seconds(data, "flash_recycle", name, 0.0),
-            return_to_start=bool(data.get("return_to_start", True)),
+            return_to_start=_flag(data.get("return_to_start"), name("return_to_start"), True),
         )
 
     def plan(self) -> ShotPlan:
@@ -193,6 +193,15 @@ def _seconds(data: Mapping[str, Any], key: str, name: Naming, default: float) ->
     return default if _blank(value) else parse_seconds(value, name(key))
 
 
+def _flag(value: Any, option: str, default: bool) -> bool:
+    """A true/false field; blank keeps ``default``. Python's ``bool("false")`` is true."""
+    if _blank(value):
+        return default
+    if isinstance(value, bool):
+        return value
+    raise PlanError(f"{option} is {value!r}: give true or false")
+
+
 def _spacing(data: Mapping[str, Any], name: Naming, units: PlanUnits) -> Spacing:
     """The one way of spacing frames that ``data`` gives."""
     optics = [k for k in ("magnification", "f_number", "na") if not _blank(data.get(k))]
@@ -201,6 +210,12 @@ def _spacing(data: Mapping[str, Any], name: Naming, units: PlanUnits) -> Spacing
         raise PlanError(
             f"space the frames one way: {name('step')} 50um, {name('frames')} 40, or the optics "
             f"({name('magnification')} 1 {name('f_number')} 8, or {name('na')} 0.25)"
+        )
+    stray = [k for k in ("coc", "overlap") if not _blank(data.get(k))]
+    if stray and given[0] in ("step", "frames"):  # it would be silently ignored
+        raise PlanError(
+            f"{name(stray[0])} sets the depth-of-field step: it has no use with "
+            f"{name(given[0])}; leave it out"
         )
     if given == ["step"]:
         step, step_units = _length(data["step"], name("step"), "50um")
@@ -215,6 +230,8 @@ def _spacing(data: Mapping[str, Any], name: Naming, units: PlanUnits) -> Spacing
         if frames is None or not frames.is_integer():
             raise PlanError(f"{name('frames')} must be a whole number, not {data['frames']!r}")
         return FrameCount(int(frames))
+    if given == ["na"] and not _blank(data.get("coc")):  # the NA's depth of field has none
+        raise PlanError(f"{name('coc')} has no use with {name('na')}; leave it out")
     if units != "um":
         raise PlanError(
             f"a depth-of-field step needs {name('from')}/{name('to')} as lengths (um, mm), "
@@ -272,6 +289,11 @@ class RigSpec:
             raise PlanError(f"{name('focus')} {focus}: use rail or camera")
         if rail is not None and str(rail).startswith("camera://"):
             focus = "camera"  # --rail camera://?size=2 drives the lens with options
+        elif focus == "camera" and rail is not None:
+            raise PlanError(
+                f"{name('focus')} camera drives the lens, and {name('rail')} {rail} is a rail: "
+                f"give one of them (or {name('rail')} camera://?size=N for lens options)"
+            )
         if focus == "rail" and rail is None:
             raise PlanError(
                 f"give the rail with {name('rail')} URL (e.g. grbl:///dev/ttyUSB0), "

@@ -44,6 +44,14 @@ def test_each_spacing_has_its_own_type() -> None:
         ({"from": "0mm", "to": "1mm", "frames": 2.5}, "whole number"),
         ({"from": "0mm", "to": "1mm", "step": "2steps"}, "same units"),
         ({"from": "0mm", "to": "1mm", "frames": 3, "\n": 0}, "unknown plan field(s) '\\n'"),
+        # silently ignored before: read only on the depth-of-field path, or bool("false")
+        ({"from": "0mm", "to": "1mm", "step": "100um", "coc": 0.5}, "has no use with"),
+        ({"from": "0mm", "to": "1mm", "frames": 5, "overlap": 5}, "has no use with"),
+        ({"from": "0mm", "to": "1mm", "na": 0.25, "coc": 0.9}, "has no use with"),
+        (
+            {"from": "0mm", "to": "1mm", "frames": 3, "return_to_start": "false"},
+            "give true or false",
+        ),
     ],
 )
 def test_errors_are_one_line_and_name_the_field_as_each_front_end_does(
@@ -92,3 +100,19 @@ def test_rig_spec_reads_options_and_session_blocks_alike() -> None:
         RigSpec.parse({"focus": "rail"}, name=option_name)
     sim = RigSpec.parse({"kind": "simulated", "width": 320})
     assert sim.to_dict() == {"kind": "simulated", "width": 320}
+
+
+def test_blank_return_to_start_keeps_the_default_and_booleans_are_taken() -> None:
+    base = {"from": "0mm", "to": "1mm", "frames": 3}
+    assert PlanSpec.parse({**base, "return_to_start": None}).return_to_start is True
+    assert PlanSpec.parse({**base, "return_to_start": False}).return_to_start is False
+    na = {"from": "0mm", "to": "1mm", "na": 0.25, "overlap": 0.3}
+    assert PlanSpec.parse(na).plan().optics is not None
+
+
+def test_lens_focus_with_a_rail_url_is_refused_in_one_place() -> None:
+    """Each error's advice led to the other: 'the plan is in steps: give um', then
+    '--focus camera moves the lens in steps'."""
+    with pytest.raises(PlanError, match=r"--focus camera drives the lens, and --rail grbl"):
+        RigSpec.parse({"focus": "camera", "rail": "grbl:///dev/null"}, name=option_name)
+    assert RigSpec.parse({"focus": "camera", "rail": "camera://?size=2"}).focus == "camera"
