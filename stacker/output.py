@@ -2,9 +2,10 @@
 
 The depth map is a 16-bit PNG: micrometres when every merged frame came with a focus position
 (relative to the nearest position, so values stay positive; the offset is in the JSON sidecar;
-interpolated between frames, so finer than the step), otherwise the index of the frame in best
-focus. A colourised preview (near blue, far red, with a colour bar labelled in µm or frames) and
-a JSON sidecar describing the units sit beside it.
+interpolated between frames, so finer than the step; a stack deeper than 65.5 mm counts in
+steps of ``um_per_count`` micrometres, also in the sidecar), otherwise the index of the frame
+in best focus. A colourised preview (near blue, far red, with a colour bar labelled in µm or
+frames) and a JSON sidecar describing the units sit beside it.
 
 Every result image is stamped with :data:`OUTPUT_SOFTWARE`, so that it is never taken for a frame
 (see :mod:`stacker.paths`). A write that fails (disk full, folder gone) raises a one-line
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
@@ -84,8 +86,12 @@ def save_depth_map(
     um = stacker.frames_to_um(small)
     if um is not None:
         offset = float(min(p for p in positions if p is not None))
-        values = _round_u16(um - np.float32(offset))
-        info.update(units="micrometres", offset_um=offset)
+        span = float(max(p for p in positions if p is not None)) - offset
+        # A PNG count holds 65535: a stack deeper than 65.5 mm is written in coarser counts
+        # (2 um each up to 131 mm...), said in the sidecar, rather than clipped at its far end.
+        um_per_count = max(1, math.ceil(span / 65535.0))
+        values = _round_u16((um - np.float32(offset)) / np.float32(um_per_count))
+        info.update(units="micrometres", offset_um=offset, um_per_count=um_per_count)
     else:
         values = _round_u16(small)
         info.update(units="frame index")

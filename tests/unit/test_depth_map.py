@@ -803,3 +803,29 @@ def test_pieces_the_fill_puts_frames_apart_across_a_band_do_not_vote_as_one() ->
     frames[65:80, 40:80] = 7.0
     out = vote_flat_regions(frames, guide, peaks, halo_px=12)
     assert (out[44:52, 44:76] == np.float32(4.4)).all()
+
+
+@pytest.mark.parametrize(("step_um", "per_count"), [(500.0, 1), (20_000.0, 2)])
+def test_a_depth_map_deeper_than_a_png_count_holds_is_scaled_not_clipped(
+    tmp_path, step_um: float, per_count: int
+) -> None:
+    """Frames 20 mm apart (100 mm deep): above 65535 um every pixel read 65535, as the near
+    part of the subject, with the sidecar still saying micrometres."""
+    import json
+
+    from stacker.io import read_image
+    from stacker.output import save_depth_map
+
+    st = SyntheticStack(SceneSpec(width=240, height=160, seed=2), 6)
+    s = Stacker()
+    for k, f in enumerate(st):
+        s.add(f.image, position_um=k * step_um)
+    save_depth_map(s, tmp_path / "d.png", crop=False)
+    info = json.loads((tmp_path / "d.json").read_text())
+    assert info["units"] == "micrometres" and info["um_per_count"] == per_count
+    counts = read_image(tmp_path / "d.png").astype(np.float64)
+    um = counts * info["um_per_count"] + info["offset_um"]
+    expected = s.depth_um(crop=False)
+    assert expected is not None
+    assert float(np.median(np.abs(um[..., 0] - expected))) <= per_count
+    assert (counts < 65535).mean() > 0.99  # nothing cut at the far end
