@@ -33,6 +33,11 @@ def split_quantity(text: str) -> tuple[float, str]:
     kind of quantity was meant and says so.
     """
     if _DECIMAL_COMMA.search(text):
+        if re.search(r"\d,\d{3}(?!\d)", text):  # 1,000um: a thousands separator, or 1.000um?
+            plain, point = text.replace(",", ""), text.replace(",", ".")
+            raise QuantityError(
+                f"{text!r}: no commas in numbers; write {plain} (a thousand) or {point}"
+            )
         raise QuantityError(f"{text!r}: write decimals with a point, e.g. {text.replace(',', '.')}")
     match = _QUANTITY.match(text)
     if not match:

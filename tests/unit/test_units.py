@@ -98,3 +98,14 @@ def test_a_decimal_comma_is_named_with_the_number_as_meant(parse, text: str, fix
     """Typed as most of Europe writes it, '0,5mm' was called an unknown unit ',5mm'."""
     with pytest.raises(UnitError, match=re.escape(f"write decimals with a point, e.g. {fix}")):
         parse(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "plain", "point"),
+    [("1,000um", "1000um", "1.000um"), ("2,500 mm", "2500 mm", "2.500 mm")],
+)
+def test_a_comma_before_three_digits_is_not_guessed(text: str, plain: str, point: str) -> None:
+    """'1,000um' was called a decimal comma, and the advice (1.000um) gave 1 µm for 1000."""
+    with pytest.raises(UnitError) as info:
+        parse_length(text)
+    assert f"no commas in numbers; write {plain} (a thousand) or {point}" in str(info.value)
