@@ -22,6 +22,7 @@ from typing import Any, Literal
 from rig.camera.shot import parse_capture_target
 from rig.plan import (
     DEFAULT_COC_MM,
+    MAX_DELAY_S,
     PlanError,
     PlanTiming,
     PlanUnits,
@@ -189,8 +190,16 @@ class PlanSpec(PlanTiming):
 
 
 def _seconds(data: Mapping[str, Any], key: str, name: Naming, default: float) -> float:
+    """A plan's delay, 0 to an hour, or a one-line error naming it as its front end does."""
     value = data.get(key)
-    return default if _blank(value) else parse_seconds(value, name(key))
+    if _blank(value):
+        return default
+    seconds = parse_seconds(value, name(key))
+    if not 0 <= seconds <= MAX_DELAY_S:
+        raise PlanError(
+            f"{name(key)} {value}: give 0 s to {MAX_DELAY_S:g} s (an hour) between frames"
+        )
+    return seconds + 0.0  # -0 reads 0
 
 
 def _flag(value: Any, option: str, default: bool) -> bool:

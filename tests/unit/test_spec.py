@@ -52,6 +52,9 @@ def test_each_spacing_has_its_own_type() -> None:
             {"from": "0mm", "to": "1mm", "frames": 3, "return_to_start": "false"},
             "give true or false",
         ),
+        # was "plan settle_s is 3660 s": the field's name, not the option typed
+        ({"from": "0mm", "to": "1mm", "frames": 3, "settle": "61min"}, "settle"),
+        ({"from": "0mm", "to": "1mm", "frames": 3, "flash_recycle": "1e308"}, "an hour"),
     ],
 )
 def test_errors_are_one_line_and_name_the_field_as_each_front_end_does(
