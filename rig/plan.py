@@ -194,7 +194,13 @@ class ShotPlan(PlanTiming):
             raise PlanError(f"direction '{self.direction}': use near-to-far or far-to-near")
         span, covered = abs(self.far - self.near), self.step * (self.frames - 1)
         if not math.isfinite(span) or abs(covered - span) > 1e-6 * max(1.0, span):
-            ratio = span / self.step if self.step > 0 else 0.0
+            if self.frames == 1 or self.step <= 0:
+                raise PlanError(
+                    f"one frame covers no range, and this plan runs {_fmt(self.near, self.units)}"
+                    f" → {_fmt(self.far, self.units)}: set far to near, or rebuild the plan with "
+                    "`rig plan --save`"
+                )
+            ratio = span / self.step
             fit = math.ceil(ratio - 1e-9) + 1 if ratio < MAX_FRAMES else f"at most {MAX_FRAMES}"
             raise PlanError(
                 f"{self.frames} frames every {_fmt(self.step, self.units)} span "
@@ -253,6 +259,12 @@ class ShotPlan(PlanTiming):
         ``optics`` comes from :func:`optics_step`, which checks the lens or objective.
         """
         step = optics.depth_of_field_um * (1.0 - optics.overlap)
+        if step > 0 and abs(far - near) / step >= MAX_FRAMES:
+            raise PlanError(  # no --step was given: "use a bigger step" would not help
+                f"{optics.describe()} gives a step of {_fmt(step, 'um')}: over "
+                f"{_fmt(abs(far - near), 'um')} more than {MAX_FRAMES} frames; shorten the "
+                "range, lower the overlap, or check the optics"
+            )
         plan = cls.from_step(near, far, step, units="um", **timing)
         return replace(plan, optics=optics)
 

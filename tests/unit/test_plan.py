@@ -213,3 +213,16 @@ def test_a_plan_file_missing_fields_says_which_in_words(data: dict, message: str
         ShotPlan.from_dict(data, source="p.json")
     assert str(info.value).startswith(message)
     assert "__init__" not in str(info.value) and "**" not in str(info.value)
+
+
+def test_advice_for_plans_no_step_was_given_for_says_what_to_change() -> None:
+    """'use a bigger step' for a depth-of-field plan (no --step given), and 'set frames to 1
+    and step to range / (frames - 1)' for a one-frame plan file (dividing by zero)."""
+    tiny = optics_step(magnification=100, f_number=0.5, coc_mm=0.0001)
+    with pytest.raises(PlanError) as info:
+        ShotPlan.from_optics(0, 1000, tiny)
+    assert "use a bigger step" not in str(info.value)
+    assert "shorten the range, lower the overlap, or check the optics" in str(info.value)
+    with pytest.raises(PlanError) as info:
+        ShotPlan.from_dict({"near": 0, "far": 2000, "step": 0, "frames": 1})
+    assert "one frame covers no range" in str(info.value) and "(frames - 1)" not in str(info.value)
