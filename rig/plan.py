@@ -415,12 +415,14 @@ def _check_whole_steps(near: float, far: float, step: float, frames: int) -> Non
         return
     span = round(abs(far - near))
     fits = max(d for d in range(1, max(1, math.floor(step)) + 1) if span % d == 0)
-    kept = max(1, round(step))
-    end = round(near) + kept * (frames - 1) * (1 if far >= near else -1)
+    advice = f"use --step {fits}steps ({span // fits + 1} frames)"
+    if step > 1:  # or keep the frame count, each step rounded up (a --step 3 shrunk to 2.5)
+        kept = math.ceil(step - 1e-9)
+        end = round(near) + kept * (frames - 1) * (1 if far >= near else -1)
+        advice += f", or --to {end}steps --step {kept}steps ({frames} frames)"
     raise PlanError(
         f"the lens moves in whole steps, and {frames} frames from {near:g} to {far:g} steps "
-        f"would be {step:.4g} steps apart: use --step {fits}steps ({span // fits + 1} frames), "
-        f"or --to {end}steps --step {kept}steps ({frames} frames)"
+        f"would be {step:.4g} steps apart: {advice}"
     )
 
 

@@ -134,7 +134,11 @@ def test_a_lens_plan_is_in_whole_steps_or_says_how_to_make_it_so() -> None:
         assert all(p.position == round(p.position) for p in fixed.positions())
     # Both ways out work as given, whichever way the frames were spaced (the advice was once
     # "--to 70steps to keep 10 steps", which --frames 7 then refused again).
-    for near, far, frames in ((0, 61, 7), (0, 60, 25), (100, 37, 9)):
+    # (a step under one lens step gets the first way only: the second multiplied the range)
+    with pytest.raises(PlanError) as advice:
+        ShotPlan.from_step(0, 10, 0.5, units="steps")
+    assert str(advice.value).endswith("apart: use --step 1steps (11 frames)")
+    for near, far, frames in ((0, 61, 7), (0, 60, 25), (100, 37, 9), (0, 10, 5)):
         with pytest.raises(PlanError) as advice:
             ShotPlan.from_frames(near, far, frames, units="steps")
         m = re.search(r"--step (\d+)steps \((\d+) frames\), or --to (-?\d+)steps --step "
