@@ -84,6 +84,10 @@ def parse_length(text: str) -> tuple[float, Units]:
     key = unit if unit in _LENGTH_UNITS else unit.lower()
     if key not in _LENGTH_UNITS:
         raise UnitError(f"unknown length unit {unit!r} in {text!r}: {_LENGTH_HELP}")
+    if unit in ("M", "Mm", "NM", "Nm"):
+        # Other capitals are read (MM, UM, Steps), but in SI 'M' is mega and 'N' a newton: a
+        # 1M read as one metre was a guess.
+        raise UnitError(f"length unit {unit!r} in {text!r}: write it in lower case ({key})")
     factor, kind = _LENGTH_UNITS[key]
     limit = MAX_LENGTH_UM if kind == "um" else MAX_LENS_STEPS
     if not abs(value * factor) <= limit:  # nan and inf too

@@ -109,3 +109,11 @@ def test_a_comma_before_three_digits_is_not_guessed(text: str, plain: str, point
     with pytest.raises(UnitError) as info:
         parse_length(text)
     assert f"no commas in numbers; write {plain} (a thousand) or {point}" in str(info.value)
+
+
+def test_capitals_are_read_but_mega_is_not_guessed() -> None:
+    """'1M' and '1Mm' were read as one metre and one millimetre."""
+    assert parse_length("1MM") == (1000.0, "um") and parse_length("2Steps") == (2.0, "steps")
+    for text in ("1M", "1Mm", "3NM"):
+        with pytest.raises(UnitError, match="write it in lower case"):
+            parse_length(text)
