@@ -183,6 +183,43 @@ def _pack_value(kind: int, value: object) -> tuple[bytes, int]:
     return struct.pack(f"<{len(items)}{fmt}", *(int(x) for x in items)), len(items)
 
 
+def _ifd_bytes(entries: Sequence[ExifEntry], at: int, next_ifd: int = 0) -> bytes:
+    """One little-endian IFD holding ``entries``, to be placed ``at`` that offset of its TIFF
+    structure (values over four bytes follow the table)."""
+    entries = sorted(entries, key=lambda e: e[0])
+    data_at = at + 2 + 12 * len(entries) + 4
+    table, heap = bytearray(struct.pack("<H", len(entries))), bytearray()
+    for tag, kind, value in entries:
+        payload, count = _pack_value(kind, value)
+        if len(payload) <= 4:
+            field_ = payload.ljust(4, b"\0")
+        else:
+            field_ = struct.pack("<I", data_at + len(heap))
+            heap += payload + b"\0" * (len(payload) % 2)
+        table += struct.pack("<HHI", tag, kind, count) + field_
+    table += struct.pack("<I", next_ifd)
+    return bytes(table + heap)
+
+
+def exif_blob(profile: ColourProfile) -> bytes | None:
+    """The camera's make, model and EXIF entries as a TIFF-structured EXIF block (what a JPEG's
+    APP1 holds after ``Exif\\0\\0``), for composites of RAW frames rendered to JPEG, TIFF or
+    PNG; ``None`` when the RAW file said nothing."""
+    names = ((271, profile.make), (272, profile.model))
+    ifd0: list[ExifEntry] = [(tag, 2, text) for tag, text in names if text]
+    if not ifd0 and not profile.exif:
+        return None
+    if profile.exif:
+        ifd0.append((_EXIF_IFD, 4, 0))  # its offset is known once IFD0's size is
+        size = len(_ifd_bytes(ifd0, 8))
+        ifd0[-1] = (_EXIF_IFD, 4, 8 + size + size % 2)
+    head = _ifd_bytes(ifd0, 8)
+    blob = b"II*\0" + struct.pack("<I", 8) + head
+    if profile.exif:
+        blob += b"\0" * (len(blob) % 2) + _ifd_bytes(profile.exif, len(blob) + len(blob) % 2)
+    return blob
+
+
 def _append_exif(fh: BinaryIO, start: int, entries: Sequence[ExifEntry]) -> None:
     """Append an EXIF IFD holding ``entries`` to the DNG written to ``fh`` from ``start``, and
     turn IFD0's placeholder entry into its pointer (tag 34665)."""

@@ -265,10 +265,16 @@ def write_raw_result(
 ) -> Path:
     """Write a linear composite of RAW frames: a linear DNG, or rendered for other formats,
     stamped with ``software``."""
-    from stacker.io import write_image
+    from stacker.dng import exif_blob
+    from stacker.io import atomic_write_bytes, encode_image
+    from stacker.metadata import Metadata
 
     p = Path(path)
     profile = read_profile(reference)
     if p.suffix.lower() == ".dng":
         return write_linear_dng(p, linear, profile, software=software)
-    return write_image(p, render(linear, profile), jpeg_quality=jpeg_quality, software=software)
+    # The reference RAW's camera, lens and exposure go with the rendering, as a frame's do.
+    data = encode_image(render(linear, profile), p.suffix, jpeg_quality=jpeg_quality,
+                        metadata=Metadata(exif=exif_blob(profile)), software=software)  # fmt: skip
+    atomic_write_bytes(p, data)
+    return p

@@ -112,6 +112,12 @@ def test_rendered_outputs_from_raw_frames(raw_frames: Path, truth, tmp_path: Pat
     scene = np.clip(truth[0] * np.array(WB_MULTIPLIERS[::-1]), 0, 1)
     expected = np.where(scene <= 0.0031308, 12.92 * scene, 1.055 * scene ** (1 / 2.4) - 0.055)
     assert psnr(shown, expected, truth[1]) > 30.0
+    # the reference RAW's camera and exposure go with the rendering (they were left behind)
+    frame, result = exiftool(raw_frames / "frame_0001.dng"), exiftool(out)
+    for key in ("Make", "Model", "ExposureTime", "FNumber", "ISO"):
+        theirs = [v for k, v in frame.items() if k.endswith(":" + key)]
+        ours = [v for k, v in result.items() if k.endswith(":" + key)]
+        assert theirs and ours and ours[0] == theirs[0], (key, theirs, ours)
 
 
 @pytest.mark.slow
