@@ -231,19 +231,7 @@ def _append_exif(fh: BinaryIO, start: int, entries: Sequence[ExifEntry]) -> None
         entry, pointer = placeholder.offset, placeholder.valueoffset
     end = fh.seek(0, io.SEEK_END)
     ifd = end + end % 2  # IFDs start on a word boundary
-    entries = sorted(entries, key=lambda e: e[0])
-    data_at = ifd + 2 + 12 * len(entries) + 4
-    table, heap = bytearray(struct.pack("<H", len(entries))), bytearray()
-    for tag, kind, value in entries:
-        payload, count = _pack_value(kind, value)
-        if len(payload) <= 4:
-            field_ = payload.ljust(4, b"\0")
-        else:
-            field_ = struct.pack("<I", data_at - start + len(heap))
-            heap += payload + b"\0" * (len(payload) % 2)
-        table += struct.pack("<HHI", tag, kind, count) + field_
-    table += struct.pack("<I", 0)  # no next IFD
-    fh.write(b"\0" * (ifd - end) + table + heap)
+    fh.write(b"\0" * (ifd - end) + _ifd_bytes(entries, ifd - start))
     fh.seek(start + entry)
     fh.write(struct.pack("<H", _EXIF_IFD))
     fh.seek(start + pointer)
