@@ -595,7 +595,7 @@ class GrblRail(GcodeRail):
         """
         if self._reset_seq != resets:
             return self._reset_error(what)
-        return MotionError(str(exc))
+        return MotionError(f"{self.port}: the {what} was refused: {error_text(exc.code)}")
 
     def _reset_error(self, line: str) -> RigError:
         if self._halting:
@@ -826,7 +826,7 @@ class GrblRail(GcodeRail):
         try:
             self._command(command, timeout=timeout)
         except GrblCommandError as exc:
-            raise MotionError(str(exc)) from None
+            raise MotionError(f"{self.port}: homing was refused: {error_text(exc.code)}") from None
         except _Timeout:
             raise MotionError(
                 f"{self.port}: homing did not finish within {timeout:.0f} s"

@@ -81,6 +81,27 @@ def test_soft_limit_refusal_sends_no_motion(sim: GrblSimulator) -> None:
         assert sim.motion_log == []
 
 
+def test_a_refused_move_is_said_in_words_not_g_code(
+    sim: GrblSimulator, monkeypatch: MonkeyPatch
+) -> None:
+    """The error named the G-code line ('G21 G90 G1 X2.0000 F600.0' refused)."""
+    read = sim.on_bytes
+
+    def refuse_moves(data: bytes) -> None:
+        if b"G1 " in data:
+            sim.write("error:20\r\n")  # unsupported or invalid g-code command
+            return
+        read(data)
+
+    with accepted(sim, GrblRail) as rail:
+        monkeypatch.setattr(sim, "on_bytes", refuse_moves)
+        with pytest.raises(MotionError) as info:
+            rail.move_to(2_000.0)
+        message = str(info.value)
+        assert "the move to 2 mm was refused: error:20 (" in message
+        assert "G1" not in message and "G21" not in message
+
+
 def test_hard_limit_alarm_stops_a_sequence(sim: GrblSimulator) -> None:
     sim.close()
     with (
