@@ -19,11 +19,10 @@ to fit, one frame being added (see :class:`ShotPlan`).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import MISSING, Field, asdict, dataclass, fields, replace
 from typing import Any, Literal
 
 from rig.errors import RigError
@@ -364,7 +363,7 @@ class ShotPlan(PlanTiming):
             kwargs = _far_where_it_was_shot(kwargs)
         if kwargs.get("optics") is not None:
             kwargs["optics"] = _optics_block(kwargs["optics"], source)
-        missing = [f.name for f in dataclasses.fields(cls) if _required(f) and f.name not in data]
+        missing = [f.name for f in fields(cls) if _required(f) and f.name not in data]
         if missing:
             raise PlanError(
                 f"{source}: incomplete plan: no {', '.join(missing)} (a saved plan.json has "
@@ -426,22 +425,22 @@ def _check_whole_steps(near: float, far: float, step: float, frames: int) -> Non
     )
 
 
-def _required(field: dataclasses.Field[Any]) -> bool:
-    return field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+def _required(field: Field[Any]) -> bool:
+    return field.default is MISSING and field.default_factory is MISSING
 
 
 def _optics_block(block: Any, source: str) -> OpticsStep:
     """A plan file's ``optics`` object, or a one-line error naming what it lacks."""
-    fields = dataclasses.fields(OpticsStep)
+    known = fields(OpticsStep)
     if not isinstance(block, Mapping):
         raise PlanError(
             f"{source}: optics must be an object with "
-            f"{', '.join(f.name for f in fields if _required(f))} (and the optics it came from)"
+            f"{', '.join(f.name for f in known if _required(f))} (and the optics it came from)"
         )
-    unknown = sorted(set(block) - {f.name for f in fields})
+    unknown = sorted(set(block) - {f.name for f in known})
     optics = ("numerical_aperture",) if block.get("numerical_aperture") is not None else (
         "magnification", "f_number", "coc_mm")  # fmt: skip
-    needed = [f.name for f in fields if _required(f)] + list(optics)
+    needed = [f.name for f in known if _required(f)] + list(optics)
     missing = [name for name in needed if block.get(name) is None]
     if unknown or missing:
         what = f"unknown field(s) {', '.join(map(repr, unknown))}" if unknown else ""

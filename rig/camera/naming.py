@@ -40,13 +40,14 @@ of one kind, the extension."""
 def check_destination(folder: Path, stem: str | None) -> None:
     """Refuse, before the shutter, a folder the shot's files cannot be written to, or a stem
     too long for its file names there; a one-line error either way."""
-    existing = next(p for p in (folder, *folder.absolute().parents) if p.is_dir())
-    longest = name_max(existing) - ROOM_AFTER_STEM
-    if stem is not None and len(os.fsencode(stem)) > longest:
-        raise RigError(
-            f"file name stem of {len(os.fsencode(stem))} bytes: {folder} takes names of at most "
-            f"{longest + ROOM_AFTER_STEM}, so give a stem of at most {longest}"
-        )
+    if stem is not None:  # the automatic frame_NNNN stems are short
+        existing = next(p for p in (folder, *folder.absolute().parents) if p.is_dir())
+        longest = name_max(existing) - ROOM_AFTER_STEM
+        if len(os.fsencode(stem)) > longest:
+            raise RigError(
+                f"file name stem of {len(os.fsencode(stem))} bytes: {folder} takes names of at "
+                f"most {longest + ROOM_AFTER_STEM}, so give a stem of at most {longest}"
+            )
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

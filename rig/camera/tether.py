@@ -252,20 +252,19 @@ class Tether:
         self.files_seen = 0
         self._last_file_at = self._format_read_at = time.monotonic()
 
-    def _reread_format(self, *, now: bool = False) -> None:
+    def _reread_format(self) -> None:
         """Read the body's image format again between shots: the photographer may switch to
         RAW+JPEG (or back) between two brackets, and a count kept from the start would then
         make each RAW+JPEG shot two frames, or wait for a RAW that never comes.
 
-        Never while a shot is open, nor during a burst (a Nikon writing frames answers busy):
-        only once files have stopped coming for :data:`FORMAT_REREAD_S`, or, with ``now``,
-        just before this program releases the shutter itself.
+        Never while a shot is open, nor during a burst (a Nikon writing frames answers busy,
+        and its retries would hold up the download): once per spell of
+        :data:`FORMAT_REREAD_S` without a file.
         """
         if not self._asks_camera or self.grouper.pending:
             return
         t = time.monotonic()
-        quiet = t - self._last_file_at >= FORMAT_REREAD_S
-        if not now and (not quiet or self._format_read_at > self._last_file_at):
+        if t - self._last_file_at < FORMAT_REREAD_S or self._format_read_at > self._last_file_at:
             return
         self._format_read_at = t
         count = self.camera.files_per_shot()
@@ -364,5 +363,4 @@ class Tether:
 
     def trigger(self) -> None:
         """Release the shutter without waiting for the file (it arrives as an event)."""
-        self._reread_format(now=True)
         self.camera._call("trigger", lambda c: c.trigger_capture())

@@ -375,6 +375,9 @@ def resume_cmd(
             say=console.print,
         ) as (focuser, camera),
     ):
+        from rig.camera.shot import check_saves_raw
+
+        check_saves_raw(camera, config.stack.suffix)  # before anything moves, as for shoot
         if block != config.rig:
             folder.save_config(replace(config, rig=block))
         console.print(f"resuming {folder.root}")
