@@ -68,6 +68,7 @@ from stacker.paths import (
     is_our_output,
     output_paths,
 )
+from stacker.pinned import OutsideFolder, pinned
 from stacker.pipeline import ReadAhead
 
 if TYPE_CHECKING:
@@ -769,16 +770,15 @@ class HotFolder:
             self._release(entry, None)
             return None
         try:
-            reason = truncation(path)
-            if reason is not None:
-                raise UnreadableImageError(f"{path}: {reason}")
-            image, turned = self._reader.read(path)
-            if turned is not None:
-                self.notes.append(turned)
+            image, message = self._read(path), ""
         except UnreadableImageError as exc:
             message, image = str(exc), None
         except OSError as exc:  # permissions, or removed while being read
             message, image = f"{path}: cannot read ({exc.strerror or exc})", None
+        except OutsideFolder as exc:  # made a link out since it was taken
+            self.notes.append(f"{path.name}: became a link to {exc.target}; not stacked")
+            self._release(entry, before)
+            return None
         if self._signature(path) != before:
             # Still being written after all: back to waiting, this attempt does not count.
             self._requeue(entry, retry_at=None)
@@ -792,6 +792,21 @@ class HotFolder:
             return None
         self._release(entry, before)
         return UnreadableFrame(path, message)
+
+    def _read(self, path: Path) -> np.ndarray:
+        """Decode ``path`` as the file it names now, wherever its name leads later (see
+        :mod:`stacker.pinned`); messages and notes name ``path``."""
+        with pinned(path, self._real_folder) as held:
+            try:
+                reason = truncation(held)
+                if reason is not None:
+                    raise UnreadableImageError(f"{held}: {reason}")
+                image, turned = self._reader.read(held)
+            except UnreadableImageError as exc:
+                raise UnreadableImageError(str(exc).replace(str(held), str(path))) from None
+        if turned is not None:
+            self.notes.append(turned.replace(str(held), str(path)))
+        return image
 
     def _requeue(self, entry: _Entry, *, retry_at: float | None) -> None:
         self._done.pop(entry.path, None)

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -176,6 +177,36 @@ def test_a_link_out_of_the_watched_folder_is_not_followed(
         f"a2.jpg: a link to {private / 'secret.jpg'}, outside the watched folder; not stacked "
         "(copy the file in to stack it)"
     ]
+
+
+def test_a_frame_swapped_for_a_link_out_after_it_was_checked_is_not_read(
+    tmp_path: Path, hot: Path, stack_jpegs: list[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The link check and the read are one: a frame replaced by a link out of the folder just
+    after it was taken (the attacker's timing, made certain here) is not decoded."""
+    from stacker.watch import HotFolder
+
+    private = tmp_path / "private"
+    private.mkdir()
+    write_old(private / "secret.jpg", stack_jpegs[2])
+    for i in range(3):
+        write_old(hot / f"a{i}.jpg", stack_jpegs[i])
+    take = HotFolder._take
+
+    def take_then_swap(self: HotFolder, entry: Any) -> bool:
+        taken = take(self, entry)
+        if entry.path.name == "a2.jpg":
+            (hot / "a2.jpg").unlink()
+            (hot / "a2.jpg").symlink_to(private / "secret.jpg")
+        return taken
+
+    monkeypatch.setattr(HotFolder, "_take", take_then_swap)
+    warnings: list[str] = []
+    summary = watch_and_stack(
+        hot, tmp_path / "out.jpg", idle_timeout=1.0, settle=0.2, on_warning=warnings.append
+    )
+    assert [r.name for r in summary.records] == ["a0.jpg", "a1.jpg"]
+    assert warnings == [f"a2.jpg: became a link to {private / 'secret.jpg'}; not stacked"]
 
 
 @pytest.mark.slow

@@ -1,0 +1,75 @@
+"""Reading a file of a shared folder as the file its name led to when it was opened.
+
+Whoever may drop files into a hot folder could swap a frame, once checked, for a symbolic link
+out of the folder before the decoder opens it by name, and have the watch read (and its page
+show) any image its user can read. A file is therefore opened once, where it stands is read from
+the open handle, and every later read goes through that handle: on Linux through a link of our
+own, in a private folder, to ``/proc/self/fd/N``, which reopens the very file held open, with
+the name's extension kept for the decoders that go by it. Elsewhere the check falls back to the
+name resolved just before the read.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import os
+import shutil
+import stat
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+_PROC_FD = Path("/proc/self/fd")
+_lock = threading.Lock()
+_names = itertools.count(1)
+_folder: Path | None = None
+
+
+class OutsideFolder(Exception):
+    """The file opened lies outside the folder it was taken from; ``target`` is where."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__(target)
+        self.target = target
+
+
+@contextmanager
+def pinned(path: Path, folder: Path) -> Iterator[Path]:
+    """Yield a name to read ``path`` by, held to the file ``path`` names as this is entered.
+
+    Raises :class:`OutsideFolder` when that file lies outside ``folder`` (given resolved), and
+    ``OSError`` when it cannot be opened (gone, no permission, not a regular file).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise IsADirectoryError(0, "not a regular file")
+        handle = _PROC_FD / str(fd)
+        held = os.path.exists(handle)
+        target = os.readlink(handle) if held else os.path.realpath(path)
+        if not target.startswith(str(folder) + os.sep):
+            raise OutsideFolder(target)
+        if not held:
+            yield path
+            return
+        alias = _private_folder() / f"{next(_names)}{path.suffix}"
+        os.symlink(handle, alias)
+        try:
+            yield alias
+        finally:
+            os.unlink(alias)
+    finally:
+        os.close(fd)
+
+
+def _private_folder() -> Path:
+    """A folder only this user may enter, for the links to held files; gone at exit."""
+    global _folder
+    with _lock:
+        if _folder is None:
+            _folder = Path(tempfile.mkdtemp(prefix="stackrig-held-"))
+            atexit.register(shutil.rmtree, _folder, ignore_errors=True)
+        return _folder
