@@ -253,11 +253,8 @@ def shoot_cmd(
     )
     rig.check_units(plan)
     console = _console()
+    _check_declared(plan, rig)
     if dry_run:
-        from rig.rails import declared_capabilities
-
-        url = rig.rail or "camera://"
-        check_plan_within(plan, url, declared_capabilities(url))
         check_reference(plan, stack)
         print_plan(plan, console)
         console.print("dry run: nothing moved (soft limits checked: those in the URL)")
@@ -358,6 +355,7 @@ def resume_cmd(
     if not reconcile(plan, journal, folder.frames_on_disk()).missing:
         _restack(folder, options, console, preview)
         return
+    _check_declared(plan, rig)
     hint = f"if the rail is on another port now, give it: rig resume {folder.root} --rail URL"
     # read_journal checked the records: an index is a whole number, a position finite
     shot = [r for r in journal.of_kind("frame") if r.get("position") is not None]
@@ -377,12 +375,22 @@ def resume_cmd(
     ):
         from rig.camera.shot import check_saves_raw
 
+        check_plan_fits(plan, focuser)  # the controller's own limits, as for shoot
         check_saves_raw(camera, config.stack.suffix)  # before anything moves, as for shoot
         if block != config.rig:
             folder.save_config(replace(config, rig=block))
         console.print(f"resuming {folder.root}")
         runner = SessionRunner(folder, focuser=focuser, camera=camera, options=options)
         _run_and_exit(runner, folder, console, page)
+
+
+def _check_declared(plan: ShotPlan, rig: RigSpec) -> None:
+    """Refuse a plan outside the soft limits the rail's URL declares, before its port is opened
+    (that restarts an Arduino) or the rail homes; the controller's own are checked once open."""
+    from rig.rails import declared_capabilities
+
+    url = rig.rail or "camera://"
+    check_plan_within(plan, url, declared_capabilities(url))
 
 
 def _refuse_for_tether(folder: SessionFolder, options: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from rig.cli import app
 from rig.errors import MotionError
 from rig.plan import PlanError, ShotPlan
-from rig.session.folder import SessionFolder
+from rig.session.folder import SessionConfig, SessionFolder
 from rig.units import parse_length
 
 _ROW = re.compile(r"frame_(\d{4})\s*│\s*([-\d.]+ (?:mm|µm|steps))")
@@ -109,3 +109,24 @@ def test_dry_run_checks_the_soft_limits_the_rail_url_declares() -> None:
     fits = CliRunner().invoke(app, [*args, "grbl:///dev/nonexistent?max=4mm"])
     assert fits.exit_code == 0, fits.output
     assert "dry run: nothing moved" in fits.output
+
+
+def test_shoot_and_resume_check_the_url_s_soft_limits_before_opening_anything(
+    tmp_path: Path,
+) -> None:
+    """A plan beyond the URL's ``max`` is refused before the camera or the rail's port (which
+    restarts an Arduino) is opened, and before the rail homes, on resume too (the rail may be
+    given anew there)."""
+    url = "grbl:///dev/stackrig-no-such-port"
+    shoot = ["shoot", "--from", "0mm", "--to", "4mm", "--frames", "5", "--home", "--rail"]
+    refused = CliRunner().invoke(app, [*shoot, f"{url}?max=3mm", "--out", str(tmp_path / "n")])
+    assert isinstance(refused.exception, MotionError), refused.output
+    assert "outside the soft limits" in str(refused.exception)
+    assert not (tmp_path / "n").exists()
+    root = tmp_path / "s"
+    rig = {"kind": "hardware", "focus": "rail", "rail": url}
+    SessionFolder.create(root, ShotPlan.from_frames(0.0, 4000.0, 5), SessionConfig(rig)).unlock()
+    resume = ["resume", str(root), "--home", "--rail", f"{url}?max=3mm"]
+    refused = CliRunner().invoke(app, resume)
+    assert isinstance(refused.exception, MotionError), refused.output
+    assert "the plan spans 0 µm to 4 mm, outside the soft limits" in str(refused.exception)
