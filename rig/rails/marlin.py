@@ -4,7 +4,8 @@ The protocol is plain G-code, one line at a time, each answered by ``ok``:
 
 * ``G90`` + ``G1 X.. F..`` moves (``G91`` for relative jogs); ``ok`` only means *queued*.
   ``M114`` reads back the position: ``X:`` is the *commanded* position, ``Count X:`` the
-  stepper count, which is what the motor did.
+  planner's position in steps, which is where the motor goes (a move the planner dropped does
+  not count).
 * **Short moves vanish.** Marlin's planner drops a move under ``MIN_STEPS_PER_SEGMENT`` (6)
   motor steps and adds it to the next one, while ``X:`` already shows the target. At connection
   ``M92`` gives the steps per mm; a move (or a plan step) under six steps is refused before
@@ -20,9 +21,11 @@ The protocol is plain G-code, one line at a time, each answered by ``ok``:
   ``EMERGENCY_PARSER``, which ``M115`` announces as ``Cap:EMERGENCY_PARSER:1``; without it
   (the stock configuration) ``M410`` and ``M112`` wait in the command queue like any line, so a
   pending ``M400`` would hold them until the move is over. So: with the emergency parser, a
-  move waits with ``M400``; without it, the queue is kept free and the move is followed by
-  polling ``M114``'s stepper count, so a ``M410`` is reached within one poll.
+  move waits with ``M400``; without it, the queue is kept free for as long as the move takes
+  at full speed, and only its last part (the acceleration ramps) waits with ``M400``.
   :meth:`MarlinRail.emergency_stop` sends ``M112``, after which the board must be reset.
+* Motors stay powered while connected (``M84 S0``): a stock build switches them off after two
+  idle minutes, and an unpowered carriage slips to a full step, or falls on a vertical rail.
 * Homing: ``G28 X``. Once an axis is homed Marlin clamps targets to its soft endstops (read
   with ``M211``); the host keeps its backlash overshoot inside them, so approaching 0 from
   below does not end at the wrong place.
@@ -89,8 +92,7 @@ class MarlinRail(GcodeRail):
 
     Takes the settings of every G-code rail (:class:`~rig.rails.gcode.GcodeRail`); the move
     speed is 600 mm/min unless ``feed_mm_min`` says otherwise, ``timeout_s`` is reset by every
-    ``busy:`` line, and ``poll_s`` paces the ``M114`` polls of a board without the emergency
-    parser. As a URL:
+    ``busy:`` line. As a URL:
     ``marlin:///dev/ttyACM0?axis=X&feed=10mm/s&backlash=30um&settle=0.3``.
     """
 
@@ -131,6 +133,11 @@ class MarlinRail(GcodeRail):
             time.sleep(self.wakeup_s)
             self._sync(deadline=time.monotonic() + max(self.timeout_s, 1.0))
             self._command("G21")
+            # Stock builds switch idle motors off after 120 s (DEFAULT_STEPPER_TIMEOUT_SEC,
+            # DISABLE_IDLE_X): the carriage then falls to a full step, or under its own weight
+            # on a vertical rail, while the board counts on. S0: never (M17_M18_M84.cpp); kept
+            # until the board restarts.
+            self._command("M84 S0")
             self._read_configuration()
             self._position_um = None
             self._calibrate_count()
@@ -371,45 +378,33 @@ class MarlinRail(GcodeRail):
         self._position_um = None
         self._calibrate_count()
 
-    def _wait_motion(self, target_um: float, distance_um: float) -> None:
-        """Wait for the move to end: ``M400`` with the emergency parser, else poll ``M114``.
+    def _wait_motion(self, distance_um: float) -> None:
+        """Wait for the move to end: ``M400`` with the emergency parser; without it, first for
+        the time the move takes at full speed, then ``M400`` for the rest.
 
         Without the emergency parser the queue must stay free for ``M410`` (see the module
-        docstring), so the stepper count is polled until it reaches the target, or stands
-        still once the move should be over (the count check that follows says why).
+        docstring). Nothing Marlin reports shows the move's progress without a build option:
+        ``M114``'s ``Count`` is the *planned* position (``report_current_position_projected``,
+        ``gcode/host/M114.cpp``; the live one needs ``M114_REALTIME``), reached as soon as the
+        ``G1`` is queued. So a stop waits at most for the acceleration ramps, behind ``M400``.
         """
-        if self.emergency_parser or not self.steps_per_mm:
-            self._command("M400")
-            return
-        expected = self._expected_count(target_um)
-        speed = self.feed_mm_min / 60.0
-        due = time.monotonic() + abs(distance_um) / 1000.0 / speed
-        deadline = due + self.timeout_s
-        last: int | None = None
-        while not self._motion.stopped.is_set():
-            _, count = self._report()
-            now = time.monotonic()
-            if count is None or count == expected or (count == last and now > due):
+        if not self.emergency_parser:
+            cruise_s = abs(distance_um) / 1000.0 / (self.feed_mm_min / 60.0)
+            if self._motion.stopped.wait(cruise_s):
                 return
-            if now > deadline:
-                raise MotionError(
-                    f"{self.name}: the move to {format_length(target_um)} did not finish in "
-                    f"{deadline - due + abs(distance_um) / 1000.0 / speed:.0f} s; check the rail"
-                )
-            last = count
-            time.sleep(self.poll_s)
+        self._command("M400")
 
     def _move_absolute(self, target_um: float) -> None:
         self._require_link()
         if self._motion.stopped.is_set():
             raise MoveStoppedError(f"{self.name}: stopped before moving")
-        # Only the polling wait needs the distance (for its time limit).
+        # Only the wait without the emergency parser needs the distance (for its first part).
         start = target_um if self.emergency_parser else self._read_position()
         self._position_um = None
         boots = self._boots
         self._command("G90")
         self._command(f"G1 {self.axis}{target_um / 1000.0:.4f} F{self.feed_mm_min:.1f}")
-        self._wait_motion(target_um, target_um - start)
+        self._wait_motion(target_um - start)
         reported, count = self._report()
         self._check_no_restart(boots, f"the move to {format_length(target_um)}")
         if self._motion.stopped.is_set():
@@ -452,7 +447,7 @@ class MarlinRail(GcodeRail):
             self._command(f"G1 {self.axis}{delta_um / 1000.0:.4f} F{self.feed_mm_min:.1f}")
         finally:
             self._command("G90")
-        self._wait_motion(start + delta_um, delta_um)
+        self._wait_motion(delta_um)
         self._check_no_restart(boots, f"the jog of {format_length(delta_um)}")
 
     def _home(self) -> None:

@@ -12,13 +12,17 @@ with Marlin's habits (sources: MarlinFirmware/Marlin 2.1, files named beside eac
 * **moves under 6 motor steps are dropped** (``planner.cpp``: ``if (block->step_event_count <
   MIN_STEPS_PER_SEGMENT) return false;`` and the planner's own position is then not updated), so
   the short move's distance is added to the next one, while ``M114`` still reports the
-  commanded position; only its ``Count X:`` (the stepper count, ``stepper.report_positions``)
-  shows what the motor did;
-* ``M114`` (``X:.. Y:.. Z:.. E:.. Count X:.. Y:.. Z:..``; ``M114 R`` the live position), ``M115``
+  commanded position; only its ``Count X:`` (the planner's position in steps) shows it;
+* ``M114`` (``X:.. Y:.. Z:.. E:.. Count X:.. Y:.. Z:..``), whose count is **the planned
+  position, not the live one**: it reaches a move's target as the move is queued (``M114 R``
+  reports the live position), ``M115``
   with its ``Cap:`` lines (``gcode/host/M115.cpp``), ``M92`` (steps per mm), ``M211`` (soft
   endstop report), ``G28`` homing to the minimum end, ``echo:Unknown command:`` for the rest;
 * soft endstops clamp targets to ``[0, travel]`` **only once the axis was homed**
   (``module/motion.cpp``, ``apply_motion_limits``: ``if (axis_was_homed(X_AXIS))``);
+* **motors switched off after 120 s without motion** (``DEFAULT_STEPPER_TIMEOUT_SEC`` with
+  ``DISABLE_IDLE_X``, ``Configuration_adv.h``): the carriage falls to the nearest full step while
+  the board counts on; ``M18``/``M84 S<seconds>`` sets the timeout (``S0``: never);
 * **no emergency parser by default** (``EMERGENCY_PARSER`` is off in the stock
   ``Configuration_adv.h``): ``M410`` and ``M112`` wait in the command queue behind an ``M400``
   like any other line; with ``emergency_parser=True`` they act the moment they arrive
@@ -76,6 +80,11 @@ class MarlinConfig:
     busy_interval: float = 2.0
     """Simulated seconds between ``echo:busy: processing`` lines during long waits
     (``HOST_KEEPALIVE_FEATURE``, ``DEFAULT_KEEPALIVE_INTERVAL``)."""
+    stepper_timeout_s: float = 120.0
+    """Idle seconds after which the motors are switched off (``DEFAULT_STEPPER_TIMEOUT_SEC``
+    with ``DISABLE_IDLE_X``; ``M18``/``M84 S<seconds>`` changes it, ``S0`` never)."""
+    microsteps: int = 16
+    """Microsteps per full step: a motor switched off falls to the nearest full step."""
     emergency_parser: bool = False
     """``EMERGENCY_PARSER`` (off in the stock ``Configuration_adv.h``): ``M410``/``M112`` act
     as they arrive instead of waiting in the command queue."""
@@ -123,6 +132,9 @@ class MarlinSimulator(FirmwareDevice):
         self._feed = 1500.0
         self._halted = False
         self._boots = 0
+        self._stepper_timeout = self.config.stepper_timeout_s
+        self._idle_since = 0.0  # simulated time the planner last ran empty (Marlin.cpp idle())
+        self._motors_on = True
         self.motion_log: list[tuple[Vec, Vec]] = []
         """``(start, end)`` of every completed or interrupted move (mm)."""
 
@@ -156,12 +168,24 @@ class MarlinSimulator(FirmwareDevice):
             if math.isnan(head.t0):
                 head.t0 = now
             if head.t0 + head.profile.duration > now:
+                self._idle_since, self._motors_on = now, True
                 return
             self._moves.popleft()
             self._phys = head.target
+            self._idle_since = head.t0 + head.profile.duration
             self.motion_log.append((head.start, head.target))
             if self._moves:
                 self._moves[0].t0 = head.t0 + head.profile.duration
+        if self._motors_on and 0 < self._stepper_timeout <= now - self._idle_since:
+            self._switch_motors_off()
+
+    def _switch_motors_off(self) -> None:
+        """The idle timeout (Marlin.cpp ``idle()``, ``stepper.disable_axis``): unpowered, the
+        rotor falls to the nearest full step, and the board still counts the old position."""
+        full_step = self.config.microsteps / self.config.steps_per_mm
+        x, y, z = (round(p / full_step) * full_step for p in self._phys)
+        self._phys = (x, y, z)
+        self._motors_on = False
 
     def _quick_stop(self) -> None:
         """M410: stop now, drop queued moves, position = where the carriage is."""
@@ -190,11 +214,16 @@ class MarlinSimulator(FirmwareDevice):
             round(logical[2] * self.config.steps_per_mm),
         )
 
-    def _counts(self) -> str:
-        """``Count X:.. Y:.. Z:..``: where the steppers are, in steps (live)."""
-        live = self._live()
+    def _counts(self, *, live: bool) -> str:
+        """``Count X:.. Y:.. Z:..`` in steps: the planner's position, reached as soon as a move
+        is queued (``M114``: ``report_current_position_projected`` prints ``planner.position``,
+        ``gcode/host/M114.cpp``, ``module/motion.cpp``), or where the steppers are (``M114 R``,
+        ``report_real_position``)."""
+        if not live:
+            return " ".join(f"{a}:{self._steps[i]}" for i, a in enumerate(AXES))
+        here = self._live()
         return " ".join(
-            f"{a}:{round((live[i] - self._offset[i]) * self.config.steps_per_mm)}"
+            f"{a}:{round((here[i] - self._offset[i]) * self.config.steps_per_mm)}"
             for i, a in enumerate(AXES)
         )
 
@@ -206,6 +235,7 @@ class MarlinSimulator(FirmwareDevice):
             self._lines.clear()
             self._partial.clear()
             self._halted = False
+            self._stepper_timeout, self._idle_since = self.config.stepper_timeout_s, self._now()
             self._boots += 1  # a command under way when the board restarted is never answered
             self._absolute, self._inches = True, False
             # Marlin boots with current_position zeroed and no axis homed: 0 is wherever the
@@ -314,6 +344,10 @@ class MarlinSimulator(FirmwareDevice):
         elif command == "M112" and not self.config.emergency_parser:
             with self._lock:
                 self._kill()
+        elif command in ("M18", "M84") and words.get("S"):
+            with self._lock:  # M17_M18_M84.cpp: S sets the idle timeout, and nothing else
+                self._stepper_timeout = float(words["S"])
+                self._idle_since = self._now()
         elif command in ("M17", "M18", "M84", "M108", "M410", ""):
             pass
         else:
@@ -333,7 +367,7 @@ class MarlinSimulator(FirmwareDevice):
                     if "R" in words
                     else self._commanded
                 )
-                counts = self._counts()
+                counts = self._counts(live="R" in words)
             self.write(f"X:{pos[0]:.2f} Y:{pos[1]:.2f} Z:{pos[2]:.2f} E:0.00 Count {counts}\n")
         elif command == "M115":
             caps = {

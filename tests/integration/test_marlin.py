@@ -33,7 +33,7 @@ def test_connects_through_the_boot_chatter(sim: MarlinSimulator) -> None:
     with connected(sim, MarlinRail) as rail:
         assert rail.firmware.startswith("Marlin 2.1.2.1")
         assert rail.position == 0.0 and rail.steps_per_mm == 400.0 and rail.emergency_parser
-        assert bytes(sim.received).endswith(b"M115\nG21\nM92\nM211\nM114\nM114\n")
+        assert bytes(sim.received).endswith(b"M115\nG21\nM84 S0\nM92\nM211\nM114\nM114\n")
         assert "restarted when its port was opened" in (rail.capabilities.unreferenced or "")
 
 

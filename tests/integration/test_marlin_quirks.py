@@ -73,6 +73,23 @@ def test_stepper_count_catches_a_move_marlin_dropped(sim: MarlinSimulator) -> No
         rail._move_absolute(10.0)
 
 
+def test_a_move_ends_when_the_carriage_arrives_not_when_marlin_has_planned_it(
+    sim: MarlinSimulator,
+) -> None:
+    """``M114``'s ``Count`` is the planner's position (Marlin 2's M114.cpp): it shows the
+    target as soon as the ``G1`` is queued, so it cannot tell when the carriage arrives."""
+    with connected(sim, MarlinRail) as rail:
+        rail.accept_position()
+        rail.send("G1 X20 F600")  # 2 s simulated
+        (report,) = rail.send("M114")
+        assert "Count X:8000 " in report and sim.logical_position[0] < 19.0
+        rail.send("M400")
+        start = sim.position[0]
+        rail.move_to(0.0)
+        assert sim.position[0] == pytest.approx(start - 20.0, abs=0.01)
+        assert rail.position == 0.0
+
+
 @pytest.mark.slow
 def test_simulator_without_emergency_parser_queues_m410_behind_m400(
     sim: MarlinSimulator,
@@ -141,3 +158,17 @@ def test_soft_endstops_clamp_only_after_homing_and_backlash_stays_inside(
             rail.move_to(250_000.0)
         with pytest.raises(MotionError, match="outside the soft limits"):
             check_plan_fits(ShotPlan.from_step(0.0, 250_000.0, 500.0), rail)
+
+
+def test_motors_stay_powered_through_a_long_pause() -> None:
+    """A stock board switches idle motors off after 120 s and the carriage falls to the
+    nearest full step (0.04 mm here) while the board counts on; the driver keeps them on."""
+    with MarlinSimulator(time_scale=200.0) as sim, connected(sim, MarlinRail) as rail:
+        rail.accept_position()
+        rail.move_to(1_020.0)  # half-way between two full steps
+        time.sleep(150.0 / 200.0)
+        assert sim.logical_position[0] == pytest.approx(1.02)
+    with MarlinSimulator(time_scale=200.0, reset_on_open=False) as stock:
+        stock.on_bytes(b"G1 X1.02 F600\n")
+        time.sleep(150.0 / 200.0)
+        assert stock.logical_position[0] != pytest.approx(1.02)  # fell to 1.00 or 1.04
