@@ -8,8 +8,9 @@
 What is simulated, following GRBL 1.1's documented behaviour:
 
 * the line protocol (``ok`` / ``error:N``, 80-character lines), ``$$`` settings and ``$N=value``,
-  ``$G``, ``$I``, ``$#``, ``$X``, ``$H`` / ``$HX``, ``$J=`` jogs; a G-code subset (G0, G1, G4,
-  G10 L2/L20, G17, G20/G21, G54, G90/G91, G92/G92.1, G94, M0/M2/M5/M9/M30, F, N);
+  ``$G``, ``$I``, ``$#``, ``$X``, ``$H`` (``$HX`` only as a build option, below), ``$J=`` jogs;
+  a G-code subset (G0, G1, G4, G10 L2/L20, G17, G20/G21, G54, G90/G91, G92/G92.1, G94,
+  M0/M2/M5/M9/M30, F, N);
 * real-time commands ``?`` (status report with MPos or WPos, WCO, FS, Pn), ``!`` feed hold,
   ``~`` resume, Ctrl-X soft reset (``ALARM:3`` when reset in motion) and ``0x85`` jog cancel;
 * motion time from feed rate and acceleration (a trapezoid per block, no junction blending),
@@ -47,6 +48,31 @@ interrupt fires on any change of the switch pins (``limits.c``: ``HARD_LIMIT_FOR
 is off in stock builds), so the first move off the switch trips ``ALARM:1`` as it releases it.
 Homing (hard limits off while it runs) is the way off.
 (``$C`` check mode and ``$SLP`` are not simulated: ``error:3``.)
+
+**Single-axis homing is a build option.** ``$HX``/``$HY``/``$HZ`` exist only in builds with
+``HOMING_SINGLE_AXIS_COMMANDS`` (``config.h``, commented out in stock builds); ``$I`` then lists
+``H`` among its options (``report.c``). In a stock build ``system.c`` (``case 'H'``) sets the
+state to Home *before* it looks at the letter, then answers ``error:3``: nothing homes, and the
+board stays in Home. There ``protocol.c`` starts no cycle (only from Idle), so planned moves
+never run and a ``G4`` is never answered; ``$H``, ``$J=`` and settings get ``error:8``
+(``system.c``: Idle or Alarm only). Only a soft reset gets out, and as it finds the state Home
+it raises ``ALARM:6`` (``motion_control.c``, ``mc_reset``) and the board restarts locked. The
+simulator does this by default; ``single_axis_homing=True`` is a build with the option (one
+letter only: ``$HXY`` is ``error:3`` and the same dead end there too).
+
+**Status reports GRBL does not send.** A ``?`` is only flagged by the serial interrupt; the main
+program serves it. Two loops never do:
+
+* the homing cycle: ``limits.c`` (``limits_go_home``: "No time to run
+  protocol_execute_realtime() in this loop"). The report comes once the cycle is done
+  (``motion_control.c``, ``mc_homing_cycle``, still in state Home), or never if it is reset;
+* a critical alarm (``ALARM:1`` hard limit, ``ALARM:2`` soft limit): ``protocol.c``
+  (``protocol_exec_rt_system``) loops until ``EXEC_RESET``, whatever its comment says, and the
+  reset clears the flag (``main.c``). The board says ``[MSG:Reset to continue]`` and answers
+  nothing, not even ``?``, until Ctrl-X.
+
+Both are simulated; :attr:`GrblSimulator.unanswered_status_queries` counts the ``?`` left
+unanswered.
 
 Every straight motion is recorded in :attr:`GrblSimulator.motion_log` (machine coordinates, mm).
 Time runs ``time_scale`` times faster than the wall clock.
@@ -218,6 +244,10 @@ class GrblSimulator(FirmwareDevice):
         Planner buffer size (15 on an ATmega328p).
     grblhal
         Announce itself as grblHAL (``GrblHAL 1.1f [...]``) instead of GRBL 1.1h.
+    single_axis_homing
+        A build with ``HOMING_SINGLE_AXIS_COMMANDS``: ``$HX`` homes X alone. Off, as in stock
+        GRBL, ``$HX`` is ``error:3`` and leaves the board in Home until a soft reset (see the
+        module docstring).
     """
 
     runner_name = "grbl-sim"
@@ -235,11 +265,13 @@ class GrblSimulator(FirmwareDevice):
         boot_delay: float = 0.0,
         planner_blocks: int = 15,
         grblhal: bool = False,
+        single_axis_homing: bool = False,
     ) -> None:
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
         super().__init__("ttyGRBL", reset_on_open=reset_on_open, time_scale=time_scale)
         self.grblhal = grblhal
+        self.single_axis_homing = single_axis_homing
         self.settings = dict(DEFAULT_SETTINGS)
         self.settings.update(settings or {})
         self.homing_init_lock = homing_init_lock
@@ -260,6 +292,10 @@ class GrblSimulator(FirmwareDevice):
         self._after_brake = ""
         self._homing: deque[tuple[int, float, float, str]] = deque()
         self._homing_axes: list[int] = []
+        self._home_stuck = False  # state Home left by a refused $HX: no cycle runs
+        self._report_after_homing = False  # a ? flagged during the homing cycle
+        self.unanswered_status_queries = 0
+        """How many ``?`` went unanswered (homing cycle, critical alarm; module docstring)."""
         self._t_free = 0.0
         self._lines: deque[str] = deque()
         self._partial = bytearray()
@@ -377,6 +413,8 @@ class GrblSimulator(FirmwareDevice):
         self._partial.clear()
         self._pending = None
         self._critical = False
+        self._home_stuck = False
+        self._report_after_homing = False  # main.c clears the real-time flags at a reset
         self._modal = _Modal()
         self._state = "Alarm" if alarm else "Idle"
         self._hold_done = False
@@ -421,6 +459,11 @@ class GrblSimulator(FirmwareDevice):
 
     def _realtime(self, byte: int, now: float) -> None:
         if byte == ord("?"):
+            if self._critical or self._homing_cycle():
+                # Flagged, not served: see "Status reports GRBL does not send" above.
+                self.unanswered_status_queries += 1
+                self._report_after_homing = not self._critical
+                return
             self._report_status(now)
         elif byte == 0x18:
             self._soft_reset(now)
@@ -517,6 +560,8 @@ class GrblSimulator(FirmwareDevice):
             self._finish_segment(seg, end)
 
     def _start_next(self, now: float) -> bool:
+        if self._home_stuck:
+            return False  # protocol.c starts a cycle only from Idle (or a finished hold)
         t = max(self._t_free, 0.0)
         if self._state in ("Run", "Jog") and self._planner:
             block = self._planner[0]
@@ -664,6 +709,7 @@ class GrblSimulator(FirmwareDevice):
         self._lines.clear()
         self._state = "Alarm"
         self._critical = critical
+        self._report_after_homing = False  # an alarm resets the board (mc_reset)
         self.alarms.append(code)
         self.write(f"ALARM:{code}\r\n")
         if critical:
@@ -716,8 +762,15 @@ class GrblSimulator(FirmwareDevice):
             machine = -self._travel()[i] + pulloff if toward_min else -pulloff
             offset[i] = self._phys[i] - machine
         self._offset = (offset[0], offset[1], offset[2])
-        self._state = "Idle"
         self._wco_changed = True
+        if self._report_after_homing:  # mc_homing_cycle: served before the state is Idle again
+            self._report_after_homing = False
+            self._report_status(self._now())
+        self._state = "Idle"
+
+    def _homing_cycle(self) -> bool:
+        """Whether a homing cycle is running (not the dead Home of a refused ``$HX``)."""
+        return self._state == "Home" and not self._home_stuck
 
     # -- line execution -----------------------------------------------------------------------
 
@@ -757,7 +810,8 @@ class GrblSimulator(FirmwareDevice):
         elif line == "$I":
             if not idle_or_alarm:
                 raise _GcodeError(8)
-            self._ok(f"[VER:{VERSION}.20190830:]", "[OPT:V,15,128]")
+            options = "VH" if self.single_axis_homing else "V"  # report.c, report_build_info
+            self._ok(f"[VER:{VERSION}.20190830:]", f"[OPT:{options},15,128]")
         elif line == "$#":
             if not idle_or_alarm:
                 raise _GcodeError(8)
@@ -811,14 +865,18 @@ class GrblSimulator(FirmwareDevice):
         self._ok()
 
     def _home_command(self, line: str) -> _Pending | None:
-        if not self.settings[22]:
-            raise _GcodeError(5)
+        # system.c: the Idle/Alarm check, then $22, then the state set to Home *before* the
+        # letter is looked at; HOMING_SINGLE_AXIS_COMMANDS takes one of X, Y, Z.
         if self._state not in ("Idle", "Alarm"):
             raise _GcodeError(8)
+        if not self.settings[22]:
+            raise _GcodeError(5)
         letters = line[2:]
-        if letters and any(c not in AXES for c in letters):
+        if letters and not (self.single_axis_homing and len(letters) == 1 and letters in AXES):
+            self._state = "Home"
+            self._home_stuck = True
             raise _GcodeError(3)
-        axes = [AXES.index(c) for c in letters] if letters else [2, 0, 1]
+        axes = [AXES.index(letters)] if letters else [2, 0, 1]
         try:
             self._start_homing(axes)
         except _GcodeError:

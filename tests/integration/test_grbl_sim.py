@@ -39,6 +39,14 @@ class Client:
             if text:
                 out.append(text)
 
+    def silent(self, seconds: float = 0.3) -> bool:
+        """Whether the board sends nothing for ``seconds`` (wall clock)."""
+        self.port.timeout = seconds
+        try:
+            return self.port.readline() == b""
+        finally:
+            self.port.timeout = 10.0
+
     def skip_to_banner(self) -> None:
         """Read past whatever comes before the board's banner (a restart prints one)."""
         while self.line() != "Grbl 1.1h ['$' for help]":
@@ -197,8 +205,80 @@ def test_homing_from_the_lock_unlocks(sim: GrblSimulator) -> None:
         assert host.line() == "[MSG:'$H'|'$X' to unlock]"
         assert host.lines_until_ok("$25=5000") == ["ok"]  # quick seek
         assert host.lines_until_ok("$24=1000") == ["ok"]
-        assert host.lines_until_ok("$HX") == ["ok"]
-        assert host.status().startswith("<Idle|MPos:-1.000,")
+        assert host.lines_until_ok("$H") == ["ok"]
+        assert host.status().startswith("<Idle|MPos:-1.000,-1.000,-1.000|")
+    finally:
+        host.port.close()
+
+
+def test_single_axis_homing_is_refused_by_a_stock_build_and_leaves_it_in_home(
+    sim: GrblSimulator,
+) -> None:
+    """system.c sets the state to Home before it finds $HX unknown (HOMING_SINGLE_AXIS_COMMANDS
+    is off in stock config.h): nothing homes and nothing starts until a soft reset, which is a
+    reset during homing (mc_reset: ALARM:6)."""
+    host = opened(sim)
+    try:
+        assert host.line() == "[MSG:'$H'|'$X' to unlock]"
+        assert host.lines_until_ok("$X") == ["[MSG:Caution: Unlocked]", "ok"]
+        assert host.lines_until_ok("$HX") == ["error:3"]
+        assert host.status().startswith("<Home|MPos:0.000,")
+        assert host.lines_until_ok("G1 X-1 F600") == ["ok"]  # planned, never started
+        assert host.lines_until_ok("$H") == ["error:8"]
+        assert host.lines_until_ok("$J=G91 X-1 F600") == ["error:8"]
+        host.port.write(b"G4 P0\n")
+        assert host.silent(0.3)  # the dwell waits for a motion that never starts
+        assert sim.motion_log == [] and sim.state == "Home"
+        host.port.write(b"\x18")
+        assert host.line() == "ALARM:6"
+        host.skip_to_banner()
+        assert host.line() == "[MSG:'$H'|'$X' to unlock]"
+        assert host.status().startswith("<Alarm|MPos:0.000,")  # the position is kept
+    finally:
+        host.port.close()
+
+
+def test_a_build_with_single_axis_homing_homes_one_axis() -> None:
+    settings = {24: 1000.0, 25: 5000.0}
+    with GrblSimulator(time_scale=10.0, settings=settings, single_axis_homing=True) as sim:
+        host = opened(sim)
+        try:
+            host.line()
+            assert host.lines_until_ok("$HX") == ["ok"]
+            assert host.status().startswith("<Idle|MPos:-1.000,0.000,0.000|")
+            assert host.lines_until_ok("$HXY") == ["error:3"]  # one letter only: Home again
+            assert host.status().startswith("<Home|")
+        finally:
+            host.port.close()
+
+
+def test_status_is_not_answered_during_a_homing_cycle(sim: GrblSimulator) -> None:
+    """limits.c runs no protocol_execute_realtime() while homing: a ? is served once the cycle
+    ends (mc_homing_cycle, state still Home), and a reset during the cycle drops it."""
+    host = opened(sim)
+    try:
+        host.line()
+        assert host.lines_until_ok("$25=300") == ["ok"]  # 50 mm at 300 mm/min: 10 s, 1 s real
+        host.port.write(b"$H\n")
+        while sim.state != "Home":
+            time.sleep(0.005)
+        host.port.write(b"?")
+        assert host.silent(0.3)
+        assert sim.unanswered_status_queries == 1
+        host.port.write(b"\x18")
+        assert host.line() == "ALARM:6"
+        host.skip_to_banner()
+        assert host.line() == "[MSG:'$H'|'$X' to unlock]"
+        assert host.silent(0.2)  # the flagged report died with the reset
+        assert host.lines_until_ok("$25=5000") == ["ok"]
+        assert host.lines_until_ok("$24=1000") == ["ok"]
+        host.port.write(b"$H\n")
+        while sim.state != "Home":
+            time.sleep(0.005)
+        host.port.write(b"?")
+        assert host.line().startswith("<Home|MPos:-1.000,-1.000,-1.000|")  # after the cycle
+        assert host.line() == "ok"
+        assert sim.unanswered_status_queries == 2
     finally:
         host.port.close()
 
@@ -260,13 +340,15 @@ def test_jog_beyond_soft_limits_is_error_15(client: Client) -> None:
     assert client.status().startswith("<Idle|MPos:0.000,")
 
 
-def test_g1_beyond_soft_limits_is_alarm_2_until_reset(client: Client) -> None:
+def test_g1_beyond_soft_limits_is_alarm_2_until_reset(sim: GrblSimulator, client: Client) -> None:
     assert client.lines_until_ok("$20=1") == ["ok"]
     client.port.write(b"G1 X5 F600\n")
     assert client.line() == "ALARM:2"
     assert client.line() == "[MSG:Reset to continue]"
     client.port.write(b"$X\n")  # ignored until reset
-    assert client.status().startswith("<Alarm|")
+    client.port.write(b"?")  # not answered either: protocol.c loops until EXEC_RESET
+    assert client.silent(0.3)
+    assert sim.unanswered_status_queries == 1 and sim.state == "Alarm"
     client.port.write(b"\x18")
     lines = [client.line() for _ in range(3)]
     assert "Grbl 1.1h ['$' for help]" in lines
@@ -312,13 +394,18 @@ def test_feed_hold_and_resume_completes_the_move(client: Client, clock: Clock) -
 def test_homing_and_hard_limit(sim: GrblSimulator, client: Client) -> None:
     assert client.lines_until_ok("$24=400") == ["ok"]  # quick locate
     assert client.lines_until_ok("$25=3000") == ["ok"]
-    assert client.lines_until_ok("$HX") == ["ok"]  # returns when homing is done
+    assert client.lines_until_ok("$H") == ["ok"]  # returns when homing is done
     assert client.status().startswith("<Idle|MPos:-1.000,")
     client.port.write(b"$J=G53 X5 F600\n")  # beyond the switch (no soft limits): trips it
     assert client.line() == "ok"
     assert client.line() == "ALARM:1"
     assert client.line() == "[MSG:Reset to continue]"
     assert sim.alarms == [1]
+    client.port.write(b"?")  # a critical alarm answers nothing until Ctrl-X
+    assert client.silent(0.3)
+    client.port.write(b"\x18")
+    client.skip_to_banner()
+    assert client.status().startswith("<Alarm|")
 
 
 def test_planner_buffer_holds_back_ok_when_full(
@@ -394,10 +481,10 @@ def test_a_switch_pressed_at_a_reset_locks_the_board_and_releasing_it_trips(homi
         assert host.line() == "[MSG:Check Limits]"
         host.line()
         if homing:
-            assert host.lines_until_ok("$HX") == ["ok"]  # hard limits are off while homing
+            assert host.lines_until_ok("$H") == ["ok"]  # hard limits are off while homing
             assert host.status().startswith("<Idle|MPos:-1.000,")
         else:  # $H is error:5; limits.c's advice: hard limits off, move off the switch
-            assert host.lines_until_ok("$HX") == ["error:5"]
+            assert host.lines_until_ok("$H") == ["error:5"]
             assert host.lines_until_ok("$21=0") == ["ok"]
             assert host.lines_until_ok("$X") == ["[MSG:Caution: Unlocked]", "ok"]
         assert host.lines_until_ok("G91 G1 X-5 F300") == ["ok"]
