@@ -124,7 +124,7 @@ def status(url: UrlArg) -> None:
 
 @app.command()
 def home(url: UrlArg) -> None:
-    """Run the homing cycle (GRBL: $HX, or $H with homing=all; Marlin: G28)."""
+    """Run the homing cycle (GRBL: $HX if the build has it, else $H; see homing=; Marlin: G28)."""
     _motion(url, lambda focuser: focuser.home())
 
 

@@ -4,8 +4,9 @@ Protocol, as GRBL 1.1 documents it, and the traps a rail driver must avoid:
 
 * **Wake-up.** Opening the port resets an Arduino (DTR). Send ``\\r\\n\\r\\n``, wait for the
   bootloader (``wakeup``, 2 s by default; a simulator needs none), discard what arrived, then
-  synchronise with ``$G``: everything before its ``[GC:...]`` reply is stale. If the controller
-  stays silent but answers ``?``, it is blocked in a critical alarm: a soft reset (Ctrl-X) frees it.
+  synchronise with ``$G``: everything before its ``[GC:...]`` reply is stale. A controller that
+  stays silent is sent one soft reset (Ctrl-X): a critical alarm (below) answers nothing else,
+  not even ``?``, and a board found that way may have lost its position, so it must be homed.
 * **Fresh boot.** A banner (``Grbl 1.1h ['$' for help]``, or grblHAL's ``GrblHAL 1.1f [...]``)
   that arrives while connecting means the board restarted as the port opened: GRBL clears its
   machine position at power-up (``main.c``: ``memset(sys_position, 0, ...)``), so the position
@@ -24,11 +25,23 @@ Protocol, as GRBL 1.1 documents it, and the traps a rail driver must avoid:
   limits on, a jog beyond travel is refused with ``error:15``.
 * **Alarms** (``ALARM:N``) stop the current move with a :class:`~rig.errors.MotionError` in
   words; they are never cleared behind the user's back: :meth:`GrblRail.unlock` (``$X``) or
-  :meth:`GrblRail.home` (``$H``) must be asked for.
+  :meth:`GrblRail.home` (``$H``) must be asked for. After a hard or soft limit (``ALARM:1``,
+  ``ALARM:2``, then ``[MSG:Reset to continue]``) GRBL reads nothing and answers no ``?`` until
+  a soft reset (``protocol.c``, ``protocol_exec_rt_system``), so the driver sends Ctrl-X before
+  its next status query: the board restarts still in ALARM, and the alarm is reported in words.
 * **Stop.** Feed hold ``!``, wait for the carriage to decelerate (``Hold:0``), then soft reset
   Ctrl-X, which flushes the planner and keeps the position because nothing is moving. A jog is
-  cancelled with ``0x85`` instead.
-* **Homing** only X is common on rails (``$HX``, the default; ``homing=all`` sends ``$H``).
+  cancelled with ``0x85`` instead. Homing answers no ``?`` until it ends (``limits.c``,
+  ``limits_go_home``) and only a reset stops it, so a stop while homing is Ctrl-X at once; so is
+  a stop that gets no status answer.
+* **Homing.** ``$HX`` (one axis) exists only in builds with ``HOMING_SINGLE_AXIS_COMMANDS``
+  (``config.h``; off in stock builds, which then list no ``H`` in ``$I``'s options). A stock
+  build answers it ``error:3`` *after* setting its state to Home (``system.c``), where it stays,
+  running nothing, until a soft reset. So by default (``homing=auto``) the driver asks ``$I``
+  and sends ``$H<axis>`` only to a build that lists ``H``, else ``$H``, which runs the build's
+  homing cycle (stock: Z, then X and Y; a one-axis rail wants a build whose cycle is its axis).
+  ``homing=axis`` always sends ``$H<axis>``, ``homing=all`` always ``$H``. A refused
+  ``$H<axis>`` is undone with a soft reset and said in one line.
 * **Backlash.** GRBL has no compensation; :class:`~rig.rails.base.Rail` approaches every target
   from one side.
 
@@ -74,6 +87,9 @@ _BANNER = re.compile(r"^(Grbl|GrblHAL)\s+(\S+)\s*\[")
 _AXES = "XYZABC"
 _HELD_STATES = ("Hold", "Door")
 """States in which GRBL keeps planned motion paused until Cycle Start (``~``) or a reset."""
+_HOMING_MODES = ("auto", "axis", "all")
+_CRITICAL_ALARMS = (1, 2)
+"""Hard and soft limit: GRBL then reads nothing, ``?`` included, until a soft reset."""
 _WCO_REFRESH_BUSY_COUNT = 30
 """GRBL's ``config.h``: the most status reports between two that carry ``WCO``."""
 
@@ -152,8 +168,9 @@ class GrblRail(GcodeRail):
         ``?`` status queries.
     feed_mm_min
         Move speed; ``None`` uses the controller's maximum rate for the axis (``$110``...).
-    home_all
-        Send ``$H`` (all axes) instead of ``$H<axis>``.
+    homing
+        ``auto`` (``$H<axis>`` when ``$I`` lists single-axis homing, else ``$H``), ``axis``
+        (always ``$H<axis>``) or ``all`` (always ``$H``, the build's homing cycle).
     """
 
     scheme = "grbl"
@@ -165,12 +182,17 @@ class GrblRail(GcodeRail):
         port: str,
         options: RailOptions | None = None,
         *,
-        home_all: bool = False,
+        homing: str = "auto",
         **settings: Unpack[GcodeSettings],
     ) -> None:
         super().__init__(port, options, **settings)
         self._axis_index = _AXES.index(self.axis)
-        self.home_all = home_all
+        if homing not in _HOMING_MODES:
+            raise ValueError(f"homing={homing!r}: use one of {', '.join(_HOMING_MODES)}")
+        self.homing = homing
+        self._single_axis_homing: bool | None = None
+        """Whether ``$I`` lists ``H`` (``HOMING_SINGLE_AXIS_COMMANDS``); None until asked."""
+        self._homing_now = False
         self.settings: dict[int, float] = {}
         """The controller's ``$$`` settings, read at connection."""
         self.version = ""
@@ -200,17 +222,15 @@ class GrblRail(GcodeRail):
     def _url_settings(cls, parsed: DeviceURL) -> dict[str, Any]:
         """``grbl:///dev/ttyUSB0?baud=115200&axis=X&backlash=50um&settle=0.5&feed=5mm/s``.
 
-        Besides the G-code rails' options: ``homing`` (``axis`` or ``all``).
+        Besides the G-code rails' options: ``homing`` (``auto``, ``axis`` or ``all``).
         """
-        homing = (parsed.take("homing") or "axis").lower()
-        if homing not in ("axis", "all"):
+        homing = (parsed.take("homing") or "auto").lower()
+        if homing not in _HOMING_MODES:
             raise URLError(
-                f"homing={homing!r} in {parsed.text!r}: use homing=axis ($HX) or homing=all"
+                f"homing={homing!r} in {parsed.text!r}: use homing=auto (the default), "
+                "homing=axis ($HX) or homing=all ($H)"
             )
-        return {
-            **super()._url_settings(parsed),
-            "home_all": homing == "all",
-        }
+        return {**super()._url_settings(parsed), "homing": homing}
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -222,6 +242,7 @@ class GrblRail(GcodeRail):
             last = self._status
             self._status = None
             self._wco = None  # the offset may have changed while the port was closed
+            self._single_axis_homing = None  # another board may be on the port now
             resets_before = self._reset_seq
         self._link = SerialLink(self.port, self.baud, self._on_line, self._on_lost)
         try:
@@ -291,6 +312,7 @@ class GrblRail(GcodeRail):
         time.sleep(self.wakeup_s)
         deadline = time.monotonic() + max(self.timeout_s, 1.0)
         reset_sent = False
+        banners = self._reset_seq
         while True:
             if self._sync_once(timeout=0.5):
                 break
@@ -300,10 +322,18 @@ class GrblRail(GcodeRail):
                     "baud rate, that the board runs GRBL 1.1, and the cable"
                     + self._other_firmware_hint()
                 )
-            if not reset_sent and self._answers_status():
-                # Alive but not reading lines: a critical alarm waits for a reset.
+            if not reset_sent and self._reset_seq == banners:  # not a board that just booted
+                # Not reading lines: a critical alarm (ALARM:1/2) waits for a reset, and GRBL
+                # answers not even `?` until then (protocol.c). The banner it prints ends the
+                # wait: the next $G is answered.
+                silent = not self._answers_status()
                 link.write(SOFT_RESET)
                 reset_sent = True
+                if silent and self._position_lost is None:
+                    self._position_lost = (
+                        "the controller answered nothing, not even a status query, until a "
+                        "soft reset: a hard- or soft-limit ALARM holds it so"
+                    )
         time.sleep(0.05)  # let any straggling answer to an earlier $G arrive and be dropped
         with self._cond:
             self._responses.clear()
@@ -556,6 +586,12 @@ class GrblRail(GcodeRail):
             ) from None
 
     def _alarm_error(self, context: str) -> MotionError:
+        if self._on_switch and self._alarm_code in _CRITICAL_ALARMS:  # reset, on the switch
+            return MotionError(
+                f"{self.port}: {alarm_text(self._alarm_code)} {context}; the carriage stands on "
+                "the limit switch, so the first move off it would trip it again: home the rail "
+                "(--home, or `rig rail home`), which moves off the switch"
+            )
         if self._on_switch:
             return MotionError(
                 f"{self.port}: ALARM since the controller started on a pressed limit switch "
@@ -610,22 +646,46 @@ class GrblRail(GcodeRail):
         """Send a raw command line (e.g. ``$$`` or ``G92 X0``) and return the lines it printed."""
         return self._checked_command(line, timeout=timeout)
 
-    def _query_status(self, timeout: float | None = None) -> GrblStatus:
+    def _query_status(
+        self, timeout: float | None = None, *, critical: Callable[[], None] | None = None
+    ) -> GrblStatus:
+        """``?`` and its report; ``critical`` is called (and may raise) if a critical alarm
+        is announced meanwhile, as GRBL then answers no ``?`` (see the module docstring)."""
         link = self._require_link()
         with self._cond:
             seq = self._status_seq
         link.write(STATUS_QUERY)
         deadline = time.monotonic() + (self.timeout_s if timeout is None else timeout)
+
+        def announced() -> None:
+            if critical is not None and self._critical:
+                critical()
+
         with self._cond:
-            if not self._wait_for(link, lambda: self._status_seq != seq, deadline):
+            if not self._wait_for(link, lambda: self._status_seq != seq, deadline, announced):
                 raise _Timeout("?")
             assert self._status is not None
             return self._status
 
     def status(self) -> GrblStatus:
-        """A fresh status report."""
+        """A fresh status report.
+
+        In a critical alarm (hard or soft limit: ``[MSG:Reset to continue]``) GRBL answers no
+        ``?`` until a soft reset, so one is sent first. It restarts in ALARM, the alarm kept:
+        moves stay refused, in words, until the rail is homed or unlocked.
+        """
+
+        def stop_waiting() -> None:
+            raise _CriticalAlarm
+
         try:
-            return self._query_status()
+            if self._critical:
+                self._leave_critical_alarm()
+            try:
+                return self._query_status(critical=stop_waiting)
+            except _CriticalAlarm:
+                self._leave_critical_alarm()
+                return self._query_status()
         except _Timeout:
             raise RigError(
                 f"the GRBL controller on {self.port} does not answer status queries; "
@@ -765,6 +825,8 @@ class GrblRail(GcodeRail):
         deadline = time.monotonic() + (timeout if timeout is not None else self.timeout_s)
         while True:
             status = self.status()
+            if self._alarm_seq != alarms and self._alarm_code in _CRITICAL_ALARMS:
+                raise self._alarm_error(f"during {what}")  # the reset after it was ours
             if self._reset_seq != resets:
                 raise self._reset_error(what)
             if self._alarm_seq != alarms or status.state == "Alarm":
@@ -816,23 +878,39 @@ class GrblRail(GcodeRail):
         self._require_link()
         if self._needs_reset():
             self._soft_reset()
-        command = "$H" if self.home_all else f"$H{self.axis}"
+        self._halting = False
+        command = self._homing_command()
+        state = self.status().state if command != "$H" else ""
         travel = self.settings.get(130 + self._axis_index, 200.0)
         seek = self.settings.get(25) or 500.0
         feed = self.settings.get(24) or 25.0
         timeout = 1.5 * travel / (seek / 60.0) + 5 * 10 / (feed / 60.0) + self.timeout_s
         alarms = self._alarm_seq
-        self._moving = True
+        self._moving = self._homing_now = True
         try:
             self._command(command, timeout=timeout)
         except GrblCommandError as exc:
+            if exc.code == 3 and command != "$H":
+                self._undo_single_axis_homing(state)
+                raise MotionError(
+                    f"{self.port}: this GRBL build has no single-axis homing ({command} refused; "
+                    "HOMING_SINGLE_AXIS_COMMANDS is off in stock GRBL), nothing moved: add "
+                    "homing=all to the rail's URL to run the build's homing cycle ($H), if it "
+                    f"homes the {self.axis} axis"
+                ) from None
             raise MotionError(f"{self.port}: homing was refused: {error_text(exc.code)}") from None
         except _Timeout:
             raise MotionError(
                 f"{self.port}: homing did not finish within {timeout:.0f} s"
             ) from None
+        except MotionError:
+            if self._halting:  # stop() reset the board: GRBL cannot stop homing otherwise
+                raise MoveStoppedError(
+                    f"{self.name}: homing stopped; the position is unknown until the rail is homed"
+                ) from None
+            raise
         finally:
-            self._moving = False
+            self._moving = self._homing_now = False
         if self._alarm_seq != alarms:
             raise self._alarm_error("during homing")
         self._position_lost = None
@@ -841,6 +919,44 @@ class GrblRail(GcodeRail):
         self._wait_idle("homing")
         self._homed = True
         self._machine_span = self._span_after_homing()
+
+    def _homing_command(self) -> str:
+        """``$H<axis>`` or ``$H``, by the ``homing`` option (see the module docstring)."""
+        if self.homing == "all":
+            return "$H"
+        if self.homing == "auto" and self._single_axis_homing is None:
+            self._single_axis_homing = self._lists_single_axis_homing()
+        if self.homing == "axis" or self._single_axis_homing is not False:
+            return f"$H{self.axis}"
+        return "$H"
+
+    def _lists_single_axis_homing(self) -> bool | None:
+        """Whether ``$I`` lists ``H`` among the build options (``report.c``,
+        ``report_build_info``: ``HOMING_SINGLE_AXIS_COMMANDS``); None when it lists none."""
+        try:
+            lines = self._command("$I")
+        except GrblCommandError:
+            return None
+        for line in lines:
+            match = re.match(r"^\[OPT:([^,\]]*)", line)
+            if match:
+                return "H" in match.group(1)
+        return None
+
+    def _undo_single_axis_homing(self, state: str) -> None:
+        """Get a board out of the Home state a refused ``$H<axis>`` leaves it in.
+
+        A build without single-axis homing sets its state to Home before it finds the command
+        unknown (``system.c``), and stays there: no move starts, ``$H`` and jogs are refused.
+        Only a soft reset gets out, reporting ``ALARM:6`` (a reset during homing) though
+        nothing moved, and the board restarts locked. The position is intact, so the alarm is
+        forgotten, and a board that was unlocked is unlocked again.
+        """
+        lost, code = self._position_lost, self._alarm_code
+        self._soft_reset()
+        self._position_lost, self._alarm_code = lost, code
+        if state != "Alarm":
+            self._checked_command("$X")
 
     def _span_after_homing(self) -> tuple[float, float] | None:
         """The axis's machine travel (mm) once homed, clear of the home switch; ``None`` when
@@ -899,6 +1015,15 @@ class GrblRail(GcodeRail):
         """After ALARM:1/2 GRBL reads no line until Ctrl-X ("Reset to continue")."""
         return self._critical or self._alarm_code in (1, 2)
 
+    def _leave_critical_alarm(self) -> None:
+        """Ctrl-X, so that a board held in a critical alarm answers again; the alarm stays."""
+        log.info(
+            "%s: %s: soft reset, as GRBL answers nothing until then (the alarm stays)",
+            self.port,
+            alarm_text(self._alarm_code),
+        )
+        self._soft_reset()
+
     def _soft_reset(self) -> None:
         """Ctrl-X and wait for the banner; the planner and line buffer are flushed."""
         link = self._require_link()
@@ -917,9 +1042,21 @@ class GrblRail(GcodeRail):
             return
         self._halting = True
         try:
-            state = self._status.state if self._status else ""
-            fresh = self._query_status(timeout=1.0).state
-            state = fresh or state
+            if self._homing_now:
+                # GRBL answers no `?` while homing (limits.c) and only a reset stops it; the
+                # position is lost anyway.
+                self._soft_reset()
+                return
+            if self._critical:
+                return  # a hard or soft limit already stopped everything dead
+            try:
+                state = self._query_status(timeout=1.0).state
+            except _Timeout:
+                # A board that answers no `?` reads nothing else either: homing not started
+                # here, or a critical alarm. Only a reset stops the former.
+                log.warning("%s: no status answer: stopping with a soft reset", self.port)
+                self._soft_reset()
+                return
             if state == "Jog":
                 link.write(JOG_CANCEL)
                 return
@@ -942,3 +1079,7 @@ class GrblRail(GcodeRail):
 
 class _Timeout(Exception):
     """Internal: no answer within the time allowed (turned into a RigError by callers)."""
+
+
+class _CriticalAlarm(Exception):
+    """Internal: a critical alarm came while waiting for a status report that will not."""

@@ -459,16 +459,107 @@ def test_work_coordinates_wpos_and_wco(sim: GrblSimulator) -> None:
 
 
 @pytest.mark.slow
-def test_homing_sends_single_axis_or_all() -> None:
-    with GrblSimulator(time_scale=20.0, settings=QUICK_HOMING) as sim:
+@pytest.mark.parametrize(("single_axis", "expected"), [(False, b"$H\n"), (True, b"$HX\n")])
+def test_homing_sends_single_axis_only_to_a_build_that_lists_it(
+    single_axis: bool, expected: bytes
+) -> None:
+    """$I's options list H when the build has HOMING_SINGLE_AXIS_COMMANDS (report.c)."""
+    with GrblSimulator(
+        time_scale=20.0, settings=QUICK_HOMING, single_axis_homing=single_axis
+    ) as sim:
         with connected(sim, GrblRail) as rail:
             mark = len(sim.received)
             rail.home()
-            assert sent(sim, mark).endswith(b"$HX\n")
+            assert sent(sim, mark) == b"$I\n" + expected
+            mark = len(sim.received)
+            rail.home()  # asked once per connection
+            assert sent(sim, mark) == expected
         with connected(sim, GrblRail, "&homing=all") as rail:
             mark = len(sim.received)
             rail.home()
-            assert sent(sim, mark).endswith(b"$H\n")
+            assert sent(sim, mark) == b"$H\n"
+
+
+@pytest.mark.parametrize("unlocked", [True, False], ids=["idle", "boot-locked"])
+def test_single_axis_homing_refused_by_a_stock_build_is_one_line_and_leaves_it_usable(
+    sim: GrblSimulator, unlocked: bool
+) -> None:
+    """Stock GRBL answers $HX with error:3 after setting its state to Home (system.c), and
+    stays there; the driver resets it out, puts it back as it was and names homing=all."""
+    with connected(sim, GrblRail, "&homing=axis") as rail:
+        if unlocked:
+            rail.accept_position()
+        with pytest.raises(MotionError) as info:
+            rail.home()
+        message = str(info.value)
+        assert "homing=all" in message and "$HX" in message and "\n" not in message
+        assert sim.state == ("Idle" if unlocked else "Alarm")  # not stuck in Home
+        assert sim.motion_log == []
+        if unlocked:
+            rail.move_to(1000.0)  # nothing was lost
+            assert sim.machine_position[0] == pytest.approx(1.0, abs=0.002)
+        else:
+            rail.accept_position()
+            assert sim.state == "Idle"
+
+
+@pytest.mark.slow
+def test_stop_during_homing_resets_at_once() -> None:
+    """GRBL answers no ? while homing (limits.c): stop() must not wait for one before Ctrl-X."""
+    slow_seek = {24: 200.0, 25: 300.0}  # 50 mm at 300 mm/min: 10 s, 1 s real
+    with (
+        GrblSimulator(time_scale=10.0, settings=slow_seek) as sim,
+        connected(sim, GrblRail, "&homing=all") as rail,
+    ):
+        timing: dict[str, float] = {}
+
+        def stop() -> None:
+            start = time.monotonic()
+            rail.stop()
+            timing["stop"] = time.monotonic() - start
+
+        stopped = act_when(lambda: sim.state == "Home", stop)
+        with pytest.raises(MoveStoppedError, match="homing stopped"):
+            rail.home()
+        assert stopped.wait(10.0)
+        assert timing["stop"] < 0.5
+        assert sim.alarms == [6]  # reset during homing
+        assert sim.motion_log[-1].interrupted == "reset"
+        assert rail.capabilities.absolute is False
+
+
+def test_a_jog_into_a_switch_is_the_hard_limit_in_words_at_once() -> None:
+    """After ALARM:1 GRBL answers no ? until Ctrl-X (protocol.c): the driver resets it and
+    names the alarm instead of blaming the cable after a status timeout."""
+    with (
+        GrblSimulator(time_scale=10.0, start_position=(-3.0, -50.0, -50.0)) as sim,
+        accepted(sim, GrblRail) as rail,
+    ):
+        start = time.monotonic()
+        with pytest.raises(MotionError) as info:
+            rail.jog(5000.0)  # the switch sits 3 mm above the start
+        assert time.monotonic() - start < 2.0
+        message = str(info.value)
+        assert "ALARM:1 (Hard limit triggered" in message and "\n" not in message
+        assert "home the rail" in message
+        assert sim.state == "Alarm" and rail.status().state == "Alarm"  # answers again
+        start = time.monotonic()
+        with pytest.raises(MotionError, match="ALARM:1"):
+            rail.move_to(100.0)
+        assert time.monotonic() - start < 1.0
+        assert sim.alarms == [1]
+
+
+def test_a_board_held_in_a_hard_limit_alarm_is_reset_when_connecting() -> None:
+    """A board that kept its power in ALARM:1 answers nothing, not even ?: the handshake sends
+    Ctrl-X and waits for the banner; the position is then not trusted."""
+    with GrblSimulator(time_scale=10.0, reset_on_open=False) as sim:
+        sim.trigger_alarm(1)
+        with connected(sim, GrblRail, "&timeout=3") as rail:
+            assert rail.status().state == "Alarm"
+            with pytest.raises(MotionError, match=r"ALARM.*home the rail"):
+                rail.move_to(1000.0)
+            assert sim.motion_log == []
 
 
 def test_homing_disabled_is_refused_clearly() -> None:
