@@ -357,8 +357,10 @@ class SessionRunner:
                 reason, error = FinishReason.ERROR, self._worker.error
             self._set_state(RunState.FINISHING)
             outputs = self._finish(reason)
-            if self._abort.is_set() and reason is not FinishReason.COMPLETED:
-                reason = FinishReason.ABORTED  # aborted while draining or writing
+            if self._abort.is_set() and (reason is not FinishReason.COMPLETED or not outputs):
+                # Aborted while draining or before writing: every frame may be shot, but the
+                # composite is not made, and a resume makes it.
+                reason = FinishReason.ABORTED
             if reason is FinishReason.COMPLETED and self._worker and self._worker.error:
                 reason, error = FinishReason.ERROR, self._worker.error
         except UserError as exc:  # could not even start (journal unreadable, stacker refused)

@@ -167,12 +167,13 @@ def test_stop_request_finishes_the_frame_then_resume_completes(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("index", [3, FRAMES])  # FRAMES: the composite was all that was left
 def test_abort_leaves_a_consistent_journal_and_no_composite(
-    tmp_path: Path, sim: SimulatedRig
+    tmp_path: Path, sim: SimulatedRig, index: int
 ) -> None:
-    folder, result = run_stopped(tmp_path / "s", sim, 3, SessionRunner.abort)
+    folder, result = run_stopped(tmp_path / "s", sim, index, SessionRunner.abort)
     assert result.reason is FinishReason.ABORTED and result.exit_code == 130
-    assert frame_indexes(folder) == [1, 2, 3]
+    assert frame_indexes(folder) == list(range(1, index + 1))
     assert not folder.composite_path("tif").exists() or result.outputs == ()
     lines = folder.journal_path.read_bytes().splitlines()
     assert all(json.loads(line) for line in lines)
