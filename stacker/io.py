@@ -311,16 +311,27 @@ RAW_ZERO_TAIL = 64 * 1024
 """A RAW file ending in this many zero bytes is still being filled in (see :func:`truncation`)."""
 
 
-def truncation(path: Path) -> str | None:
-    """Why ``path`` is visibly cut short, or None.
+#: Bytes at the start of a file that, all zero, show its data was never written: no image or
+#: RAW format starts so, and a file set to its size before its blocks reach the disk (a power
+#: cut, a copy that preallocates) reads as zeros.
+ZERO_HEAD = 512
 
-    A JPEG without its end marker, a PNG without IEND, and a RAW file whose last 64 KiB are all
-    zero bytes: a file set to its full size before its content is written (as Samba does for an
+
+def truncation(path: Path) -> str | None:
+    """Why ``path`` is visibly cut short or never written, or None.
+
+    A file whose first 512 bytes are all zero (set to its size, its data never written: a power
+    cut), a JPEG without its end marker, a PNG without IEND, and a RAW file whose last 64 KiB are
+    all zero bytes: a file set to its full size before its content is written (as Samba does for an
     SMB client's copy: an initial ``truncate()`` to the final size, exfat-linux issue #31) is
     zero-filled where the copy has not reached yet, and LibRaw decodes such a file without a
     complaint. A whole RAW file never ends so: its last bytes are compressed image data, or
     sensor data above the black level.
     """
+    with path.open("rb") as fh:
+        head = fh.read(ZERO_HEAD)
+    if head and not head.strip(b"\0"):
+        return "begins with zero bytes (written at full size but its data never reached the disk?)"
     suffix = path.suffix.lower()
     if suffix in (".jpg", ".jpeg"):
         if not _jpeg_is_complete(path.read_bytes()):

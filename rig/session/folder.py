@@ -466,7 +466,10 @@ def reconcile(
         rec = journaled.get(shot.index)
         damage = [(f, why) for f in files if (why := frame_file_problem(f, rec)) is not None]
         if damage:
-            result.damaged[shot.index] = damage
+            # The whole shot goes aside: a RAW+JPEG partner left behind would hold the frame's
+            # name, and the reshot pair land under another.
+            others = [(f, "the other file of that shot") for f in files if f not in dict(damage)]
+            result.damaged[shot.index] = damage + others
             result.missing.append(shot.index)
             continue
         if files:

@@ -29,7 +29,7 @@ How the virtual body behaves (libgphoto2 2.5.34, found by experiment and confirm
 
 So :class:`VirtualCameraFolder` keeps one capture slot, ``capture.jpg``, of a fixed size, and
 :meth:`VirtualCameraFolder.stage` replaces its content (atomically) with the next image padded
-with zero bytes after the JPEG end marker, which every JPEG decoder ignores. The downloaded file
+with filler bytes after the JPEG end marker, which every JPEG decoder ignores. The downloaded file
 is byte-for-byte the staged slot.
 """
 
@@ -67,8 +67,14 @@ def placeholder_jpeg(width: int = 64, height: int = 48) -> bytes:
     return bytes(encoded.tobytes())
 
 
+#: What fills the slot after the JPEG: decoders stop at its end marker, and not zero bytes, which
+#: would make the file look unfinished when it is stored as the RAW half of a RAW+JPEG shot
+#: (a RAW file that ends in zeros is one still being copied, see ``stacker.io.truncation``).
+PADDING = b"\x55"
+
+
 def pad_jpeg(jpeg: bytes, size: int) -> bytes:
-    """``jpeg`` followed by zero bytes up to exactly ``size`` bytes (decoders stop at EOI)."""
+    """``jpeg`` followed by filler bytes up to exactly ``size`` bytes (decoders stop at EOI)."""
     if not jpeg.startswith(b"\xff\xd8"):
         raise VirtualCameraError("the virtual camera only serves JPEG data (no FF D8 start marker)")
     if len(jpeg) > size:
@@ -76,7 +82,7 @@ def pad_jpeg(jpeg: bytes, size: int) -> bytes:
             f"image of {len(jpeg)} bytes does not fit the virtual camera's {size}-byte slot: "
             "create the VirtualCameraFolder with a larger slot_bytes before opening the camera"
         )
-    return jpeg + bytes(size - len(jpeg))
+    return jpeg + PADDING * (size - len(jpeg))
 
 
 class VirtualCameraFolder:

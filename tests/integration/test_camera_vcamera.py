@@ -39,6 +39,7 @@ from rig.sim.vcamera import (
     pad_jpeg,
     placeholder_jpeg,
 )
+from stacker.io import truncation
 
 FAST = RetryPolicy(first_delay_s=0.001, max_delay_s=0.01, reconnect_timeout_s=1.0)
 
@@ -292,6 +293,10 @@ def test_harness_slot_padding_and_refusals(tmp_path: Path) -> None:
     assert padded.startswith(jpeg) and len(padded) == len(jpeg) + 100
     decoded = cv2.imdecode(np.frombuffer(padded, np.uint8), cv2.IMREAD_COLOR)
     assert decoded is not None and decoded.shape == (48, 64, 3)
+    # Stored as the RAW half of a RAW+JPEG shot, a slot must not look like a copy under way.
+    as_raw = tmp_path / "capt0001.nef"
+    as_raw.write_bytes(pad_jpeg(jpeg, len(jpeg) + 200_000))
+    assert truncation(as_raw) is None
     with pytest.raises(VirtualCameraError, match="larger slot_bytes"):
         pad_jpeg(jpeg, len(jpeg) - 1)
     with pytest.raises(VirtualCameraError, match="only serves JPEG"):

@@ -283,3 +283,18 @@ def test_a_tiff_result_carries_the_frames_exif_in_its_own_tags(tmp_path: Path, o
     assert taken["LensModel"] == "EF100mm f/2.8L Macro IS USM"
     assert "MakerNote" not in taken  # its inner offsets are the camera maker's own
     assert np.array_equal(read_image(out), image)
+
+
+@pytest.mark.parametrize("name", ["frame_0003.jpg", "frame_0003.png", "DSC_0001.NEF"])
+def test_a_file_whose_data_never_reached_the_disk_is_called_so(tmp_path: Path, name: str) -> None:
+    """A power cut leaves a file its full size but zero-filled, or zero at its start: nothing
+    decodes from it, and no image or RAW format starts with 512 zero bytes."""
+    path = tmp_path / name
+    path.write_bytes(bytes(262_144))
+    assert truncation(path) == (
+        "begins with zero bytes (written at full size but its data never reached the disk?)"
+    )
+    ok, jpeg = cv2.imencode(".jpg", np.full((48, 64, 3), 128, np.uint8))
+    assert ok
+    path.write_bytes(bytes(4096) + jpeg.tobytes()[4096:] + jpeg.tobytes()[-2:])
+    assert truncation(path) is not None

@@ -90,6 +90,29 @@ def test_a_busy_camera_is_retried_and_its_partial_files_set_aside(tmp_path: Path
     assert not (tmp_path / "s/frames/frame_0002.cr2").exists()
 
 
+def test_a_damaged_shot_goes_aside_whole_and_is_shot_again_under_its_own_name(
+    tmp_path: Path,
+) -> None:
+    """A power cut left frame 3's JPEG its full size but zero-filled: resumes merged around it
+    for ever. Its RAW partner goes aside with it, or it would hold the frame's name and the new
+    pair land under another."""
+    root = tmp_path / "s"
+    assert runner(root, FakeCamera()).run().reason is FinishReason.COMPLETED
+    jpeg = root / "frames/frame_0003.jpg"
+    jpeg.write_bytes(bytes(jpeg.stat().st_size))
+    (root / "frames/frame_0003.nef").write_bytes(b"MM\x00*" + bytes(100) + b"sensor data")
+    camera = FakeCamera()
+    assert runner(root, camera).run().reason is FinishReason.COMPLETED
+    assert camera.shots == ["frame_0003"]
+    assert sorted(p.name for p in (root / "failed-attempts").iterdir()) == [
+        "frame_0003.damaged.jpg",
+        "frame_0003.damaged.nef",
+    ]
+    assert sorted(p.name for p in (root / "frames").iterdir() if "0003" in p.name) == [
+        "frame_0003.jpg"
+    ]
+
+
 def test_a_fault_stops_cleanly_and_resume_shoots_only_what_is_missing(tmp_path: Path) -> None:
     broken = FakeCamera(fail=lambda stem, _: RigError("cable") if stem == "frame_0004" else None)
     result = runner(tmp_path / "s", broken).run()
