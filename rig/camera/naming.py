@@ -54,7 +54,9 @@ def check_destination(folder: Path, stem: str | None) -> None:
         raise RigError(f"cannot keep frames in {folder}: {exc.strerror or exc}") from None
     why = write_refused(folder)
     if why is not None:
-        raise RigError(f"cannot keep frames in {folder}: {why}; choose another folder")
+        raise RigError(
+            f"cannot keep frames in {folder}: {why}; free some space or fix its permissions"
+        )
 
 
 def stem_taken(folder: Path, stem: str) -> bool:

@@ -128,6 +128,11 @@ def run_interruptible(runner: SessionRunner, console: Console) -> SessionResult:
             thread.join(0.2)
             if aborted_at is not None and time.monotonic() - aborted_at > ABORT_GRACE_S:
                 _hard_exit(runner, 130)
+    if not box:  # the run itself failed (a bug): its traceback is above; the frames are kept
+        raise RigError(
+            f"{runner.folder.root}: the session stopped unexpectedly; every frame on disk is "
+            f"kept: rig resume {runner.folder.root}"
+        )
     return box[0]
 
 

@@ -26,6 +26,7 @@ a vanished camera stop the session cleanly (``FAULT``) with everything written, 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -99,11 +100,26 @@ __all__ = [
 
 
 class _OwnLogFile(logging.FileHandler):
-    """``session.log``, appended to only as the session's own file (see :func:`open_own_file`)."""
+    """``session.log``, appended to only as the session's own file (see :func:`open_own_file`).
+
+    A line that cannot be written (the disk is full) is dropped without a word: the session
+    reports the disk itself, once, and a traceback per log line would bury that.
+    """
 
     def _open(self) -> Any:
         fd = open_own_file(Path(self.baseFilename), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError):
+            super().flush()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):  # the buffer's last flush; the file is closed anyway
+            super().close()
 
 
 class StackingFailed(Exception):

@@ -259,3 +259,26 @@ def test_a_resume_removes_the_temporaries_of_outputs_a_kill_cut_short(tmp_path: 
         p.name for p in theirs
     )
     assert not list((root / "frames").glob(".*.tmp"))
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_a_full_disk_under_session_log_costs_log_lines_not_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Writes to /dev/full fail with ENOSPC, as session.log's do on a full disk: each line
+    printed a traceback, and closing the log killed the capture thread."""
+    import logging
+
+    from rig.session.runner import _OwnLogFile
+
+    handler = _OwnLogFile(tmp_path / "session.log", encoding="utf-8")
+    handler.stream.close()
+    handler.stream = open("/dev/full", "w", encoding="utf-8")  # noqa: SIM115 - the handler's
+    logger = logging.getLogger("rig.test_full_disk")
+    logger.addHandler(handler)
+    try:
+        logger.warning("x" * 10_000)  # more than the buffer: written, and refused, at once
+    finally:
+        logger.removeHandler(handler)
+    handler.close()
+    assert capsys.readouterr().err == ""
