@@ -148,12 +148,30 @@ def check_new(root: Path) -> None:
         others = sorted(os.listdir(root)) if root.is_dir() else []
     except OSError as exc:
         raise SessionFolderError(f"{root}: cannot look into it ({exc.strerror or exc})") from None
+    others = [name for name in others if not _left_by_create(root, name)]
     if others:
         shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
         raise SessionFolderError(
             f"{root}: holds other files ({shown}); a new session needs a new or empty folder: "
             "choose another --out"
         )
+
+
+_CREATE_TEMPORARY = re.compile(r"\.(plan|session)\.json\..+\.tmp")
+
+
+def _left_by_create(root: Path, name: str) -> bool:
+    """Whether ``name`` in ``root`` is what a :meth:`SessionFolder.create` cut short (killed
+    before ``plan.json`` was in place) left: no frame yet, so the folder may be made anew."""
+    if name == "session.json" or _CREATE_TEMPORARY.fullmatch(name):
+        return True
+    frames = root / "frames"
+    return (
+        name == "frames"
+        and frames.is_dir()
+        and not frames.is_symlink()
+        and not any(frames.iterdir())
+    )
 
 
 def check_reference(plan: ShotPlan, stack: StackOptions) -> None:
@@ -265,6 +283,9 @@ class SessionFolder:
         folder.lock()
         try:
             check_new(root)
+            for left in root.iterdir():  # the temporaries of a create cut short
+                if _CREATE_TEMPORARY.fullmatch(left.name):
+                    left.unlink()
             folder.make_frames_dir()
             # session.json records the frames' order the plan gives them.
             folder.save_config(replace(config, stack=replace(config.stack, order=plan.direction)))
@@ -290,6 +311,11 @@ class SessionFolder:
             what = "not a folder" if os.path.lexists(root) else "no such session folder"
             raise SessionFolderError(f"{root}: {what}; give the folder `rig shoot` made")
         if not folder.plan_path.is_file():
+            if folder.config_path.is_file():
+                raise SessionFolderError(
+                    f"{root}: a session whose making was cut short (no plan.json, so nothing "
+                    "was shot); start it again with `rig shoot --out` this folder"
+                )
             raise SessionFolderError(
                 f"{root}: not a session folder (no plan.json); give the folder `rig shoot` made"
             )

@@ -191,6 +191,25 @@ def test_a_new_session_refuses_a_folder_holding_other_files(tmp_path: Path) -> N
     SessionFolder.create(empty, PLAN, config).unlock()  # an empty folder is a new one
 
 
+def test_a_folder_whose_making_was_cut_short_is_made_anew(tmp_path: Path) -> None:
+    """Killed before plan.json was in place: no frame shot, and the folder could be neither
+    resumed ("not a session folder") nor reused ("holds other files")."""
+    root, config = tmp_path / "s", SessionConfig(rig={"kind": "hardware"})
+    (root / "frames").mkdir(parents=True)
+    (root / "session.json").write_text('{"format": 1, "rig": {"kind": "hardware"}}')
+    (root / ".plan.json.1h9y3rny.tmp").write_text("{")
+    with pytest.raises(SessionFolderError, match=r"making was cut short .* start it again"):
+        SessionFolder.find(root)
+    SessionFolder.create(root, PLAN, config).unlock()
+    assert sorted(p.name for p in root.iterdir()) == ["frames", "plan.json", "session.json"]
+    half = tmp_path / "shot"
+    (half / "frames").mkdir(parents=True)
+    (half / "session.json").write_text("{}")
+    (half / "frames" / "frame_0001.jpg").write_bytes(b"a frame")  # something was shot after all
+    with pytest.raises(SessionFolderError, match=r"holds other files \(frames\)"):
+        SessionFolder.create(half, PLAN, config)
+
+
 def test_links_planted_for_the_journal_or_the_log_are_not_written_through(
     tmp_path: Path,
 ) -> None:
