@@ -11,10 +11,12 @@ the output where the output format can hold it; see :mod:`stacker.metadata`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -482,6 +484,40 @@ def temporary_prefix(name: str) -> str:
     name failed.
     """
     return f".{os.fsdecode(os.fsencode(name)[:200])}."
+
+
+def remove_temporaries(outputs: Iterable[Path], *, idle_s: float = 0.0) -> list[Path]:
+    """Delete the hidden temporaries :func:`atomic_write` left for ``outputs`` when it was cut
+    short (kill -9, a power cut): each as large as its output, one more per interruption.
+
+    Only those untouched for ``idle_s`` seconds, where another process might be writing one.
+    """
+    removed = []
+    now = time.time()
+    for folder, names in _by_folder(outputs).items():
+        prefixes = tuple(temporary_prefix(name) for name in names)
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            name = entry.name
+            if not (name.startswith(prefixes) and name.endswith(".tmp")):
+                continue
+            with contextlib.suppress(OSError):
+                if entry.is_file(follow_symlinks=False) and (
+                    idle_s <= 0 or now - entry.stat(follow_symlinks=False).st_mtime > idle_s
+                ):
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+    return removed
+
+
+def _by_folder(paths: Iterable[Path]) -> dict[Path, list[str]]:
+    folders: dict[Path, list[str]] = {}
+    for p in paths:
+        folders.setdefault(p.parent, []).append(p.name)
+    return folders
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:

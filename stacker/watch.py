@@ -56,6 +56,7 @@ from stacker.io import (
     check_writable_output,
     is_image_path,
     is_raw_path,
+    remove_temporaries,
     truncation,
 )
 from stacker.mounts import unheard_writes
@@ -978,6 +979,8 @@ def watch_and_stack(
     _check_watch_settings(prefer, every, idle_timeout, jpeg_quality)
     depth = check_writable_depth(depth_map).absolute() if depth_map is not None else None
     _check_outputs_in_folder(Path(folder), output_paths(out, depth))
+    # Those of a watch killed mid-write; a minute's quiet: another watch may be writing these.
+    remove_temporaries(output_paths(out, depth), idle_s=60.0)
     stacker = Stacker(method=method, align=align, reference=reference, far_first=_far_first(order))
     run = _WatchRun(
         stacker,

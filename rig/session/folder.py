@@ -47,7 +47,6 @@ from stacker.io import (
     IMAGE_EXTENSIONS,
     RAW_EXTENSIONS,
     atomic_write_bytes,
-    temporary_prefix,
     truncation,
 )
 from stacker.locking import try_lock
@@ -439,19 +438,15 @@ class SessionFolder:
         (``.composite.tif.XXXX.tmp``: a checkpoint cut short by a power cut is as large as
         the composite, and one more is left by every such interruption).
         """
+        from stacker.io import remove_temporaries
         from stacker.output import depth_paths
 
         own = {self.composite_path(f) for f in OUTPUT_FORMATS}
         own |= {self.plan_path, self.config_path, *depth_paths(self.depth_path)}
-        removed = []
-        for folder, prefix in (
-            (self.frames_dir, ("",)),
-            (self.root, tuple(temporary_prefix(p.name) for p in own)),
-        ):
-            if not folder.is_dir():
-                continue
-            for p in folder.iterdir():
-                if p.name.startswith(".") and p.name.endswith(".tmp") and p.name.startswith(prefix):
+        removed = remove_temporaries(own)
+        if self.frames_dir.is_dir():
+            for p in self.frames_dir.iterdir():
+                if p.name.startswith(".") and p.name.endswith(".tmp"):
                     p.unlink(missing_ok=True)
                     removed.append(p)
         return removed

@@ -209,6 +209,26 @@ def test_a_frame_swapped_for_a_link_out_after_it_was_checked_is_not_read(
     assert warnings == [f"a2.jpg: became a link to {private / 'secret.jpg'}; not stacked"]
 
 
+def test_a_restarted_watch_removes_what_a_killed_one_left_half_written(
+    tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
+) -> None:
+    """kill -9 while the composite is rewritten leaves its hidden temporary, as large as the
+    composite; one that another process may still be writing (touched in the last minute) and
+    files that are not ours stay."""
+    out = tmp_path / "live.tif"
+    stale, fresh = tmp_path / ".live.tif.ab12cd34.tmp", tmp_path / ".live.tif.ef56gh78.tmp"
+    theirs = tmp_path / ".notes.txt.ab12cd34.tmp"
+    for p in (stale, fresh, theirs):
+        p.write_bytes(b"\0" * 4096)
+    hour_ago = time.time() - 3600
+    os.utime(stale, (hour_ago, hour_ago))
+    os.utime(theirs, (hour_ago, hour_ago))
+    for i in range(2):
+        write_old(hot / f"a{i}.jpg", stack_jpegs[i])
+    watch_and_stack(hot, out, idle_timeout=0.5, settle=0.2)
+    assert not stale.exists() and fresh.exists() and theirs.exists() and out.is_file()
+
+
 @pytest.mark.slow
 def test_idle_without_frames_is_an_error_and_writes_nothing(tmp_path: Path) -> None:
     out = tmp_path / "out.tif"
