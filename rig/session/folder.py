@@ -373,8 +373,8 @@ class SessionFolder:
             raise SessionFolderError(f"{self.plan_path}: cannot read ({exc.strerror})") from None
         except UnicodeDecodeError:  # a power cut on an SD card can leave any bytes
             raise SessionFolderError(
-                f"{self.plan_path}: not text (damaged); restore it from a backup or delete the "
-                "session"
+                f"{self.plan_path}: not text (damaged); restore it from a backup to resume"
+                + self._frames_kept()
             ) from None
         try:
             return ShotPlan.from_json(text, source=str(self.plan_path), shot_before=True)
@@ -386,11 +386,22 @@ class SessionFolder:
             data = json.loads(self.config_path.read_text())
         except FileNotFoundError:
             raise SessionFolderError(
-                f"{self.config_path}: missing; this folder was not made by `rig shoot`"
+                f"{self.config_path}: missing; restore it from a backup to resume"
+                + self._frames_kept()
             ) from None
         except (OSError, ValueError) as exc:
-            raise SessionFolderError(f"{self.config_path}: unreadable ({exc})") from None
+            raise SessionFolderError(
+                f"{self.config_path}: unreadable ({exc}); restore it from a backup to resume"
+                + self._frames_kept()
+            ) from None
         return SessionConfig.from_dict(data, source=str(self.config_path))
+
+    def _frames_kept(self) -> str:
+        """What a session whose own files are damaged still offers: its frames, untouched."""
+        return (
+            f" (the frames are kept: `stacker stack {self.frames_dir} -o composite.tif` stacks "
+            "them)"
+        )
 
     def save_config(self, config: SessionConfig) -> None:
         """Write ``session.json``; :attr:`config` is then ``config``."""

@@ -301,3 +301,20 @@ def test_a_full_disk_under_session_log_costs_log_lines_not_the_run(
         logger.removeHandler(handler)
     handler.close()
     assert capsys.readouterr().err == ""
+
+
+def test_a_session_whose_own_files_are_damaged_points_to_its_frames(tmp_path: Path) -> None:
+    """The advice was to delete the session (its frames with it), or that `rig shoot` had not
+    made the folder; the frames are all there and stack as they are."""
+    root = tmp_path / "s"
+    assert runner(root, FakeCamera()).run().reason is FinishReason.COMPLETED
+    kept = rf"frames are kept: `stacker stack {root / 'frames'} -o composite.tif`"
+    (root / "session.json").unlink()
+    with pytest.raises(SessionFolderError, match=rf"missing; restore it .*{kept}"):
+        SessionFolder(root).load_config()
+    (root / "session.json").write_text('{"a"')
+    with pytest.raises(SessionFolderError, match=rf"unreadable .*; restore it .*{kept}"):
+        SessionFolder(root).load_config()
+    (root / "plan.json").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(SessionFolderError, match=rf"not text \(damaged\); restore it .*{kept}"):
+        SessionFolder(root).load_plan()
