@@ -289,26 +289,30 @@ def test_board_reset_between_a_moves_commands_is_blamed_on_the_reset(
             rail.move_to(0.0)
 
 
-def hold_back_refusals(sim: GrblSimulator, monkeypatch: MonkeyPatch) -> None:
+def hold_back_refusals(sim: GrblSimulator, monkeypatch: MonkeyPatch) -> threading.Event:
     """Make ``sim``'s next ``error:`` reply reach the host only after the host's next line has
-    reached the board: a slow link (USB latency, a radio bridge) delivers it late."""
+    reached the board: a slow link (USB latency, a radio bridge) delivers it late. The event
+    returned is set once the board has given that reply (it is on its way)."""
     write, on_bytes = sim.write, sim.on_bytes
     held: list[str] = []
+    given = threading.Event()
 
     def late_write(text: str) -> None:
         if text.startswith("error:") and not held:
             held.append(text)
+            given.set()
             return
         write(text)
 
     def releasing_on_bytes(data: bytes) -> None:
-        if held and b"\n" in data:
-            write(held.pop())
+        if held and held[-1] and b"\n" in data:
+            write(held[-1])
             held.append("")  # once only
         on_bytes(data)
 
     monkeypatch.setattr(sim, "write", late_write)
     monkeypatch.setattr(sim, "on_bytes", releasing_on_bytes)
+    return given
 
 
 def test_a_late_reply_to_a_command_abandoned_at_a_reset_is_not_taken_for_the_next(
@@ -319,9 +323,12 @@ def test_a_late_reply_to_a_command_abandoned_at_a_reset_is_not_taken_for_the_nex
     command read the answer of the one before."""
     with accepted(sim, GrblRail) as rail:
         restart_on_receiving(sim, b"G4", monkeypatch)
-        hold_back_refusals(sim, monkeypatch)
+        refused = hold_back_refusals(sim, monkeypatch)
         with pytest.raises(ConnectionLostError, match=r"reset during"):
             rail.move_to(2_000.0)
+        # The restarted board has refused the G4 (a loaded machine may take a moment to get
+        # there): the refusal is on its way when the driver sends its next line.
+        assert refused.wait(10.0)
         rail.accept_position(0.0)
         rail.move_to(1_000.0)
         assert abs(rail.position - 1_000.0) <= STEP_UM
