@@ -19,8 +19,9 @@ Traps handled here:
   bodies that are not tethered by USB (frames then arrive on the card or in a hot folder).
 
 Not verified on a real controller (see the README's compatibility table): the sign of
-"forward" (``reverse=true`` swaps it), the StackShot 3X's axis bits and its FTDI CBUS setup,
-which a plain serial driver cannot reach.
+"forward" (``reverse=true`` swaps it), the StackShot 3X's extra axes (answers carry the axis
+in the action byte's high nibble, masked here as its host program does), and the FTDI CBUS
+setup that the host programs of both models make, which a plain serial driver cannot reach.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ from rig.units import format_length
 
 class StackShotError(RigError):
     """The controller refused or did not answer a request."""
+
+
+class _Busy(StackShotError):
+    """Internal: a request answered BUSY that is not to be resent as it was."""
 
 
 class StackShotRail(BinaryLinkRail):
@@ -82,8 +87,15 @@ class StackShotRail(BinaryLinkRail):
         self.pulse_s = pulse_s
         self.poll_s = poll_s
         self._halt_requested = threading.Event()
+        self._offset_um = 0.0
         self.firmware = ""
         self._open(proto.BAUD)
+        # No limit switch, and a counter that restarts at power-on: whether it still means
+        # what a plan's positions mean, only the user knows (--accept-position, as WeMacro).
+        self._unreferenced = (
+            "a StackShot counts from where the rail stood when the controller was switched on "
+            "or zeroed, and cannot tell whether it has been moved or restarted since"
+        )
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> StackShotRail:
@@ -100,16 +112,34 @@ class StackShotRail(BinaryLinkRail):
 
     # -- requests -----------------------------------------------------------------------------
 
-    def _exchange(self, command: proto.Command, action: proto.Action, data: bytes) -> bytes:
-        """One request and its answer; returns the answer's data. Retries while BUSY."""
+    def _exchange(
+        self,
+        command: proto.Command,
+        action: proto.Action,
+        data: bytes,
+        *,
+        unless: threading.Event | None = None,
+        retry_busy: bool = True,
+    ) -> bytes:
+        """One request and its answer; returns the answer's data. Retries while BUSY, unless
+        ``retry_busy`` is false (:class:`_Busy` then). Nothing is sent once ``unless`` is set:
+        checked under the link's lock, which a stop's own request waits for, so a stop is never
+        sent to an idle controller just before a move it should have prevented."""
         deadline = time.monotonic() + self.busy_s
         while True:
             with self._link.lock:
+                if unless is not None and unless.is_set():
+                    raise MoveStoppedError(f"{self.name}: stopped before moving")
                 self._link.discard_input()
                 self._link.write(proto.request(command, action, data))
                 status, payload = self._read_answer(command)
+            # The StackShot 3X answers with the axis in the action byte's high nibble (its
+            # host program masks it: ``res[3] & 0x0F``).
+            status &= 0x0F
             if status == proto.Action.RSP_OK:
                 return payload
+            if status == proto.Action.BUSY and not retry_busy:
+                raise _Busy(f"{self.name}: {command.name} answered BUSY")
             if status == proto.Action.BUSY and time.monotonic() < deadline:
                 time.sleep(self.poll_s)
                 continue
@@ -167,23 +197,45 @@ class StackShotRail(BinaryLinkRail):
             proto.Command.RAIL_POSITION_CURRENT, proto.Action.READ, bytes([proto.Units.METRIC])
         )
         mm = proto.parse_position(data)
-        return (-mm if self.reverse else mm) * 1000.0
+        return (-mm if self.reverse else mm) * 1000.0 + self._offset_um
+
+    def _set_position(self, position_um: float) -> None:
+        """Call where the carriage stands ``position_um`` (a resume: the last frame's place),
+        by an offset to the controller's counter, which cannot be set but only zeroed."""
+        self._offset_um = 0.0
+        self._offset_um = position_um - self._read_position()
 
     def _move_absolute(self, target_um: float) -> None:
-        delta = target_um - self._read_position()
-        if abs(delta) < 0.01:
-            return
-        forward = (delta > 0) != self.reverse
-        direction = proto.Direction.FORWARD if forward else proto.Direction.BACK
-        self._halt_requested.clear()
-        self._exchange(
-            proto.Command.RAIL_MOVE,
-            proto.Action.WRITE,
-            proto.move_data(direction, abs(delta) / 1000),
-        )
-        self._wait_idle(f"the move to {format_length(target_um)}", proto.STATUS_MOVING)
+        """Move the difference to ``target_um``. A move answered BUSY (the carriage still
+        running: a keypad jog, a move whose answer was lost) is worked out again from where the
+        carriage then is, not resent: the same distance would overshoot."""
+        deadline = time.monotonic() + self.busy_s
+        while True:
+            delta = target_um - self._read_position()
+            if abs(delta) < 0.01:
+                return
+            forward = (delta > 0) != self.reverse
+            direction = proto.Direction.FORWARD if forward else proto.Direction.BACK
+            try:
+                self._exchange(
+                    proto.Command.RAIL_MOVE,
+                    proto.Action.WRITE,
+                    proto.move_data(direction, abs(delta) / 1000),
+                    unless=self._motion.stopped,
+                    retry_busy=False,
+                )
+                break
+            except _Busy:
+                if time.monotonic() >= deadline:
+                    raise StackShotError(
+                        f"{self.name}: the controller stayed busy for {self.busy_s:g} s; check "
+                        "that nobody is driving the rail from its keypad"
+                    ) from None
+                time.sleep(self.poll_s)
+        what = f"the move to {format_length(target_um)}"
+        self._wait_idle(what, proto.STATUS_MOVING, self._motion.stopped)
 
-    def _wait_idle(self, what: str, busy_bit: int) -> None:
+    def _wait_idle(self, what: str, busy_bit: int, stopped: threading.Event) -> None:
         deadline = time.monotonic() + self.move_timeout_s
         while True:
             status = self.status_word()
@@ -200,7 +252,7 @@ class StackShotRail(BinaryLinkRail):
                     f"{self.name}: still busy after {self.move_timeout_s:g} s; stopped it"
                 )
             time.sleep(self.poll_s)
-        if self._halt_requested.is_set():
+        if stopped.is_set():
             raise MoveStoppedError(
                 f"{self.name}: {what} stopped at {format_length(self._read_position())}"
             )
@@ -214,6 +266,8 @@ class StackShotRail(BinaryLinkRail):
     def zero(self) -> None:
         """Make the carriage's current place position 0 on the controller's counter."""
         self._exchange(proto.Command.RAIL_POSITION_ZERO, proto.Action.WRITE, b"")
+        self._offset_um = 0.0
+        self._unreferenced = None
 
     def fire_shutter(self) -> None:
         """Pulse the controller's shutter cable once and wait until the pulse is over."""
@@ -223,4 +277,4 @@ class StackShotRail(BinaryLinkRail):
             proto.Action.WRITE,
             proto.shutter_data(1, self.pulse_s, 0.0),
         )
-        self._wait_idle("the shutter pulse", proto.STATUS_SHUTTER)
+        self._wait_idle("the shutter pulse", proto.STATUS_SHUTTER, self._halt_requested)

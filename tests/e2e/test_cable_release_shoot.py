@@ -43,6 +43,7 @@ def test_shoot_fires_through_the_rail_cable_and_stacks_the_arriving_files(tmp_pa
                 sys.executable, "-m", "rig.cli", "shoot", "--rail", rail.url,
                 "--incoming", str(incoming), "--from", "0mm", "--to", "0.4mm",
                 "--step", "200um", "--settle", "0s", "--out", str(out), "--format", "png",
+                "--accept-position",  # no switch, a counter that restarts at power-on
             ],
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip

@@ -193,7 +193,7 @@ def simulated(firmware: str) -> tuple[subprocess.Popen[str], str]:
 @pytest.mark.parametrize(
     ("firmware", "reference", "after_reopen"),
     [
-        ("stackshot", "position relative", "at 1.75 mm"),
+        ("stackshot", "no reference: a StackShot counts from where the rail stood", "at 1.75 mm"),
         ("wemacro", "no reference: a WeMacro never reports its position", "at 0 µm"),
     ],
 )

@@ -142,3 +142,86 @@ def test_simulator_skips_noise_before_a_request_and_refuses_unknown_commands(
 def test_another_device_on_the_port_is_a_one_line_error() -> None:
     with WeMacroSimulator() as other, pytest.raises(DeviceNotFoundError, match="no StackShot"):
         StackShotRail(other.path, timeout_s=0.3)
+
+
+def test_a_stop_just_before_the_move_is_sent_is_not_lost(sim: StackShotSimulator) -> None:
+    """A stop that came after the move's own check but before its frame was sent went to an
+    idle controller, and its flag was then cleared: the whole move ran."""
+    rail = StackShotRail(sim.path)
+    try:
+        read = rail._read_position
+        reads: list[int] = []
+
+        def read_then_stop() -> float:
+            here = read()
+            reads.append(1)
+            if len(reads) == 2:  # move_to's own read, then the move's: the stop lands now
+                rail.stop()
+            return here
+
+        rail._read_position = read_then_stop  # type: ignore[method-assign]
+        with pytest.raises(MoveStoppedError, match="stopped before moving"):
+            rail.move_to(20_000.0)
+        assert not any(c == proto.Command.RAIL_MOVE for c, _, _ in sim.requests)
+        assert sim.carriage.position_mm == pytest.approx(37.2)
+    finally:
+        rail.close()
+
+
+def test_a_move_answered_busy_is_worked_out_again_from_where_the_carriage_then_is(
+    sim: StackShotSimulator,
+) -> None:
+    """Someone jogging from the keypad (or a move whose answer was lost): the retried frame
+    carried the first distance, and the carriage overshot by the jog."""
+    rail = StackShotRail(sim.path)
+    try:
+        rail.accept_position(0.0)
+        start = sim.carriage.position_mm
+        with sim._lock:
+            sim.carriage.move_by(4.0)  # a 4 mm jog under way
+        rail.move_to(1000.0)
+        assert sim.carriage.position_mm - start == pytest.approx(1.0, abs=0.001)
+        assert rail.position == pytest.approx(1000.0, abs=1.0)
+    finally:
+        rail.close()
+
+
+def test_a_3x_answers_with_its_axis_in_the_high_nibble(monkeypatch: pytest.MonkeyPatch) -> None:
+    """InteractiveGraphicsLab/StackShot3X_API_for_Python masks ``res[3] & 0x0F``: a 3X whose
+    rail is on Y answers RSP_OK as 0x12."""
+
+    class ThreeXOnY(StackShotSimulator):
+        def _reply(self, command: int, action: int, data: bytes = b"") -> None:
+            self.write_bytes(proto.answer(command, action | (1 << 4), data))
+
+    with ThreeXOnY(time_scale=20.0) as sim:
+        rail = StackShotRail(sim.path, timeout_s=0.5, busy_s=0.5)
+        try:
+            assert rail.firmware.startswith("StackShot")
+            rail.accept_position(0.0)
+            rail.move_to(500.0)
+            assert rail.position == pytest.approx(500.0, abs=1.0)
+        finally:
+            rail.close()
+
+
+def test_a_session_needs_a_reference_and_a_resume_can_give_the_last_frame_s_place(
+    sim: StackShotSimulator,
+) -> None:
+    """The counter restarts at power-on, wherever the carriage stands, and there is no switch:
+    a resume without --accept-position shot the next frame where the counter said, not where
+    the last one was."""
+    rail = StackShotRail(sim.path)
+    try:
+        problem = rail.capabilities.unreferenced
+        assert problem is not None and "switched on or zeroed" in problem
+        rail.accept_position(1500.0)  # rig resume --accept-position: the last frame's place
+        assert rail.capabilities.unreferenced is None
+        assert rail.position == pytest.approx(1500.0, abs=1.0)
+        start = sim.carriage.position_mm
+        rail.move_to(2000.0)
+        assert sim.carriage.position_mm - start == pytest.approx(0.5, abs=0.001)
+        rail.zero()
+        assert rail.position == pytest.approx(0.0, abs=1.0)
+    finally:
+        rail.close()
