@@ -15,6 +15,7 @@ buttons, which no public source describes.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from typing import Any
@@ -154,10 +155,15 @@ class WeMacroRail(BinaryLinkRail):
             raise MoveStoppedError(f"{self.name}: move to {format_length(target_um)} stopped")
         if state not in (proto.State.MOVED, proto.State.RETURNED):
             self._position_um = None
+            # A carriage slower than min_speed is still running: left so, it would go on to
+            # the old target, and its end-of-move reply would be taken for the next move's.
+            with contextlib.suppress(Exception):
+                self._link.write(proto.frame(proto.Command.STOP))
             raise MotionError(
                 f"{self.name}: the controller did not report the end of the move to "
-                f"{format_length(target_um)} within {wait:.0f} s; the position is unknown — "
-                "check power and cable, then zero the rail"
+                f"{format_length(target_um)} within {wait:.0f} s, so it was stopped; the "
+                "position is unknown — check power and cable (or give a lower min_speed), "
+                "then zero the rail"
             )
         self._position_um = start + (distance if target_um > start else -distance)
 

@@ -154,3 +154,19 @@ def test_a_rail_that_cannot_home_is_not_told_to(rail: WeMacroRail) -> None:
     with pytest.raises(MotionError) as info:
         establish_reference(rail, home=False, accept=False, last_shot=(3, 800.0), units="um")
     assert "--home" not in str(info.value) and "resume with --accept-position" in str(info.value)
+
+
+def test_a_move_that_overruns_its_time_is_stopped_not_left_running() -> None:
+    """A carriage slower than ``min_speed`` went on to the old target after the driver gave up
+    on it, and its end-of-move reply was then taken for the next move's."""
+    with WeMacroSimulator(time_scale=1.0, speed_mm_s=1.5) as sim:
+        rail = WeMacroRail(sim.path, wakeup_s=0.5, timeout_s=0.3, min_speed_mm_s=3.0)
+        try:
+            with pytest.raises(MotionError, match="so it was stopped; the position is unknown"):
+                rail.move_to(3000.0)  # 2 s at 1.5 mm/s; 1.3 s allowed
+            deadline = time.monotonic() + 2.0
+            while sim.carriage.moving and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert not sim.carriage.moving
+        finally:
+            rail.close()
