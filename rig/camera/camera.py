@@ -40,6 +40,7 @@ from rig.camera.config import (
 )
 from rig.camera.detect import CameraInfo, choose_camera, list_cameras
 from rig.camera.errors import (
+    BUSY_CODES,
     DISCONNECT_HINT,
     GP_ERROR_BAD_PARAMETERS,
     GP_ERROR_NOT_SUPPORTED,
@@ -323,8 +324,9 @@ class Camera:
         return False
 
     # ------------------------------------------------------------------ the one call path
-    def _call(self, what: str, fn: Callable[[Any], Any]) -> Any:
-        """Run ``fn(libgphoto2 camera)`` with retries, reconnection and error mapping."""
+    def _call(self, what: str, fn: Callable[[Any], Any], *, retry_busy: bool = True) -> Any:
+        """Run ``fn(libgphoto2 camera)`` with retries, reconnection and error mapping; a busy
+        answer is not retried when ``retry_busy`` is false (a call that may have been taken)."""
         with self._lock:
             delays = self.retry.delays()
             reconnects = self.retry.reconnects
@@ -338,7 +340,7 @@ class Camera:
                 # Handled outside the except block: a chained GPhoto2Error would keep the
                 # libgphoto2 handle alive through its traceback long after the session closed.
                 remedy = classify(code)
-                if remedy == "retry":
+                if remedy == "retry" and (retry_busy or code not in BUSY_CODES):
                     delay = next(delays, None)
                     if delay is not None:
                         log.info("%s: %s: %s; retry in %.2f s", self.description, what, text, delay)
@@ -362,10 +364,12 @@ class Camera:
         root = self._call("read settings", lambda c: c.get_config())
         return find_widget(root, key)
 
-    def _send(self, key: str, widget: Any) -> None:
+    def _send(self, key: str, widget: Any, *, retry_busy: bool = True) -> None:
         """Send ``widget`` (already holding its new value) to the camera."""
         try:
-            self._call(f"set {key!r}", lambda c: c.set_single_config(key, widget))
+            self._call(
+                f"set {key!r}", lambda c: c.set_single_config(key, widget), retry_busy=retry_busy
+            )
             return
         except CameraError as exc:
             if exc.code not in (GP_ERROR_BAD_PARAMETERS, GP_ERROR_NOT_SUPPORTED):
@@ -913,8 +917,8 @@ class _Controls:
     def widget(self, key: str) -> Any | None:
         return self._camera._fresh_widget(key)
 
-    def send(self, key: str, widget: Any) -> None:
-        self._camera._send(key, widget)
+    def send(self, key: str, widget: Any, *, retry_busy: bool = True) -> None:
+        self._camera._send(key, widget, retry_busy=retry_busy)
 
     def ensure(self, key: str, value: str | int | float) -> None:
         self._camera.set_config(key, value, restore=True)

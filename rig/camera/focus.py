@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Protocol
 
@@ -53,6 +54,7 @@ from rig.camera.config import (
 from rig.camera.errors import (
     GP_ERROR,
     GP_ERROR_CAMERA_ERROR,
+    CameraBusyError,
     CameraError,
     CameraUnsupportedError,
     FocusEndStopError,
@@ -86,6 +88,8 @@ translated (a German desktop sees "Nah 1", "Keine", "Weit 1")."""
 LIVE_VIEW_WAIT_S = 5.0
 """How long a Nikon drive waits for live view to come back after a capture."""
 LIVE_VIEW_POLL_S = 0.1
+LENS_RUN_WAIT_S = 30.0
+"""How long a Nikon body may stay busy driving its lens after libgphoto2 stopped waiting."""
 
 
 class FocusControls(Protocol):
@@ -103,8 +107,10 @@ class FocusControls(Protocol):
         """A fresh widget for setting ``key``, or ``None`` when the camera has no such key."""
         ...
 
-    def send(self, key: str, widget: Any) -> None:
-        """Send ``widget``'s value to the camera; raises :class:`CameraError` (with ``code``)."""
+    def send(self, key: str, widget: Any, *, retry_busy: bool = True) -> None:
+        """Send ``widget``'s value to the camera; raises :class:`CameraError` (with ``code``).
+        With ``retry_busy`` false a busy answer is raised (:class:`CameraBusyError`), not
+        retried."""
         ...
 
     def ensure(self, key: str, value: str | int | float) -> None:
@@ -301,10 +307,31 @@ class SignedRangeDrive(FocusStrategy):
             self._smallest_ok = abs(amount)
 
     def _send(self, amount: float) -> None:
+        """One drive of ``amount``, sent once: libgphoto2 waits about a second for the body
+        after it (``nikon_wait_busy`` in ``_put_Nikon_MFDrive``) and answers busy when the lens
+        still runs. The drive was taken then, and sent again it would drive the lens as far
+        again; so the body is waited for instead. (The widget read before it waits out any
+        earlier drive, so a busy answer here is this drive's.)"""
         widget = self._widget()
         widget.set_value(float(amount))
         widget.set_changed(1)
-        self.controls.send(self.key, widget)
+        try:
+            self.controls.send(self.key, widget, retry_busy=False)
+        except CameraBusyError:
+            log.info("%s: the lens still runs after its drive; waiting", self.controls.description)
+            self._await_lens()
+
+    def _await_lens(self) -> None:
+        """Wait, up to ``LENS_RUN_WAIT_S``, until the body answers again: its lens stopped."""
+        deadline = time.monotonic() + LENS_RUN_WAIT_S
+        while True:
+            try:
+                self._widget()
+                return
+            except CameraBusyError:
+                if time.monotonic() >= deadline:
+                    raise
+                self.controls.sleep(LIVE_VIEW_POLL_S)
 
     def _wait_live_view(self) -> bool:
         """True once live view is running again (within ``LIVE_VIEW_WAIT_S``)."""

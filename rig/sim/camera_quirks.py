@@ -41,7 +41,11 @@ names the libgphoto2 function it follows (``camlibs/ptp2/library.c`` and ``confi
   (MfDriveStepInsufficiency); GP_ERROR (-1) when live view is not running (NotLiveView). After a
   capture in live view ``camera_nikon_capture`` restarts live view (``ptp_nikon_start_liveview``)
   without waiting, so a drive right after a shot fails with -1 until live view is up again
-  (``live_view_restart_s``).
+  (``live_view_restart_s``). The drive takes time (``lens_units_per_s``): libgphoto2 waits
+  for the body about a second after sending it (``nikon_wait_busy(params, 20, 1000)``) and
+  then answers GP_ERROR_CAMERA_BUSY (-110) though the drive was taken and the lens runs on; a
+  drive sent, or a setting read, while the lens still runs is answered -110 (DeviceBusy) and
+  not taken.
 * **Sony manualfocus is a speed** (``_put_Sony_ManualFocus``: -7..7 sent as ManualFocusAdjust);
   how far the lens moves per call grows non-linearly with it and there is no end-stop signal.
 * **Vibration settings**: Canon ``mirrorlock`` (EOS MirrorUpSetting), Nikon ``exposuredelaymode``
@@ -70,7 +74,10 @@ GP_OK = 0
 GP_ERROR = -1
 GP_ERROR_BAD_PARAMETERS = -2
 GP_ERROR_NOT_SUPPORTED = -6
+GP_ERROR_CAMERA_BUSY = -110
 GP_ERROR_CAMERA_ERROR = -113
+NIKON_DRIVE_WAIT_S = 51 * 0.020
+"""How long ``_put_Nikon_MFDrive`` waits for the body after a drive (``nikon_wait_busy``)."""
 GP_EVENT_TIMEOUT = 1
 GP_EVENT_FILE_ADDED = 2
 
@@ -238,6 +245,11 @@ class QuirkState:
     """AF cannot lock (no contrast at this magnification): the release fails with -1."""
     nikon_min_amount: int = 1
     """Smallest Nikon MF drive amount the lens accepts (MfDriveStepInsufficiency below)."""
+    lens_units_per_s: float = 2000.0
+    """How fast a Nikon lens drives; a drive over ``NIKON_DRIVE_WAIT_S`` outlasts libgphoto2's
+    wait."""
+    lens_moving_until: float = 0.0
+    """``time.monotonic()`` until which the Nikon lens drive runs (the body answers busy)."""
     live_view: bool = False
     """Live view was switched on (``viewfinder``)."""
     live_view_down_until: float = 0.0
@@ -398,6 +410,7 @@ class QuirkyHandle(HandleLayer):
 
     # ---------------------------------------------------------------------------- settings
     def get_single_config(self, key: str) -> Any:
+        self._lens_busy()
         widget = self._q.widgets.get(key)
         if widget is None:
             return self._real.get_single_config(key)
@@ -429,6 +442,11 @@ class QuirkyHandle(HandleLayer):
             own.value = value
 
     # ------------------------------------------------------------------------------- lens
+    def _lens_busy(self) -> None:
+        """DeviceBusy while a Nikon lens drive runs: nothing is read or done."""
+        if time.monotonic() < self._q.state.lens_moving_until:
+            raise self._error(GP_ERROR_CAMERA_BUSY)
+
     def _drive(self, value: Any) -> None:
         state = self._q.state
         if self._q.profile.lens == "canon-radio":
@@ -442,6 +460,7 @@ class QuirkyHandle(HandleLayer):
             state.lens = min(max(state.lens + move, 0.0), state.lens_travel)
             return
         # _put_Nikon_MFDrive
+        self._lens_busy()
         if not state.live_view or time.monotonic() < state.live_view_down_until:
             raise self._error(GP_ERROR)  # PTP_RC_NIKON_NotLiveView -> GP_ERROR
         amount = abs(float(value)) or 1.0
@@ -452,6 +471,11 @@ class QuirkyHandle(HandleLayer):
             state.lens = min(max(target, 0.0), state.lens_travel)
             raise self._error(GP_ERROR_CAMERA_ERROR)  # MfDriveStepEnd
         state.lens = target
+        running = amount / state.lens_units_per_s
+        state.lens_moving_until = time.monotonic() + running
+        self._q.sleep(min(running, NIKON_DRIVE_WAIT_S))
+        if running > NIKON_DRIVE_WAIT_S:  # nikon_wait_busy gave up: the lens runs on
+            raise self._error(GP_ERROR_CAMERA_BUSY)
 
     def _sony_focus(self, speed: float) -> None:
         # _put_Sony_ManualFocus: the value is a speed, rounded to -7..7; 0 means AF/MF hold.

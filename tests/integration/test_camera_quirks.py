@@ -232,6 +232,23 @@ def test_nikon_step_too_small_is_not_taken_for_the_end_stop(card: VirtualCameraF
         assert quirks.state.lens == 10  # the probe went back to the end of travel
 
 
+def test_a_nikon_drive_that_outlasts_libgphoto2_s_wait_is_not_sent_again(
+    card: VirtualCameraFolder,
+) -> None:
+    """After a drive libgphoto2 waits about a second for the body and then answers busy while
+    the lens still runs (``_put_Nikon_MFDrive``, ``nikon_wait_busy``): retried like any busy
+    answer, the drive was taken again, and the lens went two or three times as far."""
+    quirks = CameraQuirks("nikon")
+    quirks.state.lens_travel = 10_000
+    with open_body(quirks) as cam:
+        lens = LensFocuser(cam, size=100, settle_s=0)
+        lens.move_by(40)  # 4000 units: 2 s at the simulated lens's speed
+        assert quirks.state.lens == 4000.0
+        assert lens.position == 40
+        lens.move_by(-5)  # the body is waited for, not the drive resent
+        assert quirks.state.lens == 3500.0
+
+
 @pytest.mark.slow
 def test_nikon_drive_waits_for_live_view_after_a_capture(
     card: VirtualCameraFolder, tmp_path: Path

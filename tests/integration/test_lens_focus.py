@@ -65,7 +65,7 @@ class FakeBody:
     def widget(self, key: str) -> FakeWidget | None:
         return self.widgets.get(key)
 
-    def send(self, key: str, widget: FakeWidget) -> None:
+    def send(self, key: str, widget: FakeWidget, *, retry_busy: bool = True) -> None:
         if not widget.take_changed():
             return  # libgphoto2 sends only changed widgets
         value = widget.get_value()
