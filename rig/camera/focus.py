@@ -249,6 +249,8 @@ class RadioStepDrive(NudgeDrive):
         try:
             self.controls.send(self.key, widget)
         except CameraError as exc:
+            if type(exc) is not CameraError:  # busy, unplugged...: said as what it is
+                raise
             raise CameraError(
                 f"{self.controls.description} refused to drive the lens after {done} "
                 f"steps ({exc}); it needs live view on and the lens switch at AF",

@@ -125,6 +125,30 @@ def test_canon_steps_by_index_whatever_the_language_and_repeats_each_step() -> N
     assert body.sent == [("manualfocusdrive", "Cerca 1")] * 2
 
 
+def test_canon_drive_errors_keep_their_kind() -> None:
+    """Every error of a Canon drive was said as 'needs live view on and the lens switch at AF',
+    a busy or unplugged body too; only a plain refusal is."""
+    from rig.camera.errors import CameraBusyError, CameraDisconnectedError
+
+    for error, kind in [
+        (CameraBusyError("busy [-110]", -110), CameraBusyError),
+        (CameraDisconnectedError("gone [-52]", -52), CameraDisconnectedError),
+        (CameraError("refused [-1]", -1), CameraError),
+    ]:
+        body = canon()
+        strategy = choose_strategy(body)
+        strategy.ensure_prepared()
+
+        def refuse(key: str, widget: FakeWidget, *, retry_busy: bool = True) -> None:
+            raise error  # noqa: B023 - called within this iteration
+
+        body.send = refuse  # type: ignore[method-assign]
+        with pytest.raises(kind) as raised:
+            strategy.drive(1)
+        assert type(raised.value) is kind
+        assert ("needs live view" in str(raised.value)) == (kind is CameraError)
+
+
 def test_canon_larger_step_sizes() -> None:
     body = canon(("Near 1", "Near 2", "Near 3", "None", "Far 1", "Far 2", "Far 3"))
     strategy = choose_strategy(body, size=3)
