@@ -302,11 +302,26 @@ class SignedRangeDrive(FocusStrategy):
         try:
             self._send(amount)
         except CameraError as exc:
-            if exc.code != GP_ERROR or not self._wait_live_view():
+            if exc.code != GP_ERROR or not self._live_view_back():
                 raise
             self._send(amount)
         if self._smallest_ok is None or abs(amount) < self._smallest_ok:
             self._smallest_ok = abs(amount)
+
+    def _live_view_back(self) -> bool:
+        """True once live view runs again: after a capture the body restarts it, and one that
+        ended it by itself (libgphoto2 expects that of a D7000 after many frames, and turns it
+        back on for previews: ``camera_capture_preview``) is told to start it again."""
+        if self._wait_live_view():
+            return True
+        finder = self.controls.widget("viewfinder")
+        if finder is None or finder.get_type() != WIDGET_TOGGLE:
+            return False
+        log.warning("%s: live view had ended; switching it on again", self.controls.description)
+        finder.set_value(1)
+        finder.set_changed(1)
+        self.controls.send("viewfinder", finder)
+        return self._wait_live_view()
 
     def _send(self, amount: float) -> None:
         """One drive of ``amount``, sent once: libgphoto2 waits about a second for the body

@@ -249,6 +249,21 @@ def test_a_nikon_drive_that_outlasts_libgphoto2_s_wait_is_not_sent_again(
         assert quirks.state.lens == 3500.0
 
 
+def test_a_nikon_that_ended_live_view_by_itself_is_told_to_start_it_again(
+    card: VirtualCameraFolder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The drive was answered 'not in live view' until the stack failed: only the restart after
+    a capture was waited for, and live view, switched on once per session, never again."""
+    monkeypatch.setattr("rig.camera.focus.LIVE_VIEW_WAIT_S", 0.3)
+    quirks = CameraQuirks("nikon")
+    with open_body(quirks) as cam:
+        lens = LensFocuser(cam, settle_s=0)
+        lens.move_by(3)
+        quirks.state.live_view = False  # the body ended it
+        lens.move_by(3)
+        assert quirks.state.lens == 6.0 and quirks.state.live_view
+
+
 @pytest.mark.slow
 def test_nikon_drive_waits_for_live_view_after_a_capture(
     card: VirtualCameraFolder, tmp_path: Path
