@@ -133,11 +133,7 @@ class MarlinRail(GcodeRail):
             time.sleep(self.wakeup_s)
             self._sync(deadline=time.monotonic() + max(self.timeout_s, 1.0))
             self._command("G21")
-            # Stock builds switch idle motors off after 120 s (DEFAULT_STEPPER_TIMEOUT_SEC,
-            # DISABLE_IDLE_X): the carriage then falls to a full step, or under its own weight
-            # on a vertical rail, while the board counts on. S0: never (M17_M18_M84.cpp); kept
-            # until the board restarts.
-            self._command("M84 S0")
+            self._keep_motors_on()
             self._read_configuration()
             self._position_um = None
             self._calibrate_count()
@@ -314,8 +310,16 @@ class MarlinRail(GcodeRail):
     def _reference_problem(self) -> str | None:
         return self._position_lost or self._unreferenced
 
+    def _keep_motors_on(self) -> None:
+        """Stock builds switch idle motors off after 120 s (``DEFAULT_STEPPER_TIMEOUT_SEC``,
+        ``DISABLE_IDLE_X``): the carriage then falls to a full step, or under its own weight on
+        a vertical rail, while the board counts on. ``S0``: never (``M17_M18_M84.cpp``), until
+        the board restarts; so again wherever a restart is got over (homing, accepting)."""
+        self._command("M84 S0")
+
     def accept_position(self, position: float | None = None) -> None:
         """Trust the board's position again after a restart (see :meth:`Rail.accept_position`)."""
+        self._keep_motors_on()
         self._position_lost = None
         super().accept_position(position)
 
@@ -453,6 +457,7 @@ class MarlinRail(GcodeRail):
     def _home(self) -> None:
         self._position_um = None
         self._command(f"G28 {self.axis}")
+        self._keep_motors_on()
         self._homed = True
         self._position_lost = None
         self._calibrate_count()

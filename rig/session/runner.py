@@ -111,7 +111,7 @@ class _OwnLogFile(logging.FileHandler):
         return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
 
     def handleError(self, record: logging.LogRecord) -> None:
-        pass
+        """Drop the line: logging's default prints a traceback for each (see the class)."""
 
     def flush(self) -> None:
         with contextlib.suppress(OSError):

@@ -168,6 +168,13 @@ def test_motors_stay_powered_through_a_long_pause() -> None:
         rail.move_to(1_020.0)  # half-way between two full steps
         time.sleep(150.0 / 200.0)
         assert sim.logical_position[0] == pytest.approx(1.02)
+    with MarlinSimulator(time_scale=200.0) as sim, connected(sim, MarlinRail) as rail:
+        sim.power_cycle()  # a power dip mid-session: the board forgot M84 S0 as well
+        time.sleep(0.1)
+        rail.accept_position(0.0)
+        rail.move_to(1_020.0)
+        time.sleep(150.0 / 200.0)
+        assert sim.logical_position[0] == pytest.approx(1.02)
     with MarlinSimulator(time_scale=200.0, reset_on_open=False) as stock:
         stock.on_bytes(b"G1 X1.02 F600\n")
         time.sleep(150.0 / 200.0)
