@@ -82,14 +82,19 @@
         await sleep(2000);
         continue;
       }
+      // Decoded off the page first: the shown image never stands half-loaded, so a tap in the
+      // meantime still finds its size. Once decoded, the URL is in the list of available images
+      // and the shown element takes it at once (HTML's "update the image data").
       const url = URL.createObjectURL(blob);
-      img.src = url;
+      const next = new Image();
+      next.src = url;
       try {
-        await img.decode();
+        await next.decode();
       } catch (e) {
         URL.revokeObjectURL(url);
         continue;
       }
+      img.src = url;
       if (shown) URL.revokeObjectURL(shown);
       shown = url;
       img.hidden = false;
@@ -121,8 +126,9 @@
     const fx = (ev.clientX - box.left) / box.width;
     const fy = (ev.clientY - box.top) / box.height;
     wrap.classList.add("zoom");
-    wrap.scrollLeft = fx * img.naturalWidth - wrap.clientWidth / 2;
-    wrap.scrollTop = fy * img.naturalHeight - wrap.clientHeight / 2;
+    const zoomed = img.getBoundingClientRect(); // the frame at its own pixels, laid out now
+    wrap.scrollLeft = fx * zoomed.width - wrap.clientWidth / 2;
+    wrap.scrollTop = fy * zoomed.height - wrap.clientHeight / 2;
   }
 
   // ------------------------------------------------------------------ camera settings
