@@ -373,8 +373,9 @@ def remove_stale_temporaries(outdir: Path, jobs: Sequence[StackJob]) -> None:
             tmp.unlink(missing_ok=True)
 
 
-Progress = Callable[[int, int, int, int], None]
-"""``(done, running, failed, skipped)`` after every change."""
+Progress = Callable[[int, int, int, int, int], None]
+"""``(done, running, failed, skipped, workers)`` a few times a second; ``workers`` is how many
+the cluster has (none yet, on a scheduler no worker has joined)."""
 
 
 # --------------------------------------------------------------------------- the driver
@@ -572,8 +573,10 @@ def _run_on_cluster(todo, options, scheduler, workers, summary, record, counts, 
                     record_settings(job)
                 record(rep)
             if on_progress:
-                running = sum(len(keys) for keys in client.processing().values())
-                on_progress(counts["done"], running, counts["failed"], counts["skipped"])
+                processing = client.processing()  # every worker, busy or not
+                running = sum(len(keys) for keys in processing.values())
+                on_progress(counts["done"], running, counts["failed"], counts["skipped"],
+                            len(processing))  # fmt: skip
             time.sleep(0.2)
     except KeyboardInterrupt:
         summary.interrupted = True

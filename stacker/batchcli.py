@@ -43,6 +43,13 @@ def _check(outdir: Path, output_format: str, options: dict[str, Any]) -> str:
     return ext
 
 
+def _first_state(scheduler: str | None, workers: int | None) -> str:
+    """What the progress bar says before the first stack is handed out."""
+    if scheduler is None:
+        return "starting a local cluster"
+    return f"waiting for {workers} worker(s)" if workers else f"connecting to {scheduler}"
+
+
 def run_batch_command(
     roots: list[Path],
     outdir: Path,
@@ -90,12 +97,25 @@ def run_batch_command(
         TextColumn("{task.fields[state]}"), TimeElapsedColumn(),
     )  # fmt: skip
     with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("batch", total=todo, state="starting the cluster")
+        task = progress.add_task("batch", total=todo, state=_first_state(scheduler, workers))
+        if scheduler is not None and workers:
+            progress.console.print(f"waiting up to 2 minutes for {workers} worker(s) to join "
+                                   f"{scheduler}", markup=False, soft_wrap=True)  # fmt: skip
         started = time.perf_counter()
+        alone = [False]  # said once: the scheduler has no worker
 
-        def on_progress(done: int, running: int, failed: int, skipped: int) -> None:
+        def on_progress(done: int, running: int, failed: int, skipped: int, n: int) -> None:
             minutes = max(time.perf_counter() - started, 1e-6) / 60.0
             state = f"{running} running, {failed} failed, {done / minutes:.1f} stacks/min"
+            if n == 0 and scheduler is not None:
+                state = "no worker yet"
+                if not alone[0]:
+                    alone[0] = True
+                    progress.console.print(
+                        f"no worker has joined {scheduler} yet: the stacks wait for one; start "
+                        f"it with 'dask worker {scheduler}'",
+                        markup=False, soft_wrap=True,
+                    )  # fmt: skip
             progress.update(task, completed=done + failed, state=state)
 
         def on_report(rep: StackReport) -> None:

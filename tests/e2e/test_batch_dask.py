@@ -121,30 +121,70 @@ def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 120) -> N
 
 
 def test_separate_dask_scheduler_and_worker_processes(specimens: Path, tmp_path: Path) -> None:
+    """The batch starts before any worker has joined: it says so, waits, and stacks on the
+    worker once it comes (it waited in silence, its bar at "starting the cluster")."""
     port, worker_port = free_port(), free_port()
     address = f"tcp://127.0.0.1:{port}"
     logs = tmp_path / "dask.log"
     with open(logs, "w") as log:
         command = [BIN / "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port)]
         scheduler = subprocess.Popen([*command, "--no-dashboard"], stdout=log, stderr=log)
-        worker = None
+        worker = proc = None
         try:
             wait_listening(port, scheduler)
+            out = tmp_path / "out"
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "stacker.cli", "batch", str(specimens / "tray1"), "-o",
+                 str(out), "--scheduler", address, "--no-depth-maps", "--format", "png"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            errors = _drained(proc.stderr)
+            said = _wait_for_line(errors, "no worker has joined", timeout=120)
+            assert said == (f"no worker has joined {address} yet: the stacks wait for one; "
+                            f"start it with 'dask worker {address}'")  # fmt: skip
             worker = subprocess.Popen([BIN / "dask", "worker", address, "--host", "127.0.0.1",
                                        "--worker-port", str(worker_port), "--nworkers", "1",
                                        "--nthreads", "1", "--no-dashboard"],
                                       stdout=log, stderr=log)  # fmt: skip
-            out = tmp_path / "out"
-            proc = batch(specimens / "tray1", "-o", out, "--scheduler", address,
-                         "--workers", "1", "--no-depth-maps", "--format", "png")  # fmt: skip
-            assert proc.returncode == 0, proc.stderr + logs.read_text()[-2000:]
-            assert "batch: 3 stacked, 0 failed" in proc.stdout
+            stdout = proc.stdout.read()
+            assert proc.wait(timeout=300) == 0, "".join(errors) + logs.read_text()[-2000:]
+            assert "batch: 3 stacked, 0 failed" in stdout
             report = rows(out / "batch-report.jsonl")
             assert {r["worker"] for r in report.values()} == {f"tcp://127.0.0.1:{worker_port}"}
             assert sorted(p.name for p in out.glob("*.png")) == ["s0.png", "s1.png", "s2.png"]
+            # With --workers the batch waits for them, saying so, and goes on once they are there.
+            again = batch(specimens / "tray1", "-o", tmp_path / "again", "--scheduler", address,
+                          "--workers", "1", "--no-depth-maps", "--format", "png")  # fmt: skip
+            assert again.returncode == 0, again.stderr
+            assert f"waiting up to 2 minutes for 1 worker(s) to join {address}" in again.stderr
+            assert "no worker has joined" not in again.stderr
+            assert "batch: 3 stacked, 0 failed" in again.stdout
             assert worker.poll() is None and scheduler.poll() is None  # the cluster lives on
         finally:
-            interrupt((worker, scheduler))
+            interrupt((proc, worker, scheduler))
+            if proc is not None:
+                proc.stdout.close()
+                proc.stderr.close()
+
+
+def _drained(stream) -> list[str]:
+    """The lines of ``stream`` as they come, read on a thread so that a silent process fails
+    the test instead of hanging it."""
+    import threading
+
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(stream), daemon=True).start()
+    return lines
+
+
+def _wait_for_line(lines: list[str], text: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in list(lines):
+            if text in line:
+                return line.strip()
+        time.sleep(0.2)
+    raise AssertionError(f"no line with {text!r} in {timeout} s: {lines}")
 
 
 def test_no_scheduler_there_is_a_one_line_error(specimens: Path, tmp_path: Path) -> None:
