@@ -31,6 +31,7 @@ import base64
 import contextlib
 import errno
 import json
+import logging
 import socket
 import sys
 import threading
@@ -86,10 +87,45 @@ HEADER_TIMEOUT_S = 10.0
 KEEP_ALIVE_S = 5
 """Seconds an idle connection is kept open after an answer."""
 MAX_CONNECTIONS = 256
-"""Connections served at once; past this, requests are answered 503 at once (event streams of
-a room full of phones fit well below it)."""
+"""Connections open at once, the asking one included; past this, requests are answered 503 at
+once (event streams of a room full of phones fit well below it)."""
 MAX_HEADER_BYTES = 16 * 1024
 """The largest request line plus headers accepted (h11's incomplete-event limit)."""
+
+
+class _RefusalsCounted(logging.Filter):
+    """uvicorn logs a line for every request it refuses past :data:`MAX_CONNECTIONS`: a page
+    left open on many phones, or a flood, scrolled the watch's terminal with them. The first
+    refusal is said, then at most one line a minute, with how many were refused meanwhile."""
+
+    TEXT = "Exceeded concurrency limit."
+
+    def __init__(self, every_s: float = 60.0) -> None:
+        super().__init__()
+        self.every_s = every_s
+        self._lock = threading.Lock()
+        self._refused = 0
+        self._next_at = 0.0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != self.TEXT:
+            return True
+        with self._lock:
+            self._refused += 1
+            now = time.monotonic()
+            if now < self._next_at:
+                return False
+            refused, self._refused, self._next_at = self._refused, 0, now + self.every_s
+        record.msg = (
+            f"preview: more than {MAX_CONNECTIONS} connections at once; {refused} request(s) "
+            "answered 503 (busy), close some preview pages"
+        )
+        record.args = ()
+        return True
+
+
+REFUSALS = _RefusalsCounted()
+logging.getLogger("uvicorn.error").addFilter(REFUSALS)
 
 
 class BoundedH11Protocol(H11Protocol):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import socket
 import struct
 import threading
@@ -18,6 +19,7 @@ import pytest
 from stacker.preview import PreviewHub, PreviewServer, PreviewServerError
 from stacker.preview.hub import CropResult
 from stacker.preview.publisher import encode_jpeg
+from stacker.preview.server import MAX_CONNECTIONS, REFUSALS
 from tests.crops import crop_owner
 from tests.resources import fd_count
 
@@ -284,3 +286,38 @@ def test_crop_returns_both_100_percent_crops_from_the_owner_thread(hub, client):
 def test_bad_crop_parameters_are_refused_with_a_reason(client, params, message):
     r = client.get("/api/crop", params=params)
     assert r.status_code == 400 and message in r.json()["error"]
+
+
+def test_requests_past_the_connection_limit_are_refused_with_one_line_a_minute(
+    server, caplog, monkeypatch
+):
+    """Each request uvicorn refuses past MAX_CONNECTIONS was a log line of its own, scrolling
+    the watch's terminal: now one line, then at most one a minute, counting what it held back."""
+    monkeypatch.setattr(REFUSALS, "_next_at", 0.0)
+    monkeypatch.setattr(REFUSALS, "_refused", 0)
+    caplog.set_level(logging.WARNING, logger="uvicorn.error")
+    streams: list[socket.socket] = []
+
+    def ask() -> bytes:
+        streams.append(socket.create_connection(("127.0.0.1", server.port)))
+        streams[-1].sendall(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        streams[-1].settimeout(10)
+        return streams[-1].recv(64)
+
+    try:
+        answers = [ask() for _ in range(MAX_CONNECTIONS + 30)]
+        busy = sum(a.startswith(b"HTTP/1.1 503") for a in answers)
+        assert busy == 31  # uvicorn counts the asking connection among those open
+        assert answers.count(answers[0]) == MAX_CONNECTIONS - 1 and b"200" in answers[0]
+        said = [r.getMessage() for r in caplog.records if r.name == "uvicorn.error"]
+        assert said == [
+            f"preview: more than {MAX_CONNECTIONS} connections at once; 1 request(s) answered "
+            "503 (busy), close some preview pages"
+        ]
+        monkeypatch.setattr(REFUSALS, "_next_at", 0.0)  # a minute later
+        assert ask().startswith(b"HTTP/1.1 503")
+        said = [r.getMessage() for r in caplog.records if r.name == "uvicorn.error"]
+        assert len(said) == 2 and "; 31 request(s) answered 503" in said[1]
+    finally:
+        for s in streams:
+            s.close()
