@@ -23,7 +23,9 @@ libgphoto2's ptp2 driver exposes lens focus differently on each brand:
 * **Sony**: ``manualfocus`` is a *speed* (-7..7, ``_put_Sony_ManualFocus``): how far the lens
   moves per call is non-linear and lens-dependent, there is no end-stop signal, and recent bodies
   in PC-remote mode lack it. It is used only when asked for (``approximate=True``), with a
-  warning that the spacing is approximate.
+  warning that the spacing is approximate. libgphoto2's capture half-presses a Sony and waits
+  for it to focus unless its ``focusmode`` is Manual (``camera_sony_capture``), which would
+  refocus the lens at every frame, so the body is set to Manual for the session.
 * **Fuji**: the lens position is an absolute number; a move writes position + steps, so this
   strategy alone is absolute.
 * **Panasonic, Olympus**: radio or range ``manualfocusdrive``, handled by the shapes above.
@@ -84,6 +86,10 @@ INDEX_LAYOUTS = {7: SEVEN_STEP_LAYOUT, 5: FIVE_STEP_LAYOUT}
 """libgphoto2's radio layouts by their number of choices, read by index since labels are
 translated (a German desktop sees "Nah 1", "Keine", "Weit 1")."""
 
+
+MANUAL_FOCUS_MODE = "Manual"
+"""libgphoto2's label of PTP FocusMode 1 (``focusmodes`` in config.c), the one mode in which its
+capture does not let the body autofocus first."""
 
 LIVE_VIEW_WAIT_S = 5.0
 """How long a Nikon drive waits for live view to come back after a capture."""
@@ -170,6 +176,22 @@ class FocusStrategy(ABC):
                 f"{self.controls.description} no longer offers {self.key!r}; {RAIL_HINT}"
             )
         return widget
+
+    def _manual_focus_mode(self) -> None:
+        """Set the body's ``focusmode`` to Manual for the session: in any AF mode the release
+        autofocuses and the lens leaves the position it was driven to."""
+        mode = self.controls.widget("focusmode")
+        if mode is None or mode.get_type() not in (WIDGET_RADIO, WIDGET_MENU):
+            return
+        if MANUAL_FOCUS_MODE in choices_of(mode):
+            self.controls.ensure("focusmode", MANUAL_FOCUS_MODE)
+        else:
+            log.warning(
+                "%s: focus mode %r offers no %r; set the body to MF, or each shot may refocus",
+                self.controls.description,
+                mode.get_value(),
+                MANUAL_FOCUS_MODE,
+            )
 
     def _live_view(self, required: bool) -> None:
         finder = self.controls.widget("viewfinder")
@@ -405,6 +427,10 @@ class SonyStepDrive(NudgeDrive):
 
     name = "sony-step"
     approximate: ClassVar[bool] = True
+
+    def prepare(self) -> None:
+        super().prepare()
+        self._manual_focus_mode()
 
     def _nudge(self, widget: Any, direction: int) -> Any:
         low, high, _ = widget.get_range()

@@ -48,6 +48,12 @@ names the libgphoto2 function it follows (``camlibs/ptp2/library.c`` and ``confi
   not taken.
 * **Sony manualfocus is a speed** (``_put_Sony_ManualFocus``: -7..7 sent as ManualFocusAdjust);
   how far the lens moves per call grows non-linearly with it and there is no end-stop signal.
+* **Sony AF on release**: ``camera_sony_capture`` half-presses (ShutterHalfRelease) before the
+  full press, and unless ``focusmode`` reads Manual (PTP FocusMode 1) holds it for the body to
+  focus: the lens refocuses, and when AF cannot lock no file comes and the capture returns
+  GP_ERROR (-1, "no object found during event polling. perhaps no focus..."). ``focusmode``
+  starts in an AF mode (``Automatic``, Sony's AF-S), as a body out of the box does; its choices
+  are ``_get_FocusMode``'s labels for Sony's values.
 * **Vibration settings**: Canon ``mirrorlock`` (EOS MirrorUpSetting), Nikon ``exposuredelaymode``
   (ExposureDelayMode), Sony ``shuttertype`` (Auto/Mechanical/Electronic), as config.c's
   tables name them.
@@ -175,6 +181,11 @@ class QuirkProfile:
     """The vibration setting's widget name; empty for none."""
     vibration_widget: tuple[int, str, tuple[str, ...]] = (WIDGET_TEXT, "0", ())
     """(widget type, initial value, choices) of the vibration setting."""
+    focus_modes: tuple[str, ...] = ()
+    """``focusmode`` choices, the first in use; empty for no such widget."""
+    af_on_release: bool = False
+    """The camlib's capture autofocuses first (Canon EOS always; others unless ``focusmode``
+    is Manual)."""
 
 
 CANON = QuirkProfile(
@@ -191,6 +202,7 @@ CANON = QuirkProfile(
     lens="canon-radio",
     vibration_key="mirrorlock",
     vibration_widget=(WIDGET_TEXT, "0", ()),  # _get_INT on EOS MirrorUpSetting
+    af_on_release=True,  # camera_trigger_canon_eos_capture
 )
 NIKON = QuirkProfile(
     vendor="nikon",
@@ -223,6 +235,9 @@ SONY = QuirkProfile(
     lens="sony-speed",
     vibration_key="shuttertype",
     vibration_widget=(WIDGET_RADIO, "Auto", ("Auto", "Mechanical", "Electronic")),
+    # _get_FocusMode (focusmodes: Automatic 2, AF-C 0x8004, DMF 0x8006, Manual 1).
+    focus_modes=("Automatic", "AF-C", "DMF", "Manual"),
+    af_on_release=True,  # camera_sony_capture's half-press
 )
 PROFILES = {p.vendor: p for p in (CANON, NIKON, SONY)}
 
@@ -337,6 +352,10 @@ class CameraQuirks:
             kind, initial, choices = p.vibration_widget
             self.widgets[p.vibration_key] = SimWidget(
                 p.vibration_key, kind, initial, choices=choices
+            )
+        if p.focus_modes:
+            self.widgets["focusmode"] = SimWidget(
+                "focusmode", WIDGET_RADIO, p.focus_modes[0], choices=p.focus_modes
             )
         self._lens_widgets()
 
@@ -487,9 +506,12 @@ class QuirkyHandle(HandleLayer):
         state.lens = min(max(state.lens + moved, 0.0), state.lens_travel)  # no end-stop signal
 
     def _autofocus(self) -> None:
-        """camera_trigger_canon_eos_capture's half-press with AF."""
+        """The half-press with AF of ``camera_trigger_canon_eos_capture`` and
+        ``camera_sony_capture``."""
         if self._q.state.af_fails:
-            raise self._error(GP_ERROR)  # "Canon EOS Auto-Focus failed, could not capture."
+            # Canon: "Canon EOS Auto-Focus failed, could not capture."; Sony: "no object found
+            # during event polling. perhaps no focus..."
+            raise self._error(GP_ERROR)
         self._q.state.lens = self._q.state.af_position
 
     def _remote_release(self, value: str) -> None:
@@ -503,7 +525,8 @@ class QuirkyHandle(HandleLayer):
 
     # ---------------------------------------------------------------------------- capture
     def capture(self, kind: int) -> _FilePath:
-        if self._q.profile.vendor == "canon":
+        mode = self._q.widgets.get("focusmode")
+        if self._q.profile.af_on_release and (mode is None or mode.value != "Manual"):
             self._autofocus()
         return self._expose()
 

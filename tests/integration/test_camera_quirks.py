@@ -296,6 +296,24 @@ def test_sony_lens_drive_is_refused_unless_approximate_is_accepted(
         assert quirks.state.lens == 6.0
 
 
+def test_sony_lens_stacking_captures_without_refocusing(
+    card: VirtualCameraFolder, tmp_path: Path
+) -> None:
+    """libgphoto2 half-presses a Sony before each capture and, unless the body's focus mode is
+    Manual, lets it focus (``camera_sony_capture``): every frame was shot where AF put the lens,
+    and a frame where AF could not lock failed."""
+    quirks = CameraQuirks("sony", usb_bytes_per_s=0)
+    with open_body(quirks, capture_target="ram") as cam:
+        lens = LensFocuser.from_url("camera://?approximate=1&settle=0", camera=cam)
+        for _ in range(3):
+            lens.move_by(2)
+            cam.capture(tmp_path / "out")
+        assert quirks.state.exposures == [2.0, 4.0, 6.0]
+        quirks.state.af_fails = True
+        assert len(cam.capture(tmp_path / "out")) == 1
+    assert quirks.widgets["focusmode"].value == "Automatic"  # put back on close
+
+
 # ------------------------------------------------------------------------- 6. shutter shake
 
 
