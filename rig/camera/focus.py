@@ -27,7 +27,8 @@ libgphoto2's ptp2 driver exposes lens focus differently on each brand:
   for it to focus unless its ``focusmode`` is Manual (``camera_sony_capture``), which would
   refocus the lens at every frame, so the body is set to Manual for the session.
 * **Fuji**: the lens position is an absolute number; a move writes position + steps, so this
-  strategy alone is absolute.
+  strategy alone is absolute. libgphoto2's capture sends a Fuji its focus action first
+  (``camera_fuji_capture``), so the body is set to Manual focus for the session as on Sony.
 * **Panasonic, Olympus**: radio or range ``manualfocusdrive``, handled by the shapes above.
 
 Positive steps move focus away from the camera (far), negative steps towards it (near).
@@ -442,6 +443,9 @@ class AbsolutePositionDrive(FocusStrategy):
 
     name = "absolute-position"
     absolute = True
+
+    def prepare(self) -> None:
+        self._manual_focus_mode()
 
     def _read(self) -> tuple[Any, float]:
         widget = self._widget()

@@ -1,4 +1,5 @@
-"""Vendor quirk layer: libgphoto2's virtual camera answering as a Canon EOS, Nikon or Sony body.
+"""Vendor quirk layer: libgphoto2's virtual camera answering as a Canon EOS, Nikon, Sony or Fuji
+body.
 
 libgphoto2's virtual camera (:mod:`rig.sim.vcamera`) is a generic PTP body: it serves whole files
 from its card, reports every capture in a ``/store_…`` folder, cannot read a file in pieces and
@@ -54,6 +55,12 @@ names the libgphoto2 function it follows (``camlibs/ptp2/library.c`` and ``confi
   GP_ERROR (-1, "no object found during event polling. perhaps no focus..."). ``focusmode``
   starts in an AF mode (``Automatic``, Sony's AF-S), as a body out of the box does; its choices
   are ``_get_FocusMode``'s labels for Sony's values.
+* **Fuji AF on release** (``camera_fuji_capture``): every capture first sends the focus action
+  (0xd208 = 0x0200) and polls AFStatus; AF that cannot lock ends the capture with GP_ERROR (-1,
+  "Fuji Capture failed: Perhaps no auto-focus?"). In Manual focus mode the body does not move
+  the lens for it. The lens position is ``manualfocusdrive`` (PTP_DPC_FUJI_FocusPosition through
+  ``_get_INT``/``_put_INT``: a text widget holding the number). Fuji has no ``capturetarget``:
+  captures land on the card (``find_object_path``).
 * **Vibration settings**: Canon ``mirrorlock`` (EOS MirrorUpSetting), Nikon ``exposuredelaymode``
   (ExposureDelayMode), Sony ``shuttertype`` (Auto/Mechanical/Electronic), as config.c's
   tables name them.
@@ -152,7 +159,7 @@ class QuirkProfile:
     """How one vendor's bodies answer through libgphoto2's ptp2 camlib."""
 
     vendor: str
-    """The key in :data:`PROFILES` (``canon``, ``nikon``, ``sony``)."""
+    """The key in :data:`PROFILES` (``canon``, ``nikon``, ``sony``, ``fuji``)."""
     manufacturer: str
     """What the read-only ``manufacturer`` widget says."""
     model: str
@@ -166,7 +173,8 @@ class QuirkProfile:
     ram_names: tuple[str, str]
     """(RAW, JPEG) name patterns of RAM captures (``capt%04d.*``), as for the card."""
     target_choices: tuple[str, ...]
-    """The ``capturetarget`` choices in libgphoto2's order; RAM first."""
+    """The ``capturetarget`` choices in libgphoto2's order; RAM first; empty: no such setting,
+    captures go to the card."""
     format_key: str
     """The image-format widget's name (``imageformat``, ``imagequality``)."""
     formats: tuple[str, ...]
@@ -176,7 +184,7 @@ class QuirkProfile:
     partial_reads: bool = True
     """The body has GetPartialObject, so card files can be read in pieces (not Sony's)."""
     lens: str = "none"
-    """``canon-radio``, ``nikon-range``, ``sony-speed`` or ``none``."""
+    """``canon-radio``, ``nikon-range``, ``sony-speed``, ``fuji-position`` or ``none``."""
     vibration_key: str = ""
     """The vibration setting's widget name; empty for none."""
     vibration_widget: tuple[int, str, tuple[str, ...]] = (WIDGET_TEXT, "0", ())
@@ -239,7 +247,23 @@ SONY = QuirkProfile(
     focus_modes=("Automatic", "AF-C", "DMF", "Manual"),
     af_on_release=True,  # camera_sony_capture's half-press
 )
-PROFILES = {p.vendor: p for p in (CANON, NIKON, SONY)}
+FUJI = QuirkProfile(
+    vendor="fuji",
+    manufacturer="FUJIFILM",
+    model="X-T3",
+    card_folder="/store_10000001/DCIM/100_FUJI",
+    card_names=("DSCF%04d.RAF", "DSCF%04d.JPG"),
+    ram_folder="/store_10000001/DCIM/100_FUJI",
+    ram_names=("DSCF%04d.RAF", "DSCF%04d.JPG"),
+    target_choices=(),
+    format_key="imageformat",
+    formats=("RAW + JPEG Fine", "JPEG Fine", "RAW"),  # fuji_imageformat
+    lens="fuji-position",
+    # _get_FocusMode (focusmodes: Single-Servo AF 0x8001, Continuous-Servo AF 0x8002, Manual 1).
+    focus_modes=("Single-Servo AF", "Continuous-Servo AF", "Manual"),
+    af_on_release=True,  # camera_fuji_capture's focus action
+)
+PROFILES = {p.vendor: p for p in (CANON, NIKON, SONY, FUJI)}
 
 SONY_SPEED_STEPS = (0, 1, 3, 7, 15, 30, 60, 120)
 """Lens movement per ``manualfocus`` call at speed 0..7. Illustrative, not measured on a body:
@@ -298,7 +322,7 @@ class CameraQuirks:
     Parameters
     ----------
     profile
-        ``"canon"``, ``"nikon"``, ``"sony"`` or a :class:`QuirkProfile`.
+        ``"canon"``, ``"nikon"``, ``"sony"``, ``"fuji"`` or a :class:`QuirkProfile`.
     raw_plus_jpeg
         The body shoots RAW+JPEG (its image-format setting says so; changeable through it).
     nominal_file_bytes
@@ -338,9 +362,6 @@ class CameraQuirks:
         self.widgets: dict[str, SimWidget] = {
             "manufacturer": SimWidget("manufacturer", WIDGET_TEXT, p.manufacturer, readonly=True),
             "cameramodel": SimWidget("cameramodel", WIDGET_TEXT, p.model, readonly=True),
-            "capturetarget": SimWidget(
-                "capturetarget", WIDGET_RADIO, p.target_choices[0], choices=p.target_choices
-            ),
             p.format_key: SimWidget(
                 p.format_key,
                 WIDGET_RADIO,
@@ -348,6 +369,10 @@ class CameraQuirks:
                 choices=p.formats,
             ),
         }
+        if p.target_choices:
+            self.widgets["capturetarget"] = SimWidget(
+                "capturetarget", WIDGET_RADIO, p.target_choices[0], choices=p.target_choices
+            )
         if p.vibration_key:
             kind, initial, choices = p.vibration_widget
             self.widgets[p.vibration_key] = SimWidget(
@@ -391,6 +416,9 @@ class CameraQuirks:
             self.widgets["manualfocus"] = SimWidget(
                 "manualfocus", WIDGET_RANGE, 0.0, rng=(-7.0, 7.0, 1.0)
             )
+        elif lens == "fuji-position":
+            self.widgets["manualfocusdrive"] = SimWidget("manualfocusdrive", WIDGET_TEXT, "0")
+            return
         if lens != "none":
             self.widgets["viewfinder"] = SimWidget("viewfinder", WIDGET_TOGGLE, 0)
 
@@ -402,6 +430,8 @@ class CameraQuirks:
     @property
     def target(self) -> str:
         """``ram``, ``card`` or ``both`` from the capturetarget widget."""
+        if "capturetarget" not in self.widgets:
+            return "card"
         index = self.profile.target_choices.index(self.widgets["capturetarget"].value)
         return ("ram", "card", "both")[index]
 
@@ -433,6 +463,8 @@ class QuirkyHandle(HandleLayer):
         widget = self._q.widgets.get(key)
         if widget is None:
             return self._real.get_single_config(key)
+        if key == "manualfocusdrive" and self._q.profile.lens == "fuji-position":
+            widget.value = str(round(self._q.state.lens))  # _get_INT: FocusPosition as text
         if key == "viewfinder":
             # Nikon's LiveViewStatus reads 0 while live view restarts after a capture.
             up = self._q.state.live_view and time.monotonic() >= self._q.state.live_view_down_until
@@ -468,6 +500,10 @@ class QuirkyHandle(HandleLayer):
 
     def _drive(self, value: Any) -> None:
         state = self._q.state
+        if self._q.profile.lens == "fuji-position":
+            # _put_INT: the new FocusPosition; the lens goes there and stops at its ends.
+            state.lens = min(max(float(int(str(value))), 0.0), state.lens_travel)
+            return
         if self._q.profile.lens == "canon-radio":
             # _put_Canon_EOS_MFDrive: Near/Far 1..3 are small, medium and large steps (1, 10 and
             # 100 units here: illustrative ratios); no signal at the end of travel, it just stops.
@@ -506,11 +542,12 @@ class QuirkyHandle(HandleLayer):
         state.lens = min(max(state.lens + moved, 0.0), state.lens_travel)  # no end-stop signal
 
     def _autofocus(self) -> None:
-        """The half-press with AF of ``camera_trigger_canon_eos_capture`` and
-        ``camera_sony_capture``."""
+        """The half-press with AF of ``camera_trigger_canon_eos_capture``,
+        ``camera_sony_capture`` and ``camera_fuji_capture``."""
         if self._q.state.af_fails:
             # Canon: "Canon EOS Auto-Focus failed, could not capture."; Sony: "no object found
-            # during event polling. perhaps no focus..."
+            # during event polling. perhaps no focus..."; Fuji: "Fuji Capture failed: Perhaps no
+            # auto-focus?"
             raise self._error(GP_ERROR)
         self._q.state.lens = self._q.state.af_position
 

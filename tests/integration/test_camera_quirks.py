@@ -1,4 +1,4 @@
-"""Canon, Nikon and Sony behaviour, on libgphoto2's virtual camera with the vendor quirk layer.
+"""Canon, Nikon, Sony and Fuji behaviour on libgphoto2's virtual camera, with the quirk layer.
 
 Every shot is taken and downloaded through the real libgphoto2 (ptp2 driver, vusb I/O); the
 quirk layer (rig.sim.camera_quirks, a test double named as such) answers the calls around it as
@@ -312,6 +312,26 @@ def test_sony_lens_stacking_captures_without_refocusing(
         quirks.state.af_fails = True
         assert len(cam.capture(tmp_path / "out")) == 1
     assert quirks.widgets["focusmode"].value == "Automatic"  # put back on close
+
+
+def test_fuji_lens_stacking_captures_without_refocusing(
+    card: VirtualCameraFolder, tmp_path: Path
+) -> None:
+    """libgphoto2 sends a Fuji its focus action before each capture (``camera_fuji_capture``):
+    in an AF mode every frame was shot where AF put the lens, and a frame where AF could not
+    lock failed ("Perhaps no auto-focus?")."""
+    quirks = CameraQuirks("fuji", usb_bytes_per_s=0)
+    with open_body(quirks, capture_target="auto") as cam:
+        assert cam.vendor == "fuji"
+        lens = LensFocuser.from_url("camera://?settle=0", camera=cam)
+        for _ in range(3):
+            lens.move_by(100)
+            cam.capture(tmp_path / "out")
+        assert quirks.state.exposures == [100.0, 200.0, 300.0]
+        quirks.state.af_fails = True
+        assert len(cam.capture(tmp_path / "out")) == 1
+        assert body_files(cam) == []
+    assert quirks.widgets["focusmode"].value == "Single-Servo AF"  # put back on close
 
 
 # ------------------------------------------------------------------------- 6. shutter shake
