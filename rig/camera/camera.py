@@ -105,6 +105,9 @@ VIBRATION_SETTINGS: dict[str, tuple[str, str, str]] = {
 }
 """Per vendor: libgphoto2 key, value and what it does against shutter shake (``config.c``:
 EOS MirrorUpSetting, Nikon ExposureDelayMode, Sony ShutterType)."""
+SONY_PC_SAVE_KEY = "pcsaveimgformat"
+"""Sony's "RAW+J PC Save Image" (``sony_pc_save_image_format`` in config.c): at RAW+JPEG, which
+files reach the computer (``RAW & JPEG``, ``JPEG Only``, ``RAW Only``...)."""
 # _get_Canon_EOS_RemoteRelease's fixed choice order: press full and half with AF off, release all.
 _EOS_PRESS_FULL_MF = 4
 _EOS_RELEASE = 7
@@ -596,11 +599,21 @@ class Camera:
 
     def image_format(self) -> str:
         """The body's image-format setting as it reads now (``RAW + Large Fine JPEG``); ``""``
-        when the body has none or cannot say."""
+        when the body has none or cannot say.
+
+        At RAW+JPEG a Sony sends the computer only what its "RAW+J PC Save Image" setting
+        says; when that is one kind only (``JPEG Only``), it is what is returned, marked with
+        the setting's key.
+        """
         if not self._format_known:
             self._format_known = True
             self._format_key = next((key for key in FORMAT_KEYS if self._read_text(key)), None)
-        return self._read_text(self._format_key) if self._format_key is not None else ""
+        value = self._read_text(self._format_key) if self._format_key is not None else ""
+        if value and self.vendor == "sony" and files_per_shot(value) == 2:
+            only = self._read_text(SONY_PC_SAVE_KEY)
+            if only.endswith(" Only"):
+                return f"{only} ({SONY_PC_SAVE_KEY})"
+        return value
 
     def _release(self) -> tuple[str, str]:
         """Take the picture; the camera's folder and name of its first file.

@@ -55,6 +55,11 @@ names the libgphoto2 function it follows (``camlibs/ptp2/library.c`` and ``confi
   GP_ERROR (-1, "no object found during event polling. perhaps no focus..."). ``focusmode``
   starts in an AF mode (``Automatic``, Sony's AF-S), as a body out of the box does; its choices
   are ``_get_FocusMode``'s labels for Sony's values.
+* **Sony sends the computer what "RAW+J PC Save Image" says** (``pcsaveimgformat``,
+  PTP_DPC_SONY_PcSaveImageFormat, ``sony_pc_save_image_format`` in config.c; the body's own
+  "RAW+J PC Save Img" menu): with the image quality at RAW+JPEG (``sony_300_compression``), only
+  the JPEG or only the RAW reaches the computer when it reads ``JPEG Only`` or ``RAW Only``,
+  and ``camera_wait_for_event`` never announces the other. It starts at ``RAW & JPEG``.
 * **Fuji AF on release** (``camera_fuji_capture``): every capture first sends the focus action
   (0xd208 = 0x0200) and polls AFStatus; AF that cannot lock ends the capture with GP_ERROR (-1,
   "Fuji Capture failed: Perhaps no auto-focus?"). In Manual focus mode the body does not move
@@ -194,6 +199,8 @@ class QuirkProfile:
     af_on_release: bool = False
     """The camlib's capture autofocuses first (Canon EOS always; others unless ``focusmode``
     is Manual)."""
+    pc_save_formats: tuple[str, ...] = ()
+    """Sony ``pcsaveimgformat`` choices, the first in use; empty for no such widget."""
 
 
 CANON = QuirkProfile(
@@ -230,14 +237,14 @@ NIKON = QuirkProfile(
 SONY = QuirkProfile(
     vendor="sony",
     manufacturer="Sony Corporation",
-    model="Sony Alpha-A7r III",
+    model="Sony Alpha-A7r V",
     card_folder="/store_00010001/DCIM/100MSDCF",
     card_names=("DSC%05d.ARW", "DSC%05d.JPG"),
     ram_folder="/",
     ram_names=("capt_DSC%05d.ARW", "capt_DSC%05d.JPG"),
     target_choices=("sdram", "card", "card+sdram"),
     format_key="imagequality",
-    formats=("RAW+JPEG", "Fine", "RAW"),
+    formats=("RAW+JPEG", "JPEG", "RAW"),  # sony_300_compression
     always_root=True,
     partial_reads=False,
     lens="sony-speed",
@@ -246,6 +253,7 @@ SONY = QuirkProfile(
     # _get_FocusMode (focusmodes: Automatic 2, AF-C 0x8004, DMF 0x8006, Manual 1).
     focus_modes=("Automatic", "AF-C", "DMF", "Manual"),
     af_on_release=True,  # camera_sony_capture's half-press
+    pc_save_formats=("RAW & JPEG", "JPEG Only", "RAW Only"),  # sony_pc_save_image_format
 )
 FUJI = QuirkProfile(
     vendor="fuji",
@@ -372,6 +380,10 @@ class CameraQuirks:
         if p.target_choices:
             self.widgets["capturetarget"] = SimWidget(
                 "capturetarget", WIDGET_RADIO, p.target_choices[0], choices=p.target_choices
+            )
+        if p.pc_save_formats:
+            self.widgets["pcsaveimgformat"] = SimWidget(
+                "pcsaveimgformat", WIDGET_RADIO, p.pc_save_formats[0], choices=p.pc_save_formats
             )
         if p.vibration_key:
             kind, initial, choices = p.vibration_widget
@@ -580,15 +592,26 @@ class QuirkyHandle(HandleLayer):
         state.shots += 1
         if state.live_view and q.profile.lens == "nikon-range":
             state.live_view_down_until = time.monotonic() + q.live_view_restart_s
-        paths = [self._file(data, raw=q.raw_plus_jpeg)]
-        if q.raw_plus_jpeg:
-            paths.append(self._file(data, raw=False))
+        paths = [self._file(data, raw=raw) for raw in self._sent_files()]
         for late in paths[1:]:
             with q.lock:
                 q.pending.append((time.monotonic() + q.second_file_delay_s, late))
         if q.store[(paths[0].folder, paths[0].name)].cached:
             q.transfer(data)  # the camlib downloads RAM captures inside the capture call
         return paths[0]
+
+    def _sent_files(self) -> list[bool]:
+        """The files of a shot the computer receives, first one first (True: the RAW)."""
+        q = self._q
+        if not q.raw_plus_jpeg:
+            return [False]
+        pc_save = q.widgets.get("pcsaveimgformat")
+        only = pc_save.value if pc_save is not None else ""
+        if only == "JPEG Only":
+            return [False]
+        if only == "RAW Only":
+            return [True]
+        return [True, False]
 
     def _file(self, data: bytes, *, raw: bool) -> _FilePath:
         q, p = self._q, self._q.profile

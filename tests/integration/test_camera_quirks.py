@@ -9,6 +9,7 @@ failed against the camera code before it learnt the behaviour.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,8 @@ import pytest
 
 import rig.camera.camera as camera_module
 from rig.camera import Camera, CameraError, CameraUnsupportedError, FocusEndStopError, RetryPolicy
-from rig.camera.shot import files_per_shot, vendor_of
+from rig.camera.shot import check_saves_raw, files_per_shot, vendor_of
+from rig.errors import RigError
 from rig.rails.lens import LensFocuser
 from rig.sim.camera_quirks import CameraQuirks, QuirkyHandle
 from rig.sim.vcamera import VirtualCameraFolder
@@ -191,6 +193,29 @@ def test_a_format_changed_while_the_camera_is_open_applies_to_the_next_shot(
         "frame_0003.jpg",
         "frame_0004.jpg",
     ]
+
+
+def test_a_sony_sends_the_computer_only_what_its_pc_save_setting_says(
+    card: VirtualCameraFolder, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At RAW+JPEG a Sony sends the computer only the JPEG (or only the RAW) when its
+    "RAW+J PC Save Image" (``pcsaveimgformat``) says so: every shot waited for a second file
+    that never came, and a DNG stack was let start with no RAW to come."""
+    quirks = CameraQuirks("sony", raw_plus_jpeg=True, usb_bytes_per_s=0)
+    quirks.widgets["pcsaveimgformat"].value = "JPEG Only"
+    out = tmp_path / "out"
+    with open_body(quirks, capture_target="ram") as cam, caplog.at_level(logging.WARNING):
+        with pytest.raises(RigError, match="JPEG Only"):
+            check_saves_raw(cam, ".dng")
+        start = time.monotonic()
+        assert [p.name for p in cam.capture(out, "frame_0001")] == ["frame_0001.jpg"]
+        assert time.monotonic() - start < camera_module.SHOT_FILES_LIMIT_S / 2
+        cam.set_config("pcsaveimgformat", "RAW Only")
+        assert [p.name for p in cam.capture(out, "frame_0002")] == ["frame_0002.arw"]
+        cam.set_config("pcsaveimgformat", "RAW & JPEG")
+        names = [p.name for p in cam.capture(out, "frame_0003")]
+        assert names == ["frame_0003.arw", "frame_0003.jpg"]
+    assert not [r.message for r in caplog.records if "files arrived" in r.message]
 
 
 # --------------------------------------------------------- 2. Canon lens stacking without AF
