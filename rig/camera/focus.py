@@ -62,6 +62,7 @@ from rig.camera.errors import (
     CameraUnsupportedError,
     FocusEndStopError,
 )
+from rig.errors import RigError
 
 log = logging.getLogger(__name__)
 
@@ -180,19 +181,27 @@ class FocusStrategy(ABC):
 
     def _manual_focus_mode(self) -> None:
         """Set the body's ``focusmode`` to Manual for the session: in any AF mode the release
-        autofocuses and the lens leaves the position it was driven to."""
+        autofocuses and the lens leaves the position it was driven to. A body whose mode
+        follows a switch on it (the setting read-only, or refused) is left as it is, with a
+        warning: the photographer can turn the switch to M."""
         mode = self.controls.widget("focusmode")
         if mode is None or mode.get_type() not in (WIDGET_RADIO, WIDGET_MENU):
             return
-        if MANUAL_FOCUS_MODE in choices_of(mode):
-            self.controls.ensure("focusmode", MANUAL_FOCUS_MODE)
-        else:
-            log.warning(
-                "%s: focus mode %r offers no %r; set the body to MF, or each shot may refocus",
-                self.controls.description,
-                mode.get_value(),
-                MANUAL_FOCUS_MODE,
-            )
+        if mode.get_value() == MANUAL_FOCUS_MODE:
+            return
+        if MANUAL_FOCUS_MODE in choices_of(mode) and not mode.get_readonly():
+            try:
+                self.controls.ensure("focusmode", MANUAL_FOCUS_MODE)
+                return
+            except RigError as exc:
+                log.debug("focusmode %s refused: %s", MANUAL_FOCUS_MODE, exc)
+        log.warning(
+            "%s: focus mode is %r and cannot be set to %s from here; turn the body's focus "
+            "switch to M (MF), or each shot may refocus",
+            self.controls.description,
+            mode.get_value(),
+            MANUAL_FOCUS_MODE,
+        )
 
     def _live_view(self, required: bool) -> None:
         finder = self.controls.widget("viewfinder")

@@ -339,6 +339,21 @@ def test_sony_lens_stacking_captures_without_refocusing(
     assert quirks.widgets["focusmode"].value == "Automatic"  # put back on close
 
 
+def test_a_focus_mode_set_by_a_switch_on_the_body_is_left_with_a_warning(
+    card: VirtualCameraFolder, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Where the focus mode follows a switch on the body, libgphoto2 shows it read-only: the
+    session must still start, and say to turn the switch to M."""
+    quirks = CameraQuirks("sony", usb_bytes_per_s=0)
+    quirks.widgets["focusmode"].readonly = True
+    with open_body(quirks, capture_target="ram") as cam, caplog.at_level(logging.WARNING):
+        lens = LensFocuser.from_url("camera://?approximate=1&settle=0", camera=cam)
+        lens.move_by(2)
+        assert len(cam.capture(tmp_path / "out")) == 1
+    said = [r.getMessage() for r in caplog.records if "focus mode" in r.getMessage()]
+    assert said and "focus mode is 'Automatic'" in said[0] and "switch to M" in said[0]
+
+
 def test_fuji_lens_stacking_captures_without_refocusing(
     card: VirtualCameraFolder, tmp_path: Path
 ) -> None:
