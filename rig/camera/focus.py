@@ -192,12 +192,16 @@ class FocusStrategy(ABC):
         if MANUAL_FOCUS_MODE in choices_of(mode) and not mode.get_readonly():
             try:
                 self.controls.ensure("focusmode", MANUAL_FOCUS_MODE)
-                return
             except RigError as exc:
                 log.debug("focusmode %s refused: %s", MANUAL_FOCUS_MODE, exc)
+            # A Sony whose lens switch says AF answers the set as done and keeps its mode
+            # (_put_Sony_FocusMode gives up after 3 s without an error): read it back.
+            mode = self.controls.widget("focusmode") or mode
+            if mode.get_value() == MANUAL_FOCUS_MODE:
+                return
         log.warning(
-            "%s: focus mode is %r and cannot be set to %s from here; turn the body's focus "
-            "switch to M (MF), or each shot may refocus",
+            "%s: focus mode is %r and cannot be set to %s from here; turn the focus switch "
+            "on the body or lens to M (MF), or each shot may refocus",
             self.controls.description,
             mode.get_value(),
             MANUAL_FOCUS_MODE,

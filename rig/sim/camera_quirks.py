@@ -79,6 +79,7 @@ libgphoto2 code answers.
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections.abc import Callable
@@ -290,6 +291,10 @@ class QuirkState:
     """Where autofocus puts the lens (the subject's brightest edge)."""
     af_fails: bool = False
     """AF cannot lock (no contrast at this magnification): the release fails with -1."""
+    focus_mode_locked: bool = False
+    """The focus mode follows a switch (a Sony lens's AF/MF switch at AF): setting
+    ``focusmode`` is answered as done and changes nothing, as ``_put_Sony_FocusMode`` does when
+    the body has not taken the value within 3 s."""
     nikon_min_amount: int = 1
     """Smallest Nikon MF drive amount the lens accepts (MfDriveStepInsufficiency below)."""
     lens_units_per_s: float = 2000.0
@@ -481,8 +486,9 @@ class QuirkyHandle(HandleLayer):
             # Nikon's LiveViewStatus reads 0 while live view restarts after a capture.
             up = self._q.state.live_view and time.monotonic() >= self._q.state.live_view_down_until
             widget.value = int(up)
-        widget.changed = False
-        return widget
+        fresh = copy.copy(widget)  # a read is a new widget, as libgphoto2's: set_value on it
+        fresh.changed = False  # changes nothing on the body until it is sent
+        return fresh
 
     def set_single_config(self, key: str, widget: Any) -> None:
         own = self._q.widgets.get(key)
@@ -491,6 +497,8 @@ class QuirkyHandle(HandleLayer):
             return
         if own.readonly:
             raise self._error(GP_ERROR_BAD_PARAMETERS)
+        if key == "focusmode" and self._q.state.focus_mode_locked:
+            return  # _put_Sony_FocusMode: no change within 3 s is logged, and GP_OK returned
         value = widget.get_value()
         if key == "manualfocusdrive":
             self._drive(value)

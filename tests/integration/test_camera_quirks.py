@@ -342,16 +342,25 @@ def test_sony_lens_stacking_captures_without_refocusing(
 def test_a_focus_mode_set_by_a_switch_on_the_body_is_left_with_a_warning(
     card: VirtualCameraFolder, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Where the focus mode follows a switch on the body, libgphoto2 shows it read-only: the
-    session must still start, and say to turn the switch to M."""
-    quirks = CameraQuirks("sony", usb_bytes_per_s=0)
-    quirks.widgets["focusmode"].readonly = True
-    with open_body(quirks, capture_target="ram") as cam, caplog.at_level(logging.WARNING):
-        lens = LensFocuser.from_url("camera://?approximate=1&settle=0", camera=cam)
-        lens.move_by(2)
-        assert len(cam.capture(tmp_path / "out")) == 1
-    said = [r.getMessage() for r in caplog.records if "focus mode" in r.getMessage()]
-    assert said and "focus mode is 'Automatic'" in said[0] and "switch to M" in said[0]
+    """Where the focus mode follows a switch, libgphoto2 shows it read-only, or (Sony) takes the
+    new value and keeps the old: the session must still start, and say to turn the switch to
+    M."""
+    for locked_by in ("read-only", "answered as done"):
+        caplog.clear()
+        quirks = CameraQuirks("sony", usb_bytes_per_s=0)
+        if locked_by == "read-only":
+            quirks.widgets["focusmode"].readonly = True
+        else:  # a Sony whose lens switch is at AF (_put_Sony_FocusMode returns GP_OK)
+            quirks.state.focus_mode_locked = True
+        with open_body(quirks, capture_target="ram") as cam, caplog.at_level(logging.WARNING):
+            lens = LensFocuser.from_url("camera://?approximate=1&settle=0", camera=cam)
+            lens.move_by(2)
+            assert len(cam.capture(tmp_path / "out")) == 1
+        said = [r.getMessage() for r in caplog.records if "focus mode" in r.getMessage()]
+        assert said, locked_by
+        assert (
+            "focus mode is 'Automatic'" in said[0] and "switch on the body or lens to M" in said[0]
+        )
 
 
 def test_fuji_lens_stacking_captures_without_refocusing(
