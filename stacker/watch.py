@@ -263,7 +263,9 @@ class HotFolder:
     hard or symbolic link, is left out with a note in :attr:`notes`): one rewritten in place or
     renamed over (a re-export) is not stacked again, except one that was reported unreadable,
     which is looked at again when it changes. A new file under the name of one deleted or renamed
-    away is a new frame. A poll cannot tell a file renamed over a frame from one renamed in after
+    away is a new frame. A file moved out of the folder once it was opened is read whole all the
+    same; one moved out or deleted before that (another program importing from the folder) is
+    named in :attr:`notes`. A poll cannot tell a file renamed over a frame from one renamed in after
     the frame was deleted (gphoto2's ``--force-overwrite`` unlinks, then renames its download
     in): both show as the old file gone and a new one there, and polled, both are new frames.
     """
@@ -316,6 +318,7 @@ class HotFolder:
         self.started_at = time.time()
         self._events: queue.SimpleQueue[_Event] = queue.SimpleQueue()
         self._entries: dict[Path, _Entry] = {}
+        self._vanished: dict[Path, _Entry] = {}  # found gone before the event saying how
         self._done: dict[Path, tuple[int, int]] = {}
         self._claimed: dict[str, Path] = {}
         self._identities: dict[FileIdentity, Path] = {}  # of the files taken, to each's name
@@ -501,9 +504,11 @@ class HotFolder:
     def _apply(self, event: _Event, now: float) -> None:
         kind, src, dest, at = event
         if kind == "deleted":
-            self._forget(Path(src))
+            self._forget(Path(src), gone=True)
         elif kind == "moved":
-            taken = bool(src) and self._forget(Path(src))
+            # Renamed within the folder it stays a frame, under its new name; else it is gone.
+            gone = not (dest and self._watched(Path(dest)))
+            taken = bool(src) and self._forget(Path(src), gone=gone)
             if dest and taken:
                 self._done[Path(dest)] = _TAKEN  # a frame taken, renamed: the same frame
             elif dest:
@@ -617,16 +622,38 @@ class HotFolder:
         self._done[entry.path] = self._signature(entry.path) or _TAKEN
         self.ours.append(entry.path)
 
-    def _forget(self, path: Path) -> bool:
+    def _forget(self, path: Path, *, gone: bool) -> bool:
         """``path`` is gone (deleted, or renamed away); whether it was a frame taken already.
 
-        Its name is free again: a new file written under it later is a new frame.
+        Its name is free again: a new file written under it later is a new frame. A file with
+        content not read yet that is ``gone`` (deleted, or moved out of the folder or to a name
+        that is no frame's) is named in :attr:`notes` (see :meth:`_lost`): also one found gone
+        before this event came, which waits in ``_vanished`` for it to tell a move out from a
+        rename within the folder.
         """
-        self._entries.pop(path, None)
+        vanished = self._vanished.pop(path, None)
+        entry = self._entries.pop(path, vanished)
+        if gone and entry is not None:
+            self._lost(entry)
         if self._done.get(path) != _TAKEN:
             return False
         del self._done[path]
         return True
+
+    def _lost(self, entry: _Entry) -> None:
+        """Say that a file that had content left the folder before it was read.
+
+        An importer watching the same folder moves files on as soon as it sees them (Lightroom's
+        Auto Import moves each into its destination folder): every frame it wins would
+        otherwise be missing from the stack without a word. An empty placeholder is no frame.
+        """
+        if entry.signature is None or entry.signature[0] == 0:
+            return
+        self.notes.append(
+            f"{entry.path.name}: moved out of the watched folder or deleted before it could be "
+            "read; not stacked (if another program imports from this folder, such as "
+            "Lightroom's Auto Import, watch the folder it moves files to instead)"
+        )
 
     def _skip(self, path: Path) -> None:
         self._entries.pop(path, None)
@@ -687,8 +714,8 @@ class HotFolder:
         by_stem: dict[str, list[_Entry]] = {}
         for entry in list(self._entries.values()):
             signature = self._signature(entry.path)
-            if signature is None:
-                del self._entries[entry.path]
+            if signature is None:  # its deletion or move is reported next (see _forget)
+                self._vanished[entry.path] = self._entries.pop(entry.path)
                 continue
             if signature != entry.signature:
                 entry.signature, entry.stable_since = signature, now
@@ -767,20 +794,22 @@ class HotFolder:
     def _decode(self, entry: _Entry) -> ReadyFrame | UnreadableFrame | None:
         path = entry.path
         before = self._signature(path)
-        if before is None:  # gone already
+        if before is None:  # gone already: its deletion or move is reported next (see _forget)
             self._release(entry, None)
+            self._vanished[path] = entry
             return None
         try:
-            image, message = self._read(path), ""
+            (image, after), message = self._read(path), ""
         except UnreadableImageError as exc:
-            message, image = str(exc), None
+            message, image, after = str(exc), None, self._signature(path)
         except OSError as exc:  # permissions, or removed while being read
             message, image = f"{path}: cannot read ({exc.strerror or exc})", None
+            after = self._signature(path)
         except OutsideFolder as exc:  # made a link out since it was taken
             self.notes.append(f"{path.name}: became a link to {exc.target}; not stacked")
             self._release(entry, before)
             return None
-        if self._signature(path) != before:
+        if after != before:
             # Still being written after all: back to waiting, this attempt does not count.
             self._requeue(entry, retry_at=None)
             return None
@@ -794,9 +823,14 @@ class HotFolder:
         self._release(entry, before)
         return UnreadableFrame(path, message)
 
-    def _read(self, path: Path) -> np.ndarray:
+    def _read(self, path: Path) -> tuple[np.ndarray, tuple[int, int] | None]:
         """Decode ``path`` as the file it names now, wherever its name leads later (see
-        :mod:`stacker.pinned`); messages and notes name ``path``."""
+        :mod:`stacker.pinned`); messages and notes name ``path``.
+
+        Also gives the signature of the file read, as it was once read: through the handle held
+        open, so that a file an importer moved out of the folder meanwhile (it was read whole)
+        is not taken for one still being written.
+        """
         with pinned(path, self._real_folder) as held:
             try:
                 reason = truncation(held)
@@ -805,9 +839,10 @@ class HotFolder:
                 image, turned = self._reader.read(held)
             except UnreadableImageError as exc:
                 raise UnreadableImageError(str(exc).replace(str(held), str(path))) from None
+            after = self._signature(held)
         if turned is not None:
             self.notes.append(turned.replace(str(held), str(path)))
-        return image
+        return image, after
 
     def _requeue(self, entry: _Entry, *, retry_at: float | None) -> None:
         self._done.pop(entry.path, None)

@@ -309,6 +309,32 @@ def test_unreadable_file_is_retried_reported_and_looked_at_again_when_rewritten(
     assert np.array_equal(got[1].image, read_image(tmp_path / "bad.jpg"))
 
 
+def test_a_file_moved_out_before_it_settled_is_named(tmp_path: Path) -> None:
+    """A file an importer moves on before it counts as complete (Lightroom's Auto Import takes
+    what lands in its watched folder; polled here, the watch waits for ``settle``) is not a
+    frame lost without a word. One renamed within the folder is the same frame, under its new
+    name, and one deleted before anything was written is no frame at all."""
+    hot_dir, imported = tmp_path / "hot", tmp_path / "imported"
+    hot_dir.mkdir()
+    imported.mkdir()
+    with HotFolder(hot_dir, settle=1.5, polling=True) as hot:
+
+        def writer() -> None:
+            (hot_dir / "a.jpg").write_bytes(textured_jpeg(1))
+            (hot_dir / "empty.jpg").touch()
+            (hot_dir / "b.jpg").write_bytes(textured_jpeg(2))
+            time.sleep(0.6)  # seen by a poll, not yet settled
+            (hot_dir / "a.jpg").rename(imported / "a.jpg")
+            (hot_dir / "empty.jpg").unlink()
+            (hot_dir / "b.jpg").rename(hot_dir / "c.jpg")
+
+        t = in_thread(writer)
+        got = collect_paths(hot, t, 1, grace=2.0)
+    assert [p.name for p, _ in got] == ["c.jpg"]
+    assert len(hot.notes) == 1
+    assert hot.notes[0].startswith("a.jpg: moved out of the watched folder or deleted before")
+
+
 @pytest.mark.slow
 def test_stop_event_ends_iteration(tmp_path: Path) -> None:
     stop = threading.Event()

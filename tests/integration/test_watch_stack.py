@@ -209,6 +209,66 @@ def test_a_frame_swapped_for_a_link_out_after_it_was_checked_is_not_read(
     assert warnings == [f"a2.jpg: became a link to {private / 'secret.jpg'}; not stacked"]
 
 
+def test_a_frame_an_importer_moves_out_while_it_is_read_is_stacked(
+    tmp_path: Path, hot: Path, stack_jpegs: list[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lightroom's Auto Import moves each file out of its watched folder as soon as it sees it;
+    one moved just after the watch opened it (made certain here) is read whole through the
+    handle held open, and stacked, not dropped as if it were still being written."""
+    from stacker.io import OrientedReader
+
+    imported = tmp_path / "imported"
+    imported.mkdir()
+    for i in range(3):
+        write_old(hot / f"a{i}.jpg", stack_jpegs[i])
+    read = OrientedReader.read
+
+    def moved_out_then_read(self: OrientedReader, path: Path, *args: Any, **kwargs: Any) -> Any:
+        name = Path(os.path.realpath(path)).name
+        if name == "a1.jpg" and (hot / name).exists():
+            (hot / name).rename(imported / name)
+        return read(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(OrientedReader, "read", moved_out_then_read)
+    warnings: list[str] = []
+    summary = watch_and_stack(
+        hot, tmp_path / "out.jpg", idle_timeout=1.0, settle=0.2, on_warning=warnings.append
+    )
+    assert (imported / "a1.jpg").is_file()
+    assert [r.name for r in summary.records] == ["a0.jpg", "a1.jpg", "a2.jpg"]
+    assert warnings == []
+
+
+def test_a_frame_an_importer_moves_out_before_it_is_read_is_named(
+    tmp_path: Path, hot: Path, stack_jpegs: list[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A frame moved out of the folder after it was complete but before it was opened (an
+    importer quicker than the watch) cannot be stacked; the watch says so instead of silently
+    stacking one frame fewer."""
+    from stacker.watch import HotFolder
+
+    imported = tmp_path / "imported"
+    imported.mkdir()
+    for i in range(3):
+        write_old(hot / f"a{i}.jpg", stack_jpegs[i])
+    take = HotFolder._take
+
+    def take_then_import(self: HotFolder, entry: Any) -> bool:
+        taken = take(self, entry)
+        if entry.path.name == "a1.jpg":
+            (hot / "a1.jpg").rename(imported / "a1.jpg")
+        return taken
+
+    monkeypatch.setattr(HotFolder, "_take", take_then_import)
+    warnings: list[str] = []
+    summary = watch_and_stack(
+        hot, tmp_path / "out.jpg", idle_timeout=1.0, settle=0.2, on_warning=warnings.append
+    )
+    assert [r.name for r in summary.records] == ["a0.jpg", "a2.jpg"]
+    assert len(warnings) == 1
+    assert warnings[0].startswith("a1.jpg: moved out of the watched folder or deleted before")
+
+
 def test_a_restarted_watch_removes_what_a_killed_one_left_half_written(
     tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
 ) -> None:
