@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from watchdog.events import (
+    FileAttribEvent,
     FileClosedEvent,
     FileCreatedEvent,
     FileDeletedEvent,
@@ -214,6 +215,7 @@ _EVENT_TYPES: list[type[FileSystemEvent]] = [
     FileClosedEvent,
     FileMovedEvent,
     FileDeletedEvent,
+    FileAttribEvent,  # a chmod or chown: see _readable_again
 ]
 
 
@@ -319,6 +321,7 @@ class HotFolder:
         self._events: queue.SimpleQueue[_Event] = queue.SimpleQueue()
         self._entries: dict[Path, _Entry] = {}
         self._vanished: dict[Path, _Entry] = {}  # found gone before the event saying how
+        self._denied: set[Path] = set()  # reported unreadable for want of permission
         self._done: dict[Path, tuple[int, int]] = {}
         self._claimed: dict[str, Path] = {}
         self._identities: dict[FileIdentity, Path] = {}  # of the files taken, to each's name
@@ -521,6 +524,23 @@ class HotFolder:
             self._touch(Path(src), now, at, closed=False)
         elif kind == "closed":
             self._touch(Path(src), now, at, closed=True)
+        elif kind == "attrib":
+            self._readable_again(Path(src), now, at)
+
+    def _readable_again(self, path: Path, now: float, at: float) -> None:
+        """Look again at a file reported unreadable for want of permission that now can be read.
+
+        A file written by another user with a restrictive umask cannot be read (an FTP server
+        writes a camera's uploads as the user it logs in as, and vsftpd's ``local_umask`` is 077
+        unless configured). Making it readable changes neither its size nor its modification
+        time, only its mode or owner: an event of its own, ignored for every other file.
+        """
+        if path not in self._denied or not os.access(path, os.R_OK):
+            return
+        self._denied.discard(path)
+        if self._done.get(path) not in (None, _TAKEN):
+            del self._done[path]
+            self._touch(path, now, at, closed=True)
 
     def _watched(self, path: Path) -> bool:
         return (
@@ -798,11 +818,15 @@ class HotFolder:
             self._release(entry, None)
             self._vanished[path] = entry
             return None
+        denied = False
         try:
             (image, after), message = self._read(path), ""
         except UnreadableImageError as exc:
             message, image, after = str(exc), None, self._signature(path)
-        except OSError as exc:  # permissions, or removed while being read
+        except PermissionError as exc:  # written by another user: see _readable_again
+            message, image, after = _denied_message(path, exc), None, self._signature(path)
+            denied = True
+        except OSError as exc:  # removed while being read
             message, image = f"{path}: cannot read ({exc.strerror or exc})", None
             after = self._signature(path)
         except OutsideFolder as exc:  # made a link out since it was taken
@@ -821,6 +845,8 @@ class HotFolder:
             self._requeue(entry, retry_at=time.monotonic() + self.retry_interval)
             return None
         self._release(entry, before)
+        if denied:
+            self._denied.add(path)
         return UnreadableFrame(path, message)
 
     def _read(self, path: Path) -> tuple[np.ndarray, tuple[int, int] | None]:
@@ -864,6 +890,14 @@ class HotFolder:
             self.skipped.remove(path)
             self._done.pop(path, None)
             self._arrive(path, None)
+
+
+def _denied_message(path: Path, exc: PermissionError) -> str:
+    """What to do about a frame this user may not read (see HotFolder._readable_again)."""
+    return (
+        f"{path}: cannot read ({exc.strerror or exc}); make it readable (chmod a+r) and it is "
+        "stacked then, or have the program writing it create files others can read (umask 022)"
+    )
 
 
 # -- stacking what lands in the folder ---------------------------------------------------------

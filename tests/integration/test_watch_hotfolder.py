@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -333,6 +335,67 @@ def test_a_file_moved_out_before_it_settled_is_named(tmp_path: Path) -> None:
     assert [p.name for p, _ in got] == ["c.jpg"]
     assert len(hot.notes) == 1
     assert hot.notes[0].startswith("a.jpg: moved out of the watched folder or deleted before")
+
+
+#: Watches the folder given, as the user that runs it, reporting what it hands out on stdout.
+_WATCH_ONE = """
+import os, sys, tempfile
+from pathlib import Path
+import cv2, numpy as np
+from stacker.io import OrientedReader, truncation
+from stacker.watch import HotFolder
+
+def unreadable(bad):
+    print("unreadable", bad.message, flush=True)
+
+poll = sys.argv[2] == "poll"
+with HotFolder(sys.argv[1], settle=0.2, polling=poll, decode_retries=1, retry_interval=0.1) as hot:
+    if os.geteuid() == 0:  # become nobody, once what the watch reads with is loaded
+        with tempfile.TemporaryDirectory() as warm:
+            cv2.imwrite(f"{warm}/warm.jpg", np.zeros((8, 8, 3), np.uint8))
+            truncation(Path(f"{warm}/warm.jpg"))
+            OrientedReader().read(Path(f"{warm}/warm.jpg"))
+        os.setgid(65534)
+        os.setuid(65534)
+    for frame in hot.frames(idle_timeout=5.0, on_unreadable=unreadable):
+        print("frame", frame.path.name, flush=True)
+        break
+"""
+
+
+@pytest.mark.parametrize("events", ["native", "poll"])
+def test_a_frame_another_user_wrote_unreadable_is_taken_once_made_readable(events: str) -> None:
+    """An FTP server writes what a camera uploads as the user it logs in as, with its umask
+    (vsftpd's local_umask is 077 unless configured): mode 0600, unreadable to the watch. It is
+    reported with what to do, and taken once someone makes it readable, a change of permissions
+    only (its size and time stay). Run as root, the watch becomes nobody, whom modes stop."""
+    share = Path(tempfile.mkdtemp(prefix="stackrig-perm-"))
+    try:
+        share.chmod(0o777)
+        frame = share / "DSC_0001.JPG"
+        frame.write_bytes(textured_jpeg(5))
+        frame.chmod(0o600 if os.geteuid() == 0 else 0)
+        root = Path(__file__).resolve().parents[2]
+        child = subprocess.Popen(
+            [sys.executable, "-c", _WATCH_ONE, str(share), events],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=root,
+            env={**os.environ, "PYTHONPATH": str(root)},
+        )
+        assert child.stdout is not None
+        first = child.stdout.readline()
+        frame.chmod(0o644)  # the user's fix, as the message says
+        try:
+            rest, errors = child.communicate(timeout=LIMIT)
+        finally:
+            child.kill()
+    finally:
+        shutil.rmtree(share, ignore_errors=True)
+    assert first.startswith(f"unreadable {frame}: cannot read (Permission denied)"), errors
+    assert "chmod a+r" in first
+    assert rest == "frame DSC_0001.JPG\n", errors
 
 
 @pytest.mark.slow
