@@ -223,6 +223,8 @@ class ShotPlan(PlanTiming):
         if not step > 0:
             raise PlanError(f"step {step:g} {units}: give a positive step")
         span = abs(far - near)
+        if span == 0:  # as from_frames: a one-frame "stack" of a forgotten --to is no plan
+            raise PlanError(f"--from and --to are both {_fmt(near, units)}: give a range")
         count = span / step
         if not (math.isfinite(span) and math.isfinite(step)) or count >= MAX_FRAMES:
             raise PlanError(

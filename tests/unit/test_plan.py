@@ -101,6 +101,15 @@ def test_bad_plan_files_give_one_line_errors(text: str, needle: str) -> None:
     assert "\n" not in str(info.value)
 
 
+def test_a_step_over_an_empty_range_is_refused_as_frames_are() -> None:
+    """``--from 2mm --to 2mm --step 50um`` (a forgotten --to) made a one-frame plan, printed as
+    "1 frames", which no stack can come of; ``--frames 3`` over it was already refused."""
+    with pytest.raises(PlanError, match="both 2 mm: give a range"):
+        ShotPlan.from_step(2000, 2000, 50)
+    with pytest.raises(PlanError, match="both 0 µm: give a range"):
+        ShotPlan.from_optics(0, 0, optics_step(magnification=1, f_number=8))
+
+
 def test_bad_values_are_refused() -> None:
     with pytest.raises(PlanError, match="positive step"):
         ShotPlan.from_step(0, 100, 0)
