@@ -38,6 +38,11 @@ _LENGTH_UNITS: dict[str, tuple[float, Units]] = {
 
 _LENGTH_HELP = "write a unit, e.g. 1.5mm, 250um, 250µm or 12steps"
 
+TYPED_APART = frozenset(_LENGTH_UNITS.keys() - {"m", "in"}) | frozenset(TIME_UNITS)
+"""Units that, typed as a word of their own after a number (``--step 384 um``), can only
+belong to it: the command line refuses the pair with the fix. ``m`` and ``in`` are left out,
+as words a path might be."""
+
 
 def _split(text: str) -> tuple[float, str]:
     """``(number, unit)`` of ``text``; a decimal comma (``0,5mm``) is named as such."""

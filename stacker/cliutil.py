@@ -8,25 +8,32 @@ import functools
 import inspect
 import io
 import logging
+import re
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from types import FrameType, SimpleNamespace
 from typing import Any, TypeVar, get_type_hints
 
 import typer
 
 from stacker.errors import Interrupted, UserError
+from stacker.quantities import TIME_UNITS
 
 
-def run_app(app: typer.Typer, prog_name: str) -> None:
+def run_app(app: typer.Typer, prog_name: str, units: Collection[str] = TIME_UNITS) -> None:
     """Run ``app``; a :class:`UserError` prints ``prog: error: message`` and exits non-zero.
 
     A path whose name is not UTF-8 (its bytes kept as surrogates) prints backslash-escaped, as
-    on stderr, rather than failing the print after the work is done.
+    on stderr, rather than failing the print after the work is done. A number and one of
+    ``units`` typed as two words (see :func:`split_unit_hint`) is refused with the fix.
     """
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(errors="backslashreplace")
+    hint = split_unit_hint(sys.argv[1:], units)
+    if hint:
+        print(f"{prog_name}: error: {hint}", file=sys.stderr)
+        sys.exit(2)
     _quiet_decoders()
     try:
         app(prog_name=prog_name, standalone_mode=True)
@@ -39,6 +46,29 @@ def run_app(app: typer.Typer, prog_name: str) -> None:
     except KeyboardInterrupt:
         print(f"{prog_name}: interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def split_unit_hint(args: Sequence[str], units: Collection[str]) -> str | None:
+    """What to type instead, when ``args`` hold a number followed by a unit as its own word.
+
+    The shell splits ``--step 384 um`` into ``384`` and ``um``; the option reads a bare 384
+    and the parser then meets ``um`` as an unexpected extra argument, a message that names
+    neither the option nor the fix. No command takes a word such as ``um`` or ``s`` as an
+    argument of its own, so the pair can only be one quantity.
+    """
+    names = {unit.lower() for unit in units}
+    for i in range(1, len(args)):
+        number, unit = args[i - 1], args[i]
+        if unit.lower() in names and _NUMBER.fullmatch(number):
+            option = f"{args[i - 2]} " if i >= 2 and args[i - 2].startswith("-") else ""
+            return (
+                f"'{option}{number} {unit}': write the number and its unit as one word, "
+                f"{option}{number}{unit}"
+            )
+    return None
 
 
 def _quiet_decoders() -> None:

@@ -30,7 +30,9 @@ app.command("station")(station.station_cmd)
 
 def main() -> None:
     """Console-script entry point."""
-    run_app(app, "rig")
+    from rig.units import TYPED_APART
+
+    run_app(app, "rig", units=TYPED_APART)
 
 
 if __name__ == "__main__":

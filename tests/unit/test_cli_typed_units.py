@@ -1,0 +1,51 @@
+"""A number and its unit typed as two words (``--step 384 um``): the shell hands the command
+two arguments, and the parser's own complaint ("Got unexpected extra argument(s) (um)") named
+neither the option nor the fix."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+import rig.cli
+import stacker.cli
+
+
+def _run(monkeypatch: pytest.MonkeyPatch, main, argv: list[str]) -> int:
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as stopped:
+        main()
+    return int(stopped.value.code or 0)
+
+
+@pytest.mark.parametrize(
+    ("argv", "fix"),
+    [
+        (["plan", "--from", "0mm", "--to", "4mm", "--step", "384", "um"], "--step 384um"),
+        (["plan", "--from", "0mm", "--to", "4", "mm", "--frames", "5"], "--to 4mm"),
+        (
+            ["plan", "--from", "0mm", "--to", "4mm", "--step", "1", "mm", "--settle", "2", "s"],
+            "--step 1mm",
+        ),
+        (["rail", "jog", "grbl:///dev/ttyUSB0", "-250", "µm"], "-250µm"),
+    ],
+)
+def test_rig_names_the_quantity_typed_apart(monkeypatch, capsys, argv, fix) -> None:
+    assert _run(monkeypatch, rig.cli.main, ["rig", *argv]) == 2
+    err = capsys.readouterr().err
+    assert f"as one word, {fix}" in err and "unexpected extra argument" not in err
+    assert err.count("\n") == 1
+
+
+def test_stacker_names_a_duration_typed_apart(monkeypatch, capsys, tmp_path) -> None:
+    argv = ["stacker", "watch", str(tmp_path), "-o", "x.tif", "--idle-timeout", "30", "s"]
+    assert _run(monkeypatch, stacker.cli.main, argv) == 2
+    assert "as one word, --idle-timeout 30s" in capsys.readouterr().err
+
+
+def test_words_that_may_be_paths_are_left_to_the_parser(monkeypatch, capsys) -> None:
+    """``in`` and ``m`` could be folder names: not taken for units."""
+    argv = ["rig", "plan", "--from", "0mm", "--to", "4mm", "--step", "1", "in"]
+    assert _run(monkeypatch, rig.cli.main, argv) == 2
+    assert "as one word" not in capsys.readouterr().err
