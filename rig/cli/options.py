@@ -160,7 +160,15 @@ CameraPort = Annotated[
     ),
 ]
 Size = Annotated[str, typer.Option("--size", help="Frame size WxH of the simulated rig.")]
-Out = Annotated[Path | None, typer.Option("--out", "-o", help="Session folder to create.")]
+
+
+def _out_help(prefix: str) -> str:
+    return f"Session folder to create. Default: {prefix}-YYYYMMDD-HHMMSS in the current folder."
+
+
+ShootOut = Annotated[Path | None, typer.Option("--out", "-o", help=_out_help("stack"))]
+DemoOut = Annotated[Path | None, typer.Option("--out", "-o", help=_out_help("demo"))]
+TetherOut = Annotated[Path | None, typer.Option("--out", "-o", help=_out_help("tether"))]
 Preview = Annotated[
     bool, typer.Option("--preview/--no-preview", help="Serve the live preview page.")
 ]

@@ -230,7 +230,7 @@ def shoot_cmd(
     *,
     devices: dict[str, Any],
     plan: ShotPlan,
-    out: opt.Out = None,
+    out: opt.ShootOut = None,
     stack: StackOptions,
     checkpoint_every: opt.CheckpointEvery = 8,
     capture_target: opt.CaptureTarget = "auto",
@@ -446,7 +446,7 @@ def _resume_simulated(
 @takes(opt.preview_options, "preview")
 def demo_cmd(
     *,
-    out: opt.Out = None,
+    out: opt.DemoOut = None,
     frames: Annotated[int, typer.Option("--frames", help="Number of frames.")] = 24,
     size: opt.Size = "1440x1080",
     stack: StackOptions,

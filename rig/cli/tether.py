@@ -89,7 +89,7 @@ def _run(
 @takes(opt.preview_options, "preview")
 def tether_cmd(
     *,
-    out: opt.Out = None,
+    out: opt.TetherOut = None,
     frames: opt.Frames = None,
     idle_timeout: IdleTimeout = None,
     trigger_every: TriggerEvery = None,

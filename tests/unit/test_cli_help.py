@@ -90,3 +90,13 @@ def test_choosing_among_cameras_names_the_flags_each_command_takes() -> None:
     assert {"--camera-model", "--camera-port"} <= _flags("shoot") & _flags("resume")
     assert set(re.findall(r"--[a-z-]+", camera)) == {"--model", "--port"}
     assert {"--model", "--port"} <= _flags("camera", "shoot")
+
+
+@pytest.mark.parametrize(
+    ("command", "prefix"), [("shoot", "stack"), ("demo", "demo"), ("tether", "tether")]
+)
+def test_session_commands_say_where_the_folder_goes_without_out(command, prefix) -> None:
+    """Without --out a session lands in a dated folder of the current one; the help said only
+    'Session folder to create.', so the first shot's folder had to be found by listing."""
+    text = "".join(_help(rig_app, (command,)).split())  # wrapped at any space or hyphen
+    assert f"Default:{prefix}-YYYYMMDD-HHMMSSinthecurrentfolder" in text
