@@ -58,8 +58,9 @@ def check_writable_depth(depth_path: str | os.PathLike[str]) -> Path:
             f"{p}: the depth map is a 16-bit PNG; name it {p.with_suffix('.png').name}"
         )
     png, preview, _ = depth_paths(p)
+    check_writable_output(png, example="depth.png")  # first: errors name the file given
     check_writable_output(preview, example="depth.png")
-    return check_writable_output(png, example="depth.png")
+    return png
 
 
 def save_depth_map(

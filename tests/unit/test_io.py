@@ -258,6 +258,18 @@ def test_a_depth_map_named_as_a_folder_is_refused_before_any_work(tmp_path: Path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["maps"]
 
 
+def test_a_depth_map_in_a_missing_folder_is_named_as_given(tmp_path: Path) -> None:
+    """``--depth-map nodir/d.png`` was refused as ``nodir/d-preview.jpg``, a file the user
+    never named."""
+    from stacker.output import check_writable_depth
+
+    wanted = tmp_path / "nodir" / "d.png"
+    with pytest.raises(StackerError) as refused:
+        check_writable_depth(wanted)
+    assert str(refused.value).startswith(f"{wanted}: the folder {wanted.parent} does not exist")
+    assert check_writable_depth(tmp_path / "d.png") == tmp_path / "d.png"
+
+
 def test_embed_ignores_formats_without_metadata_slots() -> None:
     assert embed_metadata(b"data", ".bmp", Metadata(icc=ICC)) == b"data"
 
