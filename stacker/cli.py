@@ -184,7 +184,8 @@ def watch_command(
     host: str = typer.Option(
         "127.0.0.1", "--host", help="Preview address; 0.0.0.0 lets other machines in."
     ),
-    port: int = typer.Option(8000, "--port", help="Preview port."),
+    # Range checked by the preview server, whose error names the port given.
+    port: int = typer.Option(8000, "--port", help="Preview port (0: any free one)."),
 ) -> None:
     """Stack frames as other software drops them into FOLDER; stop with Ctrl-C or --idle-timeout."""
     options = {

@@ -100,3 +100,16 @@ def test_session_commands_say_where_the_folder_goes_without_out(command, prefix)
     'Session folder to create.', so the first shot's folder had to be found by listing."""
     text = "".join(_help(rig_app, (command,)).split())  # wrapped at any space or hyphen
     assert f"Default:{prefix}-YYYYMMDD-HHMMSSinthecurrentfolder" in text
+
+
+def test_every_preview_port_says_what_0_means() -> None:
+    """``stacker watch --port`` said only 'Preview port.', where every ``rig`` command said
+    that 0 takes any free port."""
+    ports = {}
+    for prog, path, command in COMMANDS:
+        if any("--preview" in getattr(p, "opts", []) for p in command.params):
+            text = _help(rig_app if prog == "rig" else stacker_app, path)
+            line = " ".join(text.split("--port", 1)[1].split())
+            ports[" ".join((prog, *path))] = "Preview port (0: any free one)." in line
+    assert "stacker watch" in ports and "rig shoot" in ports
+    assert all(ports.values()), ports
