@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import shlex
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -132,6 +133,13 @@ def home(url: UrlArg) -> None:
 _SIGNED = {"ignore_unknown_options": True}
 
 
+def _url_first(command: str, first: str, second: str) -> None:
+    """Refuse ``rig rail move -1mm grbl:///...`` by naming the order, not the length as a URL."""
+    if "://" not in first and "://" in second:
+        url, length = shlex.quote(second), shlex.quote(first)
+        raise RigError(f"the URL comes first: rig rail {command} {url} {length}")
+
+
 @app.command(context_settings=_SIGNED)
 def move(
     url: UrlArg,
@@ -140,6 +148,7 @@ def move(
     accept_position: opt.AcceptPosition = False,
 ) -> None:
     """Move to an absolute POSITION (with backlash compensation and settling)."""
+    _url_first("move", url, position)
     _motion(
         url,
         lambda focuser: focuser.move_to(_distance(focuser, position)),
@@ -156,6 +165,7 @@ def jog(
     accept_position: opt.AcceptPosition = False,
 ) -> None:
     """Move by DISTANCE (GRBL: a $J= jog that Ctrl-C cancels)."""
+    _url_first("jog", url, distance)
 
     def by(focuser: Focuser) -> None:
         delta = _distance(focuser, distance)

@@ -257,3 +257,13 @@ def test_a_target_beyond_any_rail_is_refused_before_anything_moves(sim: GrblSimu
         assert result.exit_code != 0
         assert "no focus axis moves that far" in str(result.exception), target
     assert runner.invoke(app, ["status", sim.url]).exit_code == 0
+
+
+@pytest.mark.parametrize("command", ["move", "jog"])
+def test_a_length_before_the_url_is_refused_by_naming_the_order(command: str) -> None:
+    """``rig rail move -1mm sim://`` answered "'-1mm' is not a focuser URL", leaving the reader
+    to work out that the URL was expected first."""
+    url = "grbl:///dev/ttyUSB0?backlash=50um"
+    result = runner.invoke(app, [command, "-1mm", url])
+    assert result.exit_code != 0
+    assert str(result.exception) == f"the URL comes first: rig rail {command} '{url}' -1mm"
