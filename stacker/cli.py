@@ -63,7 +63,7 @@ def stack_options(
     no_crop: NoCrop = False,
     order: Order = "near-to-far",
 ) -> StackOptions:
-    """How ``stack`` and ``batch`` stack, checked with errors that name the options."""
+    """How ``stack``, ``watch`` and ``batch`` stack, checked with errors that name the options."""
     from stacker.options import StackOptions, option_name
 
     return StackOptions.parse(
@@ -138,7 +138,9 @@ def stack_command(
 
 
 @app.command("watch")
+@takes(stack_options, "stack")
 def watch_command(
+    *,
     folder: Path = typer.Argument(..., help="Folder that tethering software writes frames into."),
     output: Path = typer.Option(
         ...,
@@ -148,13 +150,9 @@ def watch_command(
         "frames land.",
     ),
     depth_map: DepthMap = None,
-    method: Method = "pyramid",
-    align: Align = "similarity",
-    reference: Reference = "first",
+    stack: StackOptions,
     jpeg_quality: JpegQuality = 95,
     strict: Strict = False,
-    no_crop: NoCrop = False,
-    order: Order = "near-to-far",
     every: int = typer.Option(
         1, "--every", help="Write the composite after every N merged frames."
     ),
@@ -189,11 +187,12 @@ def watch_command(
 ) -> None:
     """Stack frames as other software drops them into FOLDER; stop with Ctrl-C or --idle-timeout."""
     options = {
-        "depth_map": depth_map, "method": method, "align": align, "reference": reference,
-        "jpeg_quality": jpeg_quality, "strict": strict, "crop": not no_crop, "every": every,
+        "depth_map": depth_map, "method": stack.method, "align": stack.align,
+        "reference": stack.reference, "interpolation": stack.interpolation,
+        "jpeg_quality": jpeg_quality, "strict": strict, "crop": stack.crop, "every": every,
         "idle_timeout": None if idle_timeout is None else _seconds("--idle-timeout", idle_timeout),
         "settle": _seconds("--settle", settle), "prefer": prefer, "polling": poll,
-        "order": order,
+        "order": stack.order,
     }  # fmt: skip
     _watch(folder, output, (preview, host, port), options)
 

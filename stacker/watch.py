@@ -1014,6 +1014,7 @@ def watch_and_stack(
     method: str = "pyramid",
     align: str = "similarity",
     reference: str | int = "first",
+    interpolation: str = "linear",
     jpeg_quality: int = 95,
     strict: bool = False,
     crop: bool = True,
@@ -1034,7 +1035,8 @@ def watch_and_stack(
     natural order, then new ones as they complete. After every ``every``-th merged frame the
     composite (and ``depth_map``) is written atomically, and once more at the end, so ``output``
     is always a complete image. Stops when ``stop`` is set (after the frame being merged) or after
-    ``idle_timeout`` seconds without a new frame. ``order``: ``near-to-far`` or ``far-to-near``.
+    ``idle_timeout`` seconds without a new frame. ``order``: ``near-to-far`` or ``far-to-near``;
+    ``interpolation``: ``linear`` or ``cubic`` resampling, as :class:`~stacker.stack.Stacker`.
 
     A file that does not decode, or a frame that cannot be aligned or does not fit the stack, is
     reported through ``on_warning`` and skipped; with ``strict`` it ends the watch with a
@@ -1047,10 +1049,12 @@ def watch_and_stack(
     prefer = _pair_choice(prefer, out)
     _check_watch_settings(prefer, every, idle_timeout, jpeg_quality)
     depth = check_writable_depth(depth_map).absolute() if depth_map is not None else None
-    _check_outputs_in_folder(Path(folder), output_paths(out, depth))
+    written = output_paths(out, depth)
+    _check_outputs_in_folder(Path(folder), written)
     # Those of a watch killed mid-write; a minute's quiet: another watch may be writing these.
-    remove_temporaries(output_paths(out, depth), idle_s=60.0)
-    stacker = Stacker(method=method, align=align, reference=reference, far_first=_far_first(order))
+    remove_temporaries(written, idle_s=60.0)
+    stacker = Stacker(method=method, align=align, reference=reference,
+                      interpolation=interpolation, far_first=_far_first(order))  # fmt: skip
     run = _WatchRun(
         stacker,
         out,
@@ -1064,13 +1068,7 @@ def watch_and_stack(
         on_status=on_status,
         on_warning=on_warning,
     )
-    hot = HotFolder(
-        folder,
-        settle=settle,
-        prefer=prefer,
-        polling=polling,
-        ignore=output_paths(out, depth),
-    )
+    hot = HotFolder(folder, settle=settle, prefer=prefer, polling=polling, ignore=written)
     halt = _Halt(stop)
     with hot, ReadAhead(_arrivals(hot, halt, idle_timeout), _as_is, name="watch-reader") as reader:
         run.publish()

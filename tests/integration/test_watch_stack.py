@@ -524,3 +524,37 @@ def test_frame_that_does_not_fit_is_rejected_or_fatal_with_strict(
     with pytest.raises(StackerError, match=r"k2\.jpg.*--strict"):
         watch_and_stack(hot, tmp_path / "s.jpg", idle_timeout=0.5, settle=0.2, strict=True)
     assert read_image(tmp_path / "s.jpg").ndim == 3  # k1, merged before the stop, is kept
+
+
+def test_watch_takes_the_stacking_options_of_stack_and_batch(
+    hot: Path, stack_jpegs: list[bytes], monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """``stacker watch`` had no --interpolation (``stack``, ``batch`` and every ``rig`` session
+    have it), and said "method 'foo' is not known" where they say "--method 'foo'"."""
+    from stacker.stack import INTERPOLATIONS, Stacker
+
+    made: list[Stacker] = []
+    real_init = Stacker.__init__
+
+    def recording_init(self: Stacker, *args: Any, **kwargs: Any) -> None:
+        real_init(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(Stacker, "__init__", recording_init)
+    for i in range(2):
+        write_old(hot / f"f{i}.jpg", stack_jpegs[i])
+    out = hot.parent / "out.tif"
+    args = ["--idle-timeout", "0.3", "--settle", "0.1", "--interpolation", "cubic"]
+    monkeypatch.setattr(sys, "argv", ["stacker", "watch", str(hot), "-o", str(out), *args])
+    with pytest.raises(SystemExit) as ended:
+        main()
+    assert ended.value.code in (None, 0) and out.is_file()
+    assert [s.interpolation for s in made] == [INTERPOLATIONS["cubic"]]
+    capsys.readouterr()
+    monkeypatch.setattr(
+        sys, "argv", ["stacker", "watch", str(hot), "-o", str(out), "--method", "x"]
+    )
+    with pytest.raises(SystemExit) as refused:
+        main()
+    assert refused.value.code == 2
+    assert "stacker: error: --method 'x': use pyramid, depthmap" in capsys.readouterr().err
