@@ -11,7 +11,13 @@ from tests.paths import ROOT
 
 
 @pytest.mark.parametrize(
-    "path", ["demo-20261130-061500/composite.tif", "stack-20261130-061500/frames/frame_0001.jpg"]
+    "path",
+    [
+        "demo-20261130-061500/composite.tif",
+        "stack-20261130-061500/frames/frame_0001.jpg",
+        "tether-20261130-061500/journal.jsonl",  # `rig tether` without --out
+        "api-session/plan.json",  # examples/session_api.py without an argument
+    ],
 )
 def test_default_session_folders_are_ignored(path: str) -> None:
     if shutil.which("git") is None or not (ROOT / ".git").exists():
