@@ -347,6 +347,9 @@ def resume_cmd(
         return
     options = RunnerOptions(move_during_download=move_during_download)
     if config.rig.get("kind") == "simulated":
+        hardware = {"--rail": rail, "--camera-model": camera_model, "--camera-port": camera_port,
+                    "--home": home, "--accept-position": accept_position}  # fmt: skip
+        _refuse_for_simulated(folder, hardware)
         _resume_simulated(folder, capture_target, options, console, preview)
         return
     overrides = {
@@ -405,6 +408,17 @@ def _refuse_for_tether(folder: SessionFolder, options: dict[str, Any]) -> None:
         raise RigError(
             f"{given[0]}: {folder.root} is a tether session (the camera shoots by itself, "
             "nothing moves focus); resume it without that option"
+        )
+
+
+def _refuse_for_simulated(folder: SessionFolder, options: dict[str, Any]) -> None:
+    """Refuse the resume options that name or settle hardware, for a session of the simulated
+    rig (which resumes on a simulated rig made as it was), naming the first given."""
+    given = [name for name, value in options.items() if value]
+    if given:
+        raise RigError(
+            f"{given[0]}: {folder.root} was shot on the simulated rig (rig demo), and resumes on "
+            "one made as it was; resume it without that option"
         )
 
 
