@@ -90,7 +90,14 @@ def _run(
 def tether_cmd(
     *,
     out: opt.TetherOut = None,
-    frames: opt.Frames = None,
+    frames: Annotated[
+        int | None,
+        typer.Option(
+            "--frames",
+            help=f"End after this many frames, at most {MAX_FRAMES} (default: at --idle-timeout "
+            "or Ctrl-C).",
+        ),
+    ] = None,
     idle_timeout: IdleTimeout = None,
     trigger_every: TriggerEvery = None,
     stack: StackOptions,

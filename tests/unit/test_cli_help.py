@@ -113,3 +113,11 @@ def test_every_preview_port_says_what_0_means() -> None:
             ports[" ".join((prog, *path))] = "Preview port (0: any free one)." in line
     assert "stacker watch" in ports and "rig shoot" in ports
     assert all(ports.values()), ports
+
+
+def test_tether_says_when_it_ends_without_frames() -> None:
+    """``rig tether --frames`` read 'Number of frames.', as the plan's spacing option does,
+    leaving unsaid that without it the session ends at --idle-timeout or Ctrl-C."""
+    text = " ".join(_help(rig_app, ("tether",)).split())
+    assert "--frames <int> End after this many frames" in text
+    assert "(default: at --idle-timeout or Ctrl-C)" in text
