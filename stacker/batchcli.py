@@ -90,8 +90,8 @@ def run_batch_command(
     report_path = report or outdir / "batch-report.jsonl"
     check_report(report_path, jobs)
     todo = sum(not job.up_to_date() for job in jobs)
-    console.print(f"{len(jobs)} stacks, {len(jobs) - todo} up to date; stacking {todo} on "
-                  f"{scheduler or 'a local cluster'}", markup=False)  # fmt: skip
+    where = f"stacking {todo} on {scheduler or 'a local cluster'}" if todo else "nothing to do"
+    console.print(f"{len(jobs)} stacks, {len(jobs) - todo} up to date; {where}", markup=False)
     columns = (
         TextColumn("[bold]stacks"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[state]}"), TimeElapsedColumn(),
@@ -130,7 +130,9 @@ def run_batch_command(
     done, failed = summary.count("done"), summary.count("failed")
     line = (
         f"batch: {done} stacked, {failed} failed, {summary.count('skipped')} up to date in "
-        f"{summary.seconds:.1f} s on {summary.workers} workers; report {report_path}"
+        f"{summary.seconds:.1f} s"
+        + (f" on {summary.workers} workers" if todo else "")
+        + f"; report {report_path}"
     )
     if summary.interrupted:
         cancelled = summary.count("cancelled")

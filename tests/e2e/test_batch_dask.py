@@ -104,6 +104,8 @@ def test_a_rerun_with_other_options_restacks(specimens: Path, tmp_path: Path) ->
     assert "batch: 3 stacked, 0 failed, 0 up to date" in other.stdout, other.stderr
     again = batch(specimens / "tray1", "-o", out, "--workers", "1", "--method", "depthmap")
     assert "batch: 0 stacked, 0 failed, 3 up to date" in again.stdout, again.stderr
+    assert "3 stacks, 3 up to date; nothing to do" in again.stderr  # no cluster was started
+    assert " workers;" not in again.stdout
     (out / "batch-settings.jsonl").unlink()  # outputs of an older stackrig, with no record
     older = batch(specimens / "tray1", "-o", out, "--workers", "1")
     assert "batch: 0 stacked, 0 failed, 3 up to date" in older.stdout, older.stderr
