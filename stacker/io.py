@@ -34,8 +34,14 @@ from stacker.metadata import (
 )
 
 RAW_EXTENSIONS = frozenset(
-    {".cr2", ".cr3", ".nef", ".nrw", ".arw", ".orf", ".rw2", ".raf", ".dng", ".pef", ".srw"}
-)
+    {".cr2", ".cr3", ".nef", ".nrw", ".arw", ".orf", ".rw2", ".raf", ".dng", ".pef", ".srw",
+     ".3fr", ".fff", ".iiq", ".mos", ".rwl", ".crw", ".mrw", ".srf", ".sr2", ".erf", ".dcr",
+     ".kdc", ".mef"}
+)  # fmt: skip
+"""RAW files LibRaw decodes: the current bodies' formats, and medium format (Hasselblad 3FR and
+FFF, Phase One IIQ, Leaf MOS, Mamiya MEF), Leica RWL and older bodies (Canon CRW, Minolta MRW,
+Sony SRF/SR2, Kodak DCR/KDC, Epson ERF), which macro work still uses. Sigma X3F is left out:
+LibRaw reads it only when built with its optional X3F decoder."""
 RASTER_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"})
 IMAGE_EXTENSIONS = RASTER_EXTENSIONS | RAW_EXTENSIONS
 WRITE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff"})

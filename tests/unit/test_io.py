@@ -310,3 +310,23 @@ def test_a_file_whose_data_never_reached_the_disk_is_called_so(tmp_path: Path, n
     assert ok
     path.write_bytes(bytes(4096) + jpeg.tobytes()[4096:] + jpeg.tobytes()[-2:])
     assert truncation(path) is not None
+
+
+@pytest.mark.parametrize(
+    "ext", [".3fr", ".fff", ".IIQ", ".mos", ".erf", ".crw", ".rwl", ".mrw", ".sr2", ".srf",
+            ".dcr", ".kdc", ".mef"],
+)  # fmt: skip
+def test_medium_format_and_older_raw_files_are_read_as_raw(tmp_path: Path, ext: str) -> None:
+    """LibRaw reads Hasselblad (3FR, FFF), Phase One (IIQ), Leaf (MOS), Leica (RWL), Canon CRW,
+    Minolta, Sony SRF/SR2, Kodak, Mamiya and Epson files: a folder of them is a stack in linear
+    light, not a folder with no frames, and not frames refused as an unknown format."""
+    pytest.importorskip("rawpy", reason="RAW support is the [raw] extra")
+    from rig.sim.bayer import encode_bayer_dng
+    from stacker.io import is_image_path, is_raw_path
+    from stacker.raw import read_raw_linear
+
+    frame = np.random.default_rng(7).integers(0, 65536, (32, 48, 3), dtype=np.uint16)
+    path = tmp_path / f"frame{ext}"
+    path.write_bytes(encode_bayer_dng(frame))  # LibRaw tells the format by content
+    assert is_image_path(path) and is_raw_path(path)
+    assert np.array_equal(read_image(path), read_raw_linear(path))
