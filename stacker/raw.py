@@ -218,14 +218,64 @@ def _libraw_exif(raw: Any) -> tuple[ExifEntry, ...]:
     return tuple(out)
 
 
+_KELVIN = {
+    1: 5500, 2: 4150, 3: 2850, 4: 5500, 9: 5500, 10: 6500, 11: 7500, 12: 6430, 13: 5000,
+    14: 4150, 15: 3450, 16: 2940, 17: 2856, 18: 4874, 19: 6774, 20: 5503, 21: 6504, 22: 7504,
+    23: 5003, 24: 3200,
+}  # fmt: skip
+"""Correlated colour temperature of the EXIF LightSource codes a CalibrationIlluminant holds."""
+
+
+def _cct(xyz: np.ndarray) -> float:
+    """Correlated colour temperature of CIE XYZ ``xyz`` (McCamy's approximation)."""
+    x, y = xyz[0] / xyz.sum(), xyz[1] / xyz.sum()
+    n = (x - 0.3320) / (0.1858 - y)
+    return float(np.clip(449.0 * n**3 + 3525.0 * n**2 + 6823.3 * n + 5520.33, 1500.0, 50000.0))
+
+
+def colour_matrix(profile: ColourProfile) -> np.ndarray:
+    """The XYZ-to-camera matrix for the as-shot light.
+
+    A camera's DNG usually holds two (Standard Light A and D65). The DNG specification (chapter
+    6, "Mapping Camera Color Space to CIE XYZ Space") interpolates them linearly in inverse
+    correlated colour temperature of the white balance, found by iteration since the white's
+    XYZ depends on the matrix. With one matrix, or illuminants of unknown temperature, it is
+    ColorMatrix1.
+    """
+    m1 = np.asarray(profile.color_matrix1, dtype=np.float64)
+    t1, t2 = _KELVIN.get(profile.illuminant1), _KELVIN.get(profile.illuminant2 or 0)
+    if profile.color_matrix2 is None or t1 is None or t2 is None or t1 == t2:
+        return m1
+    m2 = np.asarray(profile.color_matrix2, dtype=np.float64)
+    if not _usable_matrix(m2):
+        return m1
+    neutral = np.asarray(profile.as_shot_neutral, dtype=np.float64)
+    weight = 0.5  # of ColorMatrix1
+    try:
+        for _ in range(50):
+            xyz = np.linalg.solve(weight * m1 + (1 - weight) * m2, neutral)
+            if xyz.sum() <= 0 or not np.all(np.isfinite(xyz)):
+                return m1
+            new = (1 / _cct(xyz) - 1 / t2) / (1 / t1 - 1 / t2)
+            new = float(np.clip(new, 0.0, 1.0))
+            if abs(new - weight) < 1e-7:
+                break
+            weight = new
+    except np.linalg.LinAlgError:
+        return m1
+    mixed = weight * m1 + (1 - weight) * m2
+    return mixed if _usable_matrix(mixed) else m1
+
+
 def camera_to_srgb(profile: ColourProfile) -> np.ndarray:
     """3x3 matrix from unbalanced camera RGB to linear sRGB, as-shot white balance included.
 
-    The standard recipe (as in dcraw and LibRaw): camera-from-sRGB is the colour matrix times
-    sRGB-to-XYZ, with rows scaled to sum to one so that white maps to white once balanced; its
-    inverse follows the white-balance multipliers (``1 / AsShotNeutral``).
+    The standard recipe (as in dcraw and LibRaw): camera-from-sRGB is the colour matrix (for
+    the as-shot light, :func:`colour_matrix`) times sRGB-to-XYZ, with rows scaled to sum to one
+    so that white maps to white once balanced; its inverse follows the white-balance
+    multipliers (``1 / AsShotNeutral``).
     """
-    cam_from_srgb = np.asarray(profile.color_matrix1, dtype=np.float64) @ np.linalg.inv(XYZ_TO_SRGB)
+    cam_from_srgb = colour_matrix(profile) @ np.linalg.inv(XYZ_TO_SRGB)
     cam_from_srgb /= cam_from_srgb.sum(axis=1, keepdims=True)
     neutral = np.asarray(profile.as_shot_neutral, dtype=np.float64)
     return np.linalg.inv(cam_from_srgb) @ np.diag(1.0 / neutral)

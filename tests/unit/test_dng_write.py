@@ -96,6 +96,29 @@ def test_profile_read_back_and_rendering_undo_the_camera(tmp_path: Path) -> None
     np.testing.assert_allclose(shown[8:-8, 8:-8].mean((0, 1)) / 65535, srgb_of_grey, atol=2e-3)
 
 
+def test_rendering_a_dual_illuminant_dng_uses_the_matrix_for_the_light() -> None:
+    """Cameras' own DNGs hold ColorMatrix1 for Standard Light A and ColorMatrix2 for D65; the
+    DNG specification (chapter 6, "Mapping Camera Color Space to CIE XYZ Space") interpolates
+    them in inverse colour temperature of the white balance. Rendering a daylight shot with the
+    tungsten matrix alone tinted every JPEG and TIFF made from such frames."""
+    from dataclasses import replace
+
+    from rig.sim.bayer import XYZ_TO_SRGB
+
+    daylight = synthetic_profile()
+    tungsten_wb = np.array([1.2, 1.0, 2.6])  # the same sensor calibrated under Standard Light A
+    matrix_a = np.diag(1 / tungsten_wb) @ XYZ_TO_SRGB @ np.diag([0.9, 1.0, 1.1])
+    profile = replace(daylight, color_matrix1=matrix_a, illuminant1=17,
+                      color_matrix2=daylight.color_matrix1, illuminant2=21)  # fmt: skip
+    # a daylight shot: its as-shot neutral is the D65 white seen through ColorMatrix2
+    np.testing.assert_allclose(camera_to_srgb(profile), np.diag(WB_MULTIPLIERS), atol=1e-3)
+    # a tungsten shot: the neutral of Standard Light A's white through ColorMatrix1
+    white_a = matrix_a @ np.array([1.09850, 1.0, 0.35585])
+    under_a = replace(profile, as_shot_neutral=tuple(white_a / white_a[1]))
+    single = replace(under_a, color_matrix2=None, illuminant2=None)
+    np.testing.assert_allclose(camera_to_srgb(under_a), camera_to_srgb(single), atol=1e-3)
+
+
 def test_bad_input_is_refused_with_the_reason(tmp_path: Path) -> None:
     with pytest.raises(StackerError, match="16-bit"):
         write_linear_dng(
