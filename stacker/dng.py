@@ -58,6 +58,8 @@ class ColourProfile:
     their calibration illuminants (EXIF LightSource codes, see :data:`ILLUMINANTS`).
     ``as_shot_neutral`` is the camera RGB of a neutral grey under the scene's light (green 1).
     ``exif`` holds the EXIF IFD entries to write (exposure, aperture, ISO, lens, capture time).
+    ``baseline_exposure`` (EV) is a camera DNG's BaselineExposure: how far its editor moves the
+    zero point, carried so that a stack of its frames opens as bright as they do.
     """
 
     make: str
@@ -69,6 +71,7 @@ class ColourProfile:
     illuminant2: int | None = None
     unique_model: str = ""
     exif: tuple[ExifEntry, ...] = field(default=())
+    baseline_exposure: float = 0.0
 
     @property
     def camera_name(self) -> str:
@@ -110,6 +113,8 @@ def profile_tags(profile: ColourProfile) -> list[ExtraTag]:
             (50722, "2i", 9, _rationals(np.ravel(profile.color_matrix2), True), True),
             (50779, "H", 1, profile.illuminant2, True),
         ]
+    if profile.baseline_exposure:  # 0 is the default: left out
+        tags.append((50730, "2i", 1, _rationals([profile.baseline_exposure], True), True))
     return tags
 
 

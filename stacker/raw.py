@@ -97,9 +97,11 @@ def _reason(exc: Exception) -> str:
 def read_profile(path: str | os.PathLike[str]) -> ColourProfile:
     """The colour profile and EXIF of a RAW file, for its stacked DNG or its rendering.
 
-    DNG files give their own ColorMatrix1/2, illuminants and AsShotNeutral; other RAW files give
-    LibRaw's matrix for the camera (D65) and the as-shot multipliers. Make, model and EXIF come
-    from the TIFF structure where the format has one (NEF, CR2, ARW, DNG...), else from LibRaw.
+    DNG files give their own ColorMatrix1/2, illuminants, AsShotNeutral and BaselineExposure;
+    other RAW files give LibRaw's matrix for the camera (D65) and the as-shot multipliers (and
+    no BaselineExposure: Adobe keeps its own per camera, LibRaw has none). Make, model and EXIF
+    come from the TIFF structure where the format has one (NEF, CR2, ARW, DNG...), else from
+    LibRaw.
     """
     p = Path(path)
     rawpy = _rawpy()
@@ -124,6 +126,9 @@ def read_profile(path: str | os.PathLike[str]) -> ColourProfile:
             kwargs.update(color_matrix2=_matrix(tags[50722]), illuminant2=int(tags[50779]))
         if 50728 in tags:
             neutral = np.array(_floats(tags[50728]))
+        exposure = _floats(tags.get(50730, ()))
+        if len(exposure) == 1 and np.isfinite(exposure[0]):
+            kwargs["baseline_exposure"] = exposure[0]
     if neutral.shape != (3,) or not np.all(np.isfinite(neutral) & (neutral > 0)):
         neutral = np.ones(3)  # an as-shot neutral with a zero is no white balance to apply
     if not _usable_matrix(matrix):  # none for this camera (LibRaw), or singular: RGB as sRGB

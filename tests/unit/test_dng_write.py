@@ -119,6 +119,34 @@ def test_rendering_a_dual_illuminant_dng_uses_the_matrix_for_the_light() -> None
     np.testing.assert_allclose(camera_to_srgb(under_a), camera_to_srgb(single), atol=1e-3)
 
 
+def test_a_dng_frames_baseline_exposure_goes_into_the_stacked_dng(tmp_path: Path) -> None:
+    """BaselineExposure (DNG 1.4, chapter 4) moves a camera DNG's zero point: Lightroom shows
+    Leica, Pentax and converted DNGs brightened by it. A stacked DNG without it opened up to a
+    stop darker than the frames it was made of."""
+    from dataclasses import replace
+
+    from rig.sim.bayer import CAMERA_SOFTWARE
+    from stacker.dng import CFA, encode_dng, profile_tags
+    from stacker.raw import write_raw_result
+
+    profile = replace(synthetic_profile(), baseline_exposure=0.35)
+    cfa_tags = [(33421, "H", 2, (2, 2), True), (33422, "B", 4, (0, 1, 1, 2), True)]
+    frame = tmp_path / "frame.dng"
+    frame.write_bytes(encode_dng(np.full((32, 32), 4000, np.uint16),
+                                 profile_tags(profile) + cfa_tags, photometric=CFA,  # type: ignore[arg-type]
+                                 black=(BLACK_LEVEL,), white=(WHITE_LEVEL,),
+                                 software=CAMERA_SOFTWARE))  # fmt: skip
+    assert read_profile(frame).baseline_exposure == pytest.approx(0.35)
+    stacked = write_raw_result(tmp_path / "stacked.dng", read_raw_linear(frame), frame,
+                               software="stackrig")  # fmt: skip
+    with tifffile.TiffFile(stacked) as tif:
+        numerator, denominator = tif.pages[0].tags["BaselineExposure"].value  # type: ignore[index]
+    assert numerator / denominator == 0.35
+    plain = write_linear_dng(tmp_path / "plain.dng", read_raw_linear(frame), synthetic_profile(),
+                             software="stackrig")  # fmt: skip
+    assert "BaselineExposure" not in tags_of(plain.read_bytes())[0]  # 0, the default: left out
+
+
 def test_bad_input_is_refused_with_the_reason(tmp_path: Path) -> None:
     with pytest.raises(StackerError, match="16-bit"):
         write_linear_dng(
