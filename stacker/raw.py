@@ -120,10 +120,10 @@ def read_profile(path: str | os.PathLike[str]) -> ColourProfile:
     neutral = wb[1] / wb if np.all(wb > 0) else np.ones(3)
     kwargs: dict[str, Any] = {}
     if 50721 in tags:  # a DNG: its own matrices and neutral are the truth
-        matrix = _matrix(tags[50721])
+        matrix = _matrix(tags[50721], p)
         kwargs["illuminant1"] = int(tags.get(50778, ILLUMINANTS["D65"]))
         if 50722 in tags and 50779 in tags:
-            kwargs.update(color_matrix2=_matrix(tags[50722]), illuminant2=int(tags[50779]))
+            kwargs.update(color_matrix2=_matrix(tags[50722], p), illuminant2=int(tags[50779]))
         if 50728 in tags:
             neutral = np.array(_floats(tags[50728]))
         exposure = _floats(tags.get(50730, ()))
@@ -179,10 +179,14 @@ def _floats(value: Any) -> list[float]:
     return [flat[i] / flat[i + 1] if flat[i + 1] else 0.0 for i in range(0, len(flat), 2)]
 
 
-def _matrix(value: Any) -> np.ndarray:
+def _matrix(value: Any, path: Path) -> np.ndarray:
+    """A DNG colour matrix tag of the file at ``path`` as 3x3; a one-line error naming the file
+    for any other size (a four-colour sensor's)."""
     values = _floats(value)
     if len(values) != 9:
-        raise StackerError(f"colour matrix with {len(values)} values: only 3-colour RAWs are known")
+        raise StackerError(
+            f"{path}: colour matrix with {len(values)} values: only 3-colour RAWs are known"
+        )
     return np.array(values).reshape(3, 3)
 
 

@@ -147,6 +147,21 @@ def test_a_dng_frames_baseline_exposure_goes_into_the_stacked_dng(tmp_path: Path
     assert "BaselineExposure" not in tags_of(plain.read_bytes())[0]  # 0, the default: left out
 
 
+def test_a_frame_with_a_four_colour_matrix_is_named_in_the_error(tmp_path: Path) -> None:
+    """A DNG whose ColorMatrix1 has twelve values (a four-colour sensor) cannot be profiled:
+    the stack ended on "colour matrix with 12 values", without saying which of the frames."""
+    from stacker.dng import CFA, encode_dng, profile_tags
+
+    tags = [t for t in profile_tags(synthetic_profile()) if t[0] != 50721]
+    tags += [(50721, "2i", 12, [1, 1] * 12, True), (33421, "H", 2, (2, 2), True),
+             (33422, "B", 4, (0, 1, 1, 2), True)]  # fmt: skip
+    frame = tmp_path / "DSC_0042.dng"
+    frame.write_bytes(encode_dng(np.full((32, 32), 4000, np.uint16), tags, photometric=CFA,
+                                 black=(BLACK_LEVEL,), white=(WHITE_LEVEL,)))  # fmt: skip
+    with pytest.raises(StackerError, match=r"DSC_0042\.dng: colour matrix with 12 values"):
+        read_profile(frame)
+
+
 def test_bad_input_is_refused_with_the_reason(tmp_path: Path) -> None:
     with pytest.raises(StackerError, match="16-bit"):
         write_linear_dng(
