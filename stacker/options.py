@@ -16,7 +16,6 @@ from stacker.align import MODELS
 from stacker.errors import StackerError
 from stacker.stack import INTERPOLATIONS, METHODS, parse_reference
 
-ALIGN_MODELS = MODELS
 OUTPUT_FORMATS = {
     "tif": ".tif",
     "tiff": ".tif",

@@ -249,7 +249,6 @@ class Tether:
         self.grouper = ShotGrouper(files_per_shot, quiet_s)
         self._ready: deque[CameraShot] = deque()
         self._placed: dict[int, tuple[Path, str]] = {}
-        self.files_seen = 0
         self._last_file_at = self._format_read_at = time.monotonic()
 
     def _reread_format(self) -> None:
@@ -291,7 +290,6 @@ class Tether:
         gp = self.camera._gp
         kind, data = self.camera._wait_event(max(1, int(seconds * 1000)))
         if kind == gp.GP_EVENT_FILE_ADDED:
-            self.files_seen += 1
             self._last_file_at = time.monotonic()
             f = CameraFile(str(data.folder), str(data.name))
             log.debug("%s: file added %s/%s", self.camera.description, f.folder, f.name)

@@ -59,7 +59,6 @@ class PtyDevice:
         self._io_lock = threading.Lock()
         self._quit = threading.Event()
         self._stalled = False
-        self._slave_open = False
         self._thread: threading.Thread | None = None
         self.received = bytearray()
         """Every byte the device received, for inspection."""
@@ -120,7 +119,6 @@ class PtyDevice:
         os.set_blocking(master, False)
         with self._io_lock:
             self._master = master
-            self._slave_open = False
         tmp = self.path + ".new"
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -220,12 +218,9 @@ class PtyDevice:
                     if data and not self._stalled:
                         self.received.extend(data)
                         self.on_bytes(data)
-                elif packet and packet[0] & termios.TIOCPKT_FLUSHREAD:
-                    self._slave_open = True  # pyserial flushes input right after opening
-                    if self.reset_on_open:
-                        self.on_power_up()
+                elif packet and packet[0] & termios.TIOCPKT_FLUSHREAD and self.reset_on_open:
+                    self.on_power_up()  # pyserial flushes input right after opening the port
             if revents & select.POLLHUP:
-                self._slave_open = False
                 time.sleep(0.02)
 
 
