@@ -60,6 +60,8 @@ class ColourProfile:
     ``exif`` holds the EXIF IFD entries to write (exposure, aperture, ISO, lens, capture time).
     ``baseline_exposure`` (EV) is a camera DNG's BaselineExposure: how far its editor moves the
     zero point, carried so that a stack of its frames opens as bright as they do.
+    ``artist`` and ``copyright`` are the frame's IFD0 Artist (315) and Copyright (33432) tags
+    (TIFF 6.0; EXIF 2.32, 4.6.4 A): a photographer's name and notice belong to the stack too.
     """
 
     make: str
@@ -72,6 +74,8 @@ class ColourProfile:
     unique_model: str = ""
     exif: tuple[ExifEntry, ...] = field(default=())
     baseline_exposure: float = 0.0
+    artist: str = ""
+    copyright: str = ""
 
     @property
     def camera_name(self) -> str:
@@ -113,9 +117,16 @@ def profile_tags(profile: ColourProfile) -> list[ExtraTag]:
             (50722, "2i", 9, _rationals(np.ravel(profile.color_matrix2), True), True),
             (50779, "H", 1, profile.illuminant2, True),
         ]
+    tags += [_ascii(code, text) for code, text in _owner_tags(profile) if text]
     if profile.baseline_exposure:  # 0 is the default: left out
         tags.append((50730, "2i", 1, _rationals([profile.baseline_exposure], True), True))
     return tags
+
+
+def _owner_tags(profile: ColourProfile) -> tuple[tuple[int, str], ...]:
+    """IFD0's Artist and Copyright of ``profile``: IFD0 tags in TIFF and EXIF alike, not EXIF
+    IFD ones (EXIF 2.32, 4.6.4 A), so readers look for them there."""
+    return (315, profile.artist), (33432, profile.copyright)
 
 
 def write_dng(
@@ -207,10 +218,10 @@ def _ifd_bytes(entries: Sequence[ExifEntry], at: int, next_ifd: int = 0) -> byte
 
 
 def exif_blob(profile: ColourProfile) -> bytes | None:
-    """The camera's make, model and EXIF entries as a TIFF-structured EXIF block (what a JPEG's
-    APP1 holds after ``Exif\\0\\0``), for composites of RAW frames rendered to JPEG, TIFF or
-    PNG; ``None`` when the RAW file said nothing."""
-    names = ((271, profile.make), (272, profile.model))
+    """The camera's make and model, the artist and copyright, and the EXIF entries as a
+    TIFF-structured EXIF block (what a JPEG's APP1 holds after ``Exif\\0\\0``), for composites
+    of RAW frames rendered to JPEG, TIFF or PNG; ``None`` when the RAW file said nothing."""
+    names = ((271, profile.make), (272, profile.model), *_owner_tags(profile))
     ifd0: list[ExifEntry] = [(tag, 2, text) for tag, text in names if text]
     if not ifd0 and not profile.exif:
         return None

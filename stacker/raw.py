@@ -99,9 +99,9 @@ def read_profile(path: str | os.PathLike[str]) -> ColourProfile:
 
     DNG files give their own ColorMatrix1/2, illuminants, AsShotNeutral and BaselineExposure;
     other RAW files give LibRaw's matrix for the camera (D65) and the as-shot multipliers (and
-    no BaselineExposure: Adobe keeps its own per camera, LibRaw has none). Make, model and EXIF
-    come from the TIFF structure where the format has one (NEF, CR2, ARW, DNG...), else from
-    LibRaw.
+    no BaselineExposure: Adobe keeps its own per camera, LibRaw has none). Make, model, artist,
+    copyright and EXIF come from the TIFF structure where the format has one (NEF, CR2, ARW,
+    DNG...), else from LibRaw.
     """
     p = Path(path)
     rawpy = _rawpy()
@@ -138,6 +138,8 @@ def read_profile(path: str | os.PathLike[str]) -> ColourProfile:
         make=str(tags.get(271, "")).strip(),
         model=str(tags.get(272, "")).strip(),
         unique_model=str(tags.get(50708, "")).strip(),
+        artist=_text(tags.get(315)),
+        copyright=_text(tags.get(33432)),
         color_matrix1=matrix,
         as_shot_neutral=(float(neutral[0]), float(neutral[1]), float(neutral[2])),
         exif=exif or libraw_exif,
@@ -159,6 +161,14 @@ def _tiff_tags(path: Path) -> tuple[dict[int, Any], dict[int, Any]]:
     if not isinstance(exif, dict):
         return ifd0, {}
     return ifd0, {names[k]: v for k, v in exif.items() if k in names}
+
+
+def _text(value: Any) -> str:
+    """An ASCII tag's value as text, without the NULs and blanks that pad it ("" for none)."""
+    if value is None:
+        return ""
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    return text.strip("\0 ")
 
 
 def _usable_matrix(matrix: np.ndarray) -> bool:

@@ -169,3 +169,32 @@ def test_bad_input_is_refused_with_the_reason(tmp_path: Path) -> None:
         )
     with pytest.raises(StackerError, match="CFA layout 'RGBG'"):
         encode_bayer_dng(np.zeros((4, 4, 3), np.uint16), "RGBG")
+
+
+@pytest.mark.parametrize("ext", [".dng", ".tif", ".jpg"])
+def test_a_frames_artist_and_copyright_go_into_ifd0_of_the_result(tmp_path: Path, ext) -> None:
+    """Artist (315) and Copyright (33432) are IFD0 tags (TIFF 6.0; EXIF 2.32, 4.6.4 A): a stack
+    of RAW frames that name their photographer lost both, in the DNG and in the renderings."""
+    from stacker.dng import CFA, encode_dng, profile_tags
+    from stacker.metadata import read_metadata
+    from stacker.raw import write_raw_result
+    from stacker.tiff_exif import camera_tags
+
+    owner = [(315, "s", 0, "Ada Lovelace", True), (33432, "s", 0, "(c) 2026 Ada Lovelace", True)]
+    cfa_tags = [(33421, "H", 2, (2, 2), True), (33422, "B", 4, (0, 1, 1, 2), True)]
+    frame = tmp_path / "frame.dng"
+    frame.write_bytes(encode_dng(np.full((32, 32), 4000, np.uint16),
+                                 profile_tags(synthetic_profile()) + cfa_tags + owner,  # type: ignore[arg-type]
+                                 photometric=CFA, black=(BLACK_LEVEL,), white=(WHITE_LEVEL,),
+                                 exif=synthetic_profile().exif, software="camera"))  # fmt: skip
+    out = write_raw_result(tmp_path / f"stacked{ext}", read_raw_linear(frame), frame,
+                           software="stackrig")  # fmt: skip
+    if ext == ".jpg":
+        exif = read_metadata(out).exif
+        assert exif is not None
+        ifd0 = {tag: value for tag, _, _, value, _ in camera_tags(exif)}
+        assert ifd0[315] == b"Ada Lovelace\0" and ifd0[33432] == b"(c) 2026 Ada Lovelace\0"
+        return
+    tags, exif_ifd = tags_of(out.read_bytes())
+    assert tags["Artist"] == "Ada Lovelace" and tags["Copyright"] == "(c) 2026 Ada Lovelace"
+    assert not {"Artist", "Copyright"} & set(exif_ifd)  # type: ignore[arg-type]
