@@ -55,6 +55,12 @@ def jpeg_orientation(data: bytes) -> int:
     return exif_orientation(_jpeg_metadata(data).exif)
 
 
+def jpeg_exif(data: bytes) -> bytes | None:
+    """The EXIF block (TIFF-structured, after ``Exif\\0\\0``) of a JPEG file's bytes; None when it
+    has none. Only the segments before the image data are read: its head is enough."""
+    return _jpeg_metadata(data).exif if data[:2] == b"\xff\xd8" else None
+
+
 def _jpeg_segments(data: bytes):
     i = 2
     while i + 4 <= len(data) and data[i] == 0xFF:

@@ -27,6 +27,7 @@ import numpy as np
 
 from stacker.dng import ILLUMINANTS, ColourProfile, ExifEntry, write_linear_dng
 from stacker.errors import StackerError, UnreadableImageError
+from stacker.raw_exif import container_tags
 
 XYZ_TO_SRGB = np.array(
     [[3.2406, -1.5372, -0.4986], [-0.9689, 1.8758, 0.0415], [0.0557, -0.2040, 1.0570]]
@@ -101,7 +102,8 @@ def read_profile(path: str | os.PathLike[str]) -> ColourProfile:
     other RAW files give LibRaw's matrix for the camera (D65) and the as-shot multipliers (and
     no BaselineExposure: Adobe keeps its own per camera, LibRaw has none). Make, model, artist,
     copyright and EXIF come from the TIFF structure where the format has one (NEF, CR2, ARW,
-    DNG...), else from LibRaw.
+    DNG...), from the EXIF that CR3 and RAF files hold in their own containers
+    (:mod:`stacker.raw_exif`), else from LibRaw.
     """
     p = Path(path)
     rawpy = _rawpy()
@@ -117,6 +119,9 @@ def read_profile(path: str | os.PathLike[str]) -> ColourProfile:
             f"{p}: cannot read the RAW file's colour profile ({_reason(exc)})"
         ) from None
     tags, exif_ifd = _tiff_tags(p)
+    if not tags:  # CR3, RAF: their own containers, which tifffile cannot read
+        tags, exif_ifd = container_tags(p)
+        exif_ifd = {k: v for k, v in exif_ifd.items() if k in _EXIF_TYPES}
     neutral = wb[1] / wb if np.all(wb > 0) else np.ones(3)
     kwargs: dict[str, Any] = {}
     if 50721 in tags:  # a DNG: its own matrices and neutral are the truth
@@ -219,7 +224,7 @@ def _exif_entries(values: dict[int, Any]) -> tuple[ExifEntry, ...]:
 
 
 def _libraw_exif(raw: Any) -> tuple[ExifEntry, ...]:
-    """Exposure EXIF as LibRaw reports it, for RAW formats that are not TIFF (CR3, RAF...)."""
+    """Exposure EXIF as LibRaw reports it, for RAW formats whose EXIF was not found."""
     other = raw.other
     out: list[ExifEntry] = []
     for code, number in ((33434, other.shutter_speed), (33437, other.aperture),

@@ -13,6 +13,7 @@ interoperability IFD it may point to.
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 EXIF_IFD_TAG = 34665
 """The ExifIFD pointer of a TIFF's IFD (and of an EXIF block's IFD0)."""
@@ -124,3 +125,26 @@ def append_exif_ifd(tiff: bytes, exif: bytes) -> bytes:
     out = bytearray(tiff)
     out[pos : pos + 12] = struct.pack("<HHII", EXIF_IFD_TAG, 4, 1, at)
     return bytes(out) + b"\0" * (at - len(tiff)) + _ifd_bytes(entries, at)
+
+
+def _value(kind: int, n: int, raw: bytes) -> object:
+    """One little-endian entry value as tifffile gives a tag's: text as ``str`` (NULs and blanks
+    stripped), a (S)RATIONAL as its flat numerator/denominator pairs, a single number as a
+    number, several as a tuple, UNDEFINED as bytes."""
+    if kind == 2:
+        return raw.split(b"\0", 1)[0].decode("utf-8", "replace").strip()
+    if kind == 7:
+        return raw
+    values = struct.unpack("<" + _ELEMENTS[kind] * n, raw)
+    return values if kind in (5, 10) or n != 1 else values[0]
+
+
+def exif_values(exif: bytes) -> tuple[dict[int, Any], dict[int, Any]]:
+    """(IFD0's values, the Exif IFD's values) of an EXIF block, by tag code, in the form
+    tifffile gives a TIFF file's tags (see :func:`_value`); empty where unreadable. For a
+    block whose first IFD is itself an Exif IFD (a CR3 file's ``CMT2``), the first dict."""
+    ifd0, exif_ifd = _exif_entries(exif)
+    return (
+        {tag: _value(kind, n, value) for tag, kind, n, value in ifd0},
+        {tag: _value(kind, n, value) for tag, kind, n, value in exif_ifd},
+    )
