@@ -20,6 +20,7 @@ a plain EXIF structure in a known place, read here without decoding anything els
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,8 +77,8 @@ def _boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]
 
 def _moov(fh: BinaryIO) -> bytes:
     """The body of the file's top-level ``moov`` box; empty when there is none (or too big)."""
-    pos = 0
-    while True:
+    pos, size_of_file = 0, os.fstat(fh.fileno()).st_size
+    while pos + 8 <= size_of_file:  # a size past the end would seek beyond what can be
         fh.seek(pos)
         head = fh.read(16)
         if len(head) < 8:
@@ -94,6 +95,7 @@ def _moov(fh: BinaryIO) -> bytes:
             fh.seek(pos + skip)
             return fh.read(size - skip)
         pos += size
+    return b""
 
 
 def _cr3_tags(fh: BinaryIO) -> tuple[Values, Values]:

@@ -8,6 +8,7 @@ synthetic DNG stand in for the pixels while the metadata comes from the containe
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +71,8 @@ def test_a_raf_without_exif_is_named_by_its_header(tmp_path: Path) -> None:
         cr3(CANON_IFD0, CANON_EXIF)[:200],  # cut short inside moov
         box(b"ftyp", b"crx \0\0\0\1") + box(b"moov", box(b"uuid", bytes(16))),  # no Canon box
         raf("X-T5", None)[:60],  # cut short inside the header
+        # a box whose 64-bit size runs far past the file's end (a seek beyond any offset)
+        box(b"ftyp", b"crx \0\0\0\1") + struct.pack(">I4sQ", 1, b"free", 1 << 63),
     ],
 )
 def test_other_or_damaged_files_give_nothing(tmp_path: Path, data: bytes) -> None:
