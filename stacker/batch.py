@@ -38,7 +38,7 @@ from typing import Any
 from stacker.errors import StackerError
 from stacker.io import is_image_path, temporary_prefix
 from stacker.locking import try_lock
-from stacker.natsort import natural_key
+from stacker.natsort import frame_order, natural_key
 from stacker.output import depth_paths
 from stacker.paths import check_distinct, is_our_output, once_each
 
@@ -138,7 +138,7 @@ def _frames_in(folder: Path, pattern: str | None, on_note: Note | None = None) -
     found = [p for p in folder.iterdir() if p.is_file() and is_image_path(p)]
     if pattern:
         found = [p for p in found if fnmatch.fnmatch(p.name.lower(), pattern.lower())]
-    ordered = sorted((p for p in found if not is_our_output(p)), key=lambda p: natural_key(p.name))
+    ordered = frame_order(p for p in found if not is_our_output(p))
     return once_each(ordered, on_note)
 
 

@@ -2,15 +2,17 @@
 
 Cameras and tethering programs number frames without zero padding often enough that plain string
 order would stack ``frame_10`` between ``frame_1`` and ``frame_2`` and chain alignment across a jump
-in focus. Both ``stacker stack`` (its inputs) and ``stacker watch`` (files already in the folder)
-sort with :func:`natural_key`.
+in focus. ``stacker stack`` and ``stacker batch`` (a folder's frames) and ``stacker watch`` (files
+already in the folder) order frames with :func:`frame_order`: natural order, unless the camera's
+file counter wrapped within the set.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from pathlib import PurePath
+from collections.abc import Iterable
+from pathlib import Path, PurePath
 
 _DIGITS = re.compile(r"(\d+)")
 
@@ -39,3 +41,41 @@ def natural_key(path_or_name: str | os.PathLike[str]) -> NaturalKey:
     """
     text = os.fspath(path_or_name)
     return tuple(_part_key(part) for part in PurePath(text).parts), text
+
+
+#: A counter's file name: ``IMG_0001.JPG``, ``DSC_0001.NEF``, ``capt0001.jpg``: a fixed prefix and
+#: a zero-padded number (DCF cameras count 0001 to 9999, then start again at 0001).
+_COUNTED = re.compile(r"(.*?)(\d{4,})(\.[^.]*)?")
+
+
+def frame_order(paths: Iterable[Path]) -> list[Path]:
+    """``paths`` in the order they were shot: natural order, from the first frame after a wrap.
+
+    A camera's file counter goes from ``IMG_9999`` back to ``IMG_0001``, so by name the frames
+    shot after the wrap come first, and the stack is aligned and merged from the middle of its
+    focus range. It is taken for a wrap when the names and the times agree: the names are one
+    counter's (one prefix, numbers of one width), their widest gap is not round the counter's end
+    (from the highest number back to the lowest) but within, and every file above the gap is no
+    newer than any below it (ties allowed: a memory card's FAT keeps times to 2 s). Then the files
+    above the gap go first. Times alone would say too much: a copy sets them in whatever order it
+    wrote the files.
+    """
+    ordered = sorted(paths, key=natural_key)
+    counted = [m for p in ordered if (m := _COUNTED.fullmatch(p.name)) is not None]
+    if len(ordered) < 2 or len(counted) < len(ordered):
+        return ordered
+    counters = {(m.group(1).casefold(), len(m.group(2))) for m in counted}
+    if len(counters) != 1:
+        return ordered
+    ((_, width),) = counters
+    numbers = [int(m.group(2)) for m in counted]
+    gap, start = max((numbers[i] - numbers[i - 1], i) for i in range(1, len(numbers)))
+    if gap <= 10**width - numbers[-1] + numbers[0]:
+        return ordered
+    try:
+        times = [os.stat(p).st_mtime_ns for p in ordered]
+    except OSError:
+        return ordered
+    if max(times[start:]) <= min(times[:start]):
+        return ordered[start:] + ordered[:start]
+    return ordered

@@ -27,7 +27,7 @@ import cv2
 
 from stacker.errors import StackerError
 from stacker.io import OrientedReader, check_writable_output, is_image_path, is_raw_path
-from stacker.natsort import natural_key
+from stacker.natsort import frame_order
 from stacker.options import StackOptions
 from stacker.output import check_writable_depth, save_outputs
 from stacker.paths import check_distinct, is_our_output, once_each, output_paths
@@ -61,7 +61,8 @@ def opencv_threads(count: int | None) -> Iterator[None]:
 def collect_inputs(
     inputs: Iterable[str | os.PathLike[str]], *, on_note: Callable[[str], None] | None = None
 ) -> list[Path]:
-    """Expand files and folders into a list of image files (folders in natural order).
+    """Expand files and folders into a list of image files (a folder's in natural order, from the
+    first frame after a wrap of the camera's file counter: :func:`frame_order`).
 
     Result images stackrig wrote into a folder (an earlier run's composite, depth map or depth
     preview: they carry its mark) are left out, and ``on_note`` is told; a file named on its own
@@ -73,8 +74,7 @@ def collect_inputs(
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            images = sorted((f for f in p.iterdir() if f.is_file() and is_image_path(f)),
-                            key=natural_key)  # fmt: skip
+            images = frame_order(f for f in p.iterdir() if f.is_file() and is_image_path(f))
             found = [f for f in images if not is_our_output(f)]
             if on_note is not None and len(found) < len(images):
                 ours = ", ".join(f.name for f in images if f not in found)

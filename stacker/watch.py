@@ -61,7 +61,7 @@ from stacker.io import (
     truncation,
 )
 from stacker.mounts import unheard_writes
-from stacker.natsort import NaturalKey, natural_key
+from stacker.natsort import NaturalKey, frame_order, natural_key
 from stacker.output import check_writable_depth, save_outputs
 from stacker.paths import (
     FileIdentity,
@@ -249,7 +249,8 @@ class HotFolder:
         Result images stackrig wrote (they carry its mark, see :mod:`stacker.paths`) are never
         taken either, whatever their name; they are listed in :attr:`ours`.
     existing
-        Take the files already in the folder at start, before any new one, in natural order.
+        Take the files already in the folder at start, before any new one, in natural order
+        (from the first frame after a wrap of the camera's file counter: :func:`frame_order`).
     decode_retries, retry_interval
         A complete-looking file that fails to decode is tried again this many times, this many
         seconds apart, before being reported unreadable.
@@ -257,7 +258,8 @@ class HotFolder:
         On Linux, a file seen being written whose close event never comes (written through a
         memory map, hard-linked in) is taken after this many quiet seconds.
 
-    Files are handed out in natural order for those present at start, then in arrival order (first
+    Files are handed out in natural order for those present at start (from the first frame after
+    a wrap of the camera's file counter, see :func:`frame_order`), then in arrival order (first
     event seen; files one poll finds together count as arriving at once, in natural order); a file
     complete before one that began to arrive earlier waits for it (for as long as that one is still
     being written), so the frames keep their order. Each file is handed out once, whatever it is
@@ -681,21 +683,23 @@ class HotFolder:
         self.skipped.append(path)
 
     def _list_existing(self) -> None:
+        """Book the frames already in the folder, in the order :func:`frame_order` gives (the
+        order of ``stacker stack`` on the folder), before any new one."""
         try:
-            names = sorted(os.listdir(self.folder), key=natural_key)
+            names = os.listdir(self.folder)
         except OSError as exc:
             raise HotFolderError(f"{self.folder}: cannot list ({exc.strerror or exc})") from None
-        now, wall = time.monotonic(), time.time()
-        for rank, name in enumerate(names):
+        found: dict[Path, os.stat_result] = {}
+        for name in names:
             path = self.folder / name
             if not self._watched(path) or path in self._entries:
                 continue
-            try:
-                st = os.stat(path)
-            except OSError:
-                continue
-            if not stat.S_ISREG(st.st_mode):
-                continue
+            with contextlib.suppress(OSError):
+                if stat.S_ISREG((st := os.stat(path)).st_mode):
+                    found[path] = st
+        now, wall = time.monotonic(), time.time()
+        for rank, path in enumerate(frame_order(found)):
+            st = found[path]
             age = max(0.0, wall - st.st_mtime)
             self._entries[path] = _Entry(
                 path,
@@ -1032,11 +1036,12 @@ def watch_and_stack(
     """Stack every frame that lands in ``folder`` into ``output`` until idle or stopped.
 
     Runs on the calling thread (the one merging thread): files already in the folder first, in
-    natural order, then new ones as they complete. After every ``every``-th merged frame the
-    composite (and ``depth_map``) is written atomically, and once more at the end, so ``output``
-    is always a complete image. Stops when ``stop`` is set (after the frame being merged) or after
-    ``idle_timeout`` seconds without a new frame. ``order``: ``near-to-far`` or ``far-to-near``;
-    ``interpolation``: ``linear`` or ``cubic`` resampling, as :class:`~stacker.stack.Stacker`.
+    natural order (see :func:`frame_order`), then new ones as they complete. After every
+    ``every``-th merged frame the composite (and ``depth_map``) is written atomically, and once
+    more at the end, so ``output`` is always a complete image. Stops when ``stop`` is set (after
+    the frame being merged) or after ``idle_timeout`` seconds without a new frame. ``order``:
+    ``near-to-far`` or ``far-to-near``; ``interpolation``: ``linear`` or ``cubic`` resampling, as
+    :class:`~stacker.stack.Stacker`.
 
     A file that does not decode, or a frame that cannot be aligned or does not fit the stack, is
     reported through ``on_warning`` and skipped; with ``strict`` it ends the watch with a

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from stacker.io import _jpeg_is_complete, read_image
+from stacker.offline import collect_inputs
 from stacker.watch import (
     HotFolder,
     HotFolderError,
@@ -287,6 +288,22 @@ def test_existing_files_first_in_natural_order_then_arrival_order(tmp_path: Path
         "new_b.jpg",
         "new_a.jpg",
     ]
+
+
+def test_a_restarted_watch_takes_the_frames_after_a_counter_wrap_last(tmp_path: Path) -> None:
+    """The watch was restarted in the middle of a stack whose file numbers wrapped (a camera
+    counts IMG_9999, then IMG_0001): by name the frames after the wrap came first, and the stack
+    was aligned and merged from the middle of its focus range. ``stacker stack`` on the folder
+    takes the same order."""
+    names = ["IMG_9998.JPG", "IMG_9999.JPG", "IMG_0001.JPG", "IMG_0002.JPG"]
+    now = time.time()
+    for i, name in enumerate(names):
+        (tmp_path / name).write_bytes(textured_jpeg(i))
+        os.utime(tmp_path / name, (now - 60 + i, now - 60 + i))
+    with HotFolder(tmp_path, settle=0.3) as hot:
+        got = [p.name for p in hot.paths(idle_timeout=1.0)]
+    assert got == names
+    assert [p.name for p in collect_inputs([tmp_path])] == names
 
 
 @pytest.mark.slow
