@@ -30,6 +30,7 @@ import math
 import os
 import queue
 import re
+import shlex
 import stat
 import threading
 import time
@@ -209,6 +210,8 @@ def _dest(event: FileSystemEvent) -> str:
 
 
 _TAKEN = (-1, -1)  # marks a path in HotFolder._done that is never looked at again
+_NEWS = _Entry(Path(), order=(0, 0), initial=False)  # HotFolder._next: something to tell
+_LOOK_EVERY = 2.0  # seconds between looks at the subfolders (HotFolder._look_below)
 _EVENT_TYPES: list[type[FileSystemEvent]] = [
     FileCreatedEvent,
     FileModifiedEvent,
@@ -225,7 +228,8 @@ class HotFolder:
     Parameters
     ----------
     folder
-        The folder other software writes frames into (not its subfolders).
+        The folder other software writes frames into (not its subfolders: those that images are
+        written into meanwhile are named in :attr:`landing`, see :meth:`_look_below`).
     settle
         Seconds a file's size and modification time must stay unchanged to count as complete
         where close events are not available (macOS, Windows, ``polling=True``), and for files
@@ -337,6 +341,12 @@ class HotFolder:
         self._held_back = False  # a complete frame waits for an earlier one, or for its batch
         self._observer: BaseObserver | None = None
         self._real_folder = self.folder
+        #: Subfolders found receiving images since the start, not told yet (see _look_below).
+        self.landing: list[Path] = []
+        self._subfolders_at_start: set[str] = set()
+        self._subfolder_times: dict[str, int] = {}  # modification times at the last look
+        self._told: set[Path] = set()  # the subfolders once in landing
+        self._next_look = 0.0  # monotonic time of the next look at the subfolders
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -370,6 +380,8 @@ class HotFolder:
             ) from None
         self._observer = observer
         self.started_at = time.time()
+        self._subfolder_times = _subfolders(folder)
+        self._subfolders_at_start = set(self._subfolder_times)
         if self.existing:
             self._list_existing()
         self.last_activity = time.monotonic()
@@ -440,8 +452,25 @@ class HotFolder:
         tried again later; after ``decode_retries`` failures it is passed to ``on_unreadable``
         (which may raise to stop) and skipped. Stopping works as in :meth:`paths`.
         """
+        for frame in self._frames(stop, idle_timeout, on_unreadable, news=False):
+            if frame is not None:
+                yield frame
+
+    def _frames(
+        self,
+        stop: threading.Event | None,
+        idle_timeout: float | None,
+        on_unreadable: Callable[[UnreadableFrame], None] | None,
+        *,
+        news: bool,
+    ) -> Iterator[ReadyFrame | None]:
+        """:meth:`frames`; with ``news``, also a ``None`` whenever there is something to tell
+        while waiting (:attr:`notes`, :attr:`landing`), which the caller takes."""
         self._require_started()
-        while (entry := self._next(stop, idle_timeout)) is not None:
+        while (entry := self._next(stop, idle_timeout, news=news)) is not None:
+            if entry is _NEWS:
+                yield None
+                continue
             outcome = self._decode(entry) if self._take(entry) else None
             if isinstance(outcome, ReadyFrame):
                 yield outcome
@@ -453,7 +482,9 @@ class HotFolder:
         if self._observer is None:
             raise RuntimeError("HotFolder.start() (or 'with HotFolder(...)') must come first")
 
-    def _next(self, stop: threading.Event | None, idle_timeout: float | None) -> _Entry | None:
+    def _next(
+        self, stop: threading.Event | None, idle_timeout: float | None, *, news: bool = False
+    ) -> _Entry | None:
         while True:
             now = time.monotonic()
             self._drain(now)
@@ -477,6 +508,9 @@ class HotFolder:
                 raise HotFolderError(
                     f"{self.folder}: the folder was removed or can no longer be watched"
                 )
+            self._look_below(now)
+            if news and (self.notes or self.landing):
+                return _NEWS
             try:
                 event = self._events.get(timeout=0.05 if self._entries else 0.2)
             except queue.Empty:
@@ -493,6 +527,49 @@ class HotFolder:
             or (e.retry_at is not None and now < e.retry_at)
             for e in self._entries.values()
         )
+
+    def _look_below(self, now: float) -> None:
+        """Add to :attr:`landing` each subfolder images are written into, once; every
+        :data:`_LOOK_EVERY` seconds at most.
+
+        Tethering programs often write into a subfolder of the folder they were given, one per
+        session or day (darktable's film rolls, a Capture One session's ``Capture``, EOS
+        Utility's date folders, a card's ``100CANON`` in ``DCIM``): a watch of the folder above
+        would wait for frames that never come. Only direct subfolders are looked at, and only
+        those changed since the last look (a folder's modification time moves when a file is
+        created or renamed in it): a large tree costs a listing of the folder.
+        """
+        if now < self._next_look:
+            return
+        self._next_look = now + _LOOK_EVERY
+        for name, mtime in _subfolders(self.folder).items():
+            if self._subfolder_times.get(name) == mtime:
+                continue
+            self._subfolder_times[name] = mtime
+            sub = self.folder / name
+            if sub not in self._told and self._landed(name):
+                self._told.add(sub)
+                self.landing.append(sub)
+
+    def _landed(self, name: str) -> int:
+        """How many images the subfolder ``name`` got since the watch started (all of them, in
+        a subfolder made since); results of ours written there are none."""
+        since = self.started_at - 2.0  # FAT keeps modification times to 2 s
+        made_since = name not in self._subfolders_at_start
+        ours = {p.absolute() for p in self._ignore}
+        count = 0
+        with contextlib.suppress(OSError), os.scandir(self.folder / name) as entries:
+            for e in entries:
+                path = Path(e.path)
+                with contextlib.suppress(OSError):
+                    count += bool(
+                        is_candidate(path)
+                        and e.is_file(follow_symlinks=False)
+                        and (made_since or e.stat(follow_symlinks=False).st_mtime >= since)
+                        and path not in ours
+                        and not is_our_output(path)
+                    )
+        return count
 
     # -- events --------------------------------------------------------------------------------
 
@@ -896,6 +973,18 @@ class HotFolder:
             self._arrive(path, None)
 
 
+def _subfolders(folder: Path) -> dict[str, int]:
+    """The direct subfolders of ``folder`` (not links to folders), with their modification times
+    in nanoseconds."""
+    found: dict[str, int] = {}
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for e in entries:
+            with contextlib.suppress(OSError):
+                if e.is_dir(follow_symlinks=False):
+                    found[e.name] = e.stat(follow_symlinks=False).st_mtime_ns
+    return found
+
+
 def _denied_message(path: Path, exc: PermissionError) -> str:
     """What to do about a frame this user may not read (see HotFolder._readable_again)."""
     return (
@@ -1075,7 +1164,8 @@ def watch_and_stack(
     )
     hot = HotFolder(folder, settle=settle, prefer=prefer, polling=polling, ignore=written)
     halt = _Halt(stop)
-    with hot, ReadAhead(_arrivals(hot, halt, idle_timeout), _as_is, name="watch-reader") as reader:
+    arrivals = _arrivals(hot, halt, idle_timeout, out)  # runs once iterated, with hot started
+    with hot, ReadAhead(arrivals, _as_is, name="watch-reader") as reader:
         run.publish()
         try:
             for loaded in reader:
@@ -1125,10 +1215,10 @@ Arrival = ReadyFrame | UnreadableFrame | str  # str: a note for the user
 
 
 def _arrivals(
-    hot: HotFolder, halt: threading.Event, idle_timeout: float | None
+    hot: HotFolder, halt: threading.Event, idle_timeout: float | None, output: Path
 ) -> Iterator[Arrival]:
-    """Decoded frames, unreadable files and notes (on turned frames, on a share that is polled),
-    in the order they came."""
+    """Decoded frames, unreadable files and notes (on turned frames, on a share that is polled,
+    on frames landing in a subfolder, as soon as they come), in the order they came."""
     if hot.polled_for is not None:
         yield (
             f"{hot.folder} is on a {hot.polled_for} file system, where other machines' writes "
@@ -1141,10 +1231,13 @@ def _arrivals(
             yield bad.pop(0)
         while hot.notes:
             yield hot.notes.pop(0)
+        while hot.landing:
+            yield _landing_note(hot.landing.pop(0), output)
 
-    for frame in hot.frames(stop=halt, idle_timeout=idle_timeout, on_unreadable=bad.append):
+    for frame in hot._frames(halt, idle_timeout, bad.append, news=True):
         yield from pending()
-        yield frame
+        if frame is not None:
+            yield frame
     yield from pending()
 
 
@@ -1153,34 +1246,23 @@ def _as_is(arrival: Arrival) -> Arrival:
 
 
 def _written_below(hot: HotFolder) -> str:
-    """Where frames went instead, when a subfolder holds images written since the watch began.
-
-    Tethering software often puts each session in a folder of its own (darktable: a film roll
-    per session, named by its import pattern such as ``$(YEAR)$(MONTH)$(DAY)_$(JOBCODE)``),
-    and a hot folder is not watched below its top level.
-    """
-    since = hot.started_at - 2.0  # FAT keeps modification times to 2 s
-    found: list[tuple[int, str]] = []
-    try:
-        subfolders = [e.path for e in os.scandir(hot.folder) if e.is_dir(follow_symlinks=False)]
-    except OSError:
+    """Where frames went instead, when a subfolder got images since the watch began (see
+    :meth:`HotFolder._look_below`): the one that got most."""
+    found = [(hot._landed(name), name) for name in sorted(_subfolders(hot.folder), key=natural_key)]
+    count, name = max(found, default=(0, ""))
+    if not count:
         return ""
-    for sub in sorted(subfolders, key=natural_key):
-        with contextlib.suppress(OSError), os.scandir(sub) as entries:
-            count = sum(
-                is_candidate(Path(e.name))
-                and e.is_file(follow_symlinks=False)
-                and e.stat(follow_symlinks=False).st_mtime >= since
-                for e in entries
-            )
-            if count:
-                found.append((count, sub))
-    if not found:
-        return ""
-    count, sub = max(found)
     return (
-        f"; {count} images were written into {sub} meanwhile: subfolders are not watched, "
-        "watch that folder instead"
+        f"; {count} images were written into {hot.folder / name} meanwhile: subfolders are not "
+        "watched, watch that folder instead"
+    )
+
+
+def _landing_note(sub: Path, output: Path) -> str:
+    """What to do when frames land in a subfolder of the watched folder, which is not watched."""
+    return (
+        f"frames are landing in {sub}, a subfolder, which is not watched: to stack them, stop "
+        f"(Ctrl-C) and run stacker watch {shlex.quote(str(sub))} -o {shlex.quote(str(output))}"
     )
 
 

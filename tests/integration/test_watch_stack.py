@@ -327,6 +327,50 @@ def test_frames_written_into_a_subfolder_are_named_when_nothing_merged(
     assert "\n" not in message
 
 
+@pytest.mark.parametrize("made_since", [False, True])
+def test_frames_landing_in_a_subfolder_are_named_while_the_watch_waits(
+    tmp_path: Path, hot: Path, stack_jpegs: list[bytes], made_since: bool
+) -> None:
+    """Capture One writes a session's frames into its ``Capture`` folder, EOS Utility and
+    darktable into a folder per day or session made as the session starts (the files' times
+    may be the camera's). A photographer who watches the folder above waits for a stack that
+    never grows: the watch says at once, once, where the frames land and what to run. Its own
+    composite, written into a subfolder, is no such frame."""
+    for i in range(2):
+        write_old(hot / f"top{i}.jpg", stack_jpegs[i])
+    out = hot / "results" / "stacked.tif"
+    out.parent.mkdir()
+    capture = hot / "Capture"
+    if not made_since:
+        capture.mkdir()
+        write_old(capture / "IMG_0001.jpg", stack_jpegs[0])  # shot before the watch began
+    warnings: list[str] = []
+    stop = threading.Event()
+
+    def capture_one() -> None:
+        time.sleep(0.5)  # the composite of the two frames at the top is written by then
+        capture.mkdir(exist_ok=True)
+        for i in (2, 3):
+            if made_since:
+                write_old(capture / f"IMG_{i:04d}.jpg", stack_jpegs[i])
+            else:
+                write_slowly(capture / f"IMG_{i:04d}.jpg", stack_jpegs[i])
+        time.sleep(2.5)  # the next look at the subfolders says nothing new
+        stop.set()
+
+    def warn(message: str) -> None:
+        warnings.append(message)
+        assert not stop.is_set()  # while the watch waits, not as it ends
+
+    threading.Thread(target=capture_one, daemon=True).start()
+    summary = watch_and_stack(hot, out, settle=0.2, stop=stop, on_warning=warn)
+    assert summary.status.merged == 2 and out.is_file()
+    assert warnings == [
+        f"frames are landing in {capture}, a subfolder, which is not watched: to stack them, stop "
+        f"(Ctrl-C) and run stacker watch {capture} -o {out}"
+    ]
+
+
 @pytest.mark.slow
 def test_strict_stops_at_an_unreadable_file_keeping_the_merged_result(
     tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
