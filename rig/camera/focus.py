@@ -287,9 +287,12 @@ class RadioStepDrive(NudgeDrive):
         except CameraError as exc:
             if type(exc) is not CameraError:  # busy, unplugged...: said as what it is
                 raise
+            # An EOS drives only a lens switched to AF; other radio bodies say no such thing.
+            canon = "canon" in self.controls.manufacturer.lower()
+            needs = "the lens switch at AF" if canon else "a lens the body can drive"
             raise CameraError(
                 f"{self.controls.description} refused to drive the lens after {done} "
-                f"steps ({exc}); it needs live view on and the lens switch at AF",
+                f"steps ({exc}); it needs live view on and {needs}",
                 exc.code,
             ) from None
 

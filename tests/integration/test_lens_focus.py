@@ -171,6 +171,23 @@ def test_canon_refusal_explains_live_view_and_af_switch() -> None:
     body.send = refuse  # type: ignore[method-assign]
     with pytest.raises(CameraError, match=r"refused to drive the lens after 0 steps.*live view"):
         choose_strategy(body).drive(1)
+    with pytest.raises(CameraError, match="the lens switch at AF"):
+        choose_strategy(body).drive(1)
+
+
+def test_a_refusal_of_another_radio_body_asks_no_canon_lens_switch() -> None:
+    """The "lens switch at AF" of an EOS was said to Panasonic and Olympus bodies too."""
+    labels = ("Near 2", "Near 1", "None", "Far 1", "Far 2")
+    body = FakeBody("Panasonic", FakeWidget("manualfocusdrive", WIDGET_RADIO, "None", labels))
+
+    def refuse(key: str, widget: FakeWidget) -> None:
+        raise CameraError("Unspecified error [-1]", -1)
+
+    body.send = refuse  # type: ignore[method-assign]
+    with pytest.raises(CameraError) as refused:
+        choose_strategy(body).drive(1)
+    assert "live view on and a lens the body can drive" in str(refused.value)
+    assert "switch at AF" not in str(refused.value)
 
 
 def test_other_radio_layouts_are_read_from_english_labels_only() -> None:
