@@ -308,7 +308,7 @@ def test_requests_past_the_connection_limit_are_refused_with_one_line_a_minute(
         answers = [ask() for _ in range(MAX_CONNECTIONS + 30)]
         busy = sum(a.startswith(b"HTTP/1.1 503") for a in answers)
         assert busy == 31  # uvicorn counts the asking connection among those open
-        assert answers.count(answers[0]) == MAX_CONNECTIONS - 1 and b"200" in answers[0]
+        assert sum(a.startswith(b"HTTP/1.1 200") for a in answers) == MAX_CONNECTIONS - 1
         said = [r.getMessage() for r in caplog.records if r.name == "uvicorn.error"]
         assert said == [
             f"preview: more than {MAX_CONNECTIONS} connections at once; 1 request(s) answered "
