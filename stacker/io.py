@@ -211,7 +211,7 @@ def header_size(head: bytes) -> tuple[int, int] | None:
     """
     if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
         return _tiff_size(head)
-    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and len(head) >= 24:
         w, h = struct.unpack(">II", head[16:24])
         return w, h
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP" and len(head) >= 30:

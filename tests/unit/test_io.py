@@ -108,6 +108,18 @@ def test_unreadable_files_name_themselves(tmp_path: Path) -> None:
         read_image(raw)
 
 
+def test_a_png_cut_short_in_its_header_names_itself(tmp_path: Path) -> None:
+    """A PNG cut off before its IHDR chunk's width and height raised struct.error from the
+    pixel-count check instead of the one-line refusal naming the file."""
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    assert header_size(cut.read_bytes()) is None
+    with pytest.raises(UnreadableImageError, match=r"cut\.png: not a readable image"):
+        read_image(cut)
+    with pytest.raises(UnreadableImageError, match=r"cut\.png: not a readable image"):
+        decode_image(cut.read_bytes(), cut)
+
+
 def test_bytes_decode_as_their_file_reads_and_never_open_the_name(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     deep = rng.integers(0, 65536, (30, 40, 3), dtype=np.uint16)
