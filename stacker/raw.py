@@ -16,6 +16,7 @@ TIFF. Frames come out of LibRaw upright (its orientation applied), so the DNG sa
 from __future__ import annotations
 
 import io
+import numbers
 import os
 from datetime import datetime
 from fractions import Fraction
@@ -125,13 +126,14 @@ def read_profile(path: str | os.PathLike[str]) -> ColourProfile:
     neutral = wb[1] / wb if np.all(wb > 0) else np.ones(3)
     kwargs: dict[str, Any] = {}
     if 50721 in tags:  # a DNG: its own matrices and neutral are the truth
-        matrix = _matrix(tags[50721], p)
-        kwargs["illuminant1"] = int(tags.get(50778, ILLUMINANTS["D65"]))
+        matrix = _matrix(tags[50721], p, 50721)
+        kwargs["illuminant1"] = _whole(tags.get(50778, ILLUMINANTS["D65"]), p, 50778)
         if 50722 in tags and 50779 in tags:
-            kwargs.update(color_matrix2=_matrix(tags[50722], p), illuminant2=int(tags[50779]))
+            kwargs.update(color_matrix2=_matrix(tags[50722], p, 50722),
+                          illuminant2=_whole(tags[50779], p, 50779))  # fmt: skip
         if 50728 in tags:
-            neutral = np.array(_floats(tags[50728]))
-        exposure = _floats(tags.get(50730, ()))
+            neutral = np.array(_floats(tags[50728], p, 50728))
+        exposure = _floats(tags.get(50730, ()), p, 50730)
         if len(exposure) == 1 and np.isfinite(exposure[0]):
             kwargs["baseline_exposure"] = exposure[0]
     if neutral.shape != (3,) or not np.all(np.isfinite(neutral) & (neutral > 0)):
@@ -188,21 +190,47 @@ def _usable_matrix(matrix: np.ndarray) -> bool:
     return bool(np.linalg.cond(cam_from_srgb / sums) < 1e12)
 
 
-def _floats(value: Any) -> list[float]:
-    """A tifffile (S)RATIONAL array value, flat numerator/denominator pairs, as floats."""
-    flat = list(value)
+def _damaged(path: Path, code: int) -> StackerError:
+    """The one-line error for a DNG colour tag that does not hold what its kind says."""
+    return StackerError(
+        f"{path}: DNG tag {code} is damaged (not the numbers it should hold); "
+        "stack with another --reference frame"
+    )
+
+
+def _whole(value: Any, path: Path, code: int) -> int:
+    """A single integer tag value (an illuminant) of the file at ``path``; a one-line error
+    naming the file and tag for anything else (a damaged file gives several, or text)."""
+    if not isinstance(value, numbers.Integral):
+        raise _damaged(path, code)
+    return int(value)
+
+
+def _floats(value: Any, path: Path, code: int) -> list[float]:
+    """A tifffile (S)RATIONAL array value, flat numerator/denominator pairs, as floats; a
+    one-line error naming the file and tag when it holds no such pairs (a damaged file: an odd
+    count, text, a single number)."""
+    flat = list(value) if isinstance(value, (tuple, list, np.ndarray)) else [value]
+    if len(flat) % 2 or not all(isinstance(v, numbers.Real) for v in flat):
+        raise _damaged(path, code)
     return [flat[i] / flat[i + 1] if flat[i + 1] else 0.0 for i in range(0, len(flat), 2)]
 
 
-def _matrix(value: Any, path: Path) -> np.ndarray:
+def _matrix(value: Any, path: Path, code: int) -> np.ndarray:
     """A DNG colour matrix tag of the file at ``path`` as 3x3; a one-line error naming the file
     for any other size (a four-colour sensor's)."""
-    values = _floats(value)
+    values = _floats(value, path, code)
     if len(values) != 9:
         raise StackerError(
             f"{path}: colour matrix with {len(values)} values: only 3-colour RAWs are known"
         )
     return np.array(values).reshape(3, 3)
+
+
+def _integers(values: list[Any]) -> bool:
+    """Whether ``values`` are all integers: an EXIF tag of a damaged file (no value, text where
+    a number belongs) is left out of the result rather than stopping it."""
+    return all(isinstance(v, numbers.Integral) for v in values)
 
 
 def _exif_entries(values: dict[int, Any]) -> tuple[ExifEntry, ...]:
@@ -215,11 +243,12 @@ def _exif_entries(values: dict[int, Any]) -> tuple[ExifEntry, ...]:
                 out.append((code, kind, text.strip("\0 ")))
         elif kind in (5, 10):
             flat = list(value) if isinstance(value, (tuple, list)) else [value, 1]
-            if len(flat) >= 2:
+            if len(flat) >= 2 and _integers(flat[:2]):
                 out.append((code, kind, (int(flat[0]), int(flat[1]))))
         else:
-            first = value[0] if isinstance(value, (tuple, list)) else value
-            out.append((code, kind, int(first)))
+            first = value[0] if isinstance(value, (tuple, list)) and value else value
+            if _integers([first]):
+                out.append((code, kind, int(first)))
     return tuple(out)
 
 

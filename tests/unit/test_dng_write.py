@@ -162,6 +162,31 @@ def test_a_frame_with_a_four_colour_matrix_is_named_in_the_error(tmp_path: Path)
         read_profile(frame)
 
 
+@pytest.mark.parametrize(
+    ("tag", "damaged"),
+    [(50728, (50728, "I", 3, (1, 1, 1), True)), (50778, (50778, "H", 2, (21, 17), True))],
+)
+def test_a_frame_with_damaged_colour_tags_is_named_in_the_error(
+    tmp_path: Path, tag: int, damaged: tuple
+) -> None:
+    """A DNG whose AsShotNeutral holds three LONGs (not numerator/denominator pairs) stopped
+    on IndexError, one whose CalibrationIlluminant1 holds two SHORTs on TypeError; an EXIF tag
+    with no value (an ISO of count 0) on IndexError: found by mutating synthetic DNGs."""
+    from stacker.dng import CFA, encode_dng, profile_tags
+
+    tags = [t for t in profile_tags(synthetic_profile()) if t[0] != tag] + [damaged]
+    tags += [(33421, "H", 2, (2, 2), True), (33422, "B", 4, (0, 1, 1, 2), True)]
+    frame = tmp_path / "DSC_0042.dng"
+    frame.write_bytes(encode_dng(np.full((32, 32), 4000, np.uint16), tags, photometric=CFA,
+                                 black=(BLACK_LEVEL,), white=(WHITE_LEVEL,)))  # fmt: skip
+    with pytest.raises(StackerError, match=rf"DSC_0042\.dng: DNG tag {tag} is damaged"):
+        read_profile(frame)
+    frame.write_bytes(encode_dng(np.full((32, 32), 4000, np.uint16), tags[:-3] + tags[-2:],
+                                 photometric=CFA, black=(BLACK_LEVEL,), white=(WHITE_LEVEL,),
+                                 exif=((34855, 3, ()), (33437, 5, (8, 1)))))  # fmt: skip
+    assert [code for code, _, _ in read_profile(frame).exif] == [33437]  # the empty ISO left out
+
+
 def test_bad_input_is_refused_with_the_reason(tmp_path: Path) -> None:
     with pytest.raises(StackerError, match="16-bit"):
         write_linear_dng(
