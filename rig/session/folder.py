@@ -507,7 +507,8 @@ def reconcile(
         if files:
             entry = FrameEntry(shot.index, shot.position, files, adopted=rec is None)
             if rec is not None:
-                entry.position = float(rec.get("position", shot.position))
+                position = rec.get("position")  # null: a frame whose position is not known
+                entry.position = shot.position if position is None else float(position)
                 entry.extra = {k: rec[k] for k in ("captured_at",) if k in rec}
             else:
                 result.adopted.append(shot.index)

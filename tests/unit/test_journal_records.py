@@ -84,6 +84,7 @@ def test_arbitrary_bytes_read_or_fail_in_one_line(tmp_path: Path, lines: list[by
         ({"event": "frame", "index": 2.5, "files": []}, "2.5"),
         ({"event": "frame", "index": True, "files": []}, "True"),
         ({"event": "frame", "index": 2, "position": "near"}, "'position' 'near'"),
+        ({"event": "frame", "index": 2, "position": 10**400}, "'position' 1000"),
         ({"event": "frame", "index": 2, "files": "frame_0002.jpg"}, "'files'"),
         ({"event": "frame", "index": 2, "files": ["a.jpg"], "sizes": [1, 2]}, "'sizes'"),
         ({"event": "merge", "index": None}, "merge record without a frame number"),
@@ -109,3 +110,14 @@ def test_nan_position_and_deep_nesting_are_one_line_errors(tmp_path: Path) -> No
     path = write_lines(tmp_path, [b"[" * 100000 + b"]" * 100000, b"{}"])
     with pytest.raises(JournalError, match="line 1 is damaged"):
         read_journal(path)
+
+
+def test_a_frame_journaled_without_a_position_is_kept_at_the_plans(tmp_path: Path) -> None:
+    """A frame record whose position is null (read_journal lets it through: the position is
+    not known) stopped the resume on TypeError once its file was on disk."""
+    frame = tmp_path / "frame_0002.jpg"
+    frame.write_bytes(b"\xff\xd8\xff\xda\x00\x02\xff\xd9")
+    record = {"event": "frame", "index": 2, "position": None, "files": ["frame_0002.jpg"]}
+    path = write_lines(tmp_path, [json.dumps(record).encode()])
+    result = reconcile(PLAN, read_journal(path), {2: [frame]})
+    assert result.done[2].position == PLAN.position_of(2) and not result.adopted
