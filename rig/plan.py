@@ -162,8 +162,9 @@ class ShotPlan(PlanTiming):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise PlanError(f"plan {name} is {value!r}: give a number")
-            if not math.isfinite(value):
-                raise PlanError(f"plan {name} is {value}: give a finite number")
+            if not _finite(value):
+                shown = value if isinstance(value, float) else "too large a number"
+                raise PlanError(f"plan {name} is {shown}: give a finite number")
         if isinstance(self.frames, bool) or not isinstance(self.frames, int):
             raise PlanError(f"plan frames is {self.frames!r}: give a whole number")
         if self.step <= 0 and self.frames > 1:
@@ -386,6 +387,10 @@ class ShotPlan(PlanTiming):
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise PlanError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        except ValueError:  # Python's own limit: no integer of more than 4300 digits
+            raise PlanError(
+                f"{source}: not valid JSON (a number with thousands of digits)"
+            ) from None
         return cls.from_dict(data, source=source, shot_before=shot_before)
 
     def describe(self) -> str:
@@ -427,6 +432,15 @@ def _check_whole_steps(near: float, far: float, step: float, frames: int) -> Non
     )
 
 
+def _finite(value: float) -> bool:
+    """Whether ``value`` is finite as a float: a whole number beyond a float's range (hundreds
+    of digits in a hand-edited plan.json) is not, rather than an OverflowError."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _required(field: Field[Any]) -> bool:
     return field.default is MISSING and field.default_factory is MISSING
 
@@ -459,6 +473,8 @@ def _far_where_it_was_shot(fields: dict[str, Any]) -> dict[str, Any]:
     values = [fields.get(k) for k in ("near", "far", "step", "frames")]
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
         return fields  # malformed: the plan's own checks name the field
+    if not all(_finite(v) for v in values):  # type: ignore[arg-type]
+        return fields  # inf, nan or hundreds of digits: so do they
     near, far, step = (float(v) for v in values[:3])  # type: ignore[arg-type]
     frames = values[3]
     if not isinstance(frames, int) or frames < 2 or not 0 < step < math.inf:

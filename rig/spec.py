@@ -103,6 +103,8 @@ def _number(value: Any, what: str) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         raise PlanError(f"{what} must be a number, not {value!r}") from None
+    except OverflowError:  # a whole number beyond a float's range: hundreds of digits
+        raise PlanError(f"{what} is far too large a number; give a realistic value") from None
 
 
 def _length(value: Any, what: str, example: str) -> tuple[float, PlanUnits]:

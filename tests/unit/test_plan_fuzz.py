@@ -85,6 +85,22 @@ def test_a_hand_edited_plan_file_is_a_plan_or_a_plan_error(field, value) -> None
         _sane(plan)
 
 
+@pytest.mark.parametrize("field", ["near", "step", "frames", "settle_s"])
+def test_a_plan_file_number_of_hundreds_of_digits_names_the_field(field: str) -> None:
+    """plan.json is read as JSON, where whole numbers have no size limit: a 400-digit one
+    stopped the plan check (and the resume's far-end fix-up) on OverflowError, and one of
+    5000 digits stopped the JSON parse on ValueError (Python's 4300-digit limit)."""
+    data = ShotPlan.from_frames(0.0, 1000.0, 3).to_dict()
+    data[field] = 10**400
+    for shot_before in (False, True):
+        with pytest.raises(PlanError, match=rf"^plan.json: .*{field}") as info:
+            ShotPlan.from_json(json.dumps(data), source="plan.json", shot_before=shot_before)
+        _one_line(info.value)
+    text = json.dumps(data).replace("1" + "0" * 400, "1" + "0" * 5000)
+    with pytest.raises(PlanError, match=r"^plan.json: not valid JSON \(a number with thousands"):
+        ShotPlan.from_json(text, source="plan.json", shot_before=True)
+
+
 def test_a_fractional_frame_count_in_a_plan_file_names_the_field() -> None:
     data = ShotPlan.from_frames(0.0, 1000.0, 3).to_dict()
     data["frames"] = 3.5

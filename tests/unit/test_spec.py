@@ -55,6 +55,9 @@ def test_each_spacing_has_its_own_type() -> None:
         # was "plan settle_s is 3660 s": the field's name, not the option typed
         ({"from": "0mm", "to": "1mm", "frames": 3, "settle": "61min"}, "settle"),
         ({"from": "0mm", "to": "1mm", "frames": 3, "flash_recycle": "1e308"}, "an hour"),
+        # a station request's 400-digit number stopped the parse on OverflowError
+        ({"from": "0mm", "to": "1mm", "frames": 10**400}, "far too large a number"),
+        ({"from": "0mm", "to": "1mm", "na": 10**400}, "far too large a number"),
     ],
 )
 def test_errors_are_one_line_and_name_the_field_as_each_front_end_does(
