@@ -391,6 +391,8 @@ class ShotPlan(PlanTiming):
             raise PlanError(
                 f"{source}: not valid JSON (a number with thousands of digits)"
             ) from None
+        except RecursionError:  # a few kilobytes of "[" exhaust the parser's recursion
+            raise PlanError(f"{source}: not valid JSON (arrays nested too deeply)") from None
         return cls.from_dict(data, source=source, shot_before=shot_before)
 
     def describe(self) -> str:

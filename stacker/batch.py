@@ -95,7 +95,8 @@ def with_settings(jobs: Sequence[StackJob], options: dict[str, Any]) -> list[Sta
     for folder in folders:
         with contextlib.suppress(OSError):
             for line in (folder / SETTINGS_FILE).read_text(errors="replace").splitlines():
-                with contextlib.suppress(ValueError, TypeError, KeyError):
+                # RecursionError: a line of a few thousand "[" is as unreadable as any
+                with contextlib.suppress(ValueError, TypeError, KeyError, RecursionError):
                     row = json.loads(line)
                     recorded[str(folder / row["output"])] = str(row["settings"])
     return [

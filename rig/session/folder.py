@@ -389,7 +389,7 @@ class SessionFolder:
                 f"{self.config_path}: missing; restore it from a backup to resume"
                 + self._frames_kept()
             ) from None
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:  # recursion: "[" nested deeply
             raise SessionFolderError(
                 f"{self.config_path}: unreadable ({exc}); restore it from a backup to resume"
                 + self._frames_kept()

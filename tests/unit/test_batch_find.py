@@ -14,11 +14,13 @@ import numpy as np
 import pytest
 
 from stacker.batch import (
+    SETTINGS_FILE,
     ReportWriter,
     StackReport,
     find_stacks,
     remove_stale_temporaries,
     run_batch,
+    with_settings,
 )
 from stacker.errors import StackerError
 from stacker.io import atomic_write_bytes, encode_image
@@ -100,6 +102,19 @@ def test_up_to_date_means_every_output_newer_than_every_frame(tmp_path: Path) ->
     (out / ".other.tif.x.tmp").write_bytes(b"not ours")
     remove_stale_temporaries(out, [job])
     assert sorted(p.name for p in out.glob(".*")) == [".other.tif.x.tmp"]
+
+
+def test_a_damaged_settings_record_counts_as_no_record(tmp_path: Path) -> None:
+    """A line of the output folder's settings record nested a few thousand arrays deep
+    stopped the batch on RecursionError; like any unreadable line it records nothing."""
+    frames(tmp_path / "s", "1.jpg", "2.jpg")
+    out = tmp_path / "out"
+    out.mkdir()
+    (job,) = find_stacks([tmp_path / "s"], out)
+    lines = ["[" * 100_000, '{"output": 1}', json.dumps({"output": "s.tif", "settings": "x"})]
+    (out / SETTINGS_FILE).write_text("\n".join(lines) + "\n")
+    (checked,) = with_settings([job], {"method": "pyramid"})
+    assert checked.made_with == "x"
 
 
 @pytest.mark.parametrize("name", ["report.jsonl", "report.csv"])

@@ -99,6 +99,9 @@ def test_a_plan_file_number_of_hundreds_of_digits_names_the_field(field: str) ->
     text = json.dumps(data).replace("1" + "0" * 400, "1" + "0" * 5000)
     with pytest.raises(PlanError, match=r"^plan.json: not valid JSON \(a number with thousands"):
         ShotPlan.from_json(text, source="plan.json", shot_before=True)
+    text = json.dumps(data).replace("1" + "0" * 400, "[" * 100_000)  # RecursionError before
+    with pytest.raises(PlanError, match=r"^plan.json: not valid JSON \(arrays nested too deep"):
+        ShotPlan.from_json(text, source="plan.json", shot_before=True)
 
 
 def test_a_fractional_frame_count_in_a_plan_file_names_the_field() -> None:

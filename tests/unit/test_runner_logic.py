@@ -312,9 +312,10 @@ def test_a_session_whose_own_files_are_damaged_points_to_its_frames(tmp_path: Pa
     (root / "session.json").unlink()
     with pytest.raises(SessionFolderError, match=rf"missing; restore it .*{kept}"):
         SessionFolder(root).load_config()
-    (root / "session.json").write_text('{"a"')
-    with pytest.raises(SessionFolderError, match=rf"unreadable .*; restore it .*{kept}"):
-        SessionFolder(root).load_config()
+    for damaged in ('{"a"', "[" * 100_000):  # nested too deeply: RecursionError, not ValueError
+        (root / "session.json").write_text(damaged)
+        with pytest.raises(SessionFolderError, match=rf"unreadable .*; restore it .*{kept}"):
+            SessionFolder(root).load_config()
     (root / "plan.json").write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(SessionFolderError, match=rf"not text \(damaged\); restore it .*{kept}"):
         SessionFolder(root).load_plan()
