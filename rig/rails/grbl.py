@@ -397,7 +397,10 @@ class GrblRail(GcodeRail):
         for line in self._command("$$"):
             match = re.match(r"^\$(\d+)=([-+0-9.]+)", line)
             if match:
-                self.settings[int(match.group(1))] = float(match.group(2))
+                try:
+                    self.settings[int(match.group(1))] = float(match.group(2))
+                except ValueError:  # "1.2.3", "-": line noise, as unknown as a line not matched
+                    log.warning("%s: ignoring malformed setting %r", self.port, line)
 
     def reconnect(self) -> None:
         """Close and reopen the port, e.g. after the cable was unplugged and plugged back.

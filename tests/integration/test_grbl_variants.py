@@ -58,3 +58,15 @@ def test_rail_simulate_offers_a_grblhal_board() -> None:
     assert isinstance(device, GrblSimulator)
     with device, connected(device, GrblRail) as rail:
         assert rail.firmware == "GrblHAL"
+
+
+def test_a_garbled_setting_line_is_ignored_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``$$`` line whose value is line noise ("250.0.0" still fits the setting's pattern)
+    stopped the connection on ValueError; it is ignored, as a line that is no setting is."""
+    with GrblSimulator(time_scale=20.0) as sim:
+        real = sim._setting_text
+        noisy = {100: "$100=250.0.0", 101: "$101=-"}
+        monkeypatch.setattr(sim, "_setting_text", lambda key: noisy.get(key) or real(key))
+        with connected(sim, GrblRail) as rail:
+            assert 100 not in rail.settings and 101 not in rail.settings
+            assert 102 in rail.settings
