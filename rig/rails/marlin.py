@@ -159,7 +159,10 @@ class MarlinRail(GcodeRail):
         for line in self._command("M92"):
             match = _M92.search(line)
             if match:
-                self.steps_per_mm = float(match.group(index + 1))
+                try:
+                    self.steps_per_mm = float(match.group(index + 1))
+                except ValueError:  # "400.00.00": line noise, as unknown as no M92 line
+                    log.warning("%s: ignoring malformed M92 line %r", self.port, line)
         self._soft_endstops = parse_soft_endstops(self._command("M211"), self.axis)
 
     def _sync(self, deadline: float) -> None:
@@ -355,9 +358,13 @@ class MarlinRail(GcodeRail):
         for line in self._command("M114"):
             match = _POSITION.match(line)
             if match:
+                try:
+                    position_um = float(match.group(index + 1)) * 1000.0
+                except ValueError:  # "1..00": line noise, no position (the error below)
+                    continue
                 count = _COUNT.search(line)
                 steps = int(count.group(index + 1)) if count else None
-                return float(match.group(index + 1)) * 1000.0, steps
+                return position_um, steps
         raise RigError(f"the Marlin board on {self.port} sent no position for M114")
 
     def _report_position(self) -> float:

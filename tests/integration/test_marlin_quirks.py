@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from rig.errors import MotionError
+from rig.errors import MotionError, RigError
 from rig.plan import ShotPlan
 from rig.rails.base import MoveStoppedError
 from rig.rails.marlin import MarlinRail
@@ -179,3 +179,25 @@ def test_motors_stay_powered_through_a_long_pause() -> None:
         stock.on_bytes(b"G1 X1.02 F600\n")
         time.sleep(150.0 / 200.0)
         assert stock.logical_position[0] != pytest.approx(1.02)  # fell to 1.00 or 1.04
+
+
+def test_a_garbled_report_is_no_report_not_a_crash(
+    sim: MarlinSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``M92`` and ``M114`` values are matched as runs of digits and dots, so line noise such as
+    ``X400.0.0`` reached float() and the connection stopped on ValueError. A garbled M92 line
+    leaves the steps per mm unknown, as none does; a garbled M114 line is no position."""
+    write = sim.write
+    noise = {"M92 X400.00": "M92 X400.0.0"}
+    monkeypatch.setattr(sim, "write", lambda text: write(_replaced(text, noise)))
+    with connected(sim, MarlinRail) as rail:
+        assert rail.steps_per_mm == 0.0
+    noise["X:0.00 Y"] = "X:0..0 Y"
+    with pytest.raises(RigError, match=rf"on {sim.path} sent no position for M114"):
+        connected(sim, MarlinRail).__enter__()
+
+
+def _replaced(text: str, noise: dict[str, str]) -> str:
+    for clean, garbled in noise.items():
+        text = text.replace(clean, garbled)
+    return text
