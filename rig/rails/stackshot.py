@@ -26,6 +26,7 @@ setup that the host programs of both models make, which a plain serial driver ca
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import Any
@@ -184,7 +185,10 @@ class StackShotRail(BinaryLinkRail):
 
     def status_word(self) -> int:
         """The controller's status bits (``STATUS_MOVING``, ``_SHUTTER``, ``_USER_ABORTED``)."""
-        return proto.parse_status(self._exchange(proto.Command.RAIL_STATUS, proto.Action.READ, b""))
+        data = self._exchange(proto.Command.RAIL_STATUS, proto.Action.READ, b"")
+        if not data:
+            raise self._garbled(proto.Command.RAIL_STATUS, "no status bytes")
+        return proto.parse_status(data)
 
     # -- Rail primitives ----------------------------------------------------------------------
 
@@ -193,11 +197,21 @@ class StackShotRail(BinaryLinkRail):
         return 0.5  # float mm in the protocol; the motor step is finer on a StackShot rail
 
     def _read_position(self) -> float:
-        data = self._exchange(
-            proto.Command.RAIL_POSITION_CURRENT, proto.Action.READ, bytes([proto.Units.METRIC])
-        )
+        command = proto.Command.RAIL_POSITION_CURRENT
+        data = self._exchange(command, proto.Action.READ, bytes([proto.Units.METRIC]))
+        if len(data) < 5:
+            raise self._garbled(command, f"{len(data)} of 5 position bytes")
         mm = proto.parse_position(data)
+        if not math.isfinite(mm):  # a move worked out from it would be NaN too
+            raise self._garbled(command, f"position {mm}")
         return (-mm if self.reverse else mm) * 1000.0 + self._offset_um
+
+    def _garbled(self, command: proto.Command, what: str) -> StackShotError:
+        """A well-framed answer whose data cannot be what ``command`` returns: line noise."""
+        return StackShotError(
+            f"{self.name}: a garbled answer to {command.name} ({what}); check the cable and "
+            "that no other program uses the port"
+        )
 
     def _set_position(self, position_um: float) -> None:
         """Call where the carriage stands ``position_um`` (a resume: the last frame's place),

@@ -225,3 +225,32 @@ def test_a_session_needs_a_reference_and_a_resume_can_give_the_last_frame_s_plac
         assert rail.position == pytest.approx(0.0, abs=1.0)
     finally:
         rail.close()
+
+
+@pytest.mark.parametrize(
+    ("command", "data", "needle"),
+    [
+        (proto.Command.RAIL_POSITION_CURRENT, b"\x01", "1 of 5 position bytes"),
+        (proto.Command.RAIL_POSITION_CURRENT, b"\x01" + struct.pack("<f", float("nan")), "nan"),
+        (proto.Command.RAIL_STATUS, b"", "no status bytes"),
+    ],
+)
+def test_a_well_framed_answer_with_garbled_data_is_the_drivers_error(
+    sim: StackShotSimulator,
+    rail: StackShotRail,
+    monkeypatch: pytest.MonkeyPatch,
+    command: proto.Command,
+    data: bytes,
+    needle: str,
+) -> None:
+    """A position answer short of its float, or an empty status answer, stopped the driver on
+    the protocol's ValueError; a NaN position would have been moved from."""
+    reply = sim._reply
+
+    def garbled(answered: int, action: int, payload: bytes = b"") -> None:
+        reply(answered, action, data if answered == command else payload)
+
+    monkeypatch.setattr(sim, "_reply", garbled)
+    with pytest.raises(StackShotError, match=rf"garbled answer to {command.name} \(.*{needle}"):
+        rail.move_to(1000.0)
+        rail.status_word()
