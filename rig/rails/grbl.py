@@ -56,6 +56,7 @@ and speaks the same protocol.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from collections.abc import Callable
@@ -127,7 +128,12 @@ class GrblStatus:
 
 
 def _floats(text: str) -> tuple[float, ...]:
-    return tuple(float(v) for v in text.split(","))
+    """Comma-separated numbers; ValueError for any that is not a finite one: GRBL prints only
+    digits, so "nan" or "inf" is line noise, and a position made of it would be moved from."""
+    values = tuple(float(v) for v in text.split(","))
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"not finite: {text!r}")
+    return values
 
 
 def parse_status(line: str) -> GrblStatus | None:

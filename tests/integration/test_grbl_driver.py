@@ -617,8 +617,12 @@ def test_status_reports_parse(
 
 
 @pytest.mark.parametrize(
-    "line", ["<Idle|MPos:1.0,abc>", "<Idle>", "<Run|MPos>", "Idle|MPos:1,2,3", "<1dle|MPos:1>"]
-)
+    "line",
+    [
+        "<Idle|MPos:1.0,abc>", "<Idle>", "<Run|MPos>", "Idle|MPos:1,2,3", "<1dle|MPos:1>",
+        "<Idle|MPos:nan,0,0>", "<Idle|WPos:0,inf,0>", "<Idle|MPos:0,0,0|WCO:-inf,0,0>",
+    ],
+)  # fmt: skip
 def test_malformed_status_reports_are_rejected(line: str) -> None:
     assert parse_status(line) is None
 
