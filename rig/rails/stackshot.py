@@ -220,11 +220,15 @@ class StackShotRail(BinaryLinkRail):
         self._offset_um = position_um - self._read_position()
 
     def _move_absolute(self, target_um: float) -> None:
-        """Move the difference to ``target_um``. A move answered BUSY (the carriage still
-        running: a keypad jog, a move whose answer was lost) is worked out again from where the
-        carriage then is, not resent: the same distance would overshoot."""
+        """Move the difference to ``target_um``. While the carriage still runs (a keypad jog, a
+        move whose answer was lost) the move waits, and is then worked out from where the
+        carriage stopped: a distance taken while it ran, or the same distance resent after a
+        BUSY answer, would overshoot by what it ran on."""
         deadline = time.monotonic() + self.busy_s
         while True:
+            if self.status_word() & proto.STATUS_MOVING:
+                self._still_busy(deadline)
+                continue
             delta = target_um - self._read_position()
             if abs(delta) < 0.01:
                 return
@@ -240,14 +244,18 @@ class StackShotRail(BinaryLinkRail):
                 )
                 break
             except _Busy:
-                if time.monotonic() >= deadline:
-                    raise StackShotError(
-                        f"{self.name}: the controller stayed busy for {self.busy_s:g} s; check "
-                        "that nobody is driving the rail from its keypad"
-                    ) from None
-                time.sleep(self.poll_s)
+                self._still_busy(deadline)
         what = f"the move to {format_length(target_um)}"
         self._wait_idle(what, proto.STATUS_MOVING, self._motion.stopped)
+
+    def _still_busy(self, deadline: float) -> None:
+        """Wait a poll for a busy controller, or give up at ``deadline``."""
+        if time.monotonic() >= deadline:
+            raise StackShotError(
+                f"{self.name}: the controller stayed busy for {self.busy_s:g} s; check "
+                "that nobody is driving the rail from its keypad"
+            )
+        time.sleep(self.poll_s)
 
     def _wait_idle(self, what: str, busy_bit: int, stopped: threading.Event) -> None:
         deadline = time.monotonic() + self.move_timeout_s

@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Iterator
+from typing import ClassVar
 
 import pytest
 import serial
@@ -184,6 +185,43 @@ def test_a_move_answered_busy_is_worked_out_again_from_where_the_carriage_then_i
         assert rail.position == pytest.approx(1000.0, abs=1.0)
     finally:
         rail.close()
+
+
+def test_a_move_waits_for_a_running_carriage_before_taking_its_distance() -> None:
+    """A position read while a keypad jog still ran gave a distance the jog then overran: the
+    move went out once the jog had ended, and the carriage overshot by what it ran after the
+    read (seen under load, where the answer and the next request are late)."""
+
+    class LateAnswers(StackShotSimulator):
+        reads = 0
+
+        def _position(self, command: int, action: int, data: bytes) -> None:
+            units = proto.Units(data[0])
+            mm = self.carriage.position_mm - self._zero_mm  # where it is when asked...
+            self.reads += 1
+            while self.reads >= 2 and self.carriage.moving:  # ...answered once the jog is over
+                time.sleep(0.005)
+            self._reply(
+                command, proto.Action.RSP_OK, proto.position_data(units, mm * self._per_mm(units))
+            )
+
+        _HANDLERS: ClassVar = {
+            **StackShotSimulator._HANDLERS,
+            proto.Command.RAIL_POSITION_CURRENT: _position,
+        }
+
+    with LateAnswers(time_scale=20.0) as sim:
+        rail = StackShotRail(sim.path)
+        try:
+            rail.accept_position(0.0)
+            start = sim.carriage.position_mm
+            sim.reads = 0  # from the move's first read: at once, then late
+            with sim._lock:
+                sim.carriage.move_by(4.0)  # a 4 mm jog under way
+            rail.move_to(1000.0)
+            assert sim.carriage.position_mm - start == pytest.approx(1.0, abs=0.001)
+        finally:
+            rail.close()
 
 
 def test_a_3x_answers_with_its_axis_in_the_high_nibble(monkeypatch: pytest.MonkeyPatch) -> None:
