@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -179,28 +180,38 @@ def test_a_link_out_of_the_watched_folder_is_not_followed(
     ]
 
 
+def _after_taking(monkeypatch: pytest.MonkeyPatch, name: str, act: Callable[[], Any]) -> None:
+    """Run ``act`` right after the watch takes the file ``name``, before it reads it: another
+    program's timing, made certain."""
+    from stacker.watch import HotFolder
+
+    take = HotFolder._take
+
+    def take_then_act(self: HotFolder, entry: Any) -> bool:
+        taken = take(self, entry)
+        if entry.path.name == name:
+            act()
+        return taken
+
+    monkeypatch.setattr(HotFolder, "_take", take_then_act)
+
+
 def test_a_frame_swapped_for_a_link_out_after_it_was_checked_is_not_read(
     tmp_path: Path, hot: Path, stack_jpegs: list[bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The link check and the read are one: a frame replaced by a link out of the folder just
     after it was taken (the attacker's timing, made certain here) is not decoded."""
-    from stacker.watch import HotFolder
-
     private = tmp_path / "private"
     private.mkdir()
     write_old(private / "secret.jpg", stack_jpegs[2])
     for i in range(3):
         write_old(hot / f"a{i}.jpg", stack_jpegs[i])
-    take = HotFolder._take
 
-    def take_then_swap(self: HotFolder, entry: Any) -> bool:
-        taken = take(self, entry)
-        if entry.path.name == "a2.jpg":
-            (hot / "a2.jpg").unlink()
-            (hot / "a2.jpg").symlink_to(private / "secret.jpg")
-        return taken
+    def swap() -> None:
+        (hot / "a2.jpg").unlink()
+        (hot / "a2.jpg").symlink_to(private / "secret.jpg")
 
-    monkeypatch.setattr(HotFolder, "_take", take_then_swap)
+    _after_taking(monkeypatch, "a2.jpg", swap)
     warnings: list[str] = []
     summary = watch_and_stack(
         hot, tmp_path / "out.jpg", idle_timeout=1.0, settle=0.2, on_warning=warnings.append
@@ -245,21 +256,11 @@ def test_a_frame_an_importer_moves_out_before_it_is_read_is_named(
     """A frame moved out of the folder after it was complete but before it was opened (an
     importer quicker than the watch) cannot be stacked; the watch says so instead of silently
     stacking one frame fewer."""
-    from stacker.watch import HotFolder
-
     imported = tmp_path / "imported"
     imported.mkdir()
     for i in range(3):
         write_old(hot / f"a{i}.jpg", stack_jpegs[i])
-    take = HotFolder._take
-
-    def take_then_import(self: HotFolder, entry: Any) -> bool:
-        taken = take(self, entry)
-        if entry.path.name == "a1.jpg":
-            (hot / "a1.jpg").rename(imported / "a1.jpg")
-        return taken
-
-    monkeypatch.setattr(HotFolder, "_take", take_then_import)
+    _after_taking(monkeypatch, "a1.jpg", lambda: (hot / "a1.jpg").rename(imported / "a1.jpg"))
     warnings: list[str] = []
     summary = watch_and_stack(
         hot, tmp_path / "out.jpg", idle_timeout=1.0, settle=0.2, on_warning=warnings.append
