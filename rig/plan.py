@@ -31,6 +31,7 @@ from rig.units import (
     MAX_LENS_STEPS,
     UnitError,
     format_length,
+    is_finite,
     parse_duration,
     parse_length,
 )
@@ -162,7 +163,7 @@ class ShotPlan(PlanTiming):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise PlanError(f"plan {name} is {value!r}: give a number")
-            if not _finite(value):
+            if not is_finite(value):
                 shown = value if isinstance(value, float) else "too large a number"
                 raise PlanError(f"plan {name} is {shown}: give a finite number")
         if isinstance(self.frames, bool) or not isinstance(self.frames, int):
@@ -434,15 +435,6 @@ def _check_whole_steps(near: float, far: float, step: float, frames: int) -> Non
     )
 
 
-def _finite(value: float) -> bool:
-    """Whether ``value`` is finite as a float: a whole number beyond a float's range (hundreds
-    of digits in a hand-edited plan.json) is not, rather than an OverflowError."""
-    try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False
-
-
 def _required(field: Field[Any]) -> bool:
     return field.default is MISSING and field.default_factory is MISSING
 
@@ -475,7 +467,7 @@ def _far_where_it_was_shot(fields: dict[str, Any]) -> dict[str, Any]:
     values = [fields.get(k) for k in ("near", "far", "step", "frames")]
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
         return fields  # malformed: the plan's own checks name the field
-    if not all(_finite(v) for v in values):  # type: ignore[arg-type]
+    if not all(is_finite(v) for v in values):  # type: ignore[arg-type]
         return fields  # inf, nan or hundreds of digits: so do they
     near, far, step = (float(v) for v in values[:3])  # type: ignore[arg-type]
     frames = values[3]

@@ -11,10 +11,21 @@ number: ``1.5mm``, ``250um``, ``250µm``, ``0.25 mm`` for rails (converted to mi
 
 from __future__ import annotations
 
+import math
+
 from rig.errors import RigError
 from rig.focuser import Units
 from stacker import quantities
 from stacker.quantities import TIME_UNITS, QuantityError, split_quantity
+
+
+def is_finite(value: float) -> bool:
+    """Whether ``value`` is finite as a float: a whole number beyond a float's range (hundreds
+    of digits in a hand-edited plan.json or journal) is not, rather than an OverflowError."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 class UnitError(RigError):

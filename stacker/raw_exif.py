@@ -50,8 +50,8 @@ def container_tags(path: Path) -> tuple[Values, Values]:
                 return _cr3_tags(fh)
             if head.startswith(RAF_MAGIC) and len(head) == 92:
                 return _raf_tags(fh, head)
-    except (OSError, struct.error):
-        pass
+    except (OSError, struct.error):  # unreadable or cut short: no tags, as for other files
+        return {}, {}
     return {}, {}
 
 

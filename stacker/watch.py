@@ -899,21 +899,21 @@ class HotFolder:
             self._release(entry, None)
             self._vanished[path] = entry
             return None
-        denied = False
+        image, denied = None, False
         try:
             (image, after), message = self._read(path), ""
         except UnreadableImageError as exc:
-            message, image, after = str(exc), None, self._signature(path)
+            message = str(exc)
         except PermissionError as exc:  # written by another user: see _readable_again
-            message, image, after = _denied_message(path, exc), None, self._signature(path)
-            denied = True
+            message, denied = _denied_message(path, exc), True
         except OSError as exc:  # removed while being read
-            message, image = f"{path}: cannot read ({exc.strerror or exc})", None
-            after = self._signature(path)
+            message = f"{path}: cannot read ({exc.strerror or exc})"
         except OutsideFolder as exc:  # made a link out since it was taken
             self.notes.append(f"{path.name}: became a link to {exc.target}; not stacked")
             self._release(entry, before)
             return None
+        if image is None:  # not read whole through a handle: the name tells what is there
+            after = self._signature(path)
         if after != before:
             # Still being written after all: back to waiting, this attempt does not count.
             self._requeue(entry, retry_at=None)

@@ -340,7 +340,7 @@ def resume_cmd(
     if is_tether_session(config):
         moving = {"--rail": rail, "--capture-target": capture_target, "--home": home,
                   "--accept-position": accept_position}  # fmt: skip
-        _refuse_for_tether(folder, moving)
+        _refuse_unused(folder, moving, _TETHERED)
         if config.rig.get("kind") == "simulated":
             _prepare_virtual_camera()
         resume_tether(folder, console, preview, camera_model=camera_model, camera_port=camera_port)
@@ -349,7 +349,7 @@ def resume_cmd(
     if config.rig.get("kind") == "simulated":
         hardware = {"--rail": rail, "--camera-model": camera_model, "--camera-port": camera_port,
                     "--home": home, "--accept-position": accept_position}  # fmt: skip
-        _refuse_for_simulated(folder, hardware)
+        _refuse_unused(folder, hardware, _SIMULATED)
         _resume_simulated(folder, capture_target, options, console, preview)
         return
     overrides = {
@@ -401,25 +401,16 @@ def _check_declared(plan: ShotPlan, rig: RigSpec) -> None:
     check_plan_within(plan, url, declared_capabilities(url))
 
 
-def _refuse_for_tether(folder: SessionFolder, options: dict[str, Any]) -> None:
-    """Refuse the resume options a tether session has no use for, naming the first given."""
-    given = [name for name, value in options.items() if value]
-    if given:
-        raise RigError(
-            f"{given[0]}: {folder.root} is a tether session (the camera shoots by itself, "
-            "nothing moves focus); resume it without that option"
-        )
+_TETHERED = "is a tether session (the camera shoots by itself, nothing moves focus)"
+_SIMULATED = "was shot on the simulated rig (rig demo), and resumes on one made as it was"
 
 
-def _refuse_for_simulated(folder: SessionFolder, options: dict[str, Any]) -> None:
-    """Refuse the resume options that name or settle hardware, for a session of the simulated
-    rig (which resumes on a simulated rig made as it was), naming the first given."""
+def _refuse_unused(folder: SessionFolder, options: dict[str, Any], why: str) -> None:
+    """Refuse the resume options a session of this kind has no use for, naming the first given
+    and ``why`` (what the session is)."""
     given = [name for name, value in options.items() if value]
     if given:
-        raise RigError(
-            f"{given[0]}: {folder.root} was shot on the simulated rig (rig demo), and resumes on "
-            "one made as it was; resume it without that option"
-        )
+        raise RigError(f"{given[0]}: {folder.root} {why}; resume it without that option")
 
 
 def _restack(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import errno
 import json
-import math
 import os
 import stat
 import threading
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from rig.errors import RigError
+from rig.units import is_finite
 
 JOURNAL_NAME = "journal.jsonl"
 
@@ -71,7 +71,7 @@ def record_problem(rec: dict[str, Any]) -> str | None:
     if event != "frame":
         return None
     position = rec.get("position")
-    if position is not None and not (_is_number(position) and _is_finite(position)):
+    if position is not None and not (_is_number(position) and is_finite(position)):
         return f"frame {index}: 'position' {position!r} is not a finite number"
     files = rec.get("files", [])
     if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
@@ -92,15 +92,6 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _is_finite(value: float) -> bool:
-    """Whether a number is finite as a float: a whole number beyond a float's range (a hand
-    edit with hundreds of digits) is not, rather than stopping the read on OverflowError."""
-    try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False
 
 
 def open_own_file(path: Path, flags: int) -> int:
