@@ -3,4 +3,4 @@
 It drives :mod:`stacker`; :mod:`stacker` never imports it.
 """
 
-__version__ = "0.1.0"
+from stacker import __version__ as __version__

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from stacker.cliutil import make_app, run_app, signals_handled, takes
+from stacker.cliutil import library_versions, make_app, run_app, signals_handled, takes
 
 if TYPE_CHECKING:
     from stacker.options import StackOptions
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 app = make_app(
     "stacker",
     "Align and merge focus stacks into one all-in-focus image.",
+    versions=library_versions,
 )
 
 # Options the stacking commands share, declared once.

@@ -102,11 +102,18 @@ def signals_handled(
             signal.signal(s, h)
 
 
-def make_app(name: str, help: str) -> typer.Typer:
+def make_app(
+    name: str, help: str, *, versions: Callable[[], list[str]] | None = None
+) -> typer.Typer:
     """A Typer app (or sub-app) as every stackrig command has it: help when called bare, no
     shell-completion commands, no rich tracebacks (a user error is one line, see
-    :func:`run_app`), and plain help text."""
-    return typer.Typer(
+    :func:`run_app`), and plain help text.
+
+    A top-level command passes ``versions``: it then takes ``--version``, which prints
+    stackrig's version and the libraries' that ``versions`` lists, the first lines of a bug
+    report.
+    """
+    app = typer.Typer(
         name=name,
         help=help,
         no_args_is_help=True,
@@ -114,6 +121,47 @@ def make_app(name: str, help: str) -> typer.Typer:
         pretty_exceptions_enable=False,
         rich_markup_mode=None,  # plain help: flags without a <bool> placeholder, choices listed
     )
+    if versions is not None:
+        app.callback()(_version_option(name, versions))
+    return app
+
+
+def library_versions() -> list[str]:
+    """Python's, OpenCV's and numpy's versions, as ``name version``."""
+    import platform
+
+    import cv2
+    import numpy
+
+    return [
+        f"Python {platform.python_version()} ({platform.system()} {platform.machine()})",
+        f"OpenCV {cv2.__version__}",
+        f"numpy {numpy.__version__}",
+    ]
+
+
+def _version_option(name: str, versions: Callable[[], list[str]]) -> Callable[..., None]:
+    """The callback of a top-level app: its ``--version`` option, eager, printing and exiting."""
+
+    def show(value: bool) -> None:
+        if not value:
+            return
+        from stacker import __version__
+
+        print(f"{name} (stackrig) {__version__}")
+        for line in versions():
+            print(f"  {line}")
+        raise typer.Exit()
+
+    def callback(
+        version: bool = typer.Option(
+            False, "--version", is_eager=True, callback=show,
+            help="Print the version of stackrig and of the libraries it uses, then exit.",
+        ),
+    ) -> None:  # fmt: skip
+        pass
+
+    return callback
 
 
 Command = TypeVar("Command", bound=Callable[..., Any])

@@ -121,3 +121,19 @@ def test_tether_says_when_it_ends_without_frames() -> None:
     text = " ".join(_help(rig_app, ("tether",)).split())
     assert "--frames <int> End after this many frames" in text
     assert "(default: at --idle-timeout or Ctrl-C)" in text
+
+
+@pytest.mark.parametrize(("prog", "app"), [("rig", rig_app), ("stacker", stacker_app)])
+def test_version_names_stackrig_and_the_libraries_of_a_bug_report(prog, app) -> None:
+    """``--version`` prints the installed package's version (one source, stacker.__version__)
+    and the versions of the libraries a bug report needs; ``rig`` adds libgphoto2's."""
+    from importlib.metadata import version
+
+    import cv2
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0, result.output
+    first = result.output.splitlines()[0]
+    assert first == f"{prog} (stackrig) {version('stackrig')}"
+    assert f"OpenCV {cv2.__version__}" in result.output
+    assert ("libgphoto2 2." in result.output) == (prog == "rig")
