@@ -79,8 +79,18 @@ class ColourProfile:
 
     @property
     def camera_name(self) -> str:
-        """UniqueCameraModel: the one given, else make and model."""
-        return self.unique_model or f"{self.make} {self.model}".strip() or "stackrig"
+        """UniqueCameraModel: the one given, else make and model, the make said once.
+
+        Canon and Nikon models begin with the make's name ("Canon EOS R5", "NIKON D850"), and
+        Adobe's names for them say it once ("Canon EOS R5"): so does this, where editors show it
+        and look up presets by it. Other makes stand before the model ("SONY ILCE-7RM5").
+        """
+        if self.unique_model:
+            return self.unique_model
+        brand = self.make.split()[0] if self.make.split() else ""
+        if brand and self.model.casefold().startswith(brand.casefold()):
+            return self.model.strip()
+        return f"{self.make} {self.model}".strip() or "stackrig"
 
 
 def _rationals(values: Sequence[float] | np.ndarray, signed: bool) -> list[int]:

@@ -18,7 +18,7 @@ from rig.sim.bayer import (
     encode_bayer_dng,
     synthetic_profile,
 )
-from stacker.dng import LINEAR_RAW, write_linear_dng
+from stacker.dng import LINEAR_RAW, ColourProfile, write_linear_dng
 from stacker.errors import StackerError
 from stacker.raw import camera_to_srgb, read_profile, read_raw_linear, render
 
@@ -223,3 +223,19 @@ def test_a_frames_artist_and_copyright_go_into_ifd0_of_the_result(tmp_path: Path
     tags, exif_ifd = tags_of(out.read_bytes())
     assert tags["Artist"] == "Ada Lovelace" and tags["Copyright"] == "(c) 2026 Ada Lovelace"
     assert not {"Artist", "Copyright"} & set(exif_ifd)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("make", "model", "unique"),
+    [
+        ("Canon", "Canon EOS R5", "Canon EOS R5"),
+        ("NIKON CORPORATION", "NIKON D850", "NIKON D850"),
+        ("SONY", "ILCE-7RM5", "SONY ILCE-7RM5"),
+        ("FUJIFILM", "X-T3", "FUJIFILM X-T3"),
+        ("", "", "stackrig"),
+    ],
+)
+def test_the_camera_name_says_the_make_once(make: str, model: str, unique: str) -> None:
+    """UniqueCameraModel was "Canon Canon EOS R5" for a Canon: its model begins with the make."""
+    profile = ColourProfile(make, model, np.eye(3), (1.0, 1.0, 1.0))
+    assert profile.camera_name == unique
