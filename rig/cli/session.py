@@ -470,8 +470,8 @@ def demo_cmd(
         str,
         typer.Option(
             "--camera",
-            help="virtual (libgphoto2's virtual body), or canon, nikon, sony: the virtual body "
-            "answering as those bodies do through libgphoto2.",
+            help="virtual (libgphoto2's virtual body), or canon, nikon, sony, fuji: the virtual "
+            "body answering as those bodies do through libgphoto2.",
         ),
     ] = "virtual",
     capture_target: Annotated[

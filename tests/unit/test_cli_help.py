@@ -137,3 +137,15 @@ def test_version_names_stackrig_and_the_libraries_of_a_bug_report(prog, app) -> 
     assert first == f"{prog} (stackrig) {version('stackrig')}"
     assert f"OpenCV {cv2.__version__}" in result.output
     assert ("libgphoto2 2." in result.output) == (prog == "rig")
+
+
+def test_the_demo_names_every_simulated_body() -> None:
+    """``rig demo --camera`` took ``fuji`` while its help and the README named three bodies."""
+    from pathlib import Path
+
+    from rig.sim.camera_quirks import PROFILES
+
+    options = _help(rig_app, ("demo",)).split("--camera", 1)[1].split("--capture-target")[0]
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    assert all(vendor in options for vendor in PROFILES), options
+    assert f"`rig demo --camera {'|'.join(PROFILES)}`" in readme
