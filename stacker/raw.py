@@ -55,6 +55,13 @@ _EXIF_TYPES = {
 _STRIP_ROWS = 256
 
 
+def has_rawpy() -> bool:
+    """Whether the 'raw' extra (rawpy) is installed, without importing it."""
+    import importlib.util
+
+    return importlib.util.find_spec("rawpy") is not None
+
+
 def _rawpy() -> Any:
     try:
         import rawpy

@@ -5,7 +5,7 @@ transfer) are still stacked: the rail controller's own shutter cable fires them 
 or a WeMacro can), and the files reach the computer some other way — a tethering program, the
 camera's Wi-Fi/FTP upload, or a card reader's folder. :class:`CableReleaseCamera` does for a
 session what a USB camera does: :meth:`capture` fires, waits for the shot's file to be
-completely written into ``incoming`` (the hot-folder rules of :class:`stacker.watch.HotFolder`:
+completely written into ``incoming`` (the hot-folder rules of :class:`stacker.hotfolder.HotFolder`:
 close-after-write or an atomic rename, temporary names ignored), and copies it atomically into
 the session's ``frames/`` under the frame's stem. The originals are left where they landed:
 they belong to the program that wrote them.
@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rig.camera.errors import CameraError
+from stacker.hotfolder import HotFolder
 from stacker.io import atomic_write_bytes
-from stacker.watch import HotFolder
 
 log = logging.getLogger(__name__)
 

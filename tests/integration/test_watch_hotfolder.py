@@ -17,17 +17,10 @@ import cv2
 import numpy as np
 import pytest
 
+from stacker.hotfolder import HotFolder, HotFolderError, ReadyFrame, UnreadableFrame, is_candidate
 from stacker.io import _jpeg_is_complete, read_image
 from stacker.offline import collect_inputs
-from stacker.watch import (
-    HotFolder,
-    HotFolderError,
-    MergedFrame,
-    ReadyFrame,
-    UnreadableFrame,
-    is_candidate,
-    watch_and_stack,
-)
+from stacker.watch import MergedFrame, watch_and_stack
 from tests.hotfolder import write_old, write_slowly
 
 
@@ -360,7 +353,7 @@ import os, sys, tempfile
 from pathlib import Path
 import cv2, numpy as np
 from stacker.io import OrientedReader, truncation
-from stacker.watch import HotFolder
+from stacker.hotfolder import HotFolder
 
 def unreadable(bad):
     print("unreadable", bad.message, flush=True)

@@ -183,7 +183,7 @@ def test_a_link_out_of_the_watched_folder_is_not_followed(
 def _after_taking(monkeypatch: pytest.MonkeyPatch, name: str, act: Callable[[], Any]) -> None:
     """Run ``act`` right after the watch takes the file ``name``, before it reads it: another
     program's timing, made certain."""
-    from stacker.watch import HotFolder
+    from stacker.hotfolder import HotFolder
 
     take = HotFolder._take
 

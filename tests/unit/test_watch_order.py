@@ -23,15 +23,15 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 
-import stacker.watch
-from stacker.watch import HotFolder
+import stacker.hotfolder
+from stacker.hotfolder import HotFolder
 
 SETTLE = 0.4
 POLL = min(0.5, SETTLE)  # the polling observer's interval for this settle time
 
 
 class Clock:
-    """Stands in for the ``time`` module in :mod:`stacker.watch`: monotonic time moves only when
+    """Stands in for the ``time`` module in :mod:`stacker.hotfolder`: monotonic time moves only when
     the watcher waits for an event."""
 
     def __init__(self) -> None:
@@ -113,7 +113,7 @@ def run(
     """Each name handed out, with the fake time it was handed out at."""
     clock = Clock()
     poller = Poller(clock, polls, one_at_a_time=one_at_a_time)
-    monkeypatch.setattr(stacker.watch, "time", clock)
+    monkeypatch.setattr(stacker.hotfolder, "time", clock)
     hot = HotFolder(folder, settle=SETTLE, polling=True, existing=False)
     monkeypatch.setattr(hot, "_make_observer", lambda: poller)
     monkeypatch.setattr(hot, "_events", poller)
@@ -140,7 +140,7 @@ def test_new_files_one_poll_finds_are_taken_in_natural_order(
     files = [tmp_path / n for n in names]
     created: list[FileSystemEvent] = [FileCreatedEvent(str(f)) for f in files]
     got = run(monkeypatch, tmp_path, [(101.0, write(*files), created)], one_at_a_time=one_at_a_time)
-    assert [name for name, _ in got] == sorted(names, key=stacker.watch.natural_key)
+    assert [name for name, _ in got] == sorted(names, key=stacker.hotfolder.natural_key)
     # No later than settling takes, and a poll's worth of waiting for the last event to be read.
     assert got[0][1] <= 101.0 + SETTLE + POLL
 

@@ -1,0 +1,957 @@
+"""Hot folder: the frames other software (tethering programs, Wi-Fi/FTP upload) drops, each
+handed out once, when it is completely written.
+
+:class:`HotFolder` turns operating-system file events (watchdog: inotify, FSEvents, or polling)
+into a stream of *complete* frames. A file counts as complete on Linux when its writer closes it
+(inotify's close-after-write) or when it is renamed into the folder (the atomic-write pattern);
+elsewhere, and with ``polling=True``, when its size and modification time stay unchanged for
+``settle`` seconds. It must then also decode; a file that does not is retried a few times before
+being reported unreadable. Temporary, hidden and non-image files are ignored, and a RAW+JPEG pair
+(the same stem, or gphoto2's consecutive ``capt`` numbers) is taken once (see :class:`HotFolder`
+for which one). :mod:`stacker.watch` stacks what it hands out.
+
+Threads: watchdog's observer thread only enqueues ``(event, path)`` tuples; checking files and
+decoding happen on the one thread that iterates the hot folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import queue
+import re
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+from watchdog.events import (
+    FileAttribEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+
+from stacker.errors import StackerError, UnreadableImageError
+from stacker.io import RAW_EXTENSIONS, OrientedReader, is_image_path, truncation
+from stacker.mounts import unheard_writes
+from stacker.natsort import NaturalKey, frame_order, natural_key
+from stacker.paths import FileIdentity, file_identity, is_our_output
+from stacker.pinned import OutsideFolder, pinned
+from stacker.raw import has_rawpy
+
+if TYPE_CHECKING:
+    from watchdog.observers.api import BaseObserver
+
+
+__all__ = [
+    "TEMPORARY_SUFFIXES",
+    "HotFolder",
+    "HotFolderError",
+    "Prefer",
+    "ReadyFrame",
+    "UnreadableFrame",
+    "is_candidate",
+]
+
+Prefer = Literal["jpeg", "raw"]
+
+#: Name endings of files still being written by browsers, FTP/SFTP servers and sync tools.
+TEMPORARY_SUFFIXES = (
+    ".tmp",
+    ".temp",
+    ".part",
+    ".partial",
+    ".crdownload",
+    ".download",
+    ".filepart",
+    ".!sync",
+)
+
+
+class HotFolderError(StackerError):
+    """The hot folder is missing, unreadable, or cannot be watched."""
+
+
+def is_candidate(path: Path) -> bool:
+    """True for a file name that may be a finished frame: an image, not hidden, not temporary."""
+    name = path.name.lower()
+    if name.startswith(".") or name.startswith("~$") or name.endswith("~"):
+        return False
+    if name.endswith(TEMPORARY_SUFFIXES):
+        return False
+    return is_image_path(path)
+
+
+def _stem_key(path: Path) -> str:
+    # Pairs share a stem whatever the case of either extension: IMG_0001.CR2 + IMG_0001.jpg.
+    return path.stem.casefold()
+
+
+#: libgphoto2's names for a camera's RAM captures (Canon EOS, Nikon SDRAM, Sony), which
+#: ``gphoto2 --capture-tethered`` keeps: ``capt%04d`` with a counter bumped per *file*
+#: (camlibs/ptp2/library.c, ``camera_wait_for_event``), so a RAW+JPEG shot is capt0006.cr3 and
+#: capt0007.jpg.
+_CAPT = re.compile(r"capt(\d{4,})")
+
+
+def _is_raw(path: Path) -> bool:
+    return path.suffix.lower() in RAW_EXTENSIONS
+
+
+@dataclass(frozen=True)
+class ReadyFrame:
+    """A completely written, decoded frame from the hot folder."""
+
+    path: Path
+    image: np.ndarray
+
+
+@dataclass(frozen=True)
+class UnreadableFrame:
+    """A file that looked complete but still did not decode after the retries."""
+
+    path: Path
+    message: str
+
+
+@dataclass
+class _Entry:
+    """Book-keeping for one candidate file that has not been taken yet."""
+
+    path: Path
+    order: tuple[int, int]  # (0, natural rank) for files found at start, (1, batch): see _arrive
+    initial: bool
+    written: bool = False  # write events seen: on inotify, wait for the close event
+    closed: bool = False  # closed after writing, or renamed into the folder
+    signature: tuple[int, int] | None = None  # (size, mtime_ns) at the last look
+    stable_since: float = 0.0
+    attempts: int = 0  # failed decodes so far
+    retry_at: float | None = None
+    hold_until: float | None = None  # a RAW/JPEG waiting for its preferred partner
+
+    def place(self) -> tuple[tuple[int, int], NaturalKey]:
+        """Where the file goes in the order frames are handed out: ``order``, then its name."""
+        return self.order, natural_key(self.path.name)
+
+
+#: ``(kind, src, dest, at)``: ``at`` is the monotonic time watchdog's thread reported the event.
+_Event = tuple[str, str, str, float]
+
+
+class _Enqueue(FileSystemEventHandler):
+    """Runs on watchdog's thread: only turns events into :data:`_Event` tuples."""
+
+    def __init__(self, events: queue.SimpleQueue[_Event]) -> None:
+        self._events = events
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.is_directory:
+            return
+        src = os.fsdecode(event.src_path)
+        self._events.put((event.event_type, src, _dest(event), time.monotonic()))
+
+
+def _dest(event: FileSystemEvent) -> str:
+    dest = getattr(event, "dest_path", "")
+    return os.fsdecode(dest) if dest else ""
+
+
+_TAKEN = (-1, -1)  # marks a path in HotFolder._done that is never looked at again
+_NEWS = _Entry(Path(), order=(0, 0), initial=False)  # HotFolder._next: something to tell
+_LOOK_EVERY = 2.0  # seconds between looks at the subfolders (HotFolder._look_below)
+_EVENT_TYPES: list[type[FileSystemEvent]] = [
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileClosedEvent,
+    FileMovedEvent,
+    FileDeletedEvent,
+    FileAttribEvent,  # a chmod or chown: see _readable_again
+]
+
+
+class HotFolder:
+    """Watch ``folder`` and hand out each completely written frame once.
+
+    Parameters
+    ----------
+    folder
+        The folder other software writes frames into (not its subfolders: those that images are
+        written into meanwhile are named in :attr:`landing`, see :meth:`_look_below`).
+    settle
+        Seconds a file's size and modification time must stay unchanged to count as complete
+        where close events are not available (macOS, Windows, ``polling=True``), and for files
+        already in the folder at start.
+    prefer
+        Which file of a RAW+JPEG pair (the same stem, or gphoto2's ``capt0006.cr3`` and
+        ``capt0007.jpg``, see :meth:`_pair_key`) to stack: ``"jpeg"`` (default: fast, and what
+        the camera rendered) or ``"raw"`` (more latitude; needs the ``raw`` extra). The other file
+        of the pair is never read. A file of the non-preferred kind that arrives alone is held
+        for ``pair_wait`` seconds in case its partner follows (and for as long as a temporary
+        file that may be that partner is being written), then stacked on its own.
+    pair_wait
+        See ``prefer``.
+    polling
+        Poll the folder instead of using native events. A folder on a network share (NFS, SMB),
+        a FUSE mount or a virtual machine's shared folder is polled anyway (see
+        :mod:`stacker.mounts`): writes made there by other machines raise no local events. Its
+        file system type is then in :attr:`polled_for`.
+    ignore
+        Paths never to take (the composite and depth map when they are written into the folder).
+        Result images stackrig wrote (they carry its mark, see :mod:`stacker.paths`) are never
+        taken either, whatever their name; they are listed in :attr:`ours`.
+    existing
+        Take the files already in the folder at start, before any new one, in natural order
+        (from the first frame after a wrap of the camera's file counter: :func:`frame_order`).
+    decode_retries, retry_interval
+        A complete-looking file that fails to decode is tried again this many times, this many
+        seconds apart, before being reported unreadable.
+    close_grace
+        On Linux, a file seen being written whose close event never comes (written through a
+        memory map, hard-linked in) is taken after this many quiet seconds.
+
+    Files are handed out in natural order for those present at start (from the first frame after
+    a wrap of the camera's file counter, see :func:`frame_order`), then in arrival order (first
+    event seen; files one poll finds together count as arriving at once, in natural order); a file
+    complete before one that began to arrive earlier waits for it (for as long as that one is still
+    being written), so the frames keep their order. Each file is handed out once, whatever it is
+    renamed to later and whatever other names it has (a second name of a file taken already, a
+    hard or symbolic link, is left out with a note in :attr:`notes`): one rewritten in place or
+    renamed over (a re-export) is not stacked again, except one that was reported unreadable,
+    which is looked at again when it changes. A new file under the name of one deleted or renamed
+    away is a new frame. A file moved out of the folder once it was opened is read whole all the
+    same; one moved out or deleted before that (another program importing from the folder) is
+    named in :attr:`notes`. A poll cannot tell a file renamed over a frame from one renamed in after
+    the frame was deleted (gphoto2's ``--force-overwrite`` unlinks, then renames its download
+    in): both show as the old file gone and a new one there, and polled, both are new frames.
+    """
+
+    def __init__(
+        self,
+        folder: str | os.PathLike[str],
+        *,
+        settle: float = 0.5,
+        prefer: Prefer = "jpeg",
+        pair_wait: float = 2.0,
+        polling: bool = False,
+        ignore: Iterable[str | os.PathLike[str]] = (),
+        existing: bool = True,
+        decode_retries: int = 3,
+        retry_interval: float = 0.5,
+        close_grace: float | None = None,
+    ) -> None:
+        if prefer not in ("jpeg", "raw"):
+            raise StackerError(f"--prefer {prefer!r} is not known: use jpeg or raw")
+        if not 0 < settle < math.inf:  # nan or inf: no file would ever count as written
+            raise StackerError(f"--settle {settle}: give a positive number of seconds")
+        self.folder = Path(folder).absolute()
+        self.settle = float(settle)
+        self.prefer: Prefer = prefer
+        self.pair_wait = float(pair_wait)
+        self.polling = polling
+        self.existing = existing
+        self.decode_retries = int(decode_retries)
+        self.retry_interval = float(retry_interval)
+        self.close_grace = (
+            float(close_grace) if close_grace is not None else max(5.0, 10 * self.settle)
+        )
+        self._ignore_names: set[str] = set()
+        self._ignore = [Path(p) for p in ignore]
+        self.uses_close_events = False
+        #: The file system type that made this watch poll though not asked to (``cifs``...).
+        self.polled_for: str | None = None
+        #: Files of a RAW+JPEG pair that were not stacked because their partner was.
+        self.skipped: list[Path] = []
+        #: Result images written by stackrig (see :mod:`stacker.paths`): never frames.
+        self.ours: list[Path] = []
+        #: Notes for the user, in the order they came: frames read in the first frame's
+        #: orientation (:class:`OrientedReader`), second names of a file taken already.
+        self.notes: list[str] = []
+        self._reader = OrientedReader()
+        #: Monotonic time of the last sign of life: a frame handed out or a write in progress.
+        self.last_activity = time.monotonic()
+        #: Wall-clock time the watch started (``time.time()``).
+        self.started_at = time.time()
+        self._events: queue.SimpleQueue[_Event] = queue.SimpleQueue()
+        self._entries: dict[Path, _Entry] = {}
+        self._vanished: dict[Path, _Entry] = {}  # found gone before the event saying how
+        self._denied: set[Path] = set()  # reported unreadable for want of permission
+        self._done: dict[Path, tuple[int, int]] = {}
+        self._claimed: dict[str, Path] = {}
+        self._identities: dict[FileIdentity, Path] = {}  # of the files taken, to each's name
+        self._capt_numbers: dict[int, Path] = {}  # capt%04d files by number
+        self._capt_keys: dict[Path, str] = {}  # their pair keys (see _pair_key)
+        self._arrivals = 0
+        self._poll_interval = min(0.5, self.settle)  # of the polling observer
+        self._batch_gap = self._poll_interval / 2  # files reported closer together: one batch
+        self._batch = 0  # the arrival number of the first file of the latest batch (_arrive)
+        self._last_arrival = -math.inf  # when the latest file of that batch was reported
+        self._held_back = False  # a complete frame waits for an earlier one, or for its batch
+        self._observer: BaseObserver | None = None
+        self._real_folder = self.folder
+        #: Subfolders found receiving images since the start, not told yet (see _look_below).
+        self.landing: list[Path] = []
+        self._subfolders_at_start: set[str] = set()
+        self._subfolder_times: dict[str, int] = {}  # modification times at the last look
+        self._told: set[Path] = set()  # the subfolders once in landing
+        self._next_look = 0.0  # monotonic time of the next look at the subfolders
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def start(self) -> HotFolder:
+        """Check the folder, start watching it, then list the files already there."""
+        if self._observer is not None:
+            return self
+        folder = self.folder
+        if not folder.exists():
+            raise HotFolderError(f"{folder}: no such folder; create it or check the path")
+        if not folder.is_dir():
+            raise HotFolderError(f"{folder}: not a folder; give the folder frames are written to")
+        if not os.access(folder, os.R_OK | os.X_OK):
+            raise HotFolderError(f"{folder}: not readable; check its permissions")
+        self._real_folder = folder.resolve()
+        if not self.polling and (kind := unheard_writes(folder)) is not None:
+            self.polling, self.polled_for = True, kind
+        self._ignore_names = {
+            p.name for p in self._ignore if p.absolute().parent.resolve() == self._real_folder
+        }
+        observer = self._make_observer()
+        try:
+            observer.schedule(_Enqueue(self._events), str(folder), event_filter=_EVENT_TYPES)
+            observer.start()
+        except OSError as exc:
+            with contextlib.suppress(Exception):
+                observer.stop()
+            raise HotFolderError(
+                f"{folder}: cannot watch this folder ({exc.strerror or exc}); try --poll, or raise "
+                "the inotify limits (sysctl fs.inotify.max_user_watches / max_user_instances)"
+            ) from None
+        self._observer = observer
+        self.started_at = time.time()
+        self._subfolder_times = _subfolders(folder)
+        self._subfolders_at_start = set(self._subfolder_times)
+        if self.existing:
+            self._list_existing()
+        self.last_activity = time.monotonic()
+        return self
+
+    def _make_observer(self) -> BaseObserver:
+        if not self.polling:
+            try:
+                from watchdog.observers.inotify import InotifyObserver
+            except (ImportError, OSError):  # not Linux: FSEvents/kqueue/Windows, no close events
+                from watchdog.observers import Observer
+
+                return Observer()
+            try:
+                # Full events: a file moved in from elsewhere on the same disk arrives as a
+                # move with no source (complete), not as a bare "created" that never closes.
+                observer = InotifyObserver(generate_full_events=True)
+            except OSError as exc:
+                raise HotFolderError(
+                    f"{self.folder}: cannot start inotify ({exc.strerror or exc}); try --poll"
+                ) from None
+            self.uses_close_events = True
+            return observer
+        from watchdog.observers.polling import PollingObserver
+
+        return PollingObserver(timeout=self._poll_interval)
+
+    def stop(self) -> None:
+        """Stop watching (idempotent)."""
+        observer, self._observer = self._observer, None
+        if observer is not None:
+            observer.stop()
+            observer.join(timeout=5)
+
+    def __enter__(self) -> HotFolder:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- iteration -----------------------------------------------------------------------------
+
+    def paths(
+        self, *, stop: threading.Event | None = None, idle_timeout: float | None = None
+    ) -> Iterator[Path]:
+        """Yield each completely written frame's path (not decoded), until stopped or idle.
+
+        Ends when ``stop`` is set or when nothing happened for ``idle_timeout`` seconds (no
+        frame handed out, no file being written); the time the caller spends between items does
+        not count as idle.
+        """
+        self._require_started()
+        while (entry := self._next(stop, idle_timeout)) is not None:
+            if self._take(entry):
+                yield entry.path
+            self.last_activity = time.monotonic()
+
+    def frames(
+        self,
+        *,
+        stop: threading.Event | None = None,
+        idle_timeout: float | None = None,
+        on_unreadable: Callable[[UnreadableFrame], None] | None = None,
+    ) -> Iterator[ReadyFrame]:
+        """Yield each complete frame, decoded by a :class:`stacker.io.OrientedReader`.
+
+        A file that fails to decode (or is visibly truncated, or changes while being read) is
+        tried again later; after ``decode_retries`` failures it is passed to ``on_unreadable``
+        (which may raise to stop) and skipped. Stopping works as in :meth:`paths`.
+        """
+        for frame in self.frames_with_news(stop, idle_timeout, on_unreadable, news=False):
+            if frame is not None:
+                yield frame
+
+    def frames_with_news(
+        self,
+        stop: threading.Event | None,
+        idle_timeout: float | None,
+        on_unreadable: Callable[[UnreadableFrame], None] | None,
+        *,
+        news: bool,
+    ) -> Iterator[ReadyFrame | None]:
+        """:meth:`frames`; with ``news``, also a ``None`` whenever there is something to tell
+        while waiting (:attr:`notes`, :attr:`landing`), which the caller takes."""
+        self._require_started()
+        while (entry := self._next(stop, idle_timeout, news=news)) is not None:
+            if entry is _NEWS:
+                yield None
+                continue
+            outcome = self._decode(entry) if self._take(entry) else None
+            if isinstance(outcome, ReadyFrame):
+                yield outcome
+            elif isinstance(outcome, UnreadableFrame) and on_unreadable is not None:
+                on_unreadable(outcome)
+            self.last_activity = time.monotonic()
+
+    def _require_started(self) -> None:
+        if self._observer is None:
+            raise RuntimeError("HotFolder.start() (or 'with HotFolder(...)') must come first")
+
+    def _next(
+        self, stop: threading.Event | None, idle_timeout: float | None, *, news: bool = False
+    ) -> _Entry | None:
+        while True:
+            now = time.monotonic()
+            self._drain(now)
+            entry = self._select(now)
+            if entry is not None and is_our_output(entry.path):
+                self._pass_over(entry)
+                continue
+            if entry is not None:
+                return entry
+            if stop is not None and stop.is_set():
+                return None
+            if (
+                idle_timeout is not None
+                and now - self.last_activity >= idle_timeout
+                and not self._due_later(now)
+            ):
+                return None
+            if not self.folder.is_dir() or (
+                self._observer is not None and not self._observer.is_alive()
+            ):
+                raise HotFolderError(
+                    f"{self.folder}: the folder was removed or can no longer be watched"
+                )
+            self._look_below(now)
+            if news and (self.notes or self.landing):
+                return _NEWS
+            try:
+                event = self._events.get(timeout=0.05 if self._entries else 0.2)
+            except queue.Empty:
+                continue
+            self._drain(time.monotonic(), first=event)
+
+    def _due_later(self, now: float) -> bool:
+        """Whether a file will be handed out later with no further event: a RAW or JPEG held
+        for its partner, a frame whose decode is to be tried again, or a complete frame waiting
+        for an earlier one or for the rest of its poll. None is idleness: an idle timeout shorter
+        than the pair wait would otherwise drop a lone RAW."""
+        return self._held_back or any(
+            (e.hold_until is not None and now < e.hold_until)
+            or (e.retry_at is not None and now < e.retry_at)
+            for e in self._entries.values()
+        )
+
+    def _look_below(self, now: float) -> None:
+        """Add to :attr:`landing` each subfolder images are written into, once; every
+        :data:`_LOOK_EVERY` seconds at most.
+
+        Tethering programs often write into a subfolder of the folder they were given, one per
+        session or day (darktable's film rolls, a Capture One session's ``Capture``, EOS
+        Utility's date folders, a card's ``100CANON`` in ``DCIM``): a watch of the folder above
+        would wait for frames that never come. Only direct subfolders are looked at, and only
+        those changed since the last look (a folder's modification time moves when a file is
+        created or renamed in it): a large tree costs a listing of the folder.
+        """
+        if now < self._next_look:
+            return
+        self._next_look = now + _LOOK_EVERY
+        for name, mtime in _subfolders(self.folder).items():
+            if self._subfolder_times.get(name) == mtime:
+                continue
+            self._subfolder_times[name] = mtime
+            sub = self.folder / name
+            if sub not in self._told and self._landed(name):
+                self._told.add(sub)
+                self.landing.append(sub)
+
+    def _landed(self, name: str) -> int:
+        """How many images the subfolder ``name`` got since the watch started (all of them, in
+        a subfolder made since); results of ours written there are none."""
+        since = self.started_at - 2.0  # FAT keeps modification times to 2 s
+        made_since = name not in self._subfolders_at_start
+        ours = {p.absolute() for p in self._ignore}
+        count = 0
+        with contextlib.suppress(OSError), os.scandir(self.folder / name) as entries:
+            for e in entries:
+                path = Path(e.path)
+                with contextlib.suppress(OSError):
+                    count += bool(
+                        is_candidate(path)
+                        and e.is_file(follow_symlinks=False)
+                        and (made_since or e.stat(follow_symlinks=False).st_mtime >= since)
+                        and path not in ours
+                        and not is_our_output(path)
+                    )
+        return count
+
+    def most_landed_below(self) -> tuple[int, Path | None]:
+        """The subfolder that got most images since the watch started, and how many (see
+        :meth:`_look_below`); ``(0, None)`` when none got any."""
+        found = [(self._landed(n), n) for n in sorted(_subfolders(self.folder), key=natural_key)]
+        count, name = max(found, default=(0, ""))
+        return (count, self.folder / name) if count else (0, None)
+
+    # -- events --------------------------------------------------------------------------------
+
+    def _drain(self, now: float, first: _Event | None = None) -> None:
+        if first is not None:
+            self._apply(first, now)
+        while True:
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                break
+            self._apply(event, now)
+
+    def _apply(self, event: _Event, now: float) -> None:
+        kind, src, dest, at = event
+        if kind == "deleted":
+            self._forget(Path(src), gone=True)
+        elif kind == "moved":
+            # Renamed within the folder it stays a frame, under its new name; else it is gone.
+            gone = not (dest and self._watched(Path(dest)))
+            taken = bool(src) and self._forget(Path(src), gone=gone)
+            if dest and taken:
+                self._done[Path(dest)] = _TAKEN  # a frame taken, renamed: the same frame
+            elif dest:
+                self._touch(Path(dest), now, at, closed=True)
+            if src and self._watched(Path(src)) and self._signature(Path(src)) is not None:
+                # A new file under the old name already. A poll reports it before the move that
+                # frees the name (created, then moved): it was passed over as the file renamed.
+                self._touch(Path(src), now, at, closed=False)
+        elif kind in ("created", "modified"):
+            self._touch(Path(src), now, at, closed=False)
+        elif kind == "closed":
+            self._touch(Path(src), now, at, closed=True)
+        elif kind == "attrib":
+            self._readable_again(Path(src), now, at)
+
+    def _readable_again(self, path: Path, now: float, at: float) -> None:
+        """Look again at a file reported unreadable for want of permission that now can be read.
+
+        A file written by another user with a restrictive umask cannot be read (an FTP server
+        writes a camera's uploads as the user it logs in as, and vsftpd's ``local_umask`` is 077
+        unless configured). Making it readable changes neither its size nor its modification
+        time, only its mode or owner: an event of its own, ignored for every other file.
+        """
+        if path not in self._denied or not os.access(path, os.R_OK):
+            return
+        self._denied.discard(path)
+        if self._done.get(path) not in (None, _TAKEN):
+            del self._done[path]
+            self._touch(path, now, at, closed=True)
+
+    def _watched(self, path: Path) -> bool:
+        return (
+            path.parent == self.folder
+            and path.name not in self._ignore_names
+            and is_candidate(path)
+        )
+
+    def _touch(self, path: Path, now: float, at: float, *, closed: bool) -> None:
+        if not self._watched(path):
+            if path.parent == self.folder:
+                self._partner_coming(path.name.casefold(), now)
+            return
+        done = self._done.get(path)
+        if done is not None:
+            if done == _TAKEN or done == self._signature(path):
+                return
+            del self._done[path]  # an unreadable file that changed since: look again
+        claimed = self._claimed.get(self._pair_key(path))
+        if claimed is not None and claimed != path:
+            self._skip(path)
+            return
+        entry = self._entries.get(path)
+        if entry is None:
+            entry = self._arrive(path, at)
+        entry.closed = closed
+        entry.written = entry.written or not closed
+        if not closed:
+            entry.attempts = 0  # being (re)written: earlier decode failures do not count
+        entry.retry_at = None
+        self.last_activity = now
+
+    def _arrive(self, path: Path, at: float | None) -> _Entry:
+        """Book a new candidate file, reported by an event at ``at`` (None: found otherwise).
+
+        Polling and coalescing observers report the files that appeared since their last look
+        together, in no particular order, and the watcher may read those events in one go or
+        one at a time. Files reported less than half a poll interval after the one before form
+        a batch, whatever the reading: one ``order``, so natural order among themselves (see
+        :meth:`_Entry.place`), after the batches before. Until that long after its latest file
+        the batch may still grow, and a file of it complete at once (a rename) waits
+        (:meth:`_may_grow`): at most that long, as a file written in place settles for longer.
+        With close events (inotify) each file is a batch of its own: arrival order.
+        """
+        self._arrivals += 1
+        if at is None or self.uses_close_events:
+            self._batch, self._last_arrival = self._arrivals, -math.inf
+        else:
+            if at - self._last_arrival >= self._batch_gap:
+                self._batch = self._arrivals
+            self._last_arrival = at
+        entry = _Entry(path, order=(1, self._batch), initial=False)
+        self._entries[path] = entry
+        return entry
+
+    def _pair_key(self, path: Path) -> str:
+        """What the files of one shot share: the stem (IMG_0001.CR2 + IMG_0001.jpg, whatever
+        the case). A ``capt%04d`` file (:data:`_CAPT`) joins the one numbered just before it,
+        when that one is of the other kind (RAW or not) and still alone."""
+        if (known := self._capt_keys.get(path)) is not None:
+            return known
+        key = _stem_key(path)
+        match = _CAPT.fullmatch(key)
+        if match is None:
+            return key
+        number = int(match.group(1))
+        before = self._capt_numbers.get(number - 1)
+        if before is not None and _is_raw(before) != _is_raw(path):
+            before_key = self._capt_keys[before]
+            if list(self._capt_keys.values()).count(before_key) == 1:
+                key = before_key
+        self._capt_numbers[number] = path
+        self._capt_keys[path] = key
+        return key
+
+    def _partner_coming(self, temporary: str, now: float) -> None:
+        """A file being written under a temporary name may be the partner a held RAW or JPEG
+        waits for: its hold lasts while that file is written, then ``pair_wait`` more. Such
+        names carry the final one (rsync's ``.IMG_0001.CR3.XXXXXX``, ``IMG_0001.CR3.part``);
+        gphoto2 downloads into ``tmpfileXXXXXX`` (main.c, ``save_file_to_file``) the file
+        numbered after the last ``capt`` file.
+        """
+        latest = self._capt_numbers[max(self._capt_numbers)] if self._capt_numbers else None
+        for entry in self._entries.values():
+            if entry.hold_until is None:
+                continue
+            if f"{_stem_key(entry.path)}." in temporary or (
+                temporary.startswith("tmpfile") and entry.path == latest
+            ):
+                entry.hold_until = max(entry.hold_until, now + self.pair_wait)
+
+    def _pass_over(self, entry: _Entry) -> None:
+        """Leave out a result image of ours (an earlier run's composite or depth preview).
+
+        Remembered with its signature: a file later written over it under the same name is
+        looked at again.
+        """
+        del self._entries[entry.path]
+        self._done[entry.path] = self._signature(entry.path) or _TAKEN
+        self.ours.append(entry.path)
+
+    def _forget(self, path: Path, *, gone: bool) -> bool:
+        """``path`` is gone (deleted, or renamed away); whether it was a frame taken already.
+
+        Its name is free again: a new file written under it later is a new frame. A file with
+        content not read yet that is ``gone`` (deleted, or moved out of the folder or to a name
+        that is no frame's) is named in :attr:`notes` (see :meth:`_lost`): also one found gone
+        before this event came, which waits in ``_vanished`` for it to tell a move out from a
+        rename within the folder.
+        """
+        vanished = self._vanished.pop(path, None)
+        entry = self._entries.pop(path, vanished)
+        if gone and entry is not None:
+            self._lost(entry)
+        if self._done.get(path) != _TAKEN:
+            return False
+        del self._done[path]
+        return True
+
+    def _lost(self, entry: _Entry) -> None:
+        """Say that a file that had content left the folder before it was read.
+
+        An importer watching the same folder moves files on as soon as it sees them (Lightroom's
+        Auto Import moves each into its destination folder): every frame it wins would
+        otherwise be missing from the stack without a word. An empty placeholder is no frame.
+        """
+        if entry.signature is None or entry.signature[0] == 0:
+            return
+        self.notes.append(
+            f"{entry.path.name}: moved out of the watched folder or deleted before it could be "
+            "read; not stacked (if another program imports from this folder, such as "
+            "Lightroom's Auto Import, watch the folder it moves files to instead)"
+        )
+
+    def _skip(self, path: Path) -> None:
+        self._entries.pop(path, None)
+        self._done[path] = _TAKEN
+        self.skipped.append(path)
+
+    def _list_existing(self) -> None:
+        """Book the frames already in the folder, in the order :func:`frame_order` gives (the
+        order of ``stacker stack`` on the folder), before any new one."""
+        try:
+            names = os.listdir(self.folder)
+        except OSError as exc:
+            raise HotFolderError(f"{self.folder}: cannot list ({exc.strerror or exc})") from None
+        found: dict[Path, os.stat_result] = {}
+        for name in names:
+            path = self.folder / name
+            if not self._watched(path) or path in self._entries:
+                continue
+            with contextlib.suppress(OSError):
+                if stat.S_ISREG((st := os.stat(path)).st_mode):
+                    found[path] = st
+        now, wall = time.monotonic(), time.time()
+        for rank, path in enumerate(frame_order(found)):
+            st = found[path]
+            age = max(0.0, wall - st.st_mtime)
+            self._entries[path] = _Entry(
+                path,
+                order=(0, rank),
+                initial=True,
+                signature=(st.st_size, st.st_mtime_ns),
+                stable_since=now - age,
+            )
+
+    # -- deciding what is ready ----------------------------------------------------------------
+
+    @staticmethod
+    def _signature(path: Path) -> tuple[int, int] | None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return (st.st_size, st.st_mtime_ns) if stat.S_ISREG(st.st_mode) else None
+
+    def _complete(self, entry: _Entry, now: float) -> bool:
+        if entry.signature is None or entry.signature[0] == 0:
+            return False  # an empty placeholder is never a frame
+        if entry.retry_at is not None:
+            return now >= entry.retry_at
+        if entry.closed:
+            return True
+        quiet = now - entry.stable_since
+        if not self.uses_close_events or not entry.written:
+            return quiet >= self.settle
+        return quiet >= self.close_grace
+
+    def _preferred(self, path: Path) -> bool:
+        return _is_raw(path) == (self.prefer == "raw")
+
+    def _select(self, now: float) -> _Entry | None:
+        by_stem: dict[str, list[_Entry]] = {}
+        for entry in list(self._entries.values()):
+            signature = self._signature(entry.path)
+            if signature is None:  # its deletion or move is reported next (see _forget)
+                self._vanished[entry.path] = self._entries.pop(entry.path)
+                continue
+            if signature != entry.signature:
+                entry.signature, entry.stable_since = signature, now
+            by_stem.setdefault(self._pair_key(entry.path), []).append(entry)
+        ready: list[_Entry] = []
+        coming: list[_Entry] = []  # frames-to-be that are not complete yet
+        for entry in self._entries.values():
+            if not self._preferred(entry.path):
+                partners = by_stem[self._pair_key(entry.path)]
+                if any(self._preferred(p.path) for p in partners if p is not entry):
+                    continue  # the preferred file of the pair is here: wait for it instead
+            if not self._complete(entry, now):
+                if entry.signature is not None and entry.signature[0] > 0:
+                    coming.append(entry)
+                continue
+            if not self._preferred(entry.path):
+                if entry.hold_until is None:
+                    # From completion; for a file found at start, from its last write.
+                    since = entry.stable_since if entry.initial else now
+                    entry.hold_until = since + self.pair_wait
+                if now < entry.hold_until:
+                    coming.append(entry)
+                    continue
+            ready.append(entry)
+        first = min(ready, key=_Entry.place, default=None)
+        # A frame that began to arrive earlier and is still being written goes first: files
+        # complete out of order (a rename seen at once beside plain writes still settling,
+        # parallel transfers) and the stack is aligned frame to frame, in order. So does one of
+        # the same poll whose event is not read yet (see _arrive).
+        self._held_back = first is not None and (
+            any(e.place() < first.place() for e in coming) or self._may_grow(first, now)
+        )
+        return None if self._held_back else first
+
+    def _may_grow(self, entry: _Entry, now: float) -> bool:
+        """Whether ``entry``'s batch may still get a file that goes before it (see _arrive)."""
+        return entry.order == (1, self._batch) and now - self._last_arrival < self._batch_gap
+
+    def _take(self, entry: _Entry) -> bool:
+        """Hand out ``entry`` once; False when it is a second name (a hard or symbolic link) of a
+        file taken already, which is left out with a note."""
+        del self._entries[entry.path]
+        self._done[entry.path] = _TAKEN
+        outside = self._outside(entry.path)
+        if outside is not None:
+            self.notes.append(
+                f"{entry.path.name}: a link to {outside}, outside the watched folder; not stacked "
+                "(copy the file in to stack it)"
+            )
+            return False
+        identity = file_identity(entry.path)
+        if identity is not None:
+            first = self._identities.setdefault(identity, entry.path)
+            if first != entry.path:
+                self.notes.append(f"{entry.path.name}: the same file as {first.name}, stacked once")
+                return False
+        key = self._pair_key(entry.path)
+        self._claimed[key] = entry.path
+        # A partner already complete and waiting is not stacked.
+        for other in [e for e in self._entries.values() if self._pair_key(e.path) == key]:
+            self._skip(other.path)
+        return True
+
+    def _outside(self, path: Path) -> str | None:
+        """Where ``path`` leads when it is a symbolic link out of the watched folder: whoever
+        may drop files here could otherwise have the watch read (and its page show) any image
+        this user can read."""
+        if not path.is_symlink():
+            return None
+        target = os.path.realpath(path)
+        home = os.path.realpath(self.folder)
+        return None if target.startswith(home + os.sep) else target
+
+    # -- decoding ------------------------------------------------------------------------------
+
+    def _decode(self, entry: _Entry) -> ReadyFrame | UnreadableFrame | None:
+        path = entry.path
+        before = self._signature(path)
+        if before is None:  # gone already: its deletion or move is reported next (see _forget)
+            self._release(entry, None)
+            self._vanished[path] = entry
+            return None
+        image, denied = None, False
+        try:
+            (image, after), message = self._read(path), ""
+        except UnreadableImageError as exc:
+            message = str(exc)
+        except PermissionError as exc:  # written by another user: see _readable_again
+            message, denied = _denied_message(path, exc), True
+        except OSError as exc:  # removed while being read
+            message = f"{path}: cannot read ({exc.strerror or exc})"
+        except OutsideFolder as exc:  # made a link out since it was taken
+            self.notes.append(f"{path.name}: became a link to {exc.target}; not stacked")
+            self._release(entry, before)
+            return None
+        if image is None:  # not read whole through a handle: the name tells what is there
+            after = self._signature(path)
+        if after != before:
+            # Still being written after all: back to waiting, this attempt does not count.
+            self._requeue(entry, retry_at=None)
+            return None
+        if image is not None:
+            return ReadyFrame(path, image)
+        entry.attempts += 1
+        final = entry.attempts > self.decode_retries or (_is_raw(path) and not has_rawpy())
+        if not final:
+            self._requeue(entry, retry_at=time.monotonic() + self.retry_interval)
+            return None
+        self._release(entry, before)
+        if denied:
+            self._denied.add(path)
+        return UnreadableFrame(path, message)
+
+    def _read(self, path: Path) -> tuple[np.ndarray, tuple[int, int] | None]:
+        """Decode ``path`` as the file it names now, wherever its name leads later (see
+        :mod:`stacker.pinned`); messages and notes name ``path``.
+
+        Also gives the signature of the file read, as it was once read: through the handle held
+        open, so that a file an importer moved out of the folder meanwhile (it was read whole)
+        is not taken for one still being written.
+        """
+        with pinned(path, self._real_folder) as held:
+            try:
+                reason = truncation(held)
+                if reason is not None:
+                    raise UnreadableImageError(f"{held}: {reason}")
+                image, turned = self._reader.read(held)
+            except UnreadableImageError as exc:
+                raise UnreadableImageError(str(exc).replace(str(held), str(path))) from None
+            after = self._signature(held)
+        if turned is not None:
+            self.notes.append(turned.replace(str(held), str(path)))
+        return image, after
+
+    def _requeue(self, entry: _Entry, *, retry_at: float | None) -> None:
+        self._done.pop(entry.path, None)
+        entry.retry_at = retry_at
+        if retry_at is None:
+            entry.closed = False
+        self._entries[entry.path] = entry
+
+    def _release(self, entry: _Entry, signature: tuple[int, int] | None) -> None:
+        """Give up on ``entry``: its pair partner, if any, may be stacked instead."""
+        if signature is None:
+            self._done.pop(entry.path, None)
+        else:
+            self._done[entry.path] = signature
+        key = self._pair_key(entry.path)
+        if self._claimed.get(key) == entry.path:
+            del self._claimed[key]
+        for path in [p for p in self.skipped if self._pair_key(p) == key and p.exists()]:
+            self.skipped.remove(path)
+            self._done.pop(path, None)
+            self._arrive(path, None)
+
+
+def _subfolders(folder: Path) -> dict[str, int]:
+    """The direct subfolders of ``folder`` (not links to folders), with their modification times
+    in nanoseconds."""
+    found: dict[str, int] = {}
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for e in entries:
+            with contextlib.suppress(OSError):
+                if e.is_dir(follow_symlinks=False):
+                    found[e.name] = e.stat(follow_symlinks=False).st_mtime_ns
+    return found
+
+
+def _denied_message(path: Path, exc: PermissionError) -> str:
+    """What to do about a frame this user may not read (see HotFolder._readable_again)."""
+    return (
+        f"{path}: cannot read ({exc.strerror or exc}); make it readable (chmod a+r) and it is "
+        "stacked then, or have the program writing it create files others can read (umask 022)"
+    )
