@@ -45,6 +45,13 @@
   // remote.js (loaded after this script) calls the rig and shows its messages the same way.
   window.stackrigStation = { call, message };
 
+  // Start and Stop follow the station's state (a session may start or end from another phone,
+  // or before the request that started it has its answer).
+  function showRunning() {
+    el("st-stop").disabled = !running;
+    el("st-start").disabled = !!running;
+  }
+
   async function act(button, work) {
     button.disabled = true;
     try {
@@ -53,6 +60,7 @@
       say(e.message, true);
     } finally {
       button.disabled = false;
+      showRunning();
     }
   }
 
@@ -287,8 +295,7 @@
     }
     if (st.running !== running) {
       running = st.running;
-      el("st-stop").disabled = !running;
-      el("st-start").disabled = !!running;
+      showRunning();
       document.body.dataset.running = running || "";
       refreshSessions().catch((e) => say(e.message, true));
     }

@@ -1,0 +1,79 @@
+"""The station page on a small phone (360x740 CSS pixels, three device pixels to one, touch),
+in headless Chromium against ``rig station --sim``: the states of Start and Stop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser import CHROMIUM, SKIP_REASON, chromium, fill_plan
+from tests.station_process import station_process
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=SKIP_REASON)
+
+TOKEN = "phone-browser-token-7"
+SMALL_PHONE = {"width": 360, "height": 740}
+
+
+@pytest.fixture
+def station(tmp_path: Path) -> Iterator[str]:
+    with station_process(tmp_path / "sessions", token=TOKEN) as (url, _proc, _where):
+        yield url
+
+
+def _small_phone(browser: Any) -> tuple[Any, list[str]]:
+    """A page on a small phone, and the list of its uncaught script errors."""
+    context = browser.new_context(
+        viewport=SMALL_PHONE, device_scale_factor=3, is_mobile=True, has_touch=True
+    )
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return page, errors
+
+
+def _open(page: Any, url: str) -> None:
+    page.goto(url + "#token=" + TOKEN)
+    page.wait_for_selector("#st-jog button")
+    page.wait_for_selector("#lv-img:not([hidden])", timeout=30000)  # the page's height is set
+
+
+def _answer_late(route: Any) -> None:
+    """Let the rig act at once but give the page its answer 2 s later, as a slow link does:
+    the event stream says what happened before the request that did it has its answer."""
+    if route.request.method != "POST":
+        route.continue_()  # the list of sessions
+        return
+    response = route.fetch()
+    time.sleep(2)
+    route.fulfill(response=response)
+
+
+SAID = "t => [...document.querySelectorAll('.message')].some(m => m.textContent.startsWith(t))"
+
+
+def test_start_and_stop_follow_the_session_not_their_own_answers(station) -> None:
+    """Start was enabled again once its request had its answer, although the session it
+    started (told by the event stream meanwhile) was running; Stop likewise once the session
+    it stopped had ended."""
+    with chromium() as browser:
+        page, errors = _small_phone(browser)
+        _open(page, station)
+        page.route("**/api/sessions", _answer_late)
+        page.route("**/api/sessions/*/stop", _answer_late)
+        page.select_option("#st-mode", "frames")
+        fill_plan(page, to="3mm", frames="30", settle="0.3", name="late")
+        page.tap("#st-start")
+        page.wait_for_function(SAID, arg="started")  # the answer, 2 s after the session started
+        assert page.is_disabled("#st-start") and page.is_enabled("#st-stop")
+        page.tap("#st-stop")
+        page.wait_for_selector("#run-state[data-state='stopped']", timeout=60000)
+        page.wait_for_function(SAID, arg="stopping")
+        assert page.is_disabled("#st-stop") and page.is_enabled("#st-start")
+        page.unroute_all(behavior="ignoreErrors")
+        assert errors == []
