@@ -1,5 +1,6 @@
 """The station page on a small phone (360x740 CSS pixels, three device pixels to one, touch),
-in headless Chromium against ``rig station --sim``: the states of Start and Stop.
+in headless Chromium against ``rig station --sim``: the states of Start and Stop, and errors
+said in words where the photographer looks.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.browser import CHROMIUM, SKIP_REASON, chromium, fill_plan
@@ -43,6 +45,18 @@ def _open(page: Any, url: str) -> None:
     page.wait_for_selector("#lv-img:not([hidden])", timeout=30000)  # the page's height is set
 
 
+def _shoot(url: str, name: str) -> None:
+    """A short session, run through the API to its end."""
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(base_url=url.rstrip("/"), headers=auth, timeout=10) as c:
+        plan = {"from": "0mm", "to": "2mm", "frames": 3, "settle": 0}
+        assert c.post("/api/sessions", json={"plan": plan, "name": name}).status_code == 201
+        deadline = time.monotonic() + 60
+        while c.get("/api/station").json()["running"]:
+            assert time.monotonic() < deadline, "the session did not end"
+            time.sleep(0.2)
+
+
 def _answer_late(route: Any) -> None:
     """Let the rig act at once but give the page its answer 2 s later, as a slow link does:
     the event stream says what happened before the request that did it has its answer."""
@@ -55,6 +69,17 @@ def _answer_late(route: Any) -> None:
 
 
 SAID = "t => [...document.querySelectorAll('.message')].some(m => m.textContent.startsWith(t))"
+
+
+def _in_view(page: Any, text: str) -> bool:
+    """Whether an error message holding ``text`` is shown inside the viewport."""
+    return page.evaluate(
+        """text => [...document.querySelectorAll('.message.error')].some(m => {
+             const r = m.getBoundingClientRect();
+             return m.textContent.includes(text) && r.height > 0 && r.top >= 0
+               && r.bottom <= innerHeight; })""",
+        text,
+    )
 
 
 def test_start_and_stop_follow_the_session_not_their_own_answers(station) -> None:
@@ -76,4 +101,22 @@ def test_start_and_stop_follow_the_session_not_their_own_answers(station) -> Non
         page.wait_for_function(SAID, arg="stopping")
         assert page.is_disabled("#st-stop") and page.is_enabled("#st-start")
         page.unroute_all(behavior="ignoreErrors")
+        assert errors == []
+
+
+def test_a_refused_start_is_said_beside_start(station) -> None:
+    """A refused Start was said under the Rail section, below a small phone's screen: tapping
+    Start seemed to do nothing."""
+    _shoot(station, "taken")
+    with chromium() as browser:
+        page, errors = _small_phone(browser)
+        _open(page, station)
+        fill_plan(page, name="taken")
+        page.evaluate("document.getElementById('st-start').scrollIntoView({block: 'center'})")
+        page.tap("#st-start")
+        page.wait_for_function(
+            "[...document.querySelectorAll('.message.error')]"
+            ".some(m => m.textContent.includes('exists already'))"
+        )
+        assert _in_view(page, "exists already")
         assert errors == []

@@ -52,12 +52,16 @@
     el("st-start").disabled = !!running;
   }
 
+  // A control's answer, and its error, show in the message line of its own group (plan,
+  // rail, sessions), where the eyes are when it is tapped: work(say) writes there.
   async function act(button, work) {
+    const line = button.closest("[data-msg]");
+    const here = (text, bad) => message(line ? line.dataset.msg : "st-msg", text, bad);
     button.disabled = true;
     try {
-      await work();
+      await work(here);
     } catch (e) {
-      say(e.message, true);
+      here(e.message, true);
     } finally {
       button.disabled = false;
       showRunning();
@@ -166,7 +170,7 @@
         b.type = "button";
         b.textContent = "Resume";
         b.className = "resume";
-        b.addEventListener("click", () => act(b, async () => {
+        b.addEventListener("click", () => act(b, async (say) => {
           await call("POST", base + "resume", {});
           say("resuming " + s.id);
         }));
@@ -177,7 +181,7 @@
         d.type = "button";
         d.textContent = "Delete";
         d.className = "delete danger-outline";
-        d.addEventListener("click", () => act(d, async () => {
+        d.addEventListener("click", () => act(d, async (say) => {
           if (!confirm("Delete session " + s.id + " and all its frames? This cannot be undone.")) return;
           await call("POST", base + "delete", { confirm: s.id });
           say("deleted " + s.id);
@@ -193,7 +197,7 @@
   function build() {
     const panel = stationPanel;
     panel.innerHTML = `
-      <div>
+      <div data-msg="st-run-msg">
         <h2>Plan</h2>
         <form id="st-plan" class="grid-form">
           <label>From <input id="st-from" value="0mm"></label>
@@ -215,6 +219,7 @@
           <button type="button" id="st-start" class="primary">Start</button>
           <button type="button" id="st-stop" class="danger" disabled>Stop</button>
         </div>
+        <p id="st-run-msg" class="message"></p>
       </div>
       <div>
         <h2>Rail</h2>
@@ -230,8 +235,9 @@
           <button type="button" id="st-unlock" title="Clear the controller's alarm, keeping the position">Unlock</button></div>
       </div>
       <p id="st-msg" class="message"></p>
-      <div>
+      <div data-msg="st-sess-msg">
         <h2>Sessions</h2>
+        <p id="st-sess-msg" class="message"></p>
         <div class="table-wrap"><table id="st-sessions">
           <thead><tr><th></th><th>Session</th><th>Frames</th><th>Download</th><th></th></tr></thead>
           <tbody></tbody></table></div>
@@ -257,13 +263,13 @@
         say("rail at the " + end + " end: " + lengthText(r.position));
       }));
     }
-    el("st-start").addEventListener("click", (ev) => act(ev.target, async () => {
+    el("st-start").addEventListener("click", (ev) => act(ev.target, async (say) => {
       const r = await call("POST", "/api/sessions", {
         plan: planSpec(), name: el("st-name").value, format: el("st-format").value,
       });
       say("started " + r.id + ": " + r.plan.frames + " frames");
     }));
-    el("st-stop").addEventListener("click", (ev) => act(ev.target, async () => {
+    el("st-stop").addEventListener("click", (ev) => act(ev.target, async (say) => {
       await call("POST", "/api/sessions/" + encodeURIComponent(running) + "/stop", {});
       say("stopping after this frame");
     }));
