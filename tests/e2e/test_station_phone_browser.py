@@ -120,3 +120,18 @@ def test_a_refused_start_is_said_beside_start(station) -> None:
         )
         assert _in_view(page, "exists already")
         assert errors == []
+
+
+def test_a_request_without_an_answer_is_said_in_words(station) -> None:
+    """The rig out of reach (restarting, or the phone off its Wi-Fi): a jog said the browser's
+    "Failed to fetch"."""
+    with chromium() as browser:
+        page, errors = _small_phone(browser)
+        _open(page, station)
+        page.route("**/api/jog", lambda route: route.abort("connectionrefused"))
+        page.evaluate("document.getElementById('st-jog').scrollIntoView({block: 'center'})")
+        page.tap("#st-jog button[data-by='+1mm']")
+        page.wait_for_function("document.getElementById('st-msg').textContent !== ''")
+        assert page.text_content("#st-msg").startswith("the rig does not answer")
+        assert _in_view(page, "the rig does not answer")
+        assert errors == []

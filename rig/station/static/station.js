@@ -22,11 +22,18 @@
   let running = undefined;
 
   async function call(method, url, body) {
-    const r = await fetch(url, {
-      method,
-      headers: body === undefined ? {} : { "Content-Type": "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
+    let r;
+    try {
+      r = await fetch(url, {
+        method,
+        headers: body === undefined ? {} : { "Content-Type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (e) {
+      // No answer at all (the rig restarting, the phone out of Wi-Fi): the browser's own
+      // words ("Failed to fetch", "Load failed") say nothing to the photographer.
+      throw new Error("the rig does not answer: check that it runs and that this phone reaches it");
+    }
     // An answer that is not JSON (a TLS proxy's 502 page while the rig restarts, the server's
     // plain 503 at its connection limit) is told by its status, not as a JSON syntax error.
     const data = r.status === 204 ? {} : await r.json().catch(() => ({}));
