@@ -1,6 +1,6 @@
 """The station page on a small phone (360x740 CSS pixels, three device pixels to one, touch),
-in headless Chromium against ``rig station --sim``: the states of Start and Stop, and errors
-said in words where the photographer looks.
+in headless Chromium against ``rig station --sim``: the states of Start and Stop, errors said
+in words where the photographer looks, and a finished session's card.
 """
 
 from __future__ import annotations
@@ -134,4 +134,30 @@ def test_a_request_without_an_answer_is_said_in_words(station) -> None:
         page.wait_for_function("document.getElementById('st-msg').textContent !== ''")
         assert page.text_content("#st-msg").startswith("the rig does not answer")
         assert _in_view(page, "the rig does not answer")
+        assert errors == []
+
+
+def test_a_finished_session_fits_a_small_phone(station) -> None:
+    """On a 360 px phone the session card's links did not wrap: "frames.zip" ran past the
+    card's edge, cut off."""
+    _shoot(station, "done")
+    with chromium() as browser:
+        page, errors = _small_phone(browser)
+        _open(page, station)
+        row = "#st-sessions tr[data-id='done']"
+        page.wait_for_selector(row + "[data-state='complete'] a")
+        page.wait_for_selector("#depth:not([hidden])")
+        clipped = page.evaluate(
+            """row => {
+              const box = document.querySelector('#st-sessions').closest('.table-wrap')
+                .getBoundingClientRect();
+              return [...document.querySelectorAll(row + ' a, ' + row + ' button')]
+                .map(e => [e.textContent, e.getBoundingClientRect()])
+                .filter(([, r]) => r.left < box.left || r.right > box.right + 0.5)
+                .map(([t]) => t);
+            }""",
+            row,
+        )
+        assert clipped == []
+        assert page.evaluate("document.documentElement.scrollWidth") <= SMALL_PHONE["width"]
         assert errors == []
