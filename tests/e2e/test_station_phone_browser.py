@@ -139,7 +139,8 @@ def test_a_request_without_an_answer_is_said_in_words(station) -> None:
 
 def test_a_finished_session_fits_a_small_phone(station) -> None:
     """On a 360 px phone the session card's links did not wrap: "frames.zip" ran past the
-    card's edge, cut off."""
+    card's edge, cut off. The depth map's caption said "frame index" under a colour key in
+    micrometres."""
     _shoot(station, "done")
     with chromium() as browser:
         page, errors = _small_phone(browser)
@@ -159,5 +160,7 @@ def test_a_finished_session_fits_a_small_phone(station) -> None:
             row,
         )
         assert clipped == []
+        caption = page.text_content("#depth + figcaption") or ""
+        assert caption.startswith("Depth map") and "frame index" not in caption
         assert page.evaluate("document.documentElement.scrollWidth") <= SMALL_PHONE["width"]
         assert errors == []
