@@ -1,14 +1,19 @@
 """The station page on a small phone (360x740 CSS pixels, three device pixels to one, touch),
 in headless Chromium against ``rig station --sim``: the states of Start and Stop, errors said
-in words where the photographer looks, and a finished session's card.
+in words where the photographer looks, a finished session's card, and a phone waking from
+sleep.
 """
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -163,4 +168,76 @@ def test_a_finished_session_fits_a_small_phone(station) -> None:
         caption = page.text_content("#depth + figcaption") or ""
         assert caption.startswith("Depth map") and "frame index" not in caption
         assert page.evaluate("document.documentElement.scrollWidth") <= SMALL_PHONE["width"]
+        assert errors == []
+
+
+@contextlib.contextmanager
+def _sleeping_relay(port: int) -> Iterator[tuple[str, Callable[[], None]]]:
+    """A relay to the station on ``port``: (its address, ``sleep``). After ``sleep()``, what
+    the station sends on the event streams open then is dropped and their connections are
+    left open, as a phone's Wi-Fi asleep loses them without a word to either end; a stream
+    asked for afterwards, on any connection, is whole."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    streams: set[int] = set()  # upstream sockets whose last request asked for events
+    lost: set[int] = set()
+    opened: list[socket.socket] = []
+
+    def pump(src: socket.socket, dst: socket.socket, answers: bool) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                if not answers:
+                    lost.discard(id(dst))
+                    (streams.add if b"GET /api/events" in data else streams.discard)(id(dst))
+                if answers and id(src) in lost:
+                    continue  # lost on the air
+                dst.sendall(data)
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = listener.accept()
+                upstream = socket.create_connection(("127.0.0.1", port))
+                opened.extend((client, upstream))
+                for args in ((client, upstream, False), (upstream, client, True)):
+                    threading.Thread(target=pump, args=args, daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/", lambda: lost.update(streams)
+    finally:
+        listener.close()
+        for s in opened:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+
+WAKE = """() => {
+  for (const state of ['hidden', 'visible']) {
+    Object.defineProperty(document, 'visibilityState', {value: state, configurable: true});
+    Object.defineProperty(document, 'hidden', {value: state === 'hidden', configurable: true});
+    document.dispatchEvent(new Event('visibilitychange'));
+  }
+}"""
+
+
+def test_a_phone_waking_from_sleep_follows_the_rig_again(station) -> None:
+    """The event stream lost while the phone slept stayed open on the page, which went on
+    saying "live" with the state from before the sleep, for ever."""
+    with _sleeping_relay(urlsplit(station).port or 80) as (relay, sleep), chromium() as browser:
+        page, errors = _small_phone(browser)
+        _open(page, relay)
+        page.wait_for_selector("#link[data-live='true']")
+        assert page.text_content("#position") == "0.0 µm"
+        sleep()
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        r = httpx.post(station + "api/jog", json={"by": "1mm"}, headers=auth, timeout=10)
+        assert r.status_code == 200, r.text
+        page.wait_for_timeout(1000)
+        assert page.text_content("#position") == "0.0 µm"  # the stream is lost: nothing came
+        page.evaluate(WAKE)
+        page.wait_for_function(
+            "document.getElementById('position').textContent === '1.000 mm'", timeout=10000
+        )
+        assert page.text_content("#link") == "live"
         assert errors == []

@@ -117,9 +117,12 @@ function applyState(s) {
   document.dispatchEvent(new CustomEvent("stackrig:state", { detail: s }));
 }
 
+let source = null;
+
 function connect() {
   const link = $("link");
-  const source = new EventSource("/api/events");
+  if (source) source.close();
+  source = new EventSource("/api/events");
   source.addEventListener("state", (ev) => {
     link.textContent = "live";
     link.dataset.live = "true";
@@ -134,6 +137,14 @@ function connect() {
     if (source.readyState === EventSource.CLOSED) setTimeout(reconnect, 2000);
   };
 }
+
+// A phone that slept can wake to a stream that is dead without a word: the Wi-Fi dropped the
+// connection meanwhile, and nothing reaches the browser to say so (it goes on "live", showing
+// the state from before the sleep). Woken, the page opens a fresh one, which starts with the
+// whole state.
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "visible" && source) connect();
+});
 
 async function reconnect() {
   let status = 0;
