@@ -455,7 +455,11 @@ def legend_strip(w: int, count: int, positions_um: Sequence[float] | None = None
 def _legend_strip(w: int, count: int, positions_um: tuple[float, ...] | None) -> np.ndarray:
     """The legend of :func:`add_legend` for a map ``w`` pixels wide (cached: the live preview
     draws the same one after every frame until the stack grows)."""
-    scale = max(0.35, min(1.2, w / 1400))
+    # The labels grow with the map: the picture is looked at fitted to a screen, often a phone's
+    # 360 px, and at a fixed size they shrank to a pixel or two on a camera's 6000 px wide map.
+    # At w / 1000 their digits stand about 2 % of the width tall (7 px on that phone) and five
+    # labels of up to eight characters still fit side by side.
+    scale = max(0.35, w / 1000)
     thick = max(1, round(scale * 2))
     (_, text_h), base = cv2.getTextSize("0123456789 um", cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
     bar_h = max(8, round(text_h * 1.2))

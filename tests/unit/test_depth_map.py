@@ -121,6 +121,16 @@ def test_legend_is_drawn_below_the_map_in_micrometres_or_frames() -> None:
     assert (strip > 200).all(axis=2).sum() > 50
 
 
+@pytest.mark.parametrize("width", [320, 1024, 6000])
+def test_legend_labels_stay_legible_fitted_to_a_phone(width: int) -> None:
+    """The labels were drawn at most 32 px tall whatever the map's width: a camera's 6000 px
+    wide depth map, fitted to a 360 px phone screen, showed them under 2 px tall."""
+    strip = depth.legend_strip(width, 20, [12000.0 + 100 * i for i in range(20)])
+    rows = np.flatnonzero((strip > 150).all(axis=2).sum(axis=1) >= 10)  # light text, no bar
+    text_px = rows.max() - rows.min() + 1
+    assert text_px * 360 / width >= 7  # CSS px on a 360 px phone
+
+
 def test_preview_depth_carries_the_legend() -> None:
     st = SyntheticStack(SceneSpec(width=240, height=160, seed=2), 4)
     s = Stacker(preview_size=240)
