@@ -148,6 +148,7 @@ class SessionFiles:
             "plan": plan.describe(),
             "composite": self._composite(path) is not None,
             "depth": folder.depth_path.is_file(),
+            "depth_preview": folder.depth_preview_path.is_file(),
             "running": path.name == running,
             "modified": round(path.stat().st_mtime, 1),
         }

@@ -171,6 +171,30 @@ def test_a_finished_session_fits_a_small_phone(station) -> None:
         assert errors == []
 
 
+def test_a_finished_session_offers_its_colour_depth_map(station) -> None:
+    """A past session's card offered only the 16-bit depth PNG, near black on a phone's
+    screen: the colour depth map with its key, which the station has, had no link."""
+    _shoot(station, "mapped")
+    with chromium() as browser:
+        page, errors = _small_phone(browser)
+        _open(page, station)
+        row = "#st-sessions tr[data-id='mapped']"
+        page.wait_for_selector(row + "[data-state='complete'] a")
+        links = dict(
+            page.eval_on_selector_all(
+                row + " a", "as => as.map(a => [a.textContent, a.getAttribute('href')])"
+            )
+        )
+        assert links["depth map"] == "/api/sessions/mapped/depth-preview"
+        assert links["depth 16-bit"] == "/api/sessions/mapped/depth"
+        status, kind = page.evaluate(
+            "href => fetch(href).then(r => [r.status, r.headers.get('content-type')])",
+            links["depth map"],
+        )
+        assert (status, kind) == (200, "image/jpeg")
+        assert errors == []
+
+
 @contextlib.contextmanager
 def _sleeping_relay(port: int) -> Iterator[tuple[str, Callable[[], None]]]:
     """A relay to the station on ``port``: (its address, ``sleep``). After ``sleep()``, what

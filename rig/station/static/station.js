@@ -1,7 +1,8 @@
 // stackrig station: the controls the station adds to the preview page (login.js asks for the
 // access token). Plan (step, frame count or depth-of-field calculator; near and far ends set
 // from where the rail stands), jog, test shot, start/stop/resume, and past sessions:
-// thumbnail, state, downloads of composite, depth map and frames, resume, delete.
+// thumbnail, state, downloads of composite, depth map (colour and 16-bit) and frames, resume,
+// delete.
 "use strict";
 
 (() => {
@@ -169,7 +170,10 @@
       frames.textContent = s.frames + " / " + s.total;
       const files = document.createElement("td");
       if (s.composite) files.append(link(base + "composite", "composite"), " ");
-      if (s.depth) files.append(link(base + "depth", "depth"), " ");
+      // The colour map with its key is the one to look at; the 16-bit PNG (depth in µm,
+      // near black on a screen) is data for other programs.
+      if (s.depth_preview) files.append(link(base + "depth-preview", "depth map"), " ");
+      if (s.depth) files.append(link(base + "depth", "depth 16-bit"), " ");
       if (s.frames) files.append(link(base + "frames.zip", "frames.zip"));
       const act2 = document.createElement("td");
       if (!s.running && s.frames < s.total) {
