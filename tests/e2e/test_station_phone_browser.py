@@ -109,6 +109,20 @@ def test_start_and_stop_follow_the_session_not_their_own_answers(station) -> Non
         assert errors == []
 
 
+def test_the_plan_summary_shows_the_default_plan_at_once(station) -> None:
+    """The plan's summary line (frames, step, duration) stayed empty on a fresh page until a
+    field of the plan was edited."""
+    with chromium() as browser:
+        page, errors = _small_phone(browser)
+        _open(page, station)
+        page.wait_for_function(
+            "document.getElementById('st-plan-info').textContent !== ''", timeout=5000
+        )
+        info = page.text_content("#st-plan-info") or ""
+        assert info.startswith("21 frames from 0") and "step 100" in info and "about" in info
+        assert errors == []
+
+
 def test_a_refused_start_is_said_beside_start(station) -> None:
     """A refused Start was said under the Rail section, below a small phone's screen: tapping
     Start seemed to do nothing."""

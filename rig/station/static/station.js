@@ -309,6 +309,9 @@
         el("st-from").value = "0steps"; el("st-to").value = "40steps"; el("st-step").value = "2steps";
       }
       jogButtons();
+      // The summary (frames, step, duration) shows the form's plan from the start, not only
+      // once a field has been edited.
+      checkPlan().catch((e) => planInfo(e.message, true));
     }
     if (st.running !== running) {
       running = st.running;
