@@ -123,6 +123,21 @@ def test_the_plan_summary_shows_the_default_plan_at_once(station) -> None:
         assert errors == []
 
 
+def test_the_page_asks_for_no_missing_icon(station) -> None:
+    """Every load of the page logged a 404 for /favicon.ico: the page named no icon, so the
+    browser asked for the usual one, which the station does not have."""
+    with chromium() as browser:
+        page, errors = _small_phone(browser)
+        missing: list[str] = []
+        page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
+        page.on("console", lambda m: missing.append(m.text) if "404" in m.text else None)
+        _open(page, station)
+        page.wait_for_timeout(1000)
+        assert missing == []
+        assert (page.get_attribute("link[rel='icon']", "href") or "").startswith("data:image/")
+        assert errors == []
+
+
 def test_a_refused_start_is_said_beside_start(station) -> None:
     """A refused Start was said under the Rail section, below a small phone's screen: tapping
     Start seemed to do nothing."""
