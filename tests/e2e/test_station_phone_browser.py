@@ -62,6 +62,20 @@ def _shoot(url: str, name: str) -> None:
             time.sleep(0.2)
 
 
+def _interrupt(url: str, name: str) -> None:
+    """A session stopped after a frame or two, through the API: it can be resumed."""
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(base_url=url.rstrip("/"), headers=auth, timeout=10) as c:
+        plan = {"from": "0mm", "to": "3mm", "frames": 30, "settle": 0.3}
+        assert c.post("/api/sessions", json={"plan": plan, "name": name}).status_code == 201
+        time.sleep(1)
+        assert c.post(f"/api/sessions/{name}/stop", json={}).status_code == 202
+        deadline = time.monotonic() + 60
+        while c.get("/api/station").json()["running"]:
+            assert time.monotonic() < deadline, "the session did not stop"
+            time.sleep(0.2)
+
+
 def _answer_late(route: Any) -> None:
     """Let the rig act at once but give the page its answer 2 s later, as a slow link does:
     the event stream says what happened before the request that did it has its answer."""
@@ -221,6 +235,27 @@ def test_a_finished_session_offers_its_colour_depth_map(station) -> None:
             links["depth map"],
         )
         assert (status, kind) == (200, "image/jpeg")
+        assert errors == []
+
+
+def test_resume_and_delete_stand_apart_in_a_session_card(station) -> None:
+    """In a stopped session's card on a phone, Resume and Delete touched: a thumb aiming for
+    Resume could delete the session."""
+    _interrupt(station, "halfway")
+    with chromium() as browser:
+        page, errors = _small_phone(browser)
+        _open(page, station)
+        row = "#st-sessions tr[data-id='halfway'][data-state='interrupted']"
+        page.wait_for_selector(row + " button.delete")
+        gap = page.evaluate(
+            """row => {
+              const r = document.querySelector(row + ' button.resume').getBoundingClientRect();
+              const d = document.querySelector(row + ' button.delete').getBoundingClientRect();
+              return Math.max(d.left - r.right, d.top - r.bottom);
+            }""",
+            row,
+        )
+        assert gap >= 16  # CSS px between the two targets
         assert errors == []
 
 

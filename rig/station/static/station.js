@@ -176,6 +176,9 @@
       if (s.depth) files.append(link(base + "depth", "depth 16-bit"), " ");
       if (s.frames) files.append(link(base + "frames.zip", "frames.zip"));
       const act2 = document.createElement("td");
+      const acts = document.createElement("div");
+      acts.className = "actions"; // Resume and Delete held apart: a thumb aims for one
+      act2.append(acts);
       if (!s.running && s.frames < s.total) {
         const b = document.createElement("button");
         b.type = "button";
@@ -185,7 +188,7 @@
           await call("POST", base + "resume", {});
           say("resuming " + s.id);
         }));
-        act2.append(b);
+        acts.append(b);
       }
       if (!s.running) {
         const d = document.createElement("button");
@@ -198,7 +201,7 @@
           say("deleted " + s.id);
           await refreshSessions();
         }));
-        act2.append(d);
+        acts.append(d);
       }
       tr.append(thumb, name, frames, files, act2);
       body.appendChild(tr);
