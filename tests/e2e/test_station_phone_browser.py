@@ -259,6 +259,30 @@ def test_resume_and_delete_stand_apart_in_a_session_card(station) -> None:
         assert errors == []
 
 
+def test_the_running_sessions_row_counts_its_frames(station) -> None:
+    """The running session's row in the list said "0 / 30" until the session ended, while the
+    progress panel above counted the frames coming in."""
+    with chromium() as browser:
+        page, errors = _small_phone(browser)
+        _open(page, station)
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        with httpx.Client(base_url=station.rstrip("/"), headers=auth, timeout=10) as c:
+            plan = {"from": "0mm", "to": "3mm", "frames": 30, "settle": 0.3}
+            assert c.post("/api/sessions", json={"plan": plan, "name": "growing"}).is_success
+            running = "#st-sessions tr[data-id='growing'][data-state='running']"
+            row = running + " td:nth-child(3)"  # the frame count
+            page.wait_for_selector(row)
+            page.wait_for_function(
+                "row => parseInt(document.querySelector(row).textContent) >= 4",
+                arg=row,
+                timeout=20000,
+            )
+            assert (page.text_content(row) or "").endswith(" / 30")
+            assert c.get("/api/station").json()["running"] == "growing"  # counted as it shot
+            c.post("/api/sessions/growing/stop", json={})
+        assert errors == []
+
+
 @contextlib.contextmanager
 def _sleeping_relay(port: int) -> Iterator[tuple[str, Callable[[], None]]]:
     """A relay to the station on ``port``: (its address, ``sleep``). After ``sleep()``, what

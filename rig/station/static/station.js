@@ -21,6 +21,7 @@
   const stationPanel = section("station", "station controls");
   let units = "um";
   let running = undefined;
+  let progress = null; // the progress the event stream last told
 
   async function call(method, url, body) {
     let r;
@@ -167,6 +168,7 @@
       badge.textContent = state;
       name.append(s.id, document.createElement("br"), badge);
       const frames = document.createElement("td");
+      frames.className = "frames";
       frames.textContent = s.frames + " / " + s.total;
       const files = document.createElement("td");
       if (s.composite) files.append(link(base + "composite", "composite"), " ");
@@ -206,6 +208,17 @@
       tr.append(thumb, name, frames, files, act2);
       body.appendChild(tr);
     }
+    followRunning();
+  }
+
+  // The running session's row counts its frames as the progress panel does, from the state
+  // the event stream brings anyway: no request per frame (the list itself is asked for again
+  // when a session starts or ends), and no row rebuilt under a finger.
+  function followRunning() {
+    if (!running || !progress || !progress.total) return;
+    const tr = [...el("st-sessions").tBodies[0].rows].find((r) => r.dataset.id === running);
+    const cell = tr && tr.querySelector("td.frames");
+    if (cell) cell.textContent = progress.captured + " / " + progress.total;
   }
 
   function build() {
@@ -322,5 +335,7 @@
       document.body.dataset.running = running || "";
       refreshSessions().catch((e) => say(e.message, true));
     }
+    progress = ev.detail.progress;
+    followRunning();
   });
 })();
