@@ -106,6 +106,10 @@ def test_live_view_peaking_and_setting_the_ends_by_eye(station, depth_of) -> Non
         assert page.get_attribute("#lv-img", "data-source") == "camera"
         # Peaking at the near end marks the near part of the scene.
         near_depth = _marked_depth(page, depth_of)
+        page.fill("#st-from", "1mm")  # 1 to 2 mm: 11 frames, until the near end is set
+        page.wait_for_function(
+            "document.getElementById('st-plan-info').textContent.startsWith('11 frames')"
+        )
         page.click("#st-set-near")
         page.wait_for_function("document.getElementById('st-from').value === '0um'")
         # The set near end recomputes the plan at once (step mode, 0 to 2 mm: 21 frames).
