@@ -346,21 +346,21 @@ def resume_cmd(
         resume_tether(folder, console, preview, camera_model=camera_model, camera_port=camera_port)
         return
     options = RunnerOptions(move_during_download=move_during_download)
+    every_frame = not reconcile(plan, journal, folder.frames_on_disk()).missing
     if config.rig.get("kind") == "simulated":
         hardware = {"--rail": rail, "--camera-model": camera_model, "--camera-port": camera_port,
                     "--home": home, "--accept-position": accept_position}  # fmt: skip
         _refuse_unused(folder, hardware, _SIMULATED)
-        _resume_simulated(folder, capture_target, options, console, preview)
+        if every_frame:
+            _restack(folder, options, console, preview)
+        else:
+            _resume_simulated(folder, capture_target, options, console, preview)
         return
-    overrides = {
-        "rail": rail,
-        "camera_model": camera_model,
-        "camera_port": camera_port,
-        "capture_target": capture_target,
-    }
+    overrides = {"rail": rail, "camera_model": camera_model, "camera_port": camera_port,
+                 "capture_target": capture_target}  # fmt: skip
     block = {**config.rig, **{k: v for k, v in overrides.items() if v is not None}}
     rig = RigSpec.parse(block)
-    if not reconcile(plan, journal, folder.frames_on_disk()).missing:
+    if every_frame:
         _restack(folder, options, console, preview)
         return
     _check_declared(plan, rig)
