@@ -328,17 +328,20 @@ ZERO_HEAD = 512
 def truncation(path: Path) -> str | None:
     """Why ``path`` is visibly cut short or never written, or None.
 
-    A file whose first 512 bytes are all zero (set to its size, its data never written: a power
-    cut), a JPEG without its end marker, a PNG without IEND, and a RAW file whose last 64 KiB are
-    all zero bytes: a file set to its full size before its content is written (as Samba does for an
-    SMB client's copy: an initial ``truncate()`` to the final size, exfat-linux issue #31) is
-    zero-filled where the copy has not reached yet, and LibRaw decodes such a file without a
-    complaint. A whole RAW file never ends so: its last bytes are compressed image data, or
-    sensor data above the black level.
+    An empty file (created, its data never written: a power cut, or a copy that had only begun),
+    a file whose first 512 bytes are all zero (set to its size, its data never written: a power
+    cut), a JPEG without its end marker, a PNG without IEND, and a RAW file whose last 64 KiB
+    are all zero bytes: a file set to its full size before its content is written (as Samba does
+    for an SMB client's copy: an initial ``truncate()`` to the final size, exfat-linux issue
+    #31) is zero-filled where the copy has not reached yet, and LibRaw decodes such a file
+    without a complaint. A whole RAW file never ends so: its last bytes are compressed image
+    data, or sensor data above the black level.
     """
     with path.open("rb") as fh:
         head = fh.read(ZERO_HEAD)
-    if head and not head.strip(b"\0"):
+    if not head:
+        return "empty (0 bytes: its data never reached the disk?)"
+    if not head.strip(b"\0"):
         return "begins with zero bytes (written at full size but its data never reached the disk?)"
     suffix = path.suffix.lower()
     if suffix in (".jpg", ".jpeg"):

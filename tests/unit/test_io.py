@@ -322,6 +322,8 @@ def test_a_file_whose_data_never_reached_the_disk_is_called_so(tmp_path: Path, n
     assert ok
     path.write_bytes(bytes(4096) + jpeg.tobytes()[4096:] + jpeg.tobytes()[-2:])
     assert truncation(path) is not None
+    path.write_bytes(b"")  # created, nothing written
+    assert truncation(path) == "empty (0 bytes: its data never reached the disk?)"
 
 
 @pytest.mark.parametrize(

@@ -113,6 +113,24 @@ def test_a_damaged_shot_goes_aside_whole_and_is_shot_again_under_its_own_name(
     ]
 
 
+def test_an_empty_frame_without_its_record_is_shot_again_not_adopted(tmp_path: Path) -> None:
+    """A crash between a frame's rename and its journal record, and a power cut that left the
+    file empty: resume adopted it as shot, the stacker kept it out, and the session called
+    itself complete with a plane missing from the stack."""
+    root = tmp_path / "s"
+    assert runner(root, FakeCamera()).run().reason is FinishReason.COMPLETED
+    journal = root / "journal.jsonl"
+    lines = journal.read_bytes().splitlines(keepends=True)
+    journal.write_bytes(b"".join(ln for ln in lines if b'"index":5,"position"' not in ln))
+    (root / "frames/frame_0005.jpg").write_bytes(b"")
+    camera = FakeCamera()
+    assert runner(root, camera).run().reason is FinishReason.COMPLETED
+    assert camera.shots == ["frame_0005"]
+    assert [p.name for p in (root / "failed-attempts").iterdir()] == ["frame_0005.damaged.jpg"]
+    assert (root / "frames/frame_0005.jpg").stat().st_size > 0
+    assert not [r for r in read_journal(journal).of_kind("frame") if r.get("adopted")]
+
+
 def test_a_fault_stops_cleanly_and_resume_shoots_only_what_is_missing(tmp_path: Path) -> None:
     broken = FakeCamera(fail=lambda stem, _: RigError("cable") if stem == "frame_0004" else None)
     result = runner(tmp_path / "s", broken).run()
