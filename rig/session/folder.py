@@ -313,13 +313,24 @@ class SessionFolder:
             if folder.config_path.is_file():
                 raise SessionFolderError(
                     f"{root}: a session whose making was cut short (no plan.json, so nothing "
-                    "was shot); start it again with `rig shoot --out` this folder"
+                    f"was shot); start it again with `{folder._maker()} --out` this folder"
                 )
             raise SessionFolderError(
                 f"{root}: not a session folder (no plan.json); give the folder `rig shoot` made"
             )
         folder.check_frames_dir()
         return folder
+
+    def _maker(self) -> str:
+        """The command that makes a session like this one, as ``session.json`` describes it."""
+        try:
+            rig = self.load_config().rig
+        except SessionFolderError:
+            return "rig shoot"
+        demo = rig.get("kind") == "simulated"
+        if "tether" in rig:
+            return "rig demo --tether" if demo else "rig tether"
+        return "rig demo" if demo else "rig shoot"
 
     def check_frames_dir(self) -> None:
         """Refuse a ``frames/`` that is a symbolic link or not a folder.

@@ -6,6 +6,7 @@ tests/integration/test_session_runner.py.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -220,6 +221,15 @@ def test_a_folder_whose_making_was_cut_short_is_made_anew(tmp_path: Path) -> Non
         SessionFolder.find(root)
     SessionFolder.create(root, PLAN, config).unlock()
     assert sorted(p.name for p in root.iterdir()) == ["frames", "plan.json", "session.json"]
+    for rig, command in [({"kind": "simulated"}, "rig demo"),
+                         ({"kind": "simulated", "tether": {}}, "rig demo --tether"),
+                         ({"kind": "hardware", "tether": {}}, "rig tether")]:  # fmt: skip
+        # a demo killed as it made its folder was told to start again with `rig shoot`
+        made = tmp_path / command.replace(" ", "_")
+        made.mkdir()
+        (made / "session.json").write_text(json.dumps({"format": 1, "rig": rig}))
+        with pytest.raises(SessionFolderError, match=f"start it again with `{command} --out`"):
+            SessionFolder.find(made)
     half = tmp_path / "shot"
     (half / "frames").mkdir(parents=True)
     (half / "session.json").write_text("{}")
