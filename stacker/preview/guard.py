@@ -86,6 +86,17 @@ def _split_host(value: str) -> str:
     return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
 
 
+def _netloc(origin: str) -> str | None:
+    """The ``host:port`` of an ``Origin`` header in lower case; None for ``null`` and for one
+    that is not a URL (``http://[::1`` made :func:`urlsplit` raise, a 500 with a traceback)."""
+    if origin == "null":
+        return None
+    try:
+        return urlsplit(origin).netloc.lower()
+    except ValueError:
+        return None
+
+
 def _is_ip(name: str) -> bool:
     try:
         ipaddress.ip_address(name)
@@ -141,6 +152,7 @@ class RequestGuard(HttpMiddleware):
 
     def _check(self, method: str, headers: dict[str, str]) -> tuple[int, str] | None:
         host = headers.get("host", "")
+        host_port = host.strip().lower()
         name = _split_host(host)
         if not name or not (name.rstrip(".") in self.hosts or _is_ip(name)):
             return 421, (
@@ -148,10 +160,8 @@ class RequestGuard(HttpMiddleware):
                 "or start it with --allow-host NAME"
             )
         origin = headers.get("origin")
-        if method not in SAFE_METHODS and origin is not None:
-            parts = urlsplit(origin)
-            if origin == "null" or parts.netloc.lower() != host.strip().lower():
-                return 403, f"requests from the page at {origin!r} are not accepted here"
+        if method not in SAFE_METHODS and origin is not None and _netloc(origin) != host_port:
+            return 403, f"requests from the page at {origin!r} are not accepted here"
         length = headers.get("content-length")
         if length is not None:
             if not length.strip().isdigit():

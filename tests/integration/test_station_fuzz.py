@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 import httpx
@@ -12,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rig.plan import ShotPlan
-from tests.stations import folder_entries
+from tests.stations import TOKEN, folder_entries
 
 UNITS = ["um", "mm", "m", "cm", "steps", "", " mm", "µm", "km", "e"]
 numbers = st.one_of(
@@ -148,3 +149,22 @@ def test_unknown_method_or_align_is_refused_before_a_session_starts(station, cli
         assert r.status_code == 400, r.text
         assert field in r.json()["error"]
     assert folder_entries(station) == []
+
+
+def _no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
+    """Nothing the server logged carries a traceback (uvicorn's "Exception in ASGI application")."""
+    logged = [r.getMessage() for r in caplog.records if r.exc_info or "Exception" in r.getMessage()]
+    assert logged == []
+
+
+def test_a_malformed_origin_is_refused_without_a_traceback(server, client, caplog) -> None:
+    """An ``Origin`` with an unclosed IPv6 bracket made the request guard's URL parser raise:
+    a 500 with a traceback, even without the token."""
+    caplog.set_level(logging.WARNING, logger="uvicorn.error")
+    for origin in ("http://[::1", "http://["):
+        with httpx.Client(base_url=server.url.rstrip("/"), timeout=5) as anonymous:
+            r = anonymous.post("/api/login", json={"token": TOKEN}, headers={"Origin": origin})
+        assert r.status_code == 403 and origin in _answered(r)["error"], r.text
+        r = client.post("/api/jog", json={"by": "1um"}, headers={"Origin": origin})
+        assert r.status_code == 403 and origin in _answered(r)["error"], r.text
+    _no_tracebacks(caplog)
