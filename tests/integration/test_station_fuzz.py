@@ -168,3 +168,14 @@ def test_a_malformed_origin_is_refused_without_a_traceback(server, client, caplo
         r = client.post("/api/jog", json={"by": "1um"}, headers={"Origin": origin})
         assert r.status_code == 403 and origin in _answered(r)["error"], r.text
     _no_tracebacks(caplog)
+
+
+def test_an_event_id_with_a_non_ascii_digit_gets_the_whole_state(station, client, caplog):
+    """A ``Last-Event-ID`` of this run ending in a Latin-1 superscript two (a digit to
+    ``str.isdigit``, not to ``int``) was a 500 with a traceback."""
+    caplog.set_level(logging.WARNING, logger="uvicorn.error")
+    last_id = f"{station.hub.run}.".encode() + b"\xb2"
+    with client.stream("GET", "/api/events", headers={"Last-Event-ID": last_id}) as r:
+        assert r.status_code == 200
+        assert next(r.iter_lines()).startswith("id: ")
+    _no_tracebacks(caplog)
