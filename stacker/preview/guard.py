@@ -123,7 +123,8 @@ class HttpMiddleware(abc.ABC):
 
 
 class _BodyRefused(Exception):
-    """The body was refused (too large or too slow) and answered."""
+    """The body was refused (too large or too slow) and answered, or the client left before
+    sending all of it and there is nobody to answer."""
 
 
 class RequestGuard(HttpMiddleware):
@@ -185,6 +186,13 @@ class RequestGuard(HttpMiddleware):
                 await _answer(send, status, message)
             raise _BodyRefused
 
+        def gone() -> NoReturn:
+            # Starlette's request.body() raises ClientDisconnect, which nothing answers: a
+            # traceback on the station's terminal for every phone that lost Wi-Fi mid-request.
+            nonlocal refused
+            refused = True
+            raise _BodyRefused
+
         async def counted() -> Message:
             nonlocal received, whole, deadline
             if whole:  # the body is in; the app waits for the client to leave
@@ -201,6 +209,8 @@ class RequestGuard(HttpMiddleware):
                 whole = not message.get("more_body", False)
                 if received > self.max_body:
                     await refuse(413, self._too_large())
+            elif message["type"] == "http.disconnect":
+                gone()  # before the whole body came
             return message
 
         async def tracked(message: Message) -> None:

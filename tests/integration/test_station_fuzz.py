@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import socket
+import time
 
 import httpx
 import pytest
@@ -13,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rig.plan import ShotPlan
+from stacker.preview import PreviewServer
 from tests.stations import TOKEN, folder_entries
 
 UNITS = ["um", "mm", "m", "cm", "steps", "", " mm", "µm", "km", "e"]
@@ -178,4 +181,41 @@ def test_an_event_id_with_a_non_ascii_digit_gets_the_whole_state(station, client
     with client.stream("GET", "/api/events", headers={"Last-Event-ID": last_id}) as r:
         assert r.status_code == 200
         assert next(r.iter_lines()).startswith("id: ")
+    _no_tracebacks(caplog)
+
+
+def _exchange(server: PreviewServer, raw: bytes, *, half_close: bool = False) -> bytes:
+    """Send ``raw`` on a connection of its own and read until the server closes it; then wait
+    until the server has finished every request it received (its log is then complete)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(raw)
+        if half_close:
+            s.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    _settled(server)
+    return answer
+
+
+def _settled(server: PreviewServer) -> None:
+    """Wait until the server has finished every request it received."""
+    assert server._server is not None
+    state = server._server.server_state
+    deadline = time.monotonic() + 5
+    while state.tasks and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_a_client_leaving_mid_body_leaves_no_traceback(server, caplog) -> None:
+    """A client that went away before its JSON body was complete (a phone losing Wi-Fi) made
+    Starlette's ``request.body()`` raise ``ClientDisconnect``, which nothing answered: a
+    traceback on the station's terminal for each such request."""
+    caplog.set_level(logging.WARNING, logger="uvicorn.error")
+    for path in ("/api/plan", "/api/jog", "/api/login"):
+        raw = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+        ).encode()
+        _exchange(server, raw, half_close=True)
     _no_tracebacks(caplog)
