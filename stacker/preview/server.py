@@ -155,6 +155,22 @@ class BoundedH11Protocol(H11Protocol):
             self._header_deadline.cancel()
         super().connection_lost(exc)
 
+    def send_400_response(self, msg: str) -> None:
+        """Answer a request that breaks HTTP (a malformed chunk of its body, say) and close.
+
+        uvicorn does so while the app may be running for that request, without telling it:
+        the app's own answer then made h11 raise, and a 400 after an answer begun or sent
+        made h11 raise in uvicorn itself (a traceback on the terminal either way). The app is
+        told the client has gone, and after an answer of its own the connection is closed."""
+        try:
+            super().send_400_response(msg)
+        except h11.LocalProtocolError:  # no second status line after an answer
+            self.transport.close()
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            cycle.disconnected = True
+            cycle.message_event.set()
+
     def _arm_header_deadline(self) -> None:
         if self._header_deadline is not None:
             self._header_deadline.cancel()

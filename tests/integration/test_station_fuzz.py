@@ -219,3 +219,34 @@ def test_a_client_leaving_mid_body_leaves_no_traceback(server, caplog) -> None:
         ).encode()
         _exchange(server, raw, half_close=True)
     _no_tracebacks(caplog)
+
+
+def test_a_malformed_chunked_body_is_answered_once_without_a_traceback(server, caplog) -> None:
+    """uvicorn answers a body whose chunk framing is broken with its own 400, without telling
+    the app running for that request: the app's answer (the token gate's 401 at once, or a
+    route that never reads the body) then made h11 raise, a traceback on the terminal."""
+    caplog.set_level(logging.WARNING, logger="uvicorn.error")
+    for request, auth in (
+        ("POST /api/plan", ""),
+        ("GET /api/station", f"Authorization: Bearer {TOKEN}\r\n"),
+    ):
+        raw = (
+            f"{request} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/json"
+            "\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\nzz\r\n"
+        ).encode()
+        answer = _exchange(server, raw)
+        assert answer.startswith(b"HTTP/1.1 400 ") and answer.count(b"HTTP/1.1") == 1, answer
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(
+            f"GET /api/station HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n".encode()
+        )
+        answer = s.recv(65536)
+        while b'"formats"' not in answer:  # the whole answer, before the body is complete
+            answer += s.recv(65536)
+        s.sendall(b"zz\r\n")
+        while chunk := s.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200 ") and answer.count(b"HTTP/1.1") == 1, answer
+    _settled(server)
+    _no_tracebacks(caplog)
