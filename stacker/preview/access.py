@@ -19,7 +19,7 @@ from typing import Any
 
 from starlette.middleware import Middleware
 from starlette.requests import Request, cookie_parser
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -43,9 +43,14 @@ def new_token() -> str:
     return secrets.token_urlsafe(18)
 
 
-def error_response(status: int, message: str) -> JSONResponse:
-    """A JSON ``{"error": message}`` answer with ``status``, never cached."""
-    return JSONResponse({"error": message}, status_code=status, headers=NO_STORE)
+def error_response(status: int, message: str) -> Response:
+    """A JSON ``{"error": message}`` answer with ``status``, never cached.
+
+    Written as ASCII JSON (``\\u`` escapes, as the request guard's own refusals): a message
+    that quotes the sender's text may hold a lone surrogate (``"\\ud800"`` is valid JSON),
+    which UTF-8 cannot encode, and Starlette's JSON answer then failed with a 500."""
+    body = json.dumps({"error": message}).encode("ascii")
+    return Response(body, status_code=status, media_type="application/json", headers=NO_STORE)
 
 
 def loads_json(raw: bytes) -> Any:
@@ -76,7 +81,9 @@ def is_json(request: Request) -> bool:
 
 
 def token_matches(presented: str, token: str) -> bool:
-    return hmac.compare_digest(presented.encode("utf-8"), token.encode("utf-8"))
+    """Whether ``presented`` is ``token``, compared in constant time; a lone surrogate from a
+    JSON login (``"\\ud800"``) is kept as such and never matches (UTF-8 cannot encode it)."""
+    return hmac.compare_digest(presented.encode("utf-8", "surrogatepass"), token.encode("utf-8"))
 
 
 class TokenGate(HttpMiddleware):

@@ -295,10 +295,6 @@ class _BadRequest(Exception):
     pass
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=NO_STORE)
-
-
 def preview_routes(
     hub: PreviewHub, streams: EventStreams, extension: PageExtension | None = None
 ) -> list[BaseRoute]:
@@ -313,14 +309,14 @@ def preview_routes(
         try:
             since = _int_param(request, "since", 0, 0, 2**62)
         except _BadRequest as exc:
-            return _error(400, str(exc))
+            return error_response(400, str(exc))
         return JSONResponse(hub.snapshot(since=since).to_dict(), headers=NO_STORE)
 
     async def events(request: Request) -> Response:
         try:
             since = _int_param(request, "since", 0, 0, 2**62)
         except _BadRequest as exc:
-            return _error(400, str(exc))
+            return error_response(400, str(exc))
         run, _, last = request.headers.get("last-event-id", "").partition(".")
         if run == hub.run and re.fullmatch(r"[0-9]{1,18}", last):  # "²" is a digit to isdigit
             # EventSource reconnecting: send only what it missed (an id of another run, or
@@ -335,10 +331,10 @@ def preview_routes(
     async def image(request: Request) -> Response:
         kind = request.path_params["kind"]
         if kind not in IMAGE_KINDS:
-            return _error(404, f"no image '{kind}': use one of {', '.join(IMAGE_KINDS)}")
+            return error_response(404, f"no image '{kind}': use one of {', '.join(IMAGE_KINDS)}")
         item = hub.image(kind)
         if item is None:
-            return _error(404, f"no {kind} image yet")
+            return error_response(404, f"no {kind} image yet")
         data, version = item
         return Response(
             data, media_type="image/jpeg", headers={**NO_STORE, "ETag": f'"{kind}-{version}"'}
@@ -350,15 +346,15 @@ def preview_routes(
             fy = _fraction_param(request, "y")
             size = _int_param(request, "size", 256, 16, 2048)
         except _BadRequest as exc:
-            return _error(400, str(exc))
+            return error_response(400, str(exc))
         try:
             result = await anyio.to_thread.run_sync(
                 partial(hub.crops.request, fx, fy, size, CROP_TIMEOUT_S)
             )
         except CropUnavailableError as exc:
-            return _error(503, str(exc))
+            return error_response(503, str(exc))
         except UserError as exc:
-            return _error(409, str(exc))
+            return error_response(409, str(exc))
 
         def data_url(jpeg: bytes) -> str:
             return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")

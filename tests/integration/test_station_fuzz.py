@@ -250,3 +250,19 @@ def test_a_malformed_chunked_body_is_answered_once_without_a_traceback(server, c
     assert answer.startswith(b"HTTP/1.1 200 ") and answer.count(b"HTTP/1.1") == 1, answer
     _settled(server)
     _no_tracebacks(caplog)
+
+
+def test_a_lone_surrogate_in_a_body_is_refused_in_one_line(server, client, caplog) -> None:
+    """``"\\ud800"`` is valid JSON but no UTF-8 text: as the login's token it made the token
+    comparison raise, without the token; echoed in an error answer it made the answer's
+    encoding raise. Each was a 500 with a traceback."""
+    caplog.set_level(logging.WARNING, logger="uvicorn.error")
+    headers = {"Content-Type": "application/json"}
+    with httpx.Client(base_url=server.url.rstrip("/"), timeout=5) as anonymous:
+        for token in ('"\\ud800"', f'"{TOKEN}\\udfff"'):
+            r = anonymous.post("/api/login", content=f'{{"token": {token}}}', headers=headers)
+            assert r.status_code == 403 and "wrong access token" in _answered(r)["error"]
+    body = '{"from": "0mm", "to": "1mm", "step": "100um", "direction": "\\ud800"}'
+    r = client.post("/api/plan", content=body, headers=headers)
+    assert r.status_code == 400 and "direction" in _answered(r)["error"], r.text
+    _no_tracebacks(caplog)
