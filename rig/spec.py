@@ -154,10 +154,10 @@ class PlanSpec(PlanTiming):
             )
         if units is not None and near_units != units:
             want = "lens steps (e.g. 40steps)" if units == "steps" else "a length (um, mm)"
-            raise PlanError(f"{name('from')} {data['from']}: this focuser moves in {want}")
+            raise PlanError(f"{name('from')} {data['from']!r}: this focuser moves in {want}")
         direction = str(data.get("direction") or "near-to-far")
         if direction not in ("near-to-far", "far-to-near"):
-            raise PlanError(f"{name('direction')} {direction}: use near-to-far or far-to-near")
+            raise PlanError(f"{name('direction')} {direction!r}: use near-to-far or far-to-near")
         spacing = _spacing(data, name, near_units)
         magnification = spacing.magnification if isinstance(spacing, OpticsSpacing) else None
         return cls(
@@ -199,7 +199,7 @@ def _seconds(data: Mapping[str, Any], key: str, name: Naming, default: float) ->
     seconds = parse_seconds(value, name(key))
     if not 0 <= seconds <= MAX_DELAY_S:
         raise PlanError(
-            f"{name(key)} {value}: give 0 s to {MAX_DELAY_S:g} s (an hour) between frames"
+            f"{name(key)} {value!r}: give 0 s to {MAX_DELAY_S:g} s (an hour) between frames"
         )
     return seconds + 0.0  # -0 reads 0
 
@@ -232,7 +232,7 @@ def _spacing(data: Mapping[str, Any], name: Naming, units: PlanUnits) -> Spacing
         step, step_units = _length(data["step"], name("step"), "50um")
         if step_units != units:
             raise PlanError(
-                f"{name('step')} {data['step']} is not in the same units as "
+                f"{name('step')} {data['step']!r} is not in the same units as "
                 f"{name('from')}/{name('to')}"
             )
         return StepSpacing(step)

@@ -47,7 +47,7 @@ def choice(value: Any, choices: tuple[str, ...] | Mapping[str, Any], what: str) 
     """``value`` if it is one of ``choices``, else a one-line error naming ``what``."""
     text = str(value).strip().lower()
     if text not in choices:
-        raise StackerError(f"{what} '{value}': use {', '.join(choices)}")
+        raise StackerError(f"{what} {value!r}: use {', '.join(choices)}")  # quoted: may hold \n
     return text
 
 

@@ -131,7 +131,7 @@ def parse_reference(reference: str | int) -> str | int:
             )
         return number - 1
     raise StackerError(
-        f"reference '{reference}' is not valid: use first, middle, last or a frame number from 1"
+        f"reference {reference!r} is not valid: use first, middle, last or a frame number from 1"
     )
 
 

@@ -85,7 +85,7 @@ def _set_exclusively(
     station: Station, settings: CameraSettings, name: str, value: object
 ) -> dict[str, Any]:
     """Change a setting while the rig is held, so a session cannot start halfway through."""
-    with station.exclusive(f"change {name}"):
+    with station.exclusive(f"change {name!r}"):
         return settings.set(name, value)
 
 

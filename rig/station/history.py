@@ -79,8 +79,8 @@ class SessionHistory:
     def delete(self, sid: str, confirm: object) -> None:
         """Delete session ``sid``; ``confirm`` must repeat its id (the page asks the user)."""
         if confirm != sid:
-            raise StationError(f"to delete session {sid}, confirm with its name")
-        with self.station.session_idle(sid, f"delete session {sid}"):  # nor resume it meanwhile
+            raise StationError(f"to delete session {sid!r}, confirm with its name")
+        with self.station.session_idle(sid, f"delete session {sid!r}"):  # nor resume it meanwhile
             folder = self.station.files.session_dir(sid)  # listed, a real folder, not a link
             trash = folder.with_name(f"{TRASH_PREFIX}{sid}-{secrets.token_hex(4)}")
             try:

@@ -288,14 +288,14 @@ class Station:
         except UnitError as exc:
             raise StationError(f"jog '{key}': {exc}") from None
         if units != self.units:
-            raise StationError(f"jog {text}: this focuser moves in {self.units}")
+            raise StationError(f"jog '{key}' {text!r}: this focuser moves in {self.units}")
         with self.exclusive("jog"):
             self._rail_link()
             target = value if to is not None else float(self.focuser.position) + value
             lo, hi = self.limits
             if not lo <= target <= hi:
                 raise StationError(
-                    f"jog '{key}' {text}: the target {format_length(target, self.units)} lies "
+                    f"jog '{key}' {text!r}: the target {format_length(target, self.units)} lies "
                     f"outside the travel {format_length(lo, self.units)} to "
                     f"{format_length(hi, self.units)}"
                 )
@@ -446,7 +446,7 @@ class Station:
         if runner is None or running is None:
             return False
         if sid is not None and sid != running:
-            raise StationError(f"session {sid} is not running (session {running} is)")
+            raise StationError(f"session {sid!r} is not running (session {running} is)")
         runner.request_stop()
         return True
 

@@ -331,7 +331,7 @@ def preview_routes(
     async def image(request: Request) -> Response:
         kind = request.path_params["kind"]
         if kind not in IMAGE_KINDS:
-            return error_response(404, f"no image '{kind}': use one of {', '.join(IMAGE_KINDS)}")
+            return error_response(404, f"no image {kind!r}: use one of {', '.join(IMAGE_KINDS)}")
         item = hub.image(kind)
         if item is None:
             return error_response(404, f"no {kind} image yet")

@@ -266,3 +266,41 @@ def test_a_lone_surrogate_in_a_body_is_refused_in_one_line(server, client, caplo
     r = client.post("/api/plan", content=body, headers=headers)
     assert r.status_code == 400 and "direction" in _answered(r)["error"], r.text
     _no_tracebacks(caplog)
+
+
+PLAN = {"from": "0mm", "to": "1mm", "frames": 3}
+ONE_LINE_BODIES = [
+    ("/api/plan", {"from": "0mm", "to": "1mm", "step": "100um", "direction": "a\nb"}, "direction"),
+    ("/api/plan", {"from": "1 \n steps", "to": "2 steps", "frames": 3}, "from"),
+    ("/api/plan", {"from": "0mm", "to": "1mm", "step": "1 \n steps"}, "step"),
+    ("/api/plan", {"from": "0mm", "to": "1mm", "frames": 3, "settle": "5000 \n s"}, "settle"),
+    ("/api/sessions", {"plan": PLAN, "method": "a\nb"}, "method"),
+    ("/api/sessions", {"plan": PLAN, "reference": "a\nb"}, "reference"),
+    ("/api/jog", {"by": "1 \n steps"}, "moves in"),
+    ("/api/jog", {"to": "400 \n mm"}, "outside the travel"),
+    ("/api/sessions/x%0Ay/delete", {"confirm": "no"}, "confirm"),
+]  # fmt: skip
+WHILE_BUSY = [
+    ("/api/camera/settings", {"name": "a\nb", "value": "1"}, "busy"),
+    ("/api/sessions/x%0Ay/stop", {}, "is not running"),
+]
+
+
+def test_the_senders_text_is_quoted_so_every_error_is_one_line(station, client, monkeypatch):
+    """A line break in a field (or, percent-encoded, in the path) was written into the error
+    unquoted: a message of two lines, which the page and a terminal show as two."""
+
+    def refused(path: str, body: dict, needle: str) -> None:
+        r = client.post(path, json=body)
+        assert r.status_code in (400, 409), (path, body, r.text)
+        assert needle in _answered(r)["error"], (path, body, r.text)
+
+    for case in ONE_LINE_BODIES:
+        refused(*case)
+    monkeypatch.setattr(station, "_runner", object())  # session "other" shoots
+    monkeypatch.setattr(type(station), "running", property(lambda self: "other"))
+    with station._lock:  # and another request holds the rig
+        for case in WHILE_BUSY:
+            refused(*case)
+    r = client.get("/img/x%0Ay.jpg")
+    assert r.status_code == 404 and _answered(r), r.text
