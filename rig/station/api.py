@@ -8,8 +8,9 @@ station prints (``http://pi:8000/#token=...``; a fragment never reaches the serv
 and logs in once. Control requests are ``POST`` with a
 JSON body, which a foreign page cannot send without the browser asking first.
 
-Control API (JSON in, JSON out; a user error is ``{"error": "..."}`` with 400, busy is 409)
------------------------------------------------------------------------------------------
+Control API (JSON in, JSON out; a user error, a field not named here among them, is
+``{"error": "..."}`` with 400, busy is 409)
+---------------------------------------------
 ``GET  /api/station``                      rail position, running session, session list
 ``POST /api/plan``                         ``{from, to, step | frames | magnification+f_number
                                            | na, settle}`` → frames, step, duration
@@ -17,7 +18,8 @@ Control API (JSON in, JSON out; a user error is ``{"error": "..."}`` with 400, b
 ``POST /api/home``                         run the rail's homing cycle → position
 ``POST /api/unlock``                       clear the controller's alarm (GRBL ``$X``)
 ``POST /api/test-shot``                    shoot where the rail stands; shown as the last frame
-``POST /api/sessions``                     ``{plan: {...}, name, method, align, format}``: start
+``POST /api/sessions``                     ``{plan: {...}, name, method, align, reference,
+                                           interpolation, format}``: start
 ``POST /api/sessions/{id}/stop``           stop after the frame in flight
 ``POST /api/sessions/{id}/resume``         continue at the first missing frame
 ``GET  /api/sessions/{id}/composite``      downloads: ``composite``, ``depth``,
@@ -65,9 +67,14 @@ from stacker.preview.server import NO_STORE, PageExtension, create_app
 STATIC_DIR = Path(__file__).with_name("static")
 
 T = TypeVar("T")
+STACK_FIELDS = ("method", "align", "reference", "interpolation")
+"""The stacking options a session request may set besides ``format``."""
 
 
-async def _json_body(request: Request) -> dict[str, Any]:
+async def _json_body(request: Request, fields: tuple[str, ...] | None = ()) -> dict[str, Any]:
+    """The request's JSON object, whose keys must be among ``fields`` (``None``: the caller's
+    parser checks them): a misspelt or unsupported field (``"formt"``, ``"crop"``) was ignored
+    without a word, and the session shot with settings other than those asked for."""
     if not is_json(request):
         raise _HttpError(415, "send the request body as JSON (Content-Type: application/json)")
     raw = await request.body()  # at most MAX_BODY_BYTES: the server's RequestGuard counts
@@ -79,6 +86,10 @@ async def _json_body(request: Request) -> dict[str, Any]:
         raise _HttpError(400, "the request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise _HttpError(400, "the request body must be a JSON object")
+    unknown = [] if fields is None else sorted(set(data) - set(fields))
+    if unknown:
+        wanted = ", ".join(fields or ()) or "no fields ({} or an empty body)"
+        raise _HttpError(400, f"unknown field(s) {', '.join(map(repr, unknown))}: send {wanted}")
     return data
 
 
@@ -171,12 +182,12 @@ def station_routes(station: Station, token: str) -> list[BaseRoute]:
         return JSONResponse(await _blocking(station.status), headers=NO_STORE)
 
     async def plan(request: Request) -> Response:
-        body = await _json_body(request)
+        body = await _json_body(request, None)  # PlanSpec names unknown plan fields
         shot_plan = plan_from_request(body, units=station.units)
         return JSONResponse(describe_plan(shot_plan), headers=NO_STORE)
 
     async def jog(request: Request) -> Response:
-        body = await _json_body(request)
+        body = await _json_body(request, ("by", "to"))
         position = await _blocking(station.jog, by=body.get("by"), to=body.get("to"))
         return JSONResponse({"position": position, "units": station.units}, headers=NO_STORE)
 
@@ -197,9 +208,9 @@ def station_routes(station: Station, token: str) -> list[BaseRoute]:
     async def sessions(request: Request) -> Response:
         if request.method == "GET":
             return JSONResponse(await _blocking(station.sessions), headers=NO_STORE)
-        body = await _json_body(request)
+        body = await _json_body(request, ("plan", "name", "format", *STACK_FIELDS))
         shot_plan = plan_from_request(body.get("plan"), units=station.units)
-        fields = {k: body.get(k) for k in ("method", "align", "reference", "interpolation")}
+        fields = {k: body.get(k) for k in STACK_FIELDS}
         name = body.get("name")
         if name is not None and not isinstance(name, str):
             raise _HttpError(400, f"'name' must be text (the session's name), not {name!r}")

@@ -97,7 +97,7 @@ def camera_routes(station: Station) -> list[BaseRoute]:
 
     async def camera_settings(request: Request) -> Response:
         if request.method == "POST":
-            body = await _json_body(request)
+            body = await _json_body(request, ("name", "value"))
             name, value = body.get("name"), body.get("value")
             if not isinstance(name, str) or value is None:
                 raise StationError('send {name, value}, e.g. {"name": "iso", "value": "200"}')

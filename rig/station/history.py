@@ -103,7 +103,7 @@ def history_routes(station: Station) -> list[BaseRoute]:
         return Response(jpeg, media_type="image/jpeg", headers=NO_STORE)
 
     async def delete(request: Request) -> Response:
-        body = await _json_body(request)
+        body = await _json_body(request, ("confirm",))
         sid = request.path_params["sid"]
         await _blocking(history.delete, sid, body.get("confirm"))
         return JSONResponse({"id": sid, "deleted": True}, headers=NO_STORE)

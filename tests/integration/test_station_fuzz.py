@@ -304,3 +304,25 @@ def test_the_senders_text_is_quoted_so_every_error_is_one_line(station, client, 
             refused(*case)
     r = client.get("/img/x%0Ay.jpg")
     assert r.status_code == 404 and _answered(r), r.text
+
+
+def test_a_field_the_route_does_not_know_is_refused_before_anything_happens(station, client):
+    """A misspelt or unsupported field was ignored without a word: ``"crop": false`` or
+    ``"formt": "png"`` started a session with the defaults, ``"speed"`` jogged at the usual
+    speed. Each is refused naming the field and what the route takes; nothing moves or starts."""
+    start = station.focuser.position
+    plan = {"from": "0mm", "to": "0.2mm", "frames": 2, "settle": 0}
+    for path, body, field in (
+        ("/api/sessions", {"plan": plan, "name": "cropless", "crop": False}, "crop"),
+        ("/api/sessions", {"plan": plan, "name": "typo", "formt": "png"}, "formt"),
+        ("/api/jog", {"by": "10um", "speed": "1mm/s"}, "speed"),
+        ("/api/camera/settings", {"name": "shutter", "value": "0.0100s", "x": 1}, "x"),
+        ("/api/sessions/none/delete", {"confirm": "none", "force": True}, "force"),
+        ("/api/home", {"axis": "z"}, "axis"),
+        ("/api/test-shot", {"count": 3}, "count"),
+    ):
+        r = client.post(path, json=body)
+        assert r.status_code == 400, (path, r.text)
+        assert f"unknown field(s) '{field}'" in _answered(r)["error"], (path, r.text)
+    assert folder_entries(station) == []
+    assert station.focuser.position == start
