@@ -204,8 +204,12 @@ class SessionFiles:
     @staticmethod
     def _frames_served(path: Path) -> dict[int, list[Path]]:
         """The frame files of the session in ``path`` per frame index, in order: regular files
-        only (a link named like a frame is neither counted nor served)."""
-        on_disk = SessionFolder(path).frames_on_disk()
+        only (a link named like a frame is neither counted nor served); none once the session
+        is deleted, which a download racing the deletion found as a 500 with a traceback."""
+        try:
+            on_disk = SessionFolder(path).frames_on_disk()
+        except OSError:  # the folder went (a deletion from the page) since it was listed
+            return {}
         served = {i: [p for p in on_disk[i] if served_file(p, path) is not None] for i in on_disk}
         return {i: files for i, files in sorted(served.items()) if files}
 

@@ -6,12 +6,15 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
+import shutil
 import socket
 import threading
 import time
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import cv2
 import httpx
@@ -23,6 +26,7 @@ from rig.sim.rig import SimulatedRig
 from rig.station.api import station_app
 from rig.station.auth import load_token
 from rig.station.errors import StationError
+from rig.station.files import TRASH_PREFIX
 from rig.station.service import TEST_SHOT_DIR, Station
 from stacker.preview import PreviewServer
 from stacker.preview.guard import warn_if_wildcard
@@ -207,6 +211,32 @@ def test_a_thumbnail_never_decodes_a_link_swapped_in_after_the_open(
 
 
 # ------------------------------------------------------------------------------ bodies
+def test_a_download_racing_a_deletion_is_a_404(station, client, monkeypatch, caplog) -> None:
+    """A session deleted from the page (renamed out of the list, then removed) just as a
+    download lists its frames: the listing's FileNotFoundError was a 500 with a traceback."""
+    caplog.set_level(logging.WARNING, logger="uvicorn.error")
+    session, deleted = station.root / "s1", station.root / f"{TRASH_PREFIX}s1"
+    listdir = os.listdir
+
+    def deleted_first(path: Any = ".") -> list[str]:
+        if isinstance(path, (str, Path)) and Path(path) == session / "frames":
+            session.rename(deleted)  # the deletion wins the race here
+        return listdir(path)
+
+    for route in ("/frames.zip", "/frames/frame_0001.jpg"):
+        (session / "frames").mkdir(parents=True)
+        plan = ShotPlan.from_frames(0.0, 1000.0, 2).to_dict()
+        (session / "plan.json").write_text(json.dumps(plan))
+        (session / "frames" / "frame_0001.jpg").write_bytes(b"frame one")
+        assert client.get(f"/api/sessions/s1{route}").status_code == 200, route
+        with monkeypatch.context() as m:
+            m.setattr(os, "listdir", deleted_first)
+            r = client.get(f"/api/sessions/s1{route}")
+        assert r.status_code == 404 and "\n" not in r.json()["error"], (route, r.text)
+        shutil.rmtree(deleted)
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == []
+
+
 def _raw(port: int, head: str, body: bytes = b"", timeout: float = 10) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(head.encode() + body)
