@@ -227,7 +227,7 @@ def station_routes(station: Station, token: str) -> list[BaseRoute]:
     async def stop(request: Request) -> Response:
         await _json_body(request)
         sid = request.path_params["sid"]
-        if not station.stop(sid):
+        if not await _blocking(station.stop, sid):
             raise NotFoundError(f"no session is running (asked to stop {sid!r})")
         return JSONResponse({"id": sid, "stopping": True}, status_code=202, headers=NO_STORE)
 

@@ -441,8 +441,18 @@ class Station:
             self.hub.set_extra(station={"running": None, "units": self.units})
 
     def stop(self, sid: str | None = None) -> bool:
-        """Ask the running session (``sid``, if given, must be it) to stop after this frame."""
-        runner, running = self._runner, self.running
+        """Ask the running session (``sid``, if given, must be it) to stop after this frame.
+
+        The runner and the running session's id are read under the lock a launch sets them
+        under: read apart, a start in between paired the finished session's runner with the
+        new session's id, and the stop went to the runner that had ended (the new session
+        shot on though the answer said stopping)."""
+        if not self._lock.acquire(timeout=CAMERA_WAIT_S):
+            raise StationBusyError("cannot stop: the station is busy with another request")
+        try:
+            runner, running = self._runner, self.running
+        finally:
+            self._lock.release()
         if runner is None or running is None:
             return False
         if sid is not None and sid != running:

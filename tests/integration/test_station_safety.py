@@ -64,6 +64,34 @@ def test_simultaneous_starts_leave_exactly_one_winner(station, server, client) -
 
 # --------------------------------------------------------------------------------- links
 @pytest.mark.slow
+def test_a_stop_reads_the_runner_of_the_session_it_stops(station, monkeypatch) -> None:
+    """Stop read the runner, then which session runs, outside the lock a launch holds: a start
+    between the two reads paired the ended session's runner with the new session's id, and
+    the stop went to the runner that had ended while the new session shot on. Here the launch
+    comes between the reads whenever the lock lets it (as a real start would)."""
+    stopped: list[str] = []
+
+    class Runner:
+        def __init__(self, sid: str) -> None:
+            self.sid = sid
+
+        def request_stop(self) -> None:
+            stopped.append(self.sid)
+
+    ended, launched = Runner("a"), Runner("b")
+    monkeypatch.setattr(station, "_runner", ended)
+
+    def running(self: Station) -> str:
+        if station._runner is ended and station._lock.acquire(blocking=False):
+            station._runner = launched  # a start that got the lock launches "b" here
+            station._lock.release()
+        return station._runner.sid
+
+    monkeypatch.setattr(Station, "running", property(running))
+    assert station.stop()
+    assert stopped == [station._runner.sid]
+
+
 def test_a_test_shot_never_deletes_through_a_link(station, client, tmp_path: Path) -> None:
     """Issue 11 item 2: ``.test-shot`` a link to another folder loses the link, not the files."""
     precious = tmp_path / "precious"
