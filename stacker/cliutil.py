@@ -34,8 +34,8 @@ def run_app(app: typer.Typer, prog_name: str, units: Collection[str] = TIME_UNIT
     if hint:
         print(f"{prog_name}: error: {hint}", file=sys.stderr)
         sys.exit(2)
-    _quiet_decoders()
     try:
+        _quiet_decoders()  # loads OpenCV: a second on a Raspberry Pi, Ctrl-C may come meanwhile
         app(prog_name=prog_name, standalone_mode=True)
     except Interrupted as exc:
         print(f"{prog_name}: {exc}", file=sys.stderr)

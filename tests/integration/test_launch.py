@@ -1,0 +1,46 @@
+"""Ctrl-C while a command is still loading: one line, exit status 130, never a traceback."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+LAUNCH = "import sys; from {module} import main; sys.argv[0] = '{prog}'; main()"
+
+
+def test_an_interrupt_during_loading_is_one_line(tmp_path: Path) -> None:
+    """A command module interrupted while it imports (as a Ctrl-C in the second OpenCV takes to
+    load is) ends in ``prog: interrupted``; the interpreter printed a traceback before."""
+    (tmp_path / "slow_command.py").write_text("raise KeyboardInterrupt\n", encoding="utf-8")
+    code = (
+        f"import sys; sys.path.insert(0, {str(tmp_path)!r}); "
+        "from stacker.launch import launch; launch('slow_command', 'rig')"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (130, "rig: interrupted\n")
+
+
+@pytest.mark.parametrize(("module", "prog"), [("rig.launch", "rig"), ("stacker.launch", "stacker")])
+def test_ctrl_c_just_after_starting_a_command_prints_no_traceback(module: str, prog: str) -> None:
+    """The real commands, interrupted at several moments of their first second: whatever they
+    were doing then (loading, parsing, printing), the answer is one line or none."""
+    for delay in (0.15, 0.3, 0.5, 0.8):
+        args = (
+            ["plan", "--from", "0mm", "--to", "1mm", "--step", "100um"]
+            if prog == "rig"
+            else ["--version"]
+        )
+        started = subprocess.Popen(
+            [sys.executable, "-c", LAUNCH.format(module=module, prog=prog), *args],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        time.sleep(delay)
+        started.send_signal(signal.SIGINT)
+        _, err = started.communicate(timeout=60)
+        assert "Traceback" not in err, (delay, err)
+        assert len(err.splitlines()) <= 1, (delay, err)
