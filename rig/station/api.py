@@ -124,12 +124,13 @@ async def _blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs))
 
 
-def _attachment(name: str) -> str:
-    """A ``Content-Disposition`` that saves the download as ``name`` (RFC 6266)."""
+def _attachment(name: str, kind: str = "attachment") -> str:
+    """A ``Content-Disposition`` that saves the download as ``name`` (RFC 6266); ``inline``
+    shows it in the browser, the name kept for saving it from there."""
     quoted = quote(name)
     if quoted == name:
-        return f'attachment; filename="{name}"'
-    return f"attachment; filename*=utf-8''{quoted}"
+        return f'{kind}; filename="{name}"'
+    return f"{kind}; filename*=utf-8''{quoted}"
 
 
 def _chunks(src: BufferedReader) -> Iterator[bytes]:
@@ -162,7 +163,9 @@ class _Download(StreamingResponse):
                 close()  # no thread reads it now: the file is closed here, at once
 
 
-async def _download(files: SessionFiles, path: Path, name: str) -> Response:
+async def _download(
+    files: SessionFiles, path: Path, name: str, disposition: str = "attachment"
+) -> Response:
     """The file ``path`` as an attachment saved as ``name``, sent from a handle opened through
     no link (:meth:`SessionFiles.open`): opening it again by name once the checks have passed
     would follow a link swapped in meanwhile out of the session folder."""
@@ -171,7 +174,11 @@ async def _download(files: SessionFiles, path: Path, name: str) -> Response:
     return _Download(
         _chunks(src),
         media_type=mimetypes.guess_type(name)[0] or "application/octet-stream",
-        headers={**NO_STORE, "Content-Length": str(size), "Content-Disposition": _attachment(name)},
+        headers={
+            **NO_STORE,
+            "Content-Length": str(size),
+            "Content-Disposition": _attachment(name, disposition),
+        },
     )
 
 
@@ -240,7 +247,10 @@ def station_routes(station: Station, token: str) -> list[BaseRoute]:
     async def result(request: Request) -> Response:
         sid, kind = request.path_params["sid"], request.path_params["kind"]
         path = await _blocking(station.files.result_file, sid, kind)
-        return await _download(station.files, path, f"{sid}-{path.name}")
+        # The colour depth map with its key is a picture to look at on the phone, in a tab; the
+        # composite (TIFF, DNG) and the 16-bit depth PNG are files for other programs.
+        shown = "inline" if kind == "depth-preview" else "attachment"
+        return await _download(station.files, path, f"{sid}-{path.name}", shown)
 
     async def frames_zip(request: Request) -> Response:
         sid = request.path_params["sid"]

@@ -230,11 +230,20 @@ def test_a_finished_session_offers_its_colour_depth_map(station) -> None:
         )
         assert links["depth map"] == "/api/sessions/mapped/depth-preview"
         assert links["depth 16-bit"] == "/api/sessions/mapped/depth"
-        status, kind = page.evaluate(
-            "href => fetch(href).then(r => [r.status, r.headers.get('content-type')])",
+        status, kind, shown = page.evaluate(
+            "href => fetch(href).then(r => [r.status, r.headers.get('content-type'),"
+            " r.headers.get('content-disposition')])",
             links["depth map"],
         )
         assert (status, kind) == (200, "image/jpeg")
+        # Opened in a tab to be looked at, not saved among the downloads (a phone's downloads
+        # list is where a file goes to be forgotten); its name kept for saving it from there.
+        assert shown == 'inline; filename="mapped-depth-preview.jpg"', shown
+        target, download = page.eval_on_selector(
+            row + " a[href$='depth-preview']",
+            "a => [a.target, a.hasAttribute('download')]",
+        )
+        assert (target, download) == ("_blank", False)
         assert errors == []
 
 

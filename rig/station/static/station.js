@@ -134,11 +134,13 @@
     }
   }
 
-  function link(href, text) {
+  // A file to save, or (show) a picture to open in a tab of its own.
+  function link(href, text, show) {
     const a = document.createElement("a");
     a.href = href;
     a.textContent = text;
-    a.setAttribute("download", "");
+    if (show) a.target = "_blank";
+    else a.setAttribute("download", "");
     return a;
   }
 
@@ -174,7 +176,7 @@
       if (s.composite) files.append(link(base + "composite", "composite"), " ");
       // The colour map with its key is the one to look at; the 16-bit PNG (depth in µm,
       // near black on a screen) is data for other programs.
-      if (s.depth_preview) files.append(link(base + "depth-preview", "depth map"), " ");
+      if (s.depth_preview) files.append(link(base + "depth-preview", "depth map", true), " ");
       if (s.depth) files.append(link(base + "depth", "depth 16-bit"), " ");
       if (s.frames) files.append(link(base + "frames.zip", "frames.zip"));
       const act2 = document.createElement("td");
