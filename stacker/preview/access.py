@@ -23,7 +23,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from stacker.preview.guard import HttpMiddleware
+from stacker.preview.guard import HttpMiddleware, error_json
 
 NO_STORE = {"Cache-Control": "no-store"}
 COOKIE = "stackrig_token"
@@ -46,11 +46,13 @@ def new_token() -> str:
 def error_response(status: int, message: str) -> Response:
     """A JSON ``{"error": message}`` answer with ``status``, never cached.
 
-    Written as ASCII JSON (``\\u`` escapes, as the request guard's own refusals): a message
-    that quotes the sender's text may hold a lone surrogate (``"\\ud800"`` is valid JSON),
-    which UTF-8 cannot encode, and Starlette's JSON answer then failed with a 500."""
-    body = json.dumps({"error": message}).encode("ascii")
-    return Response(body, status_code=status, media_type="application/json", headers=NO_STORE)
+    Written by :func:`~stacker.preview.guard.error_json`, as the request guard's own refusals
+    are: ASCII JSON (a message that quotes the sender's text may hold a lone surrogate,
+    ``"\\ud800"`` being valid JSON, which UTF-8 cannot encode: Starlette's JSON answer then
+    failed with a 500), a long message cut in its middle."""
+    return Response(
+        error_json(message), status_code=status, media_type="application/json", headers=NO_STORE
+    )
 
 
 def loads_json(raw: bytes) -> Any:

@@ -230,8 +230,23 @@ class RequestGuard(HttpMiddleware):
                 raise
 
 
+MAX_ERROR_CHARS = 600
+"""An error answer's message is cut to about this length: it quotes the sender's text (a path,
+a header, a field), and a 10 KB Host header made a 10 KB line on the page and in logs."""
+
+
+def error_json(message: str) -> bytes:
+    """``{"error": message}`` as ASCII JSON (``\\u`` escapes: a message quoting a lone
+    surrogate from the sender stays encodable), the message's middle left out when it is long."""
+    if len(message) > MAX_ERROR_CHARS:
+        keep = MAX_ERROR_CHARS // 2
+        left_out = len(message) - 2 * keep
+        message = f"{message[:keep]} [... {left_out} characters left out ...] {message[-keep:]}"
+    return json.dumps({"error": message}).encode("ascii")
+
+
 async def _answer(send: Send, status: int, message: str) -> None:
-    body = json.dumps({"error": message}).encode()
+    body = error_json(message)
     await send(
         {
             "type": "http.response.start",

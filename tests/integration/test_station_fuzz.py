@@ -322,3 +322,17 @@ def test_a_field_the_route_does_not_know_is_refused_before_anything_happens(stat
         assert f"unknown field(s) '{field}'" in _answered(r)["error"], (path, r.text)
     assert folder_entries(station) == []
     assert station.focuser.position == start
+
+
+def test_an_error_quoting_a_long_text_of_the_sender_is_cut_short(client) -> None:
+    """The sender's text is quoted whole in its error: a 5,000-character session id or a
+    10 KB Host header made an error line as long, on the page and in a log. The message keeps
+    its start and end, and says how much of the middle is left out."""
+    sid = "s" * 5000
+    r = client.post(f"/api/sessions/{sid}/delete", json={"confirm": sid})
+    message = _answered(r)["error"]
+    assert r.status_code in (400, 404) and len(message) < 700, (r.status_code, len(message))
+    assert "characters left out" in message
+    r = client.get("/api/station", headers={"Host": "h" * 10_000})
+    message = _answered(r)["error"]
+    assert r.status_code == 421 and len(message) < 700, (r.status_code, len(message))
