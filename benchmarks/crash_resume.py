@@ -18,6 +18,7 @@ import collections
 import json
 import os
 import random
+import shlex
 import shutil
 import signal
 import statistics
@@ -38,104 +39,44 @@ REPO = Path(__file__).resolve().parents[1]
 MIN_PSNR = 40.0  # identical inputs in identical order give identical output
 
 # --------------------------------------------------------------------------- configurations
-CONFIGS = {
+_SMALL = "--settle 0s --time-scale 50"
+CONFIGS = {  # name: (command, its arguments, frames, composite's file name)
     "demoA": (
         "demo",
-        [
-            "--frames",
-            "8",
-            "--size",
-            "160x120",
-            "--settle",
-            "0s",
-            "--time-scale",
-            "50",
-            "--seed",
-            "7",
-        ],
+        shlex.split(f"--frames 8 --size 160x120 {_SMALL} --seed 7"),
         8,
         "composite.tif",
     ),
     "demoB": (
         "demo",
-        [
-            "--frames",
-            "12",
-            "--size",
-            "192x144",
-            "--settle",
-            "0.05s",
-            "--time-scale",
-            "50",
-            "--seed",
-            "11",
-            "--method",
-            "depthmap",
-            "--format",
-            "png",
-        ],
+        shlex.split(
+            "--frames 12 --size 192x144 --settle 0.05s --time-scale 50 --seed 11 "
+            "--method depthmap --format png"
+        ),
         12,
         "composite.png",
     ),
     "demoC": (
         "demo",
-        [
-            "--frames",
-            "6",
-            "--size",
-            "160x120",
-            "--settle",
-            "0s",
-            "--time-scale",
-            "50",
-            "--seed",
-            "3",
-            "--camera",
-            "canon",
-            "--raw-mb",
-            "4",
-        ],
+        shlex.split(f"--frames 6 --size 160x120 {_SMALL} --seed 3 --camera canon --raw-mb 4"),
         6,
         "composite.tif",
     ),
     "demoD": (
         "demo",
-        [
-            "--frames",
-            "9",
-            "--size",
-            "160x120",
-            "--settle",
-            "0s",
-            "--time-scale",
-            "50",
-            "--seed",
-            "5",
-            "--no-move-during-download",
-            "--reference",
-            "middle",
-        ],
+        shlex.split(
+            f"--frames 9 --size 160x120 {_SMALL} --seed 5 --no-move-during-download "
+            "--reference middle"
+        ),
         9,
         "composite.tif",
     ),
     "shootE": (
         "shoot",
-        [
-            "--rail",
-            "sim://?time_scale=20",
-            "--from",
-            "0mm",
-            "--to",
-            "1.4mm",
-            "--frames",
-            "8",
-            "--settle",
-            "0s",
-            "--direction",
-            "far-to-near",
-            "--format",
-            "png",
-        ],
+        shlex.split(
+            "--rail sim://?time_scale=20 --from 0mm --to 1.4mm --frames 8 --settle 0s "
+            "--direction far-to-near --format png"
+        ),
         8,
         "composite.png",
     ),

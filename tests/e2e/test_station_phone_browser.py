@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ import httpx
 import pytest
 
 from tests.browser import CHROMIUM, SKIP_REASON, chromium, fill_plan
+from tests.relay import relay
 from tests.station_process import station_process
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=SKIP_REASON)
@@ -298,10 +298,8 @@ def _sleeping_relay(port: int) -> Iterator[tuple[str, Callable[[], None]]]:
     the station sends on the event streams open then is dropped and their connections are
     left open, as a phone's Wi-Fi asleep loses them without a word to either end; a stream
     asked for afterwards, on any connection, is whole."""
-    listener = socket.create_server(("127.0.0.1", 0))
     streams: set[int] = set()  # upstream sockets whose last request asked for events
     lost: set[int] = set()
-    opened: list[socket.socket] = []
 
     def pump(src: socket.socket, dst: socket.socket, answers: bool) -> None:
         with contextlib.suppress(OSError):
@@ -313,24 +311,8 @@ def _sleeping_relay(port: int) -> Iterator[tuple[str, Callable[[], None]]]:
                     continue  # lost on the air
                 dst.sendall(data)
 
-    def accept() -> None:
-        with contextlib.suppress(OSError):
-            while True:
-                client, _ = listener.accept()
-                upstream = socket.create_connection(("127.0.0.1", port))
-                opened.extend((client, upstream))
-                for args in ((client, upstream, False), (upstream, client, True)):
-                    threading.Thread(target=pump, args=args, daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}/", lambda: lost.update(streams)
-    finally:
-        listener.close()
-        for s in opened:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            s.close()
+    with relay(port, pump) as url:
+        yield url, lambda: lost.update(streams)
 
 
 WAKE = """() => {

@@ -26,6 +26,7 @@ import pytest
 from rig.sim.rig import SimRigSpec
 from rig.sim.scene import SceneSpec, SyntheticScene
 from tests.browser import CHROMIUM, PHONE, SKIP_REASON, chromium, fill_plan, phone_page
+from tests.relay import relay
 from tests.station_process import station_process
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=SKIP_REASON)
@@ -227,10 +228,8 @@ def _cutting_proxy(port: int) -> Iterator[tuple[str, threading.Event, threading.
     """A relay to the station on ``port``: (its address, ``arm``, ``cut``). Once ``arm`` is set,
     the next live-view answer is cut off after its first 400 bytes and the connection closed,
     as a phone's Wi-Fi drops one; ``cut`` is set when that happened."""
-    listener = socket.create_server(("127.0.0.1", 0))
     arm, cut = threading.Event(), threading.Event()
     doomed: set[int] = set()  # upstream sockets whose next answer is cut
-    opened: list[socket.socket] = []
 
     def pump(src: socket.socket, dst: socket.socket, answers: bool) -> None:
         with contextlib.suppress(OSError):
@@ -247,25 +246,8 @@ def _cutting_proxy(port: int) -> Iterator[tuple[str, threading.Event, threading.
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
 
-    def accept() -> None:
-        with contextlib.suppress(OSError):
-            while True:
-                client, _ = listener.accept()
-                opened.append(client)
-                upstream = socket.create_connection(("127.0.0.1", port))
-                opened.append(upstream)
-                for args in ((client, upstream, False), (upstream, client, True)):
-                    threading.Thread(target=pump, args=args, daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}/", arm, cut
-    finally:
-        listener.close()
-        for s in opened:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            s.close()
+    with relay(port, pump) as url:
+        yield url, arm, cut
 
 
 def test_live_view_goes_on_after_a_frame_is_cut_off(station) -> None:
