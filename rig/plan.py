@@ -321,6 +321,23 @@ class ShotPlan(PlanTiming):
             total += self.span / speed_per_s
         return total
 
+    def as_spec(self) -> dict[str, Any]:
+        """The plan as a plan request (:class:`~rig.spec.PlanSpec`'s fields, as the station's
+        page sends them) that reads back as the same positions and timing: its range and
+        frame count, however its step was first derived. The page offers a past session's plan
+        again with it."""
+        unit = "steps" if self.units == "steps" else "um"
+        return {
+            "from": f"{self.near!r}{unit}",
+            "to": f"{self.far!r}{unit}",
+            "frames": self.frames,
+            "settle": self.settle_s,
+            "exposure_delay": self.exposure_delay_s,
+            "flash_recycle": self.flash_recycle_s,
+            "direction": self.direction,
+            "return_to_start": self.return_to_start,
+        }
+
     # ----------------------------------------------------------------- JSON
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict; :meth:`from_dict` reads it back."""

@@ -146,6 +146,7 @@ class SessionFiles:
             "frames": len(self._frames_served(path)),
             "total": plan.frames,
             "plan": plan.describe(),
+            "spec": plan.as_spec(),  # the page's "Plan again"
             "composite": self._composite(path) is not None,
             "depth": folder.depth_path.is_file(),
             "depth_preview": folder.depth_preview_path.is_file(),

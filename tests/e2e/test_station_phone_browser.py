@@ -344,3 +344,38 @@ def test_a_phone_waking_from_sleep_follows_the_rig_again(station) -> None:
         )
         assert page.text_content("#link") == "live"
         assert errors == []
+
+
+def test_a_past_sessions_plan_is_shot_again_from_its_card(station) -> None:
+    """Shooting a subject again with a past session's plan meant typing its range and spacing
+    anew, and the page has no field for the order or delays: "Plan again" on its card puts the
+    plan in the form, and Start shoots the same positions in the same order."""
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(base_url=station.rstrip("/"), headers=auth, timeout=10) as c:
+        plan = {"from": "0.5mm", "to": "1.7mm", "step": "0.4mm", "settle": 0.1,
+                "direction": "far-to-near"}  # fmt: skip
+        assert c.post("/api/sessions", json={"plan": plan, "name": "first"}).status_code == 201
+        while c.get("/api/station").json()["running"]:
+            time.sleep(0.2)
+        with chromium() as browser:
+            page, errors = _small_phone(browser)
+            _open(page, station)
+            card = "#st-sessions tr[data-id='first'][data-state='complete']"
+            page.wait_for_selector(card + " button.plan-again")
+            page.tap(card + " button.plan-again")
+            page.wait_for_function(
+                "document.getElementById('st-plan-info').textContent.startsWith('4 frames')"
+            )
+            assert page.input_value("#st-from") == "500.0um"
+            assert page.input_value("#st-to") == "1700.0um"
+            assert page.input_value("#st-mode") == "frames"
+            assert "far end first" in (page.text_content("#st-plan-info") or "")
+            page.fill("#st-name", "again")
+            page.tap("#st-start")
+            page.wait_for_function(SAID, arg="started again")
+            while c.get("/api/station").json()["running"]:
+                time.sleep(0.2)
+            assert errors == []
+        specs = {s["id"]: s["spec"] for s in c.get("/api/sessions").json()}
+    assert specs["again"] == specs["first"]
+    assert specs["first"]["direction"] == "far-to-near" and specs["first"]["frames"] == 4

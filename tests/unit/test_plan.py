@@ -239,3 +239,30 @@ def test_advice_for_plans_no_step_was_given_for_says_what_to_change() -> None:
     with pytest.raises(PlanError) as info:
         ShotPlan.from_dict({"near": 0, "far": 2000, "step": 0, "frames": 1})
     assert "one frame covers no range" in str(info.value) and "(frames - 1)" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "plan",
+    [
+        ShotPlan.from_step(0.0, 2000.0, 100.0, settle_s=1.5),
+        ShotPlan.from_step(
+            -300.0,
+            1234.5,
+            37.3,
+            direction="far-to-near",
+            exposure_delay_s=0.3,
+            flash_recycle_s=2.0,
+            return_to_start=False,
+        ),
+        ShotPlan.from_frames(0.0, 40.0, 41, units="steps"),
+        ShotPlan.from_frames(5.0, 5.0, 1),
+    ],
+)
+def test_a_plan_as_a_request_reads_back_as_the_same_plan(plan: ShotPlan) -> None:
+    """The station offers a past session's plan again through the same parser as any plan the
+    page sends: what it offers must read back as the very positions and timing."""
+    from rig.spec import PlanSpec
+
+    again = PlanSpec.parse(plan.as_spec(), units=plan.units).plan()
+    assert again == plan
+    assert [p.position for p in again.positions()] == [p.position for p in plan.positions()]

@@ -22,6 +22,9 @@
   let units = "um";
   let running = undefined;
   let progress = null; // the progress the event stream last told
+  // What a past session's plan had beyond the form's fields (direction, delays, return), sent
+  // with the form's plan while its range is the one taken over ("Plan again").
+  let planExtras = {};
 
   async function call(method, url, body) {
     let r;
@@ -86,7 +89,23 @@
       spec.magnification = el("st-mag").value;
       spec.f_number = el("st-fnum").value;
     }
-    return spec;
+    return Object.assign(spec, planExtras);
+  }
+
+  // A past session's plan into the form, to shoot it again: its range and frame count (the
+  // same positions, however its step was derived), its settle and what the form has no field
+  // for.
+  function planAgain(s) {
+    const { from, to, frames, settle, ...extras } = s.spec;
+    el("st-from").value = from;
+    el("st-to").value = to;
+    el("st-mode").value = "frames";
+    el("st-frames").value = frames;
+    el("st-settle").value = settle;
+    planExtras = extras;
+    showMode();
+    el("st-plan").scrollIntoView({ block: "start" });
+    return checkPlan();
   }
 
   // A rail position as the plan form writes it: micrometres with 0.1 µm, or whole lens steps.
@@ -104,7 +123,8 @@
   async function checkPlan() {
     const p = await call("POST", "/api/plan", planSpec());
     planInfo(p.frames + " frames from " + p.from + " to " + p.to + ", step " + p.step +
-      ", about " + Math.round(p.duration_s) + " s" + (p.optics ? " (" + p.optics + ")" : ""));
+      ", about " + Math.round(p.duration_s) + " s" + (p.optics ? " (" + p.optics + ")" : "") +
+      (planExtras.direction === "far-to-near" ? ", far end first" : ""));
     el("st-plan-info").dataset.frames = p.frames;
     return p;
   }
@@ -194,6 +214,17 @@
         }));
         acts.append(b);
       }
+      if (!s.running && s.spec) {
+        const again = document.createElement("button");
+        again.type = "button";
+        again.textContent = "Plan again";
+        again.className = "plan-again";
+        again.addEventListener("click", () => act(again, async () => {
+          const p = await planAgain(s); // said beside Start, where the page has scrolled to
+          message("st-run-msg", "the plan of " + s.id + ": " + p.frames + " frames; Start shoots it");
+        }));
+        acts.append(again);
+      }
       if (!s.running) {
         const d = document.createElement("button");
         d.type = "button";
@@ -275,7 +306,8 @@
     el("st-check").addEventListener("click", (ev) => act(ev.target, checkPlan));
     // The plan follows the form: any change recomputes it (after a short pause in typing).
     let timer = 0;
-    el("st-plan").addEventListener("input", () => {
+    el("st-plan").addEventListener("input", (ev) => {
+      if (ev.target.id === "st-from" || ev.target.id === "st-to") planExtras = {}; // a new range
       clearTimeout(timer);
       timer = setTimeout(() => checkPlan().catch((e) => planInfo(e.message, true)), 300);
     });
