@@ -379,3 +379,27 @@ def test_a_past_sessions_plan_is_shot_again_from_its_card(station) -> None:
         specs = {s["id"]: s["spec"] for s in c.get("/api/sessions").json()}
     assert specs["again"] == specs["first"]
     assert specs["first"]["direction"] == "far-to-near" and specs["first"]["frames"] == 4
+
+
+def test_a_page_opened_during_a_session_shows_its_plan(station) -> None:
+    """A page opened or reloaded while a session shot showed the default plan in the form, as
+    if that were what the rig was doing."""
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(base_url=station.rstrip("/"), headers=auth, timeout=10) as c:
+        plan = {"from": "0.2mm", "to": "2.2mm", "frames": 30, "settle": 0.3}
+        assert c.post("/api/sessions", json={"plan": plan, "name": "shooting"}).status_code == 201
+        try:
+            with chromium() as browser:
+                page, errors = _small_phone(browser)
+                _open(page, station)
+                page.wait_for_function(
+                    "document.getElementById('st-plan-info').textContent.startsWith('30 frames')"
+                )
+                assert page.input_value("#st-from") == "200.0um"
+                assert page.input_value("#st-to") == "2200.0um"
+                assert page.input_value("#st-settle") == "0.3"
+                assert errors == []
+        finally:
+            c.post("/api/sessions/shooting/stop", json={})
+            while c.get("/api/station").json()["running"]:
+                time.sleep(0.2)

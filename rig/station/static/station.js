@@ -25,6 +25,9 @@
   // What a past session's plan had beyond the form's fields (direction, delays, return), sent
   // with the form's plan while its range is the one taken over ("Plan again").
   let planExtras = {};
+  // A page opened (or reloaded) while a session shoots shows that session's plan in the form,
+  // not the defaults, unless the form is edited before the list comes.
+  let showRunningPlan = false;
 
   async function call(method, url, body) {
     let r;
@@ -95,7 +98,7 @@
   // A past session's plan into the form, to shoot it again: its range and frame count (the
   // same positions, however its step was derived), its settle and what the form has no field
   // for.
-  function planAgain(s) {
+  function planAgain(s, scroll = true) {
     const { from, to, frames, settle, ...extras } = s.spec;
     el("st-from").value = from;
     el("st-to").value = to;
@@ -104,7 +107,7 @@
     el("st-settle").value = settle;
     planExtras = extras;
     showMode();
-    el("st-plan").scrollIntoView({ block: "start" });
+    if (scroll) el("st-plan").scrollIntoView({ block: "start" });
     return checkPlan();
   }
 
@@ -241,6 +244,9 @@
       tr.append(thumb, name, frames, files, act2);
       body.appendChild(tr);
     }
+    const shooting = showRunningPlan && list.find((s) => s.id === running && s.spec);
+    showRunningPlan = false;
+    if (shooting) await planAgain(shooting, false);
     followRunning();
   }
 
@@ -307,6 +313,7 @@
     // The plan follows the form: any change recomputes it (after a short pause in typing).
     let timer = 0;
     el("st-plan").addEventListener("input", (ev) => {
+      showRunningPlan = false;
       if (ev.target.id === "st-from" || ev.target.id === "st-to") planExtras = {}; // a new range
       clearTimeout(timer);
       timer = setTimeout(() => checkPlan().catch((e) => planInfo(e.message, true)), 300);
@@ -364,6 +371,7 @@
       checkPlan().catch((e) => planInfo(e.message, true));
     }
     if (st.running !== running) {
+      if (running === undefined && st.running) showRunningPlan = true; // the page's first state
       running = st.running;
       showRunning();
       document.body.dataset.running = running || "";
