@@ -94,39 +94,46 @@ MAX_HEADER_BYTES = 16 * 1024
 """The largest request line plus headers accepted (h11's incomplete-event limit)."""
 
 
-class _RefusalsCounted(logging.Filter):
-    """uvicorn logs a line for every request it refuses past :data:`MAX_CONNECTIONS`: a page
-    left open on many phones, or a flood, scrolled the watch's terminal with them. The first
-    refusal is said, then at most one line a minute, with how many were refused meanwhile."""
+class _LinesCounted(logging.Filter):
+    """uvicorn logs a line of ``text`` for every request it answers by itself: the first is
+    said, in ``say``'s words, then at most one line every ``every_s`` seconds, with how many
+    there were meanwhile. A page left open on many phones, a flood or a scanner scrolled the
+    terminal with them, and hid what the run itself had to say."""
 
-    TEXT = "Exceeded concurrency limit."
-
-    def __init__(self, every_s: float = 60.0) -> None:
+    def __init__(self, text: str, say: Callable[[int], str], every_s: float = 60.0) -> None:
         super().__init__()
-        self.every_s = every_s
+        self.text, self.say, self.every_s = text, say, every_s
         self._lock = threading.Lock()
-        self._refused = 0
+        self._count = 0
         self._next_at = 0.0
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.msg != self.TEXT:
+        if record.msg != self.text:
             return True
         with self._lock:
-            self._refused += 1
+            self._count += 1
             now = time.monotonic()
             if now < self._next_at:
                 return False
-            refused, self._refused, self._next_at = self._refused, 0, now + self.every_s
-        record.msg = (
-            f"preview: more than {MAX_CONNECTIONS} connections at once; {refused} request(s) "
-            "answered 503 (busy), close some preview pages"
-        )
-        record.args = ()
+            count, self._count, self._next_at = self._count, 0, now + self.every_s
+        record.msg, record.args = self.say(count), ()
         return True
 
 
-REFUSALS = _RefusalsCounted()
-logging.getLogger("uvicorn.error").addFilter(REFUSALS)
+REFUSALS = _LinesCounted(
+    "Exceeded concurrency limit.",
+    lambda n: f"preview: more than {MAX_CONNECTIONS} connections at once; {n} request(s) "
+    "answered 503 (busy), close some preview pages",
+)
+"""Requests past :data:`MAX_CONNECTIONS`."""
+MALFORMED = _LinesCounted(
+    "Invalid HTTP request received.",
+    lambda n: f"preview: {n} request(s) that break HTTP (a header twice or missing, a bad "
+    "length or chunk) answered 400; a client other than a browser is talking to this port",
+)
+"""Requests that h11 cannot parse (a scanner, a broken script)."""
+for _counted in (REFUSALS, MALFORMED):
+    logging.getLogger("uvicorn.error").addFilter(_counted)
 
 
 class BoundedH11Protocol(H11Protocol):

@@ -19,7 +19,7 @@ import pytest
 from stacker.preview import PreviewHub, PreviewServer, PreviewServerError
 from stacker.preview.hub import CropResult
 from stacker.preview.publisher import encode_jpeg
-from stacker.preview.server import MAX_CONNECTIONS, REFUSALS
+from stacker.preview.server import MALFORMED, MAX_CONNECTIONS, REFUSALS
 from tests.crops import crop_owner
 from tests.resources import fd_count
 
@@ -294,7 +294,7 @@ def test_requests_past_the_connection_limit_are_refused_with_one_line_a_minute(
     """Each request uvicorn refuses past MAX_CONNECTIONS was a log line of its own, scrolling
     the watch's terminal: now one line, then at most one a minute, counting what it held back."""
     monkeypatch.setattr(REFUSALS, "_next_at", 0.0)
-    monkeypatch.setattr(REFUSALS, "_refused", 0)
+    monkeypatch.setattr(REFUSALS, "_count", 0)
     caplog.set_level(logging.WARNING, logger="uvicorn.error")
     streams: list[socket.socket] = []
 
@@ -321,3 +321,32 @@ def test_requests_past_the_connection_limit_are_refused_with_one_line_a_minute(
     finally:
         for s in streams:
             s.close()
+
+
+def test_requests_that_break_http_are_one_line_a_minute(server, caplog, monkeypatch) -> None:
+    """uvicorn logged "Invalid HTTP request received." for every request h11 cannot parse (a
+    Host header twice, a length that is no number): a scanner on the network wrote a line per
+    request into the terminal. Now one line, then at most one a minute, with the count."""
+    monkeypatch.setattr(MALFORMED, "_next_at", 0.0)
+    monkeypatch.setattr(MALFORMED, "_count", 0)
+    caplog.set_level(logging.WARNING, logger="uvicorn.error")
+    bad = [
+        b"GET /api/state HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: 127.0.0.1\r\n\r\n",
+        b"GET /api/state HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: -1\r\n\r\n",
+        b"GET /api/state HTTP/1.1\r\n\r\n",
+    ]
+
+    def send(request: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", server.port)) as s:
+            s.sendall(request)
+            s.settimeout(10)
+            return s.recv(64)
+
+    for request in bad * 3:
+        assert send(request).startswith(b"HTTP/1.1 400")
+    said = [r.getMessage() for r in caplog.records if r.name == "uvicorn.error"]
+    assert len(said) == 1 and said[0].startswith("preview: 1 request(s) that break HTTP"), said
+    monkeypatch.setattr(MALFORMED, "_next_at", 0.0)  # a minute later
+    assert send(bad[0]).startswith(b"HTTP/1.1 400")
+    said = [r.getMessage() for r in caplog.records if r.name == "uvicorn.error"]
+    assert len(said) == 2 and said[1].startswith("preview: 9 request(s)"), said
