@@ -59,6 +59,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from benchmarks.common import machine, table, write_json  # noqa: E402
+from stacker.preview.guard import MAX_ERROR_CHARS  # noqa: E402
 
 TOKEN = "fuzz-token-123456"
 MARKER = b"OUTSIDEMARKER"
@@ -524,8 +525,10 @@ class Tally:
                 self.http_layer_refused.append(raw)
             elif problem:
                 fault(problem, text[:600])
-            elif len(body) > 600:
-                self.notes["errors over 600 characters (they quote what was sent)"] += 1
+            elif len(json.loads(body)["error"]) > MAX_ERROR_CHARS + 60:
+                fault("an error message not cut short", text[:600])
+            elif "characters left out" in text:
+                self.notes["long errors cut short (they quote what was sent)"] += 1
         if elapsed > SLOW_S:
             fault("slow", f"{elapsed:.1f} s, status {status}")
         if status == 201 and info["route"] == "/api/sessions":
@@ -656,6 +659,9 @@ def new_log(err: Path, since: int, limit: int | None = 4000) -> str:
 
 UVICORN_INVALID = "Invalid HTTP request received."
 """uvicorn's warning for a request h11 cannot parse (it answers it with a plain 400)."""
+COUNTED = re.compile(r"preview: (\d+ request\(s\) that break HTTP|more than \d+ connections)")
+"""The server's own count of such requests (and of refusals past its connection limit), one
+line a minute at most: expected, not a fault."""
 
 
 def framing_fault(raw: bytes) -> str:
@@ -770,7 +776,9 @@ async def fuzz(
                 log_at = err.stat().st_size
                 lines = [line for line in text.splitlines() if line.strip()]
                 tally.log_lines.update(lines)
-                other = [line for line in lines if line != UVICORN_INVALID]
+                other = [
+                    line for line in lines if line != UVICORN_INVALID and not COUNTED.match(line)
+                ]
                 if other:
                     requests = "\n---\n".join(shown(r)[:200] for r in batch)
                     where = f"requests {i - len(batch) + 1}-{i}"
