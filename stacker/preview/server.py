@@ -122,14 +122,18 @@ class _LinesCounted(logging.Filter):
 
 REFUSALS = _LinesCounted(
     "Exceeded concurrency limit.",
-    lambda n: f"preview: more than {MAX_CONNECTIONS} connections at once; {n} request(s) "
-    "answered 503 (busy), close some preview pages",
+    lambda n: (
+        f"preview: more than {MAX_CONNECTIONS} connections at once; {n} request(s) "
+        "answered 503 (busy), close some preview pages"
+    ),
 )
 """Requests past :data:`MAX_CONNECTIONS`."""
 MALFORMED = _LinesCounted(
     "Invalid HTTP request received.",
-    lambda n: f"preview: {n} request(s) that break HTTP (a header twice or missing, a bad "
-    "length or chunk) answered 400; a client other than a browser is talking to this port",
+    lambda n: (
+        f"preview: {n} request(s) that break HTTP (a header twice or missing, a bad "
+        "length or chunk) answered 400; a client other than a browser is talking to this port"
+    ),
 )
 """Requests that h11 cannot parse (a scanner, a broken script)."""
 for _counted in (REFUSALS, MALFORMED):
