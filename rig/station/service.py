@@ -472,7 +472,11 @@ class Station:
     def close(self, timeout: float = 30.0) -> None:
         """Stop a running session and wait for it (journal and composite written), then let
         go of the sessions folder."""
-        if self.stop():
+        try:
+            stopping = self.stop()
+        except StationBusyError:  # a request holds the rig (a long homing): nothing shoots
+            stopping = False
+        if stopping:
             self.wait(timeout)
         if self.running is not None:
             return  # still writing: the folder stays ours until the process ends

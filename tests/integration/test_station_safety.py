@@ -546,3 +546,15 @@ def test_a_station_on_a_board_that_restarts_when_opened_starts_and_the_page_sett
                 f"frame_{i:04d}.jpg" for i in (1, 2, 3)
             ]
             station.close()
+
+
+def test_closing_while_a_request_holds_the_rig_does_not_fail(station, monkeypatch) -> None:
+    """Stop waits for the rig's lock (a start may be setting the session up); closing the
+    station (Ctrl-C, SIGTERM) while a long request such as homing held it raised "busy" out of
+    the shutdown. Nothing shoots while a request holds the rig: closing goes on."""
+    import rig.station.service as service
+
+    monkeypatch.setattr(service, "CAMERA_WAIT_S", 0.1)
+    with station._lock:
+        station.close()
+    assert station.running is None
