@@ -323,6 +323,7 @@
         const st = await call("GET", "/api/station");
         if (st.rail.position === null) throw new Error("the rail does not report its position");
         el(field).value = lengthText(st.rail.position);
+        planExtras = {}; // a new range, as when typed
         say(end + " end set at " + el(field).value);
         await checkPlan().catch((e) => planInfo(e.message, true));
       }));
