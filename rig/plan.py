@@ -321,15 +321,17 @@ class ShotPlan(PlanTiming):
             total += self.span / speed_per_s
         return total
 
-    def as_spec(self) -> dict[str, Any]:
+    def as_spec(self) -> dict[str, Any] | None:
         """The plan as a plan request (:class:`~rig.spec.PlanSpec`'s fields, as the station's
         page sends them) that reads back as the same positions and timing: its range and
         frame count, however its step was first derived. The page offers a past session's plan
-        again with it."""
-        unit = "steps" if self.units == "steps" else "um"
+        again with it. None for a tether session's plan, which counts frames the camera shot
+        by itself and moves nothing."""
+        if self.units == "frames":
+            return None
         return {
-            "from": f"{self.near!r}{unit}",
-            "to": f"{self.far!r}{unit}",
+            "from": f"{self.near!r}{self.units}",
+            "to": f"{self.far!r}{self.units}",
             "frames": self.frames,
             "settle": self.settle_s,
             "exposure_delay": self.exposure_delay_s,

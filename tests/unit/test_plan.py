@@ -263,6 +263,15 @@ def test_a_plan_as_a_request_reads_back_as_the_same_plan(plan: ShotPlan) -> None
     page sends: what it offers must read back as the very positions and timing."""
     from rig.spec import PlanSpec
 
-    again = PlanSpec.parse(plan.as_spec(), units=plan.units).plan()
+    spec = plan.as_spec()
+    assert spec is not None
+    again = PlanSpec.parse(spec, units=plan.units).plan()
     assert again == plan
     assert [p.position for p in again.positions()] == [p.position for p in plan.positions()]
+
+
+def test_a_tether_plan_is_no_request_to_shoot_again() -> None:
+    """A tether session's plan counts the frames the camera shot by itself: offered again as
+    a range it read "0.0um" to "23.0um", a rail plan that session never had."""
+    tether = ShotPlan(near=1.0, far=24.0, step=1.0, frames=24, units="frames")
+    assert tether.as_spec() is None
