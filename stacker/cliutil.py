@@ -159,7 +159,7 @@ def _version_option(name: str, versions: Callable[[], list[str]]) -> Callable[..
             help="Print the version of stackrig and of the libraries it uses, then exit.",
         ),
     ) -> None:  # fmt: skip
-        pass
+        return  # --version acts in its own eager callback (show); the commands run as before
 
     return callback
 

@@ -124,13 +124,13 @@ async def _blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs))
 
 
-def _attachment(name: str, kind: str = "attachment") -> str:
+def _disposition(name: str, disposition: str = "attachment") -> str:
     """A ``Content-Disposition`` that saves the download as ``name`` (RFC 6266); ``inline``
     shows it in the browser, the name kept for saving it from there."""
     quoted = quote(name)
     if quoted == name:
-        return f'{kind}; filename="{name}"'
-    return f"{kind}; filename*=utf-8''{quoted}"
+        return f'{disposition}; filename="{name}"'
+    return f"{disposition}; filename*=utf-8''{quoted}"
 
 
 def _chunks(src: BufferedReader) -> Iterator[bytes]:
@@ -177,7 +177,7 @@ async def _download(
         headers={
             **NO_STORE,
             "Content-Length": str(size),
-            "Content-Disposition": _attachment(name, disposition),
+            "Content-Disposition": _disposition(name, disposition),
         },
     )
 
@@ -258,7 +258,7 @@ def station_routes(station: Station, token: str) -> list[BaseRoute]:
         return _Download(
             chunks,
             media_type="application/zip",
-            headers={**NO_STORE, "Content-Disposition": _attachment(f"{sid}-frames.zip")},
+            headers={**NO_STORE, "Content-Disposition": _disposition(f"{sid}-frames.zip")},
         )
 
     async def frame(request: Request) -> Response:
