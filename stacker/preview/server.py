@@ -13,7 +13,8 @@ Endpoints
 ``GET /api/events``              server-sent events: one ``state`` message (same JSON as
                                  ``/api/state``, rows changed since the last message) after every
                                  hub update; bursts faster than a client reads are coalesced
-                                 into one message with the newest state, never queued up
+                                 into one message with the newest state, never queued up;
+                                 a ``ping`` message (``{"every_s": S}``) after S seconds of quiet
 ``GET /img/{kind}.jpg``          the latest ``composite``, ``last`` frame or ``depth`` JPEG, as
                                  encoded by the producer (the server never decodes images)
 ``GET /api/crop?x=&y=&size=``    a 100 % crop of the composite and of the last frame around the
@@ -79,8 +80,9 @@ from stacker.preview.guard import (
 from stacker.preview.hub import IMAGE_KINDS, CropUnavailableError, PreviewHub
 
 STATIC_DIR = Path(__file__).with_name("static")
-KEEPALIVE_S = 15.0
-"""Seconds between SSE comment lines that keep idle connections (and proxies) open."""
+PING_S = 15.0
+"""Seconds of quiet after which an event stream sends a ``ping``: it keeps idle connections
+(and proxies) open, and tells the page its stream still lives (see ``static/app.js``)."""
 CROP_TIMEOUT_S = 10.0
 NO_STORE = {"Cache-Control": "no-store"}
 HEADER_TIMEOUT_S = 10.0
@@ -223,8 +225,9 @@ class PreviewServerError(UserError):
 class EventStreams:
     """The open server-sent-event streams of one app, so the server can end them on shutdown."""
 
-    def __init__(self, hub: PreviewHub) -> None:
+    def __init__(self, hub: PreviewHub, ping_s: float = PING_S) -> None:
         self.hub = hub
+        self.ping_s = ping_s
         self._closing = False
         self._wakers: set[Callable[[], None]] = set()
         self._lock = threading.Lock()
@@ -252,14 +255,17 @@ class EventStreams:
                 return
             self._wakers.add(wake)
         unsubscribe = self.hub.subscribe(wake)
+        # A named event, not an SSE comment: a page sees only events, and one that hears nothing
+        # for a few of these knows its stream died without a word (a phone's Wi-Fi).
+        ping = f"event: ping\ndata: {json.dumps({'every_s': self.ping_s})}\n\n"
         try:
             last = since
             changed.set()
             while True:
                 try:
-                    await asyncio.wait_for(changed.wait(), KEEPALIVE_S)
+                    await asyncio.wait_for(changed.wait(), self.ping_s)
                 except asyncio.TimeoutError:
-                    yield ": keep-alive\n\n"
+                    yield ping
                     continue
                 if self._closing:
                     return
@@ -402,13 +408,15 @@ def _static_files(extra: Path | None) -> StaticFiles:
     return files
 
 
-def create_app(hub: PreviewHub, extension: PageExtension | None = None) -> Starlette:
+def create_app(
+    hub: PreviewHub, extension: PageExtension | None = None, *, ping_s: float = PING_S
+) -> Starlette:
     """The preview app for ``hub``, with what ``extension`` adds (the station's control API,
-    its token check, its page script).
+    its token check, its page script); event streams ping after ``ping_s`` seconds of quiet.
 
     ``app.state.streams`` holds the :class:`EventStreams`, closed by :class:`PreviewServer`.
     """
-    streams = EventStreams(hub)
+    streams = EventStreams(hub, ping_s)
     extension = extension or PageExtension()
     routes = [*extension.routes, *preview_routes(hub, streams, extension)]
     app = Starlette(

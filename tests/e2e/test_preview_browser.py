@@ -20,6 +20,7 @@ from stacker.preview.publisher import encode_jpeg
 from stacker.preview.server import create_app, token_extension
 from stacker.stack import Stacker
 from tests.browser import CHROMIUM, SKIP_REASON, chromium, phone_page
+from tests.relay import sleeping_relay
 
 N_FRAMES = 6
 
@@ -193,3 +194,33 @@ def test_a_page_left_open_across_a_restart_shows_the_new_run_alone(browser, fram
         names = page.locator("#frames tbody tr td:nth-child(2)").all_inner_texts()
         assert names == ["today-0", "today-1"]
     assert errors == []
+
+
+@pytest.mark.parametrize("every_connection", [False, True], ids=["stream", "router"])
+def test_a_visible_page_whose_stream_died_silently_follows_the_rig_again(browser, every_connection):
+    """A connection that dies without a word (Wi-Fi out of reach and back, a router's restart)
+    left the page open and "live" on a stream that delivered nothing more, for as long as the
+    page stayed on screen. The server pings a quiet stream; a page that hears nothing for three
+    pings opens a new one; when every connection died (a router's restart), the browser may
+    send that one's request on a kept-alive connection that is dead too, and the page tries
+    again while none answers."""
+    hub = PreviewHub(title="quiet")
+    hub.update_progress(state="running", captured=1, total=10)
+    with (
+        PreviewServer(hub, app=create_app(hub, ping_s=0.5)) as server,
+        sleeping_relay(server.port, every_connection=every_connection) as (via, sleep),
+    ):
+        page, errors = phone_page(browser)
+        streams: list[str] = []
+        page.on("request", lambda r: streams.append(r.url) if "/api/events" in r.url else None)
+        page.goto(via)
+        page.wait_for_function("document.getElementById('captured').textContent === '1 / 10'")
+        page.wait_for_timeout(2500)  # quiet, but pinged: the stream lives on
+        assert len(streams) == 1
+        sleep()
+        hub.update_progress(captured=2)
+        page.wait_for_function(
+            "document.getElementById('captured').textContent === '2 / 10'", timeout=10_000
+        )
+        assert page.text_content("#link") == "live"
+        assert errors == []

@@ -6,10 +6,8 @@ sleep.
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,7 +16,7 @@ import httpx
 import pytest
 
 from tests.browser import CHROMIUM, SKIP_REASON, chromium, fill_plan
-from tests.relay import relay
+from tests.relay import sleeping_relay
 from tests.station_process import station_process
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=SKIP_REASON)
@@ -292,29 +290,6 @@ def test_the_running_sessions_row_counts_its_frames(station) -> None:
         assert errors == []
 
 
-@contextlib.contextmanager
-def _sleeping_relay(port: int) -> Iterator[tuple[str, Callable[[], None]]]:
-    """A relay to the station on ``port``: (its address, ``sleep``). After ``sleep()``, what
-    the station sends on the event streams open then is dropped and their connections are
-    left open, as a phone's Wi-Fi asleep loses them without a word to either end; a stream
-    asked for afterwards, on any connection, is whole."""
-    streams: set[int] = set()  # upstream sockets whose last request asked for events
-    lost: set[int] = set()
-
-    def pump(src: socket.socket, dst: socket.socket, answers: bool) -> None:
-        with contextlib.suppress(OSError):
-            while data := src.recv(65536):
-                if not answers:
-                    lost.discard(id(dst))
-                    (streams.add if b"GET /api/events" in data else streams.discard)(id(dst))
-                if answers and id(src) in lost:
-                    continue  # lost on the air
-                dst.sendall(data)
-
-    with relay(port, pump) as url:
-        yield url, lambda: lost.update(streams)
-
-
 WAKE = """() => {
   for (const state of ['hidden', 'visible']) {
     Object.defineProperty(document, 'visibilityState', {value: state, configurable: true});
@@ -327,9 +302,9 @@ WAKE = """() => {
 def test_a_phone_waking_from_sleep_follows_the_rig_again(station) -> None:
     """The event stream lost while the phone slept stayed open on the page, which went on
     saying "live" with the state from before the sleep, for ever."""
-    with _sleeping_relay(urlsplit(station).port or 80) as (relay, sleep), chromium() as browser:
+    with sleeping_relay(urlsplit(station).port or 80) as (via, sleep), chromium() as browser:
         page, errors = _small_phone(browser)
-        _open(page, relay)
+        _open(page, via)
         page.wait_for_selector("#link[data-live='true']")
         assert page.text_content("#position") == "0.0 µm"
         sleep()

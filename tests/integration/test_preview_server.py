@@ -19,7 +19,7 @@ import pytest
 from stacker.preview import PreviewHub, PreviewServer, PreviewServerError
 from stacker.preview.hub import CropResult
 from stacker.preview.publisher import encode_jpeg
-from stacker.preview.server import MALFORMED, MAX_CONNECTIONS, REFUSALS
+from stacker.preview.server import MALFORMED, MAX_CONNECTIONS, REFUSALS, create_app
 from tests.crops import crop_owner
 from tests.resources import fd_count
 
@@ -131,6 +131,23 @@ def test_events_deliver_the_state_then_a_message_after_each_update(hub, server):
         threading.Timer(0.1, lambda: hub.set_images(composite=_jpeg(1))).start()
         third = json.loads(next(events)["data"])
         assert third["images"]["composite"]["version"] == third["version"]
+
+
+def test_a_quiet_stream_pings_with_its_interval(hub):
+    """A page knows its stream is alive only by hearing from it (SSE comments do not reach its
+    script): a stream with no news sends a ``ping`` event naming how often it will."""
+    with (
+        PreviewServer(hub, app=create_app(hub, ping_s=0.3)) as srv,
+        httpx.Client(timeout=5) as c,
+        c.stream("GET", srv.url + "api/events") as r,
+    ):
+        events = _events(r)
+        assert next(events)["event"] == "state"
+        t0 = time.monotonic()
+        pings = [next(events), next(events)]
+        assert time.monotonic() - t0 >= 0.55  # two quiet spells of 0.3 s
+    assert [(m["event"], json.loads(m["data"])) for m in pings] == [("ping", {"every_s": 0.3})] * 2
+    assert all("id" not in m for m in pings)  # a reconnection still resumes from the last state
 
 
 def test_a_reconnecting_client_gets_only_what_it_missed(hub, server):

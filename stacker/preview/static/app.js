@@ -118,15 +118,31 @@ function applyState(s) {
 }
 
 let source = null;
+// When the stream last said anything, and how long a live one can stay quiet: the server pings
+// after `every_s` seconds without news, so three of those in silence mean the connection died
+// without a word (a phone's Wi-Fi, a router's restart), which EventSource never notices.
+let heardAt = 0;
+let quietLimitMs = 45000;
+
+function heard(link) {
+  heardAt = Date.now();
+  link.textContent = "live";
+  link.dataset.live = "true";
+}
 
 function connect() {
   const link = $("link");
   if (source) source.close();
+  heardAt = Date.now(); // a new stream has its whole allowance of quiet
   source = new EventSource("/api/events");
   source.addEventListener("state", (ev) => {
-    link.textContent = "live";
-    link.dataset.live = "true";
+    heard(link);
     applyState(JSON.parse(ev.data));
+  });
+  source.addEventListener("ping", (ev) => {
+    heard(link);
+    const every = Number(JSON.parse(ev.data).every_s);
+    if (every > 0) quietLimitMs = 3000 * every;
   });
   source.onerror = () => {
     // EventSource reconnects by itself and sends Last-Event-ID: only missed rows come back.
@@ -137,6 +153,18 @@ function connect() {
     if (source.readyState === EventSource.CLOSED) setTimeout(reconnect, 2000);
   };
 }
+
+// A stream silent too long is dead, and so may be the one asked for since (its request sent on
+// a kept-alive connection that died too): open a fresh one, which starts with the whole state.
+// A closed one is the error handler's; a hidden page's timers are held back (waking it
+// reconnects below).
+setInterval(() => {
+  if (!source || source.readyState === EventSource.CLOSED) return;
+  if (document.visibilityState !== "visible" || Date.now() - heardAt <= quietLimitMs) return;
+  $("link").textContent = "reconnecting…";
+  $("link").dataset.live = "false";
+  connect();
+}, 1000);
 
 // A phone that slept can wake to a stream that is dead without a word: the Wi-Fi dropped the
 // connection meanwhile, and nothing reaches the browser to say so (it goes on "live", showing
