@@ -328,7 +328,8 @@ def test_a_past_sessions_plan_is_shot_again_from_its_card(station) -> None:
     auth = {"Authorization": f"Bearer {TOKEN}"}
     with httpx.Client(base_url=station.rstrip("/"), headers=auth, timeout=10) as c:
         plan = {"from": "0.5mm", "to": "1.7mm", "step": "0.4mm", "settle": 0.1,
-                "direction": "far-to-near"}  # fmt: skip
+                "direction": "far-to-near", "flash_recycle": "0.2s",
+                "return_to_start": False}  # fmt: skip
         assert c.post("/api/sessions", json={"plan": plan, "name": "first"}).status_code == 201
         while c.get("/api/station").json()["running"]:
             time.sleep(0.2)
@@ -345,6 +346,11 @@ def test_a_past_sessions_plan_is_shot_again_from_its_card(station) -> None:
             assert page.input_value("#st-to") == "1700.0um"
             assert page.input_value("#st-mode") == "frames"
             assert "far end first" in (page.text_content("#st-plan-info") or "")
+            # What the rig will do beyond the range is in sight, not carried unseen.
+            assert page.get_attribute("#st-timing", "open") is not None
+            assert page.input_value("#st-direction") == "far-to-near"
+            assert page.input_value("#st-flash-recycle") == "0.2"
+            assert not page.is_checked("#st-return")
             page.fill("#st-name", "again")
             page.tap("#st-start")
             page.wait_for_function(SAID, arg="started again")
@@ -354,6 +360,41 @@ def test_a_past_sessions_plan_is_shot_again_from_its_card(station) -> None:
         specs = {s["id"]: s["spec"] for s in c.get("/api/sessions").json()}
     assert specs["again"] == specs["first"]
     assert specs["first"]["direction"] == "far-to-near" and specs["first"]["frames"] == 4
+    assert specs["first"]["flash_recycle"] == 0.2 and specs["first"]["return_to_start"] is False
+
+
+def test_the_order_and_delays_are_set_on_the_page(station) -> None:
+    """The page had no field for the order of the frames, the delays a mirror or a flash needs,
+    or staying at the far end: a photographer shooting with flash could not start from it."""
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with chromium() as browser:
+        page, errors = _small_phone(browser)
+        _open(page, station)
+        assert page.get_attribute("#st-timing", "open") is None  # the defaults, folded away
+        fill_plan(page, from_="0mm", to="1mm")
+        page.select_option("#st-mode", "frames")
+        fill_plan(page, frames="3", settle="0")
+        page.tap("#st-timing summary")
+        page.select_option("#st-direction", "far-to-near")
+        fill_plan(page, **{"exposure-delay": "0.3", "flash-recycle": "0.5", "name": "flash"})
+        page.tap("#st-return")
+        page.wait_for_function(
+            "document.getElementById('st-plan-info').textContent.endsWith('far end first')"
+        )
+        page.tap("#st-start")
+        page.wait_for_function(SAID, arg="started flash")
+        with httpx.Client(base_url=station.rstrip("/"), headers=auth, timeout=10) as c:
+            deadline = time.monotonic() + 60
+            while c.get("/api/station").json()["running"]:
+                assert time.monotonic() < deadline, "the session did not end"
+                time.sleep(0.2)
+            spec = {s["id"]: s["spec"] for s in c.get("/api/sessions").json()}["flash"]
+            position = c.get("/api/station").json()["rail"]["position"]
+        assert errors == []
+    assert spec == {"from": "0.0um", "to": "1000.0um", "frames": 3, "settle": 0.0,
+                    "exposure_delay": 0.3, "flash_recycle": 0.5, "direction": "far-to-near",
+                    "return_to_start": False}  # fmt: skip
+    assert position == 0.0  # far end first, and left at the last frame: the near end
 
 
 def test_a_page_opened_during_a_session_shows_its_plan(station) -> None:

@@ -197,7 +197,8 @@ def test_past_sessions_resume_and_delete_on_a_phone(station, tmp_path: Path) -> 
         page.screenshot(path=str(shots / "station-portrait.png"), full_page=True)
         small = page.evaluate(
             """() => [...document.querySelectorAll(
-                  '#station button, #station select, #station input, #st-sessions a')]
+                  '#station button, #station select, #station input, #station summary, ' +
+                  '#st-sessions a')]
                 .filter(e => e.offsetParent !== null)
                 .map(e => [e.id || e.textContent,
                            (e.type === 'checkbox' ? e.closest('label') : e)

@@ -22,9 +22,6 @@
   let units = "um";
   let running = undefined;
   let progress = null; // the progress the event stream last told
-  // What a past session's plan had beyond the form's fields (direction, delays, return), sent
-  // with the form's plan while its range is the one taken over ("Plan again").
-  let planExtras = {};
   // A page opened (or reloaded) while a session shoots shows that session's plan in the form,
   // not the defaults, unless the form is edited before the list comes.
   let showRunningPlan = false;
@@ -83,8 +80,17 @@
     }
   }
 
+  // The plan's fields that the form shows under "Order and delays", and their defaults.
+  const TIMING = [
+    ["direction", "st-direction", "near-to-far"],
+    ["exposure_delay", "st-exposure-delay", "0"],
+    ["flash_recycle", "st-flash-recycle", "0"],
+  ];
+
   function planSpec() {
     const spec = { from: el("st-from").value, to: el("st-to").value, settle: el("st-settle").value };
+    for (const [key, id] of TIMING) spec[key] = el(id).value;
+    spec.return_to_start = el("st-return").checked;
     const mode = el("st-mode").value;
     if (mode === "step") spec.step = el("st-step").value;
     else if (mode === "frames") spec.frames = el("st-frames").value;
@@ -92,20 +98,26 @@
       spec.magnification = el("st-mag").value;
       spec.f_number = el("st-fnum").value;
     }
-    return Object.assign(spec, planExtras);
+    return spec;
   }
 
   // A past session's plan into the form, to shoot it again: its range and frame count (the
-  // same positions, however its step was derived), its settle and what the form has no field
-  // for.
+  // same positions, however its step was derived), its order and delays. "Order and delays"
+  // opens when they are not the defaults, so that nothing the rig will do is out of sight.
   function planAgain(s, scroll = true) {
-    const { from, to, frames, settle, ...extras } = s.spec;
-    el("st-from").value = from;
-    el("st-to").value = to;
+    const spec = s.spec;
+    el("st-from").value = spec.from;
+    el("st-to").value = spec.to;
     el("st-mode").value = "frames";
-    el("st-frames").value = frames;
-    el("st-settle").value = settle;
-    planExtras = extras;
+    el("st-frames").value = spec.frames;
+    el("st-settle").value = spec.settle;
+    let unusual = spec.return_to_start === false;
+    for (const [key, id, usual] of TIMING) {
+      el(id).value = String(spec[key] ?? usual);
+      unusual ||= el(id).value !== usual;
+    }
+    el("st-return").checked = spec.return_to_start !== false;
+    if (unusual) el("st-timing").open = true;
     showMode();
     if (scroll) el("st-plan").scrollIntoView({ block: "start" });
     return checkPlan();
@@ -127,7 +139,7 @@
     const p = await call("POST", "/api/plan", planSpec());
     planInfo(p.frames + " frames from " + p.from + " to " + p.to + ", step " + p.step +
       ", about " + Math.round(p.duration_s) + " s" + (p.optics ? " (" + p.optics + ")" : "") +
-      (planExtras.direction === "far-to-near" ? ", far end first" : ""));
+      (el("st-direction").value === "far-to-near" ? ", far end first" : ""));
     el("st-plan-info").dataset.frames = p.frames;
     return p;
   }
@@ -278,6 +290,15 @@
           <label>Settle (s) <input id="st-settle" type="number" step="0.1" min="0" value="0.5"></label>
           <label>Name <input id="st-name" placeholder="automatic"></label>
           <label>Format <select id="st-format"><option>tif</option><option>png</option><option>jpg</option></select></label>
+          <details id="st-timing"><summary>Order and delays</summary><div class="grid-form">
+            <label>Order <select id="st-direction"><option value="near-to-far">near end first</option>
+              <option value="far-to-near">far end first</option></select></label>
+            <label title="Extra wait after the settle, before the shutter (mirror up)">Exposure delay (s)
+              <input id="st-exposure-delay" type="number" step="0.1" min="0" value="0"></label>
+            <label title="Shortest time between two shutter releases (flash recharge)">Flash recycle (s)
+              <input id="st-flash-recycle" type="number" step="0.1" min="0" value="0"></label>
+            <label class="check"><input id="st-return" type="checkbox" checked> Back to the start after</label>
+          </div></details>
         </form>
         <p id="st-plan-info" class="message"></p>
         <div class="row">
@@ -314,7 +335,6 @@
     let timer = 0;
     el("st-plan").addEventListener("input", (ev) => {
       showRunningPlan = false;
-      if (ev.target.id === "st-from" || ev.target.id === "st-to") planExtras = {}; // a new range
       clearTimeout(timer);
       timer = setTimeout(() => checkPlan().catch((e) => planInfo(e.message, true)), 300);
     });
@@ -323,7 +343,6 @@
         const st = await call("GET", "/api/station");
         if (st.rail.position === null) throw new Error("the rail does not report its position");
         el(field).value = lengthText(st.rail.position);
-        planExtras = {}; // a new range, as when typed
         say(end + " end set at " + el(field).value);
         await checkPlan().catch((e) => planInfo(e.message, true));
       }));
