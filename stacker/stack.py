@@ -348,8 +348,13 @@ class Stacker:
             self._bgra = (np.empty((band, w, 4), np.uint8), np.empty((strip, w, 4), np.uint8))
         # Register at the first pyramid level no larger than twice align_size (so between one
         # and two times it): every doubling of resolution halves the error a chain accumulates.
+        # A long thin frame stops where its short side would drop below MIN_FRAME_SIDE: the
+        # sample grid leaves out a border band, and a narrower level has no samples left.
         level = 0
-        while max(h, w) / 2**level > 2 * self.align_size:
+        while (
+            max(h, w) / 2**level > 2 * self.align_size
+            and min(h, w) / 2 ** (level + 1) >= MIN_FRAME_SIDE
+        ):
             level += 1
         self._align_level = level
 
