@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from stacker.cliutil import library_versions, make_app, run_app, signals_handled, takes
+from stacker.cliutil import (
+    library_versions,
+    make_app,
+    one_line,
+    run_app,
+    signals_handled,
+    takes,
+)
 
 if TYPE_CHECKING:
     from stacker.options import StackOptions
@@ -105,7 +111,10 @@ def stack_command(
     from stacker.report import summary_table
 
     console = Console(stderr=True)
-    note = partial(console.print, markup=False, soft_wrap=True)
+
+    def note(message: str) -> None:
+        console.print(one_line(message), markup=False, soft_wrap=True)
+
     files = collect_inputs(inputs, on_note=note)
     columns = (
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -119,7 +128,9 @@ def stack_command(
 
         def on_frame(path, record, warning) -> None:
             if warning:
-                progress.console.print(f"warning: {warning}", markup=False, soft_wrap=True)
+                progress.console.print(
+                    f"warning: {one_line(warning)}", markup=False, soft_wrap=True
+                )
             score = f" score {record.score:.3f}" if record is not None else ""
             progress.update(task, advance=1, frame=f"{path.name}{score}")
 
@@ -261,12 +272,14 @@ def _watch(
                 on_frame=feed.on_frame,
                 on_status=feed.also(show),
                 on_warning=lambda message: live.console.print(
-                    f"warning: {message}", markup=False, soft_wrap=True
+                    f"warning: {one_line(message)}", markup=False, soft_wrap=True
                 ),
             )
     except NoFramesError as exc:
         if stop.is_set():
-            console.print(f"stacker: interrupted: {exc}", markup=False, soft_wrap=True)
+            console.print(
+                f"stacker: interrupted: {one_line(str(exc))}", markup=False, soft_wrap=True
+            )
             raise typer.Exit(130) from None
         raise
     print(summary_line(summary))

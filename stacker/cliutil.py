@@ -38,14 +38,23 @@ def run_app(app: typer.Typer, prog_name: str, units: Collection[str] = TIME_UNIT
         _quiet_decoders()  # loads OpenCV: a second on a Raspberry Pi, Ctrl-C may come meanwhile
         app(prog_name=prog_name, standalone_mode=True)
     except Interrupted as exc:
-        print(f"{prog_name}: {exc}", file=sys.stderr)
+        print(f"{prog_name}: {one_line(str(exc))}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except UserError as exc:
-        print(f"{prog_name}: error: {exc}", file=sys.stderr)
+        print(f"{prog_name}: error: {one_line(str(exc))}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         print(f"{prog_name}: interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def one_line(message: str) -> str:
+    """``message`` with its control characters escaped as Python writes them (``\\n``): a file
+    name holding a newline or a carriage return keeps a warning or an error on one line."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], message)
 
 
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
