@@ -272,9 +272,21 @@ class Stacker:
         registered on a gamma-encoded luma copy, whose contrast in the shadows resembles what
         the eye (and a rendered frame) sees. A stack cannot mix linear and rendered frames.
         """
+        name = name or f"frame {len(self.records) + 1}"
+        try:
+            return self._add(image, name, position_um, linear)
+        except MemoryError:
+            h, w = image.shape[:2]
+            raise StackerError(
+                f"{name}: not enough memory to stack {w}x{h} frames ({w * h / 1e6:.0f} "
+                "megapixels); free some memory or stack smaller frames"
+            ) from None
+
+    def _add(
+        self, image: np.ndarray, name: str, position_um: float | None, linear: bool
+    ) -> FrameRecord:
         t0 = time.perf_counter()
         index = len(self.records)
-        name = name or f"frame {index + 1}"
         image = self._check_frame(image, name)
         if self._state is None:
             self._setup(image)

@@ -282,3 +282,20 @@ def test_a_long_thin_frame_is_registered_at_a_level_it_still_fits() -> None:
     stacker = Stacker()
     records = [stacker.add(frame, name=f"f{i}") for i in range(2)]
     assert all(r.merged for r in records), [r.reason for r in records]
+
+
+def test_frames_too_large_for_the_memory_are_a_one_line_error_naming_the_frame(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two legal 144-megapixel frames (150 KB PNGs of zeros) ran out of memory allocating the
+    merge buffers: a numpy MemoryError traceback instead of an error naming the frame. The
+    failed allocation is stood in for here (running out of memory is not repeatable on a test
+    machine); benchmarks/fuzz_images.py runs it for real under an address-space cap."""
+    import stacker.stack
+
+    def no_memory(*args: object) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(stacker.stack, "make_merger", no_memory)
+    with pytest.raises(StackerError, match=r"^big\.png: not enough memory to stack 64x48 frames"):
+        Stacker().add(np.zeros((48, 64, 3), np.uint8), name="big.png")
