@@ -20,6 +20,8 @@ import typer
 from rich.console import Console
 
 from rig.cli import options as opt
+from rig.devices import with_hint
+from rig.errors import DeviceNotFoundError
 from rig.plan import MAX_FRAMES
 from rig.preview import session_preview
 from rig.session.folder import SessionConfig, SessionFolder, check_new
@@ -132,7 +134,11 @@ def open_tether(model: str | None, port: str | None) -> Iterator[Any]:
     from rig.camera import Camera
     from rig.camera.tether import TETHER_RETRY, Tether
 
-    with Camera.open(model, port, retry=TETHER_RETRY) as camera:
+    with contextlib.ExitStack() as opened:
+        try:
+            camera = opened.enter_context(Camera.open(model, port, retry=TETHER_RETRY))
+        except DeviceNotFoundError as exc:
+            raise with_hint(exc, "no camera? `rig demo --tether` simulates one") from None
         yield Tether(camera)
 
 

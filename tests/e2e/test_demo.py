@@ -172,15 +172,24 @@ def test_a_user_error_reaches_the_shell_as_one_line_and_exit_2() -> None:
     assert proc.stderr.count("\n") == 1
 
 
-def test_shoot_without_a_camera_says_so_and_points_at_the_demo(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("command", "demo"),
+    [
+        (["shoot", "--rail", "sim://", "--from", "0mm", "--to", "1mm", "--frames", "3"],
+         "`rig demo`"),
+        (["tether", "--frames", "3"], "`rig demo --tether`"),
+    ],
+    ids=["shoot", "tether"],
+)  # fmt: skip
+def test_a_session_without_a_camera_says_so_and_points_at_the_demo(
+    tmp_path: Path, command: list[str], demo: str
+) -> None:
+    """``rig tether`` said only "no camera found", where ``rig shoot`` points at the demo."""
     # No VCAMERADIR: libgphoto2 loads its real USB drivers and finds no camera on this machine.
-    proc = rig(
-        "shoot", "--rail", "sim://", "--from", "0mm", "--to", "1mm", "--frames", "3",
-        "--out", str(tmp_path / "s"),
-    )  # fmt: skip
+    proc = rig(*command, "--out", str(tmp_path / "s"))
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert proc.stderr.count("\n") == 1
-    assert "rig demo" in proc.stderr
+    assert "no camera found" in proc.stderr and demo in proc.stderr
     assert not (tmp_path / "s").exists()
 
 
