@@ -197,7 +197,12 @@ def _extra(focuser: Focuser, method: str, what: str) -> Callable[[], None]:
 def zero(url: UrlArg) -> None:
     """Make the rail's current place position 0 (StackShot, WeMacro: rails with no homing)."""
     with _opened(url) as focuser:
-        _extra(focuser, "zero", "set its zero (it knows its position: home it instead)")()
+        _extra(
+            focuser,
+            "zero",
+            f"set its zero: its positions come from homing (rig rail home {url}), or, once it "
+            "has restarted, from --accept-position on a move or jog",
+        )()
         typer.echo(_describe(focuser))
 
 

@@ -58,6 +58,18 @@ def test_a_locked_board_refuses_moves_in_one_line_until_accepted_or_homed(
     assert sim.carriage[0] == pytest.approx(-50.0 + 1.0, abs=0.002)
 
 
+def test_zero_on_a_rail_that_homes_names_where_its_positions_come_from(
+    sim: GrblSimulator,
+) -> None:
+    """``rig rail zero`` on a board with no reference said "it knows its position", while
+    ``status`` of the same board said "no reference"."""
+    result = runner.invoke(app, ["zero", sim.url])
+    message = str(result.exception)
+    assert result.exit_code != 0 and "\n" not in message
+    assert "knows its position" not in message
+    assert f"rig rail home {sim.url}" in message and "--accept-position" in message
+
+
 @pytest.mark.slow
 def test_home_works_from_the_lock_and_move_can_home_first(sim: GrblSimulator) -> None:
     result = runner.invoke(app, ["home", sim.url])
