@@ -13,7 +13,9 @@ Control API (JSON in, JSON out; a user error, a field not named here among them,
 ---------------------------------------------
 ``GET  /api/station``                      rail position, running session, session list
 ``POST /api/plan``                         ``{from, to, step | frames | magnification+f_number
-                                           | na, settle}`` → frames, step, duration
+                                           | na, settle, direction, exposure_delay,
+                                           flash_recycle, return_to_start}`` → frames, step,
+                                           duration (the fields of a plan file)
 ``POST /api/jog``                          ``{by: "100um"}`` or ``{to: "2mm"}`` → position
 ``POST /api/home``                         run the rail's homing cycle → position
 ``POST /api/unlock``                       clear the controller's alarm (GRBL ``$X``)
@@ -27,7 +29,9 @@ Control API (JSON in, JSON out; a user error, a field not named here among them,
 ``GET  /api/sessions/{id}/frames/{name}``  or one frame
 
 Live view, camera settings and past sessions: :mod:`rig.station.liveview`,
-:mod:`rig.station.camera_settings`, :mod:`rig.station.history`.
+:mod:`rig.station.camera_settings`, :mod:`rig.station.history`. The README lists the routes a
+script calls, with a curl example (``tests/integration/test_station_readme.py`` keeps both
+true).
 """
 
 from __future__ import annotations
