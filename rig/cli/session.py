@@ -12,6 +12,7 @@ found, 4 device busy, 5 motion refused or alarm, 6 other device fault, 1 a bug.
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -144,8 +145,16 @@ def _hard_exit(runner: SessionRunner, code: int) -> None:
     os._exit(code)
 
 
-def report(result: SessionResult, folder: SessionFolder, console: Console) -> None:
-    """Say how the session ended and where everything is."""
+def report(
+    result: SessionResult,
+    folder: SessionFolder,
+    console: Console,
+    *,
+    referenced_by: str | None = None,
+) -> None:
+    """Say how the session ended and where everything is, and how to go on if it did not end:
+    ``referenced_by`` is the option (``--home``, ``--accept-position``) this run needed for the
+    rail's reference, which its resume will need again."""
     s = result.status
     reason = result.reason
     colour = {"completed": "green", "interrupted": "yellow", "aborted": "yellow"}.get(
@@ -164,7 +173,19 @@ def report(result: SessionResult, folder: SessionFolder, console: Console) -> No
         console.print(f"  {p}")
     console.print(f"session folder: {folder.root}")
     if reason is not FinishReason.COMPLETED:
-        console.print(f"continue with: rig resume {folder.root}")
+        console.print(f"continue with: {resume_hint(folder.root, referenced_by)}")
+
+
+def resume_hint(root: Path, referenced_by: str | None) -> str:
+    """The command that continues the session in ``root``, quoted for a shell. A rail homed
+    for this run is homed again; one whose place was accepted is accepted again only by the
+    photographer who knows it has not moved since (else the stack would shift)."""
+    command = f"rig resume {shlex.quote(str(root))}"
+    if referenced_by == "--home":
+        return f"{command} --home"
+    if referenced_by == "--accept-position":
+        return f"{command} (with --accept-position if nothing has moved since the last frame)"
+    return command
 
 
 def _run_and_exit(
@@ -172,9 +193,12 @@ def _run_and_exit(
     folder: SessionFolder,
     console: Console,
     page: PreviewHub | None = None,
+    *,
+    referenced_by: str | None = None,
 ) -> None:
     """Run the session with its terminal display (and its page on ``page``, from
-    :func:`rig.preview.session_preview`), report, and exit with its code."""
+    :func:`rig.preview.session_preview`), report (``referenced_by``: see :func:`report`), and
+    exit with its code."""
     from rig.preview import SessionPreview
     from rig.session.display import SessionDisplay
 
@@ -184,7 +208,7 @@ def _run_and_exit(
         SessionPreview(page).attach(runner)
     with display:
         result = run_interruptible(runner, console)
-    report(result, folder, console)
+    report(result, folder, console, referenced_by=referenced_by)
     if result.reason is FinishReason.ABORTED and runner.stacking:
         _hard_exit(runner, 130)  # never finalise the interpreter under a thread in C code
     if result.reason is FinishReason.ERROR and not isinstance(result.error, RigError | None):
@@ -286,7 +310,9 @@ def shoot_cmd(
         console.print(f"session {folder.root}: {plan.describe()}")
         options = RunnerOptions(move_during_download=move_during_download)
         runner = SessionRunner(folder, focuser=focuser, camera=camera, options=options)
-        _run_and_exit(runner, folder, console, page)
+        _run_and_exit(
+            runner, folder, console, page, referenced_by=_reference(home, accept_position)
+        )
 
 
 @takes(opt.preview_options, "preview")
@@ -389,7 +415,14 @@ def resume_cmd(
             folder.save_config(replace(config, rig=block))
         console.print(f"resuming {folder.root}")
         runner = SessionRunner(folder, focuser=focuser, camera=camera, options=options)
-        _run_and_exit(runner, folder, console, page)
+        _run_and_exit(
+            runner, folder, console, page, referenced_by=_reference(home, accept_position)
+        )
+
+
+def _reference(home: bool, accept_position: bool) -> str | None:
+    """The reference option given to this run, if any."""
+    return "--home" if home else "--accept-position" if accept_position else None
 
 
 def _check_declared(plan: ShotPlan, rig: RigSpec) -> None:

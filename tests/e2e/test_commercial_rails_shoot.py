@@ -8,8 +8,10 @@ so the plan is written relative to that place.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -43,3 +45,35 @@ def test_shoot_steps_a_commercial_rail(
         assert positions == [0.0, 200.0, 400.0, 600.0]
         ends = [round(end - start_mm, 3) for _, end in device.carriage.log]
         assert ends[-4:] == [0.2, 0.4, 0.6, 0.0]  # every frame, then back to the start
+
+
+def test_an_interrupted_stackshot_session_says_how_to_resume_it(tmp_path: Path, vcam: Path) -> None:
+    """The hint after an interruption was a plain `rig resume`, which a StackShot (no position
+    of its own) then refused for want of --accept-position."""
+    out = tmp_path / "s"
+    env = {**os.environ, "VCAMERADIR": str(vcam)}
+    with StackShotSimulator(time_scale=50) as device:
+        shoot = subprocess.Popen(
+            [
+                sys.executable, "-m", "rig.cli", "shoot", "--rail", device.url, "--from", "0mm",
+                "--to", "1mm", "--step", "100um", "--settle", "0.3s", "--out", str(out),
+                "--accept-position",
+            ],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        journal = out / "journal.jsonl"
+        deadline = time.monotonic() + 60
+        while not (journal.exists() and '"frame"' in journal.read_text()):
+            assert time.monotonic() < deadline and shoot.poll() is None, "no frame was shot"
+            time.sleep(0.05)
+        shoot.send_signal(signal.SIGINT)
+        stdout, stderr = shoot.communicate(timeout=60)
+        assert shoot.returncode == 130, stderr + stdout
+        hint = f"continue with: rig resume {out} (with --accept-position if nothing has moved"
+        assert hint in stdout
+        resume = subprocess.run(
+            [sys.executable, "-m", "rig.cli", "resume", str(out), "--accept-position"],
+            capture_output=True, text=True, timeout=120, env=env,
+        )  # fmt: skip
+        assert resume.returncode == 0, resume.stderr + resume.stdout
+        assert "session completed: 11/11 frames captured" in resume.stdout

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from rig.cli.session import _console, report
+from rig.cli.session import _console, report, resume_hint
 from rig.errors import RigError
 from rig.plan import ShotPlan
 from rig.session.display import SessionDisplay
@@ -51,4 +51,16 @@ def test_folder_names_and_device_messages_with_brackets_are_printed_as_they_are(
         report(result, folder, console)
     lines = printed.get().splitlines()
     assert f"fault: {ALARM}" in lines
-    assert f"session folder: {root}" in lines and f"continue with: rig resume {root}" in lines
+    assert f"session folder: {root}" in lines
+    assert f"continue with: rig resume '{root}'" in lines  # pasted into a shell as one word
+
+
+def test_the_resume_hint_asks_again_for_the_reference_this_run_needed(tmp_path: Path) -> None:
+    """A StackShot session (no position of its own) was told to continue with a plain
+    ``rig resume``, which was then refused for want of --accept-position. Homing is safe to
+    repeat; accepting the rail's place is the photographer's call, so it is named, not given."""
+    root = tmp_path / "ss"
+    assert resume_hint(root, None) == f"rig resume {root}"
+    assert resume_hint(root, "--home") == f"rig resume {root} --home"
+    accepted = resume_hint(root, "--accept-position")
+    assert accepted.startswith(f"rig resume {root} (") and "if nothing has moved" in accepted
