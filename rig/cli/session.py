@@ -42,7 +42,7 @@ from rig.session.folder import (
     check_reference,
     reconcile,
 )
-from rig.session.journal import read_journal
+from rig.session.journal import JournalContents, read_journal
 from rig.session.runner import (
     RunnerOptions,
     SessionResult,
@@ -389,8 +389,28 @@ def resume_cmd(
     if every_frame:
         _restack(folder, options, console, preview)
         return
+    reference = _reference(home, accept_position)
+    _resume_on_hardware(folder, journal, rig, block, options, console, preview, reference)
+
+
+def _resume_on_hardware(
+    folder: SessionFolder,
+    journal: JournalContents,
+    rig: RigSpec,
+    block: dict[str, Any],
+    options: RunnerOptions,
+    console: Console,
+    preview: tuple[bool, str, int],
+    reference: str | None,
+) -> None:
+    """Resume a session on its rail and camera (``rig``, from the session's ``block`` with the
+    options given; saved if they changed it), given the ``reference`` option (``--home`` or
+    ``--accept-position``) or none."""
+    plan, config = folder.plan, folder.config
     _check_declared(plan, rig)
-    hint = f"if the rail is on another port now, give it: rig resume {folder.root} --rail URL"
+    hint = (
+        f"if the rail is on another port now, give it: {resume_hint(folder.root, None)} --rail URL"
+    )
     # read_journal checked the records: an index is a whole number, a position finite
     shot = [r for r in journal.of_kind("frame") if r.get("position") is not None]
     last_shot = (int(shot[-1]["index"]), float(shot[-1]["position"])) if shot else None
@@ -399,8 +419,8 @@ def resume_cmd(
         hardware_rig(
             rig,
             rail_hint=hint,
-            home=home,
-            accept_position=accept_position,
+            home=reference == "--home",
+            accept_position=reference == "--accept-position",
             last_shot=last_shot,
             units=plan.units,
             warn=_warn(console),
@@ -415,9 +435,7 @@ def resume_cmd(
             folder.save_config(replace(config, rig=block))
         console.print(f"resuming {folder.root}")
         runner = SessionRunner(folder, focuser=focuser, camera=camera, options=options)
-        _run_and_exit(
-            runner, folder, console, page, referenced_by=_reference(home, accept_position)
-        )
+        _run_and_exit(runner, folder, console, page, referenced_by=reference)
 
 
 def _reference(home: bool, accept_position: bool) -> str | None:
