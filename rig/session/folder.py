@@ -129,6 +129,16 @@ class Reconciliation:
     """Indexes whose files are links, cut short or not the size journaled, and why: shot again
     once the files are moved aside."""
 
+    def leave_out_lost(self) -> list[int]:
+        """For a session whose camera cannot shoot a frame again (a tether session): leave out
+        every missing frame up to the last one the session had (on disk, journaled, or
+        damaged), that one included, so that only later numbers remain in :attr:`missing`.
+        Returns the frames left out."""
+        last = max([*self.done, *self.vanished, *self.damaged], default=0)
+        left_out = [i for i in self.missing if i <= last]
+        self.missing = [i for i in self.missing if i > last]
+        return left_out
+
 
 def check_new(root: Path) -> None:
     """Refuse a folder a new session cannot be made in: one that holds a session, or other

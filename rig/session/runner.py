@@ -462,9 +462,7 @@ class SessionRunner:
         self._vanished = set(recon.vanished) | set(recon.damaged)
         again = "shooting it again"
         if not self.engine.reshoots:
-            last = max([*recon.done, *self._vanished], default=0)
-            self._left_out = {i for i in recon.missing if i < last}
-            recon.missing = [i for i in recon.missing if i > last]
+            self._left_out = set(recon.leave_out_lost())
             again = "left out (the camera cannot shoot it again)"
         for index in recon.vanished:
             self._warn(f"frame {index}: journaled but its files are gone; {again}")

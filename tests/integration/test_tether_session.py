@@ -128,3 +128,21 @@ def test_a_stop_is_resumable_and_loses_no_frame(tmp_path: Path) -> None:
     result, folder = run_tether(root, 5 - len(done), frames=5, idle_s=3.0)
     assert result.reason is FinishReason.COMPLETED, result.error
     assert sorted(folder.frames_on_disk()) == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.slow
+def test_frames_after_a_lost_last_frame_are_stacked(tmp_path: Path) -> None:
+    """The last frame of the first run is lost (a power cut emptied it, or it was deleted): it
+    is left out, and the frames the resumed session takes after it are stacked. They were
+    journaled but never handed to the stacker, which waited for the lost frame: the session
+    said "completed" with a composite of the first run's frames only (none at all when the lost
+    frame was the first)."""
+    root = tmp_path / "tether"
+    run_tether(root, 3, frames=None, idle_s=1.0)
+    (root / "frames" / "frame_0003.jpg").unlink()
+    result, folder = run_tether(root, 2, frames=None, idle_s=1.0)
+    assert result.reason is FinishReason.COMPLETED, result.error
+    assert sorted(folder.frames_on_disk()) == [1, 2, 4, 5]
+    resumed_merges = [r["index"] for r in records(root, "merge")][3:]
+    assert resumed_merges == [1, 2, 4, 5]
+    assert result.status.merged == 4
