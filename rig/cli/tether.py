@@ -189,13 +189,18 @@ def _demo_session(
     page: PreviewHub | None,
 ) -> None:
     from rig.camera.tether import Tether
+    from rig.session.folder import reconcile
+    from rig.session.journal import read_journal
     from rig.sim.rig import SimRigSpec, SimulatedRig
     from rig.sim.shutter import SimulatedShutter
 
     spec = SimRigSpec.from_dict(folder.config.rig)
     plan = folder.plan
-    done = set(folder.frames_on_disk())
-    missing = [i for i in range(1, plan.frames + 1) if i not in done]
+    # The frames the session will take: a frame it lost is left out, not shot again (its
+    # numbers follow its last frame), so the photographer skips that focus plane too.
+    recon = reconcile(plan, read_journal(folder.journal_path), folder.frames_on_disk())
+    recon.leave_out_lost()
+    missing = recon.missing
     last = max(plan.frames - 1, 1)
     positions = {i: spec.depth_um * (i - 1) / last for i in missing}
     with SimulatedRig(spec) as sim:

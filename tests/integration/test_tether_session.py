@@ -7,11 +7,14 @@ come back as the virtual body's ObjectAdded events, and the real stacker stacks 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from rig.camera.tether import Tether
+from rig.cli import app
 from rig.session.events import FrameCaptured
 from rig.session.folder import SessionConfig, SessionFolder
 from rig.session.runner import RunnerOptions
@@ -19,6 +22,7 @@ from rig.session.state import FinishReason
 from rig.session.tether import TetherSettings, tether_plan, tether_runner
 from rig.sim.rig import SimRigSpec, SimulatedRig
 from rig.sim.shutter import SimulatedShutter
+from rig.sim.vcamera import use_virtual_camera
 
 SPEC = SimRigSpec(width=320, height=240, time_scale=50.0)
 
@@ -146,3 +150,35 @@ def test_frames_after_a_lost_last_frame_are_stacked(tmp_path: Path) -> None:
     resumed_merges = [r["index"] for r in records(root, "merge")][3:]
     assert resumed_merges == [1, 2, 4, 5]
     assert result.status.merged == 4
+
+
+@pytest.mark.slow
+def test_the_demo_presses_the_shutter_only_for_the_frames_a_resume_takes(tmp_path: Path) -> None:
+    """A demo tether session whose last frame on record is lost: the resume leaves it out and
+    takes the frames after it. The demo's photographer pressed the shutter for the lost frame
+    too, so every later frame held the focus plane of the one before it and the last plane was
+    never shot."""
+    use_virtual_camera(tmp_path / "vcam")
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    args = ["demo", "--tether", "--frames", "5", "--size", "160x120", "--seed", "3"]
+    proc = CliRunner().invoke(app, [*args, "--out", str(whole)])
+    assert proc.exit_code == 0, proc.output
+    # As a power cut after frame 3 was journaled and before its file reached the disk:
+    shutil.copytree(whole, cut)
+    kept = [r for r in map(json.loads, (cut / "journal.jsonl").read_text().splitlines())
+            if r["event"] == "start" or (r["event"] == "frame" and r["index"] <= 3)]  # fmt: skip
+    (cut / "journal.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+    for name in ("composite.tif", "depth.png", "depth-preview.jpg", "depth.json"):
+        (cut / name).unlink()
+    for index in (3, 4, 5):
+        (cut / "frames" / f"frame_{index:04d}.jpg").unlink()
+
+    proc = CliRunner().invoke(app, ["resume", str(cut)])
+
+    assert proc.exit_code == 0, proc.output
+    assert sorted(p.name for p in (cut / "frames").iterdir()) == [
+        "frame_0001.jpg", "frame_0002.jpg", "frame_0004.jpg", "frame_0005.jpg",
+    ]  # fmt: skip
+    for index in (4, 5):
+        name = f"frame_{index:04d}.jpg"
+        assert (cut / "frames" / name).read_bytes() == (whole / "frames" / name).read_bytes()
