@@ -35,6 +35,7 @@ from rig.errors import RigError
 from rig.plan import PlanError, ShotPlan, format_position
 from rig.preview import session_preview
 from rig.session.folder import (
+    Reconciliation,
     SessionConfig,
     SessionFolder,
     check_new,
@@ -361,18 +362,17 @@ def resume_cmd(
     journal = read_journal(folder.journal_path)  # a broken hand edit: refused before the rig
     check_plan_matches(plan, journal, folder.frames_on_disk(), source=str(folder.plan_path))
     console = _console()
-    from rig.cli.tether import is_tether_session, resume_tether
+    from rig.cli.tether import is_tether_session
 
+    recon = reconcile(plan, journal, folder.frames_on_disk())
     if is_tether_session(config):
         moving = {"--rail": rail, "--capture-target": capture_target, "--home": home,
                   "--accept-position": accept_position}  # fmt: skip
         _refuse_unused(folder, moving, _TETHERED)
-        if config.rig.get("kind") == "simulated":
-            _prepare_virtual_camera()
-        resume_tether(folder, console, preview, camera_model=camera_model, camera_port=camera_port)
+        _resume_tethered(folder, recon, console, preview, (camera_model, camera_port))
         return
     options = RunnerOptions(move_during_download=move_during_download)
-    every_frame = not reconcile(plan, journal, folder.frames_on_disk()).missing
+    every_frame = not recon.missing
     if config.rig.get("kind") == "simulated":
         hardware = {"--rail": rail, "--camera-model": camera_model, "--camera-port": camera_port,
                     "--home": home, "--accept-position": accept_position}  # fmt: skip
@@ -443,6 +443,27 @@ def _reference(home: bool, accept_position: bool) -> str | None:
     return "--home" if home else "--accept-position" if accept_position else None
 
 
+def _resume_tethered(
+    folder: SessionFolder,
+    recon: Reconciliation,
+    console: Console,
+    preview: tuple[bool, str, int],
+    camera: tuple[str | None, str | None],
+) -> None:
+    """Resume a tether session: with the camera (``camera``: model and port given) while it
+    has frames left to take, numbered after the last it had; else restacked without it,
+    which may be unplugged by now. Frames it lost are left out: the camera cannot take them."""
+    from rig.cli.tether import resume_tether
+
+    lost = recon.leave_out_lost()
+    if not recon.missing:
+        _restack(folder, RunnerOptions(), console, preview, left_out=lost)
+        return
+    if folder.config.rig.get("kind") == "simulated":
+        _prepare_virtual_camera()
+    resume_tether(folder, console, preview, camera_model=camera[0], camera_port=camera[1])
+
+
 def _check_declared(plan: ShotPlan, rig: RigSpec) -> None:
     """Refuse a plan outside the soft limits the rail's URL declares, before its port is opened
     (that restarts an Arduino) or the rail homes; the controller's own are checked once open."""
@@ -465,15 +486,28 @@ def _refuse_unused(folder: SessionFolder, options: dict[str, Any], why: str) -> 
 
 
 def _restack(
-    folder: SessionFolder, options: RunnerOptions, console: Console, preview: tuple[bool, str, int]
+    folder: SessionFolder,
+    options: RunnerOptions,
+    console: Console,
+    preview: tuple[bool, str, int],
+    *,
+    left_out: list[int] | None = None,
 ) -> None:
     """Resume a session that has every frame: stack them and write the outputs again, opening
-    no device (its rail's port would restart an Arduino, and ask for a reference for nothing)."""
+    no device (its rail's port would restart an Arduino, and ask for a reference for nothing).
+
+    ``left_out``: given for a tether session, the frames it lost, which stay out (its camera
+    cannot take them again); ``None`` for a rail session, which has every frame on disk.
+    """
     from rig.session.engine import NothingToShoot
 
+    engine = NothingToShoot(reshoots=left_out is None)
+    what = "every frame is there"
+    if left_out:
+        what += f" but {', '.join(map(str, left_out))} (lost: left out)"
     with session_preview(*preview) as page:
-        console.print(f"resuming {folder.root}: every frame is there, stacking them again")
-        runner = SessionRunner(folder, options=options, engine=lambda _hooks: NothingToShoot())
+        console.print(f"resuming {folder.root}: {what}, stacking them again")
+        runner = SessionRunner(folder, options=options, engine=lambda _hooks: engine)
         _run_and_exit(runner, folder, console, page)
 
 

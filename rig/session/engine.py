@@ -300,7 +300,9 @@ class NothingToShoot:
     """The engine of a session whose frames are all on disk: resuming it only stacks them and
     writes the outputs, so no rail or camera is opened (a rail's port restarts an Arduino)."""
 
-    reshoots = True
+    def __init__(self, *, reshoots: bool = True) -> None:
+        self.reshoots = reshoots
+        """False for a tether session: the frames it lost are left out, not waited for."""
 
     def check_stop(self) -> None:
         """Nothing runs that a stop could end."""
