@@ -1,14 +1,32 @@
 """Crash-injection campaign against stackrig capture sessions (simulated rig).
 
 Usage: crash_resume.py [RUNS] [--seed S] [--workers W] [--repo PATH] [--out DIR] [--only KIND]
+                       [--configs PREFIX[,PREFIX...]]
 
     python benchmarks/crash_resume.py 240 --seed 2   # about 35 minutes on two cores
+    python benchmarks/crash_resume.py 90 --configs tether   # tether sessions only, ~5 minutes
 
-Each run: start `rig demo` / `rig shoot --rail sim://` in its own process, kill it at a chosen
-moment (SIGKILL mostly; SIGTERM, SIGINT, double SIGINT), check the aftermath (outputs whole or
-absent, frames whole, journal readable), optionally damage it as a power cut would, then
-`rig resume` (sometimes killed again, sometimes twice at once) and check the result against an
-uninterrupted run of the same configuration (PSNR of the composites).
+Without --configs every configuration below takes part; `--configs demo,shoot` draws the runs
+the script drew before it had tether configurations.
+
+Each run: start `rig demo` / `rig shoot --rail sim://` / `rig demo --tether` /
+`rig tether --trigger-every` in its own process, kill it at a chosen moment (SIGKILL mostly;
+SIGTERM, SIGINT, double SIGINT), check the aftermath (outputs whole or absent, frames whole,
+journal readable), optionally damage it as a power cut would, then `rig resume` (sometimes
+killed again, sometimes twice at once) and check the result against an uninterrupted run of
+the same configuration (PSNR of the composites).
+
+Tether sessions (configurations named ``tether*``: the camera shoots, stackrig downloads) are
+checked against what a tether session promises (``rig.session.tether``): the camera cannot be
+asked for a frame again, so a frame that was in the folder and is lost or damaged there is left
+out and new frames are numbered after the last one. Their checks: no frame that was whole on
+disk before the resume is lost or replaced; the only frame numbers missing at the end are frames
+the run damaged; no frame is journalled twice; the last run merged exactly the frames on disk,
+in order, and finished "completed"; each frame holds the image the camera made for its number
+(the demo's focus plane, the virtual body's staged JPEG); the composite equals a stack of the
+frames the folder holds made in one go (and the uninterrupted run's when none is missing); a
+second resume of the finished session says every frame is there and restacks them without
+opening the camera; and every resume ends in one line, never a traceback.
 """
 
 from __future__ import annotations
@@ -80,7 +98,38 @@ CONFIGS = {  # name: (command, its arguments, frames, composite's file name)
         8,
         "composite.png",
     ),
+    # tether sessions: the simulated rig's photographer presses the shutter (`rig demo
+    # --tether`), or stackrig releases it itself on the virtual body (`rig tether`)
+    "tetherD": (
+        "demo",
+        shlex.split("--tether --frames 8 --size 160x120 --seed 7"),
+        8,
+        "composite.tif",
+    ),
+    "tetherP": (
+        "demo",
+        shlex.split("--tether --frames 10 --size 192x144 --seed 11 --method depthmap --format png"),
+        10,
+        "composite.png",
+    ),
+    "tetherT": (
+        "tether",
+        shlex.split("--frames 6 --trigger-every 0.2s --format png"),
+        6,
+        "composite.png",
+    ),
 }
+
+
+def is_tether(cfg: str) -> bool:
+    kind, args, _, _ = CONFIGS[cfg]
+    return kind == "tether" or "--tether" in args
+
+
+def uses_vcam(cfg: str) -> bool:
+    """Configurations whose camera is the virtual body fed from a folder of the run's own."""
+    return CONFIGS[cfg][0] in ("shoot", "tether")
+
 
 CORRUPTIONS = [
     "none",
@@ -114,8 +163,49 @@ def stage_vcam(repo: str, folder: Path) -> None:
         ".render(700.0)\nf.stage(fr.encoded)\n"
     )
     subprocess.run(
-        [PY, "-c", code, str(folder)], check=True, env={**os.environ, "PYTHONPATH": repo}
+        [PY, "-c", code, str(folder)],
+        check=True,
+        env={**os.environ, "PYTHONPATH": repo},
+        cwd=repo,
     )
+
+
+_STACK_HELD = """
+import sys
+from dataclasses import replace
+from pathlib import Path
+from rig.session.folder import SessionFolder, stack_file
+from rig.session.runner import make_stacker
+from stacker.io import OrientedReader
+from stacker.output import save_outputs
+folder = SessionFolder.find(Path(sys.argv[1]))
+config = folder.config
+stack = replace(config.stack, order=folder.plan.direction)
+stacker = make_stacker(replace(config, stack=stack), folder.plan.frames)
+reader = OrientedReader()
+on_disk = folder.frames_on_disk()
+for index in sorted(on_disk):
+    path = stack_file(on_disk[index])
+    image, _ = reader.read(path)
+    stacker.add(image, name=path.name, position_um=None, linear=False)
+save_outputs(stacker, sys.argv[2], None, metadata_from=stack_file(on_disk[min(on_disk)]),
+             crop=config.stack.crop)
+"""
+
+
+def stack_held(repo: str, session: Path, out: Path) -> np.ndarray | None:
+    """The frames ``session`` holds stacked in one go, in frame order, with its options."""
+    p = subprocess.run(
+        [PY, "-c", _STACK_HELD, str(session), str(out)],
+        env={**os.environ, "PYTHONPATH": repo},
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if p.returncode != 0:
+        raise RuntimeError(f"stacking the held frames failed: {p.stderr[-600:]}")
+    return read_image(out)
 
 
 def start_cmd(cfg: str, out: Path) -> list[str]:
@@ -201,7 +291,14 @@ def clean_output(proc_out: str, proc_err: str) -> list[str]:
 # --------------------------------------------------------------------------- one run
 class Run:
     def __init__(
-        self, n: int, rng: random.Random, base: Path, repo: str, baselines: dict, only: str | None
+        self,
+        n: int,
+        rng: random.Random,
+        base: Path,
+        repo: str,
+        baselines: dict,
+        only: str | None,
+        configs: list[str],
     ) -> None:
         self.n = n
         self.rng = rng
@@ -212,9 +309,9 @@ class Run:
         self.tmp = self.dir / "tmp"
         self.tmp.mkdir(parents=True)
         self.out = self.dir / "s"
-        self.cfg = rng.choice(list(CONFIGS))
+        self.cfg = rng.choice(configs)
         self.vcam = None
-        if CONFIGS[self.cfg][0] == "shoot":
+        if uses_vcam(self.cfg):
             self.vcam = self.dir / "vcam"
             stage_vcam(repo, self.vcam)
         self.env = env_for(repo, self.tmp, self.vcam)
@@ -239,6 +336,7 @@ class Run:
         proc = subprocess.Popen(
             start_cmd(self.cfg, self.out),
             env=self.env,
+            cwd=self.repo,
             text=True,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -392,6 +490,7 @@ class Run:
             (out / ".depth.png.zz98.tmp").write_bytes(b"\x89PNG" + b"\0" * 100)
         elif kind == "remove_last_frame" and frames:
             frames[-1].unlink()
+            self.damaged_names.add(frames[-1].name)
             self.notes.append(f"removed {frames[-1].name}")
         elif kind == "zero_frame" and frames:
             frames[-1].write_bytes(b"")
@@ -410,6 +509,7 @@ class Run:
         proc = subprocess.Popen(
             resume_cmd(self.out),
             env=self.env,
+            cwd=self.repo,
             text=True,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -494,6 +594,9 @@ class Run:
 
     # final state -----------------------------------------------------------------------
     def check_final(self, before: dict[str, bytes]) -> None:
+        if is_tether(self.cfg):
+            self.check_final_tether(before)
+            return
         _, _, frames, comp_name = CONFIGS[self.cfg]
         names = sorted(frames_in(self.out))
         want = [f"frame_{i:04d}.jpg" for i in range(1, frames + 1)]
@@ -542,6 +645,70 @@ class Run:
         if kept_out:
             self.problems.append(f"final: frames kept out of the stack: {kept_out}")
 
+    def check_final_tether(self, before: dict[str, bytes]) -> None:
+        """The promise of a tether session: nothing on disk lost, frames not shot again, the
+        stack of what the folder holds (see the module docstring)."""
+        _, _, frames, comp_name = CONFIGS[self.cfg]
+        after = frames_in(self.out)
+        want = {f"frame_{i:04d}.jpg" for i in range(1, frames + 1)}
+        if set(after) - want:
+            self.problems.append(f"frames/ holds {sorted(set(after) - want)}")
+        missing = sorted(want - set(after))
+        if set(missing) - self.damaged_names:
+            self.problems.append(f"frames missing that nothing damaged: {missing}")
+        for name, data in before.items():
+            if frame_complete(data) and after.get(name, data) != data:
+                self.problems.append(f"{name}: a frame on disk before the resume was replaced")
+            if frame_complete(data) and name not in after:
+                self.problems.append(f"{name}: a frame on disk before the resume was lost")
+        base = self.baselines[self.cfg]
+        for name, data in after.items():
+            if name in want and data != base["frames"].get(name):
+                self.problems.append(f"{name}: not the image the camera made for that number")
+        recs, torn = journal_records(self.out / "journal.jsonl")
+        if torn:
+            self.problems.append("journal still torn after resume")
+        starts = [i for i, r in enumerate(recs) if r.get("event") in ("start", "resume")]
+        last = recs[starts[-1] :] if starts else []
+        merges = [r["index"] for r in last if r.get("event") == "merge"]
+        held = sorted(int(n[6:10]) for n in after if n in want)
+        if merges != held:
+            self.problems.append(f"merges of the last run: {merges}, frames held: {held}")
+        if not last or last[-1].get("event") != "finish" or last[-1].get("reason") != "completed":
+            self.problems.append(f"last record: {last[-1] if last else None}")
+        idx = collections.Counter(r["index"] for r in recs if r.get("event") == "frame")
+        for i, c in idx.items():
+            later = [r for r in recs if r.get("event") == "frame" and r["index"] == i][1:]
+            if c > 1 and not all(r.get("adopted") for r in later):
+                self.problems.append(f"frame {i} journaled {c} times: {later}")
+        self.problems += [f"final: {p}" for p in check_outputs_whole(self.out)]
+        comp = read_image(self.out / comp_name)
+        if comp is None or read_image(self.out / "depth.png") is None:
+            self.problems.append("final: composite or depth map missing")
+            return
+        ref = stack_held(self.repo, self.out, self.dir / f"held{Path(comp_name).suffix}")
+        self.psnr = psnr(comp, ref) if ref is not None else -1.0
+        if self.psnr < MIN_PSNR:
+            self.problems.append(f"final: composite {self.psnr:.1f} dB from the held frames'")
+        if not missing and psnr(comp, base["composite"]) < MIN_PSNR:
+            self.problems.append("final: every frame held, but not the uninterrupted composite")
+        kept_out = [r["index"] for r in last if r.get("event") == "merge" and not r.get("merged")]
+        if kept_out:
+            self.problems.append(f"final: frames kept out of the stack: {kept_out}")
+
+    def check_finished_again(self, before: dict[str, bytes]) -> None:
+        """A second resume of a completed session opens no device, shoots nothing, restacks."""
+        recs, _ = journal_records(self.out / "journal.jsonl")
+        shot = sum(r.get("event") == "frame" for r in recs)
+        rc, out, err = self.resume("resume-finished")
+        self.problems += [f"resume-finished: {p}" for p in clean_output(out, err)]
+        recs, _ = journal_records(self.out / "journal.jsonl")
+        if rc != 0 or "every frame is there" not in out:
+            self.problems.append(f"resume of a finished session: rc {rc} {out[-300:]}")
+        if sum(r.get("event") == "frame" for r in recs) != shot:
+            self.problems.append("resume of a finished session shot frames")
+        self.check_final(before)
+
     def go(self) -> dict:
         try:
             self.kill_session()
@@ -552,10 +719,7 @@ class Run:
             if self.outcome == "completed":
                 self.check_final(before)
                 if self.finished_again:
-                    rc, out, _err = self.resume("resume-finished")
-                    if rc != 0 or "every frame is there" not in out:
-                        self.problems.append(f"resume of a finished session: rc {rc} {out[-300:]}")
-                    self.check_final(before)
+                    self.check_finished_again(before)
         except Exception:
             self.problems.append("driver: " + traceback.format_exc())
         return {
@@ -576,22 +740,23 @@ class Run:
 
 
 # --------------------------------------------------------------------------- baselines
-def make_baselines(base: Path, repo: str) -> dict:
+def make_baselines(base: Path, repo: str, configs: list[str]) -> dict:
     out: dict = {}
-    for cfg in CONFIGS:
+    for cfg in configs:
         results = []
         for k in range(2):
             d = base / f"baseline-{cfg}-{k}"
             shutil.rmtree(d, ignore_errors=True)
             (d / "tmp").mkdir(parents=True)
             vcam = None
-            if CONFIGS[cfg][0] == "shoot":
+            if uses_vcam(cfg):
                 vcam = d / "vcam"
                 stage_vcam(repo, vcam)
             t0 = time.monotonic()
             p = subprocess.run(
                 start_cmd(cfg, d / "s"),
                 env=env_for(repo, d / "tmp", vcam),
+                cwd=repo,
                 capture_output=True,
                 text=True,
                 timeout=300,
@@ -599,10 +764,13 @@ def make_baselines(base: Path, repo: str) -> dict:
             dur = time.monotonic() - t0
             assert p.returncode == 0, (cfg, p.stdout, p.stderr)
             img = read_image(d / "s" / CONFIGS[cfg][3])
-            results.append((dur, img))
+            results.append((dur, img, frames_in(d / "s")))
+        if is_tether(cfg) and results[0][2] != results[1][2]:
+            raise SystemExit(f"baseline {cfg}: two uninterrupted runs made different frames")
         out[cfg] = {
             "duration": results[0][0],
             "composite": results[0][1],
+            "frames": results[0][2],
             "noise_psnr": psnr(results[0][1], results[1][1]),
         }
         print(
@@ -622,20 +790,33 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="where runs go (default: a new temporary folder)")
     ap.add_argument("--only", default=None, help="one kill moment: time|frames|write|write_final")
     ap.add_argument("--keep", action="store_true", help="keep the folders of clean runs")
+    ap.add_argument(
+        "--configs",
+        default=None,
+        help="configurations whose names start with these comma-separated prefixes "
+        f"(default: all of {', '.join(CONFIGS)})",
+    )
     a = ap.parse_args()
+    prefixes = tuple(a.configs.split(",")) if a.configs else ("",)
+    configs = [c for c in CONFIGS if c.startswith(prefixes)]
+    if not configs:
+        ap.error(f"--configs {a.configs}: no configuration; there are {', '.join(CONFIGS)}")
     # Children get Ctrl-C as a shell gives it (a driver started in the background with `&`
     # would otherwise pass SIGINT on ignored).
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    base = Path(a.out or tempfile.mkdtemp(prefix="stackrig-crash-"))
+    # `python -m` and `-c` put the working folder first on sys.path: each process runs in the
+    # checkout it is to test, whatever folder the driver was started from
+    a.repo = str(Path(a.repo).resolve())
+    base = Path(a.out or tempfile.mkdtemp(prefix="stackrig-crash-")).resolve()
     base.mkdir(parents=True, exist_ok=True)
-    baselines = make_baselines(base, a.repo)
+    baselines = make_baselines(base, a.repo, configs)
     master = random.Random(a.seed)
     seeds = [master.randrange(2**32) for _ in range(a.runs)]
     results = []
     with open(base / "results.jsonl", "w") as log:
 
         def one(n: int) -> dict:
-            r = Run(n, random.Random(seeds[n]), base, a.repo, baselines, a.only).go()
+            r = Run(n, random.Random(seeds[n]), base, a.repo, baselines, a.only, configs).go()
             if not r["problems"] and not a.keep:
                 shutil.rmtree(r["dir"], ignore_errors=True)
             return r
