@@ -54,6 +54,9 @@ def rows(path: Path) -> dict[str, dict]:
 def test_local_cluster_of_two_workers_stacks_reports_and_resumes(
     specimens: Path, tmp_path: Path
 ) -> None:
+    # A copy of its own: this test moves a frame's time ahead and removes a stack, which made
+    # a later test in the same process find a stack out of date.
+    specimens = Path(shutil.copytree(specimens, tmp_path / "specimens"))
     out = tmp_path / "out"
     proc = batch(specimens, "-o", out, "--workers", "2")
     assert proc.returncode == 1, proc.stderr  # one stack failed, the others went on
@@ -78,13 +81,7 @@ def test_local_cluster_of_two_workers_stacks_reports_and_resumes(
     later = time.time() + 5
     os.utime(specimens / "tray1" / "s1" / "frame_0002.jpg", (later, later))
     shutil.rmtree(specimens / "tray2" / "broken")
-    try:
-        proc = batch(specimens, "-o", out, "--workers", "2", "--report", out / "again.csv")
-    finally:
-        write_broken = specimens / "tray2" / "broken"
-        write_broken.mkdir()
-        for k in range(3):
-            (write_broken / f"f{k}.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    proc = batch(specimens, "-o", out, "--workers", "2", "--report", out / "again.csv")
     assert proc.returncode == 0, proc.stderr
     assert "batch: 1 stacked, 0 failed, 3 up to date" in proc.stdout
     text = (out / "again.csv").read_text().splitlines()
