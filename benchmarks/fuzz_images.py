@@ -42,8 +42,9 @@ reproduces it (the case folders are kept under ``--workdir``). Exits 1 if a faul
 
 Seed 1 with 40 mutants: 188 runs in about 4 minutes on two cores, no faults. Outside what it
 counts as faults: 16-bit float and zstd TIFF and 12-bit JPEG frames are refused as unreadable
-(OpenCV cannot decode them); a folder, link loop, dangling link or pipe among a folder's files
-is passed over without a word; the read-only folder cannot be checked as root.
+(OpenCV cannot decode them); the read-only folder cannot be checked as root. A folder, link
+loop, dangling link or pipe named like a frame among a folder's files is left out with a note
+naming it.
 """
 
 from __future__ import annotations
@@ -646,6 +647,7 @@ def run_case(case: Case, memory_gb: float, timeout: float) -> Result:
 _ALLOWED = re.compile(
     r"^(warning: |stacker: error: |stacker: interrupted|watching |[┏┃┡│└]|\s*$"
     r"|\s*(\S.* )?\d+ of \d+ frames merged\s*$|.* left out results of an earlier run"
+    r"|.*: left out, not image files: "
     # libpng and libjpeg print these to descriptor 2 themselves, beside stackrig's own line
     # naming the frame; keeping them off would mean pointing the whole process's stderr
     # elsewhere during every decode, other threads' messages with it.

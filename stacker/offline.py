@@ -74,8 +74,12 @@ def collect_inputs(
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            images = frame_order(f for f in p.iterdir() if f.is_file() and is_image_path(f))
+            named = [f for f in p.iterdir() if is_image_path(f)]
+            images = frame_order(f for f in named if f.is_file())
             found = [f for f in images if not is_our_output(f)]
+            if on_note is not None and len(images) < len(named):
+                odd = ", ".join(_not_a_frame(f) for f in named if f not in images)
+                on_note(f"{p}: left out, not image files: {odd}")
             if on_note is not None and len(found) < len(images):
                 ours = ", ".join(f.name for f in images if f not in found)
                 on_note(f"{p}: left out results of an earlier run: {ours}")
@@ -101,6 +105,14 @@ def collect_inputs(
             f"{len(files)} input frame{'s' if len(files) != 1 else ''}: a stack needs at least two"
         )
     return files
+
+
+def _not_a_frame(path: Path) -> str:
+    """``path``'s name and what it is instead of an image file (a copy from a share can leave
+    a link whose target stayed behind: a frame missing without a word)."""
+    if path.is_symlink() and not path.exists():
+        return f"{path.name} (a link to nothing)"
+    return f"{path.name} ({'a folder' if path.is_dir() else 'a pipe or a device'})"
 
 
 @dataclass

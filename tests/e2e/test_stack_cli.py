@@ -145,6 +145,23 @@ def test_inputs_in_natural_order(tmp_path) -> None:
     ]  # fmt: skip
 
 
+def test_what_is_named_as_a_frame_but_is_no_file_is_named(tmp_path: Path) -> None:
+    """A link whose frame stayed behind (a copy from a share), a folder or a pipe named like a
+    frame was passed over without a word: a stack one frame short, and nothing said why."""
+    for n in (1, 2):
+        (tmp_path / f"frame_{n}.jpg").write_bytes(b"")
+    (tmp_path / "frame_3.jpg").symlink_to(tmp_path / "gone" / "frame_3.jpg")
+    (tmp_path / "frame_4.jpg").mkdir()
+    os.mkfifo(tmp_path / "frame_5.jpg")
+    notes: list[str] = []
+    files = collect_inputs([tmp_path], on_note=notes.append)
+    assert [p.name for p in files] == ["frame_1.jpg", "frame_2.jpg"]
+    assert len(notes) == 1 and notes[0].startswith(f"{tmp_path}: left out, not image files: ")
+    for said in ("frame_3.jpg (a link to nothing)", "frame_4.jpg (a folder)",
+                 "frame_5.jpg (a pipe or a device)"):  # fmt: skip
+        assert said in notes[0]
+
+
 def test_a_frame_named_twice_is_stacked_once(frames: Path, tmp_path: Path) -> None:
     first = sorted(frames.glob("*.jpg"))[0]
     (tmp_path / "link.jpg").symlink_to(first)
