@@ -74,10 +74,30 @@ def read_image(path: str | os.PathLike[str], *, orientation: int | None = None) 
 
         return read_raw_linear(p)
     try:
-        data = p.read_bytes()
+        data = _frame_bytes(p)
     except OSError as exc:
         raise UnreadableImageError(f"{p}: cannot read file ({exc.strerror or exc})") from None
     return _decoded(p, data, orientation, by_name=True)
+
+
+def _frame_bytes(path: Path) -> bytes:
+    """The bytes of the frame file ``path``; one larger than any frame can be (a file that is no
+    frame, or one dropped into a hot folder to exhaust its memory) is refused unread."""
+    with path.open("rb") as fh:
+        reason = _too_large(os.fstat(fh.fileno()).st_size)
+        if reason is not None:
+            raise UnreadableImageError(f"{path}: {reason}")
+        return fh.read()
+
+
+def _too_large(size: int) -> str | None:
+    """Why a file of ``size`` bytes is not read as a frame, or None."""
+    if size <= MAX_FRAME_BYTES:
+        return None
+    return (
+        f"{size / 1e9:.1f} GB, larger than any frame can be ({MAX_FRAME_BYTES / 1e9:.1f} GB); "
+        "not read"
+    )
 
 
 def decode_image(data: bytes, path: str | os.PathLike[str]) -> np.ndarray:
@@ -200,6 +220,9 @@ class OrientedReader:
 #: declares more (a 60000x60000 PNG, a 1 MB TIFF of 20000x20000 zeros) is refused before the
 #: decoder allocates anything.
 MAX_FRAME_PIXELS = 250_000_000
+#: Largest frame file read: a frame of :data:`MAX_FRAME_PIXELS` in four uncompressed 16-bit
+#: channels.
+MAX_FRAME_BYTES = MAX_FRAME_PIXELS * 8
 
 
 def header_size(head: bytes) -> tuple[int, int] | None:
@@ -335,9 +358,12 @@ def truncation(path: Path) -> str | None:
     for an SMB client's copy: an initial ``truncate()`` to the final size, exfat-linux issue
     #31) is zero-filled where the copy has not reached yet, and LibRaw decodes such a file
     without a complaint. A whole RAW file never ends so: its last bytes are compressed image
-    data, or sensor data above the black level.
+    data, or sensor data above the black level. A file larger than any frame is never read
+    (:func:`_frame_bytes`).
     """
     with path.open("rb") as fh:
+        if (reason := _too_large(os.fstat(fh.fileno()).st_size)) is not None:
+            return reason
         head = fh.read(ZERO_HEAD)
     if not head:
         return "empty (0 bytes: its data never reached the disk?)"

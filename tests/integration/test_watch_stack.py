@@ -603,3 +603,30 @@ def test_watch_takes_the_stacking_options_of_stack_and_batch(
         main()
     assert refused.value.code == 2
     assert "stacker: error: --method 'x': use pyramid, depthmap" in capsys.readouterr().err
+
+
+def test_a_file_larger_than_any_frame_is_not_read(
+    tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
+) -> None:
+    """Whoever may drop files into the folder could make the watch read gigabytes into memory at
+    each of its looks: a file larger than any frame can be is reported unread."""
+    import tracemalloc
+
+    write_old(hot / "a1.jpg", stack_jpegs[0])
+    with (hot / "huge.jpg").open("wb") as fh:
+        fh.write(b"\xff\xd8\xff\xe0")  # a JPEG's start, then 3 GiB of nothing (sparse)
+        fh.truncate(3 << 30)
+    warnings: list[str] = []
+    tracemalloc.start()
+    try:
+        summary = watch_and_stack(
+            hot, tmp_path / "out.tif", idle_timeout=1.0, settle=0.2, on_warning=warnings.append
+        )
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (summary.status.merged, summary.status.unreadable) == (1, 1)
+    assert peak < 256 << 20
+    assert warnings == [
+        f"skipped {hot / 'huge.jpg'}: 3.2 GB, larger than any frame can be (2.0 GB); not read"
+    ]
