@@ -9,10 +9,13 @@ to 1 (upright) to avoid a double rotation.
 
 from __future__ import annotations
 
+import os
+import stat
 import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 _ICC_SIG = b"ICC_PROFILE\x00"
 _EXIF_SIG = b"Exif\x00\x00"
@@ -264,12 +267,22 @@ def mark_software(data: bytes, ext: str, software: str) -> bytes:
 
 
 def has_software_mark(path: Path, software: str) -> bool:
-    """True when the image at ``path`` was stamped by :func:`mark_software` (or as TIFF)."""
+    """True when the image at ``path`` was stamped by :func:`mark_software` (or as TIFF).
+
+    Only a regular file is read, through the one handle opened: a FIFO put in place of a frame
+    in a shared folder would otherwise block the open until someone writes to it.
+    """
     try:
-        with path.open("rb") as fh:
-            head = fh.read(_MARK_HEAD_BYTES)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return False
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        head = fh.read(_MARK_HEAD_BYTES)
+        if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+            fh.seek(0)
+            return _tiff_software(fh, path.name) == software
     name = software.encode()
     if head[:2] == b"\xff\xd8":
         return any(
@@ -283,16 +296,14 @@ def has_software_mark(path: Path, software: str) -> bool:
             if ctype == b"tEXt" and body == b"Software\x00" + name:
                 return True
         return False
-    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        return _tiff_software(path) == software
     return False
 
 
-def _tiff_software(path: Path) -> str | None:
+def _tiff_software(fh: BinaryIO, name: str) -> str | None:
     try:
         import tifffile
 
-        with tifffile.TiffFile(path) as tif:
+        with tifffile.TiffFile(fh, name=name) as tif:
             tag = tif.pages[0].tags.get(305)
             return str(tag.value) if tag is not None else None
     except Exception:  # not a TIFF tifffile can parse: no mark

@@ -701,3 +701,32 @@ def test_a_raw_still_downloading_under_a_temporary_name_is_waited_for(
         t.join()
     assert [p.name for p, _ in got] == [raw]
     assert [p.name for p in hot.skipped] == [jpeg]
+
+
+def test_a_frame_swapped_for_a_fifo_after_it_was_checked_does_not_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whoever may drop files into the folder can put a FIFO where a frame was, between the
+    look that found a complete regular file and the look at whether it is one of our results
+    (the attacker's timing, made certain here): opening it to read would wait for a writer
+    forever, and the watch with it."""
+    for i in range(2):
+        write_old(tmp_path / f"a{i}.jpg", textured_jpeg(i))
+    select = HotFolder._select
+
+    def select_then_swap(self: HotFolder, now: float) -> Any:
+        entry = select(self, now)
+        if entry is not None and entry.path.name == "a1.jpg" and entry.path.is_file():
+            entry.path.unlink()
+            os.mkfifo(entry.path)
+        return entry
+
+    monkeypatch.setattr(HotFolder, "_select", select_then_swap)
+    got: list[ReadyFrame] = []
+    with HotFolder(tmp_path, settle=0.2) as hot:
+        reader = in_thread(lambda: got.extend(hot.frames(idle_timeout=1.0)))
+        reader.join(LIMIT)
+        if reader.is_alive():  # let it go: a writer opening the FIFO ends the wait
+            os.close(os.open(tmp_path / "a1.jpg", os.O_WRONLY | os.O_NONBLOCK))
+        assert not reader.is_alive(), "blocked opening a FIFO"
+    assert [f.path.name for f in got] == ["a0.jpg"]
