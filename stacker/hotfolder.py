@@ -476,12 +476,15 @@ class HotFolder:
 
     def _due_later(self, now: float) -> bool:
         """Whether a file will be handed out later with no further event: a RAW or JPEG held
-        for its partner, a frame whose decode is to be tried again, or a complete frame waiting
-        for an earlier one or for the rest of its poll. None is idleness: an idle timeout shorter
-        than the pair wait would otherwise drop a lone RAW."""
+        for its partner, a frame whose decode is to be tried again, a complete frame waiting
+        for an earlier one or for the rest of its poll, or a file with content waiting to count
+        as written (``settle``, or ``close_grace`` for one linked in, which raises no close
+        event). None is idleness: an idle timeout shorter than those waits would otherwise drop
+        the frame."""
         return self._held_back or any(
             (e.hold_until is not None and now < e.hold_until)
             or (e.retry_at is not None and now < e.retry_at)
+            or (e.signature is not None and e.signature[0] > 0 and not self._complete(e, now))
             for e in self._entries.values()
         )
 

@@ -730,3 +730,20 @@ def test_a_frame_swapped_for_a_fifo_after_it_was_checked_does_not_block(
             os.close(os.open(tmp_path / "a1.jpg", os.O_WRONLY | os.O_NONBLOCK))
         assert not reader.is_alive(), "blocked opening a FIFO"
     assert [f.path.name for f in got] == ["a0.jpg"]
+
+
+def test_a_frame_linked_in_is_taken_though_the_idle_timeout_is_shorter_than_its_wait(
+    tmp_path: Path,
+) -> None:
+    """A hard link into the folder (``cp -l``, an importer linking its downloads in) raises no
+    close event: the frame is taken after ``close_grace`` quiet seconds. An idle timeout shorter
+    than that ended the watch first, and the frame, in the folder in time, was never stacked."""
+    hot, elsewhere = tmp_path / "hot", tmp_path / "elsewhere"
+    hot.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "a1.jpg").write_bytes(textured_jpeg(1))
+    with HotFolder(hot, settle=0.2, close_grace=2.0) as hot_folder:
+        assert hot_folder.uses_close_events
+        os.link(elsewhere / "a1.jpg", hot / "a1.jpg")
+        got = list(hot_folder.paths(idle_timeout=0.5))
+    assert got == [hot / "a1.jpg"]
