@@ -37,8 +37,8 @@ stacked). Prints a table per scenario kind and every fault with the command that
     python benchmarks/attack_hotfolder.py --runs 4 --only hardlink,pause   # some kinds alone
 
 Last result (``--runs 30 --first 100 --seed 3``, about 7 minutes, after the first two fixes
-below; the third landed part-way): 30
-runs (15 inotify, 15 polled; 11 ended by SIGINT), 343 scenarios, peak memory 97 MB, no hang,
+below; the third landed part-way): 30 runs (15 inotify, 15 polled; 7 ended by SIGINT), 343
+scenarios, peak memory 97 MB, no hang,
 traceback or foreign line, no marker or partial frame in any composite; one fault: run 103
 (polled) took a fake RAW alone although its JPEG came 0.9 s later, within the pair wait (the
 RAW read and reported unreadable). Not reproduced with pairs alone (33 polled pairs, runs
