@@ -593,6 +593,15 @@ class Run:
             self.outcome = self.judge_resume("resume", rc, out, err)
 
     # final state -----------------------------------------------------------------------
+    def journal_after_resume(self) -> tuple[list[dict], list[dict]]:
+        """The journal's records, and those of its last run (from its last start or resume);
+        a journal still torn is a problem."""
+        recs, torn = journal_records(self.out / "journal.jsonl")
+        if torn:
+            self.problems.append("journal still torn after resume")
+        starts = [i for i, r in enumerate(recs) if r.get("event") in ("start", "resume")]
+        return recs, (recs[starts[-1] :] if starts else [])
+
     def check_final(self, before: dict[str, bytes]) -> None:
         if is_tether(self.cfg):
             self.check_final_tether(before)
@@ -608,11 +617,7 @@ class Run:
                 self.problems.append(f"{name}: a frame captured before the kill was replaced")
             if frame_complete(data) and name not in after:
                 self.problems.append(f"{name}: a frame captured before the kill was lost")
-        recs, torn = journal_records(self.out / "journal.jsonl")
-        if torn:
-            self.problems.append("journal still torn after resume")
-        starts = [i for i, r in enumerate(recs) if r.get("event") in ("start", "resume")]
-        last = recs[starts[-1] :] if starts else []
+        recs, last = self.journal_after_resume()
         merges = [r["index"] for r in last if r.get("event") == "merge"]
         if merges != list(range(1, frames + 1)):
             self.problems.append(f"merges of the last run: {merges}")
@@ -665,11 +670,7 @@ class Run:
         for name, data in after.items():
             if name in want and data != base["frames"].get(name):
                 self.problems.append(f"{name}: not the image the camera made for that number")
-        recs, torn = journal_records(self.out / "journal.jsonl")
-        if torn:
-            self.problems.append("journal still torn after resume")
-        starts = [i for i, r in enumerate(recs) if r.get("event") in ("start", "resume")]
-        last = recs[starts[-1] :] if starts else []
+        recs, last = self.journal_after_resume()
         merges = [r["index"] for r in last if r.get("event") == "merge"]
         held = sorted(int(n[6:10]) for n in after if n in want)
         if merges != held:
