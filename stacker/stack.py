@@ -204,6 +204,7 @@ class Stacker:
         self.far_first = bool(far_first)
         self.records: list[FrameRecord] = []
         self._state: PyramidMerger | DepthMapMerger | None = None  # read through _merger
+        self._out_of_memory: str | None = None  # why no frame is merged any more
         self._pending: _Background | None = None
         self._shape: tuple[int, int] | None = None
         self._dtype: np.dtype | None = None
@@ -273,14 +274,19 @@ class Stacker:
         the eye (and a rendered frame) sees. A stack cannot mix linear and rendered frames.
         """
         name = name or f"frame {len(self.records) + 1}"
+        if self._out_of_memory is not None:
+            raise StackerError(f"{name}: {self._out_of_memory}")
         try:
             return self._add(image, name, position_um, linear)
         except MemoryError:
+            # An allocation that failed may have left the stack half set up or a frame half
+            # merged: nothing more is merged into it.
             h, w = image.shape[:2]
-            raise StackerError(
-                f"{name}: not enough memory to stack {w}x{h} frames ({w * h / 1e6:.0f} "
-                "megapixels); free some memory or stack smaller frames"
-            ) from None
+            self._out_of_memory = (
+                f"not enough memory to stack {w}x{h} frames ({w * h / 1e6:.0f} megapixels); "
+                "free some memory or stack smaller frames"
+            )
+            raise StackerError(f"{name}: {self._out_of_memory}") from None
 
     def _add(
         self, image: np.ndarray, name: str, position_um: float | None, linear: bool

@@ -9,6 +9,7 @@ alignment + per-pixel max-Laplacian). Figures on larger stacks are in benchmarks
 from __future__ import annotations
 
 import tracemalloc
+from typing import Any
 
 import cv2
 import numpy as np
@@ -299,3 +300,31 @@ def test_frames_too_large_for_the_memory_are_a_one_line_error_naming_the_frame(
     monkeypatch.setattr(stacker.stack, "make_merger", no_memory)
     with pytest.raises(StackerError, match=r"^big\.png: not enough memory to stack 64x48 frames"):
         Stacker().add(np.zeros((48, 64, 3), np.uint8), name="big.png")
+
+
+def test_a_stack_that_ran_out_of_memory_merges_nothing_more(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A watch or a session rejects a frame the stacker refuses and goes on with the next. When
+    the allocation failed after the merger was made, the next frame found the stack half set
+    up and ended in a traceback from an internal assertion (or, failing mid-merge, would have
+    been merged into a half-merged stack). The failed allocation is stood in for, as above."""
+    import stacker.stack
+
+    real = np.empty_like
+    calls = {"n": 0}
+
+    def fails_once(*args: Any, **kwargs: Any) -> np.ndarray:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise MemoryError
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stacker.stack.np, "empty_like", fails_once)
+    s = Stacker()
+    frame = np.zeros((48, 64, 3), np.uint8)
+    with pytest.raises(StackerError, match=r"^a\.png: not enough memory"):
+        s.add(frame, name="a.png")
+    with pytest.raises(StackerError, match=r"^b\.png: not enough memory to stack 64x48"):
+        s.add(frame, name="b.png")
+    assert s.frames_merged == 0
