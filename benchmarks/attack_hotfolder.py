@@ -42,7 +42,9 @@ scenarios, peak memory 97 MB, no hang,
 traceback or foreign line, no marker or partial frame in any composite; one fault: run 103
 (polled) took a fake RAW alone although its JPEG came 0.9 s later, within the pair wait (the
 RAW read and reported unreadable). Not reproduced with pairs alone (33 polled pairs, runs
-300-302); the run also flipped a name between a frame and a FIFO every few tens of ms.
+300-302); the run also flipped a name between a frame and a FIFO every few tens of ms. Cause,
+found since and fixed: the JPEG got the inode number of a frame taken and just renamed over
+(``rename_over``), and the poll reported it as that frame renamed, so it was never taken.
 
 Faults found and fixed earlier: a 2 GiB file named ``.jpg`` was read whole into memory at each
 look (2.1 GB); a FIFO put in place of a frame just after it was found complete blocked the

@@ -558,10 +558,13 @@ class HotFolder:
             # Renamed within the folder it stays a frame, under its new name; else it is gone.
             gone = not (dest and self._watched(Path(dest)))
             taken = bool(src) and self._forget(Path(src), gone=gone)
-            if dest and taken:
+            if dest and taken and file_identity(dest) in self._identities:
                 self._done[Path(dest)] = _TAKEN  # a frame taken, renamed: the same frame
             elif dest:
-                self._touch(Path(dest), now, at, closed=True)
+                # Renamed in: complete. From a frame taken but not that file: a poll reports a
+                # frame deleted and a new file given its inode number (ext4 gives a freed one
+                # again at once) as a rename; the new file is a new frame, written once it settles.
+                self._touch(Path(dest), now, at, closed=not taken)
             if src and self._watched(Path(src)) and self._signature(Path(src)) is not None:
                 # A new file under the old name already. A poll reports it before the move that
                 # frees the name (created, then moved): it was passed over as the file renamed.

@@ -632,6 +632,45 @@ def test_a_frame_renamed_is_not_stacked_again_and_its_old_name_is_free(
     assert [(p.name, size) for p, size in got] == expected
 
 
+def delete_and_write_anew(folder: Path) -> tuple[bool, list[str]]:
+    """Polled: a.jpg written and taken, then deleted and b.jpg written at once. Whether b.jpg got
+    a.jpg's inode number, and the names handed out."""
+    got: list[tuple[Path, int]] = []
+    reused: list[bool] = []
+    with HotFolder(folder, settle=0.3, polling=True) as hot:
+
+        def writer() -> None:
+            (folder / "a.jpg").write_bytes(textured_jpeg(60))
+            wait_until(lambda: len(got) >= 1)
+            number = (folder / "a.jpg").stat().st_ino
+            (folder / "a.jpg").unlink()  # within one poll interval: one look sees both
+            (folder / "b.jpg").write_bytes(textured_jpeg(61))
+            reused.append((folder / "b.jpg").stat().st_ino == number)
+
+        t = in_thread(writer)
+        collect_paths(hot, t, 2, got=got)
+        t.join()
+    return reused == [True], [p.name for p, _ in got]
+
+
+@pytest.mark.slow
+def test_a_polled_frame_given_a_deleted_frames_inode_number_is_a_new_frame(
+    tmp_path: Path,
+) -> None:
+    """ext4 gives a new file the inode number of one deleted just before: a poll sees the frame
+    taken gone and the new one there with its number, which watchdog reports as a rename. The
+    new frame was then left out as the old one renamed (and a RAW waiting for it as its JPEG
+    partner was stacked alone). Tried a few times: the number is not always given again."""
+    for attempt in range(5):
+        (folder := tmp_path / str(attempt)).mkdir()
+        reused, names = delete_and_write_anew(folder)
+        if reused:
+            break
+    else:
+        pytest.skip("the file system gave no inode number again")
+    assert names == ["a.jpg", "b.jpg"]
+
+
 @pytest.mark.slow
 def test_a_raw_copied_onto_a_share_is_taken_whole_after_a_stall(share: tuple[Path, Path]) -> None:
     """Samba sets an SMB client's copy to its full size, then fills it (exfat-linux issue #31:
