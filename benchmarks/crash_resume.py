@@ -411,8 +411,9 @@ class Run:
             and recs
             and recs[-1].get("event") == "finish"
         ):
-            # the session had ended; the signal came while the interpreter shut down (its
-            # handlers are back to the default then): the shell shows 130 or 143 all the same
+            # the session had ended; the signal came while the interpreter shut down (SIGTERM
+            # has its default handler back then; a Ctrl-C is let pass, a second one exits 130):
+            # the shell shows 130 or 143 all the same
             self.notes.append("signal during interpreter exit, after the session finished")
         elif self.sig != "KILL" or not fired:
             self.problems += clean_output(out, err)

@@ -3,13 +3,19 @@
 Loading the ``stacker`` or ``rig`` command (OpenCV, numpy, typer, the preview server) takes a
 second or more on a Raspberry Pi; a Ctrl-C in that time, the moment a typo is seen, used to end
 in a ``KeyboardInterrupt`` traceback from whichever import it fell in. The commands' own
-handling (:func:`stacker.cliutil.run_app`) takes over once they are loaded.
+handling (:func:`stacker.cliutil.run_app`) takes over once they are loaded. Once the command
+has ended, a Ctrl-C while the interpreter shuts down (flushing logs, joining threads) no longer
+ends in a traceback from whichever exit handler it fell in.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
+import signal
 import sys
+from types import FrameType
 
 
 def launch(module: str, prog: str) -> None:
@@ -20,7 +26,25 @@ def launch(module: str, prog: str) -> None:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         sys.exit(130)
-    main()
+    try:
+        main()
+    finally:
+        _quiet_shutdown()
+
+
+def _quiet_shutdown() -> None:
+    """For the interpreter's shutdown, after the command's work and its last line: a first
+    Ctrl-C is let pass (the shutdown ends soon, with the command's own status), a second ends
+    the process at once with status 130 (a shutdown stuck joining a thread)."""
+    pressed: list[int] = []
+
+    def on_interrupt(signum: int, _frame: FrameType | None) -> None:
+        if pressed:
+            os._exit(130)
+        pressed.append(signum)
+
+    with contextlib.suppress(ValueError):  # only the main thread sets handlers
+        signal.signal(signal.SIGINT, on_interrupt)
 
 
 def main() -> None:

@@ -44,3 +44,38 @@ def test_ctrl_c_just_after_starting_a_command_prints_no_traceback(module: str, p
         _, err = started.communicate(timeout=60)
         assert "Traceback" not in err, (delay, err)
         assert len(err.splitlines()) <= 1, (delay, err)
+
+
+SLOW_EXIT = """
+import atexit, logging, sys, time
+
+def main():
+    logging.basicConfig()  # logging's own exit handler flushes it, as the commands' does
+    atexit.register(time.sleep, 3)  # a shutdown that takes a while (a thread being joined)
+    print("done", flush=True)
+    sys.exit(0)
+"""
+
+
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_while_a_finished_command_shuts_down_prints_no_traceback(
+    tmp_path: Path, presses: int
+) -> None:
+    """The command had ended and said so; a Ctrl-C during the interpreter's shutdown ended in
+    "Exception ignored in atexit callback" and a KeyboardInterrupt traceback. One press is let
+    pass (the command's own status stands); a second ends the process at once."""
+    (tmp_path / "slow_exit.py").write_text(SLOW_EXIT, encoding="utf-8")
+    code = (
+        f"import sys; sys.path.insert(0, {str(tmp_path)!r}); "
+        "from stacker.launch import launch; launch('slow_exit', 'stacker')"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline() == "done\n"
+    time.sleep(0.3)  # into the exit handlers
+    for _ in range(presses):
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.2)
+    _, err = proc.communicate(timeout=30)
+    assert err == ""
+    assert proc.returncode == (0 if presses == 1 else 130)
