@@ -332,16 +332,13 @@ class Run:
         self.damaged_names: set[str] = set()
 
     # the kill ------------------------------------------------------------------
+    def spawn(self, cmd: list[str]) -> subprocess.Popen:
+        """``cmd`` in its own session, in the checkout under test, with its output kept."""
+        return subprocess.Popen(cmd, env=self.env, cwd=self.repo, text=True, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+
     def kill_session(self) -> None:
-        proc = subprocess.Popen(
-            start_cmd(self.cfg, self.out),
-            env=self.env,
-            cwd=self.repo,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
+        proc = self.spawn(start_cmd(self.cfg, self.out))
         frames = CONFIGS[self.cfg][2]
         dur = self.baselines[self.cfg]["duration"]
         deadline = time.monotonic() + 120
@@ -507,15 +504,7 @@ class Run:
     def resume(
         self, tag: str, *, kill_after: float | None = None, sig: int = signal.SIGKILL
     ) -> tuple[int, str, str]:
-        proc = subprocess.Popen(
-            resume_cmd(self.out),
-            env=self.env,
-            cwd=self.repo,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
+        proc = self.spawn(resume_cmd(self.out))
         if kill_after is not None:
             try:
                 proc.wait(kill_after)
