@@ -10,12 +10,13 @@ to 1 (upright) to avoid a double rotation.
 from __future__ import annotations
 
 import os
-import stat
 import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+
+from stacker.pinned import open_regular
 
 _ICC_SIG = b"ICC_PROFILE\x00"
 _EXIF_SIG = b"Exif\x00\x00"
@@ -269,16 +270,14 @@ def mark_software(data: bytes, ext: str, software: str) -> bytes:
 def has_software_mark(path: Path, software: str) -> bool:
     """True when the image at ``path`` was stamped by :func:`mark_software` (or as TIFF).
 
-    Only a regular file is read, through the one handle opened: a FIFO put in place of a frame
-    in a shared folder would otherwise block the open until someone writes to it.
+    Only a regular file is read (:func:`~stacker.pinned.open_regular`), through the one handle
+    opened.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = open_regular(path)
     except OSError:
         return False
     with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return False
         head = fh.read(_MARK_HEAD_BYTES)
         if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
             fh.seek(0)

@@ -36,6 +36,19 @@ class OutsideFolder(Exception):
         self.target = target
 
 
+def open_regular(path: Path) -> int:
+    """A descriptor of ``path`` open for reading, or ``OSError`` when it is no regular file.
+
+    Opened without blocking: a FIFO put where a frame was, in a folder others write to, would
+    otherwise hold the open until someone writes to it.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise IsADirectoryError(0, "not a regular file")
+    return fd
+
+
 @contextmanager
 def pinned(path: Path, folder: Path) -> Iterator[Path]:
     """Yield a name to read ``path`` by, held to the file ``path`` names as this is entered.
@@ -43,10 +56,8 @@ def pinned(path: Path, folder: Path) -> Iterator[Path]:
     Raises :class:`OutsideFolder` when that file lies outside ``folder`` (given resolved), and
     ``OSError`` when it cannot be opened (gone, no permission, not a regular file).
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    fd = open_regular(path)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise IsADirectoryError(0, "not a regular file")
         handle = _PROC_FD / str(fd)
         held = os.path.exists(handle)
         target = os.readlink(handle) if held else os.path.realpath(path)
