@@ -78,7 +78,8 @@ def collect_inputs(
             images = frame_order(f for f in named if f.is_file())
             found = [f for f in images if not is_our_output(f)]
             if on_note is not None and len(images) < len(named):
-                odd = ", ".join(_not_a_frame(f) for f in named if f not in images)
+                files_here = set(images)
+                odd = ", ".join(_not_a_frame(f) for f in named if f not in files_here)
                 on_note(f"{p}: left out, not image files: {odd}")
             if on_note is not None and len(found) < len(images):
                 ours = ", ".join(f.name for f in images if f not in found)
