@@ -19,6 +19,7 @@ import typer
 from rig.plan import DEFAULT_COC_MM, Direction, PlanError, ShotPlan
 from rig.spec import PlanSpec, RigSpec, option_name, parse_seconds
 from stacker.align import MODELS
+from stacker.cliutil import with_option
 from stacker.options import StackOptions
 
 # ----------------------------------------------------------------------------- plan
@@ -118,6 +119,9 @@ Interpolation = Annotated[
 Format = Annotated[
     str,
     typer.Option("--format", help="tif, png, jpg, or dng (stacks the RAW files in linear light)."),
+]
+SimFormat = Annotated[
+    str, typer.Option("--format", help="tif, png or jpg (the simulated camera shoots JPEG).")
 ]
 
 CheckpointEvery = Annotated[
@@ -263,6 +267,10 @@ def stack_options(
         method=method, align=align, reference=reference, interpolation=interpolation,
         output_format=output_format,
     )  # fmt: skip
+
+
+sim_stack_options = with_option(stack_options, "output_format", SimFormat)
+"""The stacking options of the simulated rig, which has no RAW frames for ``--format dng``."""
 
 
 def preview_options(

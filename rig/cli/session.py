@@ -532,7 +532,7 @@ def _resume_simulated(
         _run_and_exit(runner, folder, console, page)
 
 
-@takes(opt.stack_options, "stack")
+@takes(opt.sim_stack_options, "stack")
 @takes(opt.preview_options, "preview")
 def demo_cmd(
     *,

@@ -149,3 +149,11 @@ def test_the_demo_names_every_simulated_body() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     assert all(vendor in options for vendor in PROFILES), options
     assert f"`rig demo --camera {'|'.join(PROFILES)}`" in readme
+
+
+def test_the_demo_offers_only_the_formats_its_camera_can_give() -> None:
+    """``rig demo --help`` offered ``--format dng``, which the demo then refused: its simulated
+    camera shoots JPEG. The hardware commands still offer it."""
+    demo = " ".join(_help(rig_app, ("demo",)).split("--format", 1)[1].split()[:8])
+    assert "dng" not in demo and "tif, png or jpg" in demo
+    assert "dng" in " ".join(_help(rig_app, ("shoot",)).split("--format", 1)[1].split()[:8])
