@@ -556,7 +556,8 @@ def demo_cmd(
         typer.Option(
             "--camera",
             help="virtual (libgphoto2's virtual body), or canon, nikon, sony, fuji: the virtual "
-            "body answering as those bodies do through libgphoto2.",
+            "body answering as those bodies do through libgphoto2 (with --tether, bracketing "
+            "by itself).",
         ),
     ] = "virtual",
     capture_target: Annotated[
@@ -610,10 +611,10 @@ def demo_cmd(
     console = _console()
     root = out or _default_out("demo")
     if tether:
-        _check_tether_demo({"--fault": fault is not None, "--camera": camera != "virtual",
+        _check_tether_demo({"--fault": fault is not None,
                             "--capture-target": capture_target is not None,
                             "--raw-mb": bool(raw_mb),
-                            "--raw-plus-jpeg": raw_plus_jpeg})  # fmt: skip
+                            "--raw-plus-jpeg": raw_plus_jpeg}, camera)  # fmt: skip
         from rig.cli.tether import demo_tether
 
         demo_tether(root, frames, spec, stack, console, preview)
@@ -633,16 +634,22 @@ def demo_cmd(
         _run_and_exit(runner, folder, console, page)
 
 
-def _check_tether_demo(given: dict[str, bool]) -> None:
-    """Refuse the demo options a tether demo would ignore: its camera is libgphoto2's virtual
-    body as it is, and nothing it does moves a rail."""
+def _check_tether_demo(given: dict[str, bool], camera: str) -> None:
+    """Refuse the demo options a tether demo would ignore: nothing it does moves a rail, a
+    bracketing body stores its files where its family does, and libgphoto2's virtual body as
+    it is shoots one JPEG a shot."""
     named = [option for option, on in given.items() if on]
-    if named and named[0] == "--fault":
+    if "--fault" in named:
         raise RigError("--fault rehearses rail sessions; leave it out with --tether")
-    if named:
+    if "--capture-target" in named:
         raise RigError(
-            f"{named[0]}: the tether demo's camera is libgphoto2's virtual body as it is "
-            "(one JPEG a shot); leave it out with --tether"
+            "--capture-target: a tether demo's body stores its shots where its family does; "
+            "leave it out with --tether"
+        )
+    if named and camera == "virtual":
+        raise RigError(
+            f"{named[0]}: libgphoto2's virtual body shoots one JPEG a shot; add --camera canon, "
+            "nikon, sony or fuji for a body that brackets by itself, RAW files included"
         )
 
 

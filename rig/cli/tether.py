@@ -192,7 +192,7 @@ def _demo_session(
     from rig.session.folder import reconcile
     from rig.session.journal import read_journal
     from rig.sim.rig import SimRigSpec, SimulatedRig
-    from rig.sim.shutter import SimulatedShutter
+    from rig.sim.shutter import BracketPress, SimulatedShutter
 
     spec = SimRigSpec.from_dict(folder.config.rig)
     plan = folder.plan
@@ -203,12 +203,41 @@ def _demo_session(
     missing = recon.missing
     last = max(plan.frames - 1, 1)
     positions = {i: spec.depth_um * (i - 1) / last for i in missing}
-    with SimulatedRig(spec) as sim:
-        tether = Tether(sim.gphoto_camera, files_per_shot=1)
-        console.print(
-            f"demo: the simulated rig turns focus and presses the shutter {len(missing)} times; "
-            f"session {folder.root}",
-            markup=False,
-        )
-        shutter = SimulatedShutter(sim, tether, positions)
+    bracketing = spec.camera != "virtual"
+    with SimulatedRig(spec, body=_bracketing_body(positions) if bracketing else None) as sim:
+        body = sim.body
+        if body is None:
+            tether = Tether(sim.gphoto_camera, files_per_shot=1)
+            shutter: Any = SimulatedShutter(sim, tether, positions)
+            doing = f"the simulated rig turns focus and presses the shutter {len(missing)} times"
+        else:
+            tether = Tether(sim.gphoto_camera)  # one file a shot or two, as the body is set
+            shutter = BracketPress(body)
+            doing = f"a simulated {body.profile.model} brackets {len(missing)} frames by itself"
+        console.print(f"demo: {doing}; session {folder.root}", markup=False)
         _run(folder, tether, settings, console, page, shutter=shutter)
+
+
+BURST_FPS = 5.0
+"""Frames a second the tether demo's bracketing bodies shoot (a focus-shift burst)."""
+
+
+def _bracketing_body(positions: dict[int, float]) -> Any:
+    """Makes the body of the simulated rig's camera family, bracketing the frames of
+    ``positions`` (index -> µm) in one burst, rendered by the rig."""
+    from rig.sim.bracketing import BracketingBody
+
+    order = sorted(positions)
+
+    def make(rig: Any) -> BracketingBody:
+        spec = rig.spec
+        return BracketingBody(
+            spec.camera,
+            lambda n: rig.render_jpeg(positions[order[n - 1]]),
+            frames=len(order),
+            fps=BURST_FPS,
+            raw_plus_jpeg=spec.raw_plus_jpeg,
+            nominal_file_bytes=int(spec.raw_mb * 1e6),
+        )
+
+    return make

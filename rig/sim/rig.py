@@ -28,6 +28,7 @@ import re
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -101,8 +102,9 @@ class SimRigSpec:
     """The GRBL simulator runs this much faster than a real rail."""
     jpeg_quality: int = 92
     camera: str = "virtual"
-    """``virtual`` (libgphoto2's virtual body as it is), or ``canon``, ``nikon``, ``sony``: the
-    virtual body behind the vendor quirk layer (:mod:`rig.sim.camera_quirks`)."""
+    """``virtual`` (libgphoto2's virtual body as it is), or ``canon``, ``nikon``, ``sony``,
+    ``fuji``: the virtual body behind the vendor quirk layer (:mod:`rig.sim.camera_quirks`), and
+    for a tether demo a body of that family bracketing by itself (:mod:`rig.sim.bracketing`)."""
     capture_target: str | None = None
     """``auto``, ``ram``, ``card``, ``both`` or ``None`` (leave the body's setting alone)."""
     raw_mb: float = 0.0
@@ -207,11 +209,29 @@ class SceneCamera:
         return self._rig.gphoto_camera.set_config(key, value, restore=restore)
 
 
+def _layered(
+    outer: Callable[[Any], Any], inner: Callable[[Any], Any] | None
+) -> Callable[[Any], Any]:
+    """A handle wrapper putting ``outer`` over ``inner`` (when there is one)."""
+    return outer if inner is None else lambda real: outer(inner(real))
+
+
 class SimulatedRig:
     """Starts the simulators and opens the rail and camera drivers on them (context manager)."""
 
-    def __init__(self, spec: SimRigSpec | None = None) -> None:
+    def __init__(
+        self,
+        spec: SimRigSpec | None = None,
+        *,
+        body: Callable[[SimulatedRig], Any] | None = None,
+    ) -> None:
+        """``body(rig)`` makes a :class:`~rig.sim.bracketing.BracketingBody` that renders its
+        frames through this rig: it is layered over the camera (over its vendor quirk layer)
+        and shoots bursts by itself (``rig demo --tether --camera``); the camera then retries
+        as a tethered one does."""
         self.spec = spec or SimRigSpec()
+        self._make_body = body
+        self.body: Any = None
         self._grbl: Any = None
         self._focuser: Focuser | None = None
         self._camera: Any = None
@@ -275,7 +295,7 @@ class SimulatedRig:
         # --accept-position does; on GRBL that is $X) and makes it work zero: the plan's 0.
         rail.accept_position()
         rail.send("G10 L20 P1 X0")  # type: ignore[attr-defined]
-        wrap = None
+        wrap: Callable[[Any], Any] | None = None
         if spec.camera != "virtual":
             from rig.sim.camera_quirks import CameraQuirks
 
@@ -285,8 +305,14 @@ class SimulatedRig:
                 nominal_file_bytes=int(spec.raw_mb * 1e6),
             )
             wrap = quirks.wrap
+        retry = None
+        if self._make_body is not None:
+            from rig.camera.tether import TETHER_RETRY
+
+            self.body = self._make_body(self)
+            wrap, retry = _layered(self.body.wrap, wrap), TETHER_RETRY
         target = parse_capture_target(spec.capture_target)
-        self._camera = Camera.open(capture_target=target, wrap_handle=wrap)
+        self._camera = Camera.open(capture_target=target, wrap_handle=wrap, retry=retry)
         self._shots_on_connection = 0
         self._scene_camera = SceneCamera(self)
 

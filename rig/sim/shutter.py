@@ -1,4 +1,5 @@
-"""The simulated rig's photographer for ``rig demo --tether``: turn focus, press the shutter.
+"""The simulated rig's photographer for ``rig demo --tether``: turn focus, press the shutter;
+or, before a body that brackets by itself, press once.
 
 A tether session never releases the shutter itself; on the simulated rig this thread does, the
 way a photographer turning a manual rail does: it stages the scene as seen at the next focus
@@ -71,3 +72,22 @@ class SimulatedShutter:
             self.presses += 1
             if not self._captured.acquire(timeout=FRAME_TIMEOUT_S) or self._stop.is_set():
                 return
+
+
+class BracketPress:
+    """The photographer of a body that brackets by itself (:mod:`rig.sim.bracketing`): one
+    press, and the body shoots the whole burst, stepping focus on its own."""
+
+    def __init__(self, body: Any) -> None:
+        self.body = body
+        self.presses = 0
+
+    def __call__(self, event: SessionEvent) -> None:
+        """Session subscriber: a burst, once pressed, is the body's own business."""
+
+    def start(self) -> None:
+        self.body.press()
+        self.presses = 1
+
+    def stop(self) -> None:
+        """Nothing to stop: a body in mid-burst shoots on, as a real one does."""

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from rig.sim.vcamera import VirtualCameraFolder
 from tests.commands import env, rig, rig_cmd
@@ -58,9 +59,9 @@ def test_a_stopped_tether_session_resumes_into_the_same_folder(tmp_path: Path) -
     assert f"continue with: rig resume {out}" in output
     kept = len(list((out / "frames").glob("frame_*.jpg")))
     assert 3 <= kept < 8
-    canon = rig("demo", "--tether", "--camera", "canon", "--out", str(tmp_path / "c"))
-    assert canon.returncode != 0 and "--camera: the tether demo's camera is" in canon.stderr
-    assert not (tmp_path / "c").exists()  # was run with the virtual body, the option ignored
+    pairs = rig("demo", "--tether", "--raw-plus-jpeg", "--out", str(tmp_path / "c"))
+    assert pairs.returncode == 2 and "--raw-plus-jpeg: libgphoto2's virtual body" in pairs.stderr
+    assert not (tmp_path / "c").exists()  # was run with one JPEG a shot, the option ignored
     moving = rig("resume", str(out), "--rail", "grbl:///dev/ttyUSB0")  # was silently ignored
     assert moving.returncode != 0 and "Traceback" not in moving.stderr
     assert f"--rail: {out} is a tether session" in moving.stderr
@@ -69,6 +70,52 @@ def test_a_stopped_tether_session_resumes_into_the_same_folder(tmp_path: Path) -
     assert "session completed: 8/8 frames captured" in resumed.stdout
     indexes = [r["index"] for r in journal(out) if r["event"] == "frame"]
     assert indexes == list(range(1, 9))
+
+
+RAW_SUFFIX = {"canon": ".cr3", "nikon": ".nef", "sony": ".arw", "fuji": ".raf"}
+
+
+@pytest.mark.parametrize("body", sorted(RAW_SUFFIX))
+def test_demo_tether_with_a_body_that_brackets_by_itself(tmp_path: Path, body: str) -> None:
+    """``--camera`` with ``--tether``: one press and the body shoots the burst, its files
+    announced as its family's libgphoto2 path does (Canon RAM transfers inside the event wait,
+    Sony one file a call, Fujifilm card listings); it was refused, the tether demo knowing only
+    libgphoto2's virtual body."""
+    out = tmp_path / "demo"
+    args = ("--tether", "--camera", body, "--raw-plus-jpeg", "--frames", "5")
+    proc = rig("demo", *args, "--out", str(out), *SMALL)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert "brackets 5 frames by itself" in proc.stdout
+    assert "session completed: 5/5 frames captured, 5 merged" in proc.stdout
+    assert sorted(p.name for p in (out / "frames").iterdir()) == sorted(
+        f"frame_{i:04d}{suffix}" for i in range(1, 6) for suffix in (".jpg", RAW_SUFFIX[body])
+    )
+    assert cv2.imread(str(out / "composite.tif")) is not None
+
+
+def test_a_bracketing_body_shoots_only_the_frames_a_resume_takes(tmp_path: Path) -> None:
+    """Stopped mid-burst, the session resumes with a burst of the frames still to take,
+    numbered after the last one kept, each with its RAW file."""
+    out = tmp_path / "demo"
+    args = rig_cmd("demo", "--tether", "--camera", "nikon", "--raw-plus-jpeg", "--frames", "12",
+                   "--out", str(out), *SMALL)  # fmt: skip
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env())
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and len(list(out.glob("frames/frame_*.nef"))) < 3:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=60)[0].decode()
+    assert proc.returncode == 130, output
+    kept = len(list((out / "frames").glob("frame_*.jpg")))
+    assert 3 <= kept < 12, output
+    resumed = rig("resume", str(out))
+    assert resumed.returncode == 0, resumed.stderr + resumed.stdout
+    assert f"brackets {12 - kept} frames by itself" in resumed.stdout
+    assert "session completed: 12/12 frames captured" in resumed.stdout
+    assert [r["index"] for r in journal(out) if r["event"] == "frame"] == list(range(1, 13))
+    assert sorted(p.name for p in (out / "frames").iterdir()) == sorted(
+        f"frame_{i:04d}{suffix}" for i in range(1, 13) for suffix in (".jpg", ".nef")
+    )
 
 
 def test_rig_tether_releases_the_shutter_when_asked(tmp_path: Path) -> None:
