@@ -225,6 +225,7 @@ class BracketingBody:
         self._shot_number = 0
         self._burst_end = 0.0
         self._bursts: list[threading.Thread] = []
+        self._halted = threading.Event()
 
     def wrap(self, real: Any) -> BurstHandle:
         """The handle :class:`rig.camera.Camera` talks to instead of ``real``."""
@@ -243,6 +244,12 @@ class BracketingBody:
         for thread in self._bursts:
             thread.join(timeout_s)
 
+    def halt(self, timeout_s: float = 10.0) -> None:
+        """Switch the body off: a burst ends before its next frame, and this returns once it
+        has (so that no frame is being rendered, in OpenCV, while the process exits)."""
+        self._halted.set()
+        self.wait(timeout_s)
+
     @property
     def shooting(self) -> bool:
         return time.monotonic() < self._burst_end or any(t.is_alive() for t in self._bursts)
@@ -257,6 +264,8 @@ class BracketingBody:
             now = time.monotonic()
             if due > now:
                 self.sleep(due - now)
+            if self._halted.is_set():
+                return
             jpeg = self.frame_source(n)
             self._expose(jpeg, time.monotonic())
         if self.hold_events:

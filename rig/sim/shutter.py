@@ -90,4 +90,7 @@ class BracketPress:
         self.presses = 1
 
     def stop(self) -> None:
-        """Nothing to stop: a body in mid-burst shoots on, as a real one does."""
+        """The session is over: the body is switched off. (A real one would shoot on; this
+        one renders its frames with OpenCV, and a C++ thread pool busy while the interpreter
+        exits ends the process in ``std::terminate``.)"""
+        self.body.halt()

@@ -7,6 +7,7 @@ layer answers for the burst's files; everything else goes through libgphoto2).
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -163,3 +164,27 @@ def test_a_switch_to_raw_plus_jpeg_between_brackets_keeps_one_frame_per_shot(
         "frame_0001.jpg", "frame_0002.jpg",
         "frame_0003.nef", "frame_0003.jpg", "frame_0004.nef", "frame_0004.jpg",
     ]  # fmt: skip
+
+
+def test_a_stopped_photographer_switches_the_body_off() -> None:
+    """The tether demo's body rendered frames (in OpenCV) after its session had ended: a C++
+    thread pool busy while the interpreter exited ended `rig demo --tether --camera canon` in
+    std::terminate (exit 134) after a double Ctrl-C, about one run in two at 24 frames."""
+    from rig.sim.shutter import BracketPress
+
+    rendered: list[int] = []
+
+    def source(n: int) -> bytes:
+        rendered.append(n)
+        return frame_jpeg(n)
+
+    body = BracketingBody("canon", source, frames=200, fps=100)
+    photographer = BracketPress(body)
+    photographer.start()
+    deadline = time.monotonic() + 10
+    while len(rendered) < 3 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    photographer.stop()
+    after_stop = len(rendered)
+    time.sleep(0.1)
+    assert 3 <= len(rendered) == after_stop < 200
