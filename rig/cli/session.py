@@ -42,6 +42,7 @@ from rig.session.folder import (
     check_plan_matches,
     check_reference,
     reconcile,
+    stacked_kind,
 )
 from rig.session.journal import JournalContents, read_journal
 from rig.session.runner import (
@@ -364,7 +365,8 @@ def resume_cmd(
     console = _console()
     from rig.cli.tether import is_tether_session
 
-    recon = reconcile(plan, journal, folder.frames_on_disk())
+    stacked = None if is_tether_session(config) else stacked_kind(config)
+    recon = reconcile(plan, journal, folder.frames_on_disk(), stacked=stacked)
     if is_tether_session(config):
         moving = {"--rail": rail, "--capture-target": capture_target, "--home": home,
                   "--accept-position": accept_position}  # fmt: skip

@@ -37,7 +37,7 @@ import stat
 import weakref
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rig.errors import RigError
 from rig.plan import PlanError, ShotPlan, format_position
@@ -509,15 +509,29 @@ def check_plan_matches(
 
 
 def reconcile(
-    plan: ShotPlan, journal: JournalContents, on_disk: dict[int, list[Path]]
+    plan: ShotPlan,
+    journal: JournalContents,
+    on_disk: dict[int, list[Path]],
+    *,
+    stacked: StackedKind | None = None,
 ) -> Reconciliation:
-    """Decide, per planned index, whether its frame is done, adopted or still to shoot."""
+    """Decide, per planned index, whether its frame is done, adopted or still to shoot.
+
+    ``stacked`` (:func:`stacked_kind`; None for a camera that cannot shoot a frame again): a
+    shot on disk without its journal record that holds no file of that kind is not adopted
+    but moved aside and shot again. A crash between the two downloads of a RAW+JPEG shot
+    leaves one file of it, and a RAW alone in a stack of JPEGs is kept out (a stack cannot mix
+    linear and rendered frames) — as the first frame, it would turn the whole stack linear and
+    keep every JPEG out.
+    """
     result = Reconciliation()
     journaled = journal.frames()
     for shot in plan.positions():
         files = on_disk.get(shot.index, [])
         rec = journaled.get(shot.index)
         damage = [(f, why) for f in files if (why := frame_file_problem(f, rec)) is not None]
+        if not damage and files and rec is None and stacked is not None:
+            damage = [(f, why) for f in files if (why := _half_shot(files, stacked)) is not None]
         if damage:
             # The whole shot goes aside: a RAW+JPEG partner left behind would hold the frame's
             # name, and the reshot pair land under another.
@@ -569,6 +583,24 @@ def frame_file_problem(path: Path, record: dict[str, Any] | None) -> str | None:
         return truncation(path)
     except OSError as exc:
         return f"cannot be read ({exc.strerror or exc})"
+
+
+StackedKind = Literal["raw", "rendered"]
+
+
+def stacked_kind(config: SessionConfig) -> StackedKind:
+    """The kind of file a shot must hold for the session to stack it: its RAW file for a DNG
+    composite (stacked in linear light), else a rendered one (JPEG, TIFF, PNG)."""
+    return "raw" if config.stack.suffix == ".dng" else "rendered"
+
+
+def _half_shot(files: list[Path], stacked: StackedKind) -> str | None:
+    """Why ``files``, a shot without its journal record, are not a whole shot, or None."""
+    raw = [f.suffix.lower() in RAW_EXTENSIONS for f in files]
+    if (stacked == "raw") in raw:
+        return None
+    wanting = "RAW file" if stacked == "raw" else "JPEG (or TIFF, PNG)"
+    return f"alone, without the {wanting} of its shot (a shot cut in two)"
 
 
 def stack_file(files: list[Path], *, raw: bool = False) -> Path:

@@ -68,6 +68,7 @@ from rig.session.folder import (
     check_plan_matches,
     reconcile,
     stack_file,
+    stacked_kind,
 )
 from rig.session.journal import (
     FrameEntry,
@@ -426,7 +427,8 @@ class SessionRunner:
             log.info("removed half-written %s", tmp.name)
         on_disk = folder.frames_on_disk()
         check_plan_matches(self.plan, contents, on_disk, source=str(folder.plan_path))
-        recon = reconcile(self.plan, contents, on_disk)
+        stacked = stacked_kind(self.config) if self.engine.reshoots else None
+        recon = reconcile(self.plan, contents, on_disk, stacked=stacked)
         self._counters.captured = len(recon.done)  # said even if the journal cannot be opened
         self._journal = Journal.open(folder.journal_path)
         resuming = bool(contents.records) or bool(recon.done)

@@ -19,6 +19,7 @@ from rig.session.folder import SessionBusyError, SessionConfig, SessionFolder, S
 from rig.session.journal import read_journal
 from rig.session.runner import RunnerOptions, SessionRunner, check_plan_fits
 from rig.session.state import FinishReason, RunState
+from stacker.options import StackOptions
 from tests.fakes import FakeCamera, FakeFocuser, FakeStacker
 
 PLAN = ShotPlan.from_frames(0.0, 400.0, 5, settle_s=0.0)
@@ -130,6 +131,52 @@ def test_an_empty_frame_without_its_record_is_shot_again_not_adopted(tmp_path: P
     assert [p.name for p in (root / "failed-attempts").iterdir()] == ["frame_0005.damaged.jpg"]
     assert (root / "frames/frame_0005.jpg").stat().st_size > 0
     assert not [r for r in read_journal(journal).of_kind("frame") if r.get("adopted")]
+
+
+@pytest.mark.parametrize("index", [1, 4])
+def test_half_a_raw_plus_jpeg_shot_without_its_record_is_shot_again(
+    tmp_path: Path, index: int
+) -> None:
+    """A crash between the two downloads of a RAW+JPEG shot left its RAW alone: resume adopted
+    it, and the stacker kept it out (a stack cannot mix linear and rendered frames), so the
+    session called itself complete with a plane missing; as frame 1, the RAW made the whole
+    stack linear and every JPEG was kept out."""
+    root = tmp_path / "s"
+    assert runner(root, FakeCamera()).run().reason is FinishReason.COMPLETED
+    journal = root / "journal.jsonl"
+    lines = journal.read_bytes().splitlines(keepends=True)
+    journal.write_bytes(b"".join(ln for ln in lines if b'"index":%d,' % index not in ln))
+    (root / f"frames/frame_{index:04d}.jpg").unlink()
+    (root / f"frames/frame_{index:04d}.nef").write_bytes(b"MM\x00*" + bytes(100))
+    camera = FakeCamera()
+    assert runner(root, camera).run().reason is FinishReason.COMPLETED
+    assert camera.shots == [f"frame_{index:04d}"]
+    assert [p.name for p in (root / "failed-attempts").iterdir()] == [
+        f"frame_{index:04d}.damaged.nef"
+    ]
+    assert not [r for r in read_journal(journal).of_kind("frame") if r.get("adopted")]
+
+
+def test_a_frame_on_disk_without_its_record_is_adopted_when_it_can_be_stacked(
+    tmp_path: Path,
+) -> None:
+    """A whole shot whose record a crash lost is kept, and a DNG session's JPEG alone is not."""
+    root = tmp_path / "s"
+    assert runner(root, FakeCamera()).run().reason is FinishReason.COMPLETED
+    journal = root / "journal.jsonl"
+    lines = journal.read_bytes().splitlines(keepends=True)
+    journal.write_bytes(b"".join(ln for ln in lines if b'"index":5,' not in ln))
+    camera = FakeCamera()
+    assert runner(root, camera).run().reason is FinishReason.COMPLETED
+    assert camera.shots == []
+    dng = tmp_path / "dng"
+    stack = StackOptions(output_format="dng")
+    SessionFolder.create(dng, PLAN, SessionConfig(rig={"kind": "hardware"}, stack=stack))
+    (dng / "frames").mkdir(exist_ok=True)
+    (dng / "frames/frame_0002.jpg").write_bytes((root / "frames/frame_0002.jpg").read_bytes())
+    camera = FakeCamera()
+    runner(dng, camera).run()
+    assert camera.shots[:2] == ["frame_0001", "frame_0002"]  # the JPEG alone went aside
 
 
 def test_a_fault_stops_cleanly_and_resume_shoots_only_what_is_missing(tmp_path: Path) -> None:
