@@ -32,9 +32,31 @@ RAW partners are not skipped, or if the composite differs from one made in-proce
 :class:`stacker.stack.Stacker` from exactly the whole frames (a partial frame or a marker
 stacked). Prints a table per scenario kind and every fault with the command that re-runs it.
 
+With ``--preview`` the watch also serves its live preview (``--preview --port 0``; the address
+is its first line, ``Live preview: URL``), and from then until it has exited it has company
+(:class:`PreviewClients`). Well-behaved: three event-stream readers reconnecting with
+``Last-Event-ID`` as a browser does, two clients fetching the composite, last and depth
+images, the state, the page and 100 % crops over and over, and every ``--browser-every``-th run
+the page in headless Chromium. Hostile or broken: event streams and a pipelined flood of image
+requests that are never read (a tiny receive buffer), an event stream half-closed by its
+client, a dozen slowloris connections (headers a byte every 0.5 s), a few hundred connections
+opened and dropped (at once, reset, after half a request, half an image or one event,
+half-closed after a whole request), and a round of odd requests again and again: paths that
+climb out of ``/static/`` and ``/img/`` towards a marked file and a marker image beside the
+folder, a frame in it, the server's source and ``/etc/passwd`` (plain, ``%2e%2e``, ``%2f``,
+``%5c``, double-encoded, absolute), paths of 8 to 70 KB, with NUL and non-UTF-8 bytes, every
+method on every route, huge and folded headers, foreign and odd ``Host`` names, ``Range``
+requests. Also a fault, then: an answer 5xx (503 "not now" aside), none within 10 s, a
+foreign file's bytes in any answer, a 2xx to a foreign ``Host``, a 206 that is not those bytes,
+an image that is not a whole JPEG of its announced length, a slowloris connection open past
+15 s, a well-behaved client failing while the preview is up, an event stream or the page
+whose last state is not the watch's final merged count and ``finished``, and an exit more
+than 5 s after SIGINT or after the event streams ended.
+
     python benchmarks/attack_hotfolder.py --runs 30 --seed 1
     python benchmarks/attack_hotfolder.py --runs 1 --first 7 --seed 1      # re-run run 7
     python benchmarks/attack_hotfolder.py --runs 4 --only hardlink,pause   # some kinds alone
+    python benchmarks/attack_hotfolder.py --runs 12 --seed 5 --preview     # with its preview
 
 Last result (``--runs 30 --first 100 --seed 3``, about 7 minutes, after the first two fixes
 below; the third landed part-way): 30 runs (15 inotify, 15 polled; 7 ended by SIGINT), 343
@@ -55,14 +77,18 @@ when the idle timeout was shorter than the close grace.
 from __future__ import annotations
 
 import argparse
+import base64
 import collections
 import contextlib
 import errno
+import json
 import os
 import random
 import re
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -71,6 +97,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -79,6 +106,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
+from benchmarks.fuzz_station import parse_response  # noqa: E402
 from rig.sim.scene import SceneSpec, SyntheticStack  # noqa: E402
 from stacker.io import read_image  # noqa: E402
 from stacker.stack import Stacker  # noqa: E402
@@ -458,6 +486,458 @@ def read_image_bytes(data: bytes) -> np.ndarray:
     return image
 
 
+# -- the live preview and its clients (--preview) -----------------------------------------------
+
+STATIC_DIR = ROOT / "stacker" / "preview" / "static"
+PROMPT_EXIT_S = 5.0
+"""The watch must be gone this long after its preview began to stop (or after SIGINT)."""
+HEADER_LIMIT_S = 15.0
+"""A connection dribbling its headers must be closed by then (the server allows 10 s)."""
+ANSWER_S = 10.0
+"""A probe neither answered nor closed within this is a hang."""
+SSE_READERS = 3
+
+
+def raw_request(target: bytes, method: bytes = b"GET", host: bytes = b"127.0.0.1",
+                extra: bytes = b"") -> bytes:  # fmt: skip
+    return b"%s %s HTTP/1.1\r\nHost: %s\r\n%sConnection: close\r\n\r\n" % (
+        method, target, host, extra)  # fmt: skip
+
+
+def exchange(port: int, raw: bytes) -> bytes | None:
+    """Send ``raw`` on a connection of its own and read until the server closes it (a HEAD's
+    answer: until its headers end); None if it neither answered nor closed within ANSWER_S."""
+    head = raw.startswith(b"HEAD ")
+    data = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=ANSWER_S) as s:
+        try:
+            s.sendall(raw)
+            while chunk := s.recv(65536):
+                data += chunk
+                if head and b"\r\n\r\n" in data:
+                    break
+        except TimeoutError:
+            return None
+        except (ConnectionResetError, BrokenPipeError):
+            pass  # refused mid-request (a header too large): what came before counts
+    return data
+
+
+def foreign_files(ctx: Ctx) -> dict[str, Path]:
+    """Files no route may serve: a marked text file and a marker image beside the folder, a
+    frame in the folder, the server's own source and /etc/passwd."""
+    (ctx.outside / "foreign.txt").write_bytes(b"stackrig foreign " + os.urandom(16).hex().encode())
+    (ctx.outside / "foreign.jpg").write_bytes(ctx.marker())
+    return {
+        "foreign.txt": ctx.outside / "foreign.txt",
+        "foreign.jpg": ctx.outside / "foreign.jpg",
+        "a frame": ctx.folder / "existing_001.jpg",
+        "server.py": STATIC_DIR.parent / "server.py",
+        "/etc/passwd": Path("/etc/passwd"),
+    }
+
+
+def traversal_targets(files: dict[str, Path]) -> list[bytes]:
+    """Every way of naming each of ``files`` from the page's routes we thought of."""
+    out: list[bytes] = []
+    for path in files.values():
+        rel = os.path.relpath(path, STATIC_DIR).encode()
+        absolute = str(path).encode()
+        out += [
+            b"/static/" + rel,
+            b"/static/" + rel.replace(b"..", b"%2e%2e"),
+            b"/static/" + rel.replace(b"/", b"%2f"),
+            b"/static/" + rel.replace(b"/", b"%5c"),
+            b"/static/" + rel.replace(b"..", b"%252e%252e"),
+            b"/static/" + rel.replace(b"../", b"..;/"),
+            b"/static/" + rel.replace(b"../", b"....//"),
+            b"/static/" + absolute,
+            b"/static/" + absolute.replace(b"/", b"%2f"),
+            b"/static/app.js/../" + rel,
+            b"/img/" + rel,
+            b"/img/" + rel.replace(b"/", b"%2f"),
+            b"/" + b"../" * 12 + absolute.lstrip(b"/"),
+            b"/%2e%2e" * 12 + absolute,
+        ]
+    return out
+
+
+def probe_requests(files: dict[str, Path]) -> list[tuple[str, bytes]]:
+    """A broken or hostile client's requests, each (kind, raw bytes)."""
+    out = [("traversal", raw_request(t)) for t in traversal_targets(files)]
+    odd = [b"/" + b"a" * 8000, b"/static/" + b"a" * 15000, b"/" + b"a" * 70000,
+           b"/static/app.js\x00.png", b"/%00", b"/static/app.js%00", b"/img/composite\x00.jpg",
+           b"/static/\xff\xfe.js", b"/img/\xff.jpg", b"/static/%ff%fe", b"/api/state?since=\xff",
+           b"/api/state?since=%ff", b"*", b"http://evil.example/", b"//", b"/static",
+           b"/static/", b"/static/../static/app.js", b"/api/state?since=" + b"9" * 40,
+           b"/api/crop?x=nan&y=0.5", b"/api/crop?x=1e999&y=0.5", b"/api/crop?x=0.5&y=0.5&size="
+           + b"9" * 30, b"/api/events?since=-1", b"/img/.jpg", b"/img/composite.jpg/",
+           b"/img/composite.jpg?" + b"x" * 5000, b"/api/%ff", b"/api/state/../state"]  # fmt: skip
+    out += [("odd path", raw_request(t)) for t in odd]
+    for route in [b"/", b"/api/state", b"/api/events", b"/img/composite.jpg", b"/static/app.js",
+                  b"/api/crop?x=0.5&y=0.5"]:  # fmt: skip
+        for method in [b"HEAD", b"OPTIONS", b"POST", b"PUT", b"DELETE", b"PATCH", b"TRACE",
+                       b"BREW"]:  # fmt: skip
+            out.append(("method", raw_request(route, method, extra=b"Content-Length: 0\r\n")))
+    out += [("method", raw_request(b"/api/state", b"POST", extra=b"Content-Length: 9000000\r\n")),
+            ("method", raw_request(b"/img/last.jpg", b"POST", extra=b"Transfer-Encoding: "
+                                   b"chunked\r\n") + b"ffff\r\n" + b"x" * 65535)]  # fmt: skip
+    big = [b"X-Big: " + b"a" * 15000 + b"\r\n", b"X-Big: " + b"a" * 17000 + b"\r\n",
+           b"X-Big: " + b"a" * 100000 + b"\r\n", b"".join(b"X-%d: v\r\n" % i for i in range(600)),
+           b"X-Fold: a\r\n b\r\n", b"X-Nul: a\x00b\r\n",
+           b"Cookie: " + b"c=1; " * 3000 + b"\r\n"]  # fmt: skip
+    out += [("header", raw_request(b"/img/composite.jpg", extra=h)) for h in big]
+    foreign = [b"evil.example", b"evil.example:80", b"127.0.0.1.evil.example", b"localhost.evil",
+               b"", b"0x7f.1"]  # fmt: skip
+    odd_hosts = [b"localhost:evil", b"[::1", b"127.0.0.1:99999", b"LOCALHOST."]  # loopback names
+    for route in [b"/", b"/api/state", b"/img/composite.jpg", b"/static/app.js"]:
+        out += [("host", raw_request(route, host=h)) for h in foreign]
+        out += [("header", raw_request(route, host=h)) for h in odd_hosts]
+    out.append(("host", b"GET /api/state HTTP/1.0\r\n\r\n"))
+    ranges = [b"bytes=0-99", b"bytes=100-50", b"bytes=-10", b"bytes=99999999-", b"bytes=0-",
+              b"bytes=" + b",".join(b"%d-%d" % (i, i) for i in range(300)), b"bytes=a-b",
+              b"items=0-5", b"bytes=0-99,50-150"]  # fmt: skip
+    for route in [b"/static/app.js", b"/img/composite.jpg", b"/api/state"]:
+        out += [("range", raw_request(route, extra=b"Range: " + r + b"\r\n")) for r in ranges]
+    return out
+
+
+def probe_fault(
+    kind: str, raw: bytes, data: bytes | None, forbidden: dict[str, bytes]
+) -> str | None:
+    """What is wrong with ``data``, the answer to probe ``raw``; None if nothing."""
+    if data is None:
+        return f"no answer and not closed within {ANSWER_S:.0f} s"
+    for name, snippet in forbidden.items():
+        if snippet in data:
+            return f"served bytes of {name}"
+    if not data:
+        return None  # closed without a word: refused at the HTTP layer
+    status, headers, body = parse_response(data)
+    target = raw.split(b" ", 2)[1] if raw.count(b" ") >= 2 else b""
+    if status == -1:
+        return f"not an HTTP answer: {data[:80]!r}"
+    if status >= 500 and status != 503:
+        return f"answered {status}: {body[:160]!r}"
+    if kind == "host" and 200 <= status < 300:
+        return f"answered {status} to a Host that is not this machine"
+    if (
+        status == 206
+        and target == b"/static/app.js"
+        and "multipart" not in headers.get("content-type", "")
+    ):
+        first, last = map(int, headers["content-range"].split()[1].split("/")[0].split("-"))
+        if body != (STATIC_DIR / "app.js").read_bytes()[first : last + 1]:
+            return f"206 of {headers['content-range']} is not those bytes of app.js"
+    if status == 200 and target.startswith(b"/img/") and not raw.startswith(b"HEAD"):
+        return jpeg_fault(body, headers)
+    return None
+
+
+def jpeg_fault(body: bytes, headers: Any) -> str | None:
+    """Why ``body`` is not a whole JPEG of its announced length; None if it is one."""
+    length = headers.get("content-length")
+    if length is not None and int(length) != len(body):
+        return f"image of {len(body)} bytes, announced {length}"
+    if not (body.startswith(b"\xff\xd8") and body.rstrip(b"\x00").endswith(b"\xff\xd9")):
+        return f"image of {len(body)} bytes is not a whole JPEG"
+    if cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR) is None:
+        return f"image of {len(body)} bytes does not decode"
+    return None
+
+
+def hold_open(port: int, raw: bytes, rcvbuf: int | None = None) -> socket.socket:
+    """A connection that sent ``raw`` (what the server takes of it) and will read nothing."""
+    s = socket.socket()
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.connect(("127.0.0.1", port))
+    s.setblocking(False)
+    with contextlib.suppress(BlockingIOError):
+        s.send(raw)
+    return s
+
+
+def closed_by_peer(s: socket.socket) -> bool:
+    try:
+        return s.recv(65536, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+class PreviewClients:
+    """Everyone at the preview while the watch runs, from when it is up until it has gone.
+
+    Well-behaved: ``SSE_READERS`` event-stream readers (reconnecting with ``Last-Event-ID`` as
+    a browser does), two clients fetching the images, state and 100 % crops, a page in headless
+    Chromium (``browser``). Hostile or broken: event streams and a pipelined flood of image
+    requests that are never read, slowloris connections, hundreds of connections opened and
+    dropped (reset, half a request, half an image, half-closed), and :func:`probe_requests`.
+    """
+
+    def __init__(self, url: str, files: dict[str, Path], seed: str, browser: bool) -> None:
+        self.url, self.port = url, int(url.rsplit(":", 1)[1].strip("/"))
+        self.files, self.rng, self.browser = files, random.Random(seed), browser
+        self.forbidden = {
+            name: data[len(data) // 2 : len(data) // 2 + 48]
+            for name, p in files.items()
+            if len(data := p.read_bytes()) >= 48
+        }
+        self.done = threading.Event()  # the watch has exited
+        self.lock = threading.Lock()
+        self.faults: list[str] = []
+        self.errors: list[tuple[float, str]] = []  # a well-behaved client's failures, when
+        self.stats: collections.Counter[str] = collections.Counter()
+        self.last_state: list[dict | None] = [None] * SSE_READERS
+        self.stream_end = 0.0  # when a well-behaved event stream last ended
+        self.page_merged: str | None = None
+        self.header_hold = 0.0  # the longest a slowloris connection was kept
+        self.threads = [threading.Thread(target=self._sse, args=(i,)) for i in range(SSE_READERS)]
+        self.threads += [threading.Thread(target=self._fetch, args=(i,)) for i in range(2)]
+        hostile = (self._hold, self._slowloris, self._churn, self._probe)
+        self.threads += [threading.Thread(target=f) for f in hostile]
+        if browser:
+            self.threads.append(threading.Thread(target=self._page))
+
+    def start(self) -> None:
+        for t in self.threads:
+            t.daemon = True
+            t.start()
+
+    def finish(self) -> None:
+        self.done.set()
+        for t in self.threads:
+            t.join(60)
+            if t.is_alive():
+                self.fault(f"client {t.name} still running 60 s after the watch exited")
+
+    def fault(self, text: str) -> None:
+        with self.lock:
+            if len(self.faults) < 12 and text not in self.faults:
+                self.faults.append(text)
+
+    def count(self, what: str, n: int = 1) -> None:
+        with self.lock:
+            self.stats[what] += n
+
+    def error(self, text: str) -> None:
+        with self.lock:
+            self.errors.append((time.monotonic(), text))
+
+    # -- well-behaved --
+
+    def _sse(self, i: int) -> None:
+        """Follow the event stream as the page does, reconnecting with ``Last-Event-ID`` until
+        the server is gone; keep the last state heard."""
+        import httpx
+
+        last_id = ""
+        with httpx.Client(timeout=httpx.Timeout(40.0, connect=5.0)) as c:
+            while not self.done.is_set():
+                try:
+                    headers = {"Last-Event-ID": last_id} if last_id else {}
+                    with c.stream("GET", self.url + "api/events", headers=headers) as r:
+                        self.count(f"event stream {r.status_code}")
+                        message: dict[str, str] = {}
+                        for line in r.iter_lines():
+                            if line:
+                                key, _, value = line.partition(": ")
+                                message[key] = value
+                                continue
+                            if message.get("event") == "state":
+                                self.last_state[i] = json.loads(message["data"])
+                                last_id = message.get("id", last_id)
+                                self.count("events read")
+                            message = {}
+                except httpx.ConnectError:
+                    break  # the server is gone
+                except httpx.TransportError as exc:
+                    self.error(f"event stream: {type(exc).__name__}: {exc}")
+                with self.lock:
+                    self.stream_end = max(self.stream_end, time.monotonic())
+                time.sleep(0.2)
+
+    def _fetch(self, seed: float) -> None:
+        """Fetch the images, the state, the page and 100 % crops over and over, checking each."""
+        import httpx
+
+        r = random.Random(seed)
+        paths = ["img/composite.jpg", "img/composite.jpg", "img/last.jpg", "img/depth.jpg",
+                 "api/state", "api/crop", ""]  # fmt: skip
+        with httpx.Client(base_url=self.url, timeout=20.0) as c:
+            while not self.done.is_set():
+                path = r.choice(paths)
+                params = {"x": f"{r.random():.3f}", "y": f"{r.random():.3f}",
+                          "size": str(r.choice([16, 64, 256, 2048]))}  # fmt: skip
+                try:
+                    resp = c.get("/" + path, params=params if path == "api/crop" else None)
+                except httpx.TransportError as exc:
+                    self.error(f"GET /{path}: {type(exc).__name__}")
+                    time.sleep(0.2)
+                    continue
+                self.count(f"GET /{path} {resp.status_code}")
+                if problem := answer_fault(path, resp):
+                    self.fault(f"GET /{path}: {problem}")
+                time.sleep(r.uniform(0.0, 0.1))
+
+    def _page(self) -> None:
+        """The page in headless Chromium, from the start to after the watch has exited."""
+        from tests.browser import chromium, phone_page
+
+        try:
+            with chromium() as browser:
+                page, errors = phone_page(browser)
+                page.goto(self.url)
+                page.wait_for_selector("#link[data-live='true']", timeout=30_000)
+                self.count("browser pages")
+                self.done.wait()
+                self.page_merged = page.text_content("#merged")
+                if errors:
+                    self.fault(f"the page's script failed: {errors[:3]}")
+        except Exception as exc:  # Playwright's own errors, whatever their class
+            self.fault(f"browser page: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+
+    # -- hostile or broken --
+
+    def _hold(self) -> None:
+        """Event streams and a pipelined flood of image requests that are never read, and an
+        event stream whose client half-closed the connection, open until the watch exits."""
+        flood = raw_request(b"/img/composite.jpg").replace(b"Connection: close\r\n", b"") * 400
+        socks = [hold_open(self.port, raw_request(b"/api/events"), 1024) for _ in range(4)]
+        socks.append(hold_open(self.port, flood, 1024))
+        half = hold_open(self.port, raw_request(b"/api/events"))
+        half.shutdown(socket.SHUT_WR)
+        socks.append(half)
+        self.done.wait()
+        for s in socks:
+            s.close()
+
+    def _slowloris(self) -> None:
+        """A dozen connections sending a request's headers a byte every half second; each must be
+        closed by the server within HEADER_LIMIT_S, then another takes its place."""
+        request = raw_request(b"/img/composite.jpg", extra=b"X-Slow: " + b"s" * 200 + b"\r\n")
+        conns: dict[socket.socket, list[float]] = {}  # opened at, bytes sent
+        while not self.done.is_set():
+            with contextlib.suppress(OSError):  # the server has gone
+                while len(conns) < 12:
+                    s = socket.create_connection(("127.0.0.1", self.port), timeout=2)
+                    s.setblocking(False)
+                    conns[s] = [time.monotonic(), 0]
+            for s, (opened, sent) in list(conns.items()):
+                held, gone = time.monotonic() - opened, closed_by_peer(s)
+                if not gone:
+                    try:
+                        conns[s][1] += s.send(request[int(sent) : int(sent) + 1])
+                    except BlockingIOError:
+                        pass
+                    except OSError:
+                        gone = True
+                if gone or held > HEADER_LIMIT_S:
+                    if gone:
+                        self.header_hold = max(self.header_hold, held)
+                        self.count("slowloris closed by the server")
+                    elif not self.done.is_set():
+                        self.fault(
+                            f"a connection dribbling its headers still open after {held:.0f} s"
+                        )
+                    s.close()
+                    del conns[s]
+            time.sleep(0.5)
+        for s in conns:
+            s.close()
+
+    def _churn(self) -> None:
+        """Connections opened and dropped, a few hundred a run, in six ways."""
+        r = random.Random(self.rng.random())
+        ways = ["close", "reset", "half request", "half image", "half-closed", "one event"]
+        while not self.done.is_set() and self.stats["churn"] < 400:
+            way = r.choice(ways)
+            try:
+                self._drop(way, r)
+            except OSError as exc:
+                self.count(f"churn {way}: {type(exc).__name__}")
+            self.count("churn")
+            time.sleep(r.uniform(0.0, 0.03))
+
+    def _drop(self, way: str, r: random.Random) -> None:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=ANSWER_S) as s:
+            if way == "half-closed":  # the whole request, then "no more from me"
+                s.sendall(raw_request(b"/api/state"))
+                s.shutdown(socket.SHUT_WR)
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+                self.count(f"half-closed answered {parse_response(data)[0]}")
+                return
+            if way in ("half image", "one event", "half request"):
+                route = {"half image": b"/img/composite.jpg", "one event": b"/api/events"}
+                raw = raw_request(route.get(way, b"/api/state"))
+                s.sendall(raw if way != "half request" else raw[: r.randrange(1, len(raw))])
+                if way != "half request":
+                    s.recv(r.choice([1, 100, 4096]))
+            if way != "close":
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    def _probe(self) -> None:
+        """Every probe once, in a random order, and again, until the watch exits."""
+        probes = probe_requests(self.files)
+        r = random.Random(self.rng.random())
+        while not self.done.is_set():
+            r.shuffle(probes)
+            for kind, raw in probes:
+                if self.done.is_set():
+                    break
+                try:
+                    data = exchange(self.port, raw)
+                except OSError:
+                    time.sleep(0.2)  # the server has gone
+                    continue
+                status = parse_response(data)[0] if data else "closed" if data == b"" else "hang"
+                self.count(f"probe {kind} {status}")
+                if problem := probe_fault(kind, raw, data, self.forbidden):
+                    self.fault(f"{kind} probe {raw[:120]!r}: {problem}")
+                time.sleep(0.01)  # load, not a flood: the flood is the churn's
+
+    def check(self, merged: int | None, stop_began: float) -> list[str]:
+        """The faults seen, and what the well-behaved clients last saw against ``merged``."""
+        faults = list(self.faults)
+        early = [e for t, e in self.errors if t < stop_began - 0.5]
+        if early:
+            faults.append(f"{len(early)} failures of well-behaved clients while the preview "
+                          f"was up: {early[:3]}")  # fmt: skip
+        for i, state in enumerate(self.last_state):
+            progress = {} if state is None else state["progress"]
+            said = (progress.get("merged"), progress.get("state"))
+            if said != (merged, "finished"):
+                faults.append(f"event stream {i} last said (merged, state) {said}, the watch "
+                              f"merged {merged}")  # fmt: skip
+        if self.browser and self.page_merged is not None and self.page_merged != str(merged):
+            faults.append(f"the page last showed {self.page_merged} merged, the watch {merged}")
+        return faults
+
+
+def answer_fault(path: str, resp: Any) -> str | None:
+    """What is wrong with a well-behaved client's answer; None if nothing."""
+    if resp.status_code == 503:
+        return None  # busy, or no crop to be had now: the server's "not now"
+    if resp.status_code >= 500:
+        return f"answered {resp.status_code}: {resp.text[:160]!r}"
+    if resp.status_code == 404 and path.startswith("img/"):
+        return None  # not made yet (no depth map is asked for)
+    if resp.status_code != 200:
+        return f"answered {resp.status_code}: {resp.text[:160]!r}"
+    if path.startswith("img/"):
+        return jpeg_fault(resp.content, resp.headers)
+    if path == "api/crop":
+        for key in ("composite", "last"):
+            jpeg = base64.b64decode(resp.json()[key].split(",", 1)[1])
+            if problem := jpeg_fault(jpeg, {}):
+                return f"{key} crop: {problem}"
+    return None
+
+
 # -- one run ------------------------------------------------------------------------------------
 
 
@@ -473,17 +953,36 @@ class RunResult:
     optional: int
     seconds: float
     peak_mb: float
+    exit_s: float | None = None
+    """With the preview: seconds from its stop (or SIGINT) to the watch's exit."""
+    stats: collections.Counter[str] = field(default_factory=collections.Counter)
+    """With the preview: what its clients did and were answered."""
 
 
-def start_watch(folder: Path, output: Path, polling: bool, idle: float | None) -> subprocess.Popen:
+def start_watch(
+    folder: Path, output: Path, polling: bool, idle: float | None, preview: bool = False
+) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "stacker.cli", "watch", str(folder), "-o", str(output),
            "--settle", f"{SETTLE}s", "--align", "none"]  # fmt: skip
     if idle is not None:
         cmd += ["--idle-timeout", f"{idle}s"]
     if polling:
         cmd.append("--poll")
+    if preview:
+        cmd += ["--preview", "--port", "0"]
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONFAULTHANDLER="1")
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT)
+
+
+def started(proc: subprocess.Popen, preview: bool) -> tuple[str, str | None]:
+    """The watch's first lines of stderr, read until it watches, and the preview's address
+    (``Live preview: URL``, printed first) when it serves one."""
+    assert proc.stderr is not None
+    lines = [proc.stderr.readline().decode(errors="replace")]
+    while preview and lines[-1] and not lines[-1].startswith("watching ") and len(lines) < 5:
+        lines.append(proc.stderr.readline().decode(errors="replace"))
+    url = re.search(r"^Live preview: (http://\S+/)$", lines[0], re.M) if preview else None
+    return "".join(lines), url[1] if url else None
 
 
 def rss_mb(pid: int) -> float:
@@ -538,10 +1037,11 @@ def image_kind(data: bytes) -> str:
 SUMMARY = re.compile(
     r"stacked (\d+) of (\d+) frames .*\((\d+) rejected, (\d+) unreadable, (\d+) RAW\+JPEG"
 )
-OWN_LINE = re.compile(r"^(watching |warning: |stacker: )")
+OWN_LINE = re.compile(r"^(watching |warning: |stacker: |Live preview: |preview: )")
 
 
-def one_run(index: int, seed: int, polling: bool, only: list[str] | None, pool) -> RunResult:
+def one_run(index: int, seed: int, polling: bool, only: list[str] | None, pool,
+            preview: bool = False, browser: bool = False) -> RunResult:  # fmt: skip
     rng = random.Random(f"{seed}:{index}")
     kinds = [rng.choice(only or list(SCENARIOS)) for _ in range(rng.randint(8, 14))]
     if "slow" not in kinds:
@@ -566,11 +1066,44 @@ def one_run(index: int, seed: int, polling: bool, only: list[str] | None, pool) 
     end = rng.choice(["idle", "idle", "sigint"])
     idle = round(rng.uniform(3.0, 6.0), 1) if end == "idle" else None
     t0 = time.monotonic()
-    proc = start_watch(folder, output, polling, idle)
-    assert proc.stderr is not None and proc.stdout is not None
-    first = proc.stderr.readline().decode(errors="replace")
+    proc = start_watch(folder, output, polling, idle, preview)
+    first, url = started(proc, preview)
+    clients = None
+    if url is not None:
+        clients = PreviewClients(url, foreign_files(ctx), f"{seed}:{index}", browser)
+        clients.start()
     watcher = Watcher(proc, ledger.fifos)
     watcher.start()
+    run_writers(ctx, kinds, rng)
+    faults: list[str] = []
+    sigint_at = None
+    if end == "sigint":
+        time.sleep(8.0)  # past the close grace of a hard link, the pair wait and retries
+        sigint_at = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+    try:
+        out, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack
+        out, err = proc.communicate(timeout=30)
+        faults.append("hang: still running 60 s after the writers were done")
+    exit_at = time.monotonic()
+    watcher.done.set()
+    watcher.join()
+    stdout, stderr = out.decode(errors="replace"), first + err.decode(errors="replace")
+    faults += check(proc.returncode, stdout, stderr, ledger, watcher, output, base)
+    merged = int(m.group(1)) if (m := SUMMARY.search(stdout)) else None
+    result = RunResult(index, polling, kinds, end, faults, merged, len(ledger.required),
+                       ledger.optional, time.monotonic() - t0, watcher.peak)  # fmt: skip
+    if clients is not None:
+        result.exit_s, result.stats = check_preview(clients, merged, sigint_at, exit_at, faults)
+    keep_if_faulty(base, result, stdout, stderr)
+    return result
+
+
+def run_writers(ctx: Ctx, kinds: list[str], rng: random.Random) -> None:
+    """Run each scenario of ``kinds`` on a thread of its own after a random delay; return
+    when they are done."""
     writers = []
     for kind in kinds:
         r = random.Random(rng.random())
@@ -585,24 +1118,33 @@ def one_run(index: int, seed: int, polling: bool, only: list[str] | None, pool) 
         w.start()
     for w in writers:
         w.join(60)
-    faults: list[str] = []
-    if end == "sigint":
-        time.sleep(8.0)  # past the close grace of a hard link, the pair wait and retries
-        proc.send_signal(signal.SIGINT)
-    try:
-        out, err = proc.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack
-        out, err = proc.communicate(timeout=30)
-        faults.append("hang: still running 60 s after the writers were done")
-    watcher.done.set()
-    watcher.join()
-    stdout, stderr = out.decode(errors="replace"), first + err.decode(errors="replace")
-    faults += check(proc.returncode, stdout, stderr, ledger, watcher, output, base)
-    merged = int(m.group(1)) if (m := SUMMARY.search(stdout)) else None
-    result = RunResult(index, polling, kinds, end, faults, merged, len(ledger.required),
-                       ledger.optional, time.monotonic() - t0, watcher.peak)  # fmt: skip
-    if faults:
+
+
+def check_preview(
+    clients: PreviewClients,
+    merged: int | None,
+    sigint_at: float | None,
+    exit_at: float,
+    faults: list[str],
+) -> tuple[float, collections.Counter[str]]:
+    """Stop the clients and add their faults, and a slow exit, to ``faults``; the seconds
+    from the preview's stop (SIGINT, or its event streams ending) to the exit, and the
+    clients' counts."""
+    clients.finish()
+    began = sigint_at or clients.stream_end or exit_at
+    exit_s = exit_at - began
+    if exit_s > PROMPT_EXIT_S:
+        faults.append(f"slow exit: {exit_s:.1f} s after the preview began to stop")
+    faults += clients.check(merged, began)
+    if clients.header_hold > HEADER_LIMIT_S:
+        faults.append(f"a slowloris connection was held {clients.header_hold:.0f} s")
+    return exit_s, collections.Counter(clients.stats, header_hold_s=round(clients.header_hold))
+
+
+def keep_if_faulty(base: Path, result: RunResult, stdout: str, stderr: str) -> None:
+    """Keep a faulty run's folders (without its sparse giants), with the watch's output;
+    remove a good run's."""
+    if result.faults:
         keep = base.with_name(base.name + "-fault")
         shutil.rmtree(keep, ignore_errors=True)
         (base / "stderr.txt").write_text(stderr)
@@ -612,7 +1154,6 @@ def one_run(index: int, seed: int, polling: bool, only: list[str] | None, pool) 
         result.faults.append(f"folder kept: {keep}")
     else:
         shutil.rmtree(base, ignore_errors=True)
-    return result
 
 
 def remove_sparse(base: Path) -> None:
@@ -688,18 +1229,23 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--only", help="comma-separated scenario kinds")
     ap.add_argument("--mode", choices=["both", "inotify", "poll"], default="both")
+    ap.add_argument("--preview", action="store_true", help="serve the preview, with its clients")
+    ap.add_argument("--browser-every", type=int, default=4, metavar="N",
+                    help="with --preview, a Chromium page in every Nth run (0: never)")  # fmt: skip
     args = ap.parse_args()
     only = args.only.split(",") if args.only else None
     pool = render_pool()
     results: list[RunResult] = []
     for index in range(args.first, args.first + args.runs):
         polling = {"inotify": False, "poll": True}.get(args.mode, index % 2 == 1)
-        res = one_run(index, args.seed, polling, only, pool)
+        browser = args.preview and args.browser_every > 0 and index % args.browser_every == 0
+        res = one_run(index, args.seed, polling, only, pool, args.preview, browser)
         results.append(res)
         flag = "FAULT" if res.faults else "ok"
+        shown = "" if res.exit_s is None else f" exit {res.exit_s:.1f}s"
         print(f"run {index:3d} {'poll' if polling else 'inotify':7s} {res.end:6s} "
               f"{len(res.kinds):2d} scenarios merged {res.merged} need {res.required}"
-              f"(+{res.optional}) {res.seconds:5.1f}s {res.peak_mb:4.0f}MB {flag}",
+              f"(+{res.optional}) {res.seconds:5.1f}s {res.peak_mb:4.0f}MB{shown} {flag}",
               flush=True)  # fmt: skip
     report(results, args)
     return 1 if any(r.faults for r in results) else 0
@@ -719,6 +1265,8 @@ def report(results: list[RunResult], args: argparse.Namespace) -> None:
     faulty = [r for r in results if r.faults]
     print(f"\n{len(results)} runs, {scenarios} scenarios, {len(faulty)} runs with faults, "
           f"peak memory {max((r.peak_mb for r in results), default=0):.0f} MB")  # fmt: skip
+    if args.preview:
+        report_preview(results)
     for res in faulty:
         mode = "poll" if res.polling else "inotify"
         print(f"\nFAULT run {res.index} ({mode}, ended by {res.end}; kinds {res.kinds}):")
@@ -726,7 +1274,22 @@ def report(results: list[RunResult], args: argparse.Namespace) -> None:
             print(f"  - {f}")
         only = f" --only {args.only}" if args.only else ""
         print(f"  re-run: python benchmarks/attack_hotfolder.py --runs 1 --first {res.index} "
-              f"--seed {args.seed} --mode {mode}{only}")  # fmt: skip
+              f"--seed {args.seed} --mode {mode}{only}"
+              f"{' --preview' if args.preview else ''}")  # fmt: skip
+
+
+def report_preview(results: list[RunResult]) -> None:
+    """What the preview's clients did and were answered, over all runs."""
+    total: collections.Counter[str] = collections.Counter()
+    for res in results:
+        total.update({k: v for k, v in res.stats.items() if k != "header_hold_s"})
+    exits = [r.exit_s for r in results if r.exit_s is not None]
+    holds = [r.stats["header_hold_s"] for r in results]
+    print(f"preview: exit after its stop at most {max(exits, default=0):.1f} s (median "
+          f"{sorted(exits)[len(exits) // 2] if exits else 0:.1f} s); slowloris connections "
+          f"closed after at most {max(holds, default=0)} s")  # fmt: skip
+    for key, n in sorted(total.items()):
+        print(f"  {key:60.60s} {n:7d}")
 
 
 if __name__ == "__main__":
