@@ -14,7 +14,9 @@ Endpoints
                                  ``/api/state``, rows changed since the last message) after every
                                  hub update; bursts faster than a client reads are coalesced
                                  into one message with the newest state, never queued up;
-                                 a ``ping`` message (``{"every_s": S}``) after S seconds of quiet
+                                 a ``ping`` message (``{"every_s": S}``) after S seconds of quiet;
+                                 stopping, the server ends each stream after the state it
+                                 stopped at (a finished run's last numbers reach every page)
 ``GET /img/{kind}.jpg``          the latest ``composite``, ``last`` frame or ``depth`` JPEG, as
                                  encoded by the producer (the server never decodes images)
 ``GET /api/crop?x=&y=&size=``    a 100 % crop of the composite and of the last frame around the
@@ -241,7 +243,8 @@ class EventStreams:
             wake()
 
     async def stream(self, since: int) -> AsyncIterator[str]:
-        """Yield SSE messages: the state changed after ``since`` now, then after every change."""
+        """Yield SSE messages: the state changed after ``since`` now, then after every change;
+        closed, the state as it stands then (if it changed) and no more."""
         loop = asyncio.get_running_loop()
         changed = asyncio.Event()
 
@@ -267,15 +270,17 @@ class EventStreams:
                 except asyncio.TimeoutError:
                     yield ping
                     continue
-                if self._closing:
-                    return
                 changed.clear()
+                # Closed before the snapshot is taken, the stream ends after sending it: the
+                # state a run stopped at (a watch finished) comes before the stop.
+                closing = self._closing
                 snap = self.hub.snapshot(since=last)
-                if snap.version == last and last != 0:
-                    continue
-                last = snap.version
-                body = json.dumps(snap.to_dict(), separators=(",", ":"))
-                yield f"id: {self.hub.run}.{snap.version}\nevent: state\ndata: {body}\n\n"
+                if snap.version != last or last == 0:
+                    last = snap.version
+                    body = json.dumps(snap.to_dict(), separators=(",", ":"))
+                    yield f"id: {self.hub.run}.{snap.version}\nevent: state\ndata: {body}\n\n"
+                if closing:
+                    return
         finally:
             unsubscribe()
             with self._lock:

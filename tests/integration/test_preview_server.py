@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -19,7 +20,13 @@ import pytest
 from stacker.preview import PreviewHub, PreviewServer, PreviewServerError
 from stacker.preview.hub import CropResult
 from stacker.preview.publisher import encode_jpeg
-from stacker.preview.server import MALFORMED, MAX_CONNECTIONS, REFUSALS, create_app
+from stacker.preview.server import (
+    MALFORMED,
+    MAX_CONNECTIONS,
+    REFUSALS,
+    EventStreams,
+    create_app,
+)
 from tests.crops import crop_owner
 from tests.resources import fd_count
 
@@ -221,6 +228,29 @@ def test_stop_ends_open_event_streams_promptly(hub):
     assert hub.subscriber_count == 0
     with pytest.raises(httpx.ConnectError):
         httpx.get(srv.url, timeout=1)
+
+
+def test_a_stream_the_server_ends_first_sends_the_state_it_ended_at(hub):
+    """``stacker watch --preview`` marks its run finished and at once stops the server: both
+    woke the streams together, they saw the server closing and ended without that last state,
+    and every page was left saying "running" (attack_hotfolder.py --preview). A stream ends
+    with the state as it stands at the stop, and with nothing more when nothing changed."""
+    streams = EventStreams(hub)
+
+    async def follow(change: bool) -> list[str]:
+        messages = streams.stream(hub.version)
+        first = await anext(messages)
+        if change:
+            hub.update_progress(state="finished", merged=3)
+        streams.close()
+        return [first] + [m async for m in messages]
+
+    said = asyncio.run(follow(change=True))
+    assert len(said) == 2
+    progress = json.loads(said[1].split("data: ", 1)[1])["progress"]
+    assert (progress["state"], progress["merged"]) == ("finished", 3)
+    streams = EventStreams(hub)
+    assert len(asyncio.run(follow(change=False))) == 1
 
 
 def test_event_streams_of_clients_that_go_away_are_let_go(hub, server):
