@@ -96,6 +96,10 @@ MAX_CONNECTIONS = 256
 once (event streams of a room full of phones fit well below it)."""
 MAX_HEADER_BYTES = 16 * 1024
 """The largest request line plus headers accepted (h11's incomplete-event limit)."""
+STOP_GRACE_S = 1.0
+"""Seconds a connection has, once the server stops, to take the rest of its answer before it is
+cut (less than :attr:`PreviewServer.graceful_shutdown_s`, whose end cancels requests with a
+traceback)."""
 
 
 class _LinesCounted(logging.Filter):
@@ -145,17 +149,25 @@ for _counted in (REFUSALS, MALFORMED):
 
 
 class BoundedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a deadline for the request headers.
+    """uvicorn's h11 protocol with a deadline for the request headers, and one at a stop.
 
     uvicorn bounds the wait *between* requests (``timeout_keep_alive``) but not the time a client
     takes to finish sending headers: any byte received cancels its timer, so a client that sends
     half a header holds the connection, and a file descriptor, for ever. Here a timer armed when
     the connection opens, and again after every answer, closes it unless h11 has parsed a whole
     request by then.
+
+    At a stop, uvicorn lets a connection finish its answer until its graceful timeout, then
+    cancels the request, which it logs with a traceback. A client that reads nothing (a
+    stalled phone, a script) never finishes: it held the watch's exit for the whole timeout and
+    left a traceback on its terminal. Here a connection still open ``stop_grace_s`` after the
+    stop began is cut, and its request ends as for any client that went away.
     """
 
     header_timeout_s = HEADER_TIMEOUT_S
+    stop_grace_s = STOP_GRACE_S
     _header_deadline: asyncio.TimerHandle | None = None
+    _cut_at_stop: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
@@ -166,9 +178,17 @@ class BoundedH11Protocol(H11Protocol):
         self._arm_header_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._header_deadline is not None:
-            self._header_deadline.cancel()
+        for timer in (self._header_deadline, self._cut_at_stop):
+            if timer is not None:
+                timer.cancel()
         super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        """uvicorn's graceful close (now if idle, after the answer otherwise), and a cut after
+        ``stop_grace_s`` for a connection still open (an answer nobody reads stays in our
+        buffer, and a closed transport waits for it to drain)."""
+        super().shutdown()
+        self._cut_at_stop = self.loop.call_later(self.stop_grace_s, self.transport.abort)
 
     def send_400_response(self, msg: str) -> None:
         """Answer a request that breaks HTTP (a malformed chunk of its body, say) and close.
@@ -461,7 +481,8 @@ class PreviewServer:
     """
 
     graceful_shutdown_s = 2
-    """How long :meth:`stop` lets open requests finish (event streams are ended at once)."""
+    """How long :meth:`stop` lets open requests finish (event streams are ended at once, and
+    connections still open after :data:`STOP_GRACE_S` are cut) before it cancels them."""
 
     def __init__(
         self,

@@ -253,6 +253,28 @@ def test_a_stream_the_server_ends_first_sends_the_state_it_ended_at(hub):
     assert len(asyncio.run(follow(change=False))) == 1
 
 
+def test_stop_cuts_a_client_that_reads_nothing_without_a_traceback(hub, caplog):
+    """A client that asks for an image and reads none of it (a stalled phone, a script) held
+    the stop for uvicorn's whole graceful timeout, whose end cancelled its request with
+    "Exception in ASGI application" and a traceback on the watch's terminal
+    (attack_hotfolder.py --preview). It now has a moment to take its answer, then is cut."""
+    caplog.set_level(logging.WARNING, logger="uvicorn.error")
+    hub.set_images(composite=(b"\xff\xd8" + bytes(16 << 20), 4000, 3000))  # never decoded
+    srv = PreviewServer(hub)
+    srv.graceful_shutdown_s = 30  # what a stuck connection was given
+    srv.start()
+    with socket.socket() as reader:
+        reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        reader.connect(("127.0.0.1", srv.port))
+        reader.sendall(b"GET /img/composite.jpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        reader.settimeout(10)
+        assert reader.recv(12, socket.MSG_PEEK) == b"HTTP/1.1 200"  # the answer is on its way
+        t0 = time.monotonic()
+        srv.stop(timeout=30)
+        assert time.monotonic() - t0 < 10  # cut, not left to the graceful timeout
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
 def test_event_streams_of_clients_that_go_away_are_let_go(hub, server):
     """Phones that sleep or close the page drop their event streams, with or without a
     goodbye (a reset): each stream's subscription and connection is given back at once."""
