@@ -404,13 +404,14 @@ def s_fifo_swap(c: Ctx, r: random.Random) -> None:
     """A name that flips between a frame and a FIFO, renamed in each time, for two seconds."""
     data, ext = c.frame(r, ".jpg")
     path = c.folder / c.name("flip", ext)
+    tmp, fifo = c.folder / f".{path.name}.tmp", c.folder / f".{path.name}.fifo"  # one a flip
     deadline = time.monotonic() + 2.0
     while time.monotonic() < deadline:
-        (c.folder / ".flip.tmp").write_bytes(data)
-        os.rename(c.folder / ".flip.tmp", path)
+        tmp.write_bytes(data)
+        os.rename(tmp, path)
         time.sleep(r.uniform(0.0, 0.05))
-        os.mkfifo(c.folder / ".flip.fifo")
-        os.rename(c.folder / ".flip.fifo", path)
+        os.mkfifo(fifo)
+        os.rename(fifo, path)
         time.sleep(r.uniform(0.0, 0.05))
     # Renamed over, a frame is stacked once; polled, each file renamed in may be a new one.
     c.ledger.may(40 if c.polling else 1, unreadable=1)
@@ -1074,8 +1075,7 @@ def one_run(index: int, seed: int, polling: bool, only: list[str] | None, pool,
         clients.start()
     watcher = Watcher(proc, ledger.fifos)
     watcher.start()
-    run_writers(ctx, kinds, rng)
-    faults: list[str] = []
+    faults = run_writers(ctx, kinds, rng)
     sigint_at = None
     if end == "sigint":
         time.sleep(8.0)  # past the close grace of a hard link, the pair wait and retries
@@ -1101,23 +1101,28 @@ def one_run(index: int, seed: int, polling: bool, only: list[str] | None, pool,
     return result
 
 
-def run_writers(ctx: Ctx, kinds: list[str], rng: random.Random) -> None:
+def run_writers(ctx: Ctx, kinds: list[str], rng: random.Random) -> list[str]:
     """Run each scenario of ``kinds`` on a thread of its own after a random delay; return
-    when they are done."""
-    writers = []
+    when they are done, with the failures of the writers themselves (the campaign's faults:
+    a writer that died has not told the ledger what it delivered)."""
+    writers, failed = [], []
     for kind in kinds:
         r = random.Random(rng.random())
         delay = rng.uniform(0.0, 4.0)
 
         def go(kind=kind, r=r, delay=delay) -> None:
             time.sleep(delay)
-            SCENARIOS[kind](ctx, r)
+            try:
+                SCENARIOS[kind](ctx, r)
+            except Exception as exc:
+                failed.append(f"campaign: the {kind} writer failed: {type(exc).__name__}: {exc}")
 
         writers.append(threading.Thread(target=go, daemon=True))
     for w in writers:
         w.start()
     for w in writers:
         w.join(60)
+    return failed
 
 
 def check_preview(
