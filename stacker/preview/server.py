@@ -79,7 +79,7 @@ from stacker.preview.guard import (
     is_loopback,
     warn_if_wildcard,
 )
-from stacker.preview.hub import IMAGE_KINDS, CropUnavailableError, PreviewHub
+from stacker.preview.hub import IMAGE_KINDS, CropUnavailableError, PreviewHub, Snapshot
 
 STATIC_DIR = Path(__file__).with_name("static")
 PING_S = 15.0
@@ -297,7 +297,7 @@ class EventStreams:
                 snap = self.hub.snapshot(since=last)
                 if snap.version != last or last == 0:
                     last = snap.version
-                    body = json.dumps(snap.to_dict(), separators=(",", ":"))
+                    body = state_json(snap)
                     yield f"id: {self.hub.run}.{snap.version}\nevent: state\ndata: {body}\n\n"
                 if closing:
                     return
@@ -305,6 +305,15 @@ class EventStreams:
             unsubscribe()
             with self._lock:
                 self._wakers.discard(wake)
+
+
+def state_json(snap: Snapshot) -> str:
+    """``snap`` as compact ASCII JSON: the body of ``/api/state`` and of each ``state`` event.
+
+    A frame named by bytes that are not UTF-8 (a hot folder's file) holds a lone surrogate in
+    its name: ASCII JSON keeps it (``"\\udcff"``, valid JSON), which UTF-8 cannot encode
+    (Starlette's JSON answer failed with a 500 on every request for the state)."""
+    return json.dumps(snap.to_dict(), separators=(",", ":"))
 
 
 def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -352,7 +361,9 @@ def preview_routes(
             since = _int_param(request, "since", 0, 0, 2**62)
         except _BadRequest as exc:
             return error_response(400, str(exc))
-        return JSONResponse(hub.snapshot(since=since).to_dict(), headers=NO_STORE)
+        return Response(
+            state_json(hub.snapshot(since=since)), media_type="application/json", headers=NO_STORE
+        )
 
     async def events(request: Request) -> Response:
         try:

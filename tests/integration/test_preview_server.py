@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import logging
+import os
 import socket
 import struct
 import threading
@@ -98,6 +99,18 @@ def test_state_reports_progress_frames_and_image_versions(hub, client):
     assert client.get("/api/state", params={"since": v}).json()["frames"] == []
     bad = client.get("/api/state", params={"since": "soon"})
     assert bad.status_code == 400 and "'since' must be a whole number" in bad.json()["error"]
+
+
+def test_a_frame_named_by_bytes_that_are_not_utf8_keeps_the_state_served(hub, client):
+    """A hot folder's file may be named by any bytes: its row held a lone surrogate, which
+    UTF-8 cannot encode, and from then on every request for the state answered 500 with a
+    traceback (attack_hotfolder.py --preview). The state is ASCII JSON, as its events are."""
+    name = os.fsdecode(b"frame_\xff\xfe.jpg")
+    hub.update_frame(0, name=name, merged=True)
+    r = client.get("/api/state")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    assert r.json()["frames"][0]["name"] == name
+    assert r.content.isascii()
 
 
 def test_images_are_the_producers_bytes_and_absent_ones_are_404(hub, client):
