@@ -854,6 +854,8 @@ class PreviewClients:
         r = random.Random(self.rng.random())
         ways = ["close", "reset", "half request", "half image", "half-closed", "one event"]
         while not self.done.is_set() and self.stats["churn"] < 400:
+            if self.stats["churn"] % 200 == 100:
+                self._burst(300)
             way = r.choice(ways)
             try:
                 self._drop(way, r)
@@ -861,6 +863,19 @@ class PreviewClients:
                 self.count(f"churn {way}: {type(exc).__name__}")
             self.count("churn")
             time.sleep(r.uniform(0.0, 0.03))
+
+    def _burst(self, n: int) -> None:
+        """``n`` connections at once, past the server's limit, half of them asking for an event
+        stream; all reset a second later."""
+        socks = []
+        with contextlib.suppress(OSError):
+            for i in range(n):
+                socks.append(hold_open(self.port, raw_request(b"/api/events") if i % 2 else b""))
+        time.sleep(1.0)
+        for s in socks:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()
+        self.count("burst connections", len(socks))
 
     def _drop(self, way: str, r: random.Random) -> None:
         with socket.create_connection(("127.0.0.1", self.port), timeout=ANSWER_S) as s:
@@ -986,6 +1001,24 @@ def started(proc: subprocess.Popen, preview: bool) -> tuple[str, str | None]:
     return "".join(lines), url[1] if url else None
 
 
+class Drain(threading.Thread):
+    """Reads one of the watch's pipes as it comes: left unread until the watch ends, a pipe
+    fills at 64 KiB and blocks the watch's next write there (a flood of log lines stalled it)."""
+
+    def __init__(self, pipe: Any) -> None:
+        super().__init__(daemon=True)
+        self.pipe, self.data = pipe, b""
+        self.start()
+
+    def run(self) -> None:
+        self.data = self.pipe.read()
+
+    def rest(self) -> bytes:
+        """All it read, once the pipe is closed (the watch has exited)."""
+        self.join(30)
+        return self.data
+
+
 def rss_mb(pid: int) -> float:
     with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as fh:
         for line in fh:
@@ -1001,12 +1034,15 @@ class Watcher(threading.Thread):
         super().__init__(daemon=True)
         self.proc, self.fifos = proc, fifos
         self.peak = 0.0
+        self.fds = 0  # the most file descriptors the watch had open at once
         self.fifo_opened: set[Path] = set()
         self.done = threading.Event()
 
     def run(self) -> None:
         while not self.done.is_set() and self.proc.poll() is None:
             self.peak = max(self.peak, rss_mb(self.proc.pid))
+            with contextlib.suppress(OSError):
+                self.fds = max(self.fds, len(os.listdir(f"/proc/{self.proc.pid}/fd")))
             for fifo in list(self.fifos):
                 try:
                     fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
@@ -1069,6 +1105,7 @@ def one_run(index: int, seed: int, polling: bool, only: list[str] | None, pool,
     t0 = time.monotonic()
     proc = start_watch(folder, output, polling, idle, preview)
     first, url = started(proc, preview)
+    pipes = [Drain(proc.stdout), Drain(proc.stderr)]
     clients = None
     if url is not None:
         clients = PreviewClients(url, foreign_files(ctx), f"{seed}:{index}", browser)
@@ -1082,12 +1119,13 @@ def one_run(index: int, seed: int, polling: bool, only: list[str] | None, pool,
         sigint_at = time.monotonic()
         proc.send_signal(signal.SIGINT)
     try:
-        out, err = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
     except subprocess.TimeoutExpired:
         proc.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack
-        out, err = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
         faults.append("hang: still running 60 s after the writers were done")
     exit_at = time.monotonic()
+    out, err = (pipe.rest() for pipe in pipes)
     watcher.done.set()
     watcher.join()
     stdout, stderr = out.decode(errors="replace"), first + err.decode(errors="replace")
@@ -1097,6 +1135,7 @@ def one_run(index: int, seed: int, polling: bool, only: list[str] | None, pool,
                        ledger.optional, time.monotonic() - t0, watcher.peak)  # fmt: skip
     if clients is not None:
         result.exit_s, result.stats = check_preview(clients, merged, sigint_at, exit_at, faults)
+        result.stats["peak_fds"] = watcher.fds
     keep_if_faulty(base, result, stdout, stderr)
     return result
 
@@ -1283,16 +1322,20 @@ def report(results: list[RunResult], args: argparse.Namespace) -> None:
               f"{' --preview' if args.preview else ''}")  # fmt: skip
 
 
+PER_RUN = ("header_hold_s", "peak_fds")  # maxima, not counts
+
+
 def report_preview(results: list[RunResult]) -> None:
     """What the preview's clients did and were answered, over all runs."""
     total: collections.Counter[str] = collections.Counter()
     for res in results:
-        total.update({k: v for k, v in res.stats.items() if k != "header_hold_s"})
+        total.update({k: v for k, v in res.stats.items() if k not in PER_RUN})
     exits = [r.exit_s for r in results if r.exit_s is not None]
     holds = [r.stats["header_hold_s"] for r in results]
     print(f"preview: exit after its stop at most {max(exits, default=0):.1f} s (median "
           f"{sorted(exits)[len(exits) // 2] if exits else 0:.1f} s); slowloris connections "
-          f"closed after at most {max(holds, default=0)} s")  # fmt: skip
+          f"closed after at most {max(holds, default=0)} s; at most "
+          f"{max((r.stats['peak_fds'] for r in results), default=0)} files open")  # fmt: skip
     for key, n in sorted(total.items()):
         print(f"  {key:60.60s} {n:7d}")
 
