@@ -91,6 +91,14 @@ CONFIGS = {  # name: (command, its arguments, frames, composite's file name)
         9,
         "composite.tif",
     ),
+    "demoP": (
+        "demo",
+        shlex.split(
+            f"--frames 6 --size 160x120 {_SMALL} --seed 9 --camera nikon --raw-plus-jpeg --raw-mb 8"
+        ),
+        6,
+        "composite.tif",
+    ),
     "shootE": (
         "shoot",
         shlex.split(
@@ -629,10 +637,15 @@ class Run:
             return
         _, _, frames, comp_name = CONFIGS[self.cfg]
         names = sorted(frames_in(self.out))
-        want = [f"frame_{i:04d}.jpg" for i in range(1, frames + 1)]
+        want = sorted(self.baselines[self.cfg]["frames"])  # each RAW partner too, if any
         if names != want:
             self.problems.append(f"frames/ holds {names}")
         after = frames_in(self.out)
+        half = sorted(
+            n for n in before if n.endswith(".nef") and n.replace(".nef", ".jpg") not in before
+        )
+        if half:  # killed between a pair's two files: shot again whole
+            self.notes.append(f"half a pair before the resume: {half}")
         for name, data in before.items():
             if frame_complete(data) and name in after and after[name] != data:
                 self.problems.append(f"{name}: a frame captured before the kill was replaced")
