@@ -8,12 +8,14 @@ import functools
 import inspect
 import io
 import logging
+import os
 import re
 import signal
 import sys
+import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from types import FrameType, SimpleNamespace
-from typing import Any, TypeVar, get_type_hints
+from typing import Any, TextIO, TypeVar, get_type_hints
 
 import typer
 
@@ -24,12 +26,11 @@ from stacker.quantities import TIME_UNITS
 def run_app(app: typer.Typer, prog_name: str, units: Collection[str] = TIME_UNITS) -> None:
     """Run ``app``; a :class:`UserError` prints ``prog: error: message`` and exits non-zero.
 
-    A path whose name is not UTF-8 (its bytes kept as surrogates) prints backslash-escaped, as
-    on stderr, rather than failing the print after the work is done. A number and one of
-    ``units`` typed as two words (see :func:`split_unit_hint`) is refused with the fix.
+    The standard streams are made safe first (:func:`guard_std_streams`): a console that went
+    away or filled never ends the command. A number and one of ``units`` typed as two words
+    (see :func:`split_unit_hint`) is refused with the fix.
     """
-    if isinstance(sys.stdout, io.TextIOWrapper):
-        sys.stdout.reconfigure(errors="backslashreplace")
+    guard_std_streams(prog_name)
     hint = split_unit_hint(sys.argv[1:], units)
     if hint:
         print(f"{prog_name}: error: {hint}", file=sys.stderr)
@@ -46,6 +47,108 @@ def run_app(app: typer.Typer, prog_name: str, units: Collection[str] = TIME_UNIT
     except KeyboardInterrupt:
         print(f"{prog_name}: interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def guard_std_streams(prog_name: str) -> None:
+    """Make the standard streams safe for a command whose console may go away or fill.
+
+    A session started from an ssh login outlives it (the terminal hangs up: every write fails
+    with EIO), runs under ``nohup`` with its output on an SD card that fills (ENOSPC), or has
+    its output piped into ``head`` (EPIPE). Its frames, journal and ``session.log`` are the
+    record, so a write to stdout or stderr that fails must not end it: the stream goes quiet
+    for the rest of the run (see :class:`ConsoleStream`). A standard descriptor closed at start
+    (``>&-``) is opened on ``/dev/null`` first, or the session's first file would take its
+    number and receive whatever is printed. A character the stream's encoding cannot write
+    (``PYTHONIOENCODING=ascii``, a folder named ``séance``) prints backslash-escaped, as a file
+    name that is not UTF-8 (its bytes kept as surrogates) does.
+    """
+    for fd, name in enumerate(("stdin", "stdout", "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)  # the lowest free number: fd (those below are open)
+        if getattr(sys, name) is None:  # Python gives None for a descriptor closed at start
+            mode = "r" if fd == 0 else "w"
+            setattr(sys, name, open(fd, mode, encoding="utf-8", closefd=False))  # noqa: SIM115
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
+        if not isinstance(stream, ConsoleStream):
+            log = logging.getLogger(f"{prog_name}.console")
+            setattr(sys, name, ConsoleStream(stream, name, log))
+
+
+class ConsoleStream:
+    """``sys.stdout`` or ``sys.stderr`` of a command: the first write or flush that fails
+    (EPIPE, ENOSPC, EIO, a closed file) makes it quiet for the rest of the run instead of
+    raising, since rich, ``print`` and logging would otherwise end the command in a traceback
+    (rich even exits 1 on a broken pipe) in the middle of a session.
+
+    Its descriptor is then pointed at ``/dev/null``, so what the stream still holds, what C
+    libraries and child processes write there and the interpreter's last flush go nowhere
+    rather than failing again. The loss is logged once, as a warning on ``logger``
+    (``rig.console``), as soon as that logger has somewhere to write: a session's
+    ``session.log``; a loss before the session started is told at the first write after it
+    did. Everything else is the wrapped stream's own.
+    """
+
+    def __init__(self, stream: TextIO, name: str, logger: logging.Logger) -> None:
+        self._stream = stream
+        self._name = name
+        self._log = logger
+        self._lost: str | None = None
+        self._told = False
+        self._lock = threading.RLock()  # a log handler may write here while the loss is told
+
+    def write(self, text: str) -> int:
+        """Write ``text``, or drop it once the stream is lost; its length either way."""
+        if self._lost is None:
+            try:
+                return self._stream.write(text)
+            except (OSError, ValueError) as exc:  # ValueError: the file was closed
+                self._lose(exc)
+        self._tell()
+        return len(text)
+
+    def flush(self) -> None:
+        """Flush, unless the stream is lost (a failing flush loses it)."""
+        if self._lost is None:
+            try:
+                self._stream.flush()
+            except (OSError, ValueError) as exc:
+                self._lose(exc)
+                self._tell()
+
+    @property
+    def lost(self) -> str | None:
+        """Why the stream is lost (``stdout: No space left on device``), or ``None``."""
+        return self._lost
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    def _lose(self, exc: Exception) -> None:
+        with self._lock:
+            if self._lost is not None:
+                return
+            self._lost = f"{self._name}: {getattr(exc, 'strerror', None) or exc}"
+            with contextlib.suppress(OSError, ValueError):
+                fd = self._stream.fileno()
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, fd)
+                os.close(null)
+                self._stream.flush()  # what it still held: to /dev/null now
+
+    def _tell(self) -> None:
+        with self._lock:
+            if self._told or self._lost is None or not self._log.hasHandlers():
+                return
+            self._told = True
+            self._log.warning(
+                "console output lost (%s); the session goes on, recorded here and in its folder",
+                self._lost,
+            )
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

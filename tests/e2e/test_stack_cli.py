@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -175,3 +177,18 @@ def test_a_frame_named_twice_is_stacked_once(frames: Path, tmp_path: Path) -> No
     assert "stacked 6 of 6 frames" in proc.stdout
     note = proc.stderr.splitlines()[0]
     assert note.startswith("6 files named twice, stacked once: ") and note.endswith(", ..."), note
+
+
+def test_stack_with_its_console_on_a_full_disk_writes_its_outputs(
+    frames: Path, tmp_path: Path
+) -> None:
+    """The files are the job: a summary line that cannot be printed (a log on a full disk)
+    ended the command in a traceback and exit 1 after writing them."""
+    out = tmp_path / "stacked.tif"
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "stacker.cli", "stack", str(frames), "-o", str(out)],
+            stdout=full, stderr=full, timeout=120,
+        )  # fmt: skip
+    assert done.returncode == 0
+    assert read_image(out).shape[0] > 200

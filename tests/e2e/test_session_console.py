@@ -1,0 +1,58 @@
+"""A capture session whose console goes away or fills runs to completion.
+
+``nohup rig shoot ... &`` on a Pi whose SD card fills, a log file on a full disk, or ``rig demo
+| head``: the session's frames, journal and ``session.log`` are its record, so a failed write to
+its stdout must not end it (it ended in a traceback, exit 1, no composite). The session goes
+quiet on that stream and says so once in ``session.log``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.commands import env, rig_cmd
+
+pytestmark = pytest.mark.slow  # whole sessions in subprocesses
+
+ARGS = ["--frames", "6", "--size", "160x120", "--settle", "0s", "--time-scale", "50"]
+
+
+def assert_completed(out: Path) -> str:
+    """The session completed with its composite; its ``session.log``."""
+    records = [json.loads(line) for line in (out / "journal.jsonl").read_text().splitlines()]
+    assert records[-1]["event"] == "finish" and records[-1]["reason"] == "completed", records[-1]
+    assert len(list((out / "frames").glob("frame_*.jpg"))) == 6
+    assert (out / "composite.tif").is_file()
+    return (out / "session.log").read_text()
+
+
+def test_a_session_whose_stdout_is_on_a_full_disk_completes(tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            rig_cmd("demo", "--out", str(out), *ARGS),
+            stdout=full, stderr=subprocess.PIPE, text=True, env=env(), timeout=120,
+        )  # fmt: skip
+    assert (done.returncode, done.stderr) == (0, "")
+    log = assert_completed(out)
+    assert log.count("console output lost") == 1
+    assert "console output lost (stdout: No space left on device)" in log
+
+
+def test_a_session_piped_into_head_completes(tmp_path: Path) -> None:
+    """``rig demo | head -1``: the reader goes after the first line; the session goes on."""
+    out = tmp_path / "s"
+    proc = subprocess.Popen(
+        rig_cmd("demo", "--out", str(out), *ARGS),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(),
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline().startswith("demo: ")
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=120)
+    assert (proc.returncode, err) == (0, "")
+    log = assert_completed(out)
+    assert log.count("console output lost (stdout: Broken pipe)") == 1
