@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from stacker.cliutil import (
+    as_ctrl_c,
     library_versions,
     make_app,
     one_line,
@@ -134,7 +135,10 @@ def stack_command(
             score = f" score {record.score:.3f}" if record is not None else ""
             progress.update(task, advance=1, frame=f"{path.name}{score}")
 
-        with interrupted_stack(output, depth_map, len(files), lambda: progress.tasks[0].completed):
+        with (
+            signals_handled(as_ctrl_c),  # SIGTERM and SIGHUP stop it as Ctrl-C does
+            interrupted_stack(output, depth_map, len(files), lambda: progress.tasks[0].completed),
+        ):
             run = stack_files(
                 files, output, stack=stack, depth_map=depth_map, strict=strict,
                 jpeg_quality=jpeg_quality, on_frame=on_frame,

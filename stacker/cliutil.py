@@ -195,18 +195,31 @@ def _quiet_decoders() -> None:
 
 def as_ctrl_c(signum: int, frame: FrameType | None) -> None:
     """A handler for :func:`signals_handled` that makes SIGTERM (``kill``, a service manager
-    stopping the command) do what Ctrl-C does."""
+    stopping the command) and SIGHUP (the terminal closed) do what Ctrl-C does."""
     raise KeyboardInterrupt
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""Ctrl-C; SIGTERM (``kill``, systemd stopping the command); SIGHUP, the terminal closed: the
+ssh connection to a headless Pi dropped, or its window was closed. A hangup's default is to end
+the process where it stands, a capture session without its composite."""
 
 
 @contextlib.contextmanager
 def signals_handled(
     handler: Callable[[int, FrameType | None], Any],
-    signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM),
+    signals: tuple[signal.Signals, ...] = STOP_SIGNALS,
 ) -> Iterator[None]:
-    """Route ``signals`` (Ctrl-C and SIGTERM) to ``handler`` while in the block, then restore
-    the handlers that were there before."""
-    previous = {s: signal.signal(s, handler) for s in signals}
+    """Route ``signals`` (:data:`STOP_SIGNALS`) to ``handler`` while in the block, then restore
+    the handlers that were there before.
+
+    A SIGHUP that is ignored on entry stays ignored: ``nohup`` asks for exactly that, a
+    command that runs on after its terminal is gone.
+    """
+    routed = [
+        s for s in signals if not (s == signal.SIGHUP and signal.getsignal(s) == signal.SIG_IGN)
+    ]
+    previous = {s: signal.signal(s, handler) for s in routed}
     try:
         yield
     finally:

@@ -2,7 +2,8 @@
 
 Every command takes a focuser URL (``grbl:///dev/ttyUSB0``, ``marlin:///dev/ttyACM0``,
 ``stackshot:///dev/stackshot``, ``wemacro:///dev/focusrail``, ``sim://``) and lengths with units
-(``1.5mm``, ``250um``). Ctrl-C or SIGTERM during motion stops the rail before exiting.
+(``1.5mm``, ``250um``). Ctrl-C, SIGTERM or SIGHUP (the terminal closed) during motion stops the
+rail before exiting.
 
 Each command opens the port, and an Arduino restarts whenever its port is opened (DTR): GRBL
 then counts from 0 wherever the carriage stands and, with homing enabled (``$22=1``) on a stock
@@ -17,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import shlex
-import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -80,7 +80,7 @@ def _motion(
     url: str, action: Callable[[Focuser], None], *, home: bool = False, accept: bool = False
 ) -> None:
     """Open the rail at ``url``, run ``action`` on it and say where it stands; Ctrl-C,
-    SIGTERM or any error stops the rail before the command ends.
+    SIGTERM, SIGHUP or any error stops the rail before the command ends.
 
     ``home`` runs the homing cycle first and ``accept`` takes the position as it stands, both
     in this opening of the port (see the module docstring for why that matters)."""
@@ -283,17 +283,15 @@ def simulate(
         ),
     ] = None,
 ) -> None:
-    """Run a simulated controller on a pseudo-terminal until Ctrl-C, printing its URL."""
+    """Run a simulated controller on a pseudo-terminal until Ctrl-C (or SIGTERM, SIGHUP),
+    printing its URL."""
     device = _simulator(firmware, time_scale, keep_state)
     with device:
         typer.echo(f"{firmware} simulator on {device.path} (-> {device.pts})")
         typer.echo(f"url: {getattr(device, 'url', '')}")
         typer.echo("press Ctrl-C to stop")
         done = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: done.set())
-        try:
+        with signals_handled(lambda *_: done.set()):
             while not done.wait(0.5):
                 pass
-        except KeyboardInterrupt:
-            pass
     typer.echo("simulator stopped")

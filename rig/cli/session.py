@@ -5,8 +5,10 @@ virtual camera, the GRBL simulator on a pseudo-terminal, a synthetic 3-D scene r
 rail position) with live stacking. It points libgphoto2 at its virtual camera (``VCAMERADIR``)
 before anything imports gphoto2, which is why no camera code is imported at module level here.
 
-Exit codes: 0 complete, 130 interrupted (Ctrl-C, SIGTERM; resumable), 2 bad input, 3 device not
-found, 4 device busy, 5 motion refused or alarm, 6 other device fault, 1 a bug.
+Exit codes: 0 complete, 130 interrupted (Ctrl-C, SIGTERM, SIGHUP; resumable), 2 bad input, 3
+device not found, 4 device busy, 5 motion refused or alarm, 6 other device fault, 1 a bug. A
+console that goes away or fills (the ssh connection dropped, output piped into ``head`` or to a
+full disk) does not end a session: see :func:`stacker.cliutil.guard_std_streams`.
 """
 
 from __future__ import annotations
@@ -98,12 +100,15 @@ def print_plan(plan: ShotPlan, console: Console, *, speed_per_s: float = 2000.0)
 
 # ----------------------------------------------------------------------------- run a session
 def run_interruptible(runner: SessionRunner, console: Console) -> SessionResult:
-    """Run ``runner`` on a capture thread; Ctrl-C/SIGTERM stop it, a second one aborts.
+    """Run ``runner`` on a capture thread; Ctrl-C, SIGTERM or SIGHUP stop it, a second
+    Ctrl-C or SIGTERM aborts.
 
     The first signal asks the session to stop after the frame in flight (the rail halts at
     once; journal and composite are written). The second aborts: stacking is dropped and, if
     the capture thread does not return within a moment (a camera stuck mid-transfer), the
-    process exits 130 with the journal closed between two whole lines.
+    process exits 130 with the journal closed between two whole lines. A hangup (the terminal
+    closed, the ssh connection dropped) never aborts: one drop may deliver it twice (the
+    kernel to the foreground job, the login shell to each of its jobs), and nobody meant it.
     """
     box: list[SessionResult] = []
     signals = 0
@@ -111,6 +116,8 @@ def run_interruptible(runner: SessionRunner, console: Console) -> SessionResult:
 
     def handler(signum: int, frame: FrameType | None) -> None:
         nonlocal signals, aborted_at
+        if signals and signum == signal.SIGHUP:
+            return  # a hangup after the first signal: the stop goes on (see above)
         signals += 1
         name = signal.Signals(signum).name
         if signals == 1:

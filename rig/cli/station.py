@@ -2,7 +2,8 @@
 
 The station opens the rail and camera once (or the simulated rig with ``--sim``), serves the
 preview page with its control panel, and prints the address with the access token. It runs
-until Ctrl-C or SIGTERM (systemd's stop), which stops a running session cleanly first.
+until Ctrl-C, SIGTERM (systemd's stop) or SIGHUP (its terminal closed; not under ``nohup``),
+which stops a running session cleanly first.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Ctrl-C during a pipelined ``stacker stack``: a clean stop, exit 130, no partial output."""
+"""Ctrl-C, SIGTERM or SIGHUP during a pipelined ``stacker stack``: a clean stop, exit 130, no
+partial output."""
 
 from __future__ import annotations
 
@@ -7,11 +8,23 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from rig.sim.scene import SceneSpec, write_stack
 from tests.commands import stack_started
 
 
-def test_ctrl_c_mid_stack_stops_cleanly(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "signum",
+    [
+        signal.SIGINT,
+        pytest.param(signal.SIGTERM, marks=pytest.mark.slow),  # stopped the same way as Ctrl-C
+        pytest.param(signal.SIGHUP, marks=pytest.mark.slow),
+    ],
+)
+def test_ctrl_c_mid_stack_stops_cleanly(tmp_path: Path, signum: int) -> None:
+    """SIGTERM (``kill``) and SIGHUP (the terminal closed) stop it as Ctrl-C does: they ended
+    it where it stood, unsaid."""
     frames, rendered = tmp_path / "in", tmp_path / "rendered"
     write_stack(rendered, SceneSpec(width=1200, height=800, seed=4, jpeg_quality=90), 16)
     # Each rendered frame linked under ten names: a stack long enough that the interrupt lands
@@ -22,7 +35,7 @@ def test_ctrl_c_mid_stack_stops_cleanly(tmp_path: Path) -> None:
     out, log = tmp_path / "out.tif", tmp_path / "stderr.txt"
     proc = stack_started(frames, out, log)
     time.sleep(0.5)  # into the stack: reading ahead and merging in the background
-    os.kill(proc.pid, signal.SIGINT)
+    os.kill(proc.pid, signum)
     t0 = time.monotonic()
     stdout, _ = proc.communicate(timeout=60)
     stderr = log.read_text()

@@ -126,3 +126,13 @@ def test_an_answer_that_is_not_json_is_shown_by_its_status(station) -> None:
         page.wait_for_function("document.getElementById('st-msg').textContent !== ''")
         assert page.text_content("#st-msg") == "Bad Gateway"
         assert errors == []
+
+
+def test_the_station_stops_cleanly_when_its_terminal_closes(station) -> None:
+    """A station started by hand over ssh gets SIGHUP when the connection drops: it stops as
+    for SIGTERM (a running session finished cleanly first); the hangup ended it unsaid."""
+    _, proc, _ = station
+    proc.send_signal(signal.SIGHUP)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "stopping" in out

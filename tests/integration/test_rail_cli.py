@@ -238,10 +238,11 @@ def test_commercial_rail_simulators_serve_every_rail_command(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_a_move_ended_by_a_signal_stops_the_rail(signum: int) -> None:
     """A StackShot told to move keeps going to its end on its own: SIGTERM (a service
-    stopped, ``kill``) ended the command and left it running; only Ctrl-C stopped it."""
+    stopped, ``kill``) or SIGHUP (the ssh connection dropped) ended the command and left it
+    running; only Ctrl-C stopped it."""
     from rig.sim.stackshot import StackShotSimulator
 
     with StackShotSimulator(time_scale=1.0, speed_mm_s=2.0) as simulator:

@@ -437,11 +437,13 @@ def test_cli_ctrl_c_writes_the_result_and_exits_0(
 
 
 @pytest.mark.slow
-def test_cli_sigterm_before_any_frame_exits_130(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_cli_sigterm_or_hangup_before_any_frame_exits_130(tmp_path: Path, signum: int) -> None:
+    """SIGHUP (the terminal closed) stops the watch as SIGTERM does; it ended it unsaid."""
     proc = run_watch(str(tmp_path), "-o", str(tmp_path / "out.tif"))
     assert proc.stderr is not None
     assert proc.stderr.readline().startswith("watching ")  # nothing to stack, ever
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
