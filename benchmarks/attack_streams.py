@@ -39,8 +39,11 @@ answer, or its stop was not clean (status 0).
     python benchmarks/attack_streams.py --targets demo,stack --faults head1,hup_pty
     python benchmarks/attack_streams.py --keep --out /tmp/streams   # keep every run's folder
 
-Each fault line ends with the command that re-runs that one run. Last result: see the section
-``attack_streams.py`` in ``benchmarks/README.md``.
+Each fault line ends with the command that re-runs that one run. Last result (2026-12-02, 2-core
+x86-64, all targets and faults, details in ``benchmarks/README.md``): 136 runs; on the code
+before the fixes (add9451) 47 with faults (a failed console write ended the command in 30, SIGHUP
+killed it in 16, SIGTERM killed ``stacker stack`` in 1); after them (4c31c82) none, in 4.8
+minutes.
 """
 
 from __future__ import annotations
