@@ -68,8 +68,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
+from crash_resume import read_image, stage_vcam  # the virtual camera's folder, one way
 
 PY = sys.executable
 REPO = Path(__file__).resolve().parents[1]
@@ -135,27 +135,6 @@ def env_for(repo: str, tmp: Path, vcam: Path | None, extra: dict[str, str]) -> d
     if vcam is not None:
         e["VCAMERADIR"] = str(vcam)
     return e
-
-
-def stage_vcam(repo: str, folder: Path) -> None:
-    """Put one rendered JPEG where libgphoto2's virtual camera takes its shots from."""
-    code = (
-        "from rig.sim.scene import SceneSpec, SyntheticScene\n"
-        "from rig.sim.vcamera import VirtualCameraFolder\n"
-        "from pathlib import Path\nimport sys\n"
-        "f = VirtualCameraFolder(Path(sys.argv[1]), slot_bytes=256<<10)\n"
-        "fr = SyntheticScene(SceneSpec(width=160, height=120, seed=5, jpeg_quality=90))"
-        ".render(700.0)\nf.stage(fr.encoded)\n"
-    )
-    env = {**os.environ, "PYTHONPATH": repo}
-    subprocess.run([PY, "-c", code, str(folder)], check=True, env=env, cwd=repo)
-
-
-def read_image(path: Path) -> np.ndarray | None:
-    data = np.fromfile(str(path), dtype=np.uint8) if path.is_file() else None
-    if data is None or data.size == 0:
-        return None
-    return cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
