@@ -39,6 +39,11 @@ atexit.register(shutil.rmtree, os.environ["XDG_CONFIG_HOME"], True)
 # would inherit that and never stop: take Python's own handler, which children start without.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+# Likewise SIGHUP, which tests send as a closing terminal does: under nohup every command
+# started would ignore it. A handler of our own (which does nothing) keeps this run alive
+# through a hangup, as nohup asked, while its children start with the default.
+if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
+    signal.signal(signal.SIGHUP, lambda *_: None)
 
 # Property tests draw the same examples on every run, so a red run is one anybody can repeat
 # and CI does not turn red on a search's luck; `pytest --hypothesis-profile=explore` draws new
