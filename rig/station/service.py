@@ -163,6 +163,7 @@ class Station:
         self._runner: SessionRunner | None = None
         self._thread: threading.Thread | None = None
         self._session_id: str | None = None
+        self._run_over = True  # the runner of the last launch has returned
         self._last_result: SessionResult | None = None
         self._publish_station()
 
@@ -182,9 +183,11 @@ class Station:
 
     @property
     def running(self) -> str | None:
-        """The id of the session being shot, if any."""
+        """The id of the session being shot, if any: none from the moment its runner returns,
+        when its page is told so (its thread still has that to do)."""
         thread = self._thread
-        return self._session_id if thread is not None and thread.is_alive() else None
+        alive = thread is not None and thread.is_alive() and not self._run_over
+        return self._session_id if alive else None
 
     def _position(self) -> float | None:
         try:
@@ -429,6 +432,7 @@ class Station:
         )
         SessionPreview(self.hub, title=sid).attach(runner)
         self._runner, self._session_id, self._last_result = runner, sid, None
+        self._run_over = False
         thread = threading.Thread(target=self._run, args=(runner,), name=f"session-{sid}")
         self._thread = thread
         thread.start()
@@ -438,6 +442,9 @@ class Station:
         try:
             self._last_result = runner.run()
         finally:
+            # Over before the page hears it: a session list it asks for then must not still
+            # show the session running (the page asks once, when "running" changes).
+            self._run_over = True
             self.hub.set_extra(station={"running": None, "units": self.units})
 
     def stop(self, sid: str | None = None) -> bool:

@@ -212,6 +212,28 @@ def test_start_stop_resume_and_download_through_the_api(station, client) -> None
     assert folder_entries(station) == ["beetle"]
 
 
+def test_the_session_list_asked_for_when_a_session_ends_shows_it_ended(station, client) -> None:
+    """The page asks for the list once, when the station's "running" changes. It was told
+    before the session's thread had ended, and the list, which asked the thread, still said
+    "running": the session stayed so on the phone (the station browser test's 30 s timeouts
+    under load)."""
+    seen: list[str | None] = []
+    told = station.hub.set_extra
+
+    def set_extra(**extra):
+        if "station" in extra and extra["station"]["running"] is None:
+            seen.append(station.running)
+            time.sleep(0.2)  # the page's request arrives while the thread is still here
+            seen.append(station.running)
+        return told(**extra)
+
+    station.hub.set_extra = set_extra
+    r = client.post("/api/sessions", json={"plan": {**PLAN, "frames": 2}, "name": "ant"})
+    assert r.status_code == 201
+    assert station.wait(60) is not None
+    assert seen[-2:] == [None, None]
+
+
 def test_a_download_cut_off_by_the_client_closes_its_file_at_once(station, server) -> None:
     """A phone that sleeps mid-download: the station lets go of the frame at once, not when
     the garbage collector (switched off here) finds the abandoned reader."""

@@ -179,8 +179,13 @@
     return a;
   }
 
+  let listAsked = 0;
   async function refreshSessions() {
+    // Answers can come back out of order (a slow one asked at a session's start after the one
+    // asked at its end): only the last one asked is shown.
+    const asked = ++listAsked;
     const list = await call("GET", "/api/sessions");
+    if (asked !== listAsked) return;
     const body = el("st-sessions").tBodies[0];
     body.replaceChildren();
     for (const s of list) {
