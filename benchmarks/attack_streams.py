@@ -68,8 +68,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-from crash_resume import read_image, stage_vcam  # the virtual camera's folder, one way
+from crash_resume import psnr, read_image, stage_vcam  # the same yardsticks, one way
 
 PY = sys.executable
 REPO = Path(__file__).resolve().parents[1]
@@ -135,14 +134,6 @@ def env_for(repo: str, tmp: Path, vcam: Path | None, extra: dict[str, str]) -> d
     if vcam is not None:
         e["VCAMERADIR"] = str(vcam)
     return e
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    if a.shape != b.shape:
-        return -1.0
-    peak = 65535.0 if a.dtype == np.uint16 else 255.0
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(peak**2 / mse)
 
 
 def journal(folder: Path) -> list[dict]:
