@@ -214,17 +214,26 @@ def signals_handled(
     the handlers that were there before.
 
     A SIGHUP that is ignored on entry stays ignored: ``nohup`` asks for exactly that, a
-    command that runs on after its terminal is gone.
+    command that runs on after its terminal is gone. Once one came, SIGHUP stays ignored after
+    the block too: one dropped connection may send it twice, and the second, landing after
+    the stop it began, would end the process in its last lines with the default action.
     """
     routed = [
         s for s in signals if not (s == signal.SIGHUP and signal.getsignal(s) == signal.SIG_IGN)
     ]
-    previous = {s: signal.signal(s, handler) for s in routed}
+    hung_up: list[int] = []
+
+    def route(signum: int, frame: FrameType | None) -> Any:
+        if signum == signal.SIGHUP:
+            hung_up.append(signum)
+        return handler(signum, frame)
+
+    previous = {s: signal.signal(s, route) for s in routed}
     try:
         yield
     finally:
         for s, h in previous.items():
-            signal.signal(s, h)
+            signal.signal(s, signal.SIG_IGN if s == signal.SIGHUP and hung_up else h)
 
 
 def make_app(
