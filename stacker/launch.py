@@ -2,7 +2,8 @@
 
 Loading the ``stacker`` or ``rig`` command (OpenCV, numpy, typer, the preview server) takes a
 second or more on a Raspberry Pi; a Ctrl-C in that time, the moment a typo is seen, used to end
-in a ``KeyboardInterrupt`` traceback from whichever import it fell in. The commands' own
+in a ``KeyboardInterrupt`` traceback from whichever import it fell in (and a SIGTERM or SIGHUP
+without a word). The commands' own
 handling (:func:`stacker.cliutil.run_app`) takes over once they are loaded. Once the command
 has ended, a Ctrl-C while the interpreter shuts down (flushing logs, joining threads) no longer
 ends in a traceback from whichever exit handler it fell in.
@@ -20,16 +21,29 @@ from types import FrameType
 
 def launch(module: str, prog: str) -> None:
     """Import ``module`` and run its ``main``; ``prog: interrupted`` and exit status 130 when
-    interrupted while it loads."""
+    interrupted while it loads (Ctrl-C, SIGTERM, or SIGHUP unless ``nohup`` ignores it)."""
+    previous = {
+        s: signal.signal(s, _interrupt)
+        for s in (signal.SIGTERM, signal.SIGHUP)
+        if signal.getsignal(s) is not signal.SIG_IGN
+    }
     try:
         main = importlib.import_module(module).main
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         sys.exit(130)
+    for s, handler in previous.items():  # the commands handle them where they matter
+        signal.signal(s, handler)
     try:
         main()
     finally:
         _quiet_shutdown()
+
+
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+    """While a command loads, SIGTERM (a service manager stopping it) and SIGHUP (its terminal
+    closed) end it as Ctrl-C does, in one line; by default they killed it without a word."""
+    raise KeyboardInterrupt
 
 
 def _quiet_shutdown() -> None:

@@ -25,6 +25,23 @@ def test_an_interrupt_during_loading_is_one_line(tmp_path: Path) -> None:
     assert (done.returncode, done.stderr) == (130, "rig: interrupted\n")
 
 
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP], ids=["term", "hup"])
+def test_sigterm_or_a_hangup_during_loading_is_one_line(tmp_path: Path, stop: int) -> None:
+    """A service manager's stop or a closed terminal in the second a command takes to load
+    killed it without a word (exit -15, -1); it now ends as Ctrl-C does there."""
+    name = signal.Signals(stop).name
+    (tmp_path / "slow_command.py").write_text(
+        f"import os, signal, time\nos.kill(os.getpid(), signal.{name})\ntime.sleep(5)\n",
+        encoding="utf-8",
+    )
+    code = (
+        f"import sys; sys.path.insert(0, {str(tmp_path)!r}); "
+        "from stacker.launch import launch; launch('slow_command', 'stacker')"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (130, "stacker: interrupted\n")
+
+
 @pytest.mark.parametrize(("module", "prog"), [("rig.launch", "rig"), ("stacker.launch", "stacker")])
 def test_ctrl_c_just_after_starting_a_command_prints_no_traceback(module: str, prog: str) -> None:
     """The real commands, interrupted at several moments of their first second: whatever they
