@@ -848,7 +848,7 @@ class PreviewClients:
                     try:
                         conns[s][1] += s.send(request[int(sent) : int(sent) + 1])
                     except BlockingIOError:
-                        pass
+                        pass  # its send buffer is full: the byte goes next round
                     except OSError:
                         gone = True
                 if gone or held > HEADER_LIMIT_S:

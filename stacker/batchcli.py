@@ -21,9 +21,10 @@ from stacker.batch import (
     run_batch,
     with_settings,
 )
-from stacker.cliutil import as_ctrl_c, signals_handled
+from stacker.cliutil import signals_handled
 from stacker.errors import StackerError
 from stacker.io import OUTPUT_EXTENSIONS
+from stacker.launch import as_ctrl_c
 
 
 def _check(outdir: Path, output_format: str, options: dict[str, Any]) -> str:

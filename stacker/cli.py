@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from stacker.cliutil import (
-    as_ctrl_c,
     library_versions,
     make_app,
     one_line,
@@ -16,6 +15,7 @@ from stacker.cliutil import (
     signals_handled,
     takes,
 )
+from stacker.launch import as_ctrl_c
 
 if TYPE_CHECKING:
     from stacker.options import StackOptions

@@ -193,12 +193,6 @@ def _quiet_decoders() -> None:
     logging.getLogger("tifffile").setLevel(logging.CRITICAL)
 
 
-def as_ctrl_c(signum: int, frame: FrameType | None) -> None:
-    """A handler for :func:`signals_handled` that makes SIGTERM (``kill``, a service manager
-    stopping the command) and SIGHUP (the terminal closed) do what Ctrl-C does."""
-    raise KeyboardInterrupt
-
-
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 """Ctrl-C; SIGTERM (``kill``, systemd stopping the command); SIGHUP, the terminal closed: the
 ssh connection to a headless Pi dropped, or its window was closed. A hangup's default is to end

@@ -23,7 +23,7 @@ def launch(module: str, prog: str) -> None:
     """Import ``module`` and run its ``main``; ``prog: interrupted`` and exit status 130 when
     interrupted while it loads (Ctrl-C, SIGTERM, or SIGHUP unless ``nohup`` ignores it)."""
     previous = {
-        s: signal.signal(s, _interrupt)
+        s: signal.signal(s, as_ctrl_c)
         for s in (signal.SIGTERM, signal.SIGHUP)
         if signal.getsignal(s) is not signal.SIG_IGN
     }
@@ -40,9 +40,11 @@ def launch(module: str, prog: str) -> None:
         _quiet_shutdown()
 
 
-def _interrupt(_signum: int, _frame: FrameType | None) -> None:
-    """While a command loads, SIGTERM (a service manager stopping it) and SIGHUP (its terminal
-    closed) end it as Ctrl-C does, in one line; by default they killed it without a word."""
+def as_ctrl_c(_signum: int, _frame: FrameType | None) -> None:
+    """A signal handler that makes SIGTERM (``kill``, a service manager stopping the command)
+    and SIGHUP (the terminal closed) do what Ctrl-C does: while a command loads, and in the
+    blocks of :func:`stacker.cliutil.signals_handled` that ask for it. By default they killed
+    it without a word."""
     raise KeyboardInterrupt
 
 

@@ -32,7 +32,8 @@ from rig.focuser import Focuser
 from rig.rails import open_focuser
 from rig.sim.ptyserial import PtyDevice
 from rig.units import format_length, parse_length
-from stacker.cliutil import as_ctrl_c, signals_handled
+from stacker.cliutil import signals_handled
+from stacker.launch import as_ctrl_c
 
 app = typer.Typer(
     help="Focus rails: status, homing, moves, jogs; `rig rail simulate` runs a simulated one.",

@@ -531,7 +531,8 @@ def reconcile(
         rec = journaled.get(shot.index)
         damage = [(f, why) for f in files if (why := frame_file_problem(f, rec)) is not None]
         if not damage and files and rec is None and stacked is not None:
-            damage = [(f, why) for f in files if (why := _half_shot(files, stacked)) is not None]
+            half = _half_shot(files, stacked)
+            damage = [(f, half) for f in files] if half is not None else []
         if damage:
             # The whole shot goes aside: a RAW+JPEG partner left behind would hold the frame's
             # name, and the reshot pair land under another.

@@ -185,9 +185,7 @@ class Station:
     def running(self) -> str | None:
         """The id of the session being shot, if any: none from the moment its runner returns,
         when its page is told so (its thread still has that to do)."""
-        thread = self._thread
-        alive = thread is not None and thread.is_alive() and not self._run_over
-        return self._session_id if alive else None
+        return None if self._run_over else self._session_id
 
     def _position(self) -> float | None:
         try:
