@@ -803,18 +803,29 @@ class PreviewClients:
         """The page in headless Chromium, from the start to after the watch has exited."""
         from tests.browser import chromium, phone_page
 
+        seen: list[str] = []  # what went wrong for the page's own requests, in order
+
+        def answered(response: Any) -> None:
+            if response.status >= 400:
+                seen.append(f"{response.status} {response.url}")
+
         try:
             with chromium() as browser:
                 page, errors = phone_page(browser)
+                page.on("response", answered)
+                page.on("requestfailed", lambda r: seen.append(f"failed {r.url}: {r.failure}"))
+                main = page.main_frame
+                page.on("framenavigated", lambda f: f == main and seen.append(f"to {f.url}"))
                 page.goto(self.url)
                 page.wait_for_selector("#link[data-live='true']", timeout=30_000)
                 self.count("browser pages")
                 self.done.wait()
-                self.page_merged = page.text_content("#merged")
+                self.page_merged = page.text_content("#merged", timeout=10_000)
                 if errors:
                     self.fault(f"the page's script failed: {errors[:3]}")
         except Exception as exc:  # Playwright's own errors, whatever their class
-            self.fault(f"browser page: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+            told = "; ".join(seen[:8]) or "no request failed"
+            self.fault(f"browser page: {type(exc).__name__}: {str(exc).splitlines()[0]} ({told})")
 
     # -- hostile or broken --
 
