@@ -374,7 +374,13 @@ class ShotPlan(PlanTiming):
         known = {f for f in cls.__dataclass_fields__}
         unknown = sorted(set(data) - known - {"format"})
         if unknown:
-            raise PlanError(f"{source}: unknown plan field(s) {', '.join(map(repr, unknown))}")
+            needed = [f.name for f in fields(cls) if _required(f)]
+            rest = [f.name for f in fields(cls) if not _required(f)]
+            raise PlanError(
+                f"{source}: unknown plan field(s) {', '.join(map(repr, unknown))}: a plan file "
+                f"has {', '.join(needed)}, and may have {', '.join(rest)} and format "
+                "(`rig plan --save` writes one)"
+            )
         kwargs = {k: v for k, v in data.items() if k in known}
         for key in ("settle_s", "exposure_delay_s", "flash_recycle_s"):
             if isinstance(kwargs.get(key), str):  # "0.5s" means what 0.5 does

@@ -141,7 +141,9 @@ class PlanSpec(PlanTiming):
         unknown = sorted(set(data) - set(PLAN_KEYS))
         if unknown:
             # Quoted: a field name is the sender's text, and may hold a line break.
-            raise PlanError(f"unknown plan field(s) {', '.join(map(repr, unknown))}")
+            raise PlanError(
+                f"unknown plan field(s) {', '.join(map(repr, unknown))}: use {', '.join(PLAN_KEYS)}"
+            )
         if _blank(data.get("from")) and _blank(data.get("to")):
             raise PlanError(
                 f"give the range with {name('from')} and {name('to')} (e.g. 0mm and 2mm)"

@@ -101,6 +101,18 @@ def test_bad_plan_files_give_one_line_errors(text: str, needle: str) -> None:
     assert "\n" not in str(info.value)
 
 
+def test_a_plan_file_with_a_wrong_field_names_the_fields_a_plan_file_has() -> None:
+    """A plan file written with the station's field names (``from``, ``settle``) got "unknown
+    plan field(s)" and nothing about what a plan file holds."""
+    with pytest.raises(PlanError) as info:
+        ShotPlan.from_json('{"from": "0mm", "to": "2mm", "step": "250um"}', source="my.json")
+    assert str(info.value) == (
+        "my.json: unknown plan field(s) 'from', 'to': a plan file has near, far, step, frames, "
+        "and may have direction, settle_s, exposure_delay_s, flash_recycle_s, return_to_start, "
+        "units, optics and format (`rig plan --save` writes one)"
+    )
+
+
 def test_a_step_over_an_empty_range_is_refused_as_frames_are() -> None:
     """``--from 2mm --to 2mm --step 50um`` (a forgotten --to) made a one-frame plan, printed as
     "1 frames", which no stack can come of; ``--frames 3`` over it was already refused."""

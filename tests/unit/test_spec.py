@@ -72,6 +72,17 @@ def test_errors_are_one_line_and_name_the_field_as_each_front_end_does(
             assert f"{shown}settle" in message
 
 
+def test_a_misspelt_plan_field_is_refused_with_the_fields_a_plan_has() -> None:
+    """A station request's plan with ``"form"`` for ``"from"`` got "unknown plan field(s)
+    'form'", which left the sender to guess the right name."""
+    with pytest.raises(PlanError) as info:
+        PlanSpec.parse({"form": "0mm", "to": "1mm", "frames": 3})
+    assert str(info.value) == (
+        "unknown plan field(s) 'form': use from, to, step, frames, magnification, f_number, na, "
+        "coc, overlap, direction, settle, exposure_delay, flash_recycle, return_to_start"
+    )
+
+
 def test_a_focuser_in_other_units_is_refused() -> None:
     with pytest.raises(PlanError, match="lens steps"):
         PlanSpec.parse({"from": "0mm", "to": "1mm", "frames": 3}, units="steps")
