@@ -37,3 +37,13 @@ def test_python_example_runs(tmp_path: Path) -> None:
         os.chdir(cwd)
     assert read_image(tmp_path / "stacked.tif").shape[2] == 3
     assert (tmp_path / "depth.png").exists()
+
+
+def test_the_station_plan_fields_it_names_are_those_the_station_takes() -> None:
+    """The README said a station plan's fields were those of `rig plan`'s plan files (``near``,
+    ``far``, ``settle_s``), which the station refuses: it takes the options' names."""
+    from rig.spec import PLAN_KEYS
+
+    start = README.index("The\nfields of a plan are")
+    sentence = README[start : README.index("Every error is one line of JSON", start)]
+    assert re.findall(r"`([a-z][a-z_]*)`", sentence) == list(PLAN_KEYS)
