@@ -196,7 +196,7 @@ def _extra(focuser: Focuser, method: str, what: str) -> Callable[[], None]:
 
 @app.command()
 def zero(url: UrlArg) -> None:
-    """Make the rail's current place position 0 (StackShot, WeMacro: rails with no homing)."""
+    """Make where the rail stands position 0 (StackShot, WeMacro: rails with no homing)."""
     with _opened(url) as focuser:
         _extra(
             focuser,

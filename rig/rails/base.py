@@ -243,7 +243,10 @@ class Rail(ABC):
     def home(self) -> None:
         """Run the homing cycle; afterwards the position is known."""
         if not self._can_home:
-            raise MotionError(f"{self.name} cannot home (no homing cycle configured)")
+            raise MotionError(
+                f"{self.name} cannot home (no homing cycle configured): take where it stands as "
+                "the reference with --accept-position instead"
+            )
         with self._move_lock:
             self._motion.stopped.clear()
             self._home()
