@@ -139,7 +139,8 @@ def preview(
 ) -> None:
     """Save one live-view frame (where the camera supports live view)."""
     if output.suffix.lower() not in (".jpg", ".jpeg") and not output.is_dir():
-        raise RigError(f"{output}: live view comes as JPEG; give a .jpg file, such as {output}.jpg")
+        example = output.with_suffix(".jpg")
+        raise RigError(f"{output}: live view comes as JPEG; give a .jpg file, such as {example}")
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

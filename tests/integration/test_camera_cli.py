@@ -75,7 +75,7 @@ def test_an_unusable_folder_or_stem_is_refused_before_the_shutter(
     ("name", "message"),
     [
         ("a folder", r"a folder: is a folder; give a file name such as .*live\.jpg"),
-        ("live.png", r"live view comes as JPEG; give a \.jpg file"),
+        ("live.png", r"live view comes as JPEG; give a \.jpg file, such as \S*/live\.jpg$"),
     ],
 )
 def test_a_preview_file_that_cannot_be_written_is_refused_first(
