@@ -108,6 +108,16 @@ def test_a_rerun_with_other_options_restacks(specimens: Path, tmp_path: Path) ->
     assert "batch: 0 stacked, 0 failed, 3 up to date" in older.stdout, older.stderr
 
 
+def test_pattern_chooses_which_frames_make_a_stack(specimens: Path, tmp_path: Path) -> None:
+    """The README's ``--pattern '*.NEF'``: only the frames it matches, in either case, make a
+    stack, and folders with none are no stacks (no test ran the option before)."""
+    out = tmp_path / "out"
+    proc = batch(specimens, "-o", out, "--pattern", "*.DNG", "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert "batch: 1 stacked, 0 failed, 0 up to date" in proc.stdout
+    assert set(rows(out / "batch-report.jsonl")) == {"tray2-raw0"}
+
+
 def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

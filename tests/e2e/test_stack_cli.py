@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +58,24 @@ def test_jpeg_output_carries_reference_exif(
     meta = read_metadata(out)
     assert meta.exif and meta.exif[:2] in (b"II", b"MM")
     assert meta.exif == read_metadata(work / sorted(p.name for p in work.iterdir())[0]).exif
+
+
+SHIFT = r"[+-]\d+\.\d,[+-]\d+\.\d"
+
+
+@pytest.mark.parametrize(
+    ("align", "scale", "shift"),
+    [("similarity", r"0\.9\d+", SHIFT), ("translation", "1.0000", SHIFT),
+     ("none", "1.0000", r"\+0\.0,\+0\.0")],
+)  # fmt: skip
+def test_align_chooses_the_transform(frames: Path, tmp_path: Path, align, scale, shift) -> None:
+    """The README's ``--align`` (similarity, the default for focus breathing; translation;
+    none), which no test gave on the command line: each frame's row shows its transform."""
+    proc = stacker("stack", frames, "-o", tmp_path / "o.png", "--align", align)
+    assert proc.returncode == 0, proc.stderr
+    rows = [ln.split("│")[4:6] for ln in proc.stderr.splitlines() if ln.startswith("│ ")][1:]
+    assert len(rows) == 5
+    assert all(re.fullmatch(scale, s.strip()) and re.fullmatch(shift, d.strip()) for s, d in rows)
 
 
 def test_corrupt_frame_is_skipped_with_warning_or_fatal_when_strict(frames, tmp_path) -> None:

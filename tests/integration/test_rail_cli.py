@@ -179,7 +179,7 @@ def test_simulate_prints_a_url_that_works_until_interrupted() -> None:
     assert "simulator stopped" in out
 
 
-def simulated(firmware: str) -> tuple[subprocess.Popen[str], str]:
+def simulated(firmware: str, *options: str) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -191,6 +191,7 @@ def simulated(firmware: str) -> tuple[subprocess.Popen[str], str]:
             firmware,
             "--time-scale",
             "20",
+            *options,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -199,6 +200,23 @@ def simulated(firmware: str) -> tuple[subprocess.Popen[str], str]:
     assert proc.stdout is not None
     assert proc.stdout.readline().startswith(f"{firmware} simulator on ")
     return proc, proc.stdout.readline().strip().removeprefix("url: ")
+
+
+@pytest.mark.slow
+def test_simulate_keep_state_runs_a_board_that_keeps_its_place_between_commands() -> None:
+    """The README's ``rig rail simulate --keep-state``, a board that does not restart when its
+    port opens, which no test ran: unlocked once, it stays so and keeps its position."""
+    proc, url = simulated("grbl", "--keep-state")
+    try:
+        assert runner.invoke(app, ["unlock", url]).exit_code == 0
+        moved = runner.invoke(app, ["move", url, "2mm"])
+        assert moved.exit_code == 0, moved.output
+        status = runner.invoke(app, ["status", url])
+        assert "at 2 mm (state Idle" in status.output, status.output
+    finally:
+        os.kill(proc.pid, signal.SIGINT)
+        proc.communicate(timeout=10)
+    assert proc.returncode == 0
 
 
 @pytest.mark.slow

@@ -607,6 +607,39 @@ def test_watch_takes_the_stacking_options_of_stack_and_batch(
     assert "stacker: error: --method 'x': use pyramid, depthmap" in capsys.readouterr().err
 
 
+def test_poll_watches_the_folder_by_polling(
+    hot: Path, stack_jpegs: list[bytes], monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """The README's ``--poll`` (for a folder whose writes raise no file events) was given on no
+    test's command line: it polls, and a frame written while it watches is stacked."""
+    from stacker.hotfolder import HotFolder
+
+    observers: list[str] = []
+    real = HotFolder._make_observer
+
+    def recording(self: HotFolder) -> Any:
+        observer = real(self)
+        observers.append(type(observer).__name__)
+        return observer
+
+    monkeypatch.setattr(HotFolder, "_make_observer", recording)
+    write_old(hot / "f0.jpg", stack_jpegs[0])
+    timer = threading.Timer(0.5, lambda: write_old(hot / "f1.jpg", stack_jpegs[1]))
+    out = hot.parent / "out.tif"
+    args = ["--idle-timeout", "2s", "--settle", "0.1", "--poll"]
+    monkeypatch.setattr(sys, "argv", ["stacker", "watch", str(hot), "-o", str(out), *args])
+    timer.start()
+    try:
+        with pytest.raises(SystemExit) as ended:
+            main()
+    finally:
+        timer.join()
+    assert ended.value.code in (None, 0)
+    assert observers == ["PollingObserver"]
+    assert "stacked 2 of 2 frames" in capsys.readouterr().out
+    assert read_image(out).shape[2] == 3
+
+
 def test_a_file_larger_than_any_frame_is_not_read(
     tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
 ) -> None:
