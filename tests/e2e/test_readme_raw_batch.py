@@ -1,4 +1,5 @@
-"""The README's RAW/DNG and batch commands run as written, in a folder of synthetic stacks.
+"""The README's stacking commands (a folder, RAW/DNG, batch) run as written, in a folder of
+synthetic stacks.
 
 The cluster commands run on loopback only: the scheduler's host name becomes 127.0.0.1, its
 port a free one, and the worker is told to listen on 127.0.0.1 too.
@@ -10,6 +11,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +20,7 @@ import pytest
 
 from rig.sim.bayer import write_raw_stack
 from rig.sim.scene import SceneSpec, write_stack
+from stacker.io import read_image
 from stacker.raw import read_raw_linear
 from tests.processes import free_port, interrupt
 
@@ -37,6 +40,19 @@ def run(line: str, cwd: Path) -> None:
     proc = subprocess.run(line, shell=True, cwd=cwd, env=ENV, capture_output=True, text=True,
                           timeout=600)  # fmt: skip
     assert proc.returncode == 0, f"{line}\n{proc.stderr}"
+
+
+def test_stacking_an_existing_folder(tmp_path: Path) -> None:
+    """Its two commands, a folder and a camera's file names, were run by no test as written."""
+    write_stack(tmp_path / "frames", SceneSpec(width=240, height=180, seed=3), 4)
+    for frame in sorted((tmp_path / "frames").glob("frame_*.jpg")):
+        shutil.copy(frame, tmp_path / frame.name.replace("frame_", "IMG_").replace(".jpg", ".JPG"))
+    (block,) = section_blocks("Stacking an existing folder")
+    for line in block:
+        run(line, tmp_path)
+    written = {"stacked.tif", "depth.png", "depth-preview.jpg", "depth.json", "stacked.jpg"}
+    assert written <= {p.name for p in tmp_path.iterdir()}
+    assert read_image(tmp_path / "stacked.jpg").shape[2] == 3
 
 
 def test_raw_commands(tmp_path: Path) -> None:

@@ -1,9 +1,11 @@
-"""The README's promises: its two commands, and its Python example, run as written."""
+"""The README's promises: its first commands, its plan line and its Python example, run as
+written; the station plan's fields it names."""
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
 from pathlib import Path
 
 from rig.sim.scene import SceneSpec, write_stack
@@ -47,3 +49,23 @@ def test_the_station_plan_fields_it_names_are_those_the_station_takes() -> None:
     start = README.index("The\nfields of a plan are")
     sentence = README[start : README.index("Every error is one line of JSON", start)]
     assert re.findall(r"`([a-z][a-z_]*)`", sentence) == list(PLAN_KEYS)
+
+
+def test_the_plan_line_prints_the_plan_its_comment_and_the_prose_describe() -> None:
+    """``rig plan --from 0mm --to 4mm -m 1 -N 8``, whose comment gives the depth-of-field step
+    and the step fitted to the range, and the prose the frame count: run by no test."""
+    from typer.testing import CliRunner
+
+    from rig.cli import app
+
+    line = blocks("sh")[2].splitlines()[0]
+    command, comment = (part.strip() for part in line.split("#", 1))
+    said = re.fullmatch(r"1:1 at f/8: DOF step (\d+) µm, fitted to ([\d.]+) µm", comment)
+    assert said, comment
+    dof_step, fitted = said.groups()
+    assert f"(above: 12 frames {fitted} µm apart)" in " ".join(README.split())
+    result = CliRunner().invoke(app, shlex.split(command)[1:], env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    assert "1:1 at f/8, CoC 0.015 mm: depth of field 480 µm, 20% overlap" in result.output
+    assert float(dof_step) == 480 * (1 - 0.2)
+    assert f"12 frames, step {fitted}" in result.output
