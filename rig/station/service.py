@@ -106,7 +106,7 @@ def _claim_folder(root: Path) -> int:
     if held is False:
         holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
         os.close(fd)
-        raise StationError(
+        raise StationBusyError(  # exit 4, as a second `rig resume` of a running session
             f"{root}: another station (process {holder}) uses this sessions folder; "
             "stop it, or give this one another --sessions folder"
         )

@@ -477,6 +477,7 @@ def test_a_second_station_on_the_same_folder_is_refused(rig, tmp_path: Path) -> 
     with pytest.raises(StationError, match=r"another station \(process \d+\) uses") as refused:
         Station(tmp_path / "s", focuser=rig.focuser, camera=rig.camera, rig={})
     assert str(tmp_path / "s") in str(refused.value) and "\n" not in str(refused.value)
+    assert refused.value.exit_code == 4  # busy, as a running session's folder; 2 is bad input
     assert folder_entries(first) == [] and first.sessions() == []  # the lock is no session
     first.close()
     Station(tmp_path / "s", focuser=rig.focuser, camera=rig.camera, rig={}).close()
