@@ -69,3 +69,26 @@ def test_the_plan_line_prints_the_plan_its_comment_and_the_prose_describe() -> N
     assert "1:1 at f/8, CoC 0.015 mm: depth of field 480 µm, 20% overlap" in result.output
     assert float(dof_step) == 480 * (1 - 0.2)
     assert f"12 frames, step {fitted}" in result.output
+
+
+def test_the_exit_statuses_it_lists_are_those_the_commands_use() -> None:
+    """Exit statuses 3, 4, 5 and 6 were nowhere in the README, which named only 130, 4 (for a
+    session still running) and 1 (for a batch)."""
+    from rig.errors import DeviceBusyError, DeviceNotFoundError, MotionError
+    from rig.session.folder import SessionBusyError
+    from rig.session.state import DEVICE_FAULT_EXIT
+    from rig.station.errors import StationBusyError
+    from stacker.errors import Interrupted, UserError
+    from stacker.watch import NoFramesError
+
+    section = README.split("\n## Exit status\n", 1)[1].split("\n## ", 1)[0]
+    rows = dict(re.findall(r"^\| (\d+) \| (.+) \|$", section, flags=re.M))
+    assert "input to fix" in rows[str(UserError.exit_code)]
+    assert "no camera or rail answers" in rows[str(DeviceNotFoundError.exit_code)]
+    busy = {DeviceBusyError.exit_code, SessionBusyError.exit_code, StationBusyError.exit_code}
+    assert busy == {4} and rows["4"].startswith("busy")
+    assert "a move refused" in rows[str(MotionError.exit_code)]
+    assert "camera or rail fault" in rows[str(DEVICE_FAULT_EXIT)]
+    assert "Ctrl-C" in rows[str(Interrupted.exit_code)]
+    assert "`stacker watch` had no frame" in rows[str(NoFramesError.exit_code)]
+    assert len(rows) == 7
