@@ -8,6 +8,7 @@ frame. Nothing in the command knows it is not talking to hardware.
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ import pytest
 from rig.session.journal import read_journal
 from rig.sim.grbl import GrblSimulator
 from tests import commands
+from tests.paths import ROOT
 
 
 @pytest.fixture()
@@ -165,3 +167,23 @@ def test_resume_after_a_restart_needs_home_or_an_explicit_accept(
     # were: the board now calls that place 0, so 0.4 mm is machine -0.2 mm.
     assert [round(end, 3) for _, end in grbl.axis_moves("X")[-2:]] == [-0.2, 0.0]
     assert grbl.carriage[0] == pytest.approx(start_carriage + 0.6, abs=0.002)
+
+
+def test_the_readme_shoot_line_runs_as_written(
+    tmp_path: Path, vcam: Path, grbl: GrblSimulator
+) -> None:
+    """The README's ``rig shoot --rail grbl:///dev/ttyUSB0 ...`` line, the board's port given the
+    simulator's: run by no test, it was refused on the very Arduino GRBL it was written for
+    until it said ``--accept-position``."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Shooting a stack\n", 1)[1].split("\n## ", 1)[0]
+    (line,) = [ln for ln in section.splitlines() if ln.startswith("rig shoot --rail ")]
+    args = [grbl.url if a == "grbl:///dev/ttyUSB0" else a for a in shlex.split(line)[1:]]
+    env = {**commands.env(), "VCAMERADIR": str(vcam)}
+    proc = subprocess.run(commands.rig_cmd(*args), capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path, env=env)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert "session completed: 12/12 frames captured, 12 merged" in proc.stdout
+    assert {"composite.tif", "depth.png", "depth-preview.jpg", "journal.jsonl", "frames"} <= {
+        p.name for p in (tmp_path / "beetle").iterdir()
+    }
