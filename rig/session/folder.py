@@ -325,9 +325,9 @@ class SessionFolder:
                     f"{root}: a session whose making was cut short (no plan.json, so nothing "
                     f"was shot); start it again with `{folder._maker()} --out` this folder"
                 )
-            raise SessionFolderError(
-                f"{root}: not a session folder (no plan.json); give the folder `rig shoot` made"
-            )
+            inside = cls(folder.root.parent).plan_path.is_file()  # its frames/, say
+            made = f"its session folder, {root.parent}" if inside else "the folder `rig shoot` made"
+            raise SessionFolderError(f"{root}: not a session folder (no plan.json); give {made}")
         folder.check_frames_dir()
         return folder
 

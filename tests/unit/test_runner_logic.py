@@ -257,6 +257,18 @@ def test_a_new_session_refuses_a_folder_holding_other_files(tmp_path: Path) -> N
     SessionFolder.create(empty, PLAN, config).unlock()  # an empty folder is a new one
 
 
+def test_a_session_s_frames_folder_given_for_it_names_the_session(tmp_path: Path) -> None:
+    """``rig resume beetle/frames`` said only "not a session folder", leaving the user to see
+    that the session is the folder above."""
+    root = tmp_path / "beetle"
+    SessionFolder.create(root, PLAN, SessionConfig(rig={"kind": "hardware"})).unlock()
+    with pytest.raises(SessionFolderError) as refused:
+        SessionFolder.find(root / "frames")
+    assert str(refused.value).endswith(f"no plan.json); give its session folder, {root}")
+    with pytest.raises(SessionFolderError, match=r"give the folder `rig shoot` made$"):
+        SessionFolder.find(tmp_path)
+
+
 def test_a_folder_whose_making_was_cut_short_is_made_anew(tmp_path: Path) -> None:
     """Killed before plan.json was in place: no frame shot, and the folder could be neither
     resumed ("not a session folder") nor reused ("holds other files")."""
