@@ -86,6 +86,7 @@ class StackWorker:
         self._checkpoint_every = checkpoint_every
         self._previews = previews
         self._abort = threading.Event()
+        self._stop_queued = False
         self._thread = threading.Thread(target=self._run, name="stack-worker", daemon=True)
         self._lock = threading.Lock()
         self.processed = 0
@@ -114,10 +115,22 @@ class StackWorker:
         return len(self._replay) + self._queue.qsize() + ahead + (self._busy_with is not None)
 
     def finish(self, timeout: float | None = None) -> bool:
-        """Stack everything queued, then stop the thread. True when the thread has ended."""
-        if self._thread.is_alive():
-            self._queue.put(_STOP)
-            self._thread.join(timeout)
+        """Stack everything queued, then stop the thread. True when the thread has ended;
+        with a ``timeout`` (seconds), call again until it is.
+
+        The stop is queued once: a session's end calls this every half second while a slow
+        machine stacks its last frames, and a stop queued per call filled the queue behind the
+        first one, which ends the thread, so a later call waited for room for ever.
+        """
+        if not self._thread.is_alive():
+            return True
+        if not self._stop_queued:
+            try:
+                self._queue.put(_STOP, timeout=timeout)
+            except queue.Full:  # frames still queued: the next call tries again
+                return False
+            self._stop_queued = True
+        self._thread.join(timeout)
         return not self._thread.is_alive()
 
     def abort(self) -> None:
@@ -131,6 +144,7 @@ class StackWorker:
             pass
         with contextlib.suppress(queue.Full):
             self._queue.put_nowait(_STOP)
+            self._stop_queued = True
 
     @property
     def alive(self) -> bool:

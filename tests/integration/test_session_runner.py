@@ -10,10 +10,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import queue
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 
@@ -358,3 +361,37 @@ def test_runner_refuses_to_move_a_rail_that_lost_its_reference(
     assert result.reason is FinishReason.FAULT
     assert "restarted when its port was opened" in str(result.error)
     assert frame_indexes(folder) == []
+
+
+class SlowStacker:
+    """A stacker that takes ``seconds`` per frame, as a Raspberry Pi does at 24 MP: the end of
+    a session then waits for several frames still queued."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.frames_merged = seconds, 0
+
+    def add(self, image: Any, name: str = "", position_um: Any = None, *, linear: bool = False):
+        time.sleep(self.seconds)
+        self.frames_merged += 1
+
+
+def test_a_session_end_that_waits_for_slow_stacking_ends(tmp_path: Path) -> None:
+    """The session's end asks the worker to finish every half second; each ask queued another
+    stop, the first of which ended the worker, so with the queue full of stops the next ask
+    waited for room for ever (a demo under emulation hung after its last merge)."""
+    path = tmp_path / "frame.png"
+    cv2.imwrite(str(path), np.zeros((8, 8, 3), np.uint8))
+    worker = StackWorker(SlowStacker(0.15), max_queue=2, previews=False)
+    worker.start()
+    for index in (1, 2, 3):
+        worker.submit(StackJob(index, path))
+    ended = threading.Event()
+
+    def session_end() -> None:  # as SessionRunner._finish asks, in short turns
+        while not worker.finish(timeout=0.02):
+            pass
+        ended.set()
+
+    threading.Thread(target=session_end, daemon=True).start()
+    assert ended.wait(10), "the end of the session never came"
+    assert worker.processed == 3 and worker.error is None
