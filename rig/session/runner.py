@@ -373,7 +373,7 @@ class SessionRunner:
             if reason is FinishReason.COMPLETED and self._worker and self._worker.error:
                 reason, error = FinishReason.ERROR, self._worker.error
             self._set_state(RunState.FINISHING)
-            outputs = self._finish(reason)
+            outputs = self._finish(reason, stopped_by=error)
             if self._abort.is_set() and (reason is not FinishReason.COMPLETED or not outputs):
                 # Aborted while draining or before writing: every frame may be shot, but the
                 # composite is not made, and a resume makes it.
@@ -594,7 +594,12 @@ class SessionRunner:
         raw = self.config.stack.suffix == ".dng"
         return StackJob(entry.index, stack_file(entry.files, raw=raw), position_um, replay)
 
-    def _finish(self, reason: FinishReason) -> tuple[Path, ...]:
+    def _finish(
+        self, reason: FinishReason, stopped_by: BaseException | None = None
+    ) -> tuple[Path, ...]:
+        """Drain the stacker and write the outputs. A write that fails raises, unless a fault
+        (``stopped_by``) already stopped the session: that one, most often the same full or
+        read-only disk, stays the error to fix, and the frames still to shoot keep their say."""
         worker = self._worker
         if worker is None:
             return ()
@@ -617,6 +622,9 @@ class SessionRunner:
         try:
             outputs = self._write_outputs()
         except UserError as exc:  # disk full, folder gone: the frames on disk are all there is
+            if stopped_by is not None:
+                log.warning("composite not written: %s", exc)
+                return ()
             raise RigError(
                 f"{exc}; every frame is kept: fix that, then `rig resume {self.folder.root}` "
                 "writes the composite"

@@ -17,7 +17,7 @@ import pytest
 
 from rig.errors import RigError
 from rig.plan import ShotPlan
-from rig.session.events import FrameMerged, SessionEvent
+from rig.session.events import FrameCaptured, FrameMerged, SessionEvent
 from rig.session.folder import SessionConfig, SessionFolder
 from rig.session.journal import read_journal
 from rig.session.runner import RunnerOptions, SessionRunner
@@ -123,6 +123,36 @@ def test_session_whose_final_composite_meets_a_full_disk_keeps_every_frame(
     assert folder.composite_path("tif").is_file()
     frames = read_journal(folder.journal_path).of_kind("frame")
     assert sorted(r["index"] for r in frames) == list(range(1, FRAMES + 1))
+
+
+def test_a_disk_full_mid_session_is_the_fault_it_reports(small_disk: Path) -> None:
+    """The disk filled after frame 2: the session stopped, then its final write failed too,
+    and that second failure became its fault ("rig resume ... writes the composite"), hiding
+    the cause and the three frames still to shoot."""
+    use_virtual_camera(small_disk.parent / "vcam")
+    plan = ShotPlan.from_frames(0.0, SPEC.depth_um, FRAMES, settle_s=0.0)
+    root = small_disk / "s"
+    folder = SessionFolder.create(root, plan, SessionConfig(rig=SPEC.to_dict()))
+    filled: list[Path] = []
+
+    def on_captured(event: SessionEvent) -> None:
+        if isinstance(event, FrameCaptured) and event.entry.index == 2:
+            filled.append(fill(small_disk))
+
+    with SimulatedRig(SPEC) as sim:
+        runner = SessionRunner(folder, focuser=sim.focuser, camera=sim.camera)
+        runner.subscribe(on_captured)
+        result = runner.run()
+    assert result.reason is FinishReason.FAULT
+    message = str(result.error)
+    assert message.startswith(f"cannot keep frames in {root / 'frames'}: No space left"), message
+    assert "writes the composite" not in message
+    assert sorted(folder.frames_on_disk()) == [1, 2]
+    filled[0].unlink()
+    with SimulatedRig(SPEC) as sim:
+        again = SessionRunner(folder, focuser=sim.focuser, camera=sim.camera).run()
+    assert again.reason is FinishReason.COMPLETED, again.error
+    assert sorted(folder.frames_on_disk()) == list(range(1, FRAMES + 1))
 
 
 def test_resume_on_a_read_only_disk_says_what_is_already_captured(small_disk: Path) -> None:
