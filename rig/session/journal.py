@@ -13,6 +13,7 @@ against the frames actually on disk when a session resumes.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -195,8 +196,7 @@ class Journal:
             if self._fh is None:
                 raise JournalError(f"{self.path}: journal already closed")
             try:
-                self._fh.write(line)
-                os.fsync(self._fh.fileno())
+                _append_whole(self._fh.fileno(), line)
             except OSError as exc:
                 raise JournalError(
                     f"{self.path}: cannot append to the journal ({exc.strerror or exc}); "
@@ -220,6 +220,25 @@ class Journal:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _append_whole(fd: int, line: bytes) -> None:
+    """Append ``line`` whole and fsync it, or leave the file as it was and raise.
+
+    A full disk can take part of a line (a short write, no error): taken as written, the record
+    would be torn, and a later append once there was space again would follow the torn bytes,
+    damaging the journal mid-file.
+    """
+    size = os.fstat(fd).st_size
+    try:
+        view = memoryview(line)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except OSError:
+        with contextlib.suppress(OSError):  # a read-only disk keeps its torn tail: read as such
+            os.ftruncate(fd, size)
+        raise
 
 
 def _jsonable(value: Any) -> Any:

@@ -19,7 +19,7 @@ from rig.errors import RigError
 from rig.plan import ShotPlan
 from rig.session.events import FrameCaptured, FrameMerged, SessionEvent
 from rig.session.folder import SessionConfig, SessionFolder
-from rig.session.journal import read_journal
+from rig.session.journal import Journal, JournalError, read_journal
 from rig.session.runner import RunnerOptions, SessionRunner
 from rig.session.state import FinishReason
 from rig.sim.rig import SimRigSpec, SimulatedRig
@@ -153,6 +153,24 @@ def test_a_disk_full_mid_session_is_the_fault_it_reports(small_disk: Path) -> No
         again = SessionRunner(folder, focuser=sim.focuser, camera=sim.camera).run()
     assert again.reason is FinishReason.COMPLETED, again.error
     assert sorted(folder.frames_on_disk()) == list(range(1, FRAMES + 1))
+
+
+def test_a_journal_record_the_full_disk_cuts_short_is_not_left_torn(small_disk: Path) -> None:
+    """A record that needed a block the full disk did not have was written in part and taken
+    as written: the next append, once there was space again, followed the torn bytes, and a
+    resume refused the journal as damaged mid-file."""
+    path = small_disk / "journal.jsonl"
+    with Journal.open(path) as journal:
+        journal.append("start", note="x" * 3000)
+        filler = fill(small_disk)
+        with pytest.raises(JournalError, match="No space left on device"):  # a second block
+            journal.append("frame", index=1, position=0.0, files=["frames/frame_0001.jpg"],
+                           note="y" * 2000)  # fmt: skip
+        filler.unlink()
+        journal.append("finish", reason="fault")
+    contents = read_journal(path)
+    assert [r["event"] for r in contents.records] == ["start", "finish"]
+    assert not contents.torn_tail
 
 
 def test_resume_on_a_read_only_disk_says_what_is_already_captured(small_disk: Path) -> None:
