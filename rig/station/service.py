@@ -114,10 +114,13 @@ def _claim_folder(root: Path) -> int:
         if held is None:
             raise OSError(errno.ENOLCK, "this file system cannot lock files")
         os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
     except OSError as exc:
         os.close(fd)
         raise StationError(f"{path}: cannot lock the sessions folder ({exc.strerror})") from None
+    # Who holds the lock, for a second station's refusal. A full disk may have no room for it:
+    # the lock holds all the same, and the station must start to let old sessions be deleted.
+    with contextlib.suppress(OSError):
+        os.write(fd, f"{os.getpid()}\n".encode())
     return fd
 
 

@@ -25,6 +25,7 @@ from rig.session.state import FinishReason
 from rig.sim.rig import SimRigSpec, SimulatedRig
 from rig.sim.scene import SceneSpec, write_stack
 from rig.sim.vcamera import use_virtual_camera
+from rig.station.errors import StationError
 from rig.station.service import Station
 
 
@@ -225,3 +226,17 @@ def test_a_session_that_cannot_be_created_leaves_no_folder_behind(small_disk: Pa
         station.close()
     assert "No space left on device" in str(refused.value)
     assert (small_disk / "s" / "beetle" / "plan.json").is_file()
+
+
+def test_a_station_starts_on_a_full_disk(small_disk: Path) -> None:
+    """A full card kept the station from starting (its new lock file had no room for the
+    process number), and with it the page where old sessions are deleted to make room."""
+    use_virtual_camera(small_disk.parent / "vcam")
+    root = small_disk / "s"
+    root.mkdir()
+    fill(small_disk)
+    with SimulatedRig(SPEC) as sim:
+        station = Station(root, focuser=sim.focuser, camera=sim.camera, rig={})
+        with pytest.raises(StationError, match="another station"):  # the lock holds all the same
+            Station(root, focuser=sim.focuser, camera=sim.camera, rig={})
+        station.close()
