@@ -29,6 +29,7 @@ find the same positions missing and shoot them twice into the same journal.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -183,6 +184,15 @@ def _left_by_create(root: Path, name: str) -> bool:
     )
 
 
+def _cannot_create(root: Path, exc: OSError) -> SessionFolderError:
+    """The refusal of a session folder the disk would not take, saying what to do."""
+    full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return SessionFolderError(
+        f"{root}: cannot create the session folder ({exc.strerror or exc}); "
+        + ("free some space there or choose another folder" if full else "choose another folder")
+    )
+
+
 def check_reference(plan: ShotPlan, stack: StackOptions) -> None:
     """Refuse a numbered ``--reference`` beyond the plan's frames before anything is shot: the
     stacker finds it missing only at the end, and a resume cannot change it."""
@@ -286,9 +296,7 @@ class SessionFolder:
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise SessionFolderError(
-                f"{root}: cannot create the session folder ({exc.strerror or exc})"
-            ) from None
+            raise _cannot_create(root, exc) from None
         folder.lock()
         try:
             check_new(root)
@@ -303,9 +311,7 @@ class SessionFolder:
             folder.unlock()
             if made_root:  # a half-made folder would hold the name and pass for a session
                 folder._remove_unfinished()
-            raise SessionFolderError(
-                f"{root}: cannot create the session folder ({exc.strerror or exc})"
-            ) from None
+            raise _cannot_create(root, exc) from None
         except BaseException:
             folder.unlock()
             raise
