@@ -124,11 +124,18 @@ class _OwnLogFile(logging.FileHandler):
 
 
 class StackingFailed(Exception):
-    """Internal: the stacking thread hit an unexpected error (a bug); capture stops."""
+    """Internal: the stacking thread failed (a bug, or its journal record refused); capture
+    stops."""
 
     def __init__(self, error: BaseException) -> None:
         super().__init__(f"stacking failed: {error}")
         self.error = error
+
+
+def stacking_reason(error: BaseException) -> FinishReason:
+    """How the stacking thread's ``error`` ends the session: a fault when the disk refused the
+    merge record (full, read-only: a resume goes on once fixed), an error (a bug) otherwise."""
+    return FinishReason.FAULT if isinstance(error, UserError) else FinishReason.ERROR
 
 
 def check_plan_fits(plan: ShotPlan, focuser: Focuser) -> None:
@@ -351,8 +358,8 @@ class SessionRunner:
             self._set_state(RunState.RUNNING, only_from=(RunState.PREPARING,))
             try:
                 self._shoot(recon)
-            except StackingFailed as exc:  # a bug in stacking: stop shooting, keep what is merged
-                reason, error = FinishReason.ERROR, exc.error
+            except StackingFailed as exc:  # stop shooting, keep what is merged
+                reason, error = stacking_reason(exc.error), exc.error
             except SourceEnded as exc:
                 log.info("session ends: %s", exc)
             except SessionStopped:
@@ -371,7 +378,7 @@ class SessionRunner:
                 error = RigError(f"{where}: {exc.strerror or exc}; fix it and resume the session")
                 self._warn(f"session stopped: {error}")
             if reason is FinishReason.COMPLETED and self._worker and self._worker.error:
-                reason, error = FinishReason.ERROR, self._worker.error
+                reason, error = stacking_reason(self._worker.error), self._worker.error
             self._set_state(RunState.FINISHING)
             outputs = self._finish(reason, stopped_by=error)
             if self._abort.is_set() and (reason is not FinishReason.COMPLETED or not outputs):
@@ -379,7 +386,7 @@ class SessionRunner:
                 # composite is not made, and a resume makes it.
                 reason = FinishReason.ABORTED
             if reason is FinishReason.COMPLETED and self._worker and self._worker.error:
-                reason, error = FinishReason.ERROR, self._worker.error
+                reason, error = stacking_reason(self._worker.error), self._worker.error
         except UserError as exc:  # could not even start (journal unreadable, stacker refused)
             reason, error = FinishReason.FAULT, exc
             self._warn(str(exc))

@@ -178,6 +178,9 @@ class StackWorker:
                     self._busy_with = loaded.item.index
                     try:
                         self._stack(loaded)
+                    except UserError as exc:  # the journal refused the merge record: disk full
+                        log.error("stacking frame %d stopped: %s", loaded.item.index, exc)
+                        self.error = exc
                     except BaseException as exc:  # a bug: report it, the runner stops the session
                         log.exception("stacking frame %d failed", loaded.item.index)
                         self.error = exc

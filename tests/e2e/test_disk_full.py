@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -154,6 +155,55 @@ def test_a_disk_full_mid_session_is_the_fault_it_reports(small_disk: Path) -> No
         again = SessionRunner(folder, focuser=sim.focuser, camera=sim.camera).run()
     assert again.reason is FinishReason.COMPLETED, again.error
     assert sorted(folder.frames_on_disk()) == list(range(1, FRAMES + 1))
+
+
+def end_on_a_block(journal: Path, block: int = 4096) -> None:
+    """Append one free-form record whose length makes ``journal`` end on a block boundary."""
+    size = journal.stat().st_size
+    frame = b'{"event":"pad","pad":""}\n'
+    need = -size % block
+    need += block if need < len(frame) else 0
+    with journal.open("ab") as fh:
+        fh.write(frame[:-3] + b"x" * (need - len(frame)) + frame[-3:])
+
+
+@pytest.mark.parametrize("write_outputs", [True, False])
+def test_a_merge_record_the_full_disk_refuses_is_a_fault_not_a_bug(
+    small_disk: Path, caplog: pytest.LogCaptureFixture, write_outputs: bool
+) -> None:
+    """The disk filled once the last frame was shot, while its merge record was still to
+    write: the stacking thread took the journal's refusal for a bug in stacking, with a
+    traceback in session.log, and a session with nothing else to write ended "error" (exit
+    status 1)."""
+    use_virtual_camera(small_disk.parent / "vcam")
+    plan = ShotPlan.from_frames(0.0, SPEC.depth_um, FRAMES, settle_s=0.0)
+    root = small_disk / "s"
+    folder = SessionFolder.create(root, plan, SessionConfig(rig=SPEC.to_dict()))
+    filled: list[Path] = []
+
+    def on_merged(event: SessionEvent) -> None:  # on the stacking thread, before frame 5's merge
+        if isinstance(event, FrameMerged) and event.job.index == FRAMES - 1:
+            deadline = time.monotonic() + 30
+            while FRAMES not in read_journal(folder.journal_path).frames():
+                assert time.monotonic() < deadline, "frame 5 was never shot"
+                time.sleep(0.01)
+            end_on_a_block(folder.journal_path)  # frame 5's merge record needs a new block
+            filled.append(fill(small_disk))
+
+    with SimulatedRig(SPEC) as sim:
+        runner = SessionRunner(folder, focuser=sim.focuser, camera=sim.camera,
+                               options=RunnerOptions(write_outputs=write_outputs))  # fmt: skip
+        runner.subscribe(on_merged)
+        result = runner.run()
+    assert filled
+    assert result.reason is FinishReason.FAULT, result.error
+    assert "No space left on device" in str(result.error) and "\n" not in str(result.error)
+    assert not [r for r in caplog.records if r.exc_info], "a traceback in session.log"
+    filled[0].unlink()
+    with SimulatedRig(SPEC) as sim:
+        again = SessionRunner(folder, focuser=sim.focuser, camera=sim.camera).run()
+    assert again.reason is FinishReason.COMPLETED, again.error
+    assert folder.composite_path("tif").is_file()
 
 
 def test_a_journal_record_the_full_disk_cuts_short_is_not_left_torn(small_disk: Path) -> None:
