@@ -110,7 +110,13 @@ def _cannot(path: Path, what: str, exc: OSError) -> JournalError:
             f"{path}: a symbolic link, not the session's own journal; move it out of the "
             "folder (frames on disk are found by their names), then resume"
         )
-    return JournalError(f"{path}: cannot {what} the journal ({exc.strerror or exc})")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        hint = "free some disk space, then resume"
+    elif exc.errno == errno.EROFS:  # the kernel's answer to a card error: a check is due
+        hint = "the disk went read-only: check it and mount it again (or restart), then resume"
+    else:
+        hint = "make it readable and writable, then resume"
+    return JournalError(f"{path}: cannot {what} the journal ({exc.strerror or exc}); {hint}")
 
 
 def read_journal(path: Path) -> JournalContents:

@@ -226,7 +226,7 @@ def test_a_journal_record_the_full_disk_cuts_short_is_not_left_torn(small_disk: 
 
 def test_resume_on_a_read_only_disk_says_what_is_already_captured(small_disk: Path) -> None:
     """The run stops before it shoots, and its report counts the frames on disk (it said
-    0/5 captured, as if a power cut had lost them)."""
+    0/5 captured, as if a power cut had lost them) and says what to do (it did not)."""
     use_virtual_camera(small_disk.parent / "vcam")
     plan = ShotPlan.from_frames(0.0, SPEC.depth_um, FRAMES, settle_s=0.0)
     root = small_disk / "s"
@@ -241,6 +241,7 @@ def test_resume_on_a_read_only_disk_says_what_is_already_captured(small_disk: Pa
     with SimulatedRig(SPEC) as sim:
         again = SessionRunner(SessionFolder(root), focuser=sim.focuser, camera=sim.camera).run()
     assert again.reason is FinishReason.FAULT and "Read-only file system" in str(again.error)
+    assert str(again.error).endswith("check it and mount it again (or restart), then resume")
     assert again.status.counted == f"3/{FRAMES}"
 
 
