@@ -20,7 +20,8 @@ the clean run's time):
 - ``full``: a filler takes every free byte of the tmpfs after ``k`` (in half the runs it leaves
   a random amount up to twice the target's largest file: room for the check before a shot, not
   for the frame);
-- ``full_early``: the tmpfs is full before the command starts, a random 0 to 512 KiB left;
+- ``full_early``: the tmpfs is full before the command starts (in half the runs a random 1 to
+  512 KiB left);
 - ``full_then_free``: as ``full``, and the filler is removed 2 s later, the command still
   running (it may cope, or stop cleanly);
 - ``ro``: the disk is ext4 on a loop device mounted ``errors=remount-ro``, and an error is
@@ -33,14 +34,16 @@ A run is a *fault* if the command hangs (120 s); prints a traceback (stdout, std
 interrupted, 2 to 6 refusals and device faults; 1 is a bug; ``stacker``: 0, or 2 for a refusal;
 the station: 0 at its SIGTERM); prints more than one error line (``prog: error:``, ``fault:``),
 or ends non-zero without one that names a path on the disk and says what to do, or says that a
-resume only has the composite to write while frames are still to shoot; leaves a frame on disk
-that is not journalled or not whole (decoded; a RAW file's size against its record), a
-journalled frame missing or changed, a temporary (``*.tmp``) or an unreadable output behind. Then
-the space comes back (the filler removed; the ext4 disk unmounted, checked with ``e2fsck -fy``
-and mounted again, as a Raspberry Pi reboots) and a session not completed must complete with
-``rig resume`` (the station: ``POST /api/sessions/ID/resume`` on a station started again; the
-stacker commands: the same command again), with a composite bit-identical to the clean run's
-of the same seed (a tether session that lost a frame: to the frames it holds stacked in one go).
+resume only has the composite to write while frames are still to shoot; leaves the journal
+damaged before its last line, a frame on disk that is not journalled or not whole (decoded; a
+RAW file's size against its record), a journalled frame missing or changed, a temporary
+(``*.tmp``) or an unreadable output. A ``rig resume`` while the disk is still full or
+read-only is judged the same way (a refusal in one line, nothing lost). Then the space comes
+back (the filler removed; the ext4 disk unmounted, checked with ``e2fsck -fy`` and mounted
+again, as a Raspberry Pi reboots) and a session not completed must complete with ``rig
+resume`` (the station: ``POST /api/sessions/ID/resume`` on a station started again; the stacker
+commands: the same command again), with a composite bit-identical to the clean run's of the
+same seed (a tether session that lost a frame: to the frames it holds stacked in one go).
 
     python benchmarks/attack_disk.py                      # every target x fault, 3 rounds
     python benchmarks/attack_disk.py --targets demo --faults ro --rounds 1 --seed 4
@@ -365,7 +368,7 @@ class Run:
             self.out.mkdir()
             os.sync()  # the user's folder, made long before: an error cannot take it back
         if self.fault == "full_early":
-            leave = self.rng.randint(0, 512) << 10
+            leave = self.rng.choice([0, self.rng.randint(1, 512) << 10])
             self.disk.fill(leave)
             self.notes.append(f"full, {leave >> 10} KiB left")
         dropping = self.dropper() if self.target == "watch" else None
@@ -381,10 +384,25 @@ class Run:
             dropping.join()
         self.notes.append(f"rc={rc}")
         self.judge(rc, printed)
+        self.resume_while_broken()
         self.disk.recover()
         if self.disk.read_only():
             self.problems.append("driver: the disk stayed read-only")
         self.again(rc)
+
+    def resume_while_broken(self) -> None:
+        """``rig resume`` before the space comes back, as a photographer tries first: a
+        refusal in one line, nothing lost."""
+        if self.target not in RIG_TARGETS or self.fault == "full_then_free" or self.completed():
+            return
+        if not (self.out / "plan.json").is_file():
+            return
+        cmd = [PY, "-c", RIG, "resume", str(self.out)]
+        rc, printed = self.finish(self.spawn(cmd, "early"), "early")
+        self.notes.append(f"resumed while {'read-only' if self.fault == 'ro' else 'full'}: rc={rc}")
+        before = len(self.problems)
+        self.judge(rc, printed)
+        self.problems[before:] = [f"resume while broken: {p}" for p in self.problems[before:]]
 
     def keep_evidence(self) -> None:
         if self.problems and os.path.ismount(self.disk.where):
@@ -411,7 +429,7 @@ class Run:
             self.notes.append(f"{warnings} warnings")
         if len(errors) > 1:
             self.problems.append(f"{len(errors)} error lines: {errors[:3]}")
-        if rc not in (0, 130) and self.target != "station":
+        if rc not in (0, 130):
             self.check_error_line(errors[-1] if errors else "")
         if self.target == "station":
             self.check_station_finish()
