@@ -52,7 +52,7 @@ Needs root (mount, losetup); each fault line ends with the command that re-runs 
 result (2026-12-02, 2-core x86-64, every target and fault, 3 rounds, ``--seed 1``; details in
 ``benchmarks/README.md``): 72 runs; on the code before the fixes (937bccf) 33 with faults (a
 session's fault replaced by its failed final write in 29, a refused merge record taken for a
-bug in 5, refusals that said nothing to do in 12); after them (c69ea17) none, in 6.1 minutes,
+bug in 5, refusals that said nothing to do in 12); after them (6a8f55c) none, in 6.1 minutes,
 every composite bit-identical to the clean run's once the space came back.
 """
 
