@@ -12,6 +12,7 @@ the output where the output format can hold it; see :mod:`stacker.metadata`.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import struct
 import tempfile
@@ -640,16 +641,29 @@ def check_writable_output(path: str | os.PathLike[str], *, example: str = "stack
             f"{p}: a name of {length} bytes, and {folder} takes at most {limit}; choose a "
             "shorter name"
         )
-    if not os.access(folder, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+    refused = write_refused(folder, p.name)  # the real reason: full, read-only, permissions
+    if refused is not None:
+        raise StackerError(
+            f"{p}: cannot write in {folder} ({refused.strerror or refused}); "
+            f"{storage_remedy(refused, 'choose another output path')}"
+        )
+    if p.exists() and not os.access(p, os.W_OK):
         raise StackerError(f"{p}: not writable; choose another output path")
-    why = write_refused(folder, p.name)
-    if why is not None:
-        raise StackerError(f"{p}: cannot write in {folder} ({why}); choose another output path")
     return p
 
 
-def write_refused(folder: Path, name: str = "") -> str | None:
-    """Why a new file cannot be written in ``folder``, or ``None``.
+def storage_remedy(exc: OSError, otherwise: str) -> str:
+    """What to do about a write the disk refused: make room, check a disk the kernel made
+    read-only (its answer to a card error), or ``otherwise`` (permissions, a folder gone)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "free some space"
+    if exc.errno == errno.EROFS:
+        return "the disk is read-only: check it and mount it again (or restart)"
+    return otherwise
+
+
+def write_refused(folder: Path, name: str = "") -> OSError | None:
+    """The error a new file in ``folder`` meets, or ``None``.
 
     Permission bits do not tell everything (root passes them; ``/proc`` and ``/sys`` refuse new
     files, a read-only mount refuses everything), so a temporary file (named after ``name``) is
@@ -663,5 +677,5 @@ def write_refused(folder: Path, name: str = "") -> str | None:
             os.close(fd)
             os.unlink(probe)
     except OSError as exc:
-        return str(exc.strerror or exc)
+        return exc
     return None

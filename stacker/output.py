@@ -14,7 +14,6 @@ Every result image is stamped with :data:`OUTPUT_SOFTWARE`, so that it is never 
 
 from __future__ import annotations
 
-import errno
 import json
 import math
 import os
@@ -29,6 +28,7 @@ from stacker.io import (
     check_writable_output,
     encode_image,
     is_raw_path,
+    storage_remedy,
     write_image,
 )
 from stacker.stack import Stacker
@@ -162,11 +162,10 @@ def save_outputs(
             written = [composite.result(), *depth]
     except OSError as exc:  # disk full, folder removed or made read-only meanwhile
         where = exc.filename or out_path
-        hint = (
-            "free some space or choose" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "choose"
-        )
+        remedy = storage_remedy(exc, "")
+        hint = f"{remedy} or choose another output" if remedy else "choose another output"
         raise StackerError(
-            f"{where}: cannot write the result ({exc.strerror or exc}); {hint} another output"
+            f"{where}: cannot write the result ({exc.strerror or exc}); {hint}"
         ) from None
     return written
 

@@ -14,7 +14,7 @@ import re
 from pathlib import Path, PurePosixPath
 
 from rig.errors import RigError
-from stacker.io import name_max, write_refused
+from stacker.io import name_max, storage_remedy, write_refused
 
 DEFAULT_PREFIX = "frame_"
 DIGITS = 4
@@ -52,10 +52,11 @@ def check_destination(folder: Path, stem: str | None) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RigError(f"cannot keep frames in {folder}: {exc.strerror or exc}") from None
-    why = write_refused(folder)
-    if why is not None:
+    refused = write_refused(folder)
+    if refused is not None:
         raise RigError(
-            f"cannot keep frames in {folder}: {why}; free some space or fix its permissions"
+            f"cannot keep frames in {folder}: {refused.strerror or refused}; "
+            f"{storage_remedy(refused, 'fix its permissions')}"
         )
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from rig.errors import RigError
 from rig.units import is_finite
+from stacker.io import storage_remedy
 
 JOURNAL_NAME = "journal.jsonl"
 
@@ -110,13 +111,10 @@ def _cannot(path: Path, what: str, exc: OSError) -> JournalError:
             f"{path}: a symbolic link, not the session's own journal; move it out of the "
             "folder (frames on disk are found by their names), then resume"
         )
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        hint = "free some disk space, then resume"
-    elif exc.errno == errno.EROFS:  # the kernel's answer to a card error: a check is due
-        hint = "the disk went read-only: check it and mount it again (or restart), then resume"
-    else:
-        hint = "make it readable and writable, then resume"
-    return JournalError(f"{path}: cannot {what} the journal ({exc.strerror or exc}); {hint}")
+    hint = storage_remedy(exc, "make it readable and writable")
+    return JournalError(
+        f"{path}: cannot {what} the journal ({exc.strerror or exc}); {hint}, then resume"
+    )
 
 
 def read_journal(path: Path) -> JournalContents:

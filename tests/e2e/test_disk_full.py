@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from rig.camera.naming import check_destination
 from rig.errors import RigError
 from rig.plan import ShotPlan
 from rig.session.events import FrameCaptured, FrameMerged, SessionEvent
@@ -28,6 +29,8 @@ from rig.sim.scene import SceneSpec, write_stack
 from rig.sim.vcamera import use_virtual_camera
 from rig.station.errors import StationError
 from rig.station.service import Station
+from stacker.errors import StackerError
+from stacker.io import check_writable_output
 
 
 @pytest.fixture()
@@ -293,3 +296,19 @@ def test_a_station_starts_on_a_full_disk(small_disk: Path) -> None:
         with pytest.raises(StationError, match="another station"):  # the lock holds all the same
             Station(root, focuser=sim.focuser, camera=sim.camera, rig={})
         station.close()
+
+
+def test_frames_or_a_result_on_a_read_only_disk_say_it_is_read_only(small_disk: Path) -> None:
+    """A card the kernel made read-only was refused as if full or locked: 'free some space or
+    fix its permissions', neither of which helps."""
+    (small_disk / "frames").mkdir()
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    with pytest.raises(RigError) as frames:
+        check_destination(small_disk / "frames", None)
+    with pytest.raises(StackerError) as result:
+        check_writable_output(small_disk / "stacked.tif")
+    for refused in (frames.value, result.value):
+        message = str(refused)
+        assert "Read-only file system" in message and "\n" not in message, message
+        assert "the disk is read-only: check it and mount it again" in message, message
+        assert "free some space" not in message, message

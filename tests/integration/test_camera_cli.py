@@ -53,7 +53,7 @@ def test_shoot_prints_the_files_written(card: VirtualCameraFolder, tmp_path: Pat
         ("shots", "../escape", r"stem '\.\./escape': give a plain name"),
         ("shots", "a/b", r"stem 'a/b': give a plain name"),
         ("shots", "b" * 250, r"stem of 250 bytes: .* takes names of at most 255, so give a stem"),
-        ("/sys/kernel", None, r"cannot keep frames in /sys/kernel: .*; free some space or fix"),
+        ("/sys/kernel", None, r"cannot keep frames in /sys/kernel: .*; fix its permissions"),
         ("shot.jpg", None, r"shot\.jpg: the folder for the frames, not a file name; give -o "),
     ],
 )
