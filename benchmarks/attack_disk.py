@@ -105,7 +105,7 @@ DISK_MB = {"stack": 16, "watch": 16, "station": 16}
 FILE_BYTES = {"raw": 8 << 20, "stack": 1536 << 10, "watch": 1536 << 10}  # the largest file
 FAULTS = ["full", "full_early", "full_then_free", "ro"]
 ERROR_LINE = re.compile(r"^(rig: error:|stacker: error:|fault:|error:)", re.IGNORECASE)
-WHAT_TO_DO = ("rig resume", "resume", "free some space", "choose another", "remount")
+WHAT_TO_DO = ("rig resume", "resume", "free some space", "choose another", "mount it again")
 
 
 def run_quiet(*cmd: str) -> subprocess.CompletedProcess:

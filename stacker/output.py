@@ -28,7 +28,7 @@ from stacker.io import (
     check_writable_output,
     encode_image,
     is_raw_path,
-    storage_remedy,
+    output_remedy,
     write_image,
 )
 from stacker.stack import Stacker
@@ -162,10 +162,8 @@ def save_outputs(
             written = [composite.result(), *depth]
     except OSError as exc:  # disk full, folder removed or made read-only meanwhile
         where = exc.filename or out_path
-        remedy = storage_remedy(exc, "")
-        hint = f"{remedy} or choose another output" if remedy else "choose another output"
         raise StackerError(
-            f"{where}: cannot write the result ({exc.strerror or exc}); {hint}"
+            f"{where}: cannot write the result ({exc.strerror or exc}); {output_remedy(exc)}"
         ) from None
     return written
 

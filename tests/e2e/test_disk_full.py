@@ -80,7 +80,7 @@ def test_stack_into_a_full_disk_is_one_line_and_leaves_no_debris(
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("stacker: error:")]
     assert errors == [
         f"stacker: error: {out}: cannot write the result (No space left on device); "
-        "free some space or choose another output"
+        "free some space or choose another output path"
     ]
     assert sorted(p.name for p in small_disk.iterdir()) == ["filler.bin"]  # no temporaries
 
