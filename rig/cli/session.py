@@ -99,14 +99,17 @@ def print_plan(plan: ShotPlan, console: Console, *, speed_per_s: float = 2000.0)
 
 
 # ----------------------------------------------------------------------------- run a session
-def run_interruptible(runner: SessionRunner, console: Console) -> SessionResult:
+def run_interruptible(
+    runner: SessionRunner, console: Console, *, referenced_by: str | None = None
+) -> SessionResult:
     """Run ``runner`` on a capture thread; Ctrl-C, SIGTERM or SIGHUP stop it, a second
     Ctrl-C or SIGTERM aborts.
 
     The first signal asks the session to stop after the frame in flight (the rail halts at
     once; journal and composite are written). The second aborts: stacking is dropped and, if
     the capture thread does not return within a moment (a camera stuck mid-transfer), the
-    process exits 130 with the journal closed between two whole lines. A hangup (the terminal
+    process exits 130 with the journal closed between two whole lines, saying how to resume
+    (``referenced_by``: see :func:`report`). A hangup (the terminal
     closed, the ssh connection dropped) never aborts: one drop may deliver it twice (the
     kernel to the foreground job, the login shell to each of its jobs), and nobody meant it.
     """
@@ -137,6 +140,9 @@ def run_interruptible(runner: SessionRunner, console: Console) -> SessionResult:
         while thread.is_alive():
             thread.join(0.2)
             if aborted_at is not None and time.monotonic() - aborted_at > ABORT_GRACE_S:
+                # A slow machine still stacking, or a camera stuck: no report is coming.
+                console.print("session aborted: every frame on disk is kept", style="yellow")
+                console.print(f"continue with: {resume_hint(runner.folder.root, referenced_by)}")
                 _hard_exit(runner, 130)
     if not box:  # the run itself failed (a bug): its traceback is above; the frames are kept
         raise RigError(
@@ -216,7 +222,7 @@ def _run_and_exit(
     if page is not None:
         SessionPreview(page).attach(runner)
     with display:
-        result = run_interruptible(runner, console)
+        result = run_interruptible(runner, console, referenced_by=referenced_by)
     report(result, folder, console, referenced_by=referenced_by)
     if result.reason is FinishReason.ABORTED and runner.stacking:
         _hard_exit(runner, 130)  # never finalise the interpreter under a thread in C code

@@ -7,7 +7,14 @@ session gets SIGHUP, whose default ended it where it stood (see
 
 from __future__ import annotations
 
+import io
 import signal
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from rich.console import Console
 
 from stacker.cliutil import signals_handled
 
@@ -54,3 +61,51 @@ def test_a_hangup_ignored_from_the_start_stays_ignored() -> None:
     finally:
         signal.signal(signal.SIGHUP, previous)
     assert seen == []
+
+
+class StackingOnAndOn:
+    """A session runner's stand-in whose run outlasts an abort, as a slow machine's stacking of
+    a large frame does (a C call that cannot be interrupted)."""
+
+    def __init__(self, root: Path) -> None:
+        self.folder = SimpleNamespace(root=root)
+        self.released = threading.Event()
+
+    def run(self) -> None:
+        self.released.wait(30)
+
+    def request_stop(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+    def close_journal(self) -> None:
+        pass
+
+
+def test_an_abort_that_cannot_wait_says_how_to_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two Ctrl-Cs while a slow machine stacked a large frame ended the process after the grace
+    time with 'SIGINT: aborting' alone: no word that the frames were kept, nor how to go on."""
+    from rig.cli import session as cli
+
+    def hard_exit(_runner: object, code: int) -> None:  # os._exit, as far as the caller sees
+        runner.released.set()
+        raise SystemExit(code)
+
+    monkeypatch.setattr(cli, "ABORT_GRACE_S", 0.1)
+    monkeypatch.setattr(cli, "_hard_exit", hard_exit)
+    runner = StackingOnAndOn(tmp_path / "beetle")
+    out = io.StringIO()
+    console = Console(file=out, width=200)
+    threading.Timer(0.2, signal.raise_signal, (signal.SIGINT,)).start()
+    threading.Timer(0.5, signal.raise_signal, (signal.SIGINT,)).start()
+    with pytest.raises(SystemExit) as ended:
+        cli.run_interruptible(runner, console)  # type: ignore[arg-type]
+    text = out.getvalue()
+    assert ended.value.code == 130, text
+    assert "SIGINT: aborting" in text
+    assert "session aborted: every frame on disk is kept" in text
+    assert f"continue with: rig resume {tmp_path / 'beetle'}" in text
