@@ -28,6 +28,7 @@ import logging
 import os
 import resource
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -411,6 +412,53 @@ def require_dask() -> None:
         raise StackerError("stacker batch needs Dask: pip install 'stackrig[cluster]'") from None
 
 
+SCHEDULER_ANSWER_S = 30.0
+"""How long a scheduler may take to answer a new client."""
+
+
+def _client_of(scheduler: str, connect: Callable[[], Any]) -> Any:
+    """The client ``connect`` opens to ``scheduler``, or a one-line refusal: nothing there, or
+    another server. It connects on a thread of its own because Dask waits for the scheduler's
+    handshake without a limit, so a server that took the connection and said nothing held the
+    batch for ever (one that answers in another protocol ended it in a traceback: its bytes
+    read as a frame length of exabytes)."""
+    made: list[Any] = []
+    failed: list[BaseException] = []
+
+    def attempt() -> None:
+        try:
+            made.append(connect())
+        except Exception as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=attempt, name="scheduler-check", daemon=True)
+    thread.start()
+    thread.join(SCHEDULER_ANSWER_S)
+    elsewhere = "check the host and port (8786 unless told otherwise), or leave out --scheduler"
+    if thread.is_alive():
+        raise StackerError(
+            f"{scheduler}: a server took the connection but no Dask scheduler answered within "
+            f"{SCHEDULER_ANSWER_S:g} s; {elsewhere}"
+        )
+    if made:
+        return made[0]
+    exc = failed[0]
+    if isinstance(exc, ValueError):  # not an address: no port, an unknown scheme
+        raise StackerError(
+            f"--scheduler {scheduler}: not a scheduler address ({exc}); give one such as "
+            "tcp://host:8786"
+        )
+    if isinstance(exc, (OSError, TimeoutError)):
+        raise StackerError(
+            f"{scheduler}: no Dask scheduler answers there ({exc}); start one with "
+            "'dask scheduler' or leave out --scheduler for a local cluster"
+        )
+    raise StackerError(  # another server's bytes read as Dask's: any error, even memory
+        f"{scheduler}: what answers there is not a Dask scheduler ({type(exc).__name__}); "
+        f"{elsewhere}"
+    )
+
+
 def _connect(scheduler: str | None, workers: int | None, stacks: int) -> tuple[Any, Any]:
     """A Dask client: to ``scheduler``, or to a new LocalCluster of ``workers`` processes (one
     per core by default), never more than the ``stacks`` to do."""
@@ -418,18 +466,7 @@ def _connect(scheduler: str | None, workers: int | None, stacks: int) -> tuple[A
     from dask.distributed import Client, LocalCluster
 
     if scheduler is not None:
-        try:
-            client = Client(scheduler, timeout="15s")
-        except ValueError as exc:  # not an address: no port, an unknown scheme
-            raise StackerError(
-                f"--scheduler {scheduler}: not a scheduler address ({exc}); give one such as "
-                "tcp://host:8786"
-            ) from None
-        except (OSError, TimeoutError) as exc:
-            raise StackerError(
-                f"{scheduler}: no Dask scheduler answers there ({exc}); start one with "
-                "'dask scheduler' or leave out --scheduler for a local cluster"
-            ) from None
+        client = _client_of(scheduler, lambda: Client(scheduler, timeout="15s"))
         if workers:
             try:
                 client.wait_for_workers(workers, timeout=120)

@@ -6,6 +6,7 @@ Each test runs the command as a user does (a subprocess) on a handful of small s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -206,6 +208,54 @@ def test_no_scheduler_there_is_a_one_line_error(specimens: Path, tmp_path: Path)
         proc = batch(specimens / "tray1", "-o", tmp_path / "out", "--scheduler", address)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         assert f"--scheduler {address}: not a scheduler address (" in proc.stderr
+
+
+def serve_on_loopback(reply: bytes | None) -> tuple[str, socket.socket]:
+    """A server that takes every connection and sends ``reply`` at once (a web server's refusal
+    of a request it cannot read), or nothing at all (``None``); its address and socket."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):  # closed by the test
+            while True:
+                conn, _ = listener.accept()
+                held.append(conn)
+                if reply is not None:
+                    conn.sendall(reply)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"tcp://127.0.0.1:{listener.getsockname()[1]}", listener
+
+
+def test_a_scheduler_address_where_another_server_answers_is_a_one_line_error(
+    specimens: Path, tmp_path: Path
+) -> None:
+    """Another server on the port (a typo, a proxy, a web page): Dask read "HTTP/1.1" as a
+    frame length and ended in a traceback trying to allocate 3 EiB; a server that took the
+    connection and said nothing held the batch for ever (Dask waits for the handshake without
+    a limit)."""
+    web, web_socket = serve_on_loopback(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+    silent, silent_socket = serve_on_loopback(None)
+    try:
+        command = [sys.executable, "-m", "stacker.cli", "batch", str(specimens / "tray1")]
+        pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+        runs = {  # side by side, each into a folder of its own
+            a: subprocess.Popen([*command, "-o", tmp_path / out, "--scheduler", a], **pipes)
+            for a, out in ((web, "web"), (silent, "silent"))
+        }
+        ended = {address: proc.communicate(timeout=120) for address, proc in runs.items()}
+    finally:
+        web_socket.close()
+        silent_socket.close()
+    said = {
+        web: "what answers there is not a Dask scheduler (",
+        silent: "a server took the connection but no Dask scheduler answered within 30 s",
+    }
+    for address, (_, stderr) in ended.items():
+        assert runs[address].returncode == 2 and "Traceback" not in stderr, stderr
+        (line,) = [ln for ln in stderr.splitlines() if ln.startswith("stacker: error: ")]
+        assert line.startswith(f"stacker: error: {address}: {said[address]}"), line
 
 
 def test_without_dask_a_batch_is_one_line_and_touches_nothing(
