@@ -97,7 +97,9 @@ def run_batch_command(
         TextColumn("[bold]stacks"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[state]}"), TimeElapsedColumn(),
     )  # fmt: skip
-    with Progress(*columns, console=console, transient=True) as progress:
+    with Progress(
+        *columns, console=console, transient=True, disable=not console.is_terminal
+    ) as progress:
         task = progress.add_task("batch", total=todo, state=_first_state(scheduler, workers))
         if scheduler is not None and workers:
             progress.console.print(f"waiting up to 2 minutes for {workers} worker(s) to join "

@@ -204,6 +204,7 @@ def test_no_scheduler_there_is_a_one_line_error(specimens: Path, tmp_path: Path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("stacker: error: ")]
     assert "no Dask scheduler answers there" in line
+    assert "\n\n" not in proc.stderr, proc.stderr  # the progress bar's end: a blank line, once
     for address in ("localhost", "http://127.0.0.1:8786"):  # were ValueError tracebacks
         proc = batch(specimens / "tray1", "-o", tmp_path / "out", "--scheduler", address)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
