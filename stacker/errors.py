@@ -15,6 +15,22 @@ class StackerError(UserError):
     """An image-processing error: bad frames, mismatched sizes, unwritable output."""
 
 
+class ResultWriteError(StackerError):
+    """A result the disk refused: ``where``, the system's ``reason``, and ``remedy`` (what to
+    do about the disk, or empty). A capture session says it without "another output path",
+    which it cannot choose."""
+
+    def __init__(self, where: object, reason: str, remedy: str) -> None:
+        what_to_do = or_another_output(remedy)
+        super().__init__(f"{where}: cannot write the result ({reason}); {what_to_do}")
+        self.where, self.reason, self.remedy = where, reason, remedy
+
+
+def or_another_output(remedy: str) -> str:
+    """What to do about an output the disk refused: ``remedy`` (for the disk), or another path."""
+    return f"{remedy} or choose another output path" if remedy else "choose another output path"
+
+
 class UnreadableImageError(StackerError):
     """A file that is not a decodable image (corrupt, truncated, unsupported format)."""
 

@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 import cv2
 import numpy as np
 
-from stacker.errors import StackerError, UnreadableImageError
+from stacker.errors import StackerError, UnreadableImageError, or_another_output
 from stacker.metadata import (
     Metadata,
     embed_metadata,
@@ -645,7 +645,7 @@ def check_writable_output(path: str | os.PathLike[str], *, example: str = "stack
     if refused is not None:
         raise StackerError(
             f"{p}: cannot write in {folder} ({refused.strerror or refused}); "
-            f"{output_remedy(refused)}"
+            f"{or_another_output(storage_remedy(refused, ''))}"
         )
     if p.exists() and not os.access(p, os.W_OK):
         raise StackerError(f"{p}: not writable; choose another output path")
@@ -660,12 +660,6 @@ def storage_remedy(exc: OSError, otherwise: str) -> str:
     if exc.errno == errno.EROFS:
         return "the disk is read-only: check it and mount it again (or restart)"
     return otherwise
-
-
-def output_remedy(exc: OSError) -> str:
-    """What to do about an output the disk refused: the disk's remedy, or another path."""
-    remedy = storage_remedy(exc, "")
-    return f"{remedy} or choose another output path" if remedy else "choose another output path"
 
 
 def write_refused(folder: Path, name: str = "") -> OSError | None:

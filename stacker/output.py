@@ -22,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from stacker.errors import StackerError
+from stacker.errors import ResultWriteError, StackerError
 from stacker.io import (
     atomic_write_bytes,
     check_writable_output,
     encode_image,
     is_raw_path,
-    output_remedy,
+    storage_remedy,
     write_image,
 )
 from stacker.stack import Stacker
@@ -162,9 +162,8 @@ def save_outputs(
             written = [composite.result(), *depth]
     except OSError as exc:  # disk full, folder removed or made read-only meanwhile
         where = exc.filename or out_path
-        raise StackerError(
-            f"{where}: cannot write the result ({exc.strerror or exc}); {output_remedy(exc)}"
-        ) from None
+        reason = str(exc.strerror or exc)
+        raise ResultWriteError(where, reason, storage_remedy(exc, "")) from None
     return written
 
 

@@ -79,7 +79,7 @@ from rig.session.journal import (
 )
 from rig.session.state import FinishReason, RunState, SessionResult, SessionStatus, can_transition
 from rig.session.worker import StackJob, StackPreviews, StackWorker
-from stacker.errors import UserError
+from stacker.errors import ResultWriteError, UserError
 from stacker.preview.publisher import StackerLike
 
 log = logging.getLogger("rig.session")
@@ -632,8 +632,13 @@ class SessionRunner:
             if stopped_by is not None:
                 log.warning("composite not written: %s", exc)
                 return ()
+            if isinstance(exc, ResultWriteError):  # the output is the session's: no other path
+                problem = f"{exc.where}: cannot write the result ({exc.reason})"
+                fix = exc.remedy or "fix that"
+            else:
+                problem, fix = str(exc), "fix that"
             raise RigError(
-                f"{exc}; every frame is kept: fix that, then `rig resume {self.folder.root}` "
+                f"{problem}; every frame is kept: {fix}, then `rig resume {self.folder.root}` "
                 "writes the composite"
             ) from None
         self._counters.message = None

@@ -115,7 +115,8 @@ def test_session_whose_final_composite_meets_a_full_disk_keeps_every_frame(
     assert result.reason is FinishReason.FAULT
     message = str(result.error)
     assert "\n" not in message and "No space left on device" in message
-    assert f"rig resume {root}" in message
+    assert f"every frame is kept: free some space, then `rig resume {root}`" in message, message
+    assert "another output" not in message  # a session's outputs have their places
     assert sorted(folder.frames_on_disk()) == list(range(1, FRAMES + 1))
     assert not folder.composite_path("tif").exists()
     assert not list(root.glob(".*.tmp"))
