@@ -59,7 +59,6 @@ every composite bit-identical to the clean run's once the space came back.
 from __future__ import annotations
 
 import argparse
-import collections
 import errno
 import json
 import os
@@ -76,10 +75,9 @@ import time
 import traceback
 import urllib.error
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from attack_streams import RIG, STACKER, env_for, free_port, journal
+from attack_streams import RIG, STACKER, env_for, free_port, journal, run_all, summarize
 from crash_resume import psnr, read_image, stack_held
 
 PY = sys.executable
@@ -689,34 +687,14 @@ def main() -> None:
     runs = [(t, f, n, master.randrange(2**32) if a.seed_run is None else a.seed_run)
             for n in range(a.rounds) for t in targets for f in faults]  # fmt: skip
 
-    def one(spec: tuple[str, str, int, int]) -> dict:
-        result = Run(*spec, base, a.repo, baselines).go()
-        if not result["problems"] and not a.keep:
-            shutil.rmtree(result["dir"], ignore_errors=True)
-        return result
-
-    results = []
-    with ThreadPoolExecutor(a.workers) as pool, open(base / "results.jsonl", "w") as log:
-        for r in pool.map(one, runs):
-            results.append(r)
-            log.write(json.dumps(r) + "\n")
-            log.flush()
-            again = (f"python benchmarks/attack_disk.py --targets {r['target']} --faults "
-                     f"{r['fault']} --rounds 1 --seed-run {r['seed']}")  # fmt: skip
-            flag = "FAULT" if r["problems"] else "ok"
-            print(f"{flag:5s} {r['target']:8s} {r['fault']:15s} {'; '.join(r['notes'])}"
-                  + "".join(f"\n      !! {p}" for p in r["problems"])
-                  + (f"\n      again: {again}" if r["problems"] else ""), flush=True)  # fmt: skip
+    results = run_all(
+        runs, lambda spec: Run(*spec, base, a.repo, baselines).go(), base, a.workers,
+        keep=a.keep, widths=(8, 15),
+        again=lambda r: f"python benchmarks/attack_disk.py --targets {r['target']} --faults "
+                        f"{r['fault']} --rounds 1 --seed-run {r['seed']}",
+    )  # fmt: skip
     summarize(results, time.monotonic() - t0)
     print(f"runs and results.jsonl in {shlex.quote(str(base))}")
-
-
-def summarize(results: list[dict], seconds: float) -> None:
-    faulty = [r for r in results if r["problems"]]
-    print(f"\n=== {len(results)} runs in {seconds / 60:.1f} min, {len(faulty)} with faults ===")
-    for key in ("target", "fault"):
-        counts = collections.Counter(r[key] for r in faulty)
-        print(f"faults by {key}: {dict(counts) or 'none'}")
 
 
 if __name__ == "__main__":

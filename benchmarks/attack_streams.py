@@ -65,9 +65,11 @@ import threading
 import time
 import traceback
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from crash_resume import psnr, read_image, stage_vcam  # the same yardsticks, one way
 
@@ -538,26 +540,45 @@ def main() -> None:
     baselines = make_baselines(base, a.repo, targets)
     pairs = [(t, f) for t in targets for f in faults]
 
-    def one(pair: tuple[str, str]) -> dict:
-        result = Run(*pair, base, a.repo, baselines).go()
-        if not result["problems"] and not a.keep:
+    results = run_all(
+        pairs, lambda pair: Run(*pair, base, a.repo, baselines).go(), base, a.workers,
+        keep=a.keep, widths=(11, 10),
+        again=lambda r: f"python benchmarks/attack_streams.py --targets {r['target']} "
+                        f"--faults {r['fault']}",
+    )  # fmt: skip
+    summarize(results, time.monotonic() - t0)
+    print(f"runs and results.jsonl in {shlex.quote(str(base))}")
+
+
+def run_all(
+    items: list, go: Callable[[Any], dict], base: Path, workers: int, *, keep: bool,
+    widths: tuple[int, int], again: Callable[[dict], str],
+) -> list[dict]:  # fmt: skip
+    """Run ``go`` on each item, ``workers`` at a time, and print a line per run as it ends:
+    its target, fault and notes, and for a faulty run its problems and the command that runs
+    it ``again``. Each result is appended to ``base/results.jsonl``; the folder of a run
+    without problems is removed unless ``keep``."""
+
+    def one(item: Any) -> dict:
+        result = go(item)
+        if not result["problems"] and not keep:
             shutil.rmtree(result["dir"], ignore_errors=True)
         return result
 
     results = []
-    with ThreadPoolExecutor(a.workers) as pool, open(base / "results.jsonl", "w") as log:
-        for r in pool.map(one, pairs):
+    target_w, fault_w = widths
+    with ThreadPoolExecutor(workers) as pool, open(base / "results.jsonl", "w") as log:
+        for r in pool.map(one, items):
             results.append(r)
             log.write(json.dumps(r) + "\n")
-            again = (
-                f"python benchmarks/attack_streams.py --targets {r['target']} --faults {r['fault']}"
-            )
+            log.flush()
             flag = "FAULT" if r["problems"] else "ok"
-            print(f"{flag:5s} {r['target']:11s} {r['fault']:10s} {'; '.join(r['notes'])}"
-                  + "".join(f"\n      !! {p}" for p in r["problems"])
-                  + (f"\n      again: {again}" if r["problems"] else ""), flush=True)  # fmt: skip
-    summarize(results, time.monotonic() - t0)
-    print(f"runs and results.jsonl in {shlex.quote(str(base))}")
+            told = "".join(f"\n      !! {p}" for p in r["problems"])
+            if r["problems"]:
+                told += f"\n      again: {again(r)}"
+            print(f"{flag:5s} {r['target']:{target_w}s} {r['fault']:{fault_w}s} "
+                  f"{'; '.join(r['notes'])}{told}", flush=True)  # fmt: skip
+    return results
 
 
 def summarize(results: list[dict], seconds: float) -> None:
