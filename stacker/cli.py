@@ -39,7 +39,11 @@ Reference = Annotated[
 ]
 DepthMap = Annotated[
     Path | None,
-    typer.Option("--depth-map", help="Also write a 16-bit PNG depth map (and a colour preview)."),
+    typer.Option(
+        "--depth-map",
+        help="Also write a 16-bit PNG depth map, a colour preview (-preview.jpg) and a .json "
+        "that turns its values into µm or frames.",
+    ),
 ]
 Strict = Annotated[
     bool, typer.Option("--strict", help="Stop at the first unreadable or rejected frame.")

@@ -61,7 +61,9 @@ def station_cmd(
     host: Annotated[
         str, typer.Option("--host", help="Address to serve on; 0.0.0.0 for the whole network.")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to serve on.")] = 8000,
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="Port to serve on (0: any free one).")
+    ] = 8000,
     allow_host: Annotated[
         list[str] | None,
         typer.Option(
