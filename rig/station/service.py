@@ -444,9 +444,11 @@ class Station:
             self._last_result = runner.run()
         finally:
             # Over before the page hears it: a session list it asks for then must not still
-            # show the session running (the page asks once, when "running" changes).
-            self._run_over = True
-            self.hub.set_extra(station={"running": None, "units": self.units})
+            # show the session running (the page asks once, when "running" changes). Under
+            # the lock a launch holds: a session started in between is not announced as over.
+            with self._camera_lock:
+                self._run_over = True
+                self._publish_station()
 
     def stop(self, sid: str | None = None) -> bool:
         """Ask the running session (``sid``, if given, must be it) to stop after this frame.
