@@ -290,7 +290,7 @@ class Run:
                 if self.api("GET", "/api/station")[0] == 200:
                     return True
             except (OSError, ValueError):
-                pass
+                pass  # not listening yet, or its first answer cut short: ask again
             time.sleep(0.1)
         self.problems.append("the station never answered")
         return False
