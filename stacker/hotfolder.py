@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+from watchdog import events as watchdog_events
 from watchdog.events import (
-    FileAttribEvent,
     FileClosedEvent,
     FileCreatedEvent,
     FileDeletedEvent,
@@ -168,14 +168,17 @@ def _dest(event: FileSystemEvent) -> str:
 
 _TAKEN = (-1, -1)  # marks a path in HotFolder._done that is never looked at again
 _NEWS = _Entry(Path(), order=(0, 0), initial=False)  # HotFolder._next: something to tell
-_LOOK_EVERY = 2.0  # seconds between looks at the subfolders (HotFolder._look_below)
+_LOOK_EVERY = 2.0  # seconds between looks at the subfolders and at frames refused as unreadable
+_ATTRIB: type[FileSystemEvent] | None = getattr(watchdog_events, "FileAttribEvent", None)
+"""A chmod or chown (see :meth:`HotFolder._readable_again`): an event of its own from watchdog
+7 on; watchdog 6, the last for Python 3.10, has none (see :meth:`HotFolder._look_at_denied`)."""
 _EVENT_TYPES: list[type[FileSystemEvent]] = [
     FileCreatedEvent,
     FileModifiedEvent,
     FileClosedEvent,
     FileMovedEvent,
     FileDeletedEvent,
-    FileAttribEvent,  # a chmod or chown: see _readable_again
+    *([_ATTRIB] if _ATTRIB else []),
 ]
 
 
@@ -465,7 +468,10 @@ class HotFolder:
                 raise HotFolderError(
                     f"{self.folder}: the folder was removed or can no longer be watched"
                 )
-            self._look_below(now)
+            if now >= self._next_look:
+                self._next_look = now + _LOOK_EVERY
+                self._look_below()
+                self._look_at_denied(now)
             if news and (self.notes or self.landing):
                 return _NEWS
             try:
@@ -488,7 +494,15 @@ class HotFolder:
             for e in self._entries.values()
         )
 
-    def _look_below(self, now: float) -> None:
+    def _look_at_denied(self, now: float) -> None:
+        """Take the frames refused for want of permission that have become readable, where
+        no event says so: watchdog 6 has no event of its own for a chmod (it reports a
+        modification, which leaves a frame of unchanged size and time where it was), and its
+        polling does not compare modes."""
+        for path in list(self._denied):
+            self._readable_again(path, now, now)
+
+    def _look_below(self) -> None:
         """Add to :attr:`landing` each subfolder images are written into, once; every
         :data:`_LOOK_EVERY` seconds at most.
 
@@ -499,9 +513,6 @@ class HotFolder:
         those changed since the last look (a folder's modification time moves when a file is
         created or renamed in it): a large tree costs a listing of the folder.
         """
-        if now < self._next_look:
-            return
-        self._next_look = now + _LOOK_EVERY
         for name, mtime in _subfolders(self.folder).items():
             if self._subfolder_times.get(name) == mtime:
                 continue
