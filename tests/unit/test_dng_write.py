@@ -54,7 +54,8 @@ def test_linear_dng_carries_the_profile_and_round_trips_exactly(tmp_path: Path) 
     with rawpy.imread(str(path)) as raw:
         assert raw.num_colors == 3 and raw.raw_type == rawpy.RawType.Stack
         assert raw.camera_whitebalance[:3] == pytest.approx(WB_MULTIPLIERS, rel=1e-6)
-        assert raw.other.iso_speed == 100 and raw.lens.model == "Synthetic Macro 100mm"
+        if hasattr(raw, "other"):  # LibRaw's shot data, in rawpy from 0.27
+            assert raw.other.iso_speed == 100 and raw.lens.model == "Synthetic Macro 100mm"
 
 
 @pytest.mark.parametrize("layout", sorted(CFA_LAYOUTS))
