@@ -21,7 +21,7 @@ from stacker.batch import (
     run_batch,
     with_settings,
 )
-from stacker.cliutil import signals_handled
+from stacker.cliutil import signals_handled, terminal_progress
 from stacker.errors import StackerError
 from stacker.io import OUTPUT_EXTENSIONS
 from stacker.launch import as_ctrl_c
@@ -65,7 +65,7 @@ def run_batch_command(
 ) -> int:
     """Run ``stacker batch``; returns the exit code."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     require_dask()  # before any folder is made or searched
     if workers is not None and workers < 1:
@@ -97,9 +97,7 @@ def run_batch_command(
         TextColumn("[bold]stacks"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[state]}"), TimeElapsedColumn(),
     )  # fmt: skip
-    with Progress(
-        *columns, console=console, transient=True, disable=not console.is_terminal
-    ) as progress:
+    with terminal_progress(console, *columns) as progress:
         task = progress.add_task("batch", total=todo, state=_first_state(scheduler, workers))
         if scheduler is not None and workers:
             progress.console.print(f"waiting up to 2 minutes for {workers} worker(s) to join "

@@ -14,6 +14,7 @@ from stacker.cliutil import (
     run_app,
     signals_handled,
     takes,
+    terminal_progress,
 )
 from stacker.launch import as_ctrl_c
 
@@ -109,7 +110,7 @@ def stack_command(
 ) -> None:
     """Align and merge INPUTS into one all-in-focus image."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     from stacker.offline import collect_inputs, stack_files
     from stacker.paths import interrupted_stack
@@ -125,10 +126,7 @@ def stack_command(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[frame]}"), TimeElapsedColumn(),
     )  # fmt: skip
-    # Off when stderr is not a terminal: a transient bar would leave a blank line there.
-    with Progress(
-        *columns, console=console, transient=True, disable=not console.is_terminal
-    ) as progress:
+    with terminal_progress(console, *columns) as progress:
         task = progress.add_task("stacking", total=len(files), frame="")
 
         def on_frame(path, record, warning) -> None:

@@ -15,12 +15,16 @@ import sys
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from types import FrameType, SimpleNamespace
-from typing import Any, TextIO, TypeVar, get_type_hints
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar, get_type_hints
 
 import typer
 
 from stacker.errors import Interrupted, UserError
 from stacker.quantities import TIME_UNITS
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, ProgressColumn
 
 
 def run_app(app: typer.Typer, prog_name: str, units: Collection[str] = TIME_UNITS) -> None:
@@ -183,13 +187,32 @@ def split_unit_hint(args: Sequence[str], units: Collection[str]) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def terminal_progress(console: Console, *columns: ProgressColumn) -> Iterator[Progress]:
+    """A transient progress bar where ``console`` is a terminal; elsewhere one that is never
+    started, so never drawn: rich before 14.3 ended even a disabled bar with an empty line,
+    which then opened the output or came before a one-line error."""
+    from rich.progress import Progress
+
+    progress = Progress(*columns, console=console, transient=True, disable=not console.is_terminal)
+    if progress.disable:
+        yield progress
+    else:
+        with progress:
+            yield progress
+
+
 def _quiet_decoders() -> None:
     """Keep the decoders' own log lines off the terminal: a damaged frame is reported once, in
     one line naming the file, and libtiff's ``[ERROR:0@0.3] ... TIFF_Error MissingRequired`` or
     tifffile's ``<TiffTag.fromfile> raised TiffFileError`` around it only confuse."""
     import cv2
 
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    log_api = getattr(cv2.utils, "logging", None)  # OpenCV 4.13 on; before it, cv2.setLogLevel
+    if log_api is not None:
+        log_api.setLogLevel(log_api.LOG_LEVEL_SILENT)
+    else:
+        cv2.setLogLevel(0)  # type: ignore[attr-defined]  # LOG_LEVEL_SILENT
     logging.getLogger("tifffile").setLevel(logging.CRITICAL)
 
 

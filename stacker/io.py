@@ -157,7 +157,7 @@ def _decode(path: Path, data: bytes, *, by_name: bool) -> tuple[np.ndarray | Non
     if by_name and data.startswith(b"\xff\xd8") and "\ufffd" not in name:
         if not _jpeg_is_complete(data):
             return None, 1
-        stored = cv2.imread(name, None, flags | cv2.IMREAD_IGNORE_ORIENTATION)
+        stored = cv2.imread(name, flags | cv2.IMREAD_IGNORE_ORIENTATION)
         return stored, jpeg_orientation(data)
     return cv2.imdecode(np.frombuffer(data, np.uint8), flags), 0
 
@@ -428,14 +428,9 @@ def encode_image(
     elif ext in (".tif", ".tiff"):
         return _encode_tiff(img, metadata, software)
     else:
-        params = [cv2.IMWRITE_PNG_COMPRESSION, 3]
-        if fast:
-            params = [
-                cv2.IMWRITE_PNG_COMPRESSION,
-                1,
-                cv2.IMWRITE_PNG_FILTER,
-                cv2.IMWRITE_PNG_FILTER_UP,
-            ]
+        params = [cv2.IMWRITE_PNG_COMPRESSION, 1 if fast else 3]
+        if fast and hasattr(cv2, "IMWRITE_PNG_FILTER"):  # OpenCV 4.12 on
+            params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
         ok, buf = cv2.imencode(".png", img, params)
         data = buf.tobytes()
     if not ok:
