@@ -49,6 +49,7 @@ def test_objects_are_near_and_background_far(textured: GlowStack) -> None:
     d = textured.spec.depth_um
     assert depth[objects].max() <= 0.12 * d + 1e-3
     fringe = cv2.dilate(objects.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0  # anti-aliasing
+    fringe[[0, -1], :] = fringe[:, [0, -1]] = True  # that of an object just outside the view
     assert depth[~fringe].min() >= 0.8 * d - 1e-3
 
 
