@@ -6,6 +6,7 @@ Usage: crash_resume.py [RUNS] [--seed S] [--workers W] [--repo PATH] [--out DIR]
     python benchmarks/crash_resume.py 240 --seed 2   # about 35 minutes on two cores
     python benchmarks/crash_resume.py 90 --configs tether   # tether sessions only, ~5 minutes
     python benchmarks/crash_resume.py 80 --configs tetherN,tetherC,tetherS,tetherF  # bursts
+    python benchmarks/crash_resume.py 40 --seed 3 --configs tetherO   # open-ended, ~6 minutes
 
 Without --configs every configuration below takes part; `--configs demo,shoot` draws the runs
 the script drew before it had tether configurations.
@@ -28,7 +29,10 @@ in order, and finished "completed"; each frame holds the image the camera made f
 (the demo's focus plane, the virtual body's staged JPEG); the composite equals a stack of the
 frames the folder holds made in one go (and the uninterrupted run's when none is missing); a
 second resume of the finished session says every frame is there and restacks them without
-opening the camera; and every resume ends in one line, never a traceback.
+opening the camera; and every resume ends in one line, never a traceback. ``tetherO`` is
+`rig tether` open-ended (no --frames, no --idle-timeout): every run of it ends with the Ctrl-C
+the driver presses at its frame count (:data:`OPEN_ENDED`), "interrupted" is its normal end, and
+a resume of it tethers more rather than restacking.
 """
 
 from __future__ import annotations
@@ -128,6 +132,13 @@ CONFIGS = {  # name: (command, its arguments, frames, composite's file name)
         6,
         "composite.png",
     ),
+    # open-ended: no --frames, no --idle-timeout; ends on Ctrl-C (see OPEN_ENDED)
+    "tetherO": (
+        "tether",
+        shlex.split("--trigger-every 0.2s --format png"),
+        6,
+        "composite.png",
+    ),
     # bodies that bracket by themselves: one press, a burst announced as the family's
     # libgphoto2 path does (rig.sim.bracketing); RAW+JPEG pairs on two of them
     "tetherN": (
@@ -158,6 +169,36 @@ CONFIGS = {  # name: (command, its arguments, frames, composite's file name)
         "composite.tif",
     ),
 }
+
+
+OPEN_ENDED = {"tetherO"}
+"""Configurations that end only on Ctrl-C, as `rig tether` without --frames or --idle-timeout
+does: the driver presses it once the journal holds ``frames`` frames, as a photographer ends
+the session when the body's burst is over, in every run of them (first, resumes, baselines).
+Its normal end is then "interrupted" (exit 130), and a resume of it tethers more."""
+
+
+def ctrl_c_at(proc: subprocess.Popen, journal: Path, frames: int) -> None:
+    """In the background: SIGINT to ``proc`` once ``journal`` has ``frames`` frame records, and
+    one more than when ``proc`` started (a resume is for tethering more); read leniently, as the
+    runs damage journals."""
+
+    def shot() -> int:
+        try:
+            return journal.read_text(errors="replace").count('"event":"frame"')
+        except OSError:
+            return 0
+
+    target = max(frames, shot() + 1)
+
+    def watch() -> None:
+        while proc.poll() is None:
+            if shot() >= target:
+                proc.send_signal(signal.SIGINT)
+                return
+            time.sleep(0.02)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def is_tether(cfg: str) -> bool:
@@ -374,9 +415,14 @@ class Run:
 
     # the kill ------------------------------------------------------------------
     def spawn(self, cmd: list[str]) -> subprocess.Popen:
-        """``cmd`` in its own session, in the checkout under test, with its output kept."""
-        return subprocess.Popen(cmd, env=self.env, cwd=self.repo, text=True, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+        """``cmd`` in its own session, in the checkout under test, with its output kept (and,
+        for an open-ended session, its Ctrl-C to come)."""
+        proc = subprocess.Popen(cmd, env=self.env, cwd=self.repo, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True)  # fmt: skip
+        if self.cfg in OPEN_ENDED:
+            ctrl_c_at(proc, self.out / "journal.jsonl", CONFIGS[self.cfg][2])
+        return proc
 
     def kill_session(self) -> None:
         proc = self.spawn(start_cmd(self.cfg, self.out))
@@ -564,6 +610,8 @@ class Run:
         self.problems += [f"{tag}: {p}" for p in clean_output(out, err)]
         if rc == 0 and "session completed" in out:
             return "completed"
+        if self.cfg in OPEN_ENDED and rc == 130 and "session interrupted:" in out:
+            return "completed"  # its Ctrl-C, from ctrl_c_at
         errors = [ln for ln in err.splitlines() if ln.startswith("rig: error:")]
         if rc != 0 and len(errors) == 1 and ("Traceback" not in err):
             self.notes.append(f"{tag} refused: {errors[0][:200]}")
@@ -606,7 +654,7 @@ class Run:
                 else:
                     kinds.append(self.judge_resume(tag, rc, out, err))
             self.notes.append(f"concurrent: {kinds}")
-            if kinds.count("completed") == 2:
+            if kinds.count("completed") == 2 and self.cfg not in OPEN_ENDED:
                 both = [o for _, _, o, _ in box]
                 if not any("every frame is there" in o for o in both):
                     self.problems.append("two resumes at once both shot frames")
@@ -691,6 +739,10 @@ class Run:
         after = frames_in(self.out)
         base = self.baselines[self.cfg]
         want = set(base["frames"])  # frame_NNNN.jpg, and each RAW partner if the body pairs
+        open_ended = self.cfg in OPEN_ENDED
+        if open_ended:  # as many frames as the Ctrl-C let in: numbers 1 to the last one held
+            last_held = max((int(n[6:10]) for n in after), default=0)
+            want = {f"frame_{i:04d}.jpg" for i in range(1, last_held + 1)}
         if set(after) - want:
             self.problems.append(f"frames/ holds {sorted(set(after) - want)}")
         missing = sorted(want - set(after))
@@ -711,14 +763,16 @@ class Run:
             if frame_complete(data) and name not in after:
                 self.problems.append(f"{name}: a frame on disk before the resume was lost")
         for name, data in after.items():
-            if name in want and data != base["frames"].get(name):
+            made = base["frames"]["frame_0001.jpg"] if open_ended else base["frames"].get(name)
+            if name in want and data != made:
                 self.problems.append(f"{name}: not the image the camera made for that number")
         recs, last = self.journal_after_resume()
         merges = [r["index"] for r in last if r.get("event") == "merge"]
         held = sorted({int(n[6:10]) for n in after if n in want})
         if merges != held:
             self.problems.append(f"merges of the last run: {merges}, frames held: {held}")
-        if not last or last[-1].get("event") != "finish" or last[-1].get("reason") != "completed":
+        end = "interrupted" if open_ended else "completed"
+        if not last or last[-1].get("event") != "finish" or last[-1].get("reason") != end:
             self.problems.append(f"last record: {last[-1] if last else None}")
         idx = collections.Counter(r["index"] for r in recs if r.get("event") == "frame")
         for i, c in idx.items():
@@ -734,7 +788,8 @@ class Run:
         self.psnr = psnr(comp, ref) if ref is not None else -1.0
         if self.psnr < MIN_PSNR:
             self.problems.append(f"final: composite {self.psnr:.1f} dB from the held frames'")
-        if not missing and psnr(comp, base["composite"]) < MIN_PSNR:
+        as_uninterrupted = not missing and set(after) == set(base["frames"])
+        if as_uninterrupted and psnr(comp, base["composite"]) < MIN_PSNR:
             self.problems.append("final: every frame held, but not the uninterrupted composite")
         kept_out = [
             r["index"]
@@ -768,7 +823,7 @@ class Run:
             self.run_resumes()
             if self.outcome == "completed":
                 self.check_final(before)
-                if self.finished_again:
+                if self.finished_again and self.cfg not in OPEN_ENDED:  # it would tether more
                     self.check_finished_again(before)
         except Exception:
             self.problems.append("driver: " + traceback.format_exc())
@@ -803,19 +858,21 @@ def make_baselines(base: Path, repo: str, configs: list[str]) -> dict:
                 vcam = d / "vcam"
                 stage_vcam(repo, vcam)
             t0 = time.monotonic()
-            p = subprocess.run(
-                start_cmd(cfg, d / "s"),
-                env=env_for(repo, d / "tmp", vcam),
-                cwd=repo,
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
+            p = subprocess.Popen(start_cmd(cfg, d / "s"), env=env_for(repo, d / "tmp", vcam),
+                                 cwd=repo, text=True, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE)  # fmt: skip
+            if cfg in OPEN_ENDED:
+                ctrl_c_at(p, d / "s" / "journal.jsonl", CONFIGS[cfg][2])
+            said = p.communicate(timeout=300)
             dur = time.monotonic() - t0
-            assert p.returncode == 0, (cfg, p.stdout, p.stderr)
+            assert p.returncode == (130 if cfg in OPEN_ENDED else 0), (cfg, *said)
             img = read_image(d / "s" / CONFIGS[cfg][3])
             results.append((dur, img, frames_in(d / "s")))
-        if is_tether(cfg) and results[0][2] != results[1][2]:
+        first, second = results[0][2], results[1][2]
+        if cfg in OPEN_ENDED:  # a frame more or less, by when the Ctrl-C fell
+            first = {k: v for k, v in first.items() if k in second}
+            second = {k: v for k, v in second.items() if k in first}
+        if is_tether(cfg) and first != second:
             raise SystemExit(f"baseline {cfg}: two uninterrupted runs made different frames")
         out[cfg] = {
             "duration": results[0][0],
