@@ -33,6 +33,7 @@ from stacker.metadata import (
     mark_software,
     read_metadata,
 )
+from stacker.tiffread import decode_tiff, is_tiff
 
 RAW_EXTENSIONS = frozenset(
     {".cr2", ".cr3", ".nef", ".nrw", ".arw", ".orf", ".rw2", ".raf", ".dng", ".pef", ".srw",
@@ -159,7 +160,10 @@ def _decode(path: Path, data: bytes, *, by_name: bool) -> tuple[np.ndarray | Non
             return None, 1
         stored = cv2.imread(name, flags | cv2.IMREAD_IGNORE_ORIENTATION)
         return stored, jpeg_orientation(data)
-    return cv2.imdecode(np.frombuffer(data, np.uint8), flags), 0
+    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    if decoded is None and is_tiff(data):  # float16, Zstandard...: see stacker.tiffread
+        return decode_tiff(data) or (None, 1)
+    return decoded, 0
 
 
 _INVERSE = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 8, 7: 7, 8: 6}  # a quarter turn undoes the other

@@ -94,6 +94,55 @@ def test_tiff_keeps_icc(tmp_path: Path) -> None:
     assert read_metadata(out).icc == ICC
 
 
+def _rgb(seed: int = 3) -> np.ndarray:
+    """A small random RGB picture, 0..1."""
+    return np.random.default_rng(seed).random((24, 32, 3)).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("half-float", {"dtype": np.float16}),
+        ("zstd", {"compression": "zstd"}),
+        (
+            "webp-lossless",
+            {"dtype": np.uint8, "compression": "webp", "compressionargs": {"lossless": True}},
+        ),
+        ("separate planes, zstd", {"planarconfig": "separate", "compression": "zstd"}),
+    ],
+)
+def test_tiffs_opencv_cannot_decode_are_read_with_tifffile(
+    tmp_path: Path, name: str, options: dict
+) -> None:
+    """OpenCV's libtiff refuses half floats and has neither Zstandard nor WebP: such frames were
+    skipped as 'not a readable image'."""
+    rgb, options = _rgb(), dict(options)
+    dtype = options.pop("dtype", np.uint16)
+    top = 1.0 if np.issubdtype(dtype, np.floating) else np.iinfo(dtype).max
+    stored = (rgb * top).astype(dtype) if top == 1.0 else np.rint(rgb * top).astype(dtype)
+    if options.get("planarconfig") == "separate":
+        stored = np.moveaxis(stored, -1, 0)  # one plane a colour
+    path = tmp_path / "frame.tif"
+    tifffile.imwrite(path, stored, photometric="rgb", **options)
+    assert cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_UNCHANGED) is None
+    img = read_image(path)
+    assert img.shape == (24, 32, 3) and img.dtype == (np.uint8 if top == 255 else np.uint16)
+    want = rgb[:, :, ::-1] * (255 if top == 255 else 65535)
+    tolerance = 65535 / 1024 if dtype == np.float16 else 0.5  # half floats: 11 bits
+    assert np.abs(img.astype(np.float64) - want).max() <= tolerance, name
+
+
+def test_a_tiff_read_with_tifffile_is_turned_as_its_orientation_says(tmp_path: Path) -> None:
+    rgb = _rgb()
+    path = tmp_path / "turned.tif"
+    tifffile.imwrite(path, rgb.astype(np.float16), photometric="rgb",
+                     extratags=[(274, "H", 1, 6, True)])  # fmt: skip
+    upright = (rgb[:, :, ::-1] * 65535).transpose(1, 0, 2)[:, ::-1]  # 6: a quarter turn right
+    img = read_image(path)
+    assert img.shape == (32, 24, 3)
+    assert np.abs(img.astype(np.float64) - upright).max() <= 65535 / 1024
+
+
 def test_unreadable_files_name_themselves(tmp_path: Path) -> None:
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 truncated")

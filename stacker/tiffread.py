@@ -1,0 +1,52 @@
+"""TIFF frames that OpenCV's own libtiff cannot decode, read with tifffile and imagecodecs.
+
+Editors and converters write TIFFs that OpenCV refuses: 16-bit floating-point ("half")
+samples, Zstandard or WebP compression, separate colour planes with those.
+tifffile reads them all; its pixels are then turned into what the stacker takes from any other
+decoder: 3-channel BGR, 8 or 16 bits or floating point (see :func:`stacker.io.read_image`), and
+the orientation the file asks for, still to be applied.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # classic and BigTIFF, either byte order
+
+
+def is_tiff(data: bytes) -> bool:
+    return data[:4] in TIFF_MAGIC
+
+
+def decode_tiff(data: bytes) -> tuple[np.ndarray, int] | None:
+    """The first image of TIFF ``data`` as stored (BGR) and its orientation (1 to 8); None when
+    tifffile cannot read it either, or it is no photograph (one sample per pixel with a palette,
+    CMYK, more than four samples)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            page = tif.pages[0]
+            if page.photometric not in (
+                tifffile.PHOTOMETRIC.MINISBLACK,
+                tifffile.PHOTOMETRIC.RGB,
+            ):
+                return None
+            pixels = page.asarray()
+            axes = page.axes
+            tag = page.tags.get(274)  # Orientation
+            orientation = int(tag.value) if tag is not None else 1
+    except Exception:  # tifffile's and its codecs' errors have no common base
+        return None
+    if "S" in axes and axes.index("S") < axes.index("Y"):  # separate planes: samples first
+        pixels = np.moveaxis(pixels, axes.index("S"), -1)
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    if pixels.ndim != 3 or pixels.shape[2] not in (1, 3, 4):
+        return None
+    if pixels.dtype == np.float16:
+        pixels = pixels.astype(np.float32)
+    bgr = np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels[:, :, 2::-1]
+    return np.ascontiguousarray(bgr), orientation if 1 <= orientation <= 8 else 1
