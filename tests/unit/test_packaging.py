@@ -1,9 +1,12 @@
-"""The lowest versions ``.ci/lowest`` installs are the floors ``pyproject.toml`` declares: a floor
-raised, or a dependency added, without the other would leave a floor that no run has tried."""
+"""What ``pyproject.toml`` declares: floors that ``.ci/lowest`` installs (a floor raised, or a
+dependency added, without the other would leave a floor no run has tried), and package data
+that carries every file the packages need (an editable install, which the tests run from,
+finds any file; a wheel only those declared)."""
 
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -19,10 +22,14 @@ else:  # the lowest-versions run on Python 3.10 reads it with tomli, where it is
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _project() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
 def _floors() -> dict[str, Version]:
     """Each dependency's lowest version, runtime and optional (``test`` is tooling, not a floor
     users meet)."""
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    project = _project()["project"]
     wanted = list(project["dependencies"])
     for extra, requirements in project["optional-dependencies"].items():
         if extra != "test":
@@ -55,3 +62,22 @@ def test_every_floor_is_the_version_the_lowest_run_installs() -> None:
         assert pin >= floor and pin.release[: len(floor.release)] == floor.release, (
             f"{name}: pyproject.toml says >={floor}, .ci/lowest installs {pin}"
         )
+
+
+def test_every_file_of_the_packages_goes_into_the_wheel() -> None:
+    """Modules are found by package; anything else (the live pages' HTML, JavaScript, CSS) only
+    where ``package-data`` names it, by setuptools' globs relative to the package's folder."""
+    data = _project()["tool"]["setuptools"]["package-data"]
+    tracked = subprocess.run(
+        ["git", "ls-files", "stacker", "rig"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.split()
+    if not tracked:
+        pytest.skip("not a git checkout")
+    declared = {
+        found.relative_to(ROOT).as_posix()
+        for package, patterns in data.items()
+        for pattern in patterns
+        for found in (ROOT / Path(*package.split("."))).glob(pattern)
+    }
+    left_out = [name for name in tracked if not name.endswith(".py") and name not in declared]
+    assert left_out == []
