@@ -114,8 +114,8 @@ def _rgb(seed: int = 3) -> np.ndarray:
 def test_tiffs_opencv_cannot_decode_are_read_with_tifffile(
     tmp_path: Path, name: str, options: dict
 ) -> None:
-    """OpenCV's libtiff refuses half floats and has neither Zstandard nor WebP: such frames were
-    skipped as 'not a readable image'."""
+    """OpenCV's libtiff refuses half floats and, up to 5.0, has neither Zstandard nor WebP (5.1
+    reads the WebP one): such frames were skipped as 'not a readable image'."""
     rgb, options = _rgb(), dict(options)
     dtype = options.pop("dtype", np.uint16)
     top = 1.0 if np.issubdtype(dtype, np.floating) else np.iinfo(dtype).max
@@ -124,7 +124,6 @@ def test_tiffs_opencv_cannot_decode_are_read_with_tifffile(
         stored = np.moveaxis(stored, -1, 0)  # one plane a colour
     path = tmp_path / "frame.tif"
     tifffile.imwrite(path, stored, photometric="rgb", **options)
-    assert cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_UNCHANGED) is None
     img = read_image(path)
     assert img.shape == (24, 32, 3) and img.dtype == (np.uint8 if top == 255 else np.uint16)
     want = rgb[:, :, ::-1] * (255 if top == 255 else 65535)
