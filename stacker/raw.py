@@ -263,9 +263,9 @@ def _libraw_exif(raw: Any) -> tuple[ExifEntry, ...]:
     """Exposure EXIF as LibRaw reports it, for RAW formats whose EXIF was not found (none
     before rawpy 0.27, which has no ``other`` nor ``lens``)."""
     other = getattr(raw, "other", None)
-    out: list[ExifEntry] = []
     if other is None:
         return ()
+    out: list[ExifEntry] = []
     for code, number in ((33434, other.shutter_speed), (33437, other.aperture),
                          (37386, other.focal_length)):  # fmt: skip
         if number and number > 0:
