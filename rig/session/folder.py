@@ -29,7 +29,6 @@ find the same positions missing and shoot them twice into the same journal.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
 import os
@@ -48,6 +47,7 @@ from stacker.io import (
     IMAGE_EXTENSIONS,
     RAW_EXTENSIONS,
     atomic_write_bytes,
+    storage_remedy,
     truncation,
 )
 from stacker.locking import try_lock
@@ -185,11 +185,12 @@ def _left_by_create(root: Path, name: str) -> bool:
 
 
 def _cannot_create(root: Path, exc: OSError) -> SessionFolderError:
-    """The refusal of a session folder the disk would not take, saying what to do."""
-    full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    """The refusal of a session folder the disk would not take, saying what to do (a full or
+    read-only disk, as :func:`~stacker.io.storage_remedy` tells them)."""
+    remedy = storage_remedy(exc, "")
     return SessionFolderError(
         f"{root}: cannot create the session folder ({exc.strerror or exc}); "
-        + ("free some space there or choose another folder" if full else "choose another folder")
+        + (f"{remedy}, or choose another folder" if remedy else "choose another folder")
     )
 
 

@@ -280,7 +280,7 @@ def test_a_session_that_cannot_be_created_leaves_no_folder_behind(small_disk: Pa
         assert station.wait(60) is not None
         station.close()
     assert str(refused.value).endswith(
-        "(No space left on device); free some space there or choose another folder"
+        "(No space left on device); free some space, or choose another folder"
     )
     assert (small_disk / "s" / "beetle" / "plan.json").is_file()
 
@@ -308,7 +308,11 @@ def test_frames_or_a_result_on_a_read_only_disk_say_it_is_read_only(small_disk: 
         check_destination(small_disk / "frames", None)
     with pytest.raises(StackerError) as result:
         check_writable_output(small_disk / "stacked.tif")
-    for refused in (frames.value, result.value):
+    with pytest.raises(RigError) as session:  # said "choose another folder" alone
+        SessionFolder.create(
+            small_disk / "s", ShotPlan.from_frames(0.0, 1000.0, 2), SessionConfig(rig={})
+        )
+    for refused in (frames.value, result.value, session.value):
         message = str(refused)
         assert "Read-only file system" in message and "\n" not in message, message
         assert "the disk is read-only: check it and mount it again" in message, message
