@@ -6,9 +6,10 @@ import atexit
 import os
 import shutil
 import signal
+import subprocess
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import settings
@@ -33,6 +34,23 @@ if "VCAMERADIR" not in os.environ:
 # commands inherit it). Not inherited from a parent: pytest-xdist's workers would share one.
 os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="stackrig-config-")
 atexit.register(shutil.rmtree, os.environ["XDG_CONFIG_HOME"], True)
+# libgphoto2 finds that file through XDG_CONFIG_HOME at every load and save, and reloads it
+# while it holds no setting (a file it found being rewritten it deletes as malformed): a command
+# an earlier test started, still ending, could put its capture target into this process's. The
+# commands tests start share a folder of their own instead.
+_OWN_CONFIG = os.environ["XDG_CONFIG_HOME"]
+_COMMANDS_CONFIG = tempfile.mkdtemp(prefix="commands-", dir=_OWN_CONFIG)
+_popen_init = subprocess.Popen.__init__
+
+
+def _commands_settings(self: subprocess.Popen, args: Any, *rest: Any, **kw: Any) -> None:
+    env = os.environ if kw.get("env") is None else kw["env"]
+    if env.get("XDG_CONFIG_HOME") == _OWN_CONFIG:
+        kw["env"] = {**env, "XDG_CONFIG_HOME": _COMMANDS_CONFIG}
+    _popen_init(self, args, *rest, **kw)
+
+
+subprocess.Popen.__init__ = _commands_settings  # type: ignore[method-assign]
 
 # Tests interrupt the commands they start with SIGINT, as Ctrl-C does. A test run started in the
 # background of a script (`pytest &`, nohup) has SIGINT ignored, and every process it starts
