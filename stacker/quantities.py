@@ -13,9 +13,11 @@ import re
 
 from stacker.errors import StackerError
 
-_NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
-_QUANTITY = re.compile(rf"^\s*({_NUMBER})\s*([^\d\s.+-][^\s]*)?\s*$")
-_DECIMAL_COMMA = re.compile(r"\d,\d")
+_NUMBER = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+_QUANTITY = re.compile(rf"\s*({_NUMBER})\s*([^0-9\s.+-]\S*)?\s*")
+"""A number in ASCII digits and an optional unit; spaces around them, no-break ones too (text
+copied from a web page). Another script's digits are not read."""
+_DECIMAL_COMMA = re.compile(r"[0-9],[0-9]")
 
 TIME_UNITS = {"s": 1.0, "sec": 1.0, "ms": 0.001, "min": 60.0}
 """Seconds per time unit, by the names a duration may use."""
@@ -33,14 +35,15 @@ def split_quantity(text: str) -> tuple[float, str]:
     kind of quantity was meant and says so.
     """
     if _DECIMAL_COMMA.search(text):
-        if re.search(r"\d,\d{3}(?!\d)", text):  # 1,000um: a thousands separator, or 1.000um?
+        # 1,000um: a thousands separator, or 1.000um?
+        if re.search(r"[0-9],[0-9]{3}(?![0-9])", text):
             plain, point = text.replace(",", ""), text.replace(",", ".")
             raise QuantityError(
                 f"{text!r}: no commas in numbers; write {plain} (a thousand) or {point}"
             )
         raise QuantityError(f"{text!r}: write decimals with a point, e.g. {text.replace(',', '.')}")
-    match = _QUANTITY.match(text)
-    if not match:
+    match = _QUANTITY.fullmatch(text)
+    if not match or len(text.splitlines()) > 1:  # a second line pasted in
         raise ValueError(text)
     value = float(match.group(1))
     if not math.isfinite(value):

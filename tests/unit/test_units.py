@@ -54,6 +54,29 @@ def test_garbage_is_refused(text: str) -> None:
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "parse",
+    [parse_length, parse_duration, parse_speed],
+    ids=["length", "duration", "speed"],
+)
+@pytest.mark.parametrize(
+    "text", ["1.5\nmm", "1.5\r\nmm/s", "1.5mm\n2mm", "0.5\u2028s", "\u0661.5mm", "\uff11mm"]
+)
+def test_a_line_break_or_another_scripts_digits_are_not_a_quantity(parse, text: str) -> None:
+    """Python's own digits class reads Arabic-Indic and full-width digits, and its spaces a
+    line break: a second line pasted into a field was read as the unit of the first."""
+    with pytest.raises(UnitError) as info:
+        parse(text)
+    assert repr(text) in str(info.value)
+
+
+def test_spaces_around_a_quantity_are_read_no_break_ones_too() -> None:
+    assert parse_length("1.5\u00a0mm") == (1500.0, "um")
+    assert parse_length("\t250 um\n") == (250.0, "um")
+    assert parse_duration(" 500ms ") == 0.5
+    assert parse_speed("2 mm/s") == 120.0
+
+
 def test_parse_um_refuses_steps() -> None:
     assert parse_um("1.5mm") == 1500.0
     with pytest.raises(UnitError, match="lens steps"):
