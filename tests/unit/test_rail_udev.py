@@ -1,30 +1,36 @@
-"""The focus-rail udev rules: well-formed and covering the documented USB-serial chips."""
+"""The udev rules: both files well-formed; the rails' covering the documented USB-serial chips."""
 
 import re
+from pathlib import Path
+
+import pytest
 
 from tests.paths import ROOT
 
 RULES = ROOT / "udev" / "70-stackrig-rails.rules"
+CAMERA_RULES = ROOT / "udev" / "60-stackrig-camera.rules"
 # KEY (with optional {attr}), operator, "value" — the udev rules grammar for one assignment.
-ITEM = re.compile(r'^[A-Z_]+(\{[A-Za-z_]+\})?(==|!=|\+=|-=|:=|=)"[^"]*"$')
+ITEM = re.compile(r'^[A-Z_]+(\{[A-Za-z0-9_]+\})?(==|!=|\+=|-=|:=|=)"[^"]*"$')
 
 
-def rule_lines() -> list[str]:
+def rule_lines(rules: Path = RULES) -> list[str]:
     return [
         line.strip()
-        for line in RULES.read_text().splitlines()
+        for line in rules.read_text().splitlines()
         if line.strip() and not line.lstrip().startswith("#")
     ]
 
 
-def test_every_rule_line_is_well_formed() -> None:
-    for line in rule_lines():
+@pytest.mark.parametrize("rules", [RULES, CAMERA_RULES], ids=["rails", "camera"])
+def test_every_rule_line_is_well_formed(rules: Path) -> None:
+    for line in rule_lines(rules):
         for item in (part.strip() for part in line.split(",")):
             assert ITEM.match(item), f"malformed udev item {item!r} in {line!r}"
 
 
-def test_gotos_land_on_labels() -> None:
-    text = "\n".join(rule_lines())
+@pytest.mark.parametrize("rules", [RULES, CAMERA_RULES], ids=["rails", "camera"])
+def test_gotos_land_on_labels(rules: Path) -> None:
+    text = "\n".join(rule_lines(rules))
     labels = set(re.findall(r'LABEL="([^"]+)"', text))
     assert set(re.findall(r'GOTO="([^"]+)"', text)) <= labels
 
