@@ -394,10 +394,20 @@ def truncation(path: Path) -> str | None:
 
 
 def _to_uint16(img: np.ndarray) -> np.ndarray:
+    """16 bits of a frame decoded as floats (0..1, or scaled to its brightest pixel where that
+    is brighter) or as wider or signed integers (clipped).
+
+    Float frames from HDR and scientific tools may hold NaN or infinite pixels (a division by
+    zero in a flat-field correction): those become black or white, and only finite pixels set
+    the scale, where one infinite pixel had made the whole frame black.
+    """
     if np.issubdtype(img.dtype, np.floating):
-        top = float(img.max()) if img.size else 1.0
+        finite = np.isfinite(img)
+        top = float(np.max(img, where=finite, initial=0.0))
         scale = 65535.0 / top if top > 1.0 else 65535.0
-        return np.clip(img * scale, 0, 65535).astype(np.uint16)
+        scaled = np.multiply(img, scale, where=finite, out=np.zeros(img.shape, np.float32))
+        scaled[np.isposinf(img)] = 65535.0
+        return np.clip(scaled, 0, 65535).astype(np.uint16)
     return np.clip(img, 0, 65535).astype(np.uint16)
 
 

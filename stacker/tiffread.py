@@ -44,8 +44,10 @@ def decode_tiff(data: bytes) -> tuple[np.ndarray, int] | None:
         pixels = np.moveaxis(pixels, axes.index("S"), -1)
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
-    if pixels.ndim != 3 or pixels.shape[2] not in (1, 3, 4):
-        return None
+    if pixels.ndim != 3 or pixels.shape[2] not in (1, 3, 4) or pixels.dtype.kind not in "buif":
+        return None  # complex samples are no photograph
+    if pixels.dtype == np.bool_:  # one bit a sample, as OpenCV reads it: 0 or 255
+        pixels = pixels.view(np.uint8) * np.uint8(255)
     if pixels.dtype == np.float16:
         pixels = pixels.astype(np.float32)
     bgr = np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels[:, :, 2::-1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 import zlib
 from pathlib import Path
 
@@ -129,6 +130,41 @@ def test_tiffs_opencv_cannot_decode_are_read_with_tifffile(
     want = rgb[:, :, ::-1] * (255 if top == 255 else 65535)
     tolerance = 65535 / 1024 if dtype == np.float16 else 0.5  # half floats: 11 bits
     assert np.abs(img.astype(np.float64) - want).max() <= tolerance, name
+
+
+@pytest.mark.parametrize("compression", [None, "zstd"], ids=["opencv", "tifffile"])
+def test_nan_and_infinite_pixels_do_not_blacken_a_float_frame(
+    tmp_path: Path, compression: str | None
+) -> None:
+    """The brightest pixel set a float frame's scale: one infinite pixel made the whole frame
+    black, a NaN one left the scale to chance, and either printed numpy's warnings."""
+    rgb = _rgb() * 2  # brighter than 1: scaled to the brightest finite pixel
+    rgb[0, 0], rgb[1, 1], rgb[2, 2] = np.nan, np.inf, -np.inf
+    path = tmp_path / "hdr.tif"
+    tifffile.imwrite(path, rgb, photometric="rgb", compression=compression)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        img = read_image(path)
+    assert (img[0, 0].tolist(), img[1, 1].tolist(), img[2, 2].tolist()) == (
+        [0, 0, 0],
+        [65535] * 3,
+        [0, 0, 0],
+    )
+    finite = np.isfinite(rgb).all(axis=2)
+    want = rgb[:, :, ::-1] * (65535 / rgb[finite].max())
+    assert np.abs(img[finite].astype(np.float64) - want[finite]).max() < 1  # truncated
+
+
+def test_one_bit_and_complex_tiffs(tmp_path: Path) -> None:
+    """A one-bit TIFF only tifffile decodes came out 0 and 1 of 65535, black; complex samples
+    came out zero with numpy's warning, where they are no photograph."""
+    bits = np.random.default_rng(1).random((24, 32)) > 0.5
+    tifffile.imwrite(tmp_path / "bits.tif", bits, photometric="minisblack", compression="zstd")
+    img = read_image(tmp_path / "bits.tif")
+    assert img.dtype == np.uint8 and np.array_equal(img[:, :, 1], bits * np.uint8(255))
+    tifffile.imwrite(tmp_path / "waves.tif", _rgb().astype(np.complex64), photometric="rgb")
+    with pytest.raises(UnreadableImageError, match=r"waves\.tif: not a readable image"):
+        read_image(tmp_path / "waves.tif")
 
 
 def test_a_tiff_read_with_tifffile_is_turned_as_its_orientation_says(tmp_path: Path) -> None:
