@@ -276,8 +276,8 @@ ONE_LINE_BODIES = [
     ("/api/plan", {"from": "0mm", "to": "1mm", "frames": 3, "settle": "5000 \n s"}, "settle"),
     ("/api/sessions", {"plan": PLAN, "method": "a\nb"}, "method"),
     ("/api/sessions", {"plan": PLAN, "reference": "a\nb"}, "reference"),
-    ("/api/jog", {"by": "1 \n steps"}, "moves in"),
-    ("/api/jog", {"to": "400 \n mm"}, "outside the travel"),
+    ("/api/jog", {"by": "1 \n steps"}, "cannot read '1 \\n steps'"),  # quoted, one line
+    ("/api/jog", {"to": "400 \n mm"}, "cannot read '400 \\n mm'"),
     ("/api/sessions/x%0Ay/delete", {"confirm": "no"}, "confirm"),
 ]  # fmt: skip
 
