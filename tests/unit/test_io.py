@@ -159,9 +159,13 @@ def test_one_bit_and_complex_tiffs(tmp_path: Path) -> None:
     """A one-bit TIFF only tifffile decodes came out 0 and 1 of 65535, black; complex samples
     came out zero with numpy's warning, where they are no photograph."""
     bits = np.random.default_rng(1).random((24, 32)) > 0.5
-    tifffile.imwrite(tmp_path / "bits.tif", bits, photometric="minisblack", compression="zstd")
-    img = read_image(tmp_path / "bits.tif")
-    assert img.dtype == np.uint8 and np.array_equal(img[:, :, 1], bits * np.uint8(255))
+    try:
+        tifffile.imwrite(tmp_path / "bits.tif", bits, photometric="minisblack", compression="zstd")
+    except NotImplementedError:  # tifffile 2023.1 (the floor) cannot compress one-bit images
+        pass
+    else:
+        img = read_image(tmp_path / "bits.tif")
+        assert img.dtype == np.uint8 and np.array_equal(img[:, :, 1], bits * np.uint8(255))
     tifffile.imwrite(tmp_path / "waves.tif", _rgb().astype(np.complex64), photometric="rgb")
     with pytest.raises(UnreadableImageError, match=r"waves\.tif: not a readable image"):
         read_image(tmp_path / "waves.tif")
