@@ -402,12 +402,11 @@ def _to_uint16(img: np.ndarray) -> np.ndarray:
     the scale, where one infinite pixel had made the whole frame black.
     """
     if np.issubdtype(img.dtype, np.floating):
-        finite = np.isfinite(img)
-        top = float(np.max(img, where=finite, initial=0.0))
+        top = float(np.max(img, where=np.isfinite(img), initial=0.0))
         scale = 65535.0 / top if top > 1.0 else 65535.0
-        scaled = np.multiply(img, scale, where=finite, out=np.zeros(img.shape, np.float32))
-        scaled[np.isposinf(img)] = 65535.0
-        return np.clip(scaled, 0, 65535).astype(np.uint16)
+        scaled = np.multiply(img, scale, dtype=np.float32)
+        np.nan_to_num(scaled, copy=False, nan=0.0, posinf=65535.0, neginf=0.0)
+        return np.clip(scaled, 0, 65535, out=scaled).astype(np.uint16)
     return np.clip(img, 0, 65535).astype(np.uint16)
 
 

@@ -7,6 +7,7 @@ board on a pseudo-terminal and libgphoto2's virtual camera stand in for the rig'
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shlex
@@ -27,6 +28,7 @@ RIG = Path(sys.executable).with_name("rig")
 ADDRESS = re.compile(r"stackrig station: http://\S+:(\d+)/#token=(\S+)\n")
 
 
+@functools.cache
 def _service() -> dict[str, list[str]]:
     """The [Service] section's settings, each key with its values in order, lines joined where
     they end in a backslash as systemd joins them."""
