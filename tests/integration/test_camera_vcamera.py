@@ -24,7 +24,6 @@ from rig.camera import (
     CameraError,
     CameraNotFoundError,
     CameraUnsupportedError,
-    CaptureTarget,
     ConfigKeyError,
     ConfigValueError,
     RetryPolicy,
@@ -147,15 +146,30 @@ def test_unknown_key_is_refused_with_suggestions(camera: Camera) -> None:
         camera.set_config("capturetargt", "Memory card")
 
 
+_RESTORE = """
+from rig.camera import Camera
+with Camera.open() as cam:
+    original = cam.get_config("capturetarget").value
+other = "Memory card" if original == "Internal RAM" else "Internal RAM"
+with Camera.open(capture_target="card" if other == "Memory card" else "ram") as cam:
+    during = cam.get_config("capturetarget").value
+with Camera.open() as cam:
+    after = cam.get_config("capturetarget").value
+print(original, other, during, after, sep="|")
+"""
+
+
 def test_session_settings_are_restored_on_close(card: VirtualCameraFolder) -> None:
-    with Camera.open() as cam:
-        original = cam.get_config("capturetarget").value
-    other = "Memory card" if original == "Internal RAM" else "Internal RAM"
-    target: CaptureTarget = "card" if other == "Memory card" else "ram"
-    with Camera.open(capture_target=target) as cam:
-        assert cam.get_config("capturetarget").value == other
-    with Camera.open() as cam:
-        assert cam.get_config("capturetarget").value == original
+    """In a process of its own: libgphoto2 keeps the capture target in settings global to the
+    process, which another test's camera, still closing on a thread of this worker, could
+    change between the opens (seen in CI runs; the cause is not proven)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _RESTORE], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    original, other, during, after = done.stdout.strip().split("|")
+    assert during == other
+    assert after == original
 
 
 # ------------------------------------------------------------------------------ capture
