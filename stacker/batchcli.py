@@ -21,10 +21,9 @@ from stacker.batch import (
     run_batch,
     with_settings,
 )
-from stacker.cliutil import signals_handled, terminal_progress
+from stacker.cliutil import signals_as_ctrl_c, terminal_progress
 from stacker.errors import StackerError
 from stacker.io import OUTPUT_EXTENSIONS
-from stacker.launch import as_ctrl_c
 
 
 def _check(outdir: Path, output_format: str, options: dict[str, Any]) -> str:
@@ -124,7 +123,7 @@ def run_batch_command(
                 progress.console.print(f"failed: {rep.name}: {rep.error}", markup=False,
                                        soft_wrap=True)  # fmt: skip
 
-        with signals_handled(as_ctrl_c):  # SIGTERM cancels as Ctrl-C does, with a report
+        with signals_as_ctrl_c():  # SIGTERM cancels as Ctrl-C does, with a report
             summary = run_batch(jobs, options, report_path, scheduler=scheduler,
                                 workers=workers, on_progress=on_progress,
                                 on_report=on_report)  # fmt: skip

@@ -12,11 +12,11 @@ from stacker.cliutil import (
     make_app,
     one_line,
     run_app,
+    signals_as_ctrl_c,
     signals_handled,
     takes,
     terminal_progress,
 )
-from stacker.launch import as_ctrl_c
 
 if TYPE_CHECKING:
     from stacker.options import StackOptions
@@ -138,7 +138,7 @@ def stack_command(
             progress.update(task, advance=1, frame=f"{path.name}{score}")
 
         with (
-            signals_handled(as_ctrl_c),  # SIGTERM and SIGHUP stop it as Ctrl-C does
+            signals_as_ctrl_c(),  # SIGTERM and SIGHUP stop it as Ctrl-C does
             interrupted_stack(output, depth_map, len(files), lambda: progress.tasks[0].completed),
         ):
             run = stack_files(
@@ -229,7 +229,6 @@ def _watch(
     folder: Path, output: Path, preview: tuple[bool, str, int], options: dict[str, Any]
 ) -> None:
     """Run :func:`~stacker.watch.watch_and_stack` with a live status line until it ends."""
-    import signal
     import threading
 
     from rich.console import Console
@@ -247,15 +246,11 @@ def _watch(
     stop = threading.Event()
     console = Console(stderr=True)
 
-    def request_stop(signum: int, _frame: object) -> None:
-        stop.set()
-        # A second Ctrl-C interrupts at once (the composite on disk is complete anyway).
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
     announced = threading.Event()
     try:
         with (
-            signals_handled(request_stop),
+            # A second Ctrl-C interrupts at once (the composite on disk is complete anyway).
+            signals_handled(lambda _signum: stop.set(), ctrl_c_again_interrupts=True),
             serve_watch_preview(*preview, folder) as feed,
             Live(console=console, refresh_per_second=8, transient=True) as live,
         ):

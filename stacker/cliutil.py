@@ -9,6 +9,7 @@ import inspect
 import io
 import logging
 import os
+import queue
 import re
 import signal
 import sys
@@ -224,11 +225,71 @@ the process where it stands, a capture session without its composite."""
 
 @contextlib.contextmanager
 def signals_handled(
-    handler: Callable[[int, FrameType | None], Any],
+    handler: Callable[[int], object],
     signals: tuple[signal.Signals, ...] = STOP_SIGNALS,
+    *,
+    ctrl_c_again_interrupts: bool = False,
 ) -> Iterator[None]:
-    """Route ``signals`` (:data:`STOP_SIGNALS`) to ``handler`` while in the block, then restore
-    the handlers that were there before.
+    """Hand ``signals`` (:data:`STOP_SIGNALS`) to ``handler`` while in the block, one after
+    another on a thread of its own, then restore the handlers that were there before.
+
+    Never in the signal's own context: a signal lands between any two steps of the main thread,
+    which may be holding the very lock the handler needs. ``rig station`` hung past systemd's
+    stop timeout that way, its handler setting the event its main loop was entering
+    ``Event.wait`` on. What runs in the signal's context is a put on a
+    :class:`queue.SimpleQueue`, which is reentrant. The block's end lets the handler finish
+    the signals already received.
+
+    With ``ctrl_c_again_interrupts``, a Ctrl-C after the first signal raises
+    :class:`KeyboardInterrupt` in the main thread at once, for a stop that may take a while.
+    For SIGHUP, see :func:`_routed`.
+    """
+    pending: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+    received: list[int] = []
+
+    def route(signum: int) -> None:
+        if ctrl_c_again_interrupts and received and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        received.append(signum)
+        pending.put(signum)
+
+    def dispatch() -> None:
+        while (signum := pending.get()) is not None:
+            try:
+                handler(signum)
+            except Exception:  # the next signal must still be handled
+                logging.getLogger(__name__).exception("handling %s failed", signum)
+
+    thread = threading.Thread(target=dispatch, name="signal handler", daemon=True)
+    thread.start()
+    try:
+        with _routed(route, signals):
+            yield
+    finally:
+        pending.put(None)
+        thread.join(SIGNAL_HANDLER_GRACE_S)
+
+
+SIGNAL_HANDLER_GRACE_S = 10.0
+"""How long the end of a :func:`signals_handled` block waits for its handler to finish."""
+
+
+@contextlib.contextmanager
+def signals_as_ctrl_c(signals: tuple[signal.Signals, ...] = STOP_SIGNALS) -> Iterator[None]:
+    """Make SIGTERM (``kill``, a service manager stopping the command) and SIGHUP (the terminal
+    closed) do in the block what Ctrl-C does: raise :class:`KeyboardInterrupt` in the main
+    thread, which takes no lock. By default they end the process without a word."""
+
+    def route(_signum: int) -> None:
+        raise KeyboardInterrupt
+
+    with _routed(route, signals):
+        yield
+
+
+@contextlib.contextmanager
+def _routed(route: Callable[[int], None], signals: tuple[signal.Signals, ...]) -> Iterator[None]:
+    """Route ``signals`` to ``route``, which runs in the signal's context, while in the block.
 
     A SIGHUP that is ignored on entry stays ignored: ``nohup`` asks for exactly that, a
     command that runs on after its terminal is gone. Once one came, SIGHUP stays ignored after
@@ -240,12 +301,12 @@ def signals_handled(
     ]
     hung_up: list[int] = []
 
-    def route(signum: int, frame: FrameType | None) -> Any:
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
         if signum == signal.SIGHUP:
             hung_up.append(signum)
-        return handler(signum, frame)
+        route(signum)
 
-    previous = {s: signal.signal(s, route) for s in routed}
+    previous = {s: signal.signal(s, on_signal) for s in routed}
     try:
         yield
     finally:

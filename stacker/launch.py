@@ -42,8 +42,8 @@ def launch(module: str, prog: str) -> None:
 
 def as_ctrl_c(_signum: int, _frame: FrameType | None) -> None:
     """A signal handler that makes SIGTERM (``kill``, a service manager stopping the command)
-    and SIGHUP (the terminal closed) do what Ctrl-C does: while a command loads, and in the
-    blocks of :func:`stacker.cliutil.signals_handled` that ask for it. By default they killed
+    and SIGHUP (the terminal closed) do what Ctrl-C does while a command loads (once loaded,
+    :func:`stacker.cliutil.signals_as_ctrl_c` does it where it matters). By default they killed
     it without a word."""
     raise KeyboardInterrupt
 

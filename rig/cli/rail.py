@@ -32,8 +32,7 @@ from rig.focuser import Focuser
 from rig.rails import open_focuser
 from rig.sim.ptyserial import PtyDevice
 from rig.units import format_length, parse_length
-from stacker.cliutil import signals_handled
-from stacker.launch import as_ctrl_c
+from stacker.cliutil import signals_as_ctrl_c, signals_handled
 
 app = typer.Typer(
     help="Focus rails: status, homing, moves, jogs; `rig rail simulate` runs a simulated one.",
@@ -85,7 +84,7 @@ def _motion(
 
     ``home`` runs the homing cycle first and ``accept`` takes the position as it stands, both
     in this opening of the port (see the module docstring for why that matters)."""
-    with _opened(url) as focuser, signals_handled(as_ctrl_c):
+    with _opened(url) as focuser, signals_as_ctrl_c():
         try:
             if home or accept:
                 units = focuser.capabilities.units
@@ -292,7 +291,7 @@ def simulate(
         typer.echo(f"url: {getattr(device, 'url', '')}")
         typer.echo("press Ctrl-C to stop")
         done = threading.Event()
-        with signals_handled(lambda *_: done.set()):
+        with signals_handled(lambda _signum: done.set()):
             while not done.wait(0.5):
                 pass
     typer.echo("simulator stopped")

@@ -23,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -117,7 +116,7 @@ def run_interruptible(
     signals = 0
     aborted_at: float | None = None
 
-    def handler(signum: int, frame: FrameType | None) -> None:
+    def handler(signum: int) -> None:
         nonlocal signals, aborted_at
         if signals and signum == signal.SIGHUP:
             return  # a hangup after the first signal: the stop goes on (see above)

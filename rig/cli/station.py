@@ -12,7 +12,6 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -127,9 +126,6 @@ def station_cmd(
         raise RigError(f"--travel {travel}: give a positive length, e.g. 150mm")
     stop = threading.Event()
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
     with _devices(sim=sim, size=size, rig=rig, home=home, accept_position=accept_position) as (
         focuser,
         camera,
@@ -141,7 +137,7 @@ def station_cmd(
         server = PreviewServer(station.hub, host, port, app=app, allow_hosts=allow_host or [])
         server.start()
         try:
-            with signals_handled(on_signal):
+            with signals_handled(lambda _signum: stop.set()):
                 print(f"stackrig station: {server.url}#token={secret}", flush=True)
                 print(f"sessions in {root.resolve()}; token from {source}", flush=True)
                 if host in ("127.0.0.1", "localhost", "::1"):

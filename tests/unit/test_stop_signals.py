@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import pytest
 from rich.console import Console
 
-from stacker.cliutil import signals_handled
+from stacker.cliutil import signals_as_ctrl_c, signals_handled
 
 
 def test_a_hangup_is_routed_like_sigterm() -> None:
@@ -25,10 +25,10 @@ def test_a_hangup_is_routed_like_sigterm() -> None:
     seen: list[int] = []
     previous = signal.signal(signal.SIGHUP, signal.SIG_DFL)
     try:
-        with signals_handled(lambda signum, _frame: seen.append(signum)):
+        with signals_handled(seen.append):
             signal.raise_signal(signal.SIGTERM)
         assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL  # restored after
-        with signals_handled(lambda signum, _frame: seen.append(signum)):
+        with signals_handled(seen.append):
             signal.raise_signal(signal.SIGHUP)
     finally:
         signal.signal(signal.SIGHUP, previous)
@@ -41,7 +41,7 @@ def test_after_a_hangup_a_second_one_is_ignored() -> None:
     -1 in a loaded test run)."""
     previous = signal.signal(signal.SIGHUP, signal.SIG_DFL)
     try:
-        with signals_handled(lambda signum, _frame: None):
+        with signals_handled(lambda _signum: None):
             signal.raise_signal(signal.SIGHUP)
         assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
         signal.raise_signal(signal.SIGHUP)  # the default would end this test run
@@ -54,13 +54,66 @@ def test_a_hangup_ignored_from_the_start_stays_ignored() -> None:
     seen: list[int] = []
     previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
-        with signals_handled(lambda signum, _frame: seen.append(signum)):
+        with signals_handled(seen.append):
             assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
             signal.raise_signal(signal.SIGHUP)
         assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
     finally:
         signal.signal(signal.SIGHUP, previous)
     assert seen == []
+
+
+def test_a_handler_may_take_a_lock_the_main_thread_holds() -> None:
+    """A signal lands between any two steps of the main thread. ``rig station`` hung past
+    systemd's stop timeout when SIGTERM came as its main loop entered ``Event.wait`` on the
+    event the handler set: run in the signal's context, the handler waited for a lock its own
+    thread held."""
+    lock = threading.Lock()
+    took: list[bool] = []
+
+    def handler(_signum: int) -> None:
+        took.append(lock.acquire(timeout=2))
+        if took[-1]:
+            lock.release()
+
+    with signals_handled(handler):
+        with lock:
+            signal.raise_signal(signal.SIGTERM)
+    assert took == [True]
+
+
+def test_a_failing_handler_still_hears_the_next_signal() -> None:
+    seen: list[int] = []
+
+    def handler(signum: int) -> None:
+        seen.append(signum)
+        if len(seen) == 1:
+            raise RuntimeError("the console went away")
+
+    with signals_handled(handler):
+        signal.raise_signal(signal.SIGTERM)
+        signal.raise_signal(signal.SIGINT)
+    assert seen == [signal.SIGTERM, signal.SIGINT]
+
+
+def test_ctrl_c_after_a_stop_can_interrupt_at_once() -> None:
+    """``stacker watch``: the first signal asks for a clean stop, a Ctrl-C after it does not
+    wait for one."""
+    seen: list[int] = []
+    with pytest.raises(KeyboardInterrupt):
+        with signals_handled(seen.append, ctrl_c_again_interrupts=True):
+            signal.raise_signal(signal.SIGTERM)
+            signal.raise_signal(signal.SIGTERM)  # not Ctrl-C: one more stop request
+            signal.raise_signal(signal.SIGINT)
+    assert seen == [signal.SIGTERM, signal.SIGTERM]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # pytest's, restored
+
+
+def test_sigterm_can_stop_a_block_as_ctrl_c_does() -> None:
+    with pytest.raises(KeyboardInterrupt):
+        with signals_as_ctrl_c():
+            signal.raise_signal(signal.SIGTERM)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
 class StackingOnAndOn:
