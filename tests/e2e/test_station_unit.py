@@ -66,6 +66,7 @@ def _environment() -> dict[str, str]:
     for value in _service().get("Environment", []):
         key, _, setting = value.partition("=")
         env[key] = setting
+    env["PYTHONFAULTHANDLER"] = "1"  # not the unit's: for the report of a station that hangs
     return env
 
 
@@ -94,9 +95,11 @@ def _stop_as_systemd_does(proc: subprocess.Popen[str]) -> int:
     try:
         proc.communicate(timeout=float(settings["TimeoutStopSec"][0]))
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        raise AssertionError("the station outlived TimeoutStopSec; systemd would kill it") from None
+        proc.send_signal(signal.SIGABRT)  # faulthandler prints where every thread stands
+        _, err = proc.communicate()
+        raise AssertionError(
+            f"the station outlived TimeoutStopSec; systemd would kill it. Its threads: {err}"
+        ) from None
     return proc.returncode
 
 
