@@ -292,18 +292,18 @@ def _routed(route: Callable[[int], None], signals: tuple[signal.Signals, ...]) -
     """Route ``signals`` to ``route``, which runs in the signal's context, while in the block.
 
     A SIGHUP that is ignored on entry stays ignored: ``nohup`` asks for exactly that, a
-    command that runs on after its terminal is gone. Once one came, SIGHUP stays ignored after
-    the block too: one dropped connection may send it twice, and the second, landing after
-    the stop it began, would end the process in its last lines with the default action.
+    command that runs on after its terminal is gone. Once any of ``signals`` came, SIGHUP stays
+    ignored after the block too: one dropped connection may send it twice, and a hangup landing
+    after the block, while the stop that a first signal began winds up, would end the process
+    in its last lines with the default action.
     """
     routed = [
         s for s in signals if not (s == signal.SIGHUP and signal.getsignal(s) == signal.SIG_IGN)
     ]
-    hung_up: list[int] = []
+    came: list[int] = []
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        if signum == signal.SIGHUP:
-            hung_up.append(signum)
+        came.append(signum)
         route(signum)
 
     previous = {s: signal.signal(s, on_signal) for s in routed}
@@ -311,7 +311,7 @@ def _routed(route: Callable[[int], None], signals: tuple[signal.Signals, ...]) -
         yield
     finally:
         for s, h in previous.items():
-            signal.signal(s, signal.SIG_IGN if s == signal.SIGHUP and hung_up else h)
+            signal.signal(s, signal.SIG_IGN if s == signal.SIGHUP and came else h)
 
 
 def make_app(
