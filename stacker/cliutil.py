@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeVar, get_type_hints
 import typer
 
 from stacker.errors import Interrupted, UserError
+from stacker.launch import wind_down
 from stacker.quantities import TIME_UNITS
 
 if TYPE_CHECKING:
@@ -44,12 +45,14 @@ def run_app(app: typer.Typer, prog_name: str, units: Collection[str] = TIME_UNIT
         _quiet_decoders()  # loads OpenCV: a second on a Raspberry Pi, Ctrl-C may come meanwhile
         app(prog_name=prog_name, standalone_mode=True)
     except Interrupted as exc:
+        wind_down()
         print(f"{prog_name}: {one_line(str(exc))}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except UserError as exc:
         print(f"{prog_name}: error: {one_line(str(exc))}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
+        wind_down()
         print(f"{prog_name}: interrupted", file=sys.stderr)
         sys.exit(130)
 
@@ -292,10 +295,11 @@ def _routed(route: Callable[[int], None], signals: tuple[signal.Signals, ...]) -
     """Route ``signals`` to ``route``, which runs in the signal's context, while in the block.
 
     A SIGHUP that is ignored on entry stays ignored: ``nohup`` asks for exactly that, a
-    command that runs on after its terminal is gone. Once any of ``signals`` came, SIGHUP stays
-    ignored after the block too: one dropped connection may send it twice, and a hangup landing
-    after the block, while the stop that a first signal began winds up, would end the process
-    in its last lines with the default action.
+    command that runs on after its terminal is gone. Once any of ``signals`` came, the block
+    leaves the process in :func:`~stacker.launch.wind_down` rather than restoring the handlers
+    before it: a second signal landing after the block, while the stop the first began winds
+    up, ended the process with the default action (SIGTERM, SIGHUP) or in a traceback
+    (Ctrl-C).
     """
     routed = [
         s for s in signals if not (s == signal.SIGHUP and signal.getsignal(s) == signal.SIG_IGN)
@@ -311,7 +315,9 @@ def _routed(route: Callable[[int], None], signals: tuple[signal.Signals, ...]) -
         yield
     finally:
         for s, h in previous.items():
-            signal.signal(s, signal.SIG_IGN if s == signal.SIGHUP and came else h)
+            signal.signal(s, h)
+        if came:
+            wind_down()
 
 
 def make_app(

@@ -11,6 +11,7 @@ ends in a traceback from whichever exit handler it fell in.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib
 import os
@@ -22,6 +23,7 @@ from types import FrameType
 def launch(module: str, prog: str) -> None:
     """Import ``module`` and run its ``main``; ``prog: interrupted`` and exit status 130 when
     interrupted while it loads (Ctrl-C, SIGTERM, or SIGHUP unless ``nohup`` ignores it)."""
+    atexit.register(_ignore_stop_signals)
     previous = {
         s: signal.signal(s, as_ctrl_c)
         for s in (signal.SIGTERM, signal.SIGHUP)
@@ -30,6 +32,7 @@ def launch(module: str, prog: str) -> None:
     try:
         main = importlib.import_module(module).main
     except KeyboardInterrupt:
+        wind_down()
         print(f"{prog}: interrupted", file=sys.stderr)
         sys.exit(130)
     for s, handler in previous.items():  # the commands handle them where they matter
@@ -50,17 +53,42 @@ def as_ctrl_c(_signum: int, _frame: FrameType | None) -> None:
 
 def _quiet_shutdown() -> None:
     """For the interpreter's shutdown, after the command's work and its last line: a first
-    Ctrl-C is let pass (the shutdown ends soon, with the command's own status), a second ends
-    the process at once with status 130 (a shutdown stuck joining a thread)."""
-    pressed: list[int] = []
+    Ctrl-C or SIGTERM is let pass (the shutdown ends soon, with the command's own status), a
+    second ends the process at once (a shutdown stuck joining a thread)."""
+    wind_down(passes=1)
 
-    def on_interrupt(signum: int, _frame: FrameType | None) -> None:
-        if pressed:
+
+def wind_down(passes: int = 0) -> None:
+    """Signals for a command on its way out: a stop already came, or its work is done.
+
+    SIGHUP is ignored from now on (one dropped connection may send it twice, and its default
+    would end the process in its last lines). After ``passes`` more of them, Ctrl-C or SIGTERM
+    ends the process at once with status 130 (``os._exit``): what a stop saves is saved or
+    abandoned by then, and a KeyboardInterrupt raised in the middle of the way out ended in a
+    traceback or in death by the signal (``benchmarks/stop_signals.py``). The handler takes no
+    lock. Only the main thread sets handlers; elsewhere this does nothing.
+    """
+    seen: list[int] = []
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        if len(seen) >= passes:
             os._exit(130)
-        pressed.append(signum)
+        seen.append(signum)
 
-    with contextlib.suppress(ValueError):  # only the main thread sets handlers
-        signal.signal(signal.SIGINT, on_interrupt)
+    with contextlib.suppress(ValueError):
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+def _ignore_stop_signals() -> None:
+    """The last exit handler (registered first). The interpreter's own last steps, after it
+    has joined its threads and run its exit handlers, put back the default action of every
+    signal with a handler, and a signal in those milliseconds ended a finished command by that
+    action (status 143 after "simulator stopped"); an ignored signal stays ignored."""
+    with contextlib.suppress(ValueError):
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(s, signal.SIG_IGN)
 
 
 def main() -> None:

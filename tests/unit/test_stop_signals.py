@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import io
 import signal
+import subprocess
+import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,6 +20,18 @@ import pytest
 from rich.console import Console
 
 from stacker.cliutil import signals_as_ctrl_c, signals_handled
+from tests.paths import ROOT
+
+
+@pytest.fixture(autouse=True)
+def _handlers_restored() -> Iterator[None]:
+    """A block a signal came in leaves the process winding down (see ``wind_down``); this
+    test process goes on, with its own handlers."""
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    saved = {s: signal.getsignal(s) for s in stops}
+    yield
+    for s, handler in saved.items():
+        signal.signal(s, handler)
 
 
 def test_a_hangup_is_routed_like_sigterm() -> None:
@@ -53,14 +68,33 @@ def test_a_hangup_while_a_stop_winds_up_is_ignored() -> None:
     """``kill`` then a closed terminal: the hangup, landing after the block while the stop the
     first signal began winds up, ended ``rig rail simulate`` with the default action
     (``benchmarks/stop_signals.py``)."""
-    previous = signal.signal(signal.SIGHUP, signal.SIG_DFL)
-    try:
-        with signals_handled(lambda _signum: None):
-            signal.raise_signal(signal.SIGTERM)
-        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
-        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # a second kill still ends it
-    finally:
-        signal.signal(signal.SIGHUP, previous)
+    with signals_handled(lambda _signum: None):
+        signal.raise_signal(signal.SIGTERM)
+    assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+
+
+_SECOND_SIGNAL = """
+import signal, sys, time
+from stacker.cliutil import signals_handled
+with signals_handled(lambda _signum: None):
+    signal.raise_signal(signal.SIGTERM)
+print("stopping", flush=True)
+signal.raise_signal(signal.SIG{name})
+time.sleep(5)
+print("not ended", flush=True)
+"""
+
+
+@pytest.mark.parametrize("name", ["INT", "TERM"])
+def test_a_second_signal_while_a_stop_winds_up_ends_at_once(name: str) -> None:
+    """Ctrl-C or ``kill`` again after the stop's block: at once, status 130, no traceback.
+    Before, SIGTERM killed the process by its default action and Ctrl-C raised in whatever
+    the way out was doing."""
+    done = subprocess.run(
+        [sys.executable, "-c", _SECOND_SIGNAL.replace("{name}", name)],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout, done.stderr) == (130, "stopping\n", "")
 
 
 def test_a_hangup_ignored_from_the_start_stays_ignored() -> None:
@@ -121,13 +155,13 @@ def test_ctrl_c_after_a_stop_can_interrupt_at_once() -> None:
         signal.raise_signal(signal.SIGTERM)  # not Ctrl-C: one more stop request
         signal.raise_signal(signal.SIGINT)
     assert seen == [signal.SIGTERM, signal.SIGTERM]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # pytest's, restored
+    assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN  # the process winds down
 
 
 def test_sigterm_can_stop_a_block_as_ctrl_c_does() -> None:
     with pytest.raises(KeyboardInterrupt), signals_as_ctrl_c():
         signal.raise_signal(signal.SIGTERM)
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN  # the process winds down
 
 
 class StackingOnAndOn:
