@@ -9,7 +9,9 @@ milliseconds later, and waits for it to end, with busy processes taking the core
 
 A cycle is a *fault* if the command has not ended ``--timeout`` seconds after the signal (it is
 then sent SIGABRT, and the report shows where its threads stood: ``PYTHONFAULTHANDLER``), if
-it died of a signal, exited with a status other than 0 or 130, or printed a traceback.
+it died of a signal, exited with a status other than 0 or 130, or printed a traceback; but
+not if the first signal ended it, silent, while the interpreter was still starting (no program
+answers a signal before it sets a handler).
 
     .venv/bin/python benchmarks/stop_signals.py --cycles 60 --workers 3 --load 2 --seed 1
 """
@@ -97,6 +99,9 @@ class Cycle:
     status: int | None
     seconds: float
     fault: str = ""
+    unborn: bool = False
+    """Ended by the signal's default action before the interpreter ran any of stackrig: no
+    program can answer a signal before it sets a handler. Not a fault."""
 
 
 def run_cycle(command: Command, rng: random.Random, timeout: float) -> Cycle:
@@ -148,7 +153,8 @@ def run_cycle(command: Command, rng: random.Random, timeout: float) -> Cycle:
     for r in readers:
         r.join(5)
     text = "".join(lines)
-    if not fault:
+    unborn = early and not text and proc.returncode == -sent[0]
+    if not fault and not unborn:
         if proc.returncode < 0:
             fault = f"died of {signal.Signals(-proc.returncode).name}"
         elif proc.returncode not in (0, 130):
@@ -158,7 +164,7 @@ def run_cycle(command: Command, rng: random.Random, timeout: float) -> Cycle:
     if fault:
         fault += "\n" + text[-6000:]
     names = [signal.Signals(s).name for s in sent]
-    return Cycle(command.name, names, early, proc.returncode, seconds, fault)
+    return Cycle(command.name, names, early, proc.returncode, seconds, fault, unborn)
 
 
 @contextlib.contextmanager
@@ -203,15 +209,16 @@ def main() -> int:
 
 def report(results: list[Cycle]) -> None:
     print("| command | cycles | signalled while loading | two signals | exit 0 | exit 130 "
-          "| slowest stop s | faults |")  # fmt: skip
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+          "| ended before Python ran | slowest stop s | faults |")  # fmt: skip
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name in dict.fromkeys(c.command for c in results):
         mine = [c for c in results if c.command == name]
         status = Counter(c.status for c in mine)
         print(
             f"| {name} | {len(mine)} | {sum(c.early for c in mine)} "
             f"| {sum(len(c.signals) == 2 for c in mine)} | {status[0]} | {status[130]} "
-            f"| {max(c.seconds for c in mine):.1f} | {sum(bool(c.fault) for c in mine)} |"
+            f"| {sum(c.unborn for c in mine)} | {max(c.seconds for c in mine):.1f} "
+            f"| {sum(bool(c.fault) for c in mine)} |"
         )
     for c in results:
         if c.fault:
