@@ -234,7 +234,7 @@ def signals_handled(
     ctrl_c_again_interrupts: bool = False,
 ) -> Iterator[None]:
     """Hand ``signals`` (:data:`STOP_SIGNALS`) to ``handler`` while in the block, one after
-    another on a thread of its own, then restore the handlers that were there before.
+    another on a thread of its own; afterwards, as :func:`_routed` says.
 
     Never in the signal's own context: a signal lands between any two steps of the main thread,
     which may be holding the very lock the handler needs. ``rig station`` hung past systemd's

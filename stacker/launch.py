@@ -40,7 +40,10 @@ def launch(module: str, prog: str) -> None:
     try:
         main()
     finally:
-        _quiet_shutdown()
+        # The command's work and last line are done: a first Ctrl-C or SIGTERM is let pass (the
+        # shutdown ends soon, with the command's own status), a second ends it at once (a
+        # shutdown stuck joining a thread).
+        wind_down(passes=1)
 
 
 def as_ctrl_c(_signum: int, _frame: FrameType | None) -> None:
@@ -49,13 +52,6 @@ def as_ctrl_c(_signum: int, _frame: FrameType | None) -> None:
     :func:`stacker.cliutil.signals_as_ctrl_c` does it where it matters). By default they killed
     it without a word."""
     raise KeyboardInterrupt
-
-
-def _quiet_shutdown() -> None:
-    """For the interpreter's shutdown, after the command's work and its last line: a first
-    Ctrl-C or SIGTERM is let pass (the shutdown ends soon, with the command's own status), a
-    second ends the process at once (a shutdown stuck joining a thread)."""
-    wind_down(passes=1)
 
 
 def wind_down(passes: int = 0) -> None:
