@@ -26,27 +26,39 @@ if "VCAMERADIR" not in os.environ:
     os.environ["VCAMERADIR"] = tempfile.mkdtemp(prefix="stackrig-vcamera-")
     atexit.register(shutil.rmtree, os.environ["VCAMERADIR"], True)
 
-# libgphoto2 keeps some settings (the capture target of Canon and Nikon bodies among them) in
-# $XDG_CONFIG_HOME/gphoto/settings, read once by each process and rewritten whole at every
-# change; a process that read it while another was rewriting it reads it again at every look.
+# libgphoto2 keeps some settings (the capture target among them) in a file of the user's, read
+# once by each process and rewritten whole at every change; a process that read it while another
+# was rewriting it reads it again at every look, and deletes a half-written one as malformed.
 # Test processes side by side (`pytest -n 4`) then saw each other's capture targets, and every
-# run rewrote the user's own file: each test process gets a config folder of its own (its
-# commands inherit it). Not inherited from a parent: pytest-xdist's workers would share one.
-os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="stackrig-config-")
-atexit.register(shutil.rmtree, os.environ["XDG_CONFIG_HOME"], True)
-# libgphoto2 finds that file through XDG_CONFIG_HOME at every load and save, and reloads it
-# while it holds no setting (a file it found being rewritten it deletes as malformed): a command
-# an earlier test started, still ending, could put its capture target into this process's. The
-# commands tests start share a folder of their own instead.
-_OWN_CONFIG = os.environ["XDG_CONFIG_HOME"]
-_COMMANDS_CONFIG = tempfile.mkdtemp(prefix="commands-", dir=_OWN_CONFIG)
+# run rewrote the user's own file. The file is ~/.gphoto/settings up to libgphoto2 2.5.33 (the
+# lowest python-gphoto2 bundles 2.5.31); from 2.5.34 $XDG_CONFIG_HOME/gphoto/settings, or
+# ~/.gphoto/settings where that exists and the first does not (gphoto2-setting.c,
+# gp_settings_path). So each test process gets a home of its own, with its config folder inside;
+# not inherited from a parent, as pytest-xdist's workers would share one.
+
+
+def _own_home(prefix: str, parent: str | None = None) -> tuple[str, str]:
+    """A new empty home folder and the config folder in it."""
+    home = tempfile.mkdtemp(prefix=prefix, dir=parent)
+    os.mkdir(config := os.path.join(home, ".config"))
+    return home, config
+
+
+_OWN = _own_home("stackrig-home-")
+os.environ["HOME"], os.environ["XDG_CONFIG_HOME"] = _OWN
+atexit.register(shutil.rmtree, _OWN[0], True)
+# A command an earlier test started, still ending, could otherwise put its capture target into
+# this process's: the commands tests start share a home of their own.
+_COMMANDS = _own_home("commands-", _OWN[0])
 _popen_init = subprocess.Popen.__init__
 
 
 def _commands_settings(self: subprocess.Popen, args: Any, *rest: Any, **kw: Any) -> None:
     env = os.environ if kw.get("env") is None else kw["env"]
-    if env.get("XDG_CONFIG_HOME") == _OWN_CONFIG:
-        kw["env"] = {**env, "XDG_CONFIG_HOME": _COMMANDS_CONFIG}
+    names = ("HOME", "XDG_CONFIG_HOME")
+    ours = {k: c for k, o, c in zip(names, _OWN, _COMMANDS, strict=True) if env.get(k) == o}
+    if ours:
+        kw["env"] = {**env, **ours}
     _popen_init(self, args, *rest, **kw)
 
 

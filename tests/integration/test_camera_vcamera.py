@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pwd
 import subprocess
 import sys
 import textwrap
@@ -159,17 +160,35 @@ print(original, other, during, after, sep="|")
 """
 
 
-def test_session_settings_are_restored_on_close(card: VirtualCameraFolder) -> None:
-    """In a process of its own: libgphoto2 keeps the capture target in settings global to the
-    process, which another test's camera, still closing on a thread of this worker, could
-    change between the opens (seen in CI runs; the cause is not proven)."""
+def test_session_settings_are_restored_on_close(card: VirtualCameraFolder, tmp_path: Path) -> None:
+    """In a process of its own, with libgphoto2's settings file of its own: libgphoto2 keeps
+    the capture target in settings global to the process and in that file, which every process
+    rewrites whole (tests/conftest.py)."""
+    home = {"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / ".config")}
     done = subprocess.run(
-        [sys.executable, "-c", _RESTORE], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", _RESTORE],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **home},
     )
     assert done.returncode == 0, done.stderr
     original, other, during, after = done.stdout.strip().split("|")
     assert during == other
     assert after == original
+
+
+def test_libgphoto2_settings_stay_in_the_test_process_home(card: VirtualCameraFolder) -> None:
+    """Test processes side by side must not share libgphoto2's settings file, nor write the
+    user's: each has a home of its own (tests/conftest.py), where the file lands."""
+    assert Path(os.environ["HOME"]) != Path(pwd.getpwuid(os.getuid()).pw_dir)
+    with Camera.open(capture_target="card"):  # a fresh file means RAM: this writes it
+        pass
+    places = (  # up to libgphoto2 2.5.33, and from 2.5.34
+        Path(os.environ["HOME"], ".gphoto", "settings"),
+        Path(os.environ["XDG_CONFIG_HOME"], "gphoto", "settings"),
+    )
+    assert any(f.is_file() and "ptp2=capturetarget=" in f.read_text() for f in places)
 
 
 # ------------------------------------------------------------------------------ capture
