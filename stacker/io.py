@@ -564,18 +564,26 @@ def _by_folder(paths: Iterable[Path]) -> dict[Path, list[str]]:
     return folders
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+def atomic_write_bytes(
+    path: str | os.PathLike[str], data: bytes, *, mode: int | None = None
+) -> Path:
     """Write ``data`` to ``path`` so that the file is either absent, old, or complete."""
-    return atomic_write(path, lambda fh: fh.write(data))
+    return atomic_write(path, lambda fh: fh.write(data), mode=mode)
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> Path:
+def atomic_write(
+    path: str | os.PathLike[str],
+    write: Callable[[BinaryIO], object],
+    *,
+    mode: int | None = None,
+) -> Path:
     """Have ``write(fh)`` fill ``path`` so that the file is either absent, old, or complete.
 
     The bytes go to a hidden temporary file in the same folder (opened read-write, so a writer
     may patch what it wrote), are fsynced, renamed over the final name, and the folder entry is
     fsynced too: a power cut cannot leave a torn frame. Large outputs stream this way without
-    an encoded copy in memory.
+    an encoded copy in memory. The file gets ``mode`` (by default what ``open`` would give a
+    new file) before any byte is written; a link at ``path`` is replaced, not followed.
     An ``OSError`` (disk full...) names ``path``, not the temporary file.
     """
     p = Path(path)
@@ -586,7 +594,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
     try:
         os.close(fd)
         with open(tmp, "w+b") as fh:  # by name: writers such as tifffile want a named file
-            os.fchmod(fh.fileno(), _FILE_MODE)  # mkstemp creates 0600; results are shared files
+            os.fchmod(fh.fileno(), _FILE_MODE if mode is None else mode)  # mkstemp gives 0600
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())

@@ -2,13 +2,18 @@
 
 The kernel lets go of it when the descriptor closes or the process ends however it ends (kill
 -9, a power cut), so a crash never leaves a stale lock behind. Used on a batch's output folder,
-a capture session's folder and a station's sessions folder.
+a capture session's folder, a station's sessions folder and the folder of its token file.
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 
 def try_lock(fd: int) -> bool | None:
@@ -21,3 +26,26 @@ def try_lock(fd: int) -> bool | None:
             return False
         return None
     return True
+
+
+@contextmanager
+def folder_locked(folder: Path, wait_s: float = 10.0) -> Iterator[None]:
+    """Hold ``folder`` locked (``flock`` on the folder itself, so no lock file is left behind)
+    for the block, waiting up to ``wait_s`` for whoever holds it (then ``TimeoutError``): a
+    check and what it decides happen as one. Where the folder cannot be opened or locked (some
+    network mounts), the block runs unlocked.
+    """
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        yield
+        return
+    try:
+        deadline = time.monotonic() + wait_s
+        while try_lock(fd) is False:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{folder}: another process keeps this folder locked")
+            time.sleep(0.02)
+        yield
+    finally:
+        os.close(fd)  # lets go of the lock

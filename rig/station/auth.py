@@ -1,7 +1,8 @@
 """Where the station's access token comes from and where it is kept.
 
 The token comes from ``--token`` (or ``$STACKRIG_STATION_TOKEN``), else from a token file that
-the first start creates with a random token (mode 0600), so a bookmarked address keeps working.
+the first start creates with a random token (mode 0600, written whole: a power cut leaves no
+half a token), so a bookmarked address keeps working.
 A token file other users may read is refused: whoever holds the token controls the rig.
 Checking it on every request is :mod:`stacker.preview.access`'s business, shared with the live
 previews that listen beyond this machine.
@@ -14,10 +15,14 @@ import re
 from pathlib import Path
 
 from rig.station.errors import StationError
+from stacker.io import atomic_write_bytes
+from stacker.locking import folder_locked
 from stacker.preview.access import new_token
 
 TOKEN_ENV = "STACKRIG_STATION_TOKEN"
 MIN_TOKEN_LENGTH = 12
+TOKEN_FOLDER_WAIT_S = 10.0
+"""How long to wait for another station making the token file's folder's token."""
 
 
 def default_token_file() -> Path:
@@ -42,6 +47,32 @@ def load_token(token: str | None, token_file: Path | None = None) -> tuple[str, 
         return token, "--token"
     path = token_file or default_token_file()
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StationError(
+            f"{path}: cannot make its folder ({exc.strerror}); give the token with --token"
+        ) from None
+    # Two stations started at once (two units at boot) must not each make a token and keep the
+    # one the other overwrote: the look and the creation happen under the folder's lock.
+    try:
+        with folder_locked(path.parent, TOKEN_FOLDER_WAIT_S):
+            text = _read_token_file(path)
+            if text:
+                return text, str(path)
+            new = new_token()
+            atomic_write_bytes(path, f"{new}\n".encode(), mode=0o600)
+    except TimeoutError as exc:
+        raise StationError(f"{exc}; give the token with --token") from None
+    except OSError as exc:
+        raise StationError(
+            f"{path}: cannot save the new token ({exc.strerror}); give one with --token"
+        ) from None
+    return new, f"{path} (new)"
+
+
+def _read_token_file(path: Path) -> str:
+    """The token kept in ``path``; empty when there is none yet."""
+    try:
         mode = path.stat().st_mode
         if mode & 0o077:
             raise StationError(
@@ -50,21 +81,9 @@ def load_token(token: str | None, token_file: Path | None = None) -> tuple[str, 
             )
         text = path.read_text().strip()
     except FileNotFoundError:
-        text = ""
+        return ""
     except OSError as exc:
         raise StationError(f"{path}: cannot read the token file ({exc.strerror})") from None
-    if text:
-        if len(text) < MIN_TOKEN_LENGTH:
-            raise StationError(f"{path}: the token is too short; delete the file for a new one")
-        return text, str(path)
-    new = new_token()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(new + "\n")
-    except OSError as exc:
-        raise StationError(
-            f"{path}: cannot save the new token ({exc.strerror}); give one with --token"
-        ) from None
-    return new, f"{path} (new)"
+    if text and len(text) < MIN_TOKEN_LENGTH:
+        raise StationError(f"{path}: the token is too short; delete the file for a new one")
+    return text

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import io
+import os
 import socket
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -77,6 +80,44 @@ def test_the_token_comes_from_the_option_or_a_private_file(tmp_path: Path) -> No
     assert len(token) >= 20 and source.endswith("(new)")
     assert (tmp_path / "cfg" / "token").stat().st_mode & 0o777 == 0o600
     assert load_token(None, tmp_path / "cfg" / "token") == (token, str(tmp_path / "cfg/token"))
+
+
+def test_stations_started_at_once_share_one_token(tmp_path: Path) -> None:
+    """Two units starting at boot, the first time: each must serve the token the file keeps,
+    not one the other overwrote (threads race through the look and the creation as processes
+    would; an flock excludes both alike)."""
+    for n in range(20):
+        path = tmp_path / f"cfg{n}" / "station-token"
+        start = threading.Barrier(6)
+        tokens: list[str] = []
+
+        def station(path: Path, start: threading.Barrier, tokens: list[str]) -> None:
+            start.wait()
+            tokens.append(load_token(None, path)[0])
+
+        threads = [threading.Thread(target=station, args=(path, start, tokens)) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert set(tokens) == {path.read_text().strip()}
+        assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_token_folder_held_locked_is_a_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("rig.station.auth.TOKEN_FOLDER_WAIT_S", 0.2)
+    path = tmp_path / "cfg" / "station-token"
+    path.parent.mkdir()
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with pytest.raises(StationError, match=r"cfg: another process keeps this folder locked"):
+            load_token(None, path)
+    finally:
+        os.close(fd)
+    assert load_token(None, path)[1].endswith("(new)")
 
 
 # --------------------------------------------------------------------------- traversal
