@@ -31,14 +31,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from stacker.errors import StackerError
 from stacker.io import is_image_path, temporary_prefix
-from stacker.locking import try_lock
+from stacker.locking import folder_locked
 from stacker.natsort import frame_order, natural_key
 from stacker.output import depth_paths
 from stacker.paths import check_distinct, is_our_output, once_each
@@ -499,23 +499,22 @@ def _failed(job: StackJob, exc: BaseException) -> StackReport:
 
 @contextmanager
 def _batch_lock(outdir: Path) -> Iterator[None]:
-    """Hold ``outdir`` locked (``flock`` on the folder itself, so no file is left behind) for a
-    run. A second batch into the same folder stacked every stack again and emptied the first
-    one's report under it, and could delete the temporaries it was writing. Where the file system
-    cannot lock folders (some network shares), the run goes on unlocked."""
+    """Hold ``outdir`` locked for a run (:func:`folder_locked`). A second batch into the same
+    folder stacked every stack again and emptied the first one's report under it, and could
+    delete the temporaries it was writing. Where the file system cannot lock folders (some
+    network shares), the run goes on unlocked."""
+    held = ExitStack()
     try:
-        fd = os.open(outdir, os.O_RDONLY | os.O_DIRECTORY)
+        held.enter_context(folder_locked(outdir, wait_s=0))
+    except TimeoutError:
+        raise StackerError(
+            f"{outdir}: another stacker batch is writing into this folder; wait for it to "
+            "finish, or give --output another folder"
+        ) from None
     except OSError as exc:
         raise StackerError(f"{outdir}: cannot open the output folder ({exc.strerror})") from None
-    try:
-        if try_lock(fd) is False:  # None: no folder locks here, run unlocked
-            raise StackerError(
-                f"{outdir}: another stacker batch is writing into this folder; wait for it to "
-                "finish, or give --output another folder"
-            )
+    with held:
         yield
-    finally:
-        os.close(fd)
 
 
 def run_batch(

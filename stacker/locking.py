@@ -31,19 +31,16 @@ def try_lock(fd: int) -> bool | None:
 @contextmanager
 def folder_locked(folder: Path, wait_s: float = 10.0) -> Iterator[None]:
     """Hold ``folder`` locked (``flock`` on the folder itself, so no lock file is left behind)
-    for the block, waiting up to ``wait_s`` for whoever holds it (then ``TimeoutError``): a
-    check and what it decides happen as one. Where the folder cannot be opened or locked (some
-    network mounts), the block runs unlocked.
+    for the block, waiting up to ``wait_s`` for whoever holds it, then ``TimeoutError``
+    (``wait_s=0``: one try). A check and what it decides then happen as one. Where the file
+    system cannot lock (some network mounts), the block runs unlocked; a folder that cannot be
+    opened is an ``OSError``.
     """
-    try:
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        yield
-        return
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
         deadline = time.monotonic() + wait_s
         while try_lock(fd) is False:
-            if time.monotonic() > deadline:
+            if time.monotonic() >= deadline:
                 raise TimeoutError(f"{folder}: another process keeps this folder locked")
             time.sleep(0.02)
         yield

@@ -22,7 +22,7 @@ from stacker.preview.access import new_token
 TOKEN_ENV = "STACKRIG_STATION_TOKEN"
 MIN_TOKEN_LENGTH = 12
 TOKEN_FOLDER_WAIT_S = 10.0
-"""How long to wait for another station making the token file's folder's token."""
+"""How long to wait while another station, holding the folder locked, makes the token."""
 
 
 def default_token_file() -> Path:
