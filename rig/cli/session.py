@@ -21,7 +21,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -42,6 +41,7 @@ from rig.session.folder import (
     check_new,
     check_plan_matches,
     check_reference,
+    dated_folder,
     reconcile,
     stacked_kind,
 )
@@ -235,10 +235,6 @@ def _warn(console: Console) -> Callable[[str], None]:
     return lambda text: console.print(f"warning: {text}", markup=False, style="yellow")
 
 
-def _default_out(prefix: str) -> Path:
-    return Path(f"{prefix}-{datetime.now():%Y%m%d-%H%M%S}")
-
-
 # ----------------------------------------------------------------------------- commands
 @takes(opt.plan_options, "plan")
 def plan_cmd(
@@ -303,7 +299,7 @@ def shoot_cmd(
         console.print("dry run: nothing moved (soft limits checked: those in the URL)")
         return
     config = SessionConfig(rig=rig.to_dict(), stack=stack, checkpoint_every=checkpoint_every)
-    root = out or _default_out("stack")
+    root = out or dated_folder(Path(), "stack")
     check_new(root)  # before the rail's port is opened: that restarts an Arduino
     with (
         session_preview(*preview) as page,
@@ -623,7 +619,7 @@ def demo_cmd(
         fault=rehearsed,
     )
     console = _console()
-    root = out or _default_out("demo")
+    root = out or dated_folder(Path(), "demo")
     if tether:
         _check_tether_demo({"--fault": fault is not None,
                             "--capture-target": capture_target is not None,

@@ -24,7 +24,7 @@ from rig.devices import with_hint
 from rig.errors import DeviceNotFoundError
 from rig.plan import MAX_FRAMES
 from rig.preview import session_preview
-from rig.session.folder import SessionConfig, SessionFolder, check_new
+from rig.session.folder import SessionConfig, SessionFolder, check_new, dated_folder
 from rig.session.tether import TetherSettings, tether_plan, tether_runner
 from stacker.cliutil import takes
 from stacker.options import StackOptions
@@ -109,7 +109,7 @@ def tether_cmd(
     preview: tuple[bool, str, int],
 ) -> None:
     """Download and stack what the camera shoots by itself (in-camera focus bracketing)."""
-    from rig.cli.session import _console, _default_out
+    from rig.cli.session import _console
 
     settings = TetherSettings.parse(frames, idle_timeout, trigger_every)
     plan = tether_plan(frames)
@@ -121,7 +121,7 @@ def tether_cmd(
     }
     config = SessionConfig(rig=rig, stack=stack, checkpoint_every=checkpoint_every)
     console = _console()
-    root = out or _default_out("tether")
+    root = out or dated_folder(Path(), "tether")
     check_new(root)  # before the camera is opened
     with session_preview(*preview) as page, open_tether(camera_model, camera_port) as tether:
         folder = SessionFolder.create(root, plan, config)

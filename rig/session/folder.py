@@ -36,6 +36,7 @@ import re
 import stat
 import weakref
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -139,6 +140,19 @@ class Reconciliation:
         left_out = [i for i in self.missing if i <= last]
         self.missing = [i for i in self.missing if i > last]
         return left_out
+
+
+def dated_folder(parent: Path, prefix: str) -> Path:
+    """``parent/<prefix>-<date>-<time>``, with ``-2``, ``-3``... while that is taken: a second
+    session started without a name within the same second, or after the clock was set back (a
+    Raspberry Pi has no clock of its own; summer time ends), was refused as one that exists
+    already, under a name the photographer never chose."""
+    stem = f"{prefix}-{datetime.now():%Y%m%d-%H%M%S}"
+    name, count = stem, 1
+    while os.path.lexists(parent / name):
+        count += 1
+        name = f"{stem}-{count}"
+    return parent / name
 
 
 def check_new(root: Path) -> None:

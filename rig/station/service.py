@@ -17,7 +17,6 @@ import math
 import os
 import threading
 from collections.abc import Callable, Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from rig.camera.shot import check_saves_raw
 from rig.focuser import Focuser
 from rig.plan import PlanUnits, ShotPlan, format_position
 from rig.preview import SessionPreview
-from rig.session.folder import SessionConfig, SessionFolder, stack_file
+from rig.session.folder import SessionConfig, SessionFolder, dated_folder, stack_file
 from rig.session.runner import (
     CaptureDevice,
     RunnerOptions,
@@ -391,7 +390,7 @@ class Station:
             camera=CameraSettings(self.camera).snapshot(),
         )
         with self.exclusive("start a session"):
-            sid = name or self._dated_id()
+            sid = name or dated_folder(self.root, "stack").name
             if os.path.lexists(self.root / sid):
                 raise StationError(f"session {sid} exists already; resume it or choose a new name")
             self._rail_link()
@@ -399,18 +398,6 @@ class Station:
             folder = SessionFolder.create(self.root / sid, plan, config)
             with self._camera_lock:  # after a live-view frame in flight, before the next
                 self._launch(sid, folder)
-        return sid
-
-    def _dated_id(self) -> str:
-        """``stack-<date>-<time>``, with ``-2``, ``-3``... while that is taken: a second start
-        within the same second, or after the clock was set back (a Raspberry Pi has no clock of
-        its own; summer time ends), was refused as a session that "exists already", under a
-        name the photographer never chose."""
-        stem = f"stack-{datetime.now():%Y%m%d-%H%M%S}"
-        sid, count = stem, 1
-        while os.path.lexists(self.root / sid):
-            count += 1
-            sid = f"{stem}-{count}"
         return sid
 
     def resume(self, sid: str) -> None:

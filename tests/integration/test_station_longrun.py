@@ -74,7 +74,7 @@ def test_sessions_started_within_one_second_get_names_of_their_own(
         def now(cls, tz: object = None) -> SameSecond:
             return cls(2026, 3, 29, 2, 30, 0)
 
-    monkeypatch.setattr("rig.station.service.datetime", SameSecond)
+    monkeypatch.setattr("rig.session.folder.datetime", SameSecond)
     plan = plan_from_request(PLAN, units=station.units)
     names = []
     for _ in range(3):

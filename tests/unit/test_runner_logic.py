@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,13 @@ import pytest
 from rig.errors import DeviceBusyError, MotionError, RigError
 from rig.plan import ShotPlan
 from rig.session.events import FrameCaptured, SessionEvent, StatusChanged
-from rig.session.folder import SessionBusyError, SessionConfig, SessionFolder, SessionFolderError
+from rig.session.folder import (
+    SessionBusyError,
+    SessionConfig,
+    SessionFolder,
+    SessionFolderError,
+    dated_folder,
+)
 from rig.session.journal import read_journal
 from rig.session.runner import RunnerOptions, SessionRunner, check_plan_fits
 from rig.session.state import FinishReason, RunState
@@ -255,6 +262,30 @@ def test_a_new_session_refuses_a_folder_holding_other_files(tmp_path: Path) -> N
     empty = tmp_path / "empty"
     empty.mkdir()
     SessionFolder.create(empty, PLAN, config).unlock()  # an empty folder is a new one
+
+
+def test_sessions_named_by_the_clock_in_one_second_get_names_of_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``rig shoot``, ``rig demo`` and ``rig tether`` without ``--out`` name the session by the
+    clock, as the station does: a second one within the same second (or after the clock was
+    set back) was refused as a folder that "already holds a session"."""
+
+    class SameSecond(datetime):
+        @classmethod
+        def now(cls, tz: object = None) -> SameSecond:
+            return cls(2026, 3, 29, 2, 30, 0)
+
+    monkeypatch.setattr("rig.session.folder.datetime", SameSecond)
+    config = SessionConfig(rig={"kind": "hardware"})
+    names = []
+    for _ in range(3):
+        root = dated_folder(tmp_path, "demo")
+        SessionFolder.create(root, PLAN, config).unlock()
+        names.append(root.name)
+    assert names == ["demo-20260329-023000", "demo-20260329-023000-2", "demo-20260329-023000-3"]
+    (tmp_path / "demo-20260329-023000-4").symlink_to(tmp_path / "nowhere")  # taken all the same
+    assert dated_folder(tmp_path, "demo").name == "demo-20260329-023000-5"
 
 
 def test_a_session_s_frames_folder_given_for_it_names_the_session(tmp_path: Path) -> None:
