@@ -3,7 +3,8 @@
 The token comes from ``--token`` (or ``$STACKRIG_STATION_TOKEN``), else from a token file that
 the first start creates with a random token (mode 0600, written whole: a power cut leaves no
 half a token), so a bookmarked address keeps working.
-A token file other users may read is refused: whoever holds the token controls the rig.
+A token file other users may read, or another user's, is refused: whoever holds the token
+controls the rig, and whoever wrote it holds it.
 Checking it on every request is :mod:`stacker.preview.access`'s business, shared with the live
 previews that listen beyond this machine.
 """
@@ -73,11 +74,17 @@ def load_token(token: str | None, token_file: Path | None = None) -> tuple[str, 
 def _read_token_file(path: Path) -> str:
     """The token kept in ``path``; empty when there is none yet."""
     try:
-        mode = path.stat().st_mode
-        if mode & 0o077:
+        st = path.stat()
+        if st.st_mode & 0o077:
             raise StationError(
-                f"{path}: the token file can be read by other users (mode {mode & 0o777:o}); "
-                f"make it private with chmod 600 {path}, or delete it for a new token"
+                f"{path}: the token file can be read by other users (mode "
+                f"{st.st_mode & 0o777:o}); make it private with chmod 600 {path}, or delete it "
+                "for a new token"
+            )
+        if st.st_uid not in (os.geteuid(), 0):  # planted where others may write, as in /tmp
+            raise StationError(
+                f"{path}: the token file belongs to another user (uid {st.st_uid}), who could "
+                "have chosen the token; use a token file of your own, or --token"
             )
         text = path.read_text().strip()
     except FileNotFoundError:

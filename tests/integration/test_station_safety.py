@@ -404,6 +404,20 @@ def test_a_token_file_other_users_can_read_is_refused(tmp_path: Path) -> None:
     assert load_token(None, path)[0] == "a-token-long-enough"
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+def test_a_token_file_another_user_owns_is_refused(tmp_path: Path) -> None:
+    """A station run as root with its token file in a folder others may write (``/tmp``) would
+    otherwise serve the token whoever planted the file chose."""
+    path = tmp_path / "token"
+    path.write_text("the-planters-token\n")
+    path.chmod(0o600)
+    os.chown(path, 65534, 65534)
+    with pytest.raises(StationError, match=r"belongs to another user \(uid 65534\)"):
+        load_token(None, path)
+    os.chown(path, 0, 0)
+    assert load_token(None, path)[0] == "the-planters-token"
+
+
 def test_binding_every_address_warns_once(capsys) -> None:
     assert warn_if_wildcard("0.0.0.0")
     assert not warn_if_wildcard("127.0.0.1")
