@@ -8,11 +8,9 @@ first use): the ``stacker`` and ``rig`` commands start through :mod:`stacker.lau
 be in place before OpenCV and the rest load, so that a Ctrl-C meanwhile ends them in one line.
 """
 
-from typing import TYPE_CHECKING
-
-from stacker.errors import StackerError
-
+TYPE_CHECKING = False  # not typing's: importing it is half of this package's import time
 if TYPE_CHECKING:
+    from stacker.errors import StackerError
     from stacker.io import atomic_write_bytes, read_image, write_image
 
 __all__ = ["StackerError", "atomic_write_bytes", "read_image", "write_image"]
@@ -22,6 +20,12 @@ _FROM_IO = ("atomic_write_bytes", "read_image", "write_image")
 
 
 def __getattr__(name: str) -> object:
+    """The names above, each loaded when first asked for: until :mod:`stacker.launch` runs, a
+    Ctrl-C ends the command in a traceback, so the console scripts' way to it stays short."""
+    if name == "StackerError":
+        from stacker.errors import StackerError
+
+        return StackerError
     if name in _FROM_IO:
         from stacker import io
 
