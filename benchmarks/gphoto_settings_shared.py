@@ -4,9 +4,9 @@ libgphoto2 keeps the capture target in a settings file of the user's (``~/.gphot
 or from 2.5.34 ``$XDG_CONFIG_HOME/gphoto/settings`` where that exists), which each process
 reads once and rewrites whole at every change. This runs ``--processes`` loops at once, each
 starting ``--rounds`` fresh interpreters that open the virtual camera ``--sequences`` times
-as a session does: read the capture target, open again with the other one, open once more and
-read it (stackrig puts it back on close). A sequence *saw a change* when the target read while
-it was set, or after, is not the one it should be. ``shared`` gives every process one home
+as a session does (``tests/capture_target.py``: read the capture target, open with the other
+one and read it, open once more and read it back). A sequence *saw a change* when a target
+read is not the one set or put back. ``shared`` gives every process one home
 (holding an older gphoto2's file, as this machine's home does); ``own`` a home each, as
 tests/conftest.py gives each test process.
 
@@ -24,23 +24,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-SEQUENCES = """
-import os, sys, tempfile
-os.environ["VCAMERADIR"] = tempfile.mkdtemp()
-from rig.camera import Camera
-changed = 0
-for _ in range(int(sys.argv[1])):
-    with Camera.open() as cam:
-        original = cam.get_config("capturetarget").value
-    other = "Memory card" if original == "Internal RAM" else "Internal RAM"
-    with Camera.open(capture_target="card" if other == "Memory card" else "ram") as cam:
-        during = cam.get_config("capturetarget").value
-    with Camera.open() as cam:
-        after = cam.get_config("capturetarget").value
-    changed += during != other or after != original
-print(changed)
-"""
+from tests.capture_target import ROUND_TRIP  # noqa: E402
+from tests.capture_target import changed as round_changed  # noqa: E402
 
 
 def new_home(legacy_file: bool) -> Path:
@@ -59,12 +46,12 @@ def loop(rounds: int, sequences: int, shared: Path | None) -> int:
     for _ in range(rounds):
         home = shared or new_home(legacy_file=False)
         env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
-        env.pop("VCAMERADIR", None)
+        env["VCAMERADIR"] = tempfile.mkdtemp(prefix="vcamera-")
         done = subprocess.run(
-            [sys.executable, "-c", SEQUENCES, str(sequences)],
+            [sys.executable, "-c", ROUND_TRIP, str(sequences)],
             capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, check=True,
         )  # fmt: skip
-        changed += int(done.stdout.split()[-1])
+        changed += sum(map(round_changed, done.stdout.splitlines()))
     return changed
 
 

@@ -47,15 +47,10 @@ def load_token(token: str | None, token_file: Path | None = None) -> tuple[str, 
             )
         return token, "--token"
     path = token_file or default_token_file()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StationError(
-            f"{path}: cannot make its folder ({exc.strerror}); give the token with --token"
-        ) from None
     # Two stations started at once (two units at boot) must not each make a token and keep the
     # one the other overwrote: the look and the creation happen under the folder's lock.
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)  # a folder not there holds no token
         with folder_locked(path.parent, TOKEN_FOLDER_WAIT_S):
             text = _read_token_file(path)
             if text:

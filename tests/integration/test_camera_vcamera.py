@@ -40,6 +40,7 @@ from rig.sim.vcamera import (
     placeholder_jpeg,
 )
 from stacker.io import truncation
+from tests.capture_target import ROUND_TRIP, changed
 
 FAST = RetryPolicy(first_delay_s=0.001, max_delay_s=0.01, reconnect_timeout_s=1.0)
 
@@ -147,35 +148,21 @@ def test_unknown_key_is_refused_with_suggestions(camera: Camera) -> None:
         camera.set_config("capturetargt", "Memory card")
 
 
-_RESTORE = """
-from rig.camera import Camera
-with Camera.open() as cam:
-    original = cam.get_config("capturetarget").value
-other = "Memory card" if original == "Internal RAM" else "Internal RAM"
-with Camera.open(capture_target="card" if other == "Memory card" else "ram") as cam:
-    during = cam.get_config("capturetarget").value
-with Camera.open() as cam:
-    after = cam.get_config("capturetarget").value
-print(original, other, during, after, sep="|")
-"""
-
-
 def test_session_settings_are_restored_on_close(card: VirtualCameraFolder, tmp_path: Path) -> None:
     """In a process of its own, with libgphoto2's settings file of its own: libgphoto2 keeps
     the capture target in settings global to the process and in that file, which every process
     rewrites whole (tests/conftest.py)."""
     home = {"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / ".config")}
     done = subprocess.run(
-        [sys.executable, "-c", _RESTORE],
+        [sys.executable, "-c", ROUND_TRIP, "1"],
         capture_output=True,
         text=True,
         timeout=120,
         env={**os.environ, **home},
     )
     assert done.returncode == 0, done.stderr
-    original, other, during, after = done.stdout.strip().split("|")
-    assert during == other
-    assert after == original
+    (line,) = done.stdout.splitlines()
+    assert not changed(line), line
 
 
 def test_libgphoto2_settings_stay_in_the_test_process_home(card: VirtualCameraFolder) -> None:
