@@ -169,8 +169,8 @@ def test_libgphoto2_settings_stay_in_the_test_process_home(card: VirtualCameraFo
     """Test processes side by side must not share libgphoto2's settings file, nor write the
     user's: each has a home of its own (tests/conftest.py), where the file lands."""
     assert Path(os.environ["HOME"]) != Path(pwd.getpwuid(os.getuid()).pw_dir)
-    with Camera.open(capture_target="card"):  # a fresh file means RAM: this writes it
-        pass
+    with Camera.open(capture_target="card") as cam:  # a fresh file means RAM: this writes it
+        assert cam.get_config("capturetarget").value == "Memory card"
     places = (  # up to libgphoto2 2.5.33, and from 2.5.34
         Path(os.environ["HOME"], ".gphoto", "settings"),
         Path(os.environ["XDG_CONFIG_HOME"], "gphoto", "settings"),
