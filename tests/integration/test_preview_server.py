@@ -262,8 +262,9 @@ def test_a_stream_the_server_ends_first_sends_the_state_it_ended_at(hub):
     assert len(said) == 2
     progress = json.loads(said[1].split("data: ", 1)[1])["progress"]
     assert (progress["state"], progress["merged"]) == ("finished", 3)
-    streams = EventStreams(hub)
-    assert len(asyncio.run(follow(change=False))) == 1
+    streams = EventStreams(hub, ping_s=0.2)
+    said = asyncio.run(follow(change=False))
+    assert len(said) == 1 and said[0].startswith("event: ping")
 
 
 def test_stop_cuts_a_client_that_reads_nothing_without_a_traceback(hub, caplog):
