@@ -321,6 +321,19 @@ def test_unreadable_file_is_retried_reported_and_looked_at_again_when_rewritten(
     assert np.array_equal(got[1].image, read_image(tmp_path / "bad.jpg"))
 
 
+def sized(hot: HotFolder, *names: str, timeout: float = 10.0) -> None:
+    """Wait until the watch has read the size of each of ``names``: a poll saw the file and
+    the watch took its event. (A fixed sleep reached that state only on an idle machine; this
+    looks at the watch's own book of files, which no public attribute shows.)"""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        book = {p.name: e.signature for p, e in list(hot._entries.items())}
+        if all((book.get(n) or (0, 0))[0] > 0 for n in names):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"the watch did not see {names} within {timeout} s")
+
+
 def test_a_file_moved_out_before_it_settled_is_named(tmp_path: Path) -> None:
     """A file an importer moves on before it counts as complete (Lightroom's Auto Import takes
     what lands in its watched folder; polled here, the watch waits for ``settle``) is not a
@@ -329,13 +342,13 @@ def test_a_file_moved_out_before_it_settled_is_named(tmp_path: Path) -> None:
     hot_dir, imported = tmp_path / "hot", tmp_path / "imported"
     hot_dir.mkdir()
     imported.mkdir()
-    with HotFolder(hot_dir, settle=1.5, polling=True) as hot:
+    with HotFolder(hot_dir, settle=3.0, polling=True) as hot:
 
         def writer() -> None:
             (hot_dir / "a.jpg").write_bytes(textured_jpeg(1))
             (hot_dir / "empty.jpg").touch()
             (hot_dir / "b.jpg").write_bytes(textured_jpeg(2))
-            time.sleep(0.6)  # seen by a poll, not yet settled
+            sized(hot, "a.jpg", "b.jpg")  # seen by a poll, not yet settled
             (hot_dir / "a.jpg").rename(imported / "a.jpg")
             (hot_dir / "empty.jpg").unlink()
             (hot_dir / "b.jpg").rename(hot_dir / "c.jpg")
