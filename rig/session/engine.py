@@ -114,6 +114,9 @@ class Shot:
     files: list[Path]
     moved_at: float
     attempts: int
+    moved_back: bool = False
+    """Shot again at its own position after the rail had moved on (see :meth:`FrameEngine.land`):
+    the rail no longer stands where the next frame was approached."""
 
 
 _T = TypeVar("_T")
@@ -222,7 +225,8 @@ class FrameEngine:
 
         A failed download leaves its files on the camera (or its partial files set aside);
         the frame is shot again at its own position, with the usual retries, when the failure
-        is retryable. Without ``reshoot`` (the session is ending) the error stands.
+        is retryable; the shot then says it ``moved_back``, and the next frame must be
+        approached again. Without ``reshoot`` (the session is ending) the error stands.
         """
         files, error = flight.wait()
         at = flight.approach
@@ -237,7 +241,9 @@ class FrameEngine:
         self.focuser.move_to(at.position)
         self.hooks.wait(self.plan.settle_s + self.plan.exposure_delay_s)
         files, attempts = self.capture(at.index)
-        return Shot(at.index, at.position, files, at.moved_at, flight.attempts + attempts)
+        return Shot(
+            at.index, at.position, files, at.moved_at, flight.attempts + attempts, moved_back=True
+        )
 
     def capture(self, index: int) -> tuple[list[Path], int]:
         """Shoot frame ``index``, retrying transient camera errors; (files, attempts)."""

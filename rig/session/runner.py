@@ -521,7 +521,10 @@ class SessionRunner:
                 at = self.engine.approach(index)
                 if in_flight is not None:
                     done, in_flight = in_flight, None
-                    self._record(self.engine.land(done), done.approach.started)
+                    landed = self.engine.land(done)
+                    self._record(landed, done.approach.started)
+                    if landed.moved_back:  # its reshoot took the rail back from this frame
+                        at = self.engine.approach(index)
                 taken = self.engine.expose(at)
                 if isinstance(taken, InFlight):
                     in_flight = taken

@@ -10,6 +10,8 @@ import json
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -97,6 +99,54 @@ def test_a_busy_camera_is_retried_and_its_partial_files_set_aside(tmp_path: Path
         "frame_0002.attempt1.cr2"
     ]
     assert not (tmp_path / "s/frames/frame_0002.cr2").exists()
+
+
+class OverlappingCamera(FakeCamera):
+    """A body whose release returns after the exposure and whose files download while the rail
+    moves on (``RunnerOptions.move_during_download``); notes where the rail stood at each
+    exposure."""
+
+    def __init__(self, focuser: FakeFocuser, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.focuser = focuser
+        self.exposed_at: dict[str, list[float]] = {}
+
+    def release(self, dest_dir: Path, stem: str | None = None) -> SimpleNamespace:
+        assert stem is not None
+        self.exposed_at.setdefault(stem, []).append(self.focuser.position)
+        return SimpleNamespace(
+            download=lambda on_progress=None: FakeCamera.capture(self, dest_dir, stem)
+        )
+
+    def capture(self, dest_dir: Path, stem: str | None = None, *, on_progress: object = None):
+        assert stem is not None
+        self.exposed_at.setdefault(stem, []).append(self.focuser.position)
+        return super().capture(dest_dir, stem)
+
+
+def test_a_download_shot_again_does_not_leave_the_next_frame_at_its_position(
+    tmp_path: Path,
+) -> None:
+    """Frame 2's download failed after the rail had moved on to frame 3; frame 2 was shot again
+    at its own position, and frame 3 was then exposed there too, without a move, while the
+    journal said 200 µm: a stack with one plane twice and one missing, reported complete."""
+
+    def fail(stem: str, attempt: int) -> BaseException | None:
+        return DeviceBusyError("download failed") if stem == "frame_0002" and attempt == 1 else None
+
+    focuser = FakeFocuser()
+    camera = OverlappingCamera(focuser, fail=fail)
+    result = runner(tmp_path / "s", camera, focuser).run()
+    assert result.reason is FinishReason.COMPLETED
+    assert camera.exposed_at == {
+        "frame_0001": [0.0],
+        "frame_0002": [100.0, 100.0],
+        "frame_0003": [200.0],
+        "frame_0004": [300.0],
+        "frame_0005": [400.0],
+    }
+    journaled = read_journal(tmp_path / "s/journal.jsonl").of_kind("frame")
+    assert [r["position"] for r in journaled] == [0.0, 100.0, 200.0, 300.0, 400.0]
 
 
 def test_a_damaged_shot_goes_aside_whole_and_is_shot_again_under_its_own_name(
