@@ -10,6 +10,7 @@ from typing import Any
 
 from rig.errors import DeviceNotFoundError, MotionError, RigError
 from rig.plan import format_position
+from rig.session.journal import RailLeft
 from rig.spec import RigSpec
 from stacker.errors import UserError
 
@@ -31,7 +32,7 @@ def establish_reference(
     *,
     home: bool,
     accept: bool,
-    last_shot: tuple[int, float] | None,
+    left: RailLeft | None,
     units: str,
     later: Callable[[str], None] | None = None,
 ) -> None:
@@ -41,7 +42,7 @@ def establish_reference(
     0 wherever the carriage stands, and a lens counts from where focus stood; shooting on
     regardless would shift the whole stack, possibly into a hard stop. So: ``home`` runs the
     homing cycle; ``accept`` takes the current position as the reference (for a resume, the
-    focuser is told it stands where ``last_shot``, the last frame shot, was); otherwise an
+    focuser is told it stands where the session ``left`` it, as its journal says); otherwise an
     unreferenced focuser is refused with a one-line error saying what to do, or, with ``later``
     (a station, whose page homes and unlocks), told to ``later`` and left to be settled there.
     """
@@ -51,25 +52,37 @@ def establish_reference(
     problem = focuser.capabilities.unreferenced
     if problem is None:
         return
+    can_home = focuser.capabilities.can_home
+    if left is not None and left.position is None and not later:
+        home_it = "home it (--home) if the session was shot after homing" if can_home else ""
+        raise MotionError(
+            f"{focuser.name}: {problem}, and this session's last run stopped it mid-move where "
+            "its place could not be read, so the rail's position is not known; "
+            f"{home_it or 'shoot the stack as a new session'}"
+        )
     if accept:
-        focuser.accept_position(None if last_shot is None else last_shot[1])
+        focuser.accept_position(None if left is None else left.position)
         return
     if later is not None:
         later(f"{focuser.name}: {problem}; press Home, or Unlock to take where it stands as 0")
         return
-    can_home = focuser.capabilities.can_home
-    if last_shot is None:
+    if left is None:
         home_it = "home it first (--home), or " if can_home else ""
         raise MotionError(
             f"{focuser.name}: {problem}; {home_it}take the current position as the reference "
             "with --accept-position"
         )
-    index, position = last_shot
+    assert left.position is not None
+    where = format_position(left.position, units)
+    since = (
+        f"frame {left.frame} was shot at {where}"
+        if left.frame is not None
+        else f"the session left it at {where}"
+    )
     home_it = "home it (--home) if the session was shot after homing, or, " if can_home else ""
     raise MotionError(
         f"{focuser.name}: {problem}, so this session's positions would shift; {home_it}if "
-        f"nothing has moved since frame {index} was shot at {format_position(position, units)}, "
-        "resume with --accept-position"
+        f"nothing has moved since {since}, resume with --accept-position"
     )
 
 
@@ -80,7 +93,7 @@ def hardware_rig(
     rail_hint: str | None = None,
     home: bool = False,
     accept_position: bool = False,
-    last_shot: tuple[int, float] | None = None,
+    left: RailLeft | None = None,
     units: str = "um",
     warn: Callable[[str], None] | None = None,
     say: Callable[[str], Any] = log.info,
@@ -88,7 +101,7 @@ def hardware_rig(
 ) -> Iterator[tuple[Any, Any]]:
     """Open the focuser and camera of a hardware ``rig``; closes both when the block ends.
 
-    ``home``, ``accept_position`` and ``last_shot`` (the last frame shot, when resuming) go to
+    ``home``, ``accept_position`` and ``left`` (where a resumed session left the rail) go to
     :func:`establish_reference`, so positions mean the same after a power cut or a controller
     reset; a new lens-motor session counts from where focus stands: that is its reference.
     ``rail_hint`` is added to an error opening the rail (a resumed session's rail may sit on
@@ -110,12 +123,12 @@ def hardware_rig(
             focuser = _open_focuser(rig, None, rail_hint)
             stack.callback(focuser.close)
             camera = stack.enter_context(_cable_camera(focuser, rig.incoming))
-        new_lens_session = rig.focus == "camera" and last_shot is None
+        new_lens_session = rig.focus == "camera" and left is None
         establish_reference(
             focuser,
             home=home,
             accept=accept_position or new_lens_session,
-            last_shot=last_shot,
+            left=left,
             units=units,
             later=warn if reference_later else None,
         )

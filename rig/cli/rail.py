@@ -88,7 +88,7 @@ def _motion(
         try:
             if home or accept:
                 units = focuser.capabilities.units
-                establish_reference(focuser, home=home, accept=accept, last_shot=None, units=units)
+                establish_reference(focuser, home=home, accept=accept, left=None, units=units)
             action(focuser)
         except BaseException as exc:
             # A rail must not run on after the command: a StackShot or a GRBL jog keeps

@@ -45,7 +45,7 @@ from rig.session.folder import (
     reconcile,
     stacked_kind,
 )
-from rig.session.journal import JournalContents, read_journal
+from rig.session.journal import JournalContents, rail_left, read_journal
 from rig.session.runner import (
     RunnerOptions,
     SessionResult,
@@ -422,8 +422,7 @@ def _resume_on_hardware(
         f"if the rail is on another port now, give it: {resume_hint(folder.root, None)} --rail URL"
     )
     # read_journal checked the records: an index is a whole number, a position finite
-    shot = [r for r in journal.of_kind("frame") if r.get("position") is not None]
-    last_shot = (int(shot[-1]["index"]), float(shot[-1]["position"])) if shot else None
+    left = rail_left(journal)
     with (
         session_preview(*preview) as page,
         hardware_rig(
@@ -431,7 +430,7 @@ def _resume_on_hardware(
             rail_hint=hint,
             home=reference == "--home",
             accept_position=reference == "--accept-position",
-            last_shot=last_shot,
+            left=left,
             units=plan.units,
             warn=_warn(console),
             say=console.print,

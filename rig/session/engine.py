@@ -85,6 +85,9 @@ class EngineHooks:
     stop: threading.Event
     on_phase: Callable[[str, float | None], None]
     warn: Callable[[str], None]
+    on_move: Callable[[float, bool], None] = lambda position, arrived: None
+    """Hears each move's target before the focuser is told (``arrived`` False) and once it
+    is there (True): the runner journals where the rail was sent."""
 
     def wait(self, seconds: float) -> None:
         """Sleep ``seconds``, ending early (with :class:`SessionStopped`) on a stop."""
@@ -193,7 +196,7 @@ class FrameEngine:
         started = time.monotonic()
         position = self.plan.position_of(index)
         self.hooks.on_phase("moving", None)
-        self.focuser.move_to(position)  # the previous frame may still be downloading
+        self._move_to(position)  # the previous frame may still be downloading
         moved_at = time.time()
         self.hooks.on_phase("settling", position)
         self.hooks.wait(self.plan.settle_s + self.plan.exposure_delay_s)
@@ -238,7 +241,7 @@ class FrameEngine:
         if not reshoot or self.hooks.stop.is_set() or not retryable(error):
             raise error
         self.hooks.warn(f"frame {at.index}: {error}; shooting it again")
-        self.focuser.move_to(at.position)
+        self._move_to(at.position)
         self.hooks.wait(self.plan.settle_s + self.plan.exposure_delay_s)
         files, attempts = self.capture(at.index)
         return Shot(
@@ -297,9 +300,14 @@ class FrameEngine:
         """Move back to the first position; a failure is only a warning (the frames are shot)."""
         self.hooks.on_phase("returning to start", None)
         try:
-            self.focuser.move_to(self.plan.start)
+            self._move_to(self.plan.start)
         except UserError as exc:
             self.hooks.warn(f"could not return to start: {exc}")
+
+    def _move_to(self, position: float) -> None:
+        self.hooks.on_move(position, False)
+        self.focuser.move_to(position)
+        self.hooks.on_move(position, True)
 
 
 class NothingToShoot:

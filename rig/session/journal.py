@@ -2,10 +2,12 @@
 
 Every captured frame gets a ``frame`` record (index, position, files, timestamps) once its files
 are on disk under their final names; every stacked frame gets a ``merge`` record (alignment
-score, transform, gain, or why it was kept out). ``start``, ``resume`` and ``finish`` records
-bracket each run. A record is written with a single ``write`` followed by ``fsync``, so after a
-crash or a power cut the file holds whole lines plus at most one torn last line, which
-:func:`read_journal` ignores and :meth:`Journal.open` cuts off before appending.
+score, transform, gain, or why it was kept out); every move of the rail a ``move`` record with
+its target, before the rail is told. ``start``, ``resume`` and ``finish`` records bracket each
+run; ``finish`` says where the rail was left (``rail_at``). A record is written with a single
+``write`` followed by ``fsync``, so after a crash or a power cut the file holds whole lines plus
+at most one torn last line, which :func:`read_journal` ignores and :meth:`Journal.open` cuts off
+before appending.
 
 The journal says which positions are done; :func:`rig.session.folder.reconcile` checks it
 against the frames actually on disk when a session resumes.
@@ -55,6 +57,48 @@ class JournalContents:
         is marked ``reshot``); the latest one describes what is on disk.
         """
         return {int(rec["index"]): rec for rec in self.of_kind("frame")}
+
+
+@dataclass(frozen=True)
+class RailLeft:
+    """Where a session's runs left its rail (or lens), as the journal tells: what a resume
+    gives a controller that restarted, told that nothing has moved since
+    (``--accept-position``)."""
+
+    position: float | None
+    """None: a stop or fault cut a move short, and the rail's place could not be read."""
+    frame: int | None = None
+    """The frame shot at that position, when the rail stands where one was shot."""
+
+
+def rail_left(contents: JournalContents) -> RailLeft | None:
+    """Where the rail stands after the journal's last run; None when it never moved.
+
+    Only moves move it: the latest ``move`` record's target (the rail goes on to the next frame
+    before the last one is journaled, and a run killed mid-move leaves the controller to finish
+    it), or the ``rail_at`` a later finish record read. A journal written before moves were
+    recorded gives the position of its last frame shot (not one adopted from disk at a resume).
+    """
+    left: float | None = None
+    moved = False
+    for rec in contents.records:
+        event = rec.get("event")
+        if event == "move" and _is_number(rec.get("to")) and is_finite(rec["to"]):
+            left, moved = float(rec["to"]), True
+        elif event == "finish" and "rail_at" in rec:
+            at = rec["rail_at"]
+            left, moved = (float(at) if _is_number(at) and is_finite(at) else None), True
+    shots = [
+        (int(r["index"]), float(r["position"]))
+        for r in contents.of_kind("frame")
+        if r.get("position") is not None and not r.get("adopted")
+    ]
+    if not moved:
+        return RailLeft(shots[-1][1], shots[-1][0]) if shots else None
+    if left is None:
+        return RailLeft(None)
+    there = [index for index, position in shots if abs(position - left) < 1e-6]
+    return RailLeft(left, there[-1] if there else None)
 
 
 def record_problem(rec: dict[str, Any]) -> str | None:

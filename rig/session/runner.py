@@ -231,7 +231,8 @@ class SessionRunner:
         self._journal: Journal | None = None
         self.stacker: StackerLike | None = None
         self._events = EventBus()
-        hooks = EngineHooks(self._stop, self._phase, self._warn)
+        self._rail: tuple[float, bool] | None = None  # the last move's target, and if reached
+        hooks = EngineHooks(self._stop, self._phase, self._warn, self._moving)
         if engine is not None:
             self.engine: Engine = engine(hooks)
         elif focuser is None or camera is None:
@@ -727,6 +728,31 @@ class SessionRunner:
         if self._events:
             self._events.publish(StatusChanged(self.status()))
 
+    def _moving(self, position: float, arrived: bool) -> None:
+        """Journal a move's target before the rail is told: a resume that accepts the rail's
+        place (``--accept-position``) must know where the run left it, and the rail moves on
+        to the next frame before the last one is journaled (or settles there when stopped)."""
+        if not arrived:
+            assert self._journal is not None
+            self._journal.append("move", to=position, units=self.plan.units)
+        self._rail = (position, arrived)
+
+    def _rail_left(self) -> dict[str, float | None]:
+        """``rail_at`` for the finish record: where the rail stands as the run ends; read from
+        it when a stop or fault cut its last move short, None when it could not be read."""
+        if self._rail is None:
+            return {}
+        target, arrived = self._rail
+        if arrived:
+            return {"rail_at": target}
+        focuser = self.focuser
+        try:
+            if focuser is not None and focuser.capabilities.unreferenced is None:
+                return {"rail_at": float(focuser.position)}
+        except Exception as exc:  # the rail that faulted: its place stays unknown
+            log.warning("could not read where the rail stopped: %s", exc)
+        return {"rail_at": None}
+
     def _journal_finish(self, reason: FinishReason, error: BaseException | None) -> None:
         if self._journal is None:
             return
@@ -737,6 +763,7 @@ class SessionRunner:
                 captured=self._counters.captured,
                 merged=self._counters.merged,
                 error=str(error) if error else None,
+                **self._rail_left(),
             )
         except UserError as exc:
             log.error("%s", exc)

@@ -169,6 +169,34 @@ def test_resume_after_a_restart_needs_home_or_an_explicit_accept(
     assert grbl.carriage[0] == pytest.approx(start_carriage + 0.6, abs=0.002)
 
 
+def test_a_resume_that_accepts_the_rail_s_place_knows_it_went_back_to_the_start(
+    tmp_path: Path, vcam: Path, grbl: GrblSimulator
+) -> None:
+    """A session that returned its rail to the start (the default) was resumed with the rail
+    told it stood at its last frame's 0.6 mm: every frame shot again landed 0.6 mm short."""
+    out = tmp_path / "s"
+    first = rig(
+        vcam, "shoot", "--rail", grbl.url, "--from", "0mm", "--to", "0.6mm", "--frames", "4",
+        "--settle", "0", "--out", str(out), "--accept-position",
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr + first.stdout
+    start_carriage = grbl.carriage[0]
+    (out / "frames" / "frame_0004.jpg").unlink()
+    (out / "frames" / "frame_0003.jpg").unlink()
+    grbl.power_cycle()
+
+    refused = rig(vcam, "resume", str(out))
+    assert refused.returncode == 5, refused.stderr + refused.stdout
+    assert "if nothing has moved since frame 1 was shot at 0 µm" in refused.stderr
+
+    resumed = rig(vcam, "resume", str(out), "--accept-position")
+    assert resumed.returncode == 0, resumed.stderr + resumed.stdout
+    # The board counts from 0 where it restarted, the session's start: frames 3 and 4 are
+    # shot 0.4 and 0.6 mm from there (before: -0.2 and 0.0), and the rail returns.
+    assert [round(end, 3) for _, end in grbl.axis_moves("X")[-3:]] == [0.4, 0.6, 0.0]
+    assert grbl.carriage[0] == pytest.approx(start_carriage, abs=0.002)
+
+
 def test_the_readme_shoot_line_runs_as_written(
     tmp_path: Path, vcam: Path, grbl: GrblSimulator
 ) -> None:

@@ -34,6 +34,7 @@ from rig.focuser import Focuser
 from rig.rails import open_focuser
 from rig.rails.lens import LensFocuser
 from rig.rails.url import URLError
+from rig.session.journal import RailLeft
 from rig.sim.camera_quirks import SimWidget
 from rig.sim.vcamera import VirtualCameraFolder
 
@@ -362,15 +363,15 @@ def test_a_resumed_lens_session_refuses_or_counts_from_the_last_frame() -> None:
     lens = LensFocuser(cam)  # type: ignore[arg-type]
     assert "no absolute scale" in (lens.capabilities.unreferenced or "")
     with pytest.raises(MotionError) as info:
-        establish_reference(lens, home=False, accept=False, last_shot=(5, 12.0), units="steps")
+        establish_reference(lens, home=False, accept=False, left=RailLeft(12.0, 5), units="steps")
     message = str(info.value)
     assert "\n" not in message and "frame 5 was shot at 12 steps" in message
     assert "--accept-position" in message
-    establish_reference(lens, home=False, accept=True, last_shot=(5, 12.0), units="steps")
+    establish_reference(lens, home=False, accept=True, left=RailLeft(12.0, 5), units="steps")
     assert lens.capabilities.unreferenced is None and lens.position == 12
     lens.move_to(14)  # two steps on from the last frame, not fourteen from wherever
     assert lens.position == 14 and len(cam.body.slept) == 2
 
     fresh = LensFocuser(FakeLensCamera(canon()))  # type: ignore[arg-type]
-    establish_reference(fresh, home=False, accept=True, last_shot=None, units="steps")
+    establish_reference(fresh, home=False, accept=True, left=None, units="steps")
     assert fresh.position == 0 and fresh.capabilities.unreferenced is None

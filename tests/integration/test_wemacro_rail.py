@@ -12,6 +12,7 @@ from rig.errors import DeviceNotFoundError, MotionError
 from rig.rails import wemacro_protocol as proto
 from rig.rails.base import ConnectionLostError, MoveStoppedError
 from rig.rails.wemacro import WeMacroRail
+from rig.session.journal import RailLeft
 from rig.sim.stackshot import StackShotSimulator
 from rig.sim.wemacro import WeMacroSimulator
 from tests.rails import act_when
@@ -148,11 +149,11 @@ def test_a_rail_that_cannot_home_is_not_told_to(rail: WeMacroRail) -> None:
     from rig.devices import establish_reference
 
     with pytest.raises(MotionError) as info:
-        establish_reference(rail, home=False, accept=False, last_shot=None, units="um")
+        establish_reference(rail, home=False, accept=False, left=None, units="um")
     assert "--home" not in str(info.value)
     assert "take the current position as the reference with --accept-position" in str(info.value)
     with pytest.raises(MotionError) as info:
-        establish_reference(rail, home=False, accept=False, last_shot=(3, 800.0), units="um")
+        establish_reference(rail, home=False, accept=False, left=RailLeft(800.0, 3), units="um")
     assert "--home" not in str(info.value) and "resume with --accept-position" in str(info.value)
 
 

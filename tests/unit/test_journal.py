@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from rig.session.journal import Journal, JournalError, read_journal
+from rig.session.journal import (
+    Journal,
+    JournalContents,
+    JournalError,
+    RailLeft,
+    rail_left,
+    read_journal,
+)
 
 
 def test_records_round_trip_in_order(tmp_path: Path) -> None:
@@ -91,3 +98,29 @@ def test_a_journal_that_is_a_link_is_never_written_through(tmp_path: Path) -> No
     with pytest.raises(JournalError, match="a symbolic link"):
         Journal.open(link)
     assert victim.read_bytes() == b'{"event":"start"}\n{"torn'
+
+
+def test_where_the_rail_was_left_is_the_latest_frame_move_or_finish() -> None:
+    """A resume told that nothing has moved (``--accept-position``) gives a restarted
+    controller this place. The last frame's was wrong whenever the run moved on after it: to
+    the next frame before the last one was journaled, into a settle a stop cut short, back to
+    the start at the end."""
+
+    def left(*records: dict) -> RailLeft | None:
+        return rail_left(JournalContents(tuple(records)))
+
+    def frame(index: int, position: float, **more: object) -> dict:
+        return {"event": "frame", "index": index, "position": position, **more}
+
+    assert left() is None and left({"event": "start"}) is None
+    assert left(frame(1, 0.0), frame(2, 100.0)) == RailLeft(100.0, 2)  # journals before moves
+    moved_on = (frame(1, 0.0), {"event": "move", "to": 200.0}, frame(2, 100.0))
+    assert left(*moved_on) == RailLeft(200.0, None)
+    returned = (*moved_on, {"event": "move", "to": 0.0}, {"event": "finish", "rail_at": 0.0})
+    assert left(*returned) == RailLeft(0.0, 1)  # frame 1 was shot there
+    assert left(*moved_on, {"event": "finish", "rail_at": 150.0}) == RailLeft(150.0, None)
+    assert left(*moved_on, {"event": "finish", "rail_at": None}) == RailLeft(None, None)
+    assert left(*moved_on, {"event": "finish"}) == RailLeft(200.0, None)  # no rail (a tether)
+    adopted = (*returned, {"event": "resume"}, frame(3, 200.0, adopted=True))
+    assert left(*adopted) == RailLeft(0.0, 1)  # found on disk at a resume: nothing moved
+    assert left(frame(1, 0.0), frame(2, 100.0, adopted=True)) == RailLeft(0.0, 1)

@@ -25,7 +25,7 @@ from rig.session.folder import (
     SessionFolderError,
     dated_folder,
 )
-from rig.session.journal import read_journal
+from rig.session.journal import RailLeft, rail_left, read_journal
 from rig.session.runner import RunnerOptions, SessionRunner, check_plan_fits
 from rig.session.state import FinishReason, RunState
 from stacker.options import StackOptions
@@ -147,6 +147,27 @@ def test_a_download_shot_again_does_not_leave_the_next_frame_at_its_position(
     }
     journaled = read_journal(tmp_path / "s/journal.jsonl").of_kind("frame")
     assert [r["position"] for r in journaled] == [0.0, 100.0, 200.0, 300.0, 400.0]
+
+
+def test_a_stopped_session_journals_where_it_left_the_rail(tmp_path: Path) -> None:
+    """Stopped (Ctrl-C) as the rail reached frame 3's 200 µm, frame 2 still downloading: a
+    resume that accepts the rail's place must not take it for frame 2's 100 µm, the last
+    position journaled."""
+    run: SessionRunner | None = None
+
+    class StoppedThere(FakeFocuser):
+        def move_to(self, position: float) -> None:
+            super().move_to(position)
+            if position == 200.0 and run is not None:
+                run.request_stop()
+
+    focuser = StoppedThere()
+    run = runner(tmp_path / "s", OverlappingCamera(focuser), focuser)
+    assert run.run().reason is FinishReason.INTERRUPTED
+    contents = read_journal(tmp_path / "s/journal.jsonl")
+    assert [r["index"] for r in contents.of_kind("frame")] == [1, 2]
+    assert contents.of_kind("finish")[-1]["rail_at"] == 200.0
+    assert rail_left(contents) == RailLeft(200.0, None)
 
 
 def test_a_damaged_shot_goes_aside_whole_and_is_shot_again_under_its_own_name(
