@@ -217,7 +217,7 @@ def station_routes(station: Station, token: str) -> list[BaseRoute]:
         return JSONResponse(await _blocking(station.test_shot), headers=NO_STORE)
 
     async def sessions(request: Request) -> Response:
-        if request.method == "GET":
+        if request.method != "POST":  # GET, and the HEAD routed with it: a safe method lists
             return JSONResponse(await _blocking(station.sessions), headers=NO_STORE)
         body = await _json_body(request, ("plan", "name", "format", *STACK_FIELDS))
         shot_plan = plan_from_request(body.get("plan"), units=station.units)

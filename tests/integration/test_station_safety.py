@@ -365,7 +365,7 @@ def test_a_trickled_body_is_answered_408_and_closed(station) -> None:
 
 
 # ------------------------------------------------------------------------ hosts, origins
-def test_foreign_hosts_and_origins_are_refused(server, tmp_path: Path) -> None:
+def test_foreign_hosts_and_origins_are_refused(station, server, tmp_path: Path) -> None:
     """Issue 11 item 11: DNS rebinding (a foreign Host) and a cookie-carrying POST from another
     site's page are refused; the page's own origin and scripts without Origin pass."""
     base = server.url.rstrip("/")
@@ -380,6 +380,13 @@ def test_foreign_hosts_and_origins_are_refused(server, tmp_path: Path) -> None:
         )
         assert foreign.status_code == 403 and "attacker.example" in foreign.json()["error"]
         assert browser.post("/api/logout", headers={"Origin": "null"}).status_code == 403
+        # HEAD is routed with GET and passes the origin check as safe: it lists, never starts
+        # (it started a session from another site's origin).
+        head = browser.request(
+            "HEAD", "/api/sessions", json={"plan": PLAN, "name": "via-head"},
+            headers={"Origin": "http://attacker.example"},
+        )  # fmt: skip
+        assert head.status_code == 200 and folder_entries(station) == []
         own = browser.post("/api/jog", json={"by": "1um"}, headers={"Origin": base})
         assert own.status_code == 200, own.text
         assert browser.post("/api/jog", json={"by": "-1um"}).status_code == 200
