@@ -154,8 +154,8 @@ class BoundedH11Protocol(H11Protocol):
     uvicorn bounds the wait *between* requests (``timeout_keep_alive``) but not the time a client
     takes to finish sending headers: any byte received cancels its timer, so a client that sends
     half a header holds the connection, and a file descriptor, for ever. Here a timer armed when
-    the connection opens, and again after every answer, closes it unless h11 has parsed a whole
-    request by then.
+    the connection opens, and again after every answer, closes it unless a request is being
+    answered by then.
 
     At a stop, uvicorn lets a connection finish its answer until its graceful timeout, then
     cancels the request, which it logs with a traceback. A client that reads nothing (a
@@ -212,8 +212,13 @@ class BoundedH11Protocol(H11Protocol):
         self._header_deadline = self.loop.call_later(self.header_timeout_s, self._headers_late)
 
     def _headers_late(self) -> None:
+        """No request is being answered at the deadline: close, whether the client is still
+        to finish its headers or its body. An answer given before the body was read (a 401, a
+        refused origin) leaves h11 waiting for that body: a client that sends a byte of it
+        and then nothing held the connection for ever, and 255 of them every slot."""
         self._header_deadline = None
-        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+        cycle = self.cycle
+        if (cycle is None or cycle.response_complete) and not self.transport.is_closing():
             self.transport.close()
 
 

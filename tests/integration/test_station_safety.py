@@ -334,6 +334,28 @@ def test_half_sent_headers_neither_starve_requests_nor_stay_open(station) -> Non
                 s.close()
 
 
+def test_a_body_left_unsent_after_an_early_answer_does_not_hold_the_connection(station) -> None:
+    """Refused before its body was read (no token), a request that then sent one byte of the
+    body and nothing more kept its connection open for ever: 255 of them took every slot, and
+    every other request, the photographer's Stop included, got 503."""
+    with PreviewServer(station.hub, app=station_app(station, TOKEN), header_timeout_s=1.0) as srv:
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        try:
+            s.sendall(
+                b"POST /api/station HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+            )
+            assert s.recv(12) == b"HTTP/1.1 401"
+            s.sendall(b"{")
+            t0 = time.monotonic()
+            with contextlib.suppress(ConnectionResetError):
+                while s.recv(4096):  # the rest of the 401, then the close
+                    pass
+            assert time.monotonic() - t0 < 5
+        finally:
+            s.close()
+
+
 def test_a_trickled_body_is_answered_408_and_closed(station) -> None:
     """A client that sends its headers and then its body a byte now and then would hold the
     request (and a blocking worker reading it) for ever: it gets a 408 within the deadline and
