@@ -471,10 +471,19 @@ class SessionFolder:
     def set_aside(self, files: list[Path], tag: str) -> Path:
         """Rename ``files`` (links themselves, never their targets) into ``failed-attempts/``.
 
-        A name already taken there gets a number: nothing set aside is ever replaced.
+        A name already taken there gets a number: nothing set aside is ever replaced. A
+        ``failed-attempts`` that is a link or not a folder is refused: through a link the
+        frames would leave the session for wherever it points.
         """
         aside = self.root / "failed-attempts"
-        aside.mkdir(exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            aside.mkdir()
+        if aside.is_symlink() or not aside.is_dir():
+            kind = "a symbolic link" if aside.is_symlink() else "not a folder"
+            raise SessionFolderError(
+                f"{aside}: {kind}, where the session keeps the files of failed shots; move it "
+                "out of the session folder, then resume"
+            )
         for p in files:
             target = aside / f"{p.stem}.{tag}{p.suffix}"
             n = 1
@@ -499,7 +508,11 @@ class SessionFolder:
         removed = remove_temporaries(own)
         if self.frames_dir.is_dir():
             for p in self.frames_dir.iterdir():
-                if p.name.startswith(".") and p.name.endswith(".tmp"):
+                if (
+                    p.name.startswith(".")
+                    and p.name.endswith(".tmp")
+                    and (p.is_symlink() or p.is_file())  # a folder of that name is not ours
+                ):
                     p.unlink(missing_ok=True)
                     removed.append(p)
         return removed

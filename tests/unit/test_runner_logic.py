@@ -193,6 +193,42 @@ def test_a_damaged_shot_goes_aside_whole_and_is_shot_again_under_its_own_name(
     ]
 
 
+@pytest.mark.parametrize("planted", ["file", "link"])
+def test_a_failed_attempts_that_is_no_folder_of_the_session_s_is_refused(
+    tmp_path: Path, planted: str
+) -> None:
+    """Setting a damaged frame aside into a ``failed-attempts`` that was a file ended in a
+    traceback; one that was a link moved the frame out of the session to where it pointed."""
+    root, elsewhere = tmp_path / "s", tmp_path / "elsewhere"
+    assert runner(root, FakeCamera()).run().reason is FinishReason.COMPLETED
+    jpeg = root / "frames/frame_0002.jpg"
+    jpeg.write_bytes(bytes(jpeg.stat().st_size))
+    elsewhere.mkdir()
+    if planted == "file":
+        (root / "failed-attempts").write_text("notes")
+    else:
+        (root / "failed-attempts").symlink_to(elsewhere)
+    result = runner(root, FakeCamera()).run()
+    assert result.reason is FinishReason.FAULT
+    message = str(result.error)
+    assert "\n" not in message and "failed-attempts: " in message
+    assert "move it out of the session folder, then resume" in message
+    assert jpeg.exists() and list(elsewhere.iterdir()) == []
+
+
+def test_a_folder_named_like_a_temporary_among_the_frames_is_left_alone(tmp_path: Path) -> None:
+    """Removing the hidden temporaries a crash left, a folder of such a name (the user's) ended
+    the resume in a traceback."""
+    root = tmp_path / "s"
+    assert runner(root, FakeCamera()).run().reason is FinishReason.COMPLETED
+    (root / "frames/.frame_0004.jpg.abc.tmp").mkdir()
+    (root / "frames/.frame_0005.jpg.def.tmp").write_bytes(b"half a frame")
+    assert runner(root, FakeCamera()).run().reason is FinishReason.COMPLETED
+    assert sorted(p.name for p in (root / "frames").iterdir() if p.name.startswith(".")) == [
+        ".frame_0004.jpg.abc.tmp"
+    ]
+
+
 def test_an_empty_frame_without_its_record_is_shot_again_not_adopted(tmp_path: Path) -> None:
     """A crash between a frame's rename and its journal record, and a power cut that left the
     file empty: resume adopted it as shot, the stacker kept it out, and the session called
