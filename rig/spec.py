@@ -291,6 +291,7 @@ class RigSpec:
     @classmethod
     def parse(cls, data: Mapping[str, Any], *, name: Naming = json_name) -> RigSpec:
         """A rig from a ``rig`` block or from command-line options (one-line errors)."""
+        check_rig_kinds(data, name)
         kind = data.get("kind", "hardware")
         if kind == "simulated":
             return cls(kind="simulated", sim={k: v for k, v in data.items() if k != "kind"})
@@ -350,6 +351,25 @@ class RigSpec:
             "anti_vibration": self.anti_vibration,
             "incoming": self.incoming,
         }
+
+
+def check_rig_kinds(data: Mapping[str, Any], name: Naming = json_name) -> None:
+    """Refuse a value of the wrong kind in a hardware ``rig`` block (a hand edit of
+    ``session.json``): text where text goes, true or false for ``anti_vibration``."""
+    if data.get("kind", "hardware") == "simulated":
+        return  # the simulated rig's fields: SimRigSpec.from_dict
+    for key in ("kind", "focus", "rail", "camera_model", "camera_port", "capture_target"):
+        value = data.get(key)
+        if value is not None and not isinstance(value, str):
+            raise PlanError(f"{name(key)} {value!r}: give text, or leave it out")
+    if (
+        "incoming" in data
+        and data["incoming"] is not None
+        and not isinstance(data["incoming"], str)
+    ):
+        raise PlanError(f"{name('incoming')} {data['incoming']!r}: give a folder, or leave it out")
+    if not isinstance(data.get("anti_vibration", False), bool):
+        raise PlanError(f"{name('anti_vibration')} {data['anti_vibration']!r}: true or false")
 
 
 def _incoming(value: Any, focus: str, name: Naming) -> str | None:

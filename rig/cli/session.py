@@ -54,7 +54,7 @@ from rig.session.runner import (
     check_plan_within,
 )
 from rig.session.state import FinishReason
-from rig.spec import RigSpec, parse_seconds
+from rig.spec import RigSpec, check_rig_kinds, parse_seconds
 from stacker.cliutil import signals_handled, takes
 from stacker.options import StackOptions
 from stacker.preview.hub import PreviewHub
@@ -394,6 +394,7 @@ def resume_cmd(
         return
     overrides = {"rail": rail, "camera_model": camera_model, "camera_port": camera_port,
                  "capture_target": capture_target}  # fmt: skip
+    check_rig_kinds(config.rig, name=lambda key: f"{folder.config_path}: '{key}'")
     block = {**config.rig, **{k: v for k, v in overrides.items() if v is not None}}
     rig = RigSpec.parse(block)
     if every_frame:
@@ -532,7 +533,7 @@ def _resume_simulated(
     from rig.camera.shot import parse_capture_target
     from rig.sim.rig import SimRigSpec, SimulatedRig
 
-    spec = SimRigSpec.from_dict(folder.config.rig)
+    spec = SimRigSpec.from_dict(folder.config.rig, folder.config_path)
     if capture_target is not None:
         spec = replace(spec, capture_target=parse_capture_target(capture_target))
     with session_preview(*preview) as page, SimulatedRig(spec) as sim:

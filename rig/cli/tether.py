@@ -194,7 +194,7 @@ def _demo_session(
     from rig.sim.rig import SimRigSpec, SimulatedRig
     from rig.sim.shutter import BracketPress, SimulatedShutter
 
-    spec = SimRigSpec.from_dict(folder.config.rig)
+    spec = SimRigSpec.from_dict(folder.config.rig, folder.config_path)
     plan = folder.plan
     # The frames the session will take: a frame it lost is left out, not shot again (its
     # numbers follow its last frame), so the photographer skips that focus plane too.

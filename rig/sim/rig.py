@@ -131,9 +131,39 @@ class SimRigSpec:
         return {"kind": "simulated", **data}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SimRigSpec:
-        known = set(cls.__dataclass_fields__) - {"fault"}
-        return cls(**{k: v for k, v in data.items() if k in known})
+    def from_dict(cls, data: dict[str, Any], source: object = "the rig block") -> SimRigSpec:
+        """The spec a session saved (:meth:`to_dict`). A value of the wrong kind or size (a
+        hand edit of ``source``, its ``session.json``) is a one-line error naming both."""
+        values = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "fault"}
+        for key, value in values.items():
+            want = _SAVED_KINDS[str(cls.__dataclass_fields__[key].type)]
+            if not want[0](value):
+                raise SimulatedRigError(f"{source}: '{key}' {value!r} is not {want[1]}")
+        width, height = values.get("width", cls.width), values.get("height", cls.height)
+        if not (64 <= width <= 8000 and 64 <= height <= 8000):
+            raise SimulatedRigError(f"{source}: size {width}x{height}: each side 64 to 8000")
+        try:
+            return cls(**values)
+        except SimulatedRigError as exc:
+            raise SimulatedRigError(f"{source}: {exc}") from None
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63
+
+
+def _real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+#: What each kind of field of a saved :class:`SimRigSpec` must hold, and how to say so.
+_SAVED_KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "int": (_whole, "a whole number"),
+    "float": (_real, "a finite number"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "str": (lambda v: isinstance(v, str), "text"),
+    "str | None": (lambda v: v is None or isinstance(v, str), "text or null"),
+}
 
 
 def enable_virtual_camera(directory: str | os.PathLike[str] | None = None) -> Path:

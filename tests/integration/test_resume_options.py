@@ -37,3 +37,27 @@ def test_a_demo_session_refuses_hardware_options(tmp_path: Path, given: list[str
         "as it was; resume it without that option"
     )
     assert not (root / "frames").exists() or not any((root / "frames").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("rig", "said"),
+    [
+        ({"kind": "simulated", "width": "320"}, "'width' '320' is not a whole number"),
+        ({"kind": "simulated", "seed": 1e400}, "'seed' inf is not a whole number"),
+        ({"kind": "simulated", "width": -5}, "size -5x1080: each side 64 to 8000"),
+        ({"kind": "hardware", "rail": 5}, "'rail' 5: give text, or leave it out"),
+        ({"kind": "hardware", "rail": "grbl:///x", "anti_vibration": "yes"}, "true or false"),
+    ],
+)
+def test_a_rig_block_edited_by_hand_is_named_not_a_traceback(
+    tmp_path: Path, rig: dict, said: str
+) -> None:
+    """A value of the wrong kind in session.json's rig block ended ``rig resume`` in a
+    TypeError; one of the right kind but out of range was refused without naming the file."""
+    root = tmp_path / "s"
+    SessionFolder.create(root, ShotPlan.from_frames(0.0, 300.0, 4), SessionConfig(rig))
+    result = CliRunner().invoke(app, ["resume", str(root)])
+    assert result.exit_code != 0
+    message = str(result.exception)
+    assert message.startswith(f"{root / 'session.json'}: ") and said in message, message
+    assert "\n" not in message
