@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from rig.camera.naming import free_stem
 from rig.errors import RigError
 from rig.focuser import FocuserCapabilities
 from stacker.io import atomic_write_bytes
@@ -91,7 +92,8 @@ class FakeCamera:
         ok, data = cv2.imencode(".jpg", image)
         if not ok:
             raise RigError("could not encode the fake frame")
-        path = dest_dir / f"{stem}.jpg"
+        # As the real camera names its files: a stem already taken gets _2, _3...
+        path = dest_dir / f"{free_stem(dest_dir, stem, ['capt.jpg'])}.jpg"
         atomic_write_bytes(path, data.tobytes())
         return [path]
 

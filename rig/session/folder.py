@@ -35,13 +35,14 @@ import os
 import re
 import stat
 import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from rig.errors import RigError
-from rig.plan import PlanError, ShotPlan, format_position
+from rig.plan import PlanError, ShotPlan, format_position, frame_stem
 from rig.session.journal import JOURNAL_NAME, FrameEntry, JournalContents
 from stacker.errors import StackerError
 from stacker.io import (
@@ -466,6 +467,22 @@ class SessionFolder:
             m = _FRAME_NAME.match(p.name)
             if m and p.suffix.lower() in IMAGE_EXTENSIONS:
                 found.setdefault(int(m.group(1)), []).append(p)
+        return found
+
+    def in_the_way(self, indices: Iterable[int]) -> dict[int, list[Path]]:
+        """What holds the names of frames still to shoot: anything in ``frames/`` named
+        ``frame_NNNN`` or ``frame_NNNN.*`` for those ``indices`` (a sidecar a photo manager
+        left, ``frame_0003.jpg.xmp``; a folder). The camera would write the frame as
+        ``frame_NNNN_2``, which no later resume counts as that frame, and shoot it again each
+        time."""
+        stems = {frame_stem(i): i for i in indices}
+        found: dict[int, list[Path]] = {}
+        if not stems or not self.frames_dir.is_dir() or self.frames_dir.is_symlink():
+            return found
+        for p in sorted(self.frames_dir.iterdir()):
+            index = stems.get(p.name.split(".", 1)[0])
+            if index is not None:
+                found.setdefault(index, []).append(p)
         return found
 
     def set_aside(self, files: list[Path], tag: str) -> Path:

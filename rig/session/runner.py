@@ -480,6 +480,10 @@ class SessionRunner:
             why = "; ".join(f"{p.name} is {reason}" for p, reason in damage)
             aside = folder.set_aside([p for p, _ in damage], "damaged")
             self._warn(f"frame {index}: {why}; moved to {aside.name}/, {again}")
+        for index, blocking in folder.in_the_way(recon.missing).items():
+            aside = folder.set_aside(blocking, "in-the-way")
+            names = ", ".join(p.name for p in blocking)
+            self._warn(f"frame {index}: {names} held the frame's name; moved to {aside.name}/")
         for p in recon.stray:
             self._warn(f"{p.name}: not part of this plan; left alone")
 

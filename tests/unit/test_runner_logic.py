@@ -229,6 +229,28 @@ def test_a_folder_named_like_a_temporary_among_the_frames_is_left_alone(tmp_path
     ]
 
 
+def test_what_holds_a_lost_frame_s_name_goes_aside_so_it_is_shot_once(tmp_path: Path) -> None:
+    """Frame 3 deleted with a photo manager's sidecar left (``frame_0003.jpg.xmp``), frame 2
+    replaced by a folder: the camera wrote them as ``frame_0003_2.jpg`` and
+    ``frame_0002_2.jpg``, which no later resume counted, so every resume shot them again."""
+    root = tmp_path / "s"
+    assert runner(root, FakeCamera()).run().reason is FinishReason.COMPLETED
+    (root / "frames/frame_0003.jpg").unlink()
+    (root / "frames/frame_0003.jpg.xmp").write_text("<x:xmpmeta/>")
+    (root / "frames/frame_0002.jpg").unlink()
+    (root / "frames/frame_0002.jpg").mkdir()
+    camera = FakeCamera()
+    assert runner(root, camera).run().reason is FinishReason.COMPLETED
+    assert camera.shots == ["frame_0002", "frame_0003"]
+    assert sorted(p.name for p in (root / "failed-attempts").iterdir()) == [
+        "frame_0002.in-the-way.jpg",
+        "frame_0003.jpg.in-the-way.xmp",
+    ]
+    again = FakeCamera()
+    assert runner(root, again).run().reason is FinishReason.COMPLETED
+    assert again.shots == []
+
+
 def test_an_empty_frame_without_its_record_is_shot_again_not_adopted(tmp_path: Path) -> None:
     """A crash between a frame's rename and its journal record, and a power cut that left the
     file empty: resume adopted it as shot, the stacker kept it out, and the session called
