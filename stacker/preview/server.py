@@ -94,6 +94,15 @@ KEEP_ALIVE_S = 5
 MAX_CONNECTIONS = 256
 """Connections open at once, the asking one included; past this, requests are answered 503 at
 once (event streams of a room full of phones fit well below it)."""
+MAX_OPEN_CONNECTIONS = MAX_CONNECTIONS + 64
+"""Connections open at once past which a new one is cut as soon as it is accepted: idle ones
+that send nothing would otherwise pile up faster than their deadline closes them, until the
+process runs out of file descriptors and the session it runs cannot open its next frame."""
+MAX_CONNECTIONS_PER_CLIENT = 64
+"""Connections one address may hold open at once before its new ones are cut: a browser opens
+six or so to a server, and a client opening them without end leaves the rest for others."""
+LISTEN_BACKLOG = 64
+"""Connections the kernel queues before they are accepted, and the most accepted at once."""
 MAX_HEADER_BYTES = 16 * 1024
 """The largest request line plus headers accepted (h11's incomplete-event limit)."""
 STOP_GRACE_S = 1.0
@@ -144,7 +153,16 @@ MALFORMED = _LinesCounted(
     ),
 )
 """Requests that h11 cannot parse (a scanner, a broken script)."""
-for _counted in (REFUSALS, MALFORMED):
+CUT = _LinesCounted(
+    "Connection cut: too many open.",
+    lambda n: (
+        f"preview: {n} connection(s) cut as they came: more than {MAX_CONNECTIONS_PER_CLIENT} "
+        f"open from one address, or {MAX_OPEN_CONNECTIONS} in all (a client opening "
+        "connections without end)"
+    ),
+)
+"""Connections past :data:`MAX_OPEN_CONNECTIONS`."""
+for _counted in (REFUSALS, MALFORMED, CUT):
     logging.getLogger("uvicorn.error").addFilter(_counted)
 
 
@@ -155,7 +173,8 @@ class BoundedH11Protocol(H11Protocol):
     takes to finish sending headers: any byte received cancels its timer, so a client that sends
     half a header holds the connection, and a file descriptor, for ever. Here a timer armed when
     the connection opens, and again after every answer, closes it unless a request is being
-    answered by then.
+    answered by then. A new connection past :data:`MAX_CONNECTIONS_PER_CLIENT` from its address,
+    or past :data:`MAX_OPEN_CONNECTIONS` in all, is cut at once.
 
     At a stop, uvicorn lets a connection finish its answer until its graceful timeout, then
     cancels the request, which it logs with a traceback. A client that reads nothing (a
@@ -171,11 +190,22 @@ class BoundedH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
+        if len(self.connections) > MAX_OPEN_CONNECTIONS or self._client_holds_too_many():
+            logging.getLogger("uvicorn.error").warning(CUT.text)
+            self.transport.abort()  # past its share, or every slot: gone before it costs more
+            return
         self._arm_header_deadline()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
         self._arm_header_deadline()
+
+    def _client_holds_too_many(self) -> bool:
+        if not self.client:
+            return False
+        host = self.client[0]
+        held = [c for c in self.connections if (getattr(c, "client", None) or ("",))[0] == host]
+        return len(held) > MAX_CONNECTIONS_PER_CLIENT
 
     def connection_lost(self, exc: Exception | None) -> None:
         for timer in (self._header_deadline, self._cut_at_stop):
@@ -551,6 +581,9 @@ class PreviewServer:
             http=protocol,
             timeout_keep_alive=KEEP_ALIVE_S,
             limit_concurrency=MAX_CONNECTIONS,
+            # asyncio accepts up to this many at each turn of the loop, before any is cut:
+            # uvicorn's 2048 ran a process allowed 1,024 descriptors out of them in one turn.
+            backlog=LISTEN_BACKLOG,
             h11_max_incomplete_event_size=MAX_HEADER_BYTES,
             log_config=None,
             log_level="warning",
@@ -637,7 +670,7 @@ def _bind(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(addr)
-        sock.listen(64)
+        sock.listen(LISTEN_BACKLOG)
     except OSError as exc:
         sock.close()
         if exc.errno in (errno.EADDRINUSE, errno.EACCES) and port:

@@ -381,8 +381,9 @@ def test_requests_past_the_connection_limit_are_refused_with_one_line_a_minute(
     caplog.set_level(logging.WARNING, logger="uvicorn.error")
     streams: list[socket.socket] = []
 
-    def ask() -> bytes:
-        streams.append(socket.create_connection(("127.0.0.1", server.port)))
+    def ask() -> bytes:  # pages on many phones: a few from each address
+        phone = f"127.0.1.{len(streams) // 8 + 1}"
+        streams.append(socket.create_connection(("127.0.0.1", server.port), None, (phone, 0)))
         streams[-1].sendall(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         streams[-1].settimeout(10)
         return streams[-1].recv(64)

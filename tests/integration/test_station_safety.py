@@ -356,6 +356,40 @@ def test_a_body_left_unsent_after_an_early_answer_does_not_hold_the_connection(s
             s.close()
 
 
+@pytest.mark.slow
+def test_connections_past_every_slot_are_cut_and_the_session_shoots_on(station, client) -> None:
+    """A client opening connections that send nothing, faster than their deadline closes
+    them, ran the station out of file descriptors (1,024 under systemd): the running session
+    failed to open its next frame. Past its address's share, or past the cap, a connection is
+    cut as it comes: the session shoots on and other clients are answered."""
+    from stacker.preview.server import MAX_OPEN_CONNECTIONS
+
+    r = client.post("/api/sessions", json={"plan": {**PLAN, "frames": 6}, "name": "flooded"})
+    assert r.status_code == 201, r.text
+    port = int(str(client.base_url).rsplit(":", 1)[1])
+    held: list[socket.socket] = []
+    try:
+        for _ in range(MAX_OPEN_CONNECTIONS + 100):
+            held.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        time.sleep(0.5)  # well within the 10 s the others have to send their headers
+        cut = 0
+        for s in held[-100:]:
+            s.setblocking(False)
+            with contextlib.suppress(BlockingIOError):  # open: nothing to read yet
+                cut += s.recv(1) == b""
+        assert cut >= 90, cut
+        # Another address (a phone beside the flooding device) is still answered.
+        other = httpx.HTTPTransport(local_address="127.0.0.2")
+        with httpx.Client(transport=other, headers=client.headers, timeout=5) as phone:
+            assert phone.get(f"{client.base_url}/api/station").status_code == 200
+        ended = station.wait(60)
+        assert ended is not None and ended.reason.value == "completed", ended
+    finally:
+        for s in held:
+            s.close()
+    assert client.get("/api/station").status_code == 200
+
+
 def test_a_trickled_body_is_answered_408_and_closed(station) -> None:
     """A client that sends its headers and then its body a byte now and then would hold the
     request (and a blocking worker reading it) for ever: it gets a 408 within the deadline and
