@@ -383,13 +383,14 @@ class Station:
             raise StationError(
                 f"the plan is in {plan.units} but this focuser moves in {self.units}"
             )
-        config = SessionConfig(
-            rig=self.rig,
-            stack=stack or StackOptions(),
-            checkpoint_every=max(4, plan.frames // 4),
-            camera=CameraSettings(self.camera).snapshot(),
-        )
         with self.exclusive("start a session"):
+            # Read under the lock: a setting changed meanwhile would not be what is recorded.
+            config = SessionConfig(
+                rig=self.rig,
+                stack=stack or StackOptions(),
+                checkpoint_every=max(4, plan.frames // 4),
+                camera=CameraSettings(self.camera).snapshot(),
+            )
             sid = name or dated_folder(self.root, "stack").name
             if os.path.lexists(self.root / sid):
                 raise StationError(f"session {sid} exists already; resume it or choose a new name")

@@ -595,6 +595,27 @@ def test_deleting_or_setting_the_camera_waits_for_no_one_holding_the_rig(station
     assert not (station.root / "keep").exists()
 
 
+def test_a_start_records_the_camera_settings_no_request_can_change_meanwhile(
+    station, client, monkeypatch
+) -> None:
+    """The camera's settings were read for session.json before the start took the rig: a
+    setting changed in between shot the session with a value other than the one recorded."""
+    from rig.station import service
+
+    asked: list[int] = []
+    snapshot = service.CameraSettings.snapshot
+
+    def read_while_another_request_comes(self):  # type: ignore[no-untyped-def]
+        r = client.post("/api/camera/settings", json={"name": "aperture", "value": "f/11"})
+        asked.append(r.status_code)
+        return snapshot(self)
+
+    monkeypatch.setattr(service.CameraSettings, "snapshot", read_while_another_request_comes)
+    assert client.post("/api/sessions", json={"plan": PLAN, "name": "s"}).status_code == 201
+    assert asked == [409]  # the rig is held while its settings are read
+    assert station.wait(60) is not None
+
+
 def test_a_station_on_a_board_that_restarts_when_opened_starts_and_the_page_settles_it(
     card, tmp_path: Path, capsys
 ) -> None:
