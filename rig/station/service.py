@@ -353,10 +353,10 @@ class Station:
                     raise StationError(
                         f"{where}: cannot save the test shot ({exc.strerror or exc})"
                     ) from None
-        if not files:
-            raise StationError("the camera returned no file for the test shot")
-        shown = stack_file(files)  # a RAW+JPEG pair shows its JPEG, as a session stacks it
-        image = read_image(shown)
+            if not files:
+                raise StationError("the camera returned no file for the test shot")
+            shown = stack_file(files)  # a RAW+JPEG pair shows its JPEG, as a session stacks it
+            image = read_image(shown)  # before another test shot empties the folder
         h, w = image.shape[:2]
         scale = min(1.0, 1024 / max(h, w))
         small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
