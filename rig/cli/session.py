@@ -247,6 +247,9 @@ def plan_cmd(
     if save is not None:  # first: a plan that cannot be kept is one line, not a table and then
         from stacker.io import atomic_write_bytes
 
+        if not save.is_symlink() and save.exists() and not save.is_file():
+            # Renamed over, a device (/dev/null) or a pipe would be replaced by the plan.
+            raise PlanError(f"{save}: not a regular file; give a file name such as plan.json")
         try:
             atomic_write_bytes(save, plan.to_json().encode())
         except OSError as exc:

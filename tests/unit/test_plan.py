@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
 import re
+import stat
 from pathlib import Path
 
 import pytest
@@ -287,3 +289,20 @@ def test_a_tether_plan_is_no_request_to_shoot_again() -> None:
     a range it read "0.0um" to "23.0um", a rail plan that session never had."""
     tether = ShotPlan(near=1.0, far=24.0, step=1.0, frames=24, units="frames")
     assert tether.as_spec() is None
+
+
+def test_a_plan_saved_onto_a_device_or_pipe_is_refused_not_renamed_over(tmp_path) -> None:
+    """``rig plan --save /dev/null`` (as root) replaced the device with a file of the plan;
+    a named pipe went the same way."""
+    pipe = tmp_path / "plan.fifo"
+    os.mkfifo(pipe)
+    result = CliRunner().invoke(app, ["plan", "--from", "0mm", "--to", "1mm", "--frames", "3",
+                                      "--save", str(pipe)])  # fmt: skip
+    assert result.exit_code != 0
+    assert (
+        str(result.exception) == f"{pipe}: not a regular file; give a file name such as plan.json"
+    )
+    assert stat.S_ISFIFO(os.lstat(pipe).st_mode)
+    saved = tmp_path / "plan.json"
+    args = ["plan", "--from", "0mm", "--to", "1mm", "--frames", "3", "--save", str(saved)]
+    assert CliRunner().invoke(app, args).exit_code == 0 and saved.is_file()
