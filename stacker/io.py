@@ -638,6 +638,9 @@ def check_writable_output(path: str | os.PathLike[str], *, example: str = "stack
     p = Path(path)
     if os.path.isdir(p):  # False, not an error, for a name too long to look up
         raise StackerError(f"{p}: is a folder; give a file name such as {p / example}")
+    if os.path.exists(p) and not os.path.islink(p) and not os.path.isfile(p):
+        # Written by a rename over the name: a pipe or a device would be replaced.
+        raise StackerError(f"{p}: not a regular file; give a file name such as {example}")
     if not p.suffix:
         raise StackerError(
             f"{p}: no file extension; name the file, e.g. {p}.tif, or {p / 'stacked.tif'} "

@@ -343,6 +343,9 @@ def test_output_checks(tmp_path: Path) -> None:
     with pytest.raises(StackerError, match="is a folder"):
         (tmp_path / "d.png").mkdir()
         check_writable_output(tmp_path / "d.png")
+    os.mkfifo(tmp_path / "p.tif")  # renamed over, a pipe (or a device) would be replaced
+    with pytest.raises(StackerError, match=r"p\.tif: not a regular file"):
+        check_writable_output(tmp_path / "p.tif")
 
 
 def test_a_depth_map_named_as_a_folder_is_refused_before_any_work(tmp_path: Path) -> None:
