@@ -89,6 +89,10 @@ def parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
+MAX_RAW_MB = 1000.0
+"""The largest simulated file: ten times a 100 MP RAW (each costs its USB 2 transfer time)."""
+
+
 @dataclass(frozen=True)
 class SimRigSpec:
     """The simulated rig: frame size, scene, rail speed-up and an optional rehearsed fault."""
@@ -117,10 +121,16 @@ class SimRigSpec:
 
         if self.camera != "virtual" and self.camera not in PROFILES:
             raise SimulatedRigError(f"--camera {self.camera}: use virtual or {', '.join(PROFILES)}")
-        if not 0 <= self.raw_mb < math.inf:
-            raise SimulatedRigError(f"--raw-mb {self.raw_mb:g}: give a size of 0 or more")
-        if not self.time_scale > 0:
+        if not 0 <= self.raw_mb <= MAX_RAW_MB:
+            raise SimulatedRigError(
+                f"--raw-mb {self.raw_mb:g}: give a size from 0 to {MAX_RAW_MB:g} (MB)"
+            )
+        if not 0 < self.time_scale < math.inf:
             raise SimulatedRigError(f"--time-scale {self.time_scale:g}: give a positive speed-up")
+        if not 0 <= self.seed < 2**63:
+            raise SimulatedRigError(f"--seed {self.seed}: give a whole number of 0 or more")
+        if not 0 < self.depth_um < math.inf:
+            raise SimulatedRigError(f"depth {self.depth_um:g} µm: give a positive depth")
         if not 1 <= self.jpeg_quality <= 100:
             raise SimulatedRigError(f"JPEG quality {self.jpeg_quality}: use 1 to 100")
 

@@ -47,14 +47,28 @@ def test_a_demo_fault_past_the_last_frame_is_refused(tmp_path: Path) -> None:
     assert not out.exists()
 
 
-@pytest.mark.parametrize("size", ["-1", "nan", "inf"])
+@pytest.mark.parametrize("size", ["-1", "nan", "inf", "1e308", "1e10"])
 def test_a_demo_raw_size_that_is_no_size_is_refused(tmp_path: Path, size: str) -> None:
-    """``--raw-mb nan`` was taken (every comparison with nan is false) and made no RAW files."""
+    """``--raw-mb nan`` was taken (every comparison with nan is false) and made no RAW files;
+    ``1e308`` overflowed into a traceback and ``1e10`` simulated a transfer without end."""
     out = tmp_path / "d"
     args = ["demo", "--frames", "3", "--size", "64x64", "--raw-mb", size, "--out", str(out)]
     result = CliRunner().invoke(app, args)
     assert type(result.exception).__name__ == "SimulatedRigError"
-    assert str(result.exception) == f"--raw-mb {float(size):g}: give a size of 0 or more"
+    assert str(result.exception) == f"--raw-mb {float(size):g}: give a size from 0 to 1000 (MB)"
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("option", "value"), [("--seed", "-1"), ("--time-scale", "inf")])
+def test_a_demo_seed_or_speed_out_of_range_is_one_line(
+    tmp_path: Path, option: str, value: str
+) -> None:
+    """``--seed -1`` ended in numpy's traceback ('expected non-negative integer')."""
+    out = tmp_path / "d"
+    args = ["demo", "--frames", "3", "--size", "64x64", option, value, "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert type(result.exception).__name__ == "SimulatedRigError"
+    assert str(result.exception).startswith(f"{option} {value}: give a ")
     assert not out.exists()
 
 
