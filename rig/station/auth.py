@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from pathlib import Path
 
 from rig.station.errors import StationError
@@ -70,6 +71,10 @@ def _read_token_file(path: Path) -> str:
     """The token kept in ``path``; empty when there is none yet."""
     try:
         st = path.stat()
+        if not stat.S_ISREG(st.st_mode):  # a pipe would hang the start, a folder is no token
+            raise StationError(
+                f"{path}: not a regular file; remove it for a new token, or give --token"
+            )
         if st.st_mode & 0o077:
             raise StationError(
                 f"{path}: the token file can be read by other users (mode "
@@ -81,9 +86,14 @@ def _read_token_file(path: Path) -> str:
                 f"{path}: the token file belongs to another user (uid {st.st_uid}), who could "
                 "have chosen the token; use a token file of your own, or --token"
             )
-        text = path.read_text().strip()
+        with path.open("rb") as kept:
+            text = kept.read(4096).decode("ascii").strip()
     except FileNotFoundError:
         return ""
+    except UnicodeDecodeError:
+        raise StationError(
+            f"{path}: not a token (a token is letters and digits); delete it for a new one"
+        ) from None
     except OSError as exc:
         raise StationError(f"{path}: cannot read the token file ({exc.strerror})") from None
     if text and len(text) < MIN_TOKEN_LENGTH:

@@ -467,6 +467,20 @@ def test_a_token_file_other_users_can_read_is_refused(tmp_path: Path) -> None:
     assert load_token(None, path)[0] == "a-token-long-enough"
 
 
+def test_a_token_file_that_is_no_text_or_no_file_is_one_line(tmp_path: Path) -> None:
+    """Bytes that are not text ended the start in a UnicodeDecodeError traceback, and a named
+    pipe in the token file's place hung the start for ever."""
+    garbled = tmp_path / "garbled"
+    garbled.write_bytes(b"\xff\xfe" + bytes(30))
+    garbled.chmod(0o600)
+    with pytest.raises(StationError, match=r"not a token .*; delete it for a new one"):
+        load_token(None, garbled)
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe, 0o600)
+    with pytest.raises(StationError, match=r"pipe: not a regular file; remove it"):
+        load_token(None, pipe)
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
 def test_a_token_file_another_user_owns_is_refused(tmp_path: Path) -> None:
     """A station run as root with its token file in a folder others may write (``/tmp``) would
