@@ -12,6 +12,7 @@ name resolved just before the read.
 from __future__ import annotations
 
 import atexit
+import errno
 import itertools
 import os
 import shutil
@@ -47,6 +48,20 @@ def open_regular(path: Path) -> int:
         os.close(fd)
         raise IsADirectoryError(0, "not a regular file")
     return fd
+
+
+def read_small_text(path: Path, limit: int = 1 << 20) -> str:
+    """The UTF-8 text of a small regular file (a plan, a session's settings).
+
+    ``OSError`` for anything else: a named pipe that would hang the read, a device with no end
+    (``/dev/zero`` fills memory), a file of more than ``limit`` bytes; ``UnicodeDecodeError``
+    for bytes that are not text.
+    """
+    with os.fdopen(open_regular(path), "rb") as kept:
+        data = kept.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, f"more than {limit >> 10} KiB, far too large")
+    return data.decode()
 
 
 @contextmanager

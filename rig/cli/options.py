@@ -21,6 +21,7 @@ from rig.spec import PlanSpec, RigSpec, option_name, parse_seconds
 from stacker.align import MODELS
 from stacker.cliutil import with_option
 from stacker.options import StackOptions
+from stacker.pinned import read_small_text
 
 # ----------------------------------------------------------------------------- plan
 From = Annotated[str | None, typer.Option("--from", help="Near end: 0mm, 250um, 0steps.")]
@@ -207,7 +208,7 @@ def plan_from_options(plan_file: Path | None, **fields: Any) -> ShotPlan:
             "or leave out --plan"
         )
     try:
-        text = plan_file.read_text()
+        text = read_small_text(plan_file)
     except OSError as exc:
         raise PlanError(f"{plan_file}: cannot read the plan ({exc.strerror})") from None
     except UnicodeDecodeError:

@@ -54,6 +54,7 @@ from stacker.io import (
 )
 from stacker.locking import try_lock
 from stacker.options import OUTPUT_FORMATS, StackOptions
+from stacker.pinned import read_small_text
 
 log = logging.getLogger("rig.session")
 
@@ -411,7 +412,7 @@ class SessionFolder:
 
     def load_plan(self) -> ShotPlan:
         try:
-            text = self.plan_path.read_text()
+            text = read_small_text(self.plan_path)
         except OSError as exc:
             raise SessionFolderError(f"{self.plan_path}: cannot read ({exc.strerror})") from None
         except UnicodeDecodeError:  # a power cut on an SD card can leave any bytes
@@ -426,7 +427,7 @@ class SessionFolder:
 
     def load_config(self) -> SessionConfig:
         try:
-            data = json.loads(self.config_path.read_text())
+            data = json.loads(read_small_text(self.config_path))
         except FileNotFoundError:
             raise SessionFolderError(
                 f"{self.config_path}: missing; restore it from a backup to resume"

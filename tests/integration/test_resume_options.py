@@ -3,6 +3,7 @@ not dropped without a word."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,15 @@ def test_a_rig_block_edited_by_hand_is_named_not_a_traceback(
     message = str(result.exception)
     assert message.startswith(f"{root / 'session.json'}: ") and said in message, message
     assert "\n" not in message
+
+
+def test_a_session_json_that_is_a_pipe_is_one_line(tmp_path: Path) -> None:
+    """A named pipe in session.json's place hung ``rig resume`` for ever."""
+    root = tmp_path / "s"
+    SessionFolder.create(root, ShotPlan.from_frames(0.0, 300.0, 4), SessionConfig({}))
+    (root / "session.json").unlink()
+    os.mkfifo(root / "session.json")
+    result = CliRunner().invoke(app, ["resume", str(root)])
+    assert result.exit_code != 0
+    assert str(result.exception).startswith(f"{root / 'session.json'}: unreadable (")
+    assert "not a regular file" in str(result.exception)

@@ -306,3 +306,18 @@ def test_a_plan_saved_onto_a_device_or_pipe_is_refused_not_renamed_over(tmp_path
     saved = tmp_path / "plan.json"
     args = ["plan", "--from", "0mm", "--to", "1mm", "--frames", "3", "--save", str(saved)]
     assert CliRunner().invoke(app, args).exit_code == 0 and saved.is_file()
+
+
+def test_a_plan_file_that_is_a_pipe_or_a_device_is_one_line(tmp_path) -> None:
+    """``--plan`` on a named pipe waited for ever for a writer, and on ``/dev/zero`` read until
+    memory ran out."""
+    pipe = tmp_path / "plan.json"
+    os.mkfifo(pipe)
+    for given in (pipe, Path("/dev/zero")):
+        result = CliRunner().invoke(app, ["plan", "--plan", str(given)])
+        assert isinstance(result.exception, PlanError)
+        assert str(result.exception) == f"{given}: cannot read the plan (not a regular file)"
+    big = tmp_path / "big.json"
+    big.write_bytes(b" " * (2 << 20))
+    result = CliRunner().invoke(app, ["plan", "--plan", str(big)])
+    assert "cannot read the plan (more than 1024 KiB, far too large)" in str(result.exception)
