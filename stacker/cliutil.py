@@ -37,7 +37,7 @@ def run_app(app: typer.Typer, prog_name: str, units: Collection[str] = TIME_UNIT
     (see :func:`split_unit_hint`) is refused with the fix.
     """
     guard_std_streams(prog_name)
-    hint = split_unit_hint(sys.argv[1:], units)
+    hint = empty_argument_hint(sys.argv[1:]) or split_unit_hint(sys.argv[1:], units)
     if hint:
         print(f"{prog_name}: error: {hint}", file=sys.stderr)
         sys.exit(2)
@@ -169,6 +169,17 @@ def one_line(message: str) -> str:
 
 
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def empty_argument_hint(args: Sequence[str]) -> str | None:
+    """What is wrong when one of ``args`` is empty: most often a shell variable that was never
+    set (``stacker stack "$FRAMES" -o out.tif``). The parser takes an empty path for the
+    current folder, so the command ran on whatever folder the shell stood in."""
+    for i, arg in enumerate(args):
+        if arg == "":
+            after = f"after {args[i - 1]} " if i and args[i - 1].startswith("-") else ""
+            return f"an empty argument {after}(a shell variable that is not set?); give a value"
+    return None
 
 
 def split_unit_hint(args: Sequence[str], units: Collection[str]) -> str | None:

@@ -49,3 +49,23 @@ def test_words_that_may_be_paths_are_left_to_the_parser(monkeypatch, capsys) -> 
     argv = ["rig", "plan", "--from", "0mm", "--to", "4mm", "--step", "1", "in"]
     assert _run(monkeypatch, rig.cli.main, argv) == 2
     assert "as one word" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("main", "argv", "said"),
+    [
+        (stacker.cli.main, ["stacker", "stack", "", "-o", "x.tif"], "an empty argument ("),
+        (stacker.cli.main, ["stacker", "batch", "in", "-o", ""], "an empty argument after -o ("),
+        (rig.cli.main, ["rig", "demo", "--out", ""], "an empty argument after --out ("),
+    ],
+)
+def test_an_empty_argument_is_named_not_taken_for_this_folder(
+    monkeypatch, capsys, tmp_path, main, argv, said
+) -> None:
+    """``stacker stack "$FRAMES" -o out.tif`` with the variable unset stacked the folder the
+    shell stood in, and ``stacker batch in -o ""`` wrote its results there."""
+    monkeypatch.chdir(tmp_path)
+    assert _run(monkeypatch, main, argv) == 2
+    err = capsys.readouterr().err
+    assert said in err and "a shell variable that is not set?" in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
