@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -209,20 +210,29 @@ def watch_command(
         "reference": stack.reference, "interpolation": stack.interpolation,
         "jpeg_quality": jpeg_quality, "strict": strict, "crop": stack.crop, "every": every,
         "idle_timeout": None if idle_timeout is None else _seconds("--idle-timeout", idle_timeout),
-        "settle": _seconds("--settle", settle), "prefer": prefer, "polling": poll,
+        "settle": _seconds("--settle", settle, at_most=MAX_SETTLE_S), "prefer": prefer,
+        "polling": poll,
         "order": stack.order,
     }  # fmt: skip
     _watch(folder, output, (preview, host, port), options)
 
 
-def _seconds(option: str, text: str) -> float:
+MAX_SETTLE_S = 3600.0
+"""The longest ``--settle``: a file unchanged for an hour is written (a day's value stacked
+nothing, and kept ``--idle-timeout`` from ever ending the watch)."""
+
+
+def _seconds(option: str, text: str, at_most: float = math.inf) -> float:
     """A duration option's value in seconds, or a one-line error naming the option."""
     from stacker.quantities import QuantityError, parse_duration
 
     try:
-        return parse_duration(text)
+        seconds = parse_duration(text)
     except QuantityError as exc:
         raise QuantityError(f"{option} {text}: {exc}") from None
+    if seconds > at_most:
+        raise QuantityError(f"{option} {text}: at most {at_most:g} s")
+    return seconds
 
 
 def _watch(

@@ -69,3 +69,10 @@ def test_an_empty_argument_is_named_not_taken_for_this_folder(
     err = capsys.readouterr().err
     assert said in err and "a shell variable that is not set?" in err and err.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_watch_settle_past_an_hour_is_refused(monkeypatch, capsys, tmp_path) -> None:
+    """``--settle 1e9`` stacked nothing, and ``--idle-timeout`` never ended the watch."""
+    argv = ["stacker", "watch", str(tmp_path), "-o", "x.tif", "--settle", "1e9"]
+    assert _run(monkeypatch, stacker.cli.main, argv) == 2
+    assert capsys.readouterr().err == "stacker: error: --settle 1e9: at most 3600 s\n"
