@@ -102,6 +102,9 @@ def _number(value: Any, what: str) -> float | None:
     try:
         return float(value)
     except (TypeError, ValueError):
+        if isinstance(value, str) and "," in value:  # 1,5 for 1.5, as much of Europe writes it
+            fix = value.replace(",", ".")
+            raise PlanError(f"{what} {value}: write decimals with a point, e.g. {fix}") from None
         raise PlanError(f"{what} must be a number, not {value!r}") from None
     except OverflowError:  # a whole number beyond a float's range: hundreds of digits
         raise PlanError(f"{what} is far too large a number; give a realistic value") from None

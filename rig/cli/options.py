@@ -29,7 +29,7 @@ To = Annotated[str | None, typer.Option("--to", help="Far end: 2mm, 1500um, 40st
 Step = Annotated[str | None, typer.Option("--step", help="Distance between frames: 50um.")]
 Frames = Annotated[int | None, typer.Option("--frames", help="Number of frames.")]
 Magnification = Annotated[
-    float | None,
+    str | None,
     typer.Option(
         "--magnification",
         "-m",
@@ -37,18 +37,18 @@ Magnification = Annotated[
     ),
 ]
 FNumber = Annotated[
-    float | None,
+    str | None,
     typer.Option(
         "--f-number", "-N", help="The lens's f-number as set, for the depth-of-field step; with -m."
     ),
 ]
-NA = Annotated[float | None, typer.Option("--na", help="Microscope objective NA.")]
+NA = Annotated[str | None, typer.Option("--na", help="Microscope objective NA.")]
 Coc = Annotated[
-    float | None,
+    str | None,
     typer.Option("--coc", help=f"Circle of confusion, mm. Default: {DEFAULT_COC_MM:g}."),
 ]
 Overlap = Annotated[
-    float | None,
+    str | None,
     typer.Option(
         "--overlap",
         help="Depth-of-field overlap between neighbouring frames, 0 to below 1. Default: 0.2.",

@@ -321,3 +321,18 @@ def test_a_plan_file_that_is_a_pipe_or_a_device_is_one_line(tmp_path) -> None:
     big.write_bytes(b" " * (2 << 20))
     result = CliRunner().invoke(app, ["plan", "--plan", str(big)])
     assert "cannot read the plan (more than 1024 KiB, far too large)" in str(result.exception)
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["-m", "1,5", "-N", "8"], "--magnification 1,5: write decimals with a point, e.g. 1.5"),
+        (["-m", "1", "-N", "5,6"], "--f-number 5,6: write decimals with a point, e.g. 5.6"),
+        (["-m", "x", "-N", "8"], "--magnification must be a number, not 'x'"),
+    ],
+)
+def test_optics_numbers_typed_with_a_comma_are_named(args: list[str], said: str) -> None:
+    """``-N 5,6`` (f/5.6, as much of Europe writes it) was the parser's usage block saying
+    'Input should be a valid number', naming neither the value nor the fix."""
+    result = CliRunner().invoke(app, ["plan", "--from", "0mm", "--to", "1mm", *args])
+    assert isinstance(result.exception, PlanError) and str(result.exception) == said
