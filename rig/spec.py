@@ -14,6 +14,7 @@ rig); it is the ``rig`` block of ``session.json``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -365,12 +366,9 @@ def check_rig_kinds(data: Mapping[str, Any], name: Naming = json_name) -> None:
         value = data.get(key)
         if value is not None and not isinstance(value, str):
             raise PlanError(f"{name(key)} {value!r}: give text, or leave it out")
-    if (
-        "incoming" in data
-        and data["incoming"] is not None
-        and not isinstance(data["incoming"], str)
-    ):
-        raise PlanError(f"{name('incoming')} {data['incoming']!r}: give a folder, or leave it out")
+    incoming = data.get("incoming")  # a Path when given on the command line
+    if incoming is not None and not isinstance(incoming, (str, os.PathLike)):
+        raise PlanError(f"{name('incoming')} {incoming!r}: give a folder, or leave it out")
     if not isinstance(data.get("anti_vibration", False), bool):
         raise PlanError(f"{name('anti_vibration')} {data['anti_vibration']!r}: true or false")
 

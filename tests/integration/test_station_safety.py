@@ -630,38 +630,6 @@ def test_a_start_records_the_camera_settings_no_request_can_change_meanwhile(
     assert station.wait(60) is not None
 
 
-def test_a_station_on_a_board_that_restarts_when_opened_starts_and_the_page_settles_it(
-    card, tmp_path: Path, capsys
-) -> None:
-    """An Arduino's GRBL restarts as its port opens and boots locked (homing on): `rig station
-    --rail ...` without --home or --accept-position stopped at once, so the systemd unit that
-    starts it at boot restarted it every few seconds. It now starts; a session is refused until
-    the page's Unlock (or Home) settles the position, and no folder is left behind."""
-    from rig.cli.station import _devices
-    from rig.sim.grbl import GrblSimulator
-    from rig.spec import RigSpec
-
-    with GrblSimulator(time_scale=20.0) as grbl:
-        rig = RigSpec.parse({"rail": grbl.url})
-        with _devices(sim=False, size="320x240", rig=rig) as (focuser, camera, _):
-            assert "press Home, or Unlock" in capsys.readouterr().out
-            station = Station(tmp_path / "s", focuser=focuser, camera=camera, rig={})
-            plan = ShotPlan.from_frames(0.0, 400.0, 3, settle_s=0.0)
-            with pytest.raises(StationError, match=r"restarted when its port was opened.*Unlock"):
-                station.start(plan)
-            assert folder_entries(station) == []
-            station.unlock()
-            assert focuser.capabilities.unreferenced is None
-            sid = station.start(plan, name="after-unlock")
-            deadline = time.monotonic() + 60
-            while station.running is not None and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert sorted(os.listdir(tmp_path / "s" / sid / "frames")) == [
-                f"frame_{i:04d}.jpg" for i in (1, 2, 3)
-            ]
-            station.close()
-
-
 def test_closing_while_a_request_holds_the_rig_does_not_fail(station, monkeypatch) -> None:
     """Stop waits for the rig's lock (a start may be setting the session up); closing the
     station (Ctrl-C, SIGTERM) while a long request such as homing held it raised "busy" out of
