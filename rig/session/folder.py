@@ -49,6 +49,7 @@ from stacker.io import (
     IMAGE_EXTENSIONS,
     RAW_EXTENSIONS,
     atomic_write_bytes,
+    fsync_dir,
     storage_remedy,
     truncation,
 )
@@ -314,6 +315,8 @@ class SessionFolder:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise _cannot_create(root, exc) from None
+        if made_root:
+            fsync_dir(root.parent)  # the session's name outlives a power cut, not only its files
         folder.lock()
         try:
             check_new(root)

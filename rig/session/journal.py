@@ -29,7 +29,7 @@ from typing import Any
 
 from rig.errors import RigError
 from rig.units import is_finite
-from stacker.io import storage_remedy
+from stacker.io import fsync_dir, storage_remedy
 
 JOURNAL_NAME = "journal.jsonl"
 
@@ -231,9 +231,12 @@ class Journal:
                     os.fsync(repair)
                 finally:
                     os.close(repair)
+            made = not os.path.lexists(path)
             fd = open_own_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         except OSError as exc:
             raise _cannot(path, "write", exc) from None
+        if made:  # its name, not only its records, must outlive a power cut
+            fsync_dir(path.parent)
         return cls(path, os.fdopen(fd, "ab", buffering=0))
 
     def append(self, event: str, **fields: Any) -> dict[str, Any]:

@@ -124,3 +124,16 @@ def test_where_the_rail_was_left_is_the_latest_frame_move_or_finish() -> None:
     adopted = (*returned, {"event": "resume"}, frame(3, 200.0, adopted=True))
     assert left(*adopted) == RailLeft(0.0, 1)  # found on disk at a resume: nothing moved
     assert left(frame(1, 0.0), frame(2, 100.0, adopted=True)) == RailLeft(0.0, 1)
+
+
+def test_a_new_journal_s_name_is_made_durable_once(tmp_path: Path, monkeypatch) -> None:
+    """The records were fsynced but the folder holding the new file's name was not: a power
+    cut soon after a session began could keep its frames and lose its journal."""
+    import rig.session.journal as journal_module
+
+    synced: list[Path] = []
+    monkeypatch.setattr(journal_module, "fsync_dir", synced.append)
+    path = tmp_path / "journal.jsonl"
+    Journal.open(path).close()
+    Journal.open(path).close()  # an existing journal: its name is already there
+    assert synced == [tmp_path]
