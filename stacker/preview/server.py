@@ -161,7 +161,7 @@ CUT = _LinesCounted(
         "connections without end)"
     ),
 )
-"""Connections past :data:`MAX_OPEN_CONNECTIONS`."""
+"""Connections cut as they came (see :class:`BoundedH11Protocol`)."""
 for _counted in (REFUSALS, MALFORMED, CUT):
     logging.getLogger("uvicorn.error").addFilter(_counted)
 
