@@ -86,6 +86,32 @@ def establish_reference(
     )
 
 
+def _warn_if_elsewhere(
+    focuser: Any, left: RailLeft, units: str, warn: Callable[[str], None]
+) -> None:
+    """Warn when a referenced focuser reads elsewhere than the session left it.
+
+    Moved by hand or jogged since, nothing is wrong: positions still mean what they did. But
+    a controller that does not restart on open, power-cycled and then unlocked, looks just
+    the same and counts from 0 where it powered up: every frame shot now would land off.
+    """
+    if left.position is None:
+        return
+    try:
+        here = float(focuser.position)
+    except RigError:
+        return
+    step = focuser.capabilities.min_step or 0.0
+    if abs(here - left.position) <= max(2.0 * step, 5.0):
+        return
+    warn(
+        f"{focuser.name} stands at {format_position(here, units)}, but this session left it at "
+        f"{format_position(left.position, units)}; if its controller was restarted since, its "
+        "positions have shifted and the frames shot now will not line up: stop (Ctrl-C) and "
+        "resume with --home, or with --accept-position if the carriage has not moved"
+    )
+
+
 @contextlib.contextmanager
 def hardware_rig(
     rig: RigSpec,
@@ -132,6 +158,8 @@ def hardware_rig(
             units=units,
             later=warn if reference_later else None,
         )
+        if warn is not None and left is not None and not (home or accept_position):
+            _warn_if_elsewhere(focuser, left, units, warn)
         for text in getattr(focuser, "setup_warnings", list)():
             if warn is not None:
                 warn(text)

@@ -12,10 +12,13 @@ Protocol, as GRBL 1.1 documents it, and the traps a rail driver must avoid:
   machine position at power-up (``main.c``: ``memset(sys_position, 0, ...)``), so the position
   is 0 wherever the carriage stands and ``capabilities.unreferenced`` says so until the rail is
   homed or the position accepted. A board that does not reset (its own USB chip, DTR cut) keeps
-  its position and is trusted. A soft reset (Ctrl-X) keeps the position (the same file). With
-  homing enabled a stock build also boots locked in ALARM (``HOMING_INIT_LOCK``), so a board
-  that resets on open is locked on every connection: :meth:`GrblRail.home` or
-  :meth:`GrblRail.accept_position` (``$X``) lifts it; a restart under a move asks for homing.
+  its position and is trusted, unless it is found in ALARM: it was powered up since with homing
+  enabled, counting from 0 wherever the carriage stood, or an alarm stopped it (GRBL does not
+  say which), so it is unreferenced as a restarted one is. A soft reset (Ctrl-X) keeps the
+  position (the same file). With homing enabled a stock build also boots locked in ALARM
+  (``HOMING_INIT_LOCK``), so a board that resets on open is locked on every connection:
+  :meth:`GrblRail.home` or :meth:`GrblRail.accept_position` (``$X``) lifts it; a restart under
+  a move asks for homing.
 * **Flow control.** One line at a time; each gets ``ok`` or ``error:N`` (texts in
   :mod:`rig.rails.grbl_codes`).
 * **Motion complete.** ``ok`` for a ``G1`` only means *planned*. ``G4 P0.01`` is answered once
@@ -125,6 +128,13 @@ class GrblStatus:
             return None
         offset = self.wco or wco or (0.0,) * len(self.mpos)
         return tuple(m - o for m, o in zip(self.mpos, offset, strict=False))
+
+
+_FOUND_LOCKED = (
+    "the controller was in ALARM when its port was opened: GRBL starts so after power-up "
+    "with homing enabled ($22=1), counting from 0 wherever the carriage stood, or an alarm "
+    "stopped it since, so its position is not known"
+)
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -259,6 +269,8 @@ class GrblRail(GcodeRail):
                     "the controller restarted when its port was opened (an Arduino resets on "
                     "DTR), so it counts from 0 wherever the carriage stands"
                 )
+            elif initial and status.state == "Alarm" and self._position_lost is None:
+                self._unreferenced = _FOUND_LOCKED
             if not initial and (
                 (self._reset_seq != resets_before and not reset_by_us)
                 or not self._same_place(last, status)
@@ -445,7 +457,9 @@ class GrblRail(GcodeRail):
         With homing enabled (``$22=1``) GRBL boots into ALARM, printing no ``ALARM:N``
         (``HOMING_INIT_LOCK``, on in GRBL 1.1's stock ``config.h``; ``main.c``). A board that
         restarts whenever its port is opened is therefore locked again on every connection, so
-        only something done on this one (homing, or accepting the position) unlocks it.
+        only something done on this one (homing, or accepting the position) unlocks it. One
+        that does not restart, found locked when its port opened, is taken for one powered up
+        since (:data:`_FOUND_LOCKED`): accepting its position unlocks it too.
         """
         return self._unreferenced is not None and self._alarm_code is None and not self._critical
 
@@ -607,6 +621,11 @@ class GrblRail(GcodeRail):
                 "(GRBL: 'Check Limits'; the carriage was left on the switch): the first move "
                 "off it would trip the hard limit, so its position cannot simply be accepted; "
                 "home the rail (--home, or `rig rail home`), which moves off the switch"
+            )
+        if self._boot_locked() and self._unreferenced == _FOUND_LOCKED:
+            return MotionError(
+                f"{self.port}: {_FOUND_LOCKED}; home the rail, or take where it stands as the "
+                "reference (--home or --accept-position, or `rig rail home` / `rig rail unlock`)"
             )
         if self._boot_locked():
             return MotionError(
@@ -1019,6 +1038,8 @@ class GrblRail(GcodeRail):
             self._soft_reset()
         self._checked_command("$X")
         self._alarm_code = None
+        if self._unreferenced == _FOUND_LOCKED:  # unlocking vouches for where it stands
+            self._unreferenced = None
 
     def _needs_reset(self) -> bool:
         """After ALARM:1/2 GRBL reads no line until Ctrl-X ("Reset to continue")."""

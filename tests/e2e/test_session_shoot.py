@@ -103,6 +103,8 @@ def test_resume_on_a_rail_that_came_back_on_another_port(tmp_path: Path, vcam: P
         assert rig(vcam, "rail", "unlock", other.url).returncode == 0
         moved = rig(vcam, "resume", str(out), "--rail", other.url)
         assert moved.returncode == 0, moved.stderr + moved.stdout
+        # A board just powered up and unlocked looks referenced; it is said to stand elsewhere.
+        assert "stands at 0 µm, but this session left it at -49.5 mm" in moved.stdout
         assert [round(end, 3) for _, end in other.axis_moves("X")] == [-49.5]
     config = json.loads((out / "session.json").read_text())
     assert config["rig"]["rail"] == other.url
@@ -195,6 +197,42 @@ def test_a_resume_that_accepts_the_rail_s_place_knows_it_went_back_to_the_start(
     # shot 0.4 and 0.6 mm from there (before: -0.2 and 0.0), and the rail returns.
     assert [round(end, 3) for _, end in grbl.axis_moves("X")[-3:]] == [0.4, 0.6, 0.0]
     assert grbl.carriage[0] == pytest.approx(start_carriage, abs=0.002)
+
+
+def test_a_resume_after_a_power_cut_of_a_board_that_does_not_reset_accepts_its_place(
+    tmp_path: Path, vcam: Path
+) -> None:
+    """A board that keeps running while its port is closed (its own USB chip) but lost power
+    since: found in its power-up lock, it was trusted, so the resume met the lock; and
+    ``--accept-position`` was refused by it (``G92``: error:9)."""
+    out = tmp_path / "s"
+    with GrblSimulator(time_scale=50, reset_on_open=False) as grbl:
+        assert rig(vcam, "rail", "unlock", grbl.url).returncode == 0
+        first = rig(
+            vcam, "shoot", "--rail", grbl.url, "--from", "1mm", "--to", "1.6mm", "--frames",
+            "4", "--settle", "0", "--out", str(out), "--no-return",
+        )  # fmt: skip
+        assert first.returncode == 0, first.stderr + first.stdout
+        carriage = grbl.carriage[0]
+        (out / "frames" / "frame_0004.jpg").unlink()
+        kept = rig(vcam, "resume", str(out))  # still powered: trusted, where it was left
+        assert kept.returncode == 0, kept.stderr + kept.stdout
+        assert "but this session left it at" not in kept.stdout + kept.stderr
+        (out / "frames" / "frame_0004.jpg").unlink()
+        (out / "frames" / "frame_0003.jpg").unlink()
+        grbl.power_cycle()  # the carriage stays where frame 4 was shot; the board counts 0
+
+        refused = rig(vcam, "resume", str(out))
+        assert refused.returncode == 5, refused.stderr + refused.stdout
+        assert refused.stderr.count("\n") == 1
+        assert "in ALARM when its port was opened" in refused.stderr
+        assert "frame 4 was shot at 1.6 mm" in refused.stderr
+
+        resumed = rig(vcam, "resume", str(out), "--accept-position")
+        assert resumed.returncode == 0, resumed.stderr + resumed.stdout
+        # Told it stands at 1.6 mm, the board shoots frames 3 and 4 where they were.
+        assert grbl.carriage[0] == pytest.approx(carriage, abs=0.002)
+        assert [round(end, 3) for _, end in grbl.axis_moves("X")[-2:]] == [-0.2, 0.0]
 
 
 def test_the_readme_shoot_line_runs_as_written(

@@ -104,12 +104,37 @@ def test_a_board_that_does_not_reset_keeps_its_work_offset() -> None:
 def test_a_board_that_does_not_reset_keeps_its_position_and_is_trusted() -> None:
     with GrblSimulator(time_scale=20.0, reset_on_open=False) as sim:
         with connected(sim, GrblRail) as rail:
-            assert rail.capabilities.unreferenced is None
+            # Found in its power-up lock: it counts from where it was powered up.
+            problem = rail.capabilities.unreferenced
+            assert problem is not None and "in ALARM when its port was opened" in problem
             rail.unlock()  # the power-up lock; the board keeps power, so once is enough
+            assert rail.capabilities.unreferenced is None  # unlocking vouches for the place
             rail.move_to(2000.0)
         with connected(sim, GrblRail) as again:
             assert again.capabilities.unreferenced is None and again.status().state == "Idle"
             assert abs(again.position - 2000.0) <= STEP_UM
+
+
+def test_a_board_that_does_not_reset_found_locked_after_a_power_cut_is_accepted() -> None:
+    """A board with its own USB chip keeps running while the port is closed; a power cut in
+    between leaves it locked at power-up (HOMING_INIT_LOCK), counting from 0 where it stood.
+    Its position used to be trusted, and accepting it failed on the lock: ``G92`` error:9."""
+    with GrblSimulator(time_scale=20.0, reset_on_open=False) as sim:
+        with connected(sim, GrblRail) as rail:
+            rail.unlock()
+            rail.move_to(2000.0)
+        carriage = sim.carriage[0]
+        sim.power_cycle()
+        with connected(sim, GrblRail) as again:
+            problem = again.capabilities.unreferenced
+            assert problem is not None and "in ALARM when its port was opened" in problem
+            with pytest.raises(MotionError, match="--accept-position") as refused:
+                again.move_to(2500.0)
+            assert "restarted when its port was opened" not in str(refused.value)
+            again.accept_position(2000.0)  # as `rig resume --accept-position` does
+            assert again.capabilities.unreferenced is None and again.status().state == "Idle"
+            again.move_to(2500.0)
+            assert sim.carriage[0] == pytest.approx(carriage + 0.5, abs=0.002)
 
 
 def test_a_restart_seen_on_reconnect_blocks_moves_until_accepted() -> None:
