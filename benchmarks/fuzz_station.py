@@ -59,6 +59,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from benchmarks.common import machine, table, write_json  # noqa: E402
+from stacker.preview.access import cookie_name  # noqa: E402
 from stacker.preview.guard import MAX_ERROR_CHARS  # noqa: E402
 
 TOKEN = "fuzz-token-123456"
@@ -284,7 +285,8 @@ class Mutator:
         """Token headers and whether they carry the valid token (None: either answer is right)."""
         if self.rnd.random() < 0.75:
             return [("Authorization", f"Bearer {TOKEN}")], True
-        cookie = f"stackrig_token={TOKEN}"
+        name = cookie_name(self.port)
+        cookie = f"{name}={TOKEN}"
         options: list[tuple[list[tuple[str, str | bytes]], bool | None]] = [
             ([], False),
             ([("Authorization", "Bearer ")], False),
@@ -298,15 +300,15 @@ class Mutator:
             ([("Authorization", b"Bearer \xff\xfe")], False),
             ([("Authorization", b"Bearer " + TOKEN.encode() + b"\xff")], False),
             ([("Cookie", cookie)], True),
-            ([("Cookie", f'stackrig_token="{TOKEN}')], False),
+            ([("Cookie", f'{name}="{TOKEN}')], False),
             ([("Cookie", f"other=1; {cookie}; x")], True),
-            ([("Cookie", f"stackrig_token=wrong; {cookie}")], None),
-            ([("Cookie", cookie), ("Cookie", "stackrig_token=wrong")], None),
+            ([("Cookie", f"{name}=wrong; {cookie}")], None),
+            ([("Cookie", cookie), ("Cookie", f"{name}=wrong")], None),
             ([("Authorization", "Bearer wrong"), ("Authorization", f"Bearer {TOKEN}")], None),
             ([("Authorization", f"Bearer {TOKEN}"), ("Authorization", "Bearer wrong")], None),
             ([("Authorization", "Bearer wrong"), ("Cookie", cookie)], False),
-            ([("Cookie", "stackrig_token=" + "%" * 3000)], False),
-            ([("Cookie", "=;;=; stackrig_token")], False),
+            ([("Cookie", f"{name}=" + "%" * 3000)], False),
+            ([("Cookie", f"=;;=; {name}")], False),
         ]
         return self.rnd.choice(options)
 

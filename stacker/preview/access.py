@@ -2,8 +2,11 @@
 whenever it listens beyond loopback.
 
 Everything but the page shell (``/``, ``/static/``) and ``POST /api/login`` needs the token:
-``Authorization: Bearer TOKEN`` (scripts), or the ``stackrig_token`` cookie that
+``Authorization: Bearer TOKEN`` (scripts), or the ``stackrig_token_PORT`` cookie that
 ``POST /api/login`` sets (``HttpOnly``, ``SameSite=Strict``, so other sites cannot ride on it).
+Browsers keep cookies per host name, not per port: named by the port the server listens on, the
+cookie of a station on one port and that of a preview on another live side by side, where one
+name made each login log the other page out.
 A missing token is refused with 401, a wrong one with 403. The page (``static/login.js``) reads
 the token from the address printed at start (``http://host:8000/#token=...``: a fragment never
 reaches the server or its logs) and logs in once.
@@ -73,7 +76,17 @@ def presented_token(scope: Scope) -> str | None:
         return auth[7:].strip()
     # Browsers send every cookie of the host name, whatever the port: another app's cookie
     # that the strict parser of http.cookies refuses must not hide ours (it drops the rest).
-    return cookie_parser(headers.get("cookie", "")).get(COOKIE)
+    return cookie_parser(headers.get("cookie", "")).get(_scope_cookie(scope))
+
+
+def cookie_name(port: int | None) -> str:
+    """The login cookie's name on a server listening on ``port``: ``stackrig_token_PORT``."""
+    return f"{COOKIE}_{port}" if port else COOKIE
+
+
+def _scope_cookie(scope: Scope) -> str:
+    server = scope.get("server")
+    return cookie_name(server[1] if server else None)
 
 
 def is_json(request: Request) -> bool:
@@ -132,13 +145,18 @@ def login_routes(token: str) -> list[BaseRoute]:
             return error_response(403, WRONG_TOKEN)
         response = Response(status_code=204)
         response.set_cookie(
-            COOKIE, token, max_age=COOKIE_MAX_AGE_S, httponly=True, samesite="strict", path="/"
+            _scope_cookie(request.scope),
+            token,
+            max_age=COOKIE_MAX_AGE_S,
+            httponly=True,
+            samesite="strict",
+            path="/",
         )
         return response
 
     async def logout(request: Request) -> Response:
         response = Response(status_code=204)
-        response.delete_cookie(COOKIE, path="/")
+        response.delete_cookie(_scope_cookie(request.scope), path="/")
         return response
 
     return [

@@ -8,7 +8,7 @@ import re
 import httpx
 
 from stacker.preview import PreviewHub
-from stacker.preview.access import COOKIE
+from stacker.preview.access import cookie_name
 from stacker.preview.server import serve_preview
 
 
@@ -32,7 +32,7 @@ def test_a_preview_beyond_loopback_needs_the_printed_token() -> None:
             assert browser.get("/static/login.js").status_code == 200
             assert browser.post("/api/login", json={"token": "guess"}).status_code == 403
             assert browser.post("/api/login", json={"token": token[1]}).status_code == 204
-            assert COOKIE in browser.cookies
+            assert cookie_name(server.port) in browser.cookies
             assert browser.get("/api/state").status_code == 200
         bearer = {"Authorization": f"Bearer {token[1]}"}
         assert httpx.get(base + "/api/state", headers=bearer, timeout=5).status_code == 200
@@ -46,3 +46,25 @@ def test_a_preview_beyond_loopback_needs_the_printed_token() -> None:
         assert httpx.get(server.url + "api/state", timeout=5).status_code == 200
     finally:
         server.stop()
+
+
+def test_logins_to_servers_on_two_ports_of_one_host_do_not_log_each_other_out() -> None:
+    """Browsers keep cookies per host name, not per port: with one cookie name, logging in to
+    a preview on one port replaced the login of a station or preview on another, whose page
+    then got 403 on every request."""
+    outs = [io.StringIO(), io.StringIO()]
+    servers = [serve_preview(PreviewHub(title="t"), "0.0.0.0", 0, out=out) for out in outs]
+    try:
+        bases = [f"http://127.0.0.1:{server.port}" for server in servers]
+        tokens = [re.findall(r"#token=(\S+)", out.getvalue())[0] for out in outs]
+        with httpx.Client(timeout=5) as browser:  # one cookie jar for the host, as a browser
+            for base, token in zip(bases, tokens, strict=True):
+                assert browser.post(base + "/api/login", json={"token": token}).status_code == 204
+            for base in bases:
+                assert browser.get(base + "/api/state").status_code == 200
+            assert browser.post(bases[0] + "/api/logout").status_code == 204
+            assert browser.get(bases[0] + "/api/state").status_code == 401
+            assert browser.get(bases[1] + "/api/state").status_code == 200
+    finally:
+        for server in servers:
+            server.stop()

@@ -22,7 +22,7 @@ from rig.station.auth import load_token
 from rig.station.errors import StationError
 from rig.station.service import plan_from_request
 from stacker.preview import PreviewServer
-from stacker.preview.access import COOKIE
+from stacker.preview.access import cookie_name
 from tests.resources import open_files
 from tests.stations import TOKEN, folder_entries
 
@@ -55,7 +55,7 @@ def test_requests_without_the_token_are_refused(server: PreviewServer) -> None:
 
         wrong = {"Authorization": "Bearer not-the-token-at-all"}
         assert anon.get("/api/station", headers=wrong).status_code == 403
-        anon.cookies.set(COOKIE, "not-the-token-at-all")
+        anon.cookies.set(cookie_name(server.port), "not-the-token-at-all")
         assert anon.get("/api/station").status_code == 403
         assert anon.post("/api/login", json={"token": "guess"}).status_code == 403
 

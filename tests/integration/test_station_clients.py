@@ -17,6 +17,7 @@ import pytest
 import rig.station.history
 from rig.station.service import Station
 from stacker.preview import PreviewServer
+from stacker.preview.access import cookie_name
 from tests.stations import TOKEN, folder_entries
 
 PLAN = {"from": "0mm", "to": "1mm", "frames": 2, "settle": 0}
@@ -25,12 +26,13 @@ PLAN = {"from": "0mm", "to": "1mm", "frames": 2, "settle": 0}
 def test_other_sites_cookies_do_not_hide_the_login_cookie(server: PreviewServer) -> None:
     """Browsers send every cookie of the host name whatever the port; one that Python's strict
     cookie parser refuses made it drop the rest, and a logged-in page got 401."""
+    name = cookie_name(server.port)
     with httpx.Client(base_url=server.url.rstrip("/"), timeout=5) as browser:
-        for others in ('prefs={"a":1}', "theme=a b", "lang=é"):
-            cookie = f"{others}; stackrig_token={TOKEN}".encode()
+        for others in ('prefs={"a":1}', "theme=a b", "lang=é", "stackrig_token_1=x"):
+            cookie = f"{others}; {name}={TOKEN}".encode()
             r = browser.get("/api/station", headers={"Cookie": cookie})
             assert r.status_code == 200, (others, r.text)
-        r = browser.get("/api/station", headers={"Cookie": 'prefs={"a":1}; stackrig_token=guess'})
+        r = browser.get("/api/station", headers={"Cookie": f'prefs={{"a":1}}; {name}=guess'})
         assert r.status_code == 403
 
 
