@@ -69,6 +69,7 @@ from rig.camera.shot import (
     vendor_of,
 )
 from rig.camera.summary import CameraSummary, StorageSummary
+from rig.camera.tether import CameraFile, CameraShot, late_owner
 from stacker.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -166,7 +167,7 @@ class Camera:
         self._reconnecting = False
         self._format_key: str | None = None
         self._format_known = False
-        self._awaited: list[tuple[Path, str, int]] = []
+        self._awaited: list[_OwedShot] = []
         self.sleep: Callable[[float], None] = time.sleep
 
     # ----------------------------------------------------------------- opening and closing
@@ -635,6 +636,10 @@ class Camera:
                     self._press(self._fresh_widget("eosremoterelease"), _EOS_RELEASE)
                 return self._wait_for_file(RELEASE_FILE_TIMEOUT_S)
         first = self._call("capture", lambda c: c.capture(gp.GP_CAPTURE_IMAGE))
+        if self._took_late_file(str(first.folder), str(first.name)):
+            # libgphoto2 gave the first file announced after the release: an earlier shot's
+            # late one. This shot's own comes as an event of its own.
+            return self._wait_for_file(RELEASE_FILE_TIMEOUT_S)
         return str(first.folder), str(first.name)
 
     def _press(self, widget: Any, index: int) -> None:
@@ -647,7 +652,9 @@ class Camera:
         deadline = time.monotonic() + timeout_s
         while (left := deadline - time.monotonic()) > 0:
             kind, data = self._wait_event(max(1, int(min(left, 1.0) * 1000)))
-            if kind == gp.GP_EVENT_FILE_ADDED:
+            if kind == gp.GP_EVENT_FILE_ADDED and not self._took_late_file(
+                str(data.folder), str(data.name)
+            ):
                 return str(data.folder), str(data.name)
         raise CameraError(
             f"{self.description}: released, but no file arrived within {timeout_s:g} s "
@@ -675,8 +682,8 @@ class Camera:
                 written.append(atomic_write_bytes(dest / local, data))
             self._free(files)
             if expected is not None and len(files) < expected:
-                missing = expected - len(files)
-                self._awaited.append((dest, base, missing))
+                owed = CameraShot(0, [CameraFile(*f) for f in files], expected=expected)
+                self._awaited.append(_OwedShot(dest, base, owed))
                 log.warning(
                     "%s: %s: %d of %d files arrived within %g s; the rest is collected later",
                     self.description,
@@ -719,38 +726,56 @@ class Camera:
             if kind != gp.GP_EVENT_FILE_ADDED:
                 continue
             folder, name = str(data.folder), str(data.name)
-            if self._awaited:
-                where, stem, missing = self._awaited[0]
-                self._awaited[0] = (where, stem, missing - 1)
-                if missing <= 1:
-                    self._awaited.pop(0)
-                what = f"late file of {stem}"
-            else:
-                where, stem = dest_dir, f"camera_{PurePosixPath(name).stem}"
+            if not self._took_late_file(folder, name):
+                stem = f"camera_{PurePosixPath(name).stem}"
                 what = "appeared before this shot; downloaded so nothing stays on the camera"
-            local = where / shot_file_names(stem, [name])[0]
-            if local.exists():
-                local = where / shot_file_names(free_stem(where, stem, [name]), [name])[0]
-            log.warning("%s: %s/%s %s -> %s", self.description, folder, name, what, local.name)
-            atomic_write_bytes(local, self._download(folder, name, local.name, None))
-            self._free([(folder, name)])
+                self._keep_file(folder, name, dest_dir, stem, what)
+
+    def _took_late_file(self, folder: str, name: str) -> bool:
+        """Whether an announced file is one an earlier shot still owes; if so, it is written
+        beside that shot's files and freed.
+
+        Every announced file is asked here before a shot counts it as its own: a late JPEG
+        taken for the next shot's gave that shot the previous plane, and its own JPEG went
+        to the previous shot. Card names pair by stem (``IMG_0002.CR2``, ``IMG_0002.JPG``);
+        libgphoto2's invented RAM names (``capt0007.jpg``) by the kind the oldest shot lacks.
+        """
+        f = CameraFile(folder, name)
+        owner = late_owner((owed.shot for owed in self._awaited), f)
+        if owner is None:
+            return False
+        owed = next(owed for owed in self._awaited if owed.shot is owner)
+        owner.files.append(f)
+        if owner.complete:
+            self._awaited.remove(owed)
+        self._keep_file(folder, name, owed.dest, owed.base, f"late file of {owed.base}")
+        return True
+
+    def _keep_file(self, folder: str, name: str, where: Path, stem: str, what: str) -> None:
+        """Download one file under ``stem`` in ``where`` (never over another), free it."""
+        local = where / shot_file_names(stem, [name])[0]
+        if local.exists():
+            local = where / shot_file_names(free_stem(where, stem, [name]), [name])[0]
+        log.warning("%s: %s/%s %s -> %s", self.description, folder, name, what, local.name)
+        atomic_write_bytes(local, self._download(folder, name, local.name, None))
+        self._free([(folder, name)])
 
     def _collect_late_files(self) -> None:
         """Before closing: wait (at most ``CLOSE_LATE_FILES_S``) for files shots still owe."""
         deadline = time.monotonic() + CLOSE_LATE_FILES_S
         try:
             while self._awaited and time.monotonic() < deadline:
-                self._collect_stragglers(self._awaited[0][0])
+                self._collect_stragglers(self._awaited[0].dest)
                 if self._awaited:
                     self.sleep(0.1)
         except (CameraError, OSError) as exc:
             log.warning("%s: late files not collected: %s", self.description, exc)
-        for _, stem, missing in self._awaited:
+        for owed in self._awaited:
             log.warning(
                 "%s: %d late file(s) of %s never arrived; look for them on the camera",
                 self.description,
-                missing,
-                stem,
+                (owed.shot.expected or 0) - len(owed.shot.files),
+                owed.base,
             )
         self._awaited.clear()
 
@@ -761,7 +786,9 @@ class Camera:
         deadline = time.monotonic() + SHOT_FILES_LIMIT_S
         while len(found) < count and (left := deadline - time.monotonic()) > 0:
             kind, data = self._wait_event(max(1, int(left * 1000)))
-            if kind == gp.GP_EVENT_FILE_ADDED:
+            if kind == gp.GP_EVENT_FILE_ADDED and not self._took_late_file(
+                str(data.folder), str(data.name)
+            ):
                 found.append((str(data.folder), str(data.name)))
         return found
 
@@ -783,7 +810,9 @@ class Camera:
             kind, data = self._wait_event(max(1, int(left * 1000)))
             if kind == gp.GP_EVENT_TIMEOUT:
                 break
-            if kind == gp.GP_EVENT_FILE_ADDED:
+            if kind == gp.GP_EVENT_FILE_ADDED and not self._took_late_file(
+                str(data.folder), str(data.name)
+            ):
                 found.append((str(data.folder), str(data.name)))
                 last_file = time.monotonic()
         return found
@@ -938,6 +967,15 @@ class _Controls:
 
     def sleep(self, seconds: float) -> None:
         self._camera.sleep(seconds)
+
+
+@dataclass
+class _OwedShot:
+    """A shot downloaded with files still to come: where they go, and what it has."""
+
+    dest: Path
+    base: str
+    shot: CameraShot
 
 
 @dataclass(eq=False)

@@ -31,6 +31,7 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Literal
@@ -210,13 +211,17 @@ class ShotGrouper:
         return shot
 
     def _late_owner(self, f: CameraFile) -> CameraShot | None:
-        for shot in reversed(self._recent):
-            named = any(g.stem == f.stem and not g.synthetic for g in shot.files)
-            if named and f.kind not in shot.kinds():
-                return shot
-            if shot.owes(f):
-                return shot
-        return None
+        return late_owner(reversed(self._recent), f)
+
+
+def late_owner(shots: Iterable[CameraShot], f: CameraFile) -> CameraShot | None:
+    """The first of ``shots`` that ``f`` arrived late for: one with a file of the same camera
+    stem and none of ``f``'s kind, or an incomplete RAM shot that owes ``f``'s kind."""
+    for shot in shots:
+        named = any(g.stem == f.stem and not g.synthetic for g in shot.files)
+        if (named and f.kind not in shot.kinds()) or shot.owes(f):
+            return shot
+    return None
 
 
 class Tether:

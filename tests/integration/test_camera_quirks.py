@@ -163,6 +163,30 @@ def test_a_straggler_is_collected_with_the_next_shot_never_lost(
     assert quirks.state.shots == 3 and not quirks.store  # nothing left on the body
 
 
+@pytest.mark.parametrize(
+    ("vendor", "target"), [("canon", "card"), ("nikon", "ram"), ("sony", "ram")]
+)
+def test_a_late_file_arriving_during_the_next_shot_stays_with_its_own_shot(
+    card: VirtualCameraFolder,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    vendor: str,
+    target: str,
+) -> None:
+    """A late JPEG announced after the next release was taken as that shot's first (or
+    second) file: every RAW+JPEG pair from then on held the JPEG of the shot before."""
+    monkeypatch.setattr(camera_module, "SHOT_FILES_LIMIT_S", 0.3)
+    quirks = CameraQuirks(vendor, raw_plus_jpeg=True, second_file_delay_s=0.5, usb_bytes_per_s=0)
+    out = tmp_path / "out"
+    with open_body(quirks, capture_target=target) as cam:
+        for shot in range(1, 5):
+            card.stage(bytes([0xFF, 0xD8, shot]))
+            cam.capture(out, f"frame_{shot:04d}")
+    exposures = {p.name: p.read_bytes()[2] for p in out.iterdir()}
+    assert len(exposures) == 8 and not quirks.store
+    assert all(exposures[name] == int(name[6:10]) for name in exposures), exposures
+
+
 def test_a_format_changed_while_the_camera_is_open_applies_to_the_next_shot(
     card: VirtualCameraFolder,
     tmp_path: Path,
