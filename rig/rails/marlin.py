@@ -60,6 +60,19 @@ _M211_STATE = re.compile(r"M211\s+S([01])\b|Soft endstops:\s*(ON|OFF)\b", re.IGN
 _M211_LIMITS = re.compile(r"Min:(.*?)Max:(.*)")
 _REPORT_UM = 10.0  # M114 prints two decimals of a millimetre
 MIN_STEPS_PER_SEGMENT = 6  # Marlin's Configuration_adv.h default (planner.cpp drops shorter)
+_NOT_PRINTABLE = re.compile(r"[^\x20-\x7e]")
+
+
+def _report_text(report: tuple[float, int | None] | None) -> str:
+    if report is None:
+        return "nothing"
+    position, count = report
+    return format_length(position) + ("" if count is None else f" (count {count})")
+
+
+def _printable(line: str) -> str:
+    """``line`` without the bytes line noise adds (a glitch as the board powers up)."""
+    return _NOT_PRINTABLE.sub("", line).strip()
 
 
 def parse_soft_endstops(lines: list[str], axis: str) -> tuple[float, float] | None:
@@ -118,6 +131,8 @@ class MarlinRail(GcodeRail):
         self._halted = False
         self._needs_sync = False
         self._position_um: float | None = None
+        self._last_report: tuple[float, int | None] | None = None
+        """The last ``M114``: where a reconnection must find the board again."""
         self._connected = False
         """Connection is complete: a ``start`` from now on is a restart during the session."""
         self._position_lost: str | None = None
@@ -199,13 +214,20 @@ class MarlinRail(GcodeRail):
         self._link = None
         self._halted = False
         self._homed = False
+        before = self._last_report
         self._connect()
+        if self._unreferenced is None and before is not None and self._last_report != before:
+            # No `start` seen, yet the board reads elsewhere: one that does not restart on
+            # open lost power while unplugged (its `start` went to a closed port).
+            self._position_lost = (
+                f"the board restarted while disconnected: it reads "
+                f"{_report_text(self._last_report)} where it read {_report_text(before)}"
+            )
 
     # -- lines --------------------------------------------------------------------------------
 
     def _on_line(self, line: str) -> None:
         with self._cond:
-            self._activity += 1
             if line == "ok" or line.startswith("ok "):
                 if self._awaiting:
                     self._responses.append("ok")
@@ -214,8 +236,10 @@ class MarlinRail(GcodeRail):
                     self._halted = True
                 self._errors.append(line[6:])
             elif line.startswith("echo:busy") or line.startswith("busy:"):
-                pass  # keepalive: counted as activity above
-            elif line == "start":
+                # Only a keepalive extends a wait: a board that also prints on its own (M155
+                # temperature reports) kept a wait whose "ok" was lost going for ever.
+                self._activity += 1
+            elif _printable(line) == "start":  # a power dip may garble the byte before it
                 self._homed = False
                 self._position_um = None
                 self._boots += 1
@@ -244,7 +268,7 @@ class MarlinRail(GcodeRail):
         return link
 
     def _command(self, line: str, *, timeout: float | None = None, sync: bool = False) -> list[str]:
-        """Send a line and wait for ``ok``; ``busy``/``echo`` traffic keeps the wait alive."""
+        """Send a line and wait for ``ok``; ``busy`` keepalives extend the wait."""
         link = self._require_link()
         if self._needs_sync and not sync:
             self._sync(deadline=time.monotonic() + self.timeout_s)
@@ -364,6 +388,7 @@ class MarlinRail(GcodeRail):
                     continue
                 count = _COUNT.search(line)
                 steps = int(count.group(index + 1)) if count else None
+                self._last_report = (position_um, steps)
                 return position_um, steps
         raise RigError(f"the Marlin board on {self.port} sent no position for M114")
 

@@ -7,6 +7,7 @@ Configuration_adv.h (EMERGENCY_PARSER off). 400 steps/mm: six steps are 15 µm.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 
@@ -201,3 +202,85 @@ def _replaced(text: str, noise: dict[str, str]) -> str:
     for clean, garbled in noise.items():
         text = text.replace(clean, garbled)
     return text
+
+
+def test_a_restart_whose_start_line_arrives_garbled_is_still_seen(sim: MarlinSimulator) -> None:
+    """A power dip glitches the serial line as the board comes back: ``start`` arrived as
+    ``\\ufffdstart``, was not recognised, and the rail moved on, counting from 0 wherever the
+    carriage stood."""
+    with connected(sim, MarlinRail) as rail:
+        rail.home()
+        rail.move_to(2000.0)
+        sim.inject(b"\xff")
+        sim.power_cycle()
+        deadline = time.monotonic() + 5.0
+        while rail.capabilities.unreferenced is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert "restarted" in (rail.capabilities.unreferenced or "")
+        with pytest.raises(MotionError, match="position unknown"):
+            rail.move_to(2100.0)
+
+
+def test_a_board_that_does_not_reset_power_cycled_while_unplugged_is_not_trusted() -> None:
+    """A 32-bit board powered by USB does not restart when its port opens: unplugged, it
+    lost power, and its ``start`` went to a closed port. After the reconnection it read 0
+    where it had read 2 mm, and the next move went 2 mm too far."""
+    with (
+        MarlinSimulator(time_scale=10.0, reset_on_open=False) as sim,
+        connected(sim, MarlinRail) as rail,
+    ):
+        rail.home()
+        rail.move_to(2000.0)
+        sim.disconnect(power_loss=True)
+        sim.replug(power_cycle=True)
+        rail.reconnect()
+        problem = rail.capabilities.unreferenced
+        assert problem is not None and "restarted while disconnected" in problem
+        assert "where it read 2 mm" in problem
+        with pytest.raises(MotionError, match="position unknown"):
+            rail.move_to(2100.0)
+        rail.accept_position(2000.0)
+        rail.move_to(2100.0)
+
+
+def test_a_lost_ok_is_given_up_on_while_the_board_reports_temperatures() -> None:
+    """Any line used to extend a wait: with one ``ok`` lost to line noise and the board
+    printing its temperature every second (M155, left on by another host), a wait for an
+    answer never ended."""
+
+    class LosesOneOk(MarlinSimulator):  # line noise, which the simulator has no model of
+        lose_next_ok = False
+
+        def write(self, text: str) -> None:
+            if self.lose_next_ok and text == "ok\n":
+                self.lose_next_ok = False
+                return
+            super().write(text)
+
+    with LosesOneOk(time_scale=10.0) as sim, connected(sim, MarlinRail, "&timeout=1") as rail:
+        stop = threading.Event()
+
+        def report_temperatures() -> None:
+            while not stop.wait(0.3):
+                sim.write("T:21.30 /0.00 B:21.10 /0.00 @:0 B@:0\n")
+
+        reporter = threading.Thread(target=report_temperatures, daemon=True)
+        reporter.start()
+        try:
+            sim.lose_next_ok = True
+            outcome: list[BaseException] = []
+
+            def ask() -> None:
+                try:
+                    rail.send("M114")
+                except RigError as exc:
+                    outcome.append(exc)
+
+            asking = threading.Thread(target=ask, daemon=True)
+            asking.start()
+            asking.join(5.0)  # a hang is the failure, not the test's own end
+            assert not asking.is_alive(), "still waiting for the lost ok"
+            assert outcome and "stopped answering" in str(outcome[0])
+        finally:
+            stop.set()
+            reporter.join()
