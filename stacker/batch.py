@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import fnmatch
 import io
 import json
 import logging
 import os
 import resource
+import stat
 import sys
 import threading
 import time
@@ -37,11 +39,11 @@ from pathlib import Path
 from typing import Any
 
 from stacker.errors import StackerError
-from stacker.io import is_image_path, temporary_prefix
+from stacker.io import is_image_path, remove_temporaries
 from stacker.locking import folder_locked
 from stacker.natsort import frame_order, natural_key
 from stacker.output import depth_paths
-from stacker.paths import check_distinct, is_our_output, once_each
+from stacker.paths import check_distinct, is_our_output, once_each, same_file
 
 REPORT_FIELDS = ("name", "status", "frames", "merged", "rejected", "unreadable", "seconds",
                  "peak_memory_mb", "outputs", "error", "worker", "folder")  # fmt: skip
@@ -108,8 +110,14 @@ def with_settings(jobs: Sequence[StackJob], options: dict[str, Any]) -> list[Sta
 def record_settings(job: StackJob) -> None:
     """Note in the output folder the options ``job``'s outputs were just made with."""
     line = json.dumps({"output": job.output.name, "settings": job.settings}) + "\n"
-    with contextlib.suppress(OSError), (job.output.parent / SETTINGS_FILE).open("a") as fh:
-        fh.write(line)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    with contextlib.suppress(OSError):  # unrecorded, the next run judges by the files' times
+        fd = os.open(job.output.parent / SETTINGS_FILE, flags, 0o644)
+        try:
+            if stat.S_ISREG(os.fstat(fd).st_mode):  # never a link, a pipe or a device
+                os.write(fd, line.encode())
+        finally:
+            os.close(fd)
 
 
 @dataclass
@@ -145,16 +153,28 @@ def _frames_in(folder: Path, pattern: str | None, on_note: Note | None = None) -
 
 
 def _stack_folders(
-    root: Path, pattern: str | None, skip: Path | None, seen: set[Path], on_note: Note | None
+    root: Path,
+    pattern: str | None,
+    skip: Path | None,
+    seen: set[Path],
+    on_note: Note | None,
+    top: Path | None = None,
 ) -> Iterable[tuple[Path, list[Path]]]:
     """(stack folder, its frames) under ``root``, depth first, in natural order.
 
     A folder reached again through a link (``seen`` holds the real paths so far) is passed
     over: a link to a parent folder made a loop that stacked the same frames dozens of times.
-    So is one that cannot be read (``lost+found`` at a drive's root), with a note.
+    So is a link to a folder above the root (every folder beside the root was stacked; a
+    link to other stacks elsewhere is followed), and one that cannot be read (``lost+found``
+    at a drive's root), each with a note.
     """
     real = root.resolve()
+    top = real if top is None else top
     if real == skip or real in seen or root.name.startswith("."):
+        return
+    if real != top and top.is_relative_to(real):
+        if on_note is not None:
+            on_note(f"{root}: left out, a link to {real}, which holds {top}")
         return
     seen.add(real)
     try:
@@ -172,7 +192,7 @@ def _stack_folders(
             on_note(f"{root}: left out, cannot be read ({exc.strerror or exc})")
         return
     for sub in subfolders:
-        yield from _stack_folders(sub, pattern, skip, seen, on_note)
+        yield from _stack_folders(sub, pattern, skip, seen, on_note, top)
 
 
 def find_stacks(
@@ -189,6 +209,7 @@ def find_stacks(
     ``on_note`` hears of folders that cannot be read and of frames named twice."""
     skip = outdir.resolve()
     jobs: dict[str, StackJob] = {}
+    seen: set[Path] = set()  # a folder given twice, or inside another given, is one stack
     for root in roots:
         if not root.is_dir():
             raise StackerError(f"{root}: no such folder; give folders that hold stacks")
@@ -197,7 +218,7 @@ def find_stacks(
                 f"{root}: is also the output folder; give --output a folder of its own, "
                 f"e.g. {root.resolve().parent / (root.resolve().name + '-stacked')}"
             )
-        for folder, frames in _stack_folders(root, pattern, skip, set(), on_note):
+        for folder, frames in _stack_folders(root, pattern, skip, seen, on_note):
             rel = folder.relative_to(root).parts
             name = "-".join(rel) if rel else root.resolve().name
             if name in jobs:
@@ -329,6 +350,10 @@ def check_report(path: Path, jobs: Sequence[StackJob]) -> None:
     under another name (a link): opening the report empties it."""
     if path.suffix.lower() not in (".jsonl", ".csv"):
         raise StackerError(f"--report {path}: name the report .jsonl (JSON Lines) or .csv")
+    if any(same_file(path, job.output.parent / SETTINGS_FILE) for job in jobs):
+        raise StackerError(
+            f"--report {path}: is the batch's record of how each output was made; name another file"
+        )
     check_distinct([path], [frame for job in jobs for frame in job.frames])
 
 
@@ -339,15 +364,16 @@ class ReportWriter:
         self.path = path
         self.csv = path.suffix.lower() == ".csv"
         try:
-            # A folder name that is not UTF-8 is written escaped, as the JSON Lines report has it.
-            self._fh = open(  # noqa: SIM115 - kept open for the run
-                path, "w", newline="", encoding="utf-8", errors="backslashreplace"
-            )
+            fd = _open_report(path)
         except OSError as exc:
             raise StackerError(
                 f"--report {path}: cannot write the report ({exc.strerror or exc}); "
                 "choose another file"
             ) from None
+        # A folder name that is not UTF-8 is written escaped, as the JSON Lines report has it.
+        self._fh = open(  # noqa: SIM115 - kept open for the run
+            fd, "w", newline="", encoding="utf-8", errors="backslashreplace"
+        )
         if self.csv:
             csv.writer(self._fh).writerow(REPORT_FIELDS)
 
@@ -367,12 +393,35 @@ class ReportWriter:
         self._fh.close()
 
 
-def remove_stale_temporaries(outdir: Path, jobs: Sequence[StackJob]) -> None:
-    """Delete hidden temporaries an interrupted run left beside our outputs (atomic writes)."""
-    names = {p.name for job in jobs for p in job.outputs()}
-    for tmp in outdir.glob(".*.tmp"):
-        if any(tmp.name.startswith(temporary_prefix(n)) for n in names):
-            tmp.unlink(missing_ok=True)
+def _open_report(path: Path) -> int:
+    """The report file, emptied, opened for writing without following a link.
+
+    A link in its place (one planted in the output folder, say) is replaced, never written
+    through: the report used to empty whatever file it pointed to. Only a regular file is
+    written; a pipe or a device is refused, not waited on.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a pipe with no reader
+            raise OSError(errno.EINVAL, "not a regular file") from None
+        if exc.errno != errno.ELOOP:
+            raise
+        path.unlink()  # the link itself
+        fd = os.open(path, flags | os.O_EXCL, 0o644)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file")
+    os.ftruncate(fd, 0)
+    os.set_blocking(fd, True)
+    return fd
+
+
+def remove_stale_temporaries(jobs: Sequence[StackJob]) -> None:
+    """Delete hidden temporaries an interrupted run left beside our outputs (atomic writes);
+    the batch's lock on the output folder keeps any other run from writing one now."""
+    remove_temporaries(p for job in jobs for p in job.outputs())
 
 
 Progress = Callable[[int, int, int, int, int], None]
@@ -554,7 +603,7 @@ def run_batch(
             record(StackReport(name=job.name, folder=str(job.folder), status="skipped",
                                frames=len(job.frames), outputs=outputs))  # fmt: skip
         if jobs:
-            remove_stale_temporaries(jobs[0].output.parent, jobs)
+            remove_stale_temporaries(jobs)
         try:
             if todo:
                 _run_on_cluster(todo, options, scheduler, workers, summary, record, counts,

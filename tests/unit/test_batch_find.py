@@ -18,6 +18,7 @@ from stacker.batch import (
     ReportWriter,
     StackReport,
     find_stacks,
+    record_settings,
     remove_stale_temporaries,
     run_batch,
     with_settings,
@@ -100,8 +101,9 @@ def test_up_to_date_means_every_output_newer_than_every_frame(tmp_path: Path) ->
     # hidden temporaries of our outputs go; anything else stays
     (out / ".s.tif.abc123.tmp").write_bytes(b"torn")
     (out / ".other.tif.x.tmp").write_bytes(b"not ours")
-    remove_stale_temporaries(out, [job])
-    assert sorted(p.name for p in out.glob(".*")) == [".other.tif.x.tmp"]
+    (out / ".s.tif.keepme.tmp").mkdir()  # a folder named so: left alone, not a traceback
+    remove_stale_temporaries([job])
+    assert sorted(p.name for p in out.glob(".*")) == [".other.tif.x.tmp", ".s.tif.keepme.tmp"]
 
 
 def test_a_damaged_settings_record_counts_as_no_record(tmp_path: Path) -> None:
@@ -157,10 +159,35 @@ def test_a_report_that_would_empty_a_frame_or_cannot_be_written_is_refused(
         tmp_path / "nowhere" / "r.csv": r"nowhere/r.csv: cannot write the report \(No such file",
         tmp_path / "root": "name the report",
     }
+    bad[tmp_path / "out" / SETTINGS_FILE] = "record of how each output was made"
+    os.mkfifo(tmp_path / "pipe.csv")
+    bad[tmp_path / "pipe.csv"] = r"cannot write the report \(not a regular file"
     for report, message in bad.items():
         with pytest.raises(StackerError, match=message):
             run_batch(jobs, {}, report)
     assert frame.read_bytes() == b"frame"
+
+
+def test_the_report_and_the_settings_record_replace_a_link_never_write_through_it(
+    tmp_path: Path,
+) -> None:
+    """A link planted in the output folder under the report's name had its target emptied
+    and filled with report rows; one under the settings record's name had lines appended."""
+    frames(tmp_path / "root" / "s1", "1.jpg", "2.jpg")
+    out = tmp_path / "out"
+    out.mkdir()
+    victims = [tmp_path / "victim1.txt", tmp_path / "victim2.txt"]
+    for victim, name in zip(victims, ("batch-report.jsonl", SETTINGS_FILE), strict=True):
+        victim.write_text("precious\n")
+        (out / name).symlink_to(victim)
+    (job,) = with_settings(find_stacks([tmp_path / "root"], out), {"method": "pyramid"})
+    writer = ReportWriter(out / "batch-report.jsonl")
+    writer.write(StackReport(name="s1", folder="root/s1", status="done"))
+    writer.close()
+    record_settings(job)
+    assert [victim.read_text() for victim in victims] == ["precious\n", "precious\n"]
+    assert not (out / "batch-report.jsonl").is_symlink()
+    assert json.loads((out / "batch-report.jsonl").read_text())["name"] == "s1"
 
 
 def result_of_ours(path: Path) -> None:
@@ -199,6 +226,26 @@ def test_a_folder_reached_again_through_a_link_is_one_stack(tmp_path: Path) -> N
     (root / "c").symlink_to(tmp_path / "elsewhere")  # a link to other stacks is followed
     jobs = find_stacks([root], tmp_path / "out")
     assert [job.name for job in jobs] == ["b", "c-s"]
+
+
+def test_a_link_to_a_folder_above_the_root_is_left_out(tmp_path: Path) -> None:
+    """A link to the root's parent stacked every folder beside the root, with no word."""
+    root = tmp_path / "root"
+    frames(root / "a", "1.jpg", "2.jpg")
+    (root / "up").symlink_to("..")
+    frames(tmp_path / "beside", "1.jpg", "2.jpg")
+    notes: list[str] = []
+    jobs = find_stacks([root], tmp_path / "out", on_note=notes.append)
+    assert [job.name for job in jobs] == ["a"]
+    assert any("up: left out, a link to" in note and "which holds" in note for note in notes)
+
+
+def test_a_folder_given_twice_or_inside_another_given_is_one_stack(tmp_path: Path) -> None:
+    """Both were refused as 'two stacks would both be written as 's1'', naming one folder."""
+    root = tmp_path / "root"
+    frames(root / "s1", "1.jpg", "2.jpg")
+    for roots in ([root, root], [root, root / "s1"], [root / "s1", root]):
+        assert [job.name for job in find_stacks(roots, tmp_path / "out")] == ["s1"]
 
 
 def test_a_second_batch_into_the_same_output_folder_is_refused(tmp_path: Path) -> None:
