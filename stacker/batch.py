@@ -23,6 +23,7 @@ import contextlib
 import csv
 import errno
 import fnmatch
+import hashlib
 import io
 import json
 import logging
@@ -92,7 +93,6 @@ options it was stacked with (the last line for a name holds)."""
 def with_settings(jobs: Sequence[StackJob], options: dict[str, Any]) -> list[StackJob]:
     """``jobs`` knowing the options this run stacks with, and those their outputs were made
     with (from :data:`SETTINGS_FILE`)."""
-    settings = json.dumps(options, sort_keys=True, default=str)
     recorded: dict[str, str] = {}
     folders = {job.output.parent for job in jobs}
     for folder in folders:
@@ -103,8 +103,46 @@ def with_settings(jobs: Sequence[StackJob], options: dict[str, Any]) -> list[Sta
                     row = json.loads(line)
                     recorded[str(folder / row["output"])] = str(row["settings"])
     return [
-        replace(job, settings=settings, made_with=recorded.get(str(job.output))) for job in jobs
+        replace(
+            job,
+            settings=json.dumps(
+                {"options": options, "frames": _frames_digest(job.frames)},
+                sort_keys=True,
+                default=str,
+            ),
+            made_with=recorded.get(str(job.output)),
+        )
+        for job in jobs
     ]
+
+
+def _frames_digest(frames: Sequence[Path]) -> str:
+    """What the frames were: names, sizes and times. Frames taken out of a stack leave every
+    time as it was, so a rerun judged by times alone kept the composite made with them."""
+    digest = hashlib.sha256()
+    for frame in frames:
+        try:
+            st = frame.stat()
+            digest.update(
+                f"{frame.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode(errors="replace")
+            )
+        except OSError:
+            digest.update(f"{frame.name}\0?\n".encode(errors="replace"))
+    return digest.hexdigest()[:32]
+
+
+def check_outputs_ours(jobs: Sequence[StackJob]) -> None:
+    """Refuse, before anything runs, a composite's or depth map's name that holds a file
+    stackrig did not write (a rerun into a folder of other work replaced it in silence, or
+    called it up to date). A link there is replaced, never followed, as every output is."""
+    for job in jobs:
+        for path in (job.output, job.depth_map):
+            if path is None or not path.is_file() or path.is_symlink() or is_our_output(path):
+                continue
+            raise StackerError(
+                f"{path}: exists and was not written by stackrig; move it away, or give "
+                "--output another folder"
+            )
 
 
 def record_settings(job: StackJob) -> None:
@@ -582,6 +620,7 @@ def run_batch(
     t0 = time.perf_counter()
     summary = BatchSummary()
     check_report(report_path, jobs)
+    check_outputs_ours(jobs)
     with _batch_lock(jobs[0].output.parent if jobs else report_path.parent):
         writer = ReportWriter(report_path)
         counts = {"done": 0, "failed": 0, "skipped": 0}

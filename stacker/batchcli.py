@@ -14,6 +14,7 @@ from typing import Any
 
 from stacker.batch import (
     StackReport,
+    check_outputs_ours,
     check_report,
     find_stacks,
     local_worker_limit,
@@ -89,6 +90,7 @@ def run_batch_command(
     jobs = with_settings(jobs, {**options, "format": ext, "depth_maps": depth_maps})
     report_path = report or outdir / "batch-report.jsonl"
     check_report(report_path, jobs)
+    check_outputs_ours(jobs)
     todo = sum(not job.up_to_date() for job in jobs)
     where = f"stacking {todo} on {scheduler or 'a local cluster'}" if todo else "nothing to do"
     console.print(f"{len(jobs)} stacks, {len(jobs) - todo} up to date; {where}", markup=False)

@@ -16,6 +16,7 @@ import pytest
 from stacker.batch import (
     SETTINGS_FILE,
     ReportWriter,
+    StackJob,
     StackReport,
     find_stacks,
     record_settings,
@@ -328,3 +329,37 @@ def test_a_folder_that_cannot_be_read_is_left_out_with_a_note(tmp_path: Path) ->
         f"{tmp_path / 'drive' / 'private'}: left out, cannot be read (Permission denied)",
         "['ok']",
     ]
+
+
+def test_a_stack_whose_frames_were_taken_out_is_stacked_again(tmp_path: Path) -> None:
+    """Frames removed from a stack leave every time as it was: the rerun called the
+    composite made with them up to date."""
+    frames(tmp_path / "root" / "s1", "1.jpg", "2.jpg", "3.jpg")
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def job() -> StackJob:
+        (found,) = with_settings(find_stacks([tmp_path / "root"], out, depth_maps=False), {})
+        return found
+
+    made = job()
+    result_of_ours(made.output)
+    future = made.output.stat().st_mtime + 100
+    os.utime(made.output, (future, future))
+    record_settings(made)
+    assert job().up_to_date()
+    (tmp_path / "root" / "s1" / "3.jpg").unlink()
+    assert not job().up_to_date()
+
+
+def test_an_output_name_holding_a_file_of_other_work_is_refused(tmp_path: Path) -> None:
+    """A rerun into a folder of other work replaced such a file without a word."""
+    frames(tmp_path / "root" / "s1", "1.jpg", "2.jpg")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "s1.tif").write_bytes(b"thesis")
+    jobs = find_stacks([tmp_path / "root"], out)
+    with pytest.raises(StackerError, match=r"s1.tif: exists and was not written by stackrig"):
+        run_batch(jobs, {}, out / "batch-report.jsonl")
+    assert (out / "s1.tif").read_bytes() == b"thesis"
+    assert not (out / "batch-report.jsonl").exists()
