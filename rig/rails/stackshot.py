@@ -47,6 +47,10 @@ class _Busy(StackShotError):
     """Internal: a request answered BUSY that is not to be resent as it was."""
 
 
+_COUNT_TOLERANCE_UM = 1.0
+"""A counter within this of 0 reads as 0 (the protocol gives float millimetres)."""
+
+
 class StackShotRail(BinaryLinkRail):
     """A StackShot rail; see the module docstring.
 
@@ -89,6 +93,9 @@ class StackShotRail(BinaryLinkRail):
         self.poll_s = poll_s
         self._halt_requested = threading.Event()
         self._offset_um = 0.0
+        self._left_count_um: float | None = None
+        """The counter where the last move, zeroing or accepted position left it (µm, before
+        the offset): a restarted controller counts from 0 again (see :meth:`_check_count`)."""
         self.firmware = ""
         self._open(proto.BAUD)
         # No limit switch, and a counter that restarts at power-on: whether it still means
@@ -97,6 +104,11 @@ class StackShotRail(BinaryLinkRail):
             "a StackShot counts from where the rail stood when the controller was switched on "
             "or zeroed, and cannot tell whether it has been moved or restarted since"
         )
+
+    def accept_position(self, position: float | None = None) -> None:
+        """Take where the carriage stands as the reference (see :meth:`Rail.accept_position`)."""
+        super().accept_position(position)
+        self._left_count_um = self._read_position() - self._offset_um
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> StackShotRail:
@@ -217,7 +229,9 @@ class StackShotRail(BinaryLinkRail):
         """Call where the carriage stands ``position_um`` (a resume: the last frame's place),
         by an offset to the controller's counter, which cannot be set but only zeroed."""
         self._offset_um = 0.0
-        self._offset_um = position_um - self._read_position()
+        count = self._read_position()
+        self._offset_um = position_um - count
+        self._left_count_um = count
 
     def _move_absolute(self, target_um: float) -> None:
         """Move the difference to ``target_um``. While the carriage still runs (a keypad jog, a
@@ -229,7 +243,10 @@ class StackShotRail(BinaryLinkRail):
             if self.status_word() & proto.STATUS_MOVING:
                 self._still_busy(deadline)
                 continue
-            delta = target_um - self._read_position()
+            current = self._read_position()
+            self._check_count(current - self._offset_um)
+            delta = target_um - current
+            self._left_count_um = target_um - self._offset_um
             if abs(delta) < 0.01:
                 return
             forward = (delta > 0) != self.reverse
@@ -247,6 +264,26 @@ class StackShotRail(BinaryLinkRail):
                 self._still_busy(deadline)
         what = f"the move to {format_length(target_um)}"
         self._wait_idle(what, proto.STATUS_MOVING, self._motion.stopped)
+
+    def _check_count(self, count_um: float) -> None:
+        """Refuse to move when the counter reads 0 where the last move left it elsewhere.
+
+        The controller restarts at 0 when its own supply dips, while its USB chip keeps the
+        port open: the next move was worked out from 0 and the stack shifted by where the
+        carriage stood. A keypad jog moves the counter with the carriage, and is harmless.
+        """
+        left = self._left_count_um
+        if left is None or abs(count_um) > _COUNT_TOLERANCE_UM or abs(left) <= _COUNT_TOLERANCE_UM:
+            return
+        self._left_count_um = None
+        self._unreferenced = (
+            f"the controller's counter reads 0 where the last move left it at "
+            f"{format_length(left)}: the controller restarted"
+        )
+        raise MotionError(
+            f"{self.name}: position unknown ({self._unreferenced}); take where the carriage "
+            "stands as the reference (--accept-position, if it has not moved) before moving"
+        )
 
     def _still_busy(self, deadline: float) -> None:
         """Wait a poll for a busy controller, or give up at ``deadline``."""
@@ -289,6 +326,7 @@ class StackShotRail(BinaryLinkRail):
         """Make the carriage's current place position 0 on the controller's counter."""
         self._exchange(proto.Command.RAIL_POSITION_ZERO, proto.Action.WRITE, b"")
         self._offset_um = 0.0
+        self._left_count_um = 0.0
         self._unreferenced = None
 
     def fire_shutter(self) -> None:

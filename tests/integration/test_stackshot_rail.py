@@ -64,6 +64,26 @@ def test_moves_are_relative_frames_that_land_on_the_target(
     assert rail.position == pytest.approx(1000.0, abs=0.5)
 
 
+def test_a_controller_that_restarted_between_moves_is_not_moved_from_its_new_zero(
+    sim: StackShotSimulator, rail: StackShotRail
+) -> None:
+    """The controller's own supply dipped while its USB chip kept the port: its counter read
+    0 again, and the next move of 0.1 mm went 1.1 mm, from where the carriage stood."""
+    rail.accept_position()
+    rail.move_to(1000.0)
+    rail.move_to(-500.0)  # a keypad jog, or a move, that moves the counter is no restart
+    rail.move_to(1000.0)
+    carriage = sim.carriage.position_mm
+    sim.power_cycle()
+    with pytest.raises(MotionError, match=r"counter reads 0 where the last move left it at 1 mm"):
+        rail.move_to(1100.0)
+    assert sim.carriage.position_mm == pytest.approx(carriage)
+    assert rail.capabilities.unreferenced is not None
+    rail.accept_position(1000.0)  # as `rig resume --accept-position` does
+    rail.move_to(1100.0)
+    assert sim.carriage.position_mm == pytest.approx(carriage + 0.1, abs=1e-3)
+
+
 def test_backlash_approach_is_done_by_the_host(sim: StackShotSimulator) -> None:
     rail = StackShotRail.from_url(sim.url + "?backlash=100um")
     rail.move_to(2000.0)
