@@ -140,6 +140,8 @@ def hardware_rig(
     with contextlib.ExitStack() as stack:
         if rig.incoming is None:
             camera = stack.enter_context(_usb_camera(rig))
+            if rig.focus != "camera":  # a rail moves focus: no release may refocus the lens
+                camera.hold_focus()
             focuser = _open_focuser(rig, camera, rail_hint)
             stack.callback(focuser.close)
             if rig.anti_vibration:

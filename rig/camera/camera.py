@@ -50,7 +50,12 @@ from rig.camera.errors import (
     camera_error,
     classify,
 )
-from rig.camera.focus import FocusStrategy, choose_strategy
+from rig.camera.focus import (
+    FocusStrategy,
+    choose_strategy,
+    manual_focus_mode,
+    no_capture_autofocus,
+)
 from rig.camera.naming import (
     check_destination,
     check_stem,
@@ -485,6 +490,19 @@ class Camera:
             return None
         self.set_config(key, value, restore=True)
         return f"{what} ({key}={value})"
+
+    def hold_focus(self) -> None:
+        """Keep each release from refocusing, for a stack whose focus a rail moves.
+
+        libgphoto2's capture lets a Sony or Fuji autofocus first unless its ``focusmode`` is
+        Manual, and a Nikon unless its own ``autofocus`` setting is Off: with the lens at AF,
+        every frame was focused on the same plane, a stack with nothing to add. Both are set
+        for the session (restored on close); a Canon is already released without AF.
+        """
+        with self._lock:
+            controls = _Controls(self)
+            manual_focus_mode(controls)
+            no_capture_autofocus(controls)
 
     def _files_stay_on_card(self) -> bool:
         if not self.keep_on_card:

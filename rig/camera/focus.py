@@ -180,32 +180,7 @@ class FocusStrategy(ABC):
         return widget
 
     def _manual_focus_mode(self) -> None:
-        """Set the body's ``focusmode`` to Manual for the session: in any AF mode the release
-        autofocuses and the lens leaves the position it was driven to. A body whose mode
-        follows a switch on it (the setting read-only, or refused) is left as it is, with a
-        warning: the photographer can turn the switch to M."""
-        mode = self.controls.widget("focusmode")
-        if mode is None or mode.get_type() not in (WIDGET_RADIO, WIDGET_MENU):
-            return
-        if mode.get_value() == MANUAL_FOCUS_MODE:
-            return
-        if MANUAL_FOCUS_MODE in choices_of(mode) and not mode.get_readonly():
-            try:
-                self.controls.ensure("focusmode", MANUAL_FOCUS_MODE)
-            except RigError as exc:
-                log.debug("focusmode %s refused: %s", MANUAL_FOCUS_MODE, exc)
-            # A Sony whose lens switch says AF answers the set as done and keeps its mode
-            # (_put_Sony_FocusMode gives up after 3 s without an error): read it back.
-            mode = self.controls.widget("focusmode") or mode
-            if mode.get_value() == MANUAL_FOCUS_MODE:
-                return
-        log.warning(
-            "%s: focus mode is %r and cannot be set to %s from here; turn the focus switch "
-            "on the body or lens to M (MF), or each shot may refocus",
-            self.controls.description,
-            mode.get_value(),
-            MANUAL_FOCUS_MODE,
-        )
+        manual_focus_mode(self.controls)
 
     def _live_view(self, required: bool) -> None:
         finder = self.controls.widget("viewfinder")
@@ -216,6 +191,51 @@ class FocusStrategy(ABC):
                 f"{self.controls.description}: lens focus drive needs live view and this body "
                 f"offers no 'viewfinder' setting; {RAIL_HINT}"
             )
+
+
+def manual_focus_mode(controls: FocusControls) -> None:
+    """Set the body's ``focusmode`` to Manual for the session: in any AF mode the release
+    autofocuses (Sony, Fuji) and the lens leaves the position it was driven to, or a rail
+    stack is refocused at every frame. A body whose mode follows a switch on it (the setting
+    read-only, or refused) is left as it is, with a warning: the photographer can turn the
+    switch to M."""
+    mode = controls.widget("focusmode")
+    if mode is None or mode.get_type() not in (WIDGET_RADIO, WIDGET_MENU):
+        return
+    if mode.get_value() == MANUAL_FOCUS_MODE:
+        return
+    if MANUAL_FOCUS_MODE in choices_of(mode) and not mode.get_readonly():
+        try:
+            controls.ensure("focusmode", MANUAL_FOCUS_MODE)
+        except RigError as exc:
+            log.debug("focusmode %s refused: %s", MANUAL_FOCUS_MODE, exc)
+        # A Sony whose lens switch says AF answers the set as done and keeps its mode
+        # (_put_Sony_FocusMode gives up after 3 s without an error): read it back.
+        mode = controls.widget("focusmode") or mode
+        if mode.get_value() == MANUAL_FOCUS_MODE:
+            return
+    log.warning(
+        "%s: focus mode is %r and cannot be set to %s from here; turn the focus switch "
+        "on the body or lens to M (MF), or each shot may refocus",
+        controls.description,
+        mode.get_value(),
+        MANUAL_FOCUS_MODE,
+    )
+
+
+def no_capture_autofocus(controls: FocusControls) -> None:
+    """Switch off libgphoto2's own autofocus before a Nikon capture, and leave it off.
+
+    ``camera_capture`` asks ``camera_nikon_capture`` to focus first when libgphoto2's
+    ``autofocus`` setting (a file in ``~/.gphoto``, not the body's) was ever set on. The
+    widget reads On when it was never set, which means off: so it is set Off and not put back
+    (putting "On" back wrote the setting, and every later capture by any program focused).
+    libgphoto2 lists On, Off.
+    """
+    af = controls.widget("autofocus")
+    if af is not None and af.get_type() in (WIDGET_RADIO, WIDGET_MENU) and af.count_choices() == 2:
+        af.set_value(af.get_choice(1))
+        controls.send("autofocus", af)
 
 
 class NudgeDrive(FocusStrategy):
@@ -304,14 +324,7 @@ class SignedRangeDrive(FocusStrategy):
 
     def prepare(self) -> None:
         self._live_view(required=True)
-        af = self.controls.widget("autofocus")
-        if (
-            af is not None
-            and af.get_type() in (WIDGET_RADIO, WIDGET_MENU)
-            and af.count_choices() == 2
-        ):
-            # libgphoto2 lists On, Off: switch off its autofocus-before-capture.
-            self.controls.ensure("autofocus", af.get_choice(1))
+        no_capture_autofocus(self.controls)
 
     def drive(self, steps: int) -> int:
         if steps == 0:

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -243,6 +244,48 @@ def test_a_sony_sends_the_computer_only_what_its_pc_save_setting_says(
 
 
 # --------------------------------------------------------- 2. Canon lens stacking without AF
+
+
+@pytest.mark.parametrize("vendor", ["sony", "fuji"])
+def test_a_rail_stack_is_not_refocused_at_every_release(
+    card: VirtualCameraFolder, tmp_path: Path, vendor: str
+) -> None:
+    """With the body in an AF mode, libgphoto2's capture focused a Sony or Fuji before every
+    frame of a rail stack: every frame sharp on the same plane, nothing to stack."""
+    quirks = CameraQuirks(vendor, usb_bytes_per_s=0)
+    quirks.state.lens = 100.0  # where the photographer focused; the rail moves the camera
+    with open_body(quirks) as cam:
+        cam.hold_focus()  # as a rail session does
+        for shot in range(2):
+            card.stage(bytes([0xFF, 0xD8, shot]))
+            cam.capture(tmp_path / "out")
+    assert quirks.state.exposures == [100.0, 100.0]
+    assert quirks.widgets["focusmode"].value == quirks.profile.focus_modes[0]  # put back
+
+
+def test_a_rail_rig_opens_its_camera_holding_the_lens_focus(
+    card: VirtualCameraFolder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`rig shoot --rail` and the station open the camera through hardware_rig, which holds
+    its focus; the lens-motor rig does not (its strategy sets the body up itself)."""
+    from rig.devices import hardware_rig
+    from rig.sim.grbl import GrblSimulator
+    from rig.spec import RigSpec
+
+    quirks = CameraQuirks("sony", usb_bytes_per_s=0)
+    quirks.state.lens = 100.0
+    real_open = Camera.open
+
+    def open_quirky(**options: Any) -> Any:  # the quirk layer around libgphoto2's handle
+        return real_open(retry=FAST, wrap_handle=quirks.wrap, **options)
+
+    monkeypatch.setattr(Camera, "open", open_quirky)
+    with GrblSimulator(time_scale=50) as grbl:
+        rig = RigSpec(kind="hardware", focus="rail", rail=grbl.url)
+        with hardware_rig(rig, accept_position=True) as (_, camera):
+            card.stage(b"\xff\xd8rail")
+            camera.capture(tmp_path / "out")
+    assert quirks.state.exposures == [100.0]
 
 
 def test_canon_lens_stacking_releases_without_autofocus(

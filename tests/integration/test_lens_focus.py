@@ -219,7 +219,11 @@ def test_nikon_signed_steps_live_view_and_autofocus_off() -> None:
     strategy = choose_strategy(body)
     assert isinstance(strategy, SignedRangeDrive)
     strategy.ensure_prepared()
-    assert body.ensured == [("viewfinder", 1), ("autofocus", "Off")]
+    # libgphoto2's autofocus setting is set Off and left so: put back, "On" was written to
+    # ~/.gphoto/settings, where the widget's "On" had meant "never set", which is off.
+    assert body.ensured == [("viewfinder", 1)]
+    assert body.sent == [("autofocus", "Off")]
+    body.sent.clear()
     assert strategy.drive(40) == 40
     assert strategy.drive(-15) == -15
     assert body.sent == [("manualfocusdrive", 40.0), ("manualfocusdrive", -15.0)]
