@@ -19,6 +19,7 @@ autofocus-before-capture) are put back on :meth:`Camera.close`; settings the use
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -94,6 +95,9 @@ CLOSE_LATE_FILES_S = 3.0
 RELEASE_FILE_TIMEOUT_S = 40.0
 """Wait for the first file after a release without AF (libgphoto2 waits 35 s on Sony)."""
 RECONNECT_POLL_S = 0.5
+MIRROR_SETTLE_S = 2.0
+"""With mirror lock-up, how long after the exposure time a Canon's file may take before the
+press is taken for one that only raised the mirror; also the shake's settle before the next."""
 
 # libgphoto2's capturetarget choices (_get_CaptureTarget: RAM, card; labels are translated by
 # locale, so the index decides), and Sony's untranslated ones (_get_Sony_CaptureTarget).
@@ -648,10 +652,16 @@ class Camera:
         if self.vendor == "canon":
             widget = self._fresh_widget("eosremoterelease")
             if widget is not None and widget.count_choices() > _EOS_RELEASE:
-                try:
-                    self._press(widget, _EOS_PRESS_FULL_MF)
-                finally:
-                    self._press(self._fresh_widget("eosremoterelease"), _EOS_RELEASE)
+                self._remote_release(widget)
+                if self._read_text("mirrorlock") not in ("", "0"):
+                    # Mirror lock-up: outside live view this press only raised the mirror
+                    # (every frame waited out the 40 s, then was shot again). No file in the
+                    # exposure and a settle after it: press again, the mirror now up.
+                    wait_s = _exposure_s(self._read_text("shutterspeed")) + MIRROR_SETTLE_S
+                    first = self._file_within(wait_s)
+                    if first is not None:
+                        return first  # in live view the mirror was up: that press exposed
+                    self._remote_release(self._fresh_widget("eosremoterelease"))
                 return self._wait_for_file(RELEASE_FILE_TIMEOUT_S)
         first = self._call("capture", lambda c: c.capture(gp.GP_CAPTURE_IMAGE))
         if self._took_late_file(str(first.folder), str(first.name)):
@@ -660,12 +670,29 @@ class Camera:
             return self._wait_for_file(RELEASE_FILE_TIMEOUT_S)
         return str(first.folder), str(first.name)
 
+    def _remote_release(self, widget: Any) -> None:
+        """One full press without AF and its release (``eosremoterelease``)."""
+        try:
+            self._press(widget, _EOS_PRESS_FULL_MF)
+        finally:
+            self._press(self._fresh_widget("eosremoterelease"), _EOS_RELEASE)
+
     def _press(self, widget: Any, index: int) -> None:
         widget.set_value(widget.get_choice(index))
         widget.set_changed(1)
         self._send("eosremoterelease", widget)
 
     def _wait_for_file(self, timeout_s: float) -> tuple[str, str]:
+        first = self._file_within(timeout_s)
+        if first is not None:
+            return first
+        raise CameraError(
+            f"{self.description}: released, but no file arrived within {timeout_s:g} s "
+            "(is the exposure longer, or is the body set to shoot without a card?)"
+        )
+
+    def _file_within(self, timeout_s: float) -> tuple[str, str] | None:
+        """The next file announced for this shot within ``timeout_s``, else ``None``."""
         gp = self._gp
         deadline = time.monotonic() + timeout_s
         while (left := deadline - time.monotonic()) > 0:
@@ -674,10 +701,7 @@ class Camera:
                 str(data.folder), str(data.name)
             ):
                 return str(data.folder), str(data.name)
-        raise CameraError(
-            f"{self.description}: released, but no file arrived within {timeout_s:g} s "
-            "(is the exposure longer, or is the body set to shoot without a card?)"
-        )
+        return None
 
     def _finish_shot(
         self,
@@ -985,6 +1009,21 @@ class _Controls:
 
     def sleep(self, seconds: float) -> None:
         self._camera.sleep(seconds)
+
+
+def _exposure_s(shutter: str) -> float:
+    """A ``shutterspeed`` value (``1/125``, ``0.5``, ``30``) in seconds; 1 s when it says none
+    (``bulb``, ``auto``, unreadable)."""
+    text = shutter.strip().rstrip("s")
+    try:
+        if "/" in text:
+            top, bottom = text.split("/", 1)
+            value = float(top) / float(bottom)
+        else:
+            value = float(text)
+    except (ValueError, ZeroDivisionError):
+        return 1.0
+    return value if math.isfinite(value) and 0 < value <= 3600 else 1.0
 
 
 @dataclass

@@ -68,7 +68,10 @@ names the libgphoto2 function it follows (``camlibs/ptp2/library.c`` and ``confi
   captures land on the card (``find_object_path``).
 * **Vibration settings**: Canon ``mirrorlock`` (EOS MirrorUpSetting), Nikon ``exposuredelaymode``
   (ExposureDelayMode), Sony ``shuttertype`` (Auto/Mechanical/Electronic), as config.c's
-  tables name them.
+  tables name them. With mirror lock-up on and live view off, a Canon's first remote press
+  only raises the mirror and the next one exposes (libgphoto2 issue #287: "mirror got flipped
+  up", then the second ``eosremoterelease`` takes the picture); in live view the mirror is
+  already up and every press exposes.
 
 What the layer does not do: anything on the USB wire (timing is simulated with sleeps: a file's
 transfer time is ``nominal_file_bytes / usb_bytes_per_s``, charged where the camlib transfers);
@@ -303,6 +306,8 @@ class QuirkState:
     lens_moving_until: float = 0.0
     """``time.monotonic()`` until which the Nikon lens drive runs (the body answers busy)."""
     live_view: bool = False
+    mirror_up: bool = False
+    """A Canon with mirror lock-up on raised its mirror at a press and waits for the next."""
     """Live view was switched on (``viewfinder``)."""
     live_view_down_until: float = 0.0
     """``time.monotonic()`` until which live view restarts after a Nikon capture."""
@@ -576,6 +581,12 @@ class QuirkyHandle(HandleLayer):
         if value in ("Press Half AF", "Press Full AF"):
             self._autofocus()
         if value in ("Press Full AF", "Press Full MF"):
+            lock = self._q.widgets.get("mirrorlock")
+            state = self._q.state
+            if lock is not None and str(lock.value) not in ("0", "") and not state.live_view:
+                state.mirror_up = not state.mirror_up
+                if state.mirror_up:
+                    return  # this press only raised the mirror; the next one exposes
             path = self._expose()
             with self._q.lock:
                 self._q.pending.insert(0, (time.monotonic(), path))

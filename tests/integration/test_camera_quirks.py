@@ -18,10 +18,11 @@ import pytest
 
 import rig.camera.camera as camera_module
 from rig.camera import Camera, CameraError, CameraUnsupportedError, FocusEndStopError, RetryPolicy
+from rig.camera.config import WIDGET_TEXT
 from rig.camera.shot import check_saves_raw, files_per_shot, vendor_of
 from rig.errors import RigError
 from rig.rails.lens import LensFocuser
-from rig.sim.camera_quirks import CameraQuirks, QuirkyHandle
+from rig.sim.camera_quirks import CameraQuirks, QuirkyHandle, SimWidget
 from rig.sim.vcamera import VirtualCameraFolder
 
 FAST = RetryPolicy(first_delay_s=0.001, max_delay_s=0.01, reconnect_timeout_s=1.0)
@@ -461,6 +462,31 @@ def test_vibration_remedy_per_vendor_is_set_and_restored(
         assert key in (cam.reduce_vibration() or "")
         assert cam.get_config(key).value == value
     assert quirks.widgets[key].value == before
+
+
+@pytest.mark.parametrize("live_view", [False, True])
+def test_a_canon_with_mirror_lock_up_is_pressed_again_only_when_the_mirror_rose(
+    card: VirtualCameraFolder,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    live_view: bool,
+) -> None:
+    """With mirror lock-up set (--anti-vibration) and live view off, a Canon's first press
+    only raises its mirror: every frame waited 40 s for a file, then was shot again. In live
+    view the mirror is already up, and a second press would be a second exposure."""
+    monkeypatch.setattr(camera_module, "MIRROR_SETTLE_S", 0.3)
+    quirks = CameraQuirks("canon", usb_bytes_per_s=0)
+    quirks.widgets["shutterspeed"] = SimWidget("shutterspeed", WIDGET_TEXT, "1/125")
+    quirks.state.live_view = live_view
+    with open_body(quirks) as cam:
+        cam.reduce_vibration()
+        start = time.monotonic()
+        for shot in range(1, 3):
+            card.stage(bytes([0xFF, 0xD8, shot]))
+            paths = cam.capture(tmp_path / "out", f"frame_{shot:04d}")
+            assert [p.read_bytes()[2] for p in paths] == [shot]
+        assert time.monotonic() - start < 5.0
+    assert quirks.state.shots == 2 and not quirks.state.mirror_up
 
 
 def test_no_vibration_remedy_on_the_virtual_body(card: VirtualCameraFolder) -> None:
