@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -102,6 +103,10 @@ class Rail(ABC):
         self._motion = _MotionState()
         self._move_lock = threading.Lock()
         self._unreferenced: str | None = None
+        self.on_leg: Callable[[float], None] | None = None
+        """Told each leg's target before the controller is, when a move takes more than one
+        (the backlash overshoot and back): a session journals it, as a run killed during the
+        first leg leaves the carriage at the overshoot, not at the target."""
         """Why the position is not tied to a known reference (see the module docstring)."""
 
     # -- primitives a driver provides ---------------------------------------------------------
@@ -223,6 +228,8 @@ class Rail(ABC):
             self._check_min_move(current, path)
             for waypoint in path:
                 self._raise_if_stopped(position)
+                if self.on_leg is not None and len(path) > 1:
+                    self.on_leg(waypoint)
                 direction = 1 if waypoint > current else -1 if waypoint < current else 0
                 try:
                     self._move_absolute(waypoint)

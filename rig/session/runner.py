@@ -353,6 +353,7 @@ class SessionRunner:
         reason = FinishReason.COMPLETED
         error: BaseException | None = None
         outputs: tuple[Path, ...] = ()
+        self._journal_legs(True)
         try:
             self._set_state(RunState.PREPARING)
             recon = self._prepare()
@@ -397,6 +398,7 @@ class SessionRunner:
             log.exception("session failed")
             self._set_state(RunState.FINISHING)
         finally:
+            self._journal_legs(False)
             if self._worker is not None and self._worker.alive:
                 self._worker.abort()  # only after an unexpected error: do not leave it running
             self._finish_reason = reason
@@ -740,6 +742,18 @@ class SessionRunner:
             assert self._journal is not None
             self._journal.append("move", to=position, units=self.plan.units)
         self._rail = (position, arrived)
+
+    def _journal_legs(self, on: bool) -> None:
+        """While this run shoots, have a rail tell each leg of a move made in more than one
+        (:attr:`Rail.on_leg <rig.rails.base.Rail.on_leg>`): killed during the backlash
+        overshoot, the run left the carriage there, and a resume that accepts its place was
+        told the target, every frame then shot off by the backlash."""
+        if self.focuser is not None and hasattr(self.focuser, "on_leg"):
+            self.focuser.on_leg = self._leg if on else None
+
+    def _leg(self, position: float) -> None:
+        if self._journal is not None:
+            self._moving(position, False)
 
     def _rail_left(self) -> dict[str, float | None]:
         """``rail_at`` for the finish record: where the rail stands as the run ends; read from

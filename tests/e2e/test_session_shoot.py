@@ -235,6 +235,27 @@ def test_a_resume_after_a_power_cut_of_a_board_that_does_not_reset_accepts_its_p
         assert [round(end, 3) for _, end in grbl.axis_moves("X")[-2:]] == [-0.2, 0.0]
 
 
+def test_each_leg_of_a_backlash_approach_is_journaled_before_it_is_sent(
+    tmp_path: Path, vcam: Path, grbl: GrblSimulator
+) -> None:
+    """Shot far to near, every move goes past its frame by the backlash and comes back. Only
+    the frame's position was journaled, so a run killed during the first leg (the controller
+    finishes it) was resumed as if the carriage stood at the frame: the backlash off."""
+    out = tmp_path / "s"
+    shot = rig(
+        vcam, "shoot", "--rail", grbl.url + "&backlash=50um", "--from", "0mm", "--to",
+        "0.4mm", "--frames", "3", "--direction", "far-to-near", "--settle", "0", "--out",
+        str(out), "--no-return", "--accept-position",
+    )  # fmt: skip
+    assert shot.returncode == 0, shot.stderr + shot.stdout
+    moves = [rec["to"] for rec in read_journal(out / "journal.jsonl").of_kind("move")]
+    # frame 1 from where it stood (below: one leg); frames 2 and 3 from above: two legs each,
+    # the overshoot journaled before the controller is told, then the frame's position
+    assert moves == [400.0, 200.0, 150.0, 200.0, 0.0, -50.0, 0.0]
+    axis = [round(end, 3) for _, end in grbl.axis_moves("X")]
+    assert axis[-5:] == [0.4, 0.15, 0.2, -0.05, 0.0]
+
+
 def test_the_readme_shoot_line_runs_as_written(
     tmp_path: Path, vcam: Path, grbl: GrblSimulator
 ) -> None:
