@@ -169,16 +169,34 @@ class MarlinRail(GcodeRail):
         return bool(self.capabilities_reported.get("EMERGENCY_PARSER"))
 
     def _read_configuration(self) -> None:
-        """Steps per mm (``M92``) and the soft endstops (``M211``)."""
+        """Steps per mm (``M92``, else ``M503``) and the soft endstops (``M211``).
+
+        Marlin 1.1's ``M92`` without arguments prints nothing (``gcode_M92`` in
+        ``Marlin_main.cpp``); its settings report, ``M503``, has the ``M92`` line.
+        """
+        self.steps_per_mm = self._steps_per_mm("M92") or self._steps_per_mm("M503")
+        self._soft_endstops = parse_soft_endstops(self._command("M211"), self.axis)
+
+    def _steps_per_mm(self, command: str) -> float:
         index = "XYZ".index(self.axis)
-        for line in self._command("M92"):
+        for line in self._command(command):
             match = _M92.search(line)
             if match:
                 try:
-                    self.steps_per_mm = float(match.group(index + 1))
+                    return float(match.group(index + 1))
                 except ValueError:  # "400.00.00": line noise, as unknown as no M92 line
                     log.warning("%s: ignoring malformed M92 line %r", self.port, line)
-        self._soft_endstops = parse_soft_endstops(self._command("M211"), self.axis)
+        return 0.0
+
+    def setup_warnings(self) -> list[str]:
+        """The steps per mm unknown: short moves cannot be told from lost ones."""
+        if self.steps_per_mm:
+            return []
+        return [
+            f"{self.port}: the board reports no steps per mm (neither M92 nor M503 says), so "
+            f"a move under {MIN_STEPS_PER_SEGMENT} motor steps, which Marlin drops, cannot be "
+            "refused or caught; keep every step of the plan well above that"
+        ]
 
     def _sync(self, deadline: float) -> None:
         """Send ``M115`` until its ``FIRMWARE_NAME`` reply; everything before it is stale."""

@@ -88,6 +88,10 @@ class MarlinConfig:
     emergency_parser: bool = False
     """``EMERGENCY_PARSER`` (off in the stock ``Configuration_adv.h``): ``M410``/``M112`` act
     as they arrive instead of waiting in the command queue."""
+    m92_reports: bool = True
+    """``M92`` without arguments prints the steps per mm, as Marlin 2 does; Marlin 1.1's
+    ``gcode_M92`` (``Marlin_main.cpp``) only sets what it is given and prints nothing, so
+    only ``M503`` tells (the stock firmware of many Ender and CR-10 boards)."""
 
 
 class MarlinSimulator(FirmwareDevice):
@@ -336,7 +340,7 @@ class MarlinSimulator(FirmwareDevice):
                 return
         elif command == "G92":
             self._set_position(words)
-        elif command in ("M114", "M115", "M92", "M211"):
+        elif command in ("M114", "M115", "M92", "M211", "M503"):
             self._report(command, words)
         elif command == "M410" and not self.config.emergency_parser:
             with self._lock:  # reached in the queue: only now does it stop (M410.cpp)
@@ -384,7 +388,10 @@ class MarlinSimulator(FirmwareDevice):
                 + "".join(f"Cap:{name}:{value}\n" for name, value in caps.items())
             )
         elif command == "M92":
-            self.write(f"echo: M92 X{spm:.2f} Y{spm:.2f} Z{spm:.2f}\n")
+            if self.config.m92_reports:
+                self.write(f"echo: M92 X{spm:.2f} Y{spm:.2f} Z{spm:.2f}\n")
+        elif command == "M503":  # the settings report, steps per unit first (M503.cpp)
+            self.write(f"echo:; Steps per unit:\necho: M92 X{spm:.2f} Y{spm:.2f} Z{spm:.2f}\n")
         else:  # M211 (gcode/config/M211.cpp, M211_report since 2.0.9.2): the state as a
             # replayable line, then the limits in logical coordinates (no "echo:": forReplay)
             t = self.config.travel_mm

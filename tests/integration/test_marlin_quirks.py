@@ -18,7 +18,7 @@ from rig.plan import ShotPlan
 from rig.rails.base import MoveStoppedError
 from rig.rails.marlin import MarlinRail
 from rig.session.runner import check_plan_fits
-from rig.sim.marlin import MarlinSimulator
+from rig.sim.marlin import MarlinConfig, MarlinSimulator
 from tests.rails import act_when, connected
 
 
@@ -63,6 +63,17 @@ def test_driver_refuses_moves_and_plans_below_six_steps(sim: MarlinSimulator) ->
         with pytest.raises(MotionError, match="10 µm is below"):
             tight.move_to(500.0)
         assert tight.position == 1000.0
+
+
+def test_marlin_1_1_steps_per_mm_come_from_the_settings_report() -> None:
+    """Marlin 1.1's M92 without arguments prints nothing: the steps per mm stayed unknown,
+    and a 50 µm step (four steps at 80 per mm) was merged into the next one in silence."""
+    config = MarlinConfig(steps_per_mm=80.0, m92_reports=False)
+    with MarlinSimulator(config, time_scale=10.0) as sim, connected(sim, MarlinRail) as rail:
+        assert rail.steps_per_mm == 80.0 and rail.setup_warnings() == []
+        rail.accept_position()
+        with pytest.raises(MotionError, match=r"50 µm is below the controller's smallest move"):
+            rail.move_to(50.0)
 
 
 def test_stepper_count_catches_a_move_marlin_dropped(sim: MarlinSimulator) -> None:
