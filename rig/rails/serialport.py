@@ -129,6 +129,9 @@ class SerialLink(PortLink):
     def send_line(self, text: str) -> None:
         """Send one command line terminated by ``\\n``."""
         log.debug("%s <- %s", self.port, text)
+        if not text.isascii() or "\n" in text or "\r" in text:
+            # G-code is ASCII, one line: anything else the controller would misread
+            raise RigError(f"{self.port}: {text!r} is not one line of ASCII G-code; nothing sent")
         self.write(text.encode("ascii") + b"\n")
 
     def close(self) -> None:

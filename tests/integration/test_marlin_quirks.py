@@ -295,3 +295,12 @@ def test_a_lost_ok_is_given_up_on_while_the_board_reports_temperatures() -> None
         finally:
             stop.set()
             reporter.join()
+
+
+def test_a_raw_line_that_is_not_one_line_of_ascii_is_refused(sim: MarlinSimulator) -> None:
+    """A non-ASCII character ended a raw send with a UnicodeEncodeError traceback."""
+    with connected(sim, MarlinRail) as rail:
+        for line in ("G1 X1 ; début", "G1 X1\nG1 X2"):
+            with pytest.raises(RigError, match="is not one line of ASCII G-code; nothing sent"):
+                rail.send(line)
+        assert rail.send("M400") == []  # the link still answers in step
