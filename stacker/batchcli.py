@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from stacker.batch import (
+    StackJob,
     StackReport,
     check_outputs_ours,
     check_report,
@@ -24,7 +25,7 @@ from stacker.batch import (
 )
 from stacker.cliutil import signals_as_ctrl_c, terminal_progress
 from stacker.errors import StackerError
-from stacker.io import OUTPUT_EXTENSIONS
+from stacker.io import OUTPUT_EXTENSIONS, is_raw_path
 
 
 def _check(outdir: Path, output_format: str, options: dict[str, Any]) -> str:
@@ -34,7 +35,7 @@ def _check(outdir: Path, output_format: str, options: dict[str, Any]) -> str:
     if ext not in OUTPUT_EXTENSIONS:
         raise StackerError(f"--format {output_format}: use tif, png, jpg or dng")
     if not 1 <= options["jpeg_quality"] <= 100:
-        raise StackerError(f"JPEG quality {options['jpeg_quality']} is out of range: use 1 to 100")
+        raise StackerError(f"--jpeg-quality {options['jpeg_quality']}: use 1 to 100")
     if outdir.exists() and not outdir.is_dir():
         raise StackerError(f"{outdir}: is a file; give a folder for the batch's outputs")
     try:
@@ -42,6 +43,20 @@ def _check(outdir: Path, output_format: str, options: dict[str, Any]) -> str:
     except OSError as exc:
         raise StackerError(f"{outdir}: cannot create the output folder ({exc.strerror})") from None
     return ext
+
+
+def _check_dng_frames(jobs: list[StackJob], ext: str) -> None:
+    """A DNG composite needs RAW frames: said once, before the cluster starts, rather than
+    by every stack failing on its worker."""
+    if ext != ".dng":
+        return
+    for job in jobs:
+        if not is_raw_path(job.frames[0]):
+            raise StackerError(
+                f"--format dng: the stack in {job.folder} has {job.frames[0].suffix} frames, and "
+                "a DNG composite needs RAW ones (NEF, CR2, ARW, DNG...); give --format tif, "
+                "or choose the RAW frames with --pattern, e.g. '*.NEF'"
+            )
 
 
 def _first_state(scheduler: str | None, workers: int | None) -> str:
@@ -87,6 +102,7 @@ def run_batch_command(
         depth_maps=depth_maps,
         on_note=partial(console.print, markup=False, soft_wrap=True),
     )
+    _check_dng_frames(jobs, ext)
     jobs = with_settings(jobs, {**options, "format": ext, "depth_maps": depth_maps})
     report_path = report or outdir / "batch-report.jsonl"
     check_report(report_path, jobs)
@@ -124,6 +140,12 @@ def run_batch_command(
             if rep.status == "failed":
                 progress.console.print(f"failed: {rep.name}: {rep.error}", markup=False,
                                        soft_wrap=True)  # fmt: skip
+            elif rep.unreadable or rep.rejected:  # stacked without them: said, not only logged
+                progress.console.print(
+                    f"note: {rep.name}: stacked without {rep.unreadable or 0} unreadable and "
+                    f"{rep.rejected or 0} rejected frame(s) of {rep.frames}; see the report",
+                    markup=False, soft_wrap=True,
+                )  # fmt: skip
 
         with signals_as_ctrl_c():  # SIGTERM cancels as Ctrl-C does, with a report
             summary = run_batch(jobs, options, report_path, scheduler=scheduler,

@@ -211,6 +211,28 @@ def test_no_scheduler_there_is_a_one_line_error(specimens: Path, tmp_path: Path)
         assert f"--scheduler {address}: not a scheduler address (" in proc.stderr
 
 
+def test_options_no_stack_can_meet_are_refused_before_a_cluster_starts(
+    specimens: Path, tmp_path: Path
+) -> None:
+    """--format dng over JPEG stacks failed every stack on its worker, each with advice to
+    "write .tif"; --jpeg-quality 0 did not name the option."""
+    proc = batch(specimens / "tray1", "-o", tmp_path / "out", "--format", "dng", timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "--format dng: the stack in " in proc.stderr and "give --format tif" in proc.stderr
+    assert "local cluster" not in proc.stderr + proc.stdout
+    proc = batch(specimens / "tray1", "-o", tmp_path / "out", "--jpeg-quality", "0")
+    assert proc.returncode == 2 and "--jpeg-quality 0: use 1 to 100" in proc.stderr
+
+
+def test_a_stack_made_without_an_unreadable_frame_says_so(tmp_path: Path) -> None:
+    """Only the report's 'unreadable' column told that a frame was left out."""
+    write_stack(tmp_path / "root" / "s", SceneSpec(width=200, height=150, seed=3), 3)
+    (tmp_path / "root" / "s" / "zz_truncated.jpg").write_bytes(b"\xff\xd8 cut short")
+    proc = batch(tmp_path / "root", "-o", tmp_path / "out", "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert "note: s: stacked without 1 unreadable and 0 rejected frame(s) of 4" in proc.stderr
+
+
 def serve_on_loopback(reply: bytes | None) -> tuple[str, socket.socket]:
     """A server that takes every connection and sends ``reply`` at once (a web server's refusal
     of a request it cannot read), or nothing at all (``None``); its address and socket."""
