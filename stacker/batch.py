@@ -33,6 +33,7 @@ import stat
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -250,7 +251,8 @@ def find_stacks(
     seen: set[Path] = set()  # a folder given twice, or inside another given, is one stack
     for root in roots:
         if not root.is_dir():
-            raise StackerError(f"{root}: no such folder; give folders that hold stacks")
+            what = "not a folder" if os.path.lexists(root) else "no such folder"
+            raise StackerError(f"{root}: {what}; give folders that hold stacks")
         if root.resolve() == skip:  # it would be passed over, as an output folder inside a root
             raise StackerError(
                 f"{root}: is also the output folder; give --output a folder of its own, "
@@ -569,6 +571,9 @@ def _connect(scheduler: str | None, workers: int | None, stacks: int) -> tuple[A
     # reaches only this process, which cancels the batch and closes the cluster in order.
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
+        # Its scheduler's HTTP server binds 8787 even without a dashboard, and says so in a
+        # raw Python warning when another batch holds the port: it then takes any other.
+        warnings.filterwarnings("ignore", r"Port \d+ is already in use", module="distributed")
         cluster = LocalCluster(
             n_workers=min(workers or os.cpu_count() or 1, stacks), threads_per_worker=1,
             processes=True, host="127.0.0.1", dashboard_address=None,

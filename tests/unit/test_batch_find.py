@@ -64,6 +64,9 @@ def test_session_folders_and_plain_folders_are_stacks(tmp_path: Path) -> None:
 def test_bad_roots_and_name_clashes_are_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(StackerError, match="nowhere: no such folder"):
         find_stacks([tmp_path / "nowhere"], tmp_path / "out")
+    frames(tmp_path / "loose", "a.jpg")
+    with pytest.raises(StackerError, match=r"a\.jpg: not a folder; give folders"):
+        find_stacks([tmp_path / "loose" / "a.jpg"], tmp_path / "out")
     frames(tmp_path / "empty" / "sub", "a.jpg")
     with pytest.raises(StackerError, match=r"no stacks under .*two or more frames"):
         find_stacks([tmp_path / "empty"], tmp_path / "out")
