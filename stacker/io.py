@@ -33,7 +33,7 @@ from stacker.metadata import (
     mark_software,
     read_metadata,
 )
-from stacker.tiffread import decode_tiff, is_tiff
+from stacker.tiffread import decode_tiff, is_tiff, opencv_misreads
 
 RAW_EXTENSIONS = frozenset(
     {".cr2", ".cr3", ".nef", ".nrw", ".arw", ".orf", ".rw2", ".raf", ".dng", ".pef", ".srw",
@@ -160,6 +160,8 @@ def _decode(path: Path, data: bytes, *, by_name: bool) -> tuple[np.ndarray | Non
             return None, 1
         stored = cv2.imread(name, flags | cv2.IMREAD_IGNORE_ORIENTATION)
         return stored, jpeg_orientation(data)
+    if is_tiff(data) and opencv_misreads(data):
+        return decode_tiff(data) or (None, 1)
     decoded = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if decoded is None and is_tiff(data):  # float16, Zstandard...: see stacker.tiffread
         return decode_tiff(data) or (None, 1)
@@ -395,7 +397,8 @@ def truncation(path: Path) -> str | None:
 
 def _to_uint16(img: np.ndarray) -> np.ndarray:
     """16 bits of a frame decoded as floats (0..1, or scaled to its brightest pixel where that
-    is brighter) or as wider or signed integers (clipped).
+    is brighter) or as wider or signed integers (scaled from the type's range, negative values
+    black: a 32-bit frame was clipped to white, a signed 16-bit one came out half as bright).
 
     Float frames from HDR and scientific tools may hold NaN or infinite pixels (a division by
     zero in a flat-field correction): those become black or white, and only finite pixels set
@@ -407,7 +410,10 @@ def _to_uint16(img: np.ndarray) -> np.ndarray:
         scaled = np.multiply(img, scale, dtype=np.float32)
         np.nan_to_num(scaled, copy=False, nan=0.0, posinf=65535.0, neginf=0.0)
         return np.clip(scaled, 0, 65535, out=scaled).astype(np.uint16)
-    return np.clip(img, 0, 65535).astype(np.uint16)
+    top = np.iinfo(img.dtype).max
+    scaled = np.multiply(img, 65535.0 / top, dtype=np.float64 if top > 65535 else np.float32)
+    np.rint(scaled, out=scaled)
+    return np.clip(scaled, 0, 65535, out=scaled).astype(np.uint16)
 
 
 def encode_image(

@@ -20,6 +20,29 @@ def is_tiff(data: bytes) -> bool:
     return data[:4] in TIFF_MAGIC
 
 
+def opencv_misreads(data: bytes) -> bool:
+    """Whether OpenCV decodes TIFF ``data`` wrongly without saying so, where tifffile is right.
+
+    - separate colour planes of more than 8 bits: OpenCV's TIFF decoder interleaves them wrong
+      (a grey image of noise; fixed upstream in 2026, still in the wheels);
+    - extra samples (alpha): libtiff's RGBA path multiplies the colours by an unassociated
+      alpha, so half-transparent pixels came out half as bright;
+    - signed samples, or integers wider than 16 bits: read as other types and clipped.
+    """
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            page = tif.pages[0]
+            separate = page.planarconfig == tifffile.PLANARCONFIG.SEPARATE
+            bits = int(page.bitspersample)
+            signed = page.sampleformat == tifffile.SAMPLEFORMAT.INT
+            wide = page.sampleformat == tifffile.SAMPLEFORMAT.UINT and bits > 16
+            return bool((separate and bits > 8) or page.extrasamples or signed or wide)
+    except Exception:  # tifffile's and its codecs' errors have no common base
+        return False
+
+
 def decode_tiff(data: bytes) -> tuple[np.ndarray, int] | None:
     """The first image of TIFF ``data`` as stored (BGR) and its orientation (1 to 8); None when
     tifffile cannot read it either, or it is no photograph (one sample per pixel with a palette,

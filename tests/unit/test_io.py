@@ -132,6 +132,37 @@ def test_tiffs_opencv_cannot_decode_are_read_with_tifffile(
     assert np.abs(img.astype(np.float64) - want).max() <= tolerance, name
 
 
+@pytest.mark.parametrize(
+    ("name", "dtype", "options"),
+    [
+        ("16-bit separate planes", np.uint16, {"planarconfig": "separate"}),
+        ("8-bit unassociated alpha", np.uint8, {"extrasamples": ["unassalpha"]}),
+        ("32-bit unsigned", np.uint32, {}),
+        ("16-bit signed", np.int16, {}),
+    ],
+)
+def test_tiffs_opencv_decodes_wrongly_are_read_with_tifffile(
+    tmp_path: Path, name: str, dtype: type, options: dict
+) -> None:
+    """OpenCV read these without an error, and wrongly: separate 16-bit planes as grey noise,
+    colours multiplied by an unassociated alpha, wide and signed samples clipped."""
+    rgb, options = _rgb(), dict(options)
+    top = np.iinfo(dtype).max
+    stored = np.rint(rgb * top).astype(dtype)
+    if "extrasamples" in options:  # an alpha of 128: half transparent
+        stored = np.dstack([stored, np.full(stored.shape[:2], 128, dtype)])
+    if options.get("planarconfig") == "separate":
+        stored = np.moveaxis(stored, -1, 0)
+    path = tmp_path / "frame.tif"
+    tifffile.imwrite(path, stored, photometric="rgb", **options)
+    img = read_image(path)
+    scale = 255 if dtype == np.uint8 else 65535
+    assert img.shape == (24, 32, 3) and img.dtype == (np.uint8 if scale == 255 else np.uint16)
+    want = rgb[:, :, ::-1] * scale
+    tolerance = 0.5 if top in (255, 65535) else 65535 / top + 0.5
+    assert np.abs(img.astype(np.float64) - want).max() <= tolerance, name
+
+
 @pytest.mark.parametrize("compression", [None, "zstd"], ids=["opencv", "tifffile"])
 def test_nan_and_infinite_pixels_do_not_blacken_a_float_frame(
     tmp_path: Path, compression: str | None
