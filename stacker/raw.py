@@ -353,18 +353,24 @@ def _srgb_curve() -> np.ndarray:
 def render(linear: np.ndarray, profile: ColourProfile) -> np.ndarray:
     """Display-referred sRGB (BGR ``uint16``) of linear camera RGB ``linear`` (BGR ``uint16``).
 
-    As-shot white balance, camera-to-sRGB matrix, clipping, sRGB curve; in strips of rows, so
-    the extra memory is a small fraction of a frame.
+    As-shot white balance (clipping), camera-to-sRGB matrix (clipping), sRGB curve; in strips
+    of rows, so the extra memory is a small fraction of a frame.
     """
-    m = camera_to_srgb(profile)
+    # White balance first, saturating, then the colour matrix, as LibRaw does: a photosite
+    # clipped in every channel is white once balanced, and the matrix keeps white white. In
+    # one product, the balanced clipped pixel went past white in red and blue, and the
+    # matrix made every blown highlight magenta.
+    multipliers = 1.0 / np.asarray(profile.as_shot_neutral, dtype=np.float64)
+    least = float(multipliers.min())  # the smallest is 1, the rest of the scale in the matrix
     flip = np.eye(3)[::-1]
-    m_bgr = flip @ m @ flip
+    balance = np.diag(multipliers[::-1] / least)  # BGR
+    m_bgr = flip @ (camera_to_srgb(profile) @ np.diag(1.0 / multipliers) * least) @ flip
     curve = _srgb_curve()
     out = np.empty_like(linear)
     for y0 in range(0, linear.shape[0], _STRIP_ROWS):
         rows = slice(y0, y0 + _STRIP_ROWS)
-        mixed = cv2.transform(linear[rows], m_bgr)  # uint16 in and out: saturates at 0 and 65535
-        out[rows] = curve[mixed]
+        balanced = cv2.transform(linear[rows], balance)  # uint16: saturates at 65535
+        out[rows] = curve[cv2.transform(balanced, m_bgr)]
     return out
 
 

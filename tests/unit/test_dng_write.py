@@ -97,6 +97,25 @@ def test_profile_read_back_and_rendering_undo_the_camera(tmp_path: Path) -> None
     np.testing.assert_allclose(shown[8:-8, 8:-8].mean((0, 1)) / 65535, srgb_of_grey, atol=2e-3)
 
 
+def test_blown_highlights_render_white_not_magenta() -> None:
+    """White balance and matrix were one product, clipped after: a photosite clipped in every
+    channel went past white in red and blue once balanced, and a real camera's matrix (Canon's
+    ColorMatrix, daylight balance) turned every blown highlight magenta (255, 188, 255)."""
+    canon = np.array([6446, -366, -864, -4436, 12204, 2513, -952, 2496, 6348]).reshape(3, 3)
+    profile = ColourProfile("Canon", "EOS 5D Mark IV", canon / 1e4, (0.5, 1.0, 1 / 1.5))
+    clipped = np.full((2, 2, 3), 65535, np.uint16)
+    clipped[1, 1] = (40000, 65535, 30000)  # BGR: only green clipped, as often in daylight
+    shown = render(clipped, profile)
+    assert shown[0, 0].tolist() == [65535, 65535, 65535]
+    assert shown[1, 1].min() >= 55000  # near white, not (255, 214, 255)
+    # below clipping it is the one product, as before (sRGB curve on the clipped product)
+    mid = np.random.default_rng(5).integers(2000, 20000, (8, 8, 3)).astype(np.uint16)
+    flip = np.eye(3)[::-1]
+    linear = np.clip(mid @ (flip @ camera_to_srgb(profile) @ flip).T / 65535, 0, 1)
+    srgb = np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+    assert np.abs(render(mid, profile) / 65535 - srgb).max() < 2e-3
+
+
 def test_rendering_a_dual_illuminant_dng_uses_the_matrix_for_the_light() -> None:
     """Cameras' own DNGs hold ColorMatrix1 for Standard Light A and ColorMatrix2 for D65; the
     DNG specification (chapter 6, "Mapping Camera Color Space to CIE XYZ Space") interpolates
