@@ -9,14 +9,17 @@ to 1 (upright) to avoid a double rotation.
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
 from stacker.pinned import open_regular
+
+log = logging.getLogger(__name__)
 
 _ICC_SIG = b"ICC_PROFILE\x00"
 _EXIF_SIG = b"Exif\x00\x00"
@@ -40,18 +43,32 @@ class Metadata:
 
 
 def read_metadata(path: Path) -> Metadata:
-    """Metadata of an image file; empty where the file has none or is not parseable."""
+    """Metadata of an image file; empty where the file has none or is not parseable.
+
+    Results are RGB: an ICC profile for another colour space (a grey or CMYK frame's) is left
+    out, with a warning. Attached to an RGB result, viewers and libpng refused or misread it.
+    """
     try:
         head = path.read_bytes()
     except OSError:
         return Metadata()
     if head[:2] == b"\xff\xd8":
-        return _jpeg_metadata(head)
-    if head[:8] == _PNG_SIG:
-        return _png_metadata(head)
-    if head[:4] in (b"II*\x00", b"MM\x00*"):
-        return _tiff_metadata(path)
-    return Metadata()
+        meta = _jpeg_metadata(head)
+    elif head[:8] == _PNG_SIG:
+        meta = _png_metadata(head)
+    elif head[:4] in (b"II*\x00", b"MM\x00*"):
+        meta = _tiff_metadata(path)
+    else:
+        return Metadata()
+    space = meta.icc[16:20] if meta.icc else b"RGB "
+    if space != b"RGB ":
+        log.warning(
+            "%s: its ICC profile is for %s, not RGB; the result is written without it",
+            path,
+            space.decode("latin-1").strip() or "an unknown colour space",
+        )
+        return replace(meta, icc=None)
+    return meta
 
 
 def jpeg_orientation(data: bytes) -> int:

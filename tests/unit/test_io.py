@@ -25,7 +25,8 @@ from stacker.io import (
 from stacker.metadata import Metadata, embed_metadata, read_metadata, upright_exif
 from tests.exif import camera_exif, exif
 
-ICC = b"\x00\x00\x02\x0cfake-icc-profile" * 40
+ICC = b"\x00\x00\x02\x0cfake\x02\x10\x00\x00mntrRGB XYZ " + b"fake-icc-profile" * 40
+"""Stands in for an ICC profile: what is read of one is its header's colour space (RGB)."""
 
 
 @pytest.mark.parametrize("ext", [".png", ".tif"])
@@ -93,6 +94,25 @@ def test_tiff_keeps_icc(tmp_path: Path) -> None:
                                          metadata=Metadata(icc=ICC)))  # fmt: skip
     out = write_image(tmp_path / "o.tif", np.zeros((8, 8, 3), np.uint16), metadata_from=src)
     assert read_metadata(out).icc == ICC
+
+
+@pytest.mark.parametrize("name", ["default_gray.icc", "default_cmyk.icc"])
+def test_an_icc_profile_for_another_colour_space_is_not_given_to_an_rgb_result(
+    tmp_path: Path, name: str
+) -> None:
+    """A grey or CMYK frame's profile was attached to the RGB result: libpng refused it with
+    a warning, and other viewers misread the colours."""
+    profile = Path("/usr/share/color/icc/ghostscript") / name
+    icc = (
+        profile.read_bytes()
+        if profile.is_file()
+        else b"\0" * 16 + (b"GRAY" if "gray" in name else b"CMYK") + b"\0" * 200
+    )
+    src = tmp_path / "src.tif"
+    tifffile.imwrite(src, np.zeros((8, 8), np.uint8), iccprofile=icc)
+    assert read_metadata(src).icc is None
+    out = write_image(tmp_path / "o.png", np.zeros((8, 8, 3), np.uint8), metadata_from=src)
+    assert read_metadata(out).icc is None
 
 
 def _rgb(seed: int = 3) -> np.ndarray:
