@@ -455,7 +455,7 @@ def encode_image(
     if not ok:
         raise StackerError(f"could not encode a {img.shape} {img.dtype} image as {ext}")
     if metadata:
-        data = embed_metadata(data, ext, metadata)
+        data = embed_metadata(data, ext, metadata, (img.shape[1], img.shape[0]))
     return mark_software(data, ext, software) if software else data
 
 

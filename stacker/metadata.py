@@ -211,9 +211,50 @@ def upright_exif(exif: bytes) -> bytes:
     return bytes(buf)
 
 
-def embed_metadata(data: bytes, ext: str, meta: Metadata) -> bytes:
-    """Insert ``meta`` into an encoded JPEG or PNG; other formats are returned unchanged."""
+def result_exif(exif: bytes, size: tuple[int, int] | None = None) -> bytes:
+    """The reference frame's EXIF as a result's: upright (orientation 1), without the frame's
+    thumbnail (IFD1: in the frame's own orientation, it showed the result sideways in
+    thumbnail views), and with the result's ``size`` (width, height) as its pixel dimensions
+    (0xA002, 0xA003), where the frame's full sensor size was left."""
+    buf = bytearray(upright_exif(exif))
+    if len(buf) < 8 or buf[:2] not in (b"II", b"MM"):
+        return bytes(buf)
+    end = "<" if buf[:2] == b"II" else ">"
+    try:
+        ifd0 = struct.unpack_from(end + "I", buf, 4)[0]
+        count = struct.unpack_from(end + "H", buf, ifd0)[0]
+        struct.pack_into(end + "I", buf, ifd0 + 2 + 12 * count, 0)  # no IFD1 (thumbnail)
+        exif_ifd = next(
+            (struct.unpack_from(end + "I", buf, e + 8)[0] for e in _entries(buf, end, ifd0)
+             if struct.unpack_from(end + "H", buf, e)[0] == 0x8769),
+            None,
+        )  # fmt: skip
+        if size is not None and exif_ifd is not None:
+            for e in _entries(buf, end, exif_ifd):
+                tag, kind, n = struct.unpack_from(end + "HHI", buf, e)
+                if tag in (0xA002, 0xA003) and n == 1 and kind in (3, 4):
+                    value = size[0] if tag == 0xA002 else size[1]
+                    buf[e + 8 : e + 12] = b"\0\0\0\0"
+                    struct.pack_into(end + ("H" if kind == 3 else "I"), buf, e + 8, value)
+    except struct.error:  # a damaged block: as upright as it could be made
+        return upright_exif(exif)
+    return bytes(buf)
+
+
+def _entries(buf: bytearray, end: str, ifd: int) -> list[int]:
+    """Offsets of the 12-byte entries of the IFD at ``ifd``."""
+    count = struct.unpack_from(end + "H", buf, ifd)[0]
+    return [ifd + 2 + 12 * k for k in range(count)]
+
+
+def embed_metadata(
+    data: bytes, ext: str, meta: Metadata, size: tuple[int, int] | None = None
+) -> bytes:
+    """Insert ``meta`` into an encoded JPEG or PNG of ``size`` (width, height); other formats
+    are returned unchanged."""
     ext = ext.lower()
+    if meta.exif:
+        meta = replace(meta, exif=result_exif(meta.exif, size))
     if ext in (".jpg", ".jpeg"):
         return _embed_jpeg(data, meta)
     if ext == ".png":

@@ -25,7 +25,9 @@ PLACEHOLDER_TAG = EXIF_IFD_TAG + 1
 CAMERA_TAGS = (271, 272, 306, 315, 33432)
 """IFD0 text tags carried over: Make, Model, DateTime, Artist, Copyright."""
 
-_LEFT_OUT = frozenset({0x927C, 0xA005})  # MakerNote, Interoperability IFD pointer
+_LEFT_OUT = frozenset({0x927C, 0xA005, 0xA002, 0xA003})
+"""MakerNote, the Interoperability IFD pointer, and the frame's pixel dimensions (its full
+sensor size, where the result has its own in ImageWidth and ImageLength)."""
 
 #: Value types (TIFF 6.0, section 2, "Types"): the struct code of one element, or the byte
 #: count for the types whose elements are bytes.

@@ -19,11 +19,13 @@ def tag_jpeg(data: bytes, value: int) -> bytes:
     return data[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + data[2:]
 
 
-def camera_exif(order: str = "<") -> bytes:
+def camera_exif(order: str = "<", *, sensor: tuple[int, int] | None = None) -> bytes:
     """An EXIF block as a camera writes one, in byte order ``order`` (``<`` as Canon and Sony
     write, ``>`` as Nikon does): IFD0 with make, model, date and orientation 1, and an Exif
     IFD with exposure time 1/125, f/8, ISO 200, 65 mm, the time taken, a lens model and a maker
-    note. Values longer than four bytes follow each IFD, as the TIFF layout wants."""
+    note. Values longer than four bytes follow each IFD, as the TIFF layout wants. With
+    ``sensor`` (width, height), also the pixel dimensions (0xA002 as LONG, 0xA003 as SHORT)
+    and an IFD1 (a thumbnail's) after IFD0."""
 
     def ifd(entries: list[tuple[int, int, int, bytes]], at: int, pointer_to: int | None) -> bytes:
         head = struct.pack(order + "H", len(entries))
@@ -62,8 +64,18 @@ def camera_exif(order: str = "<") -> bytes:
         (0x927C, 7, 24, b"maker's own, with offsets"[:24]),
         (0xA434, 2, *text("EF100mm f/2.8L Macro IS USM")),
     ]
+    if sensor is not None:
+        exif_ifd += [
+            (0xA002, 4, 1, struct.pack(order + "I", sensor[0])),
+            (0xA003, 3, 1, struct.pack(order + "H", sensor[1])),
+        ]
     first = ifd(ifd0, 8, pointer_to=None)
     exif_at = 8 + len(first)
     first = ifd(ifd0, 8, pointer_to=exif_at)
     magic = b"II*\x00" if order == "<" else b"MM\x00*"
-    return magic + struct.pack(order + "I", 8) + first + ifd(exif_ifd, exif_at, None)
+    block = magic + struct.pack(order + "I", 8) + first + ifd(exif_ifd, exif_at, None)
+    if sensor is None:
+        return block
+    ifd1 = ifd([(0x0103, 3, 1, struct.pack(order + "H", 6))], len(block), None)  # JPEG thumb
+    next_at = 8 + 2 + 12 * len(ifd0)
+    return block[:next_at] + struct.pack(order + "I", len(block)) + block[next_at + 4 :] + ifd1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 import warnings
 import zlib
 from pathlib import Path
@@ -58,6 +59,34 @@ def test_exif_and_icc_carried_and_orientation_reset(tmp_path: Path, ext: str) ->
     out = write_image(tmp_path / f"out{ext}", img, metadata_from=src)
     assert read_metadata(out) == got
     assert read_image(out).shape == (8, 8, 3)
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+@pytest.mark.parametrize("ext", [".jpg", ".png"])
+def test_a_result_carries_no_thumbnail_and_its_own_pixel_size(
+    tmp_path: Path, order: str, ext: str
+) -> None:
+    """The reference frame's thumbnail (in the frame's own orientation) and sensor size went
+    with the result: thumbnail views showed it sideways, and it claimed 6000x4000 pixels."""
+    from stacker.tiff_exif import _exif_entries
+
+    src = tmp_path / "frame.jpg"  # as the camera wrote it
+    image = np.zeros((30, 40, 3), np.uint8)
+    payload = b"Exif\0\0" + camera_exif(order, sensor=(6000, 4000))
+    jpeg = cv2.imencode(".jpg", image)[1].tobytes()
+    src.write_bytes(jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
+                    + jpeg[2:])  # fmt: skip
+    before = read_metadata(src).exif
+    assert before is not None and struct.unpack_from(order + "I", before, 8 + 2 + 12 * 5)[0]
+    out = write_image(tmp_path / f"out{ext}", image, metadata_from=src)
+    after = read_metadata(out).exif
+    assert after is not None
+    assert struct.unpack_from(order + "I", after, 8 + 2 + 12 * 5)[0] == 0  # no IFD1
+    _, exif_ifd = _exif_entries(after)
+    size = {tag: struct.unpack("<" + ("H" if kind == 3 else "I"), value)[0]
+            for tag, kind, _, value in exif_ifd if tag in (0xA002, 0xA003)}  # fmt: skip
+    assert size == {0xA002: 40, 0xA003: 30}
+    assert b"Canon EOS 80D" in after and b"EF100mm f/2.8L Macro IS USM" in after
 
 
 def test_a_bad_or_oversized_icc_profile_is_not_carried(tmp_path: Path) -> None:
