@@ -42,7 +42,13 @@ from watchdog.events import (
 )
 
 from stacker.errors import StackerError, UnreadableImageError
-from stacker.io import RAW_EXTENSIONS, OrientedReader, is_image_path, truncation
+from stacker.io import (
+    IMAGE_EXTENSIONS,
+    RAW_EXTENSIONS,
+    OrientedReader,
+    is_image_path,
+    truncation,
+)
 from stacker.mounts import unheard_writes
 from stacker.natsort import NaturalKey, frame_order, natural_key
 from stacker.paths import FileIdentity, file_identity, is_our_output
@@ -76,6 +82,13 @@ TEMPORARY_SUFFIXES = (
     ".filepart",
     ".!sync",
 )
+
+
+_CARRIES_IMAGE = re.compile(
+    r"\.(" + "|".join(sorted(e[1:] for e in IMAGE_EXTENSIONS)) + r")(\.|$)", re.IGNORECASE
+)
+"""An image's extension inside a temporary name: ``x.jpg.part``, ``.x.jpg.Ab12Cd``."""
+_UNREAD_FORMATS = frozenset({".heic", ".heif", ".hif", ".avif"})
 
 
 class HotFolderError(StackerError):
@@ -279,6 +292,8 @@ class HotFolder:
         #: Notes for the user, in the order they came: frames read in the first frame's
         #: orientation (:class:`OrientedReader`), second names of a file taken already.
         self.notes: list[str] = []
+        self._said: set[Path] = set()
+        """Files a note was made about (a format not read, a frame rewritten): said once."""
         self._reader = OrientedReader()
         #: Monotonic time of the last sign of life: a frame handed out or a write in progress.
         self.last_activity = time.monotonic()
@@ -613,10 +628,14 @@ class HotFolder:
         if not self._watched(path):
             if path.parent == self.folder:
                 self._partner_coming(path.name.casefold(), now)
+                self._not_a_frame(path, now)
             return
         done = self._done.get(path)
         if done is not None:
-            if done == _TAKEN or done == self._signature(path):
+            if done == _TAKEN:
+                self._taken_changed(path)
+                return
+            if done == self._signature(path):
                 return
             del self._done[path]  # an unreadable file that changed since: look again
         claimed = self._claimed.get(self._pair_key(path))
@@ -675,6 +694,36 @@ class HotFolder:
         self._capt_numbers[number] = path
         self._capt_keys[path] = key
         return key
+
+    def _not_a_frame(self, path: Path, now: float) -> None:
+        """What a file that is no frame says: a frame still written under a temporary name
+        (``X.jpg.part``, rsync's ``.X.jpg.Ab12Cd``, gphoto2's ``tmpfileAb12Cd``) is activity,
+        so an idle timeout does not end the watch before it lands (it did, and the frame was
+        never stacked); a HEIC or AVIF file, which is not read, is said once."""
+        name = path.name.casefold()
+        if name.startswith("tmpfile") or (
+            _CARRIES_IMAGE.search(name)
+            and not any(own.casefold() in name for own in self._ignore_names)
+        ):
+            self.last_activity = now
+        elif path.suffix.casefold() in _UNREAD_FORMATS and path not in self._said:
+            self._said.add(path)
+            self.notes.append(
+                f"{path.name}: {path.suffix[1:].upper()} is not read; set the camera or phone "
+                "to save JPEG (on an iPhone: Settings > Camera > Formats > Most Compatible)"
+            )
+
+    def _taken_changed(self, path: Path) -> None:
+        """A frame written again after it was stacked (or another renamed over it): the
+        composite keeps what was stacked; said once, where it went unsaid."""
+        identity = file_identity(path)
+        if path in self._said or identity is None or identity in self._identities:
+            return
+        self._said.add(path)
+        self.notes.append(
+            f"{path.name}: written again after it was stacked; the composite keeps the first "
+            "version (stack the folder again with `stacker stack` to use the new one)"
+        )
 
     def _partner_coming(self, temporary: str, now: float) -> None:
         """A file being written under a temporary name may be the partner a held RAW or JPEG

@@ -299,6 +299,43 @@ def test_a_restarted_watch_takes_the_frames_after_a_counter_wrap_last(tmp_path: 
     assert [p.name for p in collect_inputs([tmp_path])] == names
 
 
+@pytest.mark.parametrize("temporary", ["b.jpg.part", ".b.jpg.Xk3j9a", "tmpfileAb12Cd"])
+def test_an_idle_timeout_waits_for_a_frame_still_written_under_a_temporary_name(
+    tmp_path: Path, temporary: str
+) -> None:
+    """A frame uploaded slowly under a temporary name, then renamed, raised no event the watch
+    counted: the idle timeout ended the watch during the upload, and the frame landed after,
+    never stacked."""
+    write_old(tmp_path / "a.jpg", textured_jpeg(1))
+    data = textured_jpeg(2)
+
+    def upload() -> None:
+        time.sleep(0.3)
+        write_slowly(tmp_path / temporary, data, chunk=len(data) // 10 + 1, gap=0.25)
+        (tmp_path / temporary).rename(tmp_path / "b.jpg")
+
+    writer = in_thread(upload)
+    with HotFolder(tmp_path, settle=0.3) as hot:
+        got = [p.name for p in hot.paths(idle_timeout=1.0)]
+    writer.join()
+    assert got == ["a.jpg", "b.jpg"]
+
+
+def test_a_frame_written_again_after_it_was_stacked_is_said(tmp_path: Path) -> None:
+    """The composite kept the first exposure, and nothing said the file had changed; a HEIC
+    file, which is not read, ended in 'no frame could be merged' with no word on why."""
+    write_old(tmp_path / "a.jpg", textured_jpeg(1))
+    notes: list[str] = []
+    with HotFolder(tmp_path, settle=0.3) as hot:
+        for path in hot.paths(idle_timeout=1.5):
+            if path.name == "a.jpg":
+                (tmp_path / "a.jpg").write_bytes(textured_jpeg(5))  # a new exposure, same name
+                (tmp_path / "IMG_0002.HEIC").write_bytes(b"\0\0\0\x18ftypheic")
+        notes = list(hot.notes)
+    assert any("a.jpg: written again after it was stacked" in note for note in notes), notes
+    assert sum("IMG_0002.HEIC: HEIC is not read" in note for note in notes) == 1, notes
+
+
 @pytest.mark.slow
 def test_unreadable_file_is_retried_reported_and_looked_at_again_when_rewritten(
     tmp_path: Path,
