@@ -44,19 +44,29 @@ def work_dtype(image_dtype: np.dtype) -> np.dtype:
 def to_work(image: np.ndarray, gains: tuple[float, float, float], out: np.ndarray) -> np.ndarray:
     """Convert a frame to the pyramid's working type, applying per-channel exposure gains.
 
+    A clipped value stays clipped: the sensor saw at least that much, and a gain below 1 made
+    every blown highlight of a brighter frame grey and tinted (a gain per channel), dimming
+    them in the composite where every frame had them white.
+
     An 8-bit frame goes through a per-channel table of its 256 values (a third faster than the
     multiplication, and the same values: both round to nearest and saturate).
     """
+    gains_at_top = np.maximum(np.asarray(gains, dtype=np.float64), 1.0)
     if out.dtype == np.int16 and image.dtype == np.uint8:
         values = np.arange(256, dtype=np.float64)[:, None] * (np.asarray(gains) * FIXED_POINT)
+        values[255] = 255.0 * gains_at_top * FIXED_POINT
         table = np.rint(values).clip(-32768, 32767).astype(np.int16).reshape(256, 1, 3)
         return cv2.LUT(image, table, dst=out)
+    k = 1.0
     if out.dtype == np.int16:
         k = FIXED_POINT if image.dtype == np.uint8 else WIDE_SCALE
         scale = (*tuple(float(g) * k for g in gains), 0.0)
         cv.multiply(image, scale, dst=out, dtype=cv2.CV_16S)  # saturates, never wraps
     else:
         cv.multiply(image, (*tuple(float(g) for g in gains), 0.0), dst=out, dtype=cv2.CV_32F)
+    if image.dtype.kind == "u" and np.any(np.asarray(gains) < 1.0):
+        top = np.iinfo(image.dtype).max
+        np.copyto(out, (top * k * gains_at_top).astype(out.dtype), where=image >= top)
     return out
 
 

@@ -195,6 +195,23 @@ def test_sixteen_bit_in_sixteen_bit_out() -> None:
     assert out.max() > 255 * 4
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_blown_highlights_stay_white_through_exposure_gains(dtype: type) -> None:
+    """Frames brighter than the reference are scaled down to match it; their clipped pixels
+    were scaled with them, and the pyramid dimmed and tinted every blown highlight (244 of
+    255, or 62,840 of 65,535), where every frame had it white."""
+    top = np.iinfo(dtype).max
+    rng = np.random.default_rng(1)
+    base = cv2.GaussianBlur((rng.random((240, 320, 3)) * 200).astype(np.float32), (0, 0), 2)
+    stacker = Stacker(method="pyramid")
+    for k in range(4):  # 5 % brighter each
+        frame = np.clip(base * (1 + 0.05 * k) * (top / 255), 0, top)
+        frame[100:150, 100:200] = top
+        stacker.add(frame.astype(dtype))
+    patch = stacker.result(crop=False)[110:140, 120:180]
+    assert patch.min() >= top - top // 1000
+
+
 @pytest.mark.parametrize("method", ["pyramid", "depthmap"])
 def test_state_does_not_grow_with_frames(frames, method) -> None:
     tracemalloc.start()  # numpy reports its buffers to tracemalloc
