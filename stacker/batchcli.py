@@ -59,6 +59,19 @@ def _check_dng_frames(jobs: list[StackJob], ext: str) -> None:
             )
 
 
+def _report_line(rep: StackReport) -> str | None:
+    """What the console says of a finished stack: a failure, or frames it was made without
+    (only the report's columns told of those)."""
+    if rep.status == "failed":
+        return f"failed: {rep.name}: {rep.error}"
+    if rep.unreadable or rep.rejected:
+        return (
+            f"note: {rep.name}: stacked without {rep.unreadable or 0} unreadable and "
+            f"{rep.rejected or 0} rejected frame(s) of {rep.frames}; see the report"
+        )
+    return None
+
+
 def _first_state(scheduler: str | None, workers: int | None) -> str:
     """What the progress bar says before the first stack is handed out."""
     if scheduler is None:
@@ -137,15 +150,8 @@ def run_batch_command(
             progress.update(task, completed=done + failed, state=state)
 
         def on_report(rep: StackReport) -> None:
-            if rep.status == "failed":
-                progress.console.print(f"failed: {rep.name}: {rep.error}", markup=False,
-                                       soft_wrap=True)  # fmt: skip
-            elif rep.unreadable or rep.rejected:  # stacked without them: said, not only logged
-                progress.console.print(
-                    f"note: {rep.name}: stacked without {rep.unreadable or 0} unreadable and "
-                    f"{rep.rejected or 0} rejected frame(s) of {rep.frames}; see the report",
-                    markup=False, soft_wrap=True,
-                )  # fmt: skip
+            if (said := _report_line(rep)) is not None:
+                progress.console.print(said, markup=False, soft_wrap=True)
 
         with signals_as_ctrl_c():  # SIGTERM cancels as Ctrl-C does, with a report
             summary = run_batch(jobs, options, report_path, scheduler=scheduler,

@@ -14,7 +14,7 @@ import pytest
 
 from rig.sim.scene import SceneSpec, write_stack
 from stacker.io import read_image
-from stacker.metadata import read_metadata
+from stacker.metadata import read_metadata, result_exif
 from stacker.offline import collect_inputs
 from tests.commands import one_line_error, stacker
 
@@ -57,7 +57,10 @@ def test_jpeg_output_carries_reference_exif(
     assert proc.returncode == 0, proc.stderr
     meta = read_metadata(out)
     assert meta.exif and meta.exif[:2] in (b"II", b"MM")
-    assert meta.exif == read_metadata(work / sorted(p.name for p in work.iterdir())[0]).exif
+    reference = read_metadata(work / sorted(p.name for p in work.iterdir())[0]).exif
+    assert reference is not None
+    h, w = read_image(out).shape[:2]  # the camera's, with the result's own pixel size
+    assert meta.exif == result_exif(reference, (w, h))
 
 
 SHIFT = r"[+-]\d+\.\d,[+-]\d+\.\d"
