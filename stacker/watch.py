@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from stacker.errors import StackerError, UnreadableImageError
+from stacker.errors import ResultWriteError, StackerError, UnreadableImageError
 from stacker.hotfolder import HotFolder, Prefer, ReadyFrame, UnreadableFrame, is_candidate
 from stacker.io import check_writable_output, is_raw_path, remove_temporaries
 from stacker.output import check_writable_depth, save_outputs
@@ -377,6 +377,8 @@ class _WatchRun:
     """Merged frames not yet in the file on disk."""
     outputs: list[Path] = field(default_factory=list, init=False)
     """The files the last write produced."""
+    refused: bool = field(default=False, init=False)
+    """The disk refused the last write along the way (said once, tried again)."""
 
     def publish(self, **changes: object) -> None:
         self.status = replace(self.status, **changes)  # type: ignore[arg-type]
@@ -429,7 +431,7 @@ class _WatchRun:
             self.unwritten += 1
             self.publish(merged=self.status.merged + 1, last_score=record.score, last_problem=None)
             if self.unwritten >= self.every and not self.reference_pending():
-                self.write()
+                self.write_along_the_way()
         else:
             self.reject(frame.path, f"{frame.path.name}: {record.reason or 'not merged'}", record)
         if self.on_frame is not None:
@@ -469,6 +471,29 @@ class _WatchRun:
         )
         self.unwritten = 0
         self.publish(state=state, writes=self.status.writes + 1)
+
+    def write_along_the_way(self) -> None:
+        """Write the outputs while frames still come. A disk that refuses them (full, or gone
+        read-only) ended the watch, and the frames after were never stacked; the shoot goes
+        on, so merging goes on, and the write is tried again with the next frame. The final
+        write (:meth:`finish`) still fails in one line if the disk still refuses."""
+        state = self.status.state
+        try:
+            self.write()
+        except ResultWriteError as exc:
+            self.publish(state=state)  # as write() leaves it when it succeeds
+            if not self.refused:
+                on_disk = self.status.merged - self.unwritten
+                self.warn(
+                    f"{exc.where}: cannot write the result ({exc.reason}); merging goes on and "
+                    f"the write is tried again with each frame ({on_disk} of "
+                    f"{self.status.merged} merged frames are on disk)"
+                )
+            self.refused = True
+            return
+        if self.refused:
+            self.refused = False
+            self.warn(f"{self.output.name}: written again, with every merged frame")
 
     def finish(self) -> list[Path]:
         """Write the merged frames not yet on disk; the paths written, empty if none ever."""

@@ -89,6 +89,44 @@ SPEC = SimRigSpec(width=320, height=240, time_scale=50.0)
 FRAMES = 5
 
 
+def test_a_watch_whose_disk_fills_keeps_merging_and_writes_once_there_is_room(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    """The disk of a watch's composite filled after its first frame: the watch ended with an
+    error, and the frames of the shoot that went on were never stacked."""
+    import threading
+
+    from stacker.watch import watch_and_stack
+
+    stack = tmp_path / "stack"
+    write_stack(stack, SceneSpec(width=320, height=240, seed=4), 4)
+    frames = sorted(stack.iterdir())
+    hot = tmp_path / "hot"
+    hot.mkdir()
+    out = small_disk / "stacked.tif"
+    warnings: list[str] = []
+    filler: list[Path] = []
+
+    def shoot() -> None:
+        for i, frame in enumerate(frames):
+            (hot / frame.name).write_bytes(frame.read_bytes())
+            time.sleep(1.0)
+            if i == 0:
+                filler.append(fill(small_disk))  # after the first write
+            if i == 2:
+                filler[0].unlink()  # room again for the last frame's write
+
+    shooter = threading.Thread(target=shoot, daemon=True)
+    shooter.start()
+    summary = watch_and_stack(hot, out, idle_timeout=3.0, settle=0.2,
+                              on_warning=warnings.append)  # fmt: skip
+    shooter.join()
+    assert summary.status.merged == 4, warnings
+    refused = [w for w in warnings if "cannot write the result" in w]
+    assert len(refused) == 1 and "merging goes on" in refused[0], warnings
+    assert out.is_file() and any("written again" in w for w in warnings)
+
+
 def test_session_whose_final_composite_meets_a_full_disk_keeps_every_frame(
     small_disk: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
