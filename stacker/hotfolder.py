@@ -451,6 +451,10 @@ class HotFolder:
                 yield outcome
             elif isinstance(outcome, UnreadableFrame) and on_unreadable is not None:
                 on_unreadable(outcome)
+                if news:  # told now, not when the next frame lands (--strict stops at once)
+                    self.last_activity = time.monotonic()
+                    yield None
+                    continue
             self.last_activity = time.monotonic()
 
     def _require_started(self) -> None:

@@ -384,6 +384,25 @@ def test_strict_stops_at_an_unreadable_file_keeping_the_merged_result(
     assert read_image(out).ndim == 3  # a1 was merged and written before the strict stop
 
 
+def test_an_unreadable_last_file_is_told_at_once_not_when_the_watch_ends(
+    tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
+) -> None:
+    """An unreadable file was told (and --strict stopped) only when the next frame landed, or
+    when the watch ended: with none coming, the photographer saw 'watching' for as long."""
+    write_old(hot / "a1.jpg", stack_jpegs[0])
+    write_old(hot / "a2.jpg", b"\xff\xd8 not really a jpeg" * 50)
+    stop = threading.Event()
+    threading.Timer(12.0, stop.set).start()  # the watch's end, if nothing told before
+    start = time.monotonic()
+    try:
+        with pytest.raises(UnreadableImageError, match=r"a2\.jpg"):
+            watch_and_stack(hot, tmp_path / "out.jpg", settle=0.2, strict=True, stop=stop)
+        assert not stop.is_set(), "told only as the watch ended"
+        assert time.monotonic() - start < 12.0
+    finally:
+        stop.set()
+
+
 # -- the command line, as a separate process -----------------------------------------------------
 
 
