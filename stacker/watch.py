@@ -379,6 +379,8 @@ class _WatchRun:
     """The files the last write produced."""
     refused: bool = field(default=False, init=False)
     """The disk refused the last write along the way (said once, tried again)."""
+    given_up: set[Path] = field(default_factory=set, init=False)
+    """Files reported unreadable: one written on after a long pause may still come."""
 
     def publish(self, **changes: object) -> None:
         self.status = replace(self.status, **changes)  # type: ignore[arg-type]
@@ -394,6 +396,7 @@ class _WatchRun:
             self.publish(skipped=count)
 
     def unreadable(self, bad: UnreadableFrame) -> None:
+        self.given_up.add(bad.path)
         self.publish(
             seen=self.status.seen + 1,
             unreadable=self.status.unreadable + 1,
@@ -406,6 +409,10 @@ class _WatchRun:
         self.warn(f"skipped {bad.message}")
 
     def add(self, frame: ReadyFrame) -> None:
+        if frame.path in self.given_up:  # its writer paused, then finished it: counted once
+            self.given_up.discard(frame.path)
+            self.publish(seen=self.status.seen - 1, unreadable=self.status.unreadable - 1)
+            self.warn(f"{frame.path.name}: complete now after all; stacked")
         self.publish(state="merging", seen=self.status.seen + 1, last_name=frame.path.name)
         if self.output.suffix.lower() == ".dng" and not is_raw_path(frame.path):
             # Merged first, it would make the composite a rendered one that no DNG can hold.

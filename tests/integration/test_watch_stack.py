@@ -403,6 +403,32 @@ def test_an_unreadable_last_file_is_told_at_once_not_when_the_watch_ends(
         stop.set()
 
 
+@pytest.mark.slow
+def test_a_file_given_up_on_and_finished_later_counts_once(
+    tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
+) -> None:
+    """A writer that stalled for seconds mid-file got the file reported unreadable ('skipped
+    ... truncated'); finished, it was stacked, and the count said 1 unreadable of 2 seen."""
+    data = stack_jpegs[0]
+    warnings: list[str] = []
+
+    def write_with_a_long_stall() -> None:
+        with (hot / "f_001.jpg").open("wb") as fh:
+            fh.write(data[: len(data) // 2])
+            fh.flush()
+            time.sleep(8.0)
+            fh.write(data[len(data) // 2 :])
+
+    writer = threading.Thread(target=write_with_a_long_stall, daemon=True)
+    writer.start()
+    summary = watch_and_stack(hot, tmp_path / "out.jpg", idle_timeout=12, settle=0.2,
+                              on_warning=warnings.append)  # fmt: skip
+    writer.join()
+    status = summary.status
+    assert (status.merged, status.seen, status.unreadable) == (1, 1, 0), warnings
+    assert any("complete now after all" in w for w in warnings), warnings
+
+
 # -- the command line, as a separate process -----------------------------------------------------
 
 
