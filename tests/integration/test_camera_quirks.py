@@ -165,6 +165,7 @@ def test_a_straggler_is_collected_with_the_next_shot_never_lost(
     assert quirks.state.shots == 3 and not quirks.store  # nothing left on the body
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("vendor", "target"), [("canon", "card"), ("nikon", "ram"), ("sony", "ram")]
 )

@@ -299,6 +299,7 @@ def test_a_restarted_watch_takes_the_frames_after_a_counter_wrap_last(tmp_path: 
     assert [p.name for p in collect_inputs([tmp_path])] == names
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("temporary", ["b.jpg.part", ".b.jpg.Xk3j9a", "tmpfileAb12Cd"])
 def test_an_idle_timeout_waits_for_a_frame_still_written_under_a_temporary_name(
     tmp_path: Path, temporary: str
@@ -321,6 +322,7 @@ def test_an_idle_timeout_waits_for_a_frame_still_written_under_a_temporary_name(
     assert got == ["a.jpg", "b.jpg"]
 
 
+@pytest.mark.slow
 def test_a_frame_written_again_after_it_was_stacked_is_said(tmp_path: Path) -> None:
     """The composite kept the first exposure, and nothing said the file had changed; a HEIC
     file, which is not read, ended in 'no frame could be merged' with no word on why."""
