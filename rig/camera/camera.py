@@ -11,8 +11,9 @@ Every libgphoto2 call goes through :meth:`Camera._call`, which
   settings and carries on,
 * turns anything else into a one-line :class:`~rig.camera.errors.CameraError`.
 
-Settings the session changes for its own needs (capture target, live view, libgphoto2's
-autofocus-before-capture) are put back on :meth:`Camera.close`; settings the user sets with
+Settings the session changes for its own needs (capture target, live view, focus mode) are
+put back on :meth:`Camera.close`, but for libgphoto2's own Nikon autofocus-before-capture, which
+is left off (see :func:`~rig.camera.focus.no_capture_autofocus`); settings the user sets with
 :meth:`Camera.set_config` stay, as they would with the camera's own menus.
 """
 
@@ -499,9 +500,10 @@ class Camera:
         """Keep each release from refocusing, for a stack whose focus a rail moves.
 
         libgphoto2's capture lets a Sony or Fuji autofocus first unless its ``focusmode`` is
-        Manual, and a Nikon unless its own ``autofocus`` setting is Off: with the lens at AF,
-        every frame was focused on the same plane, a stack with nothing to add. Both are set
-        for the session (restored on close); a Canon is already released without AF.
+        Manual, and a Nikon when libgphoto2's own ``autofocus`` setting was ever set on: with
+        the lens at AF, every frame was focused on the same plane, a stack with nothing to
+        add. The focus mode is set for the session (put back on close), libgphoto2's setting
+        Off for good; a Canon is already released without AF.
         """
         with self._lock:
             controls = _Controls(self)

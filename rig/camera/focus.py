@@ -19,7 +19,7 @@ libgphoto2's ptp2 driver exposes lens focus differently on each brand:
   fault); otherwise the step is too small, said as such. After a capture in live view
   libgphoto2 restarts live view without waiting for it, and a drive meanwhile fails with -1:
   the drive waits for live view and tries again. libgphoto2's own "autofocus before capture"
-  setting is switched off for the session.
+  setting is switched off, and left so (:func:`no_capture_autofocus`).
 * **Sony**: ``manualfocus`` is a *speed* (-7..7, ``_put_Sony_ManualFocus``): how far the lens
   moves per call is non-linear and lens-dependent, there is no end-stop signal, and recent bodies
   in PC-remote mode lack it. It is used only when asked for (``approximate=True``), with a
