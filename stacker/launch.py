@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 from types import FrameType
+from typing import Any
 
 
 def launch(module: str, prog: str) -> None:
@@ -29,12 +30,29 @@ def launch(module: str, prog: str) -> None:
         for s in (signal.SIGTERM, signal.SIGHUP)
         if signal.getsignal(s) is not signal.SIG_IGN
     }
+    # A Ctrl-C that lands in a callback the import machinery runs (a module lock's weakref
+    # callback) cannot propagate: Python printed "Exception ignored in ..." with a traceback,
+    # and the command ran on. Such an interrupt is noted and acted on once loading ends.
+    unraisable_before = sys.unraisablehook
+    ignored: list[BaseException | None] = []
+
+    def note_interrupt(info: Any) -> None:
+        if info.exc_type is not None and issubclass(info.exc_type, KeyboardInterrupt):
+            ignored.append(info.exc_value)
+        else:
+            unraisable_before(info)
+
+    sys.unraisablehook = note_interrupt
     try:
         main = importlib.import_module(module).main
+        if ignored:
+            raise KeyboardInterrupt
     except KeyboardInterrupt:
         wind_down()
         print(f"{prog}: interrupted", file=sys.stderr)
         sys.exit(130)
+    finally:
+        sys.unraisablehook = unraisable_before
     for s, handler in previous.items():  # the commands handle them where they matter
         signal.signal(s, handler)
     try:

@@ -25,6 +25,26 @@ def test_an_interrupt_during_loading_is_one_line(tmp_path: Path) -> None:
     assert (done.returncode, done.stderr) == (130, "rig: interrupted\n")
 
 
+def test_an_interrupt_in_a_callback_the_import_runs_is_one_line(tmp_path: Path) -> None:
+    """A Ctrl-C that landed in a module lock's weakref callback while the command loaded
+    cannot propagate: Python printed 'Exception ignored in ...' with a traceback, and the
+    command ran on as if no Ctrl-C had come."""
+    (tmp_path / "slow_command.py").write_text(
+        "import weakref\n"
+        "class Lock: pass\n"
+        "def cb(_ref):\n    raise KeyboardInterrupt\n"
+        "lock = Lock()\nref = weakref.ref(lock, cb)\ndel lock\n"
+        "def main():\n    print('ran')\n",
+        encoding="utf-8",
+    )
+    code = (
+        f"import sys; sys.path.insert(0, {str(tmp_path)!r}); "
+        "from stacker.launch import launch; launch('slow_command', 'rig')"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr, done.stdout) == (130, "rig: interrupted\n", "")
+
+
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP], ids=["term", "hup"])
 def test_sigterm_or_a_hangup_during_loading_is_one_line(tmp_path: Path, stop: int) -> None:
     """A service manager's stop or a closed terminal in the second a command takes to load
