@@ -505,6 +505,8 @@ class Camera:
         add. The focus mode is set for the session (put back on close), libgphoto2's setting
         Off for good; a Canon is already released without AF.
         """
+        if self.vendor == "canon":  # its release has no AF: no mode to set, nothing to warn of
+            return
         with self._lock:
             controls = _Controls(self)
             manual_focus_mode(controls)
