@@ -60,8 +60,9 @@ class Progress:
     position_um: float | None = None
     """Current rail position in micrometres (lens steps when ``units`` is ``"steps"``, the frame
     number for frames the camera focused itself, ``"frames"``)."""
-    units: Literal["um", "steps", "frames"] = "um"
-    """What ``position_um`` counts: micrometres, lens steps or frame numbers."""
+    units: Literal["um", "steps", "frames", "none"] = "um"
+    """What ``position_um`` counts: micrometres, lens steps or frame numbers; ``"none"`` where
+    nothing moves focus (a hot folder), so the page shows no rail."""
     eta_s: float | None = None
     """Seconds until the last frame is captured; the hub estimates it when the producer does not."""
     title: str = ""

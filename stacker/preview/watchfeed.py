@@ -75,6 +75,7 @@ def serve_watch_preview(
         yield WatchPreview(None)
         return
     hub = PreviewHub(title=Path(folder).name)
+    hub.update_progress(units="none")  # frames come from elsewhere: no rail to show
     server = serve_preview(hub, host, port, out=out)
     try:
         yield WatchPreview(hub)

@@ -6,6 +6,7 @@ reason, only where that browser is not installed.
 
 from __future__ import annotations
 
+import io
 import queue
 import re
 import threading
@@ -18,7 +19,9 @@ from rig.sim.scene import SceneSpec, SyntheticStack
 from stacker.preview import PreviewHub, PreviewServer, attach_stacker
 from stacker.preview.publisher import encode_jpeg
 from stacker.preview.server import create_app, token_extension
+from stacker.preview.watchfeed import serve_watch_preview
 from stacker.stack import Stacker
+from stacker.watch import MergedFrame, WatchStatus
 from tests.browser import CHROMIUM, SKIP_REASON, chromium, phone_page
 from tests.relay import sleeping_relay
 
@@ -223,4 +226,27 @@ def test_a_visible_page_whose_stream_died_silently_follows_the_rig_again(browser
             "document.getElementById('captured').textContent === '2 / 10'", timeout=10_000
         )
         assert page.text_content("#link") == "live"
+        assert errors == []
+
+
+def test_a_hot_folder_s_page_shows_no_rail(browser, frames, tmp_path):
+    """A watch has no rail: its page showed "Rail –" and a Position column of dashes."""
+    out = io.StringIO()
+    with serve_watch_preview(True, "127.0.0.1", 0, tmp_path, out=out) as feed:
+        stacker = Stacker(preview_size=400)
+        for i, (image, _) in enumerate(frames[:2]):
+            record = stacker.add(image, name=f"IMG_{i}.jpg")
+            feed.on_frame(MergedFrame(tmp_path / f"IMG_{i}.jpg", image, record, stacker))
+            feed.on_status(WatchStatus(folder=tmp_path, state="waiting", seen=i + 1))
+        page, errors = phone_page(browser)
+        page.goto(out.getvalue().split("Live preview: ")[1].strip())
+        page.wait_for_selector("#frames tbody tr:nth-child(2)")
+        assert page.inner_text("#captured") == "2"
+        assert page.locator("#position").is_hidden()
+        assert page.locator("#frames th", has_text="Position").is_hidden()
+        assert page.locator("#frames tbody tr").first.inner_text().split("\t")[:2] == [
+            "1",
+            "IMG_0.jpg",
+        ]
+        assert page.locator("#frames tbody td.rail").first.is_hidden()
         assert errors == []

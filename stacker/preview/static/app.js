@@ -63,6 +63,7 @@ function updateProgress(p) {
     bar.removeAttribute("value"); // indeterminate: no plan says how many frames
   }
   document.body.dataset.state = p.state;
+  document.body.dataset.units = p.units; // "none": no rail (a hot folder), its column hidden
 }
 
 function cell(text, cls) {
@@ -88,7 +89,7 @@ function updateRow(f) {
   tr.replaceChildren(
     cell(String(f.number ?? f.index + 1)),
     cell(f.name || ""),
-    cell(fmtPosition(f.position_um, positionUnits)),
+    cell(fmtPosition(f.position_um, positionUnits), "rail"),
     cell(f.score === undefined || f.score === null ? "–" : f.score.toFixed(3)),
     cell(result, cls),
   );
