@@ -2,7 +2,7 @@
 
 JPEG keeps them in APP1 (``Exif``) and APP2 (``ICC_PROFILE``) segments, PNG in ``eXIf`` and
 ``iCCP`` chunks, TIFF in tag 34675 (ICC) and in tags of its own for the EXIF (written by
-:mod:`stacker.tiff_exif`; read back, a TIFF frame gives its ICC profile only). Frames are
+:mod:`stacker.tiff_exif`, which also reads a TIFF frame's back into a block). Frames are
 read with their EXIF orientation already applied, so the copied EXIF's orientation tag is reset
 to 1 (upright) to avoid a double rotation.
 """
@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
+from stacker import tiff_exif
 from stacker.pinned import open_regular
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ def read_metadata(path: Path) -> Metadata:
     elif head[:8] == _PNG_SIG:
         meta = _png_metadata(head)
     elif head[:4] in (b"II*\x00", b"MM\x00*"):
-        meta = _tiff_metadata(path)
+        meta = replace(_tiff_metadata(path), exif=tiff_exif.exif_of_tiff(head))
     else:
         return Metadata()
     space = meta.icc[16:20] if meta.icc else b"RGB "

@@ -25,6 +25,8 @@ PLACEHOLDER_TAG = EXIF_IFD_TAG + 1
 CAMERA_TAGS = (271, 272, 306, 315, 33432)
 """IFD0 text tags carried over: Make, Model, DateTime, Artist, Copyright."""
 
+_ORIENTATION = 0x0112
+
 _LEFT_OUT = frozenset({0x927C, 0xA005, 0xA002, 0xA003})
 """MakerNote, the Interoperability IFD pointer, and the frame's pixel dimensions (its full
 sensor size, where the result has its own in ImageWidth and ImageLength)."""
@@ -127,6 +129,29 @@ def append_exif_ifd(tiff: bytes, exif: bytes) -> bytes:
     out = bytearray(tiff)
     out[pos : pos + 12] = struct.pack("<HHII", EXIF_IFD_TAG, 4, 1, at)
     return bytes(out) + b"\0" * (at - len(tiff)) + _ifd_bytes(entries, at)
+
+
+def exif_of_tiff(tiff: bytes) -> bytes | None:
+    """The EXIF block of a TIFF frame (a raw converter's export): its IFD0's camera tags and
+    orientation and its Exif IFD, as a JPEG would carry them; ``None`` when it has neither.
+
+    The inverse of :func:`camera_tags` and :func:`append_exif_ifd`, so that a TIFF frame's
+    exposure reaches a result as a JPEG frame's does.
+    """
+    ifd0, exif_ifd = _exif_entries(tiff)
+    ifd0 = [e for e in ifd0 if (e[0] in CAMERA_TAGS and e[1] == 2) or e[0] == _ORIENTATION]
+    exif_ifd = [e for e in exif_ifd if e[0] not in _LEFT_OUT]
+    if not exif_ifd:
+        return _block(ifd0) if ifd0 else None
+    size = len(_ifd_bytes([*ifd0, (EXIF_IFD_TAG, 4, 1, bytes(4))], 8))
+    at = 8 + size + size % 2
+    head = _block([*ifd0, (EXIF_IFD_TAG, 4, 1, struct.pack("<I", at))])
+    return head + b"\0" * (at - len(head)) + _ifd_bytes(exif_ifd, at)
+
+
+def _block(ifd0: list[Entry]) -> bytes:
+    """A little-endian EXIF block: its header and IFD0 right after it."""
+    return b"II*\x00" + struct.pack("<I", 8) + _ifd_bytes(ifd0, 8)
 
 
 def _value(kind: int, n: int, raw: bytes) -> object:

@@ -483,6 +483,36 @@ def test_a_tiff_result_carries_the_frames_exif_in_its_own_tags(tmp_path: Path, o
     assert np.array_equal(read_image(out), image)
 
 
+@pytest.mark.parametrize("order", ["<", ">"])
+@pytest.mark.parametrize("result", [".jpg", ".png", ".tif"])
+def test_a_tiff_frame_s_exif_reaches_the_result(tmp_path: Path, order: str, result: str) -> None:
+    """TIFF frames (a raw converter's 16-bit exports) gave results without any EXIF: only a
+    TIFF's ICC profile was read. Frames from tifffile in either byte order, and from stackrig."""
+    from stacker.io import encode_image
+    from stacker.tiff_exif import exif_values
+
+    image = np.zeros((8, 8, 3), np.uint16)
+    theirs = tmp_path / "theirs.tif"
+    tifffile.imwrite(
+        theirs, image, byteorder=order, photometric="rgb",
+        extratags=[(271, "s", 0, "Nikon", True), (272, "s", 0, "Nikon D850", True)],
+    )  # fmt: skip
+    jpeg = tmp_path / "frame.jpg"
+    atomic_write_bytes(jpeg, encode_image(image[..., 0].astype(np.uint8), ".jpg",
+                                          metadata=Metadata(exif=camera_exif(order))))  # fmt: skip
+    ours = write_image(tmp_path / "ours.tif", image, metadata_from=jpeg, software="stackrig")
+
+    out = write_image(tmp_path / f"from_theirs{result}", image, metadata_from=theirs)
+    ifd0, _ = exif_values(read_metadata(out).exif or b"")
+    assert ifd0[271] == "Nikon" and ifd0[272] == "Nikon D850"
+
+    out = write_image(tmp_path / f"from_ours{result}", image, metadata_from=ours)
+    ifd0, taken = exif_values(read_metadata(out).exif or b"")
+    assert ifd0[271] == "Canon" and ifd0[272] == "Canon EOS 80D"
+    assert taken[33434] == (1, 125) and taken[33437] == (8, 1) and taken[34855] == 200
+    assert taken[0xA434] == "EF100mm f/2.8L Macro IS USM"
+
+
 @pytest.mark.parametrize("name", ["frame_0003.jpg", "frame_0003.png", "DSC_0001.NEF"])
 def test_a_file_whose_data_never_reached_the_disk_is_called_so(tmp_path: Path, name: str) -> None:
     """A power cut leaves a file its full size but zero-filled, or zero at its start: nothing
