@@ -11,6 +11,7 @@ of deleting through it.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
@@ -25,7 +26,8 @@ from typing import Any
 
 from rig.errors import RigError
 from rig.session.folder import OUTPUT_FORMATS, SessionFolder
-from rig.station.errors import NotFoundError, StationError
+from rig.station.errors import NotFoundError, StationBusyError, StationError
+from stacker.locking import try_lock
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 ZIP_CHUNK = 1 << 20
@@ -97,6 +99,30 @@ def own_empty_folder(path: Path) -> Path:
     except OSError as exc:
         raise StationError(f"{path}: cannot prepare the folder ({exc.strerror or exc})") from None
     return path
+
+
+@contextlib.contextmanager
+def unused_elsewhere(folder: Path, what: str) -> Iterator[None]:
+    """Hold session ``folder``'s own lock (the ``flock`` :meth:`SessionFolder.lock
+    <rig.session.folder.SessionFolder.lock>` takes) for the block: :class:`StationBusyError`
+    when another process holds it. A ``rig shoot`` or ``rig resume`` run in a terminal into
+    the station's sessions folder is not the station's running session: its folder was listed
+    as an interrupted one, and deleting it renamed it from under the frames being written (the
+    session failed, every frame gone), while a resume of it was answered as started and then
+    failed."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        raise NotFoundError(f"session {folder.name} is no longer on this station") from None
+    try:
+        if try_lock(fd) is False:
+            raise StationBusyError(
+                f"cannot {what}: another process (rig shoot or rig resume) is shooting it; "
+                "let it finish or stop it first"
+            )
+        yield
+    finally:
+        os.close(fd)  # lets go of the lock
 
 
 def empty_trash(root: Path) -> None:

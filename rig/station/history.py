@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from rig.station.errors import StationError
-from rig.station.files import TRASH_PREFIX
+from rig.station.files import TRASH_PREFIX, unused_elsewhere
 from rig.station.service import Station
 from stacker.io import decode_image
 from stacker.preview.publisher import encode_jpeg
@@ -83,10 +83,11 @@ class SessionHistory:
         with self.station.session_idle(sid, f"delete session {sid!r}"):  # nor resume it meanwhile
             folder = self.station.files.session_dir(sid)  # listed, a real folder, not a link
             trash = folder.with_name(f"{TRASH_PREFIX}{sid}-{secrets.token_hex(4)}")
-            try:
-                os.rename(folder, trash)
-            except OSError as exc:
-                raise StationError(f"session {sid}: cannot delete ({exc.strerror})") from None
+            with unused_elsewhere(folder, f"delete session {sid!r}"):  # nor shot by rig shoot
+                try:
+                    os.rename(folder, trash)
+                except OSError as exc:
+                    raise StationError(f"session {sid}: cannot delete ({exc.strerror})") from None
         shutil.rmtree(trash, ignore_errors=True)
         with self._lock:
             self._thumbs.pop(sid, None)

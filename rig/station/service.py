@@ -26,7 +26,13 @@ from rig.camera.shot import check_saves_raw
 from rig.focuser import Focuser
 from rig.plan import PlanUnits, ShotPlan, format_position
 from rig.preview import SessionPreview
-from rig.session.folder import SessionConfig, SessionFolder, dated_folder, stack_file
+from rig.session.folder import (
+    SessionBusyError,
+    SessionConfig,
+    SessionFolder,
+    dated_folder,
+    stack_file,
+)
 from rig.session.runner import (
     CaptureDevice,
     RunnerOptions,
@@ -412,8 +418,19 @@ class Station:
                 )
             self._rail_link()
             self._check_ready(plan, folder.config.stack.suffix)
-            with self._camera_lock:
-                self._launch(sid, folder)
+            try:  # as a start holds the folder it creates: not one `rig resume` is shooting
+                folder.lock()
+            except SessionBusyError:
+                raise StationBusyError(
+                    f"cannot resume session {sid}: another process (rig shoot or rig resume) "
+                    "is shooting it; let it finish or stop it first"
+                ) from None
+            try:
+                with self._camera_lock:
+                    self._launch(sid, folder)  # the runner takes the lock over and lets it go
+            except BaseException:
+                folder.unlock()
+                raise
 
     def _launch(self, sid: str, folder: SessionFolder) -> None:
         runner = SessionRunner(

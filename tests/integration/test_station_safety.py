@@ -639,3 +639,32 @@ def test_closing_while_a_request_holds_the_rig_does_not_fail(station, monkeypatc
     with station._lock:
         station.close()
     assert station.running is None
+
+
+@pytest.mark.parametrize("action", ["delete", "resume"])
+def test_a_session_another_process_shoots_is_neither_deleted_nor_resumed(
+    station, client, action
+) -> None:
+    """A ``rig shoot``/``rig resume`` run in a terminal into the station's sessions folder holds
+    its session folder's lock, but is not the station's running session: the page listed it as
+    interrupted, a Delete renamed it from under the frames being written (the session failed,
+    every frame gone) and a Resume was answered 202 and then failed. Both are a 409 now."""
+    from rig.session.folder import SessionFolder
+
+    assert client.post("/api/sessions", json={"plan": PLAN, "name": "busy"}).status_code == 201
+    assert station.wait(60) is not None
+    frames = sorted((station.root / "busy" / "frames").iterdir())
+    elsewhere = SessionFolder(station.root / "busy")  # as `rig resume` holds it, on another fd
+    elsewhere.lock()
+    try:
+        body = {"confirm": "busy"} if action == "delete" else {}
+        r = client.post(f"/api/sessions/busy/{action}", json=body)
+        assert r.status_code == 409, r.text
+        assert "another process" in r.json()["error"]
+        assert station.running is None
+        assert sorted((station.root / "busy" / "frames").iterdir()) == frames
+    finally:
+        elsewhere.unlock()
+    body = {"confirm": "busy"} if action == "delete" else {}
+    assert client.post(f"/api/sessions/busy/{action}", json=body).status_code in (200, 202)
+    station.wait(60)
