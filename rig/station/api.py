@@ -19,6 +19,7 @@ Control API (JSON in, JSON out; a user error, a field not named here among them,
 ``POST /api/jog``                          ``{by: "100um"}`` or ``{to: "2mm"}`` → position
 ``POST /api/home``                         run the rail's homing cycle → position
 ``POST /api/unlock``                       clear the controller's alarm (GRBL ``$X``)
+``POST /api/rail/stop``                    halt a jog or homing cycle in progress now
 ``POST /api/test-shot``                    shoot where the rail stands; shown as the last frame
 ``POST /api/sessions``                     ``{plan: {...}, name, method, align, reference,
                                            interpolation, format}``: start
@@ -212,6 +213,11 @@ def station_routes(station: Station, token: str) -> list[BaseRoute]:
         position = await _blocking(station.unlock)
         return JSONResponse({"position": position, "units": station.units}, headers=NO_STORE)
 
+    async def rail_stop(request: Request) -> Response:
+        await _json_body(request)
+        stopped = await _blocking(station.stop_rail)
+        return JSONResponse({"stopped": stopped}, headers=NO_STORE)
+
     async def test_shot(request: Request) -> Response:
         await _json_body(request)
         return JSONResponse(await _blocking(station.test_shot), headers=NO_STORE)
@@ -277,6 +283,7 @@ def station_routes(station: Station, token: str) -> list[BaseRoute]:
         Route("/api/jog", _handle(jog), methods=["POST"]),
         Route("/api/home", _handle(home), methods=["POST"]),
         Route("/api/unlock", _handle(unlock), methods=["POST"]),
+        Route("/api/rail/stop", _handle(rail_stop), methods=["POST"]),
         Route("/api/test-shot", _handle(test_shot), methods=["POST"]),
         Route("/api/sessions", _handle(sessions), methods=["GET", "POST"]),
         Route("/api/sessions/{sid}/stop", _handle(stop), methods=["POST"]),

@@ -173,6 +173,10 @@ class Station:
         self._session_id: str | None = None
         self._run_over = True  # the runner of the last launch has returned
         self._last_result: SessionResult | None = None
+        # The rail move a request makes now (a jog, Go to near/far, a homing cycle), which
+        # stop_rail halts; set and read under its own lock, as the request holds the rig's.
+        self._rail_move: str | None = None
+        self._rail_move_lock = threading.Lock()
         self._publish_station()
 
     # ------------------------------------------------------------------ status
@@ -308,7 +312,8 @@ class Station:
                     f"outside the travel {format_length(lo, self.units)} to "
                     f"{format_length(hi, self.units)}"
                 )
-            self.focuser.move_to(target)
+            with self._moving("jog"):
+                self.focuser.move_to(target)
         return self._moved(target)
 
     def home(self) -> float:
@@ -317,8 +322,37 @@ class Station:
             raise StationError(f"{self.focuser.name} cannot home (no homing cycle configured)")
         with self.exclusive("home"):
             self._rail_link()
-            self.focuser.home()
+            with self._moving("home"):
+                self.focuser.home()
         return self._moved(0.0)
+
+    @contextlib.contextmanager
+    def _moving(self, what: str) -> Iterator[None]:
+        """Say, for the block, that a request moves the rail (``what``): :meth:`stop_rail`
+        may halt it meanwhile."""
+        with self._rail_move_lock:
+            self._rail_move = what
+        try:
+            yield
+        finally:
+            with self._rail_move_lock:
+                self._rail_move = None
+
+    def stop_rail(self) -> str | None:
+        """Halt at once the rail move a request is making (a jog, Go to near/far, a homing
+        cycle, which GRBL leaves only by a reset: home again after), and return what it was;
+        ``None`` when no request moves the rail. That request is answered with the stop.
+
+        Takes not the rig's lock, which the moving request holds until its move ends: the
+        session Stop waited for it, and then had no session to stop, so a jog typed 100 times
+        too long, or a homing cycle with its switch unplugged, ran to the rail's end with
+        nothing on the page to halt it. A session's moves are not stopped here (its move would
+        end as a fault): its own Stop finishes the frame in flight."""
+        with self._rail_move_lock:
+            what = self._rail_move
+            if what is not None:
+                self.focuser.stop()
+        return what
 
     def unlock(self) -> float:
         """Clear the rail controller's alarm (GRBL ``$X``), keeping its position; a rail whose

@@ -668,3 +668,50 @@ def test_a_session_another_process_shoots_is_neither_deleted_nor_resumed(
     body = {"confirm": "busy"} if action == "delete" else {}
     assert client.post(f"/api/sessions/busy/{action}", json=body).status_code in (200, 202)
     station.wait(60)
+
+
+@pytest.mark.slow
+def test_a_jog_in_progress_can_be_stopped_from_the_page(tmp_path: Path) -> None:
+    """A jog (or a homing cycle) holds the rig until its move ends, and Stop was for sessions
+    only: the session stop waited for the rig and then found no session, so a jog typed far
+    too long ran to its end with nothing to halt it. ``POST /api/rail/stop`` halts it now."""
+    from rig.sim.rig import SimRigSpec
+
+    spec = SimRigSpec(width=320, height=240, time_scale=1)  # 10 mm/s, 50 mm each way to the ends
+    with SimulatedRig(spec) as sim:
+        own = Station(tmp_path / "s", focuser=sim.focuser, camera=sim.camera, rig={})
+        with PreviewServer(own.hub, app=station_app(own, TOKEN)) as srv:
+            auth = {"Authorization": f"Bearer {TOKEN}"}
+            with httpx.Client(base_url=srv.url.rstrip("/"), headers=auth, timeout=120) as c:
+                assert c.post("/api/rail/stop", json={}).json() == {"stopped": None}
+                answers: list[httpx.Response] = []
+                jog = threading.Thread(
+                    target=lambda: answers.append(c.post("/api/jog", json={"to": "40mm"}))
+                )
+                t0 = time.monotonic()
+                jog.start()
+                while (c.get("/api/station").json()["rail"]["position"] or 0) < 100:
+                    assert time.monotonic() - t0 < 30, "the jog never started"
+                    time.sleep(0.05)
+                stop = c.post("/api/rail/stop", json={})
+                assert stop.status_code == 200, stop.text
+                assert stop.json() == {"stopped": "jog"}
+                jog.join(10)
+                assert not jog.is_alive(), "the jog ran on after the stop"
+                assert answers[0].status_code == 400 and "stopped" in answers[0].json()["error"]
+                position = c.get("/api/station").json()["rail"]["position"]
+                assert position < 20_000, position  # 4 s to go at 40 mm
+                # the rail moves again afterwards
+                assert c.post("/api/jog", json={"by": "100um"}).status_code == 200
+                # a homing cycle (GRBL answers nothing while it runs; only a reset stops it)
+                homing = threading.Thread(
+                    target=lambda: answers.append(c.post("/api/home", json={}))
+                )
+                homing.start()
+                time.sleep(0.5)
+                t0 = time.monotonic()
+                assert c.post("/api/rail/stop", json={}).json() == {"stopped": "home"}
+                homing.join(10)
+                assert not homing.is_alive() and time.monotonic() - t0 < 5
+                assert answers[1].status_code == 400, answers[1].text
+        own.close()

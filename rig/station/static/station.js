@@ -59,9 +59,23 @@
 
   // Start and Stop follow the station's state (a session may start or end from another phone,
   // or before the request that started it has its answer).
+  // Stop also halts this page's own jog or homing while it runs (a move typed far too long, a
+  // homing switch unplugged): nothing else on the page could.
+  let railMoves = 0;
   function showRunning() {
-    el("st-stop").disabled = !running;
+    el("st-stop").disabled = !running && !railMoves;
     el("st-start").disabled = !!running;
+  }
+
+  async function railCall(url, body) {
+    railMoves++;
+    showRunning();
+    try {
+      return await call("POST", url, body);
+    } finally {
+      railMoves--;
+      showRunning();
+    }
   }
 
   // A control's answer, and its error, show in the message line of its own group (plan,
@@ -162,7 +176,7 @@
       b.textContent = s.replace("um", " µm").replace("mm", " mm").replace("steps", "");
       b.dataset.by = s;
       b.addEventListener("click", () => act(b, async () => {
-        const r = await call("POST", "/api/jog", { by: s });
+        const r = await railCall("/api/jog", { by: s });
         say("rail at " + r.position + (r.units === "steps" ? " steps" : " µm"));
       }));
       box.appendChild(b);
@@ -352,7 +366,7 @@
         await checkPlan().catch((e) => planInfo(e.message, true));
       }));
       el("st-go-" + end).addEventListener("click", (ev) => act(ev.target, async () => {
-        const r = await call("POST", "/api/jog", { to: el(field).value });
+        const r = await railCall("/api/jog", { to: el(field).value });
         say("rail at the " + end + " end: " + lengthText(r.position));
       }));
     }
@@ -363,6 +377,11 @@
       say("started " + r.id + ": " + r.plan.frames + " frames");
     }));
     el("st-stop").addEventListener("click", (ev) => act(ev.target, async (say) => {
+      if (!running) {
+        const r = await call("POST", "/api/rail/stop", {});
+        say(r.stopped ? "rail stopped (" + r.stopped + ")" : "the rail was not moving");
+        return;
+      }
       await call("POST", "/api/sessions/" + encodeURIComponent(running) + "/stop", {});
       say("stopping after this frame");
     }));
@@ -372,7 +391,7 @@
     }));
     for (const [id, what] of [["st-home", "home"], ["st-unlock", "unlock"]]) {
       el(id).addEventListener("click", (ev) => act(ev.target, async () => {
-        const r = await call("POST", "/api/" + what, {});
+        const r = what === "home" ? await railCall("/api/home", {}) : await call("POST", "/api/unlock", {});
         say((what === "home" ? "homed" : "unlocked") + ": rail at " + r.position +
           (r.units === "steps" ? " steps" : " µm"));
       }));
