@@ -351,7 +351,10 @@ class Station:
         with self._rail_move_lock:
             what = self._rail_move
             if what is not None:
-                self.focuser.stop()
+                try:
+                    self.focuser.stop()
+                except Exception as exc:  # the rail's link gone: say so, as a session's stop logs
+                    raise StationError(f"{self.focuser.name}: cannot stop ({exc})") from None
         return what
 
     def unlock(self) -> float:
