@@ -116,7 +116,7 @@ BASES: dict[str, dict[str, Any]] = {
     "delete": {"confirm": '"s5"'},
 }
 EXTRA_KEYS = ["x", "", "__proto__", "\u0000", "from ", "FROM", "plan", "a" * 300, "\n"]
-BARE_ROUTES = ("/api/home", "/api/unlock", "/api/test-shot", "/api/logout")
+BARE_ROUTES = ("/api/home", "/api/unlock", "/api/rail/stop", "/api/test-shot", "/api/logout")
 BODY_ROUTES = (
     ["/api/plan"] * 5 + ["/api/jog"] * 2 + ["/api/sessions"] * 2
     + ["/api/camera/settings", "/api/login", "delete", *BARE_ROUTES]
@@ -851,6 +851,7 @@ def race_round(client: Any, base_url: str, n: int, tally: Tally) -> None:
         ("POST", "/api/test-shot", {}),
         ("POST", "/api/camera/settings", {"name": "shutter", "value": "0.0100s"}),
         ("GET", "/api/liveview", None), ("POST", "/api/home", {}), ("POST", "/api/unlock", {}),
+        ("POST", "/api/rail/stop", {}),
     ]  # fmt: skip
     requests = starts + others
     out = burst(base_url, requests)
