@@ -480,8 +480,7 @@ def _encode_tiff(img: np.ndarray, metadata: Metadata | None, software: str | Non
     exif = metadata.exif if metadata is not None else None
     if exif:
         extratags += tiff_exif.camera_tags(exif)
-        if tiff_exif.has_exif_ifd(exif):  # pointed at once the file's length is known
-            extratags.append((tiff_exif.PLACEHOLDER_TAG, "I", 1, 0, True))
+        extratags += tiff_exif.placeholders(exif)  # pointed at once the file's length is known
     out = io.BytesIO()
     tifffile.imwrite(
         out,

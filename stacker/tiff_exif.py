@@ -4,8 +4,10 @@ A JPEG or PNG carries EXIF as one opaque block; a TIFF holds the same tags in it
 structure (TIFF 6.0, section 2; EXIF 2.32, section 4.6): the camera's make, model and date
 as tags of the image's IFD, the exposure (time, f-number, ISO, focal length, lens) in an Exif
 IFD that the image's ``ExifIFD`` tag (34665) points to. So the block is taken apart: its
-IFD0 text tags become TIFF tags (:func:`camera_tags`), and its Exif IFD is rewritten
-little-endian at the end of the file, every offset made absolute (:func:`append_exif_ifd`).
+IFD0 text tags become TIFF tags (:func:`camera_tags`), and its Exif and GPS IFDs are
+rewritten little-endian at the end of the file, every offset made absolute
+(:func:`append_exif_ifd`). A TIFF frame's are read back into a block the same way
+(:func:`exif_of_tiff`).
 Left out: the maker note, whose inner offsets only the camera's maker knows, and the
 interoperability IFD it may point to.
 """
@@ -18,9 +20,15 @@ from typing import Any
 EXIF_IFD_TAG = 34665
 """The ExifIFD pointer of a TIFF's IFD (and of an EXIF block's IFD0)."""
 
+GPS_IFD_TAG = 34853
+"""The GPSInfo pointer: where a camera with a GPS unit (or a phone) put where it was."""
+
 PLACEHOLDER_TAG = EXIF_IFD_TAG + 1
 """Written in its place, as a LONG, by a TIFF writer that will not write an IFD pointer
 (tifffile): the entry sorts where the pointer would, so it can become the pointer."""
+
+_POINTERS = {EXIF_IFD_TAG: PLACEHOLDER_TAG, GPS_IFD_TAG: GPS_IFD_TAG + 1}
+"""The sub-IFDs carried, each pointer with its placeholder (no tag sorts between the two)."""
 
 CAMERA_TAGS = (271, 272, 306, 315, 33432)
 """IFD0 text tags carried over: Make, Model, DateTime, Artist, Copyright."""
@@ -68,30 +76,50 @@ def _read_ifd(block: bytes, offset: int) -> list[Entry]:
 
 def _exif_entries(exif: bytes) -> tuple[list[Entry], list[Entry]]:
     """(IFD0's entries, the Exif IFD's entries) of an EXIF block; empty where unreadable."""
+    ifd0, subs = _ifds(exif)
+    return ifd0, subs.get(EXIF_IFD_TAG, [])
+
+
+def _ifds(exif: bytes) -> tuple[list[Entry], dict[int, list[Entry]]]:
+    """IFD0's entries of an EXIF block (or a TIFF file), and those of the sub-IFDs of
+    :data:`_POINTERS` it points to, by pointer; empty where unreadable."""
     if len(exif) < 8 or exif[:4] not in (b"II*\x00", b"MM\x00*"):
-        return [], []
+        return [], {}
     order = "<" if exif[:2] == b"II" else ">"
     try:
         ifd0 = _read_ifd(exif, struct.unpack_from(order + "I", exif, 4)[0])
-        pointer = next((value for tag, _, _, value in ifd0 if tag == EXIF_IFD_TAG), None)
-        if pointer is None or len(pointer) != 4:
-            return ifd0, []
-        return ifd0, _read_ifd(exif, struct.unpack("<I", pointer)[0])
-    except struct.error:  # cut short or pointing outside: carry what was read
-        return [], []
+    except struct.error:
+        return [], {}
+    subs = {}
+    for tag, kind, n, value in ifd0:
+        if tag in _POINTERS and kind in (4, 13) and n == 1:
+            try:
+                subs[tag] = _read_ifd(exif, struct.unpack("<I", value)[0])
+            except struct.error:  # cut short or pointing outside: carry what was read
+                continue
+    return ifd0, subs
+
+
+def _carried(exif: bytes) -> tuple[list[Entry], dict[int, list[Entry]]]:
+    """:func:`_ifds` without what a result must not carry (:data:`_LEFT_OUT`), and without the
+    sub-IFDs left empty by it."""
+    ifd0, subs = _ifds(exif)
+    subs = {tag: [e for e in entries if e[0] not in _LEFT_OUT] for tag, entries in subs.items()}
+    return ifd0, {tag: entries for tag, entries in subs.items() if entries}
 
 
 def camera_tags(exif: bytes) -> list[tuple[int, str, int, bytes, bool]]:
     """IFD0's :data:`CAMERA_TAGS` of an EXIF block, as ``tifffile`` extra tags."""
-    ifd0, _ = _exif_entries(exif)
+    ifd0, _ = _ifds(exif)
     return [(tag, "s", n, value, True) for tag, kind, n, value in ifd0
             if tag in CAMERA_TAGS and kind == 2]  # fmt: skip
 
 
-def has_exif_ifd(exif: bytes) -> bool:
-    """Whether the EXIF block has an Exif IFD with something to carry."""
-    _, entries = _exif_entries(exif)
-    return any(tag not in _LEFT_OUT for tag, _, _, _ in entries)
+def placeholders(exif: bytes) -> list[tuple[int, str, int, int, bool]]:
+    """The ``tifffile`` extra tags that keep the place of the sub-IFDs (Exif, GPS) the EXIF
+    block has something in: :func:`append_exif_ifd` turns them into pointers."""
+    _, subs = _carried(exif)
+    return [(_POINTERS[tag], "I", 1, 0, True) for tag in subs]
 
 
 def _ifd_bytes(entries: list[Entry], at: int) -> bytes:
@@ -111,47 +139,46 @@ def _ifd_bytes(entries: list[Entry], at: int) -> bytes:
 
 
 def append_exif_ifd(tiff: bytes, exif: bytes) -> bytes:
-    """``tiff`` (little-endian, written with a :data:`PLACEHOLDER_TAG` in its first IFD) with
-    the EXIF block's Exif IFD appended and the placeholder turned into the pointer to it.
-    Unchanged when there is no placeholder or nothing to carry."""
-    _, entries = _exif_entries(exif)
-    entries = [e for e in entries if e[0] not in _LEFT_OUT]
-    if tiff[:4] != b"II*\x00" or not entries:
+    """``tiff`` (little-endian, written with the :func:`placeholders` in its first IFD) with
+    the EXIF block's Exif and GPS IFDs appended and each placeholder turned into the pointer
+    to its IFD. Unchanged where there is no placeholder or nothing to carry."""
+    _, subs = _carried(exif)
+    if tiff[:4] != b"II*\x00" or not subs:
         return tiff
     (ifd,) = struct.unpack_from("<I", tiff, 4)
     (count,) = struct.unpack_from("<H", tiff, ifd)
-    for pos in range(ifd + 2, ifd + 2 + 12 * count, 12):
-        if struct.unpack_from("<H", tiff, pos)[0] == PLACEHOLDER_TAG:
-            break
-    else:
-        return tiff
-    at = len(tiff) + len(tiff) % 2
+    places = {struct.unpack_from("<H", tiff, pos)[0]: pos
+              for pos in range(ifd + 2, ifd + 2 + 12 * count, 12)}  # fmt: skip
     out = bytearray(tiff)
-    out[pos : pos + 12] = struct.pack("<HHII", EXIF_IFD_TAG, 4, 1, at)
-    return bytes(out) + b"\0" * (at - len(tiff)) + _ifd_bytes(entries, at)
+    for tag, entries in subs.items():
+        pos = places.get(_POINTERS[tag])
+        if pos is None:
+            continue
+        out += b"\0" * (len(out) % 2)
+        out[pos : pos + 12] = struct.pack("<HHII", tag, 4, 1, len(out))
+        out += _ifd_bytes(entries, len(out))
+    return bytes(out)
 
 
 def exif_of_tiff(tiff: bytes) -> bytes | None:
     """The EXIF block of a TIFF frame (a raw converter's export): its IFD0's camera tags and
-    orientation and its Exif IFD, as a JPEG would carry them; ``None`` when it has neither.
+    orientation, its Exif and GPS IFDs, as a JPEG would carry them; ``None`` when it has none.
 
     The inverse of :func:`camera_tags` and :func:`append_exif_ifd`, so that a TIFF frame's
     exposure reaches a result as a JPEG frame's does.
     """
-    ifd0, exif_ifd = _exif_entries(tiff)
+    ifd0, subs = _carried(tiff)
     ifd0 = [e for e in ifd0 if (e[0] in CAMERA_TAGS and e[1] == 2) or e[0] == _ORIENTATION]
-    exif_ifd = [e for e in exif_ifd if e[0] not in _LEFT_OUT]
-    if not exif_ifd:
-        return _block(ifd0) if ifd0 else None
-    size = len(_ifd_bytes([*ifd0, (EXIF_IFD_TAG, 4, 1, bytes(4))], 8))
-    at = 8 + size + size % 2
-    head = _block([*ifd0, (EXIF_IFD_TAG, 4, 1, struct.pack("<I", at))])
-    return head + b"\0" * (at - len(head)) + _ifd_bytes(exif_ifd, at)
-
-
-def _block(ifd0: list[Entry]) -> bytes:
-    """A little-endian EXIF block: its header and IFD0 right after it."""
-    return b"II*\x00" + struct.pack("<I", 8) + _ifd_bytes(ifd0, 8)
+    if not ifd0 and not subs:
+        return None
+    pointers = [(tag, 4, 1, bytes(4)) for tag in subs]
+    end = 8 + len(_ifd_bytes([*ifd0, *pointers], 8))  # the pointers' values change no size
+    tail = bytearray()
+    for i, (tag, entries) in enumerate(subs.items()):
+        tail += b"\0" * ((end + len(tail)) % 2)
+        pointers[i] = (tag, 4, 1, struct.pack("<I", end + len(tail)))
+        tail += _ifd_bytes(entries, end + len(tail))
+    return b"II*\x00" + struct.pack("<I", 8) + _ifd_bytes([*ifd0, *pointers], 8) + bytes(tail)
 
 
 def _value(kind: int, n: int, raw: bytes) -> object:

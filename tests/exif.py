@@ -19,21 +19,27 @@ def tag_jpeg(data: bytes, value: int) -> bytes:
     return data[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + data[2:]
 
 
-def camera_exif(order: str = "<", *, sensor: tuple[int, int] | None = None) -> bytes:
+def camera_exif(
+    order: str = "<", *, sensor: tuple[int, int] | None = None, gps: bool = False
+) -> bytes:
     """An EXIF block as a camera writes one, in byte order ``order`` (``<`` as Canon and Sony
     write, ``>`` as Nikon does): IFD0 with make, model, date and orientation 1, and an Exif
     IFD with exposure time 1/125, f/8, ISO 200, 65 mm, the time taken, a lens model and a maker
     note. Values longer than four bytes follow each IFD, as the TIFF layout wants. With
     ``sensor`` (width, height), also the pixel dimensions (0xA002 as LONG, 0xA003 as SHORT)
-    and an IFD1 (a thumbnail's) after IFD0."""
+    and an IFD1 (a thumbnail's) after IFD0. With ``gps``, a GPS IFD after the Exif IFD:
+    version 2.3, 52°31'12.5" N, 13°24'18" E, 34 m."""
 
-    def ifd(entries: list[tuple[int, int, int, bytes]], at: int, pointer_to: int | None) -> bytes:
+    def ifd(entries: list[tuple[int, int, int, bytes]], at: int, pointer_to: int | None,
+            gps_to: int = 0) -> bytes:  # fmt: skip
         head = struct.pack(order + "H", len(entries))
         table, data = b"", b""
         data_at = at + 2 + 12 * len(entries) + 4
         for tag, kind, count, value in entries:
             if tag == 0x8769:
                 value = struct.pack(order + "I", pointer_to or 0)
+            if tag == 0x8825:
+                value = struct.pack(order + "I", gps_to)
             if len(value) <= 4:
                 table += struct.pack(order + "HHI", tag, kind, count) + value.ljust(4, b"\0")
             else:
@@ -69,11 +75,24 @@ def camera_exif(order: str = "<", *, sensor: tuple[int, int] | None = None) -> b
             (0xA002, 4, 1, struct.pack(order + "I", sensor[0])),
             (0xA003, 3, 1, struct.pack(order + "H", sensor[1])),
         ]
+    gps_ifd = [
+        (0x0000, 1, 4, bytes([2, 3, 0, 0])),
+        (0x0001, 2, 2, b"N\0"),
+        (0x0002, 5, 3, rational(52, 1) + rational(31, 1) + rational(125, 10)),
+        (0x0003, 2, 2, b"E\0"),
+        (0x0004, 5, 3, rational(13, 1) + rational(24, 1) + rational(18, 1)),
+        (0x0006, 5, 1, rational(34, 1)),
+    ]
+    if gps:
+        ifd0.append((0x8825, 4, 1, b""))
     first = ifd(ifd0, 8, pointer_to=None)
     exif_at = 8 + len(first)
-    first = ifd(ifd0, 8, pointer_to=exif_at)
+    gps_at = exif_at + len(ifd(exif_ifd, exif_at, None))
+    first = ifd(ifd0, 8, pointer_to=exif_at, gps_to=gps_at)
     magic = b"II*\x00" if order == "<" else b"MM\x00*"
     block = magic + struct.pack(order + "I", 8) + first + ifd(exif_ifd, exif_at, None)
+    if gps:
+        block += ifd(gps_ifd, gps_at, None)
     if sensor is None:
         return block
     ifd1 = ifd([(0x0103, 3, 1, struct.pack(order + "H", 6))], len(block), None)  # JPEG thumb

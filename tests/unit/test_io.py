@@ -513,6 +513,34 @@ def test_a_tiff_frame_s_exif_reaches_the_result(tmp_path: Path, order: str, resu
     assert taken[0xA434] == "EF100mm f/2.8L Macro IS USM"
 
 
+@pytest.mark.parametrize("order", ["<", ">"])
+@pytest.mark.parametrize("frame", [".jpg", ".tif"])
+def test_where_the_frame_was_taken_reaches_a_tiff_result(
+    tmp_path: Path, order: str, frame: str
+) -> None:
+    """A TIFF result carried the Exif IFD and dropped the GPS IFD that JPEG and PNG results
+    keep (a field photographer's insect, its place lost). Read back by tifffile."""
+    from stacker.io import encode_image
+
+    image = np.zeros((8, 8, 3), np.uint8)
+    src = tmp_path / "frame.jpg"
+    exif = camera_exif(order, gps=True)
+    atomic_write_bytes(src, encode_image(image, ".jpg", metadata=Metadata(exif=exif)))
+    if frame == ".tif":  # a TIFF frame that carries it, as a TIFF result now does
+        src = write_image(tmp_path / "frame.tif", image, metadata_from=src)
+    out = write_image(tmp_path / "stacked.tif", image, metadata_from=src)
+    with tifffile.TiffFile(out) as tif:
+        tags = tif.pages[0].tags
+        where = tags["GPSTag"].value
+        taken = tags["ExifTag"].value
+    assert where["GPSLatitudeRef"] == "N" and where["GPSLongitudeRef"] == "E"
+    assert where["GPSLatitude"] == (52, 1, 31, 1, 125, 10)
+    assert where["GPSLongitude"] == (13, 1, 24, 1, 18, 1)
+    assert where["GPSAltitude"] == (34, 1)
+    assert taken["ExposureTime"] == (1, 125)
+    assert np.array_equal(read_image(out), image)
+
+
 @pytest.mark.parametrize("name", ["frame_0003.jpg", "frame_0003.png", "DSC_0001.NEF"])
 def test_a_file_whose_data_never_reached_the_disk_is_called_so(tmp_path: Path, name: str) -> None:
     """A power cut leaves a file its full size but zero-filled, or zero at its start: nothing
