@@ -69,6 +69,11 @@ def frame_order(paths: Iterable[Path]) -> list[Path]:
         return ordered
     ((_, width),) = counters
     numbers = [int(m.group(2)) for m in counted]
+    # A DCF counter has four digits: Sony's DSC00001.JPG is the name "DSC0" and the counter
+    # 0001, which wraps from 9999 as IMG_9999 does. A leading zero on every number of a wider
+    # run is such a fixed digit, not one of the counter's.
+    while width > 4 and numbers[-1] < 10 ** (width - 1):
+        width -= 1
     gap, start = max((numbers[i] - numbers[i - 1], i) for i in range(1, len(numbers)))
     if gap <= 10**width - numbers[-1] + numbers[0]:
         return ordered

@@ -75,3 +75,25 @@ def test_a_wrap_needs_both_the_names_and_the_times(tmp_path: Path) -> None:
             old.unlink()
         shot(tmp_path, names, ago)
         assert [p.name for p in frame_order(tmp_path.iterdir())] == names, names
+
+
+def test_a_wrap_of_a_counter_behind_a_fixed_zero_is_seen(tmp_path: Path) -> None:
+    """Sony names frames DSC0 and a four-digit counter (DSC09999.JPG, then DSC00001.JPG): the
+    counter wraps at 9999 even though the digits run five wide."""
+    names = ["DSC09998.JPG", "DSC09999.JPG", "DSC00001.JPG", "DSC00002.JPG"]
+    shot(tmp_path, names, [6, 4, 4, 2])
+    assert [p.name for p in frame_order(tmp_path.iterdir())] == names
+
+
+def test_five_digit_counters_that_run_on_are_not_a_wrap(tmp_path: Path) -> None:
+    """A wider counter that crossed 9999 runs on in natural order, and one that only skipped
+    numbers (shot in name order) is no wrap either."""
+    cases = [
+        (["f_09998.jpg", "f_09999.jpg", "f_10000.jpg", "f_10001.jpg"], [4, 3, 2, 1]),
+        (["DSC00001.JPG", "DSC00002.JPG", "DSC09998.JPG", "DSC09999.JPG"], [4, 3, 2, 1]),
+    ]
+    for names, ago in cases:
+        for old in tmp_path.iterdir():
+            old.unlink()
+        shot(tmp_path, names, ago)
+        assert [p.name for p in frame_order(tmp_path.iterdir())] == names, names
