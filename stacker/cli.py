@@ -138,13 +138,17 @@ def stack_command(
             score = f" score {record.score:.3f}" if record is not None else ""
             progress.update(task, advance=1, frame=f"{path.name}{score}")
 
+        def on_restart(path, why, frames_left) -> None:
+            progress.console.print(f"warning: {one_line(why)}", markup=False, soft_wrap=True)
+            progress.reset(task, total=frames_left, frame="")
+
         with (
             signals_as_ctrl_c(),  # SIGTERM and SIGHUP stop it as Ctrl-C does
             interrupted_stack(output, depth_map, len(files), lambda: progress.tasks[0].completed),
         ):
             run = stack_files(
                 files, output, stack=stack, depth_map=depth_map, strict=strict,
-                jpeg_quality=jpeg_quality, on_frame=on_frame,
+                jpeg_quality=jpeg_quality, on_frame=on_frame, on_restart=on_restart,
             )  # fmt: skip
     console.print(summary_table(run.stacker))
     s = run.stacker

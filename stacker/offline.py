@@ -141,6 +141,7 @@ def stack_files(
     jpeg_quality: int = 95,
     pipelined: bool = True,
     on_frame: Callable[[Path, FrameRecord | None, str | None], None] | None = None,
+    on_restart: Callable[[Path, str, int], None] | None = None,
 ) -> StackRun:
     """Stack ``files`` into ``output``; ``on_frame(path, record, warning)`` reports progress.
 
@@ -149,6 +150,12 @@ def stack_files(
     the outputs are writable and distinct from the inputs and from each other, and a numbered
     reference (counted from 1, in the order of ``files``) names one of the files. ``pipelined``
     overlaps decoding, aligning and merging (see the module docstring).
+
+    A stack whose first merged frame aligns with none of the others (a flash that did not fire
+    on the first shot, a blown or a stray frame) is stacked again without it, up to
+    :data:`MAX_RESTARTS` times, as that frame anywhere else would only be left out:
+    ``on_restart(path, why, frames_left)`` is told before the frames are read again (and
+    ``on_frame`` then reports them again).
     """
     options = stack or StackOptions()
     check_writable_output(output)
@@ -164,18 +171,95 @@ def stack_files(
         raise StackerError(f"JPEG quality {jpeg_quality} is out of range: use 1 to 100")
     ref_file = _reference_file(options.reference, files)
     t0 = time.perf_counter()
-    stacker = Stacker(**options.stacker_kwargs(), expected_frames=len(files), overlap=pipelined)
+
+    def one_pass(first: int) -> tuple[Stacker, StackRun, dict[int, int], float]:
+        return _stack_pass(
+            files, first, options, ref_file, strict=strict, pipelined=pipelined, on_frame=on_frame
+        )
+
+    stacker, run, added, t_last = one_pass(0)
+    left_out: list[tuple[Path, str]] = []
+    for _ in range(MAX_RESTARTS):
+        if stacker.frames_merged >= 2 or not _restartable(stacker, added, files, ref_file):
+            break
+        # The pass merged its first frame alone: every frame after it was rejected against it
+        # (a flash that did not fire, a blown or a stray frame shot first), and the stack failed
+        # where the same frame anywhere else is only left out.
+        first = added[_first_merged(stacker)]
+        anchor = files[first - 1]
+        why = (
+            f"{anchor}: left out: none of the {len(files) - first} frames after it aligns with "
+            "it (a dark, blown or stray first frame?); stacking again without it"
+        )
+        before = set(files[:first])  # the frames after it are read again
+        left_out += [*(s for s in run.skipped if s[0] in before), (anchor, why)]
+        if on_restart is not None:
+            on_restart(anchor, why, len(files) - first)
+        stacker, run, added, t_last = one_pass(first)
+    run.skipped[:0] = left_out
+    ref = next((r for r in stacker.records if added[r.index] == ref_file), None)
+    if ref is not None and not ref.merged:
+        raise StackerError(
+            f"{files[added[ref.index] - 1]}: the --reference frame was not merged "
+            f"({ref.reason}); choose another --reference"
+        )
+    if stacker.frames_merged < 2:
+        raise StackerError(
+            f"only {stacker.frames_merged} usable frame(s) of {len(files)}: "
+            "a stack needs at least two that align"
+        )
+    stacker.wait()
+    t_merged = time.perf_counter()
+    ref_path = files[added[stacker.reference_record().index] - 1]
+    run.written = save_outputs(
+        stacker,
+        output,
+        depth_map,
+        jpeg_quality=jpeg_quality,
+        metadata_from=ref_path,
+        crop=options.crop,
+    )
+    t_end = time.perf_counter()
+    run.seconds, run.final_seconds, run.last_read_seconds = (
+        t_end - t0,
+        t_end - t_merged,
+        t_end - t_last,
+    )
+    return run
+
+
+MAX_RESTARTS = 2
+"""How many first frames :func:`stack_files` leaves out, one after the other, when a stack fails
+because no frame after its first merged one aligns with that one."""
+
+
+def _stack_pass(
+    files: list[Path],
+    first: int,
+    options: StackOptions,
+    ref_file: int | None,
+    *,
+    strict: bool,
+    pipelined: bool,
+    on_frame: Callable[[Path, FrameRecord | None, str | None], None] | None,
+) -> tuple[Stacker, StackRun, dict[int, int], float]:
+    """Read, align and merge ``files[first:]`` (``ref_file`` counts from 1 in ``files``): the
+    stacker, the run (its skipped frames), each record's file number (from 1, in ``files``) and
+    when the last frame was read."""
+    stacker = Stacker(
+        **options.stacker_kwargs(), expected_frames=len(files) - first, overlap=pipelined
+    )
     run = StackRun(stacker, files)
-    added: dict[int, Path] = {}
-    t_last = t0
+    added: dict[int, int] = {}
+    t_last = time.perf_counter()
     reader = OrientedReader()  # on the reader thread: frames in order, one at a time
     few_cores = usable_cores() <= 2
     depth = 1 if pipelined and not few_cores else 0
     with (
         opencv_threads(1 if few_cores else None),
-        ReadAhead(files, reader.read, depth=depth) as frames,
+        ReadAhead(files[first:], reader.read, depth=depth) as frames,
     ):
-        for number, loaded in enumerate(frames, 1):
+        for number, loaded in enumerate(frames, first + 1):
             t_last = time.perf_counter()
             path = loaded.item
             if loaded.value is None:
@@ -192,12 +276,15 @@ def stack_files(
             del loaded
             record = stacker.add(image, name=path.name, linear=is_raw_path(path))
             del image  # the stacker keeps a warped copy; the next frame is being decoded
-            added[record.index] = path
+            added[record.index] = number
             warning = turned
             if number == ref_file:
                 # The stacker numbers the frames it was given; unreadable files before are not.
                 stacker.reference = record.index
-                if not record.merged:
+                # With the first frame merged alone, the fault may be that frame's: the pass
+                # goes on, and the stack is tried again without it (or the reference's
+                # record says why it was not merged).
+                if not record.merged and stacker.frames_merged > 1:
                     raise StackerError(
                         f"{path}: the --reference frame was not merged ({record.reason}); "
                         "choose another --reference"
@@ -208,29 +295,23 @@ def stack_files(
                     raise StackerError(f"{warning} (--strict stops at rejected frames)")
             if on_frame:
                 on_frame(path, record, warning)
-    if stacker.frames_merged < 2:
-        raise StackerError(
-            f"only {stacker.frames_merged} usable frame(s) of {len(files)}: "
-            "a stack needs at least two that align"
-        )
-    stacker.wait()
-    t_merged = time.perf_counter()
-    ref_path = added[stacker.reference_record().index]
-    run.written = save_outputs(
-        stacker,
-        output,
-        depth_map,
-        jpeg_quality=jpeg_quality,
-        metadata_from=ref_path,
-        crop=options.crop,
-    )
-    t_end = time.perf_counter()
-    run.seconds, run.final_seconds, run.last_read_seconds = (
-        t_end - t0,
-        t_end - t_merged,
-        t_end - t_last,
-    )
-    return run
+    return stacker, run, added, t_last
+
+
+def _first_merged(stacker: Stacker) -> int:
+    """The index (in the stacker's records) of its first merged frame."""
+    return next(r.index for r in stacker.records if r.merged)
+
+
+def _restartable(
+    stacker: Stacker, added: dict[int, int], files: list[Path], ref_file: int | None
+) -> bool:
+    """True when a failed pass merged its first frame alone, at least two frames follow it to
+    stack without it, and a numbered ``--reference`` is a frame after it."""
+    if stacker.frames_merged != 1:
+        return False
+    first = added[_first_merged(stacker)]
+    return len(files) - first >= 2 and (ref_file is None or ref_file > first)
 
 
 def _reference_file(reference: str | int, files: list[Path]) -> int | None:

@@ -1,0 +1,75 @@
+"""A bad first frame (a flash that did not fire, a blown or a stray shot) is left out like a bad
+frame anywhere else, rather than failing the stack with every good frame rejected against it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from rig.sim.scene import SceneSpec, SyntheticStack, write_stack
+from stacker.errors import StackerError
+from stacker.io import read_image
+from stacker.offline import collect_inputs, stack_files
+from stacker.options import StackOptions
+
+SPEC = SceneSpec(width=320, height=240, seed=3)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("frames")
+    write_stack(out, SPEC, 5)
+    return out
+
+
+def _bad_first(folder: Path, tmp_path: Path, kind: str) -> list[Path]:
+    """The stack's files with a bad frame shot before them, named to come first."""
+    first = cv2.imread(str(folder / "frame_0001.jpg"))
+    if kind == "dark":  # the flash did not fire
+        bad = (first * 0.05).astype(np.uint8)
+    elif kind == "blown":
+        bad = np.full_like(first, 255)
+    else:  # another subject
+        bad = SyntheticStack(SceneSpec(width=320, height=240, seed=9, layout="shapes"), 1)
+        bad = bad.frame(0).image
+    path = tmp_path / "frame_0000.jpg"
+    cv2.imwrite(str(path), bad)
+    return [path, *collect_inputs([folder])]
+
+
+@pytest.mark.parametrize("kind", ["dark", "blown", "other"])
+def test_a_bad_first_frame_is_left_out(folder: Path, tmp_path: Path, kind: str) -> None:
+    files = _bad_first(folder, tmp_path, kind)
+    restarts: list[tuple[Path, int]] = []
+    run = stack_files(files, tmp_path / "out.png",
+                      on_restart=lambda p, why, left: restarts.append((p, left)))  # fmt: skip
+    assert run.stacker.frames_merged == len(files) - 1
+    assert restarts == [(files[0], len(files) - 1)]
+    assert [p for p, _ in run.skipped] == [files[0]]
+    # The same as stacking the good frames alone.
+    alone = stack_files(files[1:], tmp_path / "alone.png")
+    assert alone.stacker.frames_merged == len(files) - 1
+    np.testing.assert_array_equal(read_image(tmp_path / "out.png"),
+                                  read_image(tmp_path / "alone.png"))  # fmt: skip
+
+
+def test_a_numbered_reference_after_a_bad_first_frame(folder: Path, tmp_path: Path) -> None:
+    files = _bad_first(folder, tmp_path, "dark")
+    run = stack_files(files, tmp_path / "out.png", stack=StackOptions.parse({"reference": "3"}))
+    assert run.stacker.frames_merged == len(files) - 1
+    assert run.stacker.reference_record().name == files[2].name
+    with pytest.raises(StackerError, match="only 1 usable frame"):
+        stack_files(files, tmp_path / "out.png", stack=StackOptions.parse({"reference": "1"}))
+
+
+def test_frames_that_align_with_nothing_still_fail(tmp_path: Path) -> None:
+    files = []
+    for seed in range(5):
+        frame = SyntheticStack(SceneSpec(width=320, height=240, seed=20 + seed), 1).frame(0)
+        files.append(tmp_path / f"f{seed}.jpg")
+        cv2.imwrite(str(files[-1]), frame.image)
+    with pytest.raises(StackerError, match="only 1 usable frame"):
+        stack_files(files, tmp_path / "out.png")
