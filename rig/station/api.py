@@ -187,6 +187,37 @@ async def _download(
     )
 
 
+def _rail_routes(station: Station) -> list[BaseRoute]:
+    """Jog, home and unlock the rail (each answered with where it stands), and stop it."""
+
+    def answer(position: float) -> Response:
+        return JSONResponse({"position": position, "units": station.units}, headers=NO_STORE)
+
+    async def jog(request: Request) -> Response:
+        body = await _json_body(request, ("by", "to"))
+        return answer(await _blocking(station.jog, by=body.get("by"), to=body.get("to")))
+
+    async def home(request: Request) -> Response:
+        await _json_body(request)
+        return answer(await _blocking(station.home))
+
+    async def unlock(request: Request) -> Response:
+        await _json_body(request)
+        return answer(await _blocking(station.unlock))
+
+    async def rail_stop(request: Request) -> Response:
+        await _json_body(request)
+        stopped = await _blocking(station.stop_rail)
+        return JSONResponse({"stopped": stopped}, headers=NO_STORE)
+
+    return [
+        Route("/api/jog", _handle(jog), methods=["POST"]),
+        Route("/api/home", _handle(home), methods=["POST"]),
+        Route("/api/unlock", _handle(unlock), methods=["POST"]),
+        Route("/api/rail/stop", _handle(rail_stop), methods=["POST"]),
+    ]
+
+
 def station_routes(station: Station, token: str) -> list[BaseRoute]:
     """The control, session and download routes of ``station``."""
 
@@ -197,26 +228,6 @@ def station_routes(station: Station, token: str) -> list[BaseRoute]:
         body = await _json_body(request, None)  # PlanSpec names unknown plan fields
         shot_plan = plan_from_request(body, units=station.units)
         return JSONResponse(describe_plan(shot_plan), headers=NO_STORE)
-
-    async def jog(request: Request) -> Response:
-        body = await _json_body(request, ("by", "to"))
-        position = await _blocking(station.jog, by=body.get("by"), to=body.get("to"))
-        return JSONResponse({"position": position, "units": station.units}, headers=NO_STORE)
-
-    async def home(request: Request) -> Response:
-        await _json_body(request)
-        position = await _blocking(station.home)
-        return JSONResponse({"position": position, "units": station.units}, headers=NO_STORE)
-
-    async def unlock(request: Request) -> Response:
-        await _json_body(request)
-        position = await _blocking(station.unlock)
-        return JSONResponse({"position": position, "units": station.units}, headers=NO_STORE)
-
-    async def rail_stop(request: Request) -> Response:
-        await _json_body(request)
-        stopped = await _blocking(station.stop_rail)
-        return JSONResponse({"stopped": stopped}, headers=NO_STORE)
 
     async def test_shot(request: Request) -> Response:
         await _json_body(request)
@@ -280,10 +291,7 @@ def station_routes(station: Station, token: str) -> list[BaseRoute]:
         *login_routes(token),
         Route("/api/station", _handle(status)),
         Route("/api/plan", _handle(plan), methods=["POST"]),
-        Route("/api/jog", _handle(jog), methods=["POST"]),
-        Route("/api/home", _handle(home), methods=["POST"]),
-        Route("/api/unlock", _handle(unlock), methods=["POST"]),
-        Route("/api/rail/stop", _handle(rail_stop), methods=["POST"]),
+        *_rail_routes(station),
         Route("/api/test-shot", _handle(test_shot), methods=["POST"]),
         Route("/api/sessions", _handle(sessions), methods=["GET", "POST"]),
         Route("/api/sessions/{sid}/stop", _handle(stop), methods=["POST"]),
