@@ -251,6 +251,8 @@ class SessionRunner:
         """Indexes that will never be shot (lost frames of a tether session)."""
         self._vanished: set[int] = set()
         self._finish_reason: FinishReason | None = None
+        self._stacked_files: dict[int, Path] = {}
+        """The file of each frame handed to the stacker, by index (see :meth:`_first_frame`)."""
 
     # ---------------------------------------------------------------- control
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
@@ -503,6 +505,7 @@ class SessionRunner:
         )
         self._next_feed = 1
         self._waiting = {}
+        self._stacked_files = {}
         replay: list[StackJob] = []
         for index in sorted(recon.done):
             entry = recon.done[index]
@@ -609,7 +612,9 @@ class SessionRunner:
     def _job(self, entry: FrameEntry, *, replay: bool) -> StackJob:
         position_um = entry.position if self.plan.units == "um" else None
         raw = self.config.stack.suffix == ".dng"
-        return StackJob(entry.index, stack_file(entry.files, raw=raw), position_um, replay)
+        path = stack_file(entry.files, raw=raw)
+        self._stacked_files[entry.index] = path
+        return StackJob(entry.index, path, position_um, replay)
 
     def _finish(
         self, reason: FinishReason, stopped_by: BaseException | None = None
@@ -706,9 +711,16 @@ class SessionRunner:
         return tuple(Path(p) for p in written)
 
     def _first_frame(self) -> Path | None:
-        on_disk = self.folder.frames_on_disk()
-        raw = self.config.stack.suffix == ".dng"
-        return stack_file(on_disk[min(on_disk)], raw=raw) if on_disk else None
+        """The session's first frame, whose EXIF and ICC profile the composite carries: the
+        lowest-numbered one of its own frames handed to the stacker.
+
+        Not whatever ``frames/`` holds with the lowest number: a stray ``frame_0000.jpg``
+        outside the plan (left alone, never checked) gave the composite another shot's EXIF,
+        a DNG composite a JPEG to take its colour profile from (the write failed), and, a link
+        to a named pipe, hung the session at its composite.
+        """
+        stacked = dict(self._stacked_files)  # filled by the capture thread meanwhile
+        return stacked[min(stacked)] if stacked else None
 
     # ---------------------------------------------------------------- helpers
     def _warn(self, message: str) -> None:

@@ -566,3 +566,31 @@ def test_a_session_whose_own_files_are_damaged_points_to_its_frames(tmp_path: Pa
     (root / "plan.json").write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(SessionFolderError, match=rf"not text \(damaged\); restore it .*{kept}"):
         SessionFolder(root).load_plan()
+
+
+def test_the_composite_s_metadata_comes_from_the_session_s_own_first_frame(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stray frame_0000.jpg (outside the plan, left alone) was the frame the composite took
+    its EXIF from: another shot's, a JPEG for a DNG composite (refused), and through a link
+    to a named pipe the session hung writing its composite."""
+    import stacker.io
+
+    root = tmp_path / "s"
+    SessionFolder.create(root, PLAN, SessionConfig(rig={"kind": "hardware"}, checkpoint_every=2))
+    stray = root / "frames" / "frame_0000.jpg"
+    stray.symlink_to(tmp_path / "elsewhere.jpg")
+    read: list[Path] = []
+    real = stacker.io.read_metadata
+    monkeypatch.setattr(stacker.io, "read_metadata", lambda p: read.append(p) or real(p))
+    camera = FakeCamera(size=(96, 72))
+    run = SessionRunner(
+        SessionFolder(root),
+        focuser=FakeFocuser(),
+        camera=camera,
+        options=RunnerOptions(retry_delay_s=0.0, previews=False),
+    )
+    result = run.run()
+    assert result.reason is FinishReason.COMPLETED, result.error
+    assert (root / "composite.tif").is_file()
+    assert read and {p.name for p in read} == {"frame_0001.jpg"}
