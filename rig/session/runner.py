@@ -80,6 +80,7 @@ from rig.session.journal import (
 from rig.session.state import FinishReason, RunState, SessionResult, SessionStatus, can_transition
 from rig.session.worker import StackJob, StackPreviews, StackWorker
 from stacker.errors import ResultWriteError, UserError
+from stacker.io import storage_remedy
 from stacker.preview.publisher import StackerLike
 
 log = logging.getLogger("rig.session")
@@ -136,6 +137,13 @@ def stacking_reason(error: BaseException) -> FinishReason:
     """How the stacking thread's ``error`` ends the session: a fault when the disk refused the
     merge record (full, read-only: a resume goes on once fixed), an error (a bug) otherwise."""
     return FinishReason.FAULT if isinstance(error, UserError) else FinishReason.ERROR
+
+
+def _disk_fault(exc: OSError, root: Path) -> RigError:
+    """The one-line fault an ``OSError`` of the session's own files ends a run with."""
+    where = exc.filename or root
+    remedy = storage_remedy(exc, "fix it")
+    return RigError(f"{where}: {exc.strerror or exc}; {remedy} and resume the session")
 
 
 def check_plan_fits(plan: ShotPlan, focuser: Focuser) -> None:
@@ -377,9 +385,7 @@ class SessionRunner:
                     reason, error = FinishReason.FAULT, exc
                     self._warn(f"session stopped: {exc}")
             except OSError as exc:  # disk full, folder gone: what is on disk stays valid
-                where = exc.filename or self.folder.root
-                reason = FinishReason.FAULT
-                error = RigError(f"{where}: {exc.strerror or exc}; fix it and resume the session")
+                reason, error = FinishReason.FAULT, _disk_fault(exc, self.folder.root)
                 self._warn(f"session stopped: {error}")
             if reason is FinishReason.COMPLETED and self._worker and self._worker.error:
                 reason, error = stacking_reason(self._worker.error), self._worker.error
@@ -394,6 +400,10 @@ class SessionRunner:
         except UserError as exc:  # could not even start (journal unreadable, stacker refused)
             reason, error = FinishReason.FAULT, exc
             self._warn(str(exc))
+            self._set_state(RunState.FINISHING)
+        except OSError as exc:  # preparing: a read-only or full disk, a folder not ours to write
+            reason, error = FinishReason.FAULT, _disk_fault(exc, self.folder.root)
+            self._warn(str(error))
             self._set_state(RunState.FINISHING)
         except BaseException as exc:
             reason, error = FinishReason.ERROR, exc

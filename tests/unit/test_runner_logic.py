@@ -594,3 +594,31 @@ def test_the_composite_s_metadata_comes_from_the_session_s_own_first_frame(
     assert result.reason is FinishReason.COMPLETED, result.error
     assert (root / "composite.tif").is_file()
     assert read and {p.name for p in read} == {"frame_0001.jpg"}
+
+
+def test_a_disk_that_refuses_the_resume_s_preparation_is_a_one_line_fault(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A card the kernel remounted read-only after a power cut, with a frame's temporary left
+    by the kill: removing it raised an OSError that ended the resume as a bug (a traceback,
+    exit 1) rather than the fault it is."""
+    import errno
+
+    root = tmp_path / "s"
+    broken = FakeCamera(fail=lambda stem, _: RigError("cable") if stem == "frame_0003" else None)
+    assert runner(root, broken).run().reason is FinishReason.FAULT
+    left = root / "frames" / ".frame_0003.jpg.x1y2.tmp"
+    left.write_bytes(b"half")
+
+    def read_only(self: SessionFolder) -> list[Path]:
+        raise OSError(errno.EROFS, "Read-only file system", str(left))
+
+    monkeypatch.setattr(SessionFolder, "remove_temporaries", read_only)
+    camera = FakeCamera()
+    result = runner(root, camera).run()
+    assert result.reason is FinishReason.FAULT and result.exit_code == 6
+    assert isinstance(result.error, RigError) and camera.shots == []
+    assert str(result.error) == (
+        f"{left}: Read-only file system; the disk is read-only: check it and mount it again "
+        "(or restart) and resume the session"
+    )
