@@ -577,7 +577,8 @@ def reconcile(
     but moved aside and shot again. A crash between the two downloads of a RAW+JPEG shot
     leaves one file of it, and a RAW alone in a stack of JPEGs is kept out (a stack cannot mix
     linear and rendered frames) — as the first frame, it would turn the whole stack linear and
-    keep every JPEG out.
+    keep every JPEG out. So is a journaled shot missing a file its record lists that holds no
+    file of that kind: a shot taken again, cut the same way, beside the record of the one before.
     """
     result = Reconciliation()
     journaled = journal.frames()
@@ -585,7 +586,7 @@ def reconcile(
         files = on_disk.get(shot.index, [])
         rec = journaled.get(shot.index)
         damage = [(f, why) for f in files if (why := frame_file_problem(f, rec)) is not None]
-        if not damage and files and rec is None and stacked is not None:
+        if not damage and files and stacked is not None and (rec is None or _lost_one(files, rec)):
             half = _half_shot(files, stacked)
             damage = [(f, half) for f in files] if half is not None else []
         if damage:
@@ -648,6 +649,21 @@ def stacked_kind(config: SessionConfig) -> StackedKind:
     """The kind of file a shot must hold for the session to stack it: its RAW file for a DNG
     composite (stacked in linear light), else a rendered one (JPEG, TIFF, PNG)."""
     return "raw" if config.stack.suffix == ".dng" else "rendered"
+
+
+def _lost_one(files: list[Path], record: dict[str, Any]) -> bool:
+    """Whether a file its journal ``record`` lists is missing from a shot's ``files``: a shot
+    taken again (its files were gone or damaged) and cut between its two downloads, beside
+    the record of the shot before, or a file removed by hand."""
+    have = {f.name for f in files}
+    listed = (Path(name).name for name in record.get("files", []))
+    return any(name not in have and _is_frame_name(name) for name in listed)
+
+
+def _is_frame_name(name: str) -> bool:
+    """Whether :meth:`SessionFolder.frames_on_disk` lists a file of this name (a sidecar or a
+    HEIF file of a shot is not, and is never missed)."""
+    return bool(_FRAME_NAME.match(name)) and Path(name).suffix.lower() in IMAGE_EXTENSIONS
 
 
 def _half_shot(files: list[Path], stacked: StackedKind) -> str | None:

@@ -28,6 +28,7 @@ from rig.session.folder import (
 from rig.session.journal import RailLeft, rail_left, read_journal
 from rig.session.runner import RunnerOptions, SessionRunner, check_plan_fits
 from rig.session.state import FinishReason, RunState
+from stacker.io import atomic_write_bytes
 from stacker.options import StackOptions
 from tests.fakes import FakeCamera, FakeFocuser, FakeStacker
 
@@ -622,3 +623,59 @@ def test_a_disk_that_refuses_the_resume_s_preparation_is_a_one_line_fault(
         f"{left}: Read-only file system; the disk is read-only: check it and mount it again "
         "(or restart) and resume the session"
     )
+
+
+class RawPlusJpegCamera(FakeCamera):
+    """A body at RAW+JPEG: the RAW file first (as Canon and Nikon send it), then the JPEG;
+    RAW files of one size each, as an uncompressed RAW setting writes them."""
+
+    def capture(self, dest_dir: Path, stem: str | None = None, *, on_progress: object = None):
+        assert stem is not None
+        jpeg = super().capture(dest_dir, stem)  # named first: the RAW would take its name
+        raw = dest_dir / f"{stem}.nef"
+        atomic_write_bytes(raw, b"MM\x00*" + bytes(1000))
+        return [raw, *jpeg]
+
+
+@pytest.mark.parametrize("index", [1, 4])
+def test_a_journaled_raw_plus_jpeg_shot_missing_its_jpeg_is_shot_again(
+    tmp_path: Path, index: int
+) -> None:
+    """A frame shot again (its files were gone or damaged) and killed between the two
+    downloads: the RAW of the new shot stood beside the old shot's record, the size it says,
+    and counted as the whole frame. Stacked alone it was kept out, or, as frame 1, made the
+    whole stack linear and kept every JPEG out; the session called itself complete."""
+    root = tmp_path / "s"
+    assert runner(root, RawPlusJpegCamera()).run().reason is FinishReason.COMPLETED
+    (root / f"frames/frame_{index:04d}.jpg").unlink()
+    camera = RawPlusJpegCamera()
+    assert runner(root, camera).run().reason is FinishReason.COMPLETED
+    assert camera.shots == [f"frame_{index:04d}"]
+    assert [p.name for p in (root / "failed-attempts").iterdir()] == [
+        f"frame_{index:04d}.damaged.nef"
+    ]
+    assert sorted(p.name for p in (root / "frames").glob(f"frame_{index:04d}.*")) == [
+        f"frame_{index:04d}.jpg",
+        f"frame_{index:04d}.nef",
+    ]
+    # a JPEG kept without its RAW stacks as it is, and a file of a shot that is no frame (a
+    # RAW+HEIF body's HEIF) is never missed: nothing is shot again for either, on any resume
+    (root / "frames/frame_0002.nef").unlink()
+    journal = root / "journal.jsonl"
+    lines = journal.read_bytes().splitlines(keepends=True)
+    with_heif = []
+    for line in lines:
+        record = json.loads(line)
+        if record["event"] == "frame" and record["index"] == 3:
+            record["files"][-1] = "frames/frame_0003.hif"
+            record["sizes"][-1] = 11
+            line = (json.dumps(record) + "\n").encode()
+        with_heif.append(line)
+    journal.write_bytes(b"".join(with_heif))
+    (root / "frames/frame_0003.jpg").rename(root / "frames/frame_0003.hif")
+    (root / "frames/frame_0003.hif").write_bytes(b"a HEIF file")
+    assert read_journal(journal).frames()[3]["files"][-1] == "frames/frame_0003.hif"
+    for _ in range(2):
+        camera = RawPlusJpegCamera()
+        runner(root, camera).run()
+        assert camera.shots == []
