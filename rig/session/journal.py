@@ -46,6 +46,9 @@ class JournalContents:
     torn_tail: bool = False
     valid_bytes: int = 0
     """Length of the file up to the end of the last whole line."""
+    unterminated: bool = False
+    """The last record is whole but its line has no newline (a hand edit saved so): kept, and
+    :meth:`Journal.open` ends its line before appending."""
 
     def of_kind(self, event: str) -> list[dict[str, Any]]:
         return [r for r in self.records if r.get("event") == event]
@@ -132,6 +135,17 @@ def record_problem(rec: dict[str, Any]) -> str | None:
     return None
 
 
+def _whole_record(line: bytes) -> dict[str, Any] | None:
+    """``line`` as a record when it is one whole JSON object, else None."""
+    if not line.strip():
+        return None
+    try:
+        rec = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -185,8 +199,20 @@ def read_journal(path: Path) -> JournalContents:
     while pos < len(data):
         end = data.find(b"\n", pos)
         lineno += 1
-        if end < 0:  # no newline: the append was cut short
-            return JournalContents(tuple(records), torn_tail=True, valid_bytes=pos)
+        if end < 0:  # no newline: the append was cut short, unless the record is whole
+            last = _whole_record(data[pos:])
+            if last is None:
+                return JournalContents(tuple(records), torn_tail=True, valid_bytes=pos)
+            # A cut append never parses: a record's object closes at its last byte. This one
+            # lost only its newline, to an editor, and is kept (a finish record's rail_at).
+            problem = record_problem(last)
+            if problem is not None:
+                raise JournalError(
+                    f"{path}: line {lineno}: {problem}; correct or delete that line (frames "
+                    "on disk are found by their names), then resume"
+                )
+            records.append(last)
+            return JournalContents(tuple(records), valid_bytes=len(data), unterminated=True)
         line = data[pos:end]
         if line.strip():
             try:
@@ -233,6 +259,12 @@ class Journal:
                     os.close(repair)
             made = not os.path.lexists(path)
             fd = open_own_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            if contents.unterminated:  # else the next record would join the last one's line
+                try:
+                    _append_whole(fd, b"\n")
+                except OSError:
+                    os.close(fd)
+                    raise
         except OSError as exc:
             raise _cannot(path, "write", exc) from None
         if made:  # its name, not only its records, must outlive a power cut

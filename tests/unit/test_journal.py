@@ -137,3 +137,22 @@ def test_a_new_journal_s_name_is_made_durable_once(tmp_path: Path, monkeypatch) 
     Journal.open(path).close()
     Journal.open(path).close()  # an existing journal: its name is already there
     assert synced == [tmp_path]
+
+
+def test_a_whole_last_record_without_its_newline_is_kept_not_cut(tmp_path: Path) -> None:
+    """A journal corrected by hand, as its errors ask, and saved without a final newline: its
+    last record, whole, was taken for a torn append and cut off the file (a finish record's
+    rail_at with it, which a resume with --accept-position gives the rail)."""
+    path = tmp_path / "journal.jsonl"
+    with Journal.open(path) as j:
+        j.append("frame", index=1, position=0.0, files=[])
+        j.append("finish", reason="interrupted", rail_at=123.4)
+    path.write_bytes(path.read_bytes().rstrip(b"\n"))
+    contents = read_journal(path)
+    assert not contents.torn_tail and contents.records[-1]["rail_at"] == 123.4
+    assert rail_left(contents) == RailLeft(123.4)
+    with Journal.open(path) as j:
+        j.append("resume", frames=2)
+    again = read_journal(path)
+    assert not again.torn_tail and not again.unterminated
+    assert [r["event"] for r in again.records] == ["frame", "finish", "resume"]
