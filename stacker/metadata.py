@@ -49,8 +49,9 @@ def read_metadata(path: Path) -> Metadata:
     Results are RGB: an ICC profile for another colour space (a grey or CMYK frame's) is left
     out, with a warning. Attached to an RGB result, viewers and libpng refused or misread it.
     """
-    try:
-        head = path.read_bytes()
+    try:  # a regular file only: a named pipe put in a frame's place would hang the read
+        with os.fdopen(open_regular(path), "rb") as fh:
+            head = fh.read()
     except OSError:
         return Metadata()
     if head[:2] == b"\xff\xd8":

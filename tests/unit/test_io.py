@@ -456,6 +456,24 @@ def test_a_depth_map_in_a_missing_folder_is_named_as_given(tmp_path: Path) -> No
     assert check_writable_depth(tmp_path / "d.png") == tmp_path / "d.png"
 
 
+def test_metadata_is_read_from_regular_files_only(tmp_path: Path) -> None:
+    """A named pipe in a frame's place hung the read of its metadata for ever."""
+    import threading
+
+    os.mkfifo(tmp_path / "frame_0000.jpg")
+    got: list[Metadata] = []
+    reader = threading.Thread(
+        target=lambda: got.append(read_metadata(tmp_path / "frame_0000.jpg")), daemon=True
+    )
+    reader.start()
+    reader.join(10)
+    if reader.is_alive():
+        with open(tmp_path / "frame_0000.jpg", "wb"):  # lets the hung read end
+            pass
+        pytest.fail("the read of a named pipe's metadata hung")
+    assert got == [Metadata()]
+
+
 def test_embed_ignores_formats_without_metadata_slots() -> None:
     assert embed_metadata(b"data", ".bmp", Metadata(icc=ICC)) == b"data"
 
