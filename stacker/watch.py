@@ -29,6 +29,7 @@ import numpy as np
 from stacker.errors import ResultWriteError, StackerError, UnreadableImageError
 from stacker.hotfolder import HotFolder, Prefer, ReadyFrame, UnreadableFrame, is_candidate
 from stacker.io import check_writable_output, is_raw_path, remove_temporaries
+from stacker.lonefirst import LoneFirstFrame
 from stacker.output import check_writable_depth, save_outputs
 from stacker.paths import check_distinct, is_our_output, output_paths
 from stacker.pipeline import ReadAhead
@@ -381,6 +382,8 @@ class _WatchRun:
     """The disk refused the last write along the way (said once, tried again)."""
     given_up: set[Path] = field(default_factory=set, init=False)
     """Files reported unreadable: one written on after a long pause may still come."""
+    lone_first: LoneFirstFrame = field(default_factory=LoneFirstFrame, init=False)
+    """Says when a bad first frame keeps the rest out."""
 
     def publish(self, **changes: object) -> None:
         self.status = replace(self.status, **changes)  # type: ignore[arg-type]
@@ -433,6 +436,7 @@ class _WatchRun:
             self.reject(frame.path, str(exc))
             return
         if record.merged:
+            self.lone_first.after(frame.path.name, True)
             if self.first_path is None:
                 self.first_path = frame.path
             self.unwritten += 1
@@ -454,6 +458,12 @@ class _WatchRun:
         if self.strict:
             raise StackerError(f"{message} (--strict stops at the first rejected frame)")
         self.warn(f"rejected {message}")
+        stranded = self.lone_first.after(path.name, False)
+        if stranded is not None:
+            self.warn(
+                stranded + "move it out of the folder and watch again (`stacker stack` on the "
+                "folder leaves such a first frame out)"
+            )
 
     def reference_pending(self) -> bool:
         """True while ``--reference N`` names a frame that has not arrived yet.

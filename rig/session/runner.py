@@ -81,6 +81,7 @@ from rig.session.state import FinishReason, RunState, SessionResult, SessionStat
 from rig.session.worker import StackJob, StackPreviews, StackWorker
 from stacker.errors import ResultWriteError, UserError
 from stacker.io import storage_remedy
+from stacker.lonefirst import LoneFirstFrame
 from stacker.preview.publisher import StackerLike
 
 log = logging.getLogger("rig.session")
@@ -259,6 +260,8 @@ class SessionRunner:
         """Indexes that will never be shot (lost frames of a tether session)."""
         self._vanished: set[int] = set()
         self._finish_reason: FinishReason | None = None
+        self._lone_first = LoneFirstFrame()
+        """Says when a bad first frame keeps the rest out."""
         self._stacked_files: dict[int, Path] = {}
         """The file of each frame handed to the stacker, by index (see :meth:`_first_frame`)."""
 
@@ -516,6 +519,7 @@ class SessionRunner:
         self._next_feed = 1
         self._waiting = {}
         self._stacked_files = {}
+        self._lone_first = LoneFirstFrame()  # the replayed frames count again
         replay: list[StackJob] = []
         for index in sorted(recon.done):
             entry = recon.done[index]
@@ -678,6 +682,12 @@ class SessionRunner:
         else:
             c.rejected += 1
             self._warn(f"frame {job.index} kept out of the stack: {getattr(record, 'reason', '?')}")
+        stranded = self._lone_first.after(job.path.name, merged)
+        if stranded is not None:
+            self._warn(
+                stranded + "stop, check it, and stack the frames again with `stacker stack "
+                f"{job.path.parent}`, which leaves such a first frame out"
+            )
         score = getattr(record, "score", None)
         if score is not None:
             c.last_score = float(score)

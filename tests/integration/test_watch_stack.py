@@ -710,3 +710,26 @@ def test_a_file_larger_than_any_frame_is_not_read(
     assert warnings == [
         f"skipped {hot / 'huge.jpg'}: 3.2 GB, larger than any frame can be (2.0 GB); not read"
     ]
+
+
+def test_a_bad_first_frame_that_keeps_the_rest_out_is_said_once(
+    tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
+) -> None:
+    """A flash that did not fire on the first shot: every later frame is kept out against it,
+    one warning each, and nothing said what to do while the shoot could still be fixed."""
+    first = cv2.imdecode(np.frombuffer(stack_jpegs[0], np.uint8), cv2.IMREAD_COLOR)
+    dark = cv2.imencode(".jpg", (first * 0.03).astype(np.uint8))[1].tobytes()
+    for i, data in enumerate([dark, *stack_jpegs[1:5]]):
+        write_old(hot / f"IMG_{i}.jpg", data)
+    warnings: list[str] = []
+    watch_and_stack(
+        hot, tmp_path / "out.jpg", idle_timeout=1.0, settle=0.2, on_warning=warnings.append
+    )
+    said = [w for w in warnings if "every frame since" in w]
+    assert said == [
+        "IMG_0.jpg: every frame since was kept out against it; if it is bad (a flash that did "
+        "not fire, a stray shot), move it out of the folder and watch again (`stacker stack` "
+        "on the folder leaves such a first frame out)"
+    ]
+    assert warnings.index(said[0]) == 2  # as the second frame after it is kept out
+    assert len(warnings) == 5  # IMG_1 to IMG_4 kept out, and the one above

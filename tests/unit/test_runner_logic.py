@@ -17,7 +17,7 @@ import pytest
 
 from rig.errors import DeviceBusyError, MotionError, RigError
 from rig.plan import ShotPlan
-from rig.session.events import FrameCaptured, SessionEvent, StatusChanged
+from rig.session.events import FrameCaptured, SessionEvent, SessionWarning, StatusChanged
 from rig.session.folder import (
     SessionBusyError,
     SessionConfig,
@@ -679,3 +679,38 @@ def test_a_journaled_raw_plus_jpeg_shot_missing_its_jpeg_is_shot_again(
         camera = RawPlusJpegCamera()
         runner(root, camera).run()
         assert camera.shots == []
+
+
+class _KeptOutAfterTheFirst(FakeStacker):
+    """Merges the first frame and keeps every later one out against it (a flash that did not
+    fire on the first shot)."""
+
+    def add(self, image: Any, name: str = "", **ignored: object) -> Any:
+        record = super().add(image, name)
+        if len(self.names) > 1:
+            record.merged, record.reason = False, "exposure jump against the previous frame"
+        return record
+
+
+def test_a_first_frame_that_keeps_the_rest_out_is_said_once(tmp_path: Path) -> None:
+    """Every frame after a bad first one was kept out, a warning each, and nothing said what to
+    do while the session could still be stopped."""
+    root = tmp_path / "s"
+    SessionFolder.create(root, PLAN, SessionConfig(rig={"kind": "hardware"}))
+    run = SessionRunner(
+        SessionFolder(root), focuser=FakeFocuser(), camera=FakeCamera(),
+        stacker_factory=lambda config, frames: _KeptOutAfterTheFirst(), options=OPTIONS,
+    )  # fmt: skip
+    said: list[str] = []
+    run.subscribe(lambda e: isinstance(e, SessionWarning) and said.append(e.message))
+    result = run.run()
+    assert result.status.merged == 1 and result.status.rejected == 4
+    stranded = [w for w in said if "every frame since" in w]
+    assert len(stranded) == 1
+    first = root / "frames" / "frame_0001.jpg"
+    assert stranded[0] == (
+        f"{first.name}: every frame since was kept out against it; if it is bad (a flash that "
+        "did not fire, a stray shot), stop, check it, and stack the frames again with "
+        f"`stacker stack {first.parent}`, which leaves such a first frame out"
+    )
+    assert said.index(stranded[0]) == said.index(next(w for w in said if "frame 3 kept" in w)) + 1
