@@ -201,6 +201,7 @@ class OrientedReader:
     def __init__(self) -> None:
         self.shape: tuple[int, int] | None = None
         self.orientation = 1
+        self.raw_flip: int | None = None  # LibRaw's orientation code of a RAW first frame
 
     def read(self, path: str | os.PathLike[str]) -> tuple[np.ndarray, str | None]:
         """The frame at ``path``, and a note when it was turned to fit the stack (else None)."""
@@ -208,16 +209,37 @@ class OrientedReader:
         if self.shape is None:
             image = read_image(p)
             self.shape, self.orientation = image.shape[:2], file_orientation(p)
+            if is_raw_path(p):
+                from stacker.raw import FLIP_TO_EXIF, raw_flip
+
+                self.raw_flip = raw_flip(p)
+                self.orientation = FLIP_TO_EXIF.get(self.raw_flip, 1)
             return image, None
-        if p.suffix.lower() in RAW_EXTENSIONS:
-            return read_image(p), None
+        if is_raw_path(p):
+            return self._read_raw(p)
         own = file_orientation(p)
         if own == self.orientation:
             return read_image(p), None
         turned = read_image(p, orientation=self.orientation)
         if turned.shape[:2] != self.shape:  # pixels really turned: as viewers show it
             return read_image(p), None
-        return turned, (
+        return turned, self._note(p, own)
+
+    def _read_raw(self, p: Path) -> tuple[np.ndarray, str | None]:
+        """A RAW frame, turned by LibRaw: in the first frame's orientation when only its tag
+        differs (a RAW file holds the sensor's pixels as they are, whatever the tag says)."""
+        from stacker.raw import FLIP_TO_EXIF, raw_flip, read_raw_linear
+
+        own = raw_flip(p)
+        if self.raw_flip is None or own == self.raw_flip:
+            return read_raw_linear(p), None
+        turned = read_raw_linear(p, flip=self.raw_flip)
+        if turned.shape[:2] != self.shape:  # not the stack's size either way: as it says
+            return read_raw_linear(p), None
+        return turned, self._note(p, FLIP_TO_EXIF.get(own, 1))
+
+    def _note(self, p: Path, own: int) -> str:
+        return (
             f"{p}: EXIF orientation {own} differs from the first frame's {self.orientation} "
             "(a camera pointing straight down often flips it); read like the first frame"
         )

@@ -70,10 +70,14 @@ def _rawpy() -> Any:
     return rawpy
 
 
-def read_raw_linear(path: str | os.PathLike[str], *, data: bytes | None = None) -> np.ndarray:
+def read_raw_linear(
+    path: str | os.PathLike[str], *, data: bytes | None = None, flip: int | None = None
+) -> np.ndarray:
     """Decode a RAW file into linear camera RGB: BGR ``uint16``, 0 black, 65535 white level.
 
     With ``data`` (the file's bytes, already read) the file is not opened; ``path`` names it.
+    The file's own orientation is applied, or with ``flip`` that one (LibRaw's code, as
+    :func:`raw_flip` gives it) instead.
     """
     p = Path(path)
     try:
@@ -91,10 +95,28 @@ def read_raw_linear(path: str | os.PathLike[str], *, data: bytes | None = None) 
                 user_wb=[1.0, 1.0, 1.0, 1.0],
                 output_color=rawpy.ColorSpace.raw,
                 adjust_maximum_thr=0.0,
+                user_flip=-1 if flip is None else flip,
             )
     except Exception as exc:
         raise UnreadableImageError(f"{p}: not a readable RAW file ({_reason(exc)})") from None
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR, dst=rgb)  # in place: no second frame in memory
+
+
+FLIP_TO_EXIF = {0: 1, 1: 2, 2: 4, 3: 3, 4: 5, 5: 8, 6: 6, 7: 7}
+"""LibRaw's orientation codes (dcraw's ``flip``) as EXIF orientations."""
+
+
+def raw_flip(path: str | os.PathLike[str]) -> int:
+    """The orientation LibRaw applies to the RAW file at ``path`` (its ``flip`` code; see
+    :data:`FLIP_TO_EXIF`), read from the file's metadata without decoding it."""
+    p = Path(path)
+    try:
+        with _rawpy().imread(str(p)) as raw:
+            return int(raw.sizes.flip)
+    except StackerError as exc:
+        raise UnreadableImageError(f"{p}: {exc}") from None
+    except Exception as exc:
+        raise UnreadableImageError(f"{p}: not a readable RAW file ({_reason(exc)})") from None
 
 
 def _reason(exc: Exception) -> str:

@@ -82,3 +82,38 @@ def test_reader_keeps_the_first_frames_orientation(tmp_path: Path, pixels: np.nd
     reader.read(tmp_path / "3.jpg")
     image, note = reader.read(tmp_path / "4.jpg")
     assert note is None and image.shape == pixels.shape
+
+
+@pytest.mark.parametrize(("first", "other"), [(6, 1), (1, 3), (8, 6)])
+def test_reader_keeps_the_first_raw_frames_orientation(
+    tmp_path: Path, first: int, other: int
+) -> None:
+    """RAW frames were read each in its own orientation: a camera pointing straight down that
+    flipped the tag of one frame stopped the stack (a quarter turn: sizes differ) or had the
+    frame rejected (upside down, it aligned with nothing), where a JPEG's was read like the
+    first frame's."""
+    rawpy = pytest.importorskip("rawpy")
+    from rig.sim.bayer import encode_bayer_dng
+    from stacker.raw import read_raw_linear
+
+    scene = np.zeros((32, 48, 3), np.uint16)
+    scene[:8, :12] = (60000, 20000, 20000)  # a blue corner, top left
+    scene[-6:, -10:] = (20000, 20000, 60000)  # a red one, bottom right
+    paths = []
+    for name, value in (("1.dng", first), ("2.dng", other)):
+        path = tmp_path / name
+        path.write_bytes(encode_bayer_dng(scene))
+        with tifffile.TiffFile(path, mode="r+b") as tif:
+            tif.pages[0].tags[274].overwrite(value)
+        paths.append(path)
+    with rawpy.imread(str(paths[1])) as raw:
+        assert raw.sizes.flip != {1: 0, 3: 3, 6: 6, 8: 5}[first]  # LibRaw sees the tag
+    reader = OrientedReader()
+    image, note = reader.read(paths[0])
+    assert note is None
+    turned, note = reader.read(paths[1])
+    assert np.array_equal(turned, image)  # the same stored pixels, read the same way
+    assert note is not None and f"EXIF orientation {other} differs" in note
+    assert f"first frame's {first}" in note
+    again, note = reader.read(paths[0])
+    assert note is None and np.array_equal(again, read_raw_linear(paths[0]))
