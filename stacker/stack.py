@@ -293,16 +293,18 @@ class Stacker:
     ) -> FrameRecord:
         t0 = time.perf_counter()
         index = len(self.records)
-        image = self._check_frame(image, name)
-        if self._state is None:
-            self._setup(image)
-            self.linear = linear
-        elif linear != self.linear:
+        if self._state is not None and linear != self.linear:
+            # Said before the bit depth is checked: a JPEG in a RAW stack (a RAW+JPEG folder)
+            # is 8-bit, and "do not mix bit depths" did not say what was mixed.
             kinds = ("rendered", "RAW (linear)")
             raise StackerError(
                 f"{name}: a {kinds[linear]} frame in a stack of {kinds[self.linear]} frames; "
                 "stack RAW and JPEG/TIFF frames separately"
             )
+        image = self._check_frame(image, name)
+        if self._state is None:
+            self._setup(image)
+            self.linear = linear
         levels = self._small_levels(image)
         gray = luma(levels[self._align_level].astype(np.float32))
         if self.linear:

@@ -146,6 +146,23 @@ def test_a_reference_frame_with_an_unusable_colour_profile_still_gives_results(
     assert read_image(tmp_path / "o.jpg").mean() > 20
 
 
+@pytest.mark.slow
+def test_a_raw_plus_jpeg_folder_says_raw_and_jpeg_are_mixed(
+    raw_frames: Path, tmp_path: Path
+) -> None:
+    """A folder of RAW+JPEG pairs stopped with "8-bit differs from the stack's 16-bit frames; do
+    not mix bit depths": the bit depth was checked before the kind of frame."""
+    pairs = tmp_path / "pairs"
+    shutil.copytree(raw_frames, pairs)
+    write_stack(tmp_path / "jpegs", SceneSpec(width=W, height=H, seed=7), 2)
+    for jpeg in (tmp_path / "jpegs").glob("*.jpg"):
+        shutil.copy(jpeg, pairs / jpeg.name)  # frame_0001.jpg beside frame_0001.dng...
+    proc = stacker("stack", pairs, "-o", tmp_path / "out.dng")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "frame_0001.jpg: a rendered frame in a stack of RAW (linear) frames" in proc.stderr
+    assert "stack RAW and JPEG/TIFF frames separately" in proc.stderr, proc.stderr
+
+
 def test_dng_from_rendered_frames_is_a_one_line_error(tmp_path: Path) -> None:
     frames = tmp_path / "jpegs"
     write_stack(frames, SceneSpec(width=160, height=120, seed=1), 3)
