@@ -45,6 +45,7 @@ from stacker.io import is_image_path, remove_temporaries
 from stacker.locking import folder_locked
 from stacker.natsort import frame_order, natural_key
 from stacker.output import depth_paths
+from stacker.pairs import Prefer, one_of_each_shot, partners_note
 from stacker.paths import check_distinct, is_our_output, once_each, same_file
 
 REPORT_FIELDS = ("name", "status", "frames", "merged", "rejected", "unreadable", "seconds",
@@ -245,7 +246,10 @@ def find_stacks(
 ) -> list[StackJob]:
     """The stacks under ``roots``, each named by its path below its root (``a/b`` -> ``a-b``).
 
-    ``on_note`` hears of folders that cannot be read and of frames named twice."""
+    A folder of RAW+JPEG pairs (a camera, a capture session) gives one file of each: the RAW
+    for a DNG output, else the JPEG. ``on_note`` hears of folders that cannot be read, of
+    frames named twice and of such pairs."""
+    prefer: Prefer = "raw" if ext == ".dng" else "jpeg"
     skip = outdir.resolve()
     jobs: dict[str, StackJob] = {}
     seen: set[Path] = set()  # a folder given twice, or inside another given, is one stack
@@ -258,7 +262,11 @@ def find_stacks(
                 f"{root}: is also the output folder; give --output a folder of its own, "
                 f"e.g. {root.resolve().parent / (root.resolve().name + '-stacked')}"
             )
-        for folder, frames in _stack_folders(root, pattern, skip, seen, on_note):
+        for folder, found in _stack_folders(root, pattern, skip, seen, on_note):
+            frames, partners = one_of_each_shot(found, prefer)
+            if partners and on_note is not None:
+                other = "a .dng output stacks the RAW" if prefer == "jpeg" else "for a DNG output"
+                on_note(partners_note(folder, partners, prefer, other))
             rel = folder.relative_to(root).parts
             name = "-".join(rel) if rel else root.resolve().name
             if name in jobs:

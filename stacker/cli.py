@@ -55,6 +55,14 @@ NoCrop = Annotated[
     typer.Option("--no-crop", help="Keep the full frame instead of the area all frames cover."),
 ]
 JpegQuality = Annotated[int, typer.Option(help="Quality of JPEG outputs, 1 to 100.")]
+PreferPair = Annotated[
+    str | None,
+    typer.Option(
+        "--prefer",
+        help="For RAW+JPEG pairs: stack the jpeg (fast; the default) or the raw (needs the raw "
+        "extra; the default for a .dng output).",
+    ),
+]
 Order = Annotated[
     str,
     typer.Option(
@@ -108,12 +116,14 @@ def stack_command(
     depth_map: DepthMap = None,
     strict: Strict = False,
     jpeg_quality: JpegQuality = 95,
+    prefer: PreferPair = None,
 ) -> None:
     """Align and merge INPUTS into one all-in-focus image."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     from stacker.offline import collect_inputs, stack_files
+    from stacker.pairs import pair_choice
     from stacker.paths import interrupted_stack
     from stacker.report import summary_table
 
@@ -122,7 +132,7 @@ def stack_command(
     def note(message: str) -> None:
         console.print(one_line(message), markup=False, soft_wrap=True)
 
-    files = collect_inputs(inputs, on_note=note)
+    files = collect_inputs(inputs, on_note=note, prefer=pair_choice(prefer, output))
     columns = (
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[frame]}"), TimeElapsedColumn(),
@@ -184,12 +194,7 @@ def watch_command(
         "--idle-timeout",
         help="Stop after this long without a new frame: 30, 30s, 2min (default: never).",
     ),
-    prefer: str | None = typer.Option(
-        None,
-        "--prefer",
-        help="For RAW+JPEG pairs: stack the jpeg (fast; the default) or the raw (needs the raw "
-        "extra; the default for a .dng output).",
-    ),
+    prefer: PreferPair = None,
     settle: str = typer.Option(
         "0.5s",
         "--settle",

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 from watchdog import events as watchdog_events
@@ -51,6 +51,7 @@ from stacker.io import (
 )
 from stacker.mounts import unheard_writes
 from stacker.natsort import NaturalKey, frame_order, natural_key
+from stacker.pairs import Prefer, stem_key
 from stacker.paths import FileIdentity, file_identity, is_our_output
 from stacker.pinned import OutsideFolder, pinned
 from stacker.raw import has_rawpy
@@ -68,8 +69,6 @@ __all__ = [
     "UnreadableFrame",
     "is_candidate",
 ]
-
-Prefer = Literal["jpeg", "raw"]
 
 #: Name endings of files still being written by browsers, FTP/SFTP servers and sync tools.
 TEMPORARY_SUFFIXES = (
@@ -103,11 +102,6 @@ def is_candidate(path: Path) -> bool:
     if name.endswith(TEMPORARY_SUFFIXES):
         return False
     return is_image_path(path)
-
-
-def _stem_key(path: Path) -> str:
-    # Pairs share a stem whatever the case of either extension: IMG_0001.CR2 + IMG_0001.jpg.
-    return path.stem.casefold()
 
 
 #: libgphoto2's names for a camera's RAM captures (Canon EOS, Nikon SDRAM, Sony), which
@@ -685,7 +679,7 @@ class HotFolder:
         when that one is of the other kind (RAW or not) and still alone."""
         if (known := self._capt_keys.get(path)) is not None:
             return known
-        key = _stem_key(path)
+        key = stem_key(path)
         match = _CAPT.fullmatch(key)
         if match is None:
             return key
@@ -740,7 +734,7 @@ class HotFolder:
         for entry in self._entries.values():
             if entry.hold_until is None:
                 continue
-            if f"{_stem_key(entry.path)}." in temporary or (
+            if f"{stem_key(entry.path)}." in temporary or (
                 temporary.startswith("tmpfile") and entry.path == latest
             ):
                 entry.hold_until = max(entry.hold_until, now + self.pair_wait)

@@ -30,6 +30,7 @@ from stacker.io import OrientedReader, check_writable_output, is_image_path, is_
 from stacker.natsort import frame_order
 from stacker.options import StackOptions
 from stacker.output import check_writable_depth, save_outputs
+from stacker.pairs import Prefer, one_of_each_shot, partners_note
 from stacker.paths import check_distinct, is_our_output, once_each, output_paths
 from stacker.pipeline import ReadAhead
 from stacker.stack import FrameRecord, Stacker, parse_reference
@@ -59,7 +60,10 @@ def opencv_threads(count: int | None) -> Iterator[None]:
 
 
 def collect_inputs(
-    inputs: Iterable[str | os.PathLike[str]], *, on_note: Callable[[str], None] | None = None
+    inputs: Iterable[str | os.PathLike[str]],
+    *,
+    on_note: Callable[[str], None] | None = None,
+    prefer: Prefer | None = None,
 ) -> list[Path]:
     """Expand files and folders into a list of image files (a folder's in natural order, from the
     first frame after a wrap of the camera's file counter: :func:`frame_order`).
@@ -68,7 +72,9 @@ def collect_inputs(
     preview: they carry its mark) are left out, and ``on_note`` is told; a file named on its own
     is taken as given. A file met again (``frames/ frames/*.jpg``, or a link to a frame already
     named) is stacked once, where it first came, and ``on_note`` is told: the same exposure
-    twice would count double in every average of the merge.
+    twice would count double in every average of the merge. With ``prefer``, a folder's
+    RAW+JPEG pairs give one file each (:func:`~stacker.pairs.one_of_each_shot`), and
+    ``on_note`` is told.
     """
     files: list[Path] = []
     for item in inputs:
@@ -93,6 +99,11 @@ def collect_inputs(
                 raise StackerError(
                     f"{p}: no images in this folder (looked for JPEG, PNG, TIFF, RAW)"
                 )
+            if prefer is not None:
+                found, partners = one_of_each_shot(found, prefer)
+                if partners and on_note is not None:
+                    other = f"--prefer {'jpeg' if prefer == 'raw' else 'raw'} for the other"
+                    on_note(partners_note(p, partners, prefer, other))
             files.extend(found)
         elif p.is_file():
             files.append(p)

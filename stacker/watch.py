@@ -27,13 +27,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from stacker.errors import ResultWriteError, StackerError, UnreadableImageError
-from stacker.hotfolder import HotFolder, Prefer, ReadyFrame, UnreadableFrame, is_candidate
+from stacker.hotfolder import HotFolder, ReadyFrame, UnreadableFrame, is_candidate
 from stacker.io import check_writable_output, is_raw_path, remove_temporaries
 from stacker.lonefirst import LoneFirstFrame
 from stacker.output import check_writable_depth, save_outputs
+from stacker.pairs import Prefer, pair_choice
 from stacker.paths import check_distinct, is_our_output, output_paths
 from stacker.pipeline import ReadAhead
-from stacker.raw import has_rawpy
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -112,44 +112,16 @@ class WatchSummary:
     records: list[FrameRecord]
 
 
-def _require_raw_support(prefer: str) -> None:
-    if prefer == "raw" and not has_rawpy():
-        raise StackerError(
-            "--prefer raw needs the 'raw' extra: pip install 'stackrig[raw]' (or use --prefer jpeg)"
-        )
-
-
-def _pair_choice(prefer: Prefer | None, output: Path) -> Prefer:
-    """Which file of a RAW+JPEG pair a watch writing ``output`` stacks: a DNG composite is made
-    from RAW frames, so it takes the RAW unless told otherwise (and then refuses)."""
-    if output.suffix.lower() != ".dng":
-        return prefer or "jpeg"
-    if prefer == "jpeg":
-        raise StackerError(
-            f"--prefer jpeg with {output.name}: a DNG composite is made from RAW frames; leave "
-            "--prefer out, or write .tif, .png or .jpg"
-        )
-    if not has_rawpy():
-        raise StackerError(
-            f"{output.name}: a DNG composite needs the 'raw' extra to read RAW frames: pip "
-            "install 'stackrig[raw]' (or write .tif, .png or .jpg)"
-        )
-    return "raw"
-
-
 def _check_watch_settings(
     prefer: Prefer, every: int, idle_timeout: float | None, jpeg_quality: int
 ) -> None:
     """Refuse settings a watch cannot run with, in one line naming the option, before it starts."""
-    if prefer not in ("jpeg", "raw"):
-        raise StackerError(f"--prefer {prefer!r} is not known: use jpeg or raw")
     if every < 1:
         raise StackerError(f"--every {every}: write at least every 1 frame (1 or more)")
     if idle_timeout is not None and not idle_timeout > 0:  # nan would never time out
         raise StackerError(f"--idle-timeout {idle_timeout}: give a positive number of seconds")
     if not 1 <= jpeg_quality <= 100:
         raise StackerError(f"JPEG quality {jpeg_quality} is out of range: use 1 to 100")
-    _require_raw_support(prefer)
 
 
 def _far_first(order: str) -> bool:
@@ -201,7 +173,7 @@ def watch_and_stack(
     from stacker.stack import Stacker
 
     out = check_writable_output(output).absolute()
-    prefer = _pair_choice(prefer, out)
+    prefer = pair_choice(prefer, out)
     _check_watch_settings(prefer, every, idle_timeout, jpeg_quality)
     depth = check_writable_depth(depth_map).absolute() if depth_map is not None else None
     written = output_paths(out, depth)

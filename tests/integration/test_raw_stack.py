@@ -147,19 +147,30 @@ def test_a_reference_frame_with_an_unusable_colour_profile_still_gives_results(
 
 
 @pytest.mark.slow
-def test_a_raw_plus_jpeg_folder_says_raw_and_jpeg_are_mixed(
+def test_a_raw_plus_jpeg_folder_stacks_one_file_of_each_shot(
     raw_frames: Path, tmp_path: Path
 ) -> None:
-    """A folder of RAW+JPEG pairs stopped with "8-bit differs from the stack's 16-bit frames; do
-    not mix bit depths": the bit depth was checked before the kind of frame."""
+    """A folder shot RAW+JPEG stopped with "8-bit differs from the stack's 16-bit frames; do not
+    mix bit depths": every shot's two files were both stacked. One of each is taken now, as a
+    watch takes it: the RAW for a DNG composite (or with --prefer raw), else the JPEG; a RAW
+    left alone among JPEGs is refused, saying what is mixed."""
     pairs = tmp_path / "pairs"
     shutil.copytree(raw_frames, pairs)
     write_stack(tmp_path / "jpegs", SceneSpec(width=W, height=H, seed=7), 2)
     for jpeg in (tmp_path / "jpegs").glob("*.jpg"):
-        shutil.copy(jpeg, pairs / jpeg.name)  # frame_0001.jpg beside frame_0001.dng...
+        shutil.copy(jpeg, pairs / jpeg.name.upper())  # FRAME_0001.JPG beside frame_0001.dng...
+
     proc = stacker("stack", pairs, "-o", tmp_path / "out.dng")
+    assert proc.returncode == 0, proc.stderr
+    assert f"{pairs}: 2 RAW+JPEG pairs: stacking the RAW file of each (--prefer jpeg" in proc.stderr
+    assert f"{N} frames" in proc.stdout + proc.stderr or (tmp_path / "out.dng").exists()
+    proc = stacker("stack", pairs, "--prefer", "raw", "-o", tmp_path / "raw.tif")
+    assert proc.returncode == 0 and read_image(tmp_path / "raw.tif").dtype == np.uint16
+
+    proc = stacker("stack", pairs, "-o", tmp_path / "out.tif")  # the JPEGs, and four RAWs alone
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
-    assert "frame_0001.jpg: a rendered frame in a stack of RAW (linear) frames" in proc.stderr
+    assert "stacking the JPEG file of each (--prefer raw for the other)" in proc.stderr
+    assert "frame_0003.dng: a RAW (linear) frame in a stack of rendered frames" in proc.stderr
     assert "stack RAW and JPEG/TIFF frames separately" in proc.stderr, proc.stderr
 
 

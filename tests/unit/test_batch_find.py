@@ -366,3 +366,26 @@ def test_an_output_name_holding_a_file_of_other_work_is_refused(tmp_path: Path) 
         run_batch(jobs, {}, out / "batch-report.jsonl")
     assert (out / "s1.tif").read_bytes() == b"thesis"
     assert not (out / "batch-report.jsonl").exists()
+
+
+@pytest.mark.parametrize(("ext", "kept"), [(".tif", ".JPG"), (".dng", ".CR2")])
+def test_a_session_shot_raw_plus_jpeg_is_stacked_from_one_file_of_each_shot(
+    tmp_path: Path, ext: str, kept: str
+) -> None:
+    """A RAW+JPEG session's frames (both files of every shot) were all given to the stack: the
+    same exposure twice, and RAW mixed with rendered, which fails."""
+    root = tmp_path / "day"
+    names = [f"frame_{i:04d}{e}" for i in (1, 2, 3) for e in (".CR2", ".JPG")]
+    frames(root / "beetle" / "frames", *names, "frame_0004.JPG")  # a shot in JPEG alone
+    notes: list[str] = []
+    (job,) = find_stacks([root], tmp_path / "out", ext=ext, on_note=notes.append)
+    assert [f.name for f in job.frames] == [
+        *(f"frame_{i:04d}{kept}" for i in (1, 2, 3)),
+        "frame_0004.JPG",
+    ]
+    took, other = (
+        ("RAW", "for a DNG output") if ext == ".dng" else ("JPEG", "a .dng output stacks the RAW")
+    )
+    assert notes == [
+        f"{root / 'beetle'}: 3 RAW+JPEG pairs: stacking the {took} file of each ({other})"
+    ]
