@@ -98,6 +98,10 @@ LIVE_VIEW_WAIT_S = 5.0
 LIVE_VIEW_POLL_S = 0.1
 LENS_RUN_WAIT_S = 30.0
 """How long a Nikon body may stay busy driving its lens after libgphoto2 stopped waiting."""
+DRIVE_TAKEN_AFTER_S = 0.5
+"""A busy answer to a Nikon drive that took this long came from libgphoto2's wait after the
+drive (``nikon_wait_busy``: 51 polls 20 ms apart, about 1 s), so the drive was taken; a drive
+the body refused as busy is answered within a USB round trip."""
 
 
 class FocusControls(Protocol):
@@ -376,28 +380,31 @@ class SignedRangeDrive(FocusStrategy):
         return self._wait_live_view()
 
     def _send(self, amount: float) -> None:
-        """One drive of ``amount``, sent once: libgphoto2 waits about a second for the body
-        after it (``nikon_wait_busy`` in ``_put_Nikon_MFDrive``) and answers busy when the lens
-        still runs. The drive was taken then, and sent again it would drive the lens as far
-        again; so the body is waited for instead. (The widget read before it waits out any
-        earlier drive, so a busy answer here is this drive's.)"""
-        widget = self._widget()
-        widget.set_value(float(amount))
-        widget.set_changed(1)
-        try:
-            self.controls.send(self.key, widget, retry_busy=False)
-        except CameraBusyError:
-            log.info("%s: the lens still runs after its drive; waiting", self.controls.description)
-            self._await_lens()
+        """One drive of ``amount``, taken once. libgphoto2 answers busy (-110) in two cases
+        that need opposite handling (``_put_Nikon_MFDrive`` in config.c):
 
-    def _await_lens(self) -> None:
-        """Wait, up to ``LENS_RUN_WAIT_S``, until the body answers again: its lens stopped."""
+        * the drive was taken, and ``nikon_wait_busy(params, 20, 1000)`` gave up after about a
+          second with the lens still running: sent again it would drive the lens as far again;
+        * ``ptp_nikon_mfdrive`` itself was answered DeviceBusy because an earlier drive still
+          runs: the drive was not taken, and counting it would lose its steps.
+
+        Nothing else tells them apart (reading ``manualfocusdrive`` asks the body nothing:
+        ``_get_Nikon_MFDrive``), so the time the answer took does: a refused drive is answered
+        at once, a taken one only after libgphoto2's wait. A refused drive is sent again once
+        the lens stops, for up to ``LENS_RUN_WAIT_S``."""
         deadline = time.monotonic() + LENS_RUN_WAIT_S
         while True:
+            widget = self._widget()
+            widget.set_value(float(amount))
+            widget.set_changed(1)
+            sent_at = time.monotonic()
             try:
-                self._widget()
+                self.controls.send(self.key, widget, retry_busy=False)
                 return
             except CameraBusyError:
+                if time.monotonic() - sent_at >= DRIVE_TAKEN_AFTER_S:
+                    log.info("%s: the lens still runs after its drive", self.controls.description)
+                    return
                 if time.monotonic() >= deadline:
                     raise
                 self.controls.sleep(LIVE_VIEW_POLL_S)

@@ -45,8 +45,9 @@ names the libgphoto2 function it follows (``camlibs/ptp2/library.c`` and ``confi
   (``live_view_restart_s``). The drive takes time (``lens_units_per_s``): libgphoto2 waits
   for the body about a second after sending it (``nikon_wait_busy(params, 20, 1000)``) and
   then answers GP_ERROR_CAMERA_BUSY (-110) though the drive was taken and the lens runs on; a
-  drive sent, or a setting read, while the lens still runs is answered -110 (DeviceBusy) and
-  not taken.
+  drive sent, or a setting read that asks the body, while the lens still runs is answered -110
+  (DeviceBusy) and not taken. Reading ``manualfocusdrive`` asks the body nothing
+  (``_get_Nikon_MFDrive``), so it never tells that the lens still runs.
 * **Sony manualfocus is a speed** (``_put_Sony_ManualFocus``: -7..7 sent as ManualFocusAdjust);
   how far the lens moves per call grows non-linearly with it and there is no end-stop signal.
 * **Sony AF on release**: ``camera_sony_capture`` half-presses (ShutterHalfRelease) before the
@@ -102,6 +103,11 @@ NIKON_DRIVE_WAIT_S = 51 * 0.020
 """How long ``_put_Nikon_MFDrive`` waits for the body after a drive (``nikon_wait_busy``)."""
 GP_EVENT_TIMEOUT = 1
 GP_EVENT_FILE_ADDED = 2
+NO_IO_WIDGETS = frozenset({"manualfocusdrive", "autofocus"})
+"""Nikon widgets whose read asks the body nothing, so never answers busy while the lens runs:
+``gp_camera_get_single_config`` -> ``_get_config`` (config.c) calls the getter of a function
+widget (``propid`` 0) directly, ptp2 has no ``pre_func``, and ``_get_Nikon_MFDrive`` only builds
+a -32767..32767 range widget; ``autofocus`` is libgphoto2's own setting (``gp_setting_get``)."""
 
 USB2_BYTES_PER_S = 25e6
 """Sustained PTP transfer rate over USB 2 (about 25 MB/s): a 50 MB RAW takes about 2 s."""
@@ -481,7 +487,8 @@ class QuirkyHandle(HandleLayer):
 
     # ---------------------------------------------------------------------------- settings
     def get_single_config(self, key: str) -> Any:
-        self._lens_busy()
+        if key not in NO_IO_WIDGETS:
+            self._lens_busy()
         widget = self._q.widgets.get(key)
         if widget is None:
             return self._real.get_single_config(key)

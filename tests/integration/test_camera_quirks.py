@@ -343,6 +343,26 @@ def test_a_nikon_drive_that_outlasts_libgphoto2_s_wait_is_not_sent_again(
         assert quirks.state.lens == 3500.0
 
 
+def test_a_nikon_drive_refused_while_the_lens_still_runs_is_sent_again(
+    card: VirtualCameraFolder,
+) -> None:
+    """Reading ``manualfocusdrive`` asks a Nikon nothing (``_get_Nikon_MFDrive``), so it cannot
+    tell that an earlier drive still runs; the next drive is then answered busy at once and not
+    taken. It was counted as made: the lens stayed, and every later frame was off by it."""
+    quirks = CameraQuirks("nikon")
+    quirks.state.lens_travel = 10_000
+    with open_body(quirks) as cam:
+        lens = LensFocuser(cam, size=100, settle_s=0)
+        lens.move_by(30)  # 3000 units: 1.5 s, libgphoto2 answers busy after about 1 s
+        handle = cam._cam
+        assert isinstance(handle, QuirkyHandle)
+        assert time.monotonic() < quirks.state.lens_moving_until
+        handle.get_single_config("manualfocusdrive")  # no busy answer while the lens runs
+        for _ in range(3):
+            lens.move_by(1)
+        assert lens.position == 33 and quirks.state.lens == 3300.0
+
+
 def test_a_nikon_that_ended_live_view_by_itself_is_told_to_start_it_again(
     card: VirtualCameraFolder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
