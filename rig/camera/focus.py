@@ -493,9 +493,20 @@ class AbsolutePositionDrive(FocusStrategy):
             ) from None
 
     def position(self) -> float | None:
-        return self._read()[1]
+        """The lens position in steps of :attr:`size` (what :meth:`drive` counts in): in lens
+        units, a focuser at size 5 counted 2 steps for a move of 10 units, and its position and
+        limits drifted apart from the lens's."""
+        return self._read()[1] / self.size
 
     def limits(self) -> tuple[float | None, float | None]:
+        """Soft limits in steps of :attr:`size`, as :meth:`position`."""
+        low, high = self._unit_limits()
+        return (
+            None if low is None else low / self.size,
+            None if high is None else high / self.size,
+        )
+
+    def _unit_limits(self) -> tuple[float | None, float | None]:
         widget = self._widget()
         if widget.get_type() == WIDGET_RANGE:
             low, high, _ = widget.get_range()
@@ -506,7 +517,7 @@ class AbsolutePositionDrive(FocusStrategy):
         if steps == 0:
             return 0
         widget, current = self._read()
-        low, high = self.limits()
+        low, high = self._unit_limits()
         target = current + steps * self.size
         clamped = target
         if low is not None:

@@ -327,6 +327,20 @@ def test_lens_focuser_tracks_steps_and_satisfies_the_focuser_contract() -> None:
     assert not cam.closed  # the caller's camera stays open
 
 
+def test_an_absolute_lens_counts_position_and_limits_in_its_steps() -> None:
+    """A Fuji focuser at size 5 started at the lens's own position in units (100) and then
+    added steps: after a move of 2 steps (10 units) it said 102 with the lens at 110."""
+    body = FakeBody(
+        "FUJIFILM", FakeWidget("focusposition", WIDGET_RANGE, 100.0, rng=(0.0, 500.0, 1.0))
+    )
+    lens = LensFocuser(FakeLensCamera(body), size=5)  # type: ignore[arg-type]
+    caps = lens.capabilities
+    assert lens.position == 20 and (caps.min_position, caps.max_position) == (0, 100)
+    lens.move_by(2)
+    lens.move_to(30)
+    assert body.widgets["focusposition"].value == 150.0 and lens.position == 30
+
+
 def test_lens_focuser_position_after_an_end_stop() -> None:
     cam = FakeLensCamera(nikon(travel=10))
     lens = LensFocuser(cam)  # type: ignore[arg-type]
