@@ -15,9 +15,12 @@ TIFF. Frames come out of LibRaw upright (its orientation applied), so the DNG sa
 
 from __future__ import annotations
 
+import functools
 import io
+import logging
 import numbers
 import os
+from collections.abc import Callable
 from datetime import datetime
 from fractions import Fraction
 from pathlib import Path
@@ -29,6 +32,8 @@ import numpy as np
 from stacker.dng import ILLUMINANTS, ColourProfile, ExifEntry, write_linear_dng
 from stacker.errors import StackerError, UnreadableImageError
 from stacker.raw_exif import container_tags
+
+log = logging.getLogger(__name__)
 
 XYZ_TO_SRGB = np.array(
     [[3.2406, -1.5372, -0.4986], [-0.9689, 1.8758, 0.0415], [0.0557, -0.2040, 1.0570]]
@@ -394,6 +399,17 @@ def render(linear: np.ndarray, profile: ColourProfile) -> np.ndarray:
         balanced = cv2.transform(linear[rows], balance)  # uint16: saturates at 65535
         out[rows] = curve[cv2.transform(balanced, m_bgr)]
     return out
+
+
+def display_of(path: str | os.PathLike[str]) -> Callable[[np.ndarray], np.ndarray] | None:
+    """How a live preview shows a stack of RAW frames: :func:`render` with the colour profile
+    of ``path`` (the stack's first RAW frame); ``None``, said in the log, where it has none."""
+    try:
+        profile = read_profile(path)
+    except StackerError as exc:
+        log.warning("%s; the live preview shows its stack unrendered", exc)
+        return None
+    return functools.partial(render, profile=profile)
 
 
 def write_raw_result(

@@ -209,6 +209,10 @@ class Stacker:
         self._shape: tuple[int, int] | None = None
         self._dtype: np.dtype | None = None
         self.linear = False  # set by the first frame: see add()
+        self.display: Callable[[np.ndarray], np.ndarray] | None = None
+        """How a linear (RAW) stack's previews and 100 % crops are shown: the rendering of the
+        reference frame's colour profile (:func:`stacker.raw.display_of`), set by the front end
+        that reads the frames. Without it they show linear camera RGB: dark and green."""
         self._align_level = 0
         self._prev_luma: list[np.ndarray] | None = None  # luma pyramid, registration level
         self._prev_color: np.ndarray | None = None  # colour, a quarter of that, for gains
@@ -767,6 +771,13 @@ class Stacker:
         if s < 1.0:
             img = cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))),
                              interpolation=cv2.INTER_AREA)  # fmt: skip
+        return self._shown(img)
+
+    def _shown(self, img: np.ndarray) -> np.ndarray:
+        """``img`` (a part of the composite or a frame) as the page shows it: 8-bit, rendered
+        when the stack is linear and :attr:`display` says how."""
+        if self.linear and self.display is not None:
+            img = self.display(img)
         if img.dtype == np.uint16:
             img = cv2.convertScaleAbs(img, alpha=255.0 / 65535.0)
         return img
@@ -839,12 +850,9 @@ class Stacker:
         fh, fw = full.shape[:2]
         w, h = max(1, min(w, fw)), max(1, min(h, fh))
         x, y = min(max(0, x), fw - w), min(max(0, y), fh - h)
-        a = full[y : y + h, x : x + w]
-        b = self._warped[y : y + h, x : x + w]
-        if a.dtype == np.uint16:
-            a = cv2.convertScaleAbs(a, alpha=255.0 / 65535.0)
-            b = cv2.convertScaleAbs(b, alpha=255.0 / 65535.0)
-        return np.ascontiguousarray(a), np.ascontiguousarray(b)
+        a = np.ascontiguousarray(full[y : y + h, x : x + w])
+        b = np.ascontiguousarray(self._warped[y : y + h, x : x + w])
+        return self._shown(a), self._shown(b)
 
 
 class _Background:

@@ -34,6 +34,7 @@ from stacker.output import check_writable_depth, save_outputs
 from stacker.pairs import Prefer, pair_choice
 from stacker.paths import check_distinct, is_our_output, output_paths
 from stacker.pipeline import ReadAhead
+from stacker.raw import display_of
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -411,6 +412,8 @@ class _WatchRun:
             self.lone_first.after(frame.path.name, True)
             if self.first_path is None:
                 self.first_path = frame.path
+                if self.stacker.linear:
+                    self.stacker.display = display_of(frame.path)
             self.unwritten += 1
             self.publish(merged=self.status.merged + 1, last_score=record.score, last_problem=None)
             if self.unwritten >= self.every and not self.reference_pending():

@@ -114,6 +114,7 @@ class FakeStacker:
 
     def __init__(self) -> None:
         self.names: list[str] = []
+        self.display = None
 
     @property
     def frames_merged(self) -> int:

@@ -31,6 +31,7 @@ from stacker.errors import UserError
 from stacker.io import OrientedReader, is_raw_path
 from stacker.pipeline import Loaded, ReadAhead
 from stacker.preview.publisher import StackerLike
+from stacker.raw import display_of
 
 log = logging.getLogger("rig.session")
 
@@ -210,6 +211,8 @@ class StackWorker:
                 image, name=job.path.name, position_um=job.position_um,
                 linear=is_raw_path(job.path),
             )  # fmt: skip
+            if is_raw_path(job.path) and self.stacker.display is None and record.merged:
+                self.stacker.display = display_of(job.path)  # the live page shows it rendered
         except UserError as exc:  # unreadable or mismatched frame: kept out, reported
             self.failed += 1
             if self._on_failed is not None:

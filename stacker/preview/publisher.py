@@ -18,6 +18,7 @@ Typical use in a worker loop::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import cv2
@@ -55,6 +56,9 @@ class _Record(Protocol):
 
 class StackerLike(Protocol):
     """The part of :class:`stacker.stack.Stacker` a stacking loop and its previews use."""
+
+    display: Callable[[np.ndarray], np.ndarray] | None
+    """How the previews show a linear (RAW) stack (:attr:`stacker.stack.Stacker.display`)."""
 
     @property
     def frames_merged(self) -> int: ...

@@ -12,7 +12,9 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 import tifffile
@@ -234,3 +236,45 @@ def test_a_dng_watch_told_to_prefer_jpeg_is_refused_before_it_starts(tmp_path: P
     proc = stacker("watch", tmp_path / "hot", "-o", tmp_path / "o.dng", "--prefer", "jpeg")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "--prefer jpeg with o.dng: a DNG composite is made from RAW frames" in proc.stderr
+
+
+def _shown_like_the_rendering(shown: np.ndarray, linear: np.ndarray, first: Path) -> None:
+    """``shown`` (a live preview, 8-bit) is the rendering of the composite ``linear`` with the
+    first frame's profile, at the preview's size: not linear camera RGB, dark and green."""
+    from stacker.raw import read_profile, render
+
+    rendered = render(linear, read_profile(first))
+    small = cv2.resize(rendered, shown.shape[1::-1], interpolation=cv2.INTER_AREA) / 257.0
+    assert np.abs(shown.reshape(-1, 3).mean(0) - small.reshape(-1, 3).mean(0)).max() < 3.0
+    b, g, r = shown.reshape(-1, 3).mean(0)
+    assert g - (b + r) / 2 < 15, (b, g, r)  # linear camera RGB: (62, 112, 54)
+
+
+def test_the_live_preview_of_a_raw_session_is_rendered(raw_frames: Path) -> None:
+    """The session's page showed a RAW stack as linear camera RGB, dark and green: no white
+    balance, no colour matrix, no sRGB curve."""
+    from rig.session.worker import StackJob, StackWorker
+    from stacker.stack import Stacker
+
+    shown: list[Any] = []
+    stacker_ = Stacker()
+    worker = StackWorker(stacker_, on_merged=lambda j, r, p: shown.append(p.composite))
+    worker.start()
+    frames = sorted(raw_frames.glob("*.dng"))
+    for i, path in enumerate(frames, 1):
+        worker.submit(StackJob(i, path))
+    assert worker.finish(timeout=120) and worker.error is None
+    _shown_like_the_rendering(shown[-1], stacker_.result(crop=False), frames[0])
+    composite, _ = stacker_.crop(0, 0, W, H)  # the 100 % crops too
+    _shown_like_the_rendering(composite, stacker_.result(crop=False), frames[0])
+
+
+def test_the_live_preview_of_a_raw_watch_is_rendered(raw_frames: Path, tmp_path: Path) -> None:
+    hot = Path(shutil.copytree(raw_frames, tmp_path / "hot"))
+    seen: list[Any] = []
+    watch_and_stack(hot, tmp_path / "live.dng", idle_timeout=1.0, settle=0.2,
+                    on_frame=lambda f: seen.append(f.stacker))  # fmt: skip
+    stacker_ = seen[-1]
+    preview = stacker_.preview()
+    assert preview is not None
+    _shown_like_the_rendering(preview, stacker_.result(crop=False), hot / "frame_0001.dng")
