@@ -83,6 +83,22 @@ def test_transforms_within_a_tenth_of_a_pixel(seed: int) -> None:
     assert rms < 0.1
 
 
+@pytest.mark.parametrize("sigma", [10, 25])
+def test_a_badly_blurred_frame_does_not_throw_the_frames_after_it_off(frames, sigma) -> None:
+    """Each frame is aligned with the last merged one: a badly blurred frame (a shake), merged
+    with a fair score, passed its alignment error to every frame after it (about 6 px at sigma
+    25 px, 24.3 dB against the truth where the stack without it scores 33.9 dB)."""
+    s = Stacker()
+    errs = []
+    for f in frames:
+        image = cv2.GaussianBlur(f.image, (0, 0), sigma) if f.index == 5 else f.image
+        r = s.add(image)
+        assert r.merged, r.reason
+        if f.index > 5:
+            errs.append(corner_rms_error(np.linalg.inv(r.matrix), f.transform, W, H))
+    assert max(errs) < 0.3, errs
+
+
 def test_exposure_and_white_balance_matched(stacked, frames) -> None:
     for r, f in zip(stacked["pyramid"].records, frames, strict=True):
         # the record's gain brings the frame back to the first frame's exposure
