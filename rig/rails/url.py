@@ -53,7 +53,13 @@ class DeviceURL:
                 f"{text!r} is not a focuser URL: write scheme://port, e.g. "
                 "grbl:///dev/ttyUSB0, marlin:///dev/ttyACM0 or sim://"
             )
-        parts = urlsplit(text)
+        try:
+            parts = urlsplit(text)
+        except ValueError as exc:  # an unbalanced [ or ] ("Invalid IPv6 URL")
+            raise URLError(
+                f"{text!r} is not a focuser URL ({exc}): write scheme://port, e.g. "
+                "grbl:///dev/ttyUSB0, marlin:///dev/ttyACM0 or sim://"
+            ) from None
         path = unquote(parts.netloc + parts.path)
         options: dict[str, str] = {}
         for key, value in parse_qsl(parts.query, keep_blank_values=True):
