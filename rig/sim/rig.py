@@ -198,7 +198,13 @@ def enable_virtual_camera(directory: str | os.PathLike[str] | None = None) -> Pa
             path = Path(tempfile.mkdtemp(prefix="stackrig-vcam-"))
             atexit.register(shutil.rmtree, path, ignore_errors=True)
         os.environ["VCAMERADIR"] = str(path)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # VCAMERADIR names a file, or a place no folder can be made
+        raise SimulatedRigError(
+            f"VCAMERADIR={path}: cannot use it as the virtual camera's folder "
+            f"({exc.strerror or exc}); point it at a folder, or unset it"
+        ) from None
     return path
 
 
