@@ -346,6 +346,12 @@ class SessionFolder:
             what = "not a folder" if os.path.lexists(root) else "no such session folder"
             raise SessionFolderError(f"{root}: {what}; give the folder `rig shoot` made")
         if not folder.plan_path.is_file():
+            if folder._shot_before():  # plan.json lost or replaced, not a create cut short
+                what = "not a file" if os.path.lexists(folder.plan_path) else "missing"
+                raise SessionFolderError(
+                    f"{folder.plan_path}: {what}; restore it from a backup to resume"
+                    + folder._frames_kept()
+                )
             if folder.config_path.is_file():
                 raise SessionFolderError(
                     f"{root}: a session whose making was cut short (no plan.json, so nothing "
@@ -356,6 +362,16 @@ class SessionFolder:
             raise SessionFolderError(f"{root}: not a session folder (no plan.json); give {made}")
         folder.check_frames_dir()
         return folder
+
+    def _shot_before(self) -> bool:
+        """Whether the session got past its making: a journal, or anything in ``frames/``
+        (:meth:`create` writes ``plan.json`` before either)."""
+        if os.path.lexists(self.journal_path):
+            return True
+        try:
+            return self.frames_dir.is_dir() and any(self.frames_dir.iterdir())
+        except OSError:
+            return False
 
     def _maker(self) -> str:
         """The command that makes a session like this one, as ``session.json`` describes it."""

@@ -458,6 +458,24 @@ def test_a_folder_whose_making_was_cut_short_is_made_anew(tmp_path: Path) -> Non
         SessionFolder.create(half, PLAN, config)
 
 
+def test_a_shot_session_that_lost_its_plan_is_not_called_cut_short(tmp_path: Path) -> None:
+    """A session with frames and a journal whose plan.json went missing (or was replaced by a
+    folder) was told "nothing was shot; start it again with `rig shoot --out` this folder",
+    which then refused the folder as one that holds a session: the frames were never named."""
+    root = tmp_path / "s"
+    assert runner(root, FakeCamera()).run().reason is FinishReason.COMPLETED
+    (root / "plan.json").unlink()
+    with pytest.raises(SessionFolderError) as missing:
+        SessionFolder.find(root)
+    message = str(missing.value)
+    assert message.startswith(f"{root / 'plan.json'}: missing; restore it from a backup")
+    assert "nothing was shot" not in message and "stacker stack" in message
+    (root / "plan.json").mkdir()
+    (root / "journal.jsonl").unlink()  # the frames alone tell it was shot
+    with pytest.raises(SessionFolderError, match=r"plan\.json: not a file; restore it"):
+        SessionFolder.find(root)
+
+
 def test_links_planted_for_the_journal_or_the_log_are_not_written_through(
     tmp_path: Path,
 ) -> None:
