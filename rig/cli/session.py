@@ -32,7 +32,7 @@ from rich.text import Text
 from rig.cli import options as opt
 from rig.devices import hardware_rig
 from rig.errors import RigError
-from rig.plan import PlanError, ShotPlan, format_position
+from rig.plan import MAX_DELAY_S, PlanError, ShotPlan, format_position
 from rig.preview import session_preview
 from rig.session.folder import (
     Reconciliation,
@@ -633,7 +633,7 @@ def demo_cmd(
         demo_tether(root, frames, spec, stack, console, preview)
         return
     plan = ShotPlan.from_frames(
-        0.0, spec.depth_um, frames, settle_s=parse_seconds(settle, "--settle"), return_to_start=True
+        0.0, spec.depth_um, frames, settle_s=_demo_settle(settle), return_to_start=True
     )
     config = SessionConfig(rig=spec.to_dict(), stack=stack, checkpoint_every=max(4, frames // 4))
     with session_preview(*preview) as page, SimulatedRig(spec) as sim:
@@ -645,6 +645,17 @@ def demo_cmd(
         options = RunnerOptions(retry_delay_s=0.2, move_during_download=move_during_download)
         runner = SessionRunner(folder, focuser=sim.focuser, camera=sim.camera, options=options)
         _run_and_exit(runner, folder, console, page)
+
+
+def _demo_settle(settle: str) -> float:
+    """``--settle`` in seconds, 0 to an hour, refused in one line naming the option (the plan
+    named its own field: "plan settle_s is 1e+09 s")."""
+    seconds = parse_seconds(settle, "--settle")
+    if seconds > MAX_DELAY_S:
+        raise PlanError(
+            f"--settle {settle!r}: give 0 s to {MAX_DELAY_S:g} s (an hour) between frames"
+        )
+    return seconds
 
 
 def _check_tether_demo(given: dict[str, bool], camera: str) -> None:

@@ -91,3 +91,14 @@ def test_station_options_it_would_ignore_or_find_wrong_too_late(
     assert isinstance(result.exception, RigError), result.exception
     assert str(result.exception) == message or str(result.exception).startswith(message)
     assert not (tmp_path / "s").exists()
+
+
+def test_a_demo_settle_past_an_hour_names_the_option(tmp_path: Path) -> None:
+    """``rig demo --settle 1e9s`` was refused as "plan settle_s is 1e+09 s", a field of a plan
+    file the user never wrote, where ``rig plan`` names ``--settle``."""
+    out = tmp_path / "d"
+    args = ["demo", "--frames", "3", "--size", "64x64", "--settle", "1e9s", "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert isinstance(result.exception, PlanError)
+    assert str(result.exception) == "--settle '1e9s': give 0 s to 3600 s (an hour) between frames"
+    assert not out.exists()
