@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import shlex
 import threading
 from collections.abc import Callable, Iterator
@@ -258,8 +259,11 @@ def _simulator(firmware: str, time_scale: float, keep_state: bool | None) -> Pty
     kind = kinds.get(firmware)
     if kind is None:
         raise RigError(f"unknown firmware {firmware!r}: use {', '.join(kinds)}")
-    if not time_scale > 0:  # nan too
-        raise RigError(f"--time-scale {time_scale:g}: give a positive speed-up")
+    if not 1 <= time_scale < math.inf:  # nan too
+        raise RigError(
+            f"--time-scale {time_scale:g}: give 1 (a real rail's speed) or more; slower, "
+            "its moves outlast the driver's timeouts and read as a stalled rail"
+        )
     if keep_state is None:
         return kind(time_scale=time_scale)
     return kind(time_scale=time_scale, reset_on_open=not keep_state)

@@ -125,8 +125,11 @@ class SimRigSpec:
             raise SimulatedRigError(
                 f"--raw-mb {self.raw_mb:g}: give a size from 0 to {MAX_RAW_MB:g} (MB)"
             )
-        if not 0 < self.time_scale < math.inf:
-            raise SimulatedRigError(f"--time-scale {self.time_scale:g}: give a positive speed-up")
+        if not 1 <= self.time_scale < math.inf:
+            raise SimulatedRigError(
+                f"--time-scale {self.time_scale:g}: give 1 (a real rail's speed) or more; slower, "
+                "its moves outlast the driver's timeouts and read as a stalled rail"
+            )
         if not 0 <= self.seed < 2**63:
             raise SimulatedRigError(f"--seed {self.seed}: give a whole number of 0 or more")
         if not 0 < self.depth_um < math.inf:

@@ -109,7 +109,11 @@ def test_odd_files_and_values_are_one_line_errors(tmp_path: Path) -> None:
     assert str(result.exception) == f"{plan}: not a plan (not UTF-8 text); give a plan.json"
     result = CliRunner().invoke(app, ["rail", "simulate", "--time-scale", "0"])
     assert isinstance(result.exception, UserError), result.output
-    assert str(result.exception) == "--time-scale 0: give a positive speed-up"
+    assert str(result.exception).startswith("--time-scale 0: give 1 (a real rail's speed) or more")
+    # Slower than a real rail, a demo ended in "the GRBL controller stopped answering".
+    result = CliRunner().invoke(app, ["demo", "--time-scale", "0.001", "--frames", "2"])
+    assert isinstance(result.exception, UserError), result.output
+    assert str(result.exception).startswith("--time-scale 0.001: give 1")
 
 
 def test_plan_prints_positions_step_count_and_duration() -> None:

@@ -68,7 +68,7 @@ def test_a_demo_seed_or_speed_out_of_range_is_one_line(
     args = ["demo", "--frames", "3", "--size", "64x64", option, value, "--out", str(out)]
     result = CliRunner().invoke(app, args)
     assert type(result.exception).__name__ == "SimulatedRigError"
-    assert str(result.exception).startswith(f"{option} {value}: give a ")
+    assert str(result.exception).startswith(f"{option} {value}: give ")
     assert not out.exists()
 
 
