@@ -135,6 +135,18 @@ def record_problem(rec: dict[str, Any]) -> str | None:
     return None
 
 
+def _usable(rec: dict[str, Any], path: Path, lineno: int) -> dict[str, Any]:
+    """``rec``, line ``lineno`` of the journal at ``path``; :class:`JournalError` when a hand
+    edit left it unusable (:func:`record_problem`)."""
+    problem = record_problem(rec)
+    if problem is not None:
+        raise JournalError(
+            f"{path}: line {lineno}: {problem}; correct or delete that line (frames on disk are "
+            "found by their names), then resume"
+        )
+    return rec
+
+
 def _whole_record(line: bytes) -> dict[str, Any] | None:
     """``line`` as a record when it is one whole JSON object, else None."""
     if not line.strip():
@@ -205,13 +217,7 @@ def read_journal(path: Path) -> JournalContents:
                 return JournalContents(tuple(records), torn_tail=True, valid_bytes=pos)
             # A cut append never parses: a record's object closes at its last byte. This one
             # lost only its newline, to an editor, and is kept (a finish record's rail_at).
-            problem = record_problem(last)
-            if problem is not None:
-                raise JournalError(
-                    f"{path}: line {lineno}: {problem}; correct or delete that line (frames "
-                    "on disk are found by their names), then resume"
-                )
-            records.append(last)
+            records.append(_usable(last, path, lineno))
             return JournalContents(tuple(records), valid_bytes=len(data), unterminated=True)
         line = data[pos:end]
         if line.strip():
@@ -226,13 +232,7 @@ def read_journal(path: Path) -> JournalContents:
                     f"{path}: line {lineno} is damaged; move the journal aside to rebuild it "
                     "from the frames on disk"
                 ) from None
-            problem = record_problem(rec)
-            if problem is not None:
-                raise JournalError(
-                    f"{path}: line {lineno}: {problem}; correct or delete that line (frames on "
-                    "disk are found by their names), then resume"
-                )
-            records.append(rec)
+            records.append(_usable(rec, path, lineno))
         pos = end + 1
     return JournalContents(tuple(records), torn_tail=False, valid_bytes=len(data))
 
