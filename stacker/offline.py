@@ -317,12 +317,15 @@ def _first_merged(stacker: Stacker) -> int:
 def _restartable(
     stacker: Stacker, added: dict[int, int], files: list[Path], ref_file: int | None
 ) -> bool:
-    """True when a failed pass merged its first frame alone, at least two frames follow it to
-    stack without it, and a numbered ``--reference`` is a frame after it."""
+    """True when a failed pass merged its first frame alone, at least two frames after it were
+    read and kept out against it (files that could not be read are not its fault, and would
+    not stack without it either), and a numbered ``--reference`` is a frame after it."""
     if stacker.frames_merged != 1:
         return False
-    first = added[_first_merged(stacker)]
-    return len(files) - first >= 2 and (ref_file is None or ref_file > first)
+    anchor = _first_merged(stacker)
+    first = added[anchor]
+    kept_out = sum(1 for r in stacker.records if r.index > anchor and not r.merged)
+    return kept_out >= 2 and len(files) - first >= 2 and (ref_file is None or ref_file > first)
 
 
 def _reference_file(reference: str | int, files: list[Path]) -> int | None:

@@ -73,3 +73,19 @@ def test_frames_that_align_with_nothing_still_fail(tmp_path: Path) -> None:
         cv2.imwrite(str(files[-1]), frame.image)
     with pytest.raises(StackerError, match="only 1 usable frame"):
         stack_files(files, tmp_path / "out.png")
+
+
+def test_frames_that_cannot_be_read_do_not_leave_a_good_first_frame_out(
+    folder: Path, tmp_path: Path
+) -> None:
+    """Files after the first frame that cannot be read were blamed on it: "none of the 3 frames
+    after it aligns with it ... stacking again without it", every frame read again, and the
+    stack failed saying 0 usable frames where 1 was."""
+    files = [folder / "frame_0001.jpg"]
+    for i in range(3):
+        files.append(tmp_path / f"frame_{i + 2:04d}.jpg")
+        files[-1].write_bytes(b"\xff\xd8 not a JPEG")
+    restarts: list[Path] = []
+    with pytest.raises(StackerError, match="only 1 usable frame"):
+        stack_files(files, tmp_path / "out.png", on_restart=lambda p, w, n: restarts.append(p))
+    assert restarts == []
