@@ -433,6 +433,8 @@ class _WatchRun:
         if self.strict:
             raise StackerError(f"{message} (--strict stops at the first rejected frame)")
         self.warn(f"rejected {message}")
+        if record is None:  # kept out for what it is (not RAW, wrong size): not against it
+            return
         stranded = self.lone_first.after(path.name, False)
         if stranded is not None:
             self.warn(

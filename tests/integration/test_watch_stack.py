@@ -733,3 +733,25 @@ def test_a_bad_first_frame_that_keeps_the_rest_out_is_said_once(
     ]
     assert warnings.index(said[0]) == 2  # as the second frame after it is kept out
     assert len(warnings) == 5  # IMG_1 to IMG_4 kept out, and the one above
+
+
+def test_frames_kept_out_for_what_they_are_do_not_blame_the_first_frame(
+    tmp_path: Path, hot: Path
+) -> None:
+    """JPEGs in a folder watched into a DNG are kept out whatever the first frame is: they were
+    counted as kept out against it, and the watch said to move a good RAW first frame away."""
+    pytest.importorskip("rawpy")
+    from rig.sim.bayer import encode_bayer_dng
+
+    rng = np.random.default_rng(0)
+    raw = rng.integers(0, 60000, (240, 320, 3), dtype=np.uint16)
+    write_old(hot / "IMG_0.dng", encode_bayer_dng(raw))
+    for i in (1, 2, 3):
+        jpeg = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)
+        write_old(hot / f"IMG_{i}.jpg", cv2.imencode(".jpg", jpeg)[1].tobytes())
+    warnings: list[str] = []
+    watch_and_stack(
+        hot, tmp_path / "out.dng", idle_timeout=1.0, settle=0.2, on_warning=warnings.append
+    )
+    assert sum("not a RAW frame" in w for w in warnings) == 3, warnings
+    assert not [w for w in warnings if "every frame since" in w]
