@@ -93,7 +93,8 @@ def main() -> int:
     for family in filter(None, args.families.split(",")):
         if family == "pcb":
             pcb = common.HERE.parents[1] / "shared" / "data" / "pcb-stack"
-            images = (read_image(p) for p in collect_inputs([pcb]))
+            frames = [p for p in collect_inputs([pcb]) if not p.name.startswith("reference")]
+            images = (read_image(p) for p in frames)
         else:
             layout, seed = family.split(":")
             spec = SceneSpec(width=1500, height=1000, seed=int(seed), jpeg_quality=90,
