@@ -362,6 +362,7 @@ def test_a_cable_pulled_or_a_board_reset_mid_move_loses_the_position_clearly(
         assert rail.capabilities.absolute
 
 
+@pytest.mark.slow
 def test_a_restart_after_homing_drops_the_travel_learnt_there(sim: GrblSimulator) -> None:
     """The board restarts (machine 0 is then wherever the carriage stood) and the position is
     accepted: the travel learnt by homing would now refuse the wrong targets."""

@@ -252,6 +252,7 @@ def test_a_build_with_single_axis_homing_homes_one_axis() -> None:
             host.port.close()
 
 
+@pytest.mark.slow
 def test_status_is_not_answered_during_a_homing_cycle(sim: GrblSimulator) -> None:
     """limits.c runs no protocol_execute_realtime() while homing: a ? is served once the cycle
     ends (mc_homing_cycle, state still Home), and a reset during the cycle drops it."""

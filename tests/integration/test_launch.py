@@ -113,6 +113,7 @@ def main():
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("presses", [1, 2])
 def test_ctrl_c_while_a_finished_command_shuts_down_prints_no_traceback(
     tmp_path: Path, presses: int

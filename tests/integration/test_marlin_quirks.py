@@ -85,6 +85,7 @@ def test_stepper_count_catches_a_move_marlin_dropped(sim: MarlinSimulator) -> No
         rail._move_absolute(10.0)
 
 
+@pytest.mark.slow
 def test_a_move_ends_when_the_carriage_arrives_not_when_marlin_has_planned_it(
     sim: MarlinSimulator,
 ) -> None:
@@ -172,6 +173,7 @@ def test_soft_endstops_clamp_only_after_homing_and_backlash_stays_inside(
             check_plan_fits(ShotPlan.from_step(0.0, 250_000.0, 500.0), rail)
 
 
+@pytest.mark.slow
 def test_motors_stay_powered_through_a_long_pause() -> None:
     """A stock board switches idle motors off after 120 s and the carriage falls to the
     nearest full step (0.04 mm here) while the board counts on; the driver keeps them on."""

@@ -209,6 +209,7 @@ def test_watch_stacks_raw_frames_into_a_dng(raw_frames: Path, truth, tmp_path: P
     assert linear_psnr(read_raw_linear(out), truth) >= LINEAR_PSNR_BAR
 
 
+@pytest.mark.slow
 def test_a_dng_watch_stacks_the_raw_of_each_pair_and_keeps_rendered_frames_out(
     raw_frames: Path, tmp_path: Path
 ) -> None:

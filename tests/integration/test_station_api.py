@@ -253,6 +253,7 @@ def test_start_stop_resume_and_download_through_the_api(station, client) -> None
     assert folder_entries(station) == ["beetle"]
 
 
+@pytest.mark.slow
 def test_the_session_list_asked_for_when_a_session_ends_shows_it_ended(station, client) -> None:
     """The page asks for the list once, when the station's "running" changes. It was told
     before the session's thread had ended, and the list, which asked the thread, still said

@@ -20,6 +20,7 @@ from rig.station.service import Station
 from tests.stations import folder_entries
 
 
+@pytest.mark.slow
 def test_a_station_on_a_board_that_restarts_when_opened_starts_and_the_page_settles_it(
     card, tmp_path: Path, capsys
 ) -> None:

@@ -30,6 +30,7 @@ def _serial_readers() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("serial ")]
 
 
+@pytest.mark.slow
 def test_a_rail_whose_cable_was_pulled_is_reconnected_by_the_next_request(
     tmp_path: Path,
 ) -> None:

@@ -148,6 +148,7 @@ def test_without_live_view_the_last_test_shot_stands_in(rig: SimulatedRig, tmp_p
         assert _image(r).shape[1] == 320 and r.headers["x-live-source"] == "test-shot"
 
 
+@pytest.mark.slow
 def test_an_image_format_changed_applies_to_the_next_test_shot(tmp_path: Path) -> None:
     """A Canon switched to RAW+JPEG while the station runs: its test shot is both files (the
     count was read once, when the station opened the camera, and the JPEG was lost), and the

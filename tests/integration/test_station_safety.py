@@ -92,6 +92,7 @@ def test_a_stop_reads_the_runner_of_the_session_it_stops(station, monkeypatch) -
     assert stopped == [station._runner.sid]
 
 
+@pytest.mark.slow
 def test_a_test_shot_never_deletes_through_a_link(station, client, tmp_path: Path) -> None:
     """Issue 11 item 2: ``.test-shot`` a link to another folder loses the link, not the files."""
     precious = tmp_path / "precious"
@@ -608,6 +609,7 @@ def test_deleting_or_setting_the_camera_waits_for_no_one_holding_the_rig(station
     assert not (station.root / "keep").exists()
 
 
+@pytest.mark.slow
 def test_a_start_records_the_camera_settings_no_request_can_change_meanwhile(
     station, client, monkeypatch
 ) -> None:
@@ -641,6 +643,7 @@ def test_closing_while_a_request_holds_the_rig_does_not_fail(station, monkeypatc
     assert station.running is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("action", ["delete", "resume"])
 def test_a_session_another_process_shoots_is_neither_deleted_nor_resumed(
     station, client, action

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["file", "proc"])
 def test_demo_with_vcameradir_not_a_folder_is_one_line(tmp_path: Path, kind: str) -> None:
     # `VCAMERADIR=some.jpg rig demo` ended in a FileExistsError traceback from mkdir (and

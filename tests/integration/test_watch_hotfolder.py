@@ -373,6 +373,7 @@ def sized(hot: HotFolder, *names: str, timeout: float = 10.0) -> None:
     raise AssertionError(f"the watch did not see {names} within {timeout} s")
 
 
+@pytest.mark.slow
 def test_a_file_moved_out_before_it_settled_is_named(tmp_path: Path) -> None:
     """A file an importer moves on before it counts as complete (Lightroom's Auto Import takes
     what lands in its watched folder; polled here, the watch waits for ``settle``) is not a
@@ -485,6 +486,7 @@ def test_folder_removed_while_watching_is_a_one_line_error(tmp_path: Path) -> No
             list(hot.paths(idle_timeout=10))
 
 
+@pytest.mark.slow
 def test_an_idle_timeout_shorter_than_the_pair_wait_still_takes_a_lone_raw(
     tmp_path: Path,
 ) -> None:
@@ -823,6 +825,7 @@ def test_a_frame_swapped_for_a_fifo_after_it_was_checked_does_not_block(
     assert [f.path.name for f in got] == ["a0.jpg"]
 
 
+@pytest.mark.slow
 def test_a_frame_linked_in_is_taken_though_the_idle_timeout_is_shorter_than_its_wait(
     tmp_path: Path,
 ) -> None:

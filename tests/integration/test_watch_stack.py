@@ -328,6 +328,7 @@ def test_frames_written_into_a_subfolder_are_named_when_nothing_merged(
     assert "\n" not in message
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("made_since", [False, True])
 def test_frames_landing_in_a_subfolder_are_named_while_the_watch_waits(
     tmp_path: Path, hot: Path, stack_jpegs: list[bytes], made_since: bool
@@ -652,6 +653,7 @@ def test_watch_takes_the_stacking_options_of_stack_and_batch(
     assert "stacker: error: --method 'x': use pyramid, depthmap" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_poll_watches_the_folder_by_polling(
     hot: Path, stack_jpegs: list[bytes], monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
@@ -685,6 +687,7 @@ def test_poll_watches_the_folder_by_polling(
     assert read_image(out).shape[2] == 3
 
 
+@pytest.mark.slow
 def test_a_file_larger_than_any_frame_is_not_read(
     tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
 ) -> None:
