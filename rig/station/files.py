@@ -25,9 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from rig.errors import RigError
-from rig.session.folder import OUTPUT_FORMATS, SessionFolder
+from rig.session.folder import OUTPUT_FORMATS, SessionBusyError, SessionFolder
 from rig.station.errors import NotFoundError, StationBusyError, StationError
-from stacker.locking import try_lock
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 ZIP_CHUNK = 1 << 20
@@ -101,28 +100,30 @@ def own_empty_folder(path: Path) -> Path:
     return path
 
 
+def hold_session(session: SessionFolder, what: str) -> None:
+    """Take ``session``'s own lock (:meth:`SessionFolder.lock`), which a ``rig shoot`` or
+    ``rig resume`` in a terminal holds while it shoots into the station's sessions folder:
+    :class:`StationBusyError`, naming ``what`` was asked, when one does. Such a session is
+    listed as an interrupted one; deleting it renamed its folder from under the frames being
+    written (every frame gone), and a resume of it was answered as started and then failed."""
+    try:
+        session.lock()
+    except SessionBusyError:
+        raise StationBusyError(
+            f"cannot {what}: another process (rig shoot or rig resume) is shooting it; let it "
+            "finish or stop it first"
+        ) from None
+
+
 @contextlib.contextmanager
 def unused_elsewhere(folder: Path, what: str) -> Iterator[None]:
-    """Hold session ``folder``'s own lock (the ``flock`` :meth:`SessionFolder.lock
-    <rig.session.folder.SessionFolder.lock>` takes) for the block: :class:`StationBusyError`
-    when another process holds it. A ``rig shoot`` or ``rig resume`` run in a terminal into
-    the station's sessions folder is not the station's running session: its folder was listed
-    as an interrupted one, and deleting it renamed it from under the frames being written (the
-    session failed, every frame gone), while a resume of it was answered as started and then
-    failed."""
+    """:func:`hold_session` for the block."""
+    session = SessionFolder(folder)
+    hold_session(session, what)
     try:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    except OSError:
-        raise NotFoundError(f"session {folder.name} is no longer on this station") from None
-    try:
-        if try_lock(fd) is False:
-            raise StationBusyError(
-                f"cannot {what}: another process (rig shoot or rig resume) is shooting it; "
-                "let it finish or stop it first"
-            )
         yield
     finally:
-        os.close(fd)  # lets go of the lock
+        session.unlock()
 
 
 def empty_trash(root: Path) -> None:

@@ -27,7 +27,6 @@ from rig.focuser import Focuser
 from rig.plan import PlanUnits, ShotPlan, format_position
 from rig.preview import SessionPreview
 from rig.session.folder import (
-    SessionBusyError,
     SessionConfig,
     SessionFolder,
     dated_folder,
@@ -43,7 +42,13 @@ from rig.session.runner import (
 from rig.spec import PlanSpec
 from rig.station.camera_settings import CameraSettings
 from rig.station.errors import StationBusyError, StationError
-from rig.station.files import SESSION_ID, SessionFiles, empty_trash, own_empty_folder
+from rig.station.files import (
+    SESSION_ID,
+    SessionFiles,
+    empty_trash,
+    hold_session,
+    own_empty_folder,
+)
 from rig.units import UnitError, format_length, parse_length
 from stacker.io import read_image
 from stacker.locking import try_lock
@@ -455,13 +460,8 @@ class Station:
                 )
             self._rail_link()
             self._check_ready(plan, folder.config.stack.suffix)
-            try:  # as a start holds the folder it creates: not one `rig resume` is shooting
-                folder.lock()
-            except SessionBusyError:
-                raise StationBusyError(
-                    f"cannot resume session {sid}: another process (rig shoot or rig resume) "
-                    "is shooting it; let it finish or stop it first"
-                ) from None
+            # As a start holds the folder it creates: not one `rig resume` is shooting.
+            hold_session(folder, f"resume session {sid}")
             try:
                 with self._camera_lock:
                     self._launch(sid, folder)  # the runner takes the lock over and lets it go
