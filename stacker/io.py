@@ -208,12 +208,14 @@ class OrientedReader:
         p = Path(path)
         if self.shape is None:
             image = read_image(p)
-            self.shape, self.orientation = image.shape[:2], file_orientation(p)
+            self.shape = image.shape[:2]
             if is_raw_path(p):
                 from stacker.raw import FLIP_TO_EXIF, raw_flip
 
                 self.raw_flip = raw_flip(p)
                 self.orientation = FLIP_TO_EXIF.get(self.raw_flip, 1)
+            else:
+                self.orientation = file_orientation(p)
             return image, None
         if is_raw_path(p):
             return self._read_raw(p)
@@ -230,8 +232,10 @@ class OrientedReader:
         differs (a RAW file holds the sensor's pixels as they are, whatever the tag says)."""
         from stacker.raw import FLIP_TO_EXIF, raw_flip, read_raw_linear
 
+        if self.raw_flip is None:  # a rendered first frame: the stack refuses this one
+            return read_raw_linear(p), None
         own = raw_flip(p)
-        if self.raw_flip is None or own == self.raw_flip:
+        if own == self.raw_flip:
             return read_raw_linear(p), None
         turned = read_raw_linear(p, flip=self.raw_flip)
         if turned.shape[:2] != self.shape:  # not the stack's size either way: as it says

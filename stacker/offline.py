@@ -191,7 +191,7 @@ def stack_files(
     stacker, run, added, t_last = one_pass(0)
     left_out: list[tuple[Path, str]] = []
     for _ in range(MAX_RESTARTS):
-        if stacker.frames_merged >= 2 or not _restartable(stacker, added, files, ref_file):
+        if stacker.frames_merged >= 2 or not _restartable(stacker, added, ref_file):
             break
         # The pass merged its first frame alone: every frame after it was rejected against it
         # (a flash that did not fire, a blown or a stray frame shot first), and the stack failed
@@ -314,9 +314,7 @@ def _first_merged(stacker: Stacker) -> int:
     return next(r.index for r in stacker.records if r.merged)
 
 
-def _restartable(
-    stacker: Stacker, added: dict[int, int], files: list[Path], ref_file: int | None
-) -> bool:
+def _restartable(stacker: Stacker, added: dict[int, int], ref_file: int | None) -> bool:
     """True when a failed pass merged its first frame alone, at least two frames after it were
     read and kept out against it (files that could not be read are not its fault, and would
     not stack without it either), and a numbered ``--reference`` is a frame after it."""
@@ -325,7 +323,7 @@ def _restartable(
     anchor = _first_merged(stacker)
     first = added[anchor]
     kept_out = sum(1 for r in stacker.records if r.index > anchor and not r.merged)
-    return kept_out >= 2 and len(files) - first >= 2 and (ref_file is None or ref_file > first)
+    return kept_out >= 2 and (ref_file is None or ref_file > first)
 
 
 def _reference_file(reference: str | int, files: list[Path]) -> int | None:
