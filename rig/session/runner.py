@@ -262,8 +262,8 @@ class SessionRunner:
         self._finish_reason: FinishReason | None = None
         self._lone_first = LoneFirstFrame()
         """Says when a bad first frame keeps the rest out."""
-        self._stacked_files: dict[int, Path] = {}
-        """The file of each frame handed to the stacker, by index (see :meth:`_first_frame`)."""
+        self._first_stacked: tuple[int, Path] | None = None
+        """The lowest-numbered frame handed to the stacker, and its file (:meth:`_first_frame`)."""
 
     # ---------------------------------------------------------------- control
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
@@ -518,7 +518,7 @@ class SessionRunner:
         )
         self._next_feed = 1
         self._waiting = {}
-        self._stacked_files = {}
+        self._first_stacked = None
         self._lone_first = LoneFirstFrame()  # the replayed frames count again
         replay: list[StackJob] = []
         for index in sorted(recon.done):
@@ -627,7 +627,8 @@ class SessionRunner:
         position_um = entry.position if self.plan.units == "um" else None
         raw = self.config.stack.suffix == ".dng"
         path = stack_file(entry.files, raw=raw)
-        self._stacked_files[entry.index] = path
+        if self._first_stacked is None or entry.index < self._first_stacked[0]:
+            self._first_stacked = (entry.index, path)  # one assignment: read by other threads
         return StackJob(entry.index, path, position_um, replay)
 
     def _finish(
@@ -739,8 +740,8 @@ class SessionRunner:
         a DNG composite a JPEG to take its colour profile from (the write failed), and, a link
         to a named pipe, hung the session at its composite.
         """
-        stacked = dict(self._stacked_files)  # filled by the capture thread meanwhile
-        return stacked[min(stacked)] if stacked else None
+        first = self._first_stacked
+        return first[1] if first is not None else None
 
     # ---------------------------------------------------------------- helpers
     def _warn(self, message: str) -> None:
