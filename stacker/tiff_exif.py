@@ -23,12 +23,10 @@ EXIF_IFD_TAG = 34665
 GPS_IFD_TAG = 34853
 """The GPSInfo pointer: where a camera with a GPS unit (or a phone) put where it was."""
 
-PLACEHOLDER_TAG = EXIF_IFD_TAG + 1
-"""Written in its place, as a LONG, by a TIFF writer that will not write an IFD pointer
-(tifffile): the entry sorts where the pointer would, so it can become the pointer."""
-
-_POINTERS = {EXIF_IFD_TAG: PLACEHOLDER_TAG, GPS_IFD_TAG: GPS_IFD_TAG + 1}
-"""The sub-IFDs carried, each pointer with its placeholder (no tag sorts between the two)."""
+_POINTERS = {EXIF_IFD_TAG: EXIF_IFD_TAG + 1, GPS_IFD_TAG: GPS_IFD_TAG + 1}
+"""The sub-IFDs carried, each pointer with its placeholder: the tag one above it, written as a
+LONG in its place by a TIFF writer that will not write an IFD pointer (tifffile); no tag sorts
+between the two, so the placeholder's entry can become the pointer."""
 
 CAMERA_TAGS = (271, 272, 306, 315, 33432)
 """IFD0 text tags carried over: Make, Model, DateTime, Artist, Copyright."""
@@ -145,6 +143,12 @@ def append_exif_ifd(tiff: bytes, exif: bytes) -> bytes:
     _, subs = _carried(exif)
     if tiff[:4] != b"II*\x00" or not subs:
         return tiff
+    return _appended(tiff, subs)
+
+
+def _appended(tiff: bytes, subs: dict[int, list[Entry]]) -> bytes:
+    """Little-endian ``tiff`` with the IFDs of ``subs`` after it, each pointed to from its
+    placeholder in the first IFD (a sub-IFD without one is left out)."""
     (ifd,) = struct.unpack_from("<I", tiff, 4)
     (count,) = struct.unpack_from("<H", tiff, ifd)
     places = {struct.unpack_from("<H", tiff, pos)[0]: pos
@@ -171,14 +175,8 @@ def exif_of_tiff(tiff: bytes) -> bytes | None:
     ifd0 = [e for e in ifd0 if (e[0] in CAMERA_TAGS and e[1] == 2) or e[0] == _ORIENTATION]
     if not ifd0 and not subs:
         return None
-    pointers = [(tag, 4, 1, bytes(4)) for tag in subs]
-    end = 8 + len(_ifd_bytes([*ifd0, *pointers], 8))  # the pointers' values change no size
-    tail = bytearray()
-    for i, (tag, entries) in enumerate(subs.items()):
-        tail += b"\0" * ((end + len(tail)) % 2)
-        pointers[i] = (tag, 4, 1, struct.pack("<I", end + len(tail)))
-        tail += _ifd_bytes(entries, end + len(tail))
-    return b"II*\x00" + struct.pack("<I", 8) + _ifd_bytes([*ifd0, *pointers], 8) + bytes(tail)
+    marks = [(_POINTERS[tag], 4, 1, bytes(4)) for tag in subs]
+    return _appended(b"II*\x00" + struct.pack("<I", 8) + _ifd_bytes([*ifd0, *marks], 8), subs)
 
 
 def _value(kind: int, n: int, raw: bytes) -> object:
