@@ -4,6 +4,7 @@ are one line on stderr, never a traceback, and option groups declared once (:fun
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import inspect
 import io
@@ -43,7 +44,12 @@ def run_app(app: typer.Typer, prog_name: str, units: Collection[str] = TIME_UNIT
         sys.exit(2)
     try:
         _quiet_decoders()  # loads OpenCV: a second on a Raspberry Pi, Ctrl-C may come meanwhile
-        app(prog_name=prog_name, standalone_mode=True)
+        try:
+            app(prog_name=prog_name, standalone_mode=True)
+        except SystemExit as exc:
+            if exc.code in (None, 0):
+                _refuse_lost_output(prog_name)
+            raise
     except Interrupted as exc:
         wind_down()
         print(f"{prog_name}: {one_line(str(exc))}", file=sys.stderr)
@@ -55,6 +61,33 @@ def run_app(app: typer.Typer, prog_name: str, units: Collection[str] = TIME_UNIT
         wind_down()
         print(f"{prog_name}: interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+_PRINTS_ITS_RESULT: list[bool] = []
+
+
+def prints_its_result() -> None:
+    """Say that the running command's job is what it prints (a plan, a list, a status), not
+    files it writes or devices it moves: output it could not write then fails it, see
+    :func:`_refuse_lost_output`."""
+    _PRINTS_ITS_RESULT.append(True)
+
+
+def _refuse_lost_output(prog_name: str) -> None:
+    """Exit 1 when a command whose job is its printout could not write it: ``rig plan >
+    plan.txt`` on a full disk left an empty file and exit status 0. A reader that stopped
+    reading (``| head``) is no failure: what it read went where it was asked to. A command
+    whose job is its files (a stack, a session) keeps its status; its console is a report."""
+    if not _PRINTS_ITS_RESULT:
+        return
+    sys.stdout.flush()  # a redirected stdout is block-buffered: its last write happens here
+    lost = getattr(sys.stdout, "failed", None)
+    if lost is not None:
+        print(
+            f"{prog_name}: error: {lost}; the output is incomplete (a full disk?)",
+            file=sys.stderr,
+        )
+        sys.exit(1)
 
 
 def guard_std_streams(prog_name: str) -> None:
@@ -106,6 +139,7 @@ class ConsoleStream:
         self._name = name
         self._log = logger
         self._lost: str | None = None
+        self._errno: int | None = None
         self._told = False
         self._lock = threading.RLock()  # a log handler may write here while the loss is told
 
@@ -133,6 +167,12 @@ class ConsoleStream:
         """Why the stream is lost (``stdout: No space left on device``), or ``None``."""
         return self._lost
 
+    @property
+    def failed(self) -> str | None:
+        """Why the stream is lost, unless its reader closed it (EPIPE: ``| head`` read what
+        it wanted): output that never reached its file or terminal."""
+        return None if self._errno == errno.EPIPE else self._lost
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
 
@@ -141,6 +181,7 @@ class ConsoleStream:
             if self._lost is not None:
                 return
             self._lost = f"{self._name}: {getattr(exc, 'strerror', None) or exc}"
+            self._errno = getattr(exc, "errno", None)
             with contextlib.suppress(OSError, ValueError):
                 fd = self._stream.fileno()
                 null = os.open(os.devnull, os.O_WRONLY)
@@ -377,6 +418,7 @@ def _version_option(name: str, versions: Callable[[], list[str]]) -> Callable[..
             return
         from stacker import __version__
 
+        prints_its_result()
         print(f"{name} (stackrig) {__version__}")
         for line in versions():
             print(f"  {line}")

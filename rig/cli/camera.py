@@ -18,7 +18,7 @@ from rig.camera.detect import NO_CAMERA_HINT
 from rig.camera.errors import CameraNotFoundError
 from rig.camera.shot import parse_capture_target
 from rig.errors import RigError
-from stacker.cliutil import make_app
+from stacker.cliutil import make_app, prints_its_result
 from stacker.io import atomic_write_bytes, check_writable_output, is_image_path
 
 app = make_app(
@@ -39,6 +39,7 @@ console = Console()
 
 def cameras() -> None:
     """List the cameras libgphoto2 detects, with their ports."""
+    prints_its_result()
     found = list_cameras()
     if not found:
         raise CameraNotFoundError(f"no camera found: {NO_CAMERA_HINT}")
@@ -51,6 +52,7 @@ def cameras() -> None:
 @app.command()
 def summary(model: ModelOpt = None, port: PortOpt = None) -> None:
     """Manufacturer, model, serial number, battery level and storage of the camera."""
+    prints_its_result()
     with Camera.open(model, port) as camera:
         info = camera.summary()
     table = Table("Field", "Value", title=camera.description, show_header=False)
@@ -78,6 +80,8 @@ def config(
     port: PortOpt = None,
 ) -> None:
     """List every setting; show one (KEY); or change one (KEY VALUE)."""
+    if value is None:  # a listing; a change is done whether or not it could be told
+        prints_its_result()
     with Camera.open(model, port) as camera:
         if key is None:
             items = camera.config_items()

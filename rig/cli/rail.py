@@ -33,7 +33,7 @@ from rig.focuser import Focuser
 from rig.rails import open_focuser
 from rig.sim.ptyserial import PtyDevice
 from rig.units import format_length, parse_length
-from stacker.cliutil import signals_as_ctrl_c, signals_handled
+from stacker.cliutil import prints_its_result, signals_as_ctrl_c, signals_handled
 
 app = typer.Typer(
     help="Focus rails: status, homing, moves, jogs; `rig rail simulate` runs a simulated one.",
@@ -119,6 +119,7 @@ def _warnings(focuser: Focuser) -> None:
 @app.command()
 def status(url: UrlArg) -> None:
     """Show where the rail is and what it can do."""
+    prints_its_result()
     with _opened(url) as focuser:
         typer.echo(_describe(focuser))
         _warnings(focuser)

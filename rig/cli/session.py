@@ -55,7 +55,7 @@ from rig.session.runner import (
 )
 from rig.session.state import FinishReason
 from rig.spec import RigSpec, check_rig_kinds, parse_seconds
-from stacker.cliutil import signals_handled, takes
+from stacker.cliutil import prints_its_result, signals_handled, takes
 from stacker.options import StackOptions
 from stacker.preview.hub import PreviewHub
 
@@ -243,6 +243,7 @@ def plan_cmd(
     save: Annotated[Path | None, typer.Option("--save", help="Write the plan as JSON.")] = None,
 ) -> None:
     """Print a shot plan (positions, step, count, duration); moves nothing."""
+    prints_its_result()
     console = _console()
     if save is not None:  # first: a plan that cannot be kept is one line, not a table and then
         from stacker.io import atomic_write_bytes

@@ -1,18 +1,34 @@
-"""A command whose console fills or goes away ends as it would have, without a traceback."""
+"""A command whose console fills or goes away ends without a traceback; one whose job is what
+it prints fails when that could not be written."""
 
 from __future__ import annotations
 
 import subprocess
+import sys
+
+import pytest
 
 from tests.commands import env, rig_cmd
 
+PLAN = ("plan", "--from", "0mm", "--to", "1mm", "--step", "100um")
+FULL = "stdout: No space left on device; the output is incomplete (a full disk?)"
 
-def test_a_plan_printed_to_a_full_disk_is_no_traceback() -> None:
-    """Every command prints through the same guarded streams: a table that cannot be written
-    (stdout on a full disk) ended in ``OSError: [Errno 28]`` and its traceback, exit 1."""
+
+@pytest.mark.parametrize(
+    ("command", "prog"),
+    [
+        (rig_cmd(*PLAN), "rig"),
+        (rig_cmd("rail", "status", "sim://"), "rig"),
+        (rig_cmd("--version"), "rig"),
+        ([sys.executable, "-m", "stacker.cli", "--version"], "stacker"),
+    ],
+    ids=["plan", "rail-status", "rig-version", "stacker-version"],
+)
+def test_a_printout_on_a_full_disk_fails_in_one_line(command: list[str], prog: str) -> None:
+    """``rig plan > plan.txt`` on a full disk left an empty file and exit status 0 (once, an
+    ``OSError: [Errno 28]`` traceback)."""
     with open("/dev/full", "w") as full:
         done = subprocess.run(
-            rig_cmd("plan", "--from", "0mm", "--to", "1mm", "--step", "100um"),
-            stdout=full, stderr=subprocess.PIPE, text=True, env=env(), timeout=60,
-        )  # fmt: skip
-    assert (done.returncode, done.stderr) == (0, "")
+            command, stdout=full, stderr=subprocess.PIPE, text=True, env=env(), timeout=60
+        )
+    assert (done.returncode, done.stderr) == (1, f"{prog}: error: {FULL}\n")

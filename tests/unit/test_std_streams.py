@@ -73,3 +73,16 @@ def test_a_lost_console_points_its_descriptor_at_dev_null(closed_pipe: ConsoleSt
     null = os.stat(os.devnull)
     assert os.fstat(closed_pipe.fileno()).st_rdev == null.st_rdev
     os.write(closed_pipe.fileno(), b"still fine")
+
+
+def test_a_reader_that_went_is_no_failure_a_full_disk_is(closed_pipe: ConsoleStream) -> None:
+    """``| head`` read what it wanted; a full disk lost what was printed (a command whose job
+    is its printout then fails, see ``test_console_lost``)."""
+    closed_pipe.write("a line\n")
+    closed_pipe.flush()
+    assert (closed_pipe.lost, closed_pipe.failed) == ("stdout: Broken pipe", None)
+    with open("/dev/full", "w", encoding="utf-8") as full:
+        stream = ConsoleStream(full, "stdout", LOG)
+        stream.write("a line\n")
+        stream.flush()
+        assert stream.failed == stream.lost == "stdout: No space left on device"
