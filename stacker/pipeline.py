@@ -33,6 +33,13 @@ R = TypeVar("R")
 _ITEM, _END, _FAIL = "item", "end", "fail"
 
 
+WAKE_S = 0.25
+"""Longest the consumer waits for an item without running Python code. A signal handler (Ctrl-C,
+SIGTERM, SIGHUP) runs on the main thread between two steps of Python code; a signal that lands
+just before the main thread blocks, or is taken by another thread, does not wake it, and a wait
+with no end (a hot folder where no frame comes) left ``stacker watch`` deaf to it for good."""
+
+
 @dataclass(frozen=True)
 class Loaded(Generic[T, R]):
     """One item as loaded by the reader: ``value``, or the ``error`` that loading it raised."""
@@ -101,7 +108,10 @@ class ReadAhead(Generic[T, R]):
                 yield self._load_one(item)
             return
         while True:
-            kind, payload = self._handover.get()
+            try:
+                kind, payload = self._handover.get(timeout=WAKE_S)
+            except queue.Empty:
+                continue  # Python code ran: a signal that came meanwhile has been handled
             if kind == _END:
                 return
             if kind == _FAIL:
