@@ -88,6 +88,8 @@ class _MotionState:
     last_direction: int = 0
     """+1 / -1: direction of the last completed motion; 0 when unknown (start, after a stop)."""
     stopped: threading.Event = field(default_factory=threading.Event)
+    stops: int = 0
+    """Stops asked for so far: a move asked for before the latest is not begun (Rail._begin)."""
 
 
 class Rail(ABC):
@@ -218,11 +220,12 @@ class Rail(ABC):
             Before any motion when ``position`` is outside the soft limits; during the move on
             an alarm, a stop or a lost position.
         """
+        asked = self._motion.stops
         position = float(position)
         self._check_limits(position)
         self._ready_check()
         with self._move_lock:
-            self._motion.stopped.clear()
+            self._begin(asked, f"move to {format_length(position)}")
             current = self._read_position()
             path = self._approach_path(current, position)
             self._check_min_move(current, path)
@@ -254,8 +257,9 @@ class Rail(ABC):
                 f"{self.name} cannot home (no homing cycle configured): take where it stands as "
                 "the reference with --accept-position instead"
             )
+        asked = self._motion.stops
         with self._move_lock:
-            self._motion.stopped.clear()
+            self._begin(asked, "homing")
             self._home()
             self._motion.last_direction = 0
             self._unreferenced = None
@@ -272,7 +276,9 @@ class Rail(ABC):
         self._unreferenced = None
 
     def stop(self) -> None:
-        """Halt at once and leave the rail safe; a move in progress raises MoveStoppedError."""
+        """Halt at once and leave the rail safe; a move in progress raises MoveStoppedError, as
+        does one asked for before the stop that has not begun yet."""
+        self._motion.stops += 1  # before the flag is set: see _begin
         self._motion.stopped.set()
         self._halt()
         self._motion.last_direction = 0
@@ -341,6 +347,17 @@ class Rail(ABC):
         if high is not None:
             overshoot = min(overshoot, high)
         return [overshoot, target] if overshoot != target else [target]
+
+    def _begin(self, asked: int, what: str) -> None:
+        """Clear the stop flag for a motion asked for when ``asked`` stops had come, unless one
+        came since: it was meant for this motion, which was still waiting for the rail or
+        reading the controller's state. Clearing the flag lost it, and a jog the station's Stop
+        was pressed for, answered "stopped", then ran its whole way. The flag is cleared before
+        the count is compared, so a stop between the two is seen by one or the other."""
+        self._motion.stopped.clear()
+        if self._motion.stops != asked:
+            self._motion.stopped.set()
+            raise MoveStoppedError(f"{self.name}: {what} stopped before it began")
 
     def _raise_if_stopped(self, target: float) -> None:
         if self._motion.stopped.is_set():

@@ -193,6 +193,52 @@ def test_stop_from_another_thread_halts_a_long_move() -> None:
     assert rail.position == 0.0
 
 
+class NotedLock:
+    """The rail's move lock, telling when a move starts waiting for it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.waiting = threading.Event()
+
+    def __enter__(self) -> None:
+        self.waiting.set()
+        self.lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+@pytest.mark.parametrize("motion", ["move", "home"])
+def test_a_stop_while_a_move_waits_to_begin_stops_it(motion: str) -> None:
+    """A stop that came while the move it was meant for waited for the rail (or read the
+    controller's state) was lost as the move began: a jog the station's Stop was pressed for,
+    answered "stopped", then ran its whole way. A stop before the move was asked for is not
+    its stop (the previous test's rail moves on after one)."""
+    rail = fast_rail()
+    rail.move_to(1000.0)
+    noted = NotedLock()
+    rail._move_lock = noted  # type: ignore[assignment]
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            rail.move_to(3000.0) if motion == "move" else rail.home()
+        except BaseException as exc:
+            failed.append(exc)
+
+    with noted.lock:  # the rail is busy: the move waits
+        mover = threading.Thread(target=run)
+        mover.start()
+        assert noted.waiting.wait(10.0)
+        rail.stop()
+    mover.join(30.0)
+    assert [type(exc) for exc in failed] == [MoveStoppedError], failed
+    assert "stopped before it began" in str(failed[0])
+    assert rail.position == 1000.0
+    rail.move_to(2000.0)  # asked for after the stop: it moves
+    assert rail.position == 2000.0
+
+
 def test_home_goes_to_the_home_position() -> None:
     rail = open_focuser("sim://?position=3mm&home=1mm&time_scale=50")
     assert rail.position == 3000.0
