@@ -37,11 +37,12 @@ _LEFT_OUT = frozenset({0x927C, 0xA005, 0xA002, 0xA003})
 """MakerNote, the Interoperability IFD pointer, and the frame's pixel dimensions (its full
 sensor size, where the result has its own in ImageWidth and ImageLength)."""
 
-#: Value types (TIFF 6.0, section 2, "Types"): the struct code of one element, or the byte
-#: count for the types whose elements are bytes.
+#: Value types (TIFF 6.0, section 2, "Types", and IFD, 13, of TIFF Technical Note 1, which
+#: libtiff gives the ExifIFD and GPSInfo pointers): the struct code of one element, or the
+#: byte count for the types whose elements are bytes.
 _ELEMENTS: dict[int, str] = {
     1: "B", 2: "B", 3: "H", 4: "I", 5: "II", 6: "b", 7: "B", 8: "h", 9: "i", 10: "ii",
-    11: "f", 12: "d",
+    11: "f", 12: "d", 13: "I",
 }  # fmt: skip
 
 Entry = tuple[int, int, int, bytes]

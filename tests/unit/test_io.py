@@ -531,6 +531,35 @@ def test_a_tiff_frame_s_exif_reaches_the_result(tmp_path: Path, order: str, resu
     assert taken[0xA434] == "EF100mm f/2.8L Macro IS USM"
 
 
+def test_a_tiff_frame_whose_exif_pointers_are_of_type_ifd_gives_its_exif(tmp_path: Path) -> None:
+    """libtiff (GIMP, ImageMagick, GDAL) writes the ExifIFD and GPSInfo pointers with the TIFF
+    type IFD (13), not LONG: such a frame's exposure and place were dropped, the entries of a
+    type not known skipped before the pointers were looked for."""
+    from stacker.io import encode_image
+    from stacker.tiff_exif import exif_values
+
+    image = np.zeros((8, 8, 3), np.uint16)
+    jpeg = tmp_path / "frame.jpg"
+    meta = Metadata(exif=camera_exif(gps=True))
+    atomic_write_bytes(jpeg, encode_image(image[..., 0].astype(np.uint8), ".jpg", metadata=meta))
+    data = bytearray(write_image(tmp_path / "frame.tif", image, metadata_from=jpeg).read_bytes())
+    (ifd,) = struct.unpack_from("<I", data, 4)
+    (count,) = struct.unpack_from("<H", data, ifd)
+    for pos in range(ifd + 2, ifd + 2 + 12 * count, 12):
+        if struct.unpack_from("<H", data, pos)[0] in (34665, 34853):
+            struct.pack_into("<H", data, pos + 2, 13)  # as libtiff writes them
+    theirs = tmp_path / "theirs.tif"
+    theirs.write_bytes(bytes(data))
+    with tifffile.TiffFile(theirs) as tif:  # a valid TIFF to another reader
+        assert tif.pages[0].tags["ExifTag"].value["ExposureTime"] == (1, 125)
+    out = write_image(tmp_path / "stacked.tif", image, metadata_from=theirs)
+    with tifffile.TiffFile(out) as tif:
+        tags = tif.pages[0].tags
+        assert tags["GPSTag"].value["GPSLatitudeRef"] == "N"
+    _, taken = exif_values(read_metadata(out).exif or b"")
+    assert taken[33434] == (1, 125) and taken[0xA434] == "EF100mm f/2.8L Macro IS USM"
+
+
 @pytest.mark.parametrize("order", ["<", ">"])
 @pytest.mark.parametrize("frame", [".jpg", ".tif"])
 def test_where_the_frame_was_taken_reaches_a_tiff_result(
