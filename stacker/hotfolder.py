@@ -51,7 +51,7 @@ from stacker.io import (
 )
 from stacker.mounts import unheard_writes
 from stacker.natsort import NaturalKey, frame_order, natural_key
-from stacker.pairs import Prefer, stem_key
+from stacker.pairs import Prefer, ShotKeys, stem_key
 from stacker.paths import FileIdentity, file_identity, is_our_output
 from stacker.pinned import OutsideFolder, pinned
 from stacker.raw import has_rawpy
@@ -102,13 +102,6 @@ def is_candidate(path: Path) -> bool:
     if name.endswith(TEMPORARY_SUFFIXES):
         return False
     return is_image_path(path)
-
-
-#: libgphoto2's names for a camera's RAM captures (Canon EOS, Nikon SDRAM, Sony), which
-#: ``gphoto2 --capture-tethered`` keeps: ``capt%04d`` with a counter bumped per *file*
-#: (camlibs/ptp2/library.c, ``camera_wait_for_event``), so a RAW+JPEG shot is capt0006.cr3 and
-#: capt0007.jpg.
-_CAPT = re.compile(r"capt(\d{4,})")
 
 
 def _is_raw(path: Path) -> bool:
@@ -300,8 +293,7 @@ class HotFolder:
         self._done: dict[Path, tuple[int, int]] = {}
         self._claimed: dict[str, Path] = {}
         self._identities: dict[FileIdentity, Path] = {}  # of the files taken, to each's name
-        self._capt_numbers: dict[int, Path] = {}  # capt%04d files by number
-        self._capt_keys: dict[Path, str] = {}  # their pair keys (see _pair_key)
+        self._shot_keys = ShotKeys()  # see _pair_key
         self._arrivals = 0
         self._poll_interval = min(0.5, self.settle)  # of the polling observer
         self._batch_gap = self._poll_interval / 2  # files reported closer together: one batch
@@ -674,24 +666,8 @@ class HotFolder:
         return entry
 
     def _pair_key(self, path: Path) -> str:
-        """What the files of one shot share: the stem (IMG_0001.CR2 + IMG_0001.jpg, whatever
-        the case). A ``capt%04d`` file (:data:`_CAPT`) joins the one numbered just before it,
-        when that one is of the other kind (RAW or not) and still alone."""
-        if (known := self._capt_keys.get(path)) is not None:
-            return known
-        key = stem_key(path)
-        match = _CAPT.fullmatch(key)
-        if match is None:
-            return key
-        number = int(match.group(1))
-        before = self._capt_numbers.get(number - 1)
-        if before is not None and _is_raw(before) != _is_raw(path):
-            before_key = self._capt_keys[before]
-            if list(self._capt_keys.values()).count(before_key) == 1:
-                key = before_key
-        self._capt_numbers[number] = path
-        self._capt_keys[path] = key
-        return key
+        """What the files of one shot share (:class:`~stacker.pairs.ShotKeys`), as they land."""
+        return self._shot_keys.key(path)
 
     def _not_a_frame(self, path: Path, now: float) -> None:
         """What a file that is no frame says: a frame still written under a temporary name
@@ -730,7 +706,8 @@ class HotFolder:
         gphoto2 downloads into ``tmpfileXXXXXX`` (main.c, ``save_file_to_file``) the file
         numbered after the last ``capt`` file.
         """
-        latest = self._capt_numbers[max(self._capt_numbers)] if self._capt_numbers else None
+        numbers = self._shot_keys.capt_numbers
+        latest = numbers[max(numbers)] if numbers else None
         for entry in self._entries.values():
             if entry.hold_until is None:
                 continue

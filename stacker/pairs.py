@@ -1,7 +1,8 @@
 """One file of each RAW+JPEG shot.
 
 A camera set to RAW+JPEG writes two files of every exposure, which share a stem
-(``IMG_0001.CR2`` and ``IMG_0001.JPG``, whatever the case). A stack takes one of them: the
+(``IMG_0001.CR2`` and ``IMG_0001.JPG``, whatever the case), or which ``gphoto2
+--capture-tethered`` numbers one after the other (:class:`ShotKeys`). A stack takes one of them: the
 same exposure twice would count double in the merge, and a stack cannot mix linear (RAW) and
 rendered frames. The JPEG is the default (fast, the camera's rendering); a DNG composite is
 made from RAW frames. The hot folder (:mod:`stacker.hotfolder`) pairs files as they arrive;
@@ -10,6 +11,8 @@ made from RAW frames. The hot folder (:mod:`stacker.hotfolder`) pairs files as t
 
 from __future__ import annotations
 
+import re
+from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
@@ -24,6 +27,43 @@ Prefer = Literal["jpeg", "raw"]
 def stem_key(path: Path) -> str:
     """What the two files of one shot share: the stem, whatever the case of either."""
     return path.stem.casefold()
+
+
+#: libgphoto2's names for a camera's RAM captures (Canon EOS, Nikon SDRAM, Sony), which
+#: ``gphoto2 --capture-tethered`` keeps: ``capt%04d`` with a counter bumped per *file*
+#: (camlibs/ptp2/library.c, ``camera_wait_for_event``), so a RAW+JPEG shot is capt0006.cr3 and
+#: capt0007.jpg.
+_CAPT = re.compile(r"capt(\d{4,})")
+
+
+class ShotKeys:
+    """What the files of one shot share, for the files of one folder given in the order they
+    came (as they land, or a folder's in natural order): the stem (:func:`stem_key`). A
+    ``capt%04d`` file (:data:`_CAPT`) joins the one numbered just before it, when that one is
+    of the other kind (RAW or not) and still alone."""
+
+    def __init__(self) -> None:
+        self.capt_numbers: dict[int, Path] = {}
+        """The ``capt%04d`` files given, by number."""
+        self._capt_keys: dict[Path, str] = {}  # their keys
+
+    def key(self, path: Path) -> str:
+        """The key of ``path``'s shot (the same for a path given again)."""
+        if (known := self._capt_keys.get(path)) is not None:
+            return known
+        key = stem_key(path)
+        match = _CAPT.fullmatch(key)
+        if match is None:
+            return key
+        number = int(match.group(1))
+        before = self.capt_numbers.get(number - 1)
+        if before is not None and is_raw_path(before) != is_raw_path(path):
+            before_key = self._capt_keys[before]
+            if list(self._capt_keys.values()).count(before_key) == 1:
+                key = before_key
+        self.capt_numbers[number] = path
+        self._capt_keys[path] = key
+        return key
 
 
 def check_prefer(prefer: str) -> Prefer:
@@ -56,17 +96,20 @@ def pair_choice(prefer: str | None, output: Path) -> Prefer:
 
 
 def one_of_each_shot(files: Iterable[Path], prefer: Prefer) -> tuple[list[Path], list[Path]]:
-    """(the files to stack, the partners left out): of files of one folder that share a stem,
-    RAW and rendered, the ``prefer`` kind's; everything else as it was, in its order."""
+    """(the files to stack, the partners left out): of the files of one shot
+    (:class:`ShotKeys`, ``files`` in the order they were shot), RAW and rendered, the
+    ``prefer`` kind's; everything else as it was, in its order."""
     files = list(files)
+    keys: defaultdict[Path, ShotKeys] = defaultdict(ShotKeys)  # by folder
+    shot = {f: (f.parent, keys[f.parent].key(f)) for f in files}
     kinds: dict[tuple[Path, str], set[bool]] = {}
     for f in files:
-        kinds.setdefault((f.parent, stem_key(f)), set()).add(is_raw_path(f))
+        kinds.setdefault(shot[f], set()).add(is_raw_path(f))
     want_raw = prefer == "raw"
     kept: list[Path] = []
     left: list[Path] = []
     for f in files:
-        paired = len(kinds[(f.parent, stem_key(f))]) == 2
+        paired = len(kinds[shot[f]]) == 2
         (left if paired and is_raw_path(f) != want_raw else kept).append(f)
     return kept, left
 

@@ -389,3 +389,20 @@ def test_a_session_shot_raw_plus_jpeg_is_stacked_from_one_file_of_each_shot(
     assert notes == [
         f"{root / 'beetle'}: 3 RAW+JPEG pairs: stacking the {took} file of each ({other})"
     ]
+
+
+@pytest.mark.parametrize(("ext", "kept"), [(".tif", ".jpg"), (".dng", ".cr3")])
+def test_a_folder_gphoto2_tethered_raw_plus_jpeg_gives_one_file_of_each_shot(
+    tmp_path: Path, ext: str, kept: str
+) -> None:
+    """gphoto2 --capture-tethered numbers each file, so a RAW+JPEG shot is capt0001.cr3 and
+    capt0002.jpg: stacker watch pairs them, but stacker stack and batch paired stems only and
+    gave both files of every shot to the stack ("capt0002.jpg: a rendered frame in a stack of
+    RAW (linear) frames")."""
+    root = tmp_path / "tether"
+    names = [f"capt{n:04d}{'.cr3' if n % 2 else '.jpg'}" for n in range(1, 7)]
+    frames(root, *names, "capt0007.jpg")  # a shot in JPEG alone
+    notes: list[str] = []
+    (job,) = find_stacks([root], tmp_path / "out", ext=ext, on_note=notes.append)
+    assert [f.name for f in job.frames] == [n for n in names if n.endswith(kept)] + ["capt0007.jpg"]
+    assert len(notes) == 1 and "3 RAW+JPEG pairs" in notes[0]
