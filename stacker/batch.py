@@ -384,8 +384,8 @@ def stack_one(job: StackJob, options: dict[str, Any]) -> StackReport:
         s = run.stacker
         report.status = "done"
         report.merged = s.frames_merged
-        report.rejected = s.frames_added - s.frames_merged
-        report.unreadable = len(run.skipped)
+        report.rejected = s.frames_added - s.frames_merged + len(run.left_out)
+        report.unreadable = len(run.skipped) - len(run.left_out)
         report.outputs = [str(p) for p in run.written]
     report.seconds = round(time.perf_counter() - t0, 3)
     report.peak_memory_mb = round(_peak_rss_mb(reset), 1)

@@ -134,6 +134,11 @@ class StackRun:
     stacker: Stacker
     files: list[Path]
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    """The files not stacked that were not frames rejected either: unreadable, or
+    :attr:`left_out`, with why."""
+    left_out: list[Path] = field(default_factory=list)
+    """First frames that aligned with none of the frames after them, and the stack was made
+    again without (see :func:`stack_files`): read, and rejected, not unreadable."""
     written: list[Path] = field(default_factory=list)
     seconds: float = 0.0
     final_seconds: float = 0.0
@@ -190,6 +195,7 @@ def stack_files(
 
     stacker, run, added, t_last = one_pass(0)
     left_out: list[tuple[Path, str]] = []
+    anchors: list[Path] = []
     for _ in range(MAX_RESTARTS):
         if stacker.frames_merged >= 2 or not _restartable(stacker, added, ref_file):
             break
@@ -204,10 +210,12 @@ def stack_files(
         )
         before = set(files[:first])  # the frames after it are read again
         left_out += [*(s for s in run.skipped if s[0] in before), (anchor, why)]
+        anchors.append(anchor)
         if on_restart is not None:
             on_restart(anchor, why, len(files) - first)
         stacker, run, added, t_last = one_pass(first)
     run.skipped[:0] = left_out
+    run.left_out = anchors
     ref = next((r for r in stacker.records if added[r.index] == ref_file), None)
     if ref is not None and not ref.merged:
         raise StackerError(

@@ -89,3 +89,16 @@ def test_frames_that_cannot_be_read_do_not_leave_a_good_first_frame_out(
     with pytest.raises(StackerError, match="only 1 usable frame"):
         stack_files(files, tmp_path / "out.png", on_restart=lambda p, w, n: restarts.append(p))
     assert restarts == []
+
+
+def test_a_batch_reports_a_first_frame_left_out_as_rejected(folder: Path, tmp_path: Path) -> None:
+    """stacker batch's report counted a dark first frame, read and left out, as unreadable
+    (rejected 0, unreadable 1): the file was fine, and the report sent the user to look for a
+    damaged one."""
+    from stacker.batch import StackJob, stack_one
+
+    files = _bad_first(folder, tmp_path, "dark")
+    job = StackJob("s", folder, tuple(files), tmp_path / "s.png", None)
+    report = stack_one(job, {})
+    assert report.status == "done", report.error
+    assert (report.merged, report.rejected, report.unreadable) == (len(files) - 1, 1, 0)
