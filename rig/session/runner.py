@@ -262,8 +262,8 @@ class SessionRunner:
         self._finish_reason: FinishReason | None = None
         self._lone_first = LoneFirstFrame()
         """Says when a bad first frame keeps the rest out."""
-        self._first_stacked: tuple[int, Path] | None = None
-        """The lowest-numbered frame handed to the stacker, and its file (:meth:`_first_frame`)."""
+        self._first_merged: Path | None = None
+        """The file of the first frame merged (:meth:`_first_frame`)."""
 
     # ---------------------------------------------------------------- control
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
@@ -518,7 +518,7 @@ class SessionRunner:
         )
         self._next_feed = 1
         self._waiting = {}
-        self._first_stacked = None
+        self._first_merged = None
         self._lone_first = LoneFirstFrame()  # the replayed frames count again
         replay: list[StackJob] = []
         for index in sorted(recon.done):
@@ -626,10 +626,7 @@ class SessionRunner:
     def _job(self, entry: FrameEntry, *, replay: bool) -> StackJob:
         position_um = entry.position if self.plan.units == "um" else None
         raw = self.config.stack.suffix == ".dng"
-        path = stack_file(entry.files, raw=raw)
-        if self._first_stacked is None or entry.index < self._first_stacked[0]:
-            self._first_stacked = (entry.index, path)  # one assignment: read by other threads
-        return StackJob(entry.index, path, position_um, replay)
+        return StackJob(entry.index, stack_file(entry.files, raw=raw), position_um, replay)
 
     def _finish(
         self, reason: FinishReason, stopped_by: BaseException | None = None
@@ -678,6 +675,8 @@ class SessionRunner:
     def _merged(self, job: StackJob, record: Any, previews: StackPreviews) -> None:
         c = self._counters
         merged = bool(getattr(record, "merged", True))
+        if merged and self._first_merged is None:
+            self._first_merged = job.path  # frames are merged in index order
         if merged:
             c.merged += 1
         else:
@@ -733,15 +732,16 @@ class SessionRunner:
 
     def _first_frame(self) -> Path | None:
         """The session's first frame, whose EXIF and ICC profile the composite carries: the
-        lowest-numbered one of its own frames handed to the stacker.
+        first of its own frames the stacker merged.
 
         Not whatever ``frames/`` holds with the lowest number: a stray ``frame_0000.jpg``
         outside the plan (left alone, never checked) gave the composite another shot's EXIF,
         a DNG composite a JPEG to take its colour profile from (the write failed), and, a link
-        to a named pipe, hung the session at its composite.
+        to a named pipe, hung the session at its composite. Nor a frame handed to the stacker
+        that it could not read (a download cut short): a DNG composite, whose colour profile
+        is read from that file, could not be written, nor by any resume.
         """
-        first = self._first_stacked
-        return first[1] if first is not None else None
+        return self._first_merged
 
     # ---------------------------------------------------------------- helpers
     def _warn(self, message: str) -> None:

@@ -732,3 +732,36 @@ def test_a_first_frame_that_keeps_the_rest_out_is_said_once(tmp_path: Path) -> N
         f"`stacker stack {first.parent}`, which leaves such a first frame out"
     )
     assert said.index(stranded[0]) == said.index(next(w for w in said if "frame 3 kept" in w)) + 1
+
+
+def test_the_composite_s_metadata_comes_from_a_frame_that_was_stacked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The composite took its EXIF and colour profile from the first frame handed to the
+    stacker, though that frame could not be read (a download cut short): the composite carried
+    no camera data, and a DNG composite, whose profile is read from that RAW file, could not be
+    written at all, nor by every resume after."""
+    import stacker.io
+
+    class DamagedFirst(FakeCamera):
+        def capture(self, dest_dir: Path, stem: str | None = None, *, on_progress: object = None):
+            paths = super().capture(dest_dir, stem, on_progress=on_progress)
+            if stem == "frame_0001":
+                atomic_write_bytes(paths[0], b"\xff\xd8 cut short")
+            return paths
+
+    root = tmp_path / "s"
+    SessionFolder.create(root, PLAN, SessionConfig(rig={"kind": "hardware"}, checkpoint_every=2))
+    read: list[Path] = []
+    real = stacker.io.read_metadata
+    monkeypatch.setattr(stacker.io, "read_metadata", lambda p: read.append(p) or real(p))
+    run = SessionRunner(
+        SessionFolder(root),
+        focuser=FakeFocuser(),
+        camera=DamagedFirst(size=(96, 72)),
+        options=RunnerOptions(retry_delay_s=0.0, previews=False),
+    )
+    result = run.run()
+    assert result.reason is FinishReason.COMPLETED, result.error
+    assert (root / "composite.tif").is_file()
+    assert read and {p.name for p in read} == {"frame_0002.jpg"}
