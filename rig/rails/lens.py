@@ -163,8 +163,12 @@ class LensFocuser:
             )
 
     def move_to(self, position: float) -> None:
-        """Step to ``position`` (in steps from the start) by the difference from here."""
-        self.move_by(position - self._position)
+        """Step to ``position`` (in steps from the start) by the difference from here, in whole
+        steps: a lens with its own position (Fuji) may stand between two steps of ``size``
+        units where it was focused by hand, and every plan position was then refused as a
+        fractional move; it reaches the nearest step to ``position``, as close as it can."""
+        delta = position - self._position
+        self.move_by(round(delta) if math.isfinite(delta) else delta)
 
     def home(self) -> None:
         raise MotionError(

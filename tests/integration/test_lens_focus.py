@@ -341,6 +341,23 @@ def test_an_absolute_lens_counts_position_and_limits_in_its_steps() -> None:
     assert body.widgets["focusposition"].value == 150.0 and lens.position == 30
 
 
+def test_an_absolute_lens_between_two_steps_moves_to_the_nearest() -> None:
+    """A Fuji lens focused by hand to 102 units stands at 20.4 steps of 5: every plan
+    position (20, 40) was refused as a move by a fraction of a step."""
+    body = FakeBody(
+        "FUJIFILM", FakeWidget("focusposition", WIDGET_RANGE, 102.0, rng=(0.0, 500.0, 1.0))
+    )
+    lens = LensFocuser(FakeLensCamera(body), size=5)  # type: ignore[arg-type]
+    assert lens.position == pytest.approx(20.4)
+    lens.move_to(20)  # the nearest step is where it stands
+    assert body.widgets["focusposition"].value == 102.0
+    lens.move_to(40)
+    assert body.widgets["focusposition"].value == 202.0
+    assert lens.position == pytest.approx(40.4)
+    with pytest.raises(MotionError, match="whole lens steps"):
+        lens.move_by(0.5)  # a jog by a fraction is still refused
+
+
 def test_lens_focuser_position_after_an_end_stop() -> None:
     cam = FakeLensCamera(nikon(travel=10))
     lens = LensFocuser(cam)  # type: ignore[arg-type]
