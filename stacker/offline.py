@@ -102,7 +102,11 @@ def collect_inputs(
             if prefer is not None:
                 found, partners = one_of_each_shot(found, prefer)
                 if partners and on_note is not None:
-                    other = f"--prefer {'jpeg' if prefer == 'raw' else 'raw'} for the other"
+                    other = (
+                        "--prefer raw for the other"
+                        if prefer == "jpeg"  # a DNG output takes the RAW: not with --prefer jpeg
+                        else "--prefer jpeg and a .tif, .png or .jpg output for the other"
+                    )
                     on_note(partners_note(p, partners, prefer, other))
             files.extend(found)
         elif p.is_file():

@@ -164,7 +164,10 @@ def test_a_raw_plus_jpeg_folder_stacks_one_file_of_each_shot(
 
     proc = stacker("stack", pairs, "-o", tmp_path / "out.dng")
     assert proc.returncode == 0, proc.stderr
-    assert f"{pairs}: 2 RAW+JPEG pairs: stacking the RAW file of each (--prefer jpeg" in proc.stderr
+    assert (
+        f"{pairs}: 2 RAW+JPEG pairs: stacking the RAW file of each (--prefer jpeg and a .tif, "
+        ".png or .jpg output for the other)"  # --prefer jpeg alone is refused with a .dng
+    ) in proc.stderr
     assert f"{N} frames" in proc.stdout + proc.stderr or (tmp_path / "out.dng").exists()
     proc = stacker("stack", pairs, "--prefer", "raw", "-o", tmp_path / "raw.tif")
     assert proc.returncode == 0 and read_image(tmp_path / "raw.tif").dtype == np.uint16
