@@ -230,9 +230,9 @@ class Rail(ABC):
             path = self._approach_path(current, position)
             self._check_min_move(current, path)
             for waypoint in path:
-                self._raise_if_stopped(position)
                 if self.on_leg is not None and len(path) > 1:
-                    self.on_leg(waypoint)
+                    self.on_leg(waypoint)  # a journal's write: a stop may come meanwhile
+                self._raise_if_stopped(position)
                 direction = 1 if waypoint > current else -1 if waypoint < current else 0
                 try:
                     self._move_absolute(waypoint)

@@ -239,6 +239,24 @@ def test_a_stop_while_a_move_waits_to_begin_stops_it(motion: str) -> None:
     assert rail.position == 2000.0
 
 
+def test_a_stop_while_a_leg_is_journalled_stops_before_it_moves() -> None:
+    """A session journals each leg of a move with backlash before the rail is told (a write and
+    an fsync): a stop that came meanwhile, after the rail had looked for one, was cleared as
+    the leg began, and the whole overshoot leg ran."""
+    rail = fast_rail(backlash_um=200.0)  # from above: overshoot to 800, then up to 1000
+    rail.move_to(2000.0)
+    legs: list[float] = []
+
+    def journal(waypoint: float) -> None:
+        legs.append(waypoint)
+        rail.stop()
+
+    rail.on_leg = journal
+    with pytest.raises(MoveStoppedError):
+        rail.move_to(1000.0)
+    assert legs == [800.0] and rail.position == 2000.0
+
+
 def test_home_goes_to_the_home_position() -> None:
     rail = open_focuser("sim://?position=3mm&home=1mm&time_scale=50")
     assert rail.position == 3000.0
