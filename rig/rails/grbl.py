@@ -67,7 +67,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rig.errors import DeviceNotFoundError, MotionError, RigError
-from rig.rails.base import ConnectionLostError, MoveStoppedError, RailOptions
+from rig.rails.base import WAKE_S, ConnectionLostError, MoveStoppedError, RailOptions
 from rig.rails.gcode import GcodeRail, GcodeSettings
 from rig.rails.grbl_codes import POSITION_LOST_ALARMS, alarm_text, error_text
 from rig.rails.serialport import SerialLink
@@ -586,7 +586,7 @@ class GrblRail(GcodeRail):
         """Wait (holding ``_cond``) until ``done()``; False once ``deadline`` has passed.
 
         A lost link raises at once; so does ``interrupted`` when it sees a reason to give up (an
-        alarm, a reset).
+        alarm, a reset). The wait wakes every :data:`~rig.rails.base.WAKE_S` for a stop signal.
         """
         while not done():
             if link.lost is not None:
@@ -596,7 +596,7 @@ class GrblRail(GcodeRail):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            self._cond.wait(remaining)
+            self._cond.wait(min(remaining, WAKE_S))
         return True
 
     def _checked_command(self, line: str, *, timeout: float | None = None) -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 import tracemalloc
@@ -534,6 +536,46 @@ def test_stop_during_homing_resets_at_once() -> None:
         assert sim.alarms == [6]  # reset during homing
         assert sim.motion_log[-1].interrupted == "reset"
         assert rail.capabilities.absolute is False
+
+
+class Signalled(Exception):
+    """Raised by the test's signal handler on the main thread."""
+
+
+def test_a_signal_another_thread_takes_during_homing_stops_the_wait() -> None:
+    """GRBL says nothing while it homes, so the driver waits for its ``ok`` the whole cycle
+    (minutes on a long rail). A Ctrl-C that landed just before that wait began, or that the
+    serial reader thread took, was handled only once homing ended: ``rig rail home`` ran on
+    to the switch. Here the main thread blocks the signal, so another thread takes it."""
+    slow_seek = {24: 200.0, 25: 12.0}  # 50 mm at 12 mm/min: 250 s, 25 s real
+
+    def raise_signalled(_signum: int, _frame: object) -> None:
+        raise Signalled
+
+    with (
+        GrblSimulator(time_scale=10.0, settings=slow_seek) as sim,
+        connected(sim, GrblRail, "&homing=all") as rail,
+    ):
+        ran_on = threading.Event()
+
+        def give_up() -> None:  # ends a failing test
+            ran_on.set()
+            rail.stop()
+
+        timer = threading.Timer(10.0, give_up)
+        before = signal.signal(signal.SIGUSR1, raise_signalled)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+        try:
+            act_when(lambda: sim.state == "Home", lambda: os.kill(os.getpid(), signal.SIGUSR1))
+            timer.start()
+            with pytest.raises(Signalled):
+                rail.home()
+            assert not ran_on.is_set(), "the signal was handled only once homing was stopped"
+        finally:
+            timer.cancel()
+            rail.stop()
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})
+            signal.signal(signal.SIGUSR1, before)
 
 
 def test_a_jog_into_a_switch_is_the_hard_limit_in_words_at_once() -> None:
