@@ -25,6 +25,7 @@ contract:
 from __future__ import annotations
 
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,7 +42,8 @@ WAKE_S = 0.25
 (Ctrl-C, SIGTERM, SIGHUP) is handled on the main thread between two steps of Python code; one
 that lands just before the main thread blocks, or that another thread (the serial reader)
 takes, does not wake it: ``rig rail home`` waited for GRBL's ``ok`` the whole homing cycle, in
-which GRBL says nothing, and ran on to the switch."""
+which GRBL says nothing, and ran on to the switch; ``rig rail move`` on Marlin without the
+emergency parser slept out the rest of the move."""
 
 
 class ConnectionLostError(RigError):
@@ -250,7 +252,7 @@ class Rail(ABC):
                     self._motion.last_direction = direction
                 current = waypoint
             self._verify_arrival(position)
-            if self.options.settle_s > 0 and self._motion.stopped.wait(self.options.settle_s):
+            if self.options.settle_s > 0 and self._stopped_within(self.options.settle_s):
                 self._raise_if_stopped(position)
 
     def move_by(self, delta: float) -> None:
@@ -365,6 +367,15 @@ class Rail(ABC):
         if self._motion.stops != asked:
             self._motion.stopped.set()
             raise MoveStoppedError(f"{self.name}: {what} stopped before it began")
+
+    def _stopped_within(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for :meth:`stop`; whether it came. Awake every
+        :data:`WAKE_S` for a stop signal: a driver sleeps out a whole move this way."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if self._motion.stopped.wait(min(left, WAKE_S)):
+                return True
+        return self._motion.stopped.is_set()
 
     def _raise_if_stopped(self, target: float) -> None:
         if self._motion.stopped.is_set():

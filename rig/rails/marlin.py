@@ -39,7 +39,7 @@ import time
 from typing import TYPE_CHECKING
 
 from rig.errors import DeviceNotFoundError, MotionError, RigError
-from rig.rails.base import ConnectionLostError, MoveStoppedError, RailOptions
+from rig.rails.base import WAKE_S, ConnectionLostError, MoveStoppedError, RailOptions
 from rig.rails.gcode import GcodeRail, GcodeSettings
 from rig.rails.serialport import SerialLink
 from rig.units import format_length
@@ -322,7 +322,7 @@ class MarlinRail(GcodeRail):
                                 f"the Marlin board on {self.port} stopped answering ({line!r} "
                                 f"got no reply in {silence:.0f} s); check power and cable"
                             )
-                        self._cond.wait(remaining)
+                        self._cond.wait(min(remaining, WAKE_S))  # awake for a stop signal
                     self._responses.popleft()
                     info, errors = list(self._info), list(self._errors)
             finally:
@@ -444,7 +444,7 @@ class MarlinRail(GcodeRail):
         """
         if not self.emergency_parser:
             cruise_s = abs(distance_um) / 1000.0 / (self.feed_mm_min / 60.0)
-            if self._motion.stopped.wait(cruise_s):
+            if self._stopped_within(cruise_s):
                 return
         self._command("M400")
 

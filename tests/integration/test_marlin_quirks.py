@@ -7,6 +7,8 @@ Configuration_adv.h (EMERGENCY_PARSER off). 400 steps/mm: six steps are 15 µm.
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -142,6 +144,47 @@ def test_stop_without_emergency_parser_still_halts_at_once(sim: MarlinSimulator)
         assert b"M400" not in bytes(sim.received)  # the queue was kept free for M410
         rail.move_to(1_000.0)
         assert rail.position == 1_000.0
+
+
+class Signalled(Exception):
+    """Raised by the test's signal handler on the main thread."""
+
+
+def test_a_signal_another_thread_takes_during_a_move_stops_the_wait(sim: MarlinSimulator) -> None:
+    """Without the emergency parser the driver sleeps out the time a move takes at full speed
+    (see ``_wait_motion``): 10 s for 100 mm at the default feed. A Ctrl-C that landed just
+    before that sleep, or that the serial reader thread took, was handled only at its end:
+    ``rig rail move`` ran on for the rest of the move. Here the main thread blocks the signal,
+    so another thread takes it."""
+
+    def raise_signalled(_signum: int, _frame: object) -> None:
+        raise Signalled
+
+    with connected(sim, MarlinRail, "&feed=1mm/s") as rail:
+        rail.accept_position()
+        ran_on = threading.Event()
+
+        def give_up() -> None:  # ends a failing test: the driver would sleep 150 s
+            ran_on.set()
+            rail.stop()
+
+        timer = threading.Timer(10.0, give_up)
+        before = signal.signal(signal.SIGUSR1, raise_signalled)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+        try:
+            act_when(
+                lambda: sim.logical_position[0] >= 2.0,
+                lambda: os.kill(os.getpid(), signal.SIGUSR1),
+            )
+            timer.start()
+            with pytest.raises(Signalled):
+                rail.move_to(150_000.0)  # 150 s simulated, 15 s real
+            assert not ran_on.is_set(), "the signal was handled only once the move was stopped"
+        finally:
+            timer.cancel()
+            rail.stop()
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})
+            signal.signal(signal.SIGUSR1, before)
 
 
 def test_soft_endstops_read_from_the_m211_report_once_homed(sim: MarlinSimulator) -> None:
