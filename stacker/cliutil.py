@@ -333,9 +333,16 @@ SIGNAL_HANDLER_GRACE_S = 10.0
 def signals_as_ctrl_c(signals: tuple[signal.Signals, ...] = STOP_SIGNALS) -> Iterator[None]:
     """Make SIGTERM (``kill``, a service manager stopping the command) and SIGHUP (the terminal
     closed) do in the block what Ctrl-C does: raise :class:`KeyboardInterrupt` in the main
-    thread, which takes no lock. By default they end the process without a word."""
+    thread, which takes no lock. By default they end the process without a word.
+
+    The first does; the process then winds down (:func:`~stacker.launch.wind_down`): a hang-up
+    is ignored, and a second Ctrl-C or SIGTERM ends it at once with status 130. Raised again,
+    the second fell in the middle of the stop the first began (the rail's stop, the cluster's
+    close): Ctrl-C then SIGTERM during a Marlin move ended in a traceback from ``threading``.
+    """
 
     def route(_signum: int) -> None:
+        wind_down()
         raise KeyboardInterrupt
 
     with _routed(route, signals):

@@ -164,6 +164,42 @@ def test_sigterm_can_stop_a_block_as_ctrl_c_does() -> None:
     assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN  # the process winds down
 
 
+_TWO_SIGNALS_AS_CTRL_C = """
+import signal
+from stacker.cliutil import signals_as_ctrl_c
+try:
+    with signals_as_ctrl_c():
+        try:
+            signal.raise_signal(signal.SIGTERM)
+        except KeyboardInterrupt:
+            print("stopping", flush=True)
+            signal.raise_signal(signal.SIG{name})  # while the stop the first began runs
+            print("stopped", flush=True)
+            raise
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "status", "printed"),
+    [("INT", 130, "stopping\n"), ("TERM", 130, "stopping\n"), ("HUP", 0, "stopping\nstopped\n")],
+)
+def test_a_second_signal_in_a_ctrl_c_block_does_not_raise_again(
+    name: str, status: int, printed: str
+) -> None:
+    """``rig rail move``, ``stacker stack``: a second Ctrl-C or SIGTERM while the first one's
+    KeyboardInterrupt unwound raised another one in the middle of that (the rail's stop, a
+    ``Condition.wait`` being left: a RuntimeError traceback, status 1). It ends the process at
+    once now, with 130; a hang-up is ignored."""
+    done = subprocess.run(
+        [sys.executable, "-c", _TWO_SIGNALS_AS_CTRL_C.replace("{name}", name)],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    end = "" if status == 130 else "interrupted\n"
+    assert (done.returncode, done.stdout, done.stderr) == (status, printed + end, "")
+
+
 class StackingOnAndOn:
     """A session runner's stand-in whose run outlasts an abort, as a slow machine's stacking of
     a large frame does (a C call that cannot be interrupted)."""
