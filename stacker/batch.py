@@ -42,6 +42,7 @@ from typing import Any
 
 from stacker.errors import StackerError
 from stacker.io import is_image_path, remove_temporaries
+from stacker.launch import wind_down
 from stacker.locking import folder_locked
 from stacker.natsort import frame_order, natural_key
 from stacker.output import depth_paths
@@ -573,23 +574,54 @@ def _connect(scheduler: str | None, workers: int | None, stacks: int) -> tuple[A
                     f"{scheduler}: fewer than {workers} workers joined within 2 minutes"
                 ) from None
         return client, None
-    import signal
-
-    # Worker processes inherit an ignored SIGINT (and Python then leaves it ignored), so Ctrl-C
-    # reaches only this process, which cancels the batch and closes the cluster in order.
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        # Its scheduler's HTTP server binds 8787 even without a dashboard, and says so in a
-        # raw Python warning when another batch holds the port: it then takes any other.
-        warnings.filterwarnings("ignore", r"Port \d+ is already in use", module="distributed")
+    # Its scheduler's HTTP server binds 8787 even without a dashboard, and says so in a raw
+    # Python warning when another batch holds the port: it then takes any other.
+    warnings.filterwarnings("ignore", r"Port \d+ is already in use", module="distributed")
+    with _stops_held() as came:
         cluster = LocalCluster(
             n_workers=min(workers or os.cpu_count() or 1, stacks), threads_per_worker=1,
             processes=True, host="127.0.0.1", dashboard_address=None,
             silence_logs=logging.CRITICAL,
         )  # fmt: skip
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    if came:  # stopped while it started: nothing was submitted
+        wind_down()  # a second Ctrl-C or SIGTERM does not wait for the cluster to close
+        cluster.close()
+        raise KeyboardInterrupt
     return Client(cluster), cluster
+
+
+@contextmanager
+def _stops_held() -> Iterator[list[int]]:
+    """Start a local cluster in the block: its worker processes never see Ctrl-C, and a stop
+    signal that comes meanwhile is noted in the list yielded, neither lost nor raised there.
+
+    Worker processes keep the signal mask of the thread that starts them: Dask's, started in
+    the block from this one with SIGINT blocked. So Ctrl-C, which the terminal sends to them
+    too, reaches only this process, which cancels the batch and closes the cluster in order.
+    Multiprocessing's resource tracker unblocks SIGINT in the thread that first starts it, so
+    it is started before. SIGINT was ignored here instead, and a Ctrl-C in the seconds the
+    cluster took to start was dropped: the batch ran to its end, status 0. SIGTERM or SIGHUP
+    raised in the middle of the start, and Dask failed to close the half-started cluster,
+    with a traceback.
+    """
+    import signal
+    from multiprocessing import resource_tracker
+
+    came: list[int] = []
+
+    def note(signum: int, _frame: object) -> None:
+        came.append(signum)
+
+    resource_tracker.ensure_running()
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {s: signal.signal(s, note) for s in stops if signal.getsignal(s) != signal.SIG_IGN}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield came
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a Ctrl-C held is noted here
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _failed(job: StackJob, exc: BaseException) -> StackReport:

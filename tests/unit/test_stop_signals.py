@@ -200,6 +200,41 @@ def test_a_second_signal_in_a_ctrl_c_block_does_not_raise_again(
     assert (done.returncode, done.stdout, done.stderr) == (status, printed + end, "")
 
 
+class StartingCluster:
+    """A local Dask cluster's stand-in that receives ``signum`` while it starts."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.closed = False
+
+    def __call__(self, **_options: object) -> StartingCluster:
+        signal.raise_signal(self.signum)
+        return self
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_while_a_batch_cluster_starts_is_held_then_acted_on(
+    signum: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``stacker batch`` ignored Ctrl-C while its local cluster started (so that the worker
+    processes would inherit an ignored SIGINT): one pressed in those seconds was dropped and
+    the batch ran to its end. SIGTERM or SIGHUP raised in the middle of the start, and Dask's
+    exit handler failed to close the half-started cluster, with a traceback. Both are held
+    until the cluster has started, which is then closed, and the batch stops."""
+    import dask.distributed
+
+    from stacker import batch
+
+    starting = StartingCluster(signum)
+    monkeypatch.setattr(dask.distributed, "LocalCluster", starting)
+    with pytest.raises(KeyboardInterrupt), signals_as_ctrl_c():
+        batch._connect(None, 1, 1)
+    assert starting.closed
+
+
 class StackingOnAndOn:
     """A session runner's stand-in whose run outlasts an abort, as a slow machine's stacking of
     a large frame does (a C call that cannot be interrupted)."""
