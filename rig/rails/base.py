@@ -38,7 +38,8 @@ from rig.units import MAX_LENGTH_UM, format_length
 Approach = Literal["below", "above"]
 
 WAKE_S = 0.25
-"""Longest a driver waits for its controller without running Python code. A stop signal
+"""Longest a driver waits for its controller (or the station for its session) without running
+Python code. A stop signal
 (Ctrl-C, SIGTERM, SIGHUP) is handled on the main thread between two steps of Python code; one
 that lands just before the main thread blocks, or that another thread (the serial reader)
 takes, does not wake it: ``rig rail home`` waited for GRBL's ``ok`` the whole homing cycle, in

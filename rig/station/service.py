@@ -16,6 +16,7 @@ import errno
 import math
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from rig.camera.shot import check_saves_raw
 from rig.focuser import Focuser
 from rig.plan import PlanUnits, ShotPlan, format_position
 from rig.preview import SessionPreview
+from rig.rails.base import WAKE_S
 from rig.session.folder import (
     SessionConfig,
     SessionFolder,
@@ -513,10 +515,17 @@ class Station:
         return True
 
     def wait(self, timeout: float | None = None) -> SessionResult | None:
-        """Wait for the running session to end; its result (``None`` on timeout)."""
+        """Wait for the running session to end; its result (``None`` on timeout).
+
+        Awake every :data:`~rig.rails.base.WAKE_S` for a stop signal: ``rig station`` on its
+        way out waits here for the session's composite, and a second Ctrl-C or SIGTERM that
+        landed as the wait began, or on another thread, waited for it too (up to 30 s).
+        """
         thread = self._thread
         if thread is not None:
-            thread.join(timeout)
+            deadline = math.inf if timeout is None else time.monotonic() + timeout
+            while thread.is_alive() and (left := deadline - time.monotonic()) > 0:
+                thread.join(min(left, WAKE_S))
             if thread.is_alive():
                 return None
         return self._last_result
