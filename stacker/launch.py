@@ -72,6 +72,15 @@ def as_ctrl_c(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+WAKE_S = 0.25
+"""Longest a wait on the main thread goes without running Python code. A stop signal (Ctrl-C,
+SIGTERM, SIGHUP) is handled on the main thread between two steps of Python code; one that lands
+just before the main thread blocks, or that another thread takes, does not wake it. Waits with
+no end, or a long one, left commands deaf to it: ``stacker watch`` on a folder where no frame
+came, ``rig rail home`` waiting for GRBL's ``ok`` through a homing cycle in which GRBL says
+nothing, ``rig rail move`` on Marlin sleeping out the rest of a move."""
+
+
 def wind_down(passes: int = 0) -> None:
     """Signals for a command on its way out: a stop already came, or its work is done.
 

@@ -26,18 +26,12 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from stacker.errors import UserError
+from stacker.launch import WAKE_S
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 _ITEM, _END, _FAIL = "item", "end", "fail"
-
-
-WAKE_S = 0.25
-"""Longest the consumer waits for an item without running Python code. A signal handler (Ctrl-C,
-SIGTERM, SIGHUP) runs on the main thread between two steps of Python code; a signal that lands
-just before the main thread blocks, or is taken by another thread, does not wake it, and a wait
-with no end (a hot folder where no frame comes) left ``stacker watch`` deaf to it for good."""
 
 
 @dataclass(frozen=True)

@@ -34,17 +34,9 @@ from typing import Literal
 from rig.errors import MotionError, RigError
 from rig.focuser import FocuserCapabilities
 from rig.units import MAX_LENGTH_UM, format_length
+from stacker.launch import WAKE_S
 
 Approach = Literal["below", "above"]
-
-WAKE_S = 0.25
-"""Longest a driver waits for its controller (or the station for its session) without running
-Python code. A stop signal
-(Ctrl-C, SIGTERM, SIGHUP) is handled on the main thread between two steps of Python code; one
-that lands just before the main thread blocks, or that another thread (the serial reader)
-takes, does not wake it: ``rig rail home`` waited for GRBL's ``ok`` the whole homing cycle, in
-which GRBL says nothing, and ran on to the switch; ``rig rail move`` on Marlin without the
-emergency parser slept out the rest of the move."""
 
 
 class ConnectionLostError(RigError):
@@ -371,7 +363,7 @@ class Rail(ABC):
 
     def _stopped_within(self, seconds: float) -> bool:
         """Wait up to ``seconds`` for :meth:`stop`; whether it came. Awake every
-        :data:`WAKE_S` for a stop signal: a driver sleeps out a whole move this way."""
+        :data:`~stacker.launch.WAKE_S` for a stop signal: a driver sleeps out a move this way."""
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
             if self._motion.stopped.wait(min(left, WAKE_S)):

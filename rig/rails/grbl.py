@@ -67,12 +67,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rig.errors import DeviceNotFoundError, MotionError, RigError
-from rig.rails.base import WAKE_S, ConnectionLostError, MoveStoppedError, RailOptions
+from rig.rails.base import ConnectionLostError, MoveStoppedError, RailOptions
 from rig.rails.gcode import GcodeRail, GcodeSettings
 from rig.rails.grbl_codes import POSITION_LOST_ALARMS, alarm_text, error_text
 from rig.rails.serialport import SerialLink
 from rig.rails.url import DeviceURL, URLError
 from rig.units import format_length
+from stacker.launch import WAKE_S
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -586,7 +587,7 @@ class GrblRail(GcodeRail):
         """Wait (holding ``_cond``) until ``done()``; False once ``deadline`` has passed.
 
         A lost link raises at once; so does ``interrupted`` when it sees a reason to give up (an
-        alarm, a reset). The wait wakes every :data:`~rig.rails.base.WAKE_S` for a stop signal.
+        alarm, a reset). The wait wakes every :data:`~stacker.launch.WAKE_S` for a stop signal.
         """
         while not done():
             if link.lost is not None:

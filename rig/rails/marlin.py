@@ -39,10 +39,11 @@ import time
 from typing import TYPE_CHECKING
 
 from rig.errors import DeviceNotFoundError, MotionError, RigError
-from rig.rails.base import WAKE_S, ConnectionLostError, MoveStoppedError, RailOptions
+from rig.rails.base import ConnectionLostError, MoveStoppedError, RailOptions
 from rig.rails.gcode import GcodeRail, GcodeSettings
 from rig.rails.serialport import SerialLink
 from rig.units import format_length
+from stacker.launch import WAKE_S
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack

@@ -27,7 +27,6 @@ from rig.camera.shot import check_saves_raw
 from rig.focuser import Focuser
 from rig.plan import PlanUnits, ShotPlan, format_position
 from rig.preview import SessionPreview
-from rig.rails.base import WAKE_S
 from rig.session.folder import (
     SessionConfig,
     SessionFolder,
@@ -53,6 +52,7 @@ from rig.station.files import (
 )
 from rig.units import UnitError, format_length, parse_length
 from stacker.io import read_image
+from stacker.launch import WAKE_S
 from stacker.locking import try_lock
 from stacker.options import OUTPUT_FORMATS, StackOptions
 from stacker.preview.hub import PreviewHub
@@ -517,7 +517,7 @@ class Station:
     def wait(self, timeout: float | None = None) -> SessionResult | None:
         """Wait for the running session to end; its result (``None`` on timeout).
 
-        Awake every :data:`~rig.rails.base.WAKE_S` for a stop signal: ``rig station`` on its
+        Awake every :data:`~stacker.launch.WAKE_S` for a stop signal: ``rig station`` on its
         way out waits here for the session's composite, and a second Ctrl-C or SIGTERM that
         landed as the wait began, or on another thread, waited for it too (up to 30 s).
         """
