@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import threading
 import time
 import tracemalloc
@@ -20,6 +19,7 @@ from rig.rails.base import ConnectionLostError, MoveStoppedError
 from rig.rails.grbl import GrblRail, parse_status
 from rig.sim.grbl import GrblSimulator
 from tests.rails import accepted, act_when, connected
+from tests.signalled import Signalled, taken_elsewhere
 
 STEP_UM = 1000.0 / 800.0  # the simulator's default 800 steps/mm
 QUICK_HOMING = {24: 200.0, 25: 2000.0}  # homing feeds (mm/min) raised to keep tests short
@@ -538,19 +538,12 @@ def test_stop_during_homing_resets_at_once() -> None:
         assert rail.capabilities.absolute is False
 
 
-class Signalled(Exception):
-    """Raised by the test's signal handler on the main thread."""
-
-
 def test_a_signal_another_thread_takes_during_homing_stops_the_wait() -> None:
     """GRBL says nothing while it homes, so the driver waits for its ``ok`` the whole cycle
     (minutes on a long rail). A Ctrl-C that landed just before that wait began, or that the
     serial reader thread took, was handled only once homing ended: ``rig rail home`` ran on
     to the switch. Here the main thread blocks the signal, so another thread takes it."""
     slow_seek = {24: 200.0, 25: 12.0}  # 50 mm at 12 mm/min: 250 s, 25 s real
-
-    def raise_signalled(_signum: int, _frame: object) -> None:
-        raise Signalled
 
     with (
         GrblSimulator(time_scale=10.0, settings=slow_seek) as sim,
@@ -563,19 +556,16 @@ def test_a_signal_another_thread_takes_during_homing_stops_the_wait() -> None:
             rail.stop()
 
         timer = threading.Timer(10.0, give_up)
-        before = signal.signal(signal.SIGUSR1, raise_signalled)
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
         try:
-            act_when(lambda: sim.state == "Home", lambda: os.kill(os.getpid(), signal.SIGUSR1))
-            timer.start()
-            with pytest.raises(Signalled):
-                rail.home()
+            with taken_elsewhere() as send:
+                act_when(lambda: sim.state == "Home", send)
+                timer.start()
+                with pytest.raises(Signalled):
+                    rail.home()
             assert not ran_on.is_set(), "the signal was handled only once homing was stopped"
         finally:
             timer.cancel()
             rail.stop()
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})
-            signal.signal(signal.SIGUSR1, before)
 
 
 def test_a_jog_into_a_switch_is_the_hard_limit_in_words_at_once() -> None:
@@ -630,7 +620,6 @@ def test_missing_port_is_one_line_naming_it() -> None:
 @pytest.mark.slow
 def test_a_port_with_no_grbl_is_named(tmp_path: object) -> None:
     # A pty nobody answers on: the handshake gives up with a one-line error.
-    import os
 
     master, slave = os.openpty()
     path = os.ttyname(slave)

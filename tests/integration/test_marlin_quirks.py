@@ -7,8 +7,6 @@ Configuration_adv.h (EMERGENCY_PARSER off). 400 steps/mm: six steps are 15 µm.
 
 from __future__ import annotations
 
-import os
-import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +20,7 @@ from rig.rails.marlin import MarlinRail
 from rig.session.runner import check_plan_fits
 from rig.sim.marlin import MarlinConfig, MarlinSimulator
 from tests.rails import act_when, connected
+from tests.signalled import Signalled, taken_elsewhere
 
 
 @pytest.fixture
@@ -146,20 +145,12 @@ def test_stop_without_emergency_parser_still_halts_at_once(sim: MarlinSimulator)
         assert rail.position == 1_000.0
 
 
-class Signalled(Exception):
-    """Raised by the test's signal handler on the main thread."""
-
-
 def test_a_signal_another_thread_takes_during_a_move_stops_the_wait(sim: MarlinSimulator) -> None:
     """Without the emergency parser the driver sleeps out the time a move takes at full speed
     (see ``_wait_motion``): 10 s for 100 mm at the default feed. A Ctrl-C that landed just
     before that sleep, or that the serial reader thread took, was handled only at its end:
     ``rig rail move`` ran on for the rest of the move. Here the main thread blocks the signal,
     so another thread takes it."""
-
-    def raise_signalled(_signum: int, _frame: object) -> None:
-        raise Signalled
-
     with connected(sim, MarlinRail, "&feed=1mm/s") as rail:
         rail.accept_position()
         ran_on = threading.Event()
@@ -169,22 +160,16 @@ def test_a_signal_another_thread_takes_during_a_move_stops_the_wait(sim: MarlinS
             rail.stop()
 
         timer = threading.Timer(10.0, give_up)
-        before = signal.signal(signal.SIGUSR1, raise_signalled)
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
         try:
-            act_when(
-                lambda: sim.logical_position[0] >= 2.0,
-                lambda: os.kill(os.getpid(), signal.SIGUSR1),
-            )
-            timer.start()
-            with pytest.raises(Signalled):
-                rail.move_to(150_000.0)  # 150 s simulated, 15 s real
+            with taken_elsewhere() as send:
+                act_when(lambda: sim.logical_position[0] >= 2.0, send)
+                timer.start()
+                with pytest.raises(Signalled):
+                    rail.move_to(150_000.0)  # 150 s simulated, 15 s real
             assert not ran_on.is_set(), "the signal was handled only once the move was stopped"
         finally:
             timer.cancel()
             rail.stop()
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})
-            signal.signal(signal.SIGUSR1, before)
 
 
 def test_soft_endstops_read_from_the_m211_report_once_homed(sim: MarlinSimulator) -> None:

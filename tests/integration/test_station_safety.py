@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import socket
 import threading
 import time
@@ -31,6 +30,7 @@ from rig.station.files import TRASH_PREFIX
 from rig.station.service import TEST_SHOT_DIR, Station
 from stacker.preview import PreviewServer
 from stacker.preview.guard import warn_if_wildcard
+from tests.signalled import Signalled, taken_elsewhere
 from tests.stations import SPEC, TOKEN, folder_entries
 
 PLAN = {"from": "0mm", "to": "1mm", "frames": 3, "settle": 0.01}
@@ -721,19 +721,12 @@ def test_a_jog_in_progress_can_be_stopped_from_the_page(tmp_path: Path) -> None:
         own.close()
 
 
-class Signalled(Exception):
-    """Raised by the test's signal handler on the main thread."""
-
-
 def test_a_signal_another_thread_takes_while_the_station_waits_for_its_session(station) -> None:
     """``rig station`` stopping waits up to 30 s for the session in progress to write its
     composite (:meth:`Station.close`), and a second Ctrl-C or SIGTERM then ends it at once.
     One that landed just before that wait began, or that another thread took, was handled
     only when the session ended. Here the main thread blocks the signal, so another thread
     takes it."""
-
-    def raise_signalled(_signum: int, _frame: object) -> None:
-        raise Signalled
 
     finishing, ended = threading.Event(), threading.Event()
 
@@ -744,14 +737,11 @@ def test_a_signal_another_thread_takes_while_the_station_waits_for_its_session(s
     session = threading.Thread(target=composite, daemon=True)
     station._thread = session
     session.start()
-    before = signal.signal(signal.SIGUSR1, raise_signalled)
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
     try:
-        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGUSR1)).start()
-        with pytest.raises(Signalled):
-            station.wait(30)
+        with taken_elsewhere() as send:
+            threading.Timer(0.3, send).start()
+            with pytest.raises(Signalled):
+                station.wait(30)
         assert not ended.is_set(), "the signal was handled only once the session ended"
     finally:
         finishing.set()
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})
-        signal.signal(signal.SIGUSR1, before)

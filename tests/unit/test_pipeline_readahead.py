@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from stacker.io import read_image
 from stacker.offline import collect_inputs, stack_files
 from stacker.pipeline import ReadAhead
 from stacker.stack import Stacker
+from tests.signalled import Signalled, taken_elsewhere
 
 SPEC = SceneSpec(width=480, height=320, seed=5, jpeg_quality=92)
 
@@ -160,19 +160,11 @@ def test_opencv_threads_are_set_for_the_block_and_restored() -> None:
     assert 1 <= usable_cores() <= (os.cpu_count() or 1)
 
 
-class Signalled(Exception):
-    """Raised by the test's signal handler in the consumer (the main thread)."""
-
-
 def test_a_signal_taken_by_another_thread_reaches_a_waiting_consumer() -> None:
     """A stop signal that lands just before the consumer blocks waiting for an item, or on
     another thread, is handled only when the main thread next runs Python: ``stacker watch``,
     waiting on an empty folder for a frame, missed a SIGHUP and watched on for good (one run in
-    a few hundred). Here the main thread blocks the signal, so another thread takes it."""
-
-    def raise_signalled(_signum: int, _frame: object) -> None:
-        raise Signalled
-
+    a few hundred)."""
     never = threading.Event()
 
     def waiting() -> Iterator[int]:
@@ -180,18 +172,13 @@ def test_a_signal_taken_by_another_thread_reaches_a_waiting_consumer() -> None:
         return
         yield
 
-    taker = threading.Thread(target=never.wait, args=(10,), daemon=True)
-    taker.start()  # started before the main thread blocks the signal: it may take it
-    before = signal.signal(signal.SIGUSR1, raise_signalled)
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
     try:
-        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGUSR1)).start()
-        started = time.monotonic()
-        with pytest.raises(Signalled), ReadAhead(waiting(), lambda item: item) as items:
-            for _ in items:
-                pass
-        assert time.monotonic() - started < 5
+        with taken_elsewhere() as send:
+            threading.Timer(0.3, send).start()
+            started = time.monotonic()
+            with pytest.raises(Signalled), ReadAhead(waiting(), lambda item: item) as items:
+                for _ in items:
+                    pass
+            assert time.monotonic() - started < 5
     finally:
         never.set()
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})
-        signal.signal(signal.SIGUSR1, before)
