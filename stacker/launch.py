@@ -17,6 +17,7 @@ import importlib
 import os
 import signal
 import sys
+import warnings
 from types import FrameType
 from typing import Any
 
@@ -43,6 +44,12 @@ def launch(module: str, prog: str) -> None:
             unraisable_before(info)
 
     sys.unraisablehook = note_interrupt
+    # The warnings loading gives are told once it has ended, and not after an interrupt, which
+    # is their cause: a compiled (Cython) module whose set-up it cut short warned "Cython module
+    # failed to patch module with custom type" above the one line.
+    said: list[tuple[Any, ...]] = []
+    show_before = warnings.showwarning
+    warnings.showwarning = lambda *warning, **_: said.append(warning)  # filters stay as set
     try:
         main = importlib.import_module(module).main
         if ignored:
@@ -53,6 +60,9 @@ def launch(module: str, prog: str) -> None:
         sys.exit(130)
     finally:
         sys.unraisablehook = unraisable_before
+        warnings.showwarning = show_before
+    for warning in said:
+        warnings.showwarning(*warning)
     for s, handler in previous.items():  # the commands handle them where they matter
         signal.signal(s, handler)
     try:

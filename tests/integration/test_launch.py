@@ -45,6 +45,42 @@ def test_an_interrupt_in_a_callback_the_import_runs_is_one_line(tmp_path: Path) 
     assert (done.returncode, done.stderr, done.stdout) == (130, "rig: interrupted\n", "")
 
 
+CUT_SHORT = """
+import warnings, weakref
+class Lock: pass
+def cb(_ref):
+    raise KeyboardInterrupt
+lock = Lock()
+ref = weakref.ref(lock, cb)
+del lock
+warnings.warn_explicit(
+    "Cython module failed to patch module with custom type", RuntimeWarning,
+    "<frozen importlib._bootstrap>", 241,
+)
+def main():
+    warnings.warn("said by the command", UserWarning)
+"""
+
+
+@pytest.mark.parametrize("interrupted", [True, False])
+def test_warnings_of_an_interrupted_load_are_not_told(tmp_path: Path, interrupted: bool) -> None:
+    """A compiled (Cython) module whose set-up a Ctrl-C cut short warns that it failed to patch
+    a module, and that went out above the one line; loading that ends is told its warnings."""
+    source = CUT_SHORT if interrupted else CUT_SHORT.replace("del lock\n", "")
+    (tmp_path / "compiled_command.py").write_text(source, encoding="utf-8")
+    code = (
+        f"import sys; sys.path.insert(0, {str(tmp_path)!r}); "
+        "from stacker.launch import launch; launch('compiled_command', 'rig')"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    if interrupted:
+        assert (done.returncode, done.stderr) == (130, "rig: interrupted\n")
+    else:
+        assert done.returncode == 0
+        assert "RuntimeWarning: Cython module failed to patch" in done.stderr
+        assert "UserWarning: said by the command" in done.stderr
+
+
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP], ids=["term", "hup"])
 def test_sigterm_or_a_hangup_during_loading_is_one_line(tmp_path: Path, stop: int) -> None:
     """A service manager's stop or a closed terminal in the second a command takes to load
