@@ -44,9 +44,9 @@ from watchdog.events import (
 from stacker.errors import StackerError, UnreadableImageError
 from stacker.io import (
     IMAGE_EXTENSIONS,
-    RAW_EXTENSIONS,
     OrientedReader,
     is_image_path,
+    is_raw_path,
     truncation,
 )
 from stacker.mounts import unheard_writes
@@ -102,10 +102,6 @@ def is_candidate(path: Path) -> bool:
     if name.endswith(TEMPORARY_SUFFIXES):
         return False
     return is_image_path(path)
-
-
-def _is_raw(path: Path) -> bool:
-    return path.suffix.lower() in RAW_EXTENSIONS
 
 
 @dataclass(frozen=True)
@@ -814,7 +810,7 @@ class HotFolder:
         return quiet >= self.close_grace
 
     def _preferred(self, path: Path) -> bool:
-        return _is_raw(path) == (self.prefer == "raw")
+        return is_raw_path(path) == (self.prefer == "raw")
 
     def _select(self, now: float) -> _Entry | None:
         by_stem: dict[str, list[_Entry]] = {}
@@ -926,7 +922,7 @@ class HotFolder:
         if image is not None:
             return ReadyFrame(path, image)
         entry.attempts += 1
-        final = entry.attempts > self.decode_retries or (_is_raw(path) and not has_rawpy())
+        final = entry.attempts > self.decode_retries or (is_raw_path(path) and not has_rawpy())
         if not final:
             self._requeue(entry, retry_at=time.monotonic() + self.retry_interval)
             return None

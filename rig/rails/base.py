@@ -370,6 +370,12 @@ class Rail(ABC):
                 return True
         return self._motion.stopped.is_set()
 
+    def _raise_if_stopped_before_moving(self) -> None:
+        """For a driver about to tell its controller to move, having cleared a halt of its own:
+        a stop that came since the rail last looked stops the move here (it cleared its halt)."""
+        if self._motion.stopped.is_set():
+            raise MoveStoppedError(f"{self.name}: stopped before moving")
+
     def _raise_if_stopped(self, target: float) -> None:
         if self._motion.stopped.is_set():
             raise MoveStoppedError(

@@ -805,8 +805,7 @@ class GrblRail(GcodeRail):
         start = self._read_position()
         mm = target_um / 1000.0
         feed = self.feed
-        if self._motion.stopped.is_set():
-            raise MoveStoppedError(f"{self.name}: stopped before moving")
+        self._raise_if_stopped_before_moving()
         self._moving = True
         resets = self._reset_seq
         try:

@@ -451,8 +451,7 @@ class MarlinRail(GcodeRail):
 
     def _move_absolute(self, target_um: float) -> None:
         self._require_link()
-        if self._motion.stopped.is_set():
-            raise MoveStoppedError(f"{self.name}: stopped before moving")
+        self._raise_if_stopped_before_moving()
         # Only the wait without the emergency parser needs the distance (for its first part).
         start = target_um if self.emergency_parser else self._read_position()
         self._position_um = None

@@ -137,8 +137,7 @@ class WeMacroRail(BinaryLinkRail):
         command = proto.Command.MOVE_FORWARD if forward else proto.Command.MOVE_BACK
         wait = distance / 1000.0 / self.min_speed_mm_s + self.timeout_s
         self._halted.clear()
-        if self._motion.stopped.is_set():  # a stop that came since the rail last looked
-            raise MoveStoppedError(f"{self.name}: stopped before moving")
+        self._raise_if_stopped_before_moving()
         try:
             with self._link.lock:
                 self._link.discard_input()

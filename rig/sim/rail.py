@@ -133,8 +133,7 @@ class SimulatedRail(Rail):
 
     def _travel(self, target: float, kind: str) -> None:
         self._halt_event.clear()
-        if self._motion.stopped.is_set():  # a stop that came since the rail last looked
-            raise MoveStoppedError(f"{self.name}: stopped before moving")
+        self._raise_if_stopped_before_moving()
         start = self._read_position()
         sign = 1.0 if target >= start else -1.0
         profile = Trapezoid(abs(target - start) / 1000.0, self.speed_mm_s, self.accel_mm_s2)
