@@ -221,6 +221,7 @@ class Stacker:
         self._predicted: np.ndarray | None = None
         self._prev_sharp = 0.0  # the alignment reference's sharpness (:func:`_sharpness`)
         self._weak: tuple[Any, ...] | None = None  # a blurred frame passed over as reference
+        self._colourless = False  # the first merged frame was greyscale
         self._coverage: Coverage | None = None
         self._warped: np.ndarray | None = None  # the last merged frame, warped
         self._buffers: list[np.ndarray] = []
@@ -312,6 +313,10 @@ class Stacker:
             self._setup(image)
             self.linear = linear
         levels = self._small_levels(image)
+        colourless = _colourless(levels[self._align_level])
+        if self.frames_merged and colourless != self._colourless:
+            outcome = self._mixed_colour(colourless)
+            return self._recorded(outcome, index, name, position_um, t0)
         gray = luma(levels[self._align_level].astype(np.float32))
         if self.linear:
             top = float(np.iinfo(image.dtype).max)
@@ -322,11 +327,28 @@ class Stacker:
                            interpolation=cv2.INTER_AREA).astype(np.float32)  # fmt: skip
         if self.frames_merged == 0:
             outcome = self._start(image, small, small_luma, index)
+            self._colourless = colourless
         else:
             outcome = self._add_next(image, small, small_luma, index)
+        return self._recorded(outcome, index, name, position_um, t0)
+
+    def _recorded(
+        self, outcome: _Outcome, index: int, name: str, position_um: float | None, t0: float
+    ) -> FrameRecord:
         record = outcome.record(index, name, position_um, seconds=time.perf_counter() - t0)
         self.records.append(record)
         return record
+
+    def _mixed_colour(self, colourless: bool) -> _Outcome:
+        """A greyscale frame kept out of a colour stack, or a colour frame out of a greyscale
+        one: merged, it would leave patches without colour (or with it) wherever it is the
+        sharpest frame."""
+        kinds = ("colour", "greyscale")
+        reason = (
+            f"a {kinds[colourless]} frame in a stack of {kinds[self._colourless]} frames; "
+            "stack greyscale and colour frames separately"
+        )
+        return _Outcome(False, reason, np.eye(3), np.ones(3), 0.0)
 
     def _check_frame(self, image: np.ndarray, name: str) -> np.ndarray:
         if image.ndim == 2:
@@ -881,6 +903,13 @@ stacks (pcb-stack, bench_depth's and bench_glow's families) neighbouring frames 
 below 0.65 of each other; blurs of sigma 3 px fall to 0.49 and do no harm, of 10 px to 0.15.
 A frame that aligns with the sharper one only badly is aligned with the blurred one instead,
 and after two blurred frames in a row the stack follows them (defocus towards an end)."""
+
+
+def _colourless(small: np.ndarray) -> bool:
+    """True for a greyscale frame (decoded to three equal channels), though not for a frame
+    of one flat level (a black frame), which has nothing to tell."""
+    b, g, r = cv2.split(small)
+    return bool(np.array_equal(b, g) and np.array_equal(b, r) and b.min() != b.max())
 
 
 def _sharpness(small_luma: list[np.ndarray]) -> float:

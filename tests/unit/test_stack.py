@@ -269,6 +269,33 @@ def test_mismatched_frames_are_errors(frames) -> None:
         s.add(frames[1].image.astype(np.uint16) * 257, name="c.tif")
 
 
+def test_greyscale_and_colour_frames_are_not_merged_together(frames) -> None:
+    """A greyscale file in a colour stack (decoded to three equal channels) merged silently,
+    leaving grey patches wherever it was the sharpest frame; and the other way round."""
+
+    def grey(image: np.ndarray) -> np.ndarray:
+        return cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+
+    s = run(frames[:2])
+    record = s.add(grey(frames[2].image), name="c.jpg")
+    assert not record.merged
+    assert record.reason == (
+        "a greyscale frame in a stack of colour frames; stack greyscale and colour frames "
+        "separately"
+    )
+    assert s.add(frames[3].image, name="d.jpg").merged  # colour goes on
+    s = Stacker()
+    s.add(grey(frames[0].image))
+    assert s.add(grey(frames[1].image)).merged
+    record = s.add(frames[2].image)
+    assert not record.merged and record.reason is not None
+    assert record.reason.startswith("a colour frame in a stack of greyscale frames")
+    # A frame of one flat level (a black frame) is neither: registration judges it.
+    s = run(frames[:2])
+    record = s.add(np.zeros_like(frames[2].image))
+    assert not record.merged and "greyscale" not in str(record.reason)
+
+
 def test_bad_options_are_errors() -> None:
     with pytest.raises(StackerError, match="method 'pmax'"):
         Stacker(method="pmax")
