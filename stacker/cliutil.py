@@ -49,6 +49,8 @@ def run_app(app: typer.Typer, prog_name: str, units: Collection[str] = TIME_UNIT
         except SystemExit as exc:
             if exc.code in (None, 0):
                 _refuse_lost_output(prog_name)
+            if _typer_interrupted(exc):
+                raise KeyboardInterrupt from None
             raise
     except Interrupted as exc:
         wind_down()
@@ -61,6 +63,14 @@ def run_app(app: typer.Typer, prog_name: str, units: Collection[str] = TIME_UNIT
         wind_down()
         print(f"{prog_name}: interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def _typer_interrupted(exc: SystemExit) -> bool:
+    """True when Typer ended the command with status 130 for a Ctrl-C (or SIGTERM) that came
+    before the command's own handling (parsing, opening a device): it says nothing, and the
+    command looked as if it had ended by itself."""
+    ended_by = exc.__context__
+    return exc.code == 130 and isinstance(getattr(ended_by, "__cause__", None), KeyboardInterrupt)
 
 
 _PRINTS_ITS_RESULT: list[bool] = []

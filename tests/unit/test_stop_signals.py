@@ -281,3 +281,35 @@ def test_an_abort_that_cannot_wait_says_how_to_resume(
     assert "SIGINT: aborting" in text
     assert "session aborted: every frame on disk is kept" in text
     assert f"continue with: rig resume {tmp_path / 'beetle'}" in text
+
+
+def test_a_ctrl_c_before_a_command_handles_it_is_told(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Typer turns a KeyboardInterrupt that reaches it (a Ctrl-C while a command parses its
+    options or opens a device, before its own handling) into status 130 without a word; the
+    command looked as if it had ended by itself. A command's own ``typer.Exit(130)``, which
+    has said what it stopped, is left as it is."""
+    import typer
+
+    from stacker.cliutil import run_app
+
+    monkeypatch.setattr(sys, "argv", ["prog"])
+
+    def app_raising(error: BaseException) -> typer.Typer:
+        app = typer.Typer()
+
+        @app.command()
+        def go() -> None:
+            raise error
+
+        return app
+
+    with pytest.raises(SystemExit) as ended:
+        run_app(app_raising(KeyboardInterrupt()), "prog")
+    assert ended.value.code == 130
+    assert capsys.readouterr().err == "prog: interrupted\n"
+    with pytest.raises(SystemExit) as ended:
+        run_app(app_raising(typer.Exit(130)), "prog")
+    assert ended.value.code == 130
+    assert capsys.readouterr().err == ""
