@@ -4,7 +4,8 @@ Loading the ``stacker`` or ``rig`` command (OpenCV, numpy, typer, the preview se
 second or more on a Raspberry Pi; a Ctrl-C in that time, the moment a typo is seen, used to end
 in a ``KeyboardInterrupt`` traceback from whichever import it fell in (and a SIGTERM or SIGHUP
 without a word). The commands' own
-handling (:func:`stacker.cliutil.run_app`) takes over once they are loaded. Once the command
+handling (:func:`stacker.cliutil.run_app`) takes over once they are loaded, and SIGTERM and
+SIGHUP go on raising as Ctrl-C does where a command does not route them itself. Once the command
 has ended, a Ctrl-C while the interpreter shuts down (flushing logs, joining threads) no longer
 ends in a traceback from whichever exit handler it fell in.
 """
@@ -24,13 +25,13 @@ from typing import Any
 
 def launch(module: str, prog: str) -> None:
     """Import ``module`` and run its ``main``; ``prog: interrupted`` and exit status 130 when
-    interrupted while it loads (Ctrl-C, SIGTERM, or SIGHUP unless ``nohup`` ignores it)."""
+    interrupted while it loads (Ctrl-C, SIGTERM, or SIGHUP unless ``nohup`` ignores it). The
+    latter two raise :class:`KeyboardInterrupt` as Ctrl-C does from then on, for ``main`` to
+    handle (:func:`stacker.cliutil.run_app`), where a command does not route them itself."""
     atexit.register(_ignore_stop_signals)
-    previous = {
-        s: signal.signal(s, as_ctrl_c)
-        for s in (signal.SIGTERM, signal.SIGHUP)
-        if signal.getsignal(s) is not signal.SIG_IGN
-    }
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(s) is not signal.SIG_IGN:
+            signal.signal(s, as_ctrl_c)
     # A Ctrl-C that lands in a callback the import machinery runs (a module lock's weakref
     # callback) cannot propagate: Python printed "Exception ignored in ..." with a traceback,
     # and the command ran on. Such an interrupt is noted and acted on once loading ends.
@@ -63,8 +64,9 @@ def launch(module: str, prog: str) -> None:
         warnings.showwarning = show_before
     for warning in said:
         warnings.showwarning(*warning)
-    for s, handler in previous.items():  # the commands handle them where they matter
-        signal.signal(s, handler)
+    # SIGTERM and SIGHUP go on doing what Ctrl-C does until a command hands them to its own
+    # handling: parsing options, finding a camera or homing a rail before that, they ended it
+    # by their default action, without a word (status 143, 129).
     try:
         main()
     finally:
@@ -76,9 +78,9 @@ def launch(module: str, prog: str) -> None:
 
 def as_ctrl_c(_signum: int, _frame: FrameType | None) -> None:
     """A signal handler that makes SIGTERM (``kill``, a service manager stopping the command)
-    and SIGHUP (the terminal closed) do what Ctrl-C does while a command loads (once loaded,
-    :func:`stacker.cliutil.signals_as_ctrl_c` does it where it matters). By default they killed
-    it without a word."""
+    and SIGHUP (the terminal closed) do what Ctrl-C does, from the moment a command starts to
+    load; the commands route them their own way where they matter
+    (:func:`stacker.cliutil.signals_handled`). By default they killed it without a word."""
     raise KeyboardInterrupt
 
 

@@ -98,6 +98,45 @@ def test_sigterm_or_a_hangup_during_loading_is_one_line(tmp_path: Path, stop: in
     assert (done.returncode, done.stderr) == (130, "stacker: interrupted\n")
 
 
+BUSY_COMMAND = """
+import os, signal, time
+import typer
+from stacker.cliutil import run_app
+
+app = typer.Typer()
+
+@app.command()
+def go() -> None:
+    print("opening the camera", flush=True)  # set-up, before any routing of its own
+    os.kill(os.getpid(), signal.{name})
+    time.sleep(5)
+
+def main():
+    run_app(app, "rig")
+"""
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP], ids=["term", "hup"])
+def test_sigterm_or_a_hangup_before_a_command_routes_them_is_one_line(
+    tmp_path: Path, stop: int
+) -> None:
+    """Once loaded, a command setting up (finding a camera, homing a rail) before it routes
+    stop signals itself was killed by SIGTERM or SIGHUP without a word (status 143, 129); they
+    now end it as Ctrl-C does there."""
+    name = signal.Signals(stop).name
+    (tmp_path / "busy_command.py").write_text(BUSY_COMMAND.format(name=name), encoding="utf-8")
+    code = (
+        f"import sys; sys.path.insert(0, {str(tmp_path)!r}); "
+        "from stacker.launch import launch; launch('busy_command', 'rig')"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (
+        130,
+        "opening the camera\n",
+        "rig: interrupted\n",
+    )
+
+
 def _launched(pid: int, timeout: float = 30.0) -> None:
     """Wait until process ``pid`` has reached :func:`stacker.launch.launch`, which catches
     SIGTERM (``SigCgt`` in ``/proc/PID/status``; where there is no ``/proc``, at once). Before
