@@ -47,7 +47,15 @@ def establish_reference(
     (a station, whose page homes and unlocks), told to ``later`` and left to be settled there.
     """
     if home:
-        focuser.home()
+        try:
+            focuser.home()
+        except BaseException:
+            # Closing the port does not stop a homing cycle (GRBL on a board whose port does
+            # not reset it, Marlin's G28): a Ctrl-C while a session sets up left the carriage
+            # running to its switch after the command had ended.
+            with contextlib.suppress(Exception):
+                focuser.stop()
+            raise
         return
     problem = focuser.capabilities.unreferenced
     if problem is None:

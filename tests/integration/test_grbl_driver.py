@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 import tracemalloc
@@ -688,3 +689,30 @@ def test_answers_are_not_kept_once_their_command_is_done(sim: GrblSimulator) -> 
         finally:
             tracemalloc.stop()
     assert after - before < 20, f"{after - before} more blocks held after 200 commands"
+
+
+def test_an_interrupt_while_a_session_homes_stops_the_homing_cycle() -> None:
+    """``rig shoot --home``: a Ctrl-C while the rail homed, before the session began, closed
+    the port and left homing running (GRBL on a board whose port does not reset it, Marlin's
+    G28) to its switch after the command had ended. The cycle is stopped first."""
+    from rig.devices import establish_reference
+
+    slow_seek = {24: 200.0, 25: 12.0}  # 50 mm at 12 mm/min: 250 s, 25 s real
+
+    def raise_signalled(_signum: int, _frame: object) -> None:
+        raise Signalled
+
+    with (
+        GrblSimulator(time_scale=10.0, settings=slow_seek) as sim,
+        connected(sim, GrblRail, "&homing=all") as rail,
+    ):
+        before = signal.signal(signal.SIGUSR1, raise_signalled)
+        try:
+            act_when(lambda: sim.state == "Home", lambda: os.kill(os.getpid(), signal.SIGUSR1))
+            with pytest.raises(Signalled):
+                establish_reference(rail, home=True, accept=False, left=None, units="um")
+            assert sim.state != "Home", "homing ran on after the interrupt"
+            assert sim.alarms == [6]  # reset during homing
+        finally:
+            signal.signal(signal.SIGUSR1, before)
+            rail.stop()
