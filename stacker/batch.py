@@ -602,7 +602,9 @@ def _stops_held() -> Iterator[list[int]]:
     it is started before. SIGINT was ignored here instead, and a Ctrl-C in the seconds the
     cluster took to start was dropped: the batch ran to its end, status 0. SIGTERM or SIGHUP
     raised in the middle of the start, and Dask failed to close the half-started cluster,
-    with a traceback.
+    with a traceback. Once one came, the batch is stopping: a second Ctrl-C or SIGTERM ends it
+    at once with 130, as :func:`~stacker.launch.wind_down` does, and a hang-up is ignored;
+    noted too, the second waited for the start (seconds on a Pi, or the start's timeout).
     """
     import signal
     from multiprocessing import resource_tracker
@@ -610,6 +612,8 @@ def _stops_held() -> Iterator[list[int]]:
     came: list[int] = []
 
     def note(signum: int, _frame: object) -> None:
+        if came and signum != signal.SIGHUP:
+            os._exit(130)
         came.append(signum)
 
     resource_tracker.ensure_running()

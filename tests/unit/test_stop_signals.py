@@ -235,6 +235,48 @@ def test_a_stop_while_a_batch_cluster_starts_is_held_then_acted_on(
     assert starting.closed
 
 
+_TWO_STOPS_WHILE_A_CLUSTER_STARTS = """
+import signal
+import dask.distributed
+from stacker import batch
+from stacker.cliutil import signals_as_ctrl_c
+
+class Starting:
+    def __init__(self, **_options):
+        signal.raise_signal(signal.SIGTERM)
+        signal.raise_signal(signal.SIG{name})  # a stop pressed again: the start takes a while
+        print("started", flush=True)
+    def close(self):
+        print("closed", flush=True)
+
+dask.distributed.LocalCluster = Starting
+try:
+    with signals_as_ctrl_c():
+        batch._connect(None, 1, 1)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "status", "printed"),
+    [("TERM", 130, ""), ("HUP", 0, "started\nclosed\ninterrupted\n")],
+)
+def test_a_second_stop_while_a_batch_cluster_starts_ends_at_once(
+    name: str, status: int, printed: str
+) -> None:
+    """A stop while ``stacker batch``'s local cluster starts waits for the start to end (see
+    above); a second Ctrl-C or SIGTERM was held with it, and the batch ended only once the
+    cluster had started (seconds on a Pi, up to its start's timeout when a worker cannot start),
+    where the README says a second one ends a stopping command at once with 130. A hang-up is
+    then ignored."""
+    done = subprocess.run(
+        [sys.executable, "-c", _TWO_STOPS_WHILE_A_CLUSTER_STARTS.replace("{name}", name)],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout, done.stderr) == (status, printed, "")
+
+
 class StackingOnAndOn:
     """A session runner's stand-in whose run outlasts an abort, as a slow machine's stacking of
     a large frame does (a C call that cannot be interrupted)."""
