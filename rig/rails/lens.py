@@ -166,9 +166,20 @@ class LensFocuser:
         """Step to ``position`` (in steps from the start) by the difference from here, in whole
         steps: a lens with its own position (Fuji) may stand between two steps of ``size``
         units where it was focused by hand, and every plan position was then refused as a
-        fractional move; it reaches the nearest step to ``position``, as close as it can."""
+        fractional move; it reaches the nearest step to ``position``, as close as it can. Not
+        past an end of its travel that ``position`` lies within: the nearest step to the far
+        end, from 20.4 steps, is 100.4, and a plan ending at 100 hit the end stop there."""
         delta = position - self._position
-        self.move_by(round(delta) if math.isfinite(delta) else delta)
+        if not math.isfinite(delta):
+            self.move_by(delta)
+            return
+        steps = round(delta)
+        low, high = self._strategy.limits()
+        if high is not None and position <= high < self._position + steps:
+            steps = math.floor(high - self._position + 1e-9)
+        if low is not None and position >= low > self._position + steps:
+            steps = math.ceil(low - self._position - 1e-9)
+        self.move_by(steps)
 
     def home(self) -> None:
         raise MotionError(

@@ -358,6 +358,22 @@ def test_an_absolute_lens_between_two_steps_moves_to_the_nearest() -> None:
         lens.move_by(0.5)  # a jog by a fraction is still refused
 
 
+@pytest.mark.parametrize(("stands", "target", "lands"), [(102.0, 100, 497.0), (398.0, 0, 3.0)])
+def test_an_absolute_lens_between_two_steps_reaches_its_end_without_passing_it(
+    stands: float, target: float, lands: float
+) -> None:
+    """A Fuji lens at 102 units stands at 20.4 steps of 5; the nearest step to its far end (100
+    steps, 500 units) lies past it, at 100.4. A plan ending there went for it and failed at its
+    last frame with an end stop "after 80 of 80 steps", the lens at 500 and counted at 100.4."""
+    body = FakeBody(
+        "FUJIFILM", FakeWidget("focusposition", WIDGET_RANGE, stands, rng=(0.0, 500.0, 1.0))
+    )
+    lens = LensFocuser(FakeLensCamera(body), size=5)  # type: ignore[arg-type]
+    lens.move_to(target)
+    assert body.widgets["focusposition"].value == lands
+    assert lens.position == pytest.approx(lands / 5)
+
+
 def test_lens_focuser_position_after_an_end_stop() -> None:
     cam = FakeLensCamera(nikon(travel=10))
     lens = LensFocuser(cam)  # type: ignore[arg-type]
