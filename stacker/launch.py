@@ -47,7 +47,8 @@ def launch(module: str, prog: str) -> None:
     sys.unraisablehook = note_interrupt
     # The warnings loading gives are told once it has ended, and not after an interrupt, which
     # is their cause: a compiled (Cython) module whose set-up it cut short warned "Cython module
-    # failed to patch module with custom type" above the one line.
+    # failed to patch module with custom type" above the one line. A load that failed otherwise
+    # tells them above its traceback: "numpy.dtype size changed" is what explains it.
     said: list[tuple[Any, ...]] = []
     show_before = warnings.showwarning
     warnings.showwarning = lambda *warning, **_: said.append(warning)  # filters stay as set
@@ -56,14 +57,15 @@ def launch(module: str, prog: str) -> None:
         if ignored:
             raise KeyboardInterrupt
     except KeyboardInterrupt:
+        said.clear()
         wind_down()
         print(f"{prog}: interrupted", file=sys.stderr)
         sys.exit(130)
     finally:
         sys.unraisablehook = unraisable_before
         warnings.showwarning = show_before
-    for warning in said:
-        warnings.showwarning(*warning)
+        for warning in said:
+            warnings.showwarning(*warning)
     # SIGTERM and SIGHUP go on doing what Ctrl-C does until a command hands them to its own
     # handling: parsing options, finding a camera or homing a rail before that, they ended it
     # by their default action, without a word (status 143, 129).

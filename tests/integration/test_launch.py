@@ -81,6 +81,27 @@ def test_warnings_of_an_interrupted_load_are_not_told(tmp_path: Path, interrupte
         assert "UserWarning: said by the command" in done.stderr
 
 
+def test_warnings_of_a_load_that_failed_are_told(tmp_path: Path) -> None:
+    """Warnings are held while the command loads; a load that failed (an install whose compiled
+    numpy does not match: "numpy.dtype size changed, may indicate binary incompatibility", then
+    the error) lost them, and with them the hint above its traceback."""
+    (tmp_path / "broken_command.py").write_text(
+        "import warnings\n"
+        "warnings.warn('numpy.dtype size changed, may indicate binary incompatibility', "
+        "RuntimeWarning)\n"
+        "raise ImportError('broken install')\n",
+        encoding="utf-8",
+    )
+    code = (
+        f"import sys; sys.path.insert(0, {str(tmp_path)!r}); "
+        "from stacker.launch import launch; launch('broken_command', 'rig')"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "RuntimeWarning: numpy.dtype size changed" in done.stderr
+    assert done.stderr.rstrip().endswith("ImportError: broken install")
+
+
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP], ids=["term", "hup"])
 def test_sigterm_or_a_hangup_during_loading_is_one_line(tmp_path: Path, stop: int) -> None:
     """A service manager's stop or a closed terminal in the second a command takes to load
