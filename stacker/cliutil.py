@@ -368,7 +368,8 @@ def _routed(route: Callable[[int], None], signals: tuple[signal.Signals, ...]) -
     leaves the process in :func:`~stacker.launch.wind_down` rather than restoring the handlers
     before it: a second signal landing after the block, while the stop the first began winds
     up, ended the process with the default action (SIGTERM, SIGHUP) or in a traceback
-    (Ctrl-C).
+    (Ctrl-C). So does a :class:`KeyboardInterrupt` leaving the block: a stop that code in it
+    heard in its own way (``stacker batch`` notes those that come while its cluster starts).
     """
     routed = [
         s for s in signals if not (s == signal.SIGHUP and signal.getsignal(s) == signal.SIG_IGN)
@@ -382,6 +383,9 @@ def _routed(route: Callable[[int], None], signals: tuple[signal.Signals, ...]) -
     previous = {s: signal.signal(s, on_signal) for s in routed}
     try:
         yield
+    except KeyboardInterrupt:
+        came.append(signal.SIGINT)
+        raise
     finally:
         for s, h in previous.items():
             signal.signal(s, h)

@@ -233,6 +233,9 @@ def test_a_stop_while_a_batch_cluster_starts_is_held_then_acted_on(
     with pytest.raises(KeyboardInterrupt), signals_as_ctrl_c():
         batch._connect(None, 1, 1)
     assert starting.closed
+    # Stopping, the process winds down as after a stop the block heard itself: the block left
+    # SIGTERM and SIGHUP at their defaults, and a second one as the batch ended killed it (143).
+    assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
 
 
 _TWO_STOPS_WHILE_A_CLUSTER_STARTS = """
