@@ -44,7 +44,11 @@ class Focuser(Protocol):
 
     ``move_to``/``move_by`` return only after the motion is complete and the settle delay has
     passed; ``stop`` halts at once and leaves the device safe (the bluesky meaning of
-    ``stop(success=False)``).
+    ``stop(success=False)``), and stops a motion asked for before it that has not begun.
+
+    ``stops_seen`` is :attr:`stops` when the caller decided to move (by default, when the call
+    starts): a stop counted after it stops the motion before it begins. The station reads the
+    count where its Stop button can see the move, so a Stop pressed in between is not lost.
     """
 
     @property
@@ -56,11 +60,15 @@ class Focuser(Protocol):
     @property
     def position(self) -> float: ...
 
-    def move_to(self, position: float) -> None: ...
+    @property
+    def stops(self) -> int:
+        """How many times :meth:`stop` has been called."""
+
+    def move_to(self, position: float, *, stops_seen: int | None = None) -> None: ...
 
     def move_by(self, delta: float) -> None: ...
 
-    def home(self) -> None: ...
+    def home(self, *, stops_seen: int | None = None) -> None: ...
 
     def accept_position(self, position: float | None = None) -> None:
         """Clear ``capabilities.unreferenced``: the current position (or ``position``) is right."""

@@ -41,14 +41,14 @@ class FakeFocuser:
     def position(self) -> float:
         return self._position
 
-    def move_to(self, position: float) -> None:
+    def move_to(self, position: float, *, stops_seen: int | None = None) -> None:
         self.moves.append(position)
         self._position = position
 
     def move_by(self, delta: float) -> None:
         self.move_to(self._position + delta)
 
-    def home(self) -> None:
+    def home(self, *, stops_seen: int | None = None) -> None:
         self.move_to(0.0)
 
     def stop(self) -> None:

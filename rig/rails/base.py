@@ -213,8 +213,14 @@ class Rail(ABC):
         """Current position in micrometres."""
         return self._read_position()
 
-    def move_to(self, position: float) -> None:
-        """Move to ``position`` µm, approaching from the configured side, then settle.
+    @property
+    def stops(self) -> int:
+        """How many times :meth:`stop` has been called (see ``stops_seen``)."""
+        return self._motion.stops
+
+    def move_to(self, position: float, *, stops_seen: int | None = None) -> None:
+        """Move to ``position`` µm, approaching from the configured side, then settle; a stop
+        after the ``stops_seen``-th (:attr:`stops` as the call starts) stops it.
 
         Raises
         ------
@@ -222,7 +228,7 @@ class Rail(ABC):
             Before any motion when ``position`` is outside the soft limits; during the move on
             an alarm, a stop or a lost position.
         """
-        asked = self._motion.stops
+        asked = self._motion.stops if stops_seen is None else stops_seen
         position = float(position)
         self._check_limits(position)
         self._ready_check()
@@ -252,14 +258,15 @@ class Rail(ABC):
         """Move ``delta`` µm relative to the current position (same rules as :meth:`move_to`)."""
         self.move_to(self._read_position() + delta)
 
-    def home(self) -> None:
-        """Run the homing cycle; afterwards the position is known."""
+    def home(self, *, stops_seen: int | None = None) -> None:
+        """Run the homing cycle; afterwards the position is known. ``stops_seen`` as for
+        :meth:`move_to`."""
         if not self._can_home:
             raise MotionError(
                 f"{self.name} cannot home (no homing cycle configured): take where it stands as "
                 "the reference with --accept-position instead"
             )
-        asked = self._motion.stops
+        asked = self._motion.stops if stops_seen is None else stops_seen
         with self._move_lock:
             self._begin(asked, "homing")
             self._home()

@@ -30,6 +30,7 @@ from rig.camera import Camera, FocusEndStopError
 from rig.camera.focus import FocusStrategy
 from rig.errors import MotionError
 from rig.focuser import FocuserCapabilities
+from rig.rails.base import MoveStoppedError
 from rig.rails.url import DeviceURL, URLError
 from rig.units import parse_duration
 
@@ -73,6 +74,7 @@ class LensFocuser:
         start = self._strategy.position() if self._strategy.absolute else None
         self._position = float(start) if start is not None else 0.0
         self._referenced = self._strategy.absolute
+        self._stops = 0
 
     @classmethod
     def from_url(cls, url: str, camera: Camera | None = None) -> LensFocuser:
@@ -142,14 +144,25 @@ class LensFocuser:
         """Steps from the session's start (the lens's own position on absolute bodies)."""
         return self._position
 
+    @property
+    def stops(self) -> int:
+        """How many times :meth:`stop` has been called (see ``stops_seen``)."""
+        return self._stops
+
     def move_by(self, delta: float) -> None:
         """Step the lens ``delta`` whole steps (positive: farther); returns once settled."""
+        self._step(delta, self._stops)
+
+    def _step(self, delta: float, asked: int) -> None:
         steps = round(delta)
         if not math.isfinite(delta) or abs(delta - steps) > 1e-9:
             raise MotionError(f"{self.name} moves in whole lens steps; cannot move by {delta:g}")
         if steps == 0:
             return
-        self._strategy.stop_event.clear()
+        self._strategy.stop_event.clear()  # before the count is compared: see Rail._begin
+        if self._stops != asked:
+            self._strategy.stop_event.set()
+            raise MoveStoppedError(f"{self.name}: move stopped before it began")
         try:
             done = self.camera.focus_drive(steps)
         except FocusEndStopError as exc:
@@ -162,16 +175,18 @@ class LensFocuser:
                 f"(position {self._position:g} steps)"
             )
 
-    def move_to(self, position: float) -> None:
+    def move_to(self, position: float, *, stops_seen: int | None = None) -> None:
         """Step to ``position`` (in steps from the start) by the difference from here, in whole
         steps: a lens with its own position (Fuji) may stand between two steps of ``size``
         units where it was focused by hand, and every plan position was then refused as a
         fractional move; it reaches the nearest step to ``position``, as close as it can. Not
         past an end of its travel that ``position`` lies within: the nearest step to the far
-        end, from 20.4 steps, is 100.4, and a plan ending at 100 hit the end stop there."""
+        end, from 20.4 steps, is 100.4, and a plan ending at 100 hit the end stop there.
+        ``stops_seen``: see :class:`~rig.focuser.Focuser`."""
+        asked = self._stops if stops_seen is None else stops_seen
         delta = position - self._position
         if not math.isfinite(delta):
-            self.move_by(delta)
+            self._step(delta, asked)
             return
         steps = round(delta)
         low, high = self._strategy.limits()
@@ -179,9 +194,9 @@ class LensFocuser:
             steps = math.floor(high - self._position + 1e-9)
         if low is not None and position >= low > self._position + steps:
             steps = math.ceil(low - self._position - 1e-9)
-        self.move_by(steps)
+        self._step(steps, asked)
 
-    def home(self) -> None:
+    def home(self, *, stops_seen: int | None = None) -> None:
         raise MotionError(
             f"{self.name} cannot home: a lens has no reference position; focus on the nearest "
             "point by eye and start the plan from there"
@@ -189,6 +204,7 @@ class LensFocuser:
 
     def stop(self) -> None:
         """Stop after the step in progress (a lens step cannot be interrupted)."""
+        self._stops += 1  # before the event is set: see _step
         self._strategy.stop_event.set()
 
     def close(self) -> None:

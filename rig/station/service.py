@@ -319,8 +319,8 @@ class Station:
                     f"outside the travel {format_length(lo, self.units)} to "
                     f"{format_length(hi, self.units)}"
                 )
-            with self._moving("jog"):
-                self.focuser.move_to(target)
+            with self._moving("jog") as stops_seen:
+                self.focuser.move_to(target, stops_seen=stops_seen)
         return self._moved(target)
 
     def home(self) -> float:
@@ -329,18 +329,21 @@ class Station:
             raise StationError(f"{self.focuser.name} cannot home (no homing cycle configured)")
         with self.exclusive("home"):
             self._rail_link()
-            with self._moving("home"):
-                self.focuser.home()
+            with self._moving("home") as stops_seen:
+                self.focuser.home(stops_seen=stops_seen)
         return self._moved(0.0)
 
     @contextlib.contextmanager
-    def _moving(self, what: str) -> Iterator[None]:
+    def _moving(self, what: str) -> Iterator[int]:
         """Say, for the block, that a request moves the rail (``what``): :meth:`stop_rail`
-        may halt it meanwhile."""
+        may halt it meanwhile. Gives the rail's stop count as it was then, for the move: a Stop
+        pressed before the rail read it itself was taken for an older one, answered "jog",
+        and the jog ran its whole way."""
         with self._rail_move_lock:
             self._rail_move = what
+            stops_seen = self.focuser.stops
         try:
-            yield
+            yield stops_seen
         finally:
             with self._rail_move_lock:
                 self._rail_move = None

@@ -32,6 +32,7 @@ from rig.camera.focus import (
 from rig.errors import MotionError
 from rig.focuser import Focuser
 from rig.rails import open_focuser
+from rig.rails.base import MoveStoppedError
 from rig.rails.lens import LensFocuser
 from rig.rails.url import URLError
 from rig.session.journal import RailLeft
@@ -325,6 +326,22 @@ def test_lens_focuser_tracks_steps_and_satisfies_the_focuser_contract() -> None:
         lens.home()
     lens.close()
     assert not cam.closed  # the caller's camera stays open
+
+
+def test_a_lens_stop_after_the_move_was_asked_for_stops_it_before_it_drives() -> None:
+    """As a rail's: the station reads the stop count when its Stop can see the move, and a
+    stop counted since (pressed before the lens was told) stops the move instead of being
+    cleared by it."""
+    cam = FakeLensCamera(canon())
+    lens = LensFocuser.from_url("camera://?model=80D", camera=cam)  # type: ignore[arg-type]
+    seen = lens.stops
+    lens.stop()
+    assert lens.stops == seen + 1
+    with pytest.raises(MoveStoppedError, match="stopped before it began"):
+        lens.move_to(3, stops_seen=seen)
+    assert lens.position == 0 and cam.body.slept == []
+    lens.move_to(3)  # asked for after the stop: it moves
+    assert lens.position == 3
 
 
 def test_an_absolute_lens_counts_position_and_limits_in_its_steps() -> None:

@@ -15,13 +15,16 @@ import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import httpx
 import numpy as np
 import pytest
 
+from rig.errors import MotionError
 from rig.plan import ShotPlan
+from rig.rails.base import MoveStoppedError
 from rig.sim.rig import SimulatedRig
 from rig.station.api import station_app
 from rig.station.auth import load_token
@@ -526,7 +529,9 @@ def test_jogs_stay_inside_the_travel_and_the_rail_can_recover(station, client, m
     calls of the real rail are counted); the page can home and unlock the rail."""
     moves: list[float] = []
     real_move_to = station.focuser.move_to
-    monkeypatch.setattr(station.focuser, "move_to", lambda p: (moves.append(p), real_move_to(p))[1])
+    monkeypatch.setattr(
+        station.focuser, "move_to", lambda p, **kw: (moves.append(p), real_move_to(p, **kw))[1]
+    )
     start = client.get("/api/station").json()["rail"]["position"]
     for body in ({"to": "-1e20mm"}, {"by": "1e20mm"}, {"by": "1e308m"}, {"to": "400mm"}):
         r = client.post("/api/jog", json=body)
@@ -719,6 +724,65 @@ def test_a_jog_in_progress_can_be_stopped_from_the_page(tmp_path: Path) -> None:
                 assert not homing.is_alive() and time.monotonic() - t0 < 5
                 assert answers[1].status_code == 400, answers[1].text
         own.close()
+
+
+class HeldBeforeTheRail:
+    """The station's rail, holding a motion between the station saying it moves and the rail
+    being told (a few lines of Python: a thread switch there is rare, not impossible)."""
+
+    def __init__(self, rail: Any) -> None:
+        self.rail = rail
+        self.reached = threading.Event()
+        self.go_on = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.rail, name)
+
+    def _held(self) -> None:
+        self.reached.set()
+        assert self.go_on.wait(10)
+
+    def move_to(self, position: float, **kw: Any) -> None:
+        self._held()
+        self.rail.move_to(position, **kw)
+
+    def home(self, **kw: Any) -> None:
+        self._held()
+        self.rail.home(**kw)
+
+
+@pytest.mark.parametrize("motion", ["jog", "home"])
+def test_a_rail_stop_before_the_rail_is_told_stops_the_move(tmp_path: Path, motion: str) -> None:
+    """Stop pressed after the station said a jog moved the rail, but before the rail read its
+    stop count: the rail took the stop for an older one, the page was answered "jog", and the
+    jog ran its whole way. On a simulated rig of its own: a stopped homing cycle leaves the
+    rail unreferenced."""
+    with SimulatedRig(SPEC) as sim:
+        held = HeldBeforeTheRail(sim.focuser)
+        own = Station(tmp_path / "s", focuser=held, camera=sim.camera, rig={})  # type: ignore[arg-type]
+        start = sim.focuser.position
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                own.jog(to="20mm") if motion == "jog" else own.home()
+            except MotionError as exc:  # the page's 400
+                errors.append(exc)
+
+        mover = threading.Thread(target=run)
+        try:
+            mover.start()
+            assert held.reached.wait(10)
+            assert own.stop_rail() == motion
+            held.go_on.set()
+            mover.join(60)
+            assert [type(e) for e in errors] == [MoveStoppedError]
+            assert "stopped before it began" in str(errors[0])
+            assert sim.focuser.position == start
+        finally:
+            held.go_on.set()
+            mover.join(60)
+            own.close()
 
 
 def test_a_signal_another_thread_takes_while_the_station_waits_for_its_session(station) -> None:
