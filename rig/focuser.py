@@ -48,7 +48,8 @@ class Focuser(Protocol):
 
     ``stops_seen`` is :attr:`stops` when the caller decided to move (by default, when the call
     starts): a stop counted after it stops the motion before it begins. The station reads the
-    count where its Stop button can see the move, so a Stop pressed in between is not lost.
+    count where its Stop button can see the move, so a Stop pressed in between is not lost. (A
+    driver of another package written before these two is moved without them.)
     """
 
     @property

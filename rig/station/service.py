@@ -319,8 +319,8 @@ class Station:
                     f"outside the travel {format_length(lo, self.units)} to "
                     f"{format_length(hi, self.units)}"
                 )
-            with self._moving("jog") as stops_seen:
-                self.focuser.move_to(target, stops_seen=stops_seen)
+            with self._moving("jog") as seen:
+                self.focuser.move_to(target, **seen)
         return self._moved(target)
 
     def home(self) -> float:
@@ -329,21 +329,22 @@ class Station:
             raise StationError(f"{self.focuser.name} cannot home (no homing cycle configured)")
         with self.exclusive("home"):
             self._rail_link()
-            with self._moving("home") as stops_seen:
-                self.focuser.home(stops_seen=stops_seen)
+            with self._moving("home") as seen:
+                self.focuser.home(**seen)
         return self._moved(0.0)
 
     @contextlib.contextmanager
-    def _moving(self, what: str) -> Iterator[int]:
+    def _moving(self, what: str) -> Iterator[dict[str, int]]:
         """Say, for the block, that a request moves the rail (``what``): :meth:`stop_rail`
-        may halt it meanwhile. Gives the rail's stop count as it was then, for the move: a Stop
-        pressed before the rail read it itself was taken for an older one, answered "jog",
-        and the jog ran its whole way."""
+        may halt it meanwhile. Gives the rail's stop count as it was then, as the move's
+        ``stops_seen``: a Stop pressed before the rail read the count itself was taken for an
+        older one, answered "jog", and the jog ran its whole way. (A driver of another package
+        that counts no stops is moved as before.)"""
         with self._rail_move_lock:
             self._rail_move = what
-            stops_seen = self.focuser.stops
+            stops = getattr(self.focuser, "stops", None)
         try:
-            yield stops_seen
+            yield {} if stops is None else {"stops_seen": stops}
         finally:
             with self._rail_move_lock:
                 self._rail_move = None

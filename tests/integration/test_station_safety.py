@@ -785,6 +785,33 @@ def test_a_rail_stop_before_the_rail_is_told_stops_the_move(tmp_path: Path, moti
             own.close()
 
 
+class CountsNoStops:
+    """A driver of another package (``stackrig.focusers``) written before stops were counted:
+    no ``stops``, no ``stops_seen``."""
+
+    def __init__(self, rail: Any) -> None:
+        self._rail = rail
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "stops":
+            raise AttributeError(name)
+        return getattr(self._rail, name)
+
+    def move_to(self, position: float) -> None:
+        self._rail.move_to(position)
+
+
+def test_a_driver_that_counts_no_stops_still_jogs(rig: SimulatedRig, tmp_path: Path) -> None:
+    own = Station(tmp_path / "s", focuser=CountsNoStops(rig.focuser), camera=rig.camera, rig={})  # type: ignore[arg-type]
+    try:
+        start = rig.focuser.position
+        own.jog(by="100um")
+        assert rig.focuser.position == pytest.approx(start + 100)
+    finally:
+        own.close()
+        rig.focuser.move_to(start)
+
+
 def test_a_signal_another_thread_takes_while_the_station_waits_for_its_session(station) -> None:
     """``rig station`` stopping waits up to 30 s for the session in progress to write its
     composite (:meth:`Station.close`), and a second Ctrl-C or SIGTERM then ends it at once.
