@@ -251,6 +251,8 @@ def plan_cmd(
         if not save.is_symlink() and save.exists() and not save.is_file():
             # Renamed over, a device (/dev/null) or a pipe would be replaced by the plan.
             raise PlanError(f"{save}: not a regular file; give a file name such as plan.json")
+        if not save.parent.is_dir():  # as `stacker stack -o` says it
+            raise PlanError(f"{save}: the folder {save.parent} does not exist; create it first")
         try:
             atomic_write_bytes(save, plan.to_json().encode())
         except OSError as exc:

@@ -336,3 +336,15 @@ def test_optics_numbers_typed_with_a_comma_are_named(args: list[str], said: str)
     'Input should be a valid number', naming neither the value nor the fix."""
     result = CliRunner().invoke(app, ["plan", "--from", "0mm", "--to", "1mm", *args])
     assert isinstance(result.exception, PlanError) and str(result.exception) == said
+
+
+def test_a_plan_saved_into_a_missing_folder_names_the_folder(tmp_path) -> None:
+    """``rig plan --save shots/plan.json`` before ``shots`` existed said only "cannot write the
+    plan (No such file or directory)", where ``stacker stack -o`` names the missing folder."""
+    saved = tmp_path / "shots" / "plan.json"
+    args = ["plan", "--from", "0mm", "--to", "1mm", "--frames", "3", "--save", str(saved)]
+    result = CliRunner().invoke(app, args)
+    assert isinstance(result.exception, PlanError)  # `rig` prints it as one line, status 2
+    assert str(result.exception) == (
+        f"{saved}: the folder {saved.parent} does not exist; create it first"
+    )
