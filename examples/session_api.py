@@ -5,7 +5,8 @@ scene) so it runs anywhere::
 
     python examples/session_api.py /tmp/api-session
 
-Run again on the same folder, it resumes that session (shooting only what is missing).
+Run again on the same folder, it resumes that session (shooting only what is missing), also
+after a Ctrl-C, which aborts the run and is raised again once the session is closed.
 
 For real hardware, replace the simulated rig with ``rig.camera.Camera.open()`` and
 ``rig.rails.open_focuser("grbl:///dev/ttyUSB0")``, and the plan's range with your subject's.
@@ -62,4 +63,9 @@ def main(out: Path) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1] if len(sys.argv) > 1 else "api-session")))
+    folder = Path(sys.argv[1] if len(sys.argv) > 1 else "api-session")
+    try:
+        sys.exit(main(folder))
+    except KeyboardInterrupt:
+        print(f"interrupted: run again to resume {folder}", file=sys.stderr)
+        sys.exit(130)

@@ -337,6 +337,8 @@ class SessionRunner:
     # ---------------------------------------------------------------- run
     def run(self) -> SessionResult:
         """Shoot every missing position, stack, write the outputs; never raises for faults.
+        A :class:`KeyboardInterrupt` (a program's own Ctrl-C) aborts the run, which is closed
+        and journaled as aborted (resumable) before it is raised again.
 
         The folder is locked for the run (:meth:`SessionFolder.lock
         <rig.session.folder.SessionFolder.lock>`): a session another process is running is
@@ -366,6 +368,7 @@ class SessionRunner:
         reason = FinishReason.COMPLETED
         error: BaseException | None = None
         outputs: tuple[Path, ...] = ()
+        interrupted = False
         self._journal_legs(True)
         try:
             self._set_state(RunState.PREPARING)
@@ -408,6 +411,13 @@ class SessionRunner:
             reason, error = FinishReason.FAULT, _disk_fault(exc, self.folder.root)
             self._warn(str(error))
             self._set_state(RunState.FINISHING)
+        except KeyboardInterrupt:
+            # A Ctrl-C in a program that runs the session itself (the commands turn it into
+            # request_stop): as an abort, every frame on disk kept for a resume, and raised
+            # again once the session is closed, so that the program stops too.
+            reason, interrupted = FinishReason.ABORTED, True
+            self.abort()
+            self._set_state(RunState.FINISHING)
         except BaseException as exc:
             reason, error = FinishReason.ERROR, exc
             log.exception("session failed")
@@ -416,6 +426,8 @@ class SessionRunner:
             self._journal_legs(False)
             if self._worker is not None and self._worker.alive:
                 self._worker.abort()  # only after an unexpected error: do not leave it running
+                # The frame being stacked journals its merge: the journal closes after it.
+                self._worker.finish(timeout=ABORT_JOIN_S)
             self._finish_reason = reason
             self._journal_finish(reason, error)
             if self._journal is not None:
@@ -426,6 +438,8 @@ class SessionRunner:
         result = SessionResult(reason, self.status(), error, outputs)
         self._events.publish(SessionFinished(result))
         self._let_go_of_stack()
+        if interrupted:
+            raise KeyboardInterrupt
         return result
 
     def _let_go_of_stack(self) -> None:

@@ -17,7 +17,13 @@ import pytest
 
 from rig.errors import DeviceBusyError, MotionError, RigError
 from rig.plan import ShotPlan
-from rig.session.events import FrameCaptured, SessionEvent, SessionWarning, StatusChanged
+from rig.session.events import (
+    FrameCaptured,
+    SessionEvent,
+    SessionFinished,
+    SessionWarning,
+    StatusChanged,
+)
 from rig.session.folder import (
     SessionBusyError,
     SessionConfig,
@@ -339,6 +345,26 @@ def test_a_stop_between_frames_interrupts_after_the_frame_in_flight(tmp_path: Pa
     assert result.reason is FinishReason.INTERRUPTED and result.exit_code == 130
     assert frames(tmp_path / "s") == [1, 2] and focuser.stops == 1
     assert focuser.moves == [0.0, 100.0]  # no return to start after a stop
+
+
+def test_a_ctrl_c_in_a_program_running_a_session_aborts_it_and_goes_on(tmp_path: Path) -> None:
+    """A KeyboardInterrupt in a program that runs the session itself (the README's
+    examples/session_api.py) ended it as an error with an empty message, journaled so, and
+    swallowed: a script shooting several subjects went on to the next. The run is aborted,
+    journaled as such (resumable), and the interrupt raised again."""
+    ctrl_c = FakeCamera(fail=lambda stem, _: KeyboardInterrupt() if stem == "frame_0004" else None)
+    run = runner(tmp_path / "s", ctrl_c)
+    finished: list[SessionEvent] = []
+    run.subscribe(lambda e: isinstance(e, SessionFinished) and finished.append(e))
+    with pytest.raises(KeyboardInterrupt):
+        run.run()
+    assert [e.result.reason for e in finished] == [FinishReason.ABORTED]  # type: ignore[attr-defined]
+    ends = read_journal(tmp_path / "s" / "journal.jsonl").of_kind("finish")
+    assert [(r["reason"], r.get("error")) for r in ends] == [("aborted", None)]
+    assert frames(tmp_path / "s") == [1, 2, 3]
+    camera = FakeCamera()
+    assert runner(tmp_path / "s", camera).run().reason is FinishReason.COMPLETED
+    assert camera.shots == ["frame_0004", "frame_0005"]
 
 
 def test_a_plan_outside_the_soft_limits_is_refused_before_anything_moves() -> None:
