@@ -292,7 +292,11 @@ def _written_below(hot: HotFolder) -> str:
 
 
 def _landing_note(sub: Path, output: Path) -> str:
-    """What to do when frames land in a subfolder of the watched folder, which is not watched."""
+    """What to do when frames land in a subfolder of the watched folder, which is not watched.
+    Once this watch has written its result, the command told writes another beside it: the
+    same ``-o`` would replace the composite of the frames stacked so far."""
+    if output.exists():
+        output = output.with_name(f"{output.stem}-{sub.name}{output.suffix}")
     return (
         f"frames are landing in {sub}, a subfolder, which is not watched: to stack them, stop "
         f"(Ctrl-C) and run stacker watch {shlex.quote(str(sub))} -o {shlex.quote(str(output))}"

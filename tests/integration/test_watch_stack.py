@@ -336,8 +336,9 @@ def test_frames_landing_in_a_subfolder_are_named_while_the_watch_waits(
     """Capture One writes a session's frames into its ``Capture`` folder, EOS Utility and
     darktable into a folder per day or session made as the session starts (the files' times
     may be the camera's). A photographer who watches the folder above waits for a stack that
-    never grows: the watch says at once, once, where the frames land and what to run. Its own
-    composite, written into a subfolder, is no such frame."""
+    never grows: the watch says at once, once, where the frames land and what to run (an
+    output of its own: the watch's, written by then, would be replaced). Its own composite,
+    written into a subfolder, is no such frame."""
     for i in range(2):
         write_old(hot / f"top{i}.jpg", stack_jpegs[i])
     out = hot / "results" / "stacked.tif"
@@ -369,7 +370,7 @@ def test_frames_landing_in_a_subfolder_are_named_while_the_watch_waits(
     assert summary.status.merged == 2 and out.is_file()
     assert warnings == [
         f"frames are landing in {capture}, a subfolder, which is not watched: to stack them, stop "
-        f"(Ctrl-C) and run stacker watch {capture} -o {out}"
+        f"(Ctrl-C) and run stacker watch {capture} -o {out.with_name('stacked-Capture.tif')}"
     ]
 
 
