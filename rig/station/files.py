@@ -219,7 +219,9 @@ class SessionFiles:
         elif kind == "depth-preview":
             path = SessionFolder(folder).depth_preview_path
         else:
-            raise NotFoundError(f"no {kind!r} result: use composite, depth or depth-preview")
+            raise NotFoundError(  # a thumbnail has a route of its own (rig.station.history)
+                f"no {kind!r} result: use composite, depth, depth-preview or thumbnail"
+            )
         served = None if path is None else served_file(path, folder)
         if served is None:
             raise NotFoundError(f"session {sid} has no {kind} yet")

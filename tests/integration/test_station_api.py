@@ -250,6 +250,10 @@ def test_start_stop_resume_and_download_through_the_api(station, client) -> None
         on_disk = (station.root / "beetle" / "frames" / "frame_0003.jpg").read_bytes()
         assert zf.read("beetle/frames/frame_0003.jpg") == on_disk
     assert client.get("/api/sessions/nope/composite").status_code == 404
+    bogus = client.get("/api/sessions/beetle/bogus")  # every kind the README lists, named
+    assert bogus.status_code == 404
+    assert bogus.json()["error"].endswith("use composite, depth, depth-preview or thumbnail")
+    assert client.get("/api/sessions/beetle/thumbnail").status_code == 200
     assert folder_entries(station) == ["beetle"]
 
 
