@@ -54,7 +54,7 @@ from stacker.io import (
     truncation,
 )
 from stacker.locking import try_lock
-from stacker.options import OUTPUT_FORMATS, StackOptions
+from stacker.options import OUTPUT_FORMATS, Naming, StackOptions, option_name
 from stacker.pinned import read_small_text
 
 log = logging.getLogger("rig.session")
@@ -211,13 +211,14 @@ def _cannot_create(root: Path, exc: OSError) -> SessionFolderError:
     )
 
 
-def check_reference(plan: ShotPlan, stack: StackOptions) -> None:
+def check_reference(plan: ShotPlan, stack: StackOptions, *, name: Naming = option_name) -> None:
     """Refuse a numbered ``--reference`` beyond the plan's frames before anything is shot: the
-    stacker finds it missing only at the end, and a resume cannot change it."""
+    stacker finds it missing only at the end, and a resume cannot change it. ``name`` calls the
+    field as the front end does (``'reference'`` for the station's JSON)."""
     reference = stack.reference
     if isinstance(reference, int) and reference > plan.frames:
         raise SessionFolderError(
-            f"--reference {reference}: the plan shoots {plan.frames} frames; give 1 to "
+            f"{name('reference')} {reference}: the plan shoots {plan.frames} frames; give 1 to "
             f"{plan.frames}, first, middle or last"
         )
 

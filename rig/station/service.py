@@ -30,6 +30,7 @@ from rig.preview import SessionPreview
 from rig.session.folder import (
     SessionConfig,
     SessionFolder,
+    check_reference,
     dated_folder,
     stack_file,
 )
@@ -54,7 +55,7 @@ from rig.units import UnitError, format_length, parse_length
 from stacker.io import read_image
 from stacker.launch import WAKE_S
 from stacker.locking import try_lock
-from stacker.options import OUTPUT_FORMATS, StackOptions
+from stacker.options import OUTPUT_FORMATS, StackOptions, json_name
 from stacker.preview.hub import PreviewHub
 from stacker.preview.publisher import encode_jpeg
 
@@ -437,6 +438,7 @@ class Station:
             raise StationError(
                 f"the plan is in {plan.units} but this focuser moves in {self.units}"
             )
+        check_reference(plan, stack or StackOptions(), name=json_name)
         with self.exclusive("start a session"):
             # Read under the lock: a setting changed meanwhile would not be what is recorded.
             config = SessionConfig(

@@ -178,6 +178,10 @@ def test_only_files_of_its_own_sessions_are_served(station, server, client, tmp_
     bad = client.post("/api/sessions", json={"plan": PLAN, "name": "../evil"})
     assert bad.status_code == 400 and "session name" in bad.json()["error"]
     assert not (tmp_path / "evil").exists()
+    # Named as the JSON calls it, as the other fields are, not as the command line does.
+    beyond = client.post("/api/sessions", json={"plan": PLAN, "name": "t2", "reference": "99"})
+    assert beyond.status_code == 400
+    assert beyond.json()["error"].startswith("'reference' 99: the plan shoots")
     assert [s["id"] for s in client.get("/api/sessions").json()] == ["t1"]
 
 
