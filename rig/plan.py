@@ -223,7 +223,7 @@ class ShotPlan(PlanTiming):
         is never wider than asked.
         """
         if not step > 0:
-            raise PlanError(f"step {step:g} {units}: give a positive step")
+            raise PlanError(f"step {_fmt(step, units)}: give a positive step")
         span = abs(far - near)
         if span == 0:  # as from_frames: a one-frame "stack" of a forgotten --to is no plan
             raise PlanError(f"--from and --to are both {_fmt(near, units)}: give a range")

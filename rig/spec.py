@@ -24,6 +24,7 @@ from rig.camera.shot import parse_capture_target
 from rig.plan import (
     DEFAULT_COC_MM,
     MAX_DELAY_S,
+    MAX_FRAMES,
     PlanError,
     PlanTiming,
     PlanUnits,
@@ -165,6 +166,10 @@ class PlanSpec(PlanTiming):
         if direction not in ("near-to-far", "far-to-near"):
             raise PlanError(f"{name('direction')} {direction!r}: use near-to-far or far-to-near")
         spacing = _spacing(data, name, near_units)
+        if near == far and spacing != FrameCount(1):  # a forgotten --to: no stack
+            raise PlanError(
+                f"{name('from')} and {name('to')} are both {data['from']}: give a range"
+            )
         magnification = spacing.magnification if isinstance(spacing, OpticsSpacing) else None
         return cls(
             near=near,
@@ -241,11 +246,15 @@ def _spacing(data: Mapping[str, Any], name: Naming, units: PlanUnits) -> Spacing
                 f"{name('step')} {data['step']!r} is not in the same units as "
                 f"{name('from')}/{name('to')}"
             )
+        if not step > 0:
+            raise PlanError(f"{name('step')} {data['step']}: give a positive step")
         return StepSpacing(step)
     if given == ["frames"]:
         frames = _number(data["frames"], name("frames"))
         if frames is None or not frames.is_integer():
             raise PlanError(f"{name('frames')} must be a whole number, not {data['frames']!r}")
+        if not 1 <= frames <= MAX_FRAMES:
+            raise PlanError(f"{name('frames')} {frames:.0f}: a plan takes 1 to {MAX_FRAMES} frames")
         return FrameCount(int(frames))
     if given == ["na"] and not _blank(data.get("coc")):  # the NA's depth of field has none
         raise PlanError(f"{name('coc')} has no use with {name('na')}; leave it out")
@@ -254,8 +263,16 @@ def _spacing(data: Mapping[str, Any], name: Naming, units: PlanUnits) -> Spacing
             f"a depth-of-field step needs {name('from')}/{name('to')} as lengths (um, mm), "
             "not lens steps"
         )
+    if "na" not in optics and len(optics) == 1:
+        raise PlanError(
+            f"a depth-of-field step needs {name('magnification')} and {name('f_number')}"
+        )
     coc = _number(data.get("coc"), name("coc"))
     overlap = _number(data.get("overlap"), name("overlap"))
+    if overlap is not None and not 0.0 <= overlap < 1.0:
+        raise PlanError(
+            f"{name('overlap')} {overlap:g}: give a fraction from 0 to below 1 (e.g. 0.2)"
+        )
     return OpticsSpacing(
         magnification=_number(data.get("magnification"), name("magnification")),
         f_number=_number(data.get("f_number"), name("f_number")),

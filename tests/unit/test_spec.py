@@ -72,6 +72,25 @@ def test_errors_are_one_line_and_name_the_field_as_each_front_end_does(
             assert f"{shown}settle" in message
 
 
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        # each said what was wrong without the field: "step 0 um", "0 frames", "overlap 1",
+        # "needs the magnification and the f-number", and "--from and --to" in JSON too
+        ({"from": "0mm", "to": "1mm", "step": "0um"}, "step"),
+        ({"from": "0mm", "to": "1mm", "frames": 0}, "frames"),
+        ({"from": "0mm", "to": "1mm", "magnification": 1, "overlap": 1}, "f_number"),
+        ({"from": "0mm", "to": "1mm", "magnification": 1, "f_number": 8, "overlap": 1}, "overlap"),
+        ({"from": "1mm", "to": "1mm", "step": "50um"}, "from"),
+    ],
+)
+def test_a_value_out_of_range_is_named_as_the_front_end_calls_it(data: dict, field: str) -> None:
+    for name in (option_name, json_name):
+        with pytest.raises(PlanError) as info:
+            PlanSpec.parse(data, name=name).plan()
+        assert name(field) in str(info.value)
+
+
 def test_a_misspelt_plan_field_is_refused_with_the_fields_a_plan_has() -> None:
     """A station request's plan with ``"form"`` for ``"from"`` got "unknown plan field(s)
     'form'", which left the sender to guess the right name."""
