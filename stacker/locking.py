@@ -28,6 +28,26 @@ def try_lock(fd: int) -> bool | None:
     return True
 
 
+def lock_holder(fd: int) -> int | None:
+    """The process that holds a ``flock`` on the file open as ``fd``, as Linux lists it in
+    ``/proc/locks``; ``None`` where it cannot be told (another system, a lock gone since).
+    A lock on a folder leaves no file to write a process id into."""
+    try:
+        st = os.fstat(fd)
+        with open("/proc/locks", encoding="ascii", errors="replace") as f:
+            listed = f.read()
+    except OSError:
+        return None
+    where = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in listed.splitlines():
+        fields = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 14287 fe:00:2188924 0 EOF"; waiters are marked "->"
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == where:
+            pid = int(fields[4]) if fields[4].isdigit() else 0
+            return pid if pid > 0 and pid != os.getpid() else None
+    return None
+
+
 @contextmanager
 def folder_locked(folder: Path, wait_s: float = 10.0) -> Iterator[None]:
     """Hold ``folder`` locked (``flock`` on the folder itself, so no lock file is left behind)

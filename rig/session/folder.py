@@ -53,7 +53,7 @@ from stacker.io import (
     storage_remedy,
     truncation,
 )
-from stacker.locking import try_lock
+from stacker.locking import lock_holder, try_lock
 from stacker.options import OUTPUT_FORMATS, Naming, StackOptions, option_name
 from stacker.pinned import read_small_text
 
@@ -291,9 +291,11 @@ class SessionFolder:
             log.warning("%s: this file system cannot lock the folder; running unlocked", self.root)
             return
         if not held:
+            holder = lock_holder(fd)
             os.close(fd)
+            process = "another process" if holder is None else f"process {holder}"
             raise SessionBusyError(
-                f"{self.root}: another process is running this session; let it finish or stop "
+                f"{self.root}: {process} is running this session; let it finish or stop "
                 "it (Ctrl-C), then resume"
             ) from None
         self._lock = weakref.finalize(self, os.close, fd)  # closed with this object at the latest
