@@ -616,6 +616,12 @@ def _stops_held() -> Iterator[list[int]]:
             os._exit(130)
         came.append(signum)
 
+    # The tracker frees the cluster's semaphores when a second stop ends the batch at once
+    # (os._exit), as it is there to, and warned of "leaked semaphore objects" in three lines
+    # under the one line. It takes this process's warning options as it starts.
+    quiet = "ignore:resource_tracker:UserWarning"
+    if quiet not in sys.warnoptions:
+        sys.warnoptions.append(quiet)
     resource_tracker.ensure_running()
     stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     previous = {s: signal.signal(s, note) for s in stops if signal.getsignal(s) != signal.SIG_IGN}

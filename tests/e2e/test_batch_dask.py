@@ -340,6 +340,31 @@ def test_ctrl_c_cancels_cleanly_and_a_rerun_finishes(tmp_path: Path, signum: int
     assert {n for n, r in second.items() if r["status"] == "done"} == set(first) - skipped
 
 
+def test_a_second_ctrl_c_ends_the_batch_at_once_in_no_more_lines(tmp_path: Path) -> None:
+    """A second Ctrl-C ends the batch at once (status 130); multiprocessing's resource tracker
+    then freed the cluster's semaphores and warned of "leaked semaphore objects" in three lines
+    of Python's warning format."""
+    root = tmp_path / "many"
+    for i in range(6):
+        write_stack(root / f"s{i}", SceneSpec(width=640, height=480, seed=20 + i), 5)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "stacker.cli", "batch", str(root), "-o",
+                             str(out), "--workers", "1"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    report = out / "batch-report.jsonl"
+    deadline = time.monotonic() + 240
+    while not (report.exists() and report.read_text().strip()):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no stack finished in time"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "Warning" not in stderr, stderr
+
+
 def test_folder_names_that_are_not_utf8_are_stacked_and_reported(tmp_path: Path) -> None:
     """Old archives and network shares hold names in Latin-1: Python keeps such bytes as
     surrogates, which Dask's messages could not carry (the task was lost with the connection to
