@@ -302,16 +302,12 @@ def test_without_dask_a_batch_is_one_line_and_touches_nothing(
 STACKS = 10
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_ctrl_c_cancels_cleanly_and_a_rerun_finishes(tmp_path: Path, signum: int) -> None:
-    """So does SIGTERM (a service manager stopping the batch): it ended the process with exit
-    143, a leaked-semaphore warning and no report rows for the stacks it left."""
-    root = tmp_path / "many"
-    # Enough stacks, each long enough, that Ctrl-C after the first lands while most still wait,
-    # however fast the machine: a stack finished before the interrupt is reported done.
-    for i in range(STACKS):
+def _batch_with_a_stack_done(root: Path, out: Path, stacks: int) -> subprocess.Popen[str]:
+    """``stacker batch`` of ``stacks`` synthetic stacks under ``root`` into ``out`` on one
+    worker, once the first stack is reported: enough stacks, each long enough, that a Ctrl-C
+    then lands while most still wait, however fast the machine."""
+    for i in range(stacks):
         write_stack(root / f"s{i}", SceneSpec(width=640, height=480, seed=20 + i), 5)
-    out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "stacker.cli", "batch", str(root), "-o",
                              str(out), "--workers", "1"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
@@ -321,6 +317,16 @@ def test_ctrl_c_cancels_cleanly_and_a_rerun_finishes(tmp_path: Path, signum: int
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "no stack finished in time"
         time.sleep(0.1)
+    return proc
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_cancels_cleanly_and_a_rerun_finishes(tmp_path: Path, signum: int) -> None:
+    """So does SIGTERM (a service manager stopping the batch): it ended the process with exit
+    143, a leaked-semaphore warning and no report rows for the stacks it left."""
+    root, out = tmp_path / "many", tmp_path / "out"
+    report = out / "batch-report.jsonl"
+    proc = _batch_with_a_stack_done(root, out, STACKS)
     proc.send_signal(signum)  # SIGINT: what Ctrl-C sends to the command
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
@@ -344,19 +350,7 @@ def test_a_second_ctrl_c_ends_the_batch_at_once_in_no_more_lines(tmp_path: Path)
     """A second Ctrl-C ends the batch at once (status 130); multiprocessing's resource tracker
     then freed the cluster's semaphores and warned of "leaked semaphore objects" in three lines
     of Python's warning format."""
-    root = tmp_path / "many"
-    for i in range(6):
-        write_stack(root / f"s{i}", SceneSpec(width=640, height=480, seed=20 + i), 5)
-    out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "stacker.cli", "batch", str(root), "-o",
-                             str(out), "--workers", "1"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
-    report = out / "batch-report.jsonl"
-    deadline = time.monotonic() + 240
-    while not (report.exists() and report.read_text().strip()):
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "no stack finished in time"
-        time.sleep(0.1)
+    proc = _batch_with_a_stack_done(tmp_path / "many", tmp_path / "out", 6)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.2)
     proc.send_signal(signal.SIGINT)

@@ -13,15 +13,20 @@ import pytest
 LAUNCH = "import sys; from {module} import main; sys.argv[0] = '{prog}'; main()"
 
 
+def _launch(folder: Path, module: str, prog: str) -> subprocess.CompletedProcess[str]:
+    """Run :func:`stacker.launch.launch` of ``module``, a file in ``folder``, as ``prog``."""
+    code = (
+        f"import sys; sys.path.insert(0, {str(folder)!r}); "
+        f"from stacker.launch import launch; launch({module!r}, {prog!r})"
+    )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
+
 def test_an_interrupt_during_loading_is_one_line(tmp_path: Path) -> None:
     """A command module interrupted while it imports (as a Ctrl-C in the second OpenCV takes to
     load is) ends in ``prog: interrupted``; the interpreter printed a traceback before."""
     (tmp_path / "slow_command.py").write_text("raise KeyboardInterrupt\n", encoding="utf-8")
-    code = (
-        f"import sys; sys.path.insert(0, {str(tmp_path)!r}); "
-        "from stacker.launch import launch; launch('slow_command', 'rig')"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    done = _launch(tmp_path, "slow_command", "rig")
     assert (done.returncode, done.stderr) == (130, "rig: interrupted\n")
 
 
@@ -37,11 +42,7 @@ def test_an_interrupt_in_a_callback_the_import_runs_is_one_line(tmp_path: Path) 
         "def main():\n    print('ran')\n",
         encoding="utf-8",
     )
-    code = (
-        f"import sys; sys.path.insert(0, {str(tmp_path)!r}); "
-        "from stacker.launch import launch; launch('slow_command', 'rig')"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    done = _launch(tmp_path, "slow_command", "rig")
     assert (done.returncode, done.stderr, done.stdout) == (130, "rig: interrupted\n", "")
 
 
@@ -68,11 +69,7 @@ def test_warnings_of_an_interrupted_load_are_not_told(tmp_path: Path, interrupte
     a module, and that went out above the one line; loading that ends is told its warnings."""
     source = CUT_SHORT if interrupted else CUT_SHORT.replace("del lock\n", "")
     (tmp_path / "compiled_command.py").write_text(source, encoding="utf-8")
-    code = (
-        f"import sys; sys.path.insert(0, {str(tmp_path)!r}); "
-        "from stacker.launch import launch; launch('compiled_command', 'rig')"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    done = _launch(tmp_path, "compiled_command", "rig")
     if interrupted:
         assert (done.returncode, done.stderr) == (130, "rig: interrupted\n")
     else:
@@ -92,11 +89,7 @@ def test_warnings_of_a_load_that_failed_are_told(tmp_path: Path) -> None:
         "raise ImportError('broken install')\n",
         encoding="utf-8",
     )
-    code = (
-        f"import sys; sys.path.insert(0, {str(tmp_path)!r}); "
-        "from stacker.launch import launch; launch('broken_command', 'rig')"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    done = _launch(tmp_path, "broken_command", "rig")
     assert done.returncode == 1
     assert "RuntimeWarning: numpy.dtype size changed" in done.stderr
     assert done.stderr.rstrip().endswith("ImportError: broken install")
@@ -111,11 +104,7 @@ def test_sigterm_or_a_hangup_during_loading_is_one_line(tmp_path: Path, stop: in
         f"import os, signal, time\nos.kill(os.getpid(), signal.{name})\ntime.sleep(5)\n",
         encoding="utf-8",
     )
-    code = (
-        f"import sys; sys.path.insert(0, {str(tmp_path)!r}); "
-        "from stacker.launch import launch; launch('slow_command', 'stacker')"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    done = _launch(tmp_path, "slow_command", "stacker")
     assert (done.returncode, done.stderr) == (130, "stacker: interrupted\n")
 
 
@@ -146,11 +135,7 @@ def test_sigterm_or_a_hangup_before_a_command_routes_them_is_one_line(
     now end it as Ctrl-C does there."""
     name = signal.Signals(stop).name
     (tmp_path / "busy_command.py").write_text(BUSY_COMMAND.format(name=name), encoding="utf-8")
-    code = (
-        f"import sys; sys.path.insert(0, {str(tmp_path)!r}); "
-        "from stacker.launch import launch; launch('busy_command', 'rig')"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    done = _launch(tmp_path, "busy_command", "rig")
     assert (done.returncode, done.stdout, done.stderr) == (
         130,
         "opening the camera\n",
