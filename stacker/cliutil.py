@@ -20,6 +20,7 @@ from types import FrameType, SimpleNamespace
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar, get_type_hints
 
 import typer
+from typer.core import TyperCommand
 
 from stacker.errors import Interrupted, UserError
 from stacker.launch import wind_down
@@ -393,6 +394,38 @@ def _routed(route: Callable[[int], None], signals: tuple[signal.Signals, ...]) -
             wind_down()
 
 
+class _Command(TyperCommand):
+    """A command as every stackrig command has it (see :class:`_App`)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        """Parse ``args``; a required option or argument left out is refused.
+
+        Typer 0.16 under Click 8.2 or later, which pip installs beside it, passed ``None``
+        for it instead: ``rig rail status`` with no URL, or ``stacker stack a.jpg`` with no
+        ``-o``, ended in a ``TypeError`` traceback from deep inside the command.
+        """
+        rest: list[str] = super().parse_args(ctx, args)
+        if not ctx.resilient_parsing:
+            for param in self.get_params(ctx):
+                if param.required and param.name and ctx.params.get(param.name, "") is None:
+                    raise _click_errors().MissingParameter(ctx=ctx, param=param)
+        return rest
+
+
+def _click_errors() -> Any:
+    """The module of the exceptions Typer's parser raises: Click's own before Typer 0.2x,
+    Typer's copy of Click (``typer._click``) since."""
+    return sys.modules[typer.BadParameter.__module__]
+
+
+class _App(typer.Typer):
+    """A Typer app whose commands are :class:`_Command` unless one says otherwise."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["cls"] = kwargs.get("cls") or _Command
+        return super().command(*args, **kwargs)
+
+
 def make_app(
     name: str, help: str, *, versions: Callable[[], list[str]] | None = None
 ) -> typer.Typer:
@@ -404,7 +437,7 @@ def make_app(
     stackrig's version and the libraries' that ``versions`` lists, the first lines of a bug
     report.
     """
-    app = typer.Typer(
+    app = _App(
         name=name,
         help=help,
         no_args_is_help=True,

@@ -33,12 +33,11 @@ from rig.focuser import Focuser
 from rig.rails import open_focuser
 from rig.sim.ptyserial import PtyDevice
 from rig.units import format_length, parse_length
-from stacker.cliutil import prints_its_result, signals_as_ctrl_c, signals_handled
+from stacker.cliutil import make_app, prints_its_result, signals_as_ctrl_c, signals_handled
 
-app = typer.Typer(
-    help="Focus rails: status, homing, moves, jogs; `rig rail simulate` runs a simulated one.",
-    no_args_is_help=True,
-    rich_markup_mode=None,  # plain help: flags without a <bool> placeholder, choices listed
+app = make_app(
+    "rail",
+    "Focus rails: status, homing, moves, jogs; `rig rail simulate` runs a simulated one.",
 )
 
 UrlArg = Annotated[
