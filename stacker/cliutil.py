@@ -20,7 +20,7 @@ from types import FrameType, SimpleNamespace
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar, get_type_hints
 
 import typer
-from typer.core import TyperCommand
+from typer.core import TyperCommand, TyperGroup
 
 from stacker.errors import Interrupted, UserError
 from stacker.launch import wind_down
@@ -412,6 +412,16 @@ class _Command(TyperCommand):
         return rest
 
 
+class CommandLineError(UserError):
+    """A command line the parser refused (an unknown option, a value of the wrong kind, a
+    missing argument), told in one line with where to look: ``--frames 'abc' is not a whole
+    number (see rig plan --help)``."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 def _click_errors() -> Any:
     """The module of the exceptions Typer's parser raises: Click's own before Typer 0.2x,
     Typer's copy of Click (``typer._click``) since."""
@@ -426,12 +436,122 @@ class _App(typer.Typer):
         return super().command(*args, **kwargs)
 
 
+@contextlib.contextmanager
+def _parser_errors_told_in_one_line() -> Iterator[None]:
+    """Raise what the parser refused as a :class:`CommandLineError`: Typer prints it as
+    Click's block of usage, hint and boxed or ``Error:`` line, whatever the Typer version.
+    The help of a group called bare is left to Click, which prints it."""
+    errors = _click_errors()
+    try:
+        yield
+    except errors.NoArgsIsHelpError:
+        raise
+    except errors.ClickException as exc:
+        raise CommandLineError(parser_error_line(exc), exc.exit_code) from exc
+
+
+def parser_error_line(exc: Any) -> str:
+    """What the parser's ``exc`` (a Click exception) says, in one line: Click's message where
+    it names the option and the value, the value and what it should be where Typer's words do
+    not (``Input should be a valid integer``), then the command's help to see."""
+    errors = _click_errors()
+    message = exc.format_message()
+    param = getattr(exc, "param", None)
+    if isinstance(exc, errors.MissingParameter) and param is not None and _is_argument(param):
+        message = f"Missing argument '{argument_metavar(param)}'."
+    elif isinstance(exc, errors.BadParameter) and param is not None:
+        message = _bad_value(exc, param) or message
+    elif isinstance(exc, errors.NoSuchOption) and exc.possibilities:
+        *others, last = sorted(exc.possibilities)
+        options = f"{', '.join(others)} or {last}" if others else last
+        message = f"{exc.message.removesuffix('.')}; did you mean {options}?"
+    message = message.strip().removesuffix(".")
+    ctx = getattr(exc, "ctx", None)
+    if isinstance(exc, errors.UsageError) and ctx is not None:
+        names = ctx.help_option_names or ["--help"]
+        message = f"{message} (see {ctx.command_path} {names[0]})"
+    return one_line(message)
+
+
+_NOT_A_NUMBER = {"integer": "a whole number", "float": "a number"}
+_PYDANTIC_NOT_A_NUMBER = {
+    "int_parsing": "a whole number",
+    "int_from_float": "a whole number",
+    "int_type": "a whole number",
+    "float_parsing": "a number",
+    "float_type": "a number",
+}
+
+
+def _bad_value(exc: Any, param: Any) -> str | None:
+    """``--frames 'abc' is not a whole number``, or ``Invalid value for '--port': 99999
+    should be less than or equal to 65535``: the option, the value and what it should be;
+    ``None`` where Click's message says so already."""
+    name = _param_name(param)
+    said = re.fullmatch(r"(.+) is not a valid (integer|float)\.", exc.message)
+    if said:  # Click's own parser: "'abc' is not a valid integer."
+        return f"{name} {said[1]} is not {_NOT_A_NUMBER[said[2]]}"
+    # Typer 0.2x checks values with pydantic, whose messages omit the value
+    cause = exc.__cause__
+    problems = cause.errors() if hasattr(cause, "errors") else None
+    if not problems:
+        return None
+    problem, value = problems[0], problems[0].get("input")
+    shown = value if isinstance(value, str) and _NUMBER.fullmatch(value) else repr(value)
+    if problem.get("type") in _PYDANTIC_NOT_A_NUMBER:
+        return f"{name} {value!r} is not {_PYDANTIC_NOT_A_NUMBER[problem['type']]}"
+    text = str(problem.get("msg", ""))
+    if text.startswith("Input should ") and value is not None:
+        return f"Invalid value for '{name}': {shown} {text.removeprefix('Input ')}"
+    return None
+
+
+def _is_argument(param: Any) -> bool:
+    return getattr(param, "param_type_name", None) == "argument"
+
+
+def _param_name(param: Any) -> str:
+    """An option by its long name (``--frames``), an argument by its metavar (``FOLDER``)."""
+    if _is_argument(param):
+        return argument_metavar(param)
+    opts = list(getattr(param, "opts", None) or [param.name])
+    return next((opt for opt in opts if opt.startswith("--")), opts[0])
+
+
+def argument_metavar(param: Any) -> str:
+    """An argument as Click writes it in usage and help: ``INPUTS...``, ``FOLDER``,
+    ``[KEY]``."""
+    if param.metavar:
+        return str(param.metavar)
+    name = str(param.name).upper()
+    if not param.required:
+        name = f"[{name}]"
+    return f"{name}..." if param.nargs != 1 else name
+
+
+class _Group(TyperGroup):
+    """A command group whose command lines the parser refuses end in one line
+    (:func:`_parser_errors_told_in_one_line`): its own options, and through :meth:`invoke`
+    those of its commands."""
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any
+    ) -> Any:
+        with _parser_errors_told_in_one_line():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: Any) -> Any:
+        with _parser_errors_told_in_one_line():
+            return super().invoke(ctx)
+
+
 def make_app(
     name: str, help: str, *, versions: Callable[[], list[str]] | None = None
 ) -> typer.Typer:
     """A Typer app (or sub-app) as every stackrig command has it: help when called bare, no
     shell-completion commands, no rich tracebacks (a user error is one line, see
-    :func:`run_app`), and plain help text.
+    :func:`run_app`), a command line the parser refuses told in one line as well (see
+    :func:`parser_error_line`), and plain help text.
 
     A top-level command passes ``versions``: it then takes ``--version``, which prints
     stackrig's version and the libraries' that ``versions`` lists, the first lines of a bug
@@ -440,6 +560,7 @@ def make_app(
     app = _App(
         name=name,
         help=help,
+        cls=_Group,
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_enable=False,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytest
@@ -9,6 +10,8 @@ import typer
 
 from rig.cli import app as rig_app
 from stacker.cli import app as stacker_app
+from stacker.cliutil import run_app
+from stacker.errors import UserError
 
 
 def _command(app: typer.Typer, *path: str) -> Any:
@@ -38,3 +41,63 @@ def test_a_required_option_or_argument_left_out_is_refused_by_the_parser(
         _command(app, *path).make_context(path[-1], list(args))
     assert type(refused.value).__name__ == "MissingParameter"
     assert refused.value.param is not None and refused.value.param.name == missing
+
+
+RIG = [
+    (["plan", "--frames", "abc"], "--frames 'abc' is not a whole number (see rig plan --help)"),
+    (["plan", "--frames", "1.5"], "--frames '1.5' is not a whole number"),
+    (["demo", "--port", "99999"], "Invalid value for '--port': 99999 "),
+    (["shoot", "--checkpoint-every", "-1"], "Invalid value for '--checkpoint-every': -1 "),
+    (["demo", "--time-scale", "x"], "--time-scale 'x' is not a number (see rig demo --help)"),
+    (["plan", "--bogus"], "No such option"),
+    (["plan", "--frame", "3"], "did you mean --frames"),
+    (["--bogus"], "No such option"),
+    (["bogus"], "No such command 'bogus' (see rig --help)"),
+    (["rail", "status"], "Missing argument 'URL' (see rig rail status --help)"),
+    (["plan", "a"], "Got unexpected extra argument"),
+]
+STACKER = [
+    (
+        ["stack", "--jpeg-quality", "abc", "a.jpg", "-o", "b.tif"],
+        "--jpeg-quality 'abc' is not a whole number (see stacker stack --help)",
+    ),
+    (["stack", "a.jpg"], "Missing option"),
+    (["stack", "-o", "b.tif"], "Missing argument 'INPUTS...' (see stacker stack --help)"),
+    (["watch", "--bogus"], "No such option"),
+]
+
+
+def _run(prog: str, args: list[str], monkeypatch, capsys) -> tuple[Any, str, str]:
+    monkeypatch.setattr(sys, "argv", [prog, *args])
+    with pytest.raises(SystemExit) as ended:
+        run_app(rig_app if prog == "rig" else stacker_app, prog)
+    printed = capsys.readouterr()
+    return ended.value.code, printed.out, printed.err
+
+
+@pytest.mark.parametrize(
+    ("prog", "args", "said"),
+    [("rig", *case) for case in RIG] + [("stacker", *case) for case in STACKER],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else "",
+)
+def test_a_refused_command_line_is_one_line_with_status_2(
+    prog: str, args: list[str], said: str, monkeypatch, capsys
+) -> None:
+    """``rig plan --frames abc``, an unknown option or a missing argument printed Click's block
+    (``Usage:``, ``Try ... --help``, ``Error: ...``, boxed where Typer draws with rich), where
+    every other error of input is one line."""
+    code, _, err = _run(prog, args, monkeypatch, capsys)
+    assert code == UserError.exit_code == 2
+    assert err.count("\n") == 1 and err.startswith(f"{prog}: error: ") and said in err, err
+
+
+@pytest.mark.parametrize(("prog", "args"), [("rig", []), ("rig", ["rail"]), ("stacker", [])])
+def test_a_bare_group_still_prints_its_help(prog: str, args: list[str], monkeypatch, capsys):
+    code, _, err = _run(prog, args, monkeypatch, capsys)
+    assert code == 2 and err.startswith(f"Usage: {' '.join([prog, *args])} [OPTIONS] COMMAND")
+    assert "Commands:" in err and "error" not in err
+
+
+def test_help_is_printed_as_before(monkeypatch, capsys) -> None:
+    code, out, err = _run("rig", ["plan", "--help"], monkeypatch, capsys)
+    assert code == 0 and err == "" and out.startswith("Usage: rig plan [OPTIONS]\n")
