@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from stacker.cli_options import Align, Interpolation, Method, Reference
 from stacker.cliutil import (
     library_versions,
     make_app,
@@ -28,17 +29,7 @@ app = make_app(
     versions=library_versions,
 )
 
-# Options the stacking commands share, declared once.
-Method = Annotated[
-    str, typer.Option(help="Merge method: pyramid (detail) or depthmap (smooth colour).")
-]
-Align = Annotated[
-    str, typer.Option(help="Alignment: similarity, translation, affine, homography or none.")
-]
-Reference = Annotated[
-    str,
-    typer.Option(help="Result geometry: first, middle, last or a frame number (1 = the first)."),
-]
+# Options the stacking commands share, declared once (those rig takes too: cli_options).
 DepthMap = Annotated[
     Path | None,
     typer.Option(
@@ -70,10 +61,6 @@ Order = Annotated[
         help="near-to-far (the first frame focused nearest, as a camera's focus bracketing "
         "shoots) or far-to-near: the depth map's rules need to know which side is in front.",
     ),
-]
-Interpolation = Annotated[
-    str,
-    typer.Option(help="Resampling: linear, or cubic (keeps more pixel-level detail, slower)."),
 ]
 
 

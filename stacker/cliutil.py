@@ -411,6 +411,35 @@ class _Command(TyperCommand):
                     raise _click_errors().MissingParameter(ctx=ctx, param=param)
         return rest
 
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        """The usage line's pieces, its arguments as Click writes them (``INPUTS...``,
+        ``FOLDER``) where Typer 0.2x writes ``{inputs}...``, which the help's sentences do
+        not name."""
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if _is_argument(param):
+                pieces.append(argument_metavar(param))
+            else:
+                pieces.extend(param.get_usage_pieces(ctx))
+        return pieces
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        """The help's Arguments and Options, an argument named as in the usage line (Typer 0.2x
+        lists ``inputs... <list[Path]>``)."""
+        arguments, options = [], []
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if _is_argument(param):
+                arguments.append((argument_metavar(param), record[1]))
+            else:
+                options.append(record)
+        for title, records in (("Arguments", arguments), ("Options", options)):
+            if records:
+                with formatter.section(title):
+                    formatter.write_dl(records)
+
 
 class CommandLineError(UserError):
     """A command line the parser refused (an unknown option, a value of the wrong kind, a

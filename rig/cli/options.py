@@ -18,7 +18,7 @@ import typer
 
 from rig.plan import DEFAULT_COC_MM, Direction, PlanError, ShotPlan
 from rig.spec import PlanSpec, RigSpec, option_name, parse_seconds
-from stacker.align import MODELS
+from stacker.cli_options import Align, Interpolation, Method, Reference
 from stacker.cliutil import with_option
 from stacker.options import StackOptions
 from stacker.pinned import read_small_text
@@ -102,21 +102,6 @@ PlanFile = Annotated[
 ]
 
 # ----------------------------------------------------------------------------- stacking
-Method = Annotated[str, typer.Option("--method", help="pyramid or depthmap.")]
-Align = Annotated[
-    str,
-    typer.Option(
-        "--align",
-        help="How frames are aligned: a similarity copes with focus breathing.",
-        metavar="<" + "|".join(MODELS) + ">",
-    ),
-]
-Reference = Annotated[
-    str, typer.Option("--reference", help="Result geometry: first, middle, last or a frame number.")
-]
-Interpolation = Annotated[
-    str, typer.Option("--interpolation", help="Resampling: linear, or cubic (finer, slower).")
-]
 Format = Annotated[
     str,
     typer.Option("--format", help="tif, png, jpg, or dng (stacks the RAW files in linear light)."),

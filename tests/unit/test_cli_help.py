@@ -157,3 +157,42 @@ def test_the_demo_offers_only_the_formats_its_camera_can_give() -> None:
     demo = " ".join(_help(rig_app, ("demo",)).split("--format", 1)[1].split()[:8])
     assert "dng" not in demo and "tif, png or jpg" in demo
     assert "dng" in " ".join(_help(rig_app, ("shoot",)).split("--format", 1)[1].split()[:8])
+
+
+@pytest.mark.parametrize(("prog", "path", "command"), COMMANDS, ids=IDS)
+def test_arguments_are_named_as_the_help_names_them(prog, path, command) -> None:
+    """``stacker stack --help`` read ``Usage: stacker stack [OPTIONS] {inputs}...`` and listed
+    ``inputs... <list[Path]>``, ``stacker watch`` ``{folder}``, while their sentences say INPUTS
+    and FOLDER: Typer 0.2x's way, not Click's."""
+    arguments = [p for p in command.params if p.param_type_name == "argument"]
+    if not arguments:
+        return
+    text = _help(rig_app if prog == "rig" else stacker_app, path)
+    usage = text.splitlines()[0]
+    listed = text.split("Arguments:", 1)[1].split("Options:", 1)[0]
+    for param in arguments:
+        name = param.name.upper()
+        if not param.required:
+            name = f"[{name}]"
+        name += "..." if param.nargs != 1 else ""
+        assert f" {name}" in usage, usage
+        assert re.search(rf"^  {re.escape(name)}(  |$)", listed, flags=re.M), listed
+    assert "{" not in usage and "<" not in listed, (usage, listed)
+
+
+@pytest.mark.parametrize("option", ["--method", "--align", "--reference", "--interpolation"])
+def test_the_stacking_options_read_the_same_in_both_commands(option: str) -> None:
+    """``--align`` showed ``<str>`` in ``stacker stack --help`` and its choices in ``rig
+    shoot --help``: two definitions of one option, each with its own help."""
+    from stacker.align import MODELS
+    from stacker.stack import INTERPOLATIONS, METHODS
+
+    def line(app: typer.Typer, command: str) -> str:
+        text = _help(app, (command,)).split(f"  {option} ", 1)[1]
+        return " ".join(text.split("\n  -", 1)[0].split())
+
+    seen = {line(stacker_app, "stack"), line(stacker_app, "watch"), line(rig_app, "shoot")}
+    assert len(seen) == 1, seen
+    choices = {"--method": METHODS, "--align": MODELS, "--interpolation": INTERPOLATIONS}
+    if option in choices:
+        assert seen.pop().startswith("<" + "|".join(choices[option]) + ">")
