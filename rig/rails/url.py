@@ -16,6 +16,7 @@ own options and :meth:`DeviceURL.finish` refuses any that nobody read, so a typo
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -43,6 +44,9 @@ class DeviceURL:
     scheme: str
     path: str
     options: dict[str, str]
+    host: str = ""
+    """What came between ``//`` and the next ``/``: in ``grbl://dev/ttyUSB0``, ``dev``. A
+    device path's URL has none (``grbl:///dev/ttyUSB0``); :attr:`path` holds it either way."""
     _taken: set[str] = field(default_factory=set)
 
     @classmethod
@@ -66,7 +70,10 @@ class DeviceURL:
             if key in options:
                 raise URLError(f"option {key!r} is given twice in {text!r}")
             options[key] = value
-        return cls(text=text, scheme=parts.scheme.lower(), path=path, options=options)
+        return cls(
+            text=text, scheme=parts.scheme.lower(), path=path, options=options,
+            host=unquote(parts.netloc),
+        )  # fmt: skip
 
     def take(self, key: str, default: str | None = None) -> str | None:
         """The raw value of option ``key`` (or ``default``), marked as understood."""
@@ -166,8 +173,24 @@ def open_port_rail(
     parsed = DeviceURL.parse(url)
     if not parsed.path:
         raise URLError(f"{url!r} names no port: write e.g. {example}")
+    if _host_taken_for_a_folder(parsed):
+        raise URLError(
+            f"{url!r}: a device path takes three slashes after the scheme, "
+            f"{url.replace('://', ':///', 1)} (with two, {parsed.host!r} reads as a host name)"
+        )
     options = rail_options(parsed, **overrides)
     settings = read_settings(parsed)
     parsed.finish()
     settings.update({k: v for k, v in overrides.items() if k in settings})
     return cls(parsed.path, options, name=url, **settings)
+
+
+def _host_taken_for_a_folder(parsed: DeviceURL) -> bool:
+    """True for ``grbl://dev/ttyUSB0``, where ``urlsplit`` read ``dev`` as a host name: the
+    port became ``dev/ttyUSB0``, a relative path that no serial port answers to. A path that
+    exists there is taken as written, and so is a port that is a URL of pyserial's own
+    (``grbl://socket://192.168.1.5:23``, ``grbl://spy:///dev/ttyUSB0``)."""
+    path = parsed.path
+    return (
+        bool(parsed.host) and path != parsed.host and "://" not in path and not os.path.exists(path)
+    )

@@ -18,3 +18,24 @@ def test_an_unbalanced_bracket_is_a_url_error_naming_the_url(text: str) -> None:
     assert repr(text) in message and "\n" not in message
     with pytest.raises(URLError):
         open_focuser(text)
+
+
+@pytest.mark.parametrize("scheme", ["grbl", "marlin", "stackshot", "wemacro"])
+def test_a_device_path_after_two_slashes_asks_for_three(scheme: str) -> None:
+    """``grbl://dev/ttyUSB0`` (``dev`` read as a host) said ``no serial port dev/ttyUSB0:
+    check the cable``, sending the user to a cable that was fine."""
+    text = f"{scheme}://dev/ttyUSB0?backlash=50um"
+    with pytest.raises(URLError) as caught:
+        open_focuser(text)
+    assert str(caught.value) == (
+        f"{text!r}: a device path takes three slashes after the scheme, "
+        f"{scheme}:///dev/ttyUSB0?backlash=50um (with two, 'dev' reads as a host name)"
+    )
+
+
+def test_a_port_named_without_a_slash_is_still_opened() -> None:
+    """``grbl://COM3`` (Windows) names its port as the host: that is looked for as written."""
+    from rig.errors import DeviceNotFoundError
+
+    with pytest.raises(DeviceNotFoundError, match="no serial port COM99"):
+        open_focuser("grbl://COM99")
