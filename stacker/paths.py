@@ -57,23 +57,38 @@ def file_identity(path: str | os.PathLike[str]) -> FileIdentity | None:
 
 def once_each(files: list[Path], on_note: Callable[[str], None] | None) -> list[Path]:
     """``files`` with every file on disk once (see :func:`file_identity`), in
-    the order each first came."""
-    seen: set[FileIdentity] = set()
+    the order each first came.
+
+    ``on_note`` hears of the names left out, each with the name it is stacked under, which
+    the frames' table shows: ``f/pcb_001.jpg (stacked as link_001.jpg)`` for a link,
+    ``link_001.jpg``, that came first.
+    """
+    seen: dict[FileIdentity, Path] = {}
     kept: list[Path] = []
-    again: list[Path] = []
+    again: list[tuple[Path, Path]] = []
     for f in files:
         key = file_identity(f)  # None: gone since it was listed; reading it reports that
         if key is not None and key in seen:
-            again.append(f)
+            again.append((f, seen[key]))
             continue
         if key is not None:
-            seen.add(key)
+            seen[key] = f
         kept.append(f)
     if again and on_note is not None:
-        names = ", ".join(str(f) for f in again[:3]) + (", ..." if len(again) > 3 else "")
+        names = ", ".join(_named_again(f, first) for f, first in again[:3])
+        more = ", ..." if len(again) > 3 else ""
         count = f"{len(again)} files" if len(again) > 1 else "a file"
-        on_note(f"{count} named twice, stacked once: {names}")
+        on_note(f"{count} named twice, stacked once: {names}{more}")
     return kept
+
+
+def _named_again(path: Path, first: Path) -> str:
+    """``path``, left out as ``first`` names the same file: and ``first``, unless it is the
+    same name; by its file name alone beside it in one folder, as the frames' table shows it."""
+    if path == first:
+        return str(path)
+    shown = first.name if first.parent == path.parent else str(first)
+    return f"{path} (stacked as {shown})"
 
 
 def same_file(a: Path, b: Path) -> bool:

@@ -192,7 +192,8 @@ def test_a_frame_named_twice_is_stacked_once(frames: Path, tmp_path: Path) -> No
     notes: list[str] = []
     files = collect_inputs([first, frames, tmp_path / "link.jpg"], on_note=notes.append)
     assert files == sorted(frames.glob("*.jpg"), key=lambda p: p.name)  # where each first came
-    assert notes == [f"2 files named twice, stacked once: {first}, {tmp_path / 'link.jpg'}"]
+    link = tmp_path / "link.jpg"
+    assert notes == [f"2 files named twice, stacked once: {first}, {link} (stacked as {first})"]
     # the whole command: the folder given twice is six frames, not twelve
     proc = stacker("stack", frames, frames, "-o", tmp_path / "o.tif")
     assert proc.returncode == 0, proc.stderr

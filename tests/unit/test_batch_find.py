@@ -293,6 +293,25 @@ def test_a_frame_named_twice_is_stacked_once_and_said_so(tmp_path: Path) -> None
     assert len(notes) == 1 and notes[0].startswith("2 files named twice, stacked once: ")
 
 
+def test_a_frame_left_out_for_a_link_that_came_first_names_the_link(tmp_path: Path) -> None:
+    """With ``link_001.jpg`` linking to ``pcb_001.jpg``, the link comes first: the frames'
+    table lists ``link_001.jpg`` while the note named ``pcb_001.jpg`` alone, as if that frame
+    were the one missing from the stack."""
+    from stacker.offline import collect_inputs
+
+    frames(tmp_path / "s", "pcb_001.jpg", "pcb_002.jpg", "pcb_003.jpg")
+    (tmp_path / "s" / "link_001.jpg").symlink_to("pcb_001.jpg")
+    notes: list[str] = []
+    files = collect_inputs([tmp_path / "s"], on_note=notes.append)
+    assert [f.name for f in files] == ["link_001.jpg", "pcb_002.jpg", "pcb_003.jpg"]
+    left_out = tmp_path / "s" / "pcb_001.jpg"
+    assert notes == [f"a file named twice, stacked once: {left_out} (stacked as link_001.jpg)"]
+    notes.clear()
+    (job,) = find_stacks([tmp_path / "s"], tmp_path / "out", on_note=notes.append)
+    assert list(job.frames) == files
+    assert notes == [f"a file named twice, stacked once: {left_out} (stacked as link_001.jpg)"]
+
+
 def test_stacks_in_an_output_folder_under_a_root_are_named_as_left_out(tmp_path: Path) -> None:
     """``stacker batch spec -o spec/tray1`` stacked spec's other folders and said nothing of
     the stacks in tray1, which it never looks into."""
