@@ -670,24 +670,6 @@ def takes(group: Callable[..., Any], name: str) -> Callable[[Command], Command]:
     return decorate
 
 
-def with_option(group: Callable[..., Any], name: str, annotation: Any) -> Callable[..., Any]:
-    """``group`` with its option ``name`` declared as ``annotation`` instead: the same
-    parsing under the help text of a command whose choices are fewer."""
-
-    @functools.wraps(group)
-    def narrowed(**values: Any) -> Any:
-        return group(**values)
-
-    signature = inspect.signature(group)
-    params = [
-        p.replace(annotation=annotation) if p.name == name else p
-        for p in signature.parameters.values()
-    ]
-    narrowed.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
-    narrowed.__annotations__ = {**group.__annotations__, name: annotation}
-    return narrowed
-
-
 def _parameters(function: Callable[..., Any], but: str = "") -> list[inspect.Parameter]:
     """The parameters of ``function``, their annotations evaluated as typer reads them.
 

@@ -19,8 +19,7 @@ import typer
 from rig.plan import DEFAULT_COC_MM, Direction, PlanError, ShotPlan
 from rig.spec import PlanSpec, RigSpec, option_name, parse_seconds
 from stacker.cli_options import Align, Interpolation, Method, Reference
-from stacker.cliutil import with_option
-from stacker.options import StackOptions
+from stacker.options import OUTPUT_FORMATS, StackOptions, choice
 from stacker.pinned import read_small_text
 
 # ----------------------------------------------------------------------------- plan
@@ -255,8 +254,29 @@ def stack_options(
     )  # fmt: skip
 
 
-sim_stack_options = with_option(stack_options, "output_format", SimFormat)
-"""The stacking options of the simulated rig, which has no RAW frames for ``--format dng``."""
+SIM_FORMATS = tuple(name for name, suffix in OUTPUT_FORMATS.items() if suffix != ".dng")
+"""The composites the simulated rig writes: its camera shoots JPEG, no RAW frame to stack."""
+
+
+def sim_stack_options(
+    method: Method = "pyramid",
+    align: Align = "similarity",
+    reference: Reference = "first",
+    interpolation: Interpolation = "linear",
+    output_format: SimFormat = "tif",
+) -> StackOptions:
+    """The stacking options of the simulated rig, which has no RAW frames for ``--format dng``:
+    a format it cannot write is refused with the choices it has."""
+    if str(output_format).strip().lower() == "dng":
+        raise PlanError(
+            "--format dng stacks RAW frames, and the simulated camera shoots JPEG: "
+            "use tif, png or jpg"
+        )
+    choice(output_format, SIM_FORMATS, "--format")
+    return stack_options(
+        method=method, align=align, reference=reference, interpolation=interpolation,
+        output_format=output_format,
+    )  # fmt: skip
 
 
 def preview_options(

@@ -603,11 +603,6 @@ def demo_cmd(
     from rig.sim.rig import SimRigSpec, SimulatedRig, parse_fault, parse_size
 
     width, height = parse_size(size)
-    if stack.suffix == ".dng":
-        raise PlanError(
-            "--format dng stacks RAW frames, and the simulated camera shoots JPEG: "
-            "use tif, png or jpg"
-        )
     if not 2 <= frames <= 500:
         raise PlanError(f"--frames {frames}: the demo takes 2 to 500 frames")
     rehearsed = parse_fault(fault)

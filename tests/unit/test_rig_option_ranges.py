@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from rig.cli import app
 from rig.plan import PlanError
+from stacker.errors import UserError
 
 COMMANDS = typer.main.get_command(app).commands  # type: ignore[attr-defined]
 
@@ -102,3 +103,21 @@ def test_a_demo_settle_past_an_hour_names_the_option(tmp_path: Path) -> None:
     assert isinstance(result.exception, PlanError)
     assert str(result.exception) == "--settle '1e9s': give 0 s to 3600 s (an hour) between frames"
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("xyz", "--format 'xyz': use tif, tiff, png, jpg, jpeg"),
+        ("DNG", "--format dng stacks RAW frames, and the simulated camera shoots JPEG: use tif, "),
+    ],
+)
+def test_a_demo_format_it_cannot_write_is_refused_with_its_own_choices(
+    tmp_path: Path, value: str, said: str
+) -> None:
+    """``rig demo --format xyz`` offered dng among the choices, which the demo then refused."""
+    out = tmp_path / "d"
+    args = ["demo", "--frames", "3", "--size", "64x64", "--format", value, "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert isinstance(result.exception, UserError) and str(result.exception).startswith(said)
+    assert "dng" not in str(result.exception).split(": use ")[1] and not out.exists()
