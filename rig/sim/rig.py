@@ -70,6 +70,8 @@ def parse_fault(text: str | None) -> Fault | None:
     if text is None:
         return None
     kind, sep, frame = text.partition("@")
+    if sep and kind in FAULT_KINDS and re.fullmatch(r"[-+]?\d+", frame) and int(frame) < 1:
+        raise SimulatedRigError(f"--fault {text}: frames count from 1, the first is {kind}@1")
     if not sep or kind not in FAULT_KINDS or not frame.isdigit() or int(frame) < 1:
         raise SimulatedRigError(
             f"--fault {text}: write KIND@FRAME with KIND one of {', '.join(FAULT_KINDS)}, "

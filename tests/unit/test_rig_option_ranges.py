@@ -48,6 +48,20 @@ def test_a_demo_fault_past_the_last_frame_is_refused(tmp_path: Path) -> None:
     assert not out.exists()
 
 
+@pytest.mark.parametrize("fault", ["camera@0", "alarm@-1"])
+def test_a_demo_fault_before_the_first_frame_says_frames_count_from_1(
+    tmp_path: Path, fault: str
+) -> None:
+    """``--fault camera@0`` was told only to be written KIND@FRAME, as it was."""
+    out = tmp_path / "d"
+    args = ["demo", "--frames", "3", "--size", "64x64", "--fault", fault, "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    kind = fault.split("@")[0]
+    assert type(result.exception).__name__ == "SimulatedRigError"
+    assert str(result.exception) == f"--fault {fault}: frames count from 1, the first is {kind}@1"
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("size", ["-1", "nan", "inf", "1e308", "1e10"])
 def test_a_demo_raw_size_that_is_no_size_is_refused(tmp_path: Path, size: str) -> None:
     """``--raw-mb nan`` was taken (every comparison with nan is false) and made no RAW files;
