@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -45,7 +46,35 @@ NoCrop = Annotated[
     bool,
     typer.Option("--no-crop", help="Keep the full frame instead of the area all frames cover."),
 ]
-JpegQuality = Annotated[int, typer.Option(help="Quality of JPEG outputs, 1 to 100.")]
+JpegQuality = Annotated[
+    int | None,
+    typer.Option(
+        "--jpeg-quality",
+        help="Quality of JPEG outputs, 1 to 100 (default: 95); other formats have none.",
+    ),
+]
+JPEG_QUALITY = 95
+"""The quality of a JPEG output when ``--jpeg-quality`` is not given."""
+
+
+def _jpeg_quality(given: int | None, suffix: str, output: str) -> int:
+    """The quality to write ``output`` (a path, or ``--format jpg``) with, if its ``suffix``
+    makes it a JPEG.
+
+    Given for another format, ``--jpeg-quality`` is said to change nothing, in one warning
+    line, rather than refused: a script or alias that passes it to every run, whatever it
+    writes, keeps working, and the user learns that the TIFF did not get the quality asked
+    for. A value out of range is left for the one-line error that names it.
+    """
+    if given is not None and suffix.lower() not in (".jpg", ".jpeg") and 1 <= given <= 100:
+        print(
+            f"warning: --jpeg-quality {given} changes nothing: {one_line(output)} is not a "
+            "JPEG (only a .jpg output has a quality)",
+            file=sys.stderr,
+        )
+    return JPEG_QUALITY if given is None else given
+
+
 PreferPair = Annotated[
     str | None,
     typer.Option(
@@ -102,7 +131,7 @@ def stack_command(
     stack: StackOptions,
     depth_map: DepthMap = None,
     strict: Strict = False,
-    jpeg_quality: JpegQuality = 95,
+    jpeg_quality: JpegQuality = None,
     prefer: PreferPair = None,
 ) -> None:
     """Align and merge INPUTS into one all-in-focus image."""
@@ -115,6 +144,7 @@ def stack_command(
     from stacker.report import summary_table
 
     console = Console(stderr=True)
+    quality = _jpeg_quality(jpeg_quality, output.suffix, str(output))
 
     def note(message: str) -> None:
         console.print(one_line(message), markup=False, soft_wrap=True)
@@ -145,7 +175,7 @@ def stack_command(
         ):
             run = stack_files(
                 files, output, stack=stack, depth_map=depth_map, strict=strict,
-                jpeg_quality=jpeg_quality, on_frame=on_frame, on_restart=on_restart,
+                jpeg_quality=quality, on_frame=on_frame, on_restart=on_restart,
             )  # fmt: skip
     console.print(summary_table(run.stacker))
     s = run.stacker
@@ -171,7 +201,7 @@ def watch_command(
     ),
     depth_map: DepthMap = None,
     stack: StackOptions,
-    jpeg_quality: JpegQuality = 95,
+    jpeg_quality: JpegQuality = None,
     strict: Strict = False,
     every: int = typer.Option(
         1, "--every", help="Write the composite after every N merged frames."
@@ -204,7 +234,8 @@ def watch_command(
     options = {
         "depth_map": depth_map, "method": stack.method, "align": stack.align,
         "reference": stack.reference, "interpolation": stack.interpolation,
-        "jpeg_quality": jpeg_quality, "strict": strict, "crop": stack.crop, "every": every,
+        "jpeg_quality": _jpeg_quality(jpeg_quality, output.suffix, str(output)), "strict": strict,
+        "crop": stack.crop, "every": every,
         "idle_timeout": None if idle_timeout is None else _seconds("--idle-timeout", idle_timeout),
         "settle": _seconds("--settle", settle, at_most=MAX_SETTLE_S), "prefer": prefer,
         "polling": poll,
@@ -321,7 +352,7 @@ def batch_command(
     ),
     stack: StackOptions,
     strict: bool = typer.Option(False, "--strict", help="Fail a stack at its first bad frame."),
-    jpeg_quality: JpegQuality = 95,
+    jpeg_quality: JpegQuality = None,
 ) -> None:
     """Stack every stack folder under ROOTS, one Dask task per stack; reruns skip finished ones."""
     from stacker.batchcli import run_batch_command
@@ -330,7 +361,10 @@ def batch_command(
         roots, outdir, scheduler=scheduler, workers=workers, pattern=pattern,
         output_format=output_format, depth_maps=depth_maps, report=report,
         options={
-            "stack": stack, "strict": strict, "jpeg_quality": jpeg_quality,
+            "stack": stack, "strict": strict,
+            "jpeg_quality": _jpeg_quality(
+                jpeg_quality, f".{output_format}", f"--format {output_format}"
+            ),
         },
     )  # fmt: skip
     raise typer.Exit(code)
