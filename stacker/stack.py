@@ -221,7 +221,7 @@ class Stacker:
         self._predicted: np.ndarray | None = None
         self._prev_sharp = 0.0  # the alignment reference's sharpness (:func:`_sharpness`)
         self._weak: tuple[Any, ...] | None = None  # a blurred frame passed over as reference
-        self._colourless = False  # the first merged frame was greyscale
+        self._stack_colour: float | None = 0.0  # the first merged frame's (:func:`_colour`)
         self._coverage: Coverage | None = None
         self._warped: np.ndarray | None = None  # the last merged frame, warped
         self._buffers: list[np.ndarray] = []
@@ -313,9 +313,9 @@ class Stacker:
             self._setup(image)
             self.linear = linear
         levels = self._small_levels(image)
-        colourless = _colourless(levels[self._align_level])
-        if self.frames_merged and colourless != self._colourless:
-            outcome = self._mixed_colour(colourless)
+        colour = _colour(levels[self._align_level])
+        if self.frames_merged and _mixed(colour, self._stack_colour):
+            outcome = self._mixed_colour(colour is None)
             return self._recorded(outcome, index, name, position_um, t0)
         gray = luma(levels[self._align_level].astype(np.float32))
         if self.linear:
@@ -327,7 +327,7 @@ class Stacker:
                            interpolation=cv2.INTER_AREA).astype(np.float32)  # fmt: skip
         if self.frames_merged == 0:
             outcome = self._start(image, small, small_luma, index)
-            self._colourless = colourless
+            self._stack_colour = colour
         else:
             outcome = self._add_next(image, small, small_luma, index)
         return self._recorded(outcome, index, name, position_um, t0)
@@ -345,7 +345,7 @@ class Stacker:
         sharpest frame."""
         kinds = ("colour", "greyscale")
         reason = (
-            f"a {kinds[colourless]} frame in a stack of {kinds[self._colourless]} frames; "
+            f"a {kinds[colourless]} frame in a stack of {kinds[not colourless]} frames; "
             "stack greyscale and colour frames separately"
         )
         return _Outcome(False, reason, np.eye(3), np.ones(3), 0.0)
@@ -905,11 +905,29 @@ A frame that aligns with the sharper one only badly is aligned with the blurred 
 and after two blurred frames in a row the stack follows them (defocus towards an end)."""
 
 
-def _colourless(small: np.ndarray) -> bool:
-    """True for a greyscale frame (decoded to three equal channels), though not for a frame
-    of one flat level (a black frame), which has nothing to tell."""
+VISIBLE_COLOUR = 0.02
+"""Mean colour (:func:`_colour`) below which a frame mixes with greyscale ones unseen: a grey
+subject shot in colour, whose most defocused frames a camera's JPEG may store without any."""
+
+
+def _colour(small: np.ndarray) -> float | None:
+    """``None`` for a greyscale frame (decoded to three equal channels; not a frame of one flat
+    level, a black frame, which has nothing to tell); else how coloured it is: the mean of
+    ``|B - G| + |R - G|`` as a fraction of full scale."""
     b, g, r = cv2.split(small)
-    return bool(np.array_equal(b, g) and np.array_equal(b, r) and b.min() != b.max())
+    if np.array_equal(b, g) and np.array_equal(b, r) and b.min() != b.max():
+        return None
+    top = float(np.iinfo(small.dtype).max)
+    return (cv2.mean(cv2.absdiff(b, g))[0] + cv2.mean(cv2.absdiff(r, g))[0]) / top
+
+
+def _mixed(colour: float | None, stack: float | None) -> bool:
+    """Whether a frame of ``colour`` would show as a patch in a stack whose first frame had
+    ``stack``: a greyscale frame among clearly coloured ones, or the other way round."""
+    if (colour is None) == (stack is None):
+        return False
+    coloured = stack if colour is None else colour
+    return coloured is not None and coloured >= VISIBLE_COLOUR
 
 
 def _sharpness(small_luma: list[np.ndarray]) -> float:
