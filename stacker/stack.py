@@ -313,18 +313,18 @@ class Stacker:
             self._setup(image)
             self.linear = linear
         levels = self._small_levels(image)
-        colour = _colour(levels[self._align_level])
+        small = levels[self._align_level]
+        small = cv2.resize(small, (max(1, small.shape[1] // 4), max(1, small.shape[0] // 4)),
+                           interpolation=cv2.INTER_AREA).astype(np.float32)  # fmt: skip
+        top = float(np.iinfo(image.dtype).max)
+        colour = _colour(small, top)
         if self.frames_merged and _mixed(colour, self._stack_colour):
             outcome = self._mixed_colour(colour is None)
             return self._recorded(outcome, index, name, position_um, t0)
         gray = luma(levels[self._align_level].astype(np.float32))
         if self.linear:
-            top = float(np.iinfo(image.dtype).max)
             gray = cv2.pow(gray * np.float32(1.0 / top), 1.0 / 2.2) * np.float32(top)
         small_luma = luma_pyramid(gray, 5)
-        small = levels[self._align_level]
-        small = cv2.resize(small, (max(1, small.shape[1] // 4), max(1, small.shape[0] // 4)),
-                           interpolation=cv2.INTER_AREA).astype(np.float32)  # fmt: skip
         if self.frames_merged == 0:
             outcome = self._start(image, small, small_luma, index)
             self._stack_colour = colour
@@ -910,14 +910,15 @@ VISIBLE_COLOUR = 0.02
 subject shot in colour, whose most defocused frames a camera's JPEG may store without any."""
 
 
-def _colour(small: np.ndarray) -> float | None:
-    """``None`` for a greyscale frame (decoded to three equal channels; not a frame of one flat
-    level, a black frame, which has nothing to tell); else how coloured it is: the mean of
-    ``|B - G| + |R - G|`` as a fraction of full scale."""
+def _colour(small: np.ndarray, top: float) -> float | None:
+    """``None`` for a greyscale frame (decoded to three equal channels, which stay equal
+    through the same resampling of each; not a frame of one flat level, a black frame, which
+    has nothing to tell); else how coloured it is: the mean of ``|B - G| + |R - G|`` as a
+    fraction of ``top``, full scale. ``small``: the frame's smallest copy, a few thousand
+    pixels, which the gains are measured on too."""
     b, g, r = cv2.split(small)
     if np.array_equal(b, g) and np.array_equal(b, r) and b.min() != b.max():
         return None
-    top = float(np.iinfo(small.dtype).max)
     return (cv2.mean(cv2.absdiff(b, g))[0] + cv2.mean(cv2.absdiff(r, g))[0]) / top
 
 
