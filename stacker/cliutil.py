@@ -469,11 +469,14 @@ class _App(typer.Typer):
 def _parser_errors_told_in_one_line() -> Iterator[None]:
     """Raise what the parser refused as a :class:`CommandLineError`: Typer prints it as
     Click's block of usage, hint and boxed or ``Error:`` line, whatever the Typer version.
-    The help of a group called bare is left to Click, which prints it."""
+    The help of a group called bare is left to Click, which prints it (Click 8.2 and later
+    raise it as an error; Click 8.1, which Typer 0.16 runs on too, has no such error, and
+    naming it there ended every command line but a correct one, ``--help`` included, in an
+    ``AttributeError`` traceback)."""
     errors = _click_errors()
     try:
         yield
-    except errors.NoArgsIsHelpError:
+    except getattr(errors, "NoArgsIsHelpError", ()):
         raise
     except errors.ClickException as exc:
         raise CommandLineError(parser_error_line(exc), exc.exit_code) from exc

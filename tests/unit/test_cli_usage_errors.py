@@ -101,3 +101,25 @@ def test_a_bare_group_still_prints_its_help(prog: str, args: list[str], monkeypa
 def test_help_is_printed_as_before(monkeypatch, capsys) -> None:
     code, out, err = _run("rig", ["plan", "--help"], monkeypatch, capsys)
     assert code == 0 and err == "" and out.startswith("Usage: rig plan [OPTIONS]\n")
+
+
+def test_a_click_without_no_args_is_help_error_still_parses(monkeypatch, capsys) -> None:
+    """Click 8.1, which Typer 0.16 runs on as well as on 8.2 and later, has no
+    ``NoArgsIsHelpError``: naming it where the parser's errors are caught ended ``--help`` and
+    every refused command line in an ``AttributeError`` traceback."""
+    import types
+
+    from stacker import cliutil
+
+    errors = cliutil._click_errors()
+    click_81 = types.SimpleNamespace(
+        **{k: v for k, v in vars(errors).items() if k != "NoArgsIsHelpError"}
+    )
+    monkeypatch.setattr(cliutil, "_click_errors", lambda: click_81)
+    code, out, err = _run("rig", ["plan", "--help"], monkeypatch, capsys)
+    assert code == 0 and err == "" and out.startswith("Usage: rig plan [OPTIONS]\n")
+    code, _, err = _run("rig", ["plan", "--frames", "abc"], monkeypatch, capsys)
+    assert (
+        code == 2
+        and err == "rig: error: --frames 'abc' is not a whole number (see rig plan --help)\n"
+    )
