@@ -520,8 +520,8 @@ def _bad_value(exc: Any, param: Any) -> str | None:
     should be less than or equal to 65535``: the option, the value and what it should be;
     ``None`` where Click's message says so already."""
     name = _param_name(param)
-    said = re.fullmatch(r"(.+) is not a valid (integer|float)\.", exc.message)
-    if said:  # Click's own parser: "'abc' is not a valid integer."
+    said = re.fullmatch(r"(.+) is not a valid (integer|float)(?: range)?\.", exc.message)
+    if said:  # Click's own parser: "'abc' is not a valid integer." ("integer range" with min=)
         return f"{name} {said[1]} is not {_NOT_A_NUMBER[said[2]]}"
     # Typer 0.2x checks values with pydantic, whose messages omit the value
     cause = exc.__cause__

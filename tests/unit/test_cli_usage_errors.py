@@ -123,3 +123,20 @@ def test_a_click_without_no_args_is_help_error_still_parses(monkeypatch, capsys)
         code == 2
         and err == "rig: error: --frames 'abc' is not a whole number (see rig plan --help)\n"
     )
+
+
+def test_a_fraction_for_a_bounded_whole_number_is_worded_as_for_any_other() -> None:
+    """Click's own parser (Typer 0.16) says "'1.5' is not a valid integer range." of an option
+    with bounds (``--checkpoint-every``, ``--port``): the line read "Invalid value for
+    '--checkpoint-every': '1.5' is not a valid integer range", where ``--frames 1.5`` read
+    "is not a whole number", as both do under Typer 0.2x."""
+    from stacker import cliutil
+
+    errors = cliutil._click_errors()
+    command = _command(rig_app, "shoot")
+    ctx = command.make_context("shoot", ["--help"], resilient_parsing=True)
+    param = next(p for p in command.params if p.name == "checkpoint_every")
+    refused = errors.BadParameter("'1.5' is not a valid integer range.", ctx=ctx, param=param)
+    assert cliutil.parser_error_line(refused).startswith(
+        "--checkpoint-every '1.5' is not a whole number (see "
+    )
