@@ -304,12 +304,22 @@ def _landing_note(sub: Path, output: Path) -> str:
 
 
 def _check_outputs_in_folder(folder: Path, outputs: list[Path]) -> None:
-    """Refuse outputs that replace a frame in the watched folder, or each other.
+    """Refuse outputs that replace a frame in the watched folder, or each other."""
+    check_distinct(outputs)
+    frame = _frame_at_output(folder, outputs)
+    if frame is not None:
+        raise StackerError(
+            f"{frame}: is a frame in the watched folder and would be overwritten; "
+            "write the result to another name or folder"
+        )
+
+
+def _frame_at_output(folder: Path, outputs: list[Path]) -> Path | None:
+    """The first of ``outputs`` that is a frame in the watched folder, if any.
 
     An existing image there that is not one of our results is a frame (or will be taken as one);
     writing the composite over it would destroy it.
     """
-    check_distinct(outputs)
     for out in outputs:
         if (
             out.parent.resolve() == folder.resolve()
@@ -317,10 +327,8 @@ def _check_outputs_in_folder(folder: Path, outputs: list[Path]) -> None:
             and out.is_file()
             and not is_our_output(out)
         ):
-            raise StackerError(
-                f"{out}: is a frame in the watched folder and would be overwritten; "
-                "write the result to another name or folder"
-            )
+            return out
+    return None
 
 
 @dataclass
@@ -455,6 +463,11 @@ class _WatchRun:
         return isinstance(ref, int) and self.stacker.frames_added <= ref
 
     def write(self) -> None:
+        # A frame another program wrote under an output's name after the watch began (the
+        # hot folder leaves it out) would be replaced: refused like a full disk, so it stays.
+        frame = _frame_at_output(self.status.folder, output_paths(self.output, self.depth_map))
+        if frame is not None:
+            raise ResultWriteError(frame, "a frame was written under this name; it is kept", "")
         # Back to the state the write interrupted: "waiting" lends the stacker to the live
         # preview, which must not happen before on_frame has run.
         state = self.status.state

@@ -593,6 +593,27 @@ def test_output_folder_removed_mid_watch_is_a_one_line_error(
     t.join()
 
 
+def test_a_frame_landing_under_the_output_name_is_never_written_over(
+    hot: Path, stack_jpegs: list[bytes]
+) -> None:
+    """The composite, written into the watched folder, was checked against its frames only at
+    start: a frame another program wrote under its name later was replaced by the next write."""
+    for i in range(3):
+        write_old(hot / f"a{i}.jpg", stack_jpegs[i])
+    out = hot / "b.jpg"
+    warnings: list[str] = []
+
+    def on_frame(event: MergedFrame) -> None:
+        if event.path.name == "a0.jpg":  # the composite is on disk: a frame lands on its name
+            out.write_bytes(stack_jpegs[3])
+
+    with pytest.raises(StackerError, match=r"b\.jpg: cannot write the result \(a frame"):
+        watch_and_stack(hot, out, idle_timeout=0.5, settle=0.2, on_frame=on_frame,
+                        on_warning=warnings.append)  # fmt: skip
+    assert out.read_bytes() == stack_jpegs[3]
+    assert len(warnings) == 1 and "merging goes on" in warnings[0], warnings
+
+
 @pytest.mark.slow
 def test_numbered_reference_defers_writing_until_that_frame_arrived(
     tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
