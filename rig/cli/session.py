@@ -14,7 +14,6 @@ full disk) does not end a session: see :func:`stacker.cliutil.guard_std_streams`
 from __future__ import annotations
 
 import os
-import shlex
 import signal
 import sys
 import threading
@@ -43,6 +42,7 @@ from rig.session.folder import (
     check_reference,
     dated_folder,
     reconcile,
+    resume_command,
     stacked_kind,
 )
 from rig.session.journal import JournalContents, rail_left, read_journal
@@ -146,7 +146,7 @@ def run_interruptible(
     if not box:  # the run itself failed (a bug): its traceback is above; the frames are kept
         raise RigError(
             f"{runner.folder.root}: the session stopped unexpectedly; every frame on disk is "
-            f"kept: rig resume {runner.folder.root}"
+            f"kept: {resume_command(runner.folder.root)}"
         )
     return box[0]
 
@@ -194,7 +194,7 @@ def resume_hint(root: Path, referenced_by: str | None) -> str:
     """The command that continues the session in ``root``, quoted for a shell. A rail homed
     for this run is homed again; one whose place was accepted is accepted again only by the
     photographer who knows it has not moved since (else the stack would shift)."""
-    command = f"rig resume {shlex.quote(str(root))}"
+    command = resume_command(root)
     if referenced_by == "--home":
         return f"{command} --home"
     if referenced_by == "--accept-position":

@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import stat
 import weakref
 from collections.abc import Iterable
@@ -158,6 +159,16 @@ def dated_folder(parent: Path, prefix: str) -> Path:
     return parent / name
 
 
+def resume_command(root: Path) -> str:
+    """``rig resume`` of the session in ``root`` as it can be pasted into a shell: quoted, and
+    a folder whose name starts with a dash as ``./-name``, which the command does not take for
+    an option."""
+    where = str(root)
+    if where.startswith("-"):
+        where = f".{os.sep}{where}"
+    return f"rig resume {shlex.quote(where)}"
+
+
 def check_new(root: Path) -> None:
     """Refuse a folder a new session cannot be made in: one that holds a session, or other
     files. Frames in it would be adopted into the new session as its own, and a composite.tif
@@ -168,7 +179,7 @@ def check_new(root: Path) -> None:
         raise SessionFolderError(f"{root}: exists and is not a folder; choose another --out")
     if (root / JOURNAL_NAME).exists() or (root / "plan.json").exists():
         raise SessionFolderError(
-            f"{root}: already holds a session; continue it with `rig resume {root}` "
+            f"{root}: already holds a session; continue it with `{resume_command(root)}` "
             "or choose another --out"
         )
     try:

@@ -67,6 +67,7 @@ from rig.session.folder import (
     SessionFolderError,
     check_plan_matches,
     reconcile,
+    resume_command,
     stack_file,
     stacked_kind,
 )
@@ -679,7 +680,7 @@ class SessionRunner:
             else:
                 problem, fix = str(exc), "fix that"
             raise RigError(
-                f"{problem}; every frame is kept: {fix}, then `rig resume {self.folder.root}` "
+                f"{problem}; every frame is kept: {fix}, then `{resume_command(self.folder.root)}` "
                 "writes the composite"
             ) from None
         self._counters.message = None

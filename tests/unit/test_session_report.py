@@ -8,15 +8,17 @@ traceback after the session (``x[/b]``).
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from rig.cli.session import _console, report, resume_hint
 from rig.errors import RigError
 from rig.plan import ShotPlan
 from rig.session.display import SessionDisplay
-from rig.session.folder import SessionConfig, SessionFolder
+from rig.session.folder import SessionConfig, SessionFolder, SessionFolderError, check_new
 from rig.session.runner import RunnerOptions, SessionRunner
 from rig.session.state import FinishReason
 from tests.fakes import FakeCamera, FakeFocuser, FakeStacker
@@ -64,3 +66,18 @@ def test_the_resume_hint_asks_again_for_the_reference_this_run_needed(tmp_path: 
     assert resume_hint(root, "--home") == f"rig resume {root} --home"
     accepted = resume_hint(root, "--accept-position")
     assert accepted.startswith(f"rig resume {root} (") and "if nothing has moved" in accepted
+
+
+def test_every_resume_command_shown_can_be_pasted_into_a_shell(tmp_path: Path) -> None:
+    """A session folder named with a leading dash was shown as ``rig resume -x``, which the
+    command takes for an option; a folder name with a space was shown unquoted where a
+    session's folder is refused as taken (``rig resume my beetle``)."""
+    assert resume_hint(Path("-x"), None) == "rig resume ./-x"
+    assert resume_hint(Path("-x y"), "--home") == "rig resume './-x y' --home"
+    root = tmp_path / "my beetle"
+    config = SessionConfig(rig={"kind": "hardware"})
+    SessionFolder.create(root, ShotPlan.from_frames(0.0, 200.0, 3), config).unlock()
+    with pytest.raises(
+        SessionFolderError, match=re.escape(f"continue it with `rig resume '{root}'`")
+    ):
+        check_new(root)
