@@ -26,6 +26,11 @@ class ResultWriteError(StackerError):
         self.where, self.reason, self.remedy = where, reason, remedy
 
 
+class RawFramesNeededError(StackerError):
+    """A DNG composite asked of frames that are not RAW: no run on the same frames can write
+    it, so what to do is another output format, not trying again."""
+
+
 def or_another_output(remedy: str) -> str:
     """What to do about an output the disk refused: ``remedy`` (for the disk), or another path."""
     return f"{remedy} or choose another output path" if remedy else "choose another output path"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stacker.errors import ResultWriteError, StackerError
+from stacker.errors import RawFramesNeededError, ResultWriteError, StackerError
 from stacker.io import (
     atomic_write_bytes,
     check_writable_output,
@@ -140,7 +140,7 @@ def save_outputs(
     """
     raw = metadata_from is not None and is_raw_path(metadata_from)
     if Path(out_path).suffix.lower() == ".dng" and not raw:
-        raise StackerError(
+        raise RawFramesNeededError(
             f"{out_path}: a DNG composite needs RAW frames (NEF, CR2, ARW, DNG...); "
             "write .tif, .png or .jpg instead"
         )

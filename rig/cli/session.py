@@ -47,6 +47,7 @@ from rig.session.folder import (
 )
 from rig.session.journal import JournalContents, rail_left, read_journal
 from rig.session.runner import (
+    CompositeFormatError,
     RunnerOptions,
     SessionResult,
     SessionRunner,
@@ -186,7 +187,7 @@ def report(
     for p in result.outputs:
         console.print(f"  {p}")
     console.print(f"session folder: {folder.root}")
-    if reason is not FinishReason.COMPLETED:
+    if reason is not FinishReason.COMPLETED and not isinstance(result.error, CompositeFormatError):
         console.print(f"continue with: {resume_hint(folder.root, referenced_by)}")
 
 

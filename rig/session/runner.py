@@ -30,6 +30,7 @@ import contextlib
 import logging
 import os
 import queue
+import shlex
 import threading
 import time
 from collections.abc import Callable
@@ -80,7 +81,7 @@ from rig.session.journal import (
 )
 from rig.session.state import FinishReason, RunState, SessionResult, SessionStatus, can_transition
 from rig.session.worker import StackJob, StackPreviews, StackWorker
-from stacker.errors import ResultWriteError, UserError
+from stacker.errors import RawFramesNeededError, ResultWriteError, UserError
 from stacker.io import storage_remedy
 from stacker.lonefirst import LoneFirstFrame
 from stacker.preview.publisher import StackerLike
@@ -124,6 +125,11 @@ class _OwnLogFile(logging.FileHandler):
     def close(self) -> None:
         with contextlib.suppress(OSError):  # the buffer's last flush; the file is closed anyway
             super().close()
+
+
+class CompositeFormatError(RigError):
+    """The composite cannot be written from the session's frames in its format (a DNG of
+    frames without a RAW file): a resume would fail the same, so none is offered."""
 
 
 class StackingFailed(Exception):
@@ -674,6 +680,12 @@ class SessionRunner:
             if stopped_by is not None:
                 log.warning("composite not written: %s", exc)
                 return ()
+            if isinstance(exc, RawFramesNeededError):  # every resume would fail the same
+                frames = shlex.quote(str(self.folder.frames_dir))
+                tif = shlex.quote(str(self.folder.root / "composite.tif"))
+                raise CompositeFormatError(
+                    f"{exc}; every frame is kept: `stacker stack {frames} -o {tif}` stacks them"
+                ) from None
             if isinstance(exc, ResultWriteError):  # the output is the session's: no other path
                 problem = f"{exc.where}: cannot write the result ({exc.reason})"
                 fix = exc.remedy or "fix that"

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 import pytest
 
+from rig.cli.session import _console, report
 from rig.plan import ShotPlan
 from rig.session.events import (
     FrameCaptured,
@@ -298,6 +299,29 @@ def test_output_format_follows_the_session_config(tmp_path: Path, sim: Simulated
     assert result.reason is FinishReason.COMPLETED
     assert (tmp_path / "s" / "composite.jpg").is_file()
     assert not (tmp_path / "s" / "composite.tif").exists()
+
+
+@pytest.mark.slow
+def test_a_dng_session_of_frames_without_raw_files_says_how_to_stack_them(
+    tmp_path: Path, sim: SimulatedRig
+) -> None:
+    """A camera whose image format does not show (the virtual one shoots JPEG) was told at the
+    end to resume the session to write its DNG composite, and every resume failed the same."""
+    plan = ShotPlan.from_frames(0.0, SPEC.depth_um, 3, settle_s=0.0)
+    config = SessionConfig(
+        rig=SPEC.to_dict(), stack=StackOptions(output_format="dng"), checkpoint_every=0
+    )
+    folder = SessionFolder.create(tmp_path / "s", plan, config)
+    result = runner_for(folder, sim).run()
+    assert result.reason is FinishReason.FAULT
+    assert len(list(folder.frames_dir.glob("frame_*.jpg"))) == 3
+    frames, tif = folder.frames_dir, folder.root / "composite.tif"
+    assert f"`stacker stack {frames} -o {tif}` stacks them" in str(result.error)
+    assert "rig resume" not in str(result.error)
+    console = _console()
+    with console.capture() as printed:
+        report(result, folder, console)
+    assert "continue with" not in printed.get()  # a resume cannot write it either
 
 
 def test_a_plan_outside_the_soft_limits_is_refused_before_anything_moves() -> None:
