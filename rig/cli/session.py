@@ -399,6 +399,9 @@ def resume_cmd(
         else:
             _resume_simulated(folder, capture_target, options, console, preview)
         return
+    from rig.camera.shot import parse_capture_target
+
+    parse_capture_target(capture_target)  # as typed: merged below, it is named by its key
     overrides = {"rail": rail, "camera_model": camera_model, "camera_port": camera_port,
                  "capture_target": capture_target}  # fmt: skip
     check_rig_kinds(config.rig, name=lambda key: f"{folder.config_path}: '{key}'")

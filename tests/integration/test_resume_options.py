@@ -76,3 +76,14 @@ def test_a_session_json_that_is_a_pipe_is_one_line(tmp_path: Path) -> None:
     assert result.exit_code != 0
     assert str(result.exception).startswith(f"{root / 'session.json'}: unreadable (")
     assert "not a regular file" in str(result.exception)
+
+
+def test_a_bad_capture_target_is_named_as_the_option_given(tmp_path: Path) -> None:
+    """``rig resume --capture-target floppy`` was refused as ``'capture_target' 'floppy'``, the
+    key of session.json it was merged into, not the option typed."""
+    root = tmp_path / "s"
+    rig = {"kind": "hardware", "rail": "grbl:///dev/ttyUSB0"}
+    SessionFolder.create(root, ShotPlan.from_frames(0.0, 300.0, 4), SessionConfig(rig))
+    result = CliRunner().invoke(app, ["resume", str(root), "--capture-target", "floppy"])
+    assert result.exit_code != 0
+    assert str(result.exception).startswith("--capture-target 'floppy': use one of auto, ram")
