@@ -476,8 +476,8 @@ class SessionFolder:
     def _frames_kept(self) -> str:
         """What a session whose own files are damaged still offers: its frames, untouched."""
         return (
-            f" (the frames are kept: `stacker stack {self.frames_dir} -o composite.tif` stacks "
-            "them)"
+            f" (the frames are kept: `stacker stack {shlex.quote(str(self.frames_dir))} -o "
+            "composite.tif` stacks them)"
         )
 
     def save_config(self, config: SessionConfig) -> None:

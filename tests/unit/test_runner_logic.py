@@ -502,6 +502,17 @@ def test_a_shot_session_that_lost_its_plan_is_not_called_cut_short(tmp_path: Pat
         SessionFolder.find(root)
 
 
+def test_the_stack_command_offered_for_a_damaged_session_can_be_pasted(tmp_path: Path) -> None:
+    """The frames of a session named with a space were offered as ``stacker stack my
+    beetle/frames``, which the shell splits into two inputs."""
+    root = tmp_path / "my beetle"
+    assert runner(root, FakeCamera()).run().reason is FinishReason.COMPLETED
+    (root / "plan.json").unlink()
+    with pytest.raises(SessionFolderError) as missing:
+        SessionFolder.find(root)
+    assert f"`stacker stack '{root / 'frames'}' -o composite.tif`" in str(missing.value)
+
+
 def test_links_planted_for_the_journal_or_the_log_are_not_written_through(
     tmp_path: Path,
 ) -> None:
