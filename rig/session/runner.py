@@ -848,11 +848,14 @@ class SessionRunner:
 
     def _attach_log(self) -> tuple[logging.Handler, int] | None:
         """Log the session, and the camera's and rail's retries and warnings, to session.log."""
+        handler: logging.Handler
         try:
             self.folder.root.mkdir(parents=True, exist_ok=True)
-            handler: logging.Handler = _OwnLogFile(self.folder.log_path, encoding="utf-8")
+            handler = _OwnLogFile(self.folder.log_path, encoding="utf-8")
         except OSError:  # unwritable, or a link (never followed): the session runs unlogged
-            return None
+            # Its lines dropped, not printed by logging's last resort behind the display,
+            # which already shows every warning and fault: a read-only disk said it 3 times.
+            handler = logging.NullHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handler.setLevel(logging.INFO)
         parent = logging.getLogger("rig")

@@ -7,6 +7,7 @@ tests/integration/test_session_runner.py.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -527,6 +528,25 @@ def test_links_planted_for_the_journal_or_the_log_are_not_written_through(
     result = runner(root, FakeCamera()).run()
     assert result.reason is FinishReason.FAULT and "a symbolic link" in str(result.error)
     assert victim.read_text() == "echo mine\n"
+
+
+def test_a_session_running_unlogged_prints_nothing_behind_its_display(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A session.log that cannot be opened (a read-only disk, a link) left the session's
+    warnings to logging's last resort, which printed each one on stderr under the display
+    that shows them already: a read-only disk's fault was said three times."""
+    root = tmp_path / "s"
+    run = runner(root, FakeCamera())
+    (root / "session.log").symlink_to(tmp_path / "elsewhere.log")
+    (root / "frames").mkdir(exist_ok=True)
+    (root / "frames" / "frame_0009.jpg").write_bytes(b"x")  # warned about: not in the plan
+    monkeypatch.setattr(logging.root, "handlers", [])  # as in the commands: no handler at all
+    warned: list[str] = []
+    run.subscribe(lambda e: isinstance(e, SessionWarning) and warned.append(e.message))
+    assert run.run().reason is FinishReason.COMPLETED
+    assert any("frame_0009.jpg" in w for w in warned)
+    assert capfd.readouterr().err == ""
 
 
 def test_a_frames_folder_that_is_a_link_is_refused_not_shot_again(tmp_path: Path) -> None:
