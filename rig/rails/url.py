@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -176,13 +177,22 @@ def open_port_rail(
     if _host_taken_for_a_folder(parsed):
         raise URLError(
             f"{url!r}: a device path takes three slashes after the scheme, "
-            f"{url.replace('://', ':///', 1)} (with two, {parsed.host!r} reads as a host name)"
+            f"{_with_three_slashes(url, parsed.host)} (with two, {parsed.host!r} reads as a "
+            "host name)"
         )
     options = rail_options(parsed, **overrides)
     settings = read_settings(parsed)
     parsed.finish()
     settings.update({k: v for k, v in overrides.items() if k in settings})
     return cls(parsed.path, options, name=url, **settings)
+
+
+def _with_three_slashes(url: str, host: str) -> str:
+    """``url`` as it was meant: ``grbl://dev/ttyUSB0`` keeps ``dev`` as the path's first
+    folder; the local host of a file-URL habit (``grbl://localhost/dev/ttyUSB0``) goes."""
+    if host.lower() in ("localhost", "127.0.0.1"):
+        return re.sub(f"://{re.escape(host)}/", ":///", url, count=1, flags=re.IGNORECASE)
+    return url.replace("://", ":///", 1)
 
 
 def _host_taken_for_a_folder(parsed: DeviceURL) -> bool:

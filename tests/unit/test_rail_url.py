@@ -33,6 +33,16 @@ def test_a_device_path_after_two_slashes_asks_for_three(scheme: str) -> None:
     )
 
 
+@pytest.mark.parametrize("host", ["localhost", "LocalHost", "127.0.0.1"])
+def test_a_local_host_before_a_device_path_is_dropped_from_the_url_offered(host: str) -> None:
+    """``grbl://localhost/dev/ttyUSB0`` was offered ``grbl:///localhost/dev/ttyUSB0``, which
+    names no port either."""
+    text = f"grbl://{host}/dev/ttyUSB0"
+    with pytest.raises(URLError) as caught:
+        open_focuser(text)
+    assert "grbl:///dev/ttyUSB0 (with two" in str(caught.value)
+
+
 def test_a_port_named_without_a_slash_is_still_opened() -> None:
     """``grbl://COM3`` (Windows) names its port as the host: that is looked for as written."""
     from rig.errors import DeviceNotFoundError
