@@ -270,6 +270,25 @@ def test_a_frame_an_importer_moves_out_before_it_is_read_is_named(
     assert warnings[0].startswith("a1.jpg: moved out of the watched folder or deleted before")
 
 
+def test_a_file_still_empty_when_the_watch_ends_is_named(
+    tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
+) -> None:
+    """An empty file is a placeholder, never a frame; one that stayed empty (an upload that
+    failed) was left out without a word, the summary counting one frame fewer than shot."""
+    write_old(hot / "a0.jpg", stack_jpegs[0])
+    write_old(hot / "a1.jpg", b"")
+    write_old(hot / "a2.jpg", stack_jpegs[2])
+    warnings: list[str] = []
+    summary = watch_and_stack(
+        hot, tmp_path / "out.jpg", idle_timeout=0.5, settle=0.2, on_warning=warnings.append
+    )
+    assert [r.name for r in summary.records] == ["a0.jpg", "a2.jpg"]
+    assert warnings == [
+        "a1.jpg: still empty when the watch ended; not stacked (copy it in again, then stack "
+        "the folder)"
+    ]
+
+
 def test_a_restarted_watch_removes_what_a_killed_one_left_half_written(
     tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
 ) -> None:
