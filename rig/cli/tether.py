@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from rig.camera.shot import check_saves_raw
 from rig.cli import options as opt
 from rig.devices import with_hint
 from rig.errors import DeviceNotFoundError
@@ -124,6 +125,7 @@ def tether_cmd(
     root = out or dated_folder(Path(), "tether")
     check_new(root)  # before the camera is opened
     with session_preview(*preview) as page, open_tether(camera_model, camera_port) as tether:
+        check_saves_raw(tether.camera, stack.suffix)  # as rig shoot: before the burst
         folder = SessionFolder.create(root, plan, config)
         _run(folder, tether, settings, console, page)
 
@@ -160,6 +162,7 @@ def resume_tether(
         model = camera_model or rig.get("camera_model")
         port = camera_port or rig.get("camera_port")
         with open_tether(model, port) as tether:
+            check_saves_raw(tether.camera, folder.config.stack.suffix)
             console.print(f"resuming tether session {folder.root}")
             _run(folder, tether, settings, console, page)
 

@@ -515,6 +515,29 @@ def test_no_vibration_remedy_on_the_virtual_body(card: VirtualCameraFolder) -> N
         assert cam.reduce_vibration() is None
 
 
+def test_a_dng_tether_session_is_refused_while_the_camera_saves_no_raw(
+    card: VirtualCameraFolder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`rig tether --format dng` with a body set to JPEG downloaded the whole burst, then
+    failed at the composite: it is refused before the session is made, as `rig shoot` is."""
+    from typer.testing import CliRunner
+
+    from rig.cli import app
+    from rig.errors import RigError
+    from rig.sim.camera_quirks import CameraQuirks
+
+    quirks, opened = CameraQuirks("nikon", raw_plus_jpeg=False), Camera.open
+    monkeypatch.setattr(  # the virtual camera, as a Nikon body set to JPEG Fine
+        Camera, "open", staticmethod(lambda *a, **k: opened(*a, **k, wrap_handle=quirks.wrap))
+    )
+    out = tmp_path / "burst"
+    args = ["tether", "--format", "dng", "--frames", "2", "--idle-timeout", "1s", "--out", out]
+    proc = CliRunner().invoke(app, [str(a) for a in args])
+    assert isinstance(proc.exception, RigError), proc.output  # one line, status 2, from `rig`
+    assert str(proc.exception).startswith("--format dng stacks RAW files, and the camera saves")
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(("raw_plus_jpeg", "refused"), [(False, True), (True, False)])
 def test_a_dng_session_is_refused_while_the_camera_saves_no_raw(
     card: VirtualCameraFolder, raw_plus_jpeg: bool, refused: bool
