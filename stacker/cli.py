@@ -250,13 +250,16 @@ nothing, and kept ``--idle-timeout`` from ever ending the watch)."""
 
 
 def _seconds(option: str, text: str, at_most: float = math.inf) -> float:
-    """A duration option's value in seconds, or a one-line error naming the option."""
+    """A duration option's value in seconds, above zero, or a one-line error naming the option
+    as typed."""
     from stacker.quantities import QuantityError, parse_duration
 
     try:
         seconds = parse_duration(text)
     except QuantityError as exc:
         raise QuantityError(f"{option} {text}: {exc}") from None
+    if not seconds > 0:
+        raise QuantityError(f"{option} {text}: give a positive duration, e.g. 2s")
     if seconds > at_most:
         raise QuantityError(f"{option} {text}: at most {at_most:g} s")
     return seconds

@@ -558,6 +558,15 @@ def test_cli_missing_folder_is_one_line(tmp_path: Path) -> None:
         (lambda d: [str(d / "no"), "-o", str(d / "o.tif"), "--settle", "nan"], "--settle nan"),
         (lambda d: [str(d / "no"), "-o", str(d / "o.tif"), "--settle", "inf"], "--settle inf"),
         (lambda d: [str(d / "no"), "-o", str(d / "o.tif"), "--settle", "0"], "--settle 0"),
+        # Named as typed: "--settle 0.0" and "--idle-timeout 0.0" for 0ms and 0s.
+        (
+            lambda d: [str(d / "no"), "-o", str(d / "o.tif"), "--settle", "0ms"],
+            "--settle 0ms: give a positive duration, e.g. 2s",
+        ),
+        (
+            lambda d: [str(d / "no"), "-o", str(d / "o.tif"), "--idle-timeout", "0s"],
+            "--idle-timeout 0s: give a positive duration, e.g. 2s",
+        ),
         (
             lambda d: [str(d / "no"), "-o", str(d / "o.tif"), "--settle", "0,5"],
             "--settle 0,5: '0,5': write decimals with a point, e.g. 0.5",
