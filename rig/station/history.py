@@ -65,7 +65,15 @@ class SessionHistory:
         jpeg = encode_jpeg(small, quality=80)[0]
         with self._lock:
             self._thumbs[sid] = ((st.st_mtime_ns, st.st_size), jpeg)
+            self._forget_gone()
         return jpeg
+
+    def _forget_gone(self) -> None:
+        """Drop the thumbnails of sessions whose folders are gone: one removed by hand (over
+        ssh, not through the page) kept its thumbnail for as long as the station ran."""
+        root = self.station.files.root
+        for gone in [sid for sid in self._thumbs if not (root / sid).is_dir()]:
+            del self._thumbs[gone]
 
     def _cached(self, sid: str, f: BinaryIO) -> bytes | None:
         """The thumbnail made from the composite open as ``f``, if that version has one."""

@@ -75,6 +75,22 @@ def test_a_damaged_plan_hides_its_session_not_the_page(station: Station, client)
 
 
 @pytest.mark.slow
+def test_a_session_removed_by_hand_leaves_no_thumbnail_behind(station: Station, client) -> None:
+    """Thumbnails were forgotten only for sessions deleted through the page: each one removed
+    over ssh kept its JPEG in the station's memory for as long as it ran."""
+    assert client.post("/api/sessions", json={"plan": PLAN, "name": "s0"}).status_code == 201
+    assert station.wait(60) is not None
+    for n in (1, 2):
+        shutil.copytree(station.root / "s0", station.root / f"s{n}")
+    history = rig.station.history.SessionHistory(station)
+    history.thumbnail("s0")
+    history.thumbnail("s1")
+    shutil.rmtree(station.root / "s1")  # by hand
+    history.thumbnail("s2")
+    assert sorted(history._thumbs) == ["s0", "s2"]
+
+
+@pytest.mark.slow
 def test_thumbnails_asked_for_at_once_are_decoded_one_at_a_time(
     station: Station, client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
