@@ -221,7 +221,7 @@ class Stacker:
         self._predicted: np.ndarray | None = None
         self._prev_sharp = 0.0  # the alignment reference's sharpness (:func:`_sharpness`)
         self._weak: tuple[Any, ...] | None = None  # a blurred frame passed over as reference
-        self._stack_colour: float | None = 0.0  # the first merged frame's (:func:`_colour`)
+        self._stack_colour: bool | None = False  # the first merged frame's (:func:`_colour`)
         self._coverage: Coverage | None = None
         self._warped: np.ndarray | None = None  # the last merged frame, warped
         self._buffers: list[np.ndarray] = []
@@ -906,29 +906,38 @@ and after two blurred frames in a row the stack follows them (defocus towards an
 
 
 VISIBLE_COLOUR = 0.02
-"""Mean colour (:func:`_colour`) below which a frame mixes with greyscale ones unseen: a grey
-subject shot in colour, whose most defocused frames a camera's JPEG may store without any."""
+"""Mean colour (``|B - G| + |R - G|`` as a fraction of full scale) below which a frame mixes
+with greyscale ones unseen: a grey subject shot in colour, whose most defocused frames a
+camera's JPEG may store without any."""
+STRONG_COLOUR = 0.15
+"""Colour no JPEG's chroma noise reaches: a part this coloured is a coloured part."""
+STRONG_SHARE = 0.005
+"""Share of the frame that, as coloured as :data:`STRONG_COLOUR`, shows: the red eye of a grey
+fly, which a greyscale frame would leave grey wherever it is the sharpest."""
 
 
-def _colour(small: np.ndarray, top: float) -> float | None:
+def _colour(small: np.ndarray, top: float) -> bool | None:
     """``None`` for a greyscale frame (decoded to three equal channels, which stay equal
     through the same resampling of each; not a frame of one flat level, a black frame, which
-    has nothing to tell); else how coloured it is: the mean of ``|B - G| + |R - G|`` as a
-    fraction of ``top``, full scale. ``small``: the frame's smallest copy, a few thousand
-    pixels, which the gains are measured on too."""
+    has nothing to tell); else whether it is clearly coloured: :data:`VISIBLE_COLOUR` on
+    average, or a part of :data:`STRONG_SHARE` of it :data:`STRONG_COLOUR`. ``small``: the
+    frame's smallest copy, a few thousand pixels, which the gains are measured on too."""
     b, g, r = cv2.split(small)
     if np.array_equal(b, g) and np.array_equal(b, r) and b.min() != b.max():
         return None
-    return (cv2.mean(cv2.absdiff(b, g))[0] + cv2.mean(cv2.absdiff(r, g))[0]) / top
+    chroma = cv2.add(cv2.absdiff(b, g), cv2.absdiff(r, g))
+    if cv2.mean(chroma)[0] >= VISIBLE_COLOUR * top:
+        return True
+    strong = np.count_nonzero(chroma >= STRONG_COLOUR * top)
+    return bool(strong >= STRONG_SHARE * chroma.size)
 
 
-def _mixed(colour: float | None, stack: float | None) -> bool:
+def _mixed(colour: bool | None, stack: bool | None) -> bool:
     """Whether a frame of ``colour`` would show as a patch in a stack whose first frame had
     ``stack``: a greyscale frame among clearly coloured ones, or the other way round."""
     if (colour is None) == (stack is None):
         return False
-    coloured = stack if colour is None else colour
-    return coloured is not None and coloured >= VISIBLE_COLOUR
+    return bool(stack if colour is None else colour)
 
 
 def _sharpness(small_luma: list[np.ndarray]) -> float:

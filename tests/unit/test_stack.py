@@ -308,6 +308,18 @@ def test_greyscale_and_colour_frames_are_not_merged_together(frames) -> None:
                  for f in frames[:2]])  # fmt: skip
         assert s.add(then(frames[2].image)).merged
 
+    # A grey subject with one small, strongly coloured part (the red eye of a grey fly): on
+    # average hardly coloured, but a greyscale frame would leave that part grey. Kept apart.
+    def red_eye(image: np.ndarray) -> np.ndarray:
+        marked = grey(image)
+        marked[200:256, 300:356] = (40, 40, 220)  # 1 % of the frame
+        return marked
+
+    for first, then in ((grey, red_eye), (red_eye, grey)):
+        s = run([SimpleNamespace(image=first(f.image), index=f.index, focus_um=f.focus_um)
+                 for f in frames[:2]])  # fmt: skip
+        assert not s.add(then(frames[2].image)).merged
+
 
 def test_bad_options_are_errors() -> None:
     with pytest.raises(StackerError, match="method 'pmax'"):
