@@ -90,7 +90,7 @@ def read_raw_linear(
     except StackerError as exc:
         raise UnreadableImageError(f"{p}: {exc}") from None
     try:
-        with rawpy.imread(str(p) if data is None else io.BytesIO(data)) as raw:
+        with _imread(rawpy, p) if data is None else rawpy.imread(io.BytesIO(data)) as raw:
             rgb = raw.postprocess(
                 gamma=(1, 1),
                 no_auto_bright=True,
@@ -116,12 +116,25 @@ def raw_flip(path: str | os.PathLike[str]) -> int:
     :data:`FLIP_TO_EXIF`), read from the file's metadata without decoding it."""
     p = Path(path)
     try:
-        with _rawpy().imread(str(p)) as raw:
+        with _imread(_rawpy(), p) as raw:
             return int(raw.sizes.flip)
     except StackerError as exc:
         raise UnreadableImageError(f"{p}: {exc}") from None
     except Exception as exc:
         raise UnreadableImageError(f"{p}: not a readable RAW file ({_reason(exc)})") from None
+
+
+def _imread(rawpy: Any, path: Path) -> Any:
+    """rawpy's reader of the RAW file at ``path``. rawpy encodes a path as UTF-8, which a name
+    that is not UTF-8 (a card or a share written on another system; Python keeps its bytes as
+    surrogates) cannot be, so such a file is handed over open instead (LibRaw then reads it
+    whole, as it reads a frame given as bytes)."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        with path.open("rb") as fh:
+            return rawpy.imread(fh)
+    return rawpy.imread(str(path))
 
 
 def _reason(exc: Exception) -> str:
@@ -143,7 +156,7 @@ def read_profile(path: str | os.PathLike[str]) -> ColourProfile:
     p = Path(path)
     rawpy = _rawpy()
     try:
-        with rawpy.imread(str(p)) as raw:
+        with _imread(rawpy, p) as raw:
             wb = np.array(raw.camera_whitebalance[:3], dtype=np.float64)
             if not np.all(wb > 0):
                 wb = np.array(raw.daylight_whitebalance[:3], dtype=np.float64)

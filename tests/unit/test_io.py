@@ -322,6 +322,24 @@ def test_a_raw_files_bytes_decode_as_the_file_does(tmp_path: Path) -> None:
     assert np.array_equal(decoded, read_raw_linear(path))
 
 
+def test_a_raw_file_whose_name_is_not_utf8_is_read(tmp_path: Path) -> None:
+    """A card or a share written on another system can name a folder in Latin-1 (``k\xe4fer``):
+    its JPEGs were stacked, but every RAW file in it was "not a readable RAW file", as rawpy
+    encodes a path as UTF-8, which such a name (its bytes kept as surrogates) cannot be."""
+    pytest.importorskip("rawpy", reason="RAW support is the [raw] extra")
+    from rig.sim.bayer import encode_bayer_dng
+    from stacker.raw import raw_flip, read_profile, read_raw_linear
+
+    frame = np.random.default_rng(4).integers(0, 65536, (32, 48, 3), dtype=np.uint16)
+    plain = tmp_path / "plain.dng"
+    plain.write_bytes(encode_bayer_dng(frame))
+    odd = Path(os.fsdecode(bytes(tmp_path) + b"/k\xe4fer.dng"))
+    odd.write_bytes(plain.read_bytes())
+    assert np.array_equal(read_image(odd), read_raw_linear(plain))
+    assert raw_flip(odd) == raw_flip(plain)
+    assert repr(read_profile(odd)) == repr(read_profile(plain))
+
+
 @pytest.mark.parametrize("layout", [{"byteorder": "<"}, {"byteorder": ">"}, {"bigtiff": True}])
 def test_a_tiff_declaring_too_many_pixels_is_refused_before_decoding(
     tmp_path: Path, layout: dict
