@@ -229,7 +229,7 @@ def stack_files(
     if stacker.frames_merged < 2:
         raise StackerError(
             f"only {stacker.frames_merged} usable frame(s) of {len(files)}: "
-            "a stack needs at least two that align"
+            f"a stack needs at least two that align{_skipped_note(run.skipped)}"
         )
     stacker.wait()
     t_merged = time.perf_counter()
@@ -249,6 +249,16 @@ def stack_files(
         t_end - t_last,
     )
     return run
+
+
+def _skipped_note(skipped: list[tuple[Path, str]]) -> str:
+    """The first frame left out and why, for the error of a stack that failed: ``stacker
+    batch`` reports that one line alone (the warnings naming each frame are the command line's),
+    and a folder of damaged files read as frames that did not align."""
+    if not skipped:
+        return ""
+    more = f"; {len(skipped) - 1} more left out" if len(skipped) > 1 else ""
+    return f" ({skipped[0][1]}{more})"
 
 
 MAX_RESTARTS = 2

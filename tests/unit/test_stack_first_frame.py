@@ -104,3 +104,22 @@ def test_a_batch_reports_a_first_frame_left_out_as_rejected(folder: Path, tmp_pa
     report = stack_one(job, {})
     assert report.status == "done", report.error
     assert (report.merged, report.rejected, report.unreadable) == (len(files) - 1, 1, 0)
+
+
+def test_a_batch_stack_of_frames_that_cannot_be_read_names_one_of_them(tmp_path: Path) -> None:
+    """A batch stack whose files could not be read failed as "only 0 usable frame(s) of 3: a
+    stack needs at least two that align": the warnings naming each file are printed only by
+    ``stacker stack``, so the report's one line sent the user to look for frames that did not
+    align, in a folder of damaged files."""
+    from stacker.batch import StackJob, stack_one
+
+    files = []
+    for i in range(3):
+        files.append(tmp_path / f"frame_{i + 1:04d}.jpg")
+        files[-1].write_bytes(b"\xff\xd8 not a JPEG")
+    job = StackJob("s", tmp_path, tuple(files), tmp_path / "s.png", None)
+    report = stack_one(job, {})
+    assert report.status == "failed" and report.error is not None
+    assert "only 0 usable frame(s) of 3" in report.error
+    assert f"{files[0]}: not a readable image" in report.error and "2 more" in report.error
+    assert "\n" not in report.error
