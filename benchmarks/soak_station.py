@@ -34,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from benchmarks.common import machine  # noqa: E402
+from benchmarks.common import machine, write_json  # noqa: E402
 
 TOKEN = "soak-token-0123456789"
 PLAN = {"from": "0mm", "to": "1mm", "frames": 3, "settle": 0}
@@ -239,10 +239,8 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=HERE / "results" / "soak_station.json")
     args = ap.parse_args()
     result = run(args)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(
-        json.dumps({"machine": machine(), "args": {**vars(args), "json": str(args.json)}, **result})
-    )
+    write_json(args.json, {"machine": machine(), "args": {**vars(args), "json": str(args.json)},
+                           **result})  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import machine  # noqa: E402
+from benchmarks.common import machine, write_json  # noqa: E402
 from benchmarks.soak_station import end_stalled, figures, sse_client  # noqa: E402
 
 
@@ -112,10 +112,8 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=HERE / "results" / "soak_watch.json")
     args = ap.parse_args()
     result = run(args)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(
-        json.dumps({"machine": machine(), "args": {**vars(args), "json": str(args.json)}, **result})
-    )
+    write_json(args.json, {"machine": machine(), "args": {**vars(args), "json": str(args.json)},
+                           **result})  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -288,14 +288,21 @@ def test_a_camera_error_that_is_not_transient_stops_the_session(
     assert "card full" in str(result.error)
 
 
-@pytest.mark.slow
-def test_output_format_follows_the_session_config(tmp_path: Path, sim: SimulatedRig) -> None:
+def three_frames_as(
+    output_format: str, root: Path, sim: SimulatedRig
+) -> tuple[SessionFolder, SessionResult]:
+    """A three-frame session whose composite is written as ``output_format``, run."""
     plan = ShotPlan.from_frames(0.0, SPEC.depth_um, 3, settle_s=0.0)
     config = SessionConfig(
-        rig=SPEC.to_dict(), stack=StackOptions(output_format="jpg"), checkpoint_every=0
+        rig=SPEC.to_dict(), stack=StackOptions(output_format=output_format), checkpoint_every=0
     )
-    folder = SessionFolder.create(tmp_path / "s", plan, config)
-    result = runner_for(folder, sim).run()
+    folder = SessionFolder.create(root, plan, config)
+    return folder, runner_for(folder, sim).run()
+
+
+@pytest.mark.slow
+def test_output_format_follows_the_session_config(tmp_path: Path, sim: SimulatedRig) -> None:
+    _, result = three_frames_as("jpg", tmp_path / "s", sim)
     assert result.reason is FinishReason.COMPLETED
     assert (tmp_path / "s" / "composite.jpg").is_file()
     assert not (tmp_path / "s" / "composite.tif").exists()
@@ -307,12 +314,7 @@ def test_a_dng_session_of_frames_without_raw_files_says_how_to_stack_them(
 ) -> None:
     """A camera whose image format does not show (the virtual one shoots JPEG) was told at the
     end to resume the session to write its DNG composite, and every resume failed the same."""
-    plan = ShotPlan.from_frames(0.0, SPEC.depth_um, 3, settle_s=0.0)
-    config = SessionConfig(
-        rig=SPEC.to_dict(), stack=StackOptions(output_format="dng"), checkpoint_every=0
-    )
-    folder = SessionFolder.create(tmp_path / "s", plan, config)
-    result = runner_for(folder, sim).run()
+    folder, result = three_frames_as("dng", tmp_path / "s", sim)
     assert result.reason is FinishReason.FAULT
     assert len(list(folder.frames_dir.glob("frame_*.jpg"))) == 3
     frames, tif = folder.frames_dir, folder.root / "composite.tif"
