@@ -193,6 +193,21 @@ def _frames_in(folder: Path, pattern: str | None, on_note: Note | None = None) -
     return once_each(ordered, on_note)
 
 
+def _note_images_below(folder: Path, pattern: str | None, skip: Path | None, on_note: Note) -> None:
+    """Name the subfolders of stack ``folder`` that hold frames: a stack's folder is not
+    searched further (its subfolders are its own: selects, retakes, exports), and a retake
+    shot into one was left out without a word."""
+    for sub in sorted(folder.iterdir(), key=lambda p: natural_key(p.name)):
+        if sub.name.startswith(".") or not sub.is_dir() or sub.resolve() == skip:
+            continue
+        with contextlib.suppress(OSError):  # unreadable: a frame of it cannot be told of
+            if count := len(_frames_in(sub, pattern)):
+                on_note(
+                    f"{sub}: {count} frame(s) left out, in a subfolder of the stack {folder}; "
+                    "give it as a root of its own to stack it"
+                )
+
+
 def _stack_folders(
     root: Path,
     pattern: str | None,
@@ -225,6 +240,8 @@ def _stack_folders(
             return
         if len(frames := _frames_in(root, pattern, on_note)) >= 2:
             yield root, frames
+            if on_note is not None:
+                _note_images_below(root, pattern, skip, on_note)
             return
         subfolders = sorted((p for p in root.iterdir() if p.is_dir()),
                             key=lambda p: natural_key(p.name))  # fmt: skip

@@ -61,6 +61,22 @@ def test_session_folders_and_plain_folders_are_stacks(tmp_path: Path) -> None:
     assert only.name == "moth" and only.outputs() == [out / "moth.tif"]
 
 
+def test_frames_in_a_subfolder_of_a_stack_are_named_as_left_out(tmp_path: Path) -> None:
+    """A stack's folder is not searched further, so a retake shot into ``beetle/retake`` was
+    left out without a word; the stack itself is unchanged."""
+    root = tmp_path / "tray"
+    frames(root / "beetle", "1.jpg", "2.jpg")
+    frames(root / "beetle" / "retake", "3.jpg", "4.jpg")
+    frames(root / "beetle" / "notes", "todo.txt")  # no frames: nothing to say
+    notes: list[str] = []
+    jobs = find_stacks([root], tmp_path / "out", on_note=notes.append)
+    assert [(j.name, [f.name for f in j.frames]) for j in jobs] == [("beetle", ["1.jpg", "2.jpg"])]
+    assert notes == [
+        f"{root / 'beetle' / 'retake'}: 2 frame(s) left out, in a subfolder of the stack "
+        f"{root / 'beetle'}; give it as a root of its own to stack it"
+    ]
+
+
 def test_bad_roots_and_name_clashes_are_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(StackerError, match="nowhere: no such folder"):
         find_stacks([tmp_path / "nowhere"], tmp_path / "out")
