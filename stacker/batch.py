@@ -446,7 +446,9 @@ class ReportWriter:
     def write(self, report: StackReport) -> None:
         row = asdict(report)
         if self.csv:
-            row["outputs"] = " ".join(report.outputs)
+            # One a line of the cell: a stack named after a folder such as "moth wing" has
+            # spaces in its outputs' names, and joined by spaces the cell could not be split.
+            row["outputs"] = "\n".join(report.outputs)
             out = io.StringIO()
             csv.writer(out).writerow(["" if row[k] is None else row[k] for k in REPORT_FIELDS])
             self._fh.write(out.getvalue())

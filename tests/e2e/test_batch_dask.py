@@ -7,6 +7,7 @@ Each test runs the command as a user does (a subprocess) on a handful of small s
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import shutil
@@ -86,9 +87,10 @@ def test_local_cluster_of_two_workers_stacks_reports_and_resumes(
     proc = batch(specimens, "-o", out, "--workers", "2", "--report", out / "again.csv")
     assert proc.returncode == 0, proc.stderr
     assert "batch: 1 stacked, 0 failed, 3 up to date" in proc.stdout
-    text = (out / "again.csv").read_text().splitlines()
-    assert text[0].startswith("name,status,frames,merged")
-    assert sorted(line.split(",")[:2] == ["tray1-s1", "done"] for line in text[1:]) == [
+    assert (out / "again.csv").read_text().startswith("name,status,frames,merged")
+    with (out / "again.csv").open(newline="") as fh:
+        again = list(csv.DictReader(fh))
+    assert sorted((r["name"], r["status"]) == ("tray1-s1", "done") for r in again) == [
         False, False, False, True,
     ]  # fmt: skip
 
@@ -371,8 +373,9 @@ def test_folder_names_that_are_not_utf8_are_stacked_and_reported(tmp_path: Path)
     assert proc.returncode == 0, proc.stderr
     assert "batch: 1 stacked, 0 failed" in proc.stdout
     assert read_image(out / f"{name}.tif").shape[2] == 3
-    (row,) = (out / "r.csv").read_text(encoding="utf-8").splitlines()[1:]
-    assert row.startswith("caf\\udce9 [1],done,3,3,")
+    with (out / "r.csv").open(encoding="utf-8", newline="") as fh:
+        (row,) = csv.DictReader(fh)
+    assert (row["name"], row["status"], row["frames"]) == ("caf\\udce9 [1]", "done", "3")
 
 
 def test_a_local_cluster_is_bounded_by_the_cores_and_the_stacks(

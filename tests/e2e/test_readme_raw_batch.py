@@ -7,6 +7,7 @@ port a free one, and the worker is told to listen on 127.0.0.1 too.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -99,8 +100,9 @@ def test_batch_commands(tmp_path: Path) -> None:
                                          .read_text().splitlines())}  # fmt: skip
     # the README's second line (--method depthmap) restacked both; the cluster line, with the
     # default method again, restacks both once more (tray2 for its new frame as well)
-    second = (tmp_path / "stacked" / "report.csv").read_text().splitlines()[1:]
-    assert sorted(line.split(",")[1] for line in second) == ["done", "done"]
+    with (tmp_path / "stacked" / "report.csv").open(newline="") as fh:
+        second = list(csv.DictReader(fh))
+    assert sorted(row["status"] for row in second) == ["done", "done"]
     assert rows["tray1-beetle"]["status"] == "done"
     assert rows["tray2-beetle"]["status"] == "done"
     assert rows["tray2-beetle"]["worker"].startswith("tcp://127.0.0.1:")

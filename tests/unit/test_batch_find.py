@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import shutil
@@ -142,7 +143,7 @@ def test_a_damaged_settings_record_counts_as_no_record(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["report.jsonl", "report.csv"])
 def test_report_rows(tmp_path: Path, name: str) -> None:
     writer = ReportWriter(tmp_path / name)
-    outputs = ["/o/a.tif", "/o/a-depth.png"]
+    outputs = ["/o/moth wing.tif", "/o/moth wing-depth.png"]  # a CSV cell they can be read from
     writer.write(StackReport(name="a", folder="/d/a", status="done", frames=5, merged=4,
                              rejected=1, unreadable=0, seconds=1.5, peak_memory_mb=300.0,
                              outputs=outputs, worker="tcp://1.2.3.4:1"))  # fmt: skip
@@ -151,12 +152,12 @@ def test_report_rows(tmp_path: Path, name: str) -> None:
     writer.close()
     text = (tmp_path / name).read_text()
     if name.endswith(".csv"):
-        rows = list(csv.DictReader(text.splitlines()))
-        assert rows[0]["outputs"] == "/o/a.tif /o/a-depth.png" and rows[0]["merged"] == "4"
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+        assert rows[0]["outputs"].splitlines() == outputs and rows[0]["merged"] == "4"
         assert rows[1]["status"] == "failed" and rows[1]["merged"] == ""
     else:
         rows = [json.loads(line) for line in text.splitlines()]
-        assert rows[0]["outputs"] == ["/o/a.tif", "/o/a-depth.png"] and rows[0]["rejected"] == 1
+        assert rows[0]["outputs"] == outputs and rows[0]["rejected"] == 1
         assert rows[1]["error"] == "b/1.jpg: not a readable image"
 
 
