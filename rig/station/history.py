@@ -96,6 +96,7 @@ class SessionHistory:
                     os.rename(folder, trash)
                 except OSError as exc:
                     raise StationError(f"session {sid}: cannot delete ({exc.strerror})") from None
+            self.station.session_deleted()  # out of the listing now: other phones list again
         shutil.rmtree(trash, ignore_errors=True)
         with self._lock:
             self._thumbs.pop(sid, None)

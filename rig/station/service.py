@@ -185,6 +185,9 @@ class Station:
         # stop_rail halts; set and read under its own lock, as the request holds the rig's.
         self._rail_move: str | None = None
         self._rail_move_lock = threading.Lock()
+        # Counts the sessions deleted: every phone open on the station lists its sessions
+        # again when it changes, as when a session starts or ends.
+        self._deleted = 0
         self._publish_station()
 
     # ------------------------------------------------------------------ status
@@ -214,7 +217,9 @@ class Station:
             return None
 
     def _publish_station(self) -> None:
-        self.hub.set_extra(station={"running": self.running, "units": self.units})
+        self.hub.set_extra(
+            station={"running": self.running, "units": self.units, "deleted": self._deleted}
+        )
         self.hub.update_progress(position_um=self._position(), units=self.units)
 
     def _moved(self, fallback: float) -> float:
@@ -552,6 +557,12 @@ class Station:
             os.close(fd)
 
     # ------------------------------------------------------------------ files
+    def session_deleted(self) -> None:
+        """Tell the pages open on the station that a session is gone from its list. Called
+        while the session is held idle (:meth:`session_idle`), so two deletions each count."""
+        self._deleted += 1
+        self._publish_station()
+
     def sessions(self) -> list[dict[str, Any]]:
         """The station's sessions, newest first, with what can be downloaded."""
         return self.files.sessions(running=self.running)

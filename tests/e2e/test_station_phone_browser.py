@@ -426,3 +426,21 @@ def test_a_page_opened_during_a_session_shows_its_plan(station) -> None:
             c.post("/api/sessions/shooting/stop", json={})
             while c.get("/api/station").json()["running"]:
                 time.sleep(0.2)
+
+
+def test_a_session_deleted_on_another_phone_leaves_this_ones_list(station) -> None:
+    """A session deleted from one phone stayed in the list on another phone open at the same
+    time, for as long as no session started or ended there; its Delete then said "no session"
+    and left the row in place."""
+    _shoot(station, "gone")
+    with chromium() as browser:
+        first, first_errors = _small_phone(browser)
+        second, second_errors = _small_phone(browser)
+        for page in (first, second):
+            _open(page, station, live=False)
+            page.wait_for_selector("#st-sessions tr[data-id='gone'] button.delete")
+        first.on("dialog", lambda dialog: dialog.accept())
+        first.tap("#st-sessions tr[data-id='gone'] button.delete")
+        first.wait_for_function(SAID, arg="deleted gone")
+        second.wait_for_selector("#st-sessions tr[data-id='gone']", state="detached")
+        assert first_errors == second_errors == []

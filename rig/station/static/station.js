@@ -21,6 +21,7 @@
   const stationPanel = section("station", "station controls");
   let units = "um";
   let running = undefined;
+  let deleted = undefined; // the station's count of deleted sessions, when last listed
   let progress = null; // the progress the event stream last told
   // A page opened (or reloaded) while a session shoots shows that session's plan in the form,
   // not the defaults, unless the form is edited before the list comes.
@@ -414,9 +415,12 @@
       // once a field has been edited.
       checkPlan().catch((e) => planInfo(e.message, true));
     }
-    if (st.running !== running) {
+    // The list is asked for again when a session starts or ends, or is deleted (from this
+    // phone or another one open on the station).
+    if (st.running !== running || st.deleted !== deleted) {
       if (running === undefined && st.running) showRunningPlan = true; // the page's first state
       running = st.running;
+      deleted = st.deleted;
       showRunning();
       document.body.dataset.running = running || "";
       refreshSessions().catch((e) => say(e.message, true));
