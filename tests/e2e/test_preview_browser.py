@@ -250,3 +250,33 @@ def test_a_hot_folder_s_page_shows_no_rail(browser, frames, tmp_path):
         ]
         assert page.locator("#frames tbody td.rail").first.is_hidden()
         assert errors == []
+
+
+def test_a_crop_the_rig_cannot_answer_is_said_in_words(browser, frames):
+    """A tap on the composite while the rig was out of reach said "No crop: Failed to fetch",
+    and behind a proxy answering with its own error page "No crop: Unexpected token '<' ... is
+    not valid JSON"."""
+    hub = PreviewHub(title="crop")
+    hub.set_images(composite=encode_jpeg(frames[0][0]))
+    with PreviewServer(hub) as server:
+        page, errors = phone_page(browser)
+        page.goto(server.url)
+        page.wait_for_selector("#composite:not([hidden])")
+        page.route("**/api/crop*", lambda route: route.abort("connectionrefused"))
+        page.click("#composite")
+        page.wait_for_selector("#crop-panel[data-loading='error']")
+        assert page.text_content("#crop-error") == (
+            "No crop: the rig does not answer: check that it runs and that this device reaches it"
+        )
+        page.unroute("**/api/crop*")
+        page.route(
+            "**/api/crop*",
+            lambda route: route.fulfill(
+                status=502, content_type="text/html", body="<html><body>Bad Gateway</body></html>"
+            ),
+        )
+        page.click("#crop-close")
+        page.click("#composite")
+        page.wait_for_selector("#crop-panel[data-loading='error']")
+        assert page.text_content("#crop-error") == "No crop: Bad Gateway"
+        assert errors == []

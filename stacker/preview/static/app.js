@@ -202,8 +202,14 @@ async function showCrop(ev) {
     const dpr = window.devicePixelRatio || 1;
     const room = ($("crop-pair").clientWidth - 8) / 2;
     const size = Math.max(64, Math.min(512, Math.floor(room * dpr)));
-    const r = await fetch("/api/crop?x=" + fx.toFixed(4) + "&y=" + fy.toFixed(4) + "&size=" + size);
-    const body = await r.json();
+    const r = await fetch("/api/crop?x=" + fx.toFixed(4) + "&y=" + fy.toFixed(4) + "&size=" + size)
+      .catch(() => {
+        // No answer at all: the browser's own words ("Failed to fetch") say nothing.
+        throw new Error("the rig does not answer: check that it runs and that this device reaches it");
+      });
+    // An answer that is not JSON (a proxy's error page) is told by its status, not as a JSON
+    // syntax error.
+    const body = await r.json().catch(() => ({}));
     if (!r.ok) throw new Error(body.error || r.statusText);
     for (const [id, url] of [["crop-composite", body.composite], ["crop-last", body.last]]) {
       const im = $(id);
