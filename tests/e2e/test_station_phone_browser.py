@@ -444,3 +444,39 @@ def test_a_session_deleted_on_another_phone_leaves_this_ones_list(station) -> No
         first.wait_for_function(SAID, arg="deleted gone")
         second.wait_for_selector("#st-sessions tr[data-id='gone']", state="detached")
         assert first_errors == second_errors == []
+
+
+def test_the_plan_summary_is_the_last_plan_typed(station) -> None:
+    """On a slow link the plan's summary could say the frame count of a plan typed before the
+    one in the form: the answers to the plans checked while typing were shown in the order they
+    came, and a late one for "3" frames overwrote the one for "30"."""
+    with chromium() as browser:
+        page, errors = _small_phone(browser)
+        _open(page, station, live=False)
+        page.wait_for_function("document.getElementById('st-plan-info').textContent !== ''")
+        held: list[Any] = []
+
+        def slow_first(route: Any) -> None:
+            if (route.request.post_data_json or {}).get("frames") == "3":
+                held.append(route)  # answered below, after the later plan's answer
+            else:
+                route.continue_()
+
+        page.route("**/api/plan", slow_first)
+        page.select_option("#st-mode", "frames")
+        with page.expect_request(
+            lambda r: r.url.endswith("/api/plan") and (r.post_data_json or {}).get("frames") == "3"
+        ):
+            fill_plan(page, frames="3")
+        fill_plan(page, frames="30")
+        page.wait_for_function(
+            "document.getElementById('st-plan-info').textContent.startsWith('30 frames')"
+        )
+        assert len(held) == 1
+        with page.expect_response("**/api/plan") as late:
+            held[0].continue_()
+        late.value.finished()
+        page.wait_for_timeout(500)  # the page's handling of the late answer
+        assert (page.text_content("#st-plan-info") or "").startswith("30 frames")
+        page.unroute_all(behavior="ignoreErrors")
+        assert errors == []

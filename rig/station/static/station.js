@@ -150,8 +150,13 @@
     p.classList.toggle("error", !!bad);
   }
 
+  let planAsked = 0;
   async function checkPlan() {
+    // On a slow link the plans checked while typing can be answered out of order: only the
+    // last one asked for is shown (a late "3 frames" must not stand under "30").
+    const asked = ++planAsked;
     const p = await call("POST", "/api/plan", planSpec());
+    if (asked !== planAsked) return p;
     planInfo(p.frames + " frames from " + p.from + " to " + p.to + ", step " + p.step +
       ", about " + Math.round(p.duration_s) + " s" + (p.optics ? " (" + p.optics + ")" : "") +
       (el("st-direction").value === "far-to-near" ? ", far end first" : ""));
