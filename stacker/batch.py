@@ -193,19 +193,28 @@ def _frames_in(folder: Path, pattern: str | None, on_note: Note | None = None) -
     return once_each(ordered, on_note)
 
 
-def _note_images_below(folder: Path, pattern: str | None, skip: Path | None, on_note: Note) -> None:
-    """Name the subfolders of stack ``folder`` that hold frames: a stack's folder is not
-    searched further (its subfolders are its own: selects, retakes, exports), and a retake
-    shot into one was left out without a word."""
+def _images_below(folder: Path, pattern: str | None, skip: Path | None) -> list[tuple[Path, str]]:
+    """(real path, note) for each subfolder of stack ``folder`` that holds frames: a stack's
+    folder is not searched further (its subfolders are its own: selects, retakes, exports), and a
+    retake shot into one was left out without a word. A capture session's frames are in its
+    ``frames/``. The notes wait for the whole search (see :func:`find_stacks`): a subfolder
+    also given as a root, or reached by a link to a folder stacked, is not left out."""
+    found: list[tuple[Path, str]] = []
     for sub in sorted(folder.iterdir(), key=lambda p: natural_key(p.name)):
         if sub.name.startswith(".") or not sub.is_dir() or sub.resolve() == skip:
             continue
         with contextlib.suppress(OSError):  # unreadable: a frame of it cannot be told of
-            if count := len(_frames_in(sub, pattern)):
-                on_note(
+            session = sub / "frames"
+            count = len(_frames_in(session, pattern)) if session.is_dir() else 0
+            if count < 2:  # no capture session: the frames in the folder itself
+                count = len(_frames_in(sub, pattern))
+            if count:
+                note = (
                     f"{sub}: {count} frame(s) left out, in a subfolder of the stack {folder}; "
                     "give it as a root of its own to stack it"
                 )
+                found.append((sub.resolve(), note))
+    return found
 
 
 def _stack_folders(
@@ -215,6 +224,7 @@ def _stack_folders(
     seen: set[Path],
     on_note: Note | None,
     top: Path | None = None,
+    below: list[tuple[Path, str]] | None = None,
 ) -> Iterable[tuple[Path, list[Path]]]:
     """(stack folder, its frames) under ``root``, depth first, in natural order.
 
@@ -240,8 +250,8 @@ def _stack_folders(
             return
         if len(frames := _frames_in(root, pattern, on_note)) >= 2:
             yield root, frames
-            if on_note is not None:
-                _note_images_below(root, pattern, skip, on_note)
+            if below is not None:
+                below.extend(_images_below(root, pattern, skip))
             return
         subfolders = sorted((p for p in root.iterdir() if p.is_dir()),
                             key=lambda p: natural_key(p.name))  # fmt: skip
@@ -250,7 +260,7 @@ def _stack_folders(
             on_note(f"{root}: left out, cannot be read ({exc.strerror or exc})")
         return
     for sub in subfolders:
-        yield from _stack_folders(sub, pattern, skip, seen, on_note, top)
+        yield from _stack_folders(sub, pattern, skip, seen, on_note, top, below)
 
 
 def find_stacks(
@@ -271,6 +281,7 @@ def find_stacks(
     skip = outdir.resolve()
     jobs: dict[str, StackJob] = {}
     seen: set[Path] = set()  # a folder given twice, or inside another given, is one stack
+    below: list[tuple[Path, str]] = []  # subfolders of stack folders holding frames
     for root in roots:
         if not root.is_dir():
             what = "not a folder" if os.path.lexists(root) else "no such folder"
@@ -280,7 +291,7 @@ def find_stacks(
                 f"{root}: is also the output folder; give --output a folder of its own, "
                 f"e.g. {root.resolve().parent / (root.resolve().name + '-stacked')}"
             )
-        for folder, found in _stack_folders(root, pattern, skip, seen, on_note):
+        for folder, found in _stack_folders(root, pattern, skip, seen, on_note, below=below):
             frames, partners = one_of_each_shot(found, prefer)
             if partners and on_note is not None:
                 other = "a .dng output stacks the RAW" if prefer == "jpeg" else "for a DNG output"
@@ -299,6 +310,9 @@ def find_stacks(
                 output=outdir / f"{name}{ext}",
                 depth_map=outdir / f"{name}-depth.png" if depth_maps else None,
             )
+    for real, note in below:
+        if real not in seen and on_note is not None:  # not searched after all (see _images_below)
+            on_note(note)
     _check_output_folder(roots, outdir, pattern, list(jobs.values()), on_note)
     if not jobs:
         what = f"matching '{pattern}'" if pattern else "(JPEG, PNG, TIFF, RAW)"

@@ -78,6 +78,26 @@ def test_frames_in_a_subfolder_of_a_stack_are_named_as_left_out(tmp_path: Path) 
     ]
 
 
+def test_a_subfolder_stacked_after_all_is_not_named_as_left_out(tmp_path: Path) -> None:
+    """The note came as each stack folder was found: a subfolder given as a root of its own (as
+    the note says), a link back to the stack folder itself or to another stack was named as
+    left out though stacked. A capture session there, its frames in ``frames/``, was not named."""
+    root = tmp_path / "tray"
+    frames(root / "beetle", "1.jpg", "2.jpg")
+    frames(root / "beetle" / "retake", "3.jpg", "4.jpg")
+    frames(root / "beetle" / "session" / "frames", "5.jpg", "6.jpg")
+    frames(root / "moth", "1.jpg", "2.jpg")
+    (root / "beetle" / "self").symlink_to(".")
+    (root / "beetle" / "moth").symlink_to("../moth")
+    notes: list[str] = []
+    jobs = find_stacks([root, root / "beetle" / "retake"], tmp_path / "out", on_note=notes.append)
+    assert [j.name for j in jobs] == ["beetle", "moth", "retake"]
+    assert notes == [
+        f"{root / 'beetle' / 'session'}: 2 frame(s) left out, in a subfolder of the stack "
+        f"{root / 'beetle'}; give it as a root of its own to stack it"
+    ]
+
+
 def test_bad_roots_and_name_clashes_are_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(StackerError, match="nowhere: no such folder"):
         find_stacks([tmp_path / "nowhere"], tmp_path / "out")
