@@ -160,13 +160,18 @@ def dated_folder(parent: Path, prefix: str) -> Path:
 
 
 def resume_command(root: Path) -> str:
-    """``rig resume`` of the session in ``root`` as it can be pasted into a shell: quoted, and
-    a folder whose name starts with a dash as ``./-name``, which the command does not take for
-    an option."""
-    where = str(root)
+    """``rig resume`` of the session in ``root`` as it can be pasted into a shell (see
+    :func:`shell_path`)."""
+    return f"rig resume {shell_path(root)}"
+
+
+def shell_path(path: Path) -> str:
+    """``path`` as a command shown can take it: quoted for a shell, and a path starting with a
+    dash (``rig tether -o -x`` takes one) as ``./-x``, which no command takes for an option."""
+    where = str(path)
     if where.startswith("-"):
         where = f".{os.sep}{where}"
-    return f"rig resume {shlex.quote(where)}"
+    return shlex.quote(where)
 
 
 def check_new(root: Path) -> None:
@@ -476,7 +481,7 @@ class SessionFolder:
     def _frames_kept(self) -> str:
         """What a session whose own files are damaged still offers: its frames, untouched."""
         return (
-            f" (the frames are kept: `stacker stack {shlex.quote(str(self.frames_dir))} -o "
+            f" (the frames are kept: `stacker stack {shell_path(self.frames_dir)} -o "
             "composite.tif` stacks them)"
         )
 

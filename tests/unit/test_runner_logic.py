@@ -644,6 +644,18 @@ def test_a_session_whose_own_files_are_damaged_points_to_its_frames(tmp_path: Pa
         SessionFolder(root).load_plan()
 
 
+def test_the_stack_command_for_a_damaged_session_s_frames_can_be_pasted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session folder starting with a dash (``rig tether -o -x`` takes one) was offered as
+    ``stacker stack -x/frames``, which the command takes for an unknown option."""
+    monkeypatch.chdir(tmp_path)
+    assert runner(Path("-s"), FakeCamera()).run().reason is FinishReason.COMPLETED
+    (tmp_path / "-s" / "session.json").unlink()
+    with pytest.raises(SessionFolderError, match=r"`stacker stack \./-s/frames -o composite"):
+        SessionFolder(Path("-s")).load_config()
+
+
 def test_the_composite_s_metadata_comes_from_the_session_s_own_first_frame(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
