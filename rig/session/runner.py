@@ -30,7 +30,6 @@ import contextlib
 import logging
 import os
 import queue
-import shlex
 import threading
 import time
 from collections.abc import Callable
@@ -69,6 +68,7 @@ from rig.session.folder import (
     check_plan_matches,
     reconcile,
     resume_command,
+    shell_path,
     stack_file,
     stacked_kind,
 )
@@ -681,8 +681,8 @@ class SessionRunner:
                 log.warning("composite not written: %s", exc)
                 return ()
             if isinstance(exc, RawFramesNeededError):  # every resume would fail the same
-                frames = shlex.quote(str(self.folder.frames_dir))
-                tif = shlex.quote(str(self.folder.root / "composite.tif"))
+                frames = shell_path(self.folder.frames_dir)
+                tif = shell_path(self.folder.root / "composite.tif")
                 raise CompositeFormatError(
                     f"{exc}; every frame is kept: `stacker stack {frames} -o {tif}` stacks them"
                 ) from None

@@ -326,6 +326,18 @@ def test_a_dng_session_of_frames_without_raw_files_says_how_to_stack_them(
     assert "continue with" not in printed.get()  # a resume cannot write it either
 
 
+@pytest.mark.slow
+def test_the_stack_command_for_a_dng_session_s_frames_can_be_pasted(
+    tmp_path: Path, sim: SimulatedRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session folder starting with a dash (``rig tether -o -x``) was offered as
+    ``stacker stack -x/frames``, which the command takes for an unknown option."""
+    monkeypatch.chdir(tmp_path)
+    _, result = three_frames_as("dng", Path("-s"), sim)
+    assert result.reason is FinishReason.FAULT
+    assert "`stacker stack ./-s/frames -o ./-s/composite.tif` stacks them" in str(result.error)
+
+
 def test_a_plan_outside_the_soft_limits_is_refused_before_anything_moves() -> None:
     from rig.errors import MotionError, RigError
     from rig.rails import open_focuser
