@@ -438,12 +438,12 @@ class HotFolder:
                     yield None
                     continue
             self.last_activity = time.monotonic()
-        self.notes.extend(self._left_empty())
 
-    def _left_empty(self) -> list[str]:
-        """Notes for the files still empty as the watch ends: an empty file is a placeholder,
-        never a frame, but one that stays so is a copy or upload that failed, and the stack
-        is a frame short of what the photographer counts."""
+    def left_empty(self) -> list[str]:
+        """Notes for the files still empty as the watch ends, for its caller to tell once it
+        has stopped (a stop ends the watch before its queued notes): an empty file is a
+        placeholder, never a frame, but one that stays so is a copy or upload that failed,
+        and the stack is a frame short of what the photographer counts."""
         return [
             f"{entry.path.name}: still empty when the watch ended; not stacked (copy it in "
             "again, then stack the folder)"

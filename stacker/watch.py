@@ -222,7 +222,7 @@ def watch_and_stack(
             raise
         finally:
             halt.set()  # the reader stops looking for frames
-    run.skipped(len(hot.skipped))
+    run.ended(hot)
     outputs = run.finish()
     if not outputs:
         why = "stopped" if stop is not None and stop.is_set() else "went idle"
@@ -382,6 +382,13 @@ class _WatchRun:
     def skipped(self, count: int) -> None:
         if count != self.status.skipped:
             self.publish(skipped=count)
+
+    def ended(self, hot: HotFolder) -> None:
+        """The hot folder has stopped: its last count of skipped partners, and the files it
+        still holds empty, which a stop ends the watch before it could tell."""
+        for note in hot.left_empty():
+            self.warn(note)
+        self.skipped(len(hot.skipped))
 
     def unreadable(self, bad: UnreadableFrame) -> None:
         self.given_up.add(bad.path)

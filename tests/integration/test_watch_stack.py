@@ -283,10 +283,16 @@ def test_a_file_still_empty_when_the_watch_ends_is_named(
         hot, tmp_path / "out.jpg", idle_timeout=0.5, settle=0.2, on_warning=warnings.append
     )
     assert [r.name for r in summary.records] == ["a0.jpg", "a2.jpg"]
-    assert warnings == [
+    said = [
         "a1.jpg: still empty when the watch ended; not stacked (copy it in again, then stack "
         "the folder)"
     ]
+    assert warnings == said
+    # Stopped (Ctrl-C) rather than idle: the watch ends at once after the frame it merges.
+    stop, warnings[:] = threading.Event(), []
+    watch_and_stack(hot, tmp_path / "again.jpg", settle=0.2, stop=stop,
+                    on_frame=lambda merged: stop.set(), on_warning=warnings.append)  # fmt: skip
+    assert warnings == said
 
 
 def test_a_restarted_watch_removes_what_a_killed_one_left_half_written(
