@@ -190,7 +190,8 @@ def open_port_rail(
 def _with_three_slashes(url: str, host: str) -> str:
     """``url`` as it was meant: ``grbl://dev/ttyUSB0`` keeps ``dev`` as the path's first
     folder; the local host of a file-URL habit (``grbl://localhost/dev/ttyUSB0``) goes."""
-    if host.lower() in ("localhost", "127.0.0.1"):
+    name = host.rpartition("@")[2].rsplit(":", 1)[0]  # without a user or a port, if written
+    if name.lower() in ("localhost", "127.0.0.1"):
         return re.sub(f"://{re.escape(host)}/", ":///", url, count=1, flags=re.IGNORECASE)
     return url.replace("://", ":///", 1)
 

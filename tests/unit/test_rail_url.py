@@ -33,7 +33,9 @@ def test_a_device_path_after_two_slashes_asks_for_three(scheme: str) -> None:
     )
 
 
-@pytest.mark.parametrize("host", ["localhost", "LocalHost", "127.0.0.1"])
+@pytest.mark.parametrize(
+    "host", ["localhost", "LocalHost", "127.0.0.1", "localhost:9600", "me@localhost"]
+)
 def test_a_local_host_before_a_device_path_is_dropped_from_the_url_offered(host: str) -> None:
     """``grbl://localhost/dev/ttyUSB0`` was offered ``grbl:///localhost/dev/ttyUSB0``, which
     names no port either."""
