@@ -19,6 +19,15 @@ from stacker.errors import UserError
 COMMANDS = typer.main.get_command(app).commands  # type: ignore[attr-defined]
 
 
+def refused_demo(out: Path, *options: str) -> BaseException | None:
+    """The exception a 3-frame 64x64 ``rig demo`` into ``out`` with ``options`` ended in, once
+    checked to have written nothing: options are refused before the demo makes its folder."""
+    args = ["demo", "--frames", "3", "--size", "64x64", *options, "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert not out.exists()
+    return result.exception
+
+
 @pytest.mark.parametrize(
     ("command", "args", "option"),
     [
@@ -40,12 +49,9 @@ def test_an_impossible_number_is_a_usage_error_naming_its_option(
 
 def test_a_demo_fault_past_the_last_frame_is_refused(tmp_path: Path) -> None:
     """``--fault camera@99`` on a 3-frame demo rehearsed nothing and ended 'completed'."""
-    out = tmp_path / "d"
-    args = ["demo", "--frames", "3", "--size", "64x64", "--fault", "camera@4", "--out", str(out)]
-    result = CliRunner().invoke(app, args)
-    assert isinstance(result.exception, PlanError)
-    assert str(result.exception) == "--fault camera@4: the demo shoots 3 frames; fail at 1 to 3"
-    assert not out.exists()
+    refused = refused_demo(tmp_path / "d", "--fault", "camera@4")
+    assert isinstance(refused, PlanError)
+    assert str(refused) == "--fault camera@4: the demo shoots 3 frames; fail at 1 to 3"
 
 
 @pytest.mark.parametrize("fault", ["camera@0", "alarm@-1"])
@@ -53,25 +59,19 @@ def test_a_demo_fault_before_the_first_frame_says_frames_count_from_1(
     tmp_path: Path, fault: str
 ) -> None:
     """``--fault camera@0`` was told only to be written KIND@FRAME, as it was."""
-    out = tmp_path / "d"
-    args = ["demo", "--frames", "3", "--size", "64x64", "--fault", fault, "--out", str(out)]
-    result = CliRunner().invoke(app, args)
+    refused = refused_demo(tmp_path / "d", "--fault", fault)
     kind = fault.split("@")[0]
-    assert type(result.exception).__name__ == "SimulatedRigError"
-    assert str(result.exception) == f"--fault {fault}: frames count from 1, the first is {kind}@1"
-    assert not out.exists()
+    assert type(refused).__name__ == "SimulatedRigError"
+    assert str(refused) == f"--fault {fault}: frames count from 1, the first is {kind}@1"
 
 
 @pytest.mark.parametrize("size", ["-1", "nan", "inf", "1e308", "1e10"])
 def test_a_demo_raw_size_that_is_no_size_is_refused(tmp_path: Path, size: str) -> None:
     """``--raw-mb nan`` was taken (every comparison with nan is false) and made no RAW files;
     ``1e308`` overflowed into a traceback and ``1e10`` simulated a transfer without end."""
-    out = tmp_path / "d"
-    args = ["demo", "--frames", "3", "--size", "64x64", "--raw-mb", size, "--out", str(out)]
-    result = CliRunner().invoke(app, args)
-    assert type(result.exception).__name__ == "SimulatedRigError"
-    assert str(result.exception) == f"--raw-mb {float(size):g}: give a size from 0 to 1000 (MB)"
-    assert not out.exists()
+    refused = refused_demo(tmp_path / "d", "--raw-mb", size)
+    assert type(refused).__name__ == "SimulatedRigError"
+    assert str(refused) == f"--raw-mb {float(size):g}: give a size from 0 to 1000 (MB)"
 
 
 @pytest.mark.parametrize(("option", "value"), [("--seed", "-1"), ("--time-scale", "inf")])
@@ -79,12 +79,9 @@ def test_a_demo_seed_or_speed_out_of_range_is_one_line(
     tmp_path: Path, option: str, value: str
 ) -> None:
     """``--seed -1`` ended in numpy's traceback ('expected non-negative integer')."""
-    out = tmp_path / "d"
-    args = ["demo", "--frames", "3", "--size", "64x64", option, value, "--out", str(out)]
-    result = CliRunner().invoke(app, args)
-    assert type(result.exception).__name__ == "SimulatedRigError"
-    assert str(result.exception).startswith(f"{option} {value}: give ")
-    assert not out.exists()
+    refused = refused_demo(tmp_path / "d", option, value)
+    assert type(refused).__name__ == "SimulatedRigError"
+    assert str(refused).startswith(f"{option} {value}: give ")
 
 
 @pytest.mark.parametrize(
@@ -111,12 +108,9 @@ def test_station_options_it_would_ignore_or_find_wrong_too_late(
 def test_a_demo_settle_past_an_hour_names_the_option(tmp_path: Path) -> None:
     """``rig demo --settle 1e9s`` was refused as "plan settle_s is 1e+09 s", a field of a plan
     file the user never wrote, where ``rig plan`` names ``--settle``."""
-    out = tmp_path / "d"
-    args = ["demo", "--frames", "3", "--size", "64x64", "--settle", "1e9s", "--out", str(out)]
-    result = CliRunner().invoke(app, args)
-    assert isinstance(result.exception, PlanError)
-    assert str(result.exception) == "--settle '1e9s': give 0 s to 3600 s (an hour) between frames"
-    assert not out.exists()
+    refused = refused_demo(tmp_path / "d", "--settle", "1e9s")
+    assert isinstance(refused, PlanError)
+    assert str(refused) == "--settle '1e9s': give 0 s to 3600 s (an hour) between frames"
 
 
 @pytest.mark.parametrize(
@@ -130,8 +124,6 @@ def test_a_demo_format_it_cannot_write_is_refused_with_its_own_choices(
     tmp_path: Path, value: str, said: str
 ) -> None:
     """``rig demo --format xyz`` offered dng among the choices, which the demo then refused."""
-    out = tmp_path / "d"
-    args = ["demo", "--frames", "3", "--size", "64x64", "--format", value, "--out", str(out)]
-    result = CliRunner().invoke(app, args)
-    assert isinstance(result.exception, UserError) and str(result.exception).startswith(said)
-    assert "dng" not in str(result.exception).split(": use ")[1] and not out.exists()
+    refused = refused_demo(tmp_path / "d", "--format", value)
+    assert isinstance(refused, UserError) and str(refused).startswith(said)
+    assert "dng" not in str(refused).split(": use ")[1]
