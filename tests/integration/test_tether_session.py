@@ -76,6 +76,16 @@ def run_tether(
             shutter.stop()
 
 
+def resumed_after_losing(root: Path, lost: int):
+    """A tether session of three presses that ended idle, its frame ``lost`` then deleted, and
+    resumed for two presses more: the resumed run's result (completed) and its folder."""
+    run_tether(root, 3, frames=None, idle_s=1.0)
+    (root / "frames" / f"frame_{lost:04d}.jpg").unlink()
+    result, folder = run_tether(root, 2, frames=None, idle_s=1.0)
+    assert result.reason is FinishReason.COMPLETED, result.error
+    return result, folder
+
+
 @pytest.mark.slow
 def test_frames_shot_by_the_camera_are_journalled_and_stacked(tmp_path: Path) -> None:
     root = tmp_path / "tether"
@@ -112,10 +122,7 @@ def test_a_resumed_tether_session_numbers_new_frames_after_its_last(tmp_path: Pa
     """Frame 2 is lost: the camera cannot shoot that focus step again, so a new shot must not
     take its number (it would sit between 1 and 3 in the stack and the depth map)."""
     root = tmp_path / "tether"
-    run_tether(root, 3, frames=None, idle_s=1.0)
-    (root / "frames" / "frame_0002.jpg").unlink()
-    result, folder = run_tether(root, 2, frames=None, idle_s=1.0)
-    assert result.reason is FinishReason.COMPLETED, result.error
+    result, folder = resumed_after_losing(root, 2)
     assert sorted(folder.frames_on_disk()) == [1, 3, 4, 5]
     assert [r["index"] for r in records(root, "frame")] == [1, 2, 3, 4, 5]
     lost = "frame 2: journaled but its files are gone; left out"
@@ -144,10 +151,7 @@ def test_frames_after_a_lost_last_frame_are_stacked(tmp_path: Path) -> None:
     said "completed" with a composite of the first run's frames only (none at all when the lost
     frame was the first)."""
     root = tmp_path / "tether"
-    run_tether(root, 3, frames=None, idle_s=1.0)
-    (root / "frames" / "frame_0003.jpg").unlink()
-    result, folder = run_tether(root, 2, frames=None, idle_s=1.0)
-    assert result.reason is FinishReason.COMPLETED, result.error
+    result, folder = resumed_after_losing(root, 3)
     assert sorted(folder.frames_on_disk()) == [1, 2, 4, 5]
     resumed_merges = [r["index"] for r in records(root, "merge")][3:]
     assert resumed_merges == [1, 2, 4, 5]
