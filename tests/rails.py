@@ -8,8 +8,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
+import pytest
+
 from rig.rails import open_focuser
 from rig.rails.base import Rail
+from rig.sim.carriage import CarriageController
 from rig.sim.ptyserial import PtyDevice
 
 RailT = TypeVar("RailT", bound=Rail)
@@ -73,3 +76,20 @@ def act_when(condition: Callable[[], bool], action: Callable[[], object]) -> thr
 
     threading.Thread(target=run, name="act_when", daemon=True).start()
     return acted
+
+
+def move_cut_short(
+    rail: Rail,
+    sim: CarriageController,
+    target: float,
+    action: Callable[[], object],
+    error: type[Exception],
+    match: str | None = None,
+) -> None:
+    """Move ``rail`` to ``target``, far enough for ``action`` (a stop, a pulled cable) to come
+    while ``sim``'s carriage moves: the move must end in ``error`` (its message matching
+    ``match``), and ``action`` must have run."""
+    acted = act_when(lambda: sim.carriage.moving, action)
+    with pytest.raises(error, match=match):
+        rail.move_to(target)
+    assert acted.wait(10.0)

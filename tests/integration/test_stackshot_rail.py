@@ -16,7 +16,7 @@ from rig.rails.base import MoveStoppedError
 from rig.rails.stackshot import StackShotError, StackShotRail
 from rig.sim.stackshot import StackShotSimulator
 from rig.sim.wemacro import WeMacroSimulator
-from tests.rails import act_when
+from tests.rails import move_cut_short
 
 
 @pytest.fixture
@@ -109,20 +109,16 @@ def test_busy_answers_are_retried_then_reported(
 def test_a_stop_on_the_keypad_is_an_error_not_a_short_move(
     sim: StackShotSimulator, rail: StackShotRail
 ) -> None:
-    pressed = act_when(lambda: sim.carriage.moving, sim.press_stop_button)
-    with pytest.raises(MotionError, match="stopped on the controller itself"):
-        rail.move_to(100_000.0)  # 50 s simulated, 2.5 s real: time to press while it moves
-    assert pressed.wait(10.0)
+    move_cut_short(  # 50 s simulated, 2.5 s real: time to press while it moves
+        rail, sim, 100_000.0, sim.press_stop_button, MotionError, "stopped on the controller itself"
+    )
     assert sim.carriage.position_mm < 37.2 + 100.0
 
 
 def test_stop_from_another_thread_halts_the_carriage(
     sim: StackShotSimulator, rail: StackShotRail
 ) -> None:
-    stopped = act_when(lambda: sim.carriage.moving, rail.stop)
-    with pytest.raises(MoveStoppedError):
-        rail.move_to(100_000.0)  # 50 s simulated, 2.5 s real
-    assert stopped.wait(10.0)
+    move_cut_short(rail, sim, 100_000.0, rail.stop, MoveStoppedError)  # 50 s simulated, 2.5 s real
     here = sim.carriage.position_mm
     assert here < 37.2 + 100.0
     time.sleep(0.1)

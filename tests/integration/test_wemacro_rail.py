@@ -15,7 +15,7 @@ from rig.rails.wemacro import WeMacroRail
 from rig.session.journal import RailLeft
 from rig.sim.stackshot import StackShotSimulator
 from rig.sim.wemacro import WeMacroSimulator
-from tests.rails import act_when
+from tests.rails import move_cut_short
 
 
 def eventually(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
@@ -99,10 +99,8 @@ def test_a_frame_lost_to_noise_is_an_error_and_the_position_must_be_set_again(
 
 
 def test_stop_halts_and_forgets_the_position(sim: WeMacroSimulator, rail: WeMacroRail) -> None:
-    stopped = act_when(lambda: sim.carriage.moving, rail.stop)
-    with pytest.raises(MoveStoppedError):
-        rail.move_to(300_000.0)  # 200 s simulated, 10 s real
-    assert stopped.wait(10.0)  # the stop frame is written; the controller reads it in a moment
+    move_cut_short(rail, sim, 300_000.0, rail.stop, MoveStoppedError)  # 200 s simulated, 10 s real
+    # The stop frame is written; the controller reads it in a moment.
     assert eventually(lambda: not sim.carriage.moving)
     assert sim.carriage.position_mm < 12.0 + 300.0  # halted, not at the end of the move
     assert sim.frames[-1][0] == proto.Command.STOP
@@ -113,10 +111,8 @@ def test_stop_halts_and_forgets_the_position(sim: WeMacroSimulator, rail: WeMacr
 def test_a_link_lost_mid_move_forgets_the_position(
     sim: WeMacroSimulator, rail: WeMacroRail
 ) -> None:
-    cut = act_when(lambda: sim.carriage.moving, sim.disconnect)
-    with pytest.raises(ConnectionLostError):
-        rail.move_to(300_000.0)  # 200 s simulated, 10 s real
-    assert cut.wait(10.0)
+    # 200 s simulated, 10 s real
+    move_cut_short(rail, sim, 300_000.0, sim.disconnect, ConnectionLostError)
     with pytest.raises(MotionError, match="lost when a move was stopped or cut off"):
         _ = rail.position  # not the 0 it started from: the carriage went part of the way
 
