@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -49,6 +50,17 @@ def _open(page: Any, url: str, *, live: bool = True) -> None:
     page.wait_for_selector("#st-jog button")
     if live:
         page.wait_for_selector("#lv-img:not([hidden])", timeout=30000)
+
+
+@contextmanager
+def _phone_on(url: str, *, live: bool = True) -> Iterator[Any]:
+    """The station page at ``url`` open on a small phone (:func:`_open`, with ``live``), which
+    must have thrown no script error by the end of the block."""
+    with chromium() as browser:
+        page, errors = _small_phone(browser)
+        _open(page, url, live=live)
+        yield page
+        assert errors == []
 
 
 def _shoot(url: str, name: str) -> None:
@@ -106,9 +118,7 @@ def test_start_and_stop_follow_the_session_not_their_own_answers(station) -> Non
     """Start was enabled again once its request had its answer, although the session it
     started (told by the event stream meanwhile) was running; Stop likewise once the session
     it stopped had ended."""
-    with chromium() as browser:
-        page, errors = _small_phone(browser)
-        _open(page, station)
+    with _phone_on(station) as page:
         page.route("**/api/sessions", _answer_late)
         page.route("**/api/sessions/*/stop", _answer_late)
         page.select_option("#st-mode", "frames")
@@ -121,21 +131,17 @@ def test_start_and_stop_follow_the_session_not_their_own_answers(station) -> Non
         page.wait_for_function(SAID, arg="stopping")
         assert page.is_disabled("#st-stop") and page.is_enabled("#st-start")
         page.unroute_all(behavior="ignoreErrors")
-        assert errors == []
 
 
 def test_the_plan_summary_shows_the_default_plan_at_once(station) -> None:
     """The plan's summary line (frames, step, duration) stayed empty on a fresh page until a
     field of the plan was edited."""
-    with chromium() as browser:
-        page, errors = _small_phone(browser)
-        _open(page, station)
+    with _phone_on(station) as page:
         page.wait_for_function(
             "document.getElementById('st-plan-info').textContent !== ''", timeout=5000
         )
         info = page.text_content("#st-plan-info") or ""
         assert info.startswith("21 frames from 0") and "step 100" in info and "about" in info
-        assert errors == []
 
 
 def test_the_page_asks_for_no_missing_icon(station) -> None:
@@ -157,9 +163,7 @@ def test_a_refused_start_is_said_beside_start(station) -> None:
     """A refused Start was said under the Rail section, below a small phone's screen: tapping
     Start seemed to do nothing."""
     _shoot(station, "taken")
-    with chromium() as browser:
-        page, errors = _small_phone(browser)
-        _open(page, station)
+    with _phone_on(station) as page:
         fill_plan(page, name="taken")
         page.evaluate("document.getElementById('st-start').scrollIntoView({block: 'center'})")
         page.tap("#st-start")
@@ -168,22 +172,18 @@ def test_a_refused_start_is_said_beside_start(station) -> None:
             ".some(m => m.textContent.includes('exists already'))"
         )
         assert _in_view(page, "exists already")
-        assert errors == []
 
 
 def test_a_request_without_an_answer_is_said_in_words(station) -> None:
     """The rig out of reach (restarting, or the phone off its Wi-Fi): a jog said the browser's
     "Failed to fetch"."""
-    with chromium() as browser:
-        page, errors = _small_phone(browser)
-        _open(page, station)
+    with _phone_on(station) as page:
         page.route("**/api/jog", lambda route: route.abort("connectionrefused"))
         page.evaluate("document.getElementById('st-jog').scrollIntoView({block: 'center'})")
         page.tap("#st-jog button[data-by='+1mm']")
         page.wait_for_function("document.getElementById('st-msg').textContent !== ''")
         assert page.text_content("#st-msg").startswith("the rig does not answer")
         assert _in_view(page, "the rig does not answer")
-        assert errors == []
 
 
 def test_a_finished_session_fits_a_small_phone(station) -> None:
@@ -191,9 +191,7 @@ def test_a_finished_session_fits_a_small_phone(station) -> None:
     card's edge, cut off. The depth map's caption said "frame index" under a colour key in
     micrometres."""
     _shoot(station, "done")
-    with chromium() as browser:
-        page, errors = _small_phone(browser)
-        _open(page, station)
+    with _phone_on(station) as page:
         row = "#st-sessions tr[data-id='done']"
         page.wait_for_selector(row + "[data-state='complete'] a")
         page.wait_for_selector("#depth:not([hidden])")
@@ -212,16 +210,13 @@ def test_a_finished_session_fits_a_small_phone(station) -> None:
         caption = page.text_content("#depth + figcaption") or ""
         assert caption.startswith("Depth map") and "frame index" not in caption
         assert page.evaluate("document.documentElement.scrollWidth") <= SMALL_PHONE["width"]
-        assert errors == []
 
 
 def test_a_finished_session_offers_its_colour_depth_map(station) -> None:
     """A past session's card offered only the 16-bit depth PNG, near black on a phone's
     screen: the colour depth map with its key, which the station has, had no link."""
     _shoot(station, "mapped")
-    with chromium() as browser:
-        page, errors = _small_phone(browser)
-        _open(page, station)
+    with _phone_on(station) as page:
         row = "#st-sessions tr[data-id='mapped']"
         page.wait_for_selector(row + "[data-state='complete'] a")
         links = dict(
@@ -245,16 +240,13 @@ def test_a_finished_session_offers_its_colour_depth_map(station) -> None:
             "a => [a.target, a.hasAttribute('download')]",
         )
         assert (target, download) == ("_blank", False)
-        assert errors == []
 
 
 def test_resume_and_delete_stand_apart_in_a_session_card(station) -> None:
     """In a stopped session's card on a phone, Resume and Delete touched: a thumb aiming for
     Resume could delete the session."""
     _interrupt(station, "halfway")
-    with chromium() as browser:
-        page, errors = _small_phone(browser)
-        _open(page, station)
+    with _phone_on(station) as page:
         row = "#st-sessions tr[data-id='halfway'][data-state='interrupted']"
         page.wait_for_selector(row + " button.delete")
         gap = page.evaluate(
@@ -266,15 +258,12 @@ def test_resume_and_delete_stand_apart_in_a_session_card(station) -> None:
             row,
         )
         assert gap >= 16  # CSS px between the two targets
-        assert errors == []
 
 
 def test_the_running_sessions_row_counts_its_frames(station) -> None:
     """The running session's row in the list said "0 / 30" until the session ended, while the
     progress panel above counted the frames coming in."""
-    with chromium() as browser:
-        page, errors = _small_phone(browser)
-        _open(page, station)
+    with _phone_on(station) as page:
         auth = {"Authorization": f"Bearer {TOKEN}"}
         with httpx.Client(base_url=station.rstrip("/"), headers=auth, timeout=10) as c:
             plan = {"from": "0mm", "to": "3mm", "frames": 30, "settle": 0.3}
@@ -290,7 +279,6 @@ def test_the_running_sessions_row_counts_its_frames(station) -> None:
             assert (page.text_content(row) or "").endswith(" / 30")
             assert c.get("/api/station").json()["running"] == "growing"  # counted as it shot
             c.post("/api/sessions/growing/stop", json={})
-        assert errors == []
 
 
 WAKE = """() => {
@@ -305,9 +293,7 @@ WAKE = """() => {
 def test_a_phone_waking_from_sleep_follows_the_rig_again(station) -> None:
     """The event stream lost while the phone slept stayed open on the page, which went on
     saying "live" with the state from before the sleep, for ever."""
-    with sleeping_relay(urlsplit(station).port or 80) as (via, sleep), chromium() as browser:
-        page, errors = _small_phone(browser)
-        _open(page, via)
+    with sleeping_relay(urlsplit(station).port or 80) as (via, sleep), _phone_on(via) as page:
         page.wait_for_selector("#link[data-live='true']")
         assert page.text_content("#position") == "0.0 µm"
         sleep()
@@ -321,7 +307,6 @@ def test_a_phone_waking_from_sleep_follows_the_rig_again(station) -> None:
             "document.getElementById('position').textContent === '1.000 mm'", timeout=10000
         )
         assert page.text_content("#link") == "live"
-        assert errors == []
 
 
 def test_a_past_sessions_plan_is_shot_again_from_its_card(station) -> None:
@@ -336,9 +321,7 @@ def test_a_past_sessions_plan_is_shot_again_from_its_card(station) -> None:
         assert c.post("/api/sessions", json={"plan": plan, "name": "first"}).status_code == 201
         while c.get("/api/station").json()["running"]:
             time.sleep(0.2)
-        with chromium() as browser:
-            page, errors = _small_phone(browser)
-            _open(page, station)
+        with _phone_on(station) as page:
             card = "#st-sessions tr[data-id='first'][data-state='complete']"
             page.wait_for_selector(card + " button.plan-again")
             page.tap(card + " button.plan-again")
@@ -359,7 +342,6 @@ def test_a_past_sessions_plan_is_shot_again_from_its_card(station) -> None:
             page.wait_for_function(SAID, arg="started again")
             while c.get("/api/station").json()["running"]:
                 time.sleep(0.2)
-            assert errors == []
         specs = {s["id"]: s["spec"] for s in c.get("/api/sessions").json()}
     assert specs["again"] == specs["first"]
     assert specs["first"]["direction"] == "far-to-near" and specs["first"]["frames"] == 4
@@ -370,9 +352,7 @@ def test_the_order_and_delays_are_set_on_the_page(station) -> None:
     """The page had no field for the order of the frames, the delays a mirror or a flash needs,
     or staying at the far end: a photographer shooting with flash could not start from it."""
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    with chromium() as browser:
-        page, errors = _small_phone(browser)
-        _open(page, station)
+    with _phone_on(station) as page:
         assert page.get_attribute("#st-timing", "open") is None  # the defaults, folded away
         fill_plan(page, from_="0mm", to="1mm")
         page.select_option("#st-mode", "frames")
@@ -393,7 +373,6 @@ def test_the_order_and_delays_are_set_on_the_page(station) -> None:
                 time.sleep(0.2)
             spec = {s["id"]: s["spec"] for s in c.get("/api/sessions").json()}["flash"]
             position = c.get("/api/station").json()["rail"]["position"]
-        assert errors == []
     assert spec == {"from": "0.0um", "to": "1000.0um", "frames": 3, "settle": 0.0,
                     "exposure_delay": 0.3, "flash_recycle": 0.5, "direction": "far-to-near",
                     "return_to_start": False}  # fmt: skip
@@ -408,9 +387,7 @@ def test_a_page_opened_during_a_session_shows_its_plan(station) -> None:
         plan = {"from": "0.2mm", "to": "2.2mm", "frames": 30, "settle": 0.3}
         assert c.post("/api/sessions", json={"plan": plan, "name": "shooting"}).status_code == 201
         try:
-            with chromium() as browser:
-                page, errors = _small_phone(browser)
-                _open(page, station, live=False)
+            with _phone_on(station, live=False) as page:
                 page.wait_for_function(
                     "document.getElementById('st-plan-info').textContent.startsWith('30 frames')"
                 )
@@ -421,7 +398,6 @@ def test_a_page_opened_during_a_session_shows_its_plan(station) -> None:
                 assert page.input_value("#st-from") == "200.0um"
                 assert page.input_value("#st-to") == "2200.0um"
                 assert page.input_value("#st-settle") == "0.3"
-                assert errors == []
         finally:
             c.post("/api/sessions/shooting/stop", json={})
             while c.get("/api/station").json()["running"]:
@@ -450,9 +426,7 @@ def test_the_plan_summary_is_the_last_plan_typed(station) -> None:
     """On a slow link the plan's summary could say the frame count of a plan typed before the
     one in the form: the answers to the plans checked while typing were shown in the order they
     came, and a late one for "3" frames overwrote the one for "30"."""
-    with chromium() as browser:
-        page, errors = _small_phone(browser)
-        _open(page, station, live=False)
+    with _phone_on(station, live=False) as page:
         page.wait_for_function("document.getElementById('st-plan-info').textContent !== ''")
         held: list[Any] = []
 
@@ -479,4 +453,3 @@ def test_the_plan_summary_is_the_last_plan_typed(station) -> None:
         page.wait_for_timeout(500)  # the page's handling of the late answer
         assert (page.text_content("#st-plan-info") or "").startswith("30 frames")
         page.unroute_all(behavior="ignoreErrors")
-        assert errors == []
