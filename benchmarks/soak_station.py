@@ -150,6 +150,30 @@ def end_stalled() -> None:
             child.stdout.close()
 
 
+def record(rows: list[dict[str, Any]], pid: int, **where: Any) -> None:
+    """Add process ``pid``'s figures at this point of the soak (``where``) to ``rows``, and print
+    them."""
+    rows.append({**where, **figures(pid)})
+    print(rows[-1], flush=True)
+
+
+def stop(proc: subprocess.Popen[str], wait_s: float) -> None:
+    """End the soaked process as systemd does: SIGTERM, then SIGKILL if it has not ended within
+    ``wait_s``."""
+    proc.terminate()
+    try:
+        proc.wait(wait_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def save(args: argparse.Namespace, result: dict[str, Any]) -> None:
+    """Write ``result`` to ``args.json``, with the machine and the arguments it ran with."""
+    write_json(args.json, {"machine": machine(), "args": {**vars(args), "json": str(args.json)},
+                           **result})  # fmt: skip
+
+
 def leftovers(sessions: Path, tmp: Path) -> dict[str, Any]:
     """What the station keeps in its temporary folder (``$TMPDIR``, its own here: the simulated
     rig's two folders), and entries in the sessions folder that look like temporary files."""
@@ -179,8 +203,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         api.json("GET", "/api/station")
 
         def row(phase: str, n: int) -> None:
-            out["rows"].append({"phase": phase, "n": n, **figures(proc.pid)})
-            print(out["rows"][-1], flush=True)
+            record(out["rows"], proc.pid, phase=phase, n=n)
 
         row("start", 0)
         for n in range(1, args.sessions + 1):
@@ -217,12 +240,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         out["leftovers"] = leftovers(sessions, tmp)
         print(out["leftovers"])
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 30)
         out["station_stderr_lines"] = len((proc.stderr.read() if proc.stderr else "").splitlines())
         if not args.keep:
             subprocess.run(["rm", "-rf", str(work)], check=False)
@@ -238,9 +256,7 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the sessions folder")
     ap.add_argument("--json", type=Path, default=HERE / "results" / "soak_station.json")
     args = ap.parse_args()
-    result = run(args)
-    write_json(args.json, {"machine": machine(), "args": {**vars(args), "json": str(args.json)},
-                           **result})  # fmt: skip
+    save(args, run(args))
 
 
 if __name__ == "__main__":

@@ -29,8 +29,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import machine, write_json  # noqa: E402
-from benchmarks.soak_station import end_stalled, figures, sse_client  # noqa: E402
+from benchmarks.soak_station import end_stalled, record, save, sse_client, stop  # noqa: E402
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -76,12 +75,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 sse_client(port, ways[clients % len(ways)], token=None)
             time.sleep(args.pause)
             if n == 1 or n % args.every == 0:
-                out["rows"].append({"frames": n, "clients": clients, **figures(proc.pid)})
-                print(out["rows"][-1], flush=True)
+                record(out["rows"], proc.pid, frames=n, clients=clients)
         end_stalled()
         time.sleep(3)
-        out["rows"].append({"frames": args.frames, "clients": clients, **figures(proc.pid)})
-        print(out["rows"][-1], flush=True)
+        record(out["rows"], proc.pid, frames=args.frames, clients=clients)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/state", timeout=10) as r:
             progress = json.load(r)["progress"]
         out["stacked"], out["merged"] = progress["stacked"], progress["merged"]
@@ -90,12 +87,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         out["beside_output"] = sorted(p.name for p in work.iterdir())
         print({k: v for k, v in out.items() if k != "rows"})
     finally:
-        proc.terminate()
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 60)
         if not args.keep:
             subprocess.run(["rm", "-rf", str(work)], check=False)
     return out
@@ -111,9 +103,7 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--json", type=Path, default=HERE / "results" / "soak_watch.json")
     args = ap.parse_args()
-    result = run(args)
-    write_json(args.json, {"machine": machine(), "args": {**vars(args), "json": str(args.json)},
-                           **result})  # fmt: skip
+    save(args, run(args))
 
 
 if __name__ == "__main__":
