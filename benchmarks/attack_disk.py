@@ -58,7 +58,6 @@ every composite bit-identical to the clean run's once the space came back.
 
 from __future__ import annotations
 
-import argparse
 import errno
 import json
 import os
@@ -69,7 +68,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -77,11 +75,20 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from attack_streams import RIG, STACKER, env_for, free_port, journal, run_all, summarize
+from attack_streams import (
+    RIG,
+    STACKER,
+    campaign_folder,
+    campaign_parser,
+    chosen,
+    env_for,
+    free_port,
+    journal,
+    run_all,
+)
 from crash_resume import psnr, read_image, stack_held
 
 PY = sys.executable
-REPO = Path(__file__).resolve().parents[1]
 TOKEN = "attack-disk-token-0123456789"
 HANG_S = 120.0
 FREE_AFTER_S = 2.0
@@ -660,41 +667,29 @@ class Clean(Run):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--targets", default=",".join(TARGETS), help="comma-separated targets")
-    ap.add_argument("--faults", default=",".join(FAULTS), help="comma-separated faults")
+    ap = campaign_parser(__doc__.split("\n\n")[0], TARGETS, FAULTS)
     ap.add_argument("--rounds", type=int, default=3, help="runs of each target x fault")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--seed-run", type=int, default=None, help="one run's own seed (printed)")
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--repo", default=str(REPO), help="the checkout whose code runs")
-    ap.add_argument("--out", default=None, help="where runs go (default: a new temporary folder)")
-    ap.add_argument("--keep", action="store_true", help="keep the folders of clean runs")
     a = ap.parse_args()
-    targets, faults = a.targets.split(","), a.faults.split(",")
-    unknown = [t for t in targets if t not in TARGETS] + [f for f in faults if f not in FAULTS]
-    if unknown:
-        ap.error(f"unknown: {', '.join(unknown)}; targets {TARGETS}, faults {FAULTS}")
+    targets, faults = chosen(ap, a, TARGETS, FAULTS)
     if os.geteuid() != 0:
         ap.error("mounting a file system of each run's own needs root")
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     a.repo = str(Path(a.repo).resolve())
-    base = Path(a.out or tempfile.mkdtemp(prefix="stackrig-disk-")).resolve()
-    base.mkdir(parents=True, exist_ok=True)
+    base = campaign_folder(a.out, "stackrig-disk-")
     t0 = time.monotonic()
     baselines = make_baselines(base, a.repo, targets)
     master = random.Random(a.seed)
     runs = [(t, f, n, master.randrange(2**32) if a.seed_run is None else a.seed_run)
             for n in range(a.rounds) for t in targets for f in faults]  # fmt: skip
 
-    results = run_all(
+    run_all(
         runs, lambda spec: Run(*spec, base, a.repo, baselines).go(), base, a.workers,
-        keep=a.keep, widths=(8, 15),
+        keep=a.keep, widths=(8, 15), started=t0,
         again=lambda r: f"python benchmarks/attack_disk.py --targets {r['target']} --faults "
                         f"{r['fault']} --rounds 1 --seed-run {r['seed']}",
     )  # fmt: skip
-    summarize(results, time.monotonic() - t0)
-    print(f"runs and results.jsonl in {shlex.quote(str(base))}")
 
 
 if __name__ == "__main__":

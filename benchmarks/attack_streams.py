@@ -65,7 +65,7 @@ import threading
 import time
 import traceback
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -515,49 +515,77 @@ def make_baselines(base: Path, repo: str, targets: list[str]) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--targets", default=",".join(TARGETS), help="comma-separated targets")
-    ap.add_argument("--faults", default=",".join(FAULTS), help="comma-separated faults")
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--repo", default=str(REPO), help="the checkout whose code runs")
-    ap.add_argument("--out", default=None, help="where runs go (default: a new temporary folder)")
-    ap.add_argument("--keep", action="store_true", help="keep the folders of clean runs")
+    ap = campaign_parser(__doc__.split("\n\n")[0], TARGETS, FAULTS)
     a = ap.parse_args()
     if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
         # Run under nohup, every command would start with SIGHUP ignored and the hangup faults
         # test nothing (a station left waiting for a stop): a do-nothing handler of our own
         # keeps this run alive through a hangup, and children start with the default.
         signal.signal(signal.SIGHUP, lambda *_: None)
-    targets, faults = a.targets.split(","), a.faults.split(",")
-    unknown = [t for t in targets if t not in TARGETS] + [f for f in faults if f not in FAULTS]
-    if unknown:
-        ap.error(f"unknown: {', '.join(unknown)}; targets {TARGETS}, faults {list(FAULTS)}")
+    targets, faults = chosen(ap, a, TARGETS, FAULTS)
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # children get Ctrl-C as from a shell
     a.repo = str(Path(a.repo).resolve())
-    base = Path(a.out or tempfile.mkdtemp(prefix="stackrig-streams-")).resolve()
-    base.mkdir(parents=True, exist_ok=True)
+    base = campaign_folder(a.out, "stackrig-streams-")
     t0 = time.monotonic()
     baselines = make_baselines(base, a.repo, targets)
     pairs = [(t, f) for t in targets for f in faults]
 
-    results = run_all(
+    run_all(
         pairs, lambda pair: Run(*pair, base, a.repo, baselines).go(), base, a.workers,
-        keep=a.keep, widths=(11, 10),
+        keep=a.keep, widths=(11, 10), started=t0,
         again=lambda r: f"python benchmarks/attack_streams.py --targets {r['target']} "
                         f"--faults {r['fault']}",
     )  # fmt: skip
-    summarize(results, time.monotonic() - t0)
-    print(f"runs and results.jsonl in {shlex.quote(str(base))}")
+
+
+def campaign_parser(
+    description: str, targets: Iterable[str], faults: Iterable[str]
+) -> argparse.ArgumentParser:
+    """The options of a campaign of runs, targets under faults: which ones, how many runs at a
+    time, whose code runs and where the runs go. A script adds its own."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--targets", default=",".join(targets), help="comma-separated targets")
+    ap.add_argument("--faults", default=",".join(faults), help="comma-separated faults")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--repo", default=str(REPO), help="the checkout whose code runs")
+    ap.add_argument("--out", default=None, help="where runs go (default: a new temporary folder)")
+    ap.add_argument("--keep", action="store_true", help="keep the folders of clean runs")
+    return ap
+
+
+def chosen(
+    ap: argparse.ArgumentParser,
+    a: argparse.Namespace,
+    targets: Iterable[str],
+    faults: Iterable[str],
+) -> tuple[list[str], list[str]]:
+    """The targets and faults ``a`` names; a usage error if one is not among ``targets`` or
+    ``faults``."""
+    known_targets, known_faults = list(targets), list(faults)
+    wanted_targets, wanted_faults = a.targets.split(","), a.faults.split(",")
+    unknown = [t for t in wanted_targets if t not in known_targets]
+    unknown += [f for f in wanted_faults if f not in known_faults]
+    if unknown:
+        ap.error(f"unknown: {', '.join(unknown)}; targets {known_targets}, faults {known_faults}")
+    return wanted_targets, wanted_faults
+
+
+def campaign_folder(out: str | None, prefix: str) -> Path:
+    """Where a campaign's runs go: ``out``, made if need be, or a new temporary folder."""
+    base = Path(out or tempfile.mkdtemp(prefix=prefix)).resolve()
+    base.mkdir(parents=True, exist_ok=True)
+    return base
 
 
 def run_all(
     items: list, go: Callable[[Any], dict], base: Path, workers: int, *, keep: bool,
-    widths: tuple[int, int], again: Callable[[dict], str],
-) -> list[dict]:  # fmt: skip
+    widths: tuple[int, int], again: Callable[[dict], str], started: float,
+) -> None:  # fmt: skip
     """Run ``go`` on each item, ``workers`` at a time, and print a line per run as it ends:
     its target, fault and notes, and for a faulty run its problems and the command that runs
     it ``again``. Each result is appended to ``base/results.jsonl``; the folder of a run
-    without problems is removed unless ``keep``."""
+    without problems is removed unless ``keep``. Then the summary of the campaign, timed from
+    ``started`` (``time.monotonic()``), and where its runs are."""
 
     def one(item: Any) -> dict:
         result = go(item)
@@ -578,7 +606,8 @@ def run_all(
                 told += f"\n      again: {again(r)}"
             print(f"{flag:5s} {r['target']:{target_w}s} {r['fault']:{fault_w}s} "
                   f"{'; '.join(r['notes'])}{told}", flush=True)  # fmt: skip
-    return results
+    summarize(results, time.monotonic() - started)
+    print(f"runs and results.jsonl in {shlex.quote(str(base))}")
 
 
 def summarize(results: list[dict], seconds: float) -> None:
