@@ -83,6 +83,7 @@ from attack_streams import (
     chosen,
     env_for,
     free_port,
+    hung,
     journal,
     run_all,
 )
@@ -231,11 +232,7 @@ class Run:
         return proc
 
     def finish(self, proc: subprocess.Popen, tag: str) -> tuple[int, str]:
-        try:
-            proc.wait(HANG_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if hung(proc, HANG_S):
             self.problems.append(f"{tag}: hung ({HANG_S:.0f} s)")
         return proc.returncode, (self.dir / f"{tag}.out").read_text("utf-8", "replace")
 

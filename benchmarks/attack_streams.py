@@ -154,6 +154,17 @@ def journal(folder: Path) -> list[dict]:
     return records
 
 
+def hung(proc: subprocess.Popen, seconds: float) -> bool:
+    """Whether ``proc`` was still running ``seconds`` on: a hang, killed then."""
+    try:
+        proc.wait(seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return True
+    return False
+
+
 def frames_counted(folder: Path) -> int:
     return sum(r.get("event") == "frame" for r in journal(folder))
 
@@ -378,11 +389,7 @@ class Run:
         if self.target in SESSIONS or self.target == "resume":
             self.notes.append(f"{frames_counted(self.out) - started} frames in")
         in_time = self.act(proc, readers, master)
-        try:
-            proc.wait(HANG_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if hung(proc, HANG_S):
             self.problems.append(f"hung ({HANG_S:.0f} s)")
         for reader in readers:
             reader.join(5)
