@@ -67,7 +67,7 @@ from stacker.preview.access import (
     login_routes,
     token_middleware,
 )
-from stacker.preview.server import NO_STORE, PageExtension, create_app
+from stacker.preview.server import NO_STORE, PING_S, PageExtension, create_app
 
 STATIC_DIR = Path(__file__).with_name("static")
 
@@ -302,8 +302,9 @@ def station_routes(station: Station, token: str) -> list[BaseRoute]:
     ]
 
 
-def station_app(station: Station, token: str) -> Starlette:
-    """The preview page and API of ``station.hub`` plus the station's routes, behind the token."""
+def station_app(station: Station, token: str, *, ping_s: float = PING_S) -> Starlette:
+    """The preview page and API of ``station.hub`` plus the station's routes, behind the token;
+    a quiet event stream is pinged every ``ping_s`` seconds."""
     from rig.station.camera_settings import camera_routes
     from rig.station.history import history_routes
     from rig.station.liveview import liveview_routes
@@ -316,4 +317,4 @@ def station_app(station: Station, token: str) -> Starlette:
         stylesheets=["station.css", "remote.css"],
         scripts=[LOGIN_SCRIPT, "station.js", "remote.js"],
     )
-    return create_app(station.hub, extension)
+    return create_app(station.hub, extension, ping_s=ping_s)

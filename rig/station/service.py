@@ -217,10 +217,24 @@ class Station:
             return None
 
     def _publish_station(self) -> None:
-        self.hub.set_extra(
-            station={"running": self.running, "units": self.units, "deleted": self._deleted}
-        )
+        self._publish_controls()
         self.hub.update_progress(position_um=self._position(), units=self.units)
+
+    def _publish_controls(self) -> None:
+        """Tell every page what its controls follow: the session shooting, the units, the count
+        of deleted sessions, and the rail move a request makes (``moving``: "jog", "home" or
+        ``None``), so that Stop halts it from any phone, and from the one that asked even when
+        its request was lost on the way back."""
+        with self._rail_move_lock:
+            moving = self._rail_move
+        self.hub.set_extra(
+            station={
+                "running": self.running,
+                "units": self.units,
+                "deleted": self._deleted,
+                "moving": moving,
+            }
+        )
 
     def _moved(self, fallback: float) -> float:
         """After a move: show the page where the rail stands and return that position
@@ -349,11 +363,13 @@ class Station:
         with self._rail_move_lock:
             self._rail_move = what
             stops = getattr(self.focuser, "stops", None)
+        self._publish_controls()  # the rail's position is not read: the move has its link
         try:
             yield {} if stops is None else {"stops_seen": stops}
         finally:
             with self._rail_move_lock:
                 self._rail_move = None
+            self._publish_controls()
 
     def stop_rail(self) -> str | None:
         """Halt at once the rail move a request is making (a jog, Go to near/far, a homing

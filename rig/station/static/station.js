@@ -27,24 +27,45 @@
   // not the defaults, unless the form is edited before the list comes.
   let showRunningPlan = false;
 
+  // Requests waiting for their answer. When the page finds its event stream dead (nothing
+  // heard for three pings: Wi-Fi out of reach, a router's restart), their connections died the
+  // same way, and no answer would ever come: a jog's button stayed disabled for minutes, until
+  // the phone's TCP gave up. They are dropped then; the rig's state comes with the new stream.
+  const pending = new Set();
+  const LOST = "the connection to the rig was lost before it answered: the page follows the " +
+    "rig again when it reconnects";
+  document.addEventListener("stackrig:link-lost", () => {
+    for (const ctl of pending) ctl.abort();
+  });
+
   async function call(method, url, body) {
-    let r;
+    const ctl = new AbortController();
+    pending.add(ctl);
     try {
-      r = await fetch(url, {
-        method,
-        headers: body === undefined ? {} : { "Content-Type": "application/json" },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-    } catch (e) {
-      // No answer at all (the rig restarting, the phone out of Wi-Fi): the browser's own
-      // words ("Failed to fetch", "Load failed") say nothing to the photographer.
-      throw new Error("the rig does not answer: check that it runs and that this phone reaches it");
+      let r;
+      try {
+        r = await fetch(url, {
+          method,
+          headers: body === undefined ? {} : { "Content-Type": "application/json" },
+          body: body === undefined ? undefined : JSON.stringify(body),
+          signal: ctl.signal,
+        });
+      } catch (e) {
+        if (ctl.signal.aborted) throw new Error(LOST);
+        // No answer at all (the rig restarting, the phone out of Wi-Fi): the browser's own
+        // words ("Failed to fetch", "Load failed") say nothing to the photographer.
+        throw new Error("the rig does not answer: check that it runs and that this phone reaches it");
+      }
+      // An answer that is not JSON (a TLS proxy's 502 page while the rig restarts, the
+      // server's plain 503 at its connection limit) is told by its status, not as a JSON
+      // syntax error.
+      const data = r.status === 204 ? {} : await r.json().catch(() => ({}));
+      if (ctl.signal.aborted) throw new Error(LOST);
+      if (!r.ok) throw new Error(data.error || r.statusText);
+      return data;
+    } finally {
+      pending.delete(ctl);
     }
-    // An answer that is not JSON (a TLS proxy's 502 page while the rig restarts, the server's
-    // plain 503 at its connection limit) is told by its status, not as a JSON syntax error.
-    const data = r.status === 204 ? {} : await r.json().catch(() => ({}));
-    if (!r.ok) throw new Error(data.error || r.statusText);
-    return data;
   }
 
   function message(id, text, bad) {
@@ -62,9 +83,12 @@
   // or before the request that started it has its answer).
   // Stop also halts this page's own jog or homing while it runs (a move typed far too long, a
   // homing switch unplugged): nothing else on the page could.
+  // The station says too when a request moves the rail (from another phone, or from this one
+  // whose request was dropped with a dead link): Stop halts that move as well.
   let railMoves = 0;
+  let moving = null;
   function showRunning() {
-    el("st-stop").disabled = !running && !railMoves;
+    el("st-stop").disabled = !running && !railMoves && !moving;
     el("st-start").disabled = !!running;
   }
 
@@ -429,6 +453,10 @@
       showRunning();
       document.body.dataset.running = running || "";
       refreshSessions().catch((e) => say(e.message, true));
+    }
+    if ((st.moving || null) !== moving) {
+      moving = st.moving || null;
+      showRunning();
     }
     progress = ev.detail.progress;
     followRunning();

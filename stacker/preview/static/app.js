@@ -164,6 +164,8 @@ setInterval(() => {
   if (document.visibilityState !== "visible" || Date.now() - heardAt <= quietLimitMs) return;
   $("link").textContent = "reconnecting…";
   $("link").dataset.live = "false";
+  // Requests still waiting went the same dead way: whoever sent them may give up on them.
+  document.dispatchEvent(new CustomEvent("stackrig:link-lost"));
   connect();
 }, 1000);
 
