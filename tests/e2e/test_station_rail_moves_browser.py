@@ -16,14 +16,13 @@ from typing import Any
 import httpx
 import pytest
 
-from rig.session.runner import RunnerOptions
 from rig.sim.rig import SimRigSpec, SimulatedRig
 from rig.station.api import station_app
 from rig.station.service import Station
 from stacker.preview import PreviewServer
 from tests.browser import CHROMIUM, SKIP_REASON, chromium, fill_plan, phone_page
 from tests.relay import sleeping_relay
-from tests.stations import TOKEN
+from tests.stations import TOKEN, station_of
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=SKIP_REASON)
 
@@ -41,13 +40,7 @@ MESSAGE_OF = """(id) => {
 def served(tmp_path: Path) -> Iterator[tuple[Station, PreviewServer]]:
     with SimulatedRig(REAL_TIME) as rig:
         rig.focuser.send("$110=120")  # X's top speed 2 mm/s, as a fine-pitch macro rail
-        station = Station(
-            tmp_path / "sessions",
-            focuser=rig.focuser,
-            camera=rig.camera,  # type: ignore[arg-type]
-            rig=REAL_TIME.to_dict(),
-            runner_options=RunnerOptions(retry_delay_s=0.1),
-        )
+        station = station_of(rig, tmp_path / "sessions", REAL_TIME)
         try:
             with PreviewServer(station.hub, app=station_app(station, TOKEN, ping_s=0.5)) as srv:
                 yield station, srv

@@ -11,12 +11,11 @@ import pytest
 
 from rig.focuser import Focuser
 from rig.rails import open_focuser
-from rig.session.runner import RunnerOptions
 from rig.sim.rig import SimulatedRig
 from rig.station.api import station_app
 from rig.station.service import Station
 from stacker.preview import PreviewServer
-from tests.stations import SPEC, TOKEN
+from tests.stations import SPEC, TOKEN, station_of
 
 
 @pytest.fixture
@@ -37,13 +36,7 @@ def rig() -> Iterator[SimulatedRig]:
 @pytest.fixture
 def station(rig: SimulatedRig, tmp_path: Path) -> Iterator[Station]:
     """A station with its sessions in ``tmp_path``; the rail goes back to 0 afterwards."""
-    st = Station(
-        tmp_path / "sessions",
-        focuser=rig.focuser,
-        camera=rig.camera,  # type: ignore[arg-type]
-        rig=SPEC.to_dict(),
-        runner_options=RunnerOptions(retry_delay_s=0.1),
-    )
+    st = station_of(rig, tmp_path / "sessions")
     yield st
     st.close()
     rig.focuser.move_to(0.0)
