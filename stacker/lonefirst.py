@@ -2,12 +2,39 @@
 
 Each frame is aligned with the last merged one, so a bad first frame (a flash that did not
 fire, a blown or a stray shot) keeps every later frame out, where the same frame anywhere else
-is only left out. ``stacker stack`` stacks such a folder again without it; a live stack (a
-watch, a capture session) cannot go back, so it says so as soon as two frames in a row after
-the first were kept out, and nothing else was merged.
+is only left out. ``stacker stack`` stacks such a folder again without it. A live stack (a
+watch, a capture session) notices as soon as two frames in a row after the first were kept
+out, and nothing else was merged: a watch starts again without the first frame when the frames
+kept out align with each other (:func:`align_with_each_other`); otherwise it says so, while
+the photographer can still act.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+PROBE_SIDE = 1024
+"""Longest side of the copies :func:`align_with_each_other` registers (at most twice the
+registration size of a probe stacker, as a stacker registers its frames)."""
+
+
+def align_with_each_other(frames: Sequence[np.ndarray], *, align: str, linear: bool) -> bool:
+    """Whether ``frames`` (the frames kept out against a lone first frame, in order) all merge
+    into a stack of their own: then the first frame is the odd one, and a live stack may start
+    again without it. Judged on small copies, in a small stacker of its own, so that the live
+    stack keeps its buffers meanwhile."""
+    from stacker.stack import Stacker
+
+    probe = Stacker(align=align, align_size=PROBE_SIDE // 2, preview_size=64, overlap=False)
+    for frame in frames:
+        small = frame
+        while max(small.shape[:2]) > PROBE_SIDE:
+            small = cv2.pyrDown(small)
+        probe.add(np.ascontiguousarray(small), linear=linear)
+    return probe.frames_merged == len(frames)
 
 
 class LoneFirstFrame:

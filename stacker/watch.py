@@ -29,7 +29,7 @@ import numpy as np
 from stacker.errors import ResultWriteError, StackerError, UnreadableImageError
 from stacker.hotfolder import HotFolder, ReadyFrame, UnreadableFrame, is_candidate
 from stacker.io import check_writable_output, is_raw_path, remove_temporaries
-from stacker.lonefirst import LoneFirstFrame
+from stacker.lonefirst import LoneFirstFrame, align_with_each_other
 from stacker.output import check_writable_depth, save_outputs
 from stacker.pairs import Prefer, pair_choice
 from stacker.paths import check_distinct, is_our_output, output_paths
@@ -181,10 +181,14 @@ def watch_and_stack(
     _check_outputs_in_folder(Path(folder), written)
     # Those of a watch killed mid-write; a minute's quiet: another watch may be writing these.
     remove_temporaries(written, idle_s=60.0)
-    stacker = Stacker(method=method, align=align, reference=reference,
-                      interpolation=interpolation, far_first=_far_first(order))  # fmt: skip
+
+    def fresh() -> Stacker:
+        return Stacker(method=method, align=align, reference=reference,
+                       interpolation=interpolation, far_first=_far_first(order))  # fmt: skip
+
     run = _WatchRun(
-        stacker,
+        fresh(),
+        fresh,
         out,
         depth,
         jpeg_quality=jpeg_quality,
@@ -231,7 +235,7 @@ def watch_and_stack(
             + _written_below(hot)
         )
     finish = "stopped" if stop is not None and stop.is_set() else "idle"
-    return WatchSummary(run.status, finish, outputs, list(stacker.records))
+    return WatchSummary(run.status, finish, outputs, list(run.stacker.records))
 
 
 class _Halt(threading.Event):
@@ -337,6 +341,9 @@ class _WatchRun:
 
     stacker: Stacker
     """The stack every readable frame goes into."""
+    fresh: Callable[[], Stacker]
+    """Makes another, empty stacker with the watch's settings (to start again without a bad
+    first frame)."""
     output: Path
     """The composite's file."""
     depth_map: Path | None
@@ -369,6 +376,11 @@ class _WatchRun:
     """Files reported unreadable: one written on after a long pause may still come."""
     lone_first: LoneFirstFrame = field(default_factory=LoneFirstFrame, init=False)
     """Says when a bad first frame keeps the rest out."""
+    kept_out: list[ReadyFrame] = field(default_factory=list, init=False)
+    """The frames kept out against the first merged one while it is merged alone: what the
+    stack starts again from if that frame proves to be the bad one."""
+    stranded: str | None = field(default=None, init=False)
+    """The warning :attr:`lone_first` gave with the last frame, until it is acted on."""
 
     def publish(self, **changes: object) -> None:
         self.status = replace(self.status, **changes)  # type: ignore[arg-type]
@@ -418,6 +430,14 @@ class _WatchRun:
             )
             self.publish(state="waiting")
             return
+        self.stack(frame)
+        if self.stranded is not None:
+            self.start_again()
+        self.publish(state="waiting")
+
+    def stack(self, frame: ReadyFrame) -> None:
+        """Offer ``frame`` to the stacker; count, warn, write along the way and tell
+        ``on_frame`` as it turns out."""
         try:
             record = self.stacker.add(
                 frame.image, name=frame.path.name, linear=is_raw_path(frame.path)
@@ -427,6 +447,11 @@ class _WatchRun:
             # misaligned one: the stack so far stays intact.
             self.reject(frame.path, str(exc))
             return
+        lone = self.stacker.frames_merged == 1
+        if not lone:
+            self.kept_out.clear()
+        elif not record.merged:
+            self.kept_out.append(frame)
         if record.merged:
             self.lone_first.after(frame.path.name, True)
             if self.first_path is None:
@@ -441,7 +466,38 @@ class _WatchRun:
             self.reject(frame.path, f"{frame.path.name}: {record.reason or 'not merged'}", record)
         if self.on_frame is not None:
             self.on_frame(MergedFrame(frame.path, frame.image, record, self.stacker))
-        self.publish(state="waiting")
+
+    def start_again(self) -> None:
+        """The first merged frame keeps every frame since out. When those align with each
+        other, it is the bad one (a test shot framed elsewhere, a flash that did not fire):
+        the stack starts again from them, without it, in a new stacker (``on_frame`` is then
+        handed that one). Otherwise, or with ``--reference N`` (which counts from the first
+        frame), the photographer is told what to do."""
+        stranded, self.stranded = self.stranded, None
+        kept, self.kept_out = self.kept_out, []
+        first = self.first_path
+        images = [f.image for f in kept]
+        linear = self.stacker.linear
+        if (
+            first is None
+            or isinstance(self.stacker.reference, int)
+            or not align_with_each_other(images, align=self.stacker.align, linear=linear)
+        ):
+            self.warn(
+                f"{stranded}move it out of the folder and watch again (`stacker stack` on the "
+                "folder leaves such a first frame out)"
+            )
+            return
+        self.warn(
+            f"{first}: left out: none of the {len(kept)} frames after it aligns with it (a "
+            "dark, blown or stray first frame?); stacking again without it"
+        )
+        self.stacker.wait()
+        self.stacker = self.fresh()
+        self.first_path, self.unwritten, self.lone_first = None, 0, LoneFirstFrame()
+        self.publish(merged=0, rejected=self.status.rejected + 1 - len(kept))
+        for frame in kept:
+            self.stack(frame)
 
     def reject(self, path: Path, message: str, record: FrameRecord | None = None) -> None:
         self.publish(
@@ -454,12 +510,7 @@ class _WatchRun:
         self.warn(f"rejected {message}")
         if record is None:  # kept out for what it is (not RAW, wrong size): not against it
             return
-        stranded = self.lone_first.after(path.name, False)
-        if stranded is not None:
-            self.warn(
-                stranded + "move it out of the folder and watch again (`stacker stack` on the "
-                "folder leaves such a first frame out)"
-            )
+        self.stranded = self.lone_first.after(path.name, False)  # acted on after on_frame
 
     def reference_pending(self) -> bool:
         """True while ``--reference N`` names a frame that has not arrived yet.

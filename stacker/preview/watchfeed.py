@@ -35,6 +35,13 @@ class WatchPreview:
         """After each frame went through the stacker (merged or not)."""
         if self.hub is None:
             return
+        if self.publisher is not None and self.publisher.stacker is not frame.stacker:
+            # The watch started its stack again (without a bad first frame): the page forgets
+            # the old stack's rows and pictures, as for a new session.
+            progress = self.hub.progress
+            self.hub.reset(title=progress.title)
+            self.hub.update_progress(units=progress.units, captured=progress.captured)
+            self.publisher = None
         if self.publisher is None:
             self.publisher = attach_stacker(self.hub, frame.stacker)
         self.publisher.publish(frame.record, frame_shape=frame.image.shape)
