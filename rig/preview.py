@@ -65,10 +65,11 @@ class SessionPreview(SessionListener):
 
     def on_frame_merged(self, job: StackJob, record: Any, previews: StackPreviews) -> None:
         """On the stacking thread: encode previews, fill the row, answer pending crops."""
-        if self._publisher is None:
-            runner = self._runner
-            if runner is None or runner.stacker is None:
-                return
+        runner = self._runner
+        if runner is None or runner.stacker is None:
+            return
+        # A new stacker when the stack started again without a bad first frame.
+        if self._publisher is None or self._publisher.stacker is not runner.stacker:
             self._publisher = attach_stacker(self.hub, runner.stacker)  # type: ignore[arg-type]
         row: dict[str, Any] = {"number": job.index}  # plans number frames from 1
         if job.replay and self._runner is not None:  # shot before a resume: no capture row

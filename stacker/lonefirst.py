@@ -16,6 +16,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from stacker.errors import StackerError
+
 PROBE_SIDE = 1024
 """Longest side of the copies :func:`align_with_each_other` registers (at most twice the
 registration size of a probe stacker, as a stacker registers its frames)."""
@@ -33,8 +35,20 @@ def align_with_each_other(frames: Sequence[np.ndarray], *, align: str, linear: b
         small = frame
         while max(small.shape[:2]) > PROBE_SIDE:
             small = cv2.pyrDown(small)
-        probe.add(np.ascontiguousarray(small), linear=linear)
-    return probe.frames_merged == len(frames)
+        try:
+            probe.add(np.ascontiguousarray(small), linear=linear)
+        except StackerError:  # a frame the stack cannot take (too small, another size)
+            return False
+    return bool(frames) and probe.frames_merged == len(frames)
+
+
+def left_out_reason(kept: int) -> str:
+    """Why a first frame was left out, and what happens instead: the ``kept`` frames after it
+    did not align with it."""
+    return (
+        f"left out: none of the {kept} frames after it aligns with it (a dark, blown or stray "
+        "first frame?); stacking again without it"
+    )
 
 
 class LoneFirstFrame:
@@ -44,6 +58,11 @@ class LoneFirstFrame:
         self._first: str | None = None
         self._kept_out = 0
         self._done = False
+
+    @property
+    def alone(self) -> bool:
+        """True while a first frame is merged and no other has been since."""
+        return self._first is not None and not self._done
 
     def after(self, name: str, merged: bool) -> str | None:
         """The warning, the first time two frames after a lone first merged frame were kept

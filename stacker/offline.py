@@ -27,6 +27,7 @@ import cv2
 
 from stacker.errors import StackerError
 from stacker.io import OrientedReader, check_writable_output, is_image_path, is_raw_path
+from stacker.lonefirst import left_out_reason
 from stacker.natsort import frame_order
 from stacker.options import StackOptions
 from stacker.output import check_writable_depth, save_outputs
@@ -208,10 +209,7 @@ def stack_files(
         # where the same frame anywhere else is only left out.
         first = added[_first_merged(stacker)]
         anchor = files[first - 1]
-        why = (
-            f"{anchor}: left out: none of the {len(files) - first} frames after it aligns with "
-            "it (a dark, blown or stray first frame?); stacking again without it"
-        )
+        why = f"{anchor}: {left_out_reason(len(files) - first)}"
         before = set(files[:first])  # the frames after it are read again
         left_out += [*(s for s in run.skipped if s[0] in before), (anchor, why)]
         anchors.append(anchor)

@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,7 +30,7 @@ import numpy as np
 from stacker.errors import ResultWriteError, StackerError, UnreadableImageError
 from stacker.hotfolder import HotFolder, ReadyFrame, UnreadableFrame, is_candidate
 from stacker.io import check_writable_output, is_raw_path, remove_temporaries
-from stacker.lonefirst import LoneFirstFrame, align_with_each_other
+from stacker.lonefirst import LoneFirstFrame, align_with_each_other, left_out_reason
 from stacker.output import check_writable_depth, save_outputs
 from stacker.pairs import Prefer, pair_choice
 from stacker.paths import check_distinct, is_our_output, output_paths
@@ -181,11 +182,8 @@ def watch_and_stack(
     _check_outputs_in_folder(Path(folder), written)
     # Those of a watch killed mid-write; a minute's quiet: another watch may be writing these.
     remove_temporaries(written, idle_s=60.0)
-
-    def fresh() -> Stacker:
-        return Stacker(method=method, align=align, reference=reference,
-                       interpolation=interpolation, far_first=_far_first(order))  # fmt: skip
-
+    fresh = partial(Stacker, method=method, align=align, reference=reference,
+                    interpolation=interpolation, far_first=_far_first(order))  # fmt: skip
     run = _WatchRun(
         fresh(),
         fresh,
@@ -447,11 +445,10 @@ class _WatchRun:
             # misaligned one: the stack so far stays intact.
             self.reject(frame.path, str(exc))
             return
-        lone = self.stacker.frames_merged == 1
-        if not lone:
-            self.kept_out.clear()
-        elif not record.merged:
+        if not record.merged and self.lone_first.alone:
             self.kept_out.append(frame)
+        elif record.merged:
+            self.kept_out.clear()
         if record.merged:
             self.lone_first.after(frame.path.name, True)
             if self.first_path is None:
@@ -480,6 +477,7 @@ class _WatchRun:
         linear = self.stacker.linear
         if (
             first is None
+            or len(kept) < 2
             or isinstance(self.stacker.reference, int)
             or not align_with_each_other(images, align=self.stacker.align, linear=linear)
         ):
@@ -488,10 +486,7 @@ class _WatchRun:
                 "folder leaves such a first frame out)"
             )
             return
-        self.warn(
-            f"{first}: left out: none of the {len(kept)} frames after it aligns with it (a "
-            "dark, blown or stray first frame?); stacking again without it"
-        )
+        self.warn(f"{first}: {left_out_reason(len(kept))}")
         self.stacker.wait()
         self.stacker = self.fresh()
         self.first_path, self.unwritten, self.lone_first = None, 0, LoneFirstFrame()

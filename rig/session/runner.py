@@ -83,7 +83,6 @@ from rig.session.state import FinishReason, RunState, SessionResult, SessionStat
 from rig.session.worker import StackJob, StackPreviews, StackWorker
 from stacker.errors import RawFramesNeededError, ResultWriteError, UserError
 from stacker.io import storage_remedy
-from stacker.lonefirst import LoneFirstFrame
 from stacker.preview.publisher import StackerLike
 
 log = logging.getLogger("rig.session")
@@ -267,8 +266,6 @@ class SessionRunner:
         """Indexes that will never be shot (lost frames of a tether session)."""
         self._vanished: set[int] = set()
         self._finish_reason: FinishReason | None = None
-        self._lone_first = LoneFirstFrame()
-        """Says when a bad first frame keeps the rest out."""
         self._first_merged: Path | None = None
         """The file of the first frame merged (:meth:`_first_frame`)."""
 
@@ -527,7 +524,11 @@ class SessionRunner:
 
         # The frames run in the plan's direction, whatever an older session.json says.
         stack = replace(self.config.stack, order=self.plan.direction)
-        self.stacker = self._stacker_factory(replace(self.config, stack=stack), self.plan.frames)
+
+        def fresh() -> StackerLike:
+            return self._stacker_factory(replace(self.config, stack=stack), self.plan.frames)
+
+        self.stacker = fresh()
         self._worker = StackWorker(
             self.stacker,
             max_queue=self.options.queue_size,
@@ -536,11 +537,13 @@ class SessionRunner:
             checkpoint=self._checkpoint if self.options.write_outputs else None,
             checkpoint_every=self.config.checkpoint_every,
             previews=self.options.previews,
+            fresh=fresh,
+            on_restart=self._restarted,
+            on_stranded=self._stranded,
         )
         self._next_feed = 1
         self._waiting = {}
         self._first_merged = None
-        self._lone_first = LoneFirstFrame()  # the replayed frames count again
         replay: list[StackJob] = []
         for index in sorted(recon.done):
             entry = recon.done[index]
@@ -709,21 +712,40 @@ class SessionRunner:
         else:
             c.rejected += 1
             self._warn(f"frame {job.index} kept out of the stack: {getattr(record, 'reason', '?')}")
-        stranded = self._lone_first.after(job.path.name, merged)
-        if stranded is not None:
-            self._warn(
-                stranded + "stop, check it, and stack the frames again with `stacker stack "
-                f"{job.path.parent}`, which leaves such a first frame out"
-            )
         score = getattr(record, "score", None)
         if score is not None:
             c.last_score = float(score)
+        self._told(job, record, previews)
+
+    def _told(self, job: StackJob, record: Any, previews: StackPreviews) -> None:
+        """Journal the stacker's word on a frame and pass it on to the listeners."""
         if self._journal is not None:
             data = record.to_dict() if hasattr(record, "to_dict") else {}
             data.pop("index", None)
             self._journal.append("merge", index=job.index, replay=job.replay, **data)
         self._events.publish(FrameMerged(job, record, previews))
         self._emit()
+
+    def _restarted(
+        self, first: StackJob, record: Any, kept: list[StackJob], stacker: StackerLike
+    ) -> None:
+        """On the stacking thread: the first frame proved bad (the frames kept out against it
+        align with each other), and the stack starts again from those without it."""
+        c = self._counters
+        self.stacker = stacker
+        self._first_merged = None
+        c.merged -= 1
+        c.rejected += 1 - len(kept)  # the kept frames are stacked again, and counted then
+        self._warn(f"frame {first.index}: {getattr(record, 'reason', '')}")
+        self._told(first, record, StackPreviews(None, None, None))
+
+    def _stranded(self, first: StackJob, stranded: str) -> None:
+        """On the stacking thread: the first frame keeps the rest out, and they do not align
+        with each other either (or the reference is numbered from the first frame)."""
+        self._warn(
+            stranded + "stop, check it, and stack the frames again with `stacker stack "
+            f"{shell_path(first.path.parent)}`, which leaves such a first frame out"
+        )
 
     def _stack_failed(self, job: StackJob, exc: UserError) -> None:
         self._counters.rejected += 1

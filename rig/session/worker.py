@@ -21,7 +21,7 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ import numpy as np
 
 from stacker.errors import UserError
 from stacker.io import OrientedReader, is_raw_path
+from stacker.lonefirst import LoneFirstFrame, align_with_each_other, left_out_reason
 from stacker.pipeline import Loaded, ReadAhead
 from stacker.preview.publisher import StackerLike
 from stacker.raw import display_of
@@ -58,8 +59,12 @@ class StackPreviews:
 
 MergedCallback = Callable[[StackJob, Any, StackPreviews], None]
 FailedCallback = Callable[[StackJob, UserError], None]
+RestartCallback = Callable[[StackJob, Any, list[StackJob], StackerLike], None]
+"""``(first, its record now, the frames kept out against it, the new stacker)``."""
+StrandedCallback = Callable[[StackJob, str], None]
 
 _STOP = object()
+_UNFIT = object()  # what StackWorker._add gives for a frame the stack could not take
 Frame = tuple[np.ndarray, str | None]  # a decoded frame, and a note if it was turned to fit
 
 
@@ -76,6 +81,9 @@ class StackWorker:
         checkpoint: Callable[[], None] | None = None,
         checkpoint_every: int = 0,
         previews: bool = True,
+        fresh: Callable[[], StackerLike] | None = None,
+        on_restart: RestartCallback | None = None,
+        on_stranded: StrandedCallback | None = None,
     ) -> None:
         self.stacker = stacker
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, max_queue))
@@ -97,6 +105,15 @@ class StackWorker:
         self._since_checkpoint = 0
         self._busy_with: int | None = None
         self._ahead: ReadAhead[StackJob, Frame | None] | None = None
+        # A bad first frame (a flash that did not fire) keeps every frame after it out: those
+        # are kept here while it is merged alone, to start again from them without it.
+        self._fresh = fresh
+        self._on_restart = on_restart
+        self._on_stranded = on_stranded
+        self._lone_first = LoneFirstFrame()
+        self._stranded: str | None = None  # what it said with the last frame
+        self._first: tuple[StackJob, Any] | None = None  # the first merged frame, its record
+        self._kept_out: list[tuple[StackJob, np.ndarray]] = []
 
     # ---------------------------------------------------------------- control
     def start(self, replay: Iterable[StackJob] = ()) -> None:
@@ -207,18 +224,38 @@ class StackWorker:
             del loaded
             if turned is not None:
                 log.warning("%s", turned)
+        except UserError as exc:  # unreadable frame: kept out, reported
+            self._failed(job, exc)
+            return
+        record = self._add(job, image)
+        del image  # the stacker keeps a warped copy: not held through previews and checkpoint
+        if record is not _UNFIT:
+            self._report(job, record)
+        if self._stranded is not None:
+            self._start_again()
+
+    def _failed(self, job: StackJob, exc: UserError) -> None:
+        self.failed += 1
+        if self._on_failed is not None:
+            self._on_failed(job, exc)
+
+    def _add(self, job: StackJob, image: np.ndarray) -> Any:
+        """Stack one decoded frame: its record, or ``_UNFIT`` when it did not fit the stack."""
+        try:
             record = self.stacker.add(
                 image, name=job.path.name, position_um=job.position_um,
                 linear=is_raw_path(job.path),
             )  # fmt: skip
             if is_raw_path(job.path) and self.stacker.display is None and record.merged:
                 self.stacker.display = display_of(job.path)  # the live page shows it rendered
-        except UserError as exc:  # unreadable or mismatched frame: kept out, reported
-            self.failed += 1
-            if self._on_failed is not None:
-                self._on_failed(job, exc)
-            return
-        del image
+        except UserError as exc:  # a frame that does not fit the stack: kept out, reported
+            self._failed(job, exc)
+            return _UNFIT
+        self._follow_first(job, image, record)
+        return record
+
+    def _report(self, job: StackJob, record: Any) -> None:
+        """Tell ``on_merged`` with the previews, and checkpoint when it is time."""
         self.processed += 1
         if self._on_merged is not None:
             previews = self._make_previews() if self._previews else StackPreviews(None, None, None)
@@ -232,6 +269,56 @@ class StackWorker:
         ):
             self._since_checkpoint = 0
             self._checkpoint()
+
+    def _follow_first(self, job: StackJob, image: np.ndarray, record: Any) -> None:
+        """Keep the frames kept out while the first merged frame stands alone."""
+        merged = bool(getattr(record, "merged", True))
+        if merged and self._first is None:
+            self._first = (job, record)
+        if not merged and self._lone_first.alone:
+            self._kept_out.append((job, image))
+        elif merged:
+            self._kept_out.clear()
+        self._stranded = self._lone_first.after(job.path.name, merged)
+
+    def _start_again(self) -> None:
+        """The first merged frame keeps every frame since out. When those align with each
+        other it is the bad one: the stack starts again from them without it, in a fresh
+        stacker (``on_restart`` says so first). Otherwise, or without a way to make a stacker,
+        or with a numbered reference (counted from the first frame), ``on_stranded`` is told."""
+        stranded, self._stranded = self._stranded, None
+        kept, self._kept_out = self._kept_out, []
+        first = self._first
+        possible = (
+            self._fresh is not None
+            and first is not None
+            and len(kept) >= 2
+            and not isinstance(getattr(self.stacker, "reference", None), int)
+            and align_with_each_other(
+                [image for _, image in kept],
+                align=getattr(self.stacker, "align", "similarity"),
+                linear=bool(getattr(self.stacker, "linear", False)),
+            )
+        )
+        if not possible or first is None or self._fresh is None:
+            if self._on_stranded is not None and stranded is not None and first is not None:
+                self._on_stranded(first[0], stranded)
+            return
+        job, record = first
+        why = left_out_reason(len(kept))
+        if is_dataclass(record):
+            record = replace(record, merged=False, reason=why)  # type: ignore[type-var]
+        wait = getattr(self.stacker, "wait", None)
+        if wait is not None:
+            wait()  # the old stack's merge in flight ends before the new stack begins
+        self.stacker = self._fresh()
+        self._first, self._lone_first = None, LoneFirstFrame()
+        if self._on_restart is not None:
+            self._on_restart(job, record, [j for j, _ in kept], self.stacker)
+        for again, image in kept:
+            record = self._add(again, image)
+            if record is not _UNFIT:
+                self._report(again, record)
 
     def _make_previews(self) -> StackPreviews:
         def copy(a: np.ndarray | None) -> np.ndarray | None:

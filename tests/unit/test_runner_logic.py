@@ -803,6 +803,67 @@ def test_a_first_frame_that_keeps_the_rest_out_is_said_once(tmp_path: Path) -> N
     assert said.index(stranded[0]) == said.index(next(w for w in said if "frame 3 kept" in w)) + 1
 
 
+class _SceneCamera(FakeCamera):
+    """Shoots a synthetic scene stepping in focus; the first shot is dark (a flash that did not
+    fire)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from rig.sim.scene import SceneSpec, SyntheticScene
+
+        self.scene = SyntheticScene(SceneSpec(width=320, height=240, seed=7, depth_um=600.0))
+
+    def capture(self, dest_dir: Path, stem: str | None = None, *, on_progress: object = None):
+        import cv2
+
+        n = len(self.shots)
+        self.shots.append(stem or "")
+        frame = self.scene.render(n * 120.0, pose=self.scene.random_pose(n), noise_seed=n, index=n)
+        image = (frame.image * 0.03).astype(frame.image.dtype) if n == 0 else frame.image
+        path = dest_dir / f"{stem}.jpg"
+        atomic_write_bytes(path, cv2.imencode(".jpg", image)[1].tobytes())
+        return [path]
+
+
+def test_a_bad_first_frame_is_left_out_and_the_session_stacks_on_without_it(
+    tmp_path: Path,
+) -> None:
+    """A first flash that did not fire kept every frame of the session out against it: the
+    composite was that dark frame alone, and the session only said to stack again afterwards.
+    Once two frames after it are kept out and align with each other, the stack starts again
+    from them without it, and the page's row of the first frame says why it is out."""
+    from rig.preview import SessionPreview
+    from stacker.preview.hub import PreviewHub
+
+    root = tmp_path / "s"
+    SessionFolder.create(root, PLAN, SessionConfig(rig={"kind": "hardware"}))
+    run = SessionRunner(
+        SessionFolder(root), focuser=FakeFocuser(), camera=_SceneCamera(),
+        options=replace(OPTIONS, write_outputs=True, previews=True),
+    )  # fmt: skip
+    hub = PreviewHub()
+    SessionPreview(hub).attach(run)
+    said: list[str] = []
+    run.subscribe(lambda e: isinstance(e, SessionWarning) and said.append(e.message))
+    result = run.run()
+    assert result.reason is FinishReason.COMPLETED
+    assert (result.status.merged, result.status.rejected) == (4, 1)
+    left = [w for w in said if "left out" in w]
+    assert left == [
+        "frame 1: left out: none of the 2 frames after it aligns with it (a dark, blown or "
+        "stray first frame?); stacking again without it"
+    ]
+    assert not [w for w in said if "every frame since" in w]
+    merges = [r for r in read_journal(root / "journal.jsonl").records if r["event"] == "merge"]
+    assert [(r["index"], r["merged"]) for r in merges][-5:] == [
+        (1, False), (2, True), (3, True), (4, True), (5, True)
+    ]  # fmt: skip
+    rows = {row["number"]: row for row in hub.snapshot().frames}
+    assert rows[1]["merged"] is False and rows[1]["reason"].startswith("left out: none of the 2")
+    assert all(rows[i]["merged"] for i in (2, 3, 4, 5))
+    assert result.outputs and result.outputs[0].exists()
+
+
 def test_the_composite_s_metadata_comes_from_a_frame_that_was_stacked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
