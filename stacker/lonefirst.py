@@ -24,12 +24,14 @@ registration size of a probe stacker, as a stacker registers its frames)."""
 
 
 def align_with_each_other(frames: Sequence[np.ndarray], *, align: str, linear: bool) -> bool:
-    """Whether ``frames`` (the frames kept out against a lone first frame, in order) all merge
+    """Whether ``frames`` (two or more kept out against a lone first frame, in order) all merge
     into a stack of their own: then the first frame is the odd one, and a live stack may start
     again without it. Judged on small copies, in a small stacker of its own, so that the live
     stack keeps its buffers meanwhile."""
     from stacker.stack import Stacker
 
+    if len(frames) < 2:
+        return False
     probe = Stacker(align=align, align_size=PROBE_SIDE // 2, preview_size=64, overlap=False)
     for frame in frames:
         small = frame
@@ -39,7 +41,7 @@ def align_with_each_other(frames: Sequence[np.ndarray], *, align: str, linear: b
             probe.add(np.ascontiguousarray(small), linear=linear)
         except StackerError:  # a frame the stack cannot take (too small, another size)
             return False
-    return bool(frames) and probe.frames_merged == len(frames)
+    return probe.frames_merged == len(frames)
 
 
 def left_out_reason(kept: int) -> str:

@@ -204,7 +204,7 @@ class Stacker:
         self.far_first = bool(far_first)
         self.records: list[FrameRecord] = []
         self._state: PyramidMerger | DepthMapMerger | None = None  # read through _merger
-        self._out_of_memory: str | None = None  # why no frame is merged any more
+        self._out_of_memory: str | None = None  # why no frame is merged any more (or released)
         self._pending: _Background | None = None
         self._shape: tuple[int, int] | None = None
         self._dtype: np.dtype | None = None
@@ -249,6 +249,18 @@ class Stacker:
         if self._pending is not None:
             self._pending.join()
             self._pending = None
+
+    def release(self) -> None:
+        """Let go of the merge state and buffers: the stack is given up without its result (a
+        live stack starting again without a bad first frame), and a new stacker is about to
+        take as much memory while this one may still be referenced (a preview's last crops).
+        Its previews are ``None`` afterwards, and :meth:`add` refuses frames."""
+        self.wait()
+        self._out_of_memory = "this stack was given up, to start again without its first frame"
+        self._state = self._coverage = self._warped = self._bgra = None
+        self._buffers = []
+        self._prev_luma = self._prev_color = self._weak = None
+        self._full_cache = self._depth_cache = self._snapped_cache = None
 
     @property
     def frames_added(self) -> int:

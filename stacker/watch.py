@@ -477,7 +477,6 @@ class _WatchRun:
         linear = self.stacker.linear
         if (
             first is None
-            or len(kept) < 2
             or isinstance(self.stacker.reference, int)
             or not align_with_each_other(images, align=self.stacker.align, linear=linear)
         ):
@@ -487,7 +486,7 @@ class _WatchRun:
             )
             return
         self.warn(f"{first}: {left_out_reason(len(kept))}")
-        self.stacker.wait()
+        self.stacker.release()  # the live page may hold it until the next frame: not its buffers
         self.stacker = self.fresh()
         self.first_path, self.unwritten, self.lone_first = None, 0, LoneFirstFrame()
         self.publish(merged=0, rejected=self.status.rejected + 1 - len(kept))

@@ -292,7 +292,6 @@ class StackWorker:
         possible = (
             self._fresh is not None
             and first is not None
-            and len(kept) >= 2
             and not isinstance(getattr(self.stacker, "reference", None), int)
             and align_with_each_other(
                 [image for _, image in kept],
@@ -308,9 +307,9 @@ class StackWorker:
         why = left_out_reason(len(kept))
         if is_dataclass(record):
             record = replace(record, merged=False, reason=why)  # type: ignore[type-var]
-        wait = getattr(self.stacker, "wait", None)
-        if wait is not None:
-            wait()  # the old stack's merge in flight ends before the new stack begins
+        release = getattr(self.stacker, "release", None)
+        if release is not None:
+            release()  # the live page may hold it until the next frame: not its buffers
         self.stacker = self._fresh()
         self._first, self._lone_first = None, LoneFirstFrame()
         if self._on_restart is not None:

@@ -123,3 +123,37 @@ def test_a_batch_stack_of_frames_that_cannot_be_read_names_one_of_them(tmp_path:
     assert "only 0 usable frame(s) of 3" in report.error
     assert f"{files[0]}: not a readable image" in report.error and "2 more" in report.error
     assert "\n" not in report.error
+
+
+def test_frames_after_a_bad_first_one_are_told_apart_from_stray_ones(folder: Path) -> None:
+    """A live stack starts again without its first frame only when the frames kept out
+    against it align with each other: two good frames do; two unrelated ones, or a good frame
+    and a blown one, or a single frame, do not."""
+    from stacker.lonefirst import align_with_each_other
+
+    good = [read_image(folder / f"frame_000{i}.jpg") for i in (2, 3)]
+    rng = np.random.default_rng(5)
+    noise = rng.integers(0, 255, good[0].shape, dtype=np.uint8)
+    assert align_with_each_other(good, align="similarity", linear=False)
+    assert not align_with_each_other([good[0], noise], align="similarity", linear=False)
+    assert not align_with_each_other(
+        [good[0], np.full_like(good[0], 255)], align="similarity", linear=False
+    )
+    assert not align_with_each_other(good[:1], align="similarity", linear=False)
+    assert not align_with_each_other([], align="similarity", linear=False)
+
+
+def test_a_stack_given_up_lets_go_of_its_buffers_and_takes_no_more_frames(folder: Path) -> None:
+    """A live stack that starts again keeps its old stacker referenced for a while (the page
+    serving its crops): released, it holds no full-size buffer, and says so if fed."""
+    from stacker.stack import Stacker
+
+    stacker = Stacker(overlap=True)
+    for i in (1, 2):
+        stacker.add(read_image(folder / f"frame_000{i}.jpg"))
+    stacker.release()
+    assert stacker.preview() is None and stacker.last_frame_preview() is None
+    held = [v for v in vars(stacker).values() if isinstance(v, np.ndarray) and v.size > 320 * 240]
+    assert held == []
+    with pytest.raises(StackerError, match="given up, to start again without its first frame"):
+        stacker.add(read_image(folder / "frame_0003.jpg"))
