@@ -943,6 +943,11 @@ class HotFolder:
             self._denied.add(path)
         return UnreadableFrame(path, message)
 
+    def read_again(self, path: Path) -> np.ndarray:
+        """A frame taken already, read again as it was the first time (a live stack starting
+        again without a bad first frame); raises as reading it did."""
+        return self._read(path)[0]
+
     def _read(self, path: Path) -> tuple[np.ndarray, tuple[int, int] | None]:
         """Decode ``path`` as the file it names now, wherever its name leads later (see
         :mod:`stacker.pinned`); messages and notes name ``path``.

@@ -1,12 +1,15 @@
-"""A live stack held by its first frame: said once, while the photographer can still act.
+"""A live stack held by its first frame: started again without it, or said once.
 
 Each frame is aligned with the last merged one, so a bad first frame (a flash that did not
 fire, a blown or a stray shot) keeps every later frame out, where the same frame anywhere else
 is only left out. ``stacker stack`` stacks such a folder again without it. A live stack (a
-watch, a capture session) notices as soon as two frames in a row after the first were kept
-out, and nothing else was merged: a watch starts again without the first frame when the frames
-kept out align with each other (:func:`align_with_each_other`); otherwise it says so, while
-the photographer can still act.
+watch, a capture session) cannot see the frames still to come, so it waits until
+:data:`KEPT_OUT` frames in a row after the first were kept out, and nothing else was merged.
+If those align with each other (:func:`align_with_each_other`), the first frame is the odd
+one, and the stack starts again from them without it; otherwise the photographer is told,
+while the shoot can still be fixed. Two frames are not enough: a flash that failed twice in a
+row after a good first frame gives two dark frames that align with each other, and the frame
+after them merges with the first again.
 """
 
 from __future__ import annotations
@@ -18,27 +21,36 @@ import numpy as np
 
 from stacker.errors import StackerError
 
+KEPT_OUT = 3
+"""How many frames in a row kept out after a lone first frame make it suspect."""
+
 PROBE_SIDE = 1024
 """Longest side of the copies :func:`align_with_each_other` registers (at most twice the
 registration size of a probe stacker, as a stacker registers its frames)."""
 
 
+def small_copy(frame: np.ndarray) -> np.ndarray:
+    """A copy of ``frame`` at most :data:`PROBE_SIDE` on its longest side, to keep a frame kept
+    out for :func:`align_with_each_other` (the frame itself is read again to stack it)."""
+    small = frame
+    while max(small.shape[:2]) > PROBE_SIDE:
+        small = cv2.pyrDown(small)
+    return np.array(small, copy=True)
+
+
 def align_with_each_other(frames: Sequence[np.ndarray], *, align: str, linear: bool) -> bool:
-    """Whether ``frames`` (two or more kept out against a lone first frame, in order) all merge
-    into a stack of their own: then the first frame is the odd one, and a live stack may start
-    again without it. Judged on small copies, in a small stacker of its own, so that the live
-    stack keeps its buffers meanwhile."""
+    """Whether ``frames`` (two or more kept out against a lone first frame, in order; their
+    :func:`small_copy`) all merge into a stack of their own: then the first frame is the odd
+    one, and a live stack may start again without it. Judged in a small stacker of its own, so
+    that the live stack keeps its buffers meanwhile."""
     from stacker.stack import Stacker
 
     if len(frames) < 2:
         return False
     probe = Stacker(align=align, align_size=PROBE_SIDE // 2, preview_size=64, overlap=False)
     for frame in frames:
-        small = frame
-        while max(small.shape[:2]) > PROBE_SIDE:
-            small = cv2.pyrDown(small)
         try:
-            probe.add(np.ascontiguousarray(small), linear=linear)
+            probe.add(small_copy(frame), linear=linear)
         except StackerError:  # a frame the stack cannot take (too small, another size)
             return False
     return probe.frames_merged == len(frames)
@@ -67,8 +79,8 @@ class LoneFirstFrame:
         return self._first is not None and not self._done
 
     def after(self, name: str, merged: bool) -> str | None:
-        """The warning, the first time two frames after a lone first merged frame were kept
-        out; ``None`` otherwise (and for good once a second frame merged)."""
+        """The warning, the first time :data:`KEPT_OUT` frames after a lone first merged
+        frame were kept out; ``None`` otherwise (and for good once a second frame merged)."""
         if self._done:
             return None
         if merged:
@@ -78,7 +90,7 @@ class LoneFirstFrame:
         if self._first is None:
             return None
         self._kept_out += 1
-        if self._kept_out < 2:
+        if self._kept_out < KEPT_OUT:
             return None
         self._done = True
         return (

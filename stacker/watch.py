@@ -29,11 +29,12 @@ import numpy as np
 
 from stacker.errors import ResultWriteError, StackerError, UnreadableImageError
 from stacker.hotfolder import HotFolder, ReadyFrame, UnreadableFrame, is_candidate
-from stacker.io import check_writable_output, is_raw_path, remove_temporaries
-from stacker.lonefirst import LoneFirstFrame, align_with_each_other, left_out_reason
+from stacker.io import check_writable_output, is_raw_path, read_image, remove_temporaries
+from stacker.lonefirst import LoneFirstFrame, align_with_each_other, left_out_reason, small_copy
 from stacker.output import check_writable_depth, save_outputs
 from stacker.pairs import Prefer, pair_choice
 from stacker.paths import check_distinct, is_our_output, output_paths
+from stacker.pinned import OutsideFolder
 from stacker.pipeline import ReadAhead
 from stacker.raw import display_of
 
@@ -199,6 +200,7 @@ def watch_and_stack(
         on_warning=on_warning,
     )
     hot = HotFolder(folder, settle=settle, prefer=prefer, polling=polling, ignore=written)
+    run.reread = hot.read_again
     halt = _Halt(stop)
     arrivals = _arrivals(hot, halt, idle_timeout, out)  # runs once iterated, with hot started
     with hot, ReadAhead(arrivals, _as_is, name="watch-reader") as reader:
@@ -224,16 +226,21 @@ def watch_and_stack(
             raise
         finally:
             halt.set()  # the reader stops looking for frames
+    return _summary(run, hot, stop is not None and stop.is_set())
+
+
+def _summary(run: _WatchRun, hot: HotFolder, stopped: bool) -> WatchSummary:
+    """Finish a watch that ``stopped`` (or went idle): its last write, and what it did."""
     run.ended(hot)
     outputs = run.finish()
     if not outputs:
-        why = "stopped" if stop is not None and stop.is_set() else "went idle"
+        why = "stopped" if stopped else "went idle"
         raise NoFramesError(
-            f"{hot.folder}: no frame could be merged before the watch {why}; {out} not written"
-            + _written_below(hot)
+            f"{hot.folder}: no frame could be merged before the watch {why}; {run.output} not "
+            "written" + _written_below(hot)
         )
-    finish = "stopped" if stop is not None and stop.is_set() else "idle"
-    return WatchSummary(run.status, finish, outputs, list(run.stacker.records))
+    return WatchSummary(run.status, "stopped" if stopped else "idle", outputs,
+                        list(run.stacker.records))  # fmt: skip
 
 
 class _Halt(threading.Event):
@@ -374,9 +381,11 @@ class _WatchRun:
     """Files reported unreadable: one written on after a long pause may still come."""
     lone_first: LoneFirstFrame = field(default_factory=LoneFirstFrame, init=False)
     """Says when a bad first frame keeps the rest out."""
-    kept_out: list[ReadyFrame] = field(default_factory=list, init=False)
-    """The frames kept out against the first merged one while it is merged alone: what the
-    stack starts again from if that frame proves to be the bad one."""
+    kept_out: list[tuple[Path, np.ndarray]] = field(default_factory=list, init=False)
+    """The frames kept out against the first merged one while it is merged alone, each with a
+    small copy: what the stack starts again from if that frame proves to be the bad one."""
+    reread: Callable[[Path], np.ndarray] = field(default=read_image, init=False)
+    """Reads a frame of the folder again (the hot folder's own way, set once it runs)."""
     stranded: str | None = field(default=None, init=False)
     """The warning :attr:`lone_first` gave with the last frame, until it is acted on."""
 
@@ -446,7 +455,7 @@ class _WatchRun:
             self.reject(frame.path, str(exc))
             return
         if not record.merged and self.lone_first.alone:
-            self.kept_out.append(frame)
+            self.kept_out.append((frame.path, small_copy(frame.image)))
         elif record.merged:
             self.kept_out.clear()
         if record.merged:
@@ -473,7 +482,7 @@ class _WatchRun:
         stranded, self.stranded = self.stranded, None
         kept, self.kept_out = self.kept_out, []
         first = self.first_path
-        images = [f.image for f in kept]
+        images = [small for _, small in kept]
         linear = self.stacker.linear
         if (
             first is None
@@ -490,8 +499,13 @@ class _WatchRun:
         self.stacker = self.fresh()
         self.first_path, self.unwritten, self.lone_first = None, 0, LoneFirstFrame()
         self.publish(merged=0, rejected=self.status.rejected + 1 - len(kept))
-        for frame in kept:
-            self.stack(frame)
+        for path, _ in kept:
+            try:
+                image = self.reread(path)
+            except (StackerError, OSError, OutsideFolder) as exc:  # gone or changed meanwhile
+                self.reject(path, f"{path.name}: cannot be read again ({exc})")
+                continue
+            self.stack(ReadyFrame(path, image))
 
     def reject(self, path: Path, message: str, record: FrameRecord | None = None) -> None:
         self.publish(

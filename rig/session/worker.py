@@ -29,7 +29,7 @@ import numpy as np
 
 from stacker.errors import UserError
 from stacker.io import OrientedReader, is_raw_path
-from stacker.lonefirst import LoneFirstFrame, align_with_each_other, left_out_reason
+from stacker.lonefirst import LoneFirstFrame, align_with_each_other, left_out_reason, small_copy
 from stacker.pipeline import Loaded, ReadAhead
 from stacker.preview.publisher import StackerLike
 from stacker.raw import display_of
@@ -106,7 +106,8 @@ class StackWorker:
         self._busy_with: int | None = None
         self._ahead: ReadAhead[StackJob, Frame | None] | None = None
         # A bad first frame (a flash that did not fire) keeps every frame after it out: those
-        # are kept here while it is merged alone, to start again from them without it.
+        # are noted here (with small copies) while it is merged alone, to start again from them
+        # without it.
         self._fresh = fresh
         self._on_restart = on_restart
         self._on_stranded = on_stranded
@@ -276,7 +277,7 @@ class StackWorker:
         if merged and self._first is None:
             self._first = (job, record)
         if not merged and self._lone_first.alone:
-            self._kept_out.append((job, image))
+            self._kept_out.append((job, small_copy(image)))
         elif merged:
             self._kept_out.clear()
         self._stranded = self._lone_first.after(job.path.name, merged)
@@ -314,8 +315,14 @@ class StackWorker:
         self._first, self._lone_first = None, LoneFirstFrame()
         if self._on_restart is not None:
             self._on_restart(job, record, [j for j, _ in kept], self.stacker)
-        for again, image in kept:
+        for again, _ in kept:
+            try:
+                image, _turned = self._reader.read(again.path)  # said when first read
+            except (UserError, OSError) as exc:  # gone or changed meanwhile
+                self._failed(again, UserError(f"{again.path}: cannot be read again ({exc})"))
+                continue
             record = self._add(again, image)
+            del image
             if record is not _UNFIT:
                 self._report(again, record)
 

@@ -791,15 +791,16 @@ def test_a_bad_first_frame_is_left_out_and_the_stack_starts_again_without_it(
     tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
 ) -> None:
     """A flash that did not fire on the first shot: every later frame was kept out against
-    it, and the watch only said to move it away and watch again. The frames after it align
-    with each other, so the stack now starts again from them, without it, as ``stacker stack``
-    does; the page forgets the old stack and shows the new one."""
+    it, and the watch only said to move it away and watch again. The three frames after it
+    align with each other, so the stack now starts again from them (read again from the
+    folder), without it, as ``stacker stack`` does; the page forgets the old stack and shows
+    the new one."""
     from stacker.preview.hub import PreviewHub
     from stacker.preview.watchfeed import WatchPreview
 
     first = cv2.imdecode(np.frombuffer(stack_jpegs[0], np.uint8), cv2.IMREAD_COLOR)
     dark = cv2.imencode(".jpg", (first * 0.03).astype(np.uint8))[1].tobytes()
-    for i, data in enumerate([dark, *stack_jpegs[1:3]]):
+    for i, data in enumerate([dark, *stack_jpegs[1:4]]):
         write_old(hot / f"IMG_{i}.jpg", data)
     warnings: list[str] = []
     feed = WatchPreview(PreviewHub(title="hot"))
@@ -813,43 +814,61 @@ def test_a_bad_first_frame_is_left_out_and_the_stack_starts_again_without_it(
         on_frame=feed.on_frame,
         on_status=feed.on_status,
     )
-    assert (summary.status.seen, summary.status.merged, summary.status.rejected) == (3, 2, 1)
-    assert [r.name for r in summary.records if r.merged] == ["IMG_1.jpg", "IMG_2.jpg"]
-    assert len(warnings) == 3
-    assert warnings[0].startswith("rejected IMG_1.jpg: ")
-    assert warnings[1].startswith("rejected IMG_2.jpg: ")
-    assert warnings[2] == (
-        f"{hot / 'IMG_0.jpg'}: left out: none of the 2 frames after it aligns with it (a dark, "
+    assert (summary.status.seen, summary.status.merged, summary.status.rejected) == (4, 3, 1)
+    names = ["IMG_1.jpg", "IMG_2.jpg", "IMG_3.jpg"]
+    assert [r.name for r in summary.records if r.merged] == names
+    assert len(warnings) == 4
+    assert [w.split(":")[0] for w in warnings[:3]] == [f"rejected {name}" for name in names]
+    assert warnings[3] == (
+        f"{hot / 'IMG_0.jpg'}: left out: none of the 3 frames after it aligns with it (a dark, "
         "blown or stray first frame?); stacking again without it"
     )
     composite = cv2.imread(str(out))
     assert composite.mean() > 10 * (first * 0.03).mean()  # the dark frame is not in it
-    # The old stack's third row (IMG_2 kept out) is gone, not left under the new two.
-    assert [row["name"] for row in feed.hub.snapshot().frames] == ["IMG_1.jpg", "IMG_2.jpg"]
+    # The old stack's fourth row (IMG_3 kept out) is gone, not left under the new three.
+    assert [row["name"] for row in feed.hub.snapshot().frames] == names
+
+
+def test_a_flash_that_fails_twice_after_a_good_first_frame_leaves_the_first_frame_in(
+    tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
+) -> None:
+    """Two dark frames in a row after a good first one align with each other: taken as the
+    sign of a bad first frame, the stack would start again from them and keep every good frame
+    after out. The frame after them merges with the first again, and nothing starts again."""
+    frames = [cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR) for j in stack_jpegs]
+    dark = [cv2.imencode(".jpg", (f * 0.03).astype(np.uint8))[1].tobytes() for f in frames[1:3]]
+    for i, data in enumerate([stack_jpegs[0], *dark, *stack_jpegs[3:5]]):
+        write_old(hot / f"IMG_{i}.jpg", data)
+    warnings: list[str] = []
+    summary = watch_and_stack(
+        hot, tmp_path / "out.jpg", idle_timeout=1.0, settle=0.2, on_warning=warnings.append
+    )
+    assert [r.merged for r in summary.records] == [True, False, False, True, True]
+    assert not [w for w in warnings if "left out" in w or "every frame since" in w]
 
 
 def test_a_first_frame_is_kept_when_the_frames_after_it_do_not_align_with_each_other(
     tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
 ) -> None:
-    """Two stray shots after a good first frame are not a reason to drop it: the stack keeps
-    it, and the photographer is told once what to do, while the shoot can still be fixed."""
+    """Stray shots after a good first frame are not a reason to drop it: the stack keeps it,
+    and the photographer is told once what to do, while the shoot can still be fixed."""
     rng = np.random.default_rng(3)
     noise = [cv2.imencode(".jpg", rng.integers(0, 255, (240, 320, 3), np.uint8))[1].tobytes()
-             for _ in range(2)]  # fmt: skip
+             for _ in range(3)]  # fmt: skip
     for i, data in enumerate([stack_jpegs[0], *noise]):
         write_old(hot / f"IMG_{i}.jpg", data)
     warnings: list[str] = []
     summary = watch_and_stack(
         hot, tmp_path / "out.jpg", idle_timeout=1.0, settle=0.2, on_warning=warnings.append
     )
-    assert [r.merged for r in summary.records] == [True, False, False]
+    assert [r.merged for r in summary.records] == [True, False, False, False]
     said = [w for w in warnings if "every frame since" in w]
     assert said == [
         "IMG_0.jpg: every frame since was kept out against it; if it is bad (a flash that did "
         "not fire, a stray shot), move it out of the folder and watch again (`stacker stack` "
         "on the folder leaves such a first frame out)"
     ]
-    assert warnings.index(said[0]) == 2  # as the second frame after it is kept out
+    assert warnings.index(said[0]) == 3  # as the third frame after it is kept out
 
 
 def test_frames_kept_out_for_what_they_are_do_not_blame_the_first_frame(

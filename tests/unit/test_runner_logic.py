@@ -800,7 +800,7 @@ def test_a_first_frame_that_keeps_the_rest_out_is_said_once(tmp_path: Path) -> N
         "did not fire, a stray shot), stop, check it, and stack the frames again with "
         f"`stacker stack {first.parent}`, which leaves such a first frame out"
     )
-    assert said.index(stranded[0]) == said.index(next(w for w in said if "frame 3 kept" in w)) + 1
+    assert said.index(stranded[0]) == said.index(next(w for w in said if "frame 4 kept" in w)) + 1
 
 
 class _SceneCamera(FakeCamera):
@@ -830,7 +830,7 @@ def test_a_bad_first_frame_is_left_out_and_the_session_stacks_on_without_it(
 ) -> None:
     """A first flash that did not fire kept every frame of the session out against it: the
     composite was that dark frame alone, and the session only said to stack again afterwards.
-    Once two frames after it are kept out and align with each other, the stack starts again
+    Once three frames after it are kept out and align with each other, the stack starts again
     from them without it, and the page's row of the first frame says why it is out."""
     from rig.preview import SessionPreview
     from stacker.preview.hub import PreviewHub
@@ -850,7 +850,7 @@ def test_a_bad_first_frame_is_left_out_and_the_session_stacks_on_without_it(
     assert (result.status.merged, result.status.rejected) == (4, 1)
     left = [w for w in said if "left out" in w]
     assert left == [
-        "frame 1: left out: none of the 2 frames after it aligns with it (a dark, blown or "
+        "frame 1: left out: none of the 3 frames after it aligns with it (a dark, blown or "
         "stray first frame?); stacking again without it"
     ]
     assert not [w for w in said if "every frame since" in w]
@@ -859,7 +859,7 @@ def test_a_bad_first_frame_is_left_out_and_the_session_stacks_on_without_it(
         (1, False), (2, True), (3, True), (4, True), (5, True)
     ]  # fmt: skip
     rows = {row["number"]: row for row in hub.snapshot().frames}
-    assert rows[1]["merged"] is False and rows[1]["reason"].startswith("left out: none of the 2")
+    assert rows[1]["merged"] is False and rows[1]["reason"].startswith("left out: none of the 3")
     assert all(rows[i]["merged"] for i in (2, 3, 4, 5))
     assert result.outputs and result.outputs[0].exists()
 
