@@ -6,6 +6,7 @@ reason, only where that browser is not installed.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import queue
 import re
@@ -23,7 +24,7 @@ from stacker.preview.watchfeed import serve_watch_preview
 from stacker.stack import Stacker
 from stacker.watch import MergedFrame, WatchStatus
 from tests.browser import CHROMIUM, SKIP_REASON, chromium, phone_page
-from tests.relay import sleeping_relay
+from tests.relay import relay, sleeping_relay
 
 N_FRAMES = 6
 
@@ -226,6 +227,40 @@ def test_a_visible_page_whose_stream_died_silently_follows_the_rig_again(browser
             "document.getElementById('captured').textContent === '2 / 10'", timeout=10_000
         )
         assert page.text_content("#link") == "live"
+        assert errors == []
+
+
+def test_a_stream_that_says_nothing_at_first_is_asked_for_again_at_once(browser):
+    """After a router's restart the browser sends the new stream's request on a kept-alive
+    connection that died too, and no answer ever comes: the page waited three pings (45 s)
+    for each such connection, "reconnecting…" for minutes. A new stream is answered with the
+    state at once, so one silent for five seconds is given up and another asked for. Here the
+    page's first stream is the one lost, with the server's 15 s pings."""
+    hub = PreviewHub(title="first word")
+    hub.update_progress(state="running", captured=3, total=10)
+    streams: list[int] = []
+
+    def pump(src, dst, answers: bool) -> None:
+        upstream = id(src if answers else dst)
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                if not answers and b"GET /api/events" in data:
+                    streams.append(upstream)
+                if answers and streams and upstream == streams[0]:
+                    continue  # the first stream's answer is lost on the way
+                dst.sendall(data)
+
+    with (
+        PreviewServer(hub, app=create_app(hub, ping_s=15.0)) as server,
+        relay(server.port, pump) as via,
+    ):
+        page, errors = phone_page(browser)
+        page.goto(via)
+        page.wait_for_function(
+            "document.getElementById('captured').textContent === '3 / 10'", timeout=9000
+        )
+        assert page.text_content("#link") == "live"
+        assert len(streams) == 2
         assert errors == []
 
 

@@ -124,9 +124,16 @@ let source = null;
 // without a word (a phone's Wi-Fi, a router's restart), which EventSource never notices.
 let heardAt = 0;
 let quietLimitMs = 45000;
+// A new stream is answered with the whole state at once. One that says nothing for
+// FIRST_WORD_MS went out on a dead connection: after a router's restart the browser sends it on
+// a kept-alive connection that died too, and waiting three pings for each of those kept the page
+// "reconnecting…" for minutes. Another is asked for at once.
+const FIRST_WORD_MS = 5000;
+let fresh = false; // the stream has not said anything yet
 
 function heard(link) {
   heardAt = Date.now();
+  fresh = false;
   link.textContent = "live";
   link.dataset.live = "true";
 }
@@ -134,7 +141,8 @@ function heard(link) {
 function connect() {
   const link = $("link");
   if (source) source.close();
-  heardAt = Date.now(); // a new stream has its whole allowance of quiet
+  heardAt = Date.now();
+  fresh = true;
   source = new EventSource("/api/events");
   source.addEventListener("state", (ev) => {
     heard(link);
@@ -161,7 +169,8 @@ function connect() {
 // reconnects below).
 setInterval(() => {
   if (!source || source.readyState === EventSource.CLOSED) return;
-  if (document.visibilityState !== "visible" || Date.now() - heardAt <= quietLimitMs) return;
+  const limit = fresh ? Math.min(quietLimitMs, FIRST_WORD_MS) : quietLimitMs;
+  if (document.visibilityState !== "visible" || Date.now() - heardAt <= limit) return;
   $("link").textContent = "reconnecting…";
   $("link").dataset.live = "false";
   // Requests still waiting went the same dead way: whoever sent them may give up on them.
