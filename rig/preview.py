@@ -46,9 +46,15 @@ class SessionPreview(SessionListener):
         return self
 
     def on_status(self, status: SessionStatus) -> None:
+        # The session's own counts, after the stacker's (which the publisher gives with each
+        # frame): they also count frames that could not be read, and a first frame the stack
+        # started again without.
         self.hub.update_progress(
             state=shown_state(status.state, status.finish_reason),
             captured=status.captured,
+            stacked=status.merged + status.rejected,
+            merged=status.merged,
+            rejected=status.rejected,
             total=status.total,
             position_um=status.position,
             eta_s=status.eta_s,

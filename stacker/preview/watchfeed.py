@@ -66,8 +66,14 @@ class WatchPreview:
                 self.publisher.idle()
             else:
                 self.publisher.busy()
+        # The watch's own counts, after the stacker's (which the publisher gives with each
+        # frame): they also count frames that did not fit the stack, and a first frame the
+        # stack started again without.
         self.hub.update_progress(
             captured=status.seen,
+            stacked=status.merged + status.rejected,
+            merged=status.merged,
+            rejected=status.rejected,
             message=status.last_problem or "",
             **({"title": status.folder.name} if not self.hub.progress.title else {}),
         )

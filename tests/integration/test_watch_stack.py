@@ -827,6 +827,8 @@ def test_a_bad_first_frame_is_left_out_and_the_stack_starts_again_without_it(
     assert composite.mean() > 10 * (first * 0.03).mean()  # the dark frame is not in it
     # The old stack's fourth row (IMG_3 kept out) is gone, not left under the new three.
     assert [row["name"] for row in feed.hub.snapshot().frames] == names
+    p = feed.hub.progress  # the first frame counts as kept out on the page too
+    assert (p.captured, p.stacked, p.merged, p.rejected) == (4, 4, 3, 1)
 
 
 def test_a_flash_that_fails_twice_after_a_good_first_frame_leaves_the_first_frame_in(

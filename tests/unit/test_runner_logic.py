@@ -861,6 +861,8 @@ def test_a_bad_first_frame_is_left_out_and_the_session_stacks_on_without_it(
     rows = {row["number"]: row for row in hub.snapshot().frames}
     assert rows[1]["merged"] is False and rows[1]["reason"].startswith("left out: none of the 3")
     assert all(rows[i]["merged"] for i in (2, 3, 4, 5))
+    p = hub.progress  # the first frame counts as kept out on the page too
+    assert (p.captured, p.stacked, p.merged, p.rejected) == (5, 5, 4, 1)
     assert result.outputs and result.outputs[0].exists()
 
 
