@@ -12,14 +12,17 @@ the output where the output format can hold it; see :mod:`stacker.metadata`.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import errno
+import functools
 import os
 import struct
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import cv2
 import numpy as np
@@ -595,6 +598,72 @@ def _by_folder(paths: Iterable[Path]) -> dict[Path, list[str]]:
     return folders
 
 
+class _Staged:
+    """Writes of :func:`atomic_write` held back by :func:`all_or_none`: each complete and
+    fsynced under its temporary name, renamed over the final names together."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._writes: list[tuple[str, Path]] = []
+
+    def add(self, tmp: str, final: Path) -> None:
+        with self._lock:
+            self._writes.append((tmp, final))
+
+    def commit(self) -> None:
+        with self._lock:
+            writes, self._writes = self._writes, []
+        try:
+            for tmp, final in writes:
+                os.replace(tmp, final)
+        except OSError as exc:
+            for tmp, _ in writes:
+                Path(tmp).unlink(missing_ok=True)
+            raise OSError(exc.errno, exc.strerror, exc.filename2 or exc.filename) from None
+        for folder in {final.parent for _, final in writes}:
+            fsync_dir(folder)
+
+    def discard(self) -> None:
+        with self._lock:
+            writes, self._writes = self._writes, []
+        for tmp, _ in writes:
+            Path(tmp).unlink(missing_ok=True)
+
+
+T = TypeVar("T")
+
+_STAGED: contextvars.ContextVar[_Staged | None] = contextvars.ContextVar(
+    "stackrig_staged_writes", default=None
+)
+
+
+@contextlib.contextmanager
+def all_or_none() -> Iterator[None]:
+    """Within the block, :func:`atomic_write` leaves each file complete under its temporary
+    name; they replace the old files together when the block ends without an error, and are
+    removed when it raises. A set of results (a composite and its depth map) is then new or
+    old as a whole: a disk that filled up after the composite left it beside the old depth map.
+    Work handed to other threads inside the block must run in a copy of this context
+    (:func:`in_this_context`)."""
+    staged = _Staged()
+    token = _STAGED.set(staged)
+    try:
+        yield
+    except BaseException:
+        staged.discard()
+        raise
+    else:
+        staged.commit()
+    finally:
+        _STAGED.reset(token)
+
+
+def in_this_context(fn: Callable[..., T]) -> Callable[..., T]:
+    """``fn`` to run on another thread (a pool's) in a copy of the caller's context, so that an
+    :func:`all_or_none` block reaches the writes it makes."""
+    return functools.partial(contextvars.copy_context().run, fn)
+
+
 def atomic_write_bytes(
     path: str | os.PathLike[str], data: bytes, *, mode: int | None = None
 ) -> Path:
@@ -629,6 +698,10 @@ def atomic_write(
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        staged = _STAGED.get()
+        if staged is not None:  # renamed with the rest of its set (all_or_none)
+            staged.add(tmp, p)
+            return p
         os.replace(tmp, p)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)

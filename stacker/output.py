@@ -9,7 +9,8 @@ frames) and a JSON sidecar describing the units sit beside it.
 
 Every result image is stamped with :data:`OUTPUT_SOFTWARE`, so that it is never taken for a frame
 (see :mod:`stacker.paths`). A write that fails (disk full, folder gone) raises a one-line
-:class:`~stacker.errors.StackerError`; what was on disk under the final name stays whole.
+:class:`~stacker.errors.StackerError`; what was on disk under the final names stays whole, and
+stays one set: the outputs replace the old ones together or not at all.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ import numpy as np
 
 from stacker.errors import RawFramesNeededError, ResultWriteError, StackerError
 from stacker.io import (
+    all_or_none,
     atomic_write_bytes,
     check_writable_output,
     encode_image,
+    in_this_context,
     is_raw_path,
     storage_remedy,
     write_image,
@@ -110,7 +113,8 @@ def save_depth_map(
     if pool is None:
         written = [write_png(), write_preview()]
     else:
-        written = [job.result() for job in [pool.submit(write_png), pool.submit(write_preview)]]
+        jobs = [pool.submit(in_this_context(write)) for write in (write_png, write_preview)]
+        written = [job.result() for job in jobs]
     atomic_write_bytes(sidecar, (json.dumps(info, indent=2) + "\n").encode())
     return [*written, sidecar]
 
@@ -149,11 +153,13 @@ def save_outputs(
         # The composite is encoded and written while the depth map is made, and the depth
         # map's two images side by side: each is mostly OpenCV or zlib work, which releases the
         # GIL, and each alone would leave a core idle. What reads the merge state (the
-        # composite above, the depth map) runs on this thread first.
-        with ThreadPoolExecutor(3, thread_name_prefix="write-result") as pool:
+        # composite above, the depth map) runs on this thread first. The files replace the
+        # old ones together, or not at all.
+        with all_or_none(), ThreadPoolExecutor(3, thread_name_prefix="write-result") as pool:
             composite = pool.submit(
-                _write_composite, image, out_path, raw, jpeg_quality, metadata_from
-            )
+                in_this_context(_write_composite), image, out_path, raw, jpeg_quality,
+                metadata_from,
+            )  # fmt: skip
             depth = (
                 []
                 if depth_path is None

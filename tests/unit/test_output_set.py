@@ -1,0 +1,57 @@
+"""A stack's outputs (composite, depth map, its preview and sidecar) replace the old ones as one
+set: new or old as a whole, never a mix, and no temporary left behind."""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import pytest
+
+import stacker.output
+from rig.sim.scene import SceneSpec, SyntheticStack
+from stacker.errors import ResultWriteError
+from stacker.output import save_outputs
+from stacker.stack import Stacker
+
+
+def _stacked(first: int) -> Stacker:
+    frames = SyntheticStack(SceneSpec(width=240, height=160, seed=2), 5)
+    stacker = Stacker()
+    for i in range(first, first + 3):
+        stacker.add(frames.frame(i).image, name=f"frame {i}")
+    return stacker
+
+
+def _on_disk(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_a_write_refused_midway_leaves_the_old_set_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk that filled up after the composite was written left the new composite beside the
+    old depth map: each file was atomic, the set was not. Here the depth map's preview is
+    refused as a full disk refuses it; a real full disk cannot be made to refuse exactly that
+    one of the files written side by side."""
+    out, depth = tmp_path / "stack.tif", tmp_path / "depth.png"
+    save_outputs(_stacked(0), out, depth)
+    before = _on_disk(tmp_path)
+    assert sorted(before) == ["depth-preview.jpg", "depth.json", "depth.png", "stack.tif"]
+    real = stacker.output.atomic_write_bytes
+
+    def full_disk(path: str | Path, data: bytes, **kwargs: object) -> Path:
+        if Path(path).name == "depth-preview.jpg":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, data, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(stacker.output, "atomic_write_bytes", full_disk)
+    with pytest.raises(ResultWriteError, match="No space left on device"):
+        save_outputs(_stacked(2), out, depth)
+    assert _on_disk(tmp_path) == before  # no new composite beside the old depth map, no .tmp
+
+    monkeypatch.undo()
+    save_outputs(_stacked(2), out, depth)
+    after = _on_disk(tmp_path)
+    assert sorted(after) == sorted(before)
+    assert after["stack.tif"] != before["stack.tif"] and after["depth.png"] != before["depth.png"]
