@@ -15,11 +15,14 @@ after them merges with the first again.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Generic, TypeVar
 
 import cv2
 import numpy as np
 
 from stacker.errors import StackerError
+
+K = TypeVar("K")
 
 KEPT_OUT = 3
 """How many frames in a row kept out after a lone first frame make it suspect."""
@@ -65,30 +68,35 @@ def left_out_reason(kept: int) -> str:
     )
 
 
-class LoneFirstFrame:
-    """Feed :meth:`after` every frame's outcome; it answers once with the warning to give."""
+class LoneFirstFrame(Generic[K]):
+    """Feed :meth:`after` every frame's outcome; it answers once with the warning to give, and
+    keeps small copies of the frames kept out meanwhile for :meth:`start_again_from`."""
 
     def __init__(self) -> None:
         self._first: str | None = None
         self._kept_out = 0
         self._done = False
+        self._kept: list[tuple[K, np.ndarray]] = []
 
-    @property
-    def alone(self) -> bool:
-        """True while a first frame is merged and no other has been since."""
-        return self._first is not None and not self._done
-
-    def after(self, name: str, merged: bool) -> str | None:
+    def after(
+        self, name: str, merged: bool, key: K | None = None, frame: np.ndarray | None = None
+    ) -> str | None:
         """The warning, the first time :data:`KEPT_OUT` frames after a lone first merged
-        frame were kept out; ``None`` otherwise (and for good once a second frame merged)."""
+        frame were kept out; ``None`` otherwise (and for good once a second frame merged).
+        A frame kept out after the first merged one is noted by ``key`` with a
+        :func:`small_copy` of ``frame`` while the first stands alone."""
         if self._done:
             return None
         if merged:
             self._done = self._first is not None  # a second frame merged: the first is fine
             self._first = self._first or name
+            if self._done:
+                self._kept.clear()
             return None
         if self._first is None:
             return None
+        if key is not None and frame is not None:
+            self._kept.append((key, small_copy(frame)))
         self._kept_out += 1
         if self._kept_out < KEPT_OUT:
             return None
@@ -97,3 +105,18 @@ class LoneFirstFrame:
             f"{self._first}: every frame since was kept out against it; if it is bad (a flash "
             "that did not fire, a stray shot), "
         )
+
+    def start_again_from(self, stacker: object) -> list[K]:
+        """The frames kept out (their keys), in order, to start the stack again from without
+        its first frame: when they align with each other (:func:`align_with_each_other`) and
+        ``stacker``'s reference is not a frame number, which counts from the first frame.
+        Empty otherwise. The copies are let go either way."""
+        kept, self._kept = self._kept, []
+        if isinstance(getattr(stacker, "reference", None), int):
+            return []
+        together = align_with_each_other(
+            [copy for _, copy in kept],
+            align=getattr(stacker, "align", "similarity"),
+            linear=bool(getattr(stacker, "linear", False)),
+        )
+        return [key for key, _ in kept] if together else []

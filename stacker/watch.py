@@ -30,7 +30,7 @@ import numpy as np
 from stacker.errors import ResultWriteError, StackerError, UnreadableImageError
 from stacker.hotfolder import HotFolder, ReadyFrame, UnreadableFrame, is_candidate
 from stacker.io import check_writable_output, is_raw_path, read_image, remove_temporaries
-from stacker.lonefirst import LoneFirstFrame, align_with_each_other, left_out_reason, small_copy
+from stacker.lonefirst import LoneFirstFrame, left_out_reason
 from stacker.output import check_writable_depth, save_outputs
 from stacker.pairs import Prefer, pair_choice
 from stacker.paths import check_distinct, is_our_output, output_paths
@@ -379,11 +379,8 @@ class _WatchRun:
     """The disk refused the last write along the way (said once, tried again)."""
     given_up: set[Path] = field(default_factory=set, init=False)
     """Files reported unreadable: one written on after a long pause may still come."""
-    lone_first: LoneFirstFrame = field(default_factory=LoneFirstFrame, init=False)
-    """Says when a bad first frame keeps the rest out."""
-    kept_out: list[tuple[Path, np.ndarray]] = field(default_factory=list, init=False)
-    """The frames kept out against the first merged one while it is merged alone, each with a
-    small copy: what the stack starts again from if that frame proves to be the bad one."""
+    lone_first: LoneFirstFrame[Path] = field(default_factory=LoneFirstFrame, init=False)
+    """Says when a bad first frame keeps the rest out, and which frames to start again from."""
     reread: Callable[[Path], np.ndarray] = field(default=read_image, init=False)
     """Reads a frame of the folder again (the hot folder's own way, set once it runs)."""
     stranded: str | None = field(default=None, init=False)
@@ -454,10 +451,6 @@ class _WatchRun:
             # misaligned one: the stack so far stays intact.
             self.reject(frame.path, str(exc))
             return
-        if not record.merged and self.lone_first.alone:
-            self.kept_out.append((frame.path, small_copy(frame.image)))
-        elif record.merged:
-            self.kept_out.clear()
         if record.merged:
             self.lone_first.after(frame.path.name, True)
             if self.first_path is None:
@@ -470,6 +463,8 @@ class _WatchRun:
                 self.write_along_the_way()
         else:
             self.reject(frame.path, f"{frame.path.name}: {record.reason or 'not merged'}", record)
+            # Acted on after on_frame.
+            self.stranded = self.lone_first.after(frame.path.name, False, frame.path, frame.image)
         if self.on_frame is not None:
             self.on_frame(MergedFrame(frame.path, frame.image, record, self.stacker))
 
@@ -480,26 +475,20 @@ class _WatchRun:
         handed that one). Otherwise, or with ``--reference N`` (which counts from the first
         frame), the photographer is told what to do."""
         stranded, self.stranded = self.stranded, None
-        kept, self.kept_out = self.kept_out, []
+        again = self.lone_first.start_again_from(self.stacker)
         first = self.first_path
-        images = [small for _, small in kept]
-        linear = self.stacker.linear
-        if (
-            first is None
-            or isinstance(self.stacker.reference, int)
-            or not align_with_each_other(images, align=self.stacker.align, linear=linear)
-        ):
+        if first is None or not again:
             self.warn(
                 f"{stranded}move it out of the folder and watch again (`stacker stack` on the "
                 "folder leaves such a first frame out)"
             )
             return
-        self.warn(f"{first}: {left_out_reason(len(kept))}")
+        self.warn(f"{first}: {left_out_reason(len(again))}")
         self.stacker.release()  # the live page may hold it until the next frame: not its buffers
         self.stacker = self.fresh()
         self.first_path, self.unwritten, self.lone_first = None, 0, LoneFirstFrame()
-        self.publish(merged=0, rejected=self.status.rejected + 1 - len(kept))
-        for path, _ in kept:
+        self.publish(merged=0, rejected=self.status.rejected + 1 - len(again))
+        for path in again:
             try:
                 image = self.reread(path)
             except (StackerError, OSError, OutsideFolder) as exc:  # gone or changed meanwhile
@@ -516,9 +505,6 @@ class _WatchRun:
         if self.strict:
             raise StackerError(f"{message} (--strict stops at the first rejected frame)")
         self.warn(f"rejected {message}")
-        if record is None:  # kept out for what it is (not RAW, wrong size): not against it
-            return
-        self.stranded = self.lone_first.after(path.name, False)  # acted on after on_frame
 
     def reference_pending(self) -> bool:
         """True while ``--reference N`` names a frame that has not arrived yet.

@@ -29,7 +29,7 @@ import numpy as np
 
 from stacker.errors import UserError
 from stacker.io import OrientedReader, is_raw_path
-from stacker.lonefirst import LoneFirstFrame, align_with_each_other, left_out_reason, small_copy
+from stacker.lonefirst import LoneFirstFrame, left_out_reason
 from stacker.pipeline import Loaded, ReadAhead
 from stacker.preview.publisher import StackerLike
 from stacker.raw import display_of
@@ -105,16 +105,14 @@ class StackWorker:
         self._since_checkpoint = 0
         self._busy_with: int | None = None
         self._ahead: ReadAhead[StackJob, Frame | None] | None = None
-        # A bad first frame (a flash that did not fire) keeps every frame after it out: those
-        # are noted here (with small copies) while it is merged alone, to start again from them
-        # without it.
+        # A bad first frame (a flash that did not fire) keeps every frame after it out: the
+        # stack starts again from those without it (see stacker.lonefirst).
         self._fresh = fresh
         self._on_restart = on_restart
         self._on_stranded = on_stranded
-        self._lone_first = LoneFirstFrame()
+        self._lone_first: LoneFirstFrame[StackJob] = LoneFirstFrame()
         self._stranded: str | None = None  # what it said with the last frame
         self._first: tuple[StackJob, Any] | None = None  # the first merged frame, its record
-        self._kept_out: list[tuple[StackJob, np.ndarray]] = []
 
     # ---------------------------------------------------------------- control
     def start(self, replay: Iterable[StackJob] = ()) -> None:
@@ -272,15 +270,11 @@ class StackWorker:
             self._checkpoint()
 
     def _follow_first(self, job: StackJob, image: np.ndarray, record: Any) -> None:
-        """Keep the frames kept out while the first merged frame stands alone."""
+        """Note the first merged frame, and the frames kept out while it stands alone."""
         merged = bool(getattr(record, "merged", True))
         if merged and self._first is None:
             self._first = (job, record)
-        if not merged and self._lone_first.alone:
-            self._kept_out.append((job, small_copy(image)))
-        elif merged:
-            self._kept_out.clear()
-        self._stranded = self._lone_first.after(job.path.name, merged)
+        self._stranded = self._lone_first.after(job.path.name, merged, job, image)
 
     def _start_again(self) -> None:
         """The first merged frame keeps every frame since out. When those align with each
@@ -288,24 +282,14 @@ class StackWorker:
         stacker (``on_restart`` says so first). Otherwise, or without a way to make a stacker,
         or with a numbered reference (counted from the first frame), ``on_stranded`` is told."""
         stranded, self._stranded = self._stranded, None
-        kept, self._kept_out = self._kept_out, []
+        again = self._lone_first.start_again_from(self.stacker)
         first = self._first
-        possible = (
-            self._fresh is not None
-            and first is not None
-            and not isinstance(getattr(self.stacker, "reference", None), int)
-            and align_with_each_other(
-                [image for _, image in kept],
-                align=getattr(self.stacker, "align", "similarity"),
-                linear=bool(getattr(self.stacker, "linear", False)),
-            )
-        )
-        if not possible or first is None or self._fresh is None:
+        if first is None or not again or self._fresh is None:
             if self._on_stranded is not None and stranded is not None and first is not None:
                 self._on_stranded(first[0], stranded)
             return
         job, record = first
-        why = left_out_reason(len(kept))
+        why = left_out_reason(len(again))
         if is_dataclass(record):
             record = replace(record, merged=False, reason=why)  # type: ignore[type-var]
         release = getattr(self.stacker, "release", None)
@@ -314,17 +298,17 @@ class StackWorker:
         self.stacker = self._fresh()
         self._first, self._lone_first = None, LoneFirstFrame()
         if self._on_restart is not None:
-            self._on_restart(job, record, [j for j, _ in kept], self.stacker)
-        for again, _ in kept:
+            self._on_restart(job, record, again, self.stacker)
+        for kept in again:
             try:
-                image, _turned = self._reader.read(again.path)  # said when first read
+                image, _turned = self._reader.read(kept.path)  # said when first read
             except (UserError, OSError) as exc:  # gone or changed meanwhile
-                self._failed(again, UserError(f"{again.path}: cannot be read again ({exc})"))
+                self._failed(kept, UserError(f"{kept.path}: cannot be read again ({exc})"))
                 continue
-            record = self._add(again, image)
+            record = self._add(kept, image)
             del image
             if record is not _UNFIT:
-                self._report(again, record)
+                self._report(kept, record)
 
     def _make_previews(self) -> StackPreviews:
         def copy(a: np.ndarray | None) -> np.ndarray | None:
