@@ -103,6 +103,9 @@ class MergedFrame:
     image: np.ndarray
     record: FrameRecord
     stacker: Stacker
+    index: int
+    """The frame's number in the watch, from 0: ``record.index``, but a stack started again
+    without its first frame goes on with the numbers the frames already had."""
 
 
 @dataclass(frozen=True)
@@ -385,6 +388,9 @@ class _WatchRun:
     """Reads a frame of the folder again (the hot folder's own way, set once it runs)."""
     stranded: str | None = field(default=None, init=False)
     """The warning :attr:`lone_first` gave with the last frame, until it is acted on."""
+    numbered: int = field(default=0, init=False)
+    """Frames numbered by stackers before this one that it will not see again: a stack started
+    again keeps each frame's number (:attr:`MergedFrame.index`)."""
 
     def publish(self, **changes: object) -> None:
         self.status = replace(self.status, **changes)  # type: ignore[arg-type]
@@ -466,7 +472,8 @@ class _WatchRun:
             # Acted on after on_frame.
             self.stranded = self.lone_first.after(frame.path.name, False, frame.path, frame.image)
         if self.on_frame is not None:
-            self.on_frame(MergedFrame(frame.path, frame.image, record, self.stacker))
+            index = self.numbered + record.index
+            self.on_frame(MergedFrame(frame.path, frame.image, record, self.stacker, index))
 
     def start_again(self) -> None:
         """The first merged frame keeps every frame since out. When those align with each
@@ -485,6 +492,7 @@ class _WatchRun:
             return
         self.warn(f"{first}: {left_out_reason(len(again))}")
         self.stacker.release()  # the live page may hold it until the next frame: not its buffers
+        self.numbered += self.stacker.frames_added - len(again)
         self.stacker = self.fresh()
         self.first_path, self.unwritten, self.lone_first = None, 0, LoneFirstFrame()
         self.publish(merged=0, rejected=self.status.rejected + 1 - len(again))

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from stacker.lonefirst import left_out_reason
 from stacker.preview.hub import PreviewHub
 from stacker.preview.publisher import StackerPublisher, attach_stacker
 from stacker.preview.server import serve_preview
@@ -36,15 +37,23 @@ class WatchPreview:
         if self.hub is None:
             return
         if self.publisher is not None and self.publisher.stacker is not frame.stacker:
-            # The watch started its stack again (without a bad first frame): the page forgets
-            # the old stack's rows and pictures, as for a new session.
-            progress = self.hub.progress
-            self.hub.reset(title=progress.title)
-            self.hub.update_progress(units=progress.units, captured=progress.captured)
+            self._started_again(frame.index)
             self.publisher = None
         if self.publisher is None:
             self.publisher = attach_stacker(self.hub, frame.stacker)
-        self.publisher.publish(frame.record, frame_shape=frame.image.shape)
+        self.publisher.publish(frame.record, frame_shape=frame.image.shape, index=frame.index)
+
+    def _started_again(self, first: int) -> None:
+        """The watch started its stack again without its first frame, from frame ``first``:
+        that frame's row says it was left out, and the frames stacked again keep their rows
+        and numbers (their outcome is published anew)."""
+        assert self.hub is not None
+        self.hub.crops.set_provider(None)  # the old stacker's buffers are gone
+        rows = self.hub.snapshot().frames
+        dropped = [row["index"] for row in rows if row.get("merged") and row["index"] < first]
+        for index in dropped:
+            kept = sum(row["index"] > index for row in rows)
+            self.hub.update_frame(index, merged=False, reason=left_out_reason(kept))
 
     def also(self, callback: Callable[[WatchStatus], None]) -> Callable[[WatchStatus], None]:
         """An ``on_status`` that calls ``callback`` (the terminal display) and then this one."""

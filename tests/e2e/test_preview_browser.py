@@ -271,7 +271,7 @@ def test_a_hot_folder_s_page_shows_no_rail(browser, frames, tmp_path):
         stacker = Stacker(preview_size=400)
         for i, (image, _) in enumerate(frames[:2]):
             record = stacker.add(image, name=f"IMG_{i}.jpg")
-            feed.on_frame(MergedFrame(tmp_path / f"IMG_{i}.jpg", image, record, stacker))
+            feed.on_frame(MergedFrame(tmp_path / f"IMG_{i}.jpg", image, record, stacker, i))
             feed.on_status(WatchStatus(folder=tmp_path, state="waiting", seen=i + 1))
         page, errors = phone_page(browser)
         page.goto(out.getvalue().split("Live preview: ")[1].strip())

@@ -793,8 +793,8 @@ def test_a_bad_first_frame_is_left_out_and_the_stack_starts_again_without_it(
     """A flash that did not fire on the first shot: every later frame was kept out against
     it, and the watch only said to move it away and watch again. The three frames after it
     align with each other, so the stack now starts again from them (read again from the
-    folder), without it, as ``stacker stack`` does; the page forgets the old stack and shows
-    the new one."""
+    folder), without it, as ``stacker stack`` does; the page says the first frame was left
+    out and shows the new stack under the frames' own numbers."""
     from stacker.preview.hub import PreviewHub
     from stacker.preview.watchfeed import WatchPreview
 
@@ -825,8 +825,15 @@ def test_a_bad_first_frame_is_left_out_and_the_stack_starts_again_without_it(
     )
     composite = cv2.imread(str(out))
     assert composite.mean() > 10 * (first * 0.03).mean()  # the dark frame is not in it
-    # The old stack's fourth row (IMG_3 kept out) is gone, not left under the new three.
-    assert [row["name"] for row in feed.hub.snapshot().frames] == names
+    # Each frame keeps its number: the new stack's rows replace the old ones' "kept out".
+    rows = sorted(feed.hub.snapshot().frames, key=lambda row: row["index"])
+    assert [(r["index"], r["name"], r["merged"]) for r in rows] == [
+        (0, "IMG_0.jpg", False),
+        (1, "IMG_1.jpg", True),
+        (2, "IMG_2.jpg", True),
+        (3, "IMG_3.jpg", True),
+    ]
+    assert rows[0]["reason"] == warnings[3].split(": ", 1)[1]
     p = feed.hub.progress  # the first frame counts as kept out on the page too
     assert (p.captured, p.stacked, p.merged, p.rejected) == (4, 4, 3, 1)
 
