@@ -497,12 +497,16 @@ class _WatchRun:
         self.first_path, self.unwritten, self.lone_first = None, 0, LoneFirstFrame()
         self.publish(merged=0, rejected=self.status.rejected + 1 - len(again))
         for path in again:
+            added = self.stacker.frames_added
             try:
                 image = self.reread(path)
             except (StackerError, OSError, OutsideFolder) as exc:  # gone or changed meanwhile
                 self.reject(path, f"{path.name}: cannot be read again ({exc})")
-                continue
-            self.stack(ReadyFrame(path, image))
+            else:
+                self.stack(ReadyFrame(path, image))
+            # A frame the new stack holds no record of keeps its number all the same: the
+            # frames after it would take its row on the page.
+            self.numbered += 1 - (self.stacker.frames_added - added)
 
     def reject(self, path: Path, message: str, record: FrameRecord | None = None) -> None:
         self.publish(

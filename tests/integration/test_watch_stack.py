@@ -838,6 +838,50 @@ def test_a_bad_first_frame_is_left_out_and_the_stack_starts_again_without_it(
     assert (p.captured, p.stacked, p.merged, p.rejected) == (4, 4, 3, 1)
 
 
+def test_a_frame_gone_before_the_stack_starts_again_keeps_the_numbers_of_the_frames_after(
+    tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
+) -> None:
+    """A frame kept out against a bad first frame, deleted before the stack starts again, is
+    not read again; the frames after it keep their own numbers on the page. Numbered by the
+    new stacker alone, the next frame took the row of the one that was gone."""
+    from stacker.preview.hub import PreviewHub
+    from stacker.preview.watchfeed import WatchPreview
+
+    first = cv2.imdecode(np.frombuffer(stack_jpegs[0], np.uint8), cv2.IMREAD_COLOR)
+    dark = cv2.imencode(".jpg", (first * 0.03).astype(np.uint8))[1].tobytes()
+    for i, data in enumerate([dark, *stack_jpegs[1:4]]):
+        write_old(hot / f"IMG_{i}.jpg", data)
+    warnings: list[str] = []
+
+    def warn(message: str) -> None:
+        warnings.append(message)
+        if message.startswith("rejected IMG_3.jpg"):  # just before the stack starts again
+            (hot / "IMG_1.jpg").unlink()
+
+    feed = WatchPreview(PreviewHub(title="hot"))
+    summary = watch_and_stack(
+        hot,
+        tmp_path / "out.jpg",
+        idle_timeout=1.0,
+        settle=0.2,
+        on_warning=warn,
+        on_frame=feed.on_frame,
+        on_status=feed.on_status,
+    )
+    assert [r.name for r in summary.records if r.merged] == ["IMG_2.jpg", "IMG_3.jpg"]
+    assert any(w.startswith("rejected IMG_1.jpg: cannot be read again") for w in warnings)
+    rows = sorted(feed.hub.snapshot().frames, key=lambda row: row["index"])
+    assert [(r["index"], r["name"], r["merged"]) for r in rows] == [
+        (0, "IMG_0.jpg", False),
+        (1, "IMG_1.jpg", False),
+        (2, "IMG_2.jpg", True),
+        (3, "IMG_3.jpg", True),
+    ]
+    assert (summary.status.seen, summary.status.merged, summary.status.rejected) == (4, 2, 2)
+    p = feed.hub.progress
+    assert (p.captured, p.stacked, p.merged, p.rejected) == (4, 4, 2, 2)
+
+
 def test_a_flash_that_fails_twice_after_a_good_first_frame_leaves_the_first_frame_in(
     tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
 ) -> None:
