@@ -600,33 +600,43 @@ def _by_folder(paths: Iterable[Path]) -> dict[Path, list[str]]:
 
 class _Staged:
     """Writes of :func:`atomic_write` held back by :func:`all_or_none`: each complete and
-    fsynced under its temporary name, renamed over the final names together."""
+    fsynced under its temporary name, renamed over the final names together. Once renamed or
+    given up, a write that ends later (a writer thread still running when a second Ctrl-C cut
+    the wait for it short) is removed at once: nothing would rename or remove it any more."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._writes: list[tuple[str, Path]] = []
+        self._over = False
 
     def add(self, tmp: str, final: Path) -> None:
         with self._lock:
-            self._writes.append((tmp, final))
+            if not self._over:
+                self._writes.append((tmp, final))
+                return
+        Path(tmp).unlink(missing_ok=True)
+
+    def _take(self) -> list[tuple[str, Path]]:
+        with self._lock:
+            writes, self._writes, self._over = self._writes, [], True
+        return writes
 
     def commit(self) -> None:
-        with self._lock:
-            writes, self._writes = self._writes, []
+        writes = self._take()
         try:
             for tmp, final in writes:
                 os.replace(tmp, final)
-        except OSError as exc:
+        except BaseException as exc:  # a disk error, or Ctrl-C between two renames
             for tmp, _ in writes:
                 Path(tmp).unlink(missing_ok=True)
-            raise OSError(exc.errno, exc.strerror, exc.filename2 or exc.filename) from None
+            if isinstance(exc, OSError):
+                raise OSError(exc.errno, exc.strerror, exc.filename2 or exc.filename) from None
+            raise
         for folder in {final.parent for _, final in writes}:
             fsync_dir(folder)
 
     def discard(self) -> None:
-        with self._lock:
-            writes, self._writes = self._writes, []
-        for tmp, _ in writes:
+        for tmp, _ in self._take():
             Path(tmp).unlink(missing_ok=True)
 
 

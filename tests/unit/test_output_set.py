@@ -4,13 +4,17 @@ set: new or old as a whole, never a mix, and no temporary left behind."""
 from __future__ import annotations
 
 import errno
+import os
+import threading
 from pathlib import Path
 
 import pytest
 
+import stacker.io
 import stacker.output
 from rig.sim.scene import SceneSpec, SyntheticStack
 from stacker.errors import ResultWriteError
+from stacker.io import all_or_none, atomic_write_bytes, in_this_context
 from stacker.output import save_outputs
 from stacker.stack import Stacker
 
@@ -55,3 +59,45 @@ def test_a_write_refused_midway_leaves_the_old_set_whole(
     after = _on_disk(tmp_path)
     assert sorted(after) == sorted(before)
     assert after["stack.tif"] != before["stack.tif"] and after["depth.png"] != before["depth.png"]
+
+
+def test_a_write_that_ends_after_its_set_was_given_up_leaves_no_temporary(
+    tmp_path: Path,
+) -> None:
+    """A second Ctrl-C stops the wait for the writer threads: the set is given up while one
+    still writes, and that one's file, complete under its temporary name, was added to a set
+    nobody would rename or remove (a hidden file as large as the composite)."""
+    go = threading.Event()
+
+    def late() -> None:
+        go.wait(5.0)
+        atomic_write_bytes(tmp_path / "stack.tif", b"new")
+
+    with pytest.raises(KeyboardInterrupt), all_or_none():
+        writer = threading.Thread(target=in_this_context(late))
+        writer.start()
+        raise KeyboardInterrupt  # the wait for the writer interrupted
+    go.set()
+    writer.join()
+    assert _on_disk(tmp_path) == {}
+
+
+def test_ctrl_c_while_the_set_is_renamed_leaves_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C between two renames of the set: the files not renamed yet stayed behind under
+    their temporary names, which only a disk error removed."""
+    real = os.replace
+    calls: list[object] = []
+
+    def interrupted(src: str, dst: str) -> None:
+        calls.append(dst)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real(src, dst)
+
+    monkeypatch.setattr(stacker.io.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt), all_or_none():
+        for name in ("stack.tif", "depth.png", "depth.json"):
+            atomic_write_bytes(tmp_path / name, name.encode())
+    assert sorted(_on_disk(tmp_path)) == ["stack.tif"]  # renamed before the interruption
