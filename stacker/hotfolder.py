@@ -25,7 +25,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -110,6 +110,8 @@ class ReadyFrame:
 
     path: Path
     image: np.ndarray
+    reader: OrientedReader | None = field(default=None, compare=False, repr=False)
+    """The reader that turned it (:meth:`HotFolder.read_again` may start another since)."""
 
 
 @dataclass(frozen=True)
@@ -912,9 +914,9 @@ class HotFolder:
             self._release(entry, None)
             self._vanished[path] = entry
             return None
-        image, denied = None, False
+        image, denied, reader = None, False, self._reader
         try:
-            (image, after), message = self._read(path), ""
+            (image, after), message = self._read(path, reader), ""
         except UnreadableImageError as exc:
             message = str(exc)
         except PermissionError as exc:  # written by another user: see _readable_again
@@ -932,7 +934,7 @@ class HotFolder:
             self._requeue(entry, retry_at=None)
             return None
         if image is not None:
-            return ReadyFrame(path, image)
+            return ReadyFrame(path, image, reader)
         entry.attempts += 1
         final = entry.attempts > self.decode_retries or (is_raw_path(path) and not has_rawpy())
         if not final:
@@ -943,14 +945,28 @@ class HotFolder:
             self._denied.add(path)
         return UnreadableFrame(path, message)
 
-    def read_again(self, path: Path) -> np.ndarray:
-        """A frame taken already, read again as it was the first time (a live stack starting
-        again without a bad first frame); raises as reading it did."""
-        return self._read(path)[0]
+    def read_again(self, path: Path, *, first: bool = False) -> np.ndarray:
+        """A frame taken already, read again (a live stack starting again without a bad first
+        frame); raises as reading it did. As the new stack's ``first`` frame it is read in its
+        own orientation, and the frames after it keep that one, not the left-out frame's: a
+        stray first shot held upright turned every frame after it a quarter turn."""
+        reader = OrientedReader() if first else self._reader
+        image = self._read(path, reader)[0]
+        self._reader = reader
+        return image
 
-    def _read(self, path: Path) -> tuple[np.ndarray, tuple[int, int] | None]:
-        """Decode ``path`` as the file it names now, wherever its name leads later (see
-        :mod:`stacker.pinned`); messages and notes name ``path``.
+    def as_read_now(self, frame: ReadyFrame) -> ReadyFrame:
+        """``frame``, read again if it was read (ahead) before :meth:`read_again` started
+        reading in another first frame's orientation."""
+        if frame.reader is None or frame.reader is self._reader:
+            return frame
+        return ReadyFrame(frame.path, self.read_again(frame.path), self._reader)
+
+    def _read(
+        self, path: Path, reader: OrientedReader
+    ) -> tuple[np.ndarray, tuple[int, int] | None]:
+        """Decode ``path`` with ``reader`` as the file it names now, wherever its name leads
+        later (see :mod:`stacker.pinned`); messages and notes name ``path``.
 
         Also gives the signature of the file read, as it was once read: through the handle held
         open, so that a file an importer moved out of the folder meanwhile (it was read whole)
@@ -961,7 +977,7 @@ class HotFolder:
                 reason = truncation(held)
                 if reason is not None:
                     raise UnreadableImageError(f"{held}: {reason}")
-                image, turned = self._reader.read(held)
+                image, turned = reader.read(held)
             except UnreadableImageError as exc:
                 raise UnreadableImageError(str(exc).replace(str(held), str(path))) from None
             after = self._signature(held)

@@ -29,7 +29,7 @@ import numpy as np
 
 from stacker.errors import ResultWriteError, StackerError, UnreadableImageError
 from stacker.hotfolder import HotFolder, ReadyFrame, UnreadableFrame, is_candidate
-from stacker.io import check_writable_output, is_raw_path, read_image, remove_temporaries
+from stacker.io import check_writable_output, is_raw_path, remove_temporaries
 from stacker.lonefirst import LoneFirstFrame, left_out_reason
 from stacker.output import check_writable_depth, save_outputs
 from stacker.pairs import Prefer, pair_choice
@@ -188,6 +188,7 @@ def watch_and_stack(
     remove_temporaries(written, idle_s=60.0)
     fresh = partial(Stacker, method=method, align=align, reference=reference,
                     interpolation=interpolation, far_first=_far_first(order))  # fmt: skip
+    hot = HotFolder(folder, settle=settle, prefer=prefer, polling=polling, ignore=written)
     run = _WatchRun(
         fresh(),
         fresh,
@@ -201,9 +202,9 @@ def watch_and_stack(
         on_frame=on_frame,
         on_status=on_status,
         on_warning=on_warning,
+        reread=hot.read_again,
+        as_read_now=hot.as_read_now,
     )
-    hot = HotFolder(folder, settle=settle, prefer=prefer, polling=polling, ignore=written)
-    run.reread = hot.read_again
     halt = _Halt(stop)
     arrivals = _arrivals(hot, halt, idle_timeout, out)  # runs once iterated, with hot started
     with hot, ReadAhead(arrivals, _as_is, name="watch-reader") as reader:
@@ -372,6 +373,12 @@ class _WatchRun:
     """Called with every new status."""
     on_warning: Callable[[str], None] | None
     """Called with a one-line message for each file kept out (unless ``strict``)."""
+    reread: Callable[..., np.ndarray]
+    """Reads a frame of the folder again, ``first=True`` as the first of a stack started
+    again (:meth:`HotFolder.read_again`)."""
+    as_read_now: Callable[[ReadyFrame], ReadyFrame]
+    """A frame read ahead, read again if the stack started again in another orientation
+    meanwhile (:meth:`HotFolder.as_read_now`)."""
     first_path: Path | None = field(default=None, init=False)
     """The first merged frame, whose metadata the outputs carry."""
     unwritten: int = field(default=0, init=False)
@@ -384,8 +391,6 @@ class _WatchRun:
     """Files reported unreadable: one written on after a long pause may still come."""
     lone_first: LoneFirstFrame[Path] = field(default_factory=LoneFirstFrame, init=False)
     """Says when a bad first frame keeps the rest out, and which frames to start again from."""
-    reread: Callable[[Path], np.ndarray] = field(default=read_image, init=False)
-    """Reads a frame of the folder again (the hot folder's own way, set once it runs)."""
     stranded: str | None = field(default=None, init=False)
     """The warning :attr:`lone_first` gave with the last frame, until it is acted on."""
     numbered: int = field(default=0, init=False)
@@ -438,6 +443,12 @@ class _WatchRun:
                 f"{frame.path.name}: not a RAW frame, and {self.output.name} is made from RAW "
                 "frames only (watch with -o .tif to stack rendered frames)",
             )
+            self.publish(state="waiting")
+            return
+        try:
+            frame = self.as_read_now(frame)
+        except (StackerError, OSError, OutsideFolder) as exc:  # gone or changed meanwhile
+            self.reject(frame.path, f"{frame.path.name}: cannot be read again ({exc})")
             self.publish(state="waiting")
             return
         self.stack(frame)
@@ -498,8 +509,8 @@ class _WatchRun:
         self.publish(merged=0, rejected=self.status.rejected + 1 - len(again))
         for path in again:
             added = self.stacker.frames_added
-            try:
-                image = self.reread(path)
+            try:  # the first read in its own orientation (not the left-out frame's)
+                image = self.reread(path, first=not self.stacker.frames_added)
             except (StackerError, OSError, OutsideFolder) as exc:  # gone or changed meanwhile
                 self.reject(path, f"{path.name}: cannot be read again ({exc})")
             else:

@@ -882,6 +882,29 @@ def test_a_frame_gone_before_the_stack_starts_again_keeps_the_numbers_of_the_fra
     assert (p.captured, p.stacked, p.merged, p.rejected) == (4, 4, 2, 2)
 
 
+def test_a_stack_started_again_takes_its_new_first_frame_s_orientation(
+    tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
+) -> None:
+    """A stray first shot held upright (EXIF orientation 6) turned every later frame to fit
+    it, and they were read again turned the same way when the stack started without it: the
+    composite came out a quarter turn from its frames, where ``stacker stack`` leaves that
+    shot out and keeps them as they are. The frame read ahead meanwhile is turned alike."""
+    from tests.exif import tag_jpeg
+
+    first = cv2.imdecode(np.frombuffer(stack_jpegs[0], np.uint8), cv2.IMREAD_COLOR)
+    dark = cv2.imencode(".jpg", (first * 0.03).astype(np.uint8))[1].tobytes()
+    for i, data in enumerate([tag_jpeg(dark, 6), *stack_jpegs[1:5]]):
+        write_old(hot / f"IMG_{i}.jpg", data)
+    warnings: list[str] = []
+    out = tmp_path / "out.jpg"
+    summary = watch_and_stack(
+        hot, out, idle_timeout=1.0, settle=0.2, on_warning=warnings.append, crop=False
+    )
+    names = ["IMG_1.jpg", "IMG_2.jpg", "IMG_3.jpg", "IMG_4.jpg"]
+    assert [r.name for r in summary.records if r.merged] == names
+    assert cv2.imread(str(out)).shape[:2] == first.shape[:2]  # 240x320, as its frames
+
+
 def test_a_flash_that_fails_twice_after_a_good_first_frame_leaves_the_first_frame_in(
     tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
 ) -> None:
