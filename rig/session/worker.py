@@ -65,7 +65,8 @@ StrandedCallback = Callable[[StackJob, str], None]
 
 _STOP = object()
 _UNFIT = object()  # what StackWorker._add gives for a frame the stack could not take
-Frame = tuple[np.ndarray, str | None]  # a decoded frame, and a note if it was turned to fit
+Frame = tuple[np.ndarray, str | None, OrientedReader]
+"""A decoded frame, a note if it was turned to fit, and the reader that turned it."""
 
 
 class StackWorker:
@@ -181,7 +182,8 @@ class StackWorker:
             yield job
 
     def _read(self, job: StackJob) -> Frame | None:
-        return None if self.error is not None else self._reader.read(job.path)
+        reader = self._reader
+        return None if self.error is not None else (*reader.read(job.path), reader)
 
     def _run(self) -> None:
         try:
@@ -219,8 +221,10 @@ class StackWorker:
             if loaded.error is not None:
                 raise loaded.error
             assert loaded.value is not None
-            image, turned = loaded.value
+            image, turned, reader = loaded.value
             del loaded
+            if reader is not self._reader:  # read ahead, and the stack started again since
+                image, turned = self._read_again(job)
             if turned is not None:
                 log.warning("%s", turned)
         except UserError as exc:  # unreadable frame: kept out, reported
@@ -299,16 +303,30 @@ class StackWorker:
         self._first, self._lone_first = None, LoneFirstFrame()
         if self._on_restart is not None:
             self._on_restart(job, record, again, self.stacker)
+        anew = True  # the first read again sets the orientation afresh
         for kept in again:
             try:
-                image, _turned = self._reader.read(kept.path)  # said when first read
-            except (UserError, OSError) as exc:  # gone or changed meanwhile
-                self._failed(kept, UserError(f"{kept.path}: cannot be read again ({exc})"))
+                image, _turned = self._read_again(kept, anew=anew)  # said when first read
+            except UserError as exc:
+                self._failed(kept, exc)
                 continue
+            anew = False
             record = self._add(kept, image)
             del image
             if record is not _UNFIT:
                 self._report(kept, record)
+
+    def _read_again(self, job: StackJob, *, anew: bool = False) -> tuple[np.ndarray, str | None]:
+        """Read ``job``'s frame again. ``anew``: as the first of a stack started again, in its
+        own orientation, which the frames after it keep, not the left-out frame's (a stray
+        first shot held upright turned every frame after it a quarter turn)."""
+        reader = OrientedReader() if anew else self._reader
+        try:
+            frame = reader.read(job.path)
+        except (UserError, OSError) as exc:  # gone or changed meanwhile
+            raise UserError(f"{job.path}: cannot be read again ({exc})") from None
+        self._reader = reader
+        return frame
 
     def _make_previews(self) -> StackPreviews:
         def copy(a: np.ndarray | None) -> np.ndarray | None:

@@ -866,6 +866,38 @@ def test_a_bad_first_frame_is_left_out_and_the_session_stacks_on_without_it(
     assert result.outputs and result.outputs[0].exists()
 
 
+class _UprightFirstCamera(_SceneCamera):
+    """The dark first shot is a stray one held upright: its EXIF says turn it (6)."""
+
+    def capture(self, dest_dir: Path, stem: str | None = None, *, on_progress: object = None):
+        from tests.exif import tag_jpeg
+
+        files = super().capture(dest_dir, stem, on_progress=on_progress)
+        if len(self.shots) == 1:
+            files[0].write_bytes(tag_jpeg(files[0].read_bytes(), 6))
+        return files
+
+
+def test_a_session_started_again_takes_its_new_first_frame_s_orientation(
+    tmp_path: Path,
+) -> None:
+    """Frames keep the first frame's orientation, and the frames kept out against a stray
+    first shot held upright were read again turned a quarter to fit it when the stack started
+    again without it: the composite came out a quarter turn from every frame in it."""
+    import cv2
+
+    root = tmp_path / "s"
+    SessionFolder.create(root, PLAN, SessionConfig(rig={"kind": "hardware"}))
+    run = SessionRunner(
+        SessionFolder(root), focuser=FakeFocuser(), camera=_UprightFirstCamera(),
+        options=replace(OPTIONS, write_outputs=True),
+    )  # fmt: skip
+    result = run.run()
+    assert (result.status.merged, result.status.rejected) == (4, 1)
+    height, width = cv2.imread(str(result.outputs[0]), cv2.IMREAD_UNCHANGED).shape[:2]
+    assert height < width  # landscape, as the frames (320x240) are
+
+
 def test_the_composite_s_metadata_comes_from_a_frame_that_was_stacked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
