@@ -185,6 +185,7 @@ class Station:
         # stop_rail halts; set and read under its own lock, as the request holds the rig's.
         self._rail_move: str | None = None
         self._rail_move_lock = threading.Lock()
+        self._publish_lock = threading.Lock()  # see _publish_controls
         # Counts the sessions deleted: every phone open on the station lists its sessions
         # again when it changes, as when a session starts or ends.
         self._deleted = 0
@@ -225,16 +226,19 @@ class Station:
         of deleted sessions, and the rail move a request makes (``moving``: "jog", "home" or
         ``None``), so that Stop halts it from any phone, and from the one that asked even when
         its request was lost on the way back."""
-        with self._rail_move_lock:
-            moving = self._rail_move
-        self.hub.set_extra(
-            station={
-                "running": self.running,
-                "units": self.units,
-                "deleted": self._deleted,
-                "moving": moving,
-            }
-        )
+        # One publish at a time, each reading the state as it goes out: one that read "no
+        # move" could otherwise land after a jog's own "jog", and leave other phones' Stop off.
+        with self._publish_lock:
+            with self._rail_move_lock:
+                moving = self._rail_move
+            self.hub.set_extra(
+                station={
+                    "running": self.running,
+                    "units": self.units,
+                    "deleted": self._deleted,
+                    "moving": moving,
+                }
+            )
 
     def _moved(self, fallback: float) -> float:
         """After a move: show the page where the rail stands and return that position

@@ -284,6 +284,33 @@ def test_the_session_list_asked_for_when_a_session_ends_shows_it_ended(station, 
     assert seen[-2:] == [None, None]
 
 
+def test_a_page_told_of_a_move_is_not_told_otherwise_by_an_older_word(station) -> None:
+    """Each change of the station's controls was read under its lock but published after
+    letting go of it: a publish that read "no move" just before a jog began could land after
+    the jog's own "jog", and every other phone's Stop stayed off for the whole jog. Here the
+    older publish is held up (for half a second at most) until the jog's has gone out."""
+    told = station.hub.set_extra
+    jog_told = threading.Event()
+    first = threading.Event()
+
+    def set_extra(**extra):
+        if not first.is_set():  # the older publish, which read "no move"
+            first.set()
+            jog_told.wait(0.5)
+        result = told(**extra)
+        if extra["station"]["moving"] == "jog":
+            jog_told.set()
+        return result
+
+    station.hub.set_extra = set_extra
+    older = threading.Thread(target=station._publish_controls)
+    older.start()
+    assert first.wait(5)
+    with station._moving("jog"):
+        older.join(5)
+        assert station.hub.snapshot().extra["station"]["moving"] == "jog"
+
+
 def test_a_download_cut_off_by_the_client_closes_its_file_at_once(station, server) -> None:
     """A phone that sleeps mid-download: the station lets go of the frame at once, not when
     the garbage collector (switched off here) finds the abandoned reader."""
