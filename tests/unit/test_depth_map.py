@@ -578,6 +578,36 @@ def test_a_raised_flat_shape_keeps_its_outline_depth_with_the_ground_a_frame_beh
     assert np.array_equal(vote_flat_regions(frames, guide, peaks, halo_px=12), frames)
 
 
+def test_a_raised_flat_shape_half_pulled_to_the_ground_behind_takes_its_outline_depth() -> None:
+    """A raised disc on a board a frame behind it (the board at 4.2, its texture peaking at 4):
+    the board's halo wins on the outline's right side, 4, the disc's own edge on the left, 3,
+    and the fill kept 3.2 on the disc's left three fifths but pulled the rest to the board
+    (4.8). The outline's plurality is the board's halo, and the fill's median is not a frame
+    behind 3. The disc's own depth is the most named of those nearer than the board, and the
+    fill is split between it and the board's depth: the disc takes it (the near side of its
+    fill, 3.2), the board keeps its depth. With the fill at the board's depth throughout (a
+    patch lying on the board), the minority depth is not taken."""
+    guide, (best, index, second, second_index) = _flat_square_on_textured_ground()
+    ring = second_index == 3
+    index[:] = 4
+    index[ring] = np.where(np.arange(200) < 58, 3, 4)[None, :].repeat(200, 0)[ring]
+    second[:] = 1.0
+    second_index[:] = 4
+    own = np.count_nonzero(index[ring] == 3) / np.count_nonzero(ring)
+    assert 0.35 < own < 0.5  # the board's halo is the plurality
+    peaks = (best, index, second, second_index)
+    frames = np.full(guide.shape[:2], 4.2, np.float32)
+    frames[40:80, 40:64] = 3.2
+    frames[40:80, 64:80] = 4.8
+    out = vote_flat_regions(frames, guide, peaks, halo_px=12)
+    assert (out[44:76, 44:76] == np.float32(3.2)).all()
+    outside = np.ones(frames.shape, bool)
+    outside[38:82, 38:82] = False
+    assert (out[outside] == np.float32(4.2)).all()
+    frames[40:80, 40:80] = 4.6
+    assert np.array_equal(vote_flat_regions(frames, guide, peaks, halo_px=12), frames)
+
+
 def test_a_flat_shape_takes_its_own_depth_from_under_a_fifth_of_its_outline() -> None:
     """Around a glyph in front of a textured ground the ground's texture outweighs most of the
     glyph's outline; its own peak (found nowhere in the surround, nearer than it) shows on a
