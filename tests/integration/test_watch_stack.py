@@ -787,6 +787,11 @@ def test_a_file_larger_than_any_frame_is_not_read(
     ]
 
 
+def _page_rows(feed: Any) -> list[dict[str, Any]]:
+    """The rows of a watch's live page (a ``WatchPreview``), in frame order."""
+    return sorted(feed.hub.snapshot().frames, key=lambda row: row["index"])
+
+
 def test_a_bad_first_frame_is_left_out_and_the_stack_starts_again_without_it(
     tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
 ) -> None:
@@ -826,7 +831,7 @@ def test_a_bad_first_frame_is_left_out_and_the_stack_starts_again_without_it(
     composite = cv2.imread(str(out))
     assert composite.mean() > 10 * (first * 0.03).mean()  # the dark frame is not in it
     # Each frame keeps its number: the new stack's rows replace the old ones' "kept out".
-    rows = sorted(feed.hub.snapshot().frames, key=lambda row: row["index"])
+    rows = _page_rows(feed)
     assert [(r["index"], r["name"], r["merged"]) for r in rows] == [
         (0, "IMG_0.jpg", False),
         (1, "IMG_1.jpg", True),
@@ -870,7 +875,7 @@ def test_a_frame_gone_before_the_stack_starts_again_keeps_the_numbers_of_the_fra
     )
     assert [r.name for r in summary.records if r.merged] == ["IMG_2.jpg", "IMG_3.jpg"]
     assert any(w.startswith("rejected IMG_1.jpg: cannot be read again") for w in warnings)
-    rows = sorted(feed.hub.snapshot().frames, key=lambda row: row["index"])
+    rows = _page_rows(feed)
     assert [(r["index"], r["name"], r["merged"]) for r in rows] == [
         (0, "IMG_0.jpg", False),
         (1, "IMG_1.jpg", False),
