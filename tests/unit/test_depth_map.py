@@ -506,6 +506,33 @@ def test_a_flat_shape_takes_the_depth_its_outline_shows_as_its_own() -> None:
     assert (out[outside] == 8).all()
 
 
+def test_a_voted_region_s_rim_of_its_own_colour_takes_its_depth() -> None:
+    """The 5x5 flatness test leaves the two pixels along the square's edge out of its region:
+    they kept the ground's depth from the fill (a band along a label's edges on board 28 of
+    ``bench_depth.py``). Once the square votes 3, its rim takes 3 too, and the ground beyond
+    keeps 8. A rim pixel already within a frame and a half of the depth keeps its own (a rim
+    on tilted ground follows the slope), and a square under three times the least voting area
+    keeps its whole rim (its short outline votes wrongly more often, and the rim is as large
+    as the square)."""
+    guide, peaks = _flat_square_on_textured_ground()
+    frames = np.full(guide.shape[:2], 8.0, np.float32)
+    frames[40:42, 50:70] = 4.0
+    out = vote_flat_regions(frames, guide, peaks, halo_px=12)
+    assert (out[40:42, 50:70] == 4).all()
+    out[40:42, 50:70] = 3
+    assert (out[40:80, 40:80] == 3).all()
+    outside = np.ones(frames.shape, bool)
+    outside[40:80, 40:80] = False
+    assert (out[outside] == 8).all()
+
+    guide, peaks = _flat_square_on_textured_ground(side=12)  # a region of 8x8 pixels
+    frames = np.full(guide.shape[:2], 8.0, np.float32)
+    out = vote_flat_regions(frames, guide, peaks, halo_px=12)
+    assert (out[42:50, 42:50] == 3).all()
+    out[42:50, 42:50] = 8
+    assert (out == 8).all()
+
+
 def test_a_flat_part_filling_a_tenth_of_the_frame_still_votes() -> None:
     """A flat part may fill much of a macro frame: a square over a tenth of the map (a near
     ellipse of 5.4 % in ``benchmarks/bench_depth.py``'s shapes 39 was left to the fill when
