@@ -533,6 +533,29 @@ def test_a_voted_region_s_rim_of_its_own_colour_takes_its_depth() -> None:
     assert (out == 8).all()
 
 
+def test_lettering_a_flat_region_encloses_is_its_own_not_its_surround() -> None:
+    """A flat square printed with a band of lettering (textured, sharp at the square's depth,
+    3), whose rim shows only the textured ground's halo (8), and which the fill pulled to the
+    ground. The lettering's outline is the square's one evidence of its own depth: counted as
+    surround, the lettering "had" that depth and made it look borrowed (board 27 of
+    ``bench_depth.py``: a black disc cut into two caps by its lettering). What the region
+    encloses is its own: the square takes 3, and the ground keeps 8."""
+    guide, (best, index, second, second_index) = _flat_square_on_textured_ground()
+    rng = np.random.default_rng(6)
+    guide[56:64, 46:74] = rng.integers(0, 256, (8, 28, 3), dtype=np.uint8)
+    index[:] = 8
+    index[54:66, 44:76] = 3  # the lettering and the focus window's reach around it
+    second[:] = 1.0
+    second_index[:] = 8
+    frames = np.full(guide.shape[:2], 8.0, np.float32)
+    frames[56:64, 46:74] = 3.0
+    out = vote_flat_regions(frames, guide, (best, index, second, second_index), halo_px=12)
+    assert (out[44:52, 44:76] == 3).all() and (out[68:76, 44:76] == 3).all()
+    outside = np.ones(frames.shape, bool)
+    outside[38:82, 38:82] = False
+    assert (out[outside] == 8).all()
+
+
 def test_a_flat_part_filling_a_tenth_of_the_frame_still_votes() -> None:
     """A flat part may fill much of a macro frame: a square over a tenth of the map (a near
     ellipse of 5.4 % in ``benchmarks/bench_depth.py``'s shapes 39 was left to the fill when
