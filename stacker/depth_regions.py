@@ -254,7 +254,8 @@ def _across_bands(
     across by its lettering. A piece under :data:`_PIECE` of the group's largest is left out
     (a speck of the same colour beside a part is another part), and a group is dropped whose
     pieces are not one colour together (each median within :data:`_FLAT` of theirs) or lie
-    more than :data:`_NEAR` frames apart in the fill (``seen``: the colours, the fill). The
+    more than :data:`_NEAR` frames apart in the fill (``seen``: the colours, the fill), after
+    pieces of other parts near them are set apart (:func:`_parts`). The
     pieces of one part lie on the same surround and the fill gives them much the same depth
     (the caps of "MM0UK", 1.2 frames apart, both pulled toward the board); two surfaces of one
     colour need not: on ``../shared/data/pcb-stack`` a patch of dark solder mask at the
@@ -275,11 +276,51 @@ def _across_bands(
         keep &= stats[:, 4] >= _PIECE * largest[within]
     out = []
     for pieces in _groups(within * keep, np.flatnonzero(keep)):
-        medians = np.array([_median_of(labels, seen[0], stats, k) for k in pieces])
-        depths = [float(_median_of(labels, seen[1], stats, k)) for k in pieces]
-        alike = (np.abs(medians - np.median(medians, axis=0)).sum(axis=1) <= _FLAT).all()
-        if alike and max(depths) - min(depths) <= _NEAR:
-            out.append(pieces)
+        for part in _parts(labels, stats, seen, pieces, square):
+            medians = np.array([_median_of(labels, seen[0], stats, k) for k in part])
+            depths = [float(_median_of(labels, seen[1], stats, k)) for k in part]
+            alike = (np.abs(medians - np.median(medians, axis=0)).sum(axis=1) <= _FLAT).all()
+            if alike and max(depths) - min(depths) <= _NEAR:
+                out.append(part)
+    return out
+
+
+def _parts(
+    labels: np.ndarray,
+    stats: np.ndarray,
+    seen: tuple[np.ndarray, np.ndarray],
+    pieces: np.ndarray,
+    square: np.ndarray,
+) -> list[np.ndarray]:
+    """``pieces`` near one another split into the parts they may be, largest piece first: the
+    pieces of its colour within a band's reach of it (``square``), through pieces of its colour.
+
+    Pieces near one another are often of several parts: a disc cut into two caps by its
+    lettering, beside a label and a chip. Judged as one group, their colours differed and the
+    caps voted apart: the lettering between them, at their depth, lay in each cap's surround,
+    so their own outline peaks were judged borrowed (board 15 and 20 of
+    ``benchmarks/bench_depth.py`` gain 0.3 and 0.2 point)."""
+    colour = {int(k): _median_of(labels, seen[0], stats, k) for k in pieces}
+    left = sorted((int(k) for k in pieces), key=lambda k: -int(stats[k, 4]))
+    r = square.shape[0] // 2
+    h, w = labels.shape
+    out = []
+    while left:
+        seed = left[0]
+        alike = [k for k in left if np.abs(colour[k] - colour[seed]).sum() <= _FLAT]
+        x0 = max(0, min(int(stats[k, 0]) for k in alike) - r)
+        y0 = max(0, min(int(stats[k, 1]) for k in alike) - r)
+        x1 = min(w, max(int(stats[k, 0] + stats[k, 2]) for k in alike) + r)
+        y1 = min(h, max(int(stats[k, 1] + stats[k, 3]) for k in alike) + r)
+        box = labels[y0:y1, x0:x1]
+        _, near = cv2.connectedComponents(
+            cv2.dilate(np.isin(box, alike).astype(np.uint8), square), connectivity=4
+        )
+        at = {k: int(near[box == k][0]) for k in alike}
+        part = [k for k in alike if at[k] == at[seed]]
+        left = [k for k in left if k not in part]
+        if len(part) > 1:
+            out.append(np.array(part))
     return out
 
 

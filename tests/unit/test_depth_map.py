@@ -884,6 +884,19 @@ def test_pieces_of_one_colour_across_a_band_of_lettering_vote_as_one_region() ->
     assert (out[:36] == np.float32(4.4)).all() and (out[84:] == np.float32(4.4)).all()
 
 
+def test_pieces_across_a_band_vote_as_one_beside_a_part_of_another_colour() -> None:
+    """The same square with a flat green part just below it, within the band's reach: the
+    three pieces lie near one another but are not one colour. The green part is another part,
+    set apart; the square's two pieces still vote as one and take 3 (judged as one group of
+    two colours, all three voted apart and the square kept the ground's depth)."""
+    frames, guide, peaks = _square_cut_by_lettering()
+    guide[84:100, 48:72] = (40, 200, 40)
+    out = vote_flat_regions(frames, guide, peaks, halo_px=12)
+    assert (out[44:52, 44:76] == 3).all()
+    assert (out[68:76, 44:76] == 3).all()
+    assert (out[88:96, 52:68] == np.float32(4.4)).all()
+
+
 def test_pieces_the_fill_puts_frames_apart_across_a_band_do_not_vote_as_one() -> None:
     """The same square, but the fill put its lower piece 2.6 frames behind the upper one:
     pieces of one part lie on the same surround and get much the same depth from the fill, so
