@@ -29,9 +29,6 @@ def launch(module: str, prog: str) -> None:
     latter two raise :class:`KeyboardInterrupt` as Ctrl-C does from then on, for ``main`` to
     handle (:func:`stacker.cliutil.run_app`), where a command does not route them itself."""
     atexit.register(_ignore_stop_signals)
-    for s in (signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(s) is not signal.SIG_IGN:
-            signal.signal(s, as_ctrl_c)
     # A Ctrl-C that lands in a callback the import machinery runs (a module lock's weakref
     # callback) cannot propagate: Python printed "Exception ignored in ..." with a traceback,
     # and the command ran on. Such an interrupt is noted and acted on once loading ends.
@@ -44,15 +41,20 @@ def launch(module: str, prog: str) -> None:
         else:
             unraisable_before(info)
 
-    sys.unraisablehook = note_interrupt
     # The warnings loading gives are told once it has ended, and not after an interrupt, which
     # is their cause: a compiled (Cython) module whose set-up it cut short warned "Cython module
     # failed to patch module with custom type" above the one line. A load that failed otherwise
     # tells them above its traceback: "numpy.dtype size changed" is what explains it.
     said: list[tuple[Any, ...]] = []
     show_before = warnings.showwarning
-    warnings.showwarning = lambda *warning, **_: said.append(warning)  # filters stay as set
     try:
+        # Inside the ``try``: a Ctrl-C just as SIGTERM's handler was set (while SIGHUP's was)
+        # ended in a traceback from the standard library's ``signal.signal``.
+        for s in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(s) is not signal.SIG_IGN:
+                signal.signal(s, as_ctrl_c)
+        sys.unraisablehook = note_interrupt
+        warnings.showwarning = lambda *warning, **_: said.append(warning)  # filters stay as set
         main = importlib.import_module(module).main
         if ignored:
             raise KeyboardInterrupt

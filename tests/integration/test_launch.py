@@ -46,6 +46,25 @@ def test_an_interrupt_in_a_callback_the_import_runs_is_one_line(tmp_path: Path) 
     assert (done.returncode, done.stderr, done.stdout) == (130, "rig: interrupted\n", "")
 
 
+def test_an_interrupt_while_the_stop_signals_are_routed_is_one_line(tmp_path: Path) -> None:
+    """A Ctrl-C that came just as SIGTERM's handler was set, while SIGHUP's was being set (the
+    moment a test waiting for SIGTERM to be caught sends it), ended in a traceback from the
+    standard library's ``signal.signal``: here that call raises, once, as the interrupt would."""
+    (tmp_path / "command.py").write_text("def main():\n    print('ran')\n", encoding="utf-8")
+    code = (
+        f"import signal, sys; sys.path.insert(0, {str(tmp_path)!r}); set_ = signal.signal\n"
+        "came = []\n"
+        "def interrupted(s, h):\n"
+        "    if s == signal.SIGHUP and not came:\n        came.append(s)\n"
+        "        raise KeyboardInterrupt\n"
+        "    return set_(s, h)\n"
+        "signal.signal = interrupted\n"
+        "from stacker.launch import launch; launch('command', 'rig')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr, done.stdout) == (130, "rig: interrupted\n", "")
+
+
 CUT_SHORT = """
 import warnings, weakref
 class Lock: pass
