@@ -276,8 +276,9 @@ def _across_bands(
         keep &= stats[:, 4] >= _PIECE * largest[within]
     out = []
     for pieces in _groups(within * keep, np.flatnonzero(keep)):
-        for part in _parts(labels, stats, seen, pieces, square):
-            medians = np.array([_median_of(labels, seen[0], stats, k) for k in part])
+        colour = {int(k): _median_of(labels, seen[0], stats, k) for k in pieces}
+        for part in _parts(labels, stats, colour, square):
+            medians = np.array([colour[k] for k in part])
             depths = [float(_median_of(labels, seen[1], stats, k)) for k in part]
             alike = (np.abs(medians - np.median(medians, axis=0)).sum(axis=1) <= _FLAT).all()
             if alike and max(depths) - min(depths) <= _NEAR:
@@ -286,22 +287,18 @@ def _across_bands(
 
 
 def _parts(
-    labels: np.ndarray,
-    stats: np.ndarray,
-    seen: tuple[np.ndarray, np.ndarray],
-    pieces: np.ndarray,
-    square: np.ndarray,
+    labels: np.ndarray, stats: np.ndarray, colour: dict[int, np.ndarray], square: np.ndarray
 ) -> list[np.ndarray]:
-    """``pieces`` near one another split into the parts they may be, largest piece first: the
-    pieces of its colour within a band's reach of it (``square``), through pieces of its colour.
+    """Pieces near one another (``colour``: each one's median colour) split into the parts they
+    may be, largest piece first: the pieces of its colour within a band's reach of it
+    (``square``), through pieces of its colour.
 
     Pieces near one another are often of several parts: a disc cut into two caps by its
     lettering, beside a label and a chip. Judged as one group, their colours differed and the
     caps voted apart: the lettering between them, at their depth, lay in each cap's surround,
     so their own outline peaks were judged borrowed (board 15 and 20 of
     ``benchmarks/bench_depth.py`` gain 0.3 and 0.2 point)."""
-    colour = {int(k): _median_of(labels, seen[0], stats, k) for k in pieces}
-    left = sorted((int(k) for k in pieces), key=lambda k: -int(stats[k, 4]))
+    left = sorted(colour, key=lambda k: -int(stats[k, 4]))
     r = square.shape[0] // 2
     h, w = labels.shape
     out = []
