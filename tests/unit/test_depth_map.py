@@ -908,6 +908,21 @@ def test_pieces_the_fill_puts_frames_apart_across_a_band_do_not_vote_as_one() ->
     assert (out[44:52, 44:76] == np.float32(4.4)).all()
 
 
+def test_pieces_the_fill_pulls_apart_by_different_amounts_still_vote_as_one() -> None:
+    """The same square, the fill having carried the lettering's depth a few pixels into each
+    piece and pulled the rest toward the ground, the lower piece 2.1 frames further: their
+    medians lie more than 1.5 frames apart, but both reach the same depths beside the
+    lettering, as pieces of one surface do. They vote as one and take 3 (apart, each keeps
+    its fill)."""
+    frames, guide, peaks = _square_cut_by_lettering()
+    frames[51:55, 40:80] = 3.0
+    frames[65:70, 40:80] = 3.0
+    frames[70:80, 40:80] = 6.5
+    out = vote_flat_regions(frames, guide, peaks, halo_px=12)
+    assert (out[44:52, 44:76] == 3).all()
+    assert (out[68:76, 44:76] == 3).all()
+
+
 @pytest.mark.parametrize(("step_um", "per_count"), [(500.0, 1), (20_000.0, 2)])
 def test_a_depth_map_deeper_than_a_png_count_holds_is_scaled_not_clipped(
     tmp_path, step_um: float, per_count: int
