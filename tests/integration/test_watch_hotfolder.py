@@ -697,8 +697,9 @@ def delete_and_write_anew(folder: Path) -> tuple[bool, list[str]]:
             (folder / "a.jpg").write_bytes(textured_jpeg(60))
             wait_until(lambda: len(got) >= 1)
             number = (folder / "a.jpg").stat().st_ino
+            data = textured_jpeg(61)  # encoded first: the freed number goes to the next file made
             (folder / "a.jpg").unlink()  # within one poll interval: one look sees both
-            (folder / "b.jpg").write_bytes(textured_jpeg(61))
+            (folder / "b.jpg").write_bytes(data)
             reused.append((folder / "b.jpg").stat().st_ino == number)
 
         t = in_thread(writer)
@@ -714,8 +715,9 @@ def test_a_polled_frame_given_a_deleted_frames_inode_number_is_a_new_frame(
     """ext4 gives a new file the inode number of one deleted just before: a poll sees the frame
     taken gone and the new one there with its number, which watchdog reports as a rename. The
     new frame was then left out as the old one renamed (and a RAW waiting for it as its JPEG
-    partner was stacked alone). Tried a few times: the number is not always given again."""
-    for attempt in range(5):
+    partner was stacked alone). Tried a few times: the number is not always given again (a
+    file another test worker makes meanwhile may take it)."""
+    for attempt in range(10):
         (folder := tmp_path / str(attempt)).mkdir()
         reused, names = delete_and_write_anew(folder)
         if reused:
