@@ -9,6 +9,7 @@ checked-out vote on every recorded stack and scores the map as ``bench_depth.py`
 under two commits, it compares them with everything before the vote held fixed.
 
     python benchmarks/bench_depth_replay.py record --seeds 1,2,...,48
+    python benchmarks/bench_depth_replay.py record --seeds 1,2,3 --size 3000x2000
     python benchmarks/bench_depth_replay.py replay --json after.json
     git stash; python benchmarks/bench_depth_replay.py replay --json before.json; git stash pop
 
@@ -37,12 +38,19 @@ from stacker.stack import Stacker
 STATES = common.WORK / "depth_states"
 
 
-def record(layout: str, seed: int) -> Path:
+def state_path(layout: str, seed: int, size: tuple[int, int], frames: int) -> Path:
+    """Where a stack's recorded state is kept (``bench_depth.py``'s default size and frame count
+    in the plain name)."""
+    tail = "" if (size, frames) == ((1500, 1000), 16) else f"_{size[0]}x{size[1]}_{frames}f"
+    return STATES / f"{layout}_{seed}{tail}.npz"
+
+
+def record(layout: str, seed: int, size: tuple[int, int], frames: int) -> Path:
     """Stack one ``bench_depth.py`` stack and save what its vote is given (kept if saved)."""
-    path = STATES / f"{layout}_{seed}.npz"
+    path = state_path(layout, seed, size, frames)
     if path.exists():
         return path
-    rendered = render_stack(family_spec(layout, seed, 1500, 1000), 16)
+    rendered = render_stack(family_spec(layout, seed, *size), frames)
     stacker = Stacker(method="pyramid")
     for f in rendered:
         stacker.add(f.image, name=f"frame {f.index}", position_um=f.focus_um)
@@ -91,12 +99,17 @@ def main() -> None:
     ap.add_argument("action", choices=("record", "replay"))
     ap.add_argument("--layouts", default="board,shapes")
     ap.add_argument("--seeds", default="1,2,3")
+    ap.add_argument("--size", default="1500x1000")
+    ap.add_argument("--frames", type=int, default=16)
     ap.add_argument("--json", type=Path, default=None, help="replay: the figures per stack")
     args = ap.parse_args()
+    w, h = (int(v) for v in args.size.split("x"))
     stacks = [(lay, int(s)) for lay in args.layouts.split(",") for s in args.seeds.split(",")]
     figures = {}
     for layout, seed in stacks:
-        path = record(layout, seed) if args.action == "record" else STATES / f"{layout}_{seed}.npz"
+        path = (record if args.action == "record" else state_path)(
+            layout, seed, (w, h), args.frames
+        )
         if args.action == "replay":
             now, recorded = replay(path)
             figures[f"{layout} {seed}"] = round(now, 3)
