@@ -110,7 +110,10 @@ def vote_flat_regions(
         np.where(depth.confidence(best) > _TRUST, index.astype(np.int32), -1),
         np.where(depth.confidence(second, best) > _TRUST, second_index.astype(np.int32), -1),
     )
-    ring = max(1, round(halo_px / 6))
+    # The outline band reaches past the region's rim (_RIM_PX) to the edge itself, however small
+    # the halo: the map is filled at a fixed size, and at 3000x2000 a band of a sixth of the
+    # halo was one pixel, inside the rim, where a part's own edge peak hardly shows.
+    ring = max(_RIM_PX, round(halo_px / 6))
     reach = (ring, max(ring + 1, round(halo_px / 3)), max(ring + 2, round(halo_px)))
     regions = _voting_regions(flat, colours, frames, pad=reach[2] + ring + 2, halo_px=halo_px)
     out = frames.copy()

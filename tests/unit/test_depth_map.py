@@ -506,6 +506,26 @@ def test_a_flat_shape_takes_the_depth_its_outline_shows_as_its_own() -> None:
     assert (out[outside] == 8).all()
 
 
+def test_the_outline_band_reaches_the_edge_past_the_flat_regions_rim_at_a_small_halo() -> None:
+    """The square's own peak (frame 3) only on its edge, the pixel each side of it, and the
+    halo half the usual (a 3000x2000 frame's map): the flat region stops two pixels inside
+    the edge (the 5x5 window), so an outline band one pixel wide saw only the rim and nothing
+    of the edge, and the square kept the ground's depth. Two pixels reach the edge."""
+    guide, (best, index, second, second_index) = _flat_square_on_textured_ground()
+    square = np.zeros(index.shape, np.uint8)
+    square[40:80, 40:80] = 1
+    grown, shrunk = (cv2.dilate(square, np.ones((3, 3))), cv2.erode(square, np.ones((3, 3))))
+    edge = (grown > 0) & (shrunk == 0)
+    second[:] = 1.0
+    second[edge] = 600.0
+    second_index[:] = 8
+    second_index[edge] = 3
+    frames = np.full(index.shape, 8.0, np.float32)
+    out = vote_flat_regions(frames, guide, (best, index, second, second_index), halo_px=6.0)
+    assert (out[45:75, 45:75] == 3).all()
+    assert (out[:30] == 8).all()
+
+
 def test_a_voted_region_s_rim_of_its_own_colour_takes_its_depth() -> None:
     """The 5x5 flatness test leaves the two pixels along the square's edge out of its region:
     they kept the ground's depth from the fill (a band along a label's edges on board 28 of
