@@ -69,10 +69,7 @@ def record(layout: str, seed: int, size: tuple[int, int], frames: int) -> Path:
     finally:
         stack_module.vote_flat_regions = vote_flat_regions
     assert stacker.shape is not None
-    stop = 0  # the composite level the map's steps are snapped to (Stacker.depth_frames_small)
-    while max(stacker.shape) / 2 ** (stop + 1) >= 4 * max(given["filled"].shape):
-        stop += 1
-    detail = stacker._full_composite() if stop == 0 else stacker._require().composite(stop)
+    detail = stacker._snap_detail(given["filled"].shape)  # what the map's steps are snapped to
     STATES.mkdir(parents=True, exist_ok=True)
     np.savez(path, **given, detail=detail, truth=rendered.true_index().astype(np.float32),
              stacked=stacked, shape=np.array(stacker.shape))  # fmt: skip

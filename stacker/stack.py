@@ -669,18 +669,24 @@ class Stacker:
         brought to the smallest of the composite's pyramid levels at least four times that size
         (full size for frames under 3072 px long; 3000x2000 for 24 MP frames) with its depth steps
         on the composite's edges (:func:`stacker.depth.snap_edges`)."""
-        merger = self._require()
         assert self._shape is not None
         if self._snapped_cache is not None and self._snapped_cache[0] == self._version:
             return self._snapped_cache[1]
         filled = self._depth_small(min(-(-max(self._shape) // 4), _DEPTH_SIZE))[0]
-        stop = 0
-        while max(self._shape) / 2 ** (stop + 1) >= 4 * max(filled.shape):
-            stop += 1
-        detail = self._full_composite() if stop == 0 else merger.composite(stop)
+        detail = self._snap_detail(filled.shape)
         snapped = depth.snap_edges(filled, self._depth_guide(filled.shape), detail)
         self._snapped_cache = (self._version, snapped)
         return snapped
+
+    def _snap_detail(self, small: tuple[int, ...]) -> np.ndarray:
+        """The composite a depth map of ``small`` size has its steps snapped to: the smallest
+        of its pyramid levels at least four times that size."""
+        merger = self._require()
+        assert self._shape is not None
+        stop = 0
+        while max(self._shape) / 2 ** (stop + 1) >= 4 * max(small):
+            stop += 1
+        return self._full_composite() if stop == 0 else merger.composite(stop)
 
     def upsample_depth(
         self, small: np.ndarray, crop: bool = True, *, dst: np.ndarray | None = None
