@@ -793,6 +793,29 @@ def test_a_raised_flat_part_on_a_tilted_surface_keeps_its_own_depth() -> None:
     assert np.array_equal(out, frames)
 
 
+def test_a_flat_patch_on_a_curved_surface_takes_the_surrounds_curve() -> None:
+    """The patch of :func:`_square_on_a_ramp` on a ground that is tilted and bowed (a warped
+    board, a coin's face): the fill flattened its inside, over two frames off at its sides, and
+    the best plane through the band around it misses the band by a third of a frame (median)
+    and the patch by up to two frames. A plane that comes near but not close enough is refined
+    with the curve's squares: the patch takes the curved surface, exact here; the ground
+    around it keeps its depths."""
+    guide, (best, _, second, _) = _flat_square_on_textured_ground()
+    y, x = np.mgrid[0:200, 0:200].astype(np.float32)
+    ground = 2.0 + 0.1 * x + 0.003 * ((x - 60) ** 2 + (y - 60) ** 2)
+    index = np.rint(ground).astype(np.uint16)
+    second[:] = 1.0
+    frames = ground.copy()
+    frames[46:74, 46:74] = float(ground[60, 60])  # flattened inside, as the fill does
+    out = vote_flat_regions(frames, guide, (best, index, second, index), halo_px=12)
+    patch = np.s_[42:78, 42:78]
+    assert np.abs(frames[patch] - ground[patch]).max() > 2.0
+    assert np.abs(out[patch] - ground[patch]).max() < 0.01
+    outside = np.ones(frames.shape, bool)
+    outside[patch] = False
+    assert np.array_equal(out[outside], frames[outside])
+
+
 def test_a_flat_patch_partly_under_a_nearer_part_takes_the_plane_of_the_ground_around_it() -> None:
     """The patch of :func:`_square_on_a_ramp` lying on the tilted ground, with a textured label
     four frames in front of the ground over its top edge (a print on a board partly under a
