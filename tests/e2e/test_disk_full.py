@@ -23,7 +23,7 @@ from rig.session.events import FrameCaptured, FrameMerged, SessionEvent
 from rig.session.folder import SessionConfig, SessionFolder
 from rig.session.journal import Journal, JournalError, read_journal
 from rig.session.runner import RunnerOptions, SessionRunner
-from rig.session.state import FinishReason
+from rig.session.state import FinishReason, RunState
 from rig.sim.rig import SimRigSpec, SimulatedRig
 from rig.sim.scene import SceneSpec, write_stack
 from rig.sim.vcamera import use_virtual_camera
@@ -226,9 +226,13 @@ def test_a_merge_record_the_full_disk_refuses_is_a_fault_not_a_bug(
     def on_merged(event: SessionEvent) -> None:  # on the stacking thread, before frame 5's merge
         if isinstance(event, FrameMerged) and event.job.index == FRAMES - 1:
             deadline = time.monotonic() + 30
-            while FRAMES not in read_journal(folder.journal_path).frames():
-                assert time.monotonic() < deadline, "frame 5 was never shot"
+            # Shooting done, the return to the start journaled too: the shooting thread appends
+            # no more, so nothing but frame 5's merge record comes after the padding (a "move"
+            # record slipped in between once, and the merge record fitted in its block).
+            while runner.status().state is not RunState.FINISHING:
+                assert time.monotonic() < deadline, "the shooting never ended"
                 time.sleep(0.01)
+            assert FRAMES in read_journal(folder.journal_path).frames()
             end_on_a_block(folder.journal_path)  # frame 5's merge record needs a new block
             filled.append(fill(small_disk))
 
