@@ -41,6 +41,17 @@ def launch(module: str, prog: str) -> None:
         else:
             unraisable_before(info)
 
+    # A compiled module whose import of numpy's C API a Ctrl-C cut short prints the interrupt
+    # itself (``PyErr_Print``, through ``sys.excepthook``) and raises an ImportError ("numpy.core.
+    # multiarray failed to import", numpy 1.x): two tracebacks where one line was due.
+    excepthook_before = sys.excepthook
+
+    def note_printed(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
+        if issubclass(kind, KeyboardInterrupt):
+            ignored.append(exc)
+        else:
+            excepthook_before(kind, exc, tb)
+
     # The warnings loading gives are told once it has ended, and not after an interrupt, which
     # is their cause: a compiled (Cython) module whose set-up it cut short warned "Cython module
     # failed to patch module with custom type" above the one line. A load that failed otherwise
@@ -54,8 +65,14 @@ def launch(module: str, prog: str) -> None:
             if signal.getsignal(s) is not signal.SIG_IGN:
                 signal.signal(s, as_ctrl_c)
         sys.unraisablehook = note_interrupt
+        sys.excepthook = note_printed
         warnings.showwarning = lambda *warning, **_: said.append(warning)  # filters stay as set
-        main = importlib.import_module(module).main
+        try:
+            main = importlib.import_module(module).main
+        except Exception:
+            if not ignored:
+                raise
+            raise KeyboardInterrupt from None  # the load failed because it was interrupted
         if ignored:
             raise KeyboardInterrupt
     except KeyboardInterrupt:
@@ -65,6 +82,7 @@ def launch(module: str, prog: str) -> None:
         sys.exit(130)
     finally:
         sys.unraisablehook = unraisable_before
+        sys.excepthook = excepthook_before
         warnings.showwarning = show_before
         for warning in said:
             warnings.showwarning(*warning)

@@ -30,6 +30,38 @@ def test_an_interrupt_during_loading_is_one_line(tmp_path: Path) -> None:
     assert (done.returncode, done.stderr) == (130, "rig: interrupted\n")
 
 
+CUT_IMPORT = """
+import ctypes
+
+# As a compiled module's import of numpy's C API does when a Ctrl-C cut it short (numpy 1.x):
+# the interrupt printed by C (PyErr_Print, through sys.excepthook), then an ImportError raised.
+ctypes.pythonapi.PyRun_SimpleString(b"raise KeyboardInterrupt")
+raise ImportError("numpy.core.multiarray failed to import")
+"""
+
+
+def test_an_interrupt_a_compiled_import_printed_and_turned_into_an_import_error_is_one_line(
+    tmp_path: Path,
+) -> None:
+    """Interrupted as numpy 1.x's C API loaded, a compiled module printed the KeyboardInterrupt
+    itself and raised "numpy.core.multiarray failed to import": two tracebacks (the lowest
+    versions' lane, once, at 0.45 s into ``rig plan``). It is an interrupt: one line."""
+    (tmp_path / "cut_import.py").write_text(CUT_IMPORT, encoding="utf-8")
+    done = _launch(tmp_path, "cut_import", "rig")
+    assert (done.returncode, done.stderr) == (130, "rig: interrupted\n")
+
+
+def test_a_load_that_fails_without_an_interrupt_still_shows_why(tmp_path: Path) -> None:
+    """Only an interrupt makes a failed load one line: a module that cannot be imported for
+    another reason still ends in its traceback, which says what is wrong."""
+    (tmp_path / "broken_command.py").write_text(
+        'raise ImportError("numpy.core.multiarray failed to import")\n', encoding="utf-8"
+    )
+    done = _launch(tmp_path, "broken_command", "rig")
+    assert done.returncode == 1
+    assert "Traceback" in done.stderr and "numpy.core.multiarray" in done.stderr
+
+
 def test_an_interrupt_in_a_callback_the_import_runs_is_one_line(tmp_path: Path) -> None:
     """A Ctrl-C that landed in a module lock's weakref callback while the command loaded
     cannot propagate: Python printed 'Exception ignored in ...' with a traceback, and the
