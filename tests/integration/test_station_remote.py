@@ -82,14 +82,14 @@ class _SlowLiveView:
 
     def __init__(self, camera) -> None:
         self._camera = camera
-        self.release = threading.Event()
+        self.let_go = threading.Event()  # not "release": the camera has a release()
         self.in_preview = threading.Event()
         self.log: list[str] = []
 
     def capture_preview(self) -> bytes:
         self.log.append("preview")
         self.in_preview.set()
-        assert self.release.wait(30)
+        assert self.let_go.wait(30)
         self.log.append("preview done")
         return self._camera.capture_preview()
 
@@ -126,7 +126,7 @@ def test_a_session_starts_only_after_the_live_view_frame_in_flight(
     starting.start()
     starting.join(0.5)
     assert starting.is_alive() and st.running is None  # waiting for the frame in flight
-    camera.release.set()
+    camera.let_go.set()
     viewing.join(30)
     starting.join(30)
     assert codes == {"view": 200, "start": 201}

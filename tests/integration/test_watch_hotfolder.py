@@ -317,7 +317,7 @@ def test_an_idle_timeout_waits_for_a_frame_still_written_under_a_temporary_name(
 
     writer = in_thread(upload)
     with HotFolder(tmp_path, settle=0.3) as hot:
-        got = [p.name for p in hot.paths(idle_timeout=1.0)]
+        got = [p.name for p in hot.paths(idle_timeout=1.5)]  # the upload lasts 2.8 s: over it
     writer.join()
     assert got == ["a.jpg", "b.jpg"]
 
