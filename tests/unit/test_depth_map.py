@@ -14,7 +14,7 @@ from stacker import depth
 from stacker.depth_regions import vote_flat_regions
 from stacker.focus import measure_luma
 from stacker.merge import FocusTracker
-from stacker.stack import Stacker
+from stacker.stack import Stacker, depth_map_size
 
 ACCURACY_BAR = 0.90  # share within one frame; measured 0.94 (the best-frame index before: 0.61)
 
@@ -294,6 +294,39 @@ def test_written_map_is_never_the_live_previews_cheap_fill() -> None:
     assert written.shape == live.shape
     assert not np.array_equal(written, live)
     assert s.depth_frames_small().shape == (160, 1600)  # at most four times the filled map
+
+
+@pytest.mark.parametrize(
+    ("longest", "size"),
+    [(1000, 250), (1500, 375), (2048, 384), (3000, 384), (4000, 500), (6000, 750), (8192, 768)],
+)
+def test_large_frames_fill_their_map_finer_so_the_halo_keeps_its_map_pixels(
+    longest: int, size: int
+) -> None:
+    """Up to 3072 px a quarter of the frame, at most 384; beyond, one map pixel per eight frame
+    pixels (the 48 px focus-window halo stays 6 map pixels), at most 768."""
+    assert depth_map_size(longest) == size
+
+
+def test_the_written_map_of_a_wide_frame_is_filled_at_its_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 3200 px wide stack's written map is filled 400 px wide (not the 384 of smaller
+    frames); the live preview's stays at its own size."""
+    st = SyntheticStack(SceneSpec(width=3200, height=96, seed=5), 3)
+    s = Stacker()
+    for f in st:
+        s.add(f.image, position_um=f.focus_um)
+    asked: list[tuple[int | None, bool]] = []
+    small = Stacker._depth_small
+
+    def spy(self: Stacker, longest: int | None = None, live: bool = False):  # type: ignore[no-untyped-def]
+        asked.append((longest, live))
+        return small(self, longest, live=live)
+
+    monkeypatch.setattr(Stacker, "_depth_small", spy)
+    s.depth_frames_small()
+    assert asked == [(400, False)]
 
 
 def test_tracker_keeps_the_runner_up_hump_not_the_best_ones_shoulder() -> None:
