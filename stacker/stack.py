@@ -980,7 +980,7 @@ def depth_map_size(longest: int) -> int:
     the held-out 24 MP stacks of ``benchmarks/bench_depth.py`` (seeds 1-3, board and shapes)
     every stack gains: 6 of 6 within a frame on 97 % of the pixels instead of 5 (board 1
     95.5 -> 98.3 %, mean 98.0 -> 98.7 %), and so do the four of seeds 4 and 5 (0.1 to 0.7
-    point), for about half a second more at the end of the stack (the map takes 1.1-1.5 s).
+    point), for about half a second more at the end of the stack (the map takes 1.1-1.6 s).
     Frames up to 3072 px (the 1500x1000 stacks the rules were chosen on, 3000x2000, the
     2048 px pcb stack) are filled as before."""
     quarter = -(-longest // 4)
