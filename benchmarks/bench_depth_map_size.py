@@ -47,7 +47,7 @@ def one_stack(layout: str, seed: int, size: tuple[int, int], frames: int, sizes:
     try:
         for name in sizes:
             stack_module.depth_map_size = size_rule(name)  # type: ignore[assignment]
-            stacker._depth_cache = stacker._snapped_cache = None
+            stacker._snapped_cache = None  # kept per merge state; the fill is kept per size
             t = time.perf_counter()
             estimate = np.asarray(stacker.depth_frames(crop=False), np.float32)
             seconds = time.perf_counter() - t
