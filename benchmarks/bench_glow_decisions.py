@@ -103,7 +103,7 @@ class Recorder:
                 lh, lw = m.shapes[k]
                 idx = cv2.resize(self.forced, (lw, lh), interpolation=cv2.INTER_NEAREST)
                 sel = idx == index
-                m.fused[k][sel] = m.bands[k][sel]
+                m.fused[k][:, sel] = m.bands[k][:, sel]
 
     def composite(self) -> np.ndarray:
         return self.merger.composite(0)
@@ -113,7 +113,7 @@ class Recorder:
         m = self.merger
         h, w = self.hard.shape[:2]
         bands = [np.zeros_like(b) for b in m.fused]
-        work = pyramid.to_work(self.hard, (1.0, 1.0, 1.0), np.zeros((h, w, 3), np.int16))
+        work = pyramid.to_planes(self.hard, (1.0, 1.0, 1.0), np.zeros((3, h, w), np.int16))
         pyramid.build(work, m.levels, bands)
         mixed = bands[: down_to + 1] + [b.copy() for b in m.fused[down_to + 1 :]]
         return pyramid.from_work(pyramid.collapse(mixed), np.dtype(np.uint8))

@@ -34,7 +34,6 @@ Pixels a frame does not cover (outside its warped footprint) never win.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from typing import Generic, NamedTuple, TypeVar
 
 import cv2
@@ -130,9 +129,9 @@ Tracked = TypeVar("Tracked")
 
 
 class _Merger(ABC, Generic[Tracked]):
-    """What both mergers do with a frame: :meth:`track` its focus on the caller's thread, then
-    :meth:`fold` it into the merge state (which reads nothing else of the tracker, so the next
-    frame may be tracked meanwhile, as :class:`stacker.stack.Stacker` does)."""
+    """What both mergers do with a frame: :meth:`track` its focus, then :meth:`fold` it into the
+    merge state with what the tracking returned (the fold reads nothing else of the tracker).
+    :class:`stacker.stack.Stacker` does both on its merge thread."""
 
     tracker: FocusTracker
 
@@ -147,18 +146,9 @@ class _Merger(ABC, Generic[Tracked]):
         """Merge a frame warped to the reference (its own dtype) with its exposure gains.
 
         ``small`` is the frame's luma for the focus tracker (:meth:`FocusTracker.update`),
-        ``valid_small`` its coverage at the tracker's size. The same as :meth:`track`, then
-        :meth:`fold`.
+        ``valid_small`` its coverage at the tracker's size.
         """
-        self.tracked(small, valid_small, index)(frame, gains, valid_small)
-
-    def tracked(
-        self, small: np.ndarray, valid_small: np.ndarray, index: int
-    ) -> Callable[[np.ndarray, tuple[float, float, float], np.ndarray], None]:
-        """:meth:`track` the frame now; returns its :meth:`fold`, to call later (on another
-        thread, while the next frame is tracked) with the frame, its gains and coverage."""
-        tracked = self.track(small, valid_small, index)
-        return lambda frame, gains, valid: self.fold(frame, gains, valid, tracked)
+        self.fold(frame, gains, valid_small, self.track(small, valid_small, index))
 
     @abstractmethod
     def track(self, small: np.ndarray, valid_small: np.ndarray, index: int) -> Tracked:
@@ -206,9 +196,10 @@ class PyramidMerger(_Merger[_Tracked]):
         self.levels = pyramid.pyramid_levels(height, width)
         self.shapes = pyramid.level_shapes(height, width, self.levels)
         self.fine = min(self.coarse_from, self.levels - 1)
-        self.fused = [np.zeros((h, w, 3), self.wdt) for h, w in self.shapes]
-        self.bands = [np.zeros((h, w, 3), self.wdt) for h, w in self.shapes]
-        self._work = np.zeros((height, width, 3), self.wdt)
+        # Planar bands (3, h, w): see stacker.pyramid.
+        self.fused = [np.zeros((3, h, w), self.wdt) for h, w in self.shapes]
+        self.bands = [np.zeros((3, h, w), self.wdt) for h, w in self.shapes]
+        self._work = np.zeros((3, height, width), self.wdt)
         # Fine decisions are made per band at the band's size, except the finest band's, which
         # is made at half size (it is a 5x5 majority vote anyway) and applied with a 2x2 mask.
         self.decision_shapes = [self.shapes[min(1, self.levels - 1)], *self.shapes[1 : self.fine]]
@@ -225,7 +216,7 @@ class PyramidMerger(_Merger[_Tracked]):
         # Coarse bands and base: focus-weighted running sums (float32; a few % of a frame).
         coarse = self.shapes[self.fine :]
         self.weight_sum = [np.zeros(shape, np.float32) for shape in coarse]
-        self.band_sum = [np.zeros((h, w, 3), np.float32) for h, w in coarse]
+        self.band_sum = [np.zeros((3, h, w), np.float32) for h, w in coarse]
         self._score = [np.zeros(shape, np.float32) for shape in coarse]
         self.count = 0
         self.tracker = FocusTracker(height, width, self.track_level)
@@ -243,18 +234,15 @@ class PyramidMerger(_Merger[_Tracked]):
         """Local activity of the new frame at fine band k, at the band's decision size.
 
         |green coefficient| averaged over about 5x5 pixels. Green carries most of the luminance
-        detail (and half of a Bayer sensor's photosites); extracting one channel costs a third
-        of a weighted channel sum.
+        detail (and half of a Bayer sensor's photosites), and it is one plane of the band.
         """
         out = self._act_new[k]
         h, w = out.shape
         if k == 0:
-            cv2.extractChannel(self.bands[0], 1, dst=self._green0)
-            cv.absdiff(self._green0, 0, dst=self._green0)
+            cv.absdiff(self.bands[0][1], 0, dst=self._green0)
             cv2.resize(self._green0, (w, h), dst=out, interpolation=cv2.INTER_AREA)
             return cv2.blur(out, (3, 3), dst=out)
-        cv2.extractChannel(self.bands[k], 1, dst=out)
-        cv.absdiff(out, 0, dst=out)
+        cv.absdiff(self.bands[k][1], 0, dst=out)
         return cv2.blur(out, (5, 5), dst=out)
 
     def _focus_scores(self) -> list[np.ndarray]:
@@ -307,7 +295,9 @@ class PyramidMerger(_Merger[_Tracked]):
                 cv2.subtract(decision, self.quiet[k], dst=decision)  # quiet is 0 or 255
             self._hold(k, decision, tracked.measure)
             cv2.copyTo(act, decision, self.activity[k])
-            cv2.copyTo(self.bands[k], self._full_size(k, decision), self.fused[k])
+            take = self._full_size(k, decision)
+            for band, fused in zip(self.bands[k], self.fused[k], strict=True):
+                cv2.copyTo(band, take, fused)
 
     def _takes_over(self, k: int, measure: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         """Where the new frame takes fine band ``k`` whatever its activity (0/255 at ``size``):
@@ -380,10 +370,11 @@ class PyramidMerger(_Merger[_Tracked]):
         scale = 2 if k == 0 else 1
         box = np.s_[y * scale : (y + h) * scale, x * scale : (x + w) * scale]
         n = self.count + 1
-        band, fused = self.bands[k][box], self.fused[k][box]
-        mean = self._work.reshape(-1)[: band.size].reshape(band.shape)
-        cv2.addWeighted(fused, (n - 1) / n, band, 1.0 / n, 0.0, dst=mean)
-        cv2.copyTo(mean, self._full_size(k, quiet)[box], fused)
+        mask = self._full_size(k, quiet)[box]
+        mean = self._work[0].reshape(-1)[: mask.size].reshape(mask.shape)
+        for band, fused in zip(self.bands[k], self.fused[k], strict=True):
+            cv2.addWeighted(fused[box], (n - 1) / n, band[box], 1.0 / n, 0.0, dst=mean)
+            cv2.copyTo(mean, mask, fused[box])
 
     def _merge_coarse(self, valid_small: np.ndarray) -> None:
         """Coarse bands and base: running sums weighted by the focus score to the power
@@ -399,8 +390,8 @@ class PyramidMerger(_Merger[_Tracked]):
             weight[valid == 0] = 0.0
             self.weight_sum[k - self.fine] += weight
             band_sum = self.band_sum[k - self.fine]
-            band_sum += self.bands[k] * weight[..., None]
-            fused = band_sum / np.maximum(self.weight_sum[k - self.fine], 1e-30)[..., None]
+            band_sum += self.bands[k] * weight
+            fused = band_sum / np.maximum(self.weight_sum[k - self.fine], 1e-30)
             if self.wdt == np.int16:
                 np.rint(fused, out=fused)
             np.copyto(self.fused[k], fused, casting="unsafe")
@@ -408,10 +399,7 @@ class PyramidMerger(_Merger[_Tracked]):
     def track(self, small: np.ndarray, valid_small: np.ndarray, index: int) -> _Tracked:
         """Fold the frame's focus measure into the tracker; returns what :meth:`fold` needs of
         it: where the frame is not outclassed (the best frame so far less than
-        ``outclassed_by`` times sharper) and its focus measure.
-
-        The fold reads nothing else of the tracker, so the next frame may be tracked while
-        this one is folded (:class:`stacker.stack.Stacker` does, on another thread)."""
+        ``outclassed_by`` times sharper) and its focus measure."""
         self.tracker.update(small, valid_small, index)
         scaled = cv.multiply(self.tracker.latest, self.outclassed_by)
         return _Tracked(cv2.compare(self.tracker.best, scaled, cv2.CMP_LE), self.tracker.latest)
@@ -424,7 +412,7 @@ class PyramidMerger(_Merger[_Tracked]):
         tracked: _Tracked,
     ) -> None:
         """Merge a tracked frame (``tracked``: what :meth:`track` returned for it)."""
-        pyramid.build(pyramid.to_work(frame, gains, self._work), self.levels, self.bands)
+        pyramid.build(pyramid.to_planes(frame, gains, self._work), self.levels, self.bands)
         self._merge_fine(valid_small, self.count == 0, tracked)
         self._merge_coarse(valid_small)
         self.count += 1
