@@ -82,6 +82,9 @@ class FocusTracker:
         self._follow = np.zeros((h, w), np.uint8)
         self._last = np.full((h, w), -1.0, np.float32)  # the previous frame's measure
         self._last_index: int | None = None
+        self._fill = np.zeros((h, w), np.uint16)  # scratch: a frame index everywhere
+        self._inf = np.full((h, w), np.inf, np.float32)
+        self._unknown = np.full((h, w), -1.0, np.float32)
 
     def update(self, gray: np.ndarray, valid: np.ndarray, index: int) -> np.ndarray:
         """Fold in a frame, given as its luma in the reference geometry at the measure's size
@@ -98,26 +101,35 @@ class FocusTracker:
         self._track_second(fm, valid, index)
         cv2.copyTo(fm, self.winner, self.best)
         cv2.copyTo(self._last, self.winner, self.before)
-        self.after[self.winner > 0] = -1.0
-        self.index[self.winner > 0] = index
-        fm[valid == 0] = -1.0
+        self._fill.fill(index)
+        cv2.copyTo(self._fill, self.winner, self.index)
+        cv2.copyTo(self._unknown, self.winner, self.after)
+        cv2.copyTo(self._unknown, cv.compare(valid, 0, cv2.CMP_EQ), fm)
         self._last, self._last_index = fm, index
         return self.winner
 
     def _track_second(self, fm: np.ndarray, valid: np.ndarray, index: int) -> None:
-        """Update the runner-up peak with frame ``index`` (before the best is updated)."""
-        win = self.winner > 0
+        """Update the runner-up peak with frame ``index`` (before the best is updated).
+
+        In OpenCV's masked copies: numpy's boolean indexing and ``where=`` take ten times as
+        long on masks this size (1.5 MP at 24 MP frames)."""
+        win = self.winner
         # A new best frame beyond a valley: the old best is a hump of its own.
-        apart = win & (self._dip < self.valley * self.best) & (self.best > self.second)
-        self.second[apart] = self.best[apart]
-        self.second_index[apart] = self.index[apart]
+        apart = cv2.compare(self._dip, self.valley * self.best, cv2.CMP_LT)
+        cv2.bitwise_and(apart, cv2.compare(self.best, self.second, cv2.CMP_GT), dst=apart)
+        cv2.bitwise_and(apart, win, dst=apart)
+        cv2.copyTo(self.best, apart, self.second)
+        cv2.copyTo(self.index, apart, self.second_index)
         # A frame that does not win, beyond a valley since the best: the top of another hump.
-        lose = ~win & (valid > 0)
-        np.minimum(self._dip, fm, out=self._dip, where=lose)
-        rise = lose & (self._dip < self.valley * fm) & (fm > self.second)
-        self.second[rise] = fm[rise]
-        self.second_index[rise] = index
-        self._dip[win] = np.inf
+        lose = cv2.bitwise_and(cv2.bitwise_not(win), cv.compare(valid, 0, cv2.CMP_GT))
+        cv2.copyTo(cv2.min(self._dip, fm), lose, self._dip)
+        rise = cv2.compare(self._dip, self.valley * fm, cv2.CMP_LT)
+        cv2.bitwise_and(rise, cv2.compare(fm, self.second, cv2.CMP_GT), dst=rise)
+        cv2.bitwise_and(rise, lose, dst=rise)
+        cv2.copyTo(fm, rise, self.second)
+        self._fill.fill(index)
+        cv2.copyTo(self._fill, rise, self.second_index)
+        cv2.copyTo(self._inf, win, self._dip)
 
     @property
     def latest(self) -> np.ndarray:
@@ -208,7 +220,9 @@ class PyramidMerger(_Merger[_Tracked]):
         self._act_new = [np.zeros_like(a) for a in self.activity]
         self._green0 = np.zeros((height, width), act_dt)
         self._mask = [np.zeros(shape, np.uint8) for shape in self.decision_shapes]
-        self._mask0 = np.zeros((height, width), np.uint8)
+        h2, w2 = self.decision_shapes[0]
+        self._mask0 = np.zeros((2 * h2, 2 * w2), np.uint8)  # band 0's mask (and an odd edge)
+        self._mask_pairs = np.zeros((h2, w2), np.uint16)
         # Where every frame so far was quiet (its activity below the noise threshold), per fine
         # band at decision size: there the fused coefficient is the running mean.
         self.quiet = [np.zeros(shape, np.uint8) for shape in self.decision_shapes]
@@ -329,11 +343,21 @@ class PyramidMerger(_Merger[_Tracked]):
 
     def _full_size(self, k: int, mask: np.ndarray) -> np.ndarray:
         """A decision-size mask of fine band ``k`` at the band's own size (band 0's decisions
-        are made at half size and applied 2x2)."""
-        if k > 0:
-            return mask
+        are made at half size and applied 2x2).
+
+        Each value doubled into a uint16 (times 257) is the row widened, and two copies of it
+        make the two rows: the same as ``cv2.resize`` with ``INTER_NEAREST``, in half the time.
+        """
         fh, fw = self.shapes[0]
-        return cv2.resize(mask, (fw, fh), dst=self._mask0, interpolation=cv2.INTER_NEAREST)
+        if k > 0 or mask.shape == (fh, fw):
+            return mask
+        h2, w2 = mask.shape
+        cv.multiply(mask, 257, dst=self._mask_pairs, dtype=cv2.CV_16U)
+        wide = self._mask_pairs.view(np.uint8)
+        pairs = self._mask0.reshape(h2, 4 * w2)  # rows 2i and 2i + 1 side by side
+        pairs[:, : 2 * w2] = wide
+        pairs[:, 2 * w2 :] = wide
+        return self._mask0[:fh, :fw]
 
     def _fold_quiet(self, k: int, act: np.ndarray, valid: np.ndarray, first: bool) -> None:
         """Average fine band ``k`` where every frame so far is quiet there.

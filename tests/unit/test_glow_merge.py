@@ -171,3 +171,15 @@ def test_a_sharp_frame_takes_over_a_surround_only_defocused_frames_had_shown(
           f"near first {glow_db(near_first):.2f}")  # fmt: skip
     assert taken_over >= kept + 0.3
     assert taken_over >= glow_db(near_first) - 0.3
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (65, 97), (101, 100)])
+def test_the_finest_band_takes_its_half_size_decisions_pixel_for_pixel(shape) -> None:
+    """Band 0's decisions, made at half size, apply to the 2x2 pixels each stands for, odd
+    edges included: as a nearest-neighbour resize would place them."""
+    h, w = shape
+    merger = PyramidMerger(h, w, np.dtype(np.uint8))
+    small = merger.decision_shapes[0]
+    mask = (np.random.default_rng(h * w).random(small) > 0.5).astype(np.uint8) * 255
+    want = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
+    np.testing.assert_array_equal(merger._full_size(0, mask), want)
