@@ -183,3 +183,16 @@ def test_the_finest_band_takes_its_half_size_decisions_pixel_for_pixel(shape) ->
     mask = (np.random.default_rng(h * w).random(small) > 0.5).astype(np.uint8) * 255
     want = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
     np.testing.assert_array_equal(merger._full_size(0, mask), want)
+
+
+@pytest.mark.parametrize("size", [3, 5])
+def test_the_decisions_majority_vote_is_their_median(size) -> None:
+    """The vote over each decision's neighbourhood, from a box mean, is the median filter of
+    the 0/255 mask, edges included, on noise and on blobs."""
+    from stacker.merge import _majority
+
+    rng = np.random.default_rng(size)
+    noise = (rng.random((61, 83)) > 0.5).astype(np.uint8) * 255
+    blobs = cv2.GaussianBlur(noise, (0, 0), 2.0)
+    for mask in (noise, np.where(blobs > 127, 255, 0).astype(np.uint8)):
+        np.testing.assert_array_equal(_majority(mask.copy(), size), cv2.medianBlur(mask, size))
