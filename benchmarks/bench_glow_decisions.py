@@ -84,7 +84,7 @@ class Recorder:
     def add(self, frame: np.ndarray, index: int) -> None:
         m = self.merger
         valid = np.full(m.tracker.size[::-1], 255, np.uint8)
-        m.add(frame, (1.0, 1.0, 1.0), measure_luma(frame), valid, index)
+        m.add(frame, (1.0, 1.0, 1.0), m.tracker.measure(measure_luma(frame)), valid, index)
         h, w = self.hard.shape[:2]
         won = cv2.resize(m._mask[0], (w, h), interpolation=cv2.INTER_NEAREST)
         cv2.copyTo(frame, won, self.hard)
@@ -167,7 +167,9 @@ def scene_rows(folder: Path) -> list[tuple[str, np.ndarray]]:
         for run in runs.values():
             run.add(frame, i)
         noise_free.add(clean_frame, i)
-        depthmap.add(frame, (1.0, 1.0, 1.0), measure_luma(frame), valid, i)
+        depthmap.add(
+            frame, (1.0, 1.0, 1.0), depthmap.tracker.measure(measure_luma(frame)), valid, i
+        )
     base = runs["as coded"]
     rows = [
         ("pyramid (as coded)", base.composite()),

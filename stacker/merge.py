@@ -86,12 +86,17 @@ class FocusTracker:
         self._inf = np.full((h, w), np.inf, np.float32)
         self._unknown = np.full((h, w), -1.0, np.float32)
 
-    def update(self, gray: np.ndarray, valid: np.ndarray, index: int) -> np.ndarray:
-        """Fold in a frame, given as its luma in the reference geometry at the measure's size
-        (:func:`stacker.focus.measure_luma`); ``valid`` is its coverage at the tracker's size.
-        Returns the mask (0/255) where it now wins."""
-        window = WINDOW_PX / 2**self.level
-        fm = focus_measure(gray, self.size, window)
+    def measure(self, gray: np.ndarray) -> np.ndarray:
+        """A frame's focus measure at the tracker's size, from its luma in the reference
+        geometry at the measure's size (:func:`stacker.focus.measure_luma`): what
+        :meth:`update` takes. It depends on the frame alone (:class:`stacker.stack.Stacker`
+        makes it on the caller's thread, beside the registration)."""
+        return focus_measure(gray, self.size, WINDOW_PX / 2**self.level)
+
+    def update(self, fm: np.ndarray, valid: np.ndarray, index: int) -> np.ndarray:
+        """Fold in a frame, given as its focus measure (:meth:`measure`, which the tracker
+        keeps); ``valid`` is its coverage at the tracker's size. Returns the mask (0/255)
+        where it now wins."""
         cv2.compare(fm, self.best, cv2.CMP_GT, dst=self.winner)
         cv2.bitwise_and(self.winner, valid, dst=self.winner)
         if self._last_index is not None:
@@ -151,19 +156,19 @@ class _Merger(ABC, Generic[Tracked]):
         self,
         frame: np.ndarray,
         gains: tuple[float, float, float],
-        small: np.ndarray,
+        measure: np.ndarray,
         valid_small: np.ndarray,
         index: int,
     ) -> None:
         """Merge a frame warped to the reference (its own dtype) with its exposure gains.
 
-        ``small`` is the frame's luma for the focus tracker (:meth:`FocusTracker.update`),
+        ``measure`` is the frame's focus measure (:meth:`FocusTracker.measure`),
         ``valid_small`` its coverage at the tracker's size.
         """
-        self.fold(frame, gains, valid_small, self.track(small, valid_small, index))
+        self.fold(frame, gains, valid_small, self.track(measure, valid_small, index))
 
     @abstractmethod
-    def track(self, small: np.ndarray, valid_small: np.ndarray, index: int) -> Tracked:
+    def track(self, measure: np.ndarray, valid_small: np.ndarray, index: int) -> Tracked:
         """Fold the frame's focus measure into the tracker; returns what :meth:`fold` needs."""
 
     @abstractmethod
@@ -420,11 +425,11 @@ class PyramidMerger(_Merger[_Tracked]):
                 np.rint(fused, out=fused)
             np.copyto(self.fused[k], fused, casting="unsafe")
 
-    def track(self, small: np.ndarray, valid_small: np.ndarray, index: int) -> _Tracked:
+    def track(self, measure: np.ndarray, valid_small: np.ndarray, index: int) -> _Tracked:
         """Fold the frame's focus measure into the tracker; returns what :meth:`fold` needs of
         it: where the frame is not outclassed (the best frame so far less than
         ``outclassed_by`` times sharper) and its focus measure."""
-        self.tracker.update(small, valid_small, index)
+        self.tracker.update(measure, valid_small, index)
         scaled = cv.multiply(self.tracker.latest, self.outclassed_by)
         return _Tracked(cv2.compare(self.tracker.best, scaled, cv2.CMP_LE), self.tracker.latest)
 
@@ -465,10 +470,10 @@ class DepthMapMerger(_Merger[np.ndarray]):
         self.count = 0
         self.tracker = FocusTracker(height, width, self.track_level)
 
-    def track(self, small: np.ndarray, valid_small: np.ndarray, index: int) -> np.ndarray:
+    def track(self, measure: np.ndarray, valid_small: np.ndarray, index: int) -> np.ndarray:
         """Fold the frame's focus measure into the tracker; returns a copy of where it now
         wins (0/255), all :meth:`fold` needs of the tracker."""
-        return self.tracker.update(small, valid_small, index).copy()
+        return self.tracker.update(measure, valid_small, index).copy()
 
     def fold(
         self,

@@ -36,7 +36,7 @@ def test_half_step_peak_is_recovered_through_the_tracker() -> None:
     for i in range(9):
         # contrast of the texture falls off as a Gaussian of the distance from each pixel's peak
         gain = np.exp(-((i - peaks) ** 2) / (2 * 1.2**2)).astype(np.float32)
-        tracker.update(128 + texture * gain, valid, i)
+        tracker.update(tracker.measure(128 + texture * gain), valid, i)
     offset = depth.subframe_peak(tracker.best, tracker.before, tracker.after, 4.0)
     frames = tracker.index + offset
     inner = (slice(8, 56), slice(8, 24)), (slice(8, 56), slice(40, 56))
@@ -148,10 +148,10 @@ def test_tracker_memory_does_not_grow_with_frames() -> None:
     tracemalloc.start()
     try:
         for i in range(4):
-            tracker.update(measure_luma(frames[i % 3]), valid, i)
+            tracker.update(tracker.measure(measure_luma(frames[i % 3])), valid, i)
         after_four, _ = tracemalloc.get_traced_memory()
         for i in range(4, 24):
-            tracker.update(measure_luma(frames[i % 3]), valid, i)
+            tracker.update(tracker.measure(measure_luma(frames[i % 3])), valid, i)
         after_all, _ = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -343,7 +343,7 @@ def test_tracker_keeps_the_runner_up_hump_not_the_best_ones_shoulder() -> None:
         two = np.exp(-((i - 3) ** 2) / 2.0) + 0.7 * np.exp(-((i - 10) ** 2) / 2.0)
         one = np.exp(-((i - 6) ** 2) / (2 * 1.5**2))
         gain = np.where(left, two, one) * np.ones((64, 1))
-        tracker.update(128 + texture * gain.astype(np.float32), valid, i)
+        tracker.update(tracker.measure(128 + texture * gain.astype(np.float32)), valid, i)
     # away from the halves' border: the focus window (sigma 6 px here) mixes them there
     inner_left, inner_right = (slice(8, 56), slice(8, 28)), (slice(8, 56), slice(100, 120))
     assert (tracker.index[inner_left] == 3).all()
