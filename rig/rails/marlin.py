@@ -297,11 +297,13 @@ class MarlinRail(GcodeRail):
                 self._responses.clear()
                 self._info, self._errors = [], []
                 self._awaiting = True
+                # Counted before the line goes out: a board that restarts as soon as it has the
+                # line (before this thread runs again) is a restart, not the silence allowed.
+                seen, boots = self._activity, self._boots
             try:
                 link.send_line(line)
                 with self._cond:
                     deadline = time.monotonic() + silence
-                    seen, boots = self._activity, self._boots
                     while not self._responses:
                         if link.lost is not None:
                             raise link.lost
