@@ -103,10 +103,10 @@ class FocusTracker:
             cv.compare(self.index, self._last_index, cv2.CMP_EQ, dst=self._follow)
             cv2.bitwise_and(self._follow, valid, dst=self._follow)
             cv2.copyTo(fm, self._follow, self.after)
+        self._fill.fill(index)  # this frame's index everywhere, for the masked copies below
         self._track_second(fm, valid, index)
         cv2.copyTo(fm, self.winner, self.best)
         cv2.copyTo(self._last, self.winner, self.before)
-        self._fill.fill(index)
         cv2.copyTo(self._fill, self.winner, self.index)
         cv2.copyTo(self._unknown, self.winner, self.after)
         cv2.copyTo(self._unknown, cv.compare(valid, 0, cv2.CMP_EQ), fm)
@@ -132,8 +132,7 @@ class FocusTracker:
         cv2.bitwise_and(rise, cv2.compare(fm, self.second, cv2.CMP_GT), dst=rise)
         cv2.bitwise_and(rise, lose, dst=rise)
         cv2.copyTo(fm, rise, self.second)
-        self._fill.fill(index)
-        cv2.copyTo(self._fill, rise, self.second_index)
+        cv2.copyTo(self._fill, rise, self.second_index)  # filled with ``index`` by update
         cv2.copyTo(self._inf, win, self._dip)
 
     @property
