@@ -372,8 +372,8 @@ def _jpeg_is_complete(data: bytes) -> bool:
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte
             pos += 1
-        elif marker == 0xDA:  # start of scan
-            return data.find(b"\xff\xd9", pos) != -1
+        elif marker == 0xDA:  # start of scan: look for the end marker from the end, where it is
+            return data.rfind(b"\xff\xd9", pos) != -1
         elif 0xD0 <= marker <= 0xD7 or marker == 0x01:
             pos += 2
         else:
