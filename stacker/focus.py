@@ -42,12 +42,20 @@ def measure_luma(frame: np.ndarray, gain: float = 1.0) -> np.ndarray:
 
 
 def focus_measure(
-    gray: np.ndarray, size: tuple[int, int] | None = None, window: float = WINDOW_PX / 2
+    gray: np.ndarray,
+    size: tuple[int, int] | None = None,
+    window: float = WINDOW_PX / 2,
+    scratch: np.ndarray | None = None,
 ) -> np.ndarray:
     """Smoothed Laplacian energy of a float32 luma image, area-averaged to ``size`` (w, h;
-    default: the same size) and then blurred with sigma ``window`` pixels of that size."""
-    lap = cv2.Laplacian(gray, cv2.CV_32F, ksize=3)
-    energy = cv2.multiply(lap, lap)
+    default: the same size) and then blurred with sigma ``window`` pixels of that size.
+
+    ``scratch``, a float32 array of ``gray``'s shape, holds the Laplacian and its energy: a
+    caller measuring frame after frame passes the same one. Fresh, those 24 MB (at the half
+    size of a 24 MP frame) cost as much again as the filtering, in page faults.
+    """
+    lap = cv2.Laplacian(gray, cv2.CV_32F, dst=scratch, ksize=3)
+    energy = cv2.multiply(lap, lap, dst=lap)
     if size is not None and size != (gray.shape[1], gray.shape[0]):
         energy = cv2.resize(energy, size, interpolation=cv2.INTER_AREA)
     return cv2.GaussianBlur(energy, (0, 0), window)
