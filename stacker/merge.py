@@ -43,6 +43,9 @@ from stacker import pyramid
 from stacker.cvtyping import cv
 from stacker.focus import WINDOW_PX, focus_measure
 
+APPLY_ROWS = 32
+"""Half-size decision rows of the finest band (64 frame rows) applied at a time."""
+
 
 class FocusTracker:
     """Per pixel, at pyramid level ``level``: the best focus measure so far, its frame index,
@@ -227,9 +230,12 @@ class PyramidMerger(_Merger[_Tracked]):
         self._act_new = [np.zeros_like(a) for a in self.activity]
         self._green0 = np.zeros((height, width), act_dt)
         self._mask = [np.zeros(shape, np.uint8) for shape in self.decision_shapes]
+        # Band 0's decisions doubled to full size a strip at a time (:meth:`_apply`).
         h2, w2 = self.decision_shapes[0]
-        self._mask0 = np.zeros((2 * h2, 2 * w2), np.uint8)  # band 0's mask (and an odd edge)
-        self._mask_pairs = np.zeros((h2, w2), np.uint16)
+        rows = min(h2, APPLY_ROWS)
+        self._pairs = np.zeros((rows, w2), np.uint16)
+        self._take0 = np.zeros((2 * rows, 2 * w2), np.uint8)  # (an odd edge's column too)
+        self._quiet0 = np.zeros((2 * rows, 2 * w2), np.uint8)
         # Where every frame so far was quiet (its activity below the noise threshold), per fine
         # band at decision size: there the fused coefficient is the running mean.
         self.quiet = [np.zeros(shape, np.uint8) for shape in self.decision_shapes]
@@ -316,9 +322,7 @@ class PyramidMerger(_Merger[_Tracked]):
                 cv2.subtract(decision, self.quiet[k], dst=decision)  # quiet is 0 or 255
             self._hold(k, decision, tracked.measure)
             cv2.copyTo(act, decision, self.activity[k])
-            take = self._full_size(k, decision)
-            for band, fused in zip(self.bands[k], self.fused[k], strict=True):
-                cv2.copyTo(band, take, fused)
+            self._apply(k, decision, None if first else self.quiet[k])
 
     def _takes_over(self, k: int, measure: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         """Where the new frame takes fine band ``k`` whatever its activity (0/255 at ``size``):
@@ -348,26 +352,53 @@ class PyramidMerger(_Merger[_Tracked]):
             took = cv2.resize(decision, (tw, th), interpolation=cv2.INTER_AREA)
         cv2.copyTo(measure, cv.compare(took, 127, cv2.CMP_GT), self.holder[k])
 
-    def _full_size(self, k: int, mask: np.ndarray) -> np.ndarray:
-        """A decision-size mask of fine band ``k`` at the band's own size (band 0's decisions
-        are made at half size and applied 2x2).
+    def _apply(self, k: int, decision: np.ndarray, quiet: np.ndarray | None) -> None:
+        """Write the new frame's coefficients into fine band ``k`` where it won (``decision``),
+        and the running mean of the frames where every one so far is ``quiet``
+        (:meth:`_fold_quiet`; None for the first frame, where its own coefficients are both).
 
-        Each value doubled into a uint16 (times 257) is the row widened, and two copies of it
-        make the two rows: the same as ``cv2.resize`` with ``INTER_NEAREST``, in half the time.
+        Band 0's decisions, made at half size, are doubled to full size and applied
+        :data:`APPLY_ROWS` rows at a time: the doubled masks and the mean stay in cache rather
+        than make three more passes over 24 MP, and a strip with no quiet place skips the mean.
         """
+        if k > 0 or decision.shape == self.shapes[0]:
+            self._apply_rows(self.bands[k], self.fused[k], decision, quiet)
+            return
         fh, fw = self.shapes[0]
-        if k > 0 or mask.shape == (fh, fw):
-            return mask
-        h2, w2 = mask.shape
-        cv.multiply(mask, 257, dst=self._mask_pairs, dtype=cv2.CV_16U)
-        wide = self._mask_pairs.view(np.uint8)
-        pairs = self._mask0.reshape(h2, 4 * w2)  # rows 2i and 2i + 1 side by side
-        pairs[:, : 2 * w2] = wide
-        pairs[:, 2 * w2 :] = wide
-        return self._mask0[:fh, :fw]
+        h2 = decision.shape[0]
+        for r0 in range(0, h2, APPLY_ROWS):
+            r1 = min(h2, r0 + APPLY_ROWS)
+            rows = np.s_[:, 2 * r0 : min(fh, 2 * r1)]
+            n = min(fh, 2 * r1) - 2 * r0
+            pairs = self._pairs[: r1 - r0]
+            take = _doubled(decision[r0:r1], pairs, self._take0[: 2 * (r1 - r0)])[:n, :fw]
+            still = None
+            if quiet is not None:
+                still = _doubled(quiet[r0:r1], pairs, self._quiet0[: 2 * (r1 - r0)])[:n, :fw]
+            self._apply_rows(self.bands[0][rows], self.fused[0][rows], take, still)
+
+    def _apply_rows(
+        self, bands: np.ndarray, fused: np.ndarray, take: np.ndarray, quiet: np.ndarray | None
+    ) -> None:
+        """:meth:`_apply` on planar rows ``bands`` and ``fused`` (3, h, w) with masks (h, w) of
+        their size."""
+        box = None
+        if quiet is not None:
+            x, y, w, h = cv2.boundingRect(quiet)  # quiet places shrink as frames bring detail
+            box = np.s_[y : y + h, x : x + w] if w else None
+        n = self.count + 1
+        for band, out in zip(bands, fused, strict=True):
+            if box is not None:
+                assert quiet is not None
+                mask = quiet[box]
+                mean = self._work[0].reshape(-1)[: mask.size].reshape(mask.shape)  # scratch
+                cv2.addWeighted(out[box], (n - 1) / n, band[box], 1.0 / n, 0.0, dst=mean)
+                cv2.copyTo(mean, mask, out[box])
+            cv2.copyTo(band, take, out)
 
     def _fold_quiet(self, k: int, act: np.ndarray, valid: np.ndarray, first: bool) -> None:
-        """Average fine band ``k`` where every frame so far is quiet there.
+        """Update where fine band ``k`` is quiet in every frame so far: there :meth:`_apply`
+        gives it their mean.
 
         Where no frame shows more than noise (a flat area, or one every frame sees defocused),
         picking the most active coefficient picks the largest of the frames' noise draws: the
@@ -395,17 +426,6 @@ class PyramidMerger(_Merger[_Tracked]):
             quiet[...] = below
             return
         cv2.bitwise_and(quiet, below, dst=quiet)
-        x, y, w, h = cv2.boundingRect(quiet)  # quiet places shrink as frames bring detail
-        if w == 0:
-            return
-        scale = 2 if k == 0 else 1
-        box = np.s_[y * scale : (y + h) * scale, x * scale : (x + w) * scale]
-        n = self.count + 1
-        mask = self._full_size(k, quiet)[box]
-        mean = self._work[0].reshape(-1)[: mask.size].reshape(mask.shape)
-        for band, fused in zip(self.bands[k], self.fused[k], strict=True):
-            cv2.addWeighted(fused[box], (n - 1) / n, band[box], 1.0 / n, 0.0, dst=mean)
-            cv2.copyTo(mean, mask, fused[box])
 
     def _merge_coarse(self, valid_small: np.ndarray) -> None:
         """Coarse bands and base: running sums weighted by the focus score to the power
@@ -511,6 +531,19 @@ class DepthMapMerger(_Merger[np.ndarray]):
         out = np.empty(img.shape, np.uint16)
         np.copyto(out, np.minimum(img, 65535.0) + 0.5, casting="unsafe")
         return out
+
+
+def _doubled(mask: np.ndarray, pairs: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``mask`` (h, w) at twice its size in ``out`` (2h, 2w), each value a 2x2 block: the same
+    as ``cv2.resize`` with ``INTER_NEAREST``, in half the time. Each value doubled into a
+    uint16 (times 257, in ``pairs``, (h, w)) is the row widened; two copies make the two rows."""
+    h, w = mask.shape
+    cv.multiply(mask, 257, dst=pairs, dtype=cv2.CV_16U)
+    wide = pairs.view(np.uint8)
+    rows = out.reshape(h, 4 * w)  # rows 2i and 2i + 1 side by side
+    rows[:, : 2 * w] = wide
+    rows[:, 2 * w :] = wide
+    return out
 
 
 def _majority(mask: np.ndarray, size: int) -> np.ndarray:

@@ -17,7 +17,8 @@ import pytest
 
 from evaluation.scoring import central_mask, fitted_psnr
 from rig.sim.glow import GlowSpec, GlowStack
-from stacker.merge import PyramidMerger
+from stacker import merge as merge_module
+from stacker.merge import PyramidMerger, _doubled
 from stacker.stack import Stacker
 
 W, H, N = 480, 320, 8
@@ -178,11 +179,36 @@ def test_the_finest_band_takes_its_half_size_decisions_pixel_for_pixel(shape) ->
     """Band 0's decisions, made at half size, apply to the 2x2 pixels each stands for, odd
     edges included: as a nearest-neighbour resize would place them."""
     h, w = shape
-    merger = PyramidMerger(h, w, np.dtype(np.uint8))
-    small = merger.decision_shapes[0]
+    small = PyramidMerger(h, w, np.dtype(np.uint8)).decision_shapes[0]
     mask = (np.random.default_rng(h * w).random(small) > 0.5).astype(np.uint8) * 255
     want = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
-    np.testing.assert_array_equal(merger._full_size(0, mask), want)
+    out = np.zeros((2 * small[0], 2 * small[1]), np.uint8)
+    got = _doubled(mask, np.zeros(small, np.uint16), out)[:h, :w]
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (131, 97), (260, 301)])
+def test_the_finest_band_is_applied_in_strips_as_it_would_be_whole(shape, monkeypatch) -> None:
+    """Band 0's new coefficients go in a strip of rows at a time: where the frame won, and the
+    running mean where every frame so far was quiet, across strip boundaries and odd edges."""
+    monkeypatch.setattr(merge_module, "APPLY_ROWS", 7)
+    h, w = shape
+    rng = np.random.default_rng(h + w)
+    merger = PyramidMerger(h, w, np.dtype(np.uint8))
+    merger.count = 3  # the fourth frame: the mean takes a quarter of it
+    small = merger.decision_shapes[0]
+    quiet = (rng.random(small) > 0.6).astype(np.uint8) * 255
+    quiet[: small[0] // 3] = 0  # strips with no quiet place skip the mean
+    take = (rng.random(small) > 0.5).astype(np.uint8) * 255 & ~quiet
+    merger.bands[0][...] = rng.integers(-500, 500, merger.bands[0].shape)
+    merger.fused[0][...] = rng.integers(-500, 500, merger.fused[0].shape)
+    band, fused = merger.bands[0].astype(np.float64), merger.fused[0].astype(np.float64)
+    full_take = cv2.resize(take, (w, h), interpolation=cv2.INTER_NEAREST) > 0
+    full_quiet = cv2.resize(quiet, (w, h), interpolation=cv2.INTER_NEAREST) > 0
+    want = np.where(full_take, band, fused)
+    want = np.where(full_quiet, np.rint(fused * 0.75 + band * 0.25), want)
+    merger._apply(0, take, quiet)
+    np.testing.assert_array_equal(merger.fused[0], want)
 
 
 @pytest.mark.parametrize("size", [3, 5])
