@@ -18,6 +18,10 @@ autogrouping, a plain ``nice`` only ranks processes within their own session.
 
     python benchmarks/bench_run.py --mp 24 --frames 24 --repeats 3
 
+With ``--against OTHER`` (a checkout or a ``git archive`` of one) it compares instead: runs of
+this checkout and of ``OTHER`` on all cores, alternated, and the ratio of each pair, which a
+machine whose speed drifts between runs disturbs less than it does medians taken apart.
+
 The bars, recorded rather than asserted: at most 1.0 s per frame and at most 4x the decode
 time; peak RSS at most 1.5 GB; the result written within 1.5 s of the last frame; on two cores
 at least 1.6x faster than on one. From the 1-to-N-core speed-up the script also gives the
@@ -138,6 +142,46 @@ def amdahl(speedup: float, cores: int) -> float:
     return (1 - 1 / speedup) / (1 - 1 / cores)
 
 
+def paired(folder: Path, out: Path, args: argparse.Namespace) -> int:
+    """``--against``: this checkout and another alternated on all cores (A B, B A, ...), so
+    that a machine whose speed drifts from minute to minute slows both alike, and the ratio
+    within each pair says what the change did."""
+    decodes = [decode_floor(folder)["floor"]]
+    pairs: list[dict[str, Any]] = []
+    for i in range(args.repeats):
+        if i:
+            decodes.append(decode_floor(folder)["floor"])  # the machine's pace, pair by pair
+        roots = [args.root, args.against] if i % 2 == 0 else [args.against, args.root]
+        got = {}
+        for root in roots:
+            got[root] = r = measured(folder, out, None, args.extra, root)
+            print(f"  {root}: {r['wall_s']:.1f} s, cpu {r['cpu_s']:.1f} s, "
+                  f"{r['peak_rss_mb']:.0f} MB (load {r['load_1min']:.1f})", flush=True)  # fmt: skip
+        pairs.append({"this": got[args.root], "against": got[args.against]})
+    wall = {k: [p[k]["wall_s"] for p in pairs] for k in ("this", "against")}
+    ratio = [a / b for a, b in zip(wall["this"], wall["against"], strict=True)]
+    cpu = [p["this"]["cpu_s"] / p["against"]["cpu_s"] for p in pairs]
+    decode = statistics.median(decodes)
+    summary = {
+        "decode_s": decode,
+        "decode_runs_s": decodes,
+        "this_s": statistics.median(wall["this"]),
+        "against_s": statistics.median(wall["against"]),
+        "wall_ratios": ratio,
+        "cpu_ratios": cpu,
+    }
+    print(
+        f"\ndecode alone {decode:.2f} s; this {summary['this_s']:.1f} s "
+        f"({summary['this_s'] / decode:.1f}x decode), {args.against} {summary['against_s']:.1f} s "
+        f"({summary['against_s'] / decode:.1f}x); this / that, pair by pair: wall "
+        f"{', '.join(f'{x:.3f}' for x in ratio)} (median {statistics.median(ratio):.3f}), "
+        f"CPU {', '.join(f'{x:.3f}' for x in cpu)} (median {statistics.median(cpu):.3f})"
+    )
+    common.write_json(args.json, {"machine": common.machine(), "summary": summary, "pairs": pairs})
+    print(f"wrote {args.json}")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--mp", type=float, default=24.0)
@@ -150,6 +194,8 @@ def main() -> int:
     ap.add_argument("--cores", default="all", help=argparse.SUPPRESS)
     ap.add_argument("--root", type=Path, default=common.HERE.parent,
                     help="checkout whose stacker/ runs (default: this one)")  # fmt: skip
+    ap.add_argument("--against", type=Path,
+                    help="another checkout: runs of both, alternated, compared")  # fmt: skip
     ap.add_argument("extra", nargs="*", help="more stacker stack options, after --")
     args = ap.parse_args()
     if args.one:
@@ -160,6 +206,8 @@ def main() -> int:
 
     folder = common.ensure_stack(args.mp, args.frames)
     out = common.WORK / f"bench_run_out.{args.format}"
+    if args.against:
+        return paired(folder, out, args)
     ncores = len(os.sched_getaffinity(0))
     decodes: list[dict[str, float]] = []
     runs: list[dict[str, Any]] = []
