@@ -368,28 +368,26 @@ class PyramidMerger(_Merger[_Tracked]):
         h2 = decision.shape[0]
         for r0 in range(0, h2, APPLY_ROWS):
             r1 = min(h2, r0 + APPLY_ROWS)
-            rows = np.s_[:, 2 * r0 : min(fh, 2 * r1)]
-            n = min(fh, 2 * r1) - 2 * r0
+            f0, f1 = 2 * r0, min(fh, 2 * r1)  # the strip's frame rows (an odd last row cut)
             pairs = self._pairs[: r1 - r0]
-            take = _doubled(decision[r0:r1], pairs, self._take0[: 2 * (r1 - r0)])[:n, :fw]
+            take = _doubled(decision[r0:r1], pairs, self._take0[: 2 * (r1 - r0)])
             still = None
             if quiet is not None:
-                still = _doubled(quiet[r0:r1], pairs, self._quiet0[: 2 * (r1 - r0)])[:n, :fw]
-            self._apply_rows(self.bands[0][rows], self.fused[0][rows], take, still)
+                still = _doubled(quiet[r0:r1], pairs, self._quiet0[: 2 * (r1 - r0)])
+                still = still[: f1 - f0, :fw]
+            bands, fused = self.bands[0][:, f0:f1], self.fused[0][:, f0:f1]
+            self._apply_rows(bands, fused, take[: f1 - f0, :fw], still)
 
     def _apply_rows(
         self, bands: np.ndarray, fused: np.ndarray, take: np.ndarray, quiet: np.ndarray | None
     ) -> None:
         """:meth:`_apply` on planar rows ``bands`` and ``fused`` (3, h, w) with masks (h, w) of
         their size."""
-        box = None
-        if quiet is not None:
-            x, y, w, h = cv2.boundingRect(quiet)  # quiet places shrink as frames bring detail
-            box = np.s_[y : y + h, x : x + w] if w else None
+        x, y, w, h = cv2.boundingRect(quiet) if quiet is not None else (0, 0, 0, 0)
+        box = np.s_[y : y + h, x : x + w]  # quiet places shrink as frames bring detail
         n = self.count + 1
         for band, out in zip(bands, fused, strict=True):
-            if box is not None:
-                assert quiet is not None
+            if quiet is not None and w:
                 mask = quiet[box]
                 mean = self._work[0].reshape(-1)[: mask.size].reshape(mask.shape)  # scratch
                 cv2.addWeighted(out[box], (n - 1) / n, band[box], 1.0 / n, 0.0, dst=mean)
