@@ -113,8 +113,8 @@ class Recorder:
         m = self.merger
         h, w = self.hard.shape[:2]
         bands = [np.zeros_like(b) for b in m.fused]
-        work = pyramid.to_planes(self.hard, (1.0, 1.0, 1.0), np.zeros((3, h, w), np.int16))
-        pyramid.build(work, m.levels, bands)
+        pyramid.to_planes(self.hard, (1.0, 1.0, 1.0), bands[0])
+        pyramid.build(m.levels, bands, np.zeros((h, w), np.int16))
         mixed = bands[: down_to + 1] + [b.copy() for b in m.fused[down_to + 1 :]]
         return pyramid.from_work(pyramid.collapse(mixed), np.dtype(np.uint8))
 

@@ -221,14 +221,15 @@ class PyramidMerger(_Merger[_Tracked]):
         # Planar bands (3, h, w): see stacker.pyramid.
         self.fused = [np.zeros((3, h, w), self.wdt) for h, w in self.shapes]
         self.bands = [np.zeros((3, h, w), self.wdt) for h, w in self.shapes]
-        self._work = np.zeros((3, height, width), self.wdt)
+        # One plane of scratch: the pyramid's expansions (:func:`stacker.pyramid.build`), then
+        # band 0's green activity and the quiet places' running mean, one after the other.
+        self._scratch = np.zeros((height, width), self.wdt)
         # Fine decisions are made per band at the band's size, except the finest band's, which
         # is made at half size (it is a 5x5 majority vote anyway) and applied with a 2x2 mask.
         self.decision_shapes = [self.shapes[min(1, self.levels - 1)], *self.shapes[1 : self.fine]]
         act_dt = np.int16 if self.wdt == np.int16 else np.float32
         self.activity = [np.zeros(shape, act_dt) for shape in self.decision_shapes]
         self._act_new = [np.zeros_like(a) for a in self.activity]
-        self._green0 = np.zeros((height, width), act_dt)
         self._mask = [np.zeros(shape, np.uint8) for shape in self.decision_shapes]
         # Band 0's decisions doubled to full size a strip at a time (:meth:`_apply`).
         h2, w2 = self.decision_shapes[0]
@@ -266,8 +267,8 @@ class PyramidMerger(_Merger[_Tracked]):
         out = self._act_new[k]
         h, w = out.shape
         if k == 0:
-            cv.absdiff(self.bands[0][1], 0, dst=self._green0)
-            cv2.resize(self._green0, (w, h), dst=out, interpolation=cv2.INTER_AREA)
+            green = cv.absdiff(self.bands[0][1], 0, dst=self._scratch)
+            cv2.resize(green, (w, h), dst=out, interpolation=cv2.INTER_AREA)
             return cv2.blur(out, (3, 3), dst=out)
         cv.absdiff(self.bands[k][1], 0, dst=out)
         return cv2.blur(out, (5, 5), dst=out)
@@ -389,7 +390,7 @@ class PyramidMerger(_Merger[_Tracked]):
         for band, out in zip(bands, fused, strict=True):
             if quiet is not None and w:
                 mask = quiet[box]
-                mean = self._work[0].reshape(-1)[: mask.size].reshape(mask.shape)  # scratch
+                mean = self._scratch.reshape(-1)[: mask.size].reshape(mask.shape)
                 cv2.addWeighted(out[box], (n - 1) / n, band[box], 1.0 / n, 0.0, dst=mean)
                 cv2.copyTo(mean, mask, out[box])
             cv2.copyTo(band, take, out)
@@ -461,7 +462,8 @@ class PyramidMerger(_Merger[_Tracked]):
         tracked: _Tracked,
     ) -> None:
         """Merge a tracked frame (``tracked``: what :meth:`track` returned for it)."""
-        pyramid.build(pyramid.to_planes(frame, gains, self._work), self.levels, self.bands)
+        pyramid.to_planes(frame, gains, self.bands[0])
+        pyramid.build(self.levels, self.bands, self._scratch)
         self._merge_fine(valid_small, self.count == 0, tracked)
         self._merge_coarse(valid_small)
         self.count += 1

@@ -144,35 +144,31 @@ def rows(planes: np.ndarray) -> np.ndarray:
     return planes.reshape(-1, planes.shape[-1])
 
 
-def build(image: np.ndarray, levels: int, out: list[np.ndarray]) -> list[np.ndarray]:
-    """Laplacian pyramid of the planar ``image`` (3, h, w) into preallocated planar ``out``
-    (finest band first, lowpass last), allocating nothing: ``image`` is clobbered."""
-    if levels == 1:
-        out[0][...] = image
-        return out
-    for c, plane in enumerate(image):
-        _build_plane(plane, levels, [band[c] for band in out])
-    return out
+def build(levels: int, out: list[np.ndarray], scratch: np.ndarray) -> list[np.ndarray]:
+    """Laplacian pyramid, in place, of the planar image (3, h, w) that ``out[0]`` holds on entry
+    (:func:`to_planes` writes it there): the bands go into preallocated planar ``out`` (finest
+    first, lowpass last), allocating nothing. ``scratch``, a C-contiguous plane (h, w) of the
+    bands' type, is clobbered.
 
-
-def _build_plane(image: np.ndarray, levels: int, out: list[np.ndarray]) -> None:
-    """:func:`build` of one plane.
-
-    Each Gaussian level is made in the next band's buffer and expanded into this band's, where
-    the difference then replaces it; coarser expansions go to the start of ``image``, whose
-    content is no longer needed once the finest band is made. A frame-sized allocation per
-    level would cost more than the arithmetic: at 24 MP the kernel zeroes about 240 MB of fresh
-    pages per frame.
+    Each Gaussian level is made in the next band's buffer and expanded into ``scratch``, and
+    the difference replaces it where it stood. A frame-sized allocation per level would cost
+    more than the arithmetic (at 24 MP the kernel zeroes about 240 MB of fresh pages per
+    frame), and one plane of scratch instead of a planar copy of the frame is 96 MB less to
+    hold at 24 MP.
     """
-    gauss = image
-    for k in range(levels - 1):
-        h, w = gauss.shape
-        nh, nw = out[k + 1].shape
-        cv2.pyrDown(gauss, dst=out[k + 1], dstsize=(nw, nh))
-        up = out[0] if k == 0 else image.reshape(-1)[: gauss.size].reshape(gauss.shape)
-        cv2.pyrUp(out[k + 1], dst=up, dstsize=(w, h))
-        cv2.subtract(gauss, up, dst=out[k])
-        gauss = out[k + 1]
+    assert scratch.flags.c_contiguous and scratch.size >= out[0][0].size  # views, not copies
+    flat = scratch.reshape(-1)
+    for c in range(out[0].shape[0]):
+        planes = [band[c] for band in out]
+        for k in range(levels - 1):
+            gauss = planes[k]
+            h, w = gauss.shape
+            nh, nw = planes[k + 1].shape
+            cv2.pyrDown(gauss, dst=planes[k + 1], dstsize=(nw, nh))
+            up = flat[: gauss.size].reshape(gauss.shape)
+            cv2.pyrUp(planes[k + 1], dst=up, dstsize=(w, h))
+            cv2.subtract(gauss, up, dst=gauss)
+    return out
 
 
 def collapse(

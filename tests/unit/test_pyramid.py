@@ -26,13 +26,14 @@ def test_bands_match_the_textbook_and_collapse_exactly(shape: tuple[int, int]) -
     frame = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
     h, w = shape
     levels = pyramid.pyramid_levels(h, w, coarsest=4)
-    work = pyramid.to_planes(frame, (1.0, 1.0, 1.0), np.empty((3, h, w), np.int16))
-    # The textbook pyramid of the interleaved frame, each band then made planar.
-    expected = textbook(np.ascontiguousarray(work.transpose(1, 2, 0)), levels)
     shapes = pyramid.level_shapes(h, w, levels)
     out = [np.full((3, bh, bw), 12345, np.int16) for bh, bw in shapes]
+    work = pyramid.to_planes(frame, (1.0, 1.0, 1.0), out[0])
+    # The textbook pyramid of the interleaved frame, each band then made planar.
+    expected = textbook(np.ascontiguousarray(work.transpose(1, 2, 0)), levels)
     buffers = [b.ctypes.data for b in out]
-    bands = pyramid.build(work, levels, out)
+    scratch = np.full((h, w), 12345, np.int16)
+    bands = pyramid.build(levels, out, scratch)
     assert [b.ctypes.data for b in bands] == buffers  # written where they were, not replaced
     for got, want in zip(bands, expected, strict=True):
         np.testing.assert_array_equal(got, want.transpose(2, 0, 1))
@@ -42,8 +43,8 @@ def test_bands_match_the_textbook_and_collapse_exactly(shape: tuple[int, int]) -
 
 def test_a_single_level_is_the_image() -> None:
     frame = np.arange(3 * 16 * 20, dtype=np.int16).reshape(3, 16, 20)
-    out = [np.zeros_like(frame)]
-    pyramid.build(frame.copy(), 1, out)
+    out = [frame.copy()]
+    pyramid.build(1, out, np.zeros(frame.shape[1:], np.int16))
     np.testing.assert_array_equal(out[0], frame)
 
 
