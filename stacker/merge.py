@@ -88,13 +88,12 @@ class FocusTracker:
         self._fill = np.zeros((h, w), np.uint16)  # scratch: a frame index everywhere
         self._inf = np.full((h, w), np.inf, np.float32)
         self._unknown = np.full((h, w), -1.0, np.float32)
-        self._lap: np.ndarray | None = None  # scratch of :meth:`measure` (the caller's thread)
+        self._lap: np.ndarray | None = None  # scratch of :meth:`measure`
 
     def measure(self, gray: np.ndarray) -> np.ndarray:
         """A frame's focus measure at the tracker's size, from its luma in the reference
         geometry at the measure's size (:func:`stacker.focus.measure_luma`): what
-        :meth:`update` takes. It depends on the frame alone (:class:`stacker.stack.Stacker`
-        makes it on the caller's thread, beside the registration)."""
+        :meth:`update` takes. It depends on the frame alone."""
         if self._lap is None or self._lap.shape != gray.shape:
             self._lap = np.empty(gray.shape, np.float32)
         return focus_measure(gray, self.size, WINDOW_PX / 2**self.level, scratch=self._lap)

@@ -500,9 +500,9 @@ class Stacker:
         merge state: in the background with ``overlap`` (after the previous frame's merge),
         else at once.
 
-        The frame's focus measure is made here; the tracker's update, which needs the frames
-        before, goes with the fold. That shares a 24 MP frame's work about evenly between the
-        two threads (about 0.6 s each, benchmarks/README.md).
+        The frame's luma at the focus measure's size is made here; the measure and the
+        tracker's update go with the fold. That shares a 24 MP frame's work about evenly
+        between the two threads (about 0.27 s each, benchmarks/README.md).
         """
         assert self._state is not None and self._buffers
         assert self._coverage is not None and self._shape is not None
@@ -512,14 +512,14 @@ class Stacker:
         warped = self._buffers[self._version % len(self._buffers)]
         self._warp(image, chain, (w, h), warped, identity, full=True)
         state = self._state
-        measure = state.tracker.measure(measure_luma(warped, float(np.mean(gain))))
+        gray = measure_luma(warped, float(np.mean(gain)))
         valid = self._coverage.footprint(chain, state.tracker.size)  # the size never changes
         self.wait()
         self._version += 1
 
         def fold() -> None:
             assert self._coverage is not None
-            state.add(warped, _triple(gain), measure, valid, index)
+            state.add(warped, _triple(gain), state.tracker.measure(gray), valid, index)
             self._coverage.add(chain)
             self._warped = warped
 
