@@ -20,7 +20,9 @@ autogrouping, a plain ``nice`` only ranks processes within their own session.
 
 With ``--against OTHER`` (a checkout or a ``git archive`` of one) it compares instead: runs of
 this checkout and of ``OTHER`` on all cores, alternated, and the ratio of each pair, which a
-machine whose speed drifts between runs disturbs less than it does medians taken apart.
+machine whose speed drifts between runs disturbs less than it does medians taken apart. Give an
+even ``--repeats``: each checkout then runs first in half the pairs, and the order-balanced
+ratio cancels what running first does by itself.
 
 The bars, recorded rather than asserted: at most 1.0 s per frame and at most 4x the decode
 time; peak RSS at most 1.5 GB; the result written within 1.5 s of the last frame; on two cores
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import shutil
@@ -142,6 +145,21 @@ def amdahl(speedup: float, cores: int) -> float:
     return (1 - 1 / speedup) / (1 - 1 / cores)
 
 
+def order_balanced(ratios: list[float]) -> dict[str, float]:
+    """Geometric means of the pairs' ratios (this / that) with this checkout run first (pairs
+    0, 2, ...) and run second (1, 3, ...), and the geometric mean of the two: the ratio with
+    the effect of the order itself cancelled. On the benchmark machine the first run of a pair,
+    the one after the decode floor, ran 10-25 % slower (2026-12-05), so a median of an odd
+    number of pairs leans towards whichever ran first more often."""
+    groups = [ratios[0::2], ratios[1::2]]
+    means = [math.exp(statistics.fmean(math.log(r) for r in g)) if g else math.nan for g in groups]
+    return {
+        "this_first": means[0],
+        "this_second": means[1],
+        "balanced": math.sqrt(means[0] * means[1]) if groups[1] else math.nan,
+    }
+
+
 def paired(folder: Path, out: Path, args: argparse.Namespace) -> int:
     """``--against``: this checkout and another alternated on all cores (A B, B A, ...), so
     that a machine whose speed drifts from minute to minute slows both alike, and the ratio
@@ -169,6 +187,8 @@ def paired(folder: Path, out: Path, args: argparse.Namespace) -> int:
         "against_s": statistics.median(wall["against"]),
         "wall_ratios": ratio,
         "cpu_ratios": cpu,
+        "wall_by_order": order_balanced(ratio),
+        "cpu_by_order": order_balanced(cpu),
     }
     print(
         f"\ndecode alone {decode:.2f} s; this {summary['this_s']:.1f} s "
@@ -177,6 +197,14 @@ def paired(folder: Path, out: Path, args: argparse.Namespace) -> int:
         f"{', '.join(f'{x:.3f}' for x in ratio)} (median {statistics.median(ratio):.3f}), "
         f"CPU {', '.join(f'{x:.3f}' for x in cpu)} (median {statistics.median(cpu):.3f})"
     )
+    for kind in ("wall", "cpu"):
+        o = summary[f"{kind}_by_order"]
+        print(
+            f"{kind}: this run first {o['this_first']:.3f}, second {o['this_second']:.3f}, "
+            f"order-balanced {o['balanced']:.3f}"
+        )
+    if args.repeats % 2:
+        print("(an odd number of pairs: the medians lean towards the order run more often)")
     common.write_json(args.json, {"machine": common.machine(), "summary": summary, "pairs": pairs})
     print(f"wrote {args.json}")
     return 0
