@@ -45,6 +45,8 @@ from stacker.focus import WINDOW_PX, focus_measure
 
 APPLY_ROWS = 32
 """Half-size decision rows of the finest band (64 frame rows) applied at a time."""
+FOLD_ROWS = 256
+"""Frame rows the depth-map merger blends at a time."""
 
 
 class FocusTracker:
@@ -486,7 +488,7 @@ class DepthMapMerger(_Merger[np.ndarray]):
         self.dtype = np.dtype(dtype)
         self.shape = (height, width)
         self.comp = np.zeros((height, width, 3), np.float32)
-        self._work = np.zeros((height, width, 3), np.float32)
+        self._work = np.zeros((min(height, FOLD_ROWS), width, 3), np.float32)  # one strip
         self._weight = np.zeros((height, width), np.float32)
         self.count = 0
         self.tracker = FocusTracker(height, width, self.track_level)
@@ -503,18 +505,27 @@ class DepthMapMerger(_Merger[np.ndarray]):
         valid_small: np.ndarray,
         winner: np.ndarray,
     ) -> None:
-        """Merge a tracked frame (``winner``: what :meth:`track` returned for it)."""
-        work = pyramid.to_work(frame, gains, self._work)
-        if self.count == 0:
-            self.comp[...] = work
-        else:
+        """Merge a tracked frame (``winner``: what :meth:`track` returned for it).
+
+        The frame's working values are made and blended :data:`FOLD_ROWS` rows at a time:
+        float32 values of a whole frame would be as large as the composite (540 MB at 45 MP).
+        """
+        h, w = self.shape
+        if self.count:
             soft = cv2.GaussianBlur(winner.astype(np.float32) / 255.0, (0, 0), self.feather)
             soft = np.minimum(soft, valid_small.astype(np.float32) / 255.0)
-            h, w = self.shape
             cv2.resize(soft, (w, h), dst=self._weight, interpolation=cv2.INTER_LINEAR)
-            cv2.subtract(work, self.comp, dst=work)  # work is scratch from here on
-            work *= self._weight[..., None]
-            self.comp += work
+        step = self._work.shape[0]
+        for y0 in range(0, h, step):
+            y1 = min(h, y0 + step)
+            work = pyramid.to_work(frame[y0:y1], gains, self._work[: y1 - y0])
+            comp = self.comp[y0:y1]
+            if self.count == 0:
+                comp[...] = work
+                continue
+            cv2.subtract(work, comp, dst=work)  # work is scratch from here on
+            work *= self._weight[y0:y1, :, None]
+            comp += work
         self.count += 1
 
     def composite(self, stop: int = 0) -> np.ndarray:
