@@ -13,7 +13,7 @@ from rig.sim.scene import SceneSpec, SyntheticStack
 from stacker import depth
 from stacker.depth_regions import vote_flat_regions
 from stacker.focus import measure_luma
-from stacker.merge import FocusTracker
+from stacker.merge import FocusTracker, _set_where
 from stacker.stack import Stacker, depth_map_size
 
 ACCURACY_BAR = 0.90  # share within one frame; measured 0.94 (the best-frame index before: 0.61)
@@ -1023,3 +1023,16 @@ def test_a_depth_map_deeper_than_a_png_count_holds_is_scaled_not_clipped(
     assert expected is not None
     assert float(np.median(np.abs(um[..., 0] - expected))) <= per_count
     assert (counts < 65535).mean() > 0.99  # nothing cut at the far end
+
+
+@pytest.mark.parametrize("value", [-1.0, np.inf])
+def test_the_trackers_masked_fill_writes_only_where_the_mask_says(value) -> None:
+    """The tracker's fill of unknown measures (-1) and of the valley's start (infinity), made
+    without an array of the constant: ``value`` where the mask is set, the rest untouched."""
+    rng = np.random.default_rng(11)
+    dst = rng.normal(size=(37, 53)).astype(np.float32)
+    mask = (rng.random((37, 53)) > 0.6).astype(np.uint8) * 255
+    want = dst.copy()
+    want[mask > 0] = value
+    _set_where(dst, value, mask)
+    np.testing.assert_array_equal(dst, want)
