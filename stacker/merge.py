@@ -226,8 +226,8 @@ class PyramidMerger(_Merger[_Tracked]):
         # Fine decisions are made per band at the band's size, except the finest band's, which
         # is made at half size (it is a 5x5 majority vote anyway) and applied with a 2x2 mask.
         self.decision_shapes = [self.shapes[min(1, self.levels - 1)], *self.shapes[1 : self.fine]]
-        act_dt = np.int16 if self.wdt == np.int16 else np.float32
-        self.activity = [np.zeros(shape, act_dt) for shape in self.decision_shapes]
+        # Activity in the bands' type: band 0's is made in the scratch plane, then reduced.
+        self.activity = [np.zeros(shape, self.wdt) for shape in self.decision_shapes]
         self._act_new = [np.zeros_like(a) for a in self.activity]
         self._mask = [np.zeros(shape, np.uint8) for shape in self.decision_shapes]
         # Band 0's decisions doubled to full size a strip at a time (:meth:`_apply`).
