@@ -204,7 +204,7 @@ def paired(folder: Path, out: Path, args: argparse.Namespace) -> int:
             f"order-balanced {o['balanced']:.3f}"
         )
     if args.repeats % 2:
-        print("(an odd number of pairs: the medians lean towards the order run more often)")
+        print("(an odd number of pairs: the medians lean towards the one run first more often)")
     common.write_json(args.json, {"machine": common.machine(), "summary": summary, "pairs": pairs})
     print(f"wrote {args.json}")
     return 0
