@@ -22,6 +22,24 @@ MEASURE_LEVEL = 1
 """Pyramid level (1 = half size) of the luma the Laplacian is taken on."""
 WINDOW_PX = 6.0
 """Sigma of the averaging window, in full-resolution pixels."""
+COARSE_PX = 1024
+"""The depth map's coarse measure is taken at the first level no longer than this."""
+
+
+def coarse_level(height: int, width: int) -> int:
+    """Pyramid level of the depth map's coarse measure for frames of this size (at least one
+    below :data:`MEASURE_LEVEL`).
+
+    Blur grows with resolution: where a large frame's steps are wide, a place half-way
+    between two frames is blurred in both beyond what the half-size Laplacian sees, and noise
+    picks its frame; so does a ground whose only texture is coarse. A Laplacian at about the
+    scale of a 1000 px frame still tells the nearer frame (the depth map takes it where the
+    fine measure is unsure: :meth:`stacker.stack.Stacker.depth_frames`)."""
+    longest = max(height, width)
+    level = MEASURE_LEVEL + 1
+    while -(-longest // 2**level) > COARSE_PX:
+        level += 1
+    return level
 
 
 def luma(image: np.ndarray) -> np.ndarray:

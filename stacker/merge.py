@@ -41,7 +41,7 @@ import numpy as np
 
 from stacker import pyramid
 from stacker.cvtyping import cv
-from stacker.focus import WINDOW_PX, focus_measure
+from stacker.focus import MEASURE_LEVEL, WINDOW_PX, coarse_level, focus_measure
 
 APPLY_ROWS = 32
 """Half-size decision rows of the finest band (64 frame rows) applied at a time."""
@@ -72,10 +72,15 @@ class FocusTracker:
     valley = 0.7
     """A dip below this share of the lower peak separates two humps of a focus curve."""
 
-    def __init__(self, height: int, width: int, level: int) -> None:
+    def __init__(
+        self, height: int, width: int, level: int, measure_level: int = MEASURE_LEVEL
+    ) -> None:
         self.level = level
-        h, w = pyramid.level_shapes(height, width, level + 1)[level]
+        self.measure_level = max(measure_level, MEASURE_LEVEL)
+        shapes = pyramid.level_shapes(height, width, max(level, self.measure_level) + 1)
+        h, w = shapes[level]
         self.size = (w, h)
+        self._measure_size = shapes[self.measure_level][::-1]
         self.best = np.full((h, w), -1.0, np.float32)
         self.index = np.zeros((h, w), np.uint16)
         self.before = np.full((h, w), -1.0, np.float32)
@@ -93,7 +98,10 @@ class FocusTracker:
     def measure(self, gray: np.ndarray) -> np.ndarray:
         """A frame's focus measure at the tracker's size, from its luma in the reference
         geometry at the measure's size (:func:`stacker.focus.measure_luma`): what
-        :meth:`update` takes. It depends on the frame alone."""
+        :meth:`update` takes. It depends on the frame alone. A tracker measuring at a coarser
+        level than :data:`~stacker.focus.MEASURE_LEVEL` takes the Laplacian there."""
+        if self.measure_level > MEASURE_LEVEL:
+            gray = cv2.resize(gray, self._measure_size, interpolation=cv2.INTER_AREA)
         if self._lap is None or self._lap.shape != gray.shape:
             self._lap = np.empty(gray.shape, np.float32)
         return focus_measure(gray, self.size, WINDOW_PX / 2**self.level, scratch=self._lap)
@@ -149,12 +157,21 @@ class FocusTracker:
 Tracked = TypeVar("Tracked")
 
 
+def _coarse_tracker(height: int, width: int) -> FocusTracker:
+    level = coarse_level(height, width)
+    return FocusTracker(height, width, level, level)
+
+
 class _Merger(ABC, Generic[Tracked]):
     """What both mergers do with a frame: :meth:`track` its focus, then :meth:`fold` it into the
     merge state with what the tracking returned (the fold reads nothing else of the tracker).
     :class:`stacker.stack.Stacker` does both on its merge thread."""
 
     tracker: FocusTracker
+    coarse: FocusTracker
+    """The depth map's second opinion, measured at :func:`stacker.focus.coarse_level`:
+    :class:`~stacker.stack.Stacker` feeds it beside :meth:`add`; nothing in the merge reads
+    it."""
 
     def add(
         self,
@@ -247,6 +264,7 @@ class PyramidMerger(_Merger[_Tracked]):
         self._score = [np.zeros(shape, np.float32) for shape in coarse]
         self.count = 0
         self.tracker = FocusTracker(height, width, self.track_level)
+        self.coarse = _coarse_tracker(height, width)
         # Per fine band, at the tracker's size: the focus measure of the frame whose
         # coefficients the band holds there (:meth:`_takes_over`).
         self.holder = [np.zeros(self.tracker.best.shape, np.float32) for _ in self.decision_shapes]
@@ -490,6 +508,7 @@ class DepthMapMerger(_Merger[np.ndarray]):
         self._weight = np.zeros((height, width), np.float32)
         self.count = 0
         self.tracker = FocusTracker(height, width, self.track_level)
+        self.coarse = _coarse_tracker(height, width)
 
     def track(self, measure: np.ndarray, valid_small: np.ndarray, index: int) -> np.ndarray:
         """Fold the frame's focus measure into the tracker; returns a copy of where it now

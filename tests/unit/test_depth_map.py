@@ -12,7 +12,7 @@ import pytest
 from rig.sim.scene import SceneSpec, SyntheticStack
 from stacker import depth
 from stacker.depth_regions import vote_flat_regions
-from stacker.focus import measure_luma
+from stacker.focus import coarse_level, measure_luma
 from stacker.merge import FocusTracker, _set_where
 from stacker.stack import Stacker, depth_map_size
 
@@ -175,6 +175,71 @@ def test_depth_map_is_within_one_frame_of_the_truth() -> None:
     assert um is not None
     step = st.positions_um[1] - st.positions_um[0]
     assert np.median(np.abs(um - st.height_um())[32:-32, 48:-48]) < 0.5 * step
+
+
+def _octaves(rng: np.random.Generator, shape: tuple[int, int], cells: tuple[int, ...]):
+    """Smooth noise with features of about ``cells`` pixels each."""
+    h, w = shape
+    return sum(
+        cv2.resize(rng.normal(size=(h // c, w // c)).astype(np.float32), (w, h),
+                   interpolation=cv2.INTER_CUBIC)
+        for c in cells
+    )  # fmt: skip
+
+
+def _two_grounds(
+    step_sigma: float = 8.0, noise: float = 3.0
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Four JPEG frames of 768x384: the left third fine-grained and sharp in frame 0, the
+    rest coarse-grained only (features of 32-64 px) and sharp in frame 3, each frame away
+    blurring it by ``step_sigma`` more; sensor noise over all."""
+    rng = np.random.default_rng(1)
+    shape = (384, 768)
+    fine = 0.5 * _octaves(rng, shape, (2, 4))
+    coarse = 0.7 * _octaves(rng, shape, (32, 64))
+    left = np.zeros(shape, bool)
+    left[:, : shape[1] // 3] = True
+    frames = []
+    for k in range(4):
+        a = cv2.GaussianBlur(fine, (0, 0), step_sigma * k) if k else fine
+        b = cv2.GaussianBlur(coarse, (0, 0), step_sigma * (3 - k)) if k < 3 else coarse
+        grey = 128 + 60 * np.where(left, a, b) + rng.normal(0, noise, shape)
+        bgr = np.clip(np.dstack([0.8 * grey, grey, 1.1 * grey]), 0, 255).astype(np.uint8)
+        jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])[1]
+        frames.append(cv2.imdecode(jpeg, cv2.IMREAD_COLOR))
+    return frames, left
+
+
+@pytest.mark.parametrize(
+    ("longest", "level"), [(64, 2), (1500, 2), (3000, 2), (6000, 3), (8192, 3), (9504, 4)]
+)
+def test_the_coarse_measure_is_taken_where_the_frame_is_about_1000_px_long(
+    longest: int, level: int
+) -> None:
+    assert coarse_level(longest // 2, longest) == level
+
+
+def test_a_ground_of_coarse_texture_only_takes_its_depth_from_the_coarse_measure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where the only texture is coarse, the half-size Laplacian sees noise in every frame,
+    and the fill brought the other ground's depth (frame 0) across; the coarse measure tells
+    frame 3. The fine-grained ground keeps its own depth."""
+    frames, left = _two_grounds()
+    s = Stacker()
+    for frame in frames:
+        s.add(frame)
+
+    def within_a_frame() -> tuple[float, float]:
+        err = np.abs(s.depth_frames(crop=False) - np.where(left, 0.0, 3.0))
+        return float(np.mean(err[40:-40, 300:-40] <= 1)), float(np.mean(err[40:-40, 40:220] <= 1))
+
+    coarse_ground, fine_ground = within_a_frame()
+    assert coarse_ground >= 0.85
+    assert fine_ground >= 0.99
+    monkeypatch.setattr(Stacker, "_second_opinion", lambda self, *args: None)
+    s._snapped_cache = s._depth_cache = None
+    assert within_a_frame()[0] < 0.5  # the fine measure alone
 
 
 def test_a_stack_shot_far_to_near_is_told_which_side_of_an_outline_is_in_front() -> None:
