@@ -30,7 +30,7 @@ import numpy as np
 
 from stacker.cvtyping import cv
 
-_LOW = 0.05  # confidence below which a pixel's depth is replaced by its neighbours'
+LOW_CONFIDENCE = 0.05  # confidence below which a pixel's depth is replaced by its neighbours'
 _SIGMA_R = 0.05  # colour step (sum over channels, guide in 0..1) that stops the fill
 _SPREAD_FLOOR = 0.1  # added to a side's colour spread (guide units) when judging halos
 _UNREACHED = 1e-5  # fill certainty (confidence that reached a pixel) below which it has none
@@ -137,7 +137,7 @@ def fill(
     weight: np.ndarray,
     guide: np.ndarray,
     *,
-    threshold: float = _LOW,
+    threshold: float = LOW_CONFIDENCE,
     sigma_s: float | None = None,
     sigma_r: float = _SIGMA_R,
     iterations: int = 3,
@@ -183,7 +183,9 @@ def fill(
     return np.where(weight < threshold, filled, frames).astype(np.float32)
 
 
-def push_pull(frames: np.ndarray, weight: np.ndarray, *, threshold: float = _LOW) -> np.ndarray:
+def push_pull(
+    frames: np.ndarray, weight: np.ndarray, *, threshold: float = LOW_CONFIDENCE
+) -> np.ndarray:
     """A cheap fill of low-confidence depths (``weight`` < ``threshold``): push-pull.
 
     Gortler et al. ("The lumigraph", 1996): the confidence-weighted depth and the confidence
@@ -231,7 +233,7 @@ def distrust_halos(
     lo, hi = cv2.erode(frames, kernel), cv2.dilate(frames, kernel)
     near_side = frames < (lo + hi) * np.float32(0.5)
     far_side = frames > (lo + hi) * np.float32(0.5)  # neither where there is no step
-    trusted = weight > _LOW
+    trusted = weight > LOW_CONFIDENCE
     g = _unit_guide(guide)
     distance = []
     for side in (near_side & trusted, far_side & trusted):
