@@ -193,6 +193,11 @@ class _Merger(ABC, Generic[Tracked]):
         """Fold the frame's focus measure into the tracker; returns what :meth:`fold` needs."""
 
     @abstractmethod
+    def buffers(self) -> list[np.ndarray]:
+        """The state's frame-sized arrays, allocated but not yet written, in the order the
+        first frame's merge writes them: what :mod:`stacker.prefault` backs ahead of it."""
+
+    @abstractmethod
     def fold(
         self,
         frame: np.ndarray,
@@ -463,6 +468,9 @@ class PyramidMerger(_Merger[_Tracked]):
                 np.rint(fused, out=fused)
             np.copyto(self.fused[k], fused, casting="unsafe")
 
+    def buffers(self) -> list[np.ndarray]:
+        return [*self.bands, self._scratch, *self._act_new, *self.activity, *self.fused]
+
     def track(self, measure: np.ndarray, valid_small: np.ndarray, index: int) -> _Tracked:
         """Fold the frame's focus measure into the tracker; returns what :meth:`fold` needs of
         it: where the frame is not outclassed (the best frame so far less than
@@ -509,6 +517,9 @@ class DepthMapMerger(_Merger[np.ndarray]):
         self.count = 0
         self.tracker = FocusTracker(height, width, self.track_level)
         self.coarse = _coarse_tracker(height, width)
+
+    def buffers(self) -> list[np.ndarray]:
+        return [self._work, self.comp, self._weight]
 
     def track(self, measure: np.ndarray, valid_small: np.ndarray, index: int) -> np.ndarray:
         """Fold the frame's focus measure into the tracker; returns a copy of where it now

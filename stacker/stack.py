@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 import cv2
 import numpy as np
 
-from stacker import depth, pyramid
+from stacker import depth, prefault, pyramid
 from stacker.align import (
     MODELS,
     corner_displacement,
@@ -215,6 +215,7 @@ class Stacker:
         self._state: PyramidMerger | DepthMapMerger | None = None  # read through _merger
         self._out_of_memory: str | None = None  # why no frame is merged any more (or released)
         self._pending: _Background | None = None
+        self._prefault: prefault.Prefault | None = None
         self._shape: tuple[int, int] | None = None
         self._dtype: np.dtype | None = None
         self.linear = False  # set by the first frame: see add()
@@ -266,6 +267,8 @@ class Stacker:
         Its previews are ``None`` afterwards, and :meth:`add` refuses frames."""
         self.wait()
         self._out_of_memory = "this stack was given up, to start again without its first frame"
+        if self._prefault is not None:
+            self._prefault.cancel()
         self._state = self._coverage = self._warped = self._bgra = None
         self._buffers = []
         self._prev_luma = self._prev_color = self._weak = None
@@ -426,6 +429,11 @@ class Stacker:
         ):
             level += 1
         self._align_level = level
+        # The first frame's merge would otherwise back all of these with memory itself, on the
+        # critical path; the caller's first buffer it writes at once.
+        self._prefault = prefault.populate_in_background(
+            [*self._state.buffers(), *self._buffers[1:], *(self._bgra or ())]
+        )
 
     def _start(self, image, small, small_luma, index) -> _Outcome:
         self._merge(image, np.eye(3), np.ones(3), index)
