@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from stacker.errors import StackerError, UnreadableImageError, or_another_output
+from stacker.framepool import FramePool
 from stacker.metadata import (
     Metadata,
     embed_metadata,
@@ -64,14 +65,20 @@ def is_raw_path(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix.lower() in RAW_EXTENSIONS
 
 
-def read_image(path: str | os.PathLike[str], *, orientation: int | None = None) -> np.ndarray:
+def read_image(
+    path: str | os.PathLike[str],
+    *,
+    orientation: int | None = None,
+    pool: FramePool | None = None,
+) -> np.ndarray:
     """Read a frame as a 3-channel BGR ``uint8`` or ``uint16`` array, turned as viewers show it.
 
     The file's EXIF (JPEG, PNG) or TIFF orientation is applied, as every viewer does; with
     ``orientation`` (1 to 8) the file's own is ignored and that one applied instead (see
     :class:`OrientedReader`). RAW files give linear camera RGB, upright (see
     :func:`stacker.raw.read_raw_linear`). Raises :class:`UnreadableImageError` naming the file
-    when it cannot be decoded.
+    when it cannot be decoded. With ``pool``, a JPEG may be decoded into the array of a frame
+    nothing holds any more (:class:`~stacker.framepool.FramePool`).
     """
     p = Path(path)
     if is_raw_path(p):
@@ -82,7 +89,7 @@ def read_image(path: str | os.PathLike[str], *, orientation: int | None = None) 
         data = _frame_bytes(p)
     except OSError as exc:
         raise UnreadableImageError(f"{p}: cannot read file ({exc.strerror or exc})") from None
-    return _decoded(p, data, orientation, by_name=True)
+    return _decoded(p, data, orientation, by_name=True, pool=pool)
 
 
 def _frame_bytes(path: Path) -> bytes:
@@ -118,11 +125,19 @@ def decode_image(data: bytes, path: str | os.PathLike[str]) -> np.ndarray:
     return _decoded(p, data, None, by_name=False)
 
 
-def _decoded(p: Path, data: bytes, orientation: int | None, *, by_name: bool) -> np.ndarray:
+def _decoded(
+    p: Path,
+    data: bytes,
+    orientation: int | None,
+    *,
+    by_name: bool,
+    pool: FramePool | None = None,
+) -> np.ndarray:
     """The pixels of ``data`` (file ``p``'s bytes), checked, in 8 or 16 bits, turned upright."""
     try:
-        _check_pixel_count(p, header_size(data))
-        img, own = _decode(p, data, by_name=by_name) if data else (None, 1)
+        size = header_size(data)
+        _check_pixel_count(p, size)
+        img, own = _decode(p, data, by_name=by_name, size=size, pool=pool) if data else (None, 1)
     except OSError as exc:
         raise UnreadableImageError(f"{p}: cannot read file ({exc.strerror or exc})") from None
     except cv2.error as exc:  # OpenCV's own size limit, a decoder's assertion
@@ -149,7 +164,14 @@ That form decodes into the array it returns; the two-argument form, the only one
 OpenCV 5, costs a third more there (0.20 against 0.15 s a 24 MP JPEG, OpenCV 5.1, one core)."""
 
 
-def _decode(path: Path, data: bytes, *, by_name: bool) -> tuple[np.ndarray | None, int]:
+def _decode(
+    path: Path,
+    data: bytes,
+    *,
+    by_name: bool,
+    size: tuple[int, int] | None = None,
+    pool: FramePool | None = None,
+) -> tuple[np.ndarray | None, int]:
     """Decode an image file (its bytes ``data`` already read); None if it is not one. With the
     pixels comes the orientation still to apply to them (0: the decoder applied the file's own).
 
@@ -160,7 +182,7 @@ def _decode(path: Path, data: bytes, *, by_name: bool) -> tuple[np.ndarray | Non
     grey bottom), which ``imdecode`` refuses, so its end marker is checked in ``data`` first.
     Other formats, paths the file system encoding cannot carry to OpenCV, and any file when
     ``by_name`` is false (the name must not be opened again), are decoded from ``data``, turned
-    by the decoder.
+    by the decoder. ``pool`` lends the array a JPEG of ``size`` (its header's) is decoded into.
     """
     flags = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_COLOR
     name = os.fsencode(path).decode("utf-8", errors="replace")
@@ -168,14 +190,36 @@ def _decode(path: Path, data: bytes, *, by_name: bool) -> tuple[np.ndarray | Non
         if not _jpeg_is_complete(data):
             return None, 1
         as_stored = flags | cv2.IMREAD_IGNORE_ORIENTATION
-        stored = cv2.imread(name, None, as_stored) if _IMREAD_INTO else cv2.imread(name, as_stored)
-        return stored, jpeg_orientation(data)
+        if not _IMREAD_INTO:
+            return cv2.imread(name, as_stored), jpeg_orientation(data)
+        into = pool.lend((size[1], size[0], 3)) if pool is not None and size else None
+        return _imread_into(name, as_stored, into), jpeg_orientation(data)
     if is_tiff(data) and opencv_misreads(data):
         return decode_tiff(data) or (None, 1)
     decoded = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if decoded is None and is_tiff(data):  # float16, Zstandard...: see stacker.tiffread
         return decode_tiff(data) or (None, 1)
     return decoded, 0
+
+
+def _imread_into(name: str, flags: int, into: np.ndarray | None) -> np.ndarray | None:
+    """``cv2.imread`` of ``name`` into ``into`` (lent by a :class:`FramePool`, or None).
+
+    Given an array, OpenCV 5.1 returns it untouched when it cannot decode the file, and raises
+    when the frame's size is not the one its header gave; either way, and for a frame whose last
+    row is the pool's mark, the file is decoded again as without a pool, with its usual result.
+    """
+    if into is not None and _decoded_into(name, flags, into):
+        return into
+    return cv2.imread(name, None, flags)
+
+
+def _decoded_into(name: str, flags: int, into: np.ndarray) -> bool:
+    try:
+        stored = cv2.imread(name, into, flags)
+    except cv2.error:
+        return False
+    return stored is into and FramePool.written(into)
 
 
 _INVERSE = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 8, 7: 7, 8: 6}  # a quarter turn undoes the other
@@ -208,7 +252,9 @@ class OrientedReader:
     so: the frames of a stack come from one fixed camera, so their stored pixels agree.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, pool: FramePool | None = None) -> None:
+        self.pool = pool
+        """Where JPEG frames are decoded (:class:`~stacker.framepool.FramePool`), if given."""
         self.shape: tuple[int, int] | None = None
         self.orientation = 1
         self.raw_flip: int | None = None  # LibRaw's orientation code of a RAW first frame
@@ -217,7 +263,7 @@ class OrientedReader:
         """The frame at ``path``, and a note when it was turned to fit the stack (else None)."""
         p = Path(path)
         if self.shape is None:
-            image = read_image(p)
+            image = read_image(p, pool=self.pool)
             self.shape = image.shape[:2]
             if is_raw_path(p):
                 from stacker.raw import FLIP_TO_EXIF, raw_flip
@@ -231,10 +277,10 @@ class OrientedReader:
             return self._read_raw(p)
         own = file_orientation(p)
         if own == self.orientation:
-            return read_image(p), None
-        turned = read_image(p, orientation=self.orientation)
+            return read_image(p, pool=self.pool), None
+        turned = read_image(p, orientation=self.orientation, pool=self.pool)
         if turned.shape[:2] != self.shape:  # pixels really turned: as viewers show it
-            return read_image(p), None
+            return read_image(p, pool=self.pool), None
         return turned, self._note(p, own)
 
     def _read_raw(self, p: Path) -> tuple[np.ndarray, str | None]:

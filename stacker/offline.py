@@ -26,6 +26,7 @@ from pathlib import Path
 import cv2
 
 from stacker.errors import StackerError
+from stacker.framepool import FramePool
 from stacker.io import OrientedReader, check_writable_output, is_image_path, is_raw_path
 from stacker.lonefirst import left_out_reason
 from stacker.natsort import frame_order
@@ -283,9 +284,11 @@ def _stack_pass(
     run = StackRun(stacker, files)
     added: dict[int, int] = {}
     t_last = time.perf_counter()
-    reader = OrientedReader()  # on the reader thread: frames in order, one at a time
     few_cores = usable_cores() <= 2
     depth = 1 if pipelined and not few_cores else 0
+    # On the reader thread: frames in order, one at a time, each decoded into the memory of
+    # one already stacked (the frames alive at once: the one stacked and those read ahead).
+    reader = OrientedReader(FramePool(size=depth + 1))
     with (
         opencv_threads(1 if few_cores else None),
         ReadAhead(files[first:], reader.read, depth=depth) as frames,
