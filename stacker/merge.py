@@ -513,13 +513,33 @@ class DepthMapMerger(_Merger[np.ndarray]):
         self.shape = (height, width)
         self.comp = np.zeros((height, width, 3), np.float32)
         self._work = np.zeros((min(height, FOLD_ROWS), width, 3), np.float32)  # one strip
-        self._weight = np.zeros((height, width), np.float32)
         self.count = 0
         self.tracker = FocusTracker(height, width, self.track_level)
         self.coarse = _coarse_tracker(height, width)
+        # The blend weight at full size, a strip at a time (:meth:`_weight_rows`), where the
+        # frame is twice the tracker's height; else whole (an odd height: 180 MB at 45 MP).
+        self._whole = height != 2 * self.tracker.best.shape[0]
+        rows = height if self._whole else min(2 * self.tracker.best.shape[0], FOLD_ROWS + 6)
+        self._weight = np.zeros((rows, width), np.float32)
 
     def buffers(self) -> list[np.ndarray]:
         return [self._work, self.comp, self._weight]
+
+    def _weight_rows(self, soft: np.ndarray, y0: int, y1: int) -> np.ndarray:
+        """Frame rows ``y0`` to ``y1`` of ``soft`` (the blend weight at the tracker's size)
+        resized bilinearly to the frame's size: the same values as one resize of the whole.
+
+        Made from the band of ``soft`` rows that those frame rows sample, with a row to spare
+        either side. At exactly twice the size, frame row ``y`` samples ``soft`` at
+        ``y / 2 - 0.25`` whatever the band's first row (an integer row of ``soft``), so the
+        band's resize gives the whole one's values away from its clamped ends.
+        """
+        if self._whole:
+            return self._weight[y0:y1]
+        s0, s1 = max(0, y0 // 2 - 1), min(soft.shape[0], (y1 - 1) // 2 + 2)
+        band = self._weight[: 2 * (s1 - s0)]
+        cv2.resize(soft[s0:s1], band.shape[::-1], dst=band, interpolation=cv2.INTER_LINEAR)
+        return band[y0 - 2 * s0 : y1 - 2 * s0]
 
     def track(self, measure: np.ndarray, valid_small: np.ndarray, index: int) -> np.ndarray:
         """Fold the frame's focus measure into the tracker; returns a copy of where it now
@@ -535,14 +555,17 @@ class DepthMapMerger(_Merger[np.ndarray]):
     ) -> None:
         """Merge a tracked frame (``winner``: what :meth:`track` returned for it).
 
-        The frame's working values are made and blended :data:`FOLD_ROWS` rows at a time:
-        float32 values of a whole frame would be as large as the composite (540 MB at 45 MP).
+        The frame's working values and their blend weights are made and blended
+        :data:`FOLD_ROWS` rows at a time: float32 values of a whole frame would be as large as
+        the composite (540 MB at 45 MP), and its weights a third of that.
         """
         h, w = self.shape
+        soft = winner
         if self.count:
             soft = cv2.GaussianBlur(winner.astype(np.float32) / 255.0, (0, 0), self.feather)
             soft = np.minimum(soft, valid_small.astype(np.float32) / 255.0)
-            cv2.resize(soft, (w, h), dst=self._weight, interpolation=cv2.INTER_LINEAR)
+            if self._whole:
+                cv2.resize(soft, (w, h), dst=self._weight, interpolation=cv2.INTER_LINEAR)
         step = self._work.shape[0]
         for y0 in range(0, h, step):
             y1 = min(h, y0 + step)
@@ -552,7 +575,7 @@ class DepthMapMerger(_Merger[np.ndarray]):
                 comp[...] = work
                 continue
             cv2.subtract(work, comp, dst=work)  # work is scratch from here on
-            work *= self._weight[y0:y1, :, None]
+            work *= self._weight_rows(soft, y0, y1)[:, :, None]
             comp += work
         self.count += 1
 

@@ -25,7 +25,7 @@ def blended(frames, gains, rows: int, monkeypatch) -> np.ndarray:
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
-@pytest.mark.parametrize("shape", [(64, 48), (131, 97)])
+@pytest.mark.parametrize("shape", [(64, 48), (131, 97), (130, 97)])
 def test_strips_blend_as_the_whole_frame(dtype, shape, monkeypatch) -> None:
     """Across strip edges and an odd last strip, with a gain below 1 (clipped values kept)."""
     rng = np.random.default_rng(sum(shape))
