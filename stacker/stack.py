@@ -334,8 +334,8 @@ class Stacker:
             )
         image = self._check_frame(image, name)
         if self._state is None:
-            self._setup(image)
             self.linear = linear
+            self._setup(image)
         reduced = pyramid.reduced(image, self._align_level)  # the registration level
         rh, rw = reduced.shape[:2]
         small = cv2.resize(reduced, (max(1, rw // 4), max(1, rh // 4)),
@@ -411,7 +411,11 @@ class Stacker:
         self._dtype = image.dtype
         self._state = make_merger(self.method, h, w, image.dtype)
         self._coverage = Coverage(h, w)
-        self._buffers = [np.empty_like(image) for _ in range(2 if self.overlap else 1)]
+        # Two warped frames, so that the next is warped while the last merges; one for RAW
+        # frames, whose decode takes longer than a merge, so that the merge is over by then
+        # (at 45 MP the second would be 270 MB, at the peak, while LibRaw decodes).
+        two = self.overlap and not self.linear
+        self._buffers = [np.empty_like(image) for _ in range(2 if two else 1)]
         if _WARP_BGRA and image.dtype == np.uint8 and self.interpolation == cv2.INTER_LINEAR:
             strip = min(h, _STRIP_ROWS)
             # A strip's source band: the strip's height with room for breathing and rotation
@@ -519,7 +523,10 @@ class Stacker:
         assert self._coverage is not None and self._shape is not None
         h, w = self._shape
         identity = np.allclose(chain, np.eye(3))
-        # The buffer the merge in progress reads is the other one (they alternate).
+        # The buffer the merge in progress reads is the other one (they alternate), or, with
+        # one buffer, the merge is over before the warp writes it.
+        if len(self._buffers) == 1:
+            self.wait()
         warped = self._buffers[self._version % len(self._buffers)]
         self._warp(image, chain, (w, h), warped, identity, full=True)
         state = self._state

@@ -56,6 +56,32 @@ def test_overlapped_merge_gives_the_sequential_result(frames, method: str) -> No
     assert seq.crop_rectangle() == ovl.crop_rectangle()
 
 
+def test_a_raw_stack_merges_behind_one_warped_frame_with_the_sequential_result(
+    frames, monkeypatch
+) -> None:
+    """RAW (linear) frames keep one warped frame, not two (270 MB at 45 MP): the next frame is
+    warped only once the last has merged. A slow merge shows a warp that does not wait."""
+    from stacker import merge
+
+    fold = merge._Merger.add
+
+    def slow(self, *args, **kwargs) -> None:
+        time.sleep(0.05)
+        fold(self, *args, **kwargs)
+
+    monkeypatch.setattr(merge._Merger, "add", slow)
+    linear = [(f.image.astype(np.uint16) * 257, f.focus_um) for f in frames[:5]]
+    runs = {}
+    for overlap in (False, True):
+        s = Stacker(overlap=overlap)
+        for i, (image, um) in enumerate(linear):
+            s.add(image, name=f"f{i}", position_um=um, linear=True)
+        runs[overlap] = s
+    assert len(runs[True]._buffers) == 1
+    np.testing.assert_array_equal(runs[False].result(), runs[True].result())
+    np.testing.assert_array_equal(runs[False].depth_index(), runs[True].depth_index())
+
+
 def test_pipelined_files_give_the_sequential_files(folder: Path, tmp_path: Path) -> None:
     files = collect_inputs([folder])
     outs = {}
