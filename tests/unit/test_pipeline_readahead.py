@@ -82,7 +82,13 @@ def test_a_raw_stack_merges_behind_one_warped_frame_with_the_sequential_result(
     np.testing.assert_array_equal(runs[False].depth_index(), runs[True].depth_index())
 
 
-def test_pipelined_files_give_the_sequential_files(folder: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("cores", [2, 4])
+def test_pipelined_files_give_the_sequential_files(
+    folder: Path, tmp_path: Path, cores: int, monkeypatch
+) -> None:
+    """On two cores the next frame is decoded after the last is stacked, into its array; on
+    more, on the reader thread while it is stacked, into the other of two."""
+    monkeypatch.setattr("stacker.offline.usable_cores", lambda: cores)
     files = collect_inputs([folder])
     outs = {}
     for pipelined in (False, True):
