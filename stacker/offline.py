@@ -293,7 +293,12 @@ def _stack_pass(
         opencv_threads(1 if few_cores else None),
         ReadAhead(files[first:], reader.read, depth=depth) as frames,
     ):
-        for number, loaded in enumerate(frames, first + 1):
+        # Not ``enumerate(frames)``: its result tuple, kept for reuse, would hold each frame
+        # until the next one has been read, when nothing else needs it (at 45 MP, 270 MB
+        # while LibRaw decodes; and the frame pool's array for the next frame).
+        number = first
+        for loaded in frames:
+            number += 1
             t_last = time.perf_counter()
             path = loaded.item
             if loaded.value is None:

@@ -101,6 +101,48 @@ def test_pipelined_files_give_the_sequential_files(
         np.testing.assert_array_equal(a, b)
 
 
+def test_each_frame_is_let_go_before_the_next_is_read(
+    folder: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """On two cores the next frame is read once the last is stacked, and by then nothing holds
+    the last: the frame pool decodes the next one into its array, and at 45 MP a RAW frame's
+    270 MB is not held while LibRaw decodes the next one."""
+    import weakref
+
+    from stacker.framepool import FramePool
+    from stacker.io import OrientedReader
+
+    monkeypatch.setattr("stacker.offline.usable_cores", lambda: 2)
+    files = collect_inputs([folder])
+    lend = FramePool.lend
+    lent: list[bool] = []
+
+    def counted(self, shape):
+        array = lend(self, shape)
+        lent.append(array is not None)
+        return array
+
+    monkeypatch.setattr(FramePool, "lend", counted)
+    stack_files(files, tmp_path / "pooled.png")
+    assert lent == [True] * len(files)  # one array, lent again for every frame
+
+    # Without the pool (which keeps its array), nothing holds a frame once it is stacked.
+    monkeypatch.setattr(FramePool, "lend", lambda self, shape: None)
+    read = OrientedReader.read
+    last: list[weakref.ref] = []
+    alive_at_read: list[bool] = []
+
+    def watched(self, path):
+        alive_at_read.append(bool(last) and last[-1]() is not None)
+        image, note = read(self, path)
+        last.append(weakref.ref(image))
+        return image, note
+
+    monkeypatch.setattr(OrientedReader, "read", watched)
+    stack_files(files, tmp_path / "out.png")
+    assert alive_at_read == [False] * len(files)
+
+
 def test_unreadable_frame_is_reported_in_order(folder: Path, tmp_path: Path) -> None:
     files = collect_inputs([folder])
     bad = tmp_path / "frame_0002b.jpg"
