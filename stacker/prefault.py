@@ -45,6 +45,7 @@ def _madvise() -> Callable[[int, int, int], int] | None:
 
 
 _MADVISE = _madvise()
+_SUPPORTED: bool | None = None  # whether the call works here, once :func:`supported` has tried
 
 
 def supported() -> bool:
@@ -53,9 +54,6 @@ def supported() -> bool:
     if _SUPPORTED is None:
         _SUPPORTED = _MADVISE is not None and populate([np.empty(2 * _PAGE, np.uint8)])
     return _SUPPORTED
-
-
-_SUPPORTED: bool | None = None
 
 
 def populate(arrays: Iterable[np.ndarray], stop: threading.Event | None = None) -> bool:
