@@ -45,6 +45,8 @@ from stacker.focus import MEASURE_LEVEL, WINDOW_PX, coarse_level, focus_measure
 
 APPLY_ROWS = 32
 """Half-size decision rows of the finest band (64 frame rows) applied at a time."""
+ACTIVITY_ROWS = 64
+"""Half-size rows of the finest band's activity made at a time (128 frame rows)."""
 FOLD_ROWS = 256
 """Frame rows the depth-map merger blends at a time."""
 
@@ -242,9 +244,12 @@ class PyramidMerger(_Merger[_Tracked]):
         # Planar bands (3, h, w): see stacker.pyramid.
         self.fused = [np.zeros((3, h, w), self.wdt) for h, w in self.shapes]
         self.bands = [np.zeros((3, h, w), self.wdt) for h, w in self.shapes]
-        # One plane of scratch: the pyramid's expansions (:func:`stacker.pyramid.build`), then
-        # band 0's green activity and the quiet places' running mean, one after the other.
-        self._scratch = np.zeros((height, width), self.wdt)
+        # Scratch rows of the frame's width for the pyramid's expansions
+        # (:func:`stacker.pyramid.build`), then band 0's green activity and the quiet places'
+        # running mean, one after the other, each made a strip at a time; a whole plane where
+        # the height is odd, which band 0's activity then needs (:meth:`_band_activity`).
+        rows = max(pyramid.SCRATCH_ROWS, 2 * ACTIVITY_ROWS, 2 * APPLY_ROWS)
+        self._scratch = np.zeros((height if height % 2 else min(height, rows), width), self.wdt)
         # Fine decisions are made per band at the band's size, except the finest band's, which
         # is made at half size (it is a 5x5 majority vote anyway) and applied with a 2x2 mask.
         self.decision_shapes = [self.shapes[min(1, self.levels - 1)], *self.shapes[1 : self.fine]]
@@ -289,8 +294,16 @@ class PyramidMerger(_Merger[_Tracked]):
         out = self._act_new[k]
         h, w = out.shape
         if k == 0:
-            green = cv.absdiff(self.bands[0][1], 0, dst=self._scratch)
-            cv2.resize(green, (w, h), dst=out, interpolation=cv2.INTER_AREA)
+            green = self.bands[0][1]
+            # Area-averaged to half size a strip at a time, the same rows as the whole plane
+            # gives unless the height is odd (then the rows' weights are fractional).
+            step = ACTIVITY_ROWS if green.shape[0] % 2 == 0 else h
+            for r0 in range(0, h, step):
+                r1 = min(h, r0 + step)
+                rows = green[2 * r0 : 2 * r1]
+                part = self._scratch.reshape(-1)[: rows.size].reshape(rows.shape)
+                cv.absdiff(rows, 0, dst=part)
+                cv2.resize(part, (w, r1 - r0), dst=out[r0:r1], interpolation=cv2.INTER_AREA)
             return cv2.blur(out, (3, 3), dst=out)
         cv.absdiff(self.bands[k][1], 0, dst=out)
         return cv2.blur(out, (5, 5), dst=out)
@@ -385,7 +398,12 @@ class PyramidMerger(_Merger[_Tracked]):
         than make three more passes over 24 MP, and a strip with no quiet place skips the mean.
         """
         if k > 0 or decision.shape == self.shapes[0]:
-            self._apply_rows(self.bands[k], self.fused[k], decision, quiet)
+            for r0 in range(0, decision.shape[0], 2 * APPLY_ROWS):  # the scratch's rows
+                rows = np.s_[r0 : r0 + 2 * APPLY_ROWS]
+                still = None if quiet is None else quiet[rows]
+                self._apply_rows(
+                    self.bands[k][:, rows], self.fused[k][:, rows], decision[rows], still
+                )
             return
         fh, fw = self.shapes[0]
         h2 = decision.shape[0]
@@ -408,6 +426,8 @@ class PyramidMerger(_Merger[_Tracked]):
         their size."""
         x, y, w, h = cv2.boundingRect(quiet) if quiet is not None else (0, 0, 0, 0)
         box = np.s_[y : y + h, x : x + w]  # quiet places shrink as frames bring detail
+        tx, ty, tw, th = cv2.boundingRect(take)
+        won = np.s_[ty : ty + th, tx : tx + tw]  # a frame wins a few % of a band, in places
         n = self.count + 1
         for band, out in zip(bands, fused, strict=True):
             if quiet is not None and w:
@@ -415,7 +435,8 @@ class PyramidMerger(_Merger[_Tracked]):
                 mean = self._scratch.reshape(-1)[: mask.size].reshape(mask.shape)
                 cv2.addWeighted(out[box], (n - 1) / n, band[box], 1.0 / n, 0.0, dst=mean)
                 cv2.copyTo(mean, mask, out[box])
-            cv2.copyTo(band, take, out)
+            if tw:
+                cv2.copyTo(band[won], take[won], out[won])
 
     def _fold_quiet(self, k: int, act: np.ndarray, valid: np.ndarray, first: bool) -> None:
         """Update where fine band ``k`` is quiet in every frame so far: there :meth:`_apply`

@@ -23,6 +23,8 @@ from stacker.cvtyping import cv
 FIXED_POINT = 16  # int16 pyramids of 8-bit frames store value * 16
 WIDE_SCALE = 0.25  # int16 pyramids of 16-bit frames store value / 4
 _STRIP_ROWS = 256  # rows of a frame split into planes at a time (:func:`to_planes`)
+EXPAND_ROWS = 128  # rows of a band expanded and subtracted at a time (:func:`build`)
+SCRATCH_ROWS = EXPAND_ROWS + 4  # rows of scratch :func:`build` needs (a strip and its margin)
 
 
 def pyramid_levels(height: int, width: int, coarsest: int = 24) -> int:
@@ -147,27 +149,33 @@ def rows(planes: np.ndarray) -> np.ndarray:
 def build(levels: int, out: list[np.ndarray], scratch: np.ndarray) -> list[np.ndarray]:
     """Laplacian pyramid, in place, of the planar image (3, h, w) that ``out[0]`` holds on entry
     (:func:`to_planes` writes it there): the bands go into preallocated planar ``out`` (finest
-    first, lowpass last), allocating nothing. ``scratch``, a C-contiguous plane (h, w) of the
-    bands' type, is clobbered.
+    first, lowpass last), allocating nothing. ``scratch``, a C-contiguous array of the bands'
+    type holding at least ``min(h, SCRATCH_ROWS)`` rows of ``w``, is clobbered.
 
-    Each Gaussian level is made in the next band's buffer and expanded into ``scratch``, and
-    the difference replaces it where it stood. A frame-sized allocation per level would cost
-    more than the arithmetic (at 24 MP the kernel zeroes about 240 MB of fresh pages per
-    frame), and one plane of scratch instead of a planar copy of the frame is 96 MB less to
-    hold at 24 MP.
+    Each Gaussian level is made in the next band's buffer; it is then expanded and subtracted
+    from the level above :data:`EXPAND_ROWS` rows at a time, so the expansion is read back
+    from cache rather than from a frame-sized plane written just before (a frame-sized
+    allocation per level would cost more than the arithmetic: at 24 MP the kernel zeroes
+    about 240 MB of fresh pages per frame). Each strip is expanded from the rows of the next
+    level it needs with one more on either side, and its rows that see a reflected border
+    there are left out, so every row is the one ``cv2.pyrUp`` makes of the whole level.
     """
-    assert scratch.flags.c_contiguous and scratch.size >= out[0][0].size  # views, not copies
-    flat = scratch.reshape(-1)
+    flat = scratch.reshape(-1)  # a view, since scratch is C-contiguous
     for c in range(out[0].shape[0]):
         planes = [band[c] for band in out]
         for k in range(levels - 1):
-            gauss = planes[k]
+            gauss, small = planes[k], planes[k + 1]
             h, w = gauss.shape
-            nh, nw = planes[k + 1].shape
-            cv2.pyrDown(gauss, dst=planes[k + 1], dstsize=(nw, nh))
-            up = flat[: gauss.size].reshape(gauss.shape)
-            cv2.pyrUp(planes[k + 1], dst=up, dstsize=(w, h))
-            cv2.subtract(gauss, up, dst=gauss)
+            nh, nw = small.shape
+            cv2.pyrDown(gauss, dst=small, dstsize=(nw, nh))
+            for y0 in range(0, h, EXPAND_ROWS):
+                y1 = min(h, y0 + EXPAND_ROWS)
+                s0, s1 = max(0, y0 // 2 - 1), min(nh, (y1 + 1) // 2 + 1)
+                rows = min(h, 2 * s1) - 2 * s0  # odd only at an odd level's last row
+                up = flat[: rows * w].reshape(rows, w)
+                cv2.pyrUp(small[s0:s1], dst=up, dstsize=(w, rows))
+                strip = gauss[y0:y1]
+                cv2.subtract(strip, up[y0 - 2 * s0 : y1 - 2 * s0], dst=strip)
     return out
 
 

@@ -187,28 +187,55 @@ def test_the_finest_band_takes_its_half_size_decisions_pixel_for_pixel(shape) ->
     np.testing.assert_array_equal(got, want)
 
 
-@pytest.mark.parametrize("shape", [(64, 64), (131, 97), (260, 301)])
-def test_the_finest_band_is_applied_in_strips_as_it_would_be_whole(shape, monkeypatch) -> None:
-    """Band 0's new coefficients go in a strip of rows at a time: where the frame won, and the
-    running mean where every frame so far was quiet, across strip boundaries and odd edges."""
+@pytest.mark.parametrize("won", ["scattered", "one corner"])
+@pytest.mark.parametrize(
+    ("shape", "k"),
+    [((64, 64), 0), ((131, 97), 0), ((260, 301), 0), ((131, 97), 1), ((300, 301), 1)],
+)
+def test_a_fine_band_is_applied_in_strips_as_it_would_be_whole(shape, k, won, monkeypatch) -> None:
+    """A fine band's new coefficients go in a strip of rows at a time (band 0's decisions,
+    made at half size, doubled a strip at a time): where the frame won, and the running mean
+    where every frame so far was quiet, across strip boundaries and odd edges, whether the
+    frame won all over or in one place."""
     monkeypatch.setattr(merge_module, "APPLY_ROWS", 7)
     h, w = shape
     rng = np.random.default_rng(h + w)
     merger = PyramidMerger(h, w, np.dtype(np.uint8))
     merger.count = 3  # the fourth frame: the mean takes a quarter of it
-    small = merger.decision_shapes[0]
+    small = merger.decision_shapes[k]
     quiet = (rng.random(small) > 0.6).astype(np.uint8) * 255
     quiet[: small[0] // 3] = 0  # strips with no quiet place skip the mean
     take = (rng.random(small) > 0.5).astype(np.uint8) * 255 & ~quiet
-    merger.bands[0][...] = rng.integers(-500, 500, merger.bands[0].shape)
-    merger.fused[0][...] = rng.integers(-500, 500, merger.fused[0].shape)
-    band, fused = merger.bands[0].astype(np.float64), merger.fused[0].astype(np.float64)
-    full_take = cv2.resize(take, (w, h), interpolation=cv2.INTER_NEAREST) > 0
-    full_quiet = cv2.resize(quiet, (w, h), interpolation=cv2.INTER_NEAREST) > 0
+    if won == "one corner":
+        take[: small[0] // 2] = 0
+        take[:, : small[1] // 2] = 0
+    merger.bands[k][...] = rng.integers(-500, 500, merger.bands[k].shape)
+    merger.fused[k][...] = rng.integers(-500, 500, merger.fused[k].shape)
+    band, fused = merger.bands[k].astype(np.float64), merger.fused[k].astype(np.float64)
+    bh, bw = merger.shapes[k]
+    full_take = cv2.resize(take, (bw, bh), interpolation=cv2.INTER_NEAREST) > 0
+    full_quiet = cv2.resize(quiet, (bw, bh), interpolation=cv2.INTER_NEAREST) > 0
     want = np.where(full_take, band, fused)
     want = np.where(full_quiet, np.rint(fused * 0.75 + band * 0.25), want)
-    merger._apply(0, take, quiet)
-    np.testing.assert_array_equal(merger.fused[0], want)
+    merger._apply(k, take, quiet)
+    np.testing.assert_array_equal(merger.fused[k], want)
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (131, 97), (260, 301), (300, 301)])
+def test_the_finest_bands_activity_is_made_in_strips_as_it_would_be_whole(shape, monkeypatch):
+    """Band 0's activity (|green| area-averaged to half size, then a 3x3 mean) a strip of rows
+    at a time, in a scratch of a few rows, equals the whole plane's, odd widths included; an
+    odd height is made whole."""
+    monkeypatch.setattr(merge_module, "ACTIVITY_ROWS", 5)
+    h, w = shape
+    merger = PyramidMerger(h, w, np.dtype(np.uint8))
+    green = np.random.default_rng(h * w).integers(-3000, 3000, (h, w)).astype(np.int16)
+    merger.bands[0][1] = green
+    dh, dw = merger.decision_shapes[0]
+    want = cv2.resize(np.abs(green), (dw, dh), interpolation=cv2.INTER_AREA)
+    want = cv2.blur(want, (3, 3))
+    np.testing.assert_array_equal(merger._band_activity(0), want)
+    assert merger._scratch.shape[0] == (h if h % 2 else min(h, 132))
 
 
 @pytest.mark.parametrize("size", [3, 5])
