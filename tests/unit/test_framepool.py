@@ -94,3 +94,24 @@ def test_a_file_opencv_cannot_decode_into_the_array_gives_its_usual_result(
     decoded = io._imread_into(str(good), flags, wrong)
     assert decoded is not None and np.array_equal(decoded, io.read_image(good))
     assert not wrong.any()
+
+
+@pytest.mark.parametrize("kept", [0.3, 0.6, 0.9])
+def test_a_frame_cut_short_decoded_into_a_used_array_shows_nothing_of_the_last(
+    tmp_path: Path, kept: float
+) -> None:
+    """A JPEG cut inside its image data (a card pulled mid-write) decodes, as libjpeg makes
+    it, its missing rows grey: into an array that held the frame before, every row is
+    written, none left over from that frame."""
+    shape = (480, 640, 3)
+    earlier = _jpeg(tmp_path / "earlier.jpg", 1, shape)
+    whole = _jpeg(tmp_path / "whole.jpg", 2, shape).read_bytes()
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(whole[: int(len(whole) * kept)] + b"\xff\xd9")
+    pool = FramePool()
+    first = io.read_image(earlier, pool=pool)
+    address = first.ctypes.data
+    del first
+    decoded = io.read_image(cut, pool=pool)
+    assert decoded.ctypes.data == address or not io._IMREAD_INTO
+    assert np.array_equal(decoded, io.read_image(cut))
