@@ -153,14 +153,16 @@ def build(levels: int, out: list[np.ndarray], scratch: np.ndarray) -> list[np.nd
     type holding at least ``min(h, SCRATCH_ROWS)`` rows of ``w``, is clobbered.
 
     Each Gaussian level is made in the next band's buffer; it is then expanded and subtracted
-    from the level above :data:`EXPAND_ROWS` rows at a time, so the expansion is read back
-    from cache rather than from a frame-sized plane written just before (a frame-sized
-    allocation per level would cost more than the arithmetic: at 24 MP the kernel zeroes
-    about 240 MB of fresh pages per frame). Each strip is expanded from the rows of the next
-    level it needs with one more on either side, and its rows that see a reflected border
-    there are left out, so every row is the one ``cv2.pyrUp`` makes of the whole level.
+    from the level above :data:`EXPAND_ROWS` rows at a time, so the scratch is a strip rather
+    than a plane of the frame (48 MB at 24 MP, 90 MB at 45 MP; and a frame-sized allocation
+    per level would cost more than the arithmetic: at 24 MP the kernel zeroes about 240 MB of
+    fresh pages per frame). Each strip is expanded from the rows of the next level it needs
+    with one more on either side, and its rows that see a reflected border there are left
+    out, so every row is the one ``cv2.pyrUp`` makes of the whole level.
     """
-    flat = scratch.reshape(-1)  # a view, since scratch is C-contiguous
+    h0, w0 = out[0].shape[1:]
+    assert scratch.flags.c_contiguous and scratch.size >= min(h0, SCRATCH_ROWS) * w0  # views
+    flat = scratch.reshape(-1)
     for c in range(out[0].shape[0]):
         planes = [band[c] for band in out]
         for k in range(levels - 1):
