@@ -204,7 +204,10 @@ def watch_command(
     jpeg_quality: JpegQuality = None,
     strict: Strict = False,
     every: int = typer.Option(
-        1, "--every", help="Write the composite after every N merged frames."
+        1,
+        "--every",
+        help="Write the composite after every N merged frames (with frames already waiting, "
+        "once they are stacked).",
     ),
     idle_timeout: str | None = typer.Option(
         None,

@@ -60,7 +60,8 @@ def test_frames_written_slowly_are_stacked_whole_existing_ones_first(
 
     def on_frame(event: MergedFrame) -> None:
         handed.append((event.path, event.image.copy(), event.record.merged))
-        assert out.exists() or not event.record.merged  # written before the callback
+        if event.path.name.startswith("g"):  # no frame waits behind it: written before this
+            assert out.exists() and event.record.merged
         assert event.stacker.preview() is not None
 
     def writer() -> None:
@@ -84,7 +85,9 @@ def test_frames_written_slowly_are_stacked_whole_existing_ones_first(
         assert np.array_equal(image, read_image(path))
     assert all(merged for _, _, merged in handed)
     assert summary.finish == "idle"
-    assert summary.status.merged == 6 and summary.status.writes == 6
+    # f1 and f2 are written only if the frame after them was not read yet when they merged
+    # (test_a_write_waits_for_the_frames_already_waiting); f10 and the g frames are, each.
+    assert summary.status.merged == 6 and 4 <= summary.status.writes <= 6
     assert summary.outputs[0] == out
     result = read_image(out)
     assert result.ndim == 3 and 200 <= result.shape[1] <= 320 and 150 <= result.shape[0] <= 240
@@ -93,18 +96,58 @@ def test_frames_written_slowly_are_stacked_whole_existing_ones_first(
 
 
 def test_every_n_and_depth_map(hot: Path, stack_jpegs: list[bytes]) -> None:
-    for i in range(3):
-        write_old(hot / f"s{i}.jpg", stack_jpegs[i])
+    write_old(hot / "s0.jpg", stack_jpegs[0])
+
+    def writer() -> None:  # each lands once the frame before is stacked: none waits
+        for i in (1, 2):
+            time.sleep(0.4)
+            write_slowly(hot / f"s{i}.jpg", stack_jpegs[i])
+
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
     # Both inside the watched folder: the depth map's JPEG preview must not become a frame.
     out, depth = hot / "out.png", hot / "depth.png"
     summary = watch_and_stack(
-        hot, out, depth_map=depth, every=2, idle_timeout=0.8, settle=0.2, crop=False
+        hot, out, depth_map=depth, every=2, idle_timeout=1.0, settle=0.2, crop=False
     )
+    t.join()
     assert (hot / "depth-preview.jpg").exists()
     assert summary.status.merged == 3 and summary.status.seen == 3
     assert summary.status.writes == 2  # after frame 2, and the final one for frame 3
     assert read_image(out).shape[:2] == (240, 320)  # --no-crop keeps the full frame
     assert depth in summary.outputs and depth.exists()
+
+
+@pytest.mark.slow
+def test_a_write_waits_for_the_frames_already_waiting(
+    hot: Path, stack_jpegs: list[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Frames filled in beforehand are stacked one after another and the composite written
+    once, when no frame waits any more, rather than after each (at 24 MP each write took as
+    long as stacking a frame): the file holds every merged frame once the watch has caught
+    up. Stacking is slowed here so that the reader has always read the next frame by then."""
+    from stacker.stack import Stacker
+
+    for i in range(4):
+        write_old(hot / f"w{i}.jpg", stack_jpegs[i])
+    add = Stacker.add
+
+    def slow_add(self: Stacker, *args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.3)
+        return add(self, *args, **kwargs)
+
+    monkeypatch.setattr(Stacker, "add", slow_add)
+    out = hot.parent / "w.png"
+    seen: list[bool] = []
+    summary = watch_and_stack(
+        hot, out, idle_timeout=0.5, settle=0.2, on_frame=lambda e: seen.append(out.exists())
+    )
+    assert summary.status.merged == 4
+    assert summary.status.writes == 1
+    assert seen == [False, False, False, True]  # written before the last frame's callback
+    reference = watch_and_stack(hot, hot.parent / "v.png", every=100, idle_timeout=0.5, settle=0.2)
+    assert reference.status.writes == 1  # the final write alone: the same composite
+    assert np.array_equal(read_image(out), read_image(hot.parent / "v.png"))
 
 
 @pytest.mark.slow
@@ -652,12 +695,14 @@ def test_a_frame_landing_under_the_output_name_is_never_written_over(
 def test_numbered_reference_defers_writing_until_that_frame_arrived(
     tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
 ) -> None:
-    for i in range(4):
+    for i in range(3):
         write_old(hot / f"r{i}.jpg", stack_jpegs[i])
     writes: list[int] = []
 
     def on_frame(event: MergedFrame) -> None:
         writes.append(event.stacker.frames_added if (tmp_path / "o.png").exists() else -1)
+        if event.stacker.frames_added == 3:  # lands after: frame 3 has nothing waiting behind
+            write_old(hot / "r3.jpg", stack_jpegs[3])
 
     summary = watch_and_stack(
         hot, tmp_path / "o.png", reference=3, idle_timeout=0.5, settle=0.2, on_frame=on_frame
