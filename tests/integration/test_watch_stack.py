@@ -60,7 +60,7 @@ def test_frames_written_slowly_are_stacked_whole_existing_ones_first(
 
     def on_frame(event: MergedFrame) -> None:
         handed.append((event.path, event.image.copy(), event.record.merged))
-        if event.path.name.startswith("g"):  # no frame waits behind it: written before this
+        if event.path.name == "g5.jpg":  # no frame waits behind the last: written before this
             assert out.exists() and event.record.merged
         assert event.stacker.preview() is not None
 
@@ -85,9 +85,9 @@ def test_frames_written_slowly_are_stacked_whole_existing_ones_first(
         assert np.array_equal(image, read_image(path))
     assert all(merged for _, _, merged in handed)
     assert summary.finish == "idle"
-    # f1 and f2 are written only if the frame after them was not read yet when they merged
-    # (test_a_write_waits_for_the_frames_already_waiting); f10 and the g frames are, each.
-    assert summary.status.merged == 6 and 4 <= summary.status.writes <= 6
+    # A frame is written only if the next was not read yet when it merged, which depends on
+    # how fast this machine stacks (test_a_write_waits_for_the_frames_already_waiting).
+    assert summary.status.merged == 6 and 1 <= summary.status.writes <= 6
     assert summary.outputs[0] == out
     result = read_image(out)
     assert result.ndim == 3 and 200 <= result.shape[1] <= 320 and 150 <= result.shape[0] <= 240
@@ -100,7 +100,7 @@ def test_every_n_and_depth_map(hot: Path, stack_jpegs: list[bytes]) -> None:
 
     def writer() -> None:  # each lands once the frame before is stacked: none waits
         for i in (1, 2):
-            time.sleep(0.4)
+            time.sleep(0.6)
             write_slowly(hot / f"s{i}.jpg", stack_jpegs[i])
 
     t = threading.Thread(target=writer, daemon=True)
@@ -108,7 +108,7 @@ def test_every_n_and_depth_map(hot: Path, stack_jpegs: list[bytes]) -> None:
     # Both inside the watched folder: the depth map's JPEG preview must not become a frame.
     out, depth = hot / "out.png", hot / "depth.png"
     summary = watch_and_stack(
-        hot, out, depth_map=depth, every=2, idle_timeout=1.0, settle=0.2, crop=False
+        hot, out, depth_map=depth, every=2, idle_timeout=1.5, settle=0.2, crop=False
     )
     t.join()
     assert (hot / "depth-preview.jpg").exists()
