@@ -285,6 +285,10 @@ class PyramidMerger(_Merger[_Tracked]):
         """Working units per 8-bit level."""
         return pyramid.FIXED_POINT if self.dtype == np.uint8 else pyramid.WIDE_SCALE * 257.0
 
+    def _scratch_for(self, shape: tuple[int, ...]) -> np.ndarray:
+        """The scratch's first elements as an array of ``shape`` (a view: it is contiguous)."""
+        return self._scratch.reshape(-1)[: int(np.prod(shape))].reshape(shape)
+
     def _band_activity(self, k: int) -> np.ndarray:
         """Local activity of the new frame at fine band k, at the band's decision size.
 
@@ -301,7 +305,7 @@ class PyramidMerger(_Merger[_Tracked]):
             for r0 in range(0, h, step):
                 r1 = min(h, r0 + step)
                 rows = green[2 * r0 : 2 * r1]
-                part = self._scratch.reshape(-1)[: rows.size].reshape(rows.shape)
+                part = self._scratch_for(rows.shape)
                 cv.absdiff(rows, 0, dst=part)
                 cv2.resize(part, (w, r1 - r0), dst=out[r0:r1], interpolation=cv2.INTER_AREA)
             return cv2.blur(out, (3, 3), dst=out)
@@ -432,7 +436,7 @@ class PyramidMerger(_Merger[_Tracked]):
         for band, out in zip(bands, fused, strict=True):
             if quiet is not None and w:
                 mask = quiet[box]
-                mean = self._scratch.reshape(-1)[: mask.size].reshape(mask.shape)
+                mean = self._scratch_for(mask.shape)
                 cv2.addWeighted(out[box], (n - 1) / n, band[box], 1.0 / n, 0.0, dst=mean)
                 cv2.copyTo(mean, mask, out[box])
             if tw:
