@@ -23,7 +23,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from stacker.errors import Interrupted, UserError
-from stacker.launch import wind_down
+from stacker.launch import caused_by_interrupt, wind_down
 from stacker.quantities import TIME_UNITS
 
 if TYPE_CHECKING:
@@ -60,6 +60,12 @@ def run_app(app: typer.Typer, prog_name: str, units: Collection[str] = TIME_UNIT
     except UserError as exc:
         print(f"{prog_name}: error: {one_line(str(exc))}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except Exception as exc:
+        if not caused_by_interrupt(exc):
+            raise
+        wind_down()  # an error a Ctrl-C caused (a dataclass a command loads late, Python 3.11)
+        print(f"{prog_name}: interrupted", file=sys.stderr)
+        sys.exit(130)
     except KeyboardInterrupt:
         wind_down()
         print(f"{prog_name}: interrupted", file=sys.stderr)

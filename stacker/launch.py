@@ -69,8 +69,8 @@ def launch(module: str, prog: str) -> None:
         warnings.showwarning = lambda *warning, **_: said.append(warning)  # filters stay as set
         try:
             main = importlib.import_module(module).main
-        except Exception:
-            if not ignored:
+        except Exception as failed:
+            if not ignored and not caused_by_interrupt(failed):
                 raise
             raise KeyboardInterrupt from None  # the load failed because it was interrupted
         if ignored:
@@ -96,6 +96,20 @@ def launch(module: str, prog: str) -> None:
         # shutdown ends soon, with the command's own status), a second ends it at once (a
         # shutdown stuck joining a thread).
         wind_down(passes=1)
+
+
+def caused_by_interrupt(error: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is among the causes of ``error``: Python 3.11 wraps what a
+    ``__set_name__`` raises in a RuntimeError, and a Ctrl-C landing while a dataclass was defined
+    ended in two tracebacks (``Error calling __set_name__ on 'Field' instance``)."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def as_ctrl_c(_signum: int, _frame: FrameType | None) -> None:

@@ -358,3 +358,32 @@ def test_a_ctrl_c_before_a_command_handles_it_is_told(
         run_app(app_raising(typer.Exit(130)), "prog")
     assert ended.value.code == 130
     assert capsys.readouterr().err == ""
+
+
+def test_an_error_a_ctrl_c_caused_is_told_as_an_interrupt(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Python 3.11 wraps a KeyboardInterrupt raised in a ``__set_name__`` (a Ctrl-C while a
+    module a command loads late defines a dataclass) in a RuntimeError: it is an interrupt, told
+    in one line. An error of another cause still reaches the caller."""
+    import typer
+
+    from stacker.cliutil import run_app
+
+    monkeypatch.setattr(sys, "argv", ["prog"])
+
+    def app_raising(cause: BaseException) -> typer.Typer:
+        app = typer.Typer()
+
+        @app.command()
+        def go() -> None:
+            raise RuntimeError("Error calling __set_name__") from cause
+
+        return app
+
+    with pytest.raises(SystemExit) as ended:
+        run_app(app_raising(KeyboardInterrupt()), "prog")
+    assert ended.value.code == 130
+    assert capsys.readouterr().err == "prog: interrupted\n"
+    with pytest.raises(RuntimeError):
+        run_app(app_raising(ValueError("no")), "prog")
