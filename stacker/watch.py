@@ -278,6 +278,7 @@ def _arrivals(
             "raise no file events: polling it"
         )
     bad: list[UnreadableFrame] = []
+    stacking: list[bool] = []  # a frame was handed on: this watch will write ``output``
 
     def pending() -> Iterator[Arrival]:
         while bad:
@@ -285,11 +286,12 @@ def _arrivals(
         while hot.notes:
             yield hot.notes.pop(0)
         while hot.landing:
-            yield _landing_note(hot.landing.pop(0), output)
+            yield _landing_note(hot.landing.pop(0), output, bool(stacking))
 
     for frame in hot.frames_with_news(halt, idle_timeout, bad.append, news=True):
         yield from pending()
         if frame is not None:
+            stacking.append(True)
             yield frame
     yield from pending()
 
@@ -310,11 +312,12 @@ def _written_below(hot: HotFolder) -> str:
     )
 
 
-def _landing_note(sub: Path, output: Path) -> str:
+def _landing_note(sub: Path, output: Path, stacking: bool) -> str:
     """What to do when frames land in a subfolder of the watched folder, which is not watched.
-    Once this watch has written its result, the command told writes another beside it: the
-    same ``-o`` would replace the composite of the frames stacked so far."""
-    if output.exists():
+    Once this watch has a frame to stack (it writes its result when it ends, if not before), or
+    ``output`` exists, the command told writes another beside it: the same ``-o`` would replace
+    the composite of the frames stacked so far."""
+    if stacking or output.exists():
         output = output.with_name(f"{output.stem}-{sub.name}{output.suffix}")
     return (
         f"frames are landing in {sub}, a subfolder, which is not watched: to stack them, stop "

@@ -20,7 +20,13 @@ from rig.sim.scene import SceneSpec, SyntheticScene
 from stacker.cli import main
 from stacker.errors import StackerError, UnreadableImageError
 from stacker.io import read_image
-from stacker.watch import MergedFrame, NoFramesError, WatchStatus, watch_and_stack
+from stacker.watch import (
+    MergedFrame,
+    NoFramesError,
+    WatchStatus,
+    _landing_note,
+    watch_and_stack,
+)
 from tests.hotfolder import write_old, write_slowly
 
 SPEC = SceneSpec(width=320, height=240, seed=7, depth_um=600.0, noise_sigma=1.0, jpeg_quality=92)
@@ -419,7 +425,7 @@ def test_frames_landing_in_a_subfolder_are_named_while_the_watch_waits(
     stop = threading.Event()
 
     def capture_one() -> None:
-        time.sleep(0.5)  # the composite of the two frames at the top is written by then
+        time.sleep(0.5)  # the two frames at the top are being stacked by then
         capture.mkdir(exist_ok=True)
         for i in (2, 3):
             if made_since:
@@ -440,6 +446,24 @@ def test_frames_landing_in_a_subfolder_are_named_while_the_watch_waits(
         f"frames are landing in {capture}, a subfolder, which is not watched: to stack them, stop "
         f"(Ctrl-C) and run stacker watch {capture} -o {out.with_name('stacked-Capture.tif')}"
     ]
+
+
+@pytest.mark.parametrize(
+    ("stacking", "written", "told"),
+    [(False, False, "stacked.tif"), (True, False, "stacked-Capture.tif"),
+     (False, True, "stacked-Capture.tif")],
+)  # fmt: skip
+def test_the_command_told_for_a_subfolder_never_replaces_this_watchs_result(
+    tmp_path: Path, stacking: bool, written: bool, told: str
+) -> None:
+    """Told while this watch has frames to stack but has not written its result yet (it writes
+    when it ends, or once the stack settles), the same ``-o`` would replace that result: on a
+    loaded machine the note came before the first write, and named it."""
+    out = tmp_path / "stacked.tif"
+    if written:
+        out.write_bytes(b"a composite")
+    note = _landing_note(tmp_path / "Capture", out, stacking)
+    assert note.endswith(f"-o {tmp_path / told}")
 
 
 @pytest.mark.slow
