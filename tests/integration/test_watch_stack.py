@@ -411,8 +411,8 @@ def test_frames_landing_in_a_subfolder_are_named_while_the_watch_waits(
     darktable into a folder per day or session made as the session starts (the files' times
     may be the camera's). A photographer who watches the folder above waits for a stack that
     never grows: the watch says at once, once, where the frames land and what to run (an
-    output of its own: the watch's, written by then, would be replaced). Its own composite,
-    written into a subfolder, is no such frame."""
+    output of its own: the watch's, written then or later, would be replaced). Its own
+    composite, written into a subfolder, is no such frame."""
     for i in range(2):
         write_old(hot / f"top{i}.jpg", stack_jpegs[i])
     out = hot / "results" / "stacked.tif"
