@@ -278,7 +278,7 @@ def _arrivals(
             "raise no file events: polling it"
         )
     bad: list[UnreadableFrame] = []
-    stacking: list[bool] = []  # a frame was handed on: this watch will write ``output``
+    handed_on = False  # a frame was handed on to be stacked: this watch will write ``output``
 
     def pending() -> Iterator[Arrival]:
         while bad:
@@ -286,12 +286,12 @@ def _arrivals(
         while hot.notes:
             yield hot.notes.pop(0)
         while hot.landing:
-            yield _landing_note(hot.landing.pop(0), output, bool(stacking))
+            yield _landing_note(hot.landing.pop(0), output, handed_on)
 
     for frame in hot.frames_with_news(halt, idle_timeout, bad.append, news=True):
         yield from pending()
         if frame is not None:
-            stacking.append(True)
+            handed_on = True
             yield frame
     yield from pending()
 
