@@ -403,16 +403,34 @@ def test_frames_written_into_a_subfolder_are_named_when_nothing_merged(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("made_since", [False, True])
+@pytest.mark.parametrize(
+    ("made_since", "slow_stacking"), [(False, False), (True, False), (False, True)]
+)
 def test_frames_landing_in_a_subfolder_are_named_while_the_watch_waits(
-    tmp_path: Path, hot: Path, stack_jpegs: list[bytes], made_since: bool
+    tmp_path: Path,
+    hot: Path,
+    stack_jpegs: list[bytes],
+    made_since: bool,
+    slow_stacking: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Capture One writes a session's frames into its ``Capture`` folder, EOS Utility and
     darktable into a folder per day or session made as the session starts (the files' times
     may be the camera's). A photographer who watches the folder above waits for a stack that
     never grows: the watch says at once, once, where the frames land and what to run (an
     output of its own: the watch's, written then or later, would be replaced). Its own
-    composite, written into a subfolder, is no such frame."""
+    composite, written into a subfolder, is no such frame. Stacking slowed, as on a loaded
+    machine, the note comes before the watch's first write, and names the same file."""
+    if slow_stacking:
+        from stacker.stack import Stacker
+
+        add = Stacker.add
+
+        def slow_add(self: Stacker, *args: Any, **kwargs: Any) -> Any:
+            time.sleep(0.8)
+            return add(self, *args, **kwargs)
+
+        monkeypatch.setattr(Stacker, "add", slow_add)
     for i in range(2):
         write_old(hot / f"top{i}.jpg", stack_jpegs[i])
     out = hot / "results" / "stacked.tif"
