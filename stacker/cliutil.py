@@ -60,13 +60,11 @@ def run_app(app: typer.Typer, prog_name: str, units: Collection[str] = TIME_UNIT
     except UserError as exc:
         print(f"{prog_name}: error: {one_line(str(exc))}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except Exception as exc:
+    except (KeyboardInterrupt, Exception) as exc:
+        # A Ctrl-C, or an error it caused: Python 3.11 wraps one raised while a module that a
+        # command loads late defines a dataclass.
         if not caused_by_interrupt(exc):
             raise
-        wind_down()  # an error a Ctrl-C caused (a dataclass a command loads late, Python 3.11)
-        print(f"{prog_name}: interrupted", file=sys.stderr)
-        sys.exit(130)
-    except KeyboardInterrupt:
         wind_down()
         print(f"{prog_name}: interrupted", file=sys.stderr)
         sys.exit(130)

@@ -312,12 +312,12 @@ def _written_below(hot: HotFolder) -> str:
     )
 
 
-def _landing_note(sub: Path, output: Path, stacking: bool) -> str:
+def _landing_note(sub: Path, output: Path, handed_on: bool) -> str:
     """What to do when frames land in a subfolder of the watched folder, which is not watched.
-    Once this watch has a frame to stack (it writes its result when it ends, if not before), or
-    ``output`` exists, the command told writes another beside it: the same ``-o`` would replace
-    the composite of the frames stacked so far."""
-    if stacking or output.exists():
+    Once this watch has been handed a frame to stack (it writes its result when it ends, if not
+    before), or ``output`` exists, the command told writes another beside it: the same ``-o``
+    would replace the composite of the frames stacked so far."""
+    if handed_on or output.exists():
         output = output.with_name(f"{output.stem}-{sub.name}{output.suffix}")
     return (
         f"frames are landing in {sub}, a subfolder, which is not watched: to stack them, stop "
