@@ -56,7 +56,6 @@ FORMAT_KEYS = ("imageformat", "imagequality")
 Sony ``imagequality`` (``config.c``)."""
 
 _RAW_WORDS = ("raw", "nef", "nrw", "arw", "cr2", "cr3", "orf", "raf", "rw2", "dng", "pef")
-_RASTER_WORDS = ("jpeg", "jpg", "fine", "normal", "basic", "heif", "heic", "large", "small")
 
 
 def vendor_of(*names: str) -> Vendor:
@@ -86,14 +85,24 @@ def default_capture_target(vendor: Vendor) -> CaptureTarget | None:
     return DEFAULT_TARGETS[vendor]
 
 
+def is_coded_format(image_format: str) -> bool:
+    """Whether the image-format setting reads as a bare number, which says nothing of what a
+    shot saves: libgphoto2 shows a Panasonic's formats so (``_get_Panasonic_ImageFormat`` in
+    ``camlibs/ptp2/config.c`` writes the property's raw value, ``"3"``)."""
+    return image_format.strip().isdigit()
+
+
 def check_saves_raw(camera: object, output_suffix: str) -> None:
     """Refuse, before anything moves, a DNG composite from a camera set to save no RAW file:
-    every frame would be shot, and the composite fail at the end (a resume too)."""
+    every frame would be shot, and the composite fail at the end (a resume too). A format
+    that reads as a number says nothing, and is let through."""
     if output_suffix != ".dng":
         return
     read = getattr(camera, "image_format", None)
     image_format = read() if callable(read) else ""
     folded = image_format.casefold()
+    if is_coded_format(image_format):
+        return
     if image_format and not any(word in folded for word in _RAW_WORDS):
         raise RigError(
             f"--format dng stacks RAW files, and the camera saves {image_format!r}: set its "
@@ -101,9 +110,17 @@ def check_saves_raw(camera: object, output_suffix: str) -> None:
         )
 
 
-def files_per_shot(image_format: str) -> int:
-    """How many files a shot makes with this image-format setting (2 for RAW+JPEG, else 1)."""
-    folded = image_format.casefold()
-    raw = any(word in folded for word in _RAW_WORDS)
-    raster = any(word in folded for word in _RASTER_WORDS)
-    return 2 if raw and raster and "+" in folded else 1
+def files_per_shot(image_format: str) -> int | None:
+    """How many files a shot makes with this image-format setting (2 for RAW+JPEG, else 1);
+    ``None`` when the setting is a number that does not say (:func:`is_coded_format`).
+
+    RAW+JPEG is a RAW part joined by ``+`` to a part that is not RAW, whatever that part is
+    called: ``RAW + Large Fine JPEG`` before libgphoto2 2.5.32 and ``RAW + L`` or
+    ``cRAW + cM`` since (``canon_eos_single_ImageFormats`` in ``camlibs/ptp2/config.c`` names
+    each half by its size alone), ``NEF+Fine`` on a Nikon, ``RAW+JPEG`` on a Sony.
+    """
+    if is_coded_format(image_format):
+        return None
+    parts = [part.strip() for part in image_format.casefold().split("+")]
+    raw = [any(word in part for word in _RAW_WORDS) for part in parts if part]
+    return 2 if len(raw) >= 2 and any(raw) and not all(raw) else 1

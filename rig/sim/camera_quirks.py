@@ -223,7 +223,9 @@ CANON = QuirkProfile(
     ram_names=("capt%04d.cr2", "capt%04d.jpg"),
     target_choices=("Internal RAM", "Memory card"),
     format_key="imageformat",
-    formats=("RAW + Large Fine JPEG", "Large Fine JPEG", "RAW"),
+    # libgphoto2 2.5.32 and later (the wheels bundle 2.5.34) name each half by its size alone:
+    # ``canon_eos_single_ImageFormats`` in ``config.c``; before, "RAW + Large Fine JPEG".
+    formats=("RAW + L", "L", "RAW"),
     lens="canon-radio",
     vibration_key="mirrorlock",
     vibration_widget=(WIDGET_TEXT, "0", ()),  # _get_INT on EOS MirrorUpSetting

@@ -113,10 +113,18 @@ def test_the_virtual_body_is_recognised_as_the_nikon_it_emulates(
 
 
 def test_files_per_shot_from_the_image_format() -> None:
-    for value in ("RAW + Large Fine JPEG", "NEF+Fine", "RAW+JPEG", "cRAW + Small JPEG"):
+    """Canon's labels as libgphoto2 2.5.32 and later write them (``RAW + L``, each half named
+    by its size) and as earlier releases did (``RAW + Large Fine JPEG``); Nikon's, Sony's and
+    Fuji's; a Panasonic's, which libgphoto2 shows as bare numbers, say nothing."""
+    for value in (
+        "RAW + L", "cRAW + cL", "mRAW + S1", "RAW + M2", "RAW + Large Fine JPEG",
+        "cRAW + Small JPEG", "NEF+Fine", "RAW+JPEG", "RAW+HEIF", "RAW + JPEG Fine",
+    ):  # fmt: skip
         assert files_per_shot(value) == 2, value
-    for value in ("Large Fine JPEG", "NEF (Raw)", "RAW", "JPEG Fine", "Fine"):
+    for value in ("L", "cM", "S1", "Large Fine JPEG", "NEF (Raw)", "RAW", "cRAW", "JPEG Fine"):
         assert files_per_shot(value) == 1, value
+    for value in ("3", " 12 "):
+        assert files_per_shot(value) is None, value
 
 
 @pytest.mark.slow
@@ -205,10 +213,10 @@ def test_a_format_changed_while_the_camera_is_open_applies_to_the_next_shot(
     out = tmp_path / "out"
     with open_body(quirks, capture_target="ram") as cam, caplog.at_level(logging.WARNING):
         assert [p.name for p in cam.capture(out, "frame_0001")] == ["frame_0001.jpg"]
-        cam.set_config("imageformat", "RAW + Large Fine JPEG")
+        cam.set_config("imageformat", "RAW + L")
         for stem in ("frame_0002", "frame_0003"):
             assert [p.name for p in cam.capture(out, stem)] == [f"{stem}.cr2", f"{stem}.jpg"]
-        cam.set_config("imageformat", "Large Fine JPEG")
+        cam.set_config("imageformat", "L")
         assert [p.name for p in cam.capture(out, "frame_0004")] == ["frame_0004.jpg"]
         assert body_files(cam) == []
     assert not [r.message for r in caplog.records if "files arrived" in r.message]
@@ -556,3 +564,22 @@ def test_a_dng_session_is_refused_while_the_camera_saves_no_raw(
                 check_saves_raw(camera, ".dng")
         else:
             check_saves_raw(camera, ".dng")
+
+
+def test_a_dng_session_is_let_start_when_the_format_reads_as_a_number() -> None:
+    """libgphoto2 shows a Panasonic's image formats as the property's raw numbers
+    (``_get_Panasonic_ImageFormat``): ``"3"`` says nothing of RAW, and refusing it left no
+    setting the photographer could choose to get past the check."""
+    from rig.camera.shot import check_saves_raw
+    from rig.errors import RigError
+
+    class Body:
+        def __init__(self, value: str) -> None:
+            self.value = value
+
+        def image_format(self) -> str:
+            return self.value
+
+    check_saves_raw(Body("3"), ".dng")
+    with pytest.raises(RigError, match=r"the camera saves 'L'"):
+        check_saves_raw(Body("L"), ".dng")

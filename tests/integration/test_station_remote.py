@@ -160,7 +160,7 @@ def test_an_image_format_changed_applies_to_the_next_test_shot(tmp_path: Path) -
         st = Station(tmp_path / "s", focuser=canon.focuser, camera=canon.camera, rig=spec.to_dict())
         for c in _serve(st):
             assert c.post("/api/test-shot", json={}).json()["files"] == 1
-            canon.camera.set_config("imageformat", "RAW + Large Fine JPEG")
+            canon.camera.set_config("imageformat", "RAW + L")
             shot = c.post("/api/test-shot", json={})
             assert shot.status_code == 200, shot.text
             assert shot.json()["files"] == 2 and shot.json()["name"] == "test_shot.jpg"
