@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
 from rig.camera.backend import load_gphoto2
 from rig.camera.config import (
@@ -43,9 +43,11 @@ from rig.camera.config import (
 from rig.camera.detect import CameraInfo, choose_camera, list_cameras
 from rig.camera.errors import (
     BUSY_CODES,
+    CLAIM_HINT,
     DISCONNECT_HINT,
     GP_ERROR_BAD_PARAMETERS,
     GP_ERROR_NOT_SUPPORTED,
+    CameraClaimError,
     CameraDisconnectedError,
     CameraError,
     CameraUnsupportedError,
@@ -94,7 +96,8 @@ SHOT_FILES_LIMIT_S = 10.0
 CLOSE_LATE_FILES_S = 3.0
 """How long closing the camera waits for late files that shots still owe."""
 RELEASE_FILE_TIMEOUT_S = 40.0
-"""Wait for the first file after a release without AF (libgphoto2 waits 35 s on Sony)."""
+"""Wait for the first file after a release without AF (libgphoto2 waits 35 s on Sony), beyond
+the exposure and its dark frame (:func:`release_timeout_s`)."""
 RECONNECT_POLL_S = 0.5
 MIRROR_SETTLE_S = 2.0
 """With mirror lock-up, how long after the exposure time a Canon's file may take before the
@@ -297,26 +300,44 @@ class Camera:
                     back = self._try_reconnect()
                 finally:
                     self._reconnecting = False
-                if back:
+                if back is True:
                     log.info("%s: reconnected (%s)", self.description, reason)
                     return
                 if time.monotonic() >= deadline:
-                    raise CameraDisconnectedError(
-                        f"{self.description}: connection lost ({reason}) and the camera did not "
-                        f"come back within {self.retry.reconnect_timeout_s:g} s; {DISCONNECT_HINT}"
-                    )
+                    raise self._not_back(reason, claimed=back)
                 self.sleep(RECONNECT_POLL_S)
 
-    def _try_reconnect(self) -> bool:
+    def _not_back(self, reason: str, claimed: CameraClaimError | None) -> CameraDisconnectedError:
+        """The end of a reconnection that timed out. A body found again but held by another
+        program is said so: a desktop's gvfs takes a camera the moment it reappears on USB
+        (libgphoto2's ``gp_libusb1_open`` then answers GP_ERROR_IO_USB_CLAIM), and "check the
+        cable" sent the photographer after the wrong fault."""
+        head = f"{self.description}: connection lost ({reason})"
+        if claimed is not None:
+            return CameraDisconnectedError(
+                f"{head}; the camera came back, but {CLAIM_HINT}", claimed.code
+            )
+        return CameraDisconnectedError(
+            f"{head} and the camera did not come back within "
+            f"{self.retry.reconnect_timeout_s:g} s; {DISCONNECT_HINT}"
+        )
+
+    def _try_reconnect(self) -> Literal[True] | CameraClaimError | None:
+        """``True`` once connected again; else the claim error of a body found but held by
+        another program, or ``None``."""
         try:
             present = list_cameras()
         except CameraError:
-            return False
+            return None
+        claimed: CameraClaimError | None = None
         same_port = [c for c in present if c == self.info]
         moved = [c for c in present if c.model == self.info.model and c.port != self.info.port]
         for candidate in same_port + moved:
             try:
                 cam = self._connect(candidate)
+            except CameraClaimError as exc:
+                claimed = exc
+                continue
             except CameraError:
                 continue
             previous, self._cam = self.info, cam
@@ -335,7 +356,7 @@ class Camera:
                 except CameraError as exc:
                     log.warning("%s: could not set %s again: %s", self.description, key, exc)
             return True
-        return False
+        return claimed
 
     # ------------------------------------------------------------------ the one call path
     def _call(self, what: str, fn: Callable[[Any], Any], *, retry_busy: bool = True) -> Any:
@@ -666,7 +687,7 @@ class Camera:
                     if first is not None:
                         return first  # in live view the mirror was up: that press exposed
                     self._remote_release(self._fresh_widget("eosremoterelease"))
-                return self._wait_for_file(RELEASE_FILE_TIMEOUT_S)
+                return self._wait_for_file(release_timeout_s(self._read_text("shutterspeed")))
         first = self._call("capture", lambda c: c.capture(gp.GP_CAPTURE_IMAGE))
         if self._took_late_file(str(first.folder), str(first.name)):
             # libgphoto2 gave the first file announced after the release: an earlier shot's
@@ -1013,6 +1034,15 @@ class _Controls:
 
     def sleep(self, seconds: float) -> None:
         self._camera.sleep(seconds)
+
+
+def release_timeout_s(shutter: str) -> float:
+    """How long a Canon released without AF may take to announce its file, at this
+    ``shutterspeed``: the exposure, as long again for the dark frame of long-exposure noise
+    reduction, and :data:`RELEASE_FILE_TIMEOUT_S` for writing it. At 30 s that is 100 s, past
+    libgphoto2's own 90 s for an EOS capture (``EOS_CAPTURE_TIMEOUT`` in ``library.c``: "the
+    max shutterspeed is 30 seconds, there is also postprocessing of 30 seconds")."""
+    return RELEASE_FILE_TIMEOUT_S + 2 * _exposure_s(shutter)
 
 
 def _exposure_s(shutter: str) -> float:

@@ -220,3 +220,31 @@ def test_camera_that_never_returns_is_reported_within_the_timeout(
     assert f"{NAME}: connection lost (capture: I/O problem)" in str(err.value)
     assert "USB cable" in str(err.value)
     assert not camera.is_open
+
+
+def test_a_camera_back_but_held_by_another_program_is_said_so(
+    camera: Camera, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A desktop's gvfs takes a camera the moment it reappears on USB: after a cable knock the
+    body is found again, but opening it answers GP_ERROR_IO_USB_CLAIM (libgphoto2's
+    ``gp_libusb1_open``). The session ended with "check the USB cable", which sent the
+    photographer after a fault already mended. The virtual body cannot be claimed by another
+    process: libgphoto2's open is made to answer the claim code instead."""
+    camera._cam = FlakyHandle(camera._cam, "capture", [gp.GP_ERROR_IO])
+
+    class Held:
+        """libgphoto2 whose cameras answer every open with the claim code."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(gp, name)
+
+        def Camera(self) -> Any:  # python-gphoto2's name
+            return FlakyHandle(gp.Camera(), "init", [gp.GP_ERROR_IO_USB_CLAIM] * 1000)
+
+    monkeypatch.setattr(camera, "_gp", Held())
+    with pytest.raises(CameraDisconnectedError) as err:
+        camera.capture(tmp_path)
+    message = str(err.value)
+    assert message.startswith(f"{NAME}: connection lost (capture: I/O problem); the camera came")
+    assert "gvfs-gphoto2" in message and "USB cable" not in message
+    assert err.value.code == gp.GP_ERROR_IO_USB_CLAIM

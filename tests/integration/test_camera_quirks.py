@@ -583,3 +583,14 @@ def test_a_dng_session_is_let_start_when_the_format_reads_as_a_number() -> None:
     check_saves_raw(Body("3"), ".dng")
     with pytest.raises(RigError, match=r"the camera saves 'L'"):
         check_saves_raw(Body("L"), ".dng")
+
+
+def test_a_long_exposure_is_waited_out_with_its_dark_frame() -> None:
+    """A Canon released without AF waited 40 s for its file whatever the shutter speed: at 30 s
+    with long-exposure noise reduction (30 s more) every frame failed as "no file arrived",
+    and its file landed later as a stray. libgphoto2 itself waits 90 s for an EOS capture."""
+    from rig.camera.camera import RELEASE_FILE_TIMEOUT_S, release_timeout_s
+
+    assert release_timeout_s("30") >= 90
+    assert release_timeout_s("1/125") == pytest.approx(RELEASE_FILE_TIMEOUT_S, abs=0.1)
+    assert release_timeout_s("bulb") == pytest.approx(RELEASE_FILE_TIMEOUT_S + 2)
