@@ -11,10 +11,10 @@ frames; roots are searched recursively. Results of ours in a folder (a composite
 or an earlier batch wrote there, see :mod:`stacker.paths`) are never frames. Each stack is
 written to ``OUTDIR/<name>.<ext>`` (and ``<name>-depth.png`` with its preview and sidecar),
 atomically, by :func:`stacker.offline.stack_files` with the options ``stacker stack`` takes. A
-stack whose outputs all exist and are newer than every frame is skipped, so a rerun resumes; a
-stack that fails is reported and the others go on. The report (JSON Lines, or CSV by extension)
-gets one row per stack as it finishes: frames, merged, rejected, unreadable, seconds, peak memory
-of the task, outputs, error.
+stack whose outputs all exist and were made from the same frames with the same options
+(:meth:`StackJob.up_to_date`) is skipped, so a rerun resumes; a stack that fails is reported
+and the others go on. The report (JSON Lines, or CSV by extension) gets one row per stack as it
+finishes: frames, merged, rejected, unreadable, seconds, peak memory of the task, outputs, error.
 """
 
 from __future__ import annotations
@@ -67,6 +67,11 @@ class StackJob:
     made_with: str | None = None
     """The options the outputs on disk were made with, as the output folder's
     :data:`SETTINGS_FILE` recorded them; ``None`` when it has no record of them."""
+    made_from: str | None = None
+    """The folder (its real path) those outputs were stacked from, as recorded."""
+    made_counts: tuple[int | None, int | None, int | None] = (None, None, None)
+    """Frames merged, rejected and unreadable when those outputs were made, as recorded: a
+    rerun's report keeps them for the stacks it finds up to date."""
 
     def outputs(self) -> list[Path]:
         """Every file a complete run of this stack leaves in OUTDIR."""
@@ -76,27 +81,50 @@ class StackJob:
         return paths
 
     def up_to_date(self) -> bool:
-        """All outputs exist, each newer than every frame, and made with this run's options
-        (so nothing changed since: a rerun with ``--method depthmap`` restacks)."""
+        """All outputs exist and were made from these frames with this run's options (a
+        rerun with ``--method depthmap`` restacks). With the output folder's record of how
+        they were made, that record says so (the frames' names, sizes and times are in it);
+        without one, each output must be newer than every frame. Frames dated ahead of the
+        clock (a camera's clock ahead, a time zone) were stacked again by every run."""
         if self.made_with is not None and self.made_with != self.settings:
             return False
         try:
-            newest_frame = max(f.stat().st_mtime for f in self.frames)
-            oldest_output = min(p.stat().st_mtime for p in self.outputs())
+            oldest_output = min(_mtime(p) for p in self.outputs())
+            if self.made_with is not None:
+                return True
+            return oldest_output > max(f.stat().st_mtime for f in self.frames)
         except (OSError, ValueError):
             return False
-        return oldest_output > newest_frame
+
+    def replaces_another_stack(self) -> bool:
+        """Whether this run would write over outputs an earlier run made from another folder
+        with the same name below its root (``day1/tray1/s1`` and ``day2/tray1/s1``, batched
+        one after the other into one output folder)."""
+        if self.made_from is None or self.up_to_date():
+            return False
+        if self.made_from == str(self.folder.resolve()):
+            return False
+        return any(os.path.lexists(p) for p in self.outputs())
+
+
+def _mtime(path: Path) -> float:
+    """An output's time of change; never a link's target (outputs are never links)."""
+    st = path.lstat()
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(errno.ENOENT, "not a file", str(path))
+    return st.st_mtime
 
 
 SETTINGS_FILE = "batch-settings.jsonl"
-"""In the output folder: one line per stack written, ``{"output": name, "settings": ...}``, the
-options it was stacked with (the last line for a name holds)."""
+"""In the output folder: one line per stack written, ``{"output": name, "settings": ...,
+"folder": ..., "merged": n, "rejected": n, "unreadable": n}``, the options it was stacked with,
+the folder it was stacked from and what became of its frames (the last line for a name holds)."""
 
 
 def with_settings(jobs: Sequence[StackJob], options: dict[str, Any]) -> list[StackJob]:
-    """``jobs`` knowing the options this run stacks with, and those their outputs were made
-    with (from :data:`SETTINGS_FILE`)."""
-    recorded: dict[str, str] = {}
+    """``jobs`` knowing the options this run stacks with, and how their outputs were made
+    (from :data:`SETTINGS_FILE`)."""
+    recorded: dict[str, dict[str, Any]] = {}
     folders = {job.output.parent for job in jobs}
     for folder in folders:
         with contextlib.suppress(OSError):
@@ -104,19 +132,30 @@ def with_settings(jobs: Sequence[StackJob], options: dict[str, Any]) -> list[Sta
                 # RecursionError: a line of a few thousand "[" is as unreadable as any
                 with contextlib.suppress(ValueError, TypeError, KeyError, RecursionError):
                     row = json.loads(line)
-                    recorded[str(folder / row["output"])] = str(row["settings"])
-    return [
-        replace(
-            job,
-            settings=json.dumps(
-                {"options": options, "frames": _frames_digest(job.frames)},
-                sort_keys=True,
-                default=str,
-            ),
-            made_with=recorded.get(str(job.output)),
-        )
-        for job in jobs
-    ]
+                    row["settings"] = str(row["settings"])
+                    recorded[str(folder / row["output"])] = row
+    return [_as_recorded(job, options, recorded.get(str(job.output))) for job in jobs]
+
+
+def _as_recorded(job: StackJob, options: dict[str, Any], row: dict[str, Any] | None) -> StackJob:
+    settings = json.dumps(
+        {"options": options, "frames": _frames_digest(job.frames)}, sort_keys=True, default=str
+    )
+    if row is None:
+        return replace(job, settings=settings)
+
+    def count(key: str) -> int | None:
+        value = row.get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    folder = row.get("folder")
+    return replace(
+        job,
+        settings=settings,
+        made_with=row["settings"],
+        made_from=folder if isinstance(folder, str) else None,
+        made_counts=(count("merged"), count("rejected"), count("unreadable")),
+    )
 
 
 def _frames_digest(frames: Sequence[Path]) -> str:
@@ -140,17 +179,42 @@ def check_outputs_ours(jobs: Sequence[StackJob]) -> None:
     called it up to date). A link there is replaced, never followed, as every output is."""
     for job in jobs:
         for path in (job.output, job.depth_map):
-            if path is None or not path.is_file() or path.is_symlink() or is_our_output(path):
+            if path is None or not _is_file(path) or is_our_output(path):
                 continue
             raise StackerError(
                 f"{path}: exists and was not written by stackrig; move it away, or give "
                 "--output another folder"
             )
+        if job.replaces_another_stack():
+            raise StackerError(
+                f"{job.output}: was stacked from {job.made_from} by an earlier batch, and "
+                f"{job.folder} would replace it; give --output another folder, or move the "
+                "earlier result away"
+            )
 
 
-def record_settings(job: StackJob) -> None:
-    """Note in the output folder the options ``job``'s outputs were just made with."""
-    line = json.dumps({"output": job.output.name, "settings": job.settings}) + "\n"
+def _is_file(path: Path) -> bool:
+    """A regular file, not a link, at ``path``. A name too long for the file system is none
+    (that stack then fails alone, saying so): ``Path.is_file`` raised ENAMETOOLONG, and a batch
+    with one deeply nested folder ended in a traceback before it began."""
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except OSError:
+        return False
+
+
+def record_settings(job: StackJob, report: StackReport) -> None:
+    """Note in the output folder how ``job``'s outputs were just made: the options, the folder
+    and what became of its frames (``report``)."""
+    row = {
+        "output": job.output.name,
+        "settings": job.settings,
+        "folder": str(job.folder.resolve()),
+        "merged": report.merged,
+        "rejected": report.rejected,
+        "unreadable": report.unreadable,
+    }
+    line = json.dumps(row) + "\n"
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     with contextlib.suppress(OSError):  # unrecorded, the next run judges by the files' times
         fd = os.open(job.output.parent / SETTINGS_FILE, flags, 0o644)
@@ -235,8 +299,9 @@ def _stack_folders(
     at a drive's root), each with a note.
     """
     real = root.resolve()
+    hidden = top is not None and root.name.startswith(".")  # a root the user named is not
     top = real if top is None else top
-    if real == skip or real in seen or root.name.startswith("."):
+    if real == skip or real in seen or hidden:
         return
     if real != top and top.is_relative_to(real):
         if on_note is not None:
@@ -468,11 +533,18 @@ class ReportWriter:
             self._fh.write(out.getvalue())
         else:
             self._fh.write(json.dumps({k: row[k] for k in REPORT_FIELDS}) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        try:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+        except OSError as exc:  # a full disk: the stacks' outputs cannot be written either
+            raise StackerError(
+                f"--report {self.path}: cannot write the report ({exc.strerror or exc}); free "
+                "some space, or give --output a folder on another disk"
+            ) from None
 
     def close(self) -> None:
-        self._fh.close()
+        with contextlib.suppress(OSError):  # said by ``write`` already
+            self._fh.close()
 
 
 def _open_report(path: Path) -> int:
@@ -714,8 +786,8 @@ def run_batch(
         counts = {"done": 0, "failed": 0, "skipped": 0}
 
         def record(rep: StackReport) -> None:
+            writer.write(rep)  # first: a Ctrl-C between the two repeats a row, never drops one
             summary.reports.append(rep)
-            writer.write(rep)
             if rep.status in counts:
                 counts[rep.status] += 1
             if on_report:
@@ -726,9 +798,11 @@ def run_batch(
             if not job.up_to_date():
                 todo.append(job)
                 continue
-            outputs = [str(p) for p in job.outputs()]
+            merged, rejected, unreadable = job.made_counts
             record(StackReport(name=job.name, folder=str(job.folder), status="skipped",
-                               frames=len(job.frames), outputs=outputs))  # fmt: skip
+                               frames=len(job.frames), merged=merged, rejected=rejected,
+                               unreadable=unreadable,
+                               outputs=[str(p) for p in job.outputs()]))  # fmt: skip
         if jobs:
             remove_stale_temporaries(jobs)
         try:
@@ -777,14 +851,18 @@ def _run_on_cluster(todo, options, scheduler, workers, summary, record, counts, 
         finished = as_completed(futures)
         while not finished.is_empty():
             for fut in finished.next_batch(block=False):
-                job = futures.pop(fut)
+                # The job leaves ``futures`` once recorded: a Ctrl-C before that finds it there
+                # (finished, so reported done) and a stack written whole stayed out of the
+                # report and the settings record.
+                job = futures[fut]
                 try:
                     rep = fut.result()
                 except Exception as exc:  # the worker died (out of memory...) or lost the task
                     rep = _failed(job, exc)
                 if rep.status == "done":
-                    record_settings(job)
+                    record_settings(job, rep)
                 record(rep)
+                del futures[fut]
             if on_progress:
                 processing = client.processing()  # every worker, busy or not
                 running = sum(len(keys) for keys in processing.values())
@@ -795,6 +873,8 @@ def _run_on_cluster(todo, options, scheduler, workers, summary, record, counts, 
         summary.interrupted = True
         # A stack that finished on its worker before the loop saw it is written whole: it is
         # reported done, not cancelled (a rerun finds it up to date either way).
+        recorded = {rep.name for rep in summary.reports}
+        futures = {fut: job for fut, job in futures.items() if job.name not in recorded}
         finished_first = {fut: _finished_report(fut) for fut in futures}
         client.cancel([fut for fut, rep in finished_first.items() if rep is None])
         left = [(finished_first[fut], job) for fut, job in futures.items()]
@@ -819,5 +899,5 @@ def _run_on_cluster(todo, options, scheduler, workers, summary, record, counts, 
                 outputs=[str(p) for p in job.outputs()] if done else [],
             )
         if report.status == "done":
-            record_settings(job)
+            record_settings(job, report)
         record(report)

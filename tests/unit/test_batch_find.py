@@ -19,6 +19,7 @@ from stacker.batch import (
     ReportWriter,
     StackJob,
     StackReport,
+    check_outputs_ours,
     find_stacks,
     record_settings,
     remove_stale_temporaries,
@@ -223,9 +224,10 @@ def test_the_report_and_the_settings_record_replace_a_link_never_write_through_i
         (out / name).symlink_to(victim)
     (job,) = with_settings(find_stacks([tmp_path / "root"], out), {"method": "pyramid"})
     writer = ReportWriter(out / "batch-report.jsonl")
-    writer.write(StackReport(name="s1", folder="root/s1", status="done"))
+    done = StackReport(name="s1", folder="root/s1", status="done")
+    writer.write(done)
     writer.close()
-    record_settings(job)
+    record_settings(job, done)
     assert [victim.read_text() for victim in victims] == ["precious\n", "precious\n"]
     assert not (out / "batch-report.jsonl").is_symlink()
     assert json.loads((out / "batch-report.jsonl").read_text())["name"] == "s1"
@@ -405,7 +407,7 @@ def test_a_stack_whose_frames_were_taken_out_is_stacked_again(tmp_path: Path) ->
     result_of_ours(made.output)
     future = made.output.stat().st_mtime + 100
     os.utime(made.output, (future, future))
-    record_settings(made)
+    record_settings(made, StackReport(name="s1", folder="root/s1", status="done", merged=3))
     assert job().up_to_date()
     (tmp_path / "root" / "s1" / "3.jpg").unlink()
     assert not job().up_to_date()
@@ -462,3 +464,122 @@ def test_a_folder_gphoto2_tethered_raw_plus_jpeg_gives_one_file_of_each_shot(
     (job,) = find_stacks([root], tmp_path / "out", ext=ext, on_note=notes.append)
     assert [f.name for f in job.frames] == [n for n in names if n.endswith(kept)] + ["capt0007.jpg"]
     assert len(notes) == 1 and "3 RAW+JPEG pairs" in notes[0]
+
+
+def test_a_root_named_with_a_leading_dot_is_searched(tmp_path: Path) -> None:
+    """Hidden folders below a root are passed over; a root the user named is not, and
+    ``stacker batch ..`` (or a root called ``.photos``) said there were no stacks."""
+    frames(tmp_path / ".photos" / "s1", "1.jpg", "2.jpg")
+    frames(tmp_path / ".photos" / ".trash", "1.jpg", "2.jpg")
+    (tmp_path / ".photos" / "s1" / "sub").mkdir()
+    out = tmp_path / "out"
+    assert [j.name for j in find_stacks([tmp_path / ".photos"], out)] == ["s1"]
+    parent = tmp_path / ".photos" / "s1" / "sub" / ".."
+    assert [j.folder for j in find_stacks([parent], out)] == [parent]
+
+
+def test_frames_dated_ahead_of_the_clock_are_not_stacked_again_and_again(tmp_path: Path) -> None:
+    """A camera whose clock runs ahead dates its frames in the future: judged by time alone,
+    every rerun restacked them. The settings record names the frames' sizes and times, so a
+    stack it says was made from them is up to date."""
+    frames(tmp_path / "root" / "s1", "1.jpg", "2.jpg")
+    out = tmp_path / "out"
+    out.mkdir()
+    ahead = os.stat(tmp_path / "root" / "s1" / "1.jpg").st_mtime + 3 * 3600
+    for f in (tmp_path / "root" / "s1").iterdir():
+        os.utime(f, (ahead, ahead))
+
+    def job() -> StackJob:
+        (found,) = with_settings(find_stacks([tmp_path / "root"], out, depth_maps=False), {})
+        return found
+
+    made = job()
+    result_of_ours(made.output)
+    assert not made.up_to_date()  # no record: judged by time, and the frames are newer
+    record_settings(made, StackReport(name="s1", folder="root/s1", status="done", merged=2))
+    assert job().up_to_date()
+    made.output.unlink()
+    assert not job().up_to_date()
+
+
+def test_a_rerun_reports_what_became_of_the_frames_of_stacks_it_finds_up_to_date(
+    tmp_path: Path,
+) -> None:
+    """After a Ctrl-C the advice is to run the same command again: the rerun's report had the
+    stacks made before as "skipped" with no count, so which of them had lost frames to
+    unreadable files was recorded nowhere any more."""
+    frames(tmp_path / "root" / "s1", "1.jpg", "2.jpg", "3.jpg")
+    out = tmp_path / "out"
+    out.mkdir()
+    (made,) = with_settings(find_stacks([tmp_path / "root"], out, depth_maps=False), {})
+    result_of_ours(made.output)
+    record_settings(
+        made,
+        StackReport(name="s1", folder="root/s1", status="done", merged=2, rejected=0, unreadable=1),
+    )
+    jobs = with_settings(find_stacks([tmp_path / "root"], out, depth_maps=False), {})
+    summary = run_batch(jobs, {}, out / "batch-report.jsonl")
+    (row,) = [json.loads(line) for line in (out / "batch-report.jsonl").read_text().splitlines()]
+    assert summary.count("skipped") == 1
+    assert (row["status"], row["merged"], row["rejected"], row["unreadable"]) == (
+        "skipped",
+        2,
+        0,
+        1,
+    )
+
+
+def test_a_stack_of_another_folder_with_the_same_name_is_not_written_over(tmp_path: Path) -> None:
+    """Day 2's ``tray1/s1`` batched into day 1's output folder replaced day 1's composite of
+    its own ``tray1/s1`` without a word: each run checks names only within itself."""
+    for day in ("day1", "day2"):
+        frames(tmp_path / day / "tray1" / "s1", "1.jpg", "2.jpg")
+    (tmp_path / "day2" / "tray1" / "s1" / "3.jpg").write_bytes(b"frame3")
+    out = tmp_path / "out"
+    out.mkdir()
+    (day1,) = with_settings(find_stacks([tmp_path / "day1"], out, depth_maps=False), {})
+    result_of_ours(day1.output)
+    record_settings(day1, StackReport(name="tray1-s1", folder="day1/tray1/s1", status="done"))
+    (day2,) = with_settings(find_stacks([tmp_path / "day2"], out, depth_maps=False), {})
+    with pytest.raises(StackerError) as err:
+        check_outputs_ours([day2])
+    assert str(err.value) == (
+        f"{out / 'tray1-s1.tif'}: was stacked from {(tmp_path / 'day1' / 'tray1' / 's1')} by an "
+        f"earlier batch, and {tmp_path / 'day2' / 'tray1' / 's1'} would replace it; give "
+        "--output another folder, or move the earlier result away"
+    )
+    (again,) = with_settings(find_stacks([tmp_path / "day1"], out, depth_maps=False), {})
+    check_outputs_ours([again])  # the same folder again: up to date, or restacked in place
+    day1.output.unlink()
+    check_outputs_ours([day2])  # nothing left to replace
+
+
+def test_an_output_name_too_long_for_the_file_system_fails_that_stack_alone(
+    tmp_path: Path,
+) -> None:
+    """A stack nested three folders of 100 characters deep is named by all three: checking
+    whether its composite's name held a file of other work raised ENAMETOOLONG, and the whole
+    batch ended in a traceback before it began."""
+    deep = tmp_path / "root" / ("a" * 100) / ("b" * 100) / ("c" * 100)
+    frames(deep, "1.jpg", "2.jpg")
+    frames(tmp_path / "root" / "short", "1.jpg", "2.jpg")
+    out = tmp_path / "out"
+    out.mkdir()
+    jobs = with_settings(find_stacks([tmp_path / "root"], out), {})
+    check_outputs_ours(jobs)
+    assert not jobs[0].up_to_date()
+
+
+def test_a_report_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
+    """A full disk ended the batch in a traceback from the report's flush, and another from
+    closing it."""
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here")
+    writer = ReportWriter(tmp_path / "r.jsonl")
+    writer._fh.close()  # the report's file, on a disk that is full: /dev/full
+    writer._fh = open("/dev/full", "w")  # noqa: SIM115 - the writer closes it
+    with pytest.raises(
+        StackerError, match=r"^--report .*r\.jsonl: cannot write the report \(No space"
+    ):
+        writer.write(StackReport(name="s1", folder="s1", status="done"))
+    writer.close()
