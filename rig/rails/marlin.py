@@ -62,6 +62,9 @@ _M211_LIMITS = re.compile(r"Min:(.*?)Max:(.*)")
 _REPORT_UM = 10.0  # M114 prints two decimals of a millimetre
 MIN_STEPS_PER_SEGMENT = 6  # Marlin's Configuration_adv.h default (planner.cpp drops shorter)
 _NOT_PRINTABLE = re.compile(r"[^\x20-\x7e]")
+DRAIN_QUIET_S = 0.5
+"""After the ``M115`` that answered, how long the line may stay quiet before the replies still
+owed to earlier ones are given up for lost."""
 
 
 def _report_text(report: tuple[float, int | None] | None) -> str:
@@ -129,6 +132,8 @@ class MarlinRail(GcodeRail):
         self._boots = 0
         self._errors: list[str] = []
         self._activity = 0
+        self._lines = 0
+        """Lines received, of any kind."""
         self._halted = False
         self._needs_sync = False
         self._position_um: float | None = None
@@ -200,8 +205,16 @@ class MarlinRail(GcodeRail):
         ]
 
     def _sync(self, deadline: float) -> None:
-        """Send ``M115`` until its ``FIRMWARE_NAME`` reply; everything before it is stale."""
+        """Send ``M115`` until its ``FIRMWARE_NAME`` reply; everything before it is stale.
+
+        A board with an LCD sits on its boot screen after ``start`` (``BOOTSCREEN_TIMEOUT``,
+        ``MarlinCore.cpp`` ``setup()``) and then answers every ``M115`` sent meanwhile, each
+        reply about 1 KB that takes 85 ms at 115200 baud. The replies still owed are waited
+        for (:meth:`_drain`): one taken late as the next command's answer left every answer
+        after it one command behind, ``M400`` reporting a move done while it ran."""
+        sent = 0
         while True:
+            sent += 1
             try:
                 info = self._command("M115", timeout=1.0, sync=True)
                 names = [line for line in info if line.startswith("FIRMWARE_NAME:")]
@@ -217,10 +230,34 @@ class MarlinRail(GcodeRail):
                     f"no Marlin board answers on {self.port} at {self.baud} baud; check the baud "
                     "rate and the cable" + self._other_firmware_hint()
                 )
+        self._drain(sent - 1)
         time.sleep(0.05)  # a late answer to an earlier M115 is dropped, not taken as ours
         with self._cond:
             self._responses.clear()
         self._needs_sync = False
+
+    def _drain(self, owed: int) -> None:
+        """Wait for ``owed`` more ``ok`` lines, as long as lines keep coming (a line sent while
+        the board restarted is never answered: a quiet :data:`DRAIN_QUIET_S` ends the wait)."""
+        if owed <= 0:
+            return
+        with self._cond:
+            self._responses.clear()
+            self._awaiting = True
+            try:
+                lines = self._lines
+                deadline = time.monotonic() + DRAIN_QUIET_S
+                while len(self._responses) < owed:
+                    if self._lines != lines:
+                        lines, deadline = self._lines, time.monotonic() + DRAIN_QUIET_S
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(min(remaining, WAKE_S))
+                self._responses.clear()
+                self._info = []
+            finally:
+                self._awaiting = False
 
     def reconnect(self) -> None:
         """Reopen the port after a lost connection; the position must be re-established.
@@ -247,6 +284,7 @@ class MarlinRail(GcodeRail):
 
     def _on_line(self, line: str) -> None:
         with self._cond:
+            self._lines += 1
             if line == "ok" or line.startswith("ok "):
                 if self._awaiting:
                     self._responses.append("ok")

@@ -18,6 +18,9 @@ with Marlin's habits (sources: MarlinFirmware/Marlin 2.1, files named beside eac
   reports the live position), ``M115``
   with its ``Cap:`` lines (``gcode/host/M115.cpp``), ``M92`` (steps per mm), ``M211`` (soft
   endstop report), ``G28`` homing to the minimum end, ``echo:Unknown command:`` for the rest;
+* replies at the serial line's pace (``TX_BUFFER_SIZE 0``: about 85 ms for ``M115``'s 1 KB of
+  ``Cap:`` lines at 115200 baud), and optionally an LCD's boot screen after ``start``
+  (``BOOTSCREEN_TIMEOUT``), during which lines wait and are then answered together;
 * soft endstops clamp targets to ``[0, travel]`` **only once the axis was homed**
   (``module/motion.cpp``, ``apply_motion_limits``: ``if (axis_was_homed(X_AXIS))``);
 * **motors switched off after 120 s without motion** (``DEFAULT_STEPPER_TIMEOUT_SEC`` with
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -40,6 +44,17 @@ from rig.sim.motion import Trapezoid
 from rig.sim.ptyserial import FirmwareDevice
 
 AXES = "XYZ"
+M115_CAPS = (
+    "SERIAL_XON_XOFF", "BINARY_FILE_TRANSFER", "EEPROM", "VOLUMETRIC", "AUTOREPORT_POS",
+    "AUTOREPORT_TEMP", "PROGRESS", "PRINT_JOB", "AUTOLEVEL", "RUNOUT", "Z_PROBE",
+    "LEVELING_DATA", "BUILD_PERCENT", "SOFTWARE_POWER", "TOGGLE_LIGHTS", "CASE_LIGHT_BRIGHTNESS",
+    "SPINDLE", "LASER", "EMERGENCY_PARSER", "HOST_ACTION_COMMANDS", "PROMPT_SUPPORT", "SDCARD",
+    "REPEAT", "SD_WRITE", "AUTOREPORT_SD_STATUS", "LONG_FILENAME", "LFN_WRITE",
+    "CUSTOM_FIRMWARE_UPLOAD", "EXTENDED_M20", "THERMAL_PROTECTION", "MOTION_MODES", "ARCS",
+    "BABYSTEPPING", "EP_BABYSTEP", "CHAMBER_TEMPERATURE", "COOLER_TEMPERATURE", "MEATPACK",
+    "CONFIG_EXPORT",
+)  # fmt: skip
+"""The ``Cap:`` lines ``M115`` prints (``gcode/host/M115.cpp``, ``cap_line``), in its order."""
 MIN_STEPS_PER_SEGMENT = 6  # Marlin's Configuration_adv.h default
 Vec = tuple[float, float, float]
 
@@ -88,6 +103,16 @@ class MarlinConfig:
     emergency_parser: bool = False
     """``EMERGENCY_PARSER`` (off in the stock ``Configuration_adv.h``): ``M410``/``M112`` act
     as they arrive instead of waiting in the command queue."""
+    baud: int = 115200
+    """``BAUDRATE`` (``Configuration.h``). Replies go out at the line's pace, in wall-clock
+    time whatever the time scale: with ``TX_BUFFER_SIZE 0`` (``Configuration_adv.h``) each
+    write waits for the UART, so the 1 KB ``M115`` reply takes 85 ms."""
+    bootscreen_s: float = 0.0
+    """Wall-clock seconds ``setup()`` spends on an LCD's boot screen after ``start``
+    (``ui.show_bootscreen()``, ``BOOTSCREEN_TIMEOUT`` 3000 ms in ``Configuration_adv.h``);
+    lines sent meanwhile wait in the receive buffer and are answered together after it. The
+    stock ``Configuration.h`` has no LCD (0); printer boards with one, a common rail
+    controller, show it at every restart."""
     m92_reports: bool = True
     """``M92`` without arguments prints the steps per mm, as Marlin 2 does; Marlin 1.1's
     ``gcode_M92`` (``Marlin_main.cpp``) only sets what it is given and prints nothing, so
@@ -123,6 +148,7 @@ class MarlinSimulator(FirmwareDevice):
     ) -> None:
         super().__init__("ttyMARLIN", reset_on_open=reset_on_open, time_scale=time_scale)
         self.config = config or MarlinConfig()
+        self._ready_at = 0.0  # the end of the boot screen (MarlinConfig.bootscreen_s)
         self._phys: Vec = start_position
         self._offset: Vec = start_position  # logical = physical - offset
         self._commanded: Vec = (0.0, 0.0, 0.0)  # current_position: what M114 prints
@@ -247,6 +273,7 @@ class MarlinSimulator(FirmwareDevice):
             self._offset = self._phys
             self._homed = [False, False, False]
             self._sync_from_carriage()
+            self._ready_at = time.monotonic() + self.config.bootscreen_s
             for line in (
                 "start",
                 "echo:Marlin 2.1.2.1",
@@ -256,6 +283,11 @@ class MarlinSimulator(FirmwareDevice):
             ):
                 self.write(line + "\n")
             self._wake.notify_all()
+
+    def write(self, text: str) -> None:
+        """Send at the serial line's pace (see :attr:`MarlinConfig.baud`; 10 bits a byte)."""
+        time.sleep(len(text) * 10 / self.config.baud)
+        super().write(text)
 
     def on_power_down(self) -> None:
         with self._lock:
@@ -293,6 +325,9 @@ class MarlinSimulator(FirmwareDevice):
                 if self._quit.is_set():
                     return
                 line = self._lines.popleft()
+                ready_at = self._ready_at
+            while time.monotonic() < ready_at and not self._quit.is_set():  # the boot screen
+                time.sleep(0.01)
             self._execute(line)
 
     def _wait_moves(self) -> bool:
@@ -374,13 +409,8 @@ class MarlinSimulator(FirmwareDevice):
                 counts = self._counts(live="R" in words)
             self.write(f"X:{pos[0]:.2f} Y:{pos[1]:.2f} Z:{pos[2]:.2f} E:0.00 Count {counts}\n")
         elif command == "M115":
-            caps = {
-                "SERIAL_XON_XOFF": 0,
-                "EEPROM": 1,
-                "AUTOREPORT_POS": 0,
-                "EMERGENCY_PARSER": int(self.config.emergency_parser),
-                "SOFTWARE_POWER": 0,
-            }
+            caps = {name: 0 for name in M115_CAPS}  # a board without a hot end
+            caps.update(EEPROM=1, EMERGENCY_PARSER=int(self.config.emergency_parser))
             self.write(
                 "FIRMWARE_NAME:Marlin 2.1.2.1 (stackrig simulator) SOURCE_CODE_URL:"
                 "github.com/MarlinFirmware/Marlin PROTOCOL_VERSION:1.0 MACHINE_TYPE:Rail "

@@ -77,6 +77,23 @@ def test_marlin_1_1_steps_per_mm_come_from_the_settings_report() -> None:
             rail.move_to(50.0)
 
 
+@pytest.mark.slow
+def test_a_board_on_its_boot_screen_answers_each_m115_and_no_reply_is_taken_late() -> None:
+    """A board with an LCD sits on its boot screen after ``start`` and then answers every
+    ``M115`` the driver sent meanwhile, one a second, each 1 KB at 115200 baud. A reply still
+    arriving was taken as the next command's, and every answer after it was one command
+    behind: ``M92`` got ``M84``'s, and a move's ``M400`` another command's ``ok``."""
+    config = MarlinConfig(bootscreen_s=3.5)
+    with MarlinSimulator(config, time_scale=10.0) as sim, connected(sim, MarlinRail) as rail:
+        assert bytes(sim.received).count(b"M115") >= 3  # sent during the boot screen
+        assert rail.steps_per_mm == 400.0 and rail.position == 0.0
+        rail.accept_position()
+        for target in (1000.0, 250.0, 2000.0):
+            rail.move_to(target)
+            assert rail.position == pytest.approx(target)
+            assert sim.logical_position[0] == pytest.approx(target / 1000.0, abs=0.003)
+
+
 def test_stepper_count_catches_a_move_marlin_dropped(sim: MarlinSimulator) -> None:
     """Straight to the driver primitive, as a driver without the 6-step check would move."""
     with (
