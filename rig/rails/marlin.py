@@ -27,8 +27,8 @@ The protocol is plain G-code, one line at a time, each answered by ``ok``:
 * Motors stay powered while connected (``M84 S0``): a stock build switches them off after two
   idle minutes, and an unpowered carriage slips to a full step, or falls on a vertical rail.
 * Homing: ``G28 X``. Once an axis is homed Marlin clamps targets to its soft endstops (read
-  with ``M211``); the host keeps its backlash overshoot inside them, so approaching 0 from
-  below does not end at the wrong place.
+  with ``M211``), and Marlin 1.x always; the host keeps its backlash overshoot inside them, so
+  approaching 0 from below does not end at the wrong place, and refuses a target beyond them.
 """
 
 from __future__ import annotations
@@ -77,6 +77,13 @@ def _report_text(report: tuple[float, int | None] | None) -> str:
 def _printable(line: str) -> str:
     """``line`` without the bytes line noise adds (a glitch as the board powers up)."""
     return _NOT_PRINTABLE.sub("", line).strip()
+
+
+def _major_version(firmware: str) -> int | None:
+    """The major version in ``M115``'s firmware name (``Marlin 1.1.9``, ``Marlin
+    bugfix-2.0.x``), or ``None``."""
+    match = re.search(r"Marlin\s+(?:bugfix-)?(\d+)\.", firmware)
+    return int(match.group(1)) if match else None
 
 
 def parse_soft_endstops(lines: list[str], axis: str) -> tuple[float, float] | None:
@@ -430,8 +437,10 @@ class MarlinRail(GcodeRail):
         return MIN_STEPS_PER_SEGMENT * 1000.0 / self.steps_per_mm if self.steps_per_mm else 0.0
 
     def _travel_limits(self) -> tuple[float | None, float | None]:
-        # motion.cpp apply_motion_limits: Marlin clamps to its soft endstops once homed.
-        if self._homed and self._soft_endstops is not None:
+        # motion.cpp apply_motion_limits: Marlin 2 clamps to its soft endstops once homed;
+        # 1.1's clamp_to_software_endstops (Marlin_main.cpp) always, where a board that
+        # restarted on open counts from 0 at the carriage: nothing below it can be reached.
+        if (self._homed or _major_version(self.firmware) == 1) and self._soft_endstops:
             return self._soft_endstops
         return None, None
 

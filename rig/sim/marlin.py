@@ -22,7 +22,8 @@ with Marlin's habits (sources: MarlinFirmware/Marlin 2.1, files named beside eac
   ``Cap:`` lines at 115200 baud), and optionally an LCD's boot screen after ``start``
   (``BOOTSCREEN_TIMEOUT``), during which lines wait and are then answered together;
 * soft endstops clamp targets to ``[0, travel]`` **only once the axis was homed**
-  (``module/motion.cpp``, ``apply_motion_limits``: ``if (axis_was_homed(X_AXIS))``);
+  (``module/motion.cpp``, ``apply_motion_limits``: ``if (axis_was_homed(X_AXIS))``), and on a
+  1.x board always (``clamp_to_software_endstops``, ``Marlin_main.cpp``);
 * **motors switched off after 120 s without motion** (``DEFAULT_STEPPER_TIMEOUT_SEC`` with
   ``DISABLE_IDLE_X``, ``Configuration_adv.h``): the carriage falls to the nearest full step while
   the board counts on; ``M18``/``M84 S<seconds>`` sets the timeout (``S0``: never);
@@ -113,6 +114,10 @@ class MarlinConfig:
     lines sent meanwhile wait in the receive buffer and are answered together after it. The
     stock ``Configuration.h`` has no LCD (0); printer boards with one, a common rail
     controller, show it at every restart."""
+    version: str = "2.1.2.1"
+    """What ``M115`` and the boot banner say. A ``1.x`` board clamps every move to its soft
+    endstops, homed or not (1.1's ``clamp_to_software_endstops`` in ``Marlin_main.cpp`` tests
+    only ``soft_endstops_enabled``; 2.0 added the homing test)."""
     m92_reports: bool = True
     """``M92`` without arguments prints the steps per mm, as Marlin 2 does; Marlin 1.1's
     ``gcode_M92`` (``Marlin_main.cpp``) only sets what it is given and prints nothing, so
@@ -276,7 +281,7 @@ class MarlinSimulator(FirmwareDevice):
             self._ready_at = time.monotonic() + self.config.bootscreen_s
             for line in (
                 "start",
-                "echo:Marlin 2.1.2.1",
+                f"echo:Marlin {self.config.version}",
                 "echo: Last Updated: 2023-07-13 | Author: (stackrig simulator)",
                 "echo:Compiled: Jul 13 2023",
                 "echo: Free Memory: 3405  PlannerBufferBytes: 1232",
@@ -412,7 +417,7 @@ class MarlinSimulator(FirmwareDevice):
             caps = {name: 0 for name in M115_CAPS}  # a board without a hot end
             caps.update(EEPROM=1, EMERGENCY_PARSER=int(self.config.emergency_parser))
             self.write(
-                "FIRMWARE_NAME:Marlin 2.1.2.1 (stackrig simulator) SOURCE_CODE_URL:"
+                f"FIRMWARE_NAME:Marlin {self.config.version} (stackrig simulator) SOURCE_CODE_URL:"
                 "github.com/MarlinFirmware/Marlin PROTOCOL_VERSION:1.0 MACHINE_TYPE:Rail "
                 "EXTRUDER_COUNT:0 UUID:00000000-0000-0000-0000-000000000000\n"
                 + "".join(f"Cap:{name}:{value}\n" for name, value in caps.items())
@@ -422,6 +427,12 @@ class MarlinSimulator(FirmwareDevice):
                 self.write(f"echo: M92 X{spm:.2f} Y{spm:.2f} Z{spm:.2f}\n")
         elif command == "M503":  # the settings report, steps per unit first (M503.cpp)
             self.write(f"echo:; Steps per unit:\necho: M92 X{spm:.2f} Y{spm:.2f} Z{spm:.2f}\n")
+        elif self.config.version.startswith("1."):  # 1.1's gcode_M211, on one line
+            t = self.config.travel_mm
+            self.write(
+                f"echo:Soft endstops: ON  Min:  X0.00 Y0.00 Z0.00  Max:  X{t:.2f} Y{t:.2f} "
+                f"Z{t:.2f}\n"
+            )
         else:  # M211 (gcode/config/M211.cpp, M211_report since 2.0.9.2): the state as a
             # replayable line, then the limits in logical coordinates (no "echo:": forReplay)
             t = self.config.travel_mm
@@ -451,7 +462,8 @@ class MarlinSimulator(FirmwareDevice):
                 if words.get(axis):
                     value = float(words[axis]) * factor
                     target[i] = value if self._absolute else target[i] + value
-                    if self._homed[i]:  # motion.cpp apply_motion_limits: homed axes only
+                    # motion.cpp apply_motion_limits: homed axes only; 1.x: every axis
+                    if self._homed[i] or self.config.version.startswith("1."):
                         target[i] = min(max(target[i], 0.0), self.config.travel_mm)
             self._commanded = (target[0], target[1], target[2])
             steps = tuple(round(v * self.config.steps_per_mm) for v in target)

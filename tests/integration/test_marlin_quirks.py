@@ -218,6 +218,31 @@ def test_soft_endstops_clamp_only_after_homing_and_backlash_stays_inside(
             check_plan_fits(ShotPlan.from_step(0.0, 250_000.0, 500.0), rail)
 
 
+def test_marlin_1_1_clamps_before_homing_and_the_driver_knows_it() -> None:
+    """Marlin 1.1 clamps every move to its soft endstops, homed or not
+    (``clamp_to_software_endstops``): a board that restarted on open counts from 0 at the
+    carriage, so the first frame's backlash approach from below ended at the wrong place
+    ("ended at 0 µm"), and a jog below it returned without moving and without a word."""
+    config = MarlinConfig(version="1.1.9", m92_reports=False)
+    with (
+        MarlinSimulator(config, time_scale=10.0) as sim,
+        connected(sim, MarlinRail, "&backlash=30um") as rail,
+    ):
+        assert rail.firmware.startswith("Marlin 1.1.9")
+        rail.accept_position()
+        caps = rail.capabilities
+        assert (caps.min_position, caps.max_position) == (0.0, 200_000.0)
+        rail.move_to(0.0)  # the first frame where the carriage stands: the overshoot kept at 0
+        rail.move_to(800.0)
+        rail.move_to(0.0)
+        assert rail.position == 0.0 and sim.logical_position[0] == pytest.approx(0.0)
+        with pytest.raises(MotionError, match="outside the soft limits"):
+            rail.jog(-500.0)
+        with pytest.raises(MotionError, match="outside the soft limits"):
+            check_plan_fits(ShotPlan.from_step(-1_000.0, 1_000.0, 500.0), rail)
+        assert sim.logical_position[0] == pytest.approx(0.0)
+
+
 @pytest.mark.slow
 def test_motors_stay_powered_through_a_long_pause() -> None:
     """A stock board switches idle motors off after 120 s and the carriage falls to the
