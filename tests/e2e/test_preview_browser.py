@@ -110,8 +110,15 @@ def test_the_page_follows_a_live_stack_and_shows_a_100_percent_crop(browser, fra
         assert page.locator("#frames tbody tr[data-result='ok']").count() == hub.progress.merged
         assert page.eval_on_selector("#last", "i => i.naturalWidth") == 400
         assert page.eval_on_selector("#depth", "i => !i.hidden && i.naturalWidth > 0")
-        # Nothing runs off the side of a phone screen.
+        # Nothing runs off the side of a phone screen, and each frame's result shows without
+        # sliding the table sideways.
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        assert page.evaluate(
+            """() => {
+              const right = (sel) => document.querySelector(sel).getBoundingClientRect().right;
+              return right('#frames th:last-child') <= right('.frames .table-wrap');
+            }"""
+        )
 
         # Click into the composite: both 100 % crops appear, at the place clicked.
         box = page.locator("#composite").bounding_box()
@@ -136,6 +143,8 @@ def test_the_page_follows_a_live_stack_and_shows_a_100_percent_crop(browser, fra
         assert page.eval_on_selector("#crop-last", "i => i.getBoundingClientRect().right") <= 390
         marker = page.locator("#crop-marker")
         assert marker.is_visible()
+        close = page.locator("#crop-close").bounding_box()
+        assert close is not None and min(close["width"], close["height"]) >= 48  # a thumb's
         page.click("#crop-close")
         assert page.locator("#crop-panel").is_hidden()
         assert errors == []

@@ -128,9 +128,40 @@ def test_start_and_stop_follow_the_session_not_their_own_answers(station) -> Non
         assert page.is_disabled("#st-start") and page.is_enabled("#st-stop")
         page.tap("#st-stop")
         page.wait_for_selector("#run-state[data-state='stopped']", timeout=60000)
-        page.wait_for_function(SAID, arg="stopping")
+        page.wait_for_function(SAID, arg="late stopped")  # the answer came after it had
         assert page.is_disabled("#st-stop") and page.is_enabled("#st-start")
         page.unroute_all(behavior="ignoreErrors")
+
+
+def test_stopping_is_said_until_the_session_has_stopped_and_no_longer(station) -> None:
+    """ "stopping after this frame" stayed under Start once the session had stopped, through
+    its resume, and after the resumed session had finished."""
+    with _phone_on(station) as page:
+        # Idle, the bar stands empty: it slid to and fro as if the station were working.
+        idle = "b => [b.getAttribute('value'), b.position]"
+        assert page.eval_on_selector("#progress-bar", idle) == ["0", 0]
+        page.select_option("#st-mode", "frames")
+        fill_plan(page, to="3mm", frames="30", settle="0.3", name="halt")
+        page.tap("#st-start")
+        page.wait_for_function("() => !document.getElementById('st-stop').disabled")
+        page.evaluate(
+            """() => {
+              window.said = [];
+              const m = document.getElementById('st-run-msg');
+              new MutationObserver(() => window.said.push(m.textContent))
+                .observe(m, {childList: true, characterData: true, subtree: true});
+            }"""
+        )
+        page.tap("#st-stop")
+        page.wait_for_selector("#run-state[data-state='stopped']", timeout=60000)
+        page.wait_for_function(SAID, arg="halt stopped")
+        said = page.evaluate("window.said")
+        # "stopping" while the frame in flight ends (unless the answer came after it did)
+        assert said[-1] == "halt stopped" and set(said) <= {
+            "stopping halt after this frame",
+            "halt stopped",
+        }, said
+        assert "stopping" not in page.text_content("#st-run-msg")
 
 
 def test_the_plan_summary_shows_the_default_plan_at_once(station) -> None:

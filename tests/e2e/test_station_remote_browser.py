@@ -217,6 +217,18 @@ def test_past_sessions_resume_and_delete_on_a_phone(station, tmp_path: Path) -> 
                 id => document.getElementById(id).getBoundingClientRect().toJSON())"""
         )
         assert lv["right"] <= plan["left"] and lv["bottom"] > plan["top"]  # side by side
+        # A smaller phone sideways (an iPhone SE): the past sessions as cards, every button
+        # of a card on the screen, the thumbnail whole.
+        page.set_viewport_size({"width": 667, "height": 375})
+        card = page.evaluate(
+            """row => ({buttons: Math.max(...[...document.querySelectorAll(row + ' button')]
+                                    .map(b => b.getBoundingClientRect().right)),
+                      thumb: document.querySelector(row + ' img.thumb')
+                               .getBoundingClientRect().width})""",
+            row,
+        )
+        assert card["buttons"] <= 667 and card["thumb"] >= 90, card
+        assert page.evaluate("document.documentElement.scrollWidth") <= 667
         # Delete asks first, then the session is gone from the list and the disk.
         page.click(row + " button.delete")
         page.wait_for_selector(row, state="detached")

@@ -87,6 +87,7 @@
   // whose request was dropped with a dead link): Stop halts that move as well.
   let railMoves = 0;
   let moving = null;
+  let stopping = null; // the session this page asked to stop, until it has stopped
   function showRunning() {
     el("st-stop").disabled = !running && !railMoves && !moving;
     el("st-start").disabled = !!running;
@@ -412,8 +413,16 @@
         say(r.stopped ? "rail stopped (" + r.stopped + ")" : "the rail was not moving");
         return;
       }
-      await call("POST", "/api/sessions/" + encodeURIComponent(running) + "/stop", {});
-      say("stopping after this frame");
+      const id = running;
+      await call("POST", "/api/sessions/" + encodeURIComponent(id) + "/stop", {});
+      // Said until the session has stopped (see the state handler); an answer that comes
+      // after it did says so at once.
+      if (running === id) {
+        stopping = id;
+        say("stopping " + id + " after this frame");
+      } else {
+        say(id + " stopped");
+      }
     }));
     el("st-shot").addEventListener("click", (ev) => act(ev.target, async () => {
       const r = await call("POST", "/api/test-shot", {});
@@ -446,6 +455,11 @@
     }
     // The list is asked for again when a session starts or ends, or is deleted (from this
     // phone or another one open on the station).
+    if (stopping && st.running !== stopping) {
+      // "stopping after this frame" stood under Start through a resume and its end.
+      message("st-run-msg", stopping + " stopped");
+      stopping = null;
+    }
     if (st.running !== running || st.deleted !== deleted) {
       if (running === undefined && st.running) showRunningPlan = true; // the page's first state
       running = st.running;

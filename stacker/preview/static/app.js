@@ -59,8 +59,11 @@ function updateProgress(p) {
   if (p.total) {
     bar.max = p.total;
     bar.value = Math.min(p.stacked, p.total);
+  } else if (["running", "preparing", "finishing"].includes(p.state)) {
+    bar.removeAttribute("value"); // indeterminate: work, but no plan says how many frames
   } else {
-    bar.removeAttribute("value"); // indeterminate: no plan says how many frames
+    bar.max = 1; // nothing under way: an idle station's bar did not move as if it worked
+    bar.value = ["finished", "stopped"].includes(p.state) && p.stacked ? 1 : 0;
   }
   document.body.dataset.state = p.state;
   document.body.dataset.units = p.units; // "none": no rail (a hot folder), its column hidden
