@@ -132,6 +132,7 @@ def hardware_rig(
     warn: Callable[[str], None] | None = None,
     say: Callable[[str], Any] = log.info,
     reference_later: bool = False,
+    simulated: str = "rig demo",
 ) -> Iterator[tuple[Any, Any]]:
     """Open the focuser and camera of a hardware ``rig``; closes both when the block ends.
 
@@ -144,10 +145,12 @@ def hardware_rig(
     unreferenced focuser is only warned about (a station homes or unlocks it from its page).
     With ``rig.incoming`` the camera is fired through the rail controller's shutter cable and
     its files are taken from that folder (:class:`~rig.camera.cable.CableReleaseCamera`).
+    ``simulated`` is the command a "no camera" error offers instead (the same job on the
+    simulated rig).
     """
     with contextlib.ExitStack() as stack:
         if rig.incoming is None:
-            camera = stack.enter_context(_usb_camera(rig))
+            camera = stack.enter_context(_usb_camera(rig, simulated))
             if rig.focus != "camera":  # a rail moves focus: no release may refocus the lens
                 camera.hold_focus()
             focuser = _open_focuser(rig, camera, rail_hint)
@@ -177,7 +180,7 @@ def hardware_rig(
 
 
 @contextlib.contextmanager
-def _usb_camera(rig: RigSpec) -> Iterator[Any]:
+def _usb_camera(rig: RigSpec, simulated: str) -> Iterator[Any]:
     """The rig's camera through libgphoto2, with its capture target set."""
     from rig.camera import Camera
     from rig.camera.shot import parse_capture_target
@@ -190,7 +193,7 @@ def _usb_camera(rig: RigSpec) -> Iterator[Any]:
         )
         camera = camera_cm.__enter__()
     except DeviceNotFoundError as exc:
-        raise with_hint(exc, "no camera? `rig demo` runs the simulated rig") from None
+        raise with_hint(exc, f"no camera? `{simulated}` runs the simulated rig") from None
     try:
         yield camera
     finally:

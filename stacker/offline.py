@@ -82,35 +82,7 @@ def collect_inputs(
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            named = [f for f in p.iterdir() if is_image_path(f)]
-            images = frame_order(f for f in named if f.is_file())
-            found = [f for f in images if not is_our_output(f)]
-            if on_note is not None and len(images) < len(named):
-                files_here = set(images)
-                odd = ", ".join(_not_a_frame(f) for f in named if f not in files_here)
-                on_note(f"{p}: left out, not image files: {odd}")
-            if on_note is not None and len(found) < len(images):
-                ours = ", ".join(f.name for f in images if f not in found)
-                on_note(f"{p}: left out results of an earlier run: {ours}")
-            if not found and images:
-                raise StackerError(
-                    f"{p}: holds only results of earlier runs; to stack them, name the files "
-                    "one by one"
-                )
-            if not found:
-                raise StackerError(
-                    f"{p}: no images in this folder (looked for JPEG, PNG, TIFF, RAW)"
-                )
-            if prefer is not None:
-                found, partners = one_of_each_shot(found, prefer)
-                if partners and on_note is not None:
-                    other = (
-                        "--prefer raw for the other"
-                        if prefer == "jpeg"  # a DNG output takes the RAW: not with --prefer jpeg
-                        else "--prefer jpeg and a .tif, .png or .jpg output for the other"
-                    )
-                    on_note(partners_note(p, partners, prefer, other))
-            files.extend(found)
+            files.extend(_folder_frames(p, on_note, prefer))
         elif p.is_file():
             files.append(p)
         elif p.exists():  # a pipe or a device: reading it could block or never end
@@ -123,6 +95,46 @@ def collect_inputs(
             f"{len(files)} input frame{'s' if len(files) != 1 else ''}: a stack needs at least two"
         )
     return files
+
+
+def _folder_frames(
+    p: Path, on_note: Callable[[str], None] | None, prefer: Prefer | None
+) -> list[Path]:
+    """The frames in folder ``p`` (see :func:`collect_inputs`). A capture session's folder,
+    whose own images are its results, gives the frames in its ``frames/``, as ``stacker
+    batch`` takes them: "holds only results of earlier runs" sent the photographer to stack
+    the old composite and depth map."""
+    named = [f for f in p.iterdir() if is_image_path(f)]
+    images = frame_order(f for f in named if f.is_file())
+    found = [f for f in images if not is_our_output(f)]
+    if on_note is not None and len(images) < len(named):
+        files_here = set(images)
+        odd = ", ".join(_not_a_frame(f) for f in named if f not in files_here)
+        on_note(f"{p}: left out, not image files: {odd}")
+    if on_note is not None and len(found) < len(images):
+        ours = ", ".join(f.name for f in images if f not in found)
+        on_note(f"{p}: left out results of an earlier run: {ours}")
+    session = p / "frames"
+    if not found and session.is_dir() and not session.is_symlink():
+        if on_note is not None:
+            on_note(f"{p}: a capture session: stacking its frames, in {session}")
+        return _folder_frames(session, on_note, prefer)
+    if not found and images:
+        raise StackerError(
+            f"{p}: holds only results of earlier runs; to stack them, name the files one by one"
+        )
+    if not found:
+        raise StackerError(f"{p}: no images in this folder (looked for JPEG, PNG, TIFF, RAW)")
+    if prefer is not None:
+        found, partners = one_of_each_shot(found, prefer)
+        if partners and on_note is not None:
+            other = (
+                "--prefer raw for the other"
+                if prefer == "jpeg"  # a DNG output takes the RAW: not with --prefer jpeg
+                else "--prefer jpeg and a .tif, .png or .jpg output for the other"
+            )
+            on_note(partners_note(p, partners, prefer, other))
+    return found
 
 
 def _not_a_frame(path: Path) -> str:

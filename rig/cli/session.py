@@ -588,7 +588,11 @@ def demo_cmd(
         typer.Option("--raw-mb", help="Simulate the USB 2 transfer of files this large (50: 2 s)."),
     ] = 0.0,
     raw_plus_jpeg: Annotated[
-        bool, typer.Option("--raw-plus-jpeg", help="Two files a shot.")
+        bool,
+        typer.Option(
+            "--raw-plus-jpeg",
+            help="Two files a shot; the simulated RAW file is a stand-in (the JPEG's data).",
+        ),
     ] = False,
     move_during_download: opt.MoveDuringDownload = True,
     tether: Annotated[

@@ -50,6 +50,7 @@ def _devices(
         accept_position=accept_position,
         warn=lambda text: print(f"warning: {text}"),
         reference_later=True,
+        simulated="rig station --sim",
     ) as (focuser, camera):
         yield focuser, camera, rig
 

@@ -65,6 +65,11 @@ class DeviceURL:
                 f"{text!r} is not a focuser URL ({exc}): write scheme://port, e.g. "
                 "grbl:///dev/ttyUSB0, marlin:///dev/ttyACM0 or sim://"
             ) from None
+        if "?" in parts.query:  # options appended to a URL that had some (the simulator's)
+            raise URLError(
+                f"{text!r} has a second '?': join the options with '&', e.g. "
+                f"{text.split('?', 1)[0]}?{parts.query.replace('?', '&')}"
+            )
         path = unquote(parts.netloc + parts.path)
         options: dict[str, str] = {}
         for key, value in parse_qsl(parts.query, keep_blank_values=True):

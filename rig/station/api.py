@@ -15,7 +15,8 @@ Control API (JSON in, JSON out; a user error, a field not named here among them,
 ``POST /api/plan``                         ``{from, to, step | frames | magnification+f_number
                                            | na, settle, direction, exposure_delay,
                                            flash_recycle, return_to_start}`` → frames, step,
-                                           duration (the fields of a plan file)
+                                           duration (the fields of a plan file, or a
+                                           session's request with its ``plan``)
 ``POST /api/jog``                          ``{by: "100um"}`` or ``{to: "2mm"}`` → position
 ``POST /api/home``                         run the rail's homing cycle → position
 ``POST /api/unlock``                       clear the controller's alarm (GRBL ``$X``)
@@ -226,6 +227,10 @@ def station_routes(station: Station, token: str) -> list[BaseRoute]:
 
     async def plan(request: Request) -> Response:
         body = await _json_body(request, None)  # PlanSpec names unknown plan fields
+        if isinstance(body, dict) and isinstance(body.get("plan"), dict):
+            # A session's request as it stands ({"plan": {...}, "name": ...}): its plan, the
+            # way POST /api/sessions reads it, rather than "unknown plan field 'plan'".
+            body = body["plan"]
         shot_plan = plan_from_request(body, units=station.units)
         return JSONResponse(describe_plan(shot_plan), headers=NO_STORE)
 

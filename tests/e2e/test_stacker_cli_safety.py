@@ -92,6 +92,20 @@ def test_rerun_into_the_frames_folder_leaves_earlier_results_out(frames: Path) -
         (results / name).write_bytes((frames / name).read_bytes())
     line = one_line_error(stacker("stack", results, "-o", frames.parent / "sos.tif"))
     assert "results: holds only results of earlier runs; to stack them, name the files" in line
+    # a capture session's folder: its results beside its frames/, which are stacked (this
+    # error sent the photographer to stack the old composite and depth map)
+    (results / "frames").symlink_to(frames, target_is_directory=True)  # not followed
+    line = one_line_error(stacker("stack", results, "-o", frames.parent / "sos.tif"))
+    assert "holds only results of earlier runs" in line
+    (results / "frames").unlink()
+    (results / "frames").mkdir()
+    for f in sorted(frames.glob("frame*")):
+        (results / "frames" / f.name).write_bytes(f.read_bytes())
+    proc = stacker("stack", results, "-o", frames.parent / "session.tif")
+    assert proc.returncode == 0 and "stacked 5 of 5 frames" in proc.stdout, proc.stderr
+    assert f"results: a capture session: stacking its frames, in {results / 'frames'}" in (
+        proc.stderr
+    )
 
 
 def test_watch_never_takes_results_of_ours_as_frames(frames: Path, tmp_path: Path) -> None:

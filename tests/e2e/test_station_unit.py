@@ -151,3 +151,4 @@ def test_without_a_camera_the_station_fails_so_that_systemd_starts_it_again(
         )
     assert done.returncode != 0
     assert done.stderr.startswith("rig: error: no camera found") and done.stderr.count("\n") == 1
+    assert "`rig station --sim` runs the simulated rig" in done.stderr  # not `rig demo`

@@ -129,6 +129,16 @@ def test_absurd_plan_numbers_are_one_line_errors_naming_the_field(client) -> Non
         assert needle in r.json()["error"] and "\n" not in r.json()["error"]
 
 
+def test_a_plan_is_checked_as_a_sessions_request_holds_it(client) -> None:
+    """The README's session request sent to ``/api/plan`` to see its frames first answered
+    "unknown plan field(s) 'plan'": the plan inside it is read as ``/api/sessions`` reads it."""
+    plan = {"from": "0mm", "to": "2mm", "step": "250um", "settle": "0.2s"}
+    bare = client.post("/api/plan", json=plan)
+    wrapped = client.post("/api/plan", json={"plan": plan, "name": "beetle"})
+    assert bare.status_code == wrapped.status_code == 200, wrapped.text
+    assert wrapped.json() == bare.json() and bare.json()["frames"] == 9
+
+
 def test_deeply_nested_json_is_a_one_line_error_not_a_500(server, client) -> None:
     """64 KiB of ``[`` exhausted the JSON parser's recursion limit: a 500 with a traceback on the
     station's terminal, from ``/api/login`` even without the token."""

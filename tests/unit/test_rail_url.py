@@ -51,3 +51,15 @@ def test_a_port_named_without_a_slash_is_still_opened() -> None:
 
     with pytest.raises(DeviceNotFoundError, match="no serial port COM99"):
         open_focuser("grbl://COM99")
+
+
+def test_options_added_after_a_second_question_mark_are_told_to_use_an_ampersand() -> None:
+    """``rig rail simulate`` prints its URL with ``?wakeup=0``: the README's options appended
+    with another ``?`` were read as part of that value ("unknown time unit '?backlash=50um'")."""
+    text = "grbl:///tmp/s/ttyGRBL?wakeup=0?backlash=50um&settle=0.5"
+    with pytest.raises(URLError) as err:
+        DeviceURL.parse(text)
+    assert str(err.value) == (
+        f"{text!r} has a second '?': join the options with '&', e.g. "
+        "grbl:///tmp/s/ttyGRBL?wakeup=0&backlash=50um&settle=0.5"
+    )
