@@ -200,9 +200,11 @@ def test_a_page_left_open_across_a_restart_shows_the_new_run_alone(browser, fram
     today.reset(title="today")
     for i in range(2):
         today.update_frame(i, name=f"today-{i}")
-    today.set_images(composite=encode_jpeg(frames[0][0]))
     with PreviewServer(today, port=port):
         page.wait_for_function("() => document.getElementById('title').textContent === 'today'")
+        # No composite yet in the new run: yesterday's was still shown, as if of this one.
+        assert page.is_hidden("#composite") and page.is_visible("#composite-empty")
+        today.set_images(composite=encode_jpeg(frames[0][0]))
         page.wait_for_function("() => document.getElementById('composite').naturalWidth === 400")
         names = page.locator("#frames tbody tr td:nth-child(2)").all_inner_texts()
         assert names == ["today-0", "today-1"]

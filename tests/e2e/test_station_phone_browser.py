@@ -484,3 +484,26 @@ def test_the_plan_summary_is_the_last_plan_typed(station) -> None:
         page.wait_for_timeout(500)  # the page's handling of the late answer
         assert (page.text_content("#st-plan-info") or "").startswith("30 frames")
         page.unroute_all(behavior="ignoreErrors")
+
+
+def test_a_list_request_that_failed_is_asked_again(station) -> None:
+    """One list request lost (a phone between two Wi-Fi access points) left a finished
+    session shown running, without its downloads, and the error standing, until the next
+    session started or ended."""
+    with _phone_on(station) as page:
+        page.wait_for_function("() => !document.getElementById('st-start').disabled")
+        lost: list[str] = []
+
+        def lose_two(route: Any) -> None:
+            if route.request.method == "GET" and len(lost) < 2:
+                lost.append(route.request.url)
+                route.abort()
+            else:
+                route.continue_()
+
+        page.route("**/api/sessions", lose_two)
+        _shoot(station, "gap")
+        row = "#st-sessions tr[data-id='gap']"
+        page.wait_for_selector(row + "[data-state='complete']", timeout=30000)
+        assert lost and page.text_content("#st-msg") == ""
+        page.unroute_all(behavior="ignoreErrors")

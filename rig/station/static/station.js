@@ -75,6 +75,7 @@
   }
 
   const say = (text, bad) => message("st-msg", text, bad);
+  const LIST_RETRY_MS = 3000;
 
   // remote.js (loaded after this script) calls the rig and shows its messages the same way.
   window.stackrigStation = { call, message };
@@ -225,6 +226,23 @@
   }
 
   let listAsked = 0;
+  // The list is asked for again when a session starts or ends, or is deleted (from this
+  // phone or another one open on the station); a request that failed is asked again until one
+  // answers: one lost request left a finished session shown running, without its downloads,
+  // until the next session.
+  let listError = null;
+  function listSessions() {
+    clearTimeout(listSessions.retry);
+    refreshSessions().then(() => {
+      if (listError !== null && el("st-msg").textContent === listError) say("");
+      listError = null;
+    }).catch((e) => {
+      listError = e.message;
+      say(e.message, true);
+      listSessions.retry = setTimeout(listSessions, LIST_RETRY_MS);
+    });
+  }
+
   async function refreshSessions() {
     // Answers can come back out of order (a slow one asked at a session's start after the one
     // asked at its end): only the last one asked is shown.
@@ -453,8 +471,6 @@
       // once a field has been edited.
       checkPlan().catch((e) => planInfo(e.message, true));
     }
-    // The list is asked for again when a session starts or ends, or is deleted (from this
-    // phone or another one open on the station).
     if (stopping && st.running !== stopping) {
       // "stopping after this frame" stood under Start through a resume and its end.
       message("st-run-msg", stopping + " stopped");
@@ -466,7 +482,7 @@
       deleted = st.deleted;
       showRunning();
       document.body.dataset.running = running || "";
-      refreshSessions().catch((e) => say(e.message, true));
+      listSessions();
     }
     if ((st.moving || null) !== moving) {
       moving = st.moving || null;

@@ -106,11 +106,17 @@ function applyState(s) {
   if (stack !== epoch) {
     if (epoch !== null) { rows.clear(); $("frames").tBodies[0].replaceChildren(); }
     if (epoch !== null && !epoch.startsWith(s.run + "/")) {
-      // Image versions count per run too: the new run's first pictures are not older ones.
+      // Image versions count per run too: the new run's first pictures are not older ones,
+      // and the last run's are not this one's (a restarted station showed them as its own).
       for (const kind of ["composite", "last", "depth"]) {
         const img = $(kind);
-        if (img) { delete img.dataset.version; delete img.dataset.requested; }
+        if (img) {
+          delete img.dataset.version; delete img.dataset.requested;
+          img.hidden = true;
+          img.removeAttribute("src");
+        }
       }
+      $("composite-empty").hidden = false;
     }
     epoch = stack;
   }
