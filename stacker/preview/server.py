@@ -461,8 +461,15 @@ def preview_routes(
             headers=NO_STORE,
         )
 
+    async def no_icon(request: Request) -> Response:
+        # A picture opened on its own (the station's depth map in a tab) has no page naming
+        # the icon (index.html carries it): the browser asked for /favicon.ico, and logged a
+        # 404 each time. Nothing, said as nothing.
+        return Response(status_code=204, headers={"Cache-Control": "max-age=86400"})
+
     return [
         Route("/", index),
+        Route("/favicon.ico", no_icon),
         Route("/api/state", state),
         Route("/api/events", events),
         Route("/api/crop", crop),
