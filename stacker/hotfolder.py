@@ -165,6 +165,7 @@ def _dest(event: FileSystemEvent) -> str:
 
 
 _TAKEN = (-1, -1)  # marks a path in HotFolder._done that is never looked at again
+_SKIPPED = (-2, -2)  # the same, for the partner of a RAW+JPEG pair whose other file is stacked
 _NEWS = _Entry(Path(), order=(0, 0), initial=False)  # HotFolder._next: something to tell
 _LOOK_EVERY = 2.0  # seconds between looks at the subfolders and at frames refused as unreadable
 _ATTRIB: type[FileSystemEvent] | None = getattr(watchdog_events, "FileAttribEvent", None)
@@ -300,6 +301,8 @@ class HotFolder:
         self._held_back = False  # a complete frame waits for an earlier one, or for its batch
         self._observer: BaseObserver | None = None
         self._real_folder = self.folder
+        self._identity: tuple[int, int] | None = None
+        """The watched folder's (device, inode) when the watch started."""
         #: Subfolders found receiving images since the start, not told yet (see _look_below).
         self.landing: list[Path] = []
         self._subfolders_at_start: set[str] = set()
@@ -338,6 +341,7 @@ class HotFolder:
                 "the inotify limits (sysctl fs.inotify.max_user_watches / max_user_instances)"
             ) from None
         self._observer = observer
+        self._identity = _identity(folder)
         self.started_at = time.time()
         self._subfolder_times = _subfolders(folder)
         self._subfolders_at_start = set(self._subfolder_times)
@@ -477,12 +481,7 @@ class HotFolder:
                 and not self._due_later(now)
             ):
                 return None
-            if not self.folder.is_dir() or (
-                self._observer is not None and not self._observer.is_alive()
-            ):
-                raise HotFolderError(
-                    f"{self.folder}: the folder was removed or can no longer be watched"
-                )
+            self._check_still_watched()
             if now >= self._next_look:
                 self._next_look = now + _LOOK_EVERY
                 self._look_below()
@@ -494,6 +493,24 @@ class HotFolder:
             except queue.Empty:
                 continue
             self._drain(time.monotonic(), first=event)
+
+    def _check_still_watched(self) -> None:
+        """Raise when the folder is gone, or is another folder now: one made again under its
+        name (a tethering program recreating a folder moved to the Trash) or a disk unplugged
+        and mounted again. The watch still followed the old folder, and frames landing in the
+        new one waited for ever without a word."""
+        if not self.folder.is_dir() or (
+            self._observer is not None and not self._observer.is_alive()
+        ):
+            raise HotFolderError(
+                f"{self.folder}: the folder was removed or can no longer be watched"
+            )
+        identity = _identity(self.folder)
+        if identity is not None and self._identity is not None and identity != self._identity:
+            raise HotFolderError(
+                f"{self.folder}: the folder was replaced (moved away and made again, or its disk "
+                "mounted again); start the watch again to take the frames landing in it"
+            )
 
     def _due_later(self, now: float) -> bool:
         """Whether a file will be handed out later with no further event: a RAW or JPEG held
@@ -613,7 +630,7 @@ class HotFolder:
         if path not in self._denied or not os.access(path, os.R_OK):
             return
         self._denied.discard(path)
-        if self._done.get(path) not in (None, _TAKEN):
+        if self._done.get(path) not in (None, _TAKEN, _SKIPPED):
             del self._done[path]
             self._touch(path, now, at, closed=True)
 
@@ -634,6 +651,8 @@ class HotFolder:
         if done is not None:
             if done == _TAKEN:
                 self._taken_changed(path)
+                return
+            if done == _SKIPPED:  # still being written: a JPEG lands first, its RAW after
                 return
             if done == self._signature(path):
                 return
@@ -749,10 +768,11 @@ class HotFolder:
         entry = self._entries.pop(path, vanished)
         if gone and entry is not None:
             self._lost(entry)
-        if self._done.get(path) != _TAKEN:
+        marker = self._done.get(path)
+        if marker not in (_TAKEN, _SKIPPED):
             return False
         del self._done[path]
-        return True
+        return marker == _TAKEN
 
     def _lost(self, entry: _Entry) -> None:
         """Say that a file that had content left the folder before it was read.
@@ -770,8 +790,11 @@ class HotFolder:
         )
 
     def _skip(self, path: Path) -> None:
+        """Pass over ``path``, the partner of a file of its shot claimed for stacking; what
+        is written to it after is no news ("written again after it was stacked" was said of
+        every RAW whose JPEG landed first)."""
         self._entries.pop(path, None)
-        self._done[path] = _TAKEN
+        self._done[path] = _SKIPPED
         self.skipped.append(path)
 
     def _list_existing(self) -> None:
@@ -1005,6 +1028,15 @@ class HotFolder:
             self.skipped.remove(path)
             self._done.pop(path, None)
             self._arrive(path, None)
+
+
+def _identity(folder: Path) -> tuple[int, int] | None:
+    """(device, inode) of ``folder``, or ``None`` when it cannot be looked at."""
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _subfolders(folder: Path) -> dict[str, int]:

@@ -232,6 +232,9 @@ def test_raw_jpeg_pair_counts_once_and_the_raw_is_never_read(tmp_path: Path) -> 
     assert unreadable == []  # a decoded fake RAW would have been reported here
     assert [f.path.name for f in got] == ["IMG_0001.JPG", "IMG_0002.jpg"]
     assert sorted(p.name for p in hot.skipped) == ["IMG_0001.CR2", "IMG_0002.cr2"]
+    # A RAW written after its JPEG was stacked was said to be "written again after it was
+    # stacked": at every such shot, of a file never stacked.
+    assert not [note for note in hot.notes if "written again" in note], hot.notes
 
 
 @pytest.mark.slow
@@ -843,3 +846,22 @@ def test_a_frame_linked_in_is_taken_though_the_idle_timeout_is_shorter_than_its_
         os.link(elsewhere / "a1.jpg", hot / "a1.jpg")
         got = list(hot_folder.paths(idle_timeout=0.5))
     assert got == [hot / "a1.jpg"]
+
+
+@pytest.mark.parametrize("poll", [False, True], ids=["events", "poll"])
+def test_a_folder_replaced_under_its_name_is_a_one_line_error(tmp_path: Path, poll: bool) -> None:
+    """A tethering program makes its folder again after the photographer moved it to the
+    Trash, or a card reader is unplugged and mounted again at the same path: the watch went on
+    following the old folder, and the frames landing in the new one waited for ever."""
+    hot_dir = tmp_path / "hot"
+    hot_dir.mkdir()
+
+    def replace() -> None:
+        hot_dir.rename(tmp_path / "trash")
+        hot_dir.mkdir()
+        (hot_dir / "IMG_0003.JPG").write_bytes(textured_jpeg(3))
+
+    with HotFolder(hot_dir, polling=poll) as hot:
+        threading.Timer(0.3, replace).start()
+        with pytest.raises(HotFolderError, match="the folder was replaced"):
+            list(hot.paths(idle_timeout=10))
