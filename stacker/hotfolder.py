@@ -593,9 +593,17 @@ class HotFolder:
                 break
             self._apply(event, now)
 
+    def give_way(self, path: Path) -> None:
+        """The stack refused ``path`` for its kind (a JPEG in a stack begun with a RAW, its
+        JPEG late): its pair partner, passed over, is offered instead, as for a file that
+        cannot be read. Safe from any thread: it goes through the event queue."""
+        self._events.put(("give_way", str(path), "", time.monotonic()))
+
     def _apply(self, event: _Event, now: float) -> None:
         kind, src, dest, at = event
-        if kind == "deleted":
+        if kind == "give_way":
+            self._free_partners(Path(src))
+        elif kind == "deleted":
             self._forget(Path(src), gone=True)
         elif kind == "moved":
             # Renamed within the folder it stays a frame, under its new name; else it is gone.
@@ -1021,13 +1029,18 @@ class HotFolder:
             self._done.pop(entry.path, None)
         else:
             self._done[entry.path] = signature
-        key = self._pair_key(entry.path)
-        if self._claimed.get(key) == entry.path:
+        self._free_partners(entry.path)
+
+    def _free_partners(self, path: Path) -> None:
+        """``path`` no longer holds its shot's claim: the partners passed over for it are
+        candidates again."""
+        key = self._pair_key(path)
+        if self._claimed.get(key) == path:
             del self._claimed[key]
-        for path in [p for p in self.skipped if self._pair_key(p) == key and p.exists()]:
-            self.skipped.remove(path)
-            self._done.pop(path, None)
-            self._arrive(path, None)
+        for other in [p for p in self.skipped if self._pair_key(p) == key and p.exists()]:
+            self.skipped.remove(other)
+            self._done.pop(other, None)
+            self._arrive(other, None)
 
 
 def _identity(folder: Path) -> tuple[int, int] | None:

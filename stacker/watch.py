@@ -208,6 +208,7 @@ def watch_and_stack(
         on_warning=on_warning,
         reread=hot.read_again,
         as_read_now=hot.as_read_now,
+        give_way=hot.give_way,
     )
     halt = _Halt(stop)
     arrivals = _arrivals(hot, halt, idle_timeout, out)  # runs once iterated, with hot started
@@ -389,6 +390,8 @@ class _WatchRun:
     as_read_now: Callable[[ReadyFrame], ReadyFrame]
     """A frame read ahead, read again if the stack started again in another orientation
     meanwhile (:meth:`HotFolder.as_read_now`)."""
+    give_way: Callable[[Path], None]
+    """Offers the partner of a frame refused for its kind instead (:meth:`HotFolder.give_way`)."""
     first_path: Path | None = field(default=None, init=False)
     """The first merged frame, whose metadata the outputs carry."""
     unwritten: int = field(default=0, init=False)
@@ -478,7 +481,20 @@ class _WatchRun:
         except StackerError as exc:
             # A frame that does not fit the stack (size, bit depth) is rejected like a
             # misaligned one: the stack so far stays intact.
-            self.reject(frame.path, str(exc))
+            if self.stacker.frames_merged and is_raw_path(frame.path) != self.stacker.linear:
+                # The other file of its shot fits: a RAW whose JPEG came late began a RAW
+                # stack, and every later shot's JPEG, taken as the pair rule says, was refused.
+                kinds = ("rendered", "RAW") if self.stacker.linear else ("RAW", "rendered")
+                first = self.first_path.name if self.first_path is not None else "its first"
+                self.reject(
+                    frame.path,
+                    f"{frame.path.name}: a {kinds[0]} frame in a stack of {kinds[1]} frames "
+                    f"(begun with {first}); the {kinds[1]} file of its shot is stacked "
+                    "instead, if it has one",
+                )
+                self.give_way(frame.path)
+            else:
+                self.reject(frame.path, str(exc))
             return
         if record.merged:
             self.lone_first.after(frame.path.name, True)

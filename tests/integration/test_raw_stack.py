@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -282,3 +283,39 @@ def test_the_live_preview_of_a_raw_watch_is_rendered(raw_frames: Path, tmp_path:
     preview = stacker_.preview()
     assert preview is not None
     _shown_like_the_rendering(preview, stacker_.result(crop=False), hot / "frame_0001.dng")
+
+
+@pytest.mark.slow
+def test_a_watch_begun_with_a_raw_whose_jpeg_came_late_stacks_the_raw_of_every_shot(
+    raw_frames: Path, tmp_path: Path
+) -> None:
+    """A RAW that lands more than the pair wait before its JPEG (a busy camera, a slow link,
+    Syncthing's random order) is stacked alone and begins a RAW stack; every later shot's JPEG,
+    taken as the pair rule says for a .tif, was refused as a rendered frame in it: one frame
+    of four stacked."""
+    hot = tmp_path / "hot"
+    hot.mkdir()
+    write_stack(tmp_path / "jpegs", SceneSpec(width=W, height=H, seed=7), 4)
+
+    def camera() -> None:
+        time.sleep(0.5)
+        shutil.copy(raw_frames / "frame_0001.dng", hot / "IMG_0001.DNG")
+        time.sleep(3.0)  # past the pair wait: the RAW is stacked alone
+        shutil.copy(tmp_path / "jpegs" / "frame_0001.jpg", hot / "IMG_0001.JPG")
+        for i in (2, 3, 4):
+            time.sleep(0.8)
+            shutil.copy(raw_frames / f"frame_{i:04d}.dng", hot / f"IMG_{i:04d}.DNG")
+            time.sleep(0.2)
+            shutil.copy(tmp_path / "jpegs" / f"frame_{i:04d}.jpg", hot / f"IMG_{i:04d}.JPG")
+
+    warnings: list[str] = []
+    shooter = threading.Thread(target=camera)
+    shooter.start()
+    summary = watch_and_stack(
+        hot, tmp_path / "live.tif", idle_timeout=4.0, settle=0.2, on_warning=warnings.append
+    )
+    shooter.join()
+    assert summary.status.merged == 4, warnings
+    given_way = [w for w in warnings if "the RAW file of its shot is stacked instead" in w]
+    assert len(given_way) == 3, warnings
+    assert not [w for w in warnings if "written again" in w], warnings
