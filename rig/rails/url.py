@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from rig.errors import RigError
 from rig.rails.base import RailOptions
@@ -35,6 +35,27 @@ RailT = TypeVar("RailT")
 
 class URLError(RigError):
     """A focuser URL that cannot be understood."""
+
+
+def on_new_port(new: str, old: str) -> tuple[str, list[str]]:
+    """``new``, the URL a resumed session's rail is given now, with the options of ``old``, the
+    session's, that ``new`` does not name (and the ``key=value`` of those kept).
+
+    A resume names the rail again when its port changed (``rig resume --rail URL``); the axis,
+    backlash, approach, limits and direction are the session's geometry, and a URL of the port
+    alone drove the X axis where the session's frames were shot on Y. Another kind of
+    controller (another scheme) takes ``new`` as given.
+    """
+    n, o = urlsplit(new), urlsplit(old)
+    if n.scheme.lower() != o.scheme.lower():
+        return new, []
+    named = {key for key, _ in parse_qsl(n.query, keep_blank_values=True)}
+    kept = [(k, v) for k, v in parse_qsl(o.query, keep_blank_values=True) if k not in named]
+    if not kept:
+        return new, []
+    query = "&".join(part for part in (n.query, urlencode(kept)) if part)
+    # Not urlunsplit: it writes grbl:///dev/x as grbl:/dev/x, which is no focuser URL.
+    return f"{new.split('?', 1)[0]}?{query}", [f"{k}={v}" for k, v in kept]
 
 
 @dataclass

@@ -83,7 +83,7 @@ def test_resume_on_a_rail_that_came_back_on_another_port(tmp_path: Path, vcam: P
         # Homing is on, so it powered up locked; unlocked once, it stays so across openings.
         assert rig(vcam, "rail", "unlock", first.url).returncode == 0
         proc = rig(
-            vcam, "shoot", "--rail", first.url, "--from", "-50mm", "--to", "-49.5mm",
+            vcam, "shoot", "--rail", first.url + "&axis=Y", "--from", "-50mm", "--to", "-49.5mm",
             "--frames", "3", "--settle", "0", "--out", str(out), "--no-return",
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr
@@ -105,9 +105,13 @@ def test_resume_on_a_rail_that_came_back_on_another_port(tmp_path: Path, vcam: P
         assert moved.returncode == 0, moved.stderr + moved.stdout
         # A board just powered up and unlocked looks referenced; it is said to stand elsewhere.
         assert "stands at 0 µm, but this session left it at -49.5 mm" in moved.stdout
-        assert [round(end, 3) for _, end in other.axis_moves("X")] == [-49.5]
+        # The session's axis kept with the new port: the bare URL drove X, where the session's
+        # frames were shot on Y.
+        assert "--rail: the session's axis=Y kept" in moved.stdout
+        assert [round(end, 3) for _, end in other.axis_moves("Y")] == [-49.5]
+        assert other.axis_moves("X") == []
     config = json.loads((out / "session.json").read_text())
-    assert config["rig"]["rail"] == other.url
+    assert config["rig"]["rail"] == other.url + "&axis=Y"
     frames = read_journal(out / "journal.jsonl").of_kind("frame")
     assert [f["index"] for f in frames] == [1, 2, 3, 3]
     assert frames[-1]["reshot"] is True

@@ -63,3 +63,21 @@ def test_options_added_after_a_second_question_mark_are_told_to_use_an_ampersand
         f"{text!r} has a second '?': join the options with '&', e.g. "
         "grbl:///tmp/s/ttyGRBL?wakeup=0&backlash=50um&settle=0.5"
     )
+
+
+def test_a_rail_named_again_on_a_new_port_keeps_the_sessions_options() -> None:
+    """``rig resume --rail URL`` with the new port alone dropped the session's axis, backlash
+    and limits: the X axis moved where the session's frames were shot on Y."""
+    from rig.rails.url import on_new_port
+
+    old = "grbl:///dev/ttyUSB0?axis=Y&backlash=50um&wakeup=2"
+    assert on_new_port("grbl:///dev/ttyUSB1", old) == (
+        "grbl:///dev/ttyUSB1?axis=Y&backlash=50um&wakeup=2",
+        ["axis=Y", "backlash=50um", "wakeup=2"],
+    )
+    # what the new URL names wins; another kind of controller takes its URL as given
+    assert on_new_port("grbl:///dev/ttyUSB1?backlash=0", old)[0] == (
+        "grbl:///dev/ttyUSB1?backlash=0&axis=Y&wakeup=2"
+    )
+    assert on_new_port("marlin:///dev/ttyACM0", old) == ("marlin:///dev/ttyACM0", [])
+    assert on_new_port("grbl:///dev/ttyUSB1", "grbl:///dev/ttyUSB0") == ("grbl:///dev/ttyUSB1", [])
