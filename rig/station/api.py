@@ -25,7 +25,8 @@ Control API (JSON in, JSON out; a user error, a field not named here among them,
 ``POST /api/sessions``                     ``{plan: {...}, name, method, align, reference,
                                            interpolation, format}``: start
 ``POST /api/sessions/{id}/stop``           stop after the frame in flight
-``POST /api/sessions/{id}/resume``         continue at the first missing frame
+``POST /api/sessions/{id}/resume``         continue at the first missing frame;
+                                           ``{rail_where_left: true}`` when a 409 asks
 ``GET  /api/sessions/{id}/composite``      downloads: ``composite``, ``depth``,
 ``GET  /api/sessions/{id}/frames.zip``     ``depth-preview``, ``frames.zip``,
 ``GET  /api/sessions/{id}/frames/{name}``  or one frame
@@ -55,7 +56,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from rig.station.errors import NotFoundError, StationBusyError
+from rig.station.errors import NotFoundError, ReferenceChanged, StationBusyError
 from rig.station.files import ZIP_CHUNK, SessionFiles
 from rig.station.service import Station, describe_plan, plan_from_request
 from stacker.errors import UserError
@@ -265,9 +266,16 @@ def station_routes(station: Station, token: str) -> list[BaseRoute]:
         return JSONResponse({"id": sid, "stopping": True}, status_code=202, headers=NO_STORE)
 
     async def resume(request: Request) -> Response:
-        await _json_body(request)
+        body = await _json_body(request, ("rail_where_left",))
+        where_left = body.get("rail_where_left", False)
+        if not isinstance(where_left, bool):
+            raise _HttpError(400, "'rail_where_left' must be true or false")
         sid = request.path_params["sid"]
-        await _blocking(station.resume, sid)
+        try:
+            await _blocking(station.resume, sid, rail_where_left=where_left)
+        except ReferenceChanged as exc:  # the page asks, then sends rail_where_left
+            answer = {"error": str(exc), "ask": "rail_where_left"}
+            return JSONResponse(answer, status_code=409, headers=NO_STORE)
         return JSONResponse({"id": sid}, status_code=202, headers=NO_STORE)
 
     async def result(request: Request) -> Response:

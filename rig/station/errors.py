@@ -9,6 +9,12 @@ class StationError(RigError):
     """A station request that cannot be carried out as asked (bad plan, unknown session)."""
 
 
+class ReferenceChanged(StationError):
+    """A session to resume counts from another 0 than the rail does now (see
+    :meth:`rig.station.service.Station.resume`): resumed only if the photographer says the rail
+    stands where the session left it."""
+
+
 class StationBusyError(StationError):
     """The rig is already moving or shooting for another request."""
 

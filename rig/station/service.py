@@ -34,6 +34,7 @@ from rig.session.folder import (
     dated_folder,
     stack_file,
 )
+from rig.session.journal import rail_left, read_journal
 from rig.session.runner import (
     CaptureDevice,
     RunnerOptions,
@@ -43,7 +44,7 @@ from rig.session.runner import (
 )
 from rig.spec import PlanSpec
 from rig.station.camera_settings import CameraSettings
-from rig.station.errors import StationBusyError, StationError
+from rig.station.errors import ReferenceChanged, StationBusyError, StationError
 from rig.station.files import (
     SESSION_ID,
     SessionFiles,
@@ -185,6 +186,10 @@ class Station:
         # stop_rail halts; set and read under its own lock, as the request holds the rig's.
         self._rail_move: str | None = None
         self._rail_move_lock = threading.Lock()
+        self._accepted_at: float | None = None
+        """When Unlock last took where a restarted rail stood as its 0 (wall clock); ``None``
+        since a homing cycle, or when it never did. Sessions run before then count from
+        another 0 (see :meth:`resume`)."""
         self._publish_lock = threading.Lock()  # see _publish_controls
         # Counts the sessions deleted: every phone open on the station lists its sessions
         # again when it changes, as when a session starts or ends.
@@ -355,6 +360,7 @@ class Station:
             self._rail_link()
             with self._moving("home") as seen:
                 self.focuser.home(**seen)
+            self._accepted_at = None
         return self._moved(0.0)
 
     @contextlib.contextmanager
@@ -403,6 +409,7 @@ class Station:
             self._rail_link()
             if self.focuser.capabilities.unreferenced is not None:
                 self.focuser.accept_position()
+                self._accepted_at = time.time()
             elif unlock is None:
                 raise StationError(f"{self.focuser.name} has no alarm to clear")
             else:
@@ -482,8 +489,16 @@ class Station:
                 self._launch(sid, folder)
         return sid
 
-    def resume(self, sid: str) -> None:
-        """Continue session ``sid`` at its first missing frame."""
+    def resume(self, sid: str, *, rail_where_left: bool = False) -> None:
+        """Continue session ``sid`` at its first missing frame.
+
+        A session last run before Unlock took a restarted rail's place as 0 counts from
+        another 0: resumed as it was, its missing frames were shot shifted by wherever it had
+        left the rail, planes shot twice and others never. It is refused unless
+        ``rail_where_left`` says nothing has moved since it stopped (the rail is then told it
+        stands where the journal says the session left it, as ``rig resume
+        --accept-position`` does), or the rail was homed since (a session shot after homing).
+        """
         with self.exclusive("resume"):  # looked up under the lock: no delete of it meanwhile
             folder = SessionFolder.find(self.files.session_dir(sid))
             plan = folder.plan
@@ -493,6 +508,7 @@ class Station:
                 )
             self._rail_link()
             self._check_ready(plan, folder.config.stack.suffix)
+            self._settle_reference(sid, folder, rail_where_left)
             # As a start holds the folder it creates: not one `rig resume` is shooting.
             hold_session(folder, f"resume session {sid}")
             try:
@@ -501,6 +517,32 @@ class Station:
             except BaseException:
                 folder.unlock()
                 raise
+
+    def _settle_reference(self, sid: str, folder: SessionFolder, rail_where_left: bool) -> None:
+        """See :meth:`resume`: refuse, or take the place the session left the rail as where
+        it stands, when Unlock set the rail's 0 after the session's last run."""
+        accepted = self._accepted_at
+        try:
+            last_run = folder.journal_path.stat().st_mtime
+        except OSError:
+            return  # no journal: nothing shot, no position to keep
+        if accepted is None or last_run >= accepted:
+            return
+        if not rail_where_left:
+            raise ReferenceChanged(
+                f"session {sid} was shot before the rail restarted and Unlock took where it "
+                "stood as 0: resumed so, its missing frames would be shifted. If the rail has "
+                "not moved since the session stopped, resume it from where it left the rail; "
+                "if the session was shot after homing, press Home first"
+            )
+        left = rail_left(read_journal(folder.journal_path))
+        if left is None or left.position is None:
+            raise StationError(
+                f"session {sid}: its journal does not say where it left the rail; press Home "
+                "if it was shot after homing, or shoot it again as a new session"
+            )
+        self.focuser.accept_position(left.position)
+        self._accepted_at = time.time()  # sessions run before now count from another 0
 
     def _launch(self, sid: str, folder: SessionFolder) -> None:
         runner = SessionRunner(

@@ -12,12 +12,15 @@ import os
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from rig.plan import ShotPlan
+from rig.station.api import station_app
 from rig.station.errors import StationError
 from rig.station.service import Station
-from tests.stations import folder_entries
+from stacker.preview import PreviewServer
+from tests.stations import TOKEN, folder_entries
 
 
 @pytest.mark.slow
@@ -51,3 +54,67 @@ def test_a_station_on_a_board_that_restarts_when_opened_starts_and_the_page_sett
                 f"frame_{i:04d}.jpg" for i in (1, 2, 3)
             ]
             station.close()
+
+
+def _until_idle(station: Station, limit: float = 90.0) -> None:
+    deadline = time.monotonic() + limit
+    while station.running is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert station.running is None, "the session did not end"
+
+
+@pytest.mark.slow
+def test_a_session_shot_before_the_rail_restarted_resumes_from_where_it_left_the_rail(
+    card, tmp_path: Path
+) -> None:
+    """The station restarted (a Pi rebooted), its Arduino's GRBL with it, and the page said to
+    press Unlock, which takes where the carriage stands as 0. Resumed then, a session stopped
+    at 0.6 mm shot its missing frames 0.6 mm too far, the planes there never shot, and said it
+    had completed. It is now refused (409, asking) until the photographer says the rail stayed
+    where the session left it; then the rail is told it stands there, and the session ends
+    where it began. Through the page's API, as its Resume button asks and answers."""
+    from rig.cli.station import _devices
+    from rig.sim.grbl import GrblSimulator
+    from rig.spec import RigSpec
+
+    plan = ShotPlan.from_frames(0.0, 1400.0, 8, settle_s=0.4)
+    with GrblSimulator(time_scale=20.0) as grbl:
+        rig = RigSpec.parse({"rail": grbl.url})
+        with _devices(sim=False, size="320x240", rig=rig) as (focuser, camera, _):
+            station = Station(tmp_path / "s", focuser=focuser, camera=camera, rig={})
+            station.unlock()
+            origin = grbl.carriage[0]  # the session's 0, where the carriage physically stands
+            sid = station.start(plan, name="cut")
+            frames = tmp_path / "s" / sid / "frames"
+            deadline = time.monotonic() + 60
+            while len(os.listdir(frames)) < 3 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            station.stop(sid)
+            _until_idle(station)
+            station.close()
+        assert 3 <= len(os.listdir(frames)) < 8
+        stopped_at = grbl.carriage[0]
+        assert stopped_at > origin + 0.3  # left mid-stack
+        # The port opened again: the board restarts and counts from 0 where the carriage is.
+        with _devices(sim=False, size="320x240", rig=rig) as (focuser, camera, _):
+            station = Station(tmp_path / "s", focuser=focuser, camera=camera, rig={})
+            app = station_app(station, TOKEN)
+            with (
+                PreviewServer(station.hub, app=app) as srv,
+                httpx.Client(
+                    base_url=srv.url.rstrip("/"), headers={"Authorization": f"Bearer {TOKEN}"}
+                ) as page,
+            ):
+                assert page.post("/api/unlock", json={}).status_code == 200
+                refused = page.post(f"/api/sessions/{sid}/resume", json={})
+                assert refused.status_code == 409, refused.text
+                assert refused.json()["ask"] == "rail_where_left"
+                assert "shot before the rail restarted" in refused.json()["error"]
+                assert grbl.carriage[0] == stopped_at  # refused before anything moved
+                answer = page.post(f"/api/sessions/{sid}/resume", json={"rail_where_left": True})
+                assert answer.status_code == 202, answer.text
+                _until_idle(station)
+            station.close()
+        assert sorted(os.listdir(frames)) == [f"frame_{i:04d}.jpg" for i in range(1, 9)]
+        # Each missing frame at its own plane, and back to the start: where the session began.
+        assert grbl.carriage[0] == pytest.approx(origin, abs=0.005)

@@ -61,7 +61,7 @@
       // syntax error.
       const data = r.status === 204 ? {} : await r.json().catch(() => ({}));
       if (ctl.signal.aborted) throw new Error(LOST);
-      if (!r.ok) throw new Error(data.error || r.statusText);
+      if (!r.ok) throw Object.assign(new Error(data.error || r.statusText), { data });
       return data;
     } finally {
       pending.delete(ctl);
@@ -292,7 +292,16 @@
         b.textContent = "Resume";
         b.className = "resume";
         b.addEventListener("click", () => act(b, async (say) => {
-          await call("POST", base + "resume", {});
+          try {
+            await call("POST", base + "resume", {});
+          } catch (e) {
+            // A session shot before the rail restarted and was unlocked counts from another
+            // 0: resumed only once the photographer says the rail stayed where it was left.
+            if (!e.data || e.data.ask !== "rail_where_left") throw e;
+            if (!confirm(e.message + ".\n\nHas the rail stayed where " + s.id +
+                         " left it? OK resumes from there.")) throw e;
+            await call("POST", base + "resume", { rail_where_left: true });
+          }
           say("resuming " + s.id);
         }));
         acts.append(b);
