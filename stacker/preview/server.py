@@ -40,6 +40,7 @@ import socket
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -190,11 +191,32 @@ class BoundedH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
-        if len(self.connections) > MAX_OPEN_CONNECTIONS or self._client_holds_too_many():
+        self._opened_at = self.loop.time()
+        if self._client_holds_too_many():
             logging.getLogger("uvicorn.error").warning(CUT.text)
-            self.transport.abort()  # past its share, or every slot: gone before it costs more
+            self.transport.abort()  # past its share: gone before it costs more
+            return
+        if len(self.connections) >= MAX_CONNECTIONS:
+            self._make_room()
+        if len(self.connections) > MAX_OPEN_CONNECTIONS:
+            logging.getLogger("uvicorn.error").warning(CUT.text)
+            self.transport.abort()  # every slot, and none idle to close
             return
         self._arm_header_deadline()
+
+    def _make_room(self) -> None:
+        """Every slot taken: close connections that carry no request (idle, or yet to send
+        one), those of the address holding most first, oldest first, until this one's request
+        would be served. A few addresses each holding its share of idle connections (four
+        times 64) filled every slot, and the phone's Stop was answered 503 while the session
+        shot on; an event stream, a request being answered, is never closed for room."""
+        others = [c for c in self.connections if c is not self and _carries_nothing(c)]
+        held = Counter(_host(c) for c in self.connections)
+        others.sort(key=lambda c: (-held[_host(c)], getattr(c, "_opened_at", 0.0)))
+        excess = len(self.connections) - (MAX_CONNECTIONS - 1)  # uvicorn counts the asking one
+        for victim in others[:excess]:
+            victim.transport.abort()
+            self.connections.discard(victim)  # its connection_lost comes on the next turn
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -204,8 +226,7 @@ class BoundedH11Protocol(H11Protocol):
         if not self.client:
             return False
         host = self.client[0]
-        held = [c for c in self.connections if (getattr(c, "client", None) or ("",))[0] == host]
-        return len(held) > MAX_CONNECTIONS_PER_CLIENT
+        return sum(_host(c) == host for c in self.connections) > MAX_CONNECTIONS_PER_CLIENT
 
     def connection_lost(self, exc: Exception | None) -> None:
         for timer in (self._header_deadline, self._cut_at_stop):
@@ -250,6 +271,21 @@ class BoundedH11Protocol(H11Protocol):
         cycle = self.cycle
         if (cycle is None or cycle.response_complete) and not self.transport.is_closing():
             self.transport.close()
+
+
+def _host(connection: object) -> str:
+    """The address a connection comes from (``""`` when it has none)."""
+    return (getattr(connection, "client", None) or ("",))[0]
+
+
+def _carries_nothing(connection: object) -> bool:
+    """Whether a connection has no request being answered: idle after an answer, or yet to
+    send its first request."""
+    cycle = getattr(connection, "cycle", None)
+    transport = getattr(connection, "transport", None)
+    return (cycle is None or cycle.response_complete) and not (
+        transport is None or transport.is_closing()
+    )
 
 
 @dataclass(frozen=True)

@@ -851,3 +851,33 @@ def test_a_signal_another_thread_takes_while_the_station_waits_for_its_session(s
         assert not ended.is_set(), "the signal was handled only once the session ended"
     finally:
         finishing.set()
+
+
+@pytest.mark.slow
+def test_idle_connections_from_a_few_addresses_do_not_keep_the_phones_stop_out(
+    station, client
+) -> None:
+    """Four addresses, each holding its share of connections that send nothing (64), filled
+    every slot: the phone's Stop was answered 503 while the session shot on. Past every slot,
+    connections carrying no request make room, those of the address holding most first."""
+    from stacker.preview.server import MAX_CONNECTIONS, MAX_CONNECTIONS_PER_CLIENT
+
+    r = client.post("/api/sessions", json={"plan": {**PLAN, "frames": 40}, "name": "held"})
+    assert r.status_code == 201, r.text
+    port = int(str(client.base_url).rsplit(":", 1)[1])
+    held: list[socket.socket] = []
+    try:
+        for n in range(MAX_CONNECTIONS // MAX_CONNECTIONS_PER_CLIENT):
+            for _ in range(MAX_CONNECTIONS_PER_CLIENT):
+                s = socket.create_connection(("127.0.0.1", port), 5, (f"127.0.0.{n + 2}", 0))
+                held.append(s)
+        time.sleep(0.5)  # all accepted: every slot taken
+        phone = httpx.HTTPTransport(local_address="127.0.0.99")
+        with httpx.Client(transport=phone, headers=client.headers, timeout=5) as c:
+            stop = c.post(f"{client.base_url}/api/sessions/held/stop", json={})
+            assert stop.status_code == 202, stop.text
+        ended = station.wait(60)
+        assert ended is not None and ended.reason.value == "interrupted", ended
+    finally:
+        for s in held:
+            s.close()
