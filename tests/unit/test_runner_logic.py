@@ -201,6 +201,32 @@ def test_a_damaged_shot_goes_aside_whole_and_is_shot_again_under_its_own_name(
     ]
 
 
+def test_a_frame_a_photo_manager_wrote_a_rating_into_is_kept(tmp_path: Path) -> None:
+    """A photo manager writing a rating or keywords into a frame changes its size, and the
+    resume took the whole image for damaged: moved aside and shot again (later, the subject
+    perhaps moved), or, in a tether session, left out for good. A JPEG still complete to its
+    end marker is kept as it is; a RAW file shorter than written is still set aside."""
+    root = tmp_path / "s"
+    assert runner(root, RawPlusJpegCamera()).run().reason is FinishReason.COMPLETED
+    jpeg = root / "frames/frame_0002.jpg"
+    data = jpeg.read_bytes()
+    assert data[:2] == b"\xff\xd8"
+    comment = b"rating=5; keywords=beetle"
+    jpeg.write_bytes(
+        data[:2] + b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big") + comment + data[2:]
+    )
+    nef = root / "frames/frame_0003.nef"
+    nef.write_bytes(nef.read_bytes()[:-7])  # cut short
+    camera = RawPlusJpegCamera()
+    assert runner(root, camera).run().reason is FinishReason.COMPLETED
+    assert camera.shots == ["frame_0003"]
+    assert sorted(p.name for p in (root / "failed-attempts").iterdir()) == [
+        "frame_0003.damaged.jpg",
+        "frame_0003.damaged.nef",
+    ]
+    assert comment in jpeg.read_bytes()
+
+
 @pytest.mark.parametrize("planted", ["file", "link"])
 def test_a_failed_attempts_that_is_no_folder_of_the_session_s_is_refused(
     tmp_path: Path, planted: str
