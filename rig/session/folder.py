@@ -653,10 +653,10 @@ def frame_file_problem(path: Path, record: dict[str, Any] | None) -> str | None:
 
     A frame is a regular file of its own: never a link (it could point anywhere, and its target
     can change), the size its journal record says when it has one, and for JPEG and PNG
-    complete to its end marker (a copy cut short, a disk that filled). A JPEG or PNG whose size
-    changed but that is still complete was edited, not damaged (a photo manager writing a
-    rating or keywords into it): kept, where it was moved aside and, for a tether session,
-    lost from the stack for good; a larger file of another kind likewise.
+    complete to its end marker (a copy cut short, a disk that filled). A file grown since it was
+    written and still complete was edited, not damaged (a photo manager writing a rating or
+    keywords into it): kept, where it was moved aside and, for a tether session, lost from the
+    stack for good.
     """
     try:
         st = path.lstat()
@@ -678,8 +678,7 @@ def frame_file_problem(path: Path, record: dict[str, Any] | None) -> str | None:
         return f"cannot be read ({exc.strerror or exc})"
     if cut is not None:
         return cut
-    ends_checked = path.suffix.lower() in (".jpg", ".jpeg", ".png")
-    if recorded is not None and st.st_size < recorded and not ends_checked:
+    if recorded is not None and st.st_size < recorded:  # cut short, if only past its end
         return f"{st.st_size} bytes where {recorded} were written"
     return None
 

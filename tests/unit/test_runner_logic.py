@@ -204,8 +204,8 @@ def test_a_damaged_shot_goes_aside_whole_and_is_shot_again_under_its_own_name(
 def test_a_frame_a_photo_manager_wrote_a_rating_into_is_kept(tmp_path: Path) -> None:
     """A photo manager writing a rating or keywords into a frame changes its size, and the
     resume took the whole image for damaged: moved aside and shot again (later, the subject
-    perhaps moved), or, in a tether session, left out for good. A JPEG still complete to its
-    end marker is kept as it is; a RAW file shorter than written is still set aside."""
+    perhaps moved), or, in a tether session, left out for good. A file grown and still
+    complete is kept as it is; one shorter than written is still set aside."""
     root = tmp_path / "s"
     assert runner(root, RawPlusJpegCamera()).run().reason is FinishReason.COMPLETED
     jpeg = root / "frames/frame_0002.jpg"
