@@ -110,6 +110,11 @@ def test_the_page_follows_a_live_stack_and_shows_a_100_percent_crop(browser, fra
         assert page.locator("#frames tbody tr[data-result='ok']").count() == hub.progress.merged
         assert page.eval_on_selector("#last", "i => i.naturalWidth") == 400
         assert page.eval_on_selector("#depth", "i => !i.hidden && i.naturalWidth > 0")
+        # Its key is too small to read beside the last frame on a phone: a tap opens it whole.
+        opened = page.eval_on_selector(
+            "#depth-open", "a => [a.href === document.getElementById('depth').src, a.target]"
+        )
+        assert opened == [True, "_blank"]
         # Nothing runs off the side of a phone screen, and each frame's result shows without
         # sliding the table sideways.
         assert page.evaluate("document.documentElement.scrollWidth") <= 390

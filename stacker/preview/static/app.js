@@ -38,6 +38,8 @@ function updateImage(kind, info) {
     img.dataset.version = want;
     img.hidden = false;
     if (kind === "composite") $("composite-empty").hidden = true;
+    // Its key is drawn into the picture, too small to read in the side column of a phone.
+    if (kind === "depth") $("depth-open").href = next.src;
   };
   next.src = "/img/" + kind + ".jpg?v=" + want;
 }
@@ -117,6 +119,7 @@ function applyState(s) {
         }
       }
       $("composite-empty").hidden = false;
+      $("depth-open").removeAttribute("href");
     }
     epoch = stack;
   }
