@@ -238,7 +238,7 @@ def test_a_finished_session_fits_a_small_phone(station) -> None:
             row,
         )
         assert clipped == []
-        caption = page.text_content("#depth + figcaption") or ""
+        caption = page.text_content("#depth-open + figcaption") or ""
         assert caption.startswith("Depth map") and "frame index" not in caption
         assert page.evaluate("document.documentElement.scrollWidth") <= SMALL_PHONE["width"]
 
