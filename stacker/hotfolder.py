@@ -499,14 +499,12 @@ class HotFolder:
         name (a tethering program recreating a folder moved to the Trash) or a disk unplugged
         and mounted again. The watch still followed the old folder, and frames landing in the
         new one waited for ever without a word."""
-        if not self.folder.is_dir() or (
-            self._observer is not None and not self._observer.is_alive()
-        ):
+        identity = _identity(self.folder)  # one look at the folder: it runs every turn
+        if identity is None or (self._observer is not None and not self._observer.is_alive()):
             raise HotFolderError(
                 f"{self.folder}: the folder was removed or can no longer be watched"
             )
-        identity = _identity(self.folder)
-        if identity is not None and self._identity is not None and identity != self._identity:
+        if self._identity is not None and identity != self._identity:
             raise HotFolderError(
                 f"{self.folder}: the folder was replaced (moved away and made again, or its disk "
                 "mounted again); start the watch again to take the frames landing in it"
@@ -1044,12 +1042,12 @@ class HotFolder:
 
 
 def _identity(folder: Path) -> tuple[int, int] | None:
-    """(device, inode) of ``folder``, or ``None`` when it cannot be looked at."""
+    """(device, inode) of ``folder``, or ``None`` when it is no folder or cannot be looked at."""
     try:
         st = os.stat(folder)
     except OSError:
         return None
-    return st.st_dev, st.st_ino
+    return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
 
 
 def _subfolders(folder: Path) -> dict[str, int]:

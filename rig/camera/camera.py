@@ -687,7 +687,10 @@ class Camera:
                     if first is not None:
                         return first  # in live view the mirror was up: that press exposed
                     self._remote_release(self._fresh_widget("eosremoterelease"))
-                return self._wait_for_file(release_timeout_s(self._read_text("shutterspeed")))
+                return self._wait_for_file(
+                    RELEASE_FILE_TIMEOUT_S,
+                    longer=lambda: release_timeout_s(self._read_text("shutterspeed")),
+                )
         first = self._call("capture", lambda c: c.capture(gp.GP_CAPTURE_IMAGE))
         if self._took_late_file(str(first.folder), str(first.name)):
             # libgphoto2 gave the first file announced after the release: an earlier shot's
@@ -707,8 +710,17 @@ class Camera:
         widget.set_changed(1)
         self._send("eosremoterelease", widget)
 
-    def _wait_for_file(self, timeout_s: float) -> tuple[str, str]:
+    def _wait_for_file(
+        self, timeout_s: float, longer: Callable[[], float] | None = None
+    ) -> tuple[str, str]:
+        """The shot's first file, within ``timeout_s``; ``longer``, asked only once that has
+        passed without one, gives the whole wait a long exposure is allowed (the shutter speed
+        is read then, not at every frame of a stack)."""
         first = self._file_within(timeout_s)
+        if first is None and longer is not None:
+            allowed = longer()
+            first = self._file_within(allowed - timeout_s)
+            timeout_s = max(timeout_s, allowed)
         if first is not None:
             return first
         raise CameraError(

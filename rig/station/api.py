@@ -76,6 +76,8 @@ STATIC_DIR = Path(__file__).with_name("static")
 T = TypeVar("T")
 STACK_FIELDS = ("method", "align", "reference", "interpolation")
 """The stacking options a session request may set besides ``format``."""
+SESSION_FIELDS = ("plan", "name", "format", *STACK_FIELDS)
+"""The fields of ``POST /api/sessions``."""
 
 
 async def _json_body(request: Request, fields: tuple[str, ...] | None = ()) -> dict[str, Any]:
@@ -93,11 +95,17 @@ async def _json_body(request: Request, fields: tuple[str, ...] | None = ()) -> d
         raise _HttpError(400, "the request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise _HttpError(400, "the request body must be a JSON object")
-    unknown = [] if fields is None else sorted(set(data) - set(fields))
-    if unknown:
-        wanted = ", ".join(fields or ()) or "no fields ({} or an empty body)"
-        raise _HttpError(400, f"unknown field(s) {', '.join(map(repr, unknown))}: send {wanted}")
+    if fields is not None:
+        _only(data, fields)
     return data
+
+
+def _only(data: dict[str, Any], fields: tuple[str, ...]) -> None:
+    """Refuse a field of ``data`` not among ``fields``."""
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        wanted = ", ".join(fields) or "no fields ({} or an empty body)"
+        raise _HttpError(400, f"unknown field(s) {', '.join(map(repr, unknown))}: send {wanted}")
 
 
 class _HttpError(Exception):
@@ -231,6 +239,7 @@ def station_routes(station: Station, token: str) -> list[BaseRoute]:
         if isinstance(body, dict) and isinstance(body.get("plan"), dict):
             # A session's request as it stands ({"plan": {...}, "name": ...}): its plan, the
             # way POST /api/sessions reads it, rather than "unknown plan field 'plan'".
+            _only(body, SESSION_FIELDS)
             body = body["plan"]
         shot_plan = plan_from_request(body, units=station.units)
         return JSONResponse(describe_plan(shot_plan), headers=NO_STORE)
@@ -242,7 +251,7 @@ def station_routes(station: Station, token: str) -> list[BaseRoute]:
     async def sessions(request: Request) -> Response:
         if request.method != "POST":  # GET, and the HEAD routed with it: a safe method lists
             return JSONResponse(await _blocking(station.sessions), headers=NO_STORE)
-        body = await _json_body(request, ("plan", "name", "format", *STACK_FIELDS))
+        body = await _json_body(request, SESSION_FIELDS)
         shot_plan = plan_from_request(body.get("plan"), units=station.units)
         fields = {k: body.get(k) for k in STACK_FIELDS}
         name = body.get("name")
@@ -274,8 +283,7 @@ def station_routes(station: Station, token: str) -> list[BaseRoute]:
         try:
             await _blocking(station.resume, sid, rail_where_left=where_left)
         except ReferenceChanged as exc:  # the page asks, then sends rail_where_left
-            answer = {"error": str(exc), "ask": "rail_where_left"}
-            return JSONResponse(answer, status_code=409, headers=NO_STORE)
+            return error_response(409, str(exc), ask="rail_where_left")
         return JSONResponse({"id": sid}, status_code=202, headers=NO_STORE)
 
     async def result(request: Request) -> Response:

@@ -46,7 +46,7 @@ def new_token() -> str:
     return secrets.token_urlsafe(18)
 
 
-def error_response(status: int, message: str) -> Response:
+def error_response(status: int, message: str, **extra: str) -> Response:
     """A JSON ``{"error": message}`` answer with ``status``, never cached.
 
     Written by :func:`~stacker.preview.guard.error_json`, as the request guard's own refusals
@@ -54,7 +54,10 @@ def error_response(status: int, message: str) -> Response:
     ``"\\ud800"`` being valid JSON, which UTF-8 cannot encode: Starlette's JSON answer then
     failed with a 500), a long message cut in its middle."""
     return Response(
-        error_json(message), status_code=status, media_type="application/json", headers=NO_STORE
+        error_json(message, **extra),
+        status_code=status,
+        media_type="application/json",
+        headers=NO_STORE,
     )
 
 

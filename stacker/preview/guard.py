@@ -235,14 +235,15 @@ MAX_ERROR_CHARS = 600
 a header, a field), and a 10 KB Host header made a 10 KB line on the page and in logs."""
 
 
-def error_json(message: str) -> bytes:
+def error_json(message: str, **extra: str) -> bytes:
     """``{"error": message}`` as ASCII JSON (``\\u`` escapes: a message quoting a lone
-    surrogate from the sender stays encodable), the message's middle left out when it is long."""
+    surrogate from the sender stays encodable), the message's middle left out when it is long;
+    ``extra`` fields beside it (what the page may do about it)."""
     if len(message) > MAX_ERROR_CHARS:
         keep = MAX_ERROR_CHARS // 2
         left_out = len(message) - 2 * keep
         message = f"{message[:keep]} [... {left_out} characters left out ...] {message[-keep:]}"
-    return json.dumps({"error": message}).encode("ascii")
+    return json.dumps({"error": message, **extra}).encode("ascii")
 
 
 async def _answer(send: Send, status: int, message: str) -> None:

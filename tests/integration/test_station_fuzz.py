@@ -137,6 +137,8 @@ def test_a_plan_is_checked_as_a_sessions_request_holds_it(client) -> None:
     wrapped = client.post("/api/plan", json={"plan": plan, "name": "beetle"})
     assert bare.status_code == wrapped.status_code == 200, wrapped.text
     assert wrapped.json() == bare.json() and bare.json()["frames"] == 9
+    typo = client.post("/api/plan", json={"plan": plan, "nmae": "beetle"})
+    assert typo.status_code == 400 and "unknown field(s) 'nmae'" in typo.json()["error"]
 
 
 def test_deeply_nested_json_is_a_one_line_error_not_a_500(server, client) -> None:
