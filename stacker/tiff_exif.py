@@ -6,15 +6,18 @@ as tags of the image's IFD, the exposure (time, f-number, ISO, focal length, len
 IFD that the image's ``ExifIFD`` tag (34665) points to. So the block is taken apart: its
 IFD0 text tags become TIFF tags (:func:`camera_tags`), and its Exif and GPS IFDs are
 rewritten little-endian at the end of the file, every offset made absolute
-(:func:`append_exif_ifd`). A TIFF frame's are read back into a block the same way
+(:func:`append_exif_ifd`), with the interoperability IFD the Exif IFD points to: a camera set
+to Adobe RGB says so there alone (``InteroperabilityIndex`` "R03", EXIF 2.32, 4.6.7, beside
+ColorSpace "uncalibrated") and embeds no ICC profile, so without it a viewer shows the result
+as sRGB, its colours dulled. A TIFF frame's are read back into a block the same way
 (:func:`exif_of_tiff`).
-Left out: the maker note, whose inner offsets only the camera's maker knows, and the
-interoperability IFD it may point to.
+Left out: the maker note, whose inner offsets only the camera's maker knows.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from typing import Any
 
 EXIF_IFD_TAG = 34665
@@ -31,11 +34,15 @@ between the two, so the placeholder's entry can become the pointer."""
 CAMERA_TAGS = (271, 272, 306, 315, 33432)
 """IFD0 text tags carried over: Make, Model, DateTime, Artist, Copyright."""
 
+INTEROP_IFD_TAG = 0xA005
+"""The Exif IFD's pointer to the interoperability IFD (carried with it, see the module)."""
+
 _ORIENTATION = 0x0112
 
-_LEFT_OUT = frozenset({0x927C, 0xA005, 0xA002, 0xA003})
-"""MakerNote, the Interoperability IFD pointer, and the frame's pixel dimensions (its full
-sensor size, where the result has its own in ImageWidth and ImageLength)."""
+_LEFT_OUT = frozenset({0x927C, INTEROP_IFD_TAG, 0xA002, 0xA003})
+"""MakerNote, the Interoperability IFD pointer (written again where the IFD is), and the frame's
+pixel dimensions (its full sensor size, where the result has its own in ImageWidth and
+ImageLength)."""
 
 #: Value types (TIFF 6.0, section 2, "Types", and IFD, 13, of TIFF Technical Note 1, which
 #: libtiff gives the ExifIFD and GPSInfo pointers): the struct code of one element, or the
@@ -81,7 +88,8 @@ def _exif_entries(exif: bytes) -> tuple[list[Entry], list[Entry]]:
 
 def _ifds(exif: bytes) -> tuple[list[Entry], dict[int, list[Entry]]]:
     """IFD0's entries of an EXIF block (or a TIFF file), and those of the sub-IFDs of
-    :data:`_POINTERS` it points to, by pointer; empty where unreadable."""
+    :data:`_POINTERS` it points to, by pointer, with the interoperability IFD the Exif IFD
+    points to under :data:`INTEROP_IFD_TAG`; empty where unreadable."""
     if len(exif) < 8 or exif[:4] not in (b"II*\x00", b"MM\x00*"):
         return [], {}
     order = "<" if exif[:2] == b"II" else ">"
@@ -89,14 +97,21 @@ def _ifds(exif: bytes) -> tuple[list[Entry], dict[int, list[Entry]]]:
         ifd0 = _read_ifd(exif, struct.unpack_from(order + "I", exif, 4)[0])
     except struct.error:
         return [], {}
+    subs = _pointed(exif, ifd0, _POINTERS)
+    subs.update(_pointed(exif, subs.get(EXIF_IFD_TAG, []), (INTEROP_IFD_TAG,)))
+    return ifd0, subs
+
+
+def _pointed(exif: bytes, entries: list[Entry], pointers: Iterable[int]) -> dict[int, list[Entry]]:
+    """The entries of the IFDs that ``entries`` point to with a tag of ``pointers``, by tag."""
     subs = {}
-    for tag, kind, n, value in ifd0:
-        if tag in _POINTERS and kind in (4, 13) and n == 1:
+    for tag, kind, n, value in entries:
+        if tag in pointers and kind in (4, 13) and n == 1:
             try:
                 subs[tag] = _read_ifd(exif, struct.unpack("<I", value)[0])
             except struct.error:  # cut short or pointing outside: carry what was read
                 continue
-    return ifd0, subs
+    return subs
 
 
 def _carried(exif: bytes) -> tuple[list[Entry], dict[int, list[Entry]]]:
@@ -104,6 +119,8 @@ def _carried(exif: bytes) -> tuple[list[Entry], dict[int, list[Entry]]]:
     sub-IFDs left empty by it."""
     ifd0, subs = _ifds(exif)
     subs = {tag: [e for e in entries if e[0] not in _LEFT_OUT] for tag, entries in subs.items()}
+    if not subs.get(EXIF_IFD_TAG):  # nothing left to point to it
+        subs.pop(INTEROP_IFD_TAG, None)
     return ifd0, {tag: entries for tag, entries in subs.items() if entries}
 
 
@@ -118,7 +135,7 @@ def placeholders(exif: bytes) -> list[tuple[int, str, int, int, bool]]:
     """The ``tifffile`` extra tags that keep the place of the sub-IFDs (Exif, GPS) the EXIF
     block has something in: :func:`append_exif_ifd` turns them into pointers."""
     _, subs = _carried(exif)
-    return [(_POINTERS[tag], "I", 1, 0, True) for tag in subs]
+    return [(_POINTERS[tag], "I", 1, 0, True) for tag in subs if tag in _POINTERS]
 
 
 def _ifd_bytes(entries: list[Entry], at: int) -> bytes:
@@ -156,13 +173,27 @@ def _appended(tiff: bytes, subs: dict[int, list[Entry]]) -> bytes:
               for pos in range(ifd + 2, ifd + 2 + 12 * count, 12)}  # fmt: skip
     out = bytearray(tiff)
     for tag, entries in subs.items():
-        pos = places.get(_POINTERS[tag])
+        pos = places.get(_POINTERS.get(tag, -1))
         if pos is None:
             continue
         out += b"\0" * (len(out) % 2)
         out[pos : pos + 12] = struct.pack("<HHII", tag, 4, 1, len(out))
-        out += _ifd_bytes(entries, len(out))
+        inner = subs.get(INTEROP_IFD_TAG) if tag == EXIF_IFD_TAG else None
+        out += _ifd_with_inner(entries, len(out), inner)
     return bytes(out)
+
+
+def _ifd_with_inner(entries: list[Entry], at: int, inner: list[Entry] | None) -> bytes:
+    """:func:`_ifd_bytes`, followed by the IFD ``inner`` (if any) that it points to with an
+    :data:`INTEROP_IFD_TAG` entry (whose size does not depend on where ``inner`` lands)."""
+    if not inner:
+        return _ifd_bytes(entries, at)
+    pointer = (INTEROP_IFD_TAG, 4, 1, bytes(4))
+    size = len(_ifd_bytes([*entries, pointer], at))
+    inner_at = at + size + size % 2
+    pointer = (INTEROP_IFD_TAG, 4, 1, struct.pack("<I", inner_at))
+    outer = _ifd_bytes([*entries, pointer], at)
+    return outer + b"\0" * (size % 2) + _ifd_bytes(inner, inner_at)
 
 
 def exif_of_tiff(tiff: bytes) -> bytes | None:
@@ -176,7 +207,7 @@ def exif_of_tiff(tiff: bytes) -> bytes | None:
     ifd0 = [e for e in ifd0 if (e[0] in CAMERA_TAGS and e[1] == 2) or e[0] == _ORIENTATION]
     if not ifd0 and not subs:
         return None
-    marks = [(_POINTERS[tag], 4, 1, bytes(4)) for tag in subs]
+    marks = [(_POINTERS[tag], 4, 1, bytes(4)) for tag in subs if tag in _POINTERS]
     return _appended(b"II*\x00" + struct.pack("<I", 8) + _ifd_bytes([*ifd0, *marks], 8), subs)
 
 

@@ -20,7 +20,11 @@ def tag_jpeg(data: bytes, value: int) -> bytes:
 
 
 def camera_exif(
-    order: str = "<", *, sensor: tuple[int, int] | None = None, gps: bool = False
+    order: str = "<",
+    *,
+    sensor: tuple[int, int] | None = None,
+    gps: bool = False,
+    adobe_rgb: bool = False,
 ) -> bytes:
     """An EXIF block as a camera writes one, in byte order ``order`` (``<`` as Canon and Sony
     write, ``>`` as Nikon does): IFD0 with make, model, date and orientation 1, and an Exif
@@ -28,10 +32,12 @@ def camera_exif(
     note. Values longer than four bytes follow each IFD, as the TIFF layout wants. With
     ``sensor`` (width, height), also the pixel dimensions (0xA002 as LONG, 0xA003 as SHORT)
     and an IFD1 (a thumbnail's) after IFD0. With ``gps``, a GPS IFD after the Exif IFD:
-    version 2.3, 52°31'12.5" N, 13°24'18" E, 34 m."""
+    version 2.3, 52°31'12.5" N, 13°24'18" E, 34 m. With ``adobe_rgb``, the colour space as a
+    camera set to Adobe RGB says it: ColorSpace "uncalibrated" and an interoperability IFD
+    (after the others) with index "R03"."""
 
     def ifd(entries: list[tuple[int, int, int, bytes]], at: int, pointer_to: int | None,
-            gps_to: int = 0) -> bytes:  # fmt: skip
+            gps_to: int = 0, interop_to: int = 0) -> bytes:  # fmt: skip
         head = struct.pack(order + "H", len(entries))
         table, data = b"", b""
         data_at = at + 2 + 12 * len(entries) + 4
@@ -40,6 +46,8 @@ def camera_exif(
                 value = struct.pack(order + "I", pointer_to or 0)
             if tag == 0x8825:
                 value = struct.pack(order + "I", gps_to)
+            if tag == 0xA005:
+                value = struct.pack(order + "I", interop_to)
             if len(value) <= 4:
                 table += struct.pack(order + "HHI", tag, kind, count) + value.ljust(4, b"\0")
             else:
@@ -83,16 +91,23 @@ def camera_exif(
         (0x0004, 5, 3, rational(13, 1) + rational(24, 1) + rational(18, 1)),
         (0x0006, 5, 1, rational(34, 1)),
     ]
+    interop_ifd = [(0x0001, 2, 4, b"R03\0"), (0x0002, 7, 4, b"0100")]
+    if adobe_rgb:
+        exif_ifd += [(0xA001, 3, 1, struct.pack(order + "H", 0xFFFF)), (0xA005, 4, 1, b"")]
     if gps:
         ifd0.append((0x8825, 4, 1, b""))
     first = ifd(ifd0, 8, pointer_to=None)
     exif_at = 8 + len(first)
     gps_at = exif_at + len(ifd(exif_ifd, exif_at, None))
+    interop_at = gps_at + (len(ifd(gps_ifd, gps_at, None)) if gps else 0)
     first = ifd(ifd0, 8, pointer_to=exif_at, gps_to=gps_at)
     magic = b"II*\x00" if order == "<" else b"MM\x00*"
-    block = magic + struct.pack(order + "I", 8) + first + ifd(exif_ifd, exif_at, None)
+    block = magic + struct.pack(order + "I", 8) + first
+    block += ifd(exif_ifd, exif_at, None, interop_to=interop_at)
     if gps:
         block += ifd(gps_ifd, gps_at, None)
+    if adobe_rgb:
+        block += ifd(interop_ifd, interop_at, None)
     if sensor is None:
         return block
     ifd1 = ifd([(0x0103, 3, 1, struct.pack(order + "H", 6))], len(block), None)  # JPEG thumb

@@ -641,3 +641,32 @@ def test_medium_format_and_older_raw_files_are_read_as_raw(tmp_path: Path, ext: 
     path.write_bytes(encode_bayer_dng(frame))  # LibRaw tells the format by content
     assert is_image_path(path) and is_raw_path(path)
     assert np.array_equal(read_image(path), read_raw_linear(path))
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_a_tiff_result_of_adobe_rgb_frames_still_says_adobe_rgb(tmp_path: Path, order: str) -> None:
+    """A camera set to Adobe RGB embeds no ICC profile: its EXIF says "uncalibrated" and, in
+    the interoperability IFD, "R03". A TIFF result dropped that IFD, so viewers took it for
+    sRGB and showed its colours dulled. Read back by tifffile, and carried on from a TIFF
+    frame to a JPEG result."""
+    from tifffile.tifffile import read_tags
+
+    from stacker.io import encode_image
+    from stacker.tiff_exif import INTEROP_IFD_TAG, _ifds
+
+    image = np.zeros((8, 8, 3), np.uint8)
+    src = tmp_path / "frame.jpg"
+    meta = Metadata(exif=camera_exif(order, gps=True, adobe_rgb=True))
+    atomic_write_bytes(src, encode_image(image, ".jpg", metadata=meta))
+    out = write_image(tmp_path / "stacked.tif", image, metadata_from=src)
+    with tifffile.TiffFile(out) as tif:
+        taken = tif.pages[0].tags["ExifTag"].value
+        assert tif.pages[0].tags["GPSTag"].value["GPSLatitudeRef"] == "N"
+        tif.filehandle.seek(taken["InteroperabilityTag"])
+        (interop,) = read_tags(tif.filehandle, "<", 4, tifffile.TIFF.IOP_TAGS, maxifds=1)
+    assert taken["ColorSpace"] == 0xFFFF and taken["FNumber"] == (8, 1)
+    assert interop["InteroperabilityIndex"] == "R03"
+
+    again = write_image(tmp_path / "again.jpg", image, metadata_from=out)
+    _, subs = _ifds(read_metadata(again).exif or b"")
+    assert (0x0001, 2, 4, b"R03\0") in subs[INTEROP_IFD_TAG]
