@@ -70,6 +70,7 @@ def read_image(
     *,
     orientation: int | None = None,
     pool: FramePool | None = None,
+    floats: FloatRange | None = None,
 ) -> np.ndarray:
     """Read a frame as a 3-channel BGR ``uint8`` or ``uint16`` array, turned as viewers show it.
 
@@ -78,7 +79,8 @@ def read_image(
     :class:`OrientedReader`). RAW files give linear camera RGB, upright (see
     :func:`stacker.raw.read_raw_linear`). Raises :class:`UnreadableImageError` naming the file
     when it cannot be decoded. With ``pool``, a JPEG may be decoded into the array of a frame
-    nothing holds any more (:class:`~stacker.framepool.FramePool`).
+    nothing holds any more (:class:`~stacker.framepool.FramePool`). A frame of floats is put in
+    16 bits with the range of ``floats``, which the first such frame of a stack sets.
     """
     p = Path(path)
     if is_raw_path(p):
@@ -89,7 +91,7 @@ def read_image(
         data = _frame_bytes(p)
     except OSError as exc:
         raise UnreadableImageError(f"{p}: cannot read file ({exc.strerror or exc})") from None
-    return _decoded(p, data, orientation, by_name=True, pool=pool)
+    return _decoded(p, data, orientation, by_name=True, pool=pool, floats=floats)
 
 
 def _frame_bytes(path: Path) -> bytes:
@@ -132,8 +134,10 @@ def _decoded(
     *,
     by_name: bool,
     pool: FramePool | None = None,
+    floats: FloatRange | None = None,
 ) -> np.ndarray:
-    """The pixels of ``data`` (file ``p``'s bytes), checked, in 8 or 16 bits, turned upright."""
+    """The pixels of ``data`` (file ``p``'s bytes), checked, in 8 or 16 bits, turned upright;
+    float pixels in the stack's ``floats`` range."""
     try:
         size = header_size(data)
         _check_pixel_count(p, size)
@@ -148,7 +152,7 @@ def _decoded(
     if img is None:
         raise UnreadableImageError(f"{p}: not a readable image (corrupt, truncated or unsupported)")
     if img.dtype not in (np.uint8, np.uint16):
-        img = _to_uint16(img)
+        img = _to_uint16(img, floats)
     if own:  # stored pixels: turn them as the file (or the caller) says
         return apply_orientation(img, own if orientation is None else orientation)
     if orientation is not None:  # turned by the decoder as the file says
@@ -258,12 +262,21 @@ class OrientedReader:
         self.shape: tuple[int, int] | None = None
         self.orientation = 1
         self.raw_flip: int | None = None  # LibRaw's orientation code of a RAW first frame
+        self.floats = FloatRange()
 
     def read(self, path: str | os.PathLike[str]) -> tuple[np.ndarray, str | None]:
-        """The frame at ``path``, and a note when it was turned to fit the stack (else None)."""
-        p = Path(path)
+        """The frame at ``path``, and a note when it was turned to fit the stack or its
+        highlights clipped to the first frame's range (else None)."""
+        image, note = self._read(Path(path))
+        if self.floats.clipped:
+            self.floats.clipped = False
+            top = f"{self.floats.top:.4g}"
+            note = f"{path}: float pixels above the first frame's brightest ({top}) clipped"
+        return image, note
+
+    def _read(self, p: Path) -> tuple[np.ndarray, str | None]:
         if self.shape is None:
-            image = read_image(p, pool=self.pool)
+            image = read_image(p, pool=self.pool, floats=self.floats)
             self.shape = image.shape[:2]
             if is_raw_path(p):
                 from stacker.raw import FLIP_TO_EXIF, raw_flip
@@ -277,10 +290,10 @@ class OrientedReader:
             return self._read_raw(p)
         own = file_orientation(p)
         if own == self.orientation:
-            return read_image(p, pool=self.pool), None
-        turned = read_image(p, orientation=self.orientation, pool=self.pool)
+            return read_image(p, pool=self.pool, floats=self.floats), None
+        turned = read_image(p, orientation=self.orientation, pool=self.pool, floats=self.floats)
         if turned.shape[:2] != self.shape:  # pixels really turned: as viewers show it
-            return read_image(p, pool=self.pool), None
+            return read_image(p, pool=self.pool, floats=self.floats), None
         return turned, self._note(p, own)
 
     def _read_raw(self, p: Path) -> tuple[np.ndarray, str | None]:
@@ -477,10 +490,33 @@ def truncation(path: Path) -> str | None:
     return None
 
 
-def _to_uint16(img: np.ndarray) -> np.ndarray:
+class FloatRange:
+    """The float value that becomes white in the frames of one stack (see :func:`_to_uint16`).
+
+    A float frame from an HDR or scientific tool may pass 1.0, and is then scaled to its
+    brightest pixel; scaled each to its own, frames whose highlights differ came out at
+    different levels (the same grey at 0.28 in one and 0.14 in the next) and were refused as
+    exposure jumps, the composite dimmed. The first float frame sets the range for the rest,
+    whose brighter pixels clip (:attr:`clipped` says so for the frame read last).
+    """
+
+    def __init__(self) -> None:
+        self.top: float | None = None
+        self.clipped = False
+
+    def scale(self, top: float) -> float:
+        """The factor to 16 bits for a frame whose brightest finite pixel is ``top``."""
+        if self.top is None:
+            self.top = max(top, 1.0)
+        self.clipped = top > self.top
+        return 65535.0 / self.top
+
+
+def _to_uint16(img: np.ndarray, floats: FloatRange | None = None) -> np.ndarray:
     """16 bits of a frame decoded as floats (0..1, or scaled to its brightest pixel where that
-    is brighter) or as wider or signed integers (scaled from the type's range, negative values
-    black: a 32-bit frame was clipped to white, a signed 16-bit one came out half as bright).
+    is brighter, or to the range of the stack's ``floats``) or as wider or signed integers
+    (scaled from the type's range, negative values black: a 32-bit frame was clipped to white,
+    a signed 16-bit one came out half as bright).
 
     Float frames from HDR and scientific tools may hold NaN or infinite pixels (a division by
     zero in a flat-field correction): those become black or white, and only finite pixels set
@@ -488,7 +524,7 @@ def _to_uint16(img: np.ndarray) -> np.ndarray:
     """
     if np.issubdtype(img.dtype, np.floating):
         top = float(np.max(img, where=np.isfinite(img), initial=0.0))
-        scale = 65535.0 / top if top > 1.0 else 65535.0
+        scale = (floats or FloatRange()).scale(top)
         scaled = np.multiply(img, scale, dtype=np.float32)
         np.nan_to_num(scaled, copy=False, nan=0.0, posinf=65535.0, neginf=0.0)
         return np.clip(scaled, 0, 65535, out=scaled).astype(np.uint16)

@@ -236,6 +236,31 @@ def test_nan_and_infinite_pixels_do_not_blacken_a_float_frame(
     assert np.abs(img[finite].astype(np.float64) - want[finite]).max() < 1  # truncated
 
 
+def test_float_frames_of_one_stack_share_the_first_frame_s_range(tmp_path: Path) -> None:
+    """Float frames brighter than 1 were each scaled to their own brightest pixel: the same
+    grey came out at 0.28 in a frame whose glint peaked at 1.5 and at 0.10 where it peaked at
+    4, the stack refused as exposure jumps and its composite dimmed. The first frame sets the
+    range; a brighter glint later clips, and the reader says so."""
+    from stacker.io import OrientedReader
+
+    scene = np.full((24, 32, 3), 0.42, np.float32)
+    reader = OrientedReader()
+    levels, notes = [], []
+    for i, peak in enumerate((1.5, 3.0, 1.2, 4.0)):
+        frame = scene.copy()
+        frame[:2, :2] = peak  # a specular glint
+        tifffile.imwrite(tmp_path / f"f{i}.tif", frame, photometric="rgb")
+        img, note = reader.read(tmp_path / f"f{i}.tif")
+        levels.append(int(img[10, 10, 0]))
+        notes.append(note)
+        assert abs(int(img[0, 0, 0]) - min(peak / 1.5, 1.0) * 65535) <= 1
+    assert all(abs(level - 0.42 / 1.5 * 65535) <= 1 for level in levels), levels
+    assert notes[0] is None and notes[2] is None
+    assert "f1.tif" in (notes[1] or "") and "clipped" in (notes[3] or "")
+    alone = read_image(tmp_path / "f3.tif")  # a frame read by itself: its own range
+    assert abs(int(alone[10, 10, 0]) - 0.42 / 4.0 * 65535) <= 1
+
+
 def test_a_one_bit_tiff_only_tifffile_decodes_is_black_and_white(tmp_path: Path) -> None:
     """It came out 0 and 1 of 65535: black."""
     bits = np.random.default_rng(1).random((24, 32)) > 0.5
