@@ -444,24 +444,34 @@ def add_legend(
     :func:`colorize` colours them, with tick labels in µm (or frame numbers). It is drawn
     below the map, so no part of the map is hidden.
     """
-    return np.vstack([image, legend_strip(image.shape[1], count, positions_um)])
+    h, w = image.shape[:2]
+    return np.vstack([image, legend_strip(w, count, positions_um, h=h)])
 
 
-def legend_strip(w: int, count: int, positions_um: Sequence[float] | None = None) -> np.ndarray:
-    """The legend :func:`add_legend` draws below a map ``w`` pixels wide (read-only, shared)."""
+def legend_strip(
+    w: int, count: int, positions_um: Sequence[float] | None = None, *, h: int | None = None
+) -> np.ndarray:
+    """The legend :func:`add_legend` draws below a map ``w`` pixels wide and ``h`` tall
+    (read-only, shared)."""
     um = None if positions_um is None else tuple(float(p) for p in positions_um)
-    return _legend_strip(w, count, um)
+    return _legend_strip(w, w if h is None else min(w, 3 * h), count, um)
 
 
 @functools.lru_cache(maxsize=8)
-def _legend_strip(w: int, count: int, positions_um: tuple[float, ...] | None) -> np.ndarray:
-    """The legend of :func:`add_legend` for a map ``w`` pixels wide (cached: the live preview
-    draws the same one after every frame until the stack grows)."""
+def _legend_strip(
+    w: int, span: int, count: int, positions_um: tuple[float, ...] | None
+) -> np.ndarray:
+    """The legend of :func:`add_legend` for a map ``w`` pixels wide, its labels sized for a
+    picture ``span`` wide (cached: the live preview draws the same one after every frame until
+    the stack grows)."""
     # The labels grow with the map: the picture is looked at fitted to a screen, often a phone's
     # 360 px, and at a fixed size they shrank to a pixel or two on a camera's 6000 px wide map.
     # At w / 1000 their digits stand about 2 % of the width tall (7 px on that phone) and five
-    # labels of up to eight characters still fit side by side.
-    scale = max(0.35, w / 1000)
+    # labels of up to eight characters still fit side by side. A map far wider than tall (a
+    # line scan's strip) is fitted to the screen by its width all the same, but labels sized by
+    # that width made a strip taller than the map, 5,000 rows under a 48-row map 60,000 wide
+    # (2 GB): there they grow with three heights at most.
+    scale = max(0.35, span / 1000)
     thick = max(1, round(scale * 2))
     (_, text_h), base = cv2.getTextSize("0123456789 um", cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
     bar_h = max(8, round(text_h * 1.2))

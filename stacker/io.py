@@ -534,6 +534,10 @@ def _to_uint16(img: np.ndarray, floats: FloatRange | None = None) -> np.ndarray:
     return np.clip(scaled, 0, 65535, out=scaled).astype(np.uint16)
 
 
+JPEG_MAX_SIDE = 65500
+"""The widest and tallest JPEG libjpeg writes (``JPEG_MAX_DIMENSION``)."""
+
+
 def encode_image(
     img: np.ndarray,
     ext: str,
@@ -560,8 +564,13 @@ def encode_image(
             raise StackerError(f"JPEG quality {jpeg_quality} is out of range: use 1 to 100")
         if img.dtype == np.uint16:
             img = cv2.convertScaleAbs(img, alpha=255.0 / 65535.0)
+        if max(img.shape[:2]) > JPEG_MAX_SIDE:
+            h, w = img.shape[:2]
+            raise StackerError(
+                f"a JPEG is at most {JPEG_MAX_SIDE} pixels a side and this image is {w}x{h}: "
+                "write .tif or .png"
+            )
         ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
-        data = buf.tobytes()
     elif ext in (".tif", ".tiff"):
         return _encode_tiff(img, metadata, software)
     else:
@@ -569,9 +578,9 @@ def encode_image(
         if fast and hasattr(cv2, "IMWRITE_PNG_FILTER"):  # OpenCV 4.12 on
             params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
         ok, buf = cv2.imencode(".png", img, params)
-        data = buf.tobytes()
     if not ok:
         raise StackerError(f"could not encode a {img.shape} {img.dtype} image as {ext}")
+    data = buf.tobytes()
     if metadata:
         data = embed_metadata(data, ext, metadata, (img.shape[1], img.shape[0]))
     return mark_software(data, ext, software) if software else data

@@ -21,10 +21,12 @@ import os
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from stacker.errors import RawFramesNeededError, ResultWriteError, StackerError
 from stacker.io import (
+    JPEG_MAX_SIDE,
     all_or_none,
     atomic_write_bytes,
     check_writable_output,
@@ -108,6 +110,11 @@ def save_depth_map(
 
     def write_preview() -> Path:
         colour = stacker.depth_preview(crop=crop)
+        if max(colour.shape[:2]) > JPEG_MAX_SIDE:  # a line scan's: shrunk to what JPEG holds
+            s = JPEG_MAX_SIDE / max(colour.shape[:2])
+            h, w = colour.shape[:2]
+            size = (max(1, int(w * s)), max(1, int(h * s)))
+            colour = cv2.resize(colour, size, interpolation=cv2.INTER_AREA)
         return atomic_write_bytes(preview, encode_image(colour, ".jpg", software=OUTPUT_SOFTWARE))
 
     if pool is None:

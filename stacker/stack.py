@@ -932,7 +932,7 @@ class Stacker:
             w, h = self.crop_rectangle()[2:]
         else:
             h, w = self._shape  # type: ignore[misc]
-        strip = depth.legend_strip(w, len(self.records), self._legend_um())
+        strip = depth.legend_strip(w, len(self.records), self._legend_um(), h=h)
         out = np.empty((h + strip.shape[0], w, 3), np.uint8)
         self.upsample_depth(small, crop, dst=out[:h])
         out[h:] = strip

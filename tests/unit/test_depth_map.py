@@ -131,6 +131,14 @@ def test_legend_labels_stay_legible_fitted_to_a_phone(width: int) -> None:
     assert text_px * 360 / width >= 7  # CSS px on a 360 px phone
 
 
+def test_the_legend_of_a_map_far_wider_than_tall_stays_small() -> None:
+    """Labels sized by the width alone put a legend 5,000 rows tall under a 48-row map 60,000
+    wide (2 GB for the preview of a 3 MP line scan)."""
+    strip = depth.legend_strip(60000, 8, h=48)
+    assert strip.shape[0] <= 3 * 48 and strip.shape[1] == 60000
+    assert np.array_equal(depth.legend_strip(6000, 8, h=4000), depth.legend_strip(6000, 8))
+
+
 def test_preview_depth_carries_the_legend() -> None:
     st = SyntheticStack(SceneSpec(width=240, height=160, seed=2), 4)
     s = Stacker(preview_size=240)

@@ -695,3 +695,13 @@ def test_a_tiff_result_of_adobe_rgb_frames_still_says_adobe_rgb(tmp_path: Path, 
     again = write_image(tmp_path / "again.jpg", image, metadata_from=out)
     _, subs = _ifds(read_metadata(again).exif or b"")
     assert (0x0001, 2, 4, b"R03\0") in subs[INTEROP_IFD_TAG]
+
+
+def test_a_jpeg_wider_than_libjpeg_writes_is_refused_in_one_line() -> None:
+    """``cv2.imencode`` fails past 65,500 pixels a side; its result was used all the same, an
+    AttributeError after the whole stack was merged."""
+    from stacker.io import encode_image
+
+    with pytest.raises(StackerError, match=r"at most 65500 pixels a side.*70000x2: write \.tif"):
+        encode_image(np.zeros((2, 70000, 3), np.uint8), ".jpg")
+    assert encode_image(np.zeros((2, 70000, 3), np.uint8), ".png")[:4] == b"\x89PNG"
