@@ -106,6 +106,32 @@ def test_exposure_and_white_balance_matched(stacked, frames) -> None:
         assert np.allclose(np.array(r.gain) * f.gains, 1.0, atol=0.01), (r.gain, f.gains)
 
 
+def test_a_bumped_frame_s_exposure_is_matched_on_what_both_frames_show(frames) -> None:
+    """A tripod bumped 70 px down from frame 5 on: the warp's black border entered the mean
+    the gain is measured on (1.15 where it was 1.02), and every later frame inherited it."""
+    dy = 70
+    bumped = [f.image if f.index < 5 else np.roll(f.image, dy, axis=0) for f in frames]
+    for f, image in zip(frames, bumped, strict=True):
+        if f.index >= 5:
+            image[:dy] = 0
+    s = Stacker()
+    for f, image in zip(frames, bumped, strict=True):
+        r = s.add(image, name=f"f{f.index}")
+        assert r.merged, r.reason
+        assert np.allclose(np.array(r.gain) * f.gains, 1.0, atol=0.01), (f.index, r.gain)
+
+
+def test_frames_that_do_not_move_are_not_refused_for_a_low_alignment_score() -> None:
+    """``--align none`` on a grey card: the frames' correlation score, near 0 with nothing to
+    correlate, refused every frame but the first, and the stack failed."""
+    rng = np.random.default_rng(1)
+    s = Stacker(align="none")
+    records = [s.add(np.clip(rng.normal(128, 2, (120, 160, 3)), 0, 255).astype(np.uint8))
+               for _ in range(3)]  # fmt: skip
+    assert all(r.merged for r in records), [r.reason for r in records]
+    assert min(r.score for r in records) < s.min_score  # the gate would have refused them
+
+
 @pytest.mark.parametrize("method", ["pyramid", "depthmap"])
 def test_composite_psnr_beats_bar_and_baseline(stacked, frames, stack, mask, baseline, method):
     truth = stack.truth()
