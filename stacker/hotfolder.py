@@ -44,6 +44,7 @@ from watchdog.events import (
 from stacker.errors import StackerError, UnreadableImageError
 from stacker.io import (
     IMAGE_EXTENSIONS,
+    UNREAD_EXTENSIONS,
     OrientedReader,
     is_image_path,
     is_raw_path,
@@ -87,7 +88,6 @@ _CARRIES_IMAGE = re.compile(
     r"\.(" + "|".join(sorted(e[1:] for e in IMAGE_EXTENSIONS)) + r")(\.|$)", re.IGNORECASE
 )
 """An image's extension inside a temporary name: ``x.jpg.part``, ``.x.jpg.Ab12Cd``."""
-_UNREAD_FORMATS = frozenset({".heic", ".heif", ".hif", ".avif"})
 
 
 class HotFolderError(StackerError):
@@ -715,7 +715,7 @@ class HotFolder:
             and not any(own.casefold() in name for own in self._ignore_names)
         ):
             self.last_activity = now
-        elif path.suffix.casefold() in _UNREAD_FORMATS and path not in self._said:
+        elif path.suffix.casefold() in UNREAD_EXTENSIONS and path not in self._said:
             self._said.add(path)
             self.notes.append(
                 f"{path.name}: {path.suffix[1:].upper()} is not read; set the camera or phone "

@@ -37,7 +37,7 @@ from stacker.metadata import (
     mark_software,
     read_metadata,
 )
-from stacker.tiffread import decode_tiff, is_tiff, opencv_misreads
+from stacker.tiffread import decode_tiff, is_tiff, survey
 
 RAW_EXTENSIONS = frozenset(
     {".cr2", ".cr3", ".nef", ".nrw", ".arw", ".orf", ".rw2", ".raf", ".dng", ".pef", ".srw",
@@ -50,6 +50,11 @@ Sony SRF/SR2, Kodak DCR/KDC, Epson ERF), which macro work still uses. Sigma X3F 
 LibRaw reads it only when built with its optional X3F decoder."""
 RASTER_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"})
 IMAGE_EXTENSIONS = RASTER_EXTENSIONS | RAW_EXTENSIONS
+UNREAD_EXTENSIONS = frozenset({".heic", ".heif", ".hif", ".avif"})
+"""Image files a phone or a recent camera writes that stackrig does not read in a folder: not
+every OpenCV build decodes them, so they are said rather than stacked."""
+READ_KINDS = "JPEG, PNG, TIFF, BMP, WebP or RAW"
+"""The frames a folder is searched for, as messages name them."""
 WRITE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff"})
 OUTPUT_EXTENSIONS = WRITE_EXTENSIONS | {".dng"}
 """Composite formats: the encodable ones, plus linear DNG for stacks of RAW frames."""
@@ -198,7 +203,14 @@ def _decode(
             return cv2.imread(name, as_stored), jpeg_orientation(data)
         into = pool.lend((size[1], size[0], 3)) if pool is not None and size else None
         return _imread_into(name, as_stored, into), jpeg_orientation(data)
-    if is_tiff(data) and opencv_misreads(data):
+    tiff = survey(data) if is_tiff(data) else None
+    if tiff is not None and tiff.images > 1:
+        raise UnreadableImageError(
+            f"{path}: a TIFF of {tiff.images} images (a whole stack?), and stackrig reads one "
+            "frame a file: save each image as a file of its own (ImageJ: File > Save As > "
+            "Image Sequence)"
+        )
+    if tiff is not None and tiff.opencv_misreads:
         return decode_tiff(data) or (None, 1)
     decoded = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if decoded is None and is_tiff(data):  # float16, Zstandard...: see stacker.tiffread

@@ -27,7 +27,14 @@ import cv2
 
 from stacker.errors import StackerError
 from stacker.framepool import FramePool
-from stacker.io import OrientedReader, check_writable_output, is_image_path, is_raw_path
+from stacker.io import (
+    READ_KINDS,
+    UNREAD_EXTENSIONS,
+    OrientedReader,
+    check_writable_output,
+    is_image_path,
+    is_raw_path,
+)
 from stacker.lonefirst import left_out_reason
 from stacker.natsort import frame_order
 from stacker.options import StackOptions
@@ -124,7 +131,12 @@ def _folder_frames(
             f"{p}: holds only results of earlier runs; to stack them, name the files one by one"
         )
     if not found:
-        raise StackerError(f"{p}: no images in this folder (looked for JPEG, PNG, TIFF, RAW)")
+        unread = sorted({f.suffix.lower() for f in p.iterdir()} & UNREAD_EXTENSIONS)
+        hint = f"; {', '.join(unread)} files are not read: export them as JPEG or TIFF"
+        raise StackerError(
+            f"{p}: no images in this folder (looked for {READ_KINDS} files)"
+            + (hint if unread else "")
+        )
     if prefer is not None:
         found, partners = one_of_each_shot(found, prefer)
         if partners and on_note is not None:

@@ -10,6 +10,7 @@ the orientation the file asks for, still to be applied.
 from __future__ import annotations
 
 import io
+from typing import NamedTuple
 
 import numpy as np
 
@@ -20,14 +21,27 @@ def is_tiff(data: bytes) -> bool:
     return data[:4] in TIFF_MAGIC
 
 
-def opencv_misreads(data: bytes) -> bool:
-    """Whether OpenCV decodes TIFF ``data`` wrongly without saying so, where tifffile is right.
+class TiffSurvey(NamedTuple):
+    """What a TIFF's first IFDs say before it is decoded (see :func:`survey`)."""
+
+    opencv_misreads: bool
+    """OpenCV would decode it wrongly without saying so, where tifffile is right."""
+    images: int
+    """Full-size images in its chain of IFDs: more than one is a whole stack in one file."""
+
+
+def survey(data: bytes) -> TiffSurvey:
+    """How TIFF ``data`` is to be read. OpenCV misreads:
 
     - separate colour planes of more than 8 bits: OpenCV's TIFF decoder interleaves them wrong
       (a grey image of noise; fixed upstream in 2026, still in the wheels);
     - extra samples (alpha): libtiff's RGBA path multiplies the colours by an unassociated
       alpha, so half-transparent pixels came out half as bright;
-    - signed samples, or integers wider than 16 bits: read as other types and clipped.
+    - signed samples, or integers wider than 16 bits: read as other types and clipped;
+    - MinIsWhite samples of more than 8 bits: left as stored, a negative.
+
+    A file of several full-size images (ImageJ's or a microscope's stack) is counted: both
+    decoders read the first image alone, and the rest of the stack was left out unsaid.
     """
     import tifffile
 
@@ -38,9 +52,16 @@ def opencv_misreads(data: bytes) -> bool:
             bits = int(page.bitspersample)
             signed = page.sampleformat == tifffile.SAMPLEFORMAT.INT
             wide = page.sampleformat == tifffile.SAMPLEFORMAT.UINT and bits > 16
-            return bool((separate and bits > 8) or page.extrasamples or signed or wide)
+            white = page.photometric == tifffile.PHOTOMETRIC.MINISWHITE and bits > 8
+            misread = bool((separate and bits > 8) or page.extrasamples or signed or wide or white)
+            images = 1
+            if len(tif.pages) > 1:
+                second = tif.pages[1]
+                if second.shape == page.shape and not (second.subfiletype & 1):
+                    images = len(tif.pages)
+            return TiffSurvey(misread, images)
     except Exception:  # tifffile's and its codecs' errors have no common base
-        return False
+        return TiffSurvey(False, 1)
 
 
 def decode_tiff(data: bytes) -> tuple[np.ndarray, int] | None:
@@ -54,10 +75,13 @@ def decode_tiff(data: bytes) -> tuple[np.ndarray, int] | None:
             page = tif.pages[0]
             if page.photometric not in (
                 tifffile.PHOTOMETRIC.MINISBLACK,
+                tifffile.PHOTOMETRIC.MINISWHITE,
                 tifffile.PHOTOMETRIC.RGB,
             ):
                 return None
             pixels = page.asarray()
+            if page.photometric == tifffile.PHOTOMETRIC.MINISWHITE:
+                pixels = _inverted(pixels)
             axes = page.axes
             tag = page.tags.get(274)  # Orientation
             orientation = int(tag.value) if tag is not None else 1
@@ -75,3 +99,12 @@ def decode_tiff(data: bytes) -> tuple[np.ndarray, int] | None:
         pixels = pixels.astype(np.float32)
     bgr = np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels[:, :, 2::-1]
     return np.ascontiguousarray(bgr), orientation if 1 <= orientation <= 8 else 1
+
+
+def _inverted(pixels: np.ndarray) -> np.ndarray:
+    """MinIsWhite samples as MinIsBlack ones: 0 is white there."""
+    if pixels.dtype == np.bool_:
+        return ~pixels
+    if pixels.dtype.kind == "f":
+        return 1.0 - pixels
+    return np.iinfo(pixels.dtype).max - pixels

@@ -705,3 +705,39 @@ def test_a_jpeg_wider_than_libjpeg_writes_is_refused_in_one_line() -> None:
     with pytest.raises(StackerError, match=r"at most 65500 pixels a side.*70000x2: write \.tif"):
         encode_image(np.zeros((2, 70000, 3), np.uint8), ".jpg")
     assert encode_image(np.zeros((2, 70000, 3), np.uint8), ".png")[:4] == b"\x89PNG"
+
+
+def test_a_folder_of_heic_files_is_told_what_to_do(tmp_path: Path) -> None:
+    """A phone's or a recent camera's HEIC frames gave "no images in this folder (looked for
+    JPEG, PNG, TIFF, RAW)": nothing said they were seen, nor what to do, and the list left
+    out BMP and WebP, which are read."""
+    from stacker.offline import collect_inputs
+
+    for i in range(3):
+        (tmp_path / f"IMG_{i}.HEIC").write_bytes(b"\0\0\0\x18ftypheic")
+    with pytest.raises(StackerError) as err:
+        collect_inputs([tmp_path])
+    assert "BMP, WebP" in str(err.value) and ".heic files are not read" in str(err.value)
+    assert "export them as JPEG or TIFF" in str(err.value)
+
+
+def test_a_sixteen_bit_min_is_white_tiff_is_not_read_as_a_negative(tmp_path: Path) -> None:
+    """OpenCV leaves 16-bit MinIsWhite samples as stored: the frame came out a negative."""
+    grey = (_rgb()[:, :, 0] * 65535).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "white.tif", 65535 - grey, photometric="miniswhite")
+    img = read_image(tmp_path / "white.tif")
+    assert np.array_equal(img, np.repeat(grey[:, :, None], 3, axis=2))
+
+
+def test_a_tiff_holding_a_whole_stack_is_refused_naming_what_to_do(tmp_path: Path) -> None:
+    """A microscope's or ImageJ's stack in one TIFF: its first image was stacked alone, and the
+    others were left out unsaid. A reduced-size image after the first (a preview) is no
+    stack."""
+    pages = (np.random.default_rng(0).random((4, 24, 32, 3)) * 255).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "stack.tif", pages, photometric="rgb")
+    with pytest.raises(UnreadableImageError, match=r"stack\.tif: a TIFF of 4 images.*Sequence"):
+        read_image(tmp_path / "stack.tif")
+    with tifffile.TiffWriter(tmp_path / "preview.tif") as tif:
+        tif.write(pages[0], photometric="rgb")
+        tif.write(pages[1, ::4, ::4], photometric="rgb", subfiletype=1)
+    assert np.array_equal(read_image(tmp_path / "preview.tif"), pages[0, :, :, ::-1])
