@@ -33,9 +33,11 @@ from stacker.metadata import (
     Metadata,
     embed_metadata,
     file_orientation,
+    is_webp,
     jpeg_orientation,
     mark_software,
     read_metadata,
+    webp_orientation,
 )
 from stacker.tiffread import decode_tiff, is_tiff, survey
 
@@ -212,6 +214,9 @@ def _decode(
         )
     if tiff is not None and tiff.opencv_misreads:
         return decode_tiff(data) or (None, 1)
+    if is_webp(data):  # as stored, and turned here: not every OpenCV turns a WebP
+        as_stored = flags | cv2.IMREAD_IGNORE_ORIENTATION
+        return cv2.imdecode(np.frombuffer(data, np.uint8), as_stored), webp_orientation(data)
     decoded = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if decoded is None and is_tiff(data):  # float16, Zstandard...: see stacker.tiffread
         return decode_tiff(data) or (None, 1)

@@ -60,6 +60,8 @@ def read_metadata(path: Path) -> Metadata:
         meta = _png_metadata(head)
     elif head[:4] in (b"II*\x00", b"MM\x00*"):
         meta = replace(_tiff_metadata(path), exif=tiff_exif.exif_of_tiff(head))
+    elif is_webp(head):
+        meta = _webp_metadata(head)
     else:
         return Metadata()
     space = meta.icc[16:20] if meta.icc else b"RGB "
@@ -71,6 +73,32 @@ def read_metadata(path: Path) -> Metadata:
         )
         return replace(meta, icc=None)
     return meta
+
+
+def is_webp(data: bytes) -> bool:
+    return data[:4] == b"RIFF" and data[8:12] == b"WEBP"
+
+
+def webp_orientation(data: bytes) -> int:
+    """The EXIF orientation (1 to 8) of a WebP file's bytes; 1 when it has none."""
+    return exif_orientation(_webp_metadata(data).exif)
+
+
+def _webp_metadata(data: bytes) -> Metadata:
+    """The ``EXIF`` and ``ICCP`` chunks of a WebP file (RIFF; the extended format, ``VP8X``,
+    carries them). Without them its frames lost the camera's EXIF and an Adobe RGB profile in
+    the result, and a frame whose orientation differed from the first's was not read like it."""
+    exif = icc = None
+    i = 12
+    while i + 8 <= len(data):
+        kind, (n,) = data[i : i + 4], struct.unpack_from("<I", data, i + 4)
+        body = data[i + 8 : i + 8 + n]
+        if kind == b"EXIF":  # some writers keep JPEG's prefix
+            exif = body[6:] if body.startswith(b"Exif\0\0") else body
+        elif kind == b"ICCP":
+            icc = body
+        i += 8 + n + (n & 1)
+    return Metadata(exif=exif or None, icc=icc or None)
 
 
 def jpeg_orientation(data: bytes) -> int:

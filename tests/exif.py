@@ -113,3 +113,28 @@ def camera_exif(
     ifd1 = ifd([(0x0103, 3, 1, struct.pack(order + "H", 6))], len(block), None)  # JPEG thumb
     next_at = 8 + 2 + 12 * len(ifd0)
     return block[:next_at] + struct.pack(order + "I", len(block)) + block[next_at + 4 :] + ifd1
+
+
+def webp_with(simple: bytes, *, exif: bytes | None = None, icc: bytes | None = None) -> bytes:
+    """A simple WebP file (``cv2.imencode``'s) made extended, with an ``ICCP`` chunk before the
+    image and an ``EXIF`` chunk after it, as the WebP container specification lays them out."""
+    width, height = _webp_size(simple)
+    flags = (0x20 if icc else 0) | (0x08 if exif else 0)
+    vp8x = bytes([flags, 0, 0, 0]) + (width - 1).to_bytes(3, "little")
+    vp8x += (height - 1).to_bytes(3, "little")
+    body = _chunk(b"VP8X", vp8x) + (_chunk(b"ICCP", icc) if icc else b"") + simple[12:]
+    body += _chunk(b"EXIF", exif) if exif else b""
+    return b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WEBP" + body
+
+
+def _chunk(kind: bytes, payload: bytes) -> bytes:
+    return kind + struct.pack("<I", len(payload)) + payload + b"\0" * (len(payload) % 2)
+
+
+def _webp_size(simple: bytes) -> tuple[int, int]:
+    """(width, height) of a simple lossy (``VP8 ``) or lossless (``VP8L``) WebP."""
+    if simple[12:16] == b"VP8L":
+        bits = int.from_bytes(simple[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    w, h = struct.unpack_from("<HH", simple, 26)
+    return w & 0x3FFF, h & 0x3FFF

@@ -24,7 +24,7 @@ from stacker.io import (
     write_image,
 )
 from stacker.metadata import Metadata, embed_metadata, read_metadata, upright_exif
-from tests.exif import camera_exif, exif
+from tests.exif import camera_exif, exif, webp_with
 
 ICC = b"\x00\x00\x02\x0cfake\x02\x10\x00\x00mntrRGB XYZ " + b"fake-icc-profile" * 40
 """Stands in for an ICC profile: what is read of one is its header's colour space (RGB)."""
@@ -741,3 +741,29 @@ def test_a_tiff_holding_a_whole_stack_is_refused_naming_what_to_do(tmp_path: Pat
         tif.write(pages[0], photometric="rgb")
         tif.write(pages[1, ::4, ::4], photometric="rgb", subfiletype=1)
     assert np.array_equal(read_image(tmp_path / "preview.tif"), pages[0, :, :, ::-1])
+
+
+def test_webp_frames_carry_their_exif_and_profile_and_are_read_like_the_first() -> None:
+    """A WebP frame's EXIF and ICC profile were not read: the result lost the camera's tags
+    and an Adobe RGB profile, and a frame whose orientation tag differed from the first's
+    (a camera pointing down) was read turned, as a viewer shows it, and aligned with nothing."""
+    import tempfile
+
+    from stacker.io import OrientedReader
+
+    icc = bytes(16) + b"RGB " + bytes(108)  # an RGB profile's header, as far as it is looked at
+    pixels = (np.random.default_rng(0).random((24, 32, 3)) * 255).astype(np.uint8)
+    ok, simple = cv2.imencode(".webp", pixels, [cv2.IMWRITE_WEBP_QUALITY, 101])  # lossless
+    assert ok
+    with tempfile.TemporaryDirectory() as folder:
+        paths = []
+        for i, orientation in enumerate((6, 8)):
+            paths.append(Path(folder) / f"f{i}.webp")
+            paths[-1].write_bytes(webp_with(simple.tobytes(), exif=exif(orientation), icc=icc))
+        meta = read_metadata(paths[0])
+        assert meta.icc == icc and meta.exif == exif(6)
+        reader = OrientedReader()
+        first, _ = reader.read(paths[0])
+        second, note = reader.read(paths[1])
+    assert first.shape == (32, 24, 3) and np.array_equal(first, cv2.rotate(pixels, 0))
+    assert np.array_equal(second, first) and "orientation 8" in (note or "")
