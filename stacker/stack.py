@@ -455,12 +455,19 @@ class Stacker:
         self._weak = None
         if reason is not None:
             return _Outcome(False, reason, np.eye(3), np.ones(3), reg.score)
-        gain_pair = self._pair_gain(small, reg.matrix)
+        gain_pair, blown = self._pair_gain(small, reg.matrix)
         gain = self._prev_gain * gain_pair
         if not np.all((gain > 0.5) & (gain < 2.0)):
             reason = (
                 f"exposure too far from the first frame's (gain {gain.round(2).tolist()} to "
                 "match it; the stack holds 0.5 to 2)"
+            )
+            return _Outcome(False, reason, np.eye(3), gain, reg.score)
+        if gain.min() < BRIGHTER and blown > BLOWN_SHARE:
+            reason = (
+                f"{1 / gain.min():.2g} times as bright as the first frame and blown out over "
+                f"{blown:.1%} of it where the frame before is not: its colours there cannot be "
+                "matched (a flash that fired twice, a light that changed? keep both fixed)"
             )
             return _Outcome(False, reason, np.eye(3), gain, reg.score)
         chain = self._prev_chain @ rescale_matrix(reg.matrix, 2.0**self._align_level)
@@ -498,8 +505,9 @@ class Stacker:
     def _plausible(reg, w: int, h: int, limit: float) -> bool:
         return reg.score > 0.5 and corner_displacement(reg.matrix, w, h) <= limit
 
-    def _pair_gain(self, small: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-        """Per-channel gain that brings this frame's exposure to the previous frame's.
+    def _pair_gain(self, small: np.ndarray, matrix: np.ndarray) -> tuple[np.ndarray, float]:
+        """Per-channel gain that brings this frame's exposure to the previous frame's, and the
+        share of what both show that is blown out in this frame alone (any channel at white).
 
         ``small`` is the frame at a quarter of the registration size (means of large areas
         need no more) and ``matrix`` the registration-level transform. Only what both frames
@@ -520,7 +528,10 @@ class Stacker:
         both = whole if cv2.countNonZero(whole) else None
         ref = np.array(cv2.mean(self._prev_color[inner], mask=both)[:3])
         cur = np.array(cv2.mean(warped[inner], mask=both)[:3])
-        return np.where(cur > 1e-3, ref / np.maximum(cur, 1e-3), 1.0)
+        white = 0.99 * float(np.iinfo(self._dtype).max)
+        blown = (warped[inner].max(axis=2) >= white) & (self._prev_color[inner].max(axis=2) < white)
+        share = float(np.count_nonzero(blown & (whole > 0))) / max(1, cv2.countNonZero(whole))
+        return np.where(cur > 1e-3, ref / np.maximum(cur, 1e-3), 1.0), share
 
     def _merge(self, image, chain, gain, index) -> None:
         """Warp the frame into the reference here, then track its focus and fold it into the
@@ -980,6 +991,14 @@ class Stacker:
         b = np.ascontiguousarray(self._warped[y : y + h, x : x + w])
         return self._shown(a), self._shown(b)
 
+
+BRIGHTER = 0.8
+BLOWN_SHARE = 0.005
+"""A frame brighter than the first (a gain below :data:`BRIGHTER` to match it) whose pixels
+are blown out over more than :data:`BLOWN_SHARE` of what it shares with the frame before,
+where that frame's are not, is kept out. Its clipped channels stay white while the others are
+scaled down: a hue where there was none, whose edges the merge takes for detail (a frame at
+twice the exposure painted 19 % of a composite with false colour, 41 dB down to 21)."""
 
 BLURRED_REFERENCE = 0.4
 """A merged frame whose sharpness (:func:`_sharpness`) falls below this share of the frame

@@ -121,6 +121,22 @@ def test_a_bumped_frame_s_exposure_is_matched_on_what_both_frames_show(frames) -
         assert np.allclose(np.array(r.gain) * f.gains, 1.0, atol=0.01), (f.index, r.gain)
 
 
+def test_a_frame_twice_as_bright_and_blown_out_is_kept_out(frames) -> None:
+    """A frame shot at twice the exposure was merged at a gain of 0.54: its clipped channels
+    stayed white while the others were scaled down, false colour over a fifth of the
+    composite. Kept out now, saying why; a frame a little brighter is still merged."""
+
+    def brighter(image: np.ndarray, times: float) -> np.ndarray:
+        return np.clip(image.astype(np.float32) * times, 0, 255).astype(np.uint8)
+
+    s = Stacker()
+    records = [s.add(brighter(f.image, {3: 2.0, 6: 1.15}.get(i, 1.0)), name=f"f{i}")
+               for i, f in enumerate(frames)]  # fmt: skip
+    assert not records[3].merged and "twice as bright" not in (records[3].reason or "")
+    assert "blown out over" in (records[3].reason or "")
+    assert all(r.merged for i, r in enumerate(records) if i != 3), [r.reason for r in records]
+
+
 def test_frames_that_do_not_move_are_not_refused_for_a_low_alignment_score() -> None:
     """``--align none`` on a grey card: the frames' correlation score, near 0 with nothing to
     correlate, refused every frame but the first, and the stack failed."""
