@@ -130,6 +130,38 @@ def luma_pyramid(luma: np.ndarray, levels: int) -> list[np.ndarray]:
     return pyr
 
 
+SIGNAL_KEPT = 0.8
+"""A coarser level whose gradients are weaker than this share of the finer one's carries no
+signal of its own (see :func:`levels_with_signal`)."""
+
+
+def levels_with_signal(pyramid: list[np.ndarray]) -> int:
+    """How many levels of a :func:`luma_pyramid`, finest first, registration may use.
+
+    Halving a scene's size leaves its structure and strengthens its gradients per pixel (a
+    natural scene's, a PCB's, a defocused frame's: 1.1 to 1.8 times the finer level's; the
+    first halving is not judged, as it takes the sensor noise away), but averages
+    away what is finer than the new pixels: noise, and a periodic texture finer than them (a
+    PCB's pad array, a fabric, a grid), whose coarse levels are flat but for aliasing. The
+    solver started on such a level locked on to a wrong period or wandered (frames merged 60
+    to 200 px off, a grid stack refused); so the pyramid stops before the first level whose
+    gradients fall below :data:`SIGNAL_KEPT` of the level above it.
+    """
+    rms = [_gradient_rms(level) for level in pyramid[1:]]
+    for k in range(1, len(rms)):
+        if rms[k] < SIGNAL_KEPT * rms[k - 1]:
+            return k + 1
+    return len(pyramid)
+
+
+def _gradient_rms(img: np.ndarray) -> float:
+    """Root mean square of the horizontal and vertical differences, on every other row and
+    column (enough for the mean of a level)."""
+    dx = np.diff(img[::2], axis=1)
+    dy = np.diff(img[:, ::2], axis=0)
+    return float(np.sqrt((np.mean(dx * dx) + np.mean(dy * dy)) / 2)) if dx.size and dy.size else 0.0
+
+
 @lru_cache(maxsize=32)
 def _sample_grid(
     h: int, w: int, model: str, margin: float, max_samples: int
@@ -233,7 +265,7 @@ def register(
     mov = moving if isinstance(moving, list) else luma_pyramid(moving, len(tpl))
     if model == "none":
         return Registration(np.eye(3), _score(tpl[0], mov[0]), True)
-    n = len(tpl)
+    n = levels_with_signal(tpl)
     # Internally the warp maps template coordinates -> moving coordinates.
     warp = np.linalg.inv(init) if init is not None else np.eye(3)
     warp = rescale_matrix(warp, 1 / 2 ** (n - 1))

@@ -101,3 +101,31 @@ def test_model_projection_and_rescaling() -> None:
     pt = np.array([100.0, 60.0, 1.0])
     assert np.allclose(m @ pt, rescale_matrix(half, 2.0) @ pt)
     assert np.allclose((half @ (pt * [0.5, 0.5, 1]))[:2], (m @ pt)[:2] * 0.5)
+
+
+@pytest.mark.parametrize("pattern", ["pads", "grid"])
+def test_a_texture_finer_than_the_coarse_levels_registers_without_locking_on_a_wrong_period(
+    pattern: str,
+) -> None:
+    """A PCB's 20 px pad array, a 32 px grid: their coarsest levels are flat but for aliasing,
+    and registration started there came back 10 and 220 px off (frames merged off by whole
+    periods, a grid stack refused). The pyramid now stops above the level that lost the
+    signal."""
+    h, w = 640, 960
+    y, x = np.mgrid[: h + 80, : w + 80].astype(np.float32)
+    if pattern == "pads":
+        scene = np.where(((x % 20) < 11) & ((y % 20) < 11), 180.0, 60.0).astype(np.float32)
+    else:
+        scene = np.where(((x % 32) < 2) | ((y % 32) < 2), 30.0, 220.0).astype(np.float32)
+    rng = np.random.default_rng(3)
+
+    def frame(tx: float, ty: float) -> np.ndarray:
+        m = np.float32([[1, 0, 40 + tx], [0, 1, 40 + ty]])
+        img = cv2.warpAffine(scene, m, (w, h), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP)
+        return img + rng.normal(0, 1.5, img.shape).astype(np.float32)
+
+    truth = (-2.8, 1.2)
+    reg = register(frame(0, 0), frame(*truth))
+    # moving pixel (x, y) shows the scene at (x + tx, y + ty): the first frame's (x + tx, ...)
+    assert np.hypot(reg.matrix[0, 2] - truth[0], reg.matrix[1, 2] - truth[1]) < 0.2, reg.matrix
+    assert reg.score > 0.9
