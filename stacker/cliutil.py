@@ -60,6 +60,11 @@ def run_app(app: typer.Typer, prog_name: str, units: Collection[str] = TIME_UNIT
     except UserError as exc:
         print(f"{prog_name}: error: {one_line(str(exc))}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except OSError as exc:
+        if exc.errno not in _PATH_ERRORS:
+            raise
+        print(f"{prog_name}: error: {_path_error(exc)}", file=sys.stderr)
+        sys.exit(2)
     except (KeyboardInterrupt, Exception) as exc:
         # A Ctrl-C, or an error it caused: Python 3.11 wraps one raised while a module that a
         # command loads late defines a dataclass.
@@ -68,6 +73,20 @@ def run_app(app: typer.Typer, prog_name: str, units: Collection[str] = TIME_UNIT
         wind_down()
         print(f"{prog_name}: interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+_PATH_ERRORS = {errno.ENAMETOOLONG: "too long a name", errno.ELOOP: "a loop of symbolic links"}
+"""What a path typed on the command line can be that any check of it raises (``Path.exists``
+and ``is_dir`` of Python 3.10 to 3.12 pass these on), wherever the command looks at it first."""
+
+
+def _path_error(exc: OSError) -> str:
+    """One line for an :data:`_PATH_ERRORS` error, naming the path."""
+    what = _PATH_ERRORS.get(exc.errno or 0, "an unusable name")
+    name = os.fsdecode(exc.filename) if exc.filename is not None else "a path given"
+    if len(name) > 80:
+        name = f"{name[:60]}...{name[-16:]}"
+    return f"{name}: {what} for the file system; give another path"
 
 
 def _typer_interrupted(exc: SystemExit) -> bool:

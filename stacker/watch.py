@@ -343,9 +343,13 @@ def _frame_at_output(folder: Path, outputs: list[Path]) -> Path | None:
     An existing image there that is not one of our results is a frame (or will be taken as one);
     writing the composite over it would destroy it.
     """
+    try:
+        where = folder.resolve()
+    except (OSError, RuntimeError):  # a link loop, a name too long: the watch's start says so
+        return None
     for out in outputs:
         if (
-            out.parent.resolve() == folder.resolve()
+            out.parent.resolve() == where
             and is_candidate(out)
             and out.is_file()
             and not is_our_output(out)

@@ -17,6 +17,7 @@ from rig.camera import Camera, ConfigItem, list_cameras
 from rig.camera.detect import NO_CAMERA_HINT
 from rig.camera.errors import CameraNotFoundError
 from rig.camera.shot import parse_capture_target
+from rig.cli import options as opt
 from rig.errors import RigError
 from stacker.cliutil import make_app, prints_its_result
 from stacker.io import atomic_write_bytes, check_writable_output, is_image_path
@@ -72,7 +73,7 @@ def _choices_text(item: ConfigItem) -> str:
     return ""
 
 
-@app.command("config")
+@app.command("config", context_settings=opt.SIGNED)
 def config(
     key: Annotated[str | None, typer.Argument(help="Setting to show or change.")] = None,
     value: Annotated[str | None, typer.Argument(help="New value for KEY.")] = None,

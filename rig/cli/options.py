@@ -151,6 +151,11 @@ CameraPort = Annotated[
 Size = Annotated[str, typer.Option("--size", help="Frame size WxH of the simulated rig.")]
 
 
+SIGNED = {"ignore_unknown_options": True}
+"""The context settings of a command whose arguments may be negative ("-250um", an exposure
+compensation of "-1"): arguments, not options."""
+
+
 def _out_help(prefix: str) -> str:
     return f"Session folder to create. Default: {prefix}-YYYYMMDD-HHMMSS in the current folder."
 

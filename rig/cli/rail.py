@@ -130,10 +130,6 @@ def home(url: UrlArg) -> None:
     _motion(url, lambda focuser: focuser.home())
 
 
-# Negative lengths ("-250um") are arguments, not options.
-_SIGNED = {"ignore_unknown_options": True}
-
-
 def _url_first(command: str, first: str, second: str) -> None:
     """Refuse ``rig rail move -1mm grbl:///...`` by naming the order, not the length as a URL."""
     if "://" not in first and "://" in second:
@@ -141,7 +137,7 @@ def _url_first(command: str, first: str, second: str) -> None:
         raise RigError(f"the URL comes first: rig rail {command} {url} {length}")
 
 
-@app.command(context_settings=_SIGNED)
+@app.command(context_settings=opt.SIGNED)
 def move(
     url: UrlArg,
     position: Annotated[str, typer.Argument(help="Target with a unit: 12.5mm, 250um")],
@@ -158,7 +154,7 @@ def move(
     )
 
 
-@app.command(context_settings=_SIGNED)
+@app.command(context_settings=opt.SIGNED)
 def jog(
     url: UrlArg,
     distance: Annotated[str, typer.Argument(help="Signed distance with a unit: -0.5mm, 100um")],

@@ -96,6 +96,8 @@ def test_summary_and_config(card: VirtualCameraFolder) -> None:
     assert "accepts: one of: f/2.8" in one.output
     changed = runner.invoke(app, ["camera", "config", "exposurecompensation", "0.5"])
     assert changed.output.strip() == "exposurecompensation = 0.5"
+    below = runner.invoke(app, ["camera", "config", "exposurecompensation", "-1"])  # not an option
+    assert below.output.strip() == "exposurecompensation = -1", below.output
     runner.invoke(app, ["camera", "config", "exposurecompensation", "0"])
     bad = runner.invoke(app, ["camera", "config", "f-number", "f/99"])
     assert bad.exit_code != 0 and isinstance(bad.exception, ConfigValueError)

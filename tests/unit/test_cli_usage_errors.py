@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -55,6 +56,10 @@ RIG = [
     (["bogus"], "No such command 'bogus' (see rig --help)"),
     (["rail", "status"], "Missing argument 'URL' (see rig rail status --help)"),
     (["plan", "a"], "Got unexpected extra argument"),
+    # a path part longer than the file system takes: Path.exists() of Python 3.10 to 3.12
+    # raises ENAMETOOLONG, a traceback from eleven commands
+    (["resume", "c" * 300], "...cccccccccccccccc: too long a name for the file system"),
+    (["demo", "-o", "c" * 300, "--frames", "2"], "too long a name for the file system"),
 ]
 STACKER = [
     (
@@ -64,6 +69,8 @@ STACKER = [
     (["stack", "a.jpg"], "Missing option"),
     (["stack", "-o", "b.tif"], "Missing argument 'INPUTS...' (see stacker stack --help)"),
     (["watch", "--bogus"], "No such option"),
+    (["stack", "c" * 300, "-o", "b.tif"], "too long a name for the file system"),
+    (["batch", ".", "-o", "c" * 300], "too long a name for the file system; give another path"),
 ]
 
 
@@ -140,3 +147,13 @@ def test_a_fraction_for_a_bounded_whole_number_is_worded_as_for_any_other() -> N
     assert cliutil.parser_error_line(refused).startswith(
         "--checkpoint-every '1.5' is not a whole number (see "
     )
+
+
+def test_a_watch_of_a_loop_of_links_is_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    """``Path.resolve`` of a link loop raises RuntimeError on Python 3.11: a traceback, where
+    the other commands say the folder is not one."""
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    args = ["watch", str(tmp_path / "a"), "-o", str(tmp_path / "w.tif"), "--idle-timeout", "1s"]
+    code, _, err = _run("stacker", args, monkeypatch, capsys)
+    assert code == 2 and err.count("\n") == 1 and str(tmp_path / "a") in err, err
