@@ -82,7 +82,7 @@ from rig.session.journal import (
 from rig.session.state import FinishReason, RunState, SessionResult, SessionStatus, can_transition
 from rig.session.worker import StackJob, StackPreviews, StackWorker
 from stacker.errors import RawFramesNeededError, ResultWriteError, UserError
-from stacker.io import storage_remedy
+from stacker.io import is_raw_path, storage_remedy
 from stacker.preview.publisher import StackerLike
 
 log = logging.getLogger("rig.session")
@@ -613,10 +613,26 @@ class SessionRunner:
             ", ".join(f.name for f in shot.files),
         )
         self._events.publish(FrameCaptured(entry))
+        self._check_raw(shot)
         self._feed(entry)
         self._emit()
         if self._worker is not None and self._worker.error is not None:
             raise StackingFailed(self._worker.error)
+
+    def _check_raw(self, shot: Shot) -> None:
+        """A DNG composite needs RAW frames: a shot without a RAW file stops the session at
+        once (it is journaled and kept), where the whole plan was shot and then no composite
+        could be written."""
+        if self.config.stack.output_format != "dng" or any(is_raw_path(f) for f in shot.files):
+            return
+        names = ", ".join(f.name for f in shot.files) or "no file"
+        frames = shell_path(self.folder.frames_dir)
+        tif = shell_path(self.folder.root / "composite.tif")
+        raise CompositeFormatError(
+            f"frame {shot.index}: a DNG composite needs RAW frames, and the camera saved {names}: "
+            "set it to RAW (or RAW+JPEG) and shoot a new session, or shoot with --format tif; "
+            f"the frames shot are kept: `stacker stack {frames} -o {tif}` stacks them"
+        )
 
     def _phase(self, message: str, position: float | None) -> None:
         self._counters.message = message

@@ -313,10 +313,12 @@ def test_a_dng_session_of_frames_without_raw_files_says_how_to_stack_them(
     tmp_path: Path, sim: SimulatedRig
 ) -> None:
     """A camera whose image format does not show (the virtual one shoots JPEG) was told at the
-    end to resume the session to write its DNG composite, and every resume failed the same."""
+    end to resume the session to write its DNG composite, and every resume failed the same.
+    It shot the whole plan before that: the first frame without a RAW file stops it now."""
     folder, result = three_frames_as("dng", tmp_path / "s", sim)
     assert result.reason is FinishReason.FAULT
-    assert len(list(folder.frames_dir.glob("frame_*.jpg"))) == 3
+    assert [p.name for p in folder.frames_dir.glob("frame_*")] == ["frame_0001.jpg"]
+    assert str(result.error).startswith("frame 1: a DNG composite needs RAW frames, and the ")
     frames, tif = folder.frames_dir, folder.root / "composite.tif"
     assert f"`stacker stack {frames} -o {tif}` stacks them" in str(result.error)
     assert "rig resume" not in str(result.error)
