@@ -331,3 +331,80 @@ def test_a_crop_the_rig_cannot_answer_is_said_in_words(browser, frames):
         page.wait_for_selector("#crop-panel[data-loading='error']")
         assert page.text_content("#crop-error") == "No crop: Bad Gateway"
         assert errors == []
+
+
+def test_a_picture_whose_load_failed_is_loaded_again_and_only_the_newest_is_fetched(browser):
+    """A load that failed (a Wi-Fi blip while a frame landed) was never tried again: the
+    composite stayed old under a page that said "live", for good after the last frame. And a
+    slow phone fetched every version in turn, falling further behind with each frame."""
+    hub = PreviewHub()
+    hub.reset(title="blip")
+    hub.set_images(composite=encode_jpeg(np.full((30, 40, 3), 10, np.uint8)))
+    page, errors = phone_page(browser)
+    fetched: list[str] = []
+    failing, held, pending = [True], [False], []
+
+    def route(r) -> None:
+        fetched.append(r.request.url)
+        if failing[0]:
+            r.abort()
+        elif held[0]:  # a slow link: answered only once let go
+            pending.append(r)
+        else:
+            r.continue_()
+
+    with PreviewServer(hub) as server:
+        page.route("**/img/composite.jpg*", route)
+        page.goto(server.url)
+        page.wait_for_selector("#link[data-live='true']")
+        page.wait_for_function("() => document.body.dataset.version !== undefined")
+        failing[0] = False  # the link is back; no new frame comes to ask again
+        page.wait_for_function("() => document.getElementById('composite').naturalWidth === 40")
+        assert page.is_visible("#composite")
+
+        held[0] = True
+        fetched.clear()
+        for value in range(20, 120, 20):  # five versions while the first is still loading
+            hub.set_images(composite=encode_jpeg(np.full((32, 48, 3), value, np.uint8)))
+            page.wait_for_function(
+                "v => document.body.dataset.version === v", arg=str(hub.version)
+            )
+        held[0] = False
+        for r in pending:
+            r.continue_()
+        last = str(hub.image("composite")[1])  # type: ignore[index]
+        page.wait_for_function(
+            "v => document.getElementById('composite').dataset.version === v", arg=last
+        )
+    assert len(fetched) == 2, fetched  # the one in flight, then the newest
+    assert errors == []
+
+
+def test_a_stream_opened_again_says_live_at_once(browser):
+    """A stream cut and opened again by the browser said "reconnecting…" until the next ping,
+    15 s later: with nothing new since, the server sends nothing when it opens."""
+    import socket
+
+    hub = PreviewHub(title="again")
+    hub.update_progress(state="running", captured=3, total=10)
+    first: list[socket.socket] = []
+
+    def pump(src, dst, answers: bool) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                if not answers and b"GET /api/events" in data and not first:
+                    first.append(src)
+                dst.sendall(data)
+
+    with (
+        PreviewServer(hub, app=create_app(hub, ping_s=15.0)) as server,
+        relay(server.port, pump) as via,
+    ):
+        page, errors = phone_page(browser)
+        page.goto(via)
+        page.wait_for_function("document.getElementById('captured').textContent === '3 / 10'")
+        page.wait_for_selector("#link[data-live='true']")
+        first[0].shutdown(socket.SHUT_RDWR)
+        page.wait_for_selector("#link[data-live='false']", timeout=5000)
+        page.wait_for_selector("#link[data-live='true']", timeout=9000)
+        assert errors == []

@@ -24,22 +24,45 @@ function fmtPosition(p, units) {
   return (Math.abs(p) >= 1000 ? (p / 1000).toFixed(3) + " mm" : p.toFixed(1) + " µm");
 }
 
+// One load per picture at a time, always of the newest version asked for: a slow phone
+// fetched every version in turn and fell behind (the last composite 25 s late at 60 KB/s).
+// A load that failed (a Wi-Fi blip, a busy server) is tried again, where the picture stayed old
+// under a page that said "live". A new run's pictures forget the last run's loads.
+const loads = {};
+
 function updateImage(kind, info) {
   const img = $(kind);
   if (!info || !img) return;
-  const want = String(info.version);
-  if (img.dataset.requested === want) return;
-  img.dataset.requested = want;
+  img.dataset.wanted = String(info.version);
+  if (!loads[kind]) loadImage(kind, img);
+}
+
+function loadImage(kind, img) {
+  const want = img.dataset.wanted;
+  if (!want || img.dataset.version === want) return;
+  const load = { want };
+  loads[kind] = load;
   const next = new Image();
   next.onload = () => {
-    // Only move forward: a slow older load must not replace a newer picture.
-    if (Number(img.dataset.version) > Number(want)) return;
-    img.src = next.src;
-    img.dataset.version = want;
-    img.hidden = false;
-    if (kind === "composite") $("composite-empty").hidden = true;
-    // Its key is drawn into the picture, too small to read in the side column of a phone.
-    if (kind === "depth") $("depth-open").href = next.src;
+    if (loads[kind] !== load) return; // forgotten: a new run started meanwhile
+    loads[kind] = null;
+    // Only move forward: an older picture must not replace a newer one.
+    if (!(Number(img.dataset.version) > Number(want))) {
+      img.src = next.src;
+      img.dataset.version = want;
+      img.hidden = false;
+      if (kind === "composite") $("composite-empty").hidden = true;
+      // Its key is drawn into the picture, too small to read in the side column of a phone.
+      if (kind === "depth") $("depth-open").href = next.src;
+    }
+    loadImage(kind, img); // a newer version asked for meanwhile
+  };
+  next.onerror = () => {
+    setTimeout(() => {
+      if (loads[kind] !== load) return;
+      loads[kind] = null;
+      loadImage(kind, img);
+    }, 3000);
   };
   next.src = "/img/" + kind + ".jpg?v=" + want;
 }
@@ -113,7 +136,8 @@ function applyState(s) {
       for (const kind of ["composite", "last", "depth"]) {
         const img = $(kind);
         if (img) {
-          delete img.dataset.version; delete img.dataset.requested;
+          delete img.dataset.version; delete img.dataset.wanted;
+          loads[kind] = null;
           img.hidden = true;
           img.removeAttribute("src");
         }
@@ -160,6 +184,9 @@ function connect() {
     heard(link);
     applyState(JSON.parse(ev.data));
   });
+  // Open again: live at once, not at the next ping (up to 15 s "reconnecting…" when no
+  // state had changed meanwhile, so none was sent).
+  source.onopen = () => heard(link);
   source.addEventListener("ping", (ev) => {
     heard(link);
     const every = Number(JSON.parse(ev.data).every_s);
