@@ -366,9 +366,7 @@ def test_a_picture_whose_load_failed_is_loaded_again_and_only_the_newest_is_fetc
         fetched.clear()
         for value in range(20, 120, 20):  # five versions while the first is still loading
             hub.set_images(composite=encode_jpeg(np.full((32, 48, 3), value, np.uint8)))
-            page.wait_for_function(
-                "v => document.body.dataset.version === v", arg=str(hub.version)
-            )
+            page.wait_for_function("v => document.body.dataset.version === v", arg=str(hub.version))
         held[0] = False
         for r in pending:
             r.continue_()
