@@ -136,10 +136,12 @@ class _Entry:
     attempts: int = 0  # failed decodes so far
     retry_at: float | None = None
     hold_until: float | None = None  # a RAW/JPEG waiting for its preferred partner
+    rank: int = 0  # among the files of its batch, in the order they were shot (_rank_batches)
 
-    def place(self) -> tuple[tuple[int, int], NaturalKey]:
-        """Where the file goes in the order frames are handed out: ``order``, then its name."""
-        return self.order, natural_key(self.path.name)
+    def place(self) -> tuple[tuple[int, int], int, NaturalKey]:
+        """Where the file goes in the order frames are handed out: ``order``, then its rank in
+        its batch, then its name."""
+        return self.order, self.rank, natural_key(self.path.name)
 
 
 #: ``(kind, src, dest, at)``: ``at`` is the monotonic time watchdog's thread reported the event.
@@ -455,6 +457,24 @@ class HotFolder:
             "again, then stack the folder)"
             for entry in sorted(self._entries.values(), key=_Entry.place)
             if entry.signature is not None and entry.signature[0] == 0
+        ]
+
+    def taken(self) -> list[Path]:
+        """The files handed out so far, in no particular order."""
+        return [path for path, what in self._done.items() if what is _TAKEN]
+
+    def waiting(self) -> list[Path]:
+        """The files not handed out yet that hold something, in the order they would go: what
+        a stop leaves in the folder unstacked (a RAW+JPEG pair's partner that waits for its
+        preferred file is left out, as is an empty placeholder, see :meth:`left_empty`)."""
+        keys = {self._pair_key(e.path) for e in self._entries.values() if self._preferred(e.path)}
+        return [
+            entry.path
+            for entry in sorted(self._entries.values(), key=_Entry.place)
+            if entry.signature is not None
+            and entry.signature[0] > 0
+            and not is_our_output(entry.path)
+            and (self._preferred(entry.path) or self._pair_key(entry.path) not in keys)
         ]
 
     def _require_started(self) -> None:
@@ -865,6 +885,7 @@ class HotFolder:
             if signature != entry.signature:
                 entry.signature, entry.stable_since = signature, now
             by_stem.setdefault(self._pair_key(entry.path), []).append(entry)
+        self._rank_batches()
         ready: list[_Entry] = []
         coming: list[_Entry] = []  # frames-to-be that are not complete yet
         for entry in self._entries.values():
@@ -894,6 +915,20 @@ class HotFolder:
             any(e.place() < first.place() for e in coming) or self._may_grow(first, now)
         )
         return None if self._held_back else first
+
+    def _rank_batches(self) -> None:
+        """Rank the files of each batch as :func:`frame_order` orders them: a camera's counter
+        may wrap within one poll (IMG_9999 and IMG_0001 land together), and by name alone the
+        frame after the wrap went first, as the files found at start no longer do."""
+        batches: dict[tuple[int, int], list[_Entry]] = {}
+        for entry in self._entries.values():
+            if not entry.initial:
+                batches.setdefault(entry.order, []).append(entry)
+        for members in batches.values():
+            if len(members) > 1:
+                by_path = {entry.path: entry for entry in members}
+                for rank, path in enumerate(frame_order(by_path)):
+                    by_path[path].rank = rank
 
     def _may_grow(self, entry: _Entry, now: float) -> bool:
         """Whether ``entry``'s batch may still get a file that goes before it (see _arrive)."""

@@ -243,6 +243,8 @@ def watch_and_stack(
 def _summary(run: _WatchRun, hot: HotFolder, stopped: bool) -> WatchSummary:
     """Finish a watch that ``stopped`` (or went idle): its last write, and what it did."""
     run.ended(hot)
+    if stopped:
+        _tell_left_behind(run, hot)
     outputs = run.finish()
     if not outputs:
         why = "stopped" if stopped else "went idle"
@@ -252,6 +254,22 @@ def _summary(run: _WatchRun, hot: HotFolder, stopped: bool) -> WatchSummary:
         )
     return WatchSummary(run.status, "stopped" if stopped else "idle", outputs,
                         list(run.stacker.records))  # fmt: skip
+
+
+def _tell_left_behind(run: _WatchRun, hot: HotFolder) -> None:
+    """A stop ends the watch after the frame being merged: frames already complete in the
+    folder, or read ahead, are not in the composite. The summary said "13 of 13" with 30 in
+    the folder (a card copied in, stopped a moment later); they are named, with the command
+    that stacks them all."""
+    left = [p for p in hot.taken() if p not in run.handled] + hot.waiting()
+    if not left:
+        return
+    names = left[0].name if len(left) == 1 else f"{left[0].name} to {left[-1].name}"
+    run.warn(
+        f"{len(left)} frame{'s' if len(left) > 1 else ''} in {hot.folder} not stacked when the "
+        f"watch stopped ({names}): stacker stack {shlex.quote(str(hot.folder))} -o "
+        f"{shlex.quote(str(run.output))} stacks every frame there"
+    )
 
 
 class _Halt(threading.Event):
@@ -415,6 +433,8 @@ class _WatchRun:
     numbered: int = field(default=0, init=False)
     """Frames numbered by stackers before this one that it will not see again: a stack started
     again keeps each frame's number (:attr:`MergedFrame.index`)."""
+    handled: set[Path] = field(default_factory=set, init=False)
+    """Every frame this run was handed (merged, kept out or unreadable)."""
 
     def publish(self, **changes: object) -> None:
         self.status = replace(self.status, **changes)  # type: ignore[arg-type]
@@ -437,6 +457,7 @@ class _WatchRun:
         self.skipped(len(hot.skipped))
 
     def unreadable(self, bad: UnreadableFrame) -> None:
+        self.handled.add(bad.path)
         self.given_up.add(bad.path)
         self.publish(
             seen=self.status.seen + 1,
@@ -450,6 +471,7 @@ class _WatchRun:
         self.warn(f"skipped {bad.message}")
 
     def add(self, frame: ReadyFrame) -> None:
+        self.handled.add(frame.path)
         if frame.path in self.given_up:  # its writer paused, then finished it: counted once
             self.given_up.discard(frame.path)
             self.publish(seen=self.status.seen - 1, unreadable=self.status.unreadable - 1)

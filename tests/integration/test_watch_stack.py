@@ -337,11 +337,19 @@ def test_a_file_still_empty_when_the_watch_ends_is_named(
         "the folder)"
     ]
     assert warnings == said
-    # Stopped (Ctrl-C) rather than idle: the watch ends at once after the frame it merges.
+    # Stopped (Ctrl-C) rather than idle: the watch ends at once after the frame it merges,
+    # and the complete frames it did not come to are named too: the summary said "1 of 1".
     stop, warnings[:] = threading.Event(), []
-    watch_and_stack(hot, tmp_path / "again.jpg", settle=0.2, stop=stop,
-                    on_frame=lambda merged: stop.set(), on_warning=warnings.append)  # fmt: skip
-    assert warnings == said
+    summary = watch_and_stack(
+        hot, tmp_path / "again.jpg", settle=0.2, stop=stop,
+        on_frame=lambda merged: stop.set(), on_warning=warnings.append,
+    )  # fmt: skip
+    assert [r.name for r in summary.records] == ["a0.jpg"]
+    assert warnings == [
+        *said,
+        f"1 frame in {hot} not stacked when the watch stopped (a2.jpg): stacker stack {hot} "
+        f"-o {tmp_path / 'again.jpg'} stacks every frame there",
+    ]
 
 
 def test_a_restarted_watch_removes_what_a_killed_one_left_half_written(

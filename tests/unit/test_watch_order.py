@@ -146,6 +146,27 @@ def test_new_files_one_poll_finds_are_taken_in_natural_order(
 
 
 @pytest.mark.parametrize("one_at_a_time", [False, True])
+def test_a_counter_wrap_within_one_poll_keeps_the_order_of_shooting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, one_at_a_time: bool
+) -> None:
+    """IMG_9999 and IMG_0001 in one poll (a camera's FTP burst): by name 0001 went first, in
+    the middle of the stack, where the files found at start are ordered across the wrap."""
+    import os
+
+    names = ["IMG_9998.JPG", "IMG_9999.JPG", "IMG_0001.JPG"]
+    files = [tmp_path / n for n in names]
+
+    def shoot() -> None:
+        write(*files)()
+        for i, f in enumerate(files):  # written one after the other, as shot
+            os.utime(f, (1000.0 + i, 1000.0 + i))
+
+    created: list[FileSystemEvent] = [FileCreatedEvent(str(f)) for f in reversed(files)]
+    got = run(monkeypatch, tmp_path, [(101.0, shoot, created)], one_at_a_time=one_at_a_time)
+    assert [name for name, _ in got] == names
+
+
+@pytest.mark.parametrize("one_at_a_time", [False, True])
 def test_renames_one_poll_finds_are_taken_in_natural_order_without_delay(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, one_at_a_time: bool
 ) -> None:
