@@ -2,14 +2,19 @@
 
 The kernel lets go of it when the descriptor closes or the process ends however it ends (kill
 -9, a power cut), so a crash never leaves a stale lock behind. Used on a batch's output folder,
-a capture session's folder, a station's sessions folder and the folder of its token file.
+a capture session's folder, a station's sessions folder and the folder of its token file; and,
+through a lock file of the user's own (:func:`claimed`), on a watch's composite.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
+import hashlib
 import os
+import stat
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -66,3 +71,42 @@ def folder_locked(folder: Path, wait_s: float = 10.0) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # lets go of the lock
+
+
+class Claimed(Exception):
+    """Another process holds the claim :func:`claimed` asked for; ``pid`` is it, where known."""
+
+    def __init__(self, pid: int | None) -> None:
+        super().__init__(pid)
+        self.pid = pid
+
+
+@contextmanager
+def claimed(path: Path) -> Iterator[None]:
+    """Hold a claim on writing ``path`` for the block, or raise :class:`Claimed`.
+
+    The file itself cannot carry a lock (it is replaced at each atomic write) and its folder
+    may hold other processes' results, so the lock is on a file named for the resolved path in
+    a folder of the user's own (``$XDG_RUNTIME_DIR``, else the temporary folder), made private
+    and checked to be so: another user's folder or link there leaves the block unclaimed, as a
+    file system that cannot lock does.
+    """
+    base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir())
+    folder = base / f"stackrig-{os.getuid()}"
+    key = hashlib.sha256(os.fsencode(os.path.realpath(path))).hexdigest()[:32]
+    fd = -1
+    try:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(folder, 0o700)
+        st = os.lstat(folder)
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077:
+            fd = os.open(folder / f"{key}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError:
+        fd = -1
+    try:
+        if fd >= 0 and try_lock(fd) is False:
+            raise Claimed(lock_holder(fd))
+        yield
+    finally:
+        if fd >= 0:
+            os.close(fd)

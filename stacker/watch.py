@@ -22,6 +22,7 @@ import shlex
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -32,6 +33,7 @@ import numpy as np
 from stacker.errors import ResultWriteError, StackerError, UnreadableImageError
 from stacker.hotfolder import HotFolder, ReadyFrame, UnreadableFrame, is_candidate
 from stacker.io import check_writable_output, is_raw_path, remove_temporaries
+from stacker.locking import Claimed, claimed
 from stacker.lonefirst import LoneFirstFrame, left_out_reason
 from stacker.output import check_writable_depth, save_outputs
 from stacker.pairs import Prefer, pair_choice
@@ -188,56 +190,57 @@ def watch_and_stack(
     depth = check_writable_depth(depth_map).absolute() if depth_map is not None else None
     written = output_paths(out, depth)
     _check_outputs_in_folder(Path(folder), written)
-    # Those of a watch killed mid-write; a minute's quiet: another watch may be writing these.
-    remove_temporaries(written, idle_s=60.0)
-    fresh = partial(Stacker, method=method, align=align, reference=reference,
-                    interpolation=interpolation, far_first=_far_first(order))  # fmt: skip
-    hot = HotFolder(folder, settle=settle, prefer=prefer, polling=polling, ignore=written)
-    run = _WatchRun(
-        fresh(),
-        fresh,
-        out,
-        depth,
-        jpeg_quality=jpeg_quality,
-        strict=strict,
-        crop=crop,
-        every=every,
-        status=WatchStatus(folder=Path(folder).absolute()),
-        on_frame=on_frame,
-        on_status=on_status,
-        on_warning=on_warning,
-        reread=hot.read_again,
-        as_read_now=hot.as_read_now,
-        give_way=hot.give_way,
-    )
-    halt = _Halt(stop)
-    arrivals = _arrivals(hot, halt, idle_timeout, out)  # runs once iterated, with hot started
-    with hot, ReadAhead(arrivals, _as_is, name="watch-reader") as reader:
-        run.waiting = lambda: reader.holding > 0
-        run.publish()
-        try:
-            for loaded in reader:
-                frame = loaded.item
-                if isinstance(frame, str):  # a note: a frame turned to fit, a share polled
-                    run.warn(frame)
-                elif isinstance(frame, UnreadableFrame):
-                    run.unreadable(frame)
-                else:
-                    run.skipped(len(hot.skipped))
-                    run.add(frame)
-                    # Time spent merging and writing does not count as idle (see
-                    # HotFolder.paths).
-                    hot.last_activity = time.monotonic()
-                    if stop is not None and stop.is_set():
-                        break
-                run.write_if_due()  # one put off while this item waited, if none waits now
-        except StackerError:
-            with contextlib.suppress(StackerError):
-                run.finish()  # keep what was merged before failing (--strict, a bad output)
-            raise
-        finally:
-            halt.set()  # the reader stops looking for frames
-    return _summary(run, hot, stop is not None and stop.is_set())
+    with _output_claimed(out):
+        # Those of a watch killed mid-write; a minute's quiet: another program may write these.
+        remove_temporaries(written, idle_s=60.0)
+        fresh = partial(Stacker, method=method, align=align, reference=reference,
+                        interpolation=interpolation, far_first=_far_first(order))  # fmt: skip
+        hot = HotFolder(folder, settle=settle, prefer=prefer, polling=polling, ignore=written)
+        run = _WatchRun(
+            fresh(),
+            fresh,
+            out,
+            depth,
+            jpeg_quality=jpeg_quality,
+            strict=strict,
+            crop=crop,
+            every=every,
+            status=WatchStatus(folder=Path(folder).absolute()),
+            on_frame=on_frame,
+            on_status=on_status,
+            on_warning=on_warning,
+            reread=hot.read_again,
+            as_read_now=hot.as_read_now,
+            give_way=hot.give_way,
+        )
+        halt = _Halt(stop)
+        arrivals = _arrivals(hot, halt, idle_timeout, out)  # runs once iterated, with hot started
+        with hot, ReadAhead(arrivals, _as_is, name="watch-reader") as reader:
+            run.waiting = lambda: reader.holding > 0
+            run.publish()
+            try:
+                for loaded in reader:
+                    frame = loaded.item
+                    if isinstance(frame, str):  # a note: a frame turned to fit, a share polled
+                        run.warn(frame)
+                    elif isinstance(frame, UnreadableFrame):
+                        run.unreadable(frame)
+                    else:
+                        run.skipped(len(hot.skipped))
+                        run.add(frame)
+                        # Time spent merging and writing does not count as idle (see
+                        # HotFolder.paths).
+                        hot.last_activity = time.monotonic()
+                        if stop is not None and stop.is_set():
+                            break
+                    run.write_if_due()  # one put off while this item waited, if none waits now
+            except StackerError:
+                with contextlib.suppress(StackerError):
+                    run.finish()  # keep what was merged before failing (--strict, a bad output)
+                raise
+            finally:
+                halt.set()  # the reader stops looking for frames
+        return _summary(run, hot, stop is not None and stop.is_set())
 
 
 def _summary(run: _WatchRun, hot: HotFolder, stopped: bool) -> WatchSummary:
@@ -254,6 +257,23 @@ def _summary(run: _WatchRun, hot: HotFolder, stopped: bool) -> WatchSummary:
         )
     return WatchSummary(run.status, "stopped" if stopped else "idle", outputs,
                         list(run.stacker.records))  # fmt: skip
+
+
+@contextmanager
+def _output_claimed(out: Path) -> Iterator[None]:
+    """One watch at a time writes ``out``: a second with the same ``-o`` (another method, say)
+    rewrote the same composite, whichever wrote last winning, its depth map perhaps the other
+    watch's (see :func:`~stacker.locking.claimed`). Two watches of one folder into different
+    files go on."""
+    try:
+        with claimed(out):
+            yield
+    except Claimed as held:
+        who = f" (process {held.pid})" if held.pid else ""
+        raise StackerError(
+            f"{out}: another stacker watch{who} writes this composite; stop it, or give -o "
+            "another file"
+        ) from None
 
 
 def _tell_left_behind(run: _WatchRun, hot: HotFolder) -> None:

@@ -1067,3 +1067,32 @@ def test_frames_kept_out_for_what_they_are_do_not_blame_the_first_frame(
     )
     assert sum("not a RAW frame" in w for w in warnings) == 3, warnings
     assert not [w for w in warnings if "every frame since" in w]
+
+
+def test_a_second_watch_writing_the_same_composite_is_refused(
+    tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
+) -> None:
+    """Two watches with the same -o (one with another method) both ran, each rewriting the
+    composite, whichever wrote last winning and its depth map perhaps the other's. Two watches
+    of the folder into different files still run side by side."""
+    write_old(hot / "a0.jpg", stack_jpegs[0])
+    write_old(hot / "a1.jpg", stack_jpegs[1])
+    out, stop, first_merged = tmp_path / "out.tif", threading.Event(), threading.Event()
+    first = threading.Thread(
+        target=watch_and_stack, args=(hot, out),
+        kwargs={"settle": 0.2, "stop": stop, "on_frame": lambda m: first_merged.set()},
+    )  # fmt: skip
+    first.start()
+    try:
+        assert first_merged.wait(30)
+        with pytest.raises(
+            StackerError, match=r"out\.tif: another stacker watch.* writes this composite"
+        ):
+            watch_and_stack(hot, out, settle=0.2, method="depthmap", idle_timeout=0.5)
+        other = watch_and_stack(hot, tmp_path / "other.tif", settle=0.2, idle_timeout=0.5)
+        assert [r.name for r in other.records] == ["a0.jpg", "a1.jpg"]
+    finally:
+        stop.set()
+        first.join(30)
+    again = watch_and_stack(hot, out, settle=0.2, idle_timeout=0.5)  # free once it ended
+    assert len(again.records) == 2
