@@ -308,6 +308,10 @@ def _watch(
                     )
                 live.update(render_status(status))
 
+            def warn(message: str) -> None:
+                live.console.print(f"warning: {one_line(message)}", markup=False, soft_wrap=True)
+                feed.on_warning(message)  # the page says it too
+
             summary = watch_and_stack(
                 folder,
                 output,
@@ -315,9 +319,7 @@ def _watch(
                 stop=stop,
                 on_frame=feed.on_frame,
                 on_status=feed.also(show),
-                on_warning=lambda message: live.console.print(
-                    f"warning: {one_line(message)}", markup=False, soft_wrap=True
-                ),
+                on_warning=warn,
             )
     except NoFramesError as exc:
         if stop.is_set():

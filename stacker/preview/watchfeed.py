@@ -31,6 +31,18 @@ class WatchPreview:
     def __init__(self, hub: PreviewHub | None) -> None:
         self.hub = hub
         self.publisher: StackerPublisher | None = None
+        self._message = ""  # the page's line: the latest warning or problem
+        self._problem: str | None = None  # the watch's last problem, as last seen
+
+    def on_warning(self, message: str) -> None:
+        """A warning the terminal shows (a frame kept out, frames landing in a subfolder, a
+        HEIC file, frames a stop left unstacked): the page shows it too, until the next. The
+        page is how a photographer away from the terminal follows the watch, and it said
+        nothing of frames that would never be stacked."""
+        if self.hub is None:
+            return
+        self._message = " ".join(message.split())
+        self.hub.update_progress(message=self._message)
 
     def on_frame(self, frame: MergedFrame) -> None:
         """After each frame went through the stacker (merged or not)."""
@@ -83,9 +95,17 @@ class WatchPreview:
             stacked=status.merged + status.rejected,
             merged=status.merged,
             rejected=status.rejected,
-            message=status.last_problem or "",
+            message=self._latest(status.last_problem),
             **({"title": status.folder.name} if not self.hub.progress.title else {}),
         )
+
+    def _latest(self, problem: str | None) -> str:
+        """The page's line: the watch's problem when it changed, else the latest warning."""
+        if problem != self._problem:
+            self._problem = problem
+            if problem:
+                self._message = problem
+        return self._message
 
 
 @contextlib.contextmanager

@@ -96,3 +96,27 @@ def test_stacker_watch_preview_serves_the_page_and_prints_its_address(tmp_path, 
     assert proc.returncode == 0
     with pytest.raises(httpx.ConnectError):
         httpx.get(url, timeout=1)
+
+
+def test_the_page_says_the_watch_s_warnings_too(tmp_path):
+    """Frames landing in a subfolder, a HEIC file, frames a stop left unstacked: said on the
+    terminal only, while the page, how a photographer away from it follows the watch, kept an
+    empty line."""
+    from dataclasses import replace
+
+    from stacker.preview import PreviewHub
+    from stacker.preview.watchfeed import WatchPreview
+    from stacker.watch import WatchStatus
+
+    hub = PreviewHub(title="hot")
+    feed = WatchPreview(hub)
+    status = WatchStatus(folder=tmp_path)
+    feed.on_status(status)
+    assert hub.progress.message == ""
+    feed.on_warning("IMG_0001.HEIC: HEIC\nis not read")
+    assert hub.progress.message == "IMG_0001.HEIC: HEIC is not read"
+    feed.on_status(replace(status, seen=1))  # a status without a new problem keeps it
+    assert hub.progress.message == "IMG_0001.HEIC: HEIC is not read"
+    feed.on_status(replace(status, seen=2, last_problem="f2.jpg: not merged"))
+    assert hub.progress.message == "f2.jpg: not merged"
+    WatchPreview(None).on_warning("no page: nothing to tell")
