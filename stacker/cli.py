@@ -177,7 +177,7 @@ def stack_command(
                 files, output, stack=stack, depth_map=depth_map, strict=strict,
                 jpeg_quality=quality, on_frame=on_frame, on_restart=on_restart,
             )  # fmt: skip
-    console.print(summary_table(run.stacker))
+    console.print(summary_table(run.stacker, run.file_numbers, len(files)))
     s = run.stacker
     print(
         f"stacked {s.frames_merged} of {len(files)} frames in {run.seconds:.1f} s, written "

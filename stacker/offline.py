@@ -175,6 +175,9 @@ class StackRun:
     """From the last frame merged to every output written."""
     last_read_seconds: float = 0.0
     """From taking the last frame (decoded) to every output written."""
+    file_numbers: dict[int, int] = field(default_factory=dict)
+    """Each record's frame number as the user counts it, its file's place in :attr:`files`
+    from 1 (a stack made again without its first frame numbers its records from that frame)."""
 
 
 def stack_files(
@@ -243,6 +246,7 @@ def stack_files(
         stacker, run, added, t_last = one_pass(first)
     run.skipped[:0] = left_out
     run.left_out = anchors
+    run.file_numbers = dict(added)
     ref = next((r for r in stacker.records if added[r.index] == ref_file), None)
     if ref is not None and not ref.merged:
         raise StackerError(

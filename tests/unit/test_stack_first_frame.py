@@ -67,6 +67,28 @@ def test_a_numbered_reference_after_a_bad_first_frame(folder: Path, tmp_path: Pa
         stack_files(files, tmp_path / "out.png", stack=StackOptions.parse({"reference": "1"}))
 
 
+def test_the_summary_numbers_frames_as_files_after_a_bad_first_frame(
+    folder: Path, tmp_path: Path
+) -> None:
+    """Stacked again without its first frame, the summary numbered the second file #1, so its
+    "#3" was the fourth file while --reference 3 meant the third, and the title said 4 of 4."""
+    from rich.console import Console
+
+    from stacker.report import summary_table
+
+    files = _bad_first(folder, tmp_path, "dark")
+    run = stack_files(files, tmp_path / "out.png", stack=StackOptions.parse({"reference": "3"}))
+    console = Console(width=200)
+    with console.capture() as captured:
+        console.print(summary_table(run.stacker, run.file_numbers, len(files)))
+    table = captured.get()
+    assert f"{len(files) - 1} of {len(files)} frames merged" in table
+    rows = {line.split("│")[2].strip(): line.split("│")[1].strip()
+            for line in table.splitlines() if line.count("│") > 3}  # fmt: skip
+    assert rows == {f.name: str(i) for i, f in enumerate(files, start=1) if i > 1}
+    assert run.stacker.reference_record().name == files[2].name  # the "3" the table shows
+
+
 def test_frames_that_align_with_nothing_still_fail(tmp_path: Path) -> None:
     files = []
     for seed in range(5):
