@@ -86,6 +86,7 @@ def resolve_occlusions(
     *,
     share: float = 0.1,
     trust: float = 0.5,
+    across: Sequence[tuple[int, int]] = (),
 ) -> np.ndarray:
     """``frames`` with each pixel's runner-up focus peak where its best one is borrowed.
 
@@ -101,7 +102,9 @@ def resolve_occlusions(
     runner-up) within ``radius`` pixels, and the runner-up replaces the best where its ratio is
     the higher. Only runner-ups at least two frames from the best, at least ``share`` of its
     measure and with a confidence (:func:`confidence`, the best map's floor) above ``trust``
-    are considered: in flat areas noise makes humps of its own.
+    are considered: in flat areas noise makes humps of its own. Nor are a best and a runner-up
+    that are the two frames ``across`` a blurred one (pairs of frame indices): the blurred
+    frame's dip makes one hump look like two.
     """
     best, index, second, second_index = peaks
     candidate = (
@@ -109,6 +112,9 @@ def resolve_occlusions(
         & (np.abs(second_index.astype(np.int32) - index.astype(np.int32)) >= 2)
         & (confidence(second, best) > trust)
     )
+    for a, b in across:
+        one_hump = ((index == a) & (second_index == b)) | ((index == b) & (second_index == a))
+        candidate &= ~one_hump
     if not candidate.any():
         return frames
     kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)

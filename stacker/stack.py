@@ -231,6 +231,7 @@ class Stacker:
         self._predicted: np.ndarray | None = None
         self._prev_sharp = 0.0  # the alignment reference's sharpness (:func:`_sharpness`)
         self._weak: tuple[Any, ...] | None = None  # a blurred frame passed over as reference
+        self._sharpness_of: dict[int, float] = {}  # each merged frame's, by index
         self._stack_colour: bool | None = False  # the first merged frame's (:func:`_colour`)
         self._coverage: Coverage | None = None
         self._warped: np.ndarray | None = None  # the last merged frame, warped
@@ -441,7 +442,8 @@ class Stacker:
 
     def _start(self, image, small, small_luma, index) -> _Outcome:
         self._merge(image, np.eye(3), np.ones(3), index)
-        self._remember(small, small_luma, np.eye(3), np.ones(3), None, _sharpness(small_luma))
+        self._sharpness_of[index] = sharp = _sharpness(small_luma)
+        self._remember(small, small_luma, np.eye(3), np.ones(3), None, sharp)
         return _Outcome(True, None, np.eye(3), np.ones(3), 1.0)
 
     def _add_next(self, image, small, small_luma, index) -> _Outcome:
@@ -473,7 +475,7 @@ class Stacker:
         chain = self._prev_chain @ rescale_matrix(reg.matrix, 2.0**self._align_level)
         chain = project_to_model(chain, self.align)
         self._merge(image, chain, gain, index)
-        sharp = _sharpness(small_luma)
+        self._sharpness_of[index] = sharp = _sharpness(small_luma)
         remembered = (small, small_luma, chain, gain, reg.matrix, sharp)
         if not passed_over and sharp < BLURRED_REFERENCE * self._prev_sharp:
             self._weak = remembered  # the next frame aligns with the sharper one before it
@@ -840,9 +842,11 @@ class Stacker:
             # The rules below take a lower frame for a nearer surface (occlusion: an outline
             # belongs to the nearer side): a stack shot far to near is seen mirrored.
             ends = (int(merged[0]), int(merged[-1]))
+            across = self._across_blurred(merged)
             if self.far_first:
                 frames, peaks = _mirrored(frames, peaks, ends)
-            frames = depth.resolve_occlusions(frames, peaks, max(1, round(halo_px)))
+                across = [(sum(ends) - b, sum(ends) - a) for a, b in across]
+            frames = depth.resolve_occlusions(frames, peaks, max(1, round(halo_px)), across=across)
             guide = self._depth_guide((th, tw))
             filled = depth.refine(frames, weight, guide, halo_px=halo_px)
             filled = vote_flat_regions(filled, guide, peaks, halo_px=halo_px, ends=ends)
@@ -851,6 +855,17 @@ class Stacker:
         np.clip(filled, merged[0], merged[-1], out=filled)
         self._depth_cache = (key, (filled, weight))
         return filled, weight
+
+    def _across_blurred(self, merged: np.ndarray) -> list[tuple[int, int]]:
+        """The merged frames on either side of a merged frame far blurrier than both (a shake,
+        a frame shot while the rail still rang; see :data:`BLURRED_DIP`)."""
+        order = [int(i) for i in merged]
+        sharp = [self._sharpness_of.get(i, 0.0) for i in order]
+        return [
+            (order[k - 1], order[k + 1])
+            for k in range(1, len(order) - 1)
+            if sharp[k] < BLURRED_DIP * min(sharp[k - 1], sharp[k + 1])
+        ]
 
     def _peak_frames(self, best, before, after, index, merged: np.ndarray) -> np.ndarray:
         """A tracker's focus peaks in frames (sub-frame), from its state and the indices of
@@ -999,6 +1014,15 @@ are blown out over more than :data:`BLOWN_SHARE` of what it shares with the fram
 where that frame's are not, is kept out. Its clipped channels stay white while the others are
 scaled down: a hue where there was none, whose edges the merge takes for detail (a frame at
 twice the exposure painted 19 % of a composite with false colour, 41 dB down to 21)."""
+
+BLURRED_DIP = 0.55
+"""A merged frame whose sharpness falls below this share of both its neighbours' is a blurred
+frame (a shake), not a change of depth: there each pixel's focus curve dips, and the frames on
+either side of it look like two humps of the curve, which the depth map's occlusion rule took
+for a surface across an edge (a fifth of the pixels in focus just before the blurred frame
+were put two frames deeper). In pcb-stack, the board, shapes and glow scenes no frame falls
+below 0.94 of the less sharp of its neighbours; a 61 px motion blur on one
+pcb-stack frame gives 0.51 of the frame before it."""
 
 BLURRED_REFERENCE = 0.4
 """A merged frame whose sharpness (:func:`_sharpness`) falls below this share of the frame
