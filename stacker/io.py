@@ -883,6 +883,10 @@ def check_writable_output(path: str | os.PathLike[str], *, example: str = "stack
 
     folder = p.parent if str(p.parent) else Path(".")
     if not folder.is_dir():
+        if os.path.lexists(folder) and not os.path.exists(folder):
+            raise StackerError(f"{p}: {folder} is a link to nothing (or to itself); give a folder")
+        if folder.exists():
+            raise StackerError(f"{p}: {folder} is a file, not a folder; give a folder")
         raise StackerError(f"{p}: the folder {folder} does not exist; create it first")
     length, limit = len(os.fsencode(p.name)), name_max(folder)
     if length > limit:

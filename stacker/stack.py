@@ -132,7 +132,9 @@ def parse_reference(reference: str | int) -> str | int:
     text = str(reference).strip().lower()
     if text in ("first", "middle", "last"):
         return text
-    if re.fullmatch(r"-?[0-9]{1,9}", text):  # ASCII digits: "²" is a digit to str.isdigit
+    if re.fullmatch(r"-?[0-9]+", text):  # ASCII digits: "²" is a digit to str.isdigit
+        if len(text.lstrip("-0")) > 9:
+            raise StackerError(f"reference frame {text}: no stack has that many frames")
         number = int(text)
         if number < 1:
             raise StackerError(

@@ -133,7 +133,9 @@ class SimRigSpec:
                 "its moves outlast the driver's timeouts and read as a stalled rail"
             )
         if not 0 <= self.seed < 2**63:
-            raise SimulatedRigError(f"--seed {self.seed}: give a whole number of 0 or more")
+            raise SimulatedRigError(
+                f"--seed {self.seed}: give a whole number from 0 to {2**63 - 1}"
+            )
         if not 0 < self.depth_um < math.inf:
             raise SimulatedRigError(f"depth {self.depth_um:g} µm: give a positive depth")
         if not 1 <= self.jpeg_quality <= 100:

@@ -767,3 +767,28 @@ def test_webp_frames_carry_their_exif_and_profile_and_are_read_like_the_first() 
         second, note = reader.read(paths[1])
     assert first.shape == (32, 24, 3) and np.array_equal(first, cv2.rotate(pixels, 0))
     assert np.array_equal(second, first) and "orientation 8" in (note or "")
+
+
+def test_an_output_below_a_file_or_a_dangling_link_is_told_as_such(tmp_path: Path) -> None:
+    """Both were "the folder ... does not exist; create it first", and it did exist."""
+    from stacker.io import check_writable_output
+
+    (tmp_path / "frame.jpg").write_bytes(b"x")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    with pytest.raises(StackerError, match=r"frame\.jpg is a file, not a folder; give a folder"):
+        check_writable_output(tmp_path / "frame.jpg" / "out.tif")
+    with pytest.raises(StackerError, match=r"loop is a link to nothing \(or to itself\)"):
+        check_writable_output(tmp_path / "loop" / "out.tif")
+
+
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [("99999999999999999999", "no stack has that many frames"), ("0", "frames count from 1")],
+)
+def test_a_reference_frame_number_out_of_reach_is_said_so(given: str, said: str) -> None:
+    """A number of more than nine digits was "not valid: use ... a frame number from 1"."""
+    from stacker.stack import parse_reference
+
+    with pytest.raises(StackerError, match=said):
+        parse_reference(given)
+    assert parse_reference("0003") == 2
