@@ -46,7 +46,10 @@ def test_a_demo_session_refuses_hardware_options(tmp_path: Path, given: list[str
         ({"kind": "simulated", "width": "320"}, "'width' '320' is not a whole number"),
         ({"kind": "simulated", "seed": 1e400}, "'seed' inf is not a whole number"),
         ({"kind": "simulated", "width": -5}, "size -5x1080: each side 64 to 8000"),
-        ({"kind": "simulated", "seed": -1}, "--seed -1: give a whole number from 0 to 9223372036854775807"),
+        (
+            {"kind": "simulated", "seed": -1},
+            "--seed -1: give a whole number from 0 to 9223372036854775807",
+        ),
         ({"kind": "simulated", "time_scale": None}, "'time_scale' None is not a finite number"),
         ({"kind": "hardware", "rail": 5}, "'rail' 5: give text, or leave it out"),
         ({"kind": "hardware", "rail": "grbl:///x", "anti_vibration": "yes"}, "true or false"),
