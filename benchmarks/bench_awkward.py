@@ -52,12 +52,11 @@ def bright() -> dict:
     images = [np.clip(f.image * (2.0 if f.index == 4 else 1.0), 0, 255).astype(np.uint8)
               for f in frames]  # fmt: skip
     s = _stacked(images)
+    clean = _stacked([f.image for f in frames])
     centre = central_mask(H, W, 0.7)
     return {
         "psnr_db": round(psnr(s.result(crop=False), stack.truth(), centre), 2),
-        "clean_psnr_db": round(
-            psnr(_stacked([f.image for f in frames]).result(crop=False), stack.truth(), centre), 2
-        ),  # fmt: skip
+        "clean_psnr_db": round(psnr(clean.result(crop=False), stack.truth(), centre), 2),
         "kept_out": [r.name for r in s.records if not r.merged],
     }
 
