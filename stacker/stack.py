@@ -134,7 +134,8 @@ def parse_reference(reference: str | int) -> str | int:
         return text
     if re.fullmatch(r"-?[0-9]+", text):  # ASCII digits: "²" is a digit to str.isdigit
         if len(text.lstrip("-0")) > 9:
-            raise StackerError(f"reference frame {text}: no stack has that many frames")
+            shown = text if len(text) <= 24 else f"{text[:12]}...({len(text)} digits)"
+            raise StackerError(f"reference frame {shown}: no stack has that many frames")
         number = int(text)
         if number < 1:
             raise StackerError(

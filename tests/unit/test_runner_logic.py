@@ -345,8 +345,11 @@ def test_a_frame_on_disk_without_its_record_is_adopted_when_it_can_be_stacked(
     (dng / "frames").mkdir(exist_ok=True)
     (dng / "frames/frame_0002.jpg").write_bytes((root / "frames/frame_0002.jpg").read_bytes())
     camera = FakeCamera()
-    runner(dng, camera).run()
-    assert camera.shots[:2] == ["frame_0001", "frame_0002"]  # the JPEG alone went aside
+    result = runner(dng, camera).run()
+    aside = [p.name for p in (dng / "failed-attempts").iterdir()]
+    assert [n for n in aside if n.startswith("frame_0002")], aside  # the JPEG alone went aside
+    # The fake camera shoots JPEG alone: the first shot without a RAW file ends the session.
+    assert camera.shots == ["frame_0001"] and result.reason is FinishReason.FAULT
 
 
 def test_a_fault_stops_cleanly_and_resume_shoots_only_what_is_missing(tmp_path: Path) -> None:

@@ -371,9 +371,11 @@ def test_bad_options_are_errors() -> None:
     with pytest.raises(StackerError, match="reference 'centre'"):
         Stacker(reference="centre")
     # str.isdigit() holds for "²", and int() refuses over 4300 digits: both were tracebacks
-    for odd in ("²", "1" * 5000, "٣"):
+    for odd in ("²", "٣"):
         with pytest.raises(StackerError, match="is not valid: use first, middle, last"):
             Stacker(reference=odd)
+    with pytest.raises(StackerError, match=r"^reference frame 1{12}\.\.\.\(5000 digits\): no"):
+        Stacker(reference="1" * 5000)
     with pytest.raises(StackerError, match="no frame has been merged"):
         Stacker().result()
 
