@@ -46,7 +46,7 @@ from stacker.launch import wind_down
 from stacker.locking import folder_locked
 from stacker.natsort import frame_order, natural_key
 from stacker.output import depth_paths
-from stacker.pairs import Prefer, one_of_each_shot, partners_note
+from stacker.pairs import Prefer, lone_note, one_of_each_shot, partners_note
 from stacker.paths import check_distinct, is_our_output, once_each, same_file
 
 REPORT_FIELDS = ("name", "status", "frames", "merged", "rejected", "unreadable", "seconds",
@@ -357,7 +357,14 @@ def find_stacks(
                 f"e.g. {root.resolve().parent / (root.resolve().name + '-stacked')}"
             )
         for folder, found in _stack_folders(root, pattern, skip, seen, on_note, below=below):
-            frames, partners = one_of_each_shot(found, prefer)
+            try:
+                frames, partners, lone = one_of_each_shot(found, prefer)
+            except StackerError as exc:  # this stack is of the other kind: the rest go on
+                if on_note is not None:
+                    on_note(f"{exc}; not stacked")
+                continue
+            if lone and on_note is not None:
+                on_note(lone_note(folder, lone, prefer))
             if partners and on_note is not None:
                 other = "a .dng output stacks the RAW" if prefer == "jpeg" else "for a DNG output"
                 on_note(partners_note(folder, partners, prefer, other))

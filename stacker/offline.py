@@ -39,7 +39,7 @@ from stacker.lonefirst import left_out_reason
 from stacker.natsort import frame_order
 from stacker.options import StackOptions
 from stacker.output import check_writable_depth, save_outputs
-from stacker.pairs import Prefer, one_of_each_shot, partners_note
+from stacker.pairs import Prefer, lone_note, one_of_each_shot, partners_note
 from stacker.paths import check_distinct, is_our_output, once_each, output_paths
 from stacker.pipeline import ReadAhead
 from stacker.stack import FrameRecord, Stacker, parse_reference
@@ -138,7 +138,9 @@ def _folder_frames(
             + (hint if unread else "")
         )
     if prefer is not None:
-        found, partners = one_of_each_shot(found, prefer)
+        found, partners, lone = one_of_each_shot(found, prefer)
+        if lone and on_note is not None:
+            on_note(lone_note(p, lone, prefer))
         if partners and on_note is not None:
             other = (
                 "--prefer raw for the other"

@@ -95,23 +95,54 @@ def pair_choice(prefer: str | None, output: Path) -> Prefer:
     return check_prefer(prefer or "raw")
 
 
-def one_of_each_shot(files: Iterable[Path], prefer: Prefer) -> tuple[list[Path], list[Path]]:
-    """(the files to stack, the partners left out): of the files of one shot
-    (:class:`ShotKeys`, ``files`` in the order they were shot), RAW and rendered, the
-    ``prefer`` kind's; everything else as it was, in its order."""
+def one_of_each_shot(
+    files: Iterable[Path], prefer: Prefer
+) -> tuple[list[Path], list[Path], list[Path]]:
+    """(the files to stack, the partners left out, the files left out alone): of the files of
+    one shot (:class:`ShotKeys`, ``files`` in the order they were shot), RAW and rendered, the
+    ``prefer`` kind's; everything else as it was, in its order. In a folder of pairs, a file of
+    the other kind alone (a shot whose RAW or JPEG did not arrive) is left out as well: stacked,
+    it ended the whole stack with "a rendered frame in a stack of RAW frames"."""
     files = list(files)
     keys: defaultdict[Path, ShotKeys] = defaultdict(ShotKeys)  # by folder
     shot = {f: (f.parent, keys[f.parent].key(f)) for f in files}
     kinds: dict[tuple[Path, str], set[bool]] = {}
     for f in files:
         kinds.setdefault(shot[f], set()).add(is_raw_path(f))
+    paired_folders = {folder for (folder, _), both in kinds.items() if len(both) == 2}
     want_raw = prefer == "raw"
     kept: list[Path] = []
     left: list[Path] = []
+    lone: list[Path] = []
     for f in files:
-        paired = len(kinds[shot[f]]) == 2
-        (left if paired and is_raw_path(f) != want_raw else kept).append(f)
-    return kept, left
+        if is_raw_path(f) == want_raw:
+            kept.append(f)
+        elif len(kinds[shot[f]]) == 2:
+            left.append(f)
+        elif f.parent in paired_folders:
+            lone.append(f)
+        else:
+            kept.append(f)
+    if lone and len(lone) >= len(kept):  # not a partner or two missing: shot in the other kind
+        want, other = ("RAW", "JPEG") if want_raw else ("JPEG", "RAW")
+        how = "--prefer jpeg and a .tif, .png or .jpg output" if want_raw else "--prefer raw"
+        raise StackerError(
+            f"{lone[0].parent}: {len(lone)} {other} files have no {want} partner and {len(kept)} "
+            f"{want} files are to be stacked: a stack is of one kind; for the {other} files, "
+            f"{how}"
+        )
+    return kept, left, lone
+
+
+def lone_note(folder: Path, lone: list[Path], prefer: Prefer) -> str:
+    """What ``stacker stack`` and ``batch`` say of the files :func:`one_of_each_shot` left out
+    alone."""
+    want, other = ("RAW", "JPEG") if prefer == "raw" else ("JPEG", "RAW")
+    names = ", ".join(f.name for f in lone)
+    return (
+        f"{folder}: left out, {other} files whose shot has no {want} file (a stack is of one "
+        f"kind): {names}"
+    )
 
 
 def partners_note(folder: Path, left: list[Path], prefer: Prefer, other: str) -> str:

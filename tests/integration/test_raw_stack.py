@@ -26,7 +26,7 @@ from rig.sim.scene import SceneSpec, SyntheticStack, write_stack
 from stacker.io import read_image
 from stacker.raw import read_raw_linear
 from stacker.watch import watch_and_stack
-from tests.commands import stacker
+from tests.commands import one_line_error, stacker
 
 W, H, N = 320, 240, 6
 SPEC = SceneSpec(width=W, height=H, seed=7, bit_depth=16)
@@ -156,7 +156,8 @@ def test_a_raw_plus_jpeg_folder_stacks_one_file_of_each_shot(
     """A folder shot RAW+JPEG stopped with "8-bit differs from the stack's 16-bit frames; do not
     mix bit depths": every shot's two files were both stacked. One of each is taken now, as a
     watch takes it: the RAW for a DNG composite (or with --prefer raw), else the JPEG; a RAW
-    left alone among JPEGs is refused, saying what is mixed."""
+    left alone among JPEGs is left out, saying so, and so many of them that they are what was
+    shot are refused before any work, saying how to stack them."""
     pairs = tmp_path / "pairs"
     shutil.copytree(raw_frames, pairs)
     write_stack(tmp_path / "jpegs", SceneSpec(width=W, height=H, seed=7), 2)
@@ -174,10 +175,19 @@ def test_a_raw_plus_jpeg_folder_stacks_one_file_of_each_shot(
     assert proc.returncode == 0 and read_image(tmp_path / "raw.tif").dtype == np.uint16
 
     proc = stacker("stack", pairs, "-o", tmp_path / "out.tif")  # the JPEGs, and four RAWs alone
-    assert proc.returncode != 0 and "Traceback" not in proc.stderr
-    assert "stacking the JPEG file of each (--prefer raw for the other)" in proc.stderr
-    assert "frame_0003.dng: a RAW (linear) frame in a stack of rendered frames" in proc.stderr
-    assert "stack RAW and JPEG/TIFF frames separately" in proc.stderr, proc.stderr
+    assert proc.returncode == 2 and one_line_error(proc) == (
+        f"stacker: error: {pairs}: 4 RAW files have no JPEG partner and 2 JPEG files are to be "
+        "stacked: a stack is of one kind; for the RAW files, --prefer raw"
+    ), proc.stderr
+    (pairs / "FRAME_0002.JPG").unlink()  # a RAW+JPEG stack whose one JPEG did not arrive
+    for name in ("frame_0003", "frame_0004", "frame_0005", "frame_0006"):
+        shutil.copy(tmp_path / "jpegs" / "frame_0001.jpg", pairs / f"{name.upper()}.JPG")
+    proc = stacker("stack", pairs, "-o", tmp_path / "out.tif")
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        f"{pairs}: left out, RAW files whose shot has no JPEG file (a stack is of one kind): "
+        "frame_0002.dng"
+    ) in proc.stderr
 
 
 def test_dng_from_rendered_frames_is_a_one_line_error(tmp_path: Path) -> None:

@@ -41,7 +41,7 @@ def test_session_folders_and_plain_folders_are_stacks(tmp_path: Path) -> None:
     root = tmp_path / "day1"
     frames(root / "tray1" / "beetle" / "frames", "frame_0001.jpg", "frame_0002.jpg")
     (root / "tray1" / "beetle" / "composite.tif").write_bytes(b"old result")
-    frames(root / "tray1" / "moth", "IMG_10.NEF", "IMG_2.NEF", "IMG_2.JPG", "notes.txt")
+    frames(root / "tray1" / "moth", "IMG_10.NEF", "IMG_10.JPG", "IMG_2.NEF", "IMG_2.JPG", "x.txt")
     frames(root / "tray2" / "lonely", "a.jpg")  # one frame is not a stack
     frames(root / ".hidden", "a.jpg", "b.jpg")
     out = root / "out"
@@ -431,21 +431,40 @@ def test_a_session_shot_raw_plus_jpeg_is_stacked_from_one_file_of_each_shot(
     tmp_path: Path, ext: str, kept: str
 ) -> None:
     """A RAW+JPEG session's frames (both files of every shot) were all given to the stack: the
-    same exposure twice, and RAW mixed with rendered, which fails."""
+    same exposure twice, and RAW mixed with rendered, which fails. A shot in JPEG alone is
+    stacked with the JPEGs, and left out of the RAW files' stack, which it ended."""
     root = tmp_path / "day"
     names = [f"frame_{i:04d}{e}" for i in (1, 2, 3) for e in (".CR2", ".JPG")]
     frames(root / "beetle" / "frames", *names, "frame_0004.JPG")  # a shot in JPEG alone
     notes: list[str] = []
     (job,) = find_stacks([root], tmp_path / "out", ext=ext, on_note=notes.append)
-    assert [f.name for f in job.frames] == [
-        *(f"frame_{i:04d}{kept}" for i in (1, 2, 3)),
-        "frame_0004.JPG",
-    ]
+    alone = [] if ext == ".dng" else ["frame_0004.JPG"]
+    assert [f.name for f in job.frames] == [*(f"frame_{i:04d}{kept}" for i in (1, 2, 3)), *alone]
     took, other = (
         ("RAW", "for a DNG output") if ext == ".dng" else ("JPEG", "a .dng output stacks the RAW")
     )
+    lone = (
+        [f"{root / 'beetle'}: left out, JPEG files whose shot has no RAW file (a stack is of one "
+         "kind): frame_0004.JPG"] if ext == ".dng" else []
+    )  # fmt: skip
     assert notes == [
-        f"{root / 'beetle'}: 3 RAW+JPEG pairs: stacking the {took} file of each ({other})"
+        *lone,
+        f"{root / 'beetle'}: 3 RAW+JPEG pairs: stacking the {took} file of each ({other})",
+    ]
+
+
+def test_a_folder_shot_in_raw_among_a_few_pairs_is_left_out_of_a_jpeg_batch(tmp_path: Path) -> None:
+    """Its RAW files, alone, would have been stacked with the JPEGs of its two pairs, and the
+    stack failed on them; the other stacks of the batch go on."""
+    root = tmp_path / "day"
+    frames(root / "raw", "a1.CR2", "a1.JPG", "a2.CR2", "a2.JPG", "a3.CR2", "a4.CR2", "a5.CR2")
+    frames(root / "jpeg", "b1.JPG", "b2.JPG")
+    notes: list[str] = []
+    (job,) = find_stacks([root], tmp_path / "out", ext=".tif", on_note=notes.append)
+    assert job.folder == root / "jpeg"
+    assert notes == [
+        f"{root / 'raw'}: 3 RAW files have no JPEG partner and 2 JPEG files are to be stacked: "
+        "a stack is of one kind; for the RAW files, --prefer raw; not stacked"
     ]
 
 
@@ -462,8 +481,9 @@ def test_a_folder_gphoto2_tethered_raw_plus_jpeg_gives_one_file_of_each_shot(
     frames(root, *names, "capt0007.jpg")  # a shot in JPEG alone
     notes: list[str] = []
     (job,) = find_stacks([root], tmp_path / "out", ext=ext, on_note=notes.append)
-    assert [f.name for f in job.frames] == [n for n in names if n.endswith(kept)] + ["capt0007.jpg"]
-    assert len(notes) == 1 and "3 RAW+JPEG pairs" in notes[0]
+    alone = [] if ext == ".dng" else ["capt0007.jpg"]  # a RAW stack leaves the JPEG alone out
+    assert [f.name for f in job.frames] == [n for n in names if n.endswith(kept)] + alone
+    assert len(notes) == 1 + (ext == ".dng") and "3 RAW+JPEG pairs" in notes[-1]
 
 
 def test_a_root_named_with_a_leading_dot_is_searched(tmp_path: Path) -> None:
