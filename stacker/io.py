@@ -91,9 +91,7 @@ def read_image(
     """
     p = Path(path)
     if is_raw_path(p):
-        from stacker.raw import read_raw_linear
-
-        return read_raw_linear(p)
+        return read_raw(p)
     try:
         data = _frame_bytes(p)
     except OSError as exc:
@@ -119,6 +117,22 @@ def _too_large(size: int) -> str | None:
         f"{size / 1e9:.1f} GB, larger than any frame can be ({MAX_FRAME_BYTES / 1e9:.1f} GB); "
         "not read"
     )
+
+
+def read_raw(path: Path, *, flip: int | None = None) -> np.ndarray:
+    """:func:`stacker.raw.read_raw_linear` of a RAW file not visibly cut short (see
+    :func:`truncation`): LibRaw decodes a file zero-filled past where a copy has reached
+    without a complaint, and such a frame, merged with a wrong alignment, had the good frames
+    after it rejected against it."""
+    from stacker.raw import read_raw_linear
+
+    try:
+        reason = truncation(path)
+    except OSError as exc:
+        raise UnreadableImageError(f"{path}: cannot read file ({exc.strerror or exc})") from None
+    if reason is not None:
+        raise UnreadableImageError(f"{path}: {reason}")
+    return read_raw_linear(path, flip=flip)
 
 
 def decode_image(data: bytes, path: str | os.PathLike[str]) -> np.ndarray:
@@ -316,16 +330,16 @@ class OrientedReader:
     def _read_raw(self, p: Path) -> tuple[np.ndarray, str | None]:
         """A RAW frame, turned by LibRaw: in the first frame's orientation when only its tag
         differs (a RAW file holds the sensor's pixels as they are, whatever the tag says)."""
-        from stacker.raw import FLIP_TO_EXIF, raw_flip, read_raw_linear
+        from stacker.raw import FLIP_TO_EXIF, raw_flip
 
         if self.raw_flip is None:  # a rendered first frame: the stack refuses this one
-            return read_raw_linear(p), None
+            return read_raw(p), None
         own = raw_flip(p)
         if own == self.raw_flip:
-            return read_raw_linear(p), None
-        turned = read_raw_linear(p, flip=self.raw_flip)
+            return read_raw(p), None
+        turned = read_raw(p, flip=self.raw_flip)
         if turned.shape[:2] != self.shape:  # not the stack's size either way: as it says
-            return read_raw_linear(p), None
+            return read_raw(p), None
         return turned, self._note(p, FLIP_TO_EXIF.get(own, 1))
 
     def _note(self, p: Path, own: int) -> str:

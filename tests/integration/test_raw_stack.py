@@ -329,3 +329,26 @@ def test_a_watch_begun_with_a_raw_whose_jpeg_came_late_stacks_the_raw_of_every_s
     given_way = [w for w in warnings if "the RAW file of its shot is stacked instead" in w]
     assert len(given_way) == 3, warnings
     assert not [w for w in warnings if "written again" in w], warnings
+
+
+def test_a_raw_frame_zero_filled_past_where_its_copy_reached_is_left_out(
+    raw_frames: Path, tmp_path: Path
+) -> None:
+    """A copy set to its full size before its content arrived (Samba does so) ends in zeros,
+    which LibRaw decodes without a word: the frame was merged with a wrong alignment and the
+    good frames after it rejected against it. The hot folder already refused such a file; the
+    stack of a folder now does too."""
+    from stacker.offline import collect_inputs, stack_files
+
+    folder = tmp_path / "copied"
+    shutil.copytree(raw_frames, folder)
+    damaged = folder / "frame_0002.dng"
+    data = bytearray(damaged.read_bytes())
+    cut = len(data) // 2
+    data[cut:] = bytes(len(data) - cut)
+    damaged.write_bytes(bytes(data))
+    run = stack_files(collect_inputs([folder]), tmp_path / "out.tif")
+    assert run.skipped == [
+        (damaged, f"{damaged}: RAW file ends in zero bytes (still being copied?)")
+    ]
+    assert run.stacker.frames_merged == N - 1
