@@ -9,7 +9,14 @@ Run again on the same folder, it resumes that session (shooting only what is mis
 after a Ctrl-C, which aborts the run and is raised again once the session is closed.
 
 For real hardware, replace the simulated rig with ``rig.camera.Camera.open()`` and
-``rig.rails.open_focuser("grbl:///dev/ttyUSB0")``, and the plan's range with your subject's.
+``rig.rails.open_focuser("grbl:///dev/ttyUSB0")``, the plan's range with your subject's, and
+the session's rig with the hardware one, so that ``rig resume`` reopens it::
+
+    SessionConfig(rig={"kind": "hardware", "focus": "rail", "rail": "grbl:///dev/ttyUSB0"})
+
+A GRBL board restarts when its port is opened and no longer knows where it stands: home it
+(``focuser.home()``) or, if nothing moved, ``focuser.accept_position()`` before ``run()``, as
+``rig shoot --home`` and ``--accept-position`` do.
 """
 
 from __future__ import annotations

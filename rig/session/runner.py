@@ -32,7 +32,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -504,6 +504,8 @@ class SessionRunner:
                 adopted=True,
             )
             self._warn(f"frame {index}: on disk without a journal record; kept (not reshot)")
+        for index, entry in sorted(recon.done.items()):
+            self._check_raw(index, entry.files)
         self._vanished = set(recon.vanished) | set(recon.damaged)
         again = "shooting it again"
         if not self.engine.reshoots:
@@ -613,23 +615,23 @@ class SessionRunner:
             ", ".join(f.name for f in shot.files),
         )
         self._events.publish(FrameCaptured(entry))
-        self._check_raw(shot)
+        self._check_raw(shot.index, shot.files)
         self._feed(entry)
         self._emit()
         if self._worker is not None and self._worker.error is not None:
             raise StackingFailed(self._worker.error)
 
-    def _check_raw(self, shot: Shot) -> None:
+    def _check_raw(self, index: int, files: Sequence[Path]) -> None:
         """A DNG composite needs RAW frames: a shot without a RAW file stops the session at
         once (it is journaled and kept), where the whole plan was shot and then no composite
-        could be written."""
-        if self.config.stack.output_format != "dng" or any(is_raw_path(f) for f in shot.files):
+        could be written; a resume of such a session stops before it shoots."""
+        if self.config.stack.output_format != "dng" or any(is_raw_path(f) for f in files):
             return
-        names = ", ".join(f.name for f in shot.files) or "no file"
+        names = ", ".join(f.name for f in files) or "no file"
         frames = shell_path(self.folder.frames_dir)
         tif = shell_path(self.folder.root / "composite.tif")
         raise CompositeFormatError(
-            f"frame {shot.index}: a DNG composite needs RAW frames, and the camera saved {names}: "
+            f"frame {index}: a DNG composite needs RAW frames, and the camera saved {names}: "
             "set it to RAW (or RAW+JPEG) and shoot a new session, or shoot with --format tif; "
             f"the frames shot are kept: `stacker stack {frames} -o {tif}` stacks them"
         )

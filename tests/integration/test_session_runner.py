@@ -319,6 +319,9 @@ def test_a_dng_session_of_frames_without_raw_files_says_how_to_stack_them(
     assert result.reason is FinishReason.FAULT
     assert [p.name for p in folder.frames_dir.glob("frame_*")] == ["frame_0001.jpg"]
     assert str(result.error).startswith("frame 1: a DNG composite needs RAW frames, and the ")
+    again = runner_for(folder, sim).run()  # a resume stops before it shoots
+    assert again.reason is FinishReason.FAULT and str(again.error) == str(result.error)
+    assert [p.name for p in folder.frames_dir.glob("frame_*")] == ["frame_0001.jpg"]
     frames, tif = folder.frames_dir, folder.root / "composite.tif"
     assert f"`stacker stack {frames} -o {tif}` stacks them" in str(result.error)
     assert "rig resume" not in str(result.error)

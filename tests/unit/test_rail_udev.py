@@ -61,3 +61,14 @@ def test_stackshot_gets_its_own_name_by_product_string() -> None:
     lines = [line for line in rule_lines() if 'ATTRS{product}=="StackShot*"' in line]
     assert len(lines) == 1
     assert 'ATTRS{idVendor}=="0403"' in lines[0] and 'SYMLINK+="stackshot"' in lines[0]
+
+
+def test_the_camera_rule_acts_on_the_trigger_the_readme_gives() -> None:
+    """``udevadm trigger`` sends "change" unless told otherwise (udev 252), and the camera
+    rule skipped every action but "add" and "bind": after the documented install a camera
+    already plugged in stayed root's until it was plugged again. Only "remove" is skipped, as
+    the rails' rule does."""
+    lines = [ln for ln in CAMERA_RULES.read_text().splitlines() if ln and not ln.startswith("#")]
+    skips = [ln for ln in lines if ln.startswith("ACTION") and "GOTO" in ln]
+    assert skips == ['ACTION=="remove", GOTO="stackrig_camera_end"']
+    assert "udevadm trigger --subsystem-match=usb" in CAMERA_RULES.read_text()
