@@ -42,13 +42,8 @@ def open_focuser(url: str, **kwargs: Any) -> Focuser:
     URLError
         Malformed URL or a scheme with no registered driver (the message lists the known ones).
     """
-    scheme = DeviceURL.parse(url).scheme
+    scheme = _known_scheme(url)
     registry = _entry_points()
-    if scheme not in registry:
-        raise URLError(
-            f"no focuser driver for {scheme}:// in {url!r}; known schemes: "
-            f"{', '.join(s + '://' for s in sorted(registry)) or 'none (is stackrig installed?)'}"
-        )
     try:
         driver = registry[scheme].load()
     except (ImportError, AttributeError) as exc:
@@ -58,13 +53,28 @@ def open_focuser(url: str, **kwargs: Any) -> Focuser:
     return cast(Focuser, driver.from_url(url, **kwargs))
 
 
+def _known_scheme(url: str) -> str:
+    """The scheme of ``url``, one a driver is registered for; else a :class:`URLError` that
+    lists them."""
+    scheme = DeviceURL.parse(url).scheme
+    registry = _entry_points()
+    if scheme not in registry:
+        raise URLError(
+            f"no focuser driver for {scheme}:// in {url!r}; known schemes: "
+            f"{', '.join(s + '://' for s in sorted(registry)) or 'none (is stackrig installed?)'}"
+        )
+    return scheme
+
+
 def declared_capabilities(url: str) -> FocuserCapabilities:
     """Units and soft limits (``min``/``max``) that ``url`` declares, without opening anything.
 
     Opening a serial port resets an Arduino-based controller, so ``--dry-run`` checks a plan
     against this instead. A ``camera://`` lens moves in steps and declares no limits (the body
-    reports its own when opened).
+    reports its own when opened). A scheme no driver serves is refused here too: ``--dry-run``
+    said a plan on ``nosuch:///dev/x`` was fine.
     """
+    _known_scheme(url)
     parsed = DeviceURL.parse(url)
     if parsed.scheme == "camera":
         return FocuserCapabilities(absolute=False, units="steps")

@@ -81,3 +81,15 @@ def test_a_rail_named_again_on_a_new_port_keeps_the_sessions_options() -> None:
     )
     assert on_new_port("marlin:///dev/ttyACM0", old) == ("marlin:///dev/ttyACM0", [])
     assert on_new_port("grbl:///dev/ttyUSB1", "grbl:///dev/ttyUSB0") == ("grbl:///dev/ttyUSB1", [])
+
+
+def test_a_dry_run_refuses_a_scheme_no_driver_serves() -> None:
+    """``rig shoot --dry-run --rail nosuch:///dev/x`` said the plan was fine; the run itself
+    refused the URL. Both refuse it now, in the same words."""
+    from rig.rails import declared_capabilities
+
+    with pytest.raises(URLError, match=r"no focuser driver for nosuch:// .* known schemes: "):
+        declared_capabilities("nosuch:///dev/x")
+    with pytest.raises(URLError, match=r"no focuser driver for nosuch://"):
+        open_focuser("nosuch:///dev/x")
+    assert declared_capabilities("sim://?max=2mm").max_position == 2000.0
