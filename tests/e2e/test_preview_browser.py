@@ -246,6 +246,19 @@ def test_a_visible_page_whose_stream_died_silently_follows_the_rig_again(browser
         assert errors == []
 
 
+@contextlib.contextmanager
+def _page_through(browser, hub: PreviewHub, pump) -> Iterator[tuple]:
+    """A phone's page of ``hub``'s preview (pinged every 15 s, as served) opened through a
+    relay whose ``pump`` plays the network: (the page, the errors it logs)."""
+    with (
+        PreviewServer(hub, app=create_app(hub, ping_s=15.0)) as server,
+        relay(server.port, pump) as via,
+    ):
+        page, errors = phone_page(browser)
+        page.goto(via)
+        yield page, errors
+
+
 def test_a_stream_that_says_nothing_at_first_is_asked_for_again_at_once(browser):
     """After a router's restart the browser sends the new stream's request on a kept-alive
     connection that died too, and no answer ever comes: the page waited three pings (45 s)
@@ -266,12 +279,7 @@ def test_a_stream_that_says_nothing_at_first_is_asked_for_again_at_once(browser)
                     continue  # the first stream's answer is lost on the way
                 dst.sendall(data)
 
-    with (
-        PreviewServer(hub, app=create_app(hub, ping_s=15.0)) as server,
-        relay(server.port, pump) as via,
-    ):
-        page, errors = phone_page(browser)
-        page.goto(via)
+    with _page_through(browser, hub, pump) as (page, errors):
         page.wait_for_function(
             "document.getElementById('captured').textContent === '3 / 10'", timeout=9000
         )
@@ -394,12 +402,7 @@ def test_a_stream_opened_again_says_live_at_once(browser):
                     first.append(src)
                 dst.sendall(data)
 
-    with (
-        PreviewServer(hub, app=create_app(hub, ping_s=15.0)) as server,
-        relay(server.port, pump) as via,
-    ):
-        page, errors = phone_page(browser)
-        page.goto(via)
+    with _page_through(browser, hub, pump) as (page, errors):
         page.wait_for_function("document.getElementById('captured').textContent === '3 / 10'")
         page.wait_for_selector("#link[data-live='true']")
         first[0].shutdown(socket.SHUT_RDWR)
