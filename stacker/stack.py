@@ -460,7 +460,7 @@ class Stacker:
         self._weak = None
         if reason is not None:
             return _Outcome(False, reason, np.eye(3), np.ones(3), reg.score)
-        gain_pair, blown = self._pair_gain(small, reg.matrix)
+        gain_pair, blown, blown_before = self._pair_gain(small, reg.matrix)
         gain = self._prev_gain * gain_pair
         if not np.all((gain > 0.5) & (gain < 2.0)):
             reason = (
@@ -473,6 +473,15 @@ class Stacker:
                 f"{1 / gain.min():.2g} times as bright as the first frame and blown out over "
                 f"{blown:.1%} of it where the frame before is not: its colours there cannot be "
                 "matched (a flash that fired twice, a light that changed? keep both fixed)"
+            )
+            return _Outcome(False, reason, np.eye(3), gain, reg.score)
+        if self.frames_merged == 1 and gain.max() > 1 / BRIGHTER and blown_before > BLOWN_SHARE:
+            # The first frame is the odd one: every frame after it is kept out the same way,
+            # and the stack is made again without it (see stacker.lonefirst).
+            reason = (
+                f"the first frame is {gain.max():.2g} times as bright and blown out over "
+                f"{blown_before:.1%} of it where this one is not: the composite would take its "
+                "exposure, clipped"
             )
             return _Outcome(False, reason, np.eye(3), gain, reg.score)
         chain = self._prev_chain @ rescale_matrix(reg.matrix, 2.0**self._align_level)
@@ -510,9 +519,10 @@ class Stacker:
     def _plausible(reg, w: int, h: int, limit: float) -> bool:
         return reg.score > 0.5 and corner_displacement(reg.matrix, w, h) <= limit
 
-    def _pair_gain(self, small: np.ndarray, matrix: np.ndarray) -> tuple[np.ndarray, float]:
+    def _pair_gain(self, small: np.ndarray, matrix: np.ndarray) -> tuple[np.ndarray, float, float]:
         """Per-channel gain that brings this frame's exposure to the previous frame's, and the
-        share of what both show that is blown out in this frame alone (any channel at white).
+        shares of what both show that are blown out (any channel at white) in this frame alone
+        and in the previous frame alone.
 
         ``small`` is the frame at a quarter of the registration size (means of large areas
         need no more) and ``matrix`` the registration-level transform. Only what both frames
@@ -534,9 +544,14 @@ class Stacker:
         ref = np.array(cv2.mean(self._prev_color[inner], mask=both)[:3])
         cur = np.array(cv2.mean(warped[inner], mask=both)[:3])
         white = 0.99 * float(np.iinfo(self._dtype).max)
-        blown = (warped[inner].max(axis=2) >= white) & (self._prev_color[inner].max(axis=2) < white)
-        share = float(np.count_nonzero(blown & (whole > 0))) / max(1, cv2.countNonZero(whole))
-        return np.where(cur > 1e-3, ref / np.maximum(cur, 1e-3), 1.0), share
+        here = (warped[inner].max(axis=2) >= white) & (whole > 0)
+        before = (self._prev_color[inner].max(axis=2) >= white) & (whole > 0)
+        count = max(1, cv2.countNonZero(whole))
+        shares = (
+            np.count_nonzero(here & ~before) / count,
+            np.count_nonzero(before & ~here) / count,
+        )
+        return np.where(cur > 1e-3, ref / np.maximum(cur, 1e-3), 1.0), *shares
 
     def _merge(self, image, chain, gain, index) -> None:
         """Warp the frame into the reference here, then track its focus and fold it into the
@@ -1016,7 +1031,12 @@ BLOWN_SHARE = 0.005
 are blown out over more than :data:`BLOWN_SHARE` of what it shares with the frame before,
 where that frame's are not, is kept out. Its clipped channels stay white while the others are
 scaled down: a hue where there was none, whose edges the merge takes for detail (a frame at
-twice the exposure painted 19 % of a composite with false colour, 41 dB down to 21)."""
+twice the exposure painted 19 % of a composite with false colour, 41 dB down to 21).
+
+The other way round, a first frame so much brighter than the second, and blown out where the
+second is not, is the odd one: every frame after it is kept out the same way, and the stack is
+made again without it. Else the composite took its exposure: the other frames brightened 1.6
+times to match it, 13 % of the composite clipped."""
 
 BLURRED_DIP = 0.55
 """A merged frame whose sharpness falls below this share of both its neighbours' is a blurred

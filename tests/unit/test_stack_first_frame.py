@@ -32,6 +32,8 @@ def _bad_first(folder: Path, tmp_path: Path, kind: str) -> list[Path]:
         bad = (first * 0.05).astype(np.uint8)
     elif kind == "blown":
         bad = np.full_like(first, 255)
+    elif kind == "brighter":  # a flash that fired twice: the composite took its exposure
+        bad = np.clip(first * 1.6, 0, 255).astype(np.uint8)
     elif kind == "grey":  # a greyscale file, which the colour frames after it are kept out of
         bad = cv2.cvtColor(first, cv2.COLOR_BGR2GRAY)
     else:  # another subject
@@ -42,7 +44,7 @@ def _bad_first(folder: Path, tmp_path: Path, kind: str) -> list[Path]:
     return [path, *collect_inputs([folder])]
 
 
-@pytest.mark.parametrize("kind", ["dark", "blown", "other", "grey"])
+@pytest.mark.parametrize("kind", ["dark", "blown", "other", "grey", "brighter"])
 def test_a_bad_first_frame_is_left_out(folder: Path, tmp_path: Path, kind: str) -> None:
     files = _bad_first(folder, tmp_path, kind)
     restarts: list[tuple[Path, int]] = []
