@@ -124,7 +124,7 @@ def one_of_each_shot(
         else:
             kept.append(f)
     if lone and len(lone) >= len(kept):  # not a partner or two missing: shot in the other kind
-        want, other = ("RAW", "JPEG") if want_raw else ("JPEG", "RAW")
+        want, other = _kinds(prefer)
         how = "--prefer jpeg and a .tif, .png or .jpg output" if want_raw else "--prefer raw"
         raise StackerError(
             f"{lone[0].parent}: {len(lone)} {other} files have no {want} partner and {len(kept)} "
@@ -137,7 +137,7 @@ def one_of_each_shot(
 def lone_note(folder: Path, lone: list[Path], prefer: Prefer) -> str:
     """What ``stacker stack`` and ``batch`` say of the files :func:`one_of_each_shot` left out
     alone."""
-    want, other = ("RAW", "JPEG") if prefer == "raw" else ("JPEG", "RAW")
+    want, other = _kinds(prefer)
     names = ", ".join(f.name for f in lone)
     return (
         f"{folder}: left out, {other} files whose shot has no {want} file (a stack is of one "
@@ -145,8 +145,13 @@ def lone_note(folder: Path, lone: list[Path], prefer: Prefer) -> str:
     )
 
 
+def _kinds(prefer: Prefer) -> tuple[str, str]:
+    """(the kind stacked, the other), as messages name them."""
+    return ("RAW", "JPEG") if prefer == "raw" else ("JPEG", "RAW")
+
+
 def partners_note(folder: Path, left: list[Path], prefer: Prefer, other: str) -> str:
     """What ``stacker stack`` and ``batch`` say of the partners :func:`one_of_each_shot` left;
     ``other`` says how to stack the other kind."""
-    took = "RAW" if prefer == "raw" else "JPEG"
+    took, _ = _kinds(prefer)
     return f"{folder}: {len(left)} RAW+JPEG pairs: stacking the {took} file of each ({other})"
