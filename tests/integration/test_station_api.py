@@ -217,7 +217,7 @@ def test_plan_jog_and_test_shot(station, client) -> None:
 
 @pytest.mark.slow
 def test_start_stop_resume_and_download_through_the_api(station, client) -> None:
-    plan = {**PLAN, "frames": 8}
+    plan = {**PLAN, "frames": 8, "settle": 0.3}  # still shooting when the stop arrives
     r = client.post("/api/sessions", json={"plan": plan, "name": "beetle"})
     assert r.status_code == 201 and r.json()["id"] == "beetle"
     assert client.post("/api/sessions", json={"plan": plan}).status_code == 409  # one at a time

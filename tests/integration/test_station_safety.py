@@ -862,7 +862,9 @@ def test_idle_connections_from_a_few_addresses_do_not_keep_the_phones_stop_out(
     connections carrying no request make room, those of the address holding most first."""
     from stacker.preview.server import MAX_CONNECTIONS, MAX_CONNECTIONS_PER_CLIENT
 
-    r = client.post("/api/sessions", json={"plan": {**PLAN, "frames": 40}, "name": "held"})
+    # 40 frames settling half a second each: still shooting however slowly the slots fill
+    plan = {**PLAN, "frames": 40, "settle": 0.5}
+    r = client.post("/api/sessions", json={"plan": plan, "name": "held"})
     assert r.status_code == 201, r.text
     port = int(str(client.base_url).rsplit(":", 1)[1])
     held: list[socket.socket] = []
