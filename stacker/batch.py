@@ -893,6 +893,10 @@ def _run_on_cluster(todo, options, scheduler, workers, summary, record, counts, 
         client.close()
         if cluster is not None:
             cluster.close()
+            # Its workers are gone: one stopped mid-write (the interrupt, a worker killed for
+            # memory) left the hidden temporary of an output behind. A remote cluster's workers
+            # may still be writing theirs; the next run's start removes what they leave.
+            remove_stale_temporaries(todo)
     for report, job in left:
         if report is None:
             # Judged once the cluster is closed: a task cannot be cancelled while it runs, and

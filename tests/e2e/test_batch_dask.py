@@ -329,6 +329,9 @@ def test_ctrl_c_cancels_cleanly_and_a_rerun_finishes(tmp_path: Path, signum: int
     root, out = tmp_path / "many", tmp_path / "out"
     report = out / "batch-report.jsonl"
     proc = _batch_with_a_stack_done(root, out, STACKS)
+    # What a worker stopped in the middle of writing the last stack's composite leaves (seen
+    # when the worker was busy writing as the signal came)
+    (out / f".s{STACKS - 1}.tif.k9x2b7qd.tmp").write_bytes(b"II*\0")
     proc.send_signal(signum)  # SIGINT: what Ctrl-C sends to the command
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
