@@ -15,6 +15,10 @@ merges. Two warped-frame buffers alternate so the two never share one. Every met
 the merge state first waits for the merge in progress (:meth:`Stacker.wait`), so callers see the
 same results, in the same order, as with ``overlap=False``, which merges inside ``add``.
 
+A stacker may be shared between threads (a preview read while another thread adds frames):
+its public methods run one at a time. A read in the middle of a merge once collapsed the
+pyramid in the buffers the merge was building the next frame in, and spoiled the composite.
+
 The merge state lives in the geometry of the first frame. A different reference (``middle``,
 ``last`` or an index) is applied when the result is produced, by one final warp.
 """
@@ -26,7 +30,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, NamedTuple
+from functools import wraps
+from typing import Any, NamedTuple, TypeVar
 
 import cv2
 import numpy as np
@@ -119,6 +124,31 @@ class _Outcome(NamedTuple):
             score=float(self.score),
             seconds=seconds,
         )
+
+
+def _position(value: object, name: str) -> float:
+    """``value`` as a finite number of µm, or a StackerError naming it (a NaN made the depth
+    map NaN where that frame won, an infinity or a string failed only when it was written)."""
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        number = float(value)
+        if np.isfinite(number):
+            return number
+    raise StackerError(f"{name}: position {value!r} is not a finite number of µm")
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _one_at_a_time(method: F) -> F:
+    """A :class:`Stacker` method that runs while no other thread is in one (see the module
+    docstring). The merge running in the background is not one: readers wait for it."""
+
+    @wraps(method)
+    def locked(self: Stacker, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return locked  # type: ignore[return-value]
 
 
 def parse_reference(reference: str | int) -> str | int:
@@ -215,6 +245,7 @@ class Stacker:
         self.overlap = bool(overlap)
         self.far_first = bool(far_first)
         self.records: list[FrameRecord] = []
+        self._lock = threading.RLock()  # see _one_at_a_time
         self._state: PyramidMerger | DepthMapMerger | None = None  # read through _merger
         self._out_of_memory: str | None = None  # why no frame is merged any more (or released)
         self._pending: _Background | None = None
@@ -254,6 +285,7 @@ class Stacker:
         self.wait()
         return self._state
 
+    @_one_at_a_time
     def wait(self) -> None:
         """Wait until the frame being merged in the background is in the merge state.
 
@@ -264,6 +296,7 @@ class Stacker:
             self._pending.join()
             self._pending = None
 
+    @_one_at_a_time
     def release(self) -> None:
         """Let go of the merge state and buffers: the stack is given up without its result (a
         live stack starting again without a bad first frame), and a new stacker is about to
@@ -294,6 +327,7 @@ class Stacker:
         return self._shape
 
     # ------------------------------------------------------------------ adding frames
+    @_one_at_a_time
     def add(
         self,
         image: np.ndarray,
@@ -311,6 +345,8 @@ class Stacker:
         name = name or f"frame {len(self.records) + 1}"
         if self._out_of_memory is not None:
             raise StackerError(f"{name}: {self._out_of_memory}")
+        if position_um is not None:
+            position_um = _position(position_um, name)
         try:
             return self._add(image, name, position_um, linear)
         except MemoryError:
@@ -379,12 +415,13 @@ class Stacker:
         return _Outcome(False, reason, np.eye(3), np.ones(3), 0.0)
 
     def _check_frame(self, image: np.ndarray, name: str) -> np.ndarray:
-        if image.ndim == 2:
-            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-        if image.ndim != 3 or image.shape[2] not in (3, 4):
+        if not isinstance(image, np.ndarray):  # None: what cv2.imread gives for a bad file
+            raise StackerError(
+                f"{name}: {type(image).__name__} is not an image; give a numpy array "
+                "(height x width x 3, as cv2.imread returns for a file it can read)"
+            )
+        if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
             raise StackerError(f"{name}: unsupported image layout {image.shape}")
-        if image.shape[2] == 4:
-            image = np.ascontiguousarray(image[:, :, :3])
         if image.dtype not in (np.uint8, np.uint16):
             raise StackerError(f"{name}: unsupported pixel type {image.dtype}; use 8 or 16 bits")
         if min(image.shape[:2]) < MIN_FRAME_SIDE:
@@ -392,6 +429,11 @@ class Stacker:
                 f"{name}: {image.shape[1]}x{image.shape[0]} pixels is too small to stack; "
                 f"frames need at least {MIN_FRAME_SIDE} pixels on each side"
             )
+        if image.ndim == 2:
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        # Rows one after the other, as the buffers made from the first frame are: a frame in
+        # Fortran order (a transpose) made them so, and every later warp into them failed.
+        image = np.ascontiguousarray(image[:, :, :3] if image.shape[2] == 4 else image)
         if self._shape is not None:
             h, w = self._shape
             if image.shape[:2] != (h, w):
@@ -662,6 +704,7 @@ class Stacker:
             raise StackerError("no frame has been merged yet")
         return merger
 
+    @_one_at_a_time
     def reference_record(self) -> FrameRecord:
         """The merged frame whose geometry the result takes."""
         merged = [r for r in self.records if r.merged]
@@ -695,6 +738,7 @@ class Stacker:
             return cv2.warpAffine(img, ref[:2], (w, h), flags=flags, borderMode=border)
         return cv2.warpPerspective(img, ref, (w, h), flags=flags, borderMode=border)
 
+    @_one_at_a_time
     def crop_rectangle(self) -> tuple[int, int, int, int]:
         """(x, y, w, h) of the area every merged frame covers, in the reference geometry."""
         self._require()
@@ -707,6 +751,7 @@ class Stacker:
             self._full_cache = (self._version, merger.composite(0))
         return self._full_cache[1]
 
+    @_one_at_a_time
     def result(self, crop: bool = True) -> np.ndarray:
         """The full-quality composite in the frames' dtype, in the reference geometry.
 
@@ -721,12 +766,14 @@ class Stacker:
             img = img[y : y + h, x : x + w]
         return np.ascontiguousarray(img)
 
+    @_one_at_a_time
     def depth_frames(self, crop: bool = True) -> np.ndarray:
         """Per-pixel focus peak in frames (float32, sub-frame: 2.5 lies half-way between frames
         2 and 3), smoothed and filled (:mod:`stacker.depth`), in the geometry of :meth:`result`.
         """
         return self.upsample_depth(self.depth_frames_small(), crop)
 
+    @_one_at_a_time
     def depth_frames_small(self) -> np.ndarray:
         """:meth:`depth_frames` at the size it is computed at, in the merge geometry: what the
         full-size maps are upsampled from (in one bilinear warp each).
@@ -755,6 +802,7 @@ class Stacker:
             stop += 1
         return self._full_composite() if stop == 0 else merger.composite(stop)
 
+    @_one_at_a_time
     def upsample_depth(
         self, small: np.ndarray, crop: bool = True, *, dst: np.ndarray | None = None
     ) -> np.ndarray:
@@ -789,11 +837,13 @@ class Stacker:
             return cv2.warpAffine(small, m[:2], (w, h), dst=dst, flags=flags, borderMode=border)
         return cv2.warpPerspective(small, m, (w, h), dst=dst, flags=flags, borderMode=border)
 
+    @_one_at_a_time
     def depth_index(self, crop: bool = True) -> np.ndarray:
         """Per-pixel index of the frame in best focus (uint16): :meth:`depth_frames`, rounded."""
         frames = self.depth_frames(crop)
         return np.rint(np.maximum(frames, 0)).astype(np.uint16)
 
+    @_one_at_a_time
     def depth_um(self, crop: bool = True) -> np.ndarray | None:
         """Per-pixel focus position in micrometres (float32, finer than the step), or None
         without positions. Converted at the computed size, then upsampled (the conversion is
@@ -801,6 +851,7 @@ class Stacker:
         um = self.frames_to_um(self.depth_frames_small())
         return None if um is None else self.upsample_depth(um, crop)
 
+    @_one_at_a_time
     def frames_to_um(self, frames: np.ndarray) -> np.ndarray | None:
         """A depth map in frames as focus positions in µm (interpolated between the merged
         frames' positions), or None when a merged frame has no position."""
@@ -952,6 +1003,7 @@ class Stacker:
             img = cv2.convertScaleAbs(img, alpha=255.0 / 65535.0)
         return img
 
+    @_one_at_a_time
     def preview(self) -> np.ndarray | None:
         """The current composite, 8-bit, longest side at most ``preview_size`` (cheap)."""
         if self._merger is None or self.frames_merged == 0:
@@ -962,6 +1014,7 @@ class Stacker:
             stop += 1
         return self._preview_fit(self._merger.composite(stop))
 
+    @_one_at_a_time
     def preview_depth(self) -> np.ndarray | None:
         """The depth map, colourised, at preview size, with its colour legend below it."""
         if self._merger is None or self.frames_merged == 0:
@@ -973,12 +1026,14 @@ class Stacker:
         small = self._depth_small(_PREVIEW_DEPTH_SIZE, live=True)[0]
         return self.colorize_depth(cv2.resize(small, size, interpolation=cv2.INTER_LINEAR))
 
+    @_one_at_a_time
     def colorize_depth(self, frames: np.ndarray) -> np.ndarray:
         """A depth map in frames as the colour preview (near blue, far red), legend included:
         colours to µm when every merged frame has a position, else to frame numbers."""
         count = len(self.records)
         return depth.add_legend(depth.colorize(frames, count), count, self._legend_um())
 
+    @_one_at_a_time
     def depth_preview(self, crop: bool = True) -> np.ndarray:
         """:meth:`colorize_depth` of :meth:`depth_frames`, coloured at the computed size and
         then upsampled straight into the image above its legend (colouring the full-size map
@@ -1002,6 +1057,7 @@ class Stacker:
             return None
         return np.interp(np.arange(count), *positions).tolist()
 
+    @_one_at_a_time
     def last_frame_preview(self) -> np.ndarray | None:
         """The most recent merged frame, aligned to the reference, at preview size."""
         self.wait()
@@ -1009,6 +1065,7 @@ class Stacker:
             return None
         return self._preview_fit(self._warped)
 
+    @_one_at_a_time
     def crop(self, x: int, y: int, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
         """100 % crops of the composite and of the last merged frame at the same place.
 

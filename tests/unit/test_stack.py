@@ -312,6 +312,68 @@ def test_mismatched_frames_are_errors(frames) -> None:
         s.add(frames[1].image.astype(np.uint16) * 257, name="c.tif")
 
 
+def test_what_is_not_an_image_or_a_position_is_a_one_line_error_naming_the_frame(frames) -> None:
+    """None (what cv2.imread gives for a file it cannot read) failed on ``.ndim``; a grey frame
+    with no pixels in OpenCV's cvtColor; a NaN position made the depth map NaN wherever that
+    frame won, and an infinity or a string failed only when the depth map was written."""
+    s = Stacker()
+    with pytest.raises(StackerError, match=r"^a\.jpg: NoneType is not an image"):
+        s.add(None, name="a.jpg")  # type: ignore[arg-type]
+    with pytest.raises(StackerError, match=r"^b\.png: 0x0 pixels is too small to stack"):
+        s.add(np.zeros((0, 0), np.uint8), name="b.png")
+    for bad in (float("nan"), float("inf"), "200", True):
+        with pytest.raises(StackerError, match=r"^c\.jpg: position .* is not a finite number"):
+            s.add(frames[0].image, name="c.jpg", position_um=bad)  # type: ignore[arg-type]
+    assert s.frames_added == 0
+    s.add(frames[0].image, name="c.jpg", position_um=np.float32(12.5))
+    assert s.records[0].position_um == 12.5
+
+
+def test_a_first_frame_in_column_order_does_not_break_the_frames_after_it(frames) -> None:
+    """A transposed or Fortran-ordered first frame made the stack's buffers column-ordered, and
+    every later warp into them failed with OpenCV's "Layout of the output array dst is
+    incompatible with cv::Mat"."""
+    s = Stacker(overlap=False)
+    s.add(np.asfortranarray(frames[0].image))
+    for f in frames[1:4]:
+        assert s.add(f.image).merged
+    plain = Stacker(overlap=False)
+    for f in frames[:4]:
+        plain.add(f.image)
+    assert np.array_equal(s.result(crop=False), plain.result(crop=False))
+
+
+def test_reading_the_composite_from_another_thread_leaves_it_as_it_would_be(frames) -> None:
+    """A live page's thread reading previews while frames were added collapsed the pyramid in
+    the buffers the merge was building the next frame in: the final composite came out up to
+    217 levels off what one thread gives, silently."""
+    import threading
+
+    alone = run(frames)
+    shared = Stacker()
+    stop = threading.Event()
+    reads = [0]
+
+    def reader() -> None:
+        while not stop.is_set():
+            if shared.preview() is not None:  # None until the first frame is merged
+                shared._full_cache = None  # each read collapses the pyramid anew
+                shared.result(crop=False)
+                reads[0] += 1
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        for f in frames:
+            shared.add(f.image, name=f"f{f.index}", position_um=f.focus_um)
+    finally:
+        stop.set()
+        t.join()
+    assert reads[0] >= 1
+    shared._full_cache = None  # the merge state itself, not a copy a read kept
+    assert np.array_equal(shared.result(crop=False), alone.result(crop=False))
+
+
 def test_greyscale_and_colour_frames_are_not_merged_together(frames) -> None:
     """A greyscale file in a colour stack (decoded to three equal channels) merged silently,
     leaving grey patches wherever it was the sharpest frame; and the other way round."""
