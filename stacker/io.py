@@ -377,11 +377,13 @@ def header_size(head: bytes) -> tuple[int, int] | None:
         return abs(w), abs(h)
     if head[:2] == b"\xff\xd8":
         pos = 2
-        while pos + 9 <= len(head) and head[pos] == 0xFF:
-            marker = head[pos + 1]
-            if marker == 0xFF:  # fill byte
+        while pos + 9 <= len(head):
+            # libjpeg passes over bytes before a marker (next_marker: "extraneous bytes") and
+            # fill bytes: a size after two junk bytes was decoded at 20000x20000, unchecked.
+            if head[pos] != 0xFF or head[pos + 1] == 0xFF:
                 pos += 1
                 continue
+            marker = head[pos + 1]
             if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
                 h, w = struct.unpack(">HH", head[pos + 5 : pos + 9])
                 return w, h
@@ -408,7 +410,9 @@ def _webp_size(head: bytes) -> tuple[int, int] | None:
     return None
 
 
-_TIFF_INTEGERS = {3: "H", 4: "I", 16: "Q"}  # SHORT, LONG, LONG8: how a size may be stored
+# How a size may be stored: SHORT, LONG, LONG8 and the signed types libtiff reads as well
+# (a width as SLONG slipped past the size check, and a 400 MP page was decoded).
+_TIFF_INTEGERS = {3: "H", 4: "I", 16: "Q", 8: "h", 9: "i", 17: "q"}
 
 
 def _tiff_size(data: bytes) -> tuple[int, int] | None:
@@ -428,7 +432,8 @@ def _tiff_size(data: bytes) -> tuple[int, int] | None:
         for pos in range(start, start + entries * entry, entry):
             tag, kind = struct.unpack_from(order + "HH", data, pos)
             if tag in (256, 257) and kind in _TIFF_INTEGERS:
-                (found[tag],) = struct.unpack_from(order + _TIFF_INTEGERS[kind], data, pos + value)
+                (n,) = struct.unpack_from(order + _TIFF_INTEGERS[kind], data, pos + value)
+                found[tag] = abs(n)
     except struct.error:  # cut short: the decoder will say so
         return None
     if 256 not in found or 257 not in found:

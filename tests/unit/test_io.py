@@ -381,6 +381,37 @@ def test_a_tiff_declaring_too_many_pixels_is_refused_before_decoding(
         read_image(bomb)
 
 
+def test_a_tiff_size_stored_as_signed_integers_is_checked_too(tmp_path: Path) -> None:
+    """libtiff reads a width and height stored as SLONG: a 389 KB TIFF so declaring 20000x20000
+    was decoded whole (2.4 GB, 33 s) before the stack refused its size."""
+    bomb = tmp_path / "bomb.tif"
+    tifffile.imwrite(bomb, np.zeros((16, 16), np.uint8), compression="zlib")
+    data = bytearray(bomb.read_bytes())
+    (ifd,) = struct.unpack_from("<I", data, 4)
+    (entries,) = struct.unpack_from("<H", data, ifd)
+    for pos in range(ifd + 2, ifd + 2 + 12 * entries, 12):
+        tag, _ = struct.unpack_from("<HH", data, pos)
+        if tag in (256, 257):
+            struct.pack_into("<HHIi", data, pos, tag, 9, 1, 20000)  # SLONG
+    bomb.write_bytes(bytes(data))
+    with pytest.raises(UnreadableImageError, match=r"bomb\.tif: declares 20000x20000 pixels"):
+        read_image(bomb)
+
+
+def test_a_jpeg_size_after_junk_bytes_is_checked_too(tmp_path: Path) -> None:
+    """libjpeg passes over stray bytes before a marker; the size check gave up on them, and a
+    66 KB JPEG declaring 20000x20000 was decoded (1.3 GB), in the hot folder too."""
+    data = bytearray(cv2.imencode(".jpg", np.zeros((16, 16, 3), np.uint8))[1])
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", 20000, 20000)
+    data[sof:sof] = b"\x00\x00"
+    bomb = tmp_path / "bomb.jpg"
+    bomb.write_bytes(bytes(data))
+    assert header_size(bytes(data)) == (20000, 20000)
+    with pytest.raises(UnreadableImageError, match=r"bomb\.jpg: declares 20000x20000 pixels"):
+        read_image(bomb)
+
+
 @pytest.mark.parametrize("quality", [90, 101])  # lossy (VP8), lossless (VP8L)
 def test_a_webp_declaring_too_many_pixels_is_refused_before_decoding(
     tmp_path: Path, quality: int
