@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeVar, get_type_hints
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from stacker.errors import Interrupted, UserError
+from stacker.errors import TOO_MANY_FILES, Interrupted, UserError
 from stacker.launch import caused_by_interrupt, wind_down
 from stacker.quantities import TIME_UNITS
 
@@ -61,6 +61,10 @@ def run_app(app: typer.Typer, prog_name: str, units: Collection[str] = TIME_UNIT
         print(f"{prog_name}: error: {one_line(str(exc))}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except OSError as exc:
+        if exc.errno in TOO_MANY_FILES:  # anywhere: a module loaded late, a frame, a socket
+            print(f"{prog_name}: error: {exc.strerror}; {TOO_MANY_FILES[exc.errno]}",
+                  file=sys.stderr)  # fmt: skip
+            sys.exit(1)
         if exc.errno not in _PATH_ERRORS:
             raise
         print(f"{prog_name}: error: {_path_error(exc)}", file=sys.stderr)

@@ -4,6 +4,8 @@ The command lines print a :class:`UserError` as that single line on stderr and e
 ``exit_code``; any other exception is a bug and keeps its traceback.
 """
 
+import errno
+
 
 class UserError(Exception):
     """Base of every error caused by input, configuration or hardware rather than a bug."""
@@ -44,3 +46,11 @@ class Interrupted(UserError):
     """Stopped by the user (Ctrl-C); the message says what was and was not written."""
 
     exit_code = 130
+
+
+TOO_MANY_FILES = {
+    errno.EMFILE: "raise the limit of open files (ulimit -n 4096) and run it again",
+    errno.ENFILE: "the system has too many files open: close other programs and run it again",
+}
+"""What to do when a file cannot be opened for want of descriptors: the error names the file
+being opened, often a module Python was loading, not the culprit."""

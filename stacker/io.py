@@ -27,7 +27,7 @@ from typing import Any, BinaryIO, TypeVar
 import cv2
 import numpy as np
 
-from stacker.errors import StackerError, UnreadableImageError, or_another_output
+from stacker.errors import TOO_MANY_FILES, StackerError, UnreadableImageError, or_another_output
 from stacker.framepool import FramePool
 from stacker.metadata import (
     Metadata,
@@ -931,6 +931,8 @@ def storage_remedy(exc: OSError, otherwise: str) -> str:
         return "free some space"
     if exc.errno == errno.EROFS:
         return "the disk is read-only: check it and mount it again (or restart)"
+    if exc.errno in TOO_MANY_FILES:
+        return TOO_MANY_FILES[exc.errno]
     return otherwise
 
 

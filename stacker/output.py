@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from stacker.errors import RawFramesNeededError, ResultWriteError, StackerError
+from stacker.errors import TOO_MANY_FILES, RawFramesNeededError, ResultWriteError, StackerError
 from stacker.io import (
     JPEG_MAX_SIDE,
     all_or_none,
@@ -174,7 +174,7 @@ def save_outputs(
             )
             written = [composite.result(), *depth]
     except OSError as exc:  # disk full, folder removed or made read-only meanwhile
-        where = exc.filename or out_path
+        where = out_path if exc.errno in TOO_MANY_FILES else exc.filename or out_path
         reason = str(exc.strerror or exc)
         raise ResultWriteError(where, reason, storage_remedy(exc, "")) from None
     return written

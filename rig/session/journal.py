@@ -281,9 +281,10 @@ class Journal:
             try:
                 _append_whole(self._fh.fileno(), line)
             except OSError as exc:
+                remedy = storage_remedy(exc, "check the disk")
                 raise JournalError(
                     f"{self.path}: cannot append to the journal ({exc.strerror or exc}); "
-                    "free some disk space and resume"
+                    f"{remedy}, then resume"
                 ) from None
         return record
 

@@ -98,6 +98,29 @@ def test_a_refused_command_line_is_one_line_with_status_2(
     assert err.count("\n") == 1 and err.startswith(f"{prog}: error: ") and said in err, err
 
 
+def test_out_of_file_descriptors_anywhere_is_one_line(monkeypatch, capsys) -> None:
+    """``stacker watch`` under a small ``ulimit -n`` ended in a traceback when a module numpy
+    or rich loads late could not be opened. The error is raised by a command made for the test:
+    a real limit fails wherever the process happens to be."""
+    import errno
+
+    app = typer.Typer()
+
+    @app.command()
+    def watch() -> None:
+        raise OSError(errno.EMFILE, "Too many open files", "/venv/rich/_emoji_codes.py")
+
+    monkeypatch.setattr(sys, "argv", ["stacker"])
+    with pytest.raises(SystemExit) as ended:
+        run_app(app, "stacker")
+    err = capsys.readouterr().err
+    assert ended.value.code == 1
+    assert err == (
+        "stacker: error: Too many open files; raise the limit of open files (ulimit -n 4096) "
+        "and run it again\n"
+    )
+
+
 @pytest.mark.parametrize(("prog", "args"), [("rig", []), ("rig", ["rail"]), ("stacker", [])])
 def test_a_bare_group_still_prints_its_help(prog: str, args: list[str], monkeypatch, capsys):
     code, _, err = _run(prog, args, monkeypatch, capsys)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import threading
 from pathlib import Path
 
@@ -85,6 +87,27 @@ def test_append_after_close_is_refused(tmp_path: Path) -> None:
     j.close()
     with pytest.raises(JournalError, match="closed"):
         j.append("frame", index=1)
+
+
+@pytest.mark.parametrize(
+    ("err", "said"),
+    [(errno.ENOSPC, "free some space, then resume"), (errno.EIO, "check the disk, then resume")],
+)
+def test_a_refused_append_says_what_to_do_about_that_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, err: int, said: str
+) -> None:
+    """Every refused append said "free some disk space", an input/output error (a failing
+    card) too. The refusal is injected: no file system here fails an append on request."""
+    import rig.session.journal
+
+    def refused(fd: int, line: bytes) -> None:
+        raise OSError(err, os.strerror(err))
+
+    j = Journal.open(tmp_path / "journal.jsonl")
+    monkeypatch.setattr(rig.session.journal, "_append_whole", refused)
+    with pytest.raises(JournalError, match=f"{os.strerror(err)}\\); {said}$"):
+        j.append("frame", index=1)
+    j.close()
 
 
 def test_a_journal_that_is_a_link_is_never_written_through(tmp_path: Path) -> None:

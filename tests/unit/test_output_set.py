@@ -61,6 +61,25 @@ def test_a_write_refused_midway_leaves_the_old_set_whole(
     assert after["stack.tif"] != before["stack.tif"] and after["depth.png"] != before["depth.png"]
 
 
+def test_out_of_file_descriptors_names_the_output_and_the_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session run out of file descriptors logged "composite not written: .../numpy/ma/
+    extras.py: cannot write the result": the file being opened was a module loading late. The
+    error is injected where the composite is written (a real limit fails wherever it lands)."""
+    out = tmp_path / "stack.tif"
+
+    def no_descriptors(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EMFILE, "Too many open files", "/venv/numpy/ma/extras.py")
+
+    monkeypatch.setattr(stacker.output, "_write_composite", no_descriptors)
+    with pytest.raises(ResultWriteError) as refused:
+        save_outputs(_stacked(0), out, None)
+    said = str(refused.value)
+    assert said.startswith(f"{out}: cannot write the result (Too many open files); ")
+    assert "ulimit -n" in said and "numpy" not in said
+
+
 def test_a_write_that_ends_after_its_set_was_given_up_leaves_no_temporary(
     tmp_path: Path,
 ) -> None:
