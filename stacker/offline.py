@@ -34,6 +34,7 @@ from stacker.io import (
     check_writable_output,
     is_image_path,
     is_raw_path,
+    remove_temporaries,
 )
 from stacker.lonefirst import left_out_reason
 from stacker.natsort import frame_order
@@ -271,6 +272,9 @@ def stack_files(
         metadata_from=ref_path,
         crop=options.crop,
     )
+    # Those a stack killed mid-write (kill -9, a power cut) left, each as large as its output;
+    # a minute's quiet, as another program may be writing one now.
+    remove_temporaries(output_paths(output, depth_map), idle_s=60.0)
     t_end = time.perf_counter()
     run.seconds, run.final_seconds, run.last_read_seconds = (
         t_end - t0,

@@ -41,6 +41,24 @@ def test_stack_folder_writes_composite_and_depth_map(frames: Path, tmp_path: Pat
     assert (tmp_path / "depth-preview.jpg").exists() and (tmp_path / "depth.json").exists()
 
 
+def test_what_a_killed_stack_left_beside_its_outputs_is_removed(frames: Path, tmp_path) -> None:
+    """A stack killed while writing (kill -9, a power cut) leaves a hidden temporary as large as
+    its output, one more per interruption; the next stack to the same outputs removes those
+    untouched for a minute (another program may be writing a fresh one: it stays)."""
+    out, depth = tmp_path / "stacked.tif", tmp_path / "depth.png"
+    old = [tmp_path / ".stacked.tif.pltjlo_i.tmp", tmp_path / ".depth-preview.jpg.x1y2z3.tmp"]
+    fresh = tmp_path / ".stacked.tif.a8b7c6.tmp"
+    other = tmp_path / ".holiday.tif.q9w8e7.tmp"  # not an output of this stack
+    for p in (*old, fresh, other):
+        p.write_bytes(b"II*\0")
+    for p in (*old, other):
+        os.utime(p, (p.stat().st_atime - 120, p.stat().st_mtime - 120))
+    proc = stacker("stack", frames, "-o", out, "--depth-map", depth)
+    assert proc.returncode == 0, proc.stderr
+    assert not any(p.exists() for p in old)
+    assert fresh.exists() and other.exists()
+
+
 def test_jpeg_output_carries_reference_exif(
     frames: Path, tmp_path: Path, shared_data: Path
 ) -> None:
