@@ -698,8 +698,10 @@ class SessionRunner:
         try:
             outputs = self._write_outputs()
         except UserError as exc:  # disk full, folder gone: the frames on disk are all there is
-            if stopped_by is not None:
-                log.warning("composite not written: %s", exc)
+            if stopped_by is not None:  # said on the console too: the composite there is older
+                what = f"{exc.where}: {exc.reason}" if isinstance(exc, ResultWriteError) else exc
+                again = resume_command(self.folder.root)
+                self._warn(f"composite not written ({what}); `{again}` writes it")
                 return ()
             if isinstance(exc, RawFramesNeededError):  # every resume would fail the same
                 frames = shell_path(self.folder.frames_dir)

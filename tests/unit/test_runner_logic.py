@@ -6,6 +6,7 @@ tests/integration/test_session_runner.py.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import replace
@@ -360,6 +361,33 @@ def test_a_fault_stops_cleanly_and_resume_shoots_only_what_is_missing(tmp_path: 
     camera = FakeCamera()
     assert runner(tmp_path / "s", camera).run().reason is FinishReason.COMPLETED
     assert camera.shots == ["frame_0004", "frame_0005"]
+
+
+def test_a_composite_a_fault_kept_from_being_written_is_said_on_the_console(
+    tmp_path: Path,
+) -> None:
+    """A disk that filled while a frame was written stopped the session, and the composite's
+    write failed on the same full disk: only session.log said so, while the console showed 3
+    merged and composite.tif on disk was an older checkpoint. The composite's refusal is
+    injected: the frame's own is the fault."""
+    from stacker.errors import ResultWriteError
+
+    full = OSError(28, "No space left on device")
+    broken = FakeCamera(fail=lambda stem, _: full if stem == "frame_0004" else None)
+    session = runner(tmp_path / "s", broken)
+    session.options = dataclasses.replace(OPTIONS, write_outputs=True)
+
+    def refused(**kwargs: object) -> tuple[Path, ...]:
+        raise ResultWriteError(tmp_path / "s" / "composite.tif", "No space left on device", "")
+
+    session._write_outputs = refused  # type: ignore[method-assign]
+    result = session.run()
+    assert result.reason is FinishReason.FAULT and result.outputs == ()
+    said = [w for w in result.status.warnings if w.startswith("composite not written")]
+    assert said == [
+        f"composite not written ({tmp_path / 's' / 'composite.tif'}: No space left on device); "
+        f"`rig resume {tmp_path / 's'}` writes it"
+    ]
 
 
 def test_a_stop_between_frames_interrupts_after_the_frame_in_flight(tmp_path: Path) -> None:
