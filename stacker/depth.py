@@ -431,28 +431,41 @@ def colorize(frames: np.ndarray, count: int) -> np.ndarray:
 
 
 def legend_ticks(
-    count: int, positions_um: Sequence[float] | None, *, ticks: int = 5
+    count: int,
+    positions_um: Sequence[float] | None,
+    numbers: Sequence[int] | None = None,
+    *,
+    ticks: int = 5,
 ) -> list[tuple[float, str]]:
     """(frame, label) pairs along the colour bar: µm when positions are known, else frames.
 
-    ``positions_um`` are the focus positions of frames 0 .. count-1 (None when unknown).
-    Labels use "um", since the preview's font has no µ; frames are numbered from 1.
+    ``positions_um`` are the focus positions of frames 0 .. count-1 (None when unknown) and
+    ``numbers`` their numbers (by default from 1, as users see frames everywhere else).
+    Labels use "um", since the preview's font has no µ, with the decimals that tell the ticks
+    apart (whole micrometres labelled a 3 µm stack "0, 1, 2, 2, 3 um").
     """
     top = max(1, count - 1)
+    if positions_um is not None and len(positions_um) == count:
+        at = np.asarray(positions_um, np.float64)
+        apart = abs(float(at[-1] - at[0])) / (ticks - 1)
+        decimals = 0 if apart >= 5 else 1 if apart >= 0.5 else 2 if apart >= 0.05 else 3
+        return [
+            (f, f"{float(np.interp(f, np.arange(count), at)):.{decimals}f} um")
+            for f in (top * k / (ticks - 1) for k in range(ticks))
+        ]
     out = []
     for k in range(ticks):
-        f = top * k / (ticks - 1)
-        if positions_um is not None and len(positions_um) == count:
-            um = float(np.interp(f, np.arange(count), np.asarray(positions_um, np.float64)))
-            out.append((f, f"{um:.0f} um"))
-        else:
-            # ticks on whole frames, numbered from 1 as users see frames everywhere else
-            out.append((float(round(f)), f"frame {round(f) + 1}"))
+        f = round(top * k / (ticks - 1))  # ticks on whole frames
+        shown = numbers[f] if numbers is not None and f < len(numbers) else f + 1
+        out.append((float(f), f"frame {shown}"))
     return out
 
 
 def add_legend(
-    image: np.ndarray, count: int, positions_um: Sequence[float] | None = None
+    image: np.ndarray,
+    count: int,
+    positions_um: Sequence[float] | None = None,
+    numbers: Sequence[int] | None = None,
 ) -> np.ndarray:
     """The colourised depth ``image`` with a colour bar and its labels below it (a new image).
 
@@ -461,21 +474,31 @@ def add_legend(
     below the map, so no part of the map is hidden.
     """
     h, w = image.shape[:2]
-    return np.vstack([image, legend_strip(w, count, positions_um, h=h)])
+    return np.vstack([image, legend_strip(w, count, positions_um, numbers, h=h)])
 
 
 def legend_strip(
-    w: int, count: int, positions_um: Sequence[float] | None = None, *, h: int | None = None
+    w: int,
+    count: int,
+    positions_um: Sequence[float] | None = None,
+    numbers: Sequence[int] | None = None,
+    *,
+    h: int | None = None,
 ) -> np.ndarray:
     """The legend :func:`add_legend` draws below a map ``w`` pixels wide and ``h`` tall
     (read-only, shared)."""
     um = None if positions_um is None else tuple(float(p) for p in positions_um)
-    return _legend_strip(w, w if h is None else min(w, 3 * h), count, um)
+    shown = None if numbers is None else tuple(int(n) for n in numbers)
+    return _legend_strip(w, w if h is None else min(w, 3 * h), count, um, shown)
 
 
 @functools.lru_cache(maxsize=8)
 def _legend_strip(
-    w: int, span: int, count: int, positions_um: tuple[float, ...] | None
+    w: int,
+    span: int,
+    count: int,
+    positions_um: tuple[float, ...] | None,
+    numbers: tuple[int, ...] | None,
 ) -> np.ndarray:
     """The legend of :func:`add_legend` for a map ``w`` pixels wide, its labels sized for a
     picture ``span`` wide (cached: the live preview draws the same one after every frame until
@@ -500,7 +523,7 @@ def _legend_strip(
         np.repeat(ramp, bar_h, axis=0), count
     )
     y_text = pad + bar_h + pad + text_h
-    for f, label in legend_ticks(count, positions_um):
+    for f, label in legend_ticks(count, positions_um, numbers):
         x = margin + round(f / max(1, count - 1) * (inner - 1))
         cv2.line(strip, (x, pad + bar_h - 1), (x, pad + bar_h + pad // 2), (255, 255, 255), 1)
         (tw, _), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)

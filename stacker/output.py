@@ -1,11 +1,12 @@
 """Writing a stack's results: the composite and the depth map, each atomically.
 
 The depth map is a 16-bit PNG: micrometres when every merged frame came with a focus position
-(relative to the nearest position, so values stay positive; the offset is in the JSON sidecar;
-interpolated between frames, so finer than the step; a stack deeper than 65.5 mm counts in
-steps of ``um_per_count`` micrometres, also in the sidecar), otherwise the index of the frame
-in best focus. A colourised preview (near blue, far red, with a colour bar labelled in µm or
-frames) and a JSON sidecar describing the units sit beside it.
+(the focus position less the smallest one, so values stay positive: ``offset_um`` in the JSON
+sidecar; interpolated between frames, so finer than the step; a stack deeper than 65.5 mm
+counts in steps of ``um_per_count`` micrometres, and one with steps under 10 µm in fractions
+of a micrometre, also in the sidecar), otherwise the index of the frame in best focus. The
+sidecar's ``order`` says which end is near (``near-to-far``: the first frame). A colourised
+preview (near blue, far red, with a colour bar labelled in µm or frames) sits beside it.
 
 Every result image is stamped with :data:`OUTPUT_SOFTWARE`, so that it is never taken for a frame
 (see :mod:`stacker.paths`). A write that fails (disk full, folder gone) raises a one-line
@@ -91,16 +92,15 @@ def save_depth_map(
     small = stacker.depth_frames_small()
     um = stacker.frames_to_um(small)
     if um is not None:
-        offset = float(min(p for p in positions if p is not None))
-        span = float(max(p for p in positions if p is not None)) - offset
-        # A PNG count holds 65535: a stack deeper than 65.5 mm is written in coarser counts
-        # (2 um each up to 131 mm...), said in the sidecar, rather than clipped at its far end.
-        um_per_count = max(1, math.ceil(span / 65535.0))
+        known = [float(p) for p in positions if p is not None]
+        offset = min(known)
+        um_per_count = _um_per_count(known)
         values = _round_u16((um - np.float32(offset)) / np.float32(um_per_count))
         info.update(units="micrometres", offset_um=offset, um_per_count=um_per_count)
     else:
         values = _round_u16(small)
         info.update(units="frame index")
+    info["order"] = "far-to-near" if stacker.far_first else "near-to-far"
 
     def write_png() -> Path:
         full = stacker.upsample_depth(values, crop)
@@ -124,6 +124,21 @@ def save_depth_map(
         written = [job.result() for job in jobs]
     atomic_write_bytes(sidecar, (json.dumps(info, indent=2) + "\n").encode())
     return [*written, sidecar]
+
+
+def _um_per_count(positions: list[float]) -> float:
+    """Micrometres per PNG count: 1, or for a stack deeper than a count holds (65535) coarser
+    (2 um each up to 131 mm...) rather than clipped at its far end; for steps under 10 um the
+    power of two at most a tenth of the smallest step (whole micrometres wrote a stack of
+    0.2 um steps in 4 values, coarser than the step), as far as 65535 counts still hold it."""
+    span = max(positions) - min(positions)
+    coarse = max(1, math.ceil(span / 65535.0))
+    steps = np.diff(np.unique(positions))
+    if coarse > 1 or not steps.size or steps.min() >= 10.0:
+        return coarse
+    finest = 2.0 ** math.floor(math.log2(float(steps.min()) / 10.0))
+    fits = 2.0 ** math.ceil(math.log2(span / 65535.0))
+    return min(1.0, max(finest, fits))
 
 
 def _round_u16(values: np.ndarray) -> np.ndarray:

@@ -1030,32 +1030,47 @@ class Stacker:
     def colorize_depth(self, frames: np.ndarray) -> np.ndarray:
         """A depth map in frames as the colour preview (near blue, far red), legend included:
         colours to µm when every merged frame has a position, else to frame numbers."""
-        count = len(self.records)
-        return depth.add_legend(depth.colorize(frames, count), count, self._legend_um())
+        count, positions, numbers = self._legend()
+        coloured = depth.colorize(self._near_first(frames, count), count)
+        return depth.add_legend(coloured, count, positions, numbers)
 
     @_one_at_a_time
     def depth_preview(self, crop: bool = True) -> np.ndarray:
         """:meth:`colorize_depth` of :meth:`depth_frames`, coloured at the computed size and
         then upsampled straight into the image above its legend (colouring the full-size map
         costs more and shows nothing more)."""
-        small = depth.colorize(self.depth_frames_small(), len(self.records))
+        count, positions, numbers = self._legend()
+        small = depth.colorize(self._near_first(self.depth_frames_small(), count), count)
         if crop:
             w, h = self.crop_rectangle()[2:]
         else:
             h, w = self._shape  # type: ignore[misc]
-        strip = depth.legend_strip(w, len(self.records), self._legend_um(), h=h)
+        strip = depth.legend_strip(w, count, positions, numbers, h=h)
         out = np.empty((h + strip.shape[0], w, 3), np.uint8)
         self.upsample_depth(small, crop, dst=out[:h])
         out[h:] = strip
         return out
 
-    def _legend_um(self) -> list[float] | None:
-        """Focus positions of frames 0 .. count-1 for the legend, None when any is unknown."""
-        count = len(self.records)
-        positions = self._merged_positions()
-        if positions is None or not count:
-            return None
-        return np.interp(np.arange(count), *positions).tolist()
+    def _legend(self) -> tuple[int, list[float] | None, list[int]]:
+        """How many frames the colours run over, near end first (up to the last merged frame:
+        a last frame kept out left the far end of the bar labelled with a depth no pixel
+        had), the focus position of each (None when any is unknown) and its number.
+
+        A stack shot far to near is turned round, so that near is blue in every preview."""
+        merged = [r.index for r in self.records if r.merged]
+        count = max(merged) + 1 if merged else len(self.records)
+        known = self._merged_positions()
+        positions = None if known is None else np.interp(np.arange(count), *known).tolist()
+        numbers = list(range(1, count + 1))
+        if self.far_first:
+            numbers.reverse()
+            if positions is not None:
+                positions.reverse()
+        return count, positions, numbers
+
+    def _near_first(self, frames: np.ndarray, count: int) -> np.ndarray:
+        """``frames`` counted from the near end (see :meth:`_legend`)."""
+        return np.float32(count - 1) - frames if self.far_first else frames
 
     @_one_at_a_time
     def last_frame_preview(self) -> np.ndarray | None:

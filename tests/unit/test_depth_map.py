@@ -346,8 +346,10 @@ def test_full_size_maps_are_one_warp_of_the_small_map_into_the_result_geometry()
         assert preview.shape[1] == frames.shape[1] and preview.shape[0] > frames.shape[0]
         coloured = s.upsample_depth(depth.colorize(small, 5), crop)
         assert np.array_equal(preview[: frames.shape[0]], coloured)
-        assert np.array_equal(preview[frames.shape[0] :], depth.legend_strip(frames.shape[1], 5,
-                              s._legend_um()))  # fmt: skip
+        count, positions, numbers = s._legend()
+        assert count == 5
+        strip = depth.legend_strip(frames.shape[1], count, positions, numbers)
+        assert np.array_equal(preview[frames.shape[0] :], strip)
 
 
 def test_with_the_first_frame_as_reference_the_maps_are_the_same_warp_done_as_a_resize() -> None:
@@ -1099,12 +1101,16 @@ def test_pieces_the_fill_pulls_apart_by_different_amounts_still_vote_as_one() ->
     assert (out[68:76, 44:76] == 3).all()
 
 
-@pytest.mark.parametrize(("step_um", "per_count"), [(500.0, 1), (20_000.0, 2)])
+@pytest.mark.parametrize(
+    ("step_um", "per_count"), [(500.0, 1), (20_000.0, 2), (0.2, 1 / 64), (5.0, 0.5)]
+)
 def test_a_depth_map_deeper_than_a_png_count_holds_is_scaled_not_clipped(
-    tmp_path, step_um: float, per_count: int
+    tmp_path, step_um: float, per_count: float
 ) -> None:
     """Frames 20 mm apart (100 mm deep): above 65535 um every pixel read 65535, as the near
-    part of the subject, with the sidecar still saying micrometres."""
+    part of the subject, with the sidecar still saying micrometres. Frames 0.2 um apart (a
+    microscope's) were written in whole micrometres: 4 values for the whole stack, coarser
+    than the step the map is interpolated within."""
     import json
 
     from stacker.io import read_image
@@ -1123,6 +1129,53 @@ def test_a_depth_map_deeper_than_a_png_count_holds_is_scaled_not_clipped(
     assert expected is not None
     assert float(np.median(np.abs(um[..., 0] - expected))) <= per_count
     assert (counts < 65535).mean() > 0.99  # nothing cut at the far end
+    assert info["order"] == "near-to-far"
+
+
+def test_the_legend_runs_to_the_last_merged_frame() -> None:
+    """The last frame kept out: the bar still ran over it, its far end labelled with the depth
+    of the last merged frame, which the map coloured a step short of that end (orange, not
+    dark red): read off the key, the deepest pixels were a step too near."""
+    st = SyntheticStack(SceneSpec(width=240, height=160, seed=2), 6)
+    frames = list(st)
+    s = Stacker()
+    for k, f in enumerate(frames[:5]):
+        s.add(f.image, position_um=100.0 * k)
+    s.add(np.zeros_like(frames[5].image), position_um=500.0)  # black: kept out
+    assert [r.merged for r in s.records] == [True] * 5 + [False]
+    count, positions, numbers = s._legend()
+    assert count == 5 and positions == [0.0, 100.0, 200.0, 300.0, 400.0]
+    assert numbers == [1, 2, 3, 4, 5]
+
+
+def test_a_stack_shot_far_to_near_is_shown_near_blue_as_any_other() -> None:
+    """Coloured by frame number, a stack shot from the far end showed near red and far blue,
+    the other way round from a stack shot near to far of the same subject."""
+    st = SyntheticStack(SceneSpec(width=240, height=160, seed=2), 5)
+    frames = list(st)
+    near_first, far_first = Stacker(), Stacker(far_first=True)
+    for f in frames:
+        near_first.add(f.image, position_um=f.focus_um)
+    for f in reversed(frames):
+        far_first.add(f.image, position_um=f.focus_um)
+    keys = []
+    for s, near_end in ((near_first, 0), (far_first, 4)):
+        preview = s.depth_preview(crop=False).astype(int)
+        h = s.shape[0]  # type: ignore[index]
+        nearness = np.abs(s.depth_frames(crop=False) - near_end)
+        blue_over_red = preview[:h, :, 0] - preview[:h, :, 2]
+        assert blue_over_red[nearness < 1].mean() > 50 > -50 > blue_over_red[nearness > 3].mean()
+        keys.append(preview[h:])
+    assert np.array_equal(*keys)  # the same key: near end left, same labels
+    _, _, numbers = far_first._legend()
+    assert numbers == [5, 4, 3, 2, 1]  # the near end was shot last
+
+
+def test_legend_labels_tell_sub_micrometre_ticks_apart() -> None:
+    labels = [t for _, t in depth.legend_ticks(16, [0.2 * i for i in range(16)])]
+    assert labels == ["0.0 um", "0.8 um", "1.5 um", "2.2 um", "3.0 um"]  # was 0, 1, 2, 2, 3
+    frames = [t for _, t in depth.legend_ticks(5, None, [5, 4, 3, 2, 1])]
+    assert frames == ["frame 5", "frame 4", "frame 3", "frame 2", "frame 1"]
 
 
 @pytest.mark.parametrize("value", [-1.0, np.inf])
