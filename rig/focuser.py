@@ -28,6 +28,13 @@ class FocuserCapabilities:
     min_step: float | None = None
     """The shortest move the focuser really makes, in ``units`` (Marlin drops moves under six
     motor steps); ``None`` when any move is made. Plans with a smaller step are refused."""
+    motor_step: float | None = None
+    """One motor step, in ``units``, where known: positions are rounded to it, so a plan with
+    a finer step shoots frames at the same place (refused)."""
+    backlash: float = 0.0
+    """The take-up move past each target approached against ``approach`` (0: none)."""
+    approach: str = "below"
+    """The side every target is approached from (the last motion is towards it from there)."""
     unreferenced: str | None = None
     """Why positions are not tied to a known reference, or ``None`` when they are.
 

@@ -80,5 +80,10 @@ def declared_capabilities(url: str) -> FocuserCapabilities:
         return FocuserCapabilities(absolute=False, units="steps")
     options = rail_options(parsed)
     return FocuserCapabilities(
-        absolute=False, units="um", min_position=options.min_um, max_position=options.max_um
+        absolute=False,
+        units="um",
+        min_position=options.min_um,
+        max_position=options.max_um,
+        backlash=options.backlash_um,
+        approach=options.approach,
     )

@@ -161,6 +161,11 @@ class Rail(ABC):
         """Shortest move the controller really makes (Marlin drops shorter ones); 0: any."""
         return 0.0
 
+    @property
+    def _motor_step_um(self) -> float:
+        """One motor step in micrometres, where the controller says (0: unknown)."""
+        return 0.0
+
     def _travel_limits(self) -> tuple[float | None, float | None]:
         """The controller's own soft limits (µm) where it enforces them, else ``None``."""
         return None, None
@@ -206,6 +211,9 @@ class Rail(ABC):
             max_position=self._limits()[1],
             unreferenced=self._reference_problem(),
             min_step=self._min_move_um or None,
+            motor_step=self._motor_step_um or None,
+            backlash=self.options.backlash_um,
+            approach=self.options.approach,
         )
 
     @property

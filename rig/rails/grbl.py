@@ -733,10 +733,13 @@ class GrblRail(GcodeRail):
 
     @property
     def _resolution_um(self) -> float:
-        steps_per_mm = self.settings.get(100 + self._axis_index, 0.0)
-        step = 1000.0 / steps_per_mm if steps_per_mm > 0 else 0.0
         # Reports are rounded to 3 decimals of a mm, or 4 of an inch with $13=1 (print.c).
-        return step + (1.27 if self._report_inches else 0.5)
+        return self._motor_step_um + (1.27 if self._report_inches else 0.5)
+
+    @property
+    def _motor_step_um(self) -> float:
+        steps_per_mm = self.settings.get(100 + self._axis_index, 0.0)  # $100, $101, $102
+        return 1000.0 / steps_per_mm if steps_per_mm > 0 else 0.0
 
     @property
     def _report_inches(self) -> bool:

@@ -434,7 +434,11 @@ class MarlinRail(GcodeRail):
 
     @property
     def _min_move_um(self) -> float:
-        return MIN_STEPS_PER_SEGMENT * 1000.0 / self.steps_per_mm if self.steps_per_mm else 0.0
+        return MIN_STEPS_PER_SEGMENT * self._motor_step_um
+
+    @property
+    def _motor_step_um(self) -> float:
+        return 1000.0 / self.steps_per_mm if self.steps_per_mm else 0.0
 
     def _travel_limits(self) -> tuple[float | None, float | None]:
         # motion.cpp apply_motion_limits: Marlin 2 clamps to its soft endstops once homed;

@@ -174,6 +174,12 @@ def check_plan_within(plan: ShotPlan, name: str, caps: FocuserCapabilities) -> N
             f"smallest move it makes, {format_position(caps.min_step, plan.units)} (shorter "
             "moves are merged into the next); use a bigger step or fewer frames; nothing moved"
         )
+    if caps.motor_step is not None and plan.frames > 1 and plan.step < caps.motor_step - 1e-9:
+        step, motor = (format_position(v, plan.units) for v in (plan.step, caps.motor_step))
+        raise MotionError(
+            f"{name}: the plan's step of {step} is finer than one motor step, {motor}: frames "
+            f"would be shot at the same place; use a step of at least {motor}; nothing moved"
+        )
     positions = [p.position for p in plan.positions()]
     low, high = min(positions), max(positions)
     if (caps.min_position is not None and low < caps.min_position) or (
@@ -188,6 +194,31 @@ def check_plan_within(plan: ShotPlan, name: str, caps: FocuserCapabilities) -> N
             f"{format_position(high, plan.units)}, outside the soft limits {lowest} .. "
             f"{highest}; nothing moved"
         )
+    _check_take_up_room(plan, name, caps, low, high)
+
+
+def _check_take_up_room(
+    plan: ShotPlan, name: str, caps: FocuserCapabilities, low: float, high: float
+) -> None:
+    """Refuse a plan whose end lies nearer a soft limit than the backlash take-up: the
+    overshoot was cut at the limit, and that frame was reached from the wrong side, its slack
+    not taken up, without a word."""
+    if caps.backlash <= 0:
+        return
+    below = caps.approach == "below"
+    limit = caps.min_position if below else caps.max_position
+    end = low if below else high
+    if limit is None or (end - caps.backlash >= limit - 1e-9 if below else
+                         end + caps.backlash <= limit + 1e-9):  # fmt: skip
+        return
+    room = limit + caps.backlash if below else limit - caps.backlash
+    raise MotionError(
+        f"{name}: the plan reaches {format_position(end, plan.units)}, nearer the soft limit "
+        f"{format_position(limit, plan.units)} than the backlash take-up "
+        f"({format_position(caps.backlash, plan.units)}): that frame could not be approached "
+        f"from {caps.approach}; keep the plan at or {'above' if below else 'below'} "
+        f"{format_position(room, plan.units)}; nothing moved"
+    )
 
 
 def make_stacker(config: SessionConfig, expected_frames: int) -> StackerLike:

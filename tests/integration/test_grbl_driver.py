@@ -73,6 +73,27 @@ def test_backlash_every_target_approached_from_below(sim: GrblSimulator) -> None
                 assert end < start
 
 
+def test_plans_finer_than_a_motor_step_or_without_room_to_take_up_backlash_are_refused(
+    sim: GrblSimulator,
+) -> None:
+    """A 0.5 um step on a rail of 1.25 um motor steps ran "completed, 7/7" with its frames at
+    3 places; a far-to-near plan ending on the soft limit had its backlash overshoot cut there,
+    and its last frame was reached from above. Neither was said."""
+    from rig.plan import ShotPlan
+    from rig.session.runner import check_plan_fits
+
+    with accepted(sim, GrblRail, "&backlash=50um&min=0mm") as rail:
+        assert rail.capabilities.motor_step == pytest.approx(STEP_UM)
+        mark = len(sim.received)
+        with pytest.raises(MotionError, match=r"step of 0\.5 µm is finer than one motor step"):
+            check_plan_fits(ShotPlan.from_step(0.0, 3.0, 0.5), rail)
+        check_plan_fits(ShotPlan.from_step(100.0, 110.0, 1.25), rail)
+        with pytest.raises(MotionError, match=r"nearer the soft limit 0 µm than the backlash"):
+            check_plan_fits(ShotPlan.from_frames(400.0, 0.0, 3), rail)
+        check_plan_fits(ShotPlan.from_frames(450.0, 50.0, 3), rail)
+        assert b"G" not in sent(sim, mark)  # nothing moved
+
+
 def test_soft_limit_refusal_sends_no_motion(sim: GrblSimulator) -> None:
     with accepted(sim, GrblRail, "&max=5mm&min=0mm") as rail:
         mark = len(sim.received)
