@@ -324,7 +324,7 @@ def shoot_cmd(
 
         check_plan_fits(plan, focuser)
         check_saves_raw(camera, stack.suffix)
-        folder = SessionFolder.create(root, plan, config)
+        folder = SessionFolder.create(root, plan, config, named=out is not None)
         console.print(f"session {folder.root}: {plan.describe()}")
         options = RunnerOptions(move_during_download=move_during_download)
         runner = SessionRunner(folder, focuser=focuser, camera=camera, options=options)
@@ -641,14 +641,14 @@ def demo_cmd(
                             "--raw-plus-jpeg": raw_plus_jpeg}, camera)  # fmt: skip
         from rig.cli.tether import demo_tether
 
-        demo_tether(root, frames, spec, stack, console, preview)
+        demo_tether(root, frames, spec, stack, console, preview, named=out is not None)
         return
     plan = ShotPlan.from_frames(
         0.0, spec.depth_um, frames, settle_s=_demo_settle(settle), return_to_start=True
     )
     config = SessionConfig(rig=spec.to_dict(), stack=stack, checkpoint_every=max(4, frames // 4))
     with session_preview(*preview) as page, SimulatedRig(spec) as sim:
-        folder = SessionFolder.create(root, plan, config)
+        folder = SessionFolder.create(root, plan, config, named=out is not None)
         console.print(
             f"demo: {frames} frames of {width}x{height} from the virtual camera, "
             f"rail {sim.rail_url}, session {folder.root}"

@@ -126,7 +126,7 @@ def tether_cmd(
     check_new(root)  # before the camera is opened
     with session_preview(*preview) as page, open_tether(camera_model, camera_port) as tether:
         check_saves_raw(tether.camera, stack.suffix)  # as rig shoot: before the burst
-        folder = SessionFolder.create(root, plan, config)
+        folder = SessionFolder.create(root, plan, config, named=out is not None)
         _run(folder, tether, settings, console, page)
 
 
@@ -174,6 +174,8 @@ def demo_tether(
     stack: Any,
     console: Console,
     preview: tuple[bool, str, int],
+    *,
+    named: bool = True,
 ) -> None:
     """``rig demo --tether``: the simulated rig presses the shutter ``frames`` times."""
     settings = TetherSettings(frames=frames, idle_timeout_s=30.0)
@@ -181,7 +183,7 @@ def demo_tether(
     rig = {**spec.to_dict(), "tether": settings.to_dict()}
     config = SessionConfig(rig=rig, stack=stack, checkpoint_every=max(4, frames // 4))
     with session_preview(*preview) as page:
-        folder = SessionFolder.create(root, plan, config)
+        folder = SessionFolder.create(root, plan, config, named=named)
         _demo_session(folder, settings, console, page)
 
 

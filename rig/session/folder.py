@@ -159,6 +159,19 @@ def dated_folder(parent: Path, prefix: str) -> Path:
     return parent / name
 
 
+def _claim(root: Path) -> Path:
+    """Make the folder ``root``, or ``root-2``, ``root-3``... where another run made it first."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    name, count = root.name, 1
+    while True:
+        try:
+            os.mkdir(root.parent / name)
+            return root.parent / name
+        except FileExistsError:
+            count += 1
+            name = f"{root.name}-{count}"
+
+
 def resume_command(root: Path) -> str:
     """``rig resume`` of the session in ``root`` as it can be pasted into a shell (see
     :func:`shell_path`)."""
@@ -324,16 +337,27 @@ class SessionFolder:
 
     # create / load -------------------------------------------------------
     @classmethod
-    def create(cls, root: Path, plan: ShotPlan, config: SessionConfig) -> SessionFolder:
-        """Make a new session folder, locked (:meth:`lock`); refuses one that holds a session."""
-        folder = cls(root)
+    def create(
+        cls, root: Path, plan: ShotPlan, config: SessionConfig, *, named: bool = True
+    ) -> SessionFolder:
+        """Make a new session folder, locked (:meth:`lock`); refuses one that holds a session.
+
+        ``named=False``: ``root`` is a name :func:`dated_folder` chose, and the next free one
+        (``-2``...) is taken if another run made that folder since. Two sessions started in
+        the same second both chose it, and the second was refused as holding the first's
+        session, under a name its photographer never chose."""
         check_reference(plan, config.stack)
-        check_new(root)  # again under the lock below
-        made_root = not os.path.lexists(root)
+        if named:
+            check_new(root)  # again under the lock below
+        made_root = not named or not os.path.lexists(root)
         try:
-            root.mkdir(parents=True, exist_ok=True)
+            if named:
+                root.mkdir(parents=True, exist_ok=True)
+            else:
+                root = _claim(root)
         except OSError as exc:
             raise _cannot_create(root, exc) from None
+        folder = cls(root)
         if made_root:
             fsync_dir(root.parent)  # the session's name outlives a power cut, not only its files
         folder.lock()

@@ -502,6 +502,30 @@ def test_sessions_named_by_the_clock_in_one_second_get_names_of_their_own(
     assert dated_folder(tmp_path, "demo").name == "demo-20260329-023000-5"
 
 
+def test_two_sessions_that_chose_the_same_clock_name_at_once_both_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two ``rig shoot`` without ``--out`` started in one second both chose the name before
+    either made the folder: the second was refused, after it had opened (and so restarted)
+    its rail, as holding "a session; continue it with rig resume", the first one's."""
+
+    class SameSecond(datetime):
+        @classmethod
+        def now(cls, tz: object = None) -> SameSecond:
+            return cls(2026, 12, 6, 2, 42, 13)
+
+    monkeypatch.setattr("rig.session.folder.datetime", SameSecond)
+    config = SessionConfig(rig={"kind": "hardware"})
+    chosen = [dated_folder(tmp_path, "stack") for _ in range(2)]  # both before either starts
+    assert chosen[0] == chosen[1]
+    made = [SessionFolder.create(root, PLAN, config, named=False) for root in chosen]
+    for folder in made:
+        folder.unlock()
+    assert [f.root.name for f in made] == ["stack-20261206-024213", "stack-20261206-024213-2"]
+    with pytest.raises(SessionFolderError, match="already holds a session"):  # a name given
+        SessionFolder.create(chosen[0], PLAN, config)
+
+
 def test_a_session_s_frames_folder_given_for_it_names_the_session(tmp_path: Path) -> None:
     """``rig resume beetle/frames`` said only "not a session folder", leaving the user to see
     that the session is the folder above."""
