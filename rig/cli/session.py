@@ -96,7 +96,8 @@ def print_plan(plan: ShotPlan, console: Console, *, speed_per_s: float = 2000.0)
         + (", return to start" if plan.return_to_start else "")
     )
     minutes, seconds = divmod(round(plan.estimate_duration(speed_per_s=speed_per_s)), 60)
-    console.print(f"estimated duration: {minutes} min {seconds:02d} s (1.5 s per shot assumed)")
+    assumed = "1.5 s per shot" + (", the rail at 2 mm/s" if plan.units == "um" else "")
+    console.print(f"estimated duration: {minutes} min {seconds:02d} s ({assumed} assumed)")
 
 
 # ----------------------------------------------------------------------------- run a session
