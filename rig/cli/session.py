@@ -435,6 +435,7 @@ def _resume_on_hardware(
     ``--accept-position``) or none."""
     plan, config = folder.plan, folder.config
     _check_declared(plan, rig)
+    _check_same_zero(folder, journal, reference)
     hint = (
         f"if the rail is on another port now, give it: {resume_hint(folder.root, None)} --rail URL"
     )
@@ -462,6 +463,22 @@ def _resume_on_hardware(
         console.print(f"resuming {folder.root}")
         runner = SessionRunner(folder, focuser=focuser, camera=camera, options=options)
         _run_and_exit(runner, folder, console, page, referenced_by=reference)
+
+
+def _check_same_zero(
+    folder: SessionFolder, journal: JournalContents, reference: str | None
+) -> None:
+    """Refuse ``--home`` for a session whose positions counted from where the carriage stood
+    (shot with ``--accept-position``): homed, its missing frames were shot 50 mm from the
+    others, and the session said "completed"."""
+    started = journal.of_kind("start")
+    if reference == "--home" and started and started[0].get("homed") is False:
+        raise RigError(
+            f"{folder.root}: its positions count from where the carriage stood when it was "
+            "shot (--accept-position), not from the home switch: homed, its missing frames "
+            "would land elsewhere. If the rail has not moved since its last frame, resume with "
+            "--accept-position; else shoot it again as a new session"
+        )
 
 
 def _reference(home: bool, accept_position: bool) -> str | None:

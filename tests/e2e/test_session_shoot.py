@@ -166,6 +166,14 @@ def test_resume_after_a_restart_needs_home_or_an_explicit_accept(
     assert refused.stderr.count("\n") == 1
     assert "frame 4 was shot at 600 µm" in refused.stderr
     assert "--accept-position" in refused.stderr and "--home" in refused.stderr
+    # Homing gives this session's positions another 0: its missing frames were shot 50 mm
+    # from the others, and the session said "completed".
+    motions = len(grbl.motion_log)
+    homed = rig(vcam, "resume", str(out), "--home")
+    assert homed.returncode == 2, homed.stderr + homed.stdout
+    assert homed.stderr.count("\n") == 1
+    assert "count from where the carriage stood when it was shot" in homed.stderr
+    assert len(grbl.motion_log) == motions  # refused before the port was opened
 
     resumed = rig(vcam, "resume", str(out), "--accept-position")
     assert resumed.returncode == 0, resumed.stderr + resumed.stdout
