@@ -93,3 +93,21 @@ def move_cut_short(
     with pytest.raises(error, match=match):
         rail.move_to(target)
     assert acted.wait(10.0)
+
+
+class _Chatter(PtyDevice):
+    """A device that is no rail: it sends ``said`` whenever its port is opened."""
+
+    def __init__(self, said: bytes) -> None:
+        super().__init__("ttyOther")
+        self.said = said
+
+    def on_power_up(self) -> None:
+        self.write_bytes(self.said)
+
+
+@contextmanager
+def chatter_on_open(said: bytes) -> Iterator[str]:
+    """The path of a port whose device sends ``said`` when opened, and nothing else."""
+    with _Chatter(said) as device:
+        yield device.path

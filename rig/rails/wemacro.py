@@ -60,6 +60,7 @@ class WeMacroRail(BinaryLinkRail):
         self.timeout_s = timeout_s
         self.min_speed_mm_s = min_speed_mm_s
         self._position_um: float | None = 0.0
+        self._rx = bytearray()  # answer bytes read and not yet taken (see _next_state)
         self._moving = threading.Event()
         self._halted = threading.Event()
         self._open(proto.BAUD)
@@ -88,27 +89,61 @@ class WeMacroRail(BinaryLinkRail):
     # -- link ---------------------------------------------------------------------------------
 
     def _next_state(self, timeout: float) -> int | None:
-        """The state byte of the next 3-byte answer, or None after ``timeout`` seconds."""
-        answer = self._link.read_exact(proto.ANSWER_SIZE, timeout)
-        return answer[2] if len(answer) == proto.ANSWER_SIZE else None
+        """The state byte of the next answer, or None after ``timeout`` seconds.
+
+        Bytes are kept between calls: an answer split across two reads (INDIGO's simulator
+        sends its first byte 10 ms before the rest) was dropped, and the end of a move lost.
+        Only an answer that starts with an answer header counts: the bytes of another device
+        on the port (a banner at another baud rate) were taken for the controller's."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for header in proto.ANSWER_HEADERS:
+                at = self._rx.find(header)
+                if 0 <= at <= len(self._rx) - proto.ANSWER_SIZE:
+                    state = self._rx[at + 2]
+                    del self._rx[: at + proto.ANSWER_SIZE]
+                    return state
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            self._rx += self._link.read_exact(1, min(left, 0.05))
+            del self._rx[: max(0, len(self._rx) - 64)]  # noise is never worth keeping long
+
+    def _discard(self) -> None:
+        """Drop what the controller sent that nobody waits for, kept bytes too."""
+        self._link.discard_input()
+        self._rx.clear()
 
     def _greet(self) -> None:
         self._handshake()
-        self._link.write(proto.frame(proto.Command.CONFIG))  # micrometres, no beep/return
+        self._link.write(proto.frame(proto.Command.CONFIG))  # micrometres, slow, no beep/return
+        # Ignored if it completes within 30 ms of the configuration: a move sent at once was
+        # dropped, and the wake-up's second answer taken for its end (the carriage had not
+        # moved). The configuration takes 12.5 ms on the wire at 9600 baud.
+        time.sleep(proto.CONFIG_SETTLE_S + 0.04)
 
     def _handshake(self) -> None:
-        """Wait for READY; else wake the controller the way INDIGO's driver does."""
+        """Take READY; else wake the controller the way INDIGO's driver does (the normal path:
+        the controller sends nothing when the port opens), taking both of its answers."""
         with self._link.lock:
             if self._next_state(self.wakeup_s) == proto.State.READY:
                 return
-            self._link.discard_input()
+            self._discard()
             for command in (proto.Command.MOVE_FORWARD, proto.Command.STOP):
                 self._link.write(proto.frame(command))
             self._link.write(proto.frame(proto.Command.MOVE_FORWARD))
+            answered = 0
             deadline = time.monotonic() + self.timeout_s
             while time.monotonic() < deadline:
                 if self._next_state(deadline - time.monotonic()) == proto.State.MOVED:
-                    return
+                    answered += 1
+                    # One 0xF5 for each 0x40 0: the second comes a frame's time later.
+                    deadline = min(deadline, time.monotonic() + 0.5)
+                    if answered == 2:
+                        break
+            if answered:
+                self._discard()
+                return
         raise DeviceNotFoundError(
             f"no WeMacro controller answers on {self.port} at {proto.BAUD} baud; check the "
             "cable, that the controller is powered, and the udev rules"
@@ -140,7 +175,7 @@ class WeMacroRail(BinaryLinkRail):
         self._raise_if_stopped_before_moving()
         try:
             with self._link.lock:
-                self._link.discard_input()
+                self._discard()
                 self._moving.set()
                 self._link.write(proto.frame(command, distance))
             state = self._wait_done(wait)
@@ -192,5 +227,13 @@ class WeMacroRail(BinaryLinkRail):
         self._position_um = position_um
 
     def fire_shutter(self) -> None:
-        """Fire the camera through the controller's shutter cable."""
-        self._link.write(proto.frame(proto.Command.SHUTTER))
+        """Fire the camera through the controller's shutter cable, and wait for the pulse's
+        end (``0xF7``): taken for a move's answer, it stopped the move after and lost the
+        position. A controller that does not answer is given the pulse's length."""
+        with self._link.lock:
+            self._discard()
+            self._link.write(proto.frame(proto.Command.SHUTTER))
+            deadline = time.monotonic() + proto.SHUTTER_PULSE_S + 1.0
+            while (left := deadline - time.monotonic()) > 0:
+                if self._next_state(left) == proto.State.STEP_DONE:
+                    return

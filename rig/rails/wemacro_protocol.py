@@ -17,8 +17,22 @@ protocol. What it pins down, and all this module uses:
 * when no ``0xF0`` arrives, the driver wakes the controller with ``0x40 0``, ``0x20``,
   ``0x40 0`` and expects ``0xF5``.
 
-Not pinned down, so not relied on: the first two bytes of an answer (never read by INDIGO; the
-driver ignores them), what the controller answers to a stop or to a frame with a bad CRC
+INDIGO's serial simulator of the controller, written by its authors against a real one
+(``indigo_drivers/focuser_wemacro/focuser_wemacro_simulator/focuser_wemacro_simulator.c``,
+commit 188fd4c), adds:
+
+* nothing is sent when the port opens (the wake-up sequence is the normal path, and each
+  ``0x40 0`` of it is answered ``0xF5``);
+* an answer starts with the two header bytes of a command frame swapped, ``5A A5``
+  (:data:`ANSWER_HEADERS` takes either order);
+* a frame that completes within 30 ms of a configuration frame is ignored
+  (:data:`CONFIG_SETTLE_S`);
+* the shutter command answers ``0xF7`` when its 0.3 s pulse ends, and a move sent meanwhile
+  waits for it;
+* a stopped move answers its direction about 10 ms later; a backward move ends with ``0xF6``;
+* the configuration's ``a`` byte is the speed: 0 slow (1.289 mm/s, measured), 0xFF fast.
+
+Not pinned down, so not relied on: what the controller answers to a frame with a bad CRC
 (nothing is assumed: a move that gets no ``0xF5`` in time is an error), whether it reports a
 stop from its own buttons, and any position read-back (there is none: the position is
 counted by the host).
@@ -32,6 +46,12 @@ BAUD = 9600
 SYNC = b"\xa5\x5a"
 FRAME_SIZE = 12
 ANSWER_SIZE = 3
+ANSWER_HEADERS = (b"\x5a\xa5", b"\xa5\x5a")
+"""How an answer starts: swapped (INDIGO's simulator of the controller), or as a command frame."""
+CONFIG_SETTLE_S = 0.03
+"""A frame completing this soon after a configuration frame is ignored."""
+SHUTTER_PULSE_S = 0.3
+"""The shutter pulse, answered ``0xF7`` when it ends."""
 
 
 class Command(IntEnum):

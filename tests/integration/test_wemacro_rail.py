@@ -45,21 +45,54 @@ def test_frames_carry_a_modbus_crc() -> None:
     assert proto.parse_frame(bytes(damaged)) is None
 
 
-def test_connects_on_the_ready_message_and_sets_micrometres(
+def test_connects_on_a_ready_message_and_sets_micrometres() -> None:
+    with WeMacroSimulator(time_scale=20.0, ready_on_open=True) as sim:
+        rail = WeMacroRail(sim.path, wakeup_s=2.0)
+        assert eventually(lambda: bool(sim.frames))
+        assert sim.frames[0] == (proto.Command.CONFIG, 0, 0, 0, 0)
+        assert rail.position == 0.0
+        assert not rail.capabilities.absolute and not rail.capabilities.can_home
+        rail.close()
+
+
+def test_wakes_the_controller_and_a_first_move_really_moves(
     sim: WeMacroSimulator, rail: WeMacroRail
 ) -> None:
-    assert eventually(lambda: bool(sim.frames))
-    assert sim.frames[0] == (proto.Command.CONFIG, 0, 0, 0, 0)
-    assert rail.position == 0.0
-    assert not rail.capabilities.absolute and not rail.capabilities.can_home
+    """The controller says nothing when the port opens (INDIGO's simulator of it): the wake-up
+    is the normal path, and each of its two 0x40 0 is answered. The second answer was taken for
+    the first move's end, and that move, sent within 30 ms of the configuration, was ignored:
+    'moved' to 2 mm with the carriage still."""
+    assert [c for c, *_ in sim.frames[:4]] == [0x40, 0x20, 0x40, proto.Command.CONFIG]
+    rail.move_to(2000.0)
+    assert sim.ignored_frames == 0
+    assert sim.carriage.position_mm == pytest.approx(14.0)
+    rail.move_to(500.0)  # a move back ends with 0xF6
+    assert sim.carriage.position_mm == pytest.approx(12.5) and rail.position == 500.0
 
 
-def test_wakes_a_controller_that_did_not_announce_itself() -> None:
-    with WeMacroSimulator(time_scale=20.0, reset_on_open=False) as sim:
-        rail = WeMacroRail(sim.path, wakeup_s=0.2)
-        assert eventually(lambda: len(sim.frames) >= 2)
-        assert sim.frames[:2] == [(0x40, 0, 0, 0, 0), (0x20, 0, 0, 0, 0)]
-        rail.close()
+def test_answers_split_across_reads_are_still_answers() -> None:
+    """INDIGO's simulator sends an answer's first byte 10 ms before the rest: read 3 bytes at
+    a time within a 0.1 s poll, such an answer was dropped and 3 of 30 moves failed."""
+    with WeMacroSimulator(time_scale=20.0, split_answers=True) as sim:
+        rail = WeMacroRail.from_url(sim.url)
+        try:
+            for k in range(1, 11):
+                rail.move_to(30.0 * k)
+            assert rail.position == 300.0
+            assert sim.carriage.position_mm == pytest.approx(12.3)
+        finally:
+            rail.close()
+
+
+def test_a_move_right_after_the_shutter_is_not_taken_for_done_by_its_answer(
+    sim: WeMacroSimulator, rail: WeMacroRail
+) -> None:
+    """The shutter answers 0xF7 when its 0.3 s pulse ends: read as the next move's answer, it
+    stopped that move and lost the position."""
+    rail.fire_shutter()
+    rail.move_to(1000.0)
+    assert sim.shutter_pulses == 1 and rail.position == 1000.0
+    assert sim.carriage.position_mm == pytest.approx(13.0)
 
 
 def test_moves_are_counted_in_whole_micrometres(sim: WeMacroSimulator, rail: WeMacroRail) -> None:
@@ -67,7 +100,7 @@ def test_moves_are_counted_in_whole_micrometres(sim: WeMacroSimulator, rail: WeM
     rail.move_to(1500.0)
     rail.move_to(900.0)
     moves = [(c, d) for c, _, _, _, d in sim.frames if c in (0x40, 0x41)]
-    assert moves == [(0x40, 1500), (0x41, 600)]
+    assert moves == [(0x40, 0), (0x40, 0), (0x40, 1500), (0x41, 600)]  # after the wake-up
     assert rail.position == 900.0
     assert sim.carriage.position_mm == pytest.approx(12.9)
 
@@ -115,6 +148,19 @@ def test_a_link_lost_mid_move_forgets_the_position(
     move_cut_short(rail, sim, 300_000.0, sim.disconnect, ConnectionLostError)
     with pytest.raises(MotionError, match="lost when a move was stopped or cut off"):
         _ = rail.position  # not the 0 it started from: the carriage went part of the way
+
+
+@pytest.mark.slow
+def test_bytes_of_another_device_are_not_taken_for_the_controller(tmp_path) -> None:
+    """A port whose device sends FE F8 F0 when opened (a banner at another baud rate) passed
+    for a WeMacro: only an answer's third byte was looked at."""
+    from tests.rails import chatter_on_open
+
+    with (
+        chatter_on_open(b"\xfe\xf8\xf0") as port,
+        pytest.raises(DeviceNotFoundError, match="no WeMacro"),
+    ):
+        WeMacroRail(port, wakeup_s=0.3, timeout_s=0.3)
 
 
 def test_shutter_cable(sim: WeMacroSimulator, rail: WeMacroRail) -> None:
