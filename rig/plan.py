@@ -413,7 +413,8 @@ class ShotPlan(PlanTiming):
         cls, text: str, *, source: str = "plan.json", shot_before: bool = False
     ) -> ShotPlan:
         try:
-            data = json.loads(text)
+            # A byte-order mark (Notepad, PowerShell's UTF-8) was refused with Python's advice.
+            data = json.loads(text.removeprefix("\ufeff"))
         except json.JSONDecodeError as exc:
             raise PlanError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
         except ValueError:  # Python's own limit: no integer of more than 4300 digits

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeVar, get_type_hints
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from stacker.errors import TOO_MANY_FILES, Interrupted, UserError
+from stacker.errors import STORAGE_REMEDIES, TOO_MANY_FILES, Interrupted, UserError
 from stacker.launch import caused_by_interrupt, wind_down
 from stacker.quantities import TIME_UNITS
 
@@ -65,6 +65,11 @@ def run_app(app: typer.Typer, prog_name: str, units: Collection[str] = TIME_UNIT
             print(f"{prog_name}: error: {exc.strerror}; {TOO_MANY_FILES[exc.errno]}",
                   file=sys.stderr)  # fmt: skip
             sys.exit(1)
+        if exc.errno in STORAGE_REMEDIES:  # a disk full where no command expected a write
+            where = os.fsdecode(exc.filename) if exc.filename is not None else "a file"
+            print(f"{prog_name}: error: {one_line(where)}: {exc.strerror}; "
+                  f"{STORAGE_REMEDIES[exc.errno]}", file=sys.stderr)  # fmt: skip
+            sys.exit(6)
         if exc.errno not in _PATH_ERRORS:
             raise
         print(f"{prog_name}: error: {_path_error(exc)}", file=sys.stderr)

@@ -48,6 +48,13 @@ class Interrupted(UserError):
     exit_code = 130
 
 
+STORAGE_REMEDIES = {
+    errno.ENOSPC: "free some space",
+    errno.EDQUOT: "free some space",
+    errno.EROFS: "the disk is read-only: check it and mount it again (or restart)",
+}
+"""What to do about a write the disk refused, by the error (see ``stacker.io.storage_remedy``)."""
+
 TOO_MANY_FILES = {
     errno.EMFILE: "raise the limit of open files (ulimit -n 4096) and run it again",
     errno.ENFILE: "the system has too many files open: close other programs and run it again",

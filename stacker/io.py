@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import errno
 import functools
 import os
 import struct
@@ -27,7 +26,13 @@ from typing import Any, BinaryIO, TypeVar
 import cv2
 import numpy as np
 
-from stacker.errors import TOO_MANY_FILES, StackerError, UnreadableImageError, or_another_output
+from stacker.errors import (
+    STORAGE_REMEDIES,
+    TOO_MANY_FILES,
+    StackerError,
+    UnreadableImageError,
+    or_another_output,
+)
 from stacker.framepool import FramePool
 from stacker.metadata import (
     Metadata,
@@ -927,10 +932,8 @@ def check_writable_output(path: str | os.PathLike[str], *, example: str = "stack
 def storage_remedy(exc: OSError, otherwise: str) -> str:
     """What to do about a write the disk refused: make room, check a disk the kernel made
     read-only (its answer to a card error), or ``otherwise`` (permissions, a folder gone)."""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return "free some space"
-    if exc.errno == errno.EROFS:
-        return "the disk is read-only: check it and mount it again (or restart)"
+    if exc.errno in STORAGE_REMEDIES:
+        return STORAGE_REMEDIES[exc.errno]
     if exc.errno in TOO_MANY_FILES:
         return TOO_MANY_FILES[exc.errno]
     return otherwise

@@ -489,7 +489,8 @@ class SessionFolder:
 
     def load_config(self) -> SessionConfig:
         try:
-            data = json.loads(read_small_text(self.config_path))
+            # A byte-order mark (an editor's) was refused: "restore it from a backup".
+            data = json.loads(read_small_text(self.config_path).removeprefix("\ufeff"))
         except FileNotFoundError:
             raise SessionFolderError(
                 f"{self.config_path}: missing; restore it from a backup to resume"

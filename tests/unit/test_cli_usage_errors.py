@@ -121,6 +121,27 @@ def test_out_of_file_descriptors_anywhere_is_one_line(monkeypatch, capsys) -> No
     )
 
 
+def test_a_full_disk_where_no_command_expected_a_write_is_one_line(monkeypatch, capsys) -> None:
+    """``rig demo`` with its temporary folder full ended in a 40-line traceback: the virtual
+    camera's staging folder is written before any session file. The error is raised by a
+    command made for the test: a real full disk fails wherever the process writes first."""
+    import errno
+
+    app = typer.Typer()
+
+    @app.command()
+    def demo() -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", "/tmp/stackrig-vcam-x/capture.jpg")
+
+    monkeypatch.setattr(sys, "argv", ["rig"])
+    with pytest.raises(SystemExit) as ended:
+        run_app(app, "rig")
+    assert ended.value.code == 6
+    assert capsys.readouterr().err == (
+        "rig: error: /tmp/stackrig-vcam-x/capture.jpg: No space left on device; free some space\n"
+    )
+
+
 @pytest.mark.parametrize(("prog", "args"), [("rig", []), ("rig", ["rail"]), ("stacker", [])])
 def test_a_bare_group_still_prints_its_help(prog: str, args: list[str], monkeypatch, capsys):
     code, _, err = _run(prog, args, monkeypatch, capsys)

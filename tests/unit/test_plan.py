@@ -89,6 +89,25 @@ def test_json_round_trip_keeps_every_field() -> None:
     assert ShotPlan.from_json(lens.to_json()) == lens
 
 
+def test_a_plan_file_an_editor_saved_with_a_byte_order_mark_is_read() -> None:
+    """Notepad and PowerShell start UTF-8 with a byte-order mark: refused with Python's own
+    advice ("decode using utf-8-sig"). The session's session.json got "restore it from a
+    backup" for the same three bytes."""
+    from rig.session.folder import SessionConfig, SessionFolder
+
+    plan = ShotPlan.from_frames(0.0, 1000.0, 5)
+    assert ShotPlan.from_json("\ufeff" + plan.to_json()) == plan
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "s"
+        SessionFolder.create(root, plan, SessionConfig(rig={"kind": "hardware"})).unlock()
+        config = root / "session.json"
+        config.write_bytes(b"\xef\xbb\xbf" + config.read_bytes())
+        assert SessionFolder(root).load_config().rig == {"kind": "hardware"}
+
+
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
