@@ -152,7 +152,7 @@ def stack_command(
     files = collect_inputs(inputs, on_note=note, prefer=pair_choice(prefer, output))
     columns = (
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[frame]}"), TimeElapsedColumn(),
+        TextColumn("{task.fields[frame]}", markup=False), TimeElapsedColumn(),
     )  # fmt: skip
     with terminal_progress(console, *columns) as progress:
         task = progress.add_task("stacking", total=len(files), frame="")
@@ -163,7 +163,7 @@ def stack_command(
                     f"warning: {one_line(warning)}", markup=False, soft_wrap=True
                 )
             score = f" score {record.score:.3f}" if record is not None else ""
-            progress.update(task, advance=1, frame=f"{path.name}{score}")
+            progress.update(task, advance=1, frame=f"{one_line(path.name)}{score}")
 
         def on_restart(path, why, frames_left) -> None:
             progress.console.print(f"warning: {one_line(why)}", markup=False, soft_wrap=True)
@@ -183,7 +183,7 @@ def stack_command(
         f"stacked {s.frames_merged} of {len(files)} frames in {run.seconds:.1f} s, written "
         f"{run.final_seconds:.1f} s after the last frame was stacked "
         f"({run.last_read_seconds:.1f} s after it was read): "
-        + ", ".join(str(p) for p in run.written)
+        + ", ".join(one_line(str(p)) for p in run.written)
     )
 
 
@@ -302,7 +302,8 @@ def _watch(
                 if not announced.is_set():  # the folder is being watched from now on
                     announced.set()
                     live.console.print(
-                        f"watching {status.folder} -> {output}; Ctrl-C to finish",
+                        f"watching {one_line(str(status.folder))} -> {one_line(str(output))}; "
+                        "Ctrl-C to finish",
                         markup=False,
                         soft_wrap=True,
                     )

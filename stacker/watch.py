@@ -680,6 +680,8 @@ def render_status(status: WatchStatus) -> RenderableType:
     """The live progress line(s) of ``stacker watch``."""
     from rich.text import Text
 
+    from stacker.cliutil import one_line
+
     text = Text()
     text.append(f"{status.state:<8} ", style="bold cyan")
     text.append(f"{status.folder}\n", style="dim")
@@ -689,7 +691,7 @@ def render_status(status: WatchStatus) -> RenderableType:
     text.append(f"unreadable {status.unreadable}  ", style="red" if status.unreadable else "")
     text.append(f"pair partners skipped {status.skipped}  written {status.writes}x")
     if status.last_name is not None:
-        text.append(f"\nlast: {status.last_name}")
+        text.append(f"\nlast: {one_line(status.last_name)}")
         if status.last_score is not None:
             text.append(f"  alignment score {status.last_score:.2f}")
         if status.last_problem:

@@ -91,6 +91,27 @@ def test_the_summary_numbers_frames_as_files_after_a_bad_first_frame(
     assert run.stacker.reference_record().name == files[2].name  # the "3" the table shows
 
 
+def test_the_summary_shows_frame_names_as_they_are(folder: Path, tmp_path: Path) -> None:
+    """A frame named ``a[red]1.jpg`` was listed as ``a1.jpg`` (rich took the brackets for
+    markup), and one holding an escape sequence cleared the terminal."""
+    from rich.console import Console
+
+    from stacker.report import summary_table
+
+    odd = []
+    for name, source in zip(
+        ("a[red]1.jpg", "x\x1b[2Jy.jpg"), sorted(folder.iterdir()), strict=False
+    ):
+        odd.append(tmp_path / name)
+        odd[-1].write_bytes(source.read_bytes())
+    run = stack_files(odd, tmp_path / "out.png")
+    console = Console(width=200, force_terminal=False)
+    with console.capture() as captured:
+        console.print(summary_table(run.stacker, run.file_numbers, len(odd)))
+    table = captured.get()
+    assert "a[red]1.jpg" in table and "x\\x1b[2Jy.jpg" in table and "\x1b" not in table
+
+
 def test_frames_that_align_with_nothing_still_fail(tmp_path: Path) -> None:
     files = []
     for seed in range(5):
