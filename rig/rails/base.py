@@ -42,6 +42,8 @@ Approach = Literal["below", "above"]
 class ConnectionLostError(RigError):
     """The serial link to a rail controller broke (cable unplugged, board reset, port gone)."""
 
+    exit_code = 6  # a rail fault, not input to fix (the README's exit statuses)
+
 
 class MoveStoppedError(MotionError):
     """A move ended early because :meth:`Rail.stop` was called."""

@@ -42,6 +42,8 @@ from rig.units import format_length
 class StackShotError(RigError):
     """The controller refused or did not answer a request."""
 
+    exit_code = 6  # a rail fault, not input to fix (the README's exit statuses)
+
 
 class _Busy(StackShotError):
     """Internal: a request answered BUSY that is not to be resent as it was."""
@@ -294,11 +296,15 @@ class StackShotRail(BinaryLinkRail):
             )
         time.sleep(self.poll_s)
 
-    def _wait_idle(self, what: str, busy_bit: int, stopped: threading.Event) -> None:
+    def _wait_idle(
+        self, what: str, busy_bit: int, stopped: threading.Event, *, latched: bool = False
+    ) -> None:
+        """Wait until ``busy_bit`` clears; ``latched``: the keypad's stop bit was set before
+        this began (a move stopped earlier), so it says nothing about this wait."""
         deadline = time.monotonic() + self.move_timeout_s
         while True:
             status = self.status_word()
-            if status & proto.STATUS_USER_ABORTED:
+            if status & proto.STATUS_USER_ABORTED and not latched:
                 raise MotionError(
                     f"{self.name}: {what} was stopped on the controller itself, at "
                     f"{format_length(self._read_position())}"
@@ -330,11 +336,17 @@ class StackShotRail(BinaryLinkRail):
         self._unreferenced = None
 
     def fire_shutter(self) -> None:
-        """Pulse the controller's shutter cable once and wait until the pulse is over."""
+        """Pulse the controller's shutter cable once and wait until the pulse is over.
+
+        The keypad's stop bit stays set until the next move: left by a move stopped before,
+        it made a pulse that fired report 'stopped on the controller itself'."""
         self._halt_requested.clear()
+        latched = bool(self.status_word() & proto.STATUS_USER_ABORTED)
         self._exchange(
             proto.Command.RAIL_SHUTTER_FIRE,
             proto.Action.WRITE,
             proto.shutter_data(1, self.pulse_s, 0.0),
         )
-        self._wait_idle("the shutter pulse", proto.STATUS_SHUTTER, self._halt_requested)
+        self._wait_idle(
+            "the shutter pulse", proto.STATUS_SHUTTER, self._halt_requested, latched=latched
+        )

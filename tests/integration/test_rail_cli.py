@@ -280,6 +280,27 @@ def test_a_move_ended_by_a_signal_stops_the_rail(signum: int) -> None:
         assert simulator.carriage.position_mm == stood < 50.0
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["stackshot", "wemacro"])
+def test_a_cable_pulled_mid_move_is_a_rail_fault_not_input_to_fix(kind: str) -> None:
+    """Unplugged mid-move, ``rig rail jog`` said so in one line, but with exit status 2, which
+    the README keeps for input to fix; a rail fault is 6."""
+    from rig.sim.stackshot import StackShotSimulator
+    from rig.sim.wemacro import WeMacroSimulator
+
+    device = StackShotSimulator if kind == "stackshot" else WeMacroSimulator
+    with device(time_scale=1.0, speed_mm_s=2.0) as simulator:
+        proc = rig("rail", "jog", simulator.url, "50mm")
+        deadline = time.monotonic() + 30
+        while not simulator.carriage.moving and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert simulator.carriage.moving, "the jog never started"
+        simulator.disconnect()
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 6, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
 def test_a_target_beyond_any_rail_is_refused_before_anything_moves(sim: GrblSimulator) -> None:
     """``1e30mm`` overflowed a timeout (GRBL) or a 32-bit field (WeMacro) in a traceback, or
     ran the rail into its end."""

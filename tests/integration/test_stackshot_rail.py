@@ -113,6 +113,10 @@ def test_a_stop_on_the_keypad_is_an_error_not_a_short_move(
         rail, sim, 100_000.0, sim.press_stop_button, MotionError, "stopped on the controller itself"
     )
     assert sim.carriage.position_mm < 37.2 + 100.0
+    # The keypad's stop bit stays set until the next move: a pulse fired after it is no stop.
+    sim.on_shutter = None
+    rail.fire_shutter()
+    assert sim.shutter_pulses == 1
 
 
 def test_stop_from_another_thread_halts_the_carriage(
