@@ -81,18 +81,22 @@ class Claimed(Exception):
         self.pid = pid
 
 
+_LOCKS = Path("/tmp") if os.path.isdir("/tmp") else Path(tempfile.gettempdir())
+
+
 @contextmanager
 def claimed(path: Path) -> Iterator[None]:
     """Hold a claim on writing ``path`` for the block, or raise :class:`Claimed`.
 
     The file itself cannot carry a lock (it is replaced at each atomic write) and its folder
     may hold other processes' results, so the lock is on a file named for the resolved path in
-    a folder of the user's own (``$XDG_RUNTIME_DIR``, else the temporary folder), made private
-    and checked to be so: another user's folder or link there leaves the block unclaimed, as a
-    file system that cannot lock does.
+    a folder of the user's own (``/tmp/stackrig-<uid>``), made private and checked to be so:
+    another user's folder or link there leaves the block unclaimed, as a file system that
+    cannot lock does. The folder is the same whatever the environment says: under
+    ``$XDG_RUNTIME_DIR``, a watch started from an ssh login and one from cron (which has none)
+    took their locks in different folders, and both wrote the same composite.
     """
-    base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir())
-    folder = base / f"stackrig-{os.getuid()}"
+    folder = _LOCKS / f"stackrig-{os.getuid()}"
     key = hashlib.sha256(os.fsencode(os.path.realpath(path))).hexdigest()[:32]
     fd = -1
     try:

@@ -1089,6 +1089,13 @@ def test_a_second_watch_writing_the_same_composite_is_refused(
             StackerError, match=r"out\.tif: another stacker watch.* writes this composite"
         ):
             watch_and_stack(hot, out, settle=0.2, method="depthmap", idle_timeout=0.5)
+        # Whatever the environment of the second says (cron has no XDG_RUNTIME_DIR, an ssh
+        # login its own): its lock was taken in another folder, and both watches wrote.
+        for elsewhere in (str(tmp_path / "run"), "", str(tmp_path / "tmp")):
+            with pytest.MonkeyPatch.context() as env, pytest.raises(StackerError):
+                env.setenv("XDG_RUNTIME_DIR", elsewhere)
+                env.setenv("TMPDIR", elsewhere or str(tmp_path))
+                watch_and_stack(hot, out, settle=0.2, idle_timeout=0.5)
         other = watch_and_stack(hot, tmp_path / "other.tif", settle=0.2, idle_timeout=0.5)
         assert [r.name for r in other.records] == ["a0.jpg", "a1.jpg"]
     finally:
