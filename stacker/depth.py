@@ -58,21 +58,22 @@ def subframe_peak(best: np.ndarray, prev: np.ndarray, nxt: np.ndarray, floor: fl
     return offset
 
 
-TEXTURE_FILLS = 8.0
-"""The 90th percentile of the focus measure over the noise floor below which the least
-textured 2 % of a frame is taken for texture, not noise (:func:`confidence`): about 70 on
-pcb-stack, 1.4 where texture fills the frame."""
+TEXTURE_FILLS = 0.01
+"""The share of pixels above the noise floor under which the least textured 2 % of a frame is
+taken for texture, not noise (:func:`confidence`)."""
 
 
 def confidence(best: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
     """How far each pixel's best focus measure stands above the noise floor, as 0..1.
 
     The floor is the measure of the least textured 2 % of the image (sensor noise and JPEG
-    blocks: in a stack of a real subject some of the frame is usually out of texture), at most
-    an eighth of the 90th percentile's: where texture fills the frame (fabric, paper, a mineral
-    face), its least textured 2 % is texture too, every pixel came out below twice that floor,
-    and the whole map fell to the near end. A pixel twice the floor or less gets 0, one far
-    above it close to 1. Where the best frame barely
+    blocks: in a stack of a real subject some of the frame is usually out of texture); a pixel
+    twice the floor or less gets 0, one far above it close to 1. Where that leaves under 1 %
+    of the pixels any weight, texture fills the frame (fabric, paper, a mineral face: its least
+    textured 2 % is texture too), and every pixel's own peak is all there is: each gets 1. With
+    no confident pixel to fill from, the whole map fell to the near end. (Statistics of the
+    measure alone cannot tell such texture from the noise of a plain ground around a small
+    subject, whose own pixels keep this from applying.) Where the best frame barely
     stands above noise the winner was chosen by noise, whatever its neighbours in the stack.
     (The parabola's curvature, the contrast with the neighbouring frames, ranks pixels worse
     on the synthetic stacks of ``benchmarks/bench_depth.py``: it is largest in the halos of
@@ -82,10 +83,11 @@ def confidence(best: np.ndarray, reference: np.ndarray | None = None) -> np.ndar
     """
     if best.size == 0:
         return np.zeros_like(best)
-    low, high = np.percentile(best if reference is None else reference, (2, 90))
-    floor = max(min(float(low), float(high) / TEXTURE_FILLS), 1e-6)
+    floor = max(float(np.percentile(best if reference is None else reference, 2)), 1e-6)
     w = 1.0 - np.float32(2.0 * floor) / np.maximum(best, np.float32(1e-6))
     np.clip(w, 0.0, 1.0, out=w)
+    if reference is None and np.count_nonzero(w) < TEXTURE_FILLS * w.size:
+        return np.ones_like(w, dtype=np.float32)
     return (w * w).astype(np.float32)
 
 

@@ -74,6 +74,20 @@ def test_a_frame_filled_with_texture_is_not_all_taken_for_noise() -> None:
     assert np.median(depth.confidence(best)) > 0.4
 
 
+def test_the_noise_around_a_small_subject_is_not_taken_for_texture() -> None:
+    """An insect on a plain ground: texture on 4 % of the frame, sensor noise elsewhere. A
+    floor lowered for frames full of texture made the noise confident, and the ground's depth
+    was set by noise instead of being filled from the subject."""
+    rng = np.random.default_rng(2)
+    best = rng.normal(110.0, 12.0, (100, 150)).astype(np.float32)  # noise's measure
+    best[40:60, 65:95] = rng.uniform(3000.0, 9000.0, (20, 30))  # the subject's texture
+    w = depth.confidence(best)
+    ground = np.ones(best.shape, bool)
+    ground[40:60, 65:95] = False
+    assert float(np.mean(w[ground] > 0.1)) < 0.01
+    assert float(np.median(w[~ground])) > 0.9
+
+
 def test_a_tilted_plane_textured_all_over_is_mapped_at_its_depth() -> None:
     h, w, frames = 240, 320, 12
     rng = np.random.default_rng(0)
