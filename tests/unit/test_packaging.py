@@ -89,9 +89,10 @@ def test_every_file_of_the_packages_goes_into_the_wheel() -> None:
     ("system", "machine", "release", "floor"),
     [
         ("linux", "x86_64", "6.1.0", "2.5"),
-        ("linux", "aarch64", "6.6.51+rpt-rpi-2712", "2.6.1"),  # a Raspberry Pi 5
-        ("darwin", "x86_64", "21.6.0", "2.5"),
-        ("darwin", "arm64", "23.1.0", "2.5.1"),
+        ("linux", "aarch64", "6.6.51+rpt-rpi-2712", "2.5"),  # a Raspberry Pi 5
+        ("darwin", "x86_64", "24.1.0", "2.5"),  # macOS 15 on an Intel Mac
+        ("darwin", "x86_64", "23.6.0", None),  # macOS 14: 2.6.4's wheels need 15
+        ("darwin", "arm64", "23.1.0", "2.5"),
         ("darwin", "arm64", "22.6.0", None),  # macOS 13 on Apple silicon: no wheel
         ("linux", "armv7l", "6.1.0", None),  # 32-bit Raspberry Pi OS: no wheel
     ],
@@ -99,9 +100,10 @@ def test_every_file_of_the_packages_goes_into_the_wheel() -> None:
 def test_the_camera_library_is_asked_for_only_where_it_has_a_wheel(
     system: str, machine: str, release: str, floor: str | None
 ) -> None:
-    """Where python-gphoto2 has no wheel pip builds it, which fails without libgphoto2's
-    headers: the whole install failed there, the stacker with it. Its first wheel for aarch64
-    is 2.6.1 and for Apple silicon 2.5.1 on macOS 14 (Darwin 23) and later."""
+    """Where python-gphoto2's newest release has no wheel pip builds it (its source before an
+    older release's wheel), which fails without libgphoto2's headers: the whole install failed
+    there, the stacker with it. 2.6.4's wheels need macOS 14 (Darwin 23) on Apple silicon and
+    macOS 15 (Darwin 24) on Intel Macs."""
     here = {"sys_platform": system, "platform_machine": machine, "platform_release": release}
     asked = [
         req
