@@ -389,6 +389,9 @@ def header_size(head: bytes) -> tuple[int, int] | None:
                 pos += 1
                 continue
             marker = head[pos + 1]
+            if marker == 0x00 or marker == 0x01 or 0xD0 <= marker <= 0xD7:
+                pos += 2  # a stuffed FF 00 (junk to libjpeg), TEM or RSTn: no length follows
+                continue
             if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
                 h, w = struct.unpack(">HH", head[pos + 5 : pos + 9])
                 return w, h

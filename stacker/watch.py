@@ -684,7 +684,7 @@ def render_status(status: WatchStatus) -> RenderableType:
 
     text = Text()
     text.append(f"{status.state:<8} ", style="bold cyan")
-    text.append(f"{status.folder}\n", style="dim")
+    text.append(f"{one_line(str(status.folder))}\n", style="dim")
     text.append(f"seen {status.seen}  ")
     text.append(f"merged {status.merged}  ", style="green")
     text.append(f"rejected {status.rejected}  ", style="yellow" if status.rejected else "")
@@ -695,7 +695,7 @@ def render_status(status: WatchStatus) -> RenderableType:
         if status.last_score is not None:
             text.append(f"  alignment score {status.last_score:.2f}")
         if status.last_problem:
-            text.append(f"  ({status.last_problem})", style="yellow")
+            text.append(f"  ({one_line(status.last_problem)})", style="yellow")
     return text
 
 

@@ -408,6 +408,9 @@ def test_a_jpeg_size_after_junk_bytes_is_checked_too(tmp_path: Path) -> None:
     bomb = tmp_path / "bomb.jpg"
     bomb.write_bytes(bytes(data))
     assert header_size(bytes(data)) == (20000, 20000)
+    for junk in (b"\xff\x00", b"\xff\xd3", b"\xff\x01"):  # stuffed zero, RST3, TEM: no length
+        at = sof + 2  # right before the frame header
+        assert header_size(bytes(data[:at] + junk + data[at:])) == (20000, 20000), junk
     with pytest.raises(UnreadableImageError, match=r"bomb\.jpg: declares 20000x20000 pixels"):
         read_image(bomb)
 

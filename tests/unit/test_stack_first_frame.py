@@ -112,6 +112,22 @@ def test_the_summary_shows_frame_names_as_they_are(folder: Path, tmp_path: Path)
     assert "a[red]1.jpg" in table and "x\\x1b[2Jy.jpg" in table and "\x1b" not in table
 
 
+def test_watch_status_lines_show_names_as_they_are() -> None:
+    """The watch's status line escaped the last frame's name but not the folder or the
+    problem, which names the frame too: an escape sequence in a name reached the terminal."""
+    from rich.console import Console
+
+    from stacker.watch import WatchStatus, render_status
+
+    odd = "x\x1b[2Jy.jpg"
+    status = WatchStatus(Path("hot\x1b[31m"), last_name=odd, last_problem=f"{odd}: unreadable")
+    console = Console(width=200, force_terminal=False)
+    with console.capture() as captured:
+        console.print(render_status(status))
+    shown = captured.get()
+    assert "\x1b" not in shown and "hot\\x1b[31m" in shown and "x\\x1b[2Jy.jpg: unreadable" in shown
+
+
 def test_frames_that_align_with_nothing_still_fail(tmp_path: Path) -> None:
     files = []
     for seed in range(5):
