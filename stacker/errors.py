@@ -56,8 +56,8 @@ STORAGE_REMEDIES = {
 """What to do about a write the disk refused, by the error (see ``stacker.io.storage_remedy``)."""
 
 TOO_MANY_FILES = {
-    errno.EMFILE: "raise the limit of open files (ulimit -n 4096) and run it again",
-    errno.ENFILE: "the system has too many files open: close other programs and run it again",
+    errno.EMFILE: "raise the limit of open files (ulimit -n 4096)",
+    errno.ENFILE: "the system has too many files open: close other programs",
 }
 """What to do when a file cannot be opened for want of descriptors: the error names the file
 being opened, often a module Python was loading, not the culprit."""

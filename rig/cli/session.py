@@ -472,7 +472,7 @@ def _check_same_zero(
     (shot with ``--accept-position``): homed, its missing frames were shot 50 mm from the
     others, and the session said "completed"."""
     started = journal.of_kind("start")
-    if reference == "--home" and started and started[0].get("homed") is False:
+    if reference == "--home" and started and started[0].get("accepted") is True:
         raise RigError(
             f"{folder.root}: its positions count from where the carriage stood when it was "
             "shot (--accept-position), not from the home switch: homed, its missing frames "

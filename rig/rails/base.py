@@ -109,6 +109,9 @@ class Rail(ABC):
         self._motion = _MotionState()
         self._move_lock = threading.Lock()
         self._unreferenced: str | None = None
+        self.position_accepted = False
+        """The positions count from a place taken as the reference (:meth:`accept_position`)
+        since this rail was opened, not from its home switch (:meth:`home`)."""
         self.on_leg: Callable[[float], None] | None = None
         """Told each leg's target before the controller is, when a move takes more than one
         (the backlash overshoot and back): a session journals it, as a run killed during the
@@ -282,6 +285,7 @@ class Rail(ABC):
             self._home()
             self._motion.last_direction = 0
             self._unreferenced = None
+            self.position_accepted = False
 
     def accept_position(self, position: float | None = None) -> None:
         """Take the current position as the reference instead of homing.
@@ -293,6 +297,7 @@ class Rail(ABC):
             with self._move_lock:
                 self._set_position(float(position))
         self._unreferenced = None
+        self.position_accepted = True
 
     def stop(self) -> None:
         """Halt at once and leave the rail safe; a move in progress raises MoveStoppedError, as

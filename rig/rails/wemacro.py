@@ -229,7 +229,7 @@ class WeMacroRail(BinaryLinkRail):
     def fire_shutter(self) -> None:
         """Fire the camera through the controller's shutter cable, and wait for the pulse's
         end (``0xF7``): taken for a move's answer, it stopped the move after and lost the
-        position. A controller that does not answer is given the pulse's length."""
+        position. A controller that does not answer is waited for a second past the pulse."""
         with self._link.lock:
             self._discard()
             self._link.write(proto.frame(proto.Command.SHUTTER))

@@ -160,16 +160,20 @@ def dated_folder(parent: Path, prefix: str) -> Path:
 
 
 def _claim(root: Path) -> Path:
-    """Make the folder ``root``, or ``root-2``, ``root-3``... where another run made it first."""
+    """Make the folder ``root``, a name :func:`dated_folder` chose, or the next one it would
+    choose (``-2``, ``-3``...) where another run made it first."""
     root.parent.mkdir(parents=True, exist_ok=True)
-    name, count = root.name, 1
+    stem, _, count_text = root.name.rpartition("-")
+    if not (count_text.isdigit() and len(count_text) < 6):  # -HHMMSS: no count yet
+        stem, count_text = root.name, "1"
+    name, count = root.name, int(count_text)
     while True:
         try:
             os.mkdir(root.parent / name)
             return root.parent / name
         except FileExistsError:
             count += 1
-            name = f"{root.name}-{count}"
+            name = f"{stem}-{count}"
 
 
 def resume_command(root: Path) -> str:

@@ -506,12 +506,12 @@ class SessionRunner:
         self._counters.captured = len(recon.done)  # said even if the journal cannot be opened
         self._journal = Journal.open(folder.journal_path)
         resuming = bool(contents.records) or bool(recon.done)
-        # Whether positions count from the home switch or from where the carriage stood (a
-        # place accepted): a resume must take the same 0 (see rig resume --home).
-        homed = self.focuser is not None and self.focuser.capabilities.absolute
+        # Whether positions count from a place accepted (where the carriage stood) rather
+        # than from the home switch: a resume must not home then (see rig resume --home).
+        accepted = bool(getattr(self.focuser, "position_accepted", False))
         self._journal.append(
             "resume" if resuming else "start",
-            homed=homed,
+            accepted=accepted,
             frames=self.plan.frames,
             done=len(recon.done),
             missing=len(recon.missing),

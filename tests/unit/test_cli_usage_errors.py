@@ -116,8 +116,7 @@ def test_out_of_file_descriptors_anywhere_is_one_line(monkeypatch, capsys) -> No
     err = capsys.readouterr().err
     assert ended.value.code == 1
     assert err == (
-        "stacker: error: Too many open files; raise the limit of open files (ulimit -n 4096) "
-        "and run it again\n"
+        "stacker: error: Too many open files; raise the limit of open files (ulimit -n 4096)\n"
     )
 
 

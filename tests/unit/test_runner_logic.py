@@ -522,6 +522,11 @@ def test_two_sessions_that_chose_the_same_clock_name_at_once_both_start(
     for folder in made:
         folder.unlock()
     assert [f.root.name for f in made] == ["stack-20261206-024213", "stack-20261206-024213-2"]
+    again = [dated_folder(tmp_path, "stack") for _ in range(2)]  # both chose "-3"
+    made = [SessionFolder.create(root, PLAN, config, named=False) for root in again]
+    for folder in made:
+        folder.unlock()
+    assert [f.root.name for f in made] == ["stack-20261206-024213-3", "stack-20261206-024213-4"]
     with pytest.raises(SessionFolderError, match="already holds a session"):  # a name given
         SessionFolder.create(chosen[0], PLAN, config)
 
