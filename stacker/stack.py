@@ -16,8 +16,11 @@ the merge state first waits for the merge in progress (:meth:`Stacker.wait`), so
 same results, in the same order, as with ``overlap=False``, which merges inside ``add``.
 
 A stacker may be shared between threads (a preview read while another thread adds frames):
-its public methods run one at a time. A read in the middle of a merge once collapsed the
-pyramid in the buffers the merge was building the next frame in, and spoiled the composite.
+what touches the merge state runs one at a time (adding, collapsing the composite, reading
+the trackers). A read in the middle of a merge once collapsed the pyramid in the buffers the
+merge was building the next frame in, and spoiled the composite. What works on arrays already
+taken from it (warping the composite or the depth map into the result's geometry) runs
+outside, so that the outputs are written side by side on the cores.
 
 The merge state lives in the geometry of the first frame. A different reference (``middle``,
 ``last`` or an index) is applied when the result is produced, by one final warp.
@@ -745,13 +748,13 @@ class Stacker:
         assert self._coverage is not None
         return self._coverage.rectangle(np.linalg.inv(self.reference_record().matrix))
 
+    @_one_at_a_time
     def _full_composite(self) -> np.ndarray:
         merger = self._require()
         if self._full_cache is None or self._full_cache[0] != self._version:
             self._full_cache = (self._version, merger.composite(0))
         return self._full_cache[1]
 
-    @_one_at_a_time
     def result(self, crop: bool = True) -> np.ndarray:
         """The full-quality composite in the frames' dtype, in the reference geometry.
 
@@ -766,7 +769,6 @@ class Stacker:
             img = img[y : y + h, x : x + w]
         return np.ascontiguousarray(img)
 
-    @_one_at_a_time
     def depth_frames(self, crop: bool = True) -> np.ndarray:
         """Per-pixel focus peak in frames (float32, sub-frame: 2.5 lies half-way between frames
         2 and 3), smoothed and filled (:mod:`stacker.depth`), in the geometry of :meth:`result`.
@@ -802,7 +804,6 @@ class Stacker:
             stop += 1
         return self._full_composite() if stop == 0 else merger.composite(stop)
 
-    @_one_at_a_time
     def upsample_depth(
         self, small: np.ndarray, crop: bool = True, *, dst: np.ndarray | None = None
     ) -> np.ndarray:
@@ -837,13 +838,11 @@ class Stacker:
             return cv2.warpAffine(small, m[:2], (w, h), dst=dst, flags=flags, borderMode=border)
         return cv2.warpPerspective(small, m, (w, h), dst=dst, flags=flags, borderMode=border)
 
-    @_one_at_a_time
     def depth_index(self, crop: bool = True) -> np.ndarray:
         """Per-pixel index of the frame in best focus (uint16): :meth:`depth_frames`, rounded."""
         frames = self.depth_frames(crop)
         return np.rint(np.maximum(frames, 0)).astype(np.uint16)
 
-    @_one_at_a_time
     def depth_um(self, crop: bool = True) -> np.ndarray | None:
         """Per-pixel focus position in micrometres (float32, finer than the step), or None
         without positions. Converted at the computed size, then upsampled (the conversion is
@@ -851,7 +850,6 @@ class Stacker:
         um = self.frames_to_um(self.depth_frames_small())
         return None if um is None else self.upsample_depth(um, crop)
 
-    @_one_at_a_time
     def frames_to_um(self, frames: np.ndarray) -> np.ndarray | None:
         """A depth map in frames as focus positions in µm (interpolated between the merged
         frames' positions), or None when a merged frame has no position."""
@@ -1026,7 +1024,6 @@ class Stacker:
         small = self._depth_small(_PREVIEW_DEPTH_SIZE, live=True)[0]
         return self.colorize_depth(cv2.resize(small, size, interpolation=cv2.INTER_LINEAR))
 
-    @_one_at_a_time
     def colorize_depth(self, frames: np.ndarray) -> np.ndarray:
         """A depth map in frames as the colour preview (near blue, far red), legend included:
         colours to µm when every merged frame has a position, else to frame numbers."""
@@ -1034,7 +1031,6 @@ class Stacker:
         coloured = depth.colorize(self._near_first(frames, count), count)
         return depth.add_legend(coloured, count, positions, numbers)
 
-    @_one_at_a_time
     def depth_preview(self, crop: bool = True) -> np.ndarray:
         """:meth:`colorize_depth` of :meth:`depth_frames`, coloured at the computed size and
         then upsampled straight into the image above its legend (colouring the full-size map

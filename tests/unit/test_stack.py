@@ -349,7 +349,8 @@ def test_reading_the_composite_from_another_thread_leaves_it_as_it_would_be(fram
     217 levels off what one thread gives, silently."""
     import threading
 
-    alone = run(frames)
+    twice = frames + frames  # more merges for a read to fall into
+    alone = run(twice)
     shared = Stacker()
     stop = threading.Event()
     reads = [0]
@@ -364,7 +365,7 @@ def test_reading_the_composite_from_another_thread_leaves_it_as_it_would_be(fram
     t = threading.Thread(target=reader)
     t.start()
     try:
-        for f in frames:
+        for f in twice:
             shared.add(f.image, name=f"f{f.index}", position_um=f.focus_um)
     finally:
         stop.set()
