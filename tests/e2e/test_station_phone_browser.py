@@ -144,6 +144,8 @@ def test_stopping_is_said_until_the_session_has_stopped_and_no_longer(station) -
         fill_plan(page, to="3mm", frames="30", settle="0.3", name="halt")
         page.tap("#st-start")
         page.wait_for_function("() => !document.getElementById('st-stop').disabled")
+        # The start's own message may land after Stop is enabled: it is waited for first.
+        page.wait_for_function(SAID, arg="started halt")
         page.evaluate(
             """() => {
               window.said = [];
