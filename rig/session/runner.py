@@ -203,15 +203,14 @@ def _check_take_up_room(
     """Refuse a plan whose end lies nearer a soft limit than the backlash take-up: the
     overshoot was cut at the limit, and that frame was reached from the wrong side, its slack
     not taken up, without a word."""
-    if caps.backlash <= 0:
-        return
     below = caps.approach == "below"
     limit = caps.min_position if below else caps.max_position
-    end = low if below else high
-    if limit is None or (end - caps.backlash >= limit - 1e-9 if below else
-                         end + caps.backlash <= limit + 1e-9):  # fmt: skip
+    if caps.backlash <= 0 or limit is None:
         return
-    room = limit + caps.backlash if below else limit - caps.backlash
+    end, away = (low, 1.0) if below else (high, -1.0)  # away: from the limit into the travel
+    room = limit + away * caps.backlash
+    if (end - room) * away >= -1e-9:
+        return
     raise MotionError(
         f"{name}: the plan reaches {format_position(end, plan.units)}, nearer the soft limit "
         f"{format_position(limit, plan.units)} than the backlash take-up "

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -255,6 +256,14 @@ def test_commercial_rail_simulators_serve_every_rail_command(
     assert proc.returncode == 0
 
 
+def _wait_moving(simulator: Any) -> None:
+    """Until the simulated carriage runs (a jog asked of another process has begun)."""
+    deadline = time.monotonic() + 30
+    while not simulator.carriage.moving and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert simulator.carriage.moving, "the jog never started"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_a_move_ended_by_a_signal_stops_the_rail(signum: int) -> None:
@@ -265,10 +274,7 @@ def test_a_move_ended_by_a_signal_stops_the_rail(signum: int) -> None:
 
     with StackShotSimulator(time_scale=1.0, speed_mm_s=2.0) as simulator:
         proc = rig("rail", "jog", simulator.url, "50mm")
-        deadline = time.monotonic() + 30
-        while not simulator.carriage.moving and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert simulator.carriage.moving, "the jog never started"
+        _wait_moving(simulator)
         proc.send_signal(signum)
         _, err = proc.communicate(timeout=30)
         assert proc.returncode == 130, err
@@ -291,10 +297,7 @@ def test_a_cable_pulled_mid_move_is_a_rail_fault_not_input_to_fix(kind: str) -> 
     device = StackShotSimulator if kind == "stackshot" else WeMacroSimulator
     with device(time_scale=1.0, speed_mm_s=2.0) as simulator:
         proc = rig("rail", "jog", simulator.url, "50mm")
-        deadline = time.monotonic() + 30
-        while not simulator.carriage.moving and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert simulator.carriage.moving, "the jog never started"
+        _wait_moving(simulator)
         simulator.disconnect()
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 6, err

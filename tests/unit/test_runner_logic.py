@@ -478,19 +478,24 @@ def test_a_new_session_refuses_a_folder_holding_other_files(tmp_path: Path) -> N
     SessionFolder.create(empty, PLAN, config).unlock()  # an empty folder is a new one
 
 
+def _clock_stopped_at(monkeypatch: pytest.MonkeyPatch, *when: int) -> None:
+    """Session folders named by the clock all get the moment ``when`` (year, month, ...)."""
+
+    class SameSecond(datetime):
+        @classmethod
+        def now(cls, tz: object = None) -> SameSecond:
+            return cls(*when)
+
+    monkeypatch.setattr("rig.session.folder.datetime", SameSecond)
+
+
 def test_sessions_named_by_the_clock_in_one_second_get_names_of_their_own(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``rig shoot``, ``rig demo`` and ``rig tether`` without ``--out`` name the session by the
     clock, as the station does: a second one within the same second (or after the clock was
     set back) was refused as a folder that "already holds a session"."""
-
-    class SameSecond(datetime):
-        @classmethod
-        def now(cls, tz: object = None) -> SameSecond:
-            return cls(2026, 3, 29, 2, 30, 0)
-
-    monkeypatch.setattr("rig.session.folder.datetime", SameSecond)
+    _clock_stopped_at(monkeypatch, 2026, 3, 29, 2, 30, 0)
     config = SessionConfig(rig={"kind": "hardware"})
     names = []
     for _ in range(3):
@@ -508,13 +513,7 @@ def test_two_sessions_that_chose_the_same_clock_name_at_once_both_start(
     """Two ``rig shoot`` without ``--out`` started in one second both chose the name before
     either made the folder: the second was refused, after it had opened (and so restarted)
     its rail, as holding "a session; continue it with rig resume", the first one's."""
-
-    class SameSecond(datetime):
-        @classmethod
-        def now(cls, tz: object = None) -> SameSecond:
-            return cls(2026, 12, 6, 2, 42, 13)
-
-    monkeypatch.setattr("rig.session.folder.datetime", SameSecond)
+    _clock_stopped_at(monkeypatch, 2026, 12, 6, 2, 42, 13)
     config = SessionConfig(rig={"kind": "hardware"})
     chosen = [dated_folder(tmp_path, "stack") for _ in range(2)]  # both before either starts
     assert chosen[0] == chosen[1]
