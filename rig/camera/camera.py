@@ -122,9 +122,12 @@ EOS MirrorUpSetting, Nikon ExposureDelayMode, Sony ShutterType)."""
 SONY_PC_SAVE_KEY = "pcsaveimgformat"
 """Sony's "RAW+J PC Save Image" (``sony_pc_save_image_format`` in config.c): at RAW+JPEG, which
 files reach the computer (``RAW & JPEG``, ``JPEG Only``, ``RAW Only``...)."""
-# _get_Canon_EOS_RemoteRelease's fixed choice order: press full and half with AF off, release all.
-_EOS_PRESS_FULL_MF = 4
-_EOS_RELEASE = 7
+_EOS_RELEASE_CHOICES = {8: (4, 7), 12: (2, 4)}
+"""Per length of ``eosremoterelease``'s choice list, the indices of a full press without AF and
+of the release that ends it (``_get_Canon_EOS_RemoteRelease``, ``_put_...``): "Press Full MF"
+and "Release" from libgphoto2 2.5.34 on; before, "Press Full" (``remotereleaseon(3, 1)``) and
+"Release Full" (``remotereleaseoff(3)``), where index 7 was "Press 2", a press with AF. Indices,
+as the labels are translated into the user's language."""
 
 
 class Camera:
@@ -676,8 +679,9 @@ class Camera:
         gp = self._gp
         if self.vendor == "canon":
             widget = self._fresh_widget("eosremoterelease")
-            if widget is not None and widget.count_choices() > _EOS_RELEASE:
-                self._remote_release(widget)
+            presses = None if widget is None else _EOS_RELEASE_CHOICES.get(widget.count_choices())
+            if presses is not None:
+                self._remote_release(widget, presses)
                 if self._read_text("mirrorlock") not in ("", "0"):
                     # Mirror lock-up: outside live view this press only raised the mirror
                     # (every frame waited out the 40 s, then was shot again). No file in the
@@ -686,7 +690,7 @@ class Camera:
                     first = self._file_within(wait_s)
                     if first is not None:
                         return first  # in live view the mirror was up: that press exposed
-                    self._remote_release(self._fresh_widget("eosremoterelease"))
+                    self._remote_release(self._fresh_widget("eosremoterelease"), presses)
                 return self._wait_for_file(
                     RELEASE_FILE_TIMEOUT_S,
                     longer=lambda: release_timeout_s(self._read_text("shutterspeed")),
@@ -698,12 +702,14 @@ class Camera:
             return self._wait_for_file(RELEASE_FILE_TIMEOUT_S)
         return str(first.folder), str(first.name)
 
-    def _remote_release(self, widget: Any) -> None:
-        """One full press without AF and its release (``eosremoterelease``)."""
+    def _remote_release(self, widget: Any, presses: tuple[int, int]) -> None:
+        """One full press without AF and its release (``eosremoterelease``), at the choice
+        indices ``presses`` (:data:`_EOS_RELEASE_CHOICES`)."""
+        press, release = presses
         try:
-            self._press(widget, _EOS_PRESS_FULL_MF)
+            self._press(widget, press)
         finally:
-            self._press(self._fresh_widget("eosremoterelease"), _EOS_RELEASE)
+            self._press(self._fresh_widget("eosremoterelease"), release)
 
     def _press(self, widget: Any, index: int) -> None:
         widget.set_value(widget.get_choice(index))

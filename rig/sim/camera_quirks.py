@@ -285,6 +285,47 @@ FUJI = QuirkProfile(
 )
 PROFILES = {p.vendor: p for p in (CANON, NIKON, SONY, FUJI)}
 
+EOS_RELEASE_2_5_34 = (
+    "None",
+    "Press Half AF",
+    "Press Full AF",
+    "Press Half MF",
+    "Press Full MF",
+    "Release Half",
+    "Release Full",
+    "Release",
+)
+"""``eosremoterelease``'s choices from libgphoto2 2.5.34 on (``_get_Canon_EOS_RemoteRelease``)."""
+EOS_RELEASE_BEFORE_2_5_34 = (
+    "None",
+    "Press Half",
+    "Press Full",
+    "Release Half",
+    "Release Full",
+    "Immediate",
+    "Press 1",
+    "Press 2",
+    "Press 3",
+    "Release 1",
+    "Release 2",
+    "Release 3",
+)
+"""The same before 2.5.34 (2.5.10 to 2.5.33 alike), as distributions still ship it."""
+EOS_PRESSES = {
+    "Press Half AF": (1, False),
+    "Press Full AF": (3, False),
+    "Press Half MF": (1, True),
+    "Press Full MF": (3, True),
+    "Press Half": (1, True),
+    "Press Full": (3, True),
+    "Immediate": (3, True),
+    "Press 1": (1, False),
+    "Press 2": (2, False),
+    "Press 3": (3, False),
+}
+"""``_put_Canon_EOS_RemoteRelease`` of both versions: each press label's ``remotereleaseon``
+arguments, (1 half, 2 full, 3 both; manual focus, not AF)."""
+
 SONY_SPEED_STEPS = (0, 1, 3, 7, 15, 30, 60, 120)
 """Lens movement per ``manualfocus`` call at speed 0..7. Illustrative, not measured on a body:
 only its shape (non-linear, growing with the speed) follows libgphoto2's speed semantics."""
@@ -314,9 +355,9 @@ class QuirkState:
     lens_moving_until: float = 0.0
     """``time.monotonic()`` until which the Nikon lens drive runs (the body answers busy)."""
     live_view: bool = False
+    """Live view was switched on (``viewfinder``)."""
     mirror_up: bool = False
     """A Canon with mirror lock-up on raised its mirror at a press and waits for the next."""
-    """Live view was switched on (``viewfinder``)."""
     live_view_down_until: float = 0.0
     """``time.monotonic()`` until which live view restarts after a Nikon capture."""
     exposures: list[float] = field(default_factory=list)
@@ -359,6 +400,9 @@ class CameraQuirks:
         When the second file of a RAW+JPEG shot is announced after the capture returns.
     live_view_restart_s
         How long a Nikon takes to restart live view after a capture.
+    eos_release_choices
+        A Canon's ``eosremoterelease`` choices: libgphoto2 2.5.34's, or those before
+        (:data:`EOS_RELEASE_BEFORE_2_5_34`).
     sleep
         Clock used for the simulated delays.
     """
@@ -372,9 +416,11 @@ class CameraQuirks:
         usb_bytes_per_s: float = USB2_BYTES_PER_S,
         second_file_delay_s: float = 0.8,
         live_view_restart_s: float = 0.6,
+        eos_release_choices: tuple[str, ...] = EOS_RELEASE_2_5_34,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.profile = PROFILES[profile] if isinstance(profile, str) else profile
+        self.eos_release_choices = eos_release_choices
         self.state = QuirkState()
         self.nominal_file_bytes = nominal_file_bytes
         self.usb_bytes_per_s = usb_bytes_per_s
@@ -417,23 +463,13 @@ class CameraQuirks:
     def _lens_widgets(self) -> None:
         lens = self.profile.lens
         if lens == "canon-radio":
-            # _get_Canon_EOS_MFDrive's fixed order; _get_Canon_EOS_RemoteRelease's choices.
+            # _get_Canon_EOS_MFDrive's fixed order.
             drive = ("Near 1", "Near 2", "Near 3", "None", "Far 1", "Far 2", "Far 3")
             self.widgets["manualfocusdrive"] = SimWidget(
                 "manualfocusdrive", WIDGET_RADIO, "None", choices=drive
             )
-            release = (
-                "None",
-                "Press Half AF",
-                "Press Full AF",
-                "Press Half MF",
-                "Press Full MF",
-                "Release Half",
-                "Release Full",
-                "Release",
-            )
             self.widgets["eosremoterelease"] = SimWidget(
-                "eosremoterelease", WIDGET_RADIO, "None", choices=release
+                "eosremoterelease", WIDGET_RADIO, "None", choices=self.eos_release_choices
             )
         elif lens == "nikon-range":
             self.widgets["manualfocusdrive"] = SimWidget(
@@ -586,10 +622,12 @@ class QuirkyHandle(HandleLayer):
         self._q.state.lens = self._q.state.af_position
 
     def _remote_release(self, value: str) -> None:
-        # _put_Canon_EOS_RemoteRelease: 'Press Full AF' is remotereleaseon(3, 0), 'MF' (3, 1).
-        if value in ("Press Half AF", "Press Full AF"):
+        # _put_Canon_EOS_RemoteRelease: remotereleaseon(press, mf), press 1 half, 2 full, 3 both;
+        # mf 0 focuses first. A release (remotereleaseoff) does nothing here.
+        press, manual = EOS_PRESSES.get(value, (0, True))
+        if not manual:
             self._autofocus()
-        if value in ("Press Full AF", "Press Full MF"):
+        if press >= 2:
             lock = self._q.widgets.get("mirrorlock")
             state = self._q.state
             if lock is not None and str(lock.value) not in ("0", "") and not state.live_view:

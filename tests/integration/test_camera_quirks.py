@@ -22,7 +22,13 @@ from rig.camera.config import WIDGET_TEXT
 from rig.camera.shot import check_saves_raw, files_per_shot, vendor_of
 from rig.errors import RigError
 from rig.rails.lens import LensFocuser
-from rig.sim.camera_quirks import CameraQuirks, QuirkyHandle, SimWidget
+from rig.sim.camera_quirks import (
+    EOS_RELEASE_2_5_34,
+    EOS_RELEASE_BEFORE_2_5_34,
+    CameraQuirks,
+    QuirkyHandle,
+    SimWidget,
+)
 from rig.sim.vcamera import VirtualCameraFolder
 
 FAST = RetryPolicy(first_delay_s=0.001, max_delay_s=0.01, reconnect_timeout_s=1.0)
@@ -298,10 +304,14 @@ def test_a_rail_rig_opens_its_camera_holding_the_lens_focus(
     assert quirks.state.exposures == [100.0]
 
 
+@pytest.mark.parametrize("choices", [EOS_RELEASE_2_5_34, EOS_RELEASE_BEFORE_2_5_34])
 def test_canon_lens_stacking_releases_without_autofocus(
-    card: VirtualCameraFolder, tmp_path: Path
+    card: VirtualCameraFolder, tmp_path: Path, choices: tuple[str, ...]
 ) -> None:
-    quirks = CameraQuirks("canon", usb_bytes_per_s=0)
+    """Before libgphoto2 2.5.34 the release choices were twelve in another order: the indices
+    of 2.5.34's "Press Full MF" and "Release" were "Release Full" and "Press 2", a press with AF
+    never released, so the lens refocused at every frame."""
+    quirks = CameraQuirks("canon", usb_bytes_per_s=0, eos_release_choices=choices)
     with open_body(quirks, capture_target="card") as cam:
         lens = LensFocuser(cam, settle_s=0)
         for _ in range(3):
