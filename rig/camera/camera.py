@@ -1002,8 +1002,11 @@ class Camera:
         self._focus_approximate = approximate
         self._focus = None
 
-    def focus_strategy(self) -> FocusStrategy:
-        """The lens-drive strategy for this body (chosen once; raises if there is none)."""
+    def focus_strategy(self, *, prepare: bool = False) -> FocusStrategy:
+        """The lens-drive strategy for this body (chosen once; raises if there is none); with
+        ``prepare``, the body set up for it now (manual focus, live view): a stack's first
+        frame is shot where focus stands, with no drive before it, and a Sony or Fuji left in
+        an AF mode would refocus at that release."""
         with self._lock:
             if self._focus is None:
                 self._focus = choose_strategy(
@@ -1012,6 +1015,8 @@ class Camera:
                     settle_s=self._focus_settle_s,
                     approximate=self._focus_approximate,
                 )
+            if prepare:
+                self._focus.ensure_prepared()
             return self._focus
 
     def focus_drive(self, steps: int) -> int:
@@ -1022,9 +1027,7 @@ class Camera:
         the body cannot drive focus over USB.
         """
         with self._lock:
-            strategy = self.focus_strategy()
-            strategy.ensure_prepared()
-            return strategy.drive(int(steps))
+            return self.focus_strategy(prepare=True).drive(int(steps))
 
 
 class _Controls:

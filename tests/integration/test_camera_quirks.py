@@ -457,6 +457,26 @@ def test_sony_and_fuji_lens_stacking_captures_without_refocusing(
     assert quirks.widgets["focusmode"].value == af_mode  # put back on close
 
 
+@pytest.mark.parametrize(
+    ("vendor", "url", "target"),
+    [("sony", "camera://?approximate=1&settle=0", "ram"), ("fuji", "camera://?settle=0", "auto")],
+)
+def test_a_lens_stack_s_first_frame_is_shot_where_focus_stands(
+    card: VirtualCameraFolder, tmp_path: Path, vendor: str, url: str, target: str
+) -> None:
+    """The first frame is at the session's start: no drive before it. The body was set up for
+    driving (manual focus) only at the first drive, so a Sony or Fuji in an AF mode focused at
+    that release and the stack was counted from wherever AF put the lens."""
+    quirks = CameraQuirks(vendor, usb_bytes_per_s=0)
+    quirks.state.lens = 100.0  # where the photographer focused by hand
+    with open_body(quirks, capture_target=target) as cam:
+        lens = LensFocuser.from_url(url, camera=cam)
+        lens.move_to(lens.position)
+        card.stage(b"\xff\xd8first")
+        cam.capture(tmp_path / "out")
+    assert quirks.state.exposures == [100.0]
+
+
 def test_a_focus_mode_set_by_a_switch_on_the_body_is_left_with_a_warning(
     card: VirtualCameraFolder, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
