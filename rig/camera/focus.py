@@ -541,6 +541,18 @@ class AbsolutePositionDrive(FocusStrategy):
 
 
 FUJI_POSITION_KEYS = ("focusposition", "manualfocusdrive")
+FUJI_POSITION_TYPES = (WIDGET_RANGE, WIDGET_TEXT, WIDGET_RADIO, WIDGET_MENU)
+"""``_get_INT`` on Fuji's FocusPosition: a radio of the body's enumeration (what real bodies
+show, ``cameras/fuji-*.txt``), a range, or text; ``_put_INT`` takes any number as text."""
+
+
+def _numeric(labels: tuple[str, ...]) -> bool:
+    """Labels that are numbers (an enumerated property's values), not drive steps."""
+    try:
+        [float(label) for label in labels]
+    except ValueError:
+        return False
+    return bool(labels)
 
 
 def _english_layout(labels: tuple[str, ...]) -> tuple[tuple[int, int] | None, ...] | None:
@@ -572,14 +584,15 @@ def choose_strategy(
     if "fuji" in controls.manufacturer.lower():
         for key in FUJI_POSITION_KEYS:
             widget = controls.widget(key)
-            if widget is not None and widget.get_type() in (WIDGET_RANGE, WIDGET_TEXT):
+            if widget is not None and widget.get_type() in FUJI_POSITION_TYPES:
                 return AbsolutePositionDrive(controls, key, size=size, settle_s=settle_s)
     widget = controls.widget("manualfocusdrive")
     if widget is not None and not widget.get_readonly():
         kind = widget.get_type()
         if kind in (WIDGET_RADIO, WIDGET_MENU):
             labels = choices_of(widget)
-            layout = INDEX_LAYOUTS.get(len(labels)) or _english_layout(labels)
+            layout = None if _numeric(labels) else INDEX_LAYOUTS.get(len(labels))
+            layout = layout or _english_layout(labels)
             if layout is not None:
                 return RadioStepDrive(
                     controls, "manualfocusdrive", layout, size=size, settle_s=settle_s

@@ -483,7 +483,15 @@ class CameraQuirks:
                 "manualfocus", WIDGET_RANGE, 0.0, rng=(-7.0, 7.0, 1.0)
             )
         elif lens == "fuji-position":
-            self.widgets["manualfocusdrive"] = SimWidget("manualfocusdrive", WIDGET_TEXT, "0")
+            # _get_INT on FocusPosition: a radio where the body gives an enumeration, as real
+            # bodies do (cameras/fuji-gfx100-ii.txt: these choices, current -30); _put_INT
+            # parses any number written to it.
+            self.widgets["manualfocusdrive"] = SimWidget(
+                "manualfocusdrive",
+                WIDGET_RADIO,
+                "0",
+                choices=("-40", "22177", "528", "528", "54", "3"),
+            )
             return
         if lens != "none":
             self.widgets["viewfinder"] = SimWidget("viewfinder", WIDGET_TOGGLE, 0)
@@ -531,7 +539,7 @@ class QuirkyHandle(HandleLayer):
         if widget is None:
             return self._real.get_single_config(key)
         if key == "manualfocusdrive" and self._q.profile.lens == "fuji-position":
-            widget.value = str(round(self._q.state.lens))  # _get_INT: FocusPosition as text
+            widget.value = str(round(self._q.state.lens))  # _get_INT: "%d" of FocusPosition
         if key == "viewfinder":
             # Nikon's LiveViewStatus reads 0 while live view restarts after a capture.
             up = self._q.state.live_view and time.monotonic() >= self._q.state.live_view_down_until

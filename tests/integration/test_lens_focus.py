@@ -206,6 +206,26 @@ def test_other_radio_layouts_are_read_from_english_labels_only() -> None:
         choose_strategy(translated)
 
 
+@pytest.mark.parametrize("count", [5, 6, 7])
+def test_a_fuji_position_shown_as_a_radio_is_written_as_a_number(count: int) -> None:
+    """Real Fuji bodies show FocusPosition as a radio of the body's enumeration
+    (``cameras/fuji-gfx100-ii.txt``). It was refused at six choices, and at five or seven
+    read as Near/Far steps: a step wrote one of those values and the lens jumped there."""
+    choices = ("-40", "22177", "528", "528", "54", "3", "9")[:count]
+    body = FakeBody("FUJIFILM", FakeWidget("manualfocusdrive", WIDGET_RADIO, "500", choices))
+    strategy = choose_strategy(body, size=2)
+    assert isinstance(strategy, AbsolutePositionDrive) and strategy.position() == 250
+    strategy.drive(1)
+    assert body.sent == [("manualfocusdrive", "502")]
+
+
+def test_numbers_in_another_maker_s_radio_are_not_read_as_steps() -> None:
+    choices = ("-40", "22177", "528", "528", "54", "3", "9")
+    body = FakeBody("Canon Inc.", FakeWidget("manualfocusdrive", WIDGET_RADIO, "0", choices))
+    with pytest.raises(CameraUnsupportedError, match="focus rail"):
+        choose_strategy(body)
+
+
 def test_panasonic_choices_are_read_by_index_in_any_language() -> None:
     """libgphoto2's five Panasonic choices, as its bundled German catalogue translates them."""
     labels = ("Nah 1", "Nah 2", "Keine", "Weit 1", "Weit 2")
