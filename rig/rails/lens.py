@@ -167,6 +167,12 @@ class LensFocuser:
             done = self.camera.focus_drive(steps)
         except FocusEndStopError as exc:
             self._position += exc.steps_done
+            if not self._strategy.absolute:
+                # The body says so only once the lens has run to its stop (a Nikon answers
+                # MfDriveStepEnd after the drive, _put_Nikon_MFDrive): part of the refused
+                # drive was made, how much is unknown, and the count no longer says where
+                # focus stands; a return or a resume would start from the wrong place.
+                self._referenced = False
             raise
         self._position += done
         if done != steps:

@@ -413,12 +413,18 @@ def test_an_absolute_lens_between_two_steps_reaches_its_end_without_passing_it(
 
 
 def test_lens_focuser_position_after_an_end_stop() -> None:
+    """A Nikon lens runs to its stop before the drive is refused (_put_Nikon_MFDrive waits,
+    then reads MfDriveStepEnd): the count was 8, the lens somewhere up to 10. A resume or a
+    return to the start counted from 8 and put every later frame off by up to a whole move."""
     cam = FakeLensCamera(nikon(travel=10))
     lens = LensFocuser(cam)  # type: ignore[arg-type]
+    lens.accept_position()
     lens.move_by(8)
+    assert lens.capabilities.unreferenced is None
     with pytest.raises(FocusEndStopError):
         lens.move_by(5)
     assert lens.position == 8
+    assert lens.capabilities.unreferenced is not None
 
 
 def test_lens_focuser_url_options_are_checked() -> None:
