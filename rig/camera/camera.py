@@ -38,6 +38,7 @@ from rig.camera.config import (
     item_from_widget,
     iter_leaves,
     unknown_key,
+    value_to_restore,
     walk_items,
 )
 from rig.camera.detect import CameraInfo, choose_camera, list_cameras
@@ -474,7 +475,7 @@ class Camera:
             item = item_from_widget(widget)
             new = coerce_value(item, value)
             if restore:
-                self._restore.setdefault(key, item.value)
+                self._restore.setdefault(key, value_to_restore(item))
                 self._session[key] = new
             widget.set_value(new)
             widget.set_changed(1)
@@ -981,7 +982,7 @@ class Camera:
             if "viewfinder" not in self._restore:
                 finder = self._fresh_widget("viewfinder")
                 if finder is not None:
-                    self._restore["viewfinder"] = finder.get_value()
+                    self._restore["viewfinder"] = value_to_restore(item_from_widget(finder))
             try:
                 cf = self._call("live-view preview", lambda c: c.capture_preview())
             except CameraUnsupportedError:

@@ -158,6 +158,20 @@ def item_from_widget(widget: Any, section: str = "") -> ConfigItem:
     )
 
 
+TOGGLE_UNKNOWN = 2
+"""What a toggle reads where the camlib cannot tell its state: ``_get_Panasonic_ViewFinder``
+always reads 2 ("always changed, unless we can find out the state"), and writing 2 back
+switches live view on (``if (val)`` in ``_put_Panasonic_ViewFinder``)."""
+
+
+def value_to_restore(item: ConfigItem) -> Value:
+    """The value that puts ``item``'s setting back as it was found: a toggle of unknown state
+    (:data:`TOGGLE_UNKNOWN`) is put back off, the state a tethered body starts in."""
+    if item.kind == "toggle" and item.value == TOGGLE_UNKNOWN:
+        return 0
+    return item.value
+
+
 def iter_leaves(root: Any, section: str = "") -> Iterator[tuple[Any, str]]:
     """Every non-section widget under ``root`` with the name of its enclosing section."""
     for i in range(root.count_children()):

@@ -199,7 +199,11 @@ class QuirkProfile:
     partial_reads: bool = True
     """The body has GetPartialObject, so card files can be read in pieces (not Sony's)."""
     lens: str = "none"
-    """``canon-radio``, ``nikon-range``, ``sony-speed``, ``fuji-position`` or ``none``."""
+    """``canon-radio``, ``panasonic-radio``, ``nikon-range``, ``sony-speed``,
+    ``fuji-position`` or ``none``."""
+    viewfinder_unknown: bool = False
+    """The ``viewfinder`` toggle always reads 2, whatever live view does
+    (``_get_Panasonic_ViewFinder``: "always changed, unless we can find out the state")."""
     vibration_key: str = ""
     """The vibration setting's widget name; empty for none."""
     vibration_widget: tuple[int, str, tuple[str, ...]] = (WIDGET_TEXT, "0", ())
@@ -464,12 +468,25 @@ class CameraQuirks:
         lens = self.profile.lens
         if lens == "canon-radio":
             # _get_Canon_EOS_MFDrive's fixed order.
-            drive = ("Near 1", "Near 2", "Near 3", "None", "Far 1", "Far 2", "Far 3")
+            drive: tuple[str, ...] = (
+                "Near 1",
+                "Near 2",
+                "Near 3",
+                "None",
+                "Far 1",
+                "Far 2",
+                "Far 3",
+            )
             self.widgets["manualfocusdrive"] = SimWidget(
                 "manualfocusdrive", WIDGET_RADIO, "None", choices=drive
             )
             self.widgets["eosremoterelease"] = SimWidget(
                 "eosremoterelease", WIDGET_RADIO, "None", choices=self.eos_release_choices
+            )
+        elif lens == "panasonic-radio":  # _get_Panasonic_MFDrive's fixed order
+            drive = ("Near 1", "Near 2", "None", "Far 1", "Far 2")
+            self.widgets["manualfocusdrive"] = SimWidget(
+                "manualfocusdrive", WIDGET_RADIO, "None", choices=drive
             )
         elif lens == "nikon-range":
             self.widgets["manualfocusdrive"] = SimWidget(
@@ -543,7 +560,7 @@ class QuirkyHandle(HandleLayer):
         if key == "viewfinder":
             # Nikon's LiveViewStatus reads 0 while live view restarts after a capture.
             up = self._q.state.live_view and time.monotonic() >= self._q.state.live_view_down_until
-            widget.value = int(up)
+            widget.value = 2 if self._q.profile.viewfinder_unknown else int(up)
         fresh = copy.copy(widget)  # a read is a new widget, as libgphoto2's: set_value on it
         fresh.changed = False  # changes nothing on the body until it is sent
         return fresh
@@ -582,9 +599,10 @@ class QuirkyHandle(HandleLayer):
             # _put_INT: the new FocusPosition; the lens goes there and stops at its ends.
             state.lens = min(max(float(int(str(value))), 0.0), state.lens_travel)
             return
-        if self._q.profile.lens == "canon-radio":
-            # _put_Canon_EOS_MFDrive: Near/Far 1..3 are small, medium and large steps (1, 10 and
-            # 100 units here: illustrative ratios); no signal at the end of travel, it just stops.
+        if self._q.profile.lens in ("canon-radio", "panasonic-radio"):
+            # _put_Canon_EOS_MFDrive (and Panasonic's): Near/Far 1..3 are small, medium and large
+            # steps (1, 10 and 100 units here: illustrative ratios); no signal at the end of
+            # travel, it just stops.
             text = str(value)
             if text == "None":
                 return

@@ -8,6 +8,7 @@ failed against the camera code before it learnt the behaviour.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from rig.camera.shot import check_saves_raw, files_per_shot, vendor_of
 from rig.errors import RigError
 from rig.rails.lens import LensFocuser
 from rig.sim.camera_quirks import (
+    CANON,
     EOS_RELEASE_2_5_34,
     EOS_RELEASE_BEFORE_2_5_34,
     CameraQuirks,
@@ -320,6 +322,25 @@ def test_canon_lens_stacking_releases_without_autofocus(
         assert quirks.state.exposures == [2.0, 4.0, 6.0]
         quirks.state.af_fails = True  # AF could not lock: a half-press would fail the shot
         assert len(cam.capture(tmp_path / "out")) == 1
+
+
+def test_a_panasonic_s_live_view_is_switched_off_on_close(card: VirtualCameraFolder) -> None:
+    """A Panasonic's viewfinder always reads 2 (its state unknown to libgphoto2), and writing
+    the 2 back on close switched live view on (``_put_Panasonic_ViewFinder``: ``if (val)``)."""
+    panasonic = dataclasses.replace(
+        CANON,
+        vendor="panasonic",
+        manufacturer="Panasonic",
+        model="DC-G9",
+        lens="panasonic-radio",
+        viewfinder_unknown=True,
+        af_on_release=False,
+    )
+    quirks = CameraQuirks(panasonic, usb_bytes_per_s=0)
+    with open_body(quirks) as cam:
+        LensFocuser(cam, settle_s=0).move_by(2)
+        assert quirks.state.live_view and quirks.state.lens == 2.0
+    assert not quirks.state.live_view
 
 
 # --------------------------------------------------------------------------- 3. Nikon -113
