@@ -242,6 +242,7 @@ def station_routes(station: Station, token: str) -> list[BaseRoute]:
             _only(body, SESSION_FIELDS)
             body = body["plan"]
         shot_plan = plan_from_request(body, units=station.units)
+        station.check_within_travel(shot_plan)
         return JSONResponse(describe_plan(shot_plan), headers=NO_STORE)
 
     async def test_shot(request: Request) -> Response:

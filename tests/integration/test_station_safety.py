@@ -583,6 +583,28 @@ def test_a_configured_travel_bounds_jogs(rig, tmp_path: Path) -> None:
         Station(tmp_path / "t", focuser=rig.focuser, camera=rig.camera, rig={}, travel=-1)
 
 
+def test_a_session_past_the_configured_travel_is_refused_before_anything_moves(
+    rig, tmp_path: Path
+) -> None:
+    """Only jogs were held to the travel: a session to 6 mm on a station told its rail has 5
+    started, ran the carriage into its end and was then offered for resuming into it again."""
+    station = Station(tmp_path / "s", focuser=rig.focuser, camera=rig.camera, rig={}, travel=5000)
+    app = station_app(station, TOKEN)
+    start = rig.focuser.position
+    plan = ShotPlan.from_step(0.0, 6000.0, 1000.0)
+    with pytest.raises(StationError, match=r"spans 0 .*6 mm, outside the travel .*nothing moved"):
+        station.start(plan, name="too-far")
+    assert station.sessions() == [] and rig.focuser.position == start
+    with PreviewServer(station.hub, app=app) as srv:
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        body = {"from": "0mm", "to": "6mm", "step": "1mm"}
+        checked = httpx.post(srv.url + "api/plan", json=body, headers=auth, timeout=10)
+        assert checked.status_code == 400 and "outside the travel" in checked.json()["error"]
+        body["to"] = "4mm"
+        assert httpx.post(srv.url + "api/plan", json=body, headers=auth, timeout=10).is_success
+    station.close()
+
+
 def test_a_second_station_on_the_same_folder_is_refused(rig, tmp_path: Path) -> None:
     """A second station saw the first one's session as not running and resumed it while it was
     being shot: two runners on one journal, every frame shot twice."""
