@@ -137,6 +137,7 @@ class TetherEngine:
         self._drain_until: float | None = None
         self._shot: CameraShot | None = None
         self._last_activity = time.monotonic()
+        self._released_since_frame = False
         self._next_trigger = time.monotonic()
 
     def check_stop(self) -> None:
@@ -158,6 +159,7 @@ class TetherEngine:
         self.hooks.on_phase("downloading", at.position)
         files = self.tether.download(shot, self.folder.frames_dir, frame_stem(at.index))
         self._last_activity = time.monotonic()
+        self._released_since_frame = False
         return Shot(at.index, at.position, files, at.moved_at, 1)
 
     def land(self, flight: InFlight, *, reshoot: bool = True) -> Shot:
@@ -222,7 +224,12 @@ class TetherEngine:
             return
         self._next_trigger = time.monotonic() + every
         self.tether.trigger()
-        self._last_activity = time.monotonic()
+        if not self._released_since_frame:
+            # The idle time runs from the first release after a frame: counted from every
+            # release, a body that took them but sent no file (movie mode, no card) was never
+            # idle, and the session fired the shutter on and on.
+            self._last_activity = time.monotonic()
+            self._released_since_frame = True
 
     def return_to_start(self) -> None:
         """Nothing moved focus: nothing to return."""

@@ -16,6 +16,7 @@ import pytest
 
 from rig.camera import Camera, RetryPolicy
 from rig.camera.tether import Tether
+from rig.errors import RigError
 from rig.session.engine import EngineHooks
 from rig.session.folder import SessionConfig, SessionFolder
 from rig.session.tether import TetherEngine, TetherSettings, tether_plan
@@ -188,3 +189,27 @@ def test_a_stopped_photographer_switches_the_body_off() -> None:
     after_stop = len(rendered)
     time.sleep(0.1)
     assert 3 <= len(rendered) == after_stop < 200
+
+
+def test_releases_without_a_file_end_the_session_at_the_idle_timeout(
+    card: VirtualCameraFolder, tmp_path: Path
+) -> None:
+    """With --trigger-every, every release restarted the idle time: a body that took the
+    releases but sent no file (movie mode, no card) was never idle, and the session fired the
+    shutter until it was stopped by hand."""
+    body = BracketingBody("nikon", frame_jpeg, frames=0)
+    folder = SessionFolder.create(tmp_path / "s", tether_plan(None), SessionConfig(rig={}))
+    stop = threading.Event()
+    hooks = EngineHooks(stop, lambda *_: None, lambda _: None)
+    settings = TetherSettings(idle_timeout_s=1.0, trigger_every_s=0.25)
+    with Camera.open(retry=FAST, wrap_handle=body.wrap) as camera:
+        engine = TetherEngine(folder, Tether(camera, files_per_shot=1), settings, hooks=hooks)
+        guard = threading.Timer(10.0, stop.set)  # without the fix: stopped here, not idle
+        guard.start()
+        started = time.monotonic()
+        try:
+            with pytest.raises(RigError, match=r"no frame came from the camera in 1 s"):
+                engine.approach(1)
+        finally:
+            guard.cancel()
+    assert time.monotonic() - started < 5.0
