@@ -64,7 +64,7 @@ FORMAT_REREAD_S = 1.0
 """Files stop coming for this long: the body's image format is read again (see
 :meth:`Tether._reread_format`)."""
 
-_SYNTHETIC = re.compile(r"^capt\d{4}\.[a-z0-9]+$")
+_SYNTHETIC = re.compile(r"^capt\d{4,}\.[a-z0-9]+$")  # "capt%04d.": five digits from 10000
 
 
 def file_kind(name: str) -> FileKind:

@@ -31,6 +31,16 @@ def test_ram_captures_pair_across_the_per_file_counter() -> None:
     assert names(out) == [["capt0000.cr3", "capt0001.jpg"], ["capt0002.cr3", "capt0003.jpg"]]
 
 
+def test_ram_names_past_9999_still_pair() -> None:
+    """``capt%04d`` gives five digits from 10000 on: those names were taken for card files,
+    and RAW and JPEG became frames of their own for the rest of a long session."""
+    g = ShotGrouper(files_per_shot=2)
+    out = []
+    for i, ext in zip(range(9998, 10002), ["cr3", "jpg", "cr3", "jpg"], strict=True):
+        out += g.add(CameraFile("/", f"capt{i:04d}.{ext}"), float(i))
+    assert names(out) == [["capt9998.cr3", "capt9999.jpg"], ["capt10000.cr3", "capt10001.jpg"]]
+
+
 def test_jpeg_only_bodies_give_one_shot_per_file() -> None:
     g = ShotGrouper(files_per_shot=None, quiet_s=1.0)
     out = g.add(CameraFile("/", "capt0000.jpg"), 0.0)
