@@ -678,24 +678,22 @@ class Camera:
         from the file-added event that follows.
         """
         gp = self._gp
-        if self.vendor == "canon":
-            widget = self._fresh_widget("eosremoterelease")
-            presses = None if widget is None else _EOS_RELEASE_CHOICES.get(widget.count_choices())
-            if presses is not None:
-                self._remote_release(widget, presses)
-                if self._read_text("mirrorlock") not in ("", "0"):
-                    # Mirror lock-up: outside live view this press only raised the mirror
-                    # (every frame waited out the 40 s, then was shot again). No file in the
-                    # exposure and a settle after it: press again, the mirror now up.
-                    wait_s = _exposure_s(self._read_text("shutterspeed")) + MIRROR_SETTLE_S
-                    first = self._file_within(wait_s)
-                    if first is not None:
-                        return first  # in live view the mirror was up: that press exposed
-                    self._remote_release(self._fresh_widget("eosremoterelease"), presses)
-                return self._wait_for_file(
-                    RELEASE_FILE_TIMEOUT_S,
-                    longer=lambda: release_timeout_s(self._read_text("shutterspeed")),
-                )
+        presses = self._eos_presses()
+        if presses is not None:
+            self._remote_release(presses)
+            if self._read_text("mirrorlock") not in ("", "0"):
+                # Mirror lock-up: outside live view this press only raised the mirror
+                # (every frame waited out the 40 s, then was shot again). No file in the
+                # exposure and a settle after it: press again, the mirror now up.
+                wait_s = _exposure_s(self._read_text("shutterspeed")) + MIRROR_SETTLE_S
+                first = self._file_within(wait_s)
+                if first is not None:
+                    return first  # in live view the mirror was up: that press exposed
+                self._remote_release(presses)
+            return self._wait_for_file(
+                RELEASE_FILE_TIMEOUT_S,
+                longer=lambda: release_timeout_s(self._read_text("shutterspeed")),
+            )
         first = self._call("capture", lambda c: c.capture(gp.GP_CAPTURE_IMAGE))
         if self._took_late_file(str(first.folder), str(first.name)):
             # libgphoto2 gave the first file announced after the release: an earlier shot's
@@ -703,12 +701,35 @@ class Camera:
             return self._wait_for_file(RELEASE_FILE_TIMEOUT_S)
         return str(first.folder), str(first.name)
 
-    def _remote_release(self, widget: Any, presses: tuple[int, int]) -> None:
+    def trigger(self) -> None:
+        """Release the shutter without waiting for its file, which comes as an event.
+
+        A Canon is released through ``eosremoterelease`` with AF off, as :meth:`_release`
+        does: libgphoto2's trigger on an EOS (``camera_trigger_canon_eos_capture``) focuses
+        first and frees every event it has fetched but not yet returned, so the previous
+        frame's file was lost whenever the body was slower than the trigger interval."""
+        with self._lock:
+            presses = self._eos_presses()
+            if presses is not None:
+                self._remote_release(presses)
+            else:
+                self._call("trigger", lambda c: c.trigger_capture())
+
+    def _eos_presses(self) -> tuple[int, int] | None:
+        """A Canon's ``eosremoterelease`` choice indices of a full press without AF and of its
+        release (:data:`_EOS_RELEASE_CHOICES`); ``None`` on other bodies, or a list of an
+        unknown layout."""
+        if self.vendor != "canon":
+            return None
+        widget = self._fresh_widget("eosremoterelease")
+        return None if widget is None else _EOS_RELEASE_CHOICES.get(widget.count_choices())
+
+    def _remote_release(self, presses: tuple[int, int]) -> None:
         """One full press without AF and its release (``eosremoterelease``), at the choice
-        indices ``presses`` (:data:`_EOS_RELEASE_CHOICES`)."""
+        indices ``presses``."""
         press, release = presses
         try:
-            self._press(widget, press)
+            self._press(self._fresh_widget("eosremoterelease"), press)
         finally:
             self._press(self._fresh_widget("eosremoterelease"), release)
 

@@ -366,4 +366,4 @@ class Tether:
 
     def trigger(self) -> None:
         """Release the shutter without waiting for the file (it arrives as an event)."""
-        self.camera._call("trigger", lambda c: c.trigger_capture())
+        self.camera.trigger()

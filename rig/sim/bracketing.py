@@ -46,6 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
+from rig.camera.config import WIDGET_RADIO, WIDGET_TEXT
+from rig.sim.camera_quirks import EOS_PRESSES, EOS_RELEASE_2_5_34, SimWidget
 from rig.sim.handle import HandleLayer
 
 GP_ERROR_CAMERA_BUSY = -110
@@ -166,6 +168,8 @@ class BurstLog:
     files: list[str] = field(default_factory=list)
     busy_answers: int = 0
     transfers_s: float = 0.0
+    discarded: list[str] = field(default_factory=list)
+    """Files lost to a Canon trigger's discard of the events not yet returned."""
 
 
 class BracketingBody:
@@ -336,10 +340,43 @@ class BurstHandle(HandleLayer):
         return self._error(GP_ERROR_CAMERA_BUSY)
 
     def trigger_capture(self) -> None:
-        """A release from the computer starts the body's bracket, like its shutter button."""
-        if self._body.busy(time.monotonic()):
+        """A release from the computer starts the body's bracket, like its shutter button.
+
+        On a Canon EOS, ``camera_trigger_canon_eos_capture`` first fetches the body's events and
+        then frees every one not yet returned ("Discard all collected events before starting
+        the next capture", ``library.c``): a file already announced by the body but not yet
+        taken through ``wait_for_event`` is lost."""
+        body = self._body
+        if body.busy(time.monotonic()):
             raise self._busy()
-        self._body.press()
+        if body.profile.family == "canon":
+            now = time.monotonic()
+            with body.lock:
+                for f in [f for f in body.files if not f.announced and f.ready_at <= now]:
+                    body.files.remove(f)
+                    body.log.discarded.append(f.name)
+        body.press()
+
+    def get_single_config(self, key: str) -> Any:
+        profile = self._body.profile
+        if key in ("manufacturer", "cameramodel"):  # the body says which family it is
+            maker, _, _ = profile.model.partition(" ")
+            value = profile.model if key == "cameramodel" else maker
+            return SimWidget(key, WIDGET_TEXT, value, readonly=True)
+        if key == "eosremoterelease" and profile.family == "canon":
+            return SimWidget(key, WIDGET_RADIO, "None", choices=EOS_RELEASE_2_5_34)
+        return self._real.get_single_config(key)
+
+    def set_single_config(self, key: str, widget: Any) -> None:
+        if key == "eosremoterelease" and self._body.profile.family == "canon":
+            # _put_Canon_EOS_RemoteRelease: a press (remotereleaseon) releases; events stay.
+            press, _ = EOS_PRESSES.get(str(widget.get_value()), (0, True))
+            if press >= 2:
+                if self._body.busy(time.monotonic()):
+                    raise self._busy()
+                self._body.press()
+            return
+        self._real.set_single_config(key, widget)
 
     # ----------------------------------------------------------------------------- events
     def wait_for_event(self, timeout_ms: int) -> tuple[int, Any]:

@@ -213,3 +213,21 @@ def test_releases_without_a_file_end_the_session_at_the_idle_timeout(
         finally:
             guard.cancel()
     assert time.monotonic() - started < 5.0
+
+
+def test_a_canon_release_from_the_computer_keeps_the_file_still_to_be_taken(
+    card: VirtualCameraFolder, tmp_path: Path
+) -> None:
+    """libgphoto2's trigger on an EOS frees every event fetched but not yet returned
+    (``camera_trigger_canon_eos_capture``): with --trigger-every, a body slower than the
+    interval lost the previous frame's file at each release, and nothing said so."""
+    body = BracketingBody("canon", frame_jpeg, frames=1, fps=20, write_s=0.05)
+    with Camera.open(retry=FAST, wrap_handle=body.wrap) as camera:
+        tether = Tether(camera, files_per_shot=1, quiet_s=0.3)
+        tether.trigger()
+        time.sleep(0.3)  # its file is ready on the body, not yet taken
+        tether.trigger()
+        shots = [tether.next_shot(5.0) for _ in range(2)]
+    assert body.log.discarded == []
+    assert [s is not None and len(s.files) for s in shots] == [1, 1]
+    assert body.log.shots == 2
