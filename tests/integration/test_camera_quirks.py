@@ -97,6 +97,23 @@ def test_auto_capture_target_follows_the_vendor(
         assert cam.get_config("capturetarget").value == value
 
 
+def test_a_tether_session_sends_a_canon_s_frames_to_its_card(
+    card: VirtualCameraFolder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Left at libgphoto2's default a Canon's bracket went to the computer alone: a stop, a
+    dropped link or a full disk lost its frames not yet downloaded."""
+    from rig.cli.tether import open_tether
+
+    quirks = CameraQuirks("canon", usb_bytes_per_s=0)
+    real_open = Camera.open
+    monkeypatch.setattr(
+        Camera, "open", lambda *a, **kw: real_open(*a, wrap_handle=quirks.wrap, **kw)
+    )
+    with open_tether(None, None):
+        assert quirks.widgets["capturetarget"].value == "Memory card"
+    assert quirks.widgets["capturetarget"].value == "Internal RAM"  # put back
+
+
 def test_both_keeps_a_copy_on_the_card(card: VirtualCameraFolder, tmp_path: Path) -> None:
     with open_body(CameraQuirks("sony", usb_bytes_per_s=0), capture_target="both") as cam:
         assert cam.get_config("capturetarget").value == "card+sdram"
