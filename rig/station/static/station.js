@@ -89,6 +89,28 @@
   let railMoves = 0;
   let moving = null;
   let stopping = null; // the session this page asked to stop, until it has stopped
+  // The session this page started or resumed, and the message line that said so: how it
+  // ended is said there, in red if it failed (the reason was only in the progress panel,
+  // off a phone's screen, and "started ..." stood on under Start).
+  let launched = null;
+  const launch = (id, line) => { launched = { id, line, seen: false }; };
+
+  function sayHowItEnded(st, p) {
+    if (!launched) return;
+    if (st.running === launched.id) {
+      launched.seen = true;
+      return;
+    }
+    if (!launched.seen || !p || p.title !== launched.id) return;
+    if (p.state === "failed") {
+      message(launched.line, launched.id + " failed: " + (p.message || "see the station's log"), true);
+    } else if (p.state === "finished") {
+      message(launched.line, launched.id + " finished");
+    } else if (p.state !== "stopped") {
+      return; // still finishing
+    }
+    launched = null;
+  }
   function showRunning() {
     el("st-stop").disabled = !running && !railMoves && !moving;
     el("st-start").disabled = !!running;
@@ -109,10 +131,11 @@
   // rail, sessions), where the eyes are when it is tapped: work(say) writes there.
   async function act(button, work) {
     const line = button.closest("[data-msg]");
-    const here = (text, bad) => message(line ? line.dataset.msg : "st-msg", text, bad);
+    const where = line ? line.dataset.msg : "st-msg";
+    const here = (text, bad) => message(where, text, bad);
     button.disabled = true;
     try {
-      await work(here);
+      await work(here, where);
     } catch (e) {
       here(e.message, true);
     } finally {
@@ -291,7 +314,7 @@
         b.type = "button";
         b.textContent = "Resume";
         b.className = "resume";
-        b.addEventListener("click", () => act(b, async (say) => {
+        b.addEventListener("click", () => act(b, async (say, where) => {
           try {
             await call("POST", base + "resume", {});
           } catch (e) {
@@ -303,6 +326,7 @@
             await call("POST", base + "resume", { rail_where_left: true });
           }
           say("resuming " + s.id);
+          launch(s.id, where);
         }));
         acts.append(b);
       }
@@ -428,11 +452,12 @@
         say("rail at the " + end + " end: " + lengthText(r.position));
       }));
     }
-    el("st-start").addEventListener("click", (ev) => act(ev.target, async (say) => {
+    el("st-start").addEventListener("click", (ev) => act(ev.target, async (say, where) => {
       const r = await call("POST", "/api/sessions", {
         plan: planSpec(), name: el("st-name").value, format: el("st-format").value,
       });
       say("started " + r.id + ": " + r.plan.frames + " frames");
+      launch(r.id, where);
     }));
     el("st-stop").addEventListener("click", (ev) => act(ev.target, async (say) => {
       if (!running) {
@@ -480,6 +505,7 @@
       // once a field has been edited.
       checkPlan().catch((e) => planInfo(e.message, true));
     }
+    sayHowItEnded(st, ev.detail.progress);
     if (stopping && st.running !== stopping) {
       // "stopping after this frame" stood under Start through a resume and its end.
       message("st-run-msg", stopping + " stopped");

@@ -76,7 +76,9 @@ function updateProgress(p) {
   $("stacked").textContent = String(p.stacked);
   $("merged").textContent = String(p.merged);
   $("rejected").textContent = String(p.rejected);
-  $("eta").textContent = p.state === "finished" ? "done" : fmtSeconds(p.eta_s);
+  // Nothing running, nothing to count down: a stopped or failed run kept its last ETA.
+  const underWay = ["running", "preparing", "stopping", "finishing"].includes(p.state);
+  $("eta").textContent = p.state === "finished" ? "done" : underWay ? fmtSeconds(p.eta_s) : "–";
   $("position").textContent = fmtPosition(p.position_um, p.units);
   positionUnits = p.units;
   $("message").textContent = p.message || "";
