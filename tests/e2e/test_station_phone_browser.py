@@ -296,6 +296,34 @@ def test_resume_and_delete_stand_apart_in_a_session_card(station) -> None:
         assert gap >= 16  # CSS px between the two targets
 
 
+@pytest.mark.parametrize("viewport", [(390, 844), (844, 390), (926, 428), (768, 1024)])
+def test_a_session_s_buttons_and_long_name_fit_a_phone_sideways_or_a_tablet(
+    station, viewport: tuple[int, int]
+) -> None:
+    """Held sideways, a phone is 844 to 932 px wide, past the cards' old 767 px: the table's
+    Resume and Delete lay past the right edge. A long name with no break in it widened the
+    page, which a phone then showed zoomed out."""
+    name = "Carabus_auratus_elytra_microsculpture_01"
+    _interrupt(station, name)
+    width, height = viewport
+    with chromium() as browser:
+        context = browser.new_context(
+            viewport={"width": width, "height": height}, is_mobile=True, has_touch=True
+        )
+        page = context.new_page()
+        _open(page, station, live=False)
+        row = f"#st-sessions tr[data-id='{name}']"
+        page.wait_for_selector(row + " button.delete")
+        outside = page.evaluate(
+            """row => [...document.querySelectorAll(row + ' button')]
+                 .filter(b => b.getBoundingClientRect().right > innerWidth)
+                 .map(b => b.textContent)""",
+            row,
+        )
+        assert outside == []
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+
+
 def test_the_running_sessions_row_counts_its_frames(station) -> None:
     """The running session's row in the list said "0 / 30" until the session ended, while the
     progress panel above counted the frames coming in."""
@@ -512,3 +540,31 @@ def test_a_list_request_that_failed_is_asked_again(station) -> None:
         page.wait_for_selector(row + "[data-state='complete']", timeout=30000)
         assert lost and page.text_content("#st-msg") == ""
         page.unroute_all(behavior="ignoreErrors")
+
+
+def test_a_session_that_fails_says_why_beside_start(tmp_path: Path) -> None:
+    """A session's fault was said only in the progress panel, above a phone's screen and in
+    grey: under Start stood "started ..." on, and the ETA counted down a run long over."""
+    from rig.sim.rig import SimRigSpec, SimulatedRig, parse_fault
+    from rig.station.api import station_app
+    from rig.station.service import Station
+    from stacker.preview import PreviewServer
+
+    spec = SimRigSpec(width=320, height=240, time_scale=50, fault=parse_fault("camera@3"))
+    with SimulatedRig(spec) as sim:
+        station = Station(tmp_path / "s", focuser=sim.focuser, camera=sim.camera, rig={})
+        server = PreviewServer(station.hub, app=station_app(station, TOKEN))
+        with server, _phone_on(server.url, live=False) as page:
+            fill_plan(page, from_="0mm", to="2mm")
+            page.select_option("#st-mode", "frames")
+            fill_plan(page, frames="6", name="fails")
+            page.evaluate("document.getElementById('st-start').scrollIntoView()")
+            page.tap("#st-start")
+            page.wait_for_function(
+                "document.getElementById('st-run-msg').textContent.includes('fails failed:')",
+                timeout=60000,
+            )
+            assert page.get_attribute("#st-run-msg", "class").split().count("error") == 1
+            assert _in_view(page, "fails failed:")
+            assert page.text_content("#eta") == "–"
+        station.close()
