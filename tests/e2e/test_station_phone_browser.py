@@ -373,6 +373,28 @@ def test_a_phone_waking_from_sleep_follows_the_rig_again(station) -> None:
         assert page.text_content("#link") == "live"
 
 
+def test_out_of_reach_errors_are_cleared_once_the_rig_is_heard_again(station) -> None:
+    """ "The rig does not answer" stood on in red under Start, and "the connection was lost"
+    under the rail's buttons, long after the link said "live" again."""
+    with _phone_on(station) as page:
+        said = page.evaluate(
+            """() => {
+              const lost = "the connection to the rig was lost before it answered: the page " +
+                "follows the rig again when it reconnects";
+              const none = "the rig does not answer: check that it runs and that this phone " +
+                "reaches it";
+              window.stackrigStation.message("st-msg", lost, true);
+              window.stackrigStation.message("st-run-msg", none, true);
+              window.stackrigStation.message("st-sess-msg", "session x exists already", true);
+              return document.querySelectorAll("#station .message.error").length;
+            }"""
+        )
+        assert said == 3
+        page.evaluate(WAKE)  # a fresh event stream, as after a reconnection
+        page.wait_for_function("document.querySelectorAll('#station .message.error').length == 1")
+        assert page.text_content("#st-sess-msg") == "session x exists already"  # still true
+
+
 def test_a_past_sessions_plan_is_shot_again_from_its_card(station) -> None:
     """Shooting a subject again with a past session's plan meant typing its range and spacing
     anew, and the page has no field for the order or delays: "Plan again" on its card puts the

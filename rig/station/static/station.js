@@ -34,8 +34,16 @@
   const pending = new Set();
   const LOST = "the connection to the rig was lost before it answered: the page follows the " +
     "rig again when it reconnects";
+  const NO_ANSWER = "the rig does not answer: check that it runs and that this phone reaches it";
   document.addEventListener("stackrig:link-lost", () => {
     for (const ctl of pending) ctl.abort();
+  });
+  // Back in touch: a line that says the rig is out of reach is no longer true (it stood on
+  // in red under a "live" link), and what the taps did shows in the state that follows.
+  document.addEventListener("stackrig:link-back", () => {
+    for (const m of document.querySelectorAll("#station .message.error")) {
+      if (m.textContent === LOST || m.textContent === NO_ANSWER) message(m.id, "", false);
+    }
   });
 
   async function call(method, url, body) {
@@ -54,7 +62,7 @@
         if (ctl.signal.aborted) throw new Error(LOST);
         // No answer at all (the rig restarting, the phone out of Wi-Fi): the browser's own
         // words ("Failed to fetch", "Load failed") say nothing to the photographer.
-        throw new Error("the rig does not answer: check that it runs and that this phone reaches it");
+        throw new Error(NO_ANSWER);
       }
       // An answer that is not JSON (a TLS proxy's 502 page while the rig restarts, the
       // server's plain 503 at its connection limit) is told by its status, not as a JSON

@@ -170,10 +170,12 @@ const FIRST_WORD_MS = 5000;
 let fresh = false; // the stream has not said anything yet
 
 function heard(link) {
+  const back = fresh; // the first word of a new stream: whoever said the rig was out of reach
   heardAt = Date.now();
   fresh = false;
   link.textContent = "live";
   link.dataset.live = "true";
+  if (back) document.dispatchEvent(new CustomEvent("stackrig:link-back"));
 }
 
 function connect() {
