@@ -69,6 +69,12 @@ def test_the_station_page_logs_in_from_the_address_and_runs_a_session(station) -
         page.goto(url)
         page.wait_for_selector("#login:not([hidden])")
         assert page.locator("#station").is_hidden()
+        assert page.text_content("#login-error") == ""
+        # An old link's token is said to be refused, not met with the bare prompt.
+        page.goto(url + "#token=an-old-token-0000")
+        page.reload()
+        page.wait_for_selector("#login:not([hidden])")
+        assert "link's token was not accepted" in page.text_content("#login-error")
         # The printed address logs in and the fragment is dropped from the address bar.
         page.goto(url + "#token=" + TOKEN)
         page.reload()

@@ -33,12 +33,18 @@
   // The preview page (app.js) connects once this resolves to true.
   window.previewGate = (async () => {
     const m = location.hash.match(/token=([^&]+)/);
+    let refused = false;
     if (m) {
-      await login(decodeURIComponent(m[1]));
+      refused = !(await login(decodeURIComponent(m[1])));
       history.replaceState(null, "", location.pathname + location.search);
     }
     const probe = await fetch("/api/state");
     if (probe.status === 401 || probe.status === 403) {
+      // The link's own token refused: an old link, or one from before the token changed.
+      if (refused) {
+        el("login-error").textContent = "The link's token was not accepted: it is not this " +
+          "page's (an old link?). Type the token the station printed, or open its new link.";
+      }
       loginPanel.hidden = false;
       return false;
     }
