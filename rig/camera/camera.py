@@ -47,11 +47,13 @@ from rig.camera.errors import (
     CLAIM_HINT,
     DISCONNECT_HINT,
     GP_ERROR_BAD_PARAMETERS,
+    GP_ERROR_FILE_NOT_FOUND,
     GP_ERROR_NOT_SUPPORTED,
     CameraClaimError,
     CameraDisconnectedError,
     CameraError,
     CameraUnsupportedError,
+    CaptureLostError,
     camera_error,
     classify,
 )
@@ -182,6 +184,8 @@ class Camera:
         self._focus_settle_s: float | None = None
         self._focus_approximate = False
         self._reconnecting = False
+        self._link = 0
+        """Reconnections so far: what libgphoto2 held for a shot goes with its connection."""
         self._format_key: str | None = None
         self._format_known = False
         self._awaited: list[_OwedShot] = []
@@ -305,6 +309,7 @@ class Camera:
                 finally:
                     self._reconnecting = False
                 if back is True:
+                    self._link += 1
                     log.info("%s: reconnected (%s)", self.description, reason)
                     return
                 if time.monotonic() >= deadline:
@@ -633,7 +638,7 @@ class Camera:
             self._collect_stragglers(dest_dir)
             expected = self.files_per_shot()  # as set for this shot
             first = self._release()
-            return PendingShot(self, dest_dir, stem, first, expected)
+            return PendingShot(self, dest_dir, stem, first, expected, self._link)
 
     def files_per_shot(self) -> int | None:
         """Files each shot makes (2 for RAW+JPEG) from the body's image-format setting.
@@ -768,6 +773,21 @@ class Camera:
                 return str(data.folder), str(data.name)
         return None
 
+    def _lost_with_the_link(
+        self, shot: PendingShot, folder: str, name: str, exc: CameraError
+    ) -> CameraError:
+        """``exc``, or what it means when the link dropped since ``shot`` was released: its
+        RAM capture went with the old connection (-108 File not found)."""
+        lost = exc.code == GP_ERROR_FILE_NOT_FOUND and shot.link != self._link
+        if not lost or not CameraFile(folder, name).in_ram:
+            return exc
+        return CaptureLostError(
+            f"{self.description}: {shot.stem or 'the shot'}: {folder.rstrip('/')}/{name} was "
+            "held in the computer's memory of the USB link that dropped, and went with it; "
+            "shoot this frame again",
+            exc.code,
+        )
+
     def _finish_shot(
         self,
         shot: PendingShot,
@@ -785,7 +805,10 @@ class Camera:
             names = shot_file_names(base, camera_names)
             written: list[Path] = []
             for (folder, name), local in zip(files, names, strict=True):
-                data = self._download(folder, name, local, on_progress)
+                try:
+                    data = self._download(folder, name, local, on_progress)
+                except CameraError as exc:
+                    raise self._lost_with_the_link(shot, folder, name, exc) from None
                 written.append(atomic_write_bytes(dest / local, data))
             self._free(files)
             if expected is not None and len(files) < expected:
@@ -1129,6 +1152,8 @@ class PendingShot:
     """Folder and name on the camera of the file the capture announced."""
     expected: int | None
     """Files the shot makes (RAW+JPEG: 2); ``None``: those the camera announces until quiet."""
+    link: int = 0
+    """Which connection to the body released it (:attr:`Camera._link` then)."""
     _paths: list[Path] | None = field(default=None, init=False, repr=False)
 
     def download(self, on_progress: ProgressCallback | None = None) -> list[Path]:

@@ -98,6 +98,15 @@ class ConfigValueError(CameraError):
     """A value a configuration key cannot take (not a choice, out of range, read-only)."""
 
 
+class CaptureLostError(CameraError):
+    """A shot's file went with a dropped USB link before it was downloaded: a capture to the
+    camera's RAM is held in libgphoto2's memory of that connection (``gp_camera_exit`` resets
+    its file system), and is on no card. Shooting the frame again is the only remedy, which a
+    session does at once (``transient``)."""
+
+    transient = True
+
+
 class FocusEndStopError(CameraError, MotionError):
     """The lens reached the physical end of its focus travel; ``steps_done`` steps were made."""
 

@@ -434,6 +434,7 @@ class CameraQuirks:
         self.store: dict[tuple[str, str], _Stored] = {}
         self.pending: list[tuple[float, _FilePath]] = []
         self.lock = threading.Lock()
+        self._handles = 0
         p = self.profile
         self.widgets: dict[str, SimWidget] = {
             "manufacturer": SimWidget("manufacturer", WIDGET_TEXT, p.manufacturer, readonly=True),
@@ -514,7 +515,16 @@ class CameraQuirks:
             self.widgets["viewfinder"] = SimWidget("viewfinder", WIDGET_TOGGLE, 0)
 
     def wrap(self, real: Any) -> QuirkyHandle:
-        """The handle :class:`rig.camera.Camera` talks to instead of ``real``."""
+        """The handle :class:`rig.camera.Camera` talks to instead of ``real``.
+
+        A second one is a reconnection: what libgphoto2 held for the old connection went with
+        it (``gp_camera_exit`` resets its file system, ``gphoto2-camera.c``), RAM captures not
+        yet downloaded among them. The body keeps its card files and its lens."""
+        with self.lock:
+            if self._handles:
+                for key in [k for k, stored in self.store.items() if stored.cached]:
+                    del self.store[key]
+            self._handles += 1
         return QuirkyHandle(real, self)
 
     # ------------------------------------------------------------------ helpers for the handle

@@ -20,9 +20,11 @@ import pytest
 import rig.camera.camera as camera_module
 from rig.camera import Camera, CameraError, CameraUnsupportedError, FocusEndStopError, RetryPolicy
 from rig.camera.config import WIDGET_TEXT
+from rig.camera.errors import CaptureLostError
 from rig.camera.shot import check_saves_raw, files_per_shot, vendor_of
 from rig.errors import RigError
 from rig.rails.lens import LensFocuser
+from rig.session.engine import retryable
 from rig.sim.camera_quirks import (
     CANON,
     EOS_RELEASE_2_5_34,
@@ -253,6 +255,25 @@ def test_a_format_changed_while_the_camera_is_open_applies_to_the_next_shot(
         "frame_0003.jpg",
         "frame_0004.jpg",
     ]
+
+
+@pytest.mark.parametrize("vendor", ["nikon", "sony"])
+def test_a_ram_capture_lost_with_the_link_is_said_and_shot_again(
+    card: VirtualCameraFolder, tmp_path: Path, vendor: str
+) -> None:
+    """A RAM capture lives in libgphoto2's memory of its connection: after the link dropped
+    its download answered "File not found [-108]", a fault that named neither the frame nor
+    what to do. (The simulated body kept such captures across a reconnection.)"""
+    quirks = CameraQuirks(vendor, usb_bytes_per_s=0)
+    with open_body(quirks, capture_target="ram") as cam:
+        card.stage(b"\xff\xd8lost")
+        pending = cam.release(tmp_path / "out", "frame_0002")
+        cam.reconnect("USB cable knocked")
+        with pytest.raises(CaptureLostError, match=r"frame_0002: .*shoot this frame again") as e:
+            pending.download()
+        assert retryable(e.value)  # a session shoots it again at once
+        card.stage(b"\xff\xd8again")
+        assert [p.name for p in cam.capture(tmp_path / "out", "frame_0002")] == ["frame_0002.jpg"]
 
 
 def test_a_sony_sends_the_computer_only_what_its_pc_save_setting_says(
