@@ -185,6 +185,7 @@ class Camera:
         self._focus_approximate = False
         self._reconnecting = False
         self._link = 0
+        self._warned_release = False
         """Reconnections so far: what libgphoto2 held for a shot goes with its connection."""
         self._format_key: str | None = None
         self._format_known = False
@@ -683,6 +684,12 @@ class Camera:
         from the file-added event that follows.
         """
         gp = self._gp
+        if self._focus is not None:
+            # A lens stack's first frame is shot where focus stands, with no drive before it:
+            # the body is set up for driving (manual focus, live view) before that release, or
+            # a Sony or Fuji left in an AF mode refocused at it (camera_sony_capture half-presses
+            # unless the focus mode is Manual; camera_fuji_capture sends its focus action).
+            self._focus.ensure_prepared()
         presses = self._eos_presses()
         if presses is not None:
             self._remote_release(presses)
@@ -723,11 +730,24 @@ class Camera:
     def _eos_presses(self) -> tuple[int, int] | None:
         """A Canon's ``eosremoterelease`` choice indices of a full press without AF and of its
         release (:data:`_EOS_RELEASE_CHOICES`); ``None`` on other bodies, or a list of an
-        unknown layout."""
+        unknown layout, which is said once: libgphoto2's own release then focuses first."""
         if self.vendor != "canon":
             return None
         widget = self._fresh_widget("eosremoterelease")
-        return None if widget is None else _EOS_RELEASE_CHOICES.get(widget.count_choices())
+        if widget is None:
+            return None
+        count = widget.count_choices()
+        presses = _EOS_RELEASE_CHOICES.get(count)
+        if presses is None and not self._warned_release:
+            self._warned_release = True
+            log.warning(
+                "%s: its 'eosremoterelease' has %d choices, a layout this version of stackrig "
+                "does not know; it is released through libgphoto2's capture, which focuses "
+                "first: set the lens to MF for a rail stack",
+                self.description,
+                count,
+            )
+        return presses
 
     def _remote_release(self, presses: tuple[int, int]) -> None:
         """One full press without AF and its release (``eosremoterelease``), at the choice
@@ -1049,9 +1069,8 @@ class Camera:
 
     def focus_strategy(self, *, prepare: bool = False) -> FocusStrategy:
         """The lens-drive strategy for this body (chosen once; raises if there is none); with
-        ``prepare``, the body set up for it now (manual focus, live view): a stack's first
-        frame is shot where focus stands, with no drive before it, and a Sony or Fuji left in
-        an AF mode would refocus at that release."""
+        ``prepare``, the body set up for it now (manual focus, live view), as a drive and a
+        release with a strategy chosen do; choosing one changes nothing on the body."""
         with self._lock:
             if self._focus is None:
                 self._focus = choose_strategy(

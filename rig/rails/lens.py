@@ -70,7 +70,7 @@ class LensFocuser:
         self.camera = camera
         self._owns_camera = owns_camera
         camera.configure_focus(size=size, settle_s=settle_s, approximate=approximate)
-        self._strategy: FocusStrategy = camera.focus_strategy(prepare=True)
+        self._strategy: FocusStrategy = camera.focus_strategy()
         start = self._strategy.position() if self._strategy.absolute else None
         self._position = float(start) if start is not None else 0.0
         self._referenced = self._strategy.absolute

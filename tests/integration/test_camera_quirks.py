@@ -530,10 +530,28 @@ def test_a_lens_stack_s_first_frame_is_shot_where_focus_stands(
     quirks.state.lens = 100.0  # where the photographer focused by hand
     with open_body(quirks, capture_target=target) as cam:
         lens = LensFocuser.from_url(url, camera=cam)
+        # Opened only (`rig rail status camera://`): the body is left as it was.
+        assert quirks.widgets["focusmode"].value == quirks.profile.focus_modes[0]
         lens.move_to(lens.position)
         card.stage(b"\xff\xd8first")
         cam.capture(tmp_path / "out")
     assert quirks.state.exposures == [100.0]
+
+
+def test_a_canon_release_list_of_an_unknown_layout_is_said(
+    card: VirtualCameraFolder, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A libgphoto2 with another eosremoterelease list fell back to its own release, which
+    focuses first, without a word."""
+    quirks = CameraQuirks(
+        "canon", usb_bytes_per_s=0, eos_release_choices=(*EOS_RELEASE_2_5_34, "Press 4")
+    )
+    with open_body(quirks, capture_target="card") as cam, caplog.at_level(logging.WARNING):
+        for shot in range(2):
+            card.stage(bytes([0xFF, 0xD8, shot]))
+            cam.capture(tmp_path / "out")
+    said = [r.getMessage() for r in caplog.records if "eosremoterelease" in r.getMessage()]
+    assert len(said) == 1 and "9 choices" in said[0] and "focuses first" in said[0]
 
 
 def test_a_focus_mode_set_by_a_switch_on_the_body_is_left_with_a_warning(
