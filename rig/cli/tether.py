@@ -132,20 +132,22 @@ def tether_cmd(
 
 @contextlib.contextmanager
 def open_tether(model: str | None, port: str | None) -> Iterator[Any]:
-    """The camera, opened for bursts (busy retried soon), as a Tether. Its captures go where
-    a session's go (``auto``: the card on Canon, Nikon and Panasonic): left at libgphoto2's
-    default, a Canon sent its frames to the computer alone (``capturetarget`` PC), and a stop,
-    a dropped link or a full disk lost the rest of the bracket, which no resume could fetch."""
+    """The camera, opened for bursts (busy retried soon), as a Tether. A body whose session
+    captures go to its card (Canon, Nikon, Panasonic) is set so for the tether too: left at
+    libgphoto2's default, a Canon sent its frames to the computer alone (``capturetarget``
+    PC), and a stop, a dropped link or a full disk lost the rest of the bracket. Other bodies
+    keep their own setting (a Sony at ``card+sdram`` keeps its card copy)."""
     from rig.camera import Camera
+    from rig.camera.shot import default_capture_target
     from rig.camera.tether import TETHER_RETRY, Tether
 
     with contextlib.ExitStack() as opened:
         try:
-            camera = opened.enter_context(
-                Camera.open(model, port, retry=TETHER_RETRY, capture_target="auto")
-            )
+            camera = opened.enter_context(Camera.open(model, port, retry=TETHER_RETRY))
         except DeviceNotFoundError as exc:
             raise with_hint(exc, "no camera? `rig demo --tether` simulates one") from None
+        if default_capture_target(camera.vendor) == "card":
+            camera.set_capture_target("card")
         yield Tether(camera)
 
 

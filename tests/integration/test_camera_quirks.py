@@ -114,6 +114,11 @@ def test_a_tether_session_sends_a_canon_s_frames_to_its_card(
     with open_tether(None, None):
         assert quirks.widgets["capturetarget"].value == "Memory card"
     assert quirks.widgets["capturetarget"].value == "Internal RAM"  # put back
+    # A Sony keeps its own: at card+sdram its card copy stays.
+    quirks = CameraQuirks("sony", usb_bytes_per_s=0)
+    quirks.widgets["capturetarget"].value = "card+sdram"
+    with open_tether(None, None):
+        assert quirks.widgets["capturetarget"].value == "card+sdram"
 
 
 def test_both_keeps_a_copy_on_the_card(card: VirtualCameraFolder, tmp_path: Path) -> None:
