@@ -6,9 +6,10 @@ sleep.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,7 +18,7 @@ import httpx
 import pytest
 
 from tests.browser import CHROMIUM, SKIP_REASON, chromium, fill_plan
-from tests.relay import sleeping_relay
+from tests.relay import relay, sleeping_relay
 from tests.station_process import station_process
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=SKIP_REASON)
@@ -52,7 +53,7 @@ def _open(page: Any, url: str, *, live: bool = True) -> None:
         page.wait_for_selector("#lv-img:not([hidden])", timeout=30000)
 
 
-@contextmanager
+@contextlib.contextmanager
 def _phone_on(url: str, *, live: bool = True) -> Iterator[Any]:
     """The station page at ``url`` open on a small phone (:func:`_open`, with ``live``), which
     must have thrown no script error by the end of the block."""
@@ -590,3 +591,50 @@ def test_a_session_that_fails_says_why_beside_start(tmp_path: Path) -> None:
             assert _in_view(page, "fails failed:")
             assert page.text_content("#eta") == "–"
         station.close()
+
+
+def test_a_session_ended_before_its_start_was_answered_is_said(tmp_path: Path) -> None:
+    """On a slow link a short session ended before the page had Start's answer: "started"
+    stood on under Start, and how the session ended was never said."""
+    from rig.sim.rig import SimRigSpec, SimulatedRig
+    from rig.station.api import station_app
+    from rig.station.service import Station
+    from stacker.preview import PreviewServer
+
+    with SimulatedRig(SimRigSpec(width=320, height=240, time_scale=50)) as sim:
+        station = Station(tmp_path / "s", focuser=sim.focuser, camera=sim.camera, rig={})
+        server = PreviewServer(station.hub, app=station_app(station, TOKEN))
+        with server, _phone_on(server.url, live=False) as page:
+            fill_plan(page, from_="0mm", to="1mm")
+            page.select_option("#st-mode", "frames")
+            fill_plan(page, frames="2", name="quick")
+            page.route("**/api/sessions", _answer_late)
+            page.tap("#st-start")
+            page.wait_for_function(
+                "document.getElementById('st-run-msg').textContent === 'quick finished'",
+                timeout=30000,
+            )
+        station.close()
+
+
+def test_a_rig_heard_again_after_the_browser_reconnected_clears_no_answer(station) -> None:
+    """The browser reconnects a broken event stream by itself (a rig restarting): "the rig
+    does not answer" stayed under a link that said "live" again."""
+    cut: list[socket.socket] = []
+
+    def pump(src: socket.socket, dst: socket.socket, answers: bool) -> None:
+        cut.extend((src, dst))
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+
+    none = "the rig does not answer: check that it runs and that this phone reaches it"
+    with relay(urlsplit(station).port or 80, pump) as via, _phone_on(via) as page:
+        page.wait_for_selector("#link[data-live='true']")
+        page.evaluate("m => window.stackrigStation.message('st-run-msg', m, true)", none)
+        for sock in list(cut):  # every connection cut, as when the rig restarts
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        page.wait_for_selector("#link[data-live='false']", timeout=10000)
+        page.wait_for_selector("#link[data-live='true']", timeout=20000)
+        page.wait_for_function("document.getElementById('st-run-msg').textContent === ''")

@@ -100,16 +100,22 @@
   // The session this page started or resumed, and the message line that said so: how it
   // ended is said there, in red if it failed (the reason was only in the progress panel,
   // off a phone's screen, and "started ..." stood on under Start).
+  // A run ended is one whose state came after the request was sent (``since``, the state's
+  // version then): a short session can end before its Start has its answer, and an earlier
+  // run of the same session (a Resume's) ended before it.
   let launched = null;
-  const launch = (id, line) => { launched = { id, line, seen: false }; };
+  let lastState = null; // the last state heard
+  const stateVersion = () => (lastState ? lastState.version : -1);
+  const launch = (id, line, since) => {
+    launched = { id, line, since };
+    sayHowItEnded();
+  };
 
-  function sayHowItEnded(st, p) {
-    if (!launched) return;
-    if (st.running === launched.id) {
-      launched.seen = true;
-      return;
-    }
-    if (!launched.seen || !p || p.title !== launched.id) return;
+  function sayHowItEnded() {
+    const s = lastState;
+    if (!launched || !s || !s.station || s.station.running === launched.id) return;
+    const p = s.progress;
+    if (!p || p.title !== launched.id || s.version <= launched.since) return;
     if (p.state === "failed") {
       message(launched.line, launched.id + " failed: " + (p.message || "see the station's log"), true);
     } else if (p.state === "finished") {
@@ -323,6 +329,7 @@
         b.textContent = "Resume";
         b.className = "resume";
         b.addEventListener("click", () => act(b, async (say, where) => {
+          const since = stateVersion();
           try {
             await call("POST", base + "resume", {});
           } catch (e) {
@@ -334,7 +341,7 @@
             await call("POST", base + "resume", { rail_where_left: true });
           }
           say("resuming " + s.id);
-          launch(s.id, where);
+          launch(s.id, where, since);
         }));
         acts.append(b);
       }
@@ -461,11 +468,12 @@
       }));
     }
     el("st-start").addEventListener("click", (ev) => act(ev.target, async (say, where) => {
+      const since = stateVersion();
       const r = await call("POST", "/api/sessions", {
         plan: planSpec(), name: el("st-name").value, format: el("st-format").value,
       });
       say("started " + r.id + ": " + r.plan.frames + " frames");
-      launch(r.id, where);
+      launch(r.id, where, since);
     }));
     el("st-stop").addEventListener("click", (ev) => act(ev.target, async (say) => {
       if (!running) {
@@ -513,7 +521,8 @@
       // once a field has been edited.
       checkPlan().catch((e) => planInfo(e.message, true));
     }
-    sayHowItEnded(st, ev.detail.progress);
+    lastState = ev.detail;
+    sayHowItEnded();
     if (stopping && st.running !== stopping) {
       // "stopping after this frame" stood under Start through a resume and its end.
       message("st-run-msg", stopping + " stopped");

@@ -169,10 +169,15 @@ let quietLimitMs = 45000;
 const FIRST_WORD_MS = 5000;
 let fresh = false; // the stream has not said anything yet
 
+let lost = false; // the stream broke, and the browser reconnects it by itself
+
 function heard(link) {
-  const back = fresh; // the first word of a new stream: whoever said the rig was out of reach
+  // The first word of a new stream, or of one the browser reconnected: whoever said the rig
+  // was out of reach may say otherwise.
+  const back = fresh || lost;
   heardAt = Date.now();
   fresh = false;
+  lost = false;
   link.textContent = "live";
   link.dataset.live = "true";
   if (back) document.dispatchEvent(new CustomEvent("stackrig:link-back"));
@@ -198,6 +203,7 @@ function connect() {
   });
   source.onerror = () => {
     // EventSource reconnects by itself and sends Last-Event-ID: only missed rows come back.
+    lost = true;
     link.textContent = "reconnecting…";
     link.dataset.live = "false";
     // Unless the server answered with something else than events (a restarted preview with a
