@@ -92,8 +92,8 @@ def station_cmd(
         str | None,
         typer.Option(
             "--travel",
-            help="How far from 0 the page may jog a rail without soft limits, e.g. 150mm "
-            "(default 300mm, or 100000 steps for a lens).",
+            help="How far from 0 the page may jog a rail without soft limits, and a session "
+            "reach, e.g. 150mm (default 300mm, or 100000 steps for a lens).",
         ),
     ] = None,
     size: opt.Size = "1440x1080",

@@ -439,7 +439,7 @@ class Station:
         if min(positions) < lo - 1e-9 or max(positions) > hi + 1e-9:
             span = (format_length(v, self.units) for v in (min(positions), max(positions)))
             raise StationError(
-                "the plan spans {} to {}, outside the travel {} to {}; nothing moved".format(
+                "the plan spans {} to {}, outside the travel {} to {} (--travel)".format(
                     *span, format_length(lo, self.units), format_length(hi, self.units)
                 )
             )
