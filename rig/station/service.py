@@ -177,6 +177,7 @@ class Station:
         # Held while a request uses the camera and while a session is launched: what checks
         # that no session shoots, and then uses the camera, does both under it.
         self._camera_lock = threading.Lock()
+        self._holders: dict[int, str] = {}  # per lock, what the request holding it does
         self._runner: SessionRunner | None = None
         self._thread: threading.Thread | None = None
         self._session_id: str | None = None
@@ -273,6 +274,7 @@ class Station:
             0.1,
             busy=f"cannot {what}: the rig is busy with another request",
             running=lambda sid: f"cannot {what}: session {sid} is running; stop it",
+            what=what,
         )
 
     def session_idle(self, sid: str, what: str) -> contextlib.AbstractContextManager[None]:
@@ -285,6 +287,7 @@ class Station:
             busy=f"cannot {what}: the station is busy with another request",
             running=lambda running: f"cannot {what}: it is running; stop it first",
             only=sid,
+            what=what,
         )
 
     def camera_idle(self, what: str) -> contextlib.AbstractContextManager[None]:
@@ -297,6 +300,7 @@ class Station:
             CAMERA_WAIT_S,
             busy=f"cannot {what}: the camera is busy with another request",
             running=lambda sid: f"{what} pauses while session {sid} shoots",
+            what=what,
         )
 
     @contextlib.contextmanager
@@ -308,20 +312,26 @@ class Station:
         busy: str,
         running: Callable[[str], str],
         only: str | None = None,
+        what: str = "",
     ) -> Iterator[None]:
         """Hold ``lock`` for the block while no session runs: :class:`StationBusyError` with
-        ``busy`` when the lock stays taken ``wait_s``, or ``running(session id)`` when a
-        session runs. The lock is taken first and the running check made under it, so two
-        simultaneous starts cannot both see an idle rig (a session's thread is alive before
-        the lock is let go). With ``only``, just that session running is refused."""
+        ``busy`` and what the holder does (a second phone's Start refused while the first's
+        starts a session said only "another request") when the lock stays taken ``wait_s``,
+        or ``running(session id)`` when a session runs. The lock is taken first and the running
+        check made under it, so two simultaneous starts cannot both see an idle rig (a
+        session's thread is alive before the lock is let go). With ``only``, just that session
+        running is refused."""
         if not lock.acquire(timeout=wait_s):
-            raise StationBusyError(busy)
+            holder = self._holders.get(id(lock))
+            raise StationBusyError(f"{busy} ({holder})" if holder else busy)
+        self._holders[id(lock)] = what
         try:
             session = self.running
             if session is not None and only in (None, session):
                 raise StationBusyError(running(session))
             yield
         finally:
+            self._holders.pop(id(lock), None)
             lock.release()
 
     def jog(self, *, by: str | None = None, to: str | None = None) -> float:

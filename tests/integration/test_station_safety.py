@@ -605,6 +605,34 @@ def test_a_session_past_the_configured_travel_is_refused_before_anything_moves(
     station.close()
 
 
+def test_a_request_refused_while_another_holds_the_rig_says_what_that_one_does(
+    rig, tmp_path: Path
+) -> None:
+    """A second phone's Start, refused while the first phone's Start launched its session,
+    said only "busy with another request": it read as a fault of the rig."""
+    station = Station(tmp_path / "s", focuser=rig.focuser, camera=rig.camera, rig={})
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with station.exclusive("start a session"):
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(10)
+        with pytest.raises(StationError) as refused:
+            station.jog(by="100um")
+        assert str(refused.value) == (
+            "cannot jog: the rig is busy with another request (start a session)"
+        )
+    finally:
+        release.set()
+        holder.join()
+    station.close()
+
+
 def test_a_second_station_on_the_same_folder_is_refused(rig, tmp_path: Path) -> None:
     """A second station saw the first one's session as not running and resumed it while it was
     being shot: two runners on one journal, every frame shot twice."""
