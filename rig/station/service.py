@@ -269,61 +269,55 @@ class Station:
         """Hold the rig (no session running, no other request moving or shooting) for the
         block; :class:`StationBusyError` naming ``what`` when it is taken. Every route that uses
         the rail, the camera or a session folder while no session may start goes through it."""
-        return self._while_idle(
-            self._lock,
-            0.1,
-            busy=f"cannot {what}: the rig is busy with another request",
-            running=lambda sid: f"cannot {what}: session {sid} is running; stop it",
-            what=what,
-        )
+
+        def running(sid: str) -> str:
+            return f"cannot {what}: session {sid} is running; stop it"
+
+        return self._while_idle(self._lock, 0.1, what, "the rig", running)
 
     def session_idle(self, sid: str, what: str) -> contextlib.AbstractContextManager[None]:
         """Hold the station for the block while session ``sid`` is not the one running (another
         may shoot meanwhile): no session starts or resumes during the block. Deleting an old
         session frees space while a long one shoots."""
-        return self._while_idle(
-            self._lock,
-            0.1,
-            busy=f"cannot {what}: the station is busy with another request",
-            running=lambda running: f"cannot {what}: it is running; stop it first",
-            only=sid,
-            what=what,
-        )
+
+        def running(_: str) -> str:
+            return f"cannot {what}: it is running; stop it first"
+
+        return self._while_idle(self._lock, 0.1, what, "the station", running, only=sid)
 
     def camera_idle(self, what: str) -> contextlib.AbstractContextManager[None]:
         """Use the camera for ``what`` (live view) while no session shoots, without holding
         the rig: the rail may jog meanwhile. Launching a session takes the camera lock too, so
         no session can start between the check and the use; :class:`StationBusyError` while
         one shoots."""
-        return self._while_idle(
-            self._camera_lock,
-            CAMERA_WAIT_S,
-            busy=f"cannot {what}: the camera is busy with another request",
-            running=lambda sid: f"{what} pauses while session {sid} shoots",
-            what=what,
-        )
+
+        def running(sid: str) -> str:
+            return f"{what} pauses while session {sid} shoots"
+
+        return self._while_idle(self._camera_lock, CAMERA_WAIT_S, what, "the camera", running)
 
     @contextlib.contextmanager
     def _while_idle(
         self,
         lock: threading.Lock,
         wait_s: float,
-        *,
-        busy: str,
+        what: str,
+        part: str,
         running: Callable[[str], str],
+        *,
         only: str | None = None,
-        what: str = "",
     ) -> Iterator[None]:
-        """Hold ``lock`` for the block while no session runs: :class:`StationBusyError` with
-        ``busy`` and what the holder does (a second phone's Start refused while the first's
-        starts a session said only "another request") when the lock stays taken ``wait_s``,
-        or ``running(session id)`` when a session runs. The lock is taken first and the running
-        check made under it, so two simultaneous starts cannot both see an idle rig (a
-        session's thread is alive before the lock is let go). With ``only``, just that session
-        running is refused."""
+        """Hold ``lock`` for the block, to do ``what``, while no session runs:
+        :class:`StationBusyError` saying that ``part`` (the rig, the camera) is busy, and with
+        what (a second phone's Start refused while the first's starts a session said only
+        "another request"), when the lock stays taken ``wait_s``; ``running(session id)`` when a
+        session runs. The lock is taken first and the running check made under it, so two
+        simultaneous starts cannot both see an idle rig (a session's thread is alive before the
+        lock is let go). With ``only``, just that session running is refused."""
         if not lock.acquire(timeout=wait_s):
             holder = self._holders.get(id(lock))
-            raise StationBusyError(f"{busy} ({holder})" if holder else busy)
+            doing = f" ({holder})" if holder else ""
+            raise StationBusyError(f"cannot {what}: {part} is busy with another request{doing}")
         self._holders[id(lock)] = what
         try:
             session = self.running

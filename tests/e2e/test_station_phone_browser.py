@@ -568,53 +568,55 @@ def test_a_list_request_that_failed_is_asked_again(station) -> None:
 def test_a_session_that_fails_says_why_beside_start(tmp_path: Path) -> None:
     """A session's fault was said only in the progress panel, above a phone's screen and in
     grey: under Start stood "started ..." on, and the ETA counted down a run long over."""
+    with _phone_on_own_station(tmp_path, fault="camera@3") as page:
+        _frames_plan(page, "2mm", 6, "fails")
+        page.evaluate("document.getElementById('st-start').scrollIntoView()")
+        page.tap("#st-start")
+        page.wait_for_function(
+            "document.getElementById('st-run-msg').textContent.includes('fails failed:')",
+            timeout=60000,
+        )
+        assert page.get_attribute("#st-run-msg", "class").split().count("error") == 1
+        assert _in_view(page, "fails failed:")
+        assert page.text_content("#eta") == "–"
+
+
+@contextlib.contextmanager
+def _phone_on_own_station(tmp_path: Path, fault: str | None = None) -> Iterator[Any]:
+    """A small phone's page on a station of the test's own, in this process, its simulated
+    rig given ``fault`` (``camera@3``: the camera fails at frame 3)."""
     from rig.sim.rig import SimRigSpec, SimulatedRig, parse_fault
     from rig.station.api import station_app
     from rig.station.service import Station
     from stacker.preview import PreviewServer
 
-    spec = SimRigSpec(width=320, height=240, time_scale=50, fault=parse_fault("camera@3"))
+    spec = SimRigSpec(width=320, height=240, time_scale=50, fault=parse_fault(fault))
     with SimulatedRig(spec) as sim:
         station = Station(tmp_path / "s", focuser=sim.focuser, camera=sim.camera, rig={})
         server = PreviewServer(station.hub, app=station_app(station, TOKEN))
         with server, _phone_on(server.url, live=False) as page:
-            fill_plan(page, from_="0mm", to="2mm")
-            page.select_option("#st-mode", "frames")
-            fill_plan(page, frames="6", name="fails")
-            page.evaluate("document.getElementById('st-start').scrollIntoView()")
-            page.tap("#st-start")
-            page.wait_for_function(
-                "document.getElementById('st-run-msg').textContent.includes('fails failed:')",
-                timeout=60000,
-            )
-            assert page.get_attribute("#st-run-msg", "class").split().count("error") == 1
-            assert _in_view(page, "fails failed:")
-            assert page.text_content("#eta") == "–"
+            yield page
         station.close()
+
+
+def _frames_plan(page: Any, to: str, frames: int, name: str) -> None:
+    """Type a plan of ``frames`` frames from 0 to ``to`` named ``name`` into the form."""
+    fill_plan(page, from_="0mm", to=to)
+    page.select_option("#st-mode", "frames")
+    fill_plan(page, frames=str(frames), name=name)
 
 
 def test_a_session_ended_before_its_start_was_answered_is_said(tmp_path: Path) -> None:
     """On a slow link a short session ended before the page had Start's answer: "started"
     stood on under Start, and how the session ended was never said."""
-    from rig.sim.rig import SimRigSpec, SimulatedRig
-    from rig.station.api import station_app
-    from rig.station.service import Station
-    from stacker.preview import PreviewServer
-
-    with SimulatedRig(SimRigSpec(width=320, height=240, time_scale=50)) as sim:
-        station = Station(tmp_path / "s", focuser=sim.focuser, camera=sim.camera, rig={})
-        server = PreviewServer(station.hub, app=station_app(station, TOKEN))
-        with server, _phone_on(server.url, live=False) as page:
-            fill_plan(page, from_="0mm", to="1mm")
-            page.select_option("#st-mode", "frames")
-            fill_plan(page, frames="2", name="quick")
-            page.route("**/api/sessions", _answer_late)
-            page.tap("#st-start")
-            page.wait_for_function(
-                "document.getElementById('st-run-msg').textContent === 'quick finished'",
-                timeout=30000,
-            )
-        station.close()
+    with _phone_on_own_station(tmp_path) as page:
+        _frames_plan(page, "1mm", 2, "quick")
+        page.route("**/api/sessions", _answer_late)
+        page.tap("#st-start")
+        page.wait_for_function(
+            "document.getElementById('st-run-msg').textContent === 'quick finished'",
+            timeout=30000,
+        )
 
 
 def test_a_rig_heard_again_after_the_browser_reconnected_clears_no_answer(station) -> None:
