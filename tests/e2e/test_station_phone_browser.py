@@ -208,6 +208,20 @@ def test_a_refused_start_is_said_beside_start(station) -> None:
         assert _in_view(page, "exists already")
 
 
+def test_a_refusal_under_start_goes_once_the_plan_is_fixed(station) -> None:
+    """A Start refused for its plan stood on in red under Start after the plan was fixed and
+    its summary said it was fine."""
+    with _phone_on(station) as page:
+        fill_plan(page, step="0.1")
+        page.tap("#st-start")
+        page.wait_for_function(
+            "document.getElementById('st-run-msg').textContent.includes('has no unit')"
+        )
+        fill_plan(page, step="100um")
+        page.wait_for_function("document.getElementById('st-run-msg').textContent === ''")
+        assert "frames from" in page.text_content("#st-plan-info")
+
+
 def test_a_request_without_an_answer_is_said_in_words(station) -> None:
     """The rig out of reach (restarting, or the phone off its Wi-Fi): a jog said the browser's
     "Failed to fetch"."""

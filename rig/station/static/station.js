@@ -213,6 +213,11 @@
     p.classList.toggle("error", !!bad);
   }
 
+  // A Start refused for what the form held is said under Start until the form changes: a
+  // plan fixed since was checked, and the refusal stood on in red above its summary.
+  let refusedFor = null;
+  const startRequest = () => JSON.stringify([planSpec(), el("st-name").value, el("st-format").value]);
+
   let planAsked = 0;
   async function checkPlan() {
     // On a slow link the plans checked while typing can be answered out of order: only the
@@ -224,6 +229,10 @@
       ", about " + Math.round(p.duration_s) + " s" + (p.optics ? " (" + p.optics + ")" : "") +
       (el("st-direction").value === "far-to-near" ? ", far end first" : ""));
     el("st-plan-info").dataset.frames = p.frames;
+    if (refusedFor !== null && startRequest() !== refusedFor) {
+      refusedFor = null;
+      message("st-run-msg", "", false);
+    }
     return p;
   }
 
@@ -469,9 +478,17 @@
     }
     el("st-start").addEventListener("click", (ev) => act(ev.target, async (say, where) => {
       const since = stateVersion();
-      const r = await call("POST", "/api/sessions", {
-        plan: planSpec(), name: el("st-name").value, format: el("st-format").value,
-      });
+      const asked = startRequest();
+      let r;
+      try {
+        r = await call("POST", "/api/sessions", {
+          plan: planSpec(), name: el("st-name").value, format: el("st-format").value,
+        });
+      } catch (e) {
+        refusedFor = asked;
+        throw e;
+      }
+      refusedFor = null;
       say("started " + r.id + ": " + r.plan.frames + " frames");
       launch(r.id, where, since);
     }));
