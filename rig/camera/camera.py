@@ -185,8 +185,9 @@ class Camera:
         self._focus_approximate = False
         self._reconnecting = False
         self._link = 0
-        self._warned_release = False
         """Reconnections so far: what libgphoto2 held for a shot goes with its connection."""
+        self._eos_layout: tuple[int, int] | None = None
+        self._eos_layout_read = False
         self._format_key: str | None = None
         self._format_known = False
         self._awaited: list[_OwedShot] = []
@@ -730,24 +731,22 @@ class Camera:
     def _eos_presses(self) -> tuple[int, int] | None:
         """A Canon's ``eosremoterelease`` choice indices of a full press without AF and of its
         release (:data:`_EOS_RELEASE_CHOICES`); ``None`` on other bodies, or a list of an
-        unknown layout, which is said once: libgphoto2's own release then focuses first."""
-        if self.vendor != "canon":
-            return None
-        widget = self._fresh_widget("eosremoterelease")
-        if widget is None:
-            return None
-        count = widget.count_choices()
-        presses = _EOS_RELEASE_CHOICES.get(count)
-        if presses is None and not self._warned_release:
-            self._warned_release = True
-            log.warning(
-                "%s: its 'eosremoterelease' has %d choices, a layout this version of stackrig "
-                "does not know; it is released through libgphoto2's capture, which focuses "
-                "first: set the lens to MF for a rail stack",
-                self.description,
-                count,
-            )
-        return presses
+        unknown layout, which is said: libgphoto2's own release then focuses first. Read once
+        (the list is libgphoto2's, the same for the whole session), not at every frame."""
+        if not self._eos_layout_read:
+            self._eos_layout_read = True
+            widget = self._fresh_widget("eosremoterelease") if self.vendor == "canon" else None
+            count = 0 if widget is None else widget.count_choices()
+            self._eos_layout = _EOS_RELEASE_CHOICES.get(count)
+            if widget is not None and self._eos_layout is None:
+                log.warning(
+                    "%s: its 'eosremoterelease' has %d choices, a layout this version of "
+                    "stackrig does not know; it is released through libgphoto2's capture, "
+                    "which focuses first: set the lens to MF for a rail stack",
+                    self.description,
+                    count,
+                )
+        return self._eos_layout
 
     def _remote_release(self, presses: tuple[int, int]) -> None:
         """One full press without AF and its release (``eosremoterelease``), at the choice
@@ -1067,10 +1066,10 @@ class Camera:
         self._focus_approximate = approximate
         self._focus = None
 
-    def focus_strategy(self, *, prepare: bool = False) -> FocusStrategy:
-        """The lens-drive strategy for this body (chosen once; raises if there is none); with
-        ``prepare``, the body set up for it now (manual focus, live view), as a drive and a
-        release with a strategy chosen do; choosing one changes nothing on the body."""
+    def focus_strategy(self) -> FocusStrategy:
+        """The lens-drive strategy for this body (chosen once; raises if there is none).
+        Choosing one changes nothing on the body: it is set up for driving (manual focus, live
+        view) at the first drive, or the first release once a strategy is chosen."""
         with self._lock:
             if self._focus is None:
                 self._focus = choose_strategy(
@@ -1079,8 +1078,6 @@ class Camera:
                     settle_s=self._focus_settle_s,
                     approximate=self._focus_approximate,
                 )
-            if prepare:
-                self._focus.ensure_prepared()
             return self._focus
 
     def focus_drive(self, steps: int) -> int:
@@ -1091,7 +1088,9 @@ class Camera:
         the body cannot drive focus over USB.
         """
         with self._lock:
-            return self.focus_strategy(prepare=True).drive(int(steps))
+            strategy = self.focus_strategy()
+            strategy.ensure_prepared()
+            return strategy.drive(int(steps))
 
 
 class _Controls:

@@ -319,13 +319,12 @@ class FakeLensCamera:
             self.body, size=size, settle_s=settle_s, approximate=approximate
         )
 
-    def focus_strategy(self, *, prepare: bool = False) -> Any:
-        if prepare:
-            self.strategy.ensure_prepared()
+    def focus_strategy(self) -> Any:
         return self.strategy
 
     def focus_drive(self, steps: int) -> int:
-        return int(self.focus_strategy(prepare=True).drive(steps))
+        self.strategy.ensure_prepared()
+        return int(self.strategy.drive(steps))
 
     def close(self) -> None:
         self.closed = True
