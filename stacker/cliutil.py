@@ -426,7 +426,17 @@ def _routed(route: Callable[[int], None], signals: tuple[signal.Signals, ...]) -
             wind_down()
 
 
-class _Command(TyperCommand):
+class _HelpIsAPrintout:
+    """Help text is what ``--help`` is run for: written to a full disk it fails the command
+    (see :func:`prints_its_result`), as ``rig plan`` does; ``stacker stack --help >
+    options.txt`` left an empty file and exit status 0."""
+
+    def get_help(self, ctx: Any) -> str:
+        prints_its_result()
+        return super().get_help(ctx)  # type: ignore[misc]
+
+
+class _Command(_HelpIsAPrintout, TyperCommand):
     """A command as every stackrig command has it (see :class:`_App`)."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
@@ -593,7 +603,7 @@ def argument_metavar(param: Any) -> str:
     return f"{name}..." if param.nargs != 1 else name
 
 
-class _Group(TyperGroup):
+class _Group(_HelpIsAPrintout, TyperGroup):
     """A command group whose command lines the parser refuses end in one line
     (:func:`_parser_errors_told_in_one_line`): its own options, and through :meth:`invoke`
     those of its commands."""
