@@ -92,9 +92,10 @@ def main() -> int:
     print(common.table(rows, ["seed", "frame blurred", "PSNR dB"]))
     for family in filter(None, args.families.split(",")):
         if family == "pcb":
-            pcb = common.HERE.parents[1] / "shared" / "data" / "pcb-stack"
-            frames = [p for p in collect_inputs([pcb]) if not p.name.startswith("reference")]
-            images = (read_image(p) for p in frames)
+            if not common.PCB.is_dir():
+                print(f"pcb: left out, no {common.PCB} (the real stack beside the checkout)")
+                continue
+            images = (read_image(p) for p in common.frame_paths(common.PCB))
         else:
             layout, seed = family.split(":")
             spec = SceneSpec(width=1500, height=1000, seed=int(seed), jpeg_quality=90,

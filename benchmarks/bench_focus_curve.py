@@ -27,7 +27,7 @@ from stacker import depth
 from stacker.io import read_image
 from stacker.stack import Stacker
 
-PCB = common.HERE.parents[1] / "shared" / "data" / "pcb-stack"
+PCB = common.PCB
 
 
 def curvature(stacker: Stacker) -> dict[str, Any]:

@@ -72,7 +72,9 @@ class RecordingMerger(PyramidMerger):
         super().fold(frame, gains, valid_small, tracked)
         count = len(self.gains)
         self.gains.append(tuple(float(g) for g in gains))  # type: ignore[arg-type]
-        cv2.copyTo(frame, self._mask0, self.hard)  # band 0's decision at full size
+        h, w = self.hard.shape[:2]  # band 0's decision (made at half size) at full size
+        full = cv2.resize(self._mask[0], (w, h), interpolation=cv2.INTER_NEAREST)
+        cv2.copyTo(frame, full, self.hard)
         np.copyto(self.fine_index, count, where=self._mask[0] > 0)
         self.activity_sum += self._act_new[0].astype(np.float32)
         score = self._score[0]

@@ -26,7 +26,7 @@ import numpy as np
 from stacker.io import read_image
 
 CLI = common.STACKER_CLI
-PCB = common.HERE.parents[1] / "shared" / "data" / "pcb-stack"  # ../shared beside the checkout
+PCB = common.PCB
 
 
 def stack(root: Path, frames: list[Path], out: Path) -> np.ndarray:
@@ -63,7 +63,7 @@ def main() -> int:
     ap.add_argument("--before", type=Path, required=True, help="checkout of the old stacker/")
     ap.add_argument("--tiles", default="6x8", help="rows x columns (default 6x8)")
     args = ap.parse_args()
-    frames = sorted(p for p in args.folder.glob("*.jpg") if not p.name.startswith("reference"))
+    frames = [p for p in common.frame_paths(args.folder) if p.suffix.lower() == ".jpg"]
     if not frames:
         raise SystemExit(f"{args.folder}: no frames (*.jpg)")
     outdir = common.WORK / "pcb_crops"

@@ -79,9 +79,18 @@ def ensure_stack(mp: float, frames: int, *, log: Any = print) -> Path:
     return folder
 
 
+PCB = HERE.parents[1] / "shared" / "data" / "pcb-stack"
+"""The real stack beside the checkout (``../shared``), where there is one."""
+
+
 def frame_paths(folder: Path) -> list[Path]:
-    """The stack's frames in natural order."""
-    paths = [p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".tif")]
+    """The stack's frames in natural order; not a peer's result kept beside them
+    (``reference-result-focus-stack.jpg`` in the pcb stack)."""
+    paths = [
+        p
+        for p in folder.iterdir()
+        if p.suffix.lower() in (".jpg", ".jpeg", ".tif") and not p.name.startswith("reference")
+    ]
     return sorted(paths, key=lambda p: natural_key(p.name))
 
 
