@@ -684,8 +684,8 @@ def main() -> None:
     run_all(
         runs, lambda spec: Run(*spec, base, a.repo, baselines).go(), base, a.workers,
         keep=a.keep, widths=(8, 15), started=t0,
-        again=lambda r: f"python benchmarks/attack_disk.py --targets {r['target']} --faults "
-                        f"{r['fault']} --rounds 1 --seed-run {r['seed']}",
+        again=lambda r: f".venv/bin/python benchmarks/attack_disk.py --targets {r['target']} "
+                        f"--faults {r['fault']} --rounds 1 --seed-run {r['seed']}",
     )  # fmt: skip
 
 

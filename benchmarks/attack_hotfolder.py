@@ -24,13 +24,15 @@ scene (JPEG, PNG, TIFF) in ways picked at random from the scenario kinds below, 
 Every foreign image (link targets, the subfolder's frames, fake outputs) carries a marker: a
 high-contrast checkerboard that a stack taking it would show. The watch ends by its idle timeout
 or by SIGINT after the writers are done. A run is a *fault* if the watch hangs (60 s after the
-writers), prints a traceback or any line that is not its own, exits other than 0, takes more
-than 700 MB, if a FIFO outside was opened, if the frames merged are fewer than the whole frames
-delivered or more than those plus the ones that may or may not count (deleted or truncated
-early, renamed over while polled), if more files are unreadable than the scenarios allow, if
-RAW partners are not skipped, or if the composite differs from one made in-process with
-:class:`stacker.stack.Stacker` from exactly the whole frames (a partial frame or a marker
-stacked). Prints a table per scenario kind and every fault with the command that re-runs it.
+writers), prints a traceback or any line that is not its own, exits other than 0 (2 with its
+one-line refusal where an image was written under its output's name, which must stay as
+written), takes more than 700 MB, if a FIFO outside was opened, if the frames merged are
+fewer than the whole frames delivered or more than those plus the ones that may or may not
+count (deleted or truncated early, renamed over while polled), if more files are unreadable
+than the scenarios allow, if RAW partners are not skipped, or if the composite differs from
+one made in-process with :class:`stacker.stack.Stacker` from exactly the whole frames (a
+partial frame or a marker stacked). Prints a table per scenario kind and every fault with the
+command that re-runs it.
 
 With ``--preview`` the watch also serves its live preview (``--preview --port 0``; the address
 is its first line, ``Live preview: URL``), and from then until it has exited it has company
@@ -122,6 +124,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
+from benchmarks import common  # noqa: E402
 from benchmarks.fuzz_station import parse_response  # noqa: E402
 from rig.sim.scene import SceneSpec, SyntheticStack  # noqa: E402
 from stacker.io import read_image  # noqa: E402
@@ -165,6 +168,7 @@ class Ledger:
     unreadable_allowed: int = 0
     pairs: int = 0
     fifos: list[Path] = field(default_factory=list)
+    squatted: bytes | None = None  # an image another program wrote under the output's name
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def must(self, data: bytes) -> None:
@@ -463,7 +467,11 @@ def s_output_name(c: Ctx, r: random.Random) -> None:
     comes, so the watch writes its composite after them."""
     if c.output.parent == c.folder:
         name = r.choice([c.output.name, f".{c.output.name}.{r.randrange(16**8):08x}.tmp"])
-        (c.folder / name).write_bytes(encode(marked(c.pool[0]), c.output.suffix))
+        data = encode(marked(c.pool[0]), c.output.suffix)
+        (c.folder / name).write_bytes(data)
+        if name == c.output.name:  # a frame to keep: the watch refuses to write over it
+            with c.ledger.lock:
+                c.ledger.squatted = data
         time.sleep(0.5)
     s_slow(c, r)
 
@@ -1234,6 +1242,10 @@ def remove_sparse(base: Path) -> None:
                 p.unlink()
 
 
+SQUATTED = "a frame was written under this name; it is kept"
+"""The watch's refusal to write its composite over an image another program put there."""
+
+
 def check(code, stdout, stderr, ledger, watcher, output, base) -> list[str]:
     faults = []
     if "Traceback" in stderr or "Fatal Python" in stderr:
@@ -1241,12 +1253,19 @@ def check(code, stdout, stderr, ledger, watcher, output, base) -> list[str]:
     stray = [ln for ln in stderr.splitlines() if ln.strip() and not OWN_LINE.match(ln)]
     if stray and "Traceback" not in stderr:
         faults.append("lines not the watch's own: " + repr(stray[:5]))
-    if code != 0:
-        faults.append(f"exit {code}: {stderr.strip().splitlines()[-1:]}")
+    last = stderr.strip().splitlines()[-1:]
+    if code != 0 and ledger.squatted is None:
+        faults.append(f"exit {code}: {last}")
     if watcher.peak > MEMORY_LIMIT_MB:
         faults.append(f"memory: {watcher.peak:.0f} MB")
     for fifo in watcher.fifo_opened:
         faults.append(f"a FIFO outside the folder was opened: {fifo.name}")
+    if ledger.squatted is not None:  # kept, and the final write refused in one line
+        if code != 2 or not any(SQUATTED in line for line in last):
+            faults.append(f"exit {code} with {last}, not 2 with {SQUATTED!r}")
+        if not output.is_file() or output.read_bytes() != ledger.squatted:
+            faults.append(f"the image another program wrote at {output.name} was not kept")
+        return faults  # the error is the last word: no summary, no composite to compare
     m = SUMMARY.search(stdout)
     if m is None:
         return [*faults, f"no summary line in stdout: {stdout.strip()[-300:]!r}"]
@@ -1262,7 +1281,7 @@ def check(code, stdout, stderr, ledger, watcher, output, base) -> list[str]:
         faults.append(f"{unreadable} unreadable (allowed {ledger.unreadable_allowed}): {bad[:4]}")
     if skipped < ledger.pairs:
         faults.append(f"{skipped} RAW partners skipped of {ledger.pairs} pairs")
-    if output.is_file() and not faults:
+    if output.is_file() and not faults and ledger.squatted is None:
         faults += compare(output, ledger.required, base)
     return faults
 
@@ -1304,6 +1323,9 @@ def main() -> int:
     ap.add_argument("--browser-every", type=int, default=4, metavar="N",
                     help="with --preview, a Chromium page in every Nth run (0: never)")  # fmt: skip
     args = ap.parse_args()
+    if args.preview and args.browser_every > 0 and (missing := common.chromium_missing()):
+        print(f"{missing}: the preview's clients run without the page in Chromium")
+        args.browser_every = 0
     only = args.only.split(",") if args.only else None
     pool = render_pool()
     results: list[RunResult] = []
@@ -1344,8 +1366,8 @@ def report(results: list[RunResult], args: argparse.Namespace) -> None:
         for f in res.faults:
             print(f"  - {f}")
         only = f" --only {args.only}" if args.only else ""
-        print(f"  re-run: python benchmarks/attack_hotfolder.py --runs 1 --first {res.index} "
-              f"--seed {args.seed} --mode {mode}{only}"
+        print(f"  re-run: .venv/bin/python benchmarks/attack_hotfolder.py --runs 1 "
+              f"--first {res.index} --seed {args.seed} --mode {mode}{only}"
               f"{' --preview' if args.preview else ''}")  # fmt: skip
 
 

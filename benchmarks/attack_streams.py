@@ -540,7 +540,7 @@ def main() -> None:
     run_all(
         pairs, lambda pair: Run(*pair, base, a.repo, baselines).go(), base, a.workers,
         keep=a.keep, widths=(11, 10), started=t0,
-        again=lambda r: f"python benchmarks/attack_streams.py --targets {r['target']} "
+        again=lambda r: f".venv/bin/python benchmarks/attack_streams.py --targets {r['target']} "
                         f"--faults {r['fault']}",
     )  # fmt: skip
 

@@ -70,7 +70,7 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=8)
     ap.add_argument("--frame", type=int, default=5, help="the blurred frame, from 1")
     ap.add_argument("--sigmas", default="3,6,10,15,25")
-    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--seeds", type=common.seed_list, default="0,1,2")
     ap.add_argument("--threshold", type=float, default=stack_module.BLURRED_REFERENCE)
     ap.add_argument("--families", default="board:1,shapes:1,pcb", help="'' for none")
     args = ap.parse_args()
@@ -78,7 +78,7 @@ def main() -> int:
     w, h = map(int, args.size.split("x"))
     work = common.WORK / "blurred_frame"
     rows = []
-    for seed in map(int, args.seeds.split(",")):
+    for seed in args.seeds:
         base = work / f"base_s{seed}"
         write_stack(base, SceneSpec(width=w, height=h, seed=seed), args.frames)
         cases: list[tuple[str, float | None]] = [("none", 0.0), ("left out", None)]

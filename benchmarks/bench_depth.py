@@ -23,7 +23,8 @@ Families:
   only how the map fills where no frame shows anything.
 
 The colour preview ``--depth-map`` writes, for the first seed of each family, is saved as a PNG in
-``benchmarks/results/`` (``--pictures`` to change), and all figures as JSON.
+``benchmarks/_work/`` (``--pictures`` to change its name; copy one to ``results/`` to keep it
+beside its figures), and all figures as JSON.
 
     python benchmarks/bench_depth.py --seeds 1,2,3 --method pyramid
 
@@ -53,8 +54,6 @@ from rig.sim.glow import GlowSpec, GlowStack
 from rig.sim.scene import SceneSpec, SyntheticStack
 from stacker.options import ORDERS
 from stacker.stack import Stacker
-
-RESULTS = common.HERE / "results"
 
 
 def family_spec(layout: str, seed: int, width: int, height: int) -> SceneSpec:
@@ -181,7 +180,7 @@ def speed(mp: float, frames: int, method: str) -> dict[str, Any]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--layouts", default="board,shapes")
-    ap.add_argument("--seeds", default="1,2,3")
+    ap.add_argument("--seeds", type=common.seed_list, default="1,2,3")
     ap.add_argument("--size", default="1500x1000")
     ap.add_argument("--frames", type=int, default=16)
     ap.add_argument("--method", default="pyramid")
@@ -201,7 +200,7 @@ def main() -> int:
         common.write_json(args.json or common.WORK / "bench_depth_speed.json", figures)
         return 0
     width, height = (int(v) for v in args.size.lower().split("x"))
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    seeds = args.seeds
     info = common.machine()
     runs: list[dict[str, Any]] = []
     rows = []
@@ -219,7 +218,7 @@ def main() -> int:
             if n == 0 and args.pictures:
                 picture = depth_picture(stacker)
                 if picture is not None:
-                    path = RESULTS / f"{args.pictures}_{layout}_seed{seed}.png"
+                    path = common.WORK / f"{args.pictures}_{layout}_seed{seed}.png"
                     path.parent.mkdir(parents=True, exist_ok=True)
                     cv2.imwrite(str(path), picture)
                     print(f"  preview: {path}")

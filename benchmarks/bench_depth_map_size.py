@@ -66,7 +66,7 @@ def one_stack(layout: str, seed: int, size: tuple[int, int], frames: int, sizes:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--layouts", default="board,shapes")
-    ap.add_argument("--seeds", default="4,5")
+    ap.add_argument("--seeds", type=common.seed_list, default="4,5")
     ap.add_argument("--size", default="6000x4000")
     ap.add_argument("--frames", type=int, default=16)
     ap.add_argument("--sizes", default="384,auto", help="map sizes: pixels or auto")
@@ -76,7 +76,7 @@ def main() -> None:
     sizes = args.sizes.split(",")
     stacks = {}
     for layout in args.layouts.split(","):
-        for seed in (int(s) for s in args.seeds.split(",")):
+        for seed in args.seeds:
             row = one_stack(layout, seed, (w, h), args.frames, sizes)
             stacks[f"{layout} {seed}"] = row
             cells = "  ".join(

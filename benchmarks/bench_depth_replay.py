@@ -95,13 +95,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("action", choices=("record", "replay"))
     ap.add_argument("--layouts", default="board,shapes")
-    ap.add_argument("--seeds", default="1,2,3")
+    ap.add_argument("--seeds", type=common.seed_list, default="1,2,3")
     ap.add_argument("--size", default="1500x1000")
     ap.add_argument("--frames", type=int, default=16)
     ap.add_argument("--json", type=Path, default=None, help="replay: the figures per stack")
     args = ap.parse_args()
     w, h = (int(v) for v in args.size.split("x"))
-    stacks = [(lay, int(s)) for lay in args.layouts.split(",") for s in args.seeds.split(",")]
+    stacks = [(lay, s) for lay in args.layouts.split(",") for s in args.seeds]
     figures = {}
     for layout, seed in stacks:
         path = (record if args.action == "record" else state_path)(

@@ -77,14 +77,14 @@ def summary(rows: list[dict[str, Any]], names: list[str]) -> list[str]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--layouts", default="board,shapes")
-    ap.add_argument("--seeds", default="1,2,3")
+    ap.add_argument("--seeds", type=common.seed_list, default="1,2,3")
     ap.add_argument("--variants", required=True, help='JSON: {"name": {"module.CONST": value}}')
     ap.add_argument("--out", type=Path, default=common.WORK / "bench_depth_variants.jsonl")
     args = ap.parse_args()
     variants = json.loads(args.variants)
     rows = []
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    for seed in (int(s) for s in args.seeds.split(",") if s.strip()):
+    for seed in args.seeds:
         for layout in args.layouts.split(","):
             row = scored_variants(layout, seed, variants)
             rows.append(row)

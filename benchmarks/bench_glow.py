@@ -75,6 +75,7 @@ def scene_arguments(ap: argparse.ArgumentParser, *, size: str, frames: int, seed
     ap.add_argument("--frames", type=int, default=frames)
     ap.add_argument(
         "--seeds",
+        type=common.seed_list,
         default=seeds,
         help="scene seeds, comma separated: each family is rendered and scored once per seed",
     )
@@ -238,7 +239,7 @@ def main() -> int:
     args = ap.parse_args()
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     families = [f.strip() for f in args.families.split(",") if f.strip()]
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    seeds = args.seeds
     results = [run_family(f, seed, args, skip) for f in families for seed in seeds]
     rows = []
     for r in results:

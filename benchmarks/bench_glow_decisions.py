@@ -226,7 +226,7 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=common.WORK / "bench_glow_decisions.json")
     args = ap.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    seeds = args.seeds
     scenes: list[str] = []
     scores: dict[str, list[str]] = {}
     where: dict[str, list[str]] = {}

@@ -71,7 +71,7 @@ def main() -> int:
     args = ap.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     settings = [parse_setting(s) for s in args.set] or [{}]
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    seeds = args.seeds
     header = [
         "scene",
         *(",".join(f"{k}={v}" for k, v in s.items()) or "as coded" for s in settings),

@@ -91,7 +91,7 @@ def main() -> None:
     ap.add_argument("--sessions", type=int, default=20)
     ap.add_argument("--frames", type=int, default=4, help="frames per session (default 4)")
     ap.add_argument("--no-gc", action="store_true", help="switch the garbage collector off")
-    ap.add_argument("--json", type=Path, default=HERE / "results" / "bench_longrun.json")
+    ap.add_argument("--json", type=Path, default=HERE / "_work" / "bench_longrun.json")
     args = ap.parse_args()
     width, height = (int(v) for v in args.size.lower().split("x"))
     if args.no_gc:

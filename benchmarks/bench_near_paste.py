@@ -201,7 +201,7 @@ def pcb_rows(folder: Path) -> list[dict[str, Any]]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--families", default="textured-gather,textured-scatter")
-    ap.add_argument("--seeds", default="2026,7")
+    ap.add_argument("--seeds", type=common.seed_list, default="2026,7")
     ap.add_argument("--json", type=Path, default=common.WORK / "bench_near_paste.json")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -212,8 +212,8 @@ def main() -> int:
             show(r)
             rows.append(r)
     for family in args.families.split(","):
-        for seed in args.seeds.split(","):
-            for r in glow_rows(family, int(seed)):
+        for seed in args.seeds:
+            for r in glow_rows(family, seed):
                 show(r)
                 rows.append(r)
     args.json.write_text(json.dumps(rows, indent=1))

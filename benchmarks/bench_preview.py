@@ -136,8 +136,8 @@ def main() -> int:
     if args.client:
         return page_like_client(args.client)
     conditions = [c.strip() for c in args.conditions.split(",") if c.strip()]
-    if "chromium" in conditions and not CHROMIUM.exists():
-        print("no /usr/bin/chromium (apt-get install chromium): skipping the chromium runs")
+    if "chromium" in conditions and (missing := common.chromium_missing()):
+        print(f"{missing}: skipping the chromium runs")
         conditions.remove("chromium")
 
     from rig.sim.rig import SimRigSpec, SimulatedRig, enable_virtual_camera, parse_size

@@ -38,6 +38,39 @@ from rig.sim.scene import TRUTH_SIDECAR, SceneSpec, write_stack  # noqa: E402
 from stacker.natsort import natural_key  # noqa: E402
 
 WORK = HERE / "_work"
+
+
+def seed_list(text: str) -> list[int]:
+    """``--seeds``: numbers separated by commas, where ``...`` goes on in the step of the two
+    numbers before it (1 after a single one) up to the number after it, as the README writes
+    them: ``1,2,...,48``, ``1,3,...,47``, ``1,...,16``."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    seeds: list[int] = []
+    for i, item in enumerate(items):
+        if item != "...":
+            if i == 0 or items[i - 1] != "...":
+                seeds.append(int(item))
+            continue
+        if not seeds or i + 1 == len(items) or items[i + 1] == "...":
+            raise argparse.ArgumentTypeError(f"{text!r}: '...' needs a number on each side")
+        step = seeds[-1] - seeds[-2] if len(seeds) > 1 and i > 1 else 1
+        end = int(items[i + 1])
+        if step <= 0 or end < seeds[-1]:
+            raise argparse.ArgumentTypeError(f"{text!r}: '...' counts up only")
+        seeds.extend(range(seeds[-1] + step, end + 1, step))
+        if seeds[-1] != end:
+            seeds.append(end)
+    return seeds
+
+
+def chromium_missing() -> str | None:
+    """Why the scripts that drive a page in headless Chromium cannot, or None: they use
+    Debian's Chromium, as the browser tests do, not a Playwright download."""
+    from tests.browser import CHROMIUM
+
+    return None if CHROMIUM.exists() else f"no {CHROMIUM} (apt-get install chromium)"
+
+
 SEED = 2026
 JPEG_QUALITY = 95
 

@@ -648,7 +648,7 @@ class Run:
                 t.join()
             kinds = []
             for tag, rc, out, err in box:
-                if rc == 4 and "another process is running this session" in err:
+                if rc == 4 and "is running this session" in err:  # "process N is ..."
                     kinds.append("busy")
                     self.problems += [f"{tag}: {p}" for p in clean_output(out, err)]
                 else:

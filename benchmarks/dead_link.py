@@ -23,6 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import common
+
 from rig.sim.rig import SimRigSpec, SimulatedRig
 from rig.station.api import station_app
 from stacker.preview import PreviewServer
@@ -89,6 +91,8 @@ def main() -> None:
     parser.add_argument("--limit", type=float, default=120.0, help="how long to wait, s")
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args()
+    if missing := common.chromium_missing():
+        raise SystemExit(f"dead_link: {missing}: the phone is a headless Chromium page")
     result = measure(args.ping, args.rate, args.far, args.limit)
     print(json.dumps(result, indent=2))
     if args.json is not None:

@@ -18,6 +18,7 @@ import json
 import os
 import resource
 import selectors
+import shutil
 import socket
 import subprocess
 import sys
@@ -109,6 +110,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--nofile", type=int, default=1024, help="the station's soft limit")
+    parser.add_argument("--keep", action="store_true", help="keep the sessions and log folder")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="flood-station-"))
@@ -164,8 +166,13 @@ def main() -> int:
         + (f", slowest {max(a[2] for a in answered):.3f} s" if answered else "")
         + f"; others: {sorted({str(a[0]) for a in answers if a[0] != 200}) or 'none'}"
     )
-    print(f"station's output: {len(lines)} lines ({work})")
-    return 0 if progress.get("state") == "finished" and len(answered) == len(answers) else 1
+    ok = progress.get("state") == "finished" and len(answered) == len(answers)
+    if ok and not args.keep:
+        shutil.rmtree(work)
+        print(f"station's output: {len(lines)} lines")
+    else:
+        print(f"station's output: {len(lines)} lines (kept in {work})")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

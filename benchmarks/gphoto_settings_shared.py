@@ -30,9 +30,9 @@ from tests.capture_target import ROUND_TRIP  # noqa: E402
 from tests.capture_target import changed as round_changed  # noqa: E402
 
 
-def new_home(legacy_file: bool) -> Path:
+def new_home(under: Path, legacy_file: bool) -> Path:
     """An empty home with its config folder; with ``legacy_file``, an older gphoto2's file."""
-    home = Path(tempfile.mkdtemp(prefix="gphoto-home-"))
+    home = Path(tempfile.mkdtemp(prefix="gphoto-home-", dir=under))
     (home / ".config").mkdir()
     if legacy_file:
         (home / ".gphoto").mkdir()
@@ -40,13 +40,13 @@ def new_home(legacy_file: bool) -> Path:
     return home
 
 
-def loop(rounds: int, sequences: int, shared: Path | None) -> int:
+def loop(under: Path, rounds: int, sequences: int, shared: Path | None) -> int:
     """Sequences that saw a change, over ``rounds`` fresh interpreters one after another."""
     changed = 0
     for _ in range(rounds):
-        home = shared or new_home(legacy_file=False)
+        home = shared or new_home(under, legacy_file=False)
         env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
-        env["VCAMERADIR"] = tempfile.mkdtemp(prefix="vcamera-")
+        env["VCAMERADIR"] = tempfile.mkdtemp(prefix="vcamera-", dir=under)
         done = subprocess.run(
             [sys.executable, "-c", ROUND_TRIP, str(sequences)],
             capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, check=True,
@@ -63,13 +63,15 @@ def main() -> None:
     args = ap.parse_args()
     total = args.processes * args.rounds * args.sequences
     for mode in ("shared", "own"):
-        shared = new_home(legacy_file=True) if mode == "shared" else None
-        with ThreadPoolExecutor(args.processes) as pool:
-            loops = [
-                pool.submit(loop, args.rounds, args.sequences, shared)
-                for _ in range(args.processes)
-            ]
-            changed = sum(f.result() for f in loops)
+        with tempfile.TemporaryDirectory(prefix="gphoto-settings-") as scratch:
+            under = Path(scratch)  # the homes and virtual cameras, removed after each mode
+            shared = new_home(under, legacy_file=True) if mode == "shared" else None
+            with ThreadPoolExecutor(args.processes) as pool:
+                loops = [
+                    pool.submit(loop, under, args.rounds, args.sequences, shared)
+                    for _ in range(args.processes)
+                ]
+                changed = sum(f.result() for f in loops)
         print(f"{mode}: {changed} of {total} sequences saw the capture target change under them")
 
 

@@ -254,7 +254,7 @@ def main() -> None:
     ap.add_argument("--size", default="320x240", help="frame size WxH (default 320x240)")
     ap.add_argument("--delete-every", type=int, default=4, help="delete every Nth session")
     ap.add_argument("--keep", action="store_true", help="keep the sessions folder")
-    ap.add_argument("--json", type=Path, default=HERE / "results" / "soak_station.json")
+    ap.add_argument("--json", type=Path, default=HERE / "_work" / "soak_station.json")
     args = ap.parse_args()
     save(args, run(args))
 

@@ -101,7 +101,7 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=50, help="record the figures every N frames")
     ap.add_argument("--pause", type=float, default=0.15, help="seconds between frames")
     ap.add_argument("--keep", action="store_true")
-    ap.add_argument("--json", type=Path, default=HERE / "results" / "soak_watch.json")
+    ap.add_argument("--json", type=Path, default=HERE / "_work" / "soak_watch.json")
     args = ap.parse_args()
     save(args, run(args))
 
