@@ -86,7 +86,12 @@ def config(
     with Camera.open(model, port) as camera:
         if key is None:
             items = camera.config_items()
-            table = Table("Key", "Label", "Type", "Value", "Choices", title=camera.description)
+            table = Table(title=camera.description)
+            # The key is what a photographer types: never cut. Nothing else ends in "…" either.
+            longest = max((len(item.key) for item in items), default=3)
+            table.add_column("Key", no_wrap=True, min_width=longest)
+            for heading in ("Label", "Type", "Value", "Choices"):
+                table.add_column(heading, overflow="fold")
             for item in items:
                 ro = " (read-only)" if item.readonly else ""
                 table.add_row(

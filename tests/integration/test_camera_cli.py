@@ -103,6 +103,25 @@ def test_summary_and_config(card: VirtualCameraFolder) -> None:
     assert bad.exit_code != 0 and isinstance(bad.exception, ConfigValueError)
 
 
+def test_the_settings_listing_names_every_key_whole(
+    card: VirtualCameraFolder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The listing is where a photographer finds the key to type: on 80 columns (a terminal,
+    or a file or pipe) long keys such as ``exposurecompensation`` ended in an ellipsis, and so
+    did values such as the PTP opcodes."""
+    from rig.camera import Camera
+
+    with Camera.open() as camera:
+        items = camera.config_items()
+    monkeypatch.setenv("COLUMNS", "80")
+    listing = runner.invoke(app, ["camera", "config"])
+    assert listing.exit_code == 0, listing.output
+    assert "…" not in listing.output
+    cells = {cell.strip() for line in listing.output.splitlines() for cell in line.split("│")}
+    assert {item.key for item in items} <= cells
+    assert any(len(item.key) > 16 for item in items)
+
+
 def _rig(*args: str, tmp_path: Path, virtual: bool) -> subprocess.CompletedProcess[str]:
     """Run ``rig`` in a fresh process: the virtual camera is chosen at gphoto2's import."""
     env = {k: v for k, v in os.environ.items() if k not in ("VCAMERADIR", "IOLIBS", "CAMLIBS")}
