@@ -44,7 +44,9 @@ def cameras() -> None:
     found = list_cameras()
     if not found:
         raise CameraNotFoundError(f"no camera found: {NO_CAMERA_HINT}")
-    table = Table("Model", "Port", title="Cameras")
+    table = Table(title="Cameras")
+    table.add_column("Model", overflow="fold")
+    table.add_column("Port", no_wrap=True, min_width=max(len(info.port) for info in found))
     for info in found:
         table.add_row(info.model, info.port)
     console.print(table)

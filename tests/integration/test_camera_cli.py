@@ -28,10 +28,13 @@ def card_slot_bytes() -> int:
     return 8000
 
 
-def test_cameras_table(card: VirtualCameraFolder) -> None:
+def test_cameras_table(card: VirtualCameraFolder, monkeypatch: pytest.MonkeyPatch) -> None:
     result = runner.invoke(app, ["cameras"])
     assert result.exit_code == 0, result.output
     assert "Nikon DSC D750" in result.output and "usb:001,001" in result.output
+    monkeypatch.setenv("COLUMNS", "24")  # a narrow terminal: the port, typed for --port, whole
+    narrow = runner.invoke(app, ["cameras"])
+    assert "usb:001,001" in narrow.output and "…" not in narrow.output, narrow.output
 
 
 @pytest.mark.slow
