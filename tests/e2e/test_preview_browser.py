@@ -152,6 +152,16 @@ def test_the_page_follows_a_live_stack_and_shows_a_100_percent_crop(browser, fra
         assert close is not None and min(close["width"], close["height"]) >= 48  # a thumb's
         page.click("#crop-close")
         assert page.locator("#crop-panel").is_hidden()
+
+        # From the keyboard: the composite is reached with Tab, and Enter checks its centre.
+        page.focus("#composite")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#crop-panel[data-loading='false']")
+        where = re.fullmatch(r"at (\d+), (\d+) \((\d+)×\d+ px\)", page.inner_text("#crop-where"))
+        assert where is not None
+        assert abs(int(where[1]) + int(where[3]) / 2 - 200) <= 1
+        assert abs(int(where[2]) + int(where[3]) / 2 - 150) <= 1
+        assert page.get_attribute("#composite", "tabindex") == "0"
         assert errors == []
     worker.join(5)
 

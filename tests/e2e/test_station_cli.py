@@ -75,6 +75,10 @@ def test_the_station_page_logs_in_from_the_address_and_runs_a_session(station) -
         page.reload()
         page.wait_for_selector("#login:not([hidden])")
         assert "link's token was not accepted" in page.text_content("#login-error")
+        # Said to a screen reader too: an alert, tied to the field it refuses.
+        assert page.get_attribute("#login-error", "role") == "alert"
+        assert page.get_attribute("#login-token", "aria-invalid") == "true"
+        assert page.get_attribute("#login-token", "aria-describedby") == "login-error"
         # The printed address logs in and the fragment is dropped from the address bar.
         page.goto(url + "#token=" + TOKEN)
         page.reload()

@@ -158,6 +158,12 @@ def test_live_view_peaking_and_setting_the_ends_by_eye(station, depth_of) -> Non
         assert page.evaluate("document.getElementById('lv-wrap').scrollLeft") > 0
         page.click("#lv-wrap")
         assert not page.evaluate("document.getElementById('lv-wrap').classList.contains('zoom')")
+        # From the keyboard: Enter shows the centre at 1:1, and Enter again fits the frame.
+        page.focus("#lv-wrap")
+        page.keyboard.press("Enter")
+        assert page.evaluate("document.getElementById('lv-wrap').classList.contains('zoom')")
+        page.keyboard.press("Enter")
+        assert not page.evaluate("document.getElementById('lv-wrap').classList.contains('zoom')")
         assert errors == []
 
 

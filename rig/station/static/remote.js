@@ -15,7 +15,8 @@
     live.id = "lv";
     live.innerHTML = `
       <h2>Live view <span id="lv-rate" class="muted"></span></h2>
-      <div class="lv-wrap" id="lv-wrap" title="tap to see 1:1, tap again to fit">
+      <div class="lv-wrap" id="lv-wrap" title="tap to see 1:1, tap again to fit" tabindex="0"
+           role="button" aria-label="live view: Enter shows its centre at 1:1, again fits it">
         <img id="lv-img" alt="live view" data-frames="0" hidden>
         <p id="lv-empty" class="empty">Waiting for the camera…</p>
       </div>
@@ -23,15 +24,21 @@
         <label class="check"><input type="checkbox" id="lv-peak" checked> Focus peaking</label>
         <button type="button" id="lv-pause">Pause</button>
       </div>
-      <p id="lv-msg" class="message"></p>`;
+      <p id="lv-msg" class="message" role="status"></p>`;
     const cam = document.createElement("div");
     cam.id = "cam";
     cam.innerHTML = `<h2>Camera</h2><form id="cam-form" class="grid-form"></form>
-      <p id="cam-msg" class="message"></p>`;
+      <p id="cam-msg" class="message" role="status"></p>`;
     const panel = el("station");
     panel.prepend(live);
     panel.querySelector("#st-msg").after(cam);
     el("lv-wrap").addEventListener("click", zoom);
+    el("lv-wrap").addEventListener("keydown", (ev) => {
+      if (ev.key !== "Enter" && ev.key !== " ") return;
+      ev.preventDefault();
+      const r = el("lv-img").getBoundingClientRect();
+      zoom({ clientX: r.left + r.width / 2, clientY: r.top + r.height / 2 });
+    });
     el("lv-pause").addEventListener("click", () => {
       paused = !paused;
       el("lv-pause").textContent = paused ? "Resume live view" : "Pause";

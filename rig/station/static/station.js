@@ -76,8 +76,11 @@
     }
   }
 
+  // Every message line is a live region (role=status): a screen reader says what is written
+  // there, at once when it is a fault.
   function message(id, text, bad) {
     const m = el(id);
+    m.setAttribute("aria-live", bad ? "assertive" : "polite");
     m.textContent = text;
     m.classList.toggle("error", !!bad);
   }
@@ -143,10 +146,14 @@
 
   // A control's answer, and its error, show in the message line of its own group (plan,
   // rail, sessions), where the eyes are when it is tapped: work(say) writes there.
+  // A button is disabled while its request runs, which drops the keyboard's focus: it comes
+  // back to the button (a second Enter jogs again), or, where the button is gone (a deleted
+  // session's) or stays disabled (Start while its session runs), to the message line.
   async function act(button, work) {
     const line = button.closest("[data-msg]");
     const where = line ? line.dataset.msg : "st-msg";
     const here = (text, bad) => message(where, text, bad);
+    const focused = document.activeElement === button;
     button.disabled = true;
     try {
       await work(here, where);
@@ -155,6 +162,8 @@
     } finally {
       button.disabled = false;
       showRunning();
+      const lost = !document.activeElement || document.activeElement === document.body;
+      if (focused && lost) (button.isConnected && !button.disabled ? button : el(where)).focus();
     }
   }
 
@@ -425,13 +434,13 @@
             <label class="check"><input id="st-return" type="checkbox" checked> Back to the start after</label>
           </div></details>
         </form>
-        <p id="st-plan-info" class="message"></p>
+        <p id="st-plan-info" class="message" role="status" tabindex="-1"></p>
         <div class="row">
           <button type="button" id="st-check">Check plan</button>
           <button type="button" id="st-start" class="primary">Start</button>
           <button type="button" id="st-stop" class="danger" disabled>Stop</button>
         </div>
-        <p id="st-run-msg" class="message"></p>
+        <p id="st-run-msg" class="message" role="status" tabindex="-1"></p>
       </div>
       <div>
         <h2>Rail</h2>
@@ -446,12 +455,12 @@
           <button type="button" id="st-home" title="Run the homing cycle">Home</button>
           <button type="button" id="st-unlock" title="Clear the controller's alarm, keeping the position">Unlock</button></div>
       </div>
-      <p id="st-msg" class="message"></p>
+      <p id="st-msg" class="message" role="status" tabindex="-1"></p>
       <div data-msg="st-sess-msg">
         <h2>Sessions</h2>
-        <p id="st-sess-msg" class="message"></p>
+        <p id="st-sess-msg" class="message" role="status" tabindex="-1"></p>
         <div class="table-wrap"><table id="st-sessions">
-          <thead><tr><th></th><th>Session</th><th>Frames</th><th>Download</th><th></th></tr></thead>
+          <thead><tr><th><span class="visually-hidden">Thumbnail</span></th><th>Session</th><th>Frames</th><th>Download</th><th><span class="visually-hidden">Actions</span></th></tr></thead>
           <tbody></tbody></table></div>
       </div>`;
     el("st-mode").addEventListener("change", showMode);

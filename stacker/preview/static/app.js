@@ -295,6 +295,13 @@ async function showCrop(ev) {
 }
 
 $("composite").addEventListener("click", showCrop);
+// From the keyboard (or a switch), Enter or Space checks the centre.
+$("composite").addEventListener("keydown", (ev) => {
+  if (ev.key !== "Enter" && ev.key !== " ") return;
+  ev.preventDefault();
+  const r = $("composite").getBoundingClientRect();
+  showCrop({ clientX: r.left + r.width / 2, clientY: r.top + r.height / 2 });
+});
 $("crop-close").addEventListener("click", () => {
   $("crop-panel").hidden = true;
   $("crop-marker").hidden = true;

@@ -13,11 +13,18 @@
     <form id="login-form">
       <label for="login-token">This page needs its access token (printed when it started):</label>
       <div class="row">
-        <input id="login-token" type="password" autocomplete="current-password" required>
+        <input id="login-token" type="password" autocomplete="current-password" required
+               aria-describedby="login-error">
         <button type="submit">Open</button>
       </div>
-      <p id="login-error" class="message error"></p>
+      <p id="login-error" class="message error" role="alert"></p>
     </form>`;
+
+  // Said in the token field's alert line, the field marked as refused for a screen reader.
+  function refuse(text) {
+    el("login-error").textContent = text;
+    el("login-token").setAttribute("aria-invalid", "true");
+  }
 
   // The page is opened as http://host:8000/#token=...: the fragment never reaches the
   // server; it is exchanged once for an HttpOnly cookie.
@@ -42,8 +49,8 @@
     if (probe.status === 401 || probe.status === 403) {
       // The link's own token refused: an old link, or one from before the token changed.
       if (refused) {
-        el("login-error").textContent = "The link's token was not accepted: it is not this " +
-          "page's (an old link?). Type the token the station printed, or open its new link.";
+        refuse("The link's token was not accepted: it is not this page's (an old link?). " +
+          "Type the token the station printed, or open its new link.");
       }
       loginPanel.hidden = false;
       return false;
@@ -54,6 +61,6 @@
   el("login-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     if (await login(el("login-token").value.trim())) location.reload();
-    else el("login-error").textContent = "That is not this page's token.";
+    else refuse("That is not this page's token.");
   });
 })();
