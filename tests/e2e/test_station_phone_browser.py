@@ -499,6 +499,12 @@ def test_a_page_opened_during_a_session_shows_its_plan(station) -> None:
                 assert page.input_value("#st-from") == "200.0um"
                 assert page.input_value("#st-to") == "2200.0um"
                 assert page.input_value("#st-settle") == "0.3"
+                # Stop is in sight: it lay just below a phone's screen, under the paused
+                # live view and the plan.
+                page.wait_for_function(
+                    "(r => r.top >= 0 && r.bottom <= innerHeight)"
+                    "(document.getElementById('st-stop').getBoundingClientRect())"
+                )
         finally:
             c.post("/api/sessions/shooting/stop", json={})
             while c.get("/api/station").json()["running"]:

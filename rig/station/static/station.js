@@ -392,7 +392,11 @@
     }
     const shooting = showRunningPlan && list.find((s) => s.id === running && s.spec);
     showRunningPlan = false;
-    if (shooting) await planAgain(shooting, false);
+    if (shooting) {
+      await planAgain(shooting, false);
+      // A page opened mid-session: Stop in sight (on a phone it lay just below the screen).
+      el("st-stop").scrollIntoView({ block: "nearest" });
+    }
     followRunning();
   }
 
