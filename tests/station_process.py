@@ -7,8 +7,12 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 
 @contextlib.contextmanager
@@ -37,3 +41,15 @@ def station_process(
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def shoot(url: str, token: str, name: str, plan: dict[str, Any]) -> None:
+    """A session of ``plan`` named ``name``, started through the station's API and waited for
+    to its end."""
+    auth = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=url.rstrip("/"), headers=auth, timeout=10) as c:
+        assert c.post("/api/sessions", json={"plan": plan, "name": name}).status_code == 201
+        deadline = time.monotonic() + 60
+        while c.get("/api/station").json()["running"]:
+            assert time.monotonic() < deadline, "the session did not end"
+            time.sleep(0.2)

@@ -6,16 +6,14 @@ the page says is in live regions, and a session card still reads on a phone zoom
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.browser import CHROMIUM, SKIP_REASON, chromium
-from tests.station_process import station_process
+from tests.station_process import shoot, station_process
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=SKIP_REASON)
 
@@ -49,17 +47,6 @@ def _rail_at(page: Any, after: str) -> float:
     match = re.search(r"rail at (-?[\d.]+)", page.text_content("#st-msg"))
     assert match, page.text_content("#st-msg")
     return float(match[1])
-
-
-def _shoot(url: str, name: str) -> None:
-    auth = {"Authorization": f"Bearer {TOKEN}"}
-    with httpx.Client(base_url=url.rstrip("/"), headers=auth, timeout=10) as c:
-        plan = {"from": "0mm", "to": "1mm", "frames": 2, "settle": 0}
-        assert c.post("/api/sessions", json={"plan": plan, "name": name}).status_code == 201
-        deadline = time.monotonic() + 60
-        while c.get("/api/station").json()["running"]:
-            assert time.monotonic() < deadline, "the session did not end"
-            time.sleep(0.2)
 
 
 def test_a_jog_pressed_twice_from_the_keyboard_moves_twice(station: str) -> None:
@@ -104,7 +91,7 @@ def test_a_session_card_reads_at_200_percent_and_delete_keeps_the_focus(station:
     """A 390 px phone with its text zoomed to 200 % lays the page out 195 px wide: the card's
     fixed thumbnail column left its name and buttons a column of a few letters. Deleting from
     the keyboard then left the focus nowhere."""
-    _shoot(station, "zoomed")
+    shoot(station, TOKEN, "zoomed", {"from": "0mm", "to": "1mm", "frames": 2, "settle": 0})
     with chromium() as browser:
         page = _page(browser, station, width=195, height=422)
         row = "#st-sessions tr[data-id='zoomed']"

@@ -19,7 +19,7 @@ import pytest
 
 from tests.browser import CHROMIUM, SKIP_REASON, chromium, fill_plan
 from tests.relay import relay, sleeping_relay
-from tests.station_process import station_process
+from tests.station_process import shoot, station_process
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=SKIP_REASON)
 
@@ -66,14 +66,7 @@ def _phone_on(url: str, *, live: bool = True) -> Iterator[Any]:
 
 def _shoot(url: str, name: str) -> None:
     """A short session, run through the API to its end."""
-    auth = {"Authorization": f"Bearer {TOKEN}"}
-    with httpx.Client(base_url=url.rstrip("/"), headers=auth, timeout=10) as c:
-        plan = {"from": "0mm", "to": "2mm", "frames": 3, "settle": 0}
-        assert c.post("/api/sessions", json={"plan": plan, "name": name}).status_code == 201
-        deadline = time.monotonic() + 60
-        while c.get("/api/station").json()["running"]:
-            assert time.monotonic() < deadline, "the session did not end"
-            time.sleep(0.2)
+    shoot(url, TOKEN, name, {"from": "0mm", "to": "2mm", "frames": 3, "settle": 0})
 
 
 def _interrupt(url: str, name: str) -> None:
