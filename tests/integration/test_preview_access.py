@@ -36,6 +36,11 @@ def test_a_preview_beyond_loopback_needs_the_printed_token() -> None:
             assert browser.get("/api/state").status_code == 200
         bearer = {"Authorization": f"Bearer {token[1]}"}
         assert httpx.get(base + "/api/state", headers=bearer, timeout=5).status_code == 200
+        # An empty login cookie is no token's match (HTTP strips a bearer header to "Bearer").
+        for cookie in (f"{cookie_name(server.port)}=", f'{cookie_name(server.port)}=""'):
+            for path in ("/api/state", "/img/last.jpg", "/api/events"):
+                answer = httpx.get(base + path, headers={"Cookie": cookie}, timeout=5)
+                assert answer.status_code in (401, 403), (cookie, path, answer.status_code)
     finally:
         server.stop()
 

@@ -479,9 +479,10 @@ def test_names_given_with_allow_host_are_served(station) -> None:
 def test_a_token_file_other_users_can_read_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "token"
     path.write_text("a-token-long-enough\n")
-    path.chmod(0o644)
-    with pytest.raises(StationError, match=r"chmod 600"):
-        load_token(None, path)
+    for mode in (0o644, 0o640, 0o604, 0o620, 0o602):  # the group's or others' bits, any one
+        path.chmod(mode)
+        with pytest.raises(StationError, match=rf"mode {mode:o}\); make it private with chmod 600"):
+            load_token(None, path)
     path.chmod(0o600)
     assert load_token(None, path)[0] == "a-token-long-enough"
 
@@ -579,6 +580,13 @@ def test_a_configured_travel_bounds_jogs(rig, tmp_path: Path) -> None:
     assert station.limits == (-5000, 5000)
     with pytest.raises(StationError, match="outside the travel"):
         station.jog(to="6mm")
+    # A relative jog is held to where it would end, not to its own length.
+    assert station.jog(to="4.9mm") == pytest.approx(4900)
+    with pytest.raises(StationError, match=r"the target 5\.4 mm lies outside the travel"):
+        station.jog(by="0.5mm")
+    assert float(rig.focuser.position) == pytest.approx(4900)
+    assert station.jog(by="-0.5mm") == pytest.approx(4400)
+    station.jog(to="0mm")  # the module's rig back where the other tests expect it
     with pytest.raises(StationError, match="positive length"):
         Station(tmp_path / "t", focuser=rig.focuser, camera=rig.camera, rig={}, travel=-1)
 
