@@ -474,6 +474,12 @@ class GrblRail(GcodeRail):
 
     def _set_position(self, position_um: float) -> None:
         self._checked_command(f"G21 G92 {self.axis}{position_um / 1000.0:.4f}")
+        # The work offset changed: until a report brings the new one, the travel learnt by
+        # homing would be placed by the old (a move straight after was judged against limits
+        # off by the offset, and sent past the machine's travel).
+        with self._cond:
+            self._wco = None
+        self._learn_work_offset(self._query_status())
 
     def _reference_problem(self) -> str | None:
         return self._position_lost or self._unreferenced

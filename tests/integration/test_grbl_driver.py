@@ -222,6 +222,15 @@ def test_grbl_soft_limits_jog_error_15_and_g1_alarm_2() -> None:
         assert b"$J=" not in sent(sim)[mark:] and b"G1" not in sent(sim)[mark:]
         rail.move_to(-3000.0)
         assert abs(rail.position + 3000.0) <= STEP_UM
+        # Told the carriage stands at 10 mm (G92, a work offset of -13 mm): the same travel in
+        # work coordinates, -87 mm .. 12 mm.
+        rail.accept_position(10_000.0)
+        limits = (rail.capabilities.min_position, rail.capabilities.max_position)
+        assert limits == pytest.approx((-87_000.0, 12_000.0), abs=STEP_UM)
+        with pytest.raises(MotionError, match=r"soft limits -87 mm \.\. 12 mm; nothing moved"):
+            rail.move_to(12_500.0)
+        rail.move_to(11_000.0)
+        assert abs(rail.position - 11_000.0) <= STEP_UM
     with (
         GrblSimulator(time_scale=10.0, settings={23: 1, **QUICK_HOMING}) as sim,
         connected(sim, GrblRail) as rail,
