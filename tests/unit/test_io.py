@@ -470,6 +470,20 @@ def test_a_jpeg_cut_short_is_refused_and_any_file_name_is_read(tmp_path: Path) -
     np.testing.assert_array_equal(read_image(whole), cv2.imdecode(np.frombuffer(jpeg, np.uint8), 1))
 
 
+def test_a_jpeg_with_bytes_after_its_end_marker_is_whole(tmp_path: Path) -> None:
+    """Cameras and phones add data after the primary image's end marker (a maker's trailer,
+    zero padding to a card's block): such a frame is whole, not "cut short"."""
+    rng = np.random.default_rng(8)
+    jpeg = cv2.imencode(".jpg", rng.integers(0, 256, (120, 160, 3), dtype=np.uint8))[1].tobytes()
+    for tail in (b"SEFH" + bytes(range(256)) * 4, bytes(1024)):
+        trailed = tmp_path / "trailed.jpg"
+        trailed.write_bytes(jpeg + tail)
+        assert truncation(trailed) is None
+        np.testing.assert_array_equal(
+            read_image(trailed), cv2.imdecode(np.frombuffer(jpeg, np.uint8), 1)
+        )
+
+
 def test_atomic_write_leaves_no_temporary_and_honours_umask(tmp_path: Path) -> None:
     p = atomic_write_bytes(tmp_path / "f.bin", b"abc")
     assert p.read_bytes() == b"abc"
