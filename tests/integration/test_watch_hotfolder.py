@@ -167,6 +167,57 @@ def test_polling_takes_files_once_size_and_mtime_settle(tmp_path: Path) -> None:
     assert [(p.name, size) for p, size in got] == [(n, len(d)) for n, d in frames.items()]
 
 
+def test_a_polled_frame_that_stalls_less_than_the_settle_time_is_waited_for(
+    tmp_path: Path,
+) -> None:
+    """Polled, nothing says a file is closed: a TIFF (no end marker to check) whose writer
+    stalls for two polls, less than ``settle``, is taken whole, once, and never half."""
+    image = np.random.default_rng(4).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    data = cv2.imencode(".tif", image)[1].tobytes()
+    with HotFolder(tmp_path, settle=2.0, polling=True) as hot:
+
+        def writer() -> None:
+            with (tmp_path / "stalled.tif").open("wb") as fh:
+                fh.write(data[: len(data) // 2])
+                fh.flush()
+                time.sleep(1.0)  # two polls (0.5 s each), half the settle time
+                fh.write(data[len(data) // 2 :])
+
+        t = in_thread(writer)
+        got = collect_paths(hot, t, 1, grace=2.5)
+        t.join()
+    assert [(p.name, size) for p, size in got] == [("stalled.tif", len(data))]
+
+
+def test_a_frame_written_again_while_it_is_read_is_read_again_once_settled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer that rewrites a frame just as the watch reads it: what was read is not the
+    file, so it is read again once the file has settled, and handed out once, as it ends.
+    (The moment cannot be hit from outside reliably: the watch's own reader writes the new
+    content as soon as it has read the old, a writer beside it in time.)"""
+    first, final = textured_jpeg(21), textured_jpeg(22, shift=3)
+    path = tmp_path / "rewritten.jpg"
+    with HotFolder(tmp_path, settle=0.3) as hot:
+        real = hot._reader.read
+        rewritten: list[Path] = []
+
+        def read_then_rewrite(held: Path) -> Any:
+            result = real(held)
+            if not rewritten:
+                rewritten.append(held)
+                path.write_bytes(final)
+            return result
+
+        monkeypatch.setattr(hot._reader, "read", read_then_rewrite)
+        t = in_thread(write_slowly, path, first)
+        got = collect_frames(hot, t, 1, grace=1.5)
+        t.join()
+    assert rewritten and [f.path.name for f in got] == ["rewritten.jpg"]
+    np.testing.assert_array_equal(got[0].image, read_image(path))
+    assert path.read_bytes() == final
+
+
 @pytest.mark.slow
 def test_decoded_frames_equal_the_finished_files(tmp_path: Path) -> None:
     names = [f"d{i}.jpg" for i in range(3)]

@@ -121,3 +121,19 @@ def test_a_frame_journaled_without_a_position_is_kept_at_the_plans(tmp_path: Pat
     path = write_lines(tmp_path, [json.dumps(record).encode()])
     result = reconcile(PLAN, read_journal(path), {2: [frame]})
     assert result.done[2].position == PLAN.position_of(2) and not result.adopted
+
+
+def test_the_plans_first_and_last_frames_are_its_own_and_only_others_are_stray(
+    tmp_path: Path,
+) -> None:
+    """Frames 1 and N are the plan's; frame_0000 and frame N+1 (another run's, a hand copy)
+    are stray and left alone. The resume said "not part of this plan" of none of its own."""
+    jpeg = b"\xff\xd8\xff\xda\x00\x02\xff\xd9"
+    on_disk = {}
+    for index in range(PLAN.frames + 2):
+        path = tmp_path / f"frame_{index:04d}.jpg"
+        path.write_bytes(jpeg)
+        on_disk[index] = [path]
+    result = reconcile(PLAN, read_journal(tmp_path / "journal.jsonl"), on_disk)
+    assert sorted(result.done) == list(range(1, PLAN.frames + 1))
+    assert sorted(p.name for p in result.stray) == ["frame_0000.jpg", "frame_0006.jpg"]

@@ -130,3 +130,26 @@ def test_shoot_and_resume_check_the_url_s_soft_limits_before_opening_anything(
     refused = CliRunner().invoke(app, resume)
     assert isinstance(refused.exception, MotionError), refused.output
     assert "the plan spans 0 µm to 4 mm, outside the soft limits" in str(refused.exception)
+
+
+def test_the_frame_count_s_bounds_are_taken_as_said() -> None:
+    """ "1 to 10000 frames": the top is a plan, one more is refused."""
+    assert ShotPlan.from_frames(0.0, 9999.0, 10_000).frames == 10_000
+    with pytest.raises(PlanError, match="a plan takes 1 to 10000 frames"):
+        ShotPlan.from_frames(0.0, 10_000.0, 10_001)
+
+
+def test_a_saved_plan_of_several_frames_at_one_place_is_refused() -> None:
+    """A hand-edited plan.json with near == far, step 0 and several frames shot them all at
+    one spot."""
+    with pytest.raises(PlanError, match=r"step 0 um must be positive"):
+        ShotPlan(near=500.0, far=500.0, step=0.0, frames=3)
+    assert ShotPlan(near=500.0, far=500.0, step=0.0, frames=1).frames == 1
+
+
+def test_a_step_that_divides_the_range_gives_no_extra_frame_for_rounding() -> None:
+    """2.1 µm / 0.3 µm is 7.000000000000001 in binary floating point: a microscope's
+    sub-micrometre step must give 8 frames, not 9."""
+    plan = ShotPlan.from_step(0.0, 2.1, 0.3)
+    assert plan.frames == 8
+    assert plan.step == pytest.approx(0.3)
