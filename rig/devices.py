@@ -64,8 +64,9 @@ def establish_reference(
     if left is not None and left.position is None and not later:
         home_it = "home it (--home) if the session was shot after homing" if can_home else ""
         raise MotionError(
-            f"{focuser.name}: {problem}, and this session's last run stopped it mid-move where "
-            "its place could not be read, so the rail's position is not known; "
+            f"{focuser.name}: {problem}, and this session's journal does not say where its "
+            "last run left the rail (stopped mid-move where its place could not be read, or "
+            "shot by an older stackrig that did not record its moves); "
             f"{home_it or 'shoot the stack as a new session'}"
         )
     if accept:

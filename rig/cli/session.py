@@ -472,12 +472,24 @@ def _check_same_zero(
     (shot with ``--accept-position``): homed, its missing frames were shot 50 mm from the
     others, and the session said "completed"."""
     started = journal.of_kind("start")
-    if reference == "--home" and started and started[0].get("accepted") is True:
+    if reference != "--home" or not started:
+        return
+    accepted = started[0].get("accepted")
+    if accepted is True:
         raise RigError(
             f"{folder.root}: its positions count from where the carriage stood when it was "
             "shot (--accept-position), not from the home switch: homed, its missing frames "
             "would land elsewhere. If the rail has not moved since its last frame, resume with "
             "--accept-position; else shoot it again as a new session"
+        )
+    if accepted is None:  # a journal of a stackrig before 2026-12-06: it did not say
+        raise RigError(
+            f"{folder.root}: shot by an older stackrig, whose journal does not say whether its "
+            "positions count from the home switch or from where the carriage stood "
+            "(--accept-position): homed, its missing frames could land far from the others. "
+            "If the rail has not moved since its last frame, resume with --accept-position; "
+            f"else stack what it has (stacker stack {folder.root / 'frames'} -o composite.tif) "
+            "and shoot the rest as a new session"
         )
 
 

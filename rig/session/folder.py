@@ -61,6 +61,10 @@ from stacker.pinned import read_small_text
 log = logging.getLogger("rig.session")
 
 CONFIG_FORMAT = 1
+"""The version of ``session.json`` and of the journal beside it. Raise it when a newer stackrig
+writes what an older one would misread; an older one then refuses the session in one line.
+What the journal's records say changed within format 1 (moves journaled from 2026-12-03,
+whether the zero was accepted from 2026-12-06) is told apart by the records themselves."""
 _FRAME_NAME = re.compile(r"^frame_(\d{4,})(?:\.[A-Za-z0-9]+)+$")
 
 
@@ -104,6 +108,12 @@ class SessionConfig:
     def from_dict(cls, data: dict[str, Any], *, source: str) -> SessionConfig:
         if not isinstance(data, dict) or not isinstance(data.get("rig"), dict):
             raise SessionFolderError(f"{source}: not a session description (no 'rig' block)")
+        fmt = data.get("format", CONFIG_FORMAT)
+        if isinstance(fmt, bool) or not isinstance(fmt, int) or not 1 <= fmt <= CONFIG_FORMAT:
+            raise SessionFolderError(
+                f"{source}: session format {fmt!r} is not one this stackrig reads (1 to "
+                f"{CONFIG_FORMAT}): a newer stackrig wrote it; resume it with that one"
+            )
         stack_keys = set(StackOptions.__dataclass_fields__)
         try:
             stack = StackOptions.parse({k: v for k, v in data.items() if k in stack_keys})

@@ -69,7 +69,8 @@ class RailLeft:
     (``--accept-position``)."""
 
     position: float | None
-    """None: a stop or fault cut a move short, and the rail's place could not be read."""
+    """None: a stop or fault cut a move short, and the rail's place could not be read; or a run
+    of an older stackrig shot frames without journaling its moves."""
     frame: int | None = None
     """The frame shot at that position, when the rail stands where one was shot."""
 
@@ -79,26 +80,35 @@ def rail_left(contents: JournalContents) -> RailLeft | None:
 
     Only moves move it: the latest ``move`` record's target (the rail goes on to the next frame
     before the last one is journaled, and a run killed mid-move leaves the controller to finish
-    it), or the ``rail_at`` a later finish record read. A journal written before moves were
-    recorded gives the position of its last frame shot (not one adopted from disk at a resume).
+    it), or the ``rail_at`` a later finish record read. A run that shot frames but recorded no
+    move was one of a stackrig before moves were journaled (until 2026-12-03, or an older
+    version resuming a newer session): it too moved on before journaling, so after it the
+    rail's place is not known (``RailLeft(None)``), not that of its last frame.
     """
     left: float | None = None
     moved = False
+    run_moved = True  # records before any start record: a hand-made journal
+    unrecorded = False  # frames shot by a run that journaled no move, since the last move
     for rec in contents.records:
         event = rec.get("event")
-        if event == "move" and _is_number(rec.get("to")) and is_finite(rec["to"]):
-            left, moved = float(rec["to"]), True
+        if event in ("start", "resume"):
+            run_moved = False
+        elif event == "move" and _is_number(rec.get("to")) and is_finite(rec["to"]):
+            left, moved, run_moved, unrecorded = float(rec["to"]), True, True, False
         elif event == "finish" and "rail_at" in rec:
             at = rec["rail_at"]
             left, moved = (float(at) if _is_number(at) and is_finite(at) else None), True
+            unrecorded = False
+        elif event == "frame" and rec.get("position") is not None and not rec.get("adopted"):
+            unrecorded = unrecorded or not run_moved
     shots = [
         (int(r["index"]), float(r["position"]))
         for r in contents.of_kind("frame")
         if r.get("position") is not None and not r.get("adopted")
     ]
-    if not moved:
-        return RailLeft(shots[-1][1], shots[-1][0]) if shots else None
-    if left is None:
+    if not moved and not shots:
+        return None
+    if unrecorded or left is None:
         return RailLeft(None)
     there = [index for index, position in shots if abs(position - left) < 1e-6]
     return RailLeft(left, there[-1] if there else None)

@@ -188,6 +188,7 @@ class Station:
         self._rail_move: str | None = None
         self._rail_move_lock = threading.Lock()
         self._accepted_at: float | None = None
+        self._homed_at: float | None = None  # when Home last gave the rail the switch's 0
         """When Unlock last took where a restarted rail stood as its 0 (wall clock); ``None``
         since a homing cycle, or when it never did. Sessions run before then count from
         another 0 (see :meth:`resume`)."""
@@ -365,6 +366,7 @@ class Station:
             with self._moving("home") as seen:
                 self.focuser.home(**seen)
             self._accepted_at = None
+            self._homed_at = time.time()
         return self._moved(0.0)
 
     @contextlib.contextmanager
@@ -540,12 +542,15 @@ class Station:
 
     def _settle_reference(self, sid: str, folder: SessionFolder, rail_where_left: bool) -> None:
         """See :meth:`resume`: refuse, or take the place the session left the rail as where
-        it stands, when Unlock set the rail's 0 after the session's last run."""
+        it stands, when Unlock set the rail's 0 after the session's last run; refuse when
+        Home did and the session's 0 was not the switch's."""
         accepted = self._accepted_at
         try:
             last_run = folder.journal_path.stat().st_mtime
         except OSError:
             return  # no journal: nothing shot, no position to keep
+        if self._homed_at is not None and last_run < self._homed_at:
+            self._check_homed_zero(sid, folder)
         if accepted is None or last_run >= accepted:
             return
         if not rail_where_left:
@@ -563,6 +568,27 @@ class Station:
             )
         self.focuser.accept_position(left.position)
         self._accepted_at = time.time()  # sessions run before now count from another 0
+
+    @staticmethod
+    def _check_homed_zero(sid: str, folder: SessionFolder) -> None:
+        """Refuse to resume, on a rail homed since, a session whose positions counted from
+        where the carriage stood (Unlock, ``--accept-position``) or whose journal, of an older
+        stackrig, does not say: its missing frames would land far from the others."""
+        started = read_journal(folder.journal_path).of_kind("start")
+        accepted = started[0].get("accepted") if started else False
+        if accepted is True:
+            raise StationError(
+                f"session {sid}: its positions count from where the carriage stood when it was "
+                "shot (Unlock), not from the home switch; homed since, the rail cannot find "
+                "them again: shoot it again as a new session"
+            )
+        if accepted is None:
+            raise StationError(
+                f"session {sid}: shot by an older stackrig, whose journal does not say whether "
+                "its positions count from the home switch or from where the carriage stood; "
+                "homed since, its missing frames could land far from the others: shoot it "
+                "again as a new session"
+            )
 
     def _launch(self, sid: str, folder: SessionFolder) -> None:
         runner = SessionRunner(

@@ -183,6 +183,46 @@ def test_resume_after_a_restart_needs_home_or_an_explicit_accept(
     assert grbl.carriage[0] == pytest.approx(start_carriage + 0.6, abs=0.002)
 
 
+def test_a_session_of_an_older_stackrig_is_not_resumed_where_its_journal_cannot_tell(
+    tmp_path: Path, vcam: Path, grbl: GrblSimulator
+) -> None:
+    """Journals of stackrig before 2026-12-03 record no moves, and before 2026-12-06 not
+    whether the zero was an accepted place. Resumed with --home, an accepted session's missing
+    frames landed 50 mm from the others; with --accept-position, the rail was told it stood at
+    the last frame while the older runner had moved on to the next, so every missing frame was
+    shot a step off. Both are refused now, before anything moves, and the frames stay."""
+    out = tmp_path / "s"
+    first = rig(
+        vcam, "shoot", "--rail", grbl.url, "--from", "0mm", "--to", "0.6mm", "--frames", "4",
+        "--settle", "0", "--out", str(out), "--no-return", "--accept-position",
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr + first.stdout
+    (out / "frames" / "frame_0004.jpg").unlink()
+    journal = out / "journal.jsonl"
+    older = []
+    for line in journal.read_text().splitlines():
+        record = json.loads(line)
+        if record["event"] == "move":
+            continue
+        record.pop("accepted", None)
+        record.pop("rail_at", None)
+        older.append(json.dumps(record))
+    journal.write_text("\n".join(older) + "\n")
+    kept = sorted(p.name for p in (out / "frames").iterdir())
+    grbl.power_cycle()
+    motions = len(grbl.motion_log)
+
+    homed = rig(vcam, "resume", str(out), "--home")
+    assert homed.returncode == 2, homed.stderr + homed.stdout
+    assert homed.stderr.count("\n") == 1 and "shot by an older stackrig" in homed.stderr
+    accepted = rig(vcam, "resume", str(out), "--accept-position")
+    assert accepted.returncode == 5, accepted.stderr + accepted.stdout
+    assert accepted.stderr.count("\n") == 1
+    assert "does not say where its last run left the rail" in accepted.stderr
+    assert len(grbl.motion_log) == motions  # nothing moved
+    assert sorted(p.name for p in (out / "frames").iterdir()) == kept
+
+
 def test_a_resume_that_accepts_the_rail_s_place_knows_it_went_back_to_the_start(
     tmp_path: Path, vcam: Path, grbl: GrblSimulator
 ) -> None:

@@ -118,3 +118,36 @@ def test_a_session_shot_before_the_rail_restarted_resumes_from_where_it_left_the
         assert sorted(os.listdir(frames)) == [f"frame_{i:04d}.jpg" for i in range(1, 9)]
         # Each missing frame at its own plane, and back to the start: where the session began.
         assert grbl.carriage[0] == pytest.approx(origin, abs=0.005)
+
+
+@pytest.mark.slow
+def test_a_session_shot_after_unlock_is_not_resumed_after_homing(card, tmp_path: Path) -> None:
+    """Its positions count from where the carriage stood when Unlock took it as 0; pressing
+    Home gives the rail another 0 (the switch's), and the session was resumed from that one:
+    its missing frames landed tens of millimetres from the others, and it said "completed"."""
+    from rig.cli.station import _devices
+    from rig.sim.grbl import GrblSimulator
+    from rig.spec import RigSpec
+
+    plan = ShotPlan.from_frames(-3000.0, -1600.0, 8, settle_s=0.4)
+    with GrblSimulator(time_scale=20.0) as grbl:
+        rig = RigSpec.parse({"rail": grbl.url})
+        with _devices(sim=False, size="320x240", rig=rig) as (focuser, camera, _):
+            station = Station(tmp_path / "s", focuser=focuser, camera=camera, rig={})
+            station.unlock()
+            sid = station.start(plan, name="unlocked")
+            frames = tmp_path / "s" / sid / "frames"
+            deadline = time.monotonic() + 60
+            while len(os.listdir(frames)) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            station.stop(sid)
+            _until_idle(station)
+            shot = sorted(os.listdir(frames))
+            station.home()
+            homed_at = grbl.carriage[0]
+            with pytest.raises(StationError, match=r"count from where the carriage stood"):
+                station.resume(sid)
+            with pytest.raises(StationError, match=r"count from where the carriage stood"):
+                station.resume(sid, rail_where_left=True)
+            assert grbl.carriage[0] == homed_at and sorted(os.listdir(frames)) == shot
+            station.close()

@@ -136,7 +136,9 @@ def test_where_the_rail_was_left_is_the_latest_frame_move_or_finish() -> None:
         return {"event": "frame", "index": index, "position": position, **more}
 
     assert left() is None and left({"event": "start"}) is None
-    assert left(frame(1, 0.0), frame(2, 100.0)) == RailLeft(100.0, 2)  # journals before moves
+    # A stackrig before moves were journaled moved on before journaling too: its last frame
+    # is not where it left the rail (a resume so told shot every missing frame a step off).
+    assert left({"event": "start"}, frame(1, 0.0), frame(2, 100.0)) == RailLeft(None)
     moved_on = (frame(1, 0.0), {"event": "move", "to": 200.0}, frame(2, 100.0))
     assert left(*moved_on) == RailLeft(200.0, None)
     returned = (*moved_on, {"event": "move", "to": 0.0}, {"event": "finish", "rail_at": 0.0})
@@ -146,7 +148,20 @@ def test_where_the_rail_was_left_is_the_latest_frame_move_or_finish() -> None:
     assert left(*moved_on, {"event": "finish"}) == RailLeft(200.0, None)  # no rail (a tether)
     adopted = (*returned, {"event": "resume"}, frame(3, 200.0, adopted=True))
     assert left(*adopted) == RailLeft(0.0, 1)  # found on disk at a resume: nothing moved
-    assert left(frame(1, 0.0), frame(2, 100.0, adopted=True)) == RailLeft(0.0, 1)
+    assert left(
+        {"event": "start"}, {"event": "move", "to": 0.0}, frame(1, 0.0),
+        {"event": "resume"}, frame(2, 100.0, adopted=True),
+    ) == RailLeft(0.0, 1)  # fmt: skip
+    # A newer session resumed by an older stackrig (no moves journaled), then by this one:
+    # where the older left the rail is not known, whatever the newer's finish said.
+    newer = ({"event": "start"}, {"event": "move", "to": 0.0}, frame(1, 0.0),
+             {"event": "move", "to": 100.0}, {"event": "finish", "rail_at": 100.0})  # fmt: skip
+    assert left(*newer) == RailLeft(100.0, None)
+    older = ({"event": "resume"}, frame(2, 100.0), frame(3, 200.0), {"event": "finish"})
+    assert left(*newer, *older) == RailLeft(None)
+    assert left(*newer, *older, {"event": "resume"}, {"event": "move", "to": 300.0}) == (
+        RailLeft(300.0, None)  # moved again since: known again
+    )
 
 
 def test_a_new_journal_s_name_is_made_durable_once(tmp_path: Path, monkeypatch) -> None:

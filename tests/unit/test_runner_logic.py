@@ -1014,3 +1014,13 @@ def test_the_composite_s_metadata_comes_from_a_frame_that_was_stacked(
     assert result.reason is FinishReason.COMPLETED, result.error
     assert (root / "composite.tif").is_file()
     assert read and {p.name for p in read} == {"frame_0002.jpg"}
+
+
+def test_a_session_written_by_a_newer_stackrig_is_refused_by_its_format(tmp_path: Path) -> None:
+    """session.json carried a format number that nothing read: a session of a newer format
+    (or a hand edit) was resumed as if it were this one's."""
+    for fmt in (2, 99, "1", True, None):
+        with pytest.raises(SessionFolderError, match=r"session format .* is not one this stackrig"):
+            SessionConfig.from_dict({"format": fmt, "rig": {"kind": "hardware"}}, source="s.json")
+    for data in ({"format": 1, "rig": {}}, {"rig": {}}):  # 1, or none from a hand-made one
+        assert SessionConfig.from_dict(data, source="s.json").rig == {}
