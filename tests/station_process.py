@@ -53,3 +53,17 @@ def shoot(url: str, token: str, name: str, plan: dict[str, Any]) -> None:
         while c.get("/api/station").json()["running"]:
             assert time.monotonic() < deadline, "the session did not end"
             time.sleep(0.2)
+
+
+def interrupt(url: str, token: str, name: str) -> None:
+    """A session stopped after a frame or two through the station's API: it can be resumed."""
+    auth = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=url.rstrip("/"), headers=auth, timeout=10) as c:
+        plan = {"from": "0mm", "to": "3mm", "frames": 30, "settle": 0.3}
+        assert c.post("/api/sessions", json={"plan": plan, "name": name}).status_code == 201
+        time.sleep(1)
+        assert c.post(f"/api/sessions/{name}/stop", json={}).status_code == 202
+        deadline = time.monotonic() + 60
+        while c.get("/api/station").json()["running"]:
+            assert time.monotonic() < deadline, "the session did not stop"
+            time.sleep(0.2)

@@ -64,6 +64,35 @@ def summary(model: ModelOpt = None, port: PortOpt = None) -> None:
     console.print(table)
 
 
+_TABLE_ROOM = 50
+"""Columns beside the longest key that the settings' table needs to be read; fewer (a phone's
+ssh client held upright), and each setting is a line of its own."""
+
+
+def _print_settings(title: str, items: list[ConfigItem]) -> None:
+    """The camera's settings: a table, whose keys (what a photographer types) are never cut and
+    nothing else ends in "…"; on a terminal too narrow for it, a line per setting."""
+    longest = max((len(item.key) for item in items), default=3)
+    if console.width < longest + _TABLE_ROOM:
+        console.print(title, markup=False)
+        for item in items:
+            ro = ", read-only" if item.readonly else ""
+            choices = _choices_text(item)
+            line = f"{item.key} = {item.display_value()} ({item.label}; {item.kind}{ro})"
+            console.print(line + (f" [{choices}]" if choices else ""), markup=False, soft_wrap=True)
+        return
+    table = Table(title=title)
+    table.add_column("Key", no_wrap=True, min_width=longest)
+    for heading in ("Label", "Type", "Value", "Choices"):
+        table.add_column(heading, overflow="fold")
+    for item in items:
+        ro = " (read-only)" if item.readonly else ""
+        table.add_row(
+            item.key, item.label, item.kind + ro, item.display_value(), _choices_text(item)
+        )
+    console.print(table)
+
+
 def _choices_text(item: ConfigItem) -> str:
     if item.kind in ("radio", "menu"):
         shown = ", ".join(item.choices[:12])
@@ -87,19 +116,7 @@ def config(
         prints_its_result()
     with Camera.open(model, port) as camera:
         if key is None:
-            items = camera.config_items()
-            table = Table(title=camera.description)
-            # The key is what a photographer types: never cut. Nothing else ends in "…" either.
-            longest = max((len(item.key) for item in items), default=3)
-            table.add_column("Key", no_wrap=True, min_width=longest)
-            for heading in ("Label", "Type", "Value", "Choices"):
-                table.add_column(heading, overflow="fold")
-            for item in items:
-                ro = " (read-only)" if item.readonly else ""
-                table.add_row(
-                    item.key, item.label, item.kind + ro, item.display_value(), _choices_text(item)
-                )
-            console.print(table)
+            _print_settings(camera.description, camera.config_items())
             return
         if value is None:
             item = camera.get_config(key)

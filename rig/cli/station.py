@@ -132,7 +132,14 @@ def station_cmd(
         camera,
         spec,
     ):
-        station = Station(root, focuser=focuser, camera=camera, rig=spec.to_dict(), travel=reach)
+        # A rail homed or told its place as the station started has a new 0, as after the
+        # page's Home or Unlock (a simulated rail keeps its own).
+        real_rail = rig is not None and not sim
+        accepted = real_rail and bool(getattr(focuser, "position_accepted", False))
+        station = Station(
+            root, focuser=focuser, camera=camera, rig=spec.to_dict(), travel=reach,
+            homed=real_rail and home, accepted=accepted,
+        )  # fmt: skip
         warn_if_wildcard(host)
         app = station_app(station, secret)
         server = PreviewServer(station.hub, host, port, app=app, allow_hosts=allow_host or [])

@@ -155,7 +155,11 @@ class Station:
         hub: PreviewHub | None = None,
         runner_options: RunnerOptions | None = None,
         travel: float | None = None,
+        homed: bool = False,
+        accepted: bool = False,
     ) -> None:
+        """``homed``: the rail was homed as the station started (``rig station --home``);
+        ``accepted``: a restarted rail's place was taken as its 0 (``--accept-position``)."""
         self.root = Path(root)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -187,8 +191,12 @@ class Station:
         # stop_rail halts; set and read under its own lock, as the request holds the rig's.
         self._rail_move: str | None = None
         self._rail_move_lock = threading.Lock()
-        self._accepted_at: float | None = None
-        self._homed_at: float | None = None  # when Home last gave the rail the switch's 0
+        # When Unlock (or --accept-position) last took where the carriage stood as the rail's
+        # 0, and when Home (or --home) last gave it the switch's: sessions last run before
+        # count from another 0 (see _settle_reference).
+        started = time.time()
+        self._accepted_at: float | None = started if accepted else None
+        self._homed_at: float | None = started if homed else None
         """When Unlock last took where a restarted rail stood as its 0 (wall clock); ``None``
         since a homing cycle, or when it never did. Sessions run before then count from
         another 0 (see :meth:`resume`)."""

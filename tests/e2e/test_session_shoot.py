@@ -8,12 +8,14 @@ frame. Nothing in the command knows it is not talking to hardware.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from rig.session.journal import read_journal
@@ -221,6 +223,49 @@ def test_a_session_of_an_older_stackrig_is_not_resumed_where_its_journal_cannot_
     assert "does not say where its last run left the rail" in accepted.stderr
     assert len(grbl.motion_log) == motions  # nothing moved
     assert sorted(p.name for p in (out / "frames").iterdir()) == kept
+
+
+def test_a_station_started_with_home_keeps_a_session_shot_from_an_accepted_0(
+    tmp_path: Path, vcam: Path, grbl: GrblSimulator
+) -> None:
+    """Only the page's Home told the station that the rail's 0 had become the switch's: a
+    station started with --home resumed a session shot with --accept-position from the homed
+    0, its missing frames some 50 mm from the others."""
+    sessions = tmp_path / "sessions"
+    out = sessions / "accepted"
+    first = rig(
+        vcam, "shoot", "--rail", grbl.url, "--from", "-3mm", "--to", "-2.4mm", "--frames", "4",
+        "--settle", "0", "--out", str(out), "--no-return", "--accept-position",
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr + first.stdout
+    (out / "frames" / "frame_0004.jpg").unlink()
+    kept = sorted(p.name for p in (out / "frames").iterdir())
+    token = "station-home-token-5"
+    station = subprocess.Popen(
+        [sys.executable, "-m", "rig.cli", "station", "--rail", grbl.url, "--home", "--port", "0",
+         "--token", token, "--sessions", str(sessions)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**commands.env(), "VCAMERADIR": str(vcam)},
+    )  # fmt: skip
+    try:
+        assert station.stdout is not None
+        said = ""
+        while not (url := re.search(r"stackrig station: (http://127\.0\.0\.1:\d+)/", said)):
+            line = station.stdout.readline()  # warnings about the board's settings first
+            assert line, said
+            said += line
+        motions = len(grbl.motion_log)
+        auth = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=url[1], headers=auth, timeout=30) as page:
+            for body in ({}, {"rail_where_left": True}):
+                refused = page.post("/api/sessions/accepted/resume", json=body)
+                assert refused.status_code == 400, refused.text
+                assert "count from where the carriage stood" in refused.json()["error"]
+        assert len(grbl.motion_log) == motions
+        assert sorted(p.name for p in (out / "frames").iterdir()) == kept
+    finally:
+        station.terminate()
+        station.communicate(timeout=30)
 
 
 def test_a_resume_that_accepts_the_rail_s_place_knows_it_went_back_to_the_start(

@@ -6,14 +6,16 @@ the page says is in live regions, and a session card still reads on a phone zoom
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.browser import CHROMIUM, SKIP_REASON, chromium
-from tests.station_process import shoot, station_process
+from tests.station_process import interrupt, shoot, station_process
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=SKIP_REASON)
 
@@ -57,9 +59,11 @@ def test_a_jog_pressed_twice_from_the_keyboard_moves_twice(station: str) -> None
         page.focus("#st-jog button[data-by='+100um']")
         page.keyboard.press("Enter")
         first = _rail_at(page, "")
-        assert page.evaluate(FOCUSED) == "+100um"
+        # Back on the button, enabled again, once the request is over.
+        page.wait_for_function(f"({FOCUSED}) === '+100um' && !document.activeElement.disabled")
+        said = page.text_content("#st-msg")
         page.keyboard.press("Enter")
-        second = _rail_at(page, page.text_content("#st-msg"))
+        second = _rail_at(page, said)
         assert second == pytest.approx(first + 100)
         assert page.errors == []
 
@@ -107,3 +111,44 @@ def test_a_session_card_reads_at_200_percent_and_delete_keeps_the_focus(station:
         page.wait_for_selector(row, state="detached", timeout=30000)
         page.wait_for_function(f"({FOCUSED}) === 'st-sess-msg'", timeout=10000)
         assert page.errors == []
+
+
+def test_resume_from_the_keyboard_leaves_the_focus_in_the_list(station: str) -> None:
+    """Resume's row is drawn again as its session starts: the focus put back on its button
+    fell to the page's body with the old row."""
+    interrupt(station, TOKEN, "halfway")
+    with chromium() as browser:
+        page = _page(browser, station)
+        row = "#st-sessions tr[data-id='halfway']"
+        page.wait_for_selector(row + "[data-state='interrupted']", timeout=30000)
+        page.focus(row + " button.resume")
+        page.keyboard.press("Enter")
+        page.wait_for_selector(row + "[data-state='running']", timeout=30000)
+        page.wait_for_function(f"({FOCUSED}) === 'st-sess-msg'", timeout=10000)
+        httpx.post(
+            station + "api/sessions/halfway/stop", json={}, timeout=10,
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )  # fmt: skip
+        assert page.errors == []
+
+
+def test_plan_again_tapped_on_a_phone_stays_at_the_form(station: str) -> None:
+    """The page scrolled to the form, then jumped back to the card as the tapped button was
+    given its focus again: the form ended 1500 px above the screen."""
+    shoot(station, TOKEN, "again", {"from": "0mm", "to": "1mm", "frames": 2, "settle": 0})
+    with chromium() as browser:
+        context = browser.new_context(
+            viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True
+        )
+        page = context.new_page()
+        page.goto(station + "#token=" + TOKEN)
+        button = "#st-sessions tr[data-id='again'] button.plan-again"
+        page.wait_for_selector(button, timeout=30000)
+        page.locator(button).scroll_into_view_if_needed()
+        page.tap(button)
+        page.wait_for_function(
+            "document.getElementById('st-run-msg').textContent.startsWith('the plan of again')"
+        )
+        time.sleep(0.5)  # past the button's request and whatever it does after
+        top = page.eval_on_selector("#st-plan", "f => f.getBoundingClientRect().top")
+        assert -5 <= top < 740, top

@@ -19,7 +19,7 @@ import pytest
 
 from tests.browser import CHROMIUM, SKIP_REASON, chromium, fill_plan
 from tests.relay import relay, sleeping_relay
-from tests.station_process import shoot, station_process
+from tests.station_process import interrupt, shoot, station_process
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=SKIP_REASON)
 
@@ -71,16 +71,7 @@ def _shoot(url: str, name: str) -> None:
 
 def _interrupt(url: str, name: str) -> None:
     """A session stopped after a frame or two, through the API: it can be resumed."""
-    auth = {"Authorization": f"Bearer {TOKEN}"}
-    with httpx.Client(base_url=url.rstrip("/"), headers=auth, timeout=10) as c:
-        plan = {"from": "0mm", "to": "3mm", "frames": 30, "settle": 0.3}
-        assert c.post("/api/sessions", json={"plan": plan, "name": name}).status_code == 201
-        time.sleep(1)
-        assert c.post(f"/api/sessions/{name}/stop", json={}).status_code == 202
-        deadline = time.monotonic() + 60
-        while c.get("/api/station").json()["running"]:
-            assert time.monotonic() < deadline, "the session did not stop"
-            time.sleep(0.2)
+    interrupt(url, TOKEN, name)
 
 
 def _answer_late(route: Any) -> None:

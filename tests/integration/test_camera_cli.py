@@ -123,6 +123,15 @@ def test_the_settings_listing_names_every_key_whole(
     cells = {cell.strip() for line in listing.output.splitlines() for cell in line.split("│")}
     assert {item.key for item in items} <= cells
     assert any(len(item.key) > 16 for item in items)
+    # Narrower than a table can be read (its other columns shrank to nothing): a line each,
+    # the key and its value whole.
+    monkeypatch.setenv("COLUMNS", "32")
+    narrow = runner.invoke(app, ["camera", "config"])
+    assert narrow.exit_code == 0, narrow.output
+    lines = narrow.output.splitlines()
+    for item in items:  # (a value such as the camera's clock moves between two reads)
+        assert any(line.startswith(f"{item.key} = ") for line in lines), item.key
+    assert any(line.startswith("f-number = f/") for line in lines), lines
 
 
 def _rig(*args: str, tmp_path: Path, virtual: bool) -> subprocess.CompletedProcess[str]:

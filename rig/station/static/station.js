@@ -148,12 +148,15 @@
   // rail, sessions), where the eyes are when it is tapped: work(say) writes there.
   // A button is disabled while its request runs, which drops the keyboard's focus: it comes
   // back to the button (a second Enter jogs again), or, where the button is gone (a deleted
-  // session's) or stays disabled (Start while its session runs), to the message line.
+  // session's) or stays disabled (Start while its session runs), to the message line. Only a
+  // keyboard's focus (a tap focuses a button too, unseen), and without scrolling: the page
+  // stays where the photographer has moved it meanwhile.
+  const focusLost = () => !document.activeElement || document.activeElement === document.body;
   async function act(button, work) {
     const line = button.closest("[data-msg]");
     const where = line ? line.dataset.msg : "st-msg";
     const here = (text, bad) => message(where, text, bad);
-    const focused = document.activeElement === button;
+    const keyed = document.activeElement === button && button.matches(":focus-visible");
     button.disabled = true;
     try {
       await work(here, where);
@@ -162,8 +165,10 @@
     } finally {
       button.disabled = false;
       showRunning();
-      const lost = !document.activeElement || document.activeElement === document.body;
-      if (focused && lost) (button.isConnected && !button.disabled ? button : el(where)).focus();
+      if (keyed && focusLost()) {
+        const back = button.isConnected && !button.disabled ? button : el(where);
+        back.focus({ preventScroll: true });
+      }
     }
   }
 
@@ -305,6 +310,12 @@
     const list = await call("GET", "/api/sessions");
     if (asked !== listAsked) return;
     const body = el("st-sessions").tBodies[0];
+    // A keyboard's focus on a row's button moves to the same button of the row drawn anew
+    // (Resume's row is drawn again when its session starts), or to the list's message line.
+    const had = body.contains(document.activeElement) ? document.activeElement : null;
+    const keep = had && had.matches(":focus-visible") && {
+      id: had.closest("tr").dataset.id, cls: had.className, tag: had.tagName,
+    };
     body.replaceChildren();
     for (const s of list) {
       const tr = document.createElement("tr");
@@ -371,6 +382,7 @@
         again.addEventListener("click", () => act(again, async () => {
           const p = await planAgain(s); // said beside Start, where the page has scrolled to
           message("st-run-msg", "the plan of " + s.id + ": " + p.frames + " frames; Start shoots it");
+          el("st-run-msg").focus({ preventScroll: true }); // the keyboard goes on from there
         }));
         acts.append(again);
       }
@@ -389,6 +401,11 @@
       }
       tr.append(thumb, name, frames, files, act2);
       body.appendChild(tr);
+    }
+    if (keep && focusLost()) {
+      const same = [...body.rows].find((r) => r.dataset.id === keep.id);
+      const twin = same && [...same.querySelectorAll(keep.tag)].find((e) => e.className === keep.cls);
+      (twin && !twin.disabled ? twin : el("st-sess-msg")).focus({ preventScroll: true });
     }
     const shooting = showRunningPlan && list.find((s) => s.id === running && s.spec);
     showRunningPlan = false;
