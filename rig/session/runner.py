@@ -614,9 +614,13 @@ class SessionRunner:
                     in_flight = taken
                 else:
                     self._record(taken, at.started)
+            if in_flight is not None:  # the last frame: shot again, as any, if its download failed
+                done, in_flight = in_flight, None
+                self._record(self.engine.land(done), done.approach.started)
         finally:
-            # The frame in flight is finished and journaled, unless aborting: then its files
-            # stay on the camera and the position is shot again on resume.
+            # Ending early (a stop or a fault), the frame in flight is finished and journaled,
+            # unless aborting: then its files stay on the camera and the position is shot
+            # again on resume.
             if in_flight is not None and not self._abort.is_set():
                 self._record(self.engine.land(in_flight, reshoot=False), in_flight.approach.started)
         if self.plan.return_to_start and recon.missing and not self._stop.is_set():

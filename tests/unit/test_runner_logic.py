@@ -158,6 +158,22 @@ def test_a_download_shot_again_does_not_leave_the_next_frame_at_its_position(
     assert [r["position"] for r in journaled] == [0.0, 100.0, 200.0, 300.0, 400.0]
 
 
+def test_the_last_frame_s_failed_download_is_shot_again_too(tmp_path: Path) -> None:
+    """A transient failure of any frame's download was shot again, but the last frame's ended
+    the session in a fault: it was landed as if the session were stopping."""
+
+    def fail(stem: str, attempt: int) -> BaseException | None:
+        return DeviceBusyError("download failed") if stem == "frame_0005" and attempt == 1 else None
+
+    focuser = FakeFocuser()
+    camera = OverlappingCamera(focuser, fail=fail)
+    result = runner(tmp_path / "s", camera, focuser).run()
+    assert result.reason is FinishReason.COMPLETED, result.error
+    assert camera.exposed_at["frame_0005"] == [400.0, 400.0]
+    journaled = read_journal(tmp_path / "s/journal.jsonl").of_kind("frame")
+    assert [r["index"] for r in journaled] == [1, 2, 3, 4, 5]
+
+
 def test_a_stopped_session_journals_where_it_left_the_rail(tmp_path: Path) -> None:
     """Stopped (Ctrl-C) as the rail reached frame 3's 200 µm, frame 2 still downloading: a
     resume that accepts the rail's place must not take it for frame 2's 100 µm, the last
