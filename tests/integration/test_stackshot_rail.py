@@ -314,3 +314,19 @@ def test_a_well_framed_answer_with_garbled_data_is_the_drivers_error(
     with pytest.raises(StackShotError, match=rf"garbled answer to {command.name} \(.*{needle}"):
         rail.move_to(1000.0)
         rail.status_word()
+
+
+def test_a_reversed_rail_moves_its_carriage_the_other_way_and_lands(
+    sim: StackShotSimulator,
+) -> None:
+    """``?reverse=true`` (a rail mounted the other way round): positions grow as the carriage
+    moves back, and a move still lands on its target."""
+    rail = StackShotRail.from_url(sim.url + ("&" if "?" in sim.url else "?") + "reverse=true")
+    try:
+        rail.accept_position()
+        start = sim.carriage.position_mm
+        rail.move_to(1500.0)
+        assert rail.position == pytest.approx(1500.0, abs=1.0)
+        assert (sim.carriage.position_mm - start) * 1000 == pytest.approx(-1500.0, abs=1.0)
+    finally:
+        rail.close()

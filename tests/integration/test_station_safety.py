@@ -941,3 +941,11 @@ def test_idle_connections_from_a_few_addresses_do_not_keep_the_phones_stop_out(
     finally:
         for s in held:
             s.close()
+
+
+def test_a_plan_below_the_configured_travel_is_refused_too(rig, tmp_path: Path) -> None:
+    """Only the far side of --travel was checked by a test: a plan from -6 mm on a rail told
+    it has 5 mm each way must be refused as well."""
+    station = Station(tmp_path / "s", focuser=rig.focuser, camera=rig.camera, rig={}, travel=5000)
+    with pytest.raises(StationError, match="outside the travel"):
+        station.check_within_travel(ShotPlan.from_frames(-6000.0, 0.0, 4, settle_s=0.0))
