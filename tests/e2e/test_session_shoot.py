@@ -185,6 +185,19 @@ def test_resume_after_a_restart_needs_home_or_an_explicit_accept(
     assert grbl.carriage[0] == pytest.approx(start_carriage + 0.6, abs=0.002)
 
 
+def _shot_from_an_accepted_0(
+    vcam: Path, grbl: GrblSimulator, out: Path, near: str, far: str
+) -> None:
+    """A four-frame session shot with --accept-position, its last frame then lost: one to
+    resume."""
+    first = rig(
+        vcam, "shoot", "--rail", grbl.url, "--from", near, "--to", far, "--frames", "4",
+        "--settle", "0", "--out", str(out), "--no-return", "--accept-position",
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr + first.stdout
+    (out / "frames" / "frame_0004.jpg").unlink()
+
+
 def test_a_session_of_an_older_stackrig_is_not_resumed_where_its_journal_cannot_tell(
     tmp_path: Path, vcam: Path, grbl: GrblSimulator
 ) -> None:
@@ -194,12 +207,7 @@ def test_a_session_of_an_older_stackrig_is_not_resumed_where_its_journal_cannot_
     the last frame while the older runner had moved on to the next, so every missing frame was
     shot a step off. Both are refused now, before anything moves, and the frames stay."""
     out = tmp_path / "s"
-    first = rig(
-        vcam, "shoot", "--rail", grbl.url, "--from", "0mm", "--to", "0.6mm", "--frames", "4",
-        "--settle", "0", "--out", str(out), "--no-return", "--accept-position",
-    )  # fmt: skip
-    assert first.returncode == 0, first.stderr + first.stdout
-    (out / "frames" / "frame_0004.jpg").unlink()
+    _shot_from_an_accepted_0(vcam, grbl, out, "0mm", "0.6mm")
     journal = out / "journal.jsonl"
     older = []
     for line in journal.read_text().splitlines():
@@ -233,12 +241,7 @@ def test_a_station_started_with_home_keeps_a_session_shot_from_an_accepted_0(
     0, its missing frames some 50 mm from the others."""
     sessions = tmp_path / "sessions"
     out = sessions / "accepted"
-    first = rig(
-        vcam, "shoot", "--rail", grbl.url, "--from", "-3mm", "--to", "-2.4mm", "--frames", "4",
-        "--settle", "0", "--out", str(out), "--no-return", "--accept-position",
-    )  # fmt: skip
-    assert first.returncode == 0, first.stderr + first.stdout
-    (out / "frames" / "frame_0004.jpg").unlink()
+    _shot_from_an_accepted_0(vcam, grbl, out, "-3mm", "-2.4mm")
     kept = sorted(p.name for p in (out / "frames").iterdir())
     token = "station-home-token-5"
     station = subprocess.Popen(
