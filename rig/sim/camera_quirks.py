@@ -519,11 +519,14 @@ class CameraQuirks:
 
         A second one is a reconnection: what libgphoto2 held for the old connection went with
         it (``gp_camera_exit`` resets its file system, ``gphoto2-camera.c``), RAM captures not
-        yet downloaded among them. The body keeps its card files and its lens."""
+        yet downloaded among them, and live view ended with the PTP session (ptp2's
+        ``camera_exit`` ends it on Canon and Nikon; a dropped link ends the session). The body
+        keeps its card files, its settings and its lens."""
         with self.lock:
             if self._handles:
                 for key in [k for k, stored in self.store.items() if stored.cached]:
                     del self.store[key]
+                self.state.live_view = False
             self._handles += 1
         return QuirkyHandle(real, self)
 

@@ -20,7 +20,7 @@ import pytest
 import rig.camera.camera as camera_module
 from rig.camera import Camera, CameraError, CameraUnsupportedError, FocusEndStopError, RetryPolicy
 from rig.camera.config import WIDGET_TEXT
-from rig.camera.errors import CaptureLostError
+from rig.camera.errors import GP_ERROR_IO_USB_FIND, CaptureLostError
 from rig.camera.shot import check_saves_raw, files_per_shot, vendor_of
 from rig.errors import RigError
 from rig.rails.lens import LensFocuser
@@ -413,10 +413,11 @@ def test_a_nikon_drive_that_outlasts_libgphoto2_s_wait_is_not_sent_again(
 ) -> None:
     """After a drive libgphoto2 waits about a second for the body and then answers busy while
     the lens still runs (``_put_Nikon_MFDrive``, ``nikon_wait_busy``): retried like any busy
-    answer, the drive was taken again, and the lens went two or three times as far."""
+    answer, the drive was taken again, and the lens went two or three times as far. The
+    default back-off is used: its retries outlast the drive, so a resent drive would be taken."""
     quirks = CameraQuirks("nikon")
     quirks.state.lens_travel = 10_000
-    with open_body(quirks) as cam:
+    with Camera.open(retry=RetryPolicy(), wrap_handle=quirks.wrap) as cam:
         lens = LensFocuser(cam, size=100, settle_s=0)
         lens.move_by(40)  # 4000 units: 2 s at the simulated lens's speed
         assert quirks.state.lens == 4000.0
@@ -458,6 +459,31 @@ def test_a_nikon_that_ended_live_view_by_itself_is_told_to_start_it_again(
         quirks.state.live_view = False  # the body ended it
         lens.move_by(3)
         assert quirks.state.lens == 6.0 and quirks.state.live_view
+
+
+def test_a_drive_cut_by_a_dropped_link_is_made_in_the_live_view_started_again(
+    card: VirtualCameraFolder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Live view ends with the PTP session, so the reconnection a dropped link brings finds it
+    off; the drive retried on the new connection needs the session's settings sent again, or
+    it is refused and waits for live view that is not coming back by itself."""
+    quirks = CameraQuirks("nikon")
+    with open_body(quirks) as cam, caplog.at_level(logging.WARNING):
+        lens = LensFocuser(cam, settle_s=0)
+        lens.move_by(3)
+        handle = cam._cam
+        assert isinstance(handle, QuirkyHandle)
+        drive = handle.set_single_config
+
+        def dropped(key: str, widget: Any) -> None:
+            handle.set_single_config = drive  # type: ignore[method-assign]
+            raise handle._error(GP_ERROR_IO_USB_FIND)
+
+        handle.set_single_config = dropped  # type: ignore[method-assign]
+        lens.move_by(3)
+        assert cam._cam is not handle
+        assert quirks.state.lens == 6.0 and quirks.state.live_view
+    assert "live view had ended" not in caplog.text
 
 
 @pytest.mark.slow
