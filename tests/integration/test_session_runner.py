@@ -170,6 +170,17 @@ def test_stop_request_finishes_the_frame_then_resume_completes(
     assert events.count("start") == 1 and events.count("resume") == 1
 
 
+def test_a_stop_at_the_last_frame_leaves_the_rail_where_it_is(
+    tmp_path: Path, sim: SimulatedRig
+) -> None:
+    """Stop means the rail halts: a stop heard while the last frame lands does not send the
+    rail back to the start (the photographer may be reaching for the subject)."""
+    folder, result = run_stopped(tmp_path / "s", sim, FRAMES, SessionRunner.request_stop)
+    assert result.reason is FinishReason.COMPLETED  # every frame was shot
+    assert frame_indexes(folder) == list(range(1, FRAMES + 1))
+    assert sim.focuser.position == pytest.approx(SPEC.depth_um, abs=2.0)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("index", [3, FRAMES])  # FRAMES: the composite was all that was left
 def test_abort_leaves_a_consistent_journal_and_no_composite(
@@ -182,6 +193,50 @@ def test_abort_leaves_a_consistent_journal_and_no_composite(
     lines = folder.journal_path.read_bytes().splitlines()
     assert all(json.loads(line) for line in lines)
     assert json.loads(lines[-1])["reason"] == "aborted"
+
+
+class AbortAfterRelease:
+    """The simulated camera, except that the runner is aborted as frame ``stem`` is released,
+    and that frame's download is held back until ``go`` is set (or 5 s pass)."""
+
+    def __init__(self, camera: Any, stem: str) -> None:
+        self.camera, self.stem = camera, stem
+        self.runner: SessionRunner | None = None
+        self.go = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.camera, name)
+
+    def release(self, dest_dir: Path, stem: str | None = None) -> Any:
+        shot = self.camera.release(dest_dir, stem)
+        if stem != self.stem:
+            return shot
+        assert self.runner is not None
+        self.runner.abort()
+        wrapper = self
+
+        class Held:
+            def download(self, on_progress: Any = None) -> list[Path]:
+                wrapper.go.wait(5)
+                return list(shot.download(on_progress))
+
+        return Held()
+
+
+@pytest.mark.slow
+def test_an_abort_does_not_wait_for_the_frame_in_flight(tmp_path: Path, sim: SimulatedRig) -> None:
+    """A second Ctrl-C ends the run at once: the frame still downloading is left on the camera
+    and shot again on resume, not waited for and journaled."""
+    folder = new_session(tmp_path / "s")
+    camera = AbortAfterRelease(sim.camera, "frame_0003")
+    runner = SessionRunner(folder, focuser=sim.focuser, camera=camera)
+    camera.runner = runner
+    try:
+        result = runner.run()
+        assert result.reason is FinishReason.ABORTED
+        assert frame_indexes(folder) == [1, 2]
+    finally:
+        camera.go.set()
 
 
 def test_worker_queue_is_bounded_and_keeps_order(tmp_path: Path) -> None:
@@ -243,11 +298,13 @@ class BusyOnce:
     own retries is raised here; the capture itself is the real one.
     """
 
+    times = 1
+
     def __init__(self, camera: Any, frame: str, error: Exception) -> None:
         self.camera, self.frame, self.error, self.raised = camera, frame, error, 0
 
     def capture(self, dest_dir: Path, stem: str | None = None, *, on_progress: Any = None):
-        if stem == self.frame and not self.raised:
+        if stem == self.frame and self.raised < self.times:
             self.raised += 1
             raise self.error
         return self.camera.capture(dest_dir, stem, on_progress=on_progress)
@@ -272,6 +329,31 @@ def test_a_busy_camera_is_retried_and_the_session_completes(
     }
     assert attempts == {1: 1, 2: 1, 3: 2, 4: 1, 5: 1, 6: 1}
     assert any("frame 3" in w and "retrying" in w for w in warnings)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("times", [3, 4])
+def test_a_frame_is_tried_as_often_as_the_retries_allow_and_no_more(
+    tmp_path: Path, sim: SimulatedRig, times: int
+) -> None:
+    """``capture_retries`` (3) retries after the first try: busy three times is shot at the
+    fourth attempt, busy four times ends the session with the frames before it kept."""
+    from rig.camera import CameraBusyError
+
+    busy = CameraBusyError("VC: capture failed: busy")
+    camera = type("BusyTimes", (BusyOnce,), {"times": times})
+    folder, runner = failing_once(tmp_path / "s", sim, camera, "frame_0003", busy)
+    assert runner.options.capture_retries == 3
+    result = runner.run()
+    if times == 3:
+        assert result.reason is FinishReason.COMPLETED
+        attempts = {
+            r["index"]: r["attempts"] for r in read_journal(folder.journal_path).of_kind("frame")
+        }
+        assert attempts[3] == 4
+    else:
+        assert result.reason is FinishReason.FAULT and "busy" in str(result.error)
+        assert frame_indexes(folder) == [1, 2]
 
 
 @pytest.mark.slow
