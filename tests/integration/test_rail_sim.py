@@ -152,6 +152,29 @@ def test_overshoot_is_clamped_to_soft_limits() -> None:
     assert [m.end for m in rail.moves[-2:]] == [0.0, 20.0]
 
 
+def test_the_soft_limits_are_exact() -> None:
+    rail = fast_rail(min_um=0.0, max_um=1000.0)
+    rail.move_to(1000.0)
+    for beyond in (1000.5, -0.5):
+        with pytest.raises(MotionError, match="outside the soft limits"):
+            rail.move_to(beyond)
+    rail.move_to(0.0)
+    assert [m.end for m in rail.moves] == [1000.0, 0.0]
+
+
+def test_a_fresh_rail_takes_up_the_slack_unless_the_move_does_it() -> None:
+    """Where the gears' slack sits is unknown until the rail has moved: a short first move in
+    the approach direction may be all slack, so it goes back by the backlash first; one at
+    least the backlash long takes the slack up by itself, as does every later move that way."""
+    rail = fast_rail(backlash_um=50.0)
+    rail.move_to(10.0)
+    rail.move_to(20.0)
+    assert [m.end for m in rail.moves] == [-40.0, 10.0, 20.0]
+    long_first = fast_rail(backlash_um=50.0)
+    long_first.move_to(50.0)
+    assert [m.end for m in long_first.moves] == [50.0]
+
+
 def test_no_backlash_means_straight_moves() -> None:
     rail = fast_rail()
     rail.move_to(500.0)

@@ -64,6 +64,17 @@ def test_moves_are_relative_frames_that_land_on_the_target(
     assert rail.position == pytest.approx(1000.0, abs=0.5)
 
 
+def test_a_sub_micrometre_step_is_sent(sim: StackShotSimulator, rail: StackShotRail) -> None:
+    """At high magnification a step can be under a micrometre: it is sent as a move, not
+    dropped as nothing."""
+    rail.move_to(1000.0)
+    rail.move_to(1000.5)
+    moves = [proto.parse_move(d) for c, _, d in sim.requests if c == proto.Command.RAIL_MOVE]
+    assert moves[-1][0] == proto.Direction.FORWARD
+    assert moves[-1][3] == pytest.approx(0.0005, abs=1e-6)
+    assert rail.position == pytest.approx(1000.5, abs=0.1)
+
+
 def test_a_controller_that_restarted_between_moves_is_not_moved_from_its_new_zero(
     sim: StackShotSimulator, rail: StackShotRail
 ) -> None:
