@@ -137,6 +137,44 @@ def test_a_frame_twice_as_bright_and_blown_out_is_kept_out(frames) -> None:
     assert all(r.merged for i, r in enumerate(records) if i != 3), [r.reason for r in records]
 
 
+@pytest.mark.parametrize(
+    ("base", "times", "merged"),
+    [(1.0, 0.55, True), (1.0, 0.45, False), (0.4, 1.8, True), (0.4, 2.2, False)],
+)
+def test_a_frame_is_merged_within_half_to_twice_the_exposure(frames, base, times, merged) -> None:
+    """Gains of 0.5 to 2 are matched (a flash that did not recycle, a drifting ambient light);
+    past them the frame is another exposure, kept out with its gain named. Scaled without
+    clipping (the dim stack leaves headroom), so only the gain decides."""
+
+    def scaled(image: np.ndarray, k: float) -> np.ndarray:
+        return np.clip(image.astype(np.float32) * k, 0, 255).astype(np.uint8)
+
+    s = Stacker()
+    records = [s.add(scaled(f.image, base * (times if f.index == 4 else 1.0)))
+               for f in frames[:6]]  # fmt: skip
+    assert records[4].merged is merged
+    if not merged:
+        assert "exposure too far" in (records[4].reason or "")
+        assert "the stack holds 0.5 to 2" in (records[4].reason or "")
+
+
+@pytest.mark.parametrize(("dx", "merged"), [(60, True), (80, False)])
+def test_a_frame_moved_past_12_percent_of_the_diagonal_is_kept_out(frames, dx, merged) -> None:
+    """A knocked rig: moved further than 12 % of the frame's diagonal against the frame before,
+    the frame is not another plane of the same stack (at 640x480 the bound is 96 px)."""
+    move = np.float32([[1, 0, dx], [0, 1, 0.75 * dx]])
+    s = Stacker()
+    records = []
+    for f in frames[:6]:
+        image = f.image
+        if f.index == 4:
+            image = cv2.warpAffine(image, move, (W, H), borderMode=cv2.BORDER_REFLECT)
+        records.append(s.add(image))
+    assert records[4].merged is merged, records[4].reason
+    if not merged:
+        assert records[4].reason == "implausibly large motion against the previous frame"
+
+
 def test_frames_that_do_not_move_are_not_refused_for_a_low_alignment_score() -> None:
     """``--align none`` on a grey card: the frames' correlation score, near 0 with nothing to
     correlate, refused every frame but the first, and the stack failed."""
