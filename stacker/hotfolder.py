@@ -285,6 +285,7 @@ class HotFolder:
         self._reader = OrientedReader()
         #: Monotonic time of the last sign of life: a frame handed out or a write in progress.
         self.last_activity = time.monotonic()
+        self._working = threading.Event()  # see working()
         #: Wall-clock time the watch started (``time.time()``).
         self.started_at = time.time()
         self._events: queue.SimpleQueue[_Event] = queue.SimpleQueue()
@@ -396,7 +397,8 @@ class HotFolder:
 
         Ends when ``stop`` is set or when nothing happened for ``idle_timeout`` seconds (no
         frame handed out, no file being written); the time the caller spends between items does
-        not count as idle.
+        not count as idle (a caller that iterates on a reader thread, and so runs ahead of its
+        own work, says when it works with :meth:`working`).
         """
         self._require_started()
         while (entry := self._next(stop, idle_timeout)) is not None:
@@ -477,6 +479,16 @@ class HotFolder:
             and (self._preferred(entry.path) or self._pair_key(entry.path) not in keys)
         ]
 
+    @contextlib.contextmanager
+    def working(self) -> Iterator[None]:
+        """Hold the idle timeout while the caller works on a frame, and count it from the end."""
+        self._working.set()
+        try:
+            yield
+        finally:
+            self.last_activity = time.monotonic()
+            self._working.clear()
+
     def _require_started(self) -> None:
         if self._observer is None:
             raise RuntimeError("HotFolder.start() (or 'with HotFolder(...)') must come first")
@@ -498,6 +510,7 @@ class HotFolder:
             if (
                 idle_timeout is not None
                 and now - self.last_activity >= idle_timeout
+                and not self._working.is_set()
                 and not self._due_later(now)
             ):
                 return None

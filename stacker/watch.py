@@ -20,7 +20,6 @@ import contextlib
 import os
 import shlex
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -220,20 +219,20 @@ def watch_and_stack(
             run.publish()
             try:
                 for loaded in reader:
-                    frame = loaded.item
-                    if isinstance(frame, str):  # a note: a frame turned to fit, a share polled
-                        run.warn(frame)
-                    elif isinstance(frame, UnreadableFrame):
-                        run.unreadable(frame)
-                    else:
-                        run.skipped(len(hot.skipped))
-                        run.add(frame)
-                        # Time spent merging and writing does not count as idle (see
-                        # HotFolder.paths).
-                        hot.last_activity = time.monotonic()
-                        if stop is not None and stop.is_set():
-                            break
-                    run.write_if_due()  # one put off while this item waited, if none waits now
+                    # The reader looks for the next frame meanwhile: time spent merging and
+                    # writing does not count as idle (see HotFolder.paths).
+                    with hot.working():
+                        frame = loaded.item
+                        if isinstance(frame, str):  # a note: a frame turned to fit, a share polled
+                            run.warn(frame)
+                        elif isinstance(frame, UnreadableFrame):
+                            run.unreadable(frame)
+                        else:
+                            run.skipped(len(hot.skipped))
+                            run.add(frame)
+                            if stop is not None and stop.is_set():
+                                break
+                        run.write_if_due()  # one put off while this item waited, if none waits
             except StackerError:
                 with contextlib.suppress(StackerError):
                     run.finish()  # keep what was merged before failing (--strict, a bad output)

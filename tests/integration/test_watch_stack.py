@@ -373,6 +373,35 @@ def test_a_restarted_watch_removes_what_a_killed_one_left_half_written(
 
 
 @pytest.mark.slow
+def test_time_spent_merging_does_not_count_as_idle(
+    hot: Path, stack_jpegs: list[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A merge longer than ``--idle-timeout`` (a slow machine, large frames): the reader,
+    looking for the next frame meanwhile, counted the merge as idle time, and the watch ended
+    right after the first frame while the camera was still shooting."""
+    import stacker.stack
+
+    add = stacker.stack.Stacker.add
+
+    def slow_add(self: Any, *args: Any, **kwargs: Any) -> Any:
+        time.sleep(1.2)
+        return add(self, *args, **kwargs)
+
+    monkeypatch.setattr(stacker.stack.Stacker, "add", slow_add)
+    write_old(hot / "f1.jpg", stack_jpegs[0])
+
+    def next_shot(event: MergedFrame) -> None:
+        if event.path.name == "f1.jpg":  # the camera's next frame, soon after the merge
+            timer = threading.Timer(0.1, write_old, (hot / "f2.jpg", stack_jpegs[1]))
+            timer.start()
+
+    summary = watch_and_stack(
+        hot, hot.parent / "out.jpg", idle_timeout=0.8, settle=0.1, on_frame=next_shot
+    )
+    assert summary.finish == "idle" and summary.status.merged == 2
+
+
+@pytest.mark.slow
 def test_idle_without_frames_is_an_error_and_writes_nothing(tmp_path: Path) -> None:
     out = tmp_path / "out.tif"
     with pytest.raises(NoFramesError, match="no frame could be merged"):
