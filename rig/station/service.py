@@ -191,15 +191,18 @@ class Station:
         # stop_rail halts; set and read under its own lock, as the request holds the rig's.
         self._rail_move: str | None = None
         self._rail_move_lock = threading.Lock()
-        # When Unlock (or --accept-position) last took where the carriage stood as the rail's
-        # 0, and when Home (or --home) last gave it the switch's: sessions last run before
-        # count from another 0 (see _settle_reference).
-        started = time.time()
-        self._accepted_at: float | None = started if accepted else None
-        self._homed_at: float | None = started if homed else None
-        """When Unlock last took where a restarted rail stood as its 0 (wall clock); ``None``
-        since a homing cycle, or when it never did. Sessions run before then count from
-        another 0 (see :meth:`resume`)."""
+        # The rail's reference as a count of changes to it (not clock times: a Pi has no
+        # clock of its own, and one set by NTP after boot made sessions shot before Unlock look
+        # shot after it). Unlock (or --accept-position) takes where the carriage stands as the
+        # rail's 0, Home (or --home) gives it the switch's; a session last run in an earlier
+        # reference counts from another 0 (see _settle_reference).
+        self._reference = 1 if (homed or accepted) else 0
+        self._homed_in: int | None = self._reference if homed else None
+        """The reference Home last set, ``None`` when it never did."""
+        self._accepted_in: int | None = self._reference if accepted else None
+        """The reference Unlock last set, ``None`` since a homing cycle, or when it never did."""
+        self._ran_in: dict[str, int] = {}
+        """The reference each session was last started or resumed in by this station."""
         self._publish_lock = threading.Lock()  # see _publish_controls
         # Counts the sessions deleted: every phone open on the station lists its sessions
         # again when it changes, as when a session starts or ends.
@@ -373,8 +376,8 @@ class Station:
             self._rail_link()
             with self._moving("home") as seen:
                 self.focuser.home(**seen)
-            self._accepted_at = None
-            self._homed_at = time.time()
+            self._reference += 1
+            self._homed_in, self._accepted_in = self._reference, None
         return self._moved(0.0)
 
     @contextlib.contextmanager
@@ -423,7 +426,7 @@ class Station:
             self._rail_link()
             if self.focuser.capabilities.unreferenced is not None:
                 self.focuser.accept_position()
-                self._accepted_at = time.time()
+                self._new_accepted_reference()
             elif unlock is None:
                 raise StationError(f"{self.focuser.name} has no alarm to clear")
             else:
@@ -552,14 +555,12 @@ class Station:
         """See :meth:`resume`: refuse, or take the place the session left the rail as where
         it stands, when Unlock set the rail's 0 after the session's last run; refuse when
         Home did and the session's 0 was not the switch's."""
-        accepted = self._accepted_at
-        try:
-            last_run = folder.journal_path.stat().st_mtime
-        except OSError:
+        if not folder.journal_path.exists():
             return  # no journal: nothing shot, no position to keep
-        if self._homed_at is not None and last_run < self._homed_at:
+        ran_in = self._ran_in.get(sid, 0)
+        if self._homed_in is not None and ran_in < self._homed_in:
             self._check_homed_zero(sid, folder)
-        if accepted is None or last_run >= accepted:
+        if self._accepted_in is None or ran_in >= self._accepted_in:
             return
         if not rail_where_left:
             raise ReferenceChanged(
@@ -575,7 +576,11 @@ class Station:
                 "if it was shot after homing, or shoot it again as a new session"
             )
         self.focuser.accept_position(left.position)
-        self._accepted_at = time.time()  # sessions run before now count from another 0
+        self._new_accepted_reference()  # sessions run before now count from another 0
+
+    def _new_accepted_reference(self) -> None:
+        self._reference += 1
+        self._accepted_in = self._reference
 
     @staticmethod
     def _check_homed_zero(sid: str, folder: SessionFolder) -> None:
@@ -604,6 +609,7 @@ class Station:
         )
         SessionPreview(self.hub, title=sid).attach(runner)
         self._runner, self._session_id, self._last_result = runner, sid, None
+        self._ran_in[sid] = self._reference
         self._run_over = False
         thread = threading.Thread(target=self._run, args=(runner,), name=f"session-{sid}")
         self._thread = thread

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from rig.plan import ShotPlan
+from rig.session.folder import SessionFolder
 from rig.station.api import station_app
 from rig.station.errors import StationError
 from rig.station.service import Station
@@ -72,7 +73,8 @@ def test_a_session_shot_before_the_rail_restarted_resumes_from_where_it_left_the
     at 0.6 mm shot its missing frames 0.6 mm too far, the planes there never shot, and said it
     had completed. It is now refused (409, asking) until the photographer says the rail stayed
     where the session left it; then the rail is told it stands there, and the session ends
-    where it began. Through the page's API, as its Resume button asks and answers."""
+    where it began. Through the page's API, as its Resume button asks and answers. Clock
+    times do not decide which sessions were shot before Unlock."""
     from rig.cli.station import _devices
     from rig.sim.grbl import GrblSimulator
     from rig.spec import RigSpec
@@ -95,6 +97,10 @@ def test_a_session_shot_before_the_rail_restarted_resumes_from_where_it_left_the
         assert 3 <= len(os.listdir(frames)) < 8
         stopped_at = grbl.carriage[0]
         assert stopped_at > origin + 0.3  # left mid-stack
+        # Shot while the clock ran a day ahead (a Pi has no clock of its own, and NTP set it
+        # back since): the journal looks written after the Unlock to come, which must not tell.
+        ahead = time.time() + 86_400
+        os.utime(SessionFolder.find(tmp_path / "s" / sid).journal_path, (ahead, ahead))
         # The port opened again: the board restarts and counts from 0 where the carriage is.
         with _devices(sim=False, size="320x240", rig=rig) as (focuser, camera, _):
             station = Station(tmp_path / "s", focuser=focuser, camera=camera, rig={})
