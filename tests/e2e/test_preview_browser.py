@@ -226,14 +226,21 @@ def test_a_page_left_open_across_a_restart_shows_the_new_run_alone(browser, fram
     assert errors == []
 
 
-@pytest.mark.parametrize("every_connection", [False, True], ids=["stream", "router"])
-def test_a_visible_page_whose_stream_died_silently_follows_the_rig_again(browser, every_connection):
+@pytest.mark.parametrize(
+    ("every_connection", "clock_set_back"),
+    [(False, False), (True, False), (False, True)],
+    ids=["stream", "router", "clock-set-back"],
+)
+def test_a_visible_page_whose_stream_died_silently_follows_the_rig_again(
+    browser, every_connection, clock_set_back
+):
     """A connection that dies without a word (Wi-Fi out of reach and back, a router's restart)
     left the page open and "live" on a stream that delivered nothing more, for as long as the
     page stayed on screen. The server pings a quiet stream; a page that hears nothing for three
     pings opens a new one; when every connection died (a router's restart), the browser may
     send that one's request on a kept-alive connection that is dead too, and the page tries
-    again while none answers."""
+    again while none answers. The silence is timed on the page's own steady clock: timed by
+    the date, it did not end for an hour once the phone's clock was set back an hour."""
     hub = PreviewHub(title="quiet")
     hub.update_progress(state="running", captured=1, total=10)
     with (
@@ -247,6 +254,8 @@ def test_a_visible_page_whose_stream_died_silently_follows_the_rig_again(browser
         page.wait_for_function("document.getElementById('captured').textContent === '1 / 10'")
         page.wait_for_timeout(2500)  # quiet, but pinged: the stream lives on
         assert len(streams) == 1
+        if clock_set_back:  # the network's time came in, an hour behind the phone's
+            page.evaluate("() => { const d = Date.now; Date.now = () => d() - 3600e3; }")
         sleep()
         hub.update_progress(captured=2)
         page.wait_for_function(

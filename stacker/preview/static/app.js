@@ -175,7 +175,7 @@ function heard(link) {
   // The first word of a new stream, or of one the browser reconnected: whoever said the rig
   // was out of reach may say otherwise.
   const back = fresh || lost;
-  heardAt = Date.now();
+  heardAt = performance.now();
   fresh = false;
   lost = false;
   link.textContent = "live";
@@ -186,7 +186,7 @@ function heard(link) {
 function connect() {
   const link = $("link");
   if (source) source.close();
-  heardAt = Date.now();
+  heardAt = performance.now();
   fresh = true;
   source = new EventSource("/api/events");
   source.addEventListener("state", (ev) => {
@@ -219,7 +219,7 @@ function connect() {
 setInterval(() => {
   if (!source || source.readyState === EventSource.CLOSED) return;
   const limit = fresh ? Math.min(quietLimitMs, FIRST_WORD_MS) : quietLimitMs;
-  if (document.visibilityState !== "visible" || Date.now() - heardAt <= limit) return;
+  if (document.visibilityState !== "visible" || performance.now() - heardAt <= limit) return;
   $("link").textContent = "reconnecting…";
   $("link").dataset.live = "false";
   // Requests still waiting went the same dead way: whoever sent them may give up on them.
