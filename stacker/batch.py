@@ -47,7 +47,7 @@ from stacker.locking import folder_locked
 from stacker.natsort import frame_order, natural_key
 from stacker.output import depth_paths
 from stacker.pairs import Prefer, lone_note, one_of_each_shot, partners_note
-from stacker.paths import check_distinct, is_our_output, once_each, same_file
+from stacker.paths import check_distinct, is_our_output, once_each, rewritten, same_file, stamps
 
 REPORT_FIELDS = ("name", "status", "frames", "merged", "rejected", "unreadable", "seconds",
                  "peak_memory_mb", "outputs", "error", "worker", "folder")  # fmt: skip
@@ -832,16 +832,8 @@ def _finished_report(fut: Any) -> StackReport | None:
         return None
 
 
-def _written_since(job: StackJob, t: float) -> bool:
-    """Whether every output of ``job`` was written at or after ``t`` (wall clock)."""
-    try:
-        return min(p.stat().st_mtime for p in job.outputs()) >= t
-    except (OSError, ValueError):
-        return False
-
-
 def _run_on_cluster(todo, options, scheduler, workers, summary, record, counts, on_progress):
-    started = time.time() - 2.0  # FAT keeps modification times to 2 s
+    before = {job.name: stamps(job.outputs()) for job in todo}  # see the interrupt below
     client, cluster = _connect(scheduler, workers, len(todo))
     from dask.distributed import as_completed
 
@@ -901,7 +893,8 @@ def _run_on_cluster(todo, options, scheduler, workers, summary, record, counts, 
         if report is None:
             # Judged once the cluster is closed: a task cannot be cancelled while it runs, and
             # one that wrote its outputs whole after the interrupt came is done.
-            done = _written_since(job, started)
+            outputs = before[job.name]
+            done = bool(outputs) and len(rewritten(outputs)) == len(outputs)
             report = StackReport(
                 name=job.name,
                 folder=str(job.folder),

@@ -16,7 +16,6 @@ replace a frame it reads or one of its own results.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,6 +52,32 @@ def file_identity(path: str | os.PathLike[str]) -> FileIdentity | None:
     if not st.st_ino:
         return None
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+FileStamp = tuple[int, int, int, int]
+
+
+def stamps(paths: Iterable[Path]) -> dict[Path, FileStamp | None]:
+    """Each path's device, inode, size and modification time, ``None`` where there is no
+    file: :func:`rewritten` compares them later."""
+    stamped: dict[Path, FileStamp | None] = {}
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            stamped[path] = None
+        else:
+            stamped[path] = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    return stamped
+
+
+def rewritten(before: dict[Path, FileStamp | None]) -> list[Path]:
+    """The paths of ``before`` (see :func:`stamps`) that hold another file now. An atomic
+    write always makes a new file, so this holds whatever the clock says: compared with the
+    time a run started, an output written while the clock ran ahead looked new, and one
+    written after NTP set the clock back looked old."""
+    now = stamps(before)
+    return [path for path, stamp in now.items() if stamp is not None and stamp != before[path]]
 
 
 def once_each(files: list[Path], on_note: Callable[[str], None] | None) -> list[Path]:
@@ -127,12 +152,12 @@ def interrupted_stack(
 
     Outputs are written atomically, so each one is either complete and new, or as it was.
     """
-    started = time.time()
+    paths = output_paths(output, depth_map)
+    before = stamps(paths)
     try:
         yield
     except KeyboardInterrupt:
-        paths = output_paths(output, depth_map)
-        new = [p for p in paths if p.exists() and p.stat().st_mtime >= started]
+        new = rewritten(before)
         if new:
             what = "wrote " + ", ".join(map(str, new))
             if len(new) < len(paths):
