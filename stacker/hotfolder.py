@@ -286,8 +286,6 @@ class HotFolder:
         #: Monotonic time of the last sign of life: a frame handed out or a write in progress.
         self.last_activity = time.monotonic()
         self._working = threading.Event()  # see working()
-        #: Wall-clock time the watch started (``time.time()``).
-        self.started_at = time.time()
         self._events: queue.SimpleQueue[_Event] = queue.SimpleQueue()
         self._entries: dict[Path, _Entry] = {}
         self._vanished: dict[Path, _Entry] = {}  # found gone before the event saying how
@@ -308,7 +306,8 @@ class HotFolder:
         """The watched folder's (device, inode) when the watch started."""
         #: Subfolders found receiving images since the start, not told yet (see _look_below).
         self.landing: list[Path] = []
-        self._subfolders_at_start: set[str] = set()
+        self._subfolders_at_start: dict[str, set[tuple[str, int]]] = {}
+        """Each subfolder there at the start, with its entries' names and inodes then."""
         self._subfolder_times: dict[str, int] = {}  # modification times at the last look
         self._told: set[Path] = set()  # the subfolders once in landing
         self._next_look = 0.0  # monotonic time of the next look at the subfolders
@@ -345,9 +344,8 @@ class HotFolder:
             ) from None
         self._observer = observer
         self._identity = _identity(folder)
-        self.started_at = time.time()
         self._subfolder_times = _subfolders(folder)
-        self._subfolders_at_start = set(self._subfolder_times)
+        self._subfolders_at_start = {n: _entries(folder / n) for n in self._subfolder_times}
         if self.existing:
             self._list_existing()
         self.last_activity = time.monotonic()
@@ -587,9 +585,11 @@ class HotFolder:
 
     def _landed(self, name: str) -> int:
         """How many images the subfolder ``name`` got since the watch started (all of them, in
-        a subfolder made since); results of ours written there are none."""
-        since = self.started_at - 2.0  # FAT keeps modification times to 2 s
-        made_since = name not in self._subfolders_at_start
+        a subfolder made since); results of ours written there are none. Told by the files
+        there at the start, not by modification times: those are the camera's clock's
+        (libgphoto2 dates a download by the camera), and the Pi's own may have been set by
+        NTP since the start."""
+        before = self._subfolders_at_start.get(name, set())
         ours = {p.absolute() for p in self._ignore}
         count = 0
         with contextlib.suppress(OSError), os.scandir(self.folder / name) as entries:
@@ -598,8 +598,8 @@ class HotFolder:
                 with contextlib.suppress(OSError):
                     count += bool(
                         is_candidate(path)
+                        and (e.name, e.inode()) not in before
                         and e.is_file(follow_symlinks=False)
-                        and (made_since or e.stat(follow_symlinks=False).st_mtime >= since)
                         and path not in ours
                         and not is_our_output(path)
                     )
@@ -1107,6 +1107,16 @@ def _subfolders(folder: Path) -> dict[str, int]:
             with contextlib.suppress(OSError):
                 if e.is_dir(follow_symlinks=False):
                     found[e.name] = e.stat(follow_symlinks=False).st_mtime_ns
+    return found
+
+
+def _entries(folder: Path) -> set[tuple[str, int]]:
+    """The names and inode numbers of what ``folder`` holds."""
+    found: set[tuple[str, int]] = set()
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for e in entries:
+            with contextlib.suppress(OSError):
+                found.add((e.name, e.inode()))
     return found
 
 

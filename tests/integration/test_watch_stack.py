@@ -441,7 +441,8 @@ def test_frames_written_into_a_subfolder_are_named_when_nothing_merged(
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("made_since", "slow_stacking"), [(False, False), (True, False), (False, True)]
+    ("made_since", "slow_stacking", "camera_behind"),
+    [(False, False, False), (True, False, False), (False, True, False), (False, False, True)],
 )
 def test_frames_landing_in_a_subfolder_are_named_while_the_watch_waits(
     tmp_path: Path,
@@ -449,6 +450,7 @@ def test_frames_landing_in_a_subfolder_are_named_while_the_watch_waits(
     stack_jpegs: list[bytes],
     made_since: bool,
     slow_stacking: bool,
+    camera_behind: bool,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Capture One writes a session's frames into its ``Capture`` folder, EOS Utility and
@@ -457,7 +459,9 @@ def test_frames_landing_in_a_subfolder_are_named_while_the_watch_waits(
     never grows: the watch says at once, once, where the frames land and what to run (an
     output of its own: the watch's, written then or later, would be replaced). Its own
     composite, written into a subfolder, is no such frame. Stacking slowed, as on a loaded
-    machine, the note comes before the watch's first write, and names the same file."""
+    machine, the note comes before the watch's first write, and names the same file. Frames
+    dated by a camera whose clock is an hour behind (libgphoto2 dates a download by the
+    camera's clock) are new frames all the same."""
     if slow_stacking:
         from stacker.stack import Stacker
 
@@ -487,6 +491,9 @@ def test_frames_landing_in_a_subfolder_are_named_while_the_watch_waits(
                 write_old(capture / f"IMG_{i:04d}.jpg", stack_jpegs[i])
             else:
                 write_slowly(capture / f"IMG_{i:04d}.jpg", stack_jpegs[i])
+            if camera_behind:
+                behind = time.time() - 3600
+                os.utime(capture / f"IMG_{i:04d}.jpg", (behind, behind))
         time.sleep(2.5)  # the next look at the subfolders says nothing new
         stop.set()
 
