@@ -58,6 +58,7 @@ and speaks the same protocol.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import re
@@ -945,6 +946,16 @@ class GrblRail(GcodeRail):
                 raise MoveStoppedError(
                     f"{self.name}: homing stopped; the position is unknown until the rail is homed"
                 ) from None
+            raise
+        except BaseException:
+            # A Ctrl-C or hangup while the board homes: only a reset stops the cycle, and it is
+            # sent here, at once. The caller's stop came after this cycle was over for the
+            # driver, so it asked for a status that homing GRBL never answers and reset a
+            # second later, or never, when a second signal (one ssh drop often sends two) cut
+            # that wait short: the carriage ran on to its switch after the command had ended.
+            self._halting = True
+            with contextlib.suppress(Exception):
+                self._soft_reset()
             raise
         finally:
             self._moving = self._homing_now = False

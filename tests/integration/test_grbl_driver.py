@@ -746,3 +746,35 @@ def test_an_interrupt_while_a_session_homes_stops_the_homing_cycle() -> None:
         finally:
             signal.signal(signal.SIGUSR1, before)
             rail.stop()
+
+
+def test_a_second_signal_as_homing_is_stopped_does_not_leave_it_running(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One ssh drop often sends SIGHUP twice: the second, landing as the first one's stop
+    began, cut the stop short, and the carriage homed on after the command had ended."""
+    from rig.devices import establish_reference
+
+    slow_seek = {24: 200.0, 25: 12.0}
+
+    def raise_signalled(_signum: int, _frame: object) -> None:
+        raise Signalled
+
+    def second_signal() -> None:
+        raise Signalled
+
+    with (
+        GrblSimulator(time_scale=10.0, settings=slow_seek) as sim,
+        connected(sim, GrblRail, "&homing=all") as rail,
+    ):
+        before = signal.signal(signal.SIGUSR1, raise_signalled)
+        try:
+            act_when(lambda: sim.state == "Home", lambda: os.kill(os.getpid(), signal.SIGUSR1))
+            with monkeypatch.context() as m, pytest.raises(Signalled):
+                m.setattr(rail, "stop", second_signal)
+                establish_reference(rail, home=True, accept=False, left=None, units="um")
+            assert sim.state != "Home", "homing ran on after the command ended"
+            assert sim.alarms == [6]
+        finally:
+            signal.signal(signal.SIGUSR1, before)
+            rail.stop()
