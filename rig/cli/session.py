@@ -58,6 +58,7 @@ from rig.session.runner import (
 from rig.session.state import FinishReason
 from rig.spec import RigSpec, check_rig_kinds, parse_seconds
 from stacker.cliutil import prints_its_result, signals_handled, takes
+from stacker.launch import wind_down
 from stacker.options import StackOptions
 from stacker.preview.hub import PreviewHub
 
@@ -146,6 +147,12 @@ def run_interruptible(
                 console.print("session aborted: every frame on disk is kept", style="yellow")
                 console.print(f"continue with: {resume_hint(runner.folder.root, referenced_by)}")
                 _hard_exit(runner, 130)
+    if not signals:
+        # The session is over, and its journal says how: a signal now (an ssh drop as the
+        # report prints) is let pass, as once a command's work is done, and the command ends
+        # with the session's status. Raised, it turned a completed session into "interrupted"
+        # (status 130) and cut the camera's close short, its settings not put back.
+        wind_down(passes=1)
     if not box:  # the run itself failed (a bug): its traceback is above; the frames are kept
         raise RigError(
             f"{runner.folder.root}: the session stopped unexpectedly; every frame on disk is "

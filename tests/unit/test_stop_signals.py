@@ -387,3 +387,33 @@ def test_an_error_a_ctrl_c_caused_is_told_as_an_interrupt(
     assert capsys.readouterr().err == "prog: interrupted\n"
     with pytest.raises(RuntimeError):
         run_app(app_raising(ValueError("no")), "prog")
+
+
+class FinishesAtOnce:
+    """A session runner's stand-in whose run has completed."""
+
+    def __init__(self, root: Path) -> None:
+        self.folder = SimpleNamespace(root=root)
+
+    def run(self) -> str:
+        return "completed"
+
+
+def test_a_signal_once_the_session_is_over_lets_the_command_end_as_the_session_did(
+    tmp_path: Path,
+) -> None:
+    """A hangup or SIGTERM while the report printed and the camera closed, after the session
+    had completed, ended the command as interrupted (status 130), the camera's settings not put
+    back; a script took the completed session for a failed one."""
+    from rig.cli import session as cli
+    from stacker.launch import as_ctrl_c
+
+    for s in (signal.SIGTERM, signal.SIGHUP):  # as the command's launch leaves them
+        signal.signal(s, as_ctrl_c)
+    result = cli.run_interruptible(
+        FinishesAtOnce(tmp_path / "beetle"),  # type: ignore[arg-type]
+        Console(file=io.StringIO()),
+    )
+    signal.raise_signal(signal.SIGHUP)
+    signal.raise_signal(signal.SIGTERM)  # the first let pass; a second would end it at once
+    assert result == "completed"
