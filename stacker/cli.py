@@ -279,8 +279,10 @@ def _watch(
 
     from stacker.preview.watchfeed import serve_watch_preview
     from stacker.watch import (
+        MergedFrame,
         NoFramesError,
         WatchStatus,
+        frame_line,
         render_status,
         summary_line,
         watch_and_stack,
@@ -313,12 +315,17 @@ def _watch(
                 live.console.print(f"warning: {one_line(message)}", markup=False, soft_wrap=True)
                 feed.on_warning(message)  # the page says it too
 
+            def on_frame(frame: MergedFrame) -> None:
+                feed.on_frame(frame)
+                if not console.is_interactive:  # no live display: a log, a service's journal
+                    live.console.print(frame_line(frame), markup=False, soft_wrap=True)
+
             summary = watch_and_stack(
                 folder,
                 output,
                 **options,
                 stop=stop,
-                on_frame=feed.on_frame,
+                on_frame=on_frame,
                 on_status=feed.also(show),
                 on_warning=warn,
             )

@@ -288,12 +288,15 @@ def split_unit_hint(args: Sequence[str], units: Collection[str]) -> str | None:
 
 @contextlib.contextmanager
 def terminal_progress(console: Console, *columns: ProgressColumn) -> Iterator[Progress]:
-    """A transient progress bar where ``console`` is a terminal; elsewhere one that is never
-    started, so never drawn: rich before 14.3 ended even a disabled bar with an empty line,
-    which then opened the output or came before a one-line error."""
+    """A transient progress bar where ``console`` is a terminal that draws one (not
+    ``TERM=dumb``); elsewhere one that is never started, so never drawn: rich before 14.3
+    ended even a disabled bar with an empty line, which then opened the output or came before
+    a one-line error."""
     from rich.progress import Progress
 
-    progress = Progress(*columns, console=console, transient=True, disable=not console.is_terminal)
+    progress = Progress(
+        *columns, console=console, transient=True, disable=not console.is_interactive
+    )
     if progress.disable:
         yield progress
     else:

@@ -698,6 +698,16 @@ def render_status(status: WatchStatus) -> RenderableType:
     return text
 
 
+def frame_line(frame: MergedFrame) -> str:
+    """One line for a frame, where no live display is drawn (a log, a service's journal)."""
+    from stacker.cliutil import one_line
+
+    record = frame.record
+    if not record.merged:
+        return f"{one_line(frame.path.name)}: kept out ({one_line(record.reason or '')})"
+    return f"{one_line(frame.path.name)}: merged, alignment score {record.score:.2f}"
+
+
 def summary_line(summary: WatchSummary) -> str:
     """One line saying what a finished watch did."""
     s = summary.status

@@ -64,11 +64,11 @@ class SessionDisplay(SessionListener):
                 self._live.update(self._render(status))
 
     def on_warning(self, message: str) -> None:
-        if not self.console.is_terminal:
+        if not self.console.is_interactive:
             self.console.print(f"warning: {message}", markup=False, highlight=False)
 
     def on_frame_captured(self, entry: FrameEntry) -> None:
-        if not self.console.is_terminal:
+        if not self.console.is_interactive:
             status = self._status
             total = status.counted.partition("/")[2] if status else "?"
             count = f"{entry.index}/{total}" if total else str(entry.index)
@@ -81,7 +81,7 @@ class SessionDisplay(SessionListener):
             )
 
     def on_frame_merged(self, job: StackJob, record: Any, previews: StackPreviews) -> None:
-        if not self.console.is_terminal and not job.replay:
+        if not self.console.is_interactive and not job.replay:
             merged = getattr(record, "merged", True)
             score = getattr(record, "score", None)
             what = "merged" if merged else f"kept out ({getattr(record, 'reason', '')})"
@@ -123,7 +123,7 @@ class SessionDisplay(SessionListener):
 
     # ---------------------------------------------------------------- context
     def __enter__(self) -> SessionDisplay:
-        if self.console.is_terminal:
+        if self.console.is_interactive:
             self._live = Live(
                 Text(self.title), console=self.console, refresh_per_second=8, transient=False
             )

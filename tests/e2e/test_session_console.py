@@ -9,6 +9,7 @@ quiet on that stream and says so once in ``session.log``.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -56,3 +57,31 @@ def test_a_session_piped_into_head_completes(tmp_path: Path) -> None:
     assert (proc.returncode, err) == (0, "")
     log = assert_completed(out)
     assert log.count("console output lost (stdout: Broken pipe)") == 1
+
+
+def test_a_session_on_a_dumb_terminal_prints_a_line_per_frame(tmp_path: Path) -> None:
+    """Emacs's shell, a serial console, some ssh clients: a terminal with ``TERM=dumb``, on
+    which rich draws no live display. The session printed nothing between its first lines and
+    its report, as the plain lines were kept for what is not a terminal."""
+    out = tmp_path / "s"
+    main, side = os.openpty()
+    proc = subprocess.Popen(
+        rig_cmd("demo", "--out", str(out), *ARGS),
+        stdin=subprocess.DEVNULL, stdout=side, stderr=side, env={**env(), "TERM": "dumb"},
+    )  # fmt: skip
+    os.close(side)
+    printed = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # the terminal's other end closed: the command ended
+            break
+        if not chunk:
+            break
+        printed += chunk
+    os.close(main)
+    assert proc.wait(timeout=120) == 0, printed
+    text = printed.decode()
+    assert [f"captured {i}/6" in text for i in range(1, 7)] == [True] * 6, text
+    assert "stacked 6: merged" in text
+    assert_completed(out)

@@ -635,6 +635,9 @@ def test_cli_stacks_frames_dropped_in_while_it_runs(
     assert proc.returncode == 0, stderr
     assert "stacked 3 of 3 frames" in stdout
     assert read_image(out).ndim == 3
+    # No live display on a pipe (a service's journal): a line per frame instead.
+    merged = [line.partition(":")[0] for line in stderr.splitlines() if ": merged, " in line]
+    assert merged == ["IMG_1.jpg", "IMG_2.jpg", "IMG_3.jpg"], stderr
 
 
 @pytest.mark.slow
