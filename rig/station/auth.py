@@ -29,7 +29,15 @@ TOKEN_FOLDER_WAIT_S = 10.0
 
 def default_token_file() -> Path:
     """``$XDG_CONFIG_HOME/stackrig/station-token`` (``~/.config/...`` by default)."""
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    base = os.environ.get("XDG_CONFIG_HOME")
+    if not base:
+        try:
+            base = str(Path.home() / ".config")
+        except RuntimeError:  # no HOME, and a user the system does not know (a container)
+            raise StationError(
+                "no home folder to keep the station's token in (HOME is not set): give "
+                "--token-file, or set XDG_CONFIG_HOME"
+            ) from None
     return Path(base) / "stackrig" / "station-token"
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from rig.session.folder import SessionConfig, SessionFolder
-from rig.station.auth import load_token
+from rig.station.auth import TOKEN_ENV, load_token
 from rig.station.errors import StationError
 from rig.station.service import plan_from_request
 from stacker.preview import PreviewServer
@@ -80,6 +80,21 @@ def test_the_token_comes_from_the_option_or_a_private_file(tmp_path: Path) -> No
     assert len(token) >= 20 and source.endswith("(new)")
     assert (tmp_path / "cfg" / "token").stat().st_mode & 0o777 == 0o600
     assert load_token(None, tmp_path / "cfg" / "token") == (token, str(tmp_path / "cfg/token"))
+
+
+def test_no_home_folder_for_the_token_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A unit or container with a user the system does not know and no HOME: Path.home()
+    raises, and the station ended in a traceback. (The user is stood in for by making
+    Path.home() fail as it then does: this test runs as a known user.)"""
+
+    def unknown_user() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    monkeypatch.setattr(Path, "home", unknown_user)
+    with pytest.raises(StationError, match=r"no home folder .*give --token-file"):
+        load_token(None)
 
 
 def test_stations_started_at_once_share_one_token(tmp_path: Path) -> None:
