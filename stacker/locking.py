@@ -81,7 +81,19 @@ class Claimed(Exception):
         self.pid = pid
 
 
-_LOCKS = Path("/tmp") if os.path.isdir("/tmp") else Path(tempfile.gettempdir())
+def _lock_folder() -> Path:
+    """Where :func:`claimed` keeps its lock files: ``/run/lock``, the system's folder for
+    them, where it is shared by all (world-writable, sticky), else ``/tmp``. A service with
+    ``PrivateTmp=yes`` (systemd) has a ``/tmp`` of its own: a watch it ran and one started from
+    an ssh login took their locks in different folders, and both wrote the same composite."""
+    with contextlib.suppress(OSError):
+        st = os.stat("/run/lock")
+        if stat.S_ISDIR(st.st_mode) and st.st_mode & 0o1777 == 0o1777:
+            return Path("/run/lock")
+    return Path("/tmp") if os.path.isdir("/tmp") else Path(tempfile.gettempdir())
+
+
+_LOCKS = _lock_folder()
 
 
 @contextmanager
@@ -90,11 +102,12 @@ def claimed(path: Path) -> Iterator[None]:
 
     The file itself cannot carry a lock (it is replaced at each atomic write) and its folder
     may hold other processes' results, so the lock is on a file named for the resolved path in
-    a folder of the user's own (``/tmp/stackrig-<uid>``), made private and checked to be so:
-    another user's folder or link there leaves the block unclaimed, as a file system that
-    cannot lock does. The folder is the same whatever the environment says: under
-    ``$XDG_RUNTIME_DIR``, a watch started from an ssh login and one from cron (which has none)
-    took their locks in different folders, and both wrote the same composite.
+    a folder of the user's own (``/run/lock/stackrig-<uid>``: see :func:`_lock_folder`), made
+    private and checked to be so: another user's folder or link there leaves the block
+    unclaimed, as a file system that cannot lock does. The folder is the same whatever the
+    environment says: under ``$XDG_RUNTIME_DIR``, a watch started from an ssh login and one
+    from cron (which has none) took their locks in different folders, and both wrote the same
+    composite.
     """
     folder = _LOCKS / f"stackrig-{os.getuid()}"
     key = hashlib.sha256(os.fsencode(os.path.realpath(path))).hexdigest()[:32]

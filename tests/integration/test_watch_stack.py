@@ -28,6 +28,7 @@ from stacker.watch import (
     watch_and_stack,
 )
 from tests.hotfolder import write_old, write_slowly
+from tests.paths import ROOT
 
 SPEC = SceneSpec(width=320, height=240, seed=7, depth_um=600.0, noise_sigma=1.0, jpeg_quality=92)
 
@@ -1137,6 +1138,20 @@ def test_a_second_watch_writing_the_same_composite_is_refused(
                 watch_and_stack(hot, out, settle=0.2, idle_timeout=0.5)
         other = watch_and_stack(hot, tmp_path / "other.tif", settle=0.2, idle_timeout=0.5)
         assert [r.name for r in other.records] == ["a0.jpg", "a1.jpg"]
+        # A service's /tmp of its own (systemd's PrivateTmp=yes), where the system lets one
+        # be made here: both watches wrote, as /tmp held the locks. (The folder the locks
+        # were kept in is made private: the frames and the composite are under /tmp too.)
+        kept = Path("/tmp") / f"stackrig-{os.getuid()}"
+        kept.mkdir(mode=0o700, exist_ok=True)
+        watch = f"{sys.executable} -m stacker.cli watch {hot} -o {out} --idle-timeout 0.5"
+        if subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode == 0:
+            private = f"mount -t tmpfs -o mode=0700 none {kept}"
+            second = subprocess.run(
+                ["unshare", "-m", "sh", "-c", f"{private} && {watch}"],
+                capture_output=True, text=True, timeout=60, cwd=ROOT,
+            )  # fmt: skip
+            assert second.returncode == 2, second.stderr
+            assert "another stacker watch" in second.stderr
     finally:
         stop.set()
         first.join(30)
