@@ -154,6 +154,11 @@ def login_routes(token: str) -> list[BaseRoute]:
             httponly=True,
             samesite="strict",
             path="/",
+            # Behind a TLS proxy on this machine (SECURITY.md; uvicorn believes its
+            # X-Forwarded-Proto from loopback only): cookies are not tied to a scheme, and a
+            # plain http request to the same name (a typed address, the proxy's port-80
+            # redirect) carried the token in the clear over the Wi-Fi.
+            secure=request.url.scheme == "https",
         )
         return response
 

@@ -31,8 +31,18 @@ def test_a_preview_beyond_loopback_needs_the_printed_token() -> None:
             assert "login.js" in browser.get("/").text
             assert browser.get("/static/login.js").status_code == 200
             assert browser.post("/api/login", json={"token": "guess"}).status_code == 403
-            assert browser.post("/api/login", json={"token": token[1]}).status_code == 204
+            plain = browser.post("/api/login", json={"token": token[1]})
+            assert plain.status_code == 204 and "secure" not in plain.headers["set-cookie"]
             assert cookie_name(server.port) in browser.cookies
+            # Behind a TLS proxy on this machine, the cookie is for https only.
+            proxied = httpx.post(
+                base + "/api/login",
+                json={"token": token[1]},
+                headers={"X-Forwarded-Proto": "https"},
+                timeout=5,
+            )
+            assert proxied.status_code == 204
+            assert "; secure" in proxied.headers["set-cookie"].lower()
             assert browser.get("/api/state").status_code == 200
         bearer = {"Authorization": f"Bearer {token[1]}"}
         assert httpx.get(base + "/api/state", headers=bearer, timeout=5).status_code == 200
