@@ -206,10 +206,11 @@ class BoundedH11Protocol(H11Protocol):
 
     def _make_room(self) -> None:
         """Every slot taken: close connections that carry no request (idle, or yet to send
-        one), those of the address holding most first, oldest first, until this one's request
-        would be served. A few addresses each holding its share of idle connections (four
-        times 64) filled every slot, and the phone's Stop was answered 503 while the session
-        shot on; an event stream, a request being answered, is never closed for room."""
+        one, or still sending its body: see :func:`_carries_nothing`), those of the address
+        holding most first, oldest first, until this one's request would be served. A few
+        addresses each holding its share of idle connections (four times 64) filled every
+        slot, and the phone's Stop was answered 503 while the session shot on; an event stream,
+        a request being answered, is never closed for room."""
         others = [c for c in self.connections if c is not self and _carries_nothing(c)]
         held = Counter(_host(c) for c in self.connections)
         others.sort(key=lambda c: (-held[_host(c)], getattr(c, "_opened_at", 0.0)))
@@ -279,12 +280,18 @@ def _host(connection: object) -> str:
 
 
 def _carries_nothing(connection: object) -> bool:
-    """Whether a connection has no request being answered: idle after an answer, or yet to
-    send its first request."""
+    """Whether a connection has no request being answered: idle after an answer, yet to send
+    its first request, or still sending the body of one. A login's body trickled a byte at a
+    time (no token needed) held its slot for the whole body deadline, and a few addresses doing
+    so kept the phone's Stop out; a control request's small body comes with its headers."""
     cycle = getattr(connection, "cycle", None)
     transport = getattr(connection, "transport", None)
-    return (cycle is None or cycle.response_complete) and not (
-        transport is None or transport.is_closing()
+    if transport is None or transport.is_closing():
+        return False
+    return (
+        cycle is None
+        or cycle.response_complete
+        or (not cycle.response_started and getattr(cycle, "more_body", False))
     )
 
 

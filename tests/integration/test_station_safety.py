@@ -912,24 +912,33 @@ def test_a_signal_another_thread_takes_while_the_station_waits_for_its_session(s
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("sending", ["nothing", "a login trickled"])
 def test_idle_connections_from_a_few_addresses_do_not_keep_the_phones_stop_out(
-    station, client
+    station, client, sending: str
 ) -> None:
     """Four addresses, each holding its share of connections that send nothing (64), filled
     every slot: the phone's Stop was answered 503 while the session shot on. Past every slot,
-    connections carrying no request make room, those of the address holding most first."""
+    connections carrying no request make room, those of the address holding most first; so
+    do those still sending a request's body (a login needs no token, and its body, sent a byte
+    at a time, held the slot for the whole body deadline)."""
     from stacker.preview.server import MAX_CONNECTIONS, MAX_CONNECTIONS_PER_CLIENT
 
     # 40 frames settling half a second each: still shooting however slowly the slots fill
     plan = {**PLAN, "frames": 40, "settle": 0.5}
     r = client.post("/api/sessions", json={"plan": plan, "name": "held"})
     assert r.status_code == 201, r.text
+    client.close()  # its idle connection would make room in their stead
     port = int(str(client.base_url).rsplit(":", 1)[1])
     held: list[socket.socket] = []
     try:
         for n in range(MAX_CONNECTIONS // MAX_CONNECTIONS_PER_CLIENT):
             for _ in range(MAX_CONNECTIONS_PER_CLIENT):
                 s = socket.create_connection(("127.0.0.1", port), 5, (f"127.0.0.{n + 2}", 0))
+                if sending != "nothing":
+                    s.sendall(
+                        b"POST /api/login HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                        b"Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{"
+                    )
                 held.append(s)
         time.sleep(0.5)  # all accepted: every slot taken
         phone = httpx.HTTPTransport(local_address="127.0.0.99")
