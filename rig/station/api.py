@@ -39,6 +39,7 @@ true).
 
 from __future__ import annotations
 
+import logging
 import mimetypes
 import os
 from collections.abc import Awaitable, Callable, Iterator
@@ -56,7 +57,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from rig.station.errors import NotFoundError, ReferenceChanged, StationBusyError
+from rig.station.errors import DownloadCut, NotFoundError, ReferenceChanged, StationBusyError
 from rig.station.files import ZIP_CHUNK, SessionFiles
 from rig.station.service import Station, describe_plan, plan_from_request
 from stacker.errors import UserError
@@ -71,6 +72,7 @@ from stacker.preview.access import (
 )
 from stacker.preview.server import NO_STORE, PING_S, PageExtension, create_app
 
+log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).with_name("static")
 
 T = TypeVar("T")
@@ -172,6 +174,10 @@ class _Download(StreamingResponse):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
+        except DownloadCut as cut:
+            # The answer has begun: returning before its end makes the server close the
+            # connection, and the client's download fails (a traceback would say no more).
+            log.warning("%s", cut)
         finally:
             close = getattr(self._chunks, "close", None)
             if close is not None:

@@ -23,3 +23,9 @@ class StationBusyError(StationError):
 
 class NotFoundError(StationError):
     """No such session or file among the station's own."""
+
+
+class DownloadCut(StationError):
+    """A download whose answer had begun cannot be finished as listed (a frame deleted or
+    moved meanwhile): the connection is closed before the answer's end, so the client sees a
+    failed download rather than keeping a whole-looking file with frames missing."""

@@ -26,7 +26,7 @@ from typing import Any
 
 from rig.errors import RigError
 from rig.session.folder import OUTPUT_FORMATS, SessionBusyError, SessionFolder
-from rig.station.errors import NotFoundError, StationBusyError, StationError
+from rig.station.errors import DownloadCut, NotFoundError, StationBusyError, StationError
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 ZIP_CHUNK = 1 << 20
@@ -297,7 +297,13 @@ def _zip_stream(files: list[Path], root: Path, *, prefix: str) -> Iterator[bytes
             try:
                 src = open_served(path, root)
             except OSError:
-                continue  # removed, or swapped for a link, since it was listed
+                # Removed (the session deleted, a resume setting a damaged frame aside), or
+                # swapped for a link, since it was listed. Skipped, the zip ended whole and
+                # valid with frames missing, and the photographer kept it as the session.
+                raise DownloadCut(
+                    f"{prefix}{path.name} was deleted or moved during the download of the "
+                    "session's frames: the download was cut; download it again"
+                ) from None
             with src:
                 when = time.localtime(os.fstat(src.fileno()).st_mtime)[:6]
                 when = min(max(when, ZIP_DATES[0]), ZIP_DATES[1])
