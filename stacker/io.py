@@ -232,13 +232,13 @@ def _decode(
             "Image Sequence)"
         )
     if tiff is not None and tiff.opencv_misreads:
-        return decode_tiff(data) or (None, 1)
+        return decode_tiff(data, MAX_FRAME_BYTES) or (None, 1)
     if is_webp(data):  # as stored, and turned here: not every OpenCV turns a WebP
         as_stored = flags | cv2.IMREAD_IGNORE_ORIENTATION
         return cv2.imdecode(np.frombuffer(data, np.uint8), as_stored), webp_orientation(data)
     decoded = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if decoded is None and is_tiff(data):  # float16, Zstandard...: see stacker.tiffread
-        return decode_tiff(data) or (None, 1)
+        return decode_tiff(data, MAX_FRAME_BYTES) or (None, 1)
     return decoded, 0
 
 

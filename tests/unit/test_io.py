@@ -840,3 +840,32 @@ def test_a_reference_frame_number_out_of_reach_is_said_so(given: str, said: str)
     with pytest.raises(StackerError, match=said):
         parse_reference(given)
     assert parse_reference("0003") == 2
+
+
+@pytest.mark.parametrize(("samples", "dtype"), [(8, np.uint16), (3, np.float16)])
+def test_a_tiff_too_large_once_decoded_is_refused_from_its_header(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, samples: int, dtype: type
+) -> None:
+    """A small file declaring a huge decoded image (eight 16-bit samples a pixel, or float16,
+    which OpenCV leaves to tifffile) was decoded whole before it was refused: 2.4 GB for a
+    2 MB file under the pixel limit. The limit is lowered here to keep the file small."""
+    import tracemalloc
+
+    import tifffile
+
+    import stacker.io
+
+    monkeypatch.setattr(stacker.io, "MAX_FRAME_BYTES", 4_000_000)
+    path = tmp_path / "bomb.tif"
+    photometric = "rgb" if samples == 3 else "minisblack"
+    tifffile.imwrite(path, np.zeros((1000, 1000, samples), dtype), photometric=photometric,
+                     planarconfig="contig", compression="zlib")  # fmt: skip
+    assert path.stat().st_size < 200_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(UnreadableImageError, match=r"bomb\.tif"):
+            read_image(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2_000_000, peak  # decoded, it is 6 to 16 MB
