@@ -13,6 +13,8 @@
 - **Body size.** A declared ``Content-Length`` over the limit is refused before anything is read,
   and a body streamed without one is counted chunk by chunk and refused (413) as soon as it goes
   over, so a huge upload is never held in memory.
+- **Not framed.** Every answer forbids framing by another site's page and type sniffing
+  (:data:`NOT_FRAMED`).
 - **Body time.** The body must arrive within ``body_timeout_s`` of the app's first asking for it;
   a client that trickles it (a byte now and then keeps a socket read alive for ever) gets a 408
   and the connection is closed. Once the body is complete, waiting for the client to leave (a
@@ -40,6 +42,15 @@ BODY_TIMEOUT_S = 10.0
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "localhost.localdomain"})
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+NOT_FRAMED = (
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", b"frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+)
+"""Headers on every answer: no other site's page may show ours in a frame, where a click
+meant for it would press our Stop or Delete (the ``SameSite=Strict`` login cookie already
+keeps such a frame logged out: this holds if that ever changes); and a type is never
+guessed."""
 
 
 def is_loopback(host: str) -> bool:
@@ -219,6 +230,7 @@ class RequestGuard(HttpMiddleware):
                 return  # the 413 went out already; the app's error answer is dropped
             if message["type"] == "http.response.start":
                 started = True
+                message = {**message, "headers": [*message.get("headers", ()), *NOT_FRAMED]}
             await send(message)
 
         try:

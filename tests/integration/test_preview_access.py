@@ -27,7 +27,11 @@ def test_a_preview_beyond_loopback_needs_the_printed_token() -> None:
         with httpx.Client(base_url=base, timeout=5) as browser:
             assert browser.get("/api/state").status_code == 401
             assert browser.get("/img/last.jpg").status_code == 401
-            assert browser.get("/").status_code == 200  # the shell, to ask for the token
+            shell = browser.get("/")
+            assert shell.status_code == 200  # the shell, to ask for the token
+            assert shell.headers["x-frame-options"] == "DENY"  # no other site frames it
+            assert shell.headers["content-security-policy"] == "frame-ancestors 'none'"
+            assert browser.get("/api/state").headers["x-content-type-options"] == "nosniff"
             assert "login.js" in browser.get("/").text
             assert browser.get("/static/login.js").status_code == 200
             assert browser.post("/api/login", json={"token": "guess"}).status_code == 403
