@@ -226,12 +226,19 @@ def _run_and_exit(
     from rig.preview import SessionPreview
     from rig.session.display import SessionDisplay
 
-    display = SessionDisplay(console, title=folder.root.name)
-    display.attach(runner)
-    if page is not None:
-        SessionPreview(page).attach(runner)
-    with display:
-        result = run_interruptible(runner, console, referenced_by=referenced_by)
+    try:
+        display = SessionDisplay(console, title=folder.root.name)
+        display.attach(runner)
+        if page is not None:
+            SessionPreview(page).attach(runner)
+        with display:
+            result = run_interruptible(runner, console, referenced_by=referenced_by)
+    except KeyboardInterrupt:
+        # A stop before the run took over the signals (one ssh drop as the session's folder
+        # was made): "rig: interrupted" alone left no word of the session or how to go on.
+        console.print(f"session {folder.root}: interrupted before its first frame")
+        console.print(f"continue with: {resume_hint(folder.root, referenced_by)}")
+        raise typer.Exit(130) from None
     report(result, folder, console, referenced_by=referenced_by)
     if result.reason is FinishReason.ABORTED and runner.stacking:
         _hard_exit(runner, 130)  # never finalise the interpreter under a thread in C code

@@ -417,3 +417,31 @@ def test_a_signal_once_the_session_is_over_lets_the_command_end_as_the_session_d
     signal.raise_signal(signal.SIGHUP)
     signal.raise_signal(signal.SIGTERM)  # the first let pass; a second would end it at once
     assert result == "completed"
+
+
+def test_a_stop_before_the_run_takes_the_signals_says_how_to_go_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hangup just as the session's folder was made (before the run handles signals) ended
+    the command with 'rig: interrupted' alone: not a word of the session made, nor how to go
+    on. (The signal is stood in for by a KeyboardInterrupt where it landed.)"""
+    import typer
+
+    from rig.cli import session as cli
+    from rig.session.display import SessionDisplay
+
+    def landed(_self: object, _runner: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(SessionDisplay, "attach", landed)
+    out = io.StringIO()
+    folder = SimpleNamespace(root=tmp_path / "beetle")
+    with pytest.raises(typer.Exit) as ended:
+        cli._run_and_exit(
+            SimpleNamespace(), folder, Console(file=out, width=200), referenced_by="--home"
+        )  # type: ignore[arg-type]
+    assert ended.value.exit_code == 130
+    assert out.getvalue().splitlines() == [
+        f"session {tmp_path / 'beetle'}: interrupted before its first frame",
+        f"continue with: rig resume {tmp_path / 'beetle'} --home",
+    ]
