@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -83,6 +84,19 @@ settings.register_profile("explore", derandomize=False, print_blob=True)
 settings.load_profile("repeatable")
 
 E2E = ROOT / "tests" / "e2e"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@pytest.fixture(autouse=True)
+def _stop_handlers_restored() -> Iterator[None]:
+    """A command run in this process (a CLI runner, a session's ``run_interruptible``) may
+    leave it winding down (``stacker.launch.wind_down``): SIGHUP ignored, Ctrl-C ending the
+    process. The next test's commands would inherit an ignored SIGHUP, and its own stops
+    misbehave: every test starts with the handlers the run began with."""
+    saved = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+    yield
+    for s, handler in saved.items():
+        signal.signal(s, handler)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

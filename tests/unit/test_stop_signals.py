@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,17 +20,6 @@ from rich.console import Console
 
 from stacker.cliutil import signals_as_ctrl_c, signals_handled
 from tests.paths import ROOT
-
-
-@pytest.fixture(autouse=True)
-def _handlers_restored() -> Iterator[None]:
-    """A block a signal came in leaves the process winding down (see ``wind_down``); this
-    test process goes on, with its own handlers."""
-    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    saved = {s: signal.getsignal(s) for s in stops}
-    yield
-    for s, handler in saved.items():
-        signal.signal(s, handler)
 
 
 def test_a_hangup_is_routed_like_sigterm() -> None:
