@@ -473,10 +473,9 @@ def test_a_drive_cut_by_a_dropped_link_is_made_in_the_live_view_started_again(
         lens.move_by(3)
         handle = cam._cam
         assert isinstance(handle, QuirkyHandle)
-        drive = handle.set_single_config
 
         def dropped(key: str, widget: Any) -> None:
-            handle.set_single_config = drive  # type: ignore[method-assign]
+            del handle.set_single_config  # the class's again: no cycle keeps the handle alive
             raise handle._error(GP_ERROR_IO_USB_FIND)
 
         handle.set_single_config = dropped  # type: ignore[method-assign]
