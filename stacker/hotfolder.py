@@ -400,9 +400,29 @@ class HotFolder:
         """
         self._require_started()
         while (entry := self._next(stop, idle_timeout)) is not None:
+            if self._cut_short(entry):
+                continue
             if self._take(entry):
                 yield entry.path
             self.last_activity = time.monotonic()
+
+    def _cut_short(self, entry: _Entry) -> bool:
+        """Whether ``entry``, complete by its events or its quiet, is visibly cut short
+        (:func:`~stacker.io.truncation`) and is looked at again later, as :meth:`frames` does
+        with a file it cannot decode: polled, an upload that stalls for longer than ``settle``
+        (Wi-Fi, a network share) looked written, and its first half was handed out (and copied
+        as a cable-released shot). After ``decode_retries`` looks it goes out as it is, for
+        its reader to report."""
+        try:
+            with pinned(entry.path, self._real_folder) as held:
+                reason = truncation(held)
+        except (OSError, OutsideFolder):  # gone, or a link out: _take and the reader tell
+            return False
+        if reason is None or entry.attempts >= self.decode_retries:
+            return False
+        entry.attempts += 1
+        entry.retry_at = time.monotonic() + self.retry_interval
+        return True
 
     def frames(
         self,

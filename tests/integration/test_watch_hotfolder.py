@@ -189,6 +189,43 @@ def test_a_polled_frame_that_stalls_less_than_the_settle_time_is_waited_for(
     assert [(p.name, size) for p, size in got] == [("stalled.tif", len(data))]
 
 
+def test_a_polled_jpeg_that_stalls_longer_than_the_settle_time_is_not_handed_out_half(
+    tmp_path: Path,
+) -> None:
+    """Polled, a Wi-Fi upload that stalls for longer than ``settle`` looks written; a JPEG
+    without its end marker is looked at again, and handed out whole once the upload goes on."""
+    data = textured_jpeg(30)
+    with HotFolder(tmp_path, settle=0.3, polling=True) as hot:
+
+        def writer() -> None:
+            with (tmp_path / "stalled.jpg").open("wb") as fh:
+                fh.write(data[: len(data) // 2])
+                fh.flush()
+                time.sleep(1.0)  # two polls, more than three times the settle time
+                fh.write(data[len(data) // 2 :])
+
+        t = in_thread(writer)
+        got = collect_paths(hot, t, 1, grace=2.0)
+        t.join()
+    assert [(p.name, size) for p, size in got] == [("stalled.jpg", len(data))]
+
+
+def test_a_polled_jpeg_that_stays_cut_short_is_handed_out_after_the_retries(
+    tmp_path: Path,
+) -> None:
+    """An upload that never finishes is not waited for forever: after ``decode_retries`` looks
+    the file goes out as it is, and its reader reports it."""
+    data = textured_jpeg(31)
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    with HotFolder(tmp_path, settle=0.2, polling=True, retry_interval=0.2) as hot:
+        start = time.monotonic()
+        got = [
+            (p.name, p.stat().st_size, time.monotonic() - start) for p in hot.paths(idle_timeout=3)
+        ]
+    assert [(name, size) for name, size, _ in got] == [("cut.jpg", len(data) // 2)]
+    assert got[0][2] >= 3 * 0.2  # looked at again decode_retries times first
+
+
 def test_a_frame_written_again_while_it_is_read_is_read_again_once_settled(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
