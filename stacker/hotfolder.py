@@ -232,11 +232,13 @@ class HotFolder:
     hard or symbolic link, is left out with a note in :attr:`notes`): one rewritten in place or
     renamed over (a re-export) is not stacked again, except one that was reported unreadable,
     which is looked at again when it changes. A new file under the name of one deleted or renamed
-    away is a new frame. A file moved out of the folder once it was opened is read whole all the
-    same; one moved out or deleted before that (another program importing from the folder) is
-    named in :attr:`notes`. A poll cannot tell a file renamed over a frame from one renamed in after
-    the frame was deleted (gphoto2's ``--force-overwrite`` unlinks, then renames its download
-    in): both show as the old file gone and a new one there, and polled, both are new frames.
+    away is a new frame; so is a shot under the name of a RAW+JPEG shot deleted whole, while a
+    shot renamed (both its files) is still one frame. A file moved out of the folder once it was
+    opened is read whole all the same; one moved out or deleted before that (another program
+    importing from the folder) is named in :attr:`notes`. A poll cannot tell a file renamed
+    over a frame from one renamed in after the frame was deleted (gphoto2's
+    ``--force-overwrite`` unlinks, then renames its download in): both show as the old file
+    gone and a new one there, and polled, both are new frames.
     """
 
     def __init__(
@@ -291,7 +293,8 @@ class HotFolder:
         self._vanished: dict[Path, _Entry] = {}  # found gone before the event saying how
         self._denied: set[Path] = set()  # reported unreadable for want of permission
         self._done: dict[Path, tuple[int, int]] = {}
-        self._claimed: dict[str, Path] = {}
+        self._claimed: dict[str, Path] = {}  # each shot's key to its file taken
+        self._partnered: set[str] = set()  # the keys of the shots a partner was passed over in
         self._identities: dict[FileIdentity, Path] = {}  # of the files taken, to each's name
         self._shot_keys = ShotKeys()  # see _pair_key
         self._arrivals = 0
@@ -662,6 +665,7 @@ class HotFolder:
             taken = bool(src) and self._forget(Path(src), gone=gone)
             if dest and taken and file_identity(dest) in self._identities:
                 self._done[Path(dest)] = _TAKEN  # a frame taken, renamed: the same frame
+                self._claim_renamed(Path(src), Path(dest))
             elif dest:
                 # Renamed in: complete. From a frame taken but not that file: a poll reports a
                 # frame deleted and a new file given its inode number (ext4 gives a freed one
@@ -831,7 +835,39 @@ class HotFolder:
         if marker not in (_TAKEN, _SKIPPED):
             return False
         del self._done[path]
+        if gone:
+            self._end_shot(self._pair_key(path))
+        elif marker is _SKIPPED and path in self.skipped:  # counted again under its new name
+            self.skipped.remove(path)
         return marker == _TAKEN
+
+    def _end_shot(self, key: str) -> None:
+        """Free the name of a shot whose file taken and every partner passed over for it are
+        gone: a new shot under it is a new frame, where it was passed over as the old shot's
+        partner (gphoto2 numbers its downloads from ``capt0000`` again each run; a folder
+        cleared for a new stack, the camera's numbering reset). A shot whose partner never
+        came keeps its claim: an importer that moves each file on as it lands would otherwise
+        have the late RAW of a JPEG it took stacked as well, the same exposure twice."""
+        claimed = self._claimed.get(key)
+        if claimed is None or key not in self._partnered or self._done.get(claimed) is _TAKEN:
+            return
+        if any(what is _SKIPPED and self._pair_key(p) == key for p, what in self._done.items()):
+            return
+        del self._claimed[key]
+        self._partnered.discard(key)
+
+    def _claim_renamed(self, src: Path, dest: Path) -> None:
+        """A file taken, renamed in the folder (a tethering program's naming template, applied
+        to both files of a RAW+JPEG shot): its shot's claim goes with it, so that the partner
+        renamed the same way is passed over too, and one renamed first and waiting is passed
+        over now (it was stacked: the same exposure twice)."""
+        if self._claimed.get(self._pair_key(src)) != src:
+            return
+        key = self._pair_key(dest)
+        if self._claimed.setdefault(key, dest) != dest:
+            return
+        for other in [e.path for e in self._entries.values() if self._pair_key(e.path) == key]:
+            self._skip(other)
 
     def _lost(self, entry: _Entry) -> None:
         """Say that a file that had content left the folder before it was read.
@@ -854,6 +890,7 @@ class HotFolder:
         every RAW whose JPEG landed first)."""
         self._entries.pop(path, None)
         self._done[path] = _SKIPPED
+        self._partnered.add(self._pair_key(path))
         self.skipped.append(path)
 
     def _list_existing(self) -> None:

@@ -351,6 +351,68 @@ def test_lone_raw_is_taken_after_the_pair_wait_and_prefer_raw_skips_jpegs(
     assert [p.name for p in hot.skipped] == ["a.jpg"]
 
 
+@pytest.mark.parametrize("raw_first", [False, True])
+@pytest.mark.parametrize("polling", [False, True])
+def test_a_raw_jpeg_shot_renamed_after_it_was_taken_is_still_one_frame(
+    tmp_path: Path, polling: bool, raw_first: bool
+) -> None:
+    """A tethering program that renames both files of a shot by its naming template: the RAW
+    under its new name is the partner it was, not a new frame (the same exposure twice), in
+    whichever order the two are renamed; the partners skipped are counted once."""
+    raw = b"raw bytes" * 500
+    got: list[tuple[Path, int]] = []
+    with HotFolder(tmp_path, settle=0.3, pair_wait=0.5, polling=polling) as hot:
+
+        def tool() -> None:
+            (tmp_path / "IMG_0001.JPG").write_bytes(textured_jpeg(60))
+            (tmp_path / "IMG_0001.CR3").write_bytes(raw)
+            wait_until(lambda: len(got) == 1 and len(hot.skipped) == 1)
+            order = ["CR3", "JPG"] if raw_first else ["JPG", "CR3"]
+            for suffix in order:
+                os.rename(tmp_path / f"IMG_0001.{suffix}", tmp_path / f"Beetle_0001.{suffix}")
+
+        t = in_thread(tool)
+        collect_paths(hot, t, 1, skipped=1, grace=2.0, got=got)
+        t.join()
+    assert [p.name for p, _ in got] == ["IMG_0001.JPG"]
+    assert [p.name for p in hot.skipped] == ["Beetle_0001.CR3"]
+
+
+@pytest.mark.parametrize("polling", [False, True])
+def test_a_new_shot_under_the_name_of_a_shot_deleted_whole_is_a_new_frame(
+    tmp_path: Path, polling: bool
+) -> None:
+    """A folder cleared for the next stack, the camera's numbering reset (gphoto2 names its
+    downloads from capt0000 again each run): a RAW alone under the name of a deleted RAW+JPEG
+    shot is stacked after the pair wait, not passed over as the old shot's partner. A JPEG
+    moved out by an importer keeps its shot's claim: its late RAW is not stacked."""
+    raw = b"raw bytes" * 500
+    got: list[tuple[Path, int]] = []
+    with HotFolder(tmp_path, settle=0.3, pair_wait=0.5, polling=polling) as hot:
+
+        def camera() -> None:
+            (tmp_path / "capt0000.jpg").write_bytes(textured_jpeg(61))
+            (tmp_path / "capt0000.cr3").write_bytes(raw)
+            (tmp_path / "capt0002.jpg").write_bytes(textured_jpeg(62))
+            wait_until(lambda: len(got) == 2 and len(hot.skipped) == 1)
+            for name in ["capt0000.jpg", "capt0000.cr3"]:
+                (tmp_path / name).unlink()
+            os.rename(tmp_path / "capt0002.jpg", tmp_path / "imported.txt")  # an importer's
+            time.sleep(1.5)  # the events of both reach the watch first
+            (tmp_path / "capt0000.cr3").write_bytes(raw * 2)  # the new run's shot: RAW only
+            (tmp_path / "capt0002.cr3").write_bytes(raw)  # the moved JPEG's RAW, late
+
+        t = in_thread(camera)
+        collect_paths(hot, t, 3, skipped=2, grace=2.0, got=got)
+        t.join()
+    assert [(p.name, size) for p, size in got] == [
+        ("capt0000.jpg", len(textured_jpeg(61))),
+        ("capt0002.jpg", len(textured_jpeg(62))),
+        ("capt0000.cr3", 2 * len(raw)),
+    ]
+    assert [p.name for p in hot.skipped] == ["capt0000.cr3", "capt0002.cr3"]
+
+
 @pytest.mark.slow
 def test_existing_files_first_in_natural_order_then_arrival_order(tmp_path: Path) -> None:
     for name in ["frame_10.jpg", "frame_2.jpg", "frame_1.jpg", "Frame_3.jpg"]:
