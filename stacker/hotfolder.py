@@ -204,6 +204,10 @@ class HotFolder:
         file that may be that partner is being written), then stacked on its own.
     pair_wait
         See ``prefer``.
+    pairs
+        False: every file is handed out, each when it is complete, for a caller that groups
+        the files of a shot itself (a cable-fired camera keeps the RAW with its JPEG, see
+        :mod:`rig.camera.cable`); ``prefer`` and ``pair_wait`` then play no part.
     polling
         Poll the folder instead of using native events. A folder on a network share (NFS, SMB),
         a FUSE mount or a virtual machine's shared folder is polled anyway (see
@@ -248,6 +252,7 @@ class HotFolder:
         settle: float = 0.5,
         prefer: Prefer = "jpeg",
         pair_wait: float = 2.0,
+        pairs: bool = True,
         polling: bool = False,
         ignore: Iterable[str | os.PathLike[str]] = (),
         existing: bool = True,
@@ -263,6 +268,7 @@ class HotFolder:
         self.settle = float(settle)
         self.prefer: Prefer = prefer
         self.pair_wait = float(pair_wait)
+        self.pairs = pairs
         self.polling = polling
         self.existing = existing
         self.decode_retries = int(decode_retries)
@@ -758,8 +764,9 @@ class HotFolder:
         return entry
 
     def _pair_key(self, path: Path) -> str:
-        """What the files of one shot share (:class:`~stacker.pairs.ShotKeys`), as they land."""
-        return self._shot_keys.key(path)
+        """What the files of one shot share (:class:`~stacker.pairs.ShotKeys`), as they land;
+        with ``pairs`` off, each file is a shot of its own."""
+        return self._shot_keys.key(path) if self.pairs else str(path)
 
     def _not_a_frame(self, path: Path, now: float) -> None:
         """What a file that is no frame says: a frame still written under a temporary name
@@ -943,7 +950,7 @@ class HotFolder:
         return quiet >= self.close_grace
 
     def _preferred(self, path: Path) -> bool:
-        return is_raw_path(path) == (self.prefer == "raw")
+        return not self.pairs or is_raw_path(path) == (self.prefer == "raw")
 
     def _select(self, now: float) -> _Entry | None:
         by_stem: dict[str, list[_Entry]] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,6 +68,53 @@ def test_fire_wait_and_copy_under_the_frame_stem(
     assert first[0].read_bytes() == (incoming / "DSC_0001.JPG").read_bytes()
     assert sim.shutter_pulses == 2 and program.shots == 2
     assert (incoming / "DSC_0002.JPG").exists()  # the original stays with its owner
+
+
+class RawPlusJpegProgram:
+    """Writes a RAW and a JPEG for every shutter pulse, in the given order and in slow chunks,
+    as a camera's Wi-Fi or FTP upload lands them (neither renamed in: closed when written)."""
+
+    def __init__(self, folder: Path, *, raw_first: bool) -> None:
+        self.folder, self.raw_first = folder, raw_first
+        self.raw = os.urandom(600_000)
+        self.shots = 0
+
+    def on_shutter(self) -> None:
+        self.shots += 1
+        files = [(f"DSC_{self.shots:04d}.NEF", self.raw), (f"DSC_{self.shots:04d}.JPG", jpeg(90))]
+        if not self.raw_first:
+            files.reverse()
+
+        def write() -> None:
+            for name, data in files:
+                with (self.folder / name).open("wb") as fh:
+                    for start in range(0, len(data), 100_000):
+                        fh.write(data[start : start + 100_000])
+                        fh.flush()
+                        time.sleep(0.05)
+
+        threading.Timer(0.1, write).start()
+
+
+@pytest.mark.parametrize("raw_first", [False, True])
+def test_a_raw_plus_jpeg_shot_keeps_its_raw_whole_with_its_frame(
+    rail: tuple[StackShotSimulator, StackShotRail], tmp_path: Path, raw_first: bool
+) -> None:
+    """The RAW landing after its JPEG was copied as far as it had been written (the first
+    frame's cut short, the second's missing); each frame now gets both files, whole."""
+    sim, focuser = rail
+    incoming, frames = tmp_path / "incoming", tmp_path / "frames"
+    incoming.mkdir()
+    frames.mkdir()
+    program = RawPlusJpegProgram(incoming, raw_first=raw_first)
+    sim.on_shutter = program.on_shutter
+    with CableReleaseCamera(focuser, incoming, timeout_s=10.0, pair_wait=1.0) as camera:
+        shots = [camera.capture(frames, f"frame_{i:04d}") for i in (1, 2)]
+    assert [[(p.name, p.stat().st_size) for p in shot] for shot in shots] == [
+        [(f"frame_{i:04d}.jpg", len(jpeg(90))), (f"frame_{i:04d}.nef", len(program.raw))]
+        for i in (1, 2)
+    ]
+    assert all(shot[1].read_bytes() == program.raw for shot in shots)
 
 
 @pytest.mark.slow
