@@ -19,6 +19,7 @@ from typing import BinaryIO
 
 from stacker import tiff_exif
 from stacker.pinned import open_regular
+from stacker.tiffread import is_tiff
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +187,7 @@ def file_orientation(path: Path) -> int:
             head = fh.read(4)
     except OSError:
         return 1
-    if head in (b"II*\x00", b"MM\x00*"):
+    if is_tiff(head):  # BigTIFF too: its orientation was taken for 1
         try:
             import tifffile
 

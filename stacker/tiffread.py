@@ -38,7 +38,11 @@ def survey(data: bytes) -> TiffSurvey:
     - extra samples (alpha): libtiff's RGBA path multiplies the colours by an unassociated
       alpha, so half-transparent pixels came out half as bright;
     - signed samples, or integers wider than 16 bits: read as other types and clipped;
-    - MinIsWhite samples of more than 8 bits: left as stored, a negative.
+    - MinIsWhite samples of more than 8 bits: left as stored, a negative;
+    - tiles of an image with an Orientation other than 1: libtiff's RGBA tile reader (OpenCV's
+      8-bit path) turns part of the way itself (opencv PR #14609), and OpenCV turns the rest
+      as if it had not, so orientations 2, 3, 6 and 7 came out in scrambled bands (a camera
+      JPEG shot upright converted by ``convert -define tiff:tile-geometry=...`` or ``tiffcp -t``).
 
     A file of several full-size images (ImageJ's or a microscope's stack) is counted: both
     decoders read the first image alone, and the rest of the stack was left out unsaid.
@@ -53,7 +57,12 @@ def survey(data: bytes) -> TiffSurvey:
             signed = page.sampleformat == tifffile.SAMPLEFORMAT.INT
             wide = page.sampleformat == tifffile.SAMPLEFORMAT.UINT and bits > 16
             white = page.photometric == tifffile.PHOTOMETRIC.MINISWHITE and bits > 8
-            misread = bool((separate and bits > 8) or page.extrasamples or signed or wide or white)
+            orientation = page.tags.get(274)
+            turned = orientation is not None and orientation.value != 1
+            tiles = page.is_tiled and turned
+            misread = bool(
+                (separate and bits > 8) or page.extrasamples or signed or wide or white or tiles
+            )
             images = 1
             if len(tif.pages) > 1:
                 second = tif.pages[1]
@@ -67,7 +76,10 @@ def survey(data: bytes) -> TiffSurvey:
 def decode_tiff(data: bytes, max_bytes: int) -> tuple[np.ndarray, int] | None:
     """The first image of TIFF ``data`` as stored (BGR) and its orientation (1 to 8); None when
     tifffile cannot read it either, or it is no photograph (one sample per pixel with a palette,
-    CMYK, more than four samples), or it would take more than ``max_bytes`` once decoded.
+    CMYK, more than four samples), or it would take more than ``max_bytes`` once decoded. An
+    alpha channel is dropped (a grey one's too: an export with transparency kept), an
+    associated one after the colour is divided by it (stored premultiplied, half-transparent
+    pixels were half as bright).
 
     Both are told from the header, before anything is decoded: a 2 MB file declaring 144
     megapixels of eight 16-bit samples (under the pixel limit) took 2.4 GB to be refused, from
@@ -77,18 +89,23 @@ def decode_tiff(data: bytes, max_bytes: int) -> tuple[np.ndarray, int] | None:
     try:
         with tifffile.TiffFile(io.BytesIO(data)) as tif:
             page = tif.pages[0]
-            if page.photometric not in (
+            ycbcr = (  # JPEG-compressed: its decoder gives RGB (libtiff's "JPEGCOLORMODE")
+                page.photometric == tifffile.PHOTOMETRIC.YCBCR
+                and page.compression == tifffile.COMPRESSION.JPEG
+            )
+            if not ycbcr and page.photometric not in (
                 tifffile.PHOTOMETRIC.MINISBLACK,
                 tifffile.PHOTOMETRIC.MINISWHITE,
                 tifffile.PHOTOMETRIC.RGB,
             ):
                 return None
-            if page.samplesperpixel not in (1, 3, 4) or page.nbytes > max_bytes:
+            if page.samplesperpixel not in (1, 2, 3, 4) or page.nbytes > max_bytes:
                 return None
             pixels = page.asarray()
             if page.photometric == tifffile.PHOTOMETRIC.MINISWHITE:
                 pixels = _inverted(pixels)
             axes = page.axes
+            premultiplied = tuple(page.extrasamples)[:1] == (tifffile.EXTRASAMPLE.ASSOCALPHA,)
             tag = page.tags.get(274)  # Orientation
             orientation = int(tag.value) if tag is not None else 1
     except Exception:  # tifffile's and its codecs' errors have no common base
@@ -97,6 +114,10 @@ def decode_tiff(data: bytes, max_bytes: int) -> tuple[np.ndarray, int] | None:
         pixels = np.moveaxis(pixels, axes.index("S"), -1)
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
+    if premultiplied and pixels.ndim == 3 and pixels.shape[2] in (2, 4):
+        pixels = _unpremultiplied(pixels)
+    if pixels.ndim == 3 and pixels.shape[2] == 2:  # grey and alpha
+        pixels = pixels[:, :, :1]
     if pixels.ndim != 3 or pixels.shape[2] not in (1, 3, 4) or pixels.dtype.kind not in "buif":
         return None  # complex samples are no photograph
     if pixels.dtype == np.bool_:  # one bit a sample, as OpenCV reads it: 0 or 255
@@ -105,6 +126,17 @@ def decode_tiff(data: bytes, max_bytes: int) -> tuple[np.ndarray, int] | None:
         pixels = pixels.astype(np.float32)
     bgr = np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels[:, :, 2::-1]
     return np.ascontiguousarray(bgr), orientation if 1 <= orientation <= 8 else 1
+
+
+def _unpremultiplied(pixels: np.ndarray) -> np.ndarray:
+    """Colour samples stored multiplied by the last sample (associated alpha) divided by it;
+    where alpha is 0 there is no colour, and it stays 0."""
+    top = 1.0 if pixels.dtype.kind == "f" else float(np.iinfo(pixels.dtype).max)
+    alpha = pixels[:, :, -1:].astype(np.float32) / top
+    colour = pixels[:, :, :-1] / np.where(alpha > 0, alpha, 1.0)
+    if pixels.dtype.kind != "f":
+        colour = np.clip(np.rint(colour), 0, top)
+    return np.concatenate([colour.astype(pixels.dtype), pixels[:, :, -1:]], axis=2)
 
 
 def _inverted(pixels: np.ndarray) -> np.ndarray:
