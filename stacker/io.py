@@ -55,7 +55,9 @@ RAW_EXTENSIONS = frozenset(
 FFF, Phase One IIQ, Leaf MOS, Mamiya MEF), Leica RWL and older bodies (Canon CRW, Minolta MRW,
 Sony SRF/SR2, Kodak DCR/KDC, Epson ERF), which macro work still uses. Sigma X3F is left out:
 LibRaw reads it only when built with its optional X3F decoder."""
-RASTER_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"})
+RASTER_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".tif", ".tiff", ".bmp", ".webp"}
+)  # .jfif: a JPEG as Windows' browsers save one
 IMAGE_EXTENSIONS = RASTER_EXTENSIONS | RAW_EXTENSIONS
 UNREAD_EXTENSIONS = frozenset({".heic", ".heif", ".hif", ".avif"})
 """Image files a phone or a recent camera writes that stackrig does not read in a folder: not
@@ -515,16 +517,15 @@ def truncation(path: Path) -> str | None:
         return "empty (0 bytes: its data never reached the disk?)"
     if not head.strip(b"\0"):
         return "begins with zero bytes (written at full size but its data never reached the disk?)"
-    suffix = path.suffix.lower()
-    if suffix in (".jpg", ".jpeg"):
+    if head.startswith(b"\xff\xd8"):  # told by content: ``.jfif``, ``.jpe``, a JPEG named .png
         if not _jpeg_is_complete(path.read_bytes()):
             return "truncated JPEG (no end-of-image marker)"
-    elif suffix == ".png":
+    elif head.startswith(b"\x89PNG\r\n\x1a\n"):
         with path.open("rb") as fh:
             fh.seek(max(0, os.fstat(fh.fileno()).st_size - 64))
             if b"IEND" not in fh.read():
                 return "truncated PNG (no IEND chunk)"
-    elif suffix in RAW_EXTENSIONS:
+    elif path.suffix.lower() in RAW_EXTENSIONS:
         with path.open("rb") as fh:
             size = os.fstat(fh.fileno()).st_size
             fh.seek(max(0, size - RAW_ZERO_TAIL))

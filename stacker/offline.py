@@ -112,7 +112,11 @@ def _folder_frames(
     whose own images are its results, gives the frames in its ``frames/``, as ``stacker
     batch`` takes them: "holds only results of earlier runs" sent the photographer to stack
     the old composite and depth map."""
-    named = [f for f in p.iterdir() if is_image_path(f)]
+    entries = list(p.iterdir())
+    named = [f for f in entries if is_image_path(f)]
+    unread = [
+        f for f in entries if f.suffix.lower() in UNREAD_EXTENSIONS and not f.name.startswith(".")
+    ]
     images = frame_order(f for f in named if f.is_file())
     found = [f for f in images if not is_our_output(f)]
     if on_note is not None and len(images) < len(named):
@@ -131,13 +135,16 @@ def _folder_frames(
         raise StackerError(
             f"{p}: holds only results of earlier runs; to stack them, name the files one by one"
         )
+    kinds = ", ".join(sorted({f.suffix.lower() for f in unread}))
     if not found:
-        unread = sorted({f.suffix.lower() for f in p.iterdir()} & UNREAD_EXTENSIONS)
-        hint = f"; {', '.join(unread)} files are not read: export them as JPEG or TIFF"
+        hint = f"; {kinds} files are not read: export them as JPEG or TIFF"
         raise StackerError(
             f"{p}: no images in this folder (looked for {READ_KINDS} files)"
             + (hint if unread else "")
         )
+    if unread and on_note is not None:  # a frame shot as HEIF among JPEGs was left out unsaid
+        names = ", ".join(f.name for f in frame_order(unread))
+        on_note(f"{p}: left out, {kinds} files are not read (export them as JPEG or TIFF): {names}")
     if prefer is not None:
         found, partners, lone = one_of_each_shot(found, prefer)
         if lone and on_note is not None:
@@ -363,7 +370,10 @@ def _stack_pass(
                         "choose another --reference"
                     )
             if not record.merged:
-                warning = f"{path}: not merged: {record.reason}"
+                # Turned to the first frame's orientation, a frame shown upright elsewhere may
+                # fail to align: the note says why, where the reason alone does not.
+                why = f"; {turned.removeprefix(f'{path}: ')}" if turned else ""
+                warning = f"{path}: not merged: {record.reason}{why}"
                 if strict:
                     raise StackerError(f"{warning} (--strict stops at rejected frames)")
             if on_frame:

@@ -755,6 +755,86 @@ def test_a_jpeg_wider_than_libjpeg_writes_is_refused_in_one_line() -> None:
     assert encode_image(np.zeros((2, 70000, 3), np.uint8), ".png")[:4] == b"\x89PNG"
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("compression", [None, "jpeg"])
+def test_a_tiled_tiff_is_turned_as_its_orientation_says(
+    tmp_path: Path, orientation: int, compression: str | None
+) -> None:
+    """A camera JPEG shot on its side, converted to a tiled TIFF (``convert -define
+    tiff:tile-geometry=...``, ``tiffcp -t``): OpenCV's 8-bit tile reader turned 2, 3, 6 and 7
+    into scrambled bands, and a JPEG-compressed one could not be read at all."""
+    rng = np.random.default_rng(orientation)
+    rgb = cv2.GaussianBlur(rng.random((96, 128, 3)), (0, 0), 3)
+    rgb = (rgb - rgb.min()) / np.ptp(rgb)
+    stored = np.rint(rgb * 255).astype(np.uint8)
+    tag = [(274, "H", 1, orientation, True)]
+    tifffile.imwrite(tmp_path / "tiled.tif", stored, photometric="rgb", tile=(32, 32),
+                     compression=compression, extratags=tag)  # fmt: skip
+    stored = tifffile.imread(tmp_path / "tiled.tif")  # as the JPEG tiles decode
+    tifffile.imwrite(tmp_path / "strips.tif", stored, photometric="rgb", extratags=tag)
+    shown = read_image(tmp_path / "strips.tif")  # as viewers show it: see test_orientation
+    img = read_image(tmp_path / "tiled.tif")
+    assert img.shape == shown.shape
+    assert np.abs(img.astype(np.int16) - shown).max() <= (1 if compression else 0)
+
+
+def test_a_bigtiff_s_orientation_is_its_own(tmp_path: Path) -> None:
+    """A BigTIFF's Orientation tag was taken for 1: a BigTIFF after a TIFF of the same pixels
+    and tag was read upside down, and refused as not aligning."""
+    from stacker.metadata import file_orientation
+
+    path = tmp_path / "big.tif"
+    tifffile.imwrite(path, np.zeros((8, 8, 3), np.uint8), photometric="rgb", bigtiff=True,
+                     extratags=[(274, "H", 1, 3, True)])  # fmt: skip
+    assert file_orientation(path) == 3
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_a_grey_tiff_with_alpha_is_read_as_grey(tmp_path: Path, dtype: type) -> None:
+    """An export that kept transparency (ImageMagick ``-alpha set``) was "not a readable
+    image"."""
+    grey = np.arange(24 * 32, dtype=np.uint32).reshape(24, 32) % np.iinfo(dtype).max
+    path = tmp_path / "grey_alpha.tif"
+    tifffile.imwrite(path, np.dstack([grey, np.full_like(grey, 7)]).astype(dtype),
+                     photometric="minisblack", extrasamples=["unassalpha"])  # fmt: skip
+    img = read_image(path)
+    assert img.dtype == dtype and img.shape == (24, 32, 3)
+    assert (img == grey.astype(dtype)[:, :, None]).all()
+
+
+def test_colours_stored_with_an_associated_alpha_are_divided_by_it(tmp_path: Path) -> None:
+    """Stored premultiplied, the half-transparent pixels came out half as bright."""
+    rgb = np.full((24, 32, 3), 50000, np.uint16)
+    alpha = np.full((24, 32, 1), 65535, np.uint16)
+    alpha[8:16] = 32768
+    stored = np.rint(rgb * (alpha / 65535)).astype(np.uint16)
+    path = tmp_path / "premultiplied.tif"
+    tifffile.imwrite(path, np.dstack([stored, alpha]), photometric="rgb",
+                     extrasamples=["assocalpha"])  # fmt: skip
+    assert np.abs(read_image(path).astype(np.int32) - 50000).max() <= 2
+
+
+def test_jfif_and_jpe_frames_are_stacked_and_heic_ones_among_them_are_named(
+    tmp_path: Path,
+) -> None:
+    """A ``.jfif`` (a JPEG as Windows' browsers save it), a ``.jpe`` and a camera's ``.HIF``
+    among JPEGs: the first two were left out of the folder without a word, and the HEIF one
+    was named only when a folder held nothing else."""
+    from stacker.offline import collect_inputs
+
+    data = cv2.imencode(".jpg", np.full((8, 8, 3), 99, np.uint8))[1].tobytes()
+    for name in ["a_1.jpg", "a_2.jfif", "a_3.JPE", "a_4.HIF"]:
+        (tmp_path / name).write_bytes(data)
+    (tmp_path / "a_2.jfif").write_bytes(data[: len(data) // 2])  # cut short: told by content
+    notes: list[str] = []
+    files = collect_inputs([tmp_path], on_note=notes.append)
+    assert [f.name for f in files] == ["a_1.jpg", "a_2.jfif", "a_3.JPE"]
+    assert truncation(tmp_path / "a_2.jfif") == "truncated JPEG (no end-of-image marker)"
+    assert notes == [
+        f"{tmp_path}: left out, .hif files are not read (export them as JPEG or TIFF): a_4.HIF"
+    ]
+
+
 def test_a_folder_of_heic_files_is_told_what_to_do(tmp_path: Path) -> None:
     """A phone's or a recent camera's HEIC frames gave "no images in this folder (looked for
     JPEG, PNG, TIFF, RAW)": nothing said they were seen, nor what to do, and the list left

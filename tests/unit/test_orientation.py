@@ -117,3 +117,28 @@ def test_reader_keeps_the_first_raw_frames_orientation(
     assert f"first frame's {first}" in note
     again, note = reader.read(paths[0])
     assert note is None and np.array_equal(again, read_raw_linear(paths[0]))
+
+
+def test_a_frame_turned_to_the_first_frame_s_orientation_and_kept_out_says_so(
+    tmp_path: Path,
+) -> None:
+    """A frame whose EXIF says upside down, after an upright first frame, is read like the
+    first frame and then does not align: its rejection said only "alignment score -0.99",
+    the orientation note that explains it was overwritten."""
+    from stacker.offline import stack_files
+
+    rng = np.random.default_rng(5)
+    img = (cv2.GaussianBlur(rng.random((120, 160, 3)), (0, 0), 2) * 255).astype(np.uint8)
+    data = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+    upright = tag_jpeg(
+        cv2.imencode(".jpg", img[::-1, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes(), 3
+    )
+    files = []
+    for name, content in (("f1.jpg", data), ("f2.jpg", upright), ("f3.jpg", data)):
+        (tmp_path / name).write_bytes(content)
+        files.append(tmp_path / name)
+    warnings: list[str] = []
+    stack_files(files, tmp_path / "out.tif", on_frame=lambda p, r, w: w and warnings.append(w))
+    assert len(warnings) == 1
+    assert warnings[0].startswith(f"{files[1]}: not merged: ")
+    assert "; EXIF orientation 3 differs from the first frame's 1" in warnings[0]
