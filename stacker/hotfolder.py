@@ -84,6 +84,11 @@ TEMPORARY_SUFFIXES = (
 )
 
 
+_UNNAMED_UPLOADS = ("tmpfile", ".pureftpd-upload.", ".davfs.tmp")
+"""Temporary names that do not carry the final one: gphoto2's downloads (main.c,
+``save_file_to_file``), pure-ftpd's uploads (``-0``; ftpd.c, ``fill_atomic_prefix``) and Apache
+mod_dav's (``DAV_FS_TMP_PREFIX``), each renamed to the frame's name once written."""
+
 _CARRIES_IMAGE = re.compile(
     r"\.(" + "|".join(sorted(e[1:] for e in IMAGE_EXTENSIONS)) + r")(\.|$)", re.IGNORECASE
 )
@@ -301,6 +306,7 @@ class HotFolder:
         self._done: dict[Path, tuple[int, int]] = {}
         self._claimed: dict[str, Path] = {}  # each shot's key to its file taken
         self._partnered: set[str] = set()  # the keys of the shots a partner was passed over in
+        self._fading: dict[str, float] = {}  # claims whose file is gone, until when (_end_shot)
         self._identities: dict[FileIdentity, Path] = {}  # of the files taken, to each's name
         self._shot_keys = ShotKeys()  # see _pair_key
         self._arrivals = 0
@@ -665,14 +671,21 @@ class HotFolder:
             self._free_partners(Path(src))
         elif kind == "deleted":
             self._forget(Path(src), gone=True)
+            self._shot_keys.forget(Path(src))
         elif kind == "moved":
-            # Renamed within the folder it stays a frame, under its new name; else it is gone.
+            # Renamed within the folder it stays a frame, under its new name; else it is gone:
+            # out of the folder, or (not said as such) to a temporary name in it, as pure-ftpd
+            # does to a file whose upload it resumes (ftpd.c, dostor), then renames it back.
             gone = not (dest and self._watched(Path(dest)))
-            taken = bool(src) and self._forget(Path(src), gone=gone)
-            if dest and taken and file_identity(dest) in self._identities:
+            left = not (dest and Path(dest).parent == self.folder)
+            taken = bool(src) and self._forget(Path(src), gone=gone, left=left)
+            same = bool(dest) and taken and file_identity(dest) in self._identities
+            if same:
                 self._done[Path(dest)] = _TAKEN  # a frame taken, renamed: the same frame
                 self._claim_renamed(Path(src), Path(dest))
-            elif dest:
+            if src:
+                self._shot_keys.forget(Path(src))
+            if dest and not same:
                 # Renamed in: complete. From a frame taken but not that file: a poll reports a
                 # frame deleted and a new file given its inode number (ext4 gives a freed one
                 # again at once) as a rename; the new file is a new frame, written once it settles.
@@ -726,7 +739,7 @@ class HotFolder:
             if done == self._signature(path):
                 return
             del self._done[path]  # an unreadable file that changed since: look again
-        claimed = self._claimed.get(self._pair_key(path))
+        claimed = self._claim_of(self._pair_key(path), now)
         if claimed is not None and claimed != path:
             self._skip(path)
             return
@@ -770,11 +783,11 @@ class HotFolder:
 
     def _not_a_frame(self, path: Path, now: float) -> None:
         """What a file that is no frame says: a frame still written under a temporary name
-        (``X.jpg.part``, rsync's ``.X.jpg.Ab12Cd``, gphoto2's ``tmpfileAb12Cd``) is activity,
-        so an idle timeout does not end the watch before it lands (it did, and the frame was
-        never stacked); a HEIC or AVIF file, which is not read, is said once."""
+        (``X.jpg.part``, rsync's ``.X.jpg.Ab12Cd``, or one of :data:`_UNNAMED_UPLOADS`) is
+        activity, so an idle timeout does not end the watch before it lands (it did, and the
+        frame was never stacked); a HEIC or AVIF file, which is not read, is said once."""
         name = path.name.casefold()
-        if name.startswith("tmpfile") or (
+        if name.startswith(_UNNAMED_UPLOADS) or (
             _CARRIES_IMAGE.search(name)
             and not any(own.casefold() in name for own in self._ignore_names)
         ):
@@ -803,15 +816,19 @@ class HotFolder:
         waits for: its hold lasts while that file is written, then ``pair_wait`` more. Such
         names carry the final one (rsync's ``.IMG_0001.CR3.XXXXXX``, ``IMG_0001.CR3.part``);
         gphoto2 downloads into ``tmpfileXXXXXX`` (main.c, ``save_file_to_file``) the file
-        numbered after the last ``capt`` file.
+        numbered after the last ``capt`` file; an upload under another name that does not tell
+        (:data:`_UNNAMED_UPLOADS`) may be any held file's partner.
         """
         numbers = self._shot_keys.capt_numbers
         latest = numbers[max(numbers)] if numbers else None
+        unnamed = temporary.startswith(_UNNAMED_UPLOADS) and not temporary.startswith("tmpfile")
         for entry in self._entries.values():
             if entry.hold_until is None:
                 continue
-            if f"{stem_key(entry.path)}." in temporary or (
-                temporary.startswith("tmpfile") and entry.path == latest
+            if (
+                f"{stem_key(entry.path)}." in temporary
+                or unnamed
+                or (temporary.startswith("tmpfile") and entry.path == latest)
             ):
                 entry.hold_until = max(entry.hold_until, now + self.pair_wait)
 
@@ -825,18 +842,18 @@ class HotFolder:
         self._done[entry.path] = self._signature(entry.path) or _TAKEN
         self.ours.append(entry.path)
 
-    def _forget(self, path: Path, *, gone: bool) -> bool:
+    def _forget(self, path: Path, *, gone: bool, left: bool = True) -> bool:
         """``path`` is gone (deleted, or renamed away); whether it was a frame taken already.
 
         Its name is free again: a new file written under it later is a new frame. A file with
-        content not read yet that is ``gone`` (deleted, or moved out of the folder or to a name
-        that is no frame's) is named in :attr:`notes` (see :meth:`_lost`): also one found gone
-        before this event came, which waits in ``_vanished`` for it to tell a move out from a
-        rename within the folder.
+        content not read yet that is ``gone`` (deleted, or moved to a name that is no frame's)
+        and ``left`` the folder is named in :attr:`notes` (see :meth:`_lost`): also one found
+        gone before this event came, which waits in ``_vanished`` for it to tell a move out
+        from a rename within the folder.
         """
         vanished = self._vanished.pop(path, None)
         entry = self._entries.pop(path, vanished)
-        if gone and entry is not None:
+        if gone and left and entry is not None:
             self._lost(entry)
         marker = self._done.get(path)
         if marker not in (_TAKEN, _SKIPPED):
@@ -856,12 +873,26 @@ class HotFolder:
         came keeps its claim: an importer that moves each file on as it lands would otherwise
         have the late RAW of a JPEG it took stacked as well, the same exposure twice."""
         claimed = self._claimed.get(key)
-        if claimed is None or key not in self._partnered or self._done.get(claimed) is _TAKEN:
+        if claimed is None or self._done.get(claimed) is _TAKEN:
             return
         if any(what is _SKIPPED and self._pair_key(p) == key for p, what in self._done.items()):
             return
+        if key not in self._partnered:  # its partner may still land: for a while
+            self._fading[key] = time.monotonic() + self.pair_wait
+            return
         del self._claimed[key]
         self._partnered.discard(key)
+
+    def _claim_of(self, key: str, now: float) -> Path | None:
+        """The file taken of shot ``key``, while its claim holds: a claim left by a file gone
+        whose partner never came lasts ``pair_wait`` (the time a partner has to follow), so
+        that a later shot under the same name (a gphoto2 run after a JPEG-only one, numbered
+        from ``capt0000`` again) is not passed over for it."""
+        until = self._fading.get(key)
+        if until is not None and now >= until:
+            del self._fading[key]
+            self._claimed.pop(key, None)
+        return self._claimed.get(key)
 
     def _claim_renamed(self, src: Path, dest: Path) -> None:
         """A file taken, renamed in the folder (a tethering program's naming template, applied
@@ -1031,6 +1062,7 @@ class HotFolder:
                 return False
         key = self._pair_key(entry.path)
         self._claimed[key] = entry.path
+        self._fading.pop(key, None)
         # A partner already complete and waiting is not stacked.
         for other in [e for e in self._entries.values() if self._pair_key(e.path) == key]:
             self._skip(other.path)
@@ -1163,13 +1195,14 @@ def _identity(folder: Path) -> tuple[int, int] | None:
 
 
 def _subfolders(folder: Path) -> dict[str, int]:
-    """The direct subfolders of ``folder`` (not links to folders), with their modification times
-    in nanoseconds."""
+    """The direct subfolders of ``folder`` (not links to folders, not hidden ones: rsync
+    ``--delay-updates`` stages its files in ``.~tmp~``, Syncthing keeps replaced ones in
+    ``.stversions``), with their modification times in nanoseconds."""
     found: dict[str, int] = {}
     with contextlib.suppress(OSError), os.scandir(folder) as entries:
         for e in entries:
             with contextlib.suppress(OSError):
-                if e.is_dir(follow_symlinks=False):
+                if not e.name.startswith(".") and e.is_dir(follow_symlinks=False):
                     found[e.name] = e.stat(follow_symlinks=False).st_mtime_ns
     return found
 

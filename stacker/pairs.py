@@ -65,6 +65,17 @@ class ShotKeys:
         self._capt_keys[path] = key
         return key
 
+    def forget(self, path: Path) -> None:
+        """``path`` is gone (deleted, renamed away): a file given later under its name is
+        another shot. gphoto2 numbers from ``capt0000`` again each run: after a RAW+JPEG run
+        and a cleared folder, a JPEG-only run's ``capt0001.jpg`` kept the key of the old
+        ``capt0000.cr3``, and was passed over as the partner of the new ``capt0000.jpg``."""
+        if self._capt_keys.pop(path, None) is None:
+            return
+        number = int(_CAPT.fullmatch(stem_key(path)).group(1))  # type: ignore[union-attr]
+        if self.capt_numbers.get(number) == path:
+            del self.capt_numbers[number]
+
 
 def check_prefer(prefer: str) -> Prefer:
     """``prefer`` as given to ``--prefer``, or a one-line error naming it."""

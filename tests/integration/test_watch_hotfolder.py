@@ -20,6 +20,7 @@ import pytest
 from stacker.hotfolder import HotFolder, HotFolderError, ReadyFrame, UnreadableFrame, is_candidate
 from stacker.io import _jpeg_is_complete, read_image
 from stacker.offline import collect_inputs
+from stacker.pairs import Prefer
 from stacker.watch import MergedFrame, watch_and_stack
 from tests.hotfolder import write_old, write_slowly
 
@@ -385,22 +386,27 @@ def test_a_new_shot_under_the_name_of_a_shot_deleted_whole_is_a_new_frame(
     """A folder cleared for the next stack, the camera's numbering reset (gphoto2 names its
     downloads from capt0000 again each run): a RAW alone under the name of a deleted RAW+JPEG
     shot is stacked after the pair wait, not passed over as the old shot's partner. A JPEG
-    moved out by an importer keeps its shot's claim: its late RAW is not stacked."""
+    moved out by an importer keeps its shot's claim for the pair wait: its late RAW is not
+    stacked."""
     raw = b"raw bytes" * 500
+    hot_dir, library = tmp_path / "hot", tmp_path / "library"
+    hot_dir.mkdir()
+    library.mkdir()
     got: list[tuple[Path, int]] = []
-    with HotFolder(tmp_path, settle=0.3, pair_wait=0.5, polling=polling) as hot:
+    with HotFolder(hot_dir, settle=0.3, pair_wait=1.0, polling=polling) as hot:
 
         def camera() -> None:
-            (tmp_path / "capt0000.jpg").write_bytes(textured_jpeg(61))
-            (tmp_path / "capt0000.cr3").write_bytes(raw)
-            (tmp_path / "capt0002.jpg").write_bytes(textured_jpeg(62))
+            (hot_dir / "capt0000.jpg").write_bytes(textured_jpeg(61))
+            (hot_dir / "capt0000.cr3").write_bytes(raw)
+            (hot_dir / "capt0002.jpg").write_bytes(textured_jpeg(62))
             wait_until(lambda: len(got) == 2 and len(hot.skipped) == 1)
             for name in ["capt0000.jpg", "capt0000.cr3"]:
-                (tmp_path / name).unlink()
-            os.rename(tmp_path / "capt0002.jpg", tmp_path / "imported.txt")  # an importer's
-            time.sleep(1.5)  # the events of both reach the watch first
-            (tmp_path / "capt0000.cr3").write_bytes(raw * 2)  # the new run's shot: RAW only
-            (tmp_path / "capt0002.cr3").write_bytes(raw)  # the moved JPEG's RAW, late
+                (hot_dir / name).unlink()
+            os.rename(hot_dir / "capt0002.jpg", library / "capt0002.jpg")  # an importer's
+            time.sleep(0.2)
+            (hot_dir / "capt0002.cr3").write_bytes(raw)  # the moved JPEG's RAW, late
+            time.sleep(2.0)  # the events reach the watch, the pair wait is over
+            (hot_dir / "capt0000.cr3").write_bytes(raw * 2)  # the new run's shot: RAW only
 
         t = in_thread(camera)
         collect_paths(hot, t, 3, skipped=2, grace=2.0, got=got)
@@ -798,6 +804,117 @@ def test_gphoto2_ram_captures_of_one_shot_are_one_frame(tmp_path: Path, raw_firs
         assert len(got) == 3, (prefer, got)
         assert all(name.endswith(kinds[prefer]) for name in got), (prefer, got)
         assert len(hot.skipped) == 3
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "prefer", "expected"),
+    [
+        ("pair", "jpeg", "jpeg", ["capt0001.jpg", "capt0003.jpg", "capt0000.jpg", "capt0001.jpg"]),
+        ("pair", "jpeg", "raw", ["capt0000.cr3", "capt0002.cr3", "capt0000.jpg", "capt0001.jpg"]),
+        ("jpeg", "pair", "raw", ["capt0000.jpg", "capt0001.jpg", "capt0000.cr3", "capt0002.cr3"]),
+    ],
+)
+def test_gphoto2_run_again_in_another_mode_after_the_folder_is_cleared(
+    tmp_path: Path, first: str, second: str, prefer: Prefer, expected: list[str]
+) -> None:
+    """gphoto2 numbers its downloads from capt0000 again each run. After a RAW+JPEG run and a
+    cleared folder, a JPEG-only run's capt0001.jpg kept the old run's pairing (the key of
+    capt0000.cr3) and was passed over as the new capt0000.jpg's partner: a frame lost. After
+    a JPEG-only run, the next run's RAWs were passed over for the old JPEGs' claims."""
+    got: list[tuple[Path, int]] = []
+    with HotFolder(tmp_path, settle=0.3, pair_wait=0.5, prefer=prefer) as hot:
+
+        def run(mode: str, seed: int) -> None:
+            number = 0
+            for shot in range(2):
+                if mode == "pair":
+                    gphoto2_save(tmp_path, f"capt{number:04d}.cr3", b"raw bytes" * 500)
+                    number += 1
+                gphoto2_save(tmp_path, f"capt{number:04d}.jpg", textured_jpeg(seed + shot))
+                number += 1
+                time.sleep(0.3)
+
+        def gphoto2() -> None:
+            run(first, 70)
+            wait_until(lambda: len(got) == 2)
+            for path in tmp_path.iterdir():
+                path.unlink()
+            time.sleep(1.5)  # the deletions are seen, the pair wait is over
+            run(second, 80)
+
+        t = in_thread(gphoto2)
+        collect_paths(hot, t, 4, skipped=2, grace=1.5, got=got)
+        t.join()
+    assert [p.name for p, _ in got] == expected
+
+
+@pytest.mark.parametrize("prefix", [".pureftpd-upload.6a1f.21.4242.", ".davfs.tmp"])
+def test_an_upload_under_a_temporary_name_that_does_not_tell_is_waited_for(
+    tmp_path: Path, prefix: str
+) -> None:
+    """pure-ftpd (``-0``) and Apache mod_dav write an upload under a hidden name that does not
+    carry the file's, then rename it: the upload was no activity, so a watch with an idle
+    timeout shorter than the upload ended, and the frame landed unstacked. A RAW held for its
+    JPEG was not kept waiting while the JPEG uploaded, so the RAW was stacked instead."""
+    data = textured_jpeg(90)
+    with HotFolder(tmp_path, settle=0.3, pair_wait=0.5) as hot:
+
+        def ftpd() -> None:
+            (tmp_path / "DSC_0001.NEF").write_bytes(b"raw bytes" * 500)
+            temporary = tmp_path / f"{prefix}Xy12"
+            write_slowly(temporary, data, chunk=len(data) // 8, gap=0.3)  # 2.4 s
+            os.rename(temporary, tmp_path / "DSC_0001.JPG")
+
+        t = in_thread(ftpd)
+        got = [p.name for p in hot.paths(idle_timeout=1.0)]
+        t.join()
+    assert got == ["DSC_0001.JPG"]
+    assert [p.name for p in hot.skipped] == ["DSC_0001.NEF"]
+
+
+def test_an_upload_resumed_by_pure_ftpd_is_not_said_to_have_left(tmp_path: Path) -> None:
+    """pure-ftpd resumes an upload by renaming the file to its temporary name, appending,
+    and renaming it back (ftpd.c, dostor): the frame was stacked, and the notes said it was
+    "moved out of the watched folder or deleted before it could be read; not stacked"."""
+    data = textured_jpeg(91)
+    with HotFolder(tmp_path, settle=0.3) as hot:
+
+        def ftpd() -> None:
+            path, temporary = tmp_path / "IMG_0007.JPG", tmp_path / ".pureftpd-upload.Ab"
+            path.write_bytes(data[: len(data) // 2])  # the upload that broke off
+            time.sleep(0.3)
+            os.rename(path, temporary)
+            with temporary.open("ab") as fh:
+                fh.write(data[len(data) // 2 :])
+            os.rename(temporary, path)
+
+        t = in_thread(ftpd)
+        got = [(f.path.name, f.image.shape) for f in collect_frames(hot, t, 1, grace=1.0)]
+        t.join()
+    assert got == [("IMG_0007.JPG", (240, 320, 3))]
+    assert hot.notes == []
+
+
+def test_a_hidden_staging_folder_is_not_where_frames_are_said_to_land(tmp_path: Path) -> None:
+    """rsync ``--delay-updates`` stages each file in ``.~tmp~`` and renames it in at the end,
+    Syncthing keeps replaced files in ``.stversions``: the watch told the photographer to
+    stop and watch those folders instead."""
+    with HotFolder(tmp_path, settle=0.3) as hot:
+
+        def rsync() -> None:
+            staging = tmp_path / ".~tmp~"
+            staging.mkdir()
+            for i in range(3):
+                (staging / f"IMG_{i}.JPG").write_bytes(textured_jpeg(92 + i))
+            time.sleep(2.5)  # the watch looks below every two seconds
+            for i in range(3):
+                os.rename(staging / f"IMG_{i}.JPG", tmp_path / f"IMG_{i}.JPG")
+
+        t = in_thread(rsync)
+        got = [p.name for p, _ in collect_paths(hot, t, 3, grace=1.0)]
+        t.join()
+    assert got == ["IMG_0.JPG", "IMG_1.JPG", "IMG_2.JPG"]
+    assert hot.landing == [] and hot.most_landed_below() == (0, None)
 
 
 @pytest.mark.slow
