@@ -19,9 +19,9 @@ import logging
 from pathlib import Path
 from typing import Any, Protocol
 
-from rig.camera.errors import CameraError
+from rig.camera.errors import CameraError, ShotCutShortError
 from stacker.hotfolder import HotFolder
-from stacker.io import atomic_write_bytes, is_raw_path
+from stacker.io import atomic_write_bytes, is_raw_path, truncation
 from stacker.pairs import ShotKeys
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,12 @@ class CableReleaseCamera:
             )
         shot = [arrived, *self._partner(arrived)]
         shot.sort(key=is_raw_path)  # the rendered file first, as a USB camera's
+        for path in shot:  # the hot folder hands out at last a file that stays cut short
+            if (reason := truncation(path)) is not None:
+                raise ShotCutShortError(
+                    f"{path}: {reason}; its transfer broke off or stalled: the frame is shot "
+                    "again"
+                )
         base = stem or arrived.stem
         return [
             atomic_write_bytes(Path(dest_dir) / (base + path.suffix.lower()), path.read_bytes())

@@ -107,6 +107,14 @@ class CaptureLostError(CameraError):
     transient = True
 
 
+class ShotCutShortError(CameraError):
+    """A cable-fired shot's file landed visibly cut short (an upload that broke off, a polled
+    share that stalled longer than the wait for its partner): the frame is shot again at once
+    (``transient``) rather than kept half black."""
+
+    transient = True
+
+
 class FocusEndStopError(CameraError, MotionError):
     """The lens reached the physical end of its focus travel; ``steps_done`` steps were made."""
 

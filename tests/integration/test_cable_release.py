@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from rig.camera.cable import CableReleaseCamera
-from rig.camera.errors import CameraError
+from rig.camera.errors import CameraError, ShotCutShortError
 from rig.rails.stackshot import StackShotRail
+from rig.session.engine import retryable
 from rig.sim.stackshot import StackShotSimulator
 
 
@@ -115,6 +116,42 @@ def test_a_raw_plus_jpeg_shot_keeps_its_raw_whole_with_its_frame(
         for i in (1, 2)
     ]
     assert all(shot[1].read_bytes() == program.raw for shot in shots)
+
+
+def test_a_shot_that_stays_cut_short_is_shot_again_not_kept(
+    rail: tuple[StackShotSimulator, StackShotRail], tmp_path: Path
+) -> None:
+    """On a polled share, an upload that stalls for longer than the hot folder waits for a
+    file without its end was copied into the session half written, and said nothing: the
+    shot is now a transient error, which a session answers by shooting the frame again."""
+    sim, focuser = rail
+    incoming, frames = tmp_path / "incoming", tmp_path / "frames"
+    incoming.mkdir()
+    frames.mkdir()
+    data = cv2.imencode(".jpg", np.random.default_rng(1).integers(0, 256, (240, 320, 3), np.uint8))[
+        1
+    ].tobytes()
+    done = threading.Event()
+
+    def upload() -> None:
+        with (incoming / "DSC_0001.JPG").open("wb") as fh:
+            fh.write(data[: len(data) // 2])
+            fh.flush()
+            done.wait(10)  # the Wi-Fi link stalls until the shot is given up
+            fh.write(data[len(data) // 2 :])
+
+    sim.on_shutter = lambda: threading.Thread(target=upload).start()
+    with (
+        CableReleaseCamera(
+            focuser, incoming, timeout_s=10.0, polling=True, pair_wait=0.5
+        ) as camera,
+        pytest.raises(ShotCutShortError, match=r"DSC_0001.JPG: truncated JPEG .* shot again"),
+    ):
+        try:
+            camera.capture(frames, "frame_0001")
+        finally:
+            done.set()
+    assert retryable(ShotCutShortError("x")) and list(frames.iterdir()) == []
 
 
 @pytest.mark.slow
