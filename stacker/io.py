@@ -177,6 +177,9 @@ def _decoded(
         raise UnreadableImageError(f"{p}: not a readable image ({reason})") from None
     except MemoryError:
         raise UnreadableImageError(f"{p}: too large to decode in the memory available") from None
+    if img is None and p.suffix.lower() in UNREAD_EXTENSIONS:
+        kind = p.suffix[1:].upper()
+        raise UnreadableImageError(f"{p}: {kind} is not read; export it as JPEG or TIFF")
     if img is None:
         raise UnreadableImageError(f"{p}: not a readable image (corrupt, truncated or unsupported)")
     if img.dtype not in (np.uint8, np.uint16):

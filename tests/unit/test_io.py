@@ -849,6 +849,15 @@ def test_a_folder_of_heic_files_is_told_what_to_do(tmp_path: Path) -> None:
     assert "export them as JPEG or TIFF" in str(err.value)
 
 
+def test_a_heic_file_named_on_its_own_is_told_what_to_do(tmp_path: Path) -> None:
+    """Named on the command line, a HEIC frame was "not a readable image (corrupt, truncated
+    or unsupported)", as a damaged file is."""
+    path = tmp_path / "IMG_0001.HEIC"
+    path.write_bytes(b"\0\0\0\x18ftypheic" + bytes(64))
+    with pytest.raises(UnreadableImageError, match=r"IMG_0001.HEIC: HEIC is not read; export"):
+        read_image(path)
+
+
 def test_a_sixteen_bit_min_is_white_tiff_is_not_read_as_a_negative(tmp_path: Path) -> None:
     """OpenCV leaves 16-bit MinIsWhite samples as stored: the frame came out a negative."""
     grey = (_rgb()[:, :, 0] * 65535).astype(np.uint16)
