@@ -652,7 +652,9 @@ def _encode_tiff(img: np.ndarray, metadata: Metadata | None, software: str | Non
     rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if img.ndim == 3 else img  # 3 channels: BGR
     extratags: list[tuple[int, str, int, Any, bool]] = []
     if metadata is not None and metadata.icc:
-        extratags.append((34675, "B", len(metadata.icc), metadata.icc, True))
+        extratags.append(
+            (34675, 7, len(metadata.icc), metadata.icc, True)
+        )  # UNDEFINED, as TIFF 6 says
     exif = metadata.exif if metadata is not None else None
     if exif:
         extratags += tiff_exif.camera_tags(exif)

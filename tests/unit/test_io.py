@@ -123,6 +123,8 @@ def test_tiff_keeps_icc(tmp_path: Path) -> None:
                                          metadata=Metadata(icc=ICC)))  # fmt: skip
     out = write_image(tmp_path / "o.tif", np.zeros((8, 8, 3), np.uint16), metadata_from=src)
     assert read_metadata(out).icc == ICC
+    with tifffile.TiffFile(out) as tif:  # of type UNDEFINED (7), as TIFF and exiftool want
+        assert tif.pages[0].tags[34675].dtype == 7
 
 
 @pytest.mark.parametrize("name", ["default_gray.icc", "default_cmyk.icc"])
