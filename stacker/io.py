@@ -650,7 +650,7 @@ def _encode_tiff(img: np.ndarray, metadata: Metadata | None, software: str | Non
 
     # OpenCV's channel swap: numpy's copy of a reversed-channel view takes 0.37 s at 24 MP.
     rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if img.ndim == 3 else img  # 3 channels: BGR
-    extratags: list[tuple[int, str, int, Any, bool]] = []
+    extratags: list[tuple[int, str | int, int, Any, bool]] = []
     if metadata is not None and metadata.icc:
         extratags.append(
             (34675, 7, len(metadata.icc), metadata.icc, True)
