@@ -102,8 +102,7 @@ class CableReleaseCamera:
         for path in shot:  # the hot folder hands out at last a file that stays cut short
             if (reason := truncation(path)) is not None:
                 raise ShotCutShortError(
-                    f"{path}: {reason}; its transfer broke off or stalled: the frame is shot "
-                    "again"
+                    f"{path}: {reason}; its transfer broke off or stalled: the frame is shot again"
                 )
         base = stem or arrived.stem
         return [
