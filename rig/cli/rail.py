@@ -247,7 +247,8 @@ def _simulator(firmware: str, time_scale: float, keep_state: bool | None) -> Pty
 
     kinds: dict[str, Callable[..., PtyDevice]] = {
         "grbl": GrblSimulator,
-        "grblhal": functools.partial(GrblSimulator, grblhal=True),
+        "grblhal": functools.partial(GrblSimulator, firmware="grblhal"),
+        "fluidnc": functools.partial(GrblSimulator, firmware="fluidnc"),
         "marlin": MarlinSimulator,
         "stackshot": StackShotSimulator,
         "wemacro": WeMacroSimulator,
@@ -271,7 +272,7 @@ def simulate(
         float, typer.Option(help="Simulated seconds per real second (10 = ten times faster).")
     ] = 1.0,
     firmware: Annotated[
-        str, typer.Option(help="grbl, grblhal, marlin, stackshot or wemacro")
+        str, typer.Option(help="grbl, grblhal, fluidnc, marlin, stackshot or wemacro")
     ] = "grbl",
     keep_state: Annotated[
         bool | None,

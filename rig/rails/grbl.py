@@ -70,7 +70,7 @@ from typing import TYPE_CHECKING, Any
 from rig.errors import DeviceNotFoundError, MotionError, RigError
 from rig.rails.base import ConnectionLostError, MoveStoppedError, RailOptions
 from rig.rails.gcode import GcodeRail, GcodeSettings
-from rig.rails.grbl_codes import POSITION_LOST_ALARMS, alarm_text, error_text
+from rig.rails.grbl_codes import GRBL, Dialect, dialect_of
 from rig.rails.serialport import SerialLink
 from rig.rails.url import DeviceURL, URLError
 from rig.units import format_length
@@ -94,7 +94,6 @@ _AXES = "XYZABC"
 _HELD_STATES = ("Hold", "Door")
 """States in which GRBL keeps planned motion paused until Cycle Start (``~``) or a reset."""
 _HOMING_MODES = ("auto", "axis", "all")
-_CRITICAL_ALARMS = (1, 2)
 """Hard and soft limit: GRBL then reads nothing, ``?`` included, until a soft reset."""
 _WCO_REFRESH_BUSY_COUNT = 30
 """GRBL's ``config.h``: the most status reports between two that carry ``WCO``."""
@@ -159,9 +158,8 @@ def parse_status(line: str) -> GrblStatus | None:
     values: dict[str, str] = {}
     for item in fields[1:]:
         key, sep, value = item.partition(":")
-        if not sep:
-            return None
-        values[key] = value
+        if sep:  # grblHAL prints a bare |AR in some reports (report.c, report_realtime_status)
+            values[key] = value
     try:
         mpos = _floats(values["MPos"]) if "MPos" in values else None
         wpos = _floats(values["WPos"]) if "WPos" in values else None
@@ -215,6 +213,7 @@ class GrblRail(GcodeRail):
         """The controller's ``$$`` settings, read at connection."""
         self.version = ""
         self.firmware = "Grbl"
+        self.dialect: Dialect = GRBL  # what its codes mean: told by its banner
         """``Grbl`` or ``GrblHAL``, from the last banner seen."""
         self._transcript: list[str] | None = None
         """The lines answering ``$G`` while :meth:`_sync_once` waits for them, else ``None``:
@@ -445,7 +444,7 @@ class GrblRail(GcodeRail):
         if (self._boot_locked() or self._relocked()) and self.in_alarm:
             # The user vouches for the position, which is what $X means; without it the first
             # move (or the G92 below) would meet the lock.
-            self._checked_command("$X")
+            self._unlock_command()
         if self._reference_problem() is not None:
             # A restart (or an alarm) moved machine 0 from the home switch to wherever the
             # carriage was: the travel learnt by homing no longer holds until homing again.
@@ -507,21 +506,29 @@ class GrblRail(GcodeRail):
                     log.debug("%s: dropping stale %r", self.port, line)
             elif line.startswith("ALARM:"):
                 code = line[6:].strip()
-                self._alarm_code = int(code) if code.isdigit() else None
+                number = int(code) if code.isdigit() else None
+                log.warning("%s: %s", self.port, self.dialect.alarm_text(number))
+                # grblHAL's and FluidNC's numbered "homing required" is the lock GRBL boots
+                # into without a number (grblHAL protocol.c, protocol_main_loop; FluidNC
+                # Protocol.cpp, protocol_do_start): accepting the position unlocks it.
+                lock = number is not None and number == self.dialect.homing_required
+                self._alarm_code = None if lock else number
                 self._alarm_seq += 1
-                if self._alarm_code in POSITION_LOST_ALARMS:
-                    self._position_lost = alarm_text(self._alarm_code)
-                log.warning("%s: %s", self.port, alarm_text(self._alarm_code))
+                if self._alarm_code in self.dialect.position_lost:
+                    self._position_lost = self.dialect.alarm_text(self._alarm_code)
             elif _BANNER.match(line):
                 banner = _BANNER.match(line)
                 assert banner is not None
                 self.firmware, self.version = banner.group(1), banner.group(2)
+                self.dialect = dialect_of(line)
                 self._reset_seq += 1
                 self._critical = False
                 self._on_switch = False
-            elif line.startswith("[MSG:Check Limits]"):
+            elif line.startswith("[MSG:") and "check limits" in line.casefold():
                 self._on_switch = True
-            elif line.startswith("[MSG:Reset to continue]"):
+            elif line.startswith("[MSG:") and "reset to continue" in line.casefold():
+                # GRBL's "Reset to continue", FluidNC's "ERR: Reset to continue", grblHAL's
+                # "Emergency stop - clear, then reset to continue"
                 self._critical = True
             elif line.startswith("[") or line.startswith("$"):
                 if self._awaiting:
@@ -581,7 +588,9 @@ class GrblRail(GcodeRail):
                     self._awaiting = False
         if response.startswith("error:"):
             code = int(response[6:]) if response[6:].isdigit() else -1
-            raise GrblCommandError(f"{self.port}: {line!r} refused: {error_text(code)}", code)
+            raise GrblCommandError(
+                f"{self.port}: {line!r} refused: {self.dialect.error_text(code)}", code
+            )
         return info
 
     def _wait_for(
@@ -617,11 +626,12 @@ class GrblRail(GcodeRail):
             ) from None
 
     def _alarm_error(self, context: str) -> MotionError:
-        if self._on_switch and self._alarm_code in _CRITICAL_ALARMS:  # reset, on the switch
+        alarm = self.dialect.alarm_text(self._alarm_code)
+        if self._on_switch and self._alarm_code in self.dialect.critical:  # reset, on the switch
             return MotionError(
-                f"{self.port}: {alarm_text(self._alarm_code)} {context}; the carriage stands on "
-                "the limit switch, so the first move off it would trip it again: home the rail "
-                "(--home, or `rig rail home`), which moves off the switch"
+                f"{self.port}: {alarm} {context}; the carriage stands on the limit switch, so "
+                "the first move off it would trip it again: home the rail (--home, or `rig rail "
+                "home`), which moves off the switch"
             )
         if self._on_switch:
             return MotionError(
@@ -645,8 +655,8 @@ class GrblRail(GcodeRail):
                 "until the port is opened again"
             )
         return MotionError(
-            f"{self.port}: {alarm_text(self._alarm_code)} {context}; nothing more will move "
-            "until you home the rail or unlock it (`rig rail home` / `rig rail unlock`)"
+            f"{self.port}: {alarm} {context}; nothing more will move until you home the rail or "
+            "unlock it (`rig rail home` / `rig rail unlock`)"
         )
 
     def _held_error(self, state: str, what: str) -> MotionError:
@@ -667,7 +677,9 @@ class GrblRail(GcodeRail):
         """
         if self._reset_seq != resets:
             return self._reset_error(what)
-        return MotionError(f"{self.port}: the {what} was refused: {error_text(exc.code)}")
+        return MotionError(
+            f"{self.port}: the {what} was refused: {self.dialect.error_text(exc.code)}"
+        )
 
     def _reset_error(self, line: str) -> RigError:
         if self._halting:
@@ -863,7 +875,7 @@ class GrblRail(GcodeRail):
         deadline = time.monotonic() + (timeout if timeout is not None else self.timeout_s)
         while True:
             status = self.status()
-            if self._alarm_seq != alarms and self._alarm_code in _CRITICAL_ALARMS:
+            if self._alarm_seq != alarms and self._alarm_code in self.dialect.critical:
                 raise self._alarm_error(f"during {what}")  # the reset after it was ours
             if self._reset_seq != resets:
                 raise self._reset_error(what)
@@ -936,7 +948,9 @@ class GrblRail(GcodeRail):
                     "homing=all to the rail's URL to run the build's homing cycle ($H), if it "
                     f"homes the {self.axis} axis"
                 ) from None
-            raise MotionError(f"{self.port}: homing was refused: {error_text(exc.code)}") from None
+            raise MotionError(
+                f"{self.port}: homing was refused: {self.dialect.error_text(exc.code)}"
+            ) from None
         except _Timeout:
             raise MotionError(
                 f"{self.port}: homing did not finish within {timeout:.0f} s"
@@ -964,6 +978,13 @@ class GrblRail(GcodeRail):
         self._position_lost = None
         self._alarm_code = None
         self._on_switch = False
+        if command != "$H" and self.dialect.homing_required and self.status().state == "Alarm":
+            raise MotionError(
+                f"{self.port}: the {self.axis} axis is homed, but {self.dialect.name} stays "
+                "locked until every axis of its homing cycle is: put only the rail's axis in "
+                "the cycle (grblHAL: $44 to its axis, $45 and $46 to 0), or add homing=all to "
+                "the rail's URL to run the whole cycle ($H)"
+            )
         self._wait_idle("homing")
         self._homed = True
         self._machine_span = self._span_after_homing()
@@ -1056,21 +1077,37 @@ class GrblRail(GcodeRail):
         self._require_link()
         if self._needs_reset():
             self._soft_reset()
-        self._checked_command("$X")
+        self._unlock_command()
         self._alarm_code = None
         if self._unreferenced == _FOUND_LOCKED:  # unlocking vouches for where it stands
             self._unreferenced = None
 
+    def _unlock_command(self) -> None:
+        """``$X``; a board that only homing unlocks says so in words (grblHAL's init lock)."""
+        try:
+            self._checked_command("$X")
+        except GrblCommandError as exc:
+            if exc.code != self.dialect.unlock_refused:
+                raise
+            raise MotionError(
+                f"{self.port}: {self.dialect.name} will not unlock "
+                f"({self.dialect.error_text(exc.code)}): its homing init lock ($22 flag 4) holds "
+                "every move until the rail is homed, after each power-up and, without its "
+                "override-locks flag ($22 flag 64), after every reset; home the rail (--home, "
+                "or `rig rail home`), or clear flag 4 of $22 to take positions as they stand"
+            ) from None
+
     def _needs_reset(self) -> bool:
-        """After ALARM:1/2 GRBL reads no line until Ctrl-X ("Reset to continue")."""
-        return self._critical or self._alarm_code in (1, 2)
+        """After a critical alarm (GRBL's ALARM:1/2, grblHAL's emergency stop too) the board
+        reads no line until Ctrl-X ("Reset to continue")."""
+        return self._critical or self._alarm_code in self.dialect.critical
 
     def _leave_critical_alarm(self) -> None:
         """Ctrl-X, so that a board held in a critical alarm answers again; the alarm stays."""
         log.info(
             "%s: %s: soft reset, as GRBL answers nothing until then (the alarm stays)",
             self.port,
-            alarm_text(self._alarm_code),
+            self.dialect.alarm_text(self._alarm_code),
         )
         self._soft_reset()
 

@@ -2,10 +2,15 @@
 
 GRBL answers ``error:15`` or ``ALARM:2`` to save flash; a user needs the words. Texts follow
 GRBL 1.1's ``doc/csv/error_codes_en_US.csv`` and ``alarm_codes_en_US.csv`` (ALARM:10 is the
-dual-axis homing failure of later 1.1 builds).
+dual-axis homing failure of later 1.1 builds). grblHAL and FluidNC keep codes 1 to 9 and go on
+with codes of their own, which differ: ALARM:10 is grblHAL's emergency stop and FluidNC's
+spindle fault. Their texts follow grblHAL's ``alarms.c`` and ``errors.c`` and FluidNC's
+``Protocol.cpp`` (``AlarmNames``) and ``Error.cpp``; :class:`Dialect` holds each firmware's.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 ERRORS: dict[int, str] = {
     1: "Expected command letter: G-code words consist of a letter and a value; letter not found",
@@ -69,13 +74,106 @@ POSITION_LOST_ALARMS = frozenset({1, 3, 6, 7, 8, 9, 10})
 """Alarms after which GRBL's idea of the position can no longer be trusted: home again."""
 
 
-def error_text(code: int) -> str:
-    """``error:N`` in words."""
-    return f"error:{code} ({ERRORS.get(code, 'unknown error code')})"
+@dataclass(frozen=True)
+class Dialect:
+    """What one GRBL-family firmware's numbers mean."""
+
+    name: str
+    alarms: dict[int, str]
+    errors: dict[int, str]
+    position_lost: frozenset[int]
+    """Alarms after which the position can no longer be trusted: home again."""
+    critical: frozenset[int]
+    """Alarms after which the board reads no line until a soft reset (Ctrl-X)."""
+    homing_required: int | None = None
+    """The numbered alarm a board boots into when it must be homed (GRBL's has no number)."""
+    unlock_refused: int | None = None
+    """The error ``$X`` gets where only homing unlocks."""
+
+    def error_text(self, code: int) -> str:
+        """``error:N`` in words."""
+        return f"error:{code} ({self.errors.get(code, 'unknown error code')})"
+
+    def alarm_text(self, code: int | None) -> str:
+        """``ALARM:N`` in words; ``None`` is the alarm a board boots into when homing is
+        required (GRBL prints no number for it)."""
+        if code is None:
+            return "ALARM (homing required at power-up, or an earlier alarm not yet cleared)"
+        return f"ALARM:{code} ({self.alarms.get(code, 'unknown alarm code')})"
 
 
-def alarm_text(code: int | None) -> str:
-    """``ALARM:N`` in words; ``None`` is the alarm GRBL boots into when homing is required."""
-    if code is None:
-        return "ALARM (homing required at power-up, or an earlier alarm not yet cleared)"
-    return f"ALARM:{code} ({ALARMS.get(code, 'unknown alarm code')})"
+GRBL = Dialect("Grbl", ALARMS, ERRORS, POSITION_LOST_ALARMS, frozenset({1, 2}))
+
+GRBLHAL = Dialect(
+    "grblHAL",
+    {
+        **{code: text for code, text in ALARMS.items() if code < 10},
+        10: "EStop asserted. Clear and reset",
+        11: "Homing required. Execute homing command ($H) to continue.",
+        12: "Limit switch engaged. Clear before continuing.",
+        13: "Probe protection triggered. Clear before continuing.",
+        14: "Spindle at speed timeout. Clear before continuing.",
+        15: "Homing fail. Could not find second limit switch for auto squared axis within "
+        "search distances.",
+        16: "Power on selftest (POS) failed.",
+        17: "Motor fault.",
+        18: "Homing fail. Bad configuration.",
+        19: "Modbus exception. Timeout or message error.",
+        20: "I/O expander communication failed.",
+        21: "Non Volatile Storage (EEPROM) failure.",
+        22: "Buffer overflow.",
+    },
+    {
+        **ERRORS,
+        39: "Value out of range.",
+        45: "Only homing is allowed when a limit switch is engaged.",
+        46: "Home machine to continue.",
+        49: "Power on self test failed. A hard reset is required.",
+        50: "Emergency stop active.",
+        51: "Motor fault.",
+        52: "Setting value is out of range.",
+        53: "Setting is not available, possibly due to limited driver support.",
+        56: "Coordinate system is locked.",
+    },
+    frozenset({1, 3, 6, 7, 8, 9, 10, 15, 17, 18}),
+    frozenset({1, 2, 10, 17, 20}),  # alarms.h, alarm_is_critical
+    homing_required=11,
+    unlock_refused=46,
+)
+
+FLUIDNC = Dialect(
+    "FluidNC",
+    {
+        **{code: text for code, text in ALARMS.items() if code < 10},
+        10: "Spindle Control",
+        11: "Input Pin Initially On",
+        12: "Ambiguous Switch",
+        13: "Hard Stop",
+        14: "Unhomed",
+        15: "Init",
+        16: "Expander Reset",
+        17: "GCode Error",
+        18: "Probe Hard Limit",
+    },
+    {
+        **ERRORS,
+        38: "Gcode max value exceeded",
+        39: "P param max exceeded",
+        40: "Check startup pins",
+        80: "Number out of range for setting",
+        81: "Invalid value for setting",
+        130: "Jog Cancelled",
+        152: "Configuration is invalid. Check boot messages for ERR's.",
+    },
+    frozenset({1, 3, 6, 7, 8, 9, 12, 13}),
+    frozenset({1, 2}),
+    homing_required=14,
+)
+
+
+def dialect_of(banner: str) -> Dialect:
+    """The dialect of the firmware whose start-up line is ``banner``: FluidNC announces itself
+    as ``Grbl 3.x [FluidNC v3.x ...]`` (Report.cpp, ``report_init_message``)."""
+    if banner.startswith("GrblHAL"):
+        return GRBLHAL
+    return FLUIDNC if "[FluidNC" in banner else GRBL

@@ -25,7 +25,7 @@ What is simulated, following GRBL 1.1's documented behaviour:
 * by default, a restart each time the port is opened (an Arduino's DTR auto-reset): machine
   position 0 wherever the carriage stands, banner again (see ``on_power_up``);
 * ``$13=1`` inch reports, GRBL's stock ``$1=25`` (motors off 25 ms after a move), and
-  grblHAL's banner with ``grblhal=True``.
+  grblHAL's and FluidNC's banners and boot locks with ``firmware=``.
 
 **The power-up lock.** Stock GRBL 1.1 is built with ``HOMING_INIT_LOCK`` (``config.h``), so
 with homing enabled (``$22=1``) it boots into ALARM (``main.c``), prints
@@ -96,6 +96,12 @@ BANNER = f"\r\nGrbl {VERSION} ['$' for help]\r\n"  # GRBL report.c, report_init_
 # grbl.h says GRBL_VERSION "1.1f". Older grblHAL builds printed '$$' in place of '$HELP'.
 GRBLHAL_VERSION = "1.1f"
 GRBLHAL_BANNER = f"\r\nGrblHAL {GRBLHAL_VERSION} ['$' or '$HELP' for help]\r\n"
+# FluidNC Report.cpp, report_init_message: its default start message "Grbl \V [FluidNC \B (\R)
+# \H]" (the GRBL-compatible version, the release, the radio built in, the help hint).
+FLUIDNC_BANNER = "\r\nGrbl 3.9 [FluidNC v3.9.5 (wifi) '$' for help]\r\n"
+BANNERS = {"grbl": BANNER, "grblhal": GRBLHAL_BANNER, "fluidnc": FLUIDNC_BANNER}
+# grblHAL's $22 is a set of flags (settings.h, homing flags): these two decide its boot lock.
+GRBLHAL_INIT_LOCK, GRBLHAL_OVERRIDE_LOCKS = 4, 64
 INCH_PER_MM = 0.0393701  # GRBL nuts_bolts.h
 AXES = "XYZ"
 LINE_LIMIT = 80
@@ -242,8 +248,16 @@ class GrblSimulator(FirmwareDevice):
         Seconds (wall clock) between a restart and the banner, during which input is dropped.
     planner_blocks
         Planner buffer size (15 on an ATmega328p).
-    grblhal
-        Announce itself as grblHAL (``GrblHAL 1.1f [...]``) instead of GRBL 1.1h.
+    firmware
+        ``grbl`` (GRBL 1.1h), ``grblhal`` or ``fluidnc``: the banner, and how each locks a board
+        that must be homed. GRBL boots into ALARM without a number. grblHAL does only with
+        the init-lock flag in ``$22`` (4, off in its defaults; ``homing_init_lock`` sets it),
+        then prints ``ALARM:11`` and ``[MSG:Homing cycle required]`` (protocol.c,
+        ``protocol_main_loop``), refuses ``$X`` with ``error:46`` after a power-up or without
+        the override-locks flag (64; system.c, ``check_status``; machine_limits.c,
+        ``limits_homing_required``), and stays locked, silently, after homing one axis of a
+        cycle of three (system.c, ``home``). FluidNC boots into ``ALARM:14`` (Unhomed) when an
+        axis has homing (Protocol.cpp, ``protocol_do_start``), which ``$X`` clears.
     single_axis_homing
         A build with ``HOMING_SINGLE_AXIS_COMMANDS``: ``$HX`` homes X alone. Off, as in stock
         GRBL, ``$HX`` is ``error:3`` and leaves the board in Home until a soft reset (see the
@@ -264,17 +278,23 @@ class GrblSimulator(FirmwareDevice):
         reset_on_open: bool = True,
         boot_delay: float = 0.0,
         planner_blocks: int = 15,
-        grblhal: bool = False,
+        firmware: str = "grbl",
         single_axis_homing: bool = False,
     ) -> None:
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
         super().__init__("ttyGRBL", reset_on_open=reset_on_open, time_scale=time_scale)
-        self.grblhal = grblhal
+        if firmware not in BANNERS:
+            raise ValueError(f"firmware must be one of {', '.join(BANNERS)}")
+        self.firmware = firmware
         self.single_axis_homing = single_axis_homing
         self.settings = dict(DEFAULT_SETTINGS)
         self.settings.update(settings or {})
         self.homing_init_lock = homing_init_lock
+        if firmware == "grblhal" and homing_init_lock and self.settings[22]:
+            self.settings[22] = int(self.settings[22]) | GRBLHAL_INIT_LOCK
+        self._cold_start = True  # grblHAL: since power-up, with no homing yet
+        self._homed_axes: set[int] = set()
         self.boot_delay = boot_delay
         self.planner_blocks = planner_blocks
         travel = self._travel()
@@ -347,9 +367,11 @@ class GrblSimulator(FirmwareDevice):
             return [(m.start[i], m.end[i]) for m in self.motion_log if m.start[i] != m.end[i]]
 
     def trigger_alarm(self, code: int = 1) -> None:
-        """Raise ``ALARM:code`` now, as a tripped switch or a fault would: motion stops dead."""
+        """Raise ``ALARM:code`` now, as a tripped switch or a fault would: motion stops dead.
+        grblHAL's emergency stop (10) is critical as limits are (alarms.h, alarm_is_critical)."""
         with self._lock:
-            self._alarm(code, self._now(), critical=code in (1, 2))
+            estop = self.firmware == "grblhal" and code == 10
+            self._alarm(code, self._now(), critical=code in (1, 2) or estop)
 
     # -- clock and state ----------------------------------------------------------------------
 
@@ -390,7 +412,8 @@ class GrblSimulator(FirmwareDevice):
                 self._interrupt(now, "power")
             self._powered = True
             self._offset = self._phys
-            self._restart(alarm=bool(self.homing_init_lock and self.settings[22]))
+            self._cold_start, self._homed_axes = True, set()
+            self._restart(alarm=self._boot_locked())
             self._check_limits_at_init()
             self._booting_until = time.monotonic() + self.boot_delay
             if self.boot_delay <= 0:
@@ -420,6 +443,23 @@ class GrblSimulator(FirmwareDevice):
         self._hold_done = False
         self._wco_changed = True
 
+    def _boot_locked(self) -> bool:
+        """Whether a board now starting must be homed before it moves (see ``firmware``)."""
+        if self.firmware == "grblhal":
+            return self._homing_required()
+        return bool(self.homing_init_lock and self.settings[22])
+
+    def _homing_required(self) -> bool:
+        """grblHAL's ``limits_homing_required``: the init lock set, a cold start or locks not
+        overridable, and not every axis of the homing cycle homed."""
+        flags = int(self.settings[22])
+        return bool(
+            flags & 1
+            and flags & GRBLHAL_INIT_LOCK
+            and (self._cold_start or not flags & GRBLHAL_OVERRIDE_LOCKS)
+            and not {0, 1, 2} <= self._homed_axes
+        )
+
     def _check_limits_at_init(self) -> None:
         """``CHECK_LIMITS_AT_INIT``: with hard limits on, a pressed switch locks the board."""
         self._limits_at_init = bool(self.settings[21]) and any(
@@ -430,10 +470,16 @@ class GrblSimulator(FirmwareDevice):
 
     def _announce(self) -> None:
         self._booting_until = 0.0
-        self.write(GRBLHAL_BANNER if self.grblhal else BANNER)
+        self.write(BANNERS[self.firmware])
         if self._limits_at_init:
             self.write("[MSG:Check Limits]\r\n")
-        if self._state == "Alarm":
+        if self._state != "Alarm":
+            return
+        if self.firmware == "grblhal" and self._homing_required():
+            self.write("ALARM:11\r\n[MSG:Homing cycle required]\r\n")
+        elif self.firmware == "fluidnc":
+            self.write("[MSG:INFO: ALARM: Unhomed]\r\nALARM:14\r\n")
+        else:
             self.write("[MSG:'$H'|'$X' to unlock]\r\n")
 
     # -- input (I/O thread) -------------------------------------------------------------------
@@ -712,7 +758,9 @@ class GrblSimulator(FirmwareDevice):
         self._report_after_homing = False  # an alarm resets the board (mc_reset)
         self.alarms.append(code)
         self.write(f"ALARM:{code}\r\n")
-        if critical:
+        if critical and self.firmware == "grblhal" and code == 10:  # messages.c, Message_EStop
+            self.write("[MSG:Emergency stop - clear, then reset to continue]\r\n")
+        elif critical:
             self.write("[MSG:Reset to continue]\r\n")
 
     def _soft_reset(self, t: float) -> None:
@@ -721,6 +769,9 @@ class GrblSimulator(FirmwareDevice):
         )
         homing = self._state == "Home"
         self._interrupt(t, "reset")
+        self._cold_start = False
+        if moving:
+            self._homed_axes.clear()
         if moving:
             self.alarms.append(6 if homing else 3)
             self.write(f"ALARM:{6 if homing else 3}\r\n")
@@ -766,7 +817,9 @@ class GrblSimulator(FirmwareDevice):
         if self._report_after_homing:  # mc_homing_cycle: served before the state is Idle again
             self._report_after_homing = False
             self._report_status(self._now())
-        self._state = "Idle"
+        self._homed_axes.update(self._homing_axes)
+        # grblHAL keeps its lock, unsaid, until every axis of the cycle is homed (system.c)
+        self._state = "Alarm" if self.firmware == "grblhal" and self._homing_required() else "Idle"
 
     def _homing_cycle(self) -> bool:
         """Whether a homing cycle is running (not the dead Home of a refused ``$HX``)."""
@@ -829,6 +882,8 @@ class GrblSimulator(FirmwareDevice):
                 raise _GcodeError(8)
             self._ok("$N0=", "$N1=")
         elif line == "$X":  # any state; only ALARM is changed (system.c)
+            if self._state == "Alarm" and self.firmware == "grblhal" and self._homing_required():
+                raise _GcodeError(46)
             if self._state == "Alarm":
                 self._state = "Idle"
                 self._ok("[MSG:Caution: Unlocked]")

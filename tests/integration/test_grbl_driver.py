@@ -669,6 +669,8 @@ def test_a_port_with_no_grbl_is_named(tmp_path: object) -> None:
         ("<Hold:0|WPos:-1.5,0,0|FS:0,0|Pn:X>", "Hold", 0, None, (-1.5, 0.0, 0.0)),
         ("<Jog|MPos:0.000,0.000,0.000|Bf:15,128|FS:500,0|WCO:1.000,0.000,0.000>", "Jog", None,
          (0.0, 0.0, 0.0), None),
+        # grblHAL's bare |AR (report.c, auto-reporting on): the whole report was dropped
+        ("<Idle|MPos:1.000,2.000,3.000|FS:0,0|AR>", "Idle", None, (1.0, 2.0, 3.0), None),
     ],
 )  # fmt: skip
 def test_status_reports_parse(

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rig.cli.rail import app
+from rig.errors import MotionError
 from rig.rails.grbl import GrblRail
 from rig.sim.grbl import GrblSimulator
 from tests.rails import connected
@@ -19,9 +20,69 @@ STEP_UM = 1000.0 / 800.0
 
 
 def test_grblhal_banner_is_recognised_and_its_restart_seen() -> None:
-    with GrblSimulator(time_scale=20.0, grblhal=True) as sim, connected(sim, GrblRail) as rail:
-        assert (rail.firmware, rail.version) == ("GrblHAL", "1.1f")
+    with (
+        GrblSimulator(time_scale=20.0, firmware="grblhal", homing_init_lock=False) as sim,
+        connected(sim, GrblRail) as rail,
+    ):
+        assert (rail.firmware, rail.version, rail.dialect.name) == ("GrblHAL", "1.1f", "grblHAL")
         assert "restarted when its port was opened" in (rail.capabilities.unreferenced or "")
+        rail.accept_position()
+        rail.move_to(1500.0)
+        assert abs(rail.position - 1500.0) <= STEP_UM
+
+
+def test_a_grblhal_board_that_only_homing_unlocks_says_so_and_homes() -> None:
+    """grblHAL with its homing init lock boots into ALARM:11 and refuses $X with error:46
+    (system.c, check_status): accepting the position ended in "'$X' refused: error:46
+    (unknown error code)", after the move's own advice to unlock."""
+    with (
+        GrblSimulator(time_scale=20.0, firmware="grblhal") as sim,
+        connected(sim, GrblRail) as rail,
+    ):
+        with pytest.raises(MotionError, match=r"grblHAL will not unlock \(error:46 \(Home machine"):
+            rail.accept_position()
+        rail.home()
+        rail.move_to(-1500.0)
+        assert sim.state == "Idle" and abs(rail.position + 1500.0) <= STEP_UM
+
+
+def test_grblhal_left_locked_after_homing_the_rail_s_axis_alone_says_what_to_set() -> None:
+    """grblHAL keeps its lock, printing nothing, until every axis of its homing cycle is
+    homed: $HX homed the rail and the driver then said to home it, again and again."""
+    with (
+        GrblSimulator(time_scale=20.0, firmware="grblhal", single_axis_homing=True) as sim,
+        connected(sim, GrblRail) as rail,
+        pytest.raises(MotionError, match=r"X axis is homed, but grblHAL stays locked .*\$44"),
+    ):
+        rail.home()
+    assert sim.state == "Alarm"
+
+
+def test_grblhal_s_emergency_stop_is_named_and_reset_before_unlocking() -> None:
+    """grblHAL's ALARM:10 is its emergency stop, critical as a hard limit is (alarms.h); it
+    was named GRBL's dual-axis homing failure, and unlocking skipped the reset it needs."""
+    with (
+        GrblSimulator(time_scale=20.0, firmware="grblhal", homing_init_lock=False) as sim,
+        connected(sim, GrblRail) as rail,
+    ):
+        rail.accept_position()
+        sim.trigger_alarm(10)
+        with pytest.raises(MotionError, match=r"ALARM:10 \(EStop asserted"):
+            rail.move_to(1000.0)
+        rail.unlock()
+        assert sim.state == "Idle"
+        rail.accept_position()
+        rail.move_to(1000.0)
+
+
+def test_fluidnc_s_unhomed_boot_alarm_is_the_power_up_lock() -> None:
+    """FluidNC boots into ALARM:14 (Unhomed) when an axis has homing (Protocol.cpp): taken for
+    an alarm of unknown meaning, accepting the position never unlocked it."""
+    with (
+        GrblSimulator(time_scale=20.0, firmware="fluidnc") as sim,
+        connected(sim, GrblRail) as rail,
+    ):
+        assert (rail.firmware, rail.dialect.name) == ("Grbl", "FluidNC")
         rail.accept_position()
         rail.move_to(1500.0)
         assert abs(rail.position - 1500.0) <= STEP_UM
