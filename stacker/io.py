@@ -630,7 +630,7 @@ def encode_image(
         raise StackerError(f"could not encode a {img.shape} {img.dtype} image as {ext}")
     data = buf.tobytes()
     if metadata:
-        data = embed_metadata(data, ext, metadata, (img.shape[1], img.shape[0]))
+        data = embed_metadata(data, ext, metadata, (img.shape[1], img.shape[0]), software or "")
     return mark_software(data, ext, software) if software else data
 
 

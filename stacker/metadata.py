@@ -242,11 +242,14 @@ def upright_exif(exif: bytes) -> bytes:
     return bytes(buf)
 
 
-def result_exif(exif: bytes, size: tuple[int, int] | None = None) -> bytes:
+def result_exif(exif: bytes, size: tuple[int, int] | None = None, software: str = "") -> bytes:
     """The reference frame's EXIF as a result's: upright (orientation 1), without the frame's
     thumbnail (IFD1: in the frame's own orientation, it showed the result sideways in
-    thumbnail views), and with the result's ``size`` (width, height) as its pixel dimensions
-    (0xA002, 0xA003), where the frame's full sensor size was left."""
+    thumbnail views), with the result's ``size`` (width, height) as its pixel dimensions
+    (0xA002, 0xA003), where the frame's full sensor size was left, and with ``software`` as
+    its Software (0x0131) where the camera's firmware was named: where it does not fit in the
+    camera's text's place (the block is edited in place, the maker note's offsets kept), that
+    text is blanked, and the result's own mark names stackrig (:func:`mark_software`)."""
     buf = bytearray(upright_exif(exif))
     if len(buf) < 8 or buf[:2] not in (b"II", b"MM"):
         return bytes(buf)
@@ -255,6 +258,7 @@ def result_exif(exif: bytes, size: tuple[int, int] | None = None) -> bytes:
         ifd0 = struct.unpack_from(end + "I", buf, 4)[0]
         count = struct.unpack_from(end + "H", buf, ifd0)[0]
         struct.pack_into(end + "I", buf, ifd0 + 2 + 12 * count, 0)  # no IFD1 (thumbnail)
+        _replace_software(buf, end, ifd0, software)
         exif_ifd = next(
             (struct.unpack_from(end + "I", buf, e + 8)[0] for e in _entries(buf, end, ifd0)
              if struct.unpack_from(end + "H", buf, e)[0] == 0x8769),
@@ -272,6 +276,20 @@ def result_exif(exif: bytes, size: tuple[int, int] | None = None) -> bytes:
     return bytes(buf)
 
 
+def _replace_software(buf: bytearray, end: str, ifd0: int, software: str) -> None:
+    """IFD0's Software text replaced by ``software`` in its own place, or blanked where that
+    does not fit (see :func:`result_exif`)."""
+    for e in _entries(buf, end, ifd0):
+        tag, kind, n = struct.unpack_from(end + "HHI", buf, e)
+        if tag != 0x0131 or kind != 2:
+            continue
+        at = e + 8 if n <= 4 else struct.unpack_from(end + "I", buf, e + 8)[0]
+        if at + n > len(buf):
+            return
+        text = software.encode("ascii", "replace")
+        buf[at : at + n] = (text if len(text) < n else b"").ljust(n, b"\0")
+
+
 def _entries(buf: bytearray, end: str, ifd: int) -> list[int]:
     """Offsets of the 12-byte entries of the IFD at ``ifd``."""
     count = struct.unpack_from(end + "H", buf, ifd)[0]
@@ -279,13 +297,17 @@ def _entries(buf: bytearray, end: str, ifd: int) -> list[int]:
 
 
 def embed_metadata(
-    data: bytes, ext: str, meta: Metadata, size: tuple[int, int] | None = None
+    data: bytes,
+    ext: str,
+    meta: Metadata,
+    size: tuple[int, int] | None = None,
+    software: str = "",
 ) -> bytes:
-    """Insert ``meta`` into an encoded JPEG or PNG of ``size`` (width, height); other formats
-    are returned unchanged."""
+    """Insert ``meta`` into an encoded JPEG or PNG of ``size`` (width, height), made by
+    ``software``; other formats are returned unchanged."""
     ext = ext.lower()
     if meta.exif:
-        meta = replace(meta, exif=result_exif(meta.exif, size))
+        meta = replace(meta, exif=result_exif(meta.exif, size, software))
     if ext in (".jpg", ".jpeg"):
         return _embed_jpeg(data, meta)
     if ext == ".png":

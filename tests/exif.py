@@ -25,6 +25,7 @@ def camera_exif(
     sensor: tuple[int, int] | None = None,
     gps: bool = False,
     adobe_rgb: bool = False,
+    software: str | None = None,
 ) -> bytes:
     """An EXIF block as a camera writes one, in byte order ``order`` (``<`` as Canon and Sony
     write, ``>`` as Nikon does): IFD0 with make, model, date and orientation 1, and an Exif
@@ -34,7 +35,8 @@ def camera_exif(
     and an IFD1 (a thumbnail's) after IFD0. With ``gps``, a GPS IFD after the Exif IFD:
     version 2.3, 52°31'12.5" N, 13°24'18" E, 34 m. With ``adobe_rgb``, the colour space as a
     camera set to Adobe RGB says it: ColorSpace "uncalibrated" and an interoperability IFD
-    (after the others) with index "R03"."""
+    (after the others) with index "R03". With ``software``, IFD0's Software (the firmware, as
+    cameras name it there)."""
 
     def ifd(entries: list[tuple[int, int, int, bytes]], at: int, pointer_to: int | None,
             gps_to: int = 0, interop_to: int = 0) -> bytes:  # fmt: skip
@@ -66,6 +68,7 @@ def camera_exif(
         (0x010F, 2, *text("Canon")),
         (0x0110, 2, *text("Canon EOS 80D")),
         (0x0112, 3, 1, struct.pack(order + "H", 1)),
+        *([(0x0131, 2, *text(software))] if software else []),
         (0x0132, 2, *text("2026:11:30 10:00:00")),
         (0x8769, 4, 1, b""),
     ]
