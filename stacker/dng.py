@@ -227,23 +227,43 @@ def _ifd_bytes(entries: Sequence[ExifEntry], at: int, next_ifd: int = 0) -> byte
     return bytes(table + heap)
 
 
+_RENDERED_EXIF: tuple[ExifEntry, ...] = (
+    (0x9000, 7, tuple(b"0232")),  # ExifVersion
+    (0x9101, 7, (1, 2, 3, 0)),  # ComponentsConfiguration: Y Cb Cr (a JPEG's; left out of TIFF)
+    (0xA000, 7, tuple(b"0100")),  # FlashpixVersion
+    (0xA001, 3, 1),  # ColorSpace: sRGB, as raw.render makes it
+    (0xA002, 4, 0),  # PixelXDimension and
+    (0xA003, 4, 0),  # PixelYDimension: the result's, filled in by metadata.result_exif
+)
+"""The Exif IFD entries EXIF 2.32 requires (4.6.3, table 4; exiftool -validate says when
+they lack), which a composite rendered from RAW frames gets beside its frames' exposure."""
+
+_RENDERED_IFD0: tuple[ExifEntry, ...] = (
+    (0x011A, 5, (72, 1)),  # XResolution and
+    (0x011B, 5, (72, 1)),  # YResolution: 72 per inch, EXIF's default
+    (0x0128, 3, 2),  # ResolutionUnit: inches
+    (0x0213, 3, 1),  # YCbCrPositioning: centred
+)
+"""The IFD0 entries EXIF 2.32 requires of a JPEG's (4.6.3, table 4); a TIFF result carries
+only its text tags (:data:`stacker.tiff_exif.CAMERA_TAGS`), its writer sets its own."""
+
+
 def exif_blob(profile: ColourProfile) -> bytes | None:
-    """The camera's make and model, the artist and copyright, and the EXIF entries as a
-    TIFF-structured EXIF block (what a JPEG's APP1 holds after ``Exif\\0\\0``), for composites
-    of RAW frames rendered to JPEG, TIFF or PNG; ``None`` when the RAW file said nothing."""
+    """The camera's make and model, the artist and copyright, and the EXIF entries (with
+    :data:`_RENDERED_EXIF`) as a TIFF-structured EXIF block (what a JPEG's APP1 holds after
+    ``Exif\\0\\0``), for composites of RAW frames rendered to JPEG, TIFF or PNG; ``None`` when
+    the RAW file said nothing."""
     names = ((271, profile.make), (272, profile.model), *_owner_tags(profile))
     ifd0: list[ExifEntry] = [(tag, 2, text) for tag, text in names if text]
     if not ifd0 and not profile.exif:
         return None
-    if profile.exif:
-        ifd0.append((_EXIF_IFD, 4, 0))  # its offset is known once IFD0's size is
-        size = len(_ifd_bytes(ifd0, 8))
-        ifd0[-1] = (_EXIF_IFD, 4, 8 + size + size % 2)
-    head = _ifd_bytes(ifd0, 8)
-    blob = b"II*\0" + struct.pack("<I", 8) + head
-    if profile.exif:
-        blob += b"\0" * (len(blob) % 2) + _ifd_bytes(profile.exif, len(blob) + len(blob) % 2)
-    return blob
+    ifd0 += [*_RENDERED_IFD0, (_EXIF_IFD, 4, 0)]  # the Exif IFD's offset: once IFD0's size is
+    size = len(_ifd_bytes(ifd0, 8))
+    ifd0[-1] = (_EXIF_IFD, 4, 8 + size + size % 2)
+    blob = b"II*\0" + struct.pack("<I", 8) + _ifd_bytes(ifd0, 8)
+    given = {entry[0] for entry in profile.exif}
+    entries = [*profile.exif, *(e for e in _RENDERED_EXIF if e[0] not in given)]
+    return blob + b"\0" * (len(blob) % 2) + _ifd_bytes(entries, len(blob) + len(blob) % 2)
 
 
 def _append_exif(fh: BinaryIO, start: int, entries: Sequence[ExifEntry]) -> None:

@@ -39,10 +39,11 @@ INTEROP_IFD_TAG = 0xA005
 
 _ORIENTATION = 0x0112
 
-_LEFT_OUT = frozenset({0x927C, INTEROP_IFD_TAG, 0xA002, 0xA003})
-"""MakerNote, the Interoperability IFD pointer (written again where the IFD is), and the frame's
+_LEFT_OUT = frozenset({0x927C, INTEROP_IFD_TAG, 0xA002, 0xA003, 0x9101})
+"""MakerNote, the Interoperability IFD pointer (written again where the IFD is), the frame's
 pixel dimensions (its full sensor size, where the result has its own in ImageWidth and
-ImageLength)."""
+ImageLength), and ComponentsConfiguration (a JPEG's YCbCr order, which EXIF 2.32 does not
+allow in a TIFF)."""
 
 #: Value types (TIFF 6.0, section 2, "Types", and IFD, 13, of TIFF Technical Note 1, which
 #: libtiff gives the ExifIFD and GPSInfo pointers): the struct code of one element, or the
@@ -207,6 +208,9 @@ def exif_of_tiff(tiff: bytes) -> bytes | None:
     ifd0 = [e for e in ifd0 if (e[0] in CAMERA_TAGS and e[1] == 2) or e[0] == _ORIENTATION]
     if not ifd0 and not subs:
         return None
+    if EXIF_IFD_TAG in subs:  # the pixel dimensions a JPEG's must have: the result's, filled
+        # in by metadata.result_exif (the frame's were its sensor's, left out by _carried)
+        subs[EXIF_IFD_TAG] += [(0xA002, 4, 1, bytes(4)), (0xA003, 4, 1, bytes(4))]
     marks = [(_POINTERS[tag], 4, 1, bytes(4)) for tag in subs if tag in _POINTERS]
     return _appended(b"II*\x00" + struct.pack("<I", 8) + _ifd_bytes([*ifd0, *marks], 8), subs)
 

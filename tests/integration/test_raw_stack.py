@@ -121,6 +121,17 @@ def test_rendered_outputs_from_raw_frames(raw_frames: Path, truth, tmp_path: Pat
         theirs = [v for k, v in frame.items() if k.endswith(":" + key)]
         ours = [v for k, v in result.items() if k.endswith(":" + key)]
         assert theirs and ours and ours[0] == theirs[0], (key, theirs, ours)
+    # as EXIF 2.32 wants it: the version, sRGB, the result's own size (exiftool -validate
+    # named six missing tags of the JPEG's Exif IFD, three of the TIFF's)
+    assert result["ExifIFD:ExifVersion"] == "0232" and result["ExifIFD:ColorSpace"] == 1
+    if ext != ".tif":
+        size = read_image(out).shape[1::-1]
+        assert (result["ExifIFD:ExifImageWidth"], result["ExifIFD:ExifImageHeight"]) == size
+    check = subprocess.run(["exiftool", "-validate", "-warning", "-a", str(out)],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    warnings = [line for line in check.stdout.splitlines() if line.startswith("Warning")]
+    deflate = "Invalid value for IFD0 tag 0x0103 Compression"  # EXIF lists no Deflate; TIFF does
+    assert all(deflate in line for line in warnings), check.stdout
 
 
 @pytest.mark.slow

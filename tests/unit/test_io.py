@@ -89,6 +89,28 @@ def test_a_result_carries_no_thumbnail_and_its_own_pixel_size(
     assert b"Canon EOS 80D" in after and b"EF100mm f/2.8L Macro IS USM" in after
 
 
+@pytest.mark.parametrize("ext", [".jpg", ".png"])
+@pytest.mark.parametrize("firmware", ["Firmware Version 1.8.1", "V1.0"])
+def test_a_result_does_not_name_the_camera_s_firmware_as_its_software(
+    tmp_path: Path, ext: str, firmware: str
+) -> None:
+    """The frame's IFD0 Software (the camera's firmware) was carried into JPEG and PNG
+    results, which then said they were made by it (a PNG said stackrig in its own chunk as
+    well). It is replaced where stackrig's name fits, and blanked where it does not."""
+    frame = tmp_path / "frame.jpg"
+    data = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
+    payload = b"Exif\x00\x00" + camera_exif(software=firmware)
+    frame.write_bytes(
+        data[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + data[2:]
+    )
+    assert firmware.encode() in (read_metadata(frame).exif or b"")
+    out = write_image(tmp_path / f"out{ext}", np.zeros((8, 8, 3), np.uint8),
+                      metadata_from=frame, software="stackrig")  # fmt: skip
+    carried = read_metadata(out).exif or b""
+    assert firmware.encode() not in carried and b"EOS 80D" in carried
+    assert (b"stackrig\0" in carried) == (len(firmware) >= len("stackrig"))
+
+
 def test_a_bad_or_oversized_icc_profile_is_not_carried(tmp_path: Path) -> None:
     """An iCCP chunk without its NUL, or a JPEG's ICC segment cut after its name, was a
     traceback when the frame was read; an iCCP that unpacks beyond what a JPEG can hold (a
@@ -622,6 +644,10 @@ def test_a_tiff_frame_s_exif_reaches_the_result(tmp_path: Path, order: str, resu
     assert ifd0[271] == "Canon" and ifd0[272] == "Canon EOS 80D"
     assert taken[33434] == (1, 125) and taken[33437] == (8, 1) and taken[34855] == 200
     assert taken[0xA434] == "EF100mm f/2.8L Macro IS USM"
+    if result != ".tif":  # a TIFF's pixel size is in its own tags
+        # A JPEG or PNG result says its own, as EXIF wants; it had none from TIFF frames
+        # (theirs, their sensor's, is left out of what a TIFF frame gives).
+        assert (taken.get(0xA002), taken.get(0xA003)) == (8, 8)
 
 
 def test_a_tiff_frame_whose_exif_pointers_are_of_type_ifd_gives_its_exif(tmp_path: Path) -> None:
