@@ -351,7 +351,9 @@ class GrblRail(GcodeRail):
                 if silent and self._position_lost is None:
                     self._position_lost = (
                         "the controller answered nothing, not even a status query, until a "
-                        "soft reset: a hard- or soft-limit ALARM holds it so"
+                        "soft reset: a hard- or soft-limit ALARM holds it so, or it was still "
+                        "starting (an ESP32 board such as FluidNC's can take longer than the "
+                        "rail URL's wakeup, 2 s by default: raise it, e.g. ?wakeup=5)"
                     )
         time.sleep(0.05)  # let any straggling answer to an earlier $G arrive and be dropped
         with self._cond:

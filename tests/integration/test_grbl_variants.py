@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from rig.cli.rail import app
 from rig.errors import MotionError
+from rig.rails import open_focuser
 from rig.rails.grbl import GrblRail
 from rig.sim.grbl import GrblSimulator
 from tests.rails import connected
@@ -131,3 +132,17 @@ def test_a_garbled_setting_line_is_ignored_not_a_crash(monkeypatch: pytest.Monke
         with connected(sim, GrblRail) as rail:
             assert 100 not in rail.settings and 101 not in rail.settings
             assert 102 in rail.settings
+
+
+def test_a_board_slower_to_start_than_the_wakeup_is_told_to_raise_it() -> None:
+    """An ESP32 board (FluidNC) can take longer to start than the driver waits: it answered
+    nothing, was reset, and the rail was then said to be held by a limit alarm alone."""
+    with GrblSimulator(time_scale=20.0, boot_delay=1.5, homing_init_lock=False) as sim:
+        with connected(sim, GrblRail) as rail, pytest.raises(MotionError, match=r"\?wakeup=5"):
+            rail.move_to(1000.0)
+        patient = open_focuser(sim.url.replace("?wakeup=0", "?wakeup=2"))
+        try:
+            patient.accept_position()
+            patient.move_to(1000.0)
+        finally:
+            patient.close()
