@@ -46,7 +46,7 @@ from stacker.launch import wind_down
 from stacker.locking import folder_locked
 from stacker.natsort import frame_order, natural_key
 from stacker.output import depth_paths
-from stacker.pairs import Prefer, lone_note, one_of_each_shot, partners_note
+from stacker.pairs import Prefer, ShotKeys, lone_note, one_of_each_shot, partners_note
 from stacker.paths import check_distinct, is_our_output, once_each, rewritten, same_file, stamps
 
 REPORT_FIELDS = ("name", "status", "frames", "merged", "rejected", "unreadable", "seconds",
@@ -189,7 +189,8 @@ def check_outputs_ours(jobs: Sequence[StackJob]) -> None:
             raise StackerError(
                 f"{job.output}: was stacked from {job.made_from} by an earlier batch, and "
                 f"{job.folder} would replace it; give --output another folder, or move the "
-                "earlier result away"
+                "earlier result away (if it is that folder moved, and frames were added since, "
+                "delete the result to stack it again)"
             )
 
 
@@ -257,7 +258,18 @@ def _frames_in(folder: Path, pattern: str | None, on_note: Note | None = None) -
     return once_each(ordered, on_note)
 
 
-def _images_below(folder: Path, pattern: str | None, skip: Path | None) -> list[tuple[Path, str]]:
+def _shots(frames: Sequence[Path]) -> int:
+    """How many exposures ``frames`` (of one folder, in order) are: a RAW+JPEG pair is one
+    (:class:`~stacker.pairs.ShotKeys`). One shot is no stack: a tray's overview taken RAW+JPEG
+    beside its specimens' folders was taken for the tray's stack (and failed), and the
+    specimens below it were left out."""
+    keys = ShotKeys()
+    return len({keys.key(frame) for frame in frames})
+
+
+def _images_below(
+    folder: Path, pattern: str | None, skip: Path | None, own: Path | None = None
+) -> list[tuple[Path, str]]:
     """(real path, note) for each subfolder of stack ``folder`` that holds frames: a stack's
     folder is not searched further (its subfolders are its own: selects, retakes, exports), and a
     retake shot into one was left out without a word. A capture session's frames are in its
@@ -265,7 +277,7 @@ def _images_below(folder: Path, pattern: str | None, skip: Path | None) -> list[
     also given as a root, or reached by a link to a folder stacked, is not left out."""
     found: list[tuple[Path, str]] = []
     for sub in sorted(folder.iterdir(), key=lambda p: natural_key(p.name)):
-        if sub.name.startswith(".") or not sub.is_dir() or sub.resolve() == skip:
+        if sub.name.startswith(".") or not sub.is_dir() or sub.resolve() in (skip, own):
             continue
         with contextlib.suppress(OSError):  # unreadable: a frame of it cannot be told of
             session = sub / "frames"
@@ -310,10 +322,12 @@ def _stack_folders(
     seen.add(real)
     try:
         frames_dir = root / "frames"
-        if frames_dir.is_dir() and len(frames := _frames_in(frames_dir, pattern, on_note)) >= 2:
+        if frames_dir.is_dir() and _shots(frames := _frames_in(frames_dir, pattern, on_note)) >= 2:
             yield root, frames  # a capture session: its frames, not its composite
+            if below is not None:  # a retake beside them is left out as in any stack
+                below.extend(_images_below(root, pattern, skip, frames_dir.resolve()))
             return
-        if len(frames := _frames_in(root, pattern, on_note)) >= 2:
+        if _shots(frames := _frames_in(root, pattern, on_note)) >= 2:
             yield root, frames
             if below is not None:
                 below.extend(_images_below(root, pattern, skip))
@@ -806,10 +820,17 @@ def run_batch(
                 todo.append(job)
                 continue
             merged, rejected, unreadable = job.made_counts
-            record(StackReport(name=job.name, folder=str(job.folder), status="skipped",
-                               frames=len(job.frames), merged=merged, rejected=rejected,
-                               unreadable=unreadable,
-                               outputs=[str(p) for p in job.outputs()]))  # fmt: skip
+            skipped = StackReport(name=job.name, folder=str(job.folder), status="skipped",
+                                  frames=len(job.frames), merged=merged, rejected=rejected,
+                                  unreadable=unreadable,
+                                  outputs=[str(p) for p in job.outputs()])  # fmt: skip
+            if job.made_from not in (None, str(job.folder.resolve())):
+                # The same frames in another folder: the stack moved (a disk mounted under
+                # another name, a folder renamed). Recorded where it is now, so that a frame
+                # added later restacks it, where "stacked from ... by an earlier batch"
+                # refused the whole batch.
+                record_settings(job, skipped)
+            record(skipped)
         if jobs:
             remove_stale_temporaries(jobs)
         try:

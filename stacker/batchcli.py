@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import time
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from stacker.batch import (
     run_batch,
     with_settings,
 )
-from stacker.cliutil import signals_as_ctrl_c, terminal_progress
+from stacker.cliutil import one_line, signals_as_ctrl_c, terminal_progress
 from stacker.errors import StackerError
 from stacker.io import OUTPUT_EXTENSIONS, is_raw_path
 
@@ -63,9 +62,9 @@ def _report_line(rep: StackReport) -> str | None:
     """What the console says of a finished stack: a failure, or frames it was made without
     (only the report's columns told of those)."""
     if rep.status == "failed":
-        return f"failed: {rep.name}: {rep.error}"
+        return one_line(f"failed: {rep.name}: {rep.error}")
     if rep.unreadable or rep.rejected:
-        return (
+        return one_line(
             f"note: {rep.name}: stacked without {rep.unreadable or 0} unreadable and "
             f"{rep.rejected or 0} rejected frame(s) of {rep.frames}; see the report"
         )
@@ -113,7 +112,7 @@ def run_batch_command(
         ext=ext,
         pattern=pattern,
         depth_maps=depth_maps,
-        on_note=partial(console.print, markup=False, soft_wrap=True),
+        on_note=lambda note: console.print(one_line(note), markup=False, soft_wrap=True),
     )
     _check_dng_frames(jobs, ext)
     jobs = with_settings(jobs, {**options, "format": ext, "depth_maps": depth_maps})

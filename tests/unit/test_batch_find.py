@@ -566,7 +566,8 @@ def test_a_stack_of_another_folder_with_the_same_name_is_not_written_over(tmp_pa
     assert str(err.value) == (
         f"{out / 'tray1-s1.tif'}: was stacked from {(tmp_path / 'day1' / 'tray1' / 's1')} by an "
         f"earlier batch, and {tmp_path / 'day2' / 'tray1' / 's1'} would replace it; give "
-        "--output another folder, or move the earlier result away"
+        "--output another folder, or move the earlier result away (if it is that folder moved, "
+        "and frames were added since, delete the result to stack it again)"
     )
     (again,) = with_settings(find_stacks([tmp_path / "day1"], out, depth_maps=False), {})
     check_outputs_ours([again])  # the same folder again: up to date, or restacked in place
@@ -603,3 +604,61 @@ def test_a_report_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
     ):
         writer.write(StackReport(name="s1", folder="s1", status="done"))
     writer.close()
+
+
+def test_a_stack_moved_is_recorded_where_it_is_now_and_a_frame_added_later_restacks_it(
+    tmp_path: Path,
+) -> None:
+    """A disk mounted under another name, a folder renamed: the rerun found the stacks up to
+    date, and once a frame was added the whole batch was refused as "stacked from ... by an
+    earlier batch", naming a folder that no longer exists."""
+    frames(tmp_path / "specimens" / "s1", "1.jpg", "2.jpg")
+    out = tmp_path / "out"
+    out.mkdir()
+    (made,) = with_settings(find_stacks([tmp_path / "specimens"], out, depth_maps=False), {})
+    result_of_ours(made.output)
+    record_settings(made, StackReport(name="s1", folder="specimens/s1", status="done", merged=2))
+    (tmp_path / "specimens").rename(tmp_path / "specimens-2026-12")
+    moved = tmp_path / "specimens-2026-12"
+    jobs = with_settings(find_stacks([moved], out, depth_maps=False), {})
+    assert run_batch(jobs, {}, out / "batch-report.jsonl").count("skipped") == 1
+    (moved / "s1" / "3.jpg").write_bytes(b"frame3")
+    (again,) = with_settings(find_stacks([moved], out, depth_maps=False), {})
+    assert not again.up_to_date() and again.made_from == str((moved / "s1").resolve())
+    check_outputs_ours([again])
+
+
+def test_one_raw_plus_jpeg_shot_is_no_stack_and_the_stacks_below_it_are_found(
+    tmp_path: Path,
+) -> None:
+    """A tray's overview taken RAW+JPEG beside its specimens' folders: two files, one shot,
+    were taken for the tray's stack (which failed on every run), and the specimens below were
+    left out."""
+    tray = tmp_path / "tray1"
+    frames(tray, "overview.CR3", "overview.JPG")
+    frames(tray / "s1", "1.jpg", "2.jpg")
+    frames(tray / "s2", "1.jpg", "2.jpg")
+    assert [j.name for j in find_stacks([tmp_path], tmp_path / "out")] == ["tray1-s1", "tray1-s2"]
+
+
+def test_a_retake_beside_a_capture_session_s_frames_is_named_as_left_out(tmp_path: Path) -> None:
+    """Below a plain stack a retake was named as left out; below a capture session's folder
+    (its frames in ``frames/``) it was left out without a word."""
+    frames(tmp_path / "beetle" / "frames", "frame_0001.jpg", "frame_0002.jpg")
+    frames(tmp_path / "beetle" / "retake", "1.jpg", "2.jpg", "3.jpg")
+    notes: list[str] = []
+    (job,) = find_stacks([tmp_path], tmp_path / "out", on_note=notes.append)
+    assert [f.name for f in job.frames] == ["frame_0001.jpg", "frame_0002.jpg"]
+    assert notes == [
+        f"{tmp_path / 'beetle' / 'retake'}: 3 frame(s) left out, in a subfolder of the stack "
+        f"{tmp_path / 'beetle'}; give it as a root of its own to stack it"
+    ]
+
+
+def test_a_stack_named_with_a_newline_is_reported_on_one_line() -> None:
+    """A folder name holding a newline split the batch's "failed:" line in two; ``stacker
+    stack`` and ``watch`` keep such names on one line."""
+    from stacker.batchcli import _report_line
+
+    failed = StackReport(name="bad\nname", folder="root/bad\nname", status="failed", error="x")
+    assert _report_line(failed) == "failed: bad\\nname: x"
