@@ -102,8 +102,11 @@ def _motion(
         typer.echo(_describe(focuser))
 
 
-def _distance(focuser: Focuser, text: str) -> float:
-    value, unit = parse_length(text)
+def _distance(focuser: Focuser, length: tuple[float, str]) -> float:
+    """``length`` (as :func:`parse_length` reads it, before the port is opened: a typo found
+    after homing cost a whole homing cycle, and opening an Arduino's port restarts it) in
+    the rail's units, or a one-line error."""
+    value, unit = length
     if unit != focuser.capabilities.units:
         wanted = "a length such as 250um or 1.5mm" if unit == "steps" else "lens steps"
         raise RigError(f"{focuser.name} moves in {focuser.capabilities.units}: give {wanted}")
@@ -146,9 +149,10 @@ def move(
 ) -> None:
     """Move to an absolute POSITION (with backlash compensation and settling)."""
     _url_first("move", url, position)
+    target = parse_length(position)
     _motion(
         url,
-        lambda focuser: focuser.move_to(_distance(focuser, position)),
+        lambda focuser: focuser.move_to(_distance(focuser, target)),
         home=home,
         accept=accept_position,
     )
@@ -163,9 +167,10 @@ def jog(
 ) -> None:
     """Move by DISTANCE (GRBL: a $J= jog that Ctrl-C cancels)."""
     _url_first("jog", url, distance)
+    length = parse_length(distance)
 
     def by(focuser: Focuser) -> None:
-        delta = _distance(focuser, distance)
+        delta = _distance(focuser, length)
         jog_method = getattr(focuser, "jog", None)
         if jog_method is not None:
             jog_method(delta)

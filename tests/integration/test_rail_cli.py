@@ -322,3 +322,15 @@ def test_a_length_before_the_url_is_refused_by_naming_the_order(command: str) ->
     result = runner.invoke(app, [command, "-1mm", url])
     assert result.exit_code != 0
     assert str(result.exception) == f"the URL comes first: rig rail {command} '{url}' -1mm"
+
+
+@pytest.mark.parametrize("command", ["move", "jog"])
+def test_a_length_typo_is_refused_before_the_port_is_opened(
+    sim: GrblSimulator, command: str
+) -> None:
+    """``1,5mm`` was read after the port was opened and, with --home, after a whole homing
+    cycle; opening an Arduino's port restarts it, so a typo cost the rail its position."""
+    for typo in ("1,5mm", "250"):
+        result = runner.invoke(app, [command, "--home", sim.url, typo])
+        assert result.exit_code != 0 and typo in str(result.exception), result.output
+    assert bytes(sim.received) == b""  # nothing was sent: the port was never opened
