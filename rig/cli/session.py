@@ -270,6 +270,11 @@ def plan_cmd(
             raise PlanError(f"{save}: not a regular file; give a file name such as plan.json")
         if not save.parent.is_dir():  # as `stacker stack -o` says it
             raise PlanError(f"{save}: the folder {save.parent} does not exist; create it first")
+        if not save.is_symlink() and save.is_file() and not _holds_a_plan(save):
+            # Notes or a frame (--save frame_0001.jpg, a slip of the tab key) were replaced.
+            raise PlanError(
+                f"{save}: exists and holds no plan; give another file name, or delete it first"
+            )
         try:
             atomic_write_bytes(save, plan.to_json().encode())
         except OSError as exc:
@@ -277,6 +282,17 @@ def plan_cmd(
     print_plan(plan, console)
     if save is not None:
         console.print(f"plan written to {save}")
+
+
+def _holds_a_plan(path: Path) -> bool:
+    """Whether ``path`` holds a plan (one saved before, which ``--save`` may replace)."""
+    try:
+        if path.stat().st_size > 1 << 20:  # a plan is a few kilobytes
+            return False
+        ShotPlan.from_json(path.read_text(errors="replace"), source=str(path))
+    except (OSError, PlanError):
+        return False
+    return True
 
 
 @takes(opt.device_options, "devices")

@@ -372,3 +372,22 @@ def test_a_plan_saved_into_a_missing_folder_names_the_folder(tmp_path) -> None:
     assert str(result.exception) == (
         f"{saved}: the folder {saved.parent} does not exist; create it first"
     )
+
+
+def test_a_plan_saved_over_a_file_that_holds_no_plan_is_refused(tmp_path) -> None:
+    """``rig plan --save`` replaced whatever was there: notes, or a frame (``--save
+    frame_0001.jpg``, a slip of the tab key). A plan saved before is replaced, as it should."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("where the specimen came from")
+    args = ["plan", "--from", "0mm", "--to", "1mm", "--frames", "3", "--save"]
+    result = CliRunner().invoke(app, [*args, str(notes)])
+    assert isinstance(result.exception, PlanError)
+    assert str(result.exception) == (
+        f"{notes}: exists and holds no plan; give another file name, or delete it first"
+    )
+    assert notes.read_text() == "where the specimen came from"
+    saved = tmp_path / "plan.json"
+    assert CliRunner().invoke(app, [*args, str(saved)]).exit_code == 0
+    args[args.index("3")] = "5"
+    assert CliRunner().invoke(app, [*args, str(saved)]).exit_code == 0
+    assert ShotPlan.from_json(saved.read_text()).frames == 5
