@@ -39,7 +39,11 @@ def run_app(app: typer.Typer, prog_name: str, units: Collection[str] = TIME_UNIT
     (see :func:`split_unit_hint`) is refused with the fix.
     """
     guard_std_streams(prog_name)
-    hint = empty_argument_hint(sys.argv[1:]) or split_unit_hint(sys.argv[1:], units)
+    hint = (
+        empty_argument_hint(sys.argv[1:])
+        or unexpanded_home_hint(sys.argv[1:])
+        or split_unit_hint(sys.argv[1:], units)
+    )
     if hint:
         print(f"{prog_name}: error: {hint}", file=sys.stderr)
         sys.exit(2)
@@ -263,6 +267,20 @@ def empty_argument_hint(args: Sequence[str]) -> str | None:
         if arg == "":
             after = f"after {args[i - 1]} " if i and args[i - 1].startswith("-") else ""
             return f"an empty argument {after}(a shell variable that is not set?); give a value"
+    return None
+
+
+def unexpanded_home_hint(args: Sequence[str]) -> str | None:
+    """What to type instead when an option's value after ``=`` starts with ``~``: the shell
+    expands ``~`` only at the start of a word, so ``--out=~/stacks`` made a folder named ``~``
+    in the current one (and ``rm -rf ~``, tidying it up, would delete the home folder)."""
+    for arg in args:
+        option, equals, value = arg.partition("=")
+        if option.startswith("--") and equals and (value == "~" or value.startswith("~/")):
+            return (
+                f"'{arg}': the shell does not expand ~ after '='; write {option} {value} "
+                f"(with a space) or {option}=$HOME{value[1:]}"
+            )
     return None
 
 

@@ -200,3 +200,25 @@ def test_a_watch_of_a_loop_of_links_is_one_line(tmp_path: Path, monkeypatch, cap
     args = ["watch", str(tmp_path / "a"), "-o", str(tmp_path / "w.tif"), "--idle-timeout", "1s"]
     code, _, err = _run("stacker", args, monkeypatch, capsys)
     assert code == 2 and err.count("\n") == 1 and str(tmp_path / "a") in err, err
+
+
+@pytest.mark.parametrize(
+    ("prog", "args"),
+    [("rig", ["demo", "--frames", "4", "--out=~/demo"]),
+     ("stacker", ["batch", "specimens", "--output=~/stacked"]),
+     ("stacker", ["stack", "frames", "--output=~"])],
+)  # fmt: skip
+def test_a_home_folder_after_an_equals_sign_is_refused_with_the_fix(
+    prog: str, args: list[str], tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """The shell expands ``~`` only at a word's start: ``rig demo --out=~/demo`` ran into a
+    folder named ``~`` in the current one, which ``rm -rf ~``, tidying it up, turns into the
+    loss of the home folder."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _run(prog, args, monkeypatch, capsys)
+    option, value = args[-1].split("=")
+    assert code == 2 and err == (
+        f"{prog}: error: '{args[-1]}': the shell does not expand ~ after '='; write "
+        f"{option} {value} (with a space) or {option}=$HOME{value[1:]}\n"
+    )
+    assert list(tmp_path.iterdir()) == []
