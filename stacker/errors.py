@@ -38,6 +38,13 @@ def or_another_output(remedy: str) -> str:
     return f"{remedy} or choose another output path" if remedy else "choose another output path"
 
 
+class OutputBusyError(StackerError):
+    """An output another process of ours is writing now (a second ``stacker watch`` with the
+    same ``-o``): busy, as a camera or a session held elsewhere is (exit 4)."""
+
+    exit_code = 4
+
+
 class UnreadableImageError(StackerError):
     """A file that is not a decodable image (corrupt, truncated, unsupported format)."""
 

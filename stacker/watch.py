@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from stacker.errors import ResultWriteError, StackerError, UnreadableImageError
+from stacker.errors import OutputBusyError, ResultWriteError, StackerError, UnreadableImageError
 from stacker.hotfolder import HotFolder, ReadyFrame, UnreadableFrame, is_candidate
 from stacker.io import check_writable_output, is_raw_path, remove_temporaries
 from stacker.locking import Claimed, claimed
@@ -269,7 +269,7 @@ def _output_claimed(out: Path) -> Iterator[None]:
             yield
     except Claimed as held:
         who = f" (process {held.pid})" if held.pid else ""
-        raise StackerError(
+        raise OutputBusyError(
             f"{out}: another stacker watch{who} writes this composite; stop it, or give -o "
             "another file"
         ) from None

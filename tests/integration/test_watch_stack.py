@@ -1127,8 +1127,9 @@ def test_a_second_watch_writing_the_same_composite_is_refused(
         assert first_merged.wait(30)
         with pytest.raises(
             StackerError, match=r"out\.tif: another stacker watch.* writes this composite"
-        ):
+        ) as busy:
             watch_and_stack(hot, out, settle=0.2, method="depthmap", idle_timeout=0.5)
+        assert busy.value.exit_code == 4  # busy, as the README's exit status table says
         # Whatever the environment of the second says (cron has no XDG_RUNTIME_DIR, an ssh
         # login its own): its lock was taken in another folder, and both watches wrote.
         for elsewhere in (str(tmp_path / "run"), "", str(tmp_path / "tmp")):
@@ -1150,7 +1151,7 @@ def test_a_second_watch_writing_the_same_composite_is_refused(
                 ["unshare", "-m", "sh", "-c", f"{private} && {watch}"],
                 capture_output=True, text=True, timeout=60, cwd=ROOT,
             )  # fmt: skip
-            assert second.returncode == 2, second.stderr
+            assert second.returncode == 4, second.stderr  # busy
             assert "another stacker watch" in second.stderr
     finally:
         stop.set()
