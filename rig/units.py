@@ -156,6 +156,7 @@ def format_length(value: float, unit: Units = "um") -> str:
     Micrometre values of 1 mm or more are shown in millimetres. The result parses back with
     :func:`parse_length`.
     """
+    value = float(value) + 0.0  # -0.0 (a plan to -0mm) is shown as 0
     if unit == "steps":
         count = f"{value:.0f}" if float(value).is_integer() else f"{value:g}"
         return f"{count} steps"

@@ -62,6 +62,7 @@ import contextlib
 import logging
 import math
 import re
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -775,7 +776,7 @@ class GrblRail(GcodeRail):
         return [
             f"{self.port}: $1 (step idle delay) is {idle:g} ms, so the motors switch off between "
             "frames and can slip to the nearest full step; keep them powered with "
-            f"`rig rail keep-motors-on {self.name}` ($1=255)"
+            f"`rig rail keep-motors-on {shlex.quote(self.name)}` ($1=255)"
         ]
 
     def keep_motors_on(self) -> None:

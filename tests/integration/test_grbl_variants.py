@@ -102,10 +102,11 @@ def test_inch_reports_are_converted() -> None:
 @pytest.mark.slow
 def test_motors_idling_between_frames_is_warned_about_and_can_be_fixed() -> None:
     with GrblSimulator(time_scale=20.0) as sim:
-        status = CliRunner().invoke(app, ["status", sim.url])
+        url = sim.url + "&settle=0.5"  # the hint, pasted into a shell, keeps every option
+        status = CliRunner().invoke(app, ["status", url])
         assert status.exit_code == 0, status.output
         assert "$1 (step idle delay) is 25 ms" in status.output
-        assert "rig rail keep-motors-on" in status.output
+        assert f"rig rail keep-motors-on '{url}'" in status.output.replace("\n", "")
         fixed = CliRunner().invoke(app, ["keep-motors-on", sim.url])
         assert fixed.exit_code == 0, fixed.output
         assert sim.settings[1] == 255

@@ -105,7 +105,8 @@ def test_durations_accept_bare_seconds() -> None:
 @pytest.mark.parametrize(
     ("value", "unit", "text"),
     [(1500.0, "um", "1.5 mm"), (250.0, "um", "250 µm"), (12.5, "um", "12.5 µm"),
-     (-2000.0, "um", "-2 mm"), (12.0, "steps", "12 steps"), (0.0001, "um", "0.0001 µm")],
+     (-2000.0, "um", "-2 mm"), (12.0, "steps", "12 steps"), (0.0001, "um", "0.0001 µm"),
+     (-0.0, "um", "0 µm"), (-0.0, "steps", "0 steps")],  # a plan to -0mm said "→ -0 µm"
 )  # fmt: skip
 def test_format_round_trips(value: float, unit: str, text: str) -> None:
     assert format_length(value, unit) == text  # type: ignore[arg-type]
