@@ -678,11 +678,16 @@ class HotFolder:
             # does to a file whose upload it resumes (ftpd.c, dostor), then renames it back.
             gone = not (dest and self._watched(Path(dest)))
             left = not (dest and Path(dest).parent == self.folder)
+            was = self._done.get(Path(src)) if src else None
             taken = bool(src) and self._forget(Path(src), gone=gone, left=left)
             same = bool(dest) and taken and file_identity(dest) in self._identities
             if same:
                 self._done[Path(dest)] = _TAKEN  # a frame taken, renamed: the same frame
                 self._claim_renamed(Path(src), Path(dest))
+            if src and not gone and was in (_TAKEN, _SKIPPED):
+                # Its name is free, its claim gone with it where it was the frame's: a poll
+                # reports a frame deleted and a new file given its inode as a rename.
+                self._end_shot(self._pair_key(Path(src)))
             if src:
                 self._shot_keys.forget(Path(src))
             if dest and not same:

@@ -806,6 +806,33 @@ def test_gphoto2_ram_captures_of_one_shot_are_one_frame(tmp_path: Path, raw_firs
         assert len(hot.skipped) == 3
 
 
+def test_a_shot_deleted_whole_frees_its_name_when_a_poll_calls_a_deletion_a_rename(
+    tmp_path: Path,
+) -> None:
+    """A poll reports a file deleted and a new one given its inode (ext4 and tmpfs give a
+    freed one again at once) as a rename: the deleted partner "renamed" to the next shot's
+    RAW kept the old shot's claim, and a new shot under the old name was passed over. Which
+    inode a file gets cannot be chosen from outside: the partner is renamed here, which is
+    the event the poll reports."""
+    raw = b"raw bytes" * 500
+    got: list[tuple[Path, int]] = []
+    with HotFolder(tmp_path, settle=0.3, pair_wait=0.5) as hot:
+
+        def camera() -> None:
+            (tmp_path / "capt0000.jpg").write_bytes(textured_jpeg(63))
+            (tmp_path / "capt0000.cr3").write_bytes(raw)
+            wait_until(lambda: len(got) == 1 and len(hot.skipped) == 1)
+            (tmp_path / "capt0000.jpg").unlink()
+            (tmp_path / "capt0000.cr3").rename(tmp_path / "capt0002.cr3")  # the inode, reused
+            time.sleep(1.5)
+            (tmp_path / "capt0000.cr3").write_bytes(raw * 2)  # the next run's shot: RAW only
+
+        t = in_thread(camera)
+        collect_paths(hot, t, 3, grace=1.5, got=got)
+        t.join()
+    assert [p.name for p, _ in got] == ["capt0000.jpg", "capt0002.cr3", "capt0000.cr3"]
+
+
 @pytest.mark.parametrize(
     ("first", "second", "prefer", "expected"),
     [
