@@ -288,6 +288,10 @@ class HotFolder:
         self.polled_for: str | None = None
         #: Files of a RAW+JPEG pair that were not stacked because their partner was.
         self.skipped: list[Path] = []
+        #: Files :meth:`paths` handed out still visibly cut short, once it gave up waiting for
+        #: the rest (see :meth:`_cut_short`), with why: its caller, which does not decode them,
+        #: looks here rather than reading each file again.
+        self.cut_short: dict[Path, str] = {}
         #: Result images written by stackrig (see :mod:`stacker.paths`): never frames.
         self.ours: list[Path] = []
         #: Notes for the user, in the order they came: frames read in the first frame's
@@ -426,14 +430,17 @@ class HotFolder:
         (:func:`~stacker.io.truncation`) and is looked at again later, as :meth:`frames` does
         with a file it cannot decode: polled, an upload that stalls for longer than ``settle``
         (Wi-Fi, a network share) looked written, and its first half was handed out (and copied
-        as a cable-released shot). After ``decode_retries`` looks it goes out as it is, for
-        its reader to report."""
+        as a cable-released shot). After ``decode_retries`` looks it goes out as it is, named
+        in :attr:`cut_short`."""
         try:
             with pinned(entry.path, self._real_folder) as held:
                 reason = truncation(held)
         except (OSError, OutsideFolder):  # gone, or a link out: _take and the reader tell
             return False
-        if reason is None or entry.attempts >= self.decode_retries:
+        if reason is None:
+            return False
+        if entry.attempts >= self.decode_retries:
+            self.cut_short[entry.path] = reason
             return False
         entry.attempts += 1
         entry.retry_at = time.monotonic() + self.retry_interval
@@ -670,26 +677,21 @@ class HotFolder:
         if kind == "give_way":
             self._free_partners(Path(src))
         elif kind == "deleted":
-            self._forget(Path(src), gone=True)
-            self._shot_keys.forget(Path(src))
+            self._free_name(Path(src), self._forget(Path(src), gone=True))
         elif kind == "moved":
             # Renamed within the folder it stays a frame, under its new name; else it is gone:
             # out of the folder, or (not said as such) to a temporary name in it, as pure-ftpd
             # does to a file whose upload it resumes (ftpd.c, dostor), then renames it back.
             gone = not (dest and self._watched(Path(dest)))
             left = not (dest and Path(dest).parent == self.folder)
-            was = self._done.get(Path(src)) if src else None
-            taken = bool(src) and self._forget(Path(src), gone=gone, left=left)
+            marker = self._forget(Path(src), gone=gone, left=left) if src else None
+            taken = marker is _TAKEN
             same = bool(dest) and taken and file_identity(dest) in self._identities
             if same:
                 self._done[Path(dest)] = _TAKEN  # a frame taken, renamed: the same frame
                 self._claim_renamed(Path(src), Path(dest))
-            if src and not gone and was in (_TAKEN, _SKIPPED):
-                # Its name is free, its claim gone with it where it was the frame's: a poll
-                # reports a frame deleted and a new file given its inode as a rename.
-                self._end_shot(self._pair_key(Path(src)))
             if src:
-                self._shot_keys.forget(Path(src))
+                self._free_name(Path(src), marker)
             if dest and not same:
                 # Renamed in: complete. From a frame taken but not that file: a poll reports a
                 # frame deleted and a new file given its inode number (ext4 gives a freed one
@@ -847,8 +849,9 @@ class HotFolder:
         self._done[entry.path] = self._signature(entry.path) or _TAKEN
         self.ours.append(entry.path)
 
-    def _forget(self, path: Path, *, gone: bool, left: bool = True) -> bool:
-        """``path`` is gone (deleted, or renamed away); whether it was a frame taken already.
+    def _forget(self, path: Path, *, gone: bool, left: bool = True) -> tuple[int, int] | None:
+        """``path`` is gone (deleted, or renamed away); what it was (``_TAKEN``, ``_SKIPPED``,
+        or None for neither).
 
         Its name is free again: a new file written under it later is a new frame. A file with
         content not read yet that is ``gone`` (deleted, or moved to a name that is no frame's)
@@ -862,13 +865,20 @@ class HotFolder:
             self._lost(entry)
         marker = self._done.get(path)
         if marker not in (_TAKEN, _SKIPPED):
-            return False
+            return None
         del self._done[path]
-        if gone:
-            self._end_shot(self._pair_key(path))
-        elif marker is _SKIPPED and path in self.skipped:  # counted again under its new name
+        if not gone and marker is _SKIPPED and path in self.skipped:  # counted again, renamed
             self.skipped.remove(path)
-        return marker == _TAKEN
+        return marker
+
+    def _free_name(self, path: Path, marker: tuple[int, int] | None) -> None:
+        """``path``'s name is free (its file deleted, or renamed away after its claim moved
+        with it, see :meth:`_claim_renamed`): a frame's or a partner's shot may end with it
+        (:meth:`_end_shot`; a poll reports a file deleted and a new one given its inode as a
+        rename), and a file given that name later is paired afresh."""
+        if marker in (_TAKEN, _SKIPPED):
+            self._end_shot(self._pair_key(path))
+        self._shot_keys.forget(path)
 
     def _end_shot(self, key: str) -> None:
         """Free the name of a shot whose file taken and every partner passed over for it are
@@ -907,8 +917,14 @@ class HotFolder:
         if self._claimed.get(self._pair_key(src)) != src:
             return
         key = self._pair_key(dest)
-        if self._claimed.setdefault(key, dest) != dest:
-            return
+        if self._claimed.get(key, dest) == dest:
+            self._claim(key, dest)
+
+    def _claim(self, key: str, path: Path) -> None:
+        """``path`` is shot ``key``'s file: a partner of it already complete and waiting is
+        passed over now, one that lands later when it does (:meth:`_touch`)."""
+        self._claimed[key] = path
+        self._fading.pop(key, None)
         for other in [e.path for e in self._entries.values() if self._pair_key(e.path) == key]:
             self._skip(other)
 
@@ -1065,12 +1081,7 @@ class HotFolder:
             if first != entry.path:
                 self.notes.append(f"{entry.path.name}: the same file as {first.name}, stacked once")
                 return False
-        key = self._pair_key(entry.path)
-        self._claimed[key] = entry.path
-        self._fading.pop(key, None)
-        # A partner already complete and waiting is not stacked.
-        for other in [e for e in self._entries.values() if self._pair_key(e.path) == key]:
-            self._skip(other.path)
+        self._claim(self._pair_key(entry.path), entry.path)
         return True
 
     def _outside(self, path: Path) -> str | None:

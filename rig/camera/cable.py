@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from rig.camera.errors import CameraError, ShotCutShortError
 from stacker.hotfolder import HotFolder
-from stacker.io import atomic_write_bytes, is_raw_path, truncation
+from stacker.io import atomic_write_bytes, is_raw_path
 from stacker.pairs import ShotKeys
 
 log = logging.getLogger(__name__)
@@ -99,8 +99,10 @@ class CableReleaseCamera:
             )
         shot = [arrived, *self._partner(arrived)]
         shot.sort(key=is_raw_path)  # the rendered file first, as a USB camera's
-        for path in shot:  # the hot folder hands out at last a file that stays cut short
-            if (reason := truncation(path)) is not None:
+        # The hot folder hands out at last a file that stays cut short, and says so.
+        cut = [(path, self._hot.cut_short.pop(path, None)) for path in shot]
+        for path, reason in cut:
+            if reason is not None:
                 raise ShotCutShortError(
                     f"{path}: {reason}; its transfer broke off or stalled: the frame is shot again"
                 )

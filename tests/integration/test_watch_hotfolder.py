@@ -224,6 +224,7 @@ def test_a_polled_jpeg_that_stays_cut_short_is_handed_out_after_the_retries(
             (p.name, p.stat().st_size, time.monotonic() - start) for p in hot.paths(idle_timeout=3)
         ]
     assert [(name, size) for name, size, _ in got] == [("cut.jpg", len(data) // 2)]
+    assert hot.cut_short == {tmp_path / "cut.jpg": "truncated JPEG (no end-of-image marker)"}
     assert got[0][2] >= 3 * 0.2  # looked at again decode_retries times first
 
 
