@@ -375,7 +375,7 @@ def header_size(head: bytes) -> tuple[int, int] | None:
     ``head`` is the file, or its start: a JPEG's frame header follows its metadata segments
     (give it the first 64 KiB), a TIFF's first page may be described anywhere in the file.
     """
-    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+    if is_tiff(head):
         return _tiff_size(head)
     if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and len(head) >= 24:
         w, h = struct.unpack(">II", head[16:24])

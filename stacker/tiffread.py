@@ -116,7 +116,7 @@ def decode_tiff(data: bytes, max_bytes: int) -> tuple[np.ndarray, int] | None:
         pixels = pixels[:, :, None]
     if premultiplied and pixels.ndim == 3 and pixels.shape[2] in (2, 4):
         pixels = _unpremultiplied(pixels)
-    if pixels.ndim == 3 and pixels.shape[2] == 2:  # grey and alpha
+    if pixels.ndim == 3 and pixels.shape[2] == 2:  # grey and (unassociated) alpha
         pixels = pixels[:, :, :1]
     if pixels.ndim != 3 or pixels.shape[2] not in (1, 3, 4) or pixels.dtype.kind not in "buif":
         return None  # complex samples are no photograph
@@ -129,14 +129,14 @@ def decode_tiff(data: bytes, max_bytes: int) -> tuple[np.ndarray, int] | None:
 
 
 def _unpremultiplied(pixels: np.ndarray) -> np.ndarray:
-    """Colour samples stored multiplied by the last sample (associated alpha) divided by it;
-    where alpha is 0 there is no colour, and it stays 0."""
+    """The colour samples, stored multiplied by the last sample (associated alpha), divided
+    by it, without the alpha; where alpha is 0 there is no colour, and it stays 0."""
     top = 1.0 if pixels.dtype.kind == "f" else float(np.iinfo(pixels.dtype).max)
     alpha = pixels[:, :, -1:].astype(np.float32) / top
     colour = pixels[:, :, :-1] / np.where(alpha > 0, alpha, 1.0)
     if pixels.dtype.kind != "f":
         colour = np.clip(np.rint(colour), 0, top)
-    return np.concatenate([colour.astype(pixels.dtype), pixels[:, :, -1:]], axis=2)
+    return colour.astype(pixels.dtype)
 
 
 def _inverted(pixels: np.ndarray) -> np.ndarray:
