@@ -256,8 +256,10 @@ class GrblSimulator(FirmwareDevice):
         ``protocol_main_loop``), refuses ``$X`` with ``error:46`` after a power-up or without
         the override-locks flag (64; system.c, ``check_status``; machine_limits.c,
         ``limits_homing_required``), and stays locked, silently, after homing one axis of a
-        cycle of three (system.c, ``home``). FluidNC boots into ``ALARM:14`` (Unhomed) when an
-        axis has homing (Protocol.cpp, ``protocol_do_start``), which ``$X`` clears.
+        cycle of three (system.c, ``home``); its emergency stop (``ALARM:10``) is critical as
+        limits are, and in a critical alarm it still answers ``?`` (protocol.c). FluidNC boots
+        into ``ALARM:14`` (Unhomed) whenever an axis has homing (Protocol.cpp,
+        ``protocol_do_start``), which ``$X`` clears, and prefixes its messages with ``INFO:``.
     single_axis_homing
         A build with ``HOMING_SINGLE_AXIS_COMMANDS``: ``$HX`` homes X alone. Off, as in stock
         GRBL, ``$HX`` is ``error:3`` and leaves the board in Home until a soft reset (see the
@@ -447,6 +449,8 @@ class GrblSimulator(FirmwareDevice):
         """Whether a board now starting must be homed before it moves (see ``firmware``)."""
         if self.firmware == "grblhal":
             return self._homing_required()
+        if self.firmware == "fluidnc":  # any axis with homing: no option turns the lock off
+            return bool(self.settings[22])
         return bool(self.homing_init_lock and self.settings[22])
 
     def _homing_required(self) -> bool:
@@ -505,7 +509,9 @@ class GrblSimulator(FirmwareDevice):
 
     def _realtime(self, byte: int, now: float) -> None:
         if byte == ord("?"):
-            if self._critical or self._homing_cycle():
+            # grblHAL serves status reports in a critical alarm (protocol.c, its blocking loop)
+            silent = self._critical and self.firmware != "grblhal"
+            if silent or self._homing_cycle():
                 # Flagged, not served: see "Status reports GRBL does not send" above.
                 self.unanswered_status_queries += 1
                 self._report_after_homing = not self._critical
@@ -886,7 +892,9 @@ class GrblSimulator(FirmwareDevice):
                 raise _GcodeError(46)
             if self._state == "Alarm":
                 self._state = "Idle"
-                self._ok("[MSG:Caution: Unlocked]")
+                # FluidNC sends its feedback messages as log lines (Report.cpp, log_info)
+                info = "INFO: " if self.firmware == "fluidnc" else ""
+                self._ok(f"[MSG:{info}Caution: Unlocked]")
             else:
                 self._ok()
         elif line.startswith("$H"):
