@@ -286,11 +286,11 @@ def plan_cmd(
 
 def _holds_a_plan(path: Path) -> bool:
     """Whether ``path`` holds a plan (one saved before, which ``--save`` may replace)."""
+    from stacker.pinned import read_small_text
+
     try:
-        if path.stat().st_size > 1 << 20:  # a plan is a few kilobytes
-            return False
-        ShotPlan.from_json(path.read_text(errors="replace"), source=str(path))
-    except (OSError, PlanError):
+        ShotPlan.from_json(read_small_text(path), source=str(path))  # as --plan reads one
+    except (OSError, UnicodeDecodeError, PlanError):
         return False
     return True
 
