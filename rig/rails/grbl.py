@@ -71,7 +71,7 @@ from typing import TYPE_CHECKING, Any
 from rig.errors import DeviceNotFoundError, MotionError, RigError
 from rig.rails.base import ConnectionLostError, MoveStoppedError, RailOptions
 from rig.rails.gcode import GcodeRail, GcodeSettings
-from rig.rails.grbl_codes import GRBL, Dialect, dialect_of
+from rig.rails.grbl_codes import GRBL, GRBLHAL, Dialect, dialect_of, dialect_of_build_info
 from rig.rails.serialport import SerialLink
 from rig.rails.url import DeviceURL, URLError
 from rig.units import format_length
@@ -266,6 +266,8 @@ class GrblRail(GcodeRail):
         try:
             reset_by_us = self._handshake()
             status = self._query_status()
+            if self._reset_seq == resets_before:  # no banner this time: ask what it runs
+                self._identify()
             if self._reset_seq != resets_before and not reset_by_us:
                 self._unreferenced = (
                     "the controller restarted when its port was opened (an Arduino resets on "
@@ -1001,6 +1003,19 @@ class GrblRail(GcodeRail):
         if self.homing == "axis" or self._single_axis_homing is not False:
             return f"$H{self.axis}"
         return "$H"
+
+    def _identify(self) -> None:
+        """The dialect of a board whose banner was not seen, from ``$I`` (see
+        :func:`~rig.rails.grbl_codes.dialect_of_build_info`); a grblHAL board on native USB
+        does not restart when its port opens, and its codes were read as GRBL's."""
+        try:
+            lines = self._command("$I")
+        except GrblCommandError:  # busy (error:8 while moving): the banner's dialect stays
+            return
+        dialect = dialect_of_build_info(lines)
+        if dialect is not None:
+            self.dialect = dialect
+            self.firmware = "GrblHAL" if dialect is GRBLHAL else "Grbl"
 
     def _lists_single_axis_homing(self) -> bool | None:
         """Whether ``$I`` lists ``H`` among the build options (``report.c``,

@@ -177,3 +177,16 @@ def dialect_of(banner: str) -> Dialect:
     if banner.startswith("GrblHAL"):
         return GRBLHAL
     return FLUIDNC if "[FluidNC" in banner else GRBL
+
+
+def dialect_of_build_info(lines: list[str]) -> Dialect | None:
+    """The dialect ``$I`` tells, for a board whose banner was not seen (one that does not
+    restart when its port opens: grblHAL's 32-bit boards on native USB, an ESP32 on USB-CDC):
+    grblHAL adds ``[FIRMWARE:grblHAL]`` (report.c, ``report_build_info``), FluidNC names
+    itself in ``[VER:3.x FluidNC v3.x ...]`` (Report.cpp); None when no ``[VER:`` came."""
+    if "[FIRMWARE:grblHAL]" in lines:
+        return GRBLHAL
+    versions = [line for line in lines if line.startswith("[VER:")]
+    if not versions:
+        return None
+    return FLUIDNC if "FluidNC" in versions[0] else GRBL

@@ -100,6 +100,20 @@ GRBLHAL_BANNER = f"\r\nGrblHAL {GRBLHAL_VERSION} ['$' or '$HELP' for help]\r\n"
 # \H]" (the GRBL-compatible version, the release, the radio built in, the help hint).
 FLUIDNC_BANNER = "\r\nGrbl 3.9 [FluidNC v3.9.5 (wifi) '$' for help]\r\n"
 BANNERS = {"grbl": BANNER, "grblhal": GRBLHAL_BANNER, "fluidnc": FLUIDNC_BANNER}
+# $I: GRBL's report.c (report_build_info); grblHAL's adds its name (report.c, "[FIRMWARE:"),
+# FluidNC's names itself in its version line (Report.cpp, report_build_info).
+BUILD_INFO = {
+    "grbl": lambda opt: [f"[VER:{VERSION}.20190830:]", f"[OPT:{opt},15,128]"],
+    "grblhal": lambda opt: [
+        f"[VER:{GRBLHAL_VERSION}.20250101:]",
+        f"[OPT:{opt},35,1024,3]",
+        "[FIRMWARE:grblHAL]",
+    ],
+    "fluidnc": lambda opt: [  # its options: P, H (where $HX is), S
+        "[VER:3.9 FluidNC v3.9.5 (esp32-wifi) :]",
+        f"[OPT:P{'H' if 'H' in opt else ''}S]",
+    ],
+}
 # grblHAL's $22 is a set of flags (settings.h, homing flags): these two decide its boot lock.
 GRBLHAL_INIT_LOCK, GRBLHAL_OVERRIDE_LOCKS = 4, 64
 INCH_PER_MM = 0.0393701  # GRBL nuts_bolts.h
@@ -870,7 +884,7 @@ class GrblSimulator(FirmwareDevice):
             if not idle_or_alarm:
                 raise _GcodeError(8)
             options = "VH" if self.single_axis_homing else "V"  # report.c, report_build_info
-            self._ok(f"[VER:{VERSION}.20190830:]", f"[OPT:{options},15,128]")
+            self._ok(*BUILD_INFO[self.firmware](options))
         elif line == "$#":
             if not idle_or_alarm:
                 raise _GcodeError(8)

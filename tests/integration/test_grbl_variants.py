@@ -147,3 +147,20 @@ def test_a_board_slower_to_start_than_the_wakeup_is_told_to_raise_it() -> None:
             patient.move_to(1000.0)
         finally:
             patient.close()
+
+
+@pytest.mark.parametrize(("firmware", "dialect"), [("grblhal", "grblHAL"), ("fluidnc", "FluidNC")])
+def test_a_board_that_keeps_running_when_its_port_opens_is_told_by_its_build_info(
+    firmware: str, dialect: str
+) -> None:
+    """A grblHAL board on native USB or an ESP32 on USB-CDC does not restart when its port
+    opens, so its banner is never seen: its codes were read as GRBL's (grblHAL's refusal to
+    unlock was "error:46 (unknown error code)"). ``$I`` names it."""
+    with (
+        GrblSimulator(time_scale=20.0, firmware=firmware, reset_on_open=False) as sim,
+        connected(sim, GrblRail) as rail,
+    ):
+        assert rail.dialect.name == dialect
+        if firmware == "grblhal":  # locked since power-up: only homing unlocks it
+            with pytest.raises(MotionError, match=r"will not unlock \(error:46 \(Home machine"):
+                rail.accept_position()
