@@ -32,6 +32,10 @@ import tty
 from abc import ABC, abstractmethod
 from typing import ClassVar, TypeVar
 
+POLL_MS = 20
+"""How long the I/O thread waits for input at a time: the input is seen empty at least this
+often while the thread keeps up, which bounds :attr:`PtyDevice.arrival`'s span."""
+
 
 class PtyDevice:
     """Base of the pty-backed simulators; subclasses implement the ``on_*`` hooks.
@@ -62,6 +66,11 @@ class PtyDevice:
         self._thread: threading.Thread | None = None
         self.received = bytearray()
         """Every byte the device received, for inspection."""
+        self.arrival: tuple[float, float] = (0.0, 0.0)
+        """When the bytes :meth:`on_bytes` is given arrived: no earlier than the first
+        ``time.monotonic()`` value, no later than the second. A pty keeps no arrival times, so
+        this is the last moment the input was seen empty and the moment it was read; the span is
+        wide only when this simulator's I/O thread fell behind (a loaded machine)."""
 
     # -- hooks --------------------------------------------------------------------------------
 
@@ -191,6 +200,7 @@ class PtyDevice:
     def _io_loop(self) -> None:
         poller_for: int | None = None
         poller = select.poll()
+        empty_at = time.monotonic()  # the input was last seen empty then
         while not self._quit.is_set():
             master = self._master
             if master is None:
@@ -201,10 +211,12 @@ class PtyDevice:
                 poller.register(master, select.POLLIN | select.POLLPRI)
                 poller_for = master
             try:
-                events = poller.poll(50)
+                events = poller.poll(POLL_MS)
             except (OSError, ValueError):
                 continue
             revents = events[0][1] if events else 0
+            if not revents & (select.POLLIN | select.POLLPRI):
+                empty_at = time.monotonic()
             if revents & (select.POLLNVAL | select.POLLERR):
                 time.sleep(0.02)
                 continue
@@ -213,6 +225,8 @@ class PtyDevice:
                     packet = os.read(master, 4097)
                 except OSError:
                     packet = b""
+                read_at = time.monotonic()
+                self.arrival, empty_at = (empty_at, read_at), read_at
                 if packet[:1] == b"\x00":  # packet mode: a data packet
                     data = packet[1:]
                     if data and not self._stalled:

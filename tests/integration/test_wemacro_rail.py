@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+import serial
 
 from rig.errors import DeviceNotFoundError, MotionError
 from rig.rails import wemacro_protocol as proto
@@ -14,7 +15,7 @@ from rig.rails.base import ConnectionLostError, MoveStoppedError
 from rig.rails.wemacro import WeMacroRail
 from rig.session.journal import RailLeft
 from rig.sim.stackshot import StackShotSimulator
-from rig.sim.wemacro import WeMacroSimulator
+from rig.sim.wemacro import LATE_S, WeMacroSimulator
 from tests.rails import move_cut_short
 
 
@@ -68,6 +69,49 @@ def test_wakes_the_controller_and_a_first_move_really_moves(
     assert sim.carriage.position_mm == pytest.approx(14.0)
     rail.move_to(500.0)  # a move back ends with 0xF6
     assert sim.carriage.position_mm == pytest.approx(12.5) and rail.position == 500.0
+
+
+def _host(sim: WeMacroSimulator) -> serial.Serial:
+    """A host of our own on the simulator's port, to send frames when we choose."""
+    return serial.Serial(sim.path, 9600, timeout=1.0)
+
+
+def test_a_move_sent_with_the_configuration_is_ignored() -> None:
+    """The controller's awkward rule, which the driver's pause after configuring must meet:
+    a frame that completes within 30 ms of a configuration frame does nothing."""
+    with WeMacroSimulator(time_scale=1.0) as sim, _host(sim) as host:
+        for _ in range(20):  # a read the simulator was late for tells nothing: send again
+            before = len(sim.frames)
+            ignored = sim.ignored_frames
+            host.write(proto.frame(proto.Command.CONFIG) + proto.frame(0x40, 500))
+            assert eventually(lambda n=before: len(sim.frames) > n)
+            time.sleep(0.05)
+            empty_at, read_at = sim.arrival
+            if read_at - empty_at <= LATE_S:
+                break
+        else:
+            pytest.fail("the simulator fell behind on every read")
+        assert sim.ignored_frames == ignored + 1
+        assert sim.frames[-1][0] == proto.Command.CONFIG and not sim.carriage.moving
+
+
+def test_a_simulator_that_falls_behind_does_not_ignore_a_move_sent_after_the_pause() -> None:
+    """On a loaded machine the simulator read the configuration and a move sent 70 ms later
+    together and ignored the move, so a test's jog never ended: frames are timed by when they
+    can have arrived, not by when the simulator got round to them."""
+    with WeMacroSimulator(time_scale=20.0) as sim, _host(sim) as host:
+        host.write(b"\x00")  # past the reset that opening the port causes
+        assert eventually(lambda: bytes(sim.received).endswith(b"\x00"))
+        with sim._lock:  # the simulator busy with bytes it read before the configuration
+            host.write(b"\x01")
+            assert eventually(lambda: bytes(sim.received).endswith(b"\x01"))
+            host.write(proto.frame(proto.Command.CONFIG))
+            time.sleep(proto.CONFIG_SETTLE_S + 0.04)
+            host.write(proto.frame(proto.Command.MOVE_FORWARD, 500))
+            time.sleep(0.05)
+        assert eventually(lambda: sim.carriage.moving or sim.ignored_frames > 0)
+        assert sim.ignored_frames == 0
+        assert eventually(lambda: sim.carriage.position_mm == pytest.approx(12.5))
 
 
 def test_answers_split_across_reads_are_still_answers() -> None:
