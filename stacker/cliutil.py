@@ -43,6 +43,7 @@ def run_app(app: typer.Typer, prog_name: str, units: Collection[str] = TIME_UNIT
         empty_argument_hint(sys.argv[1:])
         or unexpanded_home_hint(sys.argv[1:])
         or split_unit_hint(sys.argv[1:], units)
+        or option_as_value_hint(typer.main.get_command(app), sys.argv[1:])
     )
     if hint:
         print(f"{prog_name}: error: {hint}", file=sys.stderr)
@@ -281,6 +282,41 @@ def unexpanded_home_hint(args: Sequence[str]) -> str | None:
                 f"'{arg}': the shell does not expand ~ after '='; write {option} {value} "
                 f"(with a space) or {option}=$HOME{value[1:]}"
             )
+    return None
+
+
+def option_as_value_hint(command: Any, args: Sequence[str]) -> str | None:
+    """What is wrong when an option that takes a value is followed by another of the command's
+    options: the parser takes the second for the first's value, so ``rig shoot --out --dry-run``
+    shot for real into a folder named ``--dry-run``, and ``-o --preview`` wrote there.
+
+    ``command`` is the app's Click command (Typer's own copy of Click from 0.22 on, so looked
+    at by its attributes)."""
+    names = {"--help"}
+    valued: set[str] = set()
+
+    def learn(command: Any) -> None:
+        for param in command.params:
+            if param.param_type_name == "option":
+                names.update(param.opts, param.secondary_opts)
+                if not (param.is_flag or param.count):
+                    valued.update(param.opts)
+
+    learn(command)
+    taking: str | None = None  # the option whose value ``arg`` is
+    for arg in args:
+        if arg == "--":
+            break
+        if taking is not None and arg.partition("=")[0] in names:
+            return (
+                f"'{taking} {arg}': {taking} takes a value and {arg} is an option; "
+                f"give {taking} its value"
+            )
+        if taking is None and arg in getattr(command, "commands", {}):
+            command = command.commands[arg]
+            learn(command)
+            continue
+        taking = arg if taking is None and arg in valued else None
     return None
 
 

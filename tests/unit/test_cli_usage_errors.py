@@ -222,3 +222,38 @@ def test_a_home_folder_after_an_equals_sign_is_refused_with_the_fix(
         f"{option} {value} (with a space) or {option}=$HOME{value[1:]}\n"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("prog", "args", "pair"),
+    [("rig", ["shoot", "--rail", "sim://", "--out", "--dry-run"], "--out --dry-run"),
+     ("rig", ["demo", "--frames", "--help"], "--frames --help"),
+     ("stacker", ["watch", "incoming", "-o", "--preview", "--idle-timeout", "1s"],
+      "-o --preview"),
+     ("stacker", ["stack", "frames", "--output", "--align=none"], "--output --align=none")],
+)  # fmt: skip
+def test_an_option_left_without_its_value_is_refused_not_given_the_next_option(
+    prog: str, args: list[str], pair: str, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """The parser took the next option for the value: ``rig shoot --out --dry-run`` shot for
+    real, into a folder named ``--dry-run``."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _run(prog, args, monkeypatch, capsys)
+    option, value = pair.split(" ")
+    assert code == 2 and err == (
+        f"{prog}: error: '{pair}': {option} takes a value and {value} is an option; "
+        f"give {option} its value\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("prog", "args"),
+    [("rig", ["rail", "jog", "sim://", "-250um", "--help"]),
+     ("stacker", ["stack", "frames", "-o", "-x.tif", "--help"])],
+)  # fmt: skip
+def test_values_that_start_with_a_dash_are_still_values(
+    prog: str, args: list[str], monkeypatch, capsys
+) -> None:
+    code, out, _ = _run(prog, args, monkeypatch, capsys)
+    assert code == 0 and out.startswith("Usage:")
