@@ -9,7 +9,9 @@ If those align with each other (:func:`align_with_each_other`), the first frame 
 one, and the stack starts again from them without it; otherwise the photographer is told,
 while the shoot can still be fixed. Two frames are not enough: a flash that failed twice in a
 row after a good first frame gives two dark frames that align with each other, and the frame
-after them merges with the first again.
+after them merges with the first again. Nor is three, where the frames kept out are all far
+darker than a first frame that is not blown out (:func:`misfired`): that is a flash that did
+not recycle, and the stack goes on with its good first frame.
 """
 
 from __future__ import annotations
@@ -59,6 +61,40 @@ def align_with_each_other(frames: Sequence[np.ndarray], *, align: str, linear: b
     return probe.frames_merged == len(frames)
 
 
+DARKER = 0.5
+"""Frames kept out whose mean is below this share of the first frame's are flash misfires (the
+stack holds exposures down to half the first's), unless the first is blown out."""
+
+FIRST_BLOWN_SHARE = 0.01
+"""A first frame blown out (any channel at white) over more than this share of its pixels may
+be the odd one even against far darker frames: a flash that fired twice, a light left on."""
+
+
+def brightness(image: np.ndarray) -> tuple[float, float]:
+    """An image's mean and the share of its pixels blown out (any channel at white), from every
+    eighth pixel."""
+    sample = image[::8, ::8]
+    white = 0.99 * (np.iinfo(image.dtype).max if image.dtype.kind in "ui" else 1.0)
+    top = sample.max(axis=2) if sample.ndim == 3 else sample
+    return float(sample.mean()), float(np.count_nonzero(top >= white)) / max(1, top.size)
+
+
+def misfired(first: tuple[float, float], kept: Sequence[np.ndarray]) -> bool:
+    """Whether the frames ``kept`` out against a first frame of :func:`brightness` ``first`` are
+    all far darker than it while it is not blown out: flashes that did not fire, not a first
+    frame that is the odd one."""
+    mean, blown = first
+    return blown <= FIRST_BLOWN_SHARE and all(brightness(k)[0] < DARKER * mean for k in kept)
+
+
+def misfire_note(first: str, kept: int) -> str:
+    """What a live stack says when the ``kept`` frames after ``first`` were :func:`misfired`."""
+    return (
+        f"the {kept} frames after {first} are far darker than it (a flash that did not fire "
+        f"or recycle?): they are left out and the stack goes on from {first}"
+    )
+
+
 def left_out_reason(kept: int) -> str:
     """Why a first frame was left out, and what happens instead: the ``kept`` frames after it
     did not align with it."""
@@ -77,6 +113,10 @@ class LoneFirstFrame(Generic[K]):
         self._kept_out = 0
         self._done = False
         self._kept: list[tuple[K, np.ndarray]] = []
+        self._first_level: tuple[float, float] | None = None
+        self.misfire: str | None = None
+        """Set by :meth:`start_again_from` when it finds the frames kept out
+        :func:`misfired`: what to say instead of the warning :meth:`after` gave."""
 
     def after(
         self, name: str, merged: bool, key: K | None = None, frame: np.ndarray | None = None
@@ -84,11 +124,14 @@ class LoneFirstFrame(Generic[K]):
         """The warning, the first time :data:`KEPT_OUT` frames after a lone first merged
         frame were kept out; ``None`` otherwise (and for good once a second frame merged).
         A frame kept out after the first merged one is noted by ``key`` with a
-        :func:`small_copy` of ``frame`` while the first stands alone."""
+        :func:`small_copy` of ``frame`` while the first stands alone; the first merged frame's
+        ``frame``, given, tells misfires from a bad first frame (:func:`misfired`)."""
         if self._done:
             return None
         if merged:
             self._done = self._first is not None  # a second frame merged: the first is fine
+            if self._first is None and frame is not None:
+                self._first_level = brightness(frame)
             self._first = self._first or name
             if self._done:
                 self._kept.clear()
@@ -112,6 +155,9 @@ class LoneFirstFrame(Generic[K]):
         ``stacker``'s reference is not a frame number, which counts from the first frame.
         Empty otherwise. The copies are let go either way."""
         kept, self._kept = self._kept, []
+        if self._first_level is not None and misfired(self._first_level, [c for _, c in kept]):
+            self.misfire = misfire_note(self._first or "the first frame", len(kept))
+            return []
         if isinstance(getattr(stacker, "reference", None), int):
             return []
         together = align_with_each_other(

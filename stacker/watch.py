@@ -540,9 +540,13 @@ class _WatchRun:
                 self.give_way(frame.path)
             else:
                 self.reject(frame.path, str(exc))
+                # A first frame of another size or bit depth keeps every later one out.
+                self.stranded = self.lone_first.after(
+                    frame.path.name, False, frame.path, frame.image
+                )
             return
         if record.merged:
-            self.lone_first.after(frame.path.name, True)
+            self.lone_first.after(frame.path.name, True, frame=frame.image)
             if self.first_path is None:
                 self.first_path = frame.path
                 if self.stacker.linear:
@@ -567,6 +571,9 @@ class _WatchRun:
         stranded, self.stranded = self.stranded, None
         again = self.lone_first.start_again_from(self.stacker)
         first = self.first_path
+        if self.lone_first.misfire is not None:
+            self.warn(self.lone_first.misfire)
+            return
         if first is None or not again:
             self.warn(
                 f"{stranded}move it out of the folder and watch again (`stacker stack` on the "

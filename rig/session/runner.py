@@ -797,9 +797,13 @@ class SessionRunner:
         self._warn(f"frame {first.index}: {getattr(record, 'reason', '')}")
         self._told(first, record, StackPreviews(None, None, None))
 
-    def _stranded(self, first: StackJob, stranded: str) -> None:
+    def _stranded(self, first: StackJob, stranded: str, advise: bool) -> None:
         """On the stacking thread: the first frame keeps the rest out, and they do not align
-        with each other either (or the reference is numbered from the first frame)."""
+        with each other either (or the reference is numbered from the first frame), or they
+        were flash misfires (``advise`` false: the stack goes on)."""
+        if not advise:
+            self._warn(stranded)
+            return
         self._warn(
             stranded + "stop, check it, and stack the frames again with `stacker stack "
             f"{shell_path(first.path.parent)}`, which leaves such a first frame out"

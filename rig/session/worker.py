@@ -61,7 +61,9 @@ MergedCallback = Callable[[StackJob, Any, StackPreviews], None]
 FailedCallback = Callable[[StackJob, UserError], None]
 RestartCallback = Callable[[StackJob, Any, list[StackJob], StackerLike], None]
 """``(first, its record now, the frames kept out against it, the new stacker)``."""
-StrandedCallback = Callable[[StackJob, str], None]
+StrandedCallback = Callable[[StackJob, str, bool], None]
+"""Told the first merged frame and what to say of the frames kept out against it; the flag
+says whether advice on what to do should follow (not where they were flash misfires)."""
 
 _STOP = object()
 _UNFIT = object()  # what StackWorker._add gives for a frame the stack could not take
@@ -253,6 +255,8 @@ class StackWorker:
                 self.stacker.display = display_of(job.path)  # the live page shows it rendered
         except UserError as exc:  # a frame that does not fit the stack: kept out, reported
             self._failed(job, exc)
+            # A first frame of another size or bit depth keeps every later one out.
+            self._stranded = self._lone_first.after(job.path.name, False, job, image)
             return _UNFIT
         self._follow_first(job, image, record)
         return record
@@ -289,8 +293,12 @@ class StackWorker:
         again = self._lone_first.start_again_from(self.stacker)
         first = self._first
         if first is None or not again or self._fresh is None:
+            if self._lone_first.misfire is not None:
+                if self._on_stranded is not None and first is not None:
+                    self._on_stranded(first[0], self._lone_first.misfire, False)
+                return
             if self._on_stranded is not None and stranded is not None and first is not None:
-                self._on_stranded(first[0], stranded)
+                self._on_stranded(first[0], stranded, True)
             return
         job, record = first
         why = left_out_reason(len(again))

@@ -1063,6 +1063,49 @@ def test_a_flash_that_fails_twice_after_a_good_first_frame_leaves_the_first_fram
     assert not [w for w in warnings if "left out" in w or "every frame since" in w]
 
 
+def test_three_flash_misfires_after_a_good_first_frame_leave_the_first_frame_in(
+    tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
+) -> None:
+    """Three dark frames in a row align with each other as well as two do: the watch took the
+    good first frame for the bad one, started again from the misfires and kept every good
+    frame after them out (3 of 6 stacked, the composite a quarter as bright). Frames far
+    darker than a first frame that is not blown out are misfires: the stack goes on."""
+    frames = [cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR) for j in stack_jpegs]
+    dark = [cv2.imencode(".jpg", (f * 0.25).astype(np.uint8))[1].tobytes() for f in frames[1:4]]
+    for i, data in enumerate([stack_jpegs[0], *dark, *stack_jpegs[4:6]]):
+        write_old(hot / f"IMG_{i}.jpg", data)
+    warnings: list[str] = []
+    out = tmp_path / "out.jpg"
+    summary = watch_and_stack(hot, out, idle_timeout=1.0, settle=0.2, on_warning=warnings.append)
+    assert [r.merged for r in summary.records] == [True, False, False, False, True, True]
+    assert not [w for w in warnings if "left out:" in w or "every frame since" in w]
+    assert (
+        "the 3 frames after IMG_0.jpg are far darker than it (a flash that did not fire or "
+        "recycle?): they are left out and the stack goes on from IMG_0.jpg"
+    ) in warnings
+    assert cv2.imread(str(out)).mean() > 0.8 * frames[0].mean()
+
+
+def test_a_first_frame_of_another_size_is_left_out_and_the_stack_starts_again_without_it(
+    tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
+) -> None:
+    """A portrait test shot left at the front of the folder: every later frame was refused
+    for its size, and the watch wrote that one shot as the composite, exit 0. It is now left
+    out as a bad first frame is."""
+    first = cv2.imdecode(np.frombuffer(stack_jpegs[0], np.uint8), cv2.IMREAD_COLOR)
+    upright = cv2.imencode(".jpg", cv2.rotate(first, cv2.ROTATE_90_CLOCKWISE))[1].tobytes()
+    for i, data in enumerate([upright, *stack_jpegs[1:5]]):
+        write_old(hot / f"IMG_{i}.jpg", data)
+    warnings: list[str] = []
+    out = tmp_path / "out.jpg"
+    summary = watch_and_stack(
+        hot, out, idle_timeout=1.0, settle=0.2, on_warning=warnings.append, crop=False
+    )
+    assert [r.name for r in summary.records if r.merged] == [f"IMG_{i}.jpg" for i in range(1, 5)]
+    assert any("IMG_0.jpg: left out: none of the 3 frames after it" in w for w in warnings)
+    assert cv2.imread(str(out)).shape[:2] == first.shape[:2]
+
+
 def test_a_first_frame_is_kept_when_the_frames_after_it_do_not_align_with_each_other(
     tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
 ) -> None:
