@@ -573,7 +573,7 @@ class Stacker:
         need no more) and ``matrix`` the registration-level transform. Only what both frames
         show counts: a bumped tripod's frame, moved further than the margin, brought the
         warp's black border into its mean (a gain of 1.15 where it was 1.02, and every frame
-        after it matched to that).
+        after it matched to that); and of that, what neither shows blown out.
         """
         assert self._prev_color is not None
         h, w = small.shape[:2]
@@ -585,13 +585,19 @@ class Stacker:
         by, bx = h // 8, w // 8
         inner = np.s_[by : h - by, bx : w - bx]
         whole = (seen[inner] == 255).view(np.uint8)  # no black blended in by either warp
-        both = whole if cv2.countNonZero(whole) else None
-        ref = np.array(cv2.mean(self._prev_color[inner], mask=both)[:3])
-        cur = np.array(cv2.mean(warped[inner], mask=both)[:3])
         white = 0.99 * float(np.iinfo(self._dtype).max)
         here = (warped[inner].max(axis=2) >= white) & (whole > 0)
         before = (self._prev_color[inner].max(axis=2) >= white) & (whole > 0)
         count = max(1, cv2.countNonZero(whole))
+        # Blown pixels say nothing of the exposure: a specular sheen over 8 % of the first
+        # frame brightened every other frame 1.2 times, clipping the composite's whites.
+        # Grown by a pixel: at this size a sheen's edge blends into its neighbours.
+        blown = cv2.dilate((here | before).view(np.uint8), np.ones((3, 3), np.uint8))
+        unclipped = whole & (blown == 0)
+        both = unclipped if cv2.countNonZero(unclipped) > count // 2 else whole
+        both = both if cv2.countNonZero(both) else None
+        ref = np.array(cv2.mean(self._prev_color[inner], mask=both)[:3])
+        cur = np.array(cv2.mean(warped[inner], mask=both)[:3])
         shares = (
             np.count_nonzero(here & ~before) / count,
             np.count_nonzero(before & ~here) / count,
