@@ -141,6 +141,7 @@ class _Entry:
     attempts: int = 0  # failed decodes so far
     retry_at: float | None = None
     hold_until: float | None = None  # a RAW/JPEG waiting for its preferred partner
+    found_at: float = 0.0  # when a file found at start was found
     rank: int = 0  # among the files of its batch, in the order they were shot (_rank_batches)
 
     def place(self) -> tuple[tuple[int, int], int, NaturalKey]:
@@ -977,6 +978,7 @@ class HotFolder:
                 initial=True,
                 signature=(st.st_size, st.st_mtime_ns),
                 stable_since=now - age,
+                found_at=now,
             )
 
     # -- deciding what is ready ----------------------------------------------------------------
@@ -1028,8 +1030,10 @@ class HotFolder:
                 continue
             if not self._preferred(entry.path):
                 if entry.hold_until is None:
-                    # From completion; for a file found at start, from its last write.
-                    since = entry.stable_since if entry.initial else now
+                    # From completion; for a file found at start, from then: not from its
+                    # last write, whose time a download takes from the camera's clock
+                    # (gphoto2 sets it), hours behind or ahead.
+                    since = entry.found_at if entry.initial else now
                     entry.hold_until = since + self.pair_wait
                 if now < entry.hold_until:
                     coming.append(entry)

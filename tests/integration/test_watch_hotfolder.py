@@ -353,6 +353,25 @@ def test_lone_raw_is_taken_after_the_pair_wait_and_prefer_raw_skips_jpegs(
     assert [p.name for p in hot.skipped] == ["a.jpg"]
 
 
+def test_a_file_found_at_start_waits_for_its_partner_whatever_its_date(tmp_path: Path) -> None:
+    """gphoto2 dates each download by the camera's clock: a RAW that had just landed when the
+    watch started looked an hour old, its wait for its JPEG was over before it began, and the
+    JPEG landing half a second later was passed over (a RAW in a JPEG stack, or a shot lost).
+    The wait for a partner of a file found at start counts from when it was found."""
+    raw = tmp_path / "IMG_0001.CR2"
+    raw.write_bytes(b"raw bytes" * 500)
+    an_hour_ago = time.time() - 3600
+    os.utime(raw, (an_hour_ago, an_hour_ago))
+    with HotFolder(tmp_path, settle=0.3, pair_wait=2.0) as hot:
+        t = in_thread(
+            lambda: (time.sleep(0.5), write_old(tmp_path / "IMG_0001.JPG", textured_jpeg(5)))
+        )
+        got = collect_paths(hot, t, 1, skipped=1)
+        t.join()
+    assert [p.name for p, _ in got] == ["IMG_0001.JPG"]
+    assert [p.name for p in hot.skipped] == ["IMG_0001.CR2"]
+
+
 @pytest.mark.parametrize("raw_first", [False, True])
 @pytest.mark.parametrize("polling", [False, True])
 def test_a_raw_jpeg_shot_renamed_after_it_was_taken_is_still_one_frame(
