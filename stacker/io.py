@@ -717,7 +717,9 @@ def remove_temporaries(outputs: Iterable[Path], *, idle_s: float = 0.0) -> list[
     """Delete the hidden temporaries :func:`atomic_write` left for ``outputs`` when it was cut
     short (kill -9, a power cut): each as large as its output, one more per interruption.
 
-    Only those untouched for ``idle_s`` seconds, where another process might be writing one.
+    Only those untouched for ``idle_s`` seconds, where another process might be writing one;
+    a time ahead of the clock counts as long untouched (left by a crash while the clock ran
+    ahead, before NTP set it back).
     """
     removed = []
     now = time.time()
@@ -733,7 +735,7 @@ def remove_temporaries(outputs: Iterable[Path], *, idle_s: float = 0.0) -> list[
                 continue
             with contextlib.suppress(OSError):
                 if entry.is_file(follow_symlinks=False) and (
-                    idle_s <= 0 or now - entry.stat(follow_symlinks=False).st_mtime > idle_s
+                    idle_s <= 0 or abs(now - entry.stat(follow_symlinks=False).st_mtime) > idle_s
                 ):
                     os.unlink(entry.path)
                     removed.append(Path(entry.path))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
+import time
 import warnings
 import zlib
 from pathlib import Path
@@ -986,3 +987,18 @@ def test_a_tiff_too_large_once_decoded_is_refused_from_its_header(
     finally:
         tracemalloc.stop()
     assert peak < 2_000_000, peak  # decoded, it is 6 to 16 MB
+
+
+def test_a_temporary_left_with_a_time_ahead_of_the_clock_is_removed(tmp_path: Path) -> None:
+    """A crash while the clock ran ahead (set back later by NTP) left a temporary as large as
+    the output that no later run removed: it looked written a moment ago, for a day."""
+    from stacker.io import remove_temporaries, temporary_prefix
+
+    out = tmp_path / "stacked.tif"
+    ahead, fresh = (tmp_path / f"{temporary_prefix(out.name)}{n}.tmp" for n in ("a", "b"))
+    for path in (ahead, fresh):
+        path.write_bytes(b"half a composite")
+    day = time.time() + 86400
+    os.utime(ahead, (day, day))
+    assert remove_temporaries([out], idle_s=60.0) == [ahead]
+    assert fresh.exists()
