@@ -439,17 +439,20 @@ class Stacker:
         image = np.ascontiguousarray(image[:, :, :3] if image.shape[2] == 4 else image)
         if self._shape is not None:
             h, w = self._shape
+            # Named: where the first frame is the odd one (a portrait test shot, a 16-bit
+            # export), the message named only the good frame after it.
+            first = f", set by its first frame {self.records[0].name}" if self.records else ""
             if image.shape[:2] != (h, w):
                 turned = " (turned by a quarter: rotated, or a different EXIF orientation?)"
                 raise StackerError(
                     f"{name}: {image.shape[1]}x{image.shape[0]} differs from the stack's "
-                    f"{w}x{h}{turned if image.shape[:2] == (w, h) else ''}; all frames of a "
-                    "stack must have the same size"
+                    f"{w}x{h}{first}{turned if image.shape[:2] == (w, h) else ''}; all frames "
+                    "of a stack must have the same size"
                 )
             if image.dtype != self._dtype:
                 raise StackerError(
                     f"{name}: {image.dtype.itemsize * 8}-bit differs from the stack's "
-                    f"{self._dtype.itemsize * 8}-bit frames; do not mix bit depths"  # type: ignore[union-attr]
+                    f"{self._dtype.itemsize * 8}-bit frames{first}; do not mix bit depths"  # type: ignore[union-attr]
                 )
         return image
 
