@@ -36,19 +36,20 @@ def run_app(app: typer.Typer, prog_name: str, units: Collection[str] = TIME_UNIT
 
     The standard streams are made safe first (:func:`guard_std_streams`): a console that went
     away or filled never ends the command. A number and one of ``units`` typed as two words
-    (see :func:`split_unit_hint`) is refused with the fix.
+    (see :func:`split_unit_hint`), an option left without its value
+    (:func:`option_as_value_hint`) and the like are refused with the fix.
     """
     guard_std_streams(prog_name)
-    hint = (
-        empty_argument_hint(sys.argv[1:])
-        or unexpanded_home_hint(sys.argv[1:])
-        or split_unit_hint(sys.argv[1:], units)
-        or option_as_value_hint(typer.main.get_command(app), sys.argv[1:])
-    )
-    if hint:
-        print(f"{prog_name}: error: {hint}", file=sys.stderr)
-        sys.exit(2)
     try:
+        hint = (
+            empty_argument_hint(sys.argv[1:])
+            or unexpanded_home_hint(sys.argv[1:])
+            or split_unit_hint(sys.argv[1:], units)
+            or option_as_value_hint(typer.main.get_command(app), sys.argv[1:])
+        )
+        if hint:
+            print(f"{prog_name}: error: {hint}", file=sys.stderr)
+            sys.exit(2)
         _quiet_decoders()  # loads OpenCV: a second on a Raspberry Pi, Ctrl-C may come meanwhile
         try:
             app(prog_name=prog_name, standalone_mode=True)
