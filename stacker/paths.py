@@ -15,6 +15,8 @@ replace a frame it reads or one of its own results.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -81,8 +83,8 @@ def rewritten(before: dict[Path, FileStamp | None]) -> list[Path]:
 
 
 def once_each(files: list[Path], on_note: Callable[[str], None] | None) -> list[Path]:
-    """``files`` with every file on disk once (see :func:`file_identity`), in
-    the order each first came.
+    """``files`` with every file on disk once (see :func:`file_identity`), and every content
+    once (see :func:`copies`), in the order each first came.
 
     ``on_note`` hears of the names left out, each with the name it is stacked under, which
     the frames' table shows: ``f/pcb_001.jpg (stacked as link_001.jpg)`` for a link,
@@ -99,12 +101,75 @@ def once_each(files: list[Path], on_note: Callable[[str], None] | None) -> list[
         if key is not None:
             seen[key] = f
         kept.append(f)
-    if again and on_note is not None:
-        names = ", ".join(_named_again(f, first) for f, first in again[:3])
-        more = ", ..." if len(again) > 3 else ""
-        count = f"{len(again)} files" if len(again) > 1 else "a file"
-        on_note(f"{count} named twice, stacked once: {names}{more}")
-    return kept
+    copied = copies(kept)
+    if on_note is not None:
+        told = (
+            (again, "a file named twice", "{} files named twice"),
+            (list(copied.items()), "a file is a copy of another", "{} files are copies of others"),
+        )
+        for pairs, one, many in told:
+            if pairs:
+                names = ", ".join(_named_again(f, first) for f, first in pairs[:3])
+                more = ", ..." if len(pairs) > 3 else ""
+                count = many.format(len(pairs)) if len(pairs) > 1 else one
+                on_note(f"{count}, stacked once: {names}{more}")
+    return [f for f in kept if f not in copied]
+
+
+SAMPLE = 1 << 12
+"""Bytes read at the start, middle and end of each file that :func:`copies` compares."""
+
+
+def copies(files: list[Path]) -> dict[Path, Path]:
+    """Each of ``files`` whose bytes are those of one before it, with that one: a card
+    imported twice into one folder (``IMG_0005 (1).JPG``), the same frame stacked twice and
+    the depth map told two planes. Only files of one size are looked at, by samples first
+    (frames of one size, uncompressed ones, are told apart there), then whole."""
+    by_size: dict[int, list[Path]] = {}
+    for f in files:
+        with contextlib.suppress(OSError):
+            by_size.setdefault(os.stat(f).st_size, []).append(f)
+    found: dict[Path, Path] = {}
+    for size, same in by_size.items():
+        if len(same) < 2 or size == 0:
+            continue
+        firsts: dict[bytes, list[Path]] = {}
+        for f in same:
+            sampled = _samples(f, size)
+            if sampled is None:
+                continue
+            earlier = firsts.setdefault(sampled, [])
+            original = next((e for e in earlier if _same_bytes(e, f)), None)
+            if original is None:
+                earlier.append(f)
+            else:
+                found[f] = original
+    return found
+
+
+def _samples(path: Path, size: int) -> bytes | None:
+    try:
+        with path.open("rb") as fh:
+            parts = []
+            for at in sorted({0, max(0, size // 2 - SAMPLE // 2), max(0, size - SAMPLE)}):
+                fh.seek(at)
+                parts.append(fh.read(SAMPLE))
+            return hashlib.blake2b(b"".join(parts), digest_size=16).digest()
+    except OSError:
+        return None
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    try:
+        with a.open("rb") as fa, b.open("rb") as fb:
+            while True:
+                block = fa.read(1 << 20)
+                if block != fb.read(1 << 20):
+                    return False
+                if not block:
+                    return True
+    except OSError:
+        return False
 
 
 def _named_again(path: Path, first: Path) -> str:

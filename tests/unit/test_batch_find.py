@@ -34,7 +34,7 @@ from stacker.output import OUTPUT_SOFTWARE
 def frames(folder: Path, *names: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for n in names:
-        (folder / n).write_bytes(b"frame")
+        (folder / n).write_bytes(f"frame {n}".encode())  # each its own: copies are stacked once
 
 
 def test_session_folders_and_plain_folders_are_stacks(tmp_path: Path) -> None:
@@ -207,7 +207,7 @@ def test_a_report_that_would_empty_a_frame_or_cannot_be_written_is_refused(
     for report, message in bad.items():
         with pytest.raises(StackerError, match=message):
             run_batch(jobs, {}, report)
-    assert frame.read_bytes() == b"frame"
+    assert frame.read_bytes() == f"frame {frame.name}".encode()
 
 
 def test_the_report_and_the_settings_record_replace_a_link_never_write_through_it(
@@ -330,6 +330,40 @@ def test_a_frame_named_twice_is_stacked_once_and_said_so(tmp_path: Path) -> None
     (job,) = find_stacks([tmp_path / "s"], tmp_path / "out", on_note=notes.append)
     assert [f.name for f in job.frames] == ["1.jpg", "2.jpg", "3.jpg"]
     assert len(notes) == 1 and notes[0].startswith("2 files named twice, stacked once: ")
+
+
+def test_a_card_imported_twice_is_stacked_once_and_said_so(tmp_path: Path) -> None:
+    """A copy under another name (``IMG_0002 (1).jpg``, a card imported twice) was stacked as
+    a frame of its own: the same exposure twice, and the depth map told of two planes."""
+    from stacker.offline import collect_inputs
+
+    frames(tmp_path / "s", "IMG_0001.jpg", "IMG_0002.jpg", "IMG_0003.jpg")
+    shutil.copyfile(tmp_path / "s" / "IMG_0002.jpg", tmp_path / "s" / "IMG_0002 (1).jpg")
+    shutil.copyfile(tmp_path / "s" / "IMG_0003.jpg", tmp_path / "s" / "IMG_0004.jpg")
+    notes: list[str] = []
+    files = collect_inputs([tmp_path / "s"], on_note=notes.append)
+    # The first of each in the frames' order stands for it ("IMG_0002 (1)" sorts first).
+    assert [f.name for f in files] == ["IMG_0001.jpg", "IMG_0002 (1).jpg", "IMG_0003.jpg"]
+    assert notes == [
+        f"2 files are copies of others, stacked once: {tmp_path / 's' / 'IMG_0002.jpg'} "
+        f"(stacked as IMG_0002 (1).jpg), {tmp_path / 's' / 'IMG_0004.jpg'} (stacked as "
+        "IMG_0003.jpg)"
+    ]
+
+
+def test_frames_of_one_size_that_differ_anywhere_are_all_stacked(tmp_path: Path) -> None:
+    """Uncompressed frames all have one size and one header: each is its own frame, however
+    little tells it from the others (here, one byte past the samples compared first)."""
+    from stacker.paths import SAMPLE, copies
+
+    body = bytearray(20 * SAMPLE)
+    paths = []
+    for i in range(3):
+        body[5 * SAMPLE] = i  # neither at the start, the middle nor the end
+        paths.append(tmp_path / f"{i}.tif")
+        paths[-1].write_bytes(bytes(body))
+    (tmp_path / "3.tif").write_bytes(bytes(body))
+    assert copies([*paths, tmp_path / "3.tif"]) == {tmp_path / "3.tif": paths[2]}
 
 
 def test_a_frame_left_out_for_a_link_that_came_first_names_the_link(tmp_path: Path) -> None:

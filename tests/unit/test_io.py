@@ -851,8 +851,8 @@ def test_jfif_and_jpe_frames_are_stacked_and_heic_ones_among_them_are_named(
     was named only when a folder held nothing else."""
     from stacker.offline import collect_inputs
 
-    data = cv2.imencode(".jpg", np.full((8, 8, 3), 99, np.uint8))[1].tobytes()
-    for name in ["a_1.jpg", "a_2.jfif", "a_3.JPE", "a_4.HIF"]:
+    for level, name in enumerate(["a_1.jpg", "a_2.jfif", "a_3.JPE", "a_4.HIF"]):
+        data = cv2.imencode(".jpg", np.full((8, 8, 3), 99 + level, np.uint8))[1].tobytes()
         (tmp_path / name).write_bytes(data)
     (tmp_path / "a_2.jfif").write_bytes(data[: len(data) // 2])  # cut short: told by content
     notes: list[str] = []
