@@ -405,6 +405,38 @@ def test_a_picture_whose_load_failed_is_loaded_again_and_only_the_newest_is_fetc
     assert errors == []
 
 
+def test_a_picture_whose_load_never_ends_is_given_up_when_the_phone_wakes(browser):
+    """A picture's request lost with the Wi-Fi (no answer, no close) held that picture for good:
+    a new stream, a wake, new versions, nothing loaded it again until the page was reloaded.
+    Woken, the page gives up what it was waiting for and asks again."""
+    hub = PreviewHub()
+    hub.reset(title="lost picture")
+    hub.set_images(composite=encode_jpeg(np.full((30, 40, 3), 10, np.uint8)))
+    page, errors = phone_page(browser)
+    held: list = []
+
+    def route(r) -> None:
+        if not held:
+            held.append(r)  # never answered: lost on the way
+        else:
+            r.continue_()
+
+    with PreviewServer(hub) as server:
+        page.route("**/img/composite.jpg*", route)
+        page.goto(server.url)
+        page.wait_for_selector("#link[data-live='true']")
+        page.wait_for_function("() => document.body.dataset.version !== undefined")
+        hub.set_images(composite=encode_jpeg(np.full((32, 48, 3), 60, np.uint8)))
+        page.wait_for_function("v => document.body.dataset.version === v", arg=str(hub.version))
+        page.wait_for_timeout(500)
+        assert len(held) == 1 and page.evaluate("document.getElementById('composite').hidden")
+        page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")  # woken
+        page.wait_for_function(
+            "() => document.getElementById('composite').naturalWidth === 48", timeout=10_000
+        )
+    assert errors == []
+
+
 def test_a_stream_opened_again_says_live_at_once(browser):
     """A stream cut and opened again by the browser said "reconnecting…" until the next ping,
     15 s later: with nothing new since, the server sends nothing when it opens."""

@@ -280,3 +280,34 @@ def test_live_view_goes_on_after_a_frame_is_cut_off(station) -> None:
         assert cut.wait(30)
         _fresh_frames(page, 3)
         assert errors == []
+
+
+@pytest.mark.parametrize("woken", [True, False], ids=["woken", "waited"])
+def test_live_view_goes_on_after_a_frame_that_never_comes(station, woken: bool) -> None:
+    """A live-view request lost with the Wi-Fi (no answer, no close) froze the picture for
+    good under a "live" link: the photographer framed on a stale frame. It is given up when
+    the phone wakes (or the page finds its link dead), and after ten seconds in any case."""
+    url, _sessions = station
+    held: list = []
+    armed = [False]
+
+    def route(r) -> None:
+        if armed[0] and not held:
+            held.append(r)  # never answered
+        else:
+            r.continue_()
+
+    with chromium() as browser:
+        page, errors = phone_page(browser)
+        page.route("**/api/liveview*", route)
+        _shoot(page, url)
+        armed[0] = True
+        deadline = 30
+        while not held and deadline:
+            page.wait_for_timeout(100)
+            deadline -= 1
+        assert held
+        if woken:
+            page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
+        _fresh_frames(page, 2)
+        assert errors == []

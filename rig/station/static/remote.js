@@ -53,6 +53,7 @@
   let shown = null;
   const times = [];
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  const LIVE_WAIT_MS = 10000;
 
   function liveMsg(text) {
     el("lv-msg").textContent = text;
@@ -66,27 +67,33 @@
         await sleep(500);
         continue;
       }
+      // A request whose connection died without a word (the Wi-Fi dropped while it was under
+      // way) never ends: the picture froze under a "live" link. It is given up when the page
+      // finds its link dead, or after LIVE_WAIT_MS.
+      const ctl = new AbortController();
+      const giveUp = () => ctl.abort();
+      const timer = setTimeout(giveUp, LIVE_WAIT_MS);
+      document.addEventListener("stackrig:link-lost", giveUp);
       let r;
+      let blob;
       try {
-        r = await fetch("/api/liveview?peaking=" + (el("lv-peak").checked ? 1 : 0));
+        r = await fetch("/api/liveview?peaking=" + (el("lv-peak").checked ? 1 : 0), {
+          signal: ctl.signal,
+        });
+        if (r.ok) blob = await r.blob();
       } catch (e) {
+        // No answer, or the link dropped mid-frame (a phone's Wi-Fi does): ask again.
         liveMsg("live view: the rig does not answer");
-        await sleep(2000);
+        await sleep(ctl.signal.aborted ? 500 : 2000);
         continue;
+      } finally {
+        clearTimeout(timer);
+        document.removeEventListener("stackrig:link-lost", giveUp);
       }
       if (!r.ok) {
         const data = await r.json().catch(() => ({}));
         liveMsg(data.error || r.statusText);
         await sleep(r.status === 409 ? 1000 : 2000);
-        continue;
-      }
-      let blob;
-      try {
-        blob = await r.blob();
-      } catch (e) {
-        // The link dropped mid-frame (a phone's Wi-Fi does): ask again, as for a failed fetch.
-        liveMsg("live view: the rig does not answer");
-        await sleep(2000);
         continue;
       }
       // Decoded off the page first: the shown image never stands half-loaded, so a tap in the

@@ -37,13 +37,42 @@ function updateImage(kind, info) {
   if (!loads[kind]) loadImage(kind, img);
 }
 
+// A load whose connection died without a word (the Wi-Fi dropped while it was under way) would
+// hold its picture for good: it is given up when the page finds its link dead, or after this.
+const LOAD_GIVEN_UP_MS = 60000;
+
+function forgetLoads() {
+  for (const kind of Object.keys(loads)) {
+    const load = loads[kind];
+    if (!load) continue;
+    loads[kind] = null;
+    load.abandon();
+    const img = $(kind);
+    if (img) loadImage(kind, img);
+  }
+}
+
 function loadImage(kind, img) {
   const want = img.dataset.wanted;
   if (!want || img.dataset.version === want) return;
-  const load = { want };
-  loads[kind] = load;
   const next = new Image();
+  const load = {
+    want,
+    abandon() {
+      clearTimeout(load.timer);
+      next.onload = next.onerror = null;
+      next.src = "";
+    },
+  };
+  load.timer = setTimeout(() => {
+    if (loads[kind] !== load) return;
+    loads[kind] = null;
+    load.abandon();
+    loadImage(kind, img);
+  }, LOAD_GIVEN_UP_MS);
+  loads[kind] = load;
   next.onload = () => {
+    clearTimeout(load.timer);
     if (loads[kind] !== load) return; // forgotten: a new run started meanwhile
     loads[kind] = null;
     // Only move forward: an older picture must not replace a newer one.
@@ -58,6 +87,7 @@ function loadImage(kind, img) {
     loadImage(kind, img); // a newer version asked for meanwhile
   };
   next.onerror = () => {
+    clearTimeout(load.timer);
     setTimeout(() => {
       if (loads[kind] !== load) return;
       loads[kind] = null;
@@ -139,6 +169,7 @@ function applyState(s) {
         const img = $(kind);
         if (img) {
           delete img.dataset.version; delete img.dataset.wanted;
+          if (loads[kind]) loads[kind].abandon();
           loads[kind] = null;
           img.hidden = true;
           img.removeAttribute("src");
@@ -231,9 +262,13 @@ setInterval(() => {
 // connection meanwhile, and nothing reaches the browser to say so (it goes on "live", showing
 // the state from before the sleep). Woken, the page opens a fresh one, which starts with the
 // whole state.
+// Requests sent before the sleep went the same dead way: whoever sent them gives up on them.
 document.addEventListener("visibilitychange", () => {
-  if (document.visibilityState === "visible" && source) connect();
+  if (document.visibilityState !== "visible" || !source) return;
+  document.dispatchEvent(new CustomEvent("stackrig:link-lost"));
+  connect();
 });
+document.addEventListener("stackrig:link-lost", forgetLoads);
 
 async function reconnect() {
   let status = 0;
