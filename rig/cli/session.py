@@ -126,16 +126,19 @@ def run_interruptible(
             return  # a hangup after the first signal: the stop goes on (see above)
         signals += 1
         name = signal.Signals(signum).name
+        # Done first, said after: on a terminal nobody reads (an ssh client asleep, Ctrl-S)
+        # the saying blocks, and the stop was never asked for.
         if signals == 1:
-            console.print(
+            runner.request_stop()
+            _say(
+                console,
                 f"{name}: stopping after this frame (press Ctrl-C again to abort at once)",
                 style="yellow",
             )
-            runner.request_stop()
         else:
-            console.print(f"{name}: aborting", style="red")
             aborted_at = time.monotonic()
             runner.abort()
+            _say(console, f"{name}: aborting", style="red")
 
     thread = threading.Thread(target=lambda: box.append(runner.run()), name="capture", daemon=True)
     with signals_handled(handler):
@@ -144,8 +147,12 @@ def run_interruptible(
             thread.join(0.2)
             if aborted_at is not None and time.monotonic() - aborted_at > ABORT_GRACE_S:
                 # A slow machine still stacking, or a camera stuck: no report is coming.
-                console.print("session aborted: every frame on disk is kept", style="yellow")
-                console.print(f"continue with: {resume_hint(runner.folder.root, referenced_by)}")
+                _say(
+                    console,
+                    "session aborted: every frame on disk is kept\n"
+                    f"continue with: {resume_hint(runner.folder.root, referenced_by)}",
+                    style="yellow",
+                )
                 _hard_exit(runner, 130)
     if not signals:
         # The session is over, and its journal says how: a signal now (an ssh drop as the
@@ -161,12 +168,29 @@ def run_interruptible(
     return box[0]
 
 
+def _say(console: Console, text: str, **style: Any) -> threading.Thread:
+    """Print ``text`` on a thread of its own: a terminal nobody reads holds the print, not
+    whoever asked for it."""
+    thread = threading.Thread(
+        target=console.print, args=(text,), kwargs=style, name="say", daemon=True
+    )
+    thread.start()
+    return thread
+
+
 def _hard_exit(runner: SessionRunner, code: int) -> None:
-    """Exit now, the journal closed between two whole lines (an abort with a thread stuck)."""
+    """Exit now, the journal closed between two whole lines (an abort with a thread stuck);
+    what is still to print gets a moment, not for ever (a terminal nobody reads)."""
     runner.close_journal()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    flush = threading.Thread(
+        target=lambda: (sys.stdout.flush(), sys.stderr.flush()), name="flush", daemon=True
+    )
+    flush.start()
+    flush.join(HARD_EXIT_FLUSH_S)
     os._exit(code)
+
+
+HARD_EXIT_FLUSH_S = 1.0
 
 
 def report(

@@ -58,10 +58,11 @@ class SessionDisplay(SessionListener):
 
     # ---------------------------------------------------------------- callbacks
     def on_status(self, status: SessionStatus) -> None:
+        # Kept, not drawn: the live panel draws it at its next refresh. Drawn here, the capture
+        # thread waited on the panel's lock, which its refresh holds while its write is held by
+        # a terminal nobody reads (an ssh client asleep, Ctrl-S): the session stopped shooting.
         with self._lock:
             self._status = status
-            if self._live is not None:
-                self._live.update(self._render(status))
 
     def on_warning(self, message: str) -> None:
         if not self.console.is_interactive:
@@ -89,6 +90,12 @@ class SessionDisplay(SessionListener):
             self.console.print(f"stacked {job.index}: {what}{extra}", markup=False, highlight=False)
 
     # ---------------------------------------------------------------- rendering
+    def _current(self) -> Group | Text:
+        """What the live panel shows now (on its refresh thread)."""
+        with self._lock:
+            status = self._status
+        return Text(self.title) if status is None else self._render(status)
+
     def _render(self, status: SessionStatus) -> Group:
         merged = f"merged {status.merged}"
         if status.rejected:
@@ -125,14 +132,15 @@ class SessionDisplay(SessionListener):
     def __enter__(self) -> SessionDisplay:
         if self.console.is_interactive:
             self._live = Live(
-                Text(self.title), console=self.console, refresh_per_second=8, transient=False
+                console=self.console,
+                refresh_per_second=8,
+                transient=False,
+                get_renderable=self._current,
             )
             self._live.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._live is not None:
-            if self._status is not None:
-                self._live.update(self._render(self._status))
-            self._live.__exit__(None, None, None)
+            self._live.__exit__(None, None, None)  # drawn a last time, as it stands
             self._live = None

@@ -8,9 +8,12 @@ quiet on that stream and says so once in ``session.log``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -85,3 +88,60 @@ def test_a_session_on_a_dumb_terminal_prints_a_line_per_frame(tmp_path: Path) ->
     assert [f"captured {i}/6" in text for i in range(1, 7)] == [True] * 6, text
     assert "stacked 6: merged" in text
     assert_completed(out)
+
+
+def _journal(out: Path) -> list[dict]:
+    path = out / "journal.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [json.loads(line) for line in lines if line.endswith("}")]
+
+
+def _until(condition, timeout: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+@pytest.mark.parametrize("stopped", [False, True], ids=["runs-on", "sigterm"])
+def test_a_session_on_a_terminal_nobody_reads_shoots_on_and_stops_when_told(
+    tmp_path: Path, stopped: bool
+) -> None:
+    """An ssh client asleep, or Ctrl-S: the terminal takes no more output. The capture thread
+    waited on the live panel, whose refresh was held by the write: the session stopped
+    shooting, and SIGTERM (systemd's stop, ``kill``) was not heard, its handler held printing
+    before it asked the session to stop. Here the terminal is stopped by XOFF (Ctrl-S)."""
+    out = tmp_path / "s"
+    frames = "40" if stopped else "6"
+    main, side = os.openpty()
+    proc = subprocess.Popen(
+        rig_cmd("demo", "--out", str(out), *ARGS[:-4], "--frames", frames, "--settle", "0.3s"),
+        stdin=subprocess.DEVNULL, stdout=side, stderr=side, env={**env(), "TERM": "xterm"},
+    )  # fmt: skip
+    os.close(side)
+    try:
+        assert _until(lambda: any(r["event"] == "frame" for r in _journal(out)))
+        os.write(main, b"\x13")  # Ctrl-S: the terminal takes nothing more
+        if stopped:
+            proc.send_signal(signal.SIGTERM)
+        assert _until(lambda: any(r["event"] == "finish" for r in _journal(out))), _journal(out)
+        finish = _journal(out)[-1]
+        shot = sum(r["event"] == "frame" for r in _journal(out))
+        if stopped:
+            assert finish["reason"] == "interrupted" and shot < 40, (finish, shot)
+        else:
+            assert finish["reason"] == "completed" and shot == 6, (finish, shot)
+        os.write(main, b"\x11")  # Ctrl-Q: the terminal is read again
+        os.set_blocking(main, False)
+        while proc.poll() is None:
+            with contextlib.suppress(BlockingIOError, OSError):
+                os.read(main, 65536)
+            time.sleep(0.05)
+        assert proc.returncode == (130 if stopped else 0)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        os.close(main)
