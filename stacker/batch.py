@@ -218,7 +218,7 @@ def record_settings(job: StackJob, report: StackReport) -> None:
     line = json.dumps(row) + "\n"
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     with contextlib.suppress(OSError):  # unrecorded, the next run judges by the files' times
-        fd = os.open(job.output.parent / SETTINGS_FILE, flags, 0o644)
+        fd = os.open(job.output.parent / SETTINGS_FILE, flags, 0o666)
         try:
             if stat.S_ISREG(os.fstat(fd).st_mode):  # never a link, a pipe or a device
                 os.write(fd, line.encode())
@@ -577,14 +577,14 @@ def _open_report(path: Path) -> int:
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        fd = os.open(path, flags, 0o644)
+        fd = os.open(path, flags, 0o666)
     except OSError as exc:
         if exc.errno == errno.ENXIO:  # a pipe with no reader
             raise OSError(errno.EINVAL, "not a regular file") from None
         if exc.errno != errno.ELOOP:
             raise
         path.unlink()  # the link itself
-        fd = os.open(path, flags | os.O_EXCL, 0o644)
+        fd = os.open(path, flags | os.O_EXCL, 0o666)
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise OSError(errno.EINVAL, "not a regular file")

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import errno
 import functools
 import os
+import secrets
 import struct
 import tempfile
 import threading
@@ -694,14 +696,6 @@ def write_image(
     return p
 
 
-def _current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_FILE_MODE = 0o666 & ~_current_umask()  # what open() would give a new file
-
 
 def temporary_prefix(name: str) -> str:
     """The start of the hidden temporary file names :func:`atomic_write` uses for ``name``.
@@ -849,13 +843,14 @@ def atomic_write(
     """
     p = Path(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(p.name), suffix=".tmp", dir=p.parent)
+        fd, tmp = _new_temporary(p, 0o666 if mode is None else mode)
     except OSError as exc:
         raise OSError(exc.errno, exc.strerror, str(p)) from None
     try:
         os.close(fd)
         with open(tmp, "w+b") as fh:  # by name: writers such as tifffile want a named file
-            os.fchmod(fh.fileno(), _FILE_MODE if mode is None else mode)  # mkstemp gives 0600
+            if mode is not None:
+                os.fchmod(fh.fileno(), mode)
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
@@ -872,6 +867,22 @@ def atomic_write(
         raise
     fsync_dir(p.parent)
     return p
+
+
+def _new_temporary(path: Path, mode: int) -> tuple[int, str]:
+    """A new hidden temporary file beside ``path`` (see :func:`temporary_prefix`), created with
+    ``mode`` as ``open`` creates a file: the umask, or the folder's default ACL where it has one,
+    says what others may do with it. ``mkstemp`` made it 0600 and a later ``chmod`` by the umask
+    overrode a default ACL that lets a web server or a Samba share read the results."""
+    prefix = temporary_prefix(path.name)
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _ in range(100):
+        tmp = os.path.join(path.parent, f"{prefix}{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, flags, mode), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(path))
 
 
 def fsync_dir(folder: Path) -> None:

@@ -182,7 +182,7 @@ def open_own_file(path: Path, flags: int) -> int:
     A link in a session folder (one copied or unpacked from elsewhere) would otherwise turn the
     journal's repair and appends, or the log, into writes to whatever file it points at.
     """
-    return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)  # less the umask
 
 
 def _cannot(path: Path, what: str, exc: OSError) -> JournalError:

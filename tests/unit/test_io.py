@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import struct
+import subprocess
 import time
 import warnings
 import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -1002,3 +1005,56 @@ def test_a_temporary_left_with_a_time_ahead_of_the_clock_is_removed(tmp_path: Pa
     os.utime(ahead, (day, day))
     assert remove_temporaries([out], idle_s=60.0) == [ahead]
     assert fresh.exists()
+
+
+@pytest.fixture
+def umask() -> Iterator[Callable[[int], None]]:
+    """Set the process's umask for a test, put back after it."""
+    before = os.umask(0o022)
+    os.umask(before)
+    yield os.umask
+    os.umask(before)
+
+
+@pytest.mark.parametrize(("mask", "expected"), [(0o002, 0o664), (0o077, 0o600)])
+def test_outputs_and_journals_are_created_as_the_umask_says(
+    tmp_path: Path, umask, mask: int, expected: int
+) -> None:
+    """A group sharing a sessions folder (umask 002): the journal and the log were made 0644
+    whatever the umask, so a member of the group could not resume ("cannot write the
+    journal"). Outputs took the umask read once, when the module was first imported."""
+    from rig.session.journal import Journal
+    from stacker.io import atomic_write_bytes
+
+    umask(mask)
+    atomic_write_bytes(tmp_path / "out.png", b"x")
+    Journal.open(tmp_path / "journal.jsonl").close()
+    for name in ("out.png", "journal.jsonl"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == expected, name
+
+
+def test_outputs_in_a_folder_with_a_default_acl_get_what_it_grants(tmp_path: Path, umask) -> None:
+    """A folder whose default ACL lets the web server's or Samba's user read what is written
+    there: the kernel applies it in place of the umask, and an output was then chmodded by the
+    umask (077 in a hardened service), which masked the grant out."""
+    from stacker.io import atomic_write_bytes
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    grant = subprocess.run(
+        ["setfacl", "-d", "-m", "u::rwx,g::rx,o::---,u:65534:rx", str(shared)],
+        capture_output=True,
+    ) if shutil.which("setfacl") else None  # fmt: skip
+    if grant is None or grant.returncode != 0:
+        pytest.skip("no setfacl, or a file system without ACLs: no default ACL to follow")
+    umask(0o077)
+    atomic_write_bytes(shared / "stacked.tif", b"x")
+    plain = os.open(shared / "plain", os.O_CREAT | os.O_WRONLY, 0o666)  # as touch makes it
+    os.close(plain)
+
+    def acl(name: str) -> list[str]:
+        shown = subprocess.run(["getfacl", "-cp", str(shared / name)], capture_output=True)
+        return shown.stdout.decode().splitlines()
+
+    assert any(line.startswith("mask::r") for line in acl("plain")), acl("plain")
+    assert acl("stacked.tif") == acl("plain")
