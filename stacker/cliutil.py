@@ -40,6 +40,7 @@ def run_app(app: typer.Typer, prog_name: str, units: Collection[str] = TIME_UNIT
     (:func:`option_as_value_hint`) and the like are refused with the fix.
     """
     guard_std_streams(prog_name)
+    _drop_empty_terminal_size()
     try:
         hint = (
             empty_argument_hint(sys.argv[1:])
@@ -88,6 +89,15 @@ def run_app(app: typer.Typer, prog_name: str, units: Collection[str] = TIME_UNIT
         wind_down()
         print(f"{prog_name}: interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def _drop_empty_terminal_size() -> None:
+    """Forget ``COLUMNS=0`` or ``LINES=0`` (some container and CI wrappers export them): rich
+    takes them as a console no character fits on, and every table, plan and message printed
+    nothing, exit 0. Without them it asks the terminal, or takes 80 columns."""
+    for name in ("COLUMNS", "LINES"):
+        if os.environ.get(name, "").strip() == "0":
+            del os.environ[name]
 
 
 _PATH_ERRORS = {errno.ENAMETOOLONG: "too long a name", errno.ELOOP: "a loop of symbolic links"}

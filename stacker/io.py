@@ -696,7 +696,6 @@ def write_image(
     return p
 
 
-
 def temporary_prefix(name: str) -> str:
     """The start of the hidden temporary file names :func:`atomic_write` uses for ``name``.
 

@@ -257,3 +257,12 @@ def test_values_that_start_with_a_dash_are_still_values(
 ) -> None:
     code, out, _ = _run(prog, args, monkeypatch, capsys)
     assert code == 0 and out.startswith("Usage:")
+
+
+def test_a_terminal_width_of_zero_in_the_environment_still_prints(monkeypatch, capsys) -> None:
+    """``COLUMNS=0`` (exported by some container and CI wrappers): rich took it for a console
+    no character fits on, and ``rig plan`` printed nothing, exit 0."""
+    monkeypatch.setenv("COLUMNS", "0")
+    code, out, _ = _run("rig", ["plan", "--from", "0mm", "--to", "1mm", "--step", "250um"],
+                        monkeypatch, capsys)  # fmt: skip
+    assert code in (0, None) and "5 frames" in out, out
