@@ -14,6 +14,7 @@ import queue
 import re
 import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from types import FrameType, SimpleNamespace
@@ -42,6 +43,7 @@ def run_app(app: typer.Typer, prog_name: str, units: Collection[str] = TIME_UNIT
     guard_std_streams(prog_name)
     _drop_empty_terminal_size()
     try:
+        writable_temporary_folder()
         hint = (
             empty_argument_hint(sys.argv[1:])
             or unexpanded_home_hint(sys.argv[1:])
@@ -89,6 +91,26 @@ def run_app(app: typer.Typer, prog_name: str, units: Collection[str] = TIME_UNIT
         wind_down()
         print(f"{prog_name}: interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def writable_temporary_folder() -> str:
+    """The folder temporary files go to: Python's choice (``TMPDIR``, ``/tmp``...), or where
+    none of those is writable (a read-only root: ``docker --read-only``, systemd's
+    ``ProtectSystem=strict`` without ``PrivateTmp``), the user's runtime folder or
+    ``/dev/shm``, set as ``TMPDIR`` for the processes started too. Without one, every frame a
+    watch pinned was "cannot read", and a batch, a demo or a simulator ended in a traceback."""
+    try:
+        return tempfile.gettempdir()
+    except FileNotFoundError:
+        pass
+    for candidate in (os.environ.get("XDG_RUNTIME_DIR", ""), "/dev/shm"):
+        if candidate and os.path.isdir(candidate) and os.access(candidate, os.W_OK | os.X_OK):
+            tempfile.tempdir = os.environ["TMPDIR"] = candidate
+            return candidate
+    raise UserError(
+        "no writable folder for temporary files (TMPDIR, /tmp, /var/tmp, /dev/shm); set "
+        "TMPDIR to one, e.g. TMPDIR=$XDG_RUNTIME_DIR, or give the service PrivateTmp=yes"
+    )
 
 
 def _drop_empty_terminal_size() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -266,3 +267,29 @@ def test_a_terminal_width_of_zero_in_the_environment_still_prints(monkeypatch, c
     code, out, _ = _run("rig", ["plan", "--from", "0mm", "--to", "1mm", "--step", "250um"],
                         monkeypatch, capsys)  # fmt: skip
     assert code in (0, None) and "5 frames" in out, out
+
+
+def test_a_read_only_root_takes_temporary_files_to_a_writable_folder(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """``docker --read-only`` or ``ProtectSystem=strict``: no /tmp. A watch said "cannot read"
+    of every frame, and a batch, a demo or a simulator ended in a traceback."""
+    import tempfile
+
+    from stacker.cliutil import writable_temporary_folder
+
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    monkeypatch.setattr(tempfile, "_candidate_tempdir_list", lambda: [str(tmp_path / "ro")])
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    monkeypatch.delenv("TMPDIR", raising=False)
+    assert writable_temporary_folder() == str(runtime)
+    assert tempfile.gettempdir() == os.environ["TMPDIR"] == str(runtime)
+    assert Path(tempfile.mkdtemp()).parent == runtime
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "gone"))
+    monkeypatch.setattr(os.path, "isdir", lambda p: False)  # no /dev/shm either
+    with pytest.raises(UserError, match="no writable folder for temporary files"):
+        writable_temporary_folder()
