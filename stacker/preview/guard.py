@@ -173,7 +173,13 @@ class RequestGuard(HttpMiddleware):
             )
         origin = headers.get("origin")
         if method not in SAFE_METHODS and origin is not None and _netloc(origin) != host_port:
-            return 403, f"requests from the page at {origin!r} are not accepted here"
+            # Most often a reverse proxy that passes on a Host of its own (nginx's default):
+            # every login was refused, and nothing said why.
+            return 403, (
+                f"requests from the page at {origin!r} are not accepted here (they came "
+                f"addressed to {host!r}: behind a reverse proxy, pass the browser's Host on, "
+                "e.g. nginx's proxy_set_header Host $http_host)"
+            )
         length = headers.get("content-length")
         if length is not None:
             if not length.strip().isdigit():

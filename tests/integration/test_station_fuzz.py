@@ -185,6 +185,22 @@ def test_a_malformed_origin_is_refused_without_a_traceback(server, client, caplo
     _no_tracebacks(caplog)
 
 
+def test_a_proxy_that_passes_a_host_of_its_own_is_told_how_to_pass_the_browser_s(
+    server, client
+) -> None:
+    """nginx's default sends ``Host: 127.0.0.1:PORT``, which the page's Origin does not match:
+    every login was refused with a line that said neither why nor what to change."""
+    with httpx.Client(base_url=server.url.rstrip("/"), timeout=5) as anonymous:
+        r = anonymous.post(
+            "/api/login",
+            json={"token": TOKEN},
+            headers={"Origin": "http://192.0.2.2:8081", "Host": "127.0.0.1:8801"},
+        )
+    error = _answered(r)["error"]
+    assert r.status_code == 403 and "addressed to '127.0.0.1:8801'" in error, error
+    assert "proxy_set_header Host $http_host" in error
+
+
 def test_an_event_id_with_a_non_ascii_digit_gets_the_whole_state(station, client, caplog):
     """A ``Last-Event-ID`` of this run ending in a Latin-1 superscript two (a digit to
     ``str.isdigit``, not to ``int``) was a 500 with a traceback."""
