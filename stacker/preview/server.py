@@ -521,9 +521,20 @@ def preview_routes(
     ]
 
 
+class _Revalidated(StaticFiles):
+    """Static files a browser asks about again before each use (answered 304 while they have
+    not changed): with only an ETag and a date, a phone kept a page script from before an
+    upgrade for days, beside the new page and API."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+
 def _static_files(extra: Path | None) -> StaticFiles:
     """The preview's static files, then the host's (``StaticFiles`` looks in each in turn)."""
-    files = StaticFiles(directory=STATIC_DIR)
+    files = _Revalidated(directory=STATIC_DIR)
     if extra is not None:
         files.all_directories = [*files.all_directories, extra]
     return files

@@ -76,6 +76,10 @@ def test_the_server_binds_loopback_on_a_free_port_and_serves_the_page(server, cl
     for asset, kind in (("/static/app.js", "javascript"), ("/static/style.css", "css")):
         r = client.get(asset)
         assert r.status_code == 200 and kind in r.headers["content-type"]
+        # Asked about again before each use: a phone kept a script from before an upgrade.
+        assert r.headers["cache-control"] == "no-cache"
+        again = client.get(asset, headers={"If-None-Match": r.headers["etag"]})
+        assert again.status_code == 304
 
 
 @pytest.mark.parametrize("port", [-1, 65536, 70000])
