@@ -148,7 +148,7 @@ def station_cmd(
             with signals_handled(lambda _signum: stop.set()):
                 print(f"stackrig station: {server.url}#token={secret}", flush=True)
                 print(f"sessions in {root.resolve()}; token from {source}", flush=True)
-                if host in ("127.0.0.1", "localhost", "::1"):
+                if server.local_only:  # also a name that stands for 127.0.1.1 in /etc/hosts
                     print("only this machine can connect; use --host 0.0.0.0 for the network")
                 while not stop.wait(0.5):
                     pass

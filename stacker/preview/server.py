@@ -33,6 +33,7 @@ import asyncio
 import base64
 import contextlib
 import errno
+import ipaddress
 import json
 import logging
 import re
@@ -611,6 +612,10 @@ class PreviewServer:
         self.header_timeout_s = header_timeout_s
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self.local_only = False
+        """Once started: whether it listens on a loopback address alone, which no other
+        machine reaches (``--host localhost``, or the machine's own name where
+        ``/etc/hosts`` gives it 127.0.1.1, as Raspberry Pi OS does)."""
 
     @property
     def url(self) -> str:
@@ -628,6 +633,7 @@ class PreviewServer:
             return self
         sock = _bind(self.host, self.port)
         self.port = sock.getsockname()[1]
+        self.local_only = ipaddress.ip_address(sock.getsockname()[0].partition("%")[0]).is_loopback
         guarded = RequestGuard(
             self.app,
             hosts=allowed_host_names(self.host, self.allow_hosts),

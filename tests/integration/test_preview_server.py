@@ -438,3 +438,14 @@ def test_requests_that_break_http_are_one_line_a_minute(server, caplog, monkeypa
     assert send(bad[0]).startswith(b"HTTP/1.1 400")
     said = [r.getMessage() for r in caplog.records if r.name == "uvicorn.error"]
     assert len(said) == 2 and said[1].startswith("preview: 9 request(s)"), said
+
+
+@pytest.mark.parametrize(
+    ("host", "local"), [("127.0.1.1", True), ("localhost", True), ("0.0.0.0", False)]
+)
+def test_a_server_knows_when_only_this_machine_reaches_it(hub: PreviewHub, host, local) -> None:
+    """Raspberry Pi OS gives the machine's own name 127.0.1.1 in /etc/hosts: ``--host
+    raspberrypi`` listened on loopback alone while the station printed an address that looked
+    reachable, and no note, which was kept for the literal names of loopback."""
+    with PreviewServer(hub, host, 0) as server:
+        assert server.local_only is local
