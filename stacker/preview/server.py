@@ -314,8 +314,8 @@ class PageExtension:
     def page(self) -> str:
         """``index.html`` with the extension's stylesheets and scripts linked in."""
         html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
-        links = "".join(f'<link rel="stylesheet" href="/static/{n}">\n' for n in self.stylesheets)
-        tags = "".join(f'<script src="/static/{n}"></script>\n' for n in self.scripts)
+        links = "".join(f'<link rel="stylesheet" href="static/{n}">\n' for n in self.stylesheets)
+        tags = "".join(f'<script src="static/{n}"></script>\n' for n in self.scripts)
         return html.replace("</head>", links + "</head>", 1).replace("</body>", tags + "</body>", 1)
 
 

@@ -437,6 +437,39 @@ def test_a_picture_whose_load_never_ends_is_given_up_when_the_phone_wakes(browse
     assert errors == []
 
 
+def test_the_page_works_behind_a_proxy_under_a_path_of_its_own(browser):
+    """nginx's ``location /stackrig/ { proxy_pass http://127.0.0.1:8000/; }``: every address
+    the page used started at the root, so its scripts, styles, login, stream and pictures were
+    asked of the proxy's own site, 404, and the page stood at "connecting…". The relay here
+    strips the prefix from each request, as such a proxy does."""
+    hub = PreviewHub(title="prefixed")
+    hub.update_progress(state="running", captured=2, total=5)
+    hub.set_images(composite=encode_jpeg(np.full((30, 40, 3), 90, np.uint8)))
+    asked: list[bytes] = []
+
+    def pump(src, dst, answers: bool) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                request = None if answers else re.match(rb"([A-Z]+) (/\S*)", data)
+                if request is not None:  # a request's first line (not a body sent after it)
+                    asked.append(request[0])
+                    if not request[2].startswith(b"/stackrig/"):
+                        dst.close()  # not the proxy's to pass on: its own site has no such page
+                        return
+                    data = request[1] + b" /" + data[request.end(1) + len(b" /stackrig/") :]
+                dst.sendall(data)
+
+    app = create_app(hub, token_extension("prefix-token-0123"))
+    with PreviewServer(hub, app=app) as server, relay(server.port, pump) as via:
+        page, errors = phone_page(browser)
+        page.goto(via + "stackrig/#token=prefix-token-0123")
+        page.wait_for_selector("#link[data-live='true']", timeout=15_000)
+        page.wait_for_function("document.getElementById('captured').textContent === '2 / 5'")
+        page.wait_for_function("() => document.getElementById('composite').naturalWidth === 40")
+    assert asked and all(b" /stackrig/" in line for line in asked), asked
+    assert errors == []
+
+
 def test_a_stream_opened_again_says_live_at_once(browser):
     """A stream cut and opened again by the browser said "reconnecting…" until the next ping,
     15 s later: with nothing new since, the server sends nothing when it opens."""

@@ -256,8 +256,8 @@ def test_a_finished_session_offers_its_colour_depth_map(station) -> None:
                 row + " a", "as => as.map(a => [a.textContent, a.getAttribute('href')])"
             )
         )
-        assert links["depth map"] == "/api/sessions/mapped/depth-preview"
-        assert links["depth 16-bit"] == "/api/sessions/mapped/depth"
+        assert links["depth map"] == "api/sessions/mapped/depth-preview"
+        assert links["depth 16-bit"] == "api/sessions/mapped/depth"
         status, kind, shown = page.evaluate(
             "href => fetch(href).then(r => [r.status, r.headers.get('content-type'),"
             " r.headers.get('content-disposition')])",

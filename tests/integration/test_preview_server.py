@@ -72,7 +72,7 @@ def test_the_server_binds_loopback_on_a_free_port_and_serves_the_page(server, cl
     assert server.url.startswith("http://127.0.0.1:") and server.port > 0
     page = client.get("/")
     assert page.status_code == 200
-    assert 'name="viewport"' in page.text and "/static/app.js" in page.text
+    assert 'name="viewport"' in page.text and "static/app.js" in page.text
     for asset, kind in (("/static/app.js", "javascript"), ("/static/style.css", "css")):
         r = client.get(asset)
         assert r.status_code == 200 and kind in r.headers["content-type"]

@@ -77,7 +77,7 @@
       let r;
       let blob;
       try {
-        r = await fetch("/api/liveview?peaking=" + (el("lv-peak").checked ? 1 : 0), {
+        r = await fetch("api/liveview?peaking=" + (el("lv-peak").checked ? 1 : 0), {
           signal: ctl.signal,
         });
         if (r.ok) blob = await r.blob();
@@ -159,7 +159,7 @@
   async function loadSettings() {
     let data;
     try {
-      data = await call("GET", "/api/camera/settings");
+      data = await call("GET", "api/camera/settings");
     } catch (e) {
       camMsg(e.message, true);
       return;
@@ -183,7 +183,7 @@
         select.addEventListener("change", async () => {
           select.disabled = true;
           try {
-            const r = await call("POST", "/api/camera/settings", { name: s.name, value: select.value });
+            const r = await call("POST", "api/camera/settings", { name: s.name, value: select.value });
             select.value = r.value;
             camMsg(s.label + " set to " + r.value);
             if (s.name === "aperture") aperturePlan(r.value);

@@ -237,7 +237,7 @@
     // On a slow link the plans checked while typing can be answered out of order: only the
     // last one asked for is shown (a late "3 frames" must not stand under "30").
     const asked = ++planAsked;
-    const p = await call("POST", "/api/plan", planSpec());
+    const p = await call("POST", "api/plan", planSpec());
     if (asked !== planAsked) return p;
     planInfo(p.frames + " frames from " + p.from + " to " + p.to + ", step " + p.step +
       ", about " + Math.round(p.duration_s) + " s" + (p.optics ? " (" + p.optics + ")" : "") +
@@ -268,7 +268,7 @@
       b.textContent = s.replace("um", " µm").replace("mm", " mm").replace("steps", "");
       b.dataset.by = s;
       b.addEventListener("click", () => act(b, async () => {
-        const r = await railCall("/api/jog", { by: s });
+        const r = await railCall("api/jog", { by: s });
         say("rail at " + r.position + (r.units === "steps" ? " steps" : " µm"));
       }));
       box.appendChild(b);
@@ -307,7 +307,7 @@
     // Answers can come back out of order (a slow one asked at a session's start after the one
     // asked at its end): only the last one asked is shown.
     const asked = ++listAsked;
-    const list = await call("GET", "/api/sessions");
+    const list = await call("GET", "api/sessions");
     if (asked !== listAsked) return;
     const body = el("st-sessions").tBodies[0];
     // A keyboard's focus on a row's button moves to the same button of the row drawn anew
@@ -322,7 +322,7 @@
       tr.dataset.id = s.id;
       const state = s.running ? "running" : s.frames < s.total ? "interrupted" : "complete";
       tr.dataset.state = state;
-      const base = "/api/sessions/" + encodeURIComponent(s.id) + "/";
+      const base = "api/sessions/" + encodeURIComponent(s.id) + "/";
       const thumb = document.createElement("td");
       if (s.composite) {
         const img = document.createElement("img");
@@ -495,14 +495,14 @@
     });
     for (const [end, field] of [["near", "st-from"], ["far", "st-to"]]) {
       el("st-set-" + end).addEventListener("click", (ev) => act(ev.target, async () => {
-        const st = await call("GET", "/api/station");
+        const st = await call("GET", "api/station");
         if (st.rail.position === null) throw new Error("the rail does not report its position");
         el(field).value = lengthText(st.rail.position);
         say(end + " end set at " + el(field).value);
         await checkPlan().catch((e) => planInfo(e.message, true));
       }));
       el("st-go-" + end).addEventListener("click", (ev) => act(ev.target, async () => {
-        const r = await railCall("/api/jog", { to: el(field).value });
+        const r = await railCall("api/jog", { to: el(field).value });
         say("rail at the " + end + " end: " + lengthText(r.position));
       }));
     }
@@ -511,7 +511,7 @@
       const asked = startRequest();
       let r;
       try {
-        r = await call("POST", "/api/sessions", {
+        r = await call("POST", "api/sessions", {
           plan: planSpec(), name: el("st-name").value, format: el("st-format").value,
         });
       } catch (e) {
@@ -524,12 +524,12 @@
     }));
     el("st-stop").addEventListener("click", (ev) => act(ev.target, async (say) => {
       if (!running) {
-        const r = await call("POST", "/api/rail/stop", {});
+        const r = await call("POST", "api/rail/stop", {});
         say(r.stopped ? "rail stopped (" + r.stopped + ")" : "the rail was not moving");
         return;
       }
       const id = running;
-      await call("POST", "/api/sessions/" + encodeURIComponent(id) + "/stop", {});
+      await call("POST", "api/sessions/" + encodeURIComponent(id) + "/stop", {});
       // Said until the session has stopped (see the state handler); an answer that comes
       // after it did says so at once.
       if (running === id) {
@@ -540,12 +540,12 @@
       }
     }));
     el("st-shot").addEventListener("click", (ev) => act(ev.target, async () => {
-      const r = await call("POST", "/api/test-shot", {});
+      const r = await call("POST", "api/test-shot", {});
       say("test shot " + r.width + "×" + r.height + " (shown as the last frame)");
     }));
     for (const [id, what] of [["st-home", "home"], ["st-unlock", "unlock"]]) {
       el(id).addEventListener("click", (ev) => act(ev.target, async () => {
-        const r = what === "home" ? await railCall("/api/home", {}) : await call("POST", "/api/unlock", {});
+        const r = what === "home" ? await railCall("api/home", {}) : await call("POST", "api/unlock", {});
         say((what === "home" ? "homed" : "unlocked") + ": rail at " + r.position +
           (r.units === "steps" ? " steps" : " µm"));
       }));

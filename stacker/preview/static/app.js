@@ -94,7 +94,7 @@ function loadImage(kind, img) {
       loadImage(kind, img);
     }, 3000);
   };
-  next.src = "/img/" + kind + ".jpg?v=" + want;
+  next.src = "img/" + kind + ".jpg?v=" + want;
 }
 
 function updateProgress(p) {
@@ -219,7 +219,7 @@ function connect() {
   if (source) source.close();
   heardAt = performance.now();
   fresh = true;
-  source = new EventSource("/api/events");
+  source = new EventSource("api/events");
   source.addEventListener("state", (ev) => {
     heard(link);
     applyState(JSON.parse(ev.data));
@@ -273,7 +273,7 @@ document.addEventListener("stackrig:link-lost", forgetLoads);
 async function reconnect() {
   let status = 0;
   try {
-    status = (await fetch("/api/state")).status;
+    status = (await fetch("api/state")).status;
   } catch (e) {
     // not answering yet: a new EventSource retries by itself
   }
@@ -297,7 +297,7 @@ async function showCrop(ev) {
     const dpr = window.devicePixelRatio || 1;
     const room = ($("crop-pair").clientWidth - 8) / 2;
     const size = Math.max(64, Math.min(512, Math.floor(room * dpr)));
-    const r = await fetch("/api/crop?x=" + fx.toFixed(4) + "&y=" + fy.toFixed(4) + "&size=" + size)
+    const r = await fetch("api/crop?x=" + fx.toFixed(4) + "&y=" + fy.toFixed(4) + "&size=" + size)
       .catch(() => {
         // No answer at all: the browser's own words ("Failed to fetch") say nothing.
         throw new Error("the rig does not answer: check that it runs and that this device reaches it");

@@ -29,7 +29,7 @@
   // The page is opened as http://host:8000/#token=...: the fragment never reaches the
   // server; it is exchanged once for an HttpOnly cookie.
   async function login(token) {
-    const r = await fetch("/api/login", {
+    const r = await fetch("api/login", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ token }),
@@ -45,7 +45,7 @@
       refused = !(await login(decodeURIComponent(m[1])));
       history.replaceState(null, "", location.pathname + location.search);
     }
-    const probe = await fetch("/api/state");
+    const probe = await fetch("api/state");
     if (probe.status === 401 || probe.status === 403) {
       // The link's own token refused: an old link, or one from before the token changed.
       if (refused) {
