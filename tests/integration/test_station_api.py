@@ -259,6 +259,7 @@ def test_start_stop_resume_and_download_through_the_api(station, client) -> None
     assert "beetle-composite.tif" in composite.headers["content-disposition"]
     img = cv2.imdecode(np.frombuffer(composite.content, np.uint8), cv2.IMREAD_UNCHANGED)
     assert img is not None and img.shape[:2][0] > 200
+    _resumable(client, "/api/sessions/beetle/composite", composite)
     depth = client.get("/api/sessions/beetle/depth")
     assert depth.status_code == 200 and depth.content[:4] == b"\x89PNG"
     z = client.get("/api/sessions/beetle/frames.zip")
@@ -347,3 +348,30 @@ def test_a_download_cut_off_by_the_client_closes_its_file_at_once(station, serve
             _wait(lambda: not open_files(folder.root), timeout=10)
     finally:
         gc.enable()
+
+
+def _resumable(client: httpx.Client, url: str, whole: httpx.Response) -> None:
+    """A download cut off (a phone's Wi-Fi over a composite of hundreds of MB) started again
+    from zero: the station sent the whole file whatever Range was asked, with nothing to tell
+    the browser the file was still the same. A HEAD read the whole file too."""
+    data, size = whole.content, len(whole.content)
+    assert whole.headers["accept-ranges"] == "bytes" and whole.headers["etag"]
+    etag, modified = whole.headers["etag"], whole.headers["last-modified"]
+    for asked, (first, last) in {
+        "bytes=100-199": (100, 199),
+        f"bytes={size - 10}-": (size - 10, size - 1),
+        "bytes=-5": (size - 5, size - 1),
+        f"bytes=0-{size + 100}": (0, size - 1),
+    }.items():
+        part = client.get(url, headers={"Range": asked, "If-Range": etag})
+        assert part.status_code == 206, (asked, part.status_code)
+        assert part.content == data[first : last + 1]
+        assert part.headers["content-range"] == f"bytes {first}-{last}/{size}"
+    assert client.get(url, headers={"Range": "bytes=0-9", "If-Range": modified}).status_code == 206
+    changed = client.get(url, headers={"Range": "bytes=0-9", "If-Range": '"another"'})
+    assert changed.status_code == 200 and changed.content == data  # not the file it began
+    beyond = client.get(url, headers={"Range": f"bytes={size}-"})
+    assert beyond.status_code == 416 and beyond.headers["content-range"] == f"bytes */{size}"
+    head = client.head(url)
+    assert head.status_code == 200 and head.headers["content-length"] == str(size)
+    assert head.content == b""
