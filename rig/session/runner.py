@@ -935,7 +935,8 @@ class SessionRunner:
         handler: logging.Handler
         try:
             self.folder.root.mkdir(parents=True, exist_ok=True)
-            handler = _OwnLogFile(self.folder.log_path, encoding="utf-8")
+            # A file name that is not UTF-8 shows escaped: with strict errors its line was lost.
+            handler = _OwnLogFile(self.folder.log_path, encoding="utf-8", errors="backslashreplace")
         except OSError:  # unwritable, or a link (never followed): the session runs unlogged
             # Its lines dropped, not printed by logging's last resort behind the display,
             # which already shows every warning and fault: a read-only disk said it 3 times.

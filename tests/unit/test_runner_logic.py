@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -1040,3 +1041,18 @@ def test_a_session_written_by_a_newer_stackrig_is_refused_by_its_format(tmp_path
             SessionConfig.from_dict({"format": fmt, "rig": {"kind": "hardware"}}, source="s.json")
     for data in ({"format": 1, "rig": {}}, {"rig": {}}):  # 1, or none from a hand-made one
         assert SessionConfig.from_dict(data, source="s.json").rig == {}
+
+
+def test_a_warning_that_names_a_file_not_in_utf8_is_still_logged(tmp_path: Path) -> None:
+    """A line naming a file whose name is not UTF-8 (``--incoming`` frames from an old card
+    reader or a Samba share) raised in session.log's handler, which dropped the whole line."""
+    root = tmp_path / "s"
+    run = runner(root, FakeCamera())
+    attached = run._attach_log()
+    odd = os.fsdecode(b"IMG_0009\xff.JPG")
+    try:
+        logging.getLogger("rig.session").warning("%s arrived between shots; left alone", odd)
+    finally:
+        run._detach_log(attached)
+    log = (root / "session.log").read_text(encoding="utf-8")
+    assert "IMG_0009\\udcff.JPG arrived between shots" in log, log
