@@ -33,11 +33,13 @@ import asyncio
 import base64
 import contextlib
 import errno
+import fcntl
 import ipaddress
 import json
 import logging
 import re
 import socket
+import struct
 import sys
 import threading
 import time
@@ -752,12 +754,38 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def _lan_address() -> str:
-    """The address other machines most likely reach us at (no packet is sent)."""
-    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        probe.connect(("10.255.255.255", 1))
+    """The address other machines most likely reach us at (no packet is sent): that of the
+    default route; without one (a Pi serving its own Wi-Fi hotspot in the field), the first
+    interface's own that is not loopback; else the machine's name."""
+    return _routed_address() or next(iter(_interface_addresses()), socket.gethostname())
+
+
+def _routed_address() -> str | None:
+    """The address packets to a private range would leave from: the default route's."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.255.255.255", 1))
+        except OSError:
+            return None
         return str(probe.getsockname()[0])
-    except OSError:
-        return socket.gethostname()
-    finally:
-        probe.close()
+
+
+_SIOCGIFADDR = 0x8915  # Linux's ioctl for an interface's IPv4 address
+
+
+def _interface_addresses() -> list[str]:
+    """The IPv4 addresses of this machine's interfaces, loopback left out (Linux; elsewhere
+    none)."""
+    found: list[str] = []
+    if not sys.platform.startswith("linux"):
+        return found
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for _index, name in socket.if_nameindex():
+            try:
+                asked = struct.pack("256s", name[:15].encode())
+                address = socket.inet_ntoa(fcntl.ioctl(s.fileno(), _SIOCGIFADDR, asked)[20:24])
+            except OSError:  # no IPv4 address
+                continue
+            if not ipaddress.ip_address(address).is_loopback:
+                found.append(address)
+    return found

@@ -449,3 +449,20 @@ def test_a_server_knows_when_only_this_machine_reaches_it(hub: PreviewHub, host,
     reachable, and no note, which was kept for the literal names of loopback."""
     with PreviewServer(hub, host, 0) as server:
         assert server.local_only is local
+
+
+def test_without_a_default_route_the_address_shown_is_an_interface_s(monkeypatch) -> None:
+    """A Pi serving its own Wi-Fi hotspot in the field has no default route: the address
+    printed for the phone was the machine's bare name, which a phone cannot resolve."""
+    from stacker.preview import server as preview_server
+
+    found = preview_server._interface_addresses()
+    assert all(not a.startswith("127.") for a in found)
+    routed = preview_server._routed_address()
+    if routed is not None and found:  # the same machine seen two ways
+        assert routed in found
+    monkeypatch.setattr(preview_server, "_routed_address", lambda: None)
+    monkeypatch.setattr(preview_server, "_interface_addresses", lambda: ["10.42.0.1"])
+    assert preview_server._lan_address() == "10.42.0.1"
+    monkeypatch.setattr(preview_server, "_interface_addresses", lambda: [])
+    assert preview_server._lan_address() == socket.gethostname()
