@@ -191,8 +191,9 @@ def test_a_raw_plus_jpeg_folder_stacks_one_file_of_each_shot(
         "stacked: a stack is of one kind; for the RAW files, --prefer raw"
     ), proc.stderr
     (pairs / "FRAME_0002.JPG").unlink()  # a RAW+JPEG stack whose one JPEG did not arrive
+    write_stack(tmp_path / "more", SceneSpec(width=W, height=H, seed=7), 6)
     for name in ("frame_0003", "frame_0004", "frame_0005", "frame_0006"):
-        shutil.copy(tmp_path / "jpegs" / "frame_0001.jpg", pairs / f"{name.upper()}.JPG")
+        shutil.copy(tmp_path / "more" / f"{name}.jpg", pairs / f"{name.upper()}.JPG")
     proc = stacker("stack", pairs, "-o", tmp_path / "out.tif")
     assert proc.returncode == 0, proc.stderr
     assert (
