@@ -41,7 +41,7 @@ def specimens(tmp_path_factory) -> Path:
     broken = root / "tray2" / "broken"
     broken.mkdir()
     for k in range(3):
-        (broken / f"f{k}.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+        (broken / f"f{k}.jpg").write_bytes(b"\xff\xd8 not a jpeg %d" % k)  # not copies
     return root
 
 

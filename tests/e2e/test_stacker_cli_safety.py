@@ -4,7 +4,6 @@ results are never taken for frames, every refusal is one line before any work.""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import struct
 import time
@@ -225,13 +224,16 @@ def test_ctrl_c_says_what_was_not_written(tmp_path: Path) -> None:
     big.mkdir()
     # Enough frames that Ctrl-C a second into the stack lands mid-stack on a fast machine too (the
     # pipelined stacker merges a 2 MP frame in well under a tenth of a second): 40 rendered
-    # frames, each copied under ten names, stand in for a stack of 400 (copies, not links: the
-    # same file under two names is stacked once).
+    # frames, each under ten names with a comment of its own, stand in for a stack of 400
+    # (not links, nor copies: the same file, or the same bytes, under two names is stacked once).
     rendered = tmp_path / "rendered"
     rendered.mkdir()
     write_stack(rendered, SceneSpec(width=1600, height=1200, seed=2), 40)
     for k in range(FRAMES):
-        shutil.copyfile(rendered / f"frame_{k % 40 + 1:04d}.jpg", big / f"frame_{k + 1:04d}.jpg")
+        data = (rendered / f"frame_{k % 40 + 1:04d}.jpg").read_bytes()
+        comment = b"copy %d" % k
+        marked = data[:2] + b"\xff\xfe" + struct.pack(">H", len(comment) + 2) + comment + data[2:]
+        (big / f"frame_{k + 1:04d}.jpg").write_bytes(marked)
     out, log = tmp_path / "out.tif", tmp_path / "stderr.txt"
     proc = stack_started(big, out, log)
     time.sleep(1.0)  # into the stack

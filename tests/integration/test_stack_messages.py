@@ -17,7 +17,8 @@ def write_frames(folder: Path, count: int = 3) -> list[Path]:
     rng = np.random.default_rng(0)
     frame = cv2.GaussianBlur((rng.random((72, 96, 3)) * 255).astype(np.uint8), (0, 0), 1.5)
     paths = [folder / f"good{n}.png" for n in range(count)]
-    for p in paths:
+    for n, p in enumerate(paths):
+        frame[0, 0] = n  # each a frame of its own: copies of one are stacked once
         cv2.imwrite(str(p), frame)
     return paths
 
