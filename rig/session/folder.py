@@ -311,6 +311,11 @@ class SessionFolder:
     def depth_preview_path(self) -> Path:
         return self.root / "depth-preview.jpg"
 
+    @property
+    def depth_json_path(self) -> Path:
+        """What the depth PNG's values mean: the offset and µm per count, each frame's place."""
+        return self.root / "depth.json"
+
     # one process at a time ----------------------------------------------
     def lock(self) -> None:
         """Hold this session for this object until :meth:`unlock` (or the process ends).

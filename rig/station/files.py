@@ -177,6 +177,7 @@ class SessionFiles:
             "composite": self._composite(path) is not None,
             "depth": folder.depth_path.is_file(),
             "depth_preview": folder.depth_preview_path.is_file(),
+            "depth_json": folder.depth_json_path.is_file(),
             "running": path.name == running,
             "modified": round(path.stat().st_mtime, 1),
         }
@@ -210,17 +211,21 @@ class SessionFiles:
         return None
 
     def result_file(self, sid: str, kind: str) -> Path:
-        """``composite``, ``depth`` (16-bit PNG) or ``depth-preview`` of session ``sid``."""
+        """``composite``, ``depth`` (16-bit PNG), ``depth-json`` (what the PNG's values mean:
+        without it, a map downloaded from the station could not be read in µm) or
+        ``depth-preview`` of session ``sid``."""
         folder = self.session_dir(sid)
         if kind == "composite":
             path = self._composite(folder)
         elif kind == "depth":
             path = SessionFolder(folder).depth_path
+        elif kind == "depth-json":
+            path = SessionFolder(folder).depth_json_path
         elif kind == "depth-preview":
             path = SessionFolder(folder).depth_preview_path
         else:
             raise NotFoundError(  # a thumbnail has a route of its own (rig.station.history)
-                f"no {kind!r} result: use composite, depth, depth-preview or thumbnail"
+                f"no {kind!r} result: use composite, depth, depth-json, depth-preview or thumbnail"
             )
         served = None if path is None else served_file(path, folder)
         if served is None:

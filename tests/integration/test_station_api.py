@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import gc
 import io
+import json
 import os
 import socket
 import threading
@@ -272,7 +273,14 @@ def test_start_stop_resume_and_download_through_the_api(station, client) -> None
     assert client.get("/api/sessions/nope/composite").status_code == 404
     bogus = client.get("/api/sessions/beetle/bogus")  # every kind the README lists, named
     assert bogus.status_code == 404
-    assert bogus.json()["error"].endswith("use composite, depth, depth-preview or thumbnail")
+    assert bogus.json()["error"].endswith(
+        "use composite, depth, depth-json, depth-preview or thumbnail"
+    )
+    # What the 16-bit map's values mean: without it the map could not be read in µm.
+    scale = client.get("/api/sessions/beetle/depth-json")
+    assert scale.status_code == 200 and "json" in scale.headers["content-type"]
+    assert scale.json() == json.loads((station.root / "beetle" / "depth.json").read_text())
+    assert client.get("/api/sessions").json()[0]["depth_json"] is True
     assert client.get("/api/sessions/beetle/thumbnail").status_code == 200
     assert folder_entries(station) == ["beetle"]
 

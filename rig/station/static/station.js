@@ -347,6 +347,8 @@
       // near black on a screen) is data for other programs.
       if (s.depth_preview) files.append(link(base + "depth-preview", "depth map", true), " ");
       if (s.depth) files.append(link(base + "depth", "depth 16-bit"), " ");
+      // What the PNG's values mean (offset, µm per count, each frame's place).
+      if (s.depth_json) files.append(link(base + "depth-json", "depth scale"), " ");
       if (s.frames) files.append(link(base + "frames.zip", "frames.zip"));
       const act2 = document.createElement("td");
       const acts = document.createElement("div");
