@@ -76,6 +76,20 @@ def test_um_per_count() -> None:  # O3 O8
 
     assert _um_per_count([0.0, 40_000.0, 80_000.0]) == 2  # 80 mm: 1.22 counts per um -> 2
     assert _um_per_count([0.0, 0.2, 20_000.0]) == 0.5  # fine steps, but 20 mm must still fit
+    # 10 um steps from 0.1 um differ by 9.999999999999993: the scale halved for that plan.
+    assert _um_per_count([0.1 + 10.0 * i for i in range(10)]) == 1
+    assert _um_per_count([123.4 + 9.99 * i for i in range(10)]) == 0.5
+
+
+def test_an_index_map_names_only_frames_that_were_merged() -> None:
+    """Rounded alone, a pixel between the frames either side of one kept out took that frame's
+    index, which depth.json does not list (7 % of a stack with one shaken frame)."""
+    from stacker.output import _nearest_of
+
+    values = np.array([0.0, 4.4, 4.6, 5.0, 5.4, 5.6, 6.0, 11.2, -1.0], np.float32)
+    merged = [0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11]
+    assert _nearest_of(values, merged).tolist() == [0, 4, 4, 4, 6, 6, 6, 11, 0]
+    assert _nearest_of(values, [3]).tolist() == [3] * 9
 
 
 def test_round_u16_rounds() -> None:  # O4
