@@ -354,7 +354,7 @@ def _stack_pass(
                 continue
             image, turned = loaded.value
             del loaded
-            record = stacker.add(image, name=path.name, linear=is_raw_path(path))
+            record = stacker.add(image, name=path.name, linear=is_raw_path(path), number=number)
             del image  # the stacker keeps a warped copy; the next frame is being decoded
             added[record.index] = number
             warning = turned

@@ -248,6 +248,9 @@ class Stacker:
         self.overlap = bool(overlap)
         self.far_first = bool(far_first)
         self.records: list[FrameRecord] = []
+        self.numbers: dict[int, int] = {}
+        """Each record's frame number as the front end shows it, where it gave one (see
+        :meth:`add`)."""
         self._lock = threading.RLock()  # see _one_at_a_time
         self._state: PyramidMerger | DepthMapMerger | None = None  # read through _merger
         self._out_of_memory: str | None = None  # why no frame is merged any more (or released)
@@ -338,13 +341,18 @@ class Stacker:
         position_um: float | None = None,
         *,
         linear: bool = False,
+        number: int | None = None,
     ) -> FrameRecord:
         """Align ``image`` (BGR uint8/uint16) to the previous frame and merge it.
 
         ``linear`` says the frame is in linear light (a RAW frame): it is merged as it is, and
         registered on a gamma-encoded luma copy, whose contrast in the shadows resembles what
         the eye (and a rendered frame) sees. A stack cannot mix linear and rendered frames.
+        ``number`` is the frame's as the front end shows it (its file's place, its session
+        frame number), which the depth preview's key names it by; by default its place here.
         """
+        if number is not None:
+            self.numbers[len(self.records)] = number
         name = name or f"frame {len(self.records) + 1}"
         if self._out_of_memory is not None:
             raise StackerError(f"{name}: {self._out_of_memory}")
@@ -1066,7 +1074,7 @@ class Stacker:
         count = max(merged) + 1 if merged else len(self.records)
         known = self._merged_positions()
         positions = None if known is None else np.interp(np.arange(count), *known).tolist()
-        numbers = list(range(1, count + 1))
+        numbers = [self.numbers.get(i, i + 1) for i in range(count)]
         if self.far_first:
             numbers.reverse()
             if positions is not None:

@@ -521,7 +521,10 @@ class _WatchRun:
         ``on_frame`` as it turns out."""
         try:
             record = self.stacker.add(
-                frame.image, name=frame.path.name, linear=is_raw_path(frame.path)
+                frame.image,
+                name=frame.path.name,
+                linear=is_raw_path(frame.path),
+                number=self.numbered + len(self.stacker.records) + 1,  # its row on the page
             )
         except StackerError as exc:
             # A frame that does not fit the stack (size, bit depth) is rejected like a

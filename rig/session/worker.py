@@ -249,7 +249,7 @@ class StackWorker:
         try:
             record = self.stacker.add(
                 image, name=job.path.name, position_um=job.position_um,
-                linear=is_raw_path(job.path),
+                linear=is_raw_path(job.path), number=job.index,
             )  # fmt: skip
             if is_raw_path(job.path) and self.stacker.display is None and record.merged:
                 self.stacker.display = display_of(job.path)  # the live page shows it rendered

@@ -70,6 +70,7 @@ class StackerLike(Protocol):
         position_um: float | None = None,
         *,
         linear: bool = False,
+        number: int | None = None,
     ) -> Any: ...
 
     def preview(self) -> np.ndarray | None: ...
@@ -126,7 +127,7 @@ class StackerPublisher:
         """``stacker.add(image, **frame)``, then :meth:`publish`; returns the frame's record.
 
         ``frame`` is what :meth:`stacker.stack.Stacker.add` takes besides the image: ``name``,
-        ``position_um``, ``linear``.
+        ``position_um``, ``linear``, ``number``.
         """
         self.busy()
         record = self.stacker.add(image, **frame)

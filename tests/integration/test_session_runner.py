@@ -495,7 +495,7 @@ class SlowStacker:
     def __init__(self, seconds: float) -> None:
         self.seconds, self.frames_merged = seconds, 0
 
-    def add(self, image: Any, name: str = "", position_um: Any = None, *, linear: bool = False):
+    def add(self, image: Any, name: str = "", position_um: Any = None, **_: object):
         time.sleep(self.seconds)
         self.frames_merged += 1
 

@@ -241,3 +241,15 @@ def test_a_specular_sheen_does_not_set_the_exposure_of_the_other_frames(
 
     difference = np.abs(gains(True) - gains(False))
     assert np.all(difference < 0.02), difference
+
+
+def test_the_depth_key_numbers_frames_as_the_files_are_after_a_bad_first_frame(
+    folder: Path, tmp_path: Path
+) -> None:
+    """The key under the depth preview counted the frames stacked: with a stray first frame
+    left out, its "frame 1" was the second file, which the frames' table calls #2."""
+    files = _bad_first(folder, tmp_path, "other")
+    run = stack_files(files, tmp_path / "out.png")
+    _count, _positions, numbers = run.stacker._legend()
+    assert numbers == list(range(2, len(files) + 1))
+    assert run.stacker._legend()[2] == [run.file_numbers[i] for i in range(len(files) - 1)]
