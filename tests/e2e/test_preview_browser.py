@@ -470,6 +470,39 @@ def test_the_page_works_behind_a_proxy_under_a_path_of_its_own(browser):
     assert errors == []
 
 
+def test_a_hidden_page_lets_its_stream_go_and_takes_it_up_when_shown(browser):
+    """A browser keeps six connections to one address, and each open tab held its event
+    stream: a seventh tab of the page never loaded. Hidden, a page closes its stream; shown
+    again, it opens one, which brings the whole state."""
+    hub = PreviewHub(title="tabs")
+    hub.update_progress(state="running", captured=1, total=10)
+    with PreviewServer(hub) as server:
+        page, errors = phone_page(browser)
+        page.goto(server.url)
+        page.wait_for_selector("#link[data-live='true']")
+        page.evaluate(
+            """() => {
+              Object.defineProperty(document, 'visibilityState', {get: () => 'hidden',
+                                                                  configurable: true});
+              document.dispatchEvent(new Event('visibilitychange'));
+            }"""
+        )
+        assert page.evaluate("source.readyState") == 2  # closed
+        hub.update_progress(captured=4)
+        page.wait_for_timeout(500)
+        assert page.text_content("#captured") == "1 / 10"  # nothing heard while hidden
+        page.evaluate(
+            """() => {
+              Object.defineProperty(document, 'visibilityState', {get: () => 'visible',
+                                                                  configurable: true});
+              document.dispatchEvent(new Event('visibilitychange'));
+            }"""
+        )
+        page.wait_for_function("document.getElementById('captured').textContent === '4 / 10'")
+        assert page.text_content("#link") == "live"
+    assert errors == []
+
+
 def test_a_stream_opened_again_says_live_at_once(browser):
     """A stream cut and opened again by the browser said "reconnecting…" until the next ping,
     15 s later: with nothing new since, the server sends nothing when it opens."""

@@ -261,10 +261,16 @@ setInterval(() => {
 // A phone that slept can wake to a stream that is dead without a word: the Wi-Fi dropped the
 // connection meanwhile, and nothing reaches the browser to say so (it goes on "live", showing
 // the state from before the sleep). Woken, the page opens a fresh one, which starts with the
-// whole state.
-// Requests sent before the sleep went the same dead way: whoever sent them gives up on them.
+// whole state; requests sent before the sleep went the same dead way, and whoever sent them
+// gives up on them. Hidden, the page lets its stream go: a browser keeps six connections to
+// one address, and a seventh tab of the page (the printed link opened again, tabs left in the
+// background) never loaded while six held theirs.
 document.addEventListener("visibilitychange", () => {
-  if (document.visibilityState !== "visible" || !source) return;
+  if (!source) return;
+  if (document.visibilityState !== "visible") {
+    source.close();
+    return;
+  }
   document.dispatchEvent(new CustomEvent("stackrig:link-lost"));
   connect();
 });
