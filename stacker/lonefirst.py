@@ -17,7 +17,7 @@ not recycle, and the stack goes on with its good first frame.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import cv2
 import numpy as np
@@ -114,8 +114,14 @@ class LoneFirstFrame(Generic[K]):
         self._done = False
         self._kept: list[tuple[K, np.ndarray]] = []
         self._first_level: tuple[float, float] | None = None
+        self._first_kind: tuple[tuple[int, ...], np.dtype[Any]] | None = None
+        self._next_check = KEPT_OUT
+        self._misfire_said = False
+        self.unfit: set[K] = set()
+        """The frames kept out that the stack could not take at all (another size or bit
+        depth): the stacker holds no record of them."""
         self.misfire: str | None = None
-        """Set by :meth:`start_again_from` when it finds the frames kept out
+        """Set by the :meth:`start_again_from` call that finds the frames kept out
         :func:`misfired`: what to say instead of the warning :meth:`after` gave."""
 
     def after(
@@ -132,6 +138,7 @@ class LoneFirstFrame(Generic[K]):
             self._done = self._first is not None  # a second frame merged: the first is fine
             if self._first is None and frame is not None:
                 self._first_level = brightness(frame)
+                self._first_kind = (frame.shape, frame.dtype)
             self._first = self._first or name
             if self._done:
                 self._kept.clear()
@@ -140,24 +147,54 @@ class LoneFirstFrame(Generic[K]):
             return None
         if key is not None and frame is not None:
             self._kept.append((key, small_copy(frame)))
+            if self._first_kind is not None and (frame.shape, frame.dtype) != self._first_kind:
+                self.unfit.add(key)
         self._kept_out += 1
-        if self._kept_out < KEPT_OUT:
+        if self._kept_out < self._next_check:
             return None
         self._done = True
+        return self._stranded()
+
+    def _stranded(self) -> str:
         return (
             f"{self._first}: every frame since was kept out against it; if it is bad (a flash "
             "that did not fire, a stray shot), "
         )
 
+    def at_end(self) -> str | None:
+        """At the end of a live stack: the warning :meth:`after` gives, where frames kept out
+        were taken for misfires and the first frame still stands alone with two or more kept
+        out after it (a stray shot brighter than the stack, not blown out, before too few
+        frames to tell): the stack is then started again without it, as ``stacker stack``
+        leaves such a first frame out. ``None`` otherwise."""
+        if not self._misfire_said or self._done or len(self._kept) < 2:
+            return None
+        self._done = True
+        return self._stranded()
+
     def start_again_from(self, stacker: object) -> list[K]:
         """The frames kept out (their keys), in order, to start the stack again from without
         its first frame: when they align with each other (:func:`align_with_each_other`) and
         ``stacker``'s reference is not a frame number, which counts from the first frame.
-        Empty otherwise. The copies are let go either way."""
-        kept, self._kept = self._kept, []
-        if self._first_level is not None and misfired(self._first_level, [c for _, c in kept]):
-            self.misfire = misfire_note(self._first or "the first frame", len(kept))
+        Empty otherwise. The copies are let go either way.
+
+        Frames kept out that are :func:`misfired` leave the first frame in, said once, and
+        the check goes on: should :data:`KEPT_OUT` more be kept out, the first frame was the
+        odd one after all (a stray shot brighter than the stack, not blown out), and the
+        stack starts again without it if they align with each other. Frames the stack could
+        not take (:attr:`unfit`) are never misfires."""
+        self.misfire = None
+        if (
+            not self._misfire_said
+            and self._first_level is not None
+            and not self.unfit
+            and misfired(self._first_level, [c for _, c in self._kept])
+        ):
+            self.misfire = misfire_note(self._first or "the first frame", len(self._kept))
+            self._misfire_said, self._done = True, False
+            self._next_check = self._kept_out + KEPT_OUT
             return []
+        kept, self._kept = self._kept, []
         if isinstance(getattr(stacker, "reference", None), int):
             return []
         together = align_with_each_other(

@@ -585,7 +585,10 @@ class _WatchRun:
             return
         self.warn(f"{first}: {left_out_reason(len(again))}")
         self.stacker.release()  # the live page may hold it until the next frame: not its buffers
-        self.numbered += self.stacker.frames_added - len(again)
+        # Frames the old stack could not take (another size than its first) hold no record.
+        self.numbered += self.stacker.frames_added - sum(
+            p not in self.lone_first.unfit for p in again
+        )
         self.stacker = self.fresh()
         self.first_path, self.unwritten, self.lone_first = None, 0, LoneFirstFrame()
         self.publish(merged=0, rejected=self.status.rejected + 1 - len(again))
@@ -672,7 +675,14 @@ class _WatchRun:
             self.warn(f"{self.output.name}: written again, with every merged frame")
 
     def finish(self) -> list[Path]:
-        """Write the merged frames not yet on disk; the paths written, empty if none ever."""
+        """Write the merged frames not yet on disk; the paths written, empty if none ever.
+
+        A first frame still alone after frames kept out as misfires is left out now, as
+        ``stacker stack`` leaves it out, if those align with each other."""
+        said = self.lone_first.at_end()
+        if said is not None:
+            self.stranded = said
+            self.start_again()
         if self.unwritten and self.reference_pending():  # the frame never came
             raise StackerError(
                 f"--reference {int(self.stacker.reference) + 1}: the watch ended after "

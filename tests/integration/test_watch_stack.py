@@ -1106,6 +1106,47 @@ def test_a_first_frame_of_another_size_is_left_out_and_the_stack_starts_again_wi
     assert cv2.imread(str(out)).shape[:2] == first.shape[:2]
 
 
+def test_a_stray_first_frame_brighter_than_the_stack_is_left_out_all_the_same(
+    tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
+) -> None:
+    """A test shot three times as bright (wide open, a lamp on), not blown out: the frames
+    after it were taken for flash misfires, and the watch stacked the test shot alone. Kept
+    out three more times (or to the end of the watch), the first frame is left out as
+    ``stacker stack`` leaves it out."""
+    frames = [cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR) for j in stack_jpegs]
+    dimmer = [cv2.imencode(".jpg", (f * 0.33).astype(np.uint8))[1].tobytes() for f in frames[1:]]
+    for i, data in enumerate([stack_jpegs[0], *dimmer]):
+        write_old(hot / f"IMG_{i}.jpg", data)
+    warnings: list[str] = []
+    summary = watch_and_stack(
+        hot, tmp_path / "out.jpg", idle_timeout=1.0, settle=0.2, on_warning=warnings.append
+    )
+    assert [r.name for r in summary.records if r.merged] == [f"IMG_{i}.jpg" for i in range(1, 6)]
+    assert any("IMG_0.jpg: left out: none of the 5 frames after it" in w for w in warnings)
+
+
+def test_a_bright_first_frame_of_another_size_is_no_sign_of_misfires(
+    tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
+) -> None:
+    """A portrait test shot more than twice as bright as the stack: the frames refused for
+    their size were compared by brightness too, taken for misfires, and the stack stayed on
+    the one odd shot. And the rows of the page, counted as if the refused frames had records
+    in the first stack, went below zero and over the first frame's row."""
+    frames = [cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR) for j in stack_jpegs]
+    upright = cv2.imencode(".jpg", cv2.rotate(frames[0], cv2.ROTATE_90_CLOCKWISE))[1].tobytes()
+    dimmer = [cv2.imencode(".jpg", (f * 0.45).astype(np.uint8))[1].tobytes() for f in frames[1:5]]
+    for i, data in enumerate([upright, *dimmer]):
+        write_old(hot / f"IMG_{i}.jpg", data)
+    rows: list[tuple[str, int]] = []
+    summary = watch_and_stack(
+        hot, tmp_path / "out.jpg", idle_timeout=1.0, settle=0.2, crop=False,
+        on_frame=lambda f: rows.append((f.path.name, f.index)),
+    )  # fmt: skip
+    assert [r.name for r in summary.records if r.merged] == [f"IMG_{i}.jpg" for i in range(1, 5)]
+    assert rows[-4:] == [(f"IMG_{i}.jpg", i) for i in range(1, 5)]
+    assert summary.records[-1].index == 3 and rows[0] == ("IMG_0.jpg", 0)
+
+
 def test_a_first_frame_is_kept_when_the_frames_after_it_do_not_align_with_each_other(
     tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
 ) -> None:
