@@ -133,10 +133,10 @@ def _um_per_count(positions: list[float]) -> float:
     0.2 um steps in 4 values, coarser than the step), as far as 65535 counts still hold it."""
     span = max(positions) - min(positions)
     coarse = max(1, math.ceil(span / 65535.0))
-    steps = np.diff(np.unique(positions))
-    # To the nanometre: 10 um steps from 123.4 um differ by 9.999999999999972, which halved
-    # the scale of that one plan.
-    smallest = round(float(steps.min()), 3) if steps.size else 0.0
+    # To the nanometre: 10 um steps from 0.1 um differ by 9.999999999999993, which halved
+    # the scale of that one plan; and a frame shot again where another stood is no step.
+    steps = np.round(np.diff(np.unique(np.round(positions, 3))), 3)
+    smallest = float(steps.min()) if steps.size else 0.0
     if coarse > 1 or not steps.size or smallest >= 10.0:
         return coarse
     finest = 2.0 ** math.floor(math.log2(smallest / 10.0))

@@ -78,6 +78,7 @@ def test_um_per_count() -> None:  # O3 O8
     assert _um_per_count([0.0, 0.2, 20_000.0]) == 0.5  # fine steps, but 20 mm must still fit
     # 10 um steps from 0.1 um differ by 9.999999999999993: the scale halved for that plan.
     assert _um_per_count([0.1 + 10.0 * i for i in range(10)]) == 1
+    assert _um_per_count([0.3, 0.1 + 0.2, 250.0]) == 1  # one place twice: no step of 0
     assert _um_per_count([123.4 + 9.99 * i for i in range(10)]) == 0.5
 
 
