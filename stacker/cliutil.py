@@ -116,10 +116,14 @@ def writable_temporary_folder() -> str:
 def _drop_empty_terminal_size() -> None:
     """Forget ``COLUMNS=0`` or ``LINES=0`` (some container and CI wrappers export them): rich
     takes them as a console no character fits on, and every table, plan and message printed
-    nothing, exit 0. Without them it asks the terminal, or takes 80 columns."""
+    nothing, exit 0. Without them it asks the terminal, or takes 80 columns. Done when this
+    module is loaded too: a command module's console, made as it loads, reads them then."""
     for name in ("COLUMNS", "LINES"):
         if os.environ.get(name, "").strip() == "0":
             del os.environ[name]
+
+
+_drop_empty_terminal_size()
 
 
 _PATH_ERRORS = {errno.ENAMETOOLONG: "too long a name", errno.ELOOP: "a loop of symbolic links"}

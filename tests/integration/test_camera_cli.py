@@ -213,3 +213,15 @@ def test_a_date_the_camera_cannot_hold_is_refused_in_one_line(card: VirtualCamer
     result = runner.invoke(app, ["camera", "config", "datetime", "2200-01-01 00:00:00"])
     assert isinstance(result.exception, ConfigValueError), result.exception
     assert "outside 1970-01-01 to 2038-01-19" in str(result.exception)
+
+
+@pytest.mark.slow
+def test_a_terminal_width_of_zero_still_shows_the_cameras(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``COLUMNS=0`` (some container and CI wrappers): the camera commands' console, made as
+    their module loads, read it before the command line dropped it, and printed nothing."""
+    VirtualCameraFolder(tmp_path / "card", slot_bytes=8000)
+    monkeypatch.setenv("COLUMNS", "0")
+    result = _rig("cameras", tmp_path=tmp_path, virtual=True)
+    assert result.returncode == 0 and "usb:001,001" in result.stdout, result
