@@ -11,9 +11,9 @@ defaults:
   ``0x40 0``, each ``0x40 0`` answered ``0xF5`` at once, the stop while idle by nothing;
 * an answer is ``5A A5 state``: the two header bytes of a command frame, swapped;
 * a frame that completes within 30 ms of a configuration frame is ignored (timed by when the
-  frames arrived, :attr:`~rig.sim.ptyserial.PtyDevice.arrival`: where that is not known to
-  within ``LATE_S``, because this simulator fell behind, the host is given the benefit of the
-  doubt);
+  frames can have arrived, :attr:`~rig.sim.ptyserial.PtyDevice.arrival`, with the benefit of
+  the doubt to the host: the configuration as early, the frame as late as it may have come,
+  so a simulator fallen behind on a loaded machine ignores no frame sent after the pause);
 * moves (``0x40``/``0x41``, micrometres) take real time and end with ``0xF5`` forward,
   ``0xF6`` back;
 * ``0x04`` pulses the shutter cable (:attr:`on_shutter`) and answers ``0xF7`` when its 0.3 s
@@ -40,9 +40,6 @@ from rig.sim.carriage import CarriageController
 
 ANSWER_HEADER = b"\x5a\xa5"
 CONFIG_SETTLE_S = 0.03
-LATE_S = 0.045
-"""Input read this long after it was last seen empty may have arrived at any time between: the
-simulator fell behind, and frames read together may have been sent apart."""
 SHUTTER_PULSE_S = 0.3
 STOP_ANSWER_S = 0.01
 SPLIT_S = 0.01
@@ -142,7 +139,6 @@ class WeMacroSimulator(CarriageController):
 
     def on_bytes(self, data: bytes) -> None:
         empty_at, read_at = self.arrival
-        known = read_at - empty_at <= LATE_S
         settle = self._seconds(CONFIG_SETTLE_S)
         with self._lock:
             self._buffer.extend(data)
@@ -168,7 +164,7 @@ class WeMacroSimulator(CarriageController):
                     continue
                 self.frames.append(parsed)
                 if parsed[0] & 0xF0 == proto.Command.CONFIG:
-                    self._config_at = read_at if known else empty_at  # as early as it may be
+                    self._config_at = empty_at  # as early as it may have come
                 self._execute(*parsed)
 
     def _execute(self, command: int, a: int, b: int, c: int, argument: int) -> None:

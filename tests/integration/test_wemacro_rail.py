@@ -15,7 +15,7 @@ from rig.rails.base import ConnectionLostError, MoveStoppedError
 from rig.rails.wemacro import WeMacroRail
 from rig.session.journal import RailLeft
 from rig.sim.stackshot import StackShotSimulator
-from rig.sim.wemacro import LATE_S, WeMacroSimulator
+from rig.sim.wemacro import CONFIG_SETTLE_S, WeMacroSimulator
 from tests.rails import move_cut_short
 
 
@@ -81,18 +81,30 @@ def test_a_move_sent_with_the_configuration_is_ignored() -> None:
     a frame that completes within 30 ms of a configuration frame does nothing."""
     with WeMacroSimulator(time_scale=1.0) as sim, _host(sim) as host:
         for _ in range(20):  # a read the simulator was late for tells nothing: send again
-            before = len(sim.frames)
-            ignored = sim.ignored_frames
+            assert eventually(lambda: not sim.carriage.moving)
+            before, ignored = len(sim.frames), sim.ignored_frames
             host.write(proto.frame(proto.Command.CONFIG) + proto.frame(0x40, 500))
             assert eventually(lambda n=before: len(sim.frames) > n)
-            time.sleep(0.05)
             empty_at, read_at = sim.arrival
-            if read_at - empty_at <= LATE_S:
+            if read_at - empty_at < CONFIG_SETTLE_S:
                 break
         else:
             pytest.fail("the simulator fell behind on every read")
         assert sim.ignored_frames == ignored + 1
         assert sim.frames[-1][0] == proto.Command.CONFIG and not sim.carriage.moving
+
+
+def test_the_driver_pauses_after_configuring_on_a_controller_at_its_own_speed() -> None:
+    """At the controller's own time (not sped up), a driver that sent its first move at once
+    after configuring would see it ignored."""
+    with WeMacroSimulator(time_scale=1.0, speed_mm_s=20.0) as sim:
+        rail = WeMacroRail.from_url(sim.url)
+        try:
+            rail.move_to(200.0)
+            assert sim.ignored_frames == 0
+            assert sim.carriage.position_mm == pytest.approx(12.2)
+        finally:
+            rail.close()
 
 
 def test_a_simulator_that_falls_behind_does_not_ignore_a_move_sent_after_the_pause() -> None:
