@@ -165,7 +165,7 @@ def _chunks(src: BufferedReader, start: int = 0, length: int | None = None) -> I
             yield chunk
 
 
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_RANGE = re.compile(r"bytes=(\d{0,18})-(\d{0,18})")  # no number int() refuses
 
 
 def _byte_range(request: Request, size: int, validators: tuple[str, str]) -> tuple[int, int] | None:
@@ -180,6 +180,8 @@ def _byte_range(request: Request, size: int, validators: tuple[str, str]) -> tup
     if if_range is not None and if_range.strip() not in validators:
         return None
     first, last = match.groups()
+    if first and last and int(last) < int(first):
+        return None  # not a range at all (RFC 9110): the whole file
     if not first:  # the last N bytes
         start, end = max(0, size - int(last)), size - 1
     else:

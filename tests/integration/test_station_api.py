@@ -380,6 +380,9 @@ def _resumable(client: httpx.Client, url: str, whole: httpx.Response) -> None:
     assert changed.status_code == 200 and changed.content == data  # not the file it began
     beyond = client.get(url, headers={"Range": f"bytes={size}-"})
     assert beyond.status_code == 416 and beyond.headers["content-range"] == f"bytes */{size}"
+    for odd in ("bytes=5-3", "bytes=" + "9" * 5000 + "-", "items=0-9", "bytes=0-1,5-9"):
+        whole = client.get(url, headers={"Range": odd})  # not a range to answer: all of it
+        assert whole.status_code == 200 and whole.content == data, odd
     head = client.head(url)
     assert head.status_code == 200 and head.headers["content-length"] == str(size)
     assert head.content == b""
