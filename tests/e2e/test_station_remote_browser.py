@@ -311,3 +311,36 @@ def test_live_view_goes_on_after_a_frame_that_never_comes(station, woken: bool) 
             page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
         _fresh_frames(page, 2)
         assert errors == []
+
+
+HIDE = """hidden => {
+  Object.defineProperty(document, 'visibilityState', {get: () => hidden ? 'hidden' : 'visible',
+                                                      configurable: true});
+  document.dispatchEvent(new Event('visibilitychange'));
+}"""
+
+
+def test_a_tab_shown_again_after_a_moment_lets_a_jog_under_way_answer(station) -> None:
+    """Brought back to the front, every page took itself for a phone woken from sleep and
+    gave up the requests still under way: a jog glanced away from for a moment never showed
+    where the rail went. Only a page hidden for seconds gives them up."""
+    url, _sessions = station
+    held: list = []
+    with chromium() as browser:
+        page, errors = phone_page(browser)
+        _shoot(page, url)
+        page.route("**/api/jog", lambda r: held.append(r))
+        page.click("#st-jog button[data-by='+100um']")
+        for _ in range(100):
+            if held:
+                break
+            page.wait_for_timeout(50)
+        assert held
+        page.evaluate(HIDE, True)
+        page.wait_for_timeout(300)
+        page.evaluate(HIDE, False)
+        page.wait_for_timeout(300)
+        held[0].continue_()
+        page.wait_for_function("document.getElementById('st-msg').textContent.includes('at ')")
+        assert "lost" not in page.text_content("#st-msg")
+        assert errors == []

@@ -76,11 +76,13 @@
       document.addEventListener("stackrig:link-lost", giveUp);
       let r;
       let blob;
+      let refused = {};
       try {
         r = await fetch("api/liveview?peaking=" + (el("lv-peak").checked ? 1 : 0), {
           signal: ctl.signal,
         });
         if (r.ok) blob = await r.blob();
+        else refused = await r.json().catch(() => ({}));
       } catch (e) {
         // No answer, or the link dropped mid-frame (a phone's Wi-Fi does): ask again.
         liveMsg("live view: the rig does not answer");
@@ -91,8 +93,7 @@
         document.removeEventListener("stackrig:link-lost", giveUp);
       }
       if (!r.ok) {
-        const data = await r.json().catch(() => ({}));
-        liveMsg(data.error || r.statusText);
+        liveMsg(refused.error || r.statusText);
         await sleep(r.status === 409 ? 1000 : 2000);
         continue;
       }

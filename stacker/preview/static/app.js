@@ -265,18 +265,25 @@ setInterval(() => {
 // gives up on them. Hidden, the page lets its stream go: a browser keeps six connections to
 // one address, and a seventh tab of the page (the printed link opened again, tabs left in the
 // background) never loaded while six held theirs.
+// A tab brought back after a moment is no wake: its requests still running are let be.
+const SLEPT_MS = 3000;
+let hiddenAt = null;
 document.addEventListener("visibilitychange", () => {
   if (!source) return;
   if (document.visibilityState !== "visible") {
+    hiddenAt = performance.now();
     source.close();
     return;
   }
-  document.dispatchEvent(new CustomEvent("stackrig:link-lost"));
+  const slept = hiddenAt === null || performance.now() - hiddenAt > SLEPT_MS;
+  hiddenAt = null;
+  if (slept) document.dispatchEvent(new CustomEvent("stackrig:link-lost"));
   connect();
 });
 document.addEventListener("stackrig:link-lost", forgetLoads);
 
 async function reconnect() {
+  if (document.visibilityState !== "visible") return; // shown again, the page connects
   let status = 0;
   try {
     status = (await fetch("api/state")).status;
