@@ -100,13 +100,19 @@ def writable_temporary_folder() -> str:
     ``/dev/shm``, set as ``TMPDIR`` for the processes started too. Without one, every frame a
     watch pinned was "cannot read", and a batch, a demo or a simulator ended in a traceback."""
     try:
-        return tempfile.gettempdir()
+        chosen = tempfile.gettempdir()
     except FileNotFoundError:
-        pass
+        chosen = None
+    # Python's last resort is the current folder: temporaries (a watch's folder of links)
+    # would land among the user's files, the hot folder itself perhaps.
+    if chosen is not None and os.path.realpath(chosen) != os.path.realpath(os.getcwd()):
+        return chosen
     for candidate in (os.environ.get("XDG_RUNTIME_DIR", ""), "/dev/shm"):
         if candidate and os.path.isdir(candidate) and os.access(candidate, os.W_OK | os.X_OK):
             tempfile.tempdir = os.environ["TMPDIR"] = candidate
             return candidate
+    if chosen is not None:
+        return chosen
     raise UserError(
         "no writable folder for temporary files (TMPDIR, /tmp, /var/tmp, /dev/shm); set "
         "TMPDIR to one, e.g. TMPDIR=$XDG_RUNTIME_DIR, or give the service PrivateTmp=yes"

@@ -706,13 +706,18 @@ def temporary_prefix(name: str) -> str:
     return f".{os.fsdecode(os.fsencode(name)[:200])}."
 
 
+FUTURE_S = 3600.0
+"""A temporary dated this far ahead of the clock was left by a crash while the clock ran ahead
+(a Pi's saved time, set back by NTP later); nearer, it may be one a network share's server,
+its clock ahead of ours, is writing now."""
+
+
 def remove_temporaries(outputs: Iterable[Path], *, idle_s: float = 0.0) -> list[Path]:
     """Delete the hidden temporaries :func:`atomic_write` left for ``outputs`` when it was cut
     short (kill -9, a power cut): each as large as its output, one more per interruption.
 
     Only those untouched for ``idle_s`` seconds, where another process might be writing one;
-    a time ahead of the clock counts as long untouched (left by a crash while the clock ran
-    ahead, before NTP set it back).
+    a time more than :data:`FUTURE_S` ahead of the clock counts as long untouched.
     """
     removed = []
     now = time.time()
@@ -727,8 +732,9 @@ def remove_temporaries(outputs: Iterable[Path], *, idle_s: float = 0.0) -> list[
             if not (name.startswith(prefixes) and name.endswith(".tmp")):
                 continue
             with contextlib.suppress(OSError):
+                age = now - entry.stat(follow_symlinks=False).st_mtime
                 if entry.is_file(follow_symlinks=False) and (
-                    idle_s <= 0 or abs(now - entry.stat(follow_symlinks=False).st_mtime) > idle_s
+                    idle_s <= 0 or age > idle_s or age < -FUTURE_S
                 ):
                     os.unlink(entry.path)
                     removed.append(Path(entry.path))

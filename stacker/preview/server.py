@@ -786,6 +786,7 @@ def _interface_addresses() -> list[str]:
                 address = socket.inet_ntoa(fcntl.ioctl(s.fileno(), _SIOCGIFADDR, asked)[20:24])
             except OSError:  # no IPv4 address
                 continue
-            if not ipaddress.ip_address(address).is_loopback:
+            ip = ipaddress.ip_address(address)
+            if not (ip.is_loopback or ip.is_link_local):  # 169.254: no DHCP answered there
                 found.append(address)
     return found

@@ -288,7 +288,15 @@ def test_a_read_only_root_takes_temporary_files_to_a_writable_folder(
     assert tempfile.gettempdir() == os.environ["TMPDIR"] == str(runtime)
     assert Path(tempfile.mkdtemp()).parent == runtime
 
+    # Python's last resort, the current folder (the user's files, the hot folder perhaps),
+    # gives way to the runtime folder too.
     monkeypatch.setattr(tempfile, "tempdir", None)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tempfile, "_candidate_tempdir_list", lambda: [str(tmp_path)])
+    assert writable_temporary_folder() == str(runtime)
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    monkeypatch.setattr(tempfile, "_candidate_tempdir_list", lambda: [str(tmp_path / "ro")])
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "gone"))
     monkeypatch.setattr(os.path, "isdir", lambda p: False)  # no /dev/shm either
     with pytest.raises(UserError, match="no writable folder for temporary files"):

@@ -998,13 +998,14 @@ def test_a_temporary_left_with_a_time_ahead_of_the_clock_is_removed(tmp_path: Pa
     from stacker.io import remove_temporaries, temporary_prefix
 
     out = tmp_path / "stacked.tif"
-    ahead, fresh = (tmp_path / f"{temporary_prefix(out.name)}{n}.tmp" for n in ("a", "b"))
-    for path in (ahead, fresh):
+    ahead, fresh, share = (tmp_path / f"{temporary_prefix(out.name)}{n}.tmp" for n in "abc")
+    for path in (ahead, fresh, share):
         path.write_bytes(b"half a composite")
-    day = time.time() + 86400
+    day, minutes = time.time() + 86400, time.time() + 600
     os.utime(ahead, (day, day))
+    os.utime(share, (minutes, minutes))  # a share's server, its clock ahead, writing it now
     assert remove_temporaries([out], idle_s=60.0) == [ahead]
-    assert fresh.exists()
+    assert fresh.exists() and share.exists()
 
 
 @pytest.fixture
