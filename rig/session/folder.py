@@ -535,21 +535,28 @@ class SessionFolder:
         self._config = config
 
     # frames --------------------------------------------------------------
-    def frames_on_disk(self) -> dict[int, list[Path]]:
+    def frames_on_disk(self, *, links: bool = True) -> dict[int, list[Path]]:
         """Frame files per index (hidden temporaries are not frames).
 
-        Symbolic links named like frames are listed too (never followed): :func:`reconcile`
-        finds them wanting, and the runner moves them aside before shooting that frame again.
+        Symbolic links named like frames are listed too (never followed) unless ``links`` is
+        false: :func:`reconcile` finds them wanting, and the runner moves them aside before
+        shooting that frame again. Told apart by the folder's listing alone, without a look
+        at each file (a station lists tens of thousands at each page load).
         """
         found: dict[int, list[Path]] = {}
         if not self.frames_dir.is_dir() or self.frames_dir.is_symlink():
             return found
-        for p in sorted(self.frames_dir.iterdir()):
-            if p.name.startswith(".") or not (p.is_symlink() or p.is_file()):
-                continue
-            m = _FRAME_NAME.match(p.name)
-            if m and p.suffix.lower() in IMAGE_EXTENSIONS:
-                found.setdefault(int(m.group(1)), []).append(p)
+        with os.scandir(self.frames_dir) as entries:
+            kept = [
+                e
+                for e in entries
+                if not e.name.startswith(".")
+                and (e.is_file(follow_symlinks=False) or (links and e.is_symlink()))
+            ]
+        for e in sorted(kept, key=lambda e: e.name):
+            m = _FRAME_NAME.match(e.name)
+            if m and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS:
+                found.setdefault(int(m.group(1)), []).append(self.frames_dir / e.name)
         return found
 
     def in_the_way(self, indices: Iterable[int]) -> dict[int, list[Path]]:

@@ -104,7 +104,7 @@ def test_the_station_page_logs_in_from_the_address_and_runs_a_session(station) -
         links = page.eval_on_selector_all(
             "#st-sessions tr[data-id='from-the-phone'] a", "as => as.map(a => a.textContent)"
         )
-        assert links == ["composite", "depth map", "depth 16-bit", "frames.zip"]
+        assert links == ["composite", "depth map", "depth 16-bit", "depth scale", "frames.zip"]
         assert page.locator("#frames tbody tr").count() == 3
         wide = page.evaluate(
             """() => [...document.querySelectorAll('body *')]

@@ -13,7 +13,6 @@ import socket
 import threading
 import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -280,13 +279,12 @@ def test_a_download_racing_a_deletion_is_a_404(station, client, monkeypatch, cap
     download lists its frames: the listing's FileNotFoundError was a 500 with a traceback."""
     caplog.set_level(logging.WARNING, logger="uvicorn.error")
     session, deleted = station.root / "s1", station.root / f"{TRASH_PREFIX}s1"
-    iterdir = Path.iterdir  # what the listing calls on every Python (3.10's pathlib bound
-    # os.listdir at import, so patching os.listdir reaches it only from 3.11 on)
+    scandir = os.scandir  # what the listing of a session's frames calls
 
-    def deleted_first(path: Path) -> Iterator[Path]:
-        if path == session / "frames":
+    def deleted_first(path: Any) -> Any:
+        if Path(path) == session / "frames":
             session.rename(deleted)  # the deletion wins the race here
-        return iterdir(path)
+        return scandir(path)
 
     for route in ("/frames.zip", "/frames/frame_0001.jpg"):
         (session / "frames").mkdir(parents=True)
@@ -295,7 +293,7 @@ def test_a_download_racing_a_deletion_is_a_404(station, client, monkeypatch, cap
         (session / "frames" / "frame_0001.jpg").write_bytes(b"frame one")
         assert client.get(f"/api/sessions/s1{route}").status_code == 200, route
         with monkeypatch.context() as m:
-            m.setattr(Path, "iterdir", deleted_first)
+            m.setattr(os, "scandir", deleted_first)
             r = client.get(f"/api/sessions/s1{route}")
         assert r.status_code == 404 and "\n" not in r.json()["error"], (route, r.text)
         shutil.rmtree(deleted)
