@@ -475,20 +475,57 @@ def _jpeg_is_complete(data: bytes) -> bool:
     """
     if data[:2] != b"\xff\xd8":
         return True  # not JPEG content despite the name: the decoder will judge
+    scan = _first_scan(data)
+    if scan is None:
+        return False
+    return scan < 0 or data.rfind(b"\xff\xd9", scan) != -1
+
+
+def _first_scan(data: bytes) -> int | None:
+    """Where a JPEG's first start-of-scan is, its header segments walked by their lengths; -1
+    for a header laid out unusually (the decoder judges), None where ``data`` ends first."""
     pos, size = 2, len(data)
     while pos + 4 <= size:
         if data[pos] != 0xFF:
-            return True  # unusual header layout: leave it to the decoder
+            return -1
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte
             pos += 1
-        elif marker == 0xDA:  # start of scan: look for the end marker from the end, where it is
-            return data.rfind(b"\xff\xd9", pos) != -1
+        elif marker == 0xDA:
+            return pos
         elif 0xD0 <= marker <= 0xD7 or marker == 0x01:
             pos += 2
         else:
             pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
-    return False
+    return None
+
+
+JPEG_HEAD = 256 * 1024
+"""Bytes of a JPEG read for its header at first: a camera's segments, EXIF, maker notes and
+thumbnail fit (a larger header is read whole)."""
+JPEG_TAIL = 64 * 1024
+"""Bytes at a JPEG's end looked at for its end marker before the whole file is."""
+
+
+def _jpeg_file_is_complete(fh: BinaryIO, size: int) -> bool:
+    """:func:`_jpeg_is_complete` for an open file of ``size`` bytes, read only at its head and
+    its end where those tell (a resume checked every frame kept by reading it whole: 12 GB
+    for a thousand 24 MP frames on a Pi's SD card)."""
+    fh.seek(0)
+    head = fh.read(JPEG_HEAD)
+    scan = _first_scan(head)
+    if scan is None and size > len(head):  # a header larger than that: read it all
+        fh.seek(0)
+        return _jpeg_is_complete(fh.read())
+    if scan is None:
+        return False
+    if scan < 0:
+        return True
+    fh.seek(max(scan, size - JPEG_TAIL))
+    if b"\xff\xd9" in fh.read():  # after the first scan: the end marker, or past it
+        return True
+    fh.seek(0)
+    return _jpeg_is_complete(fh.read())  # more after the end marker (another image)
 
 
 RAW_ZERO_TAIL = 64 * 1024
@@ -515,17 +552,22 @@ def truncation(path: Path) -> str | None:
     (:func:`_frame_bytes`).
     """
     with path.open("rb") as fh:
-        if (reason := _too_large(os.fstat(fh.fileno()).st_size)) is not None:
+        size = os.fstat(fh.fileno()).st_size
+        if (reason := _too_large(size)) is not None:
             return reason
         head = fh.read(ZERO_HEAD)
-    if not head:
-        return "empty (0 bytes: its data never reached the disk?)"
-    if not head.strip(b"\0"):
-        return "begins with zero bytes (written at full size but its data never reached the disk?)"
-    if head.startswith(b"\xff\xd8"):  # told by content: ``.jfif``, ``.jpe``, a JPEG named .png
-        if not _jpeg_is_complete(path.read_bytes()):
+        if not head:
+            return "empty (0 bytes: its data never reached the disk?)"
+        if not head.strip(b"\0"):
+            return (
+                "begins with zero bytes (written at full size but its data never reached the disk?)"
+            )
+        # Told by content: ``.jfif``, ``.jpe``, a JPEG named .png.
+        if head.startswith(b"\xff\xd8") and not _jpeg_file_is_complete(fh, size):
             return "truncated JPEG (no end-of-image marker)"
-    elif head.startswith(b"\x89PNG\r\n\x1a\n"):
+        if head.startswith(b"\xff\xd8"):
+            return None
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
         with path.open("rb") as fh:
             fh.seek(max(0, os.fstat(fh.fileno()).st_size - 64))
             if b"IEND" not in fh.read():

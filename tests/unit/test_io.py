@@ -1059,3 +1059,54 @@ def test_outputs_in_a_folder_with_a_default_acl_get_what_it_grants(tmp_path: Pat
 
     assert any(line.startswith("mask::r") for line in acl("plain")), acl("plain")
     assert acl("stacked.tif") == acl("plain")
+
+
+def test_a_jpeg_is_checked_for_its_end_at_its_head_and_tail_as_when_read_whole(
+    tmp_path: Path,
+) -> None:
+    """A resume checked each frame kept by reading it whole (12 GB for a thousand 24 MP frames
+    on a Pi's SD card). Its head and its end tell the same as the whole file: a JPEG whose end
+    marker is followed by more (another image, more than the tail looked at), one whose header
+    is larger than the head read, and one cut short anywhere after its header."""
+    from stacker.io import JPEG_HEAD, JPEG_TAIL, _jpeg_is_complete, truncation
+
+    rng = np.random.default_rng(4)
+    data = cv2.imencode(".jpg", rng.integers(0, 255, (400, 600, 3), np.uint8))[1].tobytes()
+    cases = {
+        "whole": data,
+        "more after": data + b"\x00" * (2 * JPEG_TAIL),
+        "cut": data[: len(data) // 2],
+        "cut more after": data[: len(data) // 2] + b"\x01" * (2 * JPEG_TAIL),
+        "large header": data[:2]  # APP9 segments past the head read first
+        + b"".join(b"\xff\xe9\xff\xff" + bytes(0xFFFD) for _ in range(JPEG_HEAD // 0xFFFF + 1))
+        + data[2:],
+    }
+    for name, content in cases.items():
+        path = tmp_path / f"{name}.jpg"
+        path.write_bytes(content)
+        expected = None if _jpeg_is_complete(content) else "truncated JPEG (no end-of-image marker)"
+        assert truncation(path) == expected, name
+    assert truncation(tmp_path / "whole.jpg") is None
+    assert truncation(tmp_path / "cut.jpg") is not None
+    assert truncation(tmp_path / "large header.jpg") is None
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="reads counted by Linux's /proc")
+def test_a_whole_jpeg_is_checked_without_reading_it_whole(tmp_path: Path) -> None:
+    """What a resume costs before its first shot: each frame kept was read whole to find its
+    end marker."""
+    from stacker.io import JPEG_HEAD, JPEG_TAIL, truncation
+
+    rng = np.random.default_rng(5)
+    noise = rng.integers(0, 255, (1500, 2000, 3), np.uint8)
+    path = tmp_path / "frame_0001.jpg"
+    path.write_bytes(cv2.imencode(".jpg", noise, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes())
+    assert path.stat().st_size > 3 * (JPEG_HEAD + JPEG_TAIL)
+
+    def read_so_far() -> int:
+        counts = dict(line.split(": ") for line in Path("/proc/self/io").read_text().splitlines())
+        return int(counts["rchar"])
+
+    before = read_so_far()
+    assert truncation(path) is None
+    assert read_so_far() - before < 2 * (JPEG_HEAD + JPEG_TAIL)
