@@ -563,22 +563,16 @@ def truncation(path: Path) -> str | None:
                 "begins with zero bytes (written at full size but its data never reached the disk?)"
             )
         # Told by content: ``.jfif``, ``.jpe``, a JPEG named .png.
-        if head.startswith(b"\xff\xd8") and not _jpeg_file_is_complete(fh, size):
-            return "truncated JPEG (no end-of-image marker)"
         if head.startswith(b"\xff\xd8"):
-            return None
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        with path.open("rb") as fh:
-            fh.seek(max(0, os.fstat(fh.fileno()).st_size - 64))
-            if b"IEND" not in fh.read():
-                return "truncated PNG (no IEND chunk)"
-    elif path.suffix.lower() in RAW_EXTENSIONS:
-        with path.open("rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            fh.seek(max(0, size - RAW_ZERO_TAIL))
-            tail = fh.read()
-        if size >= 2 * RAW_ZERO_TAIL and not tail.strip(b"\0"):
-            return "RAW file ends in zero bytes (still being copied?)"
+            complete = _jpeg_file_is_complete(fh, size)
+            return None if complete else "truncated JPEG (no end-of-image marker)"
+        if head.startswith(b"\x89PNG\r\n\x1a\n"):
+            fh.seek(max(0, size - 64))
+            return None if b"IEND" in fh.read() else "truncated PNG (no IEND chunk)"
+        if path.suffix.lower() in RAW_EXTENSIONS and size >= 2 * RAW_ZERO_TAIL:
+            fh.seek(size - RAW_ZERO_TAIL)
+            if not fh.read().strip(b"\0"):
+                return "RAW file ends in zero bytes (still being copied?)"
     return None
 
 
