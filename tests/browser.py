@@ -53,3 +53,12 @@ def fill_plan(page: Any, **fields: str) -> None:
     ``#st-to`` (``from_`` fills ``#st-from``), in the order given."""
     for name, value in fields.items():
         page.fill(f"#st-{name.rstrip('_')}", value)
+
+
+SET_VISIBILITY = """hidden => {
+  Object.defineProperty(document, 'visibilityState', {get: () => hidden ? 'hidden' : 'visible',
+                                                      configurable: true});
+  document.dispatchEvent(new Event('visibilitychange'));
+}"""
+"""``page.evaluate(SET_VISIBILITY, hidden)``: the page told it is hidden (the phone locked, the
+tab left) or shown again, as headless Chromium never tells it by itself."""

@@ -23,7 +23,7 @@ from stacker.preview.server import create_app, token_extension
 from stacker.preview.watchfeed import serve_watch_preview
 from stacker.stack import Stacker
 from stacker.watch import MergedFrame, WatchStatus
-from tests.browser import CHROMIUM, SKIP_REASON, chromium, phone_page
+from tests.browser import CHROMIUM, SET_VISIBILITY, SKIP_REASON, chromium, phone_page
 from tests.relay import relay, sleeping_relay
 
 N_FRAMES = 6
@@ -360,6 +360,15 @@ def test_a_crop_the_rig_cannot_answer_is_said_in_words(browser, frames):
         assert errors == []
 
 
+def _open_with_composites_routed(page, url: str, route) -> None:
+    """Open the page at ``url``, its composite's loads handed to ``route`` (the network's
+    part), once it is live and has the state."""
+    page.route("**/img/composite.jpg*", route)
+    page.goto(url)
+    page.wait_for_selector("#link[data-live='true']")
+    page.wait_for_function("() => document.body.dataset.version !== undefined")
+
+
 def test_a_picture_whose_load_failed_is_loaded_again_and_only_the_newest_is_fetched(browser):
     """A load that failed (a Wi-Fi blip while a frame landed) was never tried again: the
     composite stayed old under a page that said "live", for good after the last frame. And a
@@ -381,10 +390,7 @@ def test_a_picture_whose_load_failed_is_loaded_again_and_only_the_newest_is_fetc
             r.continue_()
 
     with PreviewServer(hub) as server:
-        page.route("**/img/composite.jpg*", route)
-        page.goto(server.url)
-        page.wait_for_selector("#link[data-live='true']")
-        page.wait_for_function("() => document.body.dataset.version !== undefined")
+        _open_with_composites_routed(page, server.url, route)
         failing[0] = False  # the link is back; no new frame comes to ask again
         page.wait_for_function("() => document.getElementById('composite').naturalWidth === 40")
         assert page.is_visible("#composite")
@@ -422,10 +428,7 @@ def test_a_picture_whose_load_never_ends_is_given_up_when_the_phone_wakes(browse
             r.continue_()
 
     with PreviewServer(hub) as server:
-        page.route("**/img/composite.jpg*", route)
-        page.goto(server.url)
-        page.wait_for_selector("#link[data-live='true']")
-        page.wait_for_function("() => document.body.dataset.version !== undefined")
+        _open_with_composites_routed(page, server.url, route)
         hub.set_images(composite=encode_jpeg(np.full((32, 48, 3), 60, np.uint8)))
         page.wait_for_function("v => document.body.dataset.version === v", arg=str(hub.version))
         page.wait_for_timeout(500)
@@ -480,24 +483,12 @@ def test_a_hidden_page_lets_its_stream_go_and_takes_it_up_when_shown(browser):
         page, errors = phone_page(browser)
         page.goto(server.url)
         page.wait_for_selector("#link[data-live='true']")
-        page.evaluate(
-            """() => {
-              Object.defineProperty(document, 'visibilityState', {get: () => 'hidden',
-                                                                  configurable: true});
-              document.dispatchEvent(new Event('visibilitychange'));
-            }"""
-        )
+        page.evaluate(SET_VISIBILITY, True)
         assert page.evaluate("source.readyState") == 2  # closed
         hub.update_progress(captured=4)
         page.wait_for_timeout(500)
         assert page.text_content("#captured") == "1 / 10"  # nothing heard while hidden
-        page.evaluate(
-            """() => {
-              Object.defineProperty(document, 'visibilityState', {get: () => 'visible',
-                                                                  configurable: true});
-              document.dispatchEvent(new Event('visibilitychange'));
-            }"""
-        )
+        page.evaluate(SET_VISIBILITY, False)
         page.wait_for_function("document.getElementById('captured').textContent === '4 / 10'")
         assert page.text_content("#link") == "live"
     assert errors == []

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.commands import env, rig_cmd
+from tests.polling import eventually
 
 pytestmark = pytest.mark.slow  # whole sessions in subprocesses
 
@@ -96,15 +97,6 @@ def _journal(out: Path) -> list[dict]:
     return [json.loads(line) for line in lines if line.endswith("}")]
 
 
-def _until(condition, timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
-
-
 @pytest.mark.parametrize("stopped", [False, True], ids=["runs-on", "sigterm"])
 def test_a_session_on_a_terminal_nobody_reads_shoots_on_and_stops_when_told(
     tmp_path: Path, stopped: bool
@@ -122,11 +114,12 @@ def test_a_session_on_a_terminal_nobody_reads_shoots_on_and_stops_when_told(
     )  # fmt: skip
     os.close(side)
     try:
-        assert _until(lambda: any(r["event"] == "frame" for r in _journal(out)))
+        assert eventually(lambda: any(r["event"] == "frame" for r in _journal(out)), 60)
         os.write(main, b"\x13")  # Ctrl-S: the terminal takes nothing more
         if stopped:
             proc.send_signal(signal.SIGTERM)
-        assert _until(lambda: any(r["event"] == "finish" for r in _journal(out))), _journal(out)
+        finished = eventually(lambda: any(r["event"] == "finish" for r in _journal(out)), 60)
+        assert finished, _journal(out)
         finish = _journal(out)[-1]
         shot = sum(r["event"] == "frame" for r in _journal(out))
         if stopped:

@@ -25,7 +25,15 @@ import pytest
 
 from rig.sim.rig import SimRigSpec
 from rig.sim.scene import SceneSpec, SyntheticScene
-from tests.browser import CHROMIUM, PHONE, SKIP_REASON, chromium, fill_plan, phone_page
+from tests.browser import (
+    CHROMIUM,
+    PHONE,
+    SET_VISIBILITY,
+    SKIP_REASON,
+    chromium,
+    fill_plan,
+    phone_page,
+)
 from tests.relay import relay
 from tests.station_process import station_process
 
@@ -313,13 +321,6 @@ def test_live_view_goes_on_after_a_frame_that_never_comes(station, woken: bool) 
         assert errors == []
 
 
-HIDE = """hidden => {
-  Object.defineProperty(document, 'visibilityState', {get: () => hidden ? 'hidden' : 'visible',
-                                                      configurable: true});
-  document.dispatchEvent(new Event('visibilitychange'));
-}"""
-
-
 def test_a_tab_shown_again_after_a_moment_lets_a_jog_under_way_answer(station) -> None:
     """Brought back to the front, every page took itself for a phone woken from sleep and
     gave up the requests still under way: a jog glanced away from for a moment never showed
@@ -336,9 +337,9 @@ def test_a_tab_shown_again_after_a_moment_lets_a_jog_under_way_answer(station) -
                 break
             page.wait_for_timeout(50)
         assert held
-        page.evaluate(HIDE, True)
+        page.evaluate(SET_VISIBILITY, True)
         page.wait_for_timeout(300)
-        page.evaluate(HIDE, False)
+        page.evaluate(SET_VISIBILITY, False)
         page.wait_for_timeout(300)
         held[0].continue_()
         page.wait_for_function("document.getElementById('st-msg').textContent.includes('at ')")

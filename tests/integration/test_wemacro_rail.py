@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 import serial
@@ -16,18 +16,8 @@ from rig.rails.wemacro import WeMacroRail
 from rig.session.journal import RailLeft
 from rig.sim.stackshot import StackShotSimulator
 from rig.sim.wemacro import CONFIG_SETTLE_S, WeMacroSimulator
+from tests.polling import eventually
 from tests.rails import move_cut_short
-
-
-def eventually(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
-    """Poll ``condition``: frames cross the pseudo-terminal asynchronously (``timeout`` only
-    bounds a hang)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
 
 
 @pytest.fixture
