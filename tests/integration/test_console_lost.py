@@ -35,6 +35,7 @@ FULL = "stdout: No space left on device; the output is incomplete (a full disk?)
         "stack-help",
     ],
 )
+@pytest.mark.slow
 def test_a_printout_on_a_full_disk_fails_in_one_line(command: list[str], prog: str) -> None:
     """``rig plan > plan.txt`` on a full disk left an empty file and exit status 0 (once, an
     ``OSError: [Errno 28]`` traceback). So did ``stacker stack --help > options.txt``."""

@@ -362,6 +362,7 @@ def _shoot_some(station, name: str, lo: float = 0.0) -> str:
     return sid
 
 
+@pytest.mark.slow
 def test_a_session_started_after_unlock_resumes_without_asking(tmp_path: Path) -> None:  # V3 V5
     from rig.sim.rig import SimulatedRig
     from tests.stations import SPEC
@@ -377,6 +378,7 @@ def test_a_session_started_after_unlock_resumes_without_asking(tmp_path: Path) -
             st.close()
 
 
+@pytest.mark.slow
 def test_home_after_unlock_clears_the_unlock(tmp_path: Path) -> None:  # V6
     from rig.sim.rig import SimulatedRig
     from tests.stations import SPEC
@@ -490,6 +492,7 @@ def test_decode_retries_means_that_many_retries(tmp_path: Path) -> None:  # H10
     assert got == ["a.jpg"] and bad == []
 
 
+@pytest.mark.slow
 def test_a_rewrite_gives_a_failing_frame_its_retries_again(tmp_path: Path) -> None:  # H3
     import threading
 

@@ -168,6 +168,7 @@ def test_polling_takes_files_once_size_and_mtime_settle(tmp_path: Path) -> None:
     assert [(p.name, size) for p, size in got] == [(n, len(d)) for n, d in frames.items()]
 
 
+@pytest.mark.slow
 def test_a_polled_frame_that_stalls_less_than_the_settle_time_is_waited_for(
     tmp_path: Path,
 ) -> None:
@@ -190,6 +191,7 @@ def test_a_polled_frame_that_stalls_less_than_the_settle_time_is_waited_for(
     assert [(p.name, size) for p, size in got] == [("stalled.tif", len(data))]
 
 
+@pytest.mark.slow
 def test_a_polled_jpeg_that_stalls_longer_than_the_settle_time_is_not_handed_out_half(
     tmp_path: Path,
 ) -> None:
@@ -211,6 +213,7 @@ def test_a_polled_jpeg_that_stalls_longer_than_the_settle_time_is_not_handed_out
     assert [(p.name, size) for p, size in got] == [("stalled.jpg", len(data))]
 
 
+@pytest.mark.slow
 def test_a_polled_jpeg_that_stays_cut_short_is_handed_out_after_the_retries(
     tmp_path: Path,
 ) -> None:
@@ -374,6 +377,7 @@ def test_a_file_found_at_start_waits_for_its_partner_whatever_its_date(tmp_path:
 
 @pytest.mark.parametrize("raw_first", [False, True])
 @pytest.mark.parametrize("polling", [False, True])
+@pytest.mark.slow
 def test_a_raw_jpeg_shot_renamed_after_it_was_taken_is_still_one_frame(
     tmp_path: Path, polling: bool, raw_first: bool
 ) -> None:
@@ -400,6 +404,7 @@ def test_a_raw_jpeg_shot_renamed_after_it_was_taken_is_still_one_frame(
 
 
 @pytest.mark.parametrize("polling", [False, True])
+@pytest.mark.slow
 def test_a_new_shot_under_the_name_of_a_shot_deleted_whole_is_a_new_frame(
     tmp_path: Path, polling: bool
 ) -> None:
@@ -828,6 +833,7 @@ def test_gphoto2_ram_captures_of_one_shot_are_one_frame(tmp_path: Path, raw_firs
         assert len(hot.skipped) == 3
 
 
+@pytest.mark.slow
 def test_a_shot_deleted_whole_frees_its_name_when_a_poll_calls_a_deletion_a_rename(
     tmp_path: Path,
 ) -> None:
@@ -863,6 +869,7 @@ def test_a_shot_deleted_whole_frees_its_name_when_a_poll_calls_a_deletion_a_rena
         ("jpeg", "pair", "raw", ["capt0000.jpg", "capt0001.jpg", "capt0000.cr3", "capt0002.cr3"]),
     ],
 )
+@pytest.mark.slow
 def test_gphoto2_run_again_in_another_mode_after_the_folder_is_cleared(
     tmp_path: Path, first: str, second: str, prefer: Prefer, expected: list[str]
 ) -> None:
@@ -898,6 +905,7 @@ def test_gphoto2_run_again_in_another_mode_after_the_folder_is_cleared(
 
 
 @pytest.mark.parametrize("prefix", [".pureftpd-upload.6a1f.21.4242.", ".davfs.tmp"])
+@pytest.mark.slow
 def test_an_upload_under_a_temporary_name_that_does_not_tell_is_waited_for(
     tmp_path: Path, prefix: str
 ) -> None:
@@ -944,6 +952,7 @@ def test_an_upload_resumed_by_pure_ftpd_is_not_said_to_have_left(tmp_path: Path)
     assert hot.notes == []
 
 
+@pytest.mark.slow
 def test_a_hidden_staging_folder_is_not_where_frames_are_said_to_land(tmp_path: Path) -> None:
     """rsync ``--delay-updates`` stages each file in ``.~tmp~`` and renames it in at the end,
     Syncthing keeps replaced files in ``.stversions``: the watch told the photographer to

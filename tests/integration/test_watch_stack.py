@@ -102,6 +102,7 @@ def test_frames_written_slowly_are_stacked_whole_existing_ones_first(
     assert not list(hot.glob(".*"))  # no temporary output files left behind
 
 
+@pytest.mark.slow
 def test_every_n_and_depth_map(hot: Path, stack_jpegs: list[bytes]) -> None:
     write_old(hot / "s0.jpg", stack_jpegs[0])
 
@@ -1171,6 +1172,7 @@ def test_a_first_frame_is_kept_when_the_frames_after_it_do_not_align_with_each_o
     assert warnings.index(said[0]) == 3  # as the third frame after it is kept out
 
 
+@pytest.mark.slow
 def test_frames_kept_out_for_what_they_are_do_not_blame_the_first_frame(
     tmp_path: Path, hot: Path
 ) -> None:
@@ -1193,6 +1195,7 @@ def test_frames_kept_out_for_what_they_are_do_not_blame_the_first_frame(
     assert not [w for w in warnings if "every frame since" in w]
 
 
+@pytest.mark.slow
 def test_a_second_watch_writing_the_same_composite_is_refused(
     tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
 ) -> None:
