@@ -33,6 +33,7 @@ Pixels a frame does not cover (outside its warped footprint) never win.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from typing import Generic, NamedTuple, TypeVar
 
@@ -49,6 +50,9 @@ ACTIVITY_ROWS = 64
 """Half-size rows of the finest band's activity made at a time (128 frame rows)."""
 FOLD_ROWS = 256
 """Frame rows the depth-map merger blends at a time."""
+BRIGHTNESS_CLASSES = 8
+"""Brightness classes of equal share, each with its own noise floor (see
+:meth:`PyramidMerger._noise_threshold`)."""
 
 
 class FocusTracker:
@@ -266,7 +270,8 @@ class PyramidMerger(_Merger[_Tracked]):
         # Where every frame so far was quiet (its activity below the noise threshold), per fine
         # band at decision size: there the fused coefficient is the running mean.
         self.quiet = [np.zeros(shape, np.uint8) for shape in self.decision_shapes]
-        self.noise_threshold = [0.0] * len(self.decision_shapes)
+        # Per fine band: the quiet threshold per place (:meth:`_noise_threshold`).
+        self.noise_threshold = [np.zeros(shape, self.wdt) for shape in self.decision_shapes]
         # Coarse bands and base: focus-weighted running sums (float32; a few % of a frame).
         coarse = self.shapes[self.fine :]
         self.weight_sum = [np.zeros(shape, np.float32) for shape in coarse]
@@ -461,17 +466,45 @@ class PyramidMerger(_Merger[_Tracked]):
         """
         quiet = self.quiet[k]
         if first:
-            sample = act[::4, ::4].ravel()
-            rank = int(self.floor_quantile * (sample.size - 1))
-            floor = float(np.partition(sample, rank)[rank])
-            cap = self.floor_cap * self._to_8bit
-            self.noise_threshold[k] = self.quiet_below * min(floor, cap)
-        below = cv.compare(act, self.noise_threshold[k], cv2.CMP_LT)
+            self._noise_threshold(act, self.noise_threshold[k])
+        below = cv2.compare(act, self.noise_threshold[k], cv2.CMP_LT)
         cv2.bitwise_and(below, valid, dst=below)
         if first:
             quiet[...] = below
             return
         cv2.bitwise_and(quiet, below, dst=quiet)
+
+    def _noise_threshold(self, act: np.ndarray, out: np.ndarray) -> None:
+        """Write into ``out`` the quiet threshold of a fine band (``act``: the first frame's
+        activity in it), per place: ``quiet_below`` times the noise floor of the places as
+        bright as that place.
+
+        Sensor noise grows with the signal (shot noise), and a dark or black backdrop is common
+        in macro work. One floor for the whole frame, taken from its quietest tenth, was the
+        backdrop's: a black velvet over a tenth of the frame (activity 0) or a dark one (its
+        noise a fraction of a brighter background's) set it below the noise everywhere else,
+        and the smooth background was no longer averaged (as noisy as one frame, not a third of
+        it). So the floor is taken per brightness class (:data:`BRIGHTNESS_CLASSES` of equal
+        share, by the first frame's base band), from the places with any activity at all.
+        """
+        h, w = act.shape
+        base = self.bands[-1][1]  # green, the lowest band: brightness without the noise
+        sample = act[::4, ::4]
+        level = cv2.resize(base, (sample.shape[1], sample.shape[0]), interpolation=cv2.INTER_LINEAR)
+        edges = np.quantile(level, np.linspace(0.0, 1.0, BRIGHTNESS_CLASSES + 1)[1:-1])
+        classes = np.digitize(level, edges)
+        cap = self.floor_cap * self._to_8bit
+        table = np.zeros(BRIGHTNESS_CLASSES, act.dtype)
+        for c in range(BRIGHTNESS_CLASSES):
+            values = sample[(classes == c) & (sample > 0)]
+            if values.size:
+                rank = int(self.floor_quantile * (values.size - 1))
+                floor = float(np.partition(values, rank)[rank])
+                threshold = self.quiet_below * min(floor, cap)
+                # Integer activity under a threshold is under its ceiling.
+                table[c] = math.ceil(threshold) if table.dtype.kind == "i" else threshold
+        full = cv2.resize(base, (w, h), interpolation=cv2.INTER_LINEAR)
+        np.take(table, np.digitize(full, edges), out=out)
 
     def _merge_coarse(self, valid_small: np.ndarray) -> None:
         """Coarse bands and base: running sums weighted by the focus score to the power
