@@ -111,7 +111,7 @@ def to_planes(image: np.ndarray, gains: tuple[float, float, float], out: np.ndar
         values = np.arange(256, dtype=np.float64)[:, None] * (g * k)
         values[255] = 255.0 * gains_at_top * k
         tables = np.rint(values).clip(-32768, 32767).astype(np.int16).T.copy()
-    clipped = (top * k * gains_at_top).astype(np.int16)
+    clipped = np.rint(top * k * gains_at_top).astype(np.int16)  # 65535 / 4 is 16383.75
     strip = np.empty((3, min(h, _STRIP_ROWS), w), image.dtype)
     for y0 in range(0, h, _STRIP_ROWS):
         y1 = min(h, y0 + _STRIP_ROWS)

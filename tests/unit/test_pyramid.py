@@ -76,9 +76,11 @@ def test_eight_bit_frames_convert_as_a_rounded_saturating_product(gains) -> None
     np.testing.assert_array_equal(got, want.astype(np.int16).transpose(2, 0, 1))
 
 
-@pytest.mark.parametrize("gains", [(1.0, 1.0, 1.0), (0.83, 1.21, 1.999)])
+@pytest.mark.parametrize("gains", [(1.0, 1.0, 1.0), (0.83, 1.21, 1.999), (0.9999999, 1.0, 0.5)])
 def test_sixteen_bit_frames_convert_at_a_quarter_and_keep_white_white(gains) -> None:
-    """600 rows: the frame is split in several strips."""
+    """600 rows: the frame is split in several strips. White comes back 65535, not 65532:
+    a quarter of it is 16383.75, and a gain a hair under 1 (as every pair gain is where the
+    frames match) once truncated it."""
     rng = np.random.default_rng(7)
     frame = rng.integers(0, 65536, (600, 9, 3), dtype=np.uint16)
     frame[::50] = 65535
@@ -86,6 +88,8 @@ def test_sixteen_bit_frames_convert_at_a_quarter_and_keep_white_white(gains) -> 
     scale = np.array(gains) * pyramid.WIDE_SCALE
     want = np.rint(frame * scale).clip(-32768, 32767)
     # white stays white in a channel whose gain would have dimmed it
-    white = np.floor(65535 * pyramid.WIDE_SCALE * np.maximum(gains, 1.0))
+    white = np.rint(65535 * pyramid.WIDE_SCALE * np.maximum(gains, 1.0))
     want = np.where((frame == 65535) & (np.array(gains) < 1.0), white, want)
     np.testing.assert_array_equal(got, want.astype(np.int16).transpose(2, 0, 1))
+    back = pyramid.from_work(got, np.dtype(np.uint16))
+    assert (back[frame == 65535] == 65535).all()
