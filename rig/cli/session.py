@@ -44,6 +44,7 @@ from rig.session.folder import (
     dated_folder,
     reconcile,
     resume_command,
+    shell_path,
     stacked_kind,
 )
 from rig.session.journal import JournalContents, rail_left, read_journal
@@ -526,6 +527,18 @@ def _check_same_zero(
     (shot with ``--accept-position``): homed, its missing frames were shot 50 mm from the
     others, and the session said "completed"."""
     started = journal.of_kind("start")
+    if reference is not None and not started and folder.frames_on_disk():
+        # The journal gone (not copied along, moved aside) or its start cut out by hand:
+        # nothing says where the rail's 0 was nor where its last run left it. Taken as where
+        # the carriage stands, or homed, the missing frames landed off the others' places
+        # and the session said "completed".
+        raise RigError(
+            f"{folder.journal_path}: it has no record of the runs that shot this session's "
+            f"frames, so nothing says where their positions counted from ({reference} would "
+            "shoot the missing ones elsewhere). Put the session's journal back if you have "
+            f"it; else stack what it has (stacker stack {shell_path(folder.frames_dir)} -o "
+            "composite.tif) and shoot the rest as a new session"
+        )
     if reference != "--home" or not started:
         return
     accepted = started[0].get("accepted")

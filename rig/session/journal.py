@@ -239,8 +239,8 @@ def read_journal(path: Path) -> JournalContents:
                 if end + 1 >= len(data):  # a garbled last line: torn as well
                     return JournalContents(tuple(records), torn_tail=True, valid_bytes=pos)
                 raise JournalError(
-                    f"{path}: line {lineno} is damaged; move the journal aside to rebuild it "
-                    "from the frames on disk"
+                    f"{path}: line {lineno} is damaged; correct or delete that line (frames on "
+                    "disk are found by their names), then resume"
                 ) from None
             records.append(_usable(rec, path, lineno))
         pos = end + 1

@@ -233,6 +233,29 @@ def test_a_session_of_an_older_stackrig_is_not_resumed_where_its_journal_cannot_
     assert sorted(p.name for p in (out / "frames").iterdir()) == kept
 
 
+@pytest.mark.parametrize("reference", ["--accept-position", "--home"])
+def test_a_session_whose_journal_is_gone_is_not_resumed_from_a_place_nothing_records(
+    tmp_path: Path, vcam: Path, grbl: GrblSimulator, reference: str
+) -> None:
+    """A session folder copied without its journal (or the journal moved aside, as a damaged
+    line's error once advised): taken as where the carriage stands, the missing frames were
+    shot 0.6 mm off their places; homed, 50 mm; and the session said "completed". Refused now,
+    before the port is opened, with the way out."""
+    out = tmp_path / "s"
+    _shot_from_an_accepted_0(vcam, grbl, out, "0mm", "0.6mm")
+    (out / "journal.jsonl").rename(tmp_path / "journal.jsonl")
+    kept = sorted(p.name for p in (out / "frames").iterdir())
+    motions = len(grbl.motion_log)
+
+    refused = rig(vcam, "resume", str(out), reference)
+    assert refused.returncode == 2, refused.stderr + refused.stdout
+    assert refused.stderr.count("\n") == 1
+    assert "no record of the runs that shot this session's frames" in refused.stderr
+    assert "stacker stack" in refused.stderr
+    assert len(grbl.motion_log) == motions  # nothing moved
+    assert sorted(p.name for p in (out / "frames").iterdir()) == kept
+
+
 def test_a_station_started_with_home_keeps_a_session_shot_from_an_accepted_0(
     tmp_path: Path, vcam: Path, grbl: GrblSimulator
 ) -> None:
