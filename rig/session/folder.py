@@ -707,7 +707,7 @@ def frame_file_problem(path: Path, record: dict[str, Any] | None) -> str | None:
     complete to its end marker (a copy cut short, a disk that filled). A file grown since it was
     written and still complete was edited, not damaged (a photo manager writing a rating or
     keywords into it): kept, where it was moved aside and, for a tether session, lost from the
-    stack for good.
+    stack for good. So is a JPEG or PNG saved again smaller, complete to its end marker.
     """
     try:
         st = path.lstat()
@@ -729,9 +729,21 @@ def frame_file_problem(path: Path, record: dict[str, Any] | None) -> str | None:
         return f"cannot be read ({exc.strerror or exc})"
     if cut is not None:
         return cut
-    if recorded is not None and st.st_size < recorded:  # cut short, if only past its end
-        return f"{st.st_size} bytes where {recorded} were written"
+    if recorded is not None and st.st_size < recorded and not _ends_marked(path):
+        return f"{st.st_size} bytes where {recorded} were written"  # cut past its end, at least
     return None
+
+
+def _ends_marked(path: Path) -> bool:
+    """Whether ``path`` is a JPEG or PNG, whose completeness :func:`truncation` told by its end
+    marker: smaller than written and complete, it was saved again (an edit), not cut short;
+    called damaged, it was moved aside and, for a tether session, lost from the stack."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        return False
+    return head.startswith((b"\xff\xd8", b"\x89PNG\r\n\x1a\n"))
 
 
 StackedKind = Literal["raw", "rendered"]
