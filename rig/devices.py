@@ -134,6 +134,7 @@ def hardware_rig(
     say: Callable[[str], Any] = log.info,
     reference_later: bool = False,
     simulated: str = "rig demo",
+    camera_hint: str | None = None,
 ) -> Iterator[tuple[Any, Any]]:
     """Open the focuser and camera of a hardware ``rig``; closes both when the block ends.
 
@@ -147,11 +148,13 @@ def hardware_rig(
     With ``rig.incoming`` the camera is fired through the rail controller's shutter cable and
     its files are taken from that folder (:class:`~rig.camera.cable.CableReleaseCamera`).
     ``simulated`` is the command a "no camera" error offers instead (the same job on the
-    simulated rig).
+    simulated rig); ``camera_hint``, where given, is offered in its place (a resumed session's
+    camera may sit on another port now: a body switched off and on, plugged in again).
     """
     with contextlib.ExitStack() as stack:
         if rig.incoming is None:
-            camera = stack.enter_context(_usb_camera(rig, simulated))
+            hint = camera_hint or f"no camera? `{simulated}` runs the simulated rig"
+            camera = stack.enter_context(_usb_camera(rig, hint))
             if rig.focus != "camera":  # a rail moves focus: no release may refocus the lens
                 camera.hold_focus()
             focuser = _open_focuser(rig, camera, rail_hint)
@@ -181,8 +184,9 @@ def hardware_rig(
 
 
 @contextlib.contextmanager
-def _usb_camera(rig: RigSpec, simulated: str) -> Iterator[Any]:
-    """The rig's camera through libgphoto2, with its capture target set."""
+def _usb_camera(rig: RigSpec, hint: str) -> Iterator[Any]:
+    """The rig's camera through libgphoto2, with its capture target set; ``hint`` is added to
+    a "not found" error."""
     from rig.camera import Camera
     from rig.camera.shot import parse_capture_target
 
@@ -194,7 +198,7 @@ def _usb_camera(rig: RigSpec, simulated: str) -> Iterator[Any]:
         )
         camera = camera_cm.__enter__()
     except DeviceNotFoundError as exc:
-        raise with_hint(exc, f"no camera? `{simulated}` runs the simulated rig") from None
+        raise with_hint(exc, hint) from None
     try:
         yield camera
     finally:

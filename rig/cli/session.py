@@ -491,8 +491,12 @@ def _resume_on_hardware(
     plan, config = folder.plan, folder.config
     _check_declared(plan, rig)
     _check_same_zero(folder, journal, reference)
-    hint = (
-        f"if the rail is on another port now, give it: {resume_hint(folder.root, None)} --rail URL"
+    again = resume_hint(folder.root, None)
+    hint = f"if the rail is on another port now, give it: {again} --rail URL"
+    camera_hint = (
+        f"if the camera is on another port now (switched off and on, plugged in again), give "
+        f"it: {again} --camera-port PORT (--camera-model MODEL for another body), as `rig "
+        "cameras` lists them"
     )
     # read_journal checked the records: an index is a whole number, a position finite
     left = rail_left(journal)
@@ -501,6 +505,7 @@ def _resume_on_hardware(
         hardware_rig(
             rig,
             rail_hint=hint,
+            camera_hint=camera_hint,
             home=reference == "--home",
             accept_position=reference == "--accept-position",
             left=left,

@@ -256,6 +256,24 @@ def test_a_session_whose_journal_is_gone_is_not_resumed_from_a_place_nothing_rec
     assert sorted(p.name for p in (out / "frames").iterdir()) == kept
 
 
+def test_a_resume_whose_camera_is_on_another_port_now_is_told_how_to_give_it(
+    tmp_path: Path, vcam: Path, grbl: GrblSimulator
+) -> None:
+    """A body switched off and on (a battery change) comes back on another USB address. The
+    resume's error named neither --camera-port nor the resume command, and offered `rig demo`."""
+    out = tmp_path / "s"
+    _shot_from_an_accepted_0(vcam, grbl, out, "0mm", "0.6mm")
+    config = json.loads((out / "session.json").read_text())
+    config["rig"]["camera_port"] = "usb:001,009"  # where the body was before
+    (out / "session.json").write_text(json.dumps(config))
+
+    refused = rig(vcam, "resume", str(out), "--accept-position")
+    assert refused.returncode != 0 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "usb:001,009" in refused.stderr
+    assert f"rig resume {out} --camera-port PORT" in refused.stderr
+    assert "rig demo" not in refused.stderr
+
+
 def test_a_station_started_with_home_keeps_a_session_shot_from_an_accepted_0(
     tmp_path: Path, vcam: Path, grbl: GrblSimulator
 ) -> None:
