@@ -45,6 +45,10 @@ class OutputBusyError(StackerError):
     exit_code = 4
 
 
+class FrameMismatchError(StackerError):
+    """A frame of another size or bit depth than the stack's: it cannot be merged into it."""
+
+
 class UnreadableImageError(StackerError):
     """A file that is not a decodable image (corrupt, truncated, unsupported format)."""
 

@@ -50,7 +50,7 @@ from stacker.align import (
 )
 from stacker.crop import Coverage
 from stacker.depth_regions import vote_flat_regions
-from stacker.errors import StackerError
+from stacker.errors import FrameMismatchError, StackerError
 from stacker.focus import WINDOW_PX, focus_measure, luma, measure_luma
 from stacker.merge import DepthMapMerger, PyramidMerger, make_merger
 
@@ -452,13 +452,13 @@ class Stacker:
             first = f", set by its first frame {self.records[0].name}" if self.records else ""
             if image.shape[:2] != (h, w):
                 turned = " (turned by a quarter: rotated, or a different EXIF orientation?)"
-                raise StackerError(
+                raise FrameMismatchError(
                     f"{name}: {image.shape[1]}x{image.shape[0]} differs from the stack's "
                     f"{w}x{h}{first}{turned if image.shape[:2] == (w, h) else ''}; all frames "
                     "of a stack must have the same size"
                 )
             if image.dtype != self._dtype:
-                raise StackerError(
+                raise FrameMismatchError(
                     f"{name}: {image.dtype.itemsize * 8}-bit differs from the stack's "
                     f"{self._dtype.itemsize * 8}-bit frames{first}; do not mix bit depths"  # type: ignore[union-attr]
                 )

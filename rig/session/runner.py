@@ -80,7 +80,7 @@ from rig.session.journal import (
     relative_files,
 )
 from rig.session.state import FinishReason, RunState, SessionResult, SessionStatus, can_transition
-from rig.session.worker import StackJob, StackPreviews, StackWorker
+from rig.session.worker import FramesChangedError, StackJob, StackPreviews, StackWorker
 from stacker.errors import RawFramesNeededError, ResultWriteError, UserError
 from stacker.io import is_raw_path, storage_remedy
 from stacker.preview.publisher import StackerLike
@@ -297,6 +297,7 @@ class SessionRunner:
         self._vanished: set[int] = set()
         self._finish_reason: FinishReason | None = None
         self._first_merged: Path | None = None
+        self._unstacked: set[int] = set()  # frames this run shot that the stacker has not seen
         """The file of the first frame merged (:meth:`_first_frame`)."""
 
     # ---------------------------------------------------------------- control
@@ -429,6 +430,8 @@ class SessionRunner:
                 self._warn(f"session stopped: {error}")
             if reason is FinishReason.COMPLETED and self._worker and self._worker.error:
                 reason, error = stacking_reason(self._worker.error), self._worker.error
+            if isinstance(error, FramesChangedError):
+                self._set_aside_changed(error)
             self._set_state(RunState.FINISHING)
             outputs = self._finish(reason, stopped_by=error)
             if self._abort.is_set() and (reason is not FinishReason.COMPLETED or not outputs):
@@ -630,6 +633,7 @@ class SessionRunner:
         """Journal a shot, count it, tell the subscribers and hand it to the stacker."""
         entry = FrameEntry(shot.index, shot.position, shot.files)
         assert self._journal is not None
+        self._unstacked.add(shot.index)
         self._journal.append(
             "frame",
             index=shot.index,
@@ -761,6 +765,7 @@ class SessionRunner:
 
     # ---------------------------------------------------------------- stacking side
     def _merged(self, job: StackJob, record: Any, previews: StackPreviews) -> None:
+        self._unstacked.discard(job.index)
         c = self._counters
         merged = bool(getattr(record, "merged", True))
         if merged and self._first_merged is None:
@@ -809,7 +814,21 @@ class SessionRunner:
             f"{shell_path(first.path.parent)}`, which leaves such a first frame out"
         )
 
+    def _set_aside_changed(self, error: FramesChangedError) -> None:
+        """Move the files of the shot that did not fit, and of those this run shot after it
+        that the stacker had not reached, to ``failed-attempts/``: a resume, with the camera
+        set as it was, shoots those frames again (left in ``frames/``, each was kept out
+        again at every resume)."""
+        on_disk = self.folder.frames_on_disk()
+        indices = sorted(i for i in self._unstacked | {error.job.index} if i in on_disk)
+        files = [f for i in indices for f in on_disk[i]]
+        if files:
+            aside = self.folder.set_aside(files, "unlike-the-others")
+            shown = ", ".join(str(i) for i in indices)
+            self._warn(f"frame{'s' if len(indices) > 1 else ''} {shown}: set aside in {aside}")
+
     def _stack_failed(self, job: StackJob, exc: UserError) -> None:
+        self._unstacked.discard(job.index)
         self._counters.rejected += 1
         self._warn(f"frame {job.index} could not be stacked: {exc}")
         if self._journal is not None:

@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from stacker.errors import UserError
+from rig.errors import RigError
+from stacker.errors import FrameMismatchError, UserError
 from stacker.io import OrientedReader, is_raw_path
 from stacker.lonefirst import LoneFirstFrame, left_out_reason
 from stacker.pipeline import Loaded, ReadAhead
@@ -46,6 +47,21 @@ class StackJob:
     position_um: float | None = None
     replay: bool = False
     """True for frames re-added from disk when a session resumes."""
+
+
+class FramesChangedError(RigError):
+    """A frame shot now that does not fit the frames the stack already holds (another size or
+    bit depth): the camera was changed, or its image size or format, since they were shot.
+    Every later frame would be shot and kept out the same way, so the session stops, the frame
+    is set aside (a resume shoots it again) and the photographer is told what changed."""
+
+    def __init__(self, job: StackJob, mismatch: FrameMismatchError) -> None:
+        super().__init__(
+            f"frame {job.index}: {mismatch}. The camera gives frames unlike the ones this "
+            "session shot before (another body, or its image size or format changed): set it "
+            "as it was, then resume"
+        )
+        self.job = job
 
 
 @dataclass(frozen=True)
@@ -254,6 +270,10 @@ class StackWorker:
             if is_raw_path(job.path) and self.stacker.display is None and record.merged:
                 self.stacker.display = display_of(job.path)  # the live page shows it rendered
         except UserError as exc:  # a frame that does not fit the stack: kept out, reported
+            # Not a lone odd first frame: the camera changed since the frames before.
+            mismatch = isinstance(exc, FrameMismatchError) and not job.replay
+            if mismatch and self.stacker.frames_merged >= 2:
+                raise FramesChangedError(job, exc) from None  # type: ignore[arg-type]
             self._failed(job, exc)
             # A first frame of another size or bit depth keeps every later one out.
             self._stranded = self._lone_first.after(job.path.name, False, job, image)

@@ -274,6 +274,41 @@ def test_a_resume_whose_camera_is_on_another_port_now_is_told_how_to_give_it(
     assert "rig demo" not in refused.stderr
 
 
+def test_a_resume_whose_camera_now_gives_another_size_stops_and_shoots_those_again(
+    tmp_path: Path, vcam: Path, grbl: GrblSimulator
+) -> None:
+    """Between a stop and a resume the body changed (or its image size). Every missing frame
+    was shot, each kept out of the stack, the session said "completed" with exit 0, and a
+    second resume found every frame there: they could never be stacked. Now the first frame
+    unlike the others stops the session; it and those shot behind it are set aside, and a
+    resume with the camera as it was shoots them again."""
+    from rig.sim.scene import SceneSpec, SyntheticScene
+    from rig.sim.vcamera import VirtualCameraFolder
+
+    out = tmp_path / "s"
+    _shot_from_an_accepted_0(vcam, grbl, out, "0mm", "0.6mm")
+    (out / "frames" / "frame_0003.jpg").unlink()
+    other = VirtualCameraFolder(tmp_path / "other", slot_bytes=256 << 10)
+    spec = SceneSpec(width=384, height=256, seed=5, jpeg_quality=90)
+    shot = SyntheticScene(spec).render(1500.0).encoded
+    assert shot is not None
+    other.stage(shot)
+
+    changed = rig(other.path, "resume", str(out), "--accept-position")
+    assert changed.returncode == 6, changed.stderr + changed.stdout
+    assert "384x256 differs from the stack's 320x240" in changed.stdout + changed.stderr
+    assert "set it as it was, then resume" in changed.stdout + changed.stderr
+    aside = sorted(p.name for p in (out / "failed-attempts").iterdir())
+    assert "frame_0003.unlike-the-others.jpg" in aside
+    assert sorted(p.name for p in (out / "frames").iterdir()) == [
+        "frame_0001.jpg", "frame_0002.jpg",
+    ]  # fmt: skip
+
+    again = rig(vcam, "resume", str(out), "--accept-position")
+    assert again.returncode == 0, again.stderr + again.stdout
+    assert "4/4 frames captured, 4 merged" in again.stdout
+
+
 def test_a_station_started_with_home_keeps_a_session_shot_from_an_accepted_0(
     tmp_path: Path, vcam: Path, grbl: GrblSimulator
 ) -> None:
