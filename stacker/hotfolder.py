@@ -309,6 +309,7 @@ class HotFolder:
         self._vanished: dict[Path, _Entry] = {}  # found gone before the event saying how
         self._denied: set[Path] = set()  # reported unreadable for want of permission
         self._done: dict[Path, tuple[int, int]] = {}
+        self._refused: set[Path] = set()  # taken, then left out: links out, second names
         self._claimed: dict[str, Path] = {}  # each shot's key to its file taken
         self._partnered: set[str] = set()  # the keys of the shots a partner was passed over in
         self._fading: dict[str, float] = {}  # claims whose file is gone, until when (_end_shot)
@@ -504,7 +505,11 @@ class HotFolder:
 
     def taken(self) -> list[Path]:
         """The files handed out so far, in no particular order."""
-        return [path for path, what in self._done.items() if what is _TAKEN]
+        return [
+            path
+            for path, what in self._done.items()
+            if what is _TAKEN and path not in self._refused
+        ]
 
     def waiting(self) -> list[Path]:
         """The files not handed out yet that hold something, in the order they would go: what
@@ -862,6 +867,7 @@ class HotFolder:
         """
         vanished = self._vanished.pop(path, None)
         entry = self._entries.pop(path, vanished)
+        self._refused.discard(path)
         if gone and left and entry is not None:
             self._lost(entry)
         marker = self._done.get(path)
@@ -1078,12 +1084,14 @@ class HotFolder:
                 f"{entry.path.name}: a link to {outside}, outside the watched folder; not stacked "
                 "(copy the file in to stack it)"
             )
+            self._refused.add(entry.path)  # not a frame a stop leaves behind unstacked
             return False
         identity = file_identity(entry.path)
         if identity is not None:
             first = self._identities.setdefault(identity, entry.path)
             if first != entry.path:
                 self.notes.append(f"{entry.path.name}: the same file as {first.name}, stacked once")
+                self._refused.add(entry.path)
                 return False
         self._claim(self._pair_key(entry.path), entry.path)
         return True

@@ -231,6 +231,33 @@ def test_a_link_out_of_the_watched_folder_is_not_followed(
     ]
 
 
+def test_files_left_out_on_purpose_are_not_named_as_left_behind_at_a_stop(
+    tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
+) -> None:
+    """A link out of the folder and a second name of a frame are left out, and said so. A stop
+    then named them too, as frames not stacked yet, with a `stacker stack` that stacks them
+    (the outside file the watch had refused to read among them)."""
+    private = tmp_path / "private"
+    private.mkdir()
+    write_old(private / "secret.jpg", stack_jpegs[2])
+    write_old(hot / "a0.jpg", stack_jpegs[0])
+    write_old(hot / "a1.jpg", stack_jpegs[1])
+    (hot / "a2.jpg").symlink_to(private / "secret.jpg")
+    os.link(hot / "a0.jpg", hot / "b_again.jpg")
+    warnings: list[str] = []
+    stop = threading.Event()
+
+    def stop_once_told(message: str) -> None:
+        warnings.append(message)
+        if len(warnings) == 2:  # both left out: nothing is left to stack
+            stop.set()
+
+    summary = watch_and_stack(hot, tmp_path / "out.jpg", settle=0.2, stop=stop,
+                              on_warning=stop_once_told)  # fmt: skip
+    assert [r.name for r in summary.records] == ["a0.jpg", "a1.jpg"]
+    assert len(warnings) == 2, warnings  # the two left out, no "not stacked when ... stopped"
+
+
 def _after_taking(monkeypatch: pytest.MonkeyPatch, name: str, act: Callable[[], Any]) -> None:
     """Run ``act`` right after the watch takes the file ``name``, before it reads it: another
     program's timing, made certain."""
