@@ -1016,6 +1016,11 @@ class HotFolder:
         by_stem: dict[str, list[_Entry]] = {}
         for entry in list(self._entries.values()):
             signature = self._signature(entry.path)
+            if signature is None and _cannot_look(entry.path):
+                # The folder unreadable a while (a chmod, a mount's permissions): the file is
+                # still there; taken for gone, it waited for a deletion that never came and
+                # was never stacked nor named.
+                continue
             if signature is None:  # its deletion or move is reported next (see _forget)
                 self._vanished[entry.path] = self._entries.pop(entry.path)
                 continue
@@ -1211,6 +1216,18 @@ class HotFolder:
             self.skipped.remove(other)
             self._done.pop(other, None)
             self._arrive(other, None)
+
+
+def _cannot_look(path: Path) -> bool:
+    """Whether ``path`` cannot be looked at now (permission denied on the way to it), as
+    opposed to gone or not a regular file."""
+    try:
+        os.lstat(path)
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def _identity(folder: Path) -> tuple[int, int] | None:

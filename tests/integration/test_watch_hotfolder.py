@@ -647,6 +647,43 @@ def test_a_frame_another_user_wrote_unreadable_is_taken_once_made_readable(event
     assert rest == "frame DSC_0001.JPG\n", errors
 
 
+@pytest.mark.parametrize("events", ["native", "poll"])
+def test_a_frame_that_lands_while_the_folder_is_unreadable_is_taken_once_it_is_readable(
+    events: str,
+) -> None:
+    """A folder made unreadable a while (a chmod, a share's permissions) as a frame lands:
+    the frame could not be looked at, was taken for deleted, waited for a deletion that never
+    came, and was never stacked nor named. Run as root, the watch becomes nobody."""
+    share = Path(tempfile.mkdtemp(prefix="stackrig-perm-"))
+    try:
+        share.chmod(0o777)
+        root = Path(__file__).resolve().parents[2]
+        loop = "    for frame in hot.frames("
+        ready = _WATCH_ONE.replace(loop, "    print('ready', flush=True)\n" + loop)
+        child = subprocess.Popen(
+            [sys.executable, "-c", ready, str(share), events],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=root,
+            env={**os.environ, "PYTHONPATH": str(root)},
+        )
+        assert child.stdout is not None
+        assert child.stdout.readline() == "ready\n"
+        share.chmod(0)  # nobody may look inside now
+        (share / "DSC_0001.JPG").write_bytes(textured_jpeg(5))
+        time.sleep(1.5)  # past the settle time: looked at, and refused, several times
+        share.chmod(0o777)
+        try:
+            rest, errors = child.communicate(timeout=LIMIT)
+        finally:
+            child.kill()
+    finally:
+        share.chmod(0o777)
+        shutil.rmtree(share, ignore_errors=True)
+    assert rest == "frame DSC_0001.JPG\n", errors
+
+
 @pytest.mark.slow
 def test_stop_event_ends_iteration(tmp_path: Path) -> None:
     stop = threading.Event()
