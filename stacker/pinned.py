@@ -92,10 +92,22 @@ def pinned(path: Path, folder: Path) -> Iterator[Path]:
 
 
 def _private_folder() -> Path:
-    """A folder only this user may enter, for the links to held files; gone at exit."""
+    """A folder only this user may enter, for the links to held files; gone at exit. Made
+    again when something removed it (a temporary-file cleaner, ``rm -rf /tmp/*`` to free
+    space): every later frame of a watch was skipped as unreadable."""
     global _folder
     with _lock:
-        if _folder is None:
+        if _folder is None or not _is_own_folder(_folder):
             _folder = Path(tempfile.mkdtemp(prefix="stackrig-held-"))
             atexit.register(shutil.rmtree, _folder, ignore_errors=True)
         return _folder
+
+
+def _is_own_folder(folder: Path) -> bool:
+    """Whether ``folder`` is still a folder of this user's that only it may enter (not a link,
+    nor one someone else made under the same name)."""
+    try:
+        st = os.lstat(folder)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077

@@ -50,3 +50,19 @@ def test_a_link_within_the_folder_and_a_fifo(tmp_path: Path) -> None:
     os.mkfifo(folder / "c.jpg")
     with pytest.raises(OSError), pinned(folder / "c.jpg", folder.resolve()):
         pass
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/fd: Linux")
+def test_the_private_folder_is_made_again_when_something_removed_it(tmp_path: Path) -> None:
+    """A temporary-file cleaner (or ``rm -rf /tmp/*`` to free space) removed the folder the
+    links to held files go in, and every later frame of a watch was skipped as unreadable."""
+    import shutil
+
+    frame = tmp_path / "a.jpg"
+    frame.write_bytes(b"frame")
+    folder = tmp_path.resolve()
+    with pinned(frame, folder) as alias:
+        private = alias.parent
+    shutil.rmtree(private)
+    with pinned(frame, folder) as alias:
+        assert alias.read_bytes() == b"frame"
