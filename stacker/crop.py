@@ -11,6 +11,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from stacker.errors import StackerError
+
 
 class Coverage:
     """Intersection of warped frame footprints on a coarse grid of the reference frame."""
@@ -50,13 +52,23 @@ class Coverage:
             s = np.diag([self.size[0] / self.full[1], self.size[1] / self.full[0], 1.0])
             m = s @ matrix @ np.linalg.inv(s)
             mask = cv2.warpPerspective(mask, m, self.size, flags=cv2.INTER_NEAREST, borderValue=0)
+        if not mask.any():
+            # The view moved across the whole frame in the stack (a rail on a slope, a slow
+            # drift over hundreds of frames): the whole frame came back, called cropped, and
+            # from any reference but the first, smeared out of its edge pixels.
+            raise StackerError(
+                "the merged frames share no area that every one of them covers (the view moved "
+                "across the whole frame during the stack): stack a shorter run of frames, or "
+                "keep the first frame's view with --no-crop"
+            )
         x0, y0, x1, y1 = largest_rectangle(mask > 0)
         h, w = self.full
         fx, fy = w / self.mask.shape[1], h / self.mask.shape[0]
         left, top = int(np.ceil(x0 * fx)), int(np.ceil(y0 * fy))
         right, bottom = int(np.floor(x1 * fx)), int(np.floor(y1 * fy))
-        if right <= left or bottom <= top:
-            return 0, 0, w, h
+        if right <= left or bottom <= top:  # less than a pixel of the full frame
+            left, top = min(left, w - 1), min(top, h - 1)
+            right, bottom = max(right, left + 1), max(bottom, top + 1)
         return left, top, right - left, bottom - top
 
 
