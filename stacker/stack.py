@@ -520,8 +520,8 @@ class Stacker:
         gain = self._prev_gain * gain_pair
         if not np.all((gain > 0.5) & (gain < 2.0)):
             reason = (
-                f"exposure too far from the first frame's (gain {gain.round(2).tolist()} to "
-                "match it; the stack holds 0.5 to 2)"
+                f"exposure too far from the first frame's (gain {_beyond(gain)} to match it; "
+                "the stack holds 0.5 to 2)"
             )
             return _Outcome(False, reason, np.eye(3), gain, reg.score)
         if gain.min() < BRIGHTER and blown > BLOWN_SHARE:
@@ -1245,6 +1245,15 @@ def _mirrored(
         return (span - a.astype(np.int32)).astype(np.uint16)
 
     return np.float32(span) - frames, (best, flip(index), second, flip(second_index))
+
+
+def _beyond(gain: np.ndarray) -> list[float]:
+    """``gain`` rounded for a message that says it is outside 0.5 to 2: to hundredths, or
+    thousandths where hundredths would put it on the bound (2.0009 read "gain 2.0 ... holds
+    0.5 to 2")."""
+    rounded = gain.round(2)
+    on_bound = np.any((rounded == 0.5) | (rounded == 2.0))
+    return [float(g) for g in (gain.round(4) if on_bound else rounded)]
 
 
 def _triple(values) -> tuple[float, float, float]:

@@ -564,3 +564,12 @@ def test_a_stack_that_ran_out_of_memory_merges_nothing_more(
     with pytest.raises(StackerError, match=r"^b\.png: not enough memory to stack 64x48"):
         s.add(frame, name="b.png")
     assert s.frames_merged == 0
+
+
+def test_a_gain_just_past_a_bound_is_not_rounded_onto_it() -> None:
+    """A flash frame at half the exposure read "gain [2.0, 2.0, 2.0] ... holds 0.5 to 2"."""
+    from stacker.stack import _beyond
+
+    assert _beyond(np.array([2.0009, 2.0009, 1.9996])) == [2.0009, 2.0009, 1.9996]
+    assert _beyond(np.array([0.4996, 1.0, 1.0])) == [0.4996, 1.0, 1.0]
+    assert _beyond(np.array([2.534, 1.2, 1.0])) == [2.53, 1.2, 1.0]
