@@ -32,6 +32,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 from watchdog import events as watchdog_events
 from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
     FileClosedEvent,
     FileCreatedEvent,
     FileDeletedEvent,
@@ -159,8 +162,10 @@ class _Enqueue(FileSystemEventHandler):
 
     def __init__(self, events: queue.SimpleQueue[_Event]) -> None:
         self._events = events
+        self.count = 0
 
     def on_any_event(self, event: FileSystemEvent) -> None:
+        self.count += 1  # every event, a folder's too: what the folder's changes are heard by
         if event.is_directory:
             return
         src = os.fsdecode(event.src_path)
@@ -186,6 +191,11 @@ _EVENT_TYPES: list[type[FileSystemEvent]] = [
     FileMovedEvent,
     FileDeletedEvent,
     *([_ATTRIB] if _ATTRIB else []),
+    # Not frames, but changes of the folder's entries: heard, or a folder made in it looked
+    # like a change no event told of (see HotFolder._check_still_hearing).
+    DirCreatedEvent,
+    DirMovedEvent,
+    DirDeletedEvent,
 ]
 
 
@@ -305,6 +315,7 @@ class HotFolder:
         self.last_activity = time.monotonic()
         self._working = threading.Event()  # see working()
         self._events: queue.SimpleQueue[_Event] = queue.SimpleQueue()
+        self._handler = _Enqueue(self._events)
         self._entries: dict[Path, _Entry] = {}
         self._vanished: dict[Path, _Entry] = {}  # found gone before the event saying how
         self._denied: set[Path] = set()  # reported unreadable for want of permission
@@ -324,6 +335,9 @@ class HotFolder:
         self._observer: BaseObserver | None = None
         self._real_folder = self.folder
         self._identity: tuple[int, int] | None = None
+        # The folder's change time and the events counted when it was last heard, and whether
+        # a change is waiting to be (:meth:`_check_still_hearing`).
+        self._heard: tuple[int | None, int, bool] = (None, 0, False)
         """The watched folder's (device, inode) when the watch started."""
         #: Subfolders found receiving images since the start, not told yet (see _look_below).
         self.landing: list[Path] = []
@@ -354,7 +368,7 @@ class HotFolder:
         }
         observer = self._make_observer()
         try:
-            observer.schedule(_Enqueue(self._events), str(folder), event_filter=_EVENT_TYPES)
+            observer.schedule(self._handler, str(folder), event_filter=_EVENT_TYPES)
             observer.start()
         except OSError as exc:
             with contextlib.suppress(Exception):
@@ -365,6 +379,7 @@ class HotFolder:
             ) from None
         self._observer = observer
         self._identity = _identity(folder)
+        self._heard = (_changed_at(folder), self._handler.count, False)
         self._subfolder_times = _subfolders(folder)
         self._subfolders_at_start = {n: _entries(folder / n) for n in self._subfolder_times}
         if self.existing:
@@ -563,6 +578,7 @@ class HotFolder:
             self._check_still_watched()
             if now >= self._next_look:
                 self._next_look = now + _LOOK_EVERY
+                self._check_still_hearing()
                 self._look_below()
                 self._look_at_denied(now)
             if news and (self.notes or self.landing):
@@ -587,6 +603,31 @@ class HotFolder:
             raise HotFolderError(
                 f"{self.folder}: the folder was replaced (moved away and made again, or its disk "
                 "mounted again); start the watch again to take the frames landing in it"
+            )
+
+    def _check_still_hearing(self) -> None:
+        """Raise when the folder's entries changed (a file made, renamed or removed) and no
+        file event came for two looks.
+
+        A disk unmounted and mounted again at the same place (a card pulled and put back, a
+        USB reset) keeps its folders' device and inode numbers, and its mount may even get
+        its old ID back, so :meth:`_check_still_watched` saw the same folder; but the kernel
+        had dropped the watch with the old mount, and every frame landing after went unseen
+        ("stacked 2 of 2" with 4 on the card). Looked at every :data:`_LOOK_EVERY` seconds:
+        an event is read within milliseconds of the change that makes it. Inotify only: a
+        poll lists the folder again, and other systems' events may come late."""
+        if not self.uses_close_events:
+            return
+        changed_at, seen = _changed_at(self.folder), self._handler.count
+        settled_at, counted, pending = self._heard
+        if changed_at is None or settled_at is None or changed_at == settled_at or seen != counted:
+            self._heard = (changed_at, seen, False)
+        elif not pending:  # changed, not heard yet: its event may be on its way
+            self._heard = (settled_at, counted, True)
+        else:
+            raise HotFolderError(
+                f"{self.folder}: it changes, but its file events stopped (its disk unmounted "
+                "and mounted again?); start the watch again to take the frames landing in it"
             )
 
     def _due_later(self, now: float) -> bool:
@@ -1228,6 +1269,14 @@ def _cannot_look(path: Path) -> bool:
     except OSError:
         return False
     return False
+
+
+def _changed_at(folder: Path) -> int | None:
+    """When the entries of ``folder`` last changed (its mtime, ns), or None."""
+    try:
+        return os.stat(folder).st_mtime_ns
+    except OSError:
+        return None
 
 
 def _identity(folder: Path) -> tuple[int, int] | None:

@@ -763,6 +763,37 @@ def test_a_rename_seen_at_once_waits_for_earlier_frames_still_settling(tmp_path:
     assert [p.name for p, _ in got] == ["IMG_0001.JPG", "IMG_0002.JPG", "IMG_0003.JPG"]
 
 
+def test_a_folder_whose_disk_is_mounted_again_in_place_is_not_watched_deaf(
+    tmp_path: Path,
+) -> None:
+    """A card pulled and put back, a USB reset: the disk mounted again at the same place keeps
+    its folders' device and inode numbers, but the kernel drops the watch with the old mount.
+    Every frame landing after went unseen ("stacked 2 of 2" with 4 on the card). An ext4 image
+    on a loop device stands in for the card (root only)."""
+    card, hot_dir = tmp_path / "card.img", tmp_path / "hot"
+    hot_dir.mkdir()
+    with card.open("wb") as fh:
+        fh.truncate(16 << 20)
+    for command in (
+        ["mkfs.ext4", "-q", str(card)],
+        ["mount", "-o", "loop", str(card), str(hot_dir)],
+    ):
+        done = subprocess.run(command, capture_output=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot make a disk here ({command[0]}: {done.stderr.decode().strip()})")
+    try:
+        with HotFolder(hot_dir, settle=0.2) as hot:
+            write_slowly(hot_dir / "IMG_0001.JPG", textured_jpeg(41))
+            assert next(hot.paths(idle_timeout=5.0)).name == "IMG_0001.JPG"
+            subprocess.run(["umount", str(hot_dir)], check=True)
+            subprocess.run(["mount", "-o", "loop", str(card), str(hot_dir)], check=True)
+            write_slowly(hot_dir / "IMG_0002.JPG", textured_jpeg(42))
+            with pytest.raises(HotFolderError, match="its file events stopped"):
+                list(hot.paths(idle_timeout=8.0))
+    finally:
+        subprocess.run(["umount", "-l", str(hot_dir)], check=False)
+
+
 @pytest.fixture
 def share(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     """``(server, mount)``: a FUSE mount (bindfs) of the folder ``server``.
