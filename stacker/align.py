@@ -130,6 +130,9 @@ def luma_pyramid(luma: np.ndarray, levels: int) -> list[np.ndarray]:
     return pyr
 
 
+MIN_SAMPLES_KEPT = 64
+"""Fewer samples than this inside the moving frame (see :meth:`_LevelTemplate.inside`): the
+pair shares too little to register."""
 SIGNAL_KEPT = 0.8
 """A coarser level whose gradients are weaker than this share of the finer one's carries no
 signal of its own (see :func:`levels_with_signal`)."""
@@ -220,21 +223,60 @@ class _LevelTemplate:
         gy = (down - up).ravel() * np.float32(0.5 / self.norm[1, 1])
         return gx, gy
 
-    def step(self, warped: np.ndarray) -> tuple[np.ndarray, float]:
-        """One ESM step: parameter increment (forward compositional) and the current score."""
+    def inside(self, warp: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
+        """Which samples ``warp`` (template -> moving pixels) takes from inside the moving
+        frame of ``shape``; None when all of them are (the usual case: the grid leaves out a
+        border band).
+
+        Beyond the band, a frame that moved more than 6 % of its size from the one before
+        was sampled in the border's reflection: mirrored content entered the normal
+        equations, and the pair was registered 3 to 20 times less precisely (1.4 px instead
+        of 0.06 at 60 px of motion in 640x480), merged without a word."""
+        h, w = shape[:2]
+        ys = np.arange(self.rows.start, self.rows.stop, self.rows.step, dtype=np.float64)
+        xs = np.arange(self.cols.start, self.cols.stop, self.cols.step, dtype=np.float64)
+
+        def mapped(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            z = warp[2, 0] * x + warp[2, 1] * y + warp[2, 2]
+            return (
+                (warp[0, 0] * x + warp[0, 1] * y + warp[0, 2]) / z,
+                (warp[1, 0] * x + warp[1, 1] * y + warp[1, 2]) / z,
+            )
+
+        def within(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+            return (x >= 0.0) & (x <= w - 1.0) & (y >= 0.0) & (y <= h - 1.0)
+
+        cx, cy = mapped(xs[[0, -1, 0, -1]], ys[[0, 0, -1, -1]])
+        if within(cx, cy).all():
+            return None
+        gx, gy = np.meshgrid(xs, ys)
+        return within(*mapped(gx.ravel(), gy.ravel()))
+
+    def step(self, warped: np.ndarray, keep: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+        """One ESM step: parameter increment (forward compositional) and the current score,
+        over the samples ``keep`` marks (all when None; see :meth:`inside`)."""
         i = warped[self.rows, self.cols].ravel()
+        t_c, t_norm, jac_x, jac_y = self.t_c, self.t_norm, self.jac_x, self.jac_y
+        gxt, gyt = self.gx, self.gy
+        gxi, gyi = self._gradients(warped)
+        if keep is not None:
+            if np.count_nonzero(keep) < MIN_SAMPLES_KEPT:
+                return np.zeros(self.jac_x.shape[0]), -1.0
+            i, gxi, gyi, gxt, gyt = i[keep], gxi[keep], gyi[keep], gxt[keep], gyt[keep]
+            t_c = t_c[keep] - t_c[keep].mean()
+            t_norm = float(np.sqrt(np.dot(t_c, t_c))) or 1.0
+            jac_x, jac_y = jac_x[:, keep], jac_y[:, keep]
         i_c = i - i.mean()
-        cross = float(np.dot(i_c, self.t_c))
-        score = cross / (self.t_norm * (float(np.sqrt(np.dot(i_c, i_c))) or 1.0))
-        gain = cross / (self.t_norm**2)
+        cross = float(np.dot(i_c, t_c))
+        score = cross / (t_norm * (float(np.sqrt(np.dot(i_c, i_c))) or 1.0))
+        gain = cross / (t_norm**2)
         if abs(gain) < 1e-6:
             return np.zeros(self.jac_x.shape[0]), score
         inv_gain = np.float32(1.0 / gain)
-        gxi, gyi = self._gradients(warped)
-        gx = np.float32(0.5) * (self.gx + gxi * inv_gain)
-        gy = np.float32(0.5) * (self.gy + gyi * inv_gain)
-        g = self.jac_x * gx + self.jac_y * gy
-        err = self.t_c - i_c * inv_gain
+        gx = np.float32(0.5) * (gxt + gxi * inv_gain)
+        gy = np.float32(0.5) * (gyt + gyi * inv_gain)
+        g = jac_x * gx + jac_y * gy
+        err = t_c - i_c * inv_gain
         hess = (g @ g.T).astype(np.float64)
         rhs = (g @ err).astype(np.float64)
         try:
@@ -282,8 +324,9 @@ def register(
         # at quarter-pixel offsets); bicubic does not, so the finest level uses it.
         interp = cv2.INTER_CUBIC if lvl == 0 else cv2.INTER_LINEAR
         for _ in range(coarsest_iterations if lvl == n - 1 else iterations):
-            warped = _warped(mov[lvl], nrm_inv @ warp_n @ nrm, (w, h), interp)
-            dp, score = lt.step(warped)
+            to_moving = nrm_inv @ warp_n @ nrm
+            warped = _warped(mov[lvl], to_moving, (w, h), interp)
+            dp, score = lt.step(warped, lt.inside(to_moving, mov[lvl].shape))
             if not np.all(np.isfinite(dp)):
                 return Registration(np.eye(3), -1.0, False)
             warp_n = warp_n @ _delta_matrix(model, dp)

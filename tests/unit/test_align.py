@@ -129,3 +129,22 @@ def test_a_texture_finer_than_the_coarse_levels_registers_without_locking_on_a_w
     # moving pixel (x, y) shows the scene at (x + tx, y + ty): the first frame's (x + tx, ...)
     assert np.hypot(reg.matrix[0, 2] - truth[0], reg.matrix[1, 2] - truth[1]) < 0.2, reg.matrix
     assert reg.score > 0.9
+
+
+@pytest.mark.parametrize("shift", [(0.0, 60.0), (70.0, 0.0)])
+def test_a_pair_that_moved_beyond_the_border_band_is_registered_on_shared_content(shift) -> None:
+    """Frames 15 % of their height apart (a rail on a slope, a knock): the grid's border band
+    is 6 %, and beyond it the template was compared with the moving frame's reflection: here
+    0.13 and 0.08 px off (0.3-1.4 px on synthetic stacks at 640x480), scores 0.94, merged
+    without a word. Samples from outside the moving frame are left out now: 0.003 px."""
+    big = textured(3)
+    h, w = H - 80, W - 80
+    dx, dy = int(shift[0]), int(shift[1])
+    template = big[:h, :w]
+    rng = np.random.default_rng(4)
+    moving = big[dy : dy + h, dx : dx + w] * 1.05 + rng.normal(0, 1.0, (h, w)).astype(np.float32)
+    truth = np.array([[1.0, 0.0, -dx], [0.0, 1.0, -dy], [0.0, 0.0, 1.0]])
+    reg = register(template, np.ascontiguousarray(moving), model="similarity")
+    err = corner_displacement(reg.matrix @ truth, w, h)
+    assert err < 0.02, f"corner error {err:.3f} px"
+    assert reg.score > 0.95
