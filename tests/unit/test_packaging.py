@@ -95,6 +95,7 @@ def test_every_file_of_the_packages_goes_into_the_wheel() -> None:
         ("darwin", "arm64", "23.1.0", "2.5"),
         ("darwin", "arm64", "22.6.0", None),  # macOS 13 on Apple silicon: no wheel
         ("linux", "armv7l", "6.1.0", None),  # 32-bit Raspberry Pi OS: no wheel
+        ("linux", "x86_64", "6.1.0-18-amd64", "2.5"),  # Debian's kernel: no PEP 440 version
     ],
 )
 def test_the_camera_library_is_asked_for_only_where_it_has_a_wheel(
@@ -111,3 +112,14 @@ def test_the_camera_library_is_asked_for_only_where_it_has_a_wheel(
         if req.name == "gphoto2" and (req.marker is None or req.marker.evaluate(here))
     ]
     assert [str(min(s.version for s in r.specifier)) for r in asked] == ([floor] if floor else [])
+
+
+def test_the_kernel_release_is_never_compared_as_a_version() -> None:
+    """pip 24.1 to 25.3 (packaging 22 to 25) evaluate every clause of a marker, and raised
+    InvalidVersion before resolving anything where the release stood on the left of a
+    comparison and the kernel's is no PEP 440 version (Debian's 6.1.0-18-amd64, Ubuntu's
+    6.8.0-45-generic): the install failed on most Linux machines. On the right, a release
+    that is no version is compared as a string."""
+    for dependency in _project()["project"]["dependencies"]:
+        marker = str(Requirement(dependency).marker or "")
+        assert "platform_release >" not in marker and "platform_release <" not in marker
