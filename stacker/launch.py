@@ -71,7 +71,12 @@ def launch(module: str, prog: str) -> None:
             main = importlib.import_module(module).main
         except Exception as failed:
             if not ignored and not caused_by_interrupt(failed):
-                raise
+                missing = _missing_dependency(failed)
+                if missing is None:
+                    raise
+                said.clear()
+                print(f"{prog}: {missing}", file=sys.stderr)
+                sys.exit(1)
             raise KeyboardInterrupt from None  # the load failed because it was interrupted
         if ignored:
             raise KeyboardInterrupt
@@ -96,6 +101,40 @@ def launch(module: str, prog: str) -> None:
         # shutdown ends soon, with the command's own status), a second ends it at once (a
         # shutdown stuck joining a thread).
         wind_down(passes=1)
+
+
+DEPENDENCIES = {
+    "cv2": "opencv-python-headless",
+    "numpy": "numpy",
+    "typer": "typer",
+    "rich": "rich",
+    "serial": "pyserial",
+    "tifffile": "tifffile",
+    "imagecodecs": "imagecodecs",
+    "watchdog": "watchdog",
+    "starlette": "starlette",
+    "uvicorn": "uvicorn",
+}
+"""Modules of the packages the commands need, and the package that holds each."""
+
+
+def _missing_dependency(error: BaseException) -> str | None:
+    """One line for a command that could not load because a package it needs is gone, or
+    None. The usual cause is another OpenCV: ``opencv-python`` (the GUI build) installed beside
+    or after this one writes the same ``cv2`` folder, and uninstalling either removes it for
+    both, while pip says nothing is broken; the command then ended in a traceback."""
+    if not isinstance(error, ModuleNotFoundError) or not error.name:
+        return None
+    package = DEPENDENCIES.get(error.name.split(".")[0])
+    if package is None:
+        return None
+    line = f"{error} (a package it needs is missing): pip install --force-reinstall {package}"
+    if package == "opencv-python-headless":
+        line += (
+            "; another OpenCV in the same environment (opencv-python, opencv-contrib-python) "
+            "shares its files: uninstall it first"
+        )
+    return line
 
 
 def caused_by_interrupt(error: BaseException) -> bool:

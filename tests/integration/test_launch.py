@@ -84,6 +84,22 @@ def test_a_load_that_fails_without_an_interrupt_still_shows_why(tmp_path: Path) 
     assert "Traceback" in done.stderr and "numpy.core.multiarray" in done.stderr
 
 
+def test_a_dependency_gone_is_one_line_that_says_how_to_put_it_back(tmp_path: Path) -> None:
+    """``opencv-python`` (the GUI build) installed beside stackrig's headless OpenCV writes the
+    same ``cv2`` folder, and uninstalling it removes that folder for both, while ``pip check``
+    finds nothing broken: every command ended in a ModuleNotFoundError traceback."""
+    (tmp_path / "needs_opencv.py").write_text(
+        "import sys\nsys.modules['cv2'] = None  # as a removed package's import fails\n"
+        "import cv2\n",
+        encoding="utf-8",
+    )
+    done = _launch(tmp_path, "needs_opencv", "stacker")
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("stacker: ")
+    assert "pip install --force-reinstall opencv-python-headless" in done.stderr
+    assert "opencv-python, opencv-contrib-python" in done.stderr
+
+
 def test_an_interrupt_in_a_callback_the_import_runs_is_one_line(tmp_path: Path) -> None:
     """A Ctrl-C that landed in a module lock's weakref callback while the command loaded
     cannot propagate: Python printed 'Exception ignored in ...' with a traceback, and the
