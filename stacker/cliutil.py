@@ -16,6 +16,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from types import FrameType, SimpleNamespace
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar, get_type_hints
@@ -421,6 +422,10 @@ ssh connection to a headless Pi dropped, or its window was closed. A hangup's de
 the process where it stands, a capture session without its composite."""
 
 
+DOUBLE_TAP_S = 0.25
+"""A Ctrl-C this soon after another is the same press (see :func:`signals_handled`)."""
+
+
 @contextlib.contextmanager
 def signals_handled(
     handler: Callable[[int], object],
@@ -439,15 +444,23 @@ def signals_handled(
     the signals already received.
 
     With ``ctrl_c_again_interrupts``, a Ctrl-C after the first signal raises
-    :class:`KeyboardInterrupt` in the main thread at once, for a stop that may take a while.
-    For SIGHUP, see :func:`_routed`.
+    :class:`KeyboardInterrupt` in the main thread at once, for a stop that may take a while;
+    not one within :data:`DOUBLE_TAP_S` of a Ctrl-C before it, which is the same press of a
+    hand that taps twice (``stacker watch`` stopped so while writing its composite, and left
+    none). For SIGHUP, see :func:`_routed`.
     """
     pending: queue.SimpleQueue[int | None] = queue.SimpleQueue()
     received: list[int] = []
+    pressed: list[float] = []  # when Ctrl-C came
 
     def route(signum: int) -> None:
-        if ctrl_c_again_interrupts and received and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+        if ctrl_c_again_interrupts and signum == signal.SIGINT:
+            now = time.monotonic()
+            if pressed and now - pressed[-1] < DOUBLE_TAP_S:
+                return
+            pressed.append(now)
+            if received:
+                raise KeyboardInterrupt
         received.append(signum)
         pending.put(signum)
 

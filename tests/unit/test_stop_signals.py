@@ -146,6 +146,27 @@ def test_ctrl_c_after_a_stop_can_interrupt_at_once() -> None:
     assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN  # the process winds down
 
 
+def test_a_double_tap_of_ctrl_c_is_one_press() -> None:
+    """``stacker watch``: a hand that taps Ctrl-C twice (0.01-0.06 s apart) interrupted the
+    write of the composite the first asked for, and left none. The second tap of a double tap
+    is the same press; a Ctrl-C after it still interrupts at once."""
+    import time
+
+    from stacker.cliutil import DOUBLE_TAP_S
+
+    seen: list[int] = []
+    with (
+        pytest.raises(KeyboardInterrupt),
+        signals_handled(seen.append, ctrl_c_again_interrupts=True),
+    ):
+        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)  # the same press
+        time.sleep(DOUBLE_TAP_S + 0.1)
+        assert seen == [signal.SIGINT]
+        signal.raise_signal(signal.SIGINT)
+    assert seen == [signal.SIGINT]
+
+
 def test_sigterm_can_stop_a_block_as_ctrl_c_does() -> None:
     with pytest.raises(KeyboardInterrupt), signals_as_ctrl_c():
         signal.raise_signal(signal.SIGTERM)
