@@ -33,7 +33,7 @@ from rig.devices import hardware_rig
 from rig.errors import RigError
 from rig.plan import MAX_DELAY_S, PlanError, ShotPlan, format_position
 from rig.preview import session_preview
-from rig.rails.url import on_new_port
+from rig.rails.url import left_behind, on_new_port
 from rig.session.folder import (
     Reconciliation,
     SessionConfig,
@@ -460,9 +460,17 @@ def resume_cmd(
 
     parse_capture_target(capture_target)  # as typed: merged below, it is named by its key
     if rail is not None and isinstance(config.rig.get("rail"), str):
+        dropped = left_behind(rail, config.rig["rail"])
         rail, kept = on_new_port(rail, config.rig["rail"])
         if kept:
             console.print(f"--rail: the session's {', '.join(kept)} kept", markup=False)
+        if dropped:
+            console.print(
+                f"warning: --rail names another kind of controller: the session's "
+                f"{', '.join(dropped)} are not carried over; name them in its URL if they "
+                "still apply (the frames shot so far used them)",
+                markup=False,
+            )
     overrides = {"rail": rail, "camera_model": camera_model, "camera_port": camera_port,
                  "capture_target": capture_target}  # fmt: skip
     check_rig_kinds(config.rig, name=lambda key: f"{folder.config_path}: '{key}'")

@@ -58,6 +58,21 @@ def on_new_port(new: str, old: str) -> tuple[str, list[str]]:
     return f"{new.split('?', 1)[0]}?{query}", [f"{k}={v}" for k, v in kept]
 
 
+def left_behind(new: str, old: str) -> list[str]:
+    """The ``key=value`` options of ``old``, the session's rail URL, that a ``new`` one of
+    another kind of controller (another scheme) does not carry (:func:`on_new_port`): the
+    session's axis, direction and backlash were dropped without a word, and the missing frames
+    were shot along another axis or the other way."""
+    if urlsplit(new).scheme.lower() == urlsplit(old).scheme.lower():
+        return []
+    named = {key for key, _ in parse_qsl(urlsplit(new).query, keep_blank_values=True)}
+    return [
+        f"{k}={v}"
+        for k, v in parse_qsl(urlsplit(old).query, keep_blank_values=True)
+        if k not in named
+    ]
+
+
 @dataclass
 class DeviceURL:
     """A parsed focuser URL; options are consumed with the ``take_*`` methods."""

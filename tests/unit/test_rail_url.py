@@ -93,3 +93,13 @@ def test_a_dry_run_refuses_a_scheme_no_driver_serves() -> None:
     with pytest.raises(URLError, match=r"no focuser driver for nosuch://"):
         open_focuser("nosuch:///dev/x")
     assert declared_capabilities("sim://?max=2mm").max_position == 2000.0
+
+
+def test_options_another_kind_of_controller_does_not_carry_are_named() -> None:
+    """``rig resume --rail marlin://...`` for a session shot on GRBL along Y, reversed: its
+    axis and direction were dropped without a word."""
+    from rig.rails.url import left_behind
+
+    old = "grbl:///dev/ttyUSB0?axis=Y&reverse=1&backlash=0.05"
+    assert left_behind("marlin:///dev/ttyACM0?axis=Y", old) == ["reverse=1", "backlash=0.05"]
+    assert left_behind("grbl:///dev/ttyUSB1", old) == []  # the same kind keeps them
