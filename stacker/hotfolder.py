@@ -165,11 +165,17 @@ class _Enqueue(FileSystemEventHandler):
         self.count = 0
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        self.count += 1  # every event, a folder's too: what the folder's changes are heard by
+        if event.event_type in _ENTRY_CHANGES:  # a folder's too: what its changes are heard by
+            self.count += 1
         if event.is_directory:
             return
         src = os.fsdecode(event.src_path)
         self._events.put((event.event_type, src, _dest(event), time.monotonic()))
+
+
+_ENTRY_CHANGES = frozenset({"created", "moved", "deleted"})
+"""Events that change a folder's entries, as its change time and count do (see
+:meth:`HotFolder._check_still_hearing`); reading a frame makes others."""
 
 
 def _dest(event: FileSystemEvent) -> str:
@@ -337,7 +343,7 @@ class HotFolder:
         self._identity: tuple[int, int] | None = None
         # The folder's change time and the events counted when it was last heard, and whether
         # a change is waiting to be (:meth:`_check_still_hearing`).
-        self._heard: tuple[int | None, int, bool] = (None, 0, False)
+        self._heard: tuple[tuple[int, int] | None, int, bool] = (None, 0, False)
         """The watched folder's (device, inode) when the watch started."""
         #: Subfolders found receiving images since the start, not told yet (see _look_below).
         self.landing: list[Path] = []
@@ -368,6 +374,7 @@ class HotFolder:
         }
         observer = self._make_observer()
         try:
+            self._handler = _Enqueue(self._events)
             observer.schedule(self._handler, str(folder), event_filter=_EVENT_TYPES)
             observer.start()
         except OSError as exc:
@@ -1271,10 +1278,14 @@ def _cannot_look(path: Path) -> bool:
     return False
 
 
-def _changed_at(folder: Path) -> int | None:
-    """When the entries of ``folder`` last changed (its mtime, ns), or None."""
+def _changed_at(folder: Path) -> tuple[int, int] | None:
+    """When the entries of ``folder`` last changed (its mtime, ns) and how many there are, or
+    None: the count tells a change that a file system's whole-second times do not (ext4 with
+    small inodes, as on a small card; FAT)."""
     try:
-        return os.stat(folder).st_mtime_ns
+        changed = os.stat(folder).st_mtime_ns
+        with os.scandir(folder) as entries:
+            return changed, sum(1 for _ in entries)
     except OSError:
         return None
 
