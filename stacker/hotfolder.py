@@ -162,20 +162,28 @@ class _Enqueue(FileSystemEventHandler):
 
     def __init__(self, events: queue.SimpleQueue[_Event]) -> None:
         self._events = events
-        self.count = 0
+        self._lock = threading.Lock()
+        self._names: set[str] = set()  # every name an event told of (see unheard)
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type in _ENTRY_CHANGES:  # a folder's too: what its changes are heard by
-            self.count += 1
+        with self._lock:  # a folder's events too: a folder made in the watched one
+            self._names.update(
+                os.path.basename(os.fsdecode(p)) for p in (event.src_path, _dest(event)) if p
+            )
         if event.is_directory:
             return
         src = os.fsdecode(event.src_path)
         self._events.put((event.event_type, src, _dest(event), time.monotonic()))
 
+    def heard_of(self, names: Iterable[str]) -> None:
+        """Count ``names`` as told of (the folder's entries when the watch starts)."""
+        with self._lock:
+            self._names.update(names)
 
-_ENTRY_CHANGES = frozenset({"created", "moved", "deleted"})
-"""Events that change a folder's entries, as its change time and count do (see
-:meth:`HotFolder._check_still_hearing`); reading a frame makes others."""
+    def unheard(self, names: Iterable[str]) -> set[str]:
+        """The ``names`` no event told of."""
+        with self._lock:
+            return {name for name in names if name not in self._names}
 
 
 def _dest(event: FileSystemEvent) -> str:
@@ -197,8 +205,8 @@ _EVENT_TYPES: list[type[FileSystemEvent]] = [
     FileMovedEvent,
     FileDeletedEvent,
     *([_ATTRIB] if _ATTRIB else []),
-    # Not frames, but changes of the folder's entries: heard, or a folder made in it looked
-    # like a change no event told of (see HotFolder._check_still_hearing).
+    # Not frames, but entries of the folder: heard, or a folder made in it looked like an
+    # entry no event told of (see HotFolder._check_still_hearing).
     DirCreatedEvent,
     DirMovedEvent,
     DirDeletedEvent,
@@ -341,9 +349,8 @@ class HotFolder:
         self._observer: BaseObserver | None = None
         self._real_folder = self.folder
         self._identity: tuple[int, int] | None = None
-        # The folder's change time and the events counted when it was last heard, and whether
-        # a change is waiting to be (:meth:`_check_still_hearing`).
-        self._heard: tuple[tuple[int, int] | None, int, bool] = (None, 0, False)
+        # The folder's entries no event told of at the last look (:meth:`_check_still_hearing`).
+        self._unheard: set[str] = set()
         """The watched folder's (device, inode) when the watch started."""
         #: Subfolders found receiving images since the start, not told yet (see _look_below).
         self.landing: list[Path] = []
@@ -386,7 +393,7 @@ class HotFolder:
             ) from None
         self._observer = observer
         self._identity = _identity(folder)
-        self._heard = (_changed_at(folder), self._handler.count, False)
+        self._handler.heard_of(_names(folder) or [])
         self._subfolder_times = _subfolders(folder)
         self._subfolders_at_start = {n: _entries(folder / n) for n in self._subfolder_times}
         if self.existing:
@@ -613,29 +620,29 @@ class HotFolder:
             )
 
     def _check_still_hearing(self) -> None:
-        """Raise when the folder's entries changed (a file made, renamed or removed) and no
-        file event came for two looks.
+        """Raise when an entry of the folder that no file event told of is still there, still
+        untold, at the next look.
 
         A disk unmounted and mounted again at the same place (a card pulled and put back, a
         USB reset) keeps its folders' device and inode numbers, and its mount may even get
         its old ID back, so :meth:`_check_still_watched` saw the same folder; but the kernel
         had dropped the watch with the old mount, and every frame landing after went unseen
-        ("stacked 2 of 2" with 4 on the card). Looked at every :data:`_LOOK_EVERY` seconds:
-        an event is read within milliseconds of the change that makes it. Inotify only: a
-        poll lists the folder again, and other systems' events may come late."""
+        ("stacked 2 of 2" with 4 on the card). Looked at every :data:`_LOOK_EVERY` seconds: an
+        event is read within milliseconds of the change that makes it. Inotify only: a poll
+        lists the folder again, and other systems' events may come late."""
         if not self.uses_close_events:
             return
-        changed_at, seen = _changed_at(self.folder), self._handler.count
-        settled_at, counted, pending = self._heard
-        if changed_at is None or settled_at is None or changed_at == settled_at or seen != counted:
-            self._heard = (changed_at, seen, False)
-        elif not pending:  # changed, not heard yet: its event may be on its way
-            self._heard = (settled_at, counted, True)
-        else:
+        names = _names(self.folder)
+        if names is None:
+            return  # gone or unreadable: _check_still_watched and the entries say so
+        unheard = self._handler.unheard(names)
+        if unheard & self._unheard:
             raise HotFolderError(
-                f"{self.folder}: it changes, but its file events stopped (its disk unmounted "
-                "and mounted again?); start the watch again to take the frames landing in it"
+                f"{self.folder}: {min(unheard & self._unheard)} landed in it, but no file event "
+                "told of it (its disk unmounted and mounted again?); start the watch again to "
+                "take the frames landing in it"
             )
+        self._unheard = unheard
 
     def _due_later(self, now: float) -> bool:
         """Whether a file will be handed out later with no further event: a RAW or JPEG held
@@ -1278,14 +1285,10 @@ def _cannot_look(path: Path) -> bool:
     return False
 
 
-def _changed_at(folder: Path) -> tuple[int, int] | None:
-    """When the entries of ``folder`` last changed (its mtime, ns) and how many there are, or
-    None: the count tells a change that a file system's whole-second times do not (ext4 with
-    small inodes, as on a small card; FAT)."""
+def _names(folder: Path) -> list[str] | None:
+    """The names of the entries of ``folder``, or None where it cannot be listed."""
     try:
-        changed = os.stat(folder).st_mtime_ns
-        with os.scandir(folder) as entries:
-            return changed, sum(1 for _ in entries)
+        return os.listdir(folder)
     except OSError:
         return None
 
