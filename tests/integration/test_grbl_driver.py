@@ -88,6 +88,11 @@ def test_plans_finer_than_a_motor_step_or_without_room_to_take_up_backlash_are_r
         with pytest.raises(MotionError, match=r"step of 0\.5 µm is finer than one motor step"):
             check_plan_fits(ShotPlan.from_step(0.0, 3.0, 0.5), rail)
         check_plan_fits(ShotPlan.from_step(100.0, 110.0, 1.25), rail)
+        # A 50x/0.55 objective's 1.43 um (depth of field 1.82 um) landed frames 1.25 or
+        # 2.5 um apart: bands never in focus, and the plan said "completed".
+        with pytest.raises(MotionError, match=r"up to 2\.5 µm apart .*use --step 1\.25um"):
+            check_plan_fits(ShotPlan.from_frames(100.0, 120.0, 15), rail)
+        check_plan_fits(ShotPlan.from_frames(100.0, 300.0, 11), rail)  # 20 um: 16 motor steps
         with pytest.raises(MotionError, match=r"nearer the soft limit 0 µm than the backlash"):
             check_plan_fits(ShotPlan.from_frames(400.0, 0.0, 3), rail)
         check_plan_fits(ShotPlan.from_frames(450.0, 50.0, 3), rail)
