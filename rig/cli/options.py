@@ -44,7 +44,11 @@ FNumber = Annotated[
 NA = Annotated[str | None, typer.Option("--na", help="Microscope objective NA.")]
 Coc = Annotated[
     str | None,
-    typer.Option("--coc", help=f"Circle of confusion, mm. Default: {DEFAULT_COC_MM:g}."),
+    typer.Option(
+        "--coc",
+        help=f"Circle of confusion, mm. Default: {DEFAULT_COC_MM:g}. At wide apertures "
+        "diffraction's smaller depth of field sets the step instead.",
+    ),
 ]
 Overlap = Annotated[
     str | None,

@@ -57,6 +57,22 @@ def test_dof_step_formula_for_a_macro_lens() -> None:
     assert optics_step(magnification=5, f_number=4).depth_of_field_um == pytest.approx(28.8)
 
 
+@pytest.mark.parametrize(
+    ("m", "n", "wave_um"), [(1.0, 4.0, 140.8), (2.0, 2.8, 38.8), (1.0, 2.8, 69.0)]
+)
+def test_a_wide_aperture_steps_by_diffraction_s_depth_of_field(m, n, wave_um) -> None:
+    """At wide apertures the circle of confusion's depth of field is the larger (1:1 at f/4:
+    240 um, a 192 um step), and frames that far apart left bands out of focus. Diffraction's,
+    lambda / NA^2 at the object-side NA m / (2 N (m + 1)) (Zerene Systems' DOF calculator),
+    is the smaller there and sets the step; the plan says so."""
+    optics = optics_step(magnification=m, f_number=n)
+    assert optics.depth_of_field_um == pytest.approx(wave_um, rel=0.002)
+    assert optics.diffraction
+    assert "diffraction's" in optics.describe()
+    classic = optics_step(magnification=1.0, f_number=16.0)  # 960 um against diffraction's 2253
+    assert classic.depth_of_field_um == pytest.approx(960.0) and not classic.diffraction
+
+
 def test_dof_step_formula_for_a_microscope_objective() -> None:
     # NA 0.25: 0.00055 / 0.0625 mm = 8.8 µm.
     optics = optics_step(numerical_aperture=0.25, overlap=0.0)
