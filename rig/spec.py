@@ -25,6 +25,7 @@ from rig.plan import (
     DEFAULT_COC_MM,
     MAX_DELAY_S,
     MAX_FRAMES,
+    SETTLE_MAX_S,
     PlanError,
     PlanTiming,
     PlanUnits,
@@ -171,6 +172,10 @@ class PlanSpec(PlanTiming):
                 f"{name('from')} and {name('to')} are both {data['from']}: give a range"
             )
         magnification = spacing.magnification if isinstance(spacing, OpticsSpacing) else None
+        objective = isinstance(spacing, OpticsSpacing) and spacing.na is not None
+        # A microscope objective magnifies 2x and more: it took the 1:1 settle of 0.5 s where
+        # the same magnification given as a lens's waited 3 s.
+        settle = SETTLE_MAX_S if objective else default_settle_s(magnification)
         return cls(
             near=near,
             far=far,
@@ -178,7 +183,7 @@ class PlanSpec(PlanTiming):
             units=near_units,
             direction=direction,  # type: ignore[arg-type]
             # Vibration matters more as you magnify: 0.5 s up to 1:1, 2 s at 5x by default.
-            settle_s=_seconds(data, "settle", name, default_settle_s(magnification)),
+            settle_s=_seconds(data, "settle", name, settle),
             exposure_delay_s=_seconds(data, "exposure_delay", name, 0.0),
             flash_recycle_s=_seconds(data, "flash_recycle", name, 0.0),
             return_to_start=_flag(data.get("return_to_start"), name("return_to_start"), True),

@@ -37,6 +37,10 @@ def test_a_plan_from_the_optics_uses_the_magnification_settle() -> None:
     assert plan.settle_s == pytest.approx(2.0)
     plan = plan_from_options(None, settle="0.7s", magnification=5.0, f_number=4.0, **common)
     assert plan.settle_s == pytest.approx(0.7)
+    # A microscope objective (2x and more) took the 1:1 settle of 0.5 s.
+    objective = {**common, "na": 0.42, "coc": None}
+    plan = plan_from_options(None, settle=None, magnification=None, f_number=None, **objective)
+    assert plan.settle_s == pytest.approx(3.0)
 
 
 def test_capture_target_choices_and_vendor_defaults() -> None:
