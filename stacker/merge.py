@@ -33,7 +33,6 @@ Pixels a frame does not cover (outside its warped footprint) never win.
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from typing import Generic, NamedTuple, TypeVar
 
@@ -53,6 +52,9 @@ FOLD_ROWS = 256
 BRIGHTNESS_CLASSES = 8
 """Brightness classes of equal share, each with its own noise floor (see
 :meth:`PyramidMerger._noise_threshold`)."""
+NOISE_BAND_RATIO = 0.5
+"""Band 1's activity under this share of band 0's marks white noise (see
+:meth:`PyramidMerger._noise_like`)."""
 
 
 class FocusTracker:
@@ -272,6 +274,8 @@ class PyramidMerger(_Merger[_Tracked]):
         self.quiet = [np.zeros(shape, np.uint8) for shape in self.decision_shapes]
         # Per fine band: the quiet threshold per place (:meth:`_noise_threshold`).
         self.noise_threshold = [np.zeros(shape, self.wdt) for shape in self.decision_shapes]
+        self._edges: np.ndarray | None = None  # the brightness classes' bounds
+        self._floors: list[np.ndarray | None] = [None] * len(self.decision_shapes)
         # Coarse bands and base: focus-weighted running sums (float32; a few % of a frame).
         coarse = self.shapes[self.fine :]
         self.weight_sum = [np.zeros(shape, np.float32) for shape in coarse]
@@ -466,7 +470,7 @@ class PyramidMerger(_Merger[_Tracked]):
         """
         quiet = self.quiet[k]
         if first:
-            self._noise_threshold(act, self.noise_threshold[k])
+            self._noise_threshold(k, act)
         below = cv2.compare(act, self.noise_threshold[k], cv2.CMP_LT)
         cv2.bitwise_and(below, valid, dst=below)
         if first:
@@ -474,10 +478,10 @@ class PyramidMerger(_Merger[_Tracked]):
             return
         cv2.bitwise_and(quiet, below, dst=quiet)
 
-    def _noise_threshold(self, act: np.ndarray, out: np.ndarray) -> None:
-        """Write into ``out`` the quiet threshold of a fine band (``act``: the first frame's
-        activity in it), per place: ``quiet_below`` times the noise floor of the places as
-        bright as that place.
+    def _noise_threshold(self, k: int, act: np.ndarray) -> None:
+        """Set fine band ``k``'s quiet threshold per place from the first frame's activity in
+        it (``act``): ``quiet_below`` times the noise floor of the places as bright as that
+        place.
 
         Sensor noise grows with the signal (shot noise), and a dark or black backdrop is common
         in macro work. One floor for the whole frame, taken from its quietest tenth, was the
@@ -486,25 +490,56 @@ class PyramidMerger(_Merger[_Tracked]):
         and the smooth background was no longer averaged (as noisy as one frame, not a third of
         it). So the floor is taken per brightness class (:data:`BRIGHTNESS_CLASSES` of equal
         share, by the first frame's base band), from the places with any activity at all.
+
+        The floor is capped at ``floor_cap`` unless the class's quietest places hold white
+        noise (:meth:`_noise_like`): a high-ISO frame's noise is above the cap, and capped, its
+        smooth background came out noisier than any one frame (1.08 times at about 5 levels).
         """
-        h, w = act.shape
-        base = self.bands[-1][1]  # green, the lowest band: brightness without the noise
         sample = act[::4, ::4]
-        level = cv2.resize(base, (sample.shape[1], sample.shape[0]), interpolation=cv2.INTER_LINEAR)
-        edges = np.quantile(level, np.linspace(0.0, 1.0, BRIGHTNESS_CLASSES + 1)[1:-1])
-        classes = np.digitize(level, edges)
-        cap = self.floor_cap * self._to_8bit
-        table = np.zeros(BRIGHTNESS_CLASSES, act.dtype)
+        level = cv2.resize(
+            self.bands[-1][1],  # green, the lowest band: brightness without the noise
+            (sample.shape[1], sample.shape[0]),
+            interpolation=cv2.INTER_LINEAR,
+        )
+        if k == 0 or self._edges is None:
+            self._edges = np.quantile(level, np.linspace(0.0, 1.0, BRIGHTNESS_CLASSES + 1)[1:-1])
+        classes = np.digitize(level, self._edges)
+        floors = np.zeros(BRIGHTNESS_CLASSES)
         for c in range(BRIGHTNESS_CLASSES):
             values = sample[(classes == c) & (sample > 0)]
             if values.size:
                 rank = int(self.floor_quantile * (values.size - 1))
-                floor = float(np.partition(values, rank)[rank])
-                threshold = self.quiet_below * min(floor, cap)
-                # Integer activity under a threshold is under its ceiling.
-                table[c] = math.ceil(threshold) if table.dtype.kind == "i" else threshold
-        full = cv2.resize(base, (w, h), interpolation=cv2.INTER_LINEAR)
-        np.take(table, np.digitize(full, edges), out=out)
+                floors[c] = float(np.partition(values, rank)[rank])
+        self._floors[k] = floors
+        self._write_threshold(k)
+        if k == 1 and self._noise_like().any():  # band 0's threshold, now that it is known
+            self._write_threshold(0)
+            quiet = cv2.compare(self.activity[0], self.noise_threshold[0], cv2.CMP_LT)
+            cv2.bitwise_and(quiet, self._mask[0], dst=self.quiet[0])  # its first fold's
+
+    def _noise_like(self) -> np.ndarray:
+        """Per brightness class, whether the first frame's quietest places hold white noise:
+        their activity in band 1 is under :data:`NOISE_BAND_RATIO` of band 0's (white noise
+        gives 0.24 through this pyramid; texture, even defocused, 0.86 and more: it has more
+        energy at the coarser scale). All False until both bands are measured."""
+        first, second = self._floors[0], self._floors[1]
+        if first is None or second is None:
+            return np.zeros(BRIGHTNESS_CLASSES, bool)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (first > 0) & (second < NOISE_BAND_RATIO * first)
+
+    def _write_threshold(self, k: int) -> None:
+        """Fill band ``k``'s threshold map from its class floors (see :meth:`_noise_threshold`)."""
+        floors = self._floors[k]
+        assert floors is not None and self._edges is not None
+        capped = np.minimum(floors, self.floor_cap * self._to_8bit)
+        threshold = self.quiet_below * np.where(self._noise_like(), floors, capped)
+        out = self.noise_threshold[k]
+        # Integer activity under a threshold is under its ceiling.
+        table = (np.ceil(threshold) if out.dtype.kind == "i" else threshold).astype(out.dtype)
+        h, w = out.shape
+        full = cv2.resize(self.bands[-1][1], (w, h), interpolation=cv2.INTER_LINEAR)
+        np.take(table, np.digitize(full, self._edges), out=out)
 
     def _merge_coarse(self, valid_small: np.ndarray) -> None:
         """Coarse bands and base: running sums weighted by the focus score to the power

@@ -117,36 +117,37 @@ def test_quiet_fine_bands_average_the_noise(black_scatter) -> None:
     assert rms(out) < 0.6 * rms(first)
 
 
-@pytest.mark.parametrize("backdrop", [0, 1000])
-def test_a_dark_backdrop_does_not_stop_the_noise_of_a_brighter_background_being_averaged(
-    backdrop: int,
-) -> None:
+@pytest.mark.parametrize(("backdrop", "sigma"), [(0, 300.0), (1000, 300.0), (None, 1500.0)])
+def test_the_noise_of_a_smooth_background_is_averaged(backdrop: int | None, sigma: float) -> None:
     """Shot noise grows with the signal, and a black velvet (0) or a dark backdrop (1000 of
     65535) often fills part of a macro frame. One noise floor for the whole frame came from
     that darkest tenth, under the noise everywhere else: a smooth gradient beside it kept
     the noise of one frame (1.02 times the quietest frame's, over 8 frames) instead of their
-    mean (0.35 with no backdrop). With a floor per brightness class it is the mean again."""
+    mean (0.35 with no backdrop). With a floor per brightness class it is the mean again.
+    High-ISO noise (about 5 levels) was above the floor's cap: 1.08, noisier than any frame;
+    the cap no longer holds where the quietest places are white noise."""
     h, w, n = 240, 320, 8
     y, x = np.mgrid[0:h, 0:w].astype(np.float64)
     base = 9000 + 30000 * (x / (w - 1)) + 6000 * np.sin(y / h * np.pi)
     scene = np.stack([base * 0.8, base, base * 0.7], axis=2)
-    scene[: h // 5] = backdrop  # a fifth of the frame
+    if backdrop is not None:
+        scene[: h // 5] = backdrop  # a fifth of the frame
     rng = np.random.default_rng(5)
     s = Stacker(align="none")
     frames = []
     for i in range(n):
         gain = 1.0 if i == 0 else 1 + 0.03 * math.sin(i * 2.1)
-        noisy = scene * gain + rng.normal(0.0, 300.0, scene.shape) * np.sqrt(scene / 30000.0)
+        noisy = scene * gain + rng.normal(0.0, sigma, scene.shape) * np.sqrt(scene / 30000.0)
         frames.append(np.clip(np.rint(noisy), 0, 65535).astype(np.uint16))
         s.add(frames[-1])
-    gradient = np.s_[h // 5 + 24 : h - 24, 24 : w - 24]
+    gradient = np.s_[(h // 5 if backdrop is not None else 0) + 24 : h - 24, 24 : w - 24]
 
     def fine(image: np.ndarray) -> float:
         image = image.astype(np.float32)
         return float((image - cv2.GaussianBlur(image, (0, 0), 3))[gradient].std())
 
     ratio = fine(s.result(crop=False)) / min(fine(f) for f in frames)
-    print(f"backdrop {backdrop}: composite's noise {ratio:.2f} of the quietest frame's")
+    print(f"backdrop {backdrop}, s={sigma}: composite's noise {ratio:.2f} of the quietest frame's")
     assert ratio < 0.5
 
 
