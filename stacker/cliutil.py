@@ -24,7 +24,13 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeVar, get_type_hints
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from stacker.errors import STORAGE_REMEDIES, TOO_MANY_FILES, Interrupted, UserError
+from stacker.errors import (
+    STORAGE_REMEDIES,
+    TOO_MANY_FILES,
+    Interrupted,
+    UserError,
+    resource_shortage,
+)
 from stacker.launch import caused_by_interrupt, wind_down
 from stacker.quantities import TIME_UNITS
 
@@ -85,6 +91,10 @@ def run_app(app: typer.Typer, prog_name: str, units: Collection[str] = TIME_UNIT
         print(f"{prog_name}: error: {_path_error(exc)}", file=sys.stderr)
         sys.exit(2)
     except (KeyboardInterrupt, Exception) as exc:
+        short = resource_shortage(exc)  # memory or threads ran out where nothing expected it
+        if short is not None:
+            print(f"{prog_name}: error: {one_line(short)}", file=sys.stderr)
+            sys.exit(2)
         # A Ctrl-C, or an error it caused: Python 3.11 wraps one raised while a module that a
         # command loads late defines a dataclass.
         if not caused_by_interrupt(exc):

@@ -5,6 +5,8 @@ The command lines print a :class:`UserError` as that single line on stderr and e
 """
 
 import errno
+import re
+import sys
 
 
 class UserError(Exception):
@@ -72,3 +74,39 @@ TOO_MANY_FILES = {
 }
 """What to do when a file cannot be opened for want of descriptors: the error names the file
 being opened, often a module Python was loading, not the culprit."""
+
+
+MEMORY_REMEDY = "free some memory (close other programs), or stack smaller frames"
+"""What to do when memory runs out: fewer frames do not help, the stack's memory is that of a
+few frames, whatever their number."""
+
+
+class OutOfMemoryError(StackerError):
+    """Memory ran out: not the fault of the frame being read or merged, so it is never left
+    out as unreadable (a stack was written without it, exit 0)."""
+
+
+def resource_shortage(exc: BaseException) -> str | None:
+    """One line for an error that says the machine ran short (memory, threads), or None.
+
+    OpenCV reports a failed allocation as ``cv2.error`` with code ``StsNoMem`` (-4), Python as
+    MemoryError, and a thread that cannot start as RuntimeError; each ended in a traceback.
+    """
+    if isinstance(exc, OutOfMemoryError):
+        return str(exc)
+    if isinstance(exc, MemoryError) or (getattr(exc, "code", None) == -4 and _is_cv2_error(exc)):
+        asked = re.search(r"allocate (\d+) bytes", str(exc))
+        size = f": {int(asked.group(1)) / 1e6:.0f} MB more could not be had" if asked else ""
+        return f"not enough memory{size}; {MEMORY_REMEDY}"
+    if isinstance(exc, RuntimeError) and "can't start new thread" in str(exc):
+        return (
+            "cannot start a thread (too little memory left for its stack, or the limit on this "
+            "user's threads and processes reached: ulimit -u, systemd's TasksMax); free some "
+            "memory or raise the limit"
+        )
+    return None
+
+
+def _is_cv2_error(exc: BaseException) -> bool:
+    cv2 = sys.modules.get("cv2")
+    return cv2 is not None and isinstance(exc, cv2.error)

@@ -29,11 +29,14 @@ import cv2
 import numpy as np
 
 from stacker.errors import (
+    MEMORY_REMEDY,
     STORAGE_REMEDIES,
     TOO_MANY_FILES,
+    OutOfMemoryError,
     StackerError,
     UnreadableImageError,
     or_another_output,
+    resource_shortage,
 )
 from stacker.framepool import FramePool
 from stacker.metadata import (
@@ -174,11 +177,12 @@ def _decoded(
         img, own = _decode(p, data, by_name=by_name, size=size, pool=pool) if data else (None, 1)
     except OSError as exc:
         raise UnreadableImageError(f"{p}: cannot read file ({exc.strerror or exc})") from None
-    except cv2.error as exc:  # OpenCV's own size limit, a decoder's assertion
+    except (cv2.error, MemoryError) as exc:  # OpenCV's own size limit, a decoder's assertion
+        if resource_shortage(exc) is not None:  # not the frame's fault: it is not left out
+            short = f"{p}: not enough memory to decode it; {MEMORY_REMEDY}"
+            raise OutOfMemoryError(short) from None
         reason = str(exc).strip().splitlines()[-1]
         raise UnreadableImageError(f"{p}: not a readable image ({reason})") from None
-    except MemoryError:
-        raise UnreadableImageError(f"{p}: too large to decode in the memory available") from None
     if img is None and p.suffix.lower() in UNREAD_EXTENSIONS:
         kind = p.suffix[1:].upper()
         raise UnreadableImageError(f"{p}: {kind} is not read; export it as JPEG or TIFF")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import cv2
 
-from stacker.errors import StackerError
+from stacker.errors import OutOfMemoryError, StackerError
 from stacker.framepool import FramePool
 from stacker.io import (
     READ_KINDS,
@@ -343,6 +343,8 @@ def _stack_pass(
             t_last = time.perf_counter()
             path = loaded.item
             if loaded.value is None:
+                if isinstance(loaded.error, OutOfMemoryError):
+                    raise loaded.error  # the machine's fault, not the frame's: not skipped
                 if strict or number == ref_file:
                     why = (
                         "--strict stops at unreadable frames" if strict else "the --reference frame"

@@ -50,7 +50,7 @@ from stacker.align import (
 )
 from stacker.crop import Coverage
 from stacker.depth_regions import vote_flat_regions
-from stacker.errors import FrameMismatchError, StackerError
+from stacker.errors import FrameMismatchError, StackerError, resource_shortage
 from stacker.focus import WINDOW_PX, focus_measure, luma, measure_luma
 from stacker.merge import DepthMapMerger, PyramidMerger, make_merger
 
@@ -360,7 +360,9 @@ class Stacker:
             position_um = _position(position_um, name)
         try:
             return self._add(image, name, position_um, linear)
-        except MemoryError:
+        except Exception as exc:
+            if resource_shortage(exc) is None:  # a MemoryError, or OpenCV's StsNoMem
+                raise
             # An allocation that failed may have left the stack half set up or a frame half
             # merged: nothing more is merged into it.
             h, w = image.shape[:2]
