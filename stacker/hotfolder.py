@@ -44,7 +44,7 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 
-from stacker.errors import StackerError, UnreadableImageError
+from stacker.errors import TOO_MANY_FILES, StackerError, UnreadableImageError
 from stacker.io import (
     IMAGE_EXTENSIONS,
     UNREAD_EXTENSIONS,
@@ -335,6 +335,7 @@ class HotFolder:
         self._denied: set[Path] = set()  # reported unreadable for want of permission
         self._done: dict[Path, tuple[int, int]] = {}
         self._refused: set[Path] = set()  # taken, then left out: links out, second names
+        self._short_of_files = False  # said once: a frame could not be opened for descriptors
         self._claimed: dict[str, Path] = {}  # each shot's key to its file taken
         self._partnered: set[str] = set()  # the keys of the shots a partner was passed over in
         self._fading: dict[str, float] = {}  # claims whose file is gone, until when (_end_shot)
@@ -1183,6 +1184,15 @@ class HotFolder:
         except PermissionError as exc:  # written by another user: see _readable_again
             message, denied = _denied_message(path, exc), True
         except OSError as exc:  # removed while being read
+            if exc.errno in TOO_MANY_FILES:  # the process's want, not the frame's: again later
+                if not self._short_of_files:
+                    self._short_of_files = True
+                    self.notes.append(
+                        f"{path.name}: cannot be opened now ({exc.strerror}); tried again until "
+                        f"it can: {TOO_MANY_FILES[exc.errno]}"
+                    )
+                self._requeue(entry, retry_at=time.monotonic() + self.retry_interval)
+                return None
             message = f"{path}: cannot read ({exc.strerror or exc})"
         except OutsideFolder as exc:  # made a link out since it was taken
             self.notes.append(f"{path.name}: became a link to {exc.target}; not stacked")

@@ -480,6 +480,36 @@ def _flaky_reader(hot, failures: int, on_fail=None):
     return count
 
 
+def test_a_frame_that_cannot_be_opened_for_want_of_descriptors_waits(tmp_path: Path) -> None:
+    """Out of file descriptors (the live page's clients took them), each frame that landed was
+    called unreadable after its retries and skipped for good: "stacked 36 of 60", exit 0. The
+    want is the process's, not the frame's: it is said once and the frame tried until it opens."""
+    import errno
+
+    from stacker.hotfolder import HotFolder
+    from tests.integration.test_watch_hotfolder import textured_jpeg
+
+    (tmp_path / "a.jpg").write_bytes(textured_jpeg(1))
+    bad = []
+    with HotFolder(tmp_path, settle=0.1, decode_retries=1, retry_interval=0.05) as hot:
+        real = hot._reader.read
+        count = {"n": 0}
+
+        def read(path):
+            count["n"] += 1
+            if count["n"] <= 5:  # more than the retries
+                raise OSError(errno.EMFILE, "Too many open files")
+            return real(path)
+
+        hot._reader.read = read
+        got = [f.path.name for f in hot.frames(idle_timeout=3.0, on_unreadable=bad.append)]
+    assert got == ["a.jpg"] and bad == []
+    assert [n for n in hot.notes if "Too many open files" in n] == [
+        "a.jpg: cannot be opened now (Too many open files); tried again until it can: raise the "
+        "limit of open files (ulimit -n 4096)"
+    ]
+
+
 def test_decode_retries_means_that_many_retries(tmp_path: Path) -> None:  # H10
     from stacker.hotfolder import HotFolder
     from tests.integration.test_watch_hotfolder import textured_jpeg
