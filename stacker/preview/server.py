@@ -68,7 +68,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from stacker.errors import UserError
+from stacker.errors import TOO_MANY_FILES, UserError
 from stacker.preview.access import (
     LOGIN_SCRIPT,
     error_response,
@@ -319,6 +319,37 @@ class PageExtension:
         links = "".join(f'<link rel="stylesheet" href="static/{n}">\n' for n in self.stylesheets)
         tags = "".join(f'<script src="static/{n}"></script>\n' for n in self.scripts)
         return html.replace("</head>", links + "</head>", 1).replace("</body>", tags + "</body>", 1)
+
+
+class _ShortageSaidOnce(logging.Filter):
+    """asyncio logs every connection it cannot accept for want of descriptors with a whole
+    traceback (``socket.accept() out of system resource``): 60 of them on the terminal of a
+    session whose page had 20 clients under ``ulimit -n 32``. Said once, in one line, with the
+    limit to raise."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.said = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "out of system resource" not in str(record.msg):
+            return True
+        if self.said:
+            return False
+        self.said = True
+        exc = record.exc_info[1] if record.exc_info else None
+        errno_ = getattr(exc, "errno", None)
+        remedy = TOO_MANY_FILES.get(errno_, "") if errno_ is not None else ""
+        why = getattr(exc, "strerror", None) or exc or "out of system resource"
+        record.msg = f"the live page takes no more connections for now ({why}); {remedy}".rstrip(
+            "; "
+        )
+        record.args, record.exc_info, record.exc_text = (), None, None
+        return True
+
+
+SHORTAGE_SAID_ONCE = _ShortageSaidOnce()
+logging.getLogger("asyncio").addFilter(SHORTAGE_SAID_ONCE)
 
 
 class PreviewServerError(UserError):

@@ -472,3 +472,34 @@ def test_without_a_default_route_the_address_shown_is_an_interface_s(monkeypatch
     assert preview_server._lan_address() == "10.42.0.1"
     monkeypatch.setattr(preview_server, "_interface_addresses", lambda: [])
     assert preview_server._lan_address() == socket.gethostname()
+
+
+def test_connections_refused_for_want_of_descriptors_are_told_once_in_one_line() -> None:
+    """asyncio logs each connection it cannot accept for want of descriptors with a whole
+    traceback: 60 of them on a session's terminal with 20 page clients under ``ulimit -n 32``.
+    The live page's server says it once, in one line."""
+    import errno
+    import io
+    import logging
+
+    from stacker.preview.server import SHORTAGE_SAID_ONCE
+
+    SHORTAGE_SAID_ONCE.said = False
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    asyncio_log = logging.getLogger("asyncio")
+    asyncio_log.addHandler(handler)
+    try:
+        for _ in range(3):
+            try:
+                raise OSError(errno.EMFILE, "Too many open files")
+            except OSError:
+                asyncio_log.error("socket.accept() out of system resource", exc_info=True)
+        asyncio_log.error("something else")
+    finally:
+        asyncio_log.removeHandler(handler)
+    assert stream.getvalue().splitlines() == [
+        "the live page takes no more connections for now (Too many open files); raise the "
+        "limit of open files (ulimit -n 4096)",
+        "something else",
+    ]
