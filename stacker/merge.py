@@ -522,6 +522,8 @@ class PyramidMerger(_Merger[_Tracked]):
         their activity in band 1 is under :data:`NOISE_BAND_RATIO` of band 0's (white noise
         gives 0.24 through this pyramid; texture, even defocused, 0.86 and more: it has more
         energy at the coarser scale). All False until both bands are measured."""
+        if len(self._floors) < 2:  # a frame too small for two fine bands: capped as before
+            return np.zeros(BRIGHTNESS_CLASSES, bool)
         first, second = self._floors[0], self._floors[1]
         if first is None or second is None:
             return np.zeros(BRIGHTNESS_CLASSES, bool)

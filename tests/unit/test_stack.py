@@ -573,3 +573,14 @@ def test_a_gain_just_past_a_bound_is_not_rounded_onto_it() -> None:
     assert _beyond(np.array([2.0009, 2.0009, 1.9996])) == [2.0009, 2.0009, 1.9996]
     assert _beyond(np.array([0.4996, 1.0, 1.0])) == [0.4996, 1.0, 1.0]
     assert _beyond(np.array([2.534, 1.2, 1.0])) == [2.53, 1.2, 1.0]
+
+
+@pytest.mark.parametrize(("h", "w"), [(48, 50), (60, 80), (95, 120)])
+def test_frames_too_small_for_two_fine_bands_stack(h: int, w: int) -> None:
+    """Frames whose short side is 48 to 95 pixels have one fine band: the test of the noise
+    floor between bands 0 and 1 read a second band that is not there (IndexError)."""
+    rng = np.random.default_rng(2)
+    s = Stacker(align="none")
+    for _ in range(2):
+        s.add(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+    assert s.result(crop=False).shape == (h, w, 3)
