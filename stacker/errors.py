@@ -55,6 +55,11 @@ class UnreadableImageError(StackerError):
     """A file that is not a decodable image (corrupt, truncated, unsupported format)."""
 
 
+class ShortOfFilesError(UnreadableImageError):
+    """A frame that could not be opened for want of file descriptors: the process's want, not
+    the frame's (a watch tries it again)."""
+
+
 class Interrupted(UserError):
     """Stopped by the user (Ctrl-C); the message says what was and was not written."""
 

@@ -17,6 +17,7 @@ decoding happen on the one thread that iterates the hot folder.
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
 import queue
@@ -44,7 +45,7 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 
-from stacker.errors import TOO_MANY_FILES, StackerError, UnreadableImageError
+from stacker.errors import TOO_MANY_FILES, ShortOfFilesError, StackerError, UnreadableImageError
 from stacker.io import (
     IMAGE_EXTENSIONS,
     UNREAD_EXTENSIONS,
@@ -335,7 +336,7 @@ class HotFolder:
         self._denied: set[Path] = set()  # reported unreadable for want of permission
         self._done: dict[Path, tuple[int, int]] = {}
         self._refused: set[Path] = set()  # taken, then left out: links out, second names
-        self._short_of_files = False  # said once: a frame could not be opened for descriptors
+        self._said_short_of_files = False  # a frame could not be opened for want of descriptors
         self._claimed: dict[str, Path] = {}  # each shot's key to its file taken
         self._partnered: set[str] = set()  # the keys of the shots a partner was passed over in
         self._fading: dict[str, float] = {}  # claims whose file is gone, until when (_end_shot)
@@ -1088,7 +1089,7 @@ class HotFolder:
         coming: list[_Entry] = []  # frames-to-be that are not complete yet
         for entry in self._entries.values():
             if not self._preferred(entry.path):
-                partners = by_stem[self._pair_key(entry.path)]
+                partners = by_stem.get(self._pair_key(entry.path), [])  # unlooked-at: none
                 if any(self._preferred(p.path) for p in partners if p is not entry):
                     continue  # the preferred file of the pair is here: wait for it instead
             if not self._complete(entry, now):
@@ -1179,19 +1180,16 @@ class HotFolder:
         image, denied, reader = None, False, self._reader
         try:
             (image, after), message = self._read(path, reader), ""
+        except ShortOfFilesError:  # the decoder's own open: as below
+            self._short_of_files(entry, errno.EMFILE)
+            return None
         except UnreadableImageError as exc:
             message = str(exc)
         except PermissionError as exc:  # written by another user: see _readable_again
             message, denied = _denied_message(path, exc), True
         except OSError as exc:  # removed while being read
             if exc.errno in TOO_MANY_FILES:  # the process's want, not the frame's: again later
-                if not self._short_of_files:
-                    self._short_of_files = True
-                    self.notes.append(
-                        f"{path.name}: cannot be opened now ({exc.strerror}); tried again until "
-                        f"it can: {TOO_MANY_FILES[exc.errno]}"
-                    )
-                self._requeue(entry, retry_at=time.monotonic() + self.retry_interval)
+                self._short_of_files(entry, exc.errno)
                 return None
             message = f"{path}: cannot read ({exc.strerror or exc})"
         except OutsideFolder as exc:  # made a link out since it was taken
@@ -1215,6 +1213,18 @@ class HotFolder:
         if denied:
             self._denied.add(path)
         return UnreadableFrame(path, message)
+
+    def _short_of_files(self, entry: _Entry, code: int) -> None:
+        """Try ``entry`` again later: it could not be opened for want of file descriptors (the
+        live page's clients held them); said once. It was called unreadable after its retries
+        and skipped for good: "stacked 36 of 60", exit 0."""
+        if not self._said_short_of_files:
+            self._said_short_of_files = True
+            self.notes.append(
+                f"{entry.path.name}: cannot be opened now ({os.strerror(code)}); tried again "
+                f"until it can: {TOO_MANY_FILES[code]}"
+            )
+        self._requeue(entry, retry_at=time.monotonic() + self.retry_interval)
 
     def read_again(self, path: Path, *, first: bool = False) -> np.ndarray:
         """A frame taken already, read again (a live stack starting again without a bad first
@@ -1249,8 +1259,8 @@ class HotFolder:
                 if reason is not None:
                     raise UnreadableImageError(f"{held}: {reason}")
                 image, turned = reader.read(held)
-            except UnreadableImageError as exc:
-                raise UnreadableImageError(str(exc).replace(str(held), str(path))) from None
+            except UnreadableImageError as exc:  # named by its own name, of its own kind
+                raise type(exc)(str(exc).replace(str(held), str(path))) from None
             after = self._signature(held)
         if turned is not None:
             self.notes.append(turned.replace(str(held), str(path)))

@@ -33,6 +33,7 @@ from stacker.errors import (
     STORAGE_REMEDIES,
     TOO_MANY_FILES,
     OutOfMemoryError,
+    ShortOfFilesError,
     StackerError,
     UnreadableImageError,
     or_another_output,
@@ -176,7 +177,8 @@ def _decoded(
         _check_pixel_count(p, size)
         img, own = _decode(p, data, by_name=by_name, size=size, pool=pool) if data else (None, 1)
     except OSError as exc:
-        raise UnreadableImageError(f"{p}: cannot read file ({exc.strerror or exc})") from None
+        failed = ShortOfFilesError if exc.errno in TOO_MANY_FILES else UnreadableImageError
+        raise failed(f"{p}: cannot read file ({exc.strerror or exc})") from None
     except (cv2.error, MemoryError) as exc:  # OpenCV's own size limit, a decoder's assertion
         if resource_shortage(exc) is not None:  # not the frame's fault: it is not left out
             short = f"{p}: not enough memory to decode it; {MEMORY_REMEDY}"

@@ -480,12 +480,16 @@ def _flaky_reader(hot, failures: int, on_fail=None):
     return count
 
 
-def test_a_frame_that_cannot_be_opened_for_want_of_descriptors_waits(tmp_path: Path) -> None:
+@pytest.mark.parametrize("opened_by", ["pinning", "decoder"])
+def test_a_frame_that_cannot_be_opened_for_want_of_descriptors_waits(
+    tmp_path: Path, opened_by: str
+) -> None:
     """Out of file descriptors (the live page's clients took them), each frame that landed was
     called unreadable after its retries and skipped for good: "stacked 36 of 60", exit 0. The
     want is the process's, not the frame's: it is said once and the frame tried until it opens."""
     import errno
 
+    from stacker.errors import ShortOfFilesError
     from stacker.hotfolder import HotFolder
     from tests.integration.test_watch_hotfolder import textured_jpeg
 
@@ -498,6 +502,8 @@ def test_a_frame_that_cannot_be_opened_for_want_of_descriptors_waits(tmp_path: P
         def read(path):
             count["n"] += 1
             if count["n"] <= 5:  # more than the retries
+                if opened_by == "decoder":  # the decoder's own open (stacker.io)
+                    raise ShortOfFilesError(f"{path}: cannot read file (Too many open files)")
                 raise OSError(errno.EMFILE, "Too many open files")
             return real(path)
 
@@ -508,6 +514,32 @@ def test_a_frame_that_cannot_be_opened_for_want_of_descriptors_waits(tmp_path: P
         "a.jpg: cannot be opened now (Too many open files); tried again until it can: raise the "
         "limit of open files (ulimit -n 4096)"
     ]
+
+
+def test_a_raw_waiting_for_its_jpeg_while_the_folder_cannot_be_searched_waits_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A RAW file waits for its JPEG partner; the folder then cannot be searched (a chmod):
+    the RAW, left out of the pairing for that look, was looked up among the pairs all the same
+    (KeyError), and the watch ended in a traceback. Root ignores permissions: the look is
+    refused by hand."""
+    import time
+
+    from stacker import hotfolder
+    from stacker.hotfolder import HotFolder
+    from tests.integration.test_watch_hotfolder import textured_jpeg
+
+    with HotFolder(tmp_path, settle=0.1) as hot:
+        raw = tmp_path / "IMG_0001.CR2"
+        raw.write_bytes(textured_jpeg(1))
+        deadline = time.monotonic() + 5.0
+        while raw not in hot._entries and time.monotonic() < deadline:
+            hot._drain(time.monotonic())
+        assert raw in hot._entries
+        monkeypatch.setattr(HotFolder, "_signature", staticmethod(lambda path: None))
+        monkeypatch.setattr(hotfolder, "_cannot_look", lambda path: True)
+        assert hot._select(time.monotonic()) is None  # waits, no KeyError
+        assert raw in hot._entries
 
 
 def test_decode_retries_means_that_many_retries(tmp_path: Path) -> None:  # H10
