@@ -14,6 +14,10 @@ import numpy as np
 from stacker.errors import StackerError
 
 
+class NoCommonAreaError(StackerError):
+    """No place is covered by every merged frame: there is nothing to crop to."""
+
+
 class Coverage:
     """Intersection of warped frame footprints on a coarse grid of the reference frame."""
 
@@ -56,7 +60,7 @@ class Coverage:
             # The view moved across the whole frame in the stack (a rail on a slope, a slow
             # drift over hundreds of frames): the whole frame came back, called cropped, and
             # from any reference but the first, smeared out of its edge pixels.
-            raise StackerError(
+            raise NoCommonAreaError(
                 "the merged frames share no area that every one of them covers (the view moved "
                 "across the whole frame during the stack): stack a shorter run of frames, or "
                 "keep the first frame's view with --no-crop"

@@ -884,16 +884,30 @@ class SessionRunner:
         if stacker is None or stacker.frames_merged == 0:
             self._warn("no frame was stacked: no composite written")
             return ()
+        from stacker.crop import NoCommonAreaError
         from stacker.output import save_outputs
 
         folder = self.folder
-        written = save_outputs(
-            stacker,  # type: ignore[arg-type]
-            folder.composite_path(self.config.stack.output_format),
-            folder.depth_path if depth else None,
-            metadata_from=self._first_frame(),
-            crop=self.config.stack.crop,
-        )
+
+        def save(crop: bool) -> list[Path]:
+            return save_outputs(
+                stacker,  # type: ignore[arg-type]
+                folder.composite_path(self.config.stack.output_format),
+                folder.depth_path if depth else None,
+                metadata_from=self._first_frame(),
+                crop=crop,
+            )
+
+        try:
+            written = save(self.config.stack.crop)
+        except NoCommonAreaError:
+            # A session has no --no-crop to offer: the composite is written uncropped
+            # rather than none at all.
+            self._warn(
+                "the frames share no area that every one of them covers (the view moved across "
+                "the whole frame): the composite is written uncropped"
+            )
+            written = save(False)
         return tuple(Path(p) for p in written)
 
     def _first_frame(self) -> Path | None:

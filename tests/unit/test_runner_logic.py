@@ -407,6 +407,32 @@ def test_a_composite_a_fault_kept_from_being_written_is_said_on_the_console(
     ]
 
 
+def test_frames_that_share_no_area_are_written_uncropped_not_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A view that moved across the whole frame leaves nothing every frame covers. The crop
+    then refused the composite, and a session (which has no --no-crop) wrote none: it is
+    written uncropped, with a warning. The stacker's refusal is injected."""
+    from stacker import output
+    from stacker.crop import NoCommonAreaError
+
+    crops: list[bool] = []
+
+    def save(stacker: object, out: Path, depth: object, **kwargs: Any) -> list[Path]:
+        crops.append(kwargs["crop"])
+        if kwargs["crop"]:
+            raise NoCommonAreaError("the merged frames share no area")
+        return [Path(out)]
+
+    monkeypatch.setattr(output, "save_outputs", save)
+    session = runner(tmp_path / "s", FakeCamera())
+    session.options = dataclasses.replace(OPTIONS, write_outputs=True)
+    result = session.run()
+    assert result.reason is FinishReason.COMPLETED
+    assert result.outputs == (tmp_path / "s" / "composite.tif",) and crops[-2:] == [True, False]
+    assert any("written uncropped" in w for w in result.status.warnings)
+
+
 def test_a_stop_between_frames_interrupts_after_the_frame_in_flight(tmp_path: Path) -> None:
     focuser = FakeFocuser()
     run = runner(tmp_path / "s", FakeCamera(), focuser)
