@@ -747,11 +747,14 @@ class HotFolder:
             # does to a file whose upload it resumes (ftpd.c, dostor), then renames it back.
             gone = not (dest and self._watched(Path(dest)))
             left = not (dest and Path(dest).parent == self.folder)
+            refused = bool(src) and Path(src) in self._refused
             marker = self._forget(Path(src), gone=gone, left=left) if src else None
             taken = marker is _TAKEN
             same = bool(dest) and taken and file_identity(dest) in self._identities
             if same:
                 self._done[Path(dest)] = _TAKEN  # a frame taken, renamed: the same frame
+                if refused:  # ... or a second name left out, renamed: still left out
+                    self._refused.add(Path(dest))
                 self._claim_renamed(Path(src), Path(dest))
             if src:
                 self._free_name(Path(src), marker)

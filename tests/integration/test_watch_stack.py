@@ -258,6 +258,29 @@ def test_files_left_out_on_purpose_are_not_named_as_left_behind_at_a_stop(
     assert len(warnings) == 2, warnings  # the two left out, no "not stacked when ... stopped"
 
 
+def test_a_second_name_left_out_and_renamed_is_still_left_out_at_a_stop(
+    tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
+) -> None:
+    """A second name of a frame, left out, then renamed within the folder, became a frame
+    taken under its new name, and a stop named it as left behind."""
+    write_old(hot / "a0.jpg", stack_jpegs[0])
+    write_old(hot / "a1.jpg", stack_jpegs[1])
+    os.link(hot / "a0.jpg", hot / "b_again.jpg")
+    warnings: list[str] = []
+    stop = threading.Event()
+
+    def rename_once_told(message: str) -> None:
+        warnings.append(message)
+        if "stacked once" in message:
+            os.rename(hot / "b_again.jpg", hot / "c_again.jpg")
+            threading.Timer(1.5, stop.set).start()
+
+    summary = watch_and_stack(hot, tmp_path / "out.jpg", settle=0.2, stop=stop,
+                              on_warning=rename_once_told)  # fmt: skip
+    assert [r.name for r in summary.records] == ["a0.jpg", "a1.jpg"]
+    assert warnings == ["b_again.jpg: the same file as a0.jpg, stacked once"]
+
+
 def _after_taking(monkeypatch: pytest.MonkeyPatch, name: str, act: Callable[[], Any]) -> None:
     """Run ``act`` right after the watch takes the file ``name``, before it reads it: another
     program's timing, made certain."""
