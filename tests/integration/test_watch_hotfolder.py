@@ -612,6 +612,19 @@ with HotFolder(sys.argv[1], settle=0.2, polling=poll, decode_retries=1, retry_in
 """
 
 
+def _watch_one(share: Path, events: str, script: str = _WATCH_ONE) -> subprocess.Popen[str]:
+    """:data:`_WATCH_ONE` (or ``script``) watching ``share`` in a process of its own."""
+    root = Path(__file__).resolve().parents[2]
+    return subprocess.Popen(
+        [sys.executable, "-c", script, str(share), events],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+
+
 @pytest.mark.parametrize("events", ["native", "poll"])
 def test_a_frame_another_user_wrote_unreadable_is_taken_once_made_readable(events: str) -> None:
     """An FTP server writes what a camera uploads as the user it logs in as, with its umask
@@ -624,15 +637,7 @@ def test_a_frame_another_user_wrote_unreadable_is_taken_once_made_readable(event
         frame = share / "DSC_0001.JPG"
         frame.write_bytes(textured_jpeg(5))
         frame.chmod(0o600 if os.geteuid() == 0 else 0)
-        root = Path(__file__).resolve().parents[2]
-        child = subprocess.Popen(
-            [sys.executable, "-c", _WATCH_ONE, str(share), events],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=root,
-            env={**os.environ, "PYTHONPATH": str(root)},
-        )
+        child = _watch_one(share, events)
         assert child.stdout is not None
         first = child.stdout.readline()
         frame.chmod(0o644)  # the user's fix, as the message says
@@ -657,16 +662,9 @@ def test_a_frame_that_lands_while_the_folder_is_unreadable_is_taken_once_it_is_r
     share = Path(tempfile.mkdtemp(prefix="stackrig-perm-"))
     try:
         share.chmod(0o777)
-        root = Path(__file__).resolve().parents[2]
         loop = "    for frame in hot.frames("
-        ready = _WATCH_ONE.replace(loop, "    print('ready', flush=True)\n" + loop)
-        child = subprocess.Popen(
-            [sys.executable, "-c", ready, str(share), events],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=root,
-            env={**os.environ, "PYTHONPATH": str(root)},
+        child = _watch_one(
+            share, events, _WATCH_ONE.replace(loop, "    print('ready', flush=True)\n" + loop)
         )
         assert child.stdout is not None
         assert child.stdout.readline() == "ready\n"

@@ -209,17 +209,24 @@ def test_a_frame_under_a_second_name_is_stacked_once(
     assert summary.status.merged == 4
 
 
-def test_a_link_out_of_the_watched_folder_is_not_followed(
-    tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
-) -> None:
-    """Whoever may drop files in the folder could have the watch read, and its page show, any
-    image this user can read."""
+def _two_frames_and_a_link_out(tmp_path: Path, hot: Path, stack_jpegs: list[bytes]) -> Path:
+    """a0.jpg and a1.jpg in ``hot``, and a2.jpg a link to a frame outside it; the folder that
+    frame is in."""
     private = tmp_path / "private"
     private.mkdir()
     write_old(private / "secret.jpg", stack_jpegs[2])
     write_old(hot / "a0.jpg", stack_jpegs[0])
     write_old(hot / "a1.jpg", stack_jpegs[1])
     (hot / "a2.jpg").symlink_to(private / "secret.jpg")
+    return private
+
+
+def test_a_link_out_of_the_watched_folder_is_not_followed(
+    tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
+) -> None:
+    """Whoever may drop files in the folder could have the watch read, and its page show, any
+    image this user can read."""
+    private = _two_frames_and_a_link_out(tmp_path, hot, stack_jpegs)
     warnings: list[str] = []
     summary = watch_and_stack(
         hot, tmp_path / "out.jpg", idle_timeout=1.0, settle=0.2, on_warning=warnings.append
@@ -237,12 +244,7 @@ def test_files_left_out_on_purpose_are_not_named_as_left_behind_at_a_stop(
     """A link out of the folder and a second name of a frame are left out, and said so. A stop
     then named them too, as frames not stacked yet, with a `stacker stack` that stacks them
     (the outside file the watch had refused to read among them)."""
-    private = tmp_path / "private"
-    private.mkdir()
-    write_old(private / "secret.jpg", stack_jpegs[2])
-    write_old(hot / "a0.jpg", stack_jpegs[0])
-    write_old(hot / "a1.jpg", stack_jpegs[1])
-    (hot / "a2.jpg").symlink_to(private / "secret.jpg")
+    _two_frames_and_a_link_out(tmp_path, hot, stack_jpegs)
     os.link(hot / "a0.jpg", hot / "b_again.jpg")
     warnings: list[str] = []
     stop = threading.Event()
