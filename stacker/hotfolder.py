@@ -195,6 +195,9 @@ def _dest(event: FileSystemEvent) -> str:
 _TAKEN = (-1, -1)  # marks a path in HotFolder._done that is never looked at again
 _SKIPPED = (-2, -2)  # the same, for the partner of a RAW+JPEG pair whose other file is stacked
 _NEWS = _Entry(Path(), order=(0, 0), initial=False)  # HotFolder._next: something to tell
+UNHEARD_LOOKS = 3
+"""Looks in a row at which an entry no event told of stops the watch (see
+:meth:`HotFolder._check_still_hearing`)."""
 _LOOK_EVERY = 2.0  # seconds between looks at the subfolders and at frames refused as unreadable
 _ATTRIB: type[FileSystemEvent] | None = getattr(watchdog_events, "FileAttribEvent", None)
 """A chmod or chown (see :meth:`HotFolder._readable_again`): an event of its own from watchdog
@@ -351,8 +354,9 @@ class HotFolder:
         self._observer: BaseObserver | None = None
         self._real_folder = self.folder
         self._identity: tuple[int, int] | None = None
-        # The folder's entries no event told of at the last look (:meth:`_check_still_hearing`).
-        self._unheard: set[str] = set()
+        # The folder's entries no event told of, and at how many looks in a row
+        # (:meth:`_check_still_hearing`).
+        self._unheard: dict[str, int] = {}
         """The watched folder's (device, inode) when the watch started."""
         #: Subfolders found receiving images since the start, not told yet (see _look_below).
         self.landing: list[Path] = []
@@ -623,7 +627,8 @@ class HotFolder:
 
     def _check_still_hearing(self) -> None:
         """Raise when an entry of the folder that no file event told of is still there, still
-        untold, at the next look.
+        untold, at :data:`UNHEARD_LOOKS` looks in a row (4 s and more: a machine too loaded
+        to read an event for that long is not taken for a deaf watch).
 
         A disk unmounted and mounted again at the same place (a card pulled and put back, a
         USB reset) keeps its folders' device and inode numbers, and its mount may even get
@@ -638,13 +643,14 @@ class HotFolder:
         if names is None:
             return  # gone or unreadable: _check_still_watched and the entries say so
         unheard = self._handler.unheard(names)
-        if unheard & self._unheard:
+        self._unheard = {name: self._unheard.get(name, 0) + 1 for name in unheard}
+        long_unheard = sorted(n for n, looks in self._unheard.items() if looks >= UNHEARD_LOOKS)
+        if long_unheard:
             raise HotFolderError(
-                f"{self.folder}: {min(unheard & self._unheard)} landed in it, but no file event "
-                "told of it (its disk unmounted and mounted again?); start the watch again to "
-                "take the frames landing in it"
+                f"{self.folder}: {long_unheard[0]} landed in it, but no file event told of it "
+                "(its disk unmounted and mounted again?); start the watch again to take the "
+                "frames landing in it"
             )
-        self._unheard = unheard
 
     def _due_later(self, now: float) -> bool:
         """Whether a file will be handed out later with no further event: a RAW or JPEG held

@@ -787,7 +787,7 @@ def test_a_folder_whose_disk_is_mounted_again_in_place_is_not_watched_deaf(
             subprocess.run(["mount", "-o", "loop", str(card), str(hot_dir)], check=True)
             write_slowly(hot_dir / "IMG_0002.JPG", textured_jpeg(42))
             with pytest.raises(HotFolderError, match="no file event told of it"):
-                list(hot.paths(idle_timeout=8.0))
+                list(hot.paths(idle_timeout=12.0))
     finally:
         subprocess.run(["umount", "-l", str(hot_dir)], check=False)
 
