@@ -53,6 +53,7 @@ class TetheringProgram:
         threading.Timer(0.1, write).start()
 
 
+@pytest.mark.slow
 def test_fire_wait_and_copy_under_the_frame_stem(
     rail: tuple[StackShotSimulator, StackShotRail], tmp_path: Path
 ) -> None:
@@ -118,6 +119,7 @@ def test_a_raw_plus_jpeg_shot_keeps_its_raw_whole_with_its_frame(
     assert all(shot[1].read_bytes() == program.raw for shot in shots)
 
 
+@pytest.mark.slow
 def test_a_shot_that_stays_cut_short_is_shot_again_not_kept(
     rail: tuple[StackShotSimulator, StackShotRail], tmp_path: Path
 ) -> None:

@@ -408,6 +408,7 @@ def test_nikon_step_too_small_is_not_taken_for_the_end_stop(card: VirtualCameraF
         assert quirks.state.lens == 10  # the probe went back to the end of travel
 
 
+@pytest.mark.slow
 def test_a_nikon_drive_that_outlasts_libgphoto2_s_wait_is_not_sent_again(
     card: VirtualCameraFolder,
 ) -> None:

@@ -481,6 +481,7 @@ def _flaky_reader(hot, failures: int, on_fail=None):
 
 
 @pytest.mark.parametrize("opened_by", ["pinning", "decoder"])
+@pytest.mark.slow
 def test_a_frame_that_cannot_be_opened_for_want_of_descriptors_waits(
     tmp_path: Path, opened_by: str
 ) -> None:

@@ -32,6 +32,7 @@ def test_grblhal_banner_is_recognised_and_its_restart_seen() -> None:
         assert abs(rail.position - 1500.0) <= STEP_UM
 
 
+@pytest.mark.slow
 def test_a_grblhal_board_that_only_homing_unlocks_says_so_and_homes() -> None:
     """grblHAL with its homing init lock boots into ALARM:11 and refuses $X with error:46
     (system.c, check_status): accepting the position ended in "'$X' refused: error:46
@@ -135,6 +136,7 @@ def test_a_garbled_setting_line_is_ignored_not_a_crash(monkeypatch: pytest.Monke
             assert 102 in rail.settings
 
 
+@pytest.mark.slow
 def test_a_board_slower_to_start_than_the_wakeup_is_told_to_raise_it() -> None:
     """An ESP32 board (FluidNC) can take longer to start than the driver waits: it answered
     nothing, was reset, and the rail was then said to be held by a limit alarm alone."""

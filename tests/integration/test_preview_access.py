@@ -6,12 +6,14 @@ import io
 import re
 
 import httpx
+import pytest
 
 from stacker.preview import PreviewHub
 from stacker.preview.access import cookie_name
 from stacker.preview.server import serve_preview
 
 
+@pytest.mark.slow
 def test_a_preview_beyond_loopback_needs_the_printed_token() -> None:
     """Issue 11 item 11: listening on every address, the preview warns once and asks for the
     token printed in its address; on loopback it stays open."""

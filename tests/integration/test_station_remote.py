@@ -101,6 +101,7 @@ class _SlowLiveView:
         return getattr(self._camera, name)
 
 
+@pytest.mark.slow
 def test_a_session_starts_only_after_the_live_view_frame_in_flight(
     rig: SimulatedRig, tmp_path: Path
 ) -> None:

@@ -653,6 +653,7 @@ def test_a_frame_another_user_wrote_unreadable_is_taken_once_made_readable(event
 
 
 @pytest.mark.parametrize("events", ["native", "poll"])
+@pytest.mark.slow
 def test_a_frame_that_lands_while_the_folder_is_unreadable_is_taken_once_it_is_readable(
     events: str,
 ) -> None:
@@ -761,6 +762,7 @@ def test_a_rename_seen_at_once_waits_for_earlier_frames_still_settling(tmp_path:
     assert [p.name for p, _ in got] == ["IMG_0001.JPG", "IMG_0002.JPG", "IMG_0003.JPG"]
 
 
+@pytest.mark.slow
 def test_a_folder_whose_disk_is_mounted_again_in_place_is_not_watched_deaf(
     tmp_path: Path,
 ) -> None:

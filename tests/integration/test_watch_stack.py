@@ -260,6 +260,7 @@ def test_files_left_out_on_purpose_are_not_named_as_left_behind_at_a_stop(
     assert len(warnings) == 2, warnings  # the two left out, no "not stacked when ... stopped"
 
 
+@pytest.mark.slow
 def test_a_second_name_left_out_and_renamed_is_still_left_out_at_a_stop(
     tmp_path: Path, hot: Path, stack_jpegs: list[bytes]
 ) -> None:

@@ -245,6 +245,7 @@ def test_a_rail_that_cannot_home_is_not_told_to(rail: WeMacroRail) -> None:
     assert "--home" not in str(info.value) and "resume with --accept-position" in str(info.value)
 
 
+@pytest.mark.slow
 def test_a_move_that_overruns_its_time_is_stopped_not_left_running() -> None:
     """A carriage slower than ``min_speed`` went on to the old target after the driver gave up
     on it, and its end-of-move reply was then taken for the next move's."""
