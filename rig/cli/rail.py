@@ -20,6 +20,7 @@ import functools
 import math
 import shlex
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated
@@ -96,10 +97,29 @@ def _motion(
             with contextlib.suppress(Exception):
                 focuser.stop()
             if isinstance(exc, KeyboardInterrupt):  # say where it stopped
+                where = _where_stopped(focuser)
                 with contextlib.suppress(Exception):
-                    typer.echo(f"stopped: {_describe(focuser)}", err=True)
+                    typer.echo(f"stopped: {where}", err=True)
             raise
         typer.echo(_describe(focuser))
+
+
+def _where_stopped(focuser: Focuser) -> str:
+    """:func:`_describe` of a rail just stopped, asked twice: a controller still braking may
+    not answer at once (the line was left out, and the photographer did not learn where the
+    carriage stood). Failing that, why it could not be told."""
+    for attempt in range(2):
+        try:
+            return _describe(focuser)
+        except Exception as exc:
+            if attempt:
+                return f"{focuser.name}; where it stands could not be read ({exc})"
+            time.sleep(STOPPED_REASK_S)
+    raise AssertionError("unreachable")
+
+
+STOPPED_REASK_S = 0.5
+"""How long a stopped rail that did not say where it stands is given before it is asked again."""
 
 
 def _distance(focuser: Focuser, length: tuple[float, str]) -> float:

@@ -334,3 +334,28 @@ def test_a_length_typo_is_refused_before_the_port_is_opened(
         result = runner.invoke(app, [command, "--home", sim.url, typo])
         assert result.exit_code != 0 and typo in str(result.exception), result.output
     assert bytes(sim.received) == b""  # nothing was sent: the port was never opened
+
+
+def test_a_rail_that_does_not_answer_at_once_after_a_stop_is_asked_again(monkeypatch) -> None:
+    """A controller still braking may not say where it stands at once: the "stopped: ... at"
+    line was left out, and the photographer did not learn where the carriage stood."""
+    from rig.cli import rail
+    from tests.fakes import FakeFocuser
+
+    class Braking(FakeFocuser):
+        asked = 0
+
+        @property
+        def position(self) -> float:
+            self.asked += 1
+            if self.asked <= self.silent:
+                raise TimeoutError("no answer")
+            return 1500.0
+
+    monkeypatch.setattr(rail, "STOPPED_REASK_S", 0.0)
+    late = Braking()
+    late.silent = 1
+    assert "1.5 mm" in rail._where_stopped(late)
+    mute = Braking()
+    mute.silent = 2
+    assert rail._where_stopped(mute).endswith("where it stands could not be read (no answer)")
