@@ -642,7 +642,10 @@ class HotFolder:
         names = _names(self.folder)
         if names is None:
             return  # gone or unreadable: _check_still_watched and the entries say so
-        unheard = self._handler.unheard(names)
+        # Frames only: sidecars or other programs' files flooding in may overflow the event
+        # queue, and a file this watch would pass over anyway is no sign that it went deaf.
+        frames = (name for name in names if is_candidate(self.folder / name))
+        unheard = self._handler.unheard(frames)
         self._unheard = {name: self._unheard.get(name, 0) + 1 for name in unheard}
         long_unheard = sorted(n for n, looks in self._unheard.items() if looks >= UNHEARD_LOOKS)
         if long_unheard:
