@@ -75,24 +75,13 @@ def test_a_command_that_runs_out_of_memory_says_so_in_one_line(
 ) -> None:
     """OpenCV's failed allocation in the merge, or the TIFF writer's MemoryError, ended
     ``stacker stack`` in a traceback."""
-    import typer
-
     from stacker.cliutil import run_app
+    from tests.apps import app_raising, raising
 
     monkeypatch.setattr(sys, "argv", ["prog"])
-
-    def app_raising(error: BaseException) -> typer.Typer:
-        app = typer.Typer()
-
-        @app.command()
-        def go() -> None:
-            raise error
-
-        return app
-
     for error in (no_memory(), MemoryError(), RuntimeError("can't start new thread")):
         with pytest.raises(SystemExit) as ended:
-            run_app(app_raising(error), "prog")
+            run_app(app_raising(raising(error)), "prog")
         assert ended.value.code == 2
         err = capsys.readouterr().err
         assert err.startswith("prog: error: ") and err.count("\n") == 1, err

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -347,24 +348,15 @@ def test_a_ctrl_c_before_a_command_handles_it_is_told(
     import typer
 
     from stacker.cliutil import run_app
+    from tests.apps import app_raising, raising
 
     monkeypatch.setattr(sys, "argv", ["prog"])
-
-    def app_raising(error: BaseException) -> typer.Typer:
-        app = typer.Typer()
-
-        @app.command()
-        def go() -> None:
-            raise error
-
-        return app
-
     with pytest.raises(SystemExit) as ended:
-        run_app(app_raising(KeyboardInterrupt()), "prog")
+        run_app(app_raising(raising(KeyboardInterrupt())), "prog")
     assert ended.value.code == 130
     assert capsys.readouterr().err == "prog: interrupted\n"
     with pytest.raises(SystemExit) as ended:
-        run_app(app_raising(typer.Exit(130)), "prog")
+        run_app(app_raising(raising(typer.Exit(130))), "prog")
     assert ended.value.code == 130
     assert capsys.readouterr().err == ""
 
@@ -375,27 +367,23 @@ def test_an_error_a_ctrl_c_caused_is_told_as_an_interrupt(
     """Python 3.11 wraps a KeyboardInterrupt raised in a ``__set_name__`` (a Ctrl-C while a
     module a command loads late defines a dataclass) in a RuntimeError: it is an interrupt, told
     in one line. An error of another cause still reaches the caller."""
-    import typer
-
     from stacker.cliutil import run_app
+    from tests.apps import app_raising
 
     monkeypatch.setattr(sys, "argv", ["prog"])
 
-    def app_raising(cause: BaseException) -> typer.Typer:
-        app = typer.Typer()
-
-        @app.command()
-        def go() -> None:
+    def wrapped(cause: BaseException) -> Callable[[], None]:
+        def raise_it() -> None:
             raise RuntimeError("Error calling __set_name__") from cause
 
-        return app
+        return raise_it
 
     with pytest.raises(SystemExit) as ended:
-        run_app(app_raising(KeyboardInterrupt()), "prog")
+        run_app(app_raising(wrapped(KeyboardInterrupt())), "prog")
     assert ended.value.code == 130
     assert capsys.readouterr().err == "prog: interrupted\n"
     with pytest.raises(RuntimeError):
-        run_app(app_raising(ValueError("no")), "prog")
+        run_app(app_raising(wrapped(ValueError("no"))), "prog")
 
 
 class FinishesAtOnce:
