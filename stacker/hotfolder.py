@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from watchdog import events as watchdog_events
@@ -399,7 +399,8 @@ class HotFolder:
             ) from None
         self._observer = observer
         self._identity = _identity(folder)
-        self._handler.heard_of(_names(folder) or [])
+        listing = _listed(folder)
+        self._handler.heard_of(listing.names if listing else [])
         self._subfolder_times = _subfolders(folder)
         self._subfolders_at_start = {n: _entries(folder / n) for n in self._subfolder_times}
         if self.existing:
@@ -598,8 +599,9 @@ class HotFolder:
             self._check_still_watched()
             if now >= self._next_look:
                 self._next_look = now + _LOOK_EVERY
-                self._check_still_hearing()
-                self._look_below()
+                listing = _listed(self.folder)  # one listing for both looks
+                self._check_still_hearing(listing)
+                self._look_below(listing)
                 self._look_at_denied(now)
             if news and (self.notes or self.landing):
                 return _NEWS
@@ -625,7 +627,7 @@ class HotFolder:
                 "mounted again); start the watch again to take the frames landing in it"
             )
 
-    def _check_still_hearing(self) -> None:
+    def _check_still_hearing(self, listing: _Listing | None) -> None:
         """Raise when an entry of the folder that no file event told of is still there, still
         untold, at :data:`UNHEARD_LOOKS` looks in a row (4 s and more: a machine too loaded
         to read an event for that long is not taken for a deaf watch).
@@ -639,9 +641,9 @@ class HotFolder:
         lists the folder again, and other systems' events may come late."""
         if not self.uses_close_events:
             return
-        names = _names(self.folder)
-        if names is None:
+        if listing is None:
             return  # gone or unreadable: _check_still_watched and the entries say so
+        names = listing.names
         # Frames only: sidecars or other programs' files flooding in may overflow the event
         # queue, and a file this watch would pass over anyway is no sign that it went deaf.
         frames = (name for name in names if is_candidate(self.folder / name))
@@ -677,7 +679,7 @@ class HotFolder:
         for path in list(self._denied):
             self._readable_again(path, now, now)
 
-    def _look_below(self) -> None:
+    def _look_below(self, listing: _Listing | None) -> None:
         """Add to :attr:`landing` each subfolder images are written into, once; every
         :data:`_LOOK_EVERY` seconds at most.
 
@@ -688,7 +690,7 @@ class HotFolder:
         those changed since the last look (a folder's modification time moves when a file is
         created or renamed in it): a large tree costs a listing of the folder.
         """
-        for name, mtime in _subfolders(self.folder).items():
+        for name, mtime in (listing.subfolders if listing else {}).items():
             if self._subfolder_times.get(name) == mtime:
                 continue
             self._subfolder_times[name] = mtime
@@ -1317,14 +1319,6 @@ def _cannot_look(path: Path) -> bool:
     return False
 
 
-def _names(folder: Path) -> list[str] | None:
-    """The names of the entries of ``folder``, or None where it cannot be listed."""
-    try:
-        return os.listdir(folder)
-    except OSError:
-        return None
-
-
 def _identity(folder: Path) -> tuple[int, int] | None:
     """(device, inode) of ``folder``, or ``None`` when it is no folder or cannot be looked at."""
     try:
@@ -1334,17 +1328,37 @@ def _identity(folder: Path) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
 
 
+class _Listing(NamedTuple):
+    """What one listing of a folder gives the periodic looks."""
+
+    names: list[str]
+    """Every entry's name."""
+    subfolders: dict[str, int]
+    """The direct subfolders (not links to folders, not hidden ones: rsync ``--delay-updates``
+    stages its files in ``.~tmp~``, Syncthing keeps replaced ones in ``.stversions``), with
+    their modification times in nanoseconds."""
+
+
+def _listed(folder: Path) -> _Listing | None:
+    """``folder``'s entries, or None where it cannot be listed."""
+    names: list[str] = []
+    subfolders: dict[str, int] = {}
+    try:
+        with os.scandir(folder) as entries:
+            for e in entries:
+                names.append(e.name)
+                with contextlib.suppress(OSError):
+                    if not e.name.startswith(".") and e.is_dir(follow_symlinks=False):
+                        subfolders[e.name] = e.stat(follow_symlinks=False).st_mtime_ns
+    except OSError:
+        return None
+    return _Listing(names, subfolders)
+
+
 def _subfolders(folder: Path) -> dict[str, int]:
-    """The direct subfolders of ``folder`` (not links to folders, not hidden ones: rsync
-    ``--delay-updates`` stages its files in ``.~tmp~``, Syncthing keeps replaced ones in
-    ``.stversions``), with their modification times in nanoseconds."""
-    found: dict[str, int] = {}
-    with contextlib.suppress(OSError), os.scandir(folder) as entries:
-        for e in entries:
-            with contextlib.suppress(OSError):
-                if not e.name.startswith(".") and e.is_dir(follow_symlinks=False):
-                    found[e.name] = e.stat(follow_symlinks=False).st_mtime_ns
-    return found
+    """:attr:`_Listing.subfolders` of ``folder`` (none where it cannot be listed)."""
+    listing = _listed(folder)
+    return listing.subfolders if listing else {}
 
 
 def _entries(folder: Path) -> set[tuple[str, int]]:

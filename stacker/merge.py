@@ -501,7 +501,7 @@ class PyramidMerger(_Merger[_Tracked]):
             (sample.shape[1], sample.shape[0]),
             interpolation=cv2.INTER_LINEAR,
         )
-        if k == 0 or self._edges is None:
+        if self._edges is None:  # band 0, the first measured
             self._edges = np.quantile(level, np.linspace(0.0, 1.0, BRIGHTNESS_CLASSES + 1)[1:-1])
         classes = np.digitize(level, self._edges)
         floors = np.zeros(BRIGHTNESS_CLASSES)
@@ -527,8 +527,7 @@ class PyramidMerger(_Merger[_Tracked]):
         first, second = self._floors[0], self._floors[1]
         if first is None or second is None:
             return np.zeros(BRIGHTNESS_CLASSES, bool)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return (first > 0) & (second < NOISE_BAND_RATIO * first)
+        return (first > 0) & (second < NOISE_BAND_RATIO * first)
 
     def _write_threshold(self, k: int) -> None:
         """Fill band ``k``'s threshold map from its class floors (see :meth:`_noise_threshold`)."""

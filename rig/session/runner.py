@@ -209,7 +209,9 @@ def _check_whole_motor_steps(plan: ShotPlan, name: str, caps: FocuserCapabilitie
     """Refuse a step that the rail's whole motor steps would widen by more than
     :data:`GAP_SLACK`.
 
-    A controller takes each target to its nearest motor step, so frames a step of 1.43 µm
+    A controller takes each target to its nearest motor step (GRBL's planner:
+    ``lround(target[idx] * settings.steps_per_mm[idx])`` in ``plan_buffer_line``, as the
+    simulator's ``_quantize`` does), so frames a step of 1.43 µm
     apart on a rail of 1.25 µm motor steps land 1.25 or 2.5 µm apart: a 50x/0.55 objective's
     plan (depth of field 1.82 µm) left bands of depth never in focus, and a plan's promise of
     a spacing never wider than asked was broken without a word."""

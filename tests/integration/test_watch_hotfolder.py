@@ -797,17 +797,19 @@ def test_a_folder_whose_disk_is_mounted_again_in_place_is_not_watched_deaf(
 def test_only_a_frame_no_event_told_of_stops_the_watch(tmp_path: Path) -> None:
     """Sidecars or other programs' files flooding in can overflow the event queue: one no event
     told of is no sign that the watch went deaf, a frame is. Events are left untold by hand."""
+    from stacker.hotfolder import _listed
+
     with HotFolder(tmp_path, settle=0.2) as hot:
         hot._handler._names.clear()  # as if no event had come
         (tmp_path / "notes.xmp").write_bytes(b"x")
         for _ in range(4):
             hot._handler._names.discard("notes.xmp")
-            hot._check_still_hearing()
+            hot._check_still_hearing(_listed(tmp_path))
         (tmp_path / "IMG_0001.JPG").write_bytes(textured_jpeg(3))
         with pytest.raises(HotFolderError, match=r"IMG_0001\.JPG landed in it"):
             for _ in range(3):
                 hot._handler._names.discard("IMG_0001.JPG")
-                hot._check_still_hearing()
+                hot._check_still_hearing(_listed(tmp_path))
 
 
 @pytest.fixture
