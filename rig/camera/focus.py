@@ -153,6 +153,9 @@ class FocusStrategy(ABC):
         self.settle_s = self.default_settle_s if settle_s is None else settle_s
         self.stop_event = threading.Event()
         self._prepared = False
+        self.made = 0
+        """Signed steps the drive in progress (or the last one) has made so far: what a drive
+        cut short by an error had moved the lens, as its exception cannot say."""
 
     def ensure_prepared(self) -> None:
         """Run :meth:`prepare` once per session."""
@@ -254,7 +257,7 @@ class NudgeDrive(FocusStrategy):
         direction = 1 if steps > 0 else -1
         widget = self._widget()
         value = self._nudge(widget, direction)
-        done = 0
+        done = self.made = 0
         for _ in range(abs(steps)):
             if self.stop_event.is_set():
                 break
@@ -263,6 +266,7 @@ class NudgeDrive(FocusStrategy):
             widget.set_changed(1)
             self._send_nudge(widget, done)
             done += 1
+            self.made = direction * done
             self.controls.sleep(self.settle_s)
         return direction * done
 
@@ -337,7 +341,7 @@ class SignedRangeDrive(FocusStrategy):
         low, high, _ = self._widget().get_range()
         chunk_cap = int(max(1.0, min(abs(low), abs(high))))
         remaining = abs(steps) * self.size
-        done = 0
+        done = self.made = 0
         while remaining > 0 and not self.stop_event.is_set():
             amount = min(remaining, chunk_cap)
             try:
@@ -348,6 +352,7 @@ class SignedRangeDrive(FocusStrategy):
                 raise self._refusal(direction, amount, done // self.size, abs(steps)) from None
             done += amount
             remaining -= amount
+            self.made = direction * (done // self.size)
             self.controls.sleep(self.settle_s)
         return direction * (done // self.size)
 

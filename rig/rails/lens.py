@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from rig.camera import Camera, FocusEndStopError
+from rig.camera import Camera, CameraDisconnectedError, CameraError, FocusEndStopError
 from rig.camera.focus import FocusStrategy
 from rig.errors import MotionError
 from rig.focuser import FocuserCapabilities
@@ -163,6 +163,7 @@ class LensFocuser:
         if self._stops != asked:
             self._strategy.stop_event.set()
             raise MoveStoppedError(f"{self.name}: move stopped before it began")
+        self._strategy.made = 0
         try:
             done = self.camera.focus_drive(steps)
         except FocusEndStopError as exc:
@@ -172,6 +173,16 @@ class LensFocuser:
                 # MfDriveStepEnd after the drive, _put_Nikon_MFDrive): part of the refused
                 # drive was made, how much is unknown, and the count no longer says where
                 # focus stands; a return or a resume would start from the wrong place.
+                self._referenced = False
+            raise
+        except BaseException as exc:
+            # Cut short after some of its steps (a Canon refusing the 5th of 10, a link lost
+            # for good): those steps were made, and a fault's journal and a resume with
+            # --accept-position count from here. A step the camera answered (refused, busy)
+            # was not taken; one cut off with the link, or interrupted, may have been.
+            self._position += self._strategy.made
+            answered = isinstance(exc, CameraError) and not isinstance(exc, CameraDisconnectedError)
+            if not answered and not self._strategy.absolute:
                 self._referenced = False
             raise
         self._position += done

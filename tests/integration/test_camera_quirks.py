@@ -486,6 +486,37 @@ def test_a_drive_cut_by_a_dropped_link_is_made_in_the_live_view_started_again(
     assert "live view had ended" not in caplog.text
 
 
+def test_a_drive_cut_by_a_link_that_does_not_come_back_counts_what_it_made(
+    card: VirtualCameraFolder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four of ten Canon steps were made when the cable came out for good: the focuser still
+    said the drive's start, so the fault's journal said the lens stood there, and a resume
+    with --accept-position counted every frame four steps off. The step cut off with the link
+    may have been taken, so where focus stands is not known to the step either."""
+    quirks = CameraQuirks("canon")
+    with open_body(quirks) as cam:
+        lens = LensFocuser(cam, settle_s=0)
+        lens.accept_position()
+        lens.move_by(3)
+        drives = 0
+        real = QuirkyHandle.set_single_config
+
+        def unplugged_after_four(self: QuirkyHandle, key: str, widget: Any) -> None:
+            nonlocal drives
+            if key == "manualfocusdrive":
+                drives += 1
+                if drives > 4:
+                    raise self._error(GP_ERROR_IO_USB_FIND)
+            real(self, key, widget)
+
+        monkeypatch.setattr(QuirkyHandle, "set_single_config", unplugged_after_four)
+        monkeypatch.setattr(camera_module, "list_cameras", lambda: [])  # not plugged in again
+        with pytest.raises(CameraError, match="connection lost"):
+            lens.move_by(10)
+        assert quirks.state.lens == 7.0 and lens.position == 7
+        assert lens.capabilities.unreferenced is not None
+
+
 @pytest.mark.slow
 def test_nikon_drive_waits_for_live_view_after_a_capture(
     card: VirtualCameraFolder, tmp_path: Path

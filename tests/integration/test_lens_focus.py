@@ -426,6 +426,30 @@ def test_lens_focuser_position_after_an_end_stop() -> None:
     assert lens.capabilities.unreferenced is not None
 
 
+@pytest.mark.parametrize("body", [canon, nikon])
+def test_a_drive_refused_part_way_counts_the_steps_it_made(body: Any) -> None:
+    """A Canon refusing the 5th of 10 steps (or a Nikon its 5th chunk) had moved the lens 4:
+    the focuser still said where the drive began, a fault journaled that place, and a resume
+    with --accept-position put every later frame 4 steps off."""
+    fake = body()
+    sends = fake.send
+
+    def refuses_the_fifth(key: str, widget: FakeWidget, *, retry_busy: bool = True) -> None:
+        drives = [k for k, _ in fake.sent if k == "manualfocusdrive"]
+        if key == "manualfocusdrive" and len(drives) == 4:
+            raise CameraError("Canon manual focus drive 0x1 failed [-1]", -1)
+        sends(key, widget, retry_busy=retry_busy)
+
+    fake.send = refuses_the_fifth
+    size = 1 if body is canon else 32767  # a Nikon step of one whole drive
+    lens = LensFocuser(FakeLensCamera(fake), size=size)  # type: ignore[arg-type]
+    lens.accept_position()
+    with pytest.raises(CameraError):
+        lens.move_by(10)
+    assert lens.position == 4
+    assert lens.capabilities.unreferenced is None  # the refused step was answered, not taken
+
+
 def test_lens_focuser_url_options_are_checked() -> None:
     cam = FakeLensCamera(canon())
     with pytest.raises(URLError, match="unknown option speed"):
