@@ -191,6 +191,8 @@ class Camera:
         self._format_key: str | None = None
         self._format_known = False
         self._awaited: list[_OwedShot] = []
+        self.releases = 0
+        """Shutter releases so far: whether frames were shot since a lens was last driven."""
         self.sleep: Callable[[float], None] = time.sleep
 
     # ----------------------------------------------------------------- opening and closing
@@ -685,6 +687,7 @@ class Camera:
         from the file-added event that follows.
         """
         gp = self._gp
+        self.releases += 1
         if self._focus is not None:
             # A lens stack's first frame is shot where focus stands, with no drive before it:
             # the body is set up for driving (manual focus, live view) before that release, or
@@ -722,6 +725,7 @@ class Camera:
         first and frees every event it has fetched but not yet returned, so the previous
         frame's file was lost whenever the body was slower than the trigger interval."""
         with self._lock:
+            self.releases += 1
             presses = self._eos_presses()
             if presses is not None:
                 self._remote_release(presses)

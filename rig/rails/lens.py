@@ -23,6 +23,7 @@ approximate and end stops go unseen).
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -33,6 +34,8 @@ from rig.focuser import FocuserCapabilities
 from rig.rails.base import MoveStoppedError
 from rig.rails.url import DeviceURL, URLError
 from rig.units import parse_duration
+
+log = logging.getLogger(__name__)
 
 _UNREFERENCED = (
     "a lens has no absolute scale: its steps are counted from where focus stood when the "
@@ -75,6 +78,8 @@ class LensFocuser:
         self._position = float(start) if start is not None else 0.0
         self._referenced = self._strategy.absolute
         self._stops = 0
+        self._releases = camera.releases
+        """The camera's releases when this focuser last drove the lens."""
 
     @classmethod
     def from_url(cls, url: str, camera: Camera | None = None) -> LensFocuser:
@@ -151,6 +156,7 @@ class LensFocuser:
 
     def move_by(self, delta: float) -> None:
         """Step the lens ``delta`` whole steps (positive: farther); returns once settled."""
+        self._check_in_place()
         self._step(delta, self._stops)
 
     def _step(self, delta: float, asked: int) -> None:
@@ -164,6 +170,7 @@ class LensFocuser:
             self._strategy.stop_event.set()
             raise MoveStoppedError(f"{self.name}: move stopped before it began")
         self._strategy.made = 0
+        self._releases = self.camera.releases
         try:
             done = self.camera.focus_drive(steps)
         except FocusEndStopError as exc:
@@ -192,6 +199,33 @@ class LensFocuser:
                 f"(position {self._position:g} steps)"
             )
 
+    def _check_in_place(self) -> None:
+        """On a lens that tells its position (Fuji), that focus is still where this focuser
+        last put it; it takes where focus stands now as its position.
+
+        Moved with no frame shot since (by hand, between a station's jogs), that is all. Moved
+        across a release, the frames shot since were not where their plan positions say: the
+        body refocused at the release (its focus mode selector not at M, which stackrig cannot
+        set: ``camera_fuji_capture`` sends the focus action first) or the lens reset its focus
+        as the body slept. Each move started from the body's position, so a stack went on to
+        its end, every frame of it shot where AF put the lens and labelled with its plan
+        position. That is raised."""
+        if not self._strategy.absolute:
+            return
+        here = self._strategy.position()
+        if here is None or abs(here - self._position) < 1:
+            return
+        was, self._position = self._position, float(here)
+        if self.camera.releases == self._releases:
+            log.info("%s: focus moved from %g to %g steps", self.name, was, here)
+            return
+        raise MotionError(
+            f"{self.name}: focus moved by itself from {was:g} to {here:g} steps while frames "
+            "were shot, so they were not shot where planned: the body refocused at the release "
+            "(turn its focus mode selector to M) or reset focus as it slept; shoot the stack "
+            "again"
+        )
+
     def move_to(self, position: float, *, stops_seen: int | None = None) -> None:
         """Step to ``position`` (in steps from the start) by the difference from here, in whole
         steps: a lens with its own position (Fuji) may stand between two steps of ``size``
@@ -201,6 +235,7 @@ class LensFocuser:
         end, from 20.4 steps, is 100.4, and a plan ending at 100 hit the end stop there.
         ``stops_seen``: see :class:`~rig.focuser.Focuser`."""
         asked = self._stops if stops_seen is None else stops_seen
+        self._check_in_place()
         delta = position - self._position
         if not math.isfinite(delta):
             self._step(delta, asked)

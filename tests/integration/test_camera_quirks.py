@@ -600,6 +600,30 @@ def test_a_lens_stack_s_first_frame_is_shot_where_focus_stands(
     assert quirks.state.exposures == [100.0]
 
 
+def test_a_fuji_refocused_at_the_release_stops_the_stack(
+    card: VirtualCameraFolder, tmp_path: Path
+) -> None:
+    """A Fuji whose focus mode selector is not at M cannot be set to Manual from here, and
+    every release focuses first (``camera_fuji_capture``). Each move then started from where
+    AF put the lens: the whole stack was shot on AF's plane, its frames labelled 10 to 13
+    steps. The body tells where its lens is, so the focuser sees it at the next move; focus
+    moved by hand with no frame shot since is only taken as the new position."""
+    quirks = CameraQuirks("fuji", usb_bytes_per_s=0)
+    quirks.state.lens = 100.0
+    quirks.state.focus_mode_locked = True  # the body's S/C/M selector at S
+    with open_body(quirks) as cam:
+        lens = LensFocuser.from_url("camera://?settle=0&size=10", camera=cam)
+        lens.move_to(10)
+        quirks.state.lens = 120.0  # turned by hand
+        lens.move_to(13)
+        assert quirks.state.lens == 130.0 and lens.position == 13
+        cam.capture(tmp_path / "out")
+        with pytest.raises(RigError, match=r"focus moved by itself from 13 to 123\.4 steps"):
+            lens.move_to(14)
+        assert quirks.state.exposures == [quirks.state.af_position]
+        assert lens.position == pytest.approx(123.4)  # where focus stands, not the plan's 14
+
+
 def test_a_canon_release_list_of_an_unknown_layout_is_said(
     card: VirtualCameraFolder, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -311,6 +311,7 @@ class FakeLensCamera:
         self.description = "Canon EOS 80D on usb:001,007"
         self.strategy: Any = None
         self.closed = False
+        self.releases = 0
 
     def configure_focus(
         self, *, size: int = 1, settle_s: float | None = None, approximate: bool = False
