@@ -263,6 +263,11 @@ class Stacker:
         """How a linear (RAW) stack's previews and 100 % crops are shown: the rendering of the
         reference frame's colour profile (:func:`stacker.raw.display_of`), set by the front end
         that reads the frames. Without it they show linear camera RGB: dark and green."""
+        self.icc: bytes | None = None
+        """The ICC profile of the colour space the frames are in (the first merged frame's,
+        :func:`stacker.metadata.read_metadata`), set by the front end: the previews and 100 %
+        crops carry it, so that a browser shows Adobe RGB or ProPhoto frames in their colours
+        rather than as sRGB, dulled and darkened. None for sRGB and rendered RAW stacks."""
         self._align_level = 0
         self._prev_luma: list[np.ndarray] | None = None  # luma pyramid, registration level
         self._prev_color: np.ndarray | None = None  # colour, a quarter of that, for gains

@@ -34,6 +34,7 @@ from stacker.hotfolder import HotFolder, ReadyFrame, UnreadableFrame, is_candida
 from stacker.io import check_writable_output, is_raw_path, remove_temporaries
 from stacker.locking import Claimed, claimed
 from stacker.lonefirst import LoneFirstFrame, left_out_reason
+from stacker.metadata import read_metadata
 from stacker.output import check_writable_depth, save_outputs
 from stacker.pairs import Prefer, pair_choice
 from stacker.paths import check_distinct, is_our_output, output_paths
@@ -554,6 +555,8 @@ class _WatchRun:
                 self.first_path = frame.path
                 if self.stacker.linear:
                     self.stacker.display = display_of(frame.path)
+                else:
+                    self.stacker.icc = read_metadata(frame.path).icc
             self.unwritten += 1
             self.publish(merged=self.status.merged + 1, last_score=record.score, last_problem=None)
             self.write_if_due()

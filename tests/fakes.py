@@ -115,6 +115,7 @@ class FakeStacker:
     def __init__(self) -> None:
         self.names: list[str] = []
         self.display = None
+        self.icc: bytes | None = None
 
     @property
     def frames_merged(self) -> int:

@@ -31,6 +31,7 @@ from rig.errors import RigError
 from stacker.errors import FrameMismatchError, UserError
 from stacker.io import OrientedReader, is_raw_path
 from stacker.lonefirst import LoneFirstFrame, left_out_reason
+from stacker.metadata import read_metadata
 from stacker.pipeline import Loaded, ReadAhead
 from stacker.preview.publisher import StackerLike
 from stacker.raw import display_of
@@ -302,6 +303,8 @@ class StackWorker:
         merged = bool(getattr(record, "merged", True))
         if merged and self._first is None:
             self._first = (job, record)
+            if not is_raw_path(job.path):  # the live page shows the frames in their profile
+                self.stacker.icc = read_metadata(job.path).icc
         self._stranded = self._lone_first.after(job.path.name, merged, job, image)
 
     def _start_again(self) -> None:

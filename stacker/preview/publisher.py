@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from stacker.errors import StackerError
+from stacker.metadata import Metadata, embed_metadata
 from stacker.preview.hub import CropResult, PreviewHub
 from stacker.runstate import RunState
 
@@ -59,6 +60,8 @@ class StackerLike(Protocol):
 
     display: Callable[[np.ndarray], np.ndarray] | None
     """How the previews show a linear (RAW) stack (:attr:`stacker.stack.Stacker.display`)."""
+    icc: bytes | None
+    """The frames' ICC profile, which the previews carry (:attr:`stacker.stack.Stacker.icc`)."""
 
     @property
     def frames_merged(self) -> int: ...
@@ -100,14 +103,20 @@ class _Previews(Protocol):
     def last_frame(self) -> np.ndarray | None: ...
 
 
-def encode_jpeg(img: np.ndarray, quality: int = PREVIEW_JPEG_QUALITY) -> tuple[bytes, int, int]:
-    """Encode a BGR (or grey) image as JPEG; returns ``(bytes, width, height)``."""
+def encode_jpeg(
+    img: np.ndarray, quality: int = PREVIEW_JPEG_QUALITY, icc: bytes | None = None
+) -> tuple[bytes, int, int]:
+    """Encode a BGR (or grey) image as JPEG, carrying the ICC profile ``icc`` of the colour
+    space its pixels are in (None: sRGB); returns ``(bytes, width, height)``."""
     if img.dtype != np.uint8:
         img = cv2.convertScaleAbs(img, alpha=255.0 / 65535.0)
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise StackerError(f"could not encode a {img.shape} preview as JPEG")
-    return buf.tobytes(), int(img.shape[1]), int(img.shape[0])
+    data = buf.tobytes()
+    if icc:
+        data = embed_metadata(data, ".jpg", Metadata(icc=icc))
+    return data, int(img.shape[1]), int(img.shape[0])
 
 
 class StackerPublisher:
@@ -165,9 +174,10 @@ class StackerPublisher:
             last = self.stacker.last_frame_preview()
             depth = self.stacker.preview_depth() if self.depth else None
         # Encode outside the hub's lock: readers never wait for JPEG encoding.
+        icc = self.stacker.icc
         images = {
-            "composite": encode_jpeg(composite) if composite is not None else None,
-            "last": encode_jpeg(last) if last is not None else None,
+            "composite": encode_jpeg(composite, icc=icc) if composite is not None else None,
+            "last": encode_jpeg(last, icc=icc) if last is not None else None,
             "depth": encode_jpeg(depth) if depth is not None and self.depth else None,
         }
         added, merged = self.stacker.frames_added, self.stacker.frames_merged
@@ -225,8 +235,8 @@ class StackerPublisher:
         y = int(np.clip(round(fy * height - h / 2), 0, height - h))
         composite, last = self.stacker.crop(x, y, w, h)
         return CropResult(
-            composite_jpeg=encode_jpeg(composite, CROP_JPEG_QUALITY)[0],
-            last_jpeg=encode_jpeg(last, CROP_JPEG_QUALITY)[0],
+            composite_jpeg=encode_jpeg(composite, CROP_JPEG_QUALITY, self.stacker.icc)[0],
+            last_jpeg=encode_jpeg(last, CROP_JPEG_QUALITY, self.stacker.icc)[0],
             x=x,
             y=y,
             width=int(composite.shape[1]),

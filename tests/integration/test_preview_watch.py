@@ -8,12 +8,14 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
 from rig.sim.scene import SceneSpec, SyntheticStack
-from stacker.io import write_image
+from stacker.io import encode_image, write_image
+from stacker.metadata import Metadata, read_metadata
 from stacker.preview import PreviewHub
 from stacker.preview.watchfeed import WatchPreview
 from stacker.watch import watch_and_stack
@@ -120,3 +122,31 @@ def test_the_page_says_the_watch_s_warnings_too(tmp_path):
     feed.on_status(replace(status, seen=2, last_problem="f2.jpg: not merged"))
     assert hub.progress.message == "f2.jpg: not merged"
     WatchPreview(None).on_warning("no page: nothing to tell")
+
+
+ADOBE_RGB = Path("/usr/share/color/icc/ghostscript/a98.icc")
+"""An Adobe RGB (1998) profile (Ghostscript's), as a camera or a raw converter embeds one."""
+
+
+def test_the_preview_of_adobe_rgb_frames_carries_their_profile(tmp_path, frames):
+    """The page's JPEGs had no profile: a browser showed Adobe RGB (or ProPhoto) pixels as
+    sRGB, an Adobe RGB red of (200, 50, 50) as (200, 50, 51) where Chromium shows the tagged
+    one as (232, 46, 48), and ProPhoto greys a sixth darker."""
+    icc = ADOBE_RGB.read_bytes() if ADOBE_RGB.is_file() else bytes(16) + b"RGB " + bytes(200)
+    hot = tmp_path / "hot"
+    hot.mkdir()
+    for i, img in enumerate(frames):
+        (hot / f"f{i}.png").write_bytes(encode_image(img, ".png", metadata=Metadata(icc=icc)))
+    hub = PreviewHub()
+    feed = WatchPreview(hub)
+    watch_and_stack(hot, tmp_path / "out.tif", idle_timeout=1.0, settle=0.2,
+                    on_frame=feed.on_frame, on_status=feed.on_status)  # fmt: skip
+    assert hub.progress.merged == 3
+    shown = [hub.image(name) for name in ("composite", "last")]
+    crop = hub.crops.request(0.5, 0.5, 64, timeout=5)
+    jpegs = [image[0] for image in shown if image is not None]
+    assert len(jpegs) == 2
+    for i, jpeg in enumerate([*jpegs, crop.composite_jpeg, crop.last_jpeg]):
+        (tmp_path / f"shown{i}.jpg").write_bytes(jpeg)
+        assert read_metadata(tmp_path / f"shown{i}.jpg").icc == icc
+    assert read_metadata(tmp_path / "out.tif").icc == icc

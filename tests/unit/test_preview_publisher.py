@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
 from rig.sim.scene import SceneSpec, SyntheticStack
+from stacker.io import encode_image
+from stacker.metadata import Metadata, read_metadata
 from stacker.preview import CropUnavailableError, PreviewHub, attach_stacker
 from stacker.stack import Stacker
 
@@ -106,3 +109,27 @@ def test_finish_hands_crops_to_the_hub_and_marks_the_stack_finished(frames):
     publisher.finish()
     assert hub.progress.state == "finished"
     assert hub.crops.request(0.0, 1.0, 48, timeout=1).y == 240 - 48
+
+
+def test_a_session_s_previews_carry_its_frames_profile(tmp_path, frames):
+    """A session of frames in Adobe RGB (a camera that embeds its profile) showed them on its
+    page as sRGB: the previews carried no profile."""
+    from rig.session.worker import StackJob, StackWorker
+
+    adobe_rgb = Path("/usr/share/color/icc/ghostscript/a98.icc")  # as a camera embeds one
+    icc = adobe_rgb.read_bytes() if adobe_rgb.is_file() else bytes(16) + b"RGB " + bytes(200)
+    hub = PreviewHub()
+    stacker = Stacker(preview_size=160)
+    publisher = attach_stacker(hub, stacker)
+    worker = StackWorker(stacker, on_merged=lambda job, record, previews: publisher.publish(
+        record, previews=previews, index=job.index))  # fmt: skip
+    worker.start()
+    for i, img in enumerate(frames, 1):
+        path = tmp_path / f"f{i}.jpg"
+        path.write_bytes(encode_image(img, ".jpg", metadata=Metadata(icc=icc)))
+        worker.submit(StackJob(i, path))
+    assert worker.finish(timeout=60) and worker.error is None
+    composite = hub.image("composite")
+    assert composite is not None
+    (tmp_path / "shown.jpg").write_bytes(composite[0])
+    assert read_metadata(tmp_path / "shown.jpg").icc == icc
