@@ -44,12 +44,14 @@ class Metadata:
         return bool(self.exif or self.icc)
 
 
-def read_metadata(path: Path) -> Metadata:
+def read_metadata(path: Path, *, for_result: bool = True) -> Metadata:
     """Metadata of an image file; empty where the file has none or is not parseable.
 
     Results are RGB: an ICC profile for another colour space (a grey or CMYK frame's) is left
-    out, with a warning. Attached to an RGB result, viewers and libpng refused or misread it.
-    """
+    out, with a warning ``for_result`` (the metadata a result is written with). Attached to an
+    RGB result, viewers and libpng refused or misread it. Read for anything else (a frame's
+    orientation, a preview's profile), the warning was said of every frame, each said to be
+    the one the result was written without the profile of."""
     try:  # a regular file only: a named pipe put in a frame's place would hang the read
         with os.fdopen(open_regular(path), "rb") as fh:
             head = fh.read()
@@ -67,11 +69,12 @@ def read_metadata(path: Path) -> Metadata:
         return Metadata()
     space = meta.icc[16:20] if meta.icc else b"RGB "
     if space != b"RGB ":
-        log.warning(
-            "%s: its ICC profile is for %s, not RGB; the result is written without it",
-            path,
-            space.decode("latin-1").strip() or "an unknown colour space",
-        )
+        if for_result:
+            log.warning(
+                "%s: its ICC profile is for %s, not RGB; the result is written without it",
+                path,
+                space.decode("latin-1").strip() or "an unknown colour space",
+            )
         return replace(meta, icc=None)
     return meta
 
@@ -197,7 +200,7 @@ def file_orientation(path: Path) -> int:
         except Exception:  # not a TIFF tifffile can parse: the decoder will say
             return 1
         return value if 1 <= value <= 8 else 1
-    return exif_orientation(read_metadata(path).exif)
+    return exif_orientation(read_metadata(path, for_result=False).exif)
 
 
 def _orientation_entry(exif: bytes) -> tuple[str, int] | None:

@@ -556,7 +556,7 @@ class _WatchRun:
                 if self.stacker.linear:
                     self.stacker.display = display_of(frame.path)
                 else:
-                    self.stacker.icc = read_metadata(frame.path).icc
+                    self.stacker.icc = read_metadata(frame.path, for_result=False).icc
             self.unwritten += 1
             self.publish(merged=self.status.merged + 1, last_score=record.score, last_problem=None)
             self.write_if_due()

@@ -304,7 +304,7 @@ class StackWorker:
         if merged and self._first is None:
             self._first = (job, record)
             if not is_raw_path(job.path):  # the live page shows the frames in their profile
-                self.stacker.icc = read_metadata(job.path).icc
+                self.stacker.icc = read_metadata(job.path, for_result=False).icc
         self._stranded = self._lone_first.after(job.path.name, merged, job, image)
 
     def _start_again(self) -> None:

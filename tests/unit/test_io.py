@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import struct
@@ -17,11 +18,13 @@ import numpy as np
 import pytest
 import tifffile
 
+from rig.sim.scene import SceneSpec, write_stack
 from stacker.errors import StackerError, UnreadableImageError
 from stacker.io import (
     atomic_write_bytes,
     check_writable_output,
     decode_image,
+    encode_image,
     header_size,
     read_image,
     truncation,
@@ -171,6 +174,28 @@ def test_an_icc_profile_for_another_colour_space_is_not_given_to_an_rgb_result(
     assert read_metadata(src).icc is None
     out = write_image(tmp_path / "o.png", np.zeros((8, 8, 3), np.uint8), metadata_from=src)
     assert read_metadata(out).icc is None
+
+
+def test_a_grey_stack_s_profile_is_said_left_out_once_of_the_frame_it_came_from(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Frames in grey with a grey profile: the warning that the result is written without the
+    profile was said as each frame's orientation was read, of frames the result's metadata
+    did not come from ("frame_0003.jpg: ... the result is written without it")."""
+    from stacker.offline import stack_files
+
+    profile = Path("/usr/share/color/icc/ghostscript/default_gray.icc")
+    icc = profile.read_bytes() if profile.is_file() else bytes(16) + b"GRAY" + bytes(200)
+    frames = write_stack(tmp_path / "f", SceneSpec(width=160, height=120, seed=3), 3)
+    for frame in frames:
+        grey = cv2.cvtColor(cv2.imread(str(frame)), cv2.COLOR_BGR2GRAY)
+        frame.write_bytes(encode_image(grey, ".jpg", metadata=Metadata(icc=icc)))
+    with caplog.at_level(logging.WARNING, logger="stacker.metadata"):
+        stack_files(frames, tmp_path / "out.png")
+    said = [r.getMessage() for r in caplog.records if "ICC profile" in r.getMessage()]
+    assert said == [f"{frames[0]}: its ICC profile is for GRAY, not RGB; the result is written "
+                    "without it"]  # fmt: skip
+    assert read_metadata(tmp_path / "out.png").icc is None
 
 
 def _rgb(seed: int = 3) -> np.ndarray:
