@@ -49,6 +49,13 @@ MAGNIFICATION_RANGE = (0.01, 100.0)
 F_NUMBER_RANGE = (0.5, 256.0)
 NA_RANGE = (0.001, 1.6)
 COC_RANGE_MM = (0.0001, 1.0)
+OPTICS_BOUNDS: dict[str, tuple[tuple[float, float], str]] = {
+    "magnification": (MAGNIFICATION_RANGE, "a ratio such as 1 or 2.5"),
+    "f_number": (F_NUMBER_RANGE, "an aperture such as 8"),
+    "na": (NA_RANGE, "such as 0.25"),
+    "coc": (COC_RANGE_MM, "a size such as 0.015"),
+}
+"""The values a depth-of-field step takes, by plan field, with an example of each."""
 
 
 class PlanError(RigError):
@@ -531,14 +538,14 @@ def optics_step(
     if numerical_aperture is not None:
         if magnification is not None or f_number is not None:
             raise PlanError("give either an objective's NA or magnification and f-number, not both")
-        _in_range("NA", numerical_aperture, NA_RANGE, "such as 0.25")
+        check_range("NA", numerical_aperture, *OPTICS_BOUNDS["na"])
         dof_mm = WAVELENGTH_MM / numerical_aperture**2
         return OpticsStep(dof_mm * 1000.0, overlap, numerical_aperture=numerical_aperture)
     if magnification is None or f_number is None:
         raise PlanError("a depth-of-field step needs the magnification and the f-number")
-    _in_range("magnification", magnification, MAGNIFICATION_RANGE, "a ratio such as 1 or 2.5")
-    _in_range("f-number", f_number, F_NUMBER_RANGE, "an aperture such as 8")
-    _in_range("circle of confusion (mm)", coc_mm, COC_RANGE_MM, "a size such as 0.015")
+    check_range("magnification", magnification, *OPTICS_BOUNDS["magnification"])
+    check_range("f-number", f_number, *OPTICS_BOUNDS["f_number"])
+    check_range("circle of confusion (mm)", coc_mm, *OPTICS_BOUNDS["coc"])
     dof_mm = 2.0 * coc_mm * f_number * (magnification + 1.0) / magnification**2
     # Diffraction's depth of field at the lens's object-side NA, m / (2 N (m + 1)): at wide
     # apertures it is the smaller (1:1 at f/4: 141 against 240 um), and a step from the
@@ -560,7 +567,8 @@ def _count(frames: int) -> str:
     return str(frames) if abs(frames) < 10**9 else f"more than {MAX_FRAMES}"
 
 
-def _in_range(what: str, value: float, bounds: tuple[float, float], example: str) -> None:
+def check_range(what: str, value: float, bounds: tuple[float, float], example: str) -> None:
+    """Refuse ``value`` outside ``bounds`` in one line naming it as ``what``."""
     lo, hi = bounds
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
         raise PlanError(f"{what} {value!r}: give {lo:g} to {hi:g}, {example}".rstrip(", "))

@@ -25,16 +25,19 @@ from rig.plan import (
     DEFAULT_COC_MM,
     MAX_DELAY_S,
     MAX_FRAMES,
+    OPTICS_BOUNDS,
     SETTLE_MAX_S,
     PlanError,
     PlanTiming,
     PlanUnits,
     ShotPlan,
+    check_range,
     default_settle_s,
     optics_step,
 )
 from rig.units import UnitError, parse_duration, parse_length
 from stacker.options import Naming, json_name, option_name
+from stacker.quantities import split_quantity
 
 __all__ = [
     "FrameCount",
@@ -98,17 +101,26 @@ def parse_seconds(value: Any, what: str) -> float:
 
 
 def _number(value: Any, what: str) -> float | None:
+    """A plain number, as JSON or as text read the way every stackrig quantity is
+    (:func:`~stacker.quantities.split_quantity`: ASCII digits, no unit). ``float()`` took
+    ``'５'`` (a full-width 5) as 5, where ``--settle`` and every length refuse it."""
     if _blank(value):
         return None
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise PlanError(f"{what} must be a number, not {value!r}")
+    if isinstance(value, str):
+        if "," in value:  # 1,5 for 1.5, as much of Europe writes it
+            fix = value.replace(",", ".")
+            raise PlanError(f"{what} {value}: write decimals with a point, e.g. {fix}")
+        try:
+            number, unit = split_quantity(value)
+        except ValueError:
+            raise PlanError(f"{what} must be a number, not {value!r}") from None
+        if unit:
+            raise PlanError(f"{what} must be a number, not {value!r}")
+        return number
     try:
         return float(value)
-    except (TypeError, ValueError):
-        if isinstance(value, str) and "," in value:  # 1,5 for 1.5, as much of Europe writes it
-            fix = value.replace(",", ".")
-            raise PlanError(f"{what} {value}: write decimals with a point, e.g. {fix}") from None
-        raise PlanError(f"{what} must be a number, not {value!r}") from None
     except OverflowError:  # a whole number beyond a float's range: hundreds of digits
         raise PlanError(f"{what} is far too large a number; give a realistic value") from None
 
@@ -272,19 +284,28 @@ def _spacing(data: Mapping[str, Any], name: Naming, units: PlanUnits) -> Spacing
         raise PlanError(
             f"a depth-of-field step needs {name('magnification')} and {name('f_number')}"
         )
-    coc = _number(data.get("coc"), name("coc"))
+    coc = _optic(data, "coc", name)
     overlap = _number(data.get("overlap"), name("overlap"))
     if overlap is not None and not 0.0 <= overlap < 1.0:
         raise PlanError(
             f"{name('overlap')} {overlap:g}: give a fraction from 0 to below 1 (e.g. 0.2)"
         )
     return OpticsSpacing(
-        magnification=_number(data.get("magnification"), name("magnification")),
-        f_number=_number(data.get("f_number"), name("f_number")),
-        na=_number(data.get("na"), name("na")),
+        magnification=_optic(data, "magnification", name),
+        f_number=_optic(data, "f_number", name),
+        na=_optic(data, "na", name),
         coc_mm=DEFAULT_COC_MM if coc is None else coc,
         overlap=0.2 if overlap is None else overlap,
     )
+
+
+def _optic(data: Mapping[str, Any], key: str, name: Naming) -> float | None:
+    """An optics field within its bounds (:data:`~rig.plan.OPTICS_BOUNDS`), named as its
+    front end does: the plan's own check said "circle of confusion (mm) 5.0" for ``--coc``."""
+    value = _number(data.get(key), name(key))
+    if value is not None:
+        check_range(name(key), value, *OPTICS_BOUNDS[key])
+    return value
 
 
 # ----------------------------------------------------------------------------- the rig

@@ -117,7 +117,7 @@ def test_a_fractional_frame_count_in_a_plan_file_names_the_field() -> None:
         (["--step", "1e-320um"], "bigger step"),
         (["-m", "1e-300", "-N", "8"], "magnification"),
         (["-m", "1e300", "-N", "8"], "magnification"),
-        (["--na", "1e-300"], "NA"),
+        (["--na", "1e-300"], "--na"),
         (["--frames", "3", "--settle", "1e300"], "settle"),
     ],
 )

@@ -82,6 +82,11 @@ def test_errors_are_one_line_and_name_the_field_as_each_front_end_does(
         ({"from": "0mm", "to": "1mm", "magnification": 1, "overlap": 1}, "f_number"),
         ({"from": "0mm", "to": "1mm", "magnification": 1, "f_number": 8, "overlap": 1}, "overlap"),
         ({"from": "1mm", "to": "1mm", "step": "50um"}, "from"),
+        # the plan's own words, "magnification 0.0" and "circle of confusion (mm) 5.0"
+        ({"from": "0mm", "to": "1mm", "magnification": 0, "f_number": 8}, "magnification"),
+        ({"from": "0mm", "to": "1mm", "magnification": 1, "f_number": "999"}, "f_number"),
+        ({"from": "0mm", "to": "1mm", "na": "5"}, "na"),
+        ({"from": "0mm", "to": "1mm", "magnification": 1, "f_number": 8, "coc": 5}, "coc"),
     ],
 )
 def test_a_value_out_of_range_is_named_as_the_front_end_calls_it(data: dict, field: str) -> None:
@@ -89,6 +94,25 @@ def test_a_value_out_of_range_is_named_as_the_front_end_calls_it(data: dict, fie
         with pytest.raises(PlanError) as info:
             PlanSpec.parse(data, name=name).plan()
         assert name(field) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"frames": "\uff15"},
+        {"magnification": "\uff15", "f_number": 8},
+        {"na": "0.\u0662"},  # Arabic-Indic 2
+        {"magnification": 1, "f_number": 8, "coc": "\uff10.015"},
+    ],
+)
+def test_a_number_in_another_script_s_digits_is_refused_as_every_quantity_is(data: dict) -> None:
+    """``"frames": "５"`` (a full-width 5, as a Japanese input method types it) shot 5 frames
+    and ``-m ５`` planned at 5:1, where ``--settle ５`` and every length are refused."""
+    key = next(k for k, v in data.items() if isinstance(v, str))
+    for name in (option_name, json_name):
+        with pytest.raises(PlanError) as info:
+            PlanSpec.parse({"from": "0mm", "to": "1mm", **data}, name=name)
+        assert str(info.value) == f"{name(key)} must be a number, not {data[key]!r}"
 
 
 def test_a_misspelt_plan_field_is_refused_with_the_fields_a_plan_has() -> None:
