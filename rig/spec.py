@@ -48,6 +48,7 @@ __all__ = [
     "json_name",
     "option_name",
     "parse_seconds",
+    "parse_timing",
 ]
 
 PLAN_KEYS = (
@@ -175,9 +176,7 @@ class PlanSpec(PlanTiming):
         if units is not None and near_units != units:
             want = "lens steps (e.g. 40steps)" if units == "steps" else "a length (um, mm)"
             raise PlanError(f"{name('from')} {data['from']!r}: this focuser moves in {want}")
-        direction = str(data.get("direction") or "near-to-far")
-        if direction not in ("near-to-far", "far-to-near"):
-            raise PlanError(f"{name('direction')} {direction!r}: use near-to-far or far-to-near")
+        timing = parse_timing(data, name)
         spacing = _spacing(data, name, near_units)
         if near == far and spacing != FrameCount(1):  # a forgotten --to: no stack
             raise PlanError(
@@ -188,18 +187,9 @@ class PlanSpec(PlanTiming):
         # A microscope objective magnifies 2x and more: it took the 1:1 settle of 0.5 s where
         # the same magnification given as a lens's waited 3 s.
         settle = SETTLE_MAX_S if objective else default_settle_s(magnification)
-        return cls(
-            near=near,
-            far=far,
-            spacing=spacing,
-            units=near_units,
-            direction=direction,  # type: ignore[arg-type]
-            # Vibration matters more as you magnify: 0.5 s up to 1:1, 2 s at 5x by default.
-            settle_s=_seconds(data, "settle", name, settle),
-            exposure_delay_s=_seconds(data, "exposure_delay", name, 0.0),
-            flash_recycle_s=_seconds(data, "flash_recycle", name, 0.0),
-            return_to_start=_flag(data.get("return_to_start"), name("return_to_start"), True),
-        )
+        # Vibration matters more as you magnify: 0.5 s up to 1:1, 2 s at 5x by default.
+        defaults = {"direction": "near-to-far", "settle_s": settle, "return_to_start": True}
+        return cls(near=near, far=far, spacing=spacing, units=near_units, **{**defaults, **timing})
 
     def plan(self) -> ShotPlan:
         """The expanded plan: positions, step and frame count."""
@@ -219,16 +209,35 @@ class PlanSpec(PlanTiming):
         return ShotPlan.from_optics(self.near, self.far, optics, **timing)
 
 
-def _seconds(data: Mapping[str, Any], key: str, name: Naming, default: float) -> float:
-    """A plan's delay, 0 to an hour, or a one-line error naming it as its front end does."""
-    value = data.get(key)
-    if _blank(value):
-        return default
-    seconds = parse_seconds(value, name(key))
+TIMING_KEYS = ("direction", "settle", "exposure_delay", "flash_recycle", "return_to_start")
+"""The plan fields that say when and in which order, not where: a plan file's are replaced by
+those given beside it."""
+
+
+def parse_timing(data: Mapping[str, Any], name: Naming = json_name) -> dict[str, Any]:
+    """The :data:`TIMING_KEYS` given in ``data`` (blank or absent ones left out), as the
+    :class:`~rig.plan.PlanTiming` fields they set (``settle`` gives ``settle_s``), checked
+    with one-line errors naming each as its front end does: a new plan's and those given
+    beside ``--plan FILE`` alike."""
+    timing: dict[str, Any] = {}
+    direction = data.get("direction")
+    if not _blank(direction):
+        if direction not in ("near-to-far", "far-to-near"):
+            raise PlanError(f"{name('direction')} {direction!r}: use near-to-far or far-to-near")
+        timing["direction"] = direction
+    for key in ("settle", "exposure_delay", "flash_recycle"):
+        if not _blank(data.get(key)):
+            timing[f"{key}_s"] = _seconds(data[key], name(key))
+    if not _blank(data.get("return_to_start")):
+        timing["return_to_start"] = _flag(data["return_to_start"], name("return_to_start"), True)
+    return timing
+
+
+def _seconds(value: Any, what: str) -> float:
+    """A plan's delay, 0 to an hour, or a one-line error naming it as ``what``."""
+    seconds = parse_seconds(value, what)
     if not 0 <= seconds <= MAX_DELAY_S:
-        raise PlanError(
-            f"{name(key)} {value!r}: give 0 s to {MAX_DELAY_S:g} s (an hour) between frames"
-        )
+        raise PlanError(f"{what} {value!r}: give 0 s to {MAX_DELAY_S:g} s (an hour) between frames")
     return seconds + 0.0  # -0 reads 0
 
 

@@ -17,7 +17,7 @@ from typing import Annotated, Any, get_args
 import typer
 
 from rig.plan import DEFAULT_COC_MM, Direction, PlanError, ShotPlan
-from rig.spec import PlanSpec, RigSpec, option_name, parse_seconds
+from rig.spec import PlanSpec, RigSpec, option_name, parse_timing
 from stacker.cli_options import Align, Interpolation, Method, Reference
 from stacker.options import OUTPUT_FORMATS, StackOptions, choice
 from stacker.pinned import read_small_text
@@ -207,14 +207,7 @@ def plan_from_options(plan_file: Path | None, **fields: Any) -> ShotPlan:
     except UnicodeDecodeError:
         raise PlanError(f"{plan_file}: not a plan (not UTF-8 text); give a plan.json") from None
     plan = ShotPlan.from_json(text, source=str(plan_file))
-    timing: dict[str, Any] = {
-        f"{key}_s": parse_seconds(given[key], option_name(key))
-        for key in ("settle", "exposure_delay", "flash_recycle")
-        if key in given
-    }
-    for key in ("direction", "return_to_start"):
-        if key in given:
-            timing[key] = given[key]
+    timing = parse_timing(given, option_name)
     return replace(plan, **timing) if timing else plan
 
 

@@ -31,7 +31,7 @@ from rich.text import Text
 from rig.cli import options as opt
 from rig.devices import hardware_rig
 from rig.errors import RigError
-from rig.plan import MAX_DELAY_S, PlanError, ShotPlan, format_position
+from rig.plan import PlanError, ShotPlan, format_position
 from rig.preview import session_preview
 from rig.rails.url import left_behind, on_new_port
 from rig.session.folder import (
@@ -57,7 +57,7 @@ from rig.session.runner import (
     check_plan_within,
 )
 from rig.session.state import FinishReason
-from rig.spec import RigSpec, check_rig_kinds, parse_seconds
+from rig.spec import RigSpec, check_rig_kinds, option_name, parse_timing
 from stacker.cliutil import prints_its_result, signals_handled, takes
 from stacker.launch import wind_down
 from stacker.options import StackOptions
@@ -769,13 +769,9 @@ def demo_cmd(
 
 
 def _demo_settle(settle: str) -> float:
-    """``--settle`` in seconds, 0 to an hour, refused in one line naming the option (the plan
-    named its own field: "plan settle_s is 1e+09 s")."""
-    seconds = parse_seconds(settle, "--settle")
-    if seconds > MAX_DELAY_S:
-        raise PlanError(
-            f"--settle {settle!r}: give 0 s to {MAX_DELAY_S:g} s (an hour) between frames"
-        )
+    """``--settle`` in seconds, 0 to an hour, read as a plan's (the plan file's check named
+    its own field: "plan settle_s is 1e+09 s")."""
+    seconds: float = parse_timing({"settle": settle}, option_name)["settle_s"]
     return seconds
 
 

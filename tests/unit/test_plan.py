@@ -254,6 +254,26 @@ def test_a_plan_file_refuses_a_range_beside_it_and_takes_the_timing() -> None:
 
 
 @pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--settle", "2h"], "--settle: unknown time unit 'h' in '2h': use s, ms or min"),
+        (["--settle", "1e30"], "--settle '1e30': give 0 s to 3600 s (an hour) between frames"),
+        (["--flash-recycle", "61min"], "--flash-recycle '61min': give 0 s to 3600 s (an hour) "),
+        (["--direction", "up"], "--direction 'up': use near-to-far or far-to-near"),
+    ],
+)
+def test_timing_beside_a_plan_file_is_refused_as_without_it(args: list[str], said: str) -> None:
+    """Beside ``--plan FILE``, ``--settle 1e30`` was refused as "plan settle_s is 1e+30 s" and
+    ``--direction up`` as "direction 'up'", a plan file's fields the user never typed: without
+    the file ``rig plan`` names the option."""
+    for plan_file in ([], ["--plan", EXAMPLE_PLAN]):
+        extra = [] if plan_file else ["--from", "0mm", "--to", "1mm", "--frames", "3"]
+        result = CliRunner().invoke(app, ["plan", *plan_file, *extra, *args])
+        assert isinstance(result.exception, PlanError), result.output
+        assert str(result.exception).startswith(said), plan_file
+
+
+@pytest.mark.parametrize(
     ("data", "message"),
     [
         ({}, "p.json: incomplete plan: no near, far, step, frames (a saved plan.json has"),
