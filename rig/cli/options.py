@@ -269,11 +269,9 @@ def sim_stack_options(
 ) -> StackOptions:
     """The stacking options of the simulated rig, which has no RAW frames for ``--format dng``:
     a format it cannot write is refused with the choices it has."""
-    if str(output_format).strip().lower() == "dng":
-        raise PlanError(
-            "--format dng stacks RAW frames, and the simulated camera shoots JPEG: "
-            "use tif, png or jpg"
-        )
+    from rig.sim.rig import check_composite_format
+
+    check_composite_format(OUTPUT_FORMATS.get(str(output_format).strip().lower(), ""), "--format")
     choice(output_format, SIM_FORMATS, "--format")
     return stack_options(
         method=method, align=align, reference=reference, interpolation=interpolation,

@@ -80,6 +80,17 @@ def parse_fault(text: str | None) -> Fault | None:
     return Fault(kind, int(frame))
 
 
+def check_composite_format(output_suffix: str, what: str) -> None:
+    """Refuse a DNG composite (``what`` names the format as the front end does): the simulated
+    camera shoots JPEG, no RAW frame to stack. Asked for, a session on the simulated rig
+    stopped at its first frame with nothing stacked."""
+    if output_suffix == ".dng":
+        raise SimulatedRigError(
+            f"{what} dng stacks RAW frames, and the simulated camera shoots JPEG: "
+            "use tif, png or jpg"
+        )
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """``1440x1080`` → (1440, 1080), with a one-line error for anything else."""
     m = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text)

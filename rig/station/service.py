@@ -444,6 +444,10 @@ class Station:
             )
         check_plan_fits(plan, self.focuser)
         self.check_within_travel(plan)
+        if self.rig.get("kind") == "simulated":
+            from rig.sim.rig import check_composite_format
+
+            check_composite_format(output_suffix, json_name("format"))
         check_saves_raw(self.camera, output_suffix)
 
     def check_within_travel(self, plan: ShotPlan) -> None:

@@ -231,6 +231,20 @@ def test_plan_jog_and_test_shot(station, client) -> None:
     assert client.get("/api/state").json()["progress"]["position_um"] == pytest.approx(1500)
 
 
+def test_a_dng_composite_on_the_simulated_rig_is_refused_as_rig_demo_refuses_it(
+    station, client
+) -> None:
+    """``"format": "dng"`` on ``rig station --sim`` made a session that shot its first frame
+    and stopped there, nothing stacked, where ``rig demo --format dng`` is refused at once."""
+    plan = {"from": "0mm", "to": "1mm", "frames": 3}
+    refused = client.post("/api/sessions", json={"plan": plan, "format": "DNG"})
+    assert refused.status_code == 400
+    assert refused.json()["error"] == (
+        "'format' dng stacks RAW frames, and the simulated camera shoots JPEG: use tif, png or jpg"
+    )
+    assert folder_entries(station) == []
+
+
 @pytest.mark.slow
 def test_start_stop_resume_and_download_through_the_api(station, client) -> None:
     plan = {**PLAN, "frames": 8, "settle": 0.3}  # still shooting when the stop arrives
