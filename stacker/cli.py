@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from stacker.cli_options import Align, Interpolation, Method, Reference
+from stacker.cli_options import Align, Host, Interpolation, Method, Port, Reference
 from stacker.cliutil import (
     library_versions,
     make_app,
@@ -227,11 +227,8 @@ def watch_command(
     preview: bool = typer.Option(
         False, "--preview/--no-preview", help="Serve a live preview page while stacking."
     ),
-    host: str = typer.Option(
-        "127.0.0.1", "--host", help="Preview address; 0.0.0.0 lets other machines in."
-    ),
-    # Range checked by the preview server, whose error names the port given.
-    port: int = typer.Option(8000, "--port", help="Preview port (0: any free one)."),
+    host: Host = "127.0.0.1",
+    port: Port = 8000,
 ) -> None:
     """Stack frames as other software drops them into FOLDER; stop with Ctrl-C or --idle-timeout."""
     options = {

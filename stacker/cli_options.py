@@ -1,5 +1,6 @@
-"""The stacking options that ``stacker`` and ``rig`` both take, declared once: the same name,
-help and choices in ``stacker stack --help`` as in ``rig shoot --help``.
+"""The options that ``stacker`` and ``rig`` both take, declared once: the same name, help and
+choices in ``stacker stack --help`` as in ``rig shoot --help``: stacking, and where a live
+preview page is served.
 
 The choices come from the engine, which :mod:`stacker.options` checks them against, never
 from a copy, and are shown as the option's placeholder, ``--align <similarity|translation|...>``.
@@ -51,4 +52,10 @@ Interpolation = Annotated[
         help="Resampling: linear, or cubic (keeps more pixel-level detail, slower).",
         metavar=choices(INTERPOLATIONS),
     ),
+]
+Host = Annotated[
+    str, typer.Option("--host", help="Preview address; 0.0.0.0 lets other machines in.")
+]
+Port = Annotated[
+    int, typer.Option("--port", min=0, max=65535, help="Preview port (0: any free one).")
 ]

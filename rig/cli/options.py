@@ -18,7 +18,7 @@ import typer
 
 from rig.plan import DEFAULT_COC_MM, Direction, PlanError, ShotPlan
 from rig.spec import PlanSpec, RigSpec, option_name, parse_timing
-from stacker.cli_options import Align, Interpolation, Method, Reference
+from stacker.cli_options import Align, Host, Interpolation, Method, Port, Reference
 from stacker.options import OUTPUT_FORMATS, StackOptions, choice
 from stacker.pinned import read_small_text
 
@@ -169,12 +169,6 @@ DemoOut = Annotated[Path | None, typer.Option("--out", "-o", help=_out_help("dem
 TetherOut = Annotated[Path | None, typer.Option("--out", "-o", help=_out_help("tether"))]
 Preview = Annotated[
     bool, typer.Option("--preview/--no-preview", help="Serve the live preview page.")
-]
-Host = Annotated[
-    str, typer.Option("--host", help="Preview address; 0.0.0.0 lets other machines in.")
-]
-Port = Annotated[
-    int, typer.Option("--port", min=0, max=65535, help="Preview port (0: any free one).")
 ]
 
 

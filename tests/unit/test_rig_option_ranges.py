@@ -47,6 +47,20 @@ def test_an_impossible_number_is_a_usage_error_naming_its_option(
     COMMANDS[command].make_context(command, [*args[:-1], "0"])  # the edge itself is taken
 
 
+def test_the_preview_port_is_one_option_in_stacker_watch_and_rig() -> None:
+    """``stacker watch --port 70000`` was checked only once the page was served, in other
+    words ("port 70000: use 1 to 65535") than ``rig demo``'s usage error."""
+    from stacker.cli import app as stacker_app
+
+    watch = typer.main.get_command(stacker_app).commands["watch"]  # type: ignore[attr-defined]
+    refused = []
+    for command, args in ((watch, ["hot", "-o", "o.tif"]), (COMMANDS["demo"], [])):
+        with pytest.raises(typer.BadParameter) as info:
+            command.make_context("x", [*args, "--preview", "--port", "70000"])
+        refused.append(info.value.format_message())
+    assert refused[0] == refused[1]
+
+
 def test_a_demo_fault_past_the_last_frame_is_refused(tmp_path: Path) -> None:
     """``--fault camera@99`` on a 3-frame demo rehearsed nothing and ended 'completed'."""
     refused = refused_demo(tmp_path / "d", "--fault", "camera@4")
