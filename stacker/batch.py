@@ -118,7 +118,9 @@ def _mtime(path: Path) -> float:
 SETTINGS_FILE = "batch-settings.jsonl"
 """In the output folder: one line per stack written, ``{"output": name, "settings": ...,
 "folder": ..., "merged": n, "rejected": n, "unreadable": n}``, the options it was stacked with,
-the folder it was stacked from and what became of its frames (the last line for a name holds)."""
+the folder it was stacked from and what became of its frames (the last line for a name holds).
+Before a stack is stacked again, a line with empty ``settings`` says its outputs are about to
+change (see :func:`record_restacking`)."""
 
 
 def with_settings(jobs: Sequence[StackJob], options: dict[str, Any]) -> list[StackJob]:
@@ -215,13 +217,34 @@ def record_settings(job: StackJob, report: StackReport) -> None:
         "rejected": report.rejected,
         "unreadable": report.unreadable,
     }
-    line = json.dumps(row) + "\n"
+    _append_rows(job.output.parent, [row])
+
+
+def record_restacking(jobs: Sequence[StackJob]) -> None:
+    """Note in the output folders, before ``jobs`` are stacked, that their outputs are about to
+    change: made with no known options, until :func:`record_settings` says how. A batch killed
+    (kill -9, out of memory, a power cut) after a worker replaced a stack's outputs but before
+    it recorded them left the earlier record standing, and a rerun with that record's options
+    found the new outputs up to date: a depthmap composite kept as the pyramid one."""
+    by_folder: dict[Path, list[dict[str, Any]]] = {}
+    for job in jobs:
+        row = {"output": job.output.name, "settings": "", "folder": str(job.folder.resolve())}
+        by_folder.setdefault(job.output.parent, []).append(row)
+    for folder, rows in by_folder.items():
+        _append_rows(folder, rows)
+
+
+def _append_rows(folder: Path, rows: list[dict[str, Any]]) -> None:
+    """Append ``rows`` to ``folder``'s :data:`SETTINGS_FILE`, on the disk before the outputs
+    they speak of change."""
+    data = "".join(json.dumps(row) + "\n" for row in rows).encode()
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     with contextlib.suppress(OSError):  # unrecorded, the next run judges by the files' times
-        fd = os.open(job.output.parent / SETTINGS_FILE, flags, 0o666)
+        fd = os.open(folder / SETTINGS_FILE, flags, 0o666)
         try:
             if stat.S_ISREG(os.fstat(fd).st_mode):  # never a link, a pipe or a device
-                os.write(fd, line.encode())
+                os.write(fd, data)
+                os.fsync(fd)
         finally:
             os.close(fd)
 
@@ -835,6 +858,7 @@ def run_batch(
             remove_stale_temporaries(jobs)
         try:
             if todo:
+                record_restacking(todo)
                 _run_on_cluster(todo, options, scheduler, workers, summary, record, counts,
                                 on_progress)  # fmt: skip
         finally:

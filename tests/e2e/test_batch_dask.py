@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rig.sim.bayer import write_raw_stack
@@ -110,6 +111,33 @@ def test_a_rerun_with_other_options_restacks(specimens: Path, tmp_path: Path) ->
     (out / "batch-settings.jsonl").unlink()  # outputs of an older stackrig, with no record
     older = batch(specimens / "tray1", "-o", out, "--workers", "1")
     assert "batch: 0 stacked, 0 failed, 3 up to date" in older.stdout, older.stderr
+
+
+def test_a_batch_killed_before_recording_a_restack_restacks_it_again(
+    specimens: Path, tmp_path: Path
+) -> None:
+    """kill -9 (or a power cut) after a worker replaced a stack's outputs but before the batch
+    recorded how they were made: a rerun with the options of the earlier record found the new
+    outputs up to date, and kept a depthmap composite as the pyramid one."""
+    out = tmp_path / "out"
+    first = batch(specimens / "tray1" / "s0", "-o", out, "--workers", "1")
+    assert "batch: 1 stacked" in first.stdout, first.stderr
+    pyramid = read_image(out / "s0.tif")
+    # The depthmap run dies at the moment it would record the stack it has just written.
+    dies = (
+        "import os, signal, sys; import stacker.batch as b; from stacker.cli import main; "
+        "b.record_settings = lambda *a: os.kill(os.getpid(), signal.SIGKILL); "
+        "sys.argv[0] = 'stacker'; main()"
+    )
+    killed = subprocess.run([sys.executable, "-c", dies, "batch", str(specimens / "tray1" / "s0"),
+                             "-o", str(out), "--workers", "1", "--method", "depthmap"],
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    depthmap = read_image(out / "s0.tif")
+    assert not np.array_equal(depthmap, pyramid)  # the outputs were replaced
+    again = batch(specimens / "tray1" / "s0", "-o", out, "--workers", "1")
+    assert "batch: 1 stacked, 0 failed, 0 up to date" in again.stdout, again.stderr
+    assert np.array_equal(read_image(out / "s0.tif"), pyramid)
 
 
 def test_pattern_chooses_which_frames_make_a_stack(specimens: Path, tmp_path: Path) -> None:
