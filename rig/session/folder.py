@@ -502,7 +502,14 @@ class SessionFolder:
                 + self._frames_kept()
             ) from None
         try:
-            return ShotPlan.from_json(text, source=str(self.plan_path), shot_before=True)
+            data = json.loads(text.removeprefix("\ufeff"))  # an editor's byte-order mark
+        except (ValueError, RecursionError):  # empty or cut short: a card's FAT after a power cut
+            raise SessionFolderError(
+                f"{self.plan_path}: not JSON (damaged); restore it from a backup to resume"
+                + self._frames_kept()
+            ) from None
+        try:
+            return ShotPlan.from_dict(data, source=str(self.plan_path), shot_before=True)
         except PlanError as exc:
             raise SessionFolderError(str(exc)) from None
 

@@ -770,6 +770,11 @@ def test_a_session_whose_own_files_are_damaged_points_to_its_frames(tmp_path: Pa
     (root / "plan.json").write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(SessionFolderError, match=rf"not text \(damaged\); restore it .*{kept}"):
         SessionFolder(root).load_plan()
+    # Empty, or cut short: what a power cut on a card's FAT or exFAT leaves of a rewrite.
+    for damaged in ("", '{"near": 0.0, "fa'):
+        (root / "plan.json").write_text(damaged)
+        with pytest.raises(SessionFolderError, match=rf"not JSON \(damaged\); restore it .*{kept}"):
+            SessionFolder(root).load_plan()
 
 
 def test_the_stack_command_for_a_damaged_session_s_frames_can_be_pasted(
