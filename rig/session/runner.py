@@ -874,6 +874,12 @@ class SessionRunner:
         self._emit()
 
     def _checkpoint(self) -> None:
+        c = self._counters
+        if c.merged + c.rejected >= self.plan.frames:
+            # The plan's last frame: the final write follows at once, and a checkpoint before
+            # it wrote the composite twice (on a slow card, the wait after the last frame
+            # doubled).
+            return
         try:
             self._write_outputs(depth=False)
             log.info("checkpoint: composite written after %d merged frames", self._counters.merged)

@@ -94,6 +94,28 @@ def test_a_far_to_near_session_stacks_its_frames_as_shot_from_the_far_end(tmp_pa
     assert seen == [True] and focuser.moves[0] == 400.0
 
 
+@pytest.mark.parametrize("every", [1, 2, 5])
+def test_the_last_frame_is_written_once_not_checkpointed_first(tmp_path: Path, every: int) -> None:
+    """A checkpoint falling on the plan's last frame wrote the composite, and the final write
+    at once wrote it again: on a slow card the wait after the last frame doubled. The
+    checkpoints along the way stay; the writes are recorded, not made."""
+    root = tmp_path / "s"
+    config = SessionConfig(rig={"kind": "hardware"}, checkpoint_every=every)
+    SessionFolder.create(root, PLAN, config)
+    session = runner(root, FakeCamera())
+    session.options = dataclasses.replace(OPTIONS, write_outputs=True)
+    writes: list[tuple[int, bool]] = []
+
+    def recorded(*, depth: bool = True) -> tuple[Path, ...]:
+        writes.append((session.status().merged, depth))
+        return ()
+
+    session._write_outputs = recorded  # type: ignore[method-assign]
+    assert session.run().reason is FinishReason.COMPLETED
+    along = [(n, False) for n in range(every, PLAN.frames, every)]
+    assert writes == [*along, (PLAN.frames, True)]
+
+
 def test_a_busy_camera_is_retried_and_its_partial_files_set_aside(tmp_path: Path) -> None:
     def fail(stem: str, attempt: int) -> BaseException | None:
         return DeviceBusyError("busy") if stem == "frame_0002" and attempt == 1 else None
