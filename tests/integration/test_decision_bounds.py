@@ -397,21 +397,40 @@ def test_home_after_unlock_clears_the_unlock(tmp_path: Path) -> None:  # V6
             st.close()
 
 
-def test_close_keeps_the_folder_while_a_session_writes(tmp_path: Path) -> None:  # V8
+def test_close_keeps_the_folder_while_a_session_writes(tmp_path: Path, monkeypatch) -> None:  # V8
+    """The session's last write is held until the check is done: stopped before its first
+    frame on a loaded machine, a session had ended (nothing to write) before close looked."""
+    import threading
+
     from rig.plan import ShotPlan
     from rig.sim.rig import SimulatedRig
     from rig.station.errors import StationBusyError
+    from stacker import output
     from tests.stations import SPEC
 
+    writing, release = threading.Event(), threading.Event()
+    save_outputs = output.save_outputs
+
+    def held(*args, **kwargs):
+        writing.set()
+        release.wait(60)
+        return save_outputs(*args, **kwargs)
+
+    monkeypatch.setattr(output, "save_outputs", held)
     with SimulatedRig(SPEC) as sim:
         st = _sim_station(tmp_path / "s", rig=sim, cam=sim.camera)
-        st.start(ShotPlan.from_frames(0.0, 500.0, 40), name="long")
-        st.close(timeout=0.0)  # a session still running
+        sid = st.start(ShotPlan.from_frames(0.0, 500.0, 40), name="long")
+        frames = st.root / sid / "frames"
+        deadline = time.monotonic() + 30
+        while len(os.listdir(frames)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
         try:
-            assert st.running is not None
+            st.close(timeout=0.0)  # a session still running: it writes its composite
+            assert writing.wait(30) and st.running is not None
             with pytest.raises(StationBusyError):
                 _sim_station(tmp_path / "s", rig=sim, cam=sim.camera)
         finally:
+            release.set()
             st.wait(60)
             st.close()
 
