@@ -23,7 +23,11 @@ class Coverage:
 
     def __init__(self, height: int, width: int, longest: int = 320) -> None:
         self.full = (height, width)
-        self.scale = min(1.0, longest / max(height, width))
+        # The short side gets as many cells as a 3:2 frame's: a crop loses about a cell on
+        # each side (eroded, then rounded inwards), and a 6000x400 strip on 320 cells along
+        # its length had 21 across, 19 px each: a tenth of its height cut from the composite.
+        shortest = longest * 2 / 3
+        self.scale = min(1.0, max(longest / max(height, width), shortest / min(height, width)))
         self.size = (max(2, round(width * self.scale)), max(2, round(height * self.scale)))
         self.mask = np.full((self.size[1], self.size[0]), 255, np.uint8)
 
