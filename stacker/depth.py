@@ -518,8 +518,9 @@ def _legend_strip(
     bar_h = max(8, round(text_h * 1.2))
     pad = max(3, text_h // 3)
     strip = np.full((pad + bar_h + pad + text_h + base + pad, w, 3), 32, np.uint8)
-    margin = max(4, w // 40)
-    inner = max(2, w - 2 * margin)
+    # A map a few pixels wide (a tall strip's preview) has no room for margins: the bar fills it.
+    margin = max(4, w // 40) if w >= 16 else 0
+    inner = w - 2 * margin
     ramp = np.linspace(0, max(1, count - 1), inner, dtype=np.float32)[None, :]
     strip[pad : pad + bar_h, margin : margin + inner] = colorize(
         np.repeat(ramp, bar_h, axis=0), count

@@ -180,6 +180,21 @@ def test_the_legend_of_a_map_far_wider_than_tall_stays_small() -> None:
     assert np.array_equal(depth.legend_strip(6000, 8, h=4000), depth.legend_strip(6000, 8))
 
 
+def test_the_legend_of_a_map_a_few_pixels_wide_is_drawn() -> None:
+    """A strip 16 px wide and 5000 tall previews 3 px wide, and a homography's crop of it
+    can leave as few: the bar's 4 px margins left it no room, the live preview and the
+    depth preview failed (ValueError), and ``stacker stack`` wrote nothing."""
+    st = SyntheticStack(SceneSpec(width=32, height=1000, seed=2), 3)
+    s = Stacker(preview_size=100)
+    for f in st:
+        s.add(f.image, position_um=f.focus_um)
+    p = s.preview_depth()
+    assert p is not None and p.shape[1] == 3 and p.shape[0] > 100
+    for width in range(1, 10):
+        strip = depth.legend_strip(width, 5, [10.0 * i for i in range(5)], h=500)
+        assert strip.shape[1] == width and (strip != 32).any()
+
+
 def test_preview_depth_carries_the_legend() -> None:
     st = SyntheticStack(SceneSpec(width=240, height=160, seed=2), 4)
     s = Stacker(preview_size=240)
