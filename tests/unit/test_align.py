@@ -148,3 +148,15 @@ def test_a_pair_that_moved_beyond_the_border_band_is_registered_on_shared_conten
     err = corner_displacement(reg.matrix @ truth, w, h)
     assert err < 0.02, f"corner error {err:.3f} px"
     assert reg.score > 0.95
+
+
+def test_distortion_is_what_a_transform_has_beyond_a_similarity() -> None:
+    from stacker.align import distortion
+
+    assert distortion(similarity(1.04, 2.0, 30.0, -12.0), W, H) < 1e-9
+    shear = np.eye(3)
+    shear[0, 1] = 0.2
+    assert distortion(shear, W, H) == pytest.approx(0.2 / np.sqrt(2), rel=0.02)  # 0.1 each way
+    tilt = np.eye(3)
+    tilt[2, 0] = 2e-4  # perspective: the far side a tenth larger than the near one
+    assert distortion(tilt, W, H) > 0.1

@@ -584,3 +584,20 @@ def test_frames_too_small_for_two_fine_bands_stack(h: int, w: int) -> None:
     for _ in range(2):
         s.add(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
     assert s.result(crop=False).shape == (h, w, 3)
+
+
+@pytest.mark.parametrize("align", ["affine", "homography"])
+def test_a_strip_too_thin_to_pin_shear_down_is_aligned_as_a_similarity(align: str) -> None:
+    """16 rows do not constrain shear or perspective: the registrations took a shear of 2.2,
+    and the common area, so the composite, was one row tall."""
+    from stacker.align import distortion
+
+    spec = SceneSpec(width=320, height=240, seed=2, breathing=0.03, jitter_px=1)
+    frames = SyntheticStack(spec, 4)
+    s = Stacker(align=align)
+    for f in frames:
+        s.add(cv2.resize(f.image, (5000, 16), interpolation=cv2.INTER_AREA))
+    assert s.frames_merged == 4
+    assert all(distortion(r.matrix, 5000, 16) < 0.01 for r in s.records)
+    _, _, w, h = s.crop_rectangle()
+    assert h >= 12 and w >= 4500
