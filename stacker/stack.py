@@ -1232,16 +1232,22 @@ class _Background:
     """``fn`` running on its own (non-daemon) thread; :meth:`join` re-raises what it raised."""
 
     def __init__(self, fn: Callable[[], None], name: str) -> None:
-        self._fn = fn
+        self._fn: Callable[[], None] | None = fn
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=name)
         self._thread.start()
 
     def _run(self) -> None:
         try:
+            assert self._fn is not None
             self._fn()
         except BaseException as exc:  # raised again in the caller by join()
             self._error = exc
+        finally:
+            # ``fn`` holds its stacker, which holds this: a stacker let go with a merge not yet
+            # waited for (its caller's loop raised) kept its merge state and frame buffers
+            # until the cycle collector happened to run.
+            self._fn = None
 
     def join(self) -> None:
         self._thread.join()
