@@ -815,6 +815,7 @@ class Stacker:
         least four times that size (full size for frames under 3072 px long; 3000x2000 for 24 MP
         frames) with its depth steps on the composite's edges (:func:`stacker.depth.snap_edges`).
         """
+        self._require()  # an empty stack: "no frame has been merged yet", not an AssertionError
         assert self._shape is not None
         if self._snapped_cache is not None and self._snapped_cache[0] == self._version:
             return self._snapped_cache[1]
@@ -844,6 +845,7 @@ class Stacker:
         Where the reference is the merge geometry itself (the first frame, by default), the
         warp is a scaling and an offset: done as a resize and a slice, the same pixels at a
         fifth of the time (the end of a 24 MP stack spends it twice)."""
+        self._require()
         assert self._shape is not None
         h, w = self._shape
         sh, sw = small.shape[:2]

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from rig.sim.scene import SceneSpec, SyntheticStack
+from stacker.errors import StackerError
 from stacker.stack import Stacker
 
 
@@ -30,6 +31,13 @@ def stacked(frames: list[np.ndarray], **kw: object) -> Stacker:
     for i, frame in enumerate(frames):
         assert s.add(frame, position_um=10.0 * i).merged
     return s
+
+
+def test_an_empty_stack_s_depth_map_is_a_stacker_error() -> None:
+    """A depth map asked of a stacker before any frame was merged failed on a bare assert."""
+    for read in ("depth_index", "depth_frames", "depth_frames_small", "depth_um", "depth_preview"):
+        with pytest.raises(StackerError, match=r"^no frame has been merged yet$"):
+            getattr(Stacker(), read)()
 
 
 def test_a_stacker_let_go_mid_stack_is_freed_without_the_cycle_collector(colour) -> None:
