@@ -191,7 +191,7 @@ def _decoded(
     if img is None:
         raise UnreadableImageError(f"{p}: not a readable image (corrupt, truncated or unsupported)")
     if img.dtype not in (np.uint8, np.uint16):
-        img = _to_uint16(img, floats)
+        img = to_uint16(img, floats)
     if own:  # stored pixels: turn them as the file (or the caller) says
         return apply_orientation(img, own if orientation is None else orientation)
     if orientation is not None:  # turned by the decoder as the file says
@@ -583,7 +583,7 @@ def truncation(path: Path) -> str | None:
 
 
 class FloatRange:
-    """The float value that becomes white in the frames of one stack (see :func:`_to_uint16`).
+    """The float value that becomes white in the frames of one stack (see :func:`to_uint16`).
 
     A float frame from an HDR or scientific tool may pass 1.0, and is then scaled to its
     brightest pixel; scaled each to its own, frames whose highlights differ came out at
@@ -604,7 +604,7 @@ class FloatRange:
         return 65535.0 / self.top
 
 
-def _to_uint16(img: np.ndarray, floats: FloatRange | None = None) -> np.ndarray:
+def to_uint16(img: np.ndarray, floats: FloatRange | None = None) -> np.ndarray:
     """16 bits of a frame decoded as floats (0..1, or scaled to its brightest pixel where that
     is brighter, or to the range of the stack's ``floats``) or as wider or signed integers
     (scaled from the type's range, negative values black: a 32-bit frame was clipped to white,

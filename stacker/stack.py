@@ -53,6 +53,7 @@ from stacker.crop import Coverage
 from stacker.depth_regions import vote_flat_regions
 from stacker.errors import FrameMismatchError, StackerError, resource_shortage
 from stacker.focus import WINDOW_PX, focus_measure, luma, measure_luma
+from stacker.io import FloatRange, to_uint16
 from stacker.merge import DepthMapMerger, PyramidMerger, make_merger
 
 METHODS: tuple[str, ...] = ("pyramid", "depthmap")
@@ -249,6 +250,8 @@ class Stacker:
         self.overlap = bool(overlap)
         self.far_first = bool(far_first)
         self.records: list[FrameRecord] = []
+        self._floats = FloatRange()  # float frames' white: the first one's (see _check_frame)
+        self._greyscale = True  # every merged frame so far (see greyscale)
         self.numbers: dict[int, int] = {}
         """Each record's frame number as the front end shows it, where it gave one (see
         :meth:`add`)."""
@@ -349,7 +352,14 @@ class Stacker:
         linear: bool = False,
         number: int | None = None,
     ) -> FrameRecord:
-        """Align ``image`` (BGR uint8/uint16) to the previous frame and merge it.
+        """Align ``image`` to the previous frame and merge it.
+
+        ``image`` is a numpy array, height x width x 3 in OpenCV's BGR order (a frame in RGB,
+        as most other libraries give it, comes out with red and blue swapped when written), x 4
+        (BGRA: the alpha is dropped) or height x width (x 1) for greyscale; uint8 or uint16
+        (a camera's 10 to 14 bits in 16 are taken as they are), or floats, put in 16 bits with
+        1.0 as white (or the first float frame's brightest pixel where that is brighter, as
+        :func:`~stacker.io.read_image` reads float TIFFs). Views of any layout are fine.
 
         ``linear`` says the frame is in linear light (a RAW frame): it is merged as it is, and
         registered on a gamma-encoded luma copy, whose contrast in the shadows resembles what
@@ -439,10 +449,25 @@ class Stacker:
                 f"{name}: {type(image).__name__} is not an image; give a numpy array "
                 "(height x width x 3, as cv2.imread returns for a file it can read)"
             )
-        if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
-            raise StackerError(f"{name}: unsupported image layout {image.shape}")
-        if image.dtype not in (np.uint8, np.uint16):
-            raise StackerError(f"{name}: unsupported pixel type {image.dtype}; use 8 or 16 bits")
+        if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
+            raise StackerError(
+                f"{name}: unsupported image layout {image.shape}; give height x width "
+                "(greyscale) or height x width x 3 (BGR) or x 4 (BGRA, its alpha dropped)"
+            )
+        if np.issubdtype(image.dtype, np.floating):
+            # As a float TIFF is read (stacker.io): a microscope camera's or a flat-field
+            # correction's floats were refused in memory, while the same pixels saved as a
+            # file stacked.
+            image = to_uint16(image, self._floats)
+        elif image.dtype not in (np.uint8, np.uint16):
+            # Not scaled from the type's range, as a file's are: an int64 array of 8-bit
+            # values (numpy's arithmetic on uint8 frames makes them) came out black.
+            raise StackerError(
+                f"{name}: unsupported pixel type {image.dtype}; give uint8 or uint16 "
+                "(a.astype(np.uint16) if its values fit) or floats (1.0 is white)"
+            )
+        if image.ndim == 3 and image.shape[2] == 1:
+            image = image[:, :, 0]
         if min(image.shape[:2]) < MIN_FRAME_SIDE:
             raise StackerError(
                 f"{name}: {image.shape[1]}x{image.shape[0]} pixels is too small to stack; "

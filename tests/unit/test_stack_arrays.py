@@ -33,6 +33,37 @@ def stacked(frames: list[np.ndarray], **kw: object) -> Stacker:
     return s
 
 
+def test_float_frames_stack_as_float_tiffs_are_read(colour) -> None:
+    """A microscope camera's or a flat-field correction's floats were refused ("use 8 or 16
+    bits") while the same pixels saved as a float TIFF stacked: now put in 16 bits the same
+    way, 1.0 white, or the first frame's brightest pixel where that is brighter."""
+    sixteen = stacked([image.astype(np.uint16) * 257 for image in colour]).result()
+    ones = stacked([(image / 255.0).astype(np.float32) for image in colour]).result()
+    assert ones.dtype == np.uint16 and np.array_equal(ones, sixteen)
+    # float64 of 0..255 (numpy arithmetic on 8-bit frames): the first frame's brightest is white
+    assert colour[0].max() == 255
+    assert np.array_equal(stacked([image.astype(np.float64) for image in colour]).result(), sixteen)
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int16, np.bool_])
+def test_integers_other_than_8_and_16_bit_unsigned_are_a_one_line_error(colour, dtype) -> None:
+    """An int64 array of 8-bit values (what numpy's arithmetic on uint8 frames makes) must not
+    be scaled from its type's range into a black frame, nor fail inside OpenCV."""
+    with pytest.raises(
+        StackerError,
+        match=rf"^a: unsupported pixel type {np.dtype(dtype)}; give uint8 or uint16 \(a\.astype",
+    ):
+        Stacker().add(colour[0].astype(dtype), name="a")
+
+
+def test_an_unsupported_layout_says_which_are_supported(colour) -> None:
+    with pytest.raises(
+        StackerError,
+        match=r"^a: unsupported image layout \(240, 320, 2\); give height x width \(greyscale\)",
+    ):
+        Stacker().add(colour[0][:, :, :2], name="a")
+
+
 def test_an_empty_stack_s_depth_map_is_a_stacker_error() -> None:
     """A depth map asked of a stacker before any frame was merged failed on a bare assert."""
     for read in ("depth_index", "depth_frames", "depth_frames_small", "depth_um", "depth_preview"):
