@@ -732,7 +732,8 @@ def write_image(
 ) -> Path:
     """Write ``img`` atomically, format from the extension, metadata from ``metadata_from``."""
     p = Path(path)
-    meta = read_metadata(Path(metadata_from)) if metadata_from is not None else None
+    space = b"GRAY" if img.ndim == 2 else b"RGB "  # a greyscale stack's result is grey
+    meta = read_metadata(Path(metadata_from), space=space) if metadata_from is not None else None
     data = encode_image(img, p.suffix, jpeg_quality=jpeg_quality, metadata=meta, software=software)
     atomic_write_bytes(p, data)
     return p

@@ -44,14 +44,15 @@ class Metadata:
         return bool(self.exif or self.icc)
 
 
-def read_metadata(path: Path, *, for_result: bool = True) -> Metadata:
+def read_metadata(path: Path, *, for_result: bool = True, space: bytes = b"RGB ") -> Metadata:
     """Metadata of an image file; empty where the file has none or is not parseable.
 
-    Results are RGB: an ICC profile for another colour space (a grey or CMYK frame's) is left
-    out, with a warning ``for_result`` (the metadata a result is written with). Attached to an
-    RGB result, viewers and libpng refused or misread it. Read for anything else (a frame's
-    orientation, a preview's profile), the warning was said of every frame, each said to be
-    the one the result was written without the profile of."""
+    Results are RGB, or grey (``space`` ``b"GRAY"``) when every frame was: an ICC profile for
+    another colour space (a grey or CMYK frame's in an RGB result, an RGB one in a grey result)
+    is left out, with a warning ``for_result`` (the metadata a result is written with).
+    Attached to a result of another colour space, viewers and libpng refused or misread it.
+    Read for anything else (a frame's orientation, a preview's profile), the warning was said
+    of every frame, each said to be the one the result was written without the profile of."""
     try:  # a regular file only: a named pipe put in a frame's place would hang the read
         with os.fdopen(open_regular(path), "rb") as fh:
             head = fh.read()
@@ -67,13 +68,14 @@ def read_metadata(path: Path, *, for_result: bool = True) -> Metadata:
         meta = _webp_metadata(head)
     else:
         return Metadata()
-    space = meta.icc[16:20] if meta.icc else b"RGB "
-    if space != b"RGB ":
+    profile = meta.icc[16:20] if meta.icc else space
+    if profile != space:
         if for_result:
             log.warning(
-                "%s: its ICC profile is for %s, not RGB; the result is written without it",
+                "%s: its ICC profile is for %s, not %s; the result is written without it",
                 path,
-                space.decode("latin-1").strip() or "an unknown colour space",
+                profile.decode("latin-1").strip() or "an unknown colour space",
+                space.decode("latin-1").strip(),
             )
         return replace(meta, icc=None)
     return meta

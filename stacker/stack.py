@@ -337,6 +337,14 @@ class Stacker:
         return sum(r.merged for r in self.records)
 
     @property
+    def greyscale(self) -> bool:
+        """Every merged frame is greyscale: given as one channel, or as three equal ones (a
+        greyscale file, as :func:`~stacker.io.read_image` gives it). The composite's three
+        channels are then equal too, and :meth:`result` gives one (a mono camera's stack was
+        written as a colour image three times its size)."""
+        return self._greyscale and self.frames_merged > 0
+
+    @property
     def shape(self) -> tuple[int, int] | None:
         """(height, width) of the frames, once the first has arrived."""
         return self._shape
@@ -423,6 +431,8 @@ class Stacker:
             self._stack_colour = colour
         else:
             outcome = self._add_next(image, small, small_luma, index)
+        if outcome.merged and colour is not None:
+            self._greyscale = False
         return self._recorded(outcome, index, name, position_um, t0)
 
     def _recorded(
@@ -817,8 +827,13 @@ class Stacker:
         once more, bicubically: a second bilinear resampling (every frame but the first was
         resampled once already) costs a real stack a quarter of its fine detail (pcb-stack fed
         far end first, put back in the near end's geometry: 0.71 of the Laplacian variance of
-        the same stack fed near end first, 0.97 bicubic)."""
-        img = self._to_reference(self._full_composite(), cv2.INTER_CUBIC)
+        the same stack fed near end first, 0.97 bicubic).
+
+        BGR (OpenCV's order), or one channel when the stack is :attr:`greyscale`."""
+        full = self._full_composite()
+        if self.greyscale:
+            full = cv2.extractChannel(full, 0)
+        img = self._to_reference(full, cv2.INTER_CUBIC)
         if crop:
             x, y, w, h = self.crop_rectangle()
             img = img[y : y + h, x : x + w]

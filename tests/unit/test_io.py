@@ -176,26 +176,34 @@ def test_an_icc_profile_for_another_colour_space_is_not_given_to_an_rgb_result(
     assert read_metadata(out).icc is None
 
 
-def test_a_grey_stack_s_profile_is_said_left_out_once_of_the_frame_it_came_from(
+def test_a_grey_stack_s_result_is_grey_and_keeps_its_frames_grey_profile(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Frames in grey with a grey profile: the warning that the result is written without the
-    profile was said as each frame's orientation was read, of frames the result's metadata
-    did not come from ("frame_0003.jpg: ... the result is written without it")."""
+    """Grey frames (a mono camera's) were stacked into an RGB result three times their size,
+    whose grey profile was then left out with a warning; the warning was also said as each
+    frame's orientation was read, of frames the result's metadata did not come from. The
+    result is grey now, and carries the grey profile; an RGB profile it cannot carry is left
+    out with the warning, said once, of the frame the metadata came from."""
     from stacker.offline import stack_files
 
-    profile = Path("/usr/share/color/icc/ghostscript/default_gray.icc")
-    icc = profile.read_bytes() if profile.is_file() else bytes(16) + b"GRAY" + bytes(200)
+    shipped = Path("/usr/share/color/icc/ghostscript")
+    gray = (shipped / "default_gray.icc").read_bytes() if shipped.is_dir() else b""
+    rgb = (shipped / "default_rgb.icc").read_bytes() if shipped.is_dir() else b""
+    gray = gray or bytes(16) + b"GRAY" + bytes(200)
+    rgb = rgb or bytes(16) + b"RGB " + bytes(200)
     frames = write_stack(tmp_path / "f", SceneSpec(width=160, height=120, seed=3), 3)
-    for frame in frames:
-        grey = cv2.cvtColor(cv2.imread(str(frame)), cv2.COLOR_BGR2GRAY)
-        frame.write_bytes(encode_image(grey, ".jpg", metadata=Metadata(icc=icc)))
-    with caplog.at_level(logging.WARNING, logger="stacker.metadata"):
-        stack_files(frames, tmp_path / "out.png")
-    said = [r.getMessage() for r in caplog.records if "ICC profile" in r.getMessage()]
-    assert said == [f"{frames[0]}: its ICC profile is for GRAY, not RGB; the result is written "
-                    "without it"]  # fmt: skip
-    assert read_metadata(tmp_path / "out.png").icc is None
+    greys = [cv2.cvtColor(cv2.imread(str(frame)), cv2.COLOR_BGR2GRAY) for frame in frames]
+    for icc, said in ((gray, []), (rgb, [f"{frames[0]}: its ICC profile is for RGB, not GRAY; "
+                                         "the result is written without it"])):  # fmt: skip
+        for frame, grey in zip(frames, greys, strict=True):
+            frame.write_bytes(encode_image(grey, ".jpg", metadata=Metadata(icc=icc)))
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="stacker.metadata"):
+            stack_files(frames, tmp_path / "out.png")
+        assert [r.getMessage() for r in caplog.records if "ICC profile" in r.getMessage()] == said
+        assert cv2.imread(str(tmp_path / "out.png"), cv2.IMREAD_UNCHANGED).ndim == 2
+        assert read_metadata(tmp_path / "out.png").icc is None
+        assert read_metadata(tmp_path / "out.png", space=b"GRAY").icc == (None if said else gray)
 
 
 def _rgb(seed: int = 3) -> np.ndarray:

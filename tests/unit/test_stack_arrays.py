@@ -6,13 +6,16 @@ from __future__ import annotations
 import gc
 import threading
 import weakref
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import tifffile
 
 from rig.sim.scene import SceneSpec, SyntheticStack
 from stacker.errors import StackerError
+from stacker.output import save_outputs
 from stacker.stack import Stacker
 
 
@@ -31,6 +34,47 @@ def stacked(frames: list[np.ndarray], **kw: object) -> Stacker:
     for i, frame in enumerate(frames):
         assert s.add(frame, position_um=10.0 * i).merged
     return s
+
+
+@pytest.mark.parametrize("method", ["pyramid", "depthmap"])
+def test_a_greyscale_stack_gives_a_greyscale_composite(grey, method: str) -> None:
+    """A mono camera's frames came back as a three-channel composite: a (h, w) array in gave
+    (h, w, 3) out, and the files written were colour images three times the size."""
+    s = stacked(grey, method=method)
+    assert s.greyscale
+    out = s.result(crop=False)
+    assert out.shape == grey[0].shape and out.dtype == np.uint8
+    # The same pixels as the colour pipeline's three equal channels (also how a greyscale
+    # file is read), and as frames of shape (h, w, 1).
+    tripled = stacked([cv2.cvtColor(g, cv2.COLOR_GRAY2BGR) for g in grey], method=method)
+    assert tripled.greyscale and np.array_equal(tripled.result(crop=False), out)
+    one_channel = stacked([g[:, :, None] for g in grey], method=method)
+    assert np.array_equal(one_channel.result(), s.result())
+    assert s.depth_index().shape == s.result().shape
+
+
+def test_a_greyscale_stack_is_written_grey_in_8_and_16_bits(grey, tmp_path: Path) -> None:
+    s = stacked(grey)
+    written = save_outputs(s, tmp_path / "out.png", depth_path=tmp_path / "depth.png")
+    png = cv2.imread(str(written[0]), cv2.IMREAD_UNCHANGED)
+    assert png.shape == s.result().shape and png.dtype == np.uint8
+    s16 = stacked([g.astype(np.uint16) * 16 for g in grey])  # 12 bits in 16, as cameras give
+    save_outputs(s16, tmp_path / "out.tif")
+    with tifffile.TiffFile(tmp_path / "out.tif") as tif:
+        page = tif.pages[0]
+        assert page.photometric == tifffile.PHOTOMETRIC.MINISBLACK
+        assert page.samplesperpixel == 1
+        assert np.array_equal(page.asarray(), s16.result())
+
+
+def test_a_stack_is_greyscale_only_while_every_merged_frame_is(colour, grey) -> None:
+    assert not stacked(colour).greyscale and stacked(colour).result().ndim == 3
+    assert not Stacker().greyscale  # nothing merged yet
+    s = stacked(grey[:3])
+    tinted = cv2.cvtColor(grey[3], cv2.COLOR_GRAY2BGR)
+    tinted[:, :, 2] = cv2.add(tinted[:, :, 2], 2)  # too little colour to be kept out
+    assert s.add(tinted).merged
+    assert not s.greyscale and s.result().ndim == 3
 
 
 def test_float_frames_stack_as_float_tiffs_are_read(colour) -> None:
