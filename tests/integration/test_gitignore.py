@@ -17,6 +17,7 @@ from tests.paths import ROOT
         "stack-20261130-061500/frames/frame_0001.jpg",
         "tether-20261130-061500/journal.jsonl",  # `rig tether` without --out
         "api-session/plan.json",  # examples/session_api.py without an argument
+        "arrays-out/stacked.tif",  # examples/stack_arrays.py without an argument
     ],
 )
 def test_default_session_folders_are_ignored(path: str) -> None:

@@ -3,10 +3,16 @@ written; the station plan's fields it names."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
+
+import numpy as np
+import tifffile
 
 from rig.sim.scene import SceneSpec, write_stack
 from stacker.io import read_image
@@ -39,6 +45,21 @@ def test_python_example_runs(tmp_path: Path) -> None:
         os.chdir(cwd)
     assert read_image(tmp_path / "stacked.tif").shape[2] == 3
     assert (tmp_path / "depth.png").exists()
+
+
+def test_the_arrays_example_it_points_to_runs(tmp_path: Path) -> None:
+    """examples/stack_arrays.py: 12-bit greyscale frames in memory, a greyscale 16-bit
+    composite and a depth map in micrometres out."""
+    assert "examples/stack_arrays.py" in README
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "stack_arrays.py"), str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "8 frames merged: composite" in proc.stdout and "uint16" in proc.stdout
+    with tifffile.TiffFile(tmp_path / "out" / "stacked.tif") as tif:
+        assert tif.pages[0].samplesperpixel == 1 and tif.pages[0].dtype == np.uint16
+    assert json.loads((tmp_path / "out" / "depth.json").read_text())["units"] == "micrometres"
 
 
 def test_the_station_plan_fields_it_names_are_those_the_station_takes() -> None:

@@ -132,3 +132,19 @@ def test_a_stacker_let_go_mid_stack_is_freed_without_the_cycle_collector(colour)
         assert freed() is None
     finally:
         gc.enable()
+
+
+def test_two_stacks_at_once_give_what_each_gives_alone(colour, grey) -> None:
+    """As the README says: each Stacker is independent, on one thread or two."""
+    alone = [stacked(colour).result(), stacked(grey).result()]
+    results: list[np.ndarray] = [np.empty(0), np.empty(0)]
+
+    def run(k: int, frames: list[np.ndarray]) -> None:
+        results[k] = stacked(frames).result()
+
+    threads = [threading.Thread(target=run, args=(k, f)) for k, f in enumerate((colour, grey))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(np.array_equal(a, b) for a, b in zip(alone, results, strict=True))
