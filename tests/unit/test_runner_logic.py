@@ -825,7 +825,9 @@ def test_the_composite_s_metadata_comes_from_the_session_s_own_first_frame(
     stray.symlink_to(tmp_path / "elsewhere.jpg")
     read: list[Path] = []
     real = stacker.io.read_metadata
-    monkeypatch.setattr(stacker.io, "read_metadata", lambda p: read.append(p) or real(p))
+    monkeypatch.setattr(
+        stacker.io, "read_metadata", lambda p, **kw: read.append(p) or real(p, **kw)
+    )
     camera = FakeCamera(size=(96, 72))
     run = SessionRunner(
         SessionFolder(root),
@@ -1073,7 +1075,9 @@ def test_the_composite_s_metadata_comes_from_a_frame_that_was_stacked(
     SessionFolder.create(root, PLAN, SessionConfig(rig={"kind": "hardware"}, checkpoint_every=2))
     read: list[Path] = []
     real = stacker.io.read_metadata
-    monkeypatch.setattr(stacker.io, "read_metadata", lambda p: read.append(p) or real(p))
+    monkeypatch.setattr(
+        stacker.io, "read_metadata", lambda p, **kw: read.append(p) or real(p, **kw)
+    )
     run = SessionRunner(
         SessionFolder(root),
         focuser=FakeFocuser(),
