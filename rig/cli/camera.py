@@ -27,12 +27,22 @@ app = make_app(
     "Inspect, configure and test a camera connected by USB (through libgphoto2).",
 )
 
+# Also under the session commands' names (--camera-model, --camera-port), where --port is the
+# preview's and -m the magnification: a camera chosen for `rig shoot` is chosen here the same way.
 ModelOpt = Annotated[
     str | None,
-    typer.Option("--model", "-m", help="Camera model as `rig cameras` lists it (or a part)."),
+    typer.Option(
+        "--model",
+        "--camera-model",
+        "-m",
+        help="Camera model as `rig cameras` lists it (or a part).",
+    ),
 ]
 PortOpt = Annotated[
-    str | None, typer.Option("--port", "-p", help="Port as `rig cameras` lists it (usb:001,007).")
+    str | None,
+    typer.Option(
+        "--port", "--camera-port", "-p", help="Port as `rig cameras` lists it (usb:001,007)."
+    ),
 ]
 
 console = Console()

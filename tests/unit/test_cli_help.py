@@ -90,6 +90,9 @@ def test_choosing_among_cameras_names_the_flags_each_command_takes() -> None:
     assert {"--camera-model", "--camera-port"} <= _flags("shoot") & _flags("resume")
     assert set(re.findall(r"--[a-z-]+", camera)) == {"--model", "--port"}
     assert {"--model", "--port"} <= _flags("camera", "shoot")
+    # The session commands' names work there too: one way to choose a camera everywhere.
+    for command in ("shoot", "summary", "config", "preview"):
+        assert {"--camera-model", "--camera-port"} <= _flags("camera", command), command
 
 
 @pytest.mark.parametrize(
