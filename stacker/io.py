@@ -626,6 +626,31 @@ def to_uint16(img: np.ndarray, floats: FloatRange | None = None) -> np.ndarray:
     return np.clip(scaled, 0, 65535, out=scaled).astype(np.uint16)
 
 
+def white_level(image: np.ndarray) -> int:
+    """The value that is white in ``image`` (``uint8`` or ``uint16``): 255 for 8 bits; for 16
+    bits the smallest ``2**k - 1`` (k from 8 to 16) at or above its brightest pixel.
+
+    Mono, scientific and microscope cameras write their 10, 12 or 14 bits in 16 unscaled (white
+    at 1023, 4095 or 16383), and shown or thresholded against 65535 such frames were nearly
+    black and never blown out. The level decides only how a stack is shown (previews, 100 %
+    crops, JPEGs) and where its highlights count as clipped; its pixels are kept as they are.
+    A darker 16-bit frame may be taken for fewer bits: a stack's level only rises, with the
+    first frame brighter than it (see :attr:`stacker.stack.Stacker.white`).
+    """
+    if image.dtype != np.uint16:
+        return int(np.iinfo(image.dtype).max)
+    peak = int(cv2.minMaxLoc(image.reshape(image.shape[0], -1))[1])
+    return next(2**k - 1 for k in range(8, 17) if peak <= 2**k - 1)
+
+
+def to_8bit(img: np.ndarray, white: float | None = None) -> np.ndarray:
+    """``img`` in 8 bits for showing or a JPEG: a 16-bit one scaled from ``white`` (default:
+    65535; a stack's :func:`white_level`), rounded and clipped."""
+    if img.dtype != np.uint16:
+        return img
+    return cv2.convertScaleAbs(img, alpha=255.0 / (white or 65535.0))
+
+
 JPEG_MAX_SIDE = 65500
 """The widest and tallest JPEG libjpeg writes (``JPEG_MAX_DIMENSION``)."""
 
@@ -638,10 +663,12 @@ def encode_image(
     metadata: Metadata | None = None,
     software: str | None = None,
     fast: bool = False,
+    white: float | None = None,
 ) -> bytes:
     """Encode ``img`` for the format named by ``ext`` (``.jpg``, ``.png``, ``.tif``).
 
-    JPEG is 8-bit: 16-bit input is rounded down to 8 bits. PNG and TIFF keep 16 bits.
+    JPEG is 8-bit: 16-bit input is scaled to 8 bits from ``white`` (default 65535; a stack's
+    :func:`white_level`). PNG and TIFF keep 16 bits, as they are.
     ``software`` is stamped into the file (see :func:`stacker.metadata.mark_software`): results
     carry it so that they are never taken for frames. ``fast`` PNG (zlib level 1, the Up filter
     on every row) encodes a smooth image such as a depth map about twice as fast, about as small.
@@ -654,8 +681,7 @@ def encode_image(
     if ext in (".jpg", ".jpeg"):
         if not 1 <= jpeg_quality <= 100:
             raise StackerError(f"JPEG quality {jpeg_quality} is out of range: use 1 to 100")
-        if img.dtype == np.uint16:
-            img = cv2.convertScaleAbs(img, alpha=255.0 / 65535.0)
+        img = to_8bit(img, white)
         if max(img.shape[:2]) > JPEG_MAX_SIDE:
             h, w = img.shape[:2]
             raise StackerError(
@@ -729,12 +755,16 @@ def write_image(
     jpeg_quality: int = 95,
     metadata_from: str | os.PathLike[str] | None = None,
     software: str | None = None,
+    white: float | None = None,
 ) -> Path:
-    """Write ``img`` atomically, format from the extension, metadata from ``metadata_from``."""
+    """Write ``img`` atomically, format from the extension, metadata from ``metadata_from``;
+    a JPEG of 16-bit ``img`` scaled from ``white`` (see :func:`encode_image`)."""
     p = Path(path)
     space = b"GRAY" if img.ndim == 2 else b"RGB "  # a greyscale stack's result is grey
     meta = read_metadata(Path(metadata_from), space=space) if metadata_from is not None else None
-    data = encode_image(img, p.suffix, jpeg_quality=jpeg_quality, metadata=meta, software=software)
+    data = encode_image(
+        img, p.suffix, jpeg_quality=jpeg_quality, metadata=meta, software=software, white=white
+    )
     atomic_write_bytes(p, data)
     return p
 

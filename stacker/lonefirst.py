@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from stacker.errors import StackerError
+from stacker.io import white_level
 
 K = TypeVar("K")
 
@@ -74,7 +75,7 @@ def brightness(image: np.ndarray) -> tuple[float, float]:
     """An image's mean and the share of its pixels blown out (any channel at white), from every
     eighth pixel."""
     sample = image[::8, ::8]
-    white = 0.99 * (np.iinfo(image.dtype).max if image.dtype.kind in "ui" else 1.0)
+    white = 0.99 * (white_level(image) if image.dtype.kind in "ui" else 1.0)
     top = sample.max(axis=2) if sample.ndim == 3 else sample
     return float(sample.mean()), float(np.count_nonzero(top >= white)) / max(1, top.size)
 

@@ -180,6 +180,9 @@ class _Merger(ABC, Generic[Tracked]):
     """The depth map's second opinion, measured at :func:`stacker.focus.coarse_level`:
     :class:`~stacker.stack.Stacker` feeds it beside :meth:`add`; nothing in the merge reads
     it."""
+    white: float
+    """The value white is in the frames (:attr:`stacker.stack.Stacker.white`): highlights at it
+    stay clipped through the gains."""
 
     def add(
         self,
@@ -243,6 +246,7 @@ class PyramidMerger(_Merger[_Tracked]):
 
     def __init__(self, height: int, width: int, dtype: np.dtype) -> None:
         self.dtype = np.dtype(dtype)
+        self.white = float(np.iinfo(self.dtype).max)
         self.wdt = pyramid.work_dtype(self.dtype)
         self.levels = pyramid.pyramid_levels(height, width)
         self.shapes = pyramid.level_shapes(height, width, self.levels)
@@ -585,7 +589,7 @@ class PyramidMerger(_Merger[_Tracked]):
         tracked: _Tracked,
     ) -> None:
         """Merge a tracked frame (``tracked``: what :meth:`track` returned for it)."""
-        pyramid.to_planes(frame, gains, self.bands[0])
+        pyramid.to_planes(frame, gains, self.bands[0], self.white)
         pyramid.build(self.levels, self.bands, self._scratch)
         self._merge_fine(valid_small, self.count == 0, tracked)
         self._merge_coarse(valid_small)
@@ -608,6 +612,7 @@ class DepthMapMerger(_Merger[np.ndarray]):
 
     def __init__(self, height: int, width: int, dtype: np.dtype) -> None:
         self.dtype = np.dtype(dtype)
+        self.white = float(np.iinfo(self.dtype).max)
         self.shape = (height, width)
         self.comp = np.zeros((height, width, 3), np.float32)
         self._work = np.zeros((min(height, FOLD_ROWS), width, 3), np.float32)  # one strip
@@ -667,7 +672,7 @@ class DepthMapMerger(_Merger[np.ndarray]):
         step = self._work.shape[0]
         for y0 in range(0, h, step):
             y1 = min(h, y0 + step)
-            work = pyramid.to_work(frame[y0:y1], gains, self._work[: y1 - y0])
+            work = pyramid.to_work(frame[y0:y1], gains, self._work[: y1 - y0], self.white)
             comp = self.comp[y0:y1]
             if self.count == 0:
                 comp[...] = work

@@ -198,7 +198,7 @@ def save_outputs(
         with all_or_none(), ThreadPoolExecutor(3, thread_name_prefix="write-result") as pool:
             composite = pool.submit(
                 in_this_context(_write_composite), image, out_path, raw, jpeg_quality,
-                metadata_from,
+                metadata_from, stacker.white,
             )  # fmt: skip
             depth = (
                 []
@@ -219,6 +219,7 @@ def _write_composite(
     raw: bool,
     jpeg_quality: int,
     metadata_from: str | os.PathLike[str] | None,
+    white: float | None,
 ) -> Path:
     if raw:
         from stacker.raw import write_raw_result
@@ -227,4 +228,4 @@ def _write_composite(
         return write_raw_result(out_path, image, metadata_from, jpeg_quality=jpeg_quality,
                                 software=OUTPUT_SOFTWARE)  # fmt: skip
     return write_image(out_path, image, jpeg_quality=jpeg_quality, metadata_from=metadata_from,
-                       software=OUTPUT_SOFTWARE)  # fmt: skip
+                       software=OUTPUT_SOFTWARE, white=white)  # fmt: skip

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from stacker.focus import focus_measure, luma
+from stacker.io import white_level
 
 PEAK_COLOUR = (255, 0, 255)
 """BGR magenta: rare in subjects, unlike camera makers' red, and readable on green and grey."""
@@ -51,8 +52,7 @@ def peaking_mask(
     if scale < 1.0:
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
-    top = 65535.0 if small.dtype == np.uint16 else 255.0
-    gray = luma(small) * np.float32(1.0 / top)
+    gray = luma(small) * np.float32(1.0 / white_level(small))
     measure = focus_measure(gray, window=1.0)
     threshold = max(floor, relative * float(np.percentile(measure, 99.5)))
     mask = measure > threshold

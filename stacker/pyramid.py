@@ -77,23 +77,34 @@ def reduced(image: np.ndarray, times: int) -> np.ndarray:
     return cv2.merge(list(half))
 
 
-def to_work(image: np.ndarray, gains: tuple[float, float, float], out: np.ndarray) -> np.ndarray:
+def to_work(
+    image: np.ndarray,
+    gains: tuple[float, float, float],
+    out: np.ndarray,
+    white: float | None = None,
+) -> np.ndarray:
     """Convert a frame to float32 working values (``out``, interleaved like the frame), applying
-    per-channel exposure gains: the depth-map merger's blend. A clipped value stays clipped
-    (see :func:`to_planes`)."""
+    per-channel exposure gains: the depth-map merger's blend. A clipped value (at ``white``,
+    see :func:`to_planes`) stays clipped."""
     cv.multiply(image, (*tuple(float(g) for g in gains), 0.0), dst=out, dtype=cv2.CV_32F)
     if image.dtype.kind == "u" and np.any(np.asarray(gains) < 1.0):
-        top = np.iinfo(image.dtype).max
+        top = white or np.iinfo(image.dtype).max
         gains_at_top = np.maximum(np.asarray(gains, dtype=np.float64), 1.0)
         np.copyto(out, (top * gains_at_top).astype(out.dtype), where=image >= top)
     return out
 
 
-def to_planes(image: np.ndarray, gains: tuple[float, float, float], out: np.ndarray) -> np.ndarray:
+def to_planes(
+    image: np.ndarray,
+    gains: tuple[float, float, float],
+    out: np.ndarray,
+    white: float | None = None,
+) -> np.ndarray:
     """Convert a frame (h, w, 3) to the pyramid's planar int16 working values ``out``
     (3, h, w), applying per-channel exposure gains.
 
-    A clipped value stays clipped: the sensor saw at least that much, and a gain below 1 made
+    A clipped value (at ``white``: the stack's :func:`~stacker.io.white_level`, by default the
+    type's largest) stays clipped: the sensor saw at least that much, and a gain below 1 made
     every blown highlight of a brighter frame grey and tinted (a gain per channel), dimming
     them in the composite where every frame had them white.
 
@@ -104,7 +115,7 @@ def to_planes(image: np.ndarray, gains: tuple[float, float, float], out: np.ndar
     h, w = image.shape[:2]
     g = np.asarray(gains, dtype=np.float64)
     gains_at_top = np.maximum(g, 1.0)
-    top = np.iinfo(image.dtype).max
+    top = white or np.iinfo(image.dtype).max
     k = FIXED_POINT if image.dtype == np.uint8 else WIDE_SCALE
     tables = None
     if image.dtype == np.uint8:

@@ -53,7 +53,7 @@ from stacker.crop import Coverage
 from stacker.depth_regions import vote_flat_regions
 from stacker.errors import FrameMismatchError, StackerError, resource_shortage
 from stacker.focus import WINDOW_PX, focus_measure, luma, measure_luma
-from stacker.io import FloatRange, to_uint16
+from stacker.io import FloatRange, to_8bit, to_uint16, white_level
 from stacker.merge import DepthMapMerger, PyramidMerger, make_merger
 
 METHODS: tuple[str, ...] = ("pyramid", "depthmap")
@@ -262,6 +262,12 @@ class Stacker:
         self._prefault: prefault.Prefault | None = None
         self._shape: tuple[int, int] | None = None
         self._dtype: np.dtype | None = None
+        self.white: float | None = None
+        """The value white is in the frames (:func:`stacker.io.white_level`), once the first has
+        arrived: 255 for 8 bits; 65535 for RAW frames; for other 16-bit frames the first's level,
+        raised by any later frame brighter than it (a camera's 12 bits in 16: 4095). Previews,
+        100 % crops and JPEG composites are scaled from it, and highlights at it are clipped
+        ones; the composite's pixels are the frames' own."""
         self.linear = False  # set by the first frame: see add()
         self.display: Callable[[np.ndarray], np.ndarray] | None = None
         """How a linear (RAW) stack's previews and 100 % crops are shown: the rendering of the
@@ -413,11 +419,13 @@ class Stacker:
         if self._state is None:
             self.linear = linear
             self._setup(image)
+        level = float(np.iinfo(image.dtype).max) if self.linear else float(white_level(image))
+        self.white = max(self.white or 0.0, level)
         reduced = pyramid.reduced(image, self._align_level)  # the registration level
         rh, rw = reduced.shape[:2]
         small = cv2.resize(reduced, (max(1, rw // 4), max(1, rh // 4)),
                            interpolation=cv2.INTER_AREA).astype(np.float32)  # fmt: skip
-        top = float(np.iinfo(image.dtype).max)
+        top = self.white
         colour = _colour(small, top)
         if self.frames_merged and _mixed(colour, self._stack_colour):
             outcome = self._mixed_colour(colour is None)
@@ -644,7 +652,8 @@ class Stacker:
         by, bx = h // 8, w // 8
         inner = np.s_[by : h - by, bx : w - bx]
         whole = (seen[inner] == 255).view(np.uint8)  # no black blended in by either warp
-        white = 0.99 * float(np.iinfo(self._dtype).max)
+        assert self.white is not None
+        white = 0.99 * self.white
         here = (warped[inner].max(axis=2) >= white) & (whole > 0)
         before = (self._prev_color[inner].max(axis=2) >= white) & (whole > 0)
         count = max(1, cv2.countNonZero(whole))
@@ -683,6 +692,7 @@ class Stacker:
         warped = self._buffers[self._version % len(self._buffers)]
         self._warp(image, chain, (w, h), warped, identity, full=True)
         state = self._state
+        white = self.white  # this frame's: a later, brighter frame may raise it meanwhile
         gray = measure_luma(warped, float(np.mean(gain)))
         valid = self._coverage.footprint(chain, state.tracker.size)  # the size never changes
         coarse_valid = self._coverage.footprint(chain, state.coarse.size)
@@ -690,7 +700,8 @@ class Stacker:
         self._version += 1
 
         def fold() -> None:
-            assert self._coverage is not None
+            assert self._coverage is not None and white is not None
+            state.white = white
             state.add(warped, _triple(gain), state.tracker.measure(gray), valid, index)
             state.coarse.update(state.coarse.measure(gray), coarse_valid, index)
             self._coverage.add(chain)
@@ -817,7 +828,12 @@ class Stacker:
     def _full_composite(self) -> np.ndarray:
         merger = self._require()
         if self._full_cache is None or self._full_cache[0] != self._version:
-            self._full_cache = (self._version, merger.composite(0))
+            full = merger.composite(0)
+            if self.white is not None and self.white < np.iinfo(full.dtype).max:
+                # The pyramid's overshoot at bright edges, past what the frames can hold (4096
+                # and more in a 12-bit stack), is clipped there, as 65535 clips a 16-bit one's.
+                np.minimum(full, full.dtype.type(self.white), out=full)
+            self._full_cache = (self._version, full)
         return self._full_cache[1]
 
     def result(self, crop: bool = True) -> np.ndarray:
@@ -1009,7 +1025,7 @@ class Stacker:
     def _peak_frames(self, best, before, after, index, merged: np.ndarray) -> np.ndarray:
         """A tracker's focus peaks in frames (sub-frame), from its state and the indices of
         the merged frames."""
-        floor = _FOCUS_FLOOR * (65535.0 / 255.0) ** 2 if self._dtype == np.uint16 else _FOCUS_FLOOR
+        floor = _FOCUS_FLOOR * (self.white / 255.0) ** 2  # type: ignore[operator]
         frames = depth.subframe_peak(best, before, after, floor)
         if len(merged) == merged[-1] + 1:  # every frame merged: ranks are frame indices
             frames += index
@@ -1069,9 +1085,7 @@ class Stacker:
         when the stack is linear and :attr:`display` says how."""
         if self.linear and self.display is not None:
             img = self.display(img)
-        if img.dtype == np.uint16:
-            img = cv2.convertScaleAbs(img, alpha=255.0 / 65535.0)
-        return img
+        return to_8bit(img, self.white)
 
     @_one_at_a_time
     def preview(self) -> np.ndarray | None:
