@@ -419,14 +419,14 @@ class Stacker:
         if self._state is None:
             self.linear = linear
             self._setup(image)
-        level = float(np.iinfo(image.dtype).max) if self.linear else float(white_level(image))
-        self.white = max(self.white or 0.0, level)
+        top = float(np.iinfo(image.dtype).max)
+        if self.white != top:  # once at the type's largest, no frame raises it: no scan
+            self.white = max(self.white or 0.0, top if self.linear else white_level(image))
         reduced = pyramid.reduced(image, self._align_level)  # the registration level
         rh, rw = reduced.shape[:2]
         small = cv2.resize(reduced, (max(1, rw // 4), max(1, rh // 4)),
                            interpolation=cv2.INTER_AREA).astype(np.float32)  # fmt: skip
-        top = self.white
-        colour = _colour(small, top)
+        colour = _colour(small, self.white)
         if self.frames_merged and _mixed(colour, self._stack_colour):
             outcome = self._mixed_colour(colour is None)
             return self._recorded(outcome, index, name, position_um, t0)
