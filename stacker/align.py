@@ -311,7 +311,8 @@ def register(
     # Internally the warp maps template coordinates -> moving coordinates.
     warp = np.linalg.inv(init) if init is not None else np.eye(3)
     warp = rescale_matrix(warp, 1 / 2 ** (n - 1))
-    warp = _seed_translation(tpl[-1], mov[-1], warp)
+    # Seeded on the level the solver starts on: the pyramid may stop above its coarsest.
+    warp = _seed_translation(tpl[n - 1], mov[n - 1], warp)
     score, converged = -1.0, False
     for lvl in range(n - 1, -1, -1):
         # Coarse levels only seed the finest, whose precision grows with its sample count.
