@@ -133,6 +133,9 @@ def luma_pyramid(luma: np.ndarray, levels: int) -> list[np.ndarray]:
 MIN_SAMPLES_KEPT = 64
 """Fewer samples than this inside the moving frame (see :meth:`_LevelTemplate.inside`): the
 pair shares too little to register."""
+BACKTRACK_DROP = 1e-3
+"""A step after which the score is lower than before it by more than this overshot: it is
+taken back and halved (see :func:`register`)."""
 SIGNAL_KEPT = 0.8
 """A coarser level whose gradients are weaker than this share of the finer one's carries no
 signal of its own (see :func:`levels_with_signal`)."""
@@ -321,6 +324,7 @@ def register(
         nrm, nrm_inv = lt.norm, np.linalg.inv(lt.norm)
         warp_n = nrm @ warp @ nrm_inv
         converged = False
+        back: tuple[np.ndarray, float, np.ndarray] | None = None
         # Bilinear interpolation biases sub-pixel estimates toward whole pixels (up to 0.05 px
         # at quarter-pixel offsets); bicubic does not, so the finest level uses it.
         interp = cv2.INTER_CUBIC if lvl == 0 else cv2.INTER_LINEAR
@@ -330,6 +334,18 @@ def register(
             dp, score = lt.step(warped, lt.inside(to_moving, mov[lvl].shape))
             if not np.all(np.isfinite(dp)):
                 return Registration(np.eye(3), -1.0, False)
+            if back is not None and score < back[1] - BACKTRACK_DROP:
+                # The last step overshot: go back and take half of it. On a level where a
+                # lattice's period is 3 px the full steps swung by whole periods, and the
+                # solver wandered off to a wrong period, scale or rotation (40-170 px).
+                base, score, dp = back[0], back[1], back[2] * 0.5
+                back = (base, score, dp)
+                warp_n = project_to_model(base @ _delta_matrix(model, dp), model)
+                if float(np.max(np.abs(dp))) < tolerance:
+                    converged = True
+                    break
+                continue
+            back = (warp_n, score, dp)
             warp_n = warp_n @ _delta_matrix(model, dp)
             warp_n = project_to_model(warp_n, model)
             if float(np.max(np.abs(dp))) < tolerance:
