@@ -420,8 +420,33 @@ class Stacker:
             self.linear = linear
             self._setup(image)
         top = float(np.iinfo(image.dtype).max)
+        kept = self.white  # the merged frames' white: this frame's counts once it is merged
         if self.white != top:  # once at the type's largest, no frame raises it: no scan
             self.white = max(self.white or 0.0, top if self.linear else white_level(image))
+        record = None
+        try:
+            record = self._judged(image, index, name, position_um, t0, top)
+        finally:
+            if record is None or not record.merged:
+                # A frame kept out leaves the stack's white as it was: a 16-bit export of one
+                # frame in a 12-bit stack's folder, refused for its exposure, left the stack
+                # judged at 65535, its previews and JPEG nearly black and its clipped
+                # highlights no longer held clipped.
+                self.white = kept
+        return record
+
+    def _judged(
+        self,
+        image: np.ndarray,
+        index: int,
+        name: str,
+        position_um: float | None,
+        t0: float,
+        top: float,
+    ) -> FrameRecord:
+        """Register ``image`` (checked, its white taken into :attr:`white`), and merge it or
+        keep it out; recorded either way."""
+        assert self.white is not None
         reduced = pyramid.reduced(image, self._align_level)  # the registration level
         rh, rw = reduced.shape[:2]
         small = cv2.resize(reduced, (max(1, rw // 4), max(1, rh // 4)),

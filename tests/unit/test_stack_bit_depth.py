@@ -106,3 +106,20 @@ def test_a_dark_16_bit_stack_rises_to_16_bits_at_its_first_brighter_frame(full) 
     shown = s.preview()
     assert shown is not None
     assert shown.max() >= 230 and np.percentile(shown, 50) < 20  # the glint white, the rest dark
+
+
+def test_a_frame_kept_out_leaves_the_stack_s_white_as_it_was(full, tmp_path: Path) -> None:
+    """A 16-bit export of one frame in a 12-bit stack's folder is kept out for its exposure
+    (16 times brighter); it raised the stack's white to 65535 all the same, and the JPEG
+    composite of the frames merged came out nearly black (7 of 255 on average against 108)."""
+    frames = [in_bits(f, 12) for f in full]
+    s, twin = Stacker(), stacked(frames)
+    for i, frame in enumerate(frames):
+        assert s.add(frame).merged
+        if i == 1:
+            stray = s.add(full[2])
+            assert not stray.merged and "exposure" in (stray.reason or "")
+    assert s.white == 4095
+    ours = cv2.imread(str(save_outputs(s, tmp_path / "s.jpg")[0]), cv2.IMREAD_UNCHANGED)
+    theirs = cv2.imread(str(save_outputs(twin, tmp_path / "t.jpg")[0]), cv2.IMREAD_UNCHANGED)
+    assert abs(float(ours.mean()) - float(theirs.mean())) < 1.0, (ours.mean(), theirs.mean())
