@@ -434,12 +434,17 @@ def write_raw_result(
     software: str,
 ) -> Path:
     """Write a linear composite of RAW frames: a linear DNG, or rendered for other formats,
-    stamped with ``software``."""
+    stamped with ``software``. A greyscale one (a monochrome camera's RAW frames, which LibRaw
+    decodes to three equal channels) is written as the frames were, in camera RGB."""
     from stacker.dng import exif_blob
     from stacker.io import atomic_write_bytes, encode_image
     from stacker.metadata import Metadata
 
     p = Path(path)
+    if linear.ndim == 2:
+        # The DNG and the rendering take camera RGB: the composite of a monochrome camera's
+        # stack was refused as a DNG ("needs a colour image") and a traceback as a TIFF.
+        linear = cv2.cvtColor(linear, cv2.COLOR_GRAY2BGR)
     profile = read_profile(reference)
     if p.suffix.lower() == ".dng":
         return write_linear_dng(p, linear, profile, software=software)

@@ -167,6 +167,33 @@ def test_a_dng_frames_baseline_exposure_goes_into_the_stacked_dng(tmp_path: Path
     assert "BaselineExposure" not in tags_of(plain.read_bytes())[0]  # 0, the default: left out
 
 
+@pytest.mark.parametrize("ext", [".dng", ".tif"])
+def test_a_monochrome_camera_s_raw_stack_is_written(tmp_path: Path, ext: str) -> None:
+    """LibRaw decodes a monochrome camera's RAW frames to three equal channels, so the stack
+    is greyscale and its composite one channel: the DNG was refused ("needs a colour image")
+    and the rendered TIFF ended in an OpenCV traceback."""
+    import cv2
+
+    from stacker.output import save_outputs
+    from stacker.stack import Stacker
+
+    rng = np.random.default_rng(4)
+    scene = cv2.GaussianBlur(rng.uniform(3000, 50000, (120, 160)).astype(np.float32), (0, 0), 2)
+    frames = []
+    for i in range(3):
+        moved = np.roll(scene, i, axis=1).astype(np.uint16)
+        path = tmp_path / f"mono_{i}.dng"
+        write_linear_dng(path, cv2.merge([moved] * 3), synthetic_profile(), software="camera")
+        frames.append(path)
+    stacker = Stacker()
+    for path in frames:
+        assert stacker.add(read_raw_linear(path), path.name, linear=True).merged
+    assert stacker.greyscale
+    out = save_outputs(stacker, tmp_path / f"stacked{ext}", metadata_from=frames[0])[0]
+    written = read_raw_linear(out) if ext == ".dng" else tifffile.imread(out)
+    assert written.shape[:2] == stacker.result().shape and written.ndim == 3
+
+
 def test_a_frame_with_a_four_colour_matrix_is_named_in_the_error(tmp_path: Path) -> None:
     """A DNG whose ColorMatrix1 has twelve values (a four-colour sensor) cannot be profiled:
     the stack ended on "colour matrix with 12 values", without saying which of the frames."""
