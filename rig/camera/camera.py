@@ -19,6 +19,7 @@ is left off (see :func:`~rig.camera.focus.no_capture_autofocus`); settings the u
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -193,6 +194,10 @@ class Camera:
         self._awaited: list[_OwedShot] = []
         self.releases = 0
         """Shutter releases so far: whether frames were shot since a lens was last driven."""
+        self.focus_at_release: float | None = None
+        """Where a lens that tells its position (Fuji) stood just before the last release, in
+        focus steps; None where it was not read. Focus elsewhere after that release was moved
+        at it (the body refocused), not before it (by hand, between jogs and test shots)."""
         self.sleep: Callable[[float], None] = time.sleep
 
     # ----------------------------------------------------------------- opening and closing
@@ -687,13 +692,13 @@ class Camera:
         from the file-added event that follows.
         """
         gp = self._gp
-        self.releases += 1
         if self._focus is not None:
             # A lens stack's first frame is shot where focus stands, with no drive before it:
             # the body is set up for driving (manual focus, live view) before that release, or
             # a Sony or Fuji left in an AF mode refocused at it (camera_sony_capture half-presses
             # unless the focus mode is Manual; camera_fuji_capture sends its focus action).
             self._focus.ensure_prepared()
+        self._count_release()
         presses = self._eos_presses()
         if presses is not None:
             self._remote_release(presses)
@@ -725,12 +730,22 @@ class Camera:
         first and frees every event it has fetched but not yet returned, so the previous
         frame's file was lost whenever the body was slower than the trigger interval."""
         with self._lock:
-            self.releases += 1
+            self._count_release()
             presses = self._eos_presses()
             if presses is not None:
                 self._remote_release(presses)
             else:
                 self._call("trigger", lambda c: c.trigger_capture())
+
+    def _count_release(self) -> None:
+        """Count a release about to be made, and note where a lens that tells its position
+        stands before it (:attr:`focus_at_release`)."""
+        self.releases += 1
+        self.focus_at_release = None
+        if self._focus is not None and self._focus.absolute:
+            # Unread, a move since is taken as made at the release.
+            with contextlib.suppress(CameraError):
+                self.focus_at_release = self._focus.position()
 
     def _eos_presses(self) -> tuple[int, int] | None:
         """A Canon's ``eosremoterelease`` choice indices of a full press without AF and of its

@@ -203,20 +203,26 @@ class LensFocuser:
         """On a lens that tells its position (Fuji), that focus is still where this focuser
         last put it; it takes where focus stands now as its position.
 
-        Moved with no frame shot since (by hand, between a station's jogs), that is all. Moved
-        across a release, the frames shot since were not where their plan positions say: the
-        body refocused at the release (its focus mode selector not at M, which stackrig cannot
-        set: ``camera_fuji_capture`` sends the focus action first) or the lens reset its focus
-        as the body slept. Each move started from the body's position, so a stack went on to
-        its end, every frame of it shot where AF put the lens and labelled with its plan
-        position. That is raised."""
+        Moved with no frame shot since, or before the last release (by hand, between a
+        station's jogs and test shots), that is all. Moved at a release, the frames shot since
+        were not where their plan positions say: the body refocused at the release (its focus
+        mode selector not at M, which stackrig cannot set: ``camera_fuji_capture`` sends the
+        focus action first) or the lens reset its focus as the body slept. Each move started
+        from the body's position, so a stack went on to its end, every frame of it shot where
+        AF put the lens and labelled with its plan position. That is raised."""
         if not self._strategy.absolute:
             return
         here = self._strategy.position()
         if here is None or abs(here - self._position) < 1:
             return
         was, self._position = self._position, float(here)
-        if self.camera.releases == self._releases:
+        before = self.camera.focus_at_release
+        if self.camera.releases == self._releases or (
+            before is not None and abs(here - before) < 1
+        ):
+            # Moved before the last release, if any (focused by hand, then a test shot or a
+            # session's first frame shot where focus stood): that release was said to have
+            # refocused, and a station's session stopped at its first move.
             log.info("%s: focus moved from %g to %g steps", self.name, was, here)
             return
         raise MotionError(

@@ -624,6 +624,24 @@ def test_a_fuji_refocused_at_the_release_stops_the_stack(
         assert lens.position == pytest.approx(123.4)  # where focus stands, not the plan's 14
 
 
+def test_a_fuji_focused_by_hand_before_a_test_shot_is_not_said_to_refocus(
+    card: VirtualCameraFolder, tmp_path: Path
+) -> None:
+    """Focus turned by hand at a station, a test shot, then a session: its first move was
+    refused, "focus moved by itself ... while frames were shot", with the body at M and the
+    test shot taken where focus stood. Moved before the release, focus is taken where it is."""
+    quirks = CameraQuirks("fuji", usb_bytes_per_s=0)
+    quirks.state.lens = 100.0
+    with open_body(quirks) as cam:
+        lens = LensFocuser.from_url("camera://?settle=0&size=10", camera=cam)
+        lens.move_to(12)  # a jog
+        quirks.state.lens = 150.0  # turned by hand
+        cam.capture(tmp_path / "out")  # a test shot
+        assert quirks.state.exposures == [150.0]
+        lens.move_to(16)
+        assert quirks.state.lens == 160.0 and lens.position == 16
+
+
 def test_a_canon_release_list_of_an_unknown_layout_is_said(
     card: VirtualCameraFolder, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

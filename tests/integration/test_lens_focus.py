@@ -312,6 +312,7 @@ class FakeLensCamera:
         self.strategy: Any = None
         self.closed = False
         self.releases = 0
+        self.focus_at_release: float | None = None
 
     def configure_focus(
         self, *, size: int = 1, settle_s: float | None = None, approximate: bool = False
