@@ -184,24 +184,26 @@ def test_the_legend_of_a_map_a_few_pixels_wide_is_drawn() -> None:
     """A strip 16 px wide and 5000 tall previews 3 px wide, and a homography's crop of it
     can leave as few: the bar's 4 px margins left it no room, the live preview and the
     depth preview failed (ValueError), and ``stacker stack`` wrote nothing."""
-    st = SyntheticStack(SceneSpec(width=32, height=1000, seed=2), 3)
-    s = Stacker(preview_size=100)
-    for f in st:
-        s.add(f.image, position_um=f.focus_um)
-    p = s.preview_depth()
-    assert p is not None and p.shape[1] == 3 and p.shape[0] > 100
+    p = _depth_preview(32, 1000, frames=3, preview_size=100)
+    assert p.shape[1] == 3 and p.shape[0] > 100
     for width in range(1, 10):
         strip = depth.legend_strip(width, 5, [10.0 * i for i in range(5)], h=500)
         assert strip.shape[1] == width and (strip != 32).any()
 
 
 def test_preview_depth_carries_the_legend() -> None:
-    st = SyntheticStack(SceneSpec(width=240, height=160, seed=2), 4)
-    s = Stacker(preview_size=240)
-    for f in st:
+    p = _depth_preview(240, 160, frames=4, preview_size=240)
+    assert p.shape[1] == 240 and p.shape[0] > 160
+
+
+def _depth_preview(width: int, height: int, *, frames: int, preview_size: int) -> np.ndarray:
+    """The depth preview of a synthetic stack of ``frames`` frames of ``width`` x ``height``."""
+    s = Stacker(preview_size=preview_size)
+    for f in SyntheticStack(SceneSpec(width=width, height=height, seed=2), frames):
         s.add(f.image, position_um=f.focus_um)
     p = s.preview_depth()
-    assert p is not None and p.shape[1] == 240 and p.shape[0] > 160
+    assert p is not None
+    return p
 
 
 def test_tracker_memory_does_not_grow_with_frames() -> None:
