@@ -304,8 +304,12 @@ class Journal:
             return  # a writer is stuck in the kernel; its line is whole or torn, both readable
         try:
             if self._fh is not None:
-                self._fh.close()
-                self._fh = None
+                fh, self._fh = self._fh, None
+                # Every record was fsynced as it was appended: a close the disk refuses (a USB
+                # disk pulled out: ENOTCONN, EIO) loses nothing, and raised out of the
+                # session's end, past its fault and its log.
+                with contextlib.suppress(OSError):
+                    fh.close()
         finally:
             self._lock.release()
 

@@ -1,0 +1,65 @@
+"""Sessions on a FAT32 USB stick (see :mod:`tests.removable`), and the stick pulled mid-session:
+a one-line fault naming the folder, nothing written anywhere else, resumable once it is back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rig.plan import ShotPlan
+from rig.session.events import FrameCaptured, SessionEvent
+from rig.session.folder import SessionConfig, SessionFolder
+from rig.session.runner import SessionRunner
+from rig.session.state import FinishReason
+from rig.sim.rig import SimRigSpec, SimulatedRig
+from rig.sim.vcamera import use_virtual_camera
+from tests.removable import Stick
+
+SPEC = SimRigSpec(width=320, height=240, time_scale=50.0)
+FRAMES = 5
+
+
+@pytest.fixture
+def stick(tmp_path: Path) -> Iterator[Stick]:
+    made = Stick.made(tmp_path)
+    try:
+        yield made
+    finally:
+        made.unplug()
+
+
+@pytest.mark.parametrize("how", ["killed"])
+def test_a_stick_pulled_mid_session_stops_it_and_nothing_is_shot_elsewhere(
+    stick: Stick, tmp_path: Path, how: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Killed, closing the journal raised ENOTCONN out of the run, a traceback instead of a
+    fault."""
+    use_virtual_camera(tmp_path / "vcam")
+    plan = ShotPlan.from_frames(0.0, SPEC.depth_um, FRAMES, settle_s=0.0)
+    root = stick.mount / "beetle"
+    folder = SessionFolder.create(root, plan, SessionConfig(rig=SPEC.to_dict()))
+
+    def pull_after_two(event: SessionEvent) -> None:
+        if isinstance(event, FrameCaptured) and event.entry.index == 2:
+            stick.pull(how)
+
+    with SimulatedRig(SPEC) as sim:
+        runner = SessionRunner(folder, focuser=sim.focuser, camera=sim.camera)
+        runner.subscribe(pull_after_two)
+        result = runner.run()
+    assert result.reason is FinishReason.FAULT, result.error
+    message = str(result.error)
+    assert "\n" not in message and str(root) in message, message
+    assert "Traceback" not in capfd.readouterr().err
+
+    stick.unplug()
+    assert list(stick.mount.iterdir()) == []  # nothing landed on the disk beneath
+    stick.plug()
+    assert sorted(folder.frames_on_disk()) == [1, 2]
+    with SimulatedRig(SPEC) as sim:
+        again = SessionRunner(SessionFolder(root), focuser=sim.focuser, camera=sim.camera).run()
+    assert again.reason is FinishReason.COMPLETED, again.error
+    assert sorted(SessionFolder(root).frames_on_disk()) == list(range(1, FRAMES + 1))
+    assert SessionFolder(root).composite_path("tif").is_file()
