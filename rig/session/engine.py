@@ -217,7 +217,7 @@ class FrameEngine:
             camera: ReleasingDevice = self.camera  # type: ignore[assignment]
             stem = frame_stem(at.index)
             pending, attempts = self._retrying(
-                at.index, lambda: camera.release(self.folder.frames_dir, stem)
+                at.index, lambda: camera.release(self.folder.shooting_into(), stem)
             )
             return InFlight(at, pending, attempts)
         files, attempts = self.capture(at.index)
@@ -251,7 +251,7 @@ class FrameEngine:
     def capture(self, index: int) -> tuple[list[Path], int]:
         """Shoot frame ``index``, retrying transient camera errors; (files, attempts)."""
         files, attempts = self._retrying(
-            index, lambda: self.camera.capture(self.folder.frames_dir, frame_stem(index))
+            index, lambda: self.camera.capture(self.folder.shooting_into(), frame_stem(index))
         )
         if not files:
             raise RigError(f"frame {index}: the camera returned no file")

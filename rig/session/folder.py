@@ -278,6 +278,8 @@ class SessionFolder:
         self._plan: ShotPlan | None = None
         self._config: SessionConfig | None = None
         self._lock: weakref.finalize | None = None
+        self._identity: tuple[int, int] | None = None
+        """The folder :meth:`lock` opened, as (device, inode): see :meth:`shooting_into`."""
 
     # paths ---------------------------------------------------------------
     @property
@@ -333,6 +335,8 @@ class SessionFolder:
             raise SessionFolderError(
                 f"{self.root}: cannot open the session folder ({exc.strerror or exc})"
             ) from None
+        opened = os.fstat(fd)
+        self._identity = (opened.st_dev, opened.st_ino)
         held = try_lock(fd)
         if held is None:
             os.close(fd)
@@ -350,9 +354,33 @@ class SessionFolder:
 
     def unlock(self) -> None:
         """Let another process run this session."""
+        self._identity = None
         if self._lock is not None:
             self._lock()
             self._lock = None
+
+    def shooting_into(self) -> Path:
+        """``frames/``, once the folder at :attr:`root` is still the one :meth:`lock` opened.
+
+        A disk unplugged or unmounted mid-session (a desktop unmounts a pulled USB disk, and
+        may remove its mount point) left the path to another disk: the camera, which makes its
+        destination's missing folders, made the session's folder there again, and the session
+        shot on into the Raspberry Pi's SD card, its frames split between two disks and its
+        journal on neither with them. So is a folder renamed or moved away while shooting.
+        """
+        if self._identity is not None:
+            try:
+                st = os.stat(self.root)
+                why = None if (st.st_dev, st.st_ino) == self._identity else "another folder now"
+            except OSError as exc:
+                why = exc.strerror or str(exc)
+            if why is not None:
+                raise SessionFolderError(
+                    f"{self.root}: the session folder is no longer there ({why}): its disk "
+                    "was unplugged or unmounted, or the folder moved; no frame is written "
+                    f"anywhere else: put it back, then `{resume_command(self.root)}`"
+                )
+        return self.frames_dir
 
     # create / load -------------------------------------------------------
     @classmethod

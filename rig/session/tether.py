@@ -157,7 +157,7 @@ class TetherEngine:
         if shot is None:
             raise RigError(f"frame {at.index}: no shot from the camera to download")
         self.hooks.on_phase("downloading", at.position)
-        files = self.tether.download(shot, self.folder.frames_dir, frame_stem(at.index))
+        files = self.tether.download(shot, self.folder.shooting_into(), frame_stem(at.index))
         self._last_activity = time.monotonic()
         self._released_since_frame = False
         return Shot(at.index, at.position, files, at.moved_at, 1)

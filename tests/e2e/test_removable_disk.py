@@ -30,12 +30,14 @@ def stick(tmp_path: Path) -> Iterator[Stick]:
         made.unplug()
 
 
-@pytest.mark.parametrize("how", ["killed"])
+@pytest.mark.parametrize("how", ["unmounted", "killed"])
 def test_a_stick_pulled_mid_session_stops_it_and_nothing_is_shot_elsewhere(
     stick: Stick, tmp_path: Path, how: str, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    """Killed, closing the journal raised ENOTCONN out of the run, a traceback instead of a
-    fault."""
+    """Unmounted (as a desktop does when a USB disk goes), the camera made the session's
+    folder again below the mount point and the session shot on onto the disk beneath,
+    "completed" with its frames split between two disks. Killed, closing the journal raised
+    ENOTCONN out of the run, a traceback instead of a fault."""
     use_virtual_camera(tmp_path / "vcam")
     plan = ShotPlan.from_frames(0.0, SPEC.depth_um, FRAMES, settle_s=0.0)
     root = stick.mount / "beetle"
