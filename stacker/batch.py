@@ -28,6 +28,7 @@ import io
 import json
 import logging
 import os
+import re
 import resource
 import stat
 import sys
@@ -406,7 +407,7 @@ def find_stacks(
                 other = "a .dng output stacks the RAW" if prefer == "jpeg" else "for a DNG output"
                 on_note(partners_note(folder, partners, prefer, other))
             rel = folder.relative_to(root).parts
-            name = "-".join(rel) if rel else root.resolve().name
+            name = portable_name("-".join(rel) if rel else root.resolve().name)
             if name in jobs:
                 raise StackerError(
                     f"two stacks would both be written as '{name}': {jobs[name].folder} and "
@@ -431,6 +432,18 @@ def find_stacks(
         )
     _check_outputs_apart(list(jobs.values()))
     return list(jobs.values())
+
+
+_REFUSED_IN_NAMES = re.compile(r'[\x00-\x1f:*?"<>|\\]')
+
+
+def portable_name(name: str) -> str:
+    """``name`` with the characters Windows, and FAT, exFAT and NTFS disks wherever they are
+    mounted, refuse in file names (``: * ? " < > | \\``, control characters) made ``_``. A stack
+    folder named by its time (``2026-12-06T10:30``) on a Linux disk, batched onto a USB stick,
+    failed at its write as "Operation not permitted" (FAT) or "No such file or directory"
+    (exFAT), after the batch had run."""
+    return _REFUSED_IN_NAMES.sub("_", name)
 
 
 def _check_output_folder(

@@ -625,6 +625,22 @@ def test_an_output_name_too_long_for_the_file_system_fails_that_stack_alone(
     assert not jobs[0].up_to_date()
 
 
+def test_stacks_named_with_characters_fat_and_windows_refuse_get_names_they_take(
+    tmp_path: Path,
+) -> None:
+    """A folder named by its time on a Linux disk, batched onto a FAT or exFAT USB stick,
+    failed at its write ("Operation not permitted", "No such file or directory"), after the
+    rest of the batch had run."""
+    frames(tmp_path / "root" / "2026-12-06T10:30" / "beetle?", "1.jpg", "2.jpg")
+    frames(tmp_path / "root" / 'moth "big" <1|2>', "1.jpg", "2.jpg")
+    out = tmp_path / "out"
+    jobs = find_stacks([tmp_path / "root"], out)
+    assert [j.output.name for j in jobs] == ["2026-12-06T10_30-beetle_.tif", "moth _big_ _1_2_.tif"]
+    frames(tmp_path / "root" / "2026-12-06T10*30" / "beetle?", "1.jpg", "2.jpg")
+    with pytest.raises(StackerError, match=r"both be written as '2026-12-06T10_30-beetle_'"):
+        find_stacks([tmp_path / "root"], out)
+
+
 def test_a_report_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
     """A full disk ended the batch in a traceback from the report's flush, and another from
     closing it."""
