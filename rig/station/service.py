@@ -499,9 +499,12 @@ class Station:
     ) -> str:
         """Create a session folder and shoot ``plan`` in the background; returns its id
         (``name``, or one made from the date and time)."""
-        if name and (not SESSION_ID.match(name) or ".." in name):
+        # A name ending in '.' is one Windows cannot open, and FAT and exFAT disks mounted by
+        # Linux's own drivers drop the dot: the station then listed a session of another name.
+        if name and (not SESSION_ID.match(name) or ".." in name or name.endswith(".")):
             raise StationError(
-                f"session name {name!r}: use letters, digits, '-', '_' and '.' (no '..')"
+                f"session name {name!r}: use letters, digits, '-', '_' and '.' (no '..', and "
+                "not '.' last)"
             )
         if plan.units != self.units:
             raise StationError(

@@ -194,6 +194,9 @@ def test_only_files_of_its_own_sessions_are_served(station, server, client, tmp_
     bad = client.post("/api/sessions", json={"plan": PLAN, "name": "../evil"})
     assert bad.status_code == 400 and "session name" in bad.json()["error"]
     assert not (tmp_path / "evil").exists()
+    # A FAT or exFAT disk mounted by Linux drops a last dot, and Windows cannot open such a folder.
+    dotted = client.post("/api/sessions", json={"plan": PLAN, "name": "beetle."})
+    assert dotted.status_code == 400 and "not '.' last" in dotted.json()["error"]
     # Named as the JSON calls it, as the other fields are, not as the command line does.
     beyond = client.post("/api/sessions", json={"plan": PLAN, "name": "t2", "reference": "99"})
     assert beyond.status_code == 400
