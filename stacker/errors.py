@@ -70,6 +70,9 @@ STORAGE_REMEDIES = {
     errno.ENOSPC: "free some space",
     errno.EDQUOT: "free some space",
     errno.EROFS: "the disk is read-only: check it and mount it again (or restart)",
+    # A FUSE mount whose program ended: an exFAT or NTFS USB disk pulled out, sshfs cut off.
+    errno.ENOTCONN: "its disk or share is gone (unplugged, or the program mounting it ended): "
+    "mount it again",
 }
 """What to do about a write the disk refused, by the error (see ``stacker.io.storage_remedy``)."""
 

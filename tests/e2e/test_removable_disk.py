@@ -54,6 +54,8 @@ def test_a_stick_pulled_mid_session_stops_it_and_nothing_is_shot_elsewhere(
     assert result.reason is FinishReason.FAULT, result.error
     message = str(result.error)
     assert "\n" not in message and str(root) in message, message
+    if how == "killed":  # ENOTCONN, "Transport endpoint is not connected", said in words
+        assert "its disk or share is gone" in message and "mount it again" in message, message
     assert "Traceback" not in capfd.readouterr().err
 
     stick.unplug()
