@@ -9,8 +9,9 @@ rerun into the frames' folder does not stack the previous ``stacked.jpg`` or
 of stacks is a real workflow).
 
 Before any work, :func:`check_distinct` compares each output with the inputs and with the other
-outputs by resolved path and by ``samefile`` (links and hard links count), so a run can never
-replace a frame it reads or one of its own results.
+outputs by resolved path and by ``samefile`` (links and hard links count, and on a disk that
+ignores case, a name spelt otherwise), so a run can never replace a frame it reads or one of
+its own results.
 """
 
 from __future__ import annotations
@@ -182,13 +183,27 @@ def _named_again(path: Path, first: Path) -> str:
 
 
 def same_file(a: Path, b: Path) -> bool:
-    """True when ``a`` and ``b`` name one file: the same resolved path, or the same inode."""
+    """True when ``a`` and ``b`` name one file: the same resolved path, the same inode, or
+    names in one folder that differ only in case where the folder's file system ignores it."""
     if os.path.realpath(a) == os.path.realpath(b):
         return True
     try:
-        return os.path.samefile(a, b)
+        return os.path.samefile(a, b) or _one_name_in_any_case(a, b)
     except OSError:  # one of them does not exist (yet): different files
         return False
+
+
+def _one_name_in_any_case(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b``, both there, are one entry of a folder that ignores case (FAT,
+    exFAT): a FAT or exFAT disk mounted through FUSE gives each spelling its own inode number,
+    and ``-o FRAME_0001.JPG`` replaced the frame ``frame_0001.jpg`` it was stacking. The
+    folder's listing tells: it holds the entry under one spelling only."""
+    if a.name == b.name or a.name.casefold() != b.name.casefold():
+        return False
+    if not os.path.samefile(a.parent, b.parent):
+        return False
+    names = set(os.listdir(a.parent))
+    return not (a.name in names and b.name in names)
 
 
 def check_distinct(outputs: list[Path], inputs: Iterable[Path] = ()) -> None:

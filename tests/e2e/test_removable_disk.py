@@ -14,7 +14,9 @@ from rig.session.folder import SessionConfig, SessionFolder
 from rig.session.runner import SessionRunner
 from rig.session.state import FinishReason
 from rig.sim.rig import SimRigSpec, SimulatedRig
+from rig.sim.scene import SceneSpec, write_stack
 from rig.sim.vcamera import use_virtual_camera
+from tests.commands import one_line_error, stacker
 from tests.removable import Stick
 
 SPEC = SimRigSpec(width=320, height=240, time_scale=50.0)
@@ -67,3 +69,21 @@ def test_a_stick_pulled_mid_session_stops_it_and_nothing_is_shot_elsewhere(
     assert again.reason is FinishReason.COMPLETED, again.error
     assert sorted(SessionFolder(root).frames_on_disk()) == list(range(1, FRAMES + 1))
     assert SessionFolder(root).composite_path("tif").is_file()
+
+
+def test_an_output_named_as_a_frame_in_another_case_is_refused_on_a_stick(
+    stick: Stick, tmp_path: Path
+) -> None:
+    """FAT ignores case, and through FUSE each spelling of a name has its own inode number:
+    ``stacker stack card/ -o card/FRAME_0001.JPG`` wrote the composite over the frame
+    ``frame_0001.jpg`` it had stacked. On a disk that keeps case, the two names are two files."""
+    for folder in (stick.mount / "card", tmp_path / "card"):
+        frame, *_ = write_stack(folder, SceneSpec(width=160, height=120, seed=3), 3)
+        output = folder / frame.name.upper()
+        kept = frame.read_bytes()
+        proc = stacker("stack", folder, "-o", output)
+        if folder.is_relative_to(stick.mount):
+            assert f"{output}: is one of the input frames" in one_line_error(proc)
+        else:
+            assert proc.returncode == 0, proc.stderr
+        assert frame.read_bytes() == kept
