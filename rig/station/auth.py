@@ -11,6 +11,7 @@ previews that listen beyond this machine.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -65,7 +66,15 @@ def load_token(token: str | None, token_file: Path | None = None) -> tuple[str, 
             if text:
                 return text, str(path)
             new = new_token()
-            atomic_write_bytes(path, f"{new}\n".encode(), mode=0o600)
+            try:
+                atomic_write_bytes(path, f"{new}\n".encode(), mode=0o600)
+            except OSError as exc:
+                if exc.errno in _NO_PERMISSIONS:  # FAT through FUSE: chmod is ENOSYS
+                    raise StationError(_cannot_keep_private(path)) from None
+                raise
+            if path.stat().st_mode & 0o077:  # exFAT, NTFS without permissions: all may read
+                path.unlink()
+                raise StationError(_cannot_keep_private(path))
     except TimeoutError as exc:
         raise StationError(f"{exc}; give the token with --token") from None
     except OSError as exc:
@@ -73,6 +82,19 @@ def load_token(token: str | None, token_file: Path | None = None) -> tuple[str, 
             f"{path}: cannot save the new token ({exc.strerror}); give one with --token"
         ) from None
     return new, f"{path} (new)"
+
+
+_NO_PERMISSIONS = {errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP}
+
+
+def _cannot_keep_private(path: Path) -> str:
+    """The refusal of a token file on a disk without permissions (a FAT or exFAT USB disk):
+    every file there is readable by all, and a token kept there was made, then refused at the
+    next start as readable by others, with a chmod that the disk ignores."""
+    return (
+        f"{path}: this disk cannot keep the token private (a FAT or exFAT disk has no "
+        "permissions); give --token-file on another disk, or --token"
+    )
 
 
 def _read_token_file(path: Path) -> str:

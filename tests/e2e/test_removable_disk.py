@@ -3,6 +3,8 @@ a one-line fault naming the folder, nothing written anywhere else, resumable onc
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +18,8 @@ from rig.session.state import FinishReason
 from rig.sim.rig import SimRigSpec, SimulatedRig
 from rig.sim.scene import SceneSpec, write_stack
 from rig.sim.vcamera import use_virtual_camera
+from rig.station.auth import load_token
+from rig.station.errors import StationError
 from tests.commands import one_line_error, stacker
 from tests.removable import Stick
 
@@ -87,3 +91,29 @@ def test_an_output_named_as_a_frame_in_another_case_is_refused_on_a_stick(
         else:
             assert proc.returncode == 0, proc.stderr
         assert frame.read_bytes() == kept
+
+
+def test_a_token_file_on_a_disk_without_permissions_is_refused_before_it_is_made(
+    stick: Stick, tmp_path: Path
+) -> None:
+    """On a FAT stick through FUSE the token could not be made ("Function not implemented",
+    chmod's ENOSYS); on exFAT, whose files all read 0777 and ignore chmod (bindfs stands in
+    for it), it was made and the station served, then refused it at every later start as
+    readable by others, asking for a chmod the disk ignores."""
+    if shutil.which("bindfs") is None:
+        pytest.skip("bindfs is not installed (apt-get install bindfs)")
+    source, exfat_like = tmp_path / "src", tmp_path / "exfat"
+    source.mkdir()
+    exfat_like.mkdir()
+    subprocess.run(
+        ["bindfs", "--perms=a+rwx", "--chmod-ignore", str(source), str(exfat_like)], check=True
+    )
+    try:
+        for folder in (stick.mount, exfat_like):
+            token_file = folder / "stackrig" / "station-token"
+            with pytest.raises(StationError, match="cannot keep the token private") as refused:
+                load_token(None, token_file)
+            assert str(token_file) in str(refused.value) and "--token" in str(refused.value)
+            assert not token_file.exists()
+    finally:
+        subprocess.run(["fusermount", "-u", str(exfat_like)], check=False)
