@@ -598,6 +598,7 @@ def test_a_strip_too_thin_to_pin_shear_down_is_aligned_as_a_similarity(align: st
     for f in frames:
         s.add(cv2.resize(f.image, (5000, 16), interpolation=cv2.INTER_AREA))
     assert s.frames_merged == 4
-    assert all(distortion(r.matrix, 5000, 16) < 0.01 for r in s.records)
+    # What is left of shear is the solver's noise on 16 rows (0.01 with older OpenCV), not 2.2.
+    assert all(distortion(r.matrix, 5000, 16) < 0.05 for r in s.records)
     _, _, w, h = s.crop_rectangle()
     assert h >= 12 and w >= 4500
