@@ -194,16 +194,23 @@ def same_file(a: Path, b: Path) -> bool:
 
 
 def _one_name_in_any_case(a: Path, b: Path) -> bool:
-    """Whether ``a`` and ``b``, both there, are one entry of a folder that ignores case (FAT,
-    exFAT): a FAT or exFAT disk mounted through FUSE gives each spelling its own inode number,
-    and ``-o FRAME_0001.JPG`` replaced the frame ``frame_0001.jpg`` it was stacking. The
-    folder's listing tells: it holds the entry under one spelling only."""
-    if a.name == b.name or a.name.casefold() != b.name.casefold():
+    """Whether ``a`` and ``b``, both there, are one entry reached through names that differ
+    only in case, in folders that ignore it (FAT, exFAT): a FAT or exFAT disk mounted through
+    FUSE gives each spelling its own inode number, and ``-o FRAME_0001.JPG`` (or
+    ``-o CARD/frame_0001.jpg`` for ``card/``) replaced the frame ``frame_0001.jpg`` it was
+    stacking. Each folder's listing tells, at each name spelt otherwise: it holds the entry
+    under one spelling only."""
+    real_a, real_b = Path(os.path.realpath(a)), Path(os.path.realpath(b))
+    if len(real_a.parts) != len(real_b.parts) or str(real_a).casefold() != str(real_b).casefold():
         return False
-    if not os.path.samefile(a.parent, b.parent):
-        return False
-    names = set(os.listdir(a.parent))
-    return not (a.name in names and b.name in names)
+    folder = Path(real_a.anchor)
+    for mine, other in zip(real_a.parts[1:], real_b.parts[1:], strict=True):
+        if mine != other:
+            names = set(os.listdir(folder))
+            if mine in names and other in names:
+                return False
+        folder /= mine
+    return True
 
 
 def check_distinct(outputs: list[Path], inputs: Iterable[Path] = ()) -> None:

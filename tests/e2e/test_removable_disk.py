@@ -80,17 +80,19 @@ def test_an_output_named_as_a_frame_in_another_case_is_refused_on_a_stick(
 ) -> None:
     """FAT ignores case, and through FUSE each spelling of a name has its own inode number:
     ``stacker stack card/ -o card/FRAME_0001.JPG`` wrote the composite over the frame
-    ``frame_0001.jpg`` it had stacked. On a disk that keeps case, the two names are two files."""
+    ``frame_0001.jpg`` it had stacked, and so did ``-o CARD/frame_0001.jpg``. On a disk that
+    keeps case, the names are other files."""
     for folder in (stick.mount / "card", tmp_path / "card"):
         frame, *_ = write_stack(folder, SceneSpec(width=160, height=120, seed=3), 3)
-        output = folder / frame.name.upper()
         kept = frame.read_bytes()
-        proc = stacker("stack", folder, "-o", output)
-        if folder.is_relative_to(stick.mount):
-            assert f"{output}: is one of the input frames" in one_line_error(proc)
-        else:
-            assert proc.returncode == 0, proc.stderr
-        assert frame.read_bytes() == kept
+        for output in (folder / frame.name.upper(), folder.with_name("CARD") / frame.name):
+            output.parent.mkdir(exist_ok=True)  # on the stick, card/ is CARD/
+            proc = stacker("stack", folder, "-o", output)
+            if folder.is_relative_to(stick.mount):
+                assert f"{output}: is one of the input frames" in one_line_error(proc)
+            else:
+                assert proc.returncode == 0, proc.stderr
+            assert frame.read_bytes() == kept
 
 
 def test_a_token_file_on_a_disk_without_permissions_is_refused_before_it_is_made(
