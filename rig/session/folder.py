@@ -186,6 +186,17 @@ def _claim(root: Path) -> Path:
             name = f"{stem}-{count}"
 
 
+def moved_away(folder: Path, identity: tuple[int, int]) -> str | None:
+    """Why the path ``folder`` no longer leads to the folder that was ``identity`` (its
+    device and inode when opened): a USB disk unplugged or unmounted under it, the folder
+    renamed; ``None`` while it does."""
+    try:
+        st = os.stat(folder)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None if (st.st_dev, st.st_ino) == identity else "another folder now"
+
+
 def resume_command(root: Path) -> str:
     """``rig resume`` of the session in ``root`` as it can be pasted into a shell (see
     :func:`shell_path`)."""
@@ -369,11 +380,7 @@ class SessionFolder:
         journal on neither with them. So is a folder renamed or moved away while shooting.
         """
         if self._identity is not None:
-            try:
-                st = os.stat(self.root)
-                why = None if (st.st_dev, st.st_ino) == self._identity else "another folder now"
-            except OSError as exc:
-                why = exc.strerror or str(exc)
+            why = moved_away(self.root, self._identity)
             if why is not None:
                 raise SessionFolderError(
                     f"{self.root}: the session folder is no longer there ({why}): its disk "

@@ -32,6 +32,7 @@ from rig.session.folder import (
     SessionFolder,
     check_reference,
     dated_folder,
+    moved_away,
     stack_file,
 )
 from rig.session.journal import rail_left, read_journal
@@ -176,6 +177,8 @@ class Station:
         self.units = focuser.capabilities.units
         self.limits = _jog_limits(focuser, travel)
         self._folder_lock: int | None = _claim_folder(self.root)
+        opened = os.stat(self.root)
+        self._root_identity = (opened.st_dev, opened.st_ino)  # see _check_sessions_folder
         empty_trash(self.root)  # ours alone now: no other station is deleting into it
         self._lock = threading.Lock()  # held while the rig moves or shoots for a request
         # Held while a request uses the camera and while a session is launched: what checks
@@ -465,9 +468,24 @@ class Station:
                 )
             )
 
+    def _check_sessions_folder(self) -> None:
+        """Refuse to write into :attr:`root` once it leads to another folder than the one the
+        station locked: its USB disk unplugged or unmounted (a desktop unmounts a pulled disk,
+        and may remove its mount point). A session started then was made, with the sessions
+        folder, on the disk beneath (the Raspberry Pi's SD card), shot and reported complete,
+        and hidden under the mount point once the disk was back."""
+        why = moved_away(self.root, self._root_identity)
+        if why is not None:
+            raise StationError(
+                f"{self.root}: the sessions folder is no longer there ({why}): its disk was "
+                "unplugged or unmounted; nothing is written anywhere else: plug it back in, "
+                "then start the station again"
+            )
+
     def test_shot(self) -> dict[str, Any]:
         """Shoot one frame where the rail stands; it shows as the page's last frame."""
         with self.exclusive("take a test shot"):
+            self._check_sessions_folder()
             folder = own_empty_folder(self.root / TEST_SHOT_DIR)
             with self._camera_lock:
                 try:
@@ -519,6 +537,7 @@ class Station:
                 checkpoint_every=max(4, plan.frames // 4),
                 camera=CameraSettings(self.camera).snapshot(),
             )
+            self._check_sessions_folder()
             sid = name or dated_folder(self.root, "stack").name
             if os.path.lexists(self.root / sid):
                 raise StationError(f"session {sid} exists already; resume it or choose a new name")
@@ -540,6 +559,7 @@ class Station:
         --accept-position`` does), or the rail was homed since (a session shot after homing).
         """
         with self.exclusive("resume"):  # looked up under the lock: no delete of it meanwhile
+            self._check_sessions_folder()
             folder = SessionFolder.find(self.files.session_dir(sid))
             plan = folder.plan
             if plan.units != self.units:

@@ -22,6 +22,7 @@ from rig.station.auth import load_token
 from rig.station.errors import StationError
 from tests.commands import one_line_error, stacker
 from tests.removable import Stick
+from tests.stations import station_of
 
 SPEC = SimRigSpec(width=320, height=240, time_scale=50.0)
 FRAMES = 5
@@ -73,6 +74,29 @@ def test_a_stick_pulled_mid_session_stops_it_and_nothing_is_shot_elsewhere(
     assert again.reason is FinishReason.COMPLETED, again.error
     assert sorted(SessionFolder(root).frames_on_disk()) == list(range(1, FRAMES + 1))
     assert SessionFolder(root).composite_path("tif").is_file()
+
+
+def test_a_station_whose_stick_was_pulled_shoots_nothing_onto_the_disk_beneath(
+    stick: Stick, tmp_path: Path
+) -> None:
+    """The station's sessions folder on a stick, unmounted as a desktop does when it goes: a
+    session started from the page was made, with the sessions folder, below the mount point,
+    shot and reported complete on the SD card, and hidden once the stick was mounted again;
+    a test shot went there too."""
+    use_virtual_camera(tmp_path / "vcam")
+    plan = ShotPlan.from_frames(0.0, SPEC.depth_um, 3, settle_s=0.0)
+    with SimulatedRig(SPEC) as sim:
+        station = station_of(sim, stick.mount / "sessions")
+        try:
+            stick.pull("unmounted")
+            for ask in (lambda: station.start(plan, name="beetle"), station.test_shot):
+                with pytest.raises(StationError, match="sessions folder is no longer there") as e:
+                    ask()
+                assert str(stick.mount / "sessions") in str(e.value) and "\n" not in str(e.value)
+        finally:
+            station.close()
+    stick.unplug()
+    assert list(stick.mount.iterdir()) == []  # nothing landed on the disk beneath
 
 
 def test_an_output_named_as_a_frame_in_another_case_is_refused_on_a_stick(
