@@ -23,17 +23,18 @@ import pytest
 class Stick:
     """A FAT32 file system in ``image``, mounted at ``mount`` while :attr:`plugged`."""
 
-    def __init__(self, image: Path, mount: Path) -> None:
+    def __init__(self, image: Path, mount: Path, mounts_within_s: float = 10.0) -> None:
         self.image, self.mount = image, mount
+        self.mounts_within_s = mounts_within_s
         self._fuse: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def made(cls, folder: Path, size_mb: int = 64) -> Stick:
+    def made(cls, folder: Path, size_mb: int = 64, *, mounts_within_s: float = 10.0) -> Stick:
         """A new stick in ``folder``, plugged in; skips the test where the tools are missing."""
         for tool in ("mkfs.vfat", "fusefat", "fusermount"):
             if shutil.which(tool) is None:
                 pytest.skip(f"{tool} is not installed (apt-get install dosfstools fusefat fuse)")
-        stick = cls(folder / "stick.img", folder / "stick")
+        stick = cls(folder / "stick.img", folder / "stick", mounts_within_s)
         stick.mount.mkdir()
         with stick.image.open("wb") as fh:
             fh.truncate(size_mb << 20)
@@ -60,12 +61,17 @@ class Stick:
                 stdout=log,
                 stderr=log,
             )
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + self.mounts_within_s
         while not os.path.ismount(self.mount):
             if self._fuse.poll() is not None:
+                self._fuse = None
                 why = said.read_text(errors="replace").strip().splitlines()
                 pytest.skip(f"cannot mount FUSE here: {why[-1] if why else 'fusefat ended'}")
-            assert time.monotonic() < deadline, "fusefat never mounted the stick"
+            if time.monotonic() > deadline:
+                # Left running, it mounted the stick later and kept it past the test run.
+                self._fuse.kill()
+                self.unplug()
+                pytest.fail(f"fusefat did not mount the stick in {self.mounts_within_s} s")
             time.sleep(0.02)
 
     def pull(self, how: str = "unmounted") -> None:
@@ -80,12 +86,20 @@ class Stick:
 
     def unplug(self) -> None:
         """Unmount and wait for fusefat to write everything to the image and end."""
-        if self._fuse is None:
+        fuse, self._fuse = self._fuse, None
+        if fuse is None:
             return
-        subprocess.run(["fusermount", "-u", "-z", str(self.mount)], capture_output=True)
         try:
-            self._fuse.wait(10)
-        except subprocess.TimeoutExpired:
-            self._fuse.kill()
-            self._fuse.wait(10)
-        self._fuse = None
+            self._unmount()
+            try:
+                fuse.wait(10)
+            except subprocess.TimeoutExpired:
+                fuse.kill()
+                fuse.wait(10)
+        finally:
+            # A fusefat killed while mounted (or that mounted after the first unmount) leaves
+            # a dead mount ("Transport endpoint is not connected") on the machine.
+            self._unmount()
+
+    def _unmount(self) -> None:
+        subprocess.run(["fusermount", "-u", "-z", str(self.mount)], capture_output=True)

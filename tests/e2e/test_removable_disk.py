@@ -3,8 +3,10 @@ a one-line fault naming the folder, nothing written anywhere else, resumable onc
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -143,3 +145,27 @@ def test_a_token_file_on_a_disk_without_permissions_is_refused_before_it_is_made
             assert not token_file.exists()
     finally:
         subprocess.run(["fusermount", "-u", str(exfat_like)], check=False)
+
+
+@pytest.mark.slow
+def test_a_stick_that_mounts_too_late_is_not_left_mounted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fusefat slower than the wait for it failed the test and went on running: it mounted
+    the stick afterwards and kept it mounted past the test run, on the CI machine."""
+    fusefat = shutil.which("fusefat")
+    if fusefat is None:
+        pytest.skip("fusefat is not installed (apt-get install fusefat)")
+    slow = tmp_path / "bin" / "fusefat"
+    slow.parent.mkdir()
+    slow.write_text(f'#!/bin/sh\nsleep 2\nexec {fusefat} "$@"\n')
+    slow.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{slow.parent}{os.pathsep}{os.environ['PATH']}")
+    mount = tmp_path / "stick"
+    try:
+        with pytest.raises(pytest.fail.Exception, match="did not mount"):
+            Stick.made(tmp_path, mounts_within_s=0.5)
+        time.sleep(3)  # past the slow fusefat's own start
+        assert not os.path.ismount(mount)
+    finally:
+        subprocess.run(["fusermount", "-u", "-z", str(mount)], capture_output=True)
