@@ -6,6 +6,7 @@ finds any file; a wheel only those declared)."""
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -123,3 +124,24 @@ def test_the_kernel_release_is_never_compared_as_a_version() -> None:
     for dependency in _project()["project"]["dependencies"]:
         marker = str(Requirement(dependency).marker or "")
         assert "platform_release >" not in marker and "platform_release <" not in marker
+
+
+def test_ci_goes_on_where_fusefat_cannot_be_installed(tmp_path: Path) -> None:
+    """The removable-disk tests skip without fusefat, but ``.ci/run`` (``set -e``) stopped at
+    its install on a system whose package lists have none, before any test ran."""
+    step = re.search(
+        r"^if ! command -v fusefat .*?^fi$", (ROOT / ".ci" / "run").read_text(), re.M | re.S
+    )
+    assert step is not None, ".ci/run installs fusefat in an `if ! command -v fusefat` step"
+    apt_get = tmp_path / "apt-get"
+    apt_get.write_text('#!/bin/sh\necho "E: Unable to locate package fusefat" >&2\nexit 100\n')
+    apt_get.chmod(0o755)
+    proc = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", f"{step[0]}\necho on to the tests"],
+        env={"PATH": str(tmp_path)},
+        executable=shutil.which("bash"),
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0 and "on to the tests" in proc.stdout, proc.stderr
+    assert "removable-disk tests skip" in proc.stderr
