@@ -519,17 +519,19 @@ def signals_as_ctrl_c(signals: tuple[signal.Signals, ...] = STOP_SIGNALS) -> Ite
 def _routed(route: Callable[[int], None], signals: tuple[signal.Signals, ...]) -> Iterator[None]:
     """Route ``signals`` to ``route``, which runs in the signal's context, while in the block.
 
-    A SIGHUP that is ignored on entry stays ignored: ``nohup`` asks for exactly that, a
-    command that runs on after its terminal is gone. Once any of ``signals`` came, the block
+    A signal that is ignored on entry stays ignored: ``nohup`` asks for exactly that of SIGHUP
+    (a command that runs on after its terminal is gone), and a shell without job control of
+    SIGINT for every command a script starts with ``&`` (a Ctrl-C meant for the script's
+    foreground job is not the background one's; Python itself leaves it ignored). Taken once
+    the command routed it, a ``kill -INT`` stopped such a command a second after it started,
+    and one sent while it loaded was lost. Once any of ``signals`` came, the block
     leaves the process in :func:`~stacker.launch.wind_down` rather than restoring the handlers
     before it: a second signal landing after the block, while the stop the first began winds
     up, ended the process with the default action (SIGTERM, SIGHUP) or in a traceback
     (Ctrl-C). So does a :class:`KeyboardInterrupt` leaving the block: a stop that code in it
     heard in its own way (``stacker batch`` notes those that come while its cluster starts).
     """
-    routed = [
-        s for s in signals if not (s == signal.SIGHUP and signal.getsignal(s) == signal.SIG_IGN)
-    ]
+    routed = [s for s in signals if signal.getsignal(s) != signal.SIG_IGN]
     came: list[int] = []
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

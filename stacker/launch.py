@@ -186,8 +186,9 @@ def wind_down(passes: int = 0) -> None:
         seen.append(signum)
 
     with contextlib.suppress(ValueError):
-        signal.signal(signal.SIGINT, on_signal)
-        signal.signal(signal.SIGTERM, on_signal)
+        for s in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(s) != signal.SIG_IGN:  # ignored from the start: stays so
+                signal.signal(s, on_signal)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 

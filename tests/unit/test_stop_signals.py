@@ -100,6 +100,28 @@ def test_a_hangup_ignored_from_the_start_stays_ignored() -> None:
     assert seen == []
 
 
+def test_a_ctrl_c_ignored_from_the_start_stays_ignored() -> None:
+    """A shell without job control starts every command of a script's ``&`` with SIGINT
+    ignored: a Ctrl-C meant for the script's foreground job is not the background one's. The
+    command took SIGINT once it routed it, so a ``kill -INT`` stopped it a second after it
+    started, and one sent while it loaded was lost; now neither does."""
+    from stacker.launch import wind_down
+
+    seen: list[int] = []
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with signals_handled(seen.append, ctrl_c_again_interrupts=True):
+            assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+            signal.raise_signal(signal.SIGINT)
+        wind_down()  # the way out, after a stop: its handlers leave it ignored too
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+    assert seen == []
+
+
 def test_a_handler_may_take_a_lock_the_main_thread_holds() -> None:
     """A signal lands between any two steps of the main thread. ``rig station`` hung past
     systemd's stop timeout when SIGTERM came as its main loop entered ``Event.wait`` on the
